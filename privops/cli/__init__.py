@@ -1,0 +1,1 @@
+"""The ``privops`` command line (typer + rich)."""

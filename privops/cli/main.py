@@ -1,0 +1,31 @@
+"""The ``privops`` console script: one entry point, one sub-command per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from privops.cli import local, schemas, topics
+
+app = typer.Typer(
+    name="privops",
+    help="Privacy operations on Apache Kafka: consent, rights requests, deadlines, audit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(local.app, name="local")
+app.add_typer(topics.app, name="topics")
+app.add_typer(schemas.app, name="schemas")
+
+
+@app.command()
+def worker() -> None:
+    """Run the Faust worker (agents, tables, HTTP on PRIVOPS_WEB_PORT)."""
+    # The CLI is the composition root: the worker lives in `streams`/`agents`, which
+    # privops itself never imports at module level.
+    from streams.app import run_worker
+
+    run_worker()
+
+
+if __name__ == "__main__":
+    app()

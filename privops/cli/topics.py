@@ -1,0 +1,28 @@
+"""`privops topics create`: every topic of the catalogue, idempotently."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from privops.cli.common import console, emit_json, run_async, settings
+from privops.kafka import create_topics
+from privops.topics import catalogue
+
+app = typer.Typer(help="Kafka topics from the catalogue (DESIGN.md section 4).")
+
+
+@app.command()
+def create(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Create every missing topic with its partitions and config; report the rest."""
+    cfg = settings()
+    outcomes = run_async(
+        lambda: create_topics(cfg.kafka_bootstrap, catalogue(cfg.topic_partitions))
+    )
+    if as_json:
+        emit_json([o.__dict__ for o in outcomes])
+        return
+    table = Table("topic", "partitions", "action", "note")
+    for o in outcomes:
+        table.add_row(o.name, str(o.partitions), "created" if o.created else "exists", o.note)
+    console.print(table)

@@ -1,0 +1,489 @@
+"""The data map: the company's processing described as data (DESIGN.md section 3).
+
+One YAML file says which system holds which categories, how long each category is
+kept and why, who receives it, and for which purposes. Erasure plans, task fan-out,
+DSAR manifests and the Art. 30 record are all derived from it, so a wrong file is
+rejected at start-up with the field path and the YAML line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from privops.errors import ConfigError
+from privops.vocab import Category, Channel, LawfulBasis, Purpose, System
+
+DATAMAP_ENV = "PRIVOPS_DATAMAP"
+
+# Identifier kinds the identity map and the systems' task payloads understand.
+IDENTIFIER_KINDS: frozenset[str] = frozenset(
+    {
+        "customer_id",
+        "account_number",
+        "email",
+        "phone",
+        "postal_address",
+        "contact_id",
+        "device_id",
+        "cookie_id",
+        "camera_ref",
+    }
+)
+
+# UK plus the EEA: no transfer safeguard is needed for recipients here.
+UK_EEA_COUNTRIES: frozenset[str] = frozenset(
+    {
+        *("GB", "IS", "LI", "NO"),
+        *("AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE"),
+        *("IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"),
+    }
+)
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _ReferenceError(ValueError):
+    """A cross-reference problem; carries the field path so the loader can find the line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(f"{_dotted(loc)}: {message}")
+        self.loc = loc
+        self.message = message
+
+
+# --- organisation -----------------------------------------------------------------------
+
+
+class Contact(_Model):
+    name: str | None = None
+    email: NonEmptyStr
+    phone: NonEmptyStr
+
+
+class Organisation(_Model):
+    controller: NonEmptyStr
+    company_number: str | None = None
+    address: NonEmptyStr
+    ico_registration: NonEmptyStr
+    dpo: Contact
+    security_measures: str = ""
+
+
+# --- systems ----------------------------------------------------------------------------
+
+
+class RetryPolicy(_Model):
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    backoff_seconds: float = Field(gt=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1.0)
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait, after attempt number `attempt` (1-based) timed out, before resending."""
+        if attempt < 1:
+            raise ValueError("attempt is 1-based")
+        return self.backoff_seconds * self.backoff_multiplier ** (attempt - 1)
+
+
+class SystemSpec(_Model):
+    description: NonEmptyStr
+    categories: tuple[Category, ...] = Field(min_length=1)
+    identifiers: tuple[str, ...] = Field(min_length=1)
+    # Filled from the system name by DataMap when absent ("privacy.tasks.<system>").
+    task_topic: Annotated[str, Field(pattern=_TOPIC_RE.pattern)]
+    sla_seconds: float = Field(gt=0)
+    retry: RetryPolicy
+
+    @model_validator(mode="after")
+    def _check(self) -> SystemSpec:
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError("categories: duplicate category")
+        unknown = [i for i in self.identifiers if i not in IDENTIFIER_KINDS]
+        if unknown:
+            raise ValueError(f"identifiers: unknown {unknown}; known: {sorted(IDENTIFIER_KINDS)}")
+        return self
+
+
+# --- categories and retention -----------------------------------------------------------
+
+
+class CategorySpec(_Model):
+    description: NonEmptyStr
+
+
+class RetentionCondition(StrEnum):
+    """A retention condition that is not a plain period."""
+
+    while_account_or_debt_open = "while_account_or_debt_open"
+    until_erasure_or_objection = "until_erasure_or_objection"
+
+
+class InvestigationHold(_Model):
+    """Kept while an investigation is open, then this many days after it concludes."""
+
+    investigation_hold_plus_days: int = Field(ge=0)
+
+
+class RetentionAnchor(StrEnum):
+    """What the retention period counts from."""
+
+    collected = "collected"
+    latest_financial_record = "latest_financial_record"
+    account_or_debt_closed = "account_or_debt_closed"
+    last_activity = "last_activity"
+
+
+class RetentionRule(_Model):
+    period_days: int | None = Field(default=None, ge=1)
+    period_from: RetentionAnchor = RetentionAnchor.collected
+    ground: NonEmptyStr
+    criteria: NonEmptyStr
+    condition: RetentionCondition | InvestigationHold | None = None
+    # Art. 17(3)(b): the period is a legal obligation an erasure request does not override.
+    overrides_erasure: bool = False
+    # Art. 17(3)(e): kept, with no end date, while a credit account or a debt is open.
+    kept_while_account_or_debt_open: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> RetentionRule:
+        if self.overrides_erasure and self.period_days is None:
+            raise ValueError("overrides_erasure needs period_days")
+        return self
+
+    def describe(self) -> str:
+        """The rule in one line, for the Art. 30 record and DSAR manifests."""
+        parts: list[str] = []
+        if self.period_days is not None:
+            parts.append(f"{self.period_days} days from {self.period_from.value.replace('_', ' ')}")
+        if isinstance(self.condition, InvestigationHold):
+            parts.append(
+                "while an investigation is open, then "
+                f"{self.condition.investigation_hold_plus_days} days after it concludes"
+            )
+        elif self.condition is not None:
+            parts.append(self.condition.value.replace("_", " "))
+        if self.kept_while_account_or_debt_open and (
+            self.condition is not RetentionCondition.while_account_or_debt_open
+        ):
+            parts.append("and while an account or debt is open")
+        return "; ".join(parts) or "no fixed period"
+
+
+# --- recipients -------------------------------------------------------------------------
+
+
+class RecipientKind(StrEnum):
+    payment_processor = "payment_processor"
+    credit_reference_agency = "credit_reference_agency"
+    debt_collection_agency = "debt_collection_agency"
+    supplier = "supplier"
+    group_company = "group_company"
+    fraud_prevention_agency = "fraud_prevention_agency"
+    service_provider = "service_provider"
+    public_authority = "public_authority"
+
+
+class Recipient(_Model):
+    name: NonEmptyStr
+    kind: RecipientKind
+    description: NonEmptyStr
+    categories: tuple[Category, ...] = Field(min_length=1)
+    # Names of the purposes (keys of `purposes`) for which the data is disclosed.
+    purposes: tuple[NonEmptyStr, ...] = Field(min_length=1)
+    country: Annotated[str, Field(pattern=_COUNTRY_RE.pattern)]
+    transfer_safeguard: str | None = None
+    # Whether erasure/restriction/rectification must be passed on (Art. 19).
+    notify_on_rights_requests: bool = True
+
+    @property
+    def outside_uk_eea(self) -> bool:
+        return self.country not in UK_EEA_COUNTRIES
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipient:
+        if self.outside_uk_eea and not self.transfer_safeguard:
+            raise ValueError(
+                f"transfer_safeguard is required for a recipient in {self.country} "
+                "(outside the UK/EEA)"
+            )
+        return self
+
+
+# --- purposes ---------------------------------------------------------------------------
+
+
+class AutomatedDecisionMaking(_Model):
+    solely_automated: bool
+    profiling: bool
+    description: NonEmptyStr
+    logic: NonEmptyStr
+    consequences: NonEmptyStr
+
+
+class PurposeSpec(_Model):
+    description: NonEmptyStr
+    lawful_basis: LawfulBasis
+    legitimate_interest: str | None = None
+    consent_purpose: Purpose | None = None
+    categories: tuple[Category, ...] = Field(min_length=1)
+    data_subjects: tuple[NonEmptyStr, ...] = Field(min_length=1)
+    channels: tuple[Channel, ...] = ()
+    systems: tuple[System, ...] = ()
+    source: str | None = None
+    automated_decision: AutomatedDecisionMaking | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PurposeSpec:
+        if self.lawful_basis is LawfulBasis.none:
+            raise ValueError("lawful_basis: every purpose needs a lawful basis")
+        if self.lawful_basis is LawfulBasis.legitimate_interest and not self.legitimate_interest:
+            raise ValueError("legitimate_interest: name the interest pursued (Art. 13(1)(d))")
+        return self
+
+
+# --- the map ----------------------------------------------------------------------------
+
+
+class DataMap(_Model):
+    organisation: Organisation
+    categories: dict[Category, CategorySpec]
+    systems: dict[System, SystemSpec]
+    retention: dict[Category, RetentionRule]
+    recipients: tuple[Recipient, ...] = ()
+    purposes: dict[NonEmptyStr, PurposeSpec]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task_topics(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        systems = data.get("systems")
+        if not isinstance(systems, Mapping):
+            return data
+        filled: dict[Any, Any] = {}
+        for name, spec in systems.items():
+            if isinstance(spec, Mapping) and "task_topic" not in spec:
+                spec = {**spec, "task_topic": f"privacy.tasks.{name}"}
+            filled[name] = spec
+        return {**data, "systems": filled}
+
+    @model_validator(mode="after")
+    def _check_references(self) -> DataMap:
+        problems = list(_reference_problems(self))
+        if problems:
+            raise problems[0]
+        return self
+
+    # --- queries ---
+
+    def systems_holding(self, category: Category) -> list[System]:
+        return [s for s in System if s in self.systems and category in self.systems[s].categories]
+
+    def categories_of(self, system: System) -> list[Category]:
+        spec = self.systems.get(system)
+        if spec is None:
+            return []
+        return [c for c in Category if c in spec.categories]
+
+    def recipients_of(self, categories: Iterable[Category]) -> list[Recipient]:
+        """Recipients that received at least one of `categories`, in file order."""
+        wanted = set(categories)
+        return [r for r in self.recipients if wanted.intersection(r.categories)]
+
+    def recipients_for_purpose(self, purpose: str) -> list[Recipient]:
+        return [r for r in self.recipients if purpose in r.purposes]
+
+    def retention_for(self, category: Category) -> RetentionRule:
+        try:
+            return self.retention[category]
+        except KeyError:
+            raise ConfigError(f"retention.{category}: no retention rule") from None
+
+    def holdings(self) -> dict[System, set[Category]]:
+        """Every system with every category it may hold: the default when nothing is known."""
+        return {s: set(spec.categories) for s, spec in self.systems.items()}
+
+    def purposes_for(self, categories: Iterable[Category]) -> dict[str, PurposeSpec]:
+        wanted = set(categories)
+        return {k: p for k, p in self.purposes.items() if wanted.intersection(p.categories)}
+
+
+def _reference_problems(dm: DataMap) -> Iterable[_ReferenceError]:
+    declared = set(dm.categories)
+    for system, spec in dm.systems.items():
+        for i, cat in enumerate(spec.categories):
+            if cat not in declared:
+                yield _ReferenceError(
+                    ("systems", system.value, "categories", i), f"category {cat} not declared"
+                )
+            if cat not in dm.retention:
+                yield _ReferenceError(
+                    ("systems", system.value, "categories", i),
+                    f"category {cat} has no retention rule",
+                )
+    for cat in dm.retention:
+        if cat not in declared:
+            yield _ReferenceError(("retention", cat.value), f"category {cat} not declared")
+    for n, rec in enumerate(dm.recipients):
+        for i, cat in enumerate(rec.categories):
+            if cat not in declared:
+                yield _ReferenceError(
+                    ("recipients", n, "categories", i), f"category {cat} not declared"
+                )
+        for i, purpose_name in enumerate(rec.purposes):
+            if purpose_name not in dm.purposes:
+                yield _ReferenceError(
+                    ("recipients", n, "purposes", i), f"purpose {purpose_name} not in purposes"
+                )
+    for name, purpose in dm.purposes.items():
+        for i, cat in enumerate(purpose.categories):
+            if cat not in declared:
+                yield _ReferenceError(
+                    ("purposes", name, "categories", i), f"category {cat} not declared"
+                )
+        for i, system in enumerate(purpose.systems):
+            if system not in dm.systems:
+                yield _ReferenceError(
+                    ("purposes", name, "systems", i), f"system {system} not in systems"
+                )
+    topics: dict[str, System] = {}
+    for system, spec in dm.systems.items():
+        if spec.task_topic in topics:
+            yield _ReferenceError(
+                ("systems", system.value, "task_topic"),
+                f"topic {spec.task_topic} already used by {topics[spec.task_topic]}",
+            )
+        topics[spec.task_topic] = system
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def default_datamap_path() -> Path:
+    """The repository's deploy/datamap.yaml, unless PRIVOPS_DATAMAP names another file."""
+    override = os.environ.get(DATAMAP_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "deploy" / "datamap.yaml"
+
+
+def load_datamap(path: Path | str | None = None) -> DataMap:
+    """Read and validate the data map; every problem becomes a ConfigError naming path and line."""
+    path = Path(path) if path is not None else default_datamap_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"data map {path}: cannot read ({exc.strerror or exc})") from exc
+    return parse_datamap(text, source=str(path))
+
+
+def parse_datamap(text: str, *, source: str = "<data map>") -> DataMap:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from exc
+    if root is None or not isinstance(data, dict):
+        raise ConfigError(f"{source}: line 1: the data map must be a YAML mapping")
+    _reject_duplicate_keys(root, source)
+    try:
+        return DataMap.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, root, source)) from exc
+
+
+def _reject_duplicate_keys(node: yaml.Node, source: str, loc: tuple[str | int, ...] = ()) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise ConfigError(
+                    f"{source}: {_dotted((*loc, key))} (line {key_node.start_mark.line + 1}): "
+                    "duplicate key"
+                )
+            seen.add(key)
+            _reject_duplicate_keys(value_node, source, (*loc, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicate_keys(item, source, (*loc, i))
+
+
+def _describe(exc: ValidationError, root: yaml.Node, source: str) -> str:
+    lines: list[str] = []
+    for err in exc.errors():
+        loc: tuple[str | int, ...] = tuple(err["loc"])
+        message = err["msg"]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, _ReferenceError):
+            loc = (*loc, *cause.loc)
+            message = cause.message
+        path, line = _locate(root, loc)
+        lines.append(f"{_dotted(path) or '<root>'} (line {line}): {message}")
+    count = len(lines)
+    head = f"{source}: invalid data map ({count} problem{'s' if count != 1 else ''})"
+    return "\n".join([head, *(f"  {line}" for line in lines)])
+
+
+def _locate(root: yaml.Node, loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], int]:
+    """Walk the composed YAML along a pydantic loc; return the path found and its line (1-based).
+
+    Parts that are not in the document (union member tags, a missing field) are skipped or
+    end the walk, so the line is the deepest node that exists.
+    """
+    node = root
+    path: list[str | int] = []
+    line = root.start_mark.line + 1
+    for part in loc:
+        if part == "[key]" and path:
+            continue  # the key node's line is already the current line
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if str(key_node.value) == str(part):
+                    child = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            if isinstance(part, str) and not _is_pydantic_tag(part):
+                path.append(part)
+                break
+            continue
+        node = child
+        path.append(part)
+    return tuple(path), line
+
+
+def _is_pydantic_tag(part: str) -> bool:
+    return "[" in part or part[:1].isupper() or part in {"str", "int", "float", "bool", "none"}
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,256 @@
+"""The identity map, the suppression list and subject refs: pure helpers, no I/O.
+
+`IdentityMap` keeps, per subject, the identifiers each system knows the subject by, so
+a task for a system carries exactly what that system can look up (DESIGN.md section 5).
+Raw identifiers stay inside this state (a Faust table). Whatever leaves it is a keyed
+HMAC: suppression keys (so an erased subject's identifiers can be recognised on
+re-import without being kept) and subject refs (the pseudonym in audit and logs).
+
+Identifier names are lower-case words (``customer_id``, ``contact_id``); ``email`` and
+``phone`` are shared across systems and normalised before hashing. Error messages never
+contain an identifier's value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Collection, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from privops.errors import ConfigError, DomainError
+from privops.vocab import System
+
+EMAIL: Final = "email"
+PHONE: Final = "phone"
+SUBJECT_REF_PREFIX: Final = "sr_"
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE_CHARS = re.compile(r"[\d\s()+\-.]+")
+_MAX_VALUE = 320
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Identifier(BaseModel):
+    """One identifier value and when it was last asserted (latest occurred_at wins)."""
+
+    model_config = _FROZEN
+
+    value: str
+    occurred_at: AwareDatetime
+
+    def older_than(self, value: str, occurred_at: datetime) -> bool:
+        """True when (occurred_at, value) should replace this one; the value breaks ties."""
+        return (self.occurred_at, self.value) < (occurred_at, value)
+
+
+class IdentityMap(BaseModel):
+    """A subject id and the identifiers each system uses for that subject.
+
+    `systems` holds values as the system sent them (trimmed), so its lookups match;
+    `email` and `phone` are the latest normalised values seen from any system.
+    """
+
+    model_config = _FROZEN
+
+    subject_id: str = Field(min_length=1)
+    systems: dict[System, dict[str, Identifier]] = Field(default_factory=dict)
+    email: Identifier | None = None
+    phone: Identifier | None = None
+
+    def identifiers(self) -> dict[System, dict[str, str]]:
+        """Plain per-system identifiers, e.g. {orders: {"customer_id": "C-1"}}."""
+        return {system: for_system(self, system) for system in self.systems}
+
+
+# ----------------------------------------------------------------- normalisation
+
+
+def normalise_email(value: str) -> str:
+    """Trimmed and lower-cased; raises DomainError if it does not look like an address."""
+    email = value.strip().lower()
+    if len(email) > _MAX_VALUE or not _EMAIL_SHAPE.fullmatch(email):
+        raise DomainError("malformed email identifier")
+    return email
+
+
+def normalise_phone(value: str) -> str:
+    """E.164-ish: '+' and digits; UK national numbers (leading 0) become +44.
+
+    Handles '+44 (0)20 ...', '0044 ...', '07700 900123' and a UK number whose leading 0
+    a spreadsheet dropped (10 digits). Raises DomainError for anything else.
+    """
+    raw = value.strip()
+    if not raw or not _PHONE_CHARS.fullmatch(raw) or "+" in raw[1:]:
+        raise DomainError("malformed phone identifier")
+    digits = re.sub(r"\D", "", raw)
+    if raw.startswith("+"):
+        pass
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    elif digits.startswith("0"):
+        digits = "44" + digits[1:]
+    elif len(digits) == 10:
+        digits = "44" + digits
+    if digits.startswith("440"):
+        digits = "44" + digits[3:]
+    if not 8 <= len(digits) <= 15:
+        raise DomainError("malformed phone identifier")
+    return "+" + digits
+
+
+def validate_identifiers(
+    identifiers: Mapping[str, str | None], *, accepted: Collection[str] | None = None
+) -> dict[str, str]:
+    """Clean an event's identifiers: drop empty values, check names, email and phone.
+
+    `accepted` (the identifiers a system knows subjects by, from the data map) keeps only
+    those names. Raises DomainError (dead-letter reason) when none is left, a name is not
+    a lower-case word, or an email/phone is malformed. Values come back trimmed.
+    """
+    clean: dict[str, str] = {}
+    for name, value in identifiers.items():
+        if value is None or not value.strip():
+            continue
+        if not _NAME.fullmatch(name):
+            raise DomainError(f"invalid identifier name {name[:64]!r}")
+        if accepted is not None and name not in accepted:
+            continue
+        if len(value) > _MAX_VALUE:
+            raise DomainError(f"identifier {name} is too long")
+        if name == EMAIL:
+            normalise_email(value)
+        elif name == PHONE:
+            normalise_phone(value)
+        clean[name] = value.strip()
+    if not clean:
+        wanted = f" (expected one of: {', '.join(sorted(accepted))})" if accepted else ""
+        raise DomainError(f"event carries no subject identifier{wanted}")
+    return clean
+
+
+# ------------------------------------------------------------------ identity map
+
+
+def merge(
+    identity: IdentityMap | None,
+    subject_id: str,
+    system: System,
+    identifiers: Mapping[str, str | None],
+    occurred_at: datetime,
+) -> IdentityMap:
+    """Record what `system` calls the subject, as of `occurred_at`. Pure.
+
+    Per (system, name) and for the global email/phone the latest occurred_at wins, so
+    late or redelivered events change nothing. Returns `identity` itself when nothing
+    changed (agents can skip the table write). Raises DomainError for bad identifiers, a
+    naive timestamp, or a map that belongs to another subject.
+    """
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        raise DomainError("occurred_at must be timezone-aware")
+    at = occurred_at.astimezone(UTC)
+    clean = validate_identifiers(identifiers)
+    if identity is None:
+        identity = IdentityMap(subject_id=subject_id)
+    elif identity.subject_id != subject_id:
+        raise DomainError("identity map belongs to another subject")
+
+    own = dict(identity.systems.get(system, {}))
+    updates: dict[str, object] = {}
+    for name, value in clean.items():
+        current = own.get(name)
+        if current is None or current.older_than(value, at):
+            own[name] = Identifier(value=value, occurred_at=at)
+            updates["systems"] = {**identity.systems, system: own}
+    for name, normalise in ((EMAIL, normalise_email), (PHONE, normalise_phone)):
+        if name in clean:
+            value = normalise(clean[name])
+            current = getattr(identity, name)
+            if current is None or current.older_than(value, at):
+                updates[name] = Identifier(value=value, occurred_at=at)
+    return identity.model_copy(update=updates) if updates else identity
+
+
+def for_system(identity: IdentityMap, system: System) -> dict[str, str]:
+    """What `system` can look the subject up by: its own ids and the email/phone it sent."""
+    return {name: ident.value for name, ident in identity.systems.get(system, {}).items()}
+
+
+# --------------------------------------------------------- suppression, subject refs
+
+
+def _hmac(secret: bytes, message: str) -> str:
+    if not secret:
+        raise ConfigError("the HMAC secret is empty")
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+
+
+def suppression_key(secret: bytes, kind: str, value: str) -> str:
+    """Keyed hash (HMAC-SHA256, hex) of one normalised identifier for the suppression list.
+
+    `kind` is "email", "phone", or "<system>.<name>" for a system-local id. Raises
+    DomainError for an empty or malformed value, ConfigError for an empty secret.
+    """
+    kind = kind.strip().lower()
+    if kind == EMAIL:
+        normalised = normalise_email(value)
+    elif kind == PHONE:
+        normalised = normalise_phone(value)
+    else:
+        normalised = value.strip()
+    if not kind or not normalised:
+        raise DomainError("empty identifier for suppression key")
+    return _hmac(secret, f"privops-suppression:{kind}:{normalised}")
+
+
+def _kinds(system: System | None, identifiers: Mapping[str, str]) -> Iterable[tuple[str, str]]:
+    for name, value in identifiers.items():
+        if name in (EMAIL, PHONE):
+            yield name, value
+        elif system is not None:
+            yield f"{system}.{name}", value
+
+
+def suppression_keys(secret: bytes, identity: IdentityMap) -> set[str]:
+    """Every suppression key for a subject being erased: email, phone and system ids."""
+    pairs: list[tuple[str, str]] = []
+    for system in identity.systems:
+        pairs.extend(_kinds(system, for_system(identity, system)))
+    pairs.extend(
+        (name, ident.value)
+        for name, ident in ((EMAIL, identity.email), (PHONE, identity.phone))
+        if ident
+    )
+    return {suppression_key(secret, kind, value) for kind, value in pairs}
+
+
+def is_reimport(
+    suppressed_keys: Collection[str],
+    secret: bytes,
+    identifiers: Mapping[str, str | None],
+    system: System | None = None,
+) -> bool:
+    """True when any identifier matches the suppression list (flag it, do not re-activate).
+
+    System-local ids only count when `system` is given; malformed values are skipped.
+    """
+    present = {name: value for name, value in identifiers.items() if value and value.strip()}
+    for kind, value in _kinds(system, present):
+        try:
+            key = suppression_key(secret, kind, value)
+        except DomainError:
+            continue
+        if key in suppressed_keys:
+            return True
+    return False
+
+
+def subject_ref(secret: bytes, subject_id: str) -> str:
+    """Pseudonymous subject reference for audit and logs: "sr_" + 24 hex chars of an HMAC."""
+    return SUBJECT_REF_PREFIX + _hmac(secret, f"privops-subject-ref:{subject_id}")[:24]

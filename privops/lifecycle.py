@@ -1,0 +1,118 @@
+"""The request lifecycle: one pure transition function over RequestState (DESIGN.md section 5).
+
+Read TRANSITIONS top to bottom as the story of a request. Two guards sit beside it:
+requests that change or disclose data (erasure, restriction, lift, rectification,
+access) reach in_progress only through identity_verified, and tasks are only sent from
+in_progress, so nothing is executed before identity is verified. Terminal states accept
+nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from privops.errors import DomainError
+from privops.vocab import TERMINAL_STATES, RequestState, RequestType
+
+
+class LifecycleEvent(StrEnum):
+    submitted = "submitted"
+    identity_required = "identity_required"
+    identity_verified = "identity_verified"
+    # Requests that need no proof of identity (objection, consent withdrawal, complaint).
+    accepted = "accepted"
+    clarification_requested = "clarification_requested"
+    clarification_received = "clarification_received"
+    tasks_sent = "tasks_sent"
+    all_tasks_final_complete = "all_tasks_final_complete"
+    all_tasks_final_partial = "all_tasks_final_partial"
+    # Finished without system tasks: nothing held, complaint answered, objection decided.
+    answered = "answered"
+    refused = "refused"
+    cancelled = "cancelled"
+
+
+S = RequestState
+E = LifecycleEvent
+
+# (state, event) -> next state. None is "no request yet".
+TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
+    (None, E.submitted): S.received,
+    # identity
+    (S.received, E.identity_required): S.identity_unverified,
+    (S.received, E.identity_verified): S.in_progress,
+    (S.identity_unverified, E.identity_verified): S.in_progress,
+    (S.received, E.accepted): S.in_progress,
+    # clarification pauses the running clock (Art. 12A)
+    (S.in_progress, E.clarification_requested): S.paused,
+    (S.paused, E.clarification_received): S.in_progress,
+    # work
+    (S.in_progress, E.tasks_sent): S.awaiting_systems,
+    (S.in_progress, E.answered): S.completed,
+    (S.awaiting_systems, E.all_tasks_final_complete): S.completed,
+    (S.awaiting_systems, E.all_tasks_final_partial): S.partially_completed,
+    # refusal (manifestly unfounded or excessive) is decided before any work goes out
+    (S.received, E.refused): S.refused,
+    (S.identity_unverified, E.refused): S.refused,
+    (S.in_progress, E.refused): S.refused,
+    (S.paused, E.refused): S.refused,
+    # cancellation by the subject or the DPO, before any work goes out
+    (S.received, E.cancelled): S.cancelled,
+    (S.identity_unverified, E.cancelled): S.cancelled,
+    (S.in_progress, E.cancelled): S.cancelled,
+    (S.paused, E.cancelled): S.cancelled,
+}
+
+# Requests that change or disclose personal data: never executed before identity is verified.
+IDENTITY_REQUIRED: frozenset[RequestType] = frozenset(
+    {
+        RequestType.erasure,
+        RequestType.restriction,
+        RequestType.restriction_lift,
+        RequestType.rectification,
+        RequestType.access,
+    }
+)
+
+# Events only some request types may take.
+EVENT_GUARDS: dict[LifecycleEvent, frozenset[RequestType]] = {
+    E.accepted: frozenset(set(RequestType) - IDENTITY_REQUIRED),
+}
+
+
+def transition(
+    state: RequestState | None, event: LifecycleEvent, *, request_type: RequestType
+) -> RequestState:
+    """The state after `event`, or DomainError naming the illegal transition."""
+    if state in TERMINAL_STATES:
+        raise _illegal(state, event, request_type, f"{state} is terminal")
+    allowed = EVENT_GUARDS.get(event)
+    if allowed is not None and request_type not in allowed:
+        raise _illegal(state, event, request_type, f"{request_type} requires identity_verified")
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise _illegal(state, event, request_type, "no such transition") from None
+
+
+def is_legal(
+    state: RequestState | None, event: LifecycleEvent, *, request_type: RequestType
+) -> bool:
+    try:
+        transition(state, event, request_type=request_type)
+    except DomainError:
+        return False
+    return True
+
+
+def legal_events(state: RequestState | None, *, request_type: RequestType) -> list[LifecycleEvent]:
+    return [e for e in LifecycleEvent if is_legal(state, e, request_type=request_type)]
+
+
+def _illegal(
+    state: RequestState | None, event: LifecycleEvent, request_type: RequestType, why: str
+) -> DomainError:
+    source = state.value if state is not None else "(new)"
+    return DomainError(
+        f"illegal transition: {source} --{event.value}--> ? ({request_type.value} request: {why})"
+    )

@@ -1,0 +1,514 @@
+"""Every privops Prometheus metric, defined once, on a registry of our own.
+
+Label values are bounded: each goes through a helper that checks it against a fixed
+vocabulary and maps anything else to ``"other"``, so a subject id, an e-mail address or an
+exception message can never become a time series. Label combinations drawn from the
+enums are created at import so dashboards and alerts see series at 0 before traffic.
+
+The worker serves ``render()`` at ``GET /metrics``. faust's own Prometheus sensor is meant
+to share ``REGISTRY`` under ``FAUST_SENSOR_PREFIX``::
+
+    setup_prometheus_sensors(app, registry=metrics.REGISTRY,
+                             name_prefix=metrics.FAUST_SENSOR_PREFIX)
+
+which exposes e.g. ``privops_faust_messages_received_total`` next to ours.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from privops import __version__
+from privops.vocab import (
+    OPEN_STATES,
+    TERMINAL_STATES,
+    Channel,
+    ConsentStatus,
+    Purpose,
+    RequestState,
+    RequestType,
+    System,
+)
+
+REGISTRY = CollectorRegistry()
+
+OTHER = "other"
+FAUST_SENSOR_PREFIX = "privops_faust"
+UK = ZoneInfo("Europe/London")
+
+# --------------------------------------------------------------------------------------
+# Label vocabularies that have no home in privops.vocab (metrics-only reasons/actions).
+
+
+class DeadLetterReason(StrEnum):
+    undecodable = "undecodable"
+    unknown_schema = "unknown_schema"
+    invalid_record = "invalid_record"
+    missing_identifier = "missing_identifier"
+    unknown_value = "unknown_value"
+
+
+class RejectionReason(StrEnum):
+    """Why a command on privacy.commands was refused (DESIGN.md section 8)."""
+
+    bad_signature = "bad_signature"
+    unknown_signer = "unknown_signer"
+    unknown_subject = "unknown_subject"
+    unknown_request = "unknown_request"
+    identity_unverified = "identity_unverified"
+    invalid_transition = "invalid_transition"
+    extension_not_allowed = "extension_not_allowed"
+    invalid_command = "invalid_command"
+    duplicate = "duplicate"
+
+
+class AuditAction(StrEnum):
+    """Audit actions as counted; the audit module's action names should match these."""
+
+    consent_changed = "consent_changed"
+    request_received = "request_received"
+    request_transitioned = "request_transitioned"
+    task_sent = "task_sent"
+    task_answered = "task_answered"
+    task_retried = "task_retried"
+    task_escalated = "task_escalated"
+    legal_hold_placed = "legal_hold_placed"
+    legal_hold_released = "legal_hold_released"
+    deadline_extended = "deadline_extended"
+    deadline_alert = "deadline_alert"
+    notification_sent = "notification_sent"
+    command_rejected = "command_rejected"
+    dead_lettered = "dead_lettered"
+
+
+class EventSource(StrEnum):
+    """Where a consumed event came from: a business system or a privops input topic."""
+
+    orders = "orders"
+    crm = "crm"
+    telephony = "telephony"
+    marketing = "marketing"
+    web = "web"
+    cctv = "cctv"
+    commands = "commands"
+    task_results = "task_results"
+
+
+INPUT_TOPICS: tuple[str, ...] = (
+    *(f"{s.value}.events" for s in System),
+    "privacy.commands",
+    "privacy.task-results",
+)
+KNOWN_TOPICS: frozenset[str] = frozenset(
+    {
+        *INPUT_TOPICS,
+        *(f"privacy.tasks.{s.value}" for s in System),
+        "privacy.consent-state",
+        "privacy.audit",
+        "privacy.alerts",
+        "privacy.notifications",
+        "privacy.deadletter",
+    }
+)
+
+#: Record names from the contract (DESIGN.md section 4); system event types are added
+#: from the schema catalogue at start-up via ``register_event_types``.
+_CONTRACT_EVENT_TYPES = (
+    "RequestSubmitted",
+    "IdentityVerified",
+    "ClarificationRequested",
+    "ClarificationReceived",
+    "DeadlineExtended",
+    "LegalHoldPlaced",
+    "LegalHoldReleased",
+    "RequestCancelled",
+    "TaskCompleted",
+    "TaskFailed",
+    "TaskRetained",
+    "NotFound",
+)
+MAX_EVENT_TYPES = 256
+_event_types: set[str] = set(_CONTRACT_EVENT_TYPES)
+
+
+def _values(*enums: Iterable[StrEnum]) -> frozenset[str]:
+    return frozenset(member.value for enum in enums for member in enum)
+
+
+SYSTEMS = _values(System)
+CHANNELS = _values(Channel)
+PURPOSES = _values(Purpose)
+CONSENT_STATUSES = _values(ConsentStatus)
+REQUEST_TYPES = _values(RequestType)
+REQUEST_STATES = _values(RequestState)
+OPEN_REQUEST_STATES = _values(OPEN_STATES)
+OUTCOMES = _values(TERMINAL_STATES)
+SOURCES = _values(EventSource)
+DEADLETTER_REASONS = _values(DeadLetterReason)
+REJECTION_REASONS = _values(RejectionReason)
+AUDIT_ACTIONS = _values(AuditAction)
+
+# --------------------------------------------------------------------------------------
+# Label helpers: the only way a value becomes a label.
+
+
+def bounded(value: object, allowed: Iterable[str]) -> str:
+    """``value`` as a label if it is in ``allowed``, else ``"other"``."""
+    text = value.value if isinstance(value, StrEnum) else value
+    return text if isinstance(text, str) and text in allowed else OTHER
+
+
+def system_label(value: object) -> str:
+    return bounded(value, SYSTEMS)
+
+
+def channel_label(value: object) -> str:
+    return bounded(value, CHANNELS)
+
+
+def purpose_label(value: object) -> str:
+    return bounded(value, PURPOSES)
+
+
+def consent_status_label(value: object) -> str:
+    return bounded(value, CONSENT_STATUSES)
+
+
+def request_type_label(value: object) -> str:
+    return bounded(value, REQUEST_TYPES)
+
+
+def request_state_label(value: object) -> str:
+    return bounded(value, REQUEST_STATES)
+
+
+def outcome_label(value: object) -> str:
+    return bounded(value, OUTCOMES)
+
+
+def source_label(value: object) -> str:
+    return bounded(value, SOURCES)
+
+
+def topic_label(value: object) -> str:
+    return bounded(value, KNOWN_TOPICS)
+
+
+def event_type_label(value: object) -> str:
+    return bounded(value, _event_types)
+
+
+def deadletter_reason_label(value: object) -> str:
+    return bounded(value, DEADLETTER_REASONS)
+
+
+def rejection_reason_label(value: object) -> str:
+    return bounded(value, REJECTION_REASONS)
+
+
+def audit_action_label(value: object) -> str:
+    return bounded(value, AUDIT_ACTIONS)
+
+
+def register_event_types(names: Iterable[str]) -> None:
+    """Allow record names from the schema catalogue as ``type`` labels (capped)."""
+    for name in names:
+        if len(_event_types) >= MAX_EVENT_TYPES:
+            break
+        if name.isidentifier() and len(name) <= 64:
+            _event_types.add(name)
+
+
+# --------------------------------------------------------------------------------------
+# Metric definitions (DESIGN.md section 7). Counters get ``_total`` from prometheus_client.
+
+EVENTS_CONSUMED = Counter(
+    "privops_events_consumed",
+    "Events consumed from input topics, by source and record type.",
+    ["source", "type"],
+    registry=REGISTRY,
+)
+CONSENT_CHANGES = Counter(
+    "privops_consent_changes",
+    "Consent or preference state changes, by purpose, channel and new status.",
+    ["purpose", "channel", "status"],
+    registry=REGISTRY,
+)
+REQUESTS = Counter(
+    "privops_requests",
+    "Rights requests that reached a terminal state, by type and outcome.",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
+REQUESTS_OPEN = Gauge(
+    "privops_requests_open",
+    "Rights requests currently open, by type and lifecycle state.",
+    ["type", "state"],
+    registry=REGISTRY,
+)
+TASK_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600)
+REQUEST_TASK_LATENCY = Histogram(
+    "privops_request_task_latency_seconds",
+    "Time from a task being sent to a system until its answer, by system.",
+    ["system"],
+    buckets=TASK_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+TASKS_PENDING = Gauge(
+    "privops_tasks_pending",
+    "Tasks sent to a system and not yet answered, by system.",
+    ["system"],
+    registry=REGISTRY,
+)
+TASK_RETRIES = Counter(
+    "privops_task_retries",
+    "Tasks re-sent after a system missed its SLA, by system.",
+    ["system"],
+    registry=REGISTRY,
+)
+TASK_ESCALATIONS = Counter(
+    "privops_task_escalations",
+    "Tasks escalated after the retry budget ran out, by system.",
+    ["system"],
+    registry=REGISTRY,
+)
+DEADLETTERS = Counter(
+    "privops_deadletter",
+    "Input records sent to privacy.deadletter, by source topic and reason.",
+    ["topic", "reason"],
+    registry=REGISTRY,
+)
+AUDIT_EVENTS = Counter(
+    "privops_audit_events",
+    "Audit events published on privacy.audit, by action.",
+    ["action"],
+    registry=REGISTRY,
+)
+COMMANDS_REJECTED = Counter(
+    "privops_commands_rejected",
+    "Commands refused with an audit event, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "privops_consumer_lag",
+    "Messages between the log end and the worker's committed offset, summed per topic.",
+    ["topic"],
+    registry=REGISTRY,
+)
+WORKER_UP = Gauge(
+    "privops_worker_up",
+    "1 while the privops worker is running, 0 while it starts or stops.",
+    registry=REGISTRY,
+)
+BUILD_INFO = Info("privops_build", "privops build information.", registry=REGISTRY)
+BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
+
+# --------------------------------------------------------------------------------------
+# Deadlines: a snapshot histogram kept from due dates, so a sweep costs O(changes).
+
+DSAR_DUE_BUCKETS: tuple[float, ...] = (-30, -7, -1, 0, 1, 3, 7, 14, 21, 30, 60, 90)
+
+
+def uk_today() -> date:
+    return datetime.now(tz=UK).date()
+
+
+class DeadlineBook(Collector):
+    """Open requests' due dates, exposed as the current distribution of days to due.
+
+    ``privops_dsar_due_in_days`` is a histogram of *open* requests (not a cumulative
+    history: do not ``rate()`` it) and ``privops_dsar_overdue`` counts those whose due
+    date (UK local) has passed. Both are computed at scrape time from a tally of due
+    dates, so they stay right as days pass without any sweep touching every request.
+    """
+
+    def __init__(self, today: Callable[[], date] = uk_today) -> None:
+        self._today = today
+        self._due: Tally[date] = Tally()
+        self._lock = threading.Lock()
+
+    def add(self, due: date) -> None:
+        with self._lock:
+            self._due[due] += 1
+
+    def remove(self, due: date) -> None:
+        with self._lock:
+            self._due[due] -= 1
+            if self._due[due] <= 0:
+                del self._due[due]
+
+    def move(self, old: date, new: date) -> None:
+        self.remove(old)
+        self.add(new)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._due.clear()
+
+    def due_in_days(self) -> list[tuple[int, int]]:
+        """(days to due, number of requests) pairs; negative days are overdue."""
+        today = self._today()
+        with self._lock:
+            return [((due - today).days, n) for due, n in self._due.items()]
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families([])
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.due_in_days())
+
+    def _families(self, pairs: list[tuple[int, int]]) -> Iterator[Metric]:
+        buckets: list[tuple[str, float]] = [
+            (repr(float(b)), float(sum(n for d, n in pairs if d <= b))) for b in DSAR_DUE_BUCKETS
+        ]  # le as Prometheus 3 normalises it ("3.0"), so rules match on 2.x and 3.x
+        total = sum(n for _, n in pairs)
+        buckets.append(("+Inf", float(total)))
+        yield HistogramMetricFamily(
+            "privops_dsar_due_in_days",
+            "Open requests by days until their legal due date (snapshot; negative = late).",
+            buckets=buckets,
+            sum_value=float(sum(d * n for d, n in pairs)),
+        )
+        overdue = GaugeMetricFamily(
+            "privops_dsar_overdue",
+            "Open requests past their legal due date.",
+        )
+        overdue.add_metric([], float(sum(n for d, n in pairs if d < 0)))
+        yield overdue
+
+
+DSAR_DEADLINES = DeadlineBook()
+REGISTRY.register(DSAR_DEADLINES)
+
+# --------------------------------------------------------------------------------------
+# Recording helpers: call sites pass domain values, labels are bounded here.
+
+
+def count_event(source: object, event_type: object) -> None:
+    EVENTS_CONSUMED.labels(source=source_label(source), type=event_type_label(event_type)).inc()
+
+
+def count_consent_change(purpose: object, channel: object, status: object) -> None:
+    CONSENT_CHANGES.labels(
+        purpose=purpose_label(purpose),
+        channel=channel_label(channel),
+        status=consent_status_label(status),
+    ).inc()
+
+
+def count_request(request_type: object, outcome: object) -> None:
+    REQUESTS.labels(type=request_type_label(request_type), outcome=outcome_label(outcome)).inc()
+
+
+def set_requests_open(request_type: object, state: object, count: int) -> None:
+    REQUESTS_OPEN.labels(
+        type=request_type_label(request_type), state=request_state_label(state)
+    ).set(count)
+
+
+def observe_task_latency(system: object, seconds: float) -> None:
+    REQUEST_TASK_LATENCY.labels(system=system_label(system)).observe(seconds)
+
+
+def set_tasks_pending(system: object, count: int) -> None:
+    TASKS_PENDING.labels(system=system_label(system)).set(count)
+
+
+def count_task_retry(system: object) -> None:
+    TASK_RETRIES.labels(system=system_label(system)).inc()
+
+
+def count_task_escalation(system: object) -> None:
+    TASK_ESCALATIONS.labels(system=system_label(system)).inc()
+
+
+def count_deadletter(topic: object, reason: object) -> None:
+    DEADLETTERS.labels(topic=topic_label(topic), reason=deadletter_reason_label(reason)).inc()
+
+
+def count_audit_event(action: object) -> None:
+    AUDIT_EVENTS.labels(action=audit_action_label(action)).inc()
+
+
+def count_command_rejected(reason: object) -> None:
+    COMMANDS_REJECTED.labels(reason=rejection_reason_label(reason)).inc()
+
+
+def record_consumer_lag(partition_lags: Iterable[tuple[str, int]]) -> None:
+    """Set lag per topic from (topic, lag) pairs, one per assigned partition."""
+    per_topic: Tally[str] = Tally()
+    for topic, lag in partition_lags:
+        per_topic[topic_label(topic)] += max(lag, 0)
+    for topic, lag in per_topic.items():
+        CONSUMER_LAG.labels(topic=topic).set(lag)
+
+
+def set_worker_up(up: bool) -> None:
+    WORKER_UP.set(1 if up else 0)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition body and its content type, for ``GET /metrics``."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_PLAIN_0_0_4
+
+
+def metric_names(registry: CollectorRegistry = REGISTRY) -> frozenset[str]:
+    """Every sample name ``registry`` can expose (``_total``, ``_bucket``, ... included)."""
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "info": ("_info",),
+        "gauge": ("",),
+        "summary": ("", "_sum", "_count", "_created"),
+    }
+    names: set[str] = set()
+    for family in registry.collect():
+        names.update(family.name + s for s in suffixes.get(family.type, ("",)))
+    return frozenset(names)
+
+
+def _preinitialise() -> None:
+    for request_type in REQUEST_TYPES:
+        for outcome in OUTCOMES:
+            REQUESTS.labels(type=request_type, outcome=outcome)
+        for state in OPEN_REQUEST_STATES:
+            REQUESTS_OPEN.labels(type=request_type, state=state)
+    for purpose in PURPOSES:
+        for channel in CHANNELS:
+            for status in CONSENT_STATUSES:
+                CONSENT_CHANGES.labels(purpose=purpose, channel=channel, status=status)
+    for system in SYSTEMS:
+        REQUEST_TASK_LATENCY.labels(system=system)
+        TASKS_PENDING.labels(system=system)
+        TASK_RETRIES.labels(system=system)
+        TASK_ESCALATIONS.labels(system=system)
+    for topic in INPUT_TOPICS:
+        for reason in DEADLETTER_REASONS:
+            DEADLETTERS.labels(topic=topic, reason=reason)
+    for action in AUDIT_ACTIONS:
+        AUDIT_EVENTS.labels(action=action)
+    for reason in REJECTION_REASONS:
+        COMMANDS_REJECTED.labels(reason=reason)
+    WORKER_UP.set(0)
+
+
+_preinitialise()

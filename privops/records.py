@@ -1,0 +1,518 @@
+"""Pydantic models for every record on privops' topics.
+
+The models are the typed Python view of the Avro contract in ``schemas/``: the .avsc
+files are generated from them (``privops schemas generate``), committed, versioned,
+and checked BACKWARD-compatible by the tests. ``ALL_RECORDS`` lists every record with a
+schema; nothing else is ever written to a privops topic.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from privops.vocab import (
+    Category,
+    Channel,
+    LawfulBasis,
+    ObjectionScope,
+    Purpose,
+    RequestType,
+    System,
+    TaskAction,
+)
+
+
+class Record(BaseModel):
+    """A record with an Avro schema. ``namespace`` + class name = the Avro full name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    namespace: ClassVar[str] = "privops"
+    doc: ClassVar[str] = ""
+
+    @classmethod
+    def fullname(cls) -> str:
+        return f"{cls.namespace}.{cls.__name__}"
+
+
+# --- shared pieces ----------------------------------------------------------------------
+
+
+class Identifiers(Record):
+    """How a system knows the subject. Raw values stay in events and privops' own state."""
+
+    namespace: ClassVar[str] = "privops.common"
+    customer_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    system_ref: str | None = None
+
+    def present(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+class SoftOptIn(Record):
+    """PECR reg. 22(3): all three conditions must hold for a soft opt-in."""
+
+    namespace: ClassVar[str] = "privops.common"
+    collected_in_sale_or_negotiation: bool = False
+    own_similar_products: bool = False
+    opt_out_offered: bool = False
+
+
+class Retention(Record):
+    namespace: ClassVar[str] = "privops.common"
+    category: Category
+    ground: str
+    until: datetime | None = None
+
+
+class ExportReference(Record):
+    namespace: ClassVar[str] = "privops.common"
+    location: str
+    record_count: int
+    checksum: str
+    media_type: str = "application/json"
+
+
+# --- upstream business events (<system>.events) ------------------------------------------
+
+
+class UpstreamEvent(Record):
+    namespace: ClassVar[str] = "privops.events"
+    event_id: str
+    occurred_at: datetime
+    source: System
+    subject_id: str
+    identifiers: Identifiers
+
+
+class CustomerCreated(UpstreamEvent):
+    doc: ClassVar[str] = "A customer account or CRM contact was created."
+    collected_in_sale_or_negotiation: bool = False
+    display_name_present: bool = True
+
+
+class CustomerUpdated(UpstreamEvent):
+    changed_fields: list[str] = []
+
+
+class QuoteRequested(UpstreamEvent):
+    quote_id: str
+    product_skus: list[str] = []
+    total_pence: int = 0
+
+
+class OrderPlaced(UpstreamEvent):
+    order_id: str
+    total_pence: int
+    currency: str = "GBP"
+    marketing_opt_out_offered: bool = True
+    marketing_opt_out_ticked: bool = False
+
+
+class PaymentRecorded(UpstreamEvent):
+    payment_id: str
+    order_id: str
+    amount_pence: int
+    method: str = "card"
+
+
+class CreditAccountApplied(UpstreamEvent):
+    application_id: str
+    credit_reference_agency: str
+
+
+class AccountBalanceChanged(UpstreamEvent):
+    doc: ClassVar[str] = "Credit account status and any debt; an open one blocks erasure."
+    credit_account_open: bool
+    balance_pence: int
+    overdue_pence: int = 0
+
+
+class SupportMessageReceived(UpstreamEvent):
+    message_id: str
+    medium: str = "email"
+
+
+class CallRecorded(UpstreamEvent):
+    call_id: str
+    recording_ref: str
+    duration_seconds: int
+
+
+class ConsentGiven(UpstreamEvent):
+    purpose: Purpose
+    channel: Channel
+    basis: LawfulBasis = LawfulBasis.consent
+    soft_opt_in: SoftOptIn | None = None
+    wording_ref: str | None = None
+
+
+class ConsentWithdrawn(UpstreamEvent):
+    purpose: Purpose
+    channel: Channel
+
+
+class UnsubscribeClicked(UpstreamEvent):
+    doc: ClassVar[str] = "The unsubscribe link in a marketing email was followed."
+    campaign_id: str
+
+
+class StopReplyReceived(UpstreamEvent):
+    doc: ClassVar[str] = "The subject replied STOP to a marketing SMS."
+    campaign_id: str
+
+
+class MarketingObjectionRecorded(UpstreamEvent):
+    doc: ClassVar[str] = "Art. 21(2) objection to direct marketing, recorded by a system."
+    note_ref: str | None = None
+
+
+class TpsStatusChecked(UpstreamEvent):
+    tps_register: str = "TPS"
+    listed: bool = False
+
+
+class TpsWaiverRecorded(UpstreamEvent):
+    doc: ClassVar[str] = "A TPS-listed subscriber told us they do not object to our calls."
+    evidence_ref: str
+
+
+class CookieConsentRecorded(UpstreamEvent):
+    analytics: bool
+    marketing: bool
+    banner_version: str = "1"
+
+
+class FootageCaptured(UpstreamEvent):
+    clip_id: str
+    camera: str
+    site: str
+
+
+class InvestigationOpened(UpstreamEvent):
+    investigation_id: str
+    reason: str
+
+
+class InvestigationClosed(UpstreamEvent):
+    investigation_id: str
+
+
+UPSTREAM_EVENTS: tuple[type[UpstreamEvent], ...] = (
+    CustomerCreated,
+    CustomerUpdated,
+    QuoteRequested,
+    OrderPlaced,
+    PaymentRecorded,
+    CreditAccountApplied,
+    AccountBalanceChanged,
+    SupportMessageReceived,
+    CallRecorded,
+    ConsentGiven,
+    ConsentWithdrawn,
+    UnsubscribeClicked,
+    StopReplyReceived,
+    MarketingObjectionRecorded,
+    TpsStatusChecked,
+    TpsWaiverRecorded,
+    CookieConsentRecorded,
+    FootageCaptured,
+    InvestigationOpened,
+    InvestigationClosed,
+)
+
+
+# --- commands (privacy.commands) ----------------------------------------------------------
+
+
+class Command(Record):
+    namespace: ClassVar[str] = "privops.commands"
+    command_id: str
+    request_id: str
+    issued_at: datetime
+    actor: str
+    signature: str | None = None
+
+
+class RequestSubmitted(Command):
+    request_type: RequestType
+    subject_id: str
+    received_on: date
+    identity_verified_on: date | None = None
+    rectification: dict[str, str] = {}
+    objection_scope: ObjectionScope | None = None
+    linked_request_id: str | None = None
+    reason: str | None = None
+
+
+class IdentityVerified(Command):
+    verified_on: date
+    method: str = "documents"
+
+
+class FeeReceived(Command):
+    received_on: date
+
+
+class ClarificationRequested(Command):
+    asked_on: date
+    question_ref: str | None = None
+
+
+class ClarificationReceived(Command):
+    received_on: date
+
+
+class DeadlineExtended(Command):
+    reason: str
+    notified_on: date
+
+
+class LegalHoldPlaced(Command):
+    hold_id: str
+    subject_id: str
+    categories: list[Category]
+    reason: str
+
+
+class LegalHoldReleased(Command):
+    hold_id: str
+    subject_id: str
+
+
+class ObjectionDecided(Command):
+    accepted: bool
+    reason: str
+
+
+class RequestRefused(Command):
+    reason: str
+
+
+class RequestCancelled(Command):
+    reason: str
+
+
+COMMANDS: tuple[type[Command], ...] = (
+    RequestSubmitted,
+    IdentityVerified,
+    FeeReceived,
+    ClarificationRequested,
+    ClarificationReceived,
+    DeadlineExtended,
+    LegalHoldPlaced,
+    LegalHoldReleased,
+    ObjectionDecided,
+    RequestRefused,
+    RequestCancelled,
+)
+
+
+# --- tasks (privacy.tasks.<system>) and their answers (privacy.task-results) ---------------
+
+
+class Task(Record):
+    namespace: ClassVar[str] = "privops.tasks"
+    action: ClassVar[TaskAction]
+    task_id: str
+    request_id: str
+    subject_id: str
+    system: System
+    attempt: int = 1
+    issued_at: datetime
+    identifiers: dict[str, str]
+    categories: list[Category] = []
+    keep: list[Retention] = []
+
+
+class Erase(Task):
+    action: ClassVar[TaskAction] = TaskAction.erase
+
+
+class Restrict(Task):
+    action: ClassVar[TaskAction] = TaskAction.restrict
+
+
+class LiftRestriction(Task):
+    action: ClassVar[TaskAction] = TaskAction.lift_restriction
+
+
+class Rectify(Task):
+    action: ClassVar[TaskAction] = TaskAction.rectify
+    changes: dict[str, str] = {}
+
+
+class Export(Task):
+    action: ClassVar[TaskAction] = TaskAction.export
+
+
+TASKS: tuple[type[Task], ...] = (Erase, Restrict, LiftRestriction, Rectify, Export)
+TASK_BY_ACTION: dict[TaskAction, type[Task]] = {t.action: t for t in TASKS}
+
+
+class TaskResult(Record):
+    namespace: ClassVar[str] = "privops.results"
+    task_id: str
+    request_id: str
+    system: System
+    answered_at: datetime
+    attempt: int = 1
+
+
+class TaskCompleted(TaskResult):
+    records_affected: int = 0
+    export: ExportReference | None = None
+
+
+class TaskFailed(TaskResult):
+    reason: str
+    retryable: bool = True
+
+
+class TaskRetained(TaskResult):
+    reason: str
+    categories: list[Category] = []
+
+
+class NotFound(TaskResult):
+    pass
+
+
+TASK_RESULTS: tuple[type[TaskResult], ...] = (TaskCompleted, TaskFailed, TaskRetained, NotFound)
+
+
+# --- privops' own outputs -------------------------------------------------------------------
+
+
+class ChannelConsent(Record):
+    namespace: ClassVar[str] = "privops.state"
+    purpose: Purpose
+    channel: Channel
+    status: str
+    basis: LawfulBasis
+    source: System | None = None
+    occurred_at: datetime | None = None
+    event_id: str | None = None
+    evidence: str | None = None
+
+
+class ConsentState(Record):
+    """privacy.consent-state (compacted): a subject's current preferences and flags."""
+
+    namespace: ClassVar[str] = "privops.state"
+    subject_id: str
+    updated_at: datetime
+    preferences: list[ChannelConsent] = []
+    marketing_objection: bool = False
+    tps_listed: bool = False
+    restricted: bool = False
+    suppressed: bool = False
+
+
+class AuditEvent(Record):
+    """privacy.audit: one hash-chained step. subject_ref is a keyed HMAC, never raw PII."""
+
+    namespace: ClassVar[str] = "privops.audit"
+    audit_id: str
+    chain: str
+    seq: int
+    request_id: str | None = None
+    subject_ref: str | None = None
+    actor: str
+    action: str
+    before: str | None = None
+    after: str | None = None
+    reason: str | None = None
+    occurred_at: datetime
+    prev_hash: str
+    hash: str
+
+
+class Alert(Record):
+    namespace: ClassVar[str] = "privops.alerts"
+    alert_id: str
+    request_id: str
+    raised_at: datetime
+
+
+class DeadlineApproaching(Alert):
+    request_type: RequestType
+    due_on: date
+    days_left: int
+
+
+class DeadlineBreached(Alert):
+    request_type: RequestType
+    due_on: date
+    days_overdue: int
+
+
+class TaskEscalated(Alert):
+    task_id: str
+    system: System
+    attempts: int
+
+
+ALERTS: tuple[type[Alert], ...] = (DeadlineApproaching, DeadlineBreached, TaskEscalated)
+
+
+class Notification(Record):
+    namespace: ClassVar[str] = "privops.notifications"
+    notification_id: str
+    request_id: str
+    issued_at: datetime
+
+
+class SubjectNotification(Notification):
+    """What must be told to the subject (Art. 12): extension, lift, outcome, access response."""
+
+    subject_id: str
+    kind: str
+    message: str
+    document: str | None = None
+    exports: list[ExportReference] = []
+
+
+class RecipientNotification(Notification):
+    """Art. 19: a recipient of the subject's data told of an erasure/restriction/rectification."""
+
+    recipient: str
+    action: TaskAction
+    categories: list[Category]
+    subject_ref: str
+
+
+NOTIFICATIONS: tuple[type[Notification], ...] = (SubjectNotification, RecipientNotification)
+
+
+class DeadLetter(Record):
+    """privacy.deadletter: input that could not be used, kept whole with the reason."""
+
+    namespace: ClassVar[str] = "privops.deadletter"
+    original_topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    reason: str
+    error: str
+    consumer: str
+    failed_at: datetime
+
+
+ALL_RECORDS: tuple[type[Record], ...] = (
+    *UPSTREAM_EVENTS,
+    *COMMANDS,
+    *TASKS,
+    *TASK_RESULTS,
+    ConsentState,
+    AuditEvent,
+    *ALERTS,
+    *NOTIFICATIONS,
+    DeadLetter,
+)
+RECORDS_BY_NAME: dict[str, type[Record]] = {r.fullname(): r for r in ALL_RECORDS}

@@ -1,0 +1,51 @@
+"""The Faust application: the only place the App is created (agents import it).
+
+Values travel as raw bytes on every topic and are decoded by the agents themselves
+(``streams.io``), so a record that cannot be decoded is dead-lettered with its original
+bytes, topic, partition and offset instead of being skipped inside the consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from privops import metrics
+from privops.settings import get_settings
+
+settings = get_settings()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    store=settings.store,
+    datadir=str(settings.worker_data_dir),
+    autodiscover=["agents"],
+    origin="streams",
+    topic_partitions=settings.topic_partitions,
+    topic_allow_declare=True,
+    topic_disable_leader=True,
+    value_serializer="raw",
+    key_serializer="raw",
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    producer_acks=-1,
+    stream_wait_empty=False,
+    broker_commit_every=100,
+    broker_commit_interval=1.0,
+    table_cleanup_interval=60.0,
+    consumer_auto_offset_reset="earliest",
+)
+setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix="faust")
+
+
+def run_worker(loglevel: str = "info") -> None:
+    """Start the worker in this process (blocks until stopped)."""
+    from faust.worker import Worker
+
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    app.discover()
+    Worker(app, loglevel=loglevel, web_port=settings.web_port, web_host=settings.web_host).execute_from_commandline()

@@ -1,0 +1,76 @@
+"""Topics, encoding and the dead-letter path: how agents read and write records.
+
+Every topic of the catalogue is declared here once, as bytes in and bytes out. Agents
+call ``decode`` (which dead-letters what it cannot use and returns None) and ``emit``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.types import EventT, TopicT
+
+from privops import metrics
+from privops.errors import DecodeError
+from privops.records import DeadLetter, Record
+from privops.serde import Serde
+from privops.topics import DEADLETTER, catalogue
+from streams.app import app, settings
+
+log = logging.getLogger(__name__)
+
+serde = Serde(settings.registry_url, settings.schema_dir)
+
+TOPICS: dict[str, TopicT] = {
+    spec.name: app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+        config=dict(spec.config) or None,
+    )
+    for spec in catalogue(settings.topic_partitions)
+}
+
+
+def topic(name: str) -> TopicT:
+    return TOPICS[name]
+
+
+async def emit(name: str, key: str, record: Record) -> None:
+    """Encode ``record`` for the registry and send it, keyed, to topic ``name``."""
+    await TOPICS[name].send(key=key.encode(), value=serde.encode(record))
+
+
+async def decode(event: EventT[Any, Any], consumer: str) -> Record | None:
+    """The record in ``event``, or None after dead-lettering it with the reason."""
+    try:
+        return await serde.decode_async(event.value)
+    except DecodeError as exc:
+        await dead_letter(event, consumer, exc.reason, exc.detail)
+        return None
+
+
+async def dead_letter(event: EventT[Any, Any], consumer: str, reason: str, error: str) -> None:
+    """Keep unusable input whole on privacy.deadletter, count it, and go on."""
+    message = event.message
+    letter = DeadLetter(
+        original_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key if isinstance(message.key, bytes) else None,
+        value=message.value if isinstance(message.value, bytes) else None,
+        reason=reason,
+        error=error[:2000],
+        consumer=consumer,
+        failed_at=datetime.now(UTC),
+    )
+    metrics.count_deadletter(message.topic, reason)
+    log.warning(
+        "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
+    )
+    await TOPICS[DEADLETTER].send(key=message.key, value=serde.encode(letter))

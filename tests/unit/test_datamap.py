@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from privops.datamap import (
+    DataMap,
+    InvestigationHold,
+    RetentionCondition,
+    default_datamap_path,
+    load_datamap,
+    parse_datamap,
+)
+from privops.errors import ConfigError
+from privops.vocab import Category, System
+
+REAL = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
+
+
+@pytest.fixture(scope="module")
+def dm() -> DataMap:
+    return load_datamap(REAL)
+
+
+def test_real_datamap_loads_with_every_system_and_category(dm: DataMap) -> None:
+    assert set(dm.systems) == set(System)
+    assert set(dm.categories) == set(Category)
+    assert set(dm.retention) == set(Category)
+    assert dm.organisation.ico_registration == "ZA242691"
+
+
+def test_task_topic_defaults_to_system_name(dm: DataMap) -> None:
+    for system, spec in dm.systems.items():
+        assert spec.task_topic == f"privacy.tasks.{system}"
+        assert spec.retry.max_attempts == 3
+        assert 0 < spec.sla_seconds <= 30
+
+
+def test_queries(dm: DataMap) -> None:
+    assert dm.systems_holding(Category.cctv) == [System.cctv]
+    assert dm.systems_holding(Category.interactions) == [System.crm, System.telephony]
+    assert dm.categories_of(System.orders) == [
+        Category.contact,
+        Category.payment,
+        Category.purchases,
+        Category.credit,
+    ]
+    names = {r.name for r in dm.recipients_of([Category.credit])}
+    assert "Credit reference agencies" in names
+    assert "Product suppliers" not in names
+    assert dm.recipients_of([Category.web]) == []
+
+
+def test_retention_rules_from_the_notice(dm: DataMap) -> None:
+    purchases = dm.retention_for(Category.purchases)
+    assert purchases.overrides_erasure
+    assert purchases.period_days is not None
+    assert purchases.period_days >= 6 * 365
+    assert purchases.ground.startswith("legal_obligation")
+    assert dm.retention_for(Category.credit).condition is (
+        RetentionCondition.while_account_or_debt_open
+    )
+    cctv = dm.retention_for(Category.cctv)
+    assert cctv.period_days == 30
+    assert cctv.condition == InvestigationHold(investigation_hold_plus_days=730)
+    assert dm.retention_for(Category.web).period_days == 395
+
+
+def test_transfers_outside_uk_eea_have_safeguards(dm: DataMap) -> None:
+    abroad = [r for r in dm.recipients if r.outside_uk_eea]
+    assert abroad
+    assert all(r.transfer_safeguard for r in abroad)
+
+
+def test_credit_purpose_declares_automated_decision_and_source(dm: DataMap) -> None:
+    credit = dm.purposes["credit_accounts"]
+    assert credit.automated_decision is not None
+    assert credit.source is not None
+    assert "Credit reference" in credit.source
+
+
+def test_retry_backoff(dm: DataMap) -> None:
+    retry = dm.systems[System.orders].retry
+    assert [retry.delay_after(n) for n in (1, 2, 3)] == [5, 10, 20]
+
+
+def test_default_path_and_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("PRIVOPS_DATAMAP", raising=False)
+    assert default_datamap_path() == REAL
+    monkeypatch.setenv("PRIVOPS_DATAMAP", str(tmp_path / "x.yaml"))
+    assert default_datamap_path() == tmp_path / "x.yaml"
+
+
+def _broken(old: str, new: str) -> str:
+    text = REAL.read_text()
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        (
+            "retry: {max_attempts: 3, backoff_seconds: 5, backoff_multiplier: 2}\n  crm:",
+            "retry: {max_attempts: 0, backoff_seconds: 5, backoff_multiplier: 2}\n  crm:",
+            "systems.orders.retry.max_attempts",
+            "max_attempts: 0",
+        ),
+        ("  telephony:\n", "  telefony:\n", "systems.telefony", "telefony:"),
+        ("    sla_seconds: 30\n", "    sla_seconds: soon\n", "systems.cctv.sla_seconds", "soon"),
+        (
+            "    identifiers: [camera_ref]\n",
+            "    identifiers: [camera_ref]\n    colour: blue\n",
+            "systems.cctv.colour",
+            "colour: blue",
+        ),
+        (
+            "    categories: [cctv]\n",
+            "    categories: [cctv, biometrics]\n",
+            "systems.cctv.categories[1]",
+            "biometrics",
+        ),
+        (
+            "    country: US\n    transfer_safeguard: >-\n",
+            "    country: US\n    transfer_safegurd: >-\n",
+            "recipients[6].transfer_safegurd",
+            "transfer_safegurd",
+        ),
+        (
+            "    purposes: [business_intelligence]\n    country: GB\n",
+            "    purposes: [business_intelligence]\n    country: US\n",
+            "recipients[3]",
+            "name: Product suppliers",
+        ),
+        (
+            "  ico_registration: ZA242691\n",
+            "",
+            "organisation.ico_registration",
+            "organisation:",
+        ),
+    ],
+)
+def test_broken_yaml_names_field_and_line(
+    tmp_path: Path, old: str, new: str, field: str, needle: str
+) -> None:
+    text = _broken(old, new)
+    path = tmp_path / "datamap.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_datamap(path)
+    message = str(info.value)
+    assert f"{field} (line {_line_of(text, needle)})" in message, message
+
+
+def test_reference_to_undeclared_category_names_field_and_line(tmp_path: Path) -> None:
+    text = _broken(
+        "  web:\n    description: Cookies",
+        "  webb:\n    description: Cookies",
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    assert "categories.webb" in str(info.value)
+    assert f"(line {_line_of(text, 'webb:')})" in str(info.value)
+
+
+def test_recipient_purpose_must_exist() -> None:
+    text = _broken("    purposes: [debt_recovery]\n", "    purposes: [debt_recovry]\n")
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    line = _line_of(text, "debt_recovry")
+    assert f"recipients[2].purposes[0] (line {line}): purpose debt_recovry" in str(info.value)
+
+
+def test_cross_reference_error_points_at_the_using_line() -> None:
+    text = _broken("    systems: [orders, crm, web]\n", "    systems: [orders, crm, wep]\n")
+    with pytest.raises(ConfigError, match=r"purposes\.goods_and_services\.systems\[2\]"):
+        parse_datamap(text)
+
+
+def test_missing_retention_rule_is_reported() -> None:
+    text = _broken(
+        "  interactions:\n    period_days: 90\n",
+        "  interactionz:\n    period_days: 90\n",
+    )
+    with pytest.raises(ConfigError, match=r"retention\.interactionz"):
+        parse_datamap(text)
+
+
+def test_duplicate_key_is_an_error() -> None:
+    text = _broken(
+        "  ico_registration: ZA242691\n", "  ico_registration: A\n  ico_registration: B\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"organisation\.ico_registration \(line \d+\): duplicate"
+    ):
+        parse_datamap(text)
+
+
+def test_invalid_yaml_syntax_names_line() -> None:
+    with pytest.raises(ConfigError, match=r"line 3: invalid YAML"):
+        parse_datamap("organisation:\n  controller: [unclosed\n")
+
+
+def test_missing_file_is_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_datamap(tmp_path / "absent.yaml")
+
+
+def test_not_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        parse_datamap("- a\n- b\n")

@@ -1,0 +1,213 @@
+"""The UK deadline table, written from the ICO's "time limits" guidance.
+
+Every expected date was checked against a real calendar (weekday and the GOV.UK
+England-and-Wales bank holiday list); the comment on each row says why it lands there.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from privops.deadlines import (
+    add_months,
+    can_extend,
+    clock_start,
+    complaint_ack_due,
+    days_left,
+    due_date,
+    extend,
+    is_working_day,
+    next_working_day,
+    pause_length,
+)
+from privops.errors import DomainError
+
+D = date.fromisoformat
+
+
+@pytest.mark.parametrize(
+    ("start", "extended", "paused", "expected"),
+    [
+        # ICO's own example: received 3 September, due 3 October (a Friday).
+        ("2025-09-03", False, 0, "2025-10-03"),
+        # No 31 February: last day of February (Fri 28 Feb 2025) ...
+        ("2025-01-31", False, 0, "2025-02-28"),
+        # ... or 29 February in a leap year (Tue 29 Feb 2028).
+        ("2028-01-31", False, 0, "2028-02-29"),
+        # No 31 April: Thu 30 April.
+        ("2026-03-31", False, 0, "2026-04-30"),
+        ("2025-08-31", False, 0, "2025-09-30"),
+        # Across the year end.
+        ("2025-12-15", False, 0, "2026-01-15"),
+        # Received on a Saturday: the clock still starts that day.
+        ("2025-10-04", False, 0, "2025-11-04"),
+        # Due Sat 8 Nov / Sun 9 Nov 2025 -> Mon 10 Nov.
+        ("2025-10-08", False, 0, "2025-11-10"),
+        ("2025-10-09", False, 0, "2025-11-10"),
+        # 2027: Christmas Sat, Boxing Day Sun, substitute days Mon 27 and Tue 28 -> Wed 29.
+        ("2027-11-25", False, 0, "2027-12-29"),
+        ("2027-11-26", False, 0, "2027-12-29"),
+        ("2027-11-27", False, 0, "2027-12-29"),
+        ("2027-11-28", False, 0, "2027-12-29"),
+        # 2026: Boxing Day Sat, substitute Mon 28 Dec -> Tue 29 Dec.
+        ("2026-11-26", False, 0, "2026-12-29"),
+        # Christmas 2025 Thu, Boxing Day Fri, then the weekend -> Mon 29 Dec.
+        ("2025-11-25", False, 0, "2025-12-29"),
+        # New Year's Day 2028 is a Saturday, substitute Mon 3 Jan -> Tue 4 Jan.
+        ("2027-12-01", False, 0, "2028-01-04"),
+        # Good Friday 3 Apr 2026, weekend, Easter Monday 6 Apr -> Tue 7 Apr.
+        ("2026-03-03", False, 0, "2026-04-07"),
+        # Good Friday 26 Mar 2027 and Sun 28 Mar (before Easter Monday 29) -> Tue 30 Mar.
+        ("2027-02-26", False, 0, "2027-03-30"),
+        ("2027-02-28", False, 0, "2027-03-30"),
+        # Early May bank holiday Mon 4 May 2026 -> Tue 5 May.
+        ("2026-04-04", False, 0, "2026-05-05"),
+        # Spring bank holiday Mon 28 May 2029 -> Tue 29 May.
+        ("2029-04-28", False, 0, "2029-05-29"),
+        # Extension: three months from the start by the same rule.
+        ("2025-09-03", True, 0, "2025-12-03"),
+        # 30 Nov + 3 months = no 30 Feb -> Sat 28 Feb 2026 -> Mon 2 Mar.
+        ("2025-11-30", True, 0, "2026-03-02"),
+        ("2027-11-30", True, 0, "2028-02-29"),
+        ("2027-09-25", True, 0, "2027-12-29"),
+        # Clarification pause: the due date moves later by the paused days.
+        ("2025-09-03", False, 5, "2025-10-08"),
+        # Month-end first (28 Feb), then 2 paused days -> Sun 2 Mar -> Mon 3 Mar.
+        ("2025-01-31", False, 2, "2025-03-03"),
+        # Pause lands the date on Christmas 2027 -> Wed 29 Dec.
+        ("2027-11-20", False, 5, "2027-12-29"),
+        # Pause and extension together: 3 Dec 2025 + 4 days = Sun 7 Dec -> Mon 8 Dec.
+        ("2025-09-03", True, 4, "2025-12-08"),
+    ],
+)
+def test_due_date_table(start: str, extended: bool, paused: int, expected: str) -> None:
+    assert due_date(D(start), extended=extended, paused_days=paused) == D(expected)
+
+
+def test_due_date_rejects_negative_pause() -> None:
+    with pytest.raises(DomainError, match="paused_days"):
+        due_date(D("2025-09-03"), paused_days=-1)
+
+
+def test_bank_holidays_come_from_the_package_with_substitute_days() -> None:
+    for day in ("2027-12-27", "2027-12-28", "2026-12-28", "2026-04-03", "2026-04-06"):
+        assert not is_working_day(D(day))
+    assert is_working_day(D("2027-12-29"))
+    assert next_working_day(D("2027-12-24")) == D("2027-12-24")
+    assert next_working_day(D("2027-12-25")) == D("2027-12-29")
+
+
+@pytest.mark.parametrize(
+    ("start", "months", "expected"),
+    [
+        ("2025-01-31", 1, "2025-02-28"),
+        ("2024-01-31", 1, "2024-02-29"),
+        ("2025-11-30", 3, "2026-02-28"),
+        ("2025-12-31", 1, "2026-01-31"),
+        ("2025-10-31", 14, "2026-12-31"),
+    ],
+)
+def test_add_months(start: str, months: int, expected: str) -> None:
+    assert add_months(D(start), months) == D(expected)
+
+
+@pytest.mark.parametrize(
+    ("received", "identity", "fee", "fee_required", "expected"),
+    [
+        # ID verified after receipt: the clock starts on verification.
+        ("2025-09-03", "2025-09-10", None, False, "2025-09-10"),
+        # Known customer, verified before the request arrived: receipt starts it.
+        ("2025-09-03", "2025-08-01", None, False, "2025-09-03"),
+        # Identity not yet verified: no clock.
+        ("2025-09-03", None, None, False, None),
+        # Fee required and received after verification: the fee starts it.
+        ("2025-09-03", "2025-09-10", "2025-09-15", True, "2025-09-15"),
+        # Fee required but not received: no clock.
+        ("2025-09-03", "2025-09-10", None, True, None),
+        # A fee date is irrelevant where no fee was chargeable.
+        ("2025-09-03", "2025-09-10", "2025-09-20", False, "2025-09-10"),
+        # Fee paid before verification: the later of the two.
+        ("2025-09-03", "2025-09-12", "2025-09-05", True, "2025-09-12"),
+    ],
+)
+def test_clock_start(
+    received: str, identity: str | None, fee: str | None, fee_required: bool, expected: str | None
+) -> None:
+    got = clock_start(
+        D(received),
+        D(identity) if identity else None,
+        D(fee) if fee else None,
+        fee_required=fee_required,
+    )
+    assert got == (D(expected) if expected else None)
+
+
+def test_identity_verified_later_moves_the_due_date() -> None:
+    start = clock_start(D("2025-09-03"), D("2025-09-10"))
+    assert start is not None
+    assert due_date(start) == D("2025-10-10")
+
+
+def test_pause_length() -> None:
+    assert pause_length(D("2025-09-05"), D("2025-09-08")) == 3
+    assert pause_length(D("2025-09-05"), D("2025-09-05")) == 0
+    with pytest.raises(DomainError, match="before it was asked"):
+        pause_length(D("2025-09-08"), D("2025-09-05"))
+
+
+@pytest.mark.parametrize(
+    ("today", "paused", "allowed"),
+    [
+        ("2025-09-03", 0, True),
+        ("2025-10-03", 0, True),  # the first month's due date itself
+        ("2025-10-04", 0, False),
+        ("2025-10-06", 5, True),  # a pause lengthens the first month (due 8 Oct)
+        ("2025-10-09", 5, False),
+    ],
+)
+def test_can_extend_only_while_first_month_runs(today: str, paused: int, allowed: bool) -> None:
+    assert can_extend(D("2025-09-03"), D(today), paused_days=paused) is allowed
+
+
+def test_extend_gives_three_months_from_start() -> None:
+    assert extend(D("2025-09-03"), D("2025-09-20"), "numerous requests") == D("2025-12-03")
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_extend_needs_a_reason(reason: str) -> None:
+    with pytest.raises(DomainError, match="reason"):
+        extend(D("2025-09-03"), D("2025-09-20"), reason)
+
+
+def test_extend_refused_after_first_month() -> None:
+    with pytest.raises(DomainError, match="first month"):
+        extend(D("2025-09-03"), D("2025-10-04"), "complex")
+
+
+@pytest.mark.parametrize(
+    ("received", "days", "expected"),
+    [
+        # 30 days beginning with the day of receipt: 1 Mar is day 1, 30 Mar day 30.
+        ("2026-03-01", 30, "2026-03-30"),
+        ("2026-03-01", 14, "2026-03-14"),
+        # Calendar days: a Sunday deadline stays a Sunday (s.164A has no roll-forward).
+        ("2026-02-07", 30, "2026-03-08"),
+    ],
+)
+def test_complaint_ack_due(received: str, days: int, expected: str) -> None:
+    assert complaint_ack_due(D(received), days) == D(expected)
+
+
+def test_complaint_ack_due_rejects_empty_period() -> None:
+    with pytest.raises(DomainError):
+        complaint_ack_due(D("2026-03-01"), 0)
+
+
+@pytest.mark.parametrize(
+    ("today", "left"),
+    [("2025-10-03", 7), ("2025-10-10", 0), ("2025-10-11", -1), ("2025-11-10", -31)],
+)
+def test_days_left(today: str, left: int) -> None:
+    assert days_left(D("2025-10-10"), D(today)) == left
