@@ -13,8 +13,8 @@ redelivered fact changes nothing. At equal occurred_at the more protective fact 
 contacts someone who said no.
 
 Suppression (erasure) is terminal: the consent records, objection, TPS and restriction
-markers are dropped, only the suppression marker is kept, and every later fact is ignored (a re-import never
-re-activates an erased subject).
+markers are dropped, only the earliest suppression marker is kept, and every later fact
+is ignored (a re-import never re-activates an erased subject).
 """
 
 from __future__ import annotations

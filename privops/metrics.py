@@ -382,12 +382,15 @@ class DeadlineBook(Collector):
         ]  # le as Prometheus 3 normalises it ("3.0"), so rules match on 2.x and 3.x
         total = sum(n for _, n in pairs)
         buckets.append(("+Inf", float(total)))
-        yield HistogramMetricFamily(
+        due = HistogramMetricFamily(
             "privops_dsar_due_in_days",
             "Open requests by days until their legal due date (snapshot; negative = late).",
             buckets=buckets,
-            sum_value=float(sum(d * n for d, n in pairs)),
         )
+        # prometheus_client leaves out _count/_sum when buckets go negative; we want them.
+        due.add_sample("privops_dsar_due_in_days_count", {}, float(total))
+        due.add_sample("privops_dsar_due_in_days_sum", {}, float(sum(d * n for d, n in pairs)))
+        yield due
         overdue = GaugeMetricFamily(
             "privops_dsar_overdue",
             "Open requests past their legal due date.",

@@ -297,6 +297,12 @@ class RequestCancelled(Command):
     reason: str
 
 
+class RequestAnswered(Command):
+    """The DPO answered a request that needs no system work (e.g. a complaint)."""
+
+    reason: str
+
+
 COMMANDS: tuple[type[Command], ...] = (
     RequestSubmitted,
     IdentityVerified,
@@ -309,6 +315,7 @@ COMMANDS: tuple[type[Command], ...] = (
     ObjectionDecided,
     RequestRefused,
     RequestCancelled,
+    RequestAnswered,
 )
 
 
@@ -504,6 +511,36 @@ class DeadLetter(Record):
     failed_at: datetime
 
 
+class SubjectDirective(Record):
+    """Internal: a request's effect on a subject's consent state (request -> subject key).
+
+    The request workflow is keyed by request id; consent state is keyed by subject id.
+    This record carries the effect across, so each table is written only by the agent
+    that owns its partition.
+    """
+
+    namespace: ClassVar[str] = "privops.internal"
+    directive_id: str
+    subject_id: str
+    request_id: str
+    kind: str
+    purpose: Purpose | None = None
+    channel: Channel | None = None
+    occurred_at: datetime
+
+
+class RequestTick(Record):
+    """Internal: a timer's finding (task answer overdue, deadline threshold) for a request."""
+
+    namespace: ClassVar[str] = "privops.internal"
+    request_id: str
+    kind: str
+    task_id: str | None = None
+    days_before: int | None = None
+    due_on: date | None = None
+    at: datetime
+
+
 ALL_RECORDS: tuple[type[Record], ...] = (
     *UPSTREAM_EVENTS,
     *COMMANDS,
@@ -514,5 +551,7 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     *ALERTS,
     *NOTIFICATIONS,
     DeadLetter,
+    SubjectDirective,
+    RequestTick,
 )
 RECORDS_BY_NAME: dict[str, type[Record]] = {r.fullname(): r for r in ALL_RECORDS}

@@ -23,7 +23,14 @@ class Settings(BaseSettings):
     registry_url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
     registry_port: int = Field(default=18081, ge=1, le=65535)
     registry_management_port: int = Field(default=19001, ge=1, le=65535)
-    home: Path = Field(default_factory=lambda: Path.home() / ".cache" / "privops")
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "privops",
+        description="Runtime state: broker and registry data, logs, pid files, worker tables",
+    )
+    cache: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "privops",
+        description="Downloaded jars (Kafka, Apicurio); shared by every home",
+    )
     schema_dir: Path = REPO_ROOT / "schemas"
     datamap: Path = REPO_ROOT / "deploy" / "datamap.yaml"
     app_id: str = "privops"
@@ -41,6 +48,9 @@ class Settings(BaseSettings):
     alert_days_before: tuple[int, ...] = (7, 3, 1)
     complaint_ack_days: int = Field(default=30, ge=1)
     actor: str = "dpo"
+    clock_offset_days: float = Field(
+        default=0.0, description="Shift the worker's clock (demos and deadline tests only)"
+    )
 
     @property
     def worker_data_dir(self) -> Path:

@@ -18,6 +18,8 @@ AUDIT = "privacy.audit"
 ALERTS = "privacy.alerts"
 NOTIFICATIONS = "privacy.notifications"
 DEADLETTER = "privacy.deadletter"
+SUBJECT_DIRECTIVES = "privops.internal.subject-directives"
+REQUEST_TICKS = "privops.internal.request-ticks"
 
 TEN_YEARS_MS = 10 * 366 * 24 * 3600 * 1000
 ONE_YEAR_MS = 366 * 24 * 3600 * 1000
@@ -57,6 +59,8 @@ def catalogue(partitions: int) -> list[TopicSpec]:
         TopicSpec(ALERTS, "request id", partitions),
         TopicSpec(NOTIFICATIONS, "request id", partitions),
         TopicSpec(DEADLETTER, "original key", partitions, {"retention.ms": str(ONE_YEAR_MS)}),
+        TopicSpec(SUBJECT_DIRECTIVES, "subject id", partitions),
+        TopicSpec(REQUEST_TICKS, "request id", partitions),
     ]
     return specs
 

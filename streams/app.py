@@ -39,13 +39,27 @@ app = faust.App(
     table_cleanup_interval=60.0,
     consumer_auto_offset_reset="earliest",
 )
-setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix="faust")
+setup_prometheus_sensors(
+    app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix=metrics.FAUST_SENSOR_PREFIX
+)
 
 
 def run_worker(loglevel: str = "info") -> None:
-    """Start the worker in this process (blocks until stopped)."""
+    """Register the schemas, then run the worker in this process until stopped."""
     from faust.worker import Worker
 
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    from privops.records import ALL_RECORDS
+    from streams.io import serde
+
+    import asyncio
+
+    from privops.kafka import create_topics
+    from privops.topics import catalogue
+
+    asyncio.run(create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions)))
+    serde.register_all()
+    metrics.register_event_types(record.__name__ for record in ALL_RECORDS)
     app.discover()
-    Worker(app, loglevel=loglevel, web_port=settings.web_port, web_host=settings.web_host).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    worker.execute_from_commandline()

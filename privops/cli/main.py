@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from privops.cli import local, schemas, topics
+from privops.cli import audit, consent, dsar, local, request, ropa, schemas, topics
 
 app = typer.Typer(
     name="privops",
@@ -15,6 +15,11 @@ app = typer.Typer(
 app.add_typer(local.app, name="local")
 app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(request.app, name="request")
+app.add_typer(consent.app, name="consent")
+app.add_typer(dsar.app, name="dsar")
+app.add_typer(audit.app, name="audit")
+app.command("ropa")(ropa.ropa)
 
 
 @app.command()

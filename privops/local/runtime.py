@@ -196,7 +196,7 @@ class Kafka(Component):
 
     @property
     def jars(self) -> Path:
-        return self.settings.home / "jars" / "kafka"
+        return self.settings.cache / "jars" / "kafka"
 
     @property
     def data_dir(self) -> Path:
@@ -301,7 +301,7 @@ class Registry(Component):
 
     @property
     def install_dir(self) -> Path:
-        return self.settings.home / "jars" / f"apicurio-registry-{REGISTRY_VERSION}"
+        return self.settings.cache / "jars" / f"apicurio-registry-{REGISTRY_VERSION}"
 
     def runner_jar(self) -> Path | None:
         for name in ("quarkus-run.jar", f"apicurio-registry-app-{REGISTRY_VERSION}-runner.jar"):

@@ -130,9 +130,7 @@ def _query(client: httpx.Client, expr: str) -> tuple[list[Any] | None, str | Non
     return list(result), None
 
 
-def check_queries(
-    prom_url: str, dashboards_dir: str | Path, rules_file: str | Path
-) -> list[str]:
+def check_queries(prom_url: str, dashboards_dir: str | Path, rules_file: str | Path) -> list[str]:
     """Problems found: queries that do not parse, panels with no data, alert metrics absent.
 
     Alert expressions normally return nothing (nothing is firing), so for them each metric

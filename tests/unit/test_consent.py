@@ -80,7 +80,7 @@ def fold(facts: Sequence[ConsentFact]) -> tuple[SubjectConsent | None, list[Cons
     return state, changes
 
 
-G, W, O, B = FactKind.granted, FactKind.withdrawn, FactKind.objected, FactKind.opted_back_in
+G, W, OBJ, B = FactKind.granted, FactKind.withdrawn, FactKind.objected, FactKind.opted_back_in
 TL, TU, TW = FactKind.tps_listed, FactKind.tps_unlisted, FactKind.tps_no_objection
 R, RL, SUP = FactKind.restricted, FactKind.restriction_lifted, FactKind.suppressed
 SOFT = LawfulBasis.soft_opt_in
@@ -88,7 +88,9 @@ SOFT = LawfulBasis.soft_opt_in
 # (facts in ARRIVAL order, purpose, channel, allowed, rule)
 TABLE = [
     pytest.param([], marketing, email, False, Rule.unknown_subject, id="unknown-subject"),
-    pytest.param([f(G, 1, email)], marketing, email, True, Rule.consent_granted, id="email-consent"),
+    pytest.param(
+        [f(G, 1, email)], marketing, email, True, Rule.consent_granted, id="email-consent",
+    ),
     pytest.param([f(G, 1, sms)], marketing, sms, True, Rule.consent_granted, id="sms-consent"),
     pytest.param(
         [f(G, 1, phone)], marketing, sms, False, Rule.pecr_consent_required,
@@ -142,50 +144,50 @@ TABLE = [
         Rule.consent_withdrawn, id="same-instant-withdrawal-beats-grant",
     ),
     pytest.param(
-        [f(G, 1, email), f(O, 2)], marketing, email, False, Rule.objection_absolute,
+        [f(G, 1, email), f(OBJ, 2)], marketing, email, False, Rule.objection_absolute,
         id="objection-blocks-email",
     ),
-    pytest.param([f(O, 2)], marketing, post, False, Rule.objection_absolute, id="objection-post"),
+    pytest.param([f(OBJ, 2)], marketing, post, False, Rule.objection_absolute, id="objection-post"),
     pytest.param(
-        [f(O, 2)], marketing, phone, False, Rule.objection_absolute, id="objection-telephone",
+        [f(OBJ, 2)], marketing, phone, False, Rule.objection_absolute, id="objection-telephone",
     ),
     pytest.param(
-        [f(O, 2)], profiling, email, False, Rule.objection_absolute, id="objection-profiling",
+        [f(OBJ, 2)], profiling, email, False, Rule.objection_absolute, id="objection-profiling",
     ),
     pytest.param(
-        [f(G, 1, sms), f(O, 2), f(B, 3, email)], marketing, email, True, Rule.consent_granted,
+        [f(G, 1, sms), f(OBJ, 2), f(B, 3, email)], marketing, email, True, Rule.consent_granted,
         id="objection-then-email-opt-in",
     ),
     pytest.param(
-        [f(G, 1, sms), f(O, 2), f(B, 3, email)], marketing, sms, False, Rule.objection_absolute,
+        [f(G, 1, sms), f(OBJ, 2), f(B, 3, email)], marketing, sms, False, Rule.objection_absolute,
         id="objection-opt-in-email-not-sms",
     ),
     pytest.param(
-        [f(O, 2), f(G, 3, email)], marketing, email, True, Rule.consent_granted,
+        [f(OBJ, 2), f(G, 3, email)], marketing, email, True, Rule.consent_granted,
         id="objection-then-later-explicit-grant",
     ),
     pytest.param(
-        [f(O, 2), f(G, 3, email, basis=SOFT, soft=VALID_SOFT)], marketing, email, False,
+        [f(OBJ, 2), f(G, 3, email, basis=SOFT, soft=VALID_SOFT)], marketing, email, False,
         Rule.objection_absolute, id="objection-not-lifted-by-soft-opt-in",
     ),
     pytest.param(
-        [f(B, 3, email), f(O, 2)], marketing, email, True, Rule.consent_granted,
+        [f(B, 3, email), f(OBJ, 2)], marketing, email, True, Rule.consent_granted,
         id="out-of-order-opt-in-before-older-objection",
     ),
     pytest.param(
-        [f(G, 1, email), f(O, 2)], marketing, email, False, Rule.objection_absolute,
+        [f(G, 1, email), f(OBJ, 2)], marketing, email, False, Rule.objection_absolute,
         id="grant-before-objection",
     ),
     pytest.param(
-        [f(O, 2), f(G, 1, email)], marketing, email, False, Rule.objection_absolute,
+        [f(OBJ, 2), f(G, 1, email)], marketing, email, False, Rule.objection_absolute,
         id="out-of-order-old-grant-after-objection",
     ),
     pytest.param(
-        [f(O, 2), f(B, 3, email), f(O, 4)], marketing, email, False, Rule.objection_absolute,
+        [f(OBJ, 2), f(B, 3, email), f(OBJ, 4)], marketing, email, False, Rule.objection_absolute,
         id="second-objection-revokes-opt-in",
     ),
     pytest.param(
-        [f(O, 2), f(B, 3, email, purpose=profiling)], profiling, email, True,
+        [f(OBJ, 2), f(B, 3, email, purpose=profiling)], profiling, email, True,
         Rule.consent_granted, id="objection-then-profiling-opt-in",
     ),
     pytest.param([f(G, 1, email)], marketing, post, True, Rule.legitimate_interest, id="post-li"),
@@ -248,7 +250,7 @@ TABLE = [
         id="suppressed-not-reactivated",
     ),
     pytest.param([f(W, 1, sms)], service, sms, True, Rule.service_message, id="service"),
-    pytest.param([f(O, 1)], service, email, True, Rule.service_message, id="service-objection"),
+    pytest.param([f(OBJ, 1)], service, email, True, Rule.service_message, id="service-objection"),
     pytest.param(
         [f(G, 1, email, purpose=analytics)], analytics, email, True, Rule.consent_granted,
         id="analytics-consent",
@@ -327,7 +329,11 @@ def test_grant_reports_one_change_with_metric_labels() -> None:
     assert (change.purpose, change.channel) == (marketing, email)
     assert (change.before, change.after) == (ConsentStatus.not_asked, ConsentStatus.granted)
     assert (change.event_id, change.occurred_at) == ("e1", T0 + timedelta(minutes=1))
-    assert change.metric_labels() == {"purpose": "marketing", "channel": "email", "status": "granted"}
+    assert change.metric_labels() == {
+        "purpose": "marketing",
+        "channel": "email",
+        "status": "granted",
+    }
     assert "consent" in change.reason
 
 
@@ -362,7 +368,7 @@ def test_late_older_event_changes_nothing_but_is_remembered() -> None:
 
 
 def test_objection_changes_every_marketing_and_profiling_channel() -> None:
-    state, changes = fold([f(G, 1, email), f(O, 2, event_id="obj")])
+    state, changes = fold([f(G, 1, email), f(OBJ, 2, event_id="obj")])
     objection_changes = [c for c in changes if c.event_id == "obj"]
     keyed = {(c.purpose, c.channel): (c.before, c.after) for c in objection_changes}
     assert keyed[(None, None)] == (None, ConsentStatus.objected)
@@ -399,7 +405,7 @@ def test_subject_wide_changes(facts: list[ConsentFact], kinds: list[FactKind]) -
 
 
 def test_suppression_drops_consent_records() -> None:
-    state, _ = fold([f(G, 1, email), f(O, 2), f(TL, 3), f(SUP, 4, source=System.crm)])
+    state, _ = fold([f(G, 1, email), f(OBJ, 2), f(TL, 3), f(SUP, 4, source=System.crm)])
     assert state is not None
     assert state.suppressed
     assert state.entries == {}
@@ -410,7 +416,7 @@ def test_suppression_drops_consent_records() -> None:
 def test_state_round_trips_through_json() -> None:
     facts = [
         f(G, 1, email, basis=SOFT, soft=VALID_SOFT),
-        f(O, 2),
+        f(OBJ, 2),
         f(B, 3, sms),
         f(TL, 4),
         f(TW, 5),
@@ -441,7 +447,7 @@ def test_input_state_is_not_mutated() -> None:
     state, _ = fold([f(G, 1, email)])
     assert state is not None
     snapshot = state.model_dump()
-    apply(state, SUBJECT, f(O, 2))
+    apply(state, SUBJECT, f(OBJ, 2))
     assert state.model_dump() == snapshot
 
 
@@ -474,7 +480,7 @@ def test_fact_time_is_normalised_to_utc() -> None:
             id="soft-opt-in-telephone",
         ),
         pytest.param({"evidence": "unsubscribe from jo@example.com"}, "reference", id="raw-email"),
-        pytest.param({"kind": O}, "every channel", id="objection-with-channel"),
+        pytest.param({"kind": OBJ}, "every channel", id="objection-with-channel"),
         pytest.param({"kind": TL}, "telephone", id="tps-on-email"),
         pytest.param({"kind": SUP}, "subject-wide", id="suppression-with-channel"),
         pytest.param({"kind": B, "channel": None, "purpose": None}, "per channel", id="opt-in-all"),
@@ -500,3 +506,16 @@ def test_bad_facts_are_rejected(changes: dict[str, object], match: str) -> None:
 def test_fact_round_trips_through_json() -> None:
     fact = f(G, 1, email, basis=SOFT, soft=VALID_SOFT)
     assert ConsentFact.model_validate(fact.model_dump(mode="json")) == fact
+
+
+def test_objection_holds_against_an_older_grant_in_stored_state() -> None:
+    """Defence in depth: a stored state with a grant older than the objection stays blocked."""
+    granted, _ = fold([f(G, 1, email)])
+    objected, _ = fold([f(OBJ, 2)])
+    assert granted is not None
+    assert objected is not None
+    mixed = SubjectConsent.model_validate(
+        granted.model_dump(mode="json")
+        | {"objection": objected.model_dump(mode="json")["objection"]}
+    )
+    assert decide(mixed, marketing, email).rule is Rule.objection_absolute

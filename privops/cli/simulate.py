@@ -1,0 +1,211 @@
+"""`privops simulate`: the six reference business systems, answering privops' tasks.
+
+Seeds each system's SQLite store with fake customers (once), optionally publishes a day of
+business to ``<system>.events``, then runs every reference connector until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from privops.cli.common import EXIT_BAD_INPUT, console, fail, run_async, say, settings
+from privops.connectors.reference import MAX_CUSTOMERS, Knobs, open_store, seed_customers
+from privops.connectors.reference import seed_stores as _seed_stores
+from privops.connectors.sdk import serve_metrics
+from privops.records import Task, TaskCompleted, TaskFailed, TaskResult, TaskRetained
+from privops.settings import Settings
+from privops.simulate import DEFAULT_CUSTOMERS, default_data_dir, publish_business_day
+from privops.simulate import run_connectors as _run_connectors
+from privops.vocab import System
+
+app = typer.Typer(
+    help="Simulated business systems (reference connectors) answering privops' tasks.",
+    no_args_is_help=False,
+)
+
+SYSTEM_NAMES = ", ".join(s.value for s in System)
+
+
+def _system(raw: str, option: str, example: str) -> System:
+    try:
+        return System(raw.strip().lower())
+    except ValueError:
+        fail(f"{option}: unknown system {raw!r}; use one of {SYSTEM_NAMES} (e.g. {example})")
+
+
+def _assignments(values: Sequence[str], option: str, unit: str, example: str) -> dict[System, str]:
+    out: dict[System, str] = {}
+    for raw in values:
+        name, sep, value = raw.partition("=")
+        if not sep or not value.strip():
+            fail(f"{option} expects SYSTEM={unit}, e.g. {example} (got {raw!r})")
+        out[_system(name, option, example)] = value.strip()
+    return out
+
+
+def parse_knobs(
+    slow: Sequence[str], fail_first: Sequence[str], silent: Sequence[str]
+) -> dict[System, Knobs]:
+    """--slow/--fail-first/--silent options as per-system Knobs; bad input exits 2."""
+    delays: dict[System, float] = {}
+    for system, value in _assignments(slow, "--slow", "SECONDS", "--slow crm=3").items():
+        try:
+            delays[system] = float(value)
+        except ValueError:
+            fail(f"--slow {system}={value}: SECONDS must be a number, e.g. --slow {system}=2.5")
+        if not 0 <= delays[system] <= 3600:
+            fail(f"--slow {system}={value}: SECONDS must be between 0 and 3600")
+    failures: dict[System, int] = {}
+    for system, value in _assignments(
+        fail_first, "--fail-first", "N", "--fail-first orders=2"
+    ).items():
+        try:
+            failures[system] = int(value)
+        except ValueError:
+            fail(f"--fail-first {system}={value}: N must be a whole number, e.g. {system}=2")
+        if not 0 <= failures[system] <= 100:
+            fail(f"--fail-first {system}={value}: N must be between 0 and 100")
+    quiet = {_system(raw, "--silent", "--silent cctv") for raw in silent}
+    return {
+        system: Knobs(
+            delay_seconds=delays.get(system, 0.0),
+            fail_first=failures.get(system, 0),
+            silent=system in quiet,
+        )
+        for system in {*delays, *failures, *quiet}
+    }
+
+
+def _describe(result: TaskResult | None) -> str:
+    if result is None:
+        return "[yellow]no answer (silent)[/]"
+    if isinstance(result, TaskCompleted):
+        extra = f", export {result.export.record_count} records" if result.export else ""
+        return f"[green]completed[/] ({result.records_affected} rows{extra})"
+    if isinstance(result, TaskRetained):
+        kept = ", ".join(c.value for c in result.categories)
+        return f"[cyan]retained[/] ({kept})"
+    if isinstance(result, TaskFailed):
+        kind = "retryable" if result.retryable else "final"
+        return f"[red]failed[/] ({kind}: {result.reason})"
+    return "[magenta]not found[/]"
+
+
+def _on_answer(task: Task, result: TaskResult | None, duplicate: bool) -> None:
+    again = " [dim](already answered: re-sent from ledger)[/]" if duplicate else ""
+    console.print(
+        f"[dim]{datetime.now().astimezone():%H:%M:%S}[/] "
+        f"[bold]{task.system.value:<9}[/] {task.action.value:<16} task {task.task_id} "
+        f"attempt {task.attempt} -> {_describe(result)}{again}"
+    )
+
+
+def _store_table(data_dir: Path, seeded: dict[System, bool]) -> Table:
+    table = Table("system", "store", "state", "rows")
+    for system, now in seeded.items():
+        store = open_store(data_dir, system)
+        counts = ", ".join(f"{t.name} {store.count(t.name)}" for t in store.spec.tables)
+        table.add_row(system.value, str(store.path), "seeded now" if now else "existing", counts)
+    return table
+
+
+async def _main(
+    cfg: Settings,
+    data_dir: Path,
+    customers: int,
+    events: bool,
+    day: date | None,
+    knobs: dict[System, Knobs],
+    reset: bool,
+) -> None:
+    people = seed_customers(customers)
+    seeded = await asyncio.to_thread(_seed_stores, data_dir, people, reset=reset)
+    console.print(_store_table(data_dir, seeded))
+    if events:
+        say(f"publishing a business day for {customers} customers to <system>.events ...")
+        counts = await publish_business_day(cfg, people, date=day)
+        table = Table("event", "published")
+        for name, n in sorted(counts.items()):
+            table.add_row(name, str(n))
+        console.print(table)
+    for system, k in sorted(knobs.items()):
+        say(
+            f"{system.value}: delay {k.delay_seconds}s, "
+            f"fail first {k.fail_first}, silent {k.silent}"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    say(
+        f"connectors running for {SYSTEM_NAMES} against {cfg.kafka_bootstrap}; "
+        "exports in " + str(data_dir / "exports") + " — Ctrl-C to stop"
+    )
+    stats = await _run_connectors(
+        cfg, data_dir, knobs=knobs, stop=stop, customers=people, on_answer=_on_answer
+    )
+    total = sum(s.handled for s in stats.values())
+    say(f"stopped; {total} task deliveries handled")
+
+
+@app.callback(invoke_without_command=True)
+def simulate(
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where the systems' SQLite stores live (default: $HOME/systems)."
+    ),
+    customers: int = typer.Option(
+        DEFAULT_CUSTOMERS,
+        "--customers",
+        min=1,
+        max=MAX_CUSTOMERS,
+        help="Fake customers to seed (only when a store is created).",
+    ),
+    events: bool = typer.Option(
+        True, "--events/--no-events", help="Publish a business day to <system>.events first."
+    ),
+    day: str | None = typer.Option(
+        None, "--date", help="Business day to publish, YYYY-MM-DD (default: today)."
+    ),
+    slow: list[str] = typer.Option(
+        [], "--slow", metavar="SYSTEM=SECONDS", help="Delay each task of a system."
+    ),
+    fail_first: list[str] = typer.Option(
+        [],
+        "--fail-first",
+        metavar="SYSTEM=N",
+        help="Fail the first N deliveries of each task (transient) before doing it.",
+    ),
+    silent: list[str] = typer.Option(
+        [], "--silent", metavar="SYSTEM", help="Consume that system's tasks and never answer."
+    ),
+    reset: bool = typer.Option(False, "--reset", help="Delete and re-seed the stores."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="Serve connector metrics on this port."
+    ),
+) -> None:
+    """Seed the six reference systems, publish a day of business, answer tasks until Ctrl-C."""
+    knobs = parse_knobs(slow, fail_first, silent)
+    business_day: date | None = None
+    if day is not None:
+        try:
+            business_day = date.fromisoformat(day)
+        except ValueError:
+            fail(f"--date {day!r}: use YYYY-MM-DD, e.g. --date 2026-03-02", EXIT_BAD_INPUT)
+    cfg = settings()
+    target = data_dir or default_data_dir(cfg)
+    if metrics_port is not None:
+        try:
+            serve_metrics(metrics_port)
+        except OSError as exc:
+            fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
+        say(f"connector metrics on http://127.0.0.1:{metrics_port}/metrics")
+    run_async(lambda: _main(cfg, target, customers, events, business_day, knobs, reset))

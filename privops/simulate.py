@@ -1,0 +1,419 @@
+"""Simulated business systems: the six reference connectors and an upstream event generator.
+
+``run_connectors`` runs a reference connector (``privops.connectors.reference``) for every
+system, each over its own seeded SQLite store, answering privops' tasks.
+``publish_business_day`` publishes what those systems would send to ``<system>.events``
+(Avro, keyed by subject id) for the same fake customers, with the identifiers each system
+really holds, so privops' identity map builds tasks the connectors can look up.
+
+The day is deterministic for a given (customers, seed, date): event ids repeat, so
+publishing the same day twice is a duplicate privops must ignore, not new business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from privops.connectors.reference import (
+    FakeCustomer,
+    Knobs,
+    reference_connector,
+    seed_customers,
+    seed_stores,
+)
+from privops.connectors.sdk import AnswerHook, ConnectorRunner, RunnerStats
+from privops.kafka import producer
+from privops.records import (
+    AccountBalanceChanged,
+    CallRecorded,
+    ConsentGiven,
+    CookieConsentRecorded,
+    CreditAccountApplied,
+    CustomerCreated,
+    FootageCaptured,
+    Identifiers,
+    InvestigationClosed,
+    InvestigationOpened,
+    OrderPlaced,
+    PaymentRecorded,
+    QuoteRequested,
+    SoftOptIn,
+    StopReplyReceived,
+    SupportMessageReceived,
+    TpsStatusChecked,
+    UnsubscribeClicked,
+    UpstreamEvent,
+)
+from privops.serde import Serde
+from privops.settings import Settings
+from privops.topics import events_topic
+from privops.vocab import Channel, LawfulBasis, Purpose, System
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CUSTOMERS = 50
+
+
+def default_data_dir(settings: Settings) -> Path:
+    """Where the simulated systems keep their SQLite files and exports."""
+    return settings.home / "systems"
+
+
+# ------------------------------------------------------------------------------ connectors
+
+
+def build_runners(
+    settings: Settings,
+    data_dir: Path,
+    *,
+    knobs: Mapping[System, Knobs] | None = None,
+    systems: Sequence[System] = tuple(System),
+    group_prefix: str | None = None,
+    start_from: Literal["earliest", "latest"] = "earliest",
+    on_answer: AnswerHook | None = None,
+) -> list[ConnectorRunner]:
+    """One ConnectorRunner per system over ``data_dir`` (stores must exist)."""
+    knobs = knobs or {}
+    return [
+        ConnectorRunner(
+            reference_connector(system, data_dir, knobs.get(system)),
+            settings,
+            group_id=f"{group_prefix}-{system}" if group_prefix else None,
+            start_from=start_from,
+            on_answer=on_answer,
+        )
+        for system in systems
+    ]
+
+
+async def run_connectors(
+    settings: Settings,
+    data_dir: Path,
+    *,
+    knobs: Mapping[System, Knobs] | None = None,
+    stop: asyncio.Event | None = None,
+    customers: Sequence[FakeCustomer] | None = None,
+    runners: Sequence[ConnectorRunner] | None = None,
+    on_answer: AnswerHook | None = None,
+) -> dict[System, RunnerStats]:
+    """Run all six reference connectors until ``stop`` is set; their stats when stopped.
+
+    Missing stores are seeded first (``customers``, default 50 fake customers). Pass
+    ``runners`` from :func:`build_runners` to wait on their ``ready`` events meanwhile.
+    If one runner fails, the others are stopped and its error is raised.
+    """
+    stop = stop or asyncio.Event()
+    await asyncio.to_thread(seed_stores, data_dir, customers or seed_customers(DEFAULT_CUSTOMERS))
+    if runners is None:
+        runners = build_runners(settings, data_dir, knobs=knobs, on_answer=on_answer)
+    tasks = [asyncio.create_task(r.run(stop), name=f"connector-{r.system}") for r in runners]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+    finally:
+        stop.set()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {r.system: r.stats for r in runners}
+
+
+# ------------------------------------------------------------------------ event generator
+
+
+class _Day:
+    """Builds one day's events; ids are deterministic per (date, sequence)."""
+
+    def __init__(self, day: dt.date, seed: int) -> None:
+        self.day = day
+        self.rng = random.Random(seed * 100_003 + day.toordinal())  # noqa: S311 - fake data
+        self.events: list[tuple[System, UpstreamEvent]] = []
+        self._n = 0
+
+    def at(self) -> dt.datetime:
+        start = dt.datetime.combine(self.day, dt.time(8, 0), tzinfo=dt.UTC)
+        return start + dt.timedelta(seconds=self.rng.randrange(10 * 3600))
+
+    def add(
+        self,
+        kind: type[UpstreamEvent],
+        system: System,
+        c: FakeCustomer,
+        occurred_at: dt.datetime,
+        **fields: object,
+    ) -> None:
+        self._n += 1
+        event = kind(
+            event_id=f"sim-{self.day.isoformat()}-{self._n:06d}",
+            occurred_at=occurred_at,
+            source=system,
+            subject_id=c.subject_id,
+            identifiers=Identifiers(**c.identifiers(system)),
+            **fields,
+        )
+        self.events.append((system, event))
+
+
+def business_day(
+    customers: Sequence[FakeCustomer], *, seed: int = 7, date: dt.date | None = None
+) -> list[tuple[System, UpstreamEvent]]:
+    """The events of one day, oldest first: what the systems already hold, then the day.
+
+    The backfill (each system announcing the customers and facts it holds: accounts,
+    consents, calls, cookies, footage, investigations, credit) lets privops' identity map
+    and consent state match the seeded stores; the day adds fresh business on ``date``.
+    """
+    day = _Day(date or dt.datetime.now(dt.UTC).date(), seed)
+    rng = day.rng
+    for c in customers:
+        _backfill(day, c)
+    for c in customers:
+        if rng.random() < 0.35:
+            _shopping(day, c)
+        if rng.random() < 0.15:
+            day.add(
+                SupportMessageReceived,
+                System.crm,
+                c,
+                day.at(),
+                message_id=f"MSG-{day.day:%Y%m%d}-{c.number:04d}",
+                medium=rng.choice(("email", "web_form")),
+            )
+        if c.calls and rng.random() < 0.2:
+            day.add(
+                CallRecorded,
+                System.telephony,
+                c,
+                day.at(),
+                call_id=f"CALL-{day.day:%Y%m%d}-{c.number:04d}",
+                recording_ref=f"recordings/CALL-{day.day:%Y%m%d}-{c.number:04d}.wav",
+                duration_seconds=rng.randrange(40, 900),
+            )
+        if c.subscriber_ref:
+            _marketing_day(day, c)
+        if rng.random() < 0.2:
+            day.add(
+                CookieConsentRecorded,
+                System.web,
+                c,
+                day.at(),
+                analytics=rng.random() < 0.7,
+                marketing=rng.random() < 0.3,
+                banner_version="3",
+            )
+        if c.visitor_ref and rng.random() < 0.3:
+            day.add(
+                FootageCaptured,
+                System.cctv,
+                c,
+                day.at(),
+                clip_id=f"CLIP-{day.day:%Y%m%d}-{c.number:04d}",
+                camera="CAM-01 trade counter",
+                site="Ruislip HQ",
+            )
+        if c.credit and rng.random() < 0.3:
+            overdue = c.credit.overdue_pence + (
+                rng.randrange(5_000, 50_000) if c.number % 8 == 1 else 0
+            )
+            day.add(
+                AccountBalanceChanged,
+                System.orders,
+                c,
+                day.at(),
+                credit_account_open=True,
+                balance_pence=c.credit.balance_pence + rng.randrange(0, 80_000),
+                overdue_pence=overdue,
+            )
+    return sorted(day.events, key=lambda e: (e[1].occurred_at, e[1].event_id))
+
+
+def _backfill(day: _Day, c: FakeCustomer) -> None:
+    day.add(CustomerCreated, System.orders, c, c.since, collected_in_sale_or_negotiation=True)
+    day.add(CustomerCreated, System.crm, c, c.since + dt.timedelta(minutes=5))
+    for call in c.calls:
+        day.add(
+            CallRecorded,
+            System.telephony,
+            c,
+            call.started_at,
+            call_id=call.call_id,
+            recording_ref=f"recordings/{call.call_id}.wav",
+            duration_seconds=call.duration_seconds,
+        )
+    if c.subscriber_ref:
+        consent_at = c.since + dt.timedelta(days=1)
+        for consent in c.consents:
+            if not consent.granted:
+                continue
+            soft = consent.soft_opt_in
+            day.add(
+                ConsentGiven,
+                System.marketing,
+                c,
+                consent_at,
+                purpose=Purpose.marketing,
+                channel=consent.channel,
+                basis=LawfulBasis.soft_opt_in if soft else LawfulBasis.consent,
+                soft_opt_in=SoftOptIn(
+                    collected_in_sale_or_negotiation=True,
+                    own_similar_products=True,
+                    opt_out_offered=True,
+                )
+                if soft
+                else None,
+                wording_ref="checkout-v4" if soft else "preference-centre-v2",
+            )
+    last_seen = c.orders[-1].placed_at if c.orders else c.since
+    day.add(
+        CookieConsentRecorded,
+        System.web,
+        c,
+        last_seen - dt.timedelta(days=90),
+        analytics=c.cookie_analytics,
+        marketing=c.cookie_marketing,
+        banner_version="3",
+    )
+    if c.credit:
+        day.add(
+            CreditAccountApplied,
+            System.orders,
+            c,
+            c.credit.opened_at - dt.timedelta(days=2),
+            application_id=f"APP-{c.credit.account_number}",
+            credit_reference_agency=c.credit.agency,
+        )
+        day.add(
+            AccountBalanceChanged,
+            System.orders,
+            c,
+            dt.datetime.combine(day.day, dt.time(6, 0), tzinfo=dt.UTC) - dt.timedelta(days=1),
+            credit_account_open=True,
+            balance_pence=c.credit.balance_pence,
+            overdue_pence=c.credit.overdue_pence,
+        )
+    for clip in c.clips:
+        day.add(
+            FootageCaptured,
+            System.cctv,
+            c,
+            clip.captured_at,
+            clip_id=clip.clip_id,
+            camera=clip.camera,
+            site=clip.site,
+        )
+        if clip.investigation_id:
+            day.add(
+                InvestigationOpened,
+                System.cctv,
+                c,
+                clip.captured_at + dt.timedelta(hours=3),
+                investigation_id=clip.investigation_id,
+                reason="reported theft from trade counter",
+            )
+            if not clip.investigation_open:
+                day.add(
+                    InvestigationClosed,
+                    System.cctv,
+                    c,
+                    clip.captured_at + dt.timedelta(days=4),
+                    investigation_id=clip.investigation_id,
+                )
+
+
+def _shopping(day: _Day, c: FakeCustomer) -> None:
+    rng = day.rng
+    ref = f"{day.day:%Y%m%d}-{c.number:04d}"
+    start = day.at()
+    total = rng.randrange(5_00, 2_500_00)
+    if rng.random() < 0.4:
+        day.add(
+            QuoteRequested,
+            System.orders,
+            c,
+            start,
+            quote_id=f"QUO-{ref}",
+            product_skus=rng.sample(["LED-PNL-600", "LED-HB-150", "LED-BT-5FT", "LED-DL-8W"], 2),
+            total_pence=total,
+        )
+        start += dt.timedelta(minutes=rng.randrange(5, 90))
+    day.add(
+        OrderPlaced,
+        System.orders,
+        c,
+        start,
+        order_id=f"ORD-{ref}",
+        total_pence=total,
+        marketing_opt_out_offered=True,
+        marketing_opt_out_ticked=rng.random() < 0.15,
+    )
+    day.add(
+        PaymentRecorded,
+        System.orders,
+        c,
+        start + dt.timedelta(minutes=1),
+        payment_id=f"PAY-{ref}",
+        order_id=f"ORD-{ref}",
+        amount_pence=total,
+        method=rng.choice(("card", "card", "bank_transfer")),
+    )
+
+
+def _marketing_day(day: _Day, c: FakeCustomer) -> None:
+    rng = day.rng
+    granted = {x.channel for x in c.consents if x.granted}
+    tps_at = dt.datetime.combine(day.day, dt.time(7, 0), tzinfo=dt.UTC)
+    day.add(TpsStatusChecked, System.marketing, c, tps_at, tps_register="TPS", listed=c.tps_listed)
+    if Channel.email in granted and rng.random() < 0.08:
+        day.add(UnsubscribeClicked, System.marketing, c, day.at(), campaign_id="CMP-SPRING-PANELS")
+    if Channel.sms in granted and rng.random() < 0.1:
+        day.add(StopReplyReceived, System.marketing, c, day.at(), campaign_id="CMP-SMS-FLASH")
+    if Channel.sms not in granted and rng.random() < 0.1:
+        day.add(
+            ConsentGiven,
+            System.marketing,
+            c,
+            day.at(),
+            purpose=Purpose.marketing,
+            channel=Channel.sms,
+            basis=LawfulBasis.consent,
+            wording_ref="preference-centre-v2",
+        )
+
+
+async def publish_business_day(
+    settings: Settings,
+    customers: Sequence[FakeCustomer],
+    *,
+    seed: int = 7,
+    date: dt.date | None = None,
+) -> Counter[str]:
+    """Publish :func:`business_day` to ``<system>.events``; counts by event type."""
+    events = business_day(customers, seed=seed, date=date)
+    serde = Serde(settings.registry_url, settings.schema_dir)
+    await asyncio.to_thread(serde.register_all)
+    counts: Counter[str] = Counter()
+    async with producer(settings.kafka_bootstrap, linger_ms=5) as prod:
+        futures = []
+        for system, event in events:
+            futures.append(
+                await prod.send(
+                    events_topic(system),
+                    key=event.subject_id.encode(),
+                    value=serde.encode(event),
+                )
+            )
+            counts[type(event).__name__] += 1
+        await asyncio.gather(*futures)
+    log.info("published %d upstream events", sum(counts.values()))
+    return counts

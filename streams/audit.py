@@ -1,0 +1,67 @@
+"""Emitting audit events: chain heads from the ``audit-chains`` table, records to Kafka.
+
+The chain key is the request id, else the subject ref (privops.audit.chain_key), and it
+is also the message key, so one chain lives in one partition in order. The chain head is
+read and advanced with no await in between, so concurrent agents on the one event loop
+never interleave inside a chain.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from privops import metrics
+from privops.audit import AuditChainer, chain_key, derive_audit_id, redact
+from privops.identity import subject_ref
+from privops.records import AuditEvent
+from privops.topics import AUDIT
+from streams.app import settings
+from streams.io import emit
+from streams.tables import audit_chains
+
+PSEUDONYM_KEY = settings.pseudonym_key.encode()
+
+
+def ref(subject_id: str) -> str:
+    """The pseudonymous subject ref used in audit, logs and notifications to recipients."""
+    return subject_ref(PSEUDONYM_KEY, subject_id)
+
+
+async def audit(
+    *,
+    actor: str,
+    action: str,
+    cause: str,
+    occurred_at: datetime,
+    request_id: str | None = None,
+    subject_id: str | None = None,
+    before: str | None = None,
+    after: str | None = None,
+    reason: str | None = None,
+) -> AuditEvent:
+    """Append one step to its chain. ``cause`` (e.g. the event id) makes the id stable."""
+    sref = ref(subject_id) if subject_id else None
+    chain = chain_key(request_id, sref)
+    head = audit_chains.get(chain)
+    chainer = AuditChainer({chain: tuple(head)} if head else None)
+    record = chainer.next(
+        actor=actor,
+        action=action,
+        occurred_at=occurred_at,
+        request_id=request_id,
+        subject_ref=sref,
+        before=_clean(before),
+        after=_clean(after),
+        reason=_clean(reason),
+        audit_id=derive_audit_id(cause, action, str(chainer.head(chain)[0] + 1)),
+    )
+    audit_chains[chain] = [record.seq, record.hash]
+    event = AuditEvent(**record.model_dump())
+    metrics.count_audit_event(action)
+    await emit(AUDIT, chain, event)
+    return event
+
+
+def _clean(text: str | None) -> str | None:
+    """Audit text never carries raw contact details, whatever a caller passed in."""
+    return redact(text)[:500] if text else text

@@ -1,0 +1,134 @@
+"""Test-session wiring: one real Kafka broker + registry per session, on ports of its own.
+
+The environment is set before anything reads settings, so every client, the CLI and
+worker subprocesses all talk to the session's broker, never to a developer's running
+`privops local up`. Integration fixtures start the runtime on first use and stop it at
+the end; if it cannot start, the tests error (they never skip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="privops-test-"))
+TEST_ENV = {
+    "PRIVOPS_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
+    "PRIVOPS_KAFKA_CONTROLLER_PORT": "29093",
+    "PRIVOPS_REGISTRY_URL": "http://127.0.0.1:28081/apis/ccompat/v7",
+    "PRIVOPS_REGISTRY_PORT": "28081",
+    "PRIVOPS_REGISTRY_MANAGEMENT_PORT": "29001",
+    "PRIVOPS_HOME": str(_HOME),
+    "PRIVOPS_TOPIC_PARTITIONS": "4",
+    "PRIVOPS_PSEUDONYM_KEY": "test-pseudonym-key-0123456789",
+}
+os.environ.update(TEST_ENV)
+
+from privops.kafka import create_topics  # noqa: E402
+from privops.local import runtime  # noqa: E402
+from privops.settings import Settings, get_settings  # noqa: E402
+from privops.topics import catalogue  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def local_runtime() -> Iterator[Settings]:
+    """The session's real Kafka broker and schema registry, with every topic created."""
+    settings = get_settings()
+    try:
+        runtime.up(settings, print)
+        asyncio.run(create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions)))
+    except Exception:
+        runtime.down(settings, print)
+        raise
+    yield settings
+    runtime.down(settings, print)
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@dataclass
+class WorkerProcess:
+    """A real `privops worker` subprocess with its own web port and table directory."""
+
+    proc: subprocess.Popen[bytes]
+    web_port: int
+    log: Path
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_worker(
+    settings: Settings, name: str, *, web_port: int, data_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> WorkerProcess:
+    data_dir = data_dir or (settings.home / f"worker-{name}")
+    log = settings.home / f"worker-{name}.log"
+    env = {
+        **os.environ,
+        "PRIVOPS_WEB_PORT": str(web_port),
+        "PRIVOPS_DATA_DIR": str(data_dir),
+        **(extra_env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "privops.cli.main", "worker"],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+    )
+    worker = WorkerProcess(proc, web_port, log, env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited ({proc.returncode}); log:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return worker
+        except OSError:
+            pass
+        time.sleep(0.5)
+    worker.stop(kill=True)
+    raise RuntimeError(f"worker not healthy in 120 s; log:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def worker(local_runtime: Settings) -> Iterator[WorkerProcess]:
+    """One shared worker for tests that only need it running (unique ids per test)."""
+    proc = start_worker(local_runtime, "shared", web_port=26066)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique suffix so each test uses its own subjects, requests and groups."""
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,530 @@
+"""The DPO's CLI on bad input and missing services: messages and exit codes.
+
+Drives the real typer apps with CliRunner. Nothing here needs Kafka: the broker is a
+closed port, and the worker is either a closed port or a tiny fake HTTP server that
+answers with the worker's JSON shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import typer
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from privops.cli import audit as audit_cli
+from privops.cli import consent as consent_cli
+from privops.cli import dsar as dsar_cli
+from privops.cli import request as request_cli
+from privops.cli import ropa as ropa_cli
+from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
+from privops.cli.main import app as main_app
+from privops.deadlines import due_date
+from privops.settings import get_settings
+
+REAL_DATAMAP = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
+
+
+def _root() -> typer.Typer:
+    """privops.cli.main.app, plus any of this module's sub-apps it does not register yet."""
+    registered: dict[str, Any] = getattr(get_command(main_app), "commands", {})
+    if {"request", "consent", "dsar", "audit", "ropa"} <= set(registered):
+        return main_app
+    root = typer.Typer(pretty_exceptions_enable=False)
+    root.registered_groups = list(main_app.registered_groups)
+    root.registered_commands = list(main_app.registered_commands)
+    for name, sub in (
+        ("request", request_cli.app),
+        ("consent", consent_cli.app),
+        ("dsar", dsar_cli.app),
+        ("audit", audit_cli.app),
+    ):
+        if name not in registered:
+            root.add_typer(sub, name=name)
+    if "ropa" not in registered:
+        root.command("ropa")(ropa_cli.ropa)
+    return root
+
+
+APP = _root()
+runner = CliRunner()
+
+
+class Out:
+    def __init__(self, code: int, stdout: str, output: str) -> None:
+        self.code = code
+        self.stdout = stdout
+        self.output = output
+        self.flat = " ".join(output.split())  # rich wraps long messages
+
+
+def run(*args: str) -> Out:
+    result = runner.invoke(APP, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Out(result.exit_code, result.stdout, result.output)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set PRIVOPS_* variables for one test; settings are re-read around it."""
+
+    def setenv(**values: str) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(f"PRIVOPS_{key.upper()}", value)
+        get_settings.cache_clear()
+
+    get_settings.cache_clear()
+    yield setenv
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+# --- a fake worker ---
+
+STATUS = {
+    "request_id": "REQ-AAAAAAAAAAAA",
+    "request_type": "erasure",
+    "subject_ref": "sr_0123456789abcdef01234567",
+    "state": "partially_completed",
+    "received_on": "2026-01-31",
+    "clock_start": "2026-01-31",
+    "due_on": "2026-03-02",
+    "days_left": -2,
+    "paused_days": 0,
+    "extended": False,
+    "extension_reason": None,
+    "tasks": [
+        {
+            "task_id": "t-1",
+            "system": "orders",
+            "action": "erase",
+            "state": "retained",
+            "attempts": 2,
+            "categories": ["contact", "purchases"],
+            "keep": [
+                {"category": "purchases", "ground": "legal_obligation", "until": "2032-03-02"}
+            ],
+            "answered_at": "2026-02-01T10:00:00+00:00",
+            "outcome_reason": "invoices kept 6 years",
+        }
+    ],
+    "retained": [
+        {"system": "orders", "category": "purchases", "ground": "legal_obligation", "until": None}
+    ],
+    "history": [{"at": "2026-01-31T09:00:00+00:00", "event": "submitted", "state": "received"}],
+}
+
+
+def consent_body(subject: str, purpose: str, channel: str) -> dict[str, Any]:
+    allowed = channel == "post"
+    return {
+        "subject_id": subject,
+        "purpose": purpose,
+        "channel": channel,
+        "allowed": allowed,
+        "rule": "legitimate_interest" if allowed else "no_consent",
+        "reason": "post is allowed unless objected" if allowed else "no consent for email",
+        "evidence": None
+        if not allowed
+        else {
+            "event_id": "e-1",
+            "source": "crm",
+            "occurred_at": "2026-01-01T00:00:00+00:00",
+            "basis": "legitimate_interest",
+            "reference": None,
+        },
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        parts = url.path.strip("/").split("/")
+        code, body = 404, {"error": "not found"}
+        if parts[0] == "requests":
+            if parts[1] == STATUS["request_id"]:
+                code, body = 200, STATUS
+            else:
+                code, body = 404, {"error": "unknown request", "request_id": parts[1]}
+        elif parts[0] == "consent":
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if parts[1] == "C-1":
+                code, body = 200, consent_body(parts[1], q["purpose"], q["channel"])
+            else:
+                code, body = 404, {"error": "unknown subject"}
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_worker(env: Callable[..., None]) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    port = int(server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    env(web_host="127.0.0.1", web_port=str(port))
+    yield port
+    server.shutdown()
+    server.server_close()
+
+
+# --- --help everywhere ------------------------------------------------------------------------
+
+VERBS = [
+    ["request"],
+    *[
+        ["request", v]
+        for v in (
+            "erase", "restrict", "lift", "rectify", "object", "access", "complain", "verify",
+            "fee-received", "clarify", "clarified", "extend", "cancel", "refuse",
+            "decide-objection", "status", "hold",
+        )
+    ],
+    ["request", "hold", "place"],
+    ["request", "hold", "release"],
+    ["consent"],
+    ["consent", "check"],
+    ["dsar"],
+    ["dsar", "due-date"],
+    ["audit"],
+    ["audit", "show"],
+    ["audit", "verify"],
+    ["ropa"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v))
+def test_help_on_every_verb(verb: list[str]) -> None:
+    out = run(*verb, "--help")
+    assert out.code == 0, out.output
+    assert "Usage" in out.output
+
+
+def test_every_option_has_help() -> None:
+    # typer vendors its own click: walk commands and parameters by shape, not by class.
+    def walk(cmd: Any, path: str) -> Iterator[tuple[str, Any]]:
+        subs: dict[str, Any] | None = getattr(cmd, "commands", None)
+        if subs is not None:
+            for name, sub in subs.items():
+                if name in {"request", "consent", "dsar", "audit", "ropa"} or path:
+                    yield from walk(sub, f"{path} {name}".strip())
+        else:
+            assert cmd.help, f"{path} has no help text"
+            yield from ((path, p) for p in cmd.params)
+
+    missing = [
+        f"{path} {param.name}"
+        for path, param in walk(get_command(APP), "")
+        if param.param_type_name == "option" and not param.help and param.name != "help"
+    ]
+    assert missing == []
+
+
+# --- dsar due-date ------------------------------------------------------------------------------
+
+GOLDEN = [
+    # start, extended, paused, hand-checked due date
+    ("2026-01-31", False, 0, "2026-03-02"),  # no 31 Feb -> Sat 28 Feb -> Mon 2 Mar
+    ("2024-01-31", False, 0, "2024-02-29"),  # leap year: Thu 29 Feb
+    ("2026-11-25", False, 0, "2026-12-29"),  # Christmas Fri, Boxing Day substitute Mon 28
+    ("2026-03-03", False, 0, "2026-04-07"),  # Good Friday 3 Apr, Easter Monday 6 Apr
+    ("2026-01-31", True, 0, "2026-04-30"),  # extended: three months, last day of April
+    ("2026-01-05", False, 3, "2026-02-09"),  # Thu 5 Feb + 3 paused = Sun 8 -> Mon 9
+    ("2026-09-03", False, 0, "2026-10-05"),  # Sat 3 Oct -> Mon 5 Oct
+]
+
+
+@pytest.mark.parametrize(("start", "extended", "paused", "expected"), GOLDEN)
+def test_due_date_golden(start: str, extended: bool, paused: int, expected: str) -> None:
+    args = ["dsar", "due-date", "--start", start, "--paused-days", str(paused)]
+    if extended:
+        args.append("--extended")
+    out = run(*args)
+    assert out.code == 0, out.output
+    assert out.stdout == expected + "\n"
+    computed = due_date(date.fromisoformat(start), extended=extended, paused_days=paused)
+    assert computed.isoformat() == expected
+
+
+def test_due_date_explain_names_the_holidays() -> None:
+    out = run("dsar", "due-date", "--start", "2026-11-25", "--explain")
+    assert out.code == 0
+    assert out.stdout.splitlines()[0] == "2026-12-29"
+    assert "Christmas Day" in out.flat
+    assert "Boxing Day" in out.flat
+    out = run("dsar", "due-date", "--start", "2026-01-31", "--explain")
+    assert "has no day 31" in out.flat
+    assert "last day of that month" in out.flat
+
+
+@pytest.mark.parametrize("bad", ["2026-02-30", "31/01/2026", "2026-1-5", "tomorrow", "20260131"])
+def test_due_date_bad_start(bad: str) -> None:
+    out = run("dsar", "due-date", "--start", bad)
+    assert out.code == EXIT_BAD_INPUT
+    assert f"invalid date '{bad}' for --start: use YYYY-MM-DD" in out.flat
+    assert out.stdout == ""
+
+
+def test_due_date_negative_paused_days() -> None:
+    out = run("dsar", "due-date", "--start", "2026-01-05", "--paused-days", "-1")
+    assert out.code == EXIT_BAD_INPUT
+    assert "--paused-days must be 0 or more" in out.flat
+
+
+def test_due_date_needs_start() -> None:
+    assert run("dsar", "due-date").code == EXIT_BAD_INPUT
+
+
+# --- request submission: bad input never reaches the broker --------------------------------------
+
+
+@pytest.fixture
+def no_broker(env: Callable[..., None]) -> str:
+    """A closed port as the broker: if validation let a command through, it would exit 3."""
+    env(kafka_bootstrap="127.0.0.1:1", registry_url=f"http://127.0.0.1:{free_port()}")
+    return "127.0.0.1:1"
+
+
+@pytest.mark.usefixtures("no_broker")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["erase", "--subject", "C-1", "--received", "2026-02-30"],
+            "invalid date '2026-02-30' for --received: use YYYY-MM-DD",
+        ),
+        (
+            ["access", "--subject", "C-1", "--identity-verified", "5 Jan"],
+            "invalid date '5 Jan' for --identity-verified: use YYYY-MM-DD",
+        ),
+        (["erase", "--subject", "C-1", "--received", "2999-01-01"], "is in the future"),
+        (
+            ["erase", "--subject", "C-1", "--identity-verified", "2026-01-01", "--verified-now"],
+            "not both",
+        ),
+        (["erase", "--subject", "C 1"], "invalid subject id 'C 1'"),
+        (
+            ["object", "--subject", "C-1", "--scope", "everything"],
+            "unknown objection scope 'everything': use one of direct_marketing, "
+            "legitimate_interest",
+        ),
+        (["rectify", "--subject", "C-1"], "rectify needs at least one --set FIELD=VALUE"),
+        (["rectify", "--subject", "C-1", "--set", "nonsense"], "malformed --set"),
+        (["rectify", "--subject", "C-1", "--set", "=x"], "malformed --set"),
+        (
+            ["rectify", "--subject", "C-1", "--set", "shoe_size=9"],
+            "unknown field 'shoe_size' in --set: use one of name, email, phone, address, postcode",
+        ),
+        (["rectify", "--subject", "C-1", "--set", "email="], "empty value for --set email="),
+        (
+            ["rectify", "--subject", "C-1", "--set", "name=A", "--set", "name=B"],
+            "--set name given twice",
+        ),
+        (["erase", "--subject", "C-1", "--reason", "  "], "--reason must not be empty"),
+        (["complain", "--subject", "C-1", "--link", "not an id"], "invalid request id"),
+        (["verify", "REQ-1", "--on", "2026-13-01"], "invalid date '2026-13-01' for --on"),
+        (["clarify", "REQ-1", "--asked", "yesterday"], "invalid date 'yesterday' for --asked"),
+        (["extend", "REQ-1", "--reason", ""], "--reason must not be empty"),
+        (["decide-objection", "REQ-1", "--reason", "x"], "say --accept or --refuse"),
+        (
+            ["hold", "place", "--subject", "C-1", "--category", "shoes", "--reason", "x"],
+            "unknown category 'shoes': use one of contact, payment, purchases, credit, "
+            "interactions, cctv, web, marketing_preferences",
+        ),
+        (["hold", "place", "--subject", "C-1", "--reason", "x"], "give at least one --category"),
+        (["status", "REQ/../x"], "invalid request id"),
+    ],
+)
+def test_request_bad_input(args: list[str], message: str) -> None:
+    out = run("request", *args)
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert message in out.flat
+    assert "127.0.0.1:1" not in out.flat
+
+
+def test_malformed_set_does_not_echo_the_value(no_broker: str) -> None:
+    out = run("request", "rectify", "--subject", "C-1", "--set", "jane@example.com")
+    assert out.code == EXIT_BAD_INPUT
+    assert "jane@example.com" not in out.output
+
+
+def test_missing_required_options_exit_2() -> None:
+    assert run("request", "erase").code == EXIT_BAD_INPUT
+    assert run("request", "object", "--subject", "C-1").code == EXIT_BAD_INPUT
+    assert run("request", "cancel", "REQ-1").code == EXIT_BAD_INPUT
+
+
+# --- services unreachable ---
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["request", "erase", "--subject", "C-1", "--verified-now"],
+        ["request", "erase", "--subject", "C-1", "--verified-now", "-q"],
+        ["request", "complain", "--subject", "C-1", "--restrict-while-investigating"],
+        ["request", "rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD"],
+        ["request", "verify", "REQ-1"],
+        ["request", "hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "x"],
+        ["audit", "show", "REQ-1"],
+        ["audit", "verify"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_broker_unreachable(no_broker: str, args: list[str]) -> None:
+    out = run(*args)
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert no_broker in out.flat
+    assert "privops local up" in out.flat
+    assert out.stdout == ""  # no request id printed for a command that was not published
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["request", "status", "REQ-AAAAAAAAAAAA"],
+        ["consent", "check", "C-1", "--purpose", "marketing", "--channel", "email"],
+    ],
+)
+def test_worker_unreachable(env: Callable[..., None], args: list[str]) -> None:
+    port = free_port()
+    env(web_host="127.0.0.1", web_port=str(port))
+    out = run(*args)
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert f"http://127.0.0.1:{port}" in out.flat
+    assert "privops worker" in out.flat
+    assert "privops demo" in out.flat
+
+
+# --- against a fake worker ---
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_status_renders_the_request() -> None:
+    out = run("request", "status", "REQ-AAAAAAAAAAAA")
+    assert out.code == 0, out.output
+    for text in (
+        "partially_completed",
+        "2026-03-02",
+        "2 overdue",
+        "orders",
+        "legal_obligation",
+        "2032-03-02",
+        "invoices kept 6 years",
+        "Retained data",
+    ):
+        assert text in out.flat
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_status_json_is_the_workers_json() -> None:
+    out = run("request", "status", "REQ-AAAAAAAAAAAA", "--json")
+    assert out.code == 0
+    assert json.loads(out.stdout) == STATUS
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_status_unknown_request_exits_4() -> None:
+    out = run("request", "status", "REQ-000000000000")
+    assert out.code == EXIT_NOT_FOUND
+    assert "unknown request REQ-000000000000" in out.flat
+    assert "requests appear a moment after submission" in out.flat
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_consent_allowed_exits_0_not_allowed_exits_1() -> None:
+    out = run("consent", "check", "C-1", "--purpose", "marketing", "--channel", "post")
+    assert out.code == 0, out.output
+    assert "ALLOWED" in out.flat
+    assert "NOT ALLOWED" not in out.flat
+    assert "crm" in out.flat
+    out = run("consent", "check", "C-1", "--purpose", "marketing", "--channel", "email")
+    assert out.code == EXIT_FAILED
+    assert "NOT ALLOWED" in out.flat
+    assert "no consent for email" in out.flat
+    out = run("consent", "check", "C-1", "--purpose", "marketing", "--channel", "email", "--json")
+    assert out.code == EXIT_FAILED
+    assert json.loads(out.stdout)["allowed"] is False
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_consent_unknown_subject_exits_4() -> None:
+    out = run("consent", "check", "C-404", "--purpose", "marketing", "--channel", "sms")
+    assert out.code == EXIT_NOT_FOUND
+    assert "unknown subject C-404" in out.flat
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--purpose", "spam", "--channel", "email"],
+            "unknown purpose 'spam': use one of marketing, profiling, analytics, service",
+        ),
+        (
+            ["--purpose", "marketing", "--channel", "pigeon"],
+            "unknown channel 'pigeon': use one of email, sms, post, telephone",
+        ),
+    ],
+)
+def test_consent_bad_purpose_or_channel(
+    env: Callable[..., None], args: list[str], message: str
+) -> None:
+    env(web_port=str(free_port()))
+    out = run("consent", "check", "C-1", *args)
+    assert out.code == EXIT_BAD_INPUT
+    assert message in out.flat
+
+
+# --- ropa ---
+
+
+def test_ropa_from_the_real_data_map() -> None:
+    out = run("ropa", "--datamap", str(REAL_DATAMAP), "--json")
+    assert out.code == 0, out.output
+    assert json.loads(out.stdout)["controller"]["name"] == "ALL LED Limited"
+    out = run("ropa", "--datamap", str(REAL_DATAMAP))
+    assert out.code == 0
+    assert "Record of processing activities" in out.flat
+
+
+def test_ropa_bad_data_map_names_field_and_line(tmp_path: Path) -> None:
+    text = REAL_DATAMAP.read_text(encoding="utf-8").replace(
+        "lawful_basis: contract", "lawful_basis: vibes", 1
+    )
+    bad = tmp_path / "datamap.yaml"
+    bad.write_text(text, encoding="utf-8")
+    out = run("ropa", "--datamap", str(bad))
+    assert out.code == EXIT_BAD_INPUT
+    assert "lawful_basis" in out.flat
+    assert "line" in out.flat
+
+
+def test_ropa_missing_data_map(tmp_path: Path) -> None:
+    out = run("ropa", "--datamap", str(tmp_path / "nope.yaml"))
+    assert out.code == EXIT_BAD_INPUT
+    assert "cannot read" in out.flat

@@ -1,0 +1,172 @@
+"""The Art. 15 access manifest: built from the real data map and export answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from privops.datamap import DataMap, load_datamap
+from privops.errors import DomainError
+from privops.manifest import ICO_WEBSITE, build_access_manifest, render_manifest_text
+from privops.records import ExportReference
+from privops.vocab import Category, System
+
+REAL = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+SUBJECT = "jane.doe@example.com"  # a PII-shaped subject id: must never reach the text
+REF = "sr_0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def dm() -> DataMap:
+    return load_datamap(REAL)
+
+
+def ref(system: System, count: int) -> ExportReference:
+    return ExportReference(
+        location=f"file:///exports/REQ-1/{system.value}.json",
+        record_count=count,
+        checksum=f"sha256:{system.value}-abc",
+    )
+
+
+@pytest.fixture(scope="module")
+def full(dm: DataMap) -> dict[str, object]:
+    exports = [(s, ref(s, 2)) for s in dm.holdings() if s is not System.cctv]
+    return build_access_manifest("REQ-1", SUBJECT, REF, dm, dm.holdings(), exports, NOW)
+
+
+def test_identifies_request_and_controller(full: dict[str, object]) -> None:
+    assert full["request_id"] == "REQ-1"
+    assert full["subject_ref"] == REF
+    assert full["generated_at"] == "2026-03-02T09:30:00+00:00"
+    controller = full["controller"]
+    assert isinstance(controller, dict)
+    assert controller["name"] == "ALL LED Limited"
+    assert controller["ico_registration"] == "ZA242691"
+
+
+def test_purposes_carry_lawful_basis_and_legitimate_interest(full: dict[str, object]) -> None:
+    purposes = {p["name"]: p for p in full["purposes"]}  # type: ignore[attr-defined]
+    assert purposes["goods_and_services"]["lawful_basis"] == "contract"
+    assert purposes["customer_support"]["lawful_basis"] == "legitimate_interest"
+    assert "Answering customers" in purposes["customer_support"]["legitimate_interest"]
+    assert purposes["legal_obligations"]["lawful_basis"] == "legal_obligation"
+
+
+def test_categories_have_retention_period_or_criteria(full: dict[str, object]) -> None:
+    cats = {c["category"]: c for c in full["categories"]}  # type: ignore[attr-defined]
+    assert set(cats) == {c.value for c in Category}
+    assert cats["purchases"]["retention"]["period_days"] == 2192
+    assert "6 years" in cats["purchases"]["retention"]["criteria"]
+    assert cats["contact"]["retention"]["period_days"] is None
+    assert cats["contact"]["retention"]["criteria"]
+    assert "orders" in cats["purchases"]["systems"]
+
+
+def test_recipients_transfers_sources_and_automated_decisions(full: dict[str, object]) -> None:
+    names = [r["name"] for r in full["recipients"]]  # type: ignore[attr-defined]
+    assert "Credit reference agencies" in names
+    transfers = full["transfers"]
+    assert isinstance(transfers, list)
+    assert [t["country"] for t in transfers] == ["US"]
+    assert "International Data Transfer Addendum" in transfers[0]["safeguard"]
+    sources = full["sources"]
+    assert isinstance(sources, list)
+    assert any("Credit reference agencies" in s["source"] for s in sources)
+    adm = full["automated_decisions"]
+    assert isinstance(adm, list)
+    assert [a["purpose"] for a in adm] == ["credit_accounts"]
+    assert adm[0]["solely_automated"] is False
+    assert adm[0]["profiling"] is True
+
+
+def test_rights_include_every_right_and_the_ico(full: dict[str, object]) -> None:
+    rights = {r["right"]: r for r in full["rights"]}  # type: ignore[attr-defined]
+    for right in ("access", "rectification", "erasure", "restriction", "objection", "complaint"):
+        assert right in rights
+    assert ICO_WEBSITE == "www.ico.org.uk"
+    assert ICO_WEBSITE in rights["complaint"]["description"]
+    assert full["complaint"] == {
+        "authority": "Information Commissioner's Office",
+        "website": "www.ico.org.uk",
+    }
+
+
+def test_exports_totals_and_missing(full: dict[str, object], dm: DataMap) -> None:
+    exports = full["exports"]
+    assert isinstance(exports, list)
+    assert [e["system"] for e in exports] == ["orders", "crm", "telephony", "marketing", "web"]
+    assert exports[0] == {
+        "system": "orders",
+        "location": "file:///exports/REQ-1/orders.json",
+        "record_count": 2,
+        "checksum": "sha256:orders-abc",
+        "media_type": "application/json",
+    }
+    assert full["missing_exports"] == ["cctv"]
+    assert full["totals"] == {
+        "systems": 6,
+        "categories": 8,
+        "purposes": len(dm.purposes),
+        "recipients": len(dm.recipients),
+        "exports": 5,
+        "records": 10,
+    }
+
+
+def test_only_what_is_held(dm: DataMap) -> None:
+    holdings = {System.cctv: {Category.cctv}, System.web: set()}
+    m = build_access_manifest(
+        "REQ-2", "C-9", REF, dm, holdings, [(System.cctv, ref(System.cctv, 1))], NOW
+    )
+    assert [p["name"] for p in m["purposes"]] == ["premises_security"]
+    assert [c["category"] for c in m["categories"]] == ["cctv"]
+    assert [r["name"] for r in m["recipients"]] == ["Law enforcement agencies (on valid request)"]
+    assert m["recipients"][0]["categories"] == ["cctv"]
+    assert m["transfers"] == []
+    assert m["automated_decisions"] == []
+    assert m["sources"] == []
+    assert m["systems"] == [
+        {
+            "system": "cctv",
+            "description": dm.systems[System.cctv].description,
+            "categories": ["cctv"],
+        }
+    ]
+    assert m["missing_exports"] == []
+
+
+def test_nothing_held(dm: DataMap) -> None:
+    m = build_access_manifest("REQ-3", "C-0", REF, dm, {}, [], NOW)
+    assert m["purposes"] == []
+    assert m["categories"] == []
+    assert m["totals"]["records"] == 0
+    assert "nobody outside" in render_manifest_text(m)
+
+
+def test_naive_now_is_refused(dm: DataMap) -> None:
+    with pytest.raises(DomainError):
+        build_access_manifest("REQ-4", "C-1", REF, dm, {}, [], datetime(2026, 1, 1))
+
+
+def test_text_is_a_letter_without_the_subject_id(full: dict[str, object]) -> None:
+    text = render_manifest_text(full)
+    assert SUBJECT not in text
+    assert "REQ-1" in text
+    assert REF in text
+    assert "www.ico.org.uk" in text
+    assert "sha256:orders-abc" in text
+    assert "still to come from: cctv" in text
+    assert "International Data Transfer Addendum" in text
+    assert "Credit reference agencies" in text
+    assert "Lawful basis: legitimate interest." in text
+    assert text.endswith("\n")
+
+
+def test_json_serialisable(full: dict[str, object]) -> None:
+    import json
+
+    assert json.loads(json.dumps(full)) == full

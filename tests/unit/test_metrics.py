@@ -1,0 +1,173 @@
+"""privops.metrics: every DESIGN.md section 7 name is exposed, labels stay bounded."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from privops import metrics
+from privops.vocab import Channel, ConsentStatus, Purpose, RequestState, RequestType, System
+
+DESIGN_NAMES = [
+    "privops_events_consumed_total",
+    "privops_consent_changes_total",
+    "privops_requests_total",
+    "privops_requests_open",
+    "privops_request_task_latency_seconds",
+    "privops_tasks_pending",
+    "privops_task_retries_total",
+    "privops_task_escalations_total",
+    "privops_dsar_due_in_days",
+    "privops_dsar_overdue",
+    "privops_deadletter_total",
+    "privops_audit_events_total",
+    "privops_commands_rejected_total",
+    "privops_consumer_lag",
+    "privops_worker_up",
+    "privops_build_info",
+]
+
+
+def value(name: str, **labels: str) -> float:
+    sample = metrics.REGISTRY.get_sample_value(name, labels)
+    return 0.0 if sample is None else sample
+
+
+def test_render_exposes_every_design_metric() -> None:
+    body, content_type = metrics.render()
+    text = body.decode()
+    assert content_type.startswith("text/plain")
+    for name in DESIGN_NAMES:
+        assert f"# TYPE {name} " in text, name
+
+
+def test_metrics_live_on_a_dedicated_registry() -> None:
+    from prometheus_client import REGISTRY as GLOBAL
+
+    assert metrics.REGISTRY is not GLOBAL
+    assert GLOBAL.get_sample_value("privops_worker_up") is None
+
+
+def test_enum_combinations_are_preinitialised_at_zero() -> None:
+    text = metrics.render()[0].decode()
+    for system in System:
+        assert f'privops_tasks_pending{{system="{system}"}} 0.0' in text
+        assert f'privops_task_escalations_total{{system="{system}"}} 0.0' in text
+    assert 'privops_requests_total{outcome="partially_completed",type="erasure"} 0.0' in text
+    assert 'privops_requests_open{state="awaiting_systems",type="access"} 0.0' in text
+    assert 'privops_consent_changes_total{channel="sms",purpose="marketing",status="objected"}' in (
+        text
+    )
+    assert 'privops_commands_rejected_total{reason="bad_signature"} 0.0' in text
+
+
+@pytest.mark.parametrize(
+    ("helper", "good"),
+    [
+        (metrics.system_label, System.crm),
+        (metrics.channel_label, Channel.sms),
+        (metrics.purpose_label, Purpose.profiling),
+        (metrics.consent_status_label, ConsentStatus.objected),
+        (metrics.request_type_label, RequestType.restriction_lift),
+        (metrics.request_state_label, RequestState.awaiting_systems),
+        (metrics.outcome_label, RequestState.partially_completed),
+        (metrics.source_label, "task_results"),
+        (metrics.topic_label, "privacy.task-results"),
+        (metrics.event_type_label, "RequestSubmitted"),
+        (metrics.deadletter_reason_label, metrics.DeadLetterReason.unknown_schema),
+        (metrics.rejection_reason_label, "identity_unverified"),
+        (metrics.audit_action_label, metrics.AuditAction.task_escalated),
+    ],
+)
+def test_label_helpers_keep_known_values_and_map_the_rest_to_other(helper, good) -> None:
+    assert helper(good) == str(good)
+    for bad in ("alice@example.com", "+447700900123", "subj-1234", "", None, 42, "CRM"):
+        assert helper(bad) == "other"
+
+
+def test_outcome_label_accepts_only_terminal_states() -> None:
+    assert metrics.outcome_label(RequestState.in_progress) == "other"
+
+
+def test_recording_helpers_bound_labels() -> None:
+    before = value("privops_deadletter_total", topic="other", reason="other")
+    metrics.count_deadletter("bob@example.com", "ValueError: bad byte 0x00 for bob")
+    assert value("privops_deadletter_total", topic="other", reason="other") == before + 1
+
+    before = value("privops_events_consumed_total", source="other", type="other")
+    metrics.count_event("subj-42", "Jane Doe")
+    assert value("privops_events_consumed_total", source="other", type="other") == before + 1
+
+    before = value("privops_task_retries_total", system="crm")
+    metrics.count_task_retry(System.crm)
+    assert value("privops_task_retries_total", system="crm") == before + 1
+
+    metrics.set_tasks_pending("orders", 3)
+    assert value("privops_tasks_pending", system="orders") == 3
+    metrics.set_tasks_pending("orders", 0)
+
+    text = metrics.render()[0].decode()
+    for raw in ("bob@example.com", "subj-42", "Jane Doe", "ValueError"):
+        assert raw not in text
+
+
+def test_event_types_come_from_a_registered_bounded_set() -> None:
+    assert metrics.event_type_label("OrderPlacedForTest") == "other"
+    metrics.register_event_types(["OrderPlacedForTest", "not an identifier"])
+    assert metrics.event_type_label("OrderPlacedForTest") == "OrderPlacedForTest"
+    assert metrics.event_type_label("not an identifier") == "other"
+
+
+def test_consumer_lag_sums_partitions_per_topic() -> None:
+    metrics.record_consumer_lag([("crm.events", 5), ("crm.events", 7), ("private-topic", 3)])
+    assert value("privops_consumer_lag", topic="crm.events") == 12
+    assert value("privops_consumer_lag", topic="other") == 3
+
+
+def test_worker_up_toggles() -> None:
+    metrics.set_worker_up(True)
+    assert value("privops_worker_up") == 1
+    metrics.set_worker_up(False)
+    assert value("privops_worker_up") == 0
+
+
+def test_deadline_book_is_a_snapshot_that_follows_the_calendar() -> None:
+    today = date(2026, 3, 2)
+    book = metrics.DeadlineBook(today=lambda: today)
+    registry = CollectorRegistry()
+    registry.register(book)
+    book.add(date(2026, 2, 20))  # 10 days late
+    book.add(date(2026, 3, 2))  # due today
+    book.add(date(2026, 3, 4))  # 2 days left
+    book.add(date(2026, 3, 4))
+
+    def bucket(le: str) -> float | None:
+        return registry.get_sample_value("privops_dsar_due_in_days_bucket", {"le": le})
+
+    assert bucket("-7.0") == 1
+    assert bucket("-1.0") == 1
+    assert bucket("0.0") == 2
+    assert bucket("3.0") == 4
+    assert bucket("+Inf") == 4
+    assert registry.get_sample_value("privops_dsar_due_in_days_count") == 4
+    assert registry.get_sample_value("privops_dsar_overdue") == 1
+
+    book.remove(date(2026, 2, 20))
+    book.move(date(2026, 3, 4), date(2026, 5, 4))
+    assert registry.get_sample_value("privops_dsar_overdue") == 0
+    assert bucket("3.0") == 2
+    assert bucket("60.0") == 2
+    assert bucket("90.0") == 3
+
+    today = date(2026, 3, 5)
+    assert registry.get_sample_value("privops_dsar_overdue") == 2
+
+
+def test_metric_names_lists_exposed_sample_names() -> None:
+    names = metrics.metric_names()
+    assert "privops_request_task_latency_seconds_bucket" in names
+    assert "privops_dsar_due_in_days_bucket" in names
+    assert "privops_events_consumed_total" in names
+    assert "privops_build_info" in names
