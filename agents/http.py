@@ -10,11 +10,11 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from agents.requests import clock, schedule
 from privops import consent as rules
 from privops import deadlines
 from privops.vocab import Channel, Purpose
 from privops.workflow import RequestRecord
-from agents.requests import clock, schedule
 from streams.app import app
 from streams.audit import ref
 from streams.tables import consent, requests

@@ -2,7 +2,8 @@
 
 Reads:  orders.events, crm.events, telephony.events, marketing.events, web.events,
         cctv.events, privops.internal.subject-directives (all keyed by subject id)
-Writes: privacy.consent-state (compacted), privacy.audit, privacy.deadletter; tables identities, consent, subject-facts, suppression.
+Writes: privacy.consent-state (compacted), privacy.audit, privacy.deadletter;
+        tables identities, consent, subject-facts, suppression, legal-holds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from faust.types import EventT, StreamT
 from privops import consent as rules
 from privops import metrics
 from privops import records as r
-from privops.erasure import SubjectFacts
+from privops.erasure import LegalHold, SubjectFacts
 from privops.errors import DomainError
 from privops.identity import IdentityMap, is_reimport, merge, suppression_keys
 from privops.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
@@ -24,7 +25,7 @@ from privops.vocab import Channel, LawfulBasis, Purpose, System
 from streams.app import app
 from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.io import TOPICS, dead_letter, decode, emit
-from streams.tables import consent, identities, subject_facts, suppression
+from streams.tables import consent, identities, legal_holds, subject_facts, suppression
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,16 @@ def consent_facts(event: r.UpstreamEvent) -> list[rules.ConsentFact]:
 
     match event:
         case r.ConsentGiven():
-            soft = (
-                rules.SoftOptIn(**event.soft_opt_in.model_dump()) if event.soft_opt_in else None
-            )
-            return [fact(F.granted, purpose=event.purpose, channel=event.channel,
-                         basis=event.basis, soft_opt_in=soft)]
+            soft = rules.SoftOptIn(**event.soft_opt_in.model_dump()) if event.soft_opt_in else None
+            return [
+                fact(
+                    F.granted,
+                    purpose=event.purpose,
+                    channel=event.channel,
+                    basis=event.basis,
+                    soft_opt_in=soft,
+                )
+            ]
         case r.ConsentWithdrawn():
             return [fact(F.withdrawn, purpose=event.purpose, channel=event.channel)]
         case r.UnsubscribeClicked():
@@ -77,13 +83,25 @@ def consent_facts(event: r.UpstreamEvent) -> list[rules.ConsentFact]:
             # PECR reg. 22(3): details collected in a sale, similar products, opt-out
             # offered. Ticking the opt-out box is a refusal instead.
             if event.marketing_opt_out_ticked:
-                return [fact(F.withdrawn, purpose=Purpose.marketing, channel=c)
-                        for c in (Channel.email, Channel.sms)]
-            soft = rules.SoftOptIn(collected_in_sale_or_negotiation=True,
-                                   own_similar_products=True, opt_out_offered=True)
-            return [fact(F.granted, purpose=Purpose.marketing, channel=c,
-                         basis=LawfulBasis.soft_opt_in, soft_opt_in=soft)
-                    for c in (Channel.email, Channel.sms)]
+                return [
+                    fact(F.withdrawn, purpose=Purpose.marketing, channel=c)
+                    for c in (Channel.email, Channel.sms)
+                ]
+            soft = rules.SoftOptIn(
+                collected_in_sale_or_negotiation=True,
+                own_similar_products=True,
+                opt_out_offered=True,
+            )
+            return [
+                fact(
+                    F.granted,
+                    purpose=Purpose.marketing,
+                    channel=c,
+                    basis=LawfulBasis.soft_opt_in,
+                    soft_opt_in=soft,
+                )
+                for c in (Channel.email, Channel.sms)
+            ]
     return []
 
 
@@ -100,18 +118,21 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent) -> SubjectFacts:
                 event.balance_pence > 0 and not event.credit_account_open
             )
             closed = None if event.credit_account_open or open_debt else at
-            return facts.model_copy(update={
-                "open_credit_account": event.credit_account_open,
-                "open_debt": open_debt,
-                "credit_closed_at": closed or facts.credit_closed_at,
-            })
+            return facts.model_copy(
+                update={
+                    "open_credit_account": event.credit_account_open,
+                    "open_debt": open_debt,
+                    "credit_closed_at": closed or facts.credit_closed_at,
+                }
+            )
         case r.InvestigationOpened():
             ids = tuple(sorted({*facts.open_investigation_ids, event.investigation_id}))
             return facts.model_copy(update={"open_investigation_ids": ids})
         case r.InvestigationClosed():
             ids = tuple(i for i in facts.open_investigation_ids if i != event.investigation_id)
-            return facts.model_copy(update={"open_investigation_ids": ids,
-                                            "investigation_closed_at": at})
+            return facts.model_copy(
+                update={"open_investigation_ids": ids, "investigation_closed_at": at}
+            )
     return facts
 
 
@@ -150,16 +171,22 @@ async def ingest(stream: StreamT[Any]) -> None:
                 await on_upstream(event, record)
             elif isinstance(record, r.SubjectDirective):
                 await on_directive(record)
+            elif isinstance(record, r.LegalHoldPlaced | r.LegalHoldReleased):
+                on_hold(record)
             else:
-                await dead_letter(event, "ingest", "invalid_record",
-                                  f"{record.fullname()} does not belong on {event.message.topic}")
+                await dead_letter(
+                    event,
+                    "ingest",
+                    "invalid_record",
+                    f"{record.fullname()} does not belong on {event.message.topic}",
+                )
         except DomainError as exc:
             await dead_letter(event, "ingest", "missing_identifier", str(exc))
         except ValueError as exc:  # pydantic validation of a fact: unknown values, shape
             await dead_letter(event, "ingest", "unknown_value", str(exc)[:500])
 
 
-async def on_upstream(event: EventT[Any, Any], record: r.UpstreamEvent) -> None:
+async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
     metrics.count_event(record.source, type(record).__name__)
     topic_system = event.message.topic.split(".")[0]
     if record.source.value != topic_system:
@@ -174,9 +201,15 @@ async def on_upstream(event: EventT[Any, Any], record: r.UpstreamEvent) -> None:
     state = rules.SubjectConsent.model_validate(state_json) if state_json else None
     suppressed = state is not None and state.suppressed
     if suppressed or is_reimport(suppression, PSEUDONYM_KEY, raw_ids, record.source):
-        await audit(actor=record.source.value, action="consent_changed", cause=record.event_id,
-                    occurred_at=record.occurred_at, subject_id=sid, after="reimport_flagged",
-                    reason="identifiers match an erased subject; not re-activated")
+        await audit(
+            actor=record.source.value,
+            action="consent_changed",
+            cause=record.event_id,
+            occurred_at=record.occurred_at,
+            subject_id=sid,
+            after="reimport_flagged",
+            reason="identifiers match an erased subject; not re-activated",
+        )
         log.warning("re-import of an erased subject flagged (subject ref %s)", ref(sid))
         return
     if merged is not identity:
@@ -217,11 +250,37 @@ async def apply_fact(
             before=change.before.value if change.before else None,
             after=labels["status"],
             reason=f"{labels['purpose']}/{labels['channel']}: {change.reason} "
-                   f"(evidence {change.evidence})",
+            f"(evidence {change.evidence})",
         )
     if changes:
         await emit(CONSENT_STATE, sid, consent_state_record(new_state, fact.occurred_at))
     return new_state
+
+
+def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:
+    """Keep the subject's legal holds (audited by the workflow agent that forwarded them)."""
+    sid = cmd.subject_id
+    holds = [LegalHold.model_validate(h) for h in legal_holds.get(sid) or []]
+    if isinstance(cmd, r.LegalHoldPlaced):
+        if any(h.hold_id == cmd.hold_id for h in holds):
+            return
+        holds.append(
+            LegalHold(
+                hold_id=cmd.hold_id,
+                subject_id=sid,
+                categories=tuple(cmd.categories),
+                reason=cmd.reason,
+                placed_at=cmd.issued_at,
+            )
+        )
+    else:
+        holds = [
+            h.model_copy(update={"released_at": cmd.issued_at})
+            if h.hold_id == cmd.hold_id and h.released_at is None
+            else h
+            for h in holds
+        ]
+    legal_holds[sid] = [h.model_dump(mode="json") for h in holds]
 
 
 _DIRECTIVE_FACTS: dict[str, rules.FactKind] = {

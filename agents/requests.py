@@ -4,7 +4,7 @@ Reads:  privacy.commands, privacy.task-results, privops.internal.request-ticks
         (all keyed by request id, co-partitioned)
 Writes: privacy.tasks.<system>, privacy.alerts, privacy.notifications, privacy.audit,
         privops.internal.subject-directives, privacy.deadletter; tables requests,
-        legal-holds. Decisions are privops.workflow's pure functions.
+        (holds are forwarded to ingest). Decisions are privops.workflow's pure functions.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from privops.clock import Clock
 from privops.datamap import load_datamap
 from privops.erasure import LegalHold, SubjectFacts
 from privops.identity import IdentityMap
-from privops.topics import COMMANDS, REQUEST_TICKS, TASK_RESULTS
+from privops.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, TASK_RESULTS
 from privops.vocab import TERMINAL_STATES, TaskState
 from streams.app import app, settings
 from streams.audit import audit, ref
 from streams.io import dead_letter, decode, emit
 from streams.schedule import Schedule
-from streams.tables import consent, identities, legal_holds, requests, subject_facts
+from streams.tables import consent, identities, legal_holds, read_any, requests, subject_facts
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def load(request_id: str) -> wf.RequestRecord | None:
 
 
 def context(subject_id: str) -> wf.Context:
-    identity_json = identities.get(subject_id)
-    facts_json = subject_facts.get(subject_id)
+    identity_json = read_any(identities, subject_id)
+    facts_json = read_any(subject_facts, subject_id)
     now = clock.now()
     return wf.Context(
         now=now,
@@ -61,9 +61,9 @@ def context(subject_id: str) -> wf.Context:
         datamap=DATAMAP,
         subject_ref=ref(subject_id),
         identity=IdentityMap.model_validate(identity_json) if identity_json else None,
-        known_subject=identity_json is not None or consent.get(subject_id) is not None,
+        known_subject=identity_json is not None or read_any(consent, subject_id) is not None,
         facts=SubjectFacts.model_validate(facts_json) if facts_json else SubjectFacts(),
-        holds=tuple(LegalHold.model_validate(h) for h in legal_holds.get(subject_id) or []),
+        holds=tuple(LegalHold.model_validate(h) for h in read_any(legal_holds, subject_id) or []),
         complaint_ack_days=settings.complaint_ack_days,
     )
 
@@ -83,8 +83,12 @@ async def workflow(stream: StreamT[Any]) -> None:
         elif isinstance(record, r.RequestTick):
             await on_tick(record)
         else:
-            await dead_letter(event, "workflow", "invalid_record",
-                              f"{record.fullname()} does not belong on {event.message.topic}")
+            await dead_letter(
+                event,
+                "workflow",
+                "invalid_record",
+                f"{record.fullname()} does not belong on {event.message.topic}",
+            )
 
 
 async def on_command(cmd: r.Command) -> None:
@@ -92,8 +96,9 @@ async def on_command(cmd: r.Command) -> None:
         await on_hold(cmd)
         return
     rec = load(cmd.request_id)
-    subject_id = cmd.subject_id if isinstance(cmd, r.RequestSubmitted) else (
-        rec.subject_id if rec else None)
+    subject_id = (
+        cmd.subject_id if isinstance(cmd, r.RequestSubmitted) else (rec.subject_id if rec else None)
+    )
     if subject_id is None:
         outcome = wf.reject("unknown_request", f"no request {cmd.request_id}")
     else:
@@ -115,8 +120,13 @@ async def on_result(result: r.TaskResult) -> None:
                 metrics.observe_task_latency(
                     task.system, (new_task.answered_at - task.first_sent_at).total_seconds()
                 )
-    await apply(outcome, result.request_id, rec.subject_id if rec else None,
-                result.system.value, f"{result.task_id}:{result.attempt}:{type(result).__name__}")
+    await apply(
+        outcome,
+        result.request_id,
+        rec.subject_id if rec else None,
+        result.system.value,
+        f"{result.task_id}:{result.attempt}:{type(result).__name__}",
+    )
 
 
 async def on_tick(tick: r.RequestTick) -> None:
@@ -124,41 +134,58 @@ async def on_tick(tick: r.RequestTick) -> None:
     if rec is None:
         return
     outcome = wf.on_tick(rec, tick, context(rec.subject_id))
-    await apply(outcome, tick.request_id, rec.subject_id, "privops",
-                f"{tick.kind}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}")
+    await apply(
+        outcome,
+        tick.request_id,
+        rec.subject_id,
+        "privops",
+        f"{tick.kind}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}",
+    )
 
 
 async def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:
-    holds = [LegalHold.model_validate(h) for h in legal_holds.get(cmd.subject_id) or []]
-    now = clock.now()
+    """Audit the hold here (its chain is the command's request id) and hand it to the
+    ingest agent, which owns the subject's partition and keeps the holds table."""
+    holds = [LegalHold.model_validate(h) for h in read_any(legal_holds, cmd.subject_id) or []]
     if isinstance(cmd, r.LegalHoldPlaced):
         if any(h.hold_id == cmd.hold_id for h in holds):
             return
-        holds.append(LegalHold(hold_id=cmd.hold_id, subject_id=cmd.subject_id,
-                               categories=tuple(cmd.categories), reason=cmd.reason,
-                               placed_at=cmd.issued_at))
         action, after = "legal_hold_placed", ",".join(c.value for c in cmd.categories)
+        reason = cmd.reason
     else:
         if not any(h.hold_id == cmd.hold_id and h.released_at is None for h in holds):
-            await reject(cmd.request_id, cmd.subject_id, cmd.actor, cmd.command_id,
-                         "unknown_request", f"no active hold {cmd.hold_id}")
+            await reject(
+                cmd.request_id,
+                cmd.subject_id,
+                cmd.actor,
+                cmd.command_id,
+                "unknown_request",
+                f"no active hold {cmd.hold_id}",
+            )
             return
-        holds = [h.model_copy(update={"released_at": cmd.issued_at})
-                 if h.hold_id == cmd.hold_id else h for h in holds]
-        action, after = "legal_hold_released", cmd.hold_id
-    legal_holds[cmd.subject_id] = [h.model_dump(mode="json") for h in holds]
-    await audit(actor=cmd.actor, action=action, cause=cmd.command_id, occurred_at=now,
-                request_id=cmd.request_id, subject_id=cmd.subject_id, after=after,
-                reason=getattr(cmd, "reason", None) or cmd.hold_id)
+        action, after, reason = "legal_hold_released", cmd.hold_id, cmd.hold_id
+    await emit(SUBJECT_DIRECTIVES, cmd.subject_id, cmd)
+    await audit(
+        actor=cmd.actor,
+        action=action,
+        cause=cmd.command_id,
+        occurred_at=clock.now(),
+        request_id=cmd.request_id,
+        subject_id=cmd.subject_id,
+        after=after,
+        reason=reason,
+    )
 
 
-async def reject(request_id: str, subject_id: str | None, actor: str, cause: str,
-                 reason: str, message: str) -> None:
+async def reject(
+    request_id: str, subject_id: str | None, actor: str, cause: str, reason: str, message: str
+) -> None:
     await apply(wf.reject(reason, message), request_id, subject_id, actor, cause)
 
 
-async def apply(outcome: wf.Outcome, request_id: str, subject_id: str | None, actor: str,
-                cause: str) -> None:
+async def apply(
+    outcome: wf.Outcome, request_id: str, subject_id: str | None, actor: str, cause: str
+) -> None:
     """Store, publish, audit and count what a decision returned."""
     now = clock.now()
     rec = outcome.record
@@ -173,9 +200,17 @@ async def apply(outcome: wf.Outcome, request_id: str, subject_id: str | None, ac
     for out in outcome.out:
         await emit(out.topic, out.key, out.record)
     for i, step in enumerate(outcome.audit):
-        await audit(actor=actor, action=step.action, cause=f"{cause}:{i}", occurred_at=now,
-                    request_id=request_id, subject_id=subject_id, before=step.before,
-                    after=step.after, reason=step.reason)
+        await audit(
+            actor=actor,
+            action=step.action,
+            cause=f"{cause}:{i}",
+            occurred_at=now,
+            request_id=request_id,
+            subject_id=subject_id,
+            before=step.before,
+            after=step.after,
+            reason=step.reason,
+        )
 
 
 def _count(before: wf.RequestRecord | None, rec: wf.RequestRecord) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from agents.requests import clock, schedule
 from privops import metrics
 from privops.topics import REQUEST_TICKS
 from privops.workflow import RequestRecord
-from agents.requests import clock, schedule
 from streams.app import app, settings
 from streams.io import emit
 from streams.tables import requests
@@ -49,7 +49,8 @@ async def consumer_lag() -> None:
     for tp in consumer.assignment():
         try:
             highwater = consumer.highwater(tp)
-        except Exception:  # partition not yet fetched
+        except Exception as exc:  # partition not fetched yet, or just revoked
+            log.debug("no highwater for %s: %s", tp, exc)
             continue
         position = consumer._read_offset.get(tp)
         if highwater is not None:

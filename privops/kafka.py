@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, StaleMetadata
 
 from privops.errors import RuntimeUnavailable
 from privops.topics import TopicSpec
@@ -56,10 +56,7 @@ async def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[Topi
         missing = [s for s in specs if s.name not in existing]
         if missing:
             await admin.create_topics(
-                [
-                    NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.config))
-                    for s in missing
-                ]
+                [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.config)) for s in missing]
             )
         described = await admin.describe_topics([s.name for s in specs])
         counts = {d["topic"]: len(d["partitions"]) for d in described}
@@ -117,7 +114,7 @@ async def read_all(
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
+        end = await _end_offsets(consumer, tps)
         out: list[Consumed] = []
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining:
@@ -133,6 +130,21 @@ async def read_all(
         return out
     finally:
         await consumer.stop()
+
+
+async def _end_offsets(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], attempts: int = 20
+) -> dict[TopicPartition, int]:
+    """End offsets, waiting out the moment after topic creation when leaders are unknown."""
+    for attempt in range(attempts):
+        try:
+            return dict(await consumer.end_offsets(tps))
+        except StaleMetadata:
+            if attempt == attempts - 1:
+                raise
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.25)
+    raise AssertionError("unreachable")
 
 
 def run(coro: object) -> object:

@@ -63,4 +63,3 @@ def catalogue(partitions: int) -> list[TopicSpec]:
         TopicSpec(REQUEST_TICKS, "request id", partitions),
     ]
     return specs
-

@@ -23,7 +23,7 @@ from privops.datamap import DataMap
 from privops.errors import DomainError
 from privops.identity import IdentityMap, for_system
 from privops.lifecycle import IDENTITY_REQUIRED, LifecycleEvent, transition
-from privops.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
+from privops.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES
 from privops.vocab import (
     FINAL_TASK_STATES,
     TERMINAL_STATES,
@@ -285,13 +285,18 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         commands_seen=[cmd.command_id],
         history=[HistoryItem(at=ctx.now, event=E.submitted.value, state=RequestState.received)],
     )
-    out = Outcome(record=rec, audit=[AuditStep("request_received", after=rec.state.value,
-                                                reason=rec.request_type.value)])
+    out = Outcome(
+        record=rec,
+        audit=[AuditStep("request_received", after=rec.state.value, reason=rec.request_type.value)],
+    )
     if rec.request_type is RequestType.rectification:
         unknown = sorted(set(rec.rectification) - set(RECTIFIABLE_FIELDS))
         if not rec.rectification or unknown:
-            return reject("invalid_command", f"rectification fields must be among "
-                          f"{sorted(RECTIFIABLE_FIELDS)}; got {unknown or 'none'}")
+            return reject(
+                "invalid_command",
+                f"rectification fields must be among "
+                f"{sorted(RECTIFIABLE_FIELDS)}; got {unknown or 'none'}",
+            )
     if rec.request_type in IDENTITY_REQUIRED:
         if rec.identity_verified_on is None:
             _move(rec, E.identity_required, out, ctx.now)
@@ -314,8 +319,13 @@ def _apply_command(rec: RequestRecord, cmd: r.Command, ctx: Context, out: Outcom
     elif isinstance(cmd, r.FeeReceived):
         rec.fee_received_on = cmd.received_on
         _recompute_due(rec, ctx)
-        out.audit.append(AuditStep("request_transitioned", after=rec.state.value,
-                                   reason=f"fee received; due {rec.due_on}"))
+        out.audit.append(
+            AuditStep(
+                "request_transitioned",
+                after=rec.state.value,
+                reason=f"fee received; due {rec.due_on}",
+            )
+        )
     elif isinstance(cmd, r.ClarificationRequested):
         rec.clarification_asked_on = cmd.asked_on
         _move(rec, E.clarification_requested, out, ctx.now)
@@ -325,7 +335,8 @@ def _apply_command(rec: RequestRecord, cmd: r.Command, ctx: Context, out: Outcom
         rec.clarification_asked_on = None
         _move(rec, E.clarification_received, out, ctx.now)
         _recompute_due(rec, ctx)
-        if not rec.tasks:
+        # A complaint was acknowledged when it arrived; resuming must not acknowledge again.
+        if not rec.tasks and rec.request_type is not RequestType.complaint:
             _start_work(rec, ctx, out)
     elif isinstance(cmd, r.DeadlineExtended):
         if rec.clock_start is None or rec.extended:
@@ -338,9 +349,14 @@ def _apply_command(rec: RequestRecord, cmd: r.Command, ctx: Context, out: Outcom
         rec.deadline_stage = 0
         _recompute_due(rec, ctx)
         out.audit.append(AuditStep("deadline_extended", after=str(rec.due_on), reason=cmd.reason))
-        _notify_subject(rec, out, ctx, "deadline_extended",
-                        f"We need more time for your request: {cmd.reason}. "
-                        f"We will respond by {rec.due_on.isoformat() if rec.due_on else '-'}.")
+        _notify_subject(
+            rec,
+            out,
+            ctx,
+            "deadline_extended",
+            f"We need more time for your request: {cmd.reason}. "
+            f"We will respond by {rec.due_on.isoformat() if rec.due_on else '-'}.",
+        )
     elif isinstance(cmd, r.ObjectionDecided):
         if rec.objection_scope is not ObjectionScope.legitimate_interest:
             raise DomainError("only a legitimate-interest objection awaits a DPO decision")
@@ -348,26 +364,42 @@ def _apply_command(rec: RequestRecord, cmd: r.Command, ctx: Context, out: Outcom
             raise DomainError(f"objection already decided (state {rec.state})")
         rec.reason = cmd.reason
         if cmd.accepted:
-            out.audit.append(AuditStep("request_transitioned", after="objection_accepted",
-                                       reason=cmd.reason))
+            out.audit.append(
+                AuditStep("request_transitioned", after="objection_accepted", reason=cmd.reason)
+            )
             _send_tasks(rec, ctx, out, TaskAction.restrict, _holdings(rec, ctx))
             _publish_tasks(rec, ctx, out)
-            _notify_subject(rec, out, ctx, "objection_accepted",
-                            "We have stopped processing your data for our legitimate interests.")
+            _notify_subject(
+                rec,
+                out,
+                ctx,
+                "objection_accepted",
+                "We have stopped processing your data for our legitimate interests.",
+            )
             if rec.tasks:
                 _move(rec, E.tasks_sent, out, ctx.now)
             else:
                 _move(rec, E.answered, out, ctx.now)
         else:
-            _notify_subject(rec, out, ctx, "objection_refused",
-                            f"We considered your objection and will continue: {cmd.reason}")
+            _notify_subject(
+                rec,
+                out,
+                ctx,
+                "objection_refused",
+                f"We considered your objection and will continue: {cmd.reason}",
+            )
             _move(rec, E.refused, out, ctx.now)
     elif isinstance(cmd, r.RequestRefused):
         rec.reason = cmd.reason
         _move(rec, E.refused, out, ctx.now)
-        _notify_subject(rec, out, ctx, "request_refused",
-                        f"We cannot act on your request: {cmd.reason}. You may complain to "
-                        "the ICO (www.ico.org.uk).")
+        _notify_subject(
+            rec,
+            out,
+            ctx,
+            "request_refused",
+            f"We cannot act on your request: {cmd.reason}. You may complain to "
+            "the ICO (www.ico.org.uk).",
+        )
     elif isinstance(cmd, r.RequestCancelled):
         rec.reason = cmd.reason
         _move(rec, E.cancelled, out, ctx.now)
@@ -406,12 +438,12 @@ def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         )
         for instruction in plan.instructions:
             keep = [
-                KeptItem(system=instruction.system, category=k.category, ground=k.ground,
-                         until=k.until)
+                KeptItem(
+                    system=instruction.system, category=k.category, ground=k.ground, until=k.until
+                )
                 for k in instruction.keep
             ]
-            _add_task(rec, ctx, instruction.system, TaskAction.erase,
-                      list(instruction.erase), keep)
+            _add_task(rec, ctx, instruction.system, TaskAction.erase, list(instruction.erase), keep)
         rec.followups = [
             FollowupItem(system=f.system, categories=list(f.categories), due_at=f.due_at)
             for f in plan.followups
@@ -424,8 +456,13 @@ def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         _directive(rec, out, ctx, "restricted")
     elif kind is RequestType.restriction_lift:
         # Art. 18(3): the subject is told before the restriction is lifted.
-        _notify_subject(rec, out, ctx, "restriction_lift_pending",
-                        "The restriction on your data will be lifted.")
+        _notify_subject(
+            rec,
+            out,
+            ctx,
+            "restriction_lift_pending",
+            "The restriction on your data will be lifted.",
+        )
         _send_tasks(rec, ctx, out, TaskAction.lift_restriction, held)
         _directive(rec, out, ctx, "restriction_lifted")
     elif kind is RequestType.rectification:
@@ -437,17 +474,29 @@ def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         _send_tasks(rec, ctx, out, TaskAction.export, held)
     elif kind is RequestType.objection:
         if rec.objection_scope is ObjectionScope.legitimate_interest:
-            out.audit.append(AuditStep("request_transitioned", after=rec.state.value,
-                                       reason="awaiting the DPO's decision on the objection"))
+            out.audit.append(
+                AuditStep(
+                    "request_transitioned",
+                    after=rec.state.value,
+                    reason="awaiting the DPO's decision on the objection",
+                )
+            )
             return
         _directive(rec, out, ctx, "objected")
-        marketing = {s: c for s, c in held.items() if s is System.marketing}
+        marketing: dict[System, set[Category]] = {
+            s: c for s, c in held.items() if s is System.marketing
+        }
         _send_tasks(rec, ctx, out, TaskAction.restrict, marketing)
     elif kind is RequestType.consent_withdrawal:
         _directive(rec, out, ctx, "withdrawn")
     elif kind is RequestType.complaint:
-        _notify_subject(rec, out, ctx, "complaint_acknowledged",
-                        f"Your complaint is with our DPO; we will respond by {rec.due_on}.")
+        _notify_subject(
+            rec,
+            out,
+            ctx,
+            "complaint_acknowledged",
+            f"Your complaint is with our DPO; we will respond by {rec.due_on}.",
+        )
         return
     _publish_tasks(rec, ctx, out)
     if rec.tasks:
@@ -550,8 +599,9 @@ def _notify_recipients(
             subject_ref=ctx.subject_ref,
         )
         out.out.append(Out(NOTIFICATIONS, rec.request_id, note))
-        out.audit.append(AuditStep("notification_sent", after=recipient.name,
-                                   reason=f"Art. 19 {action.value}"))
+        out.audit.append(
+            AuditStep("notification_sent", after=recipient.name, reason=f"Art. 19 {action.value}")
+        )
 
 
 # --- answers ----------------------------------------------------------------------------
@@ -574,9 +624,16 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
     if task.system is not result.system:
         return reject("invalid_command", f"{result.system} answered a task of {task.system}")
     if task.state in FINAL_TASK_STATES:
-        return Outcome(record=None, audit=[AuditStep(
-            "task_answered", after=task.state.value,
-            reason=f"duplicate answer from {result.system.value} ignored")])
+        return Outcome(
+            record=None,
+            audit=[
+                AuditStep(
+                    "task_answered",
+                    after=task.state.value,
+                    reason=f"duplicate answer from {result.system.value} ignored",
+                )
+            ],
+        )
     rec = rec.model_copy(deep=True)
     task = rec.tasks[result.task_id]
     out = Outcome(record=rec)
@@ -584,8 +641,14 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
     if isinstance(result, r.TaskFailed) and result.retryable:
         task.outcome_reason = result.reason
         task.next_check_at = ctx.now  # retry at the next sweep, with the usual backoff
-        out.audit.append(AuditStep("task_answered", before=before.value, after="failed_retryable",
-                                   reason=f"{task.system.value}: {result.reason}"))
+        out.audit.append(
+            AuditStep(
+                "task_answered",
+                before=before.value,
+                after="failed_retryable",
+                reason=f"{task.system.value}: {result.reason}",
+            )
+        )
         return out
     task.state = _FINAL_BY_RESULT.get(type(result), TaskState.failed)
     task.answered_at = result.answered_at
@@ -598,11 +661,22 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
         planned = {k.category: k for k in task.keep}
         for cat in result.categories or list(planned):
             kept = planned.get(cat)
-            rec.kept.append(KeptItem(system=task.system, category=cat,
-                                     ground=kept.ground if kept else result.reason,
-                                     until=kept.until if kept else None))
-    out.audit.append(AuditStep("task_answered", before=before.value, after=task.state.value,
-                               reason=f"{task.system.value}:{task.action.value}"))
+            rec.kept.append(
+                KeptItem(
+                    system=task.system,
+                    category=cat,
+                    ground=kept.ground if kept else result.reason,
+                    until=kept.until if kept else None,
+                )
+            )
+    out.audit.append(
+        AuditStep(
+            "task_answered",
+            before=before.value,
+            after=task.state.value,
+            reason=f"{task.system.value}:{task.action.value}",
+        )
+    )
     if all(t.state in FINAL_TASK_STATES for t in rec.tasks.values()):
         _finish(rec, ctx, out)
     return out
@@ -613,25 +687,36 @@ def _finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     if rec.request_type is RequestType.access:
         exports = [(t.system, t.export) for t in rec.tasks.values() if t.export is not None]
         rec.manifest = manifest.build_access_manifest(
-            rec.request_id, rec.subject_id, ctx.subject_ref, ctx.datamap,
-            _holdings(rec, ctx), exports, ctx.now,
+            rec.request_id,
+            rec.subject_id,
+            ctx.subject_ref,
+            ctx.datamap,
+            _holdings(rec, ctx),
+            exports,
+            ctx.now,
         )
         _notify_subject(
-            rec, out, ctx, "access_response",
+            rec,
+            out,
+            ctx,
+            "access_response",
             "Your copy of the personal data we hold, with how we use it.",
             document=json.dumps(rec.manifest, default=str, sort_keys=True),
             exports=[e for _, e in exports],
         )
     if rec.state is RequestState.awaiting_systems:
-        partial = bool(rec.kept) or any(
-            t.state is TaskState.failed for t in rec.tasks.values()
-        )
+        partial = bool(rec.kept) or any(t.state is TaskState.failed for t in rec.tasks.values())
         event = E.all_tasks_final_partial if partial else E.all_tasks_final_complete
         _move(rec, event, out, ctx.now)
     if rec.request_type is RequestType.erasure and rec.kept:
         kept = "; ".join(f"{k.system.value}/{k.category.value}: {k.ground}" for k in rec.kept)
-        _notify_subject(rec, out, ctx, "erasure_outcome",
-                        f"We erased your data except what the law requires us to keep: {kept}")
+        _notify_subject(
+            rec,
+            out,
+            ctx,
+            "erasure_outcome",
+            f"We erased your data except what the law requires us to keep: {kept}",
+        )
 
 
 # --- timers -------------------------------------------------------------------------------
@@ -673,9 +758,14 @@ def _task_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outco
             attempts=task.attempts,
         )
         out.out.append(Out(ALERTS, rec.request_id, alert))
-        out.audit.append(AuditStep("task_escalated", before="sent", after="escalated",
-                                   reason=f"{task.system.value} silent after {task.attempts} "
-                                          f"attempts"))
+        out.audit.append(
+            AuditStep(
+                "task_escalated",
+                before="sent",
+                after="escalated",
+                reason=f"{task.system.value} silent after {task.attempts} attempts",
+            )
+        )
 
 
 def _deadline(rec: RequestRecord, tick: r.RequestTick, ctx: Context, out: Outcome) -> None:
@@ -727,11 +817,14 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             identity_verified_on=ctx.today,
             linked_request_id=rec.request_id,
             reason=f"retention ended for {item.system.value}: "
-                   + ", ".join(c.value for c in item.categories),
+            + ", ".join(c.value for c in item.categories),
         )
         out.out.append(Out(COMMANDS, child, cmd))
-        out.audit.append(AuditStep("request_received", after="followup_scheduled",
-                                   reason=f"follow-up erasure {child}"))
+        out.audit.append(
+            AuditStep(
+                "request_received", after="followup_scheduled", reason=f"follow-up erasure {child}"
+            )
+        )
 
 
 def next_checks(rec: RequestRecord) -> list[tuple[datetime, str]]:

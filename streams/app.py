@@ -46,15 +46,14 @@ setup_prometheus_sensors(
 
 def run_worker(loglevel: str = "info") -> None:
     """Register the schemas, then run the worker in this process until stopped."""
-    from faust.worker import Worker
-
-    from privops.records import ALL_RECORDS
-    from streams.io import serde
-
     import asyncio
 
+    from faust.worker import Worker
+
     from privops.kafka import create_topics
+    from privops.records import ALL_RECORDS
     from privops.topics import catalogue
+    from streams.io import serde
 
     asyncio.run(create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions)))
     serde.register_all()

@@ -46,7 +46,7 @@ async def emit(name: str, key: str, record: Record) -> None:
     await TOPICS[name].send(key=key.encode(), value=serde.encode(record))
 
 
-async def decode(event: EventT[Any, Any], consumer: str) -> Record | None:
+async def decode(event: EventT[Any], consumer: str) -> Record | None:
     """The record in ``event``, or None after dead-lettering it with the reason."""
     try:
         return await serde.decode_async(event.value)
@@ -55,7 +55,7 @@ async def decode(event: EventT[Any, Any], consumer: str) -> Record | None:
         return None
 
 
-async def dead_letter(event: EventT[Any, Any], consumer: str, reason: str, error: str) -> None:
+async def dead_letter(event: EventT[Any], consumer: str, reason: str, error: str) -> None:
     """Keep unusable input whole on privacy.deadletter, count it, and go on."""
     message = event.message
     letter = DeadLetter(

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import pytest
 
-_HOME = Path(tempfile.mkdtemp(prefix="privops-test-"))
+# A fixed home per port base: a session that died without stopping its broker is found
+# (pid file) and stopped by the next one. PRIVOPS_TEST_PORT_BASE separates parallel runs.
+_BASE = int(os.environ.get("PRIVOPS_TEST_PORT_BASE", "29000"))
+_HOME = Path(tempfile.gettempdir()) / f"privops-test-{_BASE}"
 TEST_ENV = {
-    "PRIVOPS_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
-    "PRIVOPS_KAFKA_CONTROLLER_PORT": "29093",
-    "PRIVOPS_REGISTRY_URL": "http://127.0.0.1:28081/apis/ccompat/v7",
-    "PRIVOPS_REGISTRY_PORT": "28081",
-    "PRIVOPS_REGISTRY_MANAGEMENT_PORT": "29001",
+    "PRIVOPS_KAFKA_BOOTSTRAP": f"127.0.0.1:{_BASE + 92}",
+    "PRIVOPS_KAFKA_CONTROLLER_PORT": str(_BASE + 93),
+    "PRIVOPS_REGISTRY_URL": f"http://127.0.0.1:{_BASE - 919}/apis/ccompat/v7",
+    "PRIVOPS_REGISTRY_PORT": str(_BASE - 919),
+    "PRIVOPS_REGISTRY_MANAGEMENT_PORT": str(_BASE + 1),
     "PRIVOPS_HOME": str(_HOME),
     "PRIVOPS_TOPIC_PARTITIONS": "4",
     "PRIVOPS_PSEUDONYM_KEY": "test-pseudonym-key-0123456789",
@@ -48,6 +51,8 @@ REPO = Path(__file__).resolve().parent.parent
 def local_runtime() -> Iterator[Settings]:
     """The session's real Kafka broker and schema registry, with every topic created."""
     settings = get_settings()
+    runtime.down(settings, print)  # a previous session's leftovers, if any
+    shutil.rmtree(_HOME, ignore_errors=True)
     try:
         runtime.up(settings, print)
         asyncio.run(create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions)))
@@ -55,8 +60,7 @@ def local_runtime() -> Iterator[Settings]:
         runtime.down(settings, print)
         raise
     yield settings
-    runtime.down(settings, print)
-    shutil.rmtree(_HOME, ignore_errors=True)
+    runtime.down(settings, print)  # logs stay under _HOME for post-mortems
 
 
 @dataclass
@@ -86,7 +90,11 @@ class WorkerProcess:
 
 
 def start_worker(
-    settings: Settings, name: str, *, web_port: int, data_dir: Path | None = None,
+    settings: Settings,
+    name: str,
+    *,
+    web_port: int,
+    data_dir: Path | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> WorkerProcess:
     data_dir = data_dir or (settings.home / f"worker-{name}")
@@ -95,6 +103,7 @@ def start_worker(
         **os.environ,
         "PRIVOPS_WEB_PORT": str(web_port),
         "PRIVOPS_DATA_DIR": str(data_dir),
+        "PRIVOPS_APP_ID": f"privops-{name}",
         **(extra_env or {}),
     }
     proc = subprocess.Popen(
@@ -108,7 +117,9 @@ def start_worker(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited ({proc.returncode}); log:\n{log.read_text()[-4000:]}")
+            raise RuntimeError(
+                f"worker exited ({proc.returncode}); log:\n{log.read_text()[-4000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -123,7 +134,7 @@ def start_worker(
 @pytest.fixture(scope="session")
 def worker(local_runtime: Settings) -> Iterator[WorkerProcess]:
     """One shared worker for tests that only need it running (unique ids per test)."""
-    proc = start_worker(local_runtime, "shared", web_port=26066)
+    proc = start_worker(local_runtime, "shared", web_port=_BASE - 2934)
     yield proc
     proc.stop()
 

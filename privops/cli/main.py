@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from privops.cli import audit, consent, dsar, local, request, ropa, schemas, topics
+from privops.cli import audit, bench, consent, dsar, local, request, ropa, schemas, simulate, topics
 
 app = typer.Typer(
     name="privops",
@@ -19,7 +19,9 @@ app.add_typer(request.app, name="request")
 app.add_typer(consent.app, name="consent")
 app.add_typer(dsar.app, name="dsar")
 app.add_typer(audit.app, name="audit")
+app.add_typer(simulate.app, name="simulate")
 app.command("ropa")(ropa.ropa)
+app.command("bench")(bench.bench)
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import typer
 
 from privops.avro import backward_problems, generate, load_versions
@@ -25,9 +27,11 @@ def check() -> None:
     """Check every schema version BACKWARD-compatible with the one before it."""
     problems = []
     for name, versions in load_versions(settings().schema_dir).items():
-        for old, new in zip(versions, versions[1:], strict=False):
-            problems += [f"{name} v{old.version}->v{new.version}: {p}" for p in
-                         backward_problems(old.schema, new.schema)]
+        for old, new in pairwise(versions):
+            problems += [
+                f"{name} v{old.version}->v{new.version}: {p}"
+                for p in backward_problems(old.schema, new.schema)
+            ]
     for problem in problems:
         console.print(f"[red]{problem}[/]")
     if problems:

@@ -187,7 +187,7 @@ class Kafka(Component):
 
     @property
     def port(self) -> int:
-        host, _, port = self.settings.kafka_bootstrap.rpartition(":")
+        _, _, port = self.settings.kafka_bootstrap.rpartition(":")
         return int(port)
 
     @property
@@ -251,10 +251,14 @@ class Kafka(Component):
         if (self.data_dir / "meta.properties").exists():
             return
         say("formatting Kafka storage (KRaft)")
-        cluster_id = _run(
-            [_java(), "-cp", self.classpath(), "kafka.tools.StorageTool", "random-uuid"],
-            what="generating a cluster id",
-        ).strip().splitlines()[-1]
+        cluster_id = (
+            _run(
+                [_java(), "-cp", self.classpath(), "kafka.tools.StorageTool", "random-uuid"],
+                what="generating a cluster id",
+            )
+            .strip()
+            .splitlines()[-1]
+        )
         _run(
             [
                 _java(),
@@ -410,7 +414,8 @@ def _require_java() -> str:
     java = shutil.which("java")
     if java is None:
         raise RuntimeUnavailable(
-            "Java 17+ is needed to run Kafka and the registry: apt-get install openjdk-17-jre-headless"
+            "Java 17+ is needed to run Kafka and the registry: "
+            "apt-get install openjdk-17-jre-headless"
         )
     return java
 

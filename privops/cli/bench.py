@@ -1,0 +1,94 @@
+"""`privops bench`: the DESIGN.md section 9 benchmarks, each with its same-run baseline."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from privops import bench as b
+from privops.cli.common import EXIT_BAD_INPUT, console, emit_json, fail, handled, say
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "bool":
+        return "yes" if value else "no"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if abs(value) >= 100:
+        return f"{value:,.0f} {unit}"
+    return f"{value:,.2f} {unit}"
+
+
+def _verdict(passed: bool | None) -> str:
+    if passed is None:
+        return "[dim]n/a[/]"
+    return "[green]pass[/]" if passed else "[bold red]FAIL[/]"
+
+
+def bench(
+    scenario: list[str] | None = typer.Option(
+        None,
+        "--scenario",
+        "-s",
+        help=f"Run only this scenario (repeatable): {', '.join(b.SCENARIOS)}.",
+    ),
+    events: int = typer.Option(200_000, min=1, help="consent-throughput: events to consume."),
+    subjects: int = typer.Option(20_000, min=1, help="consent-throughput: distinct subjects."),
+    rate: float = typer.Option(100.0, min=1, help="command-latency: requests per second."),
+    duration: float = typer.Option(20.0, min=0.1, help="command-latency: seconds of load."),
+    restart_subjects: int = typer.Option(
+        100_000,
+        "--restart-subjects",
+        min=1,
+        help="restart: subjects loaded before the restart (target is for 1,000,000).",
+    ),
+    open_requests: int = typer.Option(
+        1_000_000, "--open", min=1, help="sweep-scale: open requests tracked."
+    ),
+    timeout: float = typer.Option(
+        120.0, min=1, help="consent-throughput: longest measuring window, seconds."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Measure the performance targets against a private local runtime (own ports).
+
+    Starts its own Kafka and registry under a temporary home (ports 39092/38081, worker
+    web port 36066), runs a real `privops worker`, and stops everything at the end.
+    """
+    chosen = list(scenario or b.SCENARIOS)
+    unknown = [s for s in chosen if s not in b.SCENARIOS]
+    if unknown:
+        fail(
+            f"unknown scenario {unknown[0]!r}; choose from {', '.join(b.SCENARIOS)}", EXIT_BAD_INPUT
+        )
+    sizes = b.Sizes(
+        events=events,
+        subjects=subjects,
+        rate=rate,
+        duration=duration,
+        restart_subjects=restart_subjects,
+        open_requests=open_requests,
+        timeout=timeout,
+    )
+    with handled():
+        results = b.run(chosen, sizes, (lambda _: None) if as_json else say)
+    if as_json:
+        emit_json([r.as_json() for r in results])
+    else:
+        table = Table("scenario", "measured", "value", "baseline", "ratio", "target", "result")
+        for r in results:
+            table.add_row(
+                r.scenario,
+                r.metric,
+                _fmt(r.measured, r.unit),
+                _fmt(r.baseline, r.unit),
+                "-" if r.ratio is None else f"{r.ratio:.2f}x",
+                r.target or "-",
+                _verdict(r.passed),
+            )
+        console.print(table)
+        for r in results:
+            if r.details:
+                console.print(f"[dim]{r.scenario} / {r.metric}: {r.details}[/]")

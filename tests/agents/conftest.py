@@ -1,0 +1,149 @@
+"""Faust agent tests: the DESIGN.md section 2 pattern, with no broker and no registry.
+
+The environment is set before ``streams.app`` is imported (memory store, a temporary
+table directory). Every outbound send (emit, audit, dead letter, table changelogs) is
+mocked, and ``streams.io.serde`` is replaced by a Serde whose schema-id caches are filled
+locally from the bundled schemas, so framed Avro encodes and decodes offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from unittest.mock import AsyncMock
+
+import pytest
+
+# Set before streams.app reads the settings, and put back afterwards so worker
+# subprocesses started by integration tests in the same session keep their own store.
+_AGENT_ENV = {
+    "PRIVOPS_STORE": "memory://",
+    "PRIVOPS_DATA_DIR": tempfile.mkdtemp(prefix="privops-agent-tests-"),
+}
+_saved = {name: os.environ.get(name) for name in _AGENT_ENV}
+os.environ.update(_AGENT_ENV)
+try:
+    from privops.settings import get_settings
+
+    get_settings.cache_clear()
+    import faust.tables.table
+
+    import agents.ingest
+    import agents.requests
+    from privops.records import Record
+    from privops.serde import Serde
+    from privops.vocab import RequestState
+    from privops.workflow import RequestRecord
+    from streams import io as streams_io
+    from streams import tables as streams_tables
+    from streams.app import app as faust_app
+    from streams.schedule import Schedule
+finally:
+    for _name, _value in _saved.items():
+        if _value is None:
+            os.environ.pop(_name, None)
+        else:
+            os.environ[_name] = _value
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: str
+    key: bytes | None
+    value: bytes
+    record: Record
+
+
+class Outbox:
+    """Everything the agents sent, decoded back to records, in send order."""
+
+    def __init__(self, serde: Serde) -> None:
+        self.serde = serde
+        self.sent: list[Sent] = []
+
+    def record(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.sent.append(Sent(topic, key, value, self.serde.decode(value)))
+
+    def on(self, topic: str) -> list[Record]:
+        return [s.record for s in self.sent if s.topic == topic]
+
+    def on_prefix(self, prefix: str) -> list[Sent]:
+        return [s for s in self.sent if s.topic.startswith(prefix)]
+
+
+def local_serde() -> Serde:
+    """A Serde that never calls a registry: ids 1..N for the bundled latest schemas."""
+    serde = Serde("http://registry.invalid", get_settings().schema_dir)
+    for schema_id, fullname in enumerate(sorted(serde.codec.latest), start=1):
+        serde._id_by_name[fullname] = schema_id
+        serde._schema_by_id[schema_id] = serde.codec.schema_text(fullname)
+    return serde
+
+
+@pytest.fixture
+def serde(monkeypatch: pytest.MonkeyPatch) -> Serde:
+    serde = local_serde()
+    monkeypatch.setattr(streams_io, "serde", serde)
+    return serde
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real app, finalized, on the memory store, with table changelogs switched off.
+
+    Tables are cleared and the workflow's timer index is fresh for each test; afterwards
+    every request it tracked is untracked, so the process-wide gauges it set (pending
+    tasks, open requests, due dates) are back to zero for later tests.
+    """
+    faust_app.finalize()
+    if faust_app.conf.store.scheme != "memory":  # env set it already; re-setting warns
+        faust_app.conf.store = "memory://"
+    faust_app.flow_control.resume()
+    monkeypatch.setattr(faust.tables.table.Table, "on_key_set", lambda self, key, value: None)
+    monkeypatch.setattr(faust.tables.table.Table, "on_key_del", lambda self, key: None)
+    schedule = Schedule(agents.requests.schedule.thresholds)
+    monkeypatch.setattr(agents.requests, "schedule", schedule)
+    for table in faust_app.tables.values():
+        table.data.clear()
+    yield faust_app
+    for raw in list(streams_tables.requests.data.values()):
+        rec = RequestRecord.model_validate(raw)
+        schedule.track(rec.model_copy(update={"state": RequestState.cancelled}))
+    for table in faust_app.tables.values():
+        table.data.clear()
+
+
+@pytest.fixture
+def outbox(app: Any, serde: Serde, monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    """Mock every topic's send; what was sent is decoded into the outbox."""
+    box = Outbox(serde)
+    for name, topic in streams_io.TOPICS.items():
+
+        def make(name: str) -> AsyncMock:
+            async def send(*, key: bytes | None = None, value: bytes, **_: Any) -> None:
+                box.record(name, key, value)
+
+            return AsyncMock(side_effect=send)
+
+        monkeypatch.setattr(topic, "send", make(name))
+    return box
+
+
+async def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Agents that do not yield give no signal when done: poll for the effect."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the agent")
+        await asyncio.sleep(0.01)
+
+
+async def put_on(agent: Any, topic: str, key: bytes, value: bytes | None) -> None:
+    """Put one message on the test agent as if it came from ``topic``."""
+    agent._get_strtopic = lambda channel: topic
+    await agent.put(key=key, value=value, wait=False)

@@ -1,0 +1,115 @@
+"""The request workflow agent on faust's test_context: commands -> tasks, stored request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agents.requests import workflow
+from privops import records as r
+from privops.identity import IdentityMap, merge
+from privops.serde import Serde
+from privops.topics import AUDIT, COMMANDS, DEADLETTER
+from privops.vocab import RequestState, RequestType, System
+from streams.tables import identities, requests
+from tests.agents.conftest import Outbox, put_on, wait_for
+
+NOW = datetime.now(UTC)
+SUBJECT = "S-agent-1"
+SYSTEM_IDS = {
+    System.orders: {"customer_id": "C-1"},
+    System.crm: {"contact_id": "K-1", "email": "ann@example.com"},
+    System.marketing: {"email": "ann@example.com"},
+}
+
+
+def known_subject() -> IdentityMap:
+    identity: IdentityMap | None = None
+    for system, ids in SYSTEM_IDS.items():
+        identity = merge(identity, SUBJECT, system, ids, NOW - timedelta(days=3))
+    assert identity is not None
+    identities.data[SUBJECT] = identity.model_dump(mode="json")
+    return identity
+
+
+def erasure(request_id: str = "R-agent-1", subject: str = SUBJECT) -> r.RequestSubmitted:
+    return r.RequestSubmitted(
+        command_id=f"{request_id}:submit",
+        request_id=request_id,
+        issued_at=NOW,
+        actor="dpo",
+        request_type=RequestType.erasure,
+        subject_id=subject,
+        received_on=NOW.date(),
+        identity_verified_on=NOW.date(),
+    )
+
+
+async def test_verified_erasure_fans_out_erase_tasks_and_stores_the_request(
+    app: Any, serde: Serde, outbox: Outbox
+) -> None:
+    known_subject()
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, b"R-agent-1", serde.encode(erasure()))
+        await wait_for(lambda: requests.data.get("R-agent-1") is not None)
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+
+    tasks = outbox.on_prefix("privacy.tasks.")
+    assert sorted(s.topic for s in tasks) == sorted(f"privacy.tasks.{s}" for s in SYSTEM_IDS)
+    for sent in tasks:
+        task = sent.record
+        assert isinstance(task, r.Erase)
+        assert sent.topic == f"privacy.tasks.{task.system.value}"
+        assert sent.key == SUBJECT.encode()
+        assert task.request_id == "R-agent-1"
+        assert task.identifiers == SYSTEM_IDS[task.system]
+
+    stored = requests.data["R-agent-1"]
+    assert stored["state"] == RequestState.awaiting_systems.value
+    assert set(stored["tasks"]) == {f"R-agent-1:{s}:erase" for s in SYSTEM_IDS}
+    actions = [a.action for a in outbox.on(AUDIT)]
+    assert "request_received" in actions
+    assert actions.count("task_sent") == len(SYSTEM_IDS)
+    assert outbox.on(DEADLETTER) == []
+
+
+async def test_erasure_for_unknown_subject_is_rejected_and_audited(
+    app: Any, serde: Serde, outbox: Outbox
+) -> None:
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, b"R-agent-2", serde.encode(erasure("R-agent-2", "nobody")))
+        await wait_for(lambda: bool(outbox.on(AUDIT)))
+    assert requests.data.get("R-agent-2") is None
+    assert outbox.on_prefix("privacy.tasks.") == []
+    rejected = [a for a in outbox.on(AUDIT) if a.action == "command_rejected"]
+    assert len(rejected) == 1
+    assert rejected[0].reason is not None
+    assert rejected[0].reason.startswith("unknown_subject")
+
+
+async def test_completed_answers_close_the_request(app: Any, serde: Serde, outbox: Outbox) -> None:
+    known_subject()
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, b"R-agent-3", serde.encode(erasure("R-agent-3")))
+        await wait_for(lambda: requests.data.get("R-agent-3") is not None)
+        for system in SYSTEM_IDS:
+            result = r.TaskCompleted(
+                task_id=f"R-agent-3:{system}:erase",
+                request_id="R-agent-3",
+                system=system,
+                answered_at=NOW,
+            )
+            await put_on(agent, "privacy.task-results", b"R-agent-3", serde.encode(result))
+        await wait_for(lambda: requests.data["R-agent-3"]["state"] == RequestState.completed.value)
+    assert outbox.on(DEADLETTER) == []
+
+
+async def test_garbage_command_is_dead_lettered_and_the_next_one_processed(
+    app: Any, serde: Serde, outbox: Outbox
+) -> None:
+    known_subject()
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, b"R-x", b"\x00\x00\x00")
+        await put_on(agent, COMMANDS, b"R-agent-4", serde.encode(erasure("R-agent-4")))
+        await wait_for(lambda: requests.data.get("R-agent-4") is not None)
+    assert [d.reason for d in outbox.on(DEADLETTER)] == ["undecodable"]

@@ -1,0 +1,117 @@
+"""Helpers for integration tests: produce records, wait for what the worker emits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from privops import records as r
+from privops.kafka import Consumed, producer, read_all
+from privops.serde import Serde
+from privops.settings import Settings
+from privops.vocab import System
+
+_SERDES: dict[str, Serde] = {}
+
+
+def serde_for(settings: Settings) -> Serde:
+    if settings.registry_url not in _SERDES:
+        serde = Serde(settings.registry_url, settings.schema_dir)
+        serde.register_all()
+        _SERDES[settings.registry_url] = serde
+    return _SERDES[settings.registry_url]
+
+
+def produce(settings: Settings, items: list[tuple[str, str | bytes, r.Record | bytes]]) -> None:
+    """Send (topic, key, record-or-raw-bytes) in order and wait for the acks."""
+    serde = serde_for(settings)
+
+    async def run() -> None:
+        async with producer(settings.kafka_bootstrap) as prod:
+            for topic, key, value in items:
+                raw = value if isinstance(value, bytes) else serde.encode(value)
+                k = key if isinstance(key, bytes) else key.encode()
+                await prod.send_and_wait(topic, raw, key=k)
+
+    asyncio.run(run())
+
+
+def read_topic(settings: Settings, topic: str) -> list[Consumed]:
+    serde = serde_for(settings)
+
+    def decode(raw: bytes | None) -> object:
+        try:
+            return serde.decode(raw)
+        except Exception as exc:
+            return exc
+
+    return asyncio.run(read_all(settings.kafka_bootstrap, topic, decode=decode))
+
+
+def wait_for(
+    what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def http_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def records_where(settings: Settings, topic: str, pred: Callable[[Any], bool]) -> list[Any]:
+    return [c.value for c in read_topic(settings, topic) if pred(c.value)]
+
+
+class Subject:
+    """A fake customer whose events carry consistent identifiers across systems."""
+
+    def __init__(self, uid: str, n: int = 0, base: datetime | None = None) -> None:
+        self.id = f"CUST-T{uid}-{n}"
+        self.email = f"t{uid}{n}@example.com"
+        self.phone = f"+4477009{int(uid[:5], 16) % 100000:05d}"[:13]
+        self.base = base or datetime.now(UTC) - timedelta(hours=1)
+
+    def ids(self, system: System) -> r.Identifiers:
+        return r.Identifiers(
+            customer_id=self.id,
+            email=self.email,
+            phone=self.phone,
+            system_ref=f"{system.value}-{self.id}",
+        )
+
+    def event(
+        self,
+        cls: type[r.UpstreamEvent],
+        system: System,
+        minutes: float = 0,
+        event_id: str | None = None,
+        **fields: Any,
+    ) -> tuple[str, str, r.Record]:
+        record = cls(
+            event_id=event_id or uuid.uuid4().hex,
+            occurred_at=self.base + timedelta(minutes=minutes),
+            source=system,
+            subject_id=self.id,
+            identifiers=self.ids(system),
+            **fields,
+        )
+        return (f"{system.value}.events", self.id, record)

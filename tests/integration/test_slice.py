@@ -1,0 +1,131 @@
+"""Issue 2 acceptance: real broker + registry + a real `privops worker` subprocess."""
+
+from __future__ import annotations
+
+import pytest
+
+from privops import records as r
+from privops.topics import AUDIT, DEADLETTER
+from privops.vocab import Channel, Purpose, System
+from tests.conftest import WorkerProcess
+from tests.integration.helpers import Subject, produce, read_topic, records_where, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_event_to_audit_round_trip(local_runtime, worker: WorkerProcess, uid: str) -> None:
+    subject = Subject(uid)
+    produce(
+        local_runtime,
+        [
+            subject.event(r.CustomerCreated, System.crm),
+            subject.event(
+                r.ConsentGiven,
+                System.crm,
+                minutes=1,
+                purpose=Purpose.marketing,
+                channel=Channel.email,
+            ),
+        ],
+    )
+    from streams.audit import ref  # the same keyed HMAC the worker uses
+
+    sref = ref(subject.id)
+    audits = wait_for(
+        "a consent_changed audit event for the subject",
+        lambda: records_where(
+            local_runtime,
+            AUDIT,
+            lambda v: (
+                isinstance(v, r.AuditEvent)
+                and v.subject_ref == sref
+                and v.action == "consent_changed"
+            ),
+        ),
+    )
+    assert audits[0].after == "granted"
+    assert audits[0].actor == "crm"
+    assert subject.email not in audits[0].model_dump_json()
+
+
+def test_garbage_goes_to_deadletter_and_next_event_is_processed(
+    local_runtime, worker: WorkerProcess, uid: str
+) -> None:
+    subject = Subject(uid)
+    garbage = b"\x00\x00\x00\x00\x07not avro at all " + uid.encode()
+    produce(
+        local_runtime,
+        [
+            ("orders.events", subject.id, garbage),
+            ("orders.events", subject.id, b"plain text " + uid.encode()),
+            subject.event(r.CustomerCreated, System.orders),
+            subject.event(
+                r.ConsentGiven,
+                System.orders,
+                minutes=1,
+                purpose=Purpose.marketing,
+                channel=Channel.sms,
+            ),
+        ],
+    )
+    letters = wait_for(
+        "two dead letters for the garbage",
+        lambda: [
+            c.value
+            for c in read_topic(local_runtime, DEADLETTER)
+            if isinstance(c.value, r.DeadLetter)
+            and c.value.value in (garbage, b"plain text " + uid.encode())
+        ],
+    )
+    wait_for(
+        "both letters",
+        lambda: (
+            len(letters) == 2
+            or len(
+                [
+                    c
+                    for c in read_topic(local_runtime, DEADLETTER)
+                    if isinstance(c.value, r.DeadLetter) and uid.encode() in (c.value.value or b"")
+                ]
+            )
+            == 2
+        ),
+    )
+    for letter in letters:
+        assert letter.original_topic == "orders.events"
+        assert letter.offset >= 0
+        assert letter.reason in {"undecodable", "unknown_schema"}
+        assert letter.consumer == "ingest"
+    from streams.audit import ref
+
+    sref = ref(subject.id)
+    wait_for(
+        "the good event after the garbage to be processed",
+        lambda: records_where(
+            local_runtime,
+            AUDIT,
+            lambda v: (
+                isinstance(v, r.AuditEvent) and v.subject_ref == sref and v.after == "granted"
+            ),
+        ),
+    )
+
+
+def test_event_without_identifiers_is_dead_lettered(
+    local_runtime, worker: WorkerProcess, uid: str
+) -> None:
+    subject = Subject(uid)
+    topic, key, event = subject.event(r.CustomerCreated, System.web)
+    bare = event.model_copy(update={"identifiers": r.Identifiers()})
+    produce(local_runtime, [(topic, key, bare)])
+    letter = wait_for(
+        "a missing_identifier dead letter",
+        lambda: [
+            c.value
+            for c in read_topic(local_runtime, DEADLETTER)
+            if isinstance(c.value, r.DeadLetter)
+            and c.value.reason == "missing_identifier"
+            and c.value.key == subject.id.encode()
+        ],
+    )[0]
+    assert letter.original_topic == "web.events"

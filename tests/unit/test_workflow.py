@@ -1,0 +1,867 @@
+"""Table tests of the pure request workflow (privops.workflow) on the real data map.
+
+Each test drives on_command / on_result / on_tick the way the workflow agent does, with a
+Context built here: an identity map merged from several systems, the subject's retention
+facts, legal holds and a fixed clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from privops import deadlines
+from privops import records as r
+from privops import workflow as wf
+from privops.datamap import DataMap, load_datamap
+from privops.erasure import LegalHold, SubjectFacts
+from privops.identity import IdentityMap, for_system, merge
+from privops.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
+from privops.vocab import (
+    Category,
+    ObjectionScope,
+    RequestState,
+    RequestType,
+    System,
+    TaskAction,
+    TaskState,
+)
+
+C = Category
+S = RequestState
+NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)  # a Monday
+TODAY = NOW.date()
+SUBJECT = "subj-1"
+SIX_YEARS = timedelta(days=2192)
+INVOICE = NOW - timedelta(days=365)
+
+# What each system calls the subject. web is deliberately absent: it never reported them.
+SYSTEM_IDS: dict[System, dict[str, str]] = {
+    System.orders: {"customer_id": "C-100", "email": "ann@example.com"},
+    System.crm: {"contact_id": "K-7", "email": "ann@example.com"},
+    System.telephony: {"phone": "07700 900123"},
+    System.marketing: {"email": "ann@example.com"},
+    System.cctv: {"camera_ref": "cam-3:2025-03-01"},
+}
+KNOWN = set(SYSTEM_IDS)
+
+
+@pytest.fixture(scope="module")
+def dm() -> DataMap:
+    return load_datamap()
+
+
+def identity_map() -> IdentityMap:
+    identity: IdentityMap | None = None
+    for system, ids in SYSTEM_IDS.items():
+        identity = merge(identity, SUBJECT, system, ids, NOW - timedelta(days=30))
+    assert identity is not None
+    return identity
+
+
+@pytest.fixture
+def ctx(dm: DataMap) -> wf.Context:
+    return wf.Context(
+        now=NOW,
+        today=TODAY,
+        datamap=dm,
+        subject_ref="sr_0123456789abcdef01234567",
+        identity=identity_map(),
+        facts=SubjectFacts(),
+    )
+
+
+def at(ctx: wf.Context, when: datetime, **changes: Any) -> wf.Context:
+    return dataclasses.replace(ctx, now=when, today=when.date(), **changes)
+
+
+_counter = iter(range(1, 10_000))
+
+
+def cmd_id() -> str:
+    return f"cmd-{next(_counter)}"
+
+
+def submit(request_type: RequestType, *, verified: bool = True, **kw: Any) -> r.RequestSubmitted:
+    fields: dict[str, Any] = {
+        "command_id": cmd_id(),
+        "request_id": "R-1",
+        "issued_at": NOW,
+        "actor": "dpo",
+        "request_type": request_type,
+        "subject_id": SUBJECT,
+        "received_on": TODAY,
+        "identity_verified_on": TODAY if verified else None,
+    }
+    fields.update(kw)
+    return r.RequestSubmitted(**fields)
+
+
+def command(model: type[r.Command], **kw: Any) -> r.Command:
+    return model(command_id=cmd_id(), request_id="R-1", issued_at=NOW, actor="dpo", **kw)
+
+
+def start(request_type: RequestType, ctx: wf.Context, **kw: Any) -> wf.RequestRecord:
+    outcome = wf.on_command(None, submit(request_type, **kw), ctx)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    return outcome.record
+
+
+def tasks_out(outcome: wf.Outcome) -> list[r.Task]:
+    return [o.record for o in outcome.out if isinstance(o.record, r.Task)]
+
+
+def of_type(outcome: wf.Outcome, model: type[r.Record]) -> list[Any]:
+    return [o.record for o in outcome.out if isinstance(o.record, model)]
+
+
+def answer(
+    rec: wf.RequestRecord,
+    system: System,
+    model: type[r.TaskResult] = r.TaskCompleted,
+    *,
+    task_id: str | None = None,
+    when: datetime = NOW,
+    **kw: Any,
+) -> r.TaskResult:
+    if task_id is None:
+        task_id = next(t.task_id for t in rec.tasks.values() if t.system is system)
+    return model(task_id=task_id, request_id=rec.request_id, system=system, answered_at=when, **kw)
+
+
+def answer_all(
+    rec: wf.RequestRecord, ctx: wf.Context, **by_system: r.TaskResult
+) -> tuple[wf.RequestRecord, wf.Outcome]:
+    """Answer every task (TaskCompleted unless given); returns the last outcome."""
+    outcome = wf.Outcome(record=rec)
+    for task in list(rec.tasks.values()):
+        result = by_system.get(task.system.value) or answer(rec, task.system)
+        outcome = wf.on_result(rec, result, ctx)
+        assert outcome.rejected is None, outcome.message
+        assert outcome.record is not None
+        rec = outcome.record
+    return rec, outcome
+
+
+def tick(rec: wf.RequestRecord, kind: str, when: datetime = NOW, **kw: Any) -> r.RequestTick:
+    return r.RequestTick(request_id=rec.request_id, kind=kind, at=when, **kw)
+
+
+# --- erasure --------------------------------------------------------------------------------
+
+
+def test_erasure_before_identity_verification_sends_nothing(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, submit(RequestType.erasure, verified=False), ctx)
+    rec = outcome.record
+    assert rec is not None
+    assert rec.state is S.identity_unverified
+    assert rec.tasks == {}
+    assert outcome.out == []
+    assert rec.clock_start is None
+    assert rec.due_on is None
+
+
+def test_identity_verified_sends_one_erase_per_known_system(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx, verified=False)
+    later = at(ctx, NOW + timedelta(days=2))
+    outcome = wf.on_command(rec, command(r.IdentityVerified, verified_on=later.today), later)
+    assert outcome.rejected is None
+    rec2 = outcome.record
+    assert rec2 is not None
+    assert rec2.state is S.awaiting_systems
+    assert rec2.clock_start == later.today
+    assert rec2.due_on == deadlines.due_date(later.today)
+
+    erases = [o for o in outcome.out if isinstance(o.record, r.Erase)]
+    systems = [o.record.system for o in erases]
+    assert sorted(systems) == sorted(KNOWN)  # one per system known, none for web
+    for o in erases:
+        task = o.record
+        assert o.topic == tasks_topic(task.system)
+        assert o.key == SUBJECT
+        assert task.identifiers == for_system(identity_map(), task.system)
+        assert task.attempt == 1
+        assert task.request_id == "R-1"
+    assert all(t.state is TaskState.sent for t in rec2.tasks.values())
+    directives = of_type(outcome, r.SubjectDirective)
+    assert [d.kind for d in directives] == ["suppressed"]
+
+
+# name, facts, holds, expected {system: {kept category: (ground fragment, until)}}
+KEEP_CASES: list[
+    tuple[str, SubjectFacts, tuple[LegalHold, ...], dict[System, dict[Category, Any]]]
+] = [
+    ("plain customer", SubjectFacts(), (), {}),
+    (
+        "invoices within 6 years kept in orders",
+        SubjectFacts(latest_financial_record_at=INVOICE),
+        (),
+        {
+            System.orders: {
+                C.payment: ("financial records", INVOICE + SIX_YEARS),
+                C.purchases: ("financial records", INVOICE + SIX_YEARS),
+            }
+        },
+    ),
+    (
+        "open debt keeps credit",
+        SubjectFacts(open_debt=True),
+        (),
+        {
+            System.orders: {
+                C.credit: ("open credit account or debt", None),
+                C.payment: ("open credit account or debt", None),
+                C.purchases: ("open credit account or debt", None),
+            }
+        },
+    ),
+    (
+        "legal hold keeps its category",
+        SubjectFacts(),
+        (
+            LegalHold(
+                hold_id="H-1",
+                subject_id=SUBJECT,
+                categories=(C.interactions,),
+                reason="claim 2025/3",
+                placed_at=NOW - timedelta(days=1),
+            ),
+        ),
+        {
+            System.crm: {C.interactions: ("legal hold H-1", None)},
+            System.telephony: {C.interactions: ("legal hold H-1", None)},
+        },
+    ),
+    (
+        "cctv under investigation",
+        SubjectFacts(open_investigation_ids=("INV-9",)),
+        (),
+        {System.cctv: {C.cctv: ("investigation hold", None)}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "facts", "holds", "expected"), KEEP_CASES, ids=[c[0] for c in KEEP_CASES]
+)
+def test_erase_tasks_carry_keep_lists(
+    ctx: wf.Context,
+    dm: DataMap,
+    name: str,
+    facts: SubjectFacts,
+    holds: tuple[LegalHold, ...],
+    expected: dict[System, dict[Category, Any]],
+) -> None:
+    outcome = wf.on_command(
+        None, submit(RequestType.erasure), at(ctx, NOW, facts=facts, holds=holds)
+    )
+    erases = {t.system: t for t in of_type(outcome, r.Erase)}
+    assert set(erases) == KNOWN
+    for system, task in erases.items():
+        wanted = expected.get(system, {})
+        kept = {k.category: k for k in task.keep}
+        assert set(kept) == set(wanted), system
+        for category, (ground, until) in wanted.items():
+            assert ground in kept[category].ground
+            assert kept[category].until == until
+        held = set(dm.systems[system].categories)
+        assert set(task.categories) == held - set(wanted), system
+    assert outcome.record is not None
+    followups = {(f.system, c) for f in outcome.record.followups for c in f.categories}
+    dated = {(s, c) for s, cats in expected.items() for c, (_, u) in cats.items() if u}
+    assert followups == dated
+
+
+def test_erasure_notifies_recipients_of_erased_categories(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, submit(RequestType.erasure), ctx)
+    notes = of_type(outcome, r.RecipientNotification)
+    assert notes
+    assert all(n.action is TaskAction.erase for n in notes)
+    assert all(n.subject_ref == ctx.subject_ref for n in notes)
+    names = {n.recipient for n in notes}
+    assert "Law enforcement agencies (on valid request)" not in names  # not notified by policy
+    assert "Credit reference agencies" in names
+
+
+def test_erasure_with_nothing_known_completes_without_tasks(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, submit(RequestType.erasure), at(ctx, NOW, identity=None))
+    assert outcome.record is not None
+    assert outcome.record.state is S.completed
+    assert tasks_out(outcome) == []
+
+
+# --- restriction and lift ---------------------------------------------------------------
+
+
+def test_restriction_sends_restrict_tasks_directive_and_recipient_notices(
+    ctx: wf.Context,
+) -> None:
+    outcome = wf.on_command(None, submit(RequestType.restriction), ctx)
+    assert outcome.record is not None
+    assert outcome.record.state is S.awaiting_systems
+    restricts = of_type(outcome, r.Restrict)
+    assert sorted(t.system for t in restricts) == sorted(KNOWN)
+    directives = [o for o in outcome.out if o.topic == SUBJECT_DIRECTIVES]
+    assert [d.record.kind for d in directives] == ["restricted"]
+    assert directives[0].key == SUBJECT
+    notes = of_type(outcome, r.RecipientNotification)
+    assert notes
+    assert {n.action for n in notes} == {TaskAction.restrict}
+    assert all(n.categories for n in notes)
+
+
+def test_lift_tells_the_subject_before_any_lift_task(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, submit(RequestType.restriction_lift), ctx)
+    kinds = [
+        "notice"
+        if isinstance(o.record, r.SubjectNotification)
+        else "lift"
+        if isinstance(o.record, r.LiftRestriction)
+        else "other"
+        for o in outcome.out
+    ]
+    assert kinds.count("notice") == 1
+    assert kinds.count("lift") == len(KNOWN)
+    assert kinds.index("notice") < kinds.index("lift")
+    note = of_type(outcome, r.SubjectNotification)[0]
+    assert note.kind == "restriction_lift_pending"
+    directives = of_type(outcome, r.SubjectDirective)
+    assert [d.kind for d in directives] == ["restriction_lifted"]
+
+
+# --- rectification -------------------------------------------------------------------------
+
+
+def test_rectification_goes_only_to_systems_holding_contact(ctx: wf.Context, dm: DataMap) -> None:
+    changes = {"email": "ann.new@example.com"}
+    outcome = wf.on_command(None, submit(RequestType.rectification, rectification=changes), ctx)
+    rectifies = of_type(outcome, r.Rectify)
+    holding_contact = {s for s in KNOWN if C.contact in dm.systems[s].categories}
+    assert System.cctv not in holding_contact
+    assert {t.system for t in rectifies} == holding_contact
+    for task in rectifies:
+        assert task.changes == changes
+        assert task.categories == [C.contact]
+    notes = of_type(outcome, r.RecipientNotification)
+    assert notes
+    assert all(n.categories == [C.contact] for n in notes)
+
+
+def test_rectification_of_unknown_field_is_rejected(ctx: wf.Context) -> None:
+    outcome = wf.on_command(
+        None, submit(RequestType.rectification, rectification={"shoe_size": "9"}), ctx
+    )
+    assert outcome.rejected == "invalid_command"
+    assert outcome.record is None
+
+
+# --- access ---------------------------------------------------------------------------------
+
+
+def export_ref(system: System) -> r.ExportReference:
+    return r.ExportReference(
+        location=f"s3://exports/R-1/{system.value}.json", record_count=4, checksum="sha256:ab"
+    )
+
+
+def test_access_sends_export_tasks_and_completes_with_manifest(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, submit(RequestType.access), ctx)
+    exports = of_type(outcome, r.Export)
+    assert sorted(t.system for t in exports) == sorted(KNOWN)
+    rec = outcome.record
+    assert rec is not None
+
+    results = {
+        t.system.value: answer(rec, t.system, export=export_ref(t.system), records_affected=4)
+        for t in rec.tasks.values()
+    }
+    rec, last = answer_all(rec, ctx, **results)
+    assert rec.state is S.completed
+    assert rec.manifest is not None
+    notes = of_type(last, r.SubjectNotification)
+    assert [n.kind for n in notes] == ["access_response"]
+    note = notes[0]
+    assert note.document is not None
+    document = json.loads(note.document)
+    assert document == json.loads(json.dumps(rec.manifest, default=str))
+    assert {e.location for e in note.exports} == {export_ref(s).location for s in KNOWN}
+    assert [o.topic for o in last.out if o.record is note] == [NOTIFICATIONS]
+
+
+def test_access_not_finished_until_every_export_is_in(ctx: wf.Context) -> None:
+    rec = start(RequestType.access, ctx)
+    outcome = wf.on_result(rec, answer(rec, System.orders, export=export_ref(System.orders)), ctx)
+    assert outcome.record is not None
+    assert outcome.record.state is S.awaiting_systems
+    assert of_type(outcome, r.SubjectNotification) == []
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+def test_retained_answer_gives_partially_completed_listing_what_was_kept(
+    ctx: wf.Context,
+) -> None:
+    ctx = at(ctx, NOW, facts=SubjectFacts(latest_financial_record_at=INVOICE))
+    rec = start(RequestType.erasure, ctx)
+    retained = answer(
+        rec, System.orders, r.TaskRetained, reason="invoices", categories=[C.payment, C.purchases]
+    )
+    rec, last = answer_all(rec, ctx, orders=retained)
+    assert rec.state is S.partially_completed
+    assert {(k.system, k.category) for k in rec.kept} == {
+        (System.orders, C.payment),
+        (System.orders, C.purchases),
+    }
+    assert all("financial records" in k.ground for k in rec.kept)
+    assert all(k.until == INVOICE + SIX_YEARS for k in rec.kept)
+    outcome_notes = [n for n in of_type(last, r.SubjectNotification) if n.kind == "erasure_outcome"]
+    assert len(outcome_notes) == 1
+    assert "orders/payment" in outcome_notes[0].message
+
+
+def test_all_completed_gives_completed(ctx: wf.Context) -> None:
+    rec, _ = answer_all(start(RequestType.erasure, ctx), ctx)
+    assert rec.state is S.completed
+    assert rec.closed_at == NOW
+    assert all(t.state is TaskState.done for t in rec.tasks.values())
+
+
+def test_not_found_counts_as_final(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    rec, _ = answer_all(rec, ctx, cctv=answer(rec, System.cctv, r.NotFound))
+    assert rec.state is S.completed
+    assert rec.tasks["R-1:cctv:erase"].state is TaskState.not_found
+
+
+def test_final_failure_gives_partially_completed(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    failed = answer(rec, System.crm, r.TaskFailed, reason="db down", retryable=False)
+    rec, _ = answer_all(rec, ctx, crm=failed)
+    assert rec.state is S.partially_completed
+    assert rec.tasks["R-1:crm:erase"].state is TaskState.failed
+
+
+def test_retryable_failure_keeps_task_open_for_resend(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    later = at(ctx, NOW + timedelta(seconds=3))
+    failed = answer(rec, System.crm, r.TaskFailed, reason="timeout", retryable=True)
+    outcome = wf.on_result(rec, failed, later)
+    assert outcome.record is not None
+    task = outcome.record.tasks["R-1:crm:erase"]
+    assert task.state is TaskState.sent
+    assert task.next_check_at == later.now
+
+
+def test_duplicate_answer_changes_nothing(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    first = wf.on_result(rec, answer(rec, System.crm), ctx)
+    assert first.record is not None
+    again = wf.on_result(first.record, answer(rec, System.crm), ctx)
+    assert again.record is None
+    assert again.rejected is None
+    assert again.out == []
+
+
+def test_answer_for_unknown_task_is_rejected(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    outcome = wf.on_result(rec, answer(rec, System.crm, task_id="R-1:crm:nope"), ctx)
+    assert outcome.rejected == "unknown_task"
+    assert outcome.record is None
+    assert [a.action for a in outcome.audit] == ["command_rejected"]
+
+
+def test_answer_for_unknown_request_is_rejected(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    outcome = wf.on_result(None, answer(rec, System.crm), ctx)
+    assert outcome.rejected == "unknown_request"
+
+
+def test_answer_from_the_wrong_system_is_rejected(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    outcome = wf.on_result(rec, answer(rec, System.marketing, task_id="R-1:crm:erase"), ctx)
+    assert outcome.rejected == "invalid_command"
+    assert outcome.record is None
+
+
+# --- SLA timer: re-send, escalate ---------------------------------------------------------
+
+
+def test_overdue_task_is_resent_until_max_attempts_then_escalated_once(
+    ctx: wf.Context, dm: DataMap
+) -> None:
+    rec = start(RequestType.erasure, ctx)
+    task_id = "R-1:crm:erase"
+    max_attempts = dm.systems[System.crm].retry.max_attempts
+    when = NOW
+    for attempt in range(2, max_attempts + 1):
+        when = rec.tasks[task_id].next_check_at or when
+        outcome = wf.on_tick(rec, tick(rec, "task_overdue", when, task_id=task_id), at(ctx, when))
+        assert outcome.record is not None
+        rec = outcome.record
+        sent = of_type(outcome, r.Erase)
+        assert [(t.task_id, t.attempt) for t in sent] == [(task_id, attempt)]
+        assert rec.tasks[task_id].attempts == attempt
+        assert of_type(outcome, r.TaskEscalated) == []
+    # A tick raised before the re-send's own deadline changes nothing.
+    early = wf.on_tick(rec, tick(rec, "task_overdue", NOW, task_id=task_id), ctx)
+    assert early.record is None
+
+    when = rec.tasks[task_id].next_check_at or when
+    outcome = wf.on_tick(rec, tick(rec, "task_overdue", when, task_id=task_id), at(ctx, when))
+    assert outcome.record is not None
+    rec = outcome.record
+    alerts = [o for o in outcome.out if isinstance(o.record, r.TaskEscalated)]
+    assert len(alerts) == 1
+    assert alerts[0].topic == ALERTS
+    assert alerts[0].record.attempts == max_attempts
+    assert alerts[0].record.system is System.crm
+    assert tasks_out(outcome) == []
+    assert rec.tasks[task_id].state is TaskState.escalated
+    assert "task_escalated" in [a.action for a in outcome.audit]
+    assert wf.next_checks(rec) == [
+        (t.next_check_at, t.task_id) for t in rec.tasks.values() if t.task_id != task_id
+    ]
+
+    later = when + timedelta(hours=1)
+    again = wf.on_tick(rec, tick(rec, "task_overdue", later, task_id=task_id), at(ctx, later))
+    assert again.record is None
+    assert again.out == []
+
+
+def test_late_answer_after_escalation_completes_the_request(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    task_id = "R-1:crm:erase"
+    for _ in range(5):
+        when = rec.tasks[task_id].next_check_at
+        if when is None:
+            break
+        outcome = wf.on_tick(rec, tick(rec, "task_overdue", when, task_id=task_id), at(ctx, when))
+        assert outcome.record is not None
+        rec = outcome.record
+    assert rec.tasks[task_id].state is TaskState.escalated
+    rec, _ = answer_all(rec, ctx)
+    assert rec.state is S.completed
+    assert rec.tasks[task_id].state is TaskState.done
+
+
+# --- deadlines ---------------------------------------------------------------------------
+
+
+def test_deadline_alerts_fire_once_each(ctx: wf.Context) -> None:
+    rec = start(RequestType.access, ctx)
+    assert rec.due_on == date(2025, 4, 10)
+    due = rec.due_on
+    week_before = at(ctx, datetime(2025, 4, 3, 8, tzinfo=UTC))
+    first = wf.on_tick(
+        rec, tick(rec, "deadline_approaching", days_before=7, due_on=due), week_before
+    )
+    assert first.record is not None
+    alerts = [o for o in first.out if o.topic == ALERTS]
+    assert len(alerts) == 1
+    assert isinstance(alerts[0].record, r.DeadlineApproaching)
+    assert alerts[0].record.days_left == 7
+    rec = first.record
+
+    same = wf.on_tick(
+        rec, tick(rec, "deadline_approaching", days_before=7, due_on=due), week_before
+    )
+    assert same.record is None
+    assert same.out == []
+
+    after_due = at(ctx, datetime(2025, 4, 12, 8, tzinfo=UTC))
+    breach = wf.on_tick(rec, tick(rec, "deadline_breached", due_on=due), after_due)
+    assert breach.record is not None
+    breached = of_type(breach, r.DeadlineBreached)
+    assert len(breached) == 1
+    assert breached[0].days_overdue == 2
+    rec = breach.record
+    assert wf.on_tick(rec, tick(rec, "deadline_breached", due_on=due), after_due).record is None
+    # A less urgent threshold arriving late after the breach raises nothing.
+    late = wf.on_tick(rec, tick(rec, "deadline_approaching", days_before=1, due_on=due), after_due)
+    assert late.out == []
+
+
+def test_stale_deadline_tick_for_an_old_due_date_is_ignored(ctx: wf.Context) -> None:
+    rec = start(RequestType.access, ctx)
+    outcome = wf.on_tick(rec, tick(rec, "deadline_breached", due_on=date(2025, 1, 1)), ctx)
+    assert outcome.record is None
+    assert outcome.out == []
+
+
+def test_completed_request_raises_no_deadline_alert(ctx: wf.Context) -> None:
+    rec, _ = answer_all(start(RequestType.access, ctx), ctx)
+    assert rec.state is S.completed
+    for kind, days in (("deadline_approaching", 3), ("deadline_breached", None)):
+        outcome = wf.on_tick(rec, tick(rec, kind, days_before=days, due_on=rec.due_on), ctx)
+        assert outcome.record is None
+        assert outcome.out == []
+
+
+def test_extension_inside_first_month_recomputes_due_and_tells_subject(
+    ctx: wf.Context,
+) -> None:
+    rec = start(RequestType.access, ctx)
+    inside = at(ctx, NOW + timedelta(days=20))
+    outcome = wf.on_command(
+        rec,
+        command(r.DeadlineExtended, reason="numerous requests", notified_on=inside.today),
+        inside,
+    )
+    assert outcome.rejected is None
+    assert outcome.record is not None
+    assert outcome.record.extended is True
+    assert outcome.record.due_on == deadlines.due_date(TODAY, extended=True)
+    assert outcome.record.due_on == date(2025, 6, 10)
+    notes = of_type(outcome, r.SubjectNotification)
+    assert [n.kind for n in notes] == ["deadline_extended"]
+    assert "numerous requests" in notes[0].message
+    assert "2025-06-10" in notes[0].message
+
+
+def test_extension_after_first_month_is_rejected(ctx: wf.Context) -> None:
+    rec = start(RequestType.access, ctx)
+    outside = at(ctx, datetime(2025, 4, 11, 9, tzinfo=UTC))
+    outcome = wf.on_command(
+        rec, command(r.DeadlineExtended, reason="complex", notified_on=outside.today), outside
+    )
+    assert outcome.rejected == "invalid_transition"
+    assert outcome.record is None
+
+
+def test_second_extension_is_rejected(ctx: wf.Context) -> None:
+    rec = start(RequestType.access, ctx)
+    first = wf.on_command(
+        rec, command(r.DeadlineExtended, reason="complex", notified_on=TODAY), ctx
+    )
+    assert first.record is not None
+    again = wf.on_command(
+        first.record, command(r.DeadlineExtended, reason="more", notified_on=TODAY), ctx
+    )
+    assert again.rejected == "invalid_transition"
+
+
+def test_clarification_pause_adds_the_days_waited(ctx: wf.Context) -> None:
+    rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.legitimate_interest)
+    assert rec.state is S.in_progress
+    assert rec.due_on == date(2025, 4, 10)
+    asked = at(ctx, datetime(2025, 3, 12, 9, tzinfo=UTC))
+    paused = wf.on_command(rec, command(r.ClarificationRequested, asked_on=asked.today), asked)
+    assert paused.record is not None
+    assert paused.record.state is S.paused
+    received = at(ctx, datetime(2025, 3, 17, 9, tzinfo=UTC))
+    resumed = wf.on_command(
+        paused.record, command(r.ClarificationReceived, received_on=received.today), received
+    )
+    assert resumed.record is not None
+    assert resumed.record.state is S.in_progress
+    assert resumed.record.paused_days == 5
+    assert resumed.record.due_on == deadlines.due_date(TODAY, paused_days=5)
+    assert resumed.record.due_on == date(2025, 4, 15)
+
+
+# --- objection ---------------------------------------------------------------------------
+
+
+def test_direct_marketing_objection_is_absolute(ctx: wf.Context) -> None:
+    outcome = wf.on_command(
+        None, submit(RequestType.objection, objection_scope=ObjectionScope.direct_marketing), ctx
+    )
+    assert outcome.record is not None
+    assert outcome.record.state is S.awaiting_systems
+    assert [d.kind for d in of_type(outcome, r.SubjectDirective)] == ["objected"]
+    tasks = tasks_out(outcome)
+    assert [(type(t), t.system) for t in tasks] == [(r.Restrict, System.marketing)]
+
+
+def test_legitimate_interest_objection_waits_for_the_dpo(ctx: wf.Context) -> None:
+    outcome = wf.on_command(
+        None,
+        submit(RequestType.objection, objection_scope=ObjectionScope.legitimate_interest),
+        ctx,
+    )
+    assert outcome.record is not None
+    assert outcome.record.state is S.in_progress
+    assert outcome.out == []
+
+
+def test_accepted_legitimate_interest_objection_sends_restrict_tasks(ctx: wf.Context) -> None:
+    rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.legitimate_interest)
+    outcome = wf.on_command(
+        rec, command(r.ObjectionDecided, accepted=True, reason="no overriding interest"), ctx
+    )
+    assert outcome.rejected is None
+    assert outcome.record is not None
+    assert outcome.record.state is S.awaiting_systems
+    restricts = of_type(outcome, r.Restrict)
+    assert sorted(t.system for t in restricts) == sorted(KNOWN)
+    assert [n.kind for n in of_type(outcome, r.SubjectNotification)] == ["objection_accepted"]
+    again = wf.on_command(
+        outcome.record, command(r.ObjectionDecided, accepted=False, reason="x"), ctx
+    )
+    assert again.rejected == "invalid_transition"
+
+
+def test_refused_legitimate_interest_objection_is_recorded_and_notified(
+    ctx: wf.Context,
+) -> None:
+    rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.legitimate_interest)
+    outcome = wf.on_command(
+        rec, command(r.ObjectionDecided, accepted=False, reason="fraud prevention overrides"), ctx
+    )
+    assert outcome.record is not None
+    assert outcome.record.state is S.refused
+    assert outcome.record.reason == "fraud prevention overrides"
+    assert tasks_out(outcome) == []
+    notes = of_type(outcome, r.SubjectNotification)
+    assert [n.kind for n in notes] == ["objection_refused"]
+    assert "fraud prevention overrides" in notes[0].message
+
+
+def test_direct_marketing_objection_takes_no_dpo_decision(ctx: wf.Context) -> None:
+    rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.direct_marketing)
+    outcome = wf.on_command(rec, command(r.ObjectionDecided, accepted=True, reason="x"), ctx)
+    assert outcome.rejected == "invalid_transition"
+
+
+# --- complaints --------------------------------------------------------------------------
+
+
+def test_complaint_gets_an_acknowledgement_deadline_and_notice(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, submit(RequestType.complaint, verified=False), ctx)
+    rec = outcome.record
+    assert rec is not None
+    assert rec.state is S.in_progress
+    assert rec.due_on == deadlines.complaint_ack_due(TODAY, 30)
+    assert rec.due_on == TODAY + timedelta(days=29)
+    notes = of_type(outcome, r.SubjectNotification)
+    assert [n.kind for n in notes] == ["complaint_acknowledged"]
+    assert tasks_out(outcome) == []
+
+
+def test_complaint_ack_days_are_configurable(ctx: wf.Context) -> None:
+    rec = start(RequestType.complaint, at(ctx, NOW, complaint_ack_days=10), verified=False)
+    assert rec.due_on == TODAY + timedelta(days=9)
+
+
+def test_request_answered_completes_a_complaint(ctx: wf.Context) -> None:
+    rec = start(RequestType.complaint, ctx, verified=False)
+    outcome = wf.on_command(
+        rec, command(r.RequestAnswered, reason="Investigated; records corrected."), ctx
+    )
+    assert outcome.record is not None
+    assert outcome.record.state is S.completed
+    assert [n.kind for n in of_type(outcome, r.SubjectNotification)] == ["complaint_answered"]
+
+
+def test_complaint_clarification_does_not_acknowledge_twice(ctx: wf.Context) -> None:
+    rec = start(RequestType.complaint, ctx, verified=False)
+    paused = wf.on_command(rec, command(r.ClarificationRequested, asked_on=TODAY), ctx)
+    assert paused.record is not None
+    later = at(ctx, NOW + timedelta(days=2))
+    resumed = wf.on_command(
+        paused.record, command(r.ClarificationReceived, received_on=later.today), later
+    )
+    assert resumed.record is not None
+    assert resumed.record.state is S.in_progress
+    assert of_type(resumed, r.SubjectNotification) == []
+
+
+# --- bad and repeated input -----------------------------------------------------------------
+
+
+def test_unknown_subject_is_rejected(ctx: wf.Context) -> None:
+    unknown = at(ctx, NOW, identity=None, known_subject=False)
+    outcome = wf.on_command(None, submit(RequestType.erasure), unknown)
+    assert outcome.rejected == "unknown_subject"
+    assert outcome.record is None
+    assert outcome.out == []
+    assert [a.action for a in outcome.audit] == ["command_rejected"]
+
+
+def test_complaint_from_unknown_subject_is_accepted(ctx: wf.Context) -> None:
+    unknown = at(ctx, NOW, identity=None, known_subject=False)
+    outcome = wf.on_command(None, submit(RequestType.complaint, verified=False), unknown)
+    assert outcome.rejected is None
+
+
+def test_redelivered_command_changes_nothing(ctx: wf.Context) -> None:
+    submitted = submit(RequestType.erasure, verified=False)
+    rec = wf.on_command(None, submitted, ctx).record
+    assert rec is not None
+    again = wf.on_command(rec, submitted, ctx)
+    assert again.record is None
+    assert again.rejected is None
+    assert again.out == []
+    assert again.audit == []
+
+    verified = command(r.IdentityVerified, verified_on=TODAY)
+    first = wf.on_command(rec, verified, ctx)
+    assert first.record is not None
+    replay = wf.on_command(first.record, verified, ctx)
+    assert replay.record is None
+    assert replay.out == []
+
+
+def test_second_submission_with_the_same_request_id_is_rejected(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    outcome = wf.on_command(rec, submit(RequestType.erasure), ctx)
+    assert outcome.rejected == "duplicate"
+
+
+def test_command_for_unknown_request_is_rejected(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, command(r.IdentityVerified, verified_on=TODAY), ctx)
+    assert outcome.rejected == "unknown_request"
+
+
+def test_command_on_a_closed_request_is_rejected(ctx: wf.Context) -> None:
+    rec, _ = answer_all(start(RequestType.erasure, ctx), ctx)
+    outcome = wf.on_command(rec, command(r.RequestCancelled, reason="changed mind"), ctx)
+    assert outcome.rejected == "invalid_transition"
+    assert outcome.record is None
+
+
+def test_cancel_before_identity_verified(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx, verified=False)
+    outcome = wf.on_command(rec, command(r.RequestCancelled, reason="withdrawn"), ctx)
+    assert outcome.record is not None
+    assert outcome.record.state is S.cancelled
+
+
+# --- follow-up erasure -------------------------------------------------------------------------
+
+
+def test_followup_tick_after_retention_end_submits_a_new_erasure(ctx: wf.Context) -> None:
+    ctx = at(ctx, NOW, facts=SubjectFacts(latest_financial_record_at=INVOICE))
+    rec = start(RequestType.erasure, ctx)
+    retained = answer(rec, System.orders, r.TaskRetained, reason="invoices")
+    rec, _ = answer_all(rec, ctx, orders=retained)
+    assert rec.state is S.partially_completed
+    due_at = INVOICE + SIX_YEARS
+    assert wf.pending_followups(rec) == [due_at]
+
+    before = at(ctx, due_at - timedelta(days=1))
+    assert wf.on_tick(rec, tick(rec, "followup", before.now), before).record is None
+
+    after = at(ctx, due_at + timedelta(hours=1))
+    outcome = wf.on_tick(rec, tick(rec, "followup", after.now), after)
+    assert outcome.record is not None
+    commands = [o for o in outcome.out if o.topic == COMMANDS]
+    assert len(commands) == 1
+    cmd = commands[0].record
+    assert isinstance(cmd, r.RequestSubmitted)
+    assert cmd.request_type is RequestType.erasure
+    assert cmd.subject_id == SUBJECT
+    assert cmd.linked_request_id == "R-1"
+    assert cmd.identity_verified_on == after.today
+    assert commands[0].key == cmd.request_id
+    assert wf.pending_followups(outcome.record) == []
+
+    again = wf.on_tick(outcome.record, tick(rec, "followup", after.now), after)
+    assert again.record is None
+    assert again.out == []
