@@ -557,7 +557,8 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
     task.attempts += 1
     task.state = TaskState.sent if task.state is not TaskState.escalated else task.state
     task.first_sent_at = task.first_sent_at or ctx.now
-    wait = spec.sla_seconds if task.attempts == 1 else spec.retry.delay_after(task.attempts - 1)
+    backoff_step = min(task.attempts - 1, spec.retry.max_attempts)
+    wait = spec.sla_seconds if task.attempts == 1 else spec.retry.delay_after(backoff_step)
     task.next_check_at = ctx.now + timedelta(seconds=wait)
     model = r.TASK_BY_ACTION[task.action]
     extra: dict[str, Any] = {"changes": task.changes} if task.action is TaskAction.rectify else {}
@@ -743,12 +744,14 @@ def _task_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outco
     if task.next_check_at is not None and task.next_check_at > ctx.now:
         return  # answered or re-sent since the tick was raised
     spec = ctx.datamap.systems[task.system]
-    if task.attempts < spec.retry.max_attempts:
+    if task.attempts < spec.retry.max_attempts or task.state is TaskState.escalated:
+        # After escalation the task keeps being re-sent at the longest backoff, so a
+        # system that comes back answers it without anyone re-submitting the request.
         _send(rec, task, ctx, out)
         return
     if task.state is not TaskState.escalated:
         task.state = TaskState.escalated
-        task.next_check_at = None
+        task.next_check_at = ctx.now + timedelta(seconds=spec.retry.delay_after(task.attempts))
         alert = r.TaskEscalated(
             alert_id=_id(task.task_id, "escalated"),
             request_id=rec.request_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from privops.cli import audit, bench, consent, dsar, local, request, ropa, schemas, simulate, topics
+from privops.cli.common import handled
 
 app = typer.Typer(
     name="privops",
@@ -30,7 +31,10 @@ def worker() -> None:
     # The CLI is the composition root: the worker lives in `streams`/`agents`, which
     # privops itself never imports at module level.
     from streams.app import run_worker
+    from streams.bootstrap import ensure_topics
 
+    with handled():
+        ensure_topics()
     run_worker()
 
 

@@ -524,14 +524,18 @@ def test_overdue_task_is_resent_until_max_attempts_then_escalated_once(
     assert tasks_out(outcome) == []
     assert rec.tasks[task_id].state is TaskState.escalated
     assert "task_escalated" in [a.action for a in outcome.audit]
-    assert wf.next_checks(rec) == [
-        (t.next_check_at, t.task_id) for t in rec.tasks.values() if t.task_id != task_id
-    ]
+    escalated_check = rec.tasks[task_id].next_check_at
+    assert escalated_check is not None
+    assert escalated_check > when
+    assert (escalated_check, task_id) in wf.next_checks(rec)
 
-    later = when + timedelta(hours=1)
+    # Escalated tasks keep being re-sent at the longest backoff, never re-escalated.
+    later = escalated_check + timedelta(seconds=1)
     again = wf.on_tick(rec, tick(rec, "task_overdue", later, task_id=task_id), at(ctx, later))
-    assert again.record is None
-    assert again.out == []
+    assert again.record is not None
+    assert [t.attempt for t in of_type(again, r.Erase)] == [max_attempts + 1]
+    assert of_type(again, r.TaskEscalated) == []
+    assert again.record.tasks[task_id].state is TaskState.escalated
 
 
 def test_late_answer_after_escalation_completes_the_request(ctx: wf.Context) -> None:

@@ -1,0 +1,300 @@
+"""Issue 4 acceptance: erasure fanned out to the reference connectors on the real broker.
+
+One system is slow, one fails twice before succeeding, one never answers (until it comes
+back); the worker is also SIGKILLed between sending tasks and the answers arriving.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from privops import records as r
+from privops.connectors.reference import open_store, seed_customers
+from privops.topics import ALERTS, AUDIT, NOTIFICATIONS, tasks_topic
+from privops.vocab import System
+from tests.conftest import REPO, WorkerProcess, start_worker
+from tests.integration.helpers import http_json, produce, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def fast_datamap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The company's data map with test-sized SLAs: 2 s, then 1 s, 2 s backoff, 3 tries."""
+    text = (REPO / "deploy" / "datamap.yaml").read_text()
+    text = re.sub(r"sla_seconds: \d+", "sla_seconds: 2", text)
+    text = re.sub(
+        r"retry: \{[^}]*\}",
+        "retry: {max_attempts: 3, backoff_seconds: 1, backoff_multiplier: 2}",
+        text,
+    )
+    path = tmp_path_factory.mktemp("datamap") / "datamap.yaml"
+    path.write_text(text)
+    return path
+
+
+def customer_events(customer, systems) -> list:
+    items = []
+    for system in systems:
+        ids = customer.identifiers(system)
+        record = r.CustomerCreated(
+            event_id=f"{customer.subject_id}-{system.value}-created",
+            occurred_at=customer.since,
+            source=system,
+            subject_id=customer.subject_id,
+            identifiers=r.Identifiers(
+                **{k: ids.get(k) for k in ("customer_id", "email", "phone", "system_ref")}
+            ),
+        )
+        items.append((f"{system.value}.events", customer.subject_id, record))
+        if system is System.orders:
+            items += [
+                (
+                    "orders.events",
+                    customer.subject_id,
+                    r.OrderPlaced(
+                        event_id=f"{order.order_id}-placed",
+                        occurred_at=order.placed_at,
+                        source=System.orders,
+                        subject_id=customer.subject_id,
+                        identifiers=record.identifiers,
+                        order_id=order.order_id,
+                        total_pence=order.total_pence,
+                    ),
+                )
+                for order in customer.orders
+            ]
+    return items
+
+
+def simulate(settings, data_dir: Path, *knobs: str, customers: int) -> subprocess.Popen:
+    log = (settings.home / f"simulate-{data_dir.name}.log").open("ab")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "privops.cli.main",
+            "simulate",
+            "--data-dir",
+            str(data_dir),
+            "--customers",
+            str(customers),
+            "--no-events",
+            *knobs,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+        cwd=REPO,
+    )
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "privops.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def request(worker: WorkerProcess, rid: str) -> dict:
+    status, body = http_json(f"{worker.url}/requests/{rid}")
+    return body if status == 200 else {}
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def known(worker: WorkerProcess, subject_id: str) -> bool:
+    return http_json(f"{worker.url}/consent/{subject_id}")[0] == 200
+
+
+def test_erasure_with_slow_failing_and_silent_systems(
+    local_runtime, fast_datamap: Path, tmp_path: Path, uid: str
+) -> None:
+    customer = seed_customers(3)[2]  # has orders inside six years, so invoices are kept
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
+    worker = start_worker(local_runtime, f"req-{uid}", web_port=26201, extra_env=env)
+    data_dir = tmp_path / "systems"
+    connectors = simulate(
+        local_runtime,
+        data_dir,
+        "--slow",
+        "crm=3",
+        "--fail-first",
+        "orders=2",
+        "--silent",
+        "cctv",
+        customers=3,
+    )
+    try:
+        produce(local_runtime, customer_events(customer, list(System)))
+        wait_for("the subject to be known", lambda: known(worker, customer.subject_id))
+        rid = cli(
+            "request",
+            "erase",
+            "--subject",
+            customer.subject_id,
+            "--verified-now",
+            "-q",
+            env={**worker.env},
+        )
+        escalated = wait_for(
+            "the silent CCTV task to be escalated",
+            lambda: [
+                c.value
+                for c in read_topic(local_runtime, ALERTS)
+                if isinstance(c.value, r.TaskEscalated) and c.value.request_id == rid
+            ],
+            timeout=90,
+        )
+        assert escalated[0].system is System.cctv
+        body = wait_for(
+            "every other system to answer",
+            lambda: (
+                (b := request(worker, rid))
+                and all(
+                    t["state"] in ("done", "retained", "not_found")
+                    for t in b["tasks"]
+                    if t["system"] != "cctv"
+                )
+                and b
+            ),
+        )
+        assert body["state"] == "awaiting_systems"  # CCTV has not answered yet
+        tasks = {t["system"]: t for t in body["tasks"]}
+        assert tasks["orders"]["attempts"] >= 3  # failed twice, then answered
+        assert tasks["orders"]["state"] == "retained"
+        assert tasks["crm"]["state"] == "done"
+        assert tasks["cctv"]["state"] == "escalated"
+
+        # CCTV comes back: the escalated task is re-sent and answered.
+        stop(connectors)
+        connectors = simulate(local_runtime, data_dir, customers=3)
+        body = wait_for(
+            "the request to finish",
+            lambda: (
+                (b := request(worker, rid))
+                and b["state"] in ("completed", "partially_completed")
+                and b
+            ),
+            timeout=90,
+        )
+        assert body["state"] == "partially_completed"
+        kept = {(k["system"], k["category"]) for k in body["retained"]}
+        assert ("orders", "purchases") in kept
+        assert all(k["ground"] for k in body["retained"])
+    finally:
+        stop(connectors)
+        worker.stop()
+
+    # Rows are really gone from the CRM store; invoices stay in orders.
+    crm_rows = open_store(data_dir, System.crm).rows(customer.identifiers(System.crm))
+    assert not any(crm_rows.values())
+    orders_rows = open_store(data_dir, System.orders).rows(customer.identifiers(System.orders))
+    assert any(orders_rows.values())
+
+    # Art. 19: recipients were told; every step is in the audit trail.
+    recipients = [
+        c.value
+        for c in read_topic(local_runtime, NOTIFICATIONS)
+        if isinstance(c.value, r.RecipientNotification) and c.value.request_id == rid
+    ]
+    assert recipients
+    assert customer.email not in str([n.model_dump() for n in recipients])
+    actions = Counter(
+        c.value.action
+        for c in read_topic(local_runtime, AUDIT)
+        if isinstance(c.value, r.AuditEvent) and c.value.request_id == rid
+    )
+    for action in (
+        "request_received",
+        "task_sent",
+        "task_retried",
+        "task_escalated",
+        "task_answered",
+        "notification_sent",
+        "request_transitioned",
+    ):
+        assert actions[action] > 0, action
+
+
+def test_worker_killed_between_tasks_and_answers_loses_nothing(
+    local_runtime, fast_datamap: Path, tmp_path: Path, uid: str
+) -> None:
+    customer = seed_customers(2)[1]
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
+    data = local_runtime.home / f"worker-kill-{uid}"
+    worker = start_worker(
+        local_runtime, f"kill-{uid}", web_port=26202, data_dir=data, extra_env=env
+    )
+    systems = [System.orders, System.crm, System.marketing]
+    produce(local_runtime, customer_events(customer, systems))
+    wait_for("the subject to be known", lambda: known(worker, customer.subject_id))
+    rid = cli(
+        "request",
+        "erase",
+        "--subject",
+        customer.subject_id,
+        "--verified-now",
+        "-q",
+        env={**worker.env},
+    )
+    wait_for("tasks to be sent", lambda: request(worker, rid).get("state") == "awaiting_systems")
+    worker.stop(kill=True)  # SIGKILL: no clean shutdown, no final commit
+
+    data_dir = tmp_path / "systems"
+    connectors = simulate(local_runtime, data_dir, customers=2)
+    worker = start_worker(
+        local_runtime, f"kill-{uid}", web_port=26202, data_dir=data, extra_env=env
+    )
+    try:
+        body = wait_for(
+            "the request to finish after the restart",
+            lambda: (
+                (b := request(worker, rid))
+                and b["state"] in ("completed", "partially_completed")
+                and b
+            ),
+            timeout=120,
+        )
+    finally:
+        stop(connectors)
+        worker.stop()
+    assert {t["system"] for t in body["tasks"]} == {s.value for s in systems}
+    assert all(t["state"] in ("done", "retained") for t in body["tasks"])
+    # Each task id was executed once by its system, however often it was delivered.
+    task_ids = {t["task_id"] for t in body["tasks"]}
+    sent = [
+        c.value
+        for c in read_topic(local_runtime, tasks_topic(System.crm))
+        if isinstance(c.value, r.Task) and c.value.task_id in task_ids
+    ]
+    assert sent
+    ledger = local_runtime.home / "connectors"
+    executed = Counter()
+    for db_path in ledger.glob("*-ledger.db"):
+        with sqlite3.connect(db_path) as db:
+            for (task_id,) in db.execute("select task_id from answers"):
+                if task_id in task_ids:
+                    executed[task_id] += 1
+    assert executed
+    assert all(n == 1 for n in executed.values())
