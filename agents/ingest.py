@@ -25,7 +25,14 @@ from privops.vocab import Channel, LawfulBasis, Purpose, System
 from streams.app import app
 from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.io import TOPICS, dead_letter, decode, emit
-from streams.tables import consent, identities, legal_holds, subject_facts, suppression
+from streams.tables import (
+    DecodedCache,
+    consent,
+    identities,
+    legal_holds,
+    subject_facts,
+    suppression,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,12 @@ subject_stream = app.topic(
 )
 # Make sure each topic is declared once in the catalogue with its partitions.
 assert all(name in TOPICS for name in SUBJECT_TOPICS)
+
+# This agent is the only writer of these tables: keep their hot values decoded.
+CACHE_SIZE = 50_000
+identity_cache = DecodedCache(identities, IdentityMap.model_validate, CACHE_SIZE)
+consent_cache = DecodedCache(consent, rules.SubjectConsent.model_validate, CACHE_SIZE)
+facts_cache = DecodedCache(subject_facts, SubjectFacts.model_validate, CACHE_SIZE)
 
 
 def consent_facts(event: r.UpstreamEvent) -> list[rules.ConsentFact]:
@@ -193,12 +206,10 @@ async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
         raise DomainError(f"source {record.source} published on {event.message.topic}")
     sid = record.subject_id
     raw_ids = record.identifiers.present()
-    identity_json = identities.get(sid)
-    identity = IdentityMap.model_validate(identity_json) if identity_json else None
+    identity = identity_cache.get(sid)
     merged = merge(identity, sid, record.source, raw_ids, record.occurred_at)
 
-    state_json = consent.get(sid)
-    state = rules.SubjectConsent.model_validate(state_json) if state_json else None
+    state = consent_cache.get(sid)
     suppressed = state is not None and state.suppressed
     if suppressed or is_reimport(suppression, PSEUDONYM_KEY, raw_ids, record.source):
         await audit(
@@ -214,18 +225,21 @@ async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
         return
     if merged is not identity:
         identities[sid] = merged.model_dump(mode="json")
+        identity_cache.put(sid, merged)
 
-    facts_json = subject_facts.get(sid)
-    facts = SubjectFacts.model_validate(facts_json) if facts_json else SubjectFacts()
+    stored_facts = facts_cache.get(sid)
+    facts = stored_facts or SubjectFacts()
     new_facts = updated_facts(facts, record)
-    if new_facts != facts or facts_json is None:
+    if new_facts != facts or stored_facts is None:
         subject_facts[sid] = new_facts.model_dump(mode="json")
+        facts_cache.put(sid, new_facts)
 
     for fact in consent_facts(record):
         state = await apply_fact(state, sid, fact)
     if state is None:  # first sight of the subject: known, nothing asked yet
         state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         consent[sid] = state.model_dump(mode="json")
+        consent_cache.put(sid, state)
         await emit(CONSENT_STATE, sid, consent_state_record(state, record.occurred_at))
 
 
@@ -238,6 +252,7 @@ async def apply_fact(
     new_state, changes = rules.apply(state, sid, fact)
     if new_state != state:
         consent[sid] = new_state.model_dump(mode="json")
+        consent_cache.put(sid, new_state)
     for change in changes:
         labels = change.metric_labels()
         metrics.count_consent_change(labels["purpose"], labels["channel"], labels["status"])
@@ -299,13 +314,12 @@ async def on_directive(directive: r.SubjectDirective) -> None:
     if kind is None:
         raise ValueError(f"unknown directive {directive.kind!r}")
     if kind is F.suppressed:
-        identity_json = identities.get(sid)
-        if identity_json:
+        identity = identity_cache.get(sid)
+        if identity is not None:
             sref = ref(sid)
-            for key in suppression_keys(PSEUDONYM_KEY, IdentityMap.model_validate(identity_json)):
+            for key in suppression_keys(PSEUDONYM_KEY, identity):
                 suppression[key] = sref
-    state_json = consent.get(sid)
-    state = rules.SubjectConsent.model_validate(state_json) if state_json else None
+    state = consent_cache.get(sid)
     fact = rules.ConsentFact(
         event_id=directive.directive_id,
         occurred_at=directive.occurred_at,

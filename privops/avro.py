@@ -205,6 +205,9 @@ class Codec:
             name: fastavro.parse_schema(v.schema, named_schemas={})
             for name, v in self.latest.items()
         }
+        # Writer schemas seen so far, parsed once: (model, parsed writer, reader or None
+        # when the writer is our own newest schema, so no resolution is needed).
+        self._writers: dict[str, tuple[type[Record], Any, Any]] = {}
 
     def schema_text(self, fullname: str) -> str:
         return self.latest[fullname].text
@@ -218,6 +221,26 @@ class Codec:
 
     def decode(self, writer_schema: Schema | str, payload: bytes) -> Record:
         """Decode with the writer's schema, resolved to our newest schema of that record."""
+        key = writer_schema if isinstance(writer_schema, str) else None
+        cached = self._writers.get(key) if key is not None else None
+        if cached is None:
+            cached = self._writer(writer_schema)
+            if key is not None:
+                self._writers[key] = cached
+        model, parsed_writer, reader = cached
+        try:
+            datum = fastavro.schemaless_reader(io.BytesIO(payload), parsed_writer, reader)
+        except Exception as exc:
+            raise DecodeError(
+                "undecodable", f"{model.fullname()}: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            return model.model_validate(datum)
+        except Exception as exc:
+            raise DecodeError("invalid_record", f"{model.fullname()}: {exc}") from exc
+
+    def _writer(self, writer_schema: Schema | str) -> tuple[type[Record], Any, Any]:
+        """Parse a writer schema once (JSON + fastavro parsing cost more than the data)."""
         writer = json.loads(writer_schema) if isinstance(writer_schema, str) else writer_schema
         fullname = _fullname(writer)
         model = RECORDS_BY_NAME.get(fullname)
@@ -225,15 +248,10 @@ class Codec:
             raise DecodeError("unknown_record", f"no record named {fullname!r} in this version")
         try:
             parsed_writer = fastavro.parse_schema(writer, named_schemas={})
-            datum = fastavro.schemaless_reader(
-                io.BytesIO(payload), parsed_writer, self._parsed[fullname]
-            )
         except Exception as exc:
             raise DecodeError("undecodable", f"{fullname}: {type(exc).__name__}: {exc}") from exc
-        try:
-            return model.model_validate(datum)
-        except Exception as exc:
-            raise DecodeError("invalid_record", f"{fullname}: {exc}") from exc
+        reader = self._parsed[fullname]
+        return model, parsed_writer, None if parsed_writer == reader else reader
 
 
 def _fullname(schema: Schema) -> str:

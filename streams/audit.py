@@ -9,6 +9,7 @@ never interleave inside a chain.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from privops import metrics
 from privops.audit import AuditChainer, chain_key, derive_audit_id, redact
@@ -17,11 +18,15 @@ from privops.records import AuditEvent
 from privops.topics import AUDIT
 from streams.app import settings
 from streams.io import emit
-from streams.tables import audit_chains
+from streams.tables import DecodedCache, audit_chains
 
 PSEUDONYM_KEY = settings.pseudonym_key.encode()
 
+# Every write of audit-chains goes through audit() below, so the heads can stay decoded.
+chain_heads: DecodedCache[tuple[int, str]] = DecodedCache(audit_chains, tuple, 100_000)
 
+
+@lru_cache(maxsize=65_536)
 def ref(subject_id: str) -> str:
     """The pseudonymous subject ref used in audit, logs and notifications to recipients."""
     return subject_ref(PSEUDONYM_KEY, subject_id)
@@ -42,8 +47,8 @@ async def audit(
     """Append one step to its chain. ``cause`` (e.g. the event id) makes the id stable."""
     sref = ref(subject_id) if subject_id else None
     chain = chain_key(request_id, sref)
-    head = audit_chains.get(chain)
-    chainer = AuditChainer({chain: tuple(head)} if head else None)
+    head = chain_heads.get(chain)
+    chainer = AuditChainer({chain: head} if head else None)
     record = chainer.next(
         actor=actor,
         action=action,
@@ -56,7 +61,9 @@ async def audit(
         audit_id=derive_audit_id(cause, action, str(chainer.head(chain)[0] + 1)),
     )
     audit_chains[chain] = [record.seq, record.hash]
-    event = AuditEvent(**record.model_dump())
+    chain_heads.put(chain, (record.seq, record.hash))
+    # The fields were just validated as an AuditRecord; AuditEvent has the same ones.
+    event = AuditEvent.model_construct(**record.model_dump())
     metrics.count_audit_event(action)
     await emit(AUDIT, chain, event)
     return event

@@ -11,10 +11,12 @@ one worker (see README, "Operating privops").
 
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import faust
-from faust.streams import _current_event
+from faust.streams import _current_event, current_event
 from faust.types import TableT
 
 from streams.app import app, settings
@@ -50,3 +52,69 @@ def read_any(table: TableT[Any, Any], key: str) -> Any:
         return table.get(key)
     finally:
         _current_event.reset(token)
+
+
+V = TypeVar("V")
+_MISSING: Any = object()
+
+
+class DecodedCache(Generic[V]):
+    """Decoded values of one table, so a hot key is not read and validated per event.
+
+    The table stays the source of truth: every write to it goes through ``put`` right
+    after the table write, a miss reads the table, and the whole cache is dropped on any
+    rebalance (recovery may change the table under it). Keys carry the current event's
+    partition, because inside an agent the table itself only looks in that partition.
+    Only the agent that writes a table may cache it (one agent, one event loop).
+    """
+
+    def __init__(self, table: TableT[Any, Any], decode: Callable[[Any], V], size: int) -> None:
+        self.table = table
+        self.decode = decode
+        self.size = size
+        self._items: OrderedDict[tuple[int | None, Any], V | None] = OrderedDict()
+        _CACHES.append(self)
+
+    @staticmethod
+    def _key(key: Any) -> tuple[int | None, Any]:
+        event = current_event()
+        return (event.message.partition if event is not None else None, key)
+
+    def get(self, key: Any) -> V | None:
+        """The decoded value of ``key`` (None when the table has none)."""
+        ckey = self._key(key)
+        value = self._items.get(ckey, _MISSING)
+        if value is not _MISSING:
+            self._items.move_to_end(ckey)
+            return value  # type: ignore[no-any-return]
+        raw = self.table.get(key)
+        decoded = self.decode(raw) if raw else None
+        self._remember(ckey, decoded)
+        return decoded
+
+    def put(self, key: Any, value: V | None) -> None:
+        """Record what was just written to the table for ``key``."""
+        self._remember(self._key(key), value)
+
+    def _remember(self, ckey: tuple[int | None, Any], value: V | None) -> None:
+        self._items[ckey] = value
+        self._items.move_to_end(ckey)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+_CACHES: list[DecodedCache[Any]] = []
+
+
+def clear_caches(*_: Any, **__: Any) -> None:
+    """Drop every decoded cache (a rebalance may hand over or recover partitions)."""
+    for cache in _CACHES:
+        cache.clear()
+
+
+app.on_partitions_revoked.connect(clear_caches)
+app.on_partitions_assigned.connect(clear_caches)
+app.on_rebalance_complete.connect(clear_caches)

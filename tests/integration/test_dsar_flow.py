@@ -1,0 +1,176 @@
+"""Issue 5 acceptance: the deadline clock at run time and access fulfilment, real broker.
+
+Requests are received "in the past" (as a DPO back-fills them), so their due dates fall
+near today: the worker's sweep must alert once per threshold, not on every tick.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from privops import deadlines
+from privops import records as r
+from privops.clock import Clock
+from privops.connectors.reference import seed_customers
+from privops.topics import ALERTS, NOTIFICATIONS
+from privops.vocab import System
+from tests.conftest import start_worker
+from tests.integration.helpers import http_json, produce, read_topic, wait_for
+from tests.integration.test_request_flow import cli, customer_events, simulate, stop
+
+pytestmark = pytest.mark.integration
+
+
+def received_for_due_in(days: int, today: date) -> date:
+    """A receipt date whose one-month deadline is ``days`` (or a little more) from today."""
+    for back in range(20, 40):
+        received = today - timedelta(days=back)
+        if 0 <= (deadlines.due_date(received) - today).days - days <= 3:
+            return received
+    raise AssertionError("no receipt date found")
+
+
+def alerts_for(settings, request_ids: set[str]) -> list[r.Alert]:
+    return [
+        c.value
+        for c in read_topic(settings, ALERTS)
+        if isinstance(c.value, r.Alert) and c.value.request_id in request_ids
+    ]
+
+
+def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
+    local_runtime, tmp_path: Path, uid: str
+) -> None:
+    today = Clock().today()
+    customers = seed_customers(4)
+    worker = start_worker(local_runtime, f"dsar-{uid}", web_port=26301)
+    data_dir = tmp_path / "systems"
+    connectors = simulate(local_runtime, data_dir, customers=4)
+    try:
+        produce(
+            local_runtime,
+            [
+                e
+                for c in customers
+                for e in customer_events(c, [s for s in System if c.in_system(s)])
+            ],
+        )
+        wait_for(
+            "subjects to be known",
+            lambda: all(
+                http_json(f"{worker.url}/consent/{c.subject_id}")[0] == 200 for c in customers
+            ),
+        )
+        near = received_for_due_in(2, today).isoformat()
+        # Complaints wait for the DPO's answer, so they stay open while the clock runs:
+        # acknowledgement due tomorrow (approaching) and due two weeks ago (breached).
+        approaching = cli(
+            "request",
+            "complain",
+            "--subject",
+            customers[0].subject_id,
+            "--received",
+            (today - timedelta(days=28)).isoformat(),
+            "--reason",
+            "late reply to my letter",
+            "-q",
+            env=worker.env,
+        )
+        breached = cli(
+            "request",
+            "complain",
+            "--subject",
+            customers[1].subject_id,
+            "--received",
+            (today - timedelta(days=45)).isoformat(),
+            "--reason",
+            "no reply at all",
+            "-q",
+            env=worker.env,
+        )
+        # Objection to marketing by a subject the marketing system does not hold: done at
+        # once, so its near due date must raise nothing.
+        assert not customers[2].in_system(System.marketing)
+        completed = cli(
+            "request",
+            "object",
+            "--subject",
+            customers[2].subject_id,
+            "--scope",
+            "direct_marketing",
+            "--received",
+            near,
+            "-q",
+            env=worker.env,
+        )
+        access = cli(
+            "request",
+            "access",
+            "--subject",
+            customers[3].subject_id,
+            "--received",
+            near,
+            "--verified-now",
+            "-q",
+            env=worker.env,
+        )
+
+        ids = {approaching, breached, completed}
+        wait_for(
+            "approaching and breached alerts",
+            lambda: (
+                {(type(a).__name__, a.request_id) for a in alerts_for(local_runtime, ids)}
+                >= {("DeadlineApproaching", approaching), ("DeadlineBreached", breached)}
+            ),
+        )
+        time.sleep(4)  # several more sweeps: nothing new may appear
+        alerts = [
+            a
+            for a in alerts_for(local_runtime, ids)
+            if isinstance(a, r.DeadlineApproaching | r.DeadlineBreached)
+        ]
+        kinds = [(type(a).__name__, a.request_id) for a in alerts]
+        assert kinds.count(("DeadlineApproaching", approaching)) == 1
+        assert kinds.count(("DeadlineBreached", breached)) == 1
+        assert not [k for k in kinds if k[1] == completed]
+        _, body = http_json(f"{worker.url}/requests/{completed}")
+        assert body["state"] == "completed"
+
+        # Access: every system's export is in, the manifest goes to the subject.
+        body = wait_for(
+            "the access request to complete",
+            lambda: (
+                (b := http_json(f"{worker.url}/requests/{access}")[1])
+                and b.get("state") == "completed"
+                and b
+            ),
+            timeout=90,
+        )
+        manifest = body["manifest"]
+        assert manifest is not None
+        notes = [
+            c.value
+            for c in read_topic(local_runtime, NOTIFICATIONS)
+            if isinstance(c.value, r.SubjectNotification)
+            and c.value.request_id == access
+            and c.value.kind == "access_response"
+        ]
+        assert len(notes) == 1
+        document = json.loads(notes[0].document or "{}")
+        text = json.dumps(document).lower()
+        for art15 in ("purposes", "recipients", "retention", "ico"):
+            assert art15 in text, art15
+        assert notes[0].exports
+        for ref in notes[0].exports:
+            path = Path(ref.location)
+            assert path.exists()
+            assert ref.record_count >= 0
+            assert ref.checksum.startswith("sha256:")
+    finally:
+        stop(connectors)
+        worker.stop()
