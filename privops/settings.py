@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     alert_days_before: tuple[int, ...] = (7, 3, 1)
     complaint_ack_days: int = Field(default=30, ge=1)
     actor: str = "dpo"
+    consumer_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        description="Where a new consumer group starts (the demo starts at the end)",
+    )
     clock_offset_days: float = Field(
         default=0.0, description="Shift the worker's clock (demos and deadline tests only)"
     )

@@ -241,6 +241,27 @@ def business_day(
 def _backfill(day: _Day, c: FakeCustomer) -> None:
     day.add(CustomerCreated, System.orders, c, c.since, collected_in_sale_or_negotiation=True)
     day.add(CustomerCreated, System.crm, c, c.since + dt.timedelta(minutes=5))
+    # The orders system's history: invoices and payments start the six-year clock.
+    for order in c.orders:
+        day.add(
+            OrderPlaced,
+            System.orders,
+            c,
+            order.placed_at,
+            order_id=order.order_id,
+            total_pence=order.total_pence,
+            marketing_opt_out_offered=False,
+        )
+        day.add(
+            PaymentRecorded,
+            System.orders,
+            c,
+            order.placed_at,
+            payment_id=order.payment_id,
+            order_id=order.order_id,
+            amount_pence=order.total_pence,
+            method=order.method,
+        )
     for call in c.calls:
         day.add(
             CallRecorded,

@@ -37,7 +37,7 @@ app = faust.App(
     broker_commit_every=100,
     broker_commit_interval=1.0,
     table_cleanup_interval=60.0,
-    consumer_auto_offset_reset="earliest",
+    consumer_auto_offset_reset=settings.consumer_offset_reset,
 )
 setup_prometheus_sensors(
     app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix=metrics.FAUST_SENSOR_PREFIX

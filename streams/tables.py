@@ -66,12 +66,14 @@ class DecodedCache(Generic[V]):
     rebalance (recovery may change the table under it). Keys carry the current event's
     partition, because inside an agent the table itself only looks in that partition.
     Only the agent that writes a table may cache it (one agent, one event loop).
+    On the in-memory store (agent tests, which edit and clear tables directly) every
+    read goes to the table.
     """
 
     def __init__(self, table: TableT[Any, Any], decode: Callable[[Any], V], size: int) -> None:
         self.table = table
         self.decode = decode
-        self.size = size
+        self.size = size if not settings.store.startswith("memory:") else 0
         self._items: OrderedDict[tuple[int | None, Any], V | None] = OrderedDict()
         _CACHES.append(self)
 
@@ -82,6 +84,9 @@ class DecodedCache(Generic[V]):
 
     def get(self, key: Any) -> V | None:
         """The decoded value of ``key`` (None when the table has none)."""
+        if not self.size:
+            raw = self.table.get(key)
+            return self.decode(raw) if raw else None
         ckey = self._key(key)
         value = self._items.get(ckey, _MISSING)
         if value is not _MISSING:
@@ -94,7 +99,8 @@ class DecodedCache(Generic[V]):
 
     def put(self, key: Any, value: V | None) -> None:
         """Record what was just written to the table for ``key``."""
-        self._remember(self._key(key), value)
+        if self.size:
+            self._remember(self._key(key), value)
 
     def _remember(self, ckey: tuple[int | None, Any], value: V | None) -> None:
         self._items[ckey] = value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from privops.cli import audit, bench, consent, dsar, local, request, ropa, schemas, simulate, topics
-from privops.cli.common import handled
+from privops.cli.common import handled, settings
 
 app = typer.Typer(
     name="privops",
@@ -36,6 +36,16 @@ def worker() -> None:
     with handled():
         ensure_topics()
     run_worker()
+
+
+@app.command()
+def demo() -> None:
+    """The main job: local Kafka, worker, simulated systems, a scripted story."""
+    from privops.cli.common import console
+    from privops.demo import run
+
+    with handled():
+        run(settings(), console)
 
 
 if __name__ == "__main__":

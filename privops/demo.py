@@ -1,0 +1,402 @@
+"""`privops demo`: the main job on embedded defaults, told as a story.
+
+Starts what is missing (local Kafka + registry, topics), a real worker subprocess and the
+six reference connectors over SQLite stores, publishes a day of business, then drives
+every workflow through the real command topic and prints what happened: consent
+decisions, an access response, an erasure with retained invoices, a restriction during
+an accuracy complaint, a silent system escalated, a deadline approaching. It stops what
+it started. Each run uses its own worker id and data, so running it twice is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from privops import records as r
+from privops.clock import Clock
+from privops.connectors.reference import (
+    FakeCustomer,
+    Knobs,
+    open_store,
+    seed_customers,
+    seed_stores,
+)
+from privops.errors import PrivopsError, RuntimeUnavailable
+from privops.kafka import create_topics, producer, read_all
+from privops.local import runtime
+from privops.serde import Serde
+from privops.settings import REPO_ROOT, Settings
+from privops.simulate import build_runners, publish_business_day, run_connectors
+from privops.topics import ALERTS, COMMANDS, catalogue
+from privops.vocab import Channel, Purpose, RequestType, System
+
+CUSTOMERS = 12
+SILENT = System.cctv
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    console: Console
+    run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+    started_runtime: bool = False
+    worker: subprocess.Popen[bytes] | None = None
+    serde: Serde | None = None
+    clock: Clock = field(default_factory=Clock)
+
+    @property
+    def root(self) -> Path:
+        return self.settings.home / "demo" / self.run_id
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def step(self, title: str, text: str = "") -> None:
+        self.console.rule(f"[bold cyan]{title}")
+        if text:
+            self.console.print(text)
+
+    # --- setting up ---------------------------------------------------------------------
+    def start_runtime(self) -> None:
+        states = runtime.status(self.settings)
+        if all(s.ready for s in states):
+            self.console.print(
+                f"• using the running local Kafka at {self.settings.kafka_bootstrap}"
+            )
+            return
+        runtime.up(self.settings, lambda m: self.console.print(f"• {m}"))
+        self.started_runtime = True
+
+    def demo_datamap(self) -> Path:
+        """The company's data map with demo-sized answer deadlines (seconds, not hours)."""
+        text = (REPO_ROOT / "deploy" / "datamap.yaml").read_text()
+        text = re.sub(r"sla_seconds: \d+", "sla_seconds: 3", text)
+        text = re.sub(
+            r"retry: \{[^}]*\}",
+            "retry: {max_attempts: 3, backoff_seconds: 1, backoff_multiplier: 2}",
+            text,
+        )
+        path = self.root / "datamap.yaml"
+        path.write_text(text)
+        return path
+
+    def start_worker(self) -> None:
+        env = {
+            **os.environ,
+            "PRIVOPS_APP_ID": f"privops-demo-{self.run_id}",
+            "PRIVOPS_DATA_DIR": str(self.root / "worker"),
+            "PRIVOPS_DATAMAP": str(self.demo_datamap()),
+            "PRIVOPS_CONSUMER_OFFSET_RESET": "latest",
+        }
+        log = self.root / "worker.log"
+        self.console.print(f"• starting the privops worker (log: {log})")
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "privops.cli.main", "worker"],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.worker.poll() is not None:
+                raise RuntimeUnavailable(f"the worker exited during start-up; see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    self.console.print(f"• worker ready at {self.url}")
+                    return
+            time.sleep(0.5)
+        raise RuntimeUnavailable(f"the worker did not become healthy in 120 s; see {log}")
+
+    def stop(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+        if self.started_runtime:
+            runtime.down(self.settings, lambda m: self.console.print(f"• {m}"))
+
+    # --- talking to privops -------------------------------------------------------------
+    async def submit(self, command: r.Command) -> str:
+        assert self.serde is not None
+        async with producer(self.settings.kafka_bootstrap) as prod:
+            await prod.send_and_wait(
+                COMMANDS, self.serde.encode(command), key=command.request_id.encode()
+            )
+        return command.request_id
+
+    def request_command(
+        self, kind: RequestType, subject: str, *, days_ago: int = 0, **extra: Any
+    ) -> r.RequestSubmitted:
+        received = self.clock.today() - timedelta(days=days_ago)
+        return r.RequestSubmitted(
+            command_id=uuid.uuid4().hex,
+            request_id=f"REQ-{uuid.uuid4().hex[:12].upper()}",
+            issued_at=self.clock.now(),
+            actor=self.settings.actor,
+            request_type=kind,
+            subject_id=subject,
+            received_on=received,
+            **extra,
+        )
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            resp = await client.get(f"{self.url}{path}")
+            return resp.status_code, resp.json()
+
+    async def until(self, what: str, probe: Callable[[], Awaitable[Any]]) -> Any:
+        deadline = time.monotonic() + 90
+        with self.console.status(f"waiting for {what}..."):
+            while time.monotonic() < deadline:
+                found = await probe()
+                if found:
+                    return found
+                await asyncio.sleep(0.5)
+        raise PrivopsError(f"timed out waiting for {what}")
+
+    async def finished(self, rid: str, states: tuple[str, ...]) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            status, body = await self.get(f"/requests/{rid}")
+            return body if status == 200 and body["state"] in states else None
+
+        result: dict[str, Any] = await self.until(f"request {rid}", probe)
+        return result
+
+    async def alerts(self, rid: str) -> list[r.Alert]:
+        assert self.serde is not None
+        rows = await read_all(self.settings.kafka_bootstrap, ALERTS, decode=self.serde.decode)
+        return [c.value for c in rows if isinstance(c.value, r.Alert) and c.value.request_id == rid]
+
+
+def _pick(customers: list[FakeCustomer], pred: Callable[[FakeCustomer], bool]) -> FakeCustomer:
+    return next(c for c in customers if pred(c))
+
+
+def _recent_orders(c: FakeCustomer, clock: Clock) -> bool:
+    return any(o.placed_at > clock.now() - timedelta(days=365 * 6) for o in c.orders)
+
+
+async def story(demo: Demo) -> None:
+    console, settings = demo.console, demo.settings
+    demo.serde = Serde(settings.registry_url, settings.schema_dir)
+    await asyncio.to_thread(demo.serde.register_all)
+    await create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions))
+
+    customers = seed_customers(CUSTOMERS)
+    data_dir = demo.root / "systems"
+    seed_stores(data_dir, customers)
+    stop = asyncio.Event()
+    runners = build_runners(
+        settings,
+        data_dir,
+        knobs={SILENT: Knobs(silent=True), System.crm: Knobs(delay_seconds=1.0)},
+        group_prefix=f"privops-demo-{demo.run_id}",
+        start_from="latest",
+    )
+    connectors = asyncio.create_task(
+        run_connectors(settings, data_dir, stop=stop, customers=customers, runners=runners)
+    )
+    await asyncio.gather(*(runner.ready.wait() for runner in runners))
+    console.print(f"• six reference systems answering over SQLite stores in {data_dir}")
+    console.print(f"  ({SILENT.value} is deliberately silent; crm answers slowly)")
+    try:
+        await _chapters(demo, customers, data_dir)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connectors, 20)
+
+
+async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -> None:
+    console, clock = demo.console, demo.clock
+    demo.step(
+        "1. A day of business",
+        "Orders, CRM, telephony, marketing, web and CCTV publish Avro events to Kafka.",
+    )
+    counts = await publish_business_day(demo.settings, customers)
+    table = Table("event", "count")
+    for name, n in sorted(counts.items()):
+        table.add_row(name, str(n))
+    console.print(table)
+
+    async def all_known() -> bool:
+        for c in customers:
+            status, _ = await demo.get(f"/consent/{c.subject_id}")
+            if status != 200:
+                return False
+        return True
+
+    await demo.until("the worker to take in the day", all_known)
+
+    demo.step("2. May we contact them?", "Decisions per channel, with the rule and evidence.")
+    table = Table("customer", *[c.value for c in Channel])
+    for c in customers[:6]:
+        cells = []
+        for channel in Channel:
+            _, body = await demo.get(
+                f"/consent/{c.subject_id}?purpose={Purpose.marketing.value}&channel={channel.value}"
+            )
+            mark = "[green]yes[/]" if body["allowed"] else "[red]no[/]"
+            cells.append(f"{mark} {body['rule']}")
+        table.add_row(c.subject_id, *cells)
+    console.print(table)
+
+    demo.step("3. An access request (DSAR): one calendar month, UK rules")
+    subject = _pick(customers, lambda c: not c.in_system(SILENT))
+    rid = await demo.submit(
+        demo.request_command(
+            RequestType.access, subject.subject_id, identity_verified_on=clock.today()
+        )
+    )
+    body = await demo.finished(rid, ("completed", "partially_completed"))
+    manifest = body["manifest"] or {}
+    console.print(f"request {rid}: [bold]{body['state']}[/], due {body['due_on']}")
+    exports = Table("system", "records", "file", "checksum")
+    for t in body["tasks"]:
+        if t["export"]:
+            e = t["export"]
+            exports.add_row(
+                t["system"], str(e["record_count"]), e["location"], e["checksum"][:23] + "..."
+            )
+    console.print(exports)
+    console.print(
+        "Art. 15 information in the response: "
+        + ", ".join(k for k in manifest if not k.startswith("_"))
+    )
+
+    demo.step("4. An erasure, subject to conditions (Art. 17(3))")
+    subject = _pick(customers[1:], lambda c: _recent_orders(c, clock) and not c.in_system(SILENT))
+    before = {s: _row_count(data_dir, s, subject) for s in System if subject.in_system(s)}
+    rid = await demo.submit(
+        demo.request_command(
+            RequestType.erasure, subject.subject_id, identity_verified_on=clock.today()
+        )
+    )
+    body = await demo.finished(rid, ("completed", "partially_completed"))
+    outcome = Table("system", "task", "rows before", "rows after", "kept (ground)")
+    for t in body["tasks"]:
+        system = System(t["system"])
+        kept = "; ".join(f"{k['category']} ({k['ground'][:50]})" for k in t["keep"]) or "-"
+        outcome.add_row(
+            system.value,
+            t["state"],
+            str(before.get(system, "-")),
+            str(_row_count(data_dir, system, subject)),
+            kept,
+        )
+    console.print(f"request {rid}: [bold]{body['state']}[/]")
+    console.print(outcome)
+    _, consent = await demo.get(f"/consent/{subject.subject_id}?purpose=marketing&channel=email")
+    console.print(f"contact by email now: {consent['allowed']} ({consent['reason']})")
+
+    demo.step("5. A complaint about accuracy: restrict while we investigate (Art. 18)")
+    subject = customers[2]
+    complaint = demo.request_command(
+        RequestType.complaint, subject.subject_id, reason="my address is wrong"
+    )
+    await demo.submit(complaint)
+    rid = await demo.submit(
+        demo.request_command(
+            RequestType.restriction,
+            subject.subject_id,
+            identity_verified_on=clock.today(),
+            linked_request_id=complaint.request_id,
+        )
+    )
+    body = await demo.finished(rid, ("completed", "partially_completed", "awaiting_systems"))
+    _, state = await demo.get(f"/consent/{subject.subject_id}")
+    console.print(
+        f"restriction {rid}: {body['state']}; consent state restricted = {state['restricted']}"
+    )
+    _, complaint_body = await demo.get(f"/requests/{complaint.request_id}")
+    console.print(
+        f"complaint {complaint.request_id}: acknowledgement due {complaint_body['due_on']}"
+    )
+
+    demo.step(f"6. A silent system: {SILENT.value} never answers")
+    subject = _pick(customers, lambda c: c.in_system(SILENT))
+    rid = await demo.submit(
+        demo.request_command(
+            RequestType.erasure, subject.subject_id, identity_verified_on=clock.today()
+        )
+    )
+
+    async def escalated() -> list[r.Alert]:
+        return [a for a in await demo.alerts(rid) if isinstance(a, r.TaskEscalated)]
+
+    alert = (await demo.until("the escalation", escalated))[0]
+    assert isinstance(alert, r.TaskEscalated)
+    console.print(
+        f"[yellow]TaskEscalated[/] for {rid}: {alert.system.value} silent after "
+        f"{alert.attempts} attempts; it keeps being re-sent at the longest backoff"
+    )
+
+    demo.step("7. A deadline approaching")
+    late = demo.request_command(
+        RequestType.complaint, customers[3].subject_id, days_ago=28, reason="no reply yet"
+    )
+    rid = await demo.submit(late)
+
+    async def approaching() -> list[r.Alert]:
+        return [a for a in await demo.alerts(rid) if isinstance(a, r.DeadlineApproaching)]
+
+    alert = (await demo.until("the deadline alert", approaching))[0]
+    assert isinstance(alert, r.DeadlineApproaching)
+    console.print(
+        f"[yellow]DeadlineApproaching[/] for {rid}: due {alert.due_on}, "
+        f"{alert.days_left} day(s) left"
+    )
+
+    demo.step("Where to look")
+    console.print(
+        Panel.fit(
+            f"metrics      {demo.url}/metrics  (Prometheus; dashboards in deploy/grafana/)\n"
+            f"a request    privops request status {rid}\n"
+            f"its audit    privops audit show {rid}\n"
+            f"the chain    privops audit verify\n"
+            f"worker log   {demo.root / 'worker.log'}\n"
+            f"stores       {data_dir}",
+            title="privops",
+        )
+    )
+
+
+def _row_count(data_dir: Path, system: System, customer: FakeCustomer) -> int:
+    rows = open_store(data_dir, system).rows(customer.identifiers(system))
+    return sum(len(v) for v in rows.values())
+
+
+def run(settings: Settings, console: Console) -> None:
+    console = Console(width=max(console.width, 120))
+    demo = Demo(settings, console)
+    demo.root.mkdir(parents=True, exist_ok=True)
+    console.print(Panel.fit("privops demo: privacy operations on Kafka, end to end", style="bold"))
+    try:
+        demo.start_runtime()
+        demo.start_worker()
+        asyncio.run(story(demo))
+        console.print("[bold green]demo complete[/]")
+    finally:
+        demo.stop()
+    (demo.root / "done.json").write_text(json.dumps({"run": demo.run_id}))

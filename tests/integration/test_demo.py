@@ -1,0 +1,52 @@
+"""Issue 7 acceptance: the main job's story runs on the real broker and its outcomes hold."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_story_runs_and_shows_every_workflow(local_runtime) -> None:
+    env = {**os.environ, "PRIVOPS_WEB_PORT": "26401", "COLUMNS": "160"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "privops.cli.main", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "using the local Kafka" in out  # it did not start a second broker
+    for chapter in (
+        "A day of business",
+        "May we contact them?",
+        "An access request",
+        "An erasure",
+        "restrict while we investigate",
+        "A silent system",
+        "A deadline approaching",
+        "demo complete",
+    ):
+        assert chapter in out, chapter
+    assert re.search(r"request REQ-\w+: completed, due \d{4}-\d{2}-\d{2}", out)
+    assert re.search(r"request REQ-\w+: partially_completed", out)  # invoices kept
+    assert re.search(r"orders\s+│ retained", out)
+    assert "consent state restricted = True" in out
+    assert "TaskEscalated" in out
+    assert "DeadlineApproaching" in out
+    # Export files were really written by the reference systems.
+    runs = sorted((local_runtime.home / "demo").iterdir())
+    exports = list((runs[-1] / "systems" / "exports").rglob("*.json"))
+    assert exports
+    assert all(Path(p).stat().st_size > 0 for p in exports)
