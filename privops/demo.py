@@ -57,7 +57,7 @@ class Demo:
     settings: Settings
     console: Console
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
-    started_runtime: bool = False
+    started: list[runtime.Component] = field(default_factory=list)
     worker: subprocess.Popen[bytes] | None = None
     serde: Serde | None = None
     clock: Clock = field(default_factory=Clock)
@@ -77,14 +77,10 @@ class Demo:
 
     # --- setting up ---------------------------------------------------------------------
     def start_runtime(self) -> None:
-        states = runtime.status(self.settings)
-        if all(s.ready for s in states):
-            self.console.print(
-                f"• using the running local Kafka at {self.settings.kafka_bootstrap}"
-            )
-            return
-        runtime.up(self.settings, lambda m: self.console.print(f"• {m}"))
-        self.started_runtime = True
+        """Start Kafka and the registry unless they run; stop only what we started."""
+        for component in runtime.components(self.settings):
+            if component.start(lambda m: self.console.print(f"• {m}")):
+                self.started.append(component)
 
     def demo_datamap(self) -> Path:
         """The company's data map with demo-sized answer deadlines (seconds, not hours)."""
@@ -133,8 +129,8 @@ class Demo:
                 self.worker.wait(30)
             except subprocess.TimeoutExpired:
                 self.worker.kill()
-        if self.started_runtime:
-            runtime.down(self.settings, lambda m: self.console.print(f"• {m}"))
+        for component in reversed(self.started):
+            component.stop(lambda m: self.console.print(f"• {m}"))
 
     # --- talking to privops -------------------------------------------------------------
     async def submit(self, command: r.Command) -> str:
