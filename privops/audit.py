@@ -57,9 +57,14 @@ def redact(text: str) -> str:
     return _UK_PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
 
 
-def chain_key(request_id: str | None, subject_ref: str | None) -> str:
-    """The chain (and `privacy.audit` message key) a record belongs to."""
-    return request_id or subject_ref or SYSTEM_CHAIN
+def chain_key(request_id: str | None, subject_ref: str | None, namespace: str | None = None) -> str:
+    """The chain (and `privacy.audit` message key) a record belongs to.
+
+    ``namespace`` (the worker's app id) keeps chains of different privops deployments
+    that share one audit topic (a demo run, a test worker) apart.
+    """
+    key = request_id or subject_ref or SYSTEM_CHAIN
+    return f"{namespace}/{key}" if namespace else key
 
 
 def derive_audit_id(*parts: str) -> str:
@@ -174,12 +179,13 @@ class AuditChainer:
         after: str | None = None,
         reason: str | None = None,
         audit_id: str | None = None,
+        namespace: str | None = None,
     ) -> AuditRecord:
         """The next record of its chain; the chain head moves only if the record is valid.
 
         Without `audit_id` a random one is used; prefer `derive_audit_id(...)`.
         """
-        chain = chain_key(request_id, subject_ref)
+        chain = chain_key(request_id, subject_ref, namespace)
         seq, prev_hash = self.head(chain)
         fields: dict[str, object] = {
             "audit_id": audit_id or str(uuid.uuid4()),

@@ -749,26 +749,25 @@ def _task_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outco
         # system that comes back answers it without anyone re-submitting the request.
         _send(rec, task, ctx, out)
         return
-    if task.state is not TaskState.escalated:
-        task.state = TaskState.escalated
-        task.next_check_at = ctx.now + timedelta(seconds=spec.retry.delay_after(task.attempts))
-        alert = r.TaskEscalated(
-            alert_id=_id(task.task_id, "escalated"),
-            request_id=rec.request_id,
-            raised_at=ctx.now,
-            task_id=task.task_id,
-            system=task.system,
-            attempts=task.attempts,
+    task.state = TaskState.escalated
+    task.next_check_at = ctx.now + timedelta(seconds=spec.retry.delay_after(task.attempts))
+    alert = r.TaskEscalated(
+        alert_id=_id(task.task_id, "escalated"),
+        request_id=rec.request_id,
+        raised_at=ctx.now,
+        task_id=task.task_id,
+        system=task.system,
+        attempts=task.attempts,
+    )
+    out.out.append(Out(ALERTS, rec.request_id, alert))
+    out.audit.append(
+        AuditStep(
+            "task_escalated",
+            before="sent",
+            after="escalated",
+            reason=f"{task.system.value} silent after {task.attempts} attempts",
         )
-        out.out.append(Out(ALERTS, rec.request_id, alert))
-        out.audit.append(
-            AuditStep(
-                "task_escalated",
-                before="sent",
-                after="escalated",
-                reason=f"{task.system.value} silent after {task.attempts} attempts",
-            )
-        )
+    )
 
 
 def _deadline(rec: RequestRecord, tick: r.RequestTick, ctx: Context, out: Outcome) -> None:

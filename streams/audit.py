@@ -1,9 +1,9 @@
 """Emitting audit events: chain heads from the ``audit-chains`` table, records to Kafka.
 
-The chain key is the request id, else the subject ref (privops.audit.chain_key), and it
-is also the message key, so one chain lives in one partition in order. The chain head is
-read and advanced with no await in between, so concurrent agents on the one event loop
-never interleave inside a chain.
+The chain key is "<app id>/" + the request id, else the subject ref
+(privops.audit.chain_key), and it is also the message key, so one chain lives in one
+partition, in order. The chain head is read and advanced with no await in between, so
+concurrent agents on the one event loop never interleave inside a chain.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ async def audit(
 ) -> AuditEvent:
     """Append one step to its chain. ``cause`` (e.g. the event id) makes the id stable."""
     sref = ref(subject_id) if subject_id else None
-    chain = chain_key(request_id, sref)
+    chain = chain_key(request_id, sref, settings.app_id)
     head = chain_heads.get(chain)
     chainer = AuditChainer({chain: head} if head else None)
     record = chainer.next(
@@ -59,6 +59,7 @@ async def audit(
         after=_clean(after),
         reason=_clean(reason),
         audit_id=derive_audit_id(cause, action, str(chainer.head(chain)[0] + 1)),
+        namespace=settings.app_id,
     )
     audit_chains[chain] = [record.seq, record.hash]
     chain_heads.put(chain, (record.seq, record.hash))
