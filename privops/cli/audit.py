@@ -138,13 +138,20 @@ def _break_dict(b: Break) -> dict[str, Any]:
 @app.command("verify")
 def verify_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    chain: str = typer.Option(
+        "",
+        "--chain",
+        help="Only chains starting with this prefix, e.g. one deployment's app id "
+        "('privops/'); default: every chain on the topic.",
+    ),
 ) -> None:
     """Walk every chain on privacy.audit; exit 1 and report the first break if any."""
     log = read_audit()
     checked = 0
     breaks: list[Break] = []
     for partition in sorted(log.by_partition):
-        result = verify(log.by_partition[partition])
+        records = [rec for rec in log.by_partition[partition] if rec.chain.startswith(chain)]
+        result = verify(records)
         checked += result.checked
         breaks.extend(result.breaks)
     ok = not breaks and not log.unusable
