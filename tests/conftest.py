@@ -47,6 +47,11 @@ from privops.topics import catalogue  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+def port(offset: int) -> int:
+    """A port of this session's own range (moves with PRIVOPS_TEST_PORT_BASE)."""
+    return _BASE - 3000 + offset
+
+
 @pytest.fixture(scope="session")
 def local_runtime() -> Iterator[Settings]:
     """The session's real Kafka broker and schema registry, with every topic created."""
@@ -134,7 +139,7 @@ def start_worker(
 @pytest.fixture(scope="session")
 def worker(local_runtime: Settings) -> Iterator[WorkerProcess]:
     """One shared worker for tests that only need it running (unique ids per test)."""
-    proc = start_worker(local_runtime, "shared", web_port=_BASE - 2934)
+    proc = start_worker(local_runtime, "shared", web_port=port(66))
     yield proc
     proc.stop()
 

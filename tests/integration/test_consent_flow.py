@@ -8,7 +8,7 @@ import pytest
 from privops import records as r
 from privops.topics import CONSENT_STATE
 from privops.vocab import Channel, LawfulBasis, Purpose, System
-from tests.conftest import start_worker
+from tests.conftest import port, start_worker
 from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def decisions(url: str, subjects: list[Subject]) -> dict:
 
 def test_mixed_stream_decisions_topic_and_restart(local_runtime, uid: str) -> None:
     subjects = [Subject(uid, n) for n in range(4)]
-    worker = start_worker(local_runtime, f"consent-{uid}", web_port=26167)
+    worker = start_worker(local_runtime, f"consent-{uid}", web_port=port(167))
     try:
         produce(local_runtime, stream(*subjects))
         seen: dict = {}
@@ -120,7 +120,7 @@ def test_mixed_stream_decisions_topic_and_restart(local_runtime, uid: str) -> No
     assert latest[subjects[3].id].marketing_objection
 
     # Restart on the same tables: the answers are still there.
-    worker = start_worker(local_runtime, f"consent-{uid}", web_port=26167)
+    worker = start_worker(local_runtime, f"consent-{uid}", web_port=port(167))
     try:
         assert decisions(worker.url, subjects) == EXPECTED
     finally:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, port
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_story_runs_and_shows_every_workflow(local_runtime) -> None:
-    env = {**os.environ, "PRIVOPS_WEB_PORT": "26401", "COLUMNS": "160"}
+    env = {**os.environ, "PRIVOPS_WEB_PORT": str(port(401)), "COLUMNS": "160"}
     proc = subprocess.run(
         [sys.executable, "-m", "privops.cli.main", "demo"],
         capture_output=True,

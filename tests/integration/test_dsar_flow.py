@@ -19,7 +19,7 @@ from privops.clock import Clock
 from privops.connectors.reference import seed_customers
 from privops.topics import ALERTS, NOTIFICATIONS
 from privops.vocab import System
-from tests.conftest import start_worker
+from tests.conftest import port, start_worker
 from tests.integration.helpers import http_json, produce, read_topic, wait_for
 from tests.integration.test_request_flow import cli, customer_events, simulate, stop
 
@@ -48,7 +48,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
 ) -> None:
     today = Clock().today()
     customers = seed_customers(4)
-    worker = start_worker(local_runtime, f"dsar-{uid}", web_port=26301)
+    worker = start_worker(local_runtime, f"dsar-{uid}", web_port=port(301))
     data_dir = tmp_path / "systems"
     connectors = simulate(local_runtime, data_dir, customers=4)
     try:

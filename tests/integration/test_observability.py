@@ -18,13 +18,13 @@ import yaml
 from privops import records as r
 from privops.topics import AUDIT
 from privops.vocab import Channel, Purpose, System
-from tests.conftest import REPO, WorkerProcess
+from tests.conftest import REPO, WorkerProcess, port
 from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 from tests.integration.promql_check import check_queries
 
 pytestmark = pytest.mark.integration
 
-PROM_PORT = 29090
+PROM_PORT = port(3090)
 DEPLOY = REPO / "deploy"
 
 

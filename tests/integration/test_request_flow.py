@@ -20,7 +20,7 @@ from privops import records as r
 from privops.connectors.reference import open_store, seed_customers
 from privops.topics import ALERTS, AUDIT, NOTIFICATIONS, tasks_topic
 from privops.vocab import System
-from tests.conftest import REPO, WorkerProcess, start_worker
+from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import http_json, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -132,7 +132,7 @@ def test_erasure_with_slow_failing_and_silent_systems(
 ) -> None:
     customer = seed_customers(3)[2]  # has orders inside six years, so invoices are kept
     env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
-    worker = start_worker(local_runtime, f"req-{uid}", web_port=26201, extra_env=env)
+    worker = start_worker(local_runtime, f"req-{uid}", web_port=port(201), extra_env=env)
     data_dir = tmp_path / "systems"
     connectors = simulate(
         local_runtime,
@@ -199,6 +199,9 @@ def test_erasure_with_slow_failing_and_silent_systems(
             timeout=90,
         )
         assert body["state"] == "partially_completed"
+        shown = cli("request", "status", rid, env={**worker.env, "COLUMNS": "200"})
+        assert "partially_completed" in shown
+        assert "orders" in shown
         kept = {(k["system"], k["category"]) for k in body["retained"]}
         assert ("orders", "purchases") in kept
         assert all(k["ground"] for k in body["retained"])
@@ -244,7 +247,7 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
     env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
     data = local_runtime.home / f"worker-kill-{uid}"
     worker = start_worker(
-        local_runtime, f"kill-{uid}", web_port=26202, data_dir=data, extra_env=env
+        local_runtime, f"kill-{uid}", web_port=port(202), data_dir=data, extra_env=env
     )
     systems = [System.orders, System.crm, System.marketing]
     produce(local_runtime, customer_events(customer, systems))
@@ -264,7 +267,7 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
     data_dir = tmp_path / "systems"
     connectors = simulate(local_runtime, data_dir, customers=2)
     worker = start_worker(
-        local_runtime, f"kill-{uid}", web_port=26202, data_dir=data, extra_env=env
+        local_runtime, f"kill-{uid}", web_port=port(202), data_dir=data, extra_env=env
     )
     try:
         body = wait_for(

@@ -129,3 +129,29 @@ def test_event_without_identifiers_is_dead_lettered(
         ],
     )[0]
     assert letter.original_topic == "web.events"
+
+
+def test_local_up_again_says_already_running_and_status_is_ready(local_runtime) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "privops.cli.main", "local", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            cwd=REPO,
+            timeout=120,
+        )
+
+    again = cli("up")
+    assert again.returncode == 0, again.stderr
+    assert "kafka already running" in again.stdout
+    assert "registry already running" in again.stdout
+    status = cli("status", "--json")
+    assert status.returncode == 0
+    assert '"ready": true' in status.stdout
