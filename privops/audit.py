@@ -180,12 +180,13 @@ class AuditChainer:
         reason: str | None = None,
         audit_id: str | None = None,
         namespace: str | None = None,
+        chain: str | None = None,
     ) -> AuditRecord:
         """The next record of its chain; the chain head moves only if the record is valid.
 
         Without `audit_id` a random one is used; prefer `derive_audit_id(...)`.
         """
-        chain = chain_key(request_id, subject_ref, namespace)
+        chain = chain or chain_key(request_id, subject_ref, namespace)
         seq, prev_hash = self.head(chain)
         fields: dict[str, object] = {
             "audit_id": audit_id or str(uuid.uuid4()),

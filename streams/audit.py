@@ -43,10 +43,15 @@ async def audit(
     before: str | None = None,
     after: str | None = None,
     reason: str | None = None,
+    chain: str | None = None,
 ) -> AuditEvent:
-    """Append one step to its chain. ``cause`` (e.g. the event id) makes the id stable."""
+    """Append one step to its chain. ``cause`` (e.g. the event id) makes the id stable.
+
+    ``chain`` overrides the default chain (request id, else subject ref) for steps that
+    concern neither, such as dead letters; it is namespaced by the app id like the rest.
+    """
     sref = ref(subject_id) if subject_id else None
-    chain = chain_key(request_id, sref, settings.app_id)
+    chain = f"{settings.app_id}/{chain}" if chain else chain_key(request_id, sref, settings.app_id)
     head = chain_heads.get(chain)
     chainer = AuditChainer({chain: head} if head else None)
     record = chainer.next(
@@ -59,7 +64,7 @@ async def audit(
         after=_clean(after),
         reason=_clean(reason),
         audit_id=derive_audit_id(cause, action, str(chainer.head(chain)[0] + 1)),
-        namespace=settings.app_id,
+        chain=chain,
     )
     audit_chains[chain] = [record.seq, record.hash]
     chain_heads.put(chain, (record.seq, record.hash))

@@ -10,6 +10,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from faust.serializers import codecs
 from faust.types import EventT, TopicT
 
 from privops import metrics
@@ -74,3 +75,33 @@ async def dead_letter(event: EventT[Any], consumer: str, reason: str, error: str
         "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
     )
     await TOPICS[DEADLETTER].send(key=message.key, value=serde.encode(letter))
+    from streams.audit import audit  # streams.audit sends through this module
+
+    await audit(
+        actor=consumer,
+        action="dead_lettered",
+        cause=f"{message.topic}:{message.partition}:{message.offset}",
+        occurred_at=letter.failed_at,
+        reason=f"{message.topic}[{message.partition}]@{message.offset}: {reason}",
+        # One chain per consumer and partition: a chain is only ever advanced from the
+        # partition whose table holds its head.
+        chain=f"deadletter/{consumer}/{message.partition}",
+    )
+
+
+class ConfluentAvroCodec(codecs.Codec):
+    """Faust codec ``privops-avro``: records <-> Confluent wire format via the registry.
+
+    For Faust topics or tables declared with ``value_serializer="privops-avro"``. The
+    agents read raw bytes and call ``decode`` instead, so that undecodable input reaches
+    the dead-letter topic with its offset rather than failing inside the consumer.
+    """
+
+    def _dumps(self, obj: Any) -> bytes:
+        return serde.encode(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return serde.decode(s)
+
+
+codecs.register("privops-avro", ConfluentAvroCodec())

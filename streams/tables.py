@@ -91,7 +91,7 @@ class DecodedCache(Generic[V]):
         value = self._items.get(ckey, _MISSING)
         if value is not _MISSING:
             self._items.move_to_end(ckey)
-            return value  # type: ignore[no-any-return]
+            return value
         raw = self.table.get(key)
         decoded = self.decode(raw) if raw else None
         self._remember(ckey, decoded)

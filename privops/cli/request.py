@@ -46,6 +46,7 @@ from privops.records import (
     LegalHoldPlaced,
     LegalHoldReleased,
     ObjectionDecided,
+    RequestAnswered,
     RequestCancelled,
     RequestRefused,
     RequestSubmitted,
@@ -705,6 +706,23 @@ def extend(
     day = _on(notified, "--notified")
     cmd = DeadlineExtended(**_envelope(rid, _actor(actor)), reason=text, notified_on=day)
     _follow_up(cmd, as_json, f"{rid}: extension requested, subject notified {day}")
+
+
+@app.command()
+def answer(
+    request_id: str = typer.Argument(..., help="The request id (REQ-...)."),
+    reason: str = typer.Option(
+        ..., "--reason", help="The answer given to the subject (e.g. a complaint's outcome)."
+    ),
+    actor: str | None = ActorOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Close a request that needs no system work, such as a complaint, with its answer."""
+    rid = check_id(request_id)
+    text = _reason(reason, required=True)
+    assert text is not None
+    cmd = RequestAnswered(**_envelope(rid, _actor(actor)), reason=text)
+    _follow_up(cmd, as_json, f"{rid}: answered")
 
 
 @app.command()
