@@ -109,6 +109,9 @@ def start_worker(
         "PRIVOPS_WEB_PORT": str(web_port),
         "PRIVOPS_DATA_DIR": str(data_dir),
         "PRIVOPS_APP_ID": f"privops-{name}",
+        # A new worker reads only what is produced after it is up: the topics already
+        # hold every earlier test's traffic, which it must neither replay nor act on.
+        "PRIVOPS_CONSUMER_OFFSET_RESET": "latest",
         **(extra_env or {}),
     }
     proc = subprocess.Popen(
@@ -128,6 +131,7 @@ def start_worker(
         try:
             with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as resp:
                 if resp.status == 200:
+                    time.sleep(2)  # let the first fetch fix the "latest" positions
                     return worker
         except OSError:
             pass
@@ -136,10 +140,12 @@ def start_worker(
     raise RuntimeError(f"worker not healthy in 120 s; log:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def worker(local_runtime: Settings) -> Iterator[WorkerProcess]:
-    """One shared worker for tests that only need it running (unique ids per test)."""
-    proc = start_worker(local_runtime, "shared", web_port=port(66))
+@pytest.fixture(scope="module")
+def worker(local_runtime: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
+    """A worker shared by one module's tests (unique ids per test). Module-scoped, so no
+    other test module's own worker ever runs beside it and acts on the same commands."""
+    module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    proc = start_worker(local_runtime, f"shared-{module}", web_port=port(66))
     yield proc
     proc.stop()
 

@@ -53,7 +53,7 @@ def test_tampered_audit_record_is_named(local_runtime, worker: WorkerProcess, ui
     )
     from streams.audit import ref
 
-    chain = f"privops-shared/{ref(subject.id)}"
+    chain = f"{worker.env['PRIVOPS_APP_ID']}/{ref(subject.id)}"
     records = wait_for(
         "the subject's audit chain",
         lambda: (

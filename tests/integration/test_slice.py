@@ -68,29 +68,17 @@ def test_garbage_goes_to_deadletter_and_next_event_is_processed(
             ),
         ],
     )
-    letters = wait_for(
-        "two dead letters for the garbage",
-        lambda: [
-            c.value
+    bad = {garbage, b"plain text " + uid.encode()}
+
+    def letters_for_garbage() -> dict:
+        found = {
+            (c.value.partition, c.value.offset): c.value
             for c in read_topic(local_runtime, DEADLETTER)
-            if isinstance(c.value, r.DeadLetter)
-            and c.value.value in (garbage, b"plain text " + uid.encode())
-        ],
-    )
-    wait_for(
-        "both letters",
-        lambda: (
-            len(letters) == 2
-            or len(
-                [
-                    c
-                    for c in read_topic(local_runtime, DEADLETTER)
-                    if isinstance(c.value, r.DeadLetter) and uid.encode() in (c.value.value or b"")
-                ]
-            )
-            == 2
-        ),
-    )
+            if isinstance(c.value, r.DeadLetter) and c.value.value in bad
+        }
+        return found if len(found) == 2 else {}
+
+    letters = wait_for("a dead letter for each garbage message", letters_for_garbage).values()
     for letter in letters:
         assert letter.original_topic == "orders.events"
         assert letter.offset >= 0
