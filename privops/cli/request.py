@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -333,79 +333,58 @@ def _submit_simple(
 # --- submission verbs ----------------------------------------------------------------------
 
 
-@app.command()
-def erase(
-    subject: str = SubjectOpt,
-    received: str | None = ReceivedOpt,
-    identity_verified: str | None = VerifiedOpt,
-    verified_now: bool = VerifiedNowOpt,
-    reason: str | None = ReasonOpt,
-    actor: str | None = ActorOpt,
-    as_json: bool = JsonOpt,
-    quiet: bool = QuietOpt,
-) -> None:
-    """Erasure (Art. 17): systems erase what need not be kept; the rest is kept with its ground."""
-    _submit_simple(
+def _simple_verb(request_type: RequestType, doc: str) -> Callable[..., None]:
+    """A submission verb whose only input is the common options (erase, restrict, ...)."""
+
+    def verb(
+        subject: str = SubjectOpt,
+        received: str | None = ReceivedOpt,
+        identity_verified: str | None = VerifiedOpt,
+        verified_now: bool = VerifiedNowOpt,
+        reason: str | None = ReasonOpt,
+        actor: str | None = ActorOpt,
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
+    ) -> None:
+        _submit_simple(
+            request_type,
+            subject,
+            received,
+            identity_verified,
+            verified_now,
+            reason,
+            actor,
+            as_json,
+            quiet,
+        )
+
+    verb.__doc__ = doc
+    return verb
+
+
+for _name, _type, _doc in (
+    (
+        "erase",
         RequestType.erasure,
-        subject,
-        received,
-        identity_verified,
-        verified_now,
-        reason,
-        actor,
-        as_json,
-        quiet,
-    )
-
-
-@app.command()
-def restrict(
-    subject: str = SubjectOpt,
-    received: str | None = ReceivedOpt,
-    identity_verified: str | None = VerifiedOpt,
-    verified_now: bool = VerifiedNowOpt,
-    reason: str | None = ReasonOpt,
-    actor: str | None = ActorOpt,
-    as_json: bool = JsonOpt,
-    quiet: bool = QuietOpt,
-) -> None:
-    """Restriction (Art. 18): systems keep the subject's data but stop processing it."""
-    _submit_simple(
+        "Erasure (Art. 17): systems erase what need not be kept; the rest is kept with its ground.",
+    ),
+    (
+        "restrict",
         RequestType.restriction,
-        subject,
-        received,
-        identity_verified,
-        verified_now,
-        reason,
-        actor,
-        as_json,
-        quiet,
-    )
-
-
-@app.command()
-def lift(
-    subject: str = SubjectOpt,
-    received: str | None = ReceivedOpt,
-    identity_verified: str | None = VerifiedOpt,
-    verified_now: bool = VerifiedNowOpt,
-    reason: str | None = ReasonOpt,
-    actor: str | None = ActorOpt,
-    as_json: bool = JsonOpt,
-    quiet: bool = QuietOpt,
-) -> None:
-    """Lift a restriction (Art. 18(3)): the subject is told first, then systems resume."""
-    _submit_simple(
+        "Restriction (Art. 18): systems keep the subject's data but stop processing it.",
+    ),
+    (
+        "lift",
         RequestType.restriction_lift,
-        subject,
-        received,
-        identity_verified,
-        verified_now,
-        reason,
-        actor,
-        as_json,
-        quiet,
-    )
+        "Lift a restriction (Art. 18(3)): the subject is told first, then systems resume.",
+    ),
+    (
+        "access",
+        RequestType.access,
+        "Access (Art. 15, DSAR): exports from every system and the Art. 15 manifest.",
+    ),
+):
+    app.command(_name)(_simple_verb(_type, _doc))
 
 
 @app.command()
@@ -522,31 +501,6 @@ def object_(
         as_json,
         quiet,
         objection_scope=objection_scope,
-    )
-
-
-@app.command()
-def access(
-    subject: str = SubjectOpt,
-    received: str | None = ReceivedOpt,
-    identity_verified: str | None = VerifiedOpt,
-    verified_now: bool = VerifiedNowOpt,
-    reason: str | None = ReasonOpt,
-    actor: str | None = ActorOpt,
-    as_json: bool = JsonOpt,
-    quiet: bool = QuietOpt,
-) -> None:
-    """Access (Art. 15, DSAR): exports from every system and the Art. 15 manifest."""
-    _submit_simple(
-        RequestType.access,
-        subject,
-        received,
-        identity_verified,
-        verified_now,
-        reason,
-        actor,
-        as_json,
-        quiet,
     )
 
 
