@@ -70,11 +70,11 @@ Say = Callable[[str], None]
 # Ports of the bench's own runtime: never the developer's (19092/18081/6066) nor the
 # test session's (29092/28081/26066).
 BENCH_PORTS: dict[str, int] = {
-    "kafka": 39092,
-    "controller": 39093,
-    "registry": 38081,
-    "registry_management": 39001,
-    "web": 36066,
+    "kafka": 24092,
+    "controller": 24093,
+    "registry": 24081,
+    "registry_management": 24001,
+    "web": 24066,
 }
 PING_TOPIC = "privops.bench.ping"
 EVENT_TOPICS: tuple[str, ...] = tuple(events_topic(s) for s in System)

@@ -25,7 +25,7 @@ import pytest
 
 # A fixed home per port base: a session that died without stopping its broker is found
 # (pid file) and stopped by the next one. PRIVOPS_TEST_PORT_BASE separates parallel runs.
-_BASE = int(os.environ.get("PRIVOPS_TEST_PORT_BASE", "29000"))
+_BASE = int(os.environ.get("PRIVOPS_TEST_PORT_BASE", "29000"))  # keep below 32768 (ephemeral)
 _HOME = Path(tempfile.gettempdir()) / f"privops-test-{_BASE}"
 TEST_ENV = {
     "PRIVOPS_KAFKA_BOOTSTRAP": f"127.0.0.1:{_BASE + 92}",

@@ -54,8 +54,8 @@ def bench(
 ) -> None:
     """Measure the performance targets against a private local runtime (own ports).
 
-    Starts its own Kafka and registry under a temporary home (ports 39092/38081, worker
-    web port 36066), runs a real `privops worker`, and stops everything at the end.
+    Starts its own Kafka and registry under a temporary home (ports 24092/24081, worker
+    web port 24066), runs a real `privops worker`, and stops everything at the end.
     """
     chosen = list(scenario or b.SCENARIOS)
     unknown = [s for s in chosen if s not in b.SCENARIOS]
