@@ -96,36 +96,29 @@ async def on_command(cmd: r.Command) -> None:
         await on_hold(cmd)
         return
     rec = load(cmd.request_id)
-    subject_id = (
-        cmd.subject_id if isinstance(cmd, r.RequestSubmitted) else (rec.subject_id if rec else None)
-    )
+    subject_id = cmd.subject_id if isinstance(cmd, r.RequestSubmitted) else None
+    subject_id = subject_id or (rec.subject_id if rec else None)
     if subject_id is None:
         outcome = wf.reject("unknown_request", f"no request {cmd.request_id}")
     else:
         outcome = wf.on_command(rec, cmd, context(subject_id))
-    await apply(outcome, cmd.request_id, subject_id, cmd.actor, cmd.command_id)
+    await apply(outcome, rec, cmd.request_id, subject_id, cmd.actor, cmd.command_id)
 
 
 async def on_result(result: r.TaskResult) -> None:
     rec = load(result.request_id)
-    ctx = context(rec.subject_id) if rec else None
-    if rec is None or ctx is None:
+    if rec is None:
         outcome = wf.reject("unknown_request", f"answer for unknown request {result.request_id}")
     else:
-        task = rec.tasks.get(result.task_id)
-        outcome = wf.on_result(rec, result, ctx)
-        if task and task.first_sent_at and outcome.record is not None:
-            new_task = outcome.record.tasks[result.task_id]
-            if new_task.state is not task.state and new_task.answered_at:
-                metrics.observe_task_latency(
-                    task.system, (new_task.answered_at - task.first_sent_at).total_seconds()
-                )
+        outcome = wf.on_result(rec, result, context(rec.subject_id))
+    cause = f"{result.task_id}:{result.attempt}:{type(result).__name__}"
     await apply(
         outcome,
+        rec,
         result.request_id,
         rec.subject_id if rec else None,
         result.system.value,
-        f"{result.task_id}:{result.attempt}:{type(result).__name__}",
+        cause,
     )
 
 
@@ -134,13 +127,8 @@ async def on_tick(tick: r.RequestTick) -> None:
     if rec is None:
         return
     outcome = wf.on_tick(rec, tick, context(rec.subject_id))
-    await apply(
-        outcome,
-        tick.request_id,
-        rec.subject_id,
-        "privops",
-        f"{tick.kind}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}",
-    )
+    cause = f"{tick.kind}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}"
+    await apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
 
 
 async def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:
@@ -180,20 +168,24 @@ async def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:
 async def reject(
     request_id: str, subject_id: str | None, actor: str, cause: str, reason: str, message: str
 ) -> None:
-    await apply(wf.reject(reason, message), request_id, subject_id, actor, cause)
+    await apply(wf.reject(reason, message), None, request_id, subject_id, actor, cause)
 
 
 async def apply(
-    outcome: wf.Outcome, request_id: str, subject_id: str | None, actor: str, cause: str
+    outcome: wf.Outcome,
+    before: wf.RequestRecord | None,
+    request_id: str,
+    subject_id: str | None,
+    actor: str,
+    cause: str,
 ) -> None:
-    """Store, publish, audit and count what a decision returned."""
+    """Store, publish, audit and count what a decision on ``before`` returned."""
     now = clock.now()
     rec = outcome.record
     if outcome.rejected:
         metrics.count_command_rejected(outcome.rejected)
         log.warning("rejected input for request %s: %s", request_id, outcome.rejected)
     if rec is not None:
-        before = load(request_id)
         requests[request_id] = rec.model_dump(mode="json")
         schedule.track(rec)
         _count(before, rec)
@@ -218,7 +210,12 @@ def _count(before: wf.RequestRecord | None, rec: wf.RequestRecord) -> None:
         metrics.count_request(rec.request_type, rec.state)
     for task in rec.tasks.values():
         old = before.tasks.get(task.task_id) if before else None
-        if task.action and task.attempts > 1 and (old is None or old.attempts < task.attempts):
+        if task.attempts > 1 and (old is None or old.attempts < task.attempts):
             metrics.count_task_retry(task.system)
+        if old is not None and old.answered_at is None and task.answered_at is not None:
+            first_sent = task.first_sent_at or task.answered_at
+            metrics.observe_task_latency(
+                task.system, (task.answered_at - first_sent).total_seconds()
+            )
         if task.state is TaskState.escalated and (old is None or old.state is not task.state):
             metrics.count_task_escalation(task.system)
