@@ -65,7 +65,12 @@ def local_runtime() -> Iterator[Settings]:
         runtime.down(settings, print)
         raise
     yield settings
+    for proc in _STARTED:  # a test that failed before its own `finally`
+        proc.stop(kill=True)
     runtime.down(settings, print)  # logs stay under _HOME for post-mortems
+
+
+_STARTED: list[WorkerProcess] = []
 
 
 @dataclass
@@ -122,6 +127,7 @@ def start_worker(
         cwd=REPO,
     )
     worker = WorkerProcess(proc, web_port, log, env)
+    _STARTED.append(worker)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -250,19 +250,23 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
         local_runtime, f"kill-{uid}", web_port=port(202), data_dir=data, extra_env=env
     )
     systems = [System.orders, System.crm, System.marketing]
-    produce(local_runtime, customer_events(customer, systems))
-    wait_for("the subject to be known", lambda: known(worker, customer.subject_id))
-    rid = cli(
-        "request",
-        "erase",
-        "--subject",
-        customer.subject_id,
-        "--verified-now",
-        "-q",
-        env={**worker.env},
-    )
-    wait_for("tasks to be sent", lambda: request(worker, rid).get("state") == "awaiting_systems")
-    worker.stop(kill=True)  # SIGKILL: no clean shutdown, no final commit
+    try:
+        produce(local_runtime, customer_events(customer, systems))
+        wait_for("the subject to be known", lambda: known(worker, customer.subject_id))
+        rid = cli(
+            "request",
+            "erase",
+            "--subject",
+            customer.subject_id,
+            "--verified-now",
+            "-q",
+            env={**worker.env},
+        )
+        wait_for(
+            "tasks to be sent", lambda: request(worker, rid).get("state") == "awaiting_systems"
+        )
+    finally:
+        worker.stop(kill=True)  # SIGKILL: no clean shutdown, no final commit
 
     data_dir = tmp_path / "systems"
     connectors = simulate(local_runtime, data_dir, customers=2)
