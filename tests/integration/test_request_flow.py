@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -305,3 +306,53 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
                     executed[task_id] += 1
     assert executed
     assert all(n == 1 for n in executed.values())
+
+
+def test_legal_hold_blocks_erasure_of_its_categories(
+    local_runtime, fast_datamap: Path, uid: str
+) -> None:
+    customer = seed_customers(1)[0]
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
+    worker = start_worker(local_runtime, f"hold-{uid}", web_port=port(203), extra_env=env)
+    try:
+        produce(local_runtime, customer_events(customer, [System.crm, System.marketing]))
+        wait_for("the subject to be known", lambda: known(worker, customer.subject_id))
+        hold = cli(
+            "request",
+            "hold",
+            "place",
+            "--subject",
+            customer.subject_id,
+            "--category",
+            "interactions",
+            "--reason",
+            "litigation ref L-7",
+            "-q",
+            env=worker.env,
+        )
+        time.sleep(3)  # the hold travels to the subject's partition first
+        rid = cli(
+            "request",
+            "erase",
+            "--subject",
+            customer.subject_id,
+            "--verified-now",
+            "-q",
+            env=worker.env,
+        )
+        body = wait_for(
+            "the erasure tasks",
+            lambda: (b := request(worker, rid)) and b.get("state") == "awaiting_systems" and b,
+        )
+    finally:
+        worker.stop()
+    crm = next(t for t in body["tasks"] if t["system"] == "crm")
+    assert "interactions" not in crm["categories"]
+    kept = {k["category"]: k["ground"] for k in crm["keep"]}
+    assert hold in kept["interactions"]  # the ground names the hold
+    actions = [
+        c.value.action
+        for c in read_topic(local_runtime, AUDIT)
+        if isinstance(c.value, r.AuditEvent) and c.value.request_id == hold
+    ]
+    assert "legal_hold_placed" in actions
