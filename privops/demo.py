@@ -383,7 +383,7 @@ def _row_count(data_dir: Path, system: System, customer: FakeCustomer) -> int:
     return sum(len(v) for v in rows.values())
 
 
-def run(settings: Settings, console: Console) -> None:
+def run(settings: Settings, console: Console, *, keep: bool = False) -> None:
     console = Console(width=max(console.width, 120))
     demo = Demo(settings, console)
     demo.root.mkdir(parents=True, exist_ok=True)
@@ -394,5 +394,11 @@ def run(settings: Settings, console: Console) -> None:
         asyncio.run(story(demo))
         console.print("[bold green]demo complete[/]")
     finally:
-        demo.stop()
+        if keep and demo.worker is not None and demo.worker.poll() is None:
+            console.print(
+                f"left running: the worker (pid {demo.worker.pid}; stop it with "
+                f"`kill {demo.worker.pid}`) and the local runtime (`privops local down`)"
+            )
+        else:
+            demo.stop()
     (demo.root / "done.json").write_text(json.dumps({"run": demo.run_id}))

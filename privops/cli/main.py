@@ -39,13 +39,17 @@ def worker() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    keep: bool = typer.Option(
+        False, "--keep", help="Leave the worker and the local runtime running afterwards."
+    ),
+) -> None:
     """The main job: local Kafka, worker, simulated systems, a scripted story."""
     from privops.cli.common import console
     from privops.demo import run
 
     with handled():
-        run(settings(), console)
+        run(settings(), console, keep=keep)
 
 
 if __name__ == "__main__":
