@@ -27,6 +27,7 @@ from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.io import TOPICS, dead_letter, decode, emit
 from streams.tables import (
     DecodedCache,
+    any_partition,
     consent,
     identities,
     legal_holds,
@@ -211,7 +212,12 @@ async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
 
     state = consent_cache.get(sid)
     suppressed = state is not None and state.suppressed
-    if suppressed or is_reimport(suppression, PSEUDONYM_KEY, raw_ids, record.source):
+    if not suppressed:
+        # The suppression list is keyed by identifier hash, not by this subject: an
+        # erased subject's key may live in any partition.
+        with any_partition():
+            suppressed = is_reimport(suppression, PSEUDONYM_KEY, raw_ids, record.source)
+    if suppressed:
         await audit(
             actor=record.source.value,
             action="consent_changed",

@@ -12,7 +12,8 @@ one worker (see README, "Operating privops").
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -41,17 +42,25 @@ requests = _table("requests", "request id -> RequestRecord")
 audit_chains = _table("audit-chains", "audit chain key -> [seq, hash]")
 
 
-def read_any(table: TableT[Any, Any], key: str) -> Any:
-    """``table.get(key)`` from any partition, not only the current event's.
+@contextmanager
+def any_partition() -> Iterator[None]:
+    """Table reads (``get``, ``in``) inside this block look in every local partition.
 
-    Inside an agent, faust's RocksDB store only looks in the current event's partition.
-    Without a current event it looks the key up in every partition it holds.
+    Inside an agent, faust's RocksDB store only looks in the current event's partition;
+    without a current event it looks the key up in every partition it holds. Writes must
+    not happen inside the block (they need the event's partition).
     """
     token = _current_event.set(None)
     try:
-        return table.get(key)
+        yield
     finally:
         _current_event.reset(token)
+
+
+def read_any(table: TableT[Any, Any], key: str) -> Any:
+    """``table.get(key)`` from any partition, not only the current event's."""
+    with any_partition():
+        return table.get(key)
 
 
 V = TypeVar("V")

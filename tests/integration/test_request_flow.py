@@ -22,7 +22,7 @@ from privops.connectors.reference import open_store, seed_customers
 from privops.topics import ALERTS, AUDIT, NOTIFICATIONS, tasks_topic
 from privops.vocab import System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
-from tests.integration.helpers import http_json, produce, read_topic, wait_for
+from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -356,3 +356,72 @@ def test_legal_hold_blocks_erasure_of_its_categories(
         if isinstance(c.value, r.AuditEvent) and c.value.request_id == hold
     ]
     assert "legal_hold_placed" in actions
+
+
+def test_reimport_of_an_erased_subject_under_a_new_id_is_flagged(
+    local_runtime, fast_datamap: Path, uid: str
+) -> None:
+    from streams.audit import ref
+
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
+    worker = start_worker(local_runtime, f"reimport-{uid}", web_port=port(204), extra_env=env)
+    erased = Subject(uid, 1)
+    try:
+        produce(local_runtime, [erased.event(r.CustomerCreated, System.crm)])
+        wait_for("the subject to be known", lambda: known(worker, erased.id))
+        rid = cli(
+            "request", "erase", "--subject", erased.id, "--verified-now", "-q", env=worker.env
+        )
+        wait_for(
+            "the erasure to start",
+            lambda: (
+                request(worker, rid).get("state")
+                in ("awaiting_systems", "completed", "partially_completed")
+            ),
+        )
+        wait_for(
+            "the subject to be suppressed",
+            lambda: (
+                http_json(f"{worker.url}/consent/{erased.id}?purpose=marketing&channel=post")[
+                    1
+                ].get("rule")
+                == "suppressed"
+            ),
+        )
+        # Several new ids with the same email, so some land on other partitions.
+        newcomers = [f"CUST-NEW{uid}-{n}" for n in range(6)]
+        produce(
+            local_runtime,
+            [
+                (
+                    topic,
+                    new_id,
+                    event.model_copy(
+                        update={"subject_id": new_id, "event_id": f"{new_id}-created"}
+                    ),
+                )
+                for new_id in newcomers
+                for topic, _, event in [
+                    erased.event(r.CustomerCreated, System.marketing, minutes=30)
+                ]
+            ],
+        )
+        flagged = wait_for(
+            "every re-import to be flagged",
+            lambda: (
+                (
+                    found := {
+                        c.value.subject_ref
+                        for c in read_topic(local_runtime, AUDIT)
+                        if isinstance(c.value, r.AuditEvent) and c.value.after == "reimport_flagged"
+                    }
+                    >= {ref(n) for n in newcomers}
+                )
+                and found
+            ),
+        )
+        assert flagged
+        for new_id in newcomers:  # flagged, not activated
+            assert not known(worker, new_id)
+    finally:
+        worker.stop()
