@@ -22,7 +22,12 @@ from privops.connectors.reference import seed_stores as _seed_stores
 from privops.connectors.sdk import serve_metrics
 from privops.records import Task, TaskCompleted, TaskFailed, TaskResult, TaskRetained
 from privops.settings import Settings
-from privops.simulate import DEFAULT_CUSTOMERS, default_data_dir, publish_business_day
+from privops.simulate import (
+    DEFAULT_CUSTOMERS,
+    build_runners,
+    default_data_dir,
+    publish_business_day,
+)
 from privops.simulate import run_connectors as _run_connectors
 from privops.vocab import System
 
@@ -125,6 +130,8 @@ async def _main(
     day: date | None,
     knobs: dict[System, Knobs],
     reset: bool,
+    group_prefix: str | None = None,
+    start_from: str = "earliest",
 ) -> None:
     people = seed_customers(customers)
     seeded = await asyncio.to_thread(_seed_stores, data_dir, people, reset=reset)
@@ -150,9 +157,24 @@ async def _main(
         f"connectors running for {SYSTEM_NAMES} against {cfg.kafka_bootstrap}; "
         "exports in " + str(data_dir / "exports") + " — Ctrl-C to stop"
     )
-    stats = await _run_connectors(
-        cfg, data_dir, knobs=knobs, stop=stop, customers=people, on_answer=_on_answer
+    runners = build_runners(
+        cfg,
+        data_dir,
+        knobs=knobs,
+        group_prefix=group_prefix,
+        start_from="latest" if start_from == "latest" else "earliest",
+        on_answer=_on_answer,
     )
+
+    async def announce_ready() -> None:
+        await asyncio.gather(*(runner.ready.wait() for runner in runners))
+        say("connectors ready: partitions assigned")
+
+    ready = asyncio.create_task(announce_ready())
+    stats = await _run_connectors(
+        cfg, data_dir, knobs=knobs, stop=stop, customers=people, runners=runners
+    )
+    ready.cancel()
     total = sum(s.handled for s in stats.values())
     say(f"stopped; {total} task deliveries handled")
 
@@ -191,9 +213,21 @@ def simulate(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="Serve connector metrics on this port."
     ),
+    group_prefix: str | None = typer.Option(
+        None,
+        "--group-prefix",
+        help="Consumer group prefix (default privops-connector): a new prefix starts fresh.",
+    ),
+    start_from: str = typer.Option(
+        "earliest",
+        "--from",
+        help="Where a new consumer group starts: earliest (every task on the topics) or latest.",
+    ),
 ) -> None:
     """Seed the six reference systems, publish a day of business, answer tasks until Ctrl-C."""
     knobs = parse_knobs(slow, fail_first, silent)
+    if start_from not in ("earliest", "latest"):
+        fail(f"--from {start_from!r}: use earliest or latest", EXIT_BAD_INPUT)
     business_day: date | None = None
     if day is not None:
         try:
@@ -208,4 +242,8 @@ def simulate(
         except OSError as exc:
             fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
         say(f"connector metrics on http://127.0.0.1:{metrics_port}/metrics")
-    run_async(lambda: _main(cfg, target, customers, events, business_day, knobs, reset))
+    run_async(
+        lambda: _main(
+            cfg, target, customers, events, business_day, knobs, reset, group_prefix, start_from
+        )
+    )

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -77,8 +78,11 @@ def customer_events(customer, systems) -> list:
 
 
 def simulate(settings, data_dir: Path, *knobs: str, customers: int) -> subprocess.Popen:
-    log = (settings.home / f"simulate-{data_dir.name}.log").open("ab")
-    return subprocess.Popen(
+    """The reference connectors in their own consumer group, from the topics' end, so no
+    earlier test's tasks queue in front of this test's; returns once they are assigned."""
+    name = uuid.uuid4().hex[:8]
+    log_path = settings.home / f"simulate-{name}.log"
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -89,13 +93,22 @@ def simulate(settings, data_dir: Path, *knobs: str, customers: int) -> subproces
             "--customers",
             str(customers),
             "--no-events",
+            "--group-prefix",
+            f"test-{name}",
+            "--from",
+            "latest",
             *knobs,
         ],
-        stdout=log,
+        stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
-        env=dict(os.environ),
+        env={**os.environ, "COLUMNS": "200"},
         cwd=REPO,
     )
+    wait_for(
+        "the connectors to be ready",
+        lambda: proc.poll() is None and "connectors ready" in log_path.read_text(errors="replace"),
+    )
+    return proc
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> str:
