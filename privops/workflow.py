@@ -534,7 +534,7 @@ def _add_task(
     identifiers = _identifiers(ctx, system)
     if not identifiers:
         return
-    task_id = f"{rec.request_id}:{system.value}:{action.value}"
+    task_id = make_task_id(rec.request_id, system, action)
     rec.tasks[task_id] = TaskRecord(
         task_id=task_id,
         system=system,
@@ -827,6 +827,11 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
                 "request_received", after="followup_scheduled", reason=f"follow-up erasure {child}"
             )
         )
+
+
+def make_task_id(request_id: str, system: System, action: TaskAction) -> str:
+    """One task per request, system and action: re-sends reuse it (systems dedupe on it)."""
+    return f"{request_id}:{system.value}:{action.value}"
 
 
 def next_checks(rec: RequestRecord) -> list[tuple[datetime, str]]:

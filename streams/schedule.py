@@ -15,27 +15,44 @@ from privops import metrics
 from privops.records import RequestTick
 from privops.sweep import DeadlineIndex
 from privops.vocab import FINAL_TASK_STATES as FINAL
-from privops.vocab import AlertKind, RequestType
-from privops.workflow import RequestRecord, next_checks, pending_followups
+from privops.vocab import AlertKind, RequestType, System, TaskAction
+from privops.workflow import RequestRecord, make_task_id, next_checks, pending_followups
+
+_SYSTEMS = tuple(System)
+_ACTIONS = tuple(TaskAction)
 
 
 class Schedule:
     def __init__(self, thresholds: tuple[int, ...]) -> None:
         self.thresholds = thresholds
         self.ready = False
-        self._tasks: list[tuple[datetime, str, str]] = []
+        # (POSIX seconds, request id, system, action): no per-entry datetime or task id
+        # string (rebuilt with make_task_id), which keeps an open request under 1 KB.
+        self._tasks: list[tuple[float, str, int, int]] = []
+        self._combos: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._followups: list[tuple[datetime, str]] = []
         self._deadlines = DeadlineIndex()
         self._due: dict[str, date] = {}
         self._open: dict[str, tuple[str, str]] = {}
         self.open_counts: Counter[tuple[str, str]] = Counter()
-        self._pending: dict[str, Counter[str]] = {}
+        # Pending systems per request as one interned tuple: a Counter each would cost
+        # several hundred bytes per open request.
+        self._pending: dict[str, tuple[str, ...]] = {}
         self.pending_counts: Counter[str] = Counter()
 
     def track(self, rec: RequestRecord) -> None:
         """Index a request's current timers and counts after it changed."""
         for when, task_id in next_checks(rec):
-            heapq.heappush(self._tasks, (when, rec.request_id, task_id))
+            task = rec.tasks[task_id]
+            heapq.heappush(
+                self._tasks,
+                (
+                    when.timestamp(),
+                    rec.request_id,
+                    _SYSTEMS.index(task.system),
+                    _ACTIONS.index(task.action),
+                ),
+            )
         for when in pending_followups(rec):
             heapq.heappush(self._followups, (when, rec.request_id))
         self._track_deadline(rec)
@@ -43,12 +60,13 @@ class Schedule:
         self._track_pending(rec)
 
     def _track_pending(self, rec: RequestRecord) -> None:
-        old = self._pending.pop(rec.request_id, Counter())
-        new: Counter[str] = Counter(
-            t.system.value for t in rec.tasks.values() if rec.open and t.state not in FINAL
+        old = Counter(self._pending.pop(rec.request_id, ()))
+        systems = tuple(
+            sorted(t.system.value for t in rec.tasks.values() if rec.open and t.state not in FINAL)
         )
-        if new:
-            self._pending[rec.request_id] = new
+        if systems:
+            self._pending[rec.request_id] = self._combos.setdefault(systems, systems)
+        new = Counter(systems)
         for system in set(old) | set(new):
             self.pending_counts[system] += new[system] - old[system]
             metrics.set_tasks_pending(system, self.pending_counts[system])
@@ -85,8 +103,10 @@ class Schedule:
     def due(self, now: datetime, today: date) -> list[RequestTick]:
         """Every tick that is due now; each is handed out once."""
         ticks = []
-        while self._tasks and self._tasks[0][0] <= now:
-            _, rid, task_id = heapq.heappop(self._tasks)
+        cutoff = now.timestamp()
+        while self._tasks and self._tasks[0][0] <= cutoff:
+            _, rid, system, action = heapq.heappop(self._tasks)
+            task_id = make_task_id(rid, _SYSTEMS[system], _ACTIONS[action])
             ticks.append(RequestTick(request_id=rid, kind="task_overdue", task_id=task_id, at=now))
         while self._followups and self._followups[0][0] <= now:
             _, rid = heapq.heappop(self._followups)
