@@ -40,12 +40,12 @@ from privops.connectors.reference import (
     seed_stores,
 )
 from privops.errors import PrivopsError, RuntimeUnavailable
-from privops.kafka import create_topics, producer, read_all
+from privops.kafka import producer, read_all
 from privops.local import runtime
 from privops.serde import Serde
 from privops.settings import REPO_ROOT, Settings
 from privops.simulate import build_runners, publish_business_day, run_connectors
-from privops.topics import ALERTS, COMMANDS, catalogue
+from privops.topics import ALERTS, COMMANDS
 from privops.vocab import Channel, Purpose, RequestType, System
 
 CUSTOMERS = 12
@@ -196,8 +196,7 @@ def _recent_orders(c: FakeCustomer, clock: Clock) -> bool:
 async def story(demo: Demo) -> None:
     console, settings = demo.console, demo.settings
     demo.serde = Serde(settings.registry_url, settings.schema_dir)
-    await asyncio.to_thread(demo.serde.register_all)
-    await create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions))
+    await asyncio.to_thread(demo.serde.register_all)  # the worker already made the topics
 
     customers = seed_customers(CUSTOMERS)
     data_dir = demo.root / "systems"

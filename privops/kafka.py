@@ -145,8 +145,3 @@ async def _end_offsets(
             await consumer._client.force_metadata_update()
             await asyncio.sleep(0.25)
     raise AssertionError("unreachable")
-
-
-def run(coro: object) -> object:
-    """asyncio.run for CLI commands."""
-    return asyncio.run(coro)  # type: ignore[arg-type]

@@ -45,20 +45,16 @@ setup_prometheus_sensors(
 
 
 def run_worker(loglevel: str = "info") -> None:
-    """Register the schemas, then run the worker in this process until stopped."""
-    import asyncio
-
+    """Create the topics, register the schemas, then run the worker until stopped."""
     from faust.worker import Worker
 
-    from privops.kafka import create_topics
     from privops.records import ALL_RECORDS
-    from privops.topics import catalogue
+    from streams.bootstrap import ensure_topics
     from streams.io import serde
 
-    asyncio.run(create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions)))
+    ensure_topics()  # also discovers the agents (their tables name the changelogs)
     serde.register_all()
     metrics.register_event_types(record.__name__ for record in ALL_RECORDS)
-    app.discover()
     worker = Worker(app, loglevel=loglevel)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker.execute_from_commandline()

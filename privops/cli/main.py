@@ -31,11 +31,9 @@ def worker() -> None:
     # The CLI is the composition root: the worker lives in `streams`/`agents`, which
     # privops itself never imports at module level.
     from streams.app import run_worker
-    from streams.bootstrap import ensure_topics
 
     with handled():
-        ensure_topics()
-    run_worker()
+        run_worker()
 
 
 @app.command()
