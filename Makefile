@@ -38,6 +38,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The test session starts its own Kafka, registry and Prometheus on separate ports and
 # stops them at the end (tests/conftest.py); it fails, never skips, if they cannot start.

@@ -11,10 +11,10 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from agents.requests import clock, schedule
-from privops import consent as rules
-from privops import deadlines
-from privops.vocab import Channel, Purpose
-from privops.workflow import RequestRecord
+from privops.core import consent as rules
+from privops.core import deadlines
+from privops.core.vocab import Channel, Purpose
+from privops.core.workflow import RequestRecord
 from streams.app import app
 from streams.audit import ref
 from streams.tables import consent, requests

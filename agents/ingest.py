@@ -14,14 +14,14 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from privops import consent as rules
-from privops import metrics
-from privops import records as r
-from privops.erasure import LegalHold, SubjectFacts
-from privops.errors import DomainError
-from privops.identity import IdentityMap, is_reimport, merge, suppression_keys
-from privops.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
-from privops.vocab import Channel, LawfulBasis, Purpose, System
+from privops.adapters import metrics
+from privops.core import consent as rules
+from privops.core import records as r
+from privops.core.erasure import LegalHold, SubjectFacts
+from privops.core.errors import DomainError
+from privops.core.identity import IdentityMap, is_reimport, merge, suppression_keys
+from privops.core.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
+from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 from streams.app import app
 from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.io import TOPICS, dead_letter, decode, emit

@@ -4,7 +4,7 @@ Reads:  privacy.commands, privacy.task-results, privops.internal.request-ticks
         (all keyed by request id, co-partitioned)
 Writes: privacy.tasks.<system>, privacy.alerts, privacy.notifications, privacy.audit,
         privops.internal.subject-directives, privacy.deadletter; tables requests,
-        (holds are forwarded to ingest). Decisions are privops.workflow's pure functions.
+        (holds are forwarded to ingest). Decisions are privops.core.workflow's pure functions.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 
 from faust.types import StreamT
 
-from privops import metrics
-from privops import records as r
-from privops import workflow as wf
-from privops.clock import Clock
-from privops.datamap import load_datamap
-from privops.erasure import LegalHold, SubjectFacts
-from privops.identity import IdentityMap
-from privops.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, TASK_RESULTS
-from privops.vocab import TERMINAL_STATES, TaskState
+from privops.adapters import metrics
+from privops.core import records as r
+from privops.core import workflow as wf
+from privops.core.clock import Clock
+from privops.core.datamap import load_datamap
+from privops.core.erasure import LegalHold, SubjectFacts
+from privops.core.identity import IdentityMap
+from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, TASK_RESULTS
+from privops.core.vocab import TERMINAL_STATES, TaskState
 from streams.app import app, settings
 from streams.audit import audit, ref
 from streams.io import dead_letter, decode, emit

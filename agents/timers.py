@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from agents.requests import clock, schedule
-from privops import metrics
-from privops.topics import REQUEST_TICKS
-from privops.workflow import RequestRecord
+from privops.adapters import metrics
+from privops.core.topics import REQUEST_TICKS
+from privops.core.workflow import RequestRecord
 from streams.app import app, settings
 from streams.io import emit
 from streams.tables import requests

@@ -12,8 +12,8 @@ import logging
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from privops import metrics
-from privops.settings import get_settings
+from privops.adapters import metrics
+from privops.adapters.settings import get_settings
 
 settings = get_settings()
 
@@ -48,7 +48,7 @@ def run_worker(loglevel: str = "info") -> None:
     """Create the topics, register the schemas, then run the worker until stopped."""
     from faust.worker import Worker
 
-    from privops.records import ALL_RECORDS
+    from privops.core.records import ALL_RECORDS
     from streams.bootstrap import ensure_topics
     from streams.io import serde
 

@@ -1,7 +1,7 @@
 """Emitting audit events: chain heads from the ``audit-chains`` table, records to Kafka.
 
 The chain key is "<app id>/" + the request id, else the subject ref
-(privops.audit.chain_key), and it is also the message key, so one chain lives in one
+(privops.core.audit.chain_key), and it is also the message key, so one chain lives in one
 partition, in order. The chain head is read and advanced with no await in between, so
 concurrent agents on the one event loop never interleave inside a chain.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 
-from privops import metrics
-from privops.audit import AuditChainer, chain_key, derive_audit_id, redact
-from privops.identity import subject_ref
-from privops.records import AuditEvent
-from privops.topics import AUDIT
+from privops.adapters import metrics
+from privops.core.audit import AuditChainer, chain_key, derive_audit_id, redact
+from privops.core.identity import subject_ref
+from privops.core.records import AuditEvent
+from privops.core.topics import AUDIT
 from streams.app import settings
 from streams.io import emit
 from streams.tables import DecodedCache, audit_chains

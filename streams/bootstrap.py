@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from privops.kafka import TopicOutcome, create_topics
-from privops.topics import TopicSpec, catalogue
+from privops.adapters.kafka import TopicOutcome, create_topics
+from privops.core.topics import TopicSpec, catalogue
 from streams.app import app, settings
 
 

@@ -13,11 +13,11 @@ from typing import Any
 from faust.serializers import codecs
 from faust.types import EventT, TopicT
 
-from privops import metrics
-from privops.errors import DecodeError
-from privops.records import DeadLetter, Record
-from privops.serde import Serde
-from privops.topics import DEADLETTER, catalogue
+from privops.adapters import metrics
+from privops.adapters.serde import Serde
+from privops.core.errors import DecodeError
+from privops.core.records import DeadLetter, Record
+from privops.core.topics import DEADLETTER, catalogue
 from streams.app import app, settings
 
 log = logging.getLogger(__name__)

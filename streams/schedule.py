@@ -11,12 +11,12 @@ import heapq
 from collections import Counter
 from datetime import date, datetime
 
-from privops import metrics
-from privops.records import RequestTick
-from privops.sweep import DeadlineIndex
-from privops.vocab import FINAL_TASK_STATES as FINAL
-from privops.vocab import AlertKind, RequestType, System, TaskAction
-from privops.workflow import RequestRecord, make_task_id, next_checks, pending_followups
+from privops.adapters import metrics
+from privops.core.records import RequestTick
+from privops.core.sweep import DeadlineIndex
+from privops.core.vocab import FINAL_TASK_STATES as FINAL
+from privops.core.vocab import AlertKind, RequestType, System, TaskAction
+from privops.core.workflow import RequestRecord, make_task_id, next_checks, pending_followups
 
 _SYSTEMS = tuple(System)
 _ACTIONS = tuple(TaskAction)

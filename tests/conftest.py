@@ -39,10 +39,10 @@ TEST_ENV = {
 }
 os.environ.update(TEST_ENV)
 
-from privops.kafka import create_topics  # noqa: E402
-from privops.local import runtime  # noqa: E402
-from privops.settings import Settings, get_settings  # noqa: E402
-from privops.topics import catalogue  # noqa: E402
+from privops.adapters import runtime  # noqa: E402
+from privops.adapters.kafka import create_topics  # noqa: E402
+from privops.adapters.settings import Settings, get_settings  # noqa: E402
+from privops.core.topics import catalogue  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

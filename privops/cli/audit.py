@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from privops.audit import AuditRecord, Break, verify
+from privops.adapters.kafka import Consumed, read_all
+from privops.adapters.serde import Serde
 from privops.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -26,12 +27,11 @@ from privops.cli.common import (
     settings,
 )
 from privops.cli.request import check_id, quiet_kafka_logs
-from privops.errors import DecodeError, PrivopsError
-from privops.identity import subject_ref
-from privops.kafka import Consumed, read_all
-from privops.records import AuditEvent
-from privops.serde import Serde
-from privops.topics import AUDIT
+from privops.core.audit import AuditRecord, Break, verify
+from privops.core.errors import DecodeError, PrivopsError
+from privops.core.identity import subject_ref
+from privops.core.records import AuditEvent
+from privops.core.topics import AUDIT
 
 app = typer.Typer(help="The tamper-evident audit trail (privacy.audit).", no_args_is_help=True)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from privops import bench as b
 from privops.cli.common import EXIT_BAD_INPUT, console, emit_json, fail, handled, say
+from privops.tools import bench as b
 
 
 def _fmt(value: float | None, unit: str) -> str:

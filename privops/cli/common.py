@@ -10,8 +10,14 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from privops.errors import ConfigError, DomainError, PrivopsError, RegistryError, RuntimeUnavailable
-from privops.settings import Settings, get_settings
+from privops.adapters.settings import Settings, get_settings
+from privops.core.errors import (
+    ConfigError,
+    DomainError,
+    PrivopsError,
+    RegistryError,
+    RuntimeUnavailable,
+)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from privops.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, console, emit_json, fail
 from privops.cli.request import check_id, response_json, worker_get
-from privops.vocab import Channel, Purpose
+from privops.core.vocab import Channel, Purpose
 
 app = typer.Typer(
     help="Consent and preferences: ask the worker whether a contact is allowed.",

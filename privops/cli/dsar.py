@@ -1,7 +1,7 @@
 """`privops dsar due-date`: the UK response deadline for a rights request.
 
 Prints only the ISO date (for scripts); `--explain` adds the month arithmetic, the
-clarification pause and the weekend/bank-holiday roll, each step from privops.deadlines.
+clarification pause and the weekend/bank-holiday roll, each step from privops.core.deadlines.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typer
 
 from privops.cli.common import console, fail
 from privops.cli.request import parse_date
-from privops.deadlines import add_months, due_date, is_working_day
+from privops.core.deadlines import add_months, due_date, is_working_day
 
 app = typer.Typer(help="Access and rights-request deadlines (UK rules).", no_args_is_help=True)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from privops.adapters import runtime
 from privops.cli.common import EXIT_UNAVAILABLE, console, emit_json, handled, say, settings
-from privops.local import runtime
 
 app = typer.Typer(help="Run Kafka (KRaft) and the schema registry locally, on loopback.")
 

@@ -44,7 +44,7 @@ def demo(
 ) -> None:
     """The main job: local Kafka, worker, simulated systems, a scripted story."""
     from privops.cli.common import console
-    from privops.demo import run
+    from privops.tools.demo import run
 
     with handled():
         run(settings(), console, keep=keep)

@@ -25,6 +25,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from privops.adapters.kafka import producer
+from privops.adapters.serde import Serde
 from privops.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -35,8 +37,7 @@ from privops.cli.common import (
     run_async,
     settings,
 )
-from privops.kafka import producer
-from privops.records import (
+from privops.core.records import (
     ClarificationReceived,
     ClarificationRequested,
     Command,
@@ -51,9 +52,8 @@ from privops.records import (
     RequestRefused,
     RequestSubmitted,
 )
-from privops.serde import Serde
-from privops.topics import COMMANDS
-from privops.vocab import Category, ObjectionScope, RequestType
+from privops.core.topics import COMMANDS
+from privops.core.vocab import Category, ObjectionScope, RequestType
 
 UK = ZoneInfo("Europe/London")
 RECTIFIABLE_FIELDS: tuple[str, ...] = ("name", "email", "phone", "address", "postcode")

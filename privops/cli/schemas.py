@@ -6,9 +6,9 @@ from itertools import pairwise
 
 import typer
 
-from privops.avro import backward_problems, generate, load_versions
+from privops.adapters.avro import backward_problems, generate, load_versions
+from privops.adapters.serde import Serde
 from privops.cli.common import EXIT_FAILED, console, handled, say, settings
-from privops.serde import Serde
 
 app = typer.Typer(help="The Avro contract: generate versions, check compatibility, register.")
 

@@ -16,20 +16,20 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from privops.adapters.settings import Settings
 from privops.cli.common import EXIT_BAD_INPUT, console, fail, run_async, say, settings
 from privops.connectors.reference import MAX_CUSTOMERS, Knobs, open_store, seed_customers
 from privops.connectors.reference import seed_stores as _seed_stores
 from privops.connectors.sdk import serve_metrics
-from privops.records import Task, TaskCompleted, TaskFailed, TaskResult, TaskRetained
-from privops.settings import Settings
-from privops.simulate import (
+from privops.core.records import Task, TaskCompleted, TaskFailed, TaskResult, TaskRetained
+from privops.core.vocab import System
+from privops.tools.simulate import (
     DEFAULT_CUSTOMERS,
     build_runners,
     default_data_dir,
     publish_business_day,
 )
-from privops.simulate import run_connectors as _run_connectors
-from privops.vocab import System
+from privops.tools.simulate import run_connectors as _run_connectors
 
 app = typer.Typer(
     help="Simulated business systems (reference connectors) answering privops' tasks.",

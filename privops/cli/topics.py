@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from privops.adapters.kafka import create_topics
 from privops.cli.common import console, emit_json, run_async, settings
-from privops.kafka import create_topics
-from privops.topics import catalogue
+from privops.core.topics import catalogue
 
 app = typer.Typer(help="Kafka topics from the catalogue (DESIGN.md section 4).")
 

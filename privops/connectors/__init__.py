@@ -15,7 +15,7 @@ from privops.connectors.sdk import (
     TransientError,
     serve_metrics,
 )
-from privops.records import Erase, Export, LiftRestriction, Rectify, Restrict, Task
+from privops.core.records import Erase, Export, LiftRestriction, Rectify, Restrict, Task
 
 __all__ = [
     "REGISTRY",

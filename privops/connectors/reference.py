@@ -3,7 +3,7 @@
 Each system (orders, crm, telephony, marketing, web, cctv) is one SQLite file under a
 data dir, seeded deterministically with fake customers (``seed_customers``), so an
 erasure really deletes rows, a restriction really flags them and an export really writes
-a file. The event generator (``privops.simulate``) publishes events with the same
+a file. The event generator (``privops.tools.simulate``) publishes events with the same
 identifiers, so tasks privops builds from its identity map find these rows.
 
 Fake data only: emails at example.com, phone numbers in Ofcom's drama range
@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from privops.connectors.sdk import Connector, Outcome, TransientError
-from privops.errors import DomainError
-from privops.identity import normalise_email, normalise_phone
-from privops.records import (
+from privops.core.errors import DomainError
+from privops.core.identity import normalise_email, normalise_phone
+from privops.core.records import (
     Erase,
     Export,
     ExportReference,
@@ -59,7 +59,7 @@ from privops.records import (
     Retention,
     Task,
 )
-from privops.vocab import Category, Channel, System
+from privops.core.vocab import Category, Channel, System
 
 MAX_CUSTOMERS = 999
 

@@ -42,9 +42,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from privops.errors import DecodeError, PrivopsError, RegistryError
-from privops.kafka import producer, unreachable
-from privops.records import (
+from privops.adapters.kafka import producer, unreachable
+from privops.adapters.serde import Serde
+from privops.adapters.settings import Settings
+from privops.core.errors import DecodeError, PrivopsError, RegistryError
+from privops.core.records import (
     Erase,
     Export,
     ExportReference,
@@ -58,10 +60,8 @@ from privops.records import (
     TaskResult,
     TaskRetained,
 )
-from privops.serde import Serde
-from privops.settings import Settings
-from privops.topics import TASK_RESULTS, tasks_topic
-from privops.vocab import Category, System, TaskAction, TaskOutcome
+from privops.core.topics import TASK_RESULTS, tasks_topic
+from privops.core.vocab import Category, System, TaskAction, TaskOutcome
 
 log = logging.getLogger(__name__)
 

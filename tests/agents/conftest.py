@@ -27,17 +27,17 @@ _AGENT_ENV = {
 _saved = {name: os.environ.get(name) for name in _AGENT_ENV}
 os.environ.update(_AGENT_ENV)
 try:
-    from privops.settings import get_settings
+    from privops.adapters.settings import get_settings
 
     get_settings.cache_clear()
     import faust.tables.table
 
     import agents.ingest
     import agents.requests
-    from privops.records import Record
-    from privops.serde import Serde
-    from privops.vocab import RequestState
-    from privops.workflow import RequestRecord
+    from privops.adapters.serde import Serde
+    from privops.core.records import Record
+    from privops.core.vocab import RequestState
+    from privops.core.workflow import RequestRecord
     from streams import io as streams_io
     from streams import tables as streams_tables
     from streams.app import app as faust_app

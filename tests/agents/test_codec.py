@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from faust.serializers import codecs
 
-from privops import records as r
-from privops.serde import unframe
+from privops.adapters.serde import unframe
+from privops.core import records as r
 
 
 def test_codec_round_trips_confluent_framed_avro(serde) -> None:

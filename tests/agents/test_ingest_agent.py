@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.ingest import ingest
-from privops import records as r
-from privops.serde import Serde, frame
-from privops.topics import AUDIT, CONSENT_STATE, DEADLETTER
-from privops.vocab import Channel, Purpose, System
+from privops.adapters.serde import Serde, frame
+from privops.core import records as r
+from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER
+from privops.core.vocab import Channel, Purpose, System
 from streams.tables import consent, identities
 from tests.agents.conftest import Outbox, put_on, wait_for
 
@@ -89,7 +89,7 @@ async def test_unknown_schema_id_is_dead_lettered(
     app: Any, serde: Serde, outbox: Outbox, monkeypatch: Any
 ) -> None:
     async def missing(schema_id: int) -> str:
-        from privops.errors import DecodeError
+        from privops.core.errors import DecodeError
 
         raise DecodeError("unknown_schema", f"schema id {schema_id} is not in the registry")
 

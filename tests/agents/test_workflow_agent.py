@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agents.requests import workflow
-from privops import records as r
-from privops.identity import IdentityMap, merge
-from privops.serde import Serde
-from privops.topics import AUDIT, COMMANDS, DEADLETTER
-from privops.vocab import RequestState, RequestType, System
+from privops.adapters.serde import Serde
+from privops.core import records as r
+from privops.core.identity import IdentityMap, merge
+from privops.core.topics import AUDIT, COMMANDS, DEADLETTER
+from privops.core.vocab import RequestState, RequestType, System
 from streams.tables import identities, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from privops import records as r
-from privops.kafka import Consumed, producer, read_all
-from privops.serde import Serde
-from privops.settings import Settings
-from privops.vocab import System
+from privops.adapters.kafka import Consumed, producer, read_all
+from privops.adapters.serde import Serde
+from privops.adapters.settings import Settings
+from privops.core import records as r
+from privops.core.vocab import System
 
 _SERDES: dict[str, Serde] = {}
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from privops import records as r
-from privops.topics import AUDIT
-from privops.vocab import Channel, Purpose, System
+from privops.core import records as r
+from privops.core.topics import AUDIT
+from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import REPO, WorkerProcess
 from tests.integration.helpers import Subject, produce, read_topic, wait_for
 

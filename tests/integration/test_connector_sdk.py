@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from privops.adapters.kafka import producer
+from privops.adapters.serde import Serde
+from privops.adapters.settings import Settings
 from privops.connectors.reference import (
     CrmConnector,
     Knobs,
@@ -19,13 +22,18 @@ from privops.connectors.reference import (
     seed_stores,
 )
 from privops.connectors.sdk import ConnectorRunner, Outcome, RetryPolicy, metric_value
-from privops.kafka import producer
-from privops.records import Erase, Export, Restrict, Task, TaskCompleted, TaskFailed, TaskResult
-from privops.serde import Serde
-from privops.settings import Settings
-from privops.simulate import build_runners, publish_business_day, run_connectors
-from privops.topics import TASK_RESULTS, tasks_topic
-from privops.vocab import Category, System
+from privops.core.records import (
+    Erase,
+    Export,
+    Restrict,
+    Task,
+    TaskCompleted,
+    TaskFailed,
+    TaskResult,
+)
+from privops.core.topics import TASK_RESULTS, tasks_topic
+from privops.core.vocab import Category, System
+from privops.tools.simulate import build_runners, publish_business_day, run_connectors
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from privops import records as r
-from privops.topics import CONSENT_STATE
-from privops.vocab import Channel, LawfulBasis, Purpose, System
+from privops.core import records as r
+from privops.core.topics import CONSENT_STATE
+from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 from tests.conftest import port, start_worker
 from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 

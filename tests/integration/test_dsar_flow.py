@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from privops import deadlines
-from privops import records as r
-from privops.clock import Clock
 from privops.connectors.reference import seed_customers
-from privops.topics import ALERTS, NOTIFICATIONS
-from privops.vocab import System
+from privops.core import deadlines
+from privops.core import records as r
+from privops.core.clock import Clock
+from privops.core.topics import ALERTS, NOTIFICATIONS
+from privops.core.vocab import System
 from tests.conftest import port, start_worker
 from tests.integration.helpers import http_json, produce, read_topic, wait_for
 from tests.integration.test_request_flow import cli, customer_events, simulate, stop

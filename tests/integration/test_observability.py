@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from privops import records as r
-from privops.topics import AUDIT
-from privops.vocab import Channel, Purpose, System
+from privops.core import records as r
+from privops.core.topics import AUDIT
+from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import REPO, WorkerProcess, port
 from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 from tests.integration.promql_check import check_queries

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from privops import records as r
 from privops.connectors.reference import open_store, seed_customers
-from privops.topics import ALERTS, AUDIT, NOTIFICATIONS, tasks_topic
-from privops.vocab import System
+from privops.core import records as r
+from privops.core.topics import ALERTS, AUDIT, NOTIFICATIONS, tasks_topic
+from privops.core.vocab import System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from privops import records as r
-from privops.topics import AUDIT, DEADLETTER
-from privops.vocab import Channel, Purpose, System
+from privops.core import records as r
+from privops.core.topics import AUDIT, DEADLETTER
+from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import WorkerProcess
 from tests.integration.helpers import Subject, produce, read_topic, records_where, wait_for
 

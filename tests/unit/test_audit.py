@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from privops.audit import (
+from privops.core.audit import (
     GENESIS,
     SYSTEM_CHAIN,
     AuditChainer,
@@ -21,7 +21,7 @@ from privops.audit import (
     redact,
     verify,
 )
-from privops.errors import DomainError
+from privops.core.errors import DomainError
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SUBJECT = "sr_" + "ab" * 16

@@ -10,10 +10,10 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from privops import bench
 from privops.cli.bench import bench as bench_command
-from privops.records import OrderPlaced, StopReplyReceived, UnsubscribeClicked
-from privops.vocab import System
+from privops.core.records import OrderPlaced, StopReplyReceived, UnsubscribeClicked
+from privops.core.vocab import System
+from privops.tools import bench
 
 
 def test_sweep_scale_reports_memory_and_work_per_due_count() -> None:

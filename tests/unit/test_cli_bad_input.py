@@ -22,6 +22,7 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from privops.adapters.settings import get_settings
 from privops.cli import audit as audit_cli
 from privops.cli import consent as consent_cli
 from privops.cli import dsar as dsar_cli
@@ -29,8 +30,7 @@ from privops.cli import request as request_cli
 from privops.cli import ropa as ropa_cli
 from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
 from privops.cli.main import app as main_app
-from privops.deadlines import due_date
-from privops.settings import get_settings
+from privops.core.deadlines import due_date
 
 REAL_DATAMAP = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 

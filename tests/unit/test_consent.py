@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from privops.consent import (
+from privops.core.consent import (
     RECENT_EVENT_IDS,
     ConsentChange,
     ConsentFact,
@@ -19,8 +19,8 @@ from privops.consent import (
     decide,
     is_marketing_contactable,
 )
-from privops.errors import DomainError
-from privops.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
+from privops.core.errors import DomainError
+from privops.core.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
 
 SUBJECT = "S-1"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from privops.datamap import (
+from privops.core.datamap import (
     DataMap,
     InvestigationHold,
     RetentionCondition,
@@ -12,8 +12,8 @@ from privops.datamap import (
     load_datamap,
     parse_datamap,
 )
-from privops.errors import ConfigError
-from privops.vocab import Category, System
+from privops.core.errors import ConfigError
+from privops.core.vocab import Category, System
 
 REAL = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 

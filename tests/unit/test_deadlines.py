@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from privops.deadlines import (
+from privops.core.deadlines import (
     add_months,
     can_extend,
     clock_start,
@@ -22,7 +22,7 @@ from privops.deadlines import (
     next_working_day,
     pause_length,
 )
-from privops.errors import DomainError
+from privops.core.errors import DomainError
 
 D = date.fromisoformat
 

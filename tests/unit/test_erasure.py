@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from privops.datamap import DataMap, load_datamap
-from privops.erasure import (
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.erasure import (
     ErasurePlan,
     Followup,
     LegalHold,
@@ -14,8 +14,8 @@ from privops.erasure import (
     plan_erasure,
     recipients_to_notify,
 )
-from privops.errors import DomainError
-from privops.vocab import Category, System
+from privops.core.errors import DomainError
+from privops.core.vocab import Category, System
 
 C = Category
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

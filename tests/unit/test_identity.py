@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from privops.errors import ConfigError, DomainError
-from privops.identity import (
+from privops.core.errors import ConfigError, DomainError
+from privops.core.identity import (
     IdentityMap,
     for_system,
     is_reimport,
@@ -19,7 +19,7 @@ from privops.identity import (
     suppression_keys,
     validate_identifiers,
 )
-from privops.vocab import System
+from privops.core.vocab import System
 
 SECRET = b"test-secret-not-for-production"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -5,9 +5,9 @@ from collections import deque
 
 import pytest
 
-from privops.errors import DomainError
-from privops.lifecycle import IDENTITY_REQUIRED, LifecycleEvent, legal_events, transition
-from privops.vocab import TERMINAL_STATES, RequestState, RequestType
+from privops.core.errors import DomainError
+from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent, legal_events, transition
+from privops.core.vocab import TERMINAL_STATES, RequestState, RequestType
 
 S = RequestState
 E = LifecycleEvent
@@ -23,7 +23,7 @@ NEEDS_ID = frozenset(
 )
 NO_ID = ALL_TYPES - NEEDS_ID
 
-# The expected lifecycle, written independently of privops.lifecycle.TRANSITIONS:
+# The expected lifecycle, written independently of privops.core.lifecycle.TRANSITIONS:
 # (from, event, to, request types allowed). Everything not listed is illegal.
 LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[RequestType]]] = [
     (None, E.submitted, S.received, ALL_TYPES),

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from privops.datamap import DataMap, load_datamap
-from privops.errors import DomainError
-from privops.manifest import ICO_WEBSITE, build_access_manifest, render_manifest_text
-from privops.records import ExportReference
-from privops.vocab import Category, System
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.errors import DomainError
+from privops.core.manifest import ICO_WEBSITE, build_access_manifest, render_manifest_text
+from privops.core.records import ExportReference
+from privops.core.vocab import Category, System
 
 REAL = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

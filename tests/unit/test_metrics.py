@@ -1,4 +1,4 @@
-"""privops.metrics: every DESIGN.md section 7 name is exposed, labels stay bounded."""
+"""privops.adapters.metrics: every DESIGN.md section 7 name is exposed, labels stay bounded."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 from prometheus_client import CollectorRegistry
 
-from privops import metrics
-from privops.vocab import Channel, ConsentStatus, Purpose, RequestState, RequestType, System
+from privops.adapters import metrics
+from privops.core.vocab import Channel, ConsentStatus, Purpose, RequestState, RequestType, System
 
 DESIGN_NAMES = [
     "privops_events_consumed_total",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from privops import metrics
+from privops.adapters import metrics
 from tests.integration.promql_check import (
     alert_queries,
     dashboard_queries,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from privops.adapters.settings import Settings
 from privops.connectors.reference import (
     CctvConnector,
     CrmConnector,
@@ -28,7 +29,7 @@ from privops.connectors.sdk import (
     RetryPolicy,
     TransientError,
 )
-from privops.records import (
+from privops.core.records import (
     Erase,
     Export,
     NotFound,
@@ -39,8 +40,7 @@ from privops.records import (
     TaskFailed,
     TaskRetained,
 )
-from privops.settings import Settings
-from privops.vocab import Category, System
+from privops.core.vocab import Category, System
 
 ANCHOR = date(2026, 3, 2)
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

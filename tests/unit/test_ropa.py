@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from privops.datamap import DataMap, load_datamap
-from privops.ropa import ropa_record, ropa_renderables
-from privops.vocab import Category, System
+from privops.cli.ropa import ropa_renderables
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.ropa import ropa_record
+from privops.core.vocab import Category, System
 
 REAL = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 

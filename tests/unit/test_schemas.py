@@ -15,10 +15,10 @@ from typing import Any, Union, get_args, get_origin
 
 import pytest
 
-from privops.avro import Codec, backward_problems, generate, load_versions, to_avro
-from privops.errors import DecodeError
-from privops.records import ALL_RECORDS, Identifiers, Record
-from privops.serde import frame, unframe
+from privops.adapters.avro import Codec, backward_problems, generate, load_versions, to_avro
+from privops.adapters.serde import frame, unframe
+from privops.core.errors import DecodeError
+from privops.core.records import ALL_RECORDS, Identifiers, Record
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 WHEN = datetime(2025, 3, 10, 9, 30, 15, 123456, tzinfo=UTC)

@@ -9,9 +9,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from privops.errors import DomainError
-from privops.sweep import DeadlineIndex, Firing
-from privops.vocab import AlertKind
+from privops.core.errors import DomainError
+from privops.core.sweep import DeadlineIndex, Firing
+from privops.core.vocab import AlertKind
 
 D = date.fromisoformat
 DUE = D("2026-03-20")

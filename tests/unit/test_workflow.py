@@ -1,4 +1,4 @@
-"""Table tests of the pure request workflow (privops.workflow) on the real data map.
+"""Table tests of the pure request workflow (privops.core.workflow) on the real data map.
 
 Each test drives on_command / on_result / on_tick the way the workflow agent does, with a
 Context built here: an identity map merged from several systems, the subject's retention
@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from privops import deadlines
-from privops import records as r
-from privops import workflow as wf
-from privops.datamap import DataMap, load_datamap
-from privops.erasure import LegalHold, SubjectFacts
-from privops.identity import IdentityMap, for_system, merge
-from privops.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
-from privops.vocab import (
+from privops.core import deadlines
+from privops.core import records as r
+from privops.core import workflow as wf
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.erasure import LegalHold, SubjectFacts
+from privops.core.identity import IdentityMap, for_system, merge
+from privops.core.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
+from privops.core.vocab import (
     Category,
     ObjectionScope,
     RequestState,

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-from privops.errors import DomainError
-from privops.vocab import AlertKind
+from privops.core.errors import DomainError
+from privops.core.vocab import AlertKind
 
 DEFAULT_THRESHOLDS: Final[tuple[int, ...]] = (7, 3, 1)
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from privops.vocab import (
+from privops.core.vocab import (
     Category,
     Channel,
     LawfulBasis,

@@ -26,8 +26,8 @@ from typing import Final, Self, TypeAlias
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from privops.errors import DomainError
-from privops.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
+from privops.core.errors import DomainError
+from privops.core.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
 
 RECENT_EVENT_IDS: Final = 64
 """How many applied event ids a subject remembers.

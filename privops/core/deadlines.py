@@ -28,7 +28,7 @@ from typing import Final
 
 import holidays
 
-from privops.errors import DomainError
+from privops.core.errors import DomainError
 
 DEFAULT_COMPLAINT_ACK_DAYS: Final = 30
 

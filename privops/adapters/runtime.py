@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from privops.errors import RuntimeUnavailable
-from privops.settings import REPO_ROOT, Settings
+from privops.adapters.settings import REPO_ROOT, Settings
+from privops.core.errors import RuntimeUnavailable
 
 Say = Callable[[str], None]
 

@@ -36,9 +36,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from privops.kafka import create_topics
-from privops.local import runtime
-from privops.records import (
+from privops.adapters import runtime
+from privops.adapters.kafka import create_topics
+from privops.adapters.serde import Serde
+from privops.adapters.settings import REPO_ROOT, Settings
+from privops.core.records import (
     ConsentGiven,
     CustomerCreated,
     Erase,
@@ -49,11 +51,9 @@ from privops.records import (
     UnsubscribeClicked,
     UpstreamEvent,
 )
-from privops.serde import Serde
-from privops.settings import REPO_ROOT, Settings
-from privops.sweep import DeadlineIndex
-from privops.topics import COMMANDS, TopicSpec, catalogue, events_topic, tasks_topic
-from privops.vocab import (
+from privops.core.sweep import DeadlineIndex
+from privops.core.topics import COMMANDS, TopicSpec, catalogue, events_topic, tasks_topic
+from privops.core.vocab import (
     Channel,
     LawfulBasis,
     Purpose,
@@ -63,7 +63,7 @@ from privops.vocab import (
     TaskAction,
     TaskState,
 )
-from privops.workflow import RequestRecord, TaskRecord
+from privops.core.workflow import RequestRecord, TaskRecord
 
 Say = Callable[[str], None]
 

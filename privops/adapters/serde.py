@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from privops.avro import Codec
-from privops.errors import DecodeError, RegistryError
-from privops.records import Record
+from privops.adapters.avro import Codec
+from privops.core.errors import DecodeError, RegistryError
+from privops.core.records import Record
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")

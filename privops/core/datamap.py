@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from privops.errors import ConfigError
-from privops.vocab import Category, Channel, LawfulBasis, Purpose, System
+from privops.core.errors import ConfigError
+from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 
 DATAMAP_ENV = "PRIVOPS_DATAMAP"
 
@@ -378,7 +378,7 @@ def default_datamap_path() -> Path:
     override = os.environ.get(DATAMAP_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "deploy" / "datamap.yaml"
+    return Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 
 
 def load_datamap(path: Path | str | None = None) -> DataMap:

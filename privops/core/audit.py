@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from privops.errors import DomainError
+from privops.core.errors import DomainError
 
 GENESIS: Final = "0" * 64
 SYSTEM_CHAIN: Final = "privops"

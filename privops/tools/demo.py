@@ -30,8 +30,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from privops import records as r
-from privops.clock import Clock
+from privops.adapters import runtime
+from privops.adapters.kafka import producer, read_all
+from privops.adapters.serde import Serde
+from privops.adapters.settings import REPO_ROOT, Settings
 from privops.connectors.reference import (
     FakeCustomer,
     Knobs,
@@ -39,14 +41,12 @@ from privops.connectors.reference import (
     seed_customers,
     seed_stores,
 )
-from privops.errors import PrivopsError, RuntimeUnavailable
-from privops.kafka import producer, read_all
-from privops.local import runtime
-from privops.serde import Serde
-from privops.settings import REPO_ROOT, Settings
-from privops.simulate import build_runners, publish_business_day, run_connectors
-from privops.topics import ALERTS, COMMANDS
-from privops.vocab import Channel, Purpose, RequestType, System
+from privops.core import records as r
+from privops.core.clock import Clock
+from privops.core.errors import PrivopsError, RuntimeUnavailable
+from privops.core.topics import ALERTS, COMMANDS
+from privops.core.vocab import Channel, Purpose, RequestType, System
+from privops.tools.simulate import build_runners, publish_business_day, run_connectors
 
 CUSTOMERS = 12
 SILENT = System.cctv

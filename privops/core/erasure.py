@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from privops.datamap import DataMap, InvestigationHold, Recipient, RetentionCondition
-from privops.errors import DomainError
-from privops.vocab import Category, System
+from privops.core.datamap import DataMap, InvestigationHold, Recipient, RetentionCondition
+from privops.core.errors import DomainError
+from privops.core.vocab import Category, System
 
 
 class _Model(BaseModel):

@@ -1,4 +1,4 @@
-"""Avro schemas for ``privops.records``: generation, the versioned files, compatibility.
+"""Avro schemas for ``privops.core.records``: generation, the versioned files, compatibility.
 
 Layout: ``schemas/<namespace>/<Name>.v<N>.avsc``, one file per record version, each
 self-contained (nested records and enums are inlined). The newest version of each record
@@ -22,8 +22,8 @@ import fastavro
 from fastavro.utils import generate_many
 from pydantic import BaseModel
 
-from privops.errors import DecodeError
-from privops.records import ALL_RECORDS, RECORDS_BY_NAME, Record
+from privops.core.errors import DecodeError
+from privops.core.records import ALL_RECORDS, RECORDS_BY_NAME, Record
 
 Schema = dict[str, Any]
 _VERSION_RE = re.compile(r"^(?P<name>\w+)\.v(?P<version>\d+)\.avsc$")

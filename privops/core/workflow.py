@@ -17,14 +17,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from privops import deadlines, erasure, manifest
-from privops import records as r
-from privops.datamap import DataMap
-from privops.errors import DomainError
-from privops.identity import IdentityMap, for_system
-from privops.lifecycle import IDENTITY_REQUIRED, LifecycleEvent, transition
-from privops.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES
-from privops.vocab import (
+from privops.core import deadlines, erasure, manifest
+from privops.core import records as r
+from privops.core.datamap import DataMap
+from privops.core.errors import DomainError
+from privops.core.identity import IdentityMap, for_system
+from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent, transition
+from privops.core.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES
+from privops.core.vocab import (
     FINAL_TASK_STATES,
     TERMINAL_STATES,
     Category,

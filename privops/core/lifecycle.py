@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from privops.errors import DomainError
-from privops.vocab import TERMINAL_STATES, RequestState, RequestType
+from privops.core.errors import DomainError
+from privops.core.vocab import TERMINAL_STATES, RequestState, RequestType
 
 
 class LifecycleEvent(StrEnum):

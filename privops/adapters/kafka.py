@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, StaleMetadata
 
-from privops.errors import RuntimeUnavailable
-from privops.topics import TopicSpec
+from privops.core.errors import RuntimeUnavailable
+from privops.core.topics import TopicSpec
 
 
 def unreachable(bootstrap: str, exc: BaseException) -> RuntimeUnavailable:

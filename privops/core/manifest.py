@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from privops.datamap import DataMap, PurposeSpec, Recipient
-from privops.errors import DomainError
-from privops.records import ExportReference
-from privops.vocab import Category, System
+from privops.core.datamap import DataMap, PurposeSpec, Recipient
+from privops.core.errors import DomainError
+from privops.core.records import ExportReference
+from privops.core.vocab import Category, System
 
 MANIFEST_VERSION: Final = 1
 ICO_WEBSITE: Final = "www.ico.org.uk"

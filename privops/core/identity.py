@@ -22,8 +22,8 @@ from typing import Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from privops.errors import ConfigError, DomainError
-from privops.vocab import System
+from privops.core.errors import ConfigError, DomainError
+from privops.core.vocab import System
 
 EMAIL: Final = "email"
 PHONE: Final = "phone"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from privops.vocab import System
+from privops.core.vocab import System
 
 COMMANDS = "privacy.commands"
 TASK_RESULTS = "privacy.task-results"

@@ -21,6 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
+from privops.adapters.kafka import producer
+from privops.adapters.serde import Serde
+from privops.adapters.settings import Settings
 from privops.connectors.reference import (
     FakeCustomer,
     Knobs,
@@ -29,8 +32,7 @@ from privops.connectors.reference import (
     seed_stores,
 )
 from privops.connectors.sdk import AnswerHook, ConnectorRunner, RunnerStats
-from privops.kafka import producer
-from privops.records import (
+from privops.core.records import (
     AccountBalanceChanged,
     CallRecorded,
     ConsentGiven,
@@ -51,10 +53,8 @@ from privops.records import (
     UnsubscribeClicked,
     UpstreamEvent,
 )
-from privops.serde import Serde
-from privops.settings import Settings
-from privops.topics import events_topic
-from privops.vocab import Channel, LawfulBasis, Purpose, System
+from privops.core.topics import events_topic
+from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from privops import __version__
-from privops.vocab import (
+from privops.core.vocab import (
     OPEN_STATES,
     TERMINAL_STATES,
     Channel,
@@ -55,7 +55,7 @@ FAUST_SENSOR_PREFIX = "privops_faust"
 UK = ZoneInfo("Europe/London")
 
 # --------------------------------------------------------------------------------------
-# Label vocabularies that have no home in privops.vocab (metrics-only reasons/actions).
+# Label vocabularies that have no home in privops.core.vocab (metrics-only reasons/actions).
 
 
 class DeadLetterReason(StrEnum):
