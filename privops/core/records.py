@@ -109,8 +109,11 @@ class OrderPlaced(UpstreamEvent):
     order_id: str
     total_pence: int
     currency: str = "GBP"
-    marketing_opt_out_offered: bool = True
+    # PECR reg. 22(3) soft opt-in conditions, as the selling system knows them. Absent
+    # means not offered / not claimed: no soft opt-in arises from silence.
+    marketing_opt_out_offered: bool = False
     marketing_opt_out_ticked: bool = False
+    similar_products_marketing: bool = False
 
 
 class PaymentRecorded(UpstreamEvent):
@@ -202,6 +205,19 @@ class InvestigationClosed(UpstreamEvent):
     investigation_id: str
 
 
+class DataDisclosed(UpstreamEvent):
+    """The system passed the subject's data to a recipient of the data map (Art. 19 needs
+    to know who actually received what): a credit check, an account handed to a debt
+    collector, a card payment sent to the processor. ``recipient_ref`` is the recipient's
+    own reference for the subject (search id, account number), so a notice can be acted on.
+    """
+
+    disclosure_id: str
+    recipient: str
+    categories: list[Category]
+    recipient_ref: str | None = None
+
+
 UPSTREAM_EVENTS: tuple[type[UpstreamEvent], ...] = (
     CustomerCreated,
     CustomerUpdated,
@@ -223,6 +239,7 @@ UPSTREAM_EVENTS: tuple[type[UpstreamEvent], ...] = (
     FootageCaptured,
     InvestigationOpened,
     InvestigationClosed,
+    DataDisclosed,
 )
 
 
@@ -243,6 +260,9 @@ class RequestSubmitted(Command):
     subject_id: str
     received_on: date
     identity_verified_on: date | None = None
+    # The day the information asked for to confirm identity arrived: the clock starts
+    # then, not when someone finished checking it (identity_verified_on).
+    identity_received_on: date | None = None
     rectification: dict[str, str] = {}
     objection_scope: ObjectionScope | None = None
     linked_request_id: str | None = None
@@ -252,6 +272,7 @@ class RequestSubmitted(Command):
 class IdentityVerified(Command):
     verified_on: date
     method: str = "documents"
+    information_received_on: date | None = None
 
 
 class FeeReceived(Command):
@@ -491,6 +512,8 @@ class RecipientNotification(Notification):
     action: TaskAction
     categories: list[Category]
     subject_ref: str
+    # The identifiers this recipient holds for the subject (from its disclosures).
+    recipient_refs: list[str] = []
 
 
 NOTIFICATIONS: tuple[type[Notification], ...] = (SubjectNotification, RecipientNotification)
