@@ -25,15 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from privops.adapters.settings import REPO_ROOT, Settings
+from privops.adapters.settings import Settings
+from privops.contract import deploy_dir
 from privops.core.errors import RuntimeUnavailable
 
 Say = Callable[[str], None]
 
 REGISTRY_VERSION = os.environ.get("PRIVOPS_REGISTRY_VERSION", "3.0.9")
-KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
-KAFKA_TEMPLATE = REPO_ROOT / "deploy" / "kafka" / "server.properties.template"
-KAFKA_LOG4J = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+KAFKA_POM = deploy_dir() / "kafka" / "pom.xml"
+KAFKA_TEMPLATE = deploy_dir() / "kafka" / "server.properties.template"
+KAFKA_LOG4J = deploy_dir() / "kafka" / "log4j2.properties"
 READY_TIMEOUT_S = 90.0
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from privops import contract
 from privops.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +33,8 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".cache" / "privops",
         description="Downloaded jars (Kafka, Apicurio); shared by every home",
     )
-    schema_dir: Path = REPO_ROOT / "schemas"
-    datamap: Path = REPO_ROOT / "deploy" / "datamap.yaml"
+    schema_dir: Path = Field(default_factory=contract.schema_dir)
+    datamap: Path = Field(default_factory=contract.default_datamap)
     app_id: str = "privops"
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
