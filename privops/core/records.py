@@ -19,6 +19,7 @@ from privops.core.vocab import (
     LawfulBasis,
     ObjectionScope,
     Purpose,
+    RequestState,
     RequestType,
     System,
     TaskAction,
@@ -324,6 +325,34 @@ class RequestAnswered(Command):
     reason: str
 
 
+class CommandAnswer(Record):
+    """privacy.command-results: the worker's answer to one command, what the CLI waits for.
+
+    Sent after everything about the command was validated: an accepted command's effects
+    follow it, a rejected one has none.
+    """
+
+    namespace: ClassVar[str] = "privops.commands"
+    command_id: str
+    request_id: str
+    command_type: str
+    answered_at: datetime
+    request_state: RequestState | None = None
+    due_on: date | None = None
+
+
+class CommandAccepted(CommandAnswer):
+    message: str | None = None
+
+
+class CommandRejected(CommandAnswer):
+    reason: str
+    message: str
+
+
+COMMAND_ANSWERS: tuple[type[CommandAnswer], ...] = (CommandAccepted, CommandRejected)
+
+
 COMMANDS: tuple[type[Command], ...] = (
     RequestSubmitted,
     IdentityVerified,
@@ -567,6 +596,7 @@ class RequestTick(Record):
 ALL_RECORDS: tuple[type[Record], ...] = (
     *UPSTREAM_EVENTS,
     *COMMANDS,
+    *COMMAND_ANSWERS,
     *TASKS,
     *TASK_RESULTS,
     ConsentState,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from privops.core.vocab import System
 
 COMMANDS = "privacy.commands"
+COMMAND_RESULTS = "privacy.command-results"
 TASK_RESULTS = "privacy.task-results"
 CONSENT_STATE = "privacy.consent-state"
 AUDIT = "privacy.audit"
@@ -48,6 +49,7 @@ def catalogue(partitions: int) -> list[TopicSpec]:
     specs += [TopicSpec(tasks_topic(s), "subject id", partitions) for s in System]
     specs += [
         TopicSpec(COMMANDS, "request id", partitions),
+        TopicSpec(COMMAND_RESULTS, "request id", partitions),
         TopicSpec(TASK_RESULTS, "request id", partitions),
         TopicSpec(CONSENT_STATE, "subject id", partitions, compacted),
         TopicSpec(
