@@ -8,6 +8,7 @@ bytes, topic, partition and offset instead of being skipped inside the consumer.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -21,7 +22,7 @@ app = faust.App(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store=settings.store,
-    datadir=str(settings.worker_data_dir),
+    datadir=str(settings.app_data_dir),
     autodiscover=["agents"],
     origin="streams",
     topic_partitions=settings.topic_partitions,
@@ -45,16 +46,29 @@ setup_prometheus_sensors(
 
 
 def run_worker(loglevel: str = "info") -> None:
-    """Create the topics, register the schemas, then run the worker until stopped."""
+    """Check everything, create the topics, register the schemas, then run until stopped.
+
+    Any problem found before Faust starts (data map, schemas, an agent module, the web
+    port, another worker on the same data dir, the broker) ends the command with one
+    clear line and a non-zero exit instead of a half-started worker.
+    """
     from faust.worker import Worker
 
+    from privops.core.datamap import load_datamap
     from privops.core.records import ALL_RECORDS
     from streams.bootstrap import ensure_topics
+    from streams.startup import preflight
+
+    load_datamap(settings.datamap)
+    lock = preflight(settings, settings.app_data_dir, Path(app.conf.tabledir))
     from streams.io import serde
 
-    ensure_topics()  # also discovers the agents (their tables name the changelogs)
+    ensure_topics()
     serde.register_all()
     metrics.register_event_types(record.__name__ for record in ALL_RECORDS)
     worker = Worker(app, loglevel=loglevel)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        lock.close()

@@ -43,6 +43,19 @@ class TopicOutcome:
     note: str = ""
 
 
+async def cluster_id(bootstrap: str) -> str:
+    """The broker cluster's id: local table state belongs to one cluster's changelogs."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        await admin.start()
+        described = await admin.describe_cluster()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        raise unreachable(bootstrap, exc) from exc
+    finally:
+        await admin.close()
+    return str(described.get("cluster_id") or "")
+
+
 async def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[TopicOutcome]:
     """Create missing topics; report existing ones (and a partition-count mismatch)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)

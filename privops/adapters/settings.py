@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     def worker_data_dir(self) -> Path:
         return self.data_dir or (self.home / "worker")
 
+    @property
+    def app_data_dir(self) -> Path:
+        """This app id's table state: two app ids on one machine never share a store."""
+        return self.worker_data_dir / self.app_id
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

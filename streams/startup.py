@@ -1,0 +1,97 @@
+"""Checks before Faust starts: the worker runs whole or exits with one clear line.
+
+Faust turns a failing agent import into a warning and keeps running half a worker, and
+a taken port or stale table state surface as long tracebacks mid-start. Everything that
+can be known up front is checked here, in the order an operator would fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import importlib
+import logging
+import shutil
+import socket
+from pathlib import Path
+from typing import IO
+
+from privops.adapters.kafka import cluster_id
+from privops.adapters.settings import Settings
+from privops.core.errors import ConfigError, RuntimeUnavailable
+
+log = logging.getLogger(__name__)
+
+AGENT_MODULES = ("agents.ingest", "agents.requests", "agents.timers", "agents.http")
+CLUSTER_MARKER = "kafka-cluster-id"
+
+
+def import_agents() -> None:
+    """Import every agent module now, so a broken one stops the worker before it starts."""
+    for name in AGENT_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            raise ConfigError(f"agent module {name} failed to load: {exc}") from exc
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeUnavailable(
+                    f"web port {host}:{port} is taken (another worker?); stop it or set "
+                    "PRIVOPS_WEB_PORT"
+                ) from exc
+            raise RuntimeUnavailable(f"cannot bind the web port {host}:{port}: {exc}") from exc
+
+
+def lock_data_dir(path: Path) -> IO[str]:
+    """Hold an exclusive lock on the app id's data dir for the worker's lifetime."""
+    path.mkdir(parents=True, exist_ok=True)
+    handle = (path / "worker.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise RuntimeUnavailable(
+            f"another worker is using {path}; stop it, or give this one its own "
+            "PRIVOPS_DATA_DIR or PRIVOPS_APP_ID"
+        ) from exc
+    return handle
+
+
+def reconcile_cluster(path: Path, tables_dir: Path, cluster: str) -> bool:
+    """Drop local table state written against another Kafka cluster (a reset broker).
+
+    Its persisted offsets point past the new changelogs' end, which Faust reports as a
+    ConsistencyError at start; rebuilt from the changelogs instead. True if dropped.
+    """
+    marker = path / CLUSTER_MARKER
+    known = marker.read_text().strip() if marker.exists() else None
+    dropped = False
+    if known is not None and known != cluster and tables_dir.exists():
+        log.warning(
+            "local tables in %s belong to Kafka cluster %s, not %s: rebuilding them "
+            "from the changelogs",
+            tables_dir,
+            known,
+            cluster,
+        )
+        shutil.rmtree(tables_dir)
+        dropped = True
+    marker.write_text(cluster + "\n")
+    return dropped
+
+
+def preflight(settings: Settings, data_dir: Path, tables_dir: Path) -> IO[str]:
+    """Every start-up check; returns the data-dir lock the worker must keep open."""
+    check_port_free(settings.web_host, settings.web_port)
+    lock = lock_data_dir(data_dir)
+    cluster = asyncio.run(cluster_id(settings.kafka_bootstrap))
+    reconcile_cluster(data_dir, tables_dir, cluster)
+    import_agents()
+    return lock
