@@ -68,11 +68,9 @@ async def audit(
     )
     audit_chains[chain] = [record.seq, record.hash]
     chain_heads.put(chain, (record.seq, record.hash))
-    # The fields were just validated as an AuditRecord; AuditEvent has the same ones.
-    event = AuditEvent.model_construct(**record.model_dump())
     metrics.count_audit_event(action)
-    await emit(AUDIT, chain, event)
-    return event
+    await emit(AUDIT, chain, record)
+    return record
 
 
 def _clean(text: str | None) -> str | None:

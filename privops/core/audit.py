@@ -20,41 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-
 from privops.core.errors import DomainError
+from privops.core.pii import looks_like_pii, redact
+from privops.core.records import AuditEvent
 
 GENESIS: Final = "0" * 64
 SYSTEM_CHAIN: Final = "privops"
-_HEX64 = r"^[0-9a-f]{64}$"
 _AUDIT_NAMESPACE: Final = uuid.UUID("6f1c7a52-3d0e-5b8e-9a51-0c4a1e2f7d10")
 
 BreakProblem = Literal["hash_mismatch", "missing_link", "seq_gap", "duplicate"]
 ChainState = dict[str, tuple[int, str]]
-
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# UK numbers: +44 or a leading 0, then 9 or 10 more digits, allowing spaces, dashes and
-# a bracketed area code. Not glued to word characters or decimals, so ids and hashes pass.
-_UK_PHONE = re.compile(
-    r"(?<![\w+.])(?:\+44[\s-]?(?:\(0\)[\s-]?)?|\(?0)[1-9](?:[\s)-]{0,2}\d){8,9}(?!\w|\.\d)"
-)
-
-
-def looks_like_pii(text: str) -> bool:
-    """True if `text` holds something shaped like an email address or a UK phone number."""
-    return bool(_EMAIL.search(text) or _UK_PHONE.search(text))
-
-
-def redact(text: str) -> str:
-    """`text` with email addresses and UK phone numbers replaced by a marker."""
-    return _UK_PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
 
 
 def chain_key(request_id: str | None, subject_ref: str | None, namespace: str | None = None) -> str:
@@ -76,47 +57,13 @@ def derive_audit_id(*parts: str) -> str:
     return str(uuid.uuid5(_AUDIT_NAMESPACE, "\x1f".join(parts)))
 
 
-class AuditRecord(BaseModel):
-    """One audit event on `privacy.audit`."""
+def hashed_fields(record: AuditEvent) -> dict[str, object]:
+    """Every field the hash covers: all but the hash itself."""
+    return record.model_dump(exclude={"hash"})
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    audit_id: str = Field(min_length=1)
-    chain: str = Field(min_length=1)
-    seq: int = Field(ge=1)
-    request_id: str | None = None
-    subject_ref: str | None = None
-    actor: str = Field(min_length=1)
-    action: str = Field(min_length=1)
-    before: str | None = None
-    after: str | None = None
-    reason: str | None = None
-    occurred_at: datetime
-    prev_hash: str = Field(pattern=_HEX64)
-    hash: str = Field(pattern=_HEX64)
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("occurred_at must be timezone-aware")
-        return value.astimezone(UTC)
-
-    @field_validator(
-        "request_id", "subject_ref", "actor", "action", "before", "after", "reason", "chain"
-    )
-    @classmethod
-    def _no_raw_pii(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and looks_like_pii(value):
-            raise ValueError(f"{info.field_name} looks like raw PII (email or phone)")
-        return value
-
-    def hashed_fields(self) -> dict[str, object]:
-        """Every field the hash covers: all but the hash itself."""
-        return self.model_dump(exclude={"hash"})
-
-    def expected_hash(self) -> str:
-        return compute_hash(self.prev_hash, self.hashed_fields())
+def expected_hash(record: AuditEvent) -> str:
+    return compute_hash(record.prev_hash, hashed_fields(record))
 
 
 def _canonical_value(value: object) -> object:
@@ -162,7 +109,7 @@ class AuditChainer:
     def state(self) -> ChainState:
         return dict(self._heads)
 
-    def observe(self, record: AuditRecord) -> None:
+    def observe(self, record: AuditEvent) -> None:
         """Advance a chain from a record read back (rebuilding state from the topic)."""
         if record.seq > self.head(record.chain)[0]:
             self._heads[record.chain] = (record.seq, record.hash)
@@ -181,7 +128,7 @@ class AuditChainer:
         audit_id: str | None = None,
         namespace: str | None = None,
         chain: str | None = None,
-    ) -> AuditRecord:
+    ) -> AuditEvent:
         """The next record of its chain; the chain head moves only if the record is valid.
 
         Without `audit_id` a random one is used; prefer `derive_audit_id(...)`.
@@ -202,8 +149,8 @@ class AuditChainer:
             "occurred_at": occurred_at,
             "prev_hash": prev_hash,
         }
-        draft = AuditRecord.model_validate({**fields, "hash": GENESIS})
-        record = draft.model_copy(update={"hash": draft.expected_hash()})
+        draft = AuditEvent.model_validate({**fields, "hash": GENESIS})
+        record = draft.model_copy(update={"hash": expected_hash(draft)})
         self._heads[chain] = (record.seq, record.hash)
         return record
 
@@ -235,7 +182,7 @@ class _Walk:
 
 
 def verify(
-    records: Iterable[AuditRecord], *, tolerate_exact_duplicates: bool = True
+    records: Iterable[AuditEvent], *, tolerate_exact_duplicates: bool = True
 ) -> VerifyResult:
     """Walk records in log order (as read from the topic), chain by chain.
 
@@ -258,7 +205,7 @@ def verify(
         walk = walks.setdefault(record.chain, _Walk())
         problem: BreakProblem | None = None
         detail = ""
-        if record.expected_hash() != record.hash:
+        if expected_hash(record) != record.hash:
             problem, detail = "hash_mismatch", "fields do not match the record's hash"
         elif record.seq in walk.seen or record.seq < walk.expected_seq:
             if tolerate_exact_duplicates and walk.seen.get(record.seq) == record.hash:
@@ -286,3 +233,23 @@ def verify(
         first_break=breaks[0] if breaks else None,
         breaks=tuple(breaks),
     )
+
+
+# Transitional: privops.cli.audit still says AuditRecord (being moved); same class.
+AuditRecord = AuditEvent
+
+__all__ = [
+    "GENESIS",
+    "SYSTEM_CHAIN",
+    "AuditChainer",
+    "AuditEvent",
+    "Break",
+    "VerifyResult",
+    "chain_key",
+    "compute_hash",
+    "derive_audit_id",
+    "expected_hash",
+    "looks_like_pii",
+    "redact",
+    "verify",
+]

@@ -8,11 +8,12 @@ schema; nothing else is ever written to a privops topic.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from privops.core.pii import looks_like_pii
 from privops.core.vocab import (
     Category,
     Channel,
@@ -24,6 +25,8 @@ from privops.core.vocab import (
     System,
     TaskAction,
 )
+
+_HEX64 = r"^[0-9a-f]{64}$"
 
 
 class Record(BaseModel):
@@ -471,22 +474,43 @@ class ConsentState(Record):
 
 
 class AuditEvent(Record):
-    """privacy.audit: one hash-chained step. subject_ref is a keyed HMAC, never raw PII."""
+    """privacy.audit: one hash-chained step (privops.core.audit builds and verifies them).
 
+    subject_ref is a keyed HMAC; no text field may hold anything shaped like an email
+    address or a UK phone number (refused without echoing the value).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
     namespace: ClassVar[str] = "privops.audit"
-    audit_id: str
-    chain: str
-    seq: int
+    audit_id: str = Field(min_length=1)
+    chain: str = Field(min_length=1)
+    seq: int = Field(ge=1)
     request_id: str | None = None
     subject_ref: str | None = None
-    actor: str
-    action: str
+    actor: str = Field(min_length=1)
+    action: str = Field(min_length=1)
     before: str | None = None
     after: str | None = None
     reason: str | None = None
     occurred_at: datetime
-    prev_hash: str
-    hash: str
+    prev_hash: str = Field(pattern=_HEX64)
+    hash: str = Field(pattern=_HEX64)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("occurred_at must be timezone-aware")
+        return value.astimezone(UTC)
+
+    @field_validator(
+        "request_id", "subject_ref", "actor", "action", "before", "after", "reason", "chain"
+    )
+    @classmethod
+    def _no_raw_pii(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and looks_like_pii(value):
+            raise ValueError(f"{info.field_name} looks like raw PII (email or phone)")
+        return value
 
 
 class Alert(Record):

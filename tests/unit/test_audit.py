@@ -12,11 +12,12 @@ from privops.core.audit import (
     GENESIS,
     SYSTEM_CHAIN,
     AuditChainer,
-    AuditRecord,
+    AuditEvent,
     canonical_bytes,
     chain_key,
     compute_hash,
     derive_audit_id,
+    hashed_fields,
     looks_like_pii,
     redact,
     verify,
@@ -29,7 +30,7 @@ SUBJECT = "sr_" + "ab" * 16
 
 def build(
     chainer: AuditChainer, request_id: str | None, n: int, start: int = 0
-) -> list[AuditRecord]:
+) -> list[AuditEvent]:
     return [
         chainer.next(
             actor="dpo-key-1",
@@ -83,7 +84,7 @@ def test_canonical_bytes_are_deterministic_and_sorted() -> None:
 
 def test_hash_covers_every_field_but_itself() -> None:
     record = build(AuditChainer(), "req-1", 1)[0]
-    fields = record.hashed_fields()
+    fields = hashed_fields(record)
     assert "hash" not in fields
     assert compute_hash(record.prev_hash, fields) == record.hash
     assert compute_hash(record.prev_hash, {**fields, "hash": "ignored"}) == record.hash
@@ -155,10 +156,8 @@ def test_reordered_records_break_the_chain() -> None:
 def test_re_produced_altered_record_is_a_duplicate() -> None:
     records = build(AuditChainer(), "req-1", 3)
     original = records[1]
-    fields = {**original.hashed_fields(), "after": "completed"}
-    forged = AuditRecord.model_validate(
-        {**fields, "hash": compute_hash(original.prev_hash, fields)}
-    )
+    fields = {**hashed_fields(original), "after": "completed"}
+    forged = AuditEvent.model_validate({**fields, "hash": compute_hash(original.prev_hash, fields)})
     result = verify([*records, forged])
     assert result.first_break is not None
     assert result.first_break.problem == "duplicate"
@@ -175,8 +174,8 @@ def test_exact_redelivery_is_tolerated_unless_asked_not_to() -> None:
 
 def test_seq_gap_when_links_hold_but_numbers_skip() -> None:
     records = build(AuditChainer(), "req-1", 2)
-    fields = {**records[1].hashed_fields(), "seq": 5}
-    skipped = AuditRecord.model_validate(
+    fields = {**hashed_fields(records[1]), "seq": 5}
+    skipped = AuditEvent.model_validate(
         {**fields, "hash": compute_hash(records[1].prev_hash, fields)}
     )
     result = verify([records[0], skipped])

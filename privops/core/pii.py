@@ -1,0 +1,22 @@
+"""Recognising raw contact details in text, so audit, logs and notices never carry them."""
+
+from __future__ import annotations
+
+import re
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# UK numbers: +44 or a leading 0, then 9 or 10 more digits, allowing spaces, dashes and
+# a bracketed area code. Not glued to word characters or decimals, so ids and hashes pass.
+_UK_PHONE = re.compile(
+    r"(?<![\w+.])(?:\+44[\s-]?(?:\(0\)[\s-]?)?|\(?0)[1-9](?:[\s)-]{0,2}\d){8,9}(?!\w|\.\d)"
+)
+
+
+def looks_like_pii(text: str) -> bool:
+    """True if `text` holds something shaped like an email address or a UK phone number."""
+    return bool(_EMAIL.search(text) or _UK_PHONE.search(text))
+
+
+def redact(text: str) -> str:
+    """`text` with email addresses and UK phone numbers replaced by a marker."""
+    return _UK_PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
