@@ -6,13 +6,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from privops import contract
 from privops.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# Published development values: fine on a laptop, never in production (PRIVOPS_ENV=prod
+# refuses them, naming the setting).
+DEV_SECRETS: dict[str, str] = {
+    "pseudonym_key": "local-dev-pseudonym-key-change-me",
+    "audit_key": "local-dev-audit-key-change-me",
+}
 
 
 class Settings(BaseSettings):
@@ -40,10 +48,19 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     store: str = "rocksdb://"
     data_dir: Path | None = None
+    env: Literal["dev", "prod"] = Field(
+        default="dev",
+        description="dev: local runtime, demo, tests. Anything else refuses development secrets",
+    )
     pseudonym_key: str = Field(
-        default="local-dev-pseudonym-key-change-me",
+        default=DEV_SECRETS["pseudonym_key"],
         min_length=16,
         description="HMAC key for subject refs and the suppression list",
+    )
+    audit_key: str = Field(
+        default=DEV_SECRETS["audit_key"],
+        min_length=16,
+        description="HMAC key of the audit hash chain (only the worker holds it)",
     )
     topic_partitions: int = Field(default=4, ge=1, le=256)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
@@ -57,6 +74,18 @@ class Settings(BaseSettings):
     clock_offset_days: float = Field(
         default=0.0, description="Shift the worker's clock (demos and deadline tests only)"
     )
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_outside_dev(self) -> Settings:
+        if self.env != "dev":
+            weak = [name for name, value in DEV_SECRETS.items() if getattr(self, name) == value]
+            if weak:
+                names = ", ".join(f"PRIVOPS_{n.upper()}" for n in weak)
+                raise ValueError(
+                    f"PRIVOPS_ENV={self.env} with the development value of {names}; "
+                    "set a secret of your own"
+                )
+        return self
 
     @property
     def worker_data_dir(self) -> Path:
@@ -73,8 +102,12 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"PRIVOPS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
+    return f"PRIVOPS_{'_'.join(str(p) for p in loc).upper()}: {message}"

@@ -113,3 +113,18 @@ def test_tables_of_another_cluster_are_rebuilt_not_a_crash(
     again = start_worker(local_runtime, "stale", web_port=port(74), data_dir=data)
     again.stop()
     assert "rebuilding them from the changelogs" in again.log.read_text()
+
+
+def test_prod_with_a_development_secret_exits_naming_it(
+    local_runtime: Settings, tmp_path: Path
+) -> None:
+    done = run_worker_briefly(
+        {
+            "PRIVOPS_ENV": "prod",
+            "PRIVOPS_AUDIT_KEY": "an-audit-key-of-our-own",
+            "PRIVOPS_DATA_DIR": str(tmp_path / "data"),
+            "PRIVOPS_WEB_PORT": str(port(75)),
+        }
+    )
+    assert_one_clear_line(done, "PRIVOPS_PSEUDONYM_KEY", "PRIVOPS_ENV=prod")
+    assert "PRIVOPS_AUDIT_KEY" not in done.stdout + done.stderr

@@ -1,0 +1,62 @@
+"""Settings: development secrets are refused outside PRIVOPS_ENV=dev, naming the setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from privops.adapters.settings import DEV_SECRETS, Settings, get_settings
+from privops.core.errors import ConfigError
+
+OWN = {
+    "PRIVOPS_PSEUDONYM_KEY": "a-real-pseudonym-key-0001",
+    "PRIVOPS_AUDIT_KEY": "a-real-audit-key-0002",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PRIVOPS_ENV", *OWN):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_dev_accepts_the_development_secrets() -> None:
+    settings = get_settings()
+    assert settings.env == "dev"
+    assert settings.pseudonym_key == DEV_SECRETS["pseudonym_key"]
+
+
+@pytest.mark.parametrize("kept", ["PRIVOPS_PSEUDONYM_KEY", "PRIVOPS_AUDIT_KEY"])
+def test_prod_refuses_each_development_secret_by_name(
+    monkeypatch: pytest.MonkeyPatch, kept: str
+) -> None:
+    monkeypatch.setenv("PRIVOPS_ENV", "prod")
+    for name, value in OWN.items():
+        if name != kept:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        get_settings()
+    assert kept in str(info.value)
+    assert "PRIVOPS_ENV=prod" in str(info.value)
+
+
+def test_prod_with_own_secrets_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVOPS_ENV", "prod")
+    for name, value in OWN.items():
+        monkeypatch.setenv(name, value)
+    assert get_settings().env == "prod"
+
+
+def test_unknown_environment_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVOPS_ENV", "production")
+    with pytest.raises(ConfigError, match="PRIVOPS_ENV"):
+        get_settings()
+
+
+def test_app_data_dir_is_per_app_id() -> None:
+    a = Settings(app_id="one", data_dir="/tmp/x")  # type: ignore[arg-type]
+    b = Settings(app_id="two", data_dir="/tmp/x")  # type: ignore[arg-type]
+    assert a.app_data_dir != b.app_data_dir
+    assert a.app_data_dir.parent == b.app_data_dir.parent
