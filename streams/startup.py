@@ -38,6 +38,9 @@ def import_agents() -> None:
 
 def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the web server binds (SO_REUSEADDR): closed connections of a worker that
+        # just stopped do not count, a listening one does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

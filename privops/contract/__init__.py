@@ -17,20 +17,21 @@ from pathlib import Path
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _data_dir(package: str, top: str) -> Path:
+def _data_dir(top: str) -> Path:
     if (_SOURCE_ROOT / top).is_dir() and (_SOURCE_ROOT / "pyproject.toml").is_file():
         return _SOURCE_ROOT / top
-    return Path(str(files(package)))
+    # The data directories have no __init__.py; resolve them under this regular package.
+    return Path(str(files(__name__))) / top
 
 
 def schema_dir() -> Path:
     """The committed Avro schemas (``schemas/<namespace>/<Record>.v<N>.avsc``)."""
-    return _data_dir("privops.contract.schemas", "schemas")
+    return _data_dir("schemas")
 
 
 def deploy_dir() -> Path:
     """The deploy assets: data map, local runtime config, Prometheus and Grafana files."""
-    return _data_dir("privops.contract.deploy", "deploy")
+    return _data_dir("deploy")
 
 
 def default_datamap() -> Path:

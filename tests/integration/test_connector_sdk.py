@@ -21,7 +21,7 @@ from privops.connectors.reference import (
     seed_customers,
     seed_stores,
 )
-from privops.connectors.sdk import ConnectorRunner, Outcome, RetryPolicy, metric_value
+from privops.connectors.sdk import Answer, ConnectorRunner, TransientRetry, metric_value
 from privops.core.records import (
     Erase,
     Export,
@@ -119,7 +119,7 @@ class CountingCrm(CrmConnector):
         super().__init__(data_dir, knobs)
         self.calls = 0
 
-    async def handle(self, task: Task) -> Outcome:
+    async def handle(self, task: Task) -> Answer:
         self.calls += 1
         return await super().handle(task)
 
@@ -145,7 +145,7 @@ def runner_for(
         settings,
         group_id=f"test-connector-crm-{uid}",
         ledger=tmp_path / "crm-ledger.db",
-        retry=RetryPolicy(retries=2, first_delay=0.05),
+        retry=TransientRetry(retries=2, first_delay=0.05),
         start_from="latest",
     )
 

@@ -8,10 +8,10 @@ import json
 import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from privops.adapters.settings import Settings
 from privops.connectors.reference import (
     CctvConnector,
     CrmConnector,
@@ -22,28 +22,21 @@ from privops.connectors.reference import (
     seed_customers,
     seed_stores,
 )
-from privops.connectors.sdk import (
-    ConnectorRunner,
-    Ledger,
-    Outcome,
-    RetryPolicy,
-    TransientError,
-)
+from privops.connectors.sdk import Answer, TransientError
 from privops.core.records import (
     Erase,
     Export,
-    NotFound,
     Rectify,
     Restrict,
     Retention,
-    TaskCompleted,
-    TaskFailed,
-    TaskRetained,
+    Task,
 )
 from privops.core.vocab import Category, System
 
 ANCHOR = date(2026, 3, 2)
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+T = TypeVar("T", bound=Task)
+
 FINANCIAL = "legal_obligation: financial records (6 years)"
 
 
@@ -62,7 +55,8 @@ def by_number(customers: list[FakeCustomer], n: int) -> FakeCustomer:
     return customers[n - 1]
 
 
-def erase_task(c: FakeCustomer, system: System, **kw: object) -> Erase:
+def task_of(model: type[T], c: FakeCustomer, system: System, **kw: object) -> T:
+    """A task for ``c`` in ``system``, as privops would send it; ``kw`` overrides fields."""
     fields: dict[str, object] = {
         "task_id": "T-1",
         "request_id": "R-1",
@@ -72,7 +66,11 @@ def erase_task(c: FakeCustomer, system: System, **kw: object) -> Erase:
         "identifiers": c.identifiers(system),
     }
     fields.update(kw)
-    return Erase.model_validate(fields)
+    return model.model_validate(fields)
+
+
+def erase_task(c: FakeCustomer, system: System, **kw: object) -> Erase:
+    return task_of(Erase, c, system, **kw)
 
 
 # --- fake people ---------------------------------------------------------------------------
@@ -102,6 +100,49 @@ def test_seed_stores_only_when_missing(tmp_path: Path, customers: list[FakeCusto
     assert all(seed_stores(tmp_path, customers).values())
     assert not any(seed_stores(tmp_path, customers).values())
     assert all(seed_stores(tmp_path, customers, reset=True).values())
+
+
+@pytest.mark.parametrize(
+    ("system", "kinds"),
+    [
+        (System.orders, ["customer_id", "email", "phone", "system_ref"]),
+        (System.crm, ["customer_id", "email", "phone", "system_ref"]),
+        (System.telephony, ["phone", "system_ref"]),
+        (System.marketing, ["customer_id", "email", "phone", "system_ref"]),
+        (System.web, ["customer_id", "email", "system_ref"]),
+        (System.cctv, ["customer_id", "system_ref"]),
+    ],
+)
+def test_each_identifier_a_system_knows_finds_the_subject_there(
+    data_dir: Path, customers: list[FakeCustomer], system: System, kinds: list[str]
+) -> None:
+    c = by_number(customers, 1)  # in every system
+    ids = c.identifiers(system)
+    assert list(ids) == kinds
+    store = open_store(data_dir, system)
+    own = store.resolve(ids)
+    assert len(own) == 1
+    for kind, value in ids.items():
+        assert store.resolve({kind: value}) == own, kind
+
+
+@pytest.mark.parametrize(
+    ("n", "system", "held"),
+    [
+        (3, System.marketing, False),  # n % 3 == 0: not a subscriber
+        (3, System.cctv, False),
+        (6, System.telephony, False),  # even: no calls
+        (7, System.cctv, True),
+        (2, System.marketing, True),
+        (10, System.orders, True),
+    ],
+)
+def test_a_system_holds_only_the_customers_it_has_rows_for(
+    data_dir: Path, customers: list[FakeCustomer], n: int, system: System, held: bool
+) -> None:
+    c = by_number(customers, n)
+    assert c.in_system(system) is held
+    assert bool(open_store(data_dir, system).resolve(c.identifiers(system))) is held
 
 
 # --- erase ----------------------------------------------------------------------------------
@@ -187,7 +228,7 @@ async def test_connector_erase_answers(data_dir: Path, customers: list[FakeCusto
     missing = await CrmConnector(data_dir).erase(
         erase_task(by_number(customers, 2), System.crm, identifiers={"customer_id": "CUST-9999"})
     )
-    assert missing == Outcome.not_found()
+    assert missing == Answer.not_found()
 
 
 async def test_cctv_keeps_footage_under_open_investigation(
@@ -214,14 +255,7 @@ async def test_cctv_keeps_footage_under_open_investigation(
 async def test_restrict_and_lift(data_dir: Path, customers: list[FakeCustomer]) -> None:
     c = by_number(customers, 3)
     store = open_store(data_dir, System.crm)
-    task = Restrict(
-        task_id="T-2",
-        request_id="R-2",
-        subject_id=c.subject_id,
-        system=System.crm,
-        issued_at=NOW,
-        identifiers={"phone": c.phone.replace("+44", "0")},
-    )
+    task = task_of(Restrict, c, System.crm, identifiers={"phone": c.phone.replace("+44", "0")})
     outcome = await CrmConnector(data_dir).restrict(task)
     rows = [r for t in store.rows({"customer_id": c.subject_id}).values() for r in t]
     assert outcome.records_affected == len(rows) > 1
@@ -238,12 +272,10 @@ async def test_rectify_updates_fields_it_holds(
 ) -> None:
     c = by_number(customers, 4)
     store = open_store(data_dir, System.crm)
-    task = Rectify(
-        task_id="T-3",
-        request_id="R-3",
-        subject_id=c.subject_id,
-        system=System.crm,
-        issued_at=NOW,
+    task = task_of(
+        Rectify,
+        c,
+        System.crm,
         identifiers={"email": c.email},
         changes={"email": "New.Address@Example.com", "address": "1 New Road, Leeds, LS1 1AA"},
     )
@@ -260,19 +292,12 @@ async def test_rectify_updates_fields_it_holds(
     assert bad.kind == "failed"
     assert not bad.retryable
     gone = task.model_copy(update={"identifiers": {"email": "nobody@example.com"}})
-    assert await CrmConnector(data_dir).rectify(gone) == Outcome.not_found()
+    assert await CrmConnector(data_dir).rectify(gone) == Answer.not_found()
 
 
 def test_export_writes_file_with_checksum(data_dir: Path, customers: list[FakeCustomer]) -> None:
     c = by_number(customers, 5)
-    task = Export(
-        task_id="T-4",
-        request_id="REQ/../../etc",
-        subject_id=c.subject_id,
-        system=System.orders,
-        issued_at=NOW,
-        identifiers=c.identifiers(System.orders),
-    )
+    task = task_of(Export, c, System.orders, request_id="REQ/../../etc")
     outcome = asyncio.run(OrdersConnector(data_dir).export(task))
 
     ref = outcome.export
@@ -295,10 +320,10 @@ def test_export_writes_file_with_checksum(data_dir: Path, customers: list[FakeCu
             task.model_copy(update={"identifiers": {"customer_id": "CUST-9999"}})
         )
     )
-    assert none == Outcome.not_found()
+    assert none == Answer.not_found()
 
 
-# --- knobs and the SDK's pure parts -------------------------------------------------------------
+# --- knobs ---------------------------------------------------------------------------------
 
 
 async def test_fail_first_counts_deliveries_not_tries(
@@ -313,65 +338,4 @@ async def test_fail_first_counts_deliveries_not_tries(
     assert outcome.kind == "completed"
 
     silent = CrmConnector(data_dir, Knobs(silent=True))
-    assert await silent.handle(task) == Outcome.no_answer()
-
-
-def test_outcomes_become_result_records(customers: list[FakeCustomer]) -> None:
-    task = erase_task(by_number(customers, 1), System.crm, attempt=3)
-    done = Outcome.completed(4).result(task, NOW)
-    assert isinstance(done, TaskCompleted)
-    assert done.records_affected == 4
-    assert done.attempt == 3
-    kept = Outcome.retained("why", [Category.cctv]).result(task, NOW)
-    assert isinstance(kept, TaskRetained)
-    assert kept.categories == [Category.cctv]
-    assert isinstance(Outcome.not_found().result(task, NOW), NotFound)
-    failed = Outcome.failed("busy").result(task, NOW)
-    assert isinstance(failed, TaskFailed)
-    assert failed.retryable
-    assert Outcome.no_answer().result(task, NOW) is None
-    assert not Outcome.failed("busy").final
-    assert Outcome.failed("no", retryable=False).final
-    assert Outcome.completed().final
-    assert not Outcome.no_answer().final
-
-
-def test_ledger_round_trip(tmp_path: Path, customers: list[FakeCustomer]) -> None:
-    task = erase_task(by_number(customers, 1), System.crm)
-    ledger = Ledger(tmp_path / "l.db")
-    result = Outcome.retained("why", [Category.contact]).result(task, NOW)
-    assert result is not None
-    ledger.put(task, "retained", result)
-    ledger.close()
-    again = Ledger(tmp_path / "l.db")
-    assert again.get("T-1") == result
-    assert again.get("T-2") is None
-    assert len(again) == 1
-
-
-class _Flaky(CrmConnector):
-    def __init__(self, data_dir: Path, error: Exception) -> None:
-        super().__init__(data_dir)
-        self.error = error
-        self.calls = 0
-
-    async def erase(self, task: Erase) -> Outcome:
-        self.calls += 1
-        raise self.error
-
-
-async def test_runner_retries_transient_then_fails_retryable(
-    data_dir: Path, customers: list[FakeCustomer]
-) -> None:
-    flaky = _Flaky(data_dir, TransientError("db locked"))
-    runner = ConnectorRunner(flaky, Settings(), retry=RetryPolicy(retries=3, first_delay=0.001))
-    outcome = await runner._execute(erase_task(by_number(customers, 1), System.crm))
-    assert flaky.calls == 4
-    assert outcome.kind == "failed"
-    assert outcome.retryable
-
-    broken = _Flaky(data_dir, KeyError("theo.patel@example.com"))
-    runner = ConnectorRunner(broken, Settings())
-    outcome = await runner._execute(erase_task(by_number(customers, 1), System.crm))
-    assert broken.calls == 1
-    assert outcome == Outcome.failed("connector error: KeyError", retryable=False)
+    assert await silent.handle(task) == Answer.no_answer()

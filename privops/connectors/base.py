@@ -1,0 +1,169 @@
+"""The connector contract: what a business system implements, and what it answers.
+
+A team subclasses :class:`Connector`; each action returns an :class:`Answer`, which the
+runner (``privops.connectors.runner``) turns into the task-result record privops reads.
+This module knows nothing of Kafka, so a connector can be tested with plain ``await``.
+
+``Answer`` is the connector's reply to one task, not the request workflow's ``Outcome``
+(the worker's decision about a request): the two meet only through the result record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Final, Literal
+
+from privops.core.errors import PrivopsError
+from privops.core.records import (
+    Erase,
+    Export,
+    ExportReference,
+    LiftRestriction,
+    NotFound,
+    Rectify,
+    Restrict,
+    Task,
+    TaskCompleted,
+    TaskFailed,
+    TaskResult,
+    TaskRetained,
+)
+from privops.core.vocab import Category, System, TaskOutcome
+
+NO_ANSWER: Final = "no_answer"
+
+
+class TransientError(PrivopsError):
+    """Raised by a connector when the task may succeed if tried again (system busy, lock)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A connector's answer to one task; turned into the result record by the runner.
+
+    ``reason`` travels to privops and its audit: never put names, emails or phones in it.
+    """
+
+    kind: TaskOutcome | Literal["no_answer"]
+    records_affected: int = 0
+    export: ExportReference | None = None
+    reason: str = ""
+    categories: tuple[Category, ...] = ()
+    retryable: bool = True
+
+    @classmethod
+    def completed(cls, records_affected: int = 0, export: ExportReference | None = None) -> Answer:
+        """Done: everything asked was done (``export`` for an Export task)."""
+        return cls(TaskOutcome.completed, records_affected=records_affected, export=export)
+
+    @classmethod
+    def retained(cls, reason: str, categories: Sequence[Category]) -> Answer:
+        """Done, but some data was kept on purpose (e.g. invoices for 6 years), and why."""
+        return cls(TaskOutcome.retained, reason=reason, categories=tuple(categories))
+
+    @classmethod
+    def not_found(cls) -> Answer:
+        """The identifiers match nothing in this system."""
+        return cls(TaskOutcome.not_found)
+
+    @classmethod
+    def failed(cls, reason: str, retryable: bool = True) -> Answer:
+        """Could not do it. ``retryable=True`` invites privops to re-send the task later."""
+        return cls(TaskOutcome.failed, reason=reason, retryable=retryable)
+
+    @classmethod
+    def no_answer(cls) -> Answer:
+        """Send nothing (work continues elsewhere, or a test's silent system).
+
+        privops re-sends after the system's SLA and escalates after its retries.
+        """
+        return cls(NO_ANSWER)
+
+    @property
+    def final(self) -> bool:
+        """Whether a re-send must get this same answer (kept in the ledger)."""
+        if self.kind == NO_ANSWER:
+            return False
+        return not (self.kind == TaskOutcome.failed and self.retryable)
+
+    @property
+    def label(self) -> str:
+        """The metric label: one of the task outcomes, or ``no_answer``."""
+        return str(self.kind)
+
+    def result(self, task: Task, answered_at: datetime) -> TaskResult | None:
+        """The record privops receives; None for ``no_answer`` (nothing is sent)."""
+        common = {
+            "task_id": task.task_id,
+            "request_id": task.request_id,
+            "system": task.system,
+            "answered_at": answered_at,
+            "attempt": task.attempt,
+        }
+        match self.kind:
+            case TaskOutcome.completed:
+                return TaskCompleted(
+                    **common, records_affected=self.records_affected, export=self.export
+                )
+            case TaskOutcome.retained:
+                return TaskRetained(**common, reason=self.reason, categories=list(self.categories))
+            case TaskOutcome.not_found:
+                return NotFound(**common)
+            case TaskOutcome.failed:
+                return TaskFailed(**common, reason=self.reason, retryable=self.retryable)
+        return None
+
+
+class Connector:
+    """Subclass, set ``system`` and implement the actions your system supports.
+
+    Every method gets the decoded task (``task.identifiers`` is what this system knows the
+    subject by; ``task.categories`` what to act on; ``task.keep`` what to keep and why)
+    and returns an :class:`Answer`. Methods must be idempotent in effect: a crash between
+    doing the work and recording the answer re-runs the task once.
+    An action you do not implement answers ``TaskFailed(retryable=False)``.
+    """
+
+    system: ClassVar[System]
+
+    async def erase(self, task: Erase) -> Answer:
+        return _unsupported(task)
+
+    async def restrict(self, task: Restrict) -> Answer:
+        return _unsupported(task)
+
+    async def lift_restriction(self, task: LiftRestriction) -> Answer:
+        return _unsupported(task)
+
+    async def rectify(self, task: Rectify) -> Answer:
+        return _unsupported(task)
+
+    async def export(self, task: Export) -> Answer:
+        return _unsupported(task)
+
+    async def start(self) -> None:
+        """Open connections; called once before the first task."""
+
+    async def close(self) -> None:
+        """Release resources; called once when the runner stops."""
+
+    async def handle(self, task: Task) -> Answer:
+        """Dispatch by record type (the runner calls this; override to wrap every action)."""
+        if isinstance(task, Erase):
+            return await self.erase(task)
+        if isinstance(task, Restrict):
+            return await self.restrict(task)
+        if isinstance(task, LiftRestriction):
+            return await self.lift_restriction(task)
+        if isinstance(task, Rectify):
+            return await self.rectify(task)
+        if isinstance(task, Export):
+            return await self.export(task)
+        return _unsupported(task)
+
+
+def _unsupported(task: Task) -> Answer:
+    """A permanent refusal: re-sending an action the system lacks can never succeed."""
+    return Answer.failed(f"{task.action} is not supported by this connector", retryable=False)

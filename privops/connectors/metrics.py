@@ -1,0 +1,59 @@
+"""The connector metrics, on a registry of their own.
+
+A connector process is not the privops worker: its metrics must never mix with the
+worker's registry, and their labels stay bounded to the vocabulary (system, action,
+outcome, skip reason), so no identifier can become a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry()
+
+
+def _counter(name: str, doc: str, *labels: str) -> Counter:
+    return Counter(name, doc, labels, registry=REGISTRY)
+
+
+TASKS = _counter(
+    "privops_connector_tasks_total",
+    "Tasks a connector handled, by outcome (duplicates included, answered from the ledger).",
+    "system",
+    "action",
+    "outcome",
+)
+TASK_SECONDS = Histogram(
+    "privops_connector_task_seconds",
+    "Time a connector spent executing one task delivery, in-process retries included.",
+    ["system", "action"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+DUPLICATES = _counter(
+    "privops_connector_duplicates_total",
+    "Re-sent or redelivered tasks answered from the ledger without executing again.",
+    "system",
+)
+SKIPPED = _counter(
+    "privops_connector_skipped_total",
+    "Messages on a task topic that were not a usable task for this connector.",
+    "system",
+    "reason",
+)
+TRANSIENT_RETRIES = _counter(
+    "privops_connector_transient_retries_total",
+    "In-process retries after a connector raised TransientError.",
+    "system",
+    "action",
+)
+
+
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve the connector metrics (``/metrics``) on a background thread."""
+    start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+def metric_value(name: str, **labels: str) -> float:
+    """A sample of the connector registry (0 when absent): for tests and progress output."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -1,0 +1,136 @@
+"""The reference connectors: the SDK's contract over a :class:`ReferenceStore`, per system.
+
+Complete, tested examples of every action (docs/connectors.md points here), plus knobs
+that make a system slow, flaky or silent so privops' tracking can be exercised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from privops.connectors.base import Answer, Connector, TransientError
+from privops.connectors.reference.store import open_store
+from privops.core.records import Erase, Export, LiftRestriction, Rectify, Restrict, Task
+from privops.core.vocab import System
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Misbehaviour for tests and the demo.
+
+    - ``delay_seconds``: every call to the connector sleeps this long first (slow system).
+    - ``fail_first``: the first N *deliveries* of each task id (distinct ``task.attempt``
+      values seen, counted in memory per task id) raise TransientError on every in-process
+      try, so the SDK answers TaskFailed(retryable=True) N times and privops must re-send;
+      delivery N+1 does the work. In-process retries of one delivery count once.
+    - ``silent``: consume and drop (``Answer.no_answer()``): privops re-sends after the
+      SLA and escalates after its retries.
+    """
+
+    delay_seconds: float = 0.0
+    fail_first: int = 0
+    silent: bool = False
+
+
+class ReferenceConnector(Connector):
+    """A fake system's connector: the SDK's contract over a :class:`ReferenceStore`."""
+
+    def __init__(self, data_dir: Path, knobs: Knobs | None = None) -> None:
+        self.data_dir = data_dir
+        self.knobs = knobs or Knobs()
+        self.store = open_store(data_dir, self.system)
+        self.exports_dir = data_dir / "exports"
+        self._deliveries: dict[str, set[int]] = {}
+
+    async def handle(self, task: Task) -> Answer:
+        if self.knobs.silent:
+            return Answer.no_answer()
+        if self.knobs.delay_seconds > 0:
+            await asyncio.sleep(self.knobs.delay_seconds)
+        if self.knobs.fail_first > 0:
+            seen = self._deliveries.setdefault(task.task_id, set())
+            seen.add(task.attempt)
+            if len(seen) <= self.knobs.fail_first:
+                raise TransientError("simulated transient failure")
+        return await super().handle(task)
+
+    async def erase(self, task: Erase) -> Answer:
+        report = await asyncio.to_thread(
+            self.store.erase, task.identifiers, task.categories, task.keep
+        )
+        if not report.found:
+            return Answer.not_found()
+        if report.kept:
+            reason = "; ".join(f"{c.value}: {g}" for c, g in sorted(report.kept.items()))
+            return Answer.retained(reason, sorted(report.kept))
+        return Answer.completed(records_affected=report.deleted + report.anonymised)
+
+    async def restrict(self, task: Restrict) -> Answer:
+        return _count(await asyncio.to_thread(self.store.set_restricted, task.identifiers, True))
+
+    async def lift_restriction(self, task: LiftRestriction) -> Answer:
+        return _count(await asyncio.to_thread(self.store.set_restricted, task.identifiers, False))
+
+    async def rectify(self, task: Rectify) -> Answer:
+        try:
+            changed = await asyncio.to_thread(self.store.rectify, task.identifiers, task.changes)
+        except ValueError as exc:
+            return Answer.failed(str(exc), retryable=False)
+        return _count(changed)
+
+    async def export(self, task: Export) -> Answer:
+        ref = await asyncio.to_thread(
+            self.store.export, task.identifiers, task.request_id, self.exports_dir
+        )
+        if ref is None:
+            return Answer.not_found()
+        return Answer.completed(records_affected=ref.record_count, export=ref)
+
+
+def _count(rows: int | None) -> Answer:
+    return Answer.not_found() if rows is None else Answer.completed(records_affected=rows)
+
+
+class OrdersConnector(ReferenceConnector):
+    system = System.orders
+
+
+class CrmConnector(ReferenceConnector):
+    system = System.crm
+
+
+class TelephonyConnector(ReferenceConnector):
+    system = System.telephony
+
+
+class MarketingConnector(ReferenceConnector):
+    system = System.marketing
+
+
+class WebConnector(ReferenceConnector):
+    system = System.web
+
+
+class CctvConnector(ReferenceConnector):
+    system = System.cctv
+
+
+REFERENCE_CONNECTORS: dict[System, type[ReferenceConnector]] = {
+    c.system: c
+    for c in (
+        OrdersConnector,
+        CrmConnector,
+        TelephonyConnector,
+        MarketingConnector,
+        WebConnector,
+        CctvConnector,
+    )
+}
+
+
+def reference_connector(
+    system: System, data_dir: Path, knobs: Knobs | None = None
+) -> ReferenceConnector:
+    return REFERENCE_CONNECTORS[system](data_dir, knobs)

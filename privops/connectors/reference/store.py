@@ -1,0 +1,300 @@
+"""The reference store: one fake system's SQLite file, and what it does with each task.
+
+- erase: rows of the asked categories (all the system's categories when none) are
+  DELETED, except categories privops says to keep, which stay; when contact data is
+  erased but a row is kept (an order kept as a financial record), the row's own contact
+  columns (delivery name/address/phone, a recording's caller number) are nulled.
+  Invoices keep their billing name and address: the law requires them on the record.
+  A system's own hold (CCTV clips under an open investigation) also keeps rows.
+- restrict / lift_restriction: set / clear ``restricted`` on every row of the subject.
+- rectify: changes (name, email, phone, address) applied where the system has them.
+- export: ``<exports dir>/<request_id>/<system>.json`` with every row of the subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from privops.connectors.reference.people import FakeCustomer
+from privops.connectors.reference.rows import seed_rows
+from privops.connectors.reference.specs import SPECS, StoreSpec, TableSpec
+from privops.core.errors import DomainError
+from privops.core.identity import normalise_email, normalise_phone
+from privops.core.records import ExportReference, Retention
+from privops.core.vocab import Category, System
+
+# A SET clause ("a = ?, b = ?") and its values.
+_Assignments = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class EraseReport:
+    found: bool
+    deleted: int = 0
+    anonymised: int = 0
+    kept: dict[Category, str] = field(default_factory=dict)
+
+
+def _normalised(name: str, value: str) -> str | None:
+    try:
+        if name == "email":
+            return normalise_email(value)
+        if name == "phone":
+            return normalise_phone(value)
+    except DomainError:
+        return None
+    return value.strip() or None
+
+
+def _safe_segment(value: str) -> str:
+    """A request id as one path segment (no traversal, no separators)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", value).strip(".")
+    return safe[:128] or "request"
+
+
+class ReferenceStore:
+    """A fake system's SQLite file. Synchronous and quick; connectors call it in a thread."""
+
+    def __init__(self, spec: StoreSpec, path: Path) -> None:
+        self.spec = spec
+        self.path = path
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=10)) as db:
+            db.row_factory = sqlite3.Row
+            with db:
+                yield db
+
+    def exists(self) -> bool:
+        if not self.path.exists():
+            return False
+        with self._db() as db:
+            row = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_meta'"
+            ).fetchone()
+            return row is not None
+
+    # --- seeding ---------------------------------------------------------------------
+    def create(self, customers: Sequence[FakeCustomer], *, reset: bool = False) -> bool:
+        """Create and seed the file unless it exists (``reset`` recreates it). True if seeded."""
+        if reset and self.path.exists():
+            self.path.unlink()
+        if self.exists():
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            for table in self.spec.tables:
+                db.execute(
+                    f"CREATE TABLE {table.name} ({table.columns},"
+                    " restricted INTEGER NOT NULL DEFAULT 0)"
+                )
+                for column in {self.spec.key, *table.lookups.values()}:
+                    db.execute(
+                        f"CREATE INDEX IF NOT EXISTS ix_{table.name}_{column}"
+                        f" ON {table.name} ({column})"
+                    )
+            for ddl in self.spec.extra_ddl:
+                db.execute(ddl)
+            for table_name, row in seed_rows(self.spec.system, customers):
+                cols = ", ".join(row)
+                marks = ", ".join("?" * len(row))
+                db.execute(
+                    f"INSERT INTO {table_name} ({cols}) VALUES ({marks})",  # noqa: S608
+                    tuple(row.values()),
+                )
+            db.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
+            db.execute(
+                "INSERT INTO _meta VALUES ('customers', ?), ('system', ?)",
+                (str(len(customers)), self.spec.system.value),
+            )
+        return True
+
+    # --- lookups ---------------------------------------------------------------------
+    def _resolve(self, db: sqlite3.Connection, identifiers: Mapping[str, str]) -> list[str]:
+        keys: set[str] = set()
+        for name, raw in identifiers.items():
+            value = _normalised(name, raw) if raw else None
+            if value is None:
+                continue
+            for table in self.spec.tables:
+                column = table.lookups.get(name)
+                if column is None:
+                    continue
+                sql = f"SELECT DISTINCT {self.spec.key} FROM {table.name} WHERE {column} = ?"  # noqa: S608
+                keys.update(r[0] for r in db.execute(sql, (value,)) if r[0])
+        return sorted(keys)
+
+    def resolve(self, identifiers: Mapping[str, str]) -> list[str]:
+        """The system's own keys for the subject these identifiers name."""
+        with self._db() as db:
+            return self._resolve(db, identifiers)
+
+    def _where(self, keys: Sequence[str]) -> str:
+        return f"{self.spec.key} IN ({', '.join('?' * len(keys))})"
+
+    def rows(self, identifiers: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+        """Every row of the subject, by table (tests, export)."""
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            return self._rows_of(db, keys)
+
+    def _rows_of(
+        self, db: sqlite3.Connection, keys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        if not keys:
+            return {}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for table in self.spec.tables:
+            sql = f"SELECT * FROM {table.name} WHERE {self._where(keys)}"  # noqa: S608
+            out[table.name] = [dict(r) for r in db.execute(sql, keys)]
+        return out
+
+    def count(self, table: str) -> int:
+        with self._db() as db:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+    # --- actions ---------------------------------------------------------------------
+    def erase(
+        self,
+        identifiers: Mapping[str, str],
+        categories: Sequence[Category] = (),
+        keep: Sequence[Retention] = (),
+    ) -> EraseReport:
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            if not keys:
+                return EraseReport(found=False)
+            where = self._where(keys)
+            keep_ground = {r.category: r.ground for r in keep}
+            erase = set(categories or self.spec.categories) - set(keep_ground)
+            deleted = anonymised = 0
+            kept: dict[Category, str] = {}
+            for table in self.spec.tables:
+                count_sql = f"SELECT count(*) FROM {table.name} WHERE {where}"  # noqa: S608
+                if not db.execute(count_sql, keys).fetchone()[0]:
+                    continue
+                if table.category in erase:
+                    condition = where
+                    if table.hold:
+                        held_sql = f"{count_sql} AND ({table.hold})"
+                        if db.execute(held_sql, keys).fetchone()[0]:
+                            kept[table.category] = self.spec.hold_reason
+                        condition = f"{where} AND NOT coalesce(({table.hold}), 0)"
+                    cur = db.execute(f"DELETE FROM {table.name} WHERE {condition}", keys)  # noqa: S608
+                    deleted += cur.rowcount
+                    continue
+                if table.category in keep_ground:
+                    kept[table.category] = keep_ground[table.category]
+                if Category.contact in erase and table.contact_columns:
+                    nulls = ", ".join(f"{c} = NULL" for c in table.contact_columns)
+                    any_set = " OR ".join(f"{c} IS NOT NULL" for c in table.contact_columns)
+                    sql = f"UPDATE {table.name} SET {nulls} WHERE {where} AND ({any_set})"  # noqa: S608
+                    anonymised += db.execute(sql, keys).rowcount
+            return EraseReport(True, deleted, anonymised, kept)
+
+    def set_restricted(self, identifiers: Mapping[str, str], restricted: bool) -> int | None:
+        """Rows flagged (or cleared); None when the identifiers match nothing."""
+        return self._update(identifiers, lambda _table: ("restricted = ?", (int(restricted),)))
+
+    def rectify(self, identifiers: Mapping[str, str], changes: Mapping[str, str]) -> int | None:
+        """Rows updated; None when the identifiers match nothing. Raises ValueError on bad input."""
+        clean: dict[str, str] = {}
+        for name, value in changes.items():
+            if name in ("email", "phone"):
+                normal = _normalised(name, value)
+                if normal is None:
+                    raise ValueError(f"rectify: the new {name} is not valid")
+                clean[name] = normal
+            else:
+                clean[name] = value.strip()
+
+        def assignments(table: TableSpec) -> _Assignments | None:
+            sets = {table.rectify[f]: v for f, v in clean.items() if f in table.rectify}
+            return (", ".join(f"{c} = ?" for c in sets), tuple(sets.values())) if sets else None
+
+        return self._update(identifiers, assignments)
+
+    def _update(
+        self,
+        identifiers: Mapping[str, str],
+        assignments: Callable[[TableSpec], _Assignments | None],
+    ) -> int | None:
+        """Rows updated, table by table; None when the identifiers match nothing.
+
+        ``assignments`` gives a table's SET clause and its values, or None to leave it alone.
+        """
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            if not keys:
+                return None
+            total = 0
+            for table in self.spec.tables:
+                update = assignments(table)
+                if update is None:
+                    continue
+                sets, values = update
+                sql = f"UPDATE {table.name} SET {sets} WHERE {self._where(keys)}"  # noqa: S608
+                total += db.execute(sql, (*values, *keys)).rowcount
+            return total
+
+    def export(
+        self, identifiers: Mapping[str, str], request_id: str, exports_dir: Path
+    ) -> ExportReference | None:
+        """Write the subject's rows as JSON; None when the identifiers match nothing."""
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            if not keys:
+                return None
+            tables = self._rows_of(db, keys)
+        by_table = {
+            t.name: {"category": t.category.value, "rows": tables.get(t.name, [])}
+            for t in self.spec.tables
+        }
+        count = sum(len(t["rows"]) for t in by_table.values())
+        document = {
+            "controller": "ALL LED Limited",
+            "system": self.spec.system.value,
+            "request_id": request_id,
+            "generated_at": datetime.now(UTC).isoformat(),
+            "record_count": count,
+            "tables": by_table,
+        }
+        data = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
+        target = exports_dir / _safe_segment(request_id) / f"{self.spec.system.value}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        tmp.replace(target)
+        return ExportReference(
+            location=str(target.resolve()),
+            record_count=count,
+            checksum="sha256:" + hashlib.sha256(data).hexdigest(),
+        )
+
+
+def store_path(data_dir: Path, system: System) -> Path:
+    return data_dir / f"{system.value}.db"
+
+
+def open_store(data_dir: Path, system: System) -> ReferenceStore:
+    return ReferenceStore(SPECS[system], store_path(data_dir, system))
+
+
+def seed_stores(
+    data_dir: Path, customers: Sequence[FakeCustomer], *, reset: bool = False
+) -> dict[System, bool]:
+    """Create every system's store that is missing; True for the ones seeded now."""
+    return {s: open_store(data_dir, s).create(customers, reset=reset) for s in System}

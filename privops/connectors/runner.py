@@ -1,0 +1,261 @@
+"""The runner: Kafka in, the connector called, the answer out, then the offset committed.
+
+It consumes ``privacy.tasks.<system>`` in the consumer group ``privops-connector-<system>``,
+decodes the Avro task, calls the connector, answers on ``privacy.task-results`` (keyed by
+request id) and only then commits, so a crash re-delivers rather than loses a task.
+
+- A final answer is kept in the ledger by task id; a re-sent task (same task id, any
+  attempt) is answered again from the ledger without calling the connector a second time.
+- ``TransientError`` means "try again": the runner retries in-process (:class:`TransientRetry`),
+  then answers ``TaskFailed(retryable=True)``, which is not kept, so privops' re-send executes
+  the task again. Any other exception answers ``TaskFailed(retryable=False)`` naming the
+  exception type only (messages may hold personal data).
+- Undecodable task bytes are logged (offset only) and skipped with a metric; the privops
+  worker owns the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from privops.adapters.kafka import producer, unreachable
+from privops.adapters.serde import Serde
+from privops.adapters.settings import Settings
+from privops.connectors.base import NO_ANSWER, Answer, Connector, TransientError
+from privops.connectors.ledger import Ledger, ledger_path, outcome_of
+from privops.connectors.metrics import (
+    DUPLICATES,
+    SKIPPED,
+    TASK_SECONDS,
+    TASKS,
+    TRANSIENT_RETRIES,
+)
+from privops.core.errors import DecodeError, RegistryError
+from privops.core.records import Task, TaskResult
+from privops.core.topics import TASK_RESULTS, tasks_topic
+from privops.core.vocab import System, TaskAction, TaskOutcome
+
+log = logging.getLogger(__name__)
+
+SKIP_REASONS: tuple[str, ...] = ("undecodable", "unknown_schema", "not_a_task", "wrong_system")
+
+AnswerHook = Callable[[Task, TaskResult | None, bool], None]
+Send = Callable[[str, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TransientRetry:
+    """How one delivery is retried in-process after ``TransientError``.
+
+    Not the data map's ``RetryPolicy``: that one is privops re-sending a task whose answer
+    did not come within the system's SLA (a new delivery, a higher attempt). This one
+    lives inside a single delivery, in seconds, before the runner gives up and answers
+    ``TaskFailed(retryable=True)``, which hands over to privops' re-send.
+    ``retries`` more tries after the first, delays doubling from ``first_delay``.
+    """
+
+    retries: int = 3
+    first_delay: float = 0.2
+    multiplier: float = 2.0
+
+    def delays(self) -> list[float]:
+        return [self.first_delay * self.multiplier**i for i in range(self.retries)]
+
+
+@dataclass
+class RunnerStats:
+    handled: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+
+    def answered(self, outcome: str, *, duplicate: bool) -> None:
+        self.handled += 1
+        self.duplicates += duplicate
+        self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
+
+
+class ConnectorRunner:
+    """Consume a system's task topic, call the connector, answer, then commit.
+
+    One task at a time (per-subject order is kept, handlers need no locking).
+    ``start_from="latest"`` makes a brand-new consumer group skip older tasks (tests);
+    :attr:`ready` is set once partitions are assigned and positioned.
+    ``on_answer(task, result, duplicate)`` is called after each answer (result is None
+    for ``Answer.no_answer()``), e.g. to print progress.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        settings: Settings,
+        *,
+        group_id: str | None = None,
+        ledger: Path | None = None,
+        retry: TransientRetry | None = None,
+        start_from: Literal["earliest", "latest"] = "earliest",
+        on_answer: AnswerHook | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.connector = connector
+        self.system = System(connector.system)
+        self.settings = settings
+        self.topic = tasks_topic(self.system)
+        self.group_id = group_id or f"privops-connector-{self.system}"
+        self.ledger_path = ledger or ledger_path(settings, self.system)
+        self.retry = retry or TransientRetry()
+        self.start_from = start_from
+        self.on_answer = on_answer
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.serde = Serde(settings.registry_url, settings.schema_dir)
+        self.ready = asyncio.Event()
+        self.stats = RunnerStats()
+        for action in TaskAction:
+            TASK_SECONDS.labels(self.system, action)
+            for outcome in (*TaskOutcome, NO_ANSWER):
+                TASKS.labels(self.system, action, outcome)
+        DUPLICATES.labels(self.system)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or the task is cancelled)."""
+        stop = stop or asyncio.Event()
+        await asyncio.to_thread(self.serde.register_all)
+        ledger = Ledger(self.ledger_path)
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.start_from,
+            isolation_level="read_committed",
+        )
+        try:
+            await consumer.start()
+        except (KafkaConnectionError, KafkaError, OSError) as exc:
+            await consumer.stop()
+            ledger.close()
+            raise unreachable(self.settings.kafka_bootstrap, exc) from exc
+        await self.connector.start()
+        log.info("connector %s consuming %s as %s", self.system, self.topic, self.group_id)
+        try:
+            await self._consume(consumer, ledger, stop)
+        finally:
+            await self.connector.close()
+            await consumer.stop()
+            ledger.close()
+
+    async def _consume(
+        self, consumer: AIOKafkaConsumer, ledger: Ledger, stop: asyncio.Event
+    ) -> None:
+        async with producer(self.settings.kafka_bootstrap) as prod:
+
+            async def send(key: str, value: bytes) -> None:
+                await prod.send_and_wait(TASK_RESULTS, key=key.encode(), value=value)
+
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=300, max_records=50)
+                if not self.ready.is_set():
+                    await self._mark_ready(consumer)
+                for tp, messages in batch.items():
+                    for msg in messages:
+                        await self._process(msg.value, msg.offset, ledger, send)
+                        await consumer.commit({tp: msg.offset + 1})
+
+    async def _mark_ready(self, consumer: AIOKafkaConsumer) -> None:
+        assigned: set[TopicPartition] = consumer.assignment()
+        if not assigned:
+            return
+        for tp in assigned:
+            await consumer.position(tp)
+        self.ready.set()
+
+    async def _process(self, value: bytes | None, offset: int, ledger: Ledger, send: Send) -> None:
+        task = await self._decode(value, offset)
+        if task is None:
+            return
+        stored = ledger.get(task.task_id)
+        duplicate = stored is not None
+        result: TaskResult | None
+        if stored is None:
+            result, outcome = await self._answer(task, ledger)
+        else:
+            result, outcome = self._replay(task, stored)
+        if result is not None:
+            await send(task.request_id, self.serde.encode(result))
+        TASKS.labels(self.system, str(task.action), outcome).inc()
+        self.stats.answered(outcome, duplicate=duplicate)
+        if self.on_answer is not None:
+            self.on_answer(task, result, duplicate)
+
+    def _replay(self, task: Task, stored: TaskResult) -> tuple[TaskResult, str]:
+        """The ledger's answer again, as an answer to this delivery."""
+        outcome = str(outcome_of(stored))
+        DUPLICATES.labels(self.system).inc()
+        log.info("task %s (%s) already answered: re-sending %s", task.task_id, task.action, outcome)
+        result = stored.model_copy(update={"attempt": task.attempt, "answered_at": self.clock()})
+        return result, outcome
+
+    async def _answer(self, task: Task, ledger: Ledger) -> tuple[TaskResult | None, str]:
+        """Execute the task; keep the answer first if it is final (then publish, then commit)."""
+        started = time.monotonic()
+        answer = await self._execute(task)
+        TASK_SECONDS.labels(self.system, str(task.action)).observe(time.monotonic() - started)
+        result = answer.result(task, self.clock())
+        if result is not None and answer.final:
+            ledger.put(task, answer.label, result)
+        log.info(
+            "task %s (%s) attempt %d: %s", task.task_id, task.action, task.attempt, answer.label
+        )
+        return result, answer.label
+
+    async def _decode(self, value: bytes | None, offset: int) -> Task | None:
+        while True:
+            try:
+                record = await self.serde.decode_async(value)
+                break
+            except DecodeError as exc:
+                self._skip(offset, exc.reason)
+                return None
+            except RegistryError:
+                log.warning("schema registry unavailable decoding offset %d; retrying", offset)
+                await asyncio.sleep(1.0)
+        if not isinstance(record, Task):
+            self._skip(offset, "not_a_task")
+            return None
+        if record.system != self.system:
+            self._skip(offset, "wrong_system")
+            return None
+        return record
+
+    def _skip(self, offset: int, reason: str) -> None:
+        label = reason if reason in SKIP_REASONS else "undecodable"
+        SKIPPED.labels(self.system, label).inc()
+        self.stats.skipped += 1
+        log.warning("%s: skipped offset %d (%s)", self.topic, offset, label)
+
+    async def _execute(self, task: Task) -> Answer:
+        for delay in (*self.retry.delays(), None):
+            try:
+                return await self.connector.handle(task)
+            except TransientError:
+                if delay is None:
+                    return Answer.failed("transient error, retries exhausted", retryable=True)
+                TRANSIENT_RETRIES.labels(self.system, str(task.action)).inc()
+                await asyncio.sleep(delay)
+            # The contract's boundary: whatever a connector raises (a bug, a refusal) must
+            # become an answer, or the task would stall uncommitted. The type only is kept:
+            # exception messages can carry the subject's data.
+            except Exception as exc:  # noqa: BLE001, RUF100
+                log.error("task %s (%s) raised %s", task.task_id, task.action, type(exc).__name__)
+                return Answer.failed(f"connector error: {type(exc).__name__}", retryable=False)
+        raise AssertionError("unreachable: the last delay is None")

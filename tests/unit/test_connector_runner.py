@@ -1,0 +1,199 @@
+"""The runner's decisions without Kafka: in-process retries, the ledger, answering once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from privops.adapters.settings import Settings
+from privops.connectors import Answer, Connector, ConnectorRunner, TransientError, TransientRetry
+from privops.connectors.ledger import Ledger, outcome_of
+from privops.connectors.metrics import metric_value
+from privops.core import records as r
+from privops.core.vocab import Category, System, TaskOutcome
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+FAST = TransientRetry(retries=3, first_delay=0.001)
+
+
+def erase(attempt: int = 1, system: System = System.crm) -> r.Erase:
+    return r.Erase(
+        task_id="T-1",
+        request_id="R-1",
+        subject_id="CUST-0001",
+        system=system,
+        issued_at=NOW,
+        identifiers={"email": "theo.patel@example.com"},
+        attempt=attempt,
+    )
+
+
+class _Scripted(Connector):
+    """Answers (or raises) from a script, one entry per call; records each call's attempt."""
+
+    system = System.crm
+
+    def __init__(self, *script: Answer | Exception) -> None:
+        self.script = list(script)
+        self.attempts: list[int] = []
+
+    async def erase(self, task: r.Erase) -> Answer:
+        self.attempts.append(task.attempt)
+        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+class _Serde:
+    """Stands in for the Avro serde: the runner's decisions do not depend on the bytes."""
+
+    def __init__(self, record: r.Record) -> None:
+        self.record = record
+        self.decoded: list[bytes | None] = []
+        self.encoded: list[r.Record] = []
+
+    async def decode_async(self, data: bytes | None) -> r.Record:
+        self.decoded.append(data)
+        return self.record
+
+    def encode(self, record: r.Record) -> bytes:
+        self.encoded.append(record)
+        return b"x"
+
+
+@pytest.mark.parametrize(
+    ("policy", "delays"),
+    [
+        (TransientRetry(), [0.2, 0.4, 0.8]),
+        (TransientRetry(retries=0), []),
+        (TransientRetry(retries=2, first_delay=1.0, multiplier=3.0), [1.0, 3.0]),
+    ],
+)
+def test_transient_retry_delays(policy: TransientRetry, delays: list[float]) -> None:
+    assert policy.delays() == pytest.approx(delays)
+
+
+@pytest.mark.parametrize(
+    ("script", "calls", "expected"),
+    [
+        ([TransientError("db locked")], 4, Answer.failed("transient error, retries exhausted")),
+        ([TransientError("db locked"), Answer.completed(2)], 2, Answer.completed(2)),
+        (
+            [KeyError("theo.patel@example.com")],
+            1,
+            Answer.failed("connector error: KeyError", retryable=False),
+        ),
+    ],
+)
+async def test_execute_retries_transient_errors_only(
+    script: list[Answer | Exception], calls: int, expected: Answer
+) -> None:
+    connector = _Scripted(*script)
+    runner = ConnectorRunner(connector, Settings(), retry=FAST)
+    answer = await runner._execute(erase())
+    assert len(connector.attempts) == calls
+    assert answer == expected
+    assert "@" not in answer.reason  # only the exception type, never its message
+
+
+def test_ledger_round_trip(tmp_path: Path) -> None:
+    task = erase()
+    ledger = Ledger(tmp_path / "l.db")
+    result = Answer.retained("why", [Category.contact]).result(task, NOW)
+    assert result is not None
+    ledger.put(task, "retained", result)
+    ledger.close()
+    again = Ledger(tmp_path / "l.db")
+    assert again.get("T-1") == result
+    assert again.get("T-2") is None
+    assert len(again) == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "outcome"),
+    [
+        (r.TaskCompleted, TaskOutcome.completed),
+        (r.TaskRetained, TaskOutcome.retained),
+        (r.NotFound, TaskOutcome.not_found),
+        (r.TaskFailed, TaskOutcome.failed),
+    ],
+)
+def test_outcome_of_a_stored_result(model: type[r.TaskResult], outcome: TaskOutcome) -> None:
+    fields: dict[str, Any] = {"reason": "r"} if model in (r.TaskFailed, r.TaskRetained) else {}
+    result = model(task_id="T", request_id="R", system=System.crm, answered_at=NOW, **fields)
+    assert outcome_of(result) is outcome
+
+
+async def _deliver(
+    runner: ConnectorRunner, ledger: Ledger, serde: _Serde, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, bytes]]:
+    sent: list[tuple[str, bytes]] = []
+
+    async def send(key: str, value: bytes) -> None:
+        sent.append((key, value))
+
+    monkeypatch.setattr(runner, "serde", serde)
+    await runner._process(b"task", 7, ledger, send)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("first", "executions", "duplicates"),
+    [
+        (Answer.completed(3), 1, 1),  # final: the re-send is answered from the ledger
+        (Answer.failed("no", retryable=False), 1, 1),
+        (Answer.failed("busy"), 2, 0),  # retryable: the re-send executes again
+        (Answer.no_answer(), 2, 0),
+    ],
+)
+async def test_a_resent_task_is_executed_again_only_without_a_final_answer(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    first: Answer,
+    executions: int,
+    duplicates: int,
+) -> None:
+    connector = _Scripted(first)
+    runner = ConnectorRunner(connector, Settings(), retry=FAST, clock=lambda: NOW)
+    ledger = Ledger(tmp_path / "l.db")
+    answered: list[tuple[r.Task, r.TaskResult | None, bool]] = []
+    runner.on_answer = lambda *a: answered.append(a)
+
+    for attempt in (1, 2):
+        serde = _Serde(erase(attempt))
+        sent = await _deliver(runner, ledger, serde, monkeypatch)
+        assert len(sent) == (first.kind != "no_answer")
+        # Every answer, a replayed one too, echoes the attempt it answers.
+        assert all(isinstance(x, r.TaskResult) and x.attempt == attempt for x in serde.encoded)
+
+    assert len(connector.attempts) == executions
+    assert runner.stats.handled == 2
+    assert runner.stats.duplicates == duplicates
+    assert runner.stats.by_outcome == {first.label: 2}
+    assert [dup for _, _, dup in answered] == [False, bool(duplicates)]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (erase(system=System.orders), "wrong_system"),
+        (r.NotFound(task_id="T", request_id="R", system=System.crm, answered_at=NOW), "not_a_task"),
+    ],
+)
+async def test_records_that_are_not_this_systems_tasks_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record: r.Record, reason: str
+) -> None:
+    connector = _Scripted(Answer.completed())
+    runner = ConnectorRunner(connector, Settings())
+    skipped = {"name": "privops_connector_skipped_total", "system": "crm", "reason": reason}
+    before = metric_value(**skipped)
+    sent = await _deliver(runner, Ledger(tmp_path / "l.db"), _Serde(record), monkeypatch)
+    assert metric_value(**skipped) == before + 1
+    assert sent == []
+    assert connector.attempts == []
+    assert runner.stats.skipped == 1
+    assert runner.stats.handled == 0
