@@ -9,7 +9,6 @@ Writes: privacy.consent-state (compacted), privacy.audit, privacy.deadletter;
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -17,11 +16,20 @@ from faust.types import EventT, StreamT
 from privops.adapters import metrics
 from privops.core import consent as rules
 from privops.core import records as r
-from privops.core.erasure import LegalHold, SubjectFacts
+from privops.core.consent import FactKind
+from privops.core.erasure import SubjectFacts
 from privops.core.errors import DomainError
+from privops.core.facts import (
+    UnknownDirectiveKind,
+    consent_facts,
+    consent_state_record,
+    directive_fact,
+    updated_facts,
+)
+from privops.core.holds import LegalHold, update_holds
 from privops.core.identity import IdentityMap, is_reimport, merge, suppression_keys
 from privops.core.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
-from privops.core.vocab import Channel, LawfulBasis, Purpose, System
+from privops.core.vocab import System
 from streams.app import app
 from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.io import TOPICS, dead_letter, decode, emit
@@ -37,7 +45,6 @@ from streams.tables import (
 
 log = logging.getLogger(__name__)
 
-F = rules.FactKind
 SUBJECT_TOPICS = [events_topic(s) for s in System] + [SUBJECT_DIRECTIVES]
 subject_stream = app.topic(
     *SUBJECT_TOPICS,
@@ -54,124 +61,6 @@ CACHE_SIZE = 50_000
 identity_cache = DecodedCache(identities, IdentityMap.model_validate, CACHE_SIZE)
 consent_cache = DecodedCache(consent, rules.SubjectConsent.model_validate, CACHE_SIZE)
 facts_cache = DecodedCache(subject_facts, SubjectFacts.model_validate, CACHE_SIZE)
-
-
-def consent_facts(event: r.UpstreamEvent) -> list[rules.ConsentFact]:
-    """The consent meaning of a business event (most events have none)."""
-    evidence = f"{event.source.value}.events:{type(event).__name__}:{event.event_id}"
-    base: dict[str, Any] = {
-        "event_id": event.event_id,
-        "occurred_at": event.occurred_at,
-        "source": event.source,
-        "evidence": evidence,
-    }
-
-    def fact(kind: rules.FactKind, **kw: Any) -> rules.ConsentFact:
-        return rules.ConsentFact(kind=kind, **base, **kw)
-
-    match event:
-        case r.ConsentGiven():
-            soft = rules.SoftOptIn(**event.soft_opt_in.model_dump()) if event.soft_opt_in else None
-            return [
-                fact(
-                    F.granted,
-                    purpose=event.purpose,
-                    channel=event.channel,
-                    basis=event.basis,
-                    soft_opt_in=soft,
-                )
-            ]
-        case r.ConsentWithdrawn():
-            return [fact(F.withdrawn, purpose=event.purpose, channel=event.channel)]
-        case r.UnsubscribeClicked():
-            return [fact(F.withdrawn, purpose=Purpose.marketing, channel=Channel.email)]
-        case r.StopReplyReceived():
-            return [fact(F.withdrawn, purpose=Purpose.marketing, channel=Channel.sms)]
-        case r.MarketingObjectionRecorded():
-            return [fact(F.objected)]
-        case r.TpsStatusChecked():
-            return [fact(F.tps_listed if event.listed else F.tps_unlisted)]
-        case r.TpsWaiverRecorded():
-            return [fact(F.tps_no_objection)]
-        case r.OrderPlaced() if event.marketing_opt_out_offered:
-            # PECR reg. 22(3): details collected in a sale, similar products, opt-out
-            # offered. Ticking the opt-out box is a refusal instead.
-            if event.marketing_opt_out_ticked:
-                return [
-                    fact(F.withdrawn, purpose=Purpose.marketing, channel=c)
-                    for c in (Channel.email, Channel.sms)
-                ]
-            soft = rules.SoftOptIn(
-                collected_in_sale_or_negotiation=True,
-                own_similar_products=True,
-                opt_out_offered=True,
-            )
-            return [
-                fact(
-                    F.granted,
-                    purpose=Purpose.marketing,
-                    channel=c,
-                    basis=LawfulBasis.soft_opt_in,
-                    soft_opt_in=soft,
-                )
-                for c in (Channel.email, Channel.sms)
-            ]
-    return []
-
-
-def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent) -> SubjectFacts:
-    """Retention inputs for the erasure plan (financial records, credit, investigations)."""
-    at = event.occurred_at
-    match event:
-        case r.OrderPlaced() | r.PaymentRecorded():
-            latest = facts.latest_financial_record_at
-            if latest is None or at > latest:
-                return facts.model_copy(update={"latest_financial_record_at": at})
-        case r.AccountBalanceChanged():
-            open_debt = event.overdue_pence > 0 or (
-                event.balance_pence > 0 and not event.credit_account_open
-            )
-            closed = None if event.credit_account_open or open_debt else at
-            return facts.model_copy(
-                update={
-                    "open_credit_account": event.credit_account_open,
-                    "open_debt": open_debt,
-                    "credit_closed_at": closed or facts.credit_closed_at,
-                }
-            )
-        case r.InvestigationOpened():
-            ids = tuple(sorted({*facts.open_investigation_ids, event.investigation_id}))
-            return facts.model_copy(update={"open_investigation_ids": ids})
-        case r.InvestigationClosed():
-            ids = tuple(i for i in facts.open_investigation_ids if i != event.investigation_id)
-            return facts.model_copy(
-                update={"open_investigation_ids": ids, "investigation_closed_at": at}
-            )
-    return facts
-
-
-def consent_state_record(state: rules.SubjectConsent, now: datetime) -> r.ConsentState:
-    return r.ConsentState(
-        subject_id=state.subject_id,
-        updated_at=state.updated_at or now,
-        preferences=[
-            r.ChannelConsent(
-                purpose=Purpose(key.split(":")[0]),
-                channel=Channel(key.split(":")[1]),
-                status=entry.status.value,
-                basis=entry.basis,
-                source=entry.source,
-                occurred_at=entry.occurred_at,
-                event_id=entry.event_id,
-                evidence=entry.evidence,
-            )
-            for key, entry in sorted(state.entries.items())
-        ],
-        marketing_objection=state.objection is not None,
-        tps_listed=state.tps_listed,
-        restricted=state.restricted,
-        suppressed=state.suppressed,
-    )
 
 
 @app.agent(subject_stream, concurrency=1)
@@ -194,6 +83,8 @@ async def ingest(stream: StreamT[Any]) -> None:
                     "invalid_record",
                     f"{record.fullname()} does not belong on {event.message.topic}",
                 )
+        except UnknownDirectiveKind as exc:
+            await dead_letter(event, "ingest", "unknown_value", str(exc))
         except DomainError as exc:
             await dead_letter(event, "ingest", "missing_identifier", str(exc))
         except ValueError as exc:  # pydantic validation of a fact: unknown values, shape
@@ -240,8 +131,7 @@ async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
         subject_facts[sid] = new_facts.model_dump(mode="json")
         facts_cache.put(sid, new_facts)
 
-    for fact in consent_facts(record):
-        state = await apply_fact(state, sid, fact)
+    state = await apply_facts(state, sid, consent_facts(record))
     if state is None:  # first sight of the subject: known, nothing asked yet
         state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         consent[sid] = state.model_dump(mode="json")
@@ -249,13 +139,16 @@ async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
         await emit(CONSENT_STATE, sid, consent_state_record(state, record.occurred_at))
 
 
-async def apply_fact(
+async def apply_facts(
     state: rules.SubjectConsent | None,
     sid: str,
-    fact: rules.ConsentFact,
+    facts: list[rules.ConsentFact],
     actor: str | None = None,
-) -> rules.SubjectConsent:
-    new_state, changes = rules.apply(state, sid, fact)
+) -> rules.SubjectConsent | None:
+    """Fold one input's facts, then write, audit and publish the state once."""
+    new_state, changes = rules.apply_all(state, sid, facts)
+    if new_state is None:
+        return None
     if new_state != state:
         consent[sid] = new_state.model_dump(mode="json")
         consent_cache.put(sid, new_state)
@@ -274,65 +167,29 @@ async def apply_fact(
             f"(evidence {change.evidence})",
         )
     if changes:
-        await emit(CONSENT_STATE, sid, consent_state_record(new_state, fact.occurred_at))
+        at = max(fact.occurred_at for fact in facts)
+        await emit(CONSENT_STATE, sid, consent_state_record(new_state, at))
     return new_state
 
 
 def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:
     """Keep the subject's legal holds (audited by the workflow agent that forwarded them)."""
     sid = cmd.subject_id
-    holds = [LegalHold.model_validate(h) for h in legal_holds.get(sid) or []]
-    if isinstance(cmd, r.LegalHoldPlaced):
-        if any(h.hold_id == cmd.hold_id for h in holds):
-            return
-        holds.append(
-            LegalHold(
-                hold_id=cmd.hold_id,
-                subject_id=sid,
-                categories=tuple(cmd.categories),
-                reason=cmd.reason,
-                placed_at=cmd.issued_at,
-            )
-        )
-    else:
-        holds = [
-            h.model_copy(update={"released_at": cmd.issued_at})
-            if h.hold_id == cmd.hold_id and h.released_at is None
-            else h
-            for h in holds
-        ]
-    legal_holds[sid] = [h.model_dump(mode="json") for h in holds]
-
-
-_DIRECTIVE_FACTS: dict[str, rules.FactKind] = {
-    "restricted": F.restricted,
-    "restriction_lifted": F.restriction_lifted,
-    "suppressed": F.suppressed,
-    "objected": F.objected,
-    "withdrawn": F.withdrawn,
-}
+    current = [LegalHold.model_validate(h) for h in legal_holds.get(sid) or []]
+    update = update_holds(current, cmd)
+    if update.changed:
+        legal_holds[sid] = [h.model_dump(mode="json") for h in update.holds]
 
 
 async def on_directive(directive: r.SubjectDirective) -> None:
     """A request's effect on the subject: restriction, suppression, objection, withdrawal."""
     sid = directive.subject_id
-    kind = _DIRECTIVE_FACTS.get(directive.kind)
-    if kind is None:
-        raise ValueError(f"unknown directive {directive.kind!r}")
-    if kind is F.suppressed:
+    fact = directive_fact(directive)
+    if fact.kind is FactKind.suppressed:
         identity = identity_cache.get(sid)
         if identity is not None:
             sref = ref(sid)
             for key in suppression_keys(PSEUDONYM_KEY, identity):
                 suppression[key] = sref
     state = consent_cache.get(sid)
-    fact = rules.ConsentFact(
-        event_id=directive.directive_id,
-        occurred_at=directive.occurred_at,
-        source=System.crm,
-        kind=kind,
-        purpose=directive.purpose,
-        channel=directive.channel,
-        evidence=f"privacy.commands:{directive.request_id}",
-    )
-    await apply_fact(state, sid, fact, actor=f"privops:{directive.request_id}")
+    await apply_facts(state, sid, [fact], actor=f"privops:{directive.request_id}")

@@ -11,12 +11,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from privops.core.errors import ConfigError
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
@@ -49,6 +57,7 @@ UK_EEA_COUNTRIES: frozenset[str] = frozenset(
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+_MONTH_DAY_RE = re.compile(r"^\d{2}-\d{2}$")
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
@@ -82,6 +91,36 @@ class Organisation(_Model):
     ico_registration: NonEmptyStr
     dpo: Contact
     security_measures: str = ""
+    # "MM-DD", the last day of the company's financial year (accounting reference date).
+    # Financial records are kept a number of years from the end of the year they fall in.
+    financial_year_end: str | None = None
+
+    @field_validator("financial_year_end")
+    @classmethod
+    def _month_day(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _MONTH_DAY_RE.match(value):
+            raise ValueError('financial_year_end must be "MM-DD", e.g. "03-31"')
+        month, day = int(value[:2]), int(value[3:])
+        if (month, day) == (2, 29):
+            raise ValueError('financial_year_end 02-29 does not exist every year; use "02-28"')
+        try:
+            date(2001, month, day)
+        except ValueError:
+            raise ValueError(f"financial_year_end {value} is not a day of the year") from None
+        return value
+
+    def financial_year_end_of(self, day: date) -> date:
+        """The last day of the financial year that contains `day`.
+
+        Raises ConfigError when the data map names no financial year end.
+        """
+        if self.financial_year_end is None:
+            raise ConfigError("organisation.financial_year_end: not set in the data map")
+        month, end_day = int(self.financial_year_end[:2]), int(self.financial_year_end[3:])
+        end = date(day.year, month, end_day)
+        return end if end >= day else date(day.year + 1, month, end_day)
 
 
 # --- systems ----------------------------------------------------------------------------
@@ -143,12 +182,18 @@ class RetentionAnchor(StrEnum):
 
     collected = "collected"
     latest_financial_record = "latest_financial_record"
+    # The end of the company's financial year (organisation.financial_year_end) that
+    # contains the latest financial record: HMRC and the Companies Act count from it.
+    end_of_financial_year = "end_of_financial_year"
     account_or_debt_closed = "account_or_debt_closed"
     last_activity = "last_activity"
 
 
 class RetentionRule(_Model):
     period_days: int | None = Field(default=None, ge=1)
+    # Calendar years: "6 years from 31 March 2021" ends on 31 March 2027, whatever the
+    # leap days, which a count of days cannot say.
+    period_years: int | None = Field(default=None, ge=1)
     period_from: RetentionAnchor = RetentionAnchor.collected
     ground: NonEmptyStr
     criteria: NonEmptyStr
@@ -160,15 +205,27 @@ class RetentionRule(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> RetentionRule:
-        if self.overrides_erasure and self.period_days is None:
-            raise ValueError("overrides_erasure needs period_days")
+        if self.period_days is not None and self.period_years is not None:
+            raise ValueError("give period_days or period_years, not both")
+        if self.overrides_erasure and not self.has_period:
+            raise ValueError("overrides_erasure needs period_days or period_years")
         return self
+
+    @property
+    def has_period(self) -> bool:
+        return self.period_days is not None or self.period_years is not None
 
     def describe(self) -> str:
         """The rule in one line, for the Art. 30 record and DSAR manifests."""
         parts: list[str] = []
+        if self.period_from is RetentionAnchor.end_of_financial_year:
+            anchor = "the end of the financial year of the latest financial record"
+        else:
+            anchor = self.period_from.value.replace("_", " ")
         if self.period_days is not None:
-            parts.append(f"{self.period_days} days from {self.period_from.value.replace('_', ' ')}")
+            parts.append(f"{self.period_days} days from {anchor}")
+        elif self.period_years is not None:
+            parts.append(f"{self.period_years} years from {anchor}")
         if isinstance(self.condition, InvestigationHold):
             parts.append(
                 "while an investigation is open, then "
@@ -323,7 +380,15 @@ class DataMap(_Model):
 
 
 def _reference_problems(dm: DataMap) -> Iterable[_ReferenceError]:
+    yield from _system_problems(dm)
+    yield from _retention_problems(dm)
+    yield from _recipient_problems(dm)
+    yield from _purpose_problems(dm)
+
+
+def _system_problems(dm: DataMap) -> Iterable[_ReferenceError]:
     declared = set(dm.categories)
+    topics: dict[str, System] = {}
     for system, spec in dm.systems.items():
         for i, cat in enumerate(spec.categories):
             if cat not in declared:
@@ -335,12 +400,32 @@ def _reference_problems(dm: DataMap) -> Iterable[_ReferenceError]:
                     ("systems", system.value, "categories", i),
                     f"category {cat} has no retention rule",
                 )
-    for cat in dm.retention:
-        if cat not in declared:
+        if spec.task_topic in topics:
+            yield _ReferenceError(
+                ("systems", system.value, "task_topic"),
+                f"topic {spec.task_topic} already used by {topics[spec.task_topic]}",
+            )
+        topics[spec.task_topic] = system
+
+
+def _retention_problems(dm: DataMap) -> Iterable[_ReferenceError]:
+    for cat, rule in dm.retention.items():
+        if cat not in dm.categories:
             yield _ReferenceError(("retention", cat.value), f"category {cat} not declared")
+        if (
+            rule.period_from is RetentionAnchor.end_of_financial_year
+            and dm.organisation.financial_year_end is None
+        ):
+            yield _ReferenceError(
+                ("retention", cat.value, "period_from"),
+                "end_of_financial_year needs organisation.financial_year_end",
+            )
+
+
+def _recipient_problems(dm: DataMap) -> Iterable[_ReferenceError]:
     for n, rec in enumerate(dm.recipients):
         for i, cat in enumerate(rec.categories):
-            if cat not in declared:
+            if cat not in dm.categories:
                 yield _ReferenceError(
                     ("recipients", n, "categories", i), f"category {cat} not declared"
                 )
@@ -349,9 +434,12 @@ def _reference_problems(dm: DataMap) -> Iterable[_ReferenceError]:
                 yield _ReferenceError(
                     ("recipients", n, "purposes", i), f"purpose {purpose_name} not in purposes"
                 )
+
+
+def _purpose_problems(dm: DataMap) -> Iterable[_ReferenceError]:
     for name, purpose in dm.purposes.items():
         for i, cat in enumerate(purpose.categories):
-            if cat not in declared:
+            if cat not in dm.categories:
                 yield _ReferenceError(
                     ("purposes", name, "categories", i), f"category {cat} not declared"
                 )
@@ -360,14 +448,6 @@ def _reference_problems(dm: DataMap) -> Iterable[_ReferenceError]:
                 yield _ReferenceError(
                     ("purposes", name, "systems", i), f"system {system} not in systems"
                 )
-    topics: dict[str, System] = {}
-    for system, spec in dm.systems.items():
-        if spec.task_topic in topics:
-            yield _ReferenceError(
-                ("systems", system.value, "task_topic"),
-                f"topic {spec.task_topic} already used by {topics[spec.task_topic]}",
-            )
-        topics[spec.task_topic] = system
 
 
 # --- loading ----------------------------------------------------------------------------

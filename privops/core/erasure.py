@@ -3,18 +3,30 @@
 Pure: the data map, the subject's facts and the active legal holds go in, a plan comes
 out; the worker turns it into tasks, follow-ups and Art. 19 notifications. Everything
 without a ground to keep it is erased. A category kept for a known time gets a
-follow-up erasure on the day its retention ends.
+follow-up erasure on the day its retention ends. Financial records run from the end of
+the company's financial year (the data map's organisation.financial_year_end), not from
+the invoice date, so they are never erased up to eleven months early.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from privops.core.datamap import DataMap, InvestigationHold, Recipient, RetentionCondition
+from privops.core.clock import UK
+from privops.core.datamap import (
+    DataMap,
+    InvestigationHold,
+    Organisation,
+    Recipient,
+    RetentionAnchor,
+    RetentionCondition,
+    RetentionRule,
+)
 from privops.core.errors import DomainError
+from privops.core.holds import LegalHold as LegalHold  # re-exported: erasure plans take holds
 from privops.core.vocab import Category, System
 
 
@@ -22,22 +34,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class LegalHold(_Model):
-    hold_id: str = Field(min_length=1)
-    subject_id: str = Field(min_length=1)
-    categories: tuple[Category, ...] = Field(min_length=1)
-    reason: str = Field(min_length=1)
-    placed_at: AwareDatetime
-    released_at: AwareDatetime | None = None
-
-    def active_at(self, now: datetime) -> bool:
-        return self.placed_at <= now and (self.released_at is None or self.released_at > now)
-
-
 class SubjectFacts(_Model):
     """What the systems know about the subject that decides retention."""
 
-    # Latest invoice or payment date: the financial-records period counts from it.
+    # Latest invoice or payment date: the financial-records period counts from the end
+    # of the financial year that contains it.
     latest_financial_record_at: AwareDatetime | None = None
     open_credit_account: bool = False
     open_debt: bool = False
@@ -146,25 +147,38 @@ def _retention(
     Where several grounds apply the one without an end date wins, else the latest end.
     """
     rule = datamap.retention_for(category)
-    grounds: list[Retained] = []
+    grounds = [
+        *_hold_grounds(category, holds),
+        *_credit_grounds(category, rule, facts),
+        *_investigation_grounds(category, rule, facts),
+        *_financial_grounds(category, rule, facts, datamap.organisation),
+    ]
+    grounds = [g for g in grounds if g.until is None or g.until > now]
+    if not grounds:
+        return None
+    open_ended = [g for g in grounds if g.until is None]
+    if open_ended:
+        return open_ended[0]
+    return max(grounds, key=lambda g: g.until or now)
 
+
+def _hold_grounds(category: Category, holds: list[LegalHold]) -> Iterator[Retained]:
     for hold in holds:
         if category in hold.categories:
-            grounds.append(
-                Retained(
-                    category=category,
-                    ground=f"legal_claims: legal hold {hold.hold_id} (Art. 17(3)(e))",
-                    until=None,
-                    reason=hold.reason,
-                )
+            yield Retained(
+                category=category,
+                ground=f"legal_claims: legal hold {hold.hold_id} (Art. 17(3)(e))",
+                until=None,
+                reason=hold.reason,
             )
 
+
+def _credit_grounds(
+    category: Category, rule: RetentionRule, facts: SubjectFacts
+) -> Iterator[Retained]:
     credit_open = facts.open_credit_account or facts.open_debt
-    account_bound = (
-        rule.kept_while_account_or_debt_open
-        or rule.condition is RetentionCondition.while_account_or_debt_open
-    )
-    if account_bound and credit_open:
+    while_open = rule.condition is RetentionCondition.while_account_or_debt_open
+    if credit_open and (rule.kept_while_account_or_debt_open or while_open):
         open_things = [
             name
             for name, is_open in (
@@ -173,79 +187,92 @@ def _retention(
             )
             if is_open
         ]
-        what = " and ".join(open_things)
-        grounds.append(
-            Retained(
-                category=category,
-                ground="legal_claims: open credit account or debt (Art. 17(3)(e))",
-                until=None,
-                reason=f"{what} open",
-            )
+        yield Retained(
+            category=category,
+            ground="legal_claims: open credit account or debt (Art. 17(3)(e))",
+            until=None,
+            reason=f"{' and '.join(open_things)} open",
         )
-    if (
-        rule.condition is RetentionCondition.while_account_or_debt_open
-        and not credit_open
-        and facts.credit_closed_at is not None
-        and rule.period_days is not None
-    ):
-        until = facts.credit_closed_at + timedelta(days=rule.period_days)
-        if until > now:
-            grounds.append(
-                Retained(
-                    category=category,
-                    ground=rule.ground,
-                    until=until,
-                    reason=f"account and debt closed {facts.credit_closed_at.date().isoformat()}",
-                )
-            )
+    elif while_open and facts.credit_closed_at is not None and rule.period_days is not None:
+        yield Retained(
+            category=category,
+            ground=rule.ground,
+            until=facts.credit_closed_at + timedelta(days=rule.period_days),
+            reason=f"account and debt closed {facts.credit_closed_at.date().isoformat()}",
+        )
 
-    if isinstance(rule.condition, InvestigationHold):
-        if facts.open_investigation_ids:
-            grounds.append(
-                Retained(
-                    category=category,
-                    ground="legal_claims: investigation hold (Art. 17(3)(e))",
-                    until=None,
-                    reason="open investigation " + ", ".join(sorted(facts.open_investigation_ids)),
-                )
-            )
-        elif facts.investigation_closed_at is not None:
-            days = rule.condition.investigation_hold_plus_days
-            until = facts.investigation_closed_at + timedelta(days=days)
-            if until > now:
-                closed = facts.investigation_closed_at.date().isoformat()
-                grounds.append(
-                    Retained(
-                        category=category,
-                        ground="legal_claims: investigation hold (Art. 17(3)(e))",
-                        until=until,
-                        reason=f"investigation concluded {closed}; kept {days} days after",
-                    )
-                )
 
-    if (
-        rule.overrides_erasure
-        and rule.period_days is not None
-        and facts.latest_financial_record_at is not None
-    ):
-        until = facts.latest_financial_record_at + timedelta(days=rule.period_days)
-        if until > now:
-            recorded = facts.latest_financial_record_at.date().isoformat()
-            grounds.append(
-                Retained(
-                    category=category,
-                    ground=rule.ground,
-                    until=until,
-                    reason=f"financial record dated {recorded}",
-                )
-            )
+def _investigation_grounds(
+    category: Category, rule: RetentionRule, facts: SubjectFacts
+) -> Iterator[Retained]:
+    if not isinstance(rule.condition, InvestigationHold):
+        return
+    ground = "legal_claims: investigation hold (Art. 17(3)(e))"
+    if facts.open_investigation_ids:
+        yield Retained(
+            category=category,
+            ground=ground,
+            until=None,
+            reason="open investigation " + ", ".join(sorted(facts.open_investigation_ids)),
+        )
+    elif facts.investigation_closed_at is not None:
+        days = rule.condition.investigation_hold_plus_days
+        closed = facts.investigation_closed_at.date().isoformat()
+        yield Retained(
+            category=category,
+            ground=ground,
+            until=facts.investigation_closed_at + timedelta(days=days),
+            reason=f"investigation concluded {closed}; kept {days} days after",
+        )
 
-    if not grounds:
+
+def _financial_grounds(
+    category: Category, rule: RetentionRule, facts: SubjectFacts, organisation: Organisation
+) -> Iterator[Retained]:
+    recorded_at = facts.latest_financial_record_at
+    if not rule.overrides_erasure or recorded_at is None:
+        return
+    until = retention_end(rule, recorded_at, organisation)
+    if until is not None:
+        yield Retained(
+            category=category,
+            ground=rule.ground,
+            until=until,
+            reason=f"financial record dated {recorded_at.astimezone(UK).date().isoformat()}",
+        )
+
+
+def retention_end(
+    rule: RetentionRule, anchor: datetime, organisation: Organisation
+) -> datetime | None:
+    """The first instant data kept under `rule` from `anchor` may go; None without a period.
+
+    A period in days runs from the anchor's instant. A period in years, or one counted
+    from the end of a financial year, runs in UK calendar days: the data is kept to the
+    end of its last UK day (6 years from 31 March 2021 -> kept through 31 March 2027,
+    erasable from 1 April 2027 00:00 UK time).
+    """
+    from_year_end = rule.period_from is RetentionAnchor.end_of_financial_year
+    if rule.period_days is not None and not from_year_end:
+        return anchor + timedelta(days=rule.period_days)
+    day = anchor.astimezone(UK).date()
+    if from_year_end:
+        day = organisation.financial_year_end_of(day)
+    if rule.period_years is not None:
+        last = _add_years(day, rule.period_years)
+    elif rule.period_days is not None:
+        last = day + timedelta(days=rule.period_days)
+    else:
         return None
-    open_ended = [g for g in grounds if g.until is None]
-    if open_ended:
-        return open_ended[0]
-    return max(grounds, key=lambda g: g.until or now)
+    return datetime.combine(last + timedelta(days=1), time(0), tzinfo=UK).astimezone(UTC)
+
+
+def _add_years(day: date, years: int) -> date:
+    """Same day `years` later; 29 February becomes 1 March (keeping a day longer, not shorter)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return date(day.year + years, 3, 1)
 
 
 def _followups(system: System, keep: list[Retained]) -> list[Followup]:

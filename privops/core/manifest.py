@@ -314,6 +314,7 @@ def _category_entry(
             {
                 "summary": rule.describe(),
                 "period_days": rule.period_days,
+                "period_years": rule.period_years,
                 "period_from": rule.period_from.value,
                 "ground": rule.ground,
                 "criteria": rule.criteria,

@@ -94,6 +94,7 @@ def _retention_entry(datamap: DataMap, category: Category) -> dict[str, Any] | N
     return {
         "summary": rule.describe(),
         "period_days": rule.period_days,
+        "period_years": rule.period_years,
         "period_from": rule.period_from.value,
         "ground": rule.ground,
         "criteria": rule.criteria,

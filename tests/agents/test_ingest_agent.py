@@ -5,15 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from agents.ingest import ingest
 from privops.adapters.serde import Serde, frame
 from privops.core import records as r
-from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER
-from privops.core.vocab import Channel, Purpose, System
-from streams.tables import consent, identities
+from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECTIVES
+from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
+from streams.tables import consent, identities, legal_holds
 from tests.agents.conftest import Outbox, put_on, wait_for
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def dead_letters(outbox: Outbox) -> list[r.DeadLetter]:
+    return [d for d in outbox.on(DEADLETTER) if isinstance(d, r.DeadLetter)]
 
 
 def consent_given(
@@ -32,8 +38,9 @@ def consent_given(
     )
 
 
+@pytest.mark.usefixtures("app")
 async def test_consent_given_updates_table_and_emits_state_and_audit(
-    app: Any, serde: Serde, outbox: Outbox
+    serde: Serde, outbox: Outbox
 ) -> None:
     async with ingest.test_context() as agent:
         await put_on(agent, "marketing.events", b"S1", serde.encode(consent_given()))
@@ -63,8 +70,9 @@ async def test_consent_given_updates_table_and_emits_state_and_audit(
     assert outbox.on(DEADLETTER) == []
 
 
+@pytest.mark.usefixtures("app")
 async def test_garbage_is_dead_lettered_and_the_next_event_processed(
-    app: Any, serde: Serde, outbox: Outbox
+    serde: Serde, outbox: Outbox
 ) -> None:
     garbage = b"\x07not avro at all"
     async with ingest.test_context() as agent:
@@ -85,8 +93,9 @@ async def test_garbage_is_dead_lettered_and_the_next_event_processed(
     assert consent.data.get("S1") is not None
 
 
+@pytest.mark.usefixtures("app")
 async def test_unknown_schema_id_is_dead_lettered(
-    app: Any, serde: Serde, outbox: Outbox, monkeypatch: Any
+    serde: Serde, outbox: Outbox, monkeypatch: Any
 ) -> None:
     async def missing(schema_id: int) -> str:
         from privops.core.errors import DecodeError
@@ -98,26 +107,25 @@ async def test_unknown_schema_id_is_dead_lettered(
     async with ingest.test_context() as agent:
         await put_on(agent, "marketing.events", b"S1", frame(99_999, payload))
         await wait_for(lambda: bool(outbox.on(DEADLETTER)))
-    assert [d.reason for d in outbox.on(DEADLETTER)] == ["unknown_schema"]
+    assert [d.reason for d in dead_letters(outbox)] == ["unknown_schema"]
 
 
-async def test_event_without_identifiers_is_dead_lettered(
-    app: Any, serde: Serde, outbox: Outbox
-) -> None:
+@pytest.mark.usefixtures("app")
+async def test_event_without_identifiers_is_dead_lettered(serde: Serde, outbox: Outbox) -> None:
     bare = consent_given(identifiers=r.Identifiers())
     async with ingest.test_context() as agent:
         await put_on(agent, "marketing.events", b"S2", serde.encode(bare))
         await put_on(agent, "marketing.events", b"S1", serde.encode(consent_given("ev-2")))
         await wait_for(lambda: bool(outbox.on(CONSENT_STATE)))
 
-    letters = outbox.on(DEADLETTER)
-    assert [d.reason for d in letters] == ["missing_identifier"]
+    assert [d.reason for d in dead_letters(outbox)] == ["missing_identifier"]
     assert consent.data.get("S2") is None
     assert identities.data.get("S2") is None
     assert consent.data.get("S1") is not None
 
 
-async def test_redelivered_event_changes_nothing(app: Any, serde: Serde, outbox: Outbox) -> None:
+@pytest.mark.usefixtures("app")
+async def test_redelivered_event_changes_nothing(serde: Serde, outbox: Outbox) -> None:
     value = serde.encode(consent_given())
     async with ingest.test_context() as agent:
         await put_on(agent, "marketing.events", b"S1", value)
@@ -127,13 +135,106 @@ async def test_redelivered_event_changes_nothing(app: Any, serde: Serde, outbox:
         await wait_for(lambda: consent.data.get("S9") is not None)
     s1_states = [s for s in outbox.sent if s.topic == CONSENT_STATE and s.key == b"S1"]
     assert len(s1_states) == 1
-    assert len([a for a in outbox.on(AUDIT) if a.after == "granted"]) == 2  # S1 once, S9 once
+    granted = [a for a in outbox.on(AUDIT) if isinstance(a, r.AuditEvent) and a.after == "granted"]
+    assert len(granted) == 2  # S1 once, S9 once
 
 
-async def test_source_on_the_wrong_topic_is_dead_lettered(
-    app: Any, serde: Serde, outbox: Outbox
-) -> None:
+@pytest.mark.usefixtures("app")
+async def test_source_on_the_wrong_topic_is_dead_lettered(serde: Serde, outbox: Outbox) -> None:
     async with ingest.test_context() as agent:
         await put_on(agent, "orders.events", b"S1", serde.encode(consent_given()))
         await wait_for(lambda: bool(outbox.on(DEADLETTER)))
     assert consent.data.get("S1") is None
+
+
+def sale(event_id: str = "ev-sale", **flags: bool) -> r.OrderPlaced:
+    return r.OrderPlaced(
+        event_id=event_id,
+        occurred_at=NOW,
+        source=System.orders,
+        subject_id="S1",
+        identifiers=r.Identifiers(customer_id="C-1"),
+        order_id="O-1",
+        total_pence=4200,
+        **flags,
+    )
+
+
+@pytest.mark.usefixtures("app")
+async def test_sale_with_the_soft_opt_in_conditions_grants_email_and_sms(
+    serde: Serde, outbox: Outbox
+) -> None:
+    offered = sale(marketing_opt_out_offered=True, similar_products_marketing=True)
+    async with ingest.test_context() as agent:
+        await put_on(agent, "orders.events", b"S1", serde.encode(offered))
+        await wait_for(lambda: len(outbox.on(AUDIT)) >= 2)
+    (state,) = outbox.on(CONSENT_STATE)
+    assert isinstance(state, r.ConsentState)
+    assert [(p.channel, p.status, p.basis) for p in state.preferences] == [
+        (Channel.email, "granted", LawfulBasis.soft_opt_in),
+        (Channel.sms, "granted", LawfulBasis.soft_opt_in),
+    ]
+
+
+@pytest.mark.usefixtures("app")
+async def test_sale_silent_on_the_opt_out_grants_nothing(serde: Serde, outbox: Outbox) -> None:
+    async with ingest.test_context() as agent:
+        await put_on(agent, "orders.events", b"S1", serde.encode(sale()))
+        await wait_for(lambda: bool(outbox.on(CONSENT_STATE)))
+    (state,) = outbox.on(CONSENT_STATE)
+    assert isinstance(state, r.ConsentState)
+    assert state.preferences == []
+    assert outbox.on(AUDIT) == []
+
+
+def directive(kind: str, directive_id: str = "D-1") -> r.SubjectDirective:
+    return r.SubjectDirective(
+        directive_id=directive_id,
+        subject_id="S1",
+        request_id="REQ-1",
+        kind=kind,
+        occurred_at=NOW,
+    )
+
+
+@pytest.mark.usefixtures("app")
+async def test_unknown_directive_kind_is_dead_lettered_with_its_reason(
+    serde: Serde, outbox: Outbox
+) -> None:
+    async with ingest.test_context() as agent:
+        await put_on(agent, SUBJECT_DIRECTIVES, b"S1", serde.encode(directive("paused")))
+        await put_on(agent, SUBJECT_DIRECTIVES, b"S1", serde.encode(directive("restricted", "D-2")))
+        await wait_for(lambda: bool(outbox.on(CONSENT_STATE)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "unknown_value"
+    assert "unknown directive kind 'paused'" in letter.error
+    (state,) = outbox.on(CONSENT_STATE)
+    assert isinstance(state, r.ConsentState)
+    assert state.restricted
+
+
+def hold_command(cmd: type[r.LegalHoldPlaced | r.LegalHoldReleased], **fields: Any) -> Any:
+    return cmd(
+        command_id=f"cmd-{cmd.__name__}",
+        request_id="REQ-1",
+        issued_at=NOW,
+        actor="dpo",
+        hold_id="H-1",
+        subject_id="S1",
+        **fields,
+    )
+
+
+@pytest.mark.usefixtures("app")
+async def test_legal_holds_are_kept_once_and_released(serde: Serde, outbox: Outbox) -> None:
+    placed = hold_command(r.LegalHoldPlaced, categories=[Category.cctv], reason="claim")
+    released = hold_command(r.LegalHoldReleased)
+    async with ingest.test_context() as agent:
+        await put_on(agent, SUBJECT_DIRECTIVES, b"S1", serde.encode(placed))
+        await put_on(agent, SUBJECT_DIRECTIVES, b"S1", serde.encode(placed))
+        await wait_for(lambda: legal_holds.data.get("S1") is not None)
+        assert len(legal_holds.data["S1"]) == 1
+        assert legal_holds.data["S1"][0]["released_at"] is None
+        await put_on(agent, SUBJECT_DIRECTIVES, b"S1", serde.encode(released))
+        await wait_for(lambda: legal_holds.data["S1"][0]["released_at"] is not None)
+    assert outbox.on(DEADLETTER) == []

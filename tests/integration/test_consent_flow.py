@@ -37,7 +37,17 @@ def stream(ann: Subject, bob: Subject, cat: Subject, dan: Subject) -> list:
         bob.event(r.ConsentGiven, System.crm, minutes=6, purpose=M, channel=Channel.telephone),
         # Cat: TPS-listed; has not consented to calls. Soft opt-in from an order for email.
         cat.event(r.CustomerCreated, System.orders),
-        cat.event(r.OrderPlaced, System.orders, minutes=1, order_id="O-1", total_pence=4200),
+        # PECR reg. 22(3): the sale says the opt-out was offered and marketing is about
+        # similar products (absent = not offered: no soft opt-in).
+        cat.event(
+            r.OrderPlaced,
+            System.orders,
+            minutes=1,
+            order_id="O-1",
+            total_pence=4200,
+            marketing_opt_out_offered=True,
+            similar_products_marketing=True,
+        ),
         cat.event(r.TpsStatusChecked, System.telephony, minutes=2, listed=True),
         # Dan: consents everywhere, then objects to direct marketing (absolute).
         dan.event(r.CustomerCreated, System.crm),
@@ -64,6 +74,7 @@ EXPECTED = {
     (1, Channel.telephone): (True, "consent_granted"),
     (1, Channel.sms): (False, "pecr_consent_required"),
     (2, Channel.email): (True, "soft_opt_in_valid"),
+    (2, Channel.sms): (True, "soft_opt_in_valid"),
     (2, Channel.telephone): (False, "tps_listed"),
     (3, Channel.email): (False, "objection_absolute"),
     (3, Channel.post): (False, "objection_absolute"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from privops.adapters.settings import Settings
+from privops.adapters.settings import DEV_SECRETS, Settings
 from tests.conftest import REPO, port, start_worker
 
 pytestmark = pytest.mark.integration
@@ -121,6 +121,7 @@ def test_prod_with_a_development_secret_exits_naming_it(
     done = run_worker_briefly(
         {
             "PRIVOPS_ENV": "prod",
+            "PRIVOPS_PSEUDONYM_KEY": DEV_SECRETS["pseudonym_key"],
             "PRIVOPS_AUDIT_KEY": "an-audit-key-of-our-own",
             "PRIVOPS_DATA_DIR": str(tmp_path / "data"),
             "PRIVOPS_WEB_PORT": str(port(75)),

@@ -17,13 +17,13 @@ from privops.core.consent import (
     SubjectConsent,
     apply,
     decide,
-    is_marketing_contactable,
 )
 from privops.core.errors import DomainError
 from privops.core.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
 
 SUBJECT = "S-1"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=1)  # when the decision tables ask: any TPS check in them is fresh
 VALID_SOFT = SoftOptIn(
     collected_in_sale_or_negotiation=True, own_similar_products=True, opt_out_offered=True
 )
@@ -83,6 +83,7 @@ def fold(facts: Sequence[ConsentFact]) -> tuple[SubjectConsent | None, list[Cons
 G, W, OBJ, B = FactKind.granted, FactKind.withdrawn, FactKind.objected, FactKind.opted_back_in
 TL, TU, TW = FactKind.tps_listed, FactKind.tps_unlisted, FactKind.tps_no_objection
 R, RL, SUP = FactKind.restricted, FactKind.restriction_lifted, FactKind.suppressed
+MCR, MCA = FactKind.marketing_cookies_refused, FactKind.marketing_cookies_accepted
 SOFT = LawfulBasis.soft_opt_in
 
 # (facts in ARRIVAL order, purpose, channel, allowed, rule)
@@ -195,8 +196,14 @@ TABLE = [
         [f(W, 2, post)], marketing, post, False, Rule.consent_withdrawn, id="post-opt-out",
     ),
     pytest.param(
-        [f(G, 1, email)], marketing, phone, True, Rule.legitimate_interest,
-        id="telephone-not-listed",
+        [f(G, 1, email), f(TU, 0)], marketing, phone, True, Rule.legitimate_interest,
+        id="telephone-screened-not-listed",
+    ),
+    # PECR reg. 21; ICO guidance on telephone marketing: screen against TPS/CTPS within
+    # 28 days before calling. Was legitimate_interest (allowed) before issue 14.
+    pytest.param(
+        [f(G, 1, email)], marketing, phone, False, Rule.tps_not_screened,
+        id="pecr21-never-screened-counts-as-listed",
     ),
     pytest.param(
         [f(W, 2, phone)], marketing, phone, False, Rule.consent_withdrawn,
@@ -207,9 +214,11 @@ TABLE = [
         [f(TL, 1), f(TW, 2)], marketing, phone, True, Rule.tps_no_objection,
         id="tps-listed-then-waiver",
     ),
+    # PECR reg. 21(4): a "do not object" notice stands until withdrawn; a later screening
+    # that still finds the number listed does not cancel it. Was tps_listed before issue 14.
     pytest.param(
-        [f(TW, 1), f(TL, 2)], marketing, phone, False, Rule.tps_listed,
-        id="tps-waiver-older-than-listing",
+        [f(TW, 1), f(TL, 2)], marketing, phone, True, Rule.tps_no_objection,
+        id="pecr21-4-rescreen-keeps-do-not-object-notice",
     ),
     pytest.param(
         [f(TL, 2), f(TW, 3), f(W, 4, phone)], marketing, phone, False, Rule.consent_withdrawn,
@@ -263,6 +272,83 @@ TABLE = [
         Rule.consent_withdrawn, id="withdraw-everything",
     ),
     pytest.param([f(TL, 1)], profiling, email, True, Rule.legitimate_interest, id="profiling-li"),
+    # --- issue 14 point 4: a soft opt-in never overrides an explicit state (PECR reg.
+    # 22(3)(c): the opt-out, once used, ends the soft opt-in; DESIGN.md section 5).
+    pytest.param(
+        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(W, 2, email),
+         f(G, 3, email, basis=SOFT, soft=VALID_SOFT, event_id="sale-2")],
+        marketing, email, False, Rule.consent_withdrawn,
+        id="pecr22-3-later-sale-does-not-regrant-after-unsubscribe",
+    ),
+    pytest.param(
+        [f(W, 1, sms), f(G, 2, sms, basis=SOFT, soft=VALID_SOFT)], marketing, sms, False,
+        Rule.consent_withdrawn, id="pecr22-3-sale-after-stop-reply",
+    ),
+    pytest.param(
+        [f(OBJ, 2), f(B, 3, email), f(G, 4, email, basis=SOFT, soft=VALID_SOFT)],
+        marketing, email, True, Rule.consent_granted,
+        id="art21-later-sale-keeps-explicit-opt-in-after-objection",
+    ),
+    pytest.param(
+        [f(G, 1, email), f(G, 2, email, basis=SOFT, soft=VALID_SOFT)], marketing, email, True,
+        Rule.consent_granted, id="later-sale-keeps-explicit-consent",
+    ),
+    pytest.param(
+        [f(W, 1, email), f(G, 2, email, basis=SOFT, soft=VALID_SOFT), f(G, 3, email)],
+        marketing, email, True, Rule.consent_granted, id="explicit-consent-reopens",
+    ),
+    pytest.param(
+        [f(G, 1, email, basis=SOFT, soft=NO_OPT_OUT),
+         f(G, 2, email, basis=SOFT, soft=VALID_SOFT, event_id="sale-2")],
+        marketing, email, True, Rule.soft_opt_in_valid, id="later-sale-refreshes-soft-opt-in",
+    ),
+    # --- issue 14 point 2: PECR reg. 21(4) notice stands until withdrawn.
+    pytest.param(
+        [f(TL, 1), f(TW, 2), f(TL, 3), f(TL, 4)], marketing, phone, True,
+        Rule.tps_no_objection, id="pecr21-4-daily-rescreens-keep-notice",
+    ),
+    pytest.param(
+        [f(TL, 1), f(TW, 2), f(W, 3, phone), f(G, 4, phone)], marketing, phone, True,
+        Rule.consent_granted, id="notice-withdrawn-then-explicit-consent",
+    ),
+    pytest.param(
+        [f(W, 1, phone), f(TW, 2)], marketing, phone, False, Rule.consent_withdrawn,
+        id="notice-after-opt-out-does-not-reopen",
+    ),
+    # --- issue 14 point 5: refused marketing cookies (PECR reg. 6) stop profiling for
+    # marketing on every channel; the latest banner choice governs.
+    pytest.param(
+        [f(MCR, 1)], profiling, email, False, Rule.marketing_cookies_refused,
+        id="pecr6-marketing-cookies-refused-blocks-profiling",
+    ),
+    pytest.param(
+        [f(MCR, 1)], profiling, post, False, Rule.marketing_cookies_refused,
+        id="marketing-cookies-refused-every-channel",
+    ),
+    pytest.param(
+        [f(MCR, 1), f(MCA, 2)], profiling, email, True, Rule.legitimate_interest,
+        id="marketing-cookies-accepted-again",
+    ),
+    pytest.param(
+        [f(MCR, 1), f(G, 2, sms, purpose=profiling)], profiling, sms, True,
+        Rule.consent_granted, id="explicit-profiling-consent-after-cookie-refusal",
+    ),
+    pytest.param(
+        [f(G, 1, sms, purpose=profiling), f(MCR, 2)], profiling, sms, False,
+        Rule.marketing_cookies_refused, id="cookie-refusal-after-profiling-consent",
+    ),
+    pytest.param(
+        [f(G, 1, email), f(MCR, 2)], marketing, email, True, Rule.consent_granted,
+        id="cookie-refusal-is-not-an-email-opt-out",
+    ),
+    pytest.param(
+        [f(MCA, 1)], marketing, email, False, Rule.pecr_consent_required,
+        id="cookie-acceptance-is-not-email-consent",
+    ),
+    pytest.param(
+        [f(MCR, 1), f(SUP, 2)], profiling, email, False, Rule.suppressed,
+        id="suppression-drops-cookie-marker",
+    ),
 ]  # fmt: skip
 
 
@@ -271,24 +357,88 @@ def test_decision_table(
     facts: list[ConsentFact], purpose: Purpose, channel: Channel, allowed: bool, rule: Rule
 ) -> None:
     state, _ = fold(facts)
-    decision = decide(state, purpose, channel)
+    decision = decide(state, purpose, channel, NOW)
     assert (decision.allowed, decision.rule) == (allowed, rule), decision.reason
     assert decision.reason
 
 
-@pytest.mark.parametrize(("facts", "purpose", "channel", "allowed", "rule"), TABLE)
+@pytest.mark.parametrize(
+    ("facts", "purpose", "channel"), [pytest.param(*p.values[:3], id=p.id) for p in TABLE]
+)
 def test_decision_does_not_depend_on_arrival_order(
-    facts: list[ConsentFact], purpose: Purpose, channel: Channel, allowed: bool, rule: Rule
+    facts: list[ConsentFact], purpose: Purpose, channel: Channel
 ) -> None:
     unique = list({fact.event_id: fact for fact in facts}.values())
     decisions = set()
     states = []
     for order in itertools.islice(itertools.permutations(unique), 24):
         state, _ = fold(order)
-        decisions.add(decide(state, purpose, channel))
+        decisions.add(decide(state, purpose, channel, NOW))
         states.append(state.model_dump(exclude={"recent_event_ids"}) if state else None)
     assert len(decisions) <= 1
     assert all(s == states[0] for s in states)
+
+
+DAY = timedelta(days=1)
+SCREEN_MAX = timedelta(days=28)
+
+# (facts, now of the decision, allowed, rule): the age of the TPS screening matters.
+# PECR reg. 21 with the ICO's guidance on telephone marketing: screen against TPS/CTPS at
+# most 28 days before the call; unscreened or stale counts as listed.
+TELEPHONE = [
+    pytest.param(
+        [f(TU, 0)], T0 + SCREEN_MAX, True, Rule.legitimate_interest, id="screened-28-days-ago",
+    ),
+    pytest.param(
+        [f(TU, 0)], T0 + SCREEN_MAX + timedelta(minutes=1), False, Rule.tps_not_screened,
+        id="pecr21-ico-screening-older-than-28-days",
+    ),
+    pytest.param(
+        [f(TL, 0), f(TU, 60)], T0 + 40 * DAY, False, Rule.tps_not_screened,
+        id="stale-unlisted-after-listing",
+    ),
+    pytest.param(
+        [f(TL, 0)], T0 + 400 * DAY, False, Rule.tps_listed, id="stale-listing-still-listed",
+    ),
+    pytest.param(
+        [f(TW, 0)], T0 + 400 * DAY, True, Rule.tps_no_objection,
+        id="pecr21-4-notice-stands-without-screening",
+    ),
+    pytest.param(
+        [f(G, 0, phone)], T0 + 400 * DAY, True, Rule.consent_granted,
+        id="explicit-consent-needs-no-screening",
+    ),
+    pytest.param(
+        [f(TU, 0)], None, False, Rule.tps_not_screened, id="no-contact-time-is-not-allowed",
+    ),
+    pytest.param([f(TL, 0)], None, False, Rule.tps_listed, id="no-contact-time-listed"),
+    pytest.param([f(TW, 0)], None, True, Rule.tps_no_objection, id="no-contact-time-notice"),
+    pytest.param([f(TU, 0)], None, True, Rule.service_message, id="service-needs-no-screening"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("facts", "now", "allowed", "rule"), TELEPHONE)
+def test_telephone_screening_age(
+    facts: list[ConsentFact], now: datetime | None, allowed: bool, rule: Rule
+) -> None:
+    state, _ = fold(facts)
+    purpose = service if rule is Rule.service_message else marketing
+    decision = decide(state, purpose, phone, now)
+    assert (decision.allowed, decision.rule) == (allowed, rule), decision.reason
+
+
+def test_stale_screening_reason_names_the_day() -> None:
+    state, _ = fold([f(TU, 0, event_id="tps-check")])
+    decision = decide(state, marketing, phone, T0 + 60 * DAY)
+    assert "2026-03-01" in decision.reason
+    assert decision.evidence is not None
+    assert decision.evidence.event_id == "tps-check"
+
+
+def test_naive_decision_time_is_rejected() -> None:
+    state, _ = fold([f(TU, 0)])
+    with pytest.raises(DomainError, match="timezone-aware"):
+        decide(state, marketing, phone, datetime(2026, 3, 2, 9, 0))
 
 
 def test_decision_carries_the_evidence_of_the_deciding_event() -> None:
@@ -309,13 +459,6 @@ def test_decision_carries_the_evidence_of_the_deciding_event() -> None:
 def test_soft_opt_in_reason_names_the_missing_condition() -> None:
     state, _ = fold([f(G, 1, sms, basis=SOFT, soft=NO_OPT_OUT)])
     assert "opt_out_offered" in decide(state, marketing, sms).reason
-
-
-def test_is_marketing_contactable() -> None:
-    state, _ = fold([f(G, 1, email)])
-    assert is_marketing_contactable(state, email)
-    assert not is_marketing_contactable(state, sms)
-    assert not is_marketing_contactable(None, post)
 
 
 # ------------------------------------------------------------------ apply / changes
@@ -351,20 +494,31 @@ def test_redelivery_outside_the_id_window_is_still_a_no_op() -> None:
     state, _ = apply(None, SUBJECT, grant)
     for n in range(RECENT_EVENT_IDS + 5):
         state, _ = apply(state, SUBJECT, f(G, n + 1, sms, event_id=f"sms-{n}"))
-    assert "old-grant" not in state.recent_event_ids
+    assert grant.memory_key not in state.recent_event_ids
     assert len(state.recent_event_ids) == RECENT_EVENT_IDS
     after, changes = apply(state, SUBJECT, grant)
     assert changes == []
     assert after.entries == state.entries
 
 
+def test_one_event_with_a_fact_per_channel_applies_each() -> None:
+    """A sale means a soft opt-in on email and on SMS, both from one event id."""
+    email_fact = f(G, 1, email, basis=SOFT, soft=VALID_SOFT, event_id="sale")
+    sms_fact = f(G, 1, sms, basis=SOFT, soft=VALID_SOFT, event_id="sale")
+    state, changes = fold([email_fact, sms_fact, sms_fact])
+    assert state is not None
+    assert [c.channel for c in changes] == [email, sms]
+    assert state.status(marketing, sms) is ConsentStatus.granted
+
+
 def test_late_older_event_changes_nothing_but_is_remembered() -> None:
     state, _ = fold([f(W, 5, email)])
     assert state is not None
-    after, changes = apply(state, SUBJECT, f(G, 1, email, event_id="late"))
+    late = f(G, 1, email, event_id="late")
+    after, changes = apply(state, SUBJECT, late)
     assert changes == []
     assert after.entries == state.entries
-    assert "late" in after.recent_event_ids
+    assert late.memory_key in after.recent_event_ids
 
 
 def test_objection_changes_every_marketing_and_profiling_channel() -> None:
@@ -396,6 +550,7 @@ def test_regrant_with_same_status_reports_no_change_but_keeps_new_evidence() -> 
         pytest.param([f(TL, 1), f(TW, 2)], [TL, TW], id="tps-waiver"),
         pytest.param([f(R, 1), f(R, 2), f(RL, 3)], [R, RL], id="restriction"),
         pytest.param([f(SUP, 1), f(SUP, 2), f(G, 3, email)], [SUP], id="suppression-once"),
+        pytest.param([f(MCR, 1), f(MCR, 2), f(MCA, 3)], [MCR, MCA], id="marketing-cookies"),
     ],
 )
 def test_subject_wide_changes(facts: list[ConsentFact], kinds: list[FactKind]) -> None:
@@ -483,6 +638,7 @@ def test_fact_time_is_normalised_to_utc() -> None:
         pytest.param({"kind": OBJ}, "every channel", id="objection-with-channel"),
         pytest.param({"kind": TL}, "telephone", id="tps-on-email"),
         pytest.param({"kind": SUP}, "subject-wide", id="suppression-with-channel"),
+        pytest.param({"kind": MCR}, "subject-wide", id="cookie-choice-with-channel"),
         pytest.param({"kind": B, "channel": None, "purpose": None}, "per channel", id="opt-in-all"),
         pytest.param({"kind": "maybe"}, "kind", id="unknown-kind"),
         pytest.param({"channel": "fax"}, "channel", id="unknown-channel"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from privops.core.datamap import (
     DataMap,
     InvestigationHold,
+    RetentionAnchor,
     RetentionCondition,
     default_datamap_path,
     load_datamap,
@@ -55,8 +57,15 @@ def test_queries(dm: DataMap) -> None:
 def test_retention_rules_from_the_notice(dm: DataMap) -> None:
     purchases = dm.retention_for(Category.purchases)
     assert purchases.overrides_erasure
-    assert purchases.period_days is not None
-    assert purchases.period_days >= 6 * 365
+    # 6 years from the end of the financial year (issue 14 point 11), not 2,192 days from
+    # the invoice date.
+    assert (purchases.period_years, purchases.period_days) == (6, None)
+    assert purchases.period_from is RetentionAnchor.end_of_financial_year
+    assert dm.organisation.financial_year_end == "03-31"
+    assert purchases.describe() == (
+        "6 years from the end of the financial year of the latest financial record; "
+        "and while an account or debt is open"
+    )
     assert purchases.ground.startswith("legal_obligation")
     assert dm.retention_for(Category.credit).condition is (
         RetentionCondition.while_account_or_debt_open
@@ -143,6 +152,24 @@ def _line_of(text: str, needle: str) -> int:
             "organisation.ico_registration",
             "organisation:",
         ),
+        (
+            'financial_year_end: "03-31"',
+            'financial_year_end: "31/03"',
+            "organisation.financial_year_end",
+            "31/03",
+        ),
+        (
+            'financial_year_end: "03-31"',
+            'financial_year_end: "04-31"',
+            "organisation.financial_year_end",
+            "04-31",
+        ),
+        (
+            'financial_year_end: "03-31"',
+            'financial_year_end: "02-29"',
+            "organisation.financial_year_end",
+            "02-29",
+        ),
     ],
 )
 def test_broken_yaml_names_field_and_line(
@@ -157,7 +184,7 @@ def test_broken_yaml_names_field_and_line(
     assert f"{field} (line {_line_of(text, needle)})" in message, message
 
 
-def test_reference_to_undeclared_category_names_field_and_line(tmp_path: Path) -> None:
+def test_reference_to_undeclared_category_names_field_and_line() -> None:
     text = _broken(
         "  web:\n    description: Cookies",
         "  webb:\n    description: Cookies",
@@ -189,6 +216,40 @@ def test_missing_retention_rule_is_reported() -> None:
     )
     with pytest.raises(ConfigError, match=r"retention\.interactionz"):
         parse_datamap(text)
+
+
+def test_period_in_days_and_years_is_ambiguous() -> None:
+    text = _broken("    period_years: 6\n", "    period_years: 6\n    period_days: 2192\n")
+    with pytest.raises(ConfigError, match=r"retention\.purchases .*not both"):
+        parse_datamap(text)
+
+
+def test_financial_year_anchor_needs_the_year_end() -> None:
+    text = _broken('  financial_year_end: "03-31"\n', "")
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    assert "retention.purchases.period_from" in str(info.value)
+    assert "organisation.financial_year_end" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("year_end", "day", "end"),
+    [
+        pytest.param("03-31", date(2020, 4, 1), date(2021, 3, 31), id="first-day-of-year"),
+        pytest.param("03-31", date(2020, 3, 31), date(2020, 3, 31), id="last-day-of-year"),
+        pytest.param("12-31", date(2020, 1, 1), date(2020, 12, 31), id="calendar-year"),
+        pytest.param("02-28", date(2024, 2, 29), date(2025, 2, 28), id="leap-day"),
+    ],
+)
+def test_financial_year_end_of(dm: DataMap, year_end: str, day: date, end: date) -> None:
+    organisation = dm.organisation.model_copy(update={"financial_year_end": year_end})
+    assert organisation.financial_year_end_of(day) == end
+
+
+def test_financial_year_end_of_without_a_year_end(dm: DataMap) -> None:
+    organisation = dm.organisation.model_copy(update={"financial_year_end": None})
+    with pytest.raises(ConfigError, match="financial_year_end"):
+        organisation.financial_year_end_of(date(2020, 1, 1))
 
 
 def test_duplicate_key_is_an_error() -> None:

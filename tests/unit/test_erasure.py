@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap, RetentionAnchor, RetentionRule, load_datamap
 from privops.core.erasure import (
     ErasurePlan,
     Followup,
@@ -13,13 +13,14 @@ from privops.core.erasure import (
     SubjectFacts,
     plan_erasure,
     recipients_to_notify,
+    retention_end,
 )
 from privops.core.errors import DomainError
 from privops.core.vocab import Category, System
 
 C = Category
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-SIX_YEARS = timedelta(days=2192)
+SIX_YEARS = timedelta(days=2192)  # the credit rule still counts days from closure
 TWO_YEARS = timedelta(days=730)
 SUBJECT = "subj-1"
 REAL = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
@@ -47,6 +48,10 @@ def kept(plan: ErasurePlan) -> dict[tuple[System, Category], datetime | None]:
 
 
 INVOICE_2Y = NOW - timedelta(days=2 * 365)
+# 2 March 2024 falls in the financial year ending 31 March 2024 (data map year end
+# 03-31); kept 6 years from that end: through 31 March 2030, erasable from 1 April 2030
+# 00:00 UK time (BST), which is 31 March 2030 23:00 UTC.
+INVOICE_2Y_KEPT_UNTIL = datetime(2030, 3, 31, 23, 0, tzinfo=UTC)
 INVOICE_7Y = NOW - timedelta(days=7 * 365)
 CLOSED_1Y = NOW - timedelta(days=365)
 CLOSED_3Y = NOW - timedelta(days=3 * 365)
@@ -61,8 +66,8 @@ CASES: list[
         SubjectFacts(latest_financial_record_at=INVOICE_2Y),
         [],
         {
-            (System.orders, C.payment): INVOICE_2Y + SIX_YEARS,
-            (System.orders, C.purchases): INVOICE_2Y + SIX_YEARS,
+            (System.orders, C.payment): INVOICE_2Y_KEPT_UNTIL,
+            (System.orders, C.purchases): INVOICE_2Y_KEPT_UNTIL,
         },
     ),
     ("invoices older than 6 years", SubjectFacts(latest_financial_record_at=INVOICE_7Y), [], {}),
@@ -129,7 +134,7 @@ CASES: list[
         SubjectFacts(latest_financial_record_at=INVOICE_2Y),
         [hold((C.purchases,))],
         {
-            (System.orders, C.payment): INVOICE_2Y + SIX_YEARS,
+            (System.orders, C.payment): INVOICE_2Y_KEPT_UNTIL,
             (System.orders, C.purchases): None,
         },
     ),
@@ -146,10 +151,11 @@ CASES: list[
 ]
 
 
-@pytest.mark.parametrize(("name", "facts", "holds", "expected"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("facts", "holds", "expected"), [pytest.param(*c[1:], id=c[0]) for c in CASES]
+)
 def test_erasure_plan(
     dm: DataMap,
-    name: str,
     facts: SubjectFacts,
     holds: list[LegalHold],
     expected: dict[tuple[System, Category], datetime | None],
@@ -177,7 +183,7 @@ def test_followups_group_categories_by_system_and_date(dm: DataMap) -> None:
         Followup(
             system=System.orders,
             categories=(C.payment, C.purchases),
-            due_at=INVOICE_2Y + SIX_YEARS,
+            due_at=INVOICE_2Y_KEPT_UNTIL,
         ),
     )
 
@@ -235,3 +241,63 @@ def test_recipients_of_a_plan(dm: DataMap) -> None:
     names = {r.name for r in recipients_to_notify(dm, plan.erased_categories)}
     assert "Product suppliers" in names
     assert "Law enforcement agencies (on valid request)" not in names
+
+
+# --------------------------------------------------- financial-year retention (issue 14.11)
+# HMRC (VAT Notice 700/21) and the Companies Act 2006 s.388: financial records are kept
+# 6 years from the END of the financial year they relate to, not from the invoice date.
+# The end is the last UK day kept; the follow-up may erase from 00:00 UK time next day.
+
+UK_MIDNIGHT_BST = 23  # 00:00 BST is 23:00 UTC the day before (late March to October)
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+# (financial year end, invoice time (UTC), first instant it may be erased (UTC))
+FINANCIAL_YEAR = [
+    # Year to 31 March 2021 contains 1 April 2020: kept through 31 March 2027. The old rule
+    # (2,192 days from the invoice) ended on 2 April 2026, eleven months early.
+    pytest.param("03-31", utc(2020, 4, 1, 10), utc(2027, 3, 31, UK_MIDNIGHT_BST),
+                 id="hmrc-invoice-first-day-of-year"),
+    # 31 March 2020 is the last day of the year to 31 March 2020: kept through 31 March 2026.
+    pytest.param("03-31", utc(2020, 3, 31, 10), utc(2026, 3, 31, UK_MIDNIGHT_BST),
+                 id="hmrc-invoice-last-day-of-year"),
+    # 23:30 UTC on 31 March 2021 is 00:30 BST on 1 April: the next financial year (UK date).
+    pytest.param("03-31", utc(2021, 3, 31, 23, 30), utc(2028, 3, 31, UK_MIDNIGHT_BST),
+                 id="uk-date-decides-the-year"),
+    # Calendar-year company: 15 June 2020 -> year end 31 December 2020 -> through
+    # 31 December 2026; 00:00 GMT on 1 January 2027 is 00:00 UTC.
+    pytest.param("12-31", utc(2020, 6, 15, 12), utc(2027, 1, 1), id="calendar-year-end"),
+    # Year end 28 February; 29 February 2024 (leap day) is in the year ending 28 Feb 2025.
+    pytest.param("02-28", utc(2024, 2, 29, 12), utc(2031, 3, 1), id="leap-day-invoice"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("year_end", "invoiced", "erasable_from"), FINANCIAL_YEAR)
+def test_financial_records_kept_from_the_end_of_the_financial_year(
+    dm: DataMap, year_end: str, invoiced: datetime, erasable_from: datetime
+) -> None:
+    organisation = dm.organisation.model_copy(update={"financial_year_end": year_end})
+    rule = dm.retention_for(C.purchases)
+    assert retention_end(rule, invoiced, organisation) == erasable_from
+
+
+def test_plan_keeps_invoices_until_six_years_after_the_year_end(dm: DataMap) -> None:
+    facts = SubjectFacts(latest_financial_record_at=utc(2020, 4, 1, 10))
+    day_before = plan_erasure(SUBJECT, dm, None, [], facts, utc(2027, 3, 31, 22))
+    assert kept(day_before)[(System.orders, C.purchases)] == utc(2027, 3, 31, UK_MIDNIGHT_BST)
+    after = plan_erasure(SUBJECT, dm, None, [], facts, utc(2027, 3, 31, UK_MIDNIGHT_BST))
+    assert (System.orders, C.purchases) not in kept(after)
+
+
+def test_day_periods_still_run_from_the_instant(dm: DataMap) -> None:
+    rule = RetentionRule(
+        period_days=30, period_from=RetentionAnchor.collected, ground="g", criteria="c"
+    )
+    start = utc(2026, 1, 1, 10)
+    assert retention_end(rule, start, dm.organisation) == start + timedelta(days=30)
+    assert (
+        retention_end(rule.model_copy(update={"period_days": None}), start, dm.organisation) is None
+    )

@@ -59,7 +59,7 @@ def test_purposes_carry_lawful_basis_and_legitimate_interest(full: dict[str, obj
 def test_categories_have_retention_period_or_criteria(full: dict[str, object]) -> None:
     cats = {c["category"]: c for c in full["categories"]}  # type: ignore[attr-defined]
     assert set(cats) == {c.value for c in Category}
-    assert cats["purchases"]["retention"]["period_days"] == 2192
+    assert cats["purchases"]["retention"]["period_years"] == 6  # from the financial year end
     assert "6 years" in cats["purchases"]["retention"]["criteria"]
     assert cats["contact"]["retention"]["period_days"] is None
     assert cats["contact"]["retention"]["criteria"]

@@ -1,0 +1,213 @@
+"""What business events and request directives mean for consent and for retention.
+
+The ingest agent decodes a record and asks this module what it means: `consent_facts`
+(PECR and UK GDPR meaning of an upstream event), `updated_facts` (the retention inputs
+the erasure plan needs), `directive_fact` (a request's effect on the subject) and
+`consent_state_record` (the compacted topic's view of a state). Keeping the mapping here,
+pure, lets it be table-tested without Kafka.
+
+Soft opt-in (PECR reg. 22(3)) arises only from a sale whose event says the opt-out was
+offered and that marketing will be about similar products; silence on either means no
+soft opt-in. A ticked opt-out box is a refusal on email and SMS.
+
+Cookie-banner choices: the marketing-cookie choice becomes a subject-wide marker that
+governs profiling for marketing; the analytics choice is not mapped (see
+privops.core.consent.decision for why).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+from privops.core import records as r
+from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent
+from privops.core.erasure import SubjectFacts
+from privops.core.errors import PrivopsError
+from privops.core.vocab import Channel, LawfulBasis, Purpose, System
+
+F = FactKind
+
+SOFT_OPT_IN_CHANNELS: Final = (Channel.email, Channel.sms)
+"""PECR reg. 22: a soft opt-in covers electronic mail (email and SMS), not calls or post."""
+
+
+class DirectiveKind(StrEnum):
+    """What a request asks of the subject's consent state (privops.internal.subject-directives)."""
+
+    restricted = "restricted"
+    restriction_lifted = "restriction_lifted"
+    suppressed = "suppressed"
+    objected = "objected"
+    withdrawn = "withdrawn"
+
+
+_DIRECTIVE_FACTS: Final[dict[DirectiveKind, FactKind]] = {
+    DirectiveKind.restricted: F.restricted,
+    DirectiveKind.restriction_lifted: F.restriction_lifted,
+    DirectiveKind.suppressed: F.suppressed,
+    DirectiveKind.objected: F.objected,
+    DirectiveKind.withdrawn: F.withdrawn,
+}
+
+
+class UnknownDirectiveKind(PrivopsError):
+    """A directive this worker does not understand: dead-lettered, never silently dropped."""
+
+
+def directive_fact(directive: r.SubjectDirective) -> ConsentFact:
+    """The consent fact a request's directive stands for.
+
+    Raises UnknownDirectiveKind for a kind outside `DirectiveKind`, and pydantic's
+    ValidationError for a purpose/channel the fact kind does not take.
+    """
+    try:
+        kind = DirectiveKind(directive.kind)
+    except ValueError:
+        known = ", ".join(k.value for k in DirectiveKind)
+        raise UnknownDirectiveKind(
+            f"unknown directive kind {directive.kind!r} (known: {known})"
+        ) from None
+    return ConsentFact(
+        event_id=directive.directive_id,
+        occurred_at=directive.occurred_at,
+        source=System.crm,
+        kind=_DIRECTIVE_FACTS[kind],
+        purpose=directive.purpose,
+        channel=directive.channel,
+        evidence=f"privacy.commands:{directive.request_id}",
+    )
+
+
+def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
+    """The consent meaning of a business event (most events have none)."""
+    match event:
+        case r.ConsentGiven():
+            soft = SoftOptIn(**event.soft_opt_in.model_dump()) if event.soft_opt_in else None
+            return [
+                _fact(event, F.granted, event.purpose, event.channel, event.basis, soft),
+            ]
+        case r.ConsentWithdrawn():
+            return [_fact(event, F.withdrawn, event.purpose, event.channel)]
+        case r.UnsubscribeClicked():
+            return [_fact(event, F.withdrawn, Purpose.marketing, Channel.email)]
+        case r.StopReplyReceived():
+            return [_fact(event, F.withdrawn, Purpose.marketing, Channel.sms)]
+        case r.MarketingObjectionRecorded():
+            return [_fact(event, F.objected)]
+        case r.TpsStatusChecked():
+            return [_fact(event, F.tps_listed if event.listed else F.tps_unlisted)]
+        case r.TpsWaiverRecorded():
+            return [_fact(event, F.tps_no_objection)]
+        case r.OrderPlaced():
+            return _sale_facts(event)
+        case r.CookieConsentRecorded():
+            kind = F.marketing_cookies_accepted if event.marketing else F.marketing_cookies_refused
+            return [_fact(event, kind)]
+    return []
+
+
+def _sale_facts(event: r.OrderPlaced) -> list[ConsentFact]:
+    """PECR reg. 22(3): details collected in a sale, similar products, opt-out offered.
+
+    Ticking the opt-out box is a refusal, honoured whatever else the event says.
+    """
+    if event.marketing_opt_out_ticked:
+        return [
+            _fact(event, F.withdrawn, Purpose.marketing, channel)
+            for channel in SOFT_OPT_IN_CHANNELS
+        ]
+    if not (event.marketing_opt_out_offered and event.similar_products_marketing):
+        return []
+    soft = SoftOptIn(
+        collected_in_sale_or_negotiation=True,
+        own_similar_products=True,
+        opt_out_offered=True,
+    )
+    return [
+        _fact(event, F.granted, Purpose.marketing, channel, LawfulBasis.soft_opt_in, soft)
+        for channel in SOFT_OPT_IN_CHANNELS
+    ]
+
+
+def _fact(
+    event: r.UpstreamEvent,
+    kind: FactKind,
+    purpose: Purpose | None = None,
+    channel: Channel | None = None,
+    basis: LawfulBasis = LawfulBasis.none,
+    soft_opt_in: SoftOptIn | None = None,
+) -> ConsentFact:
+    return ConsentFact(
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        source=event.source,
+        kind=kind,
+        purpose=purpose,
+        channel=channel,
+        basis=basis,
+        soft_opt_in=soft_opt_in,
+        evidence=f"{event.source.value}.events:{type(event).__name__}:{event.event_id}",
+    )
+
+
+def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent) -> SubjectFacts:
+    """Retention inputs for the erasure plan (financial records, credit, investigations).
+
+    Returns `facts` itself when the event changes nothing, so the caller can skip a write.
+    """
+    at = event.occurred_at
+    match event:
+        case r.OrderPlaced() | r.PaymentRecorded():
+            latest = facts.latest_financial_record_at
+            if latest is None or at > latest:
+                return facts.model_copy(update={"latest_financial_record_at": at})
+        case r.AccountBalanceChanged():
+            # A debt is open while anything is overdue, or a balance is owed on a closed
+            # account; the credit period only starts once both are settled.
+            open_debt = event.overdue_pence > 0 or (
+                event.balance_pence > 0 and not event.credit_account_open
+            )
+            closed = None if event.credit_account_open or open_debt else at
+            return facts.model_copy(
+                update={
+                    "open_credit_account": event.credit_account_open,
+                    "open_debt": open_debt,
+                    "credit_closed_at": closed or facts.credit_closed_at,
+                }
+            )
+        case r.InvestigationOpened():
+            ids = tuple(sorted({*facts.open_investigation_ids, event.investigation_id}))
+            return facts.model_copy(update={"open_investigation_ids": ids})
+        case r.InvestigationClosed():
+            ids = tuple(i for i in facts.open_investigation_ids if i != event.investigation_id)
+            return facts.model_copy(
+                update={"open_investigation_ids": ids, "investigation_closed_at": at}
+            )
+    return facts
+
+
+def consent_state_record(state: SubjectConsent, now: datetime) -> r.ConsentState:
+    """The compacted privacy.consent-state record for `state` (`now` if it has no time)."""
+    return r.ConsentState(
+        subject_id=state.subject_id,
+        updated_at=state.updated_at or now,
+        preferences=[
+            r.ChannelConsent(
+                purpose=entry.purpose,
+                channel=entry.channel,
+                status=entry.status.value,
+                basis=entry.basis,
+                source=entry.source,
+                occurred_at=entry.occurred_at,
+                event_id=entry.event_id,
+                evidence=entry.evidence,
+            )
+            for _, entry in sorted(state.entries.items())
+        ],
+        marketing_objection=state.objection is not None,
+        tps_listed=state.tps_listed,
+        restricted=state.restricted,
+        suppressed=state.suppressed,
+    )

@@ -1,0 +1,288 @@
+"""What business events and directives mean for consent and retention (privops.core.facts)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from privops.core import records as r
+from privops.core.consent import FactKind, SoftOptIn, SubjectConsent, apply
+from privops.core.erasure import SubjectFacts
+from privops.core.facts import (
+    DirectiveKind,
+    UnknownDirectiveKind,
+    consent_facts,
+    consent_state_record,
+    directive_fact,
+    updated_facts,
+)
+from privops.core.vocab import Channel, LawfulBasis, Purpose, System
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+SUBJECT = "S-1"
+F = FactKind
+M = Purpose.marketing
+email, sms, phone = Channel.email, Channel.sms, Channel.telephone
+SOFT = LawfulBasis.soft_opt_in
+VALID_SOFT = SoftOptIn(
+    collected_in_sale_or_negotiation=True, own_similar_products=True, opt_out_offered=True
+)
+
+
+def event(
+    kind: type[r.UpstreamEvent],
+    source: System = System.orders,
+    event_id: str = "ev-1",
+    **fields: Any,
+) -> Any:
+    return kind(
+        event_id=event_id,
+        occurred_at=T0,
+        source=source,
+        subject_id=SUBJECT,
+        identifiers=r.Identifiers(customer_id="C-1"),
+        **fields,
+    )
+
+
+def order(**flags: bool) -> r.OrderPlaced:
+    return r.OrderPlaced(
+        event_id="ev-1",
+        occurred_at=T0,
+        source=System.orders,
+        subject_id=SUBJECT,
+        identifiers=r.Identifiers(customer_id="C-1"),
+        order_id="O-1",
+        total_pence=4200,
+        **flags,
+    )
+
+
+# (event, expected [(kind, purpose, channel, basis)])
+CONSENT_MEANING = [
+    pytest.param(
+        event(r.ConsentGiven, System.crm, purpose=M, channel=email),
+        [(F.granted, M, email, LawfulBasis.consent)], id="consent-given",
+    ),
+    pytest.param(
+        event(r.ConsentWithdrawn, System.crm, purpose=M, channel=sms),
+        [(F.withdrawn, M, sms, LawfulBasis.none)], id="consent-withdrawn",
+    ),
+    pytest.param(
+        event(r.UnsubscribeClicked, System.marketing, campaign_id="C"),
+        [(F.withdrawn, M, email, LawfulBasis.none)], id="unsubscribe-link",
+    ),
+    pytest.param(
+        event(r.StopReplyReceived, System.marketing, campaign_id="C"),
+        [(F.withdrawn, M, sms, LawfulBasis.none)], id="stop-reply",
+    ),
+    pytest.param(
+        event(r.MarketingObjectionRecorded, System.crm),
+        [(F.objected, None, None, LawfulBasis.none)], id="objection",
+    ),
+    pytest.param(
+        event(r.TpsStatusChecked, System.telephony, listed=True),
+        [(F.tps_listed, None, None, LawfulBasis.none)], id="tps-listed",
+    ),
+    pytest.param(
+        event(r.TpsStatusChecked, System.telephony, listed=False),
+        [(F.tps_unlisted, None, None, LawfulBasis.none)], id="tps-unlisted",
+    ),
+    pytest.param(
+        event(r.TpsWaiverRecorded, System.telephony, evidence_ref="call-1"),
+        [(F.tps_no_objection, None, None, LawfulBasis.none)], id="tps-do-not-object-notice",
+    ),
+    # PECR reg. 22(3): a soft opt-in needs the sale, similar products AND the opt-out offered.
+    pytest.param(
+        order(marketing_opt_out_offered=True, similar_products_marketing=True),
+        [(F.granted, M, email, SOFT), (F.granted, M, sms, SOFT)],
+        id="pecr22-3-sale-with-all-conditions",
+    ),
+    # Issue 14 point 3: absent flags mean "not offered"; the old code granted here.
+    pytest.param(order(), [], id="pecr22-3-sale-silent-on-opt-out-no-soft-opt-in"),
+    pytest.param(
+        order(marketing_opt_out_offered=True), [],
+        id="pecr22-3-opt-out-offered-but-not-similar-products",
+    ),
+    pytest.param(
+        order(similar_products_marketing=True), [],
+        id="pecr22-3-similar-products-but-no-opt-out-offered",
+    ),
+    pytest.param(
+        order(marketing_opt_out_offered=True, marketing_opt_out_ticked=True,
+              similar_products_marketing=True),
+        [(F.withdrawn, M, email, LawfulBasis.none), (F.withdrawn, M, sms, LawfulBasis.none)],
+        id="opt-out-box-ticked-is-a-refusal",
+    ),
+    # Issue 14 point 5 (PECR reg. 6): the marketing-cookie choice governs profiling; the
+    # analytics choice is not mapped (DUAA 2025 analytics exception is the web system's).
+    pytest.param(
+        event(r.CookieConsentRecorded, System.web, analytics=True, marketing=False),
+        [(F.marketing_cookies_refused, None, None, LawfulBasis.none)],
+        id="pecr6-marketing-cookies-refused",
+    ),
+    pytest.param(
+        event(r.CookieConsentRecorded, System.web, analytics=False, marketing=True),
+        [(F.marketing_cookies_accepted, None, None, LawfulBasis.none)],
+        id="marketing-cookies-accepted",
+    ),
+    pytest.param(event(r.PaymentRecorded, payment_id="P", order_id="O", amount_pence=1), [],
+                 id="payment-no-consent-meaning"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("source_event", "expected"), CONSENT_MEANING)
+def test_consent_meaning(source_event: r.UpstreamEvent, expected: list[tuple[Any, ...]]) -> None:
+    facts = consent_facts(source_event)
+    assert [(f.kind, f.purpose, f.channel, f.basis) for f in facts] == expected
+    for fact in facts:
+        assert fact.event_id == source_event.event_id
+        assert fact.occurred_at == source_event.occurred_at
+        assert fact.source is source_event.source
+        assert fact.evidence == f"{source_event.source}.events:{type(source_event).__name__}:ev-1"
+
+
+def test_sale_soft_opt_in_records_its_conditions() -> None:
+    facts = consent_facts(order(marketing_opt_out_offered=True, similar_products_marketing=True))
+    assert {f.soft_opt_in for f in facts} == {VALID_SOFT}
+
+
+def test_consent_given_keeps_the_soft_opt_in_it_claims() -> None:
+    claimed = r.SoftOptIn(collected_in_sale_or_negotiation=True, own_similar_products=True)
+    given = event(
+        r.ConsentGiven, System.crm, purpose=M, channel=sms, basis=SOFT, soft_opt_in=claimed
+    )
+    (fact,) = consent_facts(given)
+    assert fact.soft_opt_in is not None
+    assert fact.soft_opt_in.missing() == ["opt_out_offered"]
+
+
+def test_consent_given_with_an_impossible_shape_is_rejected() -> None:
+    given = event(r.ConsentGiven, System.crm, purpose=Purpose.service, channel=email)
+    with pytest.raises(ValidationError, match="service"):
+        consent_facts(given)
+
+
+# --------------------------------------------------------------------- retention facts
+
+LATER = T0 + timedelta(days=3)
+OPEN = SubjectFacts(open_credit_account=True)
+
+# (facts before, event, facts after)
+RETENTION = [
+    pytest.param(SubjectFacts(), order(), SubjectFacts(latest_financial_record_at=T0),
+                 id="order-is-a-financial-record"),
+    pytest.param(
+        SubjectFacts(latest_financial_record_at=LATER), order(),
+        SubjectFacts(latest_financial_record_at=LATER), id="older-record-keeps-the-latest",
+    ),
+    pytest.param(
+        SubjectFacts(), event(r.PaymentRecorded, payment_id="P", order_id="O", amount_pence=1),
+        SubjectFacts(latest_financial_record_at=T0), id="payment-is-a-financial-record",
+    ),
+    pytest.param(
+        SubjectFacts(),
+        event(r.AccountBalanceChanged, credit_account_open=True, balance_pence=100),
+        SubjectFacts(open_credit_account=True), id="credit-account-open",
+    ),
+    pytest.param(
+        OPEN, event(r.AccountBalanceChanged, credit_account_open=False, balance_pence=0),
+        SubjectFacts(credit_closed_at=T0), id="account-closed-and-settled",
+    ),
+    pytest.param(
+        OPEN, event(r.AccountBalanceChanged, credit_account_open=False, balance_pence=500),
+        SubjectFacts(open_debt=True), id="closed-with-balance-is-open-debt",
+    ),
+    pytest.param(
+        OPEN,
+        event(r.AccountBalanceChanged, credit_account_open=True, balance_pence=0,
+              overdue_pence=10),
+        SubjectFacts(open_credit_account=True, open_debt=True), id="overdue-is-open-debt",
+    ),
+    pytest.param(
+        SubjectFacts(open_investigation_ids=("INC-2",)),
+        event(r.InvestigationOpened, System.cctv, investigation_id="INC-1", reason="theft"),
+        SubjectFacts(open_investigation_ids=("INC-1", "INC-2")), id="investigation-opened",
+    ),
+    pytest.param(
+        SubjectFacts(open_investigation_ids=("INC-1", "INC-2")),
+        event(r.InvestigationClosed, System.cctv, investigation_id="INC-1"),
+        SubjectFacts(open_investigation_ids=("INC-2",), investigation_closed_at=T0),
+        id="investigation-closed",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("before", "source_event", "after"), RETENTION)
+def test_retention_facts(
+    before: SubjectFacts, source_event: r.UpstreamEvent, after: SubjectFacts
+) -> None:
+    assert updated_facts(before, source_event) == after
+
+
+def test_event_without_retention_meaning_returns_the_same_facts() -> None:
+    facts = SubjectFacts(open_debt=True)
+    unsubscribed = event(r.UnsubscribeClicked, System.marketing, campaign_id="C")
+    assert updated_facts(facts, unsubscribed) is facts
+
+
+# ------------------------------------------------------------------------ directives
+
+
+def directive(kind: str, **fields: Any) -> r.SubjectDirective:
+    return r.SubjectDirective(
+        directive_id=f"REQ-1:{kind}",
+        subject_id=SUBJECT,
+        request_id="REQ-1",
+        kind=kind,
+        occurred_at=T0,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("kind", list(DirectiveKind))
+def test_every_directive_kind_is_a_fact(kind: DirectiveKind) -> None:
+    fact = directive_fact(directive(kind.value))
+    assert fact.kind is FactKind(kind.value)
+    assert fact.evidence == "privacy.commands:REQ-1"
+    assert fact.event_id == f"REQ-1:{kind}"
+
+
+def test_withdrawal_directive_keeps_its_purpose_and_channel() -> None:
+    fact = directive_fact(directive("withdrawn", purpose=M, channel=sms))
+    assert (fact.purpose, fact.channel) == (M, sms)
+
+
+def test_unknown_directive_kind_is_a_typed_error() -> None:
+    with pytest.raises(UnknownDirectiveKind, match=r"'paused' \(known: restricted"):
+        directive_fact(directive("paused"))
+
+
+# ---------------------------------------------------------------------- state record
+
+
+def test_consent_state_record() -> None:
+    sale = order(marketing_opt_out_offered=True, similar_products_marketing=True)
+    check = event(r.TpsStatusChecked, System.telephony, listed=True, event_id="ev-2")
+    state = None
+    for fact in [*consent_facts(sale), *consent_facts(check)]:
+        state, _ = apply(state, SUBJECT, fact)
+    assert state is not None
+    record = consent_state_record(state, LATER)
+    assert record.subject_id == SUBJECT
+    assert record.updated_at == T0
+    assert [(p.purpose, p.channel, p.status, p.basis) for p in record.preferences] == [
+        (M, email, "granted", SOFT),
+        (M, sms, "granted", SOFT),
+    ]
+    assert record.tps_listed
+    assert (record.marketing_objection, record.restricted, record.suppressed) == (False,) * 3
+
+
+def test_consent_state_record_of_a_state_without_time_uses_now() -> None:
+    record = consent_state_record(SubjectConsent(subject_id=SUBJECT), LATER)
+    assert record.updated_at == LATER
+    assert record.preferences == []
