@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,14 +19,17 @@ from privops.adapters.serde import Serde
 from privops.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+    Json,
+    check_id,
     console,
     emit_json,
     fail,
+    quiet_kafka_logs,
     run_async,
     settings,
 )
-from privops.cli.request import check_id, quiet_kafka_logs
-from privops.core.audit import AuditRecord, Break, verify
+from privops.core.audit import Break, verify
 from privops.core.errors import DecodeError, PrivopsError
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
@@ -40,12 +42,28 @@ app = typer.Typer(help="The tamper-evident audit trail (privacy.audit).", no_arg
 class AuditLog:
     """What was read from the topic: usable records per partition, and what was not."""
 
-    by_partition: dict[int, list[AuditRecord]] = field(default_factory=dict)
+    by_partition: dict[int, list[AuditEvent]] = field(default_factory=dict)
     unusable: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def records(self) -> list[AuditRecord]:
+    def records(self) -> list[AuditEvent]:
         return [r for p in sorted(self.by_partition) for r in self.by_partition[p]]
+
+
+def _decoded(serde: Serde, msg: Consumed) -> AuditEvent | tuple[str, str]:
+    """The audit event in a message, or (problem, detail) saying why it is unusable."""
+    raw = msg.value if isinstance(msg.value, bytes) else None
+    try:
+        event = serde.decode(raw)
+    except DecodeError as exc:
+        # Records are validated on decode: one that decodes but breaks a rule of the
+        # model (a malformed hash, raw PII) is invalid rather than undecodable.
+        return ("invalid" if exc.reason == "invalid_record" else "undecodable"), str(exc)
+    except PrivopsError as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+    if not isinstance(event, AuditEvent):
+        return "not_audit", type(event).__name__
+    return event
 
 
 def read_audit() -> AuditLog:
@@ -59,29 +77,21 @@ def read_audit() -> AuditLog:
     for msg in consumed:
         grouped[msg.partition].append(msg)
     for partition in sorted(grouped):
-        records: list[AuditRecord] = []
+        records: list[AuditEvent] = []
         for msg in sorted(grouped[partition], key=lambda m: m.offset):
-            where = {"partition": partition, "offset": msg.offset}
-            raw = msg.value if isinstance(msg.value, bytes) else None
-            try:
-                event = serde.decode(raw)
-            except DecodeError as exc:
-                log.unusable.append({**where, "problem": "undecodable", "detail": str(exc)})
-                continue
-            except PrivopsError as exc:
-                fail(str(exc), 3)
-            if not isinstance(event, AuditEvent):
+            event = _decoded(serde, msg)
+            if isinstance(event, AuditEvent):
+                records.append(event)
+            else:
+                problem, detail = event
                 log.unusable.append(
-                    {**where, "problem": "not_audit", "detail": type(event).__name__}
+                    {
+                        "partition": partition,
+                        "offset": msg.offset,
+                        "problem": problem,
+                        "detail": detail,
+                    }
                 )
-                continue
-            try:
-                records.append(AuditRecord.model_validate(event.model_dump()))
-            except ValidationError as exc:
-                detail = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-                )
-                log.unusable.append({**where, "problem": "invalid", "detail": detail})
         log.by_partition[partition] = records
     return log
 
@@ -91,7 +101,7 @@ def show(
     id_: str = typer.Argument(
         ..., metavar="ID", help="A request id, a subject ref (sr_...) or a subject id."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: Json = False,
 ) -> None:
     """The history of a request or subject: time, seq, actor, action, before -> after, reason."""
     wanted = check_id(id_, "id")
@@ -137,7 +147,7 @@ def _break_dict(b: Break) -> dict[str, Any]:
 
 @app.command("verify")
 def verify_cmd(
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: Json = False,
     chain: str = typer.Option(
         "",
         "--chain",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from privops.cli.common import EXIT_BAD_INPUT, console, emit_json, fail, handled, say
+from privops.cli.common import EXIT_BAD_INPUT, Json, console, emit_json, fail, handled, say
 from privops.tools import bench as b
 
 
@@ -27,6 +27,9 @@ def _verdict(passed: bool | None) -> str:
     return "[green]pass[/]" if passed else "[bold red]FAIL[/]"
 
 
+_DEFAULT = b.Sizes()
+
+
 def bench(
     scenario: list[str] | None = typer.Option(
         None,
@@ -34,23 +37,29 @@ def bench(
         "-s",
         help=f"Run only this scenario (repeatable): {', '.join(b.SCENARIOS)}.",
     ),
-    events: int = typer.Option(200_000, min=1, help="consent-throughput: events to consume."),
-    subjects: int = typer.Option(20_000, min=1, help="consent-throughput: distinct subjects."),
-    rate: float = typer.Option(100.0, min=1, help="command-latency: requests per second."),
-    duration: float = typer.Option(20.0, min=0.1, help="command-latency: seconds of load."),
+    events: int = typer.Option(
+        _DEFAULT.events, min=1, help="consent-throughput: events to consume."
+    ),
+    subjects: int = typer.Option(
+        _DEFAULT.subjects, min=1, help="consent-throughput: distinct subjects."
+    ),
+    rate: float = typer.Option(_DEFAULT.rate, min=1, help="command-latency: requests per second."),
+    duration: float = typer.Option(
+        _DEFAULT.duration, min=0.1, help="command-latency: seconds of load."
+    ),
     restart_subjects: int = typer.Option(
-        100_000,
+        _DEFAULT.restart_subjects,
         "--restart-subjects",
         min=1,
         help="restart: subjects loaded before the restart (target is for 1,000,000).",
     ),
     open_requests: int = typer.Option(
-        1_000_000, "--open", min=1, help="sweep-scale: open requests tracked."
+        _DEFAULT.open_requests, "--open", min=1, help="sweep-scale: open requests tracked."
     ),
     timeout: float = typer.Option(
-        120.0, min=1, help="consent-throughput: longest measuring window, seconds."
+        _DEFAULT.timeout, min=1, help="consent-throughput: longest measuring window, seconds."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: Json = False,
 ) -> None:
     """Measure the performance targets against a private local runtime (own ports).
 
@@ -73,7 +82,7 @@ def bench(
         timeout=timeout,
     )
     with handled():
-        results = b.run(chosen, sizes, (lambda _: None) if as_json else say)
+        results = b.run(chosen, sizes, b.quiet if as_json else say)
     if as_json:
         emit_json([r.as_json() for r in results])
     else:

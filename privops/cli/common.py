@@ -1,14 +1,25 @@
-"""What every CLI verb shares: the console, settings, error handling, --json output."""
+"""What every CLI verb shares: the console, settings, error handling, input checks, --json.
+
+Input checks exit 2 naming the option at fault, before anything is sent anywhere, so a
+typo never reaches the broker or the worker.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Annotated, Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from privops.adapters.settings import Settings, get_settings
 from privops.core.errors import (
@@ -26,6 +37,15 @@ EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_FAILED = 1
+
+UK = ZoneInfo("Europe/London")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+"""The `--json` flag of every verb that can print for a script instead of a person."""
+
+E = TypeVar("E", bound=Enum)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -65,7 +85,64 @@ def emit_json(data: Any) -> None:
 
 
 def run_async(factory: Callable[[], Any]) -> Any:
-    import asyncio
-
     with handled():
         return asyncio.run(factory())
+
+
+def quiet_kafka_logs() -> None:
+    """aiokafka logs each failed connect; the CLI reports the failure once, itself."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def cell(value: Any, default: str = "-") -> str:
+    """A value from the worker's JSON as table text: markup escaped, blanks shown as a dash."""
+    return default if value is None or value == "" else escape(str(value))
+
+
+# --- input checks ----------------------------------------------------------------------------
+
+
+def uk_today() -> date:
+    """Today's date in the UK: legal deadlines are UK local dates."""
+    return datetime.now(UTC).astimezone(UK).date()
+
+
+def parse_date(value: str, option: str, *, allow_future: bool = False) -> date:
+    """A YYYY-MM-DD option value, or exit 2 naming the option."""
+    text = value.strip()
+    try:
+        if not _DATE_RE.fullmatch(text):
+            raise ValueError(text)
+        parsed = date.fromisoformat(text)
+    except ValueError:
+        fail(f"invalid date '{escape(value)}' for {option}: use YYYY-MM-DD")
+    if not allow_future and parsed > uk_today():
+        fail(f"{option} {parsed} is in the future (today in the UK is {uk_today()})")
+    return parsed
+
+
+def check_id(value: str, what: str = "request id") -> str:
+    """A request, hold or subject id: a short word without spaces or slashes.
+
+    Ids end up in URL paths and message keys, so anything else is refused here.
+    """
+    value = value.strip()
+    if not _ID_RE.fullmatch(value):
+        fail(
+            f"invalid {what} '{escape(value)}': use letters, digits and . _ : - "
+            "(at most 64 characters)"
+        )
+    return value
+
+
+def choices(kind: type[Enum]) -> str:
+    """The values of a vocabulary, for help texts and error messages."""
+    return ", ".join(str(member.value) for member in kind)
+
+
+def parse_choice(kind: type[E], value: str, what: str) -> E:
+    """A vocabulary value, case-insensitive; exit 2 listing the values there are."""
+    try:
+        return kind(value.strip().lower())
+    except ValueError:
+        fail(f"unknown {what} '{escape(value)}': use one of {choices(kind)}")

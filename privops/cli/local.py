@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from privops.adapters import runtime
-from privops.cli.common import EXIT_UNAVAILABLE, console, emit_json, handled, say, settings
+from privops.cli.common import EXIT_UNAVAILABLE, Json, console, emit_json, handled, say, settings
 
 app = typer.Typer(help="Run Kafka (KRaft) and the schema registry locally, on loopback.")
 
@@ -27,7 +27,7 @@ def down() -> None:
 
 
 @app.command()
-def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def status(as_json: Json = False) -> None:
     """Show whether each component runs and answers. Exit 3 if any is not ready."""
     rows = runtime.status(settings())
     if as_json:

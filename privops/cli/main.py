@@ -30,9 +30,11 @@ def worker() -> None:
     """Run the Faust worker (agents, tables, HTTP on PRIVOPS_WEB_PORT)."""
     # The CLI is the composition root: the worker lives in `streams`/`agents`, which
     # privops itself never imports at module level.
-    from streams.app import run_worker
-
     with handled():
+        # Importing the app reads and validates the settings: inside handled(), so a bad
+        # setting is one line and exit 2.
+        from streams.app import run_worker
+
         run_worker()
 
 

@@ -9,13 +9,13 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from privops.cli.common import console, emit_json, handled, settings
-from privops.core.datamap import DataMap, load_datamap
+from privops.cli.common import Json, console, emit_json, handled, settings
+from privops.core.datamap import DataMap, PurposeSpec, load_datamap
 from privops.core.ropa import ordered_categories, ropa_record
 
 
 def ropa(
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: Json = False,
     datamap: Path | None = typer.Option(
         None,
         "--datamap",
@@ -37,9 +37,30 @@ def ropa(
 
 
 def ropa_renderables(datamap: DataMap) -> list[RenderableType]:
+    out: list[RenderableType] = [
+        _header(datamap),
+        _purposes(datamap),
+        _categories(datamap),
+        _systems(datamap),
+        _recipients(datamap),
+    ]
+    security = datamap.organisation.security_measures
+    if security:
+        out.append(Text.assemble(("Security measures: ", "bold"), security))
+    return out
+
+
+def _table(title: str, columns: tuple[str, ...], *, lines: bool = True) -> Table:
+    table = Table(title=title, show_lines=lines, expand=True)
+    for col in columns:
+        table.add_column(col)
+    return table
+
+
+def _header(datamap: DataMap) -> Text:
     org = datamap.organisation
     dpo = org.dpo
-    header = Text.assemble(
+    return Text.assemble(
         ("Record of processing activities (UK GDPR Art. 30)\n", "bold"),
         f"Controller: {org.controller}",
         f" (company {org.company_number})" if org.company_number else "",
@@ -48,69 +69,84 @@ def ropa_renderables(datamap: DataMap) -> list[RenderableType]:
         f"DPO: {dpo.name + ', ' if dpo.name else ''}{dpo.email}, {dpo.phone}",
     )
 
-    purposes = Table(title="Purposes", show_lines=True, expand=True)
-    for col in ("purpose", "lawful basis", "data subjects", "categories", "recipients", "notes"):
-        purposes.add_column(col)
+
+def _purpose_notes(p: PurposeSpec) -> str:
+    notes: list[str] = [p.description]
+    if p.legitimate_interest:
+        notes.append(f"Legitimate interest: {p.legitimate_interest}")
+    if p.channels:
+        notes.append("Channels: " + ", ".join(c.value for c in p.channels))
+    if p.source:
+        notes.append(f"Source: {p.source}")
+    if p.automated_decision:
+        adm = p.automated_decision
+        kind = "solely automated" if adm.solely_automated else "not solely automated"
+        notes.append(f"Automated decision ({kind}): {adm.description}")
+    return "\n".join(notes)
+
+
+def _purposes(datamap: DataMap) -> Table:
+    table = _table(
+        "Purposes",
+        ("purpose", "lawful basis", "data subjects", "categories", "recipients", "notes"),
+    )
     for name, p in datamap.purposes.items():
-        notes: list[str] = [p.description]
-        if p.legitimate_interest:
-            notes.append(f"Legitimate interest: {p.legitimate_interest}")
-        if p.channels:
-            notes.append("Channels: " + ", ".join(c.value for c in p.channels))
-        if p.source:
-            notes.append(f"Source: {p.source}")
-        if p.automated_decision:
-            adm = p.automated_decision
-            kind = "solely automated" if adm.solely_automated else "not solely automated"
-            notes.append(f"Automated decision ({kind}): {adm.description}")
-        purposes.add_row(
+        table.add_row(
             name,
             p.lawful_basis.value,
             ", ".join(p.data_subjects),
             ", ".join(c.value for c in p.categories),
             ", ".join(r.name for r in datamap.recipients_for_purpose(name)),
-            "\n".join(notes),
+            _purpose_notes(p),
         )
+    return table
 
-    categories = Table(title="Categories and retention", show_lines=True, expand=True)
-    for col in ("category", "held in", "retention", "ground", "criteria"):
-        categories.add_column(col)
+
+def _categories(datamap: DataMap) -> Table:
+    table = _table(
+        "Categories and retention", ("category", "held in", "retention", "ground", "criteria")
+    )
     for c, spec in ordered_categories(datamap):
         rule = datamap.retention.get(c)
-        categories.add_row(
+        table.add_row(
             Text.assemble((c.value, "bold"), "\n", spec.description),
             ", ".join(s.value for s in datamap.systems_holding(c)),
             rule.describe() if rule else "-",
             rule.ground if rule else "-",
             rule.criteria if rule else "-",
         )
+    return table
 
-    systems = Table(title="Systems", expand=True)
-    for col in ("system", "categories", "identifiers", "task topic", "SLA s", "retries"):
-        systems.add_column(col)
-    for s, sspec in datamap.systems.items():
-        systems.add_row(
+
+def _systems(datamap: DataMap) -> Table:
+    table = _table(
+        "Systems",
+        ("system", "categories", "identifiers", "task topic", "SLA s", "retries"),
+        lines=False,
+    )
+    for s, spec in datamap.systems.items():
+        table.add_row(
             s.value,
-            ", ".join(c.value for c in sspec.categories),
-            ", ".join(sspec.identifiers),
-            sspec.task_topic,
-            f"{sspec.sla_seconds:g}",
-            str(sspec.retry.max_attempts),
+            ", ".join(c.value for c in spec.categories),
+            ", ".join(spec.identifiers),
+            spec.task_topic,
+            f"{spec.sla_seconds:g}",
+            str(spec.retry.max_attempts),
         )
+    return table
 
-    recipients = Table(title="Recipients and transfers", show_lines=True, expand=True)
-    for col in ("recipient", "kind", "categories", "country", "transfer safeguard"):
-        recipients.add_column(col)
+
+def _recipients(datamap: DataMap) -> Table:
+    table = _table(
+        "Recipients and transfers",
+        ("recipient", "kind", "categories", "country", "transfer safeguard"),
+    )
     for r in datamap.recipients:
-        recipients.add_row(
+        table.add_row(
             r.name,
             r.kind.value,
             ", ".join(c.value for c in r.categories),
             r.country,
             r.transfer_safeguard or ("-" if not r.outside_uk_eea else "MISSING"),
         )
-
-    out: list[RenderableType] = [header, purposes, categories, systems, recipients]
-    if org.security_measures:
-        out.append(Text.assemble(("Security measures: ", "bold"), org.security_measures))
-    return out
+    return table

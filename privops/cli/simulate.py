@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.table import Table
 
 from privops.adapters.settings import Settings
-from privops.cli.common import EXIT_BAD_INPUT, console, fail, run_async, say, settings
+from privops.cli.common import EXIT_BAD_INPUT, choices, console, fail, run_async, say, settings
 from privops.connectors.reference import MAX_CUSTOMERS, Knobs, open_store, seed_customers
 from privops.connectors.reference import seed_stores as _seed_stores
 from privops.connectors.sdk import serve_metrics
@@ -36,7 +37,8 @@ app = typer.Typer(
     no_args_is_help=False,
 )
 
-SYSTEM_NAMES = ", ".join(s.value for s in System)
+SYSTEM_NAMES = choices(System)
+N = TypeVar("N", int, float)
 
 
 def _system(raw: str, option: str, example: str) -> System:
@@ -56,28 +58,53 @@ def _assignments(values: Sequence[str], option: str, unit: str, example: str) ->
     return out
 
 
+def _bounded(
+    values: Sequence[str],
+    option: str,
+    unit: str,
+    example: str,
+    *,
+    parse: Callable[[str], N],
+    what: str,
+    sample: str,
+    upper: int,
+) -> dict[System, N]:
+    """SYSTEM=NUMBER options, each from 0 to `upper`; exit 2 naming the one at fault."""
+    out: dict[System, N] = {}
+    for system, value in _assignments(values, option, unit, example).items():
+        try:
+            out[system] = parse(value)
+        except ValueError:
+            fail(f"{option} {system}={value}: {unit} must be {what}, e.g. {sample.format(system)}")
+        if not 0 <= out[system] <= upper:
+            fail(f"{option} {system}={value}: {unit} must be between 0 and {upper}")
+    return out
+
+
 def parse_knobs(
     slow: Sequence[str], fail_first: Sequence[str], silent: Sequence[str]
 ) -> dict[System, Knobs]:
     """--slow/--fail-first/--silent options as per-system Knobs; bad input exits 2."""
-    delays: dict[System, float] = {}
-    for system, value in _assignments(slow, "--slow", "SECONDS", "--slow crm=3").items():
-        try:
-            delays[system] = float(value)
-        except ValueError:
-            fail(f"--slow {system}={value}: SECONDS must be a number, e.g. --slow {system}=2.5")
-        if not 0 <= delays[system] <= 3600:
-            fail(f"--slow {system}={value}: SECONDS must be between 0 and 3600")
-    failures: dict[System, int] = {}
-    for system, value in _assignments(
-        fail_first, "--fail-first", "N", "--fail-first orders=2"
-    ).items():
-        try:
-            failures[system] = int(value)
-        except ValueError:
-            fail(f"--fail-first {system}={value}: N must be a whole number, e.g. {system}=2")
-        if not 0 <= failures[system] <= 100:
-            fail(f"--fail-first {system}={value}: N must be between 0 and 100")
+    delays = _bounded(
+        slow,
+        "--slow",
+        "SECONDS",
+        "--slow crm=3",
+        parse=float,
+        what="a number",
+        sample="--slow {}=2.5",
+        upper=3600,
+    )
+    failures = _bounded(
+        fail_first,
+        "--fail-first",
+        "N",
+        "--fail-first orders=2",
+        parse=int,
+        what="a whole number",
+        sample="{}=2",
+        upper=100,
+    )
     quiet = {_system(raw, "--silent", "--silent cctv") for raw in silent}
     return {
         system: Knobs(

@@ -6,14 +6,14 @@ import typer
 from rich.table import Table
 
 from privops.adapters.kafka import create_topics
-from privops.cli.common import console, emit_json, run_async, settings
+from privops.cli.common import Json, console, emit_json, run_async, settings
 from privops.core.topics import catalogue
 
 app = typer.Typer(help="Kafka topics from the catalogue (DESIGN.md section 4).")
 
 
 @app.command()
-def create(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def create(as_json: Json = False) -> None:
     """Create every missing topic with its partitions and config; report the rest."""
     cfg = settings()
     outcomes = run_async(

@@ -235,9 +235,6 @@ def verify(
     )
 
 
-# Transitional: privops.cli.audit still says AuditRecord (being moved); same class.
-AuditRecord = AuditEvent
-
 __all__ = [
     "GENESIS",
     "SYSTEM_CHAIN",

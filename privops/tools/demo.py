@@ -15,15 +15,13 @@ import contextlib
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from rich.console import Console
@@ -43,12 +41,16 @@ from privops.connectors.reference import (
 )
 from privops.core import records as r
 from privops.core.clock import Clock
-from privops.core.errors import PrivopsError, RuntimeUnavailable
+from privops.core.errors import PrivopsError
 from privops.core.topics import ALERTS, COMMANDS
 from privops.core.vocab import Channel, Purpose, RequestType, System
 from privops.tools.simulate import build_runners, publish_business_day, run_connectors
+from privops.tools.worker_process import WorkerProcess
+
+A = TypeVar("A", bound=r.Alert)
 
 CUSTOMERS = 12
+WORKER_START_TIMEOUT_S = 120.0
 SILENT = System.cctv
 
 
@@ -58,7 +60,7 @@ class Demo:
     console: Console
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     started: list[runtime.Component] = field(default_factory=list)
-    worker: subprocess.Popen[bytes] | None = None
+    worker: WorkerProcess | None = None
     serde: Serde | None = None
     clock: Clock = field(default_factory=Clock)
 
@@ -105,30 +107,13 @@ class Demo:
         }
         log = self.root / "worker.log"
         self.console.print(f"• starting the privops worker (log: {log})")
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "privops.cli.main", "worker"],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.worker.poll() is not None:
-                raise RuntimeUnavailable(f"the worker exited during start-up; see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    self.console.print(f"• worker ready at {self.url}")
-                    return
-            time.sleep(0.5)
-        raise RuntimeUnavailable(f"the worker did not become healthy in 120 s; see {log}")
+        self.worker = WorkerProcess.spawn(env, self.url, log)
+        self.worker.wait_healthy(WORKER_START_TIMEOUT_S)
+        self.console.print(f"• worker ready at {self.url}")
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-            try:
-                self.worker.wait(30)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
+        if self.worker is not None:
+            self.worker.stop(30)
         for component in reversed(self.started):
             component.stop(lambda m: self.console.print(f"• {m}"))
 
@@ -179,10 +164,18 @@ class Demo:
         result: dict[str, Any] = await self.until(f"request {rid}", probe)
         return result
 
-    async def alerts(self, rid: str) -> list[r.Alert]:
+    async def first_alert(self, rid: str, kind: type[A], what: str) -> A:
+        """The first alert of `kind` about a request, once the worker has published it."""
         assert self.serde is not None
-        rows = await read_all(self.settings.kafka_bootstrap, ALERTS, decode=self.serde.decode)
-        return [c.value for c in rows if isinstance(c.value, r.Alert) and c.value.request_id == rid]
+        decode = self.serde.decode
+
+        async def probe() -> A | None:
+            rows = await read_all(self.settings.kafka_bootstrap, ALERTS, decode=decode)
+            alerts = (c.value for c in rows if isinstance(c.value, kind))
+            return next((a for a in alerts if a.request_id == rid), None)
+
+        alert: A = await self.until(what, probe)
+        return alert
 
 
 def _pick(customers: list[FakeCustomer], pred: Callable[[FakeCustomer], bool]) -> FakeCustomer:
@@ -336,15 +329,10 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
             RequestType.erasure, subject.subject_id, identity_verified_on=clock.today()
         )
     )
-
-    async def escalated() -> list[r.Alert]:
-        return [a for a in await demo.alerts(rid) if isinstance(a, r.TaskEscalated)]
-
-    alert = (await demo.until("the escalation", escalated))[0]
-    assert isinstance(alert, r.TaskEscalated)
+    escalated = await demo.first_alert(rid, r.TaskEscalated, "the escalation")
     console.print(
-        f"[yellow]TaskEscalated[/] for {rid}: {alert.system.value} silent after "
-        f"{alert.attempts} attempts; it keeps being re-sent at the longest backoff"
+        f"[yellow]TaskEscalated[/] for {rid}: {escalated.system.value} silent after "
+        f"{escalated.attempts} attempts; it keeps being re-sent at the longest backoff"
     )
 
     demo.step("7. A deadline approaching")
@@ -352,15 +340,10 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         RequestType.complaint, customers[3].subject_id, days_ago=28, reason="no reply yet"
     )
     rid = await demo.submit(late)
-
-    async def approaching() -> list[r.Alert]:
-        return [a for a in await demo.alerts(rid) if isinstance(a, r.DeadlineApproaching)]
-
-    alert = (await demo.until("the deadline alert", approaching))[0]
-    assert isinstance(alert, r.DeadlineApproaching)
+    approaching = await demo.first_alert(rid, r.DeadlineApproaching, "the deadline alert")
     console.print(
-        f"[yellow]DeadlineApproaching[/] for {rid}: due {alert.due_on}, "
-        f"{alert.days_left} day(s) left"
+        f"[yellow]DeadlineApproaching[/] for {rid}: due {approaching.due_on}, "
+        f"{approaching.days_left} day(s) left"
     )
 
     demo.step("Where to look")
@@ -393,10 +376,10 @@ def run(settings: Settings, console: Console, *, keep: bool = False) -> None:
         asyncio.run(story(demo))
         console.print("[bold green]demo complete[/]")
     finally:
-        if keep and demo.worker is not None and demo.worker.poll() is None:
+        if keep and demo.worker is not None and demo.worker.running:
             console.print(
-                f"left running: the worker (pid {demo.worker.pid}; stop it with "
-                f"`kill {demo.worker.pid}`) and the local runtime (`privops local down`)"
+                f"left running: the worker (pid {demo.worker.proc.pid}; stop it with "
+                f"`kill {demo.worker.proc.pid}`) and the local runtime (`privops local down`)"
             )
         else:
             demo.stop()

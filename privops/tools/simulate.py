@@ -242,24 +242,16 @@ def _backfill(day: _Day, c: FakeCustomer) -> None:
     day.add(CustomerCreated, System.orders, c, c.since, collected_in_sale_or_negotiation=True)
     day.add(CustomerCreated, System.crm, c, c.since + dt.timedelta(minutes=5))
     # The orders system's history: invoices and payments start the six-year clock.
+    # Past orders claim no soft opt-in: the marketing system's consents below say it.
     for order in c.orders:
-        day.add(
-            OrderPlaced,
-            System.orders,
+        _sale(
+            day,
             c,
+            order.placed_at,
             order.placed_at,
             order_id=order.order_id,
-            total_pence=order.total_pence,
-            marketing_opt_out_offered=False,
-        )
-        day.add(
-            PaymentRecorded,
-            System.orders,
-            c,
-            order.placed_at,
             payment_id=order.payment_id,
-            order_id=order.order_id,
-            amount_pence=order.total_pence,
+            total=order.total_pence,
             method=order.method,
         )
     for call in c.calls:
@@ -357,7 +349,8 @@ def _shopping(day: _Day, c: FakeCustomer) -> None:
     ref = f"{day.day:%Y%m%d}-{c.number:04d}"
     start = day.at()
     total = rng.randrange(5_00, 2_500_00)
-    if rng.random() < 0.4:
+    quoted = rng.random() < 0.4
+    if quoted:
         day.add(
             QuoteRequested,
             System.orders,
@@ -368,26 +361,60 @@ def _shopping(day: _Day, c: FakeCustomer) -> None:
             total_pence=total,
         )
         start += dt.timedelta(minutes=rng.randrange(5, 90))
-    day.add(
-        OrderPlaced,
-        System.orders,
+    ticked = rng.random() < 0.15
+    _sale(
+        day,
         c,
         start,
+        start + dt.timedelta(minutes=1),
         order_id=f"ORD-{ref}",
-        total_pence=total,
-        marketing_opt_out_offered=True,
-        marketing_opt_out_ticked=rng.random() < 0.15,
+        payment_id=f"PAY-{ref}",
+        total=total,
+        method=rng.choice(("card", "card", "bank_transfer")),
+        **_checkout_marketing(web_shop=not quoted, ticked=ticked),
+    )
+
+
+def _sale(
+    day: _Day,
+    c: FakeCustomer,
+    placed_at: dt.datetime,
+    paid_at: dt.datetime,
+    *,
+    order_id: str,
+    payment_id: str,
+    total: int,
+    method: str,
+    **marketing: bool,
+) -> None:
+    """An order and its payment: the invoice that starts the six-year clock."""
+    day.add(
+        OrderPlaced, System.orders, c, placed_at, order_id=order_id, total_pence=total, **marketing
     )
     day.add(
         PaymentRecorded,
         System.orders,
         c,
-        start + dt.timedelta(minutes=1),
-        payment_id=f"PAY-{ref}",
-        order_id=f"ORD-{ref}",
+        paid_at,
+        payment_id=payment_id,
+        order_id=order_id,
         amount_pence=total,
-        method=rng.choice(("card", "card", "bank_transfer")),
+        method=method,
     )
+
+
+def _checkout_marketing(*, web_shop: bool, ticked: bool) -> dict[str, bool]:
+    """The PECR soft opt-in conditions an order records (reg. 22(3)).
+
+    The web shop's checkout offers the opt-out for marketing of similar products, so its
+    orders are soft opt-ins unless the box is ticked. Orders the trade desk places
+    against a quote record no such offer: absent means not offered, no soft opt-in.
+    """
+    return {
+        "marketing_opt_out_offered": web_shop,
+        "similar_products_marketing": web_shop,
+        "marketing_opt_out_ticked": web_shop and ticked,
+    }
 
 
 def _marketing_day(day: _Day, c: FakeCustomer) -> None:

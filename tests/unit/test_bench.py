@@ -61,8 +61,8 @@ def test_result_ratio_and_percentile() -> None:
     assert result.as_json()["ratio"] == 0.5
     assert bench.Result("s", "m", 1.0, None, "x", "", None).ratio is None
     values = [float(v) for v in range(1, 101)]
-    assert bench._percentile(values, 50) == 50.0
-    assert bench._percentile(values, 99) == 99.0
+    assert bench.percentile(values, 50) == 50.0
+    assert bench.percentile(values, 99) == 99.0
 
 
 def test_cli_rejects_an_unknown_scenario() -> None:
@@ -81,3 +81,14 @@ def test_cli_runs_sweep_scale_as_json() -> None:
     rows = json.loads(outcome.stdout)
     assert {row["scenario"] for row in rows} == {"sweep-scale"}
     assert all({"measured", "baseline", "ratio", "target", "passed"} <= row.keys() for row in rows)
+
+
+def test_bench_orders_meet_the_soft_opt_in_conditions() -> None:
+    # OrderPlaced's conditions default to "not offered": the bench says them explicitly,
+    # so its orders still exercise the soft opt-in (and, when ticked, the opt-out) path.
+    orders = [e for e in bench.consent_events(2_000, 50, "t") if isinstance(e, OrderPlaced)]
+    assert orders
+    assert all(o.marketing_opt_out_offered and o.similar_products_marketing for o in orders)
+    ticked = [o.marketing_opt_out_ticked for o in orders]
+    assert any(ticked)
+    assert not all(ticked)

@@ -366,7 +366,8 @@ def test_request_bad_input(args: list[str], message: str) -> None:
     assert "127.0.0.1:1" not in out.flat
 
 
-def test_malformed_set_does_not_echo_the_value(no_broker: str) -> None:
+@pytest.mark.usefixtures("no_broker")
+def test_malformed_set_does_not_echo_the_value() -> None:
     out = run("request", "rectify", "--subject", "C-1", "--set", "jane@example.com")
     assert out.code == EXIT_BAD_INPUT
     assert "jane@example.com" not in out.output

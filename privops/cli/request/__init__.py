@@ -1,0 +1,30 @@
+"""`privops request ...`: the DPO submits rights requests and follows them up.
+
+Every verb publishes one command (two for a complaint with a linked restriction) to
+`privacy.commands`, keyed by the request id, and prints the request id as the first
+line of output so a script can capture it. `status` asks the worker over HTTP.
+
+Submission verbs are in `submit`, follow-ups in `follow_up`, legal holds in `holds`,
+status in `status`; the input checks they share are in `privops.cli.common`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+# parse_date and check_id are re-exported: privops.cli.dsar still imports them from here.
+from privops.cli.common import check_id, parse_date
+from privops.cli.request import follow_up, holds, status, submit
+
+__all__ = ["app", "check_id", "parse_date"]
+
+app = typer.Typer(
+    help=(
+        "Submit rights requests (erasure, restriction, lift, rectification, objection, "
+        "access, complaint), follow them up, and show their status."
+    ),
+    no_args_is_help=True,
+)
+for _name, _verb in (*submit.VERBS, *follow_up.VERBS, ("status", status.status)):
+    app.command(_name)(_verb)
+app.add_typer(holds.app, name="hold")

@@ -1,0 +1,109 @@
+"""`privops request hold place|release`: legal holds keep categories from erasure.
+
+A hold is keyed by its own id on privacy.commands (it belongs to no request), so the
+hold id, not a request id, is what `place` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from privops.cli.common import (
+    Json,
+    check_id,
+    choices,
+    console,
+    emit_json,
+    fail,
+    parse_choice,
+)
+from privops.cli.request.options import Actor, Subject
+from privops.cli.request.publish import (
+    actor_name,
+    envelope,
+    new_hold_id,
+    publish,
+    publish_one,
+    required_reason,
+)
+from privops.core.records import LegalHoldPlaced, LegalHoldReleased
+from privops.core.topics import COMMANDS
+from privops.core.vocab import Category
+
+app = typer.Typer(
+    help="Legal holds: keep a subject's categories from erasure (Art. 17(3)(e)).",
+    no_args_is_help=True,
+)
+
+
+def parse_categories(values: Sequence[str]) -> list[Category]:
+    if not values:
+        fail(f"give at least one --category: {choices(Category)}")
+    out: list[Category] = []
+    for value in values:
+        category = parse_choice(Category, value, "category")
+        if category not in out:
+            out.append(category)
+    return out
+
+
+@app.command("place")
+def place(
+    subject: Subject,
+    category: list[str] = typer.Option(
+        [],
+        "--category",
+        help=f"A category to hold (repeatable): {choices(Category)}.",
+    ),
+    reason: str = typer.Option(..., "--reason", help="Why (e.g. the investigation reference)."),
+    actor: Actor = None,
+    as_json: Json = False,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the hold id."),
+) -> None:
+    """Place a legal hold; prints the hold id (keyed by it on privacy.commands)."""
+    subject_id = check_id(subject, "subject id")
+    categories = parse_categories(category)
+    text = required_reason(reason)
+    hold_id = new_hold_id()
+    cmd = LegalHoldPlaced(
+        **envelope(hold_id, actor_name(actor)),
+        hold_id=hold_id,
+        subject_id=subject_id,
+        categories=categories,
+        reason=text,
+    )
+    publish([cmd])
+    held = [c.value for c in categories]
+    if as_json:
+        emit_json(
+            {
+                "hold_id": hold_id,
+                "command_id": cmd.command_id,
+                "subject_id": subject_id,
+                "categories": held,
+                "topic": COMMANDS,
+            }
+        )
+        return
+    typer.echo(hold_id)
+    if not quiet:
+        console.print(
+            f"[dim]•[/] legal hold {hold_id} placed on {', '.join(held)}", highlight=False
+        )
+
+
+@app.command("release")
+def release(
+    hold_id: Annotated[str, typer.Argument(help="The hold id (HOLD-...).")],
+    subject: Subject,
+    actor: Actor = None,
+    as_json: Json = False,
+) -> None:
+    """Release a legal hold; held data follows its retention rule again."""
+    hid = check_id(hold_id, "hold id")
+    subject_id = check_id(subject, "subject id")
+    cmd = LegalHoldReleased(**envelope(hid, actor_name(actor)), hold_id=hid, subject_id=subject_id)
+    publish_one(cmd, as_json, f"legal hold {hid} release submitted")

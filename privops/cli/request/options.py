@@ -1,0 +1,95 @@
+"""The options the request verbs share, declared once.
+
+typer has no option groups, so the options every submission takes live in one dataclass,
+`Submission`, and `submission_verb` gives a verb all of them as a single argument.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from typing import Annotated, Any, get_type_hints
+
+import typer
+
+from privops.cli.common import Json
+
+RequestId = Annotated[str, typer.Argument(help="The request id (REQ-...).")]
+Subject = Annotated[str, typer.Option("--subject", help="The subject id (as the systems know it).")]
+Actor = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who issues the command (default: PRIVOPS_ACTOR setting)."),
+]
+On = Annotated[str | None, typer.Option("--on", help="Date, YYYY-MM-DD (default: today, UK).")]
+Received = Annotated[
+    str | None,
+    typer.Option(
+        "--received", help="Date the request was received, YYYY-MM-DD (default: today, UK)."
+    ),
+]
+IdentityVerifiedOn = Annotated[
+    str | None,
+    typer.Option(
+        "--identity-verified",
+        help="Date the subject's identity was verified, YYYY-MM-DD (the clock starts then).",
+    ),
+]
+VerifiedNow = Annotated[
+    bool, typer.Option("--verified-now", help="Identity is verified: on the date received.")
+]
+Note = Annotated[
+    str | None, typer.Option("--reason", help="Free-text reason or note for the audit trail.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the request id.")]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What every submission verb is given: who the request is about, when it arrived,
+    whether identity is settled, and how to report it."""
+
+    subject: Subject
+    received: Received = None
+    identity_verified: IdentityVerifiedOn = None
+    verified_now: VerifiedNow = False
+    reason: Note = None
+    actor: Actor = None
+    as_json: Json = False
+    quiet: Quiet = False
+
+
+def _shared_parameters() -> list[inspect.Parameter]:
+    hints = get_type_hints(Submission, include_extras=True)
+    return [
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if f.default is MISSING else f.default,
+            annotation=hints[f.name],
+        )
+        for f in fields(Submission)
+    ]
+
+
+def submission_verb(verb: Callable[..., None]) -> Callable[..., None]:
+    """A typer command from `verb(common: Submission, **own_options)`.
+
+    The command shows --subject first, then the verb's own options, then the rest of
+    `Submission`: the order the CLI has always had.
+    """
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for name, p in inspect.signature(verb, eval_str=True).parameters.items()
+        if name != "common"
+    ]
+    shared = _shared_parameters()
+    names = [p.name for p in shared]
+
+    def command(**options: Any) -> None:
+        verb(Submission(**{name: options.pop(name) for name in names}), **options)
+
+    command.__name__ = verb.__name__
+    command.__doc__ = verb.__doc__
+    command.__signature__ = inspect.Signature([shared[0], *own, *shared[1:]])  # type: ignore[attr-defined]
+    return command

@@ -1,0 +1,119 @@
+"""`privops request status`: a request as the worker sees it.
+
+The worker owns request state (the CLI only publishes commands), so status is a question
+over HTTP; `--json` prints the worker's answer unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from rich.table import Table
+
+from privops.cli.common import Json, cell, check_id, console, emit_json
+from privops.cli.request.options import RequestId
+from privops.cli.worker_http import worker_json
+
+
+def status(request_id: RequestId, as_json: Json = False) -> None:
+    """A request's state, deadline, tasks per system and retained data (from the worker)."""
+    rid = check_id(request_id)
+    body = worker_json(
+        f"/requests/{quote(rid, safe='')}",
+        not_found=(
+            f"unknown request {rid} (is the id right? requests appear a moment after submission)"
+        ),
+    )
+    if as_json:
+        emit_json(body)
+        return
+    render_status(body)
+
+
+def render_status(body: dict[str, Any]) -> None:
+    console.print(_summary(body))
+    tasks = _tasks(body.get("tasks") or [])
+    console.print(tasks if tasks is not None else "[dim]no system tasks yet[/]")
+    retained = _rows(
+        "Retained data",
+        ("system", "category", "ground", "until"),
+        body.get("retained") or [],
+    )
+    history = _rows("History", ("at", "event", "state"), body.get("history") or [])
+    for table in (retained, history):
+        if table is not None:
+            console.print(table)
+
+
+def _days_left(days_left: Any) -> str:
+    if isinstance(days_left, int) and days_left < 0:
+        return f"[bold red]{-days_left} overdue[/]"
+    if isinstance(days_left, int) and days_left <= 3:
+        return f"[yellow]{days_left}[/]"
+    return cell(days_left)
+
+
+def _extension(body: dict[str, Any]) -> str:
+    if not body.get("extended"):
+        return "no"
+    reason = body.get("extension_reason")
+    return "yes" + (f": {cell(reason)}" if reason else "")
+
+
+def _summary(body: dict[str, Any]) -> Table:
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    for label, value in (
+        ("request", cell(body.get("request_id"))),
+        ("type", cell(body.get("request_type"))),
+        ("state", f"[bold]{cell(body.get('state'))}[/]"),
+        ("subject ref", cell(body.get("subject_ref"))),
+        ("received", cell(body.get("received_on"))),
+        ("clock start", cell(body.get("clock_start"), "not started (identity or fee pending)")),
+        ("due", cell(body.get("due_on"))),
+        ("days left", _days_left(body.get("days_left"))),
+        ("paused days", cell(body.get("paused_days"), "0")),
+        ("extension", _extension(body)),
+    ):
+        summary.add_row(label, value)
+    return summary
+
+
+def _tasks(tasks: list[dict[str, Any]]) -> Table | None:
+    if not tasks:
+        return None
+    table = Table(title="Tasks", show_lines=False)
+    for col in ("system", "action", "state", "attempts", "categories", "kept (ground)"):
+        table.add_column(col)
+    for t in tasks:
+        kept = "\n".join(
+            f"{cell(k.get('category'))}: {cell(k.get('ground'))}"
+            + (f" until {cell(k.get('until'))}" if k.get("until") else "")
+            for k in t.get("keep") or []
+        )
+        state = cell(t.get("state"))
+        if t.get("outcome_reason"):
+            state += f"\n[dim]{cell(t.get('outcome_reason'))}[/]"
+        table.add_row(
+            cell(t.get("system")),
+            cell(t.get("action")),
+            state,
+            cell(t.get("attempts")),
+            ", ".join(cell(c) for c in t.get("categories") or []) or "-",
+            kept or "-",
+        )
+    return table
+
+
+def _rows(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Table | None:
+    """A table of the worker's rows by column name, or None when there are none."""
+    if not rows:
+        return None
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(cell(row.get(col)) for col in columns))
+    return table

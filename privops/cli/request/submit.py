@@ -1,0 +1,224 @@
+"""The submission verbs: erase, restrict, lift, access, rectify, object, complain.
+
+Each publishes a RequestSubmitted (a complaint with --restrict-while-investigating also a
+linked restriction) and prints every request id first, one a line, for scripts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from privops.cli.common import (
+    check_id,
+    console,
+    emit_json,
+    fail,
+    parse_choice,
+    parse_date,
+    uk_today,
+)
+from privops.cli.request.options import Submission, submission_verb
+from privops.cli.request.publish import actor_name, envelope, new_request_id, note, publish
+from privops.core.records import RequestSubmitted
+from privops.core.topics import COMMANDS
+from privops.core.vocab import ObjectionScope, RequestType
+from privops.core.workflow import RECTIFIABLE_FIELDS
+
+_FIELDS = ", ".join(RECTIFIABLE_FIELDS)
+
+
+def submission(request_type: RequestType, common: Submission, **extra: Any) -> RequestSubmitted:
+    """The RequestSubmitted for the shared options; exit 2 on any of them malformed."""
+    subject_id = check_id(common.subject, "subject id")
+    received_on = parse_date(common.received, "--received") if common.received else uk_today()
+    if common.identity_verified and common.verified_now:
+        fail("use either --identity-verified DATE or --verified-now, not both")
+    verified_on: date | None = None
+    if common.identity_verified:
+        verified_on = parse_date(common.identity_verified, "--identity-verified")
+    elif common.verified_now:
+        verified_on = received_on
+    return RequestSubmitted(
+        **envelope(new_request_id(), actor_name(common.actor)),
+        request_type=request_type,
+        subject_id=subject_id,
+        received_on=received_on,
+        identity_verified_on=verified_on,
+        reason=note(common.reason),
+        **extra,
+    )
+
+
+def _report_json(submitted: Sequence[RequestSubmitted]) -> None:
+    rows = [
+        {
+            "request_id": s.request_id,
+            "command_id": s.command_id,
+            "request_type": s.request_type.value,
+            "subject_id": s.subject_id,
+            "received_on": s.received_on.isoformat(),
+            "identity_verified_on": (
+                s.identity_verified_on.isoformat() if s.identity_verified_on else None
+            ),
+            "linked_request_id": s.linked_request_id,
+            "topic": COMMANDS,
+        }
+        for s in submitted
+    ]
+    emit_json(rows[0] if len(rows) == 1 else rows)
+
+
+def submit(submitted: Sequence[RequestSubmitted], common: Submission) -> None:
+    """Publish the requests, then print their ids (and, unless --quiet, what happens next)."""
+    publish(submitted)
+    if common.as_json:
+        _report_json(submitted)
+        return
+    for s in submitted:
+        typer.echo(s.request_id)
+    if common.quiet:
+        return
+    for s in submitted:
+        clock = (
+            f"identity verified {s.identity_verified_on}"
+            if s.identity_verified_on
+            else "clock waits for identity verification (`privops request verify`)"
+        )
+        link = f", linked to {s.linked_request_id}" if s.linked_request_id else ""
+        console.print(
+            f"[dim]•[/] {s.request_type.value} request {s.request_id} submitted, "
+            f"received {s.received_on}, {clock}{link}",
+            highlight=False,
+        )
+    console.print(
+        f"[dim]•[/] follow it with `privops request status {submitted[0].request_id}`",
+        highlight=False,
+    )
+
+
+def _simple_verb(request_type: RequestType, doc: str) -> Callable[..., None]:
+    """A submission verb whose only input is the shared options."""
+
+    def verb(common: Submission) -> None:
+        submit([submission(request_type, common)], common)
+
+    verb.__doc__ = doc
+    return submission_verb(verb)
+
+
+def parse_changes(pairs: Sequence[str]) -> dict[str, str]:
+    """--set FIELD=VALUE pairs as a dict; exit 2 on anything malformed (values not echoed)."""
+    if not pairs:
+        fail(f"rectify needs at least one --set FIELD=VALUE; fields: {_FIELDS}")
+    changes: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, value = pair.partition("=")
+        field = field.strip().lower()
+        if not sep or not field:
+            fail(f"malformed --set: expected FIELD=VALUE with FIELD one of {_FIELDS}")
+        if field not in RECTIFIABLE_FIELDS:
+            fail(f"unknown field '{escape(field)}' in --set: use one of {_FIELDS}")
+        if not value.strip():
+            fail(f"empty value for --set {field}=: give the corrected value")
+        if field in changes:
+            fail(f"--set {field} given twice")
+        changes[field] = value.strip()
+    return changes
+
+
+@submission_verb
+def rectify(
+    common: Submission,
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help=f"A correction FIELD=VALUE (repeatable); fields: {_FIELDS}.",
+    ),
+) -> None:
+    """Rectification (Art. 16): correct fields in every system that holds them."""
+    changes = parse_changes(set_)
+    submit([submission(RequestType.rectification, common, rectification=changes)], common)
+
+
+@submission_verb
+def object_(
+    common: Submission,
+    scope: str = typer.Option(
+        ...,
+        "--scope",
+        help="What the subject objects to: direct_marketing (absolute) or legitimate_interest.",
+    ),
+) -> None:
+    """Objection (Art. 21): direct marketing stops at once; legitimate interest is decided."""
+    objection_scope = parse_choice(ObjectionScope, scope, "objection scope")
+    submit([submission(RequestType.objection, common, objection_scope=objection_scope)], common)
+
+
+@submission_verb
+def complain(
+    common: Submission,
+    restrict_while_investigating: bool = typer.Option(
+        False,
+        "--restrict-while-investigating",
+        help="Also submit a linked restriction, lifted when the complaint is resolved.",
+    ),
+    link: str | None = typer.Option(None, "--link", help="The request id the complaint is about."),
+) -> None:
+    """Complaint to the DPO: acknowledged within the configured days; prints every id submitted."""
+    linked = check_id(link) if link is not None else None
+    complaint = submission(RequestType.complaint, common, linked_request_id=linked)
+    commands = [complaint]
+    if restrict_while_investigating:
+        commands.append(
+            complaint.model_copy(
+                update={
+                    **envelope(new_request_id(), complaint.actor),
+                    "request_type": RequestType.restriction,
+                    "linked_request_id": complaint.request_id,
+                    "reason": f"restricted while complaint {complaint.request_id} is investigated",
+                }
+            )
+        )
+    submit(commands, common)
+
+
+VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
+    (
+        "erase",
+        _simple_verb(
+            RequestType.erasure,
+            "Erasure (Art. 17): systems erase what need not be kept; the rest is kept with its "
+            "ground.",
+        ),
+    ),
+    (
+        "restrict",
+        _simple_verb(
+            RequestType.restriction,
+            "Restriction (Art. 18): systems keep the subject's data but stop processing it.",
+        ),
+    ),
+    (
+        "lift",
+        _simple_verb(
+            RequestType.restriction_lift,
+            "Lift a restriction (Art. 18(3)): the subject is told first, then systems resume.",
+        ),
+    ),
+    (
+        "access",
+        _simple_verb(
+            RequestType.access,
+            "Access (Art. 15, DSAR): exports from every system and the Art. 15 manifest.",
+        ),
+    ),
+    ("rectify", rectify),
+    ("object", object_),
+    ("complain", complain),
+)
+"""The submission verbs in the order `privops request --help` lists them."""

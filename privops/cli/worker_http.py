@@ -1,0 +1,65 @@
+"""Questions to the running worker over its HTTP API, with the CLI's exit codes.
+
+3 when the worker does not answer (with what to run), 4 when it does not know the thing
+asked about, 1 when it answers something unusable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from rich.markup import escape
+
+from privops.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, fail, settings
+
+_WORKER_TIMEOUT = 5.0
+
+
+def worker_url(path: str) -> str:
+    cfg = settings()
+    return f"http://{cfg.web_host}:{cfg.web_port}{path}"
+
+
+def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
+    """GET from the worker's HTTP API; exit 3 with what to run if it is not answering."""
+    url = worker_url(path)
+    try:
+        with httpx.Client(timeout=_WORKER_TIMEOUT) as client:
+            return client.get(url, params=params)
+    except httpx.HTTPError as exc:
+        fail(
+            f"the privops worker at {worker_url('')} is unreachable ({type(exc).__name__}); "
+            "start it with `privops worker` (or run `privops demo`)",
+            EXIT_UNAVAILABLE,
+        )
+
+
+def response_json(resp: httpx.Response) -> dict[str, Any]:
+    """The worker's JSON body, or exit 1 if the worker answered something else."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        fail(
+            f"the worker answered {resp.status_code} without a JSON object at {resp.url}",
+            EXIT_FAILED,
+        )
+    return body
+
+
+def worker_json(
+    path: str, *, not_found: str, params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The worker's answer to a GET; exit 4 with `not_found` on 404, 1 on any other error."""
+    resp = worker_get(path, params)
+    body = response_json(resp)
+    if resp.status_code == 404:
+        fail(not_found, EXIT_NOT_FOUND)
+    if resp.status_code >= 400:
+        fail(
+            f"the worker answered {resp.status_code}: {escape(str(body.get('error', body)))}",
+            EXIT_FAILED,
+        )
+    return body

@@ -1,0 +1,43 @@
+"""Benchmarks for the DESIGN.md section 9 targets (`privops bench`).
+
+Every scenario measures the real thing and a baseline in the same run on the same
+machine, and reports both with their ratio. Kafka scenarios run against a private local
+runtime (own home directory, own ports: never a developer's broker) that the bench
+starts and stops itself, and a real `privops worker` subprocess.
+
+Timing is wall clock (``time.perf_counter``) around the measured work only; set-up
+(producing input, seeding subjects) is outside the window. Nothing here asserts a time:
+results are reported, and a missed target says so.
+
+One module per scenario (consent_throughput, command_latency, restart, sweep_scale) on
+shared parts: ``measure`` (results, percentiles, /metrics), ``inputs`` (the events fed
+in), ``kafka_io`` (plain clients and baselines), ``runtime`` (the private runtime and
+worker), ``driver`` (which scenarios run at what sizes).
+"""
+
+from privops.tools.bench.command_latency import command_latency
+from privops.tools.bench.consent_throughput import consent_throughput
+from privops.tools.bench.driver import SCENARIOS, Sizes, run
+from privops.tools.bench.inputs import consent_events
+from privops.tools.bench.measure import Result, Say, percentile, quiet, upstream_consumed
+from privops.tools.bench.restart import restart
+from privops.tools.bench.runtime import BenchRuntime, bench_runtime
+from privops.tools.bench.sweep_scale import sweep_scale
+
+__all__ = [
+    "SCENARIOS",
+    "BenchRuntime",
+    "Result",
+    "Say",
+    "Sizes",
+    "bench_runtime",
+    "command_latency",
+    "consent_events",
+    "consent_throughput",
+    "percentile",
+    "quiet",
+    "restart",
+    "run",
+    "sweep_scale",
+    "upstream_consumed",
+]

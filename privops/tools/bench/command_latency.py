@@ -1,0 +1,149 @@
+"""Scenario command-latency: command -> every system task published, p99 <= 100 ms at
+100 requests/s; baseline: a plain produce -> consume round trip on the same broker."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+
+from privops.core.records import Erase, RequestSubmitted
+from privops.core.topics import COMMANDS
+from privops.core.vocab import RequestType
+from privops.tools.bench.inputs import customers_created, encode_events
+from privops.tools.bench.kafka_io import produce, read_until, round_trip_clients
+from privops.tools.bench.measure import Result, percentile
+from privops.tools.bench.runtime import PING_TOPIC, TASK_TOPICS, BenchRuntime, wait_consumed
+
+TARGET_P99_MS = 100.0
+SEED_TIMEOUT_S = 300.0
+
+
+async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> list[float]:
+    """Baseline: produce -> consume of a plain message on the same broker, at `rate`/s."""
+    async with round_trip_clients(bootstrap, [PING_TOPIC]) as (consumer, prod):
+        sent: dict[bytes, float] = {}
+        got: dict[bytes, float] = {}
+
+        def arrived(msg: Any, now: float) -> None:
+            if msg.key is not None:
+                got.setdefault(msg.key, now)
+
+        reader = asyncio.create_task(read_until(consumer, arrived, lambda: len(got) >= count))
+        for i in range(count):
+            key = f"ping-{i}".encode()
+            sent[key] = time.perf_counter()
+            await prod.send(PING_TOPIC, key=key, value=b"x" * 200)
+            await asyncio.sleep(1 / rate)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(reader, 10)
+        return [(got[k] - sent[k]) * 1000 for k in sent if k in got]
+
+
+def _erasure(subject_id: str) -> RequestSubmitted:
+    today = datetime.now(UTC).date()
+    return RequestSubmitted(
+        command_id=str(uuid.uuid4()),
+        request_id="BENCH-" + uuid.uuid4().hex[:12].upper(),
+        issued_at=datetime.now(UTC),
+        actor="bench",
+        request_type=RequestType.erasure,
+        subject_id=subject_id,
+        received_on=today,
+        identity_verified_on=today,
+    )
+
+
+async def _command_latencies(
+    rt: BenchRuntime, subjects: Sequence[str], rate: float, settle: float
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Submit one verified erasure per subject at `rate`/s; time to every task published."""
+    async with round_trip_clients(rt.bootstrap, TASK_TOPICS) as (consumer, prod):
+        sent: dict[str, float] = {}
+        arrivals: dict[str, list[float]] = {}
+        done = asyncio.Event()
+
+        def arrived(msg: Any, now: float) -> None:
+            task = rt.serde.decode(msg.value)
+            if isinstance(task, Erase):
+                arrivals.setdefault(task.request_id, []).append(now)
+
+        reader = asyncio.create_task(read_until(consumer, arrived, done.is_set))
+        for sid in subjects:
+            cmd = _erasure(sid)
+            value = rt.serde.encode(cmd)
+            sent[cmd.request_id] = time.perf_counter()
+            await prod.send(COMMANDS, key=cmd.request_id.encode(), value=value)
+            await asyncio.sleep(1 / rate)
+        # Tasks still arriving settle: wait until nothing new for `settle` seconds.
+        last = -1
+        quiet_since = time.perf_counter()
+        while time.perf_counter() - quiet_since < settle:
+            await asyncio.sleep(0.2)
+            seen = sum(len(v) for v in arrivals.values())
+            if seen != last:
+                last, quiet_since = seen, time.perf_counter()
+        done.set()
+        await reader
+        return sent, arrivals
+
+
+def _seed(rt: BenchRuntime, subjects: Sequence[str]) -> None:
+    """Make each subject known to three systems, and wait until the worker has them."""
+    worker = rt.ensure_worker()
+    before = worker.consumed()
+    rt.say(f"command-latency: seeding {len(subjects):,} subjects in orders, crm, marketing")
+    messages = encode_events(rt.serde, customers_created(subjects))
+    asyncio.run(produce(rt.bootstrap, messages))
+    rt.subjects_loaded += len(subjects)
+    consumed, _ = wait_consumed(worker, before + len(messages), SEED_TIMEOUT_S, rt.say)
+    if consumed < before + len(messages):
+        raise RuntimeError("the worker did not take in the seed events in 300 s")
+
+
+def command_latency(
+    rt: BenchRuntime, *, rate: float = 100.0, duration: float = 20.0, settle: float = 3.0
+) -> list[Result]:
+    """Target: command -> all system tasks published p99 <= 100 ms at 100 requests/s."""
+    say = rt.say
+    count = max(1, int(rate * duration))
+    tag = uuid.uuid4().hex[:6]
+    subjects = [f"bench-req-{tag}-{i}" for i in range(count)]
+    _seed(rt, subjects)
+
+    say(f"baseline: {count:,} plain produce -> consume round trips at {rate:.0f}/s")
+    base = asyncio.run(_ping_round_trips(rt.bootstrap, count, rate))
+    say(f"measured: {count:,} erasure requests at {rate:.0f}/s for {duration:.0f}s")
+    sent, arrivals = asyncio.run(_command_latencies(rt, subjects, rate, settle))
+    latencies = [(max(arrivals[rid]) - t) * 1000 for rid, t in sent.items() if rid in arrivals]
+    tasks_per_request = [len(v) for v in arrivals.values()]
+    details = {
+        "requests": len(sent),
+        "requests_with_tasks": len(latencies),
+        "tasks_per_request": statistics.mode(tasks_per_request) if tasks_per_request else 0,
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "baseline_messages": len(base),
+        "rate_per_s": rate,
+    }
+    results = [
+        Result(
+            "command-latency",
+            f"p{q} command -> all tasks",
+            percentile(latencies, q),
+            percentile(base, q),
+            "ms",
+            "<= 100 ms" if q == 99 else "",
+            (percentile(latencies, q) <= TARGET_P99_MS) if q == 99 else None,
+            details if q == 50 else {},
+        )
+        for q in (50, 95, 99)
+    ]
+    if len(latencies) < len(sent):
+        results[0].details["missing"] = len(sent) - len(latencies)
+        results[-1].passed = False
+    return results

@@ -1,0 +1,73 @@
+"""What every scenario reports and how it reads the worker: results, percentiles, /metrics.
+
+Nothing here asserts a time: results are reported, and a missed target says so.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from privops.core.vocab import System
+
+Say = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    """A `Say` that says nothing (for --json runs and tests)."""
+
+
+@dataclass
+class Result:
+    """One line of the report. ``passed`` None means: no target applies to this line."""
+
+    scenario: str
+    metric: str
+    measured: float
+    baseline: float | None
+    unit: str
+    target: str
+    passed: bool | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.measured / self.baseline
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ratio"] = self.ratio
+        return data
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile (a value that was measured, never an interpolation)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def http_text(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
+        return str(resp.read().decode())
+
+
+def upstream_consumed(metrics_text: str) -> int:
+    """Sum of privops_events_consumed_total over the six business systems."""
+    systems = {s.value for s in System}
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith("privops_events_consumed_total{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        source = labels.split('source="', 1)[1].split('"', 1)[0] if 'source="' in labels else ""
+        if source in systems:
+            total += float(value)
+    return int(total)

@@ -1,0 +1,204 @@
+"""The CLI's verbs and options are contract (DESIGN.md): scripts, other teams and the
+acceptance checks call them by name. The whole surface, in help order, pinned here; a
+change to it is a contract change and belongs in an issue note.
+
+Also the pieces the verbs share: vocabulary parsing, the submission options declared once,
+the worker's answers turned into exit codes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import typer
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from privops.cli import worker_http
+from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_FOUND, parse_choice
+from privops.cli.main import app
+from privops.cli.request import parse_date as reexported_parse_date
+from privops.cli.request.options import Submission, submission_verb
+from privops.cli.request.submit import parse_changes
+from privops.core.vocab import Category, Channel, ObjectionScope, Purpose
+from privops.core.workflow import RECTIFIABLE_FIELDS
+
+# The options every submission verb shares, after --subject and its own.
+SHARED = "--received --identity-verified --verified-now --reason --actor --json --quiet"
+SURFACE = [
+    "ropa: --json --datamap",
+    "bench: --scenario --events --subjects --rate --duration --restart-subjects"
+    " --open --timeout --json",
+    "worker: ",
+    "demo: --keep",
+    "local up: ",
+    "local down: ",
+    "local status: --json",
+    "topics create: --json",
+    "schemas generate: ",
+    "schemas check: ",
+    "schemas register: ",
+    f"request erase: --subject {SHARED}",
+    f"request restrict: --subject {SHARED}",
+    f"request lift: --subject {SHARED}",
+    f"request access: --subject {SHARED}",
+    f"request rectify: --subject --set {SHARED}",
+    f"request object: --subject --scope {SHARED}",
+    f"request complain: --subject --restrict-while-investigating --link {SHARED}",
+    "request verify: REQUEST_ID --on --method --actor --json",
+    "request fee-received: REQUEST_ID --on --actor --json",
+    "request clarify: REQUEST_ID --asked --question-ref --actor --json",
+    "request clarified: REQUEST_ID --on --actor --json",
+    "request extend: REQUEST_ID --reason --notified --actor --json",
+    "request answer: REQUEST_ID --reason --actor --json",
+    "request cancel: REQUEST_ID --reason --actor --json",
+    "request refuse: REQUEST_ID --reason --actor --json",
+    "request decide-objection: REQUEST_ID --accept --reason --actor --json",
+    "request status: REQUEST_ID --json",
+    "request hold place: --subject --category --reason --actor --json --quiet",
+    "request hold release: HOLD_ID --subject --actor --json",
+    "consent check: SUBJECT --purpose --channel --json",
+    "audit show: ID_ --json",
+    "audit verify: --json --chain",
+    "simulate: --data-dir --customers --events --date --slow --fail-first --silent"
+    " --reset --metrics-port --group-prefix --from",
+]
+
+
+def _surface(cmd: Any, path: str = "") -> Iterator[str]:
+    subs: dict[str, Any] | None = getattr(cmd, "commands", None)
+    if not subs:
+        names = [p.opts[0] if p.param_type_name == "option" else p.name.upper() for p in cmd.params]
+        yield f"{path}: {' '.join(names)}"
+        return
+    for name, sub in subs.items():
+        if path or name != "dsar":  # dsar's surface is pinned by its own tests
+            yield from _surface(sub, f"{path} {name}".strip())
+
+
+def test_cli_surface_is_unchanged() -> None:
+    assert list(_surface(get_command(app))) == SURFACE
+
+
+def test_dsar_can_still_import_parse_date_from_request() -> None:
+    from privops.cli.common import parse_date
+
+    assert reexported_parse_date is parse_date
+
+
+class Colour(enum.Enum):
+    red = "red"
+    dark_blue = "dark_blue"
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "expected"),
+    [
+        (Purpose, "marketing", Purpose.marketing),
+        (Purpose, " Marketing ", Purpose.marketing),
+        (Channel, "SMS", Channel.sms),
+        (ObjectionScope, "direct_marketing", ObjectionScope.direct_marketing),
+        (Category, "cctv", Category.cctv),
+        (Colour, "DARK_BLUE", Colour.dark_blue),
+    ],
+)
+def test_parse_choice_accepts_any_case_and_spacing(
+    kind: type[enum.Enum], given: str, expected: enum.Enum
+) -> None:
+    assert parse_choice(kind, given, "thing") is expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "what", "message"),
+    [
+        (Colour, "green", "colour", "unknown colour 'green': use one of red, dark_blue"),
+        (Channel, "sms?", "channel", "unknown channel 'sms?': use one of email, sms, post"),
+        (Colour, "[bold]x", "colour", "unknown colour '[bold]x'"),  # markup shown, not applied
+    ],
+)  # fmt: skip
+def test_parse_choice_refuses_naming_the_choices(
+    kind: type[enum.Enum], given: str, what: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(typer.Exit) as exc:
+        parse_choice(kind, given, what)
+    assert exc.value.exit_code == EXIT_BAD_INPUT
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        (["name=Jane Doe"], {"name": "Jane Doe"}),
+        ([" Postcode = AB1 2CD "], {"postcode": "AB1 2CD"}),
+        (["email=a=b@example.com"], {"email": "a=b@example.com"}),
+        (["phone=1", "address=2 High St"], {"phone": "1", "address": "2 High St"}),
+    ],
+)
+def test_parse_changes(pairs: list[str], expected: dict[str, str]) -> None:
+    assert parse_changes(pairs) == expected
+
+
+def test_rectify_offers_exactly_the_fields_the_workflow_accepts() -> None:
+    out = CliRunner().invoke(app, ["request", "rectify", "--help"], env={"COLUMNS": "200"})
+    assert f"fields: {', '.join(RECTIFIABLE_FIELDS)}." in " ".join(out.output.split())
+    assert "postcode" in RECTIFIABLE_FIELDS
+
+
+def test_submission_verb_bundles_the_shared_options_and_keeps_their_order() -> None:
+    seen: list[tuple[Submission, str]] = []
+
+    @submission_verb
+    def verb(common: Submission, colour: str = typer.Option("red", "--colour", help="c")) -> None:
+        """A verb."""
+        seen.append((common, colour))
+
+    sub = typer.Typer()
+    sub.command("verb")(verb)
+    sub.command("other")(verb)  # a second command so typer keeps the sub-command name
+    command: Any = get_command(sub)
+    params = [p.opts[0] for p in command.commands["verb"].params]
+    assert params == [
+        "--subject", "--colour", "--received", "--identity-verified", "--verified-now",
+        "--reason", "--actor", "--json", "--quiet",
+    ]  # fmt: skip
+    out = CliRunner().invoke(sub, ["verb", "--subject", "C-1", "--colour", "blue", "-q"])
+    assert out.exit_code == 0, out.output
+    assert seen == [(Submission(subject="C-1", quiet=True), "blue")]
+    assert CliRunner().invoke(sub, ["verb"]).exit_code == EXIT_BAD_INPUT  # --subject required
+
+
+def _response(status: int, content: bytes) -> httpx.Response:
+    return httpx.Response(status, content=content, request=httpx.Request("GET", "http://w/x"))
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "code", "message"),
+    [
+        (200, b'{"ok": true}', None, ""),
+        (404, b'{"error": "unknown"}', EXIT_NOT_FOUND, "nothing like that here"),
+        (500, b'{"error": "boom"}', EXIT_FAILED, "the worker answered 500: boom"),
+        (503, b'{"detail": 1}', EXIT_FAILED, "the worker answered 503: {'detail': 1}"),
+        (200, b"<html>", EXIT_FAILED, "the worker answered 200 without a JSON object"),
+        (200, b"[1, 2]", EXIT_FAILED, "without a JSON object"),
+    ],
+)
+def test_worker_json_exit_codes(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    content: bytes,
+    code: int | None,
+    message: str,
+) -> None:
+    monkeypatch.setattr(worker_http, "worker_get", lambda *_a, **_k: _response(status, content))
+    if code is None:
+        assert worker_http.worker_json("/x", not_found="nothing like that here") == {"ok": True}
+        return
+    with pytest.raises(typer.Exit) as exc:
+        worker_http.worker_json("/x", not_found="nothing like that here")
+    assert exc.value.exit_code == code
+    assert message in " ".join(capsys.readouterr().err.split())
