@@ -6,25 +6,36 @@ faust's Prometheus sensor with privops' registry (streams.app).
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from faust.web import Request, Response, View
 
 from agents.requests import clock, schedule
+from agents.timers import tables_recovered
 from privops.core import consent as rules
 from privops.core import deadlines
+from privops.core.request import RequestRecord
 from privops.core.vocab import Channel, Purpose
-from privops.core.workflow import RequestRecord
 from streams.app import app
 from streams.audit import ref
+from streams.health import health as worker_health
 from streams.tables import consent, requests
 
 
 @app.page("/health")
-async def health(self: View, request: Request) -> Response:
-    ready = app.tables.recovery.completed.is_set()
-    body = {"status": "ok" if ready else "recovering", "open_requests": len(schedule)}
-    return self.json(body, status=200 if ready else 503)
+async def health(self: View, _request: Request) -> Response:
+    """200 only when the tables are recovered and the broker and registry answer."""
+    state = worker_health
+    problems = [*state.problems] if state.checked else ["first broker/registry check pending"]
+    if not tables_recovered():
+        problems.insert(0, "tables recovering")
+    body = {
+        "status": "ok" if not problems else "unavailable",
+        "problems": problems,
+        "open_requests": len(schedule),
+    }
+    return self.json(body, status=503 if problems else 200)
 
 
 @app.page("/consent/{subject_id}")
@@ -47,7 +58,7 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
             },
             status=400,
         )
-    decision = rules.decide(state, p, c)
+    decision = rules.decide(state, p, c, now=clock.now())
     return self.json(
         {
             "subject_id": subject_id,
@@ -62,6 +73,7 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
 
 
 def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
+    now = clock.now()
     return {
         "subject_id": state.subject_id,
         "restricted": state.restricted,
@@ -70,7 +82,7 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
         "tps_listed": state.tps_listed,
         "preferences": {k: e.model_dump(mode="json") for k, e in sorted(state.entries.items())},
         "decisions": {
-            f"{p.value}:{c.value}": rules.decide(state, p, c).allowed
+            f"{p.value}:{c.value}": rules.decide(state, p, c, now=now).allowed
             for p in (Purpose.marketing,)
             for c in Channel
         },
@@ -78,7 +90,7 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
 
 
 @app.page("/requests/{request_id}")
-async def request_view(self: View, request: Request, request_id: str) -> Response:
+async def request_view(self: View, _request: Request, request_id: str) -> Response:
     raw = requests.get(request_id)
     if raw is None:
         return self.json({"error": "unknown request", "request_id": request_id}, status=404)
@@ -86,17 +98,27 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
 
 
 def request_json(rec: RequestRecord) -> dict[str, Any]:
+    """The request for the DPO; `days_left` only while a deadline alert can still fire
+    (not for an acknowledged complaint, whose outcome is tracked by `age_days`)."""
     today = clock.today()
+    watched = None if rec.acknowledged_on else rec.due_on
     return {
         "request_id": rec.request_id,
         "request_type": rec.request_type.value,
         "subject_ref": ref(rec.subject_id),
         "state": rec.state.value,
         "received_on": rec.received_on.isoformat(),
-        "clock_start": rec.clock_start.isoformat() if rec.clock_start else None,
-        "due_on": rec.due_on.isoformat() if rec.due_on else None,
-        "days_left": deadlines.days_left(rec.due_on, today) if rec.due_on else None,
+        "identity_received_on": _iso(rec.identity_received_on),
+        "identity_verified_on": _iso(rec.identity_verified_on),
+        "clock_start": _iso(rec.clock_start),
+        "due_on": _iso(rec.due_on),
+        "days_left": deadlines.days_left(watched, today) if watched else None,
+        "age_days": ((rec.closed_at.date() if rec.closed_at else today) - rec.received_on).days,
+        "acknowledged_on": _iso(rec.acknowledged_on),
         "paused_days": rec.paused_days,
+        "pauses": [
+            {"asked_on": _iso(p.asked), "answered_on": _iso(p.answered)} for p in rec.pauses
+        ],
         "extended": rec.extended,
         "extension_reason": rec.extension_reason,
         "reason": rec.reason,
@@ -121,3 +143,7 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "manifest": rec.manifest,
         "history": [h.model_dump(mode="json") for h in rec.history],
     }
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None

@@ -4,6 +4,11 @@ Reads:  orders.events, crm.events, telephony.events, marketing.events, web.event
         cctv.events, privops.internal.subject-directives (all keyed by subject id)
 Writes: privacy.consent-state (compacted), privacy.audit, privacy.deadletter;
         tables identities, consent, subject-facts, suppression, legal-holds.
+
+A record is acted on only if its type belongs on the topic it came from (the topic's ACL
+says who wrote it); anything else is a `wrong_topic` dead letter. Disclosures are checked
+against the data map (loaded from settings, as the requests agent does) before anything
+is written.
 """
 
 from __future__ import annotations
@@ -11,16 +16,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from privops.adapters import metrics
 from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.consent import FactKind
+from privops.core.datamap import load_datamap
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DomainError
 from privops.core.facts import (
+    IngestInput,
+    UndeclaredDisclosure,
     UnknownDirectiveKind,
+    WrongTopic,
+    admit_ingest,
     consent_facts,
     consent_state_record,
     directive_fact,
@@ -30,7 +40,7 @@ from privops.core.holds import LegalHold, update_holds
 from privops.core.identity import IdentityMap, is_reimport, merge, suppression_keys
 from privops.core.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import System
-from streams.app import app
+from streams.app import app, settings
 from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.io import TOPICS, dead_letter, decode, emit
 from streams.tables import (
@@ -44,6 +54,8 @@ from streams.tables import (
 )
 
 log = logging.getLogger(__name__)
+
+DATAMAP = load_datamap(settings.datamap)
 
 SUBJECT_TOPICS = [events_topic(s) for s in System] + [SUBJECT_DIRECTIVES]
 subject_stream = app.topic(
@@ -70,19 +82,9 @@ async def ingest(stream: StreamT[Any]) -> None:
         if record is None:
             continue
         try:
-            if isinstance(record, r.UpstreamEvent):
-                await on_upstream(event, record)
-            elif isinstance(record, r.SubjectDirective):
-                await on_directive(record)
-            elif isinstance(record, r.LegalHoldPlaced | r.LegalHoldReleased):
-                on_hold(record)
-            else:
-                await dead_letter(
-                    event,
-                    "ingest",
-                    "invalid_record",
-                    f"{record.fullname()} does not belong on {event.message.topic}",
-                )
+            await on_record(admit_ingest(event.message.topic, record))
+        except (WrongTopic, UndeclaredDisclosure) as exc:
+            await dead_letter(event, "ingest", exc.reason, str(exc))
         except UnknownDirectiveKind as exc:
             await dead_letter(event, "ingest", "unknown_value", str(exc))
         except DomainError as exc:
@@ -91,12 +93,24 @@ async def ingest(stream: StreamT[Any]) -> None:
             await dead_letter(event, "ingest", "unknown_value", str(exc)[:500])
 
 
-async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
+async def on_record(record: IngestInput) -> None:
+    if isinstance(record, r.UpstreamEvent):
+        await on_upstream(record)
+    elif isinstance(record, r.SubjectDirective):
+        await on_directive(record)
+    else:
+        on_hold(record)
+
+
+async def on_upstream(record: r.UpstreamEvent) -> None:
     metrics.count_event(record.source, type(record).__name__)
-    topic_system = event.message.topic.split(".")[0]
-    if record.source.value != topic_system:
-        raise DomainError(f"source {record.source} published on {event.message.topic}")
     sid = record.subject_id
+    # Everything the event means first (pure): an undeclared disclosure or a consent
+    # fact of an impossible shape is refused before any table is touched.
+    stored_facts = facts_cache.get(sid)
+    facts = stored_facts or SubjectFacts()
+    new_facts = updated_facts(facts, record, DATAMAP)
+    meaning = consent_facts(record)
     raw_ids = record.identifiers.present()
     identity = identity_cache.get(sid)
     merged = merge(identity, sid, record.source, raw_ids, record.occurred_at)
@@ -124,14 +138,11 @@ async def on_upstream(event: EventT[Any], record: r.UpstreamEvent) -> None:
         identities[sid] = merged.model_dump(mode="json")
         identity_cache.put(sid, merged)
 
-    stored_facts = facts_cache.get(sid)
-    facts = stored_facts or SubjectFacts()
-    new_facts = updated_facts(facts, record)
     if new_facts != facts or stored_facts is None:
         subject_facts[sid] = new_facts.model_dump(mode="json")
         facts_cache.put(sid, new_facts)
 
-    state = await apply_facts(state, sid, consent_facts(record))
+    state = await apply_facts(state, sid, meaning)
     if state is None:  # first sight of the subject: known, nothing asked yet
         state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         consent[sid] = state.model_dump(mode="json")

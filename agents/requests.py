@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from privops.adapters import metrics
 from privops.core import records as r
@@ -20,7 +20,9 @@ from privops.core import workflow as wf
 from privops.core.clock import Clock
 from privops.core.datamap import load_datamap
 from privops.core.erasure import LegalHold, SubjectFacts
+from privops.core.errors import DecodeError
 from privops.core.identity import IdentityMap
+from privops.core.ticks import parse_tick
 from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, TASK_RESULTS
 from privops.core.vocab import TERMINAL_STATES, TaskState
 from streams.app import app, settings
@@ -81,7 +83,7 @@ async def workflow(stream: StreamT[Any]) -> None:
             metrics.count_event("task_results", type(record).__name__)
             await on_result(record)
         elif isinstance(record, r.RequestTick):
-            await on_tick(record)
+            await on_tick(event, record)
         else:
             await dead_letter(
                 event,
@@ -122,12 +124,18 @@ async def on_result(result: r.TaskResult) -> None:
     )
 
 
-async def on_tick(tick: r.RequestTick) -> None:
+async def on_tick(event: EventT[Any], record: r.RequestTick) -> None:
+    """Act on a timer's tick; one whose kind this worker does not know is a dead letter."""
+    try:
+        tick = parse_tick(record)
+    except DecodeError as exc:
+        await dead_letter(event, "workflow", exc.reason, exc.detail)
+        return
     rec = load(tick.request_id)
     if rec is None:
         return
     outcome = wf.on_tick(rec, tick, context(rec.subject_id))
-    cause = f"{tick.kind}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}"
+    cause = f"{tick.kind.value}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}"
     await apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
 
 

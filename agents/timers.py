@@ -1,4 +1,4 @@
-"""Periodic sweeps: overdue task answers, deadline thresholds, follow-ups, lag, liveness.
+"""Periodic sweeps: overdue task answers, deadline alerts, follow-ups, lag, liveness.
 
 Reads:  the requests table (once, to rebuild the indexes after recovery)
 Writes: privops.internal.request-ticks (the workflow agent acts on them)
@@ -9,16 +9,60 @@ owns the request's partition.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from faust.exceptions import ConsumerNotStarted
+from faust.tables.manager import TableManager
+from faust.transport.consumer import Consumer
+from faust.types import TP
 
 from agents.requests import clock, schedule
 from privops.adapters import metrics
+from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_TICKS
-from privops.core.workflow import RequestRecord
+from streams import health
 from streams.app import app, settings
 from streams.io import emit
 from streams.tables import requests
 
 log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL_SECONDS = 5.0
+
+# --- typed access to faust -------------------------------------------------------------
+# faust's public protocols (TableManagerT, ConsumerT) do not declare what the worker
+# needs (table recovery state, the consumer's read position), and app.timer/app.task are
+# @no_type_check. These helpers are the only place that reaches past the protocols; a
+# faust upgrade that moves any of it breaks here, and only here.
+
+Job = Callable[[], Awaitable[None]]
+
+
+def every(seconds: float) -> Callable[[Job], Job]:
+    """``@app.timer(interval=seconds)``, typed."""
+    register: Callable[[Job], Job] = app.timer(interval=seconds)
+    return register
+
+
+def at_start(job: Job) -> Job:
+    """``@app.task``, typed."""
+    registered: Job = app.task(job)
+    return registered
+
+
+def tables_recovered() -> bool:
+    """Table recovery has finished: the tables hold this worker's partitions in full."""
+    return cast(TableManager, app.tables).recovery.completed.is_set()
+
+
+def read_position(tp: TP) -> int | None:
+    """The offset this worker last read on `tp`, or None before its first message."""
+    consumer = cast(Consumer, app.consumer)
+    return consumer._read_offset.get(tp)
+
+
+# --- timers ----------------------------------------------------------------------------
 
 
 def rebuild() -> int:
@@ -31,33 +75,40 @@ def rebuild() -> int:
     return count
 
 
-@app.timer(interval=settings.sweep_interval_seconds)
+@every(settings.sweep_interval_seconds)
 async def sweep() -> None:
     if not schedule.ready:
-        if not app.tables.recovery.completed.is_set():
+        if not tables_recovered():
             return
         count = rebuild()
         log.info("deadline and task indexes rebuilt from %d stored requests", count)
     for tick in schedule.due(clock.now(), clock.today()):
-        await emit(REQUEST_TICKS, tick.request_id, tick)
+        await emit(REQUEST_TICKS, tick.request_id, tick.to_record())
 
 
-@app.timer(interval=5.0)
+@every(5.0)
 async def consumer_lag() -> None:
     consumer = app.consumer
     lags = []
     for tp in consumer.assignment():
         try:
             highwater = consumer.highwater(tp)
-        except Exception as exc:  # partition not fetched yet, or just revoked
+        except (AssertionError, AttributeError, ConsumerNotStarted) as exc:
+            # aiokafka asserts the partition is assigned; it may have just been revoked,
+            # or not fetched yet (no state), or the consumer thread is still starting.
             log.debug("no highwater for %s: %s", tp, exc)
             continue
-        position = consumer._read_offset.get(tp)
+        position = read_position(tp)
         if highwater is not None:
             lags.append((tp.topic, max(0, highwater - ((position or -1) + 1))))
     metrics.record_consumer_lag(lags)
 
 
-@app.task
-async def mark_up() -> None:
-    metrics.set_worker_up(True)
+@every(HEALTH_INTERVAL_SECONDS)
+async def probe_health() -> None:
+    await health.refresh()
+
+
+@at_start
+async def first_health_check() -> None:
+    await health.refresh()

@@ -1,132 +1,35 @@
-"""In-memory indexes the timers sweep: task answer deadlines, legal deadlines, follow-ups.
-
-Each is ordered by due time, so a sweep costs what is due, not what is open. They are
-rebuilt from the ``requests`` table when the worker starts (after table recovery) and
-kept current by the workflow agent after every change (``track``).
-"""
+"""The worker's schedule (privops.core.schedule) wired to its Prometheus metrics."""
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter
-from datetime import date, datetime
+from datetime import date
 
 from privops.adapters import metrics
-from privops.core.records import RequestTick
-from privops.core.sweep import DeadlineIndex
-from privops.core.vocab import FINAL_TASK_STATES as FINAL
-from privops.core.vocab import AlertKind, RequestType, System, TaskAction
-from privops.core.workflow import RequestRecord, make_task_id, next_checks, pending_followups
-
-_SYSTEMS = tuple(System)
-_ACTIONS = tuple(TaskAction)
+from privops.core import schedule as core
+from privops.core.vocab import RequestType
 
 
-class Schedule:
-    def __init__(self, thresholds: tuple[int, ...]) -> None:
-        self.thresholds = thresholds
-        self.ready = False
-        # (POSIX seconds, request id, system, action): no per-entry datetime or task id
-        # string (rebuilt with make_task_id), which keeps an open request under 1 KB.
-        self._tasks: list[tuple[float, str, int, int]] = []
-        self._combos: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._followups: list[tuple[datetime, str]] = []
-        self._deadlines = DeadlineIndex()
-        self._due: dict[str, date] = {}
-        self._open: dict[str, tuple[str, str]] = {}
-        self.open_counts: Counter[tuple[str, str]] = Counter()
-        # Pending systems per request as one interned tuple: a Counter each would cost
-        # several hundred bytes per open request.
-        self._pending: dict[str, tuple[str, ...]] = {}
-        self.pending_counts: Counter[str] = Counter()
+class MetricsObserver:
+    """Publishes the schedule's counts: pending tasks, open requests, DSAR due dates."""
 
-    def track(self, rec: RequestRecord) -> None:
-        """Index a request's current timers and counts after it changed."""
-        for when, task_id in next_checks(rec):
-            task = rec.tasks[task_id]
-            heapq.heappush(
-                self._tasks,
-                (
-                    when.timestamp(),
-                    rec.request_id,
-                    _SYSTEMS.index(task.system),
-                    _ACTIONS.index(task.action),
-                ),
-            )
-        for when in pending_followups(rec):
-            heapq.heappush(self._followups, (when, rec.request_id))
-        self._track_deadline(rec)
-        self._track_open(rec)
-        self._track_pending(rec)
+    def tasks_pending(self, system: str, count: int) -> None:
+        metrics.set_tasks_pending(system, count)
 
-    def _track_pending(self, rec: RequestRecord) -> None:
-        old = Counter(self._pending.pop(rec.request_id, ()))
-        systems = tuple(
-            sorted(t.system.value for t in rec.tasks.values() if rec.open and t.state not in FINAL)
-        )
-        if systems:
-            self._pending[rec.request_id] = self._combos.setdefault(systems, systems)
-        new = Counter(systems)
-        for system in set(old) | set(new):
-            self.pending_counts[system] += new[system] - old[system]
-            metrics.set_tasks_pending(system, self.pending_counts[system])
+    def requests_open(self, request_type: str, state: str, count: int) -> None:
+        metrics.set_requests_open(request_type, state, count)
 
-    def _track_deadline(self, rec: RequestRecord) -> None:
-        rid = rec.request_id
-        old = self._due.get(rid)
-        new = rec.due_on if rec.open else None
-        if old == new:
+    def due_moved(self, request_type: RequestType, old: date | None, new: date | None) -> None:
+        # privops_dsar_due_in_days covers rights requests; a complaint's limit is s.164A's.
+        if request_type is RequestType.complaint:
             return
-        counted = rec.request_type is not RequestType.complaint
         if old is not None:
-            self._deadlines.remove(rid)
-            if counted:
-                metrics.DSAR_DEADLINES.remove(old)
-            del self._due[rid]
+            metrics.DSAR_DEADLINES.remove(old)
         if new is not None:
-            self._deadlines.add(rid, new, thresholds=self.thresholds)
-            if counted:
-                metrics.DSAR_DEADLINES.add(new)
-            self._due[rid] = new
+            metrics.DSAR_DEADLINES.add(new)
 
-    def _track_open(self, rec: RequestRecord) -> None:
-        old = self._open.pop(rec.request_id, None)
-        if old is not None:
-            self.open_counts[old] -= 1
-            metrics.set_requests_open(old[0], old[1], self.open_counts[old])
-        if rec.open:
-            key = (rec.request_type.value, rec.state.value)
-            self._open[rec.request_id] = key
-            self.open_counts[key] += 1
-            metrics.set_requests_open(key[0], key[1], self.open_counts[key])
 
-    def due(self, now: datetime, today: date) -> list[RequestTick]:
-        """Every tick that is due now; each is handed out once."""
-        ticks = []
-        cutoff = now.timestamp()
-        while self._tasks and self._tasks[0][0] <= cutoff:
-            _, rid, system, action = heapq.heappop(self._tasks)
-            task_id = make_task_id(rid, _SYSTEMS[system], _ACTIONS[action])
-            ticks.append(RequestTick(request_id=rid, kind="task_overdue", task_id=task_id, at=now))
-        while self._followups and self._followups[0][0] <= now:
-            _, rid = heapq.heappop(self._followups)
-            ticks.append(RequestTick(request_id=rid, kind="followup", at=now))
-        for firing in self._deadlines.pop_due(today):
-            kind = (
-                "deadline_breached"
-                if firing.kind is AlertKind.deadline_breached
-                else "deadline_approaching"
-            )
-            ticks.append(
-                RequestTick(
-                    request_id=firing.request_id,
-                    kind=kind,
-                    days_before=firing.days_before,
-                    due_on=firing.due,
-                    at=now,
-                )
-            )
-        return ticks
+class Schedule(core.Schedule):
+    """The schedule the worker keeps, publishing its counts as metrics."""
 
-    def __len__(self) -> int:
-        return len(self._open)
+    def __init__(self, thresholds: tuple[int, ...]) -> None:
+        super().__init__(thresholds, MetricsObserver())

@@ -64,6 +64,8 @@ class DeadLetterReason(StrEnum):
     invalid_record = "invalid_record"
     missing_identifier = "missing_identifier"
     unknown_value = "unknown_value"
+    wrong_topic = "wrong_topic"
+    undeclared_disclosure = "undeclared_disclosure"
 
 
 class RejectionReason(StrEnum):

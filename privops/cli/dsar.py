@@ -1,7 +1,8 @@
 """`privops dsar due-date`: the UK response deadline for a rights request.
 
 Prints only the ISO date (for scripts); `--explain` adds the month arithmetic, the
-clarification pause and the weekend/bank-holiday roll, each step from privops.core.deadlines.
+clarification pause (which of its days counted, and why) and the weekend/bank-holiday
+roll, each step from privops.core.deadlines.
 """
 
 from __future__ import annotations
@@ -14,9 +15,23 @@ import typer
 
 from privops.cli.common import console, fail
 from privops.cli.request import parse_date
-from privops.core.deadlines import add_months, due_date, is_working_day
+from privops.core.deadlines import (
+    CountedPause,
+    Pause,
+    add_months,
+    count_pauses,
+    due_date,
+    is_working_day,
+)
+from privops.core.errors import DomainError
 
 app = typer.Typer(help="Access and rights-request deadlines (UK rules).", no_args_is_help=True)
+
+_MAX_PAUSED_DAYS = 3660  # ten years: anything longer is a typo
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'s' if n != 1 else ''}"
 
 
 def _day_off(day: date, names: holidays.HolidayBase) -> str:
@@ -26,27 +41,55 @@ def _day_off(day: date, names: holidays.HolidayBase) -> str:
     return f"{day:%a} {day} is a weekend day"
 
 
-def explain(start: date, *, extended: bool, paused_days: int) -> list[str]:
-    """The steps from start to due date, in words (same rules as deadlines.due_date)."""
+def _month_step(start: date, extended: bool) -> tuple[date, str]:
     months = 3 if extended else 1
     raw = add_months(start, months)
-    lines = [f"clock starts {start:%a} {start} (day one)"]
     plain = f"{months} calendar month{'s' if months > 1 else ''}"
     reason = "extended: three months from the start" if extended else "one month"
     if raw.day != start.day:
         month_name = calendar.month_name[raw.month]
-        lines.append(
+        return raw, (
             f"+ {plain} ({reason}): {month_name} {raw.year} has no day {start.day}, "
             f"so the last day of that month, {raw}"
         )
-    else:
-        lines.append(f"+ {plain} ({reason}): the corresponding date, {raw}")
-    shifted = raw + timedelta(days=paused_days)
-    if paused_days:
-        lines.append(
-            f"+ {paused_days} paused day{'s' if paused_days != 1 else ''} "
-            f"(clarification, Art. 12A): {shifted}"
+    return raw, f"+ {plain} ({reason}): the corresponding date, {raw}"
+
+
+def _pause_line(start: date, counted: CountedPause) -> str:
+    """Why the days of one clarification period did or did not stop the clock."""
+    pause = counted.pause
+    whole = (pause.answered - pause.asked).days + 1
+    head = (
+        f"clarification asked {pause.asked}, received {pause.answered} (UK GDPR Art. 12A): "
+        f"{_days(whole)}, both days included"
+    )
+    if pause.asked > counted.running_until:
+        return f"{head}; none count: asked after the due date {counted.running_until}"
+    if counted.counted_from is None:
+        return f"{head}; none count: all before the clock started on {start}"
+    if counted.counted_from > pause.asked:
+        skipped = (counted.counted_from - pause.asked).days
+        return (
+            f"{head}; {counted.days} count ({counted.counted_from} to {pause.answered}): "
+            f"the {_days(skipped)} before the clock started on {start} do not"
         )
+    return f"{head}; all {counted.days} count (the clock was running)"
+
+
+def explain(
+    start: date, *, extended: bool, paused_days: int, pauses: tuple[Pause, ...] = ()
+) -> list[str]:
+    """The steps from start to due date, in words (same rules as deadlines.due_date)."""
+    raw, month_line = _month_step(start, extended)
+    lines = [f"clock starts {start:%a} {start} (day one)", month_line]
+    counted = count_pauses(start, pauses, extended=extended)
+    lines += [_pause_line(start, c) for c in counted]
+    total = paused_days + sum(c.days for c in counted)
+    shifted = raw + timedelta(days=total)
+    if paused_days:
+        lines.append(f"{_days(paused_days)} paused as given (--paused-days)")
+    if total:
+        lines.append(f"+ {_days(total)} paused (clarification, Art. 12A): {shifted}")
     names = holidays.country_holidays(
         "GB", subdiv="ENG", years=range(shifted.year, shifted.year + 2)
     )
@@ -58,18 +101,45 @@ def explain(start: date, *, extended: bool, paused_days: int) -> list[str]:
     return lines
 
 
+def _pause_option(paused_from: str | None, paused_to: str | None) -> tuple[Pause, ...]:
+    if paused_from is None and paused_to is None:
+        return ()
+    if paused_from is None or paused_to is None:
+        fail(
+            "give --paused-from and --paused-to together "
+            "(the days clarification was asked for and received)"
+        )
+    asked = parse_date(paused_from, "--paused-from", allow_future=True)
+    answered = parse_date(paused_to, "--paused-to", allow_future=True)
+    if answered < asked:
+        fail(f"--paused-to {answered} is before --paused-from {asked}")
+    return (Pause(asked, answered),)
+
+
 @app.command("due-date")
 def due_date_cmd(
     start: str = typer.Option(
         ...,
         "--start",
-        help="Clock start, YYYY-MM-DD: the latest of receipt, identity verified, fee received.",
+        help="Clock start, YYYY-MM-DD: the latest of receipt of the request, receipt of "
+        "the identity information, receipt of a required fee.",
     ),
     extended: bool = typer.Option(
         False, "--extended", help="Extended by two further months (complex or numerous requests)."
     ),
     paused_days: int = typer.Option(
-        0, "--paused-days", help="Days paused awaiting clarification (Art. 12A); 0 or more."
+        0,
+        "--paused-days",
+        help="Days paused awaiting clarification (Art. 12A), already counted; 0 or more.",
+    ),
+    paused_from: str | None = typer.Option(
+        None,
+        "--paused-from",
+        help="Day clarification was asked for, YYYY-MM-DD (with --paused-to); only the days "
+        "while the clock runs count.",
+    ),
+    paused_to: str | None = typer.Option(
+        None, "--paused-to", help="Day the clarification was received, YYYY-MM-DD (included)."
     ),
     show_explain: bool = typer.Option(
         False, "--explain", help="Also explain each step (month end, pause, holiday roll)."
@@ -79,10 +149,16 @@ def due_date_cmd(
     start_day = parse_date(start, "--start", allow_future=True)
     if paused_days < 0:
         fail(f"--paused-days must be 0 or more, got {paused_days}")
-    if paused_days > 3660:
+    if paused_days > _MAX_PAUSED_DAYS:
         fail(f"--paused-days {paused_days} is implausibly long (more than ten years)")
-    due = due_date(start_day, extended=extended, paused_days=paused_days)
+    pauses = _pause_option(paused_from, paused_to)
+    try:
+        counted = sum(c.days for c in count_pauses(start_day, pauses, extended=extended))
+    except DomainError as exc:
+        fail(str(exc))
+    due = due_date(start_day, extended=extended, paused_days=paused_days + counted)
     typer.echo(due.isoformat())
     if show_explain:
-        for line in explain(start_day, extended=extended, paused_days=paused_days):
+        lines = explain(start_day, extended=extended, paused_days=paused_days, pauses=pauses)
+        for line in lines:
             console.print(line, highlight=False)

@@ -2,27 +2,34 @@
 
 Rules (DESIGN.md section 5, ICO guidance "Time limits for responding"):
 
-- The one-month clock starts on the latest of: receipt, identity verified, fee received
-  (the fee counts only where one was required). The day the clock starts is day one,
+- The one-month clock starts on the latest of: receipt of the request, receipt of the
+  information asked for to confirm identity (not the day someone finished checking it),
+  receipt of a fee (only where one was required). The day the clock starts is day one,
   so a request received on 3 September is due on 3 October.
 - Due date = the corresponding date in the next month; where that month has no such
   date, its last day. An extension (complex or numerous requests) gives up to two
-  further months: due = the same rule three months from the start.
-- Clarification pause (UK GDPR Art. 12A): the days between asking and receiving do not
-  count, so the due date moves later by the paused days. The pause is added after the
-  month arithmetic (the month is computed from the real start date, then the paused days
-  are added), because the controller gets exactly the days it waited on top of the month
-  it would otherwise have had.
+  further months: due = the same rule three months from the start, and it must be
+  notified to the subject while the first month runs.
+- Clarification pause (UK GDPR Art. 12A as inserted by the Data (Use and Access) Act
+  2025): the period from the day clarification is asked for to the day it is received,
+  both included, does not count, but only the days of it that fall while the clock runs.
+  The counted days are added after the month arithmetic (the month is computed from the
+  real start date, then the paused days are added), because the controller gets exactly
+  the days it waited on top of the month it would otherwise have had.
 - Finally, if the date falls on a weekend or an England-and-Wales bank holiday, the next
   working day. Bank holidays come from the `holidays` package, never a hand list.
+- Complaints (DPA 2018 s.164A, as inserted by the DUAA 2025): acknowledged within 30 days
+  counted from the day after receipt, rolled to the next working day.
 
 Legal deadlines are UK local dates; callers convert their aware UTC `now` to a UK date.
-No function here reads the clock: `today` is always an argument.
+No function here reads the clock: every date is an argument.
 """
 
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
@@ -63,18 +70,24 @@ def clock_start(
     fee_received: date | None = None,
     *,
     fee_required: bool = False,
+    identity_received: date | None = None,
 ) -> date | None:
     """The day the one-month clock starts, or None while it has not started.
 
-    None means the clock is stopped waiting for the subject: identity not yet verified,
-    or a required fee not yet received. Where no identity check is needed, pass
+    The identity date that counts is `identity_received`, the day the information asked
+    for arrived: a slow check must not push the deadline out. Only when that date is
+    absent (older commands, or a caller that does not know it) does the verification
+    day stand in for it, which can only make the deadline later than the law's.
+    None means the clock waits for the subject: no identity information yet, or a
+    required fee not yet paid. Where no identity check is needed, pass
     `identity_verified=received`. A fee date is ignored unless `fee_required` (a fee is
     only chargeable for manifestly unfounded or excessive requests or further copies).
-    Identity verified before receipt (e.g. a signed-in customer) does not move the start.
+    Identity information from before receipt (a signed-in customer) does not move it.
     """
-    if identity_verified is None:
+    identity = identity_received or identity_verified
+    if identity is None:
         return None
-    start = max(received, identity_verified)
+    start = max(received, identity)
     if fee_required:
         if fee_received is None:
             return None
@@ -82,15 +95,77 @@ def clock_start(
     return start
 
 
-def pause_length(asked: date, answered: date) -> int:
-    """Days the clock stood still while waiting for clarification (Art. 12A).
+@dataclass(frozen=True, slots=True, order=True)
+class Pause:
+    """A clarification period: asked on `asked`, the answer received on `answered`."""
 
-    The clock stops on the day the controller asks and runs again from the day the
-    answer arrives, so asking on the 5th and hearing back on the 8th pauses 3 days.
+    asked: date
+    answered: date
+
+    def __post_init__(self) -> None:
+        if self.answered < self.asked:
+            raise DomainError(
+                f"clarification answered ({self.answered}) before it was asked ({self.asked})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class CountedPause:
+    """How much of one pause stopped the clock, and the facts that decided it.
+
+    `counted_from` is the first day that counts (None when no day does): the later of
+    the day clarification was asked and the clock's start. `running_until` is the due
+    date the clock was running towards when the pause began; a pause asked after it
+    counts nothing, because the clock had already run out.
     """
-    if answered < asked:
-        raise DomainError(f"clarification answered ({answered}) before it was asked ({asked})")
-    return (answered - asked).days
+
+    pause: Pause
+    counted_from: date | None
+    days: int
+    running_until: date
+
+
+def pause_length(asked: date, answered: date) -> int:
+    """Days in a clarification period, both ends included (Art. 12A).
+
+    The period runs from the day the controller asks to the day the answer is
+    received, both days part of it: asking on the 5th and hearing back on the 8th
+    stops the clock for 4 days; asking and hearing back the same day for 1.
+    """
+    pause = Pause(asked, answered)
+    return (pause.answered - pause.asked).days + 1
+
+
+def count_pauses(
+    start: date, pauses: Iterable[Pause], *, extended: bool = False
+) -> list[CountedPause]:
+    """Each pause, oldest first, with the days of it that fell while the clock ran.
+
+    Days before the clock started do not count (it was not running), nor does a pause
+    asked for after the due date it was running towards. Pauses may not overlap: the
+    clock cannot be stopped twice on one day.
+    """
+    counted: list[CountedPause] = []
+    total = 0
+    previous: Pause | None = None
+    for pause in sorted(pauses):
+        if previous is not None and pause.asked <= previous.answered:
+            raise DomainError(f"clarification periods overlap: {previous} and {pause}")
+        previous = pause
+        running_until = due_date(start, extended=extended, paused_days=total)
+        first = max(pause.asked, start)
+        if pause.asked > running_until or first > pause.answered:
+            counted.append(CountedPause(pause, None, 0, running_until))
+            continue
+        days = pause_length(first, pause.answered)
+        total += days
+        counted.append(CountedPause(pause, first, days, running_until))
+    return counted
+
+
+def paused_days(start: date, pauses: Iterable[Pause], *, extended: bool = False) -> int:
+    """Days the clock stood still: the sum of `count_pauses`."""
+    return sum(c.days for c in count_pauses(start, pauses, extended=extended))
 
 
 def due_date(start: date, *, extended: bool = False, paused_days: int = 0) -> date:
@@ -101,22 +176,27 @@ def due_date(start: date, *, extended: bool = False, paused_days: int = 0) -> da
     return next_working_day(raw + timedelta(days=paused_days))
 
 
-def can_extend(start: date, today: date, *, paused_days: int = 0) -> bool:
-    """An extension may be taken only while the first month runs (up to its due date)."""
-    return today <= due_date(start, paused_days=paused_days)
+def can_extend(start: date, notified_on: date, *, paused_days: int = 0) -> bool:
+    """An extension counts only if notified while the first month runs (up to its due date).
+
+    The day that matters is the day the subject was told (the command's `notified_on`),
+    not the day a worker happens to process the command.
+    """
+    return start <= notified_on <= due_date(start, paused_days=paused_days)
 
 
-def extend(start: date, today: date, reason: str, *, paused_days: int = 0) -> date:
-    """The extended due date; refuses without a reason or once the first month is over.
+def extend(start: date, notified_on: date, reason: str, *, paused_days: int = 0) -> date:
+    """The extended due date; refuses without a reason or if notified outside the first month.
 
     The reason must be told to the subject; sending that notification is the caller's job.
     """
     if not reason.strip():
         raise DomainError("an extension needs a reason to give the subject")
-    if not can_extend(start, today, paused_days=paused_days):
+    if not can_extend(start, notified_on, paused_days=paused_days):
         first_due = due_date(start, paused_days=paused_days)
         raise DomainError(
-            f"an extension must be taken within the first month (due {first_due}), today is {today}"
+            f"an extension must be notified within the first month ({start} to {first_due}), "
+            f"it was notified on {notified_on}"
         )
     return due_date(start, extended=True, paused_days=paused_days)
 
@@ -124,13 +204,14 @@ def extend(start: date, today: date, reason: str, *, paused_days: int = 0) -> da
 def complaint_ack_due(received: date, days: int = DEFAULT_COMPLAINT_ACK_DAYS) -> date:
     """Last day to acknowledge a complaint.
 
-    DPA 2018 s.164A: acknowledge "within the period of 30 days beginning with the day on
-    which the complaint is received", so the day of receipt is day one and the last day
-    is `received + days - 1`. Calendar days: the statute does not roll to a working day.
+    DPA 2018 s.164A (inserted by the DUAA 2025), read as DESIGN.md section 5 does: the
+    days are counted from the day after receipt, so that day is day one and the last
+    day is `received + days`; a last day on a weekend or bank holiday rolls to the next
+    working day.
     """
     if days < 1:
         raise DomainError(f"complaint acknowledgement period must be at least 1 day, got {days}")
-    return received + timedelta(days=days - 1)
+    return next_working_day(received + timedelta(days=days))
 
 
 def days_left(due: date, today: date) -> int:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
 from privops.core.clock import UK
 from privops.core.datamap import (
     DataMap,
     InvestigationHold,
     Organisation,
-    Recipient,
     RetentionAnchor,
     RetentionCondition,
     RetentionRule,
@@ -32,6 +32,47 @@ from privops.core.vocab import Category, System
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+MAX_REFS_PER_RECIPIENT: Final = 16
+"""References kept per recipient; a recipient's count is bounded by the data map."""
+
+
+class Disclosure(_Model):
+    """What one recipient of the data map received, under one of its own references."""
+
+    recipient: str
+    # The recipient's own reference for the subject (search id, account number).
+    recipient_ref: str | None = None
+    categories: tuple[Category, ...]
+    first_at: AwareDatetime
+    last_at: AwareDatetime
+
+    @field_validator("categories")
+    @classmethod
+    def _canonical(cls, value: tuple[Category, ...]) -> tuple[Category, ...]:
+        """Vocabulary order without repeats, so equal disclosures compare equal."""
+        return tuple(c for c in Category if c in value)
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return (self.recipient, self.recipient_ref)
+
+    def merge(self, other: Disclosure) -> Disclosure:
+        """Both disclosures as one entry: every category, the first and the last time."""
+        received = {*self.categories, *other.categories}
+        return self.model_copy(
+            update={
+                "categories": self._canonical(tuple(received)),
+                "first_at": min(self.first_at, other.first_at),
+                "last_at": max(self.last_at, other.last_at),
+            }
+        )
+
+
+def _add(entries: dict[tuple[str, str | None], Disclosure], disclosure: Disclosure) -> None:
+    known = entries.get(disclosure.key)
+    entries[disclosure.key] = known.merge(disclosure) if known else disclosure
 
 
 class SubjectFacts(_Model):
@@ -47,6 +88,31 @@ class SubjectFacts(_Model):
     open_investigation_ids: tuple[str, ...] = ()
     # When the latest investigation involving the subject's footage concluded.
     investigation_closed_at: AwareDatetime | None = None
+    # Who actually received the subject's data (Art. 19), sorted by recipient and ref.
+    disclosures: tuple[Disclosure, ...] = ()
+
+    def disclosed(self, disclosure: Disclosure) -> SubjectFacts:
+        """These facts with one more disclosure; `self` itself if it adds nothing.
+
+        One entry per recipient and reference, not per event: a payment processor is sent
+        data with every card payment, so per-event entries would grow without end, and a
+        redelivered disclosure merges into the entry it made (idempotent without keeping
+        every disclosure id). Past MAX_REFS_PER_RECIPIENT references the least recently
+        used folds into the recipient's entry without a reference: the recipient is still
+        told about every category it received, only that old reference is dropped.
+        """
+        entries = {d.key: d for d in self.disclosures}
+        _add(entries, disclosure)
+        name = disclosure.recipient
+        refs = [d for d in entries.values() if d.recipient == name and d.recipient_ref]
+        if len(refs) > MAX_REFS_PER_RECIPIENT:
+            oldest = min(refs, key=lambda d: (d.last_at, d.recipient_ref or ""))
+            del entries[oldest.key]
+            _add(entries, oldest.model_copy(update={"recipient_ref": None}))
+        merged = tuple(entries[k] for k in sorted(entries, key=lambda k: (k[0], k[1] or "")))
+        if merged == self.disclosures:
+            return self
+        return self.model_copy(update={"disclosures": merged})
 
 
 class Retained(_Model):
@@ -286,6 +352,46 @@ def _followups(system: System, keep: list[Retained]) -> list[Followup]:
     ]
 
 
-def recipients_to_notify(datamap: DataMap, categories: Iterable[Category]) -> list[Recipient]:
-    """Recipients that received any of `categories` and must be told (Art. 19)."""
-    return [r for r in datamap.recipients_of(categories) if r.notify_on_rights_requests]
+class RecipientNotice(_Model):
+    """One Art. 19 notice: who to tell, about which affected categories, by its own refs."""
+
+    recipient: str
+    categories: tuple[Category, ...]
+    recipient_refs: tuple[str, ...]
+
+
+def recipients_to_notify(
+    datamap: DataMap, categories: Iterable[Category], disclosures: Iterable[Disclosure]
+) -> list[RecipientNotice]:
+    """Recipients that actually received any of `categories` and must be told (Art. 19).
+
+    Only disclosures count, never what the data map says a recipient may receive: a cash
+    customer's erasure is no business of a credit reference agency. A recipient the data
+    map exempts (notify_on_rights_requests: false, e.g. authorities) is not told; one the
+    data map no longer lists is, since it still holds the data. Each notice carries the
+    references the recipient knows the subject by, from the disclosures of the affected
+    categories; order is the data map's, then unlisted recipients by name.
+    """
+    wanted = set(categories)
+    listed = {recipient.name: recipient for recipient in datamap.recipients}
+    affected: dict[str, tuple[set[Category], set[str]]] = {}
+    for disclosure in disclosures:
+        hit = wanted.intersection(disclosure.categories)
+        spec = listed.get(disclosure.recipient)
+        if not hit or (spec is not None and not spec.notify_on_rights_requests):
+            continue
+        cats, refs = affected.setdefault(disclosure.recipient, (set(), set()))
+        cats |= hit
+        if disclosure.recipient_ref:
+            refs.add(disclosure.recipient_ref)
+    rank = {name: n for n, name in enumerate(listed)}
+    return [
+        RecipientNotice(
+            recipient=name,
+            categories=tuple(c for c in Category if c in cats),
+            recipient_refs=tuple(sorted(refs)),
+        )
+        for name, (cats, refs) in sorted(
+            affected.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])
+        )
+    ]

@@ -1,10 +1,12 @@
 """What business events and request directives mean for consent and for retention.
 
-The ingest agent decodes a record and asks this module what it means: `consent_facts`
-(PECR and UK GDPR meaning of an upstream event), `updated_facts` (the retention inputs
-the erasure plan needs), `directive_fact` (a request's effect on the subject) and
-`consent_state_record` (the compacted topic's view of a state). Keeping the mapping here,
-pure, lets it be table-tested without Kafka.
+The ingest agent decodes a record and asks this module whether it may act on it
+(`admit_ingest`: only the record types that belong on the topic it came from) and what it
+means: `consent_facts` (PECR and UK GDPR meaning of an upstream event), `updated_facts`
+(the retention and disclosure inputs the erasure plan and Art. 19 notices need),
+`directive_fact` (a request's effect on the subject) and `consent_state_record` (the
+compacted topic's view of a state). Keeping the mapping here, pure, lets it be
+table-tested without Kafka.
 
 Soft opt-in (PECR reg. 22(3)) arises only from a sale whose event says the opt-out was
 offered and that marketing will be about similar products; silence on either means no
@@ -23,14 +25,61 @@ from typing import Final
 
 from privops.core import records as r
 from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent
-from privops.core.erasure import SubjectFacts
+from privops.core.datamap import DataMap
+from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.errors import PrivopsError
+from privops.core.topics import SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 
 F = FactKind
 
 SOFT_OPT_IN_CHANNELS: Final = (Channel.email, Channel.sms)
 """PECR reg. 22: a soft opt-in covers electronic mail (email and SMS), not calls or post."""
+
+
+# --- which records belong on which topic --------------------------------------------------
+
+IngestInput = r.UpstreamEvent | r.SubjectDirective | r.LegalHoldPlaced | r.LegalHoldReleased
+"""What the ingest agent acts on."""
+
+_DIRECTIVE_RECORDS: Final = (r.SubjectDirective, r.LegalHoldPlaced, r.LegalHoldReleased)
+_SYSTEM_OF_EVENTS_TOPIC: Final = {events_topic(system): system for system in System}
+
+
+class WrongTopic(PrivopsError):
+    """A record type that does not belong on the topic it came from (DESIGN.md section 8).
+
+    Kafka's ACLs say who may write a topic, so the topic, not a field in the record, is
+    what proves where a record came from: a directive or legal hold on `crm.events` is a
+    system (or an attacker) trying to lift a restriction or a hold, and an event whose
+    `source` names another system is that system's word put in someone else's mouth.
+    """
+
+    reason: Final = "wrong_topic"
+
+
+def admit_ingest(topic: str, record: r.Record) -> IngestInput:
+    """`record` if the ingest agent may act on it having read it from `topic`.
+
+    Raises WrongTopic otherwise: upstream events only on their own system's
+    `<system>.events`, directives and legal holds only on the internal directives topic.
+    """
+    name = type(record).__name__
+    if topic == SUBJECT_DIRECTIVES:
+        if isinstance(record, _DIRECTIVE_RECORDS):
+            return record
+        raise WrongTopic(f"{name} does not belong on {topic}")
+    system = _SYSTEM_OF_EVENTS_TOPIC.get(topic)
+    if system is None:
+        raise WrongTopic(f"{topic} is not an ingest topic")
+    if not isinstance(record, r.UpstreamEvent):
+        raise WrongTopic(f"{name} does not belong on {topic}")
+    if record.source is not system:
+        raise WrongTopic(f"{name} from {record.source.value} published on {topic}")
+    return record
+
+
+# --- directives ---------------------------------------------------------------------------
 
 
 class DirectiveKind(StrEnum):
@@ -78,6 +127,9 @@ def directive_fact(directive: r.SubjectDirective) -> ConsentFact:
         channel=directive.channel,
         evidence=f"privacy.commands:{directive.request_id}",
     )
+
+
+# --- consent ------------------------------------------------------------------------------
 
 
 def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
@@ -152,13 +204,54 @@ def _fact(
     )
 
 
-def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent) -> SubjectFacts:
-    """Retention inputs for the erasure plan (financial records, credit, investigations).
+# --- retention facts and disclosures ------------------------------------------------------
+
+
+class UndeclaredDisclosure(PrivopsError):
+    """A disclosure the data map does not declare: to a recipient it does not list, or of
+    categories that recipient is not declared to receive.
+
+    Not recorded: Art. 19 notices, the Art. 15 answer and the record of processing all
+    come from the data map, so a disclosure outside it is a gap the DPO must see (dead
+    letter), not one to paper over.
+    """
+
+    reason: Final = "undeclared_disclosure"
+
+
+def check_disclosure(datamap: DataMap, event: r.DataDisclosed) -> Disclosure:
+    """The disclosure `event` reports, if the data map declares it; else UndeclaredDisclosure."""
+    recipient = next((x for x in datamap.recipients if x.name == event.recipient), None)
+    if recipient is None:
+        raise UndeclaredDisclosure(f"recipient {event.recipient!r} is not in the data map")
+    if not event.categories:
+        raise UndeclaredDisclosure(f"disclosure to {event.recipient!r} names no category")
+    undeclared = [c.value for c in event.categories if c not in recipient.categories]
+    if undeclared:
+        raise UndeclaredDisclosure(
+            f"{event.recipient!r} is not declared to receive {', '.join(sorted(undeclared))}"
+        )
+    return Disclosure(
+        recipient=event.recipient,
+        recipient_ref=event.recipient_ref or None,
+        categories=tuple(event.categories),
+        first_at=event.occurred_at,
+        last_at=event.occurred_at,
+    )
+
+
+def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap) -> SubjectFacts:
+    """Retention inputs for the erasure plan (financial records, credit, investigations)
+    and who received the subject's data (Art. 19).
 
     Returns `facts` itself when the event changes nothing, so the caller can skip a write.
+    Raises UndeclaredDisclosure for a disclosure the data map does not declare; pure, so
+    the caller can call it before it writes anything else.
     """
     at = event.occurred_at
     match event:
+        case r.DataDisclosed():
+            return facts.disclosed(check_disclosure(datamap, event))
         case r.OrderPlaced() | r.PaymentRecorded():
             latest = facts.latest_financial_record_at
             if latest is None or at > latest:

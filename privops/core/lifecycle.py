@@ -43,8 +43,11 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (S.received, E.identity_verified): S.in_progress,
     (S.identity_unverified, E.identity_verified): S.in_progress,
     (S.received, E.accepted): S.in_progress,
-    # clarification pauses the running clock (Art. 12A)
+    # clarification stops the running clock (Art. 12A), for every request type, also
+    # once tasks are out (an access request awaiting its exports); on resuming, a request
+    # whose tasks are out goes back to awaiting_systems through tasks_sent
     (S.in_progress, E.clarification_requested): S.paused,
+    (S.awaiting_systems, E.clarification_requested): S.paused,
     (S.paused, E.clarification_received): S.in_progress,
     # work
     (S.in_progress, E.tasks_sent): S.awaiting_systems,

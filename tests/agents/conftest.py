@@ -13,10 +13,11 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from unittest.mock import AsyncMock
 
 import pytest
+from yarl import URL
 
 # Set before streams.app reads the settings, and put back afterwards so worker
 # subprocesses started by integration tests in the same session keep their own store.
@@ -50,6 +51,9 @@ finally:
             os.environ[_name] = _value
 
 
+R = TypeVar("R", bound=Record)
+
+
 @dataclass(frozen=True)
 class Sent:
     topic: str
@@ -70,6 +74,12 @@ class Outbox:
 
     def on(self, topic: str) -> list[Record]:
         return [s.record for s in self.sent if s.topic == topic]
+
+    def of(self, topic: str, model: type[R]) -> list[R]:
+        """What was sent on `topic`, typed (and checked) as `model`."""
+        records = self.on(topic)
+        assert all(isinstance(x, model) for x in records), records
+        return [x for x in records if isinstance(x, model)]
 
     def on_prefix(self, prefix: str) -> list[Sent]:
         return [s for s in self.sent if s.topic.startswith(prefix)]
@@ -101,10 +111,10 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """
     faust_app.finalize()
     if faust_app.conf.store.scheme != "memory":  # env set it already; re-setting warns
-        faust_app.conf.store = "memory://"
+        faust_app.conf.store = URL("memory://")
     faust_app.flow_control.resume()
-    monkeypatch.setattr(faust.tables.table.Table, "on_key_set", lambda self, key, value: None)
-    monkeypatch.setattr(faust.tables.table.Table, "on_key_del", lambda self, key: None)
+    monkeypatch.setattr(faust.tables.table.Table, "on_key_set", lambda _s, _k, _v: None)
+    monkeypatch.setattr(faust.tables.table.Table, "on_key_del", lambda _s, _k: None)
     schedule = Schedule(agents.requests.schedule.thresholds)
     monkeypatch.setattr(agents.requests, "schedule", schedule)
     for table in faust_app.tables.values():
@@ -120,6 +130,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def outbox(app: Any, serde: Serde, monkeypatch: pytest.MonkeyPatch) -> Outbox:
     """Mock every topic's send; what was sent is decoded into the outbox."""
+    assert app is faust_app  # requested so that the app is set up before its topics
     box = Outbox(serde)
     for name, topic in streams_io.TOPICS.items():
 
@@ -145,5 +156,5 @@ async def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
 
 async def put_on(agent: Any, topic: str, key: bytes, value: bytes | None) -> None:
     """Put one message on the test agent as if it came from ``topic``."""
-    agent._get_strtopic = lambda channel: topic
+    agent._get_strtopic = lambda _channel: topic
     await agent.put(key=key, value=value, wait=False)

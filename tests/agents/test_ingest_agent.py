@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from privops.adapters.serde import Serde, frame
 from privops.core import records as r
 from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECTIVES
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
-from streams.tables import consent, identities, legal_holds
+from streams.tables import consent, identities, legal_holds, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
@@ -145,6 +146,7 @@ async def test_source_on_the_wrong_topic_is_dead_lettered(serde: Serde, outbox: 
         await put_on(agent, "orders.events", b"S1", serde.encode(consent_given()))
         await wait_for(lambda: bool(outbox.on(DEADLETTER)))
     assert consent.data.get("S1") is None
+    assert [d.reason for d in dead_letters(outbox)] == ["wrong_topic"]
 
 
 def sale(event_id: str = "ev-sale", **flags: bool) -> r.OrderPlaced:
@@ -238,3 +240,133 @@ async def test_legal_holds_are_kept_once_and_released(serde: Serde, outbox: Outb
         await put_on(agent, SUBJECT_DIRECTIVES, b"S1", serde.encode(released))
         await wait_for(lambda: legal_holds.data["S1"][0]["released_at"] is not None)
     assert outbox.on(DEADLETTER) == []
+
+
+# --- records on the wrong topic (issue 13 point 2) ----------------------------------------
+
+
+def restricted(subject: str = "S1") -> bool:
+    return bool((consent.data.get(subject) or {}).get("restricted"))
+
+
+def hold_active() -> bool:
+    return any(h["released_at"] is None for h in legal_holds.data.get("S1") or [])
+
+
+PLACED = hold_command(r.LegalHoldPlaced, categories=[Category.cctv], reason="claim")
+
+# (setup on its own topic, attack: (topic, record), what must still hold afterwards)
+WRONG_TOPIC: list[Any] = [
+    pytest.param(
+        (SUBJECT_DIRECTIVES, directive("restricted")),
+        ("crm.events", directive("restriction_lifted", "D-2")),
+        restricted,
+        id="directive-on-crm-events-lifts-no-restriction",
+    ),
+    pytest.param(
+        (SUBJECT_DIRECTIVES, PLACED),
+        ("marketing.events", hold_command(r.LegalHoldReleased)),
+        hold_active,
+        id="hold-release-on-marketing-events-releases-nothing",
+    ),
+    pytest.param(
+        None,
+        ("cctv.events", PLACED),
+        lambda: legal_holds.data.get("S1") is None,
+        id="hold-placed-on-cctv-events-places-nothing",
+    ),
+    pytest.param(
+        None,
+        (SUBJECT_DIRECTIVES, consent_given("ev-attack")),
+        lambda: consent.data.get("S1") is None and identities.data.get("S1") is None,
+        id="upstream-event-on-the-directives-topic-is-not-ingested",
+    ),
+]
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize(("setup", "attack", "still"), WRONG_TOPIC)
+async def test_record_on_the_wrong_topic_is_dead_lettered_and_audited(
+    serde: Serde,
+    outbox: Outbox,
+    setup: tuple[str, r.Record] | None,
+    attack: tuple[str, r.Record],
+    still: Callable[[], bool],
+) -> None:
+    topic, record = attack
+    async with ingest.test_context() as agent:
+        if setup is not None:
+            await put_on(agent, setup[0], b"S1", serde.encode(setup[1]))
+        await put_on(agent, topic, b"S1", serde.encode(record))
+        await put_on(agent, "marketing.events", b"S9", serde.encode(consent_given("ev-9", "S9")))
+        await wait_for(lambda: consent.data.get("S9") is not None)
+
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "wrong_topic"
+    assert letter.original_topic == topic
+    assert f"{type(record).__name__} does not belong on {topic}" in letter.error
+    audited = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "dead_lettered"]
+    where = f"{topic}[{letter.partition}]@{letter.offset}"
+    assert [a.reason for a in audited] == [f"{where}: wrong_topic"]
+    assert still()
+
+
+# --- disclosures (issue 14 point 12) -----------------------------------------------------
+
+
+def disclosed(recipient: str, *categories: Category, subject: str = "S1") -> r.DataDisclosed:
+    return r.DataDisclosed(
+        event_id=f"ev-disc-{subject}",
+        occurred_at=NOW,
+        source=System.orders,
+        subject_id=subject,
+        identifiers=r.Identifiers(customer_id=f"C-{subject}"),
+        disclosure_id=f"DISC-{subject}",
+        recipient=recipient,
+        categories=list(categories),
+        recipient_ref="SRCH-1",
+    )
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_disclosure_is_remembered_in_the_subjects_facts(
+    serde: Serde, outbox: Outbox
+) -> None:
+    value = serde.encode(disclosed("Credit reference agencies", Category.credit))
+    async with ingest.test_context() as agent:
+        await put_on(agent, "orders.events", b"S1", value)
+        await put_on(agent, "orders.events", b"S1", value)
+        await wait_for(lambda: subject_facts.data.get("S1") is not None)
+    (entry,) = subject_facts.data["S1"]["disclosures"]
+    assert (entry["recipient"], entry["recipient_ref"], entry["categories"]) == (
+        "Credit reference agencies",
+        "SRCH-1",
+        ["credit"],
+    )
+    assert outbox.on(DEADLETTER) == []
+
+
+UNDECLARED = [
+    pytest.param(("Acme Data Brokers", Category.contact), "is not in the data map",
+                 id="recipient-not-in-the-data-map"),
+    pytest.param(("Credit reference agencies", Category.cctv), "not declared to receive cctv",
+                 id="category-not-declared-for-the-recipient"),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize(("what", "error"), UNDECLARED)
+async def test_an_undeclared_disclosure_is_dead_lettered_before_anything_is_written(
+    serde: Serde, outbox: Outbox, what: tuple[str, Category], error: str
+) -> None:
+    recipient, category = what
+    async with ingest.test_context() as agent:
+        await put_on(agent, "orders.events", b"S2", serde.encode(disclosed(recipient, category)))
+        await put_on(agent, "marketing.events", b"S9", serde.encode(consent_given("ev-9", "S9")))
+        await wait_for(lambda: consent.data.get("S9") is not None)
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "undeclared_disclosure"
+    assert error in letter.error
+    assert identities.data.get("S2") is None
+    assert subject_facts.data.get("S2") is None
+    assert consent.data.get("S2") is None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import records as r
 from privops.core.identity import IdentityMap, merge
-from privops.core.topics import AUDIT, COMMANDS, DEADLETTER
+from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, REQUEST_TICKS
 from privops.core.vocab import RequestState, RequestType, System
 from streams.tables import identities, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
@@ -46,7 +45,7 @@ def erasure(request_id: str = "R-agent-1", subject: str = SUBJECT) -> r.RequestS
 
 
 async def test_verified_erasure_fans_out_erase_tasks_and_stores_the_request(
-    app: Any, serde: Serde, outbox: Outbox
+    serde: Serde, outbox: Outbox
 ) -> None:
     known_subject()
     async with workflow.test_context() as agent:
@@ -67,27 +66,27 @@ async def test_verified_erasure_fans_out_erase_tasks_and_stores_the_request(
     stored = requests.data["R-agent-1"]
     assert stored["state"] == RequestState.awaiting_systems.value
     assert set(stored["tasks"]) == {f"R-agent-1:{s}:erase" for s in SYSTEM_IDS}
-    actions = [a.action for a in outbox.on(AUDIT)]
+    actions = [a.action for a in outbox.of(AUDIT, r.AuditEvent)]
     assert "request_received" in actions
     assert actions.count("task_sent") == len(SYSTEM_IDS)
     assert outbox.on(DEADLETTER) == []
 
 
 async def test_erasure_for_unknown_subject_is_rejected_and_audited(
-    app: Any, serde: Serde, outbox: Outbox
+    serde: Serde, outbox: Outbox
 ) -> None:
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, b"R-agent-2", serde.encode(erasure("R-agent-2", "nobody")))
         await wait_for(lambda: bool(outbox.on(AUDIT)))
     assert requests.data.get("R-agent-2") is None
     assert outbox.on_prefix("privacy.tasks.") == []
-    rejected = [a for a in outbox.on(AUDIT) if a.action == "command_rejected"]
+    rejected = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "command_rejected"]
     assert len(rejected) == 1
     assert rejected[0].reason is not None
     assert rejected[0].reason.startswith("unknown_subject")
 
 
-async def test_completed_answers_close_the_request(app: Any, serde: Serde, outbox: Outbox) -> None:
+async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox) -> None:
     known_subject()
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, b"R-agent-3", serde.encode(erasure("R-agent-3")))
@@ -105,11 +104,51 @@ async def test_completed_answers_close_the_request(app: Any, serde: Serde, outbo
 
 
 async def test_garbage_command_is_dead_lettered_and_the_next_one_processed(
-    app: Any, serde: Serde, outbox: Outbox
+    serde: Serde, outbox: Outbox
 ) -> None:
     known_subject()
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, b"R-x", b"\x00\x00\x00")
         await put_on(agent, COMMANDS, b"R-agent-4", serde.encode(erasure("R-agent-4")))
         await wait_for(lambda: requests.data.get("R-agent-4") is not None)
-    assert [d.reason for d in outbox.on(DEADLETTER)] == ["undecodable"]
+    assert [d.reason for d in outbox.of(DEADLETTER, r.DeadLetter)] == ["undecodable"]
+
+
+async def test_tick_of_unknown_kind_is_dead_lettered_not_ignored(
+    serde: Serde, outbox: Outbox
+) -> None:
+    known_subject()
+    tick = r.RequestTick(request_id="R-agent-5", kind="deadline_exploded", at=NOW)
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, b"R-agent-5", serde.encode(erasure("R-agent-5")))
+        await wait_for(lambda: requests.data.get("R-agent-5") is not None)
+        await put_on(agent, REQUEST_TICKS, b"R-agent-5", serde.encode(tick))
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    letters = outbox.of(DEADLETTER, r.DeadLetter)
+    assert [(d.reason, d.original_topic) for d in letters] == [("unknown_value", REQUEST_TICKS)]
+    assert "unknown tick kind 'deadline_exploded'" in letters[0].error
+
+
+def test_request_view_tracks_an_acknowledged_complaint_by_age() -> None:
+    """DPA 2018 s.164A: after the acknowledgement there is no deadline left to count
+    down; the DPO sees the complaint's age instead."""
+    from agents.http import request_json
+    from agents.requests import clock
+    from privops.core.workflow import RequestRecord
+
+    received = clock.today() - timedelta(days=40)
+    rec = RequestRecord(
+        request_id="R-complaint",
+        request_type=RequestType.complaint,
+        subject_id=SUBJECT,
+        actor="dpo",
+        state=RequestState.in_progress,
+        received_on=received,
+        due_on=received + timedelta(days=30),
+        acknowledged_on=received,
+        created_at=NOW,
+    )
+    body = request_json(rec)
+    assert body["acknowledged_on"] == received.isoformat()
+    assert body["days_left"] is None
+    assert body["age_days"] == 40

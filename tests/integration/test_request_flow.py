@@ -21,7 +21,7 @@ import pytest
 from privops.connectors.reference import open_store, seed_customers
 from privops.core import records as r
 from privops.core.topics import ALERTS, AUDIT, NOTIFICATIONS, tasks_topic
-from privops.core.vocab import System
+from privops.core.vocab import Category, System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 
@@ -70,6 +70,25 @@ def customer_events(customer, systems) -> list:
                         identifiers=record.identifiers,
                         order_id=order.order_id,
                         total_pence=order.total_pence,
+                    ),
+                )
+                for order in customer.orders
+            ]
+            # Art. 19 notices go to recipients that received the data: the card payments.
+            items += [
+                (
+                    "orders.events",
+                    customer.subject_id,
+                    r.DataDisclosed(
+                        event_id=f"{order.order_id}-psp",
+                        occurred_at=order.placed_at,
+                        source=System.orders,
+                        subject_id=customer.subject_id,
+                        identifiers=record.identifiers,
+                        disclosure_id=f"{order.order_id}-psp",
+                        recipient="Banks and payment processors",
+                        categories=[Category.contact, Category.payment],
+                        recipient_ref=f"PSP-{order.order_id}",
                     ),
                 )
                 for order in customer.orders

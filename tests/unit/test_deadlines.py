@@ -11,16 +11,19 @@ from datetime import date
 import pytest
 
 from privops.core.deadlines import (
+    Pause,
     add_months,
     can_extend,
     clock_start,
     complaint_ack_due,
+    count_pauses,
     days_left,
     due_date,
     extend,
     is_working_day,
     next_working_day,
     pause_length,
+    paused_days,
 )
 from privops.core.errors import DomainError
 
@@ -116,6 +119,8 @@ def test_add_months(start: str, months: int, expected: str) -> None:
 @pytest.mark.parametrize(
     ("received", "identity", "fee", "fee_required", "expected"),
     [
+        # Only a verification date known (no receipt date given): it stands in for the
+        # day the identity information arrived.
         # ID verified after receipt: the clock starts on verification.
         ("2025-09-03", "2025-09-10", None, False, "2025-09-10"),
         # Known customer, verified before the request arrived: receipt starts it.
@@ -144,31 +149,128 @@ def test_clock_start(
     assert got == (D(expected) if expected else None)
 
 
+# ICO "Time limits for responding" / DESIGN.md section 5 (issue 14.9): the clock starts on
+# receipt of the identity information, not on the day someone finished checking it.
+@pytest.mark.parametrize(
+    ("received", "identity_received", "verified", "expected"),
+    [
+        # Documents in on the 5th, checked on the 10th: the clock starts on the 5th.
+        pytest.param("2025-09-03", "2025-09-05", "2025-09-10", "2025-09-05", id="ico-receipt"),
+        # Still being checked: the clock already runs from receipt of the documents.
+        pytest.param("2025-09-03", "2025-09-05", None, "2025-09-05", id="ico-checking"),
+        # Documents sent with the request (or before it): receipt of the request.
+        pytest.param("2025-09-03", "2025-09-01", "2025-09-10", "2025-09-03", id="ico-with-request"),
+        # Receipt date absent: fall back to the verification date.
+        pytest.param("2025-09-03", None, "2025-09-10", "2025-09-10", id="fallback-verified"),
+        pytest.param("2025-09-03", None, None, None, id="no-identity-yet"),
+    ],
+)
+def test_clock_starts_on_receipt_of_identity_information(
+    received: str, identity_received: str | None, verified: str | None, expected: str | None
+) -> None:
+    got = clock_start(
+        D(received),
+        D(verified) if verified else None,
+        identity_received=D(identity_received) if identity_received else None,
+    )
+    assert got == (D(expected) if expected else None)
+
+
 def test_identity_verified_later_moves_the_due_date() -> None:
     start = clock_start(D("2025-09-03"), D("2025-09-10"))
     assert start is not None
     assert due_date(start) == D("2025-10-10")
 
 
-def test_pause_length() -> None:
-    assert pause_length(D("2025-09-05"), D("2025-09-08")) == 3
-    assert pause_length(D("2025-09-05"), D("2025-09-05")) == 0
+# UK GDPR Art. 12A as inserted by the DUAA 2025 (issue 14.6): the period from the day
+# clarification is asked for to the day it is received, both days included.
+@pytest.mark.parametrize(
+    ("asked", "answered", "days"),
+    [
+        pytest.param("2025-09-05", "2025-09-08", 4, id="art12A-5th-to-8th-is-4"),
+        pytest.param("2025-09-05", "2025-09-05", 1, id="art12A-same-day-is-1"),
+        pytest.param("2025-09-28", "2025-10-02", 5, id="art12A-across-month-end"),
+    ],
+)
+def test_pause_length(asked: str, answered: str, days: int) -> None:
+    assert pause_length(D(asked), D(answered)) == days
+
+
+def test_pause_answered_before_asked_is_an_error() -> None:
     with pytest.raises(DomainError, match="before it was asked"):
         pause_length(D("2025-09-08"), D("2025-09-05"))
 
 
+# UK GDPR Art. 12A (DUAA 2025), issue 14.7: only the paused days that fall while the
+# clock runs count; none before it started, none once it had run out.
 @pytest.mark.parametrize(
-    ("today", "paused", "allowed"),
+    ("start", "pauses", "counted", "due"),
+    [
+        # Objection received 1 Mar 2026, clarification asked 20 Feb, answered 5 Mar: only
+        # 1-5 Mar count (5 days): 1 Apr + 5 = Mon 6 Apr, Easter Monday -> Tue 7 Apr
+        # (counting all 14 days would give 15 Apr, counting 13 gave 14 Apr).
+        pytest.param(
+            "2026-03-01", [("2026-02-20", "2026-03-05")], 5, "2026-04-07", id="art12A-issue-row"
+        ),
+        pytest.param(
+            "2026-03-01", [("2026-02-20", "2026-02-27")], 0, "2026-04-01", id="art12A-all-before"
+        ),
+        pytest.param(
+            "2026-03-10", [("2026-03-11", "2026-03-13")], 3, "2026-04-13", id="art12A-inside"
+        ),
+        # Asked after the due date (2 Apr 2026): the clock had run out, nothing to stop.
+        pytest.param(
+            "2026-03-02", [("2026-04-03", "2026-04-10")], 0, "2026-04-02", id="art12A-after-due"
+        ),
+        # Two pauses add up; the second is measured against the due date the first moved
+        # (2 Apr + 2 = Sat 4 Apr -> Easter -> Tue 7 Apr), so asking on 3 Apr still counts.
+        pytest.param(
+            "2026-03-02",
+            [("2026-03-05", "2026-03-06"), ("2026-04-03", "2026-04-03")],
+            3,
+            "2026-04-07",
+            id="art12A-two-pauses",
+        ),
+    ],
+)
+def test_paused_days_only_while_the_clock_runs(
+    start: str, pauses: list[tuple[str, str]], counted: int, due: str
+) -> None:
+    periods = [Pause(D(a), D(b)) for a, b in pauses]
+    assert paused_days(D(start), periods) == counted
+    assert due_date(D(start), paused_days=counted) == D(due)
+
+
+def test_count_pauses_says_where_counting_began() -> None:
+    (only,) = count_pauses(D("2026-03-01"), [Pause(D("2026-02-20"), D("2026-03-05"))])
+    assert only.counted_from == D("2026-03-01")
+    assert only.days == 5
+    assert only.running_until == D("2026-04-01")
+
+
+def test_overlapping_pauses_are_an_error() -> None:
+    pauses = [Pause(D("2026-03-05"), D("2026-03-09")), Pause(D("2026-03-09"), D("2026-03-10"))]
+    with pytest.raises(DomainError, match="overlap"):
+        paused_days(D("2026-03-01"), pauses)
+
+
+@pytest.mark.parametrize(
+    ("notified_on", "paused", "allowed"),
     [
         ("2025-09-03", 0, True),
         ("2025-10-03", 0, True),  # the first month's due date itself
         ("2025-10-04", 0, False),
         ("2025-10-06", 5, True),  # a pause lengthens the first month (due 8 Oct)
         ("2025-10-09", 5, False),
+        # UK GDPR Art. 12(3), issue 14.10: notified before the clock started is not
+        # "within one month of receipt" either.
+        pytest.param("2025-09-02", 0, False, id="art12-3-notified-before-start"),
     ],
 )
-def test_can_extend_only_while_first_month_runs(today: str, paused: int, allowed: bool) -> None:
-    assert can_extend(D("2025-09-03"), D(today), paused_days=paused) is allowed
+def test_can_extend_only_if_notified_while_first_month_runs(
+    notified_on: str, paused: int, allowed: bool
+) -> None:
+    assert can_extend(D("2025-09-03"), D(notified_on), paused_days=paused) is allowed
 
 
 def test_extend_gives_three_months_from_start() -> None:
@@ -181,19 +283,27 @@ def test_extend_needs_a_reason(reason: str) -> None:
         extend(D("2025-09-03"), D("2025-09-20"), reason)
 
 
-def test_extend_refused_after_first_month() -> None:
-    with pytest.raises(DomainError, match="first month"):
+def test_extend_refused_if_notified_after_first_month() -> None:
+    with pytest.raises(DomainError, match="notified on 2025-10-04"):
         extend(D("2025-09-03"), D("2025-10-04"), "complex")
 
 
+# DPA 2018 s.164A as inserted by the DUAA 2025 (from 19 June 2026), issue 14.13: 30 days
+# counted from the day after receipt, rolled to the next working day.
 @pytest.mark.parametrize(
     ("received", "days", "expected"),
     [
-        # 30 days beginning with the day of receipt: 1 Mar is day 1, 30 Mar day 30.
-        ("2026-03-01", 30, "2026-03-30"),
-        ("2026-03-01", 14, "2026-03-14"),
-        # Calendar days: a Sunday deadline stays a Sunday (s.164A has no roll-forward).
-        ("2026-02-07", 30, "2026-03-08"),
+        # Received Sun 1 Mar: 2 Mar is day 1, Tue 31 Mar day 30 (was 30 Mar).
+        pytest.param("2026-03-01", 30, "2026-03-31", id="s164A-day-after-receipt"),
+        # Day 14 is Sun 15 Mar -> Mon 16 Mar (was Sat 14 Mar).
+        pytest.param("2026-03-01", 14, "2026-03-16", id="s164A-shorter-period-rolls"),
+        # Received Thu 5 Feb: day 30 is Sat 7 Mar -> Mon 9 Mar (was Fri 6 Mar).
+        pytest.param("2026-02-05", 30, "2026-03-09", id="s164A-weekend-rolls"),
+        # Received on commencement, Fri 19 Jun: day 30 is Sun 19 Jul -> Mon 20 Jul.
+        pytest.param("2026-06-19", 30, "2026-07-20", id="s164A-commencement-day"),
+        # Received Wed 25 Nov: day 30 is Christmas Day; Boxing Day's substitute is Mon 28
+        # Dec -> Tue 29 Dec (was Thu 24 Dec).
+        pytest.param("2026-11-25", 30, "2026-12-29", id="s164A-christmas-rolls"),
     ],
 )
 def test_complaint_ack_due(received: str, days: int, expected: str) -> None:

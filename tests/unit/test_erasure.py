@@ -7,6 +7,7 @@ import pytest
 
 from privops.core.datamap import DataMap, RetentionAnchor, RetentionRule, load_datamap
 from privops.core.erasure import (
+    Disclosure,
     ErasurePlan,
     Followup,
     LegalHold,
@@ -223,8 +224,17 @@ def test_system_missing_from_datamap_is_rejected(dm: DataMap) -> None:
         plan_erasure(SUBJECT, small, {System.cctv: {C.cctv}}, [], SubjectFacts(), NOW)
 
 
+def everything_disclosed(dm: DataMap) -> list[Disclosure]:
+    """Every recipient received every category it is declared for (the old assumption)."""
+    return [
+        Disclosure(recipient=x.name, categories=x.categories, first_at=NOW, last_at=NOW)
+        for x in dm.recipients
+    ]
+
+
 def test_recipients_to_notify(dm: DataMap) -> None:
-    credit = {r.name for r in recipients_to_notify(dm, {C.credit})}
+    every = everything_disclosed(dm)
+    credit = {n.recipient for n in recipients_to_notify(dm, {C.credit}, every)}
     assert credit == {
         "Credit reference agencies",
         "Debt collection agencies",
@@ -232,13 +242,16 @@ def test_recipients_to_notify(dm: DataMap) -> None:
         "Fraud and theft prevention agencies",
     }
     # Disclosures to authorities are not recalled by Art. 19 notifications.
-    assert recipients_to_notify(dm, {C.cctv}) == []
-    assert recipients_to_notify(dm, set()) == []
+    assert recipients_to_notify(dm, {C.cctv}, every) == []
+    assert recipients_to_notify(dm, set(), every) == []
+    # Only what was disclosed counts (the rest: tests/unit/test_art19.py).
+    assert recipients_to_notify(dm, {C.credit}, []) == []
 
 
 def test_recipients_of_a_plan(dm: DataMap) -> None:
     plan = plan_erasure(SUBJECT, dm, None, [], SubjectFacts(), NOW)
-    names = {r.name for r in recipients_to_notify(dm, plan.erased_categories)}
+    told = recipients_to_notify(dm, plan.erased_categories, everything_disclosed(dm))
+    names = {n.recipient for n in told}
     assert "Product suppliers" in names
     assert "Law enforcement agencies (on valid request)" not in names
 

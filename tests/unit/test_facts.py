@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,16 +11,21 @@ from pydantic import ValidationError
 
 from privops.core import records as r
 from privops.core.consent import FactKind, SoftOptIn, SubjectConsent, apply
-from privops.core.erasure import SubjectFacts
+from privops.core.datamap import load_datamap
+from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.facts import (
     DirectiveKind,
+    UndeclaredDisclosure,
     UnknownDirectiveKind,
+    WrongTopic,
+    admit_ingest,
     consent_facts,
     consent_state_record,
     directive_fact,
     updated_facts,
 )
-from privops.core.vocab import Channel, LawfulBasis, Purpose, System
+from privops.core.topics import SUBJECT_DIRECTIVES
+from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SUBJECT = "S-1"
@@ -30,6 +36,7 @@ SOFT = LawfulBasis.soft_opt_in
 VALID_SOFT = SoftOptIn(
     collected_in_sale_or_negotiation=True, own_similar_products=True, opt_out_offered=True
 )
+DM = load_datamap(Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml")
 
 
 def event(
@@ -220,13 +227,74 @@ RETENTION = [
 def test_retention_facts(
     before: SubjectFacts, source_event: r.UpstreamEvent, after: SubjectFacts
 ) -> None:
-    assert updated_facts(before, source_event) == after
+    assert updated_facts(before, source_event, DM) == after
 
 
 def test_event_without_retention_meaning_returns_the_same_facts() -> None:
     facts = SubjectFacts(open_debt=True)
     unsubscribed = event(r.UnsubscribeClicked, System.marketing, campaign_id="C")
-    assert updated_facts(facts, unsubscribed) is facts
+    assert updated_facts(facts, unsubscribed, DM) is facts
+
+
+# ----------------------------------------------------------- disclosures (Art. 19, 14.12)
+
+CRA = "Credit reference agencies"
+
+
+def disclosure(
+    recipient: str = CRA, categories: tuple[Category, ...] = (Category.credit,), **fields: Any
+) -> r.DataDisclosed:
+    disclosed: r.DataDisclosed = event(
+        r.DataDisclosed,
+        disclosure_id="DISC-1",
+        recipient=recipient,
+        categories=list(categories),
+        **fields,
+    )
+    return disclosed
+
+
+def test_a_disclosure_is_remembered_with_the_recipients_reference() -> None:
+    disclosed = disclosure(categories=(Category.credit, Category.contact), recipient_ref="S-77")
+    facts = updated_facts(SubjectFacts(open_debt=True), disclosed, DM)
+    assert facts.open_debt
+    assert facts.disclosures == (
+        Disclosure(
+            recipient=CRA,
+            recipient_ref="S-77",
+            categories=(Category.contact, Category.credit),
+            first_at=T0,
+            last_at=T0,
+        ),
+    )
+    assert updated_facts(facts, disclosed, DM) is facts  # redelivered: nothing changes
+
+
+def test_an_empty_recipient_ref_is_no_reference() -> None:
+    facts = updated_facts(SubjectFacts(), disclosure(recipient_ref=""), DM)
+    assert [d.recipient_ref for d in facts.disclosures] == [None]
+
+
+# (disclosure, error) - the data map's recipients say who may receive what
+UNDECLARED = [
+    pytest.param(
+        disclosure("Acme Data Brokers"), "recipient 'Acme Data Brokers' is not in the data map",
+        id="recipient-not-in-the-data-map",
+    ),
+    pytest.param(
+        disclosure(CRA, (Category.credit, Category.cctv, Category.web)),
+        "'Credit reference agencies' is not declared to receive cctv, web",
+        id="category-the-recipient-is-not-declared-to-receive",
+    ),
+    pytest.param(disclosure(CRA, ()), "names no category", id="no-category"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("disclosed", "error"), UNDECLARED)
+def test_an_undeclared_disclosure_is_a_typed_error(disclosed: r.DataDisclosed, error: str) -> None:
+    with pytest.raises(UndeclaredDisclosure, match=error) as raised:
+        updated_facts(SubjectFacts(), disclosed, DM)
+    assert raised.value.reason == "undeclared_disclosure"
 
 
 # ------------------------------------------------------------------------ directives
@@ -286,3 +354,66 @@ def test_consent_state_record_of_a_state_without_time_uses_now() -> None:
     record = consent_state_record(SubjectConsent(subject_id=SUBJECT), LATER)
     assert record.updated_at == LATER
     assert record.preferences == []
+
+
+# ------------------------------------------------------- records on their topic (13.2)
+# DESIGN.md section 8: "a record type that does not belong on its topic" is a dead letter.
+# Kafka's ACLs decide who writes a topic, so the topic says where a record came from.
+
+
+def hold(cmd: type[r.LegalHoldPlaced | r.LegalHoldReleased], **fields: Any) -> Any:
+    return cmd(
+        command_id="CMD-1",
+        request_id="REQ-1",
+        issued_at=T0,
+        actor="dpo",
+        hold_id="H-1",
+        subject_id=SUBJECT,
+        **fields,
+    )
+
+
+PLACED = hold(r.LegalHoldPlaced, categories=[Category.cctv], reason="claim")
+RELEASED = hold(r.LegalHoldReleased)
+LIFT = directive("restriction_lifted")
+UNSUBSCRIBED = event(r.UnsubscribeClicked, System.marketing, campaign_id="C")
+ANSWER = r.TaskCompleted(task_id="T-1", request_id="REQ-1", system=System.crm, answered_at=T0)
+
+# (topic, record) the ingest agent acts on
+ADMITTED = [
+    pytest.param("marketing.events", UNSUBSCRIBED, id="event-on-its-systems-topic"),
+    pytest.param("orders.events", order(), id="order-on-orders"),
+    pytest.param(SUBJECT_DIRECTIVES, LIFT, id="directive-on-the-internal-topic"),
+    pytest.param(SUBJECT_DIRECTIVES, PLACED, id="hold-placed-on-the-internal-topic"),
+    pytest.param(SUBJECT_DIRECTIVES, RELEASED, id="hold-released-on-the-internal-topic"),
+]
+
+# (topic, record, error): issue 13's attacks and their kin
+REFUSED = [
+    pytest.param("crm.events", LIFT, "SubjectDirective does not belong on crm.events",
+                 id="directive-on-an-upstream-topic-lifts-no-restriction"),
+    pytest.param("marketing.events", RELEASED, "LegalHoldReleased does not belong on",
+                 id="hold-release-on-an-upstream-topic"),
+    pytest.param("cctv.events", PLACED, "LegalHoldPlaced does not belong on",
+                 id="hold-placed-on-an-upstream-topic"),
+    pytest.param(SUBJECT_DIRECTIVES, UNSUBSCRIBED, "UnsubscribeClicked does not belong on",
+                 id="upstream-event-on-the-directives-topic"),
+    pytest.param("crm.events", ANSWER, "TaskCompleted does not belong on crm.events",
+                 id="task-answer-on-an-upstream-topic"),
+    pytest.param("orders.events", UNSUBSCRIBED, "UnsubscribeClicked from marketing published on",
+                 id="event-naming-another-system-as-source"),
+    pytest.param("privacy.commands", UNSUBSCRIBED, "privacy.commands is not an ingest topic",
+                 id="topic-ingest-does-not-read"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("topic", "record"), ADMITTED)
+def test_records_on_their_own_topic_are_admitted(topic: str, record: r.Record) -> None:
+    assert admit_ingest(topic, record) is record
+
+
+@pytest.mark.parametrize(("topic", "record", "error"), REFUSED)
+def test_records_on_another_topic_are_refused(topic: str, record: r.Record, error: str) -> None:
+    with pytest.raises(WrongTopic, match=error) as raised:
+        admit_ingest(topic, record)
+    assert raised.value.reason == "wrong_topic"

@@ -32,6 +32,9 @@ LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[R
     (S.identity_unverified, E.identity_verified, S.in_progress, ALL_TYPES),
     (S.received, E.accepted, S.in_progress, NO_ID),
     (S.in_progress, E.clarification_requested, S.paused, ALL_TYPES),
+    # UK GDPR Art. 12A (DUAA 2025): clarification stops the clock for every request type,
+    # also once tasks are out, e.g. an access request awaiting its exports (issue 14.8).
+    (S.awaiting_systems, E.clarification_requested, S.paused, ALL_TYPES),
     (S.paused, E.clarification_received, S.in_progress, ALL_TYPES),
     (S.in_progress, E.tasks_sent, S.awaiting_systems, ALL_TYPES),
     (S.in_progress, E.answered, S.completed, ALL_TYPES),

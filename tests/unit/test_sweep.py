@@ -1,8 +1,7 @@
-"""The deadline index: each alert once, removal, reschedule, catch-up, cost and memory."""
+"""Deadline alerts: each stage once, removal, a new due date, catch-up, cost and memory."""
 
 from __future__ import annotations
 
-import json
 import tracemalloc
 import uuid
 from datetime import date, timedelta
@@ -10,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 
 from privops.core.errors import DomainError
-from privops.core.sweep import DeadlineIndex, Firing
+from privops.core.sweep import BREACH_DAYS_BEFORE, Alerted, DeadlineIndex, Firing, offsets
 from privops.core.vocab import AlertKind
 
 D = date.fromisoformat
@@ -70,7 +69,7 @@ def test_reschedule_after_extension_rearms_for_the_new_due_date() -> None:
     index.add("r1", DUE)
     assert [f.days_before for f in index.pop_due(D("2026-03-13"))] == [7]
     new_due = D("2026-05-20")
-    index.reschedule("r1", new_due)
+    index.add("r1", new_due)
     assert index.due("r1") == new_due
     fired = sweep_daily(index, D("2026-03-14"), D("2026-06-01"))
     assert [(day, kind, before) for day, _, kind, before in fired] == [
@@ -81,19 +80,14 @@ def test_reschedule_after_extension_rearms_for_the_new_due_date() -> None:
     ]
 
 
-def test_reschedule_to_same_date_and_readd_are_idempotent() -> None:
+def test_readd_with_the_same_due_date_is_idempotent() -> None:
     index = DeadlineIndex()
     index.add("r1", DUE)
     assert len(index.pop_due(D("2026-03-13"))) == 1
-    index.reschedule("r1", DUE)
     index.add("r1", DUE)  # a redelivered command
+    index.add("r1", DUE, alerted=7)  # the record caught up with what the index fired
     assert index.pop_due(D("2026-03-13")) == []
     assert [f.days_before for f in index.pop_due(D("2026-03-17"))] == [3]
-
-
-def test_reschedule_unknown_request_is_an_error() -> None:
-    with pytest.raises(DomainError, match="not tracked"):
-        DeadlineIndex().reschedule("nope", DUE)
 
 
 def test_catch_up_after_a_gap_fires_only_the_most_urgent() -> None:
@@ -145,45 +139,23 @@ def test_stale_entries_are_compacted() -> None:
     for n in range(4_000):
         index.remove(f"r{n}")
     for n in range(4_000, 5_000):
-        index.reschedule(f"r{n}", DUE + timedelta(days=1))
+        index.add(f"r{n}", DUE + timedelta(days=1))
     assert len(index._heap) <= 2 * len(index) + 1024
     assert len(index.pop_due(D("2026-03-14"))) == 1_000
 
 
-def test_snapshot_restore_round_trip_through_json() -> None:
+def test_rebuild_from_request_table_skips_what_the_record_says_was_raised() -> None:
     index = DeadlineIndex()
-    index.add("r1", DUE)
-    index.add("r2", DUE + timedelta(days=5), thresholds=(10, 2))
-    index.add("r3", DUE - timedelta(days=30))
-    index.pop_due(D("2026-03-13"))  # r1: 7-day fired; r2 (due 25th): nothing; r3: breached
-    rows = json.loads(json.dumps(index.snapshot()))
-    restored = DeadlineIndex.restore(rows)
-    assert len(restored) == 3
-    assert restored.snapshot() == index.snapshot()
-    assert restored.pop_due(D("2026-03-13")) == []
-    fired = sweep_daily(restored, D("2026-03-14"), D("2026-04-30"))
-    assert fired == [
-        (D("2026-03-15"), "r2", AlertKind.deadline_approaching, 10),
-        (D("2026-03-17"), "r1", AlertKind.deadline_approaching, 3),
-        (D("2026-03-19"), "r1", AlertKind.deadline_approaching, 1),
-        (D("2026-03-21"), "r1", AlertKind.deadline_breached, None),
-        (D("2026-03-23"), "r2", AlertKind.deadline_approaching, 2),
-        (D("2026-03-26"), "r2", AlertKind.deadline_breached, None),
-    ]
-
-
-def test_restore_rejects_bad_rows() -> None:
-    with pytest.raises(DomainError, match="bad deadline index row"):
-        DeadlineIndex.restore([["r1", 20260320, [7], 0]])
-
-
-def test_rebuild_from_request_table_with_resume_stage() -> None:
-    index = DeadlineIndex()
-    index.add("r1", DUE, resume_stage=1)  # the 7-day alert was sent before the restart
+    index.add("r1", DUE, alerted=7)  # the 7-day alert was sent before the restart
     assert index.pop_due(D("2026-03-13")) == []
     assert [f.stage for f in index.pop_due(D("2026-03-17"))] == [1]
-    with pytest.raises(DomainError, match="resume_stage"):
-        index.add("r2", DUE, resume_stage=9)
+    index.add("r2", DUE, alerted=BREACH_DAYS_BEFORE)  # breached before the restart
+    assert sweep_daily(index, D("2026-03-18"), D("2026-05-01")) == [
+        (D("2026-03-19"), "r1", AlertKind.deadline_approaching, 1),
+        (D("2026-03-21"), "r1", AlertKind.deadline_breached, None),
+    ]
+    with pytest.raises(DomainError, match="below the breach"):
+        index.add("r3", DUE, alerted=-2)
 
 
 def test_thresholds_are_deduplicated_sorted_and_validated() -> None:
@@ -212,3 +184,40 @@ def test_memory_per_open_request_is_under_1kb() -> None:
     id_bytes = sum(len(rid) + 49 for rid in ids)
     assert len(index) == count
     assert (used + id_bytes) / count < 1024
+
+
+# --- the once-per-stage rule the workflow applies to its record ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("alerted", "due", "days_before", "covered"),
+    [
+        (None, DUE, 7, False),
+        (Alerted(DUE, 7), DUE, 7, True),  # the same stage again
+        (Alerted(DUE, 3), DUE, 7, True),  # a less urgent stage arriving late
+        (Alerted(DUE, 7), DUE, 3, False),  # the next stage
+        (Alerted(DUE, 1), DUE, BREACH_DAYS_BEFORE, False),  # the breach after the last warning
+        (Alerted(DUE, BREACH_DAYS_BEFORE), DUE, 1, True),  # nothing after the breach
+        (Alerted(DUE, BREACH_DAYS_BEFORE), DUE, BREACH_DAYS_BEFORE, True),
+        # A new due date (extension, pause) re-arms every stage.
+        (Alerted(DUE, BREACH_DAYS_BEFORE), DUE + timedelta(days=61), 7, False),
+    ],
+)
+def test_alerted_covers(
+    alerted: Alerted | None, due: date, days_before: int, covered: bool
+) -> None:
+    assert (alerted is not None and alerted.covers(due, days_before)) is covered
+
+
+def test_offsets_end_with_the_breach_and_survive_a_threshold_change() -> None:
+    assert offsets((1, 7, 3, 7)) == (7, 3, 1, BREACH_DAYS_BEFORE)
+    assert offsets(()) == (BREACH_DAYS_BEFORE,)
+    # The record keeps an offset, not a position: with new thresholds (14, 2) a request
+    # that was warned 3 days before gets only the 2-day warning and the breach.
+    index = DeadlineIndex()
+    index.add("r1", DUE, thresholds=(14, 2), alerted=3)
+    fired = sweep_daily(index, D("2026-03-01"), D("2026-04-01"))
+    assert [(day, before) for day, _, _, before in fired] == [
+        (D("2026-03-18"), 2),
+        (D("2026-03-21"), None),
+    ]

@@ -18,8 +18,9 @@ from privops.core import deadlines
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
-from privops.core.erasure import LegalHold, SubjectFacts
+from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.identity import IdentityMap, for_system, merge
+from privops.core.ticks import Tick, TickKind
 from privops.core.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
 from privops.core.vocab import (
     Category,
@@ -36,8 +37,11 @@ S = RequestState
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)  # a Monday
 TODAY = NOW.date()
 SUBJECT = "subj-1"
-SIX_YEARS = timedelta(days=2192)
-INVOICE = NOW - timedelta(days=365)
+INVOICE = NOW - timedelta(days=365)  # 10 March 2024
+# Financial records: 6 years from the end of the financial year holding the invoice
+# (year end 31 March in the data map), so kept through 31 March 2030 and erasable from
+# 1 April 2030 00:00 UK time (BST), not 6 years from the invoice date.
+KEPT_UNTIL = datetime(2030, 3, 31, 23, 0, tzinfo=UTC)
 
 # What each system calls the subject. web is deliberately absent: it never reported them.
 SYSTEM_IDS: dict[System, dict[str, str]] = {
@@ -148,8 +152,8 @@ def answer_all(
     return rec, outcome
 
 
-def tick(rec: wf.RequestRecord, kind: str, when: datetime = NOW, **kw: Any) -> r.RequestTick:
-    return r.RequestTick(request_id=rec.request_id, kind=kind, at=when, **kw)
+def tick(rec: wf.RequestRecord, kind: str, when: datetime = NOW, **kw: Any) -> Tick:
+    return Tick(request_id=rec.request_id, kind=TickKind(kind), at=when, **kw)
 
 
 # --- erasure --------------------------------------------------------------------------------
@@ -203,8 +207,8 @@ KEEP_CASES: list[
         (),
         {
             System.orders: {
-                C.payment: ("financial records", INVOICE + SIX_YEARS),
-                C.purchases: ("financial records", INVOICE + SIX_YEARS),
+                C.payment: ("financial records", KEPT_UNTIL),
+                C.purchases: ("financial records", KEPT_UNTIL),
             }
         },
     ),
@@ -261,7 +265,7 @@ def test_erase_tasks_carry_keep_lists(
         None, submit(RequestType.erasure), at(ctx, NOW, facts=facts, holds=holds)
     )
     erases = {t.system: t for t in of_type(outcome, r.Erase)}
-    assert set(erases) == KNOWN
+    assert set(erases) == KNOWN, name
     for system, task in erases.items():
         wanted = expected.get(system, {})
         kept = {k.category: k for k in task.keep}
@@ -277,15 +281,38 @@ def test_erase_tasks_carry_keep_lists(
     assert followups == dated
 
 
+def disclosed(recipient: str, ref: str | None, *categories: Category) -> Disclosure:
+    when = NOW - timedelta(days=90)
+    return Disclosure(
+        recipient=recipient, recipient_ref=ref, categories=categories, first_at=when, last_at=when
+    )
+
+
+# What the systems reported disclosing (Art. 19 goes to these, not to the data map's list).
+DISCLOSED = SubjectFacts(
+    disclosures=(
+        disclosed("Credit reference agencies", "CRA-77", C.contact, C.credit),
+        disclosed("Banks and payment processors", "PSP-1", C.payment),
+        disclosed("Law enforcement agencies (on valid request)", None, C.cctv),
+    )
+)
+
+
 def test_erasure_notifies_recipients_of_erased_categories(ctx: wf.Context) -> None:
-    outcome = wf.on_command(None, submit(RequestType.erasure), ctx)
+    outcome = wf.on_command(None, submit(RequestType.erasure), at(ctx, NOW, facts=DISCLOSED))
     notes = of_type(outcome, r.RecipientNotification)
-    assert notes
     assert all(n.action is TaskAction.erase for n in notes)
     assert all(n.subject_ref == ctx.subject_ref for n in notes)
-    names = {n.recipient for n in notes}
-    assert "Law enforcement agencies (on valid request)" not in names  # not notified by policy
-    assert "Credit reference agencies" in names
+    by_name = {n.recipient: n for n in notes}
+    # Law enforcement is not notified by policy (notify_on_rights_requests: false).
+    assert set(by_name) == {"Credit reference agencies", "Banks and payment processors"}
+    assert by_name["Credit reference agencies"].recipient_refs == ["CRA-77"]
+    assert by_name["Credit reference agencies"].categories == [C.contact, C.credit]
+
+
+def test_erasure_of_a_customer_nobody_received_notifies_no_recipient(ctx: wf.Context) -> None:
+    outcome = wf.on_command(None, submit(RequestType.erasure), ctx)
+    assert of_type(outcome, r.RecipientNotification) == []
 
 
 def test_erasure_with_nothing_known_completes_without_tasks(ctx: wf.Context) -> None:
@@ -301,7 +328,7 @@ def test_erasure_with_nothing_known_completes_without_tasks(ctx: wf.Context) -> 
 def test_restriction_sends_restrict_tasks_directive_and_recipient_notices(
     ctx: wf.Context,
 ) -> None:
-    outcome = wf.on_command(None, submit(RequestType.restriction), ctx)
+    outcome = wf.on_command(None, submit(RequestType.restriction), at(ctx, NOW, facts=DISCLOSED))
     assert outcome.record is not None
     assert outcome.record.state is S.awaiting_systems
     restricts = of_type(outcome, r.Restrict)
@@ -339,7 +366,11 @@ def test_lift_tells_the_subject_before_any_lift_task(ctx: wf.Context) -> None:
 
 def test_rectification_goes_only_to_systems_holding_contact(ctx: wf.Context, dm: DataMap) -> None:
     changes = {"email": "ann.new@example.com"}
-    outcome = wf.on_command(None, submit(RequestType.rectification, rectification=changes), ctx)
+    outcome = wf.on_command(
+        None,
+        submit(RequestType.rectification, rectification=changes),
+        at(ctx, NOW, facts=DISCLOSED),
+    )
     rectifies = of_type(outcome, r.Rectify)
     holding_contact = {s for s in KNOWN if C.contact in dm.systems[s].categories}
     assert System.cctv not in holding_contact
@@ -348,8 +379,10 @@ def test_rectification_goes_only_to_systems_holding_contact(ctx: wf.Context, dm:
         assert task.changes == changes
         assert task.categories == [C.contact]
     notes = of_type(outcome, r.RecipientNotification)
-    assert notes
-    assert all(n.categories == [C.contact] for n in notes)
+    # Only the recipient that received contact data (not the payment processor).
+    assert [(n.recipient, n.categories) for n in notes] == [
+        ("Credit reference agencies", [C.contact])
+    ]
 
 
 def test_rectification_of_unknown_field_is_rejected(ctx: wf.Context) -> None:
@@ -419,7 +452,7 @@ def test_retained_answer_gives_partially_completed_listing_what_was_kept(
         (System.orders, C.purchases),
     }
     assert all("financial records" in k.ground for k in rec.kept)
-    assert all(k.until == INVOICE + SIX_YEARS for k in rec.kept)
+    assert all(k.until == KEPT_UNTIL for k in rec.kept)
     outcome_notes = [n for n in of_type(last, r.SubjectNotification) if n.kind == "erasure_outcome"]
     assert len(outcome_notes) == 1
     assert "orders/payment" in outcome_notes[0].message
@@ -664,9 +697,10 @@ def test_clarification_pause_adds_the_days_waited(ctx: wf.Context) -> None:
     )
     assert resumed.record is not None
     assert resumed.record.state is S.in_progress
-    assert resumed.record.paused_days == 5
-    assert resumed.record.due_on == deadlines.due_date(TODAY, paused_days=5)
-    assert resumed.record.due_on == date(2025, 4, 15)
+    # Art. 12A (DUAA 2025): 12 to 17 March, both days included, is 6 days (was 5).
+    assert resumed.record.paused_days == 6
+    assert resumed.record.due_on == deadlines.due_date(TODAY, paused_days=6)
+    assert resumed.record.due_on == date(2025, 4, 16)
 
 
 # --- objection ---------------------------------------------------------------------------
@@ -742,7 +776,8 @@ def test_complaint_gets_an_acknowledgement_deadline_and_notice(ctx: wf.Context) 
     assert rec is not None
     assert rec.state is S.in_progress
     assert rec.due_on == deadlines.complaint_ack_due(TODAY, 30)
-    assert rec.due_on == TODAY + timedelta(days=29)
+    # DPA 2018 s.164A (DUAA 2025): 30 days from the day after receipt (was receipt + 29).
+    assert rec.due_on == date(2025, 4, 9)
     notes = of_type(outcome, r.SubjectNotification)
     assert [n.kind for n in notes] == ["complaint_acknowledged"]
     assert tasks_out(outcome) == []
@@ -750,7 +785,7 @@ def test_complaint_gets_an_acknowledgement_deadline_and_notice(ctx: wf.Context) 
 
 def test_complaint_ack_days_are_configurable(ctx: wf.Context) -> None:
     rec = start(RequestType.complaint, at(ctx, NOW, complaint_ack_days=10), verified=False)
-    assert rec.due_on == TODAY + timedelta(days=9)
+    assert rec.due_on == TODAY + timedelta(days=10)  # s.164A: counted from the day after
 
 
 def test_request_answered_completes_a_complaint(ctx: wf.Context) -> None:
@@ -846,7 +881,7 @@ def test_followup_tick_after_retention_end_submits_a_new_erasure(ctx: wf.Context
     retained = answer(rec, System.orders, r.TaskRetained, reason="invoices")
     rec, _ = answer_all(rec, ctx, orders=retained)
     assert rec.state is S.partially_completed
-    due_at = INVOICE + SIX_YEARS
+    due_at = KEPT_UNTIL
     assert wf.pending_followups(rec) == [due_at]
 
     before = at(ctx, due_at - timedelta(days=1))

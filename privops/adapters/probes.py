@@ -1,0 +1,53 @@
+"""Is the broker answering, is the registry answering? Real requests with short timeouts.
+
+A TCP connect is not enough: a stopped (SIGSTOP) or overloaded broker still accepts
+connections. The broker probe asks for cluster metadata on a client it keeps open; the
+registry probe lists subjects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+TIMEOUT_SECONDS = 3.0
+
+
+class BrokerProbe:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._client: AIOKafkaClient | None = None
+
+    async def problem(self) -> str | None:
+        """None when the broker answered a metadata request, else what went wrong."""
+        try:
+            if self._client is None:
+                self._client = AIOKafkaClient(
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=int(TIMEOUT_SECONDS * 1000)
+                )
+                await asyncio.wait_for(self._client.bootstrap(), TIMEOUT_SECONDS)
+            await asyncio.wait_for(self._client.fetch_all_metadata(), TIMEOUT_SECONDS)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            await self.close()
+            return f"Kafka broker at {self.bootstrap} not answering ({type(exc).__name__})"
+        return None
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+async def registry_problem(url: str) -> str | None:
+    """None when the schema registry answered, else what went wrong."""
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
+            response = await client.get(f"{url.rstrip('/')}/subjects")
+    except httpx.HTTPError as exc:
+        return f"schema registry at {url} not answering ({type(exc).__name__})"
+    if response.status_code >= 500:
+        return f"schema registry at {url} answered {response.status_code}"
+    return None

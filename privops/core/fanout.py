@@ -1,0 +1,343 @@
+"""Sending a request's work out and bringing the answers in (the workflow's fan-out and in).
+
+``start_work`` decides, per request type, which system gets which task (erasure through
+the erasure plan), who else must be told (Art. 19 recipients, the subject, the ingest
+agent through a directive) and sends it; ``on_result`` records each system's answer and
+``finish`` completes the request when the last one is in. Task timing is
+privops.core.retries'.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from privops.core import erasure, manifest, retries
+from privops.core import records as r
+from privops.core.identity import for_system
+from privops.core.lifecycle import LifecycleEvent
+from privops.core.request import (
+    AuditStep,
+    Context,
+    FollowupItem,
+    KeptItem,
+    Out,
+    Outcome,
+    RequestRecord,
+    TaskRecord,
+    directive,
+    move,
+    notify_subject,
+    reject,
+)
+from privops.core.request import stable_id as _id
+from privops.core.retries import make_task_id
+from privops.core.topics import NOTIFICATIONS
+from privops.core.vocab import (
+    FINAL_TASK_STATES,
+    Category,
+    ObjectionScope,
+    RequestState,
+    RequestType,
+    System,
+    TaskAction,
+    TaskState,
+)
+
+E = LifecycleEvent
+
+# Fields a rectification may carry and the category each belongs to.
+RECTIFIABLE_FIELDS: dict[str, Category] = {
+    "name": Category.contact,
+    "email": Category.contact,
+    "phone": Category.contact,
+    "address": Category.contact,
+    "postcode": Category.contact,
+}
+
+
+# --- starting the work ----------------------------------------------------------------------
+
+
+def holdings(ctx: Context) -> dict[System, set[Category]]:
+    """Systems that hold this subject's data (the data map) and can look them up."""
+    held = ctx.datamap.holdings()
+    if ctx.identity is None:
+        return {}
+    known = set(ctx.identity.systems)
+    return {system: cats for system, cats in held.items() if system in known}
+
+
+def _identifiers(ctx: Context, system: System) -> dict[str, str]:
+    if ctx.identity is None:
+        return {}
+    return for_system(ctx.identity, system)
+
+
+def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    kind = rec.request_type
+    held = holdings(ctx)
+    if kind is RequestType.erasure:
+        _plan_erasure(rec, ctx, out, held)
+    elif kind is RequestType.restriction:
+        send_tasks(rec, ctx, TaskAction.restrict, held)
+        _notify_recipients(rec, ctx, out, TaskAction.restrict, _all(held))
+        directive(rec, out, ctx, "restricted")
+    elif kind is RequestType.restriction_lift:
+        # Art. 18(3): the subject is told before the restriction is lifted.
+        notify_subject(
+            rec,
+            out,
+            ctx,
+            "restriction_lift_pending",
+            "The restriction on your data will be lifted.",
+        )
+        send_tasks(rec, ctx, TaskAction.lift_restriction, held)
+        directive(rec, out, ctx, "restriction_lifted")
+    elif kind is RequestType.rectification:
+        wanted = {RECTIFIABLE_FIELDS[f] for f in rec.rectification}
+        relevant = {s: c & wanted for s, c in held.items() if c & wanted}
+        send_tasks(rec, ctx, TaskAction.rectify, relevant, changes=rec.rectification)
+        _notify_recipients(rec, ctx, out, TaskAction.rectify, wanted)
+    elif kind is RequestType.access:
+        send_tasks(rec, ctx, TaskAction.export, held)
+    elif kind is RequestType.objection:
+        if rec.objection_scope is ObjectionScope.legitimate_interest:
+            out.audit.append(
+                AuditStep(
+                    "request_transitioned",
+                    after=rec.state.value,
+                    reason="awaiting the DPO's decision on the objection",
+                )
+            )
+            return
+        directive(rec, out, ctx, "objected")
+        marketing: dict[System, set[Category]] = {
+            s: c for s, c in held.items() if s is System.marketing
+        }
+        send_tasks(rec, ctx, TaskAction.restrict, marketing)
+    elif kind is RequestType.consent_withdrawal:
+        directive(rec, out, ctx, "withdrawn")
+    elif kind is RequestType.complaint:
+        _acknowledge_complaint(rec, ctx, out)
+        return
+    retries.send_pending(rec, ctx, out)
+    if rec.tasks:
+        move(rec, E.tasks_sent, out, ctx.now)
+    else:
+        move(rec, E.answered, out, ctx.now)
+        finish(rec, ctx, out)
+
+
+def _plan_erasure(
+    rec: RequestRecord, ctx: Context, out: Outcome, held: dict[System, set[Category]]
+) -> None:
+    plan = erasure.plan_erasure(
+        rec.subject_id, ctx.datamap, held, list(ctx.holds), ctx.facts, ctx.now
+    )
+    for instruction in plan.instructions:
+        keep = [
+            KeptItem(system=instruction.system, category=k.category, ground=k.ground, until=k.until)
+            for k in instruction.keep
+        ]
+        _add_task(rec, ctx, instruction.system, TaskAction.erase, list(instruction.erase), keep)
+    rec.followups = [
+        FollowupItem(system=f.system, categories=list(f.categories), due_at=f.due_at)
+        for f in plan.followups
+    ]
+    _notify_recipients(rec, ctx, out, TaskAction.erase, plan.erased_categories)
+    directive(rec, out, ctx, "suppressed")
+
+
+def _acknowledge_complaint(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    """Acknowledge at once: s.164A's time limit is met, so no deadline alert follows."""
+    rec.acknowledged_on = ctx.today
+    notify_subject(
+        rec,
+        out,
+        ctx,
+        "complaint_acknowledged",
+        f"Your complaint is with our DPO; we will respond by {rec.due_on}.",
+    )
+
+
+def _all(held: dict[System, set[Category]]) -> set[Category]:
+    return {c for cats in held.values() for c in cats}
+
+
+def send_tasks(
+    rec: RequestRecord,
+    ctx: Context,
+    action: TaskAction,
+    held: dict[System, set[Category]],
+    changes: dict[str, str] | None = None,
+) -> None:
+    for system, cats in sorted(held.items()):
+        _add_task(rec, ctx, system, action, sorted(cats), [], changes or {})
+
+
+def _add_task(
+    rec: RequestRecord,
+    ctx: Context,
+    system: System,
+    action: TaskAction,
+    categories: list[Category],
+    keep: list[KeptItem],
+    changes: dict[str, str] | None = None,
+) -> None:
+    identifiers = _identifiers(ctx, system)
+    if not identifiers:
+        return
+    task_id = make_task_id(rec.request_id, system, action)
+    rec.tasks[task_id] = TaskRecord(
+        task_id=task_id,
+        system=system,
+        action=action,
+        identifiers=identifiers,
+        categories=categories,
+        keep=keep,
+        changes=changes or {},
+    )
+
+
+def _notify_recipients(
+    rec: RequestRecord, ctx: Context, out: Outcome, action: TaskAction, cats: Iterable[Category]
+) -> None:
+    """Art. 19: tell each recipient that actually received affected data (its disclosures)."""
+    disclosures = ctx.facts.disclosures
+    for notice in erasure.recipients_to_notify(ctx.datamap, cats, disclosures):
+        note = r.RecipientNotification(
+            notification_id=_id(rec.request_id, notice.recipient, action),
+            request_id=rec.request_id,
+            issued_at=ctx.now,
+            recipient=notice.recipient,
+            action=action,
+            categories=list(notice.categories),
+            subject_ref=ctx.subject_ref,
+            recipient_refs=list(notice.recipient_refs),
+        )
+        out.out.append(Out(NOTIFICATIONS, rec.request_id, note))
+        out.audit.append(
+            AuditStep("notification_sent", after=notice.recipient, reason=f"Art. 19 {action.value}")
+        )
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+_FINAL_BY_RESULT: dict[type[r.TaskResult], TaskState] = {
+    r.TaskCompleted: TaskState.done,
+    r.TaskRetained: TaskState.retained,
+    r.NotFound: TaskState.not_found,
+}
+
+
+def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> Outcome:
+    """Apply a system's answer to its task."""
+    if rec is None:
+        return reject("unknown_request", f"answer for unknown request {result.request_id}")
+    task = rec.tasks.get(result.task_id)
+    if task is None:
+        return reject("unknown_task", f"answer for unknown task {result.task_id}")
+    if task.system is not result.system:
+        return reject("invalid_command", f"{result.system} answered a task of {task.system}")
+    if task.state in FINAL_TASK_STATES:
+        return Outcome(
+            record=None,
+            audit=[
+                AuditStep(
+                    "task_answered",
+                    after=task.state.value,
+                    reason=f"duplicate answer from {result.system.value} ignored",
+                )
+            ],
+        )
+    rec = rec.model_copy(deep=True)
+    task = rec.tasks[result.task_id]
+    out = Outcome(record=rec)
+    before = task.state
+    if isinstance(result, r.TaskFailed) and result.retryable:
+        task.outcome_reason = result.reason
+        retries.retry_soon(task, ctx.now)
+        out.audit.append(
+            AuditStep(
+                "task_answered",
+                before=before.value,
+                after="failed_retryable",
+                reason=f"{task.system.value}: {result.reason}",
+            )
+        )
+        return out
+    _record_answer(rec, task, result)
+    out.audit.append(
+        AuditStep(
+            "task_answered",
+            before=before.value,
+            after=task.state.value,
+            reason=f"{task.system.value}:{task.action.value}",
+        )
+    )
+    # A paused request finishes when its clarification arrives (timelimits).
+    done = all(t.state in FINAL_TASK_STATES for t in rec.tasks.values())
+    if done and rec.state is not RequestState.paused:
+        finish(rec, ctx, out)
+    return out
+
+
+def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -> None:
+    task.state = _FINAL_BY_RESULT.get(type(result), TaskState.failed)
+    task.answered_at = result.answered_at
+    task.next_check_at = None
+    if isinstance(result, r.TaskCompleted):
+        task.export = result.export
+    if isinstance(result, r.TaskRetained | r.TaskFailed):
+        task.outcome_reason = result.reason
+    if isinstance(result, r.TaskRetained):
+        planned = {k.category: k for k in task.keep}
+        for cat in result.categories or list(planned):
+            kept = planned.get(cat)
+            rec.kept.append(
+                KeptItem(
+                    system=task.system,
+                    category=cat,
+                    ground=kept.ground if kept else result.reason,
+                    until=kept.until if kept else None,
+                )
+            )
+
+
+def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    """Every task answered: complete (or partially) and tell the subject."""
+    if rec.request_type is RequestType.access:
+        exports = [(t.system, t.export) for t in rec.tasks.values() if t.export is not None]
+        rec.manifest = manifest.build_access_manifest(
+            rec.request_id,
+            rec.subject_id,
+            ctx.subject_ref,
+            ctx.datamap,
+            holdings(ctx),
+            exports,
+            ctx.now,
+        )
+        notify_subject(
+            rec,
+            out,
+            ctx,
+            "access_response",
+            "Your copy of the personal data we hold, with how we use it.",
+            document=json.dumps(rec.manifest, default=str, sort_keys=True),
+            exports=[e for _, e in exports],
+        )
+    if rec.state is RequestState.awaiting_systems:
+        partial = bool(rec.kept) or any(t.state is TaskState.failed for t in rec.tasks.values())
+        event = E.all_tasks_final_partial if partial else E.all_tasks_final_complete
+        move(rec, event, out, ctx.now)
+    if rec.request_type is RequestType.erasure and rec.kept:
+        kept = "; ".join(f"{k.system.value}/{k.category.value}: {k.ground}" for k in rec.kept)
+        notify_subject(
+            rec,
+            out,
+            ctx,
+            "erasure_outcome",
+            f"We erased your data except what the law requires us to keep: {kept}",
+        )

@@ -1,0 +1,226 @@
+"""The stored request and what a decision on it sees and returns.
+
+``RequestRecord`` is what the worker keeps per request in its ``requests`` table (as
+JSON): its lifecycle state, its deadline clock and each system's task. ``Context`` is
+everything else a decision may look at; ``Outcome`` is what a decision returns: the new
+record plus what to publish and what to audit. The few edits every decision makes (a
+lifecycle move, a notice to the subject, a directive) sit at the end; nothing here
+decides anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from privops.core import erasure
+from privops.core import records as r
+from privops.core.datamap import DataMap
+from privops.core.deadlines import DEFAULT_COMPLAINT_ACK_DAYS, Pause
+from privops.core.identity import IdentityMap
+from privops.core.lifecycle import LifecycleEvent, transition
+from privops.core.sweep import Alerted
+from privops.core.topics import NOTIFICATIONS, SUBJECT_DIRECTIVES
+from privops.core.vocab import (
+    TERMINAL_STATES,
+    Category,
+    ObjectionScope,
+    RequestState,
+    RequestType,
+    System,
+    TaskAction,
+    TaskState,
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeptItem(_Model):
+    system: System
+    category: Category
+    ground: str
+    until: datetime | None = None
+
+
+class TaskRecord(_Model):
+    task_id: str
+    system: System
+    action: TaskAction
+    state: TaskState = TaskState.pending
+    attempts: int = 0
+    first_sent_at: datetime | None = None
+    next_check_at: datetime | None = None
+    identifiers: dict[str, str] = {}
+    categories: list[Category] = []
+    keep: list[KeptItem] = []
+    changes: dict[str, str] = {}
+    answered_at: datetime | None = None
+    outcome_reason: str | None = None
+    export: r.ExportReference | None = None
+
+
+class HistoryItem(_Model):
+    at: datetime
+    event: str
+    state: RequestState
+
+
+class FollowupItem(_Model):
+    system: System
+    categories: list[Category]
+    due_at: datetime
+    issued: bool = False
+
+
+class RequestRecord(_Model):
+    request_id: str
+    request_type: RequestType
+    subject_id: str
+    actor: str
+    state: RequestState
+    received_on: date
+    identity_verified_on: date | None = None
+    # The day the identity information arrived; the clock starts then (deadlines.clock_start).
+    identity_received_on: date | None = None
+    fee_received_on: date | None = None
+    clock_start: date | None = None
+    due_on: date | None = None
+    # Clarification periods that ended; `paused_days` is the part of them that counted.
+    pauses: list[Pause] = []
+    paused_days: int = 0
+    clarification_asked_on: date | None = None
+    extended: bool = False
+    extension_reason: str | None = None
+    deadline_alerted: Alerted | None = None
+    # Complaints: the day the acknowledgement went out (no deadline alert after it).
+    acknowledged_on: date | None = None
+    rectification: dict[str, str] = {}
+    objection_scope: ObjectionScope | None = None
+    linked_request_id: str | None = None
+    reason: str | None = None
+    tasks: dict[str, TaskRecord] = {}
+    kept: list[KeptItem] = []
+    followups: list[FollowupItem] = []
+    history: list[HistoryItem] = []
+    manifest: dict[str, Any] | None = None
+    commands_seen: list[str] = []
+    created_at: datetime
+    closed_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_legacy_fields(cls, data: Any) -> Any:
+        """Records stored before alerts were keyed by offset carry `deadline_stage`.
+
+        It is dropped rather than translated: at worst the current stage's alert is
+        raised once more after the upgrade, which is better than refusing to load.
+        """
+        if isinstance(data, dict) and "deadline_stage" in data:
+            data = {k: v for k, v in data.items() if k != "deadline_stage"}
+        return data
+
+    @property
+    def open(self) -> bool:
+        return self.state not in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a decision may look at besides the request itself."""
+
+    now: datetime
+    today: date
+    datamap: DataMap
+    subject_ref: str
+    identity: IdentityMap | None = None
+    known_subject: bool = True
+    facts: erasure.SubjectFacts = field(default_factory=erasure.SubjectFacts)
+    holds: tuple[erasure.LegalHold, ...] = ()
+    complaint_ack_days: int = DEFAULT_COMPLAINT_ACK_DAYS
+
+
+@dataclass(frozen=True)
+class AuditStep:
+    action: str
+    before: str | None = None
+    after: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Out:
+    topic: str
+    key: str
+    record: r.Record
+
+
+@dataclass
+class Outcome:
+    """The result of one decision. ``record`` None means: nothing to store."""
+
+    record: RequestRecord | None
+    audit: list[AuditStep] = field(default_factory=list)
+    out: list[Out] = field(default_factory=list)
+    rejected: str | None = None
+    message: str | None = None
+
+
+def reject(reason: str, message: str) -> Outcome:
+    return Outcome(
+        record=None,
+        audit=[AuditStep("command_rejected", reason=f"{reason}: {message}")],
+        rejected=reason,
+        message=message,
+    )
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic id for something a decision publishes, so a replay publishes the same."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
+
+
+# --- edits every decision makes ------------------------------------------------------
+
+
+def move(rec: RequestRecord, event: LifecycleEvent, out: Outcome, now: datetime) -> None:
+    before = rec.state
+    rec.state = transition(rec.state, event, request_type=rec.request_type)
+    rec.history.append(HistoryItem(at=now, event=event.value, state=rec.state))
+    if rec.state in TERMINAL_STATES:
+        rec.closed_at = now
+    out.audit.append(
+        AuditStep("request_transitioned", before=before.value, after=rec.state.value, reason=event)
+    )
+
+
+def notify_subject(
+    rec: RequestRecord, out: Outcome, ctx: Context, kind: str, message: str, **extra: Any
+) -> None:
+    note = r.SubjectNotification(
+        notification_id=stable_id(rec.request_id, kind, len(rec.history)),
+        request_id=rec.request_id,
+        issued_at=ctx.now,
+        subject_id=rec.subject_id,
+        kind=kind,
+        message=message,
+        **extra,
+    )
+    out.out.append(Out(NOTIFICATIONS, rec.request_id, note))
+    out.audit.append(AuditStep("notification_sent", after=kind, reason="subject"))
+
+
+def directive(rec: RequestRecord, out: Outcome, ctx: Context, kind: str) -> None:
+    directive = r.SubjectDirective(
+        directive_id=stable_id(rec.request_id, kind),
+        subject_id=rec.subject_id,
+        request_id=rec.request_id,
+        kind=kind,
+        occurred_at=ctx.now,
+    )
+    out.out.append(Out(SUBJECT_DIRECTIVES, rec.subject_id, directive))

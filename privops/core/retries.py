@@ -1,0 +1,131 @@
+"""Task scheduling and retries: the one owner of send, due, backoff and escalation.
+
+A task is sent with attempt 1 and waits its system's SLA for an answer. Each time the
+answer is overdue it is re-sent (same task id; systems treat it idempotently) and waits
+the data map's backoff for that attempt (``RetryPolicy.delay_after``), capped at the
+longest step. After ``max_attempts`` the task is escalated once (alert, audit, metric)
+and from then on re-sent at the longest backoff, so a system that comes back answers it
+without anyone re-submitting the request. A retryable failure is retried at the next
+sweep, with the usual backoff.
+
+"Is it due?" is decided here only (``is_due``); the worker's schedule merely indexes
+``next_checks`` so the sweep costs what is due, and the workflow re-asks ``is_due``
+because a tick may be stale by the time it arrives (answered or re-sent since).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from privops.core import records as r
+from privops.core.datamap import SystemSpec
+from privops.core.request import AuditStep, Context, Out, Outcome, RequestRecord, TaskRecord
+from privops.core.request import stable_id as _id
+from privops.core.topics import ALERTS
+from privops.core.vocab import FINAL_TASK_STATES, System, TaskAction, TaskState
+
+
+def make_task_id(request_id: str, system: System, action: TaskAction) -> str:
+    """One task per request, system and action: re-sends reuse it (systems dedupe on it)."""
+    return f"{request_id}:{system.value}:{action.value}"
+
+
+def answer_window(spec: SystemSpec, attempt: int) -> timedelta:
+    """How long attempt number `attempt` (1-based) waits for its answer."""
+    if attempt <= 1:
+        return timedelta(seconds=spec.sla_seconds)
+    step = min(attempt - 1, spec.retry.max_attempts)
+    return timedelta(seconds=spec.retry.delay_after(step))
+
+
+def waiting(rec: RequestRecord, task: TaskRecord) -> bool:
+    """The task has been sent and its request still waits for the answer."""
+    return rec.open and task.state not in FINAL_TASK_STATES and task.next_check_at is not None
+
+
+def is_due(rec: RequestRecord, task: TaskRecord, now: datetime) -> bool:
+    """The answer is overdue at `now`: re-send or escalate."""
+    return waiting(rec, task) and task.next_check_at is not None and task.next_check_at <= now
+
+
+def next_checks(rec: RequestRecord) -> list[tuple[datetime, str]]:
+    """(when, task id) for each task still waiting for an answer: the SLA timer's index."""
+    return [
+        (t.next_check_at, t.task_id)
+        for t in rec.tasks.values()
+        if t.next_check_at is not None and waiting(rec, t)
+    ]
+
+
+def send_pending(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    """Send every task not sent yet (first attempts)."""
+    for task in rec.tasks.values():
+        if task.state is TaskState.pending:
+            _send(rec, task, ctx, out)
+
+
+def on_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> None:
+    """The answer did not come in time: re-send, or escalate once after the last attempt."""
+    if not is_due(rec, task, ctx.now):
+        return
+    spec = ctx.datamap.systems[task.system]
+    if task.attempts < spec.retry.max_attempts or task.state is TaskState.escalated:
+        _send(rec, task, ctx, out)
+        return
+    task.state = TaskState.escalated
+    # An escalated task waits as long as its next attempt would before it is re-sent.
+    task.next_check_at = ctx.now + answer_window(spec, task.attempts + 1)
+    alert = r.TaskEscalated(
+        alert_id=_id(task.task_id, "escalated"),
+        request_id=rec.request_id,
+        raised_at=ctx.now,
+        task_id=task.task_id,
+        system=task.system,
+        attempts=task.attempts,
+    )
+    out.out.append(Out(ALERTS, rec.request_id, alert))
+    out.audit.append(
+        AuditStep(
+            "task_escalated",
+            before="sent",
+            after="escalated",
+            reason=f"{task.system.value} silent after {task.attempts} attempts",
+        )
+    )
+
+
+def retry_soon(task: TaskRecord, now: datetime) -> None:
+    """A retryable failure: due again at the next sweep, re-sent with the usual backoff."""
+    task.next_check_at = now
+
+
+def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> None:
+    spec = ctx.datamap.systems[task.system]
+    task.attempts += 1
+    if task.state is not TaskState.escalated:
+        task.state = TaskState.sent
+    task.first_sent_at = task.first_sent_at or ctx.now
+    task.next_check_at = ctx.now + answer_window(spec, task.attempts)
+    model = r.TASK_BY_ACTION[task.action]
+    extra: dict[str, Any] = {"changes": task.changes} if task.action is TaskAction.rectify else {}
+    message = model(
+        task_id=task.task_id,
+        request_id=rec.request_id,
+        subject_id=rec.subject_id,
+        system=task.system,
+        attempt=task.attempts,
+        issued_at=ctx.now,
+        identifiers=task.identifiers,
+        categories=task.categories,
+        keep=[r.Retention(category=k.category, ground=k.ground, until=k.until) for k in task.keep],
+        **extra,
+    )
+    out.out.append(Out(spec.task_topic, rec.subject_id, message))
+    out.audit.append(
+        AuditStep(
+            "task_sent" if task.attempts == 1 else "task_retried",
+            after=f"{task.system.value}:{task.action.value}",
+            reason=f"attempt {task.attempts}",
+        )
+    )

@@ -1,0 +1,152 @@
+"""The worker's in-memory timer indexes: task answers, deadline alerts, follow-ups.
+
+Each is ordered by due time, so a sweep costs what is due, not what is open. They are
+rebuilt from the ``requests`` table when the worker starts (after table recovery) and
+kept current after every change (``track``). What is due is decided elsewhere
+(privops.core.retries for tasks, privops.core.sweep and timelimits for deadlines); this
+only remembers when to look. Counts (open requests, pending tasks, due dates) are
+reported to an observer, which the worker wires to its metrics.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from datetime import date, datetime
+from typing import Protocol
+
+from privops.core.request import RequestRecord
+from privops.core.retries import make_task_id, next_checks
+from privops.core.sweep import DeadlineIndex
+from privops.core.ticks import Tick, TickKind
+from privops.core.timelimits import alert_due
+from privops.core.vocab import FINAL_TASK_STATES as FINAL
+from privops.core.vocab import RequestType, System, TaskAction
+from privops.core.workflow import pending_followups
+
+_SYSTEMS = tuple(System)
+_ACTIONS = tuple(TaskAction)
+
+
+class ScheduleObserver(Protocol):
+    """Told whenever a count the schedule keeps changes."""
+
+    def tasks_pending(self, system: str, count: int) -> None: ...
+
+    def requests_open(self, request_type: str, state: str, count: int) -> None: ...
+
+    def due_moved(self, request_type: RequestType, old: date | None, new: date | None) -> None:
+        """A request's watched due date changed (None: not watched, or no longer)."""
+
+
+class _Unobserved:
+    def tasks_pending(self, system: str, count: int) -> None:
+        pass
+
+    def requests_open(self, request_type: str, state: str, count: int) -> None:
+        pass
+
+    def due_moved(self, request_type: RequestType, old: date | None, new: date | None) -> None:
+        pass
+
+
+class Schedule:
+    def __init__(
+        self, thresholds: tuple[int, ...], observer: ScheduleObserver | None = None
+    ) -> None:
+        self.thresholds = thresholds
+        self.observer: ScheduleObserver = observer or _Unobserved()
+        self.ready = False
+        # (POSIX seconds, request id, system, action): no per-entry datetime or task id
+        # string (rebuilt with make_task_id), which keeps an open request under 1 KB.
+        self._tasks: list[tuple[float, str, int, int]] = []
+        self._combos: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._followups: list[tuple[datetime, str]] = []
+        self._deadlines = DeadlineIndex()
+        self._open: dict[str, tuple[str, str]] = {}
+        self.open_counts: Counter[tuple[str, str]] = Counter()
+        # Pending systems per request as one interned tuple: a Counter each would cost
+        # several hundred bytes per open request.
+        self._pending: dict[str, tuple[str, ...]] = {}
+        self.pending_counts: Counter[str] = Counter()
+
+    def track(self, rec: RequestRecord) -> None:
+        """Index a request's current timers and counts after it changed."""
+        for when, task_id in next_checks(rec):
+            task = rec.tasks[task_id]
+            heapq.heappush(
+                self._tasks,
+                (
+                    when.timestamp(),
+                    rec.request_id,
+                    _SYSTEMS.index(task.system),
+                    _ACTIONS.index(task.action),
+                ),
+            )
+        for when in pending_followups(rec):
+            heapq.heappush(self._followups, (when, rec.request_id))
+        self._track_deadline(rec)
+        self._track_open(rec)
+        self._track_pending(rec)
+
+    def _track_pending(self, rec: RequestRecord) -> None:
+        old = Counter(self._pending.pop(rec.request_id, ()))
+        systems = tuple(
+            sorted(t.system.value for t in rec.tasks.values() if rec.open and t.state not in FINAL)
+        )
+        if systems:
+            self._pending[rec.request_id] = self._combos.setdefault(systems, systems)
+        new = Counter(systems)
+        for system in set(old) | set(new):
+            self.pending_counts[system] += new[system] - old[system]
+            self.observer.tasks_pending(system, self.pending_counts[system])
+
+    def _track_deadline(self, rec: RequestRecord) -> None:
+        rid = rec.request_id
+        old = self._deadlines.due(rid)
+        new = alert_due(rec)
+        if new is None:
+            self._deadlines.remove(rid)
+        else:
+            mark = rec.deadline_alerted
+            alerted = mark.days_before if mark is not None and mark.due == new else None
+            self._deadlines.add(rid, new, thresholds=self.thresholds, alerted=alerted)
+        if old != new:
+            self.observer.due_moved(rec.request_type, old, new)
+
+    def _track_open(self, rec: RequestRecord) -> None:
+        old = self._open.pop(rec.request_id, None)
+        if old is not None:
+            self.open_counts[old] -= 1
+            self.observer.requests_open(old[0], old[1], self.open_counts[old])
+        if rec.open:
+            key = (rec.request_type.value, rec.state.value)
+            self._open[rec.request_id] = key
+            self.open_counts[key] += 1
+            self.observer.requests_open(key[0], key[1], self.open_counts[key])
+
+    def due(self, now: datetime, today: date) -> list[Tick]:
+        """Every tick that is due now; each is handed out once."""
+        ticks = []
+        cutoff = now.timestamp()
+        while self._tasks and self._tasks[0][0] <= cutoff:
+            _, rid, system, action = heapq.heappop(self._tasks)
+            task_id = make_task_id(rid, _SYSTEMS[system], _ACTIONS[action])
+            ticks.append(Tick(rid, TickKind.task_overdue, now, task_id=task_id))
+        while self._followups and self._followups[0][0] <= now:
+            _, rid = heapq.heappop(self._followups)
+            ticks.append(Tick(rid, TickKind.followup, now))
+        for firing in self._deadlines.pop_due(today):
+            ticks.append(
+                Tick(
+                    firing.request_id,
+                    TickKind(firing.kind.value),  # the deadline kinds share their names
+                    now,
+                    days_before=firing.days_before,
+                    due_on=firing.due,
+                )
+            )
+        return ticks
+
+    def __len__(self) -> int:
+        return len(self._open)

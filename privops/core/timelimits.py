@@ -1,0 +1,124 @@
+"""A request's time limit, kept on its record: clock start, pauses, extension, alerts.
+
+The date rules are privops.core.deadlines'; the alert stages privops.core.sweep's. This
+module applies them to a ``RequestRecord`` so the workflow never does date arithmetic.
+
+Clarification (Art. 12A) may be asked for any request type while its clock runs,
+access requests awaiting their systems included. Tasks already sent keep going while
+the clock is stopped: systems' answers are recorded, overdue tasks are still re-sent and
+escalated (that timer is privops' agreement with its own systems, not the subject's
+clock), but the request is not completed, and no response goes to the subject, until
+the clarification is received, since it may change what the response must contain.
+While paused no deadline alert fires: the clock is not running.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from privops.core import deadlines
+from privops.core import records as r
+from privops.core.errors import DomainError
+from privops.core.lifecycle import IDENTITY_REQUIRED
+from privops.core.request import AuditStep, Context, Out, Outcome, RequestRecord
+from privops.core.request import stable_id as _id
+from privops.core.sweep import Alerted
+from privops.core.ticks import Tick, TickKind
+from privops.core.topics import ALERTS
+from privops.core.vocab import RequestState, RequestType
+
+
+def recompute_due(rec: RequestRecord, ctx: Context) -> None:
+    """Set the clock start, counted pause days and due date from the record's dates."""
+    if rec.request_type is RequestType.complaint:
+        rec.clock_start = rec.received_on
+        rec.due_on = deadlines.complaint_ack_due(rec.received_on, ctx.complaint_ack_days)
+        return
+    verified = (
+        rec.identity_verified_on
+        if rec.request_type in IDENTITY_REQUIRED
+        else rec.identity_verified_on or rec.received_on
+    )
+    start = deadlines.clock_start(
+        rec.received_on,
+        verified,
+        rec.fee_received_on,
+        fee_required=rec.fee_received_on is not None,
+        identity_received=rec.identity_received_on,
+    )
+    rec.clock_start = start
+    if start is None:
+        rec.paused_days, rec.due_on = 0, None
+        return
+    rec.paused_days = deadlines.paused_days(start, rec.pauses, extended=rec.extended)
+    rec.due_on = deadlines.due_date(start, extended=rec.extended, paused_days=rec.paused_days)
+
+
+def alert_due(rec: RequestRecord) -> date | None:
+    """The due date alerts are raised against, or None when none may fire.
+
+    None for a closed request, a paused one (its clock is stopped) and an acknowledged
+    complaint: DPA 2018 s.164A sets a time limit for the acknowledgement only; the
+    outcome is owed "without undue delay" and is tracked by its age instead.
+    """
+    if not rec.open or rec.state is RequestState.paused or rec.acknowledged_on is not None:
+        return None
+    return rec.due_on
+
+
+def begin_pause(rec: RequestRecord, asked_on: date) -> None:
+    if rec.clock_start is None:
+        raise DomainError("clarification stops a running clock; this one has not started")
+    rec.clarification_asked_on = asked_on
+
+
+def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> None:
+    """Record the finished pause and move the due date by the days of it that counted."""
+    asked = rec.clarification_asked_on or received_on
+    rec.pauses = [*rec.pauses, deadlines.Pause(asked, received_on)]
+    rec.clarification_asked_on = None
+    recompute_due(rec, ctx)
+
+
+def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
+    """Take the one extension, checked against the day the subject was told."""
+    if rec.clock_start is None or rec.extended:
+        raise DomainError("extension needs a running clock and is allowed once")
+    if not rec.open:
+        raise DomainError(f"request is {rec.state}")
+    deadlines.extend(rec.clock_start, cmd.notified_on, cmd.reason, paused_days=rec.paused_days)
+    rec.extended = True
+    rec.extension_reason = cmd.reason
+    recompute_due(rec, ctx)
+
+
+def raise_deadline_alert(rec: RequestRecord, tick: Tick, ctx: Context, out: Outcome) -> None:
+    """Raise the tick's alert unless it, or a more urgent one, was raised for this due date."""
+    due = alert_due(rec)
+    if due is None or tick.due_on != due:
+        return
+    days_before = tick.alert_days_before
+    if rec.deadline_alerted is not None and rec.deadline_alerted.covers(due, days_before):
+        return
+    rec.deadline_alerted = Alerted(due, days_before)
+    alert: r.Alert
+    if tick.kind is TickKind.deadline_breached:
+        alert = r.DeadlineBreached(
+            alert_id=_id(rec.request_id, due, "breached"),
+            request_id=rec.request_id,
+            raised_at=ctx.now,
+            request_type=rec.request_type,
+            due_on=due,
+            days_overdue=max(1, (ctx.today - due).days),
+        )
+    else:
+        alert = r.DeadlineApproaching(
+            alert_id=_id(rec.request_id, due, days_before),
+            request_id=rec.request_id,
+            raised_at=ctx.now,
+            request_type=rec.request_type,
+            due_on=due,
+            days_left=deadlines.days_left(due, ctx.today),
+        )
+    out.out.append(Out(ALERTS, rec.request_id, alert))
+    out.audit.append(AuditStep("deadline_alert", after=tick.kind.value, reason=f"due {due}"))

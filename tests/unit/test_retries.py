@@ -1,0 +1,176 @@
+"""Task scheduling and retries (privops.core.retries), ticks and the worker's schedule."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from privops.core import records as r
+from privops.core.datamap import RetryPolicy, SystemSpec
+from privops.core.errors import DecodeError
+from privops.core.request import RequestRecord, TaskRecord
+from privops.core.retries import answer_window, is_due, next_checks
+from privops.core.schedule import Schedule
+from privops.core.sweep import Alerted
+from privops.core.ticks import Tick, TickKind, parse_tick
+from privops.core.vocab import RequestState, RequestType, System, TaskAction, TaskState
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SPEC = SystemSpec(
+    description="crm",
+    categories=("contact",),
+    identifiers=("email",),
+    task_topic="privacy.tasks.crm",
+    sla_seconds=10,
+    retry=RetryPolicy(max_attempts=3, backoff_seconds=5, backoff_multiplier=2),
+)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "seconds"),
+    [
+        (1, 10),  # the system's SLA
+        (2, 5),  # then the backoff: 5 s after the first timeout
+        (3, 10),
+        (4, 20),  # the escalated task's wait (max_attempts + 1) ...
+        (9, 20),  # ... and every re-send after it: the longest step
+    ],
+)
+def test_answer_window(attempt: int, seconds: float) -> None:
+    assert answer_window(SPEC, attempt) == timedelta(seconds=seconds)
+
+
+def record(
+    request_state: RequestState = RequestState.awaiting_systems, **task: Any
+) -> RequestRecord:
+    fields: dict[str, Any] = {
+        "task_id": "R:crm:erase",
+        "system": System.crm,
+        "action": TaskAction.erase,
+        "state": TaskState.sent,
+        "attempts": 1,
+        "next_check_at": NOW,
+    }
+    fields.update(task)
+    return RequestRecord(
+        request_id="R",
+        request_type=RequestType.erasure,
+        subject_id="s",
+        actor="dpo",
+        state=request_state,
+        received_on=NOW.date(),
+        due_on=date(2026, 4, 2),
+        tasks={"R:crm:erase": TaskRecord(**fields)},
+        created_at=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rec", "now", "due"),
+    [
+        (record(), NOW, True),
+        (record(), NOW - timedelta(seconds=1), False),  # not yet
+        (record(request_state=RequestState.paused), NOW, True),  # tasks keep going while paused
+        (record(state=TaskState.escalated), NOW, True),
+        (record(request_state=RequestState.cancelled), NOW, False),
+        (record(state=TaskState.done), NOW, False),
+        (record(state=TaskState.pending, next_check_at=None), NOW, False),  # never sent
+    ],
+)
+def test_is_due_and_next_checks_agree(rec: RequestRecord, now: datetime, due: bool) -> None:
+    task = rec.tasks["R:crm:erase"]
+    assert is_due(rec, task, now) is due
+    assert bool([w for w, _ in next_checks(rec) if w <= now]) is due
+
+
+# --- ticks --------------------------------------------------------------------------------
+
+
+def wire(kind: str, **kw: Any) -> r.RequestTick:
+    return r.RequestTick(request_id="R", kind=kind, at=NOW, **kw)
+
+
+@pytest.mark.parametrize(
+    "tick",
+    [
+        Tick("R", TickKind.task_overdue, NOW, task_id="R:crm:erase"),
+        Tick("R", TickKind.followup, NOW),
+        Tick("R", TickKind.deadline_approaching, NOW, days_before=3, due_on=date(2026, 4, 2)),
+        Tick("R", TickKind.deadline_breached, NOW, due_on=date(2026, 4, 2)),
+    ],
+    ids=lambda t: t.kind.value,
+)
+def test_every_tick_kind_round_trips_through_the_wire(tick: Tick) -> None:
+    assert parse_tick(tick.to_record()) == tick
+
+
+@pytest.mark.parametrize(
+    ("record", "reason", "detail"),
+    [
+        (wire("deadline_exploded"), "unknown_value", "unknown tick kind 'deadline_exploded'"),
+        (wire("task_overdue"), "invalid_record", "without task_id"),
+        (wire("deadline_breached"), "invalid_record", "without due_on"),
+        (wire("deadline_approaching", due_on=date(2026, 4, 2)), "invalid_record", "days_before"),
+        (
+            wire("deadline_approaching", due_on=date(2026, 4, 2), days_before=-3),
+            "invalid_record",
+            "days_before",
+        ),
+    ],
+)
+def test_unusable_ticks_are_decode_errors(record: r.RequestTick, reason: str, detail: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        parse_tick(record)
+    assert info.value.reason == reason
+    assert detail in info.value.detail
+
+
+# --- the schedule -------------------------------------------------------------------------
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.pending: dict[str, int] = {}
+        self.open: dict[tuple[str, str], int] = {}
+        self.due: list[tuple[RequestType, date | None, date | None]] = []
+
+    def tasks_pending(self, system: str, count: int) -> None:
+        self.pending[system] = count
+
+    def requests_open(self, request_type: str, state: str, count: int) -> None:
+        self.open[(request_type, state)] = count
+
+    def due_moved(self, request_type: RequestType, old: date | None, new: date | None) -> None:
+        self.due.append((request_type, old, new))
+
+
+def test_schedule_hands_out_typed_ticks_once_and_reports_counts() -> None:
+    seen = Seen()
+    schedule = Schedule((7, 3, 1), seen)
+    schedule.track(record())
+    assert seen.pending == {"crm": 1}
+    assert seen.open == {("erasure", "awaiting_systems"): 1}
+    assert seen.due == [(RequestType.erasure, None, date(2026, 4, 2))]
+    ticks = schedule.due(NOW + timedelta(days=25), date(2026, 3, 27))
+    assert [(t.kind, t.task_id, t.days_before) for t in ticks] == [
+        (TickKind.task_overdue, "R:crm:erase", None),
+        (TickKind.deadline_approaching, None, 7),
+    ]
+    assert schedule.due(NOW + timedelta(days=25), date(2026, 3, 27)) == []
+
+
+def test_schedule_watches_no_deadline_while_paused_and_resumes_after_the_record() -> None:
+    seen = Seen()
+    schedule = Schedule((7, 3, 1), seen)
+    schedule.track(record(request_state=RequestState.paused, next_check_at=None))
+    assert schedule.due(NOW, date(2026, 4, 30)) == []
+    # Resumed after a restart: the record says the 3-day warning went out.
+    rec = record(next_check_at=None).model_copy(
+        update={"deadline_alerted": Alerted(date(2026, 4, 2), 3)}
+    )
+    schedule.track(rec)
+    ticks = schedule.due(NOW, date(2026, 4, 1))
+    assert [(t.kind, t.days_before) for t in ticks] == [(TickKind.deadline_approaching, 1)]
+    assert seen.due == [(RequestType.erasure, None, date(2026, 4, 2))]

@@ -1,0 +1,296 @@
+"""A request's time limit through the workflow: clock start, Art. 12A pause, extension,
+complaints. Each table row names its source; every row failed on the rules before
+issue 14 and passes now.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from privops.core import records as r
+from privops.core import workflow as wf
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.identity import IdentityMap, merge
+from privops.core.ticks import Tick, TickKind
+from privops.core.timelimits import alert_due
+from privops.core.vocab import ObjectionScope, RequestState, RequestType, System
+
+S = RequestState
+D = date.fromisoformat
+SUBJECT = "subj-clock"
+SYSTEMS = {System.orders: {"customer_id": "C-9"}, System.crm: {"email": "bo@example.com"}}
+
+
+@pytest.fixture(scope="module")
+def dm() -> DataMap:
+    return load_datamap()
+
+
+def ctx_on(dm: DataMap, day: str) -> wf.Context:
+    now = datetime.combine(D(day), datetime.min.time(), tzinfo=UTC) + timedelta(hours=10)
+    identity: IdentityMap | None = None
+    for system, ids in SYSTEMS.items():
+        identity = merge(identity, SUBJECT, system, ids, now - timedelta(days=400))
+    return wf.Context(now=now, today=now.date(), datamap=dm, subject_ref="sr_x", identity=identity)
+
+
+_ids = iter(range(1, 100_000))
+
+
+def submit(request_type: RequestType, received: str, **kw: Any) -> r.RequestSubmitted:
+    fields: dict[str, Any] = {
+        "command_id": f"c{next(_ids)}",
+        "request_id": "R-clock",
+        "issued_at": datetime.now(UTC),
+        "actor": "dpo",
+        "request_type": request_type,
+        "subject_id": SUBJECT,
+        "received_on": D(received),
+        "identity_verified_on": D(received),
+    }
+    fields.update(kw)
+    return r.RequestSubmitted(**fields)
+
+
+def command(model: type[r.Command], **kw: Any) -> r.Command:
+    return model(
+        command_id=f"c{next(_ids)}",
+        request_id="R-clock",
+        issued_at=datetime.now(UTC),
+        actor="dpo",
+        **kw,
+    )
+
+
+def apply(rec: wf.RequestRecord | None, cmd: r.Command, ctx: wf.Context) -> wf.RequestRecord:
+    outcome = wf.on_command(rec, cmd, ctx)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    return outcome.record
+
+
+def pause(rec: wf.RequestRecord, dm: DataMap, asked: str, answered: str) -> wf.RequestRecord:
+    rec = apply(rec, command(r.ClarificationRequested, asked_on=D(asked)), ctx_on(dm, answered))
+    return apply(
+        rec, command(r.ClarificationReceived, received_on=D(answered)), ctx_on(dm, answered)
+    )
+
+
+# --- Art. 12A pause (issue 14.6, 14.7) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("received", "asked", "answered", "paused", "due"),
+    [
+        # UK GDPR Art. 12A as inserted by the DUAA 2025: both days included. Received Tue
+        # 10 Mar 2026 (due Fri 10 Apr); asked 12th, answered 15th: 4 days -> Tue 14 Apr
+        # (3 days gave Mon 13 Apr).
+        pytest.param("2026-03-10", "2026-03-12", "2026-03-15", 4, "2026-04-14", id="art12A-4-days"),
+        # Same day counts 1 (was 0): Tue 10 Mar 2026 -> Fri 10 Apr + 1 = Sat -> Mon 13 Apr.
+        pytest.param(
+            "2026-03-10", "2026-03-12", "2026-03-12", 1, "2026-04-13", id="art12A-same-day"
+        ),
+        # Only days while the clock runs (issue 14.7): objection received 1 Mar 2026,
+        # clarification asked 20 Feb, answered 5 Mar: 1-5 Mar count -> Tue 7 Apr (was 14 Apr).
+        pytest.param(
+            "2026-03-01", "2026-02-20", "2026-03-05", 5, "2026-04-07", id="art12A-running"
+        ),
+    ],
+)
+def test_clarification_pause(
+    dm: DataMap, received: str, asked: str, answered: str, paused: int, due: str
+) -> None:
+    scope = ObjectionScope.legitimate_interest  # stays in_progress, awaiting the DPO
+    rec = apply(
+        None, submit(RequestType.objection, received, objection_scope=scope), ctx_on(dm, received)
+    )
+    rec = pause(rec, dm, asked, answered)
+    assert rec.state is S.in_progress
+    assert rec.paused_days == paused
+    assert rec.due_on == D(due)
+
+
+def test_clarification_answered_before_asked_is_rejected(dm: DataMap) -> None:
+    scope = ObjectionScope.legitimate_interest
+    rec = apply(
+        None,
+        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
+        ctx_on(dm, "2026-03-02"),
+    )
+    rec = apply(
+        rec, command(r.ClarificationRequested, asked_on=D("2026-03-09")), ctx_on(dm, "2026-03-09")
+    )
+    bad = wf.on_command(
+        rec, command(r.ClarificationReceived, received_on=D("2026-03-05")), ctx_on(dm, "2026-03-10")
+    )
+    assert bad.rejected == "invalid_transition"
+
+
+# --- stop the clock for access requests awaiting systems (issue 14.8) ---------------------
+
+
+def export_done(rec: wf.RequestRecord, system: System, when: str) -> r.TaskCompleted:
+    ref = r.ExportReference(location=f"s3://x/{system}", record_count=1, checksum="sha256:00")
+    return r.TaskCompleted(
+        task_id=f"R-clock:{system.value}:export",
+        request_id=rec.request_id,
+        system=system,
+        answered_at=datetime.combine(D(when), datetime.min.time(), tzinfo=UTC),
+        export=ref,
+    )
+
+
+def test_access_awaiting_systems_can_stop_the_clock_and_finishes_on_resume(dm: DataMap) -> None:
+    """UK GDPR Art. 12A applies to access requests too: tasks already out keep going, the
+    answers are recorded, but the response waits for the clarification."""
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    assert rec.state is S.awaiting_systems
+    asked = wf.on_command(
+        rec, command(r.ClarificationRequested, asked_on=D("2026-03-05")), ctx_on(dm, "2026-03-05")
+    )
+    assert asked.rejected is None, asked.message  # was invalid_transition
+    assert asked.record is not None
+    rec = asked.record
+    assert rec.state is S.paused
+    assert alert_due(rec) is None  # no deadline alert while the clock stands still
+
+    for system in SYSTEMS:
+        answered = wf.on_result(
+            rec, export_done(rec, system, "2026-03-06"), ctx_on(dm, "2026-03-06")
+        )
+        assert answered.record is not None
+        rec = answered.record
+    assert rec.state is S.paused
+    assert rec.manifest is None
+    # Refusal and cancellation stay before-work-goes-out only.
+    cancel = wf.on_command(rec, command(r.RequestCancelled, reason="x"), ctx_on(dm, "2026-03-07"))
+    assert cancel.rejected == "invalid_transition"
+
+    resumed = wf.on_command(
+        rec, command(r.ClarificationReceived, received_on=D("2026-03-08")), ctx_on(dm, "2026-03-08")
+    )
+    assert resumed.record is not None
+    assert resumed.record.state is S.completed
+    assert resumed.record.paused_days == 4
+    notes = [o.record for o in resumed.out if isinstance(o.record, r.SubjectNotification)]
+    assert [n.kind for n in notes] == ["access_response"]
+    history = [h.state for h in resumed.record.history][-3:]
+    assert history == [S.in_progress, S.awaiting_systems, S.completed]
+
+
+def test_paused_access_goes_back_to_awaiting_systems_while_answers_are_out(dm: DataMap) -> None:
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = pause(rec, dm, "2026-03-05", "2026-03-06")
+    assert rec.state is S.awaiting_systems
+    assert alert_due(rec) == D("2026-04-07")  # 2 Apr + 2 paused = Sat 4 Apr -> Easter -> 7 Apr
+
+
+# --- the clock starts on receipt of the identity information (issue 14.9) -----------------
+
+
+@pytest.mark.parametrize(
+    ("submitted", "verified", "start", "state"),
+    [
+        # ICO "Time limits for responding": the clock starts when the identity information
+        # arrives (5 Mar), not when the check ends (10 Mar).
+        pytest.param(
+            {"identity_received_on": D("2026-03-05"), "identity_verified_on": D("2026-03-10")},
+            None,
+            "2026-03-05",
+            S.awaiting_systems,
+            id="ico-received-then-verified-at-submission",
+        ),
+        pytest.param(
+            {"identity_verified_on": None},
+            {"verified_on": D("2026-03-10"), "information_received_on": D("2026-03-05")},
+            "2026-03-05",
+            S.awaiting_systems,
+            id="ico-identity-verified-command",
+        ),
+        # Information in, still being checked: the clock already runs, nothing is sent.
+        pytest.param(
+            {"identity_received_on": D("2026-03-05"), "identity_verified_on": None},
+            None,
+            "2026-03-05",
+            S.identity_unverified,
+            id="ico-checking-clock-runs",
+        ),
+        # No receipt date given: the verification day stands in for it.
+        pytest.param(
+            {"identity_verified_on": None},
+            {"verified_on": D("2026-03-10")},
+            "2026-03-10",
+            S.awaiting_systems,
+            id="fallback-verification-day",
+        ),
+    ],
+)
+def test_clock_start_is_receipt_of_identity_information(
+    dm: DataMap,
+    submitted: dict[str, Any],
+    verified: dict[str, Any] | None,
+    start: str,
+    state: RequestState,
+) -> None:
+    rec = apply(
+        None, submit(RequestType.erasure, "2026-03-02", **submitted), ctx_on(dm, "2026-03-10")
+    )
+    if verified is not None:
+        rec = apply(rec, command(r.IdentityVerified, **verified), ctx_on(dm, "2026-03-10"))
+    assert rec.clock_start == D(start)
+    assert rec.state is state
+    assert rec.due_on is not None
+    if state is S.identity_unverified:
+        assert rec.tasks == {}
+
+
+# --- extension checked against notified_on (issue 14.10) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("notified", "processed", "accepted"),
+    [
+        # UK GDPR Art. 12(3): the subject must be told within one month of receipt. A
+        # command notified in time but processed late is in time ...
+        pytest.param("2026-04-01", "2026-04-10", True, id="art12-3-notified-in-time"),
+        # ... and one notified late is late, whenever the worker sees it.
+        pytest.param("2026-04-06", "2026-03-20", False, id="art12-3-notified-late"),
+        pytest.param("2026-03-01", "2026-03-20", False, id="art12-3-notified-before-receipt"),
+    ],
+)
+def test_extension_is_checked_against_notified_on(
+    dm: DataMap, notified: str, processed: str, accepted: bool
+) -> None:
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    assert rec.due_on == D("2026-04-02")
+    cmd = command(r.DeadlineExtended, reason="numerous requests", notified_on=D(notified))
+    outcome = wf.on_command(rec, cmd, ctx_on(dm, processed))
+    assert (outcome.rejected is None) is accepted, outcome.message
+    if accepted:
+        assert outcome.record is not None
+        assert outcome.record.due_on == D("2026-06-02")
+
+
+# --- complaints (issue 14.13) -------------------------------------------------------------
+
+
+def test_acknowledged_complaint_raises_no_breach_and_keeps_its_age(dm: DataMap) -> None:
+    """DPA 2018 s.164A (DUAA 2025): once acknowledged, no DeadlineBreached; the outcome is
+    tracked by age instead (``acknowledged_on``, the HTTP view's ``age_days``)."""
+    rec = apply(
+        None,
+        submit(RequestType.complaint, "2026-06-19", identity_verified_on=None),
+        ctx_on(dm, "2026-06-19"),
+    )
+    assert rec.acknowledged_on == D("2026-06-19")
+    assert rec.due_on == D("2026-07-20")  # 19 Jul is a Sunday
+    assert alert_due(rec) is None
+    late = ctx_on(dm, "2026-08-01")
+    for kind, days in ((TickKind.deadline_approaching, 1), (TickKind.deadline_breached, None)):
+        tick = Tick(rec.request_id, kind, late.now, days_before=days, due_on=rec.due_on)
+        outcome = wf.on_tick(rec, tick, late)
+        assert outcome.out == []
+        assert outcome.record is None
