@@ -6,6 +6,7 @@ call ``decode`` (which dead-letters what it cannot use and returns None) and ``e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from faust.types import EventT, TopicT
 
 from privops.adapters import metrics
 from privops.adapters.serde import Serde
-from privops.core.errors import DecodeError
+from privops.core.errors import DecodeError, RegistryError
 from privops.core.records import DeadLetter, Record
 from privops.core.topics import DEADLETTER, catalogue
 from streams.app import app, settings
@@ -47,13 +48,27 @@ async def emit(name: str, key: str, record: Record) -> None:
     await TOPICS[name].send(key=key.encode(), value=serde.encode(record))
 
 
+REGISTRY_RETRY_MAX_SECONDS = 30.0
+
+
 async def decode(event: EventT[Any], consumer: str) -> Record | None:
-    """The record in ``event``, or None after dead-lettering it with the reason."""
-    try:
-        return await serde.decode_async(event.value)
-    except DecodeError as exc:
-        await dead_letter(event, consumer, exc.reason, exc.detail)
-        return None
+    """The record in ``event``, or None after dead-lettering it with the reason.
+
+    A registry that is down is not the message's fault: the agent waits and retries
+    (with backoff; /health reports the registry meanwhile) instead of dead-lettering
+    good input or stopping.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return await serde.decode_async(event.value)
+        except DecodeError as exc:
+            await dead_letter(event, consumer, exc.reason, exc.detail)
+            return None
+        except RegistryError as exc:
+            log.warning("schema registry unavailable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REGISTRY_RETRY_MAX_SECONDS)
 
 
 async def dead_letter(event: EventT[Any], consumer: str, reason: str, error: str) -> None:

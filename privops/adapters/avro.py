@@ -2,7 +2,8 @@
 
 Layout: ``schemas/<namespace>/<Name>.v<N>.avsc``, one file per record version, each
 self-contained (nested records and enums are inlined). The newest version of each record
-is what privops writes; older versions stay for the BACKWARD-compatibility check.
+is what privops writes; older versions stay for the BACKWARD-compatibility check, and
+every version is a writer schema privops will decode with (``Contract``): no other.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ import fastavro
 from fastavro.utils import generate_many
 from pydantic import BaseModel
 
+from privops.adapters.bounds import MAX_COLLECTION_ITEMS, Node, check_items, plan
+from privops.adapters.guard import (
+    MAX_PAYLOAD_BYTES,
+    fingerprint,
+    guarded,
+    schema_label,
+    untrusted_schema,
+)
 from privops.core.errors import DecodeError
 from privops.core.records import ALL_RECORDS, RECORDS_BY_NAME, Record
 
@@ -70,32 +79,33 @@ def _type(hint: Any, seen: set[str]) -> Any:
             raise TypeError(f"map keys must be str, got {hint}")
         return {"type": "map", "values": _type(value, seen)}
     if isinstance(hint, type):
-        if issubclass(hint, Record):
-            return hint.fullname() if hint.fullname() in seen else _record(hint, seen)
-        if issubclass(hint, Enum):
-            fullname = f"privops.vocab.{hint.__name__}"
-            if fullname in seen:
-                return fullname
-            seen.add(fullname)
-            return {
-                "type": "enum",
-                "name": hint.__name__,
-                "namespace": "privops.vocab",
-                "symbols": [m.value for m in hint],
-            }
-        simple = {
-            bool: "boolean",
-            int: "long",
-            float: "double",
-            str: "string",
-            bytes: "bytes",
+        return _class_type(hint, seen)
+    raise TypeError(f"no Avro mapping for {hint!r}")
+
+
+_SIMPLE = {bool: "boolean", int: "long", float: "double", str: "string", bytes: "bytes"}
+
+
+def _class_type(hint: type, seen: set[str]) -> Any:
+    if issubclass(hint, Record):
+        return hint.fullname() if hint.fullname() in seen else _record(hint, seen)
+    if issubclass(hint, Enum):
+        fullname = f"privops.vocab.{hint.__name__}"
+        if fullname in seen:
+            return fullname
+        seen.add(fullname)
+        return {
+            "type": "enum",
+            "name": hint.__name__,
+            "namespace": "privops.vocab",
+            "symbols": [m.value for m in hint],
         }
-        if hint in simple:
-            return simple[hint]
-        if hint is datetime:
-            return {"type": "long", "logicalType": "timestamp-micros"}
-        if hint is date:
-            return {"type": "int", "logicalType": "date"}
+    if hint in _SIMPLE:
+        return _SIMPLE[hint]
+    if hint is datetime:
+        return {"type": "long", "logicalType": "timestamp-micros"}
+    if hint is date:
+        return {"type": "int", "logicalType": "date"}
     raise TypeError(f"no Avro mapping for {hint!r}")
 
 
@@ -183,31 +193,79 @@ def backward_problems(old: Schema, new: Schema, samples: int = 25) -> list[str]:
         fastavro.schemaless_writer(buf, parsed_old, datum)
         buf.seek(0)
         try:
-            fastavro.schemaless_reader(buf, parsed_old, parsed_new)
-        except Exception as exc:
-            problems.append(f"old data unreadable with new schema: {exc}")
+            guarded(
+                "incompatible", "old data", fastavro.schemaless_reader, buf, parsed_old, parsed_new
+            )
+        except DecodeError as exc:
+            problems.append(f"old data unreadable with new schema: {exc.detail}")
             break
     return problems
+
+
+# --- the contract: which writer schemas are trusted -------------------------------------
+
+
+class Contract:
+    """Every committed schema version, by the fingerprint of its Parsing Canonical Form.
+
+    A writer schema is used only if it is (in canonical form) one of these; the registry
+    only tells us which one. See ``privops.adapters.guard`` for the limits and why.
+    """
+
+    def __init__(self, versions: dict[str, list[SchemaVersion]]) -> None:
+        self._by_fingerprint: dict[str, SchemaVersion] = {}
+        for version in (v for vs in versions.values() for v in vs):
+            where = str(version.path)
+            try:
+                untrusted_schema(version.text)
+            except DecodeError as exc:
+                raise ValueError(f"{where}: outside the decode limits: {exc}") from exc
+            self._by_fingerprint[fingerprint(version.schema)] = version
+
+    def version_of(self, writer_schema: Schema | str) -> SchemaVersion:
+        """The committed version ``writer_schema`` is, or ``DecodeError("unknown_schema")``."""
+        schema = untrusted_schema(writer_schema)
+        found = self._by_fingerprint.get(fingerprint(schema))
+        if found is None:
+            raise DecodeError(
+                "unknown_schema", f"{schema_label(schema)} is not a committed schema version"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A trusted writer schema, parsed: how to read its bytes into our newest model."""
+
+    version: SchemaVersion
+    model: type[Record]
+    parsed: Any
+    reader: Any  # our newest parsed schema, or None when it is the writer itself
+    plan: Node
 
 
 # --- encoding -----------------------------------------------------------------------------
 
 
 class Codec:
-    """Avro binary for the newest schema of each record (no framing: see privops.wire)."""
+    """Avro binary for the newest schema of each record (framing: privops.adapters.serde)."""
 
     def __init__(self, schema_dir: Path) -> None:
-        self.latest = latest_schemas(schema_dir)
+        versions = load_versions(schema_dir)
+        self.latest = {name: vs[-1] for name, vs in versions.items()}
         missing = [m.fullname() for m in ALL_RECORDS if m.fullname() not in self.latest]
         if missing:
             raise ValueError(f"no schema file for {missing}; run `privops schemas generate`")
+        self.contract = Contract(versions)
         self._parsed = {
             name: fastavro.parse_schema(v.schema, named_schemas={})
             for name, v in self.latest.items()
         }
-        # Writer schemas seen so far, parsed once: (model, parsed writer, reader or None
-        # when the writer is our own newest schema, so no resolution is needed).
-        self._writers: dict[str, tuple[type[Record], Any, Any]] = {}
+        # Every committed version parsed once, up front (all of them take ~10 ms), so
+        # nothing from outside ever reaches fastavro's schema parser.
+        self._writers = {
+            (v.fullname, v.version): self._writer(v) for vs in versions.values() for v in vs
+        }
 
     def schema_text(self, fullname: str) -> str:
         return self.latest[fullname].text
@@ -221,41 +279,45 @@ class Codec:
 
     def decode(self, writer_schema: Schema | str, payload: bytes) -> Record:
         """Decode with the writer's schema, resolved to our newest schema of that record."""
-        key = writer_schema if isinstance(writer_schema, str) else None
-        cached = self._writers.get(key) if key is not None else None
-        if cached is None:
-            cached = self._writer(writer_schema)
-            if key is not None:
-                self._writers[key] = cached
-        model, parsed_writer, reader = cached
-        try:
-            datum = fastavro.schemaless_reader(io.BytesIO(payload), parsed_writer, reader)
-        except Exception as exc:
+        return self.read(self.writer(writer_schema), payload)
+
+    def writer(self, writer_schema: Schema | str) -> Writer:
+        """The committed writer ``writer_schema`` stands for (callers cache it per id)."""
+        version = self.contract.version_of(writer_schema)
+        writer = self._writers[(version.fullname, version.version)]
+        if writer is None:
             raise DecodeError(
-                "undecodable", f"{model.fullname()}: {type(exc).__name__}: {exc}"
-            ) from exc
-        try:
-            return model.model_validate(datum)
-        except Exception as exc:
-            raise DecodeError("invalid_record", f"{model.fullname()}: {exc}") from exc
+                "unknown_record", f"no record named {version.fullname!r} in this version"
+            )
+        return writer
 
-    def _writer(self, writer_schema: Schema | str) -> tuple[type[Record], Any, Any]:
-        """Parse a writer schema once (JSON + fastavro parsing cost more than the data)."""
-        writer = json.loads(writer_schema) if isinstance(writer_schema, str) else writer_schema
-        fullname = _fullname(writer)
-        model = RECORDS_BY_NAME.get(fullname)
-        if model is None:
-            raise DecodeError("unknown_record", f"no record named {fullname!r} in this version")
-        try:
-            parsed_writer = fastavro.parse_schema(writer, named_schemas={})
-        except Exception as exc:
-            raise DecodeError("undecodable", f"{fullname}: {type(exc).__name__}: {exc}") from exc
-        reader = self._parsed[fullname]
-        return model, parsed_writer, None if parsed_writer == reader else reader
+    def read(self, writer: Writer, payload: bytes) -> Record:
+        """Avro bytes written with ``writer``, as a validated record; else ``DecodeError``."""
+        name = writer.version.fullname
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise DecodeError("undecodable", f"{name}: {len(payload)} bytes is over the limit")
+        if len(payload) > MAX_COLLECTION_ITEMS:  # shorter ones cannot hold more items
+            check_items(writer.plan, payload)
+        datum = guarded("undecodable", name, _read_all, writer, payload)
+        return guarded("invalid_record", name, writer.model.model_validate, datum)
+
+    def _writer(self, version: SchemaVersion) -> Writer | None:
+        shape = plan(version.schema, str(version.path))
+        model = RECORDS_BY_NAME.get(version.fullname)
+        if model is None:  # a committed record this version no longer has
+            return None
+        parsed = fastavro.parse_schema(version.schema, named_schemas={})
+        reader = self._parsed[version.fullname]
+        return Writer(version, model, parsed, None if parsed == reader else reader, shape)
 
 
-def _fullname(schema: Schema) -> str:
-    name = str(schema.get("name", ""))
-    if "." in name:
-        return name
-    return f"{schema.get('namespace', '')}.{name}"
+def _read_all(writer: Writer, payload: bytes) -> Any:
+    """One record that must take exactly the whole payload (trailing bytes are corruption)."""
+    buf = io.BytesIO(payload)
+    datum = fastavro.schemaless_reader(buf, writer.parsed, writer.reader)
+    left = len(payload) - buf.tell()
+    if left:
+        raise DecodeError(
+            "undecodable", f"{writer.version.fullname}: {left} bytes after the record"
+        )
+    return datum

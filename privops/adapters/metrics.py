@@ -66,6 +66,7 @@ class DeadLetterReason(StrEnum):
     unknown_value = "unknown_value"
     wrong_topic = "wrong_topic"
     undeclared_disclosure = "undeclared_disclosure"
+    unknown_record = "unknown_record"
 
 
 class RejectionReason(StrEnum):

@@ -6,22 +6,34 @@ name strategy (subject = record full name), so one topic can carry several recor
 schema. Ids are cached both ways; all bundled schemas are registered once at start-up
 (``register_all``) so encoding never blocks on the network, and decoding only goes to
 the registry for a schema id it has never seen (a newer producer).
+
+The registry is open, so what it answers is not trusted: a schema id is usable only if
+its schema is one of the committed versions (``privops.adapters.avro.Contract``), and
+that verdict is cached per id both ways, so a hostile id costs one lookup, not one per
+message. Every decode failure is a ``DecodeError`` (the agents dead-letter it); only an
+unreachable or failing registry is a ``RegistryError``, since that is no fault of the
+message and callers may retry.
 """
 
 from __future__ import annotations
 
+import json
 import struct
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 
-from privops.adapters.avro import Codec
+from privops.adapters.avro import Codec, Writer
+from privops.adapters.guard import MAX_REGISTRY_ANSWER_BYTES
 from privops.core.errors import DecodeError, RegistryError
 from privops.core.records import Record
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+#: Rejected schema ids remembered; beyond this the oldest verdicts are dropped.
+MAX_REJECTED_IDS = 10_000
 
 
 def frame(schema_id: int, payload: bytes) -> bytes:
@@ -40,19 +52,32 @@ def unframe(data: bytes | None) -> tuple[int, bytes]:
 
 
 class Serde:
-    """Encode records to framed Avro and decode them back, with cached registry ids."""
+    """Encode records to framed Avro and decode them back, with cached registry ids.
 
-    def __init__(self, registry_url: str, schema_dir: Path, *, timeout: float = 10.0) -> None:
+    ``transport`` serves the registry in-process (tests); by default it is HTTP.
+    """
+
+    def __init__(
+        self,
+        registry_url: str,
+        schema_dir: Path,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.MockTransport | None = None,
+    ) -> None:
         self.registry_url = registry_url.rstrip("/")
         self.codec = Codec(schema_dir)
         self.timeout = timeout
+        self._transport = transport
         self._id_by_name: dict[str, int] = {}
         self._schema_by_id: dict[int, str] = {}
+        self._trusted: dict[int, Writer] = {}
+        self._rejected: dict[int, tuple[str, str]] = {}
 
     # --- registration ---------------------------------------------------------------
     def register_all(self) -> int:
         """Register every bundled schema (idempotent: the registry returns existing ids)."""
-        with httpx.Client(timeout=self.timeout) as client:
+        with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
             for fullname in self.codec.latest:
                 self._register(client, fullname)
         return len(self._id_by_name)
@@ -78,7 +103,7 @@ class Serde:
         try:
             return self._id_by_name[fullname]
         except KeyError:
-            with httpx.Client(timeout=self.timeout) as client:
+            with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
                 return self._register(client, fullname)
 
     # --- encode / decode ------------------------------------------------------------
@@ -87,47 +112,111 @@ class Serde:
 
     def decode(self, data: bytes | None) -> Record:
         schema_id, payload = unframe(data)
-        writer = self._schema_by_id.get(schema_id)
+        writer = self._known(schema_id)
         if writer is None:
-            writer = self._fetch(schema_id)
-        return self.codec.decode(writer, payload)
+            writer = self._judge(schema_id, self._fetch(schema_id))
+        return self.codec.read(writer, payload)
 
     async def decode_async(self, data: bytes | None) -> Record:
         """Like decode, but a cache miss is fetched without blocking the event loop."""
         schema_id, payload = unframe(data)
-        writer = self._schema_by_id.get(schema_id)
+        writer = self._known(schema_id)
         if writer is None:
-            writer = await self._fetch_async(schema_id)
-        return self.codec.decode(writer, payload)
+            writer = self._judge(schema_id, await self._fetch_async(schema_id))
+        return self.codec.read(writer, payload)
+
+    def _known(self, schema_id: int) -> Writer | None:
+        """The cached verdict on ``schema_id``: its writer, a DecodeError, or None (ask)."""
+        writer = self._trusted.get(schema_id)
+        if writer is not None:
+            return writer
+        rejected = self._rejected.get(schema_id)
+        if rejected is not None:
+            raise DecodeError(*rejected)
+        text = self._schema_by_id.get(schema_id)
+        return None if text is None else self._judge(schema_id, text)
+
+    def _judge(self, schema_id: int, text: str) -> Writer:
+        try:
+            writer = self.codec.writer(text)
+        except DecodeError as exc:
+            raise self._reject(schema_id, exc) from exc
+        self._trusted[schema_id] = writer
+        return writer
+
+    def _reject(self, schema_id: int, exc: DecodeError) -> DecodeError:
+        """Remember that ``schema_id`` is unusable (ids never change their schema)."""
+        if len(self._rejected) >= MAX_REJECTED_IDS:
+            del self._rejected[next(iter(self._rejected))]
+        self._rejected[schema_id] = (exc.reason, f"schema id {schema_id}: {exc.detail}")
+        return DecodeError(*self._rejected[schema_id])
 
     def _url(self, schema_id: int) -> str:
         return f"{self.registry_url}/schemas/ids/{schema_id}"
 
     def _fetch(self, schema_id: int) -> str:
         try:
-            with httpx.Client(timeout=self.timeout) as client:
-                resp = client.get(self._url(schema_id))
+            with (
+                httpx.Client(timeout=self.timeout, transport=self._transport) as client,
+                client.stream("GET", self._url(schema_id)) as resp,
+            ):
+                body = _limited(resp.iter_bytes())
         except httpx.HTTPError as exc:
             raise RegistryError(f"schema registry unreachable: {exc}") from exc
-        return self._remember(schema_id, self._check(resp, schema_id))
+        return self._answer(schema_id, resp.status_code, body)
 
     async def _fetch_async(self, schema_id: int) -> str:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                resp = await client.get(self._url(schema_id))
+            async with (
+                httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client,
+                client.stream("GET", self._url(schema_id)) as resp,
+            ):
+                body = await _limited_async(resp.aiter_bytes())
         except httpx.HTTPError as exc:
             raise RegistryError(f"schema registry unreachable: {exc}") from exc
-        return self._remember(schema_id, self._check(resp, schema_id))
+        return self._answer(schema_id, resp.status_code, body)
 
-    @staticmethod
-    def _check(resp: httpx.Response, schema_id: int) -> httpx.Response:
-        if resp.status_code == 404:
+    def _answer(self, schema_id: int, status: int, body: bytes | None) -> str:
+        if status == 404:  # not remembered: a lagging registry may know it in a moment
             raise DecodeError("unknown_schema", f"schema id {schema_id} is not in the registry")
-        if resp.status_code >= 400:
-            raise RegistryError(f"fetching schema {schema_id}: {resp.status_code} {resp.text}")
-        return resp
+        if status >= 400:
+            shown = "(too large)" if body is None else repr(body[:200])
+            raise RegistryError(f"fetching schema {schema_id}: {status} {shown}")
+        try:
+            return schema_text(body)
+        except DecodeError as exc:
+            raise self._reject(schema_id, exc) from exc
 
-    def _remember(self, schema_id: int, resp: httpx.Response) -> str:
-        text = str(resp.json()["schema"])
-        self._schema_by_id[schema_id] = text
-        return text
+
+def _limited(chunks: Iterator[bytes]) -> bytes | None:
+    """The body, or None once it is over the size limit (the rest is not read)."""
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > MAX_REGISTRY_ANSWER_BYTES:
+            return None
+    return bytes(body)
+
+
+async def _limited_async(chunks: AsyncIterator[bytes]) -> bytes | None:
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > MAX_REGISTRY_ANSWER_BYTES:
+            return None
+    return bytes(body)
+
+
+def schema_text(body: bytes | None) -> str:
+    """The Avro schema text in a registry's 200 answer; anything else is ``unknown_schema``."""
+    if body is None:
+        raise DecodeError("unknown_schema", "registry answer over the size limit")
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError("unknown_schema", f"registry answer is not JSON: {exc}") from exc
+    text = answer.get("schema") if isinstance(answer, dict) else None
+    kind = answer.get("schemaType", "AVRO") if isinstance(answer, dict) else None
+    if not isinstance(text, str) or kind != "AVRO":
+        raise DecodeError("unknown_schema", "registry answer holds no Avro schema")
+    return text

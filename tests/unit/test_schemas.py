@@ -202,8 +202,9 @@ def test_truncated_payload_is_undecodable(codec: Codec) -> None:
     assert info.value.reason == "undecodable"
 
 
-def test_unknown_record_name_is_reported(codec: Codec) -> None:
+def test_unknown_record_name_is_an_unknown_schema(codec: Codec) -> None:
+    """Not a committed schema version, so untrusted (DESIGN.md section 4), whatever its name."""
     schema = {"type": "record", "name": "Nope", "namespace": "elsewhere", "fields": []}
     with pytest.raises(DecodeError) as info:
         codec.decode(schema, b"")
-    assert info.value.reason == "unknown_record"
+    assert info.value.reason == "unknown_schema"
