@@ -24,12 +24,11 @@ from privops.core import records as r
 from privops.core.consent import FactKind
 from privops.core.datamap import load_datamap
 from privops.core.erasure import SubjectFacts
-from privops.core.errors import DomainError
+from privops.core.errors import DomainError, WrongTopic
 from privops.core.facts import (
     IngestInput,
     UndeclaredDisclosure,
     UnknownDirectiveKind,
-    WrongTopic,
     admit_ingest,
     consent_facts,
     consent_state_record,

@@ -2,9 +2,14 @@
 
 Reads:  privacy.commands, privacy.task-results, privops.internal.request-ticks
         (all keyed by request id, co-partitioned)
-Writes: privacy.tasks.<system>, privacy.alerts, privacy.notifications, privacy.audit,
+Writes: privacy.command-results (one answer per command), privacy.tasks.<system>,
+        privacy.alerts, privacy.notifications, privacy.audit,
         privops.internal.subject-directives, privacy.deadletter; tables requests,
         (holds are forwarded to ingest). Decisions are privops.core.workflow's pure functions.
+
+Each record is acted on only if its type belongs on the topic it came from (a command
+only from privacy.commands, an answer only from privacy.task-results, a tick only from
+the ticks topic); anything else is a `wrong_topic` dead letter.
 """
 
 from __future__ import annotations
@@ -17,13 +22,19 @@ from faust.types import EventT, StreamT
 from privops.adapters import metrics
 from privops.core import records as r
 from privops.core import workflow as wf
+from privops.core.admission import (
+    WorkflowInput,
+    admit_workflow,
+    audited_actor,
+    audited_request_id,
+)
 from privops.core.clock import Clock
 from privops.core.datamap import load_datamap
 from privops.core.erasure import LegalHold, SubjectFacts
-from privops.core.errors import DecodeError
+from privops.core.errors import DecodeError, WrongTopic
 from privops.core.identity import IdentityMap
 from privops.core.ticks import parse_tick
-from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, TASK_RESULTS
+from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, TASK_RESULTS
 from privops.core.vocab import TERMINAL_STATES, TaskState
 from streams.app import app, settings
 from streams.audit import audit, ref
@@ -53,9 +64,18 @@ def load(request_id: str) -> wf.RequestRecord | None:
     return wf.RequestRecord.model_validate(raw) if raw else None
 
 
+def bare_context() -> wf.Context:
+    """The context of a command for no known request or subject: the clock only."""
+    now = clock.now()
+    return wf.Context(
+        now=now, today=clock.today(), datamap=DATAMAP, subject_ref="", known_subject=False
+    )
+
+
 def context(subject_id: str) -> wf.Context:
     identity_json = read_any(identities, subject_id)
     facts_json = read_any(subject_facts, subject_id)
+    consent_json = read_any(consent, subject_id)
     now = clock.now()
     return wf.Context(
         now=now,
@@ -63,7 +83,8 @@ def context(subject_id: str) -> wf.Context:
         datamap=DATAMAP,
         subject_ref=ref(subject_id),
         identity=IdentityMap.model_validate(identity_json) if identity_json else None,
-        known_subject=identity_json is not None or read_any(consent, subject_id) is not None,
+        known_subject=identity_json is not None or consent_json is not None,
+        restricted=bool(consent_json and consent_json.get("restricted")),
         facts=SubjectFacts.model_validate(facts_json) if facts_json else SubjectFacts(),
         holds=tuple(LegalHold.model_validate(h) for h in read_any(legal_holds, subject_id) or []),
         complaint_ack_days=settings.complaint_ack_days,
@@ -76,43 +97,44 @@ async def workflow(stream: StreamT[Any]) -> None:
         record = await decode(event, "workflow")
         if record is None:
             continue
-        if isinstance(record, r.Command):
-            metrics.count_event("commands", type(record).__name__)
-            await on_command(record)
-        elif isinstance(record, r.TaskResult):
-            metrics.count_event("task_results", type(record).__name__)
-            await on_result(record)
-        elif isinstance(record, r.RequestTick):
-            await on_tick(event, record)
-        else:
-            await dead_letter(
-                event,
-                "workflow",
-                "invalid_record",
-                f"{record.fullname()} does not belong on {event.message.topic}",
-            )
+        try:
+            admitted = admit_workflow(event.message.topic, record)
+        except WrongTopic as exc:
+            await dead_letter(event, "workflow", exc.reason, str(exc))
+            continue
+        await on_input(event, admitted)
+
+
+async def on_input(event: EventT[Any], record: WorkflowInput) -> None:
+    if isinstance(record, r.Command):
+        metrics.count_event("commands", type(record).__name__)
+        await on_command(record)
+    elif isinstance(record, r.TaskResult):
+        metrics.count_event("task_results", type(record).__name__)
+        await on_result(record)
+    else:
+        await on_tick(event, record)
 
 
 async def on_command(cmd: r.Command) -> None:
+    """Decide, then answer on privacy.command-results, store, publish and audit."""
+    actor = audited_actor(cmd.actor)
     if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased):
-        await on_hold(cmd)
+        outcome = wf.on_hold(cmd, context(cmd.subject_id))
+        await apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id)
         return
     rec = load(cmd.request_id)
     subject_id = cmd.subject_id if isinstance(cmd, r.RequestSubmitted) else None
     subject_id = subject_id or (rec.subject_id if rec else None)
-    if subject_id is None:
-        outcome = wf.reject("unknown_request", f"no request {cmd.request_id}")
-    else:
-        outcome = wf.on_command(rec, cmd, context(subject_id))
-    await apply(outcome, rec, cmd.request_id, subject_id, cmd.actor, cmd.command_id)
+    # With no request and no subject there is nothing to look up: the decision rejects it.
+    ctx = context(subject_id) if subject_id else bare_context()
+    outcome = wf.on_command(rec, cmd, ctx)
+    await apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id)
 
 
 async def on_result(result: r.TaskResult) -> None:
     rec = load(result.request_id)
-    if rec is None:
-        outcome = wf.reject("unknown_request", f"answer for unknown request {result.request_id}")
-    else:
-        outcome = wf.on_result(rec, result, context(rec.subject_id))
+    outcome = wf.on_result(rec, result, context(rec.subject_id) if rec else bare_context())
     cause = f"{result.task_id}:{result.attempt}:{type(result).__name__}"
     await apply(
         outcome,
@@ -139,46 +161,6 @@ async def on_tick(event: EventT[Any], record: r.RequestTick) -> None:
     await apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
 
 
-async def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:
-    """Audit the hold here (its chain is the command's request id) and hand it to the
-    ingest agent, which owns the subject's partition and keeps the holds table."""
-    holds = [LegalHold.model_validate(h) for h in read_any(legal_holds, cmd.subject_id) or []]
-    if isinstance(cmd, r.LegalHoldPlaced):
-        if any(h.hold_id == cmd.hold_id for h in holds):
-            return
-        action, after = "legal_hold_placed", ",".join(c.value for c in cmd.categories)
-        reason = cmd.reason
-    else:
-        if not any(h.hold_id == cmd.hold_id and h.released_at is None for h in holds):
-            await reject(
-                cmd.request_id,
-                cmd.subject_id,
-                cmd.actor,
-                cmd.command_id,
-                "unknown_request",
-                f"no active hold {cmd.hold_id}",
-            )
-            return
-        action, after, reason = "legal_hold_released", cmd.hold_id, cmd.hold_id
-    await emit(SUBJECT_DIRECTIVES, cmd.subject_id, cmd)
-    await audit(
-        actor=cmd.actor,
-        action=action,
-        cause=cmd.command_id,
-        occurred_at=clock.now(),
-        request_id=cmd.request_id,
-        subject_id=cmd.subject_id,
-        after=after,
-        reason=reason,
-    )
-
-
-async def reject(
-    request_id: str, subject_id: str | None, actor: str, cause: str, reason: str, message: str
-) -> None:
-    await apply(wf.reject(reason, message), None, request_id, subject_id, actor, cause)
-
-
 async def apply(
     outcome: wf.Outcome,
     before: wf.RequestRecord | None,
@@ -187,16 +169,23 @@ async def apply(
     actor: str,
     cause: str,
 ) -> None:
-    """Store, publish, audit and count what a decision on ``before`` returned."""
+    """Store, answer, publish, audit and count what a decision on ``before`` returned.
+
+    The answer goes before the effects it announces (privacy.command-results' contract);
+    a rejection has no effects, only its answer and its audit step.
+    """
     now = clock.now()
     rec = outcome.record
+    audited_id = audited_request_id(request_id)  # logs and audit never take contact details
     if outcome.rejected:
         metrics.count_command_rejected(outcome.rejected)
-        log.warning("rejected input for request %s: %s", request_id, outcome.rejected)
+        log.warning("rejected input for request %s: %s", audited_id, outcome.rejected)
     if rec is not None:
         requests[request_id] = rec.model_dump(mode="json")
         schedule.track(rec)
         _count(before, rec)
+    if outcome.answer is not None:
+        await emit(COMMAND_RESULTS, request_id, outcome.answer)
     for out in outcome.out:
         await emit(out.topic, out.key, out.record)
     for i, step in enumerate(outcome.audit):
@@ -205,7 +194,7 @@ async def apply(
             action=step.action,
             cause=f"{cause}:{i}",
             occurred_at=now,
-            request_id=request_id,
+            request_id=audited_id,
             subject_id=subject_id,
             before=step.before,
             after=step.after,

@@ -37,6 +37,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from privops import __version__
+from privops.core.request import Reason
 from privops.core.vocab import (
     OPEN_STATES,
     TERMINAL_STATES,
@@ -69,18 +70,11 @@ class DeadLetterReason(StrEnum):
     unknown_record = "unknown_record"
 
 
-class RejectionReason(StrEnum):
-    """Why a command on privacy.commands was refused (DESIGN.md section 8)."""
+class SignatureReason(StrEnum):
+    """Rejections for who sent a command (DESIGN.md section 8), beside the workflow's."""
 
     bad_signature = "bad_signature"
     unknown_signer = "unknown_signer"
-    unknown_subject = "unknown_subject"
-    unknown_request = "unknown_request"
-    identity_unverified = "identity_unverified"
-    invalid_transition = "invalid_transition"
-    extension_not_allowed = "extension_not_allowed"
-    invalid_command = "invalid_command"
-    duplicate = "duplicate"
 
 
 class AuditAction(StrEnum):
@@ -166,7 +160,8 @@ OPEN_REQUEST_STATES = _values(OPEN_STATES)
 OUTCOMES = _values(TERMINAL_STATES)
 SOURCES = _values(EventSource)
 DEADLETTER_REASONS = _values(DeadLetterReason)
-REJECTION_REASONS = _values(RejectionReason)
+# The workflow's rejection codes (privops.core.request.Reason) and the signature checks.
+REJECTION_REASONS = _values(Reason) | _values(SignatureReason)
 AUDIT_ACTIONS = _values(AuditAction)
 
 # --------------------------------------------------------------------------------------

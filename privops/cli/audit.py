@@ -12,7 +12,6 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from privops.adapters.kafka import Consumed, read_all
 from privops.adapters.serde import Serde
@@ -34,6 +33,7 @@ from privops.core.errors import DecodeError, PrivopsError
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
 from privops.core.topics import AUDIT
+from privops.tools.views import table
 
 app = typer.Typer(help="The tamper-evident audit trail (privacy.audit).", no_args_is_help=True)
 
@@ -119,12 +119,13 @@ def show(
     if as_json:
         emit_json([r.model_dump(mode="json") for r in history])
         return
-    table = Table(title=f"Audit trail for {escape(wanted)}")
-    for col in ("time (UTC)", "seq", "actor", "action", "before -> after", "reason"):
-        table.add_column(col)
+    out = table(
+        "time (UTC)", "seq", "actor", "action", "before -> after", "reason",
+        title=f"Audit trail for {escape(wanted)}",
+    )  # fmt: skip
     for r in history:
         change = f"{r.before or '-'} -> {r.after or '-'}" if (r.before or r.after) else "-"
-        table.add_row(
+        out.add_row(
             r.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(r.seq),
             escape(r.actor),
@@ -132,7 +133,7 @@ def show(
             escape(change),
             escape(r.reason or "-"),
         )
-    console.print(table)
+    console.print(out)
 
 
 def _break_dict(b: Break) -> dict[str, Any]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from privops.cli.common import EXIT_BAD_INPUT, Json, console, emit_json, fail, handled, say
 from privops.tools import bench as b
+from privops.tools.views import table
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -86,9 +86,9 @@ def bench(
     if as_json:
         emit_json([r.as_json() for r in results])
     else:
-        table = Table("scenario", "measured", "value", "baseline", "ratio", "target", "result")
+        out = table("scenario", "measured", "value", "baseline", "ratio", "target", "result")
         for r in results:
-            table.add_row(
+            out.add_row(
                 r.scenario,
                 r.metric,
                 _fmt(r.measured, r.unit),
@@ -97,7 +97,7 @@ def bench(
                 r.target or "-",
                 _verdict(r.passed),
             )
-        console.print(table)
+        console.print(out)
         for r in results:
             if r.details:
                 console.print(f"[dim]{r.scenario} / {r.metric}: {r.details}[/]")

@@ -94,11 +94,6 @@ def quiet_kafka_logs() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def cell(value: Any, default: str = "-") -> str:
-    """A value from the worker's JSON as table text: markup escaped, blanks shown as a dash."""
-    return default if value is None or value == "" else escape(str(value))
-
-
 # --- input checks ----------------------------------------------------------------------------
 
 

@@ -12,12 +12,10 @@ from urllib.parse import quote
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from privops.cli.common import (
     EXIT_FAILED,
     Json,
-    cell,
     check_id,
     choices,
     console,
@@ -26,6 +24,7 @@ from privops.cli.common import (
 )
 from privops.cli.worker_http import worker_json
 from privops.core.vocab import Channel, Purpose
+from privops.tools.views import cell, grid
 
 app = typer.Typer(
     help="Consent and preferences: ask the worker whether a contact is allowed.",
@@ -65,21 +64,19 @@ def render_decision(body: dict[str, Any], allowed: bool) -> None:
         f"for {cell(body.get('subject_id'))}",
         highlight=False,
     )
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("rule", cell(body.get("rule")))
-    grid.add_row("reason", cell(body.get("reason")))
+    summary = grid()
+    summary.add_row("rule", cell(body.get("rule")))
+    summary.add_row("reason", cell(body.get("reason")))
     evidence = body.get("evidence")
     if isinstance(evidence, dict):
-        grid.add_row(
+        summary.add_row(
             "evidence",
             f"{cell(evidence.get('basis'))} from {cell(evidence.get('source'))} "
             f"at {cell(evidence.get('occurred_at'))}",
         )
-        grid.add_row("event", cell(evidence.get("event_id")))
+        summary.add_row("event", cell(evidence.get("event_id")))
         if evidence.get("reference"):
-            grid.add_row("reference", cell(evidence.get("reference")))
+            summary.add_row("reference", cell(evidence.get("reference")))
     else:
-        grid.add_row("evidence", "none recorded")
-    console.print(grid)
+        summary.add_row("evidence", "none recorded")
+    console.print(summary)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from privops.adapters import runtime
 from privops.cli.common import EXIT_UNAVAILABLE, Json, console, emit_json, handled, say, settings
+from privops.tools.views import table
 
 app = typer.Typer(help="Run Kafka (KRaft) and the schema registry locally, on loopback.")
 
@@ -33,14 +33,14 @@ def status(as_json: Json = False) -> None:
     if as_json:
         emit_json([row.__dict__ for row in rows])
     else:
-        table = Table("component", "state", "pid", "address", "log")
+        out = table("component", "state", "pid", "address", "log")
         for row in rows:
             state = (
                 "[green]ready[/]"
                 if row.ready
                 else ("[yellow]starting[/]" if row.running else "[red]stopped[/]")
             )
-            table.add_row(row.name, state, str(row.pid or "-"), row.address, str(row.log))
-        console.print(table)
+            out.add_row(row.name, state, str(row.pid or "-"), row.address, str(row.log))
+        console.print(out)
     if not all(row.ready for row in rows):
         raise typer.Exit(EXIT_UNAVAILABLE)

@@ -12,6 +12,7 @@ from rich.text import Text
 from privops.cli.common import Json, console, emit_json, handled, settings
 from privops.core.datamap import DataMap, PurposeSpec, load_datamap
 from privops.core.ropa import ordered_categories, ropa_record
+from privops.tools.views import table
 
 
 def ropa(
@@ -51,10 +52,7 @@ def ropa_renderables(datamap: DataMap) -> list[RenderableType]:
 
 
 def _table(title: str, columns: tuple[str, ...], *, lines: bool = True) -> Table:
-    table = Table(title=title, show_lines=lines, expand=True)
-    for col in columns:
-        table.add_column(col)
-    return table
+    return table(*columns, title=title, show_lines=lines, expand=True)
 
 
 def _header(datamap: DataMap) -> Text:

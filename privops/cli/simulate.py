@@ -31,6 +31,7 @@ from privops.tools.simulate import (
     publish_business_day,
 )
 from privops.tools.simulate import run_connectors as _run_connectors
+from privops.tools.views import table
 
 app = typer.Typer(
     help="Simulated business systems (reference connectors) answering privops' tasks.",
@@ -141,12 +142,12 @@ def _on_answer(task: Task, result: TaskResult | None, duplicate: bool) -> None:
 
 
 def _store_table(data_dir: Path, seeded: dict[System, bool]) -> Table:
-    table = Table("system", "store", "state", "rows")
+    out = table("system", "store", "state", "rows")
     for system, now in seeded.items():
         store = open_store(data_dir, system)
         counts = ", ".join(f"{t.name} {store.count(t.name)}" for t in store.spec.tables)
-        table.add_row(system.value, str(store.path), "seeded now" if now else "existing", counts)
-    return table
+        out.add_row(system.value, str(store.path), "seeded now" if now else "existing", counts)
+    return out
 
 
 async def _main(
@@ -166,10 +167,10 @@ async def _main(
     if events:
         say(f"publishing a business day for {customers} customers to <system>.events ...")
         counts = await publish_business_day(cfg, people, date=day)
-        table = Table("event", "published")
+        published = table("event", "published")
         for name, n in sorted(counts.items()):
-            table.add_row(name, str(n))
-        console.print(table)
+            published.add_row(name, str(n))
+        console.print(published)
     for system, k in sorted(knobs.items()):
         say(
             f"{system.value}: delay {k.delay_seconds}s, "

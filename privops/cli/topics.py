@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from privops.adapters.kafka import create_topics
 from privops.cli.common import Json, console, emit_json, run_async, settings
 from privops.core.topics import catalogue
+from privops.tools.views import table
 
 app = typer.Typer(help="Kafka topics from the catalogue (DESIGN.md section 4).")
 
@@ -22,7 +22,7 @@ def create(as_json: Json = False) -> None:
     if as_json:
         emit_json([o.__dict__ for o in outcomes])
         return
-    table = Table("topic", "partitions", "action", "note")
+    out = table("topic", "partitions", "action", "note")
     for o in outcomes:
-        table.add_row(o.name, str(o.partitions), "created" if o.created else "exists", o.note)
-    console.print(table)
+        out.add_row(o.name, str(o.partitions), "created" if o.created else "exists", o.note)
+    console.print(out)

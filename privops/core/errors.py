@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 
 class PrivopsError(Exception):
     """Root of every error privops raises on purpose."""
@@ -30,3 +32,15 @@ class RuntimeUnavailable(PrivopsError):
 
 class DomainError(PrivopsError):
     """A command that the rules do not allow (illegal transition, unknown subject, ...)."""
+
+
+class WrongTopic(PrivopsError):
+    """A record type that does not belong on the topic it came from (DESIGN.md section 8).
+
+    Kafka's ACLs say who may write a topic, so the topic, not a field in the record, is
+    what proves where a record came from: a directive or legal hold on `crm.events` is a
+    system (or an attacker) trying to lift a restriction or a hold, and an event whose
+    `source` names another system is that system's word put in someone else's mouth.
+    """
+
+    reason: Final = "wrong_topic"

@@ -27,7 +27,7 @@ from privops.core import records as r
 from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent
 from privops.core.datamap import DataMap
 from privops.core.erasure import Disclosure, SubjectFacts
-from privops.core.errors import PrivopsError
+from privops.core.errors import PrivopsError, WrongTopic
 from privops.core.topics import SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 
@@ -44,18 +44,6 @@ IngestInput = r.UpstreamEvent | r.SubjectDirective | r.LegalHoldPlaced | r.Legal
 
 _DIRECTIVE_RECORDS: Final = (r.SubjectDirective, r.LegalHoldPlaced, r.LegalHoldReleased)
 _SYSTEM_OF_EVENTS_TOPIC: Final = {events_topic(system): system for system in System}
-
-
-class WrongTopic(PrivopsError):
-    """A record type that does not belong on the topic it came from (DESIGN.md section 8).
-
-    Kafka's ACLs say who may write a topic, so the topic, not a field in the record, is
-    what proves where a record came from: a directive or legal hold on `crm.events` is a
-    system (or an attacker) trying to lift a restriction or a hold, and an event whose
-    `source` names another system is that system's word put in someone else's mouth.
-    """
-
-    reason: Final = "wrong_topic"
 
 
 def admit_ingest(topic: str, record: r.Record) -> IngestInput:

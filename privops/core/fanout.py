@@ -23,6 +23,7 @@ from privops.core.request import (
     KeptItem,
     Out,
     Outcome,
+    Reason,
     RequestRecord,
     TaskRecord,
     directive,
@@ -235,12 +236,12 @@ _FINAL_BY_RESULT: dict[type[r.TaskResult], TaskState] = {
 def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> Outcome:
     """Apply a system's answer to its task."""
     if rec is None:
-        return reject("unknown_request", f"answer for unknown request {result.request_id}")
+        return reject(Reason.unknown_request, f"answer for unknown request {result.request_id}")
     task = rec.tasks.get(result.task_id)
     if task is None:
-        return reject("unknown_task", f"answer for unknown task {result.task_id}")
+        return reject(Reason.unknown_task, f"answer for unknown task {result.task_id}")
     if task.system is not result.system:
-        return reject("invalid_command", f"{result.system} answered a task of {task.system}")
+        return reject(Reason.invalid_command, f"{result.system} answered a task of {task.system}")
     if task.state in FINAL_TASK_STATES:
         return Outcome(
             record=None,

@@ -1,11 +1,12 @@
 """The stored request and what a decision on it sees and returns.
 
 ``RequestRecord`` is what the worker keeps per request in its ``requests`` table (as
-JSON): its lifecycle state, its deadline clock and each system's task. ``Context`` is
+JSON): its lifecycle state, its deadline clock, each system's task and the answers given
+to the last commands (so a redelivered command gets the same answer). ``Context`` is
 everything else a decision may look at; ``Outcome`` is what a decision returns: the new
-record plus what to publish and what to audit. The few edits every decision makes (a
-lifecycle move, a notice to the subject, a directive) sit at the end; nothing here
-decides anything.
+record plus what to publish, what to audit and the answer to the command. ``Reason`` is
+every code a rejection may carry. The few edits every decision makes (a lifecycle move,
+a notice to the subject, a directive) sit at the end; nothing here decides anything.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -21,6 +23,7 @@ from privops.core import erasure
 from privops.core import records as r
 from privops.core.datamap import DataMap
 from privops.core.deadlines import DEFAULT_COMPLAINT_ACK_DAYS, Pause
+from privops.core.errors import PrivopsError
 from privops.core.identity import IdentityMap
 from privops.core.lifecycle import LifecycleEvent, transition
 from privops.core.sweep import Alerted
@@ -35,6 +38,34 @@ from privops.core.vocab import (
     TaskAction,
     TaskState,
 )
+
+
+class Reason(StrEnum):
+    """Why a command (or a system's answer) was rejected: stable codes the CLI and metrics use."""
+
+    invalid_command = "invalid_command"
+    unknown_subject = "unknown_subject"
+    unknown_request = "unknown_request"
+    unknown_task = "unknown_task"
+    duplicate = "duplicate"
+    invalid_transition = "invalid_transition"
+    request_finished = "request_finished"
+    not_restricted = "not_restricted"
+    already_extended = "already_extended"
+    dates_out_of_order = "dates_out_of_order"
+
+
+class Refused(PrivopsError):
+    """A rule refused the command; raised anywhere inside a decision, answered as a rejection.
+
+    Decisions work on a copy of the record and collect their output, so raising this at
+    any depth leaves nothing behind: the command is rejected whole, never half-applied.
+    """
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 class _Model(BaseModel):
@@ -78,6 +109,19 @@ class FollowupItem(_Model):
     issued: bool = False
 
 
+class Answered(_Model):
+    """The answer given to one command: `reason` None is accepted."""
+
+    command_id: str
+    reason: Reason | None = None
+    message: str | None = None
+
+
+MAX_REMEMBERED_ANSWERS: Final = 32
+"""Redelivery repeats the last few commands, not old ones; this bounds the record's size."""
+MAX_ANSWER_MESSAGE: Final = 300
+
+
 class RequestRecord(_Model):
     request_id: str
     request_type: RequestType
@@ -109,21 +153,38 @@ class RequestRecord(_Model):
     followups: list[FollowupItem] = []
     history: list[HistoryItem] = []
     manifest: dict[str, Any] | None = None
-    commands_seen: list[str] = []
+    answered: list[Answered] = []
     created_at: datetime
     closed_at: datetime | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _drop_legacy_fields(cls, data: Any) -> Any:
-        """Records stored before alerts were keyed by offset carry `deadline_stage`.
+    def _upgrade_legacy_fields(cls, data: Any) -> Any:
+        """Read records stored by earlier versions.
 
-        It is dropped rather than translated: at worst the current stage's alert is
-        raised once more after the upgrade, which is better than refusing to load.
+        `deadline_stage` (before alerts were keyed by offset) is dropped rather than
+        translated: at worst the current stage's alert is raised once more after the
+        upgrade, which is better than refusing to load. `commands_seen` (before commands
+        were answered) held only commands that were applied, so each was accepted.
         """
-        if isinstance(data, dict) and "deadline_stage" in data:
-            data = {k: v for k, v in data.items() if k != "deadline_stage"}
+        if not isinstance(data, dict) or not {"deadline_stage", "commands_seen"} & set(data):
+            return data
+        seen = data.get("commands_seen") or []
+        data = {k: v for k, v in data.items() if k not in ("deadline_stage", "commands_seen")}
+        data.setdefault("answered", [{"command_id": c} for c in seen][-MAX_REMEMBERED_ANSWERS:])
         return data
+
+    def answer_to(self, command_id: str) -> Answered | None:
+        return next((a for a in self.answered if a.command_id == command_id), None)
+
+    def remember(self, command_id: str, reason: Reason | None, message: str | None) -> None:
+        """Keep the answer to `command_id` among the last few, for its redelivery."""
+        note = Answered(
+            command_id=command_id,
+            reason=reason,
+            message=message[:MAX_ANSWER_MESSAGE] if message else None,
+        )
+        self.answered = [*self.answered, note][-MAX_REMEMBERED_ANSWERS:]
 
     @property
     def open(self) -> bool:
@@ -140,6 +201,8 @@ class Context:
     subject_ref: str
     identity: IdentityMap | None = None
     known_subject: bool = True
+    # An active restriction on the subject (the consent state's flag): a lift needs one.
+    restricted: bool = False
     facts: erasure.SubjectFacts = field(default_factory=erasure.SubjectFacts)
     holds: tuple[erasure.LegalHold, ...] = ()
     complaint_ack_days: int = DEFAULT_COMPLAINT_ACK_DAYS
@@ -162,16 +225,23 @@ class Out:
 
 @dataclass
 class Outcome:
-    """The result of one decision. ``record`` None means: nothing to store."""
+    """The result of one decision. ``record`` None means: nothing to store.
+
+    ``answer`` is the command's answer for privacy.command-results (None for a system's
+    answer or a tick); ``out`` holds only effects, so a rejection's ``out`` is empty.
+    ``rejected`` is set when this decision rejected something (audited and counted); a
+    redelivered command's repeated answer is not a new rejection.
+    """
 
     record: RequestRecord | None
     audit: list[AuditStep] = field(default_factory=list)
     out: list[Out] = field(default_factory=list)
-    rejected: str | None = None
+    rejected: Reason | None = None
     message: str | None = None
+    answer: r.CommandAnswer | None = None
 
 
-def reject(reason: str, message: str) -> Outcome:
+def reject(reason: Reason, message: str) -> Outcome:
     return Outcome(
         record=None,
         audit=[AuditStep("command_rejected", reason=f"{reason}: {message}")],

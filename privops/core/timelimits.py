@@ -20,7 +20,15 @@ from privops.core import deadlines
 from privops.core import records as r
 from privops.core.errors import DomainError
 from privops.core.lifecycle import IDENTITY_REQUIRED
-from privops.core.request import AuditStep, Context, Out, Outcome, RequestRecord
+from privops.core.request import (
+    AuditStep,
+    Context,
+    Out,
+    Outcome,
+    Reason,
+    Refused,
+    RequestRecord,
+)
 from privops.core.request import stable_id as _id
 from privops.core.sweep import Alerted
 from privops.core.ticks import Tick, TickKind
@@ -82,10 +90,14 @@ def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> None:
 
 def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
     """Take the one extension, checked against the day the subject was told."""
-    if rec.clock_start is None or rec.extended:
-        raise DomainError("extension needs a running clock and is allowed once")
-    if not rec.open:
-        raise DomainError(f"request is {rec.state}")
+    if rec.extended:
+        raise Refused(
+            Reason.already_extended,
+            f"the deadline was already extended to {rec.due_on} ({rec.extension_reason}); "
+            "an extension is allowed once",
+        )
+    if rec.clock_start is None:
+        raise DomainError("an extension needs a running clock; this one has not started")
     deadlines.extend(rec.clock_start, cmd.notified_on, cmd.reason, paused_days=rec.paused_days)
     rec.extended = True
     rec.extension_reason = cmd.reason

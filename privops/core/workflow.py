@@ -1,11 +1,13 @@
 """The request workflow as pure decisions: (request record, input, context) -> outcome.
 
 One ``RequestRecord`` per request holds its lifecycle state, its deadline clock and each
-system's task. ``on_command``, ``on_result`` and ``on_tick`` never do I/O: they return
-the new record plus what to publish (tasks, alerts, notifications, directives) and what
-to audit. The Faust agent only decodes, looks up the context, calls these and emits.
-Fan-out and answers are privops.core.fanout's, task timing privops.core.retries', the
-deadline clock privops.core.timelimits'.
+system's task. ``on_command``, ``on_hold``, ``on_result`` and ``on_tick`` never do I/O:
+they return the new record plus what to publish (tasks, alerts, notifications,
+directives), what to audit and, for a command, its answer (CommandAccepted or
+CommandRejected with a ``Reason``). The Faust agent only decodes, looks up the context,
+calls these and emits. Checks that hold in any state (topic, names, dates) are
+privops.core.admission's; fan-out and systems' answers privops.core.fanout's, task
+timing privops.core.retries', the deadline clock privops.core.timelimits'.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, assert_never
 
+from privops.core import admission, retries, timelimits
 from privops.core import records as r
-from privops.core import retries, timelimits
 from privops.core.errors import DomainError
 from privops.core.fanout import (
     RECTIFIABLE_FIELDS,
@@ -25,6 +27,7 @@ from privops.core.fanout import (
     send_tasks,
     start_work,
 )
+from privops.core.holds import update_holds
 from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent
 from privops.core.request import (
     AuditStep,
@@ -34,6 +37,8 @@ from privops.core.request import (
     KeptItem,
     Out,
     Outcome,
+    Reason,
+    Refused,
     RequestRecord,
     TaskRecord,
     move,
@@ -43,7 +48,7 @@ from privops.core.request import (
 from privops.core.request import stable_id as _id
 from privops.core.retries import make_task_id, next_checks
 from privops.core.ticks import Tick, TickKind
-from privops.core.topics import COMMANDS
+from privops.core.topics import COMMANDS, SUBJECT_DIRECTIVES
 from privops.core.vocab import (
     FINAL_TASK_STATES,
     ObjectionScope,
@@ -61,11 +66,13 @@ __all__ = [
     "KeptItem",
     "Out",
     "Outcome",
+    "Reason",
     "RequestRecord",
     "TaskRecord",
     "make_task_id",
     "next_checks",
     "on_command",
+    "on_hold",
     "on_result",
     "on_tick",
     "pending_followups",
@@ -73,38 +80,103 @@ __all__ = [
 ]
 
 E = LifecycleEvent
-MAX_REMEMBERED_COMMANDS = 32
 
 
 # --- commands -----------------------------------------------------------------------------
 
 
 def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
-    """Apply one DPO command to a request."""
-    if rec is not None and cmd.command_id in rec.commands_seen:
-        return Outcome(record=None)  # redelivered: already applied
+    """Apply one DPO command to a request and answer it (privacy.command-results).
+
+    Everything is checked before anything is kept: a rejected command changes nothing
+    but the record's memory of the answer, so that its redelivery is answered the same.
+    """
+    if rec is not None and (seen := rec.answer_to(cmd.command_id)) is not None:
+        return Outcome(record=None, answer=_answer(cmd, rec, seen.reason, seen.message, ctx))
+    try:
+        outcome = _decide(rec, cmd, ctx)
+    except Refused as exc:
+        outcome = reject(exc.reason, exc.message)
+        if rec is not None:
+            outcome.record = rec.model_copy(deep=True)
+    if outcome.rejected is None:
+        outcome.message = _summary(outcome)
+    if outcome.record is not None:
+        outcome.record.remember(cmd.command_id, outcome.rejected, outcome.message)
+    state = outcome.record or rec
+    outcome.answer = _answer(cmd, state, outcome.rejected, outcome.message, ctx)
+    return outcome
+
+
+def _decide(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
+    admission.check_names(cmd)
     if isinstance(cmd, r.RequestSubmitted):
         if rec is not None:
-            return reject("duplicate", f"request id {cmd.request_id} already exists")
+            raise Refused(Reason.duplicate, f"request id {cmd.request_id} already exists")
+        admission.check_dates(cmd, None, ctx.today)
         return _submitted(cmd, ctx)
     if rec is None:
-        return reject("unknown_request", f"no request {cmd.request_id}")
-    rec = rec.model_copy(deep=True)
-    rec.commands_seen = [*rec.commands_seen, cmd.command_id][-MAX_REMEMBERED_COMMANDS:]
-    out = Outcome(record=rec)
+        raise Refused(Reason.unknown_request, f"no request {cmd.request_id}")
+    if not rec.open:
+        raise Refused(Reason.request_finished, f"request {rec.request_id} is {rec.state.value}")
+    admission.check_dates(cmd, rec, ctx.today)
     handler = _HANDLERS.get(type(cmd))
+    if handler is None:
+        raise Refused(Reason.invalid_command, f"{type(cmd).__name__} does not apply to a request")
+    rec = rec.model_copy(deep=True)
+    out = Outcome(record=rec)
     try:
-        if handler is None:
-            raise DomainError(f"{type(cmd).__name__} does not apply to a request")
         handler(rec, cmd, ctx, out)
     except DomainError as exc:
-        return reject("invalid_transition", str(exc))
+        raise Refused(Reason.invalid_transition, str(exc)) from exc
     return out
+
+
+def _answer(
+    cmd: r.Command,
+    rec: RequestRecord | None,
+    reason: Reason | None,
+    message: str | None,
+    ctx: Context,
+) -> r.CommandAnswer:
+    common: dict[str, Any] = {
+        "command_id": cmd.command_id,
+        "request_id": cmd.request_id,
+        "command_type": type(cmd).__name__,
+        "answered_at": ctx.now,
+        "request_state": rec.state if rec else None,
+        "due_on": rec.due_on if rec else None,
+    }
+    if reason is None:
+        return r.CommandAccepted(**common, message=message)
+    return r.CommandRejected(**common, reason=reason.value, message=message or reason.value)
+
+
+def _summary(outcome: Outcome) -> str | None:
+    """What an accepted command set going, in words, for the DPO who issued it."""
+    tasks = sum(isinstance(o.record, r.Task) for o in outcome.out)
+    told = sum(isinstance(o.record, r.RecipientNotification) for o in outcome.out)
+    parts = [f"{tasks} task(s) sent"] if tasks else []
+    if any(isinstance(o.record, r.SubjectNotification) for o in outcome.out):
+        parts.append("subject notified")
+    if told:
+        parts.append(f"{told} recipient(s) notified")
+    return ", ".join(parts) or None
 
 
 def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     if not ctx.known_subject and cmd.request_type is not RequestType.complaint:
-        return reject("unknown_subject", "no system has reported this subject")
+        raise Refused(Reason.unknown_subject, "no system has reported this subject")
+    if cmd.request_type is RequestType.restriction_lift and not ctx.restricted:
+        raise Refused(Reason.not_restricted, "the subject has no active restriction to lift")
+    if cmd.request_type is RequestType.rectification:
+        unknown = sorted(set(cmd.rectification) - set(RECTIFIABLE_FIELDS))
+        if not cmd.rectification or unknown:
+            raise Refused(
+                Reason.invalid_command,
+                f"rectification fields must be among "
+                f"{sorted(RECTIFIABLE_FIELDS)}; got {unknown or 'none'}",
+            )
     rec = RequestRecord(
         request_id=cmd.request_id,
         request_type=cmd.request_type,
@@ -119,21 +191,12 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         linked_request_id=cmd.linked_request_id,
         reason=cmd.reason,
         created_at=ctx.now,
-        commands_seen=[cmd.command_id],
         history=[HistoryItem(at=ctx.now, event=E.submitted.value, state=RequestState.received)],
     )
     out = Outcome(
         record=rec,
         audit=[AuditStep("request_received", after=rec.state.value, reason=rec.request_type.value)],
     )
-    if rec.request_type is RequestType.rectification:
-        unknown = sorted(set(rec.rectification) - set(RECTIFIABLE_FIELDS))
-        if not rec.rectification or unknown:
-            return reject(
-                "invalid_command",
-                f"rectification fields must be among "
-                f"{sorted(RECTIFIABLE_FIELDS)}; got {unknown or 'none'}",
-            )
     if rec.request_type in IDENTITY_REQUIRED:
         if rec.identity_verified_on is None:
             move(rec, E.identity_required, out, ctx.now)
@@ -282,6 +345,53 @@ _HANDLERS: dict[type[r.Command], Callable[[RequestRecord, Any, Context, Outcome]
     r.RequestCancelled: _cancelled,
     r.RequestAnswered: _answered,
 }
+
+
+# --- legal holds --------------------------------------------------------------------------
+
+
+def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome:
+    """Place or release a legal hold on the subject (``ctx.holds``) and answer the command.
+
+    Decided with privops.core.holds' rule, which the ingest agent applies again when it
+    stores the hold forwarded here. A redelivered command finds its own effect (the hold
+    placed, or released, at the command's issued_at) and is answered the same, once more.
+    """
+    try:
+        outcome = _hold(cmd, ctx)
+    except Refused as exc:
+        outcome = reject(exc.reason, exc.message)
+    outcome.answer = _answer(cmd, None, outcome.rejected, outcome.message, ctx)
+    return outcome
+
+
+def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome:
+    admission.check_names(cmd)
+    admission.check_dates(cmd, None, ctx.today)
+    placing = isinstance(cmd, r.LegalHoldPlaced)
+    done = Outcome(record=None, message=f"hold {cmd.hold_id} {'placed' if placing else 'released'}")
+    if update_holds(ctx.holds, cmd).changed:
+        done.out.append(Out(SUBJECT_DIRECTIVES, cmd.subject_id, cmd))
+        if isinstance(cmd, r.LegalHoldPlaced):
+            after = ",".join(c.value for c in cmd.categories)
+            done.audit.append(AuditStep("legal_hold_placed", after=after, reason=cmd.reason))
+        else:
+            done.audit.append(
+                AuditStep("legal_hold_released", after=cmd.hold_id, reason=cmd.hold_id)
+            )
+        return done
+    if _hold_applied(cmd, ctx):
+        return done
+    if placing:
+        raise Refused(Reason.duplicate, f"hold {cmd.hold_id} is already placed")
+    raise Refused(Reason.unknown_request, f"no active hold {cmd.hold_id}")
+
+
+def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> bool:
+    """The holds show this very command's effect: it is a redelivery."""
+    if isinstance(cmd, r.LegalHoldPlaced):
+        return any(h.hold_id == cmd.hold_id and h.placed_at == cmd.issued_at for h in ctx.holds)
+    return any(h.hold_id == cmd.hold_id and h.released_at == cmd.issued_at for h in ctx.holds)
 
 
 # --- timers -------------------------------------------------------------------------------

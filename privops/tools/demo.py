@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 import httpx
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
 
 from privops.adapters import runtime
 from privops.adapters.kafka import producer, read_all
@@ -45,6 +44,7 @@ from privops.core.errors import PrivopsError
 from privops.core.topics import ALERTS, COMMANDS
 from privops.core.vocab import Channel, Purpose, RequestType, System
 from privops.tools.simulate import build_runners, publish_business_day, run_connectors
+from privops.tools.views import art15_table, exports_table, table, task_exports, yes_no
 from privops.tools.worker_process import WorkerProcess
 
 A = TypeVar("A", bound=r.Alert)
@@ -177,6 +177,27 @@ class Demo:
         alert: A = await self.until(what, probe)
         return alert
 
+    async def consent_until(
+        self, subject_id: str, what: str, landed: Callable[[int, Any], bool], query: str = ""
+    ) -> tuple[int, Any]:
+        """The worker's consent answer once `landed(status, body)`: effects of a request
+        reach the consent state a moment after the request itself (a directive)."""
+
+        async def probe() -> tuple[int, Any] | None:
+            answer = await self.get(f"/consent/{subject_id}{query}")
+            return answer if landed(*answer) else None
+
+        found: tuple[int, Any] = await self.until(what, probe)
+        return found
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What the closing "where to look" points at."""
+
+    request_id: str
+    data_dir: Path
+
 
 def _pick(customers: list[FakeCustomer], pred: Callable[[FakeCustomer], bool]) -> FakeCustomer:
     return next(c for c in customers if pred(c))
@@ -186,7 +207,7 @@ def _recent_orders(c: FakeCustomer, clock: Clock) -> bool:
     return any(o.placed_at > clock.now() - timedelta(days=365 * 6) for o in c.orders)
 
 
-async def story(demo: Demo) -> None:
+async def story(demo: Demo) -> Ending:
     console, settings = demo.console, demo.settings
     demo.serde = Serde(settings.registry_url, settings.schema_dir)
     await asyncio.to_thread(demo.serde.register_all)  # the worker already made the topics
@@ -209,24 +230,26 @@ async def story(demo: Demo) -> None:
     console.print(f"• six reference systems answering over SQLite stores in {data_dir}")
     console.print(f"  ({SILENT.value} is deliberately silent; crm answers slowly)")
     try:
-        await _chapters(demo, customers, data_dir)
+        rid = await _chapters(demo, customers, data_dir)
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connectors, 20)
+    return Ending(rid, data_dir)
 
 
-async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -> None:
+async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -> str:
+    """Tell the story; the id of the last request, for the closing pointers."""
     console, clock = demo.console, demo.clock
     demo.step(
         "1. A day of business",
         "Orders, CRM, telephony, marketing, web and CCTV publish Avro events to Kafka.",
     )
     counts = await publish_business_day(demo.settings, customers)
-    table = Table("event", "count")
+    events = table("event", "count")
     for name, n in sorted(counts.items()):
-        table.add_row(name, str(n))
-    console.print(table)
+        events.add_row(name, str(n))
+    console.print(events)
 
     async def all_known() -> bool:
         for c in customers:
@@ -238,7 +261,7 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     await demo.until("the worker to take in the day", all_known)
 
     demo.step("2. May we contact them?", "Decisions per channel, with the rule and evidence.")
-    table = Table("customer", *[c.value for c in Channel])
+    decisions = table("customer", *[c.value for c in Channel])
     for c in customers[:6]:
         cells = []
         for channel in Channel:
@@ -247,8 +270,8 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
             )
             mark = "[green]yes[/]" if body["allowed"] else "[red]no[/]"
             cells.append(f"{mark} {body['rule']}")
-        table.add_row(c.subject_id, *cells)
-    console.print(table)
+        decisions.add_row(c.subject_id, *cells)
+    console.print(decisions)
 
     demo.step("3. An access request (DSAR): one calendar month, UK rules")
     subject = _pick(customers, lambda c: not c.in_system(SILENT))
@@ -260,18 +283,11 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     body = await demo.finished(rid, ("completed", "partially_completed"))
     manifest = body["manifest"] or {}
     console.print(f"request {rid}: [bold]{body['state']}[/], due {body['due_on']}")
-    exports = Table("system", "records", "file", "checksum")
-    for t in body["tasks"]:
-        if t["export"]:
-            e = t["export"]
-            exports.add_row(
-                t["system"], str(e["record_count"]), e["location"], e["checksum"][:23] + "..."
-            )
-    console.print(exports)
-    console.print(
-        "Art. 15 information in the response: "
-        + ", ".join(k for k in manifest if not k.startswith("_"))
-    )
+    exports = exports_table(task_exports(body["tasks"]), title="Exports (the copy of the data)")
+    if exports is not None:
+        console.print(exports)
+    console.print("[bold]Art. 15 information in the response[/]")
+    console.print(art15_table(manifest))
 
     demo.step("4. An erasure, subject to conditions (Art. 17(3))")
     subject = _pick(customers[1:], lambda c: _recent_orders(c, clock) and not c.in_system(SILENT))
@@ -282,10 +298,10 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         )
     )
     body = await demo.finished(rid, ("completed", "partially_completed"))
-    outcome = Table("system", "task", "rows before", "rows after", "kept (ground)")
+    outcome = table("system", "task", "rows before", "rows after", "kept (ground)")
     for t in body["tasks"]:
         system = System(t["system"])
-        kept = "; ".join(f"{k['category']} ({k['ground'][:50]})" for k in t["keep"]) or "-"
+        kept = "\n".join(f"{k['category']} ({k['ground']})" for k in t["keep"]) or "-"
         outcome.add_row(
             system.value,
             t["state"],
@@ -295,8 +311,14 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         )
     console.print(f"request {rid}: [bold]{body['state']}[/]")
     console.print(outcome)
-    _, consent = await demo.get(f"/consent/{subject.subject_id}?purpose=marketing&channel=email")
-    console.print(f"contact by email now: {consent['allowed']} ({consent['reason']})")
+    status, consent = await demo.consent_until(
+        subject.subject_id,
+        "the erased subject to be suppressed",
+        lambda status, body: status == 404 or (status == 200 and not body["allowed"]),
+        "?purpose=marketing&channel=email",
+    )
+    why = consent["reason"] if status == 200 else "nothing is left on the subject"
+    console.print(f"contact by email now: no ({why})")
 
     demo.step("5. A complaint about accuracy: restrict while we investigate (Art. 18)")
     subject = customers[2]
@@ -313,9 +335,14 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         )
     )
     body = await demo.finished(rid, ("completed", "partially_completed", "awaiting_systems"))
-    _, state = await demo.get(f"/consent/{subject.subject_id}")
+    _, state = await demo.consent_until(
+        subject.subject_id,
+        "the restriction to reach the consent state",
+        lambda status, body: status == 200 and bool(body["restricted"]),
+    )
     console.print(
-        f"restriction {rid}: {body['state']}; consent state restricted = {state['restricted']}"
+        f"restriction {rid}: {body['state']}; "
+        f"consent state restricted = {yes_no(state['restricted'])}"
     )
     _, complaint_body = await demo.get(f"/requests/{complaint.request_id}")
     console.print(
@@ -346,23 +373,37 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         f"{approaching.days_left} day(s) left"
     )
 
-    demo.step("Where to look")
-    console.print(
-        Panel.fit(
-            f"metrics      {demo.url}/metrics  (Prometheus; dashboards in deploy/grafana/)\n"
-            f"a request    privops request status {rid}\n"
-            f"its audit    privops audit show {rid}\n"
-            f"the chain    privops audit verify\n"
-            f"worker log   {demo.root / 'worker.log'}\n"
-            f"stores       {data_dir}",
-            title="privops",
-        )
-    )
+    return rid
 
 
 def _row_count(data_dir: Path, system: System, customer: FakeCustomer) -> int:
     rows = open_store(data_dir, system).rows(customer.identifiers(system))
     return sum(len(v) for v in rows.values())
+
+
+def where_to_look(demo: Demo, ending: Ending, *, kept: bool) -> Panel:
+    """Pointers that work in the state the demo left: live commands only if what they
+    ask is still running (the worker if kept; Kafka if kept or not started by the demo)."""
+    rid, data_dir = ending.request_id, ending.data_dir
+    lines: list[str] = []
+    if kept:
+        lines += [
+            f"metrics      {demo.url}/metrics  (Prometheus; dashboards in deploy/grafana/)",
+            f"a request    privops request status {rid}",
+            "systems      the demo's simulated systems stopped with it; for them to answer",
+            "             your own requests' tasks, run in another terminal:",
+            f"             privops simulate --data-dir {data_dir} --no-events --from latest",
+        ]
+    if kept or not demo.started:
+        lines += [
+            f"its audit    privops audit show {rid}",
+            "the chain    privops audit verify",
+        ]
+    lines += [f"worker log   {demo.root / 'worker.log'}", f"stores       {data_dir}"]
+    if not kept:
+        stopped = "the worker and the local runtime" if demo.started else "the worker"
+        lines.append(f"stopped      {stopped}; to explore afterwards run `privops demo --keep`")
+    return Panel.fit("\n".join(lines), title="Where to look")
 
 
 def run(settings: Settings, console: Console, *, keep: bool = False) -> None:
@@ -373,14 +414,17 @@ def run(settings: Settings, console: Console, *, keep: bool = False) -> None:
     try:
         demo.start_runtime()
         demo.start_worker()
-        asyncio.run(story(demo))
+        ending = asyncio.run(story(demo))
         console.print("[bold green]demo complete[/]")
     finally:
-        if keep and demo.worker is not None and demo.worker.running:
+        kept = keep and demo.worker is not None and demo.worker.running
+        if kept and demo.worker is not None:
             console.print(
                 f"left running: the worker (pid {demo.worker.proc.pid}; stop it with "
                 f"`kill {demo.worker.proc.pid}`) and the local runtime (`privops local down`)"
             )
         else:
             demo.stop()
+    console.rule("[bold cyan]Where to look")
+    console.print(where_to_look(demo, ending, kept=kept))
     (demo.root / "done.json").write_text(json.dumps({"run": demo.run_id}))

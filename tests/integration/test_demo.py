@@ -42,7 +42,7 @@ def test_demo_story_runs_and_shows_every_workflow(local_runtime) -> None:
     assert re.search(r"request REQ-\w+: completed, due \d{4}-\d{2}-\d{2}", out)
     assert re.search(r"request REQ-\w+: partially_completed", out)  # invoices kept
     assert re.search(r"orders\s+│ retained", out)
-    assert "consent state restricted = True" in out
+    assert "consent state restricted = yes" in out
     assert "TaskEscalated" in out
     assert "DeadlineApproaching" in out
     # Export files were really written by the reference systems.

@@ -28,7 +28,12 @@ from privops.core.vocab import Category, Channel, ObjectionScope, Purpose
 from privops.core.workflow import RECTIFIABLE_FIELDS
 
 # The options every submission verb shares, after --subject and its own.
-SHARED = "--received --identity-verified --verified-now --reason --actor --json --quiet"
+SHARED = (
+    "--received --identity-verified --identity-received --verified-now --reason --actor --json"
+    " --quiet --wait --no-wait"
+)
+# Every verb that publishes a command waits for the worker's answer (or not, --no-wait).
+WAITS = "--wait --no-wait"
 SURFACE = [
     "ropa: --json --datamap",
     "bench: --scenario --events --subjects --rate --duration --restart-subjects"
@@ -49,18 +54,18 @@ SURFACE = [
     f"request rectify: --subject --set {SHARED}",
     f"request object: --subject --scope {SHARED}",
     f"request complain: --subject --restrict-while-investigating --link {SHARED}",
-    "request verify: REQUEST_ID --on --method --actor --json",
-    "request fee-received: REQUEST_ID --on --actor --json",
-    "request clarify: REQUEST_ID --asked --question-ref --actor --json",
-    "request clarified: REQUEST_ID --on --actor --json",
-    "request extend: REQUEST_ID --reason --notified --actor --json",
-    "request answer: REQUEST_ID --reason --actor --json",
-    "request cancel: REQUEST_ID --reason --actor --json",
-    "request refuse: REQUEST_ID --reason --actor --json",
-    "request decide-objection: REQUEST_ID --accept --reason --actor --json",
+    f"request verify: REQUEST_ID --on --identity-received --method --actor --json {WAITS}",
+    f"request fee-received: REQUEST_ID --on --actor --json {WAITS}",
+    f"request clarify: REQUEST_ID --asked --question-ref --actor --json {WAITS}",
+    f"request clarified: REQUEST_ID --on --actor --json {WAITS}",
+    f"request extend: REQUEST_ID --reason --notified --actor --json {WAITS}",
+    f"request answer: REQUEST_ID --reason --actor --json {WAITS}",
+    f"request cancel: REQUEST_ID --reason --actor --json {WAITS}",
+    f"request refuse: REQUEST_ID --reason --actor --json {WAITS}",
+    f"request decide-objection: REQUEST_ID --accept --reason --actor --json {WAITS}",
     "request status: REQUEST_ID --json",
-    "request hold place: --subject --category --reason --actor --json --quiet",
-    "request hold release: HOLD_ID --subject --actor --json",
+    f"request hold place: --subject --category --reason --actor --json --quiet {WAITS}",
+    f"request hold release: HOLD_ID --subject --actor --json {WAITS}",
     "consent check: SUBJECT --purpose --channel --json",
     "audit show: ID_ --json",
     "audit verify: --json --chain",
@@ -162,8 +167,8 @@ def test_submission_verb_bundles_the_shared_options_and_keeps_their_order() -> N
     command: Any = get_command(sub)
     params = [p.opts[0] for p in command.commands["verb"].params]
     assert params == [
-        "--subject", "--colour", "--received", "--identity-verified", "--verified-now",
-        "--reason", "--actor", "--json", "--quiet",
+        "--subject", "--colour", "--received", "--identity-verified", "--identity-received",
+        "--verified-now", "--reason", "--actor", "--json", "--quiet", "--wait", "--no-wait",
     ]  # fmt: skip
     out = CliRunner().invoke(sub, ["verb", "--subject", "C-1", "--colour", "blue", "-q"])
     assert out.exit_code == 0, out.output

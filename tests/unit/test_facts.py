@@ -13,11 +13,11 @@ from privops.core import records as r
 from privops.core.consent import FactKind, SoftOptIn, SubjectConsent, apply
 from privops.core.datamap import load_datamap
 from privops.core.erasure import Disclosure, SubjectFacts
+from privops.core.errors import WrongTopic
 from privops.core.facts import (
     DirectiveKind,
     UndeclaredDisclosure,
     UnknownDirectiveKind,
-    WrongTopic,
     admit_ingest,
     consent_facts,
     consent_state_record,

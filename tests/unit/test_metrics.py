@@ -79,7 +79,7 @@ def test_enum_combinations_are_preinitialised() -> None:
         (metrics.topic_label, "privacy.task-results"),
         (metrics.event_type_label, "RequestSubmitted"),
         (metrics.deadletter_reason_label, metrics.DeadLetterReason.unknown_schema),
-        (metrics.rejection_reason_label, "identity_unverified"),
+        (metrics.rejection_reason_label, "not_restricted"),
         (metrics.audit_action_label, metrics.AuditAction.task_escalated),
     ],
 )

@@ -1,11 +1,15 @@
 """`privops request ...`: the DPO submits rights requests and follows them up.
 
 Every verb publishes one command (two for a complaint with a linked restriction) to
-`privacy.commands`, keyed by the request id, and prints the request id as the first
-line of output so a script can capture it. `status` asks the worker over HTTP.
+`privacy.commands`, keyed by the request id, prints the request id as the first line of
+output so a script can capture it, and waits for the worker's answer on
+`privacy.command-results`: exit 0 accepted, 1 rejected, 4 unknown request or subject,
+3 no answer within --wait seconds (`--no-wait` only publishes). `status` asks the worker
+over HTTP.
 
 Submission verbs are in `submit`, follow-ups in `follow_up`, legal holds in `holds`,
-status in `status`; the input checks they share are in `privops.cli.common`.
+status in `status`; publishing and waiting in `publish` (the answer read by `reader`,
+judged by `answers`); the input checks they share are in `privops.cli.common`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The follow-up verbs: what happens to a request after it is submitted.
 
 Identity verified, fee received, clarification asked and received, extension, answer,
-cancellation, refusal, objection decided: one command each, keyed by the request id.
+cancellation, refusal, objection decided: one command each, keyed by the request id,
+each waiting for the worker's answer. The options they share (`Delivery`: --actor,
+--json, --wait, --no-wait) are declared once, in `privops.cli.request.options`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,22 @@ from typing import Any
 
 import typer
 
-from privops.cli.common import Json, check_id, fail, parse_date, uk_today
-from privops.cli.request.options import Actor, On, RequestId
-from privops.cli.request.publish import actor_name, envelope, publish_one, required_reason
+from privops.cli.common import check_id, fail, parse_date, uk_today
+from privops.cli.request.options import (
+    Delivery,
+    IdentityReceivedOn,
+    On,
+    RequestId,
+    follow_up_verb,
+)
+from privops.cli.request.publish import (
+    actor_name,
+    envelope,
+    publish_one,
+    required_reason,
+    waiting,
+)
+from privops.cli.request.submit import date_order_problem
 from privops.core.records import (
     ClarificationReceived,
     ClarificationRequested,
@@ -33,37 +48,55 @@ def _day(value: str | None, option: str = "--on") -> date:
     return parse_date(value, option) if value else uk_today()
 
 
-def _send(
-    kind: type[Command], rid: str, actor: str | None, as_json: bool, done: str, **fields: Any
-) -> None:
-    """Publish a follow-up for a checked request id; `done` is said after the id."""
-    publish_one(kind(**envelope(rid, actor_name(actor)), **fields), as_json, f"{rid}: {done}")
+def _send(kind: type[Command], rid: str, done: str, common: Delivery, **fields: Any) -> None:
+    """Publish a follow-up for a checked request id and wait for its answer; `done` is
+    said after the id when the worker accepts it."""
+    seconds = waiting(common.wait, common.no_wait)
+    command = kind(**envelope(rid, actor_name(common.actor)), **fields)
+    publish_one(command, common.as_json, f"{rid}: {done}", seconds)
 
 
+@follow_up_verb
 def verify(
+    common: Delivery,
     request_id: RequestId,
     on: On = None,
+    identity_received: IdentityReceivedOn = None,
     method: str = typer.Option("documents", "--method", help="How identity was verified."),
-    actor: Actor = None,
-    as_json: Json = False,
 ) -> None:
-    """Record that the subject's identity was verified: the one-month clock starts."""
+    """Record that the subject's identity was verified: the one-month clock starts (from
+    the day the identity information arrived, if --identity-received says so)."""
     rid = check_id(request_id)
     day = _day(on)
+    information = (
+        parse_date(identity_received, "--identity-received") if identity_received else None
+    )
+    problem = date_order_problem(day, day, information, verified_option="--on")
+    if problem:
+        fail(problem)
     done = f"identity verified on {day}"
-    _send(IdentityVerified, rid, actor, as_json, done, verified_on=day, method=method)
+    _send(
+        IdentityVerified,
+        rid,
+        done,
+        common,
+        verified_on=day,
+        method=method,
+        information_received_on=information,
+    )
 
 
-def fee_received(
-    request_id: RequestId, on: On = None, actor: Actor = None, as_json: Json = False
-) -> None:
+@follow_up_verb
+def fee_received(common: Delivery, request_id: RequestId, on: On = None) -> None:
     """Record a fee received (manifestly unfounded/excessive requests, extra copies)."""
     rid = check_id(request_id)
     day = _day(on)
-    _send(FeeReceived, rid, actor, as_json, f"fee received on {day}", received_on=day)
+    _send(FeeReceived, rid, f"fee received on {day}", common, received_on=day)
 
 
+@follow_up_verb
 def clarify(
+    common: Delivery,
     request_id: RequestId,
     asked: str | None = typer.Option(
         None, "--asked", help="Date clarification was asked, YYYY-MM-DD (default: today, UK)."
@@ -71,29 +104,26 @@ def clarify(
     question_ref: str | None = typer.Option(
         None, "--question-ref", help="Reference of the letter or message asking."
     ),
-    actor: Actor = None,
-    as_json: Json = False,
 ) -> None:
     """Ask the subject to clarify (Art. 12A): the clock pauses until the answer arrives."""
     rid = check_id(request_id)
     day = _day(asked, "--asked")
     done = f"clarification asked on {day}; clock paused"
-    _send(
-        ClarificationRequested, rid, actor, as_json, done, asked_on=day, question_ref=question_ref
-    )
+    _send(ClarificationRequested, rid, done, common, asked_on=day, question_ref=question_ref)
 
 
-def clarified(
-    request_id: RequestId, on: On = None, actor: Actor = None, as_json: Json = False
-) -> None:
+@follow_up_verb
+def clarified(common: Delivery, request_id: RequestId, on: On = None) -> None:
     """Record the subject's clarification: the clock runs again."""
     rid = check_id(request_id)
     day = _day(on)
     done = f"clarification received on {day}; clock running"
-    _send(ClarificationReceived, rid, actor, as_json, done, received_on=day)
+    _send(ClarificationReceived, rid, done, common, received_on=day)
 
 
+@follow_up_verb
 def extend(
+    common: Delivery,
     request_id: RequestId,
     reason: str = typer.Option(
         ..., "--reason", help="Why (complex or numerous requests); told to the subject."
@@ -103,15 +133,13 @@ def extend(
         "--notified",
         help="Date the subject was told of the extension, YYYY-MM-DD (default: today, UK).",
     ),
-    actor: Actor = None,
-    as_json: Json = False,
 ) -> None:
     """Extend the deadline by two months (only within the first month, with a reason)."""
     rid = check_id(request_id)
     text = required_reason(reason)
     day = _day(notified, "--notified")
     done = f"extension requested, subject notified {day}"
-    _send(DeadlineExtended, rid, actor, as_json, done, reason=text, notified_on=day)
+    _send(DeadlineExtended, rid, done, common, reason=text, notified_on=day)
 
 
 def _closing_verb(
@@ -120,20 +148,21 @@ def _closing_verb(
     """A verb that ends a request with a reason and nothing else (answer, cancel, refuse)."""
 
     def verb(
+        common: Delivery,
         request_id: RequestId,
         reason: str = typer.Option(..., "--reason", help=reason_help),
-        actor: Actor = None,
-        as_json: Json = False,
     ) -> None:
         rid = check_id(request_id)
         text = required_reason(reason)
-        _send(kind, rid, actor, as_json, done, reason=text)
+        _send(kind, rid, done, common, reason=text)
 
     verb.__doc__ = doc
-    return verb
+    return follow_up_verb(verb)
 
 
+@follow_up_verb
 def decide_objection(
+    common: Delivery,
     request_id: str = typer.Argument(..., help="The objection request id (REQ-...)."),
     accept: bool | None = typer.Option(
         None,
@@ -141,8 +170,6 @@ def decide_objection(
         help="Uphold the objection, or refuse it (compelling legitimate grounds).",
     ),
     reason: str = typer.Option(..., "--reason", help="The grounds for the decision."),
-    actor: Actor = None,
-    as_json: Json = False,
 ) -> None:
     """Decide a legitimate-interest objection (Art. 21(1))."""
     rid = check_id(request_id)
@@ -150,7 +177,7 @@ def decide_objection(
         fail("say --accept or --refuse")
     text = required_reason(reason)
     done = f"objection {'upheld' if accept else 'refused'}"
-    _send(ObjectionDecided, rid, actor, as_json, done, accepted=accept, reason=text)
+    _send(ObjectionDecided, rid, done, common, accepted=accept, reason=text)
 
 
 VERBS: tuple[tuple[str, Callable[..., None]], ...] = (

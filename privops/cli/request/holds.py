@@ -15,19 +15,21 @@ from privops.cli.common import (
     Json,
     check_id,
     choices,
-    console,
     emit_json,
     fail,
     parse_choice,
 )
-from privops.cli.request.options import Actor, Subject
+from privops.cli.request.options import WAIT_S, Actor, NoWait, Subject, Wait
 from privops.cli.request.publish import (
     actor_name,
+    conclude,
     envelope,
     new_hold_id,
     publish,
     publish_one,
+    report,
     required_reason,
+    waiting,
 )
 from privops.core.records import LegalHoldPlaced, LegalHoldReleased
 from privops.core.topics import COMMANDS
@@ -62,11 +64,14 @@ def place(
     actor: Actor = None,
     as_json: Json = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the hold id."),
+    wait: Wait = WAIT_S,
+    no_wait: NoWait = False,
 ) -> None:
     """Place a legal hold; prints the hold id (keyed by it on privacy.commands)."""
     subject_id = check_id(subject, "subject id")
     categories = parse_categories(category)
     text = required_reason(reason)
+    seconds = waiting(wait, no_wait)
     hold_id = new_hold_id()
     cmd = LegalHoldPlaced(
         **envelope(hold_id, actor_name(actor)),
@@ -75,7 +80,7 @@ def place(
         categories=categories,
         reason=text,
     )
-    publish([cmd])
+    verdicts = publish([cmd], seconds)
     held = [c.value for c in categories]
     if as_json:
         emit_json(
@@ -85,14 +90,13 @@ def place(
                 "subject_id": subject_id,
                 "categories": held,
                 "topic": COMMANDS,
+                "answer": verdicts[0].as_json(),
             }
         )
+        conclude(verdicts)
         return
     typer.echo(hold_id)
-    if not quiet:
-        console.print(
-            f"[dim]•[/] legal hold {hold_id} placed on {', '.join(held)}", highlight=False
-        )
+    report(verdicts, [f"legal hold {hold_id} placed on {', '.join(held)}"], quiet=quiet)
 
 
 @app.command("release")
@@ -101,9 +105,12 @@ def release(
     subject: Subject,
     actor: Actor = None,
     as_json: Json = False,
+    wait: Wait = WAIT_S,
+    no_wait: NoWait = False,
 ) -> None:
     """Release a legal hold; held data follows its retention rule again."""
     hid = check_id(hold_id, "hold id")
     subject_id = check_id(subject, "subject id")
+    seconds = waiting(wait, no_wait)
     cmd = LegalHoldReleased(**envelope(hid, actor_name(actor)), hold_id=hid, subject_id=subject_id)
-    publish_one(cmd, as_json, f"legal hold {hid} release submitted")
+    publish_one(cmd, as_json, f"legal hold {hid} release submitted", seconds)

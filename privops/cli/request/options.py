@@ -32,7 +32,20 @@ IdentityVerifiedOn = Annotated[
     str | None,
     typer.Option(
         "--identity-verified",
-        help="Date the subject's identity was verified, YYYY-MM-DD (the clock starts then).",
+        help=(
+            "Date the subject's identity was verified, YYYY-MM-DD (the clock starts then, "
+            "or on --identity-received if given)."
+        ),
+    ),
+]
+IdentityReceivedOn = Annotated[
+    str | None,
+    typer.Option(
+        "--identity-received",
+        help=(
+            "Date the information asked for to confirm identity arrived, YYYY-MM-DD: the "
+            "clock starts then, not when the check was finished."
+        ),
     ),
 ]
 VerifiedNow = Annotated[
@@ -42,25 +55,52 @@ Note = Annotated[
     str | None, typer.Option("--reason", help="Free-text reason or note for the audit trail.")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the request id.")]
+Wait = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="How long to wait for the worker's answer (exit 3 if none comes).",
+    ),
+]
+NoWait = Annotated[
+    bool,
+    typer.Option("--no-wait", help="Only publish: do not wait for the worker's answer."),
+]
+WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
 class Submission:
     """What every submission verb is given: who the request is about, when it arrived,
-    whether identity is settled, and how to report it."""
+    whether identity is settled, how to report it and how long to wait for the answer."""
 
     subject: Subject
     received: Received = None
     identity_verified: IdentityVerifiedOn = None
+    identity_received: IdentityReceivedOn = None
     verified_now: VerifiedNow = False
     reason: Note = None
     actor: Actor = None
     as_json: Json = False
     quiet: Quiet = False
+    wait: Wait = WAIT_S
+    no_wait: NoWait = False
 
 
-def _shared_parameters() -> list[inspect.Parameter]:
-    hints = get_type_hints(Submission, include_extras=True)
+@dataclass(frozen=True)
+class Delivery:
+    """What every follow-up verb is given besides its own options: who issues the
+    command, how to report it and how long to wait for the answer."""
+
+    actor: Actor = None
+    as_json: Json = False
+    wait: Wait = WAIT_S
+    no_wait: NoWait = False
+
+
+def _parameters(bundle: type[Any]) -> list[inspect.Parameter]:
+    hints = get_type_hints(bundle, include_extras=True)
     return [
         inspect.Parameter(
             f.name,
@@ -68,8 +108,28 @@ def _shared_parameters() -> list[inspect.Parameter]:
             default=inspect.Parameter.empty if f.default is MISSING else f.default,
             annotation=hints[f.name],
         )
-        for f in fields(Submission)
+        for f in fields(bundle)
     ]
+
+
+def _bundled(verb: Callable[..., None], bundle: type[Any], lead: int) -> Callable[..., None]:
+    """A typer command from `verb(common: <bundle>, **own_options)`: the bundle's first
+    `lead` options, then the verb's own, then the rest of the bundle's."""
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for name, p in inspect.signature(verb, eval_str=True).parameters.items()
+        if name != "common"
+    ]
+    shared = _parameters(bundle)
+    names = [p.name for p in shared]
+
+    def command(**options: Any) -> None:
+        verb(bundle(**{name: options.pop(name) for name in names}), **options)
+
+    command.__name__ = verb.__name__
+    command.__doc__ = verb.__doc__
+    command.__signature__ = inspect.Signature([*shared[:lead], *own, *shared[lead:]])  # type: ignore[attr-defined]
+    return command
 
 
 def submission_verb(verb: Callable[..., None]) -> Callable[..., None]:
@@ -78,18 +138,10 @@ def submission_verb(verb: Callable[..., None]) -> Callable[..., None]:
     The command shows --subject first, then the verb's own options, then the rest of
     `Submission`: the order the CLI has always had.
     """
-    own = [
-        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for name, p in inspect.signature(verb, eval_str=True).parameters.items()
-        if name != "common"
-    ]
-    shared = _shared_parameters()
-    names = [p.name for p in shared]
+    return _bundled(verb, Submission, lead=1)
 
-    def command(**options: Any) -> None:
-        verb(Submission(**{name: options.pop(name) for name in names}), **options)
 
-    command.__name__ = verb.__name__
-    command.__doc__ = verb.__doc__
-    command.__signature__ = inspect.Signature([shared[0], *own, *shared[1:]])  # type: ignore[attr-defined]
-    return command
+def follow_up_verb(verb: Callable[..., None]) -> Callable[..., None]:
+    """A typer command from `verb(common: Delivery, **own_options)`: the request id and
+    the verb's own options first, then --actor, --json, --wait, --no-wait."""
+    return _bundled(verb, Delivery, lead=0)

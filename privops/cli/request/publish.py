@@ -1,7 +1,9 @@
-"""Commands out to `privacy.commands`: ids, the envelope, and producing them.
+"""Commands out to `privacy.commands` and the worker's answers back: ids, the envelope,
+producing, waiting, and the report with its exit code.
 
 A command id is new per invocation, so a retried CLI call is a new command the worker
-answers on its own; the request id is what ties a request's commands together.
+answers on its own; the request id is what ties a request's commands together, and the
+command id is what ties a command to its answer on `privacy.command-results`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +20,18 @@ from rich.markup import escape
 
 from privops.adapters.kafka import producer
 from privops.adapters.serde import Serde
-from privops.cli.common import console, emit_json, fail, quiet_kafka_logs, run_async, settings
-from privops.core.records import Command
+from privops.cli.common import (
+    console,
+    emit_json,
+    err_console,
+    fail,
+    quiet_kafka_logs,
+    run_async,
+    settings,
+)
+from privops.cli.request.answers import Verdict, exit_code, judge
+from privops.cli.request.reader import answer_reader
+from privops.core.records import Command, CommandAnswer
 from privops.core.topics import COMMANDS
 
 
@@ -66,30 +79,74 @@ def required_reason(reason: str | None) -> str:
     return text
 
 
-def publish(commands: Sequence[Command]) -> None:
-    """Register the schemas and produce each command to privacy.commands (acks=all).
+def waiting(wait: float, no_wait: bool) -> float | None:
+    """Seconds to wait for the worker's answers, or None to only publish (--no-wait)."""
+    if no_wait:
+        return None
+    if not wait > 0:
+        fail("--wait must be more than 0 seconds (use --no-wait to only publish)")
+    return wait
+
+
+def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
+    """Produce each command to privacy.commands (acks=all), then wait for the answers.
 
     The broker is contacted first, so an unreachable broker is reported with its address
-    before the registry is tried.
+    before the registry is tried. The answer topic's end is noted before the first
+    command goes out (see `privops.cli.request.reader`).
     """
     cfg = settings()
     serde = Serde(cfg.registry_url, cfg.schema_dir)
     quiet_kafka_logs()
 
-    async def send() -> None:
-        async with producer(cfg.kafka_bootstrap) as prod:
-            await asyncio.to_thread(serde.register_all)
-            for command in commands:
-                await prod.send_and_wait(
-                    COMMANDS, value=serde.encode(command), key=command.request_id.encode()
+    async def send() -> dict[str, CommandAnswer]:
+        async with AsyncExitStack() as stack:
+            reader = None
+            if wait is not None:
+                reader = await stack.enter_async_context(
+                    answer_reader(cfg.kafka_bootstrap, serde.decode_async)
                 )
+            async with producer(cfg.kafka_bootstrap) as prod:
+                await asyncio.to_thread(serde.register_all)
+                for command in commands:
+                    await prod.send_and_wait(
+                        COMMANDS, value=serde.encode(command), key=command.request_id.encode()
+                    )
+            if reader is None or wait is None:
+                return {}
+            return await reader.collect([c.command_id for c in commands], wait)
 
-    run_async(send)
+    answers: dict[str, CommandAnswer] = run_async(send)
+    return [
+        judge(c, answers.get(c.command_id), wait=wait, bootstrap=cfg.kafka_bootstrap)
+        for c in commands
+    ]
 
 
-def publish_one(command: Command, as_json: bool, summary: str) -> None:
-    """Publish a follow-up command; print its request id (or JSON) and a one-line summary."""
-    publish([command])
+def report(verdicts: Sequence[Verdict], summaries: Sequence[str], *, quiet: bool) -> None:
+    """Say what each command did and what the worker answered; exit with the verdict.
+
+    An accepted (or unawaited) command's summary goes to stdout unless --quiet; a
+    rejection or a missing answer goes to stderr always, since the exit code alone does
+    not say why.
+    """
+    for verdict, summary in zip(verdicts, summaries, strict=True):
+        if verdict.exit_code:
+            err_console.print(f"[bold red]error:[/] {escape(verdict.text)}", highlight=False)
+        elif not quiet:
+            console.print(f"[dim]•[/] {escape(summary)}; {escape(verdict.text)}", highlight=False)
+    conclude(verdicts)
+
+
+def conclude(verdicts: Sequence[Verdict]) -> None:
+    code = exit_code(verdicts)
+    if code:
+        raise typer.Exit(code)
+
+
+def publish_one(command: Command, as_json: bool, summary: str, wait: float | None) -> None:
+    """Publish a follow-up command; print its request id (or JSON), then the verdict."""
+    verdicts = publish([command], wait)
     if as_json:
         emit_json(
             {
@@ -97,8 +154,10 @@ def publish_one(command: Command, as_json: bool, summary: str) -> None:
                 "command_id": command.command_id,
                 "command": type(command).__name__,
                 "topic": COMMANDS,
+                "answer": verdicts[0].as_json(),
             }
         )
+        conclude(verdicts)
         return
     typer.echo(command.request_id)
-    console.print(f"[dim]•[/] {escape(summary)}", highlight=False)
+    report(verdicts, [summary], quiet=False)

@@ -11,13 +11,15 @@ from urllib.parse import quote
 
 from rich.table import Table
 
-from privops.cli.common import Json, cell, check_id, console, emit_json
+from privops.cli.common import Json, check_id, console, emit_json
 from privops.cli.request.options import RequestId
 from privops.cli.worker_http import worker_json
+from privops.tools.views import art15_table, cell, exports_table, grid, table, task_exports
 
 
 def status(request_id: RequestId, as_json: Json = False) -> None:
-    """A request's state, deadline, tasks per system and retained data (from the worker)."""
+    """A request's state, deadline, tasks per system, retained data and, for an access
+    request, its exports and the Art. 15 response (from the worker)."""
     rid = check_id(request_id)
     body = worker_json(
         f"/requests/{quote(rid, safe='')}",
@@ -40,10 +42,15 @@ def render_status(body: dict[str, Any]) -> None:
         ("system", "category", "ground", "until"),
         body.get("retained") or [],
     )
+    exports = exports_table(task_exports(body.get("tasks") or []))
     history = _rows("History", ("at", "event", "state"), body.get("history") or [])
-    for table in (retained, history):
-        if table is not None:
-            console.print(table)
+    for part in (retained, exports, history):
+        if part is not None:
+            console.print(part)
+    manifest = body.get("manifest")
+    if isinstance(manifest, dict) and manifest:
+        console.print("[bold]Art. 15 response[/] (what the subject is told)")
+        console.print(art15_table(manifest))
 
 
 def _days_left(days_left: Any) -> str:
@@ -62,15 +69,15 @@ def _extension(body: dict[str, Any]) -> str:
 
 
 def _summary(body: dict[str, Any]) -> Table:
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
+    summary = grid()
     for label, value in (
         ("request", cell(body.get("request_id"))),
         ("type", cell(body.get("request_type"))),
         ("state", f"[bold]{cell(body.get('state'))}[/]"),
         ("subject ref", cell(body.get("subject_ref"))),
         ("received", cell(body.get("received_on"))),
+        ("identity info", cell(body.get("identity_received_on"), "not received")),
+        ("identity verified", cell(body.get("identity_verified_on"), "no")),
         ("clock start", cell(body.get("clock_start"), "not started (identity or fee pending)")),
         ("due", cell(body.get("due_on"))),
         ("days left", _days_left(body.get("days_left"))),
@@ -84,9 +91,9 @@ def _summary(body: dict[str, Any]) -> Table:
 def _tasks(tasks: list[dict[str, Any]]) -> Table | None:
     if not tasks:
         return None
-    table = Table(title="Tasks", show_lines=False)
-    for col in ("system", "action", "state", "attempts", "categories", "kept (ground)"):
-        table.add_column(col)
+    out = table(
+        "system", "action", "state", "attempts", "categories", "kept (ground)", title="Tasks"
+    )
     for t in tasks:
         kept = "\n".join(
             f"{cell(k.get('category'))}: {cell(k.get('ground'))}"
@@ -96,7 +103,7 @@ def _tasks(tasks: list[dict[str, Any]]) -> Table | None:
         state = cell(t.get("state"))
         if t.get("outcome_reason"):
             state += f"\n[dim]{cell(t.get('outcome_reason'))}[/]"
-        table.add_row(
+        out.add_row(
             cell(t.get("system")),
             cell(t.get("action")),
             state,
@@ -104,16 +111,14 @@ def _tasks(tasks: list[dict[str, Any]]) -> Table | None:
             ", ".join(cell(c) for c in t.get("categories") or []) or "-",
             kept or "-",
         )
-    return table
+    return out
 
 
 def _rows(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Table | None:
     """A table of the worker's rows by column name, or None when there are none."""
     if not rows:
         return None
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
+    out = table(*columns, title=title)
     for row in rows:
-        table.add_row(*(cell(row.get(col)) for col in columns))
-    return table
+        out.add_row(*(cell(row.get(col)) for col in columns))
+    return out

@@ -22,14 +22,50 @@ from privops.cli.common import (
     parse_date,
     uk_today,
 )
+from privops.cli.request.answers import Verdict
 from privops.cli.request.options import Submission, submission_verb
-from privops.cli.request.publish import actor_name, envelope, new_request_id, note, publish
+from privops.cli.request.publish import (
+    actor_name,
+    conclude,
+    envelope,
+    new_request_id,
+    note,
+    publish,
+    report,
+    waiting,
+)
 from privops.core.records import RequestSubmitted
 from privops.core.topics import COMMANDS
 from privops.core.vocab import ObjectionScope, RequestType
 from privops.core.workflow import RECTIFIABLE_FIELDS
 
 _FIELDS = ", ".join(RECTIFIABLE_FIELDS)
+
+
+def date_order_problem(
+    received: date,
+    verified: date | None,
+    information: date | None,
+    *,
+    verified_option: str = "--identity-verified",
+    received_option: str = "--received",
+) -> str | None:
+    """What is wrong with the order of a request's dates, or None.
+
+    Identity is verified after the request arrives and after the information for it
+    arrived; the information itself may predate the request (a signed-in customer).
+    """
+    if verified is not None and verified < received:
+        return (
+            f"{verified_option} {verified} is before {received_option} {received}: identity "
+            "is verified after the request arrives (--received defaults to today)"
+        )
+    if verified is not None and information is not None and information > verified:
+        return (
+            f"--identity-received {information} is after {verified_option} {verified}: the "
+            "information is checked after it arrives"
+        )
+    return None
 
 
 def submission(request_type: RequestType, common: Submission, **extra: Any) -> RequestSubmitted:
@@ -43,18 +79,32 @@ def submission(request_type: RequestType, common: Submission, **extra: Any) -> R
         verified_on = parse_date(common.identity_verified, "--identity-verified")
     elif common.verified_now:
         verified_on = received_on
+    information_on: date | None = None
+    if common.identity_received:
+        information_on = parse_date(common.identity_received, "--identity-received")
+    problem = date_order_problem(
+        received_on,
+        verified_on,
+        information_on,
+        verified_option="--verified-now (the day received)"
+        if common.verified_now
+        else "--identity-verified",
+    )
+    if problem:
+        fail(problem)
     return RequestSubmitted(
         **envelope(new_request_id(), actor_name(common.actor)),
         request_type=request_type,
         subject_id=subject_id,
         received_on=received_on,
         identity_verified_on=verified_on,
+        identity_received_on=information_on,
         reason=note(common.reason),
         **extra,
     )
 
 
-def _report_json(submitted: Sequence[RequestSubmitted]) -> None:
+def _report_json(submitted: Sequence[RequestSubmitted], verdicts: Sequence[Verdict]) -> None:
     rows = [
         {
             "request_id": s.request_id,
@@ -62,43 +112,51 @@ def _report_json(submitted: Sequence[RequestSubmitted]) -> None:
             "request_type": s.request_type.value,
             "subject_id": s.subject_id,
             "received_on": s.received_on.isoformat(),
-            "identity_verified_on": (
-                s.identity_verified_on.isoformat() if s.identity_verified_on else None
-            ),
+            "identity_verified_on": _iso(s.identity_verified_on),
+            "identity_received_on": _iso(s.identity_received_on),
             "linked_request_id": s.linked_request_id,
             "topic": COMMANDS,
+            "answer": v.as_json(),
         }
-        for s in submitted
+        for s, v in zip(submitted, verdicts, strict=True)
     ]
     emit_json(rows[0] if len(rows) == 1 else rows)
 
 
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _summary(s: RequestSubmitted) -> str:
+    if s.identity_verified_on:
+        clock = f"identity verified {s.identity_verified_on}"
+    elif s.identity_received_on:
+        clock = f"identity information received {s.identity_received_on}, not yet verified"
+    else:
+        clock = "clock waits for identity verification (`privops request verify`)"
+    link = f", linked to {s.linked_request_id}" if s.linked_request_id else ""
+    return (
+        f"{s.request_type.value} request {s.request_id} submitted, "
+        f"received {s.received_on}, {clock}{link}"
+    )
+
+
 def submit(submitted: Sequence[RequestSubmitted], common: Submission) -> None:
-    """Publish the requests, then print their ids (and, unless --quiet, what happens next)."""
-    publish(submitted)
+    """Publish the requests and wait for the worker's answers; print their ids first
+    (and, unless --quiet, what the worker said); exit with the verdict."""
+    verdicts = publish(submitted, waiting(common.wait, common.no_wait))
     if common.as_json:
-        _report_json(submitted)
+        _report_json(submitted, verdicts)
+        conclude(verdicts)
         return
     for s in submitted:
         typer.echo(s.request_id)
-    if common.quiet:
-        return
-    for s in submitted:
-        clock = (
-            f"identity verified {s.identity_verified_on}"
-            if s.identity_verified_on
-            else "clock waits for identity verification (`privops request verify`)"
-        )
-        link = f", linked to {s.linked_request_id}" if s.linked_request_id else ""
+    report(verdicts, [_summary(s) for s in submitted], quiet=common.quiet)
+    if not common.quiet:
         console.print(
-            f"[dim]•[/] {s.request_type.value} request {s.request_id} submitted, "
-            f"received {s.received_on}, {clock}{link}",
+            f"[dim]•[/] follow it with `privops request status {submitted[0].request_id}`",
             highlight=False,
         )
-    console.print(
-        f"[dim]•[/] follow it with `privops request status {submitted[0].request_id}`",
-        highlight=False,
-    )
 
 
 def _simple_verb(request_type: RequestType, doc: str) -> Callable[..., None]:

@@ -1,0 +1,101 @@
+"""Reading the worker's answers to the commands this CLI run published.
+
+The end offsets of privacy.command-results are noted before anything is published, so
+the answer, which can only come after its command, is at or past them: the CLI reads a
+few records, never the topic's history, and matches them by command id. No consumer
+group: nothing to commit, nothing left behind on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from privops.adapters.kafka import unreachable
+from privops.core.errors import DecodeError, RuntimeUnavailable
+from privops.core.records import CommandAnswer, Record
+from privops.core.topics import COMMAND_RESULTS
+
+Decode = Callable[[bytes | None], Awaitable[Record]]
+POLL_S = 0.5
+
+
+class Fetcher(Protocol):
+    """The one consumer call the reader needs (a fake one in tests)."""
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0) -> dict[Any, Any]: ...
+
+
+class AnswerReader:
+    def __init__(self, fetcher: Fetcher, decode: Decode) -> None:
+        self._fetcher = fetcher
+        self._decode = decode
+
+    async def collect(self, command_ids: Collection[str], wait: float) -> dict[str, CommandAnswer]:
+        """The answers to `command_ids` that arrive within `wait` seconds, by command id.
+
+        Records that are not answers, answers to other commands (another DPO's) and
+        undecodable bytes are skipped: none of them is this run's business.
+        """
+        wanted = set(command_ids)
+        found: dict[str, CommandAnswer] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while wanted - found.keys():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            batch = await self._fetcher.getmany(timeout_ms=max(1, int(min(left, POLL_S) * 1000)))
+            for messages in batch.values():
+                for message in messages:
+                    answer = await self._answer(message.value)
+                    if answer is not None and answer.command_id in wanted:
+                        found.setdefault(answer.command_id, answer)
+        return found
+
+    async def _answer(self, raw: bytes | None) -> CommandAnswer | None:
+        try:
+            record = await self._decode(raw)
+        except DecodeError:
+            return None
+        return record if isinstance(record, CommandAnswer) else None
+
+
+@asynccontextmanager
+async def answer_reader(bootstrap: str, decode: Decode) -> AsyncIterator[AnswerReader]:
+    """A reader positioned at the current end of privacy.command-results."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        await consumer.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await consumer.stop()
+        raise unreachable(bootstrap, exc) from exc
+    try:
+        try:
+            partitions = await _partitions(consumer, bootstrap)
+            consumer.assign(partitions)
+            for tp, offset in (await consumer.end_offsets(partitions)).items():
+                consumer.seek(tp, offset)
+        except KafkaError as exc:
+            raise unreachable(bootstrap, exc) from exc
+        yield AnswerReader(consumer, decode)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, bootstrap: str) -> list[TopicPartition]:
+    partitions = consumer.partitions_for_topic(COMMAND_RESULTS)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(COMMAND_RESULTS)
+    if not partitions:
+        raise RuntimeUnavailable(
+            f"topic {COMMAND_RESULTS} does not exist on the Kafka broker at {bootstrap}: "
+            "create the topics with `privops topics create` (a worker creates them on start)"
+        )
+    return [TopicPartition(COMMAND_RESULTS, p) for p in sorted(partitions)]

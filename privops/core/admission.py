@@ -1,0 +1,167 @@
+"""What the request workflow checks before a record may touch a request.
+
+Three checks that hold whatever the request's state: the record came from the topic its
+type belongs on (`admit_workflow`), the command names its actor as a principal and its
+request by a plain id (`check_names`), and its dates are in order and not in the future
+(`check_dates`).
+They run before any decision, so a command that fails one is rejected with nothing
+stored, sent or notified (DESIGN.md section 8).
+
+Names: the audit keeps the actor and the request id for ten years and refuses anything
+shaped like contact details, so an email address as actor once crashed the workflow
+after it had already stored the request and sent a task. A principal name (`dpo`,
+`system-crm`, `privops-scheduler`) is what the actor must be; anything else is refused
+up front, never echoed back, and audited under a placeholder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from typing import Any, Final
+
+from privops.core import records as r
+from privops.core.errors import WrongTopic
+from privops.core.pii import looks_like_pii
+from privops.core.request import Reason, Refused, RequestRecord
+from privops.core.topics import COMMANDS, REQUEST_TICKS, TASK_RESULTS
+
+WorkflowInput = r.Command | r.TaskResult | r.RequestTick
+"""What the request workflow acts on."""
+
+
+def admit_workflow(topic: str, record: r.Record) -> WorkflowInput:
+    """`record` if the workflow may act on it having read it from `topic`.
+
+    Raises WrongTopic otherwise: the topic's ACL, not the record's type, says who wrote
+    it, so a command on a results topic is a system (or an attacker) issuing commands.
+    """
+    if topic == COMMANDS and isinstance(record, r.Command):
+        return record
+    if topic == TASK_RESULTS and isinstance(record, r.TaskResult):
+        return record
+    if topic == REQUEST_TICKS and isinstance(record, r.RequestTick):
+        return record
+    raise WrongTopic(f"{type(record).__name__} does not belong on {topic}")
+
+
+# --- names --------------------------------------------------------------------------------
+
+MAX_ACTOR_LENGTH: Final = 64
+MAX_ID_LENGTH: Final = 128
+_PRINCIPAL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+INVALID_ACTOR: Final = "invalid-actor"
+"""Who the audit names when a command's actor is not a principal name."""
+
+
+def is_principal_name(actor: str) -> bool:
+    return (
+        len(actor) <= MAX_ACTOR_LENGTH
+        and _PRINCIPAL.fullmatch(actor) is not None
+        and not looks_like_pii(actor)
+    )
+
+
+def is_plain_id(value: str) -> bool:
+    """An id the audit can keep as it is (a digits-only id may look like a phone number)."""
+    return (
+        len(value) <= MAX_ID_LENGTH
+        and _ID.fullmatch(value) is not None
+        and not looks_like_pii(value)
+    )
+
+
+def check_names(cmd: r.Command) -> None:
+    """The actor and the request id go into the ten-year audit as they are: refuse others."""
+    if not is_principal_name(cmd.actor):
+        raise Refused(
+            Reason.invalid_command,
+            "the actor must be a principal name (letters, digits, '.', '_' or '-', at most "
+            f"{MAX_ACTOR_LENGTH} characters), not an email address or a person's name",
+        )
+    if not is_plain_id(cmd.request_id):
+        raise Refused(
+            Reason.invalid_command,
+            "the request id must be letters, digits, '.', '_', ':' or '-' (at most "
+            f"{MAX_ID_LENGTH} characters), not contact details",
+        )
+
+
+def audited_actor(actor: str) -> str:
+    """The actor to audit: never a value the audit would refuse or should not keep."""
+    return actor if is_principal_name(actor) else INVALID_ACTOR
+
+
+def audited_request_id(request_id: str) -> str | None:
+    """The request id to audit under; an unusable one is left out (the system chain)."""
+    return request_id if is_plain_id(request_id) else None
+
+
+# --- dates --------------------------------------------------------------------------------
+
+Order = tuple[str, date | None, str, date | None]
+"""(name, day, later name, later day): the first day may not come after the second."""
+
+_RECEIVED = "the request's received_on"
+
+
+def _submitted(cmd: r.RequestSubmitted, _rec: RequestRecord | None) -> list[Order]:
+    received = ("received_on", cmd.received_on)
+    return [
+        (*received, "identity_verified_on", cmd.identity_verified_on),
+        (*received, "identity_received_on", cmd.identity_received_on),
+        (
+            "identity_received_on",
+            cmd.identity_received_on,
+            "identity_verified_on",
+            cmd.identity_verified_on,
+        ),
+    ]
+
+
+def _verified(cmd: r.IdentityVerified, rec: RequestRecord | None) -> list[Order]:
+    if rec is None:
+        return []
+    information = cmd.information_received_on or rec.identity_received_on
+    return [
+        (_RECEIVED, rec.received_on, "verified_on", cmd.verified_on),
+        (_RECEIVED, rec.received_on, "information_received_on", information),
+        ("information_received_on", information, "verified_on", cmd.verified_on),
+    ]
+
+
+_ORDERS: Final[dict[type[r.Command], Callable[[Any, RequestRecord | None], list[Order]]]] = {
+    r.RequestSubmitted: _submitted,
+    r.IdentityVerified: _verified,
+}
+
+
+def _days(cmd: r.Command) -> Iterator[tuple[str, date]]:
+    """The days the DPO states in the command.
+
+    Not `issued_at`: the CLI's machine clock sets it, and a worker's clock may be
+    shifted for demos and deadline tests (settings.clock_offset_days).
+    """
+    for name, value in cmd:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            yield name, value
+
+
+def check_dates(cmd: r.Command, rec: RequestRecord | None, today: date) -> None:
+    """Refuse a command dated after `today` or whose days contradict each other or the request.
+
+    A day in the future cannot have happened yet; an identity checked before the request
+    arrived, or information received after the check it fed, is a typing mistake that
+    would otherwise move the legal deadline silently.
+    """
+    for name, day in _days(cmd):
+        if day > today:
+            raise Refused(Reason.dates_out_of_order, f"{name} {day} is after today ({today})")
+    orders = _ORDERS.get(type(cmd))
+    for first, first_day, then, then_day in orders(cmd, rec) if orders else []:
+        if first_day is not None and then_day is not None and then_day < first_day:
+            raise Refused(
+                Reason.dates_out_of_order, f"{then} {then_day} is earlier than {first} {first_day}"
+            )

@@ -1,0 +1,423 @@
+"""Every command is answered on privacy.command-results; a rejected one does nothing else.
+
+Each test drives the workflow agent on faust's test_context. ``Driver.send`` puts one
+record on a topic, then a probe command (an IdentityVerified for a request nobody
+submitted, always rejected); the agent handles its input in order, so everything sent
+before the probe's answer is what the record caused.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from agents.requests import clock, workflow
+from privops.adapters.serde import Serde
+from privops.core import consent as rules
+from privops.core import records as r
+from privops.core.facts import directive_fact
+from privops.core.holds import LegalHold
+from privops.core.topics import (
+    AUDIT,
+    COMMAND_RESULTS,
+    COMMANDS,
+    DEADLETTER,
+    REQUEST_TICKS,
+    TASK_RESULTS,
+)
+from privops.core.vocab import Category, RequestState, RequestType, System
+from streams.tables import consent, legal_holds, requests
+from tests.agents.conftest import Outbox, Sent, put_on, wait_for
+from tests.agents.test_workflow_agent import SUBJECT, SYSTEM_IDS, known_subject
+
+TODAY = clock.today()
+NOW = clock.now()
+_ids = itertools.count(1)
+
+
+def envelope(request_id: str, actor: str = "dpo") -> dict[str, Any]:
+    return {
+        "command_id": f"cmd-{next(_ids)}",
+        "request_id": request_id,
+        "issued_at": NOW,
+        "actor": actor,
+    }
+
+
+def submit(request_id: str, kind: RequestType = RequestType.erasure, **kw: Any) -> r.Command:
+    fields: dict[str, Any] = {
+        "request_type": kind,
+        "subject_id": SUBJECT,
+        "received_on": TODAY,
+        "identity_verified_on": TODAY,
+    }
+    fields.update(kw)
+    return r.RequestSubmitted(**envelope(request_id), **fields)
+
+
+def command(model: type[r.Command], request_id: str, **kw: Any) -> r.Command:
+    return model(**envelope(request_id), **kw)
+
+
+@dataclass
+class Driver:
+    agent: Any
+    serde: Serde
+    outbox: Outbox
+    probes: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def send(self, record: r.Record, topic: str = COMMANDS) -> list[Sent]:
+        """What the agent sent in response to `record` put on `topic`."""
+        start = len(self.outbox.sent)
+        key = getattr(record, "request_id", "k").encode()
+        await put_on(self.agent, topic, key, self.serde.encode(record))
+        probe = command(r.IdentityVerified, f"R-probe-{next(self.probes)}", verified_on=TODAY)
+        await put_on(self.agent, COMMANDS, probe.request_id.encode(), self.serde.encode(probe))
+
+        def probe_answered() -> bool:
+            return any(answer.command_id == probe.command_id for answer in self.answers())
+
+        await wait_for(probe_answered)
+        caused = self.outbox.sent[start:]
+        end = next(
+            i
+            for i, s in enumerate(caused)
+            if isinstance(s.record, r.CommandAnswer) and s.record.command_id == probe.command_id
+        )
+        return caused[:end]
+
+    def answers(self) -> list[r.CommandAnswer]:
+        return self.outbox.of(COMMAND_RESULTS, r.CommandAnswer)
+
+
+@pytest.fixture
+async def driver(serde: Serde, outbox: Outbox) -> AsyncIterator[Driver]:
+    known_subject()
+    async with workflow.test_context() as agent:
+        yield Driver(agent, serde, outbox)
+
+
+def answers(sent: list[Sent]) -> list[r.CommandAnswer]:
+    return [s.record for s in sent if isinstance(s.record, r.CommandAnswer)]
+
+
+def effects(sent: list[Sent]) -> list[Sent]:
+    """Everything but the answer and the audit: tasks, notices, directives, dead letters."""
+    return [s for s in sent if s.topic not in (COMMAND_RESULTS, AUDIT)]
+
+
+def audited(sent: list[Sent]) -> list[r.AuditEvent]:
+    return [s.record for s in sent if isinstance(s.record, r.AuditEvent)]
+
+
+def restrict_subject() -> None:
+    """The subject's consent state as the ingest agent leaves it after a restriction."""
+    directive = r.SubjectDirective(
+        directive_id="d-1", subject_id=SUBJECT, request_id="R-r", kind="restricted", occurred_at=NOW
+    )
+    state, _ = rules.apply_all(None, SUBJECT, [directive_fact(directive)])
+    assert state is not None
+    assert state.restricted
+    consent.data[SUBJECT] = state.model_dump(mode="json")
+
+
+# --- accepted -------------------------------------------------------------------------------
+
+
+async def test_accepted_command_is_answered_once_with_the_state_before_its_effects(
+    driver: Driver,
+) -> None:
+    cmd = submit("R-ok")
+    sent = await driver.send(cmd)
+
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandAccepted)
+    assert (answer.command_id, answer.request_id) == (cmd.command_id, "R-ok")
+    assert answer.command_type == "RequestSubmitted"
+    assert answer.request_state is RequestState.awaiting_systems
+    assert answer.due_on is not None
+    assert answer.message == f"{len(SYSTEM_IDS)} task(s) sent"
+    assert sent[0].topic == COMMAND_RESULTS
+    assert sent[0].key == b"R-ok"
+    assert len([s for s in sent if s.topic.startswith("privacy.tasks.")]) == len(SYSTEM_IDS)
+
+
+async def test_lift_of_a_restricted_subject_is_accepted(driver: Driver) -> None:
+    restrict_subject()
+    sent = await driver.send(submit("R-lift", RequestType.restriction_lift))
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandAccepted), answer
+
+
+# --- rejected: one answer with the reason, an audit step, nothing else -----------------------
+
+
+async def _finished(driver: Driver, request_id: str) -> None:
+    """A request that completed at once: a consent withdrawal sends no task."""
+    sent = await driver.send(submit(request_id, RequestType.consent_withdrawal))
+    assert answers(sent)[0].request_state is RequestState.completed
+
+
+async def _extended(driver: Driver, request_id: str) -> None:
+    await driver.send(submit(request_id, RequestType.access))
+    sent = await driver.send(
+        command(r.DeadlineExtended, request_id, reason="complex", notified_on=TODAY)
+    )
+    assert isinstance(answers(sent)[0], r.CommandAccepted)
+
+
+async def _submitted(driver: Driver, request_id: str) -> None:
+    await driver.send(submit(request_id, identity_verified_on=None))
+
+
+async def _nothing(_driver: Driver, _request_id: str) -> None:
+    return None
+
+
+SetUp = Any
+REJECTIONS: list[Any] = [
+    pytest.param(
+        _nothing,
+        lambda rid: submit(rid, subject_id="nobody"),
+        "unknown_subject",
+        id="unknown-subject",
+    ),
+    pytest.param(
+        _nothing,
+        lambda rid: submit(rid, RequestType.restriction_lift),
+        "not_restricted",
+        id="lift-never-restricted",
+    ),
+    pytest.param(
+        _extended,
+        lambda rid: command(r.DeadlineExtended, rid, reason="more", notified_on=TODAY),
+        "already_extended",
+        id="second-extension",
+    ),
+    pytest.param(
+        _finished,
+        lambda rid: command(r.RequestCancelled, rid, reason="changed mind"),
+        "request_finished",
+        id="cancel-finished",
+    ),
+    pytest.param(
+        _finished,
+        lambda rid: command(r.RequestRefused, rid, reason="excessive"),
+        "request_finished",
+        id="refuse-finished",
+    ),
+    pytest.param(
+        _finished,
+        lambda rid: command(r.RequestAnswered, rid, reason="done"),
+        "request_finished",
+        id="answer-finished",
+    ),
+    pytest.param(
+        _nothing,
+        lambda rid: command(r.IdentityVerified, rid, verified_on=TODAY),
+        "unknown_request",
+        id="verify-unknown-request",
+    ),
+    pytest.param(
+        _nothing,
+        lambda rid: submit(rid, received_on=TODAY, identity_verified_on=TODAY - timedelta(days=2)),
+        "dates_out_of_order",
+        id="verified-before-received",
+    ),
+    pytest.param(
+        _submitted,
+        lambda rid: command(
+            r.IdentityVerified,
+            rid,
+            verified_on=TODAY,
+            information_received_on=TODAY + timedelta(days=1),
+        ),
+        "dates_out_of_order",
+        id="information-after-verification-and-today",
+    ),
+    pytest.param(
+        _nothing,
+        lambda rid: submit(rid, received_on=TODAY + timedelta(days=3), identity_verified_on=None),
+        "dates_out_of_order",
+        id="received-in-the-future",
+    ),
+    pytest.param(
+        _nothing,
+        lambda rid: command(r.LegalHoldReleased, rid, hold_id="H-none", subject_id=SUBJECT),
+        "unknown_request",
+        id="release-of-no-active-hold",
+    ),
+]
+
+
+@pytest.mark.parametrize(("setup", "make", "reason"), REJECTIONS)
+async def test_rejected_command_is_answered_with_its_reason_and_has_no_effect(
+    driver: Driver, setup: SetUp, make: Any, reason: str
+) -> None:
+    request_id = f"R-{reason}"
+    await setup(driver, request_id)
+    before = requests.data.get(request_id)
+    cmd = make(request_id)
+    sent = await driver.send(cmd)
+
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandRejected)
+    assert (answer.command_id, answer.reason) == (cmd.command_id, reason)
+    assert answer.message
+    assert effects(sent) == []
+    assert [a.action for a in audited(sent)] == ["command_rejected"]
+    stored = requests.data.get(request_id)
+    if before is None:
+        assert stored is None
+    else:
+        assert stored is not None
+        assert stored["state"] == before["state"]
+        assert answer.request_state == RequestState(before["state"])
+
+
+@pytest.mark.parametrize(
+    ("actor", "request_id", "audited_as"),
+    [
+        pytest.param("jane.dpo@example.com", "R-jane", ("invalid-actor", "R-jane"), id="actor"),
+        pytest.param("dpo", "jane@example.com", ("dpo", None), id="request-id"),
+    ],
+)
+async def test_contact_details_as_names_are_rejected_before_anything_is_stored_or_sent(
+    driver: Driver, actor: str, request_id: str, audited_as: tuple[str, str | None]
+) -> None:
+    """`--actor jane.dpo@example.com` once stored the request, sent a task, then crashed
+    the agent in the audit (which refuses contact details), leaving no audit event."""
+    cmd = r.RequestSubmitted(
+        **envelope(request_id, actor=actor),
+        request_type=RequestType.erasure,
+        subject_id=SUBJECT,
+        received_on=TODAY,
+        identity_verified_on=TODAY,
+    )
+    sent = await driver.send(cmd)
+
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandRejected)
+    assert answer.reason == "invalid_command"
+    assert "example.com" not in answer.message
+    assert effects(sent) == []
+    assert requests.data.get(request_id) is None
+    [event] = audited(sent)
+    assert (event.action, event.actor, event.request_id) == ("command_rejected", *audited_as)
+    # The agent is still alive: the next command is answered and acted on.
+    assert isinstance(answers(await driver.send(submit("R-after")))[0], r.CommandAccepted)
+
+
+# --- redelivery -----------------------------------------------------------------------------
+
+
+async def test_redelivered_accepted_command_gets_the_same_answer_and_no_second_effect(
+    driver: Driver,
+) -> None:
+    cmd = submit("R-again")
+    first = await driver.send(cmd)
+    again = await driver.send(cmd)
+
+    [one], [two] = answers(first), answers(again)
+    assert isinstance(two, r.CommandAccepted)
+    assert two.model_dump(exclude={"answered_at"}) == one.model_dump(exclude={"answered_at"})
+    assert effects(again) == []
+    assert audited(again) == []
+
+
+async def test_redelivered_rejected_command_gets_the_same_answer(driver: Driver) -> None:
+    await _extended(driver, "R-ext")
+    cmd = command(r.DeadlineExtended, "R-ext", reason="more", notified_on=TODAY)
+    first = await driver.send(cmd)
+    again = await driver.send(cmd)
+
+    [one], [two] = answers(first), answers(again)
+    assert isinstance(one, r.CommandRejected)
+    assert isinstance(two, r.CommandRejected)
+    assert (two.reason, two.message) == (one.reason, one.message)
+    assert effects(again) == []
+    assert audited(again) == []  # audited once, when it was decided
+
+
+async def test_legal_hold_is_answered_forwarded_once_and_its_redelivery_answered_again(
+    driver: Driver,
+) -> None:
+    place = r.LegalHoldPlaced(
+        **envelope("H-1"),
+        hold_id="H-1",
+        subject_id=SUBJECT,
+        categories=[Category.contact],
+        reason="litigation",
+    )
+    first = await driver.send(place)
+    assert [type(a) for a in answers(first)] == [r.CommandAccepted]
+    assert [s.topic for s in effects(first)] == ["privops.internal.subject-directives"]
+    assert [a.action for a in audited(first)] == ["legal_hold_placed"]
+
+    # The ingest agent stores what was forwarded; then the command is redelivered.
+    hold = LegalHold(
+        hold_id="H-1",
+        subject_id=SUBJECT,
+        categories=(Category.contact,),
+        reason="litigation",
+        placed_at=place.issued_at,
+    )
+    legal_holds.data[SUBJECT] = [hold.model_dump(mode="json")]
+    again = await driver.send(place)
+    assert answers(again)[0].model_dump(exclude={"answered_at"}) == answers(first)[0].model_dump(
+        exclude={"answered_at"}
+    )
+    assert effects(again) == []
+    assert audited(again) == []
+
+
+# --- topic discipline -----------------------------------------------------------------------
+
+
+WRONG_TOPIC: list[Any] = [
+    pytest.param(TASK_RESULTS, lambda: submit("R-wt"), id="command-on-results"),
+    pytest.param(REQUEST_TICKS, lambda: submit("R-wt"), id="command-on-ticks"),
+    pytest.param(
+        COMMANDS,
+        lambda: r.TaskCompleted(
+            task_id="R-wt:crm:erase", request_id="R-wt", system=System.crm, answered_at=NOW
+        ),
+        id="answer-on-commands",
+    ),
+    pytest.param(
+        COMMANDS,
+        lambda: r.RequestTick(request_id="R-wt", kind="followup", at=NOW),
+        id="tick-on-commands",
+    ),
+    pytest.param(
+        TASK_RESULTS,
+        lambda: r.RequestTick(request_id="R-wt", kind="followup", at=NOW),
+        id="tick-on-results",
+    ),
+    pytest.param(
+        COMMANDS,
+        lambda: r.CommandAccepted(
+            command_id="c", request_id="R-wt", command_type="RequestSubmitted", answered_at=NOW
+        ),
+        id="answer-to-a-command-on-commands",
+    ),
+]
+
+
+@pytest.mark.parametrize(("topic", "make"), WRONG_TOPIC)
+async def test_record_on_the_wrong_topic_is_dead_lettered_and_audited(
+    driver: Driver, topic: str, make: Any
+) -> None:
+    sent = await driver.send(make(), topic)
+
+    [letter] = [s.record for s in sent if isinstance(s.record, r.DeadLetter)]
+    assert (letter.reason, letter.original_topic) == ("wrong_topic", topic)
+    assert [s.topic for s in effects(sent)] == [DEADLETTER]
+    assert answers(sent) == []
+    assert [a.action for a in audited(sent)] == ["dead_lettered"]
+    assert requests.data.get("R-wt") is None

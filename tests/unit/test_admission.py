@@ -1,0 +1,144 @@
+"""Table tests of privops.core.admission: names the audit can keep, records on their topic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+import pytest
+
+from privops.core import records as r
+from privops.core.admission import (
+    INVALID_ACTOR,
+    admit_workflow,
+    audited_actor,
+    audited_request_id,
+    is_plain_id,
+    is_principal_name,
+)
+from privops.core.errors import WrongTopic
+from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, TASK_RESULTS
+from privops.core.vocab import Category, RequestType, System
+
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("actor", "ok"),
+    [
+        ("dpo", True),
+        ("system-crm", True),
+        ("privops-scheduler", True),
+        ("jane.dpo", True),
+        ("a" * 64, True),
+        ("a" * 65, False),
+        ("jane.dpo@example.com", False),
+        ("Jane Doe", False),
+        ("dpo\t", False),
+        ("", False),
+        ("-dpo", False),
+        ("07700900123", False),  # a UK phone number, even as a bare word
+        ("dpo:jane", False),
+    ],
+)
+def test_actor_must_be_a_principal_name(actor: str, ok: bool) -> None:
+    assert is_principal_name(actor) is ok
+    assert audited_actor(actor) == (actor if ok else INVALID_ACTOR)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("REQ-DEADBEEF0000", True),
+        ("R-agent-1:submit", True),
+        ("REQ-1-F1", True),
+        ("x" * 128, True),
+        ("x" * 129, False),
+        ("jane@example.com", False),
+        ("07700 900123", False),
+        ("07700900123", False),
+        ("a/b", False),
+        ("", False),
+    ],
+)
+def test_request_ids_the_audit_can_keep(value: str, ok: bool) -> None:
+    assert is_plain_id(value) is ok
+    assert audited_request_id(value) == (value if ok else None)
+
+
+def _submitted() -> r.Record:
+    return r.RequestSubmitted(
+        command_id="c",
+        request_id="R",
+        issued_at=NOW,
+        actor="dpo",
+        request_type=RequestType.erasure,
+        subject_id="s",
+        received_on=date(2026, 3, 2),
+    )
+
+
+def _hold() -> r.Record:
+    return r.LegalHoldPlaced(
+        command_id="c",
+        request_id="H",
+        issued_at=NOW,
+        actor="dpo",
+        hold_id="H",
+        subject_id="s",
+        categories=[Category.contact],
+        reason="litigation",
+    )
+
+
+def _result() -> r.Record:
+    return r.TaskCompleted(task_id="t", request_id="R", system=System.crm, answered_at=NOW)
+
+
+def _tick() -> r.Record:
+    return r.RequestTick(request_id="R", kind="followup", at=NOW)
+
+
+def _answer() -> r.Record:
+    return r.CommandAccepted(
+        command_id="c", request_id="R", command_type="RequestSubmitted", answered_at=NOW
+    )
+
+
+def _directive() -> r.Record:
+    return r.SubjectDirective(
+        directive_id="d", subject_id="s", request_id="R", kind="restricted", occurred_at=NOW
+    )
+
+
+@pytest.mark.parametrize(
+    ("topic", "make", "ok"),
+    [
+        (COMMANDS, _submitted, True),
+        (COMMANDS, _hold, True),
+        (TASK_RESULTS, _result, True),
+        (REQUEST_TICKS, _tick, True),
+        # what an attacker with write access to one topic would try (issue 13)
+        (TASK_RESULTS, _submitted, False),
+        (TASK_RESULTS, _hold, False),
+        (REQUEST_TICKS, _submitted, False),
+        (COMMANDS, _result, False),
+        (COMMANDS, _tick, False),
+        (TASK_RESULTS, _tick, False),
+        (REQUEST_TICKS, _result, False),
+        (COMMANDS, _answer, False),
+        (COMMANDS, _directive, False),
+        (SUBJECT_DIRECTIVES, _submitted, False),
+        ("crm.events", _result, False),
+    ],
+)
+def test_workflow_takes_each_record_type_only_from_its_own_topic(
+    topic: str, make: Callable[[], r.Record], ok: bool
+) -> None:
+    record = make()
+    if ok:
+        assert admit_workflow(topic, record) is record
+        return
+    with pytest.raises(WrongTopic, match=f"{type(record).__name__} does not belong on") as err:
+        admit_workflow(topic, record)
+    assert err.value.reason == "wrong_topic"

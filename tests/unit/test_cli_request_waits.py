@@ -1,0 +1,291 @@
+"""The request verbs wait for the worker's answer and exit with its verdict.
+
+No Kafka: the verbs run against a fake producer and answer reader that answer each
+command as a test's worker would (the verdict itself is table-tested in test_cli_answers).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from privops.adapters.settings import get_settings
+from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
+from privops.cli.main import app
+from privops.cli.request import publish as publish_module
+from privops.core.records import (
+    Command,
+    CommandAnswer,
+    IdentityVerified,
+    Record,
+    RequestSubmitted,
+)
+from privops.core.vocab import RequestType
+from tests.unit.test_cli_answers import BOOTSTRAP, accepted, rejected
+
+# --- the verbs, against a fake broker ---------------------------------------------------------
+
+Respond = Callable[[Command], CommandAnswer | None]
+
+
+@dataclass
+class FakeBroker:
+    """Stands in for the producer, the registry and the answer topic: records what the CLI
+    did, in order, and answers each command with `respond`."""
+
+    respond: Respond = lambda cmd: accepted(cmd)
+    events: list[str] = field(default_factory=list)
+    sent: list[Command] = field(default_factory=list)
+    waited: list[float] = field(default_factory=list)
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
+    fake = FakeBroker()
+
+    class Serde:
+        def __init__(self, *_a: Any, **_k: Any) -> None:
+            pass
+
+        def register_all(self) -> int:
+            return 0
+
+        def encode(self, record: Command) -> bytes:
+            fake.sent.append(record)
+            return b"x"
+
+        async def decode_async(self, _raw: bytes | None) -> Record:
+            raise AssertionError("the fake reader does not decode")
+
+    class Producer:
+        async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
+            assert (topic, value) == ("privacy.commands", b"x")
+            fake.events.append(f"sent {key.decode()}")
+
+    class Reader:
+        async def collect(self, ids: list[str], wait: float) -> dict[str, CommandAnswer]:
+            fake.waited.append(wait)
+            answers = {c.command_id: fake.respond(c) for c in fake.sent}
+            return {i: a for i, a in answers.items() if i in ids and a is not None}
+
+    @asynccontextmanager
+    async def producer(_bootstrap: str) -> AsyncIterator[Producer]:
+        yield Producer()
+
+    @asynccontextmanager
+    async def answer_reader(bootstrap: str, _decode: Any) -> AsyncIterator[Reader]:
+        fake.events.append(f"noted the end of the answers on {bootstrap}")
+        yield Reader()
+
+    monkeypatch.setenv("PRIVOPS_KAFKA_BOOTSTRAP", BOOTSTRAP)
+    get_settings.cache_clear()
+    monkeypatch.setattr(publish_module, "Serde", Serde)
+    monkeypatch.setattr(publish_module, "producer", producer)
+    monkeypatch.setattr(publish_module, "answer_reader", answer_reader)
+    yield fake
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def flat(self) -> str:
+        return " ".join((self.stdout + self.stderr).split())
+
+
+def run(*args: str) -> Run:
+    result = CliRunner().invoke(app, ["request", *args], env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def test_answers_are_read_from_where_the_topic_ended_before_publishing(
+    broker: FakeBroker,
+) -> None:
+    out = run("erase", "--subject", "C-1", "--verified-now")
+    assert out.code == 0, out.flat
+    rid = broker.sent[0].request_id
+    assert broker.events == [f"noted the end of the answers on {BOOTSTRAP}", f"sent {rid}"]
+    assert broker.waited == [10.0]
+
+
+def test_accepted_submission_prints_the_id_then_what_the_worker_said(
+    broker: FakeBroker,
+) -> None:
+    broker.respond = lambda cmd: accepted(cmd, due_on=date(2026, 4, 2))
+    out = run("erase", "--subject", "C-1", "--verified-now", "--wait", "3")
+    assert out.code == 0, out.flat
+    rid = broker.sent[0].request_id
+    assert out.stdout.splitlines()[0] == rid
+    assert "accepted, state in_progress, due 2026-04-02" in out.flat
+    assert f"privops request status {rid}" in out.flat
+    assert broker.waited == [3.0]
+
+
+@pytest.mark.parametrize(
+    ("reason", "code", "words"),
+    [
+        ("unknown_subject", EXIT_NOT_FOUND, "no system has reported this subject"),
+        ("duplicate", EXIT_FAILED, "already submitted"),
+        ("whatever_next", EXIT_FAILED, "the worker refused it"),
+    ],
+)
+def test_rejected_submission_exits_with_the_reason(
+    broker: FakeBroker, reason: str, code: int, words: str
+) -> None:
+    broker.respond = lambda cmd: rejected(cmd, reason, "no such customer")
+    out = run("erase", "--subject", "C-1", "--verified-now")
+    assert out.code == code
+    assert out.stdout.strip() == broker.sent[0].request_id  # published, so its id is shown
+    assert words in out.stderr.replace("\n", " ")
+    assert "request status" not in out.flat  # no "follow it" for a rejected request
+
+
+def test_quiet_prints_only_the_id_and_the_exit_code_carries_the_verdict(
+    broker: FakeBroker,
+) -> None:
+    out = run("erase", "--subject", "C-1", "--verified-now", "-q")
+    assert (out.code, out.stdout) == (0, broker.sent[0].request_id + "\n")
+    broker.respond = lambda cmd: rejected(cmd, "unknown_subject")
+    out = run("erase", "--subject", "C-1", "--verified-now", "-q")
+    assert (out.code, out.stdout) == (EXIT_NOT_FOUND, broker.sent[1].request_id + "\n")
+    assert "unknown_subject" in out.stderr  # why, on stderr, even when quiet
+
+
+def test_no_answer_exits_3_naming_what_to_check(broker: FakeBroker) -> None:
+    broker.respond = lambda _cmd: None
+    out = run("verify", "REQ-1", "--wait", "0.5")
+    assert out.code == EXIT_UNAVAILABLE
+    assert out.stdout.strip() == "REQ-1"
+    for hint in ("within 0.5 s", "privops worker", "privops local status", BOOTSTRAP):
+        assert hint in out.flat
+
+
+def test_no_wait_only_publishes(broker: FakeBroker) -> None:
+    broker.respond = lambda _cmd: None
+    out = run("extend", "REQ-1", "--reason", "complex", "--no-wait")
+    assert out.code == 0, out.flat
+    assert broker.events == ["sent REQ-1"]  # the answer topic is not even looked at
+    assert broker.waited == []
+    assert "not waiting" in out.flat
+
+
+@pytest.mark.usefixtures("broker")
+@pytest.mark.parametrize("wait", ["0", "-1"])
+def test_wait_must_be_positive(wait: str) -> None:
+    out = run("cancel", "REQ-1", "--reason", "withdrawn", "--wait", wait)
+    assert out.code == EXIT_BAD_INPUT
+    assert "--wait must be more than 0 seconds" in out.flat
+
+
+def test_follow_up_rejection_exits_1_with_the_reason(broker: FakeBroker) -> None:
+    broker.respond = lambda cmd: rejected(cmd, "already_extended", "allowed once")
+    out = run("extend", "REQ-1", "--reason", "complex")
+    assert out.code == EXIT_FAILED
+    assert "an extension is allowed once" in out.flat
+    broker.respond = lambda cmd: rejected(cmd, "unknown_request", "no request REQ-1")
+    assert run("extend", "REQ-1", "--reason", "complex").code == EXIT_NOT_FOUND
+
+
+def test_complaint_with_its_restriction_waits_for_both(broker: FakeBroker) -> None:
+    def respond(cmd: Command) -> CommandAnswer:
+        assert isinstance(cmd, RequestSubmitted)
+        if cmd.request_type is RequestType.restriction:
+            return rejected(cmd, "unknown_subject")
+        return accepted(cmd)
+
+    broker.respond = respond
+    out = run("complain", "--subject", "C-1", "--restrict-while-investigating")
+    assert out.code == EXIT_NOT_FOUND
+    assert out.stdout.splitlines()[:2] == [c.request_id for c in broker.sent]
+    assert "complaint request" in out.flat  # the accepted one is still reported
+
+
+def test_json_carries_the_answer_and_the_exit_code_the_verdict(broker: FakeBroker) -> None:
+    broker.respond = lambda cmd: rejected(cmd, "not_restricted", "nothing to lift")
+    out = run("lift", "--subject", "C-1", "--verified-now", "--json")
+    assert out.code == EXIT_FAILED
+    row = json.loads(out.stdout)
+    assert row["answer"]["outcome"] == "rejected"
+    assert row["answer"]["reason"] == "not_restricted"
+    out = run("hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "x", "--json")
+    assert json.loads(out.stdout)["answer"]["reason"] == "not_restricted"
+
+
+def test_holds_wait_too(broker: FakeBroker) -> None:
+    out = run("hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "L-7")
+    assert out.code == 0, out.flat
+    assert "legal hold" in out.flat
+    assert "accepted" in out.flat
+    broker.respond = lambda cmd: rejected(cmd, "invalid_command", "no such hold")
+    out = run("hold", "release", "HOLD-1", "--subject", "C-1")
+    assert out.code == EXIT_FAILED
+    assert "no such hold" in out.flat
+
+
+# --- identity dates ----------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("broker")
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (
+            ["--received", "2026-03-02", "--identity-verified", "2026-03-01"],
+            ["--identity-verified 2026-03-01", "--received 2026-03-02"],
+        ),
+        (
+            ["--received", "2026-03-02", "--identity-verified", "2026-03-03",
+             "--identity-received", "2026-03-04"],
+            ["--identity-received 2026-03-04", "--identity-verified 2026-03-03"],
+        ),
+        (
+            ["--received", "2026-03-02", "--verified-now", "--identity-received", "2026-03-04"],
+            ["--identity-received 2026-03-04", "--verified-now"],
+        ),
+        (["--identity-received", "2026-3-4"], ["invalid date '2026-3-4' for --identity-received"]),
+    ],
+)  # fmt: skip
+def test_dates_out_of_order_are_refused_before_publishing(
+    args: list[str], names: list[str]
+) -> None:
+    out = run("access", "--subject", "C-1", *args)
+    assert out.code == EXIT_BAD_INPUT
+    for name in names:
+        assert name in out.flat
+    assert out.stdout == ""
+
+
+def test_identity_received_reaches_the_records(broker: FakeBroker) -> None:
+    out = run(
+        "access", "--subject", "C-1", "--received", "2026-03-02",
+        "--identity-received", "2026-03-04", "--identity-verified", "2026-03-06",
+    )  # fmt: skip
+    assert out.code == 0, out.flat
+    submitted = broker.sent[0]
+    assert isinstance(submitted, RequestSubmitted)
+    assert submitted.identity_received_on == date(2026, 3, 4)
+    assert submitted.identity_verified_on == date(2026, 3, 6)
+
+    out = run("verify", "REQ-1", "--on", "2026-03-06", "--identity-received", "2026-03-04")
+    assert out.code == 0, out.flat
+    verified = broker.sent[1]
+    assert isinstance(verified, IdentityVerified)
+    assert verified.information_received_on == date(2026, 3, 4)
+
+    out = run("verify", "REQ-1", "--on", "2026-03-03", "--identity-received", "2026-03-04")
+    assert out.code == EXIT_BAD_INPUT
+    assert "--identity-received 2026-03-04 is after --on 2026-03-03" in out.flat
