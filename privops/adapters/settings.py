@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,10 @@ DEV_SECRETS: dict[str, str] = {
 }
 
 
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "privops"
+
+
 class Settings(BaseSettings):
     """Every knob privops reads. Defaults are the embedded local runtime."""
 
@@ -34,7 +38,7 @@ class Settings(BaseSettings):
     registry_port: int = Field(default=18081, ge=1, le=65535)
     registry_management_port: int = Field(default=19001, ge=1, le=65535)
     home: Path = Field(
-        default_factory=lambda: Path.home() / ".cache" / "privops",
+        default_factory=lambda: _default_home(),
         description="Runtime state: broker and registry data, logs, pid files, worker tables",
     )
     cache: Path = Field(
@@ -67,6 +71,13 @@ class Settings(BaseSettings):
     alert_days_before: tuple[int, ...] = (7, 3, 1)
     complaint_ack_days: int = Field(default=30, ge=1)
     actor: str = "dpo"
+    signers_file: Path = Field(
+        description="Public keys the worker trusts for DPO commands (privops keys)",
+        default=Path(),
+    )
+    signing_key_file: Path = Field(
+        description="This CLI's private signing key (mode 0600)", default=Path()
+    )
     consumer_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest",
         description="Where a new consumer group starts (the demo starts at the end)",
@@ -74,6 +85,16 @@ class Settings(BaseSettings):
     clock_offset_days: float = Field(
         default=0.0, description="Shift the worker's clock (demos and deadline tests only)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_paths_under_home(cls, data: Any) -> Any:
+        """Key files default to $PRIVOPS_HOME/keys/, so the CLI and the worker meet."""
+        if isinstance(data, dict):
+            home = Path(data.get("home") or _default_home()).expanduser()
+            data.setdefault("signers_file", home / "keys" / "signers.json")
+            data.setdefault("signing_key_file", home / "keys" / f"{data.get('actor') or 'dpo'}.key")
+        return data
 
     @model_validator(mode="after")
     def _no_dev_secrets_outside_dev(self) -> Settings:
