@@ -31,6 +31,7 @@ from privops.adapters import runtime
 from privops.adapters.kafka import producer, read_all
 from privops.adapters.serde import Serde
 from privops.adapters.settings import REPO_ROOT, Settings
+from privops.adapters.signing_keys import signing_key
 from privops.connectors.reference import (
     FakeCustomer,
     Knobs,
@@ -41,8 +42,9 @@ from privops.connectors.reference import (
 from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.errors import PrivopsError
+from privops.core.signing import SigningKey
 from privops.core.topics import ALERTS, COMMANDS
-from privops.core.vocab import Channel, Purpose, RequestType, System
+from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType, System
 from privops.tools.simulate import build_runners, publish_business_day, run_connectors
 from privops.tools.views import art15_table, exports_table, table, task_exports, yes_no
 from privops.tools.worker_process import WorkerProcess
@@ -63,6 +65,7 @@ class Demo:
     worker: WorkerProcess | None = None
     serde: Serde | None = None
     clock: Clock = field(default_factory=Clock)
+    key: SigningKey | None = None
 
     @property
     def root(self) -> Path:
@@ -119,7 +122,13 @@ class Demo:
 
     # --- talking to privops -------------------------------------------------------------
     async def submit(self, command: r.Command) -> str:
+        """Sign `command` as the CLI would (the worker trusts nothing else) and publish it."""
         assert self.serde is not None
+        if self.key is None:
+            self.key = signing_key(
+                self.settings, command.actor, say=lambda m: self.console.print(f"• {m}")
+            )
+        command = self.key.sign(command)
         async with producer(self.settings.kafka_bootstrap) as prod:
             await prod.send_and_wait(
                 COMMANDS, self.serde.encode(command), key=command.request_id.encode()
@@ -362,9 +371,17 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         f"{escalated.attempts} attempts; it keeps being re-sent at the longest backoff"
     )
 
-    demo.step("7. A deadline approaching")
+    demo.step("7. A deadline approaching: an objection awaiting the DPO's decision")
+    # A complaint is acknowledged at once (s.164A), so its deadline never nears; an
+    # objection to legitimate-interest processing waits for `request decide-objection`.
     late = demo.request_command(
-        RequestType.complaint, customers[3].subject_id, days_ago=28, reason="no reply yet"
+        RequestType.objection,
+        customers[3].subject_id,
+        days_ago=28,
+        objection_scope=ObjectionScope.legitimate_interest,
+    )
+    late = late.model_copy(
+        update={"identity_received_on": late.received_on, "identity_verified_on": late.received_on}
     )
     rid = await demo.submit(late)
     approaching = await demo.first_alert(rid, r.DeadlineApproaching, "the deadline alert")

@@ -67,32 +67,28 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             ),
         )
         near = received_for_due_in(2, today).isoformat()
-        # Complaints wait for the DPO's answer, so they stay open while the clock runs:
-        # acknowledgement due tomorrow (approaching) and due two weeks ago (breached).
-        approaching = cli(
-            "request",
-            "complain",
-            "--subject",
-            customers[0].subject_id,
-            "--received",
-            (today - timedelta(days=28)).isoformat(),
-            "--reason",
-            "late reply to my letter",
-            "-q",
-            env=worker.env,
-        )
-        breached = cli(
-            "request",
-            "complain",
-            "--subject",
-            customers[1].subject_id,
-            "--received",
-            (today - timedelta(days=45)).isoformat(),
-            "--reason",
-            "no reply at all",
-            "-q",
-            env=worker.env,
-        )
+
+        # Objections to legitimate-interest processing wait for the DPO's decision, so they
+        # stay open while the clock runs (a complaint is acknowledged at once, s.164A, and
+        # raises no deadline alert): one due within days, one due two weeks ago.
+        def li_objection(subject: str, received: date) -> str:
+            return cli(
+                "request",
+                "object",
+                "--subject",
+                subject,
+                "--scope",
+                "legitimate_interest",
+                "--received",
+                received.isoformat(),
+                "--identity-received",
+                received.isoformat(),
+                "-q",
+                env=worker.env,
+            )
+
+        approaching = li_objection(customers[0].subject_id, received_for_due_in(2, today))
+        breached = li_objection(customers[1].subject_id, today - timedelta(days=45))
         # Objection to marketing by a subject the marketing system does not hold: done at
         # once, so its near due date must raise nothing.
         assert not customers[2].in_system(System.marketing)
