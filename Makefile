@@ -9,20 +9,42 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install system-deps lint unit integration bench clean help
+# Python dependencies come only from hashed locks: dev.lock is every package `make install`
+# puts in the venv, build backend included; runtime.lock is what the worker image installs
+# (deploy/Dockerfile). Each pin carries the SHA-256 of every file PyPI has for that version,
+# so pip refuses any other file. Both are resolved for CPython 3.11 on Linux.
+# To update them: edit pyproject.toml, run `make lock` (keeps every other pin) with
+# python3.11, commit both files. To upgrade: `make lock LOCK_ARGS=--upgrade`, or
+# `make lock LOCK_ARGS='--upgrade-package NAME'`. pip-tools runs from a throwaway venv
+# (LOCK_VENV), never from $(VENV).
+DEV_LOCK     := requirements/dev.lock
+RUNTIME_LOCK := requirements/runtime.lock
+LOCK_VENV    ?= /tmp/privops-lock-venv
+PIP_COMPILE   = CUSTOM_COMPILE_COMMAND='make lock' $(LOCK_VENV)/bin/pip-compile --quiet \
+                --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links $(LOCK_ARGS)
+
+.PHONY: demo test install lock system-deps lint unit integration bench clean help
 
 help:
 	@echo "make demo   - run privops' main job (the scripted story) on a local broker"
 	@echo "make test   - lint, type-check and run every test against a real local broker"
 	@echo "make bench  - the performance benchmarks (DESIGN.md section 9)"
 
-$(STAMP): pyproject.toml
+# --no-build-isolation: the editable install builds with the locked setuptools, not with
+# whatever PyPI serves at that moment.
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+	  ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q 'pip-tools==7.6.2')
+	$(PIP_COMPILE) --extra dev --build-deps-for editable -o $(DEV_LOCK) pyproject.toml
+	$(PIP_COMPILE) --constraint $(DEV_LOCK) -o $(RUNTIME_LOCK) pyproject.toml
 
 # Java + Maven run Kafka and the registry; Debian's prometheus brings promtool.
 system-deps:

@@ -9,20 +9,26 @@ Writes: privacy.command-results (one answer per command), privacy.tasks.<system>
 
 Each record is acted on only if its type belongs on the topic it came from (a command
 only from privacy.commands, an answer only from privacy.task-results, a tick only from
-the ticks topic); anything else is a `wrong_topic` dead letter.
+the ticks topic); anything else is a `wrong_topic` dead letter. A command is then acted
+on only if a key of the signers file (settings.signers_file, re-read when it changes)
+signed it for its actor; the commands the worker issues itself are signed with a key
+derived from the audit key, which every worker of the group holds and trusts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from faust.types import EventT, StreamT
 
 from privops.adapters import metrics
+from privops.adapters.signing_keys import SignersWatch
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.admission import (
+    UNAUTHENTICATED,
     WorkflowInput,
     admit_workflow,
     audited_actor,
@@ -33,6 +39,7 @@ from privops.core.datamap import load_datamap
 from privops.core.erasure import LegalHold, SubjectFacts
 from privops.core.errors import DecodeError, WrongTopic
 from privops.core.identity import IdentityMap
+from privops.core.signing import SigningKey
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, TASK_RESULTS
 from privops.core.vocab import TERMINAL_STATES, TaskState
@@ -47,6 +54,8 @@ log = logging.getLogger(__name__)
 DATAMAP = load_datamap(settings.datamap)
 clock = Clock.from_days(settings.clock_offset_days)
 schedule = Schedule(tuple(settings.alert_days_before))
+WORKER_KEY = SigningKey.derive(settings.audit_key.encode(), "privops worker commands v1")
+signers = SignersWatch(settings.signers_file, (WORKER_KEY.entry(wf.SCHEDULER, clock.now()),))
 
 request_stream = app.topic(
     COMMANDS,
@@ -117,7 +126,13 @@ async def on_input(event: EventT[Any], record: WorkflowInput) -> None:
 
 
 async def on_command(cmd: r.Command) -> None:
-    """Decide, then answer on privacy.command-results, store, publish and audit."""
+    """Check the signature, decide, then answer on privacy.command-results, store,
+    publish and audit. The audited actor is the signing key's owner."""
+    trusted = await asyncio.to_thread(signers.refresh)
+    refused = wf.authenticate(cmd, trusted, bare_context())
+    if refused is not None:
+        await apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id)
+        return
     actor = audited_actor(cmd.actor)
     if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased):
         outcome = wf.on_hold(cmd, context(cmd.subject_id))
@@ -187,7 +202,10 @@ async def apply(
     if outcome.answer is not None:
         await emit(COMMAND_RESULTS, request_id, outcome.answer)
     for out in outcome.out:
-        await emit(out.topic, out.key, out.record)
+        record = out.record
+        if out.topic == COMMANDS and isinstance(record, r.Command):
+            record = WORKER_KEY.sign(record)  # a follow-up the worker issues itself
+        await emit(out.topic, out.key, record)
     for i, step in enumerate(outcome.audit):
         await audit(
             actor=actor,

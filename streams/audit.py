@@ -3,7 +3,9 @@
 The chain key is "<app id>/" + the request id, else the subject ref
 (privops.core.audit.chain_key), and it is also the message key, so one chain lives in one
 partition, in order. The chain head is read and advanced with no await in between, so
-concurrent agents on the one event loop never interleave inside a chain.
+concurrent agents on the one event loop never interleave inside a chain. Hashes are
+HMACs under the audit key (settings.audit_key), which only the worker and the DPO's
+verifying tools hold.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ from datetime import datetime
 from functools import lru_cache
 
 from privops.adapters import metrics
-from privops.core.audit import AuditChainer, chain_key, derive_audit_id, redact
+from privops.core.audit import (
+    AuditChainer,
+    chain_key,
+    derive_audit_id,
+    redact,
+)
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
 from privops.core.topics import AUDIT
@@ -21,6 +28,9 @@ from streams.io import emit
 from streams.tables import DecodedCache, audit_chains
 
 PSEUDONYM_KEY = settings.pseudonym_key.encode()
+AUDIT_KEY = settings.audit_key.encode()
+# The version new records carry; verifiers keep older versions in their keyring.
+AUDIT_KEY_VERSION: int = settings.audit_key_version
 
 # Every write of audit-chains goes through audit() below, so the heads can stay decoded.
 chain_heads: DecodedCache[tuple[int, str]] = DecodedCache(audit_chains, tuple, 100_000)
@@ -53,7 +63,9 @@ async def audit(
     sref = ref(subject_id) if subject_id else None
     chain = f"{settings.app_id}/{chain}" if chain else chain_key(request_id, sref, settings.app_id)
     head = chain_heads.get(chain)
-    chainer = AuditChainer({chain: head} if head else None)
+    chainer = AuditChainer(
+        {chain: head} if head else None, key=AUDIT_KEY, key_version=AUDIT_KEY_VERSION
+    )
     record = chainer.next(
         actor=actor,
         action=action,

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 
 from privops.adapters.kafka import TopicOutcome, create_topics
-from privops.core.topics import TopicSpec, catalogue
+from privops.core.datamap import load_datamap
+from privops.core.topics import TopicSpec, catalogue, compacted
 from streams.app import app, settings
 
 
 def changelog_specs() -> list[TopicSpec]:
-    config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
     return [
         TopicSpec(
-            f"{settings.app_id}-{name}-changelog", "table key", settings.topic_partitions, config
+            f"{settings.app_id}-{name}-changelog",
+            "table key",
+            settings.topic_partitions,
+            compacted(),
         )
         for name in app.tables
     ]
@@ -27,5 +30,6 @@ def changelog_specs() -> list[TopicSpec]:
 
 def ensure_topics() -> list[TopicOutcome]:
     app.discover()  # tables are declared by the agent modules
-    specs = catalogue(settings.topic_partitions) + changelog_specs()
+    datamap = load_datamap(settings.datamap)
+    specs = catalogue(settings.topic_partitions, datamap) + changelog_specs()
     return asyncio.run(create_topics(settings.kafka_bootstrap, specs))

@@ -94,6 +94,7 @@ class AuditAction(StrEnum):
     notification_sent = "notification_sent"
     command_rejected = "command_rejected"
     dead_lettered = "dead_lettered"
+    export_refused = "export_refused"
 
 
 class EventSource(StrEnum):

@@ -226,6 +226,7 @@ class Kafka(Component):
                 mvn,
                 "-q",
                 "-B",
+                "--strict-checksums",
                 "-f",
                 str(KAFKA_POM),
                 "dependency:copy-dependencies",
@@ -328,7 +329,9 @@ class Registry(Component):
                 mvn,
                 "-q",
                 "-B",
-                "dependency:copy",
+                "--strict-checksums",
+                # No pom here to pin it: the plugin version is spelled out (as in KAFKA_POM).
+                "org.apache.maven.plugins:maven-dependency-plugin:3.10.0:copy",
                 f"-Dartifact=io.apicurio:apicurio-registry-app:{REGISTRY_VERSION}:tar.gz:all",
                 f"-DoutputDirectory={self.install_dir}",
             ],

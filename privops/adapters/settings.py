@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         min_length=16,
         description="HMAC key of the audit hash chain (only the worker holds it)",
     )
+    audit_key_version: int = Field(
+        default=1, ge=1, description="Version new audit records and anchors are keyed with"
+    )
+    audit_previous_keys: dict[int, str] = Field(
+        default_factory=dict,
+        description="Audit keys replaced by rotation, by version (JSON); verify still accepts them",
+    )
     topic_partitions: int = Field(default=4, ge=1, le=256)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
     alert_days_before: tuple[int, ...] = (7, 3, 1)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from privops.cli import audit, bench, consent, dsar, local, request, ropa, schemas, simulate, topics
+from privops.cli import (
+    audit,
+    bench,
+    consent,
+    dsar,
+    keys,
+    local,
+    request,
+    ropa,
+    schemas,
+    simulate,
+    topics,
+)
 from privops.cli.common import handled, settings
 
 app = typer.Typer(
@@ -21,6 +33,7 @@ app.add_typer(consent.app, name="consent")
 app.add_typer(dsar.app, name="dsar")
 app.add_typer(audit.app, name="audit")
 app.add_typer(simulate.app, name="simulate")
+app.add_typer(keys.app, name="keys")
 app.command("ropa")(ropa.ropa)
 app.command("bench")(bench.bench)
 

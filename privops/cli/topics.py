@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from privops.adapters.kafka import create_topics
-from privops.cli.common import Json, console, emit_json, run_async, settings
+from privops.cli.common import Json, console, emit_json, handled, run_async, settings
+from privops.core.datamap import load_datamap
 from privops.core.topics import catalogue
 from privops.tools.views import table
 
@@ -16,9 +17,9 @@ app = typer.Typer(help="Kafka topics from the catalogue (DESIGN.md section 4).")
 def create(as_json: Json = False) -> None:
     """Create every missing topic with its partitions and config; report the rest."""
     cfg = settings()
-    outcomes = run_async(
-        lambda: create_topics(cfg.kafka_bootstrap, catalogue(cfg.topic_partitions))
-    )
+    with handled():
+        specs = catalogue(cfg.topic_partitions, load_datamap(cfg.datamap))
+    outcomes = run_async(lambda: create_topics(cfg.kafka_bootstrap, specs))
     if as_json:
         emit_json([o.__dict__ for o in outcomes])
         return

@@ -1,8 +1,9 @@
 """What the request workflow checks before a record may touch a request.
 
-Three checks that hold whatever the request's state: the record came from the topic its
-type belongs on (`admit_workflow`), the command names its actor as a principal and its
-request by a plain id (`check_names`), and its dates are in order and not in the future
+Four checks that hold whatever the request's state: the record came from the topic its
+type belongs on (`admit_workflow`), the command is signed by a trusted key of the actor
+it names (`authenticate`), the command names its actor as a principal and its request by
+a plain id (`check_names`), and its dates are in order and not in the future
 (`check_dates`).
 They run before any decision, so a command that fails one is rejected with nothing
 stored, sent or notified (DESIGN.md section 8).
@@ -25,6 +26,7 @@ from privops.core import records as r
 from privops.core.errors import WrongTopic
 from privops.core.pii import looks_like_pii
 from privops.core.request import Reason, Refused, RequestRecord
+from privops.core.signing import SignatureInvalid, Signers
 from privops.core.topics import COMMANDS, REQUEST_TICKS, TASK_RESULTS
 
 WorkflowInput = r.Command | r.TaskResult | r.RequestTick
@@ -44,6 +46,32 @@ def admit_workflow(topic: str, record: r.Record) -> WorkflowInput:
     if topic == REQUEST_TICKS and isinstance(record, r.RequestTick):
         return record
     raise WrongTopic(f"{type(record).__name__} does not belong on {topic}")
+
+
+# --- signature ----------------------------------------------------------------------------
+
+UNAUTHENTICATED: Final = "unauthenticated"
+"""Who the audit names for a command whose signature proves nothing: not its claimed actor."""
+
+
+def authenticate(cmd: r.Command, signers: Signers) -> str:
+    """The principal whose trusted key signed `cmd`: the actor the audit names.
+
+    A command naming one actor but signed with another's key is refused rather than
+    re-attributed: what was signed says who the signer claimed to be, and quietly
+    auditing someone else would hide a borrowed key file or a misconfigured CLI.
+    """
+    try:
+        signer = signers.verify(cmd)
+    except SignatureInvalid as exc:
+        raise Refused(Reason(exc.problem.value), exc.message) from exc
+    if signer.owner != cmd.actor:
+        raise Refused(
+            Reason.signer_mismatch,
+            f"the command is signed with key {signer.key_id}, which belongs to another "
+            "principal than its actor (see `privops keys list`)",
+        )
+    return signer.owner
 
 
 # --- names --------------------------------------------------------------------------------

@@ -6,11 +6,19 @@ else `SYSTEM_CHAIN` (e.g. a dead letter with no usable key). Keying the topic by
 chain key puts a whole chain in one partition, so Kafka keeps its order, and chains on
 different partitions never need a global order. Each record carries its chain, a
 sequence number (1, 2, ... per chain) and the previous record's hash (`GENESIS` for the
-first); its hash is SHA-256 over the canonical JSON of every other field.
+first); its hash is an HMAC-SHA256, under the audit key, of the canonical JSON of every
+other field, so someone who can write `privacy.audit` but does not hold the key cannot
+make a chain that verifies. The key is versioned (`key_version` on the record, a keyring
+of {version: key} to verify) so it can rotate without losing old chains. Version 0 is
+the legacy unkeyed SHA-256 of records written before keyed hashes: still accepted (and
+counted, so a report can say so), never written, refused after a keyed record of its
+chain (a downgrade), and refused everywhere when verifying with `allow_legacy=False`.
 
 `AuditChainer` holds the head (seq, hash) of each chain as plain data, so the worker
 keeps it in a table and a restart continues the chains. `verify` reads records in log
-order and reports every break, the first one first.
+order and reports every break, the first one first; `verify_log` walks a whole topic,
+partition by partition. Signed chain heads kept outside Kafka (privops.core.audit_anchor)
+catch what a key cannot: a topic deleted and re-produced.
 
 Nothing here reads the clock or does I/O. Audit records never hold raw PII: text fields
 that look like an email address or a UK phone number are refused (without echoing them).
@@ -19,14 +27,15 @@ that look like an email address or a UK phone number are refused (without echoin
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from privops.core.errors import DomainError
+from privops.core.errors import ConfigError, DomainError
 from privops.core.pii import looks_like_pii, redact
 from privops.core.records import AuditEvent
 
@@ -34,8 +43,31 @@ GENESIS: Final = "0" * 64
 SYSTEM_CHAIN: Final = "privops"
 _AUDIT_NAMESPACE: Final = uuid.UUID("6f1c7a52-3d0e-5b8e-9a51-0c4a1e2f7d10")
 
-BreakProblem = Literal["hash_mismatch", "missing_link", "seq_gap", "duplicate"]
+LEGACY_KEY_VERSION: Final = 0
+CURRENT_KEY_VERSION: Final = 1
+
+BreakProblem = Literal[
+    "hash_mismatch",
+    "missing_link",
+    "seq_gap",
+    "duplicate",
+    "unknown_key_version",
+    "unkeyed",
+    "downgraded",
+    "split_chain",
+    "anchor_missing",
+    "anchor_mismatch",
+    "unanchored",
+    "unkeyed_after_anchor",
+]
 ChainState = dict[str, tuple[int, str]]
+Keyring = Mapping[int, bytes]
+"""Audit keys by version: every key whose records are to verify."""
+
+# A record that fails one of these cannot be trusted for its place in the chain.
+_UNTRUSTED: Final[frozenset[BreakProblem]] = frozenset(
+    {"hash_mismatch", "unknown_key_version", "unkeyed", "downgraded"}
+)
 
 
 def chain_key(request_id: str | None, subject_ref: str | None, namespace: str | None = None) -> str:
@@ -57,13 +89,45 @@ def derive_audit_id(*parts: str) -> str:
     return str(uuid.uuid5(_AUDIT_NAMESPACE, "\x1f".join(parts)))
 
 
+def keyring(
+    current: str | bytes,
+    version: int = CURRENT_KEY_VERSION,
+    previous: Mapping[int, str | bytes] | None = None,
+) -> dict[int, bytes]:
+    """The keyring from the current audit key and the keys it replaced.
+
+    Keeping the replaced keys lets chains written before a rotation still verify.
+    """
+    ring: dict[int, bytes] = {}
+    for number, key in [*(previous or {}).items(), (version, current)]:
+        if number <= LEGACY_KEY_VERSION:
+            raise ConfigError(f"audit key versions start at 1 (got {number})")
+        if number in ring:
+            raise ConfigError(f"audit key version {number} is given twice")
+        secret = key.encode() if isinstance(key, str) else key
+        if not secret:
+            raise ConfigError(f"audit key version {number} is empty")
+        ring[number] = secret
+    return ring
+
+
 def hashed_fields(record: AuditEvent) -> dict[str, object]:
-    """Every field the hash covers: all but the hash itself."""
+    """Every field the hash covers: all but the hash itself.
+
+    A legacy record's hash was made before `key_version` existed, so it is left out.
+    """
+    if record.key_version == LEGACY_KEY_VERSION:
+        return record.model_dump(exclude={"hash", "key_version"})
     return record.model_dump(exclude={"hash"})
 
 
-def expected_hash(record: AuditEvent) -> str:
-    return compute_hash(record.prev_hash, hashed_fields(record))
+def expected_hash(record: AuditEvent, ring: Keyring) -> str:
+    """The hash the record should carry; DomainError if its key version is not in `ring`."""
+    if record.key_version == LEGACY_KEY_VERSION:
+        key = None
+    elif (key := ring.get(record.key_version)) is None:
+        raise DomainError(f"audit key version {record.key_version} is not in the keyring")
+    return compute_hash(record.prev_hash, hashed_fields(record), key=key)
 
 
 def _canonical_value(value: object) -> object:
@@ -76,25 +140,46 @@ def _canonical_value(value: object) -> object:
     raise DomainError(f"audit field value of type {type(value).__name__} is not hashable here")
 
 
-def canonical_bytes(fields: Mapping[str, object]) -> bytes:
-    """Deterministic bytes for hashing: sorted-key compact JSON, UTC microsecond times."""
-    payload = {key: _canonical_value(value) for key, value in fields.items()}
+def canonical_json(payload: object) -> bytes:
+    """Sorted-key compact UTF-8 JSON: the same bytes for the same data, whoever wrote it."""
     return json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
 
 
-def compute_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
-    """SHA-256 hex over the record's fields with `prev_hash` (any `hash` key is ignored)."""
-    payload = {key: value for key, value in fields.items() if key != "hash"}
+def canonical_bytes(fields: Mapping[str, object]) -> bytes:
+    """Deterministic bytes for hashing: sorted-key compact JSON, UTC microsecond times."""
+    return canonical_json({key: _canonical_value(value) for key, value in fields.items()})
+
+
+def compute_hash(prev_hash: str, fields: Mapping[str, object], *, key: bytes | None) -> str:
+    """HMAC-SHA256 hex under `key` over the fields with `prev_hash` (any `hash` is ignored).
+
+    ``key=None`` is the legacy unkeyed SHA-256, kept to verify records written before
+    keyed hashes; it is explicit so nothing falls back to it by accident.
+    """
+    payload = {name: value for name, value in fields.items() if name != "hash"}
     payload["prev_hash"] = prev_hash
-    return hashlib.sha256(canonical_bytes(payload)).hexdigest()
+    data = canonical_bytes(payload)
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.digest(key, data, "sha256").hex()
 
 
 class AuditChainer:
     """Builds chained records; its state is plain data the worker persists in a table."""
 
-    def __init__(self, state: Mapping[str, Sequence[object]] | None = None) -> None:
+    def __init__(
+        self,
+        state: Mapping[str, Sequence[object]] | None = None,
+        *,
+        key: bytes,
+        key_version: int = CURRENT_KEY_VERSION,
+    ) -> None:
+        if key_version <= LEGACY_KEY_VERSION or not key:
+            raise ConfigError("audit records are written with a key of version 1 or more")
+        self._ring = {key_version: key}
+        self._key_version = key_version
         self._heads: ChainState = {}
         for chain, head in (state or {}).items():
             seq, last_hash = head
@@ -148,16 +233,18 @@ class AuditChainer:
             "reason": reason,
             "occurred_at": occurred_at,
             "prev_hash": prev_hash,
+            "key_version": self._key_version,
         }
         draft = AuditEvent.model_validate({**fields, "hash": GENESIS})
-        record = draft.model_copy(update={"hash": expected_hash(draft)})
+        record = draft.model_copy(update={"hash": expected_hash(draft, self._ring)})
         self._heads[chain] = (record.seq, record.hash)
         return record
 
 
 @dataclass(frozen=True, slots=True)
 class Break:
-    """Where a chain is broken. `audit_id` names the record at which it shows."""
+    """Where a chain is broken. `audit_id` names the record at which it shows ("" when
+    what is wrong is a record that is no longer there)."""
 
     audit_id: str
     chain: str
@@ -168,10 +255,24 @@ class Break:
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    ok: bool
+    """What a walk found. Legacy records verified only as unkeyed SHA-256, which anyone
+    who can write the topic can forge, so they are counted for the report."""
+
     checked: int
-    first_break: Break | None
-    breaks: tuple[Break, ...] = field(default=())
+    breaks: tuple[Break, ...] = ()
+    legacy: int = 0
+    legacy_chains: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+    @property
+    def first_break(self) -> Break | None:
+        return self.breaks[0] if self.breaks else None
+
+    def with_breaks(self, more: Iterable[Break]) -> VerifyResult:
+        return replace(self, breaks=(*self.breaks, *more))
 
 
 @dataclass(slots=True)
@@ -179,15 +280,50 @@ class _Walk:
     expected_seq: int = 1
     last_hash: str = GENESIS
     seen: dict[int, str] = field(default_factory=dict)
+    keyed: bool = False
+
+
+def _integrity_problem(
+    record: AuditEvent, walk: _Walk, ring: Keyring, allow_legacy: bool
+) -> tuple[BreakProblem, str] | None:
+    """Whether the record is what its key says it is, before looking at its place."""
+    if record.key_version == LEGACY_KEY_VERSION:
+        if not allow_legacy:
+            return "unkeyed", "unkeyed (legacy SHA-256) record where keyed hashes are required"
+        if walk.keyed:
+            return "downgraded", "unkeyed record after keyed records of the same chain"
+    elif record.key_version not in ring:
+        return "unknown_key_version", (
+            f"hash made with audit key version {record.key_version}, which is not in the keyring"
+        )
+    if not hmac.compare_digest(expected_hash(record, ring), record.hash):
+        return "hash_mismatch", "fields do not match the record's hash"
+    return None
+
+
+def _link_problem(record: AuditEvent, walk: _Walk) -> tuple[BreakProblem, str] | None:
+    if record.prev_hash != walk.last_hash:
+        return "missing_link", f"prev_hash does not match record seq {walk.expected_seq - 1}"
+    if record.seq != walk.expected_seq:
+        return "seq_gap", f"expected seq {walk.expected_seq}"
+    return None
 
 
 def verify(
-    records: Iterable[AuditEvent], *, tolerate_exact_duplicates: bool = True
+    records: Iterable[AuditEvent],
+    ring: Keyring,
+    *,
+    tolerate_exact_duplicates: bool = True,
+    allow_legacy: bool = True,
 ) -> VerifyResult:
     """Walk records in log order (as read from the topic), chain by chain.
 
     Problems, checked in this order for each record:
-    - `hash_mismatch`: the record's hash is not the hash of its fields (a field was changed);
+    - `unkeyed`, `downgraded`, `unknown_key_version`: the record is unkeyed where that is
+      refused (everywhere without `allow_legacy`; after a keyed record of its chain, a
+      downgrade, always), or names a key version not in `ring`;
+    - `hash_mismatch`: the record's hash is not the hash of its fields (a field was
+      changed, or the hash was made without the key);
     - `duplicate`: a seq already seen on the chain, with different content (a re-produced,
       altered record). Byte-identical redeliveries are skipped when tolerated;
     - `missing_link`: prev_hash is not the previous record's hash (a record deleted or
@@ -199,54 +335,96 @@ def verify(
     """
     walks: dict[str, _Walk] = {}
     breaks: list[Break] = []
-    checked = 0
+    legacy_chains: dict[str, None] = {}
+    checked = legacy = 0
     for record in records:
         checked += 1
         walk = walks.setdefault(record.chain, _Walk())
-        problem: BreakProblem | None = None
-        detail = ""
-        if expected_hash(record) != record.hash:
-            problem, detail = "hash_mismatch", "fields do not match the record's hash"
-        elif record.seq in walk.seen or record.seq < walk.expected_seq:
-            if tolerate_exact_duplicates and walk.seen.get(record.seq) == record.hash:
+        found = _integrity_problem(record, walk, ring, allow_legacy)
+        if found is None:
+            if record.seq in walk.seen or record.seq < walk.expected_seq:
+                if tolerate_exact_duplicates and walk.seen.get(record.seq) == record.hash:
+                    continue
+                breaks.append(
+                    Break(record.audit_id, record.chain, record.seq, "duplicate", "seq seen before")
+                )
                 continue
-            breaks.append(
-                Break(record.audit_id, record.chain, record.seq, "duplicate", "seq seen before")
-            )
-            continue
-        elif record.prev_hash != walk.last_hash:
-            problem = "missing_link"
-            detail = f"prev_hash does not match record seq {walk.expected_seq - 1}"
-        elif record.seq != walk.expected_seq:
-            problem, detail = "seq_gap", f"expected seq {walk.expected_seq}"
-        if problem is not None:
-            breaks.append(Break(record.audit_id, record.chain, record.seq, problem, detail))
-        # A record failing its own hash cannot be trusted for its seq: it takes the place
-        # the chain expected, so the intact records after it still line up.
-        position = walk.expected_seq if problem == "hash_mismatch" else record.seq
+            found = _link_problem(record, walk)
+        if found is not None:
+            breaks.append(Break(record.audit_id, record.chain, record.seq, *found))
+        # A record that cannot be trusted for its seq takes the place the chain expected,
+        # so the intact records after it still line up.
+        untrusted = found is not None and found[0] in _UNTRUSTED
+        position = walk.expected_seq if untrusted else record.seq
         walk.seen[position] = record.hash
         walk.expected_seq = position + 1
         walk.last_hash = record.hash
+        if not untrusted and record.key_version != LEGACY_KEY_VERSION:
+            walk.keyed = True
+        elif not untrusted:
+            legacy += 1
+            legacy_chains[record.chain] = None
+    return VerifyResult(checked, tuple(breaks), legacy, tuple(legacy_chains))
+
+
+def verify_log(
+    partitions: Mapping[int, Sequence[AuditEvent]],
+    ring: Keyring,
+    *,
+    allow_legacy: bool = True,
+) -> VerifyResult:
+    """Walk a whole topic: each partition in log order, and no chain in two partitions.
+
+    A chain's records share one message key, so one partition; a chain that also shows
+    in another partition there started again from scratch (a forged copy produced to a
+    partition of the writer's choosing), which a walk of that partition alone would pass.
+    """
+    results: list[VerifyResult] = []
+    home: dict[str, int] = {}
+    split: list[Break] = []
+    for partition in sorted(partitions):
+        records = partitions[partition]
+        results.append(verify(records, ring, allow_legacy=allow_legacy))
+        for record in records:
+            first = home.setdefault(record.chain, partition)
+            if first != partition:
+                split.append(
+                    Break(
+                        record.audit_id,
+                        record.chain,
+                        record.seq,
+                        "split_chain",
+                        f"chain is on partition {first} and also on partition {partition}",
+                    )
+                )
+                home[record.chain] = partition  # one report per extra partition
+    legacy_chains = dict.fromkeys(c for result in results for c in result.legacy_chains)
     return VerifyResult(
-        ok=not breaks,
-        checked=checked,
-        first_break=breaks[0] if breaks else None,
-        breaks=tuple(breaks),
+        checked=sum(result.checked for result in results),
+        breaks=tuple(b for result in results for b in result.breaks) + tuple(split),
+        legacy=sum(result.legacy for result in results),
+        legacy_chains=tuple(legacy_chains),
     )
 
 
 __all__ = [
+    "CURRENT_KEY_VERSION",
     "GENESIS",
+    "LEGACY_KEY_VERSION",
     "SYSTEM_CHAIN",
     "AuditChainer",
     "AuditEvent",
     "Break",
+    "Keyring",
     "VerifyResult",
+    "canonical_json",
     "chain_key",
     "compute_hash",
     "derive_audit_id",
     "expected_hash",
+    "keyring",
     "looks_like_pii",
     "redact",
     "verify",
+    "verify_log",
 ]

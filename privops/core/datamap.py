@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from privops.core.errors import ConfigError
+from privops.core.exports import root_problem, roots_overlap
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 
 DATAMAP_ENV = "PRIVOPS_DATAMAP"
@@ -146,6 +147,18 @@ class SystemSpec(_Model):
     task_topic: Annotated[str, Field(pattern=_TOPIC_RE.pattern)]
     sla_seconds: float = Field(gt=0)
     retry: RetryPolicy
+    # Where the system's exports live ("https://host/path/" or "file:///path/"). An export
+    # answer is passed to the subject only if its location lies below this root
+    # (privops.core.exports); a system without one cannot answer an access request.
+    export_root: str | None = None
+
+    @field_validator("export_root")
+    @classmethod
+    def _export_root(cls, value: str | None) -> str | None:
+        problem = None if value is None else root_problem(value)
+        if problem is not None:
+            raise ValueError(f"export_root {problem}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SystemSpec:
@@ -400,12 +413,30 @@ def _system_problems(dm: DataMap) -> Iterable[_ReferenceError]:
                     ("systems", system.value, "categories", i),
                     f"category {cat} has no retention rule",
                 )
+        yield from _export_root_problems(dm, system, spec)
         if spec.task_topic in topics:
             yield _ReferenceError(
                 ("systems", system.value, "task_topic"),
                 f"topic {spec.task_topic} already used by {topics[spec.task_topic]}",
             )
         topics[spec.task_topic] = system
+
+
+def _export_root_problems(
+    dm: DataMap, system: System, spec: SystemSpec
+) -> Iterable[_ReferenceError]:
+    if spec.export_root is None:
+        return
+    for other, other_spec in dm.systems.items():
+        if other == system:
+            break  # each pair once, reported on the later system
+        if other_spec.export_root is not None and roots_overlap(
+            spec.export_root, other_spec.export_root
+        ):
+            yield _ReferenceError(
+                ("systems", system.value, "export_root"),
+                f"overlaps {other}'s export root: each system needs a directory of its own",
+            )
 
 
 def _retention_problems(dm: DataMap) -> Iterable[_ReferenceError]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from privops.core import erasure, manifest, retries
 from privops.core import records as r
+from privops.core.exports import export_problem
 from privops.core.identity import for_system
 from privops.core.lifecycle import LifecycleEvent
 from privops.core.request import (
@@ -257,6 +258,7 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
     task = rec.tasks[result.task_id]
     out = Outcome(record=rec)
     before = task.state
+    result = _checked_export(rec, result, ctx, out)
     if isinstance(result, r.TaskFailed) and result.retryable:
         task.outcome_reason = result.reason
         retries.retry_soon(task, ctx.now)
@@ -283,6 +285,33 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
     if done and rec.state is not RequestState.paused:
         finish(rec, ctx, out)
     return out
+
+
+def _checked_export(
+    rec: RequestRecord, result: r.TaskResult, ctx: Context, out: Outcome
+) -> r.TaskResult:
+    """An export outside its system's declared root becomes a final failure, audited.
+
+    Its location must never reach the manifest or the subject's notification; the
+    manifest then lists the system under missing exports. Final, not retryable: a
+    connector answers a re-sent task from its ledger, so re-sending cannot fix it.
+    """
+    if not isinstance(result, r.TaskCompleted) or result.export is None:
+        return result
+    problem = export_problem(ctx.datamap, result.system, result.export, rec.request_id)
+    if problem is None:
+        return result
+    reason = f"export_outside_root: {problem}"
+    out.audit.append(AuditStep("export_refused", after="failed", reason=reason))
+    return r.TaskFailed(
+        task_id=result.task_id,
+        request_id=result.request_id,
+        system=result.system,
+        answered_at=result.answered_at,
+        attempt=result.attempt,
+        reason=reason,
+        retryable=False,
+    )
 
 
 def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -> None:

@@ -205,11 +205,24 @@ def build_access_manifest(
 
 def render_manifest_text(manifest: Mapping[str, Any]) -> str:
     """A plain-text, letter-like summary of a manifest (no raw subject identifiers)."""
-    controller = manifest["controller"]
-    dpo = controller["dpo"]
-    totals = manifest["totals"]
-    lines: list[str] = [
-        f"Your access request {manifest['request_id']} (reference {manifest['subject_ref']})",
+    sections = (
+        _text_header,
+        _text_categories,
+        _text_purposes,
+        _text_recipients,
+        _text_sources,
+        _text_automated,
+        _text_exports,
+        _text_rights,
+    )
+    lines = [line for section in sections for line in section(manifest)]
+    return "\n".join(lines) + "\n"
+
+
+def _text_header(m: Mapping[str, Any]) -> list[str]:
+    controller, totals = m["controller"], m["totals"]
+    return [
+        f"Your access request {m['request_id']} (reference {m['subject_ref']})",
         f"From {controller['name']}, {controller['address']}",
         f"ICO registration {controller['ico_registration']}",
         "",
@@ -218,65 +231,87 @@ def render_manifest_text(manifest: Mapping[str, Any]) -> str:
             f"{totals['categories']} categories of data, {totals['records']} record(s) in "
             f"{totals['exports']} export file(s)."
         ),
-        "",
-        "The data we hold and how long we keep it:",
     ]
-    for cat in manifest["categories"]:
+
+
+def _text_categories(m: Mapping[str, Any]) -> list[str]:
+    lines = ["", "The data we hold and how long we keep it:"]
+    for cat in m["categories"]:
         lines.append(f"  - {cat['category']}: {cat['description']}")
         lines.append(f"    held in: {', '.join(cat['systems'])}")
         retention = cat.get("retention")
         if retention:
             lines.append(f"    kept: {retention['summary']}. {retention['criteria']}")
-    lines += ["", "Why we use it (purposes and lawful basis):"]
-    for p in manifest["purposes"]:
+    return lines
+
+
+def _text_purposes(m: Mapping[str, Any]) -> list[str]:
+    lines = ["", "Why we use it (purposes and lawful basis):"]
+    for p in m["purposes"]:
         basis = p["lawful_basis"].replace("_", " ")
         lines.append(f"  - {p['description']} Lawful basis: {basis}.")
         if p.get("legitimate_interest"):
             lines.append(f"    Our legitimate interest: {p['legitimate_interest']}")
-    lines += ["", "Who receives it:"]
-    if manifest["recipients"]:
-        for r in manifest["recipients"]:
-            where = f" ({r['country']})"
-            lines.append(f"  - {r['name']}{where}: {', '.join(r['categories'])}")
-    else:
-        lines.append("  - nobody outside our organisation")
-    if manifest["transfers"]:
-        lines += ["", "Transfers outside the UK/EEA and their safeguards:"]
-        for t in manifest["transfers"]:
-            lines.append(f"  - {t['recipient']} ({t['country']}): {t['safeguard']}")
-    if manifest["sources"]:
-        lines += ["", "Where we got data that did not come from you:"]
-        for s in manifest["sources"]:
-            lines.append(f"  - {s['source']} (for {s['purpose']})")
-    lines += ["", "Automated decision-making and profiling:"]
-    if manifest["automated_decisions"]:
-        for a in manifest["automated_decisions"]:
-            kind = "solely automated" if a["solely_automated"] else "not solely automated"
-            lines.append(f"  - {a['description']} ({kind})")
-            lines.append(f"    logic: {a['logic']}")
-            lines.append(f"    consequences: {a['consequences']}")
-    else:
-        lines.append("  - none")
-    lines += ["", "Your copy of the data (export files):"]
-    for e in manifest["exports"]:
-        lines.append(
-            f"  - {e['system']}: {e['location']} ({e['record_count']} record(s), "
-            f"checksum {e['checksum']})"
-        )
-    if manifest.get("missing_exports"):
-        lines.append(f"  - still to come from: {', '.join(manifest['missing_exports'])}")
-    lines += ["", "Your rights:"]
-    for r in manifest["rights"]:
-        lines.append(f"  - {r['right'].replace('_', ' ')} ({r['article']}): {r['description']}")
+    return lines
+
+
+def _text_recipients(m: Mapping[str, Any]) -> list[str]:
+    lines = ["", "Who receives it:"]
     lines += [
-        "",
-        f"Questions: our Data Protection Officer, {dpo['email']}.",
-        (
-            f"You can complain to the {manifest['complaint']['authority']} at "
-            f"{manifest['complaint']['website']}."
-        ),
+        f"  - {r['name']} ({r['country']}): {', '.join(r['categories'])}" for r in m["recipients"]
+    ] or ["  - nobody outside our organisation"]
+    if m["transfers"]:
+        lines += ["", "Transfers outside the UK/EEA and their safeguards:"]
+        lines += [
+            f"  - {t['recipient']} ({t['country']}): {t['safeguard']}" for t in m["transfers"]
+        ]
+    return lines
+
+
+def _text_sources(m: Mapping[str, Any]) -> list[str]:
+    if not m["sources"]:
+        return []
+    return ["", "Where we got data that did not come from you:"] + [
+        f"  - {s['source']} (for {s['purpose']})" for s in m["sources"]
     ]
-    return "\n".join(lines) + "\n"
+
+
+def _text_automated(m: Mapping[str, Any]) -> list[str]:
+    lines = ["", "Automated decision-making and profiling:"]
+    for a in m["automated_decisions"]:
+        kind = "solely automated" if a["solely_automated"] else "not solely automated"
+        lines.append(f"  - {a['description']} ({kind})")
+        lines.append(f"    logic: {a['logic']}")
+        lines.append(f"    consequences: {a['consequences']}")
+    if not m["automated_decisions"]:
+        lines.append("  - none")
+    return lines
+
+
+def _text_exports(m: Mapping[str, Any]) -> list[str]:
+    lines = ["", "Your copy of the data (export files):"]
+    lines += [
+        f"  - {e['system']}: {e['location']} ({e['record_count']} record(s), "
+        f"checksum {e['checksum']})"
+        for e in m["exports"]
+    ]
+    if m.get("missing_exports"):
+        lines.append(f"  - still to come from: {', '.join(m['missing_exports'])}")
+    return lines
+
+
+def _text_rights(m: Mapping[str, Any]) -> list[str]:
+    lines = ["", "Your rights:"]
+    lines += [
+        f"  - {r['right'].replace('_', ' ')} ({r['article']}): {r['description']}"
+        for r in m["rights"]
+    ]
+    return [
+        *lines,
+        "",
+        f"Questions: our Data Protection Officer, {m['controller']['dpo']['email']}.",
+        f"You can complain to the {m['complaint']['authority']} at {m['complaint']['website']}.",
+    ]
 
 
 # --- pieces ------------------------------------------------------------------------------

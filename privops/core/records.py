@@ -477,7 +477,10 @@ class AuditEvent(Record):
     """privacy.audit: one hash-chained step (privops.core.audit builds and verifies them).
 
     subject_ref is a keyed HMAC; no text field may hold anything shaped like an email
-    address or a UK phone number (refused without echoing the value).
+    address or a UK phone number (refused without echoing the value). ``key_version``
+    names the audit key whose HMAC made ``hash``, so the key can rotate and old chains
+    still verify; 0 (the default, and so what records written before keyed hashes read
+    as) is the legacy unkeyed SHA-256.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -495,6 +498,7 @@ class AuditEvent(Record):
     occurred_at: datetime
     prev_hash: str = Field(pattern=_HEX64)
     hash: str = Field(pattern=_HEX64)
+    key_version: int = Field(default=0, ge=0)
 
     @field_validator("occurred_at")
     @classmethod

@@ -53,6 +53,12 @@ class Reason(StrEnum):
     not_restricted = "not_restricted"
     already_extended = "already_extended"
     dates_out_of_order = "dates_out_of_order"
+    # Who issued the command (privops.core.signing): checked before anything else.
+    unsigned = "unsigned"
+    unknown_signer = "unknown_signer"
+    revoked_key = "revoked_key"
+    bad_signature = "bad_signature"
+    signer_mismatch = "signer_mismatch"
 
 
 class Refused(PrivopsError):

@@ -3,13 +3,29 @@
 Co-partitioned topics (keyed by subject id: upstream events, tasks, consent state) share
 one partition count so a subject's events, tasks and state land on the same partition
 number. Request-keyed topics share another. Both come from settings.
+
+Every topic says how long Kafka keeps it (docs/topics.md has the table and the reasons).
+privops' own state lives in its tables' compacted changelogs, so the topics it reads are
+transport: kept long enough to ride out an outage, then gone, because most of them carry
+personal data (identifiers in tasks, the access manifest in notifications, original
+bytes in dead letters). Only the audit chain, which holds keyed hashes and no raw
+personal data, is kept for years. Where the data map says something about it (how long
+a system may take to answer, the shortest-lived category a topic can carry), the
+retention is derived from it; ``catalogue()`` without a data map uses the values the
+shipped data map gives (a test keeps the two equal).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
-from privops.core.vocab import System
+from privops.core.vocab import Category, System
+
+if TYPE_CHECKING:
+    from privops.core.datamap import DataMap, SystemSpec
 
 COMMANDS = "privacy.commands"
 COMMAND_RESULTS = "privacy.command-results"
@@ -22,8 +38,50 @@ DEADLETTER = "privacy.deadletter"
 SUBJECT_DIRECTIVES = "privops.internal.subject-directives"
 REQUEST_TICKS = "privops.internal.request-ticks"
 
-TEN_YEARS_MS = 10 * 366 * 24 * 3600 * 1000
-ONE_YEAR_MS = 366 * 24 * 3600 * 1000
+DAY_MS: Final = 24 * 3600 * 1000
+
+# Audit: accountability (Art. 5(2)) outlasts the requests it records: claims about a
+# request can be brought for 6 years (Limitation Act 1980 s.5) from when they arise,
+# which can be years after the request. It holds keyed hashes, never raw personal data.
+AUDIT_RETENTION: Final = timedelta(days=10 * 366)
+# Commands: the DPO's signed instructions. The audit keeps who did what and why for ten
+# years; the command itself (with its signature, and rectification values or free-text
+# reasons, which can be personal data) is kept while its request can still run: the
+# longest statutory period (one month plus a two-month extension, ~92 days) plus four
+# weeks for clarification pauses and for disputes while the request is open.
+COMMANDS_RETENTION: Final = timedelta(days=92 + 28)
+# Command results: what the CLI waits a few seconds for; `privops request status` asks
+# the worker, not this topic. A week covers a CLI run that lost its connection.
+COMMAND_RESULTS_RETENTION: Final = timedelta(days=7)
+# Tasks and their answers carry the identifiers each system knows the subject by. They
+# are needed until answered: re-sent tasks are new records, so a record need outlive only
+# a system's worst wait (twice the SLA plus every back-off, from the data map), and at
+# least four weeks so a system that was down over a holiday finds its work.
+TASKS_MIN_RETENTION: Final = timedelta(days=28)
+TASKS_MARGIN: Final = 2
+# Alerts feed people and Alertmanager, which keep their own history; the audit records
+# each one. Four weeks covers an on-call rota's review.
+ALERTS_RETENTION: Final = timedelta(days=28)
+# Notifications carry the access manifest and recipients' identifiers: kept until the
+# delivery service has surely sent them (the audit records that they were sent).
+NOTIFICATIONS_RETENTION: Final = timedelta(days=28)
+# Dead letters keep the original bytes: any system's event, so any category. Four weeks
+# to triage and replay (the "DLQ growing" alert fires within minutes), and never longer
+# than the data map keeps the shortest-lived category that can land there.
+DEADLETTER_RETENTION: Final = timedelta(days=28)
+# Upstream events: the business systems own them; privops creates them locally, and a
+# production cluster sets them per the system team. Consent, identity and suppression
+# are rebuilt from privops' changelogs, not by replaying these, so two weeks ride out a
+# worker outage; never longer than the system's shortest-lived category.
+EVENTS_RETENTION: Final = timedelta(days=14)
+# Internal directives and ticks: consumed within seconds; ticks are rebuilt from the
+# request table after a restart. A week covers a worker outage.
+INTERNAL_RETENTION: Final = timedelta(days=7)
+# Compacted topics keep the latest value per key forever; these bound how long a
+# superseded value (an erased subject's old state) survives behind its tombstone, and
+# how long the tombstone stays for a store that was offline to see it.
+MAX_COMPACTION_LAG: Final = timedelta(days=7)
+TOMBSTONE_RETENTION: Final = timedelta(days=7)
 
 
 def events_topic(system: System | str) -> str:
@@ -42,26 +100,95 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def catalogue(partitions: int) -> list[TopicSpec]:
-    """Every topic with its partitions and config. Same count for co-partitioned topics."""
-    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
-    specs = [TopicSpec(events_topic(s), "subject id", partitions) for s in System]
-    specs += [TopicSpec(tasks_topic(s), "subject id", partitions) for s in System]
+def compacted() -> dict[str, str]:
+    """Config of a compacted topic: the latest value per key, tombstones honoured in time."""
+    return {
+        "cleanup.policy": "compact",
+        "min.compaction.lag.ms": "0",
+        "max.compaction.lag.ms": str(_ms(MAX_COMPACTION_LAG)),
+        "delete.retention.ms": str(_ms(TOMBSTONE_RETENTION)),
+    }
+
+
+def bounded(retention: timedelta) -> dict[str, str]:
+    """Config of a topic whose records are deleted after `retention`.
+
+    Kafka deletes whole segments, and never the active one: daily segments make a record
+    go within a day of its retention instead of up to a week (the default segment.ms).
+    """
+    ms = _ms(retention)
+    return {"cleanup.policy": "delete", "retention.ms": str(ms), "segment.ms": str(min(ms, DAY_MS))}
+
+
+def catalogue(partitions: int, datamap: DataMap | None = None) -> list[TopicSpec]:
+    """Every topic with its partitions and config. Same count for co-partitioned topics.
+
+    ``datamap`` derives the retentions the data map decides; without it, those of the
+    shipped data map.
+    """
+    events = {s: _events_retention(datamap, s) for s in System}
+    tasks = {s: _tasks_retention(datamap, s) for s in System}
+    audit = {"cleanup.policy": "delete", "retention.ms": str(_ms(AUDIT_RETENTION))}
+    specs = [
+        TopicSpec(events_topic(s), "subject id", partitions, bounded(events[s])) for s in System
+    ]
     specs += [
-        TopicSpec(COMMANDS, "request id", partitions),
-        TopicSpec(COMMAND_RESULTS, "request id", partitions),
-        TopicSpec(TASK_RESULTS, "request id", partitions),
-        TopicSpec(CONSENT_STATE, "subject id", partitions, compacted),
-        TopicSpec(
-            AUDIT,
-            "chain key (request id or subject ref)",
-            partitions,
-            {"retention.ms": str(TEN_YEARS_MS), "cleanup.policy": "delete"},
-        ),
-        TopicSpec(ALERTS, "request id", partitions),
-        TopicSpec(NOTIFICATIONS, "request id", partitions),
-        TopicSpec(DEADLETTER, "original key", partitions, {"retention.ms": str(ONE_YEAR_MS)}),
-        TopicSpec(SUBJECT_DIRECTIVES, "subject id", partitions),
-        TopicSpec(REQUEST_TICKS, "request id", partitions),
+        TopicSpec(tasks_topic(s), "subject id", partitions, bounded(tasks[s])) for s in System
+    ]
+    specs += [
+        TopicSpec(COMMANDS, "request id", partitions, bounded(COMMANDS_RETENTION)),
+        TopicSpec(COMMAND_RESULTS, "request id", partitions, bounded(COMMAND_RESULTS_RETENTION)),
+        # One results topic for every system: as long as the longest-kept tasks topic.
+        TopicSpec(TASK_RESULTS, "request id", partitions, bounded(max(tasks.values()))),
+        TopicSpec(CONSENT_STATE, "subject id", partitions, compacted()),
+        TopicSpec(AUDIT, "chain key (request id or subject ref)", partitions, audit),
+        TopicSpec(ALERTS, "request id", partitions, bounded(ALERTS_RETENTION)),
+        TopicSpec(NOTIFICATIONS, "request id", partitions, bounded(NOTIFICATIONS_RETENTION)),
+        TopicSpec(DEADLETTER, "original key", partitions, bounded(_deadletter_retention(datamap))),
+        TopicSpec(SUBJECT_DIRECTIVES, "subject id", partitions, bounded(INTERNAL_RETENTION)),
+        TopicSpec(REQUEST_TICKS, "request id", partitions, bounded(INTERNAL_RETENTION)),
     ]
     return specs
+
+
+def _ms(period: timedelta) -> int:
+    return int(period.total_seconds() * 1000)
+
+
+def _events_retention(datamap: DataMap | None, system: System) -> timedelta:
+    if datamap is None or system not in datamap.systems:
+        return EVENTS_RETENTION
+    return _capped(EVENTS_RETENTION, datamap, datamap.systems[system].categories)
+
+
+def _deadletter_retention(datamap: DataMap | None) -> timedelta:
+    if datamap is None:
+        return DEADLETTER_RETENTION
+    return _capped(DEADLETTER_RETENTION, datamap, datamap.categories)
+
+
+def _capped(period: timedelta, datamap: DataMap, categories: Iterable[Category]) -> timedelta:
+    """`period`, or less if one of `categories` is normally kept for less by the data map.
+
+    A condition (an investigation hold, an open account) extends a category's period in
+    the business system; the copy in transit is held to the period itself.
+    """
+    periods = [
+        timedelta(days=rule.period_days or 365 * (rule.period_years or 0))
+        for rule in (datamap.retention.get(c) for c in categories)
+        if rule is not None and rule.has_period
+    ]
+    return min([period, *periods])
+
+
+def _tasks_retention(datamap: DataMap | None, system: System) -> timedelta:
+    if datamap is None or system not in datamap.systems:
+        return TASKS_MIN_RETENTION
+    return max(TASKS_MIN_RETENTION, TASKS_MARGIN * _longest_wait(datamap.systems[system]))
+
+
+def _longest_wait(spec: SystemSpec) -> timedelta:
+    """From the first send to the first re-send after escalation (privops.core.retries)."""
+    attempts = spec.retry.max_attempts
+    backoffs = sum(spec.retry.delay_after(n) for n in range(1, attempts + 1))
+    return timedelta(seconds=spec.sla_seconds + backoffs)

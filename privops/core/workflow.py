@@ -47,6 +47,7 @@ from privops.core.request import (
 )
 from privops.core.request import stable_id as _id
 from privops.core.retries import make_task_id, next_checks
+from privops.core.signing import Signers
 from privops.core.ticks import Tick, TickKind
 from privops.core.topics import COMMANDS, SUBJECT_DIRECTIVES
 from privops.core.vocab import (
@@ -69,6 +70,7 @@ __all__ = [
     "Reason",
     "RequestRecord",
     "TaskRecord",
+    "authenticate",
     "make_task_id",
     "next_checks",
     "on_command",
@@ -80,9 +82,28 @@ __all__ = [
 ]
 
 E = LifecycleEvent
+SCHEDULER = "privops-scheduler"
+"""The actor of the commands the worker issues itself (follow-up erasures)."""
 
 
 # --- commands -----------------------------------------------------------------------------
+
+
+def authenticate(cmd: r.Command, signers: Signers, ctx: Context) -> Outcome | None:
+    """The rejection of a command whose signature does not prove its actor, else None.
+
+    Runs before anything else, the request not even loaded: an unproven command is
+    answered and audited, and nothing else (not even the memory of its answer, so a
+    forged command cannot pre-empt the answer to a real one with the same command id).
+    Once it passes, the command's actor is the signing key's owner.
+    """
+    try:
+        admission.authenticate(cmd, signers)
+    except Refused as exc:
+        outcome = reject(exc.reason, exc.message)
+        outcome.answer = _answer(cmd, None, exc.reason, exc.message, ctx)
+        return outcome
+    return None
 
 
 def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
@@ -427,7 +448,7 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             command_id=_id(child, "submitted"),
             request_id=child,
             issued_at=ctx.now,
-            actor="privops-scheduler",
+            actor=SCHEDULER,
             request_type=RequestType.erasure,
             subject_id=rec.subject_id,
             received_on=ctx.today,

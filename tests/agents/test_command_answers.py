@@ -3,7 +3,8 @@
 Each test drives the workflow agent on faust's test_context. ``Driver.send`` puts one
 record on a topic, then a probe command (an IdentityVerified for a request nobody
 submitted, always rejected); the agent handles its input in order, so everything sent
-before the probe's answer is what the record caused.
+before the probe's answer is what the record caused. Commands are signed with the test
+key the agent is made to trust (tests.agents.signers), unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agents.requests import clock, workflow
+from agents.requests import WORKER_KEY, apply, clock, workflow
 from privops.adapters.serde import Serde
 from privops.core import consent as rules
 from privops.core import records as r
+from privops.core import workflow as wf
 from privops.core.facts import directive_fact
 from privops.core.holds import LegalHold
+from privops.core.signing import SigningKey
 from privops.core.topics import (
     AUDIT,
     COMMAND_RESULTS,
@@ -33,6 +37,7 @@ from privops.core.topics import (
 from privops.core.vocab import Category, RequestState, RequestType, System
 from streams.tables import consent, legal_holds, requests
 from tests.agents.conftest import Outbox, Sent, put_on, wait_for
+from tests.agents.signers import CREATED, OWNER, TEST_KEY, sign, signers_file, trust
 from tests.agents.test_workflow_agent import SUBJECT, SYSTEM_IDS, known_subject
 
 TODAY = clock.today()
@@ -57,11 +62,17 @@ def submit(request_id: str, kind: RequestType = RequestType.erasure, **kw: Any) 
         "identity_verified_on": TODAY,
     }
     fields.update(kw)
-    return r.RequestSubmitted(**envelope(request_id), **fields)
+    return sign(r.RequestSubmitted(**envelope(request_id), **fields))
 
 
 def command(model: type[r.Command], request_id: str, **kw: Any) -> r.Command:
-    return model(**envelope(request_id), **kw)
+    return sign(model(**envelope(request_id), **kw))
+
+
+@pytest.fixture(autouse=True)
+def signers_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The signers file the agent trusts in this test: the test key's, for `dpo`."""
+    return trust(monkeypatch, tmp_path)
 
 
 @dataclass
@@ -281,29 +292,38 @@ async def test_rejected_command_is_answered_with_its_reason_and_has_no_effect(
 
 
 @pytest.mark.parametrize(
-    ("actor", "request_id", "audited_as"),
+    ("actor", "request_id", "reason", "audited_as"),
     [
-        pytest.param("jane.dpo@example.com", "R-jane", ("invalid-actor", "R-jane"), id="actor"),
-        pytest.param("dpo", "jane@example.com", ("dpo", None), id="request-id"),
+        # No key is any email address's: signed with dpo's key, it is not dpo's command.
+        pytest.param(
+            "jane.dpo@example.com",
+            "R-jane",
+            "signer_mismatch",
+            ("unauthenticated", "R-jane"),
+            id="actor",
+        ),
+        pytest.param("dpo", "jane@example.com", "invalid_command", ("dpo", None), id="request-id"),
     ],
 )
 async def test_contact_details_as_names_are_rejected_before_anything_is_stored_or_sent(
-    driver: Driver, actor: str, request_id: str, audited_as: tuple[str, str | None]
+    driver: Driver, actor: str, request_id: str, reason: str, audited_as: tuple[str, str | None]
 ) -> None:
     """`--actor jane.dpo@example.com` once stored the request, sent a task, then crashed
     the agent in the audit (which refuses contact details), leaving no audit event."""
-    cmd = r.RequestSubmitted(
-        **envelope(request_id, actor=actor),
-        request_type=RequestType.erasure,
-        subject_id=SUBJECT,
-        received_on=TODAY,
-        identity_verified_on=TODAY,
+    cmd = sign(
+        r.RequestSubmitted(
+            **envelope(request_id, actor=actor),
+            request_type=RequestType.erasure,
+            subject_id=SUBJECT,
+            received_on=TODAY,
+            identity_verified_on=TODAY,
+        )
     )
     sent = await driver.send(cmd)
 
     [answer] = answers(sent)
     assert isinstance(answer, r.CommandRejected)
-    assert answer.reason == "invalid_command"
+    assert answer.reason == reason
     assert "example.com" not in answer.message
     assert effects(sent) == []
     assert requests.data.get(request_id) is None
@@ -311,6 +331,124 @@ async def test_contact_details_as_names_are_rejected_before_anything_is_stored_o
     assert (event.action, event.actor, event.request_id) == ("command_rejected", *audited_as)
     # The agent is still alive: the next command is answered and acted on.
     assert isinstance(answers(await driver.send(submit("R-after")))[0], r.CommandAccepted)
+
+
+# --- signatures: who issued the command, checked before anything else ------------------------
+
+OTHER_KEY = SigningKey.derive(b"someone else's secret", "a key nobody trusts")
+
+
+def _swapped(rid: str) -> r.Command:
+    """A signed cancellation passed off as a refusal: the same fields, another command."""
+    cancel = command(r.RequestCancelled, rid, reason="duplicate request")
+    return r.RequestRefused(**cancel.model_dump())
+
+
+SIGNATURE_REJECTIONS: list[Any] = [
+    pytest.param(lambda rid: submit(rid).model_copy(update={"signature": None}), "unsigned",
+                 id="unsigned"),
+    pytest.param(lambda rid: submit(rid).model_copy(update={"signature": ""}), "unsigned",
+                 id="empty-signature"),
+    pytest.param(lambda rid: submit(rid).model_copy(update={"signature": "dpo"}),
+                 "bad_signature", id="malformed"),
+    pytest.param(lambda rid: submit(rid).model_copy(update={"subject_id": "S-someone-else"}),
+                 "bad_signature", id="tampered-field"),
+    pytest.param(lambda rid: submit(rid).model_copy(update={"actor": "auditor"}),
+                 "bad_signature", id="tampered-actor"),
+    pytest.param(_swapped, "bad_signature", id="other-command-type"),
+    pytest.param(lambda rid: sign(submit(rid), OTHER_KEY), "unknown_signer", id="unknown-key"),
+    pytest.param(lambda rid: sign(submit(rid).model_copy(update={"actor": "auditor"})),
+                 "signer_mismatch", id="actor-not-the-key-owner"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "reason"), SIGNATURE_REJECTIONS)
+async def test_command_not_proven_by_a_trusted_key_is_rejected_before_anything_else(
+    driver: Driver, make: Any, reason: str
+) -> None:
+    request_id = f"R-sig-{reason}"
+    cmd = make(request_id)
+    sent = await driver.send(cmd)
+
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandRejected)
+    assert (answer.command_id, answer.reason) == (cmd.command_id, reason)
+    assert answer.request_state is None  # nothing about the request is told
+    assert effects(sent) == []  # no task, notice or directive
+    [event] = audited(sent)
+    assert (event.action, event.actor, event.request_id) == (
+        "command_rejected",
+        "unauthenticated",
+        request_id,
+    )
+    assert event.reason is not None
+    assert event.reason.startswith(f"{reason}: ")
+    assert requests.data.get(request_id) is None
+
+
+async def test_signed_command_is_accepted_and_audited_as_the_keys_owner(driver: Driver) -> None:
+    sent = await driver.send(submit("R-signed"))
+
+    assert isinstance(answers(sent)[0], r.CommandAccepted)
+    assert {event.actor for event in audited(sent)} == {OWNER}
+
+
+async def test_a_revoked_key_is_refused_from_the_next_command_on(
+    driver: Driver, signers_path: Path
+) -> None:
+    assert isinstance(answers(await driver.send(submit("R-before")))[0], r.CommandAccepted)
+    revoked = TEST_KEY.entry(OWNER, CREATED).model_copy(update={"revoked_at": NOW})
+    signers_file(signers_path, revoked)  # what `privops keys revoke` writes; no restart
+
+    cmd = command(r.RequestCancelled, "R-before", reason="changed mind")
+    sent = await driver.send(cmd)
+
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandRejected)
+    assert answer.reason == "revoked_key"
+    assert effects(sent) == []
+    assert requests.data["R-before"]["state"] == RequestState.awaiting_systems.value
+
+
+async def test_a_forged_command_does_not_take_the_answer_of_the_real_one(driver: Driver) -> None:
+    """A rejected signature leaves nothing behind, not even the memory of its answer, so
+    a forgery sent first under a real command's id cannot pre-empt that command."""
+    await _submitted(driver, "R-held")  # awaiting identity: cancellable
+    real = command(r.RequestCancelled, "R-held", reason="changed mind")
+    forged = real.model_copy(update={"reason": "forged"})
+
+    [refused] = answers(await driver.send(forged))
+    assert isinstance(refused, r.CommandRejected)
+    assert refused.reason == "bad_signature"
+    assert requests.data["R-held"]["state"] == RequestState.identity_unverified.value
+
+    [accepted] = answers(await driver.send(real))
+    assert isinstance(accepted, r.CommandAccepted)
+    assert accepted.request_state is RequestState.cancelled
+
+
+async def test_commands_the_worker_issues_itself_are_signed_with_its_own_trusted_key(
+    driver: Driver,
+) -> None:
+    """A follow-up erasure goes out on privacy.commands and comes back to the workflow:
+    the worker signs it with its own key, which it trusts whatever the signers file says."""
+    followup = r.RequestSubmitted(
+        **envelope("R-F1", actor=wf.SCHEDULER),
+        request_type=RequestType.erasure,
+        subject_id=SUBJECT,
+        received_on=TODAY,
+        identity_verified_on=TODAY,
+    )
+    start = len(driver.outbox.sent)
+    await apply(wf.Outcome(record=None, out=[wf.Out(COMMANDS, "R-F1", followup)]),
+                None, "R-F1", SUBJECT, "privops", "followup-test")  # fmt: skip
+    [published] = [s.record for s in driver.outbox.sent[start:] if s.topic == COMMANDS]
+    assert isinstance(published, r.RequestSubmitted)
+    assert (published.signature or "").startswith(f"{WORKER_KEY.key_id}:")
+
+    sent = await driver.send(published)
+    assert isinstance(answers(sent)[0], r.CommandAccepted)
+    assert {event.actor for event in audited(sent)} == {wf.SCHEDULER}
 
 
 # --- redelivery -----------------------------------------------------------------------------
@@ -347,12 +485,14 @@ async def test_redelivered_rejected_command_gets_the_same_answer(driver: Driver)
 async def test_legal_hold_is_answered_forwarded_once_and_its_redelivery_answered_again(
     driver: Driver,
 ) -> None:
-    place = r.LegalHoldPlaced(
-        **envelope("H-1"),
-        hold_id="H-1",
-        subject_id=SUBJECT,
-        categories=[Category.contact],
-        reason="litigation",
+    place = sign(
+        r.LegalHoldPlaced(
+            **envelope("H-1"),
+            hold_id="H-1",
+            subject_id=SUBJECT,
+            categories=[Category.contact],
+            reason="litigation",
+        )
     )
     first = await driver.send(place)
     assert [type(a) for a in answers(first)] == [r.CommandAccepted]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from agents.requests import workflow
 from privops.adapters.serde import Serde
@@ -12,6 +15,7 @@ from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, REQUEST_TICKS
 from privops.core.vocab import RequestState, RequestType, System
 from streams.tables import identities, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.agents.signers import sign, trust
 
 NOW = datetime.now(UTC)
 SUBJECT = "S-agent-1"
@@ -31,16 +35,24 @@ def known_subject() -> IdentityMap:
     return identity
 
 
+@pytest.fixture(autouse=True)
+def signers_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The workflow agent trusts the test key (tests.agents.signers) for `dpo`."""
+    return trust(monkeypatch, tmp_path)
+
+
 def erasure(request_id: str = "R-agent-1", subject: str = SUBJECT) -> r.RequestSubmitted:
-    return r.RequestSubmitted(
-        command_id=f"{request_id}:submit",
-        request_id=request_id,
-        issued_at=NOW,
-        actor="dpo",
-        request_type=RequestType.erasure,
-        subject_id=subject,
-        received_on=NOW.date(),
-        identity_verified_on=NOW.date(),
+    return sign(
+        r.RequestSubmitted(
+            command_id=f"{request_id}:submit",
+            request_id=request_id,
+            issued_at=NOW,
+            actor="dpo",
+            request_type=RequestType.erasure,
+            subject_id=subject,
+            received_on=NOW.date(),
+            identity_verified_on=NOW.date(),
+        )
     )
 
 

@@ -297,6 +297,6 @@ async def test_simulated_systems_publish_a_day_and_answer_exports(
         stats = await asyncio.wait_for(fleet, 15)
     assert isinstance(answer, TaskCompleted)
     assert answer.export is not None
-    assert answer.export.location.endswith(f"exports/R-{uid}/orders.json")
+    assert answer.export.location == f"https://exports.allled.example/dsar/orders/R-{uid}.json"
     assert answer.export.record_count == answer.records_affected > 0
     assert stats[System.orders].handled == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from privops.connectors.reference import seed_customers
+from privops.connectors.reference import exported_file, seed_customers
 from privops.core import deadlines
 from privops.core import records as r
 from privops.core.clock import Clock
@@ -163,7 +163,9 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             assert art15 in text, art15
         assert notes[0].exports
         for ref in notes[0].exports:
-            path = Path(ref.location)
+            # Locations are under each system's declared export root (issue 13.7).
+            path = exported_file(data_dir, ref.location)
+            assert path is not None
             assert path.exists()
             assert ref.record_count >= 0
             assert ref.checksum.startswith("sha256:")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import fastavro
 import pytest
 from pydantic import ValidationError
 
+from privops.adapters.avro import Codec, load_versions
 from privops.core.audit import (
+    CURRENT_KEY_VERSION,
     GENESIS,
+    LEGACY_KEY_VERSION,
     SYSTEM_CHAIN,
     AuditChainer,
     AuditEvent,
@@ -17,14 +25,20 @@ from privops.core.audit import (
     chain_key,
     compute_hash,
     derive_audit_id,
+    expected_hash,
     hashed_fields,
+    keyring,
     looks_like_pii,
     redact,
     verify,
+    verify_log,
 )
-from privops.core.errors import DomainError
+from privops.core.errors import ConfigError, DomainError
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+KEY = b"unit-test-audit-key-0123456789"
+RING = {1: KEY}
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SUBJECT = "sr_" + "ab" * 16
 
 
@@ -48,13 +62,13 @@ def build(
 
 
 def test_chain_links_from_genesis() -> None:
-    records = build(AuditChainer(), "req-1", 3)
+    records = build(AuditChainer(key=KEY), "req-1", 3)
     assert [r.seq for r in records] == [1, 2, 3]
     assert records[0].prev_hash == GENESIS
     assert records[1].prev_hash == records[0].hash
     assert records[2].prev_hash == records[1].hash
     assert all(r.chain == "req-1" for r in records)
-    result = verify(records)
+    result = verify(records, RING)
     assert result.ok
     assert result.checked == 3
     assert result.first_break is None
@@ -67,11 +81,11 @@ def test_chain_key_prefers_request_then_subject() -> None:
 
 
 def test_chains_are_independent_and_may_interleave() -> None:
-    chainer = AuditChainer()
+    chainer = AuditChainer(key=KEY)
     a, b = build(chainer, "req-a", 3), build(chainer, None, 2)
     assert b[0].chain == SUBJECT
     assert b[0].seq == 1
-    assert verify([a[0], b[0], a[1], b[1], a[2]]).ok
+    assert verify([a[0], b[0], a[1], b[1], a[2]], RING).ok
 
 
 def test_canonical_bytes_are_deterministic_and_sorted() -> None:
@@ -83,17 +97,17 @@ def test_canonical_bytes_are_deterministic_and_sorted() -> None:
 
 
 def test_hash_covers_every_field_but_itself() -> None:
-    record = build(AuditChainer(), "req-1", 1)[0]
+    record = build(AuditChainer(key=KEY), "req-1", 1)[0]
     fields = hashed_fields(record)
     assert "hash" not in fields
-    assert compute_hash(record.prev_hash, fields) == record.hash
-    assert compute_hash(record.prev_hash, {**fields, "hash": "ignored"}) == record.hash
+    assert compute_hash(record.prev_hash, fields, key=KEY) == record.hash
+    assert compute_hash(record.prev_hash, {**fields, "hash": "ignored"}, key=KEY) == record.hash
     for name in fields:
         if name == "prev_hash":
             continue
         changed = {**fields, name: "x" if fields[name] != "x" else "y"}
-        assert compute_hash(record.prev_hash, changed) != record.hash, name
-    assert compute_hash("1" * 64, fields) != record.hash
+        assert compute_hash(record.prev_hash, changed, key=KEY) != record.hash, name
+    assert compute_hash("1" * 64, fields, key=KEY) != record.hash
 
 
 @pytest.mark.parametrize(
@@ -101,10 +115,10 @@ def test_hash_covers_every_field_but_itself() -> None:
     [("after", "completed"), ("actor", "someone-else"), ("reason", "edited"), ("seq", 7)],
 )
 def test_tampered_field_is_named(field: str, value: object) -> None:
-    records = build(AuditChainer(), "req-1", 4)
+    records = build(AuditChainer(key=KEY), "req-1", 4)
     victim = records[1]
     records[1] = victim.model_copy(update={field: value})
-    result = verify(records)
+    result = verify(records, RING)
     assert not result.ok
     assert result.first_break is not None
     assert result.first_break.audit_id == victim.audit_id
@@ -113,10 +127,10 @@ def test_tampered_field_is_named(field: str, value: object) -> None:
 
 
 def test_tampered_timestamp_is_named() -> None:
-    records = build(AuditChainer(), "req-1", 3)
+    records = build(AuditChainer(key=KEY), "req-1", 3)
     victim = records[2]
     records[2] = victim.model_copy(update={"occurred_at": T0 - timedelta(days=1)})
-    result = verify(records)
+    result = verify(records, RING)
     assert result.first_break is not None
     assert (result.first_break.audit_id, result.first_break.problem) == (
         victim.audit_id,
@@ -125,9 +139,9 @@ def test_tampered_timestamp_is_named() -> None:
 
 
 def test_deleted_record_is_a_missing_link() -> None:
-    records = build(AuditChainer(), "req-1", 4)
+    records = build(AuditChainer(key=KEY), "req-1", 4)
     del records[1]
-    result = verify(records)
+    result = verify(records, RING)
     assert not result.ok
     assert result.first_break is not None
     assert result.first_break.problem == "missing_link"
@@ -136,17 +150,17 @@ def test_deleted_record_is_a_missing_link() -> None:
 
 
 def test_deleted_first_record_is_a_missing_link() -> None:
-    records = build(AuditChainer(), "req-1", 3)
-    result = verify(records[1:])
+    records = build(AuditChainer(key=KEY), "req-1", 3)
+    result = verify(records[1:], RING)
     assert result.first_break is not None
     assert result.first_break.problem == "missing_link"
     assert result.first_break.seq == 2
 
 
 def test_reordered_records_break_the_chain() -> None:
-    records = build(AuditChainer(), "req-1", 4)
+    records = build(AuditChainer(key=KEY), "req-1", 4)
     records[1], records[2] = records[2], records[1]
-    result = verify(records)
+    result = verify(records, RING)
     assert not result.ok
     assert result.first_break is not None
     assert result.first_break.problem == "missing_link"
@@ -154,63 +168,65 @@ def test_reordered_records_break_the_chain() -> None:
 
 
 def test_re_produced_altered_record_is_a_duplicate() -> None:
-    records = build(AuditChainer(), "req-1", 3)
+    records = build(AuditChainer(key=KEY), "req-1", 3)
     original = records[1]
     fields = {**hashed_fields(original), "after": "completed"}
-    forged = AuditEvent.model_validate({**fields, "hash": compute_hash(original.prev_hash, fields)})
-    result = verify([*records, forged])
+    forged = AuditEvent.model_validate(
+        {**fields, "hash": compute_hash(original.prev_hash, fields, key=KEY)}
+    )
+    result = verify([*records, forged], RING)
     assert result.first_break is not None
     assert result.first_break.problem == "duplicate"
     assert result.first_break.audit_id == original.audit_id
 
 
 def test_exact_redelivery_is_tolerated_unless_asked_not_to() -> None:
-    records = build(AuditChainer(), "req-1", 3)
-    assert verify([*records, records[1]]).ok
-    strict = verify([*records, records[1]], tolerate_exact_duplicates=False)
+    records = build(AuditChainer(key=KEY), "req-1", 3)
+    assert verify([*records, records[1]], RING).ok
+    strict = verify([*records, records[1]], RING, tolerate_exact_duplicates=False)
     assert strict.first_break is not None
     assert strict.first_break.problem == "duplicate"
 
 
 def test_seq_gap_when_links_hold_but_numbers_skip() -> None:
-    records = build(AuditChainer(), "req-1", 2)
+    records = build(AuditChainer(key=KEY), "req-1", 2)
     fields = {**hashed_fields(records[1]), "seq": 5}
     skipped = AuditEvent.model_validate(
-        {**fields, "hash": compute_hash(records[1].prev_hash, fields)}
+        {**fields, "hash": compute_hash(records[1].prev_hash, fields, key=KEY)}
     )
-    result = verify([records[0], skipped])
+    result = verify([records[0], skipped], RING)
     assert result.first_break is not None
     assert result.first_break.problem == "seq_gap"
 
 
 def test_chain_continues_after_restart_from_persisted_state() -> None:
-    first = AuditChainer()
+    first = AuditChainer(key=KEY)
     before = build(first, "req-1", 3) + build(first, "req-2", 1)
     persisted = json.loads(json.dumps(first.state()))  # as a table would store it
-    restarted = AuditChainer(persisted)
+    restarted = AuditChainer(persisted, key=KEY)
     assert restarted.head("req-1") == (3, before[2].hash)
     after = build(restarted, "req-1", 2, start=3) + build(restarted, "req-2", 1, start=1)
     assert [r.seq for r in after] == [4, 5, 2]
-    assert verify(before + after).ok
+    assert verify(before + after, RING).ok
 
 
 def test_chainer_state_can_be_rebuilt_from_the_topic() -> None:
-    records = build(AuditChainer(), "req-1", 3)
-    rebuilt = AuditChainer()
+    records = build(AuditChainer(key=KEY), "req-1", 3)
+    rebuilt = AuditChainer(key=KEY)
     for record in records:
         rebuilt.observe(record)
     nxt = build(rebuilt, "req-1", 1, start=3)[0]
     assert nxt.seq == 4
-    assert verify([*records, nxt]).ok
+    assert verify([*records, nxt], RING).ok
 
 
 def test_bad_chainer_state_is_refused() -> None:
     with pytest.raises(DomainError, match="bad audit chain state"):
-        AuditChainer({"req-1": ["3", "abc"]})
+        AuditChainer({"req-1": ["3", "abc"]}, key=KEY)
 
 
 def test_occurred_at_must_be_aware_and_is_stored_in_utc() -> None:
-    chainer = AuditChainer()
+    chainer = AuditChainer(key=KEY)
     with pytest.raises(ValidationError):
         chainer.next(actor="a", action="x", occurred_at=datetime(2026, 1, 1), request_id="r")
     assert chainer.head("r") == (0, GENESIS)  # a refused record does not move the chain
@@ -224,7 +240,7 @@ def test_occurred_at_must_be_aware_and_is_stored_in_utc() -> None:
 def test_records_refuse_raw_pii_without_echoing_it(field: str) -> None:
     kwargs: dict[str, str] = {"actor": "dpo", field: "contact jane.doe@example.com"}
     with pytest.raises(ValidationError) as caught:
-        AuditChainer().next(action="x", occurred_at=T0, request_id="r", **kwargs)
+        AuditChainer(key=KEY).next(action="x", occurred_at=T0, request_id="r", **kwargs)
     assert "jane.doe" not in str(caught.value)
 
 
@@ -265,3 +281,209 @@ def test_looks_like_pii_finds_emails_and_uk_phones(text: str) -> None:
 )
 def test_looks_like_pii_passes_ids_hashes_and_numbers(text: str) -> None:
     assert not looks_like_pii(text)
+
+
+# --- keyed hashes: HMAC under a versioned audit key -----------------------------------------
+
+
+def rehash(
+    records: list[AuditEvent],
+    *,
+    key_version: int,
+    key: bytes | None = None,
+    prev_hash: str = GENESIS,
+    change: dict[str, object] | None = None,
+) -> list[AuditEvent]:
+    """The chain re-made with `change` applied and fresh hashes: with ``key=None`` what
+    someone who can write the topic but does not hold the audit key can produce."""
+    out = []
+    for record in records:
+        draft = record.model_copy(
+            update={**(change or {}), "prev_hash": prev_hash, "key_version": key_version}
+        )
+        out.append(
+            draft.model_copy(
+                update={"hash": compute_hash(prev_hash, hashed_fields(draft), key=key)}
+            )
+        )
+        prev_hash = out[-1].hash
+    return out
+
+
+def legacy_chain(request_id: str, n: int) -> list[AuditEvent]:
+    """Records as written before keyed hashes: version 0, plain SHA-256."""
+    return rehash(build(AuditChainer(key=KEY), request_id, n), key_version=LEGACY_KEY_VERSION)
+
+
+def test_records_carry_the_key_version_and_its_hmac() -> None:
+    record = build(AuditChainer(key=KEY), "req-1", 1)[0]
+    assert record.key_version == CURRENT_KEY_VERSION == 1
+    data = canonical_bytes({**hashed_fields(record), "prev_hash": record.prev_hash})
+    assert record.hash == hmac.digest(KEY, data, "sha256").hex()
+    assert record.hash != hashlib.sha256(data).hexdigest()
+    rotated = build(AuditChainer(key=b"next-audit-key-0123456789", key_version=2), "req-1", 1)
+    assert rotated[0].key_version == 2
+
+
+@pytest.mark.parametrize(("key", "version"), [(b"", 1), (KEY, 0), (KEY, -1)])
+def test_chainer_never_writes_unkeyed_records(key: bytes, version: int) -> None:
+    with pytest.raises(ConfigError):
+        AuditChainer(key=key, key_version=version)
+
+
+@pytest.mark.parametrize(
+    ("key_version", "change", "problem"),
+    [
+        (1, {}, "hash_mismatch"),  # same content, plain hashes labelled keyed
+        (1, {"after": "completed"}, "hash_mismatch"),
+        (2, {"reason": "edited"}, "unknown_key_version"),
+    ],
+    ids=["plain-as-keyed", "edited-as-keyed", "unknown-version"],
+)
+def test_chain_rewritten_without_the_key_is_caught(
+    key_version: int, change: dict[str, object], problem: str
+) -> None:
+    records = build(AuditChainer(key=KEY), "req-1", 3)
+    forged = rehash(records, key_version=key_version, change=change)
+    result = verify(forged, RING)
+    assert result.first_break is not None
+    assert (result.first_break.audit_id, result.first_break.problem) == (
+        records[0].audit_id,
+        problem,
+    )
+    assert len(result.breaks) == 3
+
+
+def test_chain_made_under_another_key_is_caught() -> None:
+    records = build(AuditChainer(key=b"someone-elses-key-0123456789"), "req-1", 2)
+    result = verify(records, RING)
+    assert [b.problem for b in result.breaks] == ["hash_mismatch", "hash_mismatch"]
+
+
+def test_key_version_is_covered_by_the_hash() -> None:
+    other = b"second-audit-key-0123456789"
+    record = build(AuditChainer(key=KEY), "req-1", 1)[0]
+    relabelled = record.model_copy(update={"key_version": 2})
+    result = verify([relabelled], {1: KEY, 2: other})
+    assert result.first_break is not None
+    assert result.first_break.problem == "hash_mismatch"
+
+
+def test_legacy_records_verify_and_are_counted() -> None:
+    records = legacy_chain("req-old", 3) + legacy_chain("req-older", 1)
+    result = verify(records, RING)
+    assert result.ok
+    assert (result.legacy, result.legacy_chains) == (4, ("req-old", "req-older"))
+    strict = verify(records, RING, allow_legacy=False)
+    assert [b.problem for b in strict.breaks] == ["unkeyed"] * 4
+
+
+def test_legacy_hash_is_the_plain_sha256_of_the_fields_before_key_version() -> None:
+    record = legacy_chain("req-old", 1)[0]
+    fields = record.model_dump(exclude={"hash", "key_version"})
+    assert record.hash == hashlib.sha256(canonical_bytes(fields)).hexdigest()
+
+
+def test_legacy_chain_continues_with_keyed_records() -> None:
+    old = legacy_chain("req-1", 2)
+    chainer = AuditChainer({"req-1": [old[-1].seq, old[-1].hash]}, key=KEY)
+    new = build(chainer, "req-1", 2, start=2)
+    result = verify(old + new, RING)
+    assert result.ok
+    assert result.legacy == 2
+    assert [r.key_version for r in old + new] == [0, 0, 1, 1]
+
+
+def test_unkeyed_record_after_keyed_ones_is_a_downgrade() -> None:
+    records = build(AuditChainer(key=KEY), "req-1", 3)
+    tail = rehash(records[2:], key_version=LEGACY_KEY_VERSION, prev_hash=records[1].hash)
+    result = verify([*records[:2], *tail], RING)
+    assert result.first_break is not None
+    assert (result.first_break.seq, result.first_break.problem) == (3, "downgraded")
+    assert result.legacy == 0
+
+
+def test_whole_chain_rewritten_unkeyed_passes_only_as_legacy() -> None:
+    """What anchors are for (test_audit_anchor): without them it shows only as legacy."""
+    forged = rehash(
+        build(AuditChainer(key=KEY), "req-1", 3), key_version=0, change={"after": "completed"}
+    )
+    result = verify(forged, RING)
+    assert result.ok
+    assert result.legacy == 3
+    assert not verify(forged, RING, allow_legacy=False).ok
+
+
+def test_rotated_keys_verify_with_the_whole_keyring() -> None:
+    second = b"second-audit-key-0123456789"
+    old = build(AuditChainer(key=KEY), "req-1", 2)
+    chainer = AuditChainer({"req-1": [2, old[-1].hash]}, key=second, key_version=2)
+    records = old + build(chainer, "req-1", 1, start=2)
+    assert verify(records, {1: KEY, 2: second}).ok
+    without_old = verify(records, {2: second})
+    assert [(b.seq, b.problem) for b in without_old.breaks] == [
+        (1, "unknown_key_version"),
+        (2, "unknown_key_version"),
+    ]
+    assert "version 1" in without_old.breaks[0].detail
+
+
+def test_expected_hash_names_an_unknown_key_version() -> None:
+    record = build(AuditChainer(key=KEY), "req-1", 1)[0]
+    with pytest.raises(DomainError, match="version 1"):
+        expected_hash(record, {2: KEY})
+
+
+def test_keyring_holds_the_current_and_previous_keys() -> None:
+    assert keyring("current-key", 3, {1: "first", 2: b"second"}) == {
+        1: b"first",
+        2: b"second",
+        3: b"current-key",
+    }
+    assert keyring(b"only") == {1: b"only"}
+
+
+@pytest.mark.parametrize(
+    ("version", "previous", "message"),
+    [
+        (0, None, "start at 1"),
+        (2, {0: "legacy"}, "start at 1"),
+        (2, {2: "again"}, "given twice"),
+        (2, {1: ""}, "empty"),
+    ],
+)
+def test_bad_keyrings_are_refused(
+    version: int, previous: dict[int, str] | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        keyring("current-key", version, previous)
+
+
+def test_verify_log_walks_each_partition() -> None:
+    chainer = AuditChainer(key=KEY)
+    a, b = build(chainer, "req-a", 2), build(chainer, "req-b", 2)
+    result = verify_log({0: a, 3: b}, RING)
+    assert result.ok
+    assert result.checked == 4
+
+
+def test_chain_copied_to_another_partition_is_a_split() -> None:
+    """A forged copy on a partition of the writer's choosing passes a walk of that
+    partition alone, since it starts from genesis."""
+    records = build(AuditChainer(key=KEY), "req-1", 2)
+    copy = legacy_chain("req-1", 2)
+    result = verify_log({0: records, 2: copy}, RING)
+    assert [(b.problem, b.audit_id) for b in result.breaks] == [("split_chain", copy[0].audit_id)]
+    assert "partition 0" in result.breaks[0].detail
+
+
+def test_records_written_with_the_first_schema_read_as_legacy() -> None:
+    """privacy.audit holds records from before `key_version`: they read as version 0."""
+    codec = Codec(SCHEMAS)
+    v1 = load_versions(SCHEMAS)["privops.audit.AuditEvent"][0].schema
+    record = legacy_chain("req-old", 1)[0]
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, v1, record.model_dump(exclude={"key_version"}))
+    decoded = codec.decode(v1, out.getvalue())
+    assert decoded == record
+    assert verify([decoded], RING).legacy == 1

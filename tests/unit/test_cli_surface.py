@@ -68,9 +68,13 @@ SURFACE = [
     f"request hold release: HOLD_ID --subject --actor --json {WAITS}",
     "consent check: SUBJECT --purpose --channel --json",
     "audit show: ID_ --json",
-    "audit verify: --json --chain",
+    "audit verify: --json --chain --anchors --require-keyed",
+    "audit anchor: --out --chain --json",
     "simulate: --data-dir --customers --events --date --slow --fail-first --silent"
     " --reset --metrics-port --group-prefix --from",
+    "keys generate: --owner --key-file --json",
+    "keys list: --json",
+    "keys revoke: KEY_ID --json",
 ]
 
 

@@ -89,6 +89,33 @@ def test_credit_purpose_declares_automated_decision_and_source(dm: DataMap) -> N
     assert "Credit reference" in credit.source
 
 
+def test_every_system_declares_its_own_export_root(dm: DataMap) -> None:
+    roots = {system: spec.export_root for system, spec in dm.systems.items()}
+    assert roots == {s: f"https://exports.allled.example/dsar/{s.value}/" for s in System}
+
+
+def test_export_root_is_optional_for_a_system() -> None:
+    text = _broken("    export_root: https://exports.allled.example/dsar/cctv/\n", "")
+    assert parse_datamap(text).systems[System.cctv].export_root is None
+
+
+@pytest.mark.parametrize(
+    ("other", "root"),
+    [
+        pytest.param("orders", "https://exports.allled.example/dsar/orders/", id="same-root"),
+        pytest.param("orders", "https://exports.allled.example/dsar/orders/crm/", id="below"),
+        pytest.param("orders", "https://exports.allled.example/dsar/", id="above"),
+    ],
+)
+def test_export_roots_must_not_overlap(other: str, root: str) -> None:
+    old = "    export_root: https://exports.allled.example/dsar/crm/\n"
+    text = _broken(old, f"    export_root: {root}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    line = REAL.read_text()[: REAL.read_text().index(old)].count("\n") + 1
+    assert f"systems.crm.export_root (line {line}): overlaps {other}'s" in str(info.value)
+
+
 def test_retry_backoff(dm: DataMap) -> None:
     retry = dm.systems[System.orders].retry
     assert [retry.delay_after(n) for n in (1, 2, 3)] == [5, 10, 20]
@@ -145,6 +172,24 @@ def _line_of(text: str, needle: str) -> int:
             "    purposes: [business_intelligence]\n    country: US\n",
             "recipients[3]",
             "name: Product suppliers",
+        ),
+        (
+            "export_root: https://exports.allled.example/dsar/cctv/",
+            "export_root: https://root@evil.example/dsar/cctv/",
+            "systems.cctv.export_root",
+            "root@evil.example",
+        ),
+        (
+            "export_root: https://exports.allled.example/dsar/cctv/",
+            "export_root: https://exports.allled.example/dsar/cctv",
+            "systems.cctv.export_root",
+            "allled.example/dsar/cctv",
+        ),
+        (
+            "export_root: https://exports.allled.example/dsar/cctv/",
+            "export_root: /var/lib/exports/cctv/",
+            "systems.cctv.export_root",
+            "/var/lib/exports/cctv/",
         ),
         (
             "  ico_registration: ZA242691\n",

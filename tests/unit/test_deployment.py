@@ -30,12 +30,13 @@ from packaging.utils import canonicalize_name
 from pydantic import ValidationError
 
 from privops.adapters.settings import Settings
+from tests.unit.lockfile import read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / "deploy" / "Dockerfile.dockerignore"
-LOCK = ROOT / "deploy" / "requirements-lock.txt"
+LOCK = ROOT / "requirements" / "runtime.lock"
 ENV_EXAMPLES = sorted((ROOT / "deploy" / "compose").glob("*.env.example"))
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
@@ -369,7 +370,7 @@ def dockerfile_problems(image: Dockerfile) -> list[str]:
         if "--from=" not in s
     ]
     installs = " ".join(rest for word, rest in image.instructions if word == "RUN")
-    for needed in ("requirements-lock.txt", "--no-index"):
+    for needed in ("requirements/runtime.lock", "--no-index"):
         if needed not in installs:
             problems.append(f"Dockerfile: dependencies are not installed with {needed}")
     return problems
@@ -425,8 +426,7 @@ def ignored_sources(image: Dockerfile, ignore: list[str]) -> list[str]:
 
 
 def lock_pins(text: str) -> dict[str, str]:
-    lines = (line.split("#")[0].strip() for line in text.splitlines())
-    return {canonicalize_name(n): v for n, _, v in (line.partition("==") for line in lines if line)}
+    return {name: pin.version for name, pin in read_lock(text).pins.items()}
 
 
 def lock_problems(text: str) -> list[str]:

@@ -12,20 +12,27 @@ from typing import TypeVar
 
 import pytest
 
+from privops.adapters.settings import Settings
 from privops.connectors.reference import (
     CctvConnector,
     CrmConnector,
     FakeCustomer,
     Knobs,
     OrdersConnector,
+    UnsafeRequestId,
+    exported_file,
     open_store,
+    reference_connector,
     seed_customers,
     seed_stores,
 )
-from privops.connectors.sdk import Answer, TransientError
+from privops.connectors.sdk import Answer, ConnectorRunner, TransientError
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.exports import export_problem
 from privops.core.records import (
     Erase,
     Export,
+    ExportReference,
     Rectify,
     Restrict,
     Retention,
@@ -297,16 +304,17 @@ async def test_rectify_updates_fields_it_holds(
 
 def test_export_writes_file_with_checksum(data_dir: Path, customers: list[FakeCustomer]) -> None:
     c = by_number(customers, 5)
-    task = task_of(Export, c, System.orders, request_id="REQ/../../etc")
+    task = task_of(Export, c, System.orders, request_id="REQ-5")
     outcome = asyncio.run(OrdersConnector(data_dir).export(task))
 
     ref = outcome.export
     assert outcome.kind == "completed"
     assert ref is not None
-    path = Path(ref.location)
+    # Reported below the data map's root, written where the export server would serve it.
+    assert ref.location == "https://exports.allled.example/dsar/orders/REQ-5.json"
+    path = data_dir.resolve() / "exports" / "orders" / "REQ-5.json"
+    assert exported_file(data_dir, ref.location) == path
     assert path.is_file()
-    assert path.name == "orders.json"
-    assert path.parent.parent == (data_dir / "exports").resolve()
     data = path.read_bytes()
     assert ref.checksum == "sha256:" + hashlib.sha256(data).hexdigest()
     document = json.loads(data)
@@ -321,6 +329,76 @@ def test_export_writes_file_with_checksum(data_dir: Path, customers: list[FakeCu
         )
     )
     assert none == Answer.not_found()
+
+
+def test_every_reference_export_passes_privops_check(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    dm = load_datamap()
+    for system in System:
+        c = next(c for c in customers if c.in_system(system))
+        task = task_of(Export, c, system, request_id="REQ-7F3A")
+        ref = asyncio.run(reference_connector(system, data_dir).export(task)).export
+        assert ref is not None, system
+        assert export_problem(dm, system, ref, "REQ-7F3A") is None, system
+        path = exported_file(data_dir, ref.location)
+        assert path is not None, system
+        assert path.parent == (data_dir / "exports" / system.value).resolve()
+        assert path.is_file()
+
+
+@pytest.mark.parametrize(
+    "request_id", ["REQ/../../etc", "../orders", "a@b.example", "REQ:1", ".hidden", "R 1"]
+)
+def test_export_refuses_request_ids_it_would_have_to_rewrite(
+    data_dir: Path, customers: list[FakeCustomer], request_id: str
+) -> None:
+    task = task_of(Export, by_number(customers, 5), System.orders, request_id=request_id)
+    with pytest.raises(UnsafeRequestId):
+        asyncio.run(OrdersConnector(data_dir).export(task))
+    assert not (data_dir / "exports").exists()  # refused before anything was written
+
+
+async def test_runner_answers_unsafe_request_id_as_permanent_failure(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    task = task_of(Export, by_number(customers, 5), System.orders, request_id="REQ/../x")
+    runner = ConnectorRunner(OrdersConnector(data_dir), Settings())
+    answer = await runner._execute(task)
+    assert answer == Answer.failed("connector error: UnsafeRequestId", retryable=False)
+    assert answer.final
+
+
+def export_under(
+    data_dir: Path, customers: list[FakeCustomer], root: str | None
+) -> tuple[DataMap, ExportReference]:
+    """Export customer 5 from orders under a data map that declares ``root`` for orders."""
+    dm = load_datamap()
+    spec = dm.systems[System.orders].model_copy(update={"export_root": root})
+    changed = dm.model_copy(update={"systems": {**dm.systems, System.orders: spec}})
+    task = task_of(Export, by_number(customers, 5), System.orders, request_id="REQ-5")
+    ref = asyncio.run(OrdersConnector(data_dir, datamap=changed).export(task)).export
+    assert ref is not None
+    return changed, ref
+
+
+def test_export_into_a_file_root(
+    data_dir: Path, customers: list[FakeCustomer], tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared exports" / "orders"
+    root = shared.as_uri() + "/"
+    dm, ref = export_under(data_dir, customers, root)
+    assert ref.location == root + "REQ-5.json"
+    assert (shared / "REQ-5.json").is_file()
+    assert export_problem(dm, System.orders, ref, "REQ-5") is None
+
+
+def test_without_a_declared_root_exports_are_local_and_refused(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    dm, ref = export_under(data_dir, customers, None)
+    assert ref.location == (data_dir / "exports" / "orders" / "REQ-5.json").resolve().as_uri()
+    assert export_problem(dm, System.orders, ref, "REQ-5") is not None
 
 
 # --- knobs ---------------------------------------------------------------------------------

@@ -133,7 +133,9 @@ def test_clarification_answered_before_asked_is_rejected(dm: DataMap) -> None:
 
 
 def export_done(rec: wf.RequestRecord, system: System, when: str) -> r.TaskCompleted:
-    ref = r.ExportReference(location=f"s3://x/{system}", record_count=1, checksum="sha256:00")
+    # Under the system's declared export_root, named after the request (issue 13.7).
+    location = f"https://exports.allled.example/dsar/{system.value}/{rec.request_id}.json"
+    ref = r.ExportReference(location=location, record_count=1, checksum="sha256:00")
     return r.TaskCompleted(
         task_id=f"R-clock:{system.value}:export",
         request_id=rec.request_id,

@@ -406,8 +406,43 @@ def test_rectification_of_unknown_field_is_rejected(ctx: wf.Context) -> None:
 
 def export_ref(system: System) -> r.ExportReference:
     return r.ExportReference(
-        location=f"s3://exports/R-1/{system.value}.json", record_count=4, checksum="sha256:ab"
+        location=f"https://exports.allled.example/dsar/{system.value}/R-1.json",
+        record_count=4,
+        checksum="sha256:ab",
     )
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://evil.example/login",
+        "https://exports.allled.example/dsar/crm/R-1/orders.json",
+        "https://exports.allled.example/dsar/orders/%2e%2e/crm/R-1.json",
+        "https://exports.allled.example/dsar/orders/R-2.json",
+    ],
+)
+def test_export_outside_the_systems_root_never_reaches_the_subject(
+    ctx: wf.Context, location: str
+) -> None:
+    rec = start(RequestType.access, ctx)
+    forged = export_ref(System.orders).model_copy(update={"location": location})
+    results = {
+        t.system.value: answer(
+            rec, t.system, export=forged if t.system is System.orders else export_ref(t.system)
+        )
+        for t in rec.tasks.values()
+    }
+    rec, last = answer_all(rec, ctx, **results)
+    orders = next(t for t in rec.tasks.values() if t.system is System.orders)
+    assert orders.state is TaskState.failed
+    assert orders.export is None
+    assert (orders.outcome_reason or "").startswith("export_outside_root: ")
+    assert rec.state is S.partially_completed
+    assert location not in json.dumps(rec.manifest, default=str)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert location not in {e.location for e in note.exports}
+    assert rec.manifest is not None
+    assert "orders" in rec.manifest["missing_exports"]
 
 
 def test_access_sends_export_tasks_and_completes_with_manifest(ctx: wf.Context) -> None:

@@ -35,6 +35,11 @@ REASONS: dict[str, str] = {
     "already_extended": "the deadline was already extended; an extension is allowed once",
     "request_finished": "the request is already finished (completed, refused or cancelled)",
     "dates_out_of_order": "the dates are out of order",
+    "unsigned": "the command carries no signature (privops keys generate)",
+    "unknown_signer": "the worker does not trust the signing key (is it in its signers file?)",
+    "revoked_key": "the signing key was revoked",
+    "bad_signature": "the signature does not match the command",
+    "signer_mismatch": "the signing key belongs to someone other than the command's actor",
 }
 """Reason codes in words; the code itself is always shown beside them."""
 

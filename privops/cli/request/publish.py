@@ -4,6 +4,9 @@ producing, waiting, and the report with its exit code.
 A command id is new per invocation, so a retried CLI call is a new command the worker
 answers on its own; the request id is what ties a request's commands together, and the
 command id is what ties a command to its answer on `privacy.command-results`.
+
+Every command is signed with its actor's key just before it goes out (DESIGN.md section
+8; privops.adapters.signing_keys says where keys live): the worker rejects anything else.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from rich.markup import escape
 
 from privops.adapters.kafka import producer
 from privops.adapters.serde import Serde
+from privops.adapters.settings import Settings
+from privops.adapters.signing_keys import signing_key
 from privops.cli.common import (
     console,
     emit_json,
     err_console,
     fail,
+    handled,
     quiet_kafka_logs,
     run_async,
     settings,
@@ -32,6 +38,7 @@ from privops.cli.common import (
 from privops.cli.request.answers import Verdict, exit_code, judge
 from privops.cli.request.reader import answer_reader
 from privops.core.records import Command, CommandAnswer
+from privops.core.signing import SigningKey
 from privops.core.topics import COMMANDS
 
 
@@ -44,8 +51,7 @@ def new_hold_id() -> str:
 
 
 def envelope(request_id: str, actor: str) -> dict[str, Any]:
-    # Commands are to be Ed25519-signed (DESIGN.md section 8); no signing key is
-    # configured for the CLI yet, so the signature is left empty.
+    """A command's common fields; `publish` signs it (the signature covers all of them)."""
     return {
         "command_id": str(uuid.uuid4()),
         "request_id": request_id,
@@ -88,14 +94,30 @@ def waiting(wait: float, no_wait: bool) -> float | None:
     return wait
 
 
+def signed(commands: Sequence[Command], cfg: Settings) -> list[Command]:
+    """Each command signed with its actor's key; exit 2 if an actor has none (outside dev)
+    or is not a principal name, before anything is sent."""
+    keys: dict[str, SigningKey] = {}
+    with handled():
+        for actor in dict.fromkeys(c.actor for c in commands):
+            keys[actor] = signing_key(cfg, actor, say=_tell)
+    return [keys[c.actor].sign(c) for c in commands]
+
+
+def _tell(message: str) -> None:
+    err_console.print(f"[dim]•[/] {escape(message)}", highlight=False)
+
+
 def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
-    """Produce each command to privacy.commands (acks=all), then wait for the answers.
+    """Sign and produce each command to privacy.commands (acks=all), then wait for the
+    answers.
 
     The broker is contacted first, so an unreachable broker is reported with its address
     before the registry is tried. The answer topic's end is noted before the first
     command goes out (see `privops.cli.request.reader`).
     """
     cfg = settings()
+    commands = signed(commands, cfg)
     serde = Serde(cfg.registry_url, cfg.schema_dir)
     quiet_kafka_logs()
 

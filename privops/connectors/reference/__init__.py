@@ -8,10 +8,12 @@ identifiers, so tasks privops builds from its identity map find these rows.
 
 The parts: ``people`` (the fake customers), ``specs`` (each system's tables),
 ``rows`` (what each table holds about a customer), ``store`` (the SQLite file and what
-it does with a task), ``connectors`` (the SDK's contract over a store, with knobs).
+it does with a task), ``exports`` (where exports go and the locations reported),
+``connectors`` (the SDK's contract over a store, with knobs).
 Answers: retained (kept categories and their grounds) when anything with rows was kept,
 else completed, not_found when the identifiers match nothing; an export answers
-completed with ExportReference(location, record_count, checksum="sha256:<hex>").
+completed with ExportReference(location, record_count, checksum="sha256:<hex>"), the
+location below the system's export root in the data map (``exports``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from privops.connectors.reference.connectors import (
     TelephonyConnector,
     WebConnector,
     reference_connector,
+)
+from privops.connectors.reference.exports import (
+    ExportPlace,
+    UnsafeRequestId,
+    export_place,
+    exported_file,
 )
 from privops.connectors.reference.people import (
     MAX_CUSTOMERS,
@@ -56,6 +64,7 @@ __all__ = [
     "CctvConnector",
     "CrmConnector",
     "EraseReport",
+    "ExportPlace",
     "FakeCall",
     "FakeClip",
     "FakeConsent",
@@ -71,8 +80,11 @@ __all__ = [
     "StoreSpec",
     "TableSpec",
     "TelephonyConnector",
+    "UnsafeRequestId",
     "WebConnector",
     "default_anchor",
+    "export_place",
+    "exported_file",
     "open_store",
     "reference_connector",
     "seed_customers",

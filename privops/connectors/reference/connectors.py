@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from privops.connectors.base import Answer, Connector, TransientError
+from privops.connectors.reference.exports import export_place
 from privops.connectors.reference.store import open_store
+from privops.core.datamap import DataMap
 from privops.core.records import Erase, Export, LiftRestriction, Rectify, Restrict, Task
 from privops.core.vocab import System
 
@@ -37,11 +39,14 @@ class Knobs:
 class ReferenceConnector(Connector):
     """A fake system's connector: the SDK's contract over a :class:`ReferenceStore`."""
 
-    def __init__(self, data_dir: Path, knobs: Knobs | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, knobs: Knobs | None = None, *, datamap: DataMap | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.knobs = knobs or Knobs()
         self.store = open_store(data_dir, self.system)
-        self.exports_dir = data_dir / "exports"
+        # Below the export root the data map declares (the default map unless given).
+        self.exports = export_place(self.system, data_dir, datamap)
         self._deliveries: dict[str, set[int]] = {}
 
     async def handle(self, task: Task) -> Answer:
@@ -81,8 +86,9 @@ class ReferenceConnector(Connector):
         return _count(changed)
 
     async def export(self, task: Export) -> Answer:
+        """Raises UnsafeRequestId (a permanent failure) for an id that is not path-safe."""
         ref = await asyncio.to_thread(
-            self.store.export, task.identifiers, task.request_id, self.exports_dir
+            self.store.export, task.identifiers, task.request_id, self.exports
         )
         if ref is None:
             return Answer.not_found()
@@ -131,6 +137,6 @@ REFERENCE_CONNECTORS: dict[System, type[ReferenceConnector]] = {
 
 
 def reference_connector(
-    system: System, data_dir: Path, knobs: Knobs | None = None
+    system: System, data_dir: Path, knobs: Knobs | None = None, *, datamap: DataMap | None = None
 ) -> ReferenceConnector:
-    return REFERENCE_CONNECTORS[system](data_dir, knobs)
+    return REFERENCE_CONNECTORS[system](data_dir, knobs, datamap=datamap)

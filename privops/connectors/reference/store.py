@@ -8,7 +8,9 @@
   A system's own hold (CCTV clips under an open investigation) also keeps rows.
 - restrict / lift_restriction: set / clear ``restricted`` on every row of the subject.
 - rectify: changes (name, email, phone, address) applied where the system has them.
-- export: ``<exports dir>/<request_id>/<system>.json`` with every row of the subject.
+- export: every row of the subject as JSON, written and reported where
+  :class:`ExportPlace` says (below the system's export root); a request id that is not
+  path-safe raises :class:`UnsafeRequestId` before anything is read or written.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from privops.connectors.reference.exports import ExportPlace
 from privops.connectors.reference.people import FakeCustomer
 from privops.connectors.reference.rows import seed_rows
 from privops.connectors.reference.specs import SPECS, StoreSpec, TableSpec
@@ -54,12 +56,6 @@ def _normalised(name: str, value: str) -> str | None:
     except DomainError:
         return None
     return value.strip() or None
-
-
-def _safe_segment(value: str) -> str:
-    """A request id as one path segment (no traversal, no separators)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", value).strip(".")
-    return safe[:128] or "request"
 
 
 class ReferenceStore:
@@ -249,9 +245,10 @@ class ReferenceStore:
             return total
 
     def export(
-        self, identifiers: Mapping[str, str], request_id: str, exports_dir: Path
+        self, identifiers: Mapping[str, str], request_id: str, place: ExportPlace
     ) -> ExportReference | None:
         """Write the subject's rows as JSON; None when the identifiers match nothing."""
+        target, location = place.locate(request_id)
         with self._db() as db:
             keys = self._resolve(db, identifiers)
             if not keys:
@@ -271,7 +268,6 @@ class ReferenceStore:
             "tables": by_table,
         }
         data = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
-        target = exports_dir / _safe_segment(request_id) / f"{self.spec.system.value}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".json.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -279,7 +275,7 @@ class ReferenceStore:
             fh.write(data)
         tmp.replace(target)
         return ExportReference(
-            location=str(target.resolve()),
+            location=location,
             record_count=count,
             checksum="sha256:" + hashlib.sha256(data).hexdigest(),
         )

@@ -12,7 +12,9 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from privops.adapters.signing_keys import signing_key
 from privops.core.records import Erase, RequestSubmitted
+from privops.core.signing import SigningKey
 from privops.core.topics import COMMANDS
 from privops.core.vocab import RequestType
 from privops.tools.bench.inputs import customers_created, encode_events
@@ -45,17 +47,23 @@ async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> list[flo
         return [(got[k] - sent[k]) * 1000 for k in sent if k in got]
 
 
-def _erasure(subject_id: str) -> RequestSubmitted:
+ACTOR = "bench"
+
+
+def _erasure(subject_id: str, key: SigningKey) -> RequestSubmitted:
+    """A signed erasure: the worker checks the signature before it does anything else."""
     today = datetime.now(UTC).date()
-    return RequestSubmitted(
-        command_id=str(uuid.uuid4()),
-        request_id="BENCH-" + uuid.uuid4().hex[:12].upper(),
-        issued_at=datetime.now(UTC),
-        actor="bench",
-        request_type=RequestType.erasure,
-        subject_id=subject_id,
-        received_on=today,
-        identity_verified_on=today,
+    return key.sign(
+        RequestSubmitted(
+            command_id=str(uuid.uuid4()),
+            request_id="BENCH-" + uuid.uuid4().hex[:12].upper(),
+            issued_at=datetime.now(UTC),
+            actor=ACTOR,
+            request_type=RequestType.erasure,
+            subject_id=subject_id,
+            received_on=today,
+            identity_verified_on=today,
+        )
     )
 
 
@@ -63,6 +71,8 @@ async def _command_latencies(
     rt: BenchRuntime, subjects: Sequence[str], rate: float, settle: float
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Submit one verified erasure per subject at `rate`/s; time to every task published."""
+    # The bench's home is its own, fresh: its key is made there whatever PRIVOPS_ENV says.
+    key = signing_key(rt.settings, ACTOR, say=rt.say, create=True)
     async with round_trip_clients(rt.bootstrap, TASK_TOPICS) as (consumer, prod):
         sent: dict[str, float] = {}
         arrivals: dict[str, list[float]] = {}
@@ -75,7 +85,7 @@ async def _command_latencies(
 
         reader = asyncio.create_task(read_until(consumer, arrived, done.is_set))
         for sid in subjects:
-            cmd = _erasure(sid)
+            cmd = _erasure(sid, key)
             value = rt.serde.encode(cmd)
             sent[cmd.request_id] = time.perf_counter()
             await prod.send(COMMANDS, key=cmd.request_id.encode(), value=value)

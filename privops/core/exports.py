@@ -1,0 +1,181 @@
+"""Where an export may point: only below the answering system's declared export root.
+
+An export's location is copied into the subject's access response (DESIGN.md section 5),
+so a location a system (or whoever can write its results topic) made up would send the
+subject wherever the writer wanted: a login page, another host, another subject's file.
+The data map declares each system's export root; an answer is used only if its location
+lies below that root and names its request.
+
+Locations are compared as parsed URLs, segment by segment after percent-decoding, never
+as string prefixes: ``https://exports.example.com.evil.net/`` starts with the text of
+``https://exports.example.com`` but is another host, and ``%2e%2e`` is ``..`` to the
+server that will resolve it. Anything a URL parser and a web server might read
+differently (userinfo, a query or fragment, backslashes, empty or dot segments, encoded
+separators, double encoding) is refused rather than interpreted.
+
+The layout below a root is ``<root><request id>.<ext>`` or ``<root><request id>/...``,
+so the request id must be usable as one path segment unchanged: an id a connector would
+have to rewrite (``REQ/../../etc``, ``a@b.example``) could collide with another
+request's export, and is rejected instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from privops.core.records import ExportReference
+from privops.core.vocab import System
+
+if TYPE_CHECKING:
+    from privops.core.datamap import DataMap
+
+# Letters, digits, "-", "_" and inner dots: a file or URL segment as it is on every
+# platform, never "." or "..", and without ":" (task ids are "<request>:<system>:<action>").
+REQUEST_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_EXTENSION: Final = re.compile(r"[A-Za-z0-9]{1,16}")
+_DEFAULT_PORTS: Final = {"https": 443, "file": None}
+_MAX_URL: Final = 2048
+# Characters whose meaning differs between URL parsers, file systems and servers
+# ("..;/" is ".." to some servlet containers, a backslash is "/" to others); refused in the raw
+# URL and again once a segment is decoded, so "%3F" or "%252e" cannot smuggle them in.
+_AMBIGUOUS: Final = frozenset("\\?#;%")
+
+
+@dataclass(frozen=True)
+class _Location:
+    """A URL reduced to what decides where it points."""
+
+    scheme: str
+    host: str
+    port: int | None
+    segments: tuple[str, ...]
+    directory: bool  # the path ends with "/"
+
+
+def path_safe(request_id: str) -> bool:
+    """Whether the id can name a file or URL segment as it is."""
+    return REQUEST_ID.fullmatch(request_id) is not None
+
+
+def root_problem(root: str) -> str | None:
+    """What is wrong with a declared export root, or None (used by the data map)."""
+    parsed = _parse(root)
+    if parsed is None:
+        return (
+            "must be an https URL with a host, or a file:// URL with an absolute path, "
+            "without userinfo, query, fragment, empty or dot segments"
+        )
+    if not parsed.directory:
+        return 'must end with "/" (a directory the exports live in)'
+    return None
+
+
+def below_root(root: str, location: str) -> tuple[str, ...] | None:
+    """The decoded path segments of `location` below `root`; None if it is not below it."""
+    base, target = _parse(root), _parse(location)
+    if base is None or target is None or not base.directory or target.directory:
+        return None
+    if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+        return None
+    depth = len(base.segments)
+    if target.segments[:depth] != base.segments or len(target.segments) <= depth:
+        return None
+    return target.segments[depth:]
+
+
+def roots_overlap(first: str, second: str) -> bool:
+    """One root is the other or lies below it, so one system could point into the other's."""
+    a, b = _parse(first), _parse(second)
+    if a is None or b is None or (a.scheme, a.host, a.port) != (b.scheme, b.host, b.port):
+        return False
+    depth = min(len(a.segments), len(b.segments))
+    return a.segments[:depth] == b.segments[:depth]
+
+
+def names_request(below: tuple[str, ...], request_id: str) -> bool:
+    """The path below the root is ``<request id>.<ext>`` or ``<request id>/...``."""
+    if len(below) > 1:
+        return below[0] == request_id
+    stem, dot, extension = below[0].rpartition(".")
+    return bool(dot) and stem == request_id and _EXTENSION.fullmatch(extension) is not None
+
+
+def export_problem(
+    datamap: DataMap, system: System, export: ExportReference, request_id: str
+) -> str | None:
+    """Why `system`'s export answer for `request_id` must not reach the subject, or None.
+
+    The reasons name no location: a location can itself identify the subject.
+    """
+    spec = datamap.systems.get(system)
+    if spec is None or spec.export_root is None:
+        return f"{system.value} declares no export root in the data map"
+    if not path_safe(request_id):
+        return "the request id is not usable in a path as it is"
+    below = below_root(spec.export_root, export.location)
+    if below is None:
+        return f"the location is not below {system.value}'s export root"
+    if not names_request(below, request_id):
+        return "the location does not name the request"
+    return None
+
+
+def _parse(url: str) -> _Location | None:
+    if len(url) > _MAX_URL or not url.isprintable() or any(c.isspace() for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or _AMBIGUOUS.difference("%").intersection(url):
+        return None
+    host = _host(parts, scheme)
+    segments = _segments(parts.path)
+    if host is None or segments is None:
+        return None
+    return _Location(
+        scheme=scheme,
+        host=host,
+        port=_DEFAULT_PORTS[scheme] if port is None else port,
+        segments=segments,
+        directory=parts.path.endswith("/"),
+    )
+
+
+def _host(parts: SplitResult, scheme: str) -> str | None:
+    if "@" in parts.netloc or "%" in parts.netloc:
+        return None  # userinfo ("https://root@evil") or an encoded host
+    host = parts.hostname or ""
+    if scheme == "file":
+        # file:///path and file://localhost/path name the same file; any other host does not.
+        return "" if host in ("", "localhost") and parts.port is None else None
+    return host or None
+
+
+def _segments(path: str) -> tuple[str, ...] | None:
+    """The path's segments, decoded; None for anything a server could resolve elsewhere."""
+    if not path.startswith("/"):
+        return None
+    raw = path[1:-1] if path.endswith("/") else path[1:]
+    if not raw:
+        return ()
+    out: list[str] = []
+    for segment in raw.split("/"):
+        try:
+            decoded = unquote(segment, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if (
+            not decoded.strip(".")
+            or "/" in decoded
+            or _AMBIGUOUS.intersection(decoded)
+            or not decoded.isprintable()
+        ):
+            return None
+        out.append(decoded)
+    return tuple(out)

@@ -1,0 +1,412 @@
+"""Anchors: signed chain heads outside Kafka catch a rewritten topic that re-hashes cleanly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from privops.adapters.settings import get_settings
+from privops.cli import audit as audit_cli
+from privops.core.audit import AuditChainer, AuditEvent, verify_log
+from privops.core.audit_anchor import (
+    ANCHORS_FORMAT,
+    Anchors,
+    AnchorsForged,
+    AnchorsInvalid,
+    Located,
+    build_anchors,
+    check_anchors,
+    dump_anchors,
+    load_anchors,
+)
+from tests.unit.test_audit import KEY, RING, T0, build, legacy_chain, rehash
+
+NOW = T0 + timedelta(days=1)
+OTHER_KEY = b"another-audit-key-0123456789"
+
+
+def place(partition: int, records: list[AuditEvent], start: int = 0) -> list[Located]:
+    return [(partition, start + i, record) for i, record in enumerate(records)]
+
+
+def topic() -> tuple[list[AuditEvent], list[Located]]:
+    """Two keyed chains (req-1 on partition 0, req-2 on partition 1) and a legacy one."""
+    chainer = AuditChainer(key=KEY)
+    one, two = build(chainer, "req-1", 3), build(chainer, "req-2", 2)
+    old = legacy_chain("req-old", 2)
+    return one, place(0, old + one) + place(1, two)
+
+
+def anchored(located: list[Located], prefix: str = "") -> Anchors:
+    return build_anchors(located, topic="privacy.audit", created_at=NOW, chain_prefix=prefix)
+
+
+def partitions(located: list[Located]) -> dict[int, list[AuditEvent]]:
+    out: dict[int, list[AuditEvent]] = {}
+    for partition, _, record in located:
+        out.setdefault(partition, []).append(record)
+    return out
+
+
+def test_anchors_hold_every_chain_head_and_partition_end() -> None:
+    one, located = topic()
+    anchors = anchored(located)
+    assert anchors.offsets == {0: 5, 1: 2}
+    assert set(anchors.chains) == {"req-1", "req-2", "req-old"}
+    assert (anchors.chains["req-1"].seq, anchors.chains["req-1"].hash) == (3, one[-1].hash)
+    assert check_anchors(located, anchors) == []
+
+
+def test_anchors_file_round_trips() -> None:
+    _, located = topic()
+    anchors = anchored(located)
+    text = dump_anchors(anchors, KEY, 1)
+    document = json.loads(text)
+    assert document["format"] == ANCHORS_FORMAT
+    assert document["key_version"] == 1
+    assert document["created_at"].startswith("2026-03-03T09:30:00")
+    assert load_anchors(text, RING) == anchors
+
+
+def test_anchors_signed_before_a_rotation_still_load() -> None:
+    _, located = topic()
+    text = dump_anchors(anchored(located), KEY, 1)
+    assert load_anchors(text, {1: KEY, 2: OTHER_KEY}) == anchored(located)
+
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _set_head_hash(doc: dict[str, Any]) -> None:
+    doc["chains"]["req-1"]["hash"] = "f" * 64
+
+
+def _set_head_seq(doc: dict[str, Any]) -> None:
+    doc["chains"]["req-1"]["seq"] = 2
+
+
+def _drop_chain(doc: dict[str, Any]) -> None:
+    del doc["chains"]["req-2"]
+
+
+def _add_chain(doc: dict[str, Any]) -> None:
+    doc["chains"]["req-9"] = {"seq": 1, "hash": "0" * 64}
+
+
+def _set_offset(doc: dict[str, Any]) -> None:
+    doc["offsets"]["0"] = 1
+
+
+def _set_time(doc: dict[str, Any]) -> None:
+    doc["created_at"] = "2020-01-01T00:00:00Z"
+
+
+def _break_shape(doc: dict[str, Any]) -> None:
+    doc["chains"]["req-1"]["seq"] = "three"
+
+
+def _drop_signature(doc: dict[str, Any]) -> None:
+    del doc["signature"]
+
+
+def _other_alg(doc: dict[str, Any]) -> None:
+    doc["alg"] = "none"
+
+
+def _unknown_version(doc: dict[str, Any]) -> None:
+    doc["key_version"] = 7
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set_head_hash, "fails its signature check"),
+        (_set_head_seq, "fails its signature check"),
+        (_drop_chain, "fails its signature check"),
+        (_add_chain, "fails its signature check"),
+        (_set_offset, "fails its signature check"),
+        (_set_time, "fails its signature check"),
+        (_break_shape, "fails its signature check"),
+        (_drop_signature, "carries no signature"),
+        (_other_alg, "not signed with HMAC-SHA256"),
+        (_unknown_version, "version 7, which is not in the keyring"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else "",
+)
+def test_tampered_anchors_file_fails_its_signature_check(edit: Edit, message: str) -> None:
+    _, located = topic()
+    document = json.loads(dump_anchors(anchored(located), KEY, 1))
+    edit(document)
+    with pytest.raises(AnchorsForged, match=message):
+        load_anchors(json.dumps(document), RING)
+
+
+def test_anchors_signed_under_another_key_fail() -> None:
+    _, located = topic()
+    with pytest.raises(AnchorsForged, match="another audit key"):
+        load_anchors(dump_anchors(anchored(located), OTHER_KEY, 1), RING)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "not json", "[1, 2]", '{"format": "something/1"}', '{"format": NaN}'],
+    ids=["empty", "text", "list", "other-format", "nan"],
+)
+def test_what_is_not_an_anchors_file_is_bad_input(text: str) -> None:
+    with pytest.raises(AnchorsInvalid, match="not an anchors file"):
+        load_anchors(text, RING)
+
+
+def test_a_chain_rewritten_with_plain_hashes_passes_the_walk_but_not_the_anchors() -> None:
+    """The issue's case: the topic deleted and re-produced with the chain edited and
+    re-hashed as legacy SHA-256 records. The walk accepts it (legacy); anchors do not."""
+    one, located = topic()
+    anchors = anchored(located)
+    forged = rehash(one, key_version=0, change={"after": "completed"})
+    rewritten = [entry for entry in located if entry[2].chain != "req-1"] + place(0, forged, 5)
+    walk = verify_log(partitions(rewritten), RING)
+    assert walk.ok
+    assert walk.legacy == 5
+    breaks = check_anchors(rewritten, anchors)
+    assert [(b.chain, b.seq, b.problem) for b in breaks] == [
+        ("req-1", 3, "anchor_mismatch"),
+        ("req-1", 1, "unkeyed_after_anchor"),
+        ("req-1", 2, "unkeyed_after_anchor"),
+        ("req-1", 3, "unkeyed_after_anchor"),
+    ]
+    assert breaks[0].audit_id == forged[-1].audit_id
+
+
+def _deleted(_one: list[AuditEvent], rest: list[Located]) -> list[Located]:
+    return rest
+
+
+def _truncated(one: list[AuditEvent], rest: list[Located]) -> list[Located]:
+    return rest + place(0, one[:2], 2)
+
+
+def _recreated_same_offsets(one: list[AuditEvent], rest: list[Located]) -> list[Located]:
+    return rest + place(0, rehash(one, key_version=0, change={"reason": "edited"}), 2)
+
+
+def _rewritten_with_the_key(one: list[AuditEvent], rest: list[Located]) -> list[Located]:
+    return rest + place(0, rehash(one, key_version=1, key=KEY, change={"actor": "x"}), 2)
+
+
+def _inserted_chain(one: list[AuditEvent], rest: list[Located]) -> list[Located]:
+    inserted = build(AuditChainer(key=KEY), "req-new", 1)
+    return rest + place(0, one, 2) + place(1, inserted, 1)
+
+
+def _extended_into_the_past(one: list[AuditEvent], rest: list[Located]) -> list[Located]:
+    more = build(AuditChainer({"req-1": [3, one[-1].hash]}, key=KEY), "req-1", 1, start=3)
+    return rest + place(0, [*one[:2], one[2], *more], 1)
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "found"),
+    [
+        (_deleted, [("req-1", 3, "anchor_missing")]),
+        (_truncated, [("req-1", 3, "anchor_missing")]),
+        (_recreated_same_offsets, [("req-1", 3, "anchor_mismatch")]),
+        (_rewritten_with_the_key, [("req-1", 3, "anchor_mismatch")]),
+        (_inserted_chain, [("req-new", 1, "unanchored")]),
+        (_extended_into_the_past, [("req-1", 4, "unanchored")]),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else "",
+)
+def test_rewritten_history_is_caught_by_the_anchors(
+    rewrite: Callable[[list[AuditEvent], list[Located]], list[Located]],
+    found: list[tuple[str, int, str]],
+) -> None:
+    one, located = topic()
+    anchors = anchored(located)
+    rest = [entry for entry in located if entry[2].chain != "req-1"]
+    breaks = check_anchors(rewrite(one, rest), anchors)
+    assert [(b.chain, b.seq, b.problem) for b in breaks] == found
+    assert all(b.detail for b in breaks)
+
+
+def test_history_gone_names_no_record() -> None:
+    _, located = topic()
+    breaks = check_anchors([], anchored(located))
+    assert [(b.chain, b.problem, b.audit_id) for b in breaks] == [
+        ("req-1", "anchor_missing", ""),
+        ("req-2", "anchor_missing", ""),
+        ("req-old", "anchor_missing", ""),
+    ]
+
+
+def test_chains_growing_after_the_anchor_are_fine() -> None:
+    one, located = topic()
+    anchors = anchored(located)
+    more = build(AuditChainer({"req-1": [3, one[-1].hash]}, key=KEY), "req-1", 2, start=3)
+    new_chain = build(AuditChainer(key=KEY), "req-3", 1)
+    grown = located + place(0, more, 5) + place(3, new_chain)
+    assert verify_log(partitions(grown), RING).ok
+    assert check_anchors(grown, anchors) == []
+
+
+def test_unkeyed_records_written_after_the_anchor_are_forged() -> None:
+    """The worker wrote keyed records before anchors existed: anything unkeyed later,
+    even a whole new chain the walk accepts as legacy, came from someone else."""
+    _, located = topic()
+    anchors = anchored(located)
+    injected = legacy_chain("req-fake", 2)
+    grown = located + place(2, injected)
+    assert verify_log(partitions(grown), RING).ok
+    breaks = check_anchors(grown, anchors)
+    assert [(b.chain, b.problem) for b in breaks] == [("req-fake", "unkeyed_after_anchor")] * 2
+    assert "partition 2 offset 0" in breaks[0].detail
+
+
+def test_head_beside_a_forged_copy_is_left_to_the_walk() -> None:
+    one, located = topic()
+    anchors = anchored(located)
+    copy = one[-1].model_copy(update={"reason": "edited"})
+    with_copy = [*located, (0, 5, copy)]
+    assert check_anchors(with_copy, anchors) == []
+    walk = verify_log(partitions(with_copy), RING)
+    assert walk.first_break is not None
+    assert walk.first_break.problem == "hash_mismatch"
+
+
+def test_anchors_and_checks_follow_the_chain_prefix() -> None:
+    _, located = topic()
+    anchors = anchored(located, prefix="req-1")
+    assert set(anchors.chains) == {"req-1"}
+    assert anchors.offsets == {0: 5, 1: 2}  # the whole log was read
+    assert check_anchors(located, anchors) == []  # other chains are not "unanchored"
+    rest = [entry for entry in located if entry[2].chain != "req-1"]
+    assert check_anchors(rest, anchors, chain_prefix="req-2") == []
+    assert [b.problem for b in check_anchors(rest, anchors, chain_prefix="req-1")] == [
+        "anchor_missing"
+    ]
+
+
+def test_anchor_time_must_be_aware() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        build_anchors([], topic="privacy.audit", created_at=datetime(2026, 1, 1))
+
+
+# --- the CLI: `privops audit anchor` and `verify --anchors`, on a log given to it ------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def on_topic(monkeypatch: pytest.MonkeyPatch) -> list[Located]:
+    """What `read_audit` returns: a mutable list standing for privacy.audit."""
+    records: list[Located] = []
+
+    def read() -> audit_cli.AuditLog:
+        log = audit_cli.AuditLog()
+        for partition, offset, record in records:
+            log.by_partition.setdefault(partition, []).append((offset, record))
+        return log
+
+    monkeypatch.setattr(audit_cli, "read_audit", read)
+    monkeypatch.setattr(audit_cli, "audit_keyring", lambda: (RING, 1))
+    return records
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(audit_cli.app, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_cli_anchor_then_verify_round_trip(on_topic: list[Located], tmp_path: Path) -> None:
+    _, located = topic()
+    on_topic.extend(located)
+    out = tmp_path / "anchors.json"
+    code, text = cli("anchor", "--out", str(out))
+    assert code == 0, text
+    assert "anchored 3 chain head(s)" in text
+    assert load_anchors(out.read_text(), RING).chains.keys() == {"req-1", "req-2", "req-old"}
+    code, text = cli("verify", "--anchors", str(out))
+    assert code == 0, text
+    assert "against 3 chain head(s) anchored" in text
+    assert "OK" in text
+    code, text = cli("verify", "--anchors", str(out), "--json")
+    report = json.loads(text)
+    assert report["ok"] is True
+    assert report["anchors"]["chains"] == 3
+    assert report["legacy"] == {"records": 2, "chains": ["req-old"]}
+
+
+def test_cli_verify_with_anchors_catches_a_plain_rehashed_rewrite(
+    on_topic: list[Located], tmp_path: Path
+) -> None:
+    one, located = topic()
+    on_topic.extend(located)
+    out = tmp_path / "anchors.json"
+    assert cli("anchor", "--out", str(out))[0] == 0
+    forged = rehash(one, key_version=0, change={"after": "completed"})
+    on_topic[:] = [e for e in located if e[2].chain != "req-1"] + place(0, forged, 5)
+    code, text = cli("verify")
+    assert code == 0, text  # plain re-hashing passes: legacy records, reported as such
+    assert "5 unkeyed record(s) in 2 chain(s)" in text
+    code, text = cli("verify", "--anchors", str(out))
+    assert code == 1, text
+    assert "BROKEN chain req-1 at seq 3" in text
+    assert "anchor_mismatch" in text
+    assert cli("verify", "--require-keyed")[0] == 1
+
+
+def test_cli_refuses_to_anchor_a_broken_log(on_topic: list[Located], tmp_path: Path) -> None:
+    one, located = topic()
+    on_topic.extend([*located, (0, 5, one[1].model_copy(update={"reason": "edited"}))])
+    out = tmp_path / "anchors.json"
+    code, text = cli("anchor", "--out", str(out))
+    assert code == 1
+    assert "not anchoring a broken log" in text
+    assert not out.exists()
+
+
+def test_cli_never_overwrites_an_anchors_file(on_topic: list[Located], tmp_path: Path) -> None:
+    on_topic.extend(topic()[1])
+    out = tmp_path / "anchors.json"
+    out.write_text("earlier evidence")
+    code, text = cli("anchor", "--out", str(out))
+    assert code == 2
+    assert "already exists" in text
+    assert out.read_text() == "earlier evidence"
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "message"),
+    [
+        (None, 2, "cannot read the anchors file"),
+        ("not json", 2, "not an anchors file"),
+        ("tampered", 1, "fails its signature check"),
+    ],
+    ids=["missing", "not-anchors", "tampered"],
+)
+def test_cli_verify_rejects_a_bad_anchors_file(
+    on_topic: list[Located], tmp_path: Path, content: str | None, code: int, message: str
+) -> None:
+    on_topic.extend(topic()[1])
+    path = tmp_path / "anchors.json"
+    if content == "tampered":
+        document = json.loads(dump_anchors(anchored(on_topic), KEY, 1))
+        document["chains"]["req-1"]["seq"] = 1
+        path.write_text(json.dumps(document))
+    elif content is not None:
+        path.write_text(content)
+    got, text = cli("verify", "--anchors", str(path))
+    assert (got, message in text) == (code, True), text
+
+
+def test_cli_keyring_comes_from_the_audit_key_setting() -> None:
+    ring, version = audit_cli.audit_keyring()
+    assert version == 1
+    assert ring == {1: get_settings().audit_key.encode()}
