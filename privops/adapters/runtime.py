@@ -394,6 +394,7 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
 
     async def probe() -> bool:
         from aiokafka.client import AIOKafkaClient
+        from aiokafka.errors import KafkaError
 
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
@@ -402,7 +403,7 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
             await asyncio.wait_for(client.bootstrap(), timeout)
             metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
             return bool(metadata.brokers())
-        except Exception:
+        except (TimeoutError, KafkaError, OSError):
             return False
         finally:
             await client.close()

@@ -255,7 +255,7 @@ class ConnectorRunner:
             # The contract's boundary: whatever a connector raises (a bug, a refusal) must
             # become an answer, or the task would stall uncommitted. The type only is kept:
             # exception messages can carry the subject's data.
-            except Exception as exc:  # noqa: BLE001, RUF100
+            except Exception as exc:  # noqa: BLE001
                 log.error("task %s (%s) raised %s", task.task_id, task.action, type(exc).__name__)
                 return Answer.failed(f"connector error: {type(exc).__name__}", retryable=False)
         raise AssertionError("unreachable: the last delay is None")
