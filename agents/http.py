@@ -11,7 +11,6 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from agents.requests import clock, schedule
 from agents.timers import tables_recovered
 from privops.core import consent as rules
 from privops.core import deadlines
@@ -19,6 +18,7 @@ from privops.core.request import RequestRecord
 from privops.core.vocab import Channel, Purpose
 from streams.app import app
 from streams.audit import ref
+from streams.context import collaborators
 from streams.health import health as worker_health
 from streams.tables import consent, requests
 
@@ -33,7 +33,7 @@ async def health(self: View, _request: Request) -> Response:
     body = {
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
-        "open_requests": len(schedule),
+        "open_requests": len(collaborators().schedule),
     }
     return self.json(body, status=503 if problems else 200)
 
@@ -58,7 +58,7 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
             },
             status=400,
         )
-    decision = rules.decide(state, p, c, now=clock.now())
+    decision = rules.decide(state, p, c, now=collaborators().clock.now())
     return self.json(
         {
             "subject_id": subject_id,
@@ -73,7 +73,7 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
 
 
 def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
-    now = clock.now()
+    now = collaborators().clock.now()
     return {
         "subject_id": state.subject_id,
         "restricted": state.restricted,
@@ -100,7 +100,7 @@ async def request_view(self: View, _request: Request, request_id: str) -> Respon
 def request_json(rec: RequestRecord) -> dict[str, Any]:
     """The request for the DPO; `days_left` only while a deadline alert can still fire
     (not for an acknowledged complaint, whose outcome is tracked by `age_days`)."""
-    today = clock.today()
+    today = collaborators().clock.today()
     watched = None if rec.acknowledged_on else rec.due_on
     return {
         "request_id": rec.request_id,

@@ -7,7 +7,7 @@ Writes: privacy.consent-state (compacted), privacy.audit, privacy.deadletter;
 
 A record is acted on only if its type belongs on the topic it came from (the topic's ACL
 says who wrote it); anything else is a `wrong_topic` dead letter. Disclosures are checked
-against the data map (loaded from settings, as the requests agent does) before anything
+against the data map (streams.context.collaborators) before anything
 is written.
 """
 
@@ -22,7 +22,6 @@ from privops.adapters import metrics
 from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.consent import FactKind
-from privops.core.datamap import load_datamap
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DomainError, WrongTopic
 from privops.core.facts import (
@@ -39,8 +38,9 @@ from privops.core.holds import LegalHold, update_holds
 from privops.core.identity import IdentityMap, is_reimport, merge, suppression_keys
 from privops.core.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import System
-from streams.app import app, settings
+from streams.app import app
 from streams.audit import PSEUDONYM_KEY, audit, ref
+from streams.context import collaborators
 from streams.io import TOPICS, dead_letter, decode, emit
 from streams.tables import (
     DecodedCache,
@@ -54,7 +54,6 @@ from streams.tables import (
 
 log = logging.getLogger(__name__)
 
-DATAMAP = load_datamap(settings.datamap)
 
 SUBJECT_TOPICS = [events_topic(s) for s in System] + [SUBJECT_DIRECTIVES]
 subject_stream = app.topic(
@@ -108,7 +107,7 @@ async def on_upstream(record: r.UpstreamEvent) -> None:
     # fact of an impossible shape is refused before any table is touched.
     stored_facts = facts_cache.get(sid)
     facts = stored_facts or SubjectFacts()
-    new_facts = updated_facts(facts, record, DATAMAP)
+    new_facts = updated_facts(facts, record, collaborators().datamap)
     meaning = consent_facts(record)
     raw_ids = record.identifiers.present()
     identity = identity_cache.get(sid)

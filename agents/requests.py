@@ -24,7 +24,6 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from privops.adapters import metrics
-from privops.adapters.signing_keys import SignersWatch
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.admission import (
@@ -34,28 +33,20 @@ from privops.core.admission import (
     audited_actor,
     audited_request_id,
 )
-from privops.core.clock import Clock
-from privops.core.datamap import load_datamap
 from privops.core.erasure import LegalHold, SubjectFacts
 from privops.core.errors import DecodeError, WrongTopic
 from privops.core.identity import IdentityMap
-from privops.core.signing import SigningKey
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, TASK_RESULTS
 from privops.core.vocab import TERMINAL_STATES, TaskState
 from streams.app import app, settings
 from streams.audit import audit, ref
+from streams.context import collaborators
 from streams.io import dead_letter, decode, emit
-from streams.schedule import Schedule
 from streams.tables import consent, identities, legal_holds, read_any, requests, subject_facts
 
 log = logging.getLogger(__name__)
 
-DATAMAP = load_datamap(settings.datamap)
-clock = Clock.from_days(settings.clock_offset_days)
-schedule = Schedule(tuple(settings.alert_days_before))
-WORKER_KEY = SigningKey.derive(settings.audit_key.encode(), "privops worker commands v1")
-signers = SignersWatch(settings.signers_file, (WORKER_KEY.entry(wf.SCHEDULER, clock.now()),))
 
 request_stream = app.topic(
     COMMANDS,
@@ -75,9 +66,13 @@ def load(request_id: str) -> wf.RequestRecord | None:
 
 def bare_context() -> wf.Context:
     """The context of a command for no known request or subject: the clock only."""
-    now = clock.now()
+    now = collaborators().clock.now()
     return wf.Context(
-        now=now, today=clock.today(), datamap=DATAMAP, subject_ref="", known_subject=False
+        now=now,
+        today=collaborators().clock.today(),
+        datamap=collaborators().datamap,
+        subject_ref="",
+        known_subject=False,
     )
 
 
@@ -85,11 +80,11 @@ def context(subject_id: str) -> wf.Context:
     identity_json = read_any(identities, subject_id)
     facts_json = read_any(subject_facts, subject_id)
     consent_json = read_any(consent, subject_id)
-    now = clock.now()
+    now = collaborators().clock.now()
     return wf.Context(
         now=now,
-        today=clock.today(),
-        datamap=DATAMAP,
+        today=collaborators().clock.today(),
+        datamap=collaborators().datamap,
         subject_ref=ref(subject_id),
         identity=IdentityMap.model_validate(identity_json) if identity_json else None,
         known_subject=identity_json is not None or consent_json is not None,
@@ -128,7 +123,7 @@ async def on_input(event: EventT[Any], record: WorkflowInput) -> None:
 async def on_command(cmd: r.Command) -> None:
     """Check the signature, decide, then answer on privacy.command-results, store,
     publish and audit. The audited actor is the signing key's owner."""
-    trusted = await asyncio.to_thread(signers.refresh)
+    trusted = await asyncio.to_thread(collaborators().signers.refresh)
     refused = wf.authenticate(cmd, trusted, bare_context())
     if refused is not None:
         await apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id)
@@ -189,7 +184,7 @@ async def apply(
     The answer goes before the effects it announces (privacy.command-results' contract);
     a rejection has no effects, only its answer and its audit step.
     """
-    now = clock.now()
+    now = collaborators().clock.now()
     rec = outcome.record
     audited_id = audited_request_id(request_id)  # logs and audit never take contact details
     if outcome.rejected:
@@ -197,14 +192,14 @@ async def apply(
         log.warning("rejected input for request %s: %s", audited_id, outcome.rejected)
     if rec is not None:
         requests[request_id] = rec.model_dump(mode="json")
-        schedule.track(rec)
+        collaborators().schedule.track(rec)
         _count(before, rec)
     if outcome.answer is not None:
         await emit(COMMAND_RESULTS, request_id, outcome.answer)
     for out in outcome.out:
         record = out.record
         if out.topic == COMMANDS and isinstance(record, r.Command):
-            record = WORKER_KEY.sign(record)  # a follow-up the worker issues itself
+            record = collaborators().worker_key.sign(record)  # a follow-up the worker issues itself
         await emit(out.topic, out.key, record)
     for i, step in enumerate(outcome.audit):
         await audit(

@@ -17,12 +17,12 @@ from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from agents.requests import clock, schedule
 from privops.adapters import metrics
 from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_TICKS
 from streams import health
 from streams.app import app, settings
+from streams.context import collaborators
 from streams.io import emit
 from streams.tables import requests
 
@@ -69,14 +69,15 @@ def rebuild() -> int:
     """Index every stored request (after table recovery, before the first sweep)."""
     count = 0
     for raw in requests.values():
-        schedule.track(RequestRecord.model_validate(raw))
+        collaborators().schedule.track(RequestRecord.model_validate(raw))
         count += 1
-    schedule.ready = True
+    collaborators().schedule.ready = True
     return count
 
 
 @every(settings.sweep_interval_seconds)
 async def sweep() -> None:
+    schedule, clock = collaborators().schedule, collaborators().clock
     if not schedule.ready:
         if not tables_recovered():
             return

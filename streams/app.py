@@ -87,12 +87,12 @@ def run_worker(loglevel: str = "info") -> None:
     port, another worker on the same data dir, the broker) ends the command with one
     clear line and a non-zero exit instead of a half-started worker.
     """
-    from privops.core.datamap import load_datamap
     from privops.core.records import ALL_RECORDS
     from streams.bootstrap import ensure_topics
+    from streams.context import collaborators
     from streams.startup import preflight
 
-    load_datamap(settings.datamap)
+    collaborators()  # the data map, clock, schedule and keys: a bad data map stops here
     lock = preflight(settings, settings.app_data_dir, Path(app.conf.tabledir))
     from streams.io import serde
 

@@ -11,7 +11,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.serializers import codecs
 from faust.types import EventT, TopicT
 
 from privops.adapters import metrics
@@ -102,21 +101,3 @@ async def dead_letter(event: EventT[Any], consumer: str, reason: str, error: str
         # partition whose table holds its head.
         chain=f"deadletter/{consumer}/{message.partition}",
     )
-
-
-class ConfluentAvroCodec(codecs.Codec):
-    """Faust codec ``privops-avro``: records <-> Confluent wire format via the registry.
-
-    For Faust topics or tables declared with ``value_serializer="privops-avro"``. The
-    agents read raw bytes and call ``decode`` instead, so that undecodable input reaches
-    the dead-letter topic with its offset rather than failing inside the consumer.
-    """
-
-    def _dumps(self, obj: Any) -> bytes:
-        return serde.encode(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return serde.decode(s)
-
-
-codecs.register("privops-avro", ConfluentAvroCodec())

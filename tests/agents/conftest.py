@@ -33,8 +33,6 @@ try:
     get_settings.cache_clear()
     import faust.tables.table
 
-    import agents.ingest
-    import agents.requests
     from privops.adapters.serde import Serde
     from privops.core.records import Record
     from privops.core.vocab import RequestState
@@ -42,6 +40,7 @@ try:
     from streams import io as streams_io
     from streams import tables as streams_tables
     from streams.app import app as faust_app
+    from streams.context import collaborators
     from streams.schedule import Schedule
 finally:
     for _name, _value in _saved.items():
@@ -115,8 +114,8 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     faust_app.flow_control.resume()
     monkeypatch.setattr(faust.tables.table.Table, "on_key_set", lambda _s, _k, _v: None)
     monkeypatch.setattr(faust.tables.table.Table, "on_key_del", lambda _s, _k: None)
-    schedule = Schedule(agents.requests.schedule.thresholds)
-    monkeypatch.setattr(agents.requests, "schedule", schedule)
+    schedule = Schedule(collaborators().schedule.thresholds)
+    monkeypatch.setattr(collaborators(), "schedule", schedule)
     for table in faust_app.tables.values():
         table.data.clear()
     yield faust_app

@@ -13,10 +13,11 @@ from typing import TypeVar
 
 import pytest
 
-import agents.requests
+import agents.requests  # noqa: F401 - the agents (and their tables) are declared
 from privops.adapters.signing_keys import SignersWatch
 from privops.core import records as r
 from privops.core.signing import SignerKey, Signers, SigningKey
+from streams.context import collaborators
 
 C = TypeVar("C", bound=r.Command)
 
@@ -42,6 +43,6 @@ def trust(monkeypatch: pytest.MonkeyPatch, directory: Path) -> Path:
     """Make the workflow agent trust TEST_KEY (and its own key) through a real signers file;
     returns the file, which a test may rewrite (the agent re-reads it on change)."""
     path = signers_file(directory / "signers.json")
-    builtin = agents.requests.signers.builtin
-    monkeypatch.setattr(agents.requests, "signers", SignersWatch(path, builtin))
+    builtin = collaborators().signers.builtin
+    monkeypatch.setattr(collaborators(), "signers", SignersWatch(path, builtin))
     return path

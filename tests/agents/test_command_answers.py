@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agents.requests import WORKER_KEY, apply, clock, workflow
+from agents.requests import apply, workflow
 from privops.adapters.serde import Serde
 from privops.core import consent as rules
 from privops.core import records as r
@@ -35,13 +35,14 @@ from privops.core.topics import (
     TASK_RESULTS,
 )
 from privops.core.vocab import Category, RequestState, RequestType, System
+from streams.context import collaborators
 from streams.tables import consent, legal_holds, requests
 from tests.agents.conftest import Outbox, Sent, put_on, wait_for
 from tests.agents.signers import CREATED, OWNER, TEST_KEY, sign, signers_file, trust
 from tests.agents.test_workflow_agent import SUBJECT, SYSTEM_IDS, known_subject
 
-TODAY = clock.today()
-NOW = clock.now()
+TODAY = collaborators().clock.today()
+NOW = collaborators().clock.now()
 _ids = itertools.count(1)
 
 
@@ -444,7 +445,7 @@ async def test_commands_the_worker_issues_itself_are_signed_with_its_own_trusted
                 None, "R-F1", SUBJECT, "privops", "followup-test")  # fmt: skip
     [published] = [s.record for s in driver.outbox.sent[start:] if s.topic == COMMANDS]
     assert isinstance(published, r.RequestSubmitted)
-    assert (published.signature or "").startswith(f"{WORKER_KEY.key_id}:")
+    assert (published.signature or "").startswith(f"{collaborators().worker_key.key_id}:")
 
     sent = await driver.send(published)
     assert isinstance(answers(sent)[0], r.CommandAccepted)

@@ -13,6 +13,7 @@ from privops.core import records as r
 from privops.core.identity import IdentityMap, merge
 from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, REQUEST_TICKS
 from privops.core.vocab import RequestState, RequestType, System
+from streams.context import collaborators
 from streams.tables import identities, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign, trust
@@ -145,7 +146,8 @@ def test_request_view_tracks_an_acknowledged_complaint_by_age() -> None:
     """DPA 2018 s.164A: after the acknowledgement there is no deadline left to count
     down; the DPO sees the complaint's age instead."""
     from agents.http import request_json
-    from agents.requests import clock
+
+    clock = collaborators().clock
     from privops.core.workflow import RequestRecord
 
     received = clock.today() - timedelta(days=40)
