@@ -33,8 +33,9 @@ help:
 # --no-build-isolation: the editable install builds with the locked setuptools, not with
 # whatever PyPI serves at that moment.
 $(STAMP): pyproject.toml $(DEV_LOCK)
+	@echo "installing Python dependencies into $(VENV) from $(DEV_LOCK) (first run: ~2 min)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --require-hashes -r $(DEV_LOCK)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
