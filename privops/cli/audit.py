@@ -142,6 +142,18 @@ def audit_keyring() -> tuple[dict[int, bytes], int]:
     raise AssertionError("unreachable")
 
 
+def app_id_of(record: AuditEvent) -> str:
+    """The deployment (Faust app id) whose worker wrote the record: its chain's namespace."""
+    namespace, sep, _ = record.chain.partition("/")
+    return namespace if sep else "-"
+
+
+def ordered_history(records: list[AuditEvent]) -> list[AuditEvent]:
+    """One deployment after another, each in time order: chains of different app ids
+    (a demo run, a test worker, production) never interleave into one sequence."""
+    return sorted(records, key=lambda r: (app_id_of(r), r.occurred_at, r.chain, r.seq))
+
+
 @app.command()
 def show(
     id_: str = typer.Argument(
@@ -161,17 +173,18 @@ def show(
     ]
     if not history:
         fail(f"no audit events for {escape(wanted)} (unknown id?)", EXIT_NOT_FOUND)
-    history.sort(key=lambda r: (r.occurred_at, r.chain, r.seq))
+    history = ordered_history(history)
     if as_json:
-        emit_json([r.model_dump(mode="json") for r in history])
+        emit_json([{**r.model_dump(mode="json"), "app_id": app_id_of(r)} for r in history])
         return
     out = table(
-        "time (UTC)", "seq", "actor", "action", "before -> after", "reason",
+        "app id", "time (UTC)", "seq", "actor", "action", "before -> after", "reason",
         title=f"Audit trail for {escape(wanted)}",
     )  # fmt: skip
     for r in history:
         change = f"{r.before or '-'} -> {r.after or '-'}" if (r.before or r.after) else "-"
         out.add_row(
+            escape(app_id_of(r)),
             r.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(r.seq),
             escape(r.actor),
