@@ -39,6 +39,7 @@ from privops.core.records import (
     CookieConsentRecorded,
     CreditAccountApplied,
     CustomerCreated,
+    DataDisclosed,
     FootageCaptured,
     Identifiers,
     InvestigationClosed,
@@ -54,11 +55,16 @@ from privops.core.records import (
     UpstreamEvent,
 )
 from privops.core.topics import events_topic
-from privops.core.vocab import Channel, LawfulBasis, Purpose, System
+from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CUSTOMERS = 50
+
+
+# Data-map recipients the simulated systems disclose to (deploy/datamap.yaml).
+PAYMENT_PROCESSORS = "Banks and payment processors"
+CREDIT_AGENCIES = "Credit reference agencies"
 
 
 def default_data_dir(settings: Settings) -> Path:
@@ -306,6 +312,17 @@ def _backfill(day: _Day, c: FakeCustomer) -> None:
             application_id=f"APP-{c.credit.account_number}",
             credit_reference_agency=c.credit.agency,
         )
+        # The credit search: the agency now holds the subject's data (Art. 19 recipient).
+        day.add(
+            DataDisclosed,
+            System.orders,
+            c,
+            c.credit.opened_at - dt.timedelta(days=2, minutes=-1),
+            disclosure_id=f"SEARCH-APP-{c.credit.account_number}",
+            recipient=CREDIT_AGENCIES,
+            categories=[Category.contact, Category.credit],
+            recipient_ref=f"{c.credit.agency}:APP-{c.credit.account_number}",
+        )
         day.add(
             AccountBalanceChanged,
             System.orders,
@@ -315,6 +332,8 @@ def _backfill(day: _Day, c: FakeCustomer) -> None:
             balance_pence=c.credit.balance_pence,
             overdue_pence=c.credit.overdue_pence,
         )
+    if c.subscriber_ref:
+        _tps_screening(day, c)
     for clip in c.clips:
         day.add(
             FootageCaptured,
@@ -401,6 +420,17 @@ def _sale(
         amount_pence=total,
         method=method,
     )
+    if method == "card":  # the card payment went through the processor
+        day.add(
+            DataDisclosed,
+            System.orders,
+            c,
+            paid_at,
+            disclosure_id=f"PSP-{payment_id}",
+            recipient=PAYMENT_PROCESSORS,
+            categories=[Category.contact, Category.payment],
+            recipient_ref=f"PSP-{payment_id}",
+        )
 
 
 def _checkout_marketing(*, web_shop: bool, ticked: bool) -> dict[str, bool]:
@@ -417,11 +447,18 @@ def _checkout_marketing(*, web_shop: bool, ticked: bool) -> dict[str, bool]:
     }
 
 
+def _tps_screening(day: _Day, c: FakeCustomer) -> None:
+    """The subscriber's latest weekly TPS screening (PECR reg. 21: a number may be called
+    only if screened within the last 28 days); each subscriber has a weekday slot."""
+    days_since = (day.day.toordinal() - c.number) % 7
+    screened_on = day.day - dt.timedelta(days=days_since)
+    at = dt.datetime.combine(screened_on, dt.time(7, 0), tzinfo=dt.UTC)
+    day.add(TpsStatusChecked, System.marketing, c, at, tps_register="TPS", listed=c.tps_listed)
+
+
 def _marketing_day(day: _Day, c: FakeCustomer) -> None:
     rng = day.rng
     granted = {x.channel for x in c.consents if x.granted}
-    tps_at = dt.datetime.combine(day.day, dt.time(7, 0), tzinfo=dt.UTC)
-    day.add(TpsStatusChecked, System.marketing, c, tps_at, tps_register="TPS", listed=c.tps_listed)
     if Channel.email in granted and rng.random() < 0.08:
         day.add(UnsubscribeClicked, System.marketing, c, day.at(), campaign_id="CMP-SPRING-PANELS")
     if Channel.sms in granted and rng.random() < 0.1:

@@ -8,12 +8,24 @@ trade desk places against a quote and the backfilled history do not.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from privops.connectors.reference import seed_customers
-from privops.core.records import OrderPlaced, QuoteRequested
+from privops.core.datamap import load_datamap
+from privops.core.facts import check_disclosure
+from privops.core.records import (
+    CreditAccountApplied,
+    DataDisclosed,
+    OrderPlaced,
+    PaymentRecorded,
+    QuoteRequested,
+    TpsStatusChecked,
+)
 from privops.tools.simulate import business_day
+
+REAL_DATAMAP = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 
 DAY = dt.date(2026, 3, 2)
 
@@ -54,3 +66,32 @@ def test_backfilled_orders_claim_no_soft_opt_in(events: list[tuple[object, objec
     history = [o for o in _orders(events) if not o.order_id.startswith(f"ORD-{DAY:%Y%m%d}")]
     assert history
     assert not any(o.marketing_opt_out_offered or o.similar_products_marketing for o in history)
+
+
+def test_systems_report_what_they_disclosed_and_the_data_map_declares_it(
+    events: list[tuple[object, object]],
+) -> None:
+    """Art. 19 needs the actual recipients: card payments go to the processor, credit
+    searches to the agency; every disclosure passes the ingest check (no dead letters)."""
+    datamap = load_datamap(REAL_DATAMAP)
+    disclosed = [e for _, e in events if isinstance(e, DataDisclosed)]
+    card_payments = [e for _, e in events if isinstance(e, PaymentRecorded) and e.method == "card"]
+    credit = [e for _, e in events if isinstance(e, CreditAccountApplied)]
+    assert card_payments
+    assert credit
+    refs = {d.recipient_ref for d in disclosed}
+    assert {f"PSP-{p.payment_id}" for p in card_payments} <= refs
+    assert len([d for d in disclosed if d.recipient == "Credit reference agencies"]) == len(credit)
+    for d in disclosed:
+        check_disclosure(datamap, d)
+
+
+def test_every_subscriber_was_screened_against_tps_within_a_week(
+    events: list[tuple[object, object]],
+) -> None:
+    """PECR reg. 21 / ICO: screen within 28 days of a call; the simulated marketing system
+    screens each subscriber weekly, on their own weekday."""
+    checks = [e for _, e in events if isinstance(e, TpsStatusChecked)]
+    assert checks
+    assert all(0 <= (DAY - e.occurred_at.date()).days < 7 for e in checks)
+    assert len({e.subject_id for e in checks}) == len(checks)  # one screening each
