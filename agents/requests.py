@@ -1,6 +1,6 @@
 """The request workflow: DPO commands, systems' answers and timer ticks -> tasks, alerts.
 
-Reads:  privacy.commands, privacy.task-results, privops.internal.request-ticks
+Reads:  privacy.commands, privacy.task-results.<system>, privops.internal.request-ticks
         (all keyed by request id, co-partitioned)
 Writes: privacy.command-results (one answer per command), privacy.tasks.<system>,
         privacy.alerts, privacy.notifications, privacy.audit,
@@ -8,7 +8,8 @@ Writes: privacy.command-results (one answer per command), privacy.tasks.<system>
         (holds are forwarded to ingest). Decisions are privops.core.workflow's pure functions.
 
 Each record is acted on only if its type belongs on the topic it came from (a command
-only from privacy.commands, an answer only from privacy.task-results, a tick only from
+only from privacy.commands, an answer only from its own system's
+privacy.task-results.<system>, a tick only from
 the ticks topic); anything else is a `wrong_topic` dead letter. A command is then acted
 on only if a key of the signers file (settings.signers_file, re-read when it changes)
 signed it for its actor; the commands the worker issues itself are signed with a key
@@ -37,8 +38,8 @@ from privops.core.erasure import LegalHold, SubjectFacts
 from privops.core.errors import DecodeError, WrongTopic
 from privops.core.identity import IdentityMap
 from privops.core.ticks import parse_tick
-from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, TASK_RESULTS
-from privops.core.vocab import TERMINAL_STATES, TaskState
+from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, task_results_topic
+from privops.core.vocab import TERMINAL_STATES, System, TaskState
 from streams.app import app, settings
 from streams.audit import audit, ref
 from streams.context import collaborators
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 request_stream = app.topic(
     COMMANDS,
-    TASK_RESULTS,
+    *(task_results_topic(s) for s in System),
     REQUEST_TICKS,
     key_type=bytes,
     value_type=bytes,

@@ -113,7 +113,7 @@ class EventSource(StrEnum):
 INPUT_TOPICS: tuple[str, ...] = (
     *(f"{s.value}.events" for s in System),
     "privacy.commands",
-    "privacy.task-results",
+    *(f"privacy.task-results.{s.value}" for s in System),
 )
 KNOWN_TOPICS: frozenset[str] = frozenset(
     {

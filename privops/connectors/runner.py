@@ -42,7 +42,7 @@ from privops.connectors.metrics import (
 )
 from privops.core.errors import DecodeError, RegistryError
 from privops.core.records import Task, TaskResult
-from privops.core.topics import TASK_RESULTS, tasks_topic
+from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,9 @@ class ConnectorRunner:
         async with producer(self.settings.kafka_bootstrap) as prod:
 
             async def send(key: str, value: bytes) -> None:
-                await prod.send_and_wait(TASK_RESULTS, key=key.encode(), value=value)
+                await prod.send_and_wait(
+                    task_results_topic(self.system), key=key.encode(), value=value
+                )
 
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=300, max_records=50)

@@ -27,7 +27,7 @@ from privops.core.errors import WrongTopic
 from privops.core.pii import looks_like_pii
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
-from privops.core.topics import COMMANDS, REQUEST_TICKS, TASK_RESULTS
+from privops.core.topics import COMMANDS, REQUEST_TICKS, system_of_results_topic
 
 WorkflowInput = r.Command | r.TaskResult | r.RequestTick
 """What the request workflow acts on."""
@@ -37,11 +37,20 @@ def admit_workflow(topic: str, record: r.Record) -> WorkflowInput:
     """`record` if the workflow may act on it having read it from `topic`.
 
     Raises WrongTopic otherwise: the topic's ACL, not the record's type, says who wrote
-    it, so a command on a results topic is a system (or an attacker) issuing commands.
+    it, so a command on a results topic is a system (or an attacker) issuing commands, and
+    an answer counts only on the results topic of the system it answers for.
     """
     if topic == COMMANDS and isinstance(record, r.Command):
         return record
-    if topic == TASK_RESULTS and isinstance(record, r.TaskResult):
+    answering = system_of_results_topic(topic)
+    if answering is not None and isinstance(record, r.TaskResult):
+        if record.system is not answering:
+            # Only <system>'s principal writes privacy.task-results.<system>: an answer
+            # claiming another system is that system's word put in someone else's mouth.
+            raise WrongTopic(
+                f"{type(record).__name__} does not belong on {topic} "
+                f"(it answers for {record.system.value})"
+            )
         return record
     if topic == REQUEST_TICKS and isinstance(record, r.RequestTick):
         return record

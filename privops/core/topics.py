@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 COMMANDS = "privacy.commands"
 COMMAND_RESULTS = "privacy.command-results"
-TASK_RESULTS = "privacy.task-results"
 CONSENT_STATE = "privacy.consent-state"
 AUDIT = "privacy.audit"
 ALERTS = "privacy.alerts"
@@ -88,6 +87,23 @@ def events_topic(system: System | str) -> str:
     return f"{System(system).value}.events"
 
 
+def task_results_topic(system: System | str) -> str:
+    """One answer topic per system: only that system's principal may write it, so the
+    topic (not a field in the answer) says which system answered (DESIGN.md section 4)."""
+    return f"privacy.task-results.{System(system).value}"
+
+
+def system_of_results_topic(topic: str) -> System | None:
+    """The system whose answers `topic` carries, or None if it is no results topic."""
+    prefix = "privacy.task-results."
+    if not topic.startswith(prefix):
+        return None
+    try:
+        return System(topic.removeprefix(prefix))
+    except ValueError:
+        return None
+
+
 def tasks_topic(system: System | str) -> str:
     return f"privacy.tasks.{System(system).value}"
 
@@ -135,11 +151,14 @@ def catalogue(partitions: int, datamap: DataMap | None = None) -> list[TopicSpec
     specs += [
         TopicSpec(tasks_topic(s), "subject id", partitions, bounded(tasks[s])) for s in System
     ]
+    # Each system's answers are kept as long as the tasks they answer.
+    specs += [
+        TopicSpec(task_results_topic(s), "request id", partitions, bounded(tasks[s]))
+        for s in System
+    ]
     specs += [
         TopicSpec(COMMANDS, "request id", partitions, bounded(COMMANDS_RETENTION)),
         TopicSpec(COMMAND_RESULTS, "request id", partitions, bounded(COMMAND_RESULTS_RETENTION)),
-        # One results topic for every system: as long as the longest-kept tasks topic.
-        TopicSpec(TASK_RESULTS, "request id", partitions, bounded(max(tasks.values()))),
         TopicSpec(CONSENT_STATE, "subject id", partitions, compacted()),
         TopicSpec(AUDIT, "chain key (request id or subject ref)", partitions, audit),
         TopicSpec(ALERTS, "request id", partitions, bounded(ALERTS_RETENTION)),

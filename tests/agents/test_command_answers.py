@@ -32,7 +32,7 @@ from privops.core.topics import (
     COMMANDS,
     DEADLETTER,
     REQUEST_TICKS,
-    TASK_RESULTS,
+    task_results_topic,
 )
 from privops.core.vocab import Category, RequestState, RequestType, System
 from streams.context import collaborators
@@ -521,7 +521,7 @@ async def test_legal_hold_is_answered_forwarded_once_and_its_redelivery_answered
 
 
 WRONG_TOPIC: list[Any] = [
-    pytest.param(TASK_RESULTS, lambda: submit("R-wt"), id="command-on-results"),
+    pytest.param(task_results_topic(System.crm), lambda: submit("R-wt"), id="command-on-results"),
     pytest.param(REQUEST_TICKS, lambda: submit("R-wt"), id="command-on-ticks"),
     pytest.param(
         COMMANDS,
@@ -536,9 +536,16 @@ WRONG_TOPIC: list[Any] = [
         id="tick-on-commands",
     ),
     pytest.param(
-        TASK_RESULTS,
+        task_results_topic(System.crm),
         lambda: r.RequestTick(request_id="R-wt", kind="followup", at=NOW),
         id="tick-on-results",
+    ),
+    pytest.param(
+        task_results_topic(System.marketing),
+        lambda: r.TaskCompleted(
+            task_id="R-wt:crm:erase", request_id="R-wt", system=System.crm, answered_at=NOW
+        ),
+        id="crm-answer-on-marketing-results",
     ),
     pytest.param(
         COMMANDS,

@@ -11,7 +11,7 @@ from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import records as r
 from privops.core.identity import IdentityMap, merge
-from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, REQUEST_TICKS
+from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, REQUEST_TICKS, task_results_topic
 from privops.core.vocab import RequestState, RequestType, System
 from streams.context import collaborators
 from streams.tables import identities, requests
@@ -111,7 +111,7 @@ async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox)
                 system=system,
                 answered_at=NOW,
             )
-            await put_on(agent, "privacy.task-results", b"R-agent-3", serde.encode(result))
+            await put_on(agent, task_results_topic(system), b"R-agent-3", serde.encode(result))
         await wait_for(lambda: requests.data["R-agent-3"]["state"] == RequestState.completed.value)
     assert outbox.on(DEADLETTER) == []
 

@@ -31,7 +31,7 @@ from privops.core.records import (
     TaskFailed,
     TaskResult,
 )
-from privops.core.topics import TASK_RESULTS, tasks_topic
+from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import Category, System
 from privops.tools.simulate import build_runners, publish_business_day, run_connectors
 
@@ -79,7 +79,11 @@ async def results(settings: Settings, serde: Serde) -> AsyncIterator[Results]:
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(TASK_RESULTS, p) for p in range(settings.topic_partitions)]
+        tps = [
+            TopicPartition(task_results_topic(s), p)
+            for s in System
+            for p in range(settings.topic_partitions)
+        ]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:

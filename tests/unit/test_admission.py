@@ -17,7 +17,7 @@ from privops.core.admission import (
     is_principal_name,
 )
 from privops.core.errors import WrongTopic
-from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, TASK_RESULTS
+from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, task_results_topic
 from privops.core.vocab import Category, RequestType, System
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -95,6 +95,13 @@ def _result() -> r.Record:
     return r.TaskCompleted(task_id="t", request_id="R", system=System.crm, answered_at=NOW)
 
 
+def _result_of_another_system() -> r.Record:
+    return r.TaskCompleted(task_id="t", request_id="R", system=System.marketing, answered_at=NOW)
+
+
+RESULTS = task_results_topic(System.crm)
+
+
 def _tick() -> r.Record:
     return r.RequestTick(request_id="R", kind="followup", at=NOW)
 
@@ -116,15 +123,18 @@ def _directive() -> r.Record:
     [
         (COMMANDS, _submitted, True),
         (COMMANDS, _hold, True),
-        (TASK_RESULTS, _result, True),
+        (RESULTS, _result, True),
+        # issue 13: an answer counts only on its own system's results topic
+        (RESULTS, _result_of_another_system, False),
+        (task_results_topic(System.marketing), _result, False),
         (REQUEST_TICKS, _tick, True),
         # what an attacker with write access to one topic would try (issue 13)
-        (TASK_RESULTS, _submitted, False),
-        (TASK_RESULTS, _hold, False),
+        (RESULTS, _submitted, False),
+        (RESULTS, _hold, False),
         (REQUEST_TICKS, _submitted, False),
         (COMMANDS, _result, False),
         (COMMANDS, _tick, False),
-        (TASK_RESULTS, _tick, False),
+        (RESULTS, _tick, False),
         (REQUEST_TICKS, _result, False),
         (COMMANDS, _answer, False),
         (COMMANDS, _directive, False),

@@ -76,7 +76,7 @@ def test_enum_combinations_are_preinitialised() -> None:
         (metrics.request_state_label, RequestState.awaiting_systems),
         (metrics.outcome_label, RequestState.partially_completed),
         (metrics.source_label, "task_results"),
-        (metrics.topic_label, "privacy.task-results"),
+        (metrics.topic_label, "privacy.task-results.crm"),
         (metrics.event_type_label, "RequestSubmitted"),
         (metrics.deadletter_reason_label, metrics.DeadLetterReason.unknown_schema),
         (metrics.rejection_reason_label, "not_restricted"),

@@ -18,10 +18,10 @@ from privops.core.topics import (
     NOTIFICATIONS,
     REQUEST_TICKS,
     SUBJECT_DIRECTIVES,
-    TASK_RESULTS,
     TopicSpec,
     catalogue,
     events_topic,
+    task_results_topic,
     tasks_topic,
 )
 from privops.core.vocab import Category, System
@@ -53,7 +53,7 @@ def test_names_and_partitions_are_unchanged() -> None:
         *(tasks_topic(s) for s in System),
         COMMANDS,
         COMMAND_RESULTS,
-        TASK_RESULTS,
+        *(task_results_topic(s) for s in System),
         CONSENT_STATE,
         AUDIT,
         ALERTS,
@@ -104,7 +104,7 @@ def test_audit_is_kept_at_least_ten_years() -> None:
         (SUBJECT_DIRECTIVES, 7),
         (REQUEST_TICKS, 7),
         *((tasks_topic(s), 60) for s in System),  # identifiers
-        (TASK_RESULTS, 60),
+        *((task_results_topic(s), 60) for s in System),
         *((events_topic(s), 30) for s in System),
     ],
 )
@@ -162,5 +162,5 @@ def test_tasks_outlive_a_slow_systems_retries(dm: DataMap) -> None:
     )
     # One day's SLA, then 1 + 2 + 4 + 8 + 16 days of back-off, twice over.
     assert retention_days(specs[tasks_topic(System.cctv)]) == 2 * (1 + 31)
-    assert retention_days(specs[TASK_RESULTS]) == 64  # the longest tasks topic
+    assert retention_days(specs[task_results_topic(System.cctv)]) == 64  # as its tasks
     assert retention_days(specs[tasks_topic(System.orders)]) == 28  # the floor
