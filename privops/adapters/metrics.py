@@ -70,13 +70,6 @@ class DeadLetterReason(StrEnum):
     unknown_record = "unknown_record"
 
 
-class SignatureReason(StrEnum):
-    """Rejections for who sent a command (DESIGN.md section 8), beside the workflow's."""
-
-    bad_signature = "bad_signature"
-    unknown_signer = "unknown_signer"
-
-
 class AuditAction(StrEnum):
     """Audit actions as counted; the audit module's action names should match these."""
 
@@ -161,8 +154,8 @@ OPEN_REQUEST_STATES = _values(OPEN_STATES)
 OUTCOMES = _values(TERMINAL_STATES)
 SOURCES = _values(EventSource)
 DEADLETTER_REASONS = _values(DeadLetterReason)
-# The workflow's rejection codes (privops.core.request.Reason) and the signature checks.
-REJECTION_REASONS = _values(Reason) | _values(SignatureReason)
+# The workflow's rejection codes, signature checks included (privops.core.request.Reason).
+REJECTION_REASONS = _values(Reason)
 AUDIT_ACTIONS = _values(AuditAction)
 
 # --------------------------------------------------------------------------------------
