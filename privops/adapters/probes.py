@@ -17,8 +17,9 @@ TIMEOUT_SECONDS = 3.0
 
 
 class BrokerProbe:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, timeout: float = TIMEOUT_SECONDS) -> None:
         self.bootstrap = bootstrap
+        self.timeout = timeout
         self._client: AIOKafkaClient | None = None
 
     async def problem(self) -> str | None:
@@ -26,13 +27,15 @@ class BrokerProbe:
         try:
             if self._client is None:
                 self._client = AIOKafkaClient(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=int(TIMEOUT_SECONDS * 1000)
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000)
                 )
-                await asyncio.wait_for(self._client.bootstrap(), TIMEOUT_SECONDS)
-            await asyncio.wait_for(self._client.fetch_all_metadata(), TIMEOUT_SECONDS)
+                await asyncio.wait_for(self._client.bootstrap(), self.timeout)
+            metadata = await asyncio.wait_for(self._client.fetch_all_metadata(), self.timeout)
         except (TimeoutError, KafkaError, OSError) as exc:
             await self.close()
             return f"Kafka broker at {self.bootstrap} not answering ({type(exc).__name__})"
+        if not metadata.brokers():
+            return f"Kafka broker at {self.bootstrap} answered with no brokers"
         return None
 
     async def close(self) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from privops.adapters.probes import BrokerProbe
 from privops.adapters.settings import Settings
 from privops.contract import deploy_dir
 from privops.core.errors import RuntimeUnavailable
@@ -393,20 +394,12 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
     """True when the broker answers a real Metadata request (not just an open port)."""
 
     async def probe() -> bool:
-        from aiokafka.client import AIOKafkaClient
-        from aiokafka.errors import KafkaError
-
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+        broker = BrokerProbe(bootstrap, timeout)
         try:
-            await asyncio.wait_for(client.bootstrap(), timeout)
-            metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
-            return bool(metadata.brokers())
-        except (TimeoutError, KafkaError, OSError):
-            return False
+            return await broker.problem() is None
         finally:
-            await client.close()
+            await broker.close()
 
     return asyncio.run(probe())
 
