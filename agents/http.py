@@ -1,7 +1,12 @@
 """HTTP on the worker: /health, /consent/{subject_id}, /requests/{request_id}.
 
-Reads the consent and requests tables (local to this worker). /metrics is served by
-faust's Prometheus sensor with privops' registry (streams.app).
+Any worker of the group answers any subject or request: a question about a subject
+whose partition another worker owns is forwarded to that worker (``routed``), and the
+answer relayed. A request is found through the request index (its subject's
+partition). A worker answers only from partitions it owns: a forwarded question that
+arrives at a worker which no longer owns the partition (a rebalance under way) gets a
+503 instead of a stale answer. /metrics is served by faust's Prometheus sensor with
+privops' registry (streams.app).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from agents.timers import tables_recovered
@@ -20,7 +26,9 @@ from streams.app import app
 from streams.audit import ref
 from streams.context import collaborators
 from streams.health import health as worker_health
-from streams.tables import consent, requests
+from streams.tables import consent, request_index, requests
+
+ROUTED_HEADER = "x-privops-routed"
 
 
 @app.page("/health")
@@ -38,8 +46,40 @@ async def health(self: View, _request: Request) -> Response:
     return self.json(body, status=503 if problems else 200)
 
 
+async def routed(view: View, request: Request, subject_id: str) -> Response | None:
+    """The owner's answer when another worker owns ``subject_id``'s partition, else None
+    (this worker owns it and answers itself)."""
+    try:
+        owner = app.router.key_store(consent.name, subject_id)
+    except KeyError:
+        return _moving(view)
+    if (owner.host, owner.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
+        return None
+    if request.headers.get(ROUTED_HEADER):  # the sender thought this worker owned it
+        return _moving(view)
+    try:
+        async with app.http_client.get(
+            request.url.with_host(owner.host or "").with_port(owner.port),
+            headers={ROUTED_HEADER: "1"},
+        ) as answer:
+            return view.text(
+                await answer.text(), content_type=answer.content_type, status=answer.status
+            )
+    except (OSError, SameNode):
+        return _moving(view)
+
+
+def _moving(view: View) -> Response:
+    return view.json(
+        {"error": "partition moving between workers; retry in a few seconds"}, status=503
+    )
+
+
 @app.page("/consent/{subject_id}")
 async def consent_view(self: View, request: Request, subject_id: str) -> Response:
+    forwarded = await routed(self, request, subject_id)
+    if forwarded is not None:
+        return forwarded
     raw = consent.get(subject_id)
     if raw is None:
         return self.json({"error": "unknown subject", "subject_id": subject_id}, status=404)
@@ -90,7 +130,12 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
 
 
 @app.page("/requests/{request_id}")
-async def request_view(self: View, _request: Request, request_id: str) -> Response:
+async def request_view(self: View, request: Request, request_id: str) -> Response:
+    subject_id = request_index.get(request_id)
+    if subject_id is not None:
+        forwarded = await routed(self, request, subject_id)
+        if forwarded is not None:
+            return forwarded
     raw = requests.get(request_id)
     if raw is None:
         return self.json({"error": "unknown request", "request_id": request_id}, status=404)
@@ -105,6 +150,7 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
     return {
         "request_id": rec.request_id,
         "request_type": rec.request_type.value,
+        "subject_id": rec.subject_id,
         "subject_ref": ref(rec.subject_id),
         "state": rec.state.value,
         "received_on": rec.received_on.isoformat(),

@@ -2,8 +2,9 @@
 
 Reads:  orders.events, crm.events, telephony.events, marketing.events, web.events,
         cctv.events, privops.internal.subject-directives (all keyed by subject id)
-Writes: privacy.consent-state (compacted), privacy.audit, privacy.deadletter;
-        tables identities, consent, subject-facts, suppression, legal-holds.
+Writes: privacy.consent-state (compacted), privacy.audit, privacy.deadletter,
+        privops.internal.suppression (global view); tables identities, consent,
+        subject-facts, legal-holds.
 
 A record is acted on only if its type belongs on the topic it came from (the topic's ACL
 says who wrote it); anything else is a `wrong_topic` dead letter. Disclosures are checked
@@ -44,7 +45,6 @@ from streams.context import collaborators
 from streams.io import TOPICS, dead_letter, decode, emit
 from streams.tables import (
     DecodedCache,
-    any_partition,
     consent,
     identities,
     legal_holds,
@@ -116,10 +116,8 @@ async def on_upstream(record: r.UpstreamEvent) -> None:
     state = consent_cache.get(sid)
     suppressed = state is not None and state.suppressed
     if not suppressed:
-        # The suppression list is keyed by identifier hash, not by this subject: an
-        # erased subject's key may live in any partition.
-        with any_partition():
-            suppressed = is_reimport(suppression, PSEUDONYM_KEY, raw_ids, record.source)
+        # Keyed by identifier hash, not by this subject: a global view (streams.tables).
+        suppressed = is_reimport(suppression.data, PSEUDONYM_KEY, raw_ids, record.source)
     if suppressed:
         await audit(
             actor=record.source.value,
@@ -199,6 +197,6 @@ async def on_directive(directive: r.SubjectDirective) -> None:
         if identity is not None:
             sref = ref(sid)
             for key in suppression_keys(PSEUDONYM_KEY, identity):
-                suppression[key] = sref
+                await suppression.put(key, sref)
     state = consent_cache.get(sid)
     await apply_facts(state, sid, [fact], actor=f"privops:{directive.request_id}")

@@ -1,11 +1,17 @@
 """The request workflow: DPO commands, systems' answers and timer ticks -> tasks, alerts.
 
 Reads:  privacy.commands, privacy.task-results.<system>, privops.internal.request-ticks
-        (all keyed by request id, co-partitioned)
+        (all keyed by subject id, co-partitioned with the subject's state)
 Writes: privacy.command-results (one answer per command), privacy.tasks.<system>,
         privacy.alerts, privacy.notifications, privacy.audit,
-        privops.internal.subject-directives, privacy.deadletter; tables requests,
-        (holds are forwarded to ingest). Decisions are privops.core.workflow's pure functions.
+        privops.internal.subject-directives, privacy.deadletter; table requests and the
+        request index (holds are forwarded to ingest). Decisions are
+        privops.core.workflow's pure functions.
+
+A request lives on its subject's partition, so its record and the subject's identity,
+consent, facts and holds are all read from the partition being processed: no worker
+reads another's state. A command keyed by anything but its subject's id is rejected
+(`wrong_key`) before it is decided.
 
 Each record is acted on only if its type belongs on the topic it came from (a command
 only from privacy.commands, an answer only from its own system's
@@ -44,7 +50,14 @@ from streams.app import app, settings
 from streams.audit import audit, ref
 from streams.context import collaborators
 from streams.io import dead_letter, decode, emit
-from streams.tables import consent, identities, legal_holds, read_any, requests, subject_facts
+from streams.tables import (
+    consent,
+    identities,
+    legal_holds,
+    request_index,
+    requests,
+    subject_facts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +91,9 @@ def bare_context() -> wf.Context:
 
 
 def context(subject_id: str) -> wf.Context:
-    identity_json = read_any(identities, subject_id)
-    facts_json = read_any(subject_facts, subject_id)
-    consent_json = read_any(consent, subject_id)
+    identity_json = identities.get(subject_id)
+    facts_json = subject_facts.get(subject_id)
+    consent_json = consent.get(subject_id)
     now = collaborators().clock.now()
     return wf.Context(
         now=now,
@@ -91,7 +104,7 @@ def context(subject_id: str) -> wf.Context:
         known_subject=identity_json is not None or consent_json is not None,
         restricted=bool(consent_json and consent_json.get("restricted")),
         facts=SubjectFacts.model_validate(facts_json) if facts_json else SubjectFacts(),
-        holds=tuple(LegalHold.model_validate(h) for h in read_any(legal_holds, subject_id) or []),
+        holds=tuple(LegalHold.model_validate(h) for h in legal_holds.get(subject_id) or []),
         complaint_ack_days=settings.complaint_ack_days,
     )
 
@@ -113,7 +126,8 @@ async def workflow(stream: StreamT[Any]) -> None:
 async def on_input(event: EventT[Any], record: WorkflowInput) -> None:
     if isinstance(record, r.Command):
         metrics.count_event("commands", type(record).__name__)
-        await on_command(record)
+        key = event.message.key
+        await on_command(record, key.decode(errors="replace") if isinstance(key, bytes) else "")
     elif isinstance(record, r.TaskResult):
         metrics.count_event("task_results", type(record).__name__)
         await on_result(record)
@@ -121,26 +135,31 @@ async def on_input(event: EventT[Any], record: WorkflowInput) -> None:
         await on_tick(event, record)
 
 
-async def on_command(cmd: r.Command) -> None:
-    """Check the signature, decide, then answer on privacy.command-results, store,
-    publish and audit. The audited actor is the signing key's owner."""
+async def on_command(cmd: r.Command, key: str) -> None:
+    """Check the signature and the key, decide, then answer on privacy.command-results
+    (under the command's own key), store, publish and audit. The audited actor is the
+    signing key's owner."""
     trusted = await asyncio.to_thread(collaborators().signers.refresh)
     refused = wf.authenticate(cmd, trusted, bare_context())
     if refused is not None:
-        await apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id)
+        await apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
         return
     actor = audited_actor(cmd.actor)
+    rec = None if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased) else load(cmd.request_id)
+    own_subject = getattr(cmd, "subject_id", None)
+    subject_id = own_subject or (rec.subject_id if rec else None)
+    misrouted = wf.check_key(cmd, key, subject_id, bare_context())
+    if misrouted is not None:
+        await apply(misrouted, None, cmd.request_id, None, actor, cmd.command_id, key)
+        return
     if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased):
         outcome = wf.on_hold(cmd, context(cmd.subject_id))
-        await apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id)
+        await apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id, key)
         return
-    rec = load(cmd.request_id)
-    subject_id = cmd.subject_id if isinstance(cmd, r.RequestSubmitted) else None
-    subject_id = subject_id or (rec.subject_id if rec else None)
     # With no request and no subject there is nothing to look up: the decision rejects it.
     ctx = context(subject_id) if subject_id else bare_context()
     outcome = wf.on_command(rec, cmd, ctx)
-    await apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id)
+    await apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id, key)
 
 
 async def on_result(result: r.TaskResult) -> None:
@@ -179,8 +198,12 @@ async def apply(
     subject_id: str | None,
     actor: str,
     cause: str,
+    key: str | None = None,
 ) -> None:
     """Store, answer, publish, audit and count what a decision on ``before`` returned.
+
+    ``key`` is the input's own key (a command's answer travels under it); a new
+    request is entered in the request index, so any worker and the CLI find its subject.
 
     The answer goes before the effects it announces (privacy.command-results' contract);
     a rejection has no effects, only its answer and its audit step.
@@ -193,10 +216,12 @@ async def apply(
         log.warning("rejected input for request %s: %s", audited_id, outcome.rejected)
     if rec is not None:
         requests[request_id] = rec.model_dump(mode="json")
+        if before is None:
+            await request_index.put(request_id, rec.subject_id)
         collaborators().schedule.track(rec)
         _count(before, rec)
     if outcome.answer is not None:
-        await emit(COMMAND_RESULTS, request_id, outcome.answer)
+        await emit(COMMAND_RESULTS, key or subject_id or request_id, outcome.answer)
     for out in outcome.out:
         record = out.record
         if out.topic == COMMANDS and isinstance(record, r.Command):

@@ -1,13 +1,16 @@
 """Periodic sweeps: overdue task answers, deadline alerts, follow-ups, lag, liveness.
 
-Reads:  the requests table (once, to rebuild the indexes after recovery)
-Writes: privops.internal.request-ticks (the workflow agent acts on them)
+Reads:  the requests table (to rebuild the indexes after recovery and after every
+        rebalance: a worker schedules only the requests of the partitions it owns)
+Writes: privops.internal.request-ticks, keyed by subject id (the workflow agent acts on
+        them on the request's partition)
 Timers never write tables: they only find what is due and hand it to the agent that
-owns the request's partition.
+owns the request's partition. The global views are followed from here too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -24,7 +27,7 @@ from streams import health
 from streams.app import app, settings
 from streams.context import collaborators
 from streams.io import emit
-from streams.tables import requests
+from streams.tables import GLOBAL_VIEWS, requests
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,11 @@ def at_start(job: Job) -> Job:
 
 
 def tables_recovered() -> bool:
-    """Table recovery has finished: the tables hold this worker's partitions in full."""
-    return cast(TableManager, app.tables).recovery.completed.is_set()
+    """No rebalance or table recovery is under way and every global view has read its
+    topic: the worker holds its partitions' state and the global data in full."""
+    recovery = cast(TableManager, app.tables).recovery
+    recovered = recovery.completed.is_set() and not (recovery.in_recovery or app.rebalancing)
+    return recovered and all(view.ready.is_set() for view in GLOBAL_VIEWS)
 
 
 def read_position(tp: TP) -> int | None:
@@ -84,7 +90,18 @@ async def sweep() -> None:
         count = rebuild()
         log.info("deadline and task indexes rebuilt from %d stored requests", count)
     for tick in schedule.due(clock.now(), clock.today()):
-        await emit(REQUEST_TICKS, tick.request_id, tick.to_record())
+        subject_id = schedule.subject_of(tick.request_id)
+        if subject_id is None:  # nothing can be due for a request it no longer tracks
+            continue
+        await emit(REQUEST_TICKS, subject_id, tick.to_record())
+
+
+def forget_schedule(*_: object, **__: object) -> None:
+    """Partitions moved: schedule again from the requests this worker owns now."""
+    collaborators().schedule.clear()
+
+
+app.on_partitions_assigned.connect(forget_schedule)
 
 
 @every(5.0)
@@ -113,3 +130,8 @@ async def probe_health() -> None:
 @at_start
 async def first_health_check() -> None:
     await health.refresh()
+
+
+@at_start
+async def follow_global_views() -> None:
+    await asyncio.gather(*(view.follow() for view in GLOBAL_VIEWS))

@@ -1,33 +1,34 @@
-"""The worker's tables (RocksDB in production, changelogged to Kafka).
+"""The worker's tables (RocksDB in production, changelogged to Kafka), and its global views.
 
-Values are JSON dicts of the pydantic models in ``privops``. A key is always written
-while processing the partition that owns it (subject-keyed tables by the ingest agent,
-request-keyed ones by the workflow agent), so the local store and the changelog agree.
-The workflow also *reads* subject-keyed tables (identity map, facts, holds): those reads
-go through ``read_any``, which looks in every local partition instead of only the one
-being processed. That needs all partitions on this worker: the reference deployment runs
-one worker (see README, "Operating privops").
+Values are JSON dicts of the pydantic models in ``privops``; keys are raw strings, the
+same bytes the topics are keyed by, so Faust's router finds a key's owner by the same
+partitioner the producers used. Every input is keyed by subject id (DESIGN.md section
+4), so a key is written and read only while processing the partition that owns it: a
+subject's identity, consent, facts and holds, and every request and request-chain of
+that subject, live on the subject's partition. What is not about one subject is a
+global view (streams.global_view): the suppression list and the request index.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import faust
-from faust.streams import _current_event, current_event
+from faust.streams import current_event
 from faust.types import TableT
 
+from privops.core.topics import REQUEST_INDEX, SUPPRESSION
 from streams.app import app, settings
+from streams.global_view import GlobalView
 
 
 def _table(name: str, help_: str) -> TableT[Any, Any]:
     return app.Table(
         name,
         default=None,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        schema=faust.Schema(key_serializer="raw", value_serializer="json"),
         partitions=settings.topic_partitions,
         help=help_,
     )
@@ -36,31 +37,13 @@ def _table(name: str, help_: str) -> TableT[Any, Any]:
 identities = _table("identities", "subject id -> IdentityMap (raw identifiers per system)")
 consent = _table("consent", "subject id -> SubjectConsent")
 subject_facts = _table("subject-facts", "subject id -> SubjectFacts (retention inputs)")
-suppression = _table("suppression", "suppression key (HMAC) -> subject ref")
 legal_holds = _table("legal-holds", "subject id -> list of LegalHold")
-requests = _table("requests", "request id -> RequestRecord")
+requests = _table("requests", "request id -> RequestRecord (on its subject's partition)")
 audit_chains = _table("audit-chains", "audit chain key -> [seq, hash]")
 
-
-@contextmanager
-def any_partition() -> Iterator[None]:
-    """Table reads (``get``, ``in``) inside this block look in every local partition.
-
-    Inside an agent, faust's RocksDB store only looks in the current event's partition;
-    without a current event it looks the key up in every partition it holds. Writes must
-    not happen inside the block (they need the event's partition).
-    """
-    token = _current_event.set(None)
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-def read_any(table: TableT[Any, Any], key: str) -> Any:
-    """``table.get(key)`` from any partition, not only the current event's."""
-    with any_partition():
-        return table.get(key)
+suppression = GlobalView(SUPPRESSION)  # suppression key (keyed hash) -> subject ref
+request_index = GlobalView(REQUEST_INDEX)  # request id -> subject id
+GLOBAL_VIEWS = (suppression, request_index)
 
 
 V = TypeVar("V")

@@ -182,6 +182,8 @@ class ConnectorRunner:
         self.ready.set()
 
     async def _process(self, value: bytes | None, offset: int, ledger: Ledger, send: Send) -> None:
+        """Do (or replay) one task and answer it keyed by its subject's id, so the answer
+        reaches the partition, and the worker, that owns the request."""
         task = await self._decode(value, offset)
         if task is None:
             return
@@ -193,7 +195,7 @@ class ConnectorRunner:
         else:
             result, outcome = self._replay(task, stored)
         if result is not None:
-            await send(task.request_id, self.serde.encode(result))
+            await send(task.subject_id, self.serde.encode(result))
         TASKS.labels(self.system, str(task.action), outcome).inc()
         self.stats.answered(outcome, duplicate=duplicate)
         if self.on_answer is not None:

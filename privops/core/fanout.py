@@ -218,7 +218,7 @@ def _notify_recipients(
             subject_ref=ctx.subject_ref,
             recipient_refs=list(notice.recipient_refs),
         )
-        out.out.append(Out(NOTIFICATIONS, rec.request_id, note))
+        out.out.append(Out(NOTIFICATIONS, rec.subject_id, note))
         out.audit.append(
             AuditStep("notification_sent", after=notice.recipient, reason=f"Art. 19 {action.value}")
         )

@@ -59,6 +59,8 @@ class Reason(StrEnum):
     revoked_key = "revoked_key"
     bad_signature = "bad_signature"
     signer_mismatch = "signer_mismatch"
+    # Where it travelled (DESIGN.md section 4): a command is keyed by its subject's id.
+    wrong_key = "wrong_key"
 
 
 class Refused(PrivopsError):
@@ -287,7 +289,7 @@ def notify_subject(
         message=message,
         **extra,
     )
-    out.out.append(Out(NOTIFICATIONS, rec.request_id, note))
+    out.out.append(Out(NOTIFICATIONS, rec.subject_id, note))
     out.audit.append(AuditStep("notification_sent", after=kind, reason="subject"))
 
 

@@ -84,7 +84,7 @@ def on_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome)
         system=task.system,
         attempts=task.attempts,
     )
-    out.out.append(Out(ALERTS, rec.request_id, alert))
+    out.out.append(Out(ALERTS, rec.subject_id, alert))
     out.audit.append(
         AuditStep(
             "task_escalated",

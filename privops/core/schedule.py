@@ -56,6 +56,9 @@ class Schedule:
     ) -> None:
         self.thresholds = thresholds
         self.observer: ScheduleObserver = observer or _Unobserved()
+        self._reset()
+
+    def _reset(self) -> None:
         self.ready = False
         # (POSIX seconds, request id, system, action): no per-entry datetime or task id
         # string (rebuilt with make_task_id), which keeps an open request under 1 KB.
@@ -69,6 +72,9 @@ class Schedule:
         # several hundred bytes per open request.
         self._pending: dict[str, tuple[str, ...]] = {}
         self.pending_counts: Counter[str] = Counter()
+        # Whose request it is, while a timer may still fire for it: a tick is keyed by
+        # the subject id so it reaches the partition (and the worker) that owns the request.
+        self._subjects: dict[str, str] = {}
 
     def track(self, rec: RequestRecord) -> None:
         """Index a request's current timers and counts after it changed."""
@@ -83,8 +89,13 @@ class Schedule:
                     _ACTIONS.index(task.action),
                 ),
             )
-        for when in pending_followups(rec):
+        followups = pending_followups(rec)
+        for when in followups:
             heapq.heappush(self._followups, (when, rec.request_id))
+        if rec.open or followups:
+            self._subjects[rec.request_id] = rec.subject_id
+        else:
+            self._subjects.pop(rec.request_id, None)
         self._track_deadline(rec)
         self._track_open(rec)
         self._track_pending(rec)
@@ -124,6 +135,23 @@ class Schedule:
             self._open[rec.request_id] = key
             self.open_counts[key] += 1
             self.observer.requests_open(key[0], key[1], self.open_counts[key])
+
+    def clear(self) -> None:
+        """Forget every request, reporting each count as zero: this worker's partitions
+        changed, and the schedule is rebuilt from the requests it owns now."""
+        for rid, (request_type, _) in self._open.items():
+            due = self._deadlines.due(rid)
+            if due is not None:
+                self.observer.due_moved(RequestType(request_type), due, None)
+        for request_type, state in self.open_counts:
+            self.observer.requests_open(request_type, state, 0)
+        for system in self.pending_counts:
+            self.observer.tasks_pending(system, 0)
+        self._reset()
+
+    def subject_of(self, request_id: str) -> str | None:
+        """The subject of a tracked request (the key its ticks travel under)."""
+        return self._subjects.get(request_id)
 
     def due(self, now: datetime, today: date) -> list[Tick]:
         """Every tick that is due now; each is handed out once."""

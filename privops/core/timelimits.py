@@ -132,5 +132,5 @@ def raise_deadline_alert(rec: RequestRecord, tick: Tick, ctx: Context, out: Outc
             due_on=due,
             days_left=deadlines.days_left(due, ctx.today),
         )
-    out.out.append(Out(ALERTS, rec.request_id, alert))
+    out.out.append(Out(ALERTS, rec.subject_id, alert))
     out.audit.append(AuditStep("deadline_alert", after=tick.kind.value, reason=f"due {due}"))

@@ -2,7 +2,10 @@
 
 Co-partitioned topics (keyed by subject id: upstream events, tasks, consent state) share
 one partition count so a subject's events, tasks and state land on the same partition
-number. Request-keyed topics share another. Both come from settings.
+number, and one worker owns all of a subject's state. Everything about a request travels
+under its subject's id too, so a request lives on its subject's partition. The two
+global topics (the suppression list, keyed by identifier hash; the request-id ->
+subject-id index) are read whole by every worker.
 
 Every topic says how long Kafka keeps it (docs/topics.md has the table and the reasons).
 privops' own state lives in its tables' compacted changelogs, so the topics it reads are
@@ -36,6 +39,9 @@ NOTIFICATIONS = "privacy.notifications"
 DEADLETTER = "privacy.deadletter"
 SUBJECT_DIRECTIVES = "privops.internal.subject-directives"
 REQUEST_TICKS = "privops.internal.request-ticks"
+# Global, not partitioned by subject: every worker reads all of it (streams.global_view).
+SUPPRESSION = "privops.internal.suppression"
+REQUEST_INDEX = "privops.internal.request-index"
 
 DAY_MS: Final = 24 * 3600 * 1000
 
@@ -153,19 +159,24 @@ def catalogue(partitions: int, datamap: DataMap | None = None) -> list[TopicSpec
     ]
     # Each system's answers are kept as long as the tasks they answer.
     specs += [
-        TopicSpec(task_results_topic(s), "request id", partitions, bounded(tasks[s]))
+        TopicSpec(task_results_topic(s), "subject id", partitions, bounded(tasks[s]))
         for s in System
     ]
     specs += [
-        TopicSpec(COMMANDS, "request id", partitions, bounded(COMMANDS_RETENTION)),
-        TopicSpec(COMMAND_RESULTS, "request id", partitions, bounded(COMMAND_RESULTS_RETENTION)),
+        TopicSpec(COMMANDS, "subject id", partitions, bounded(COMMANDS_RETENTION)),
+        TopicSpec(COMMAND_RESULTS, "subject id", partitions, bounded(COMMAND_RESULTS_RETENTION)),
         TopicSpec(CONSENT_STATE, "subject id", partitions, compacted()),
         TopicSpec(AUDIT, "chain key (request id or subject ref)", partitions, audit),
-        TopicSpec(ALERTS, "request id", partitions, bounded(ALERTS_RETENTION)),
-        TopicSpec(NOTIFICATIONS, "request id", partitions, bounded(NOTIFICATIONS_RETENTION)),
+        TopicSpec(ALERTS, "subject id", partitions, bounded(ALERTS_RETENTION)),
+        TopicSpec(NOTIFICATIONS, "subject id", partitions, bounded(NOTIFICATIONS_RETENTION)),
         TopicSpec(DEADLETTER, "original key", partitions, bounded(_deadletter_retention(datamap))),
         TopicSpec(SUBJECT_DIRECTIVES, "subject id", partitions, bounded(INTERNAL_RETENTION)),
-        TopicSpec(REQUEST_TICKS, "request id", partitions, bounded(INTERNAL_RETENTION)),
+        TopicSpec(REQUEST_TICKS, "subject id", partitions, bounded(INTERNAL_RETENTION)),
+        # Who was erased must outlive every rebuild (a new app id, a replay of the
+        # upstream topics): compacted, so the latest value per key is kept forever
+        # (keyed hashes only, no personal data).
+        TopicSpec(SUPPRESSION, "suppression key (keyed hash)", partitions, compacted()),
+        TopicSpec(REQUEST_INDEX, "request id", partitions, compacted()),
     ]
     return specs
 

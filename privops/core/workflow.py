@@ -106,6 +106,26 @@ def authenticate(cmd: r.Command, signers: Signers, ctx: Context) -> Outcome | No
     return None
 
 
+def check_key(cmd: r.Command, key: str, subject_id: str | None, ctx: Context) -> Outcome | None:
+    """The rejection of a command not keyed by its subject's id, else None.
+
+    The key decides the partition, and a request lives on its subject's partition: a
+    command under another key would be decided without the subject's state (which lives
+    elsewhere) and stored where no follow-up finds it. ``subject_id`` is the command's
+    own subject, else that of the request it follows up (None when neither is known
+    here: the decision then rejects the unknown request).
+    """
+    if subject_id is None or key == subject_id:
+        return None
+    message = (
+        "the command is not keyed by its subject's id (privacy.commands is keyed by "
+        "subject id; `privops request` does this)"
+    )
+    outcome = reject(Reason.wrong_key, message)
+    outcome.answer = _answer(cmd, None, Reason.wrong_key, message, ctx)
+    return outcome
+
+
 def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
     """Apply one DPO command to a request and answer it (privacy.command-results).
 
@@ -457,7 +477,7 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             reason=f"retention ended for {item.system.value}: "
             + ", ".join(c.value for c in item.categories),
         )
-        out.out.append(Out(COMMANDS, child, cmd))
+        out.out.append(Out(COMMANDS, rec.subject_id, cmd))
         out.audit.append(
             AuditStep(
                 "request_received", after="followup_scheduled", reason=f"follow-up erasure {child}"

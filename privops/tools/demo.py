@@ -121,7 +121,7 @@ class Demo:
             component.stop(lambda m: self.console.print(f"• {m}"))
 
     # --- talking to privops -------------------------------------------------------------
-    async def submit(self, command: r.Command) -> str:
+    async def submit(self, command: r.RequestSubmitted) -> str:
         """Sign `command` as the CLI would (the worker trusts nothing else) and publish it."""
         assert self.serde is not None
         if self.key is None:
@@ -131,7 +131,7 @@ class Demo:
         command = self.key.sign(command)
         async with producer(self.settings.kafka_bootstrap) as prod:
             await prod.send_and_wait(
-                COMMANDS, self.serde.encode(command), key=command.request_id.encode()
+                COMMANDS, self.serde.encode(command), key=command.subject_id.encode()
             )
         return command.request_id
 

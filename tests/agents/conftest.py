@@ -67,8 +67,13 @@ class Outbox:
     def __init__(self, serde: Serde) -> None:
         self.serde = serde
         self.sent: list[Sent] = []
+        # The global views' topics carry plain strings, not Avro.
+        self.views: list[tuple[str, bytes | None, bytes]] = []
 
     def record(self, topic: str, key: bytes | None, value: bytes) -> None:
+        if topic in {view.topic for view in streams_tables.GLOBAL_VIEWS}:
+            self.views.append((topic, key, value))
+            return
         self.sent.append(Sent(topic, key, value, self.serde.decode(value)))
 
     def on(self, topic: str) -> list[Record]:
@@ -118,6 +123,8 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(collaborators(), "schedule", schedule)
     for table in faust_app.tables.values():
         table.data.clear()
+    for view in streams_tables.GLOBAL_VIEWS:
+        view.data.clear()
     yield faust_app
     for raw in list(streams_tables.requests.data.values()):
         rec = RequestRecord.model_validate(raw)
@@ -151,6 +158,15 @@ async def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("timed out waiting for the agent")
         await asyncio.sleep(0.01)
+
+
+def subject_key(record: Any) -> bytes:
+    """The key the CLI would give ``record``: its subject's id, else its request's subject
+    (from the request index, as the worker tells the CLI), else a key no subject has."""
+    subject = getattr(record, "subject_id", None)
+    if subject is None:
+        subject = streams_tables.request_index.get(getattr(record, "request_id", ""))
+    return (subject or "no-such-subject").encode()
 
 
 async def put_on(agent: Any, topic: str, key: bytes, value: bytes | None) -> None:

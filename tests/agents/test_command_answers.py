@@ -37,7 +37,7 @@ from privops.core.topics import (
 from privops.core.vocab import Category, RequestState, RequestType, System
 from streams.context import collaborators
 from streams.tables import consent, legal_holds, requests
-from tests.agents.conftest import Outbox, Sent, put_on, wait_for
+from tests.agents.conftest import Outbox, Sent, put_on, subject_key, wait_for
 from tests.agents.signers import CREATED, OWNER, TEST_KEY, sign, signers_file, trust
 from tests.agents.test_workflow_agent import SUBJECT, SYSTEM_IDS, known_subject
 
@@ -83,13 +83,16 @@ class Driver:
     outbox: Outbox
     probes: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def send(self, record: r.Record, topic: str = COMMANDS) -> list[Sent]:
-        """What the agent sent in response to `record` put on `topic`."""
+    async def send(
+        self, record: r.Record, topic: str = COMMANDS, key: bytes | None = None
+    ) -> list[Sent]:
+        """What the agent sent in response to `record` put on `topic` (under `key`, by
+        default the key the CLI gives it)."""
         start = len(self.outbox.sent)
-        key = getattr(record, "request_id", "k").encode()
+        key = subject_key(record) if key is None else key
         await put_on(self.agent, topic, key, self.serde.encode(record))
         probe = command(r.IdentityVerified, f"R-probe-{next(self.probes)}", verified_on=TODAY)
-        await put_on(self.agent, COMMANDS, probe.request_id.encode(), self.serde.encode(probe))
+        await put_on(self.agent, COMMANDS, subject_key(probe), self.serde.encode(probe))
 
         def probe_answered() -> bool:
             return any(answer.command_id == probe.command_id for answer in self.answers())
@@ -155,7 +158,7 @@ async def test_accepted_command_is_answered_once_with_the_state_before_its_effec
     assert answer.due_on is not None
     assert answer.message == f"{len(SYSTEM_IDS)} task(s) sent"
     assert sent[0].topic == COMMAND_RESULTS
-    assert sent[0].key == b"R-ok"
+    assert sent[0].key == SUBJECT.encode()  # under the command's own key: its subject's id
     assert len([s for s in sent if s.topic.startswith("privacy.tasks.")]) == len(SYSTEM_IDS)
 
 
@@ -290,6 +293,27 @@ async def test_rejected_command_is_answered_with_its_reason_and_has_no_effect(
         assert stored is not None
         assert stored["state"] == before["state"]
         assert answer.request_state == RequestState(before["state"])
+
+
+@pytest.mark.parametrize("follow_up", [False, True], ids=["submission", "follow-up"])
+async def test_command_not_keyed_by_its_subject_is_rejected_before_it_is_decided(
+    driver: Driver, follow_up: bool
+) -> None:
+    """Under another key the command would land on another subject's partition, decided
+    without its subject's state: it is answered wrong_key, and nothing else happens."""
+    cmd = submit("R-misrouted")
+    if follow_up:
+        await driver.send(cmd)
+        before = requests.data["R-misrouted"]
+        cmd = command(r.RequestCancelled, "R-misrouted", reason="withdrawn")
+    sent = await driver.send(cmd, key=b"R-misrouted")
+
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandRejected)
+    assert answer.reason == "wrong_key"
+    assert effects(sent) == []
+    assert [a.action for a in audited(sent)] == ["command_rejected"]
+    assert requests.data.get("R-misrouted") == (before if follow_up else None)
 
 
 @pytest.mark.parametrize(

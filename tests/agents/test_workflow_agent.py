@@ -62,7 +62,7 @@ async def test_verified_erasure_fans_out_erase_tasks_and_stores_the_request(
 ) -> None:
     known_subject()
     async with workflow.test_context() as agent:
-        await put_on(agent, COMMANDS, b"R-agent-1", serde.encode(erasure()))
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure()))
         await wait_for(lambda: requests.data.get("R-agent-1") is not None)
         await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
 
@@ -89,7 +89,7 @@ async def test_erasure_for_unknown_subject_is_rejected_and_audited(
     serde: Serde, outbox: Outbox
 ) -> None:
     async with workflow.test_context() as agent:
-        await put_on(agent, COMMANDS, b"R-agent-2", serde.encode(erasure("R-agent-2", "nobody")))
+        await put_on(agent, COMMANDS, b"nobody", serde.encode(erasure("R-agent-2", "nobody")))
         await wait_for(lambda: bool(outbox.on(AUDIT)))
     assert requests.data.get("R-agent-2") is None
     assert outbox.on_prefix("privacy.tasks.") == []
@@ -102,7 +102,7 @@ async def test_erasure_for_unknown_subject_is_rejected_and_audited(
 async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox) -> None:
     known_subject()
     async with workflow.test_context() as agent:
-        await put_on(agent, COMMANDS, b"R-agent-3", serde.encode(erasure("R-agent-3")))
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-3")))
         await wait_for(lambda: requests.data.get("R-agent-3") is not None)
         for system in SYSTEM_IDS:
             result = r.TaskCompleted(
@@ -111,7 +111,7 @@ async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox)
                 system=system,
                 answered_at=NOW,
             )
-            await put_on(agent, task_results_topic(system), b"R-agent-3", serde.encode(result))
+            await put_on(agent, task_results_topic(system), SUBJECT.encode(), serde.encode(result))
         await wait_for(lambda: requests.data["R-agent-3"]["state"] == RequestState.completed.value)
     assert outbox.on(DEADLETTER) == []
 
@@ -121,8 +121,8 @@ async def test_garbage_command_is_dead_lettered_and_the_next_one_processed(
 ) -> None:
     known_subject()
     async with workflow.test_context() as agent:
-        await put_on(agent, COMMANDS, b"R-x", b"\x00\x00\x00")
-        await put_on(agent, COMMANDS, b"R-agent-4", serde.encode(erasure("R-agent-4")))
+        await put_on(agent, COMMANDS, SUBJECT.encode(), b"\x00\x00\x00")
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-4")))
         await wait_for(lambda: requests.data.get("R-agent-4") is not None)
     assert [d.reason for d in outbox.of(DEADLETTER, r.DeadLetter)] == ["undecodable"]
 
@@ -133,9 +133,9 @@ async def test_tick_of_unknown_kind_is_dead_lettered_not_ignored(
     known_subject()
     tick = r.RequestTick(request_id="R-agent-5", kind="deadline_exploded", at=NOW)
     async with workflow.test_context() as agent:
-        await put_on(agent, COMMANDS, b"R-agent-5", serde.encode(erasure("R-agent-5")))
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-5")))
         await wait_for(lambda: requests.data.get("R-agent-5") is not None)
-        await put_on(agent, REQUEST_TICKS, b"R-agent-5", serde.encode(tick))
+        await put_on(agent, REQUEST_TICKS, SUBJECT.encode(), serde.encode(tick))
         await wait_for(lambda: bool(outbox.on(DEADLETTER)))
     letters = outbox.of(DEADLETTER, r.DeadLetter)
     assert [(d.reason, d.original_topic) for d in letters] == [("unknown_value", REQUEST_TICKS)]

@@ -389,7 +389,6 @@ def test_missing_required_options_exit_2() -> None:
         ["request", "erase", "--subject", "C-1", "--verified-now", "-q"],
         ["request", "complain", "--subject", "C-1", "--restrict-while-investigating"],
         ["request", "rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD"],
-        ["request", "verify", "REQ-1"],
         ["request", "hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "x"],
         ["audit", "show", "REQ-1"],
         ["audit", "verify"],
@@ -402,6 +401,19 @@ def test_broker_unreachable(no_broker: str, args: list[str]) -> None:
     assert no_broker in out.flat
     assert "privops local up" in out.flat
     assert out.stdout == ""  # no request id printed for a command that was not published
+
+
+@pytest.mark.usefixtures("no_broker")
+def test_follow_up_asks_the_worker_whose_request_it_is(env: Callable[..., None]) -> None:
+    """A follow-up is keyed by its request's subject, which only the worker knows: with
+    no worker it exits 3 naming the worker's address before anything is published."""
+    port = free_port()
+    env(web_port=str(port))
+    out = run("request", "verify", "REQ-1")
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert f"127.0.0.1:{port}" in out.flat
+    assert "privops worker" in out.flat
+    assert out.stdout == ""
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,14 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
     monkeypatch.setattr(publish_module, "Serde", Serde)
     monkeypatch.setattr(publish_module, "producer", producer)
     monkeypatch.setattr(publish_module, "answer_reader", answer_reader)
+
+    def worker_json(path: str, *, not_found: str) -> dict[str, Any]:
+        """The worker's /requests/{id}: every REQ-* request is subject C-9's here."""
+        fake.events.append(f"asked the worker {path}")
+        assert path.startswith("/requests/REQ-"), not_found
+        return {"subject_id": "C-9"}
+
+    monkeypatch.setattr(publish_module, "worker_json", worker_json)
     yield fake
     monkeypatch.undo()
     get_settings.cache_clear()
@@ -118,7 +126,9 @@ def test_answers_are_read_from_where_the_topic_ended_before_publishing(
     out = run("erase", "--subject", "C-1", "--verified-now")
     assert out.code == 0, out.flat
     rid = broker.sent[0].request_id
-    assert broker.events == [f"noted the end of the answers on {BOOTSTRAP}", f"sent {rid}"]
+    assert rid.startswith("REQ-")
+    # Keyed by the subject's id: the request lives on its subject's partition.
+    assert broker.events == [f"noted the end of the answers on {BOOTSTRAP}", "sent C-1"]
     assert broker.waited == [10.0]
 
 
@@ -178,7 +188,9 @@ def test_no_wait_only_publishes(broker: FakeBroker) -> None:
     broker.respond = lambda _cmd: None
     out = run("extend", "REQ-1", "--reason", "complex", "--no-wait")
     assert out.code == 0, out.flat
-    assert broker.events == ["sent REQ-1"]  # the answer topic is not even looked at
+    # Keyed by the request's subject (asked of the worker); the answer topic is not
+    # even looked at.
+    assert broker.events == ["asked the worker /requests/REQ-1", "sent C-9"]
     assert broker.waited == []
     assert "not waiting" in out.flat
 

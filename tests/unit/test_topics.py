@@ -16,8 +16,10 @@ from privops.core.topics import (
     DAY_MS,
     DEADLETTER,
     NOTIFICATIONS,
+    REQUEST_INDEX,
     REQUEST_TICKS,
     SUBJECT_DIRECTIVES,
+    SUPPRESSION,
     TopicSpec,
     catalogue,
     events_topic,
@@ -61,9 +63,18 @@ def test_names_and_partitions_are_unchanged() -> None:
         DEADLETTER,
         SUBJECT_DIRECTIVES,
         REQUEST_TICKS,
+        SUPPRESSION,
+        REQUEST_INDEX,
     }
     assert len(SPECS) == len(by_name(SPECS))
     assert {s.partitions for s in SPECS} == {3}
+
+
+def test_everything_about_a_subject_travels_under_its_subject_id() -> None:
+    """DESIGN.md section 4: co-partitioned by subject id; only the audit (by chain),
+    dead letters (their original key) and the two global views are keyed otherwise."""
+    others = {AUDIT, DEADLETTER, SUPPRESSION, REQUEST_INDEX}
+    assert {s.name for s in SPECS if s.key != "subject id"} == others
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

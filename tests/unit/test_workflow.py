@@ -945,7 +945,7 @@ def test_followup_tick_after_retention_end_submits_a_new_erasure(ctx: wf.Context
     assert cmd.subject_id == SUBJECT
     assert cmd.linked_request_id == "R-1"
     assert cmd.identity_verified_on == after.today
-    assert commands[0].key == cmd.request_id
+    assert commands[0].key == SUBJECT  # a request lives on its subject's partition
     assert wf.pending_followups(outcome.record) == []
 
     again = wf.on_tick(outcome.record, tick(rec, "followup", after.now), after)

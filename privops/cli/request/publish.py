@@ -7,6 +7,10 @@ command id is what ties a command to its answer on `privacy.command-results`.
 
 Every command is signed with its actor's key just before it goes out (DESIGN.md section
 8; privops.adapters.signing_keys says where keys live): the worker rejects anything else.
+
+Every command is keyed by its subject's id (DESIGN.md section 4: a request lives on its
+subject's partition). A follow-up names only its request, so its subject is asked of
+the worker first (any worker of the group answers for any request).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.adapters.signing_keys import signing_key
 from privops.cli.common import (
+    EXIT_FAILED,
     console,
     emit_json,
     err_console,
@@ -37,6 +42,7 @@ from privops.cli.common import (
 )
 from privops.cli.request.answers import Verdict, exit_code, judge
 from privops.cli.request.reader import answer_reader
+from privops.cli.worker_http import worker_json
 from privops.core.records import Command, CommandAnswer
 from privops.core.signing import SigningKey
 from privops.core.topics import COMMANDS
@@ -108,6 +114,22 @@ def _tell(message: str) -> None:
     err_console.print(f"[dim]•[/] {escape(message)}", highlight=False)
 
 
+def subject_key(command: Command) -> str:
+    """The id the command travels under: its own subject's, else its request's subject's
+    (asked of the worker; exit 4 if the worker knows no such request, 3 if unreachable)."""
+    own: str | None = getattr(command, "subject_id", None)
+    if own:
+        return own
+    body = worker_json(
+        f"/requests/{command.request_id}",
+        not_found=f"unknown request {command.request_id} (see `privops request status`)",
+    )
+    subject = body.get("subject_id")
+    if not isinstance(subject, str) or not subject:
+        fail(f"the worker did not say whose request {command.request_id} is", EXIT_FAILED)
+    return subject
+
+
 def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
     """Sign and produce each command to privacy.commands (acks=all), then wait for the
     answers.
@@ -117,6 +139,7 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
     command goes out (see `privops.cli.request.reader`).
     """
     cfg = settings()
+    keys = [subject_key(c).encode() for c in commands]
     commands = signed(commands, cfg)
     serde = Serde(cfg.registry_url, cfg.schema_dir)
     quiet_kafka_logs()
@@ -130,10 +153,8 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
                 )
             async with producer(cfg.kafka_bootstrap) as prod:
                 await asyncio.to_thread(serde.register_all)
-                for command in commands:
-                    await prod.send_and_wait(
-                        COMMANDS, value=serde.encode(command), key=command.request_id.encode()
-                    )
+                for command, key in zip(commands, keys, strict=True):
+                    await prod.send_and_wait(COMMANDS, value=serde.encode(command), key=key)
             if reader is None or wait is None:
                 return {}
             return await reader.collect([c.command_id for c in commands], wait)

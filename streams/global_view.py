@@ -1,0 +1,107 @@
+"""Global views: a whole compacted topic, held by every worker of the group.
+
+Everything about a subject lives on the subject's partition, so almost nothing is
+global. Two things are: the suppression list (keyed by identifier hash, so an erased
+subject's key may belong to any subject's partition) and the request-id -> subject-id
+index (which tells a worker, or the CLI, where a request lives). Each is a compacted
+topic that every worker reads from the beginning with its own unassigned consumer (no
+group): the worker that owns the writing partition updates its copy at once, and the
+others see the write within a fetch. A view is ``ready`` once it has read up to the end
+offsets it found at start; the worker's health waits for that.
+
+Faust's GlobalTable would do the same job, but its standby-driven reading of global
+changelogs has a history of workers silently missing records (faust-streaming issue
+#212, robinhood/faust #716); a plain consumer of a compacted topic has no such mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.app import settings
+from streams.io import TOPICS
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 2.0
+
+
+class GlobalView:
+    """The latest value per key of one compacted topic (str keys and values)."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.data: dict[str, str] = {}
+        self.ready = asyncio.Event()
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    async def put(self, key: str, value: str) -> None:
+        """Record ``key`` here at once and on the topic for every other worker."""
+        self.data[key] = value
+        await TOPICS[self.topic].send(key=key.encode(), value=value.encode())
+
+    async def follow(self) -> None:
+        """Read the topic from the beginning, then keep reading (runs for the worker's life)."""
+        while True:
+            try:
+                await self._follow_once()
+            except (KafkaError, OSError) as exc:
+                log.warning(
+                    "global view %s: %s; reconnecting in %.0f s", self.topic, exc, RETRY_SECONDS
+                )
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _follow_once(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5_000)
+                for messages in batch.values():
+                    for message in messages:
+                        self._apply(message.key, message.value)
+                if not self.ready.is_set() and await _reached(consumer, ends):
+                    log.info("global view %s ready: %d keys", self.topic, len(self.data))
+                    self.ready.set()
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        await consumer.topics()  # fills the metadata
+        numbers = consumer.partitions_for_topic(self.topic)
+        if not numbers:
+            raise KafkaError(f"topic {self.topic} has no partitions (not created?)")
+        return [TopicPartition(self.topic, p) for p in sorted(numbers)]
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:
+            self.data.pop(key.decode(errors="replace"), None)
+        else:
+            self.data[key.decode(errors="replace")] = value.decode(errors="replace")
+
+
+async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
