@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
-from faust.types import EventT, StreamT
+from faust.types import Message, StreamT
 
 from privops.adapters import metrics
 from privops.core import records as r
@@ -40,42 +39,31 @@ from privops.core.admission import (
     audited_actor,
     audited_request_id,
 )
-from privops.core.erasure import LegalHold, SubjectFacts
+from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, WrongTopic
-from privops.core.identity import IdentityMap
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, task_results_topic
 from privops.core.vocab import TERMINAL_STATES, System, TaskState
+from streams import pipeline
 from streams.app import app, settings
 from streams.audit import audit, ref
 from streams.context import collaborators
-from streams.io import dead_letter, decode, emit
-from streams.tables import (
-    consent,
-    identities,
-    legal_holds,
-    request_index,
-    requests,
-    subject_facts,
-)
+from streams.io import dead_letter, decode, output
+from streams.state import state
+from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, REQUESTS, request_index
 
 log = logging.getLogger(__name__)
 
 
-request_stream = app.topic(
-    COMMANDS,
-    *(task_results_topic(s) for s in System),
-    REQUEST_TICKS,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
+inlet = pipeline.inlet(
+    "workflow", [COMMANDS, *(task_results_topic(s) for s in System), REQUEST_TICKS]
 )
 
 
 def load(request_id: str) -> wf.RequestRecord | None:
-    raw = requests.get(request_id)
-    return wf.RequestRecord.model_validate(raw) if raw else None
+    """The request's record on this partition (a copy: decisions edit what they get)."""
+    rec = state.get(REQUESTS, request_id)
+    return rec.model_copy(deep=True) if rec is not None else None
 
 
 def bare_context() -> wf.Context:
@@ -91,48 +79,55 @@ def bare_context() -> wf.Context:
 
 
 def context(subject_id: str) -> wf.Context:
-    identity_json = identities.get(subject_id)
-    facts_json = subject_facts.get(subject_id)
-    consent_json = consent.get(subject_id)
+    identity = state.get(IDENTITIES, subject_id)
+    current = state.get(CONSENT, subject_id)
+    holds = state.get(HOLDS, subject_id)
     now = collaborators().clock.now()
     return wf.Context(
         now=now,
         today=collaborators().clock.today(),
         datamap=collaborators().datamap,
         subject_ref=ref(subject_id),
-        identity=IdentityMap.model_validate(identity_json) if identity_json else None,
-        known_subject=identity_json is not None or consent_json is not None,
-        restricted=bool(consent_json and consent_json.get("restricted")),
-        facts=SubjectFacts.model_validate(facts_json) if facts_json else SubjectFacts(),
-        holds=tuple(LegalHold.model_validate(h) for h in legal_holds.get(subject_id) or []),
+        identity=identity,
+        known_subject=identity is not None or current is not None,
+        restricted=bool(current and current.restricted),
+        facts=state.get(FACTS, subject_id) or SubjectFacts(),
+        holds=tuple(holds or ()),
         complaint_ack_days=settings.complaint_ack_days,
     )
 
 
-@app.agent(request_stream, concurrency=1)
-async def workflow(stream: StreamT[Any]) -> None:
-    async for event in stream.events():
-        record = await decode(event, "workflow")
-        if record is None:
-            continue
-        try:
-            admitted = admit_workflow(event.message.topic, record)
-        except WrongTopic as exc:
-            await dead_letter(event, "workflow", exc.reason, str(exc))
-            continue
-        await on_input(event, admitted)
+@app.agent(pipeline.chunks(), concurrency=1)
+async def workflow(chunks: StreamT[list[Message]]) -> None:
+    async for chunk in chunks:
+        await pipeline.work(chunk, on_message, inlet)
 
 
-async def on_input(event: EventT[Any], record: WorkflowInput) -> None:
+pipeline.feed(inlet, workflow)
+
+
+async def on_message(message: Message) -> None:
+    record = await decode(message, "workflow")
+    if record is None:
+        return
+    try:
+        admitted = admit_workflow(message.topic, record)
+    except WrongTopic as exc:
+        dead_letter(message, "workflow", exc.reason, str(exc))
+        return
+    await on_input(message, admitted)
+
+
+async def on_input(message: Message, record: WorkflowInput) -> None:
     if isinstance(record, r.Command):
         metrics.count_event("commands", type(record).__name__)
-        key = event.message.key
+        key = message.key
         await on_command(record, key.decode(errors="replace") if isinstance(key, bytes) else "")
     elif isinstance(record, r.TaskResult):
         metrics.count_event("task_results", type(record).__name__)
-        await on_result(record)
+        on_result(record)
     else:
-        await on_tick(event, record)
+        on_tick(message, record)
 
 
 async def on_command(cmd: r.Command, key: str) -> None:
@@ -142,7 +137,7 @@ async def on_command(cmd: r.Command, key: str) -> None:
     trusted = await asyncio.to_thread(collaborators().signers.refresh)
     refused = wf.authenticate(cmd, trusted, bare_context())
     if refused is not None:
-        await apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
+        apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
         return
     actor = audited_actor(cmd.actor)
     rec = None if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased) else load(cmd.request_id)
@@ -150,23 +145,23 @@ async def on_command(cmd: r.Command, key: str) -> None:
     subject_id = own_subject or (rec.subject_id if rec else None)
     misrouted = wf.check_key(cmd, key, subject_id, bare_context())
     if misrouted is not None:
-        await apply(misrouted, None, cmd.request_id, None, actor, cmd.command_id, key)
+        apply(misrouted, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
     if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased):
         outcome = wf.on_hold(cmd, context(cmd.subject_id))
-        await apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id, key)
+        apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id, key)
         return
     # With no request and no subject there is nothing to look up: the decision rejects it.
     ctx = context(subject_id) if subject_id else bare_context()
     outcome = wf.on_command(rec, cmd, ctx)
-    await apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id, key)
+    apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id, key)
 
 
-async def on_result(result: r.TaskResult) -> None:
+def on_result(result: r.TaskResult) -> None:
     rec = load(result.request_id)
     outcome = wf.on_result(rec, result, context(rec.subject_id) if rec else bare_context())
     cause = f"{result.task_id}:{result.attempt}:{type(result).__name__}"
-    await apply(
+    apply(
         outcome,
         rec,
         result.request_id,
@@ -176,22 +171,22 @@ async def on_result(result: r.TaskResult) -> None:
     )
 
 
-async def on_tick(event: EventT[Any], record: r.RequestTick) -> None:
+def on_tick(message: Message, record: r.RequestTick) -> None:
     """Act on a timer's tick; one whose kind this worker does not know is a dead letter."""
     try:
         tick = parse_tick(record)
     except DecodeError as exc:
-        await dead_letter(event, "workflow", exc.reason, exc.detail)
+        dead_letter(message, "workflow", exc.reason, exc.detail)
         return
     rec = load(tick.request_id)
     if rec is None:
         return
     outcome = wf.on_tick(rec, tick, context(rec.subject_id))
     cause = f"{tick.kind.value}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}"
-    await apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
+    apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
 
 
-async def apply(
+def apply(
     outcome: wf.Outcome,
     before: wf.RequestRecord | None,
     request_id: str,
@@ -215,20 +210,20 @@ async def apply(
         metrics.count_command_rejected(outcome.rejected)
         log.warning("rejected input for request %s: %s", audited_id, outcome.rejected)
     if rec is not None:
-        requests[request_id] = rec.model_dump(mode="json")
+        state.put(REQUESTS, request_id, rec)
         if before is None:
-            await request_index.put(request_id, rec.subject_id)
+            request_index.put(request_id, rec.subject_id)
         collaborators().schedule.track(rec)
         _count(before, rec)
     if outcome.answer is not None:
-        await emit(COMMAND_RESULTS, key or subject_id or request_id, outcome.answer)
+        output(COMMAND_RESULTS, key or subject_id or request_id, outcome.answer)
     for out in outcome.out:
         record = out.record
         if out.topic == COMMANDS and isinstance(record, r.Command):
             record = collaborators().worker_key.sign(record)  # a follow-up the worker issues itself
-        await emit(out.topic, out.key, record)
+        output(out.topic, out.key, record)
     for i, step in enumerate(outcome.audit):
-        await audit(
+        audit(
             actor=actor,
             action=step.action,
             cause=f"{cause}:{i}",

@@ -98,6 +98,9 @@ def run_worker(loglevel: str = "info") -> None:
 
     ensure_topics()
     serde.register_all()
+    from streams import pipeline
+
+    pipeline.start()
     metrics.register_event_types(record.__name__ for record in ALL_RECORDS)
     worker = Worker(app, loglevel=loglevel)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -1,5 +1,8 @@
 """Emitting audit events: chain heads from the ``audit-chains`` table, records to Kafka.
 
+Called only from inside an agent's chunk (streams.state): the head is read and written
+back there, and the record goes out with the agent's flush.
+
 The chain key is "<app id>/" + the request id, else the subject ref
 (privops.core.audit.chain_key), and it is also the message key, so one chain lives in one
 partition, in order. The chain head is read and advanced with no await in between, so
@@ -24,16 +27,14 @@ from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
 from privops.core.topics import AUDIT
 from streams.app import settings
-from streams.io import emit
-from streams.tables import DecodedCache, audit_chains
+from streams.io import output
+from streams.state import state
+from streams.tables import CHAIN_HEADS
 
 PSEUDONYM_KEY = settings.pseudonym_key.encode()
 AUDIT_KEY = settings.audit_key.encode()
 # The version new records carry; verifiers keep older versions in their keyring.
 AUDIT_KEY_VERSION: int = settings.audit_key_version
-
-# Every write of audit-chains goes through audit() below, so the heads can stay decoded.
-chain_heads: DecodedCache[tuple[int, str]] = DecodedCache(audit_chains, tuple, 100_000)
 
 
 @lru_cache(maxsize=65_536)
@@ -42,7 +43,7 @@ def ref(subject_id: str) -> str:
     return subject_ref(PSEUDONYM_KEY, subject_id)
 
 
-async def audit(
+def audit(
     *,
     actor: str,
     action: str,
@@ -62,7 +63,7 @@ async def audit(
     """
     sref = ref(subject_id) if subject_id else None
     chain = f"{settings.app_id}/{chain}" if chain else chain_key(request_id, sref, settings.app_id)
-    head = chain_heads.get(chain)
+    head = state.get(CHAIN_HEADS, chain)
     chainer = AuditChainer(
         {chain: head} if head else None, key=AUDIT_KEY, key_version=AUDIT_KEY_VERSION
     )
@@ -78,10 +79,9 @@ async def audit(
         audit_id=derive_audit_id(cause, action, str(chainer.head(chain)[0] + 1)),
         chain=chain,
     )
-    audit_chains[chain] = [record.seq, record.hash]
-    chain_heads.put(chain, (record.seq, record.hash))
+    state.put(CHAIN_HEADS, chain, (record.seq, record.hash))
     metrics.count_audit_event(action)
-    await emit(AUDIT, chain, record)
+    output(AUDIT, chain, record)
     return record
 
 

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.app import settings
-from streams.io import TOPICS
+from streams.state import state
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,11 @@ RETRY_SECONDS = 2.0
 
 
 class GlobalView:
-    """The latest value per key of one compacted topic (str keys and values)."""
+    """The latest value per key of one compacted topic (str keys and values).
+
+    The topic has the catalogue's partition count (privops.core.topics; the worker
+    creates it at start), so every partition is assigned without a metadata query.
+    """
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -44,10 +48,11 @@ class GlobalView:
     def __contains__(self, key: object) -> bool:
         return key in self.data
 
-    async def put(self, key: str, value: str) -> None:
-        """Record ``key`` here at once and on the topic for every other worker."""
+    def put(self, key: str, value: str) -> None:
+        """Record ``key`` here at once, and on the topic (for every other worker) with the
+        agent's next flush."""
         self.data[key] = value
-        await TOPICS[self.topic].send(key=key.encode(), value=value.encode())
+        state.emit(self.topic, key.encode(), value.encode())
 
     async def follow(self) -> None:
         """Read the topic from the beginning, then keep reading (runs for the worker's life)."""
@@ -69,7 +74,7 @@ class GlobalView:
         )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            partitions = [TopicPartition(self.topic, p) for p in range(settings.topic_partitions)]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
@@ -83,13 +88,6 @@ class GlobalView:
                     self.ready.set()
         finally:
             await consumer.stop()
-
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        await consumer.topics()  # fills the metadata
-        numbers = consumer.partitions_for_topic(self.topic)
-        if not numbers:
-            raise KafkaError(f"topic {self.topic} has no partitions (not created?)")
-        return [TopicPartition(self.topic, p) for p in sorted(numbers)]
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

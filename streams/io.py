@@ -1,7 +1,9 @@
 """Topics, encoding and the dead-letter path: how agents read and write records.
 
 Every topic of the catalogue is declared here once, as bytes in and bytes out. Agents
-call ``decode`` (which dead-letters what it cannot use and returns None) and ``emit``.
+call ``decode`` (which dead-letters what it cannot use and returns None) and ``output``
+(sent with the agent's next flush, streams.state); timers, outside any agent, ``emit``
+(sent at once).
 """
 
 from __future__ import annotations
@@ -9,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
-from faust.types import EventT, TopicT
+from faust.types import Message, TopicT
 
 from privops.adapters import metrics
 from privops.adapters.serde import Serde
@@ -19,6 +20,7 @@ from privops.core.errors import DecodeError, RegistryError
 from privops.core.records import DeadLetter, Record
 from privops.core.topics import DEADLETTER, catalogue
 from streams.app import app, settings
+from streams.state import state
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,21 @@ def topic(name: str) -> TopicT:
 
 
 async def emit(name: str, key: str, record: Record) -> None:
-    """Encode ``record`` for the registry and send it, keyed, to topic ``name``."""
+    """Encode ``record`` for the registry and send it, keyed, to topic ``name`` now."""
     await TOPICS[name].send(key=key.encode(), value=serde.encode(record))
+
+
+def output(name: str, key: str | bytes | None, record: Record) -> None:
+    """Encode ``record`` and send it, keyed, to topic ``name`` with the agent's flush."""
+    raw_key = key.encode() if isinstance(key, str) else key
+    state.emit(name, raw_key, serde.encode(record))
 
 
 REGISTRY_RETRY_MAX_SECONDS = 30.0
 
 
-async def decode(event: EventT[Any], consumer: str) -> Record | None:
-    """The record in ``event``, or None after dead-lettering it with the reason.
+async def decode(message: Message, consumer: str) -> Record | None:
+    """The record in ``message``, or None after dead-lettering it with the reason.
 
     A registry that is down is not the message's fault: the agent waits and retries
     (with backoff; /health reports the registry meanwhile) instead of dead-lettering
@@ -60,9 +68,9 @@ async def decode(event: EventT[Any], consumer: str) -> Record | None:
     delay = 0.5
     while True:
         try:
-            return await serde.decode_async(event.value)
+            return await serde.decode_async(message.value)
         except DecodeError as exc:
-            await dead_letter(event, consumer, exc.reason, exc.detail)
+            dead_letter(message, consumer, exc.reason, exc.detail)
             return None
         except RegistryError as exc:
             log.warning("schema registry unavailable (%s); retrying in %.1f s", exc, delay)
@@ -70,9 +78,8 @@ async def decode(event: EventT[Any], consumer: str) -> Record | None:
             delay = min(delay * 2, REGISTRY_RETRY_MAX_SECONDS)
 
 
-async def dead_letter(event: EventT[Any], consumer: str, reason: str, error: str) -> None:
+def dead_letter(message: Message, consumer: str, reason: str, error: str) -> None:
     """Keep unusable input whole on privacy.deadletter, count it, and go on."""
-    message = event.message
     letter = DeadLetter(
         original_topic=message.topic,
         partition=message.partition,
@@ -88,10 +95,11 @@ async def dead_letter(event: EventT[Any], consumer: str, reason: str, error: str
     log.warning(
         "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
     )
-    await TOPICS[DEADLETTER].send(key=message.key, value=serde.encode(letter))
+    key = message.key if isinstance(message.key, bytes) else None
+    output(DEADLETTER, key, letter)
     from streams.audit import audit  # streams.audit sends through this module
 
-    await audit(
+    audit(
         actor=consumer,
         action="dead_lettered",
         cause=f"{message.topic}:{message.partition}:{message.offset}",

@@ -7,21 +7,29 @@ partitioner the producers used. Every input is keyed by subject id (DESIGN.md se
 subject's identity, consent, facts and holds, and every request and request-chain of
 that subject, live on the subject's partition. What is not about one subject is a
 global view (streams.global_view): the suppression list and the request index.
+
+Agents read and write the tables only through ``streams.state`` and the ``Slot``s
+below (how each table's values are decoded and encoded); the HTTP views read them
+directly, outside any agent (a read there looks in every local partition).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import faust
-from faust.streams import current_event
 from faust.types import TableT
+from pydantic import BaseModel
 
+from privops.core.consent import SubjectConsent
+from privops.core.erasure import SubjectFacts
+from privops.core.holds import LegalHold
+from privops.core.identity import IdentityMap
+from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_INDEX, SUPPRESSION
 from streams.app import app, settings
 from streams.global_view import GlobalView
+from streams.state import Slot
 
 
 def _table(name: str, help_: str) -> TableT[Any, Any]:
@@ -46,73 +54,17 @@ request_index = GlobalView(REQUEST_INDEX)  # request id -> subject id
 GLOBAL_VIEWS = (suppression, request_index)
 
 
-V = TypeVar("V")
-_MISSING: Any = object()
+def _json(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")
 
 
-class DecodedCache(Generic[V]):
-    """Decoded values of one table, so a hot key is not read and validated per event.
-
-    The table stays the source of truth: every write to it goes through ``put`` right
-    after the table write, a miss reads the table, and the whole cache is dropped on any
-    rebalance (recovery may change the table under it). Keys carry the current event's
-    partition, because inside an agent the table itself only looks in that partition.
-    Only the agent that writes a table may cache it (one agent, one event loop).
-    On the in-memory store (agent tests, which edit and clear tables directly) every
-    read goes to the table.
-    """
-
-    def __init__(self, table: TableT[Any, Any], decode: Callable[[Any], V], size: int) -> None:
-        self.table = table
-        self.decode = decode
-        self.size = size if not settings.store.startswith("memory:") else 0
-        self._items: OrderedDict[tuple[int | None, Any], V | None] = OrderedDict()
-        _CACHES.append(self)
-
-    @staticmethod
-    def _key(key: Any) -> tuple[int | None, Any]:
-        event = current_event()
-        return (event.message.partition if event is not None else None, key)
-
-    def get(self, key: Any) -> V | None:
-        """The decoded value of ``key`` (None when the table has none)."""
-        if not self.size:
-            raw = self.table.get(key)
-            return self.decode(raw) if raw else None
-        ckey = self._key(key)
-        value = self._items.get(ckey, _MISSING)
-        if value is not _MISSING:
-            self._items.move_to_end(ckey)
-            return value
-        raw = self.table.get(key)
-        decoded = self.decode(raw) if raw else None
-        self._remember(ckey, decoded)
-        return decoded
-
-    def put(self, key: Any, value: V | None) -> None:
-        """Record what was just written to the table for ``key``."""
-        if self.size:
-            self._remember(self._key(key), value)
-
-    def _remember(self, ckey: tuple[int | None, Any], value: V | None) -> None:
-        self._items[ckey] = value
-        self._items.move_to_end(ckey)
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
-_CACHES: list[DecodedCache[Any]] = []
-
-
-def clear_caches(*_: Any, **__: Any) -> None:
-    """Drop every decoded cache (a rebalance may hand over or recover partitions)."""
-    for cache in _CACHES:
-        cache.clear()
-
-
-app.on_partitions_revoked.connect(clear_caches)
-app.on_partitions_assigned.connect(clear_caches)
-app.on_rebalance_complete.connect(clear_caches)
+IDENTITIES: Slot[IdentityMap] = Slot(identities, IdentityMap.model_validate, _json)
+CONSENT: Slot[SubjectConsent] = Slot(consent, SubjectConsent.model_validate, _json)
+FACTS: Slot[SubjectFacts] = Slot(subject_facts, SubjectFacts.model_validate, _json)
+HOLDS: Slot[list[LegalHold]] = Slot(
+    legal_holds,
+    lambda raw: [LegalHold.model_validate(h) for h in raw],
+    lambda holds: [_json(h) for h in holds],
+)
+REQUESTS: Slot[RequestRecord] = Slot(requests, RequestRecord.model_validate, _json)
+CHAIN_HEADS: Slot[tuple[int, str]] = Slot(audit_chains, lambda raw: (raw[0], raw[1]), list)

@@ -9,6 +9,7 @@ locally from the bundled schemas, so framed Avro encodes and decodes offline.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from unittest.mock import AsyncMock
 
 import pytest
+from faust.types import Message
 from yarl import URL
 
 # Set before streams.app reads the settings, and put back afterwards so worker
@@ -38,6 +40,7 @@ try:
     from privops.core.vocab import RequestState
     from privops.core.workflow import RequestRecord
     from streams import io as streams_io
+    from streams import state as streams_state
     from streams import tables as streams_tables
     from streams.app import app as faust_app
     from streams.context import collaborators
@@ -147,6 +150,19 @@ def outbox(app: Any, serde: Serde, monkeypatch: pytest.MonkeyPatch) -> Outbox:
             return AsyncMock(side_effect=send)
 
         monkeypatch.setattr(topic, "send", make(name))
+
+    async def flushed(
+        topic: str, key: bytes | None, value: bytes | None, _partition: int | None
+    ) -> asyncio.Future[None]:
+        """What an agent's flush sends: outputs into the outbox; table changelogs
+        (JSON, the same values the tables now hold) are not kept."""
+        if topic in streams_io.TOPICS and value is not None:
+            box.record(topic, key, value)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(streams_state.state, "send", flushed)
     return box
 
 
@@ -169,7 +185,21 @@ def subject_key(record: Any) -> bytes:
     return (subject or "no-such-subject").encode()
 
 
+_offsets = itertools.count()
+
+
 async def put_on(agent: Any, topic: str, key: bytes, value: bytes | None) -> None:
-    """Put one message on the test agent as if it came from ``topic``."""
-    agent._get_strtopic = lambda _channel: topic
-    await agent.put(key=key, value=value, wait=False)
+    """Put one message on the test agent as a chunk of its own, as if fetched from
+    ``topic`` (partition 0)."""
+    message = Message(
+        topic=topic,
+        partition=0,
+        offset=next(_offsets),
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=None,
+        key=key,
+        value=value,
+        checksum=None,
+    )
+    await agent.put(value=[message], wait=False)

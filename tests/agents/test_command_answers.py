@@ -36,6 +36,7 @@ from privops.core.topics import (
 )
 from privops.core.vocab import Category, RequestState, RequestType, System
 from streams.context import collaborators
+from streams.state import state
 from streams.tables import consent, legal_holds, requests
 from tests.agents.conftest import Outbox, Sent, put_on, subject_key, wait_for
 from tests.agents.signers import CREATED, OWNER, TEST_KEY, sign, signers_file, trust
@@ -465,8 +466,9 @@ async def test_commands_the_worker_issues_itself_are_signed_with_its_own_trusted
         identity_verified_on=TODAY,
     )
     start = len(driver.outbox.sent)
-    await apply(wf.Outcome(record=None, out=[wf.Out(COMMANDS, "R-F1", followup)]),
-                None, "R-F1", SUBJECT, "privops", "followup-test")  # fmt: skip
+    apply(wf.Outcome(record=None, out=[wf.Out(COMMANDS, SUBJECT, followup)]),
+          None, "R-F1", SUBJECT, "privops", "followup-test")  # fmt: skip
+    await state.flush()
     [published] = [s.record for s in driver.outbox.sent[start:] if s.topic == COMMANDS]
     assert isinstance(published, r.RequestSubmitted)
     assert (published.signature or "").startswith(f"{collaborators().worker_key.key_id}:")

@@ -1,0 +1,221 @@
+"""Whole fetches in, one write per changed key and batched sends out: the worker's hot path.
+
+Faust hands every message to an agent through per-message machinery (a decoded event,
+a queue put, several tasks and an ``asyncio.wait``: ~110 µs of CPU per message measured,
+see docs/benchmarks.md) and writes every table assignment at once (JSON twice, a
+changelog send, an offset put: ~200 µs). privops' agents instead take the messages of
+their topics in chunks (an ``Inlet``), decide on an in-memory view of the state
+(``streams.state``), and flush: each changed key once, as one RocksDB write batch and
+one changelog send per key, every output sent without awaiting each, and only when all
+of it is delivered are the input messages acknowledged, so Faust commits their offsets.
+At-least-once holds: a crash before the acknowledgement replays the chunk, and every
+handler is idempotent.
+
+This is the only module that reaches into Faust's internals. It was written for
+faust-streaming 0.15.3 (pinned in pyproject.toml); ``check_faust`` stops the worker
+at start-up if any internal it uses is missing, and tests/agents/test_batching.py fails
+loudly on an upgrade that changes them. What it uses:
+- ``Conductor._build_handler(tp, channels)``: the per-partition message callback the
+  conductor builds after each assignment; wrapped so the inlets' topics go to them.
+- ``Consumer.ack(message)`` (marks the offset done; Faust commits contiguous acks).
+- ``rocksdb.Store._db_for_partition``, ``Store.set_persisted_offset``, the memory
+  store's ``data`` dict, and ``Collection.changelog_topic``.
+A smaller version of this (a batch callback per fetched partition) would be worth
+offering upstream: Faust's per-message path is most of its cost for small records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import faust
+from faust.stores import memory
+from faust.transport.conductor import Conductor
+from faust.types import TP, AppT, Message, TableT
+
+log = logging.getLogger(__name__)
+
+FAUST_VERSION = "0.15.3"
+
+ConsumerCallback = Callable[[Message], Awaitable[None]]
+
+
+class FaustChanged(RuntimeError):
+    """The Faust installed is not the one this module was written for."""
+
+
+def check_faust() -> None:
+    """Refuse to run on a Faust whose internals this module does not know."""
+    problems = []
+    if faust.__version__ != FAUST_VERSION:
+        problems.append(f"faust-streaming {faust.__version__} (written for {FAUST_VERSION})")
+    if not callable(getattr(Conductor, "_build_handler", None)):
+        problems.append("Conductor._build_handler is gone")
+    try:
+        from faust.stores import rocksdb
+    except ImportError:  # pragma: no cover - rocksdict is a dependency
+        rocksdb = None  # type: ignore[assignment]
+    if rocksdb is not None and not hasattr(rocksdb.Store, "_db_for_partition"):
+        problems.append("rocksdb.Store._db_for_partition is gone")
+    if problems:
+        raise FaustChanged("streams.batching: " + "; ".join(problems))
+
+
+class Inlet:
+    """The messages of some topics, taken from Faust's conductor as they are fetched.
+
+    ``take`` hands them out in chunks (all partitions mixed, in fetch order per
+    partition). When ``high_water`` messages wait, the fetcher is held back (the
+    callback awaits), which is Faust's own back-pressure path.
+    """
+
+    def __init__(self, name: str, topics: Iterable[str], high_water: int = 20_000) -> None:
+        self.name = name
+        self.topics = frozenset(topics)
+        self.high_water = high_water
+        self._buffer: deque[Message] = deque()
+        # Chunks taken and handed on but not yet picked up by the agent (streams.pipeline).
+        self.carried = 0
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def handler(self, app: AppT) -> ConsumerCallback:
+        buffer, arrived, room = self._buffer, self._arrived, self._room
+        acquire_flow_control = app.flow_control.acquire
+
+        async def on_message(message: Message) -> None:
+            # Held while a rebalance is under way, as Faust's own handler is; the
+            # consumer is re-positioned at the committed offsets after it.
+            await acquire_flow_control()
+            buffer.append(message)
+            arrived.set()
+            if len(buffer) >= self.high_water:
+                room.clear()
+                await room.wait()
+
+        return on_message
+
+    async def take(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages, waiting until there is at least one."""
+        while not self._buffer:
+            self._arrived.clear()
+            await self._arrived.wait()
+        count = min(limit, len(self._buffer))
+        chunk = [self._buffer.popleft() for _ in range(count)]
+        if len(self._buffer) < self.high_water // 2:
+            self._room.set()
+        return chunk
+
+    def drop(self) -> int:
+        """Forget what waits (a rebalance: Faust seeks every partition back to its
+        committed offset, so nothing unacknowledged is lost)."""
+        dropped = len(self._buffer)
+        self._buffer.clear()
+        self._room.set()
+        return dropped
+
+
+def install(app: AppT, inlets: Iterable[Inlet]) -> None:
+    """Subscribe the inlets' topics and route their messages to the inlets."""
+    by_topic = {topic: inlet for inlet in inlets for topic in inlet.topics}
+    conductor = app.topics
+    build = conductor._build_handler  # type: ignore[attr-defined]
+    handlers: dict[str, ConsumerCallback] = {}
+
+    def build_handler(tp: TP, channels: Any) -> ConsumerCallback:
+        inlet = by_topic.get(tp.topic)
+        if inlet is None:
+            callback: ConsumerCallback = build(tp, channels)
+            return callback
+        if inlet.name not in handlers:
+            handlers[inlet.name] = inlet.handler(app)
+        return handlers[inlet.name]
+
+    conductor._build_handler = build_handler  # type: ignore[attr-defined]
+    # A channel per inlet makes the conductor subscribe its topics (and build handlers
+    # for their partitions); nothing ever reads the channel itself.
+    conductor.add(
+        app.topic(
+            *sorted(by_topic),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+    )
+
+
+def acknowledge(app: AppT, messages: Iterable[Message]) -> None:
+    """Mark messages done; Faust commits each partition up to its contiguous acks."""
+    consumer = app.consumer
+    for message in messages:
+        consumer.ack(message)
+
+
+# --- table storage --------------------------------------------------------------------
+
+
+def write_partition(
+    table: TableT[Any, Any], partition: int, items: dict[bytes, tuple[Any, bytes | None]]
+) -> None:
+    """Write one partition's changed keys to the table's local store in one batch.
+
+    ``items`` maps the raw key to (the value as Python, its JSON bytes) or (None, None)
+    to delete. The memory store keeps Python values by decoded key; RocksDB keeps
+    bytes per partition, written as one WriteBatch.
+    """
+    store = table.data
+    if isinstance(store, memory.Store):
+        for key, (value, _) in items.items():
+            decoded = key.decode()
+            if value is None:
+                store.data.pop(decoded, None)
+            else:
+                store.data[decoded] = value
+        return
+    from rocksdict import WriteBatch
+
+    batch = WriteBatch(raw_mode=True)
+    for key, (_, raw) in items.items():
+        if raw is None:
+            batch.delete(key)
+        else:
+            batch.put(key, raw)
+    store._db_for_partition(partition).write(batch)  # type: ignore[attr-defined]
+    index = store._key_index  # type: ignore[attr-defined]
+    for key in items:
+        index[key] = partition
+
+
+def read_partition(table: TableT[Any, Any], partition: int, key: str) -> Any:
+    """The stored value of ``key`` in ``partition`` (JSON-decoded), or None."""
+    store = table.data
+    if isinstance(store, memory.Store):
+        return store.data.get(key)
+    raw = store._db_for_partition(partition).get(key.encode())  # type: ignore[attr-defined]
+    if raw is None:
+        return None
+    return store._decode_value(raw)  # type: ignore[attr-defined]
+
+
+def changelog_topic(table: TableT[Any, Any]) -> str:
+    name: str = table.changelog_topic.get_topic_name()
+    return name
+
+
+def persist_offsets(table: TableT[Any, Any], offsets: dict[int, int]) -> None:
+    """Remember the changelog offsets written, so a restart recovers only what follows."""
+    store = table.data
+    if isinstance(store, memory.Store):
+        return
+    topic = changelog_topic(table)
+    for partition, offset in offsets.items():
+        store.set_persisted_offset(TP(topic, partition), offset)  # type: ignore[attr-defined]

@@ -1,0 +1,127 @@
+"""How an agent works through its input: chunks from an inlet, decided, flushed.
+
+Each agent (ingest, workflow) is a Faust agent over an in-memory channel of chunks
+(``chunks()``: room for one waiting chunk): a pump moves fetched messages from the
+agent's ``Inlet`` (streams.batching) onto the channel, at most ``CHUNK`` at a time,
+so that one agent's chunk never keeps the other waiting long. The agent decides a
+chunk message by message against ``state`` and flushes when nothing more waits for
+it, or once ``FLUSH_EVERY`` decided messages are pending (a write-back of a busy
+stream's hot subjects). Agent tests put chunks on the channel directly
+(``agent.test_context()``), and each chunk is flushed at once.
+
+On a rebalance the waiting messages are dropped (Faust seeks every partition back to
+its committed offset), what was decided is flushed without acknowledging it (its
+partitions may have moved; the new owner replays it, and every handler is idempotent),
+and the decoded values are forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faust.types import AgentT, ChannelT, Message
+
+from streams import batching
+from streams.app import app
+from streams.state import state
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1_000
+FLUSH_EVERY = 20_000
+
+Handle = Callable[[Message], Awaitable[None]]
+
+INLETS: list[batching.Inlet] = []
+FEEDS: list[tuple[batching.Inlet, AgentT[Any]]] = []
+
+
+def chunks() -> ChannelT[Any]:
+    """An agent's input channel: one chunk may wait while the agent works on another."""
+    channel: ChannelT[Any] = app.channel(maxsize=1)
+    return channel
+
+
+def inlet(name: str, topics: Sequence[str]) -> batching.Inlet:
+    """The inlet of an agent's topics (installed into Faust when the worker starts)."""
+    made = batching.Inlet(name, topics)
+    INLETS.append(made)
+    return made
+
+
+async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | None) -> None:
+    """Decide every message of ``chunk``; flush if nothing more waits or enough is pending."""
+    if source is not None:
+        source.carried -= 1
+    async with state.lock:
+        for message in chunk:
+            state.message = message
+            try:
+                await handle(message)
+            finally:
+                state.message = None
+            state.done(message)
+        idle = source is None or not (len(source) or source.carried > 0)
+        if idle or state.pending >= FLUSH_EVERY:
+            started = time.perf_counter()
+            pending = state.pending
+            await state.flush()
+            elapsed_ms = 1000 * (time.perf_counter() - started)
+            log.debug("flushed %d inputs in %.1f ms", pending, elapsed_ms)
+
+
+async def pump(source: batching.Inlet, agent: AgentT[Any]) -> None:
+    """Move fetched messages onto the agent's channel, a chunk at a time."""
+    channel: ChannelT[Any] = agent.channel
+    offset = 0
+    while True:
+        chunk = await source.take(CHUNK)
+        carrier = Message(
+            topic=source.name,
+            partition=0,
+            offset=offset,
+            timestamp=time.time(),
+            timestamp_type=0,
+            headers=None,
+            key=None,
+            value=chunk,  # type: ignore[arg-type]  # an in-memory channel carries objects
+            checksum=None,
+        )
+        offset += 1
+        source.carried += 1
+        await channel.put(await channel.decode(carrier))
+
+
+def feed(source: batching.Inlet, agent: AgentT[Any]) -> None:
+    """``agent`` takes its chunks from ``source`` once the worker starts."""
+    FEEDS.append((source, agent))
+
+
+def start() -> None:
+    """Route the inlets' topics to them and pump each into its agent (worker start, after
+    the agents are imported; never in agent tests, which put chunks themselves)."""
+    batching.check_faust()
+    batching.install(app, [source for source, _ in FEEDS])
+    state.acknowledge = lambda messages: batching.acknowledge(app, messages)
+    for source, agent in FEEDS:
+
+        async def run_pump(source: batching.Inlet = source, agent: AgentT[Any] = agent) -> None:
+            await pump(source, agent)
+
+        app.task(run_pump)
+
+
+async def on_revoked(*_: Any, **__: Any) -> None:
+    """Partitions are moving: flush what was decided, drop what waits, forget the cache."""
+    async with state.lock:
+        dropped = sum(source.drop() for source in INLETS)
+        await state.flush(acknowledge=False)
+        state.forget()
+    if dropped:
+        log.info("rebalance: %d fetched messages left for their new owners", dropped)
+
+
+app.on_partitions_revoked.connect(on_revoked)

@@ -1,0 +1,179 @@
+"""The agents' view of the tables: read through, written back, flushed with the outputs.
+
+An agent decides on a chunk of input messages at a time. Every table read and write
+goes through ``state``, against the partition of the message being processed (every
+input is keyed by subject id, so that partition owns everything the decision touches).
+A write stays here, decoded, until the next ``flush``: then each changed key is
+written once (streams.batching), every output waiting in ``state`` is sent, and once
+all of it is delivered the chunk's input messages are acknowledged. Reads see the
+writes not yet flushed, so a subject's second event in a chunk builds on its first.
+
+Decoded values are also kept after a flush (a bounded LRU, dropped on every
+rebalance), so a hot subject is not read and validated again per event. On the memory
+store (agent tests, which edit and clear tables directly) only unflushed writes are
+kept; every other read goes to the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from faust.types import Message, TableT
+
+from streams import batching
+from streams.app import app, settings
+
+log = logging.getLogger(__name__)
+
+V = TypeVar("V")
+_MISSING: Any = object()
+
+CACHE_SIZE = 200_000
+
+Send = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[Awaitable[Any]]]
+
+
+@dataclass(frozen=True)
+class Slot(Generic[V]):
+    """One table with how its values are decoded from and encoded to JSON."""
+
+    table: TableT[Any, Any]
+    decode: Callable[[Any], V]
+    encode: Callable[[V], Any]
+
+    @property
+    def name(self) -> str:
+        name: str = self.table.name
+        return name
+
+
+class State:
+    """Write-back table view, waiting outputs and processed inputs, flushed together."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.message: Message | None = None
+        self._cache: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
+        self._dirty: dict[tuple[str, int], dict[str, Any]] = {}
+        self._slots: dict[str, Slot[Any]] = {}
+        self._out: list[tuple[str, bytes | None, bytes | None]] = []
+        self._done: list[Message] = []
+        self.cache_size = 0 if settings.store.startswith("memory:") else CACHE_SIZE
+        self.send: Send = _producer_send
+        # How processed inputs are acknowledged (streams.pipeline sets it for the
+        # inlets' Kafka messages; agent tests have none).
+        self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
+
+    # --- where ---------------------------------------------------------------------
+
+    @property
+    def partition(self) -> int:
+        """The partition of the message being processed (0 outside one: agent tests)."""
+        return self.message.partition if self.message is not None else 0
+
+    # --- tables --------------------------------------------------------------------
+
+    def get(self, slot: Slot[V], key: str) -> V | None:
+        dirty = self._dirty.get((slot.name, self.partition))
+        if dirty is not None and key in dirty:
+            return dirty[key]  # type: ignore[no-any-return]
+        ckey = (slot.name, self.partition, key)
+        value = self._cache.get(ckey, _MISSING)
+        if value is not _MISSING:
+            self._cache.move_to_end(ckey)
+            return value  # type: ignore[no-any-return]
+        raw = batching.read_partition(slot.table, self.partition, key)
+        decoded = slot.decode(raw) if raw is not None else None
+        self._remember(ckey, decoded)
+        return decoded
+
+    def put(self, slot: Slot[V], key: str, value: V) -> None:
+        """``value`` becomes ``key``'s value: visible at once, stored at the next flush."""
+        self._slots[slot.name] = slot
+        self._dirty.setdefault((slot.name, self.partition), {})[key] = value
+        self._remember((slot.name, self.partition, key), value)
+
+    def _remember(self, ckey: tuple[str, int, str], value: Any) -> None:
+        if not self.cache_size:
+            return
+        self._cache[ckey] = value
+        self._cache.move_to_end(ckey)
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    # --- outputs and inputs --------------------------------------------------------
+
+    def emit(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Send ``value`` at the next flush (in order with the other outputs)."""
+        self._out.append((topic, key, value))
+
+    def done(self, message: Message) -> None:
+        """``message`` is decided: acknowledge it once what it caused is delivered."""
+        self._done.append(message)
+
+    @property
+    def pending(self) -> int:
+        return len(self._done)
+
+    # --- flush ---------------------------------------------------------------------
+
+    async def flush(self, *, acknowledge: bool = True) -> None:
+        """Store every changed key once, send every output, then acknowledge the inputs
+        (not during a rebalance: the partitions may be gone; their inputs are replayed)."""
+        dirty, out, done = self._dirty, self._out, self._done
+        self._dirty, self._out, self._done = {}, [], []
+        deliveries: list[Awaitable[Any]] = []
+        changelog: list[tuple[Slot[Any], int]] = []
+        for (name, partition), values in dirty.items():
+            slot = self._slots[name]
+            items = _encoded(slot, values)
+            batching.write_partition(slot.table, partition, items)
+            topic = batching.changelog_topic(slot.table)
+            for key, (_, raw) in items.items():
+                deliveries.append(await self.send(topic, key, raw, partition))
+                changelog.append((slot, partition))
+        for out_topic, out_key, out_value in out:
+            deliveries.append(await self.send(out_topic, out_key, out_value, None))
+        results = await asyncio.gather(*deliveries)
+        offsets: dict[str, dict[int, int]] = {}
+        for (slot, partition), meta in zip(changelog, results, strict=False):
+            offset = getattr(meta, "offset", None)
+            if isinstance(offset, int):
+                per_table = offsets.setdefault(slot.name, {})
+                per_table[partition] = max(offset, per_table.get(partition, -1))
+        for name, per_partition in offsets.items():
+            batching.persist_offsets(self._slots[name].table, per_partition)
+        if done and acknowledge:
+            self.acknowledge(done)
+
+    def forget(self) -> None:
+        """Drop every decoded value (partitions moved; recovery may have changed them)."""
+        self._cache.clear()
+
+
+def _encoded(slot: Slot[Any], values: dict[str, Any]) -> dict[bytes, tuple[Any, bytes | None]]:
+    items: dict[bytes, tuple[Any, bytes | None]] = {}
+    for key, value in values.items():
+        if value is None:
+            items[key.encode()] = (None, None)
+        else:
+            jsonable = slot.encode(value)
+            items[key.encode()] = (jsonable, json.dumps(jsonable).encode())
+    return items
+
+
+async def _producer_send(
+    topic: str, key: bytes | None, value: bytes | None, partition: int | None
+) -> Awaitable[Any]:
+    """Hand a record to the producer; the returned future completes on delivery."""
+    future: Awaitable[Any] = await app.producer.send(topic, key, value, partition, None, None)
+    return future
+
+
+state = State()
