@@ -107,11 +107,15 @@ def start() -> None:
     batching.install(app, [source for source, _ in FEEDS])
     state.acknowledge = lambda messages: batching.acknowledge(app, messages)
     for source, agent in FEEDS:
+        app.task(_pumping(source, agent))
 
-        async def run_pump(source: batching.Inlet = source, agent: AgentT[Any] = agent) -> None:
-            await pump(source, agent)
 
-        app.task(run_pump)
+def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitable[None]]:
+    # A task without parameters: Faust passes the app to a task that takes one.
+    async def run_pump() -> None:
+        await pump(source, agent)
+
+    return run_pump
 
 
 async def on_revoked(*_: Any, **__: Any) -> None:

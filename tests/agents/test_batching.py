@@ -1,0 +1,132 @@
+"""The one module that reaches into Faust (streams.batching): it fails here, loudly, if a
+Faust upgrade moves what it uses, and its inlets keep order and apply back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP, Message
+
+from streams import batching
+from streams.state import Slot, State
+from streams.tables import CONSENT, identities
+
+
+def message(topic: str, offset: int, partition: int = 0) -> Message:
+    return Message(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=None,
+        key=b"S1",
+        value=b"v",
+        checksum=None,
+    )
+
+
+def test_the_installed_faust_is_the_one_the_module_was_written_for() -> None:
+    batching.check_faust()
+    assert faust.__version__ == batching.FAUST_VERSION
+
+
+def test_another_faust_version_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    with pytest.raises(batching.FaustChanged, match="0.16.0"):
+        batching.check_faust()
+
+
+def test_the_conductor_internals_it_wraps_are_there(app: Any) -> None:
+    """Conductor._build_handler(tp, channels) and Consumer.ack(message), as 0.15.3 has."""
+    conductor = app.topics
+    assert callable(conductor._build_handler)
+    assert callable(app.consumer.ack)
+    assert callable(app.flow_control.acquire)
+
+
+async def test_install_routes_the_inlets_topics_and_leaves_the_others_to_faust(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conductor = app.topics
+    original = conductor._build_handler
+    built: list[TP] = []
+
+    def faust_handler(tp: TP, _channels: Any) -> Any:
+        built.append(tp)
+        return "faust's own"
+
+    monkeypatch.setattr(conductor, "_build_handler", faust_handler)
+    inlet = batching.Inlet("test", ["a.events"])
+    batching.install(app, [inlet])
+    try:
+        handler = conductor._build_handler(TP("a.events", 1), set())
+        assert conductor._build_handler(TP("b.events", 0), set()) == "faust's own"
+        assert built == [TP("b.events", 0)]
+        await handler(message("a.events", 7, partition=1))
+        assert [m.offset for m in await inlet.take(10)] == [7]
+        assert any("a.events" in t.topics for t in conductor)  # subscribed
+    finally:
+        monkeypatch.setattr(conductor, "_build_handler", original)
+
+
+async def test_inlet_hands_out_chunks_in_arrival_order_and_holds_the_fetcher_when_full(
+    app: Any,
+) -> None:
+    inlet = batching.Inlet("test", ["a.events"], high_water=4)
+    handler = inlet.handler(app)
+    for offset in range(3):
+        await handler(message("a.events", offset))
+    fourth = asyncio.ensure_future(handler(message("a.events", 3)))
+    await asyncio.sleep(0.01)
+    assert not fourth.done()  # four waiting: the fetcher waits for room
+    assert [m.offset for m in await inlet.take(3)] == [0, 1, 2]
+    await asyncio.wait_for(fourth, 1)
+    assert [m.offset for m in await inlet.take(10)] == [3]
+    taker = asyncio.ensure_future(inlet.take(10))
+    await asyncio.sleep(0.01)
+    assert not taker.done()  # nothing there: take waits
+    await handler(message("a.events", 4))
+    assert [m.offset for m in await asyncio.wait_for(taker, 1)] == [4]
+
+
+async def test_a_rebalance_drops_what_waits(app: Any) -> None:
+    inlet = batching.Inlet("test", ["a.events"])
+    handler = inlet.handler(app)
+    await handler(message("a.events", 0))
+    assert inlet.drop() == 1
+    assert len(inlet) == 0
+
+
+async def test_state_reads_its_own_writes_until_the_flush_stores_them_once(app: Any) -> None:
+    """One flush writes each changed key once, and only then are inputs acknowledged."""
+    view = State()
+    sends: list[tuple[str, bytes | None, int | None]] = []
+    acknowledged: list[Message] = []
+
+    async def send(topic: str, key: bytes | None, _value: Any, partition: int | None) -> Any:
+        sends.append((topic, key, partition))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    view.send = send
+    view.acknowledge = acknowledged.extend
+    slot: Slot[dict[str, int]] = Slot(identities, dict, dict)
+    inputs = [message("crm.events", offset, partition=2) for offset in range(3)]
+    for count, item in enumerate(inputs, start=1):
+        view.message = item
+        view.put(slot, "S1", {"n": count})
+        assert view.get(slot, "S1") == {"n": count}
+        view.done(item)
+    view.message = None
+    assert identities.data.get("S1") is None  # nothing stored before the flush
+    await view.flush()
+    assert identities.data["S1"] == {"n": 3}
+    changelog = batching.changelog_topic(identities)
+    assert sends == [(changelog, b"S1", 2)]  # one write for three changes, on partition 2
+    assert acknowledged == inputs
+    assert CONSENT.name == "consent"
