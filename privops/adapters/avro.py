@@ -32,6 +32,7 @@ from privops.adapters.guard import (
     untrusted_schema,
 )
 from privops.core.errors import DecodeError
+from privops.core.personal import PERSONAL_ATTR
 from privops.core.records import ALL_RECORDS, RECORDS_BY_NAME, Record
 
 Schema = dict[str, Any]
@@ -56,6 +57,8 @@ def _record(model: type[BaseModel], seen: set[str]) -> Schema:
             field["doc"] = info.description
         if not info.is_required():
             field["default"] = _default(info.get_default(call_default_factory=True))
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(PERSONAL_ATTR):
+            field[PERSONAL_ATTR] = True
         fields.append(field)
     schema: Schema = {"type": "record", "name": model.__name__, "namespace": model.namespace}
     if model.doc:

@@ -9,10 +9,11 @@ schema; nothing else is ever written to a privops topic.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from privops.core.personal import PERSONAL
 from privops.core.pii import looks_like_pii
 from privops.core.vocab import (
     Category,
@@ -49,8 +50,8 @@ class Identifiers(Record):
 
     namespace: ClassVar[str] = "privops.common"
     customer_id: str | None = None
-    email: str | None = None
-    phone: str | None = None
+    email: Annotated[str | None, PERSONAL] = None
+    phone: Annotated[str | None, PERSONAL] = None
     system_ref: str | None = None
 
     def present(self) -> dict[str, str]:
@@ -75,7 +76,7 @@ class Retention(Record):
 
 class ExportReference(Record):
     namespace: ClassVar[str] = "privops.common"
-    location: str
+    location: Annotated[str, PERSONAL]
     record_count: int
     checksum: str
     media_type: str = "application/json"
@@ -202,7 +203,7 @@ class FootageCaptured(UpstreamEvent):
 
 class InvestigationOpened(UpstreamEvent):
     investigation_id: str
-    reason: str
+    reason: Annotated[str, PERSONAL]
 
 
 class InvestigationClosed(UpstreamEvent):
@@ -219,7 +220,7 @@ class DataDisclosed(UpstreamEvent):
     disclosure_id: str
     recipient: str
     categories: list[Category]
-    recipient_ref: str | None = None
+    recipient_ref: Annotated[str | None, PERSONAL] = None
 
 
 UPSTREAM_EVENTS: tuple[type[UpstreamEvent], ...] = (
@@ -267,7 +268,7 @@ class RequestSubmitted(Command):
     # The day the information asked for to confirm identity arrived: the clock starts
     # then, not when someone finished checking it (identity_verified_on).
     identity_received_on: date | None = None
-    rectification: dict[str, str] = {}
+    rectification: Annotated[dict[str, str], PERSONAL] = {}
     objection_scope: ObjectionScope | None = None
     linked_request_id: str | None = None
     reason: str | None = None
@@ -384,7 +385,7 @@ class Task(Record):
     system: System
     attempt: int = 1
     issued_at: datetime
-    identifiers: dict[str, str]
+    identifiers: Annotated[dict[str, str], PERSONAL]
     categories: list[Category] = []
     keep: list[Retention] = []
 
@@ -403,7 +404,7 @@ class LiftRestriction(Task):
 
 class Rectify(Task):
     action: ClassVar[TaskAction] = TaskAction.rectify
-    changes: dict[str, str] = {}
+    changes: Annotated[dict[str, str], PERSONAL] = {}
 
 
 class Export(Task):
@@ -558,7 +559,7 @@ class SubjectNotification(Notification):
     subject_id: str
     kind: str
     message: str
-    document: str | None = None
+    document: Annotated[str | None, PERSONAL] = None
     exports: list[ExportReference] = []
 
 
@@ -570,7 +571,7 @@ class RecipientNotification(Notification):
     categories: list[Category]
     subject_ref: str
     # The identifiers this recipient holds for the subject (from its disclosures).
-    recipient_refs: list[str] = []
+    recipient_refs: Annotated[list[str], PERSONAL] = []
 
 
 NOTIFICATIONS: tuple[type[Notification], ...] = (SubjectNotification, RecipientNotification)

@@ -1,0 +1,256 @@
+"""The SDK side of crypto-shredding (privops.connectors.encryption): a system encrypts its
+events' personal fields before producing, a connector reads its task's identifiers, and
+erasure makes both unreadable. Keys come from a real ring fed by a list standing for the
+``privacy.subject-keys`` topic, and a key service doing what the worker does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from privops.connectors.encryption import (
+    RingKeySource,
+    decrypt_record,
+    encrypt_record,
+    personal_fields,
+    task_identifiers,
+)
+from privops.core.fieldcrypt import (
+    MAIN_SCOPE,
+    MalformedField,
+    ShreddedKey,
+    TamperedField,
+    is_encrypted,
+)
+from privops.core.records import (
+    UPSTREAM_EVENTS,
+    CustomerCreated,
+    Erase,
+    Identifiers,
+    RecipientNotification,
+    Rectify,
+    Task,
+)
+from privops.core.subject_keys import Kek, KeyRing, SubjectKey, create, unwrap
+from privops.core.vocab import Category, System, TaskAction
+
+NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+ANN, BOB = "subj-ann", "subj-bob"
+KEK = Kek(1, bytes(range(32)))
+Topic = list[tuple[str, SubjectKey | None]]
+
+
+class KeyService:
+    """The worker's part: get-or-create at the subject's owner, stored before handed out."""
+
+    def __init__(self, topic: Topic, clock: datetime = NOW) -> None:
+        self.topic = topic
+        self.own = KeyRing(lambda r: unwrap(r, KEK))
+        self.clock = clock
+
+    def __call__(self, subject_id: str, scope: str) -> SubjectKey:
+        found = self.own.current(subject_id, scope)
+        if found is not None:
+            (record,) = [r for r in self.own.records(subject_id) if r.key_id == found.key_id]
+            return record
+        record, _ = create(subject_id, scope, KEK, self.clock)
+        self.topic.append((record.key_id, record))  # acknowledged before the key leaves
+        self.own.apply(record.key_id, record)
+        return record
+
+
+def reader(topic: Topic, service: KeyService | None = None) -> RingKeySource:
+    """A system's key source, caught up with the topic."""
+    ring = KeyRing(lambda r: unwrap(r, KEK))
+    for key_id, record in topic:
+        ring.apply(key_id, record)
+    return RingKeySource(ring, service or KeyService(topic))
+
+
+def catch_up(source: RingKeySource, topic: Topic) -> None:
+    for key_id, record in topic:
+        source.ring.apply(key_id, record)
+
+
+def customer(subject_id: str = ANN) -> CustomerCreated:
+    return CustomerCreated(
+        event_id="e1",
+        occurred_at=NOW,
+        source=System.crm,
+        subject_id=subject_id,
+        identifiers=Identifiers(customer_id="c-42", email="ann@example.com", phone="+447700900123"),
+    )
+
+
+def erase_task(identifiers: dict[str, str], kind: type[Task] = Erase, **extra: Any) -> Any:
+    return kind(
+        task_id="t1",
+        request_id="r1",
+        subject_id=ANN,
+        system=System.crm,
+        issued_at=NOW,
+        identifiers=identifiers,
+        **extra,
+    )
+
+
+@pytest.fixture
+def topic() -> Topic:
+    return []
+
+
+def test_an_event_is_produced_with_its_personal_fields_encrypted(topic: Topic) -> None:
+    keys = reader(topic, KeyService(topic))
+    event = customer()
+    sealed = encrypt_record(event, keys)
+    assert type(sealed) is CustomerCreated
+    assert sealed.identifiers.email is not None
+    assert sealed.identifiers.phone is not None
+    assert is_encrypted(sealed.identifiers.email)
+    assert is_encrypted(sealed.identifiers.phone)
+    assert "ann@example.com" not in sealed.model_dump_json()
+    assert sealed.identifiers.customer_id == "c-42"
+    assert sealed.model_dump(exclude={"identifiers"}) == event.model_dump(exclude={"identifiers"})
+    assert decrypt_record(sealed, keys) == event
+
+
+def test_encrypting_twice_changes_nothing(topic: Topic) -> None:
+    keys = reader(topic)
+    once = encrypt_record(customer(), keys)
+    assert encrypt_record(once, keys) == once
+
+
+def test_a_dict_record_needs_its_name_and_is_not_changed_in_place(topic: Topic) -> None:
+    keys = reader(topic)
+    datum: dict[str, Any] = customer().model_dump(mode="python")
+    with pytest.raises(ValueError, match="record_name"):
+        encrypt_record(datum, keys)
+    sealed = encrypt_record(datum, keys, record_name=CustomerCreated.fullname())
+    assert datum["identifiers"]["email"] == "ann@example.com"
+    assert is_encrypted(sealed["identifiers"]["email"])
+    opened = decrypt_record(sealed, keys, record_name=CustomerCreated.fullname())
+    assert opened == datum
+
+
+def test_two_systems_meeting_a_new_subject_write_under_one_key(topic: Topic) -> None:
+    service = KeyService(topic)
+    crm, orders = reader(topic, service), reader(topic, service)
+    from_crm = encrypt_record(customer(), crm)
+    from_orders = encrypt_record(customer(), orders)
+    assert len(topic) == 1
+    privops = reader(topic)  # the worker's ingest, from the topic alone
+    assert decrypt_record(from_crm, privops) == decrypt_record(from_orders, privops)
+
+
+def test_racing_creators_lose_no_data_and_readers_converge(topic: Topic) -> None:
+    """A zombie owner during a rebalance creates a second key: both stay readable."""
+    old_owner, new_owner = KeyService(topic), KeyService(topic, NOW + timedelta(seconds=1))
+    crm, orders = reader([], old_owner), reader([], new_owner)
+    from_crm = encrypt_record(customer(), crm)
+    from_orders = encrypt_record(customer(), orders)
+    assert len(topic) == 2
+    for source in (crm, orders):
+        catch_up(source, topic)
+    assert crm.current_key(ANN, MAIN_SCOPE) == orders.current_key(ANN, MAIN_SCOPE)
+    privops = reader(topic)
+    assert decrypt_record(from_crm, privops) == decrypt_record(from_orders, privops)
+
+
+def test_a_connector_reads_its_tasks_identifiers(topic: Topic) -> None:
+    privops = reader(topic)
+    plain = {"email": "ann@example.com", "customer_id": "c-42"}
+    task = encrypt_record(erase_task(plain), privops)
+    assert all(is_encrypted(v) for v in task.identifiers.values())
+    assert task_identifiers(task, reader(topic)) == plain
+
+
+def test_rectify_changes_are_personal_too(topic: Topic) -> None:
+    privops = reader(topic)
+    task = erase_task({"customer_id": "c-42"}, Rectify, changes={"email": "ann.new@example.com"})
+    sealed = encrypt_record(task, privops)
+    assert is_encrypted(sealed.changes["email"])
+    assert decrypt_record(sealed, reader(topic)) == task
+
+
+def test_values_swapped_between_identifiers_do_not_decrypt(topic: Topic) -> None:
+    keys = reader(topic)
+    task = encrypt_record(erase_task({"email": "a@example.com", "phone": "+447700900123"}), keys)
+    swapped = task.model_copy(
+        update={
+            "identifiers": {"email": task.identifiers["phone"], "phone": task.identifiers["email"]}
+        }
+    )
+    with pytest.raises(TamperedField):
+        task_identifiers(swapped, keys)
+
+
+def test_erasure_makes_the_subject_unreadable_and_leaves_others(topic: Topic) -> None:
+    keys = reader(topic)
+    ann, bob = encrypt_record(customer(ANN), keys), encrypt_record(customer(BOB), keys)
+    for key_id in keys.ring.forget_subject(ANN):
+        topic.append((key_id, None))  # the worker's tombstones
+    connector = reader(topic)
+    with pytest.raises(ShreddedKey):
+        decrypt_record(ann, connector)
+    with pytest.raises(ShreddedKey):
+        decrypt_record(ann, keys)
+    assert decrypt_record(bob, connector) == customer(BOB)
+
+
+def test_plaintext_in_a_personal_field_is_refused_unless_legacy(topic: Topic) -> None:
+    keys = reader(topic)
+    plain = erase_task({"email": "ann@example.com"})
+    with pytest.raises(MalformedField):
+        task_identifiers(plain, keys)
+    assert task_identifiers(plain, keys, legacy_plaintext=True) == {"email": "ann@example.com"}
+
+
+def test_a_record_without_subject_id_takes_the_kafka_key(topic: Topic) -> None:
+    keys = reader(topic)
+    note = RecipientNotification(
+        notification_id="n1",
+        request_id="r1",
+        issued_at=NOW,
+        recipient="debt-collector",
+        action=TaskAction.erase,
+        categories=[Category.credit],
+        subject_ref="sr-1",
+        recipient_refs=["ACC-991"],
+    )
+    with pytest.raises(ValueError, match="subject_id"):
+        encrypt_record(note, keys)
+    sealed = encrypt_record(note, keys, subject_id=ANN)
+    assert is_encrypted(sealed.recipient_refs[0])
+    assert decrypt_record(sealed, keys, subject_id=ANN) == note
+    with pytest.raises(TamperedField):
+        decrypt_record(sealed, encrypt_source_for_bob(topic), subject_id=BOB)
+
+
+def encrypt_source_for_bob(topic: Topic) -> RingKeySource:
+    source = reader(topic)
+    source.current_key(BOB, MAIN_SCOPE)
+    catch_up(source, topic)
+    return source
+
+
+def test_a_retained_scope_gets_its_own_key(topic: Topic) -> None:
+    keys = reader(topic)
+    main = encrypt_record(customer(), keys)
+    kept = encrypt_record(customer(), keys, scope="retained:purchases:2032-03-31")
+    assert main.identifiers.email is not None
+    assert kept.identifiers.email is not None
+    assert main.identifiers.email.split(":")[1] != kept.identifiers.email.split(":")[1]
+    assert {r.scope for r in keys.ring.records(ANN)} == {
+        MAIN_SCOPE,
+        "retained:purchases:2032-03-31",
+    }
+
+
+def test_every_upstream_event_has_personal_fields_to_encrypt() -> None:
+    for event in UPSTREAM_EVENTS:
+        paths = {str(p) for p in personal_fields(event.fullname())}
+        assert {"identifiers.email", "identifiers.phone"} <= paths, event.fullname()
+    with pytest.raises(ValueError, match="no committed schema"):
+        personal_fields("privops.events.Nope")
