@@ -119,6 +119,9 @@ class Inlet:
         committed offset, so nothing unacknowledged is lost)."""
         dropped = len(self._buffer)
         self._buffer.clear()
+        # Chunks already handed on belong to the old consumer generation: the agent's
+        # stream skips them, so none of them is still to come.
+        self.carried = 0
         self._room.set()
         return dropped
 

@@ -89,6 +89,8 @@ async def pump(source: batching.Inlet, agent: AgentT[Any]) -> None:
             key=None,
             value=chunk,  # type: ignore[arg-type]  # an in-memory channel carries objects
             checksum=None,
+            # A stream skips an event of another consumer generation than the app's.
+            generation_id=app.consumer_generation_id,
         )
         offset += 1
         source.carried += 1
