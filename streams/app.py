@@ -37,6 +37,7 @@ app = faust.App(
     web_port=settings.web_port,
     web_bind=settings.web_host,
     producer_acks=-1,
+    topic_replication_factor=settings.replication_factor,
     stream_wait_empty=False,
     broker_commit_every=100,
     broker_commit_interval=1.0,

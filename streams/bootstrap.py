@@ -32,4 +32,8 @@ def ensure_topics() -> list[TopicOutcome]:
     app.discover()  # tables are declared by the agent modules
     datamap = load_datamap(settings.datamap)
     specs = catalogue(settings.topic_partitions, datamap) + changelog_specs()
-    return asyncio.run(create_topics(settings.kafka_bootstrap, specs))
+    return asyncio.run(
+        create_topics(
+            settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor
+        )
+    )

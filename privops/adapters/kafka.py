@@ -10,12 +10,20 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, StaleMetadata
+from aiokafka.errors import (
+    InvalidReplicationFactorError,
+    KafkaConnectionError,
+    KafkaError,
+    StaleMetadata,
+    TopicAlreadyExistsError,
+)
 
-from privops.core.errors import RuntimeUnavailable
+from privops.adapters.cluster import min_insync_for
+from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.topics import TopicSpec
 
 
@@ -56,8 +64,24 @@ async def cluster_id(bootstrap: str) -> str:
     return str(described.get("cluster_id") or "")
 
 
-async def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[TopicOutcome]:
-    """Create missing topics; report existing ones (and a partition-count mismatch)."""
+def producer_options(bootstrap: str) -> dict[str, Any]:
+    """What every privops producer needs: a record counts as sent once every in-sync
+    replica has it (acks=all; with min.insync.replicas=2 a broker can die without losing
+    it), and the broker drops a retried batch it already wrote (idempotence)."""
+    return {"bootstrap_servers": bootstrap, "acks": "all", "enable_idempotence": True}
+
+
+def replication_config(replication_factor: int) -> dict[str, str]:
+    """Topic config that goes with a replication factor (nothing to add for one copy)."""
+    min_insync = min_insync_for(replication_factor)
+    return {"min.insync.replicas": str(min_insync)} if min_insync > 1 else {}
+
+
+async def create_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], *, replication_factor: int = 1
+) -> list[TopicOutcome]:
+    """Create missing topics with ``replication_factor`` copies (settings.replication_factor);
+    report existing ones, and a partition-count or replication mismatch."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     try:
         await admin.start()
@@ -68,28 +92,72 @@ async def create_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[Topi
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            await admin.create_topics(
-                [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.config)) for s in missing]
+            extra = replication_config(replication_factor)
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        s.name,
+                        s.partitions,
+                        replication_factor,
+                        topic_configs={**extra, **s.config},
+                    )
+                    for s in missing
+                ]
             )
-        described = await admin.describe_topics([s.name for s in specs])
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
-        outcomes = []
-        for spec in specs:
-            note = ""
-            have = counts.get(spec.name, 0)
-            if have != spec.partitions:
-                note = f"has {have} partitions, catalogue says {spec.partitions}"
-            outcomes.append(TopicOutcome(spec.name, spec in missing, have, note))
-        return outcomes
+            _raise_creation_errors(response.topic_errors, replication_factor)
+        described = await _described(admin, [s.name for s in specs], bool(missing))
+        return [_outcome(spec, described, spec in missing, replication_factor) for spec in specs]
     finally:
         await admin.close()
 
 
+async def _described(
+    admin: AIOKafkaAdminClient, names: list[str], just_created: bool, attempts: int = 40
+) -> list[Any]:
+    """Topic metadata; after a creation, the broker asked may not know the new topics for
+    a moment (another node of a cluster was the controller), so wait for them."""
+    described: list[Any] = []
+    for _ in range(attempts if just_created else 1):
+        described = await admin.describe_topics(names)
+        if all(d["partitions"] and d["error_code"] == 0 for d in described):
+            break
+        await asyncio.sleep(0.25)
+    return described
+
+
+def _raise_creation_errors(topic_errors: list[Any], replication_factor: int) -> None:
+    """A topic the broker refused is an error here, not a "0 partitions" note later."""
+    for name, code, *message in topic_errors:
+        if code in (0, TopicAlreadyExistsError.errno):  # created, or by someone else meanwhile
+            continue
+        detail = message[0] if message and message[0] else f"error code {code}"
+        if code == InvalidReplicationFactorError.errno:
+            raise ConfigError(
+                f"cannot create {name} with {replication_factor} replicas ({detail}); "
+                "set PRIVOPS_REPLICATION_FACTOR to at most the number of brokers"
+            )
+        raise RuntimeUnavailable(f"the broker refused to create {name}: {detail}")
+
+
+def _outcome(
+    spec: TopicSpec, described: list[Any], created: bool, replication_factor: int
+) -> TopicOutcome:
+    partitions: list[Any] = next(
+        (d["partitions"] for d in described if d["topic"] == spec.name), []
+    )
+    notes = []
+    if len(partitions) != spec.partitions:
+        notes.append(f"has {len(partitions)} partitions, catalogue says {spec.partitions}")
+    replicas = {len(p["replicas"]) for p in partitions}
+    if replicas and replicas != {replication_factor}:
+        copies = "/".join(map(str, sorted(replicas)))
+        notes.append(f"has {copies} replicas, settings say {replication_factor}")
+    return TopicOutcome(spec.name, created, len(partitions), "; ".join(notes))
+
+
 @asynccontextmanager
 async def producer(bootstrap: str, **kwargs: object) -> AsyncIterator[AIOKafkaProducer]:
-    prod = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **kwargs
-    )
+    prod = AIOKafkaProducer(**{**producer_options(bootstrap), **kwargs})
     try:
         await prod.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:

@@ -1,200 +1,74 @@
-"""The local runtime: a real Kafka broker and schema registry from Maven Central, no Docker.
+"""The local runtime: a real Kafka cluster and schema registry from Maven Central, no Docker.
 
-Kafka 4.x runs in KRaft combined mode from the ``kafka_2.13`` jars; the registry is
-Apicurio Registry 3.x (Confluent-compatible API). Jars live under the privops home
-(``~/.cache/privops`` by default), never in the repository. Every operation is idempotent
-and reports what it did through a ``say`` callback so the CLI can print progress.
+Kafka 4.x runs in KRaft combined mode from the ``kafka_2.13`` jars: one node by default,
+or three (``up(brokers=3)``: a 3-voter quorum, replication 3, min ISR 2; the layout is
+``privops.adapters.cluster``). The registry is Apicurio Registry 3.x (Confluent-compatible
+API). Jars live under the privops cache (``~/.cache/privops`` by default), never in the
+repository. Every operation is idempotent and reports what it did through a ``say``
+callback so the CLI can print progress.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
-import signal
-import socket
-import string
 import subprocess
 import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from privops.adapters import cluster
+from privops.adapters.cluster import Layout, Node
 from privops.adapters.probes import BrokerProbe
+from privops.adapters.processes import (
+    READY_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    JvmProcess,
+    Say,
+    quiet,
+    require_java,
+)
+from privops.adapters.processes import Component as Component
+from privops.adapters.processes import ComponentStatus as ComponentStatus
 from privops.adapters.settings import Settings
 from privops.contract import deploy_dir
-from privops.core.errors import RuntimeUnavailable
-
-Say = Callable[[str], None]
+from privops.core.errors import ConfigError, RuntimeUnavailable
 
 REGISTRY_VERSION = os.environ.get("PRIVOPS_REGISTRY_VERSION", "3.0.9")
 KAFKA_POM = deploy_dir() / "kafka" / "pom.xml"
 KAFKA_TEMPLATE = deploy_dir() / "kafka" / "server.properties.template"
 KAFKA_LOG4J = deploy_dir() / "kafka" / "log4j2.properties"
-READY_TIMEOUT_S = 90.0
 
 
-def _quiet(_: str) -> None:
-    return None
+class Kafka(JvmProcess):
+    """One KRaft node (broker and controller): the single node, or one of a cluster's."""
 
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    running: bool
-    ready: bool
-    pid: int | None
-    address: str
-    log: Path
-
-
-class Component:
-    """A JVM process with a pid file, a log file, a port and a readiness probe."""
-
-    name: str = ""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.root = settings.home / self.name
-        self.pid_file = self.root / f"{self.name}.pid"
-        self.log_file = self.root / f"{self.name}.log"
-
-    # -- to implement -------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        raise NotImplementedError
-
-    @property
-    def address(self) -> str:
-        raise NotImplementedError
-
-    def ensure_installed(self, say: Say) -> None:
-        raise NotImplementedError
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def is_ready(self) -> bool:
-        raise NotImplementedError
-
-    def prepare(self, say: Say) -> None:
-        """Anything to do before the first start (format storage, ...)."""
-
-    # -- shared behaviour ---------------------------------------------------------------
-    def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if we started it and it has exited
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
-
-    def status(self) -> ComponentStatus:
-        pid = self.pid()
-        return ComponentStatus(
-            name=self.name,
-            running=pid is not None,
-            ready=pid is not None and self.is_ready(),
-            pid=pid,
-            address=self.address,
-            log=self.log_file,
-        )
-
-    def start(self, say: Say = _quiet) -> bool:
-        """Start and wait until ready. Returns False if it was already running."""
-        pid = self.pid()
-        if pid is not None:
-            if self.is_ready():
-                say(f"{self.name} already running (pid {pid}) at {self.address}")
-                return False
-            say(f"{self.name} process {pid} is up but not ready yet; waiting")
-            self._wait_ready(say, pid)
-            return False
-        _require_java()
-        if _port_in_use(self.port):
-            raise RuntimeUnavailable(
-                f"port {self.port} on 127.0.0.1 is taken by another process, so {self.name} "
-                f"cannot start; stop that process or choose another port via PRIVOPS_* settings"
-            )
-        self.ensure_installed(say)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.prepare(say)
-        say(f"starting {self.name} on {self.address} (log: {self.log_file})")
-        with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.root,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(say, proc.pid)
-        return True
-
-    def _wait_ready(self, say: Say, pid: int) -> None:
-        started = time.monotonic()
-        deadline = started + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.pid() is None:
-                raise RuntimeUnavailable(
-                    f"{self.name} exited during start-up; see the last lines of {self.log_file}:\n"
-                    + _tail(self.log_file)
-                )
-            if self.is_ready():
-                say(f"{self.name} ready in {time.monotonic() - started:.1f}s (pid {pid})")
-                return
-            time.sleep(0.5)
-        raise RuntimeUnavailable(
-            f"{self.name} did not become ready within {READY_TIMEOUT_S:.0f}s; see {self.log_file}"
-        )
-
-    def stop(self, say: Say = _quiet) -> bool:
-        """Stop gracefully (SIGTERM, then SIGKILL after 30 s). False if it was not running."""
-        pid = self.pid()
-        if pid is None:
-            say(f"{self.name} is not running")
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        say(f"stopping {self.name} (pid {pid})")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.pid() is not None:
-            time.sleep(0.2)
-        if self.pid() is not None:
-            say(f"{self.name} did not stop in 30s; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        say(f"{self.name} stopped")
-        return True
-
-
-class Kafka(Component):
-    name = "kafka"
+    def __init__(self, settings: Settings, layout: Layout | None = None, node_id: int = 1) -> None:
+        self.layout = layout or layout_of(settings, 1)
+        self.node: Node = self.layout.nodes[node_id - 1]
+        self.name = self.layout.name(self.node)
+        # Every node of a cluster is formatted with the same id (set by KafkaCluster).
+        self.cluster_id: str | None = None
+        super().__init__(settings)
 
     @property
     def port(self) -> int:
-        _, _, port = self.settings.kafka_bootstrap.rpartition(":")
-        return int(port)
+        return self.node.broker_port
 
     @property
     def address(self) -> str:
-        return self.settings.kafka_bootstrap
+        return self.node.address
+
+    def ports(self) -> list[int]:
+        return [self.node.broker_port, self.node.controller_port]
 
     @property
     def jars(self) -> Path:
@@ -237,31 +111,23 @@ class Kafka(Component):
             what="fetching the Kafka jars",
         )
 
+    def formatted_id(self) -> str | None:
+        """The cluster id this node's storage was formatted with, if it was."""
+        try:
+            meta = cluster.parse_properties((self.data_dir / "meta.properties").read_text())
+        except FileNotFoundError:
+            return None
+        return meta.get("cluster.id")
+
     def prepare(self, say: Say) -> None:
-        template = string.Template(KAFKA_TEMPLATE.read_text())
-        host, _, _ = self.settings.kafka_bootstrap.rpartition(":")
-        if host not in ("127.0.0.1", "localhost"):
-            raise RuntimeUnavailable(
-                f"the local runtime only runs on loopback; PRIVOPS_KAFKA_BOOTSTRAP={host!r}"
-            )
         self.properties.write_text(
-            template.substitute(
-                broker_port=self.port,
-                controller_port=self.settings.kafka_controller_port,
-                log_dirs=self.data_dir,
+            cluster.render_properties(
+                KAFKA_TEMPLATE.read_text(), self.layout, self.node, self.data_dir
             )
         )
-        if (self.data_dir / "meta.properties").exists():
+        if self.formatted_id() is not None:
             return
-        say("formatting Kafka storage (KRaft)")
-        cluster_id = (
-            _run(
-                [_java(), "-cp", self.classpath(), "kafka.tools.StorageTool", "random-uuid"],
-                what="generating a cluster id",
-            )
-            .strip()
-            .splitlines()[-1]
-        )
+        say(f"formatting {self.name} storage (KRaft)")
         _run(
             [
                 _java(),
@@ -270,11 +136,11 @@ class Kafka(Component):
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                cluster_id,
+                self.cluster_id or cluster.new_cluster_id(),
                 "-c",
                 str(self.properties),
             ],
-            what="formatting Kafka storage",
+            what=f"formatting {self.name} storage",
         )
 
     def command(self) -> list[str]:
@@ -292,10 +158,81 @@ class Kafka(Component):
         ]
 
     def is_ready(self) -> bool:
-        return broker_answers(self.settings.kafka_bootstrap)
+        return broker_answers(self.node.address)
 
 
-class Registry(Component):
+class KafkaCluster(Component):
+    """The nodes of a multi-broker runtime, started and stopped together."""
+
+    name = "kafka"
+
+    def __init__(self, settings: Settings, layout: Layout) -> None:
+        super().__init__(settings)
+        self.layout = layout
+        self.nodes = [Kafka(settings, layout, node.node_id) for node in layout.nodes]
+
+    def start(self, say: Say = quiet) -> bool:
+        running = all(node.pid() is not None for node in self.nodes)
+        if running and brokers_seen(self.layout.bootstrap) == self.layout.brokers:
+            say(f"{self.layout.brokers} brokers already running at {self.layout.bootstrap}")
+            return False
+        self.nodes[0].ensure_installed(say)
+        cluster_id = self.cluster_id()
+        for node in self.nodes:
+            node.cluster_id = cluster_id
+        self.format_in_parallel(say)
+        launched = False
+        for node in self.nodes:
+            launched = node.launch(say) or launched
+        for node in self.nodes:
+            node.wait_ready(say)
+        self.wait_for_every_broker(say)
+        return launched
+
+    def cluster_id(self) -> str:
+        """The id some node was already formatted with, else a new one."""
+        for node in self.nodes:
+            found = node.formatted_id()
+            if found:
+                return found
+        return cluster.new_cluster_id()
+
+    def format_in_parallel(self, say: Say) -> None:
+        """Each format starts a JVM: three at once instead of one after the other."""
+        fresh = [node for node in self.nodes if node.pid() is None and not node.formatted_id()]
+        for node in fresh:
+            node.root.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=max(1, len(fresh))) as pool:
+            list(pool.map(lambda node: node.prepare(say), fresh))
+
+    def wait_for_every_broker(self, say: Say, timeout: float = READY_TIMEOUT_S) -> None:
+        """Ready means every broker is registered: replication 3 needs three."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = brokers_seen(self.layout.bootstrap)
+            if seen == self.layout.brokers:
+                say(f"{seen} brokers ready at {self.layout.bootstrap}")
+                return
+            time.sleep(0.5)
+        raise RuntimeUnavailable(
+            f"only {brokers_seen(self.layout.bootstrap)} of {self.layout.brokers} brokers "
+            f"registered within {timeout:.0f}s; see the logs under {self.settings.home}/kafka-*"
+        )
+
+    def stop(self, say: Say = quiet) -> bool:
+        """All nodes at once: one by one, the last would wait for a quorum already gone."""
+        pids = [(node, node.terminate(say)) for node in reversed(self.nodes)]
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for node, pid in pids:
+            if pid is not None:
+                node.await_exit(say, pid, deadline)
+        return any(pid is not None for _, pid in pids)
+
+    def statuses(self) -> list[ComponentStatus]:
+        return [node.status() for node in self.nodes]
+
+
+class Registry(JvmProcess):
     name = "registry"
 
     @property
@@ -372,22 +309,61 @@ class Registry(Component):
             return False
 
 
-def components(settings: Settings) -> list[Component]:
-    return [Kafka(settings), Registry(settings)]
+def layout_of(settings: Settings, brokers: int | None = None) -> Layout:
+    """The layout for ``brokers`` nodes; None: the count the last `up` chose, else 1."""
+    if brokers is None:
+        state = cluster.read_state(settings.home)
+        brokers = state.brokers if state else 1
+    return cluster.plan(
+        settings.kafka_bootstrap,
+        settings.kafka_controller_port,
+        brokers,
+        settings.kafka_node_port_step,
+    )
 
 
-def up(settings: Settings, say: Say = _quiet) -> None:
-    for component in components(settings):
+def kafka_of(settings: Settings, layout: Layout) -> Component:
+    return Kafka(settings, layout) if layout.brokers == 1 else KafkaCluster(settings, layout)
+
+
+def components(settings: Settings, brokers: int | None = None) -> list[Component]:
+    return [kafka_of(settings, layout_of(settings, brokers)), Registry(settings)]
+
+
+def up(settings: Settings, say: Say = quiet, brokers: int | None = None) -> Layout:
+    """Start Kafka (``brokers`` nodes, else as many as last time) and the registry."""
+    layout = layout_of(settings, brokers)
+    running = [p for p in _other_layouts(settings, layout) if p.pid() is not None]
+    if running:
+        current = running[0].layout.brokers
+        raise ConfigError(
+            f"the local runtime under {settings.home} runs {current} broker(s); "
+            f"stop it with `privops local down` before `privops local up --brokers "
+            f"{layout.brokers}`"
+        )
+    cluster.write_state(settings.home, layout)
+    for component in components(settings, layout.brokers):
         component.start(say)
+    return layout
 
 
-def down(settings: Settings, say: Say = _quiet) -> None:
+def down(settings: Settings, say: Say = quiet) -> None:
+    """Stop the registry and every Kafka node, whichever broker count started them."""
     for component in reversed(components(settings)):
         component.stop(say)
+    for stray in _other_layouts(settings, layout_of(settings)):
+        if stray.pid() is not None:
+            stray.stop(say)
 
 
 def status(settings: Settings) -> list[ComponentStatus]:
-    return [component.status() for component in components(settings)]
+    return [row for component in components(settings) for row in component.statuses()]
+
+
+def _other_layouts(settings: Settings, layout: Layout) -> list[Kafka]:
+    """The nodes of the broker counts not chosen now: leftovers of an earlier `up`."""
+    others = [layout_of(settings, n) for n in cluster.BROKER_COUNTS if n != layout.brokers]
+    return [Kafka(settings, other, node.node_id) for other in others for node in other.nodes]
 
 
 def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
@@ -404,24 +380,26 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
     return asyncio.run(probe())
 
 
+def brokers_seen(bootstrap: str, timeout: float = 3.0) -> int:
+    """How many brokers the cluster's metadata lists (0 when none answers)."""
+
+    async def count() -> int:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+        try:
+            await asyncio.wait_for(client.bootstrap(), timeout)
+            metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
+        except (TimeoutError, KafkaError, OSError):
+            return 0
+        finally:
+            await client.close()
+        return len(metadata.brokers())
+
+    return asyncio.run(count())
+
+
 def _java() -> str:
-    return _require_java()
-
-
-def _require_java() -> str:
-    java = shutil.which("java")
-    if java is None:
-        raise RuntimeUnavailable(
-            "Java 17+ is needed to run Kafka and the registry: "
-            "apt-get install openjdk-17-jre-headless"
-        )
-    return java
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    return require_java()
 
 
 def _run(cmd: list[str], *, what: str, cwd: Path | None = None) -> str:
@@ -431,10 +409,3 @@ def _run(cmd: list[str], *, what: str, cwd: Path | None = None) -> str:
             f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-2000:]}"
         )
     return proc.stdout
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from privops import contract
+from privops.adapters import cluster
 from privops.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,20 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    kafka_node_port_step: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="Local runtime with --brokers 3: node n listens on the bootstrap and "
+        "controller ports + n * step",
+    )
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=cluster.MAX_REPLICATION,
+        description="Copies of every privops topic (3 gives min.insync.replicas=2); "
+        "defaults to what the local runtime's broker count allows",
+    )
     registry_url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
     registry_port: int = Field(default=18081, ge=1, le=65535)
     registry_management_port: int = Field(default=19001, ge=1, le=65535)
@@ -101,6 +116,19 @@ class Settings(BaseSettings):
             home = Path(data.get("home") or _default_home()).expanduser()
             data.setdefault("signers_file", home / "keys" / "signers.json")
             data.setdefault("signing_key_file", home / "keys" / f"{data.get('actor') or 'dpo'}.key")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_cluster_defaults(cls, data: Any) -> Any:
+        """After `privops local up --brokers 3`, clients know all three brokers and give
+        topics three replicas, unless PRIVOPS_KAFKA_BOOTSTRAP / _REPLICATION_FACTOR say."""
+        if isinstance(data, dict):
+            state = cluster.read_state(Path(data.get("home") or _default_home()).expanduser())
+            if state is not None:
+                if state.brokers > 1:
+                    data.setdefault("kafka_bootstrap", state.bootstrap)
+                data.setdefault("replication_factor", cluster.replication_for(state.brokers))
         return data
 
     @model_validator(mode="after")

@@ -1,35 +1,58 @@
-"""`privops local up|down|status`: the local Kafka broker and schema registry."""
+"""`privops local up|down|status`: the local Kafka broker(s) and schema registry."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from privops.adapters import runtime
+from privops.adapters import cluster, runtime
 from privops.cli.common import EXIT_UNAVAILABLE, Json, console, emit_json, handled, say, settings
 from privops.tools.views import table
 
 app = typer.Typer(help="Run Kafka (KRaft) and the schema registry locally, on loopback.")
 
+Brokers = Annotated[
+    int | None,
+    typer.Option(
+        "--brokers",
+        help="Kafka nodes: 1, or 3 (3-voter quorum, replication 3, min.insync.replicas 2). "
+        "Default: as many as the last `up` under this PRIVOPS_HOME, else 1.",
+        show_default=False,
+    ),
+]
+
 
 @app.command()
-def up() -> None:
+def up(brokers: Brokers = None) -> None:
     """Start Kafka and the registry (fetches jars on first use). Idempotent."""
     with handled():
-        runtime.up(settings(), say)
+        layout = runtime.up(settings(), say, brokers)
     console.print("[green]local runtime ready[/]")
+    if layout.brokers > 1:
+        console.print(
+            f"{layout.brokers} brokers at [bold]{layout.bootstrap}[/]; privops commands under "
+            f"this PRIVOPS_HOME use them and replication factor {layout.replication_factor} "
+            f"(min.insync.replicas {cluster.min_insync_for(layout.replication_factor)}). "
+            f"Elsewhere: PRIVOPS_KAFKA_BOOTSTRAP={layout.bootstrap} "
+            f"PRIVOPS_REPLICATION_FACTOR={layout.replication_factor}",
+            soft_wrap=True,
+        )
 
 
 @app.command()
 def down() -> None:
-    """Stop the registry and Kafka. Data stays under the privops home."""
+    """Stop the registry and every Kafka node. Data stays under the privops home."""
     with handled():
         runtime.down(settings(), say)
 
 
 @app.command()
 def status(as_json: Json = False) -> None:
-    """Show whether each component runs and answers. Exit 3 if any is not ready."""
-    rows = runtime.status(settings())
+    """Show whether each component (each Kafka node) runs and answers. Exit 3 if any is
+    not ready."""
+    with handled():
+        rows = runtime.status(settings())
     if as_json:
         emit_json([row.__dict__ for row in rows])
     else:

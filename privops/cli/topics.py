@@ -19,7 +19,9 @@ def create(as_json: Json = False) -> None:
     cfg = settings()
     with handled():
         specs = catalogue(cfg.topic_partitions, load_datamap(cfg.datamap))
-    outcomes = run_async(lambda: create_topics(cfg.kafka_bootstrap, specs))
+    outcomes = run_async(
+        lambda: create_topics(cfg.kafka_bootstrap, specs, replication_factor=cfg.replication_factor)
+    )
     if as_json:
         emit_json([o.__dict__ for o in outcomes])
         return

@@ -40,7 +40,7 @@ SURFACE = [
     " --open --timeout --json",
     "worker: ",
     "demo: --keep",
-    "local up: ",
+    "local up: --brokers",
     "local down: ",
     "local status: --json",
     "topics create: --json",

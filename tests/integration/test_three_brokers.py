@@ -1,0 +1,250 @@
+"""Issue 11 point 6: three KRaft brokers, one SIGKILLed while records flow.
+
+The module runs its own 3-node cluster (``runtime.KafkaCluster``, the same code as
+`privops local up --brokers 3`) on ports of its own, beside the session's single broker,
+which it never touches. Topics get replication factor 3 and min.insync.replicas=2, the
+producer acks=all with idempotence (``producer_options``), so a record the broker acked
+must survive losing any one node, and a batch retried across the failover must not be
+written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from privops.adapters import runtime
+from privops.adapters.kafka import create_topics, producer_options, read_all
+from privops.adapters.settings import Settings
+from privops.core.topics import TopicSpec, catalogue
+from tests.conftest import port
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+FIRST_PORT = port(510)  # nodes on +0/+10/+20, controllers one above each
+HOME = Path(tempfile.gettempdir()) / f"privops-three-brokers-{FIRST_PORT}"
+PARTITIONS = 2  # the catalogue's; fewer logs to recover make the restart quicker
+STREAM_PARTITIONS = 3  # one led by each node, usually
+RATE_PER_S = 200
+BEFORE_KILL_S = 3.0
+AFTER_KILL_S = 8.0  # records sent while the victim is not yet fenced (9 s) wait for the new leader
+
+
+@pytest.fixture(scope="module")
+def three_brokers() -> Iterator[runtime.KafkaCluster]:
+    settings = Settings(
+        home=HOME,
+        kafka_bootstrap=f"127.0.0.1:{FIRST_PORT}",
+        kafka_controller_port=FIRST_PORT + 1,
+        kafka_node_port_step=10,
+        replication_factor=3,
+    )
+    kafka = runtime.KafkaCluster(settings, runtime.layout_of(settings, 3))
+    kafka.stop(print)  # a previous run's leftovers, found by their pid files
+    shutil.rmtree(HOME, ignore_errors=True)
+    try:
+        kafka.start(print)
+        yield kafka
+    finally:
+        kafka.stop(print)  # logs stay under HOME for post-mortems
+
+
+@dataclass
+class Flow:
+    """What the producer had acked and what the consumer group received, by sequence."""
+
+    sent_at: dict[int, float] = field(default_factory=dict)
+    acked: dict[int, tuple[int, int]] = field(default_factory=dict)  # seq -> partition, offset
+    acked_at: dict[int, float] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    consumed: dict[int, set[tuple[int, int]]] = field(default_factory=dict)
+    deliveries: int = 0
+    pending: list[asyncio.Future[Any]] = field(default_factory=list)
+
+    def settle(self, seq: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.failed[seq] = repr(future.exception()) if not future.cancelled() else "cancelled"
+            return
+        meta = future.result()
+        self.acked[seq] = (meta.partition, meta.offset)
+        self.acked_at[seq] = time.monotonic()
+
+
+def test_no_acked_record_is_lost_or_doubled_when_a_broker_dies(
+    three_brokers: runtime.KafkaCluster, uid: str
+) -> None:
+    kafka = three_brokers
+    bootstrap = kafka.layout.bootstrap
+    topic = f"privops.test.three-brokers-{uid}"
+    specs = [*catalogue(PARTITIONS), TopicSpec(topic, "sequence number", STREAM_PARTITIONS)]
+    outcomes = asyncio.run(create_topics(bootstrap, specs, replication_factor=3))
+    assert [o.note for o in outcomes if o.note] == []
+    names = [s.name for s in specs]
+    assert asyncio.run(replication_problems(bootstrap, names)) == []
+
+    leaders = asyncio.run(partition_leaders(bootstrap, topic))
+    victim = kafka.nodes[leaders[0] - 1]  # leads partition 0, so the producer must fail over
+    led = {p for p, leader in leaders.items() if leader == victim.node.node_id}
+    print(f"SIGKILL {victim.name} (leader of partitions {sorted(led)} of {topic})")
+
+    started = time.monotonic()
+    flow, killed_at = asyncio.run(stream_through_a_kill(bootstrap, topic, victim, uid))
+    print(
+        f"sent {len(flow.sent_at)}, acked {len(flow.acked)}, failed {len(flow.failed)}, "
+        f"consumer deliveries {flow.deliveries} in {time.monotonic() - started:.1f}s"
+    )
+
+    lost = sorted(set(flow.acked) - set(flow.consumed))
+    assert lost == [], f"{len(lost)} acked records never reached the consumer group: {lost[:20]}"
+    doubled = {seq: at for seq, at in flow.consumed.items() if len(at) > 1}
+    assert doubled == {}, f"records written twice: {dict(list(doubled.items())[:10])}"
+    for seq, (partition, offset) in flow.acked.items():
+        assert flow.consumed[seq] == {(partition, offset)}, seq
+
+    # The log itself, read from the start without a group: each sequence once at most.
+    log = asyncio.run(read_all(bootstrap, topic))
+    counts = Counter(int(c.value) for c in log if isinstance(c.value, bytes))
+    assert [seq for seq, n in counts.items() if n > 1] == []
+    assert set(flow.acked) <= set(counts)
+
+    # The victim's partitions took writes again after it died: leadership moved.
+    after = {
+        flow.acked[seq][0] for seq, at in flow.acked_at.items() if flow.sent_at[seq] > killed_at
+    }
+    assert led <= after, f"no acked write after the kill on {sorted(led - after)}"
+    gap = first_ack_after(flow, killed_at, led) - killed_at
+    print(f"victim's partitions writable again {gap:.1f}s after the kill")
+
+    victim.wait_ready(print)  # relaunched as soon as the producing stopped
+    wait_for(
+        "the restarted broker back in every in-sync replica set",
+        lambda: not asyncio.run(replication_problems(bootstrap, [topic])),
+        timeout=60,
+        interval=1,
+    )
+    print(f"{victim.name} back in sync {time.monotonic() - killed_at:.1f}s after the kill")
+
+
+async def stream_through_a_kill(
+    bootstrap: str, topic: str, victim: runtime.Kafka, uid: str
+) -> tuple[Flow, float]:
+    """Produce numbered records at a steady rate, SIGKILL ``victim`` a few seconds in,
+    keep producing, restart the victim, and let the consumer group catch up with
+    everything acked (while the victim comes back)."""
+    flow = Flow()
+    producer = AIOKafkaProducer(**producer_options(bootstrap), linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"three-brokers-{uid}",
+        auto_offset_reset="earliest",
+        auto_commit_interval_ms=500,
+    )
+    await producer.start()
+    await consumer.start()
+    reading = asyncio.create_task(consume(consumer, flow))
+    try:
+        killed_at = await produce_through_a_kill(producer, topic, victim, flow)
+        victim.launch(print)
+        await producer.flush()
+        await asyncio.gather(*flow.pending, return_exceptions=True)  # every settle() ran
+        for _ in range(300):  # up to 60 s for the group to read everything acked
+            if set(flow.acked) <= set(flow.consumed):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        await consumer.stop()
+        await producer.stop()
+    return flow, killed_at
+
+
+async def produce_through_a_kill(
+    producer: AIOKafkaProducer, topic: str, victim: runtime.Kafka, flow: Flow
+) -> float:
+    started = time.monotonic()
+    killed_at = 0.0
+    seq = 0
+    while time.monotonic() < started + BEFORE_KILL_S + AFTER_KILL_S:
+        if not killed_at and time.monotonic() >= started + BEFORE_KILL_S:
+            pid = victim.pid()
+            assert pid is not None, f"{victim.name} is not running"
+            os.killpg(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+        flow.sent_at[seq] = time.monotonic()
+        future = await producer.send(topic, value=str(seq).encode(), key=str(seq).encode())
+        future.add_done_callback(lambda f, s=seq: flow.settle(s, f))
+        flow.pending.append(future)
+        seq += 1
+        await asyncio.sleep(1 / RATE_PER_S)
+    return killed_at
+
+
+async def consume(consumer: AIOKafkaConsumer, flow: Flow) -> None:
+    while True:
+        batch = await consumer.getmany(timeout_ms=200)
+        for messages in batch.values():
+            for msg in messages:
+                assert msg.value is not None
+                flow.consumed.setdefault(int(msg.value), set()).add((msg.partition, msg.offset))
+                flow.deliveries += 1
+
+
+def first_ack_after(flow: Flow, killed_at: float, partitions: set[int]) -> float:
+    return min(
+        at
+        for seq, at in flow.acked_at.items()
+        if flow.sent_at[seq] > killed_at and flow.acked[seq][0] in partitions
+    )
+
+
+async def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        return {p["partition"]: p["leader"] for p in described["partitions"]}
+    finally:
+        await admin.close()
+
+
+async def replication_problems(bootstrap: str, topics: list[str]) -> list[str]:
+    """Every partition with 3 replicas all in sync, every topic with min.insync.replicas=2."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        problems = [
+            f"{d['topic']}[{p['partition']}]: replicas {p['replicas']} isr {p['isr']}"
+            for d in await admin.describe_topics(topics)
+            for p in d["partitions"]
+            if len(p["replicas"]) != 3 or len(p["isr"]) != 3
+        ]
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+        for response in await admin.describe_configs(resources):
+            for _, _, _, name, entries in response.resources:
+                config = {entry[0]: entry[1] for entry in entries}
+                if config.get("min.insync.replicas") != "2":
+                    problems.append(
+                        f"{name}: min.insync.replicas={config.get('min.insync.replicas')}"
+                    )
+        return problems
+    finally:
+        await admin.close()
