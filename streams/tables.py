@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
 from faust.types import TableT
 from pydantic import BaseModel
 
@@ -36,7 +35,9 @@ def _table(name: str, help_: str) -> TableT[Any, Any]:
     return app.Table(
         name,
         default=None,
-        schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+        # Faust derives the store's and the changelog's key codec from key_type:
+        # bytes means raw (str keys are encoded as UTF-8), values stay JSON.
+        key_type=bytes,
         partitions=settings.topic_partitions,
         help=help_,
     )
