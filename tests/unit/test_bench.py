@@ -1,19 +1,39 @@
-"""The bench's scenario functions run on tiny sizes and report sane structures.
+"""The bench's pure parts and its scenario functions on tiny sizes.
 
-No timing assertions here: numbers are what `privops bench` reports, not what tests check.
+No timing assertions on the product here: numbers are what `privops bench` reports, not
+what tests check. The CPU accounting is checked against the test process's own clock.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import time
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from privops.cli.bench import bench as bench_command
-from privops.core.records import OrderPlaced, StopReplyReceived, UnsubscribeClicked
+from privops.core.audit import verify
+from privops.core.errors import WrongTopic
+from privops.core.records import (
+    AuditEvent,
+    ConsentState,
+    OrderPlaced,
+    StopReplyReceived,
+    UnsubscribeClicked,
+)
+from privops.core.topics import AUDIT, CONSENT_STATE, events_topic
 from privops.core.vocab import System
 from privops.tools import bench
+from privops.tools.bench import cpu, report
+from privops.tools.bench.baselines import BaselineRun, ConsentOutputs
+from privops.tools.bench.consent_throughput import group_rows, unstarted_rows
+from privops.tools.bench.group import GroupRun, WorkerShare
+from privops.tools.bench.restart import FIRST_SLICE, MAX_SLICE, Load, next_slice
+from privops.tools.bench.runtime import POLL_MAX_S, POLL_MIN_S, poll_pause
 
 
 def test_sweep_scale_reports_memory_and_work_per_due_count() -> None:
@@ -92,3 +112,282 @@ def test_bench_orders_meet_the_soft_opt_in_conditions() -> None:
     ticked = [o.marketing_opt_out_ticked for o in orders]
     assert any(ticked)
     assert not all(ticked)
+
+
+# --- CPU accounting -----------------------------------------------------------------------
+
+
+def test_proc_stat_fields_are_counted_from_the_last_parenthesis() -> None:
+    # A command name may hold spaces and ')' itself; utime/stime are fields 14/15.
+    fields = ["S", "1", "2", "3", "0", "-1", "4194560", "10", "0", "0", "0", "250", "50"]
+    line = "4242 (a ) b (c)) " + " ".join([*fields, "7", "8", "20", "0"])
+    times = cpu.parse_proc_stat(line, ticks_per_s=100)
+    assert times == cpu.CpuTimes(user=2.5, system=0.5)
+    assert times.total == 3.0
+    assert times - cpu.CpuTimes(1.0, 0.25) == cpu.CpuTimes(1.5, 0.25)
+
+
+@pytest.mark.parametrize("text", ["", "4242 (worker) S 1 2", "no parenthesis here at all"])
+def test_a_line_that_is_not_proc_stat_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="proc"):
+        cpu.parse_proc_stat(text, ticks_per_s=100)
+
+
+def test_process_cpu_of_a_live_process_agrees_with_its_own_clock() -> None:
+    before = cpu.process_cpu(os.getpid())
+    spin_until = time.process_time() + 0.3
+    while time.process_time() < spin_until:
+        pass
+    after = cpu.process_cpu(os.getpid())
+    # /proc counts in clock ticks (10 ms here): the spin shows up, to a tick or two.
+    assert 0.2 <= (after - before).total <= 1.0
+    assert abs(after.total - cpu.own_cpu()) < 0.1
+
+
+def test_cpu_per_unit_needs_units() -> None:
+    assert cpu.per_unit_us(0.5, 10_000) == pytest.approx(50.0)
+    assert cpu.per_unit_us(0.5, 0) is None
+
+
+# --- report cells -------------------------------------------------------------------------
+
+
+def test_report_row_puts_cpu_beside_the_rate_and_the_baseline() -> None:
+    result = bench.Result(
+        "consent-throughput",
+        "1 worker vs consume+decode+produce",
+        15_234.4,
+        13_606.0,
+        "events/s",
+        ">= 15,000/s",
+        True,
+        {"finished": True},
+        cpu_us=65.71,
+        baseline_cpu_us=73.5,
+        baseline_name="consume+decode+produce",
+    )
+    assert report.row(result) == [
+        "1 worker vs consume+decode+produce",
+        "15,234/s",
+        "65.7",
+        "13,606/s",
+        "73.5",
+        "1.12x",
+    ]
+    assert report.columns([result]) == (
+        "measured",
+        "value",
+        "CPU µs/event",
+        "baseline",
+        "CPU µs/event",
+        "ratio",
+    )
+    assert report.note(result) == (
+        "1 worker vs consume+decode+produce: target >= 15,000/s; finished True"
+    )
+    data = result.as_json()
+    assert data["unit"] == "events/s"
+    assert data["cpu_us"] == 65.71
+    assert data["baseline_cpu_us"] == 73.5
+    assert data["cpu_per"] == "event"
+    assert data["baseline_name"] == "consume+decode+produce"
+
+
+def test_report_names_the_cpu_unit_its_rows_share() -> None:
+    command = bench.Result("c", "p99", 50.0, 3.0, "ms", "", None, cpu_us=2_700.0, cpu_per="command")
+    event = bench.Result("c", "load", 900.0, None, "events/s", "", None, cpu_us=60.0)
+    bare = bench.Result("s", "bytes", 364.0, None, "B", "", None)
+    assert report.columns([command, bare])[2] == "CPU µs/command"
+    assert report.columns([command, event])[2] == "CPU µs"
+    assert report.columns([bare])[2] == "CPU µs"
+    assert report.note(bare) == ""
+
+
+def test_report_formats_small_ratios_and_missing_figures() -> None:
+    assert report.fmt_ratio(0.0047) == "0.005x"
+    assert report.fmt_ratio(0.5) == "0.50x"
+    assert report.fmt_ratio(None) == "-"
+    assert report.fmt_ratio(math.nan) == "-"
+    assert report.fmt_cpu(1965.2) == "1,965"
+    assert report.fmt_cpu(12.46) == "12.5"
+    assert report.fmt_cpu(None) == "-"
+    assert report.fmt_cpu(math.nan) == "-"
+    assert report.fmt_value(math.nan, "ms") == "-"
+    assert report.fmt_value(2.345, "ms") == "2.35 ms"
+    assert report.fmt_value(364.2, "B") == "364 B"
+    assert report.fmt_value(1.0, "bool") == "yes"
+
+
+def test_report_groups_by_scenario_and_names_each_baseline_once() -> None:
+    rows = [
+        bench.Result("a", "m1", 1, 2, "s", "", None, baseline_name="x"),
+        bench.Result("b", "m2", 1, None, "s", "", None),
+        bench.Result("a", "m3", 1, 2, "s", "", None, baseline_name="y"),
+        bench.Result("a", "m4", 1, 2, "s", "", None, baseline_name="x"),
+    ]
+    groups = report.by_scenario(rows)
+    assert list(groups) == ["a", "b"]
+    assert [r.metric for r in groups["a"]] == ["m1", "m3", "m4"]
+    assert report.baselines_caption(groups["a"]) == "baselines (same run): x; y"
+    assert report.baselines_caption(groups["b"]) == ""
+
+
+# --- worker counts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "counts"),
+    [
+        (["1"], (1,)),
+        (["1,2"], (1, 2)),
+        (["1", "2"], (1, 2)),
+        (["2", "1, 2", "4"], (2, 1, 4)),
+    ],
+)
+def test_worker_counts_from_repeated_or_comma_separated_options(
+    values: list[str], counts: tuple[int, ...]
+) -> None:
+    assert bench.parse_worker_counts(values) == counts
+
+
+@pytest.mark.parametrize("values", [["0"], ["9"], ["x"], ["1,,2"], ["-1"], ["1.5"], []])
+def test_worker_counts_refuse_what_cannot_run(values: list[str]) -> None:
+    with pytest.raises(ValueError, match="workers"):
+        bench.parse_worker_counts(values)
+
+
+def test_cli_rejects_a_bad_worker_count_before_starting_anything() -> None:
+    app = typer.Typer()
+    app.command()(bench_command)
+    outcome = CliRunner().invoke(app, ["--scenario", "consent-throughput", "--workers", "1,0"])
+    assert outcome.exit_code == 2
+    assert "--workers" in outcome.output
+
+
+# --- consent-throughput rows and baseline outputs -----------------------------------------
+
+
+def _group(*shares: tuple[int, float]) -> GroupRun:
+    """A group that consumed a 30,000-event backlog in a 2 s window."""
+    in_window = sum(events for events, _ in shares)
+    return GroupRun(
+        tuple(WorkerShare(events, cpu_s, 10.0) for events, cpu_s in shares),
+        seconds=2.0,
+        backlog=30_000,
+        consumed=30_000,
+        before_window=30_000 - in_window,
+    )
+
+
+def test_one_worker_is_judged_against_the_produce_baseline() -> None:
+    pipeline = BaselineRun("consume+decode+produce", 30_000, 2.0, 2.1, 61_000, 0.9, 0.3)
+    decode = BaselineRun("consume+decode", 30_000, 0.4, 0.36)
+    rows = group_rows(_group((30_000, 1.8)), pipeline, decode, subjects=2_000)
+    versus_produce, versus_decode = rows
+    assert versus_produce.measured == 15_000.0
+    assert versus_produce.ratio == pytest.approx(1.0)
+    assert versus_produce.passed is True
+    assert versus_produce.cpu_us == pytest.approx(60.0)
+    assert versus_produce.baseline_cpu_us == pytest.approx(70.0)
+    produce_details = versus_produce.details["baseline_produce"]
+    assert produce_details["records_produced"] == 61_000
+    assert produce_details["core_us_per_event"] == pytest.approx(30.0)
+    assert produce_details["encode_us_per_event"] == pytest.approx(10.0)
+    assert "core_us_per_event" not in versus_produce.details["baseline_decode_only"]
+    assert versus_decode.baseline == 75_000.0
+    assert versus_decode.baseline_cpu_us == pytest.approx(12.0)
+    assert versus_decode.passed is None
+
+
+def test_a_slow_worker_fails_and_a_group_reports_each_worker() -> None:
+    pipeline = BaselineRun("consume+decode+produce", 30_000, 1.0, 1.0, 61_000)
+    decode = BaselineRun("consume+decode", 30_000, 0.4, 0.36)
+    slow = group_rows(_group((1_000, 1.0)), pipeline, decode, subjects=2_000)
+    assert slow[0].passed is False
+    rows = group_rows(_group((20_000, 1.0), (10_000, 0.9)), pipeline, decode, subjects=2_000)
+    assert [r.metric for r in rows] == [
+        "2 workers vs consume+decode+produce",
+        "2 workers vs consume+decode only",
+        "  worker 1 of 2",
+        "  worker 2 of 2",
+    ]
+    assert rows[0].passed is None  # the targets are for one worker
+    assert rows[0].measured == 15_000.0
+    assert rows[0].cpu_us == pytest.approx(1.9e6 / 30_000)
+    assert [r.cpu_us for r in rows[2:]] == [pytest.approx(50.0), pytest.approx(90.0)]
+    assert [r.measured for r in rows[2:]] == [10_000.0, 5_000.0]
+
+
+def test_the_produce_baseline_publishes_what_the_worker_publishes() -> None:
+    outputs = ConsentOutputs(pseudonym_key=b"p" * 32, audit_key=b"a" * 32, namespace="t")
+    audits: list[AuditEvent] = []
+    changed = 0
+    for event in bench.consent_events(3_000, 200, "t"):
+        out = outputs.outputs(events_topic(event.source), event)
+        states = [(key, rec) for topic, key, rec in out if topic == CONSENT_STATE]
+        chained = [(key, rec) for topic, key, rec in out if topic == AUDIT]
+        assert len(states) + len(chained) == len(out)
+        # One state per event that changed consent, beside one audit record per change.
+        assert len(states) == (1 if chained else 0)
+        changed += len(states)
+        for key, state in states:
+            assert isinstance(state, ConsentState)
+            assert key == state.subject_id == event.subject_id
+        for key, record in chained:
+            assert isinstance(record, AuditEvent)
+            assert key == record.chain
+            audits.append(record)
+    assert changed > 1_000
+    assert len(audits) >= changed
+    verified = verify(audits, {1: b"a" * 32})
+    assert verified.ok
+    assert verified.checked == len(audits)
+    # Audit records name subjects by their keyed ref only, never by their id.
+    assert not any("bench-t-" in record.model_dump_json() for record in audits)
+
+
+def test_the_produce_baseline_refuses_an_event_on_the_wrong_topic() -> None:
+    outputs = ConsentOutputs(pseudonym_key=b"p" * 32, audit_key=b"a" * 32, namespace="t")
+    event = bench.consent_events(1, 1, "t")[0]
+    wrong = next(events_topic(s) for s in System if s is not event.source)
+    with pytest.raises(WrongTopic):
+        outputs.outputs(wrong, event)
+
+
+# --- restart loading ----------------------------------------------------------------------
+
+
+def test_restart_loads_a_small_slice_first_then_slices_sized_by_the_rate() -> None:
+    load = Load(requested=1_000_000)
+    assert next_slice(load) == FIRST_SLICE
+    load.loaded, load.seconds = 10_000, 5.0  # 2,000/s
+    assert next_slice(load) == 60_000
+    load.loaded, load.seconds = 990_000, 60.0  # fast: the rest, never more
+    assert next_slice(load) == 10_000
+    load.loaded, load.seconds = 100_000, 20.0  # 5,000/s: capped
+    assert next_slice(load) == MAX_SLICE
+
+
+def test_when_workers_do_not_start_the_baselines_are_still_reported() -> None:
+    pipeline = BaselineRun("consume+decode+produce", 30_000, 1.0, 1.0, 61_000)
+    decode = BaselineRun("consume+decode", 30_000, 0.4, 0.36)
+    rows = unstarted_rows(2, pipeline, decode, "the worker exited (1) during start-up")
+    assert [r.metric for r in rows] == [
+        "2 workers vs consume+decode+produce",
+        "2 workers vs consume+decode only",
+    ]
+    assert [r.baseline for r in rows] == [30_000.0, 75_000.0]
+    assert all(r.passed is False and "exited" in r.details["error"] for r in rows)
+    data = rows[0].as_json()
+    assert data["measured"] is None
+    assert data["ratio"] is None
+    assert data["baseline_cpu_us"] == pytest.approx(1e6 / 30_000)
+    json.dumps(data, allow_nan=False)
+    assert report.row(rows[0]) == [rows[0].metric, "-", "-", "30,000/s", "33.3", "-"]
+
+
+def test_metrics_are_polled_seldom_far_from_the_end_and_often_near_it() -> None:
+    assert poll_pause(10_000, None) == POLL_MAX_S  # no rate yet
+    assert poll_pause(100_000, 1_000.0) == POLL_MAX_S
+    assert poll_pause(1_000, 1_000.0) == pytest.approx(0.5)
+    assert poll_pause(10, 15_000.0) == POLL_MIN_S

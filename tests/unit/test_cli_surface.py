@@ -36,8 +36,8 @@ SHARED = (
 WAITS = "--wait --no-wait"
 SURFACE = [
     "ropa: --json --datamap",
-    "bench: --scenario --events --subjects --rate --duration --restart-subjects"
-    " --open --timeout --json",
+    "bench: --scenario --events --subjects --rate --duration --workers --restart-subjects"
+    " --restart-budget --open --timeout --port-base --json",
     "worker: ",
     "demo: --keep",
     "local up: --brokers",

@@ -1,5 +1,10 @@
 """Scenario command-latency: command -> every system task published, p99 <= 100 ms at
-100 requests/s; baseline: a plain produce -> consume round trip on the same broker."""
+100 requests/s; baseline: a plain produce -> consume round trip on the same broker.
+
+Latency counts the first arrival of each task id (a re-send after the SLA is not the
+command's latency). CPU: the worker's per command, from its first command to the last
+task seen; the baseline's is the bench process's own per round trip.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,17 @@ from privops.core.records import Erase, RequestSubmitted
 from privops.core.signing import SigningKey
 from privops.core.topics import COMMANDS
 from privops.core.vocab import RequestType
+from privops.tools.bench.cpu import own_cpu, per_unit_us
 from privops.tools.bench.inputs import customers_created, encode_events
 from privops.tools.bench.kafka_io import produce, read_until, round_trip_clients
 from privops.tools.bench.measure import Result, percentile
-from privops.tools.bench.runtime import PING_TOPIC, TASK_TOPICS, BenchRuntime, wait_consumed
+from privops.tools.bench.runtime import (
+    PING_TOPIC,
+    TASK_TOPICS,
+    BenchRuntime,
+    WorkerProc,
+    wait_consumed,
+)
 
 TARGET_P99_MS = 100.0
 SEED_TIMEOUT_S = 300.0
@@ -28,9 +40,13 @@ SEED_TIMEOUT_S = 300.0
 SETTLE_LIMIT_S = 120.0
 
 
-async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> list[float]:
-    """Baseline: produce -> consume of a plain message on the same broker, at `rate`/s."""
+async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> tuple[list[float], float]:
+    """Baseline: produce -> consume of a plain message on the same broker, at `rate`/s.
+
+    Returns the round trips (ms) and the CPU seconds the bench's clients spent on them.
+    """
     async with round_trip_clients(bootstrap, [PING_TOPIC]) as (consumer, prod):
+        cpu_started = own_cpu()
         sent: dict[bytes, float] = {}
         got: dict[bytes, float] = {}
 
@@ -46,7 +62,8 @@ async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> list[flo
             await asyncio.sleep(1 / rate)
         with suppress(TimeoutError):
             await asyncio.wait_for(reader, 10)
-        return [(got[k] - sent[k]) * 1000 for k in sent if k in got]
+        cpu = own_cpu() - cpu_started
+        return [(got[k] - sent[k]) * 1000 for k in sent if k in got], cpu
 
 
 ACTOR = "bench"
@@ -70,9 +87,12 @@ def _erasure(subject_id: str, key: SigningKey) -> RequestSubmitted:
 
 
 async def _command_latencies(
-    rt: BenchRuntime, subjects: Sequence[str], rate: float, settle: float
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Submit one verified erasure per subject at `rate`/s; time to every task published."""
+    rt: BenchRuntime, worker: WorkerProc, subjects: Sequence[str], rate: float, settle: float
+) -> tuple[dict[str, float], dict[str, dict[str, float]], float]:
+    """Submit one verified erasure per subject at `rate`/s; time to every task published.
+
+    Also returns the worker's CPU seconds from the first command to the last task seen.
+    """
     # The bench's home is its own, fresh: its key is made there whatever PRIVOPS_ENV says.
     key = signing_key(rt.settings, ACTOR, say=rt.say, create=True)
     async with round_trip_clients(rt.bootstrap, TASK_TOPICS) as (consumer, prod):
@@ -88,11 +108,13 @@ async def _command_latencies(
                 arrivals.setdefault(task.request_id, {}).setdefault(task.task_id, now)
 
         reader = asyncio.create_task(read_until(consumer, arrived, done.is_set))
+        cpu_started = cpu_last = worker.cpu().total
         for sid in subjects:
             cmd = _erasure(sid, key)
             value = rt.serde.encode(cmd)
             sent[cmd.request_id] = time.perf_counter()
-            await prod.send(COMMANDS, key=cmd.request_id.encode(), value=value)
+            # privacy.commands is keyed by subject id (DESIGN.md section 4).
+            await prod.send(COMMANDS, key=sid.encode(), value=value)
             await asyncio.sleep(1 / rate)
         # Tasks still arriving settle: wait until nothing new for `settle` seconds.
         last = -1
@@ -105,12 +127,13 @@ async def _command_latencies(
             seen = sum(len(v) for v in arrivals.values())
             if seen != last:
                 last, quiet_since = seen, time.perf_counter()
+                cpu_last = worker.cpu().total
         done.set()
         await reader
-        return sent, arrivals
+        return sent, arrivals, cpu_last - cpu_started
 
 
-def _seed(rt: BenchRuntime, subjects: Sequence[str]) -> None:
+def _seed(rt: BenchRuntime, subjects: Sequence[str]) -> WorkerProc:
     """Make each subject known to three systems, and wait until the worker has them."""
     worker = rt.ensure_worker()
     before = worker.consumed()
@@ -118,9 +141,10 @@ def _seed(rt: BenchRuntime, subjects: Sequence[str]) -> None:
     messages = encode_events(rt.serde, customers_created(subjects))
     asyncio.run(produce(rt.bootstrap, messages))
     rt.subjects_loaded += len(subjects)
-    consumed, _ = wait_consumed(worker, before + len(messages), SEED_TIMEOUT_S, rt.say)
+    consumed, _ = wait_consumed([worker], before + len(messages), SEED_TIMEOUT_S, rt.say)
     if consumed < before + len(messages):
         raise RuntimeError("the worker did not take in the seed events in 300 s")
+    return worker
 
 
 def command_latency(
@@ -131,12 +155,12 @@ def command_latency(
     count = max(1, int(rate * duration))
     tag = uuid.uuid4().hex[:6]
     subjects = [f"bench-req-{tag}-{i}" for i in range(count)]
-    _seed(rt, subjects)
+    worker = _seed(rt, subjects)
 
     say(f"baseline: {count:,} plain produce -> consume round trips at {rate:.0f}/s")
-    base = asyncio.run(_ping_round_trips(rt.bootstrap, count, rate))
+    base, base_cpu = asyncio.run(_ping_round_trips(rt.bootstrap, count, rate))
     say(f"measured: {count:,} erasure requests at {rate:.0f}/s for {duration:.0f}s")
-    sent, arrivals = asyncio.run(_command_latencies(rt, subjects, rate, settle))
+    sent, arrivals, cpu = asyncio.run(_command_latencies(rt, worker, subjects, rate, settle))
     latencies = [
         (max(arrivals[rid].values()) - t) * 1000 for rid, t in sent.items() if rid in arrivals
     ]
@@ -148,7 +172,11 @@ def command_latency(
         "max_ms": round(max(latencies), 1) if latencies else None,
         "baseline_messages": len(base),
         "rate_per_s": rate,
+        "worker_cpu_seconds": round(cpu, 2),
+        "baseline_cpu_seconds": round(base_cpu, 2),
     }
+    cpu_us = per_unit_us(cpu, len(sent))
+    base_cpu_us = per_unit_us(base_cpu, len(base))
     results = [
         Result(
             "command-latency",
@@ -159,6 +187,10 @@ def command_latency(
             "<= 100 ms" if q == 99 else "",
             (percentile(latencies, q) <= TARGET_P99_MS) if q == 99 else None,
             details if q == 50 else {},
+            cpu_us=cpu_us,
+            baseline_cpu_us=base_cpu_us,
+            cpu_per="command",
+            baseline_name="produce -> consume round trip",
         )
         for q in (50, 95, 99)
     ]

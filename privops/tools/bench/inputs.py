@@ -78,20 +78,27 @@ def consent_events(n: int, subjects: int, tag: str, seed: int = 7) -> list[Upstr
     return out
 
 
-def consents_given(subjects: int, tag: str) -> list[UpstreamEvent]:
-    """One email marketing consent per subject: the restart scenario's table load."""
+def consents_given(subjects: range, tag: str) -> list[UpstreamEvent]:
+    """One email marketing consent per subject number: the restart scenario's table load.
+
+    A range, so a million subjects can be loaded a slice at a time.
+    """
     return [
         ConsentGiven(
             event_id=f"load-{tag}-{i}",
             occurred_at=BASE_TIME + timedelta(milliseconds=i),
             source=System.marketing,
-            subject_id=f"bench-{tag}-{i}",
-            identifiers=Identifiers(customer_id=f"bench-{tag}-{i}"),
+            subject_id=loaded_subject(tag, i),
+            identifiers=Identifiers(customer_id=loaded_subject(tag, i)),
             purpose=Purpose.marketing,
             channel=Channel.email,
         )
-        for i in range(subjects)
+        for i in subjects
     ]
+
+
+def loaded_subject(tag: str, number: int) -> str:
+    return f"bench-{tag}-{number}"
 
 
 def customers_created(subjects: Sequence[str]) -> list[UpstreamEvent]:

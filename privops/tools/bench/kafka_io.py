@@ -1,7 +1,6 @@
-"""Plain aiokafka clients for the bench: producing input fast, and the baselines.
+"""Plain aiokafka clients for the bench: producing input fast, offsets, round trips.
 
-The baselines use the same broker, topics and decoder as the worker, without the worker:
-what privops costs is the difference.
+The consent baselines built on them are in `baselines`.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from privops.adapters.serde import Serde
 from privops.tools.bench.inputs import Message
-
-RAW_READ_GIVE_UP_S = 120.0
 
 
 async def produce(bootstrap: str, messages: Sequence[Message]) -> float:
@@ -70,38 +66,6 @@ async def commit_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> No
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
-
-
-async def raw_consume_decode(
-    bootstrap: str, serde: Serde, topics: Sequence[str]
-) -> tuple[int, float]:
-    """Baseline: a plain aiokafka consumer reads every message on `topics` and decodes it."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        tps = await partitions(consumer, topics)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        total = sum(ends.values())
-        count = 0
-        started = time.perf_counter()
-        while count < total:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
-            if not batch and time.perf_counter() - started > RAW_READ_GIVE_UP_S:
-                break
-            for messages in batch.values():
-                for msg in messages:
-                    serde.decode(msg.value)
-                    count += 1
-        return count, time.perf_counter() - started
     finally:
         await consumer.stop()
 

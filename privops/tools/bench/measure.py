@@ -22,7 +22,12 @@ def quiet(_: str) -> None:
 
 @dataclass
 class Result:
-    """One line of the report. ``passed`` None means: no target applies to this line."""
+    """One line of the report. ``passed`` None means: no target applies to this line.
+
+    ``cpu_us`` and ``baseline_cpu_us`` are CPU microseconds per ``cpu_per`` (an event, a
+    command) of the measured process(es) and of the baseline: the figure that holds up
+    when other work shares the machine.
+    """
 
     scenario: str
     metric: str
@@ -32,6 +37,10 @@ class Result:
     target: str
     passed: bool | None
     details: dict[str, Any] = field(default_factory=dict)
+    cpu_us: float | None = None
+    baseline_cpu_us: float | None = None
+    cpu_per: str = "event"
+    baseline_name: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -40,9 +49,10 @@ class Result:
         return self.measured / self.baseline
 
     def as_json(self) -> dict[str, Any]:
+        """The row as JSON data; a figure that was not measured (NaN) is null."""
         data = asdict(self)
         data["ratio"] = self.ratio
-        return data
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in data.items()}
 
 
 def percentile(values: Sequence[float], q: float) -> float:

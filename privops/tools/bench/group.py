@@ -1,0 +1,98 @@
+"""N worker processes of one consumer group over the same backlog: the scale-out figure.
+
+The workers start together (a new group, empty tables, offset 0), so they join one
+group and share the partitions. The window opens when the last of them answers /health
+and closes when together they have consumed the whole backlog; each worker's share is
+what it consumed and the CPU it used inside the window, so the per-worker CPU per event
+shows whether work is split or repeated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from privops.tools.bench.cpu import per_unit_us
+from privops.tools.bench.runtime import BenchRuntime, WorkerProc, consumed_by, wait_consumed
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    """What one worker consumed inside the window, and the CPU seconds it used there."""
+
+    events: int
+    cpu_seconds: float
+    ready_seconds: float
+
+    @property
+    def cpu_us(self) -> float | None:
+        return per_unit_us(self.cpu_seconds, self.events)
+
+
+@dataclass(frozen=True)
+class GroupRun:
+    """One measured window of a group of workers over a backlog of `backlog` events."""
+
+    shares: tuple[WorkerShare, ...]
+    seconds: float
+    backlog: int
+    consumed: int
+    before_window: int
+
+    @property
+    def events(self) -> int:
+        return self.consumed - self.before_window
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(share.cpu_seconds for share in self.shares)
+
+    @property
+    def cpu_us(self) -> float | None:
+        """CPU of every worker per event the group consumed in the window."""
+        return per_unit_us(self.cpu_seconds, sum(share.events for share in self.shares))
+
+    @property
+    def finished(self) -> bool:
+        return self.consumed >= self.backlog
+
+
+def _cpu_seconds(workers: Sequence[WorkerProc]) -> list[float]:
+    """Each worker's CPU so far; NaN for one whose process is gone."""
+    out = []
+    for worker in workers:
+        try:
+            out.append(worker.cpu().total)
+        except OSError:
+            out.append(math.nan)
+    return out
+
+
+def run_group(rt: BenchRuntime, count: int, backlog: int, timeout: float) -> GroupRun:
+    """Start `count` fresh workers of one group on the backlog and measure them.
+
+    They are stopped at the end: a worker left with a backlog would slow every later
+    scenario (and its consumption would be counted as theirs).
+    """
+    rt.say(f"measured: {count} fresh worker(s) of one group consuming from offset 0")
+    workers = rt.fresh_workers(count, skip_backlog=False)
+    try:
+        at_ready = consumed_by(workers)
+        cpu_at_ready = _cpu_seconds(workers)
+        consumed, seconds = wait_consumed(workers, backlog, timeout, rt.say)
+        cpu_at_end = _cpu_seconds(workers)
+        at_end = consumed_by(workers, at_ready)
+    finally:
+        rt.stop_workers()
+    shares = tuple(
+        WorkerShare(end - ready, cpu_end - cpu_ready, worker.ready_after)
+        for worker, ready, end, cpu_ready, cpu_end in zip(
+            workers, at_ready, at_end, cpu_at_ready, cpu_at_end, strict=True
+        )
+    )
+    return GroupRun(shares, seconds, backlog, consumed, sum(at_ready))
