@@ -21,6 +21,7 @@ from agents.timers import tables_recovered
 from privops.core import consent as rules
 from privops.core import deadlines
 from privops.core.request import RequestRecord
+from privops.core.topics import COMMANDS
 from privops.core.vocab import Channel, Purpose
 from streams.app import app
 from streams.audit import ref
@@ -42,6 +43,10 @@ async def health(self: View, _request: Request) -> Response:
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
         "open_requests": len(collaborators().schedule),
+        # Which subjects this worker owns: the partitions of the co-partitioned topics.
+        "partitions": sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == COMMANDS
+        ),
     }
     return self.json(body, status=503 if problems else 200)
 

@@ -43,6 +43,8 @@ app = faust.App(
     broker_commit_interval=1.0,
     table_cleanup_interval=60.0,
     consumer_auto_offset_reset=settings.consumer_offset_reset,
+    broker_session_timeout=settings.group_session_timeout_seconds,
+    broker_heartbeat_interval=min(3.0, settings.group_session_timeout_seconds / 3),
 )
 setup_prometheus_sensors(
     app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix=metrics.FAUST_SENSOR_PREFIX

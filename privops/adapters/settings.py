@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         default="earliest",
         description="Where a new consumer group starts (the demo starts at the end)",
     )
+    group_session_timeout_seconds: float = Field(
+        default=30.0,
+        ge=6.0,
+        le=300.0,
+        description="How long the group waits for a silent worker before its partitions "
+        "go to the others (Kafka's group.min.session.timeout.ms is 6 s)",
+    )
     clock_offset_days: float = Field(
         default=0.0, description="Shift the worker's clock (demos and deadline tests only)"
     )

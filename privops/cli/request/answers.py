@@ -40,6 +40,7 @@ REASONS: dict[str, str] = {
     "revoked_key": "the signing key was revoked",
     "bad_signature": "the signature does not match the command",
     "signer_mismatch": "the signing key belongs to someone other than the command's actor",
+    "wrong_key": "the command was not keyed by its subject's id (use `privops request`)",
 }
 """Reason codes in words; the code itself is always shown beside them."""
 

@@ -40,7 +40,7 @@ from privops.cli.common import (
     run_async,
     settings,
 )
-from privops.cli.request.answers import Verdict, exit_code, judge
+from privops.cli.request.answers import Verdict, exit_code, judge, reason_words
 from privops.cli.request.reader import answer_reader
 from privops.cli.worker_http import worker_json
 from privops.core.records import Command, CommandAnswer
@@ -122,7 +122,8 @@ def subject_key(command: Command) -> str:
         return own
     body = worker_json(
         f"/requests/{command.request_id}",
-        not_found=f"unknown request {command.request_id} (see `privops request status`)",
+        not_found=f"{type(command).__name__} for {command.request_id} not sent: "
+        f"{reason_words('unknown_request')} [unknown_request]",
     )
     subject = body.get("subject_id")
     if not isinstance(subject, str) or not subject:

@@ -1,0 +1,131 @@
+"""Issue 11 point 5: three workers of one group share the partitions, and one dies.
+
+Everything about a subject is keyed by its id, so each worker owns whole subjects: the
+three workers split the session's partitions between them, any of them answers for any
+subject or request (routing to the owner), and when one is SIGKILLed mid-stream the
+others take its partitions over from the changelogs and the committed offsets: every
+consent state is right, every erasure completes, and every task is executed once by its
+system (the connectors' ledgers).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from privops.connectors.reference import seed_customers
+from privops.core import records as r
+from privops.core.vocab import Channel, Purpose, System
+from tests.conftest import WorkerProcess, port, start_worker
+from tests.integration.helpers import http_json, produce, wait_for
+from tests.integration.test_request_flow import cli, customer_events, request, simulate, stop
+
+pytestmark = pytest.mark.integration
+
+SYSTEMS = [System.orders, System.crm, System.marketing]
+CUSTOMERS = 12
+ERASED = 6
+
+
+def consent(customer_id: str, n: int, given: bool) -> tuple[str, str, r.Record]:
+    fields = {
+        "event_id": f"{customer_id}-consent-{n}",
+        "occurred_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=n),
+        "source": System.marketing,
+        "subject_id": customer_id,
+        "identifiers": r.Identifiers(customer_id=customer_id),
+        "purpose": Purpose.marketing,
+        "channel": Channel.sms,
+    }
+    record = r.ConsentGiven(**fields) if given else r.ConsentWithdrawn(**fields)
+    return ("marketing.events", customer_id, record)
+
+
+def partitions(worker: WorkerProcess) -> list[int]:
+    """The partitions of privacy.commands this worker owns (its /health says)."""
+    status, body = http_json(f"{worker.url}/health")
+    return list(body.get("partitions") or []) if status in (200, 503) else []
+
+
+def decision(worker: WorkerProcess, subject_id: str) -> bool | None:
+    status, body = http_json(f"{worker.url}/consent/{subject_id}?purpose=marketing&channel=sms")
+    return body["allowed"] if status == 200 else None
+
+
+def test_three_workers_split_the_partitions_and_survive_losing_one(
+    local_runtime, tmp_path: Path, uid: str
+) -> None:
+    customers = seed_customers(CUSTOMERS)
+    connectors = simulate(local_runtime, tmp_path / "systems", customers=CUSTOMERS)
+    group = {"PRIVOPS_APP_ID": f"privops-scale-{uid}", "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8"}
+    workers: list[WorkerProcess] = []
+    try:
+        for i in range(3):
+            workers.append(
+                start_worker(
+                    local_runtime, f"scale{i}-{uid}", web_port=port(240 + i), extra_env=group
+                )
+            )
+        first, victim, last = workers
+        wait_for(
+            "the partitions to be split between the three workers",
+            lambda: (
+                all(partitions(w) for w in workers)
+                and sorted(p for w in workers for p in partitions(w))
+                == list(range(local_runtime.topic_partitions))
+            ),
+            timeout=90,
+        )
+        produce(local_runtime, [e for c in customers for e in customer_events(c, SYSTEMS)])
+        produce(local_runtime, [consent(c.subject_id, 1, given=True) for c in customers])
+        wait_for(
+            "every subject to be known to whichever worker is asked",
+            lambda: all(decision(last, c.subject_id) is True for c in customers),
+        )
+        rids = [
+            cli(
+                "request", "erase", "--subject", c.subject_id, "--verified-now", "-q", env=first.env
+            )
+            for c in customers[:ERASED]
+        ]
+        # More consent mid-stream, then one worker dies with work in flight.
+        produce(local_runtime, [consent(c.subject_id, 2, given=False) for c in customers[ERASED:]])
+        victim.stop(kill=True)
+        survivors = [first, last]
+
+        def finished(worker: WorkerProcess, rid: str) -> bool:
+            return request(worker, rid).get("state") in ("completed", "partially_completed")
+
+        wait_for(
+            "every erasure to complete after the rebalance",
+            lambda: all(finished(first, rid) for rid in rids),
+            timeout=150,
+        )
+        for worker in survivors:  # either survivor answers for any request and subject
+            assert all(finished(worker, rid) for rid in rids)
+            wait_for(
+                "the consent withdrawn mid-stream to hold",
+                lambda w=worker: all(
+                    decision(w, c.subject_id) is False for c in customers[ERASED:]
+                ),
+            )
+        bodies = [request(last, rid) for rid in rids]
+    finally:
+        stop(connectors)
+        for worker in workers:
+            worker.stop(kill=True)
+
+    task_ids = {t["task_id"] for body in bodies for t in body["tasks"]}
+    assert len(task_ids) == ERASED * len(SYSTEMS)
+    executed: Counter[str] = Counter()
+    for db_path in (local_runtime.home / "connectors").glob("*-ledger.db"):
+        with sqlite3.connect(db_path) as db:
+            for (task_id,) in db.execute("select task_id from answers"):
+                if task_id in task_ids:
+                    executed[task_id] += 1
+    assert set(executed) == task_ids
+    assert all(n == 1 for n in executed.values()), executed
