@@ -123,7 +123,7 @@ def subject_key(command: Command) -> str:
     body = worker_json(
         f"/requests/{command.request_id}",
         not_found=f"{type(command).__name__} for {command.request_id} not sent: "
-        f"{reason_words('unknown_request')} [unknown_request]",
+        f"{reason_words('unknown_request')} " + escape("[unknown_request]"),
     )
     subject = body.get("subject_id")
     if not isinstance(subject, str) or not subject:
