@@ -16,14 +16,27 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from privops.adapters import metrics
+from privops.adapters.kafka import client_options
 from privops.adapters.settings import get_settings
 
 log = logging.getLogger(__name__)
 settings = get_settings()
+# The worker connects as the `privops` principal (SASL/SCRAM unless the cluster is open).
+kafka_client = client_options(settings)
 
 app = faust.App(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
+    broker_credentials=(
+        faust.SASLCredentials(
+            username=kafka_client["sasl_plain_username"],
+            password=kafka_client["sasl_plain_password"],
+            mechanism=kafka_client["sasl_mechanism"],
+            ssl_context=kafka_client.get("ssl_context"),
+        )
+        if "sasl_mechanism" in kafka_client
+        else None
+    ),
     store=settings.store,
     datadir=str(settings.app_data_dir),
     autodiscover=["agents"],

@@ -22,7 +22,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.app import settings
+from streams.app import kafka_client, settings
 from streams.state import state
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class GlobalView:
 
     async def _follow_once(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client,
             enable_auto_commit=False,
             group_id=None,
             isolation_level="read_committed",

@@ -4,6 +4,12 @@ The environment is set before anything reads settings, so every client, the CLI 
 worker subprocesses all talk to the session's broker, never to a developer's running
 `privops local up`. Integration fixtures start the runtime on first use and stop it at
 the end; if it cannot start, the tests error (they never skip).
+
+The runtime is secured as `privops local up` secures it (SASL/SCRAM and ACLs): every
+client of the session, in this process or a subprocess, connects as a principal whose
+password it finds in the runtime's credentials file under PRIVOPS_HOME (PRIVOPS_ENV=dev):
+the worker as ``privops``, the CLI's DPO verbs as ``dpo``, connectors as ``system-<name>``,
+and the helpers as whoever writes the topic (``acls.writer_of``).
 """
 
 from __future__ import annotations
@@ -40,11 +46,32 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 from privops.adapters import runtime  # noqa: E402
-from privops.adapters.kafka import create_topics  # noqa: E402
+from privops.adapters.acls import principals  # noqa: E402
+from privops.adapters.credentials import (  # noqa: E402
+    CREDENTIALS_FILE,
+    credentials_path,
+    ensure_credentials,
+)
+from privops.adapters.kafka import client_options, create_topics  # noqa: E402
 from privops.adapters.settings import Settings, get_settings  # noqa: E402
 from privops.core.topics import catalogue  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The session's passwords exist before anything imports the worker's app (it reads its
+# own at import) and stay for the whole session: the runtime is formatted with them.
+ensure_credentials(credentials_path(_HOME), principals())
+
+
+def _clear_home() -> None:
+    """A previous session's broker data, logs and tables go; the passwords stay."""
+    for child in _HOME.iterdir() if _HOME.exists() else ():
+        if child.name == CREDENTIALS_FILE:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def port(offset: int) -> int:
@@ -57,10 +84,10 @@ def local_runtime() -> Iterator[Settings]:
     """The session's real Kafka broker and schema registry, with every topic created."""
     settings = get_settings()
     runtime.down(settings, print)  # a previous session's leftovers, if any
-    shutil.rmtree(_HOME, ignore_errors=True)
+    _clear_home()
     try:
         runtime.up(settings, print)
-        asyncio.run(create_topics(settings.kafka_bootstrap, catalogue(settings.topic_partitions)))
+        asyncio.run(create_topics(client_options(settings), catalogue(settings.topic_partitions)))
     except Exception:
         runtime.down(settings, print)
         raise

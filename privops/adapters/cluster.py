@@ -4,8 +4,9 @@
 and controller, so the controller quorum has three voters and survives one loss). The
 runtime, the settings defaults and the tests must agree on one layout, so it is computed
 here from the first bootstrap address, the controller port and a port step, and nowhere
-else. The broker count chosen by `up` is kept in ``$PRIVOPS_HOME/runtime.json``: `down`,
-`status`, a later `up` and every client's settings read it from there. No Kafka client
+else. The broker count (and whether the listeners ask for SCRAM credentials) chosen by `up` is
+kept in ``$PRIVOPS_HOME/runtime.json``: `down`, `status`, a later `up` and every client's
+settings read it from there. No Kafka client
 here: settings import this module.
 """
 
@@ -26,6 +27,8 @@ STATE_FILE = "runtime.json"
 # Three copies keep a partition writable (two in sync) while one node is down; more
 # copies than that buy nothing on one machine.
 MAX_REPLICATION = 3
+# What the local runtime can listen with (no TLS on loopback).
+SECURITY_PROTOCOLS = ("SASL_PLAINTEXT", "PLAINTEXT")
 
 
 def replication_for(brokers: int) -> int:
@@ -120,10 +123,30 @@ def _first_address(bootstrap: str) -> tuple[str, int]:
         raise ConfigError(f"PRIVOPS_KAFKA_BOOTSTRAP: {first!r} has no port") from None
 
 
-def render_properties(template: str, layout: Layout, node: Node, log_dirs: Path) -> str:
-    """One node's server.properties from the shared template."""
+@dataclass(frozen=True)
+class Security:
+    """What a secured node adds: SASL on every listener, the authorizer, and the password
+    the nodes authenticate to each other with as ``admin``."""
+
+    template: str
+    admin_password: str
+
+
+def render_properties(
+    template: str, layout: Layout, node: Node, log_dirs: Path, security: Security | None = None
+) -> str:
+    """One node's server.properties from the shared template; open (PLAINTEXT, no
+    authorizer) without ``security``."""
     replication = layout.replication_factor
+    secured = (
+        string.Template(security.template).substitute(admin_password=security.admin_password)
+        if security
+        else ""
+    )
     return string.Template(template).substitute(
+        listener="SASL_PLAINTEXT" if security else "PLAINTEXT",
+        controller_protocol="SASL_PLAINTEXT" if security else "PLAINTEXT",
+        security=secured,
         node_id=node.node_id,
         voters=layout.voters,
         broker_port=node.broker_port,
@@ -159,6 +182,7 @@ class RuntimeState:
 
     brokers: int
     bootstrap: str
+    security_protocol: str | None = None
 
 
 def state_path(home: Path) -> Path:
@@ -169,15 +193,22 @@ def read_state(home: Path) -> RuntimeState | None:
     """None when no `up` ran under this home (or its file is unreadable: then 1 broker)."""
     try:
         data = json.loads(state_path(home).read_text())
-        state = RuntimeState(int(data["brokers"]), str(data["bootstrap"]))
+        protocol = data.get("security_protocol")
+        state = RuntimeState(
+            int(data["brokers"]),
+            str(data["bootstrap"]),
+            str(protocol) if protocol in SECURITY_PROTOCOLS else None,
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return state if state.brokers in BROKER_COUNTS else None
 
 
-def write_state(home: Path, layout: Layout) -> None:
+def write_state(home: Path, layout: Layout, security_protocol: str | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    state = {"brokers": layout.brokers, "bootstrap": layout.bootstrap}
+    state: dict[str, object] = {"brokers": layout.brokers, "bootstrap": layout.bootstrap}
+    if security_protocol is not None:
+        state["security_protocol"] = security_protocol
     path = state_path(home)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")

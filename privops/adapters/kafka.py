@@ -2,12 +2,17 @@
 
 Not the worker's wiring (that is ``streams``): these are plain clients for tools that
 publish commands, create topics or read a topic from the beginning.
+
+Every client connects as a principal (DESIGN.md section 8): :func:`client_options` gives
+the aiokafka keyword arguments for one, and every helper here takes them. A helper given
+a bare bootstrap address instead connects as this process's own principal
+(``PRIVOPS_KAFKA_PRINCIPAL``, else the worker's).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -15,19 +20,93 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
     InvalidReplicationFactorError,
     KafkaConnectionError,
     KafkaError,
+    SaslAuthenticationFailed,
     StaleMetadata,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
 )
+from aiokafka.helpers import create_ssl_context
 
+from privops.adapters import credentials
+from privops.adapters.acls import WORKER
 from privops.adapters.cluster import min_insync_for
-from privops.core.errors import ConfigError, RuntimeUnavailable
+from privops.adapters.settings import Settings, get_settings
+from privops.core.errors import ConfigError, PrivopsError, RuntimeUnavailable
 from privops.core.topics import TopicSpec
 
+Client = str | Mapping[str, Any]
+"""aiokafka keyword arguments from :func:`client_options`, or a bare bootstrap address."""
 
-def unreachable(bootstrap: str, exc: BaseException) -> RuntimeUnavailable:
+
+def client_options(
+    settings: Settings, principal: str | None = None, *, default: str = WORKER
+) -> dict[str, Any]:
+    """aiokafka keyword arguments to connect as ``principal`` (else PRIVOPS_KAFKA_PRINCIPAL,
+    else ``default``): bootstrap servers, security protocol, SASL mechanism, user, password."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap}
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return options
+    who = principal or settings.kafka_principal or default
+    options |= sasl_options(settings, who, password_of(settings, who))
+    if settings.kafka_security_protocol == "SASL_SSL":
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        options["ssl_context"] = create_ssl_context(cafile=cafile)
+    return options
+
+
+def sasl_options(settings: Settings, username: str, password: str) -> dict[str, Any]:
+    return {
+        "security_protocol": settings.kafka_security_protocol,
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": username,
+        "sasl_plain_password": password,
+    }
+
+
+def password_of(settings: Settings, principal: str) -> str:
+    """PRIVOPS_KAFKA_PASSWORD for PRIVOPS_KAFKA_PRINCIPAL; in dev, the local runtime's
+    credentials file for any principal; nothing else, anywhere else."""
+    if settings.kafka_password is not None and principal == settings.kafka_principal:
+        return settings.kafka_password.get_secret_value()
+    if settings.env != "dev":
+        raise ConfigError(
+            f"no password for Kafka principal {principal!r}: set PRIVOPS_KAFKA_PRINCIPAL="
+            f"{principal} and PRIVOPS_KAFKA_PASSWORD (outside PRIVOPS_ENV=dev the local "
+            "runtime's credentials are never used)"
+        )
+    path = settings.kafka_credentials_file
+    if not path.exists():  # no local runtime was ever started under this home
+        raise RuntimeUnavailable(
+            f"no credentials to connect to the Kafka broker at {settings.kafka_bootstrap} as "
+            f"{principal!r} ({path} does not exist): start the local runtime with "
+            "`privops local up`, or set PRIVOPS_KAFKA_PRINCIPAL and PRIVOPS_KAFKA_PASSWORD"
+        )
+    return credentials.password(path, principal)
+
+
+def resolve(client: Client, *, default: str = WORKER) -> dict[str, Any]:
+    """Options for a client: as given, or at a bare address as this process's principal
+    (PRIVOPS_KAFKA_PRINCIPAL, else ``default``)."""
+    if isinstance(client, str):
+        return client_options(get_settings(), default=default) | {"bootstrap_servers": client}
+    return dict(client)
+
+
+def unreachable(client: Client, exc: BaseException) -> PrivopsError:
+    """The error to report when a client could not connect, naming where and as whom."""
+    options = {"bootstrap_servers": client} if isinstance(client, str) else client
+    bootstrap = options["bootstrap_servers"]
+    user = options.get("sasl_plain_username")
+    if user and isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError):
+        return PrivopsError(
+            f"the Kafka broker at {bootstrap} refused the credentials of principal {user!r}; "
+            "see `privops local credentials`"
+        )
     return RuntimeUnavailable(
         f"Kafka broker at {bootstrap} is unreachable ({type(exc).__name__}); "
         "start it with `privops local up` or set PRIVOPS_KAFKA_BOOTSTRAP"
@@ -51,14 +130,15 @@ class TopicOutcome:
     note: str = ""
 
 
-async def cluster_id(bootstrap: str) -> str:
+async def cluster_id(client: Client) -> str:
     """The broker cluster's id: local table state belongs to one cluster's changelogs."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    options = resolve(client)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=10000)
     try:
         await admin.start()
         described = await admin.describe_cluster()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
-        raise unreachable(bootstrap, exc) from exc
+        raise unreachable(options, exc) from exc
     finally:
         await admin.close()
     return str(described.get("cluster_id") or "")
@@ -78,15 +158,16 @@ def replication_config(replication_factor: int) -> dict[str, str]:
 
 
 async def create_topics(
-    bootstrap: str, specs: Iterable[TopicSpec], *, replication_factor: int = 1
+    client: Client, specs: Iterable[TopicSpec], *, replication_factor: int = 1
 ) -> list[TopicOutcome]:
     """Create missing topics with ``replication_factor`` copies (settings.replication_factor);
     report existing ones, and a partition-count or replication mismatch."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    options = resolve(client)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=10000)
     try:
         await admin.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
-        raise unreachable(bootstrap, exc) from exc
+        raise unreachable(options, exc) from exc
     try:
         specs = list(specs)
         existing = set(await admin.list_topics())
@@ -136,6 +217,10 @@ def _raise_creation_errors(topic_errors: list[Any], replication_factor: int) -> 
                 f"cannot create {name} with {replication_factor} replicas ({detail}); "
                 "set PRIVOPS_REPLICATION_FACTOR to at most the number of brokers"
             )
+        if code in (TopicAuthorizationFailedError.errno, ClusterAuthorizationFailedError.errno):
+            raise PrivopsError(
+                f"not allowed to create {name}: only the worker's principal creates topics"
+            )
         raise RuntimeUnavailable(f"the broker refused to create {name}: {detail}")
 
 
@@ -156,13 +241,16 @@ def _outcome(
 
 
 @asynccontextmanager
-async def producer(bootstrap: str, **kwargs: object) -> AsyncIterator[AIOKafkaProducer]:
-    prod = AIOKafkaProducer(**{**producer_options(bootstrap), **kwargs})
+async def producer(client: Client, **kwargs: object) -> AsyncIterator[AIOKafkaProducer]:
+    options = resolve(client)
+    prod = AIOKafkaProducer(
+        **{**options, **producer_options(options["bootstrap_servers"]), **kwargs}
+    )
     try:
         await prod.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
         await prod.stop()
-        raise unreachable(bootstrap, exc) from exc
+        raise unreachable(options, exc) from exc
     try:
         yield prod
     finally:
@@ -170,21 +258,20 @@ async def producer(bootstrap: str, **kwargs: object) -> AsyncIterator[AIOKafkaPr
 
 
 async def read_all(
-    bootstrap: str,
+    client: Client,
     topic: str,
     *,
     decode: Callable[[bytes | None], object] | None = None,
     idle_ms: int = 1500,
 ) -> list[Consumed]:
     """Every record on ``topic`` from the beginning up to its current end (no group)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    options = resolve(client)
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         await consumer.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
         await consumer.stop()
-        raise unreachable(bootstrap, exc) from exc
+        raise unreachable(options, exc) from exc
     try:
         partitions = consumer.partitions_for_topic(topic)
         if partitions is None:

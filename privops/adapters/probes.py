@@ -13,12 +13,19 @@ import httpx
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from privops.adapters.kafka import Client, resolve
+from privops.core.errors import ConfigError
+
 TIMEOUT_SECONDS = 3.0
 
 
 class BrokerProbe:
-    def __init__(self, bootstrap: str, timeout: float = TIMEOUT_SECONDS) -> None:
-        self.bootstrap = bootstrap
+    """``client``: options from ``client_options`` (or a bare bootstrap address, then as
+    this process's own principal): a secured broker answers nobody else."""
+
+    def __init__(self, client: Client, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.client = client
+        self.bootstrap = client if isinstance(client, str) else str(client["bootstrap_servers"])
         self.timeout = timeout
         self._client: AIOKafkaClient | None = None
 
@@ -26,11 +33,14 @@ class BrokerProbe:
         """None when the broker answered a metadata request, else what went wrong."""
         try:
             if self._client is None:
+                # Resolved here, not at construction: the worker builds its probe at import.
                 self._client = AIOKafkaClient(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000)
+                    **resolve(self.client), request_timeout_ms=int(self.timeout * 1000)
                 )
                 await asyncio.wait_for(self._client.bootstrap(), self.timeout)
             metadata = await asyncio.wait_for(self._client.fetch_all_metadata(), self.timeout)
+        except ConfigError as exc:
+            return f"cannot connect to the Kafka broker at {self.bootstrap}: {exc}"
         except (TimeoutError, KafkaError, OSError) as exc:
             await self.close()
             return f"Kafka broker at {self.bootstrap} not answering ({type(exc).__name__})"

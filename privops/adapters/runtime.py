@@ -6,6 +6,11 @@ or three (``up(brokers=3)``: a 3-voter quorum, replication 3, min ISR 2; the lay
 API). Jars live under the privops cache (``~/.cache/privops`` by default), never in the
 repository. Every operation is idempotent and reports what it did through a ``say``
 callback so the CLI can print progress.
+
+Security is on unless PRIVOPS_KAFKA_SECURITY_PROTOCOL=PLAINTEXT: every listener asks for
+credentials (SCRAM-SHA-512 for clients, generated per home, see
+``privops.adapters.credentials``), and once the brokers answer, the runtime grants the
+ACLs of ``privops.adapters.acls`` as ``admin``, the only super user.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from privops.adapters import cluster
-from privops.adapters.cluster import Layout, Node
+from privops.adapters.acls import ADMIN
+from privops.adapters.cluster import Layout, Node, Security
+from privops.adapters.credentials import MECHANISM, write_private
 from privops.adapters.probes import BrokerProbe
 from privops.adapters.processes import (
     READY_TIMEOUT_S,
@@ -38,6 +47,15 @@ from privops.adapters.processes import (
 )
 from privops.adapters.processes import Component as Component
 from privops.adapters.processes import ComponentStatus as ComponentStatus
+from privops.adapters.runtime_security import (
+    admin_options,
+    grant_acls,
+    is_secure,
+    passwords_for,
+)
+from privops.adapters.runtime_security import (
+    client_settings as client_settings,
+)
 from privops.adapters.settings import Settings
 from privops.contract import deploy_dir
 from privops.core.errors import ConfigError, RuntimeUnavailable
@@ -45,6 +63,7 @@ from privops.core.errors import ConfigError, RuntimeUnavailable
 REGISTRY_VERSION = os.environ.get("PRIVOPS_REGISTRY_VERSION", "3.0.9")
 KAFKA_POM = deploy_dir() / "kafka" / "pom.xml"
 KAFKA_TEMPLATE = deploy_dir() / "kafka" / "server.properties.template"
+SECURITY_TEMPLATE = deploy_dir() / "kafka" / "security.properties.template"
 KAFKA_LOG4J = deploy_dir() / "kafka" / "log4j2.properties"
 
 
@@ -120,14 +139,24 @@ class Kafka(JvmProcess):
         return meta.get("cluster.id")
 
     def prepare(self, say: Say) -> None:
-        self.properties.write_text(
+        passwords = passwords_for(self.settings, formatted=self.formatted_id() is not None)
+        security = (
+            Security(SECURITY_TEMPLATE.read_text(), passwords[ADMIN])
+            if is_secure(self.settings)
+            else None
+        )
+        write_private(
+            self.properties,
             cluster.render_properties(
-                KAFKA_TEMPLATE.read_text(), self.layout, self.node, self.data_dir
-            )
+                KAFKA_TEMPLATE.read_text(), self.layout, self.node, self.data_dir, security
+            ),
         )
         if self.formatted_id() is not None:
             return
         say(f"formatting {self.name} storage (KRaft)")
+        # The SCRAM credentials go into the storage: the brokers authenticate each other
+        # with them before any client could add one.
+        scram = [f"{MECHANISM}=[name={user},password={pw}]" for user, pw in passwords.items()]
         _run(
             [
                 _java(),
@@ -139,9 +168,15 @@ class Kafka(JvmProcess):
                 self.cluster_id or cluster.new_cluster_id(),
                 "-c",
                 str(self.properties),
+                *(arg for entry in scram for arg in ("--add-scram", entry)),
             ],
             what=f"formatting {self.name} storage",
         )
+
+    def start(self, say: Say = quiet) -> bool:
+        launched = super().start(say)
+        grant_acls(self.settings, self.layout, say)
+        return launched
 
     def command(self) -> list[str]:
         return [
@@ -158,7 +193,7 @@ class Kafka(JvmProcess):
         ]
 
     def is_ready(self) -> bool:
-        return broker_answers(self.node.address)
+        return broker_answers(admin_options(self.settings, self.node.address))
 
 
 class KafkaCluster(Component):
@@ -173,10 +208,13 @@ class KafkaCluster(Component):
 
     def start(self, say: Say = quiet) -> bool:
         running = all(node.pid() is not None for node in self.nodes)
-        if running and brokers_seen(self.layout.bootstrap) == self.layout.brokers:
+        if running and self.brokers_seen() == self.layout.brokers:
             say(f"{self.layout.brokers} brokers already running at {self.layout.bootstrap}")
+            grant_acls(self.settings, self.layout, say)
             return False
         self.nodes[0].ensure_installed(say)
+        # Before the nodes prepare in parallel: each would otherwise write the file.
+        passwords_for(self.settings, formatted=any(n.formatted_id() for n in self.nodes))
         cluster_id = self.cluster_id()
         for node in self.nodes:
             node.cluster_id = cluster_id
@@ -187,7 +225,11 @@ class KafkaCluster(Component):
         for node in self.nodes:
             node.wait_ready(say)
         self.wait_for_every_broker(say)
+        grant_acls(self.settings, self.layout, say)
         return launched
+
+    def brokers_seen(self) -> int:
+        return brokers_seen(admin_options(self.settings, self.layout.bootstrap))
 
     def cluster_id(self) -> str:
         """The id some node was already formatted with, else a new one."""
@@ -209,13 +251,13 @@ class KafkaCluster(Component):
         """Ready means every broker is registered: replication 3 needs three."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            seen = brokers_seen(self.layout.bootstrap)
+            seen = self.brokers_seen()
             if seen == self.layout.brokers:
                 say(f"{seen} brokers ready at {self.layout.bootstrap}")
                 return
             time.sleep(0.5)
         raise RuntimeUnavailable(
-            f"only {brokers_seen(self.layout.bootstrap)} of {self.layout.brokers} brokers "
+            f"only {self.brokers_seen()} of {self.layout.brokers} brokers "
             f"registered within {timeout:.0f}s; see the logs under {self.settings.home}/kafka-*"
         )
 
@@ -333,6 +375,12 @@ def components(settings: Settings, brokers: int | None = None) -> list[Component
 def up(settings: Settings, say: Say = quiet, brokers: int | None = None) -> Layout:
     """Start Kafka (``brokers`` nodes, else as many as last time) and the registry."""
     layout = layout_of(settings, brokers)
+    protocol = settings.kafka_security_protocol
+    if protocol not in cluster.SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"PRIVOPS_KAFKA_SECURITY_PROTOCOL={protocol}: the local runtime listens on "
+            f"loopback with {' or '.join(cluster.SECURITY_PROTOCOLS)} (no TLS)"
+        )
     running = [p for p in _other_layouts(settings, layout) if p.pid() is not None]
     if running:
         current = running[0].layout.brokers
@@ -341,7 +389,7 @@ def up(settings: Settings, say: Say = quiet, brokers: int | None = None) -> Layo
             f"stop it with `privops local down` before `privops local up --brokers "
             f"{layout.brokers}`"
         )
-    cluster.write_state(settings.home, layout)
+    cluster.write_state(settings.home, layout, protocol)
     for component in components(settings, layout.brokers):
         component.start(say)
     return layout
@@ -366,12 +414,12 @@ def _other_layouts(settings: Settings, layout: Layout) -> list[Kafka]:
     return [Kafka(settings, other, node.node_id) for other in others for node in other.nodes]
 
 
-def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
+def broker_answers(client: Mapping[str, Any], timeout: float = 3.0) -> bool:
     """True when the broker answers a real Metadata request (not just an open port)."""
 
     async def probe() -> bool:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-        broker = BrokerProbe(bootstrap, timeout)
+        broker = BrokerProbe(client, timeout)
         try:
             return await broker.problem() is None
         finally:
@@ -380,12 +428,12 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
     return asyncio.run(probe())
 
 
-def brokers_seen(bootstrap: str, timeout: float = 3.0) -> int:
+def brokers_seen(options: Mapping[str, Any], timeout: float = 3.0) -> int:
     """How many brokers the cluster's metadata lists (0 when none answers)."""
 
     async def count() -> int:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+        client = AIOKafkaClient(**options, request_timeout_ms=int(timeout * 1000))
         try:
             await asyncio.wait_for(client.bootstrap(), timeout)
             metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout)

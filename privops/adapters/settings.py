@@ -6,11 +6,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from privops import contract
 from privops.adapters import cluster
+from privops.adapters.credentials import credentials_path
 from privops.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,30 @@ class Settings(BaseSettings):
         le=cluster.MAX_REPLICATION,
         description="Copies of every privops topic (3 gives min.insync.replicas=2); "
         "defaults to what the local runtime's broker count allows",
+    )
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"] = Field(
+        default="SASL_PLAINTEXT",
+        description="How clients connect, and (PLAINTEXT or SASL_PLAINTEXT) how the local "
+        "runtime listens; defaults to what the last `privops local up` under this home ran",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_principal: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="Who this process connects as where the caller names no principal "
+        "(else the worker's `privops`, or `dpo` for the CLI's DPO verbs)",
+    )
+    kafka_password: SecretStr | None = Field(
+        default=None,
+        description="The password of PRIVOPS_KAFKA_PRINCIPAL. Without it, in PRIVOPS_ENV=dev "
+        "only, passwords come from the local runtime's credentials file",
+    )
+    kafka_credentials_file: Path = Field(
+        default=Path(),
+        description="The local runtime's SCRAM passwords (mode 0600; dev only)",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle for SASL_SSL (default: the system's)"
     )
     registry_url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
     registry_port: int = Field(default=18081, ge=1, le=65535)
@@ -123,6 +148,7 @@ class Settings(BaseSettings):
             home = Path(data.get("home") or _default_home()).expanduser()
             data.setdefault("signers_file", home / "keys" / "signers.json")
             data.setdefault("signing_key_file", home / "keys" / f"{data.get('actor') or 'dpo'}.key")
+            data.setdefault("kafka_credentials_file", credentials_path(home))
         return data
 
     @model_validator(mode="before")
@@ -135,8 +161,18 @@ class Settings(BaseSettings):
             if state is not None:
                 if state.brokers > 1:
                     data.setdefault("kafka_bootstrap", state.bootstrap)
+                if state.security_protocol is not None:
+                    data.setdefault("kafka_security_protocol", state.security_protocol)
                 data.setdefault("replication_factor", cluster.replication_for(state.brokers))
         return data
+
+    @model_validator(mode="after")
+    def _password_has_a_principal(self) -> Settings:
+        if self.kafka_password is not None and self.kafka_principal is None:
+            raise ValueError(
+                "PRIVOPS_KAFKA_PASSWORD is set without PRIVOPS_KAFKA_PRINCIPAL: say whose it is"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_dev_secrets_outside_dev(self) -> Settings:

@@ -17,7 +17,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from privops.adapters.kafka import Consumed, read_all
+from privops.adapters.acls import DPO
+from privops.adapters.kafka import Consumed, client_options, read_all
 from privops.adapters.serde import Serde
 from privops.cli.common import (
     EXIT_FAILED,
@@ -107,7 +108,7 @@ def read_audit() -> AuditLog:
     cfg = settings()
     serde = Serde(cfg.registry_url, cfg.schema_dir)
     quiet_kafka_logs()
-    consumed: list[Consumed] = run_async(lambda: read_all(cfg.kafka_bootstrap, AUDIT))
+    consumed: list[Consumed] = run_async(lambda: read_all(client_options(cfg, default=DPO), AUDIT))
     log = AuditLog()
     grouped: dict[int, list[Consumed]] = defaultdict(list)
     for msg in consumed:

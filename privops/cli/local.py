@@ -1,4 +1,4 @@
-"""`privops local up|down|status`: the local Kafka broker(s) and schema registry."""
+"""`privops local up|down|status|credentials`: the local Kafka broker(s) and schema registry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 
 from privops.adapters import cluster, runtime
-from privops.cli.common import EXIT_UNAVAILABLE, Json, console, emit_json, handled, say, settings
+from privops.cli.common import (
+    EXIT_UNAVAILABLE,
+    Json,
+    console,
+    emit_json,
+    handled,
+    say,
+    settings,
+)
 from privops.tools.views import table
 
 app = typer.Typer(help="Run Kafka (KRaft) and the schema registry locally, on loopback.")
@@ -67,3 +75,37 @@ def status(as_json: Json = False) -> None:
         console.print(out)
     if not all(row.ready for row in rows):
         raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+@app.command()
+def credentials(
+    principal: Annotated[
+        str,
+        typer.Argument(
+            help="privops (the worker), dpo (the CLI's DPO), system-<name> per business "
+            "system (e.g. system-crm), or admin (the runtime's own super user).",
+            show_default=False,
+        ),
+    ],
+    as_json: Json = False,
+) -> None:
+    """Print how to connect to the local runtime as PRINCIPAL: bootstrap servers, security
+    protocol, SASL mechanism, username and password. Without --json, as Java client
+    properties (a `--command-config` file for Kafka's tools)."""
+    with handled():
+        found = runtime.client_settings(settings(), principal)
+    if as_json:
+        emit_json(found)
+        return
+    lines = [
+        f"# {principal} on the local runtime (secret: keep it out of shared places)",
+        f"bootstrap.servers={found['bootstrap_servers']}",
+        f"security.protocol={found['security_protocol']}",
+    ]
+    if "password" in found:
+        lines += [
+            f"sasl.mechanism={found['sasl_mechanism']}",
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{found["username"]}" password="{found["password"]}";',
+        ]
+    typer.echo("\n".join(lines))

@@ -1,8 +1,10 @@
 """The runner: Kafka in, the connector called, the answer out, then the offset committed.
 
-It consumes ``privacy.tasks.<system>`` in the consumer group ``privops-connector-<system>``,
-decodes the Avro task, calls the connector, answers on ``privacy.task-results`` (keyed by
-request id) and only then commits, so a crash re-delivers rather than loses a task.
+It connects as the system's principal ``system-<system>``, consumes
+``privacy.tasks.<system>`` in the consumer group ``privops-connector-<system>`` (any other
+group of its is named under that one: the broker lets it use no other), decodes the Avro
+task, calls the connector, answers on ``privacy.task-results.<system>`` (keyed by subject
+id) and only then commits, so a crash re-delivers rather than loses a task.
 
 - A final answer is kept in the ledger by task id; a re-sent task (same task id, any
   attempt) is answered again from the ledger without calling the connector a second time.
@@ -23,12 +25,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from privops.adapters.kafka import producer, unreachable
+from privops.adapters.acls import connector_group, system_principal
+from privops.adapters.kafka import client_options, producer, unreachable
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.connectors.base import NO_ANSWER, Answer, Connector, TransientError
@@ -85,11 +88,21 @@ class RunnerStats:
         self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
 
 
+def group_of(system: System, group_id: str | None) -> str:
+    """The consumer group for a run: the system's own, or ``group_id`` placed under it."""
+    own = connector_group(system)
+    if group_id is None or group_id == own or group_id.startswith(f"{own}-"):
+        return group_id or own
+    return f"{own}-{group_id}"
+
+
 class ConnectorRunner:
     """Consume a system's task topic, call the connector, answer, then commit.
 
     One task at a time (per-subject order is kept, handlers need no locking).
     ``start_from="latest"`` makes a brand-new consumer group skip older tasks (tests);
+    ``group_id`` names another group than the system's own (a second run, a test): it is
+    placed under ``privops-connector-<system>``, the only groups the system may use.
     :attr:`ready` is set once partitions are assigned and positioned.
     ``on_answer(task, result, duplicate)`` is called after each answer (result is None
     for ``Answer.no_answer()``), e.g. to print progress.
@@ -111,7 +124,7 @@ class ConnectorRunner:
         self.system = System(connector.system)
         self.settings = settings
         self.topic = tasks_topic(self.system)
-        self.group_id = group_id or f"privops-connector-{self.system}"
+        self.group_id = group_of(self.system, group_id)
         self.ledger_path = ledger or ledger_path(settings, self.system)
         self.retry = retry or TransientRetry()
         self.start_from = start_from
@@ -131,9 +144,10 @@ class ConnectorRunner:
         stop = stop or asyncio.Event()
         await asyncio.to_thread(self.serde.register_all)
         ledger = Ledger(self.ledger_path)
+        client = client_options(self.settings, system_principal(self.system))
         consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **client,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset=self.start_from,
@@ -144,20 +158,24 @@ class ConnectorRunner:
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             await consumer.stop()
             ledger.close()
-            raise unreachable(self.settings.kafka_bootstrap, exc) from exc
+            raise unreachable(client, exc) from exc
         await self.connector.start()
         log.info("connector %s consuming %s as %s", self.system, self.topic, self.group_id)
         try:
-            await self._consume(consumer, ledger, stop)
+            await self._consume(consumer, client, ledger, stop)
         finally:
             await self.connector.close()
             await consumer.stop()
             ledger.close()
 
     async def _consume(
-        self, consumer: AIOKafkaConsumer, ledger: Ledger, stop: asyncio.Event
+        self,
+        consumer: AIOKafkaConsumer,
+        client: dict[str, Any],
+        ledger: Ledger,
+        stop: asyncio.Event,
     ) -> None:
-        async with producer(self.settings.kafka_bootstrap) as prod:
+        async with producer(client) as prod:
 
             async def send(key: str, value: bytes) -> None:
                 await prod.send_and_wait(

@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.panel import Panel
 
 from privops.adapters import runtime
-from privops.adapters.kafka import producer, read_all
+from privops.adapters.acls import DPO
+from privops.adapters.kafka import client_options, producer, read_all
 from privops.adapters.serde import Serde
 from privops.adapters.settings import REPO_ROOT, Settings
 from privops.adapters.signing_keys import signing_key
@@ -129,7 +130,7 @@ class Demo:
                 self.settings, command.actor, say=lambda m: self.console.print(f"• {m}")
             )
         command = self.key.sign(command)
-        async with producer(self.settings.kafka_bootstrap) as prod:
+        async with producer(client_options(self.settings, default=DPO)) as prod:
             await prod.send_and_wait(
                 COMMANDS, self.serde.encode(command), key=command.subject_id.encode()
             )
@@ -179,7 +180,8 @@ class Demo:
         decode = self.serde.decode
 
         async def probe() -> A | None:
-            rows = await read_all(self.settings.kafka_bootstrap, ALERTS, decode=decode)
+            # Alerts go to ops, not to the DPO principal: read as the worker.
+            rows = await read_all(client_options(self.settings), ALERTS, decode=decode)
             alerts = (c.value for c in rows if isinstance(c.value, kind))
             return next((a for a in alerts if a.request_id == rid), None)
 
@@ -229,7 +231,7 @@ async def story(demo: Demo) -> Ending:
         settings,
         data_dir,
         knobs={SILENT: Knobs(silent=True), System.crm: Knobs(delay_seconds=1.0)},
-        group_prefix=f"privops-demo-{demo.run_id}",
+        group_prefix=f"demo-{demo.run_id}",
         start_from="latest",
     )
     connectors = asyncio.create_task(

@@ -18,10 +18,12 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Literal
 
-from privops.adapters.kafka import producer
+from privops.adapters.acls import system_principal
+from privops.adapters.kafka import client_options, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.connectors.reference import (
@@ -91,7 +93,7 @@ def build_runners(
         ConnectorRunner(
             reference_connector(system, data_dir, knobs.get(system)),
             settings,
-            group_id=f"{group_prefix}-{system}" if group_prefix else None,
+            group_id=group_prefix,  # placed under the system's own group by the runner
             start_from=start_from,
             on_answer=on_answer,
         )
@@ -483,16 +485,23 @@ async def publish_business_day(
     seed: int = 7,
     date: dt.date | None = None,
 ) -> Counter[str]:
-    """Publish :func:`business_day` to ``<system>.events``; counts by event type."""
+    """Publish :func:`business_day` to ``<system>.events``, each system as its own
+    principal (the only one that may write its events); counts by event type."""
     events = business_day(customers, seed=seed, date=date)
     serde = Serde(settings.registry_url, settings.schema_dir)
     await asyncio.to_thread(serde.register_all)
     counts: Counter[str] = Counter()
-    async with producer(settings.kafka_bootstrap, linger_ms=5) as prod:
+    async with AsyncExitStack() as stack:
+        producers = {
+            system: await stack.enter_async_context(
+                producer(client_options(settings, system_principal(system)), linger_ms=5)
+            )
+            for system in {system for system, _ in events}
+        }
         futures = []
         for system, event in events:
             futures.append(
-                await prod.send(
+                await producers[system].send(
                     events_topic(system),
                     key=event.subject_id.encode(),
                     value=serde.encode(event),

@@ -9,10 +9,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from privops.adapters.kafka import Consumed, producer, read_all
+from aiokafka import AIOKafkaProducer
+
+from privops.adapters.acls import writer_of
+from privops.adapters.kafka import Consumed, client_options, producer, read_all
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.core import records as r
@@ -30,15 +34,21 @@ def serde_for(settings: Settings) -> Serde:
 
 
 def produce(settings: Settings, items: list[tuple[str, str | bytes, r.Record | bytes]]) -> None:
-    """Send (topic, key, record-or-raw-bytes) in order and wait for the acks."""
+    """Send (topic, key, record-or-raw-bytes) in order and wait for the acks, each as the
+    principal that writes its topic (a system its events and answers, the DPO commands)."""
     serde = serde_for(settings)
 
     async def run() -> None:
-        async with producer(settings.kafka_bootstrap) as prod:
+        async with AsyncExitStack() as stack:
+            producers: dict[str, AIOKafkaProducer] = {}
             for topic, key, value in items:
+                who = writer_of(topic)
+                if who not in producers:
+                    client = client_options(settings, who)
+                    producers[who] = await stack.enter_async_context(producer(client))
                 raw = value if isinstance(value, bytes) else serde.encode(value)
                 k = key if isinstance(key, bytes) else key.encode()
-                await prod.send_and_wait(topic, raw, key=k)
+                await producers[who].send_and_wait(topic, raw, key=k)
 
     asyncio.run(run())
 
@@ -52,7 +62,7 @@ def read_topic(settings: Settings, topic: str) -> list[Consumed]:
         except Exception as exc:
             return exc
 
-    return asyncio.run(read_all(settings.kafka_bootstrap, topic, decode=decode))
+    return asyncio.run(read_all(client_options(settings), topic, decode=decode))
 
 
 def wait_for(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from privops.adapters.kafka import producer
+from privops.adapters.kafka import client_options, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.connectors.reference import (
@@ -48,20 +48,21 @@ class Results:
         self.serde = serde
         self.seen: list[tuple[bytes | None, TaskResult]] = []
 
-    async def wait_for(self, task_id: str, attempt: int, within: float = 12.0) -> TaskResult:
+    async def wait_for(self, task: Task, attempt: int, within: float = 12.0) -> TaskResult:
         deadline = asyncio.get_running_loop().time() + within
         while asyncio.get_running_loop().time() < deadline:
             for key, result in self.seen:
-                if result.task_id == task_id and result.attempt == attempt:
-                    assert key == result.request_id.encode()
+                if result.task_id == task.task_id and result.attempt == attempt:
+                    # Keyed by the subject's id: the answer reaches the request's partition.
+                    assert key == task.subject_id.encode()
                     return result
             batch = await self.consumer.getmany(timeout_ms=300)
             for messages in batch.values():
                 for msg in messages:
                     record = self.serde.decode(msg.value)
-                    if isinstance(record, TaskResult) and record.task_id == task_id:
+                    if isinstance(record, TaskResult) and record.task_id == task.task_id:
                         self.seen.append((msg.key, record))
-        raise AssertionError(f"no answer for {task_id} attempt {attempt} in {within} s")
+        raise AssertionError(f"no answer for {task.task_id} attempt {attempt} in {within} s")
 
     async def none_for(self, task_id: str, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -74,9 +75,7 @@ class Results:
 
 @asynccontextmanager
 async def results(settings: Settings, serde: Serde) -> AsyncIterator[Results]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [
@@ -177,7 +176,7 @@ async def test_erase_answers_once_and_resend_is_answered_from_the_ledger(
         running(runner_for(connector, local_runtime, uid, tmp_path)),
     ):
         await send(local_runtime, serde, task)
-        first = await answers.wait_for(task.task_id, attempt=1)
+        first = await answers.wait_for(task, attempt=1)
 
         assert isinstance(first, TaskCompleted)
         assert first.request_id == task.request_id
@@ -186,7 +185,7 @@ async def test_erase_answers_once_and_resend_is_answered_from_the_ledger(
         assert all(rows == [] for rows in store.rows({"customer_id": customer.subject_id}).values())
 
         await send(local_runtime, serde, task.model_copy(update={"attempt": 2}))
-        second = await answers.wait_for(task.task_id, attempt=2)
+        second = await answers.wait_for(task, attempt=2)
 
     assert isinstance(second, TaskCompleted)
     assert second.records_affected == first.records_affected
@@ -218,13 +217,13 @@ async def test_transient_failures_answer_retryable_then_the_resend_succeeds(
     ):
         await send(local_runtime, serde, b"not avro at all")
         await send(local_runtime, serde, task)
-        failed = await answers.wait_for(task.task_id, attempt=1)
+        failed = await answers.wait_for(task, attempt=1)
         assert isinstance(failed, TaskFailed)
         assert failed.retryable
         assert connector.calls == 3  # first try + 2 in-process retries
 
         await send(local_runtime, serde, task.model_copy(update={"attempt": 2}))
-        done = await answers.wait_for(task.task_id, attempt=2)
+        done = await answers.wait_for(task, attempt=2)
 
     assert isinstance(done, TaskCompleted)
     assert done.records_affected > 0
@@ -295,7 +294,7 @@ async def test_simulated_systems_publish_a_day_and_answer_exports(
                 await prod.send_and_wait(
                     tasks_topic(System.orders), key=b"k", value=serde.encode(task)
                 )
-            answer = await answers.wait_for(task.task_id, attempt=1)
+            answer = await answers.wait_for(task, attempt=1)
     finally:
         stop.set()
         stats = await asyncio.wait_for(fleet, 15)

@@ -49,6 +49,9 @@ AFTER_KILL_S = 8.0  # records sent while the victim is not yet fenced (9 s) wait
 @pytest.fixture(scope="module")
 def three_brokers() -> Iterator[runtime.KafkaCluster]:
     settings = Settings(
+        # Replication under broker loss is what this module checks; SASL and ACLs have
+        # their own test (test_kafka_acls.py), so this cluster listens without them.
+        kafka_security_protocol="PLAINTEXT",
         home=HOME,
         kafka_bootstrap=f"127.0.0.1:{FIRST_PORT}",
         kafka_controller_port=FIRST_PORT + 1,

@@ -80,11 +80,12 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
         yield Producer()
 
     @asynccontextmanager
-    async def answer_reader(bootstrap: str, _decode: Any) -> AsyncIterator[Reader]:
-        fake.events.append(f"noted the end of the answers on {bootstrap}")
+    async def answer_reader(client: dict[str, Any], _decode: Any) -> AsyncIterator[Reader]:
+        fake.events.append(f"noted the end of the answers on {client['bootstrap_servers']}")
         yield Reader()
 
     monkeypatch.setenv("PRIVOPS_KAFKA_BOOTSTRAP", BOOTSTRAP)
+    monkeypatch.setenv("PRIVOPS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")  # a fake, no SASL
     get_settings.cache_clear()
     monkeypatch.setattr(publish_module, "Serde", Serde)
     monkeypatch.setattr(publish_module, "producer", producer)

@@ -43,6 +43,7 @@ SURFACE = [
     "local up: --brokers",
     "local down: ",
     "local status: --json",
+    "local credentials: PRINCIPAL --json",
     "topics create: --json",
     "schemas generate: ",
     "schemas check: ",

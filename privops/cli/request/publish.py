@@ -25,7 +25,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from privops.adapters.kafka import producer
+from privops.adapters.acls import DPO
+from privops.adapters.kafka import client_options, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.adapters.signing_keys import signing_key
@@ -150,9 +151,9 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
             reader = None
             if wait is not None:
                 reader = await stack.enter_async_context(
-                    answer_reader(cfg.kafka_bootstrap, serde.decode_async)
+                    answer_reader(client_options(cfg, default=DPO), serde.decode_async)
                 )
-            async with producer(cfg.kafka_bootstrap) as prod:
+            async with producer(client_options(cfg, default=DPO)) as prod:
                 await asyncio.to_thread(serde.register_all)
                 for command, key in zip(commands, keys, strict=True):
                     await prod.send_and_wait(COMMANDS, value=serde.encode(command), key=key)

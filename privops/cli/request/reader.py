@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from privops.adapters.kafka import unreachable
+from privops.adapters.acls import DPO
+from privops.adapters.kafka import Client, resolve, unreachable
 from privops.core.errors import DecodeError, RuntimeUnavailable
 from privops.core.records import CommandAnswer, Record
 from privops.core.topics import COMMAND_RESULTS
@@ -67,14 +68,18 @@ class AnswerReader:
 
 
 @asynccontextmanager
-async def answer_reader(bootstrap: str, decode: Decode) -> AsyncIterator[AnswerReader]:
-    """A reader positioned at the current end of privacy.command-results."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def answer_reader(client: Client, decode: Decode) -> AsyncIterator[AnswerReader]:
+    """A reader positioned at the current end of privacy.command-results, connected as
+    ``client`` (``client_options(settings, default=DPO)``; a bare bootstrap address: as
+    PRIVOPS_KAFKA_PRINCIPAL, else ``dpo``)."""
+    options = resolve(client, default=DPO)
+    bootstrap = str(options["bootstrap_servers"])
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     try:
         await consumer.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
         await consumer.stop()
-        raise unreachable(bootstrap, exc) from exc
+        raise unreachable(options, exc) from exc
     try:
         try:
             partitions = await _partitions(consumer, bootstrap)
@@ -82,7 +87,7 @@ async def answer_reader(bootstrap: str, decode: Decode) -> AsyncIterator[AnswerR
             for tp, offset in (await consumer.end_offsets(partitions)).items():
                 consumer.seek(tp, offset)
         except KafkaError as exc:
-            raise unreachable(bootstrap, exc) from exc
+            raise unreachable(options, exc) from exc
         yield AnswerReader(consumer, decode)
     finally:
         await consumer.stop()
@@ -95,7 +100,8 @@ async def _partitions(consumer: AIOKafkaConsumer, bootstrap: str) -> list[TopicP
         partitions = consumer.partitions_for_topic(COMMAND_RESULTS)
     if not partitions:
         raise RuntimeUnavailable(
-            f"topic {COMMAND_RESULTS} does not exist on the Kafka broker at {bootstrap}: "
-            "create the topics with `privops topics create` (a worker creates them on start)"
+            f"topic {COMMAND_RESULTS} does not exist on the Kafka broker at {bootstrap} (or "
+            "this principal may not read it): create the topics with `privops topics "
+            "create` (a worker creates them on start)"
         )
     return [TopicPartition(COMMAND_RESULTS, p) for p in sorted(partitions)]

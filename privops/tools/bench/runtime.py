@@ -76,6 +76,9 @@ class BenchRuntime:
             "PRIVOPS_WEB_PORT": str(ports["web"]),
             "PRIVOPS_WEB_HOST": "127.0.0.1",
             "PRIVOPS_PSEUDONYM_KEY": "bench-pseudonym-key-0123456789",
+            # The bench's private runtime listens without SASL: SCRAM costs only each
+            # connection's handshake, and the bench's raw clients stay simple.
+            "PRIVOPS_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
         }
         self.settings = Settings(
             kafka_bootstrap=self.env["PRIVOPS_KAFKA_BOOTSTRAP"],
@@ -86,6 +89,7 @@ class BenchRuntime:
             home=self.home,
             topic_partitions=partitions,
             web_port=ports["web"],
+            kafka_security_protocol="PLAINTEXT",
         )
         self.serde = Serde(self.settings.registry_url, self.settings.schema_dir)
         self.workers: list[WorkerProc] = []
