@@ -15,6 +15,7 @@ is written.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from faust.types import Message, StreamT
 
@@ -30,7 +31,7 @@ from privops.core.facts import (
     UnknownDirectiveKind,
     admit_ingest,
     consent_facts,
-    consent_state_record,
+    consent_state_fields,
     directive_fact,
     updated_facts,
 )
@@ -42,11 +43,12 @@ from streams import pipeline
 from streams.app import app
 from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.context import collaborators
-from streams.io import TOPICS, dead_letter, decode, output
+from streams.io import TOPICS, dead_letter, decode, output_datum
 from streams.state import state
 from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, suppression
 
 log = logging.getLogger(__name__)
+_CONSENT_STATE = r.ConsentState.fullname()
 
 
 SUBJECT_TOPICS = [events_topic(s) for s in System] + [SUBJECT_DIRECTIVES]
@@ -128,7 +130,7 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     if new_state is None:  # first sight of the subject: known, nothing asked yet
         new_state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         state.put(CONSENT, sid, new_state)
-        output(CONSENT_STATE, sid, consent_state_record(new_state, record.occurred_at))
+        publish_state(sid, new_state, record.occurred_at)
 
 
 def apply_facts(
@@ -158,9 +160,15 @@ def apply_facts(
             f"(evidence {change.evidence})",
         )
     if changes:
-        at = max(fact.occurred_at for fact in facts)
-        output(CONSENT_STATE, sid, consent_state_record(new_state, at))
+        publish_state(sid, new_state, max(fact.occurred_at for fact in facts))
     return new_state
+
+
+def publish_state(sid: str, consent: rules.SubjectConsent, at: datetime) -> None:
+    """The subject's privacy.consent-state record, encoded from plain data (no model:
+    one per change on the hot path; the same bytes as ``output`` of the model)."""
+    datum = consent_state_fields(consent, at)
+    output_datum(CONSENT_STATE, sid, _CONSENT_STATE, datum)
 
 
 def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:

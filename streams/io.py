@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from faust.types import Message, TopicT
 
@@ -47,6 +48,11 @@ def topic(name: str) -> TopicT:
 async def emit(name: str, key: str, record: Record) -> None:
     """Encode ``record`` for the registry and send it, keyed, to topic ``name`` now."""
     await TOPICS[name].send(key=key.encode(), value=serde.encode(record))
+
+
+def output_datum(name: str, key: str, fullname: str, datum: dict[str, Any]) -> None:
+    """Like ``output``, for a record the caller holds as its Avro field dict."""
+    state.emit(name, key.encode(), serde.encode_datum(fullname, datum))
 
 
 def output(name: str, key: str | bytes | None, record: Record) -> None:

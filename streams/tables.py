@@ -28,7 +28,7 @@ from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_INDEX, SUPPRESSION
 from streams.app import app, settings
 from streams.global_view import GlobalView
-from streams.state import Slot
+from streams.state import Slot, model_slot
 
 
 def _table(name: str, help_: str) -> TableT[Any, Any]:
@@ -59,13 +59,13 @@ def _json(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
-IDENTITIES: Slot[IdentityMap] = Slot(identities, IdentityMap.model_validate, _json)
-CONSENT: Slot[SubjectConsent] = Slot(consent, SubjectConsent.model_validate, _json)
-FACTS: Slot[SubjectFacts] = Slot(subject_facts, SubjectFacts.model_validate, _json)
+IDENTITIES: Slot[IdentityMap] = model_slot(identities, IdentityMap)
+CONSENT: Slot[SubjectConsent] = model_slot(consent, SubjectConsent)
+FACTS: Slot[SubjectFacts] = model_slot(subject_facts, SubjectFacts)
 HOLDS: Slot[list[LegalHold]] = Slot(
     legal_holds,
     lambda raw: [LegalHold.model_validate(h) for h in raw],
     lambda holds: [_json(h) for h in holds],
 )
-REQUESTS: Slot[RequestRecord] = Slot(requests, RequestRecord.model_validate, _json)
+REQUESTS: Slot[RequestRecord] = model_slot(requests, RequestRecord)
 CHAIN_HEADS: Slot[tuple[int, str]] = Slot(audit_chains, lambda raw: (raw[0], raw[1]), list)

@@ -13,6 +13,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
@@ -264,6 +265,9 @@ class Codec:
             name: fastavro.parse_schema(v.schema, named_schemas={})
             for name, v in self.latest.items()
         }
+        self._flat = frozenset(
+            name for name, v in self.latest.items() if not _nests_records(v.schema["fields"])
+        )
         # Every committed version parsed once, up front (all of them take ~10 ms), so
         # nothing from outside ever reaches fastavro's schema parser.
         self._writers = {
@@ -274,10 +278,20 @@ class Codec:
         return self.latest[fullname].text
 
     def encode(self, record: Record) -> bytes:
+        fullname = record.fullname()
+        # A record of scalars is its own datum: its field dict holds what model_dump
+        # would copy out (enum members, datetimes, lists of scalars), nothing nested.
+        datum = record.__dict__ if fullname in self._flat else record.model_dump(mode="python")
+        return self.encode_datum(fullname, datum)
+
+    def encode_datum(self, fullname: str, datum: Mapping[str, Any]) -> bytes:
+        """Avro bytes of the newest ``fullname`` schema for a plain dict of its fields.
+
+        For the hot path's records built as dicts (ConsentState): the same bytes as
+        ``encode`` of the model with those values, without building the model.
+        """
         buf = io.BytesIO()
-        fastavro.schemaless_writer(
-            buf, self._parsed[record.fullname()], record.model_dump(mode="python")
-        )
+        fastavro.schemaless_writer(buf, self._parsed[fullname], datum)
         return buf.getvalue()
 
     def decode(self, writer_schema: Schema | str, payload: bytes) -> Record:
@@ -312,6 +326,15 @@ class Codec:
         parsed = fastavro.parse_schema(version.schema, named_schemas={})
         reader = self._parsed[version.fullname]
         return Writer(version, model, parsed, None if parsed == reader else reader, shape)
+
+
+def _nests_records(node: Any) -> bool:
+    """Whether a schema fragment defines a record (a nested model) anywhere inside it."""
+    if isinstance(node, dict):
+        return node.get("type") == "record" or any(_nests_records(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_nests_records(item) for item in node)
+    return False
 
 
 def _read_all(writer: Writer, payload: bytes) -> Any:

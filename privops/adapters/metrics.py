@@ -398,15 +398,29 @@ REGISTRY.register(DSAR_DEADLINES)
 # Recording helpers: call sites pass domain values, labels are bounded here.
 
 
+# Children by label values, so the hot path does one dict lookup per count instead of
+# labels()' keyword checks and lock. Keys are bounded labels, so the dict stays small.
+_children: dict[tuple[object, ...], Counter] = {}
+
+
+def _child(metric: Counter, *labels: str) -> Counter:
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def count_event(source: object, event_type: object) -> None:
-    EVENTS_CONSUMED.labels(source=source_label(source), type=event_type_label(event_type)).inc()
+    _child(EVENTS_CONSUMED, source_label(source), event_type_label(event_type)).inc()
 
 
 def count_consent_change(purpose: object, channel: object, status: object) -> None:
-    CONSENT_CHANGES.labels(
-        purpose=purpose_label(purpose),
-        channel=channel_label(channel),
-        status=consent_status_label(status),
+    _child(
+        CONSENT_CHANGES,
+        purpose_label(purpose),
+        channel_label(channel),
+        consent_status_label(status),
     ).inc()
 
 
@@ -437,11 +451,11 @@ def count_task_escalation(system: object) -> None:
 
 
 def count_deadletter(topic: object, reason: object) -> None:
-    DEADLETTERS.labels(topic=topic_label(topic), reason=deadletter_reason_label(reason)).inc()
+    _child(DEADLETTERS, topic_label(topic), deadletter_reason_label(reason)).inc()
 
 
 def count_audit_event(action: object) -> None:
-    AUDIT_EVENTS.labels(action=audit_action_label(action)).inc()
+    _child(AUDIT_EVENTS, audit_action_label(action)).inc()
 
 
 def count_command_rejected(reason: object) -> None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -109,6 +110,10 @@ class Serde:
     # --- encode / decode ------------------------------------------------------------
     def encode(self, record: Record) -> bytes:
         return frame(self.schema_id(record.fullname()), self.codec.encode(record))
+
+    def encode_datum(self, fullname: str, datum: Mapping[str, Any]) -> bytes:
+        """Framed Avro of a plain dict of ``fullname``'s fields (``Codec.encode_datum``)."""
+        return frame(self.schema_id(fullname), self.codec.encode_datum(fullname, datum))
 
     def decode(self, data: bytes | None) -> Record:
         schema_id, payload = unframe(data)

@@ -42,6 +42,12 @@ from privops.core.records import AuditEvent
 GENESIS: Final = "0" * 64
 SYSTEM_CHAIN: Final = "privops"
 _AUDIT_NAMESPACE: Final = uuid.UUID("6f1c7a52-3d0e-5b8e-9a51-0c4a1e2f7d10")
+_NAMESPACE_BYTES: Final = _AUDIT_NAMESPACE.bytes
+# json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# allow_nan=False) builds this same encoder on every call.
+_CANONICAL: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 LEGACY_KEY_VERSION: Final = 0
 CURRENT_KEY_VERSION: Final = 1
@@ -84,9 +90,17 @@ def derive_audit_id(*parts: str) -> str:
     """A stable audit id from what caused the event (e.g. event id and action).
 
     Re-processing the same input after a crash then yields the same id, so the
-    re-emitted record is recognisable as the same event.
+    re-emitted record is recognisable as the same event. The text of
+    ``uuid.uuid5(_AUDIT_NAMESPACE, ...)``, formatted without building a UUID object
+    (one per audit record on the hot path).
     """
-    return str(uuid.uuid5(_AUDIT_NAMESPACE, "\x1f".join(parts)))
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode(), usedforsecurity=False).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest[:16].hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def keyring(
@@ -136,15 +150,21 @@ def _canonical_value(value: object) -> object:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise DomainError("audit timestamps must be timezone-aware")
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return utc_text(value)
     raise DomainError(f"audit field value of type {type(value).__name__} is not hashable here")
+
+
+def utc_text(value: datetime) -> str:
+    """An aware time as the hash covers it: UTC, microseconds, "Z" (strftime's text)."""
+    utc = value.astimezone(UTC)
+    if utc.year < 1000:  # strftime does not pad such years; isoformat does
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def canonical_json(payload: object) -> bytes:
     """Sorted-key compact UTF-8 JSON: the same bytes for the same data, whoever wrote it."""
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(payload).encode("utf-8")
 
 
 def canonical_bytes(fields: Mapping[str, object]) -> bytes:
@@ -235,8 +255,11 @@ class AuditChainer:
             "prev_hash": prev_hash,
             "key_version": self._key_version,
         }
+        # Validated once (shape, UTC time, no raw PII); the hash is then taken over the
+        # validated values, exactly what `hashed_fields` gives a verifier.
         draft = AuditEvent.model_validate({**fields, "hash": GENESIS})
-        record = draft.model_copy(update={"hash": expected_hash(draft, self._ring)})
+        digest = compute_hash(prev_hash, vars(draft), key=self._ring[self._key_version])
+        record = draft.model_copy(update={"hash": digest})
         self._heads[chain] = (record.seq, record.hash)
         return record
 

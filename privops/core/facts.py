@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from privops.core import records as r
 from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent
@@ -269,26 +269,35 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
     return facts
 
 
-def consent_state_record(state: SubjectConsent, now: datetime) -> r.ConsentState:
-    """The compacted privacy.consent-state record for `state` (`now` if it has no time)."""
-    return r.ConsentState(
-        subject_id=state.subject_id,
-        updated_at=state.updated_at or now,
-        preferences=[
-            r.ChannelConsent(
-                purpose=entry.purpose,
-                channel=entry.channel,
-                status=entry.status.value,
-                basis=entry.basis,
-                source=entry.source,
-                occurred_at=entry.occurred_at,
-                event_id=entry.event_id,
-                evidence=entry.evidence,
-            )
+def consent_state_fields(state: SubjectConsent, now: datetime) -> dict[str, Any]:
+    """The privacy.consent-state record for `state` as plain data (its Avro datum).
+
+    The worker encodes this dict as it is (one per consent change, so no model is built
+    for it); `consent_state_record` validates the same dict into the model.
+    """
+    return {
+        "subject_id": state.subject_id,
+        "updated_at": state.updated_at or now,
+        "preferences": [
+            {
+                "purpose": entry.purpose,
+                "channel": entry.channel,
+                "status": entry.status.value,
+                "basis": entry.basis,
+                "source": entry.source,
+                "occurred_at": entry.occurred_at,
+                "event_id": entry.event_id,
+                "evidence": entry.evidence,
+            }
             for _, entry in sorted(state.entries.items())
         ],
-        marketing_objection=state.objection is not None,
-        tps_listed=state.tps_listed,
-        restricted=state.restricted,
-        suppressed=state.suppressed,
-    )
+        "marketing_objection": state.objection is not None,
+        "tps_listed": state.tps_listed,
+        "restricted": state.restricted,
+        "suppressed": state.suppressed,
+    }
+
+
+def consent_state_record(state: SubjectConsent, now: datetime) -> r.ConsentState:
+    """The compacted privacy.consent-state record for `state` (`now` if it has no time)."""
+    return r.ConsentState.model_validate(consent_state_fields(state, now))

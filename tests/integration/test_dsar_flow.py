@@ -48,7 +48,10 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
 ) -> None:
     today = Clock().today()
     customers = seed_customers(4)
-    worker = start_worker(local_runtime, f"dsar-{uid}", web_port=port(301))
+    # The suppression list is cluster-wide (it must outlive app ids): earlier tests erase
+    # the same seeded customers, so this worker hashes identifiers under a key of its own.
+    isolated = {"PRIVOPS_PSEUDONYM_KEY": f"dsar-{uid}-pseudonym-key-0123456789"}
+    worker = start_worker(local_runtime, f"dsar-{uid}", web_port=port(301), extra_env=isolated)
     data_dir = tmp_path / "systems"
     connectors = simulate(local_runtime, data_dir, customers=4)
     try:

@@ -61,7 +61,13 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
 ) -> None:
     customers = seed_customers(CUSTOMERS)
     connectors = simulate(local_runtime, tmp_path / "systems", customers=CUSTOMERS)
-    group = {"PRIVOPS_APP_ID": f"privops-scale-{uid}", "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8"}
+    group = {
+        "PRIVOPS_APP_ID": f"privops-scale-{uid}",
+        "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8",
+        # The suppression list is cluster-wide and earlier tests erase the same seeded
+        # customers: this group hashes identifiers under a key of its own.
+        "PRIVOPS_PSEUDONYM_KEY": f"scale-{uid}-pseudonym-key-0123456789",
+    }
     workers: list[WorkerProcess] = []
     try:
         for i in range(3):

@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -27,7 +28,7 @@ from privops.adapters.serde import Serde
 from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.audit import AuditChainer, chain_key, derive_audit_id, redact
-from privops.core.facts import admit_ingest, consent_facts, consent_state_record
+from privops.core.facts import admit_ingest, consent_facts, consent_state_fields
 from privops.core.identity import subject_ref
 from privops.core.topics import AUDIT, CONSENT_STATE
 from privops.tools.bench.cpu import own_cpu, per_unit_us
@@ -42,8 +43,10 @@ BASELINE_NAMESPACE = "privops-bench-baseline"
 DECODE_ONLY = "consume+decode"
 DECODE_PRODUCE = "consume+decode+produce"
 READ_GIVE_UP_S = 120.0
-Output = tuple[str, str, r.Record]
-"""(topic, key, record) the pipeline publishes."""
+Output = tuple[str, str, r.Record | dict[str, Any]]
+"""(topic, key, record) the pipeline publishes; a consent state as the worker has it, a
+plain datum (privops.core.facts.consent_state_fields)."""
+CONSENT_STATE_RECORD = r.ConsentState.fullname()
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,16 @@ class ConsentOutputs:
         self._refs: dict[str, str] = {}
         self.chainer = AuditChainer(key=audit_key)
 
-    def outputs(self, topic: str, record: r.Record) -> list[Output]:
-        """What the worker publishes for `record` read from `topic` (raises WrongTopic)."""
+    def outputs(self, topic: str, record: r.Record) -> list[tuple[str, str, r.Record]]:
+        """What the worker publishes for `record` read from `topic`, as records."""
+        return [
+            (out_topic, key, r.ConsentState.model_validate(out) if isinstance(out, dict) else out)
+            for out_topic, key, out in self.produce(topic, record)
+        ]
+
+    def produce(self, topic: str, record: r.Record) -> list[Output]:
+        """What the worker publishes for `record` read from `topic`, in the form the
+        worker encodes it from (raises WrongTopic)."""
         event = admit_ingest(topic, record)
         if not isinstance(event, r.UpstreamEvent):
             return []
@@ -94,13 +105,13 @@ class ConsentOutputs:
         if new_state is None:  # first sight, nothing asked: known, published once
             new_state = rules.SubjectConsent(subject_id=sid, updated_at=event.occurred_at)
             self._consent[sid] = new_state
-            return [(CONSENT_STATE, sid, consent_state_record(new_state, event.occurred_at))]
+            return [(CONSENT_STATE, sid, consent_state_fields(new_state, event.occurred_at))]
         self._consent[sid] = new_state
         if not changes:
             return []
         out: list[Output] = [self._audit(sid, change) for change in changes]
         at = max(fact.occurred_at for fact in facts)
-        out.append((CONSENT_STATE, sid, consent_state_record(new_state, at)))
+        out.append((CONSENT_STATE, sid, consent_state_fields(new_state, at)))
         return out
 
     def _audit(self, sid: str, change: rules.ConsentChange) -> Output:
@@ -126,6 +137,13 @@ class ConsentOutputs:
             chain=chain,
         )
         return AUDIT, chain, record
+
+
+def encode(serde: Serde, out: r.Record | dict[str, Any]) -> bytes:
+    """Framed Avro of one output, encoded the way the worker encodes it."""
+    if isinstance(out, dict):
+        return serde.encode_datum(CONSENT_STATE_RECORD, out)
+    return serde.encode(out)
 
 
 async def consume_decode(
@@ -168,9 +186,9 @@ async def consume_decode(
                     if pipeline is None:
                         continue
                     computing = time.perf_counter()
-                    outputs = pipeline.outputs(msg.topic, record)
+                    outputs = pipeline.produce(msg.topic, record)
                     encoding = time.perf_counter()
-                    values = [serde.encode(out) for _, _, out in outputs]
+                    values = [encode(serde, out) for _, _, out in outputs]
                     core_s += encoding - computing
                     encode_s += time.perf_counter() - encoding
                     for (topic, key, _), value in zip(outputs, values, strict=True):
