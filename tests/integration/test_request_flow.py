@@ -156,6 +156,13 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def own_pseudonym_key(uid: str) -> dict[str, str]:
+    """The suppression list is cluster-wide (it must outlive app ids) and other tests erase
+    the same seeded customers: a worker that hashes identifiers under a key of its own
+    does not see their erasures."""
+    return {"PRIVOPS_PSEUDONYM_KEY": f"test-{uid}-pseudonym-key-0123456789"}
+
+
 def known(worker: WorkerProcess, subject_id: str) -> bool:
     return http_json(f"{worker.url}/consent/{subject_id}")[0] == 200
 
@@ -164,7 +171,7 @@ def test_erasure_with_slow_failing_and_silent_systems(
     local_runtime, fast_datamap: Path, tmp_path: Path, uid: str
 ) -> None:
     customer = seed_customers(3)[2]  # has orders inside six years, so invoices are kept
-    env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap), **own_pseudonym_key(uid)}
     worker = start_worker(local_runtime, f"req-{uid}", web_port=port(201), extra_env=env)
     data_dir = tmp_path / "systems"
     connectors = simulate(
@@ -277,7 +284,7 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
     local_runtime, fast_datamap: Path, tmp_path: Path, uid: str
 ) -> None:
     customer = seed_customers(2)[1]
-    env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap), **own_pseudonym_key(uid)}
     data = local_runtime.home / f"worker-kill-{uid}"
     worker = start_worker(
         local_runtime, f"kill-{uid}", web_port=port(202), data_dir=data, extra_env=env
@@ -344,7 +351,7 @@ def test_legal_hold_blocks_erasure_of_its_categories(
     local_runtime, fast_datamap: Path, uid: str
 ) -> None:
     customer = seed_customers(1)[0]
-    env = {"PRIVOPS_DATAMAP": str(fast_datamap)}
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap), **own_pseudonym_key(uid)}
     worker = start_worker(local_runtime, f"hold-{uid}", web_port=port(203), extra_env=env)
     try:
         produce(local_runtime, customer_events(customer, [System.crm, System.marketing]))

@@ -96,7 +96,8 @@ def test_no_acked_record_is_lost_or_doubled_when_a_broker_dies(
     bootstrap = kafka.layout.bootstrap
     topic = f"privops.test.three-brokers-{uid}"
     specs = [*catalogue(PARTITIONS), TopicSpec(topic, "sequence number", STREAM_PARTITIONS)]
-    outcomes = asyncio.run(create_topics(bootstrap, specs, replication_factor=3))
+    open_client = {"bootstrap_servers": bootstrap}  # this cluster listens without SASL
+    outcomes = asyncio.run(create_topics(open_client, specs, replication_factor=3))
     assert [o.note for o in outcomes if o.note] == []
     names = [s.name for s in specs]
     assert asyncio.run(replication_problems(bootstrap, names)) == []
@@ -121,7 +122,7 @@ def test_no_acked_record_is_lost_or_doubled_when_a_broker_dies(
         assert flow.consumed[seq] == {(partition, offset)}, seq
 
     # The log itself, read from the start without a group: each sequence once at most.
-    log = asyncio.run(read_all(bootstrap, topic))
+    log = asyncio.run(read_all(open_client, topic))
     counts = Counter(int(c.value) for c in log if isinstance(c.value, bytes))
     assert [seq for seq, n in counts.items() if n > 1] == []
     assert set(flow.acked) <= set(counts)
