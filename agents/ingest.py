@@ -36,12 +36,12 @@ from privops.core.facts import (
     updated_facts,
 )
 from privops.core.holds import update_holds
-from privops.core.identity import is_reimport, merge, suppression_keys
+from privops.core.identity import identifier_keys, merge, suppression_keys, suppression_match
 from privops.core.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import System
 from streams import pipeline
 from streams.app import app
-from streams.audit import PSEUDONYM_KEY, audit, ref
+from streams.audit import PSEUDONYM_KEY, PSEUDONYM_KEYS, audit, ref
 from streams.context import collaborators
 from streams.io import TOPICS, dead_letter, decode, output_datum
 from streams.state import state
@@ -107,8 +107,7 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     current = state.get(CONSENT, sid)
     suppressed = current is not None and current.suppressed
     if not suppressed:
-        # Keyed by identifier hash, not by this subject: a global view (streams.tables).
-        suppressed = is_reimport(suppression.data, PSEUDONYM_KEY, raw_ids, record.source)
+        suppressed = is_suppressed(raw_ids, record.source)
     if suppressed:
         audit(
             actor=record.source.value,
@@ -131,6 +130,20 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         new_state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         state.put(CONSENT, sid, new_state)
         publish_state(sid, new_state, record.occurred_at)
+
+
+def is_suppressed(raw_ids: dict[str, str], source: System) -> bool:
+    """The identifiers match the suppression list (a global view: keyed by identifier
+    hash, not by subject), under the current pseudonym key or one it replaced. A match
+    under a replaced key enters the identifiers' current keys, so the list re-keys
+    itself as erased people's identifiers come back."""
+    matched = suppression_match(suppression.data, PSEUDONYM_KEYS, raw_ids, source)
+    if matched is None:
+        return False
+    sref = suppression.get(matched) or ""
+    for key in identifier_keys(PSEUDONYM_KEY, raw_ids, source) - suppression.data.keys():
+        suppression.put(key, sref)
+    return True
 
 
 def apply_facts(

@@ -32,6 +32,11 @@ from streams.state import state
 from streams.tables import CHAIN_HEADS
 
 PSEUDONYM_KEY = settings.pseudonym_key.encode()
+# The current pseudonym key first, then the ones it replaced (suppression matching).
+PSEUDONYM_KEYS: tuple[bytes, ...] = (
+    PSEUDONYM_KEY,
+    *(key.encode() for key in settings.pseudonym_previous_keys),
+)
 AUDIT_KEY = settings.audit_key.encode()
 # The version new records carry; verifiers keep older versions in their keyring.
 AUDIT_KEY_VERSION: int = settings.audit_key_version

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         min_length=16,
         description="HMAC key for subject refs and the suppression list",
     )
+    pseudonym_previous_keys: list[str] = Field(
+        default_factory=list,
+        description="Pseudonym keys replaced by rotation, newest first (JSON): suppression "
+        "keys made under them keep matching until re-keyed",
+    )
     audit_key: str = Field(
         default=DEV_SECRETS["audit_key"],
         min_length=16,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -230,25 +230,50 @@ def suppression_keys(secret: bytes, identity: IdentityMap) -> set[str]:
     return {suppression_key(secret, kind, value) for kind, value in pairs}
 
 
+def identifier_keys(
+    secret: bytes, identifiers: Mapping[str, str | None], system: System | None = None
+) -> set[str]:
+    """The suppression keys of the identifiers present (malformed values skipped).
+
+    System-local ids only count when `system` is given.
+    """
+    present = {name: value for name, value in identifiers.items() if value and value.strip()}
+    keys = set()
+    for kind, value in _kinds(system, present):
+        try:
+            keys.add(suppression_key(secret, kind, value))
+        except DomainError:
+            continue
+    return keys
+
+
+def suppression_match(
+    suppressed_keys: Collection[str],
+    secrets: Sequence[bytes],
+    identifiers: Mapping[str, str | None],
+    system: System | None = None,
+) -> str | None:
+    """The suppression key the identifiers match, under the current pseudonym key
+    (``secrets[0]``) or any it replaced (the rest), else None.
+
+    Keys made before a rotation keep matching until the list is re-keyed: a caller that
+    finds a match under an old key enters the current keys of the same identifiers.
+    """
+    for secret in secrets:
+        for key in identifier_keys(secret, identifiers, system):
+            if key in suppressed_keys:
+                return key
+    return None
+
+
 def is_reimport(
     suppressed_keys: Collection[str],
     secret: bytes,
     identifiers: Mapping[str, str | None],
     system: System | None = None,
 ) -> bool:
-    """True when any identifier matches the suppression list (flag it, do not re-activate).
-
-    System-local ids only count when `system` is given; malformed values are skipped.
-    """
-    present = {name: value for name, value in identifiers.items() if value and value.strip()}
-    for kind, value in _kinds(system, present):
-        try:
-            key = suppression_key(secret, kind, value)
-        except DomainError:
-            continue
-        if key in suppressed_keys:
-            return True
-    return False
+    """True when any identifier matches the suppression list (flag it, do not re-activate)."""
+    return suppression_match(suppressed_keys, (secret,), identifiers, system) is not None
 
 
 def subject_ref(secret: bytes, subject_id: str) -> str:

@@ -36,7 +36,7 @@ def test_the_installed_faust_is_the_one_the_module_was_written_for() -> None:
 
 def test_another_faust_version_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(faust, "__version__", "0.16.0")
-    with pytest.raises(batching.FaustChanged, match="0.16.0"):
+    with pytest.raises(batching.FaustChanged, match=r"0\.16\.0"):
         batching.check_faust()
 
 

@@ -370,3 +370,33 @@ async def test_an_undeclared_disclosure_is_dead_lettered_before_anything_is_writ
     assert identities.data.get("S2") is None
     assert subject_facts.data.get("S2") is None
     assert consent.data.get("S2") is None
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_subject_erased_before_a_pseudonym_key_rotation_stays_suppressed(
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list was keyed under the key a rotation replaced: the re-import is still
+    flagged (not re-activated), and the identifiers' current keys join the list."""
+    import agents.ingest as ingest_module
+    from privops.core.identity import identifier_keys
+    from streams.tables import suppression
+
+    old, new = b"pseudonym-key-before-the-rotation", b"pseudonym-key-after-the-rotation"
+    monkeypatch.setattr(ingest_module, "PSEUDONYM_KEY", new)
+    monkeypatch.setattr(ingest_module, "PSEUDONYM_KEYS", (new, old))
+    ids = {"email": "ann@example.com"}
+    for key in identifier_keys(old, ids):
+        suppression.data[key] = "sr_erased"
+
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", b"S7", serde.encode(consent_given("ev-7", "S7")))
+        await wait_for(lambda: bool(outbox.on(AUDIT)))
+
+    [flagged] = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.after == "reimport_flagged"]
+    assert flagged.actor == "marketing"
+    assert consent.data.get("S7") is None  # not re-activated
+    current = identifier_keys(new, ids)
+    assert current <= set(suppression.data)
+    assert {suppression.data[key] for key in current} == {"sr_erased"}
+    assert {k.decode() for _, k, _ in outbox.views if k} >= current

@@ -17,6 +17,7 @@ from privops.core.identity import (
     subject_ref,
     suppression_key,
     suppression_keys,
+    suppression_match,
     validate_identifiers,
 )
 from privops.core.vocab import System
@@ -229,6 +230,30 @@ def test_is_reimport(
 ) -> None:
     keys = suppression_keys(SECRET, built())
     assert is_reimport(keys, SECRET, identifiers, system) is expected
+
+
+OLD_SECRET = b"the-pseudonym-key-before-rotation"
+
+
+@pytest.mark.parametrize(
+    ("listed_under", "secrets", "matches"),
+    [
+        pytest.param(SECRET, (SECRET,), True, id="current-key"),
+        pytest.param(OLD_SECRET, (SECRET, OLD_SECRET), True, id="replaced-key-still-matches"),
+        pytest.param(OLD_SECRET, (SECRET,), False, id="replaced-key-forgotten"),
+        pytest.param(SECRET, (OLD_SECRET,), False, id="other-key"),
+    ],
+)
+def test_suppression_survives_a_pseudonym_key_rotation(
+    listed_under: bytes, secrets: tuple[bytes, ...], matches: bool
+) -> None:
+    """Keys made under the key a rotation replaced keep matching while it is configured
+    as a previous key; the match names the listed key (so its entry can be re-keyed)."""
+    listed = suppression_keys(listed_under, built())
+    found = suppression_match(listed, secrets, {"email": "JO@example.com"}, System.web)
+    assert (found is not None) is matches
+    if matches:
+        assert found in listed
 
 
 # ------------------------------------------------------------------ subject refs
