@@ -400,3 +400,43 @@ async def test_a_subject_erased_before_a_pseudonym_key_rotation_stays_suppressed
     assert current <= set(suppression.data)
     assert {suppression.data[key] for key in current} == {"sr_erased"}
     assert {k.decode() for _, k, _ in outbox.views if k} >= current
+
+
+def _deep(levels: int) -> str:
+    """A record nested ``levels`` deep (the writer schema that segfaulted the worker)."""
+    inner = '"string"'
+    for i in range(levels):
+        inner = f'{{"type":"record","name":"N{i}","fields":[{{"name":"x","type":{inner}}}]}}'
+    return inner
+
+
+HOSTILE_SCHEMAS = [
+    pytest.param(_deep(20_000), b"\x00" * 64, id="nested-20000-deep"),
+    # An array block count of 2^40 (zig-zag varint), of nulls that take no bytes each.
+    pytest.param('{"type":"array","items":"null"}', b"\x80" * 6 + b"\x04", id="2^40-nulls"),
+    pytest.param('"string"', b"\x06abc", id="primitive"),
+    pytest.param('{"type":"record","name":', b"\x00", id="malformed-json"),
+    pytest.param(
+        '{"type":"record","name":"ConsentGiven","namespace":"privops.events",'
+        '"fields":[{"name":"event_id","type":"string"}]}',
+        b"\x06abc",
+        id="our-name-not-our-schema",
+    ),
+]
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize(("schema", "payload"), HOSTILE_SCHEMAS)
+async def test_a_hostile_writer_schema_is_dead_lettered_and_the_agent_goes_on(
+    serde: Serde, outbox: Outbox, schema: str, payload: bytes
+) -> None:
+    """Registered in an open registry under any id: only committed schemas are trusted
+    (fingerprint), so each is a dead letter, and the next good event is processed."""
+    hostile_id = 77_777
+    serde._schema_by_id[hostile_id] = schema
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", b"S1", frame(hostile_id, payload))
+        await put_on(agent, "marketing.events", b"S9", serde.encode(consent_given("ev-9", "S9")))
+        await wait_for(lambda: consent.data.get("S9") is not None)
+    assert [d.reason for d in dead_letters(outbox)] in (["unknown_schema"], ["undecodable"])
+    assert consent.data.get("S1") is None
