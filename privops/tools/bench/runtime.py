@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Self
 
 from privops.adapters import runtime
-from privops.adapters.kafka import create_topics
+from privops.adapters.kafka import client_options, create_topics
 from privops.adapters.serde import Serde
 from privops.adapters.settings import REPO_ROOT, Settings
 from privops.core.topics import TopicSpec, catalogue, events_topic, tasks_topic
@@ -108,7 +108,8 @@ class BenchRuntime:
         # The produce baseline's outputs: copies of the worker's topics, never the topics.
         by_name = {spec.name: spec for spec in specs}
         scratch = [dataclasses.replace(by_name[t], name=s) for t, s in SCRATCH_TOPICS.items()]
-        asyncio.run(create_topics(self.bootstrap, [*specs, *scratch, _PING_SPEC]))
+        client = client_options(self.settings)  # the bench runtime listens without SASL
+        asyncio.run(create_topics(client, [*specs, *scratch, _PING_SPEC]))
         self.serde.register_all()
 
     def stop(self, *, keep_logs: bool = False) -> None:
