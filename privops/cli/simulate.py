@@ -244,7 +244,9 @@ def simulate(
     group_prefix: str | None = typer.Option(
         None,
         "--group-prefix",
-        help="Consumer group prefix (default privops-connector): a new prefix starts fresh.",
+        help="Tells this run's consumer groups apart: each system's group is "
+        "privops-connector-<system>-<this> (its principal may use no other); a new value "
+        "starts fresh.",
     ),
     start_from: str = typer.Option(
         "earliest",
