@@ -166,6 +166,11 @@ def acknowledge(app: AppT, messages: Iterable[Message]) -> None:
 # --- table storage --------------------------------------------------------------------
 
 
+def holds_python(table: TableT[Any, Any]) -> bool:
+    """The table's store keeps Python values (the memory store), not bytes (RocksDB)."""
+    return isinstance(table.data, memory.Store)
+
+
 def write_partition(
     table: TableT[Any, Any], partition: int, items: dict[bytes, tuple[Any, bytes | None]]
 ) -> None:

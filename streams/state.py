@@ -151,7 +151,7 @@ class State:
         changelog: list[tuple[Slot[Any], int]] = []
         for (name, partition), values in dirty.items():
             slot = self._slots[name]
-            items = _encoded(slot, values)
+            items = _encoded(slot, values, python=batching.holds_python(slot.table))
             batching.write_partition(slot.table, partition, items)
             topic = batching.changelog_topic(slot.table)
             for key, (_, raw) in items.items():
@@ -176,15 +176,19 @@ class State:
         self._cache.clear()
 
 
-def _encoded(slot: Slot[Any], values: dict[str, Any]) -> dict[bytes, tuple[Any, bytes | None]]:
+def _encoded(
+    slot: Slot[Any], values: dict[str, Any], *, python: bool
+) -> dict[bytes, tuple[Any, bytes | None]]:
+    """Each value as (its JSON-able form, only for a store that keeps Python values; its
+    JSON bytes, for RocksDB and the changelog)."""
     items: dict[bytes, tuple[Any, bytes | None]] = {}
     for key, value in values.items():
         if value is None:
             items[key.encode()] = (None, None)
-        else:
-            jsonable = slot.encode(value)
-            raw = slot.dump(value) if slot.dump else json.dumps(jsonable).encode()
-            items[key.encode()] = (jsonable, raw)
+            continue
+        jsonable = slot.encode(value) if python or not slot.dump else None
+        raw = slot.dump(value) if slot.dump else json.dumps(jsonable).encode()
+        items[key.encode()] = (jsonable, raw)
     return items
 
 
