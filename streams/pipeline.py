@@ -35,7 +35,6 @@ FLUSH_EVERY = 20_000
 
 Handle = Callable[[Message], Awaitable[None]]
 
-INLETS: list[batching.Inlet] = []
 FEEDS: list[tuple[batching.Inlet, AgentT[Any]]] = []
 
 
@@ -47,9 +46,7 @@ def chunks() -> ChannelT[Any]:
 
 def inlet(name: str, topics: Sequence[str]) -> batching.Inlet:
     """The inlet of an agent's topics (installed into Faust when the worker starts)."""
-    made = batching.Inlet(name, topics)
-    INLETS.append(made)
-    return made
+    return batching.Inlet(name, topics)
 
 
 async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | None) -> None:
@@ -123,7 +120,7 @@ def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitab
 async def on_revoked(*_: Any, **__: Any) -> None:
     """Partitions are moving: flush what was decided, drop what waits, forget the cache."""
     async with state.lock:
-        dropped = sum(source.drop() for source in INLETS)
+        dropped = sum(source.drop() for source, _ in FEEDS)
         await state.flush(acknowledge=False)
         state.forget()
     if dropped:

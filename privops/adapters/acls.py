@@ -33,6 +33,7 @@ from privops.core.topics import (
     CONSENT_STATE,
     DEADLETTER,
     NOTIFICATIONS,
+    SUBJECT_KEYS,
     events_topic,
     task_results_topic,
     tasks_topic,
@@ -42,7 +43,6 @@ from privops.core.vocab import System
 ADMIN = "admin"
 WORKER = "privops"
 DPO = "dpo"
-SUBJECT_KEYS = "privacy.subject-keys"
 # Every topic, group and transactional id privops owns starts with this (internal
 # topics, Faust's changelogs and groups, whatever the app id).
 OWNED_PREFIX = "privops"

@@ -41,6 +41,9 @@ SUBJECT_DIRECTIVES = "privops.internal.subject-directives"
 REQUEST_TICKS = "privops.internal.request-ticks"
 # Global, not partitioned by subject: every worker reads all of it (streams.global_view).
 SUPPRESSION = "privops.internal.suppression"
+# Per-subject data keys (crypto-shredding, docs/crypto-shredding.md): named here with the
+# others; created once the worker holds keys (not yet in the catalogue).
+SUBJECT_KEYS = "privacy.subject-keys"
 REQUEST_INDEX = "privops.internal.request-index"
 
 DAY_MS: Final = 24 * 3600 * 1000

@@ -29,6 +29,7 @@ from privops.core.topics import (
     NOTIFICATIONS,
     REQUEST_TICKS,
     SUBJECT_DIRECTIVES,
+    SUBJECT_KEYS,
     SUPPRESSION,
     catalogue,
     events_topic,
@@ -40,7 +41,7 @@ from privops.core.vocab import System
 # --- the policy, evaluated the way the StandardAuthorizer does for ALLOW rules ----------
 
 IMPLIES_DESCRIBE = {Operation.READ, Operation.WRITE, Operation.DESCRIBE, Operation.ALL}
-EVERY_TOPIC = [spec.name for spec in catalogue(1)] + [acls.SUBJECT_KEYS]
+EVERY_TOPIC = [spec.name for spec in catalogue(1)] + [SUBJECT_KEYS]
 
 
 def allowed(principal: str, operation: Operation, resource: Resource, name: str) -> bool:
@@ -97,7 +98,7 @@ def test_the_dpo_writes_commands_and_reads_their_answers_and_the_audit() -> None
     [
         AUDIT,
         CONSENT_STATE,
-        acls.SUBJECT_KEYS,
+        SUBJECT_KEYS,
         COMMAND_RESULTS,
         ALERTS,
         NOTIFICATIONS,
