@@ -1,4 +1,6 @@
-"""HTTP on the worker: /health, /consent/{subject_id}, /requests/{request_id}.
+"""HTTP on the worker: /health, /consent/{subject_id}, /requests/{request_id}, and the
+key service /subject-keys/{subject_id} (POST: the current key, created if none; GET: the
+subject's stored keys), answered with wrapped key records only (streams.keystore).
 
 Any worker of the group answers any subject or request: a question about a subject
 whose partition another worker owns is forwarded to that worker (``routed``), and the
@@ -14,20 +16,27 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from agents.timers import tables_recovered
+from privops.connectors.encryption import key_json
 from privops.core import consent as rules
 from privops.core import deadlines
+from privops.core.errors import RuntimeUnavailable
+from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.request import RequestRecord
-from privops.core.topics import COMMANDS
+from privops.core.subject_keys import SubjectErased
 from privops.core.vocab import Channel, Purpose
+from streams import keystore
 from streams.app import app
 from streams.audit import ref
 from streams.context import collaborators
 from streams.health import health as worker_health
 from streams.tables import consent, request_index, requests
+
+keystore.install(app)
 
 ROUTED_HEADER = "x-privops-routed"
 
@@ -37,6 +46,8 @@ async def health(self: View, _request: Request) -> Response:
     """200 only when the tables are recovered and the broker and registry answer."""
     state = worker_health
     problems = [*state.problems] if state.checked else ["first broker/registry check pending"]
+    if not keystore.key_store().ready:
+        problems.insert(0, "subject keys loading")
     if not tables_recovered():
         problems.insert(0, "tables recovering")
     body = {
@@ -44,9 +55,7 @@ async def health(self: View, _request: Request) -> Response:
         "problems": problems,
         "open_requests": len(collaborators().schedule),
         # Which subjects this worker owns: the partitions of the co-partitioned topics.
-        "partitions": sorted(
-            tp.partition for tp in app.consumer.assignment() if tp.topic == COMMANDS
-        ),
+        "partitions": sorted(keystore.owned_partitions(app.consumer.assignment())),
     }
     return self.json(body, status=503 if problems else 200)
 
@@ -63,7 +72,8 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
     if request.headers.get(ROUTED_HEADER):  # the sender thought this worker owned it
         return _moving(view)
     try:
-        async with app.http_client.get(
+        async with app.http_client.request(
+            request.method,
             request.url.with_host(owner.host or "").with_port(owner.port),
             headers={ROUTED_HEADER: "1"},
         ) as answer:
@@ -78,6 +88,53 @@ def _moving(view: View) -> Response:
     return view.json(
         {"error": "partition moving between workers; retry in a few seconds"}, status=503
     )
+
+
+@app.page("/subject-keys/{subject_id}")
+class SubjectKeys(View):
+    """The key service (docs/crypto-shredding.md), at the subject's owner: the only place
+    a subject's keys are created, so two systems meeting a new subject at once get the
+    same key, and a key is answered only once the broker acknowledged its record."""
+
+    async def post(self, request: Request, subject_id: str) -> Response:
+        """The subject's current key of ``?scope=`` (default main), created if none;
+        410 for a subject already erased."""
+        forwarded = await routed(self, request, subject_id)
+        if forwarded is not None:
+            return forwarded
+        scope = request.query.get("scope") or MAIN_SCOPE
+        try:
+            record = await keystore.key_store().get_or_create(subject_id, scope, erased=_erased)
+        except SubjectErased as exc:
+            return self.json({"error": "subject erased", "reason": str(exc)}, status=410)
+        except ValueError as exc:
+            return self.json({"error": "bad subject id or scope", "reason": str(exc)}, status=400)
+        except (RuntimeUnavailable, KafkaError) as exc:
+            return _unavailable(self, exc)
+        return self.json(key_json(record))
+
+    async def get(self, request: Request, subject_id: str) -> Response:
+        """Every key of the subject still stored (none once erased), read up to date."""
+        forwarded = await routed(self, request, subject_id)
+        if forwarded is not None:
+            return forwarded
+        try:
+            records = await keystore.key_store().records(subject_id)
+        except ValueError as exc:
+            return self.json({"error": "bad subject id", "reason": str(exc)}, status=400)
+        except (RuntimeUnavailable, KafkaError) as exc:
+            return _unavailable(self, exc)
+        return self.json({"subject_id": subject_id, "keys": [key_json(r) for r in records]})
+
+
+def _erased(subject_id: str) -> bool:
+    """Whether the subject was erased: their consent state carries the suppression."""
+    raw = consent.get(subject_id)
+    return raw is not None and rules.SubjectConsent.model_validate(raw).suppressed
+
+
+def _unavailable(view: View, exc: Exception) -> Response:
+    return view.json({"error": "key store unavailable; retry", "reason": str(exc)}, status=503)
 
 
 @app.page("/consent/{subject_id}")

@@ -17,17 +17,12 @@ from datetime import datetime
 from functools import lru_cache
 
 from privops.adapters import metrics
-from privops.core.audit import (
-    AuditChainer,
-    chain_key,
-    derive_audit_id,
-    redact,
-)
+from privops.core.audit import GENESIS, chain_key, derive_audit_id, next_fields, redact
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
 from privops.core.topics import AUDIT
 from streams.app import settings
-from streams.io import output
+from streams.io import output_datum
 from streams.state import state
 from streams.tables import CHAIN_HEADS
 
@@ -40,6 +35,7 @@ PSEUDONYM_KEYS: tuple[bytes, ...] = (
 AUDIT_KEY = settings.audit_key.encode()
 # The version new records carry; verifiers keep older versions in their keyring.
 AUDIT_KEY_VERSION: int = settings.audit_key_version
+_AUDIT_EVENT = AuditEvent.fullname()
 
 
 @lru_cache(maxsize=65_536)
@@ -60,7 +56,7 @@ def audit(
     after: str | None = None,
     reason: str | None = None,
     chain: str | None = None,
-) -> AuditEvent:
+) -> None:
     """Append one step to its chain. ``cause`` (e.g. the event id) makes the id stable.
 
     ``chain`` overrides the default chain (request id, else subject ref) for steps that
@@ -68,11 +64,13 @@ def audit(
     """
     sref = ref(subject_id) if subject_id else None
     chain = f"{settings.app_id}/{chain}" if chain else chain_key(request_id, sref, settings.app_id)
-    head = state.get(CHAIN_HEADS, chain)
-    chainer = AuditChainer(
-        {chain: head} if head else None, key=AUDIT_KEY, key_version=AUDIT_KEY_VERSION
-    )
-    record = chainer.next(
+    head = state.get(CHAIN_HEADS, chain) or (0, GENESIS)
+    fields = next_fields(
+        head,
+        key=AUDIT_KEY,
+        key_version=AUDIT_KEY_VERSION,
+        chain=chain,
+        audit_id=derive_audit_id(cause, action, str(head[0] + 1)),
         actor=actor,
         action=action,
         occurred_at=occurred_at,
@@ -81,15 +79,17 @@ def audit(
         before=_clean(before),
         after=_clean(after),
         reason=_clean(reason),
-        audit_id=derive_audit_id(cause, action, str(chainer.head(chain)[0] + 1)),
-        chain=chain,
     )
-    state.put(CHAIN_HEADS, chain, (record.seq, record.hash))
+    state.put(CHAIN_HEADS, chain, (head[0] + 1, str(fields["hash"])))
     metrics.count_audit_event(action)
-    output(AUDIT, chain, record)
-    return record
+    output_datum(AUDIT, chain, _AUDIT_EVENT, fields)
 
 
 def _clean(text: str | None) -> str | None:
     """Audit text never carries raw contact details, whatever a caller passed in."""
-    return redact(text)[:500] if text else text
+    return _redacted(text) if text else text
+
+
+@lru_cache(maxsize=16_384)
+def _redacted(text: str) -> str:
+    return redact(text)[:500]

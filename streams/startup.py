@@ -20,6 +20,7 @@ from typing import IO
 from privops.adapters.kafka import cluster_id
 from privops.adapters.settings import Settings
 from privops.core.errors import ConfigError, RuntimeUnavailable
+from streams.keystore import load_kek
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,16 @@ def reconcile_cluster(path: Path, tables_dir: Path, cluster: str) -> bool:
     return dropped
 
 
+def check_kek(settings: Settings) -> None:
+    """The key-encryption key is there (created in dev), private, and not a development
+    KEK outside PRIVOPS_ENV=dev: keys wrapped under a KEK nobody set up and backed up
+    would be data lost, so the worker refuses to start instead."""
+    load_kek(settings)
+
+
 def preflight(settings: Settings, data_dir: Path, tables_dir: Path) -> IO[str]:
     """Every start-up check; returns the data-dir lock the worker must keep open."""
+    check_kek(settings)
     check_port_free(settings.web_host, settings.web_port)
     lock = lock_data_dir(data_dir)
     cluster = asyncio.run(cluster_id(settings.kafka_bootstrap))

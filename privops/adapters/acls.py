@@ -161,7 +161,13 @@ def dpo_acls(principal: str = DPO) -> list[Acl]:
 
 
 def system_acls(system: System | str) -> list[Acl]:
-    """A system writes its events and its answers, and reads its tasks in its groups."""
+    """A system writes its events and its answers, and reads its tasks in its groups.
+
+    Not ``privacy.subject-keys``: a system gets a subject's keys from the worker's key
+    service, one subject at a time, as it meets them. Reading the topic would hand it
+    every subject's wrapped keys, which with the KEK it holds to unwrap the service's
+    answers is every subject's data, and a copy it could keep past their erasure.
+    """
     who = system_principal(system)
     return [
         *_grant(who, Resource.TOPIC, [events_topic(system)], [Operation.WRITE]),

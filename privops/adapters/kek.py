@@ -247,3 +247,57 @@ def stale(records: Iterable[SubjectKey], kek: KekProvider) -> list[SubjectKey]:
     """The records to re-wrap after a rotation: those not under the current version."""
     current = kek.current().version
     return [r for r in records if r.kek_version != current]
+
+
+class KekWatch:
+    """The KEK file as a long-running process uses it, re-read when it changes.
+
+    ``privops keys kek rotate`` rewrites the file while workers run: from then on new
+    keys must be wrapped under the new version, and records re-wrapped under it must
+    open. ``current()`` looks at the file's identity (one stat) before wrapping;
+    ``version()`` re-reads the file only for a version it does not know. A file that
+    became unreadable, or a development KEK outside dev, keeps the KEK last read and
+    logs nothing here: the caller's next start refuses it, and running on the last good
+    KEK loses no data.
+    """
+
+    def __init__(self, path: Path, env: str, say: Callable[[str], None]) -> None:
+        self.path = path
+        self.env = env
+        self._kek = provider(path, env, say)
+        self._seen = _identity(path)
+
+    @property
+    def file(self) -> KekFile:
+        return self._kek
+
+    def refresh(self) -> KekFile:
+        seen = _identity(self.path)
+        if seen != self._seen:
+            self._seen = seen
+            try:
+                fresh = load(self.path)
+            except (OSError, ConfigError):
+                return self._kek
+            if not fresh.dev or self.env == "dev":
+                self._kek = fresh
+        return self._kek
+
+    def current(self) -> Kek:
+        return self.refresh().current()
+
+    def version(self, version: int) -> Kek:
+        if version not in self._kek.keys:
+            return self.refresh().version(version)
+        return self._kek.keys[version]
+
+    def unwrapper(self) -> Callable[[SubjectKey], DataKey]:
+        return lambda record: unwrap(record, self.version(record.kek_version))
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

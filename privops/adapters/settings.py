@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     signing_key_file: Path = Field(
         description="This CLI's private signing key (mode 0600)", default=Path()
     )
+    kek_file: Path = Field(
+        default=Path(),
+        description="The key-encryption key that wraps every subject's data key (mode 0600; "
+        "`privops keys kek`); created on the spot only in PRIVOPS_ENV=dev",
+    )
     consumer_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest",
         description="Where a new consumer group starts (the demo starts at the end)",
@@ -154,6 +159,7 @@ class Settings(BaseSettings):
             data.setdefault("signers_file", home / "keys" / "signers.json")
             data.setdefault("signing_key_file", home / "keys" / f"{data.get('actor') or 'dpo'}.key")
             data.setdefault("kafka_credentials_file", credentials_path(home))
+            data.setdefault("kek_file", home / "keys" / "kek.json")
         return data
 
     @model_validator(mode="before")

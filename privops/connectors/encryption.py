@@ -5,29 +5,40 @@ A business system calls ``encrypt_record`` on each event before sending it to
 the .avsc) becomes ciphertext under the subject's data key, so the event log forgets
 the subject when privops destroys that key. A connector calls ``task_identifiers`` (or
 ``decrypt_record``) to read the identifiers a task carries. Where the keys come from is
-a ``KeySource``: ``RingKeySource`` over a ``KeyRing`` fed from ``privacy.subject-keys``,
-asking privops' key service for a subject it has no key for (docs/crypto-shredding.md).
+a ``KeySource``: ``WorkerKeySource`` asks privops' key service on the worker over HTTP
+(what a business system uses: it may not read ``privacy.subject-keys``);
+``RingKeySource`` reads a ``KeyRing`` (docs/crypto-shredding.md).
 """
 
 from __future__ import annotations
 
+import base64
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
 
 from privops import contract
 from privops.adapters.avro import latest_schemas
+from privops.adapters.kek import KekProvider
+from privops.core.errors import PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import (
     MAIN_SCOPE,
     DataKey,
     decrypt_field,
     encrypt_field,
     is_encrypted,
+    split_key_id,
 )
 from privops.core.personal import PersonalPath, map_personal, personal_paths
 from privops.core.records import Record, Task
-from privops.core.subject_keys import KeyRing, SubjectKey
+from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey, unwrap
 
 R = TypeVar("R", bound=Record | dict[str, Any])
 
@@ -67,6 +78,172 @@ class RingKeySource:
 
     def key(self, key_id: str) -> DataKey | None:
         return self.ring.get(key_id)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Expiring(Generic[K, V]):
+    """A bounded LRU whose entries expire: how long a shredded key can outlive its
+    tombstone in a system's memory."""
+
+    def __init__(self, size: int, ttl: float, clock: Callable[[], float]) -> None:
+        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._size, self._ttl, self._clock = size, ttl, clock
+
+    def get(self, key: K) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return item[1]
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = (self._clock() + self._ttl, value)
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class WorkerKeySource:
+    """Keys from privops' key service (``/subject-keys/{subject_id}`` on any worker: it
+    forwards to the subject's owner), unwrapped here with the KEK.
+
+    ``current_key`` asks the service for the subject's key of a scope, which creates it
+    if there is none and answers only once it is stored; ``key`` lists the subject's
+    stored keys. Unwrapped keys are cached for ``ttl_seconds`` (bounded), which is how
+    long a key shredded by an erasure can still be used here. A worker answering 503
+    (a partition moving between workers) is asked again for up to ``retry_seconds``.
+    ``SubjectErased`` when the subject was erased: produce nothing about them.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        kek: KekProvider,
+        *,
+        ttl_seconds: float = 300.0,
+        cache_size: int = 4096,
+        retry_seconds: float = 15.0,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.kek = kek
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._keys: _Expiring[str, DataKey] = _Expiring(cache_size, ttl_seconds, clock)
+        self._current: _Expiring[tuple[str, str], DataKey] = _Expiring(
+            cache_size, ttl_seconds, clock
+        )
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+
+    def close(self) -> None:
+        self._http.close()
+
+    def forget(self) -> None:
+        """Drop every cached key (a system told of an erasure need not wait for the TTL)."""
+        self._keys.clear()
+        self._current.clear()
+
+    def current_key(self, subject_id: str, scope: str) -> DataKey:
+        found = self._current.get((subject_id, scope))
+        if found is not None:
+            return found
+        answer = self._call("POST", subject_id, {"scope": scope})
+        record = key_record(answer)
+        if (record.subject_id, record.scope) != (subject_id, scope):
+            raise PrivopsError(f"the key service answered {record.key_id!r} for {subject_id!r}")
+        key = self._unwrapped(record)
+        self._current.put((subject_id, scope), key)
+        return key
+
+    def key(self, key_id: str) -> DataKey | None:
+        found = self._keys.get(key_id)
+        if found is not None:
+            return found
+        subject_id = split_key_id(key_id)[0]
+        answer = self._call("GET", subject_id, {})
+        items = answer.get("keys") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise PrivopsError("the key service answered no key list")
+        for item in items:
+            record = key_record(item)
+            if record.subject_id == subject_id:
+                self._unwrapped(record)
+        return self._keys.get(key_id)
+
+    def _unwrapped(self, record: SubjectKey) -> DataKey:
+        key = unwrap(record, self.kek.version(record.kek_version))
+        self._keys.put(record.key_id, key)
+        return key
+
+    def _call(self, method: str, subject_id: str, params: dict[str, str]) -> Any:
+        url = f"{self.base_url}/subject-keys/{quote(subject_id, safe='')}"
+        deadline = self._clock() + self._retry_seconds
+        delay = 0.25
+        while True:
+            try:
+                answer = self._http.request(method, url, params=params)
+            except httpx.HTTPError as exc:
+                raise RuntimeUnavailable(
+                    f"privops' key service at {self.base_url} is unreachable ({exc})"
+                ) from exc
+            if answer.status_code != 503 or self._clock() + delay > deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        return _answer(answer, self.base_url)
+
+
+def _answer(answer: httpx.Response, base_url: str) -> Any:
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    reason = body.get("reason") or body.get("error") if isinstance(body, dict) else None
+    if answer.status_code == 410:
+        raise SubjectErased(f"the subject was erased ({reason})")
+    if answer.status_code == 400:
+        raise ValueError(f"the key service refused the request: {reason}")
+    if answer.status_code == 503:
+        raise RuntimeUnavailable(f"privops' key service at {base_url}: {reason}")
+    if answer.status_code != 200 or body is None:
+        raise PrivopsError(f"privops' key service at {base_url} answered {answer.status_code}")
+    return body
+
+
+def key_json(record: SubjectKey) -> dict[str, Any]:
+    """A wrapped key as the key service answers it (and ``key_record`` reads it back):
+    useless without the KEK, so it may travel over any channel."""
+    return {
+        "subject_id": record.subject_id,
+        "key_id": record.key_id,
+        "scope": record.scope,
+        "kek_version": record.kek_version,
+        "wrapped": base64.b64encode(record.wrapped).decode(),
+        "created_at": record.created_at.isoformat(),
+    }
+
+
+def key_record(item: Any) -> SubjectKey:
+    """A key record from the service's JSON (``key_json``)."""
+    try:
+        fields = dict(item)
+        fields["wrapped"] = base64.b64decode(fields["wrapped"], validate=True)
+        return SubjectKey.model_validate(fields)
+    except (TypeError, ValueError, KeyError, ValidationError) as exc:
+        raise PrivopsError(
+            f"the key service answered no key record ({type(exc).__name__})"
+        ) from exc
 
 
 @cache

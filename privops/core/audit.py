@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final, Literal
 
 from privops.core.errors import ConfigError, DomainError
@@ -167,9 +168,16 @@ def canonical_json(payload: object) -> bytes:
     return _CANONICAL.encode(payload).encode("utf-8")
 
 
+_PLAIN: Final = frozenset({str, int, bool, type(None)})
+
+
 def canonical_bytes(fields: Mapping[str, object]) -> bytes:
     """Deterministic bytes for hashing: sorted-key compact JSON, UTC microsecond times."""
-    return canonical_json({key: _canonical_value(value) for key, value in fields.items()})
+    payload = dict(fields)
+    for key, value in fields.items():
+        if type(value) not in _PLAIN:  # one call per time, not per field (hot path)
+            payload[key] = _canonical_value(value)
+    return canonical_json(payload)
 
 
 def compute_hash(prev_hash: str, fields: Mapping[str, object], *, key: bytes | None) -> str:
@@ -239,29 +247,101 @@ class AuditChainer:
         Without `audit_id` a random one is used; prefer `derive_audit_id(...)`.
         """
         chain = chain or chain_key(request_id, subject_ref, namespace)
-        seq, prev_hash = self.head(chain)
-        fields: dict[str, object] = {
-            "audit_id": audit_id or str(uuid.uuid4()),
-            "chain": chain,
-            "seq": seq + 1,
-            "request_id": request_id,
-            "subject_ref": subject_ref,
-            "actor": actor,
-            "action": action,
-            "before": before,
-            "after": after,
-            "reason": reason,
-            "occurred_at": occurred_at,
-            "prev_hash": prev_hash,
-            "key_version": self._key_version,
-        }
-        # Validated once (shape, UTC time, no raw PII); the hash is then taken over the
-        # validated values, exactly what `hashed_fields` gives a verifier.
-        draft = AuditEvent.model_validate({**fields, "hash": GENESIS})
-        digest = compute_hash(prev_hash, vars(draft), key=self._ring[self._key_version])
-        record = draft.model_copy(update={"hash": digest})
+        fields = next_fields(
+            self.head(chain),
+            key=self._ring[self._key_version],
+            key_version=self._key_version,
+            chain=chain,
+            audit_id=audit_id or str(uuid.uuid4()),
+            actor=actor,
+            action=action,
+            occurred_at=occurred_at,
+            request_id=request_id,
+            subject_ref=subject_ref,
+            before=before,
+            after=after,
+            reason=reason,
+        )
+        record = AuditEvent.model_validate(fields)
         self._heads[chain] = (record.seq, record.hash)
         return record
+
+
+class AuditFieldError(ValueError):
+    """A value an audit record may not hold. The message names the field, never the value."""
+
+
+_REQUIRED: Final = ("audit_id", "chain", "actor", "action")
+_OPTIONAL: Final = ("request_id", "subject_ref", "before", "after", "reason")
+
+
+@lru_cache(maxsize=16_384)
+def _clean_text(text: str) -> bool:
+    """Whether ``text`` holds nothing shaped like raw contact details (remembered: most
+    audit texts repeat: actors, actions, statuses, a subject's chain)."""
+    return not looks_like_pii(text)
+
+
+def _check(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise AuditFieldError(f"{name} must be text")
+    if not _clean_text(value):
+        raise AuditFieldError(f"{name} looks like raw PII (email or phone)")
+
+
+def next_fields(
+    head: tuple[int, str],
+    *,
+    key: bytes,
+    key_version: int,
+    chain: str,
+    audit_id: str,
+    actor: str,
+    action: str,
+    occurred_at: datetime,
+    request_id: str | None = None,
+    subject_ref: str | None = None,
+    before: str | None = None,
+    after: str | None = None,
+    reason: str | None = None,
+) -> dict[str, object]:
+    """The record after ``head`` (seq, hash) of ``chain``, as its plain field dict (the
+    Avro datum of `AuditEvent`): checked as the model checks it (non-empty ids, no raw
+    PII in any text, an aware time stored in UTC), hashed, and no model built.
+
+    The worker appends one record per consent change; `AuditChainer.next` wraps the same
+    fields in the model, so both write the same bytes (a unit test holds them equal).
+    Raises `AuditFieldError` (a ValueError) for a value the record may not hold.
+    """
+    if key_version <= LEGACY_KEY_VERSION or not key:
+        raise ConfigError("audit records are written with a key of version 1 or more")
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        raise AuditFieldError("occurred_at must be timezone-aware")
+    seq, prev_hash = head
+    fields: dict[str, object] = {
+        "audit_id": audit_id,
+        "chain": chain,
+        "seq": seq + 1,
+        "request_id": request_id,
+        "subject_ref": subject_ref,
+        "actor": actor,
+        "action": action,
+        "before": before,
+        "after": after,
+        "reason": reason,
+        "occurred_at": occurred_at.astimezone(UTC),
+        "prev_hash": prev_hash,
+        "key_version": key_version,
+    }
+    for name in _REQUIRED:
+        _check(name, fields[name])
+        if not fields[name]:
+            raise AuditFieldError(f"{name} is empty")
+    for name in _OPTIONAL:
+        if fields[name] is not None:
+            _check(name, fields[name])
+    fields["hash"] = compute_hash(prev_hash, fields, key=key)
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +517,7 @@ __all__ = [
     "SYSTEM_CHAIN",
     "AuditChainer",
     "AuditEvent",
+    "AuditFieldError",
     "Break",
     "Keyring",
     "VerifyResult",
@@ -447,6 +528,7 @@ __all__ = [
     "expected_hash",
     "keyring",
     "looks_like_pii",
+    "next_fields",
     "redact",
     "verify",
     "verify_log",

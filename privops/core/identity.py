@@ -13,11 +13,11 @@ contain an identifier's value.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -188,9 +188,10 @@ def for_system(identity: IdentityMap, system: System) -> dict[str, str]:
 def _hmac(secret: bytes, message: str) -> str:
     if not secret:
         raise ConfigError("the HMAC secret is empty")
-    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, message.encode(), "sha256").hex()
 
 
+@lru_cache(maxsize=65_536)
 def suppression_key(secret: bytes, kind: str, value: str) -> str:
     """Keyed hash (HMAC-SHA256, hex) of one normalised identifier for the suppression list.
 

@@ -47,6 +47,10 @@ class KeyUnwrapFailed(PrivopsError):
     """A wrapped key that does not open under its KEK version: altered, or the wrong KEK."""
 
 
+class SubjectErased(PrivopsError):
+    """The subject was erased: the key service creates no key for them again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Kek:
     """One version of the key-encryption key."""
@@ -231,6 +235,13 @@ class KeyRing:
             self.apply(key_id, None)
         return ids
 
+    def record(self, key_id: str) -> SubjectKey | None:
+        return self._records.get(key_id)
+
+    def all_records(self) -> list[SubjectKey]:
+        """Every stored record (a copy: the caller may apply records while walking it)."""
+        return list(self._records.values())
+
     def records(self, subject_id: str) -> list[SubjectKey]:
         return [self._records[k] for k in sorted(self._by_subject.get(subject_id, ()))]
 
@@ -255,14 +266,18 @@ class KeyRing:
             self._cache.popitem(last=False)
         return key
 
-    def current(self, subject_id: str, scope: str = MAIN_SCOPE) -> DataKey | None:
-        """The key new data is written under: the newest (then highest id), so every
-        reader picks the same one whatever order two racing records arrived in."""
+    def current_record(self, subject_id: str, scope: str = MAIN_SCOPE) -> SubjectKey | None:
+        """The record of the key new data is written under: the newest (then highest id),
+        so every reader picks the same one whatever order two racing records arrived in."""
         candidates = [r for r in self.records(subject_id) if r.scope == scope]
         if not candidates:
             return None
-        newest = max(candidates, key=lambda r: (r.created_at, r.key_id))
-        return self.get(newest.key_id)
+        return max(candidates, key=lambda r: (r.created_at, r.key_id))
+
+    def current(self, subject_id: str, scope: str = MAIN_SCOPE) -> DataKey | None:
+        """The key new data is written under (``current_record``), unwrapped."""
+        newest = self.current_record(subject_id, scope)
+        return None if newest is None else self.get(newest.key_id)
 
     def cached(self) -> int:
         return len(self._cache)

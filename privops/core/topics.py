@@ -3,7 +3,8 @@
 Co-partitioned topics (keyed by subject id: upstream events, tasks, consent state) share
 one partition count so a subject's events, tasks and state land on the same partition
 number, and one worker owns all of a subject's state. Everything about a request travels
-under its subject's id too, so a request lives on its subject's partition. The two
+under its subject's id too, so a request lives on its subject's partition; a subject's
+data keys are keyed by key id but produced to the subject's partition. The two
 global topics (the suppression list, keyed by identifier hash; the request-id ->
 subject-id index) are read whole by every worker.
 
@@ -41,10 +42,12 @@ SUBJECT_DIRECTIVES = "privops.internal.subject-directives"
 REQUEST_TICKS = "privops.internal.request-ticks"
 # Global, not partitioned by subject: every worker reads all of it (streams.global_view).
 SUPPRESSION = "privops.internal.suppression"
-# Per-subject data keys (crypto-shredding, docs/crypto-shredding.md): named here with the
-# others; created once the worker holds keys (not yet in the catalogue).
+# Per-subject data keys (crypto-shredding, docs/crypto-shredding.md): keyed by key id, on
+# the subject's partition (streams.keystore), so one worker owns a subject's keys too.
 SUBJECT_KEYS = "privacy.subject-keys"
 REQUEST_INDEX = "privops.internal.request-index"
+
+SUBJECT_KEYS_KEY: Final = "key id (on its subject id's partition)"
 
 DAY_MS: Final = 24 * 3600 * 1000
 
@@ -180,6 +183,11 @@ def catalogue(partitions: int, datamap: DataMap | None = None) -> list[TopicSpec
         # (keyed hashes only, no personal data).
         TopicSpec(SUPPRESSION, "suppression key (keyed hash)", partitions, compacted()),
         TopicSpec(REQUEST_INDEX, "request id", partitions, compacted()),
+        # The only copy of each subject's data keys (wrapped): kept until erasure writes
+        # the key id's tombstone, never by age. Keyed by key id so a second key for a
+        # subject adds a record instead of replacing one that data was written under;
+        # produced to the subject's partition, so it is co-partitioned all the same.
+        TopicSpec(SUBJECT_KEYS, SUBJECT_KEYS_KEY, partitions, compacted()),
     ]
     return specs
 

@@ -76,6 +76,10 @@ SURFACE = [
     "keys generate: --owner --key-file --json",
     "keys list: --json",
     "keys revoke: KEY_ID --json",
+    "keys kek show: --stored --json",
+    "keys kek create: --json",
+    "keys kek rotate: --json",
+    "keys kek retire: VERSION --json",
 ]
 
 

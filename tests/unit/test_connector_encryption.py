@@ -5,18 +5,26 @@ erasure makes both unreadable. Keys come from a real ring fed by a list standing
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
+from privops.adapters.kek import KekFile
 from privops.connectors.encryption import (
     RingKeySource,
+    WorkerKeySource,
     decrypt_record,
     encrypt_record,
+    key_json,
+    key_record,
     personal_fields,
     task_identifiers,
 )
+from privops.core.errors import PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import (
     MAIN_SCOPE,
     MalformedField,
@@ -33,7 +41,7 @@ from privops.core.records import (
     Rectify,
     Task,
 )
-from privops.core.subject_keys import Kek, KeyRing, SubjectKey, create, unwrap
+from privops.core.subject_keys import Kek, KeyRing, SubjectErased, SubjectKey, create, unwrap
 from privops.core.vocab import Category, System, TaskAction
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
@@ -254,3 +262,132 @@ def test_every_upstream_event_has_personal_fields_to_encrypt() -> None:
         assert {"identifiers.email", "identifiers.phone"} <= paths, event.fullname()
     with pytest.raises(ValueError, match="no committed schema"):
         personal_fields("privops.events.Nope")
+
+
+# --- the SDK's key source over HTTP (WorkerKeySource) ------------------------------------------
+
+
+class Worker:
+    """The worker's HTTP key service over a KeyService; counts calls, can be told to
+    refuse (erased), or to be busy (a partition moving) for a number of calls."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.service = KeyService(topic)
+        self.calls: list[tuple[str, str]] = []
+        self.erased: set[str] = set()
+        self.busy = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        subject = request.url.path.rsplit("/", 1)[1]
+        self.calls.append((request.method, subject))
+        if self.busy:
+            self.busy -= 1
+            return httpx.Response(503, json={"error": "partition moving"})
+        if subject in self.erased and request.method == "POST":
+            return httpx.Response(410, json={"error": "subject erased", "reason": "erased"})
+        if request.method == "POST":
+            record = self.service(subject, request.url.params.get("scope", MAIN_SCOPE))
+            return httpx.Response(200, json=key_json(record))
+        records = self.service.own.records(subject)
+        return httpx.Response(
+            200, json={"subject_id": subject, "keys": [key_json(r) for r in records]}
+        )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def kek_file() -> KekFile:
+    return KekFile(None, False, 1, {1: KEK}, {1: NOW})  # type: ignore[arg-type]
+
+
+def http_source(worker: Worker, clock: Clock | None = None) -> WorkerKeySource:
+    return WorkerKeySource(
+        "http://worker.test:6066",
+        kek_file(),
+        transport=httpx.MockTransport(worker),
+        clock=clock or Clock(),
+        ttl_seconds=60,
+        retry_seconds=1,
+    )
+
+
+def test_a_system_encrypts_with_the_key_the_worker_stored(topic: Topic) -> None:
+    worker = Worker(topic)
+    keys = http_source(worker)
+    sealed = encrypt_record(customer(), keys)
+    again = encrypt_record(customer(), keys)
+    assert worker.calls == [("POST", ANN)]  # asked once, then from the cache
+    assert [key_id for key_id, _ in topic] == [worker.service.own.records(ANN)[0].key_id]
+    assert sealed.identifiers.email != again.identifiers.email  # fresh nonce each time
+    # A connector elsewhere reads it back through the same service.
+    reader_keys = http_source(worker)
+    assert decrypt_record(sealed, reader_keys) == customer()
+    assert worker.calls[-1] == ("GET", ANN)
+
+
+def test_an_erased_subject_gets_no_key_and_old_data_stays_unreadable(topic: Topic) -> None:
+    worker = Worker(topic)
+    clock = Clock()
+    keys = http_source(worker, clock)
+    sealed = encrypt_record(customer(), keys)
+    worker.service.own.forget_subject(ANN)  # the erasure's tombstones
+    worker.erased.add(ANN)
+    clock.now += 61  # the SDK's cache has let go of the key
+    with pytest.raises(SubjectErased):
+        encrypt_record(customer(), keys)
+    with pytest.raises(ShreddedKey):
+        decrypt_record(sealed, keys)
+    with pytest.raises(ShreddedKey):
+        decrypt_record(sealed, http_source(worker))
+
+
+def test_a_busy_worker_is_asked_again_then_reported(topic: Topic) -> None:
+    worker = Worker(topic)
+    worker.busy = 1
+    assert http_source(worker).current_key(ANN, MAIN_SCOPE).subject_id == ANN
+    worker.busy = 100
+    with pytest.raises(RuntimeUnavailable, match="partition moving"):
+        http_source(worker).current_key(BOB, MAIN_SCOPE)
+
+
+def test_an_unreachable_worker_is_named() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    keys = WorkerKeySource(
+        "http://worker.test:6066", kek_file(), transport=httpx.MockTransport(down)
+    )
+    with pytest.raises(RuntimeUnavailable, match=r"worker\.test:6066"):
+        keys.current_key(ANN, MAIN_SCOPE)
+
+
+def test_the_wire_format_is_what_the_key_service_contract_says(topic: Topic) -> None:
+    record = KeyService(topic)(ANN, MAIN_SCOPE)
+    wired = key_json(record)
+    assert sorted(wired) == [
+        "created_at",
+        "kek_version",
+        "key_id",
+        "scope",
+        "subject_id",
+        "wrapped",
+    ]
+    assert base64.b64decode(wired["wrapped"]) == record.wrapped
+    assert key_record(json.loads(json.dumps(wired))) == record
+
+
+def test_an_answer_for_another_subject_is_refused(topic: Topic) -> None:
+    service = KeyService(topic)
+
+    def liar(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=json.dumps(key_json(service(BOB, MAIN_SCOPE))).encode())
+
+    keys = WorkerKeySource("http://w.test", kek_file(), transport=httpx.MockTransport(liar))
+    with pytest.raises(PrivopsError, match="answered"):
+        keys.current_key(ANN, MAIN_SCOPE)

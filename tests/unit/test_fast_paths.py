@@ -28,8 +28,10 @@ from privops.core import consent as rules
 from privops.core.audit import (
     GENESIS,
     AuditChainer,
+    AuditFieldError,
     canonical_json,
     derive_audit_id,
+    next_fields,
     utc_text,
     verify,
 )
@@ -160,6 +162,71 @@ def test_chained_audit_records_encode_as_their_dump(codec: Codec) -> None:
     for i in range(200):
         record = chainer.next(actor="crm", action="x", occurred_at=T0, request_id=f"r-{i % 7}")
         assert codec.encode(record) == _dumped(parsed, record)
+
+
+def test_audit_fields_encode_as_the_validated_record(codec: Codec) -> None:
+    """The worker encodes `next_fields`' dict without building the model: the same bytes
+    as the validated record, and a record the model accepts, for varied input."""
+    rng = random.Random(15)
+    head = (0, GENESIS)
+    for i in range(300):
+        local = timezone(timedelta(hours=rng.randrange(-5, 6)))
+        fields = next_fields(
+            head,
+            key=KEY,
+            key_version=1,
+            chain=f"app/{rng.choice(['sr_1', 'req-ü'])}",
+            audit_id=derive_audit_id(str(i)),
+            actor=rng.choice(["crm", "privops:req-1"]),
+            action="consent_changed",
+            occurred_at=(T0 + timedelta(seconds=i)).astimezone(local),
+            request_id=rng.choice([None, "req-1"]),
+            subject_ref=rng.choice([None, "sr_0123456789abcdef01234567"]),
+            before=rng.choice([None, "granted"]),
+            after=rng.choice([None, _text(rng)]),
+            reason=rng.choice([None, _text(rng)]),
+        )
+        record = AuditEvent.model_validate(fields)
+        assert record.hash == _reference_hash(record)
+        assert codec.encode_datum(AuditEvent.fullname(), fields) == codec.encode(record)
+        head = (record.seq, record.hash)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("reason", "write to jane.doe@example.com", "looks like raw PII"),
+        ("after", "07700 900123", "looks like raw PII"),
+        ("chain", "app/+447700900123", "looks like raw PII"),
+        ("actor", "", "is empty"),
+        ("subject_ref", 7, "must be text"),
+    ],
+)
+def test_audit_fields_refuse_what_the_record_refuses(field: str, value: Any, problem: str) -> None:
+    kwargs: dict[str, Any] = {"chain": "app/c", "actor": "crm", field: value}
+    with pytest.raises(AuditFieldError, match=problem) as caught:
+        next_fields(
+            (0, GENESIS),
+            key=KEY,
+            key_version=1,
+            audit_id="a-1",
+            action="x",
+            occurred_at=T0,
+            **kwargs,
+        )
+    if isinstance(value, str) and value:
+        assert value not in str(caught.value)
+    with pytest.raises(AuditFieldError, match="timezone-aware"):
+        next_fields(
+            (0, GENESIS),
+            key=KEY,
+            key_version=1,
+            chain="c",
+            audit_id="a",
+            actor="crm",
+            action="x",
+            occurred_at=datetime(2026, 1, 1),
+        )
 
 
 def _random_facts(rng: random.Random, n: int) -> list[ConsentFact]:

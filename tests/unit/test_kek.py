@@ -144,3 +144,26 @@ def test_processes_starting_together_in_dev_share_one_kek(path: Path) -> None:
         thread.join()
     assert len(found) == 4
     assert len(set(found)) == 1
+
+
+def test_a_running_process_follows_a_rotation(path: Path) -> None:
+    """Workers keep running through `privops keys kek rotate`: new keys are wrapped under
+    the new version at once, and records re-wrapped under it open."""
+    kekfile.create(path, NOW)
+    watch = kekfile.KekWatch(path, "prod", say=print)
+    ring = KeyRing(watch.unwrapper())
+    assert watch.current().version == 1
+    rotated = kekfile.rotate(path, NOW)
+    record, key = create("subj-ann", MAIN_SCOPE, rotated.current(), NOW)
+    assert ring.add(record) == key  # version 2 unknown when the watch last looked
+    assert watch.current().version == 2
+
+
+def test_a_watch_keeps_the_last_good_kek_when_the_file_goes_bad(path: Path) -> None:
+    kekfile.create(path, NOW)
+    watch = kekfile.KekWatch(path, "prod", say=print)
+    good = watch.current()
+    os.chmod(path, 0o644)
+    assert watch.current() == good
+    with pytest.raises(kekfile.UnknownKekVersion):
+        watch.version(9)

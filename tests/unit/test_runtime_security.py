@@ -41,7 +41,7 @@ from privops.core.vocab import System
 # --- the policy, evaluated the way the StandardAuthorizer does for ALLOW rules ----------
 
 IMPLIES_DESCRIBE = {Operation.READ, Operation.WRITE, Operation.DESCRIBE, Operation.ALL}
-EVERY_TOPIC = [spec.name for spec in catalogue(1)] + [SUBJECT_KEYS]
+EVERY_TOPIC = [spec.name for spec in catalogue(1)]
 
 
 def allowed(principal: str, operation: Operation, resource: Resource, name: str) -> bool:

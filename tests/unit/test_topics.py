@@ -19,6 +19,8 @@ from privops.core.topics import (
     REQUEST_INDEX,
     REQUEST_TICKS,
     SUBJECT_DIRECTIVES,
+    SUBJECT_KEYS,
+    SUBJECT_KEYS_KEY,
     SUPPRESSION,
     TopicSpec,
     catalogue,
@@ -65,6 +67,7 @@ def test_names_and_partitions_are_unchanged() -> None:
         REQUEST_TICKS,
         SUPPRESSION,
         REQUEST_INDEX,
+        SUBJECT_KEYS,
     }
     assert len(SPECS) == len(by_name(SPECS))
     assert {s.partitions for s in SPECS} == {3}
@@ -72,9 +75,19 @@ def test_names_and_partitions_are_unchanged() -> None:
 
 def test_everything_about_a_subject_travels_under_its_subject_id() -> None:
     """DESIGN.md section 4: co-partitioned by subject id; only the audit (by chain),
-    dead letters (their original key) and the two global views are keyed otherwise."""
-    others = {AUDIT, DEADLETTER, SUPPRESSION, REQUEST_INDEX}
+    dead letters (their original key) and the two global views are keyed otherwise; the
+    subject keys by key id, on the subject's partition (streams.keystore)."""
+    others = {AUDIT, DEADLETTER, SUPPRESSION, REQUEST_INDEX, SUBJECT_KEYS}
     assert {s.name for s in SPECS if s.key != "subject id"} == others
+    assert by_name(SPECS)[SUBJECT_KEYS].key == SUBJECT_KEYS_KEY
+
+
+def test_subject_keys_are_kept_until_their_tombstone() -> None:
+    """The only copy of each data key: compacted, never deleted by age (#15)."""
+    config = by_name(SPECS)[SUBJECT_KEYS].config
+    assert config["cleanup.policy"] == "compact"
+    assert "retention.ms" not in config
+    assert by_name(SPECS)[SUBJECT_KEYS].partitions == by_name(SPECS)[COMMANDS].partitions
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

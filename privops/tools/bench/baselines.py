@@ -27,7 +27,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from privops.adapters.serde import Serde
 from privops.core import consent as rules
 from privops.core import records as r
-from privops.core.audit import AuditChainer, chain_key, derive_audit_id, redact
+from privops.core.audit import (
+    CURRENT_KEY_VERSION,
+    GENESIS,
+    chain_key,
+    derive_audit_id,
+    next_fields,
+    redact,
+)
 from privops.core.facts import admit_ingest, consent_facts, consent_state_fields
 from privops.core.identity import subject_ref
 from privops.core.topics import AUDIT, CONSENT_STATE
@@ -43,10 +50,13 @@ BASELINE_NAMESPACE = "privops-bench-baseline"
 DECODE_ONLY = "consume+decode"
 DECODE_PRODUCE = "consume+decode+produce"
 READ_GIVE_UP_S = 120.0
-Output = tuple[str, str, r.Record | dict[str, Any]]
-"""(topic, key, record) the pipeline publishes; a consent state as the worker has it, a
-plain datum (privops.core.facts.consent_state_fields)."""
-CONSENT_STATE_RECORD = r.ConsentState.fullname()
+Output = tuple[str, str, dict[str, Any]]
+"""(topic, key, datum) the pipeline publishes, as the worker encodes it: plain Avro field
+dicts (privops.core.facts.consent_state_fields, privops.core.audit.next_fields)."""
+OUTPUT_RECORDS: dict[str, type[r.Record]] = {
+    CONSENT_STATE: r.ConsentState,
+    AUDIT: r.AuditEvent,
+}
 
 
 @dataclass(frozen=True)
@@ -83,12 +93,13 @@ class ConsentOutputs:
         self._namespace = namespace
         self._consent: dict[str, rules.SubjectConsent] = {}
         self._refs: dict[str, str] = {}
-        self.chainer = AuditChainer(key=audit_key)
+        self._audit_key = audit_key
+        self._heads: dict[str, tuple[int, str]] = {}
 
     def outputs(self, topic: str, record: r.Record) -> list[tuple[str, str, r.Record]]:
         """What the worker publishes for `record` read from `topic`, as records."""
         return [
-            (out_topic, key, r.ConsentState.model_validate(out) if isinstance(out, dict) else out)
+            (out_topic, key, OUTPUT_RECORDS[out_topic].model_validate(out))
             for out_topic, key, out in self.produce(topic, record)
         ]
 
@@ -125,7 +136,13 @@ class ConsentOutputs:
         reason = (
             f"{labels['purpose']}/{labels['channel']}: {change.reason} (evidence {change.evidence})"
         )
-        record = self.chainer.next(
+        head = self._heads.get(chain, (0, GENESIS))
+        fields = next_fields(
+            head,
+            key=self._audit_key,
+            key_version=CURRENT_KEY_VERSION,
+            chain=chain,
+            audit_id=derive_audit_id(cause, action, str(head[0] + 1)),
             actor=change.source.value,
             action=action,
             occurred_at=change.occurred_at,
@@ -133,17 +150,14 @@ class ConsentOutputs:
             before=change.before.value if change.before else None,
             after=labels["status"],
             reason=redact(reason)[:500],
-            audit_id=derive_audit_id(cause, action, str(self.chainer.head(chain)[0] + 1)),
-            chain=chain,
         )
-        return AUDIT, chain, record
+        self._heads[chain] = (head[0] + 1, str(fields["hash"]))
+        return AUDIT, chain, fields
 
 
-def encode(serde: Serde, out: r.Record | dict[str, Any]) -> bytes:
+def encode(serde: Serde, topic: str, datum: dict[str, Any]) -> bytes:
     """Framed Avro of one output, encoded the way the worker encodes it."""
-    if isinstance(out, dict):
-        return serde.encode_datum(CONSENT_STATE_RECORD, out)
-    return serde.encode(out)
+    return serde.encode_datum(OUTPUT_RECORDS[topic].fullname(), datum)
 
 
 async def consume_decode(
@@ -188,7 +202,7 @@ async def consume_decode(
                     computing = time.perf_counter()
                     outputs = pipeline.produce(msg.topic, record)
                     encoding = time.perf_counter()
-                    values = [encode(serde, out) for _, _, out in outputs]
+                    values = [encode(serde, topic, out) for topic, _, out in outputs]
                     core_s += encoding - computing
                     encode_s += time.perf_counter() - encoding
                     for (topic, key, _), value in zip(outputs, values, strict=True):

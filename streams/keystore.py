@@ -1,0 +1,491 @@
+"""The worker's key store: its subjects' data keys, followed from ``privacy.subject-keys``.
+
+A worker owns whole subjects (their partition), so it holds the keys of the partitions
+it owns and no others: one ``KeyRing`` per partition, fed in order (records and
+tombstones) by a group-less consumer of those partitions of the compacted topic. On an
+assignment, a new partition's ring is read from the beginning; a partition the worker
+no longer owns is dropped with its ring (its wrapped records and its cached keys).
+The topic is the ring's changelog: there is no second copy of a wrapped key in any
+table. Memory: ~0.5 KB per key record (the record, the dict entries, the per-subject
+index) plus a bounded cache of unwrapped keys per partition.
+
+The key service is here too: the owner of a subject's partition is the only creator of
+its keys, one creation per subject at a time (an ``asyncio.Lock`` per subject: the
+owner is one process), and a key is handed out only after the broker acknowledged its
+record, so no data is ever written under a key that is not stored. Erasure destroys
+keys with ``shred`` (tombstones, then the ring forgets). docs/crypto-shredding.md has
+the design; ``install`` wires the store into the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from privops.adapters import kek as kekfile
+from privops.adapters.key_topic import KeyRecordCodec, subject_partition
+from privops.adapters.settings import Settings
+from privops.core.errors import DecodeError, RuntimeUnavailable
+from privops.core.fieldcrypt import MAIN_SCOPE, DataKey, check_scope, check_subject_id
+from privops.core.fieldcrypt import split_key_id as _split
+from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey, create, wrap
+from privops.core.topics import COMMANDS, SUBJECT_KEYS
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS: Final = 2.0
+CATCH_UP_SECONDS: Final = 30.0
+FETCH_MS: Final = 500
+REWRAP_CHECK_SECONDS: Final = 30.0
+
+Send = Callable[[str, bytes, bytes | None, int], Awaitable[object]]
+"""Produce (topic, key, value, partition) and return once the broker acknowledged it."""
+ConsumerFactory = Callable[[], AIOKafkaConsumer]
+
+
+class NotOwned(RuntimeUnavailable):
+    """The subject's partition is not this worker's (now): ask its owner, or retry."""
+
+
+class KeyStoreBehind(RuntimeUnavailable):
+    """The ring could not be brought up to date in time (broker slow or gone)."""
+
+
+def owned_partitions(assignment: Iterable[Any]) -> frozenset[int]:
+    """The subject partitions in a worker's assignment (every co-partitioned topic has the
+    same, so the commands topic stands for them all)."""
+    return frozenset(tp.partition for tp in assignment if tp.topic == COMMANDS)
+
+
+def key_subject(key_id: str) -> str:
+    """The subject a key id names (``MalformedField`` if it names none)."""
+    return _split(key_id)[0]
+
+
+class KeyStore:
+    """The rings of the partitions this worker follows, their reader, and the key service."""
+
+    def __init__(
+        self,
+        kek: kekfile.KekWatch,
+        codec: KeyRecordCodec,
+        partitions: int,
+        *,
+        send: Send,
+        consumer: ConsumerFactory,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        cache_size: int = 4096,
+    ) -> None:
+        self.kek = kek
+        self.codec = codec
+        self.partitions = partitions
+        self.rings: dict[int, KeyRing] = {}
+        self._send = send
+        self._new_consumer = consumer
+        self._now = now
+        self._cache_size = cache_size
+        self._owned: frozenset[int] = frozenset()
+        self._wanted: frozenset[int] | None = None  # None: no assignment yet
+        self._positions: dict[int, int] = {}  # next offset the ring reads
+        self._loaded: dict[int, asyncio.Event] = {}  # read up to the end at assignment
+        self._targets: dict[int, int] = {}  # those end offsets, until reached
+        self._synced: dict[int, float] = {}  # loop time of the last end offset reached
+        self._syncs: dict[int, tuple[float, asyncio.Future[None]]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._progress = asyncio.Condition()
+        self._reassigned = asyncio.Event()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # --- assignment ----------------------------------------------------------------
+
+    def assign(self, partitions: Collection[int]) -> None:
+        """The worker owns ``partitions`` now: follow them, and only them."""
+        wanted = frozenset(partitions)
+        self._owned = wanted
+        for partition in set(self.rings) - wanted:
+            self._drop(partition)
+        for partition in wanted - set(self.rings):
+            self.rings[partition] = KeyRing(self.kek.unwrapper(), self._cache_size)
+            self._loaded[partition] = asyncio.Event()
+        self._wanted = wanted
+        self._reassigned.set()
+
+    def revoke(self) -> None:
+        """A rebalance began: serve nothing until the next assignment says what is ours
+        (the rings keep following, so a partition that stays needs no re-read)."""
+        self._owned = frozenset()
+
+    def _drop(self, partition: int) -> None:
+        del self.rings[partition]
+        for table in (self._positions, self._targets, self._synced):
+            table.pop(partition, None)
+        self._loaded.pop(partition, None)
+
+    @property
+    def ready(self) -> bool:
+        """Assigned, and every owned partition's ring read up to its end at assignment."""
+        return self._wanted is not None and all(
+            self._loaded[p].is_set() for p in self._wanted if p in self._loaded
+        )
+
+    async def until_loaded(self) -> None:
+        """Wait until the partitions of the last assignment are loaded (``ready``)."""
+        wanted = self._wanted or frozenset()
+        await asyncio.gather(*(self._loaded[p].wait() for p in wanted if p in self._loaded))
+
+    def partition_of(self, subject_id: str) -> int:
+        return subject_partition(subject_id, self.partitions)
+
+    def ring(self, partition: int) -> KeyRing:
+        """The ring of a partition this worker owns; ``NotOwned`` otherwise."""
+        ring = self.rings.get(partition)
+        if ring is None or partition not in self._owned:
+            raise NotOwned(f"partition {partition} of {SUBJECT_KEYS} is not this worker's")
+        return ring
+
+    # --- following the topic ----------------------------------------------------------
+
+    def apply(self, partition: int, key: bytes | None, value: bytes | None) -> None:
+        """One message of the topic, in order: a key record, or a key id's tombstone."""
+        ring = self.rings.get(partition)
+        if ring is None or key is None:
+            return
+        key_id = key.decode(errors="replace")
+        if value is None:
+            ring.apply(key_id, None)
+            return
+        try:
+            record = self.codec.decode(value)
+            ring.apply(key_id, record)
+        except (DecodeError, ValueError) as exc:
+            # Only privops writes here: another version's record, or a bug. The key it
+            # stands for stays as it was; nothing of the value is logged.
+            log.error("%s[%d]: unusable key record (%s)", SUBJECT_KEYS, partition, exc)
+
+    async def follow(self) -> None:
+        """Read the owned partitions for the worker's life (reconnecting after errors)."""
+        while True:
+            try:
+                await self._follow_once()
+            except (KafkaError, OSError) as exc:
+                log.warning("%s: %s; reconnecting in %.0f s", SUBJECT_KEYS, exc, RETRY_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _follow_once(self) -> None:
+        consumer = self._new_consumer()
+        await consumer.start()
+        self._consumer = consumer
+        following: frozenset[int] | None = None
+        try:
+            while True:
+                if following != self._wanted:
+                    following = self._wanted
+                    self._reassigned.clear()
+                    await self._reassign(consumer, following or frozenset())
+                if not following:
+                    await self._reassigned.wait()
+                    continue
+                batch = await consumer.getmany(timeout_ms=FETCH_MS, max_records=5_000)
+                for tp, messages in batch.items():
+                    for message in messages:
+                        self.apply(tp.partition, message.key, message.value)
+                await self._advance(consumer, following)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    async def _reassign(self, consumer: AIOKafkaConsumer, partitions: frozenset[int]) -> None:
+        tps = {p: TopicPartition(SUBJECT_KEYS, p) for p in sorted(partitions)}
+        consumer.assign(list(tps.values()))
+        fresh = [tp for p, tp in tps.items() if p not in self._positions]
+        for p, tp in tps.items():
+            if p in self._positions:  # kept across the rebalance or a reconnect
+                consumer.seek(tp, self._positions[p])
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+            ends = await consumer.end_offsets(fresh)
+            for tp in fresh:
+                self._targets[tp.partition] = ends[tp]
+        await self._advance(consumer, partitions)
+
+    async def _advance(self, consumer: AIOKafkaConsumer, partitions: frozenset[int]) -> None:
+        for p in partitions:
+            if p not in self.rings:  # dropped by an assignment meanwhile
+                continue
+            self._positions[p] = await consumer.position(TopicPartition(SUBJECT_KEYS, p))
+            target = self._targets.get(p)
+            if target is not None and self._positions[p] >= target:
+                del self._targets[p]
+                self._loaded[p].set()
+                log.info("%s[%d]: %d keys", SUBJECT_KEYS, p, len(self.rings[p]))
+        async with self._progress:
+            self._progress.notify_all()
+
+    # --- reading up to date ----------------------------------------------------------
+
+    async def ensure_caught_up(self, partition: int, *, since: float | None = None) -> None:
+        """Return once the ring holds everything written to ``partition`` before ``since``
+        (the event loop's time; default now). Call it after reading an event whose key
+        the ring lacks: a key is stored before any data under it, so a key still
+        missing then is shredded (or never existed). Concurrent callers share one query
+        of the partition's end offset. ``KeyStoreBehind`` after CATCH_UP_SECONDS.
+        """
+        loop = asyncio.get_running_loop()
+        since = loop.time() if since is None else since
+        self.ring(partition)
+        if self._synced.get(partition, -math.inf) >= since:
+            return
+        pending = self._syncs.get(partition)
+        if pending is None or pending[0] < since:
+            asked_at = loop.time()
+            pending = (asked_at, asyncio.ensure_future(self._sync(partition, asked_at)))
+            self._syncs[partition] = pending
+        try:
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                await asyncio.shield(pending[1])
+        except TimeoutError:
+            raise KeyStoreBehind(
+                f"{SUBJECT_KEYS}[{partition}] not read up to date in {CATCH_UP_SECONDS:.0f} s"
+            ) from None
+
+    async def _sync(self, partition: int, asked_at: float) -> None:
+        try:
+            await self._loaded_event(partition).wait()
+            consumer = self._consumer
+            if consumer is None:
+                raise KeyStoreBehind(f"{SUBJECT_KEYS}: reconnecting to the broker")
+            tp = TopicPartition(SUBJECT_KEYS, partition)
+            end = (await consumer.end_offsets([tp]))[tp]
+            async with self._progress:
+                await self._progress.wait_for(
+                    lambda: partition not in self.rings or self._positions[partition] >= end
+                )
+            self.ring(partition)  # still ours
+            self._synced[partition] = max(self._synced.get(partition, -math.inf), asked_at)
+        finally:
+            if self._syncs.get(partition, (None, None))[0] == asked_at:
+                del self._syncs[partition]
+
+    def _loaded_event(self, partition: int) -> asyncio.Event:
+        self.ring(partition)
+        return self._loaded[partition]
+
+    async def _wait_loaded(self, partition: int) -> None:
+        loaded = self._loaded_event(partition)
+        try:
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                await loaded.wait()
+        except TimeoutError:
+            raise KeyStoreBehind(f"{SUBJECT_KEYS}[{partition}] still loading") from None
+
+    async def key_for(self, key_id: str, partition: int | None = None) -> DataKey | None:
+        """The key ``key_id`` names, or None once the ring is up to date and still lacks
+        it (shredded). ``partition``: the event's, if known (saves the hash)."""
+        since = asyncio.get_running_loop().time()
+        where = self.partition_of(key_subject(key_id)) if partition is None else partition
+        ring = self.ring(where)
+        found = ring.get(key_id)
+        if found is None:
+            await self.ensure_caught_up(where, since=since)
+            found = ring.get(key_id)
+        return found
+
+    def key(self, key_id: str) -> DataKey | None:
+        """The key if the ring has it now (a ``KeyLookup`` for ``decrypt_record``, after
+        ``key_for`` made sure of a miss); None for a partition this worker does not own."""
+        try:
+            ring = self.ring(self.partition_of(key_subject(key_id)))
+        except NotOwned:
+            return None
+        return ring.get(key_id)
+
+    def current_key(self, subject_id: str, scope: str) -> DataKey:
+        """The subject's current key of ``scope`` (a ``KeySource`` for ``encrypt_record``),
+        which ``get_or_create`` made sure of first."""
+        found = self.ring(self.partition_of(subject_id)).current(subject_id, scope)
+        if found is None:
+            raise LookupError(f"no {scope} key yet: await get_or_create() before encrypting")
+        return found
+
+    # --- the key service ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _serialised(self, subject_id: str) -> AsyncIterator[None]:
+        lock = self._locks.get(subject_id)
+        if lock is None:
+            lock = self._locks[subject_id] = asyncio.Lock()
+        async with lock:
+            yield
+
+    async def records(self, subject_id: str) -> list[SubjectKey]:
+        """The subject's stored keys (wrapped), once the ring is up to date."""
+        partition = self.partition_of(check_subject_id(subject_id))
+        await self.ensure_caught_up(partition)
+        return self.ring(partition).records(subject_id)
+
+    async def get_or_create(
+        self,
+        subject_id: str,
+        scope: str = MAIN_SCOPE,
+        *,
+        erased: Callable[[str], bool] = lambda _subject: False,
+    ) -> SubjectKey:
+        """The subject's current key record of ``scope``, created and stored if there is
+        none; ``SubjectErased`` for a subject ``erased`` says is gone (checked again
+        once a new record is acknowledged: an erasure that ran meanwhile shreds it)."""
+        check_subject_id(subject_id)
+        check_scope(scope)
+        partition = self.partition_of(subject_id)
+        await self._wait_loaded(partition)
+        async with self._serialised(subject_id):
+            if erased(subject_id):
+                raise SubjectErased(f"the subject was erased: no new {scope} key")
+            ring = self.ring(partition)
+            found = ring.current_record(subject_id, scope)
+            if found is not None:
+                return found
+            record, _ = create(subject_id, scope, self.kek.current(), self._now())
+            value = self.codec.encode(record)
+            await self._send(SUBJECT_KEYS, record.topic_key(), value, partition)
+            ring.apply(record.key_id, record)
+            if erased(subject_id):
+                await self._tombstones(partition, [record.key_id])
+                raise SubjectErased(f"the subject was erased meanwhile: no new {scope} key")
+            return record
+
+    async def shred(self, subject_id: str, key_ids: Collection[str]) -> list[str]:
+        """Destroy the subject's keys ``key_ids``: a tombstone each on the subject's
+        partition, then the ring forgets them (record and cached key). For the erasure
+        (``subject_keys.keys_to_shred``) on the subject's owner."""
+        ids = sorted(set(key_ids))
+        if any(key_subject(key_id) != subject_id for key_id in ids):
+            raise ValueError("every key id to shred must be one of this subject's")
+        partition = self.partition_of(subject_id)
+        self.ring(partition)
+        async with self._serialised(subject_id):
+            await self._tombstones(partition, ids)
+        return ids
+
+    async def _tombstones(self, partition: int, key_ids: list[str]) -> None:
+        await asyncio.gather(
+            *(self._send(SUBJECT_KEYS, k.encode(), None, partition) for k in key_ids)
+        )
+        ring = self.ring(partition)
+        for key_id in key_ids:
+            ring.apply(key_id, None)
+
+    async def rewrap_stale(self) -> int:
+        """Re-wrap every owned key record not under the current KEK version (after
+        ``privops keys kek rotate``): same data key, key id and created_at, written back
+        under the subject's lock so a shred is never undone. The number re-wrapped."""
+        current = self.kek.current()
+        count = 0
+        for partition in sorted(self._owned):
+            ring = self.rings.get(partition)
+            if ring is None:
+                continue
+            for record in kekfile.stale(ring.all_records(), self.kek):
+                async with self._serialised(record.subject_id):
+                    if ring.record(record.key_id) != record:  # shredded or replaced
+                        continue
+                    key = ring.get(record.key_id)
+                    if key is None:
+                        continue
+                    new = wrap(key, current, record.created_at)
+                    value = self.codec.encode(new)
+                    await self._send(SUBJECT_KEYS, new.topic_key(), value, partition)
+                    ring.apply(new.key_id, new)
+                    count += 1
+        return count
+
+    async def keep_wrapped(self, interval: float = REWRAP_CHECK_SECONDS) -> None:
+        """Re-wrap the owned keys whenever the KEK's current version or the assignment
+        changed since the last complete pass (runs for the worker's life)."""
+        done: tuple[int, frozenset[int]] | None = None
+        while True:
+            await asyncio.sleep(interval)
+            state = (self.kek.current().version, self._owned)
+            if state == done or not self.ready or not self._owned:
+                continue
+            try:
+                count = await self.rewrap_stale()
+            except (RuntimeUnavailable, KafkaError) as exc:
+                log.warning("re-wrapping keys under the current KEK: %s; retrying", exc)
+                continue
+            if count:
+                log.info("re-wrapped %d keys under KEK version %d", count, state[0])
+            done = state
+
+
+# --- the worker's store -----------------------------------------------------------------
+
+_keks: dict[Path, kekfile.KekWatch] = {}
+_built: list[KeyStore] = []
+
+
+def load_kek(settings: Settings) -> kekfile.KekWatch:
+    """The worker's KEK (``kek_file``): a ConfigError for a missing or development KEK
+    outside PRIVOPS_ENV=dev. Loaded once per process (start-up checks it first)."""
+    if settings.kek_file not in _keks:
+        _keks[settings.kek_file] = kekfile.KekWatch(settings.kek_file, settings.env, log.info)
+    return _keks[settings.kek_file]
+
+
+def key_store() -> KeyStore:
+    """The worker's key store, built on first use from its settings, producer and codec."""
+    if not _built:
+        from streams.app import app, kafka_client, settings
+        from streams.io import serde
+
+        async def send(topic: str, key: bytes, value: bytes | None, partition: int) -> object:
+            return await app.producer.send_and_wait(topic, key, value, partition, None, None)
+
+        def consumer() -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(
+                **kafka_client,
+                enable_auto_commit=False,
+                group_id=None,
+                isolation_level="read_committed",
+            )
+
+        store = KeyStore(
+            load_kek(settings),
+            KeyRecordCodec(serde),
+            settings.topic_partitions,
+            send=send,
+            consumer=consumer,
+        )
+        _built.append(store)
+    return _built[0]
+
+
+def _on_assigned(_sender: object, assigned: Iterable[Any], **_: object) -> None:
+    key_store().assign(owned_partitions(assigned))
+
+
+def _on_revoked(_sender: object, *_: object, **__: object) -> None:
+    key_store().revoke()
+
+
+async def _run() -> None:
+    store = key_store()
+    await asyncio.gather(store.follow(), store.keep_wrapped())
+
+
+def install(app: Any) -> None:
+    """Follow the owned partitions' keys for the worker's life: on every assignment and
+    revocation (Faust's signals), with a task that reads the topic and re-wraps after a
+    KEK rotation. Called once, at import, by the module that serves the keys."""
+    app.on_partitions_assigned.connect(_on_assigned)
+    app.on_partitions_revoked.connect(_on_revoked)
+    app.task(_run)

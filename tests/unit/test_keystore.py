@@ -1,0 +1,324 @@
+"""The worker's key store (streams.keystore): rings of the owned partitions, fed in order,
+the key service (one creation per subject, answered once stored, erased subjects
+refused), shredding, catching up before a miss counts as shredded, and re-wrapping.
+
+The topic is an in-memory log here (what the store produces, its consumer reads back in
+order); tests/integration/test_subject_keys.py runs the same against the real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+
+from privops.adapters import kek as kekfile
+from privops.adapters.key_topic import KeyRecordCodec, subject_partition
+from privops.adapters.serde import Serde
+from privops.core.fieldcrypt import MAIN_SCOPE, ShreddedKey, decrypt_field, encrypt_field
+from privops.core.subject_keys import SubjectErased
+from privops.core.topics import SUBJECT_KEYS
+from streams import keystore
+from streams.keystore import KeyStore, NotOwned
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+PARTITIONS = 4
+NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+
+
+def subject_on(partition: int, n: int = 0) -> str:
+    """A subject id whose partition is ``partition``."""
+    found = (f"subj-{i}" for i in range(10_000))
+    on = [s for s in found if subject_partition(s, PARTITIONS) == partition]
+    return on[n]
+
+
+class Log:
+    """One topic in memory: what the store sends is appended, its consumer reads it."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in range(PARTITIONS)}
+        self.delay = 0.0
+
+    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int) -> int:
+        assert topic == SUBJECT_KEYS
+        await asyncio.sleep(self.delay)  # the broker's round trip: others run meanwhile
+        self.parts[partition].append((key, value))
+        return len(self.parts[partition]) - 1
+
+    def consumer(self) -> LogConsumer:
+        return LogConsumer(self)
+
+
+class LogConsumer:
+    """The few calls of AIOKafkaConsumer the store makes, over a ``Log``."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.pos: dict[int, int] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.pos = {tp.partition: len(self.log.parts[tp.partition]) for tp in tps}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.pos[tp.partition] = offset
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self.pos[tp.partition] = 0
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.log.parts[tp.partition]) for tp in tps}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.pos[tp.partition]
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.005)
+        out = {}
+        for p, at in self.pos.items():
+            found = self.log.parts[p][at:]
+            if found:
+                out[TopicPartition(SUBJECT_KEYS, p)] = [
+                    SimpleNamespace(key=k, value=v, offset=at + i) for i, (k, v) in enumerate(found)
+                ]
+                self.pos[p] = len(self.log.parts[p])
+        return out
+
+
+def registry(_request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"id": 7})
+
+
+@pytest.fixture
+def codec() -> KeyRecordCodec:
+    serde = Serde("http://registry.test", SCHEMAS, transport=httpx.MockTransport(registry))
+    return KeyRecordCodec(serde)
+
+
+@pytest.fixture
+def kek_path(tmp_path: Path) -> Path:
+    kekfile.create(tmp_path / "keys" / "kek.json", NOW)
+    return tmp_path / "keys" / "kek.json"
+
+
+def new_store(log: Log, codec: KeyRecordCodec, kek_path: Path) -> KeyStore:
+    watch = kekfile.KekWatch(kek_path, "prod", print)
+    return KeyStore(watch, codec, PARTITIONS, send=log.send, consumer=log.consumer)
+
+
+@contextlib.asynccontextmanager
+async def following(
+    store: KeyStore, partitions: set[int], seconds: float = 5.0
+) -> AsyncIterator[KeyStore]:
+    """The store following ``partitions``, loaded (also on the real broker)."""
+    task = asyncio.create_task(store.follow())
+    store.assign(partitions)
+    try:
+        async with asyncio.timeout(seconds):
+            await store.until_loaded()
+        yield store
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+def log() -> Log:
+    return Log()
+
+
+async def test_two_concurrent_requests_for_a_new_subject_get_one_stored_key(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    log.delay = 0.05
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {0, 1}) as store:
+        first, second = await asyncio.gather(
+            store.get_or_create(ann, MAIN_SCOPE), store.get_or_create(ann, MAIN_SCOPE)
+        )
+    assert first == second
+    assert [(k.decode(), v is not None) for k, v in log.parts[1]] == [(first.key_id, True)]
+    assert codec.decode(log.parts[1][0][1] or b"") == first
+
+
+async def test_a_key_is_answered_only_once_the_broker_has_it(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    async def refused(*_: object) -> int:
+        raise keystore.KeyStoreBehind("broker gone")
+
+    ann = subject_on(0)
+    async with following(new_store(log, codec, kek_path), {0}) as store:
+        store._send = refused
+        with pytest.raises(keystore.KeyStoreBehind):
+            await store.get_or_create(ann)
+        assert store.ring(0).records(ann) == []  # nothing handed out, nothing kept
+        store._send = log.send
+        assert (await store.get_or_create(ann)).subject_id == ann
+
+
+async def test_scopes_get_their_own_keys(log: Log, codec: KeyRecordCodec, kek_path: Path) -> None:
+    ann = subject_on(2)
+    async with following(new_store(log, codec, kek_path), {2}) as store:
+        main = await store.get_or_create(ann)
+        kept = await store.get_or_create(ann, "retained:purchases:2032-03-31")
+        assert main.key_id != kept.key_id
+        assert await store.get_or_create(ann) == main
+        assert [r.key_id for r in await store.records(ann)] == sorted([main.key_id, kept.key_id])
+
+
+async def test_erased_subjects_get_no_key(log: Log, codec: KeyRecordCodec, kek_path: Path) -> None:
+    ann = subject_on(0)
+    async with following(new_store(log, codec, kek_path), {0}) as store:
+        with pytest.raises(SubjectErased):
+            await store.get_or_create(ann, erased=lambda _s: True)
+        assert log.parts[0] == []
+
+
+async def test_an_erasure_while_the_key_was_stored_shreds_it(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    ann = subject_on(0)
+    checks = iter([False, True])  # not erased before the produce, erased after it
+    async with following(new_store(log, codec, kek_path), {0}) as store:
+        with pytest.raises(SubjectErased):
+            await store.get_or_create(ann, erased=lambda _s: next(checks))
+        assert store.ring(0).records(ann) == []
+    key_id = log.parts[0][0][0]
+    assert log.parts[0][1] == (key_id, None)  # its tombstone
+
+
+async def test_only_the_owners_partitions_are_served(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    async with following(new_store(log, codec, kek_path), {0}) as store:
+        with pytest.raises(NotOwned):
+            await store.get_or_create(subject_on(3))
+        with pytest.raises(NotOwned):
+            await store.shred(subject_on(3), [])
+        store.revoke()  # a rebalance began: nothing is served until the next assignment
+        with pytest.raises(NotOwned):
+            await store.get_or_create(subject_on(0))
+    with pytest.raises(ValueError, match="scope"):
+        await store.get_or_create(subject_on(0), "Not A Scope")
+
+
+async def test_a_shred_writes_tombstones_and_the_ring_forgets(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    ann, bob = subject_on(1, 0), subject_on(1, 1)
+    async with following(new_store(log, codec, kek_path), {1}) as store:
+        record = await store.get_or_create(ann)
+        other = await store.get_or_create(bob)
+        key = await store.key_for(record.key_id)
+        assert key is not None
+        token = encrypt_field(key, ann, "identifiers.email", "ann@example.com")
+        with pytest.raises(ValueError, match="this subject"):
+            await store.shred(bob, [record.key_id])
+        assert await store.shred(ann, [record.key_id]) == [record.key_id]
+        assert await store.records(ann) == []
+        assert log.parts[1][-1] == (record.key_id.encode(), None)
+        assert store.key(record.key_id) is None
+        assert await store.key_for(record.key_id) is None
+        with pytest.raises(ShreddedKey):
+            decrypt_field(token, ann, "identifiers.email", store.key)
+        assert await store.key_for(other.key_id) is not None  # bob's is untouched
+
+
+async def test_a_miss_reads_up_to_the_partitions_end_before_it_counts(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """A key stored by another worker (the previous owner) just before this one read the
+    event: the lookup waits for the ring to read it instead of calling it shredded."""
+    ann = subject_on(2)
+    async with following(new_store(log, codec, kek_path), {2}) as store:
+        elsewhere = new_store(log, codec, kek_path)
+        async with following(elsewhere, {2}):
+            record = await elsewhere.get_or_create(ann)
+        assert await store.key_for(record.key_id) is not None
+        assert await store.key_for(record.key_id.replace(record.key_id[-4:], "0000")) is None
+
+
+async def test_an_assignment_drops_the_partitions_that_went_and_reads_new_ones(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    zero, one = subject_on(0), subject_on(1)
+    writer = new_store(log, codec, kek_path)
+    async with following(writer, {0, 1}):
+        on_zero = await writer.get_or_create(zero)
+        on_one = await writer.get_or_create(one)
+    async with following(new_store(log, codec, kek_path), {0}) as store:
+        assert store.ring(0).records(zero) == [on_zero]
+        store.assign({1})
+        assert 0 not in store.rings  # keys and cache gone with the partition
+        async with asyncio.timeout(5):
+            await store.until_loaded()
+        assert store.ring(1).records(one) == [on_one]
+        with pytest.raises(NotOwned):
+            store.ring(0)
+
+
+async def test_stored_keys_are_rewrapped_after_a_kek_rotation(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    ann = subject_on(3)
+    async with following(new_store(log, codec, kek_path), {3}) as store:
+        record = await store.get_or_create(ann)
+        key = await store.key_for(record.key_id)
+        kekfile.rotate(kek_path, NOW)
+        assert await store.rewrap_stale() == 1
+        assert await store.rewrap_stale() == 0
+        rewrapped = store.ring(3).record(record.key_id)
+        assert rewrapped is not None
+        assert (rewrapped.kek_version, rewrapped.created_at) == (2, record.created_at)
+        assert codec.decode(log.parts[3][-1][1] or b"") == rewrapped
+        new = await store.get_or_create(subject_on(3, 1))
+        assert new.kek_version == 2  # new keys under the new version at once
+    # A fresh reader after the old version is retired opens the re-wrapped key.
+    kekfile.retire(kek_path, 1)
+    async with following(new_store(log, codec, kek_path), {3}) as fresh:
+        assert await fresh.key_for(record.key_id) == key
+
+
+async def test_a_shred_is_not_undone_by_a_rewrap(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {1}) as store:
+        record = await store.get_or_create(ann)
+        kekfile.rotate(kek_path, NOW)
+        await asyncio.gather(store.shred(ann, [record.key_id]), store.rewrap_stale())
+        assert store.ring(1).record(record.key_id) is None
+    values = [v for k, v in log.parts[1] if k == record.key_id.encode()]
+    assert values[-1] is None  # the last word on the key id is its tombstone
+
+
+def test_a_missing_or_development_kek_stops_the_worker_outside_dev(tmp_path: Path) -> None:
+    from privops.adapters.settings import Settings
+    from privops.core.errors import ConfigError
+
+    missing = Settings(home=tmp_path, env="prod", pseudonym_key="p" * 20, audit_key="a" * 20)
+    with pytest.raises(ConfigError, match="no KEK file"):
+        keystore.load_kek(missing)
+    kekfile.create(missing.kek_file, NOW, dev=True)
+    with pytest.raises(ConfigError, match="development KEK"):
+        keystore.load_kek(missing)
+    dev = Settings(home=tmp_path / "dev", env="dev")
+    assert keystore.load_kek(dev).file.dev
+    assert (tmp_path / "dev" / "keys" / "kek.json").exists()

@@ -1,0 +1,127 @@
+"""privacy.subject-keys on the wire (privops.adapters.key_topic): the partition a subject's
+keys land on, the record's bytes, and folding the topic into the keys it still holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from privops.adapters.kafka import Consumed
+from privops.adapters.key_topic import (
+    FULLNAME,
+    MAX_RECORD_BYTES,
+    KeyRecordCodec,
+    fold,
+    subject_partition,
+)
+from privops.adapters.serde import Serde, frame
+from privops.core.errors import DecodeError
+from privops.core.fieldcrypt import MAIN_SCOPE
+from privops.core.subject_keys import Kek, create
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+KEY_SCHEMA_ID = 41
+
+
+def registry(request: httpx.Request) -> httpx.Response:
+    """A registry that gives the key record one id (and any other record another)."""
+    subject = request.url.path.split("/subjects/")[1].split("/")[0]
+    return httpx.Response(200, json={"id": KEY_SCHEMA_ID if subject == FULLNAME else 42})
+
+
+@pytest.fixture
+def codec() -> KeyRecordCodec:
+    return KeyRecordCodec(
+        Serde("http://registry.test", SCHEMAS, transport=httpx.MockTransport(registry))
+    )
+
+
+@pytest.fixture
+def kek() -> Kek:
+    return Kek(1, b"k" * 32)
+
+
+# Kafka's own murmur2 test vectors (clients' UtilsTest), as the Java client hashes keys.
+JAVA_MURMUR2 = {
+    "21": -973932308,
+    "foobar": -790332482,
+    "a-little-bit-long-string": -985981536,
+    "a-little-bit-longer-string": -1486304829,
+    "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    "abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("subject", "hashed"), JAVA_MURMUR2.items())
+@pytest.mark.parametrize("partitions", [1, 4, 7, 256])
+def test_a_subjects_keys_land_where_every_producer_puts_the_subject(
+    subject: str, hashed: int, partitions: int
+) -> None:
+    """The Java client's default partitioner: toPositive(murmur2(key)) % partitions."""
+    assert subject_partition(subject, partitions) == (hashed & 0x7FFFFFFF) % partitions
+
+
+def test_a_key_record_round_trips(codec: KeyRecordCodec, kek: Kek) -> None:
+    record, _ = create("subj-ann", "retained:purchases:2032-03-31", kek, NOW)
+    raw = codec.encode(record)
+    assert raw[1:5] == KEY_SCHEMA_ID.to_bytes(4, "big")
+    assert codec.decode(raw) == record
+
+
+def test_a_record_under_another_schema_id_is_refused(codec: KeyRecordCodec, kek: Kek) -> None:
+    record, _ = create("subj-ann", MAIN_SCOPE, kek, NOW)
+    payload = codec.encode(record)[5:]
+    with pytest.raises(DecodeError) as info:
+        codec.decode(frame(42, payload))
+    assert info.value.reason == "unknown_schema"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw + b"\x00",  # bytes after the record
+        lambda raw: raw[:-3],  # cut short
+        lambda raw: raw[:5] + b"\x00" * (MAX_RECORD_BYTES + 1),  # far too long for a key
+        lambda raw: b"\x01" + raw[1:],  # not Confluent framing
+    ],
+    ids=["trailing", "short", "long", "magic"],
+)
+def test_damaged_key_records_are_decode_errors(
+    codec: KeyRecordCodec, kek: Kek, damage: Callable[[bytes], bytes]
+) -> None:
+    record, _ = create("subj-ann", MAIN_SCOPE, kek, NOW)
+    with pytest.raises(DecodeError):
+        codec.decode(damage(codec.encode(record)))
+
+
+def test_an_inconsistent_record_is_invalid(codec: KeyRecordCodec, kek: Kek) -> None:
+    record, _ = create("subj-ann", MAIN_SCOPE, kek, NOW)
+    other = record.model_copy(update={"subject_id": "subj-bob"})  # not revalidated
+    with pytest.raises(DecodeError) as info:
+        codec.decode(codec.serde.encode(other))
+    assert info.value.reason == "invalid_record"
+
+
+def test_folding_the_topic_keeps_what_no_tombstone_followed(
+    codec: KeyRecordCodec, kek: Kek
+) -> None:
+    ann, _ = create("subj-ann", MAIN_SCOPE, kek, NOW)
+    bob, _ = create("subj-bob", MAIN_SCOPE, kek, NOW)
+    old, _ = create("subj-cat", MAIN_SCOPE, kek, NOW)
+    log = [
+        (ann.key_id, codec.encode(ann)),
+        (bob.key_id, codec.encode(bob)),
+        (ann.key_id, None),  # ann erased
+        (old.key_id, codec.encode(old)),
+        (old.key_id, b"\x00\x00\x00\x00\x2a junk"),  # unreadable: not a key any more
+        (None, codec.encode(bob)),  # no key: not a key record
+    ]
+    consumed = [
+        Consumed(0, n, 0, None if k is None else k.encode(), v) for n, (k, v) in enumerate(log)
+    ]
+    assert fold(codec, consumed) == {bob.key_id: bob}
