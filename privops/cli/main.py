@@ -15,6 +15,7 @@ from privops.cli import (
     ropa,
     schemas,
     simulate,
+    subject,
     topics,
 )
 from privops.cli.common import handled, settings
@@ -34,6 +35,7 @@ app.add_typer(dsar.app, name="dsar")
 app.add_typer(audit.app, name="audit")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(keys.app, name="keys")
+app.add_typer(subject.app, name="subject")
 app.command("ropa")(ropa.ropa)
 app.command("bench")(bench.bench)
 

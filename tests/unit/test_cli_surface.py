@@ -80,6 +80,7 @@ SURFACE = [
     "keys kek create: --json",
     "keys kek rotate: --json",
     "keys kek retire: VERSION --json",
+    "subject forget-check: SUBJECT_ID --value --from-file --data-dir --skip-stores --as --json",
 ]
 
 

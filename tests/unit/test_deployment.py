@@ -133,7 +133,12 @@ def mounts(service: Compose) -> list[tuple[str, str]]:
 
 
 def is_bind(source: str) -> bool:
-    return source.startswith((".", "/", "~"))
+    return source.startswith((".", "/", "~")) or is_host_path_variable(source)
+
+
+def is_host_path_variable(source: str) -> bool:
+    """A bind mount of a host path the operator gives (``${PRIVOPS_KEK_DIR:?...}``)."""
+    return source.startswith("${")
 
 
 def privops_services(compose: Compose) -> list[str]:
@@ -197,7 +202,11 @@ def missing_files(compose: Compose) -> list[str]:
                 if not path.exists():
                     problems.append(f"{name}: builds from missing {path.relative_to(ROOT)}")
         for source, _ in mounts(service):
-            if is_bind(source) and not (ROOT / source).exists():
+            if (
+                is_bind(source)
+                and not is_host_path_variable(source)
+                and not (ROOT / source).exists()
+            ):
                 problems.append(f"{name}: mounts missing {source}")
     return problems
 
