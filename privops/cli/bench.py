@@ -68,6 +68,13 @@ def bench(
         f"fresh workers per count; repeat or comma-separate for several (--workers 1,2), "
         f"1 to {b.MAX_WORKERS}.",
     ),
+    encrypt: bool = typer.Option(
+        False,
+        "--encrypt",
+        help="consent-throughput: also measure one worker on events whose contact details "
+        "are encrypted per subject, against the same events in plaintext (CPU µs/event "
+        "with and without).",
+    ),
     restart_subjects: int = typer.Option(
         _DEFAULT.restart_subjects,
         "--restart-subjects",
@@ -124,6 +131,7 @@ def bench(
         open_requests=open_requests,
         timeout=timeout,
         workers=counts,
+        encrypt=encrypt,
     )
     with handled():
         results = b.run(chosen, sizes, b.quiet if as_json else say, port_base=port_base)

@@ -10,14 +10,18 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from privops.adapters import kek as kekfile
 from privops.cli.bench import bench as bench_command
+from privops.connectors.encryption import RingKeySource, decrypt_record
 from privops.core.audit import verify
 from privops.core.errors import WrongTopic
+from privops.core.fieldcrypt import is_encrypted
 from privops.core.records import (
     AuditEvent,
     ConsentState,
@@ -25,12 +29,14 @@ from privops.core.records import (
     StopReplyReceived,
     UnsubscribeClicked,
 )
+from privops.core.subject_keys import KeyRing, SubjectKey
 from privops.core.topics import AUDIT, CONSENT_STATE, events_topic
 from privops.core.vocab import System
 from privops.tools import bench
 from privops.tools.bench import cpu, report
 from privops.tools.bench.baselines import BaselineRun, ConsentOutputs
 from privops.tools.bench.consent_throughput import group_rows, unstarted_rows
+from privops.tools.bench.encryption import encrypted
 from privops.tools.bench.group import GroupRun, WorkerShare
 from privops.tools.bench.restart import FIRST_SLICE, MAX_SLICE, Load, next_slice
 from privops.tools.bench.runtime import POLL_MAX_S, POLL_MIN_S, poll_pause
@@ -391,3 +397,29 @@ def test_metrics_are_polled_seldom_far_from_the_end_and_often_near_it() -> None:
     assert poll_pause(100_000, 1_000.0) == POLL_MAX_S
     assert poll_pause(1_000, 1_000.0) == pytest.approx(0.5)
     assert poll_pause(10, 15_000.0) == POLL_MIN_S
+
+
+def test_encrypted_events_carry_only_ciphertext_that_opens_with_their_subjects_keys(
+    tmp_path: Path,
+) -> None:
+    """The bench's --encrypt input: every contact detail sealed under its subject's one
+    main key, readable again with the key records the bench stores first."""
+    kek = kekfile.provider(tmp_path / "keys" / "kek.json", "dev", lambda _: None)
+    plain = bench.inputs.consent_events(300, 40, "enc", contact=True)
+    sealed, keys = encrypted(plain, kek)
+    assert len(keys) == len({e.subject_id for e in plain})  # one main key per subject
+    assert {(k.subject_id, k.scope) for k in keys} == {(e.subject_id, "main") for e in plain}
+    ring = KeyRing(kek.unwrapper())
+    for record in keys:
+        ring.apply(record.key_id, record)
+    for before, after in zip(plain, sealed, strict=True):
+        assert after.identifiers.email is not None
+        assert after.identifiers.phone is not None
+        assert is_encrypted(after.identifiers.email)
+        assert is_encrypted(after.identifiers.phone)
+        assert before.identifiers.email not in after.model_dump_json()
+        assert decrypt_record(after, RingKeySource(ring, _no_new_keys)) == before
+
+
+def _no_new_keys(subject_id: str, scope: str) -> SubjectKey:
+    raise AssertionError(f"no key should be created for {subject_id} ({scope})")

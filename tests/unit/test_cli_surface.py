@@ -36,7 +36,8 @@ SHARED = (
 WAITS = "--wait --no-wait"
 SURFACE = [
     "ropa: --json --datamap",
-    "bench: --scenario --events --subjects --rate --duration --workers --restart-subjects"
+    "bench: --scenario --events --subjects --rate --duration --workers --encrypt"
+    " --restart-subjects"
     " --restart-budget --open --timeout --port-base --json",
     "worker: ",
     "demo: --keep",

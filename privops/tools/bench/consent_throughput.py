@@ -19,6 +19,7 @@ from privops.tools.bench.baselines import (
     consume_decode,
 )
 from privops.tools.bench.cpu import per_unit_us
+from privops.tools.bench.encryption import encryption_cost
 from privops.tools.bench.group import GroupRun, run_group
 from privops.tools.bench.inputs import consent_events, encode_events
 from privops.tools.bench.kafka_io import end_offsets, produce
@@ -38,8 +39,10 @@ def consent_throughput(
     subjects: int = 20_000,
     timeout: float = 120.0,
     workers: Sequence[int] = (1,),
+    encrypt: bool = False,
 ) -> list[Result]:
-    """Both baselines once, then one measured group per entry of `workers`."""
+    """Both baselines once, then one measured group per entry of `workers`; with
+    ``encrypt``, also what decrypting personal fields costs (bench.encryption)."""
     say = rt.say
     tag = uuid.uuid4().hex[:6]
     say(f"consent-throughput: generating and encoding {events:,} events")
@@ -70,6 +73,8 @@ def consent_throughput(
             results += unstarted_rows(count, pipeline, decode, str(exc))
             continue
         results += group_rows(group, pipeline, decode, subjects=subjects)
+    if encrypt:
+        results += encryption_cost(rt, events=events, subjects=subjects, timeout=timeout)
     return results
 
 

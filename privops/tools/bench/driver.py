@@ -28,6 +28,7 @@ class Sizes:
     open_requests: int = 1_000_000
     timeout: float = 120.0
     workers: tuple[int, ...] = (1,)
+    encrypt: bool = False
 
 
 def parse_worker_counts(values: Sequence[str]) -> tuple[int, ...]:
@@ -71,6 +72,7 @@ def run(
                     subjects=sizes.subjects,
                     timeout=sizes.timeout,
                     workers=sizes.workers,
+                    encrypt=sizes.encrypt,
                 )
             if "command-latency" in kafka:
                 results += command_latency(rt, rate=sizes.rate, duration=sizes.duration)

@@ -10,7 +10,7 @@ shows whether work is split or repeated.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from privops.tools.bench.cpu import per_unit_us
@@ -73,14 +73,26 @@ def _cpu_seconds(workers: Sequence[WorkerProc]) -> list[float]:
     return out
 
 
-def run_group(rt: BenchRuntime, count: int, backlog: int, timeout: float) -> GroupRun:
+def run_group(
+    rt: BenchRuntime,
+    count: int,
+    backlog: int,
+    timeout: float,
+    *,
+    prepare: Callable[[], None] | None = None,
+) -> GroupRun:
     """Start `count` fresh workers of one group on the backlog and measure them.
+
+    With ``prepare``, the backlog is what ``prepare`` produces once the new group's
+    offsets are at the end of the event topics (older events are skipped); without it,
+    everything on the topics from offset 0.
 
     They are stopped at the end: a worker left with a backlog would slow every later
     scenario (and its consumption would be counted as theirs).
     """
-    rt.say(f"measured: {count} fresh worker(s) of one group consuming from offset 0")
-    workers = rt.fresh_workers(count, skip_backlog=False)
+    start = "offset 0" if prepare is None else "the end of the older events"
+    rt.say(f"measured: {count} fresh worker(s) of one group consuming from {start}")
+    workers = rt.fresh_workers(count, skip_backlog=prepare is not None, prepare=prepare)
     try:
         at_ready = consumed_by(workers)
         cpu_at_ready = _cpu_seconds(workers)

@@ -30,21 +30,30 @@ _CHANNELS = (Channel.email, Channel.sms, Channel.post, Channel.telephone)
 SEEDED_SYSTEMS = (System.orders, System.crm, System.marketing)
 
 
-def consent_events(n: int, subjects: int, tag: str, seed: int = 7) -> list[UpstreamEvent]:
+def consent_events(
+    n: int, subjects: int, tag: str, seed: int = 7, *, contact: bool = False
+) -> list[UpstreamEvent]:
     """A reproducible mix of consent-bearing events over `subjects` subjects.
 
     Mix: 40% ConsentGiven (from five systems), 30% OrderPlaced (soft opt-in or opt-out),
     15% UnsubscribeClicked, 15% StopReplyReceived, so all six topics carry load.
+    ``contact`` adds the subject's email and phone (the personal fields) to every event.
     """
     rng = random.Random(seed)  # noqa: S311 (reproducible test data, not crypto)
     out: list[UpstreamEvent] = []
     for i in range(n):
-        sid = f"bench-{tag}-{rng.randrange(subjects)}"
+        number = rng.randrange(subjects)
+        sid = f"bench-{tag}-{number}"
+        identifiers = (
+            Identifiers(customer_id=sid, email=f"{sid}@example.test", phone=f"+4477{number:08d}")
+            if contact
+            else Identifiers(customer_id=sid)
+        )
         base: dict[str, Any] = {
             "event_id": f"{tag}-{i}",
             "occurred_at": BASE_TIME + timedelta(milliseconds=i),
             "subject_id": sid,
-            "identifiers": Identifiers(customer_id=sid),
+            "identifiers": identifiers,
         }
         roll = rng.random()
         if roll < 0.40:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Self
@@ -137,11 +137,14 @@ class BenchRuntime:
             return self.fresh_workers(1, skip_backlog=True)[0]
         return self.workers[0]
 
-    def fresh_workers(self, count: int, *, skip_backlog: bool) -> list[WorkerProc]:
+    def fresh_workers(
+        self, count: int, *, skip_backlog: bool, prepare: Callable[[], None] | None = None
+    ) -> list[WorkerProc]:
         """`count` workers of one new group (new app id), with empty tables.
 
         skip_backlog: commit the group's offsets at the current end of the six event
         topics first, so it only takes in what the scenario produces next.
+        prepare: called after that and before the workers start (it produces their input).
         """
         if not 1 <= count <= MAX_WORKERS:
             raise ValueError(f"1 to {MAX_WORKERS} workers, not {count}")
@@ -152,6 +155,8 @@ class BenchRuntime:
             shutil.rmtree(self.data_dir(index), ignore_errors=True)
         if skip_backlog:
             asyncio.run(commit_at_end(self.bootstrap, self.app_id, EVENT_TOPICS))
+        if prepare is not None:
+            prepare()
         # Start them all before waiting, so they join the group together.
         self.workers = [
             WorkerProc.start(self, self.data_dir(i), web_port=self.web_port(i), wait=False)
