@@ -24,6 +24,7 @@ import contextlib
 import logging
 import math
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ RETRY_SECONDS: Final = 2.0
 CATCH_UP_SECONDS: Final = 30.0
 FETCH_MS: Final = 500
 REWRAP_CHECK_SECONDS: Final = 30.0
+SHREDDED_MEMORY: Final = 65_536
 
 Send = Callable[[str, bytes, bytes | None, int], Awaitable[object]]
 """Produce (topic, key, value, partition) and return once the broker acknowledged it."""
@@ -105,6 +107,9 @@ class KeyStore:
         self._progress = asyncio.Condition()
         self._reassigned = asyncio.Event()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Subjects this process shredded, newest last: refused a new key at once, before
+        # the erasure's consent state (what the key service checks) is flushed.
+        self._shredded: OrderedDict[str, None] = OrderedDict()
 
     # --- assignment ----------------------------------------------------------------
 
@@ -354,6 +359,8 @@ class KeyStore:
             found = ring.current_record(subject_id, scope)
             if found is not None:
                 return found
+            if subject_id in self._shredded:
+                raise SubjectErased(f"the subject's keys were shredded: no new {scope} key")
             record, _ = create(subject_id, scope, self.kek.current(), self._now())
             value = self.codec.encode(record)
             await self._send(SUBJECT_KEYS, record.topic_key(), value, partition)
@@ -366,13 +373,20 @@ class KeyStore:
     async def shred(self, subject_id: str, key_ids: Collection[str]) -> list[str]:
         """Destroy the subject's keys ``key_ids``: a tombstone each on the subject's
         partition, then the ring forgets them (record and cached key). For the erasure
-        (``subject_keys.keys_to_shred``) on the subject's owner."""
+        (``subject_keys.keys_to_shred``) on the subject's owner. From then on this store
+        creates no key for the subject (``get_or_create`` raises ``SubjectErased``),
+        whatever ``erased`` says, so no key is handed out between the shred and the
+        moment the erasure's consent state reaches the table the key service reads."""
         ids = sorted(set(key_ids))
         if any(key_subject(key_id) != subject_id for key_id in ids):
             raise ValueError("every key id to shred must be one of this subject's")
         partition = self.partition_of(subject_id)
         self.ring(partition)
         async with self._serialised(subject_id):
+            self._shredded[subject_id] = None
+            self._shredded.move_to_end(subject_id)
+            if len(self._shredded) > SHREDDED_MEMORY:
+                self._shredded.popitem(last=False)
             await self._tombstones(partition, ids)
         return ids
 

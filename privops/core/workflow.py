@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, assert_never
 
-from privops.core import admission, retries, timelimits
+from privops.core import admission, retries, shredding, timelimits
 from privops.core import records as r
 from privops.core.errors import DomainError
 from privops.core.fanout import (
@@ -486,4 +486,8 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
 
 
 def pending_followups(rec: RequestRecord) -> list[datetime]:
-    return [f.due_at for f in rec.followups if not f.issued]
+    """When a follow-up tick is due: each follow-up erasure not issued yet, and the next
+    try of a completed erasure's deferred leftovers (privops.core.shredding)."""
+    due = [f.due_at for f in rec.followups if not f.issued]
+    retry = shredding.retry_at(rec)
+    return due if retry is None else [*due, retry]

@@ -1,0 +1,251 @@
+"""What an erasure leaves behind in privops' own stores, decided once the erasure completes.
+
+The systems erase their rows; privops erases its own copies: the subject's data keys
+(every ciphertext of theirs in every topic becomes unreadable) and the table entries
+that hold personal data. Both wait for the erasure to complete (every system answered)
+and for the subject's suppression to be in place (the consent state's marker, from the
+erasure's own directive): the key service refuses an erased subject only from then, and
+the suppression list is hashed from the identity map the tables are about to drop.
+
+Retention decides what stays: a category the erasure keeps (invoices for six years, a
+legal hold, an open debt) keeps its retained-scope keys, the identifiers of the systems
+that keep it, and the facts its follow-up erasure re-plans from; the follow-up, on the
+day the retention ends, takes the rest. Pure: the agent reads the stores, calls these,
+and writes what they return. docs/crypto-shredding.md, "What an erasure leaves behind".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from privops.core.clock import UK
+from privops.core.erasure import SubjectFacts
+from privops.core.holds import LegalHold
+from privops.core.identity import IdentityMap
+from privops.core.request import HistoryItem, RequestRecord
+from privops.core.subject_keys import (
+    RETAINED,
+    SubjectKey,
+    keys_to_shred,
+    retained_scope,
+    retained_until,
+)
+from privops.core.vocab import Category, RequestState, RequestType, System, TaskState
+
+KEYS_SHREDDED: Final = "keys_shredded"
+"""The audit action, and the request's history event once its leftovers are erased."""
+DEFERRED: Final = "keys_shred_deferred"
+"""History event: the erasure completed but its leftovers wait (suppression not applied
+yet, or the key store unavailable); its time is the last attempt."""
+RETRY_AFTER: Final = timedelta(seconds=15)
+
+_ERASED: Final = frozenset({RequestState.completed, RequestState.partially_completed})
+
+
+# --- when ----------------------------------------------------------------------------------
+
+
+def pending(rec: RequestRecord) -> bool:
+    """A completed erasure whose keys and table entries are not erased yet."""
+    return (
+        rec.request_type is RequestType.erasure
+        and rec.state in _ERASED
+        and not any(h.event == KEYS_SHREDDED for h in rec.history)
+    )
+
+
+def retry_at(rec: RequestRecord) -> datetime | None:
+    """When to try a deferred erasure's leftovers again (None: not deferred)."""
+    if not pending(rec) or not rec.history or rec.history[-1].event != DEFERRED:
+        return None
+    return rec.history[-1].at + RETRY_AFTER
+
+
+def deferred(rec: RequestRecord, now: datetime) -> RequestRecord:
+    """``rec`` noted as waiting since ``now``: one history entry, moved on every retry."""
+    mark = HistoryItem(at=now, event=DEFERRED, state=rec.state)
+    history = rec.history[:-1] if rec.history and rec.history[-1].event == DEFERRED else rec.history
+    return rec.model_copy(update={"history": [*history, mark]})
+
+
+def done(rec: RequestRecord, now: datetime) -> RequestRecord:
+    """``rec`` with its leftovers erased: never attempted again."""
+    mark = HistoryItem(at=now, event=KEYS_SHREDDED, state=rec.state)
+    return rec.model_copy(update={"history": [*rec.history, mark]})
+
+
+# --- what retention still keeps --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What the subject's data is still kept as, after this erasure: the categories
+    (their retained-scope keys stay) and the systems keeping something (their
+    identifiers stay, so a follow-up or a new erasure can reach them)."""
+
+    categories: frozenset[Category]
+    systems: frozenset[System]
+
+    @property
+    def nothing(self) -> bool:
+        return not self.categories and not self.systems
+
+
+def still_kept(
+    rec: RequestRecord,
+    holds: Iterable[LegalHold],
+    holdings: Mapping[System, set[Category]],
+    now: datetime,
+) -> Kept:
+    """Retention still running at ``now``: the plan's keep lists and the systems' retained
+    answers (open-ended, or ending later), every legal hold active now (even one placed
+    after the plan), and the systems whose erase task failed (they still hold it all)."""
+    items = [*rec.kept, *(k for t in rec.tasks.values() for k in t.keep)]
+    running = [k for k in items if k.until is None or k.until > now]
+    categories = {k.category for k in running}
+    systems = {k.system for k in running}
+    for hold in holds:
+        if hold.active_at(now):
+            categories.update(hold.categories)
+            systems.update(s for s, held in holdings.items() if held & set(hold.categories))
+    systems.update(t.system for t in rec.tasks.values() if t.state is TaskState.failed)
+    return Kept(frozenset(categories), frozenset(systems))
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def key_scope(category: Category, until: datetime) -> str:
+    """The scope of data a retention keeps until ``until`` (the first instant it may go).
+
+    Named by the last whole UK day before that instant: ``keys_to_shred`` keeps a
+    retained scope through its day, so the follow-up erasure, due at ``until``, always
+    runs on a later UK day and shreds it (an end at noon names the day before: the key
+    may go a few hours before the rows, never after them).
+    """
+    return retained_scope(category.value, until.astimezone(UK).date() - timedelta(days=1))
+
+
+def scope_category(scope: str) -> str | None:
+    """The category a retained scope names; None for any other scope."""
+    if retained_until(scope) is None:
+        return None
+    return scope.removeprefix(f"{RETAINED}:").rpartition(":")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDecision:
+    """The key ids to shred, and the scopes shredded and kept (for the audit: never a key
+    id, which names the subject)."""
+
+    key_ids: tuple[str, ...]
+    shredded_scopes: tuple[str, ...]
+    kept_scopes: tuple[str, ...]
+
+
+def keys_to_destroy(records: Iterable[SubjectKey], kept: Kept, now: datetime) -> KeyDecision:
+    """Every key but a retained scope still within its period (through its UK day), or of
+    a category retention still keeps (a hold or an open debt keeps it past its date).
+
+    ``main`` always goes: it holds what no retention keeps past an erasure."""
+    today = now.astimezone(UK).date()
+    stored = list(records)
+    kept_names = {c.value for c in kept.categories}
+    keep = {r.scope for r in stored if scope_category(r.scope) in kept_names}
+    ids = keys_to_shred(stored, today, keep_scopes=keep)
+    doomed = set(ids)
+    return KeyDecision(
+        key_ids=tuple(ids),
+        shredded_scopes=tuple(sorted({r.scope for r in stored if r.key_id in doomed})),
+        kept_scopes=tuple(sorted({r.scope for r in stored if r.key_id not in doomed})),
+    )
+
+
+# --- table entries -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Remains:
+    """What each of the subject's table entries becomes: None deletes it."""
+
+    identity: IdentityMap | None
+    facts: SubjectFacts | None
+    holds: tuple[LegalHold, ...] | None
+
+
+def what_remains(
+    kept: Kept,
+    identity: IdentityMap | None,
+    facts: SubjectFacts | None,
+    holds: Iterable[LegalHold],
+    now: datetime,
+) -> Remains:
+    """The identity map keeps only the systems still keeping data (their raw identifiers
+    are how a follow-up reaches them), and an email or phone only if one of those
+    systems knows the subject by it; the retention facts stay while anything is kept
+    (the follow-up re-plans from them), with only the disclosures of kept categories
+    (Art. 19 notices of the follow-up); legal holds keep the active ones."""
+    active = tuple(h for h in holds if h.released_at is None or h.released_at > now)
+    return Remains(
+        identity=_trimmed_identity(identity, kept.systems),
+        facts=None if kept.nothing or facts is None else _trimmed_facts(facts, kept.categories),
+        holds=active or None,
+    )
+
+
+def _trimmed_identity(
+    identity: IdentityMap | None, systems: frozenset[System]
+) -> IdentityMap | None:
+    if identity is None:
+        return None
+    left = {s: ids for s, ids in identity.systems.items() if s in systems}
+    if not left:
+        return None
+    names = {name for ids in left.values() for name in ids}
+    return identity.model_copy(
+        update={
+            "systems": left,
+            "email": identity.email if "email" in names else None,
+            "phone": identity.phone if "phone" in names else None,
+        }
+    )
+
+
+def _trimmed_facts(facts: SubjectFacts, categories: frozenset[Category]) -> SubjectFacts:
+    told = tuple(d for d in facts.disclosures if categories & set(d.categories))
+    return facts.model_copy(update={"disclosures": told})
+
+
+def scrubbed(rec: RequestRecord) -> RequestRecord | None:
+    """A closed request without the personal values it carried (None if it has none): the
+    rectified values, the identifiers and changes its tasks were sent with, the systems'
+    export locations and the access manifest (the subject got it; the audit says so).
+    An open request keeps them: a re-sent task needs its identifiers."""
+    if rec.open:
+        return None
+    tasks = {
+        task_id: task.model_copy(update={"identifiers": {}, "changes": {}, "export": None})
+        for task_id, task in rec.tasks.items()
+    }
+    clean = rec.model_copy(update={"rectification": {}, "tasks": tasks, "manifest": None})
+    return None if clean == rec else clean
+
+
+def summary(decision: KeyDecision, remains: Remains, cleared: int) -> str:
+    """The audit step's reason: scopes and what each table kept (never a key id, which
+    names the subject, nor any value)."""
+    identity = remains.identity
+    systems = ", ".join(sorted(s.value for s in identity.systems)) if identity else ""
+    return "; ".join(
+        [
+            f"shredded {', '.join(decision.shredded_scopes) or 'none'}",
+            f"kept {', '.join(decision.kept_scopes) or 'none'}",
+            f"identities {'kept for ' + systems if systems else 'dropped'}",
+            f"subject-facts {'dropped' if remains.facts is None else 'kept'}",
+            f"legal-holds: {len(remains.holds or ())} active kept",
+            f"{cleared} closed request(s) cleared",
+        ]
+    )

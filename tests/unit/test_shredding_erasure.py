@@ -1,0 +1,335 @@
+"""What a completed erasure leaves behind (privops.core.shredding): which keys are shredded
+given the retention the erasure keeps and the day, what each table entry becomes, and
+when the worker tries (again). Erasure records come from the real workflow decisions on
+the real data map."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from privops.core import records as r
+from privops.core import shredding
+from privops.core import workflow as wf
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
+from privops.core.identity import IdentityMap, merge
+from privops.core.subject_keys import Kek, SubjectKey, create
+from privops.core.vocab import Category, RequestState, RequestType, System
+
+C = Category
+NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+SUBJECT = "subj-erased"
+INVOICE = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)  # financial year ending 31 March 2026
+# Six years from that year end: kept through 31 March 2032, erasable from 1 April 00:00 UK.
+RETENTION_END = datetime(2032, 3, 31, 23, 0, tzinfo=UTC)
+SYSTEM_IDS = {
+    System.orders: {"customer_id": "C-1"},
+    System.crm: {"contact_id": "K-1", "email": "ann@example.com"},
+    System.marketing: {"email": "ann@example.com"},
+}
+KEK = Kek(1, bytes(range(32)))
+
+
+@pytest.fixture(scope="module")
+def dm() -> DataMap:
+    return load_datamap()
+
+
+def identity() -> IdentityMap:
+    found: IdentityMap | None = None
+    for system, ids in SYSTEM_IDS.items():
+        found = merge(found, SUBJECT, system, ids, NOW - timedelta(days=30))
+    assert found is not None
+    return found
+
+
+def context(dm: DataMap, now: datetime = NOW, **changes: Any) -> wf.Context:
+    ctx = wf.Context(
+        now=now,
+        today=now.date(),
+        datamap=dm,
+        subject_ref="sr_test",
+        identity=identity(),
+        facts=SubjectFacts(latest_financial_record_at=INVOICE),
+    )
+    return dataclasses.replace(ctx, **changes)
+
+
+def submitted(ctx: wf.Context, request_type: RequestType = RequestType.erasure) -> wf.RequestRecord:
+    """A verified request, its tasks sent."""
+    command = r.RequestSubmitted(
+        command_id="c-1",
+        request_id="R-1",
+        issued_at=ctx.now,
+        actor="dpo",
+        request_type=request_type,
+        subject_id=SUBJECT,
+        received_on=ctx.today,
+        identity_verified_on=ctx.today,
+        rectification={"email": "new@example.com"}
+        if request_type is RequestType.rectification
+        else {},
+    )
+    rec = wf.on_command(None, command, ctx).record
+    assert rec is not None
+    return rec
+
+
+def erased(
+    ctx: wf.Context, request_type: RequestType = RequestType.erasure, **answers: type
+) -> wf.RequestRecord:
+    """A request answered by every system (TaskCompleted unless given; a TaskRetained keeps
+    what the plan said, a TaskFailed is final)."""
+    rec = submitted(ctx, request_type)
+    for task in list(rec.tasks.values()):
+        model = answers.get(task.system.value, r.TaskCompleted)
+        extra: dict[str, Any] = {} if model is r.TaskCompleted else {"reason": "kept by law"}
+        if model is r.TaskFailed:
+            extra["retryable"] = False
+        result = model(
+            task_id=task.task_id,
+            request_id=rec.request_id,
+            system=task.system,
+            answered_at=ctx.now,
+            **extra,
+        )
+        answered = wf.on_result(rec, result, ctx).record
+        assert answered is not None
+        rec = answered
+    return rec
+
+
+def hold(**changes: Any) -> LegalHold:
+    placed = LegalHold(
+        hold_id="H-1",
+        subject_id=SUBJECT,
+        categories=(C.cctv,),
+        reason="incident 42",
+        placed_at=NOW - timedelta(days=1),
+    )
+    return placed.model_copy(update=changes)
+
+
+def keys(*scopes: str) -> list[SubjectKey]:
+    return [create(SUBJECT, scope, KEK, NOW)[0] for scope in scopes]
+
+
+PURCHASES = shredding.key_scope(C.purchases, RETENTION_END)
+
+
+# --- which keys --------------------------------------------------------------------------------
+
+
+def test_a_retained_scope_is_named_by_the_last_uk_day_of_its_retention() -> None:
+    assert PURCHASES == "retained:purchases:2032-03-31"
+    noon = datetime(2027, 5, 10, 13, 0, tzinfo=UTC)  # 14:00 BST: kept until then
+    assert shredding.key_scope(C.cctv, noon) == "retained:cctv:2027-05-09"
+    assert shredding.scope_category(PURCHASES) == "purchases"
+    assert shredding.scope_category("main") is None
+
+
+NOTHING = shredding.Kept(frozenset(), frozenset())
+KEEPS_PURCHASES = shredding.Kept(frozenset({C.purchases, C.payment}), frozenset({System.orders}))
+HELD_CCTV = shredding.Kept(frozenset({C.cctv}), frozenset({System.cctv}))
+
+
+@pytest.mark.parametrize(
+    ("scopes", "kept", "now", "shredded"),
+    [
+        pytest.param(["main"], NOTHING, NOW, ["main"], id="main-at-completion"),
+        pytest.param(
+            ["main", PURCHASES], KEEPS_PURCHASES, NOW, ["main"], id="retained-kept-by-the-plan"
+        ),
+        pytest.param(
+            ["main", PURCHASES], NOTHING, NOW, ["main"], id="retained-kept-by-its-date-alone"
+        ),
+        pytest.param(
+            [PURCHASES],
+            NOTHING,
+            datetime(2032, 3, 31, 22, 59, tzinfo=UTC),
+            [],
+            id="kept-through-its-last-day",
+        ),
+        pytest.param([PURCHASES], NOTHING, RETENTION_END, [PURCHASES], id="followup-at-the-end"),
+        pytest.param(
+            [PURCHASES],
+            KEEPS_PURCHASES,
+            RETENTION_END + timedelta(days=400),
+            [],
+            id="an-open-ended-ground-outlives-the-date",
+        ),
+        pytest.param(
+            ["main", "retained:cctv:2026-01-31"],
+            HELD_CCTV,
+            NOW,
+            ["main"],
+            id="a-hold-keeps-what-it-holds",
+        ),
+        pytest.param(
+            ["main", "retained:cctv:2026-01-31", PURCHASES],
+            NOTHING,
+            NOW,
+            ["main", "retained:cctv:2026-01-31"],
+            id="an-ended-retention-goes",
+        ),
+    ],
+)
+def test_which_keys_an_erasure_shreds(
+    scopes: list[str], kept: shredding.Kept, now: datetime, shredded: list[str]
+) -> None:
+    stored = keys(*scopes)
+    decision = shredding.keys_to_destroy(stored, kept, now)
+    assert decision.shredded_scopes == tuple(sorted(shredded))
+    assert set(decision.kept_scopes) == set(scopes) - set(shredded)
+    by_scope = {k.scope: k.key_id for k in stored}
+    assert decision.key_ids == tuple(sorted(by_scope[s] for s in shredded))
+
+
+def test_the_followup_due_at_the_retention_end_shreds_the_key_the_retention_named() -> None:
+    """Whatever the end instant (a UK midnight, an afternoon, across the clock change)."""
+    for end in [
+        RETENTION_END,
+        datetime(2027, 5, 10, 13, 0, tzinfo=UTC),
+        datetime(2027, 10, 31, 0, 30, tzinfo=UTC),
+        datetime(2028, 1, 1, 0, 0, tzinfo=UTC),
+    ]:
+        stored = keys(shredding.key_scope(C.credit, end))
+        assert shredding.keys_to_destroy(stored, NOTHING, end).key_ids == (stored[0].key_id,)
+        day_before = end - timedelta(days=1)
+        assert shredding.keys_to_destroy(stored, NOTHING, day_before).key_ids == ()
+
+
+# --- what retention still keeps ----------------------------------------------------------------
+
+
+def test_a_completed_erasure_with_invoices_keeps_them_at_orders_until_their_end(
+    dm: DataMap,
+) -> None:
+    rec = erased(context(dm), orders=r.TaskRetained)
+    assert rec.state is RequestState.partially_completed
+    kept = shredding.still_kept(rec, [], dm.holdings(), NOW)
+    assert kept.categories == {C.purchases, C.payment}
+    assert kept.systems == {System.orders}
+    assert shredding.still_kept(rec, [], dm.holdings(), RETENTION_END).nothing
+
+
+def test_nothing_is_kept_after_a_complete_erasure_without_financial_records(dm: DataMap) -> None:
+    rec = erased(context(dm, facts=SubjectFacts()))
+    assert rec.state is RequestState.completed
+    assert shredding.still_kept(rec, [], dm.holdings(), NOW).nothing
+
+
+def test_an_active_hold_and_a_failed_task_keep_their_systems(dm: DataMap) -> None:
+    rec = erased(context(dm, facts=SubjectFacts()), marketing=r.TaskFailed)
+    kept = shredding.still_kept(rec, [hold()], dm.holdings(), NOW)
+    assert kept.categories == {C.cctv}
+    assert kept.systems == {System.cctv, System.marketing}
+    released = hold(released_at=NOW - timedelta(hours=1))
+    assert shredding.still_kept(rec, [released], dm.holdings(), NOW).systems == {System.marketing}
+
+
+# --- table entries -----------------------------------------------------------------------------
+
+
+def test_nothing_kept_drops_identity_facts_and_released_holds() -> None:
+    released = hold(released_at=NOW - timedelta(hours=1))
+    facts = SubjectFacts(latest_financial_record_at=INVOICE)
+    remains = shredding.what_remains(NOTHING, identity(), facts, [released], NOW)
+    assert remains == shredding.Remains(identity=None, facts=None, holds=None)
+
+
+def test_retention_keeps_the_identifiers_of_the_systems_that_keep_data() -> None:
+    disclosures = (
+        Disclosure(
+            recipient="payments",
+            recipient_ref="pay-77",
+            categories=(C.payment,),
+            first_at=INVOICE,
+            last_at=INVOICE,
+        ),
+        Disclosure(
+            recipient="mailer",
+            recipient_ref="ann@example.com",
+            categories=(C.contact,),
+            first_at=INVOICE,
+            last_at=INVOICE,
+        ),
+    )
+    facts = SubjectFacts(latest_financial_record_at=INVOICE, disclosures=disclosures)
+    active = hold(categories=(C.purchases,))
+    remains = shredding.what_remains(KEEPS_PURCHASES, identity(), facts, [active], NOW)
+    assert remains.identity is not None
+    assert remains.identity.identifiers() == {System.orders: {"customer_id": "C-1"}}
+    assert remains.identity.email is None  # orders never knew them by it
+    assert remains.facts is not None
+    assert remains.facts.latest_financial_record_at == INVOICE  # the follow-up re-plans
+    assert [d.recipient for d in remains.facts.disclosures] == ["payments"]
+    assert remains.holds == (active,)
+
+
+def test_a_kept_system_that_knows_the_email_keeps_it() -> None:
+    kept = shredding.Kept(frozenset(), frozenset({System.crm}))
+    remains = shredding.what_remains(kept, identity(), None, [], NOW)
+    assert remains.identity is not None
+    assert remains.identity.email is not None
+    assert set(remains.identity.systems) == {System.crm}
+
+
+def test_closed_requests_lose_their_personal_values_open_ones_keep_them(dm: DataMap) -> None:
+    rec = erased(context(dm), RequestType.rectification)
+    assert rec.rectification
+    assert any(t.changes for t in rec.tasks.values())
+    clean = shredding.scrubbed(rec)
+    assert clean is not None
+    assert clean.rectification == {}
+    assert all(not t.identifiers and not t.changes for t in clean.tasks.values())
+    assert clean.state is rec.state
+    assert clean.history == rec.history
+    assert shredding.scrubbed(clean) is None
+
+    access = erased(context(dm), RequestType.access)
+    assert access.manifest is not None
+    assert (shredding.scrubbed(access) or access).manifest is None
+
+    opened = submitted(context(dm))
+    assert opened.open
+    assert shredding.scrubbed(opened) is None
+
+
+# --- when ------------------------------------------------------------------------------------
+
+
+def test_only_a_completed_erasure_is_pending_until_done(dm: DataMap) -> None:
+    rec = erased(context(dm), orders=r.TaskRetained)
+    assert shredding.pending(rec)
+    assert not shredding.pending(erased(context(dm), RequestType.access))
+    assert shredding.retry_at(rec) is None  # tried at once, not by a timer
+    assert wf.pending_followups(rec) == [RETENTION_END]
+
+    later = NOW + timedelta(seconds=3)
+    waiting = shredding.deferred(shredding.deferred(rec, NOW), later)
+    assert [h.event for h in waiting.history].count(shredding.DEFERRED) == 1
+    assert shredding.retry_at(waiting) == later + shredding.RETRY_AFTER
+    assert wf.pending_followups(waiting) == [RETENTION_END, later + shredding.RETRY_AFTER]
+
+    finished = shredding.done(waiting, later)
+    assert not shredding.pending(finished)
+    assert shredding.retry_at(finished) is None
+    assert wf.pending_followups(finished) == [RETENTION_END]
+
+
+def test_the_audit_summary_names_scopes_never_key_ids() -> None:
+    stored = keys("main", PURCHASES)
+    decision = shredding.keys_to_destroy(stored, KEEPS_PURCHASES, NOW)
+    remains = shredding.what_remains(KEEPS_PURCHASES, identity(), None, [], NOW)
+    text = shredding.summary(decision, remains, cleared=2)
+    assert text == (
+        "shredded main; kept retained:purchases:2032-03-31; identities kept for orders; "
+        "subject-facts dropped; legal-holds: 0 active kept; 2 closed request(s) cleared"
+    )
+    assert all(k.key_id not in text for k in stored)
+    assert SUBJECT not in text
