@@ -10,21 +10,33 @@ A record is acted on only if its type belongs on the topic it came from (the top
 says who wrote it); anything else is a `wrong_topic` dead letter. Disclosures are checked
 against the data map (streams.context.collaborators) before anything
 is written.
+
+An upstream event's personal fields arrive encrypted under the subject's data key
+(docs/crypto-shredding.md) and are decrypted here, through the worker's key store
+(``privacy.subject-keys``), before anything reads them, so the identity map and the
+suppression list hold what the subject's identifiers are, not one of many ciphertexts
+of them. A shredded key or a ciphertext that does not belong to this subject and field
+is a dead letter (whose bytes hold only ciphertext); so is plaintext where
+PRIVOPS_PERSONAL_PLAINTEXT=refuse.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
+from typing import Any
 
 from faust.types import Message, StreamT
 
 from privops.adapters import metrics
+from privops.adapters.kek import UnknownKekVersion
+from privops.connectors.encryption import decrypt_record, personal_fields
 from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.consent import FactKind
 from privops.core.erasure import SubjectFacts
-from privops.core.errors import DomainError, WrongTopic
+from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
 from privops.core.facts import (
     IngestInput,
     UndeclaredDisclosure,
@@ -35,15 +47,19 @@ from privops.core.facts import (
     directive_fact,
     updated_facts,
 )
+from privops.core.fieldcrypt import PREFIX, DataKey, MalformedField, TamperedField, parse_field
 from privops.core.holds import update_holds
 from privops.core.identity import identifier_keys, merge, suppression_keys, suppression_match
+from privops.core.personal import ITEMS, VALUES, PersonalPath
+from privops.core.subject_keys import KeyUnwrapFailed
 from privops.core.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import System
 from streams import pipeline
-from streams.app import app
+from streams.app import app, settings
 from streams.audit import PSEUDONYM_KEY, PSEUDONYM_KEYS, audit, ref
 from streams.context import collaborators
 from streams.io import TOPICS, dead_letter, decode, output_datum
+from streams.keystore import key_store, key_subject
 from streams.state import state
 from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, suppression
 
@@ -71,7 +87,12 @@ async def on_message(message: Message) -> None:
     if record is None:
         return
     try:
-        on_record(admit_ingest(message.topic, record))
+        admitted = admit_ingest(message.topic, record)
+        if isinstance(admitted, r.UpstreamEvent):
+            admitted = await readable(admitted, message.partition)
+        on_record(admitted)
+    except DecodeError as exc:  # a personal field: shredded key, tampered, not ciphertext
+        dead_letter(message, "ingest", exc.reason, exc.detail)
     except (WrongTopic, UndeclaredDisclosure) as exc:
         dead_letter(message, "ingest", exc.reason, str(exc))
     except UnknownDirectiveKind as exc:
@@ -80,6 +101,130 @@ async def on_message(message: Message) -> None:
         dead_letter(message, "ingest", "missing_identifier", str(exc))
     except ValueError as exc:  # pydantic validation of a fact: unknown values, shape
         dead_letter(message, "ingest", "unknown_value", str(exc)[:500])
+
+
+# --- personal fields ------------------------------------------------------------------
+
+KEYS_RETRY_MAX_SECONDS = 30.0
+# Not the event's fault: the partition is moving, the key topic is behind, or this
+# worker's KEK does not open the stored keys. Wait and ask again, as for the registry.
+KEYS_UNAVAILABLE = (RuntimeUnavailable, KeyUnwrapFailed, UnknownKekVersion)
+
+Paths = tuple[tuple[str, tuple[str, ...]], ...]
+"""Personal paths as (label, steps): the label named in errors, the steps walked."""
+
+_paths: dict[type[r.UpstreamEvent], Paths] = {}
+
+
+def labelled(paths: tuple[PersonalPath, ...]) -> Paths:
+    return tuple((str(path), path.steps) for path in paths)
+
+
+def event_paths(event: r.UpstreamEvent) -> Paths:
+    """The event type's personal paths, from its newest committed schema (once per type)."""
+    found = _paths.get(type(event))
+    if found is None:
+        schema_paths = personal_fields(event.fullname(), settings.schema_dir)
+        found = _paths[type(event)] = labelled(schema_paths)
+    return found
+
+
+def personal_values(record: Any, paths: Paths) -> list[tuple[str, str]]:
+    """(label, value) of every personal string in ``record`` (a model or its dict), read
+    in place: finding that nothing is encrypted must not cost a dump of the model."""
+    found: list[tuple[str, str]] = []
+    for label, steps in paths:
+        _collect(record, steps, 0, label, found)
+    return found
+
+
+def _collect(
+    value: Any, steps: tuple[str, ...], at: int, label: str, out: list[tuple[str, str]]
+) -> None:
+    while value is not None and at < len(steps):
+        step = steps[at]
+        if step in (ITEMS, VALUES):
+            for item in value if step == ITEMS else value.values():
+                _collect(item, steps, at + 1, label, out)
+            return
+        value = value.get(step) if isinstance(value, dict) else getattr(value, step, None)
+        at += 1
+    if value is not None:
+        out.append((label, value))
+
+
+def key_ids(subject_id: str, values: list[tuple[str, str]]) -> tuple[set[str], list[str]]:
+    """The key ids of the ciphertexts among ``values``, and the paths holding plaintext.
+
+    A value that starts like a ciphertext must be one (``MalformedField``), never taken
+    for plaintext; one under another subject's key is refused before any key is looked
+    up (``TamperedField``): it could not authenticate here anyway (the subject is in
+    the associated data), and its key may live on a partition this worker does not own.
+    """
+    ids: set[str] = set()
+    plaintext: list[str] = []
+    for path, value in values:
+        if not value.startswith(PREFIX):
+            plaintext.append(path)
+            continue
+        try:
+            key_id, _ = parse_field(value)
+        except MalformedField as exc:
+            raise MalformedField(f"{path}: {exc.detail}") from None
+        if key_subject(key_id) != subject_id:
+            raise TamperedField(f"{path}: ciphertext under another subject's key")
+        ids.add(key_id)
+    return ids, plaintext
+
+
+class _Found:
+    """The keys looked up for one event (a ``KeySource`` for ``decrypt_record``): what
+    the store answered is what decrypts, with no second lookup."""
+
+    def __init__(self, keys: dict[str, DataKey | None]) -> None:
+        self.keys = keys
+
+    def key(self, key_id: str) -> DataKey | None:
+        return self.keys.get(key_id)
+
+    def current_key(self, subject_id: str, scope: str) -> DataKey:
+        raise LookupError(f"ingest writes nothing under a {scope} key of {subject_id!r}")
+
+
+async def readable(event: r.UpstreamEvent, partition: int) -> r.UpstreamEvent:
+    """``event`` with its personal fields in plaintext (the same object if none was
+    encrypted). ``ShreddedKey``, ``TamperedField`` or ``MalformedField`` (a DecodeError)
+    when it cannot be; plaintext is refused or counted per PRIVOPS_PERSONAL_PLAINTEXT."""
+    ids, plaintext = key_ids(event.subject_id, personal_values(event, event_paths(event)))
+    accept = settings.personal_plaintext == "accept"
+    if plaintext:
+        if not accept:
+            raise MalformedField(f"{', '.join(plaintext)}: plaintext in a personal field")
+        metrics.count_plaintext_personal_fields(event.source, len(plaintext))
+    if not ids:
+        return event
+    keys = await keys_for(sorted(ids), partition)
+    # Plaintext beside ciphertext got here only if accepted; with none, the strict path
+    # parses each value once (the legacy one parses it twice to tell the two apart).
+    return decrypt_record(
+        event, _Found(keys), schema_dir=settings.schema_dir, legacy_plaintext=bool(plaintext)
+    )
+
+
+async def keys_for(ids: list[str], partition: int) -> dict[str, DataKey | None]:
+    """Each key, or None once the store has read its partition up to date without it
+    (shredded). While the store cannot answer, wait and retry with backoff."""
+    delay = 0.5
+    while True:
+        try:
+            store = key_store()
+            return {key_id: await store.key_for(key_id, partition) for key_id in ids}
+        except KEYS_UNAVAILABLE as exc:
+            # An unwrap error names the key id, and with it the subject: not logged.
+            why = str(exc) if isinstance(exc, RuntimeUnavailable) else type(exc).__name__
+            log.warning("subject keys unavailable (%s); retrying in %.1f s", why, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, KEYS_RETRY_MAX_SECONDS)
 
 
 def on_record(record: IngestInput) -> None:

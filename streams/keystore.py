@@ -158,6 +158,18 @@ class KeyStore:
             raise NotOwned(f"partition {partition} of {SUBJECT_KEYS} is not this worker's")
         return ring
 
+    def held(self, partition: int) -> KeyRing:
+        """The ring of a partition this worker still holds, also between a revocation and
+        the next assignment (for reading keys only: creating and shredding need
+        ``ring``). Reads must not wait on the assignment: a reader may hold the agents'
+        state lock, which the revocation's own handler waits for, and Faust calls the
+        two in no fixed order. Safe: the rings keep following the topic, and no other
+        worker writes a partition's keys before that partition is assigned again."""
+        ring = self.rings.get(partition)
+        if ring is None:
+            raise NotOwned(f"partition {partition} of {SUBJECT_KEYS} is not this worker's")
+        return ring
+
     # --- following the topic ----------------------------------------------------------
 
     def apply(self, partition: int, key: bytes | None, value: bytes | None) -> None:
@@ -247,7 +259,7 @@ class KeyStore:
         """
         loop = asyncio.get_running_loop()
         since = loop.time() if since is None else since
-        self.ring(partition)
+        self.held(partition)
         if self._synced.get(partition, -math.inf) >= since:
             return
         pending = self._syncs.get(partition)
@@ -275,14 +287,14 @@ class KeyStore:
                 await self._progress.wait_for(
                     lambda: partition not in self.rings or self._positions[partition] >= end
                 )
-            self.ring(partition)  # still ours
+            self.held(partition)  # still held
             self._synced[partition] = max(self._synced.get(partition, -math.inf), asked_at)
         finally:
             if self._syncs.get(partition, (None, None))[0] == asked_at:
                 del self._syncs[partition]
 
     def _loaded_event(self, partition: int) -> asyncio.Event:
-        self.ring(partition)
+        self.held(partition)
         return self._loaded[partition]
 
     async def _wait_loaded(self, partition: int) -> None:
@@ -298,7 +310,7 @@ class KeyStore:
         it (shredded). ``partition``: the event's, if known (saves the hash)."""
         since = asyncio.get_running_loop().time()
         where = self.partition_of(key_subject(key_id)) if partition is None else partition
-        ring = self.ring(where)
+        ring = self.held(where)
         found = ring.get(key_id)
         if found is None:
             await self.ensure_caught_up(where, since=since)
@@ -309,7 +321,7 @@ class KeyStore:
         """The key if the ring has it now (a ``KeyLookup`` for ``decrypt_record``, after
         ``key_for`` made sure of a miss); None for a partition this worker does not own."""
         try:
-            ring = self.ring(self.partition_of(key_subject(key_id)))
+            ring = self.held(self.partition_of(key_subject(key_id)))
         except NotOwned:
             return None
         return ring.get(key_id)

@@ -68,6 +68,11 @@ class DeadLetterReason(StrEnum):
     wrong_topic = "wrong_topic"
     undeclared_disclosure = "undeclared_disclosure"
     unknown_record = "unknown_record"
+    # Encrypted personal fields (privops.core.fieldcrypt): the key is gone, the value
+    # does not authenticate where it is, or a personal field is not ciphertext.
+    shredded_key = "shredded_key"
+    tampered_field = "tampered_field"
+    malformed_field = "malformed_field"
 
 
 class AuditAction(StrEnum):
@@ -88,6 +93,7 @@ class AuditAction(StrEnum):
     command_rejected = "command_rejected"
     dead_lettered = "dead_lettered"
     export_refused = "export_refused"
+    keys_shredded = "keys_shredded"
 
 
 class EventSource(StrEnum):
@@ -300,6 +306,13 @@ COMMANDS_REJECTED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+PLAINTEXT_PERSONAL_FIELDS = Counter(
+    "privops_plaintext_personal_fields",
+    "Personal fields of upstream events accepted in plaintext (not encrypted under the "
+    "subject's key: PRIVOPS_PERSONAL_PLAINTEXT=accept), by system.",
+    ["system"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "privops_consumer_lag",
     "Messages between the log end and the worker's committed offset, summed per topic.",
@@ -462,6 +475,10 @@ def count_command_rejected(reason: object) -> None:
     COMMANDS_REJECTED.labels(reason=rejection_reason_label(reason)).inc()
 
 
+def count_plaintext_personal_fields(system: object, fields: int = 1) -> None:
+    _child(PLAINTEXT_PERSONAL_FIELDS, system_label(system)).inc(fields)
+
+
 def record_consumer_lag(partition_lags: Iterable[tuple[str, int]]) -> None:
     """Set lag per topic from (topic, lag) pairs, one per assigned partition."""
     per_topic: Tally[str] = Tally()
@@ -510,6 +527,7 @@ def _preinitialise() -> None:
         TASKS_PENDING.labels(system=system)
         TASK_RETRIES.labels(system=system)
         TASK_ESCALATIONS.labels(system=system)
+        PLAINTEXT_PERSONAL_FIELDS.labels(system=system)
     for topic in INPUT_TOPICS:
         for reason in DEADLETTER_REASONS:
             DEADLETTERS.labels(topic=topic, reason=reason)

