@@ -26,10 +26,10 @@ from privops.adapters.kafka import unreachable
 from privops.adapters.serde import Serde
 from privops.core import forget_scan as fs
 from privops.core.errors import PrivopsError, RegistryError
-from privops.core.topics import AUDIT, SUBJECT_KEYS, SUPPRESSION, catalogue
+from privops.core.topics import AUDIT, CONSENT_STATE, SUBJECT_KEYS, SUPPRESSION, catalogue
 from privops.tools.forget_stores import (
-    AUDIT_CHAINS_TABLE,
     IDENTITIES_TABLE,
+    KEPT_TABLES,
     Finding,
     Progress,
     Report,
@@ -42,7 +42,7 @@ CHANGELOG_SUFFIX: Final = "-changelog"
 IDLE_POLLS: Final = 5
 POLL_MS: Final = 1000
 _FRAMED: Final = b"\x00"
-_NOT_ENTRIES: Final = frozenset({SUPPRESSION, SUBJECT_KEYS, AUDIT})
+_NOT_ENTRIES: Final = frozenset({SUPPRESSION, SUBJECT_KEYS, AUDIT, CONSENT_STATE})
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class Topic:
     @property
     def holds_entries(self) -> bool:
         """A compacted table of privops' own whose keys may be subject ids."""
-        chains = self.name.endswith(f"-{AUDIT_CHAINS_TABLE}{CHANGELOG_SUFFIX}")
-        return self.compacted and not chains and self.name not in _NOT_ENTRIES
+        kept = any(self.name.endswith(f"-{t}{CHANGELOG_SUFFIX}") for t in KEPT_TABLES)
+        return self.compacted and not kept and self.name not in _NOT_ENTRIES
 
 
 Handler = Callable[[int, int, bytes | None, bytes | None], None]

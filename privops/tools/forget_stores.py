@@ -28,6 +28,10 @@ Progress = Callable[[str, int, int], None]
 IDENTITIES_TABLE: Final = "identities"
 # Chain heads are keyed hashes by design, like the suppression list.
 AUDIT_CHAINS_TABLE: Final = "audit-chains"
+# An erased subject's consent state is kept on purpose: their suppression marker (no
+# contact details) is what refuses a re-import's re-activation and any new data key.
+CONSENT_TABLE: Final = "consent"
+KEPT_TABLES: Final = frozenset({AUDIT_CHAINS_TABLE, CONSENT_TABLE})
 FAUST_OFFSET_KEY: Final = b"__faust\0offset__"
 WORKER_LOCK: Final = "worker.lock"  # streams.startup.lock_data_dir
 
@@ -139,7 +143,7 @@ def scan_store(
         report.incomplete.append(f"{place}: not readable ({exc})")
         return
     subject = matcher.subject_id.encode()
-    entries = table not in (AUDIT_CHAINS_TABLE,)
+    entries = table not in KEPT_TABLES
     seen = 0
     try:
         for key, value in db.items():

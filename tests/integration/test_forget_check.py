@@ -33,7 +33,7 @@ from privops.core import records as r
 from privops.core import subject_keys
 from privops.core.fieldcrypt import encrypt_field
 from privops.core.identity import merge
-from privops.core.topics import CONSENT_STATE, SUBJECT_KEYS, TopicSpec, compacted
+from privops.core.topics import REQUEST_INDEX, SUBJECT_KEYS, TopicSpec, compacted
 from privops.core.vocab import System
 from tests.conftest import REPO
 from tests.integration.helpers import Subject, produce
@@ -120,7 +120,7 @@ def test_forget_check_finds_plaintext_live_ciphertext_and_stored_identities(
             (SUBJECT_KEYS, key_record.key_id, key_record),
             ann.event(r.CustomerCreated, System.crm),  # identifiers in plaintext
             ("orders.events", ann.id, encrypted),
-            (CONSENT_STATE, ann.id, b'{"state": "not tombstoned"}'),
+            (REQUEST_INDEX, ann.id, b"not tombstoned"),  # any compacted privops topic
         ],
     )
     data_dir = tmp_path / "worker"
@@ -133,7 +133,7 @@ def test_forget_check_finds_plaintext_live_ciphertext_and_stored_identities(
         ("crm.events", "plaintext", "value identifiers.email"),
         ("orders.events", "live-ciphertext", "value identifiers.email"),
         (SUBJECT_KEYS, "live-key", "key"),
-        (CONSENT_STATE, "live-entry", "key"),
+        (REQUEST_INDEX, "live-entry", "key"),
         ("identities-0.db", "live-entry", "key"),
         ("identities-0.db", "plaintext", "value systems.crm.email.value"),
     } <= found(report)
@@ -154,7 +154,7 @@ def test_forget_check_finds_plaintext_live_ciphertext_and_stored_identities(
             assert value.lower() not in output.lower()
 
     tombstone(settings, SUBJECT_KEYS, key_record.key_id)
-    tombstone(settings, CONSENT_STATE, ann.id)
+    tombstone(settings, REQUEST_INDEX, ann.id)
     after = forget_check(ann.id, "--skip-stores", "--json")
     assert after.returncode == 0, after.stdout + after.stderr
     cleared = report_of(after)
