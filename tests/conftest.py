@@ -10,11 +10,16 @@ client of the session, in this process or a subprocess, connects as a principal 
 password it finds in the runtime's credentials file under PRIVOPS_HOME (PRIVOPS_ENV=dev):
 the worker as ``privops``, the CLI's DPO verbs as ``dpo``, connectors as ``system-<name>``,
 and the helpers as whoever writes the topic (``acls.writer_of``).
+
+Under pytest-xdist (`make test` runs the suite on several workers) each worker is a
+session of its own: its own block of ports, home, broker and registry, so test modules
+on different workers never see each other's topics, groups or workers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import subprocess
@@ -29,21 +34,57 @@ from pathlib import Path
 
 import pytest
 
-# A fixed home per port base: a session that died without stopping its broker is found
-# (pid file) and stopped by the next one. PRIVOPS_TEST_PORT_BASE separates parallel runs.
-_BASE = int(os.environ.get("PRIVOPS_TEST_PORT_BASE", "29000"))  # keep below 32768 (ephemeral)
+# Every port of a session lies in its own block from its base: the broker, its controller
+# and the registry on fixed offsets below 100 (the layout `privops bench` uses), whatever a
+# test starts (workers, extra brokers, Prometheus) at port(offset) above them. xdist worker
+# gwN takes the Nth block above PRIVOPS_TEST_PORT_BASE, so blocks never overlap, and
+# separate runs need bases at least PORT_BLOCK * workers apart. A fixed home per block: a
+# session that died without stopping its broker is found (pid file) and stopped by the next.
+PORT_BLOCK = 1000
+_FIXED = 100  # the block's first ports, for the session's own broker and registry
+_EPHEMERAL = 32768  # Linux's client ports start here: a listener there may find it taken
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+_BASE = int(os.environ.get("PRIVOPS_TEST_PORT_BASE", "29000")) + _WORKER * PORT_BLOCK
 _HOME = Path(tempfile.gettempdir()) / f"privops-test-{_BASE}"
+
+
+def _below_ephemeral(number: int) -> int:
+    if not 1024 <= number < _EPHEMERAL:
+        raise ValueError(
+            f"test port {number} is outside 1024..{_EPHEMERAL - 1}: choose a "
+            f"PRIVOPS_TEST_PORT_BASE (now {_BASE - _WORKER * PORT_BLOCK}) that leaves "
+            f"{PORT_BLOCK} ports per xdist worker below {_EPHEMERAL}"
+        )
+    return number
+
+
+def _java_options(given: str) -> str:
+    """The test brokers and registries live for minutes and carry little traffic: the
+    JIT's first tier only halves their start-up on two cores (measured: Kafka + registry
+    41-56 s -> 17-26 s). Added once: xdist workers inherit the controller's environment."""
+    first_tier = "-XX:TieredStopAtLevel=1"
+    return given if first_tier in given else f"{first_tier} {given}".strip()
+
+
+_below_ephemeral(_BASE + _FIXED - 1)
 TEST_ENV = {
     "PRIVOPS_KAFKA_BOOTSTRAP": f"127.0.0.1:{_BASE + 92}",
     "PRIVOPS_KAFKA_CONTROLLER_PORT": str(_BASE + 93),
-    "PRIVOPS_REGISTRY_URL": f"http://127.0.0.1:{_BASE - 919}/apis/ccompat/v7",
-    "PRIVOPS_REGISTRY_PORT": str(_BASE - 919),
+    "PRIVOPS_REGISTRY_URL": f"http://127.0.0.1:{_BASE + 81}/apis/ccompat/v7",
+    "PRIVOPS_REGISTRY_PORT": str(_BASE + 81),
     "PRIVOPS_REGISTRY_MANAGEMENT_PORT": str(_BASE + 1),
     "PRIVOPS_HOME": str(_HOME),
     "PRIVOPS_TOPIC_PARTITIONS": "4",
     "PRIVOPS_PSEUDONYM_KEY": "test-pseudonym-key-0123456789",
+    "JDK_JAVA_OPTIONS": _java_options(os.environ.get("JDK_JAVA_OPTIONS", "")),
 }
 os.environ.update(TEST_ENV)
+# An xdist worker starts with COLUMNS=80 and LINES=24 in its environment, which a serial
+# run does not have; the CLI's rich consoles would read them once, at import, and then
+# ignore the width the CLI tests give CliRunner.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
 
 from privops.adapters import runtime  # noqa: E402
 from privops.adapters.acls import principals  # noqa: E402
@@ -75,17 +116,36 @@ def _clear_home() -> None:
 
 
 def port(offset: int) -> int:
-    """A port of this session's own range (moves with PRIVOPS_TEST_PORT_BASE)."""
-    return _BASE - 3000 + offset
+    """A port of this session's own block (moves with PRIVOPS_TEST_PORT_BASE and the xdist
+    worker); an offset past the block would land in another worker's."""
+    if not 0 <= offset < PORT_BLOCK - _FIXED:
+        raise ValueError(f"port offset {offset} is outside 0..{PORT_BLOCK - _FIXED - 1}")
+    return _below_ephemeral(_BASE + _FIXED + offset)
 
 
 @pytest.fixture(scope="session")
-def local_runtime() -> Iterator[Settings]:
+def runtime_installed() -> None:
+    """The Kafka jars and the registry in the shared cache, fetched by one session at a
+    time: xdist workers start their brokers at once, and one that found another's
+    half-copied jars would start from them."""
+    settings = get_settings()
+    settings.cache.mkdir(parents=True, exist_ok=True)
+    with (settings.cache / "install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        runtime.Kafka(settings).ensure_installed(print)
+        runtime.Registry(settings).ensure_installed(print)
+
+
+@pytest.fixture(scope="session")
+def local_runtime(runtime_installed: None) -> Iterator[Settings]:
     """The session's real Kafka broker and schema registry, with every topic created."""
     settings = get_settings()
     runtime.down(settings, print)  # a previous session's leftovers, if any
     _clear_home()
     try:
+        # The registry's JVM boots while Kafka's does; `up` then finds it running and
+        # only waits for it to be ready.
+        runtime.Registry(settings).launch(print)
         runtime.up(settings, print)
         asyncio.run(create_topics(client_options(settings), catalogue(settings.topic_partitions)))
     except Exception:

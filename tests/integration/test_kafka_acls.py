@@ -59,7 +59,7 @@ MARKETING = system_principal(System.marketing)
 
 
 @pytest.fixture(scope="module")
-def secured() -> Iterator[Settings]:
+def secured(runtime_installed: None) -> Iterator[Settings]:
     settings = Settings(
         home=HOME,
         kafka_bootstrap=ENV["PRIVOPS_KAFKA_BOOTSTRAP"],

@@ -24,7 +24,7 @@ from tests.integration.promql_check import check_queries
 
 pytestmark = pytest.mark.integration
 
-PROM_PORT = port(3090)
+PROM_PORT = port(90)
 DEPLOY = REPO / "deploy"
 
 

@@ -30,9 +30,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def fast_datamap(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The company's data map with test-sized SLAs: 2 s, then 1 s, 2 s backoff, 3 tries."""
+    """The company's data map with test-sized SLAs: 4 s, then 1 s, 2 s backoff, 3 tries.
+
+    4 s, not less: the connector SDK's own retries of a failing system take ~1.4 s, and
+    the answer still needs two Kafka round trips on a machine running two test sessions.
+    """
     text = (REPO / "deploy" / "datamap.yaml").read_text()
-    text = re.sub(r"sla_seconds: \d+", "sla_seconds: 2", text)
+    text = re.sub(r"sla_seconds: \d+", "sla_seconds: 4", text)
     text = re.sub(
         r"retry: \{[^}]*\}",
         "retry: {max_attempts: 3, backoff_seconds: 1, backoff_multiplier: 2}",
@@ -178,7 +182,7 @@ def test_erasure_with_slow_failing_and_silent_systems(
         local_runtime,
         data_dir,
         "--slow",
-        "crm=3",
+        "crm=6",
         "--fail-first",
         "orders=2",
         "--silent",

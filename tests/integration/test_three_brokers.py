@@ -47,7 +47,7 @@ AFTER_KILL_S = 8.0  # records sent while the victim is not yet fenced (9 s) wait
 
 
 @pytest.fixture(scope="module")
-def three_brokers() -> Iterator[runtime.KafkaCluster]:
+def three_brokers(runtime_installed: None) -> Iterator[runtime.KafkaCluster]:
     settings = Settings(
         # Replication under broker loss is what this module checks; SASL and ACLs have
         # their own test (test_kafka_acls.py), so this cluster listens without them.

@@ -32,7 +32,8 @@ from privops.tools.bench.measure import Say, http_text, quiet, upstream_consumed
 from privops.tools.worker_process import WorkerProcess
 
 # The bench's own runtime listens on fixed offsets from a port base (default 24000): never
-# the developer's (19092/18081/6066) nor the test session's (29092/28081/26066). Worker i
+# the developer's (19092/18081/6066) nor the test sessions' (29092/29081/29166 and
+# a block of 1000 ports per xdist worker above them). Worker i
 # of a group gets web port base + 66 + i, so at most MAX_WORKERS stay below the registry.
 DEFAULT_PORT_BASE = 24000
 MAX_WORKERS = 8
