@@ -47,7 +47,14 @@ from privops.core.facts import (
     directive_fact,
     updated_facts,
 )
-from privops.core.fieldcrypt import PREFIX, DataKey, MalformedField, TamperedField, parse_field
+from privops.core.fieldcrypt import (
+    PREFIX,
+    DataKey,
+    MalformedField,
+    ShreddedKey,
+    TamperedField,
+    parse_field,
+)
 from privops.core.holds import update_holds
 from privops.core.identity import identifier_keys, merge, suppression_keys, suppression_match
 from privops.core.personal import ITEMS, VALUES, PersonalPath
@@ -89,7 +96,13 @@ async def on_message(message: Message) -> None:
     try:
         admitted = admit_ingest(message.topic, record)
         if isinstance(admitted, r.UpstreamEvent):
-            admitted = await readable(admitted, message.partition)
+            try:
+                admitted = await readable(admitted, message.partition)
+            except ShreddedKey:
+                if not erased(admitted.subject_id):
+                    raise
+                flag_reimport(admitted, "an event under an erased subject's destroyed key")
+                return
         on_record(admitted)
     except DecodeError as exc:  # a personal field: shredded key, tampered, not ciphertext
         dead_letter(message, "ingest", exc.reason, exc.detail)
@@ -254,16 +267,7 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     if not suppressed:
         suppressed = is_suppressed(raw_ids, record.source)
     if suppressed:
-        audit(
-            actor=record.source.value,
-            action="consent_changed",
-            cause=record.event_id,
-            occurred_at=record.occurred_at,
-            subject_id=sid,
-            after="reimport_flagged",
-            reason="identifiers match an erased subject; not re-activated",
-        )
-        log.warning("re-import of an erased subject flagged (subject ref %s)", ref(sid))
+        flag_reimport(record, "identifiers match an erased subject")
         return
     if merged is not identity:
         state.put(IDENTITIES, sid, merged)
@@ -275,6 +279,30 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         new_state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         state.put(CONSENT, sid, new_state)
         publish_state(sid, new_state, record.occurred_at)
+
+
+def erased(subject_id: str) -> bool:
+    """The subject's consent state carries the suppression of an erasure."""
+    current = state.get(CONSENT, subject_id)
+    return current is not None and current.suppressed
+
+
+def flag_reimport(record: r.UpstreamEvent, why: str) -> None:
+    """An event about an erased subject: audited and not applied, never re-activating
+    them. A replay of the upstream topics after an erasure lands here for every event
+    under the subject's destroyed key, which is expected, so it is no dead letter (the
+    dead-letter alert is for input that needs a look)."""
+    sid = record.subject_id
+    audit(
+        actor=record.source.value,
+        action="consent_changed",
+        cause=record.event_id,
+        occurred_at=record.occurred_at,
+        subject_id=sid,
+        after="reimport_flagged",
+        reason=f"{why}; not re-activated",
+    )
+    log.warning("re-import of an erased subject flagged (subject ref %s)", ref(sid))
 
 
 def is_suppressed(raw_ids: dict[str, str], source: System) -> bool:

@@ -23,7 +23,9 @@ from privops.adapters import metrics
 from privops.adapters.key_topic import KeyRecordCodec
 from privops.adapters.serde import Serde
 from privops.connectors.encryption import encrypt_record, personal_fields
+from privops.core import consent as rules
 from privops.core import records as r
+from privops.core.consent import ConsentFact, FactKind
 from privops.core.fieldcrypt import MalformedField, TamperedField, decrypt_field, encrypt_field
 from privops.core.identity import identifier_keys
 from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECTIVES
@@ -171,6 +173,39 @@ async def test_a_shredded_key_is_a_dead_letter_and_nothing_is_applied(
     assert identities.data.get(ANN) is None
     assert consent.data.get(ANN) is None
     assert outbox.on(CONSENT_STATE) == []
+
+
+async def test_an_erased_subjects_event_under_their_destroyed_key_is_flagged_not_dead_lettered(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """After an erasure, a replay (or a late event) of the subject's encrypted events is
+    expected: audited as a flagged re-import, not applied, and no dead letter (the
+    dead-letter alert is for input that needs a look)."""
+    value = serde.encode(encrypt_record(created(), store))
+    await store.shred(ANN, [record.key_id for record in await store.records(ANN)])
+    consent.data[ANN] = erased_consent(ANN)
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), value)
+        await wait_for(
+            lambda: any(a.after == "reimport_flagged" for a in outbox.of(AUDIT, r.AuditEvent))
+        )
+    assert dead_letters(outbox) == []
+    assert identities.data.get(ANN) is None
+    assert outbox.on(CONSENT_STATE) == []
+
+
+def erased_consent(subject: str) -> dict[str, Any]:
+    """The consent state an erasure leaves: the suppression marker."""
+    fact = ConsentFact(
+        event_id="erasure-1",
+        occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
+        source=System.crm,
+        kind=FactKind.suppressed,
+        evidence="privacy.commands:R-1",
+    )
+    state, _ = rules.apply(None, subject, fact)
+    assert state.suppressed
+    return state.model_dump(mode="json")
 
 
 def moved_from_bob(store: KeyStore) -> r.CustomerCreated:
