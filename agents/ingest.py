@@ -68,7 +68,7 @@ from streams.context import collaborators
 from streams.io import TOPICS, dead_letter, decode, output_datum
 from streams.keystore import key_store, key_subject
 from streams.state import state
-from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, suppression
+from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, erased, suppression
 
 log = logging.getLogger(__name__)
 _CONSENT_STATE = r.ConsentState.fullname()
@@ -279,12 +279,6 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         new_state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         state.put(CONSENT, sid, new_state)
         publish_state(sid, new_state, record.occurred_at)
-
-
-def erased(subject_id: str) -> bool:
-    """The subject's consent state carries the suppression of an erasure."""
-    current = state.get(CONSENT, subject_id)
-    return current is not None and current.suppressed
 
 
 def flag_reimport(record: r.UpstreamEvent, why: str) -> None:

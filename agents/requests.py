@@ -60,7 +60,7 @@ from streams.context import collaborators
 from streams.io import dead_letter, decode, output
 from streams.keystore import KeyStoreBehind, key_store
 from streams.state import Slot, state
-from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, REQUESTS, request_index
+from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, REQUESTS, erased, request_index
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")
@@ -278,15 +278,10 @@ async def settle(rec: wf.RequestRecord | None, cause: str) -> None:
         return
     if shredding.pending(rec):
         await erase_leftovers(rec, cause)
-    elif not rec.open and _suppressed(rec.subject_id):
+    elif not rec.open and erased(rec.subject_id):
         clean = shredding.scrubbed(rec)
         if clean is not None:
             state.put(REQUESTS, rec.request_id, clean)
-
-
-def _suppressed(subject_id: str) -> bool:
-    current = state.get(CONSENT, subject_id)
-    return current is not None and current.suppressed
 
 
 async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
@@ -303,7 +298,7 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
     """
     sid = rec.subject_id
     now = collaborators().clock.now()
-    if not _suppressed(sid):
+    if not erased(sid):
         _defer(rec, now, "its suppression is not in the consent state yet")
         return
     holds = state.get(HOLDS, sid) or []

@@ -28,7 +28,7 @@ from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_INDEX, SUPPRESSION
 from streams.app import app, settings
 from streams.global_view import GlobalView
-from streams.state import Slot, model_slot
+from streams.state import Slot, model_slot, state
 
 
 def _table(name: str, help_: str) -> TableT[Any, Any]:
@@ -69,3 +69,11 @@ HOLDS: Slot[list[LegalHold]] = Slot(
 )
 REQUESTS: Slot[RequestRecord] = model_slot(requests, RequestRecord)
 CHAIN_HEADS: Slot[tuple[int, str]] = Slot(audit_chains, lambda raw: (raw[0], raw[1]), list)
+
+
+def erased(subject_id: str) -> bool:
+    """The subject's consent state carries an erasure's suppression (read through
+    ``state``: this partition's, writes not yet flushed included, so the ingest and
+    workflow agents agree the moment either decides it)."""
+    current = state.get(CONSENT, subject_id)
+    return current is not None and current.suppressed
