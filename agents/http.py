@@ -34,7 +34,8 @@ from streams.app import app
 from streams.audit import ref
 from streams.context import collaborators
 from streams.health import health as worker_health
-from streams.tables import consent, request_index, requests
+from streams.state import state
+from streams.tables import REQUESTS, consent, request_index, requests
 
 keystore.install(app)
 
@@ -198,7 +199,7 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
             return forwarded
-    raw = requests.get(request_id)
+    raw = state.opened(REQUESTS, request_id, requests.get(request_id))
     if raw is None:
         return self.json({"error": "unknown request", "request_id": request_id}, status=404)
     return self.json(request_json(RequestRecord.model_validate(raw)))

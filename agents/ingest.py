@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from faust.types import Message, StreamT
 
@@ -71,6 +71,7 @@ from streams.state import state
 from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, erased, suppression
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=r.Record)
 _CONSENT_STATE = r.ConsentState.fullname()
 
 
@@ -126,15 +127,15 @@ KEYS_UNAVAILABLE = (RuntimeUnavailable, KeyUnwrapFailed, UnknownKekVersion)
 Paths = tuple[tuple[str, tuple[str, ...]], ...]
 """Personal paths as (label, steps): the label named in errors, the steps walked."""
 
-_paths: dict[type[r.UpstreamEvent], Paths] = {}
+_paths: dict[type[r.Record], Paths] = {}
 
 
 def labelled(paths: tuple[PersonalPath, ...]) -> Paths:
     return tuple((str(path), path.steps) for path in paths)
 
 
-def event_paths(event: r.UpstreamEvent) -> Paths:
-    """The event type's personal paths, from its newest committed schema (once per type)."""
+def event_paths(event: r.Record) -> Paths:
+    """The record type's personal paths, from its newest committed schema (once per type)."""
     found = _paths.get(type(event))
     if found is None:
         schema_paths = personal_fields(event.fullname(), settings.schema_dir)
@@ -221,6 +222,25 @@ async def readable(event: r.UpstreamEvent, partition: int) -> r.UpstreamEvent:
     # parses each value once (the legacy one parses it twice to tell the two apart).
     return decrypt_record(
         event, _Found(keys), schema_dir=settings.schema_dir, legacy_plaintext=bool(plaintext)
+    )
+
+
+async def opened(record: R, subject_id: str, partition: int) -> R:
+    """A record privops reads besides the upstream events (a task result's export
+    location, a command's rectified values) with its personal fields in plaintext;
+    plaintext is taken as it is (connectors and the CLI seal when they hold the KEK).
+    ``ShreddedKey``/``TamperedField``/``MalformedField`` (a DecodeError) when it
+    cannot be opened."""
+    ids, plaintext = key_ids(subject_id, personal_values(record, event_paths(record)))
+    if not ids:
+        return record
+    keys = await keys_for(sorted(ids), partition)
+    return decrypt_record(
+        record,
+        _Found(keys),
+        subject_id=subject_id,
+        schema_dir=settings.schema_dir,
+        legacy_plaintext=bool(plaintext),
     )
 
 

@@ -37,6 +37,7 @@ from typing import TypeVar, cast
 from aiokafka.errors import KafkaError
 from faust.types import Message, StreamT
 
+from agents.ingest import opened
 from privops.adapters import metrics
 from privops.core import records as r
 from privops.core import shredding
@@ -50,6 +51,7 @@ from privops.core.admission import (
 )
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, RuntimeUnavailable, WrongTopic
+from privops.core.identity import IdentityMap
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, task_results_topic
 from privops.core.vocab import TERMINAL_STATES, System, TaskState
@@ -126,7 +128,10 @@ async def on_message(message: Message) -> None:
     except WrongTopic as exc:
         dead_letter(message, "workflow", exc.reason, str(exc))
         return
-    await on_input(message, admitted)
+    try:
+        await on_input(message, admitted)
+    except DecodeError as exc:  # a sealed value that does not open (opened())
+        dead_letter(message, "workflow", exc.reason, exc.detail)
 
 
 async def on_input(message: Message, record: WorkflowInput) -> None:
@@ -136,7 +141,8 @@ async def on_input(message: Message, record: WorkflowInput) -> None:
         await on_command(record, key.decode(errors="replace") if isinstance(key, bytes) else "")
     elif isinstance(record, r.TaskResult):
         metrics.count_event("task_results", type(record).__name__)
-        await on_result(record)
+        key = message.key
+        await on_result(record, key.decode(errors="replace") if isinstance(key, bytes) else "")
     else:
         await on_tick(message, record)
 
@@ -152,6 +158,8 @@ async def on_command(cmd: r.Command, key: str) -> None:
     if refused is not None:
         apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
         return
+    # Signed as sent: its sealed values (a rectification's) are opened only now.
+    cmd = await opened(cmd, getattr(cmd, "subject_id", None) or key, state.partition)
     actor = audited_actor(cmd.actor)
     rec = None if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased) else load(cmd.request_id)
     own_subject = getattr(cmd, "subject_id", None)
@@ -171,8 +179,9 @@ async def on_command(cmd: r.Command, key: str) -> None:
     await settle(outcome.record or rec, cmd.command_id)
 
 
-async def on_result(result: r.TaskResult) -> None:
+async def on_result(result: r.TaskResult, key: str) -> None:
     rec = load(result.request_id)
+    result = await opened(result, rec.subject_id if rec else key, state.partition)
     outcome = wf.on_result(rec, result, context(rec.subject_id) if rec else bare_context())
     cause = f"{result.task_id}:{result.attempt}:{type(result).__name__}"
     apply(
@@ -303,16 +312,19 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
         return
     holds = state.get(HOLDS, sid) or []
     kept = shredding.still_kept(rec, holds, collaborators().datamap.holdings(), now)
+    storage = shredding.storage_scope(rec, kept, holds, now)
     try:
-        decision = await _shred(sid, kept, now)
+        decision = await _shred(sid, kept, now, storage)
     except (RuntimeUnavailable, KafkaError) as exc:
         _defer(rec, now, f"the key store cannot answer ({type(exc).__name__})")
         return
     remains = shredding.what_remains(
         kept, state.get(IDENTITIES, sid), state.get(FACTS, sid), holds, now
     )
-    _replace(IDENTITIES, sid, remains.identity)
-    _replace(FACTS, sid, remains.facts)
+    # Written even if unchanged: the flush seals what is kept under the storage scope
+    # (the scope it was sealed under before, main, is destroyed).
+    state.put(IDENTITIES, sid, cast(IdentityMap, remains.identity))
+    state.put(FACTS, sid, cast(SubjectFacts, remains.facts))
     _replace(HOLDS, sid, list(remains.holds) if remains.holds else None)
     cleared = _clear_closed_requests(sid, rec.request_id)
     final = shredding.done(shredding.scrubbed(rec) or rec, now)
@@ -330,11 +342,17 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
     )
 
 
-async def _shred(subject_id: str, kept: shredding.Kept, now: datetime) -> shredding.KeyDecision:
+async def _shred(
+    subject_id: str, kept: shredding.Kept, now: datetime, storage: str | None
+) -> shredding.KeyDecision:
+    """Create the storage scope's key (what is kept is sealed under it at the flush),
+    then destroy every key the retention does not keep."""
     store = key_store()
     if not store.ready:
         raise KeyStoreBehind("subject keys still loading")
-    decision = shredding.keys_to_destroy(await store.records(subject_id), kept, now)
+    if storage is not None:
+        await store.get_or_create(subject_id, storage)
+    decision = shredding.keys_to_destroy(await store.records(subject_id), kept, now, storage)
     await store.shred(subject_id, decision.key_ids)
     return decision
 

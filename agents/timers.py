@@ -21,6 +21,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 
 from privops.adapters import metrics
+from privops.core import sealing
 from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_TICKS
 from streams import health
@@ -75,7 +76,8 @@ def rebuild() -> int:
     """Index every stored request (after table recovery, before the first sweep)."""
     count = 0
     for raw in requests.values():
-        collaborators().schedule.track(RequestRecord.model_validate(raw))
+        # The schedule needs dates and states, never the sealed personal values.
+        collaborators().schedule.track(RequestRecord.model_validate(sealing.REQUESTS.strip(raw)))
         count += 1
     collaborators().schedule.ready = True
     return count

@@ -9,6 +9,7 @@ call ``decode`` (which dead-letters what it cannot use and returns None) and ``o
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +17,13 @@ from typing import Any
 from faust.types import Message, TopicT
 
 from privops.adapters import metrics
+from privops.adapters.avro import latest_schemas
 from privops.adapters.serde import Serde
 from privops.core.errors import DecodeError, RegistryError
+from privops.core.fieldcrypt import DataKey
+from privops.core.personal import PersonalPath, personal_paths
 from privops.core.records import DeadLetter, Record
+from privops.core.sealing import personal_values_in, seal_record
 from privops.core.topics import DEADLETTER, catalogue
 from streams.app import app, settings
 from streams.state import state
@@ -56,9 +61,40 @@ def output_datum(name: str, key: str, fullname: str, datum: dict[str, Any]) -> N
 
 
 def output(name: str, key: str | bytes | None, record: Record) -> None:
-    """Encode ``record`` and send it, keyed, to topic ``name`` with the agent's flush."""
+    """Encode ``record`` and send it, keyed, to topic ``name`` with the agent's flush.
+
+    Its personal values (a task's identifiers, a notification's document and export
+    locations) are sealed under the subject's storage key at the flush (streams.state,
+    privops.core.sealing); the subject is the record's ``subject_id``, else its key."""
     raw_key = key.encode() if isinstance(key, str) else key
-    state.emit(name, raw_key, serde.encode(record))
+    subject = _subject_of(record, raw_key) if _personal(record) else None
+    if subject is None:
+        state.emit(name, raw_key, serde.encode(record))
+        return
+
+    def sealed(data_key: DataKey | None) -> bytes:
+        return serde.encode(seal_record(record, subject, data_key, _paths_of(type(record))))
+
+    state.emit_sealed(name, raw_key, subject, sealed, lambda: serde.encode(record))
+
+
+def _personal(record: Record) -> bool:
+    """Whether ``record`` holds a personal value (its type's marked paths, not empty)."""
+    paths = _paths_of(type(record))
+    return bool(paths) and personal_values_in(record.model_dump(mode="python"), paths)
+
+
+@functools.cache
+def _paths_of(model: type[Record]) -> tuple[PersonalPath, ...]:
+    committed = latest_schemas(settings.schema_dir).get(model.fullname())
+    return personal_paths(committed.schema) if committed is not None else ()
+
+
+def _subject_of(record: Record, key: bytes | None) -> str | None:
+    subject = getattr(record, "subject_id", None)
+    if isinstance(subject, str) and subject:
+        return subject
+    return key.decode(errors="replace") if key else None
 
 
 REGISTRY_RETRY_MAX_SECONDS = 30.0

@@ -39,7 +39,14 @@ from privops.adapters.settings import Settings
 from privops.core.errors import DecodeError, RuntimeUnavailable
 from privops.core.fieldcrypt import MAIN_SCOPE, DataKey, check_scope, check_subject_id
 from privops.core.fieldcrypt import split_key_id as _split
-from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey, create, wrap
+from privops.core.subject_keys import (
+    KeyRing,
+    SubjectErased,
+    SubjectKey,
+    create,
+    retained_until,
+    wrap,
+)
 from privops.core.topics import COMMANDS, SUBJECT_KEYS
 
 log = logging.getLogger(__name__)
@@ -381,6 +388,31 @@ class KeyStore:
                 await self._tombstones(partition, [record.key_id])
                 raise SubjectErased(f"the subject was erased meanwhile: no new {scope} key")
             return record
+
+    async def storage_key(self, subject_id: str, *, erased: bool) -> DataKey | None:
+        """The key privops seals its own copies of the subject's data under (tables,
+        tasks, notifications: privops.core.sealing), on the subject's owner.
+
+        ``main`` while the subject has one, created on first use; after an erasure, the
+        retained scope that lasts longest (what retention keeps, the identity map's
+        systems included, stays readable until its follow-up erasure), or None when
+        nothing is kept: what would be sealed is dropped instead. An ``erased`` subject
+        (the consent state says so) never gets a new ``main``."""
+        partition = self.partition_of(subject_id)
+        if not self._loaded_event(partition).is_set():
+            await self._wait_loaded(partition)
+        ring = self.ring(partition)
+        main = ring.current(subject_id, MAIN_SCOPE)
+        if main is not None:
+            return main
+        retained = [r for r in ring.records(subject_id) if retained_until(r.scope) is not None]
+        if retained:
+            longest = max(retained, key=lambda r: (retained_until(r.scope), r.created_at))
+            return ring.current(subject_id, longest.scope)
+        if erased or subject_id in self._shredded:
+            return None
+        record = await self.get_or_create(subject_id, MAIN_SCOPE)
+        return ring.get(record.key_id)
 
     async def shred(self, subject_id: str, key_ids: Collection[str]) -> list[str]:
         """Destroy the subject's keys ``key_ids``: a tombstone each on the subject's

@@ -26,7 +26,9 @@ from faust.types import AgentT, ChannelT, Message
 
 from streams import batching
 from streams.app import app
+from streams.sealing import WorkerSealer
 from streams.state import state
+from streams.tables import erased_at
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     """Decide every message of ``chunk``; flush if nothing more waits or enough is pending."""
     if source is not None:
         source.carried -= 1
+    if state.sealer is not None:  # sealed table values are read with the owned keys
+        await state.sealer.ready()
     async with state.lock:
         for message in chunk:
             state.message = message
@@ -105,6 +109,7 @@ def start() -> None:
     batching.check_faust()
     batching.install(app, [source for source, _ in FEEDS])
     state.acknowledge = lambda messages: batching.acknowledge(app, messages)
+    state.sealer = WorkerSealer(erased_at)
     for source, agent in FEEDS:
         app.task(_pumping(source, agent))
 

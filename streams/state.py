@@ -20,13 +20,16 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from faust.types import Message, TableT
 from pydantic import BaseModel
 
+from privops.core import sealing
+from privops.core.fieldcrypt import DataKey
+from privops.core.sealing import TableSealing
 from streams import batching
 from streams.app import app, settings
 
@@ -41,6 +44,42 @@ CACHE_SIZE = 200_000
 Send = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[Awaitable[Any]]]
 
 
+class Sealer(Protocol):
+    """Where the keys that seal privops' own copies of personal data come from
+    (streams.sealing; installed when the worker starts, absent in agent tests that do
+    not ask for it)."""
+
+    async def ready(self) -> None:
+        """Wait until the keys of the owned partitions are read (before reading tables)."""
+        ...
+
+    async def storage_keys(self, wanted: Mapping[str, int]) -> dict[str, DataKey | None]:
+        """Each subject's storage key (subject id -> its partition), None for a subject
+        with nothing left to seal under. ``Unsealable`` when the keys cannot be had now."""
+        ...
+
+    def lookup(self, key_id: str) -> DataKey | None:
+        """A key by id from the rings this worker holds (None: shredded)."""
+        ...
+
+
+class Unsealable(Exception):
+    """The flush cannot have its keys because the partitions are moving: it is dropped,
+    and the new owner replays its inputs."""
+
+
+@dataclass(frozen=True, slots=True)
+class SealedOutput:
+    """An output holding personal values: encoded at the flush, once its subject's
+    storage key is known (``encode(key)``; None: the values are blanked)."""
+
+    topic: str
+    key: bytes | None
+    subject_id: str
+    partition: int
+    encode: Callable[[DataKey | None], bytes]
+
+
 @dataclass(frozen=True)
 class Slot(Generic[V]):
     """One table with how its values are decoded from and encoded to JSON.
@@ -53,6 +92,9 @@ class Slot(Generic[V]):
     decode: Callable[[Any], V]
     encode: Callable[[V], Any]
     dump: Callable[[V], bytes] | None = None
+    # Personal values in this table's JSON are sealed under the subject's key when
+    # written, and opened when read (privops.core.sealing).
+    sealing: TableSealing | None = None
 
     @property
     def name(self) -> str:
@@ -60,7 +102,9 @@ class Slot(Generic[V]):
         return name
 
 
-def model_slot(table: TableT[Any, Any], model: type[M]) -> Slot[M]:
+def model_slot(
+    table: TableT[Any, Any], model: type[M], sealing: TableSealing | None = None
+) -> Slot[M]:
     """A table whose values are ``model``s, stored as their JSON."""
 
     def encode(value: M) -> Any:
@@ -69,7 +113,7 @@ def model_slot(table: TableT[Any, Any], model: type[M]) -> Slot[M]:
     def dump(value: M) -> bytes:
         return value.__pydantic_serializer__.to_json(value)
 
-    return Slot(table, model.model_validate, encode, dump)
+    return Slot(table, model.model_validate, encode, dump, sealing)
 
 
 class State:
@@ -81,13 +125,16 @@ class State:
         self._cache: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
         self._dirty: dict[tuple[str, int], dict[str, Any]] = {}
         self._slots: dict[str, Slot[Any]] = {}
-        self._out: list[tuple[str, bytes | None, bytes | None]] = []
+        self._out: list[tuple[str, bytes | None, bytes | None] | SealedOutput] = []
         self._done: list[Message] = []
         self.cache_size = 0 if settings.store.startswith("memory:") else CACHE_SIZE
         self.send: Send = _producer_send
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
+        # Seals personal values written to the sealing tables and outputs (the worker
+        # installs it; without one they are written as they are: agent tests).
+        self.sealer: Sealer | None = None
 
     # --- where ---------------------------------------------------------------------
 
@@ -99,18 +146,33 @@ class State:
     # --- tables --------------------------------------------------------------------
 
     def get(self, slot: Slot[V], key: str) -> V | None:
-        dirty = self._dirty.get((slot.name, self.partition))
+        return self.get_at(slot, self.partition, key)
+
+    def get_at(self, slot: Slot[V], partition: int, key: str) -> V | None:
+        """``key``'s value in ``partition`` (``get`` is this, on the message's partition)."""
+        dirty = self._dirty.get((slot.name, partition))
         if dirty is not None and key in dirty:
             return dirty[key]  # type: ignore[no-any-return]
-        ckey = (slot.name, self.partition, key)
+        ckey = (slot.name, partition, key)
         value = self._cache.get(ckey, _MISSING)
         if value is not _MISSING:
             self._cache.move_to_end(ckey)
             return value  # type: ignore[no-any-return]
-        raw = batching.read_partition(slot.table, self.partition, key)
+        raw = batching.read_partition(slot.table, partition, key)
+        if raw is not None and slot.sealing is not None and self.sealer is not None:
+            raw = sealing.open_(
+                raw, slot.sealing, slot.sealing.subject(key, raw), self.sealer.lookup
+            )
         decoded = slot.decode(raw) if raw is not None else None
         self._remember(ckey, decoded)
         return decoded
+
+    def opened(self, slot: Slot[Any], key: str, raw: Any) -> Any:
+        """A stored value (JSON) with its sealed personal values opened (for views that
+        read a table directly too); without them if their key is gone."""
+        if raw is None or slot.sealing is None or self.sealer is None:
+            return raw
+        return sealing.open_(raw, slot.sealing, slot.sealing.subject(key, raw), self.sealer.lookup)
 
     def put(self, slot: Slot[V], key: str, value: V) -> None:
         """``value`` becomes ``key``'s value: visible at once, stored at the next flush."""
@@ -132,6 +194,21 @@ class State:
         """Send ``value`` at the next flush (in order with the other outputs)."""
         self._out.append((topic, key, value))
 
+    def emit_sealed(
+        self,
+        topic: str,
+        key: bytes | None,
+        subject_id: str,
+        encode: Callable[[DataKey | None], bytes],
+        plain: Callable[[], bytes],
+    ) -> None:
+        """Send what ``encode`` makes of the subject's storage key at the next flush;
+        without a sealer (agent tests), ``plain()``."""
+        if self.sealer is None:
+            self.emit(topic, key, plain())
+            return
+        self._out.append(SealedOutput(topic, key, subject_id, self.partition, encode))
+
     def done(self, message: Message) -> None:
         """``message`` is decided: acknowledge it once what it caused is delivered."""
         self._done.append(message)
@@ -144,21 +221,37 @@ class State:
 
     async def flush(self, *, acknowledge: bool = True) -> None:
         """Store every changed key once, send every output, then acknowledge the inputs
-        (not during a rebalance: the partitions may be gone; their inputs are replayed)."""
+        (not during a rebalance: the partitions may be gone; their inputs are replayed).
+
+        With a sealer, the subjects' storage keys are had first; if the partitions moved
+        meanwhile, nothing is written or sent and nothing acknowledged: the new owner
+        replays the inputs, as after a crash."""
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
+        try:
+            keys, opened = await self._storage_keys(dirty, out)
+        except Unsealable as exc:
+            log.warning("flush of %d inputs dropped (%s); they will be replayed", len(done), exc)
+            self.forget()
+            return
         deliveries: list[Awaitable[Any]] = []
         changelog: list[tuple[Slot[Any], int]] = []
         for (name, partition), values in dirty.items():
             slot = self._slots[name]
-            items = _encoded(slot, values, python=batching.holds_python(slot.table))
+            items = _encoded(
+                slot, values, keys, opened.get(name, {}), python=batching.holds_python(slot.table)
+            )
             batching.write_partition(slot.table, partition, items)
             topic = batching.changelog_topic(slot.table)
             for key, (_, raw) in items.items():
                 deliveries.append(await self.send(topic, key, raw, partition))
                 changelog.append((slot, partition))
-        for out_topic, out_key, out_value in out:
-            deliveries.append(await self.send(out_topic, out_key, out_value, None))
+        for item in out:
+            if isinstance(item, SealedOutput):
+                value = item.encode(keys.get(item.subject_id))
+                deliveries.append(await self.send(item.topic, item.key, value, None))
+            else:
+                deliveries.append(await self.send(item[0], item[1], item[2], None))
         results = await asyncio.gather(*deliveries)
         offsets: dict[str, dict[int, int]] = {}
         for (slot, partition), meta in zip(changelog, results, strict=False):
@@ -171,25 +264,75 @@ class State:
         if done and acknowledge:
             self.acknowledge(done)
 
+    async def _storage_keys(
+        self,
+        dirty: dict[tuple[str, int], dict[str, Any]],
+        out: list[tuple[str, bytes | None, bytes | None] | SealedOutput],
+    ) -> tuple[dict[str, DataKey | None], dict[str, dict[str, Any]]]:
+        """The storage key of every subject with personal values in this flush, and the
+        sealing tables' values with personal values, as JSON (table -> key -> JSON)."""
+        if self.sealer is None:
+            return {}, {}
+        wanted: dict[str, int] = {}
+        opened: dict[str, dict[str, Any]] = {}
+        for (name, partition), values in dirty.items():
+            slot = self._slots[name]
+            seal = slot.sealing
+            if seal is None:
+                continue
+            for key, value in values.items():
+                if value is None:
+                    continue
+                jsonable = slot.encode(value)
+                if sealing.personal_values(jsonable, seal):
+                    opened.setdefault(name, {})[key] = jsonable
+                    wanted[seal.subject(key, jsonable)] = partition
+        for item in out:
+            if isinstance(item, SealedOutput):
+                wanted[item.subject_id] = item.partition
+        if not wanted:
+            return {}, opened
+        return await self.sealer.storage_keys(wanted), opened
+
     def forget(self) -> None:
         """Drop every decoded value (partitions moved; recovery may have changed them)."""
         self._cache.clear()
 
 
 def _encoded(
-    slot: Slot[Any], values: dict[str, Any], *, python: bool
+    slot: Slot[Any],
+    values: dict[str, Any],
+    keys: Mapping[str, DataKey | None],
+    opened: Mapping[str, Any],
+    *,
+    python: bool,
 ) -> dict[bytes, tuple[Any, bytes | None]]:
     """Each value as (its JSON-able form, only for a store that keeps Python values; its
-    JSON bytes, for RocksDB and the changelog)."""
+    JSON bytes, for RocksDB and the changelog). ``opened``: the values holding personal
+    values (as JSON), sealed under their subject's key from ``keys``, or without them
+    when the subject has none (erased, nothing kept)."""
     items: dict[bytes, tuple[Any, bytes | None]] = {}
     for key, value in values.items():
         if value is None:
             items[key.encode()] = (None, None)
             continue
+        if key in opened and slot.sealing is not None:
+            sealed = _sealed(slot.sealing, key, opened[key], keys)
+            raw = None if sealed is None else json.dumps(sealed).encode()
+            items[key.encode()] = (sealed if python else None, raw)
+            continue
         jsonable = slot.encode(value) if python or not slot.dump else None
         raw = slot.dump(value) if slot.dump else json.dumps(jsonable).encode()
         items[key.encode()] = (jsonable, raw)
     return items
+
+
+def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, DataKey | None]) -> Any:
+    subject = seal.subject(key, jsonable)
+    data_key = keys.get(subject)
+    if data_key is None:
+        return seal.strip(jsonable)
+    return sealing.seal(jsonable, seal, subject, data_key)
 
 
 async def _producer_send(

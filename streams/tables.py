@@ -20,6 +20,7 @@ from typing import Any
 from faust.types import TableT
 from pydantic import BaseModel
 
+from privops.core import sealing
 from privops.core.consent import SubjectConsent
 from privops.core.erasure import SubjectFacts
 from privops.core.holds import LegalHold
@@ -59,15 +60,17 @@ def _json(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
-IDENTITIES: Slot[IdentityMap] = model_slot(identities, IdentityMap)
+# The tables holding personal values seal them under the subject's key when written
+# (privops.core.sealing, streams.sealing): their changelogs and stores hold ciphertext.
+IDENTITIES: Slot[IdentityMap] = model_slot(identities, IdentityMap, sealing.IDENTITIES)
 CONSENT: Slot[SubjectConsent] = model_slot(consent, SubjectConsent)
-FACTS: Slot[SubjectFacts] = model_slot(subject_facts, SubjectFacts)
+FACTS: Slot[SubjectFacts] = model_slot(subject_facts, SubjectFacts, sealing.FACTS)
 HOLDS: Slot[list[LegalHold]] = Slot(
     legal_holds,
     lambda raw: [LegalHold.model_validate(h) for h in raw],
     lambda holds: [_json(h) for h in holds],
 )
-REQUESTS: Slot[RequestRecord] = model_slot(requests, RequestRecord)
+REQUESTS: Slot[RequestRecord] = model_slot(requests, RequestRecord, sealing.REQUESTS)
 CHAIN_HEADS: Slot[tuple[int, str]] = Slot(audit_chains, lambda raw: (raw[0], raw[1]), list)
 
 
@@ -75,5 +78,10 @@ def erased(subject_id: str) -> bool:
     """The subject's consent state carries an erasure's suppression (read through
     ``state``: this partition's, writes not yet flushed included, so the ingest and
     workflow agents agree the moment either decides it)."""
-    current = state.get(CONSENT, subject_id)
+    return erased_at(state.partition, subject_id)
+
+
+def erased_at(partition: int, subject_id: str) -> bool:
+    """``erased`` on a given partition (the subject's: the flush, outside a message)."""
+    current = state.get_at(CONSENT, partition, subject_id)
     return current is not None and current.suppressed

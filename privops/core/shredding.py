@@ -146,15 +146,20 @@ class KeyDecision:
     kept_scopes: tuple[str, ...]
 
 
-def keys_to_destroy(records: Iterable[SubjectKey], kept: Kept, now: datetime) -> KeyDecision:
+def keys_to_destroy(
+    records: Iterable[SubjectKey], kept: Kept, now: datetime, storage: str | None = None
+) -> KeyDecision:
     """Every key but a retained scope still within its period (through its UK day), or of
-    a category retention still keeps (a hold or an open debt keeps it past its date).
+    a category retention still keeps (a hold or an open debt keeps it past its date), or
+    the ``storage`` scope privops' kept copies are sealed under now (``storage_scope``).
 
     ``main`` always goes: it holds what no retention keeps past an erasure."""
     today = now.astimezone(UK).date()
     stored = list(records)
     kept_names = {c.value for c in kept.categories}
     keep = {r.scope for r in stored if scope_category(r.scope) in kept_names}
+    if storage is not None:
+        keep.add(storage)
     ids = keys_to_shred(stored, today, keep_scopes=keep)
     doomed = set(ids)
     return KeyDecision(
@@ -162,6 +167,36 @@ def keys_to_destroy(records: Iterable[SubjectKey], kept: Kept, now: datetime) ->
         shredded_scopes=tuple(sorted({r.scope for r in stored if r.key_id in doomed})),
         kept_scopes=tuple(sorted({r.scope for r in stored if r.key_id not in doomed})),
     )
+
+
+UNERASED: Final = "unerased"
+"""The category part of the storage scope kept for systems whose erase task failed."""
+
+
+def storage_scope(
+    rec: RequestRecord, kept: Kept, holds: Iterable[LegalHold], now: datetime
+) -> str | None:
+    """The scope privops seals what it keeps of the subject under after this erasure (the
+    identifiers of the systems still keeping data, the facts the follow-up re-plans
+    from): the kept category that lasts longest, an open-ended one (a legal hold, an
+    open debt) before any dated one; ``unerased:<today>`` when only a failed erase task
+    keeps anything (the next erasure shreds it). None when nothing is kept."""
+    if kept.nothing:
+        return None
+    items = [*rec.kept, *(k for t in rec.tasks.values() for k in t.keep)]
+    running = [
+        k for k in items if k.category in kept.categories and (k.until is None or k.until > now)
+    ]
+    open_ended = [k.category for k in running if k.until is None]
+    open_ended += [c for h in holds if h.active_at(now) for c in h.categories]
+    if open_ended:
+        return key_scope(min(open_ended, key=lambda c: c.value), now)
+    dated = [k for k in running if k.until is not None]
+    if dated:
+        longest = max(dated, key=lambda k: (k.until, k.category.value))
+        assert longest.until is not None
+        return key_scope(longest.category, longest.until)
+    return retained_scope(UNERASED, now.astimezone(UK).date())
 
 
 # --- table entries -----------------------------------------------------------------------------

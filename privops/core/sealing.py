@@ -1,0 +1,236 @@
+"""privops' own copies of personal data, sealed under the subject's key: pure, no I/O.
+
+The worker keeps personal values in three tables (the identity map's identifiers, the
+retention facts' recipient references, a request's rectified values, task identifiers,
+export locations and access manifest). In memory they are plaintext, for the
+decisions; whatever is written (the RocksDB store and the table's changelog topic) holds
+each of them as a ``pv1:`` field ciphertext under the subject's data key, exactly like
+the business systems' events (privops.core.fieldcrypt). Destroying the key therefore
+reaches every copy the changelog and its backups still hold, compacted or not.
+
+A ``TableSealing`` names a table's personal paths in its JSON value (the shape
+``model_dump(mode="json")`` gives); ``seal`` encrypts them, ``open`` decrypts them,
+and ``stripped`` is the value without them, for when the key is gone (the subject was
+erased: what was sealed under it is unreadable by design, and nothing of it is kept).
+docs/crypto-shredding.md, "privops' own copies".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from pydantic import BaseModel
+
+from privops.core.fieldcrypt import (
+    DataKey,
+    KeyLookup,
+    ShreddedKey,
+    decrypt_field,
+    encrypt_field,
+    is_encrypted,
+    parse_field,
+)
+from privops.core.personal import ITEMS, VALUES, PersonalPath, map_personal
+
+Json = dict[str, Any]
+
+
+def _path(*steps: str) -> PersonalPath:
+    return PersonalPath(steps)
+
+
+@dataclass(frozen=True)
+class TableSealing:
+    """How one table's values are sealed: their personal paths, and the value without
+    them (None: nothing worth keeping is left, the entry is dropped)."""
+
+    name: str
+    paths: tuple[PersonalPath, ...]
+    strip: Callable[[Json], Json | None]
+    subject: Callable[[str, Json], str]
+    """(table key, JSON value) -> the subject whose key seals it."""
+    pack: Callable[[Json], Json] = lambda value: value
+    unpack: Callable[[Json], Json] = lambda value: value
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+
+def _by_key(key: str, _value: Json) -> str:
+    return key
+
+
+def _own_subject(_key: str, value: Json) -> str:
+    subject: str = value["subject_id"]
+    return subject
+
+
+IDENTITIES: Final = TableSealing(
+    "identities",
+    (_path("email", "value"), _path("phone", "value"), _path("systems", VALUES, VALUES, "value")),
+    strip=lambda _value: None,  # an identity is nothing but identifiers
+    subject=_by_key,
+)
+
+
+def _facts_without_refs(value: Json) -> Json:
+    disclosures = [{**d, "recipient_ref": None} for d in value.get("disclosures") or ()]
+    return {**value, "disclosures": disclosures}
+
+
+FACTS: Final = TableSealing(
+    "subject-facts",
+    (_path("disclosures", ITEMS, "recipient_ref"),),
+    strip=_facts_without_refs,
+    subject=_by_key,
+)
+
+MANIFEST: Final = "manifest"
+
+
+def _manifest_as_text(value: Json) -> Json:
+    """The access manifest is a JSON document: sealed whole, as its canonical text."""
+    manifest = value.get(MANIFEST)
+    if manifest is None or isinstance(manifest, str):
+        return value
+    return {**value, MANIFEST: json.dumps(manifest, sort_keys=True, separators=(",", ":"))}
+
+
+def _manifest_as_json(value: Json) -> Json:
+    manifest = value.get(MANIFEST)
+    if not isinstance(manifest, str):
+        return value
+    return {**value, MANIFEST: json.loads(manifest)}
+
+
+def _request_without_values(value: Json) -> Json:
+    tasks = {
+        task_id: {**task, "identifiers": {}, "changes": {}, "export": None}
+        for task_id, task in (value.get("tasks") or {}).items()
+    }
+    return {**value, "rectification": {}, "tasks": tasks, MANIFEST: None}
+
+
+REQUESTS: Final = TableSealing(
+    "requests",
+    (
+        _path("rectification", VALUES),
+        _path("tasks", VALUES, "identifiers", VALUES),
+        _path("tasks", VALUES, "changes", VALUES),
+        _path("tasks", VALUES, "export", "location"),
+        _path(MANIFEST),
+    ),
+    strip=_request_without_values,
+    subject=_own_subject,
+    pack=_manifest_as_text,
+    unpack=_manifest_as_json,
+)
+
+
+# --- sealing and opening -----------------------------------------------------------------------
+
+
+def personal_values(value: Json, sealing: TableSealing) -> bool:
+    """Whether ``value`` holds any personal value to seal (plaintext or not)."""
+    found = False
+
+    def see(_label: str, item: str) -> str:
+        nonlocal found
+        found = True
+        return item
+
+    map_personal(sealing.pack(value), sealing.paths, see)
+    return found
+
+
+def seal(value: Json, sealing: TableSealing, subject_id: str, key: DataKey) -> Json:
+    """``value`` with every personal value encrypted under ``key`` (a value sealed
+    already, under a key of this subject, is left as it is)."""
+
+    def encrypt(label: str, item: str) -> str:
+        return item if is_encrypted(item) else encrypt_field(key, subject_id, label, item)
+
+    sealed: Json = map_personal(sealing.pack(value), sealing.paths, encrypt)
+    return sealed
+
+
+def open_(value: Json, sealing: TableSealing, subject_id: str, keys: KeyLookup) -> Json | None:
+    """``value`` with its personal values in plaintext; ``stripped`` of them when a key
+    that sealed them is gone (``ShreddedKey``). Plaintext (written before sealing) is
+    read as it is. ``TamperedField``/``MalformedField`` propagate: privops alone
+    writes these values, so either is a fault to stop at, not data to drop."""
+
+    def decrypt(label: str, item: str) -> str:
+        if not item.startswith("pv1:"):
+            return item
+        return decrypt_field(item, subject_id, label, keys)
+
+    try:
+        opened: Json = map_personal(sealing.pack(value), sealing.paths, decrypt)
+    except ShreddedKey:
+        return sealing.strip(value)
+    return sealing.unpack(opened)
+
+
+def key_ids(value: Json, sealing: TableSealing) -> set[str]:
+    """The key ids ``value``'s ciphertexts name (forget-check, tests)."""
+    found: set[str] = set()
+
+    def see(_label: str, item: str) -> str:
+        if is_encrypted(item):
+            found.add(parse_field(item)[0])
+        return item
+
+    map_personal(sealing.pack(value), sealing.paths, see)
+    return found
+
+
+def plaintext_left(value: Mapping[str, Any], sealing: TableSealing) -> list[str]:
+    """The labels of personal values still in plaintext (should be none once sealed)."""
+    labels: list[str] = []
+
+    def see(label: str, item: str) -> str:
+        if not is_encrypted(item):
+            labels.append(label)
+        return item
+
+    map_personal(sealing.pack(dict(value)), sealing.paths, see)
+    return labels
+
+
+# --- records privops sends ------------------------------------------------------------------
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def personal_values_in(datum: Mapping[str, Any], paths: tuple[PersonalPath, ...]) -> bool:
+    """Whether a record (as a dict) holds any non-empty personal value on ``paths``."""
+    found = False
+
+    def see(_label: str, item: str) -> str:
+        nonlocal found
+        found = found or bool(item)
+        return item
+
+    map_personal(datum, paths, see)
+    return found
+
+
+def seal_record(
+    record: R, subject_id: str, key: DataKey | None, paths: tuple[PersonalPath, ...]
+) -> R:
+    """``record`` (a task, a notification) with its personal values on ``paths`` sealed
+    under ``key``, labelled as ``decrypt_record`` reads them; blanked (empty strings)
+    when there is no key: the subject was erased and nothing of theirs is kept."""
+
+    def visit(label: str, item: str) -> str:
+        if key is None:
+            return ""
+        return item if is_encrypted(item) else encrypt_field(key, subject_id, label, item)
+
+    datum = map_personal(record.model_dump(mode="python"), paths, visit)
+    return type(record).model_validate(datum)

@@ -1,0 +1,92 @@
+"""The worker's sealer: privops' own copies of personal data under the subject's key.
+
+``streams.state`` seals the personal values of the sealing tables (identities,
+subject-facts, requests: privops.core.sealing) and of outputs that carry them (tasks,
+notifications: ``streams.io.output``) when it flushes, under each subject's storage
+key from the key store (``KeyStore.storage_key``: ``main``, or after an erasure the
+retained scope that lasts longest, or none). It opens them when a table value is read
+back, with the rings this worker holds; a ring is loaded before the agents read
+(``ready``), so a key missing then is a key destroyed. docs/crypto-shredding.md,
+"privops' own copies".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from aiokafka.errors import KafkaError
+
+from privops.core.errors import RuntimeUnavailable
+from privops.core.fieldcrypt import DataKey
+from privops.core.subject_keys import SubjectErased
+from streams.keystore import KeyStore, NotOwned, key_store
+from streams.state import Unsealable
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS: Final = 0.5
+RETRY_MAX_SECONDS: Final = 30.0
+
+
+class WorkerSealer:
+    """Storage keys from the key store; ``erased_at(partition, subject)`` reads the
+    subject's consent state (an erased subject never gets a new ``main`` key)."""
+
+    def __init__(
+        self,
+        erased_at: Callable[[int, str], bool],
+        store: Callable[[], KeyStore] = key_store,
+    ) -> None:
+        self._erased_at = erased_at
+        self._store = store
+
+    async def ready(self) -> None:
+        """Wait until the owned partitions' rings are read (before any table is read)."""
+        store = self._store()
+        if not store.ready:
+            await store.until_loaded()
+
+    async def storage_keys(self, wanted: Mapping[str, int]) -> dict[str, DataKey | None]:
+        """Each subject's storage key; waits (with backoff) while the key store cannot
+        answer (the broker, a ring still loading), and gives up (``Unsealable``) once
+        the partitions are moving: the flush is dropped and its inputs replayed by their
+        owner. Never waits on the assignment itself: the caller holds the state lock
+        the revocation's handler needs (``KeyStore.ring`` fails at once after a
+        revocation)."""
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                return await self._keys(wanted)
+            except NotOwned as exc:
+                raise Unsealable(str(exc)) from exc
+            except (RuntimeUnavailable, KafkaError) as exc:
+                log.warning("subject keys unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _keys(self, wanted: Mapping[str, int]) -> dict[str, DataKey | None]:
+        store = self._store()
+        subjects = list(wanted)
+        found = await asyncio.gather(
+            *(self._key(store, s, wanted[s]) for s in subjects), return_exceptions=True
+        )
+        keys: dict[str, DataKey | None] = {}
+        for subject, key in zip(subjects, found, strict=True):
+            if isinstance(key, BaseException):
+                raise key
+            keys[subject] = key
+        return keys
+
+    async def _key(self, store: KeyStore, subject_id: str, partition: int) -> DataKey | None:
+        try:
+            return await store.storage_key(
+                subject_id, erased=self._erased_at(partition, subject_id)
+            )
+        except SubjectErased:  # erased while its key was being made: nothing is kept
+            return None
+
+    def lookup(self, key_id: str) -> DataKey | None:
+        return self._store().key(key_id)

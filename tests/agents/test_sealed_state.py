@@ -1,0 +1,182 @@
+"""privops' own copies of personal data are sealed under the subject's key (issue #15, step
+5; privops.core.sealing, streams.sealing): the tables' stored values, the tasks privops
+sends and the rectified values it keeps hold only ciphertext, opened again by the agents
+that read them; an erasure moves what retention keeps under the retained scope before
+``main`` is destroyed, and the follow-up erasure's tasks travel under it.
+
+The agents run on faust's test_context with the worker's sealer installed (as
+``pipeline.start`` does in the worker) over the real ``KeyStore``, rings and KEK of
+tests/agents/test_erasure_shred.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agents.ingest import ingest
+from agents.requests import workflow
+from privops.adapters.serde import Serde
+from privops.connectors.encryption import RingKeySource, decrypt_record
+from privops.core import records as r
+from privops.core import sealing, shredding
+from privops.core.erasure import SubjectFacts
+from privops.core.fieldcrypt import is_encrypted, parse_field
+from privops.core.identity import IdentityMap
+from privops.core.subject_keys import SubjectKey
+from privops.core.topics import COMMANDS
+from privops.core.vocab import Category, System
+from streams import state as streams_state
+from streams.keystore import KeyStore
+from streams.sealing import WorkerSealer
+from streams.state import state
+from streams.tables import erased_at, identities, requests, subject_facts
+from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.agents.test_erasure_shred import (  # noqa: F401
+    ANN,
+    BOB,
+    EMAIL,
+    INVOICE,
+    SYSTEM_IDS,
+    answer_all,
+    codec,
+    history,
+    kek_path,
+    kept_until,
+    key_log,
+    known,
+    shifted,
+    signers_path,
+    store,
+    suppress,
+    tick_due,
+)
+from tests.agents.test_workflow_agent import erasure
+
+
+@pytest.fixture
+def sealed(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> WorkerSealer:  # noqa: F811
+    """The worker's sealer over the test's key store."""
+    sealer = WorkerSealer(erased_at, store=lambda: store)
+    monkeypatch.setattr(streams_state.state, "sealer", sealer)
+    return sealer
+
+
+def _no_new_keys(subject_id: str, scope: str) -> SubjectKey:
+    raise AssertionError(f"reading must not create a key ({subject_id}, {scope})")
+
+
+def source(store: KeyStore) -> RingKeySource:  # noqa: F811
+    return RingKeySource(store.ring(0), _no_new_keys)
+
+
+def stored_key_ids(table: sealing.TableSealing, value: dict[str, Any]) -> set[str]:
+    return sealing.key_ids(value, table)
+
+
+def tasks_of(outbox: Outbox, request_id: str) -> list[r.Task]:
+    return [
+        s.record
+        for s in outbox.on_prefix("privacy.tasks.")
+        if isinstance(s.record, r.Task) and s.record.request_id == request_id
+    ]
+
+
+async def test_ingest_seals_the_identity_map_under_a_key_it_creates(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+) -> None:
+    event = r.CustomerCreated(
+        event_id="E-bob-1",
+        source=System.crm,
+        occurred_at=INVOICE,
+        subject_id=BOB,
+        identifiers=r.Identifiers(email="bob@example.com"),
+    )
+    assert store.ring(0).records(BOB) == []
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", BOB.encode(), serde.encode(event))
+        await wait_for(lambda: BOB in identities.data)
+    stored = identities.data[BOB]
+    assert "bob@example.com" not in json.dumps(stored)
+    (main,) = store.ring(0).records(BOB)  # created for the write, stored on the key topic
+    assert main.scope == "main"
+    assert stored_key_ids(sealing.IDENTITIES, stored) == {main.key_id}
+    opened = state.opened(  # what the agents read back after a restart
+        streams_state.Slot(identities, IdentityMap.model_validate, dict, None, sealing.IDENTITIES),
+        BOB,
+        stored,
+    )
+    assert IdentityMap.model_validate(opened).email is not None
+    assert IdentityMap.model_validate(opened).email.value == "bob@example.com"  # type: ignore[union-attr]
+
+
+async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_scope(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+    shifted: Callable[[datetime], None],  # noqa: F811
+) -> None:
+    known(SubjectFacts(latest_financial_record_at=INVOICE))  # written before sealing: plaintext
+    keys = source(store)
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-seal-1", ANN)))
+        await suppress(facts_agent, serde, outbox, "R-seal-1")
+        await wait_for(lambda: len(tasks_of(outbox, "R-seal-1")) == len(SYSTEM_IDS))
+        main = store.ring(0).current_record(ANN)
+        assert main is not None
+
+        # Every task's identifiers are ciphertext under Ann's main key, and open to what
+        # each system knows her by.
+        for task in tasks_of(outbox, "R-seal-1"):
+            assert all(is_encrypted(v) for v in task.identifiers.values()), task.identifiers
+            assert {parse_field(v)[0] for v in task.identifiers.values()} == {main.key_id}
+            assert decrypt_record(task, keys).identifiers == SYSTEM_IDS[task.system]
+        # The request's stored record holds them sealed too.
+        stored = requests.data["R-seal-1"]
+        assert EMAIL not in json.dumps(stored)
+        assert stored_key_ids(sealing.REQUESTS, stored) == {main.key_id}
+
+        await answer_all(flow, serde, outbox, "R-seal-1", orders=r.TaskRetained)
+        await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-seal-1"))
+
+        # main is destroyed; what retention keeps (orders' identifiers, the facts) is
+        # sealed under the retained scope, and opens with the keys left.
+        scope = shredding.key_scope(Category.purchases, kept_until())
+        retained = store.ring(0).current_record(ANN, scope)
+        assert retained is not None
+        assert store.key(main.key_id) is None
+        kept = identities.data[ANN]
+        assert stored_key_ids(sealing.IDENTITIES, kept) == {retained.key_id}
+        opened = sealing.open_(kept, sealing.IDENTITIES, ANN, store.key)
+        assert opened is not None
+        assert IdentityMap.model_validate(opened).identifiers() == {
+            System.orders: {"customer_id": "C-1"}
+        }
+        assert "C-1" not in json.dumps(subject_facts.data[ANN]) + json.dumps(kept)
+
+        # Six years on, the follow-up's task to orders travels under the retained key.
+        shifted(kept_until() + timedelta(hours=1))
+        await tick_due(flow, serde)
+        await wait_for(lambda: len(outbox.of(COMMANDS, r.RequestSubmitted)) == 1)
+        (followup,) = outbox.of(COMMANDS, r.RequestSubmitted)
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(followup))
+        await wait_for(lambda: len(tasks_of(outbox, followup.request_id)) == 1)
+        (task,) = tasks_of(outbox, followup.request_id)
+        assert {parse_field(v)[0] for v in task.identifiers.values()} == {retained.key_id}
+        assert decrypt_record(task, keys).identifiers == {"customer_id": "C-1"}
+        await answer_all(flow, serde, outbox, followup.request_id)
+        await wait_for(lambda: shredding.KEYS_SHREDDED in history(followup.request_id))
+
+    assert store.ring(0).records(ANN) == []
+    assert ANN not in identities.data
+    # Nothing the requests table holds of Ann opens any more, and none of it is plaintext.
+    for request_id in ("R-seal-1", followup.request_id):
+        assert not sealing.plaintext_left(requests.data[request_id], sealing.REQUESTS)

@@ -1,0 +1,210 @@
+"""privops' own copies sealed under the subject's key (privops.core.sealing): every
+personal value of the identities, subject-facts and requests tables and of the tasks
+and notifications privops sends is ciphertext once written, opens back to the same
+value, and is gone (stripped) once its key is destroyed."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import BaseModel
+
+from privops import contract
+from privops.adapters.avro import latest_schemas
+from privops.core import records as r
+from privops.core import sealing
+from privops.core.erasure import Disclosure, SubjectFacts
+from privops.core.fieldcrypt import (
+    DataKey,
+    KeyLookup,
+    TamperedField,
+    decrypt_field,
+    is_encrypted,
+)
+from privops.core.identity import IdentityMap, merge
+from privops.core.personal import PersonalPath, personal_paths
+from privops.core.request import KeptItem, RequestRecord, TaskRecord
+from privops.core.vocab import Category, RequestState, RequestType, System, TaskAction
+
+NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+ANN, BOB = "subj-ann", "subj-bob"
+EMAIL, PHONE = "ann@example.com", "+447700900123"
+
+
+def keys(*found: DataKey) -> KeyLookup:
+    by_id = {k.key_id: k for k in found}
+    return by_id.get
+
+
+def identity() -> IdentityMap:
+    found = merge(None, ANN, System.crm, {"contact_id": "K-1", "email": EMAIL}, NOW)
+    found = merge(found, ANN, System.telephony, {"phone": PHONE}, NOW)
+    assert found is not None
+    return found
+
+
+def request() -> RequestRecord:
+    task = TaskRecord(
+        task_id="T-1",
+        system=System.crm,
+        action=TaskAction.rectify,
+        identifiers={"contact_id": "K-1", "email": EMAIL},
+        changes={"name": "Ann Other"},
+        export=r.ExportReference(
+            location="s3://exports/ann.zip", record_count=3, checksum="sha256:00"
+        ),
+    )
+    return RequestRecord(
+        request_id="REQ-1",
+        request_type=RequestType.rectification,
+        subject_id=ANN,
+        actor="dpo",
+        state=RequestState.in_progress,
+        received_on=NOW.date(),
+        rectification={"name": "Ann Other", "email": EMAIL},
+        tasks={"T-1": task},
+        manifest={"subject": {"email": EMAIL}, "systems": ["crm"]},
+        created_at=NOW,
+    )
+
+
+def facts() -> SubjectFacts:
+    told = Disclosure(
+        recipient="Credit reference agencies",
+        recipient_ref="CRA-ANN-77",
+        categories=(Category.purchases,),
+        first_at=NOW,
+        last_at=NOW,
+    )
+    return SubjectFacts(disclosures=(told,))
+
+
+CASES = [
+    (sealing.IDENTITIES, "subj-ann", lambda: identity().model_dump(mode="json"), IdentityMap),
+    (sealing.REQUESTS, "REQ-1", lambda: request().model_dump(mode="json"), RequestRecord),
+    (sealing.FACTS, "subj-ann", lambda: facts().model_dump(mode="json"), SubjectFacts),
+]
+SECRETS = [EMAIL, PHONE, "K-1", "Ann Other", "s3://exports/ann.zip", "CRA-ANN-77"]
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "model"), CASES, ids=lambda c: getattr(c, "name", "")
+)
+def test_a_sealed_value_holds_no_personal_value_and_opens_to_the_same_model(
+    table: sealing.TableSealing, key: str, value: object, model: type[BaseModel]
+) -> None:
+    plain = value()  # type: ignore[operator]
+    data_key = DataKey.generate(ANN)
+    assert sealing.personal_values(plain, table)
+    sealed = sealing.seal(plain, table, table.subject(key, plain), data_key)
+    text = json.dumps(sealed)
+    assert not [s for s in SECRETS if s in text], text
+    assert sealing.plaintext_left(sealed, table) == []
+    assert sealing.key_ids(sealed, table) == {data_key.key_id}
+    opened = sealing.open_(json.loads(text), table, ANN, keys(data_key))
+    assert model.model_validate(opened) == model.model_validate(plain)
+    # Sealing twice changes nothing (a value read back and written again).
+    assert sealing.seal(sealed, table, ANN, DataKey.generate(ANN)) == sealed
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "model"), CASES, ids=lambda c: getattr(c, "name", "")
+)
+def test_once_the_key_is_destroyed_the_value_reads_without_its_personal_values(
+    table: sealing.TableSealing, key: str, value: object, model: type[BaseModel]
+) -> None:
+    plain = value()  # type: ignore[operator]
+    sealed = sealing.seal(plain, table, ANN, DataKey.generate(ANN))
+    opened = sealing.open_(sealed, table, ANN, keys())
+    if table is sealing.IDENTITIES:
+        assert opened is None  # nothing but identifiers: dropped
+        return
+    assert opened is not None
+    text = json.dumps(opened)
+    assert not [s for s in SECRETS if s in text], text
+    assert not sealing.personal_values(opened, table)
+    model.model_validate(opened)  # still a valid record (states, dates, history kept)
+
+
+def test_a_value_moved_to_another_subject_or_field_does_not_open() -> None:
+    data_key = DataKey.generate(ANN)
+    sealed = sealing.seal(identity().model_dump(mode="json"), sealing.IDENTITIES, ANN, data_key)
+    with pytest.raises(TamperedField):
+        sealing.open_(sealed, sealing.IDENTITIES, BOB, keys(data_key))
+    swapped = {**sealed, "phone": {**sealed["phone"], "value": sealed["email"]["value"]}}
+    with pytest.raises(TamperedField):
+        sealing.open_(swapped, sealing.IDENTITIES, ANN, keys(data_key))
+
+
+def test_values_written_before_sealing_read_as_they_are() -> None:
+    plain = request().model_dump(mode="json")
+    assert (
+        RequestRecord.model_validate(sealing.open_(plain, sealing.REQUESTS, ANN, keys()))
+        == request()
+    )
+
+
+def test_a_request_without_personal_values_needs_no_key() -> None:
+    bare = sealing.REQUESTS.strip(request().model_dump(mode="json"))
+    assert bare is not None
+    assert not sealing.personal_values(bare, sealing.REQUESTS)
+
+
+def _paths(record: type[r.Record]) -> tuple[PersonalPath, ...]:
+    return personal_paths(latest_schemas(contract.schema_dir())[record.fullname()].schema)
+
+
+def test_a_task_is_sealed_as_connectors_read_it_and_blanked_without_a_key() -> None:
+    task = r.Rectify(
+        task_id="T-1",
+        request_id="REQ-1",
+        subject_id=ANN,
+        system=System.crm,
+        issued_at=NOW,
+        identifiers={"email": EMAIL},
+        changes={"name": "Ann Other"},
+    )
+    paths = _paths(r.Rectify)
+    assert sealing.personal_values_in(task.model_dump(), paths)
+    data_key = DataKey.generate(ANN)
+    sealed = sealing.seal_record(task, ANN, data_key, paths)
+    assert is_encrypted(sealed.identifiers["email"])
+    assert is_encrypted(sealed.changes["name"])
+    assert (
+        decrypt_field(sealed.identifiers["email"], ANN, "identifiers{email}", keys(data_key))
+        == EMAIL
+    )
+    blank = sealing.seal_record(task, ANN, None, paths)
+    assert blank.identifiers == {"email": ""}
+    assert blank.changes == {"name": ""}
+    empty = task.model_copy(update={"identifiers": {}, "changes": {}})
+    assert not sealing.personal_values_in(empty.model_dump(), paths)
+
+
+def test_the_retained_storage_scope_is_the_kept_category_that_lasts_longest() -> None:
+    from privops.core import shredding
+
+    until = NOW + timedelta(days=6 * 365)
+    rec = request().model_copy(
+        update={
+            "request_type": RequestType.erasure,
+            "kept": [
+                KeptItem(
+                    system=System.orders, category=Category.purchases, until=until, ground="tax"
+                ),
+                KeptItem(
+                    system=System.crm,
+                    category=Category.contact,
+                    until=NOW + timedelta(days=30),
+                    ground="x",
+                ),
+            ],
+        }
+    )
+    kept = shredding.still_kept(rec, [], {}, NOW)
+    scope = shredding.storage_scope(rec, kept, [], NOW)
+    assert scope == shredding.key_scope(Category.purchases, until)
+    nothing = shredding.still_kept(rec.model_copy(update={"kept": []}), [], {}, NOW)
+    assert shredding.storage_scope(rec, nothing, [], NOW) is None
