@@ -100,7 +100,7 @@ async def on_message(message: Message) -> None:
             try:
                 admitted = await readable(admitted, message.partition)
             except ShreddedKey:
-                if not erased(admitted.subject_id):
+                if not erased_before(admitted.subject_id):
                     raise
                 flag_reimport(admitted, "an event under an erased subject's destroyed key")
                 return
@@ -299,6 +299,13 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         new_state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         state.put(CONSENT, sid, new_state)
         publish_state(sid, new_state, record.occurred_at)
+
+
+def erased_before(subject_id: str) -> bool:
+    """The subject was erased: their consent state says so, or (a worker rebuilt from the
+    topics under a new app id, whose tables never saw them) the suppression list, which
+    outlives every table, holds their subject ref."""
+    return erased(subject_id) or suppression.has_value(ref(subject_id))
 
 
 def flag_reimport(record: r.UpstreamEvent, why: str) -> None:

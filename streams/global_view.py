@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -41,9 +42,28 @@ class GlobalView:
         self.topic = topic
         self.data: dict[str, str] = {}
         self.ready = asyncio.Event()
+        self._values: Counter[str] = Counter()  # how many keys hold each value
 
     def get(self, key: str) -> str | None:
         return self.data.get(key)
+
+    def has_value(self, value: str) -> bool:
+        """Whether some key holds ``value`` (the suppression list: an erased subject's ref)."""
+        return self._values[value] > 0
+
+    def clear(self) -> None:
+        self.data.clear()
+        self._values.clear()
+
+    def _set(self, key: str, value: str | None) -> None:
+        old = self.data.pop(key, None) if value is None else self.data.get(key)
+        if old is not None:
+            self._values[old] -= 1
+            if self._values[old] <= 0:
+                del self._values[old]
+        if value is not None:
+            self.data[key] = value
+            self._values[value] += 1
 
     def __contains__(self, key: object) -> bool:
         return key in self.data
@@ -51,7 +71,7 @@ class GlobalView:
     def put(self, key: str, value: str) -> None:
         """Record ``key`` here at once, and on the topic (for every other worker) with the
         agent's next flush."""
-        self.data[key] = value
+        self._set(key, value)
         state.emit(self.topic, key.encode(), value.encode())
 
     async def follow(self) -> None:
@@ -92,10 +112,9 @@ class GlobalView:
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
-        if value is None:
-            self.data.pop(key.decode(errors="replace"), None)
-        else:
-            self.data[key.decode(errors="replace")] = value.decode(errors="replace")
+        self._set(
+            key.decode(errors="replace"), None if value is None else value.decode(errors="replace")
+        )
 
 
 async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

@@ -127,7 +127,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for table in faust_app.tables.values():
         table.data.clear()
     for view in streams_tables.GLOBAL_VIEWS:
-        view.data.clear()
+        view.clear()
     yield faust_app
     for raw in list(streams_tables.requests.data.values()):
         rec = RequestRecord.model_validate(raw)

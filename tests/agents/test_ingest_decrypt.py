@@ -32,7 +32,7 @@ from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECT
 from privops.core.vocab import Channel, Purpose, System
 from streams import keystore
 from streams.app import settings
-from streams.audit import PSEUDONYM_KEY
+from streams.audit import PSEUDONYM_KEY, ref
 from streams.keystore import KeyStore
 from streams.tables import consent, identities, suppression
 from tests.agents.conftest import Outbox, put_on, wait_for
@@ -376,3 +376,23 @@ async def test_the_associated_data_alone_refuses_another_subjects_ciphertext(
     with pytest.raises(TamperedField):
         decrypt_field(token, BOB, "identifiers.phone", lambda _id: key)
     assert decrypt_field(token, BOB, "identifiers.email", lambda _id: key) == "bob@example.com"
+
+
+async def test_a_rebuilt_worker_flags_an_erased_subjects_event_by_the_suppression_list(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """A worker rebuilt from the topics under a new app id has no consent state for Ann,
+    but the suppression list (its own compacted topic) holds her subject ref: an event
+    under her destroyed key is a flagged re-import, not a dead letter."""
+    value = serde.encode(encrypt_record(created(), store))
+    await store.shred(ANN, [record.key_id for record in await store.records(ANN)])
+    for key in identifier_keys(PSEUDONYM_KEY, {"email": EMAIL}):
+        suppression.put(key, ref(ANN))
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", ANN.encode(), value)
+        await wait_for(
+            lambda: any(a.after == "reimport_flagged" for a in outbox.of(AUDIT, r.AuditEvent))
+        )
+    assert dead_letters(outbox) == []
+    assert identities.data.get(ANN) is None
+    assert consent.data.get(ANN) is None

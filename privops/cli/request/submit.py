@@ -10,16 +10,21 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
+import httpx
 import typer
 from rich.markup import escape
 
+from privops.adapters import kek as kekfile
 from privops.cli.common import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
     check_id,
     console,
     emit_json,
     fail,
     parse_choice,
     parse_date,
+    settings,
     uk_today,
 )
 from privops.cli.request.answers import Verdict
@@ -34,7 +39,11 @@ from privops.cli.request.publish import (
     report,
     waiting,
 )
+from privops.cli.worker_http import worker_url
+from privops.connectors.encryption import WorkerKeySource, encrypt_record
+from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.records import RequestSubmitted
+from privops.core.subject_keys import SubjectErased
 from privops.core.topics import COMMANDS
 from privops.core.vocab import ObjectionScope, RequestType
 from privops.core.workflow import RECTIFIABLE_FIELDS
@@ -198,9 +207,45 @@ def rectify(
         help=f"A correction FIELD=VALUE (repeatable); fields: {_FIELDS}.",
     ),
 ) -> None:
-    """Rectification (Art. 16): correct fields in every system that holds them."""
+    """Rectification (Art. 16): correct fields in every system that holds them.
+
+    The corrected values are sealed under the subject's key (from the worker's key
+    service, unwrapped with the KEK at PRIVOPS_KEK_FILE) before they go on
+    privacy.commands, so the subject's erasure makes that copy unreadable too. Without a
+    KEK here they are sent as they are, with a warning."""
     changes = parse_changes(set_)
-    submit([submission(RequestType.rectification, common, rectification=changes)], common)
+    submit([sealed(submission(RequestType.rectification, common, rectification=changes))], common)
+
+
+def sealed(request: RequestSubmitted) -> RequestSubmitted:
+    """``request`` with its personal values (the rectification) sealed, if this CLI has the
+    KEK; exit 3 if the worker's key service does not answer, 1 for an erased subject."""
+    cfg = settings()
+    if not cfg.kek_file.is_file():
+        console.print(
+            f"[yellow]![/] no KEK at {escape(str(cfg.kek_file))}: the corrected values go "
+            "on privacy.commands unsealed and stay there until its retention; set "
+            "PRIVOPS_KEK_FILE to seal them",
+            highlight=False,
+        )
+        return request
+    try:
+        kek = kekfile.provider(cfg.kek_file, cfg.env, lambda _m: None)
+    except ConfigError as exc:
+        fail(str(exc))
+    keys = WorkerKeySource(worker_url(""), kek, retry_seconds=10.0)
+    try:
+        return encrypt_record(request, keys)
+    except SubjectErased:
+        fail("the subject was erased: there is nothing of theirs left to rectify", EXIT_FAILED)
+    except (RuntimeUnavailable, httpx.HTTPError) as exc:
+        fail(
+            f"the worker's key service at {worker_url('')} did not answer "
+            f"({type(exc).__name__}); start it with `privops worker`",
+            EXIT_UNAVAILABLE,
+        )
+    finally:
+        keys.close()
 
 
 @submission_verb
