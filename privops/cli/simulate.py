@@ -2,6 +2,10 @@
 
 Seeds each system's SQLite store with fake customers (once), optionally publishes a day of
 business to ``<system>.events``, then runs every reference connector until Ctrl-C.
+
+Like real systems, they encrypt the events' personal fields under each subject's key from
+privops' key service, and open their tasks through it: the worker must be running
+(``--worker-url``; ``--plaintext`` publishes unencrypted events, as before encryption).
 """
 
 from __future__ import annotations
@@ -18,10 +22,27 @@ import typer
 from rich.table import Table
 
 from privops.adapters.settings import Settings
-from privops.cli.common import EXIT_BAD_INPUT, choices, console, fail, run_async, say, settings
-from privops.connectors.reference import MAX_CUSTOMERS, Knobs, open_store, seed_customers
+from privops.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_UNAVAILABLE,
+    choices,
+    console,
+    fail,
+    run_async,
+    say,
+    settings,
+)
+from privops.connectors.encryption import worker_url as default_worker_url
+from privops.connectors.reference import (
+    MAX_CUSTOMERS,
+    FakeCustomer,
+    Knobs,
+    open_store,
+    seed_customers,
+)
 from privops.connectors.reference import seed_stores as _seed_stores
 from privops.connectors.sdk import serve_metrics
+from privops.core.errors import RuntimeUnavailable
 from privops.core.records import Task, TaskCompleted, TaskFailed, TaskResult, TaskRetained
 from privops.core.vocab import System
 from privops.tools.simulate import (
@@ -150,6 +171,27 @@ def _store_table(data_dir: Path, seeded: dict[System, bool]) -> Table:
     return out
 
 
+async def _publish(
+    cfg: Settings, people: Sequence[FakeCustomer], day: date | None, url: str, plaintext: bool
+) -> None:
+    how = "in plaintext" if plaintext else f"encrypted under keys from {url}"
+    say(f"publishing a business day for {len(people)} customers to <system>.events ({how}) ...")
+    try:
+        counts = await publish_business_day(
+            cfg, people, date=day, worker_url=url, plaintext=plaintext
+        )
+    except RuntimeUnavailable as exc:
+        fail(
+            f"{exc}; start the worker (`privops worker`) or point --worker-url at one, "
+            "or publish unencrypted events with --plaintext",
+            EXIT_UNAVAILABLE,
+        )
+    published = table("event", "published")
+    for name, n in sorted(counts.items()):
+        published.add_row(name, str(n))
+    console.print(published)
+
+
 async def _main(
     cfg: Settings,
     data_dir: Path,
@@ -160,17 +202,15 @@ async def _main(
     reset: bool,
     group_prefix: str | None = None,
     start_from: str = "earliest",
+    url: str | None = None,
+    plaintext: bool = False,
 ) -> None:
     people = seed_customers(customers)
     seeded = await asyncio.to_thread(_seed_stores, data_dir, people, reset=reset)
     console.print(_store_table(data_dir, seeded))
+    url = url or default_worker_url(cfg)
     if events:
-        say(f"publishing a business day for {customers} customers to <system>.events ...")
-        counts = await publish_business_day(cfg, people, date=day)
-        published = table("event", "published")
-        for name, n in sorted(counts.items()):
-            published.add_row(name, str(n))
-        console.print(published)
+        await _publish(cfg, people, day, url, plaintext)
     for system, k in sorted(knobs.items()):
         say(
             f"{system.value}: delay {k.delay_seconds}s, "
@@ -192,6 +232,7 @@ async def _main(
         group_prefix=group_prefix,
         start_from="latest" if start_from == "latest" else "earliest",
         on_answer=_on_answer,
+        worker_url=url,
     )
 
     async def announce_ready() -> None:
@@ -253,6 +294,18 @@ def simulate(
         "--from",
         help="Where a new consumer group starts: earliest (every task on the topics) or latest.",
     ),
+    worker_url: str | None = typer.Option(
+        None,
+        "--worker-url",
+        help="privops' key service (any worker's HTTP API), for the events' and tasks' keys "
+        "(default: http://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT).",
+    ),
+    plaintext: bool = typer.Option(
+        False,
+        "--plaintext",
+        help="Publish the events' personal fields unencrypted, as systems did before "
+        "encryption (a migration demo).",
+    ),
 ) -> None:
     """Seed the six reference systems, publish a day of business, answer tasks until Ctrl-C."""
     knobs = parse_knobs(slow, fail_first, silent)
@@ -272,8 +325,20 @@ def simulate(
         except OSError as exc:
             fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
         say(f"connector metrics on http://127.0.0.1:{metrics_port}/metrics")
+    if worker_url is not None and not worker_url.startswith(("http://", "https://")):
+        fail(f"--worker-url {worker_url!r}: use http://HOST:PORT, e.g. http://127.0.0.1:6066")
     run_async(
         lambda: _main(
-            cfg, target, customers, events, business_day, knobs, reset, group_prefix, start_from
+            cfg,
+            target,
+            customers,
+            events,
+            business_day,
+            knobs,
+            reset,
+            group_prefix,
+            start_from,
+            worker_url,
+            plaintext,
         )
     )

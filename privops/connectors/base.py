@@ -121,8 +121,11 @@ class Connector:
 
     Every method gets the decoded task (``task.identifiers`` is what this system knows the
     subject by; ``task.categories`` what to act on; ``task.keep`` what to keep and why)
-    and returns an :class:`Answer`. Methods must be idempotent in effect: a crash between
-    doing the work and recording the answer re-runs the task once.
+    and returns an :class:`Answer`. Personal fields arrive in plaintext: the runner opens
+    the task with the subject's key first, and encrypts the answer's (an export's
+    location) after, so a connector never handles ciphertext. Methods must be idempotent
+    in effect: a crash between doing the work and recording the answer re-runs the task
+    once.
     An action you do not implement answers ``TaskFailed(retryable=False)``.
     """
 

@@ -6,8 +6,11 @@ the .avsc) becomes ciphertext under the subject's data key, so the event log for
 the subject when privops destroys that key. A connector calls ``task_identifiers`` (or
 ``decrypt_record``) to read the identifiers a task carries. Where the keys come from is
 a ``KeySource``: ``WorkerKeySource`` asks privops' key service on the worker over HTTP
-(what a business system uses: it may not read ``privacy.subject-keys``);
-``RingKeySource`` reads a ``KeyRing`` (docs/crypto-shredding.md).
+(what a business system uses: it may not read ``privacy.subject-keys``; ``worker_keys``
+builds it from settings); ``RingKeySource`` reads a ``KeyRing``
+(docs/crypto-shredding.md). ``sealed_key_ids``, ``sealed_scope`` and ``plaintext_fields``
+look at a record's personal fields without opening them (the connector runner decides
+with them what to open, what to skip and what to encrypt).
 """
 
 from __future__ import annotations
@@ -26,14 +29,18 @@ from pydantic import ValidationError
 
 from privops import contract
 from privops.adapters.avro import latest_schemas
-from privops.adapters.kek import KekProvider
+from privops.adapters.kek import KekProvider, KekWatch
+from privops.adapters.settings import Settings
 from privops.core.errors import PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import (
     MAIN_SCOPE,
+    PREFIX,
     DataKey,
+    TamperedField,
     decrypt_field,
     encrypt_field,
     is_encrypted,
+    parse_field,
     split_key_id,
 )
 from privops.core.personal import PersonalPath, map_personal, personal_paths
@@ -204,6 +211,27 @@ class WorkerKeySource:
         return _answer(answer, self.base_url)
 
 
+def worker_url(settings: Settings) -> str:
+    """The worker's HTTP API (and key service) as settings name it (web_host, web_port)."""
+    return f"http://{settings.web_host}:{settings.web_port}"
+
+
+def worker_keys(
+    settings: Settings,
+    base_url: str | None = None,
+    *,
+    say: Callable[[str], None] = lambda _message: None,
+    **options: Any,
+) -> WorkerKeySource:
+    """A business system's key source: privops' key service at ``base_url`` (default:
+    the worker settings name), keys unwrapped with the KEK in ``settings.kek_file``,
+    followed as it rotates. Under ``PRIVOPS_ENV=dev`` a missing KEK file is created
+    (told to ``say``); anywhere else it is a ``ConfigError``. ``options`` go to
+    ``WorkerKeySource`` (``retry_seconds``, ``ttl_seconds``, ...)."""
+    kek = KekWatch(settings.kek_file, settings.env, say)
+    return WorkerKeySource(base_url or worker_url(settings), kek, **options)
+
+
 def _answer(answer: httpx.Response, base_url: str) -> Any:
     try:
         body = answer.json()
@@ -350,3 +378,71 @@ def task_identifiers(
 ) -> dict[str, str]:
     """The identifiers a task asks the connector to act on, in plaintext."""
     return decrypt_record(task, keys, legacy_plaintext=legacy_plaintext).identifiers
+
+
+def sealed_key_ids(
+    record: Record | dict[str, Any],
+    *,
+    subject_id: str | None = None,
+    record_name: str | None = None,
+    schema_dir: Path | None = None,
+) -> list[str]:
+    """The key ids a record's personal fields are encrypted under, in field order, each
+    once; empty when none is (a record from before encryption).
+
+    Checked before any key is looked up: ``MalformedField`` for a value that starts
+    ``pv1:`` but is no field ciphertext (it is never taken for plaintext),
+    ``TamperedField`` for one whose key id names another subject (the associated data
+    would refuse it anyway, but only after asking for a key that is none of its business).
+    """
+    datum, name = _as_dict(record, record_name)
+    subject = _subject(datum, subject_id)
+    found: list[str] = []
+
+    def look(label: str, value: str) -> str:
+        if value.startswith(PREFIX):
+            key_id, _ = parse_field(value)
+            if split_key_id(key_id)[0] != subject:
+                raise TamperedField(f"{label}: encrypted under another subject's key")
+            if key_id not in found:
+                found.append(key_id)
+        return value
+
+    map_personal(datum, personal_fields(name, schema_dir), look)
+    return found
+
+
+def sealed_scope(
+    record: Record | dict[str, Any],
+    *,
+    subject_id: str | None = None,
+    record_name: str | None = None,
+    schema_dir: Path | None = None,
+) -> str:
+    """The scope of the key a record's personal fields are encrypted under (its first
+    ciphertext's), ``main`` when none is: where an answer about it is written."""
+    key_ids = sealed_key_ids(
+        record, subject_id=subject_id, record_name=record_name, schema_dir=schema_dir
+    )
+    return split_key_id(key_ids[0])[1] if key_ids else MAIN_SCOPE
+
+
+def plaintext_fields(
+    record: Record | dict[str, Any],
+    *,
+    record_name: str | None = None,
+    schema_dir: Path | None = None,
+) -> list[str]:
+    """The labels of a record's personal fields that hold a value not encrypted (an
+    empty string counts: send null). Empty when there is nothing for ``encrypt_record``
+    to do, so no key need be asked for: a ``TaskCompleted`` without an export."""
+    datum, name = _as_dict(record, record_name)
+    found: list[str] = []
+
+    def look(label: str, value: str) -> str:
+        if not is_encrypted(value):
+            found.append(label)
+        return value
+
+    map_personal(datum, personal_fields(name, schema_dir), look)
+    return found

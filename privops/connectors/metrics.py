@@ -7,9 +7,15 @@ outcome, skip reason), so no identifier can become a label.
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
+
+KEY_SKIP_REASONS: Final = ("shredded_key", "tampered_field", "malformed_field")
+"""Skip reasons of a task whose personal fields do not open (the field errors' reasons):
+under a key an erasure destroyed (a stale re-send), or not authentic. Never executed."""
 
 
 def _counter(name: str, doc: str, *labels: str) -> Counter:
@@ -37,7 +43,9 @@ DUPLICATES = _counter(
 )
 SKIPPED = _counter(
     "privops_connector_skipped_total",
-    "Messages on a task topic that were not a usable task for this connector.",
+    "Messages on a task topic that were not a usable task for this connector, by reason: "
+    "undecodable, unknown_schema, not_a_task, wrong_system, or a task whose fields do not "
+    "open (shredded_key: its subject was erased; tampered_field, malformed_field).",
     "system",
     "reason",
 )
@@ -46,6 +54,14 @@ TRANSIENT_RETRIES = _counter(
     "In-process retries after a connector raised TransientError.",
     "system",
     "action",
+)
+
+
+KEY_RETRIES = _counter(
+    "privops_connector_key_retries_total",
+    "In-process retries after a subject's key could not be had (key service unreachable "
+    "or busy); once they run out the task is answered TaskFailed(retryable=True).",
+    "system",
 )
 
 

@@ -14,6 +14,14 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
   exception type only (messages may hold personal data).
 - Undecodable task bytes are logged (offset only) and skipped with a metric; the privops
   worker owns the dead-letter topic.
+- Keys (docs/crypto-shredding.md): a task's personal fields (``identifiers{}``, a
+  Rectify's ``changes{}``) arrive encrypted under the subject's key; the runner opens them
+  through its ``KeySource`` before the connector sees the task, and encrypts the personal
+  fields of the answer (an export's location) under the same scope. A task under a key an
+  erasure destroyed (a stale re-send), or whose ciphertext does not authenticate, is
+  skipped with a metric and committed, never executed; a key that cannot be had now (the
+  key service unreachable or busy) is retried like a ``TransientError``, then answered
+  ``TaskFailed(retryable=True)``, so privops re-sends the task.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -35,25 +43,54 @@ from privops.adapters.kafka import client_options, producer, unreachable
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.connectors.base import NO_ANSWER, Answer, Connector, TransientError
+from privops.connectors.encryption import (
+    KeySource,
+    WorkerKeySource,
+    decrypt_record,
+    encrypt_record,
+    plaintext_fields,
+    sealed_key_ids,
+    worker_keys,
+)
 from privops.connectors.ledger import Ledger, ledger_path, outcome_of
 from privops.connectors.metrics import (
     DUPLICATES,
+    KEY_RETRIES,
+    KEY_SKIP_REASONS,
     SKIPPED,
     TASK_SECONDS,
     TASKS,
     TRANSIENT_RETRIES,
 )
-from privops.core.errors import DecodeError, RegistryError
+from privops.core.errors import DecodeError, PrivopsError, RegistryError
+from privops.core.fieldcrypt import MAIN_SCOPE, split_key_id
 from privops.core.records import Task, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
 
 log = logging.getLogger(__name__)
 
-SKIP_REASONS: tuple[str, ...] = ("undecodable", "unknown_schema", "not_a_task", "wrong_system")
+SKIP_REASONS: tuple[str, ...] = (
+    "undecodable",
+    "unknown_schema",
+    "not_a_task",
+    "wrong_system",
+    *KEY_SKIP_REASONS,
+)
 
 AnswerHook = Callable[[Task, TaskResult | None, bool], None]
 Send = Callable[[str, bytes], Awaitable[None]]
+T = TypeVar("T")
+
+
+class KeysUnavailable(PrivopsError):
+    """The subject's key could not be had, in-process retries included (the key service
+    unreachable or busy, the KEK unable to unwrap it, the subject erased while an answer
+    waited to be encrypted). Not the task's fault: answered ``TaskFailed(retryable=True)``."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"the subject's key is unavailable ({kind})")
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -105,7 +142,10 @@ class ConnectorRunner:
     placed under ``privops-connector-<system>``, the only groups the system may use.
     :attr:`ready` is set once partitions are assigned and positioned.
     ``on_answer(task, result, duplicate)`` is called after each answer (result is None
-    for ``Answer.no_answer()``), e.g. to print progress.
+    for ``Answer.no_answer()``), e.g. to print progress; ``task`` as the connector saw it.
+    ``keys`` opens the tasks' personal fields and encrypts the answers'; by default
+    privops' key service at ``worker_url`` (default: the worker settings name), with the
+    KEK in ``settings.kek_file`` (``encryption.worker_keys``), made when :meth:`run` starts.
     """
 
     def __init__(
@@ -119,6 +159,8 @@ class ConnectorRunner:
         start_from: Literal["earliest", "latest"] = "earliest",
         on_answer: AnswerHook | None = None,
         clock: Callable[[], datetime] | None = None,
+        keys: KeySource | None = None,
+        worker_url: str | None = None,
     ) -> None:
         self.connector = connector
         self.system = System(connector.system)
@@ -138,11 +180,31 @@ class ConnectorRunner:
             for outcome in (*TaskOutcome, NO_ANSWER):
                 TASKS.labels(self.system, action, outcome)
         DUPLICATES.labels(self.system)
+        KEY_RETRIES.labels(self.system)
+        for reason in KEY_SKIP_REASONS:
+            SKIPPED.labels(self.system, reason)
+        self._keys = keys
+        self._own_keys: WorkerKeySource | None = None
+        self.worker_url = worker_url
+
+    @property
+    def keys(self) -> KeySource:
+        """The key source given, or the worker's key service (made once, on first use)."""
+        if self._keys is None:
+            self._own_keys = worker_keys(self.settings, self.worker_url, say=log.info)
+            self._keys = self._own_keys
+        return self._keys
+
+    def _close_keys(self) -> None:
+        if self._own_keys is not None:
+            self._own_keys.close()
+            self._keys = self._own_keys = None
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or the task is cancelled)."""
         stop = stop or asyncio.Event()
         await asyncio.to_thread(self.serde.register_all)
+        _ = self.keys  # a KEK this environment refuses stops the run before any task
         ledger = Ledger(self.ledger_path)
         client = client_options(self.settings, system_principal(self.system))
         consumer = AIOKafkaConsumer(
@@ -158,6 +220,7 @@ class ConnectorRunner:
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             await consumer.stop()
             ledger.close()
+            self._close_keys()
             raise unreachable(client, exc) from exc
         await self.connector.start()
         log.info("connector %s consuming %s as %s", self.system, self.topic, self.group_id)
@@ -167,6 +230,7 @@ class ConnectorRunner:
             await self.connector.close()
             await consumer.stop()
             ledger.close()
+            self._close_keys()
 
     async def _consume(
         self,
@@ -205,34 +269,111 @@ class ConnectorRunner:
         task = await self._decode(value, offset)
         if task is None:
             return
-        stored = ledger.get(task.task_id)
-        duplicate = stored is not None
-        result: TaskResult | None
-        if stored is None:
-            result, outcome = await self._answer(task, ledger)
-        else:
-            result, outcome = self._replay(task, stored)
+        try:
+            opened, result, outcome, duplicate = await self._respond(task, ledger)
+        except DecodeError as exc:  # under a destroyed key, or not authentic: never executed
+            self._skip(offset, exc.reason, task)
+            return
         if result is not None:
             await send(task.subject_id, self.serde.encode(result))
         TASKS.labels(self.system, str(task.action), outcome).inc()
         self.stats.answered(outcome, duplicate=duplicate)
         if self.on_answer is not None:
-            self.on_answer(task, result, duplicate)
+            self.on_answer(opened, result, duplicate)
 
-    def _replay(self, task: Task, stored: TaskResult) -> tuple[TaskResult, str]:
-        """The ledger's answer again, as an answer to this delivery."""
+    async def _respond(
+        self, task: Task, ledger: Ledger
+    ) -> tuple[Task, TaskResult | None, str, bool]:
+        """(the task as the connector sees it, the answer to send, its outcome, whether
+        it came from the ledger). ``DecodeError`` when the task's fields do not open."""
+        stored = ledger.get(task.task_id)
+        opened = task
+        try:
+            opened, scope = await self._open(task)
+            if stored is None:
+                result, outcome = await self._answer(opened, scope, ledger)
+            else:
+                result, outcome = await self._replay(opened, scope, stored)
+        except KeysUnavailable as exc:
+            log.warning(
+                "task %s (%s) attempt %d: %s; answered retryable",
+                task.task_id,
+                task.action,
+                task.attempt,
+                exc,
+            )
+            answer = Answer.failed(str(exc), retryable=True)
+            return opened, answer.result(task, self.clock()), answer.label, False
+        return opened, result, outcome, stored is not None
+
+    async def _open(self, task: Task) -> tuple[Task, str]:
+        """The task with its personal fields in plaintext, and the scope of the key they
+        were encrypted under (``main`` for a task in plaintext, from an older worker)."""
+        key_ids = sealed_key_ids(task)  # malformed, or another subject's: before any lookup
+        if not key_ids:
+            return task, MAIN_SCOPE
+        keys = self.keys
+        opened = await self._with_keys(
+            task, lambda: decrypt_record(task, keys, legacy_plaintext=True)
+        )
+        return opened, split_key_id(key_ids[0])[1]
+
+    async def _seal(self, task: Task, scope: str, result: TaskResult | None) -> TaskResult | None:
+        """``result`` with its personal fields (an export's location) encrypted under the
+        subject's key of ``scope``; as it is when it has none to encrypt (no key asked)."""
+        if result is None or not plaintext_fields(result):
+            return result
+        keys = self.keys
+        return await self._with_keys(
+            task, lambda: encrypt_record(result, keys, subject_id=task.subject_id, scope=scope)
+        )
+
+    async def _with_keys(self, task: Task, call: Callable[[], T]) -> T:
+        """``call`` (blocking: it may ask the key service) off the loop, retried as a
+        ``TransientError`` is when the key cannot be had; ``KeysUnavailable`` after the
+        last try. ``DecodeError`` (a destroyed key, a ciphertext that does not
+        authenticate) is the task's own and is raised at once."""
+        for delay in (*self.retry.delays(), None):
+            try:
+                return await asyncio.to_thread(call)
+            except DecodeError:
+                raise
+            # Whatever a key source raises (unreachable, 503, an erased subject, a KEK
+            # that does not unwrap) must not lose the task: it is answered retryable.
+            # The type only is logged: messages name key ids.
+            except Exception as exc:
+                if delay is None:
+                    raise KeysUnavailable(type(exc).__name__) from exc
+                KEY_RETRIES.labels(self.system).inc()
+                log.info(
+                    "task %s (%s): key unavailable (%s); retrying",
+                    task.task_id,
+                    task.action,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last delay is None")
+
+    async def _replay(
+        self, task: Task, scope: str, stored: TaskResult
+    ) -> tuple[TaskResult | None, str]:
+        """The ledger's answer again, as an answer to this delivery (encrypted if it was
+        kept in plaintext, by a runner from before encryption)."""
         outcome = str(outcome_of(stored))
         DUPLICATES.labels(self.system).inc()
         log.info("task %s (%s) already answered: re-sending %s", task.task_id, task.action, outcome)
         result = stored.model_copy(update={"attempt": task.attempt, "answered_at": self.clock()})
-        return result, outcome
+        return await self._seal(task, scope, result), outcome
 
-    async def _answer(self, task: Task, ledger: Ledger) -> tuple[TaskResult | None, str]:
-        """Execute the task; keep the answer first if it is final (then publish, then commit)."""
+    async def _answer(
+        self, task: Task, scope: str, ledger: Ledger
+    ) -> tuple[TaskResult | None, str]:
+        """Execute the task; encrypt the answer, keep it first if it is final (then
+        publish, then commit). Kept encrypted: the ledger forgets with the key."""
         started = time.monotonic()
         answer = await self._execute(task)
         TASK_SECONDS.labels(self.system, str(task.action)).observe(time.monotonic() - started)
-        result = answer.result(task, self.clock())
+        result = await self._seal(task, scope, answer.result(task, self.clock()))
         if result is not None and answer.final:
             ledger.put(task, answer.label, result)
         log.info(
@@ -259,11 +400,12 @@ class ConnectorRunner:
             return None
         return record
 
-    def _skip(self, offset: int, reason: str) -> None:
+    def _skip(self, offset: int, reason: str, task: Task | None = None) -> None:
         label = reason if reason in SKIP_REASONS else "undecodable"
         SKIPPED.labels(self.system, label).inc()
         self.stats.skipped += 1
-        log.warning("%s: skipped offset %d (%s)", self.topic, offset, label)
+        what = "" if task is None else f" task {task.task_id} ({task.action})"
+        log.warning("%s: skipped offset %d%s (%s)", self.topic, offset, what, label)
 
     async def _execute(self, task: Task) -> Answer:
         for delay in (*self.retry.delays(), None):

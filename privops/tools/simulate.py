@@ -8,6 +8,11 @@ really holds, so privops' identity map builds tasks the connectors can look up.
 
 The day is deterministic for a given (customers, seed, date): event ids repeat, so
 publishing the same day twice is a duplicate privops must ignore, not new business.
+
+Like a real system using the SDK, the simulated ones encrypt: each event's personal fields
+(``identifiers.email``, ``identifiers.phone``, ...) under the subject's key from privops'
+key service on the worker (docs/crypto-shredding.md), unless told to send plaintext;
+the connectors open their tasks and encrypt their answers through the same service.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import datetime as dt
 import logging
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Literal
@@ -26,6 +31,7 @@ from privops.adapters.acls import system_principal
 from privops.adapters.kafka import client_options, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
+from privops.connectors.encryption import KeySource, encrypt_record, worker_keys
 from privops.connectors.reference import (
     FakeCustomer,
     Knobs,
@@ -56,6 +62,7 @@ from privops.core.records import (
     UnsubscribeClicked,
     UpstreamEvent,
 )
+from privops.core.subject_keys import SubjectErased
 from privops.core.topics import events_topic
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 
@@ -86,8 +93,14 @@ def build_runners(
     group_prefix: str | None = None,
     start_from: Literal["earliest", "latest"] = "earliest",
     on_answer: AnswerHook | None = None,
+    worker_url: str | None = None,
+    keys: Callable[[System], KeySource] | None = None,
 ) -> list[ConnectorRunner]:
-    """One ConnectorRunner per system over ``data_dir`` (stores must exist)."""
+    """One ConnectorRunner per system over ``data_dir`` (stores must exist).
+
+    Each opens its tasks through privops' key service at ``worker_url`` (default: the
+    worker settings name), or through ``keys(system)`` when given.
+    """
     knobs = knobs or {}
     return [
         ConnectorRunner(
@@ -96,6 +109,8 @@ def build_runners(
             group_id=group_prefix,  # placed under the system's own group by the runner
             start_from=start_from,
             on_answer=on_answer,
+            keys=keys(system) if keys is not None else None,
+            worker_url=worker_url,
         )
         for system in systems
     ]
@@ -110,6 +125,7 @@ async def run_connectors(
     customers: Sequence[FakeCustomer] | None = None,
     runners: Sequence[ConnectorRunner] | None = None,
     on_answer: AnswerHook | None = None,
+    worker_url: str | None = None,
 ) -> dict[System, RunnerStats]:
     """Run all six reference connectors until ``stop`` is set; their stats when stopped.
 
@@ -120,7 +136,9 @@ async def run_connectors(
     stop = stop or asyncio.Event()
     await asyncio.to_thread(seed_stores, data_dir, customers or seed_customers(DEFAULT_CUSTOMERS))
     if runners is None:
-        runners = build_runners(settings, data_dir, knobs=knobs, on_answer=on_answer)
+        runners = build_runners(
+            settings, data_dir, knobs=knobs, on_answer=on_answer, worker_url=worker_url
+        )
     tasks = [asyncio.create_task(r.run(stop), name=f"connector-{r.system}") for r in runners]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -478,16 +496,49 @@ def _marketing_day(day: _Day, c: FakeCustomer) -> None:
         )
 
 
+def seal_events(
+    events: Sequence[tuple[System, UpstreamEvent]], keys: KeySource
+) -> tuple[list[tuple[System, UpstreamEvent]], set[str]]:
+    """Each event with its personal fields encrypted under its subject's ``main`` key,
+    and the subjects privops erased: the key service gives them no key, and a system
+    produces nothing about them (their events are left out).
+
+    Blocking (a ``WorkerKeySource`` asks the key service once per subject it has not met
+    in its cache's lifetime), so call it off the event loop.
+    """
+    sealed: list[tuple[System, UpstreamEvent]] = []
+    erased: set[str] = set()
+    for system, event in events:
+        if event.subject_id in erased:
+            continue
+        try:
+            sealed.append((system, encrypt_record(event, keys)))
+        except SubjectErased:
+            erased.add(event.subject_id)
+    return sealed, erased
+
+
 async def publish_business_day(
     settings: Settings,
     customers: Sequence[FakeCustomer],
     *,
     seed: int = 7,
     date: dt.date | None = None,
+    keys: KeySource | None = None,
+    worker_url: str | None = None,
+    plaintext: bool = False,
 ) -> Counter[str]:
     """Publish :func:`business_day` to ``<system>.events``, each system as its own
-    principal (the only one that may write its events); counts by event type."""
+    principal (the only one that may write its events); counts by event type.
+
+    Personal fields are encrypted with ``keys``, by default privops' key service at
+    ``worker_url`` (default: the worker settings name), which must be running:
+    ``RuntimeUnavailable`` before anything is published if it does not answer.
+    ``plaintext=True`` publishes them as systems did before encryption.
+    """
     events = business_day(customers, seed=seed, date=date)
+    if not plaintext:
+        events = await _sealed(settings, events, keys, worker_url)
     serde = Serde(settings.registry_url, settings.schema_dir)
     await asyncio.to_thread(serde.register_all)
     counts: Counter[str] = Counter()
@@ -509,5 +560,33 @@ async def publish_business_day(
             )
             counts[type(event).__name__] += 1
         await asyncio.gather(*futures)
-    log.info("published %d upstream events", sum(counts.values()))
+    log.info(
+        "published %d upstream events (%s)",
+        sum(counts.values()),
+        "plaintext" if plaintext else "personal fields encrypted",
+    )
     return counts
+
+
+async def _sealed(
+    settings: Settings,
+    events: list[tuple[System, UpstreamEvent]],
+    keys: KeySource | None,
+    worker_url: str | None,
+) -> list[tuple[System, UpstreamEvent]]:
+    own = None
+    if keys is None:
+        keys = own = await asyncio.to_thread(worker_keys, settings, worker_url, say=log.info)
+    try:
+        sealed, erased = await asyncio.to_thread(seal_events, events, keys)
+    finally:
+        if own is not None:
+            own.close()
+    if erased:
+        log.warning(
+            "%d of %d events left out: %d subjects were erased by privops",
+            len(events) - len(sealed),
+            len(events),
+            len(erased),
+        )
+    return sealed

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from privops.adapters import kek as kekfile
 from privops.adapters.kafka import client_options, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
+from privops.connectors.encryption import RingKeySource, decrypt_record
 from privops.connectors.reference import (
     CrmConnector,
     Knobs,
@@ -22,6 +24,7 @@ from privops.connectors.reference import (
     seed_stores,
 )
 from privops.connectors.sdk import Answer, ConnectorRunner, TransientRetry, metric_value
+from privops.core.fieldcrypt import is_encrypted
 from privops.core.records import (
     Erase,
     Export,
@@ -31,6 +34,7 @@ from privops.core.records import (
     TaskFailed,
     TaskResult,
 )
+from privops.core.subject_keys import KeyRing, SubjectKey, create
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import Category, System
 from privops.tools.simulate import build_runners, publish_business_day, run_connectors
@@ -266,13 +270,21 @@ async def test_simulated_systems_publish_a_day_and_answer_exports(
     local_runtime: Settings, serde: Serde, tmp_path: Path, uid: str
 ) -> None:
     people = seed_customers(6)
-    counts = await publish_business_day(local_runtime, people, seed=int(uid[:6], 16))
+    # No worker here: events in plaintext, the connectors' keys from a ring of their own.
+    counts = await publish_business_day(
+        local_runtime, people, seed=int(uid[:6], 16), plaintext=True
+    )
     assert counts["CustomerCreated"] == 12
     assert counts["ConsentGiven"] > 0
 
     data_dir = tmp_path / "sim"
+    keys = local_keys(local_runtime)
     runners = build_runners(
-        local_runtime, data_dir, group_prefix=f"test-sim-{uid}", start_from="latest"
+        local_runtime,
+        data_dir,
+        group_prefix=f"test-sim-{uid}",
+        start_from="latest",
+        keys=lambda _system: keys,
     )
     stop = asyncio.Event()
     fleet = asyncio.create_task(
@@ -300,6 +312,21 @@ async def test_simulated_systems_publish_a_day_and_answer_exports(
         stats = await asyncio.wait_for(fleet, 15)
     assert isinstance(answer, TaskCompleted)
     assert answer.export is not None
-    assert answer.export.location == f"https://exports.allled.example/dsar/orders/R-{uid}.json"
+    assert is_encrypted(answer.export.location)  # under the subject's main key
+    opened = decrypt_record(answer, keys, subject_id=customer.subject_id)
+    assert opened.export is not None
+    assert opened.export.location == f"https://exports.allled.example/dsar/orders/R-{uid}.json"
     assert answer.export.record_count == answer.records_affected > 0
     assert stats[System.orders].handled == 1
+
+
+def local_keys(settings: Settings) -> RingKeySource:
+    """Keys for connectors with no worker to ask: created in a ring of their own, under
+    the session's KEK (the worker's key service would also store them)."""
+    kek = kekfile.provider(settings.kek_file, settings.env, print)
+
+    def key_service(subject_id: str, scope: str) -> SubjectKey:
+        record, _ = create(subject_id, scope, kek.current(), datetime.now(UTC))
+        return record
+
+    return RingKeySource(KeyRing(kek.unwrapper()), key_service)

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from privops.adapters import kek as kekfile
+from privops.connectors.encryption import WorkerKeySource, decrypt_record
 from privops.connectors.reference import exported_file, seed_customers
 from privops.core import deadlines
 from privops.core import records as r
 from privops.core.clock import Clock
+from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import ALERTS, NOTIFICATIONS
 from privops.core.vocab import System
 from tests.conftest import port, start_worker
@@ -53,7 +56,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
     isolated = {"PRIVOPS_PSEUDONYM_KEY": f"dsar-{uid}-pseudonym-key-0123456789"}
     worker = start_worker(local_runtime, f"dsar-{uid}", web_port=port(301), extra_env=isolated)
     data_dir = tmp_path / "systems"
-    connectors = simulate(local_runtime, data_dir, customers=4)
+    connectors = simulate(local_runtime, data_dir, customers=4, worker_url=worker.url)
     try:
         produce(
             local_runtime,
@@ -160,6 +163,17 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             and c.value.kind == "access_response"
         ]
         assert len(notes) == 1
+        # On the topic the response is sealed under the subject's key; whoever sends it
+        # to the subject (a notifier holding the KEK) opens it through the key service.
+        assert notes[0].document is not None
+        assert is_encrypted(notes[0].document)
+        assert all(is_encrypted(ref.location) for ref in notes[0].exports)
+        kek = kekfile.provider(local_runtime.kek_file, "dev", print)
+        keys = WorkerKeySource(worker.url, kek)
+        try:
+            notes = [decrypt_record(notes[0], keys)]
+        finally:
+            keys.close()
         document = json.loads(notes[0].document or "{}")
         text = json.dumps(document).lower()
         for art15 in ("purposes", "recipients", "retention", "ico"):

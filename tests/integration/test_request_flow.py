@@ -100,10 +100,15 @@ def customer_events(customer, systems) -> list:
     return items
 
 
-def simulate(settings, data_dir: Path, *knobs: str, customers: int) -> subprocess.Popen:
+def simulate(
+    settings, data_dir: Path, *knobs: str, customers: int, worker_url: str | None = None
+) -> subprocess.Popen:
     """The reference connectors in their own consumer group, from the topics' end, so no
-    earlier test's tasks queue in front of this test's; returns once they are assigned."""
+    earlier test's tasks queue in front of this test's; returns once they are assigned.
+    ``worker_url``: the key service their tasks' keys come from (the test's worker)."""
     name = uuid.uuid4().hex[:8]
+    if worker_url is not None:
+        knobs = ("--worker-url", worker_url, *knobs)
     log_path = settings.home / f"simulate-{name}.log"
     proc = subprocess.Popen(
         [
@@ -188,6 +193,7 @@ def test_erasure_with_slow_failing_and_silent_systems(
         "--silent",
         "cctv",
         customers=3,
+        worker_url=worker.url,
     )
     try:
         produce(local_runtime, customer_events(customer, list(System)))
@@ -232,7 +238,7 @@ def test_erasure_with_slow_failing_and_silent_systems(
 
         # CCTV comes back: the escalated task is re-sent and answered.
         stop(connectors)
-        connectors = simulate(local_runtime, data_dir, customers=3)
+        connectors = simulate(local_runtime, data_dir, customers=3, worker_url=worker.url)
         body = wait_for(
             "the request to finish",
             lambda: (
@@ -313,7 +319,8 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
         worker.stop(kill=True)  # SIGKILL: no clean shutdown, no final commit
 
     data_dir = tmp_path / "systems"
-    connectors = simulate(local_runtime, data_dir, customers=2)
+    # The worker comes back on the same port: the connectors' keys come from it.
+    connectors = simulate(local_runtime, data_dir, customers=2, worker_url=worker.url)
     worker = start_worker(
         local_runtime, f"kill-{uid}", web_port=port(202), data_dir=data, extra_env=env
     )

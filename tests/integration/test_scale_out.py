@@ -60,7 +60,14 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
     local_runtime, tmp_path: Path, uid: str
 ) -> None:
     customers = seed_customers(CUSTOMERS)
-    connectors = simulate(local_runtime, tmp_path / "systems", customers=CUSTOMERS)
+    # The connectors' key service: the third worker, never the one killed below (the
+    # first that owns partitions, and at least two of the three own some).
+    connectors = simulate(
+        local_runtime,
+        tmp_path / "systems",
+        customers=CUSTOMERS,
+        worker_url=f"http://127.0.0.1:{port(242)}",
+    )
     group = {
         "PRIVOPS_APP_ID": f"privops-scale-{uid}",
         "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8",

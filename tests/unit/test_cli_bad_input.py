@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from privops.adapters import kek as kekfile
 from privops.adapters.settings import get_settings
 from privops.cli import audit as audit_cli
 from privops.cli import consent as consent_cli
@@ -395,7 +396,10 @@ def test_missing_required_options_exit_2() -> None:
     ],
     ids=lambda a: " ".join(a[:2]),
 )
-def test_broker_unreachable(no_broker: str, args: list[str]) -> None:
+def test_broker_unreachable(
+    no_broker: str, args: list[str], env: Callable[..., None], tmp_path: Path
+) -> None:
+    env(kek_file=str(tmp_path / "no-kek.json"))  # rectify: no KEK here, so no key service
     out = run(*args)
     assert out.code == EXIT_UNAVAILABLE, out.output
     assert no_broker in out.flat
@@ -541,3 +545,30 @@ def test_ropa_missing_data_map(tmp_path: Path) -> None:
     out = run("ropa", "--datamap", str(tmp_path / "nope.yaml"))
     assert out.code == EXIT_BAD_INPUT
     assert "cannot read" in out.flat
+
+
+def test_rectify_without_the_key_service_publishes_nothing(
+    no_broker: str, env: Callable[..., None], tmp_path: Path
+) -> None:
+    """With a KEK, the corrected values are sealed before they are published: a worker
+    whose key service does not answer stops the command (exit 3), nothing unsealed goes
+    out, and the values are never echoed."""
+    kek_path = tmp_path / "keys" / "kek.json"
+    kekfile.create(kek_path, datetime.now(UTC), dev=True)
+    env(kek_file=str(kek_path), web_port=str(free_port()), env="dev")
+    out = run("request", "rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD")
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert "key service" in out.flat
+    assert "privops worker" in out.flat
+    assert "AB1 2CD" not in out.output
+    assert out.stdout == ""
+
+
+def test_rectify_without_a_kek_warns_that_the_values_go_unsealed(
+    no_broker: str, env: Callable[..., None], tmp_path: Path
+) -> None:
+    env(kek_file=str(tmp_path / "none.json"))
+    out = run("request", "rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD")
+    assert "unsealed" in out.flat
+    assert "PRIVOPS_KEK_FILE" in out.flat
+    assert no_broker in out.flat  # then the broker, which is not there

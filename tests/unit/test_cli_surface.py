@@ -73,7 +73,7 @@ SURFACE = [
     "audit verify: --json --chain --anchors --require-keyed",
     "audit anchor: --out --chain --json",
     "simulate: --data-dir --customers --events --date --slow --fail-first --silent"
-    " --reset --metrics-port --group-prefix --from",
+    " --reset --metrics-port --group-prefix --from --worker-url --plaintext",
     "keys generate: --owner --key-file --json",
     "keys list: --json",
     "keys revoke: KEY_ID --json",

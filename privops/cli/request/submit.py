@@ -21,6 +21,7 @@ from privops.cli.common import (
     check_id,
     console,
     emit_json,
+    err_console,
     fail,
     parse_choice,
     parse_date,
@@ -222,7 +223,7 @@ def sealed(request: RequestSubmitted) -> RequestSubmitted:
     KEK; exit 3 if the worker's key service does not answer, 1 for an erased subject."""
     cfg = settings()
     if not cfg.kek_file.is_file():
-        console.print(
+        err_console.print(
             f"[yellow]![/] no KEK at {escape(str(cfg.kek_file))}: the corrected values go "
             "on privacy.commands unsealed and stay there until its retention; set "
             "PRIVOPS_KEK_FILE to seal them",
