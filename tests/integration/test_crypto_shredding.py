@@ -1,18 +1,21 @@
-"""Issue 15 on the real broker: systems encrypt with the SDK, the worker reads through the
-subject's key, and an erasure destroys the key, so every copy of the fields goes dark.
+"""Issue 15's acceptance on the real broker: an erasure reaches every copy in the event log.
 
-Two subjects, each known to three systems with email and phone encrypted by the
-connector SDK under keys from the worker's key service. The first is erased (the
-reference connectors answer every task); afterwards:
-- their key record is tombstoned on privacy.subject-keys and the key service refuses
-  them; their events on the upstream topics hold only ciphertext, and a key ring rebuilt
-  from the topic cannot open it;
-- `privops subject forget-check` finds no live key and no ciphertext that still opens;
-- the other subject's fields still decrypt and their consent answers are unchanged.
-
-What this does not show yet (issue 15, step 5): tasks still carry identifiers in
-plaintext, and the identity table's changelog keeps its plaintext until compaction, so
-forget-check still names those: asserted below, so the test notices when that changes.
+Two subjects, each known to all six systems, whose events the systems encrypt with the
+connector SDK under keys from the worker's key service. The first also has a DSAR
+(access), a rectification (its corrected name sealed by the CLI), and a dead letter (an
+event whose ciphertext was moved to another field). Then they are erased (the
+reference connectors answer every task, opening them through the key service).
+Afterwards:
+- their key records are tombstoned and the key service refuses them; every event of
+  theirs on the upstream topics is ciphertext that no key left on the topic opens;
+- ``privops subject forget-check`` over every topic from offset 0, every changelog and
+  the worker's local stores finds nothing: no email, phone or name in plaintext (tasks,
+  notifications, commands, tables and dead letters carry them sealed), no ciphertext
+  that still decrypts, no live key or table entry (exit 0);
+- the other subject's fields still decrypt and their consent answers are unchanged;
+- a fresh worker under a new app id, its tables rebuilt from the topics, does not bring
+  them back when their events are replayed to it (flagged re-imports), and flags a
+  re-import of their email under a new subject id.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +41,9 @@ from privops.connectors.encryption import (
 )
 from privops.core import records as r
 from privops.core.fieldcrypt import ShreddedKey, is_encrypted
+from privops.core.identity import subject_ref
 from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey
-from privops.core.topics import SUBJECT_KEYS
+from privops.core.topics import AUDIT, DEADLETTER, SUBJECT_KEYS
 from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import Subject, http_json, produce, read_topic, serde_for, wait_for
@@ -53,24 +58,55 @@ from tests.integration.test_request_flow import (
 
 pytestmark = pytest.mark.integration
 
-SYSTEMS = (System.orders, System.crm, System.marketing)
+SYSTEMS = tuple(System)
+NAME = "Ann Q. Tester"
 
 
 def sealed_events(subject: Subject, keys: WorkerKeySource) -> list[tuple[str, str, r.Record]]:
-    """What each system sends about the subject, contact details encrypted by the SDK."""
-    items: list[tuple[str, str, r.Record]] = []
-    for n, system in enumerate(SYSTEMS):
-        topic, key, record = subject.event(r.CustomerCreated, system, minutes=n)
-        items.append((topic, key, encrypt_record(record, keys)))
-    topic, key, record = subject.event(
-        r.ConsentGiven,
-        System.marketing,
-        minutes=5,
-        purpose=Purpose.marketing,
-        channel=Channel.email,
-    )
-    items.append((topic, key, encrypt_record(record, keys)))
-    return items
+    """What each of the six systems sends about the subject, contact details encrypted
+    by the SDK."""
+    sid = subject.id
+    made = [
+        subject.event(r.CustomerCreated, System.orders, minutes=0),
+        subject.event(r.CustomerCreated, System.crm, minutes=1),
+        subject.event(
+            r.ConsentGiven,
+            System.marketing,
+            minutes=2,
+            purpose=Purpose.marketing,
+            channel=Channel.email,
+        ),
+        subject.event(
+            r.CallRecorded,
+            System.telephony,
+            minutes=3,
+            call_id=f"CALL-{sid}",
+            recording_ref=f"recordings/CALL-{sid}.wav",
+            duration_seconds=60,
+        ),
+        subject.event(
+            r.CookieConsentRecorded, System.web, minutes=4, analytics=True, marketing=False
+        ),
+        subject.event(
+            r.FootageCaptured,
+            System.cctv,
+            minutes=5,
+            clip_id=f"CLIP-{sid}",
+            camera="CAM-01",
+            site="HQ",
+        ),
+    ]
+    return [(topic, key, encrypt_record(record, keys)) for topic, key, record in made]
+
+
+def tampered(subject: Subject, keys: WorkerKeySource) -> tuple[str, str, r.Record]:
+    """A crm event whose email ciphertext was moved into the phone field: a dead letter
+    (``tampered_field``) that keeps the original bytes, ciphertext only."""
+    topic, key, record = subject.event(r.CustomerCreated, System.crm, minutes=9)
+    sealed = encrypt_record(record, keys)
+    assert isinstance(sealed, r.CustomerCreated)
+    moved = sealed.identifiers.model_copy(update={"phone": sealed.identifiers.email})
+    return topic, key, sealed.model_copy(update={"identifiers": moved})
 
 
 def consent(worker: WorkerProcess, subject: Subject) -> dict[str, object]:
@@ -84,7 +120,9 @@ def stored_keys(settings: Settings) -> dict[str, SubjectKey]:
     return asyncio.run(read_keys(client_options(settings), codec))
 
 
-def forget_check(settings: Settings, worker: WorkerProcess, subject: Subject) -> dict:
+def forget_check(worker: WorkerProcess, subject: Subject) -> tuple[int, dict[str, Any]]:
+    """``privops subject forget-check`` as the DPO runs it, over every topic, changelog
+    and (the worker stopped) its local stores, with the subject's email, phone and name."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -93,11 +131,7 @@ def forget_check(settings: Settings, worker: WorkerProcess, subject: Subject) ->
             "subject",
             "forget-check",
             subject.id,
-            "--value",
-            subject.email,
-            "--value",
-            subject.phone,
-            "--skip-stores",
+            *("--value", subject.email, "--value", subject.phone, "--value", NAME),
             "--json",
         ],
         capture_output=True,
@@ -107,9 +141,30 @@ def forget_check(settings: Settings, worker: WorkerProcess, subject: Subject) ->
         timeout=180,
     )
     assert proc.returncode in (0, 1), proc.stderr
-    report: dict = json.loads(proc.stdout)
-    assert subject.email not in proc.stdout + proc.stderr  # never echoed
-    return report
+    report: dict[str, Any] = json.loads(proc.stdout)
+    for value in (subject.email, subject.phone, NAME):
+        assert value not in proc.stdout + proc.stderr  # never echoed
+    return proc.returncode, report
+
+
+def settled(worker: WorkerProcess, rid: str, timeout: float = 120) -> dict[str, Any]:
+    body: dict[str, Any] = wait_for(
+        f"request {rid} to complete",
+        lambda: (
+            (b := request(worker, rid)).get("state") in ("completed", "partially_completed") and b
+        ),
+        timeout=timeout,
+    )
+    return body
+
+
+def audited(settings: Settings, after: str) -> set[str]:
+    """The subject refs of the audit steps recorded as ``after``."""
+    return {
+        c.value.subject_ref or ""
+        for c in read_topic(settings, AUDIT)
+        if isinstance(c.value, r.AuditEvent) and c.value.after == after
+    }
 
 
 def test_erasure_shreds_the_key_that_reads_every_copy(
@@ -117,8 +172,13 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
 ) -> None:
     erased, other = Subject(uid, 1), Subject(uid, 2)
     env = own_pseudonym_key(uid)
+    pseudonym_key = env["PRIVOPS_PSEUDONYM_KEY"].encode()
+
+    def ref(subject_id: str) -> str:  # as the workers write it in the audit
+        return subject_ref(pseudonym_key, subject_id)
+
     worker = start_worker(local_runtime, f"shred-{uid}", web_port=port(211), extra_env=env)
-    connectors = simulate(local_runtime, tmp_path / "systems", customers=1)
+    connectors = simulate(local_runtime, tmp_path / "systems", customers=1, worker_url=worker.url)
     kek = kekfile.provider(local_runtime.kek_file, "dev", print)
     keys = WorkerKeySource(worker.url, kek)
     try:
@@ -129,15 +189,28 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
             "the other subject's consent to be applied",
             lambda: (c := consent(worker, other))["allowed"] is True and c,
         )
-
-        rid = cli(
-            "request", "erase", "--subject", erased.id, "--verified-now", "-q", env=worker.env
-        )
+        produce(local_runtime, [tampered(erased, keys)])
         wait_for(
-            "the erasure to complete",
-            lambda: request(worker, rid).get("state") in ("completed", "partially_completed"),
-            timeout=120,
+            "the moved ciphertext to be dead-lettered",
+            lambda: [
+                c.value
+                for c in read_topic(local_runtime, DEADLETTER)
+                if isinstance(c.value, r.DeadLetter)
+                and c.key == erased.id.encode()
+                and c.value.reason == "tampered_field"
+            ],
         )
+
+        def ask(*args: str) -> str:
+            return cli(
+                "request", *args, "--subject", erased.id, "--verified-now", "-q", env=worker.env
+            )
+
+        settled(worker, ask("access"), timeout=150)
+        rectified = settled(worker, ask("rectify", "--set", f"name={NAME}"))
+        assert rectified["request_type"] == "rectification"
+        rid = ask("erase")
+        settled(worker, rid)
         wait_for(
             "the erased subject's keys to be gone",
             lambda: http_json(f"{worker.url}/subject-keys/{erased.id}")[1].get("keys") == [],
@@ -162,23 +235,21 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
         for key_id, record in live.items():
             ring.apply(key_id, record)
         source = RingKeySource(ring, _no_new_keys)
-        for subject, opens in ((erased, False), (other, True)):
-            events = [
-                c.value
-                for system in SYSTEMS
-                for c in read_topic(local_runtime, f"{system.value}.events")
-                if isinstance(c.value, r.UpstreamEvent) and c.value.subject_id == subject.id
-            ]
-            assert len(events) >= len(SYSTEMS)
-            for event in events:
+        upstream: dict[str, list[r.UpstreamEvent]] = {erased.id: [], other.id: []}
+        for system in SYSTEMS:
+            for c in read_topic(local_runtime, f"{system.value}.events"):
+                event = c.value
+                if not isinstance(event, r.UpstreamEvent) or event.subject_id not in upstream:
+                    continue
+                upstream[event.subject_id].append(event)
                 assert event.identifiers.email is not None
                 assert is_encrypted(event.identifiers.email)
-                assert subject.email not in event.model_dump_json()
-                if opens:
-                    assert decrypt(event, source).identifiers.email == subject.email
+                if event.subject_id == other.id:
+                    assert decrypt(event, source).identifiers.email == other.email
                 else:
                     with pytest.raises(ShreddedKey):
                         decrypt(event, source)
+        assert len(upstream[erased.id]) >= len(SYSTEMS)
 
         # The other subject's consent answers are unchanged.
         assert consent(worker, other) == before
@@ -187,17 +258,61 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
         stop(connectors)
         worker.stop()
 
-    report = forget_check(local_runtime, worker, erased)
-    kinds = {f["kind"] for f in report["findings"]}
-    assert "live-key" not in kinds
-    assert "live-ciphertext" not in kinds
-    assert "live-entry" not in kinds  # the tables' entries are tombstoned (consent: kept)
-    # Not done yet (issue 15, step 5): the tasks privops sent still name the subject's
-    # email, and the identity table's changelog keeps its older records until compaction
-    # (max.compaction.lag.ms) has run behind the tombstone. Nothing else may remain.
-    places = {f["place"] for f in report["findings"] if f["kind"] == "plaintext"}
-    assert places
-    assert all(p.startswith("privacy.tasks.") or p.endswith("-changelog") for p in places), places
+    # Nothing of the erased subject is left readable anywhere privops or Kafka holds it.
+    code, report = forget_check(worker, erased)
+    assert report["findings"] == [], report["findings"]
+    assert code == 0
+
+    # A fresh worker under a new app id: its tables come from its own (empty) changelogs,
+    # the suppression list and the keys from their topics. A replay of the subject's
+    # upstream events does not bring them back, nor does their email under a new id.
+    rebuilt = start_worker(local_runtime, f"rebuilt-{uid}", web_port=port(212), extra_env=env)
+    try:
+        replay = [
+            (topic, erased.id, raw) for topic, raw in _upstream_bytes(local_runtime, erased.id)
+        ]
+        newcomer = f"CUST-NEW{uid}"
+        produce(
+            local_runtime,
+            [
+                *replay,
+                (
+                    "marketing.events",
+                    newcomer,
+                    r.CustomerCreated(
+                        event_id=f"{newcomer}-created",
+                        occurred_at=erased.base,
+                        source=System.marketing,
+                        subject_id=newcomer,
+                        identifiers=r.Identifiers(email=erased.email.upper()),
+                    ),
+                ),
+            ],
+        )
+        wait_for(
+            "the replay and the re-import to be flagged",
+            lambda: {ref(erased.id), ref(newcomer)} <= audited(local_runtime, "reimport_flagged"),
+            timeout=90,
+        )
+        assert not known(rebuilt, erased.id)
+        assert not known(rebuilt, newcomer)
+    finally:
+        rebuilt.stop()
+
+
+def _upstream_bytes(settings: Settings, subject_id: str) -> list[tuple[str, bytes]]:
+    """The subject's records on the upstream topics, byte for byte (a replay)."""
+
+    async def read() -> list[tuple[str, bytes]]:
+        found = []
+        for system in SYSTEMS:
+            topic = f"{system.value}.events"
+            for c in await read_all(client_options(settings), topic):
+                if c.key == subject_id.encode() and isinstance(c.value, bytes):
+                    found.append((topic, c.value))
+        return found
+
+    return asyncio.run(read())
 
 
 def decrypt(event: r.UpstreamEvent, source: RingKeySource) -> r.UpstreamEvent:
