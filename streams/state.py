@@ -158,11 +158,7 @@ class State:
         if value is not _MISSING:
             self._cache.move_to_end(ckey)
             return value  # type: ignore[no-any-return]
-        raw = batching.read_partition(slot.table, partition, key)
-        if raw is not None and slot.sealing is not None and self.sealer is not None:
-            raw = sealing.open_(
-                raw, slot.sealing, slot.sealing.subject(key, raw), self.sealer.lookup
-            )
+        raw = self.opened(slot, key, batching.read_partition(slot.table, partition, key))
         decoded = slot.decode(raw) if raw is not None else None
         self._remember(ckey, decoded)
         return decoded
@@ -226,14 +222,16 @@ class State:
         With a sealer, the subjects' storage keys are had first; if the partitions moved
         meanwhile, nothing is written or sent and nothing acknowledged: the new owner
         replays the inputs, as after a crash."""
+        try:  # first, while the writes are still visible (an erasure's consent state)
+            keys, opened = await self._storage_keys(self._dirty, self._out)
+        except Unsealable as exc:
+            dropped = len(self._done)
+            self._dirty, self._out, self._done = {}, [], []
+            self.forget()
+            log.warning("flush of %d inputs dropped (%s); they will be replayed", dropped, exc)
+            return
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
-        try:
-            keys, opened = await self._storage_keys(dirty, out)
-        except Unsealable as exc:
-            log.warning("flush of %d inputs dropped (%s); they will be replayed", len(done), exc)
-            self.forget()
-            return
         deliveries: list[Awaitable[Any]] = []
         changelog: list[tuple[Slot[Any], int]] = []
         for (name, partition), values in dirty.items():

@@ -11,6 +11,7 @@ tests/agents/test_erasure_shred.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from streams import state as streams_state
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
 from streams.state import state
-from streams.tables import erased_at, identities, requests, subject_facts
+from streams.tables import IDENTITIES, erased_at, identities, requests, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.test_erasure_shred import (  # noqa: F401
     ANN,
@@ -180,3 +181,34 @@ async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_s
     # Nothing the requests table holds of Ann opens any more, and none of it is plaintext.
     for request_id in ("R-seal-1", followup.request_id):
         assert not sealing.plaintext_left(requests.data[request_id], sealing.REQUESTS)
+
+
+async def test_a_flush_whose_partitions_are_moving_is_dropped_whole_and_not_acknowledged(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebalance began (the key store was revoked) while a new subject's identity waited
+    to be sealed: nothing is written or sent, and the input is not acknowledged, so the
+    partition's new owner replays it."""
+    acknowledged: list[object] = []
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    event = r.CustomerCreated(
+        event_id="E-bob-2",
+        source=System.crm,
+        occurred_at=INVOICE,
+        subject_id=BOB,
+        identifiers=r.Identifiers(email="bob@example.com"),
+    )
+    store.revoke()
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", BOB.encode(), serde.encode(event))
+        await wait_for(lambda: state.pending == 0 and not state._dirty)
+        await asyncio.sleep(0.2)
+    assert outbox.sent == []
+    assert outbox.views == []
+    assert BOB not in identities.data
+    assert acknowledged == []
+    assert state.get_at(IDENTITIES, 0, BOB) is None  # the unflushed write is forgotten too
