@@ -158,9 +158,14 @@ async def on_command(cmd: r.Command, key: str) -> None:
     if refused is not None:
         apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
         return
-    # Signed as sent: its sealed values (a rectification's) are opened only now.
-    cmd = await opened(cmd, getattr(cmd, "subject_id", None) or key, state.partition)
     actor = audited_actor(cmd.actor)
+    # Signed as sent: its sealed values (a rectification's) are opened only now.
+    try:
+        cmd = await opened(cmd, getattr(cmd, "subject_id", None) or key, state.partition)
+    except DecodeError as exc:
+        unread = wf.unreadable(cmd, exc.reason, bare_context())
+        apply(unread, None, cmd.request_id, None, actor, cmd.command_id, key)
+        return
     rec = None if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased) else load(cmd.request_id)
     own_subject = getattr(cmd, "subject_id", None)
     subject_id = own_subject or (rec.subject_id if rec else None)

@@ -106,6 +106,16 @@ def authenticate(cmd: r.Command, signers: Signers, ctx: Context) -> Outcome | No
     return None
 
 
+def unreadable(cmd: r.Command, why: str, ctx: Context) -> Outcome:
+    """The rejection of an authenticated command whose sealed values do not open (under
+    another subject's key or a destroyed one, altered, not ciphertext): answered, so the
+    CLI is told, and audited; ``why`` names the reason, never a value."""
+    message = f"a sealed field does not open ({why})"
+    outcome = reject(Reason.invalid_command, message)
+    outcome.answer = _answer(cmd, None, Reason.invalid_command, message, ctx)
+    return outcome
+
+
 def check_key(cmd: r.Command, key: str, subject_id: str | None, ctx: Context) -> Outcome | None:
     """The rejection of a command not keyed by its subject's id, else None.
 

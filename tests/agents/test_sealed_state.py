@@ -26,17 +26,18 @@ from privops.connectors.encryption import RingKeySource, decrypt_record
 from privops.core import records as r
 from privops.core import sealing, shredding
 from privops.core.erasure import SubjectFacts
-from privops.core.fieldcrypt import is_encrypted, parse_field
+from privops.core.fieldcrypt import encrypt_field, is_encrypted, parse_field
 from privops.core.identity import IdentityMap
 from privops.core.subject_keys import SubjectKey
-from privops.core.topics import COMMANDS
-from privops.core.vocab import Category, System
+from privops.core.topics import COMMAND_RESULTS, COMMANDS
+from privops.core.vocab import Category, RequestType, System
 from streams import state as streams_state
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
 from streams.state import state
-from streams.tables import IDENTITIES, erased_at, identities, requests, subject_facts
+from streams.tables import IDENTITIES, REQUESTS, erased_at, identities, requests, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.agents.signers import sign
 from tests.agents.test_erasure_shred import (  # noqa: F401
     ANN,
     BOB,
@@ -212,3 +213,48 @@ async def test_a_flush_whose_partitions_are_moving_is_dropped_whole_and_not_ackn
     assert BOB not in identities.data
     assert acknowledged == []
     assert state.get_at(IDENTITIES, 0, BOB) is None  # the unflushed write is forgotten too
+
+
+async def test_a_rectification_sealed_under_another_subjects_key_is_rejected_not_dropped(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+) -> None:
+    """The signature covers the ciphertext; a value that then does not open (here: Bob's
+    key on Ann's request) is answered CommandRejected, so the CLI is told, and no request
+    is stored. A value sealed under Ann's own key opens and is kept (sealed again)."""
+    known(SubjectFacts())
+    bobs = store.ring(0).get((await store.get_or_create(BOB)).key_id)
+    anns = store.ring(0).get((await store.get_or_create(ANN)).key_id)
+    assert bobs is not None
+    assert anns is not None
+
+    def rectify(request_id: str, value: str) -> r.RequestSubmitted:
+        return sign(
+            erasure(request_id, ANN).model_copy(
+                update={
+                    "command_id": f"{request_id}:submit",
+                    "request_type": RequestType.rectification,
+                    "rectification": {"name": value},
+                }
+            )
+        )
+
+    moved = encrypt_field(bobs, BOB, "rectification{name}", "Ann Other")
+    own = encrypt_field(anns, ANN, "rectification{name}", "Ann Other")
+    async with workflow.test_context() as flow:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(rectify("R-moved", moved)))
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(rectify("R-own", own)))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 2)
+    rejected, accepted = outbox.on(COMMAND_RESULTS)
+    assert isinstance(rejected, r.CommandRejected)
+    assert rejected.reason == "invalid_command"
+    assert "tampered_field" in rejected.message
+    assert "Ann Other" not in rejected.message
+    assert "R-moved" not in requests.data
+    assert isinstance(accepted, r.CommandAccepted)
+    stored = requests.data["R-own"]
+    assert "Ann Other" not in json.dumps(stored)
+    opened = state.opened(REQUESTS, "R-own", stored)
+    assert opened["rectification"] == {"name": "Ann Other"}
