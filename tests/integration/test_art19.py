@@ -15,8 +15,11 @@ import sys
 
 import pytest
 
+from privops.adapters import kek as kekfile
 from privops.adapters.settings import Settings
+from privops.connectors.encryption import WorkerKeySource, decrypt_record
 from privops.core import records as r
+from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import AUDIT, NOTIFICATIONS
 from privops.core.vocab import Category, System, TaskAction
 from tests.conftest import REPO, WorkerProcess
@@ -127,7 +130,15 @@ def test_only_recipients_that_received_the_data_are_told_with_their_reference(
     # The cash customer's data went to no credit agency (nor anyone else reported).
     assert notices(local_runtime, cash_rid) == []
 
-    # Exactly the agency that searched the credit customer, with its own reference.
+    # Exactly the agency that searched the credit customer, with its own reference: on
+    # the topic sealed under the subject's key, opened by the notifier with the KEK (while
+    # the erasure waits for its systems, the key is there; no connector answers here).
+    assert all(is_encrypted(ref) for n in told for ref in n.recipient_refs)
+    keys = WorkerKeySource(worker.url, kekfile.provider(local_runtime.kek_file, "dev", print))
+    try:
+        told = [decrypt_record(n, keys, subject_id=credit.id) for n in told]  # its Kafka key
+    finally:
+        keys.close()
     assert [(n.recipient, n.action, n.recipient_refs) for n in told] == [
         (CRA, TaskAction.erase, [search_ref])
     ]

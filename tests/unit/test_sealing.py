@@ -39,7 +39,7 @@ def keys(*found: DataKey) -> KeyLookup:
 
 
 def identity() -> IdentityMap:
-    found = merge(None, ANN, System.crm, {"contact_id": "K-1", "email": EMAIL}, NOW)
+    found = merge(None, ANN, System.crm, {"contact_id": "KONTAKT-000001", "email": EMAIL}, NOW)
     found = merge(found, ANN, System.telephony, {"phone": PHONE}, NOW)
     assert found is not None
     return found
@@ -50,7 +50,7 @@ def request() -> RequestRecord:
         task_id="T-1",
         system=System.crm,
         action=TaskAction.rectify,
-        identifiers={"contact_id": "K-1", "email": EMAIL},
+        identifiers={"contact_id": "KONTAKT-000001", "email": EMAIL},
         changes={"name": "Ann Other"},
         export=r.ExportReference(
             location="s3://exports/ann.zip", record_count=3, checksum="sha256:00"
@@ -86,7 +86,7 @@ CASES = [
     (sealing.REQUESTS, "REQ-1", lambda: request().model_dump(mode="json"), RequestRecord),
     (sealing.FACTS, "subj-ann", lambda: facts().model_dump(mode="json"), SubjectFacts),
 ]
-SECRETS = [EMAIL, PHONE, "K-1", "Ann Other", "s3://exports/ann.zip", "CRA-ANN-77"]
+SECRETS = [EMAIL, PHONE, "KONTAKT-000001", "Ann Other", "s3://exports/ann.zip", "CRA-ANN-77"]
 
 
 @pytest.mark.parametrize(
