@@ -240,6 +240,7 @@ class State:
                 slot, values, keys, opened.get(name, {}), python=batching.holds_python(slot.table)
             )
             batching.write_partition(slot.table, partition, items)
+            self._forget_unsealable(slot, partition, opened.get(name, {}), keys)
             topic = batching.changelog_topic(slot.table)
             for key, (_, raw) in items.items():
                 deliveries.append(await self.send(topic, key, raw, partition))
@@ -261,6 +262,22 @@ class State:
             batching.persist_offsets(self._slots[name].table, per_partition)
         if done and acknowledge:
             self.acknowledge(done)
+
+    def _forget_unsealable(
+        self,
+        slot: Slot[Any],
+        partition: int,
+        opened: Mapping[str, Any],
+        keys: Mapping[str, DataKey | None],
+    ) -> None:
+        """A value written without its personal values (its subject has no key left) is
+        not kept decoded with them: the next read gets what was stored."""
+        seal = slot.sealing
+        if seal is None:
+            return
+        for key, jsonable in opened.items():
+            if keys.get(seal.subject(key, jsonable)) is None:
+                self._cache.pop((slot.name, partition, key), None)
 
     async def _storage_keys(
         self,

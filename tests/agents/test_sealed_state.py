@@ -27,14 +27,14 @@ from privops.core import records as r
 from privops.core import sealing, shredding
 from privops.core.erasure import SubjectFacts
 from privops.core.fieldcrypt import encrypt_field, is_encrypted, parse_field
-from privops.core.identity import IdentityMap
+from privops.core.identity import IdentityMap, merge
 from privops.core.subject_keys import SubjectKey
 from privops.core.topics import COMMAND_RESULTS, COMMANDS
 from privops.core.vocab import Category, RequestType, System
 from streams import state as streams_state
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
-from streams.state import state
+from streams.state import State, state
 from streams.tables import IDENTITIES, REQUESTS, erased_at, identities, requests, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign
@@ -258,3 +258,30 @@ async def test_a_rectification_sealed_under_another_subjects_key_is_rejected_not
     assert "Ann Other" not in json.dumps(stored)
     opened = state.opened(REQUESTS, "R-own", stored)
     assert opened["rectification"] == {"name": "Ann Other"}
+
+
+async def test_an_erased_subjects_values_are_not_kept_decoded_once_stored_without_them(
+    app: Any,
+    store: KeyStore,  # noqa: F811
+) -> None:
+    """Ann's keys are destroyed and nothing of hers is kept: her identity is written as a
+    deletion, and the write-back cache does not go on answering it in plaintext."""
+    view = State()
+    view.cache_size = 100
+    view.sealer = WorkerSealer(erased_at, store=lambda: store)
+
+    async def send(_topic: str, _key: bytes | None, _value: Any, _partition: int | None) -> Any:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    view.send = send
+    main = await store.get_or_create(ANN)
+    await store.shred(ANN, [main.key_id])
+    identity = merge(None, ANN, System.crm, {"email": EMAIL}, INVOICE)
+    assert identity is not None
+    view.put(IDENTITIES, ANN, identity)
+    assert view.get(IDENTITIES, ANN) == identity
+    await view.flush()
+    assert ANN not in identities.data
+    assert view.get(IDENTITIES, ANN) is None
