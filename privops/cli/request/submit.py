@@ -14,7 +14,6 @@ import httpx
 import typer
 from rich.markup import escape
 
-from privops.adapters import kek as kekfile
 from privops.cli.common import (
     EXIT_FAILED,
     EXIT_UNAVAILABLE,
@@ -41,7 +40,7 @@ from privops.cli.request.publish import (
     waiting,
 )
 from privops.cli.worker_http import worker_url
-from privops.connectors.encryption import WorkerKeySource, encrypt_record
+from privops.connectors.encryption import encrypt_record, worker_keys
 from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.records import RequestSubmitted
 from privops.core.subject_keys import SubjectErased
@@ -231,10 +230,9 @@ def sealed(request: RequestSubmitted) -> RequestSubmitted:
         )
         return request
     try:
-        kek = kekfile.provider(cfg.kek_file, cfg.env, lambda _m: None)
+        keys = worker_keys(cfg, worker_url(""), retry_seconds=10.0)
     except ConfigError as exc:
         fail(str(exc))
-    keys = WorkerKeySource(worker_url(""), kek, retry_seconds=10.0)
     try:
         return encrypt_record(request, keys)
     except SubjectErased:
