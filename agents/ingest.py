@@ -210,19 +210,11 @@ async def readable(event: r.UpstreamEvent, partition: int) -> r.UpstreamEvent:
     encrypted). ``ShreddedKey``, ``TamperedField`` or ``MalformedField`` (a DecodeError)
     when it cannot be; plaintext is refused or counted per PRIVOPS_PERSONAL_PLAINTEXT."""
     ids, plaintext = key_ids(event.subject_id, personal_values(event, event_paths(event)))
-    accept = settings.personal_plaintext == "accept"
     if plaintext:
-        if not accept:
+        if settings.personal_plaintext != "accept":
             raise MalformedField(f"{', '.join(plaintext)}: plaintext in a personal field")
         metrics.count_plaintext_personal_fields(event.source, len(plaintext))
-    if not ids:
-        return event
-    keys = await keys_for(sorted(ids), partition)
-    # Plaintext beside ciphertext got here only if accepted; with none, the strict path
-    # parses each value once (the legacy one parses it twice to tell the two apart).
-    return decrypt_record(
-        event, _Found(keys), schema_dir=settings.schema_dir, legacy_plaintext=bool(plaintext)
-    )
+    return await _decrypted(event, event.subject_id, partition, ids, bool(plaintext))
 
 
 async def opened(record: R, subject_id: str, partition: int) -> R:
@@ -232,6 +224,15 @@ async def opened(record: R, subject_id: str, partition: int) -> R:
     ``ShreddedKey``/``TamperedField``/``MalformedField`` (a DecodeError) when it
     cannot be opened."""
     ids, plaintext = key_ids(subject_id, personal_values(record, event_paths(record)))
+    return await _decrypted(record, subject_id, partition, ids, bool(plaintext))
+
+
+async def _decrypted(
+    record: R, subject_id: str, partition: int, ids: set[str], with_plaintext: bool
+) -> R:
+    """``record`` opened with exactly the keys ``ids`` (the same object if none).
+    Plaintext beside ciphertext got here only if accepted; with none, the strict path
+    parses each value once (the legacy one parses it twice to tell the two apart)."""
     if not ids:
         return record
     keys = await keys_for(sorted(ids), partition)
@@ -240,7 +241,7 @@ async def opened(record: R, subject_id: str, partition: int) -> R:
         _Found(keys),
         subject_id=subject_id,
         schema_dir=settings.schema_dir,
-        legacy_plaintext=bool(plaintext),
+        legacy_plaintext=with_plaintext,
     )
 
 

@@ -38,7 +38,7 @@ from privops.core.fieldcrypt import (
     DataKey,
     TamperedField,
     decrypt_field,
-    encrypt_field,
+    encrypting,
     is_encrypted,
     parse_field,
     split_key_id,
@@ -337,11 +337,7 @@ def encrypt_record(
     if not paths:
         return record
     key = keys.current_key(subject, scope)
-
-    def seal(label: str, value: str) -> str:
-        return value if is_encrypted(value) else encrypt_field(key, subject, label, value)
-
-    return _rebuild(record, map_personal(datum, paths, seal))
+    return _rebuild(record, map_personal(datum, paths, encrypting(key, subject)))
 
 
 def decrypt_record(
@@ -421,9 +417,15 @@ def sealed_scope(
 ) -> str:
     """The scope of the key a record's personal fields are encrypted under (its first
     ciphertext's), ``main`` when none is: where an answer about it is written."""
-    key_ids = sealed_key_ids(
-        record, subject_id=subject_id, record_name=record_name, schema_dir=schema_dir
+    return scope_of(
+        sealed_key_ids(
+            record, subject_id=subject_id, record_name=record_name, schema_dir=schema_dir
+        )
     )
+
+
+def scope_of(key_ids: list[str]) -> str:
+    """The scope of the first of ``key_ids`` (``sealed_key_ids``' answer), ``main`` if none."""
     return split_key_id(key_ids[0])[1] if key_ids else MAIN_SCOPE
 
 

@@ -49,6 +49,7 @@ from privops.connectors.encryption import (
     decrypt_record,
     encrypt_record,
     plaintext_fields,
+    scope_of,
     sealed_key_ids,
     worker_keys,
 )
@@ -63,7 +64,7 @@ from privops.connectors.metrics import (
     TRANSIENT_RETRIES,
 )
 from privops.core.errors import DecodeError, PrivopsError, RegistryError
-from privops.core.fieldcrypt import MAIN_SCOPE, split_key_id
+from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.records import Task, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
@@ -316,7 +317,7 @@ class ConnectorRunner:
         opened = await self._with_keys(
             task, lambda: decrypt_record(task, keys, legacy_plaintext=True)
         )
-        return opened, split_key_id(key_ids[0])[1]
+        return opened, scope_of(key_ids)
 
     async def _seal(self, task: Task, scope: str, result: TaskResult | None) -> TaskResult | None:
         """``result`` with its personal fields (an export's location) encrypted under the

@@ -174,6 +174,17 @@ def encrypt_field(key: DataKey, subject_id: str, field_path: str, plaintext: str
     return f"{PREFIX}{key.key_id}:{base64.urlsafe_b64encode(sealed).rstrip(b'=').decode()}"
 
 
+def encrypting(key: DataKey, subject_id: str) -> Callable[[str, str], str]:
+    """A ``map_personal`` visit: each plaintext value encrypted under ``key`` in its field;
+    a value that is ciphertext already is left as it is (encrypting twice changes
+    nothing)."""
+
+    def visit(field_path: str, value: str) -> str:
+        return value if is_encrypted(value) else encrypt_field(key, subject_id, field_path, value)
+
+    return visit
+
+
 def parse_field(token: str) -> tuple[str, bytes]:
     """(key id, sealed bytes) of a field ciphertext; ``MalformedField`` if it is none."""
     if not token.startswith(PREFIX):

@@ -29,7 +29,7 @@ from privops.core.fieldcrypt import (
     KeyLookup,
     ShreddedKey,
     decrypt_field,
-    encrypt_field,
+    encrypting,
     is_encrypted,
     parse_field,
 )
@@ -150,10 +150,7 @@ def seal(value: Json, sealing: TableSealing, subject_id: str, key: DataKey) -> J
     """``value`` with every personal value encrypted under ``key`` (a value sealed
     already, under a key of this subject, is left as it is)."""
 
-    def encrypt(label: str, item: str) -> str:
-        return item if is_encrypted(item) else encrypt_field(key, subject_id, label, item)
-
-    sealed: Json = map_personal(sealing.pack(value), sealing.paths, encrypt)
+    sealed: Json = map_personal(sealing.pack(value), sealing.paths, encrypting(key, subject_id))
     return sealed
 
 
@@ -176,7 +173,7 @@ def open_(value: Json, sealing: TableSealing, subject_id: str, keys: KeyLookup) 
 
 
 def key_ids(value: Json, sealing: TableSealing) -> set[str]:
-    """The key ids ``value``'s ciphertexts name (forget-check, tests)."""
+    """The key ids ``value``'s ciphertexts name (what a stored value can be read with)."""
     found: set[str] = set()
 
     def see(_label: str, item: str) -> str:
@@ -220,6 +217,10 @@ def personal_values_in(datum: Mapping[str, Any], paths: tuple[PersonalPath, ...]
     return found
 
 
+def _blank(_label: str, _item: str) -> str:
+    return ""
+
+
 def seal_record(
     record: R, subject_id: str, key: DataKey | None, paths: tuple[PersonalPath, ...]
 ) -> R:
@@ -227,10 +228,6 @@ def seal_record(
     under ``key``, labelled as ``decrypt_record`` reads them; blanked (empty strings)
     when there is no key: the subject was erased and nothing of theirs is kept."""
 
-    def visit(label: str, item: str) -> str:
-        if key is None:
-            return ""
-        return item if is_encrypted(item) else encrypt_field(key, subject_id, label, item)
-
+    visit = encrypting(key, subject_id) if key is not None else _blank
     datum = map_personal(record.model_dump(mode="python"), paths, visit)
     return type(record).model_validate(datum)
