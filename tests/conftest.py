@@ -204,6 +204,10 @@ def start_worker(
         # A new worker reads only what is produced after it is up: the topics already
         # hold every earlier test's traffic, which it must neither replay nor act on.
         "PRIVOPS_CONSUMER_OFFSET_RESET": "latest",
+        # A CLI run given this env waits up to 40 s for the answer (a DPO's default is
+        # 10): CI runs two sessions, each with brokers, workers and connectors, on two
+        # cores. 40, so it stays under the tests' 60 s subprocess timeouts.
+        "PRIVOPS_COMMAND_WAIT": "40",
         **(extra_env or {}),
     }
     proc = subprocess.Popen(

@@ -114,8 +114,8 @@ class Run:
         return " ".join((self.stdout + self.stderr).split())
 
 
-def run(*args: str) -> Run:
-    result = CliRunner().invoke(app, ["request", *args], env={"COLUMNS": "200"})
+def run(*args: str, env: dict[str, str] | None = None) -> Run:
+    result = CliRunner().invoke(app, ["request", *args], env={"COLUMNS": "200", **(env or {})})
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Run(result.exit_code, result.stdout, result.stderr)
@@ -202,6 +202,25 @@ def test_wait_must_be_positive(wait: str) -> None:
     out = run("cancel", "REQ-1", "--reason", "withdrawn", "--wait", wait)
     assert out.code == EXIT_BAD_INPUT
     assert "--wait must be more than 0 seconds" in out.flat
+
+
+def test_the_default_wait_comes_from_the_environment(broker: FakeBroker) -> None:
+    """An operator on a slow cluster sets PRIVOPS_COMMAND_WAIT once; --wait still wins."""
+    wait = {"PRIVOPS_COMMAND_WAIT": "45"}
+    assert run("erase", "--subject", "C-1", "--verified-now", env=wait).code == 0
+    assert run("verify", "REQ-1", "--wait", "2", env=wait).code == 0
+    assert broker.waited == [45.0, 2.0]
+
+
+@pytest.mark.usefixtures("broker")
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("soon", "PRIVOPS_COMMAND_WAIT"), ("0", "--wait must be more than 0 seconds")],
+)
+def test_a_bad_default_wait_in_the_environment_is_named(value: str, said: str) -> None:
+    out = run("cancel", "REQ-1", "--reason", "withdrawn", env={"PRIVOPS_COMMAND_WAIT": value})
+    assert out.code == EXIT_BAD_INPUT
+    assert said in out.flat
 
 
 def test_follow_up_rejection_exits_1_with_the_reason(broker: FakeBroker) -> None:

@@ -60,7 +60,11 @@ Wait = Annotated[
     typer.Option(
         "--wait",
         metavar="SECONDS",
-        help="How long to wait for the worker's answer (exit 3 if none comes).",
+        envvar="PRIVOPS_COMMAND_WAIT",
+        help=(
+            "How long to wait for the worker's answer (exit 3 if none comes); "
+            "PRIVOPS_COMMAND_WAIT sets the default."
+        ),
     ),
 ]
 NoWait = Annotated[
