@@ -55,25 +55,47 @@ class KeyRecordCodec:
     serde: Serde
     _parsed: Any = field(init=False, repr=False)
 
+    _version_only: Any = field(init=False, repr=False)
+
     def __post_init__(self) -> None:
         schema = self.serde.codec.latest[FULLNAME].schema
         self._parsed = fastavro.parse_schema(schema, named_schemas={})
+        # The same record read through a schema of its kek_version alone (Avro schema
+        # resolution skips the rest): what a KEK rotation asks of every stored key.
+        only = {**schema, "fields": [f for f in schema["fields"] if f["name"] == "kek_version"]}
+        self._version_only = fastavro.parse_schema(only, named_schemas={})
 
     def encode(self, record: SubjectKey) -> bytes:
         return self.serde.encode(record)
 
     def decode(self, raw: bytes) -> SubjectKey:
         """The record in ``raw``, or ``DecodeError`` (never a value in its message)."""
-        schema_id, payload = unframe(raw)
-        if schema_id != self.serde.schema_id(FULLNAME):
-            raise DecodeError("unknown_schema", f"schema id {schema_id} is not {FULLNAME}")
-        if len(payload) > MAX_RECORD_BYTES:
-            raise DecodeError("undecodable", f"{len(payload)} bytes is too long for a key")
+        payload = self._payload(raw)
         buf = io.BytesIO(payload)
         datum = guarded("undecodable", FULLNAME, fastavro.schemaless_reader, buf, self._parsed)
         if buf.tell() != len(payload):
             raise DecodeError("undecodable", f"{FULLNAME}: bytes after the record")
         return guarded("invalid_record", FULLNAME, SubjectKey.model_validate, datum)
+
+    def kek_version(self, raw: bytes) -> int | None:
+        """The KEK version the record in ``raw`` is wrapped under, read without decoding
+        the rest (~10x cheaper); None when it cannot be read (``decode`` says why)."""
+        try:
+            buf = io.BytesIO(self._payload(raw))
+            read = fastavro.schemaless_reader
+            datum = guarded("undecodable", FULLNAME, read, buf, self._parsed, self._version_only)
+        except DecodeError:
+            return None
+        version = datum.get("kek_version") if isinstance(datum, dict) else None
+        return version if isinstance(version, int) else None
+
+    def _payload(self, raw: bytes) -> bytes:
+        schema_id, payload = unframe(raw)
+        if schema_id != self.serde.schema_id(FULLNAME):
+            raise DecodeError("unknown_schema", f"schema id {schema_id} is not {FULLNAME}")
+        if len(payload) > MAX_RECORD_BYTES:
+            raise DecodeError("undecodable", f"{len(payload)} bytes is too long for a key")
+        return payload
 
 
 def fold(codec: KeyRecordCodec, consumed: Iterable[Consumed]) -> dict[str, SubjectKey]:

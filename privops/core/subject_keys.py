@@ -194,17 +194,37 @@ def keys_to_shred(
 # --- the ring: one process's view of the topic -------------------------------------------
 
 
+Opener = Callable[[str, bytes], SubjectKey | None]
+"""Decodes a key id's record as the topic holds it; None when it is unusable (the opener
+says why: the ring only drops it)."""
+VersionOf = Callable[[bytes], int | None]
+"""The KEK version a record as the topic holds it is wrapped under, without decoding it
+whole; None when that cannot be read."""
+
+
 class KeyRing:
     """The keys a process can read, fed from ``privacy.subject-keys``, records and tombstones.
 
     Wrapped records are kept for every key; unwrapped keys only in a bounded cache, so
     a worker with a million subjects does not hold a million plaintext keys. A
     tombstone removes both at once: this is the purge every cache must do.
+
+    Records may arrive as the topic holds them (``apply_encoded``, with an ``opener``):
+    each is decoded the first time it is used, then kept decoded. A worker that reads a
+    million keys at start-up indexes them in seconds and holds ~130 bytes per key it
+    has not used, where decoding each up front took ~35 µs and ~1.5 KB
+    (docs/benchmarks.md, restart).
     """
 
-    def __init__(self, unwrapper: Callable[[SubjectKey], DataKey], cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        unwrapper: Callable[[SubjectKey], DataKey],
+        cache_size: int = 4096,
+        opener: Opener | None = None,
+    ) -> None:
         self._unwrap = unwrapper
-        self._records: dict[str, SubjectKey] = {}
+        self._open = opener
+        self._records: dict[str, SubjectKey | bytes] = {}
         self._by_subject: dict[str, set[str]] = {}
         self._cache: OrderedDict[str, DataKey] = OrderedDict()
         self._cache_size = cache_size
@@ -214,19 +234,35 @@ class KeyRing:
 
     def apply(self, key_id: str, record: SubjectKey | None) -> None:
         """One record of the topic, in order; None is the key id's tombstone."""
-        self._cache.pop(key_id, None)
-        old = self._records.pop(key_id, None)
-        if old is not None:
-            ids = self._by_subject[old.subject_id]
-            ids.discard(key_id)
-            if not ids:
-                del self._by_subject[old.subject_id]
+        self._remove(key_id)
         if record is None:
             return
         if record.key_id != key_id:
             raise ValueError(f"record {record.key_id!r} arrived under key {key_id!r}")
-        self._records[key_id] = record
-        self._by_subject.setdefault(record.subject_id, set()).add(key_id)
+        self._add(key_id, record.subject_id, record)
+
+    def apply_encoded(self, key_id: str, value: bytes) -> None:
+        """One record of the topic as it holds it, decoded when first used. Raises
+        ``MalformedField`` for a key that is no key id (the record is not kept)."""
+        if self._open is None:
+            raise TypeError("this ring has no opener: apply decoded records")
+        subject_id, _, _ = split_key_id(key_id)
+        self._remove(key_id)
+        self._add(key_id, subject_id, value)
+
+    def _add(self, key_id: str, subject_id: str, entry: SubjectKey | bytes) -> None:
+        self._records[key_id] = entry
+        self._by_subject.setdefault(subject_id, set()).add(key_id)
+
+    def _remove(self, key_id: str) -> None:
+        self._cache.pop(key_id, None)
+        if self._records.pop(key_id, None) is None:
+            return
+        subject_id = split_key_id(key_id)[0]
+        ids = self._by_subject[subject_id]
+        ids.discard(key_id)
+        if not ids:
+            del self._by_subject[subject_id]
 
     def forget_subject(self, subject_id: str) -> list[str]:
         """Apply the tombstones of all of a subject's keys; the ids, to send them."""
@@ -236,14 +272,43 @@ class KeyRing:
         return ids
 
     def record(self, key_id: str) -> SubjectKey | None:
-        return self._records.get(key_id)
+        entry = self._records.get(key_id)
+        if isinstance(entry, bytes):
+            return self._opened(key_id, entry)
+        return entry
+
+    def _opened(self, key_id: str, value: bytes) -> SubjectKey | None:
+        """The record decoded and kept; an unusable one is dropped (privops wrote every
+        record: another version's, or a bug) and reads as no key."""
+        assert self._open is not None  # only apply_encoded stores bytes
+        record = self._open(key_id, value)
+        if record is None or record.key_id != key_id:
+            self._remove(key_id)
+            return None
+        self._records[key_id] = record
+        return record
 
     def all_records(self) -> list[SubjectKey]:
         """Every stored record (a copy: the caller may apply records while walking it)."""
-        return list(self._records.values())
+        found = (self.record(key_id) for key_id in list(self._records))
+        return [record for record in found if record is not None]
+
+    def stale(self, version: int, version_of: VersionOf) -> list[SubjectKey]:
+        """The records not wrapped under KEK ``version`` (to re-wrap after a rotation);
+        a record not used yet is decoded only if it is one (``version_of`` reads its
+        version alone)."""
+        stale: list[SubjectKey] = []
+        for key_id, entry in list(self._records.items()):
+            if isinstance(entry, bytes) and version_of(entry) == version:
+                continue
+            record = self._opened(key_id, entry) if isinstance(entry, bytes) else entry
+            if record is not None and record.kek_version != version:
+                stale.append(record)
+        return stale
 
     def records(self, subject_id: str) -> list[SubjectKey]:
-        return [self._records[k] for k in sorted(self._by_subject.get(subject_id, ()))]
+        found = (self.record(k) for k in sorted(self._by_subject.get(subject_id, ())))
+        return [record for record in found if record is not None]
 
     def get(self, key_id: str) -> DataKey | None:
         """The unwrapped key, or None if there is none (a ``KeyLookup``)."""
@@ -251,7 +316,7 @@ class KeyRing:
         if key is not None:
             self._cache.move_to_end(key_id)
             return key
-        record = self._records.get(key_id)
+        record = self.record(key_id)
         return None if record is None else self._unwrapped(record)
 
     def add(self, record: SubjectKey) -> DataKey:

@@ -20,8 +20,8 @@ from privops.adapters.key_topic import (
 )
 from privops.adapters.serde import Serde, frame
 from privops.core.errors import DecodeError
-from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.subject_keys import Kek, create
+from privops.core.fieldcrypt import MAIN_SCOPE, MalformedField
+from privops.core.subject_keys import Kek, KeyRing, SubjectKey, create, unwrap
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
@@ -125,3 +125,70 @@ def test_folding_the_topic_keeps_what_no_tombstone_followed(
         Consumed(0, n, 0, None if k is None else k.encode(), v) for n, (k, v) in enumerate(log)
     ]
     assert fold(codec, consumed) == {bob.key_id: bob}
+
+
+def test_a_records_kek_version_is_read_without_decoding_it(codec: KeyRecordCodec, kek: Kek) -> None:
+    record, _ = create("subj-ann", MAIN_SCOPE, Kek(7, b"k" * 32), NOW)
+    raw = codec.encode(record)
+    assert codec.kek_version(raw) == 7
+    assert codec.kek_version(raw[:-40]) is None  # cut short
+    assert codec.kek_version(frame(42, raw[5:])) is None  # another schema's id
+
+
+class Opened:
+    """A ring's opener over the codec that counts what it decoded."""
+
+    def __init__(self, codec: KeyRecordCodec) -> None:
+        self.codec = codec
+        self.ids: list[str] = []
+
+    def __call__(self, key_id: str, value: bytes) -> SubjectKey | None:
+        self.ids.append(key_id)
+        try:
+            return self.codec.decode(value)
+        except DecodeError:
+            return None
+
+
+def test_a_ring_decodes_a_record_from_the_topic_only_when_it_is_used(
+    codec: KeyRecordCodec, kek: Kek
+) -> None:
+    opened = Opened(codec)
+    ring = KeyRing(lambda rec: unwrap(rec, kek), opener=opened)
+    records = [create(f"subj-{n}", MAIN_SCOPE, kek, NOW)[0] for n in range(3)]
+    for record in records:
+        ring.apply_encoded(record.key_id, codec.encode(record))
+    assert len(ring) == 3
+    assert opened.ids == []  # indexed by key id alone
+    assert ring.current_record("subj-1") == records[1]
+    assert ring.get(records[1].key_id) is not None
+    assert opened.ids == [records[1].key_id]  # decoded once, then kept
+    ring.apply(records[2].key_id, None)  # a tombstone of a record never used
+    assert ring.records("subj-2") == []
+    assert len(ring) == 2
+    assert opened.ids == [records[1].key_id]
+
+
+def test_an_unusable_record_from_the_topic_reads_as_no_key(codec: KeyRecordCodec, kek: Kek) -> None:
+    ring = KeyRing(lambda rec: unwrap(rec, kek), opener=Opened(codec))
+    ann, bob = (create(s, MAIN_SCOPE, kek, NOW)[0] for s in ("subj-ann", "subj-bob"))
+    ring.apply_encoded(ann.key_id, codec.encode(ann)[:-3])  # damaged
+    ring.apply_encoded(bob.key_id, codec.encode(ann))  # another key id's record
+    assert (ring.get(ann.key_id), ring.get(bob.key_id)) == (None, None)
+    assert (len(ring), ring.records("subj-ann")) == (0, [])
+    with pytest.raises(MalformedField):
+        ring.apply_encoded("no key id", codec.encode(ann))
+    assert len(ring) == 0
+
+
+def test_only_stale_records_are_decoded_to_be_rewrapped(codec: KeyRecordCodec) -> None:
+    old, new = Kek(1, b"o" * 32), Kek(2, b"n" * 32)
+    opened = Opened(codec)
+    ring = KeyRing(lambda rec: unwrap(rec, old if rec.kek_version == 1 else new), opener=opened)
+    under_old = create("subj-ann", MAIN_SCOPE, old, NOW)[0]
+    under_new = [create(f"subj-{n}", MAIN_SCOPE, new, NOW)[0] for n in range(5)]
+    for record in (under_old, *under_new):
+        ring.apply_encoded(record.key_id, codec.encode(record))
+    assert ring.stale(2, codec.kek_version) == [under_old]
+    assert opened.ids == [under_old.key_id]
+    assert ring.stale(1, codec.kek_version) == under_new  # decoded now, in order
