@@ -27,7 +27,7 @@ import logging
 import math
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -417,21 +417,56 @@ class KeyStore:
         systems included, stays readable until its follow-up erasure), or None when
         nothing is kept: what would be sealed is dropped instead. An ``erased`` subject
         (the consent state says so) never gets a new ``main``."""
-        partition = self.partition_of(subject_id)
-        if not self._loaded_event(partition).is_set():
-            await self._wait_loaded(partition)
-        ring = self.ring(partition)
-        main = ring.current(subject_id, MAIN_SCOPE)
-        if main is not None:
-            return main
-        retained = [r for r in ring.records(subject_id) if retained_until(r.scope) is not None]
-        if retained:
-            longest = max(retained, key=lambda r: (retained_until(r.scope), r.created_at))
-            return ring.current(subject_id, longest.scope)
-        if erased or subject_id in self._shredded:
-            return None
-        record = await self.get_or_create(subject_id, MAIN_SCOPE)
-        return ring.get(record.key_id)
+        return (await self.storage_keys({subject_id: erased}))[subject_id]
+
+    async def storage_keys(self, erased: Mapping[str, bool]) -> dict[str, DataKey | None]:
+        """``storage_key`` of many subjects at once (subject -> erased), as a flush needs
+        them: the keys that exist are read from the rings, and the ``main`` keys still
+        missing are created together, their records sent at once and awaited together
+        (a first import meets thousands of new subjects per flush)."""
+        found: dict[str, DataKey | None] = {}
+        missing: list[str] = []
+        for subject_id, gone in erased.items():
+            partition = self.partition_of(subject_id)
+            if not self._loaded_event(partition).is_set():
+                await self._wait_loaded(partition)
+            key = _kept_key(self.ring(partition), subject_id)
+            if key is not None or gone or subject_id in self._shredded:
+                found[subject_id] = key
+            else:
+                missing.append(subject_id)
+        if missing:
+            found.update(await self._create_main(missing))
+        return found
+
+    async def _create_main(self, subjects: list[str]) -> dict[str, DataKey | None]:
+        """New ``main`` keys, one per subject (each under its subject's lock, so no other
+        creation of theirs runs meanwhile), handed out once the broker has every record."""
+        async with contextlib.AsyncExitStack() as locks:
+            for subject_id in sorted(subjects):  # one order: two batches never deadlock
+                await locks.enter_async_context(self._serialised(subject_id))
+            found: dict[str, DataKey | None] = {}
+            new: list[tuple[int, SubjectKey]] = []
+            kek, now = self.kek.current(), self._now()
+            for subject_id in subjects:
+                partition = self.partition_of(subject_id)
+                ring = self.ring(partition)
+                record = ring.current_record(subject_id, MAIN_SCOPE)  # made meanwhile?
+                if record is not None:
+                    found[subject_id] = ring.get(record.key_id)
+                elif subject_id in self._shredded:
+                    found[subject_id] = None
+                else:
+                    new.append((partition, create(subject_id, MAIN_SCOPE, kek, now)[0]))
+            await asyncio.gather(
+                *(
+                    self._send(SUBJECT_KEYS, record.topic_key(), self.codec.encode(record), p)
+                    for p, record in new
+                )
+            )
+            for partition, record in new:
+                found[record.subject_id] = self.ring(partition).add(record)
+            return found
 
     async def shred(self, subject_id: str, key_ids: Collection[str]) -> list[str]:
         """Destroy the subject's keys ``key_ids``: a tombstone each on the subject's
@@ -502,6 +537,19 @@ class KeyStore:
             if count:
                 log.info("re-wrapped %d keys under KEK version %d", count, state[0])
             done = state
+
+
+def _kept_key(ring: KeyRing, subject_id: str) -> DataKey | None:
+    """The subject's ``main`` key, else the key of the retained scope that lasts longest
+    (``storage_key``), else None."""
+    main = ring.current(subject_id, MAIN_SCOPE)
+    if main is not None:
+        return main
+    retained = [r for r in ring.records(subject_id) if retained_until(r.scope) is not None]
+    if not retained:
+        return None
+    longest = max(retained, key=lambda r: (retained_until(r.scope), r.created_at))
+    return ring.current(subject_id, longest.scope)
 
 
 # --- the worker's store -----------------------------------------------------------------

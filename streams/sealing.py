@@ -21,7 +21,6 @@ from aiokafka.errors import KafkaError
 
 from privops.core.errors import RuntimeUnavailable
 from privops.core.fieldcrypt import DataKey
-from privops.core.subject_keys import SubjectErased
 from streams.keystore import KeyStore, NotOwned, key_store
 from streams.state import Unsealable
 
@@ -68,25 +67,8 @@ class WorkerSealer:
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _keys(self, wanted: Mapping[str, int]) -> dict[str, DataKey | None]:
-        store = self._store()
-        subjects = list(wanted)
-        found = await asyncio.gather(
-            *(self._key(store, s, wanted[s]) for s in subjects), return_exceptions=True
-        )
-        keys: dict[str, DataKey | None] = {}
-        for subject, key in zip(subjects, found, strict=True):
-            if isinstance(key, BaseException):
-                raise key
-            keys[subject] = key
-        return keys
-
-    async def _key(self, store: KeyStore, subject_id: str, partition: int) -> DataKey | None:
-        try:
-            return await store.storage_key(
-                subject_id, erased=self._erased_at(partition, subject_id)
-            )
-        except SubjectErased:  # erased while its key was being made: nothing is kept
-            return None
+        erased = {subject: self._erased_at(p, subject) for subject, p in wanted.items()}
+        return await self._store().storage_keys(erased)
 
     def lookup(self, key_id: str) -> DataKey | None:
         return self._store().key(key_id)

@@ -173,6 +173,34 @@ async def test_a_key_is_answered_only_once_the_broker_has_it(
         assert (await store.get_or_create(ann)).subject_id == ann
 
 
+async def test_a_flush_gets_its_subjects_storage_keys_together(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """Existing keys are read, missing main keys created at once (one round trip for
+    all, not one each) and handed out only once stored; none for an erased subject."""
+    log.delay = 0.2
+    known, gone = subject_on(0), subject_on(0, 1)
+    new = [subject_on(p, n) for p in (0, 1) for n in range(2, 7)]
+    async with following(new_store(log, codec, kek_path), {0, 1}) as store:
+        log.delay = 0.0
+        existing = await store.get_or_create(known)
+        log.delay = 0.2
+        started = asyncio.get_running_loop().time()
+        keys = await store.storage_keys({known: False, gone: True, **dict.fromkeys(new, False)})
+        took = asyncio.get_running_loop().time() - started
+        assert took < 2 * log.delay  # ten keys stored concurrently, not one after another
+        assert keys[known] == store.ring(0).get(existing.key_id)
+        assert keys[gone] is None
+        for subject in new:
+            stored = store.ring(store.partition_of(subject)).current_record(subject)
+            assert stored is not None
+            assert keys[subject] == store.ring(store.partition_of(subject)).get(stored.key_id)
+        sent = [codec.decode(v or b"") for p in (0, 1) for _k, v in log.parts[p]]
+        assert sorted(r.subject_id for r in sent) == sorted([known, *new])
+        assert await store.storage_keys(dict.fromkeys(new, False)) == {s: keys[s] for s in new}
+        assert sum(len(part) for part in log.parts.values()) == len(new) + 1  # none again
+
+
 async def test_scopes_get_their_own_keys(log: Log, codec: KeyRecordCodec, kek_path: Path) -> None:
     ann = subject_on(2)
     async with following(new_store(log, codec, kek_path), {2}) as store:
