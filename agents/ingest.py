@@ -351,7 +351,7 @@ def apply_facts(
     new_state, changes = rules.apply_all(current, sid, facts)
     if new_state is None:
         return None
-    if new_state != current:
+    if new_state is not current:  # apply_all returns the state itself when it changed nothing
         state.put(CONSENT, sid, new_state)
     for change in changes:
         labels = change.metric_labels()

@@ -290,7 +290,7 @@ class Marker(_Recorded):
 
     @classmethod
     def of(cls, fact: ConsentFact) -> Marker:
-        return cls(
+        return cls.model_construct(  # the fact was validated; a copy of its values
             kind=fact.kind,
             source=fact.source,
             occurred_at=fact.occurred_at,
