@@ -105,11 +105,16 @@ class Restarted:
     serving: float | None
     healthy: float
     cpu_seconds: float
+    stopped_in: float
+    exit_code: int | None
 
 
 def _restart(rt: BenchRuntime, query: str | None) -> Restarted:
     """Stop the worker (SIGTERM) and start it again on the same data dir."""
+    old = rt.workers[0].proc if rt.workers else None
+    stopping = time.perf_counter()
     rt.stop_workers()
+    stopped_in = time.perf_counter() - stopping
     new = WorkerProc.start(rt, rt.data_dir(0), web_port=rt.web_port(0), wait=False)
     rt.workers = [new]
     healthy = new.wait_healthy(WORKER_START_TIMEOUT_S)
@@ -119,7 +124,8 @@ def _restart(rt: BenchRuntime, query: str | None) -> Restarted:
             serving = time.perf_counter() - new.started
             break
         time.sleep(0.05)
-    return Restarted(serving, healthy, new.cpu().total)
+    exit_code = None if old is None else old.returncode
+    return Restarted(serving, healthy, new.cpu().total, stopped_in, exit_code)
 
 
 def restart(rt: BenchRuntime, *, subjects: int = 100_000, budget: float = 600.0) -> list[Result]:
@@ -158,6 +164,10 @@ def restart(rt: BenchRuntime, *, subjects: int = 100_000, budget: float = 600.0)
                 "subjects_in_tables": total,
                 "requested_subjects": subjects,
                 "restart_cpu_seconds": round(again.cpu_seconds, 2),
+                # A worker killed at the end of WorkerProcess.stop's wait never left its
+                # group: the new one then waits out the session timeout to be assigned.
+                "old_worker_stop_seconds": round(again.stopped_in, 1),
+                "old_worker_exit_code": again.exit_code,
                 "table_dir_mb": round(size_mb, 1),
                 "backlog_left_at_restart": load.backlog,
                 "note": why,
