@@ -7,7 +7,7 @@ assignment, a new partition's ring is read from the beginning; a partition the w
 no longer owns is dropped with its ring (its wrapped records and its cached keys).
 The topic is the ring's changelog: there is no second copy of a wrapped key in any
 table. A record is kept as the topic holds it until first used, then decoded (reading a
-million keys takes seconds, not the ~35 s decoding them all did). Memory: ~0.5 KB per
+million keys takes seconds, not the ~38 s decoding them all did). Memory: ~0.5 KB per
 key not used yet (its bytes, the dict entries, the per-subject index), ~2 KB per key
 used, plus a bounded cache of unwrapped keys per partition.
 
@@ -204,14 +204,18 @@ class KeyStore:
             log.error("%s[%d]: not a key id (%s)", SUBJECT_KEYS, partition, exc)
 
     def _opener(self, partition: int) -> Callable[[str, bytes], SubjectKey | None]:
-        def opened(_key_id: str, value: bytes) -> SubjectKey | None:
+        def opened(key_id: str, value: bytes) -> SubjectKey | None:
             try:
-                return self.codec.decode(value)
+                record = self.codec.decode(value)
             except (DecodeError, ValueError) as exc:
                 # Only privops writes here: another version's record, or a bug. It reads
                 # as no key; nothing of the value is logged.
                 log.error("%s[%d]: unusable key record (%s)", SUBJECT_KEYS, partition, exc)
                 return None
+            if record.key_id != key_id:
+                log.error("%s[%d]: a key record under another key id", SUBJECT_KEYS, partition)
+                return None
+            return record
 
         return opened
 

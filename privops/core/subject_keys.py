@@ -211,9 +211,9 @@ class KeyRing:
 
     Records may arrive as the topic holds them (``apply_encoded``, with an ``opener``):
     each is decoded the first time it is used, then kept decoded. A worker that reads a
-    million keys at start-up indexes them in seconds and holds ~130 bytes per key it
-    has not used, where decoding each up front took ~35 µs and ~1.5 KB
-    (docs/benchmarks.md, restart).
+    million keys at start-up indexes them in seconds and holds ~0.5 KB per key it has
+    not used, where decoding each up front took ~38 µs and ~1.7 KB (docs/benchmarks.md,
+    session 6).
     """
 
     def __init__(

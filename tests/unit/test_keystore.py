@@ -24,7 +24,7 @@ from privops.adapters import kek as kekfile
 from privops.adapters.key_topic import KeyRecordCodec, subject_partition
 from privops.adapters.serde import Serde
 from privops.core.fieldcrypt import MAIN_SCOPE, ShreddedKey, decrypt_field, encrypt_field
-from privops.core.subject_keys import SubjectErased
+from privops.core.subject_keys import SubjectErased, create
 from privops.core.topics import SUBJECT_KEYS
 from streams import keystore
 from streams.keystore import KeyStore, NotOwned
@@ -199,6 +199,31 @@ async def test_a_flush_gets_its_subjects_storage_keys_together(
         assert sorted(r.subject_id for r in sent) == sorted([known, *new])
         assert await store.storage_keys(dict.fromkeys(new, False)) == {s: keys[s] for s in new}
         assert sum(len(part) for part in log.parts.values()) == len(new) + 1  # none again
+
+
+async def test_a_record_read_from_the_topic_is_checked_when_first_used(
+    log: Log, codec: KeyRecordCodec, kek_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records are indexed unread at load; one that is damaged, or filed under another
+    key id, reads as no key when used, and says so in the log (never its value)."""
+    ann, bob = subject_on(0), subject_on(0, 1)
+    store = new_store(log, codec, kek_path)
+    async with following(store, {0}):
+        good = await store.get_or_create(ann)
+    kek = kekfile.load(kek_path).current()
+    other = create(bob, MAIN_SCOPE, kek, NOW)[0]
+    fresh = new_store(log, codec, kek_path)
+    fresh.assign({0})
+    fresh.apply(0, good.key_id.encode(), codec.encode(good))
+    fresh.apply(0, other.key_id.encode(), codec.encode(good))  # filed under bob's id
+    with caplog.at_level("ERROR"):
+        fresh.apply(0, b"not a key id", codec.encode(good))
+        assert len(fresh.ring(0)) == 2  # the bad key id was refused at once
+        assert fresh.ring(0).get(other.key_id) is None
+        assert fresh.ring(0).get(good.key_id) is not None
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith(f"{SUBJECT_KEYS}[0]: not a key id")
+    assert said[1:] == [f"{SUBJECT_KEYS}[0]: a key record under another key id"]
 
 
 async def test_scopes_get_their_own_keys(log: Log, codec: KeyRecordCodec, kek_path: Path) -> None:
