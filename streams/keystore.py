@@ -404,8 +404,7 @@ class KeyStore:
             if subject_id in self._shredded:
                 raise SubjectErased(f"the subject's keys were shredded: no new {scope} key")
             record, _ = create(subject_id, scope, self.kek.current(), self._now())
-            value = self.codec.encode(record)
-            await self._send(SUBJECT_KEYS, record.topic_key(), value, partition)
+            await self._stored([(partition, record)])
             ring.apply(record.key_id, record)
             if erased(subject_id):
                 await self._tombstones(partition, [record.key_id])
@@ -462,15 +461,20 @@ class KeyStore:
                     found[subject_id] = None
                 else:
                     new.append((partition, create(subject_id, MAIN_SCOPE, kek, now)[0]))
-            await asyncio.gather(
-                *(
-                    self._send(SUBJECT_KEYS, record.topic_key(), self.codec.encode(record), p)
-                    for p, record in new
-                )
-            )
+            await self._stored(new)
             for partition, record in new:
                 found[record.subject_id] = self.ring(partition).add(record)
             return found
+
+    async def _stored(self, records: list[tuple[int, SubjectKey]]) -> None:
+        """Produce new key records (partition, record), all at once; return when the
+        broker has every one of them."""
+        await asyncio.gather(
+            *(
+                self._send(SUBJECT_KEYS, record.topic_key(), self.codec.encode(record), p)
+                for p, record in records
+            )
+        )
 
     async def shred(self, subject_id: str, key_ids: Collection[str]) -> list[str]:
         """Destroy the subject's keys ``key_ids``: a tombstone each on the subject's
@@ -518,8 +522,7 @@ class KeyStore:
                     if key is None:
                         continue
                     new = wrap(key, current, record.created_at)
-                    value = self.codec.encode(new)
-                    await self._send(SUBJECT_KEYS, new.topic_key(), value, partition)
+                    await self._stored([(partition, new)])
                     ring.apply(new.key_id, new)
                     count += 1
         return count

@@ -288,11 +288,6 @@ class KeyRing:
         self._records[key_id] = record
         return record
 
-    def all_records(self) -> list[SubjectKey]:
-        """Every stored record (a copy: the caller may apply records while walking it)."""
-        found = (self.record(key_id) for key_id in list(self._records))
-        return [record for record in found if record is not None]
-
     def stale(self, version: int, version_of: VersionOf) -> list[SubjectKey]:
         """The records not wrapped under KEK ``version`` (to re-wrap after a rotation);
         a record not used yet is decoded only if it is one (``version_of`` reads its
