@@ -9,11 +9,18 @@ partition). A worker answers only from partitions it owns: a forwarded question 
 arrives at a worker which no longer owns the partition (a rebalance under way) gets a
 503 instead of a stale answer. /metrics is served by faust's Prometheus sensor with
 privops' registry (streams.app).
+
+Every question but /health and /metrics needs a proven caller (``allowed``): HTTP Basic
+with a Kafka principal and its SCRAM password, checked with the broker
+(privops.adapters.api_auth), and a principal that may ask it (``acls.may_call``). A
+forwarded question carries the caller's credentials, and the owner checks them again.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date
+from functools import cache
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -21,6 +28,8 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from agents.timers import tables_recovered
+from privops.adapters import api_auth
+from privops.adapters.acls import Api, may_call
 from privops.connectors.encryption import key_json
 from privops.core import consent as rules
 from privops.core import deadlines
@@ -30,7 +39,7 @@ from privops.core.request import RequestRecord
 from privops.core.subject_keys import SubjectErased
 from privops.core.vocab import Channel, Purpose
 from streams import keystore
-from streams.app import app
+from streams.app import app, settings
 from streams.audit import ref
 from streams.context import collaborators
 from streams.health import health as worker_health
@@ -40,6 +49,44 @@ from streams.tables import REQUESTS, consent, request_index, requests
 keystore.install(app)
 
 ROUTED_HEADER = "x-privops-routed"
+log = logging.getLogger(__name__)
+
+
+@cache
+def _authenticator() -> api_auth.BrokerAuthenticator | None:
+    found = api_auth.authenticator(settings)
+    if found is None:
+        log.warning("HTTP API open to any caller: Kafka is PLAINTEXT, no principal to prove")
+    return found
+
+
+async def refused(view: View, request: Request, api: Api) -> Response | None:
+    """None when the caller may ask ``api``; else the answer: 401 without credentials the
+    broker accepts, 403 for a principal that may not ask this, 503 when no broker could
+    check them."""
+    authenticator = _authenticator()
+    if authenticator is None:  # a PLAINTEXT runtime: no principal to prove
+        return None
+    try:
+        principal = await authenticator.principal(request.headers.get("Authorization"))
+    except api_auth.Unauthenticated as exc:
+        log.warning("HTTP API: %s %s refused: %s", request.method, api.value, exc)
+        return view.json(
+            {"error": "unauthenticated", "reason": str(exc)},
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="privops"'},
+        )
+    except RuntimeUnavailable as exc:
+        return view.json(
+            {"error": "cannot check credentials now; retry", "reason": str(exc)}, status=503
+        )
+    if not may_call(principal, api):
+        log.warning("HTTP API: principal %s may not ask %s", principal, api.value)
+        return view.json(
+            {"error": "forbidden", "reason": f"principal {principal!r} may not ask {api.value}"},
+            status=403,
+        )
+    return None
 
 
 @app.page("/health")
@@ -72,11 +119,14 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
         return None
     if request.headers.get(ROUTED_HEADER):  # the sender thought this worker owned it
         return _moving(view)
+    headers = {ROUTED_HEADER: "1"}
+    if credentials := request.headers.get("Authorization"):
+        headers["Authorization"] = credentials  # the owner checks the caller again
     try:
         async with app.http_client.request(
             request.method,
             request.url.with_host(owner.host or "").with_port(owner.port),
-            headers={ROUTED_HEADER: "1"},
+            headers=headers,
         ) as answer:
             return view.text(
                 await answer.text(), content_type=answer.content_type, status=answer.status
@@ -100,6 +150,8 @@ class SubjectKeys(View):
     async def post(self, request: Request, subject_id: str) -> Response:
         """The subject's current key of ``?scope=`` (default main), created if none;
         410 for a subject already erased."""
+        if denied := await refused(self, request, Api.SUBJECT_KEYS):
+            return denied
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
             return forwarded
@@ -116,6 +168,8 @@ class SubjectKeys(View):
 
     async def get(self, request: Request, subject_id: str) -> Response:
         """Every key of the subject still stored (none once erased), read up to date."""
+        if denied := await refused(self, request, Api.SUBJECT_KEYS):
+            return denied
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
             return forwarded
@@ -140,6 +194,8 @@ def _unavailable(view: View, exc: Exception) -> Response:
 
 @app.page("/consent/{subject_id}")
 async def consent_view(self: View, request: Request, subject_id: str) -> Response:
+    if denied := await refused(self, request, Api.CONSENT):
+        return denied
     forwarded = await routed(self, request, subject_id)
     if forwarded is not None:
         return forwarded
@@ -194,6 +250,8 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
 
 @app.page("/requests/{request_id}")
 async def request_view(self: View, request: Request, request_id: str) -> Response:
+    if denied := await refused(self, request, Api.REQUESTS):
+        return denied
     subject_id = request_index.get(request_id)
     if subject_id is not None:
         forwarded = await routed(self, request, subject_id)

@@ -50,6 +50,11 @@ app = faust.App(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_bind=settings.web_host,
+    # Faust's /table pages serve any table's values to whoever asks, and /router the
+    # group's topology; privops answers through its own authenticated pages (agents.http)
+    # and routes with app.router directly, so neither is served.
+    web_tables_enabled=False,
+    web_router_enabled=False,
     producer_acks=-1,
     topic_replication_factor=settings.replication_factor,
     stream_wait_empty=False,

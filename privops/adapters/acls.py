@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -189,6 +189,26 @@ def writer_of(topic: str) -> str:
         if topic in (events_topic(system), task_results_topic(system)):
             return system_principal(system)
     return DPO if topic == COMMANDS else WORKER
+
+
+class Api(StrEnum):
+    """The worker's HTTP API questions that need a proven caller (adapters.api_auth);
+    /health and /metrics stay open to probes and Prometheus and say nothing personal."""
+
+    CONSENT = "consent"
+    REQUESTS = "requests"
+    SUBJECT_KEYS = "subject-keys"
+
+
+def may_call(principal: str, api: Api) -> bool:
+    """Who may ask the worker what. The worker (another worker forwarding) and the DPO
+    anything. A system asks for its subjects' keys and checks consent before it
+    contacts someone; it never reads requests, which hold other systems' answers and a
+    rectification's values. ``admin`` and unknown principals: nothing."""
+    if principal in (WORKER, DPO):
+        return True
+    systems = {system_principal(s) for s in System}
+    return principal in systems and api in (Api.CONSENT, Api.SUBJECT_KEYS)
 
 
 # --- CreateAcls (API key 30) v1: aiokafka has no admin call for it ----------------------

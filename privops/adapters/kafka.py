@@ -12,6 +12,7 @@ a bare bootstrap address instead connects as this process's own principal
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,10 +54,18 @@ def client_options(
         return options
     who = principal or settings.kafka_principal or default
     options |= sasl_options(settings, who, password_of(settings, who))
-    if settings.kafka_security_protocol == "SASL_SSL":
-        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        options["ssl_context"] = create_ssl_context(cafile=cafile)
+    if (tls := ssl_context(settings)) is not None:
+        options["ssl_context"] = tls
     return options
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for SASL_SSL (trusting ``kafka_ssl_cafile`` if set), else None."""
+    if settings.kafka_security_protocol != "SASL_SSL":
+        return None
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    context: ssl.SSLContext = create_ssl_context(cafile=cafile)
+    return context
 
 
 def sasl_options(settings: Settings, username: str, password: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Questions to the running worker over its HTTP API, with the CLI's exit codes.
 
 3 when the worker does not answer (with what to run), 4 when it does not know the thing
-asked about, 1 when it answers something unusable.
+asked about, 1 when it answers something unusable or refuses the caller. The CLI asks as
+its Kafka principal (PRIVOPS_KAFKA_PRINCIPAL, else ``dpo``) with its password, which the
+worker checks with the broker (privops.adapters.api_auth).
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ from typing import Any
 import httpx
 from rich.markup import escape
 
-from privops.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, fail, settings
+from privops.adapters.acls import DPO
+from privops.adapters.api_auth import api_auth
+from privops.cli.common import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+    fail,
+    handled,
+    settings,
+)
 
 _WORKER_TIMEOUT = 5.0
 
@@ -24,8 +35,10 @@ def worker_url(path: str) -> str:
 def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
     """GET from the worker's HTTP API; exit 3 with what to run if it is not answering."""
     url = worker_url(path)
+    with handled():
+        auth = api_auth(settings(), default=DPO)
     try:
-        with httpx.Client(timeout=_WORKER_TIMEOUT) as client:
+        with httpx.Client(timeout=_WORKER_TIMEOUT, auth=auth) as client:
             return client.get(url, params=params)
     except httpx.HTTPError as exc:
         fail(
@@ -57,6 +70,15 @@ def worker_json(
     body = response_json(resp)
     if resp.status_code == 404:
         fail(not_found, EXIT_NOT_FOUND)
+    if resp.status_code in (401, 403):
+        who = settings().kafka_principal or DPO
+        fail(
+            f"the worker refused principal {who!r} ({resp.status_code}: "
+            f"{escape(str(body.get('reason') or body.get('error')))}); see "
+            "`privops local credentials`, or set PRIVOPS_KAFKA_PRINCIPAL and "
+            "PRIVOPS_KAFKA_PASSWORD",
+            EXIT_FAILED,
+        )
     if resp.status_code >= 400:
         fail(
             f"the worker answered {resp.status_code}: {escape(str(body.get('error', body)))}",

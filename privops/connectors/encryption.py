@@ -28,6 +28,7 @@ import httpx
 from pydantic import ValidationError
 
 from privops import contract
+from privops.adapters.api_auth import api_auth
 from privops.adapters.avro import latest_schemas
 from privops.adapters.kek import KekProvider, KekWatch
 from privops.adapters.settings import Settings
@@ -129,6 +130,8 @@ class WorkerKeySource:
     long a key shredded by an erasure can still be used here. A worker answering 503
     (a partition moving between workers) is asked again for up to ``retry_seconds``.
     ``SubjectErased`` when the subject was erased: produce nothing about them.
+    ``auth``: the caller's principal and password (``api_auth``), which the worker
+    checks with the broker; a refusal is a ``PrivopsError`` naming it.
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class WorkerKeySource:
         base_url: str,
         kek: KekProvider,
         *,
+        auth: httpx.Auth | None = None,
         ttl_seconds: float = 300.0,
         cache_size: int = 4096,
         retry_seconds: float = 15.0,
@@ -145,7 +149,7 @@ class WorkerKeySource:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.kek = kek
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = httpx.Client(timeout=timeout, transport=transport, auth=auth)
         self._keys: _Expiring[str, DataKey] = _Expiring(cache_size, ttl_seconds, clock)
         self._current: _Expiring[tuple[str, str], DataKey] = _Expiring(
             cache_size, ttl_seconds, clock
@@ -220,16 +224,19 @@ def worker_keys(
     settings: Settings,
     base_url: str | None = None,
     *,
+    principal: str,
     say: Callable[[str], None] = lambda _message: None,
     **options: Any,
 ) -> WorkerKeySource:
     """A business system's key source: privops' key service at ``base_url`` (default:
-    the worker settings name), keys unwrapped with the KEK in ``settings.kek_file``,
-    followed as it rotates. Under ``PRIVOPS_ENV=dev`` a missing KEK file is created
-    (told to ``say``); anywhere else it is a ``ConfigError``. ``options`` go to
+    the worker settings name), asked as ``principal`` (PRIVOPS_KAFKA_PRINCIPAL if set:
+    the process's own), keys unwrapped with the KEK in ``settings.kek_file``, followed
+    as it rotates. Under ``PRIVOPS_ENV=dev`` a missing KEK file is created (told to
+    ``say``); anywhere else it is a ``ConfigError``. ``options`` go to
     ``WorkerKeySource`` (``retry_seconds``, ``ttl_seconds``, ...)."""
     kek = KekWatch(settings.kek_file, settings.env, say)
-    return WorkerKeySource(base_url or worker_url(settings), kek, **options)
+    auth = api_auth(settings, settings.kafka_principal or principal)
+    return WorkerKeySource(base_url or worker_url(settings), kek, auth=auth, **options)
 
 
 def _answer(answer: httpx.Response, base_url: str) -> Any:
@@ -244,6 +251,11 @@ def _answer(answer: httpx.Response, base_url: str) -> Any:
         raise ValueError(f"the key service refused the request: {reason}")
     if answer.status_code == 503:
         raise RuntimeUnavailable(f"privops' key service at {base_url}: {reason}")
+    if answer.status_code in (401, 403):
+        raise PrivopsError(
+            f"privops' key service at {base_url} refused this caller ({answer.status_code}: "
+            f"{reason}); it takes a Kafka principal that may ask for keys and its password"
+        )
     if answer.status_code != 200 or body is None:
         raise PrivopsError(f"privops' key service at {base_url} answered {answer.status_code}")
     return body

@@ -192,7 +192,12 @@ class ConnectorRunner:
     def keys(self) -> KeySource:
         """The key source given, or the worker's key service (made once, on first use)."""
         if self._keys is None:
-            self._own_keys = worker_keys(self.settings, self.worker_url, say=log.info)
+            self._own_keys = worker_keys(
+                self.settings,
+                self.worker_url,
+                principal=system_principal(self.system),
+                say=log.info,
+            )
             self._keys = self._own_keys
         return self._keys
 

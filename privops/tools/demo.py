@@ -29,6 +29,7 @@ from rich.panel import Panel
 
 from privops.adapters import runtime
 from privops.adapters.acls import DPO
+from privops.adapters.api_auth import api_auth
 from privops.adapters.kafka import client_options, producer, read_all
 from privops.adapters.serde import Serde
 from privops.adapters.settings import REPO_ROOT, Settings
@@ -152,7 +153,9 @@ class Demo:
         )
 
     async def get(self, path: str) -> tuple[int, Any]:
-        async with httpx.AsyncClient(timeout=5) as client:
+        """The worker's answer, asked as the DPO."""
+        auth = api_auth(self.settings, DPO)
+        async with httpx.AsyncClient(timeout=5, auth=auth) as client:
             resp = await client.get(f"{self.url}{path}")
             return resp.status_code, resp.json()
 

@@ -31,7 +31,12 @@ from privops.adapters.acls import system_principal
 from privops.adapters.kafka import client_options, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
-from privops.connectors.encryption import KeySource, encrypt_record, worker_keys
+from privops.connectors.encryption import (
+    KeySource,
+    WorkerKeySource,
+    encrypt_record,
+    worker_keys,
+)
 from privops.connectors.reference import (
     FakeCustomer,
     Knobs,
@@ -497,11 +502,13 @@ def _marketing_day(day: _Day, c: FakeCustomer) -> None:
 
 
 def seal_events(
-    events: Sequence[tuple[System, UpstreamEvent]], keys: KeySource
+    events: Sequence[tuple[System, UpstreamEvent]],
+    keys: KeySource | Mapping[System, KeySource],
 ) -> tuple[list[tuple[System, UpstreamEvent]], set[str]]:
     """Each event with its personal fields encrypted under its subject's ``main`` key,
     and the subjects privops erased: the key service gives them no key, and a system
-    produces nothing about them (their events are left out).
+    produces nothing about them (their events are left out). ``keys``: one source for
+    every system, or each system's own.
 
     Blocking (a ``WorkerKeySource`` asks the key service once per subject it has not met
     in its cache's lifetime), so call it off the event loop.
@@ -511,8 +518,9 @@ def seal_events(
     for system, event in events:
         if event.subject_id in erased:
             continue
+        source = keys[system] if isinstance(keys, Mapping) else keys
         try:
-            sealed.append((system, encrypt_record(event, keys)))
+            sealed.append((system, encrypt_record(event, source)))
         except SubjectErased:
             erased.add(event.subject_id)
     return sealed, erased
@@ -574,14 +582,22 @@ async def _sealed(
     keys: KeySource | None,
     worker_url: str | None,
 ) -> list[tuple[System, UpstreamEvent]]:
-    own = None
-    if keys is None:
-        keys = own = await asyncio.to_thread(worker_keys, settings, worker_url, say=log.info)
+    own: dict[System, WorkerKeySource] = {}
+    if keys is None:  # each system asks the key service as itself
+        for system in {system for system, _ in events}:
+            own[system] = await asyncio.to_thread(
+                worker_keys,
+                settings,
+                worker_url,
+                principal=system_principal(system),
+                say=log.info,
+            )
     try:
-        sealed, erased = await asyncio.to_thread(seal_events, events, keys)
+        sources = keys if keys is not None else own
+        sealed, erased = await asyncio.to_thread(seal_events, events, sources)
     finally:
-        if own is not None:
-            own.close()
+        for source in own.values():
+            source.close()
     if erased:
         log.warning(
             "%d of %d events left out: %d subjects were erased by privops",

@@ -13,12 +13,16 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaProducer
 
-from privops.adapters.acls import writer_of
+from privops.adapters.acls import DPO, system_principal, writer_of
+from privops.adapters.api_auth import api_auth
 from privops.adapters.kafka import Consumed, client_options, producer, read_all
+from privops.adapters.kek import KekProvider
 from privops.adapters.serde import Serde
-from privops.adapters.settings import Settings
+from privops.adapters.settings import Settings, get_settings
+from privops.connectors.encryption import WorkerKeySource
 from privops.core import records as r
 from privops.core.vocab import System
 
@@ -65,6 +69,9 @@ def read_topic(settings: Settings, topic: str) -> list[Consumed]:
     return asyncio.run(read_all(client_options(settings), topic, decode=decode))
 
 
+CRM = system_principal(System.crm)
+
+
 def wait_for(
     what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5
 ) -> Any:
@@ -79,12 +86,33 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
-def http_json(url: str) -> tuple[int, Any]:
+def http_json(
+    url: str, *, principal: str | None = DPO, method: str = "GET", timeout: float = 5
+) -> tuple[int, Any]:
+    """A worker's answer, asked as ``principal`` (None: without credentials)."""
+    request = urllib.request.Request(url, method=method, headers=basic_auth(principal))
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+def basic_auth(principal: str | None) -> dict[str, str]:
+    """The Authorization header of ``principal`` with its password from the session's
+    credentials file (none for None or on a PLAINTEXT runtime)."""
+    auth = api_auth(get_settings(), principal) if principal else None
+    if auth is None:
+        return {}
+    request = next(auth.auth_flow(httpx.Request("GET", "http://worker")))
+    return {"Authorization": request.headers["Authorization"]}
+
+
+def key_service(
+    worker_url: str, kek: KekProvider, principal: str = CRM, **options: Any
+) -> WorkerKeySource:
+    """privops' key service as ``principal`` asks it (a system by default)."""
+    return WorkerKeySource(worker_url, kek, auth=api_auth(get_settings(), principal), **options)
 
 
 def records_where(settings: Settings, topic: str, pred: Callable[[Any], bool]) -> list[Any]:

@@ -16,14 +16,15 @@ import sys
 import pytest
 
 from privops.adapters import kek as kekfile
+from privops.adapters.acls import DPO
 from privops.adapters.settings import Settings
-from privops.connectors.encryption import WorkerKeySource, decrypt_record
+from privops.connectors.encryption import decrypt_record
 from privops.core import records as r
 from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import AUDIT, NOTIFICATIONS
 from privops.core.vocab import Category, System, TaskAction
 from tests.conftest import REPO, WorkerProcess
-from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
+from tests.integration.helpers import Subject, http_json, key_service, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +135,7 @@ def test_only_recipients_that_received_the_data_are_told_with_their_reference(
     # the topic sealed under the subject's key, opened by the notifier with the KEK (while
     # the erasure waits for its systems, the key is there; no connector answers here).
     assert all(is_encrypted(ref) for n in told for ref in n.recipient_refs)
-    keys = WorkerKeySource(worker.url, kekfile.provider(local_runtime.kek_file, "dev", print))
+    keys = key_service(worker.url, kekfile.provider(local_runtime.kek_file, "dev", print), DPO)
     try:
         told = [decrypt_record(n, keys, subject_id=credit.id) for n in told]  # its Kafka key
     finally:

@@ -46,7 +46,15 @@ from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey
 from privops.core.topics import AUDIT, DEADLETTER, SUBJECT_KEYS
 from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
-from tests.integration.helpers import Subject, http_json, produce, read_topic, serde_for, wait_for
+from tests.integration.helpers import (
+    Subject,
+    http_json,
+    key_service,
+    produce,
+    read_topic,
+    serde_for,
+    wait_for,
+)
 from tests.integration.test_request_flow import (
     cli,
     known,
@@ -180,7 +188,7 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
     worker = start_worker(local_runtime, f"shred-{uid}", web_port=port(211), extra_env=env)
     connectors = simulate(local_runtime, tmp_path / "systems", customers=1, worker_url=worker.url)
     kek = kekfile.provider(local_runtime.kek_file, "dev", print)
-    keys = WorkerKeySource(worker.url, kek)
+    keys = key_service(worker.url, kek)
     try:
         produce(local_runtime, [*sealed_events(erased, keys), *sealed_events(other, keys)])
         for subject in (erased, other):
@@ -217,7 +225,7 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
             timeout=60,
         )
         with pytest.raises(SubjectErased):
-            WorkerKeySource(worker.url, kek, retry_seconds=1).current_key(erased.id, "main")
+            key_service(worker.url, kek, retry_seconds=1).current_key(erased.id, "main")
 
         # The topic: the erased subject's key is tombstoned, the other's is still stored.
         live = stored_keys(local_runtime)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from privops.adapters import kek as kekfile
-from privops.connectors.encryption import WorkerKeySource, decrypt_record
+from privops.adapters.acls import DPO
+from privops.connectors.encryption import decrypt_record
 from privops.connectors.reference import exported_file, seed_customers
 from privops.core import deadlines
 from privops.core import records as r
@@ -23,7 +24,7 @@ from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import ALERTS, NOTIFICATIONS
 from privops.core.vocab import System
 from tests.conftest import port, start_worker
-from tests.integration.helpers import http_json, produce, read_topic, wait_for
+from tests.integration.helpers import http_json, key_service, produce, read_topic, wait_for
 from tests.integration.test_request_flow import cli, customer_events, simulate, stop
 
 pytestmark = pytest.mark.integration
@@ -169,7 +170,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         assert is_encrypted(notes[0].document)
         assert all(is_encrypted(ref.location) for ref in notes[0].exports)
         kek = kekfile.provider(local_runtime.kek_file, "dev", print)
-        keys = WorkerKeySource(worker.url, kek)
+        keys = key_service(worker.url, kek, DPO)
         try:
             notes = [decrypt_record(notes[0], keys)]
         finally:

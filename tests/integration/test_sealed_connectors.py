@@ -34,7 +34,7 @@ from privops.core.topics import events_topic, task_results_topic, tasks_topic
 from privops.core.vocab import System
 from privops.tools.simulate import publish_business_day
 from tests.conftest import port, start_worker
-from tests.integration.helpers import http_json, read_topic, serde_for, wait_for
+from tests.integration.helpers import http_json, key_service, read_topic, serde_for, wait_for
 from tests.integration.test_request_flow import known, own_pseudonym_key
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def test_simulated_systems_publish_ciphertext_and_connectors_answer_through_the_
         local_runtime, f"sealed-{uid}", web_port=port(221), extra_env=own_pseudonym_key(uid)
     )
     kek = kekfile.provider(local_runtime.kek_file, "dev", print)
-    keys = WorkerKeySource(worker.url, kek)
+    keys = key_service(worker.url, kek)
     try:
         started = time.monotonic()
         day = publish_business_day(

@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,7 +22,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from privops.adapters import kek as kekfile
-from privops.adapters.acls import WORKER
+from privops.adapters.acls import WORKER, system_principal
 from privops.adapters.kafka import client_options, producer, read_all
 from privops.adapters.key_topic import KeyRecordCodec, subject_partition
 from privops.adapters.settings import Settings
@@ -54,14 +52,12 @@ def keys_worker(local_runtime: Settings, kek_path: Path) -> Iterator[WorkerProce
 
 
 def post_key(worker: WorkerProcess, subject_id: str, scope: str = "main") -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"{worker.url}/subject-keys/{subject_id}?scope={scope}", method="POST"
+    return http_json(
+        f"{worker.url}/subject-keys/{subject_id}?scope={scope}",
+        principal=system_principal(System.crm),
+        method="POST",
+        timeout=15,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=15) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def stored(settings: Settings, key_id: str) -> list[tuple[int, bytes | None]]:

@@ -15,8 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from privops.adapters.acls import principals, system_principal
+from privops.adapters.api_auth import Credentials, basic_credentials
+from privops.adapters.credentials import credentials_path, ensure_credentials
 from privops.adapters.kek import KekFile
 from privops.adapters.settings import Settings
 from privops.connectors import Answer, Connector, ConnectorRunner, TransientRetry
@@ -519,11 +523,19 @@ def _no_keys(subject_id: str, scope: str) -> SubjectKey:
 def test_the_default_key_source_is_the_workers_key_service_with_the_kek_file(
     tmp_path: Path, people: list[FakeCustomer]
 ) -> None:
-    settings = Settings(home=tmp_path / "home", web_port=7123)
+    home = tmp_path / "home"
+    passwords = ensure_credentials(credentials_path(home), principals())
+    settings = Settings(
+        home=home, env="dev", web_port=7123, kafka_security_protocol="SASL_PLAINTEXT"
+    )
     runner = ConnectorRunner(Seen(tmp_path / "systems"), settings)
     keys = runner.keys
     assert isinstance(keys, WorkerKeySource)
     assert keys.base_url == "http://127.0.0.1:7123"
+    # asked as the system itself, with its Kafka password
+    sent = next(keys._http.auth.auth_flow(httpx.Request("POST", keys.base_url)))
+    crm = system_principal(System.crm)
+    assert basic_credentials(sent.headers["Authorization"]) == Credentials(crm, passwords[crm])
     assert (tmp_path / "home" / "keys" / "kek.json").exists()  # a dev KEK, made here
     assert runner.keys is keys
     runner._close_keys()

@@ -14,6 +14,7 @@ import httpx
 import typer
 from rich.markup import escape
 
+from privops.adapters.acls import DPO
 from privops.cli.common import (
     EXIT_FAILED,
     EXIT_UNAVAILABLE,
@@ -230,7 +231,7 @@ def sealed(request: RequestSubmitted) -> RequestSubmitted:
         )
         return request
     try:
-        keys = worker_keys(cfg, worker_url(""), retry_seconds=10.0)
+        keys = worker_keys(cfg, worker_url(""), principal=DPO, retry_seconds=10.0)
     except ConfigError as exc:
         fail(str(exc))
     try:

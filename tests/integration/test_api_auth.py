@@ -1,0 +1,132 @@
+"""The worker's HTTP API answers only proven callers, on the real secured broker.
+
+A caller proves its Kafka principal with HTTP Basic and its SCRAM password, which the
+worker checks with the broker (privops.adapters.api_auth). Without credentials, with a
+wrong password or an unknown principal: 401. A principal that may not ask: 403 (a
+system reading requests, the brokers' admin). Faust's own /table and /router pages,
+which would serve any table's values to anyone, are not served. /health and /metrics
+stay open for probes and Prometheus. The CLI says which principal was refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from privops.adapters import credentials
+from privops.adapters.acls import ADMIN, DPO, WORKER, system_principal
+from privops.adapters.settings import Settings
+from privops.core.vocab import System
+from tests.conftest import REPO, WorkerProcess
+from tests.integration.helpers import http_json
+
+pytestmark = pytest.mark.integration
+
+CRM = system_principal(System.crm)
+QUESTIONS = [
+    ("GET", "/consent/CUST-API-1"),
+    ("GET", "/consent/CUST-API-1?purpose=marketing&channel=email"),
+    ("GET", "/requests/REQ-API-1"),
+    ("GET", "/subject-keys/CUST-API-1"),
+    ("POST", "/subject-keys/CUST-API-1"),
+]
+
+
+def ask(
+    worker: WorkerProcess, method: str, path: str, authorization: str | None
+) -> tuple[int, Any, str | None]:
+    """Status, JSON body and WWW-Authenticate of one question with this header."""
+    headers = {"Authorization": authorization} if authorization else {}
+    request = urllib.request.Request(f"{worker.url}{path}", method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as resp:
+            return resp.status, resp.read(), resp.headers.get("WWW-Authenticate")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("WWW-Authenticate")
+
+
+def basic(principal: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{principal}:{password}".encode()).decode()
+
+
+def password(settings: Settings, principal: str) -> str:
+    return credentials.password(settings.kafka_credentials_file, principal)
+
+
+@pytest.mark.parametrize(("method", "path"), QUESTIONS)
+def test_no_wrong_or_unknown_credentials_get_401(
+    local_runtime: Settings, worker: WorkerProcess, method: str, path: str
+) -> None:
+    right = password(local_runtime, DPO)
+    for authorization in (
+        None,
+        "Bearer " + right,
+        basic(DPO, right + "x"),
+        basic(DPO, password(local_runtime, WORKER)),  # another principal's password
+        basic("nobody", right),
+    ):
+        status, body, challenge = ask(worker, method, path, authorization)
+        assert status == 401, (authorization and authorization[:12], status, body)
+        assert challenge == 'Basic realm="privops"'
+        assert right.encode() not in body
+
+
+def test_each_principal_asks_only_what_it_may(
+    local_runtime: Settings, worker: WorkerProcess
+) -> None:
+    dpo = basic(DPO, password(local_runtime, DPO))
+    crm = basic(CRM, password(local_runtime, CRM))
+    admin = basic(ADMIN, password(local_runtime, ADMIN))
+
+    # Past the check, the worker answers on the merits: nobody by these ids.
+    assert ask(worker, "GET", "/consent/CUST-API-2", dpo)[0] == 404
+    assert ask(worker, "GET", "/requests/REQ-API-2", dpo)[0] == 404
+    assert ask(worker, "GET", "/consent/CUST-API-2", crm)[0] == 404
+    status, body, _ = ask(worker, "POST", "/subject-keys/CUST-API-2", crm)
+    assert status == 200, body
+    # A system never reads requests; the brokers' admin asks nothing.
+    assert ask(worker, "GET", "/requests/REQ-API-2", crm)[0] == 403
+    for method, path in QUESTIONS:
+        assert ask(worker, method, path, admin)[0] == 403, path
+
+
+def test_faust_table_and_router_pages_are_not_served(
+    local_runtime: Settings, worker: WorkerProcess
+) -> None:
+    dpo = basic(DPO, password(local_runtime, DPO))
+    for path in ("/table/", "/table/consent/", "/table/consent/CUST-API-3/", "/router/"):
+        for authorization in (None, dpo):
+            assert ask(worker, "GET", path, authorization)[0] == 404, path
+
+
+def test_probes_and_prometheus_need_no_credentials(worker: WorkerProcess) -> None:
+    assert ask(worker, "GET", "/health", None)[0] in (200, 503)
+    assert ask(worker, "GET", "/metrics", None)[0] == 200
+    assert http_json(f"{worker.url}/health", principal=None)[0] in (200, 503)
+
+
+def test_the_cli_names_the_principal_the_worker_refused(worker: WorkerProcess) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "privops.cli.main", "request", "status", "REQ-API-4"],
+        capture_output=True,
+        text=True,
+        env={
+            **worker.env,
+            "COLUMNS": "200",
+            "PRIVOPS_KAFKA_PRINCIPAL": DPO,
+            "PRIVOPS_KAFKA_PASSWORD": "not-the-password",
+        },
+        cwd=REPO,
+        timeout=60,
+    )
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 1, said
+    assert "refused principal 'dpo'" in said
+    assert "401" in said
+    assert "not-the-password" not in said

@@ -1,0 +1,194 @@
+"""Who may ask the worker's HTTP API what (privops.adapters.api_auth, acls.may_call).
+
+The broker's SCRAM exchange itself is tested on the real broker
+(tests/integration/test_api_auth.py); here, the header parsing, the policy, and what the
+authenticator remembers and how often it asks (with a recorded check in place of the
+broker, since what is under test is the cache and the sharing, not SCRAM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import httpx
+import pytest
+
+from privops.adapters.acls import ADMIN, DPO, WORKER, Api, may_call, system_principal
+from privops.adapters.api_auth import (
+    BrokerAuthenticator,
+    Credentials,
+    Unauthenticated,
+    api_auth,
+    basic_credentials,
+)
+from privops.adapters.credentials import ensure_credentials
+from privops.adapters.settings import Settings
+from privops.core.errors import RuntimeUnavailable
+from privops.core.vocab import System
+
+
+def basic(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+def test_basic_credentials_are_read_with_a_colon_in_the_password() -> None:
+    assert basic_credentials(basic("system-crm:pa:ss")) == Credentials("system-crm", "pa:ss")
+    assert basic_credentials("basic " + basic("dpo:x")[6:]) == Credentials("dpo", "x")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer abc",
+        "Basic",
+        "Basic !!!not-base64!!!",
+        basic("no-colon"),
+        basic("dpo:"),
+        basic(":password"),
+        basic("dpo,admin=x:password"),  # a SCRAM name that would need escaping
+        basic("a" * 65 + ":password"),
+        basic("dpo:" + "x" * 1025),
+        "Basic " + base64.b64encode(b"\xff\xfe:pw").decode(),
+    ],
+)
+def test_anything_but_basic_with_a_principal_and_a_password_is_unauthenticated(
+    header: str | None,
+) -> None:
+    with pytest.raises(Unauthenticated):
+        basic_credentials(header)
+
+
+def test_who_may_ask_what() -> None:
+    crm = system_principal(System.crm)
+    for api in Api:
+        assert may_call(WORKER, api)
+        assert may_call(DPO, api)
+        assert not may_call(ADMIN, api)
+        assert not may_call("system-unknown", api)
+        assert not may_call("dpo-intern", api)
+    assert may_call(crm, Api.SUBJECT_KEYS)
+    assert may_call(crm, Api.CONSENT)
+    assert not may_call(crm, Api.REQUESTS)  # other systems' answers, rectified values
+
+
+class Broker:
+    """What the broker would say, and how often it was asked."""
+
+    def __init__(self, passwords: dict[str, str], delay: float = 0.0) -> None:
+        self.passwords = passwords
+        self.delay = delay
+        self.asked: list[str] = []
+        self.down = False
+
+    async def check(self, principal: str, password: str) -> bool:
+        self.asked.append(principal)
+        await asyncio.sleep(self.delay)
+        if self.down:
+            raise RuntimeUnavailable("no broker answered")
+        return self.passwords.get(principal) == password
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_proof_is_remembered_for_its_ttl_and_a_refusal_for_less() -> None:
+    broker, clock = Broker({"dpo": "right"}), Clock()
+    auth = BrokerAuthenticator(broker.check, ttl=60, failure_ttl=5, clock=clock)
+
+    async def run() -> None:
+        assert await auth.principal(basic("dpo:right")) == "dpo"
+        assert await auth.principal(basic("dpo:right")) == "dpo"
+        assert broker.asked == ["dpo"]
+        clock.now += 61
+        assert await auth.principal(basic("dpo:right")) == "dpo"
+        assert broker.asked == ["dpo", "dpo"]
+
+        for _ in range(3):
+            with pytest.raises(Unauthenticated):
+                await auth.principal(basic("dpo:wrong"))
+        assert broker.asked == ["dpo", "dpo", "dpo"]  # one refusal, remembered
+        clock.now += 6
+        with pytest.raises(Unauthenticated):
+            await auth.principal(basic("dpo:wrong"))
+        assert len(broker.asked) == 4
+
+    asyncio.run(run())
+
+
+def test_a_proven_password_does_not_admit_another_principal_or_password() -> None:
+    broker = Broker({"dpo": "right", "system-crm": "crm"})
+    auth = BrokerAuthenticator(broker.check)
+
+    async def run() -> None:
+        assert await auth.principal(basic("dpo:right")) == "dpo"
+        with pytest.raises(Unauthenticated):
+            await auth.principal(basic("system-crm:right"))
+        with pytest.raises(Unauthenticated):
+            await auth.principal(basic("dpo:right "))
+        assert await auth.principal(basic("system-crm:crm")) == "system-crm"
+
+    asyncio.run(run())
+
+
+def test_concurrent_requests_with_the_same_credentials_share_one_proof() -> None:
+    broker = Broker({"dpo": "right"}, delay=0.05)
+    auth = BrokerAuthenticator(broker.check)
+
+    async def run() -> list[str]:
+        return await asyncio.gather(*(auth.principal(basic("dpo:right")) for _ in range(20)))
+
+    assert asyncio.run(run()) == ["dpo"] * 20
+    assert broker.asked == ["dpo"]
+
+
+def test_no_broker_is_unavailable_not_a_refusal_and_is_not_remembered() -> None:
+    broker = Broker({"dpo": "right"})
+    broker.down = True
+    auth = BrokerAuthenticator(broker.check)
+
+    async def run() -> None:
+        results = await asyncio.gather(
+            *(auth.principal(basic("dpo:right")) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, RuntimeUnavailable) for r in results), results
+        broker.down = False
+        assert await auth.principal(basic("dpo:right")) == "dpo"
+
+    asyncio.run(run())
+
+
+def test_the_cache_is_bounded() -> None:
+    broker = Broker({f"p{i}": "pw" for i in range(10)})
+    auth = BrokerAuthenticator(broker.check, size=3)
+
+    async def run() -> None:
+        for i in range(10):
+            await auth.principal(basic(f"p{i}:pw"))
+        await auth.principal(basic("p0:pw"))  # evicted long ago: asked again
+
+    asyncio.run(run())
+    assert len(broker.asked) == 11
+
+
+def test_a_client_sends_its_principal_and_kafka_password(tmp_path: Path) -> None:
+    passwords = ensure_credentials(tmp_path / "credentials.json", [DPO, WORKER])
+    cfg = Settings(
+        home=tmp_path,
+        env="dev",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_credentials_file=tmp_path / "credentials.json",
+    )
+    auth = api_auth(cfg, DPO)
+    assert auth is not None
+    sent = next(auth.auth_flow(httpx.Request("GET", "http://w")))
+    assert basic_credentials(sent.headers["Authorization"]) == Credentials(DPO, passwords[DPO])
+    assert api_auth(cfg.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})) is None
