@@ -19,6 +19,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from privops.adapters import metrics
 from privops.adapters.kafka import client_options
 from privops.adapters.settings import get_settings
+from streams import batching
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -65,6 +66,9 @@ app = faust.App(
     broker_session_timeout=settings.group_session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.group_session_timeout_seconds / 3),
 )
+# Every send is idempotent (a retry after a lost acknowledgement writes once), set before
+# anything makes the app's transport (streams.batching).
+batching.idempotent_producer(app)
 setup_prometheus_sensors(
     app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix=metrics.FAUST_SENSOR_PREFIX
 )

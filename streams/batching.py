@@ -20,6 +20,11 @@ loudly on an upgrade that changes them. What it uses:
 - ``Consumer.ack(message)`` (marks the offset done; Faust commits contiguous acks).
 - ``rocksdb.Store._db_for_partition``, ``Store.set_persisted_offset``, the memory
   store's ``data`` dict, and ``Collection.changelog_topic``.
+- ``aiokafka`` driver ``Producer._settings_extra`` (the producer's extra aiokafka
+  options) and the app's ``transport`` setter: ``idempotent_producer`` makes the worker's
+  producer idempotent (``enable_idempotence``, ``acks=all``). Faust turns idempotence
+  on only inside exactly-once transactions; without it, a send retried after a lost
+  acknowledgement (a broker failing over) can write a record twice.
 A smaller version of this (a batch callback per fetched partition) would be worth
 offering upstream: Faust's per-message path is most of its cost for small records.
 """
@@ -35,6 +40,7 @@ from typing import Any
 import faust
 from faust.stores import memory
 from faust.transport.conductor import Conductor
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT, Message, TableT
 
 log = logging.getLogger(__name__)
@@ -61,8 +67,31 @@ def check_faust() -> None:
         rocksdb = None  # type: ignore[assignment]
     if rocksdb is not None and not hasattr(rocksdb.Store, "_db_for_partition"):
         problems.append("rocksdb.Store._db_for_partition is gone")
+    if not callable(getattr(aiokafka_driver.Producer, "_settings_extra", None)):
+        problems.append("the aiokafka driver's Producer._settings_extra is gone")
     if problems:
         raise FaustChanged("streams.batching: " + "; ".join(problems))
+
+
+class IdempotentProducer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer, idempotent outside transactions too: the broker drops a
+    batch it already has (producer id and sequence), so a retried send writes once."""
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class IdempotentTransport(aiokafka_driver.Transport):
+    Producer = IdempotentProducer
+
+
+def idempotent_producer(app: AppT) -> None:
+    """Make ``app``'s producer idempotent. Call before anything touches ``app.transport``
+    (the producer is made from it); refuses a ``broker`` that is not Kafka."""
+    url = app.conf.broker_consumer[0]
+    if url.scheme not in ("kafka", "aiokafka"):
+        raise FaustChanged(f"streams.batching: idempotent producer needs kafka://, not {url}")
+    app.transport = IdempotentTransport(app.conf.broker_consumer, app)
 
 
 class Inlet:

@@ -40,6 +40,24 @@ def test_another_faust_version_stops_the_worker(monkeypatch: pytest.MonkeyPatch)
         batching.check_faust()
 
 
+async def test_the_workers_producer_is_idempotent(app: Any) -> None:
+    """Faust turns idempotence on only in transactions; the worker's app makes its
+    aiokafka producer with it, and with acks=all, whatever Faust's defaults say."""
+    assert isinstance(app.transport, batching.IdempotentTransport)
+    producer = app.transport.create_producer()
+    assert isinstance(producer, batching.IdempotentProducer)
+    client = producer._new_producer()
+    assert client._txn_manager is not None  # what aiokafka builds for enable_idempotence
+    assert client._txn_manager.transactional_id is None  # idempotent, not transactional
+    assert producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
+
+
+def test_a_broker_that_is_not_kafka_is_refused() -> None:
+    other = faust.App("privops-test-other", broker="memory://")
+    with pytest.raises(batching.FaustChanged, match="kafka://"):
+        batching.idempotent_producer(other)
+
+
 def test_the_conductor_internals_it_wraps_are_there(app: Any) -> None:
     """Conductor._build_handler(tp, channels) and Consumer.ack(message), as 0.15.3 has."""
     conductor = app.topics
