@@ -101,11 +101,17 @@ def customer_events(customer, systems) -> list:
 
 
 def simulate(
-    settings, data_dir: Path, *knobs: str, customers: int, worker_url: str | None = None
+    settings,
+    data_dir: Path,
+    *knobs: str,
+    customers: int,
+    worker_url: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """The reference connectors in their own consumer group, from the topics' end, so no
     earlier test's tasks queue in front of this test's; returns once they are assigned.
-    ``worker_url``: the key service their tasks' keys come from (the test's worker)."""
+    ``worker_url``: the key service their tasks' keys come from (the test's worker);
+    ``env``: settings of their own (another cluster's address)."""
     name = uuid.uuid4().hex[:8]
     if worker_url is not None:
         knobs = ("--worker-url", worker_url, *knobs)
@@ -129,7 +135,7 @@ def simulate(
         ],
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
         cwd=REPO,
     )
     wait_for(

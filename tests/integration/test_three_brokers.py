@@ -6,6 +6,12 @@ which it never touches. Topics get replication factor 3 and min.insync.replicas=
 producer acks=all with idempotence (``producer_options``), so a record the broker acked
 must survive losing any one node, and a batch retried across the failover must not be
 written twice.
+
+Then the same with the product on it: a worker and the reference connectors on the
+cluster, consent events and erasure commands flowing, and the broker that leads the
+commands' first partition SIGKILLed in the middle. The worker goes on: every erasure
+(submitted before and after the kill) completes, every consent state is right, and
+every task was executed once (the connectors' ledgers).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import tempfile
 import time
 from collections import Counter
@@ -31,9 +38,13 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from privops.adapters import runtime
 from privops.adapters.kafka import create_topics, producer_options, read_all
 from privops.adapters.settings import Settings
-from privops.core.topics import TopicSpec, catalogue
-from tests.conftest import port
-from tests.integration.helpers import wait_for
+from privops.connectors.reference import seed_customers
+from privops.core.topics import COMMANDS, TopicSpec, catalogue
+from privops.core.vocab import System
+from tests.conftest import WorkerProcess, port, start_worker
+from tests.integration.helpers import produce, wait_for
+from tests.integration.test_request_flow import cli, customer_events, request, simulate, stop
+from tests.integration.test_scale_out import consent, decision
 
 pytestmark = pytest.mark.integration
 
@@ -260,3 +271,107 @@ async def replication_problems(bootstrap: str, topics: list[str]) -> list[str]:
         return problems
     finally:
         await admin.close()
+
+
+SYSTEMS = [System.orders, System.crm, System.marketing]
+CUSTOMERS = 8
+ERASED_BEFORE, ERASED_AFTER = 3, 2  # erasures submitted before and after the kill
+
+
+def test_the_worker_goes_on_when_a_broker_dies(
+    three_brokers: runtime.KafkaCluster, local_runtime: Settings, tmp_path: Path, uid: str
+) -> None:
+    kafka = three_brokers
+    bootstrap = kafka.layout.bootstrap
+    cluster = local_runtime.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "kafka_security_protocol": "PLAINTEXT",
+            "replication_factor": 3,
+            "topic_partitions": PARTITIONS,
+        }
+    )
+    outcomes = asyncio.run(
+        create_topics({"bootstrap_servers": bootstrap}, catalogue(PARTITIONS), replication_factor=3)
+    )
+    assert [o.note for o in outcomes if o.note] == []
+    # Everything of this test talks to the cluster; the registry, the KEK and the DPO's
+    # signing keys are the session's.
+    env = {
+        "PRIVOPS_KAFKA_BOOTSTRAP": bootstrap,
+        "PRIVOPS_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+        "PRIVOPS_REPLICATION_FACTOR": "3",
+        "PRIVOPS_TOPIC_PARTITIONS": str(PARTITIONS),
+        "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8",
+        "PRIVOPS_PSEUDONYM_KEY": f"three-{uid}-pseudonym-key-0123456789",
+    }
+    customers = seed_customers(CUSTOMERS)
+    worker: WorkerProcess | None = None
+    connectors = None
+    try:
+        worker = start_worker(local_runtime, f"three-{uid}", web_port=port(545), extra_env=env)
+        connectors = simulate(
+            local_runtime,
+            tmp_path / "systems",
+            customers=CUSTOMERS,
+            worker_url=worker.url,
+            env=env,
+        )
+        produce(cluster, [e for c in customers for e in customer_events(c, SYSTEMS)])
+        produce(cluster, [consent(c.subject_id, 1, given=True) for c in customers])
+        wait_for(
+            "every subject's consent",
+            lambda: all(decision(worker, c.subject_id) is True for c in customers),
+        )
+
+        def erase(customer: Any) -> str:
+            return cli(
+                "request", "erase", "--subject", customer.subject_id, "--verified-now", "-q",
+                env=worker.env,
+            )  # fmt: skip
+
+        rids = [erase(c) for c in customers[:ERASED_BEFORE]]
+        leaders = asyncio.run(partition_leaders(bootstrap, COMMANDS))
+        victim = kafka.nodes[leaders[0] - 1]
+        pid = victim.pid()
+        assert pid is not None, f"{victim.name} is not running"
+        os.killpg(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        print(f"SIGKILL {victim.name}, leader of {COMMANDS}[0]")
+        # While it is down: consent withdrawn, and more erasures (each waits for its answer).
+        kept = customers[ERASED_BEFORE + ERASED_AFTER :]
+        produce(cluster, [consent(c.subject_id, 2, given=False) for c in kept])
+        rids += [erase(c) for c in customers[ERASED_BEFORE : ERASED_BEFORE + ERASED_AFTER]]
+        print(f"every command answered {time.monotonic() - killed_at:.1f}s after the kill")
+        victim.launch(print)
+
+        def finished(rid: str) -> bool:
+            return request(worker, rid).get("state") in ("completed", "partially_completed")
+
+        wait_for("every erasure to complete", lambda: all(map(finished, rids)), timeout=150)
+        wait_for(
+            "the consent withdrawn during the failover to hold",
+            lambda: all(decision(worker, c.subject_id) is False for c in kept),
+        )
+        print(f"all done {time.monotonic() - killed_at:.1f}s after the kill")
+        assert worker.proc.poll() is None, "the worker died with the broker"
+        bodies = [request(worker, rid) for rid in rids]
+    finally:
+        if connectors is not None:
+            stop(connectors)
+        if worker is not None:
+            worker.stop()
+        for node in kafka.nodes:  # a later test finds every node up
+            if node.pid() is None:
+                node.launch(print)
+
+    task_ids = {t["task_id"] for body in bodies for t in body["tasks"]}
+    assert len(task_ids) == len(rids) * len(SYSTEMS)
+    executed: Counter[str] = Counter()
+    for db_path in (local_runtime.home / "connectors").glob("*-ledger.db"):
+        with sqlite3.connect(db_path) as db:
+            for (task_id,) in db.execute("select task_id from answers"):
+                if task_id in task_ids:
+                    executed[task_id] += 1
+    assert set(executed) == task_ids
+    assert all(n == 1 for n in executed.values()), executed
