@@ -10,7 +10,7 @@ arrives at a worker which no longer owns the partition (a rebalance under way) g
 503 instead of a stale answer. /metrics is served by faust's Prometheus sensor with
 privops' registry (streams.app).
 
-Every question but /health and /metrics needs a proven caller (``allowed``): HTTP Basic
+Every question but /health and /metrics needs a proven caller (``refused``): HTTP Basic
 with a Kafka principal and its SCRAM password, checked with the broker
 (privops.adapters.api_auth), and a principal that may ask it (``acls.may_call``). A
 forwarded question carries the caller's credentials, and the owner checks them again.

@@ -391,3 +391,22 @@ def test_an_answer_for_another_subject_is_refused(topic: Topic) -> None:
     keys = WorkerKeySource("http://w.test", kek_file(), transport=httpx.MockTransport(liar))
     with pytest.raises(PrivopsError, match="answered"):
         keys.current_key(ANN, MAIN_SCOPE)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_caller_is_told_so_and_its_credentials_were_sent(status: int) -> None:
+    seen: list[str | None] = []
+
+    def guard(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(status, json={"error": "no", "reason": "principal 'x' may not"})
+
+    keys = WorkerKeySource(
+        "http://w.test",
+        kek_file(),
+        auth=httpx.BasicAuth("system-crm", "pw"),
+        transport=httpx.MockTransport(guard),
+    )
+    with pytest.raises(PrivopsError, match=f"refused this caller \\({status}"):
+        keys.current_key(ANN, MAIN_SCOPE)
+    assert seen == ["Basic " + base64.b64encode(b"system-crm:pw").decode()]
