@@ -93,9 +93,39 @@ class Dockerfile:
         return [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m[1], m[0]), base) for base in bases]
 
 
-def load_compose() -> Compose:
-    data: Compose = yaml.safe_load(COMPOSE.read_text())
+class _StrictLoader(yaml.SafeLoader):
+    """A mapping key given twice is an error, as `docker compose` (Go yaml v3) makes it;
+    PyYAML would keep the last one silently."""
+
+
+def _no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        if key_node.value in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"mapping key {key_node.value!r} already defined", key_node.start_mark
+            )
+        seen.add(key_node.value)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _no_duplicate_keys,  # type: ignore[arg-type]
+)
+
+
+def load_compose(text: str | None = None) -> Compose:
+    data: Compose = yaml.load(text or COMPOSE.read_text(), Loader=_StrictLoader)
     return data
+
+
+def test_a_key_given_twice_in_compose_is_refused_as_compose_refuses_it() -> None:
+    load_compose()  # the real file has none
+    with pytest.raises(yaml.constructor.ConstructorError, match="stop_grace_period"):
+        load_compose("services:\n  w:\n    stop_grace_period: 50s\n    stop_grace_period: 30s\n")
 
 
 def load_dockerfile() -> Dockerfile:
