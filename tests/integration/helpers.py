@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -113,6 +115,18 @@ def key_service(
 ) -> WorkerKeySource:
     """privops' key service as ``principal`` asks it (a system by default)."""
     return WorkerKeySource(worker_url, kek, auth=api_auth(get_settings(), principal), **options)
+
+
+def executions(settings: Settings, task_ids: set[str]) -> Counter[str]:
+    """How many times the reference connectors executed each of ``task_ids`` (their
+    ledgers under the session's home)."""
+    executed: Counter[str] = Counter()
+    for db_path in (settings.home / "connectors").glob("*-ledger.db"):
+        with sqlite3.connect(db_path) as db:
+            for (task_id,) in db.execute("select task_id from answers"):
+                if task_id in task_ids:
+                    executed[task_id] += 1
+    return executed
 
 
 def records_where(settings: Settings, topic: str, pred: Callable[[Any], bool]) -> list[Any]:

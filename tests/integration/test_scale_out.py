@@ -10,8 +10,6 @@ system (the connectors' ledgers).
 
 from __future__ import annotations
 
-import sqlite3
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from privops.connectors.reference import seed_customers
 from privops.core import records as r
 from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import WorkerProcess, port, start_worker
-from tests.integration.helpers import http_json, produce, wait_for
+from tests.integration.helpers import executions, http_json, produce, wait_for
 from tests.integration.test_request_flow import cli, customer_events, request, simulate, stop
 
 pytestmark = pytest.mark.integration
@@ -141,11 +139,6 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
 
     task_ids = {t["task_id"] for body in bodies for t in body["tasks"]}
     assert len(task_ids) == ERASED * len(SYSTEMS)
-    executed: Counter[str] = Counter()
-    for db_path in (local_runtime.home / "connectors").glob("*-ledger.db"):
-        with sqlite3.connect(db_path) as db:
-            for (task_id,) in db.execute("select task_id from answers"):
-                if task_id in task_ids:
-                    executed[task_id] += 1
+    executed = executions(local_runtime, task_ids)
     assert set(executed) == task_ids
     assert all(n == 1 for n in executed.values()), executed

@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sqlite3
 import tempfile
 import time
 from collections import Counter
@@ -42,7 +41,7 @@ from privops.connectors.reference import seed_customers
 from privops.core.topics import COMMANDS, TopicSpec, catalogue
 from privops.core.vocab import System
 from tests.conftest import WorkerProcess, port, start_worker
-from tests.integration.helpers import produce, wait_for
+from tests.integration.helpers import executions, produce, wait_for
 from tests.integration.test_request_flow import cli, customer_events, request, simulate, stop
 from tests.integration.test_scale_out import consent, decision
 
@@ -367,11 +366,6 @@ def test_the_worker_goes_on_when_a_broker_dies(
 
     task_ids = {t["task_id"] for body in bodies for t in body["tasks"]}
     assert len(task_ids) == len(rids) * len(SYSTEMS)
-    executed: Counter[str] = Counter()
-    for db_path in (local_runtime.home / "connectors").glob("*-ledger.db"):
-        with sqlite3.connect(db_path) as db:
-            for (task_id,) in db.execute("select task_id from answers"):
-                if task_id in task_ids:
-                    executed[task_id] += 1
+    executed = executions(local_runtime, task_ids)
     assert set(executed) == task_ids
     assert all(n == 1 for n in executed.values()), executed
