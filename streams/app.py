@@ -60,6 +60,9 @@ app = faust.App(
     topic_replication_factor=settings.replication_factor,
     stream_wait_empty=False,
     broker_commit_every=100,
+    # A flush hands the producer whole batches (streams.batching.send_batched): fewer,
+    # larger batches per partition (the broker takes up to 1 MB).
+    producer_max_batch_size=256 * 1024,
     broker_commit_interval=1.0,
     table_cleanup_interval=60.0,
     consumer_auto_offset_reset=settings.consumer_offset_reset,

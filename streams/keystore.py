@@ -368,11 +368,14 @@ class KeyStore:
 
     @contextlib.asynccontextmanager
     async def _serialised(self, subject_id: str) -> AsyncIterator[None]:
+        async with self._lock(subject_id):
+            yield
+
+    def _lock(self, subject_id: str) -> asyncio.Lock:
         lock = self._locks.get(subject_id)
         if lock is None:
             lock = self._locks[subject_id] = asyncio.Lock()
-        async with lock:
-            yield
+        return lock
 
     async def records(self, subject_id: str) -> list[SubjectKey]:
         """The subject's stored keys (wrapped), once the ring is up to date."""
@@ -445,11 +448,14 @@ class KeyStore:
     async def _create_main(self, subjects: list[str]) -> dict[str, DataKey | None]:
         """New ``main`` keys, one per subject (each under its subject's lock, so no other
         creation of theirs runs meanwhile), handed out once the broker has every record."""
-        async with contextlib.AsyncExitStack() as locks:
+        held: list[asyncio.Lock] = []
+        try:
             for subject_id in sorted(subjects):  # one order: two batches never deadlock
-                await locks.enter_async_context(self._serialised(subject_id))
+                lock = self._lock(subject_id)
+                await lock.acquire()  # free (the usual case): no wait, no context manager
+                held.append(lock)
             found: dict[str, DataKey | None] = {}
-            new: list[tuple[int, SubjectKey]] = []
+            new: list[tuple[int, SubjectKey, DataKey]] = []
             kek, now = self.kek.current(), self._now()
             for subject_id in subjects:
                 partition = self.partition_of(subject_id)
@@ -460,11 +466,15 @@ class KeyStore:
                 elif subject_id in self._shredded:
                     found[subject_id] = None
                 else:
-                    new.append((partition, create(subject_id, MAIN_SCOPE, kek, now)[0]))
-            await self._stored(new)
-            for partition, record in new:
-                found[record.subject_id] = self.ring(partition).add(record)
+                    made, key = create(subject_id, MAIN_SCOPE, kek, now)
+                    new.append((partition, made, key))
+            await self._stored([(partition, made) for partition, made, _ in new])
+            for partition, made, key in new:
+                found[made.subject_id] = self.ring(partition).add(made, key)
             return found
+        finally:
+            for lock in held:
+                lock.release()
 
     async def _stored(self, records: list[tuple[int, SubjectKey]]) -> None:
         """Produce new key records (partition, record), all at once; return when the

@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -41,7 +41,8 @@ _MISSING: Any = object()
 
 CACHE_SIZE = 200_000
 
-Send = Callable[[str, bytes | None, bytes | None, int | None], Awaitable[Awaitable[Any]]]
+SendAll = Callable[[Sequence[batching.Outgoing]], Awaitable[list[int]]]
+"""Sends records and returns each one's offset once all are delivered (streams.batching)."""
 
 
 class Sealer(Protocol):
@@ -128,7 +129,7 @@ class State:
         self._out: list[tuple[str, bytes | None, bytes | None] | SealedOutput] = []
         self._done: list[Message] = []
         self.cache_size = 0 if settings.store.startswith("memory:") else CACHE_SIZE
-        self.send: Send = _producer_send
+        self.send_all: SendAll = _send_all
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
@@ -232,8 +233,8 @@ class State:
             return
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
-        deliveries: list[Awaitable[Any]] = []
-        changelog: list[tuple[Slot[Any], int]] = []
+        records: list[batching.Outgoing] = []
+        changelog: list[tuple[Slot[Any], int]] = []  # of records[:len(changelog)]
         for (name, partition), values in dirty.items():
             slot = self._slots[name]
             items = _encoded(
@@ -243,21 +244,19 @@ class State:
             self._forget_unsealable(slot, partition, opened.get(name, {}), keys)
             topic = batching.changelog_topic(slot.table)
             for key, (_, raw) in items.items():
-                deliveries.append(await self.send(topic, key, raw, partition))
+                records.append((topic, key, raw, partition))
                 changelog.append((slot, partition))
         for item in out:
             if isinstance(item, SealedOutput):
                 value = item.encode(keys.get(item.subject_id))
-                deliveries.append(await self.send(item.topic, item.key, value, None))
+                records.append((item.topic, item.key, value, None))
             else:
-                deliveries.append(await self.send(item[0], item[1], item[2], None))
-        results = await asyncio.gather(*deliveries)
+                records.append((item[0], item[1], item[2], None))
+        delivered = await self.send_all(records) if records else []
         offsets: dict[str, dict[int, int]] = {}
-        for (slot, partition), meta in zip(changelog, results, strict=False):
-            offset = getattr(meta, "offset", None)
-            if isinstance(offset, int):
-                per_table = offsets.setdefault(slot.name, {})
-                per_table[partition] = max(offset, per_table.get(partition, -1))
+        for (slot, partition), offset in zip(changelog, delivered, strict=False):
+            per_table = offsets.setdefault(slot.name, {})
+            per_table[partition] = max(offset, per_table.get(partition, -1))
         for name, per_partition in offsets.items():
             batching.persist_offsets(self._slots[name].table, per_partition)
         if done and acknowledge:
@@ -350,12 +349,9 @@ def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, Data
     return sealing.seal(jsonable, seal, subject, data_key)
 
 
-async def _producer_send(
-    topic: str, key: bytes | None, value: bytes | None, partition: int | None
-) -> Awaitable[Any]:
-    """Hand a record to the producer; the returned future completes on delivery."""
-    future: Awaitable[Any] = await app.producer.send(topic, key, value, partition, None, None)
-    return future
+async def _send_all(records: Sequence[batching.Outgoing]) -> list[int]:
+    """Send through the app's producer, a batch per topic-partition."""
+    return await batching.send_batched(app, records)
 
 
 state = State()

@@ -314,17 +314,24 @@ class KeyRing:
         record = self.record(key_id)
         return None if record is None else self._unwrapped(record)
 
-    def add(self, record: SubjectKey) -> DataKey:
-        """Apply a record known before the topic brings it (the key service's answer)."""
+    def add(self, record: SubjectKey, key: DataKey | None = None) -> DataKey:
+        """Apply a record known before the topic brings it (the key service's answer);
+        ``key``, when its creator holds it, is what the record wraps (not unwrapped again)."""
         self.apply(record.key_id, record)
-        return self._unwrapped(record)
+        if key is None or key.key_id != record.key_id:
+            return self._unwrapped(record)
+        self._remember(record.key_id, key)
+        return key
 
     def _unwrapped(self, record: SubjectKey) -> DataKey:
         key = self._unwrap(record)
-        self._cache[record.key_id] = key
+        self._remember(record.key_id, key)
+        return key
+
+    def _remember(self, key_id: str, key: DataKey) -> None:
+        self._cache[key_id] = key
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return key
 
     def current_record(self, subject_id: str, scope: str = MAIN_SCOPE) -> SubjectKey | None:
         """The record of the key new data is written under: the newest (then highest id),

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from unittest.mock import AsyncMock
@@ -43,6 +43,7 @@ try:
     from streams import state as streams_state
     from streams import tables as streams_tables
     from streams.app import app as faust_app
+    from streams.batching import Outgoing
     from streams.context import collaborators
     from streams.schedule import Schedule
 finally:
@@ -151,18 +152,15 @@ def outbox(app: Any, serde: Serde, monkeypatch: pytest.MonkeyPatch) -> Outbox:
 
         monkeypatch.setattr(topic, "send", make(name))
 
-    async def flushed(
-        topic: str, key: bytes | None, value: bytes | None, _partition: int | None
-    ) -> asyncio.Future[None]:
+    async def flushed(records: Sequence[Outgoing]) -> list[int]:
         """What an agent's flush sends: outputs into the outbox; table changelogs
         (JSON, the same values the tables now hold) are not kept."""
-        if topic in streams_io.TOPICS and value is not None:
-            box.record(topic, key, value)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        for topic, key, value, _ in records:
+            if topic in streams_io.TOPICS and value is not None:
+                box.record(topic, key, value)
+        return list(range(len(records)))
 
-    monkeypatch.setattr(streams_state.state, "send", flushed)
+    monkeypatch.setattr(streams_state.state, "send_all", flushed)
     return box
 
 

@@ -4,6 +4,7 @@ Faust upgrade moves what it uses, and its inlets keep order and apply back-press
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -125,13 +126,11 @@ async def test_state_reads_its_own_writes_until_the_flush_stores_them_once(app: 
     sends: list[tuple[str, bytes | None, int | None]] = []
     acknowledged: list[Message] = []
 
-    async def send(topic: str, key: bytes | None, _value: Any, partition: int | None) -> Any:
-        sends.append((topic, key, partition))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+    async def send_all(records: Sequence[batching.Outgoing]) -> list[int]:
+        sends.extend((topic, key, partition) for topic, key, _, partition in records)
+        return list(range(len(records)))
 
-    view.send = send
+    view.send_all = send_all
     view.acknowledge = acknowledged.extend
     slot: Slot[dict[str, int]] = Slot(identities, dict, dict)
     inputs = [message("crm.events", offset, partition=2) for offset in range(3)]

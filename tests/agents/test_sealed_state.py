@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from privops.core.subject_keys import SubjectKey
 from privops.core.topics import COMMAND_RESULTS, COMMANDS
 from privops.core.vocab import Category, RequestType, System
 from streams import state as streams_state
+from streams.batching import Outgoing
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
 from streams.state import State, state
@@ -270,12 +271,10 @@ async def test_an_erased_subjects_values_are_not_kept_decoded_once_stored_withou
     view.cache_size = 100
     view.sealer = WorkerSealer(erased_at, store=lambda: store)
 
-    async def send(_topic: str, _key: bytes | None, _value: Any, _partition: int | None) -> Any:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+    async def send_all(records: Sequence[Outgoing]) -> list[int]:
+        return list(range(len(records)))
 
-    view.send = send
+    view.send_all = send_all
     main = await store.get_or_create(ANN)
     await store.shred(ANN, [main.key_id])
     identity = merge(None, ANN, System.crm, {"email": EMAIL}, INVOICE)
