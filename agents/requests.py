@@ -74,9 +74,9 @@ inlet = pipeline.inlet(
 
 
 def load(request_id: str) -> wf.RequestRecord | None:
-    """The request's record on this partition (a copy: decisions edit what they get)."""
-    rec = state.get(REQUESTS, request_id)
-    return rec.model_copy(deep=True) if rec is not None else None
+    """The request's record on this partition: the state's own value, never edited here
+    (the decisions in privops.core.workflow edit a copy and return it)."""
+    return state.get(REQUESTS, request_id)
 
 
 def bare_context() -> wf.Context:

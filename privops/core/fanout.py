@@ -254,7 +254,7 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
                 )
             ],
         )
-    rec = rec.model_copy(deep=True)
+    rec = rec.editable_copy()
     task = rec.tasks[result.task_id]
     out = Outcome(record=rec)
     before = task.state

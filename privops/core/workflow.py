@@ -149,7 +149,7 @@ def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outco
     except Refused as exc:
         outcome = reject(exc.reason, exc.message)
         if rec is not None:
-            outcome.record = rec.model_copy(deep=True)
+            outcome.record = rec.editable_copy()
     if outcome.rejected is None:
         outcome.message = _summary(outcome)
     if outcome.record is not None:
@@ -174,7 +174,7 @@ def _decide(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
     handler = _HANDLERS.get(type(cmd))
     if handler is None:
         raise Refused(Reason.invalid_command, f"{type(cmd).__name__} does not apply to a request")
-    rec = rec.model_copy(deep=True)
+    rec = rec.editable_copy()
     out = Outcome(record=rec)
     try:
         handler(rec, cmd, ctx, out)
@@ -452,7 +452,7 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     """A timer's finding: an overdue task answer, a deadline stage, a follow-up."""
     if rec is None:
         return Outcome(record=None)
-    rec = rec.model_copy(deep=True)
+    rec = rec.editable_copy()
     out = Outcome(record=rec)
     if tick.kind is TickKind.task_overdue:
         task = rec.tasks.get(tick.task_id or "")

@@ -951,3 +951,40 @@ def test_followup_tick_after_retention_end_submits_a_new_erasure(ctx: wf.Context
     again = wf.on_tick(outcome.record, tick(rec, "followup", after.now), after)
     assert again.record is None
     assert again.out == []
+
+
+# --- decisions never edit what they are given -----------------------------------------------
+
+
+def test_no_decision_edits_the_record_it_is_given(ctx: wf.Context) -> None:
+    """The worker hands a decision the record its state holds (agents.requests.load):
+    every decision edits a copy and returns it, or the stored request would change
+    with no write, no audit step and nothing sent."""
+    rec = start(RequestType.erasure, ctx)
+    stored = rec.model_dump()
+    task = next(iter(rec.tasks.values()))
+    later = at(ctx, NOW + timedelta(days=3))
+    outcomes = [
+        wf.on_result(rec, answer(rec, task.system), ctx),
+        wf.on_result(rec, answer(rec, task.system, r.NotFound), ctx),
+        wf.on_tick(rec, tick(rec, "task_overdue", later.now, task_id=task.task_id), later),
+        wf.on_tick(rec, tick(rec, "followup", later.now), later),
+        wf.on_command(rec, command(r.RequestCancelled, reason="withdrawn"), ctx),
+        wf.on_command(rec, command(r.RequestRefused, reason="manifestly unfounded"), ctx),
+        wf.on_command(rec, submit(RequestType.erasure), ctx),  # refused: a duplicate
+        wf.on_command(rec, command(r.DeadlineExtended, reason="complex", notified_on=TODAY), ctx),
+    ]
+    assert any(o.record is not None and o.record != rec for o in outcomes)  # they did decide
+    assert rec.model_dump() == stored
+    assert all(o.record is not rec for o in outcomes)
+
+
+def test_an_editable_copy_is_equal_and_shares_nothing(ctx: wf.Context) -> None:
+    rec = start(RequestType.erasure, ctx)
+    stored = rec.model_dump()
+    copy = rec.editable_copy()
+    assert copy == rec
+    next(iter(copy.tasks.values())).attempts += 1
+    copy.history.clear()
+    assert copy != rec
+    assert rec.model_dump() == stored
