@@ -67,6 +67,8 @@ SHREDDED_MEMORY: Final = 65_536
 
 Send = Callable[[str, bytes, bytes | None, int], Awaitable[object]]
 """Produce (topic, key, value, partition) and return once the broker acknowledged it."""
+SendMany = Callable[[list[tuple[str, bytes, bytes | None, int]]], Awaitable[object]]
+"""Produce many such records and return once the broker acknowledged every one."""
 ConsumerFactory = Callable[[], AIOKafkaConsumer]
 
 
@@ -100,6 +102,7 @@ class KeyStore:
         *,
         send: Send,
         consumer: ConsumerFactory,
+        send_many: SendMany | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         cache_size: int = 4096,
     ) -> None:
@@ -108,6 +111,7 @@ class KeyStore:
         self.partitions = partitions
         self.rings: dict[int, KeyRing] = {}
         self._send = send
+        self._send_many = send_many
         self._new_consumer = consumer
         self._now = now
         self._cache_size = cache_size
@@ -479,6 +483,12 @@ class KeyStore:
     async def _stored(self, records: list[tuple[int, SubjectKey]]) -> None:
         """Produce new key records (partition, record), all at once; return when the
         broker has every one of them."""
+        if self._send_many is not None:  # as producer batches (a first import: thousands)
+            encoded = self.codec.encode
+            await self._send_many(
+                [(SUBJECT_KEYS, r.topic_key(), encoded(r), p) for p, r in records]
+            )
+            return
         await asyncio.gather(
             *(
                 self._send(SUBJECT_KEYS, record.topic_key(), self.codec.encode(record), p)
@@ -586,11 +596,15 @@ def load_kek(settings: Settings) -> kekfile.KekWatch:
 def key_store() -> KeyStore:
     """The worker's key store, built on first use from its settings, producer and codec."""
     if not _built:
+        from streams import batching
         from streams.app import app, kafka_client, settings
         from streams.io import serde
 
         async def send(topic: str, key: bytes, value: bytes | None, partition: int) -> object:
             return await app.producer.send_and_wait(topic, key, value, partition, None, None)
+
+        async def send_many(records: list[tuple[str, bytes, bytes | None, int]]) -> object:
+            return await batching.send_batched(app, records)
 
         def consumer() -> AIOKafkaConsumer:
             return AIOKafkaConsumer(
@@ -606,6 +620,7 @@ def key_store() -> KeyStore:
             settings.topic_partitions,
             send=send,
             consumer=consumer,
+            send_many=send_many,
         )
         _built.append(store)
     return _built[0]

@@ -47,12 +47,21 @@ class Log:
     def __init__(self) -> None:
         self.parts: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in range(PARTITIONS)}
         self.delay = 0.0
+        self.batches = 0
 
     async def send(self, topic: str, key: bytes, value: bytes | None, partition: int) -> int:
         assert topic == SUBJECT_KEYS
         await asyncio.sleep(self.delay)  # the broker's round trip: others run meanwhile
         self.parts[partition].append((key, value))
         return len(self.parts[partition]) - 1
+
+    async def send_many(self, records: list[tuple[str, bytes, bytes | None, int]]) -> None:
+        """Many records in one round trip (the worker's producer batches)."""
+        self.batches += 1
+        await asyncio.sleep(self.delay)
+        for topic, key, value, partition in records:
+            assert topic == SUBJECT_KEYS
+            self.parts[partition].append((key, value))
 
     def consumer(self) -> LogConsumer:
         return LogConsumer(self)
@@ -173,18 +182,31 @@ async def test_a_key_is_answered_only_once_the_broker_has_it(
         assert (await store.get_or_create(ann)).subject_id == ann
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["record-by-record", "batched"])
 async def test_a_flush_gets_its_subjects_storage_keys_together(
-    log: Log, codec: KeyRecordCodec, kek_path: Path
+    log: Log, codec: KeyRecordCodec, kek_path: Path, batched: bool
 ) -> None:
     """Existing keys are read, missing main keys created at once (one round trip for
-    all, not one each) and handed out only once stored; none for an erased subject."""
+    all, not one each) and handed out only once stored; none for an erased subject.
+    Batched (the worker's store): all of them in one ``send_many``."""
     log.delay = 0.2
     known, gone = subject_on(0), subject_on(0, 1)
     new = [subject_on(p, n) for p in (0, 1) for n in range(2, 7)]
-    async with following(new_store(log, codec, kek_path), {0, 1}) as store:
+    made = new_store(log, codec, kek_path)
+    if batched:
+        made = KeyStore(
+            made.kek,
+            codec,
+            PARTITIONS,
+            send=log.send,
+            consumer=log.consumer,
+            send_many=log.send_many,
+        )
+    async with following(made, {0, 1}) as store:
         log.delay = 0.0
         existing = await store.get_or_create(known)
         log.delay = 0.2
+        log.batches = 0
         started = asyncio.get_running_loop().time()
         keys = await store.storage_keys({known: False, gone: True, **dict.fromkeys(new, False)})
         took = asyncio.get_running_loop().time() - started
@@ -199,6 +221,7 @@ async def test_a_flush_gets_its_subjects_storage_keys_together(
         assert sorted(r.subject_id for r in sent) == sorted([known, *new])
         assert await store.storage_keys(dict.fromkeys(new, False)) == {s: keys[s] for s in new}
         assert sum(len(part) for part in log.parts.values()) == len(new) + 1  # none again
+        assert log.batches == (1 if batched else 0)
 
 
 async def test_a_record_read_from_the_topic_is_checked_when_first_used(
