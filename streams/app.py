@@ -7,6 +7,7 @@ bytes, topic, partition and offset instead of being skipped inside the consumer.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -116,12 +117,25 @@ class Worker(faust.Worker):
 
         arm(self.grace_seconds)
 
-    def _on_sigterm(self) -> None:
+    def _stopping(self) -> None:
+        """A stop signal: bound the shutdown, and make stopping the tables cheap.
+
+        Faust's RocksDB store runs a full ``gc.collect()`` as each table stops
+        (faust/stores/rocksdb.py, ``Store.stop``): six passes over the whole heap, which
+        grows with the subjects held (key rings, decoded values). py-spy put 2.3 s of a
+        small bench worker's 2.4 s shutdown CPU there. Freezing the heap first leaves
+        those passes only what the shutdown itself allocates: nothing the worker holds
+        is garbage to look for now, and the process is ending.
+        """
         self._arm_watchdog()
+        gc.freeze()
+
+    def _on_sigterm(self) -> None:
+        self._stopping()
         super()._on_sigterm()
 
     def _on_sigint(self) -> None:
-        self._arm_watchdog()
+        self._stopping()
         super()._on_sigint()
 
 

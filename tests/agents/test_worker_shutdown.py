@@ -8,6 +8,7 @@ tests/integration/test_worker_health.py.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -62,3 +63,19 @@ def test_the_shutdown_is_cut_after_the_grace_unless_the_broker_answers(
     assert exits.done.wait(3)
     assert earliest <= exits.at[0] - started < latest
     assert len(exits.at) == 1
+
+
+def test_a_stop_signal_freezes_the_heap_before_the_tables_stop(
+    monkeypatch: pytest.MonkeyPatch, exits: Exits
+) -> None:
+    """Faust's RocksDB store collects the whole heap as each table stops; what the worker
+    holds is frozen first, so those collections pass over it (Worker._stopping)."""
+    worker = watchdog(monkeypatch, broker_answered=False)
+    held = [{"subject": n} for n in range(100_000)]  # what a loaded worker holds
+    gc.unfreeze()
+    try:
+        worker._stopping()
+        assert gc.get_freeze_count() > len(held)
+    finally:
+        gc.unfreeze()
+    assert exits.done.wait(3)  # and the shutdown is bounded as before
