@@ -6,8 +6,9 @@ see docs/benchmarks.md) and writes every table assignment at once (JSON twice, a
 changelog send, an offset put: ~200 µs). privops' agents instead take the messages of
 their topics in chunks (an ``Inlet``), decide on an in-memory view of the state
 (``streams.state``), and flush: each changed key once, as one RocksDB write batch and
-one changelog send per key, every output sent without awaiting each, and only when all
-of it is delivered are the input messages acknowledged, so Faust commits their offsets.
+one changelog record per key, those and every output handed to the producer as whole
+batches per topic-partition (``send_batched``), and only when all of it is delivered
+are the input messages acknowledged, so Faust commits their offsets.
 At-least-once holds: a crash before the acknowledgement replays the chunk, and every
 handler is idempotent.
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP, Message
 
 from streams import batching
@@ -147,3 +148,76 @@ async def test_state_reads_its_own_writes_until_the_flush_stores_them_once(app: 
     assert sends == [(changelog, b"S1", 2)]  # one write for three changes, on partition 2
     assert acknowledged == inputs
     assert CONSENT.name == "consent"
+
+
+class _Batch:
+    """aiokafka's BatchBuilder as send_batched uses it: full after ``room`` records."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+
+    def append(self, *, timestamp: None, key: bytes | None, value: bytes | None) -> Any:
+        if len(self.records) >= self.room and self.records:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class _Producer:
+    """The producer calls send_batched makes; a log per topic-partition as the broker's."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.log: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        self.batches = 0
+
+    async def partitions_for(self, _topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    def create_batch(self) -> _Batch:
+        return _Batch(self.room)
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
+        self.batches += 1
+        log = self.log.setdefault((topic, partition), [])
+        base = len(log)
+        log.extend(batch.records)
+        delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        delivered.set_result(type("Meta", (), {"offset": base})())
+        return delivered
+
+
+async def test_send_batched_keeps_each_partitions_order_and_answers_every_offset() -> None:
+    """Records go out as batches per topic-partition, in order, split when a batch is
+    full; each record's offset is its batch's base plus its place; a record without a
+    partition goes where the producer's own partitioner puts its key."""
+    producer = _Producer(room=2)
+    app = type("App", (), {"producer": type("P", (), {"_ensure_producer": lambda: producer})})
+    keys = [f"subject-{n}".encode() for n in range(6)]
+    records: list[batching.Outgoing] = [
+        ("changelog", b"k1", b"v1", 1),
+        ("out", keys[0], b"a", None),
+        ("changelog", b"k2", b"v2", 1),
+        ("changelog", b"k3", None, 1),  # a deletion
+        ("out", keys[0], b"b", None),
+        *(("out", key, b"c", None) for key in keys[1:]),
+        ("changelog", b"k4", b"v4", 1),
+    ]
+    offsets = await batching.send_batched(app, records)  # type: ignore[arg-type]
+    assert producer.log[("changelog", 1)] == [
+        (b"k1", b"v1"),
+        (b"k2", b"v2"),
+        (b"k3", None),
+        (b"k4", b"v4"),
+    ]
+    assert [offsets[i] for i in (0, 2, 3, -1)] == [0, 1, 2, 3]
+    partitioner = DefaultPartitioner()
+    for index, (topic, key, value, _) in enumerate(records):
+        if topic != "out":
+            continue
+        partition = partitioner(key, [0, 1, 2, 3], [0, 1, 2, 3])
+        assert producer.log[("out", partition)][offsets[index]] == (key, value)
+    same_subject = producer.log[("out", partitioner(keys[0], [0, 1, 2, 3], [0, 1, 2, 3]))]
+    assert same_subject.index((keys[0], b"a")) < same_subject.index((keys[0], b"b"))
+    assert producer.batches == sum((len(log) + 1) // 2 for log in producer.log.values())
