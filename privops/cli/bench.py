@@ -13,6 +13,9 @@ from privops.cli.common import EXIT_BAD_INPUT, Json, console, emit_json, fail, h
 from privops.tools import bench as b
 from privops.tools.bench import report
 
+# 128 + SIGTERM, as a shell reports a process the signal ended.
+EXIT_STOPPED = 143
+
 
 def _verdict(passed: bool | None) -> str:
     if passed is None:
@@ -133,8 +136,11 @@ def bench(
         workers=counts,
         encrypt=encrypt,
     )
-    with handled():
-        results = b.run(chosen, sizes, b.quiet if as_json else say, port_base=port_base)
+    try:
+        with handled():
+            results = b.run(chosen, sizes, b.quiet if as_json else say, port_base=port_base)
+    except b.Stopped as exc:
+        fail(f"{exc}; its Kafka, registry and workers were stopped", EXIT_STOPPED)
     if as_json:
         emit_json([r.as_json() for r in results])
     else:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,7 @@ from privops.core.topics import AUDIT, CONSENT_STATE, events_topic
 from privops.core.vocab import System
 from privops.tools import bench
 from privops.tools.bench import cpu, report
+from privops.tools.bench import runtime as runtime_module
 from privops.tools.bench.baselines import BaselineRun, ConsentOutputs
 from privops.tools.bench.consent_throughput import group_rows, unstarted_rows
 from privops.tools.bench.encryption import encrypted
@@ -423,3 +427,74 @@ def test_encrypted_events_carry_only_ciphertext_that_opens_with_their_subjects_k
 
 def _no_new_keys(subject_id: str, scope: str) -> SubjectKey:
     raise AssertionError(f"no key should be created for {subject_id} ({scope})")
+
+
+# --- a stopped bench stops its runtime ---------------------------------------------------
+
+
+def _in_runtime(body: Callable[[], None], homes: list[Path]) -> None:
+    with runtime_module.bench_runtime() as rt:
+        homes.append(rt.home)
+        body()
+
+
+def test_a_sigterm_stops_the_runtime_and_removes_its_home(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM reaches the bench's body as ``Stopped``, and the runtime it started (Kafka,
+    registry, workers) is stopped with its home removed, as after a finished run; the
+    previous SIGTERM handler is back afterwards."""
+    stopped: list[bool] = []
+    monkeypatch.setattr(runtime_module.BenchRuntime, "start", lambda _rt: None)
+    monkeypatch.setattr(
+        runtime_module.BenchRuntime,
+        "stop",
+        lambda _rt, *, keep_logs=False: stopped.append(keep_logs),
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    homes: list[Path] = []
+
+    def sigterm() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs between two bytecodes: well before this ends
+
+    with pytest.raises(runtime_module.Stopped):
+        _in_runtime(sigterm, homes)
+    shutil.rmtree(homes[0])  # the recorded stop removed nothing
+    assert stopped == [False]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_failure_keeps_the_runtimes_home_for_its_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped: list[bool] = []
+    monkeypatch.setattr(runtime_module.BenchRuntime, "start", lambda _rt: None)
+    monkeypatch.setattr(
+        runtime_module.BenchRuntime,
+        "stop",
+        lambda _rt, *, keep_logs=False: stopped.append(keep_logs),
+    )
+    homes: list[Path] = []
+
+    def failing() -> None:
+        raise RuntimeError("a scenario failed")
+
+    with pytest.raises(RuntimeError):
+        _in_runtime(failing, homes)
+    shutil.rmtree(homes[0])
+    assert stopped == [True]
+
+
+def test_the_cli_says_a_stopped_bench_stopped_its_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def stopped_run(*_args: object, **_kwargs: object) -> None:
+        raise runtime_module.Stopped("the bench was stopped (SIGTERM)")
+
+    monkeypatch.setattr("privops.tools.bench.run", stopped_run)
+    app = typer.Typer()
+    app.command()(bench_command)
+    outcome = CliRunner().invoke(app, ["--scenario", "sweep-scale"])
+    assert outcome.exit_code == 143
+    said = " ".join(outcome.output.split())  # the console wraps long lines
+    assert "the bench was stopped (SIGTERM)" in said
+    assert "registry and workers were stopped" in said

@@ -28,6 +28,7 @@ from privops.tools.bench.runtime import (
     DEFAULT_PORT_BASE,
     MAX_WORKERS,
     BenchRuntime,
+    Stopped,
     bench_runtime,
 )
 from privops.tools.bench.sweep_scale import sweep_scale
@@ -40,6 +41,7 @@ __all__ = [
     "Result",
     "Say",
     "Sizes",
+    "Stopped",
     "bench_runtime",
     "command_latency",
     "consent_events",
