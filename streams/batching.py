@@ -111,7 +111,7 @@ Outgoing = tuple[str, bytes | None, bytes | None, int | None]
 _partitioner = DefaultPartitioner()  # the producer's own (Faust sets no other)
 
 
-@functools.lru_cache(maxsize=1 << 18)
+@functools.lru_cache(maxsize=1 << 16)
 def _keyed_partition(key: bytes, known: tuple[int, ...]) -> int:
     """Where the producer's partitioner puts ``key`` (pure-Python murmur2: remembered,
     a subject's outputs go to the same place every flush)."""
