@@ -27,6 +27,7 @@ async def test_a_started_worker_freezes_what_it_holds_after_collecting_its_garba
     worker = object.__new__(app_module.Worker)
     held = [{"subject": n} for n in range(50_000)]
     gc.unfreeze()
+    gc.disable()  # only the hook's own collection may free the garbage below
     cycle: list[object] = []
     cycle.append(cycle)
     dead = weakref.ref(Collectable(cycle))
@@ -38,6 +39,7 @@ async def test_a_started_worker_freezes_what_it_holds_after_collecting_its_garba
         assert dead() is None  # collected before the freeze
     finally:
         gc.unfreeze()
+        gc.enable()
 
 
 class Collectable:
