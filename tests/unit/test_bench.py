@@ -432,56 +432,54 @@ def _no_new_keys(subject_id: str, scope: str) -> SubjectKey:
 # --- a stopped bench stops its runtime ---------------------------------------------------
 
 
-def _in_runtime(body: Callable[[], None], homes: list[Path]) -> None:
-    with runtime_module.bench_runtime() as rt:
-        homes.append(rt.home)
-        body()
-
-
-def test_a_sigterm_stops_the_runtime_and_removes_its_home(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """SIGTERM reaches the bench's body as ``Stopped``, and the runtime it started (Kafka,
-    registry, workers) is stopped with its home removed, as after a finished run; the
-    previous SIGTERM handler is back afterwards."""
-    stopped: list[bool] = []
+@pytest.fixture
+def stops(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The runtime's start does nothing; each stop is recorded (its ``keep_logs``)."""
+    recorded: list[bool] = []
     monkeypatch.setattr(runtime_module.BenchRuntime, "start", lambda _rt: None)
     monkeypatch.setattr(
         runtime_module.BenchRuntime,
         "stop",
-        lambda _rt, *, keep_logs=False: stopped.append(keep_logs),
+        lambda _rt, *, keep_logs=False: recorded.append(keep_logs),
     )
-    before = signal.getsignal(signal.SIGTERM)
+    return recorded
+
+
+def _in_runtime(body: Callable[[], None]) -> None:
+    """``body`` inside ``bench_runtime``; the home is removed here (the stop is recorded)."""
     homes: list[Path] = []
+    try:
+        with runtime_module.bench_runtime() as rt:
+            homes.append(rt.home)
+            body()
+    finally:
+        for home in homes:
+            shutil.rmtree(home)
+
+
+def test_a_sigterm_stops_the_runtime_and_removes_its_home(stops: list[bool]) -> None:
+    """SIGTERM reaches the bench's body as ``Stopped``, and the runtime it started (Kafka,
+    registry, workers) is stopped with its home removed, as after a finished run; the
+    previous SIGTERM handler is back afterwards."""
+    before = signal.getsignal(signal.SIGTERM)
 
     def sigterm() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)  # the handler runs between two bytecodes: well before this ends
 
     with pytest.raises(runtime_module.Stopped):
-        _in_runtime(sigterm, homes)
-    shutil.rmtree(homes[0])  # the recorded stop removed nothing
-    assert stopped == [False]
+        _in_runtime(sigterm)
+    assert stops == [False]
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_a_failure_keeps_the_runtimes_home_for_its_logs(monkeypatch: pytest.MonkeyPatch) -> None:
-    stopped: list[bool] = []
-    monkeypatch.setattr(runtime_module.BenchRuntime, "start", lambda _rt: None)
-    monkeypatch.setattr(
-        runtime_module.BenchRuntime,
-        "stop",
-        lambda _rt, *, keep_logs=False: stopped.append(keep_logs),
-    )
-    homes: list[Path] = []
-
+def test_a_failure_keeps_the_runtimes_home_for_its_logs(stops: list[bool]) -> None:
     def failing() -> None:
         raise RuntimeError("a scenario failed")
 
     with pytest.raises(RuntimeError):
-        _in_runtime(failing, homes)
-    shutil.rmtree(homes[0])
-    assert stopped == [True]
+        _in_runtime(failing)
+    assert stops == [True]
 
 
 def test_the_cli_says_a_stopped_bench_stopped_its_runtime(
