@@ -19,6 +19,9 @@ loudly on an upgrade that changes them. What it uses:
 - ``Conductor._build_handler(tp, channels)``: the per-partition message callback the
   conductor builds after each assignment; wrapped so the inlets' topics go to them.
 - ``Consumer.ack(message)`` (marks the offset done; Faust commits contiguous acks).
+- ``Consumer._drain_messages`` (overridden by ``InletConsumer``, to append an inlet's
+  messages without a task each) and what it keeps: ``_read_offset``, ``_add_gap``,
+  ``_n_acked``/``_commit_every``/``commit``, ``suspend_flow``, ``callback``.
 - ``rocksdb.Store._db_for_partition``, ``Store.set_persisted_offset``, the memory
   store's ``data`` dict, and ``Collection.changelog_topic``.
 - the aiokafka driver's ``Producer._ensure_producer()`` (the app's aiokafka producer):
@@ -39,7 +42,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -47,6 +50,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from faust.stores import memory
 from faust.transport.conductor import Conductor
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.consumer import Consumer as ConsumerBase
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT, Message, TableT
 
@@ -74,6 +79,9 @@ def check_faust() -> None:
         rocksdb = None  # type: ignore[assignment]
     if rocksdb is not None and not hasattr(rocksdb.Store, "_db_for_partition"):
         problems.append("rocksdb.Store._db_for_partition is gone")
+    for name in ("_drain_messages", "_add_gap", "getmany", "commit"):
+        if not callable(getattr(ConsumerBase, name, None)):
+            problems.append(f"Consumer.{name} is gone")
     if not callable(getattr(aiokafka_driver.Producer, "_ensure_producer", None)):
         problems.append("the aiokafka driver's Producer._ensure_producer is gone")
     if not callable(getattr(aiokafka_driver.Producer, "_settings_extra", None)):
@@ -90,8 +98,85 @@ class IdempotentProducer(aiokafka_driver.Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
+class InletConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer, handing an inlet's messages over without a task each.
+
+    Faust's drain loop (``Consumer._drain_messages``) delivers every fetched message as
+    ``wait_first(callback(message), suspend_flow.wait())``: four tasks, an
+    ``asyncio.wait``, three cancellations and the conductor's lock per message, ~5% of
+    the worker's CPU on the consent path (py-spy, docs/benchmarks.md, session 9). This
+    loop is Faust's, except that a message of a topic an inlet takes (``inlets``, set by
+    ``install``) is appended to it directly, and the loop waits only when the inlet is
+    full or the flow is held (a rebalance: then the message takes Faust's path, which
+    waits for the flow). Read offsets, gaps and the periodic commit are kept as Faust
+    keeps them; every other topic (table changelogs in recovery, Faust's own) goes
+    Faust's way.
+    """
+
+    inlets: dict[str, Inlet]
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                fetched = self.getmany(timeout=1.0)
+                await self.sleep(0)  # getmany may not give the loop a turn
+                if not self.should_stop:
+                    await self._deliver(fetched)
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _deliver(self, fetched: AsyncIterator[tuple[TP, Message]]) -> None:
+        """One fetch's messages, each to its inlet or through Faust's callback."""
+        callback = self.callback
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        flow_open = self.app.flow_control.is_active
+        suspend_flow = self.suspend_flow
+        inlets = getattr(self, "inlets", {})
+        since_yield = 0
+        async for tp, message in fetched:
+            since_yield += 1
+            if since_yield > 100:
+                await asyncio.sleep(0)
+                since_yield = 0
+            offset = message.offset
+            read = get_read_offset(tp)
+            if read is not None and offset < read:
+                continue  # seen before a seek: Faust drops it too
+            if read and offset - read > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, read + 1, offset)
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+            inlet = inlets.get(tp.topic)
+            if inlet is not None and flow_open() and not suspend_flow.is_set():
+                if inlet.put(message):  # full: hold the fetcher until there is room
+                    await self.wait_first(inlet.room(), suspend_flow.wait())
+            else:
+                await self.wait_first(callback(message), suspend_flow.wait())
+            set_read_offset(tp, offset)
+
+
 class IdempotentTransport(aiokafka_driver.Transport):
     Producer = IdempotentProducer
+    Consumer = InletConsumer
 
 
 def idempotent_producer(app: AppT) -> None:
@@ -188,19 +273,30 @@ class Inlet:
     def __len__(self) -> int:
         return len(self._buffer)
 
+    def put(self, message: Message) -> bool:
+        """Add ``message``; True when the inlet is full (the fetcher waits for ``room``)."""
+        self._buffer.append(message)
+        self._arrived.set()
+        if len(self._buffer) < self.high_water:
+            return False
+        self._room.clear()
+        return True
+
+    async def room(self) -> None:
+        """Until fewer than half of ``high_water`` messages wait (or the inlet is dropped)."""
+        await self._room.wait()
+
     def handler(self, app: AppT) -> ConsumerCallback:
-        buffer, arrived, room = self._buffer, self._arrived, self._room
+        """Faust's way in (a callback per message, for a consumer that is not an
+        ``InletConsumer``, and while the flow is held)."""
         acquire_flow_control = app.flow_control.acquire
 
         async def on_message(message: Message) -> None:
             # Held while a rebalance is under way, as Faust's own handler is; the
             # consumer is re-positioned at the committed offsets after it.
             await acquire_flow_control()
-            buffer.append(message)
-            arrived.set()
-            if len(buffer) >= self.high_water:
-                room.clear()
-                await room.wait()
+            if self.put(message):
+                await self.room()
 
         return on_message
 
@@ -244,6 +340,9 @@ def install(app: AppT, inlets: Iterable[Inlet]) -> None:
         return handlers[inlet.name]
 
     conductor._build_handler = build_handler  # type: ignore[attr-defined]
+    consumer = app.consumer
+    if isinstance(consumer, InletConsumer):  # the worker's: messages go straight in
+        consumer.inlets = by_topic
     # A channel per inlet makes the conductor subscribe its topics (and build handlers
     # for their partitions); nothing ever reads the channel itself.
     conductor.add(

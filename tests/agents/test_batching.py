@@ -4,7 +4,7 @@ Faust upgrade moves what it uses, and its inlets keep order and apply back-press
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
@@ -111,6 +111,61 @@ async def test_inlet_hands_out_chunks_in_arrival_order_and_holds_the_fetcher_whe
     assert not taker.done()  # nothing there: take waits
     await handler(message("a.events", 4))
     assert [m.offset for m in await asyncio.wait_for(taker, 1)] == [4]
+
+
+async def _fetched(*messages: Message) -> AsyncIterator[tuple[TP, Message]]:
+    for one in messages:
+        yield one.tp, one
+
+
+async def test_the_workers_consumer_puts_an_inlets_messages_straight_in(app: Any) -> None:
+    """No task per message for an inlet's topic: appended in fetch order, the read offset
+    kept; a message seen before (offset behind the read one) is dropped as Faust drops
+    it; any other topic, and an inlet's topic while the flow is held (a rebalance), goes
+    through Faust's callback; a full inlet holds the fetch until there is room."""
+    through_faust: list[tuple[str, int]] = []
+
+    async def callback(one: Message) -> None:
+        through_faust.append((one.topic, one.offset))
+
+    assert app.transport.Consumer is batching.InletConsumer  # the worker's consumer
+    consumer = batching.InletConsumer(
+        app.transport,
+        callback=callback,
+        on_partitions_revoked=None,
+        on_partitions_assigned=None,
+        loop=asyncio.get_running_loop(),  # the transport's is an earlier test's
+    )
+    inlet = batching.Inlet("test", ["a.events"], high_water=3)
+    consumer.inlets = {"a.events": inlet}
+    a0 = TP("a.events", 0)
+    await consumer._deliver(
+        _fetched(message("a.events", 5), message("b.events", 9), message("a.events", 6))
+    )
+    assert [m.offset for m in await inlet.take(10)] == [5, 6]
+    assert through_faust == [("b.events", 9)]
+    assert consumer._read_offset[a0] == 6
+
+    await consumer._deliver(_fetched(message("a.events", 4), message("a.events", 7)))
+    assert [m.offset for m in await inlet.take(10)] == [7]  # 4 was read before
+
+    app.flow_control.suspend()
+    try:
+        await consumer._deliver(_fetched(message("a.events", 8)))
+    finally:
+        app.flow_control.resume()
+    assert through_faust[-1] == ("a.events", 8)
+    assert len(inlet) == 0
+
+    delivering = asyncio.ensure_future(
+        consumer._deliver(_fetched(*(message("a.events", n) for n in range(9, 13))))
+    )
+    await asyncio.sleep(0.01)
+    assert not delivering.done()  # three waiting: the fetch waits for room
+    assert [m.offset for m in await inlet.take(10)] == [9, 10, 11]
+    await asyncio.wait_for(delivering, 1)
+    assert [m.offset for m in await inlet.take(10)] == [12]
+    assert consumer._read_offset[a0] == 12
 
 
 async def test_a_rebalance_drops_what_waits(app: Any) -> None:
