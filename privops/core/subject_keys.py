@@ -228,6 +228,9 @@ class KeyRing:
         self._by_subject: dict[str, set[str]] = {}
         self._cache: OrderedDict[str, DataKey] = OrderedDict()
         self._cache_size = cache_size
+        # subject id -> the key id of their current ``main`` record (what a flush asks
+        # for each subject it seals): dropped whenever one of their records comes or goes.
+        self._main: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -251,6 +254,7 @@ class KeyRing:
         self._add(key_id, subject_id, value)
 
     def _add(self, key_id: str, subject_id: str, entry: SubjectKey | bytes) -> None:
+        self._main.pop(subject_id, None)
         self._records[key_id] = entry
         self._by_subject.setdefault(subject_id, set()).add(key_id)
 
@@ -259,6 +263,7 @@ class KeyRing:
         if self._records.pop(key_id, None) is None:
             return
         subject_id = split_key_id(key_id)[0]
+        self._main.pop(subject_id, None)
         ids = self._by_subject[subject_id]
         ids.discard(key_id)
         if not ids:
@@ -336,10 +341,19 @@ class KeyRing:
     def current_record(self, subject_id: str, scope: str = MAIN_SCOPE) -> SubjectKey | None:
         """The record of the key new data is written under: the newest (then highest id),
         so every reader picks the same one whatever order two racing records arrived in."""
+        if scope == MAIN_SCOPE and (known := self._main.get(subject_id)) is not None:
+            record = self.record(known)
+            if record is not None:  # else it was unusable, and is gone: look again
+                return record
         candidates = [r for r in self.records(subject_id) if r.scope == scope]
         if not candidates:
             return None
-        return max(candidates, key=lambda r: (r.created_at, r.key_id))
+        newest = max(candidates, key=lambda r: (r.created_at, r.key_id))
+        if scope == MAIN_SCOPE:
+            if len(self._main) >= self._cache_size:
+                del self._main[next(iter(self._main))]  # the oldest remembered
+            self._main[subject_id] = newest.key_id
+        return newest
 
     def current(self, subject_id: str, scope: str = MAIN_SCOPE) -> DataKey | None:
         """The key new data is written under (``current_record``), unwrapped."""

@@ -4,7 +4,7 @@ keys land on, the record's bytes, and folding the topic into the keys it still h
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -192,3 +192,26 @@ def test_only_stale_records_are_decoded_to_be_rewrapped(codec: KeyRecordCodec) -
     assert ring.stale(2, codec.kek_version) == [under_old]
     assert opened.ids == [under_old.key_id]
     assert ring.stale(1, codec.kek_version) == under_new  # decoded now, in order
+
+
+def test_the_current_main_key_follows_records_as_they_come_and_go(kek: Kek) -> None:
+    """The ring remembers each subject's current ``main`` record (a flush asks for it per
+    subject); a newer record, a tombstone, or another subject crowding it out of the
+    memory never leaves an older answer behind."""
+    ring = KeyRing(lambda rec: unwrap(rec, kek), cache_size=1)
+    first = create("subj-ann", MAIN_SCOPE, kek, NOW)[0]
+    later = create("subj-ann", MAIN_SCOPE, kek, NOW + timedelta(days=1))[0]
+    bobs = create("subj-bob", MAIN_SCOPE, kek, NOW)[0]
+    ring.apply(first.key_id, first)
+    assert ring.current_record("subj-ann") == first
+    ring.apply(later.key_id, later)
+    assert ring.current_record("subj-ann") == later
+    assert ring.current("subj-ann") == unwrap(later, kek)
+    ring.apply(bobs.key_id, bobs)
+    assert ring.current_record("subj-bob") == bobs  # ann's is forgotten (one remembered)
+    assert ring.current_record("subj-ann") == later
+    ring.apply(later.key_id, None)  # tombstone
+    assert ring.current_record("subj-ann") == first
+    ring.forget_subject("subj-ann")
+    assert ring.current_record("subj-ann") is None
+    assert ring.current_record("subj-bob") == bobs
