@@ -204,16 +204,10 @@ def _keyed_partition(key: bytes, known: tuple[int, ...]) -> int:
     return partition
 
 
-async def send_batched(app: AppT, records: Sequence[Outgoing]) -> list[int]:
-    """Send ``records`` and return each one's offset once every one is delivered.
-
-    Each topic-partition's records go as whole producer batches, in order, through the
-    app's (idempotent) aiokafka producer: one future per batch, not one send, future and
-    callback per record (~30% of the worker's CPU when each was sent alone). A record
-    without a partition goes where the producer's default partitioner puts its key, as
-    every other producer of privops' topics does (murmur2, the Java client's).
-    """
-    producer: AIOKafkaProducer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+async def _by_partition(
+    producer: AIOKafkaProducer, records: Sequence[Outgoing]
+) -> dict[tuple[str, int], list[int]]:
+    """The records' indices per topic-partition, in order."""
     partitions: dict[str, tuple[int, ...]] = {}
     by_tp: dict[tuple[str, int], list[int]] = {}
     for index, (topic, key, _, partition) in enumerate(records):
@@ -226,9 +220,34 @@ async def send_batched(app: AppT, records: Sequence[Outgoing]) -> list[int]:
             else:
                 partition = _keyed_partition(key, known)
         by_tp.setdefault((topic, partition), []).append(index)
-    offsets = [-1] * len(records)
+    return by_tp
 
-    async def one_partition(topic: str, partition: int, indices: list[int]) -> None:
+
+async def send_batched(app: AppT, records: Sequence[Outgoing]) -> list[int]:
+    """Send ``records`` and return each one's offset once every one is delivered."""
+    delivery = await queue_batched(app, records)
+    return await delivery
+
+
+async def queue_batched(app: AppT, records: Sequence[Outgoing]) -> asyncio.Future[list[int]]:
+    """Hand ``records`` to the producer; return, once all of them are queued, what
+    answers each one's offset when every one is delivered.
+
+    Each topic-partition's records go as whole producer batches, in order, through the
+    app's (idempotent) aiokafka producer: one future per batch, not one send, future and
+    callback per record (~30% of the worker's CPU when each was sent alone). A record
+    without a partition goes where the producer's default partitioner puts its key, as
+    every other producer of privops' topics does (murmur2, the Java client's). Records
+    queued by a later call follow these on every partition (the producer keeps one
+    batch per partition in its queue, in the order handed to it), so a caller that
+    queues one call after another never reorders a partition.
+    """
+    producer: AIOKafkaProducer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    by_tp = await _by_partition(producer, records)
+
+    async def one_partition(
+        topic: str, partition: int, indices: list[int]
+    ) -> list[tuple[Awaitable[Any], list[int]]]:
         # In order: a batch is queued once the one before it on this partition is drained.
         sent: list[tuple[Awaitable[Any], list[int]]] = []
         at = 0
@@ -242,13 +261,20 @@ async def send_batched(app: AppT, records: Sequence[Outgoing]) -> list[int]:
                 members.append(indices[at])
                 at += 1
             sent.append((await producer.send_batch(batch, topic, partition=partition), members))
-        for delivery, members in sent:
-            base = (await delivery).offset
-            for relative, index in enumerate(members):
-                offsets[index] = base + relative
+        return sent
 
-    await asyncio.gather(*(one_partition(t, p, i) for (t, p), i in by_tp.items()))
-    return offsets
+    queued = await asyncio.gather(*(one_partition(t, p, i) for (t, p), i in by_tp.items()))
+
+    async def delivered() -> list[int]:
+        offsets = [-1] * len(records)
+        for sent in queued:
+            for delivery, members in sent:
+                base = (await delivery).offset
+                for relative, index in enumerate(members):
+                    offsets[index] = base + relative
+        return offsets
+
+    return asyncio.ensure_future(delivered())
 
 
 class Inlet:

@@ -9,8 +9,11 @@ it, or once ``FLUSH_EVERY`` decided messages are pending (a write-back of a busy
 stream's hot subjects). Agent tests put chunks on the channel directly
 (``agent.test_context()``), and each chunk is flushed at once.
 
-On a rebalance the waiting messages are dropped (Faust seeks every partition back to
-its committed offset), what was decided is flushed without acknowledging it (its
+A flush returns once its records are queued on the producer; their delivery, and then
+the acknowledgement of the inputs, completes while the agent goes on deciding
+(``State.flush``). On a rebalance the flushes under way are delivered and acknowledged
+first; then the waiting messages are dropped (Faust seeks every partition back to its
+committed offset), what was decided is flushed without acknowledging it (its
 partitions may have moved; the new owner replays it, and every handler is idempotent),
 and the decoded values are forgotten.
 """
@@ -70,6 +73,8 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
             started = time.perf_counter()
             pending = state.pending
             await state.flush()
+            if source is None:  # agent tests: what the chunk caused is delivered on return
+                await state.settle()
             elapsed_ms = 1000 * (time.perf_counter() - started)
             log.debug("flushed %d inputs in %.1f ms", pending, elapsed_ms)
 
@@ -123,10 +128,14 @@ def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitab
 
 
 async def on_revoked(*_: Any, **__: Any) -> None:
-    """Partitions are moving: flush what was decided, drop what waits, forget the cache."""
+    """Partitions are moving: what was flushed is delivered and acknowledged, what was
+    decided since is flushed (and delivered) unacknowledged, what waits is dropped, and
+    the cache forgotten."""
     async with state.lock:
         dropped = sum(source.drop() for source, _ in FEEDS)
+        await state.settle()
         await state.flush(acknowledge=False)
+        await state.settle()
         state.forget()
     if dropped:
         log.info("rebalance: %d fetched messages left for their new owners", dropped)

@@ -41,8 +41,9 @@ _MISSING: Any = object()
 
 CACHE_SIZE = 200_000
 
-SendAll = Callable[[Sequence[batching.Outgoing]], Awaitable[list[int]]]
-"""Sends records and returns each one's offset once all are delivered (streams.batching)."""
+QueueAll = Callable[[Sequence[batching.Outgoing]], Awaitable[Awaitable[list[int]]]]
+"""Hands records to the producer; once all are queued, returns what answers each one's
+offset when all are delivered (streams.batching.queue_batched)."""
 
 
 class Sealer(Protocol):
@@ -129,7 +130,10 @@ class State:
         self._out: list[tuple[str, bytes | None, bytes | None] | SealedOutput] = []
         self._done: list[Message] = []
         self.cache_size = 0 if settings.store.startswith("memory:") else CACHE_SIZE
-        self.send_all: SendAll = _send_all
+        self.queue_all: QueueAll = _queue_all
+        # The last flush's delivery: its offsets persisted and its inputs acknowledged
+        # once the broker has it, after every flush before it (``_delivered``).
+        self._delivering: asyncio.Future[None] | None = None
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
@@ -217,12 +221,22 @@ class State:
     # --- flush ---------------------------------------------------------------------
 
     async def flush(self, *, acknowledge: bool = True) -> None:
-        """Store every changed key once, send every output, then acknowledge the inputs
-        (not during a rebalance: the partitions may be gone; their inputs are replayed).
+        """Store every changed key once, hand every output to the producer, and once the
+        broker has all of it, acknowledge the inputs (not during a rebalance: the
+        partitions may be gone; their inputs are replayed).
+
+        The flush returns once its records are queued, in order after the last flush's:
+        the agent decides on while the broker answers (a command no longer waits out a
+        round trip per flush before the next is decided). Acknowledgements stay in flush
+        order and follow delivery, so at-least-once holds. A delivery that failed is
+        raised by the next flush (and by ``settle``), as a failed send was before.
 
         With a sealer, the subjects' storage keys are had first; if the partitions moved
         meanwhile, nothing is written or sent and nothing acknowledged: the new owner
         replays the inputs, as after a crash."""
+        failed = self._delivering
+        if failed is not None and failed.done() and failed.exception() is not None:
+            failed.result()  # raises: the broker refused what an earlier flush sent
         try:  # first, while the writes are still visible (an erasure's consent state)
             keys, opened = await self._storage_keys(self._dirty, self._out)
         except Unsealable as exc:
@@ -252,15 +266,38 @@ class State:
                 records.append((item.topic, item.key, value, None))
             else:
                 records.append((item[0], item[1], item[2], None))
-        delivered = await self.send_all(records) if records else []
+        delivery = await self.queue_all(records) if records else None
+        self._delivering = asyncio.ensure_future(
+            self._delivered(self._delivering, delivery, changelog, done if acknowledge else [])
+        )
+        self._delivering.add_done_callback(_report_failure)
+
+    async def _delivered(
+        self,
+        before: asyncio.Future[None] | None,
+        delivery: Awaitable[list[int]] | None,
+        changelog: list[tuple[Slot[Any], int]],
+        done: list[Message],
+    ) -> None:
+        """Once the flush before has completed and this one's records are delivered:
+        remember the changelog offsets written, then acknowledge the inputs."""
+        if before is not None:
+            await before
+        delivered = await delivery if delivery is not None else []
         offsets: dict[str, dict[int, int]] = {}
         for (slot, partition), offset in zip(changelog, delivered, strict=False):
             per_table = offsets.setdefault(slot.name, {})
             per_table[partition] = max(offset, per_table.get(partition, -1))
         for name, per_partition in offsets.items():
             batching.persist_offsets(self._slots[name].table, per_partition)
-        if done and acknowledge:
+        if done:
             self.acknowledge(done)
+
+    async def settle(self) -> None:
+        """Until every flush so far is delivered and acknowledged (a rebalance, a test);
+        raises what a failed delivery raised."""
+        if self._delivering is not None:
+            await self._delivering
 
     def _forget_unsealable(
         self,
@@ -349,9 +386,17 @@ def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, Data
     return sealing.seal(jsonable, seal, subject, data_key)
 
 
-async def _send_all(records: Sequence[batching.Outgoing]) -> list[int]:
-    """Send through the app's producer, a batch per topic-partition."""
-    return await batching.send_batched(app, records)
+async def _queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
+    """Queue on the app's producer, a batch per topic-partition."""
+    return await batching.queue_batched(app, records)
+
+
+def _report_failure(delivering: asyncio.Future[None]) -> None:
+    if not delivering.cancelled() and delivering.exception() is not None:
+        log.error(
+            "a flush's records were not delivered (%r); nothing after it is acknowledged",
+            delivering.exception(),
+        )
 
 
 state = State()

@@ -157,6 +157,9 @@ class ErasurePlan(_Model):
         return not self.retained
 
 
+_CATEGORY_ORDER: Final = {category: n for n, category in enumerate(Category)}
+
+
 def plan_erasure(
     subject_id: str,
     datamap: DataMap,
@@ -183,9 +186,7 @@ def plan_erasure(
             continue
         erase: list[Category] = []
         keep: list[Retained] = []
-        for category in Category:
-            if category not in held:
-                continue
+        for category in sorted(held, key=_CATEGORY_ORDER.__getitem__):  # the enum's order
             kept = _retention(category, datamap, holds, facts, now)
             if kept is None:
                 erase.append(category)

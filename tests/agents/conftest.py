@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from unittest.mock import AsyncMock
@@ -152,15 +152,15 @@ def outbox(app: Any, serde: Serde, monkeypatch: pytest.MonkeyPatch) -> Outbox:
 
         monkeypatch.setattr(topic, "send", make(name))
 
-    async def flushed(records: Sequence[Outgoing]) -> list[int]:
+    async def flushed(records: Sequence[Outgoing]) -> Awaitable[list[int]]:
         """What an agent's flush sends: outputs into the outbox; table changelogs
-        (JSON, the same values the tables now hold) are not kept."""
+        (JSON, the same values the tables now hold) are not kept. Delivered at once."""
         for topic, key, value, _ in records:
             if topic in streams_io.TOPICS and value is not None:
                 box.record(topic, key, value)
-        return list(range(len(records)))
+        return asyncio.sleep(0, result=list(range(len(records))))
 
-    monkeypatch.setattr(streams_state.state, "send_all", flushed)
+    monkeypatch.setattr(streams_state.state, "queue_all", flushed)
     return box
 
 

@@ -4,11 +4,12 @@ Faust upgrade moves what it uses, and its inlets keep order and apply back-press
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import faust
 import pytest
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP, Message
 
@@ -182,11 +183,11 @@ async def test_state_reads_its_own_writes_until_the_flush_stores_them_once(app: 
     sends: list[tuple[str, bytes | None, int | None]] = []
     acknowledged: list[Message] = []
 
-    async def send_all(records: Sequence[batching.Outgoing]) -> list[int]:
+    async def queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
         sends.extend((topic, key, partition) for topic, key, _, partition in records)
-        return list(range(len(records)))
+        return asyncio.sleep(0, result=list(range(len(records))))
 
-    view.send_all = send_all
+    view.queue_all = queue_all
     view.acknowledge = acknowledged.extend
     slot: Slot[dict[str, int]] = Slot(identities, dict, dict)
     inputs = [message("crm.events", offset, partition=2) for offset in range(3)]
@@ -198,11 +199,61 @@ async def test_state_reads_its_own_writes_until_the_flush_stores_them_once(app: 
     view.message = None
     assert identities.data.get("S1") is None  # nothing stored before the flush
     await view.flush()
+    await view.settle()
     assert identities.data["S1"] == {"n": 3}
     changelog = batching.changelog_topic(identities)
     assert sends == [(changelog, b"S1", 2)]  # one write for three changes, on partition 2
     assert acknowledged == inputs
     assert CONSENT.name == "consent"
+
+
+async def test_a_flush_acknowledges_its_inputs_once_delivered_and_in_flush_order(
+    app: Any,
+) -> None:
+    """A flush returns with its records queued, not delivered: the agent decides on.
+    Inputs are acknowledged after their flush's delivery and after every flush before
+    it; a failed delivery holds back every later acknowledgement, and the next flush
+    (or ``settle``) raises it."""
+    view = State()
+    deliveries: list[asyncio.Future[list[int]]] = []
+
+    async def queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
+        deliveries.append(asyncio.get_running_loop().create_future())
+        return deliveries[-1]
+
+    view.queue_all = queue_all
+    acknowledged: list[Message] = []
+    view.acknowledge = acknowledged.extend
+    slot: Slot[dict[str, int]] = Slot(identities, dict, dict)
+
+    async def decide_and_flush(offset: int) -> Message:
+        item = message("crm.events", offset)
+        view.message = item
+        view.put(slot, "S1", {"n": offset})
+        view.done(item)
+        view.message = None
+        await view.flush()
+        return item
+
+    first = await decide_and_flush(0)
+    second = await decide_and_flush(1)
+    assert len(deliveries) == 2
+    assert acknowledged == []  # queued, not delivered
+    deliveries[1].set_result([0])
+    await asyncio.sleep(0.01)
+    assert acknowledged == []  # the second waits for the first
+    deliveries[0].set_result([0])
+    await view.settle()
+    assert acknowledged == [first, second]
+
+    await decide_and_flush(2)
+    deliveries[2].set_exception(KafkaError("broker gone"))
+    with pytest.raises(KafkaError):
+        await view.settle()
+    with pytest.raises(KafkaError):
+        await decide_and_flush(3)
+    assert acknowledged == [first, second]
+    assert len(deliveries) == 3  # nothing more was queued after the failure
 
 
 class _Batch:
