@@ -129,6 +129,8 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         table.data.clear()
     for view in streams_tables.GLOBAL_VIEWS:
         view.clear()
+    # No delivery still under way from an earlier test (its event loop is closed).
+    monkeypatch.setattr(streams_state.state, "_delivering", None)
     yield faust_app
     for raw in list(streams_tables.requests.data.values()):
         rec = RequestRecord.model_validate(raw)
