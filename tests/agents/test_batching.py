@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP, Message
 
-from streams import batching
-from streams.state import Slot, State
+from streams import batching, pipeline
+from streams.state import Slot, State, state
 from streams.tables import CONSENT, identities
 
 
@@ -254,6 +254,47 @@ async def test_a_flush_acknowledges_its_inputs_once_delivered_and_in_flush_order
         await decide_and_flush(3)
     assert acknowledged == [first, second]
     assert len(deliveries) == 3  # nothing more was queued after the failure
+
+
+async def test_a_rebalance_waits_for_what_was_flushed_and_leaves_the_rest_unacknowledged(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partitions moving: the flush under way is delivered and acknowledged first; what
+    was decided since is flushed and delivered, but not acknowledged (the new owner
+    replays it); only then does the handler return."""
+    deliveries: list[asyncio.Future[list[int]]] = []
+
+    async def queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
+        deliveries.append(asyncio.get_running_loop().create_future())
+        return deliveries[-1]
+
+    acknowledged: list[Message] = []
+    monkeypatch.setattr(state, "queue_all", queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    slot: Slot[dict[str, int]] = Slot(identities, dict, dict)
+
+    def decide(offset: int) -> Message:
+        item = message("crm.events", offset)
+        state.message = item
+        state.put(slot, "S1", {"n": offset})
+        state.done(item)
+        state.message = None
+        return item
+
+    first = decide(0)
+    await state.flush()
+    decide(1)
+    revoking = asyncio.ensure_future(pipeline.on_revoked())
+    await asyncio.sleep(0.01)
+    assert (len(deliveries), revoking.done()) == (1, False)  # waits for the first
+    deliveries[0].set_result([0])
+    await asyncio.sleep(0.01)
+    assert acknowledged == [first]
+    assert (len(deliveries), revoking.done()) == (2, False)  # the second flushed, awaited
+    deliveries[1].set_result([1])
+    await asyncio.wait_for(revoking, 1)
+    assert acknowledged == [first]
+    assert identities.data["S1"] == {"n": 1}
 
 
 class _Batch:
