@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1_000
 FLUSH_EVERY = 20_000
+# How long an agent decides before letting the other one in (see ``work``).
+SLICE_SECONDS = 0.02
 
 Handle = Callable[[Message], Awaitable[None]]
 
@@ -55,28 +57,58 @@ def inlet(name: str, topics: Sequence[str]) -> batching.Inlet:
 
 
 async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | None) -> None:
-    """Decide every message of ``chunk``; flush if nothing more waits or enough is pending."""
+    """Decide every message of ``chunk``; flush if nothing more waits or enough is pending.
+
+    The state is held a slice at a time (``SLICE_SECONDS`` of deciding): between
+    slices the other agent, if it waits, decides its own (the lock is fair), so a
+    thousand consent events never hold a command up for their whole chunk. A rebalance
+    in between ends the chunk: the rest belongs to the partitions' new owners."""
     if source is not None:
         source.carried -= 1
     if state.sealer is not None:  # sealed table values are read with the owned keys
         await state.sealer.ready()
-    async with state.lock:
-        for message in chunk:
-            state.message = message
-            try:
-                await handle(message)
-            finally:
-                state.message = None
-            state.done(message)
-        idle = source is None or not (len(source) or source.carried > 0)
-        if idle or state.pending >= FLUSH_EVERY:
-            started = time.perf_counter()
-            pending = state.pending
-            await state.flush()
-            if source is None:  # agent tests: what the chunk caused is delivered on return
-                await state.settle()
-            elapsed_ms = 1000 * (time.perf_counter() - started)
-            log.debug("flushed %d inputs in %.1f ms", pending, elapsed_ms)
+    generation = state.generation
+    at = 0
+    while True:
+        async with state.lock:
+            if state.generation != generation:
+                return  # partitions moved meanwhile: not ours to decide (nor acknowledge)
+            at = await _decide(chunk, at, handle)
+            if at < len(chunk):
+                continue  # the lock is released: a waiting agent goes first
+            await _maybe_flush(source)
+            return
+
+
+async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
+    """Decide ``chunk`` from ``at`` for up to a slice; where the next slice starts."""
+    started = time.perf_counter()
+    while at < len(chunk):
+        message = chunk[at]
+        state.message = message
+        try:
+            await handle(message)
+        finally:
+            state.message = None
+        state.done(message)
+        at += 1
+        if time.perf_counter() - started >= SLICE_SECONDS:
+            break
+    return at
+
+
+async def _maybe_flush(source: batching.Inlet | None) -> None:
+    """Flush if nothing more waits for the agent, or enough is pending."""
+    idle = source is None or not (len(source) or source.carried > 0)
+    if not idle and state.pending < FLUSH_EVERY:
+        return
+    started = time.perf_counter()
+    pending = state.pending
+    await state.flush()
+    if source is None:  # agent tests: what the chunk caused is delivered on return
+        await state.settle()
+    elapsed_ms = 1000 * (time.perf_counter() - started)
+    log.debug("flushed %d inputs in %.1f ms", pending, elapsed_ms)
 
 
 async def pump(source: batching.Inlet, agent: AgentT[Any]) -> None:
@@ -132,6 +164,7 @@ async def on_revoked(*_: Any, **__: Any) -> None:
     decided since is flushed (and delivered) unacknowledged, what waits is dropped, and
     the cache forgotten."""
     async with state.lock:
+        state.generation += 1  # a chunk half decided stops here (``work``)
         dropped = sum(source.drop() for source, _ in FEEDS)
         await state.settle()
         await state.flush(acknowledge=False)

@@ -123,6 +123,8 @@ class State:
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
+        # Counts rebalances: an agent holding a chunk across one stops deciding it.
+        self.generation = 0
         self.message: Message | None = None
         self._cache: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
         self._dirty: dict[tuple[str, int], dict[str, Any]] = {}

@@ -297,6 +297,49 @@ async def test_a_rebalance_waits_for_what_was_flushed_and_leaves_the_rest_unackn
     assert identities.data["S1"] == {"n": 1}
 
 
+async def test_an_agent_lets_the_other_in_between_slices_of_a_long_chunk(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk is decided a slice at a time: an agent waiting for the state decides its
+    own chunk in between, not after the whole of the other's (here a slice is one
+    message)."""
+    monkeypatch.setattr(pipeline, "SLICE_SECONDS", 0.0)
+    decided: list[str] = []
+
+    async def handle(item: Message) -> None:
+        decided.append(f"{item.topic}:{item.offset}")
+        await asyncio.sleep(0)  # a key lookup, say: the other agent gets to wait
+
+    ingest = [message("crm.events", n) for n in range(3)]
+    commands = [message("privacy.commands", 0)]
+    await asyncio.gather(pipeline.work(ingest, handle, None), pipeline.work(commands, handle, None))
+    assert decided == ["crm.events:0", "privacy.commands:0", "crm.events:1", "crm.events:2"]
+
+
+async def test_a_rebalance_between_slices_ends_the_chunk(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What was decided before the rebalance is flushed unacknowledged by it; the rest of
+    the chunk is not decided here (the partitions' new owner replays all of it)."""
+    monkeypatch.setattr(pipeline, "SLICE_SECONDS", 0.0)
+    acknowledged: list[Message] = []
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    decided: list[int] = []
+    revoking: list[asyncio.Future[None]] = []
+
+    async def handle(item: Message) -> None:
+        decided.append(item.offset)
+        if not revoking:
+            revoking.append(asyncio.ensure_future(pipeline.on_revoked()))
+            await asyncio.sleep(0)  # the rebalance handler now waits for the state
+
+    await pipeline.work([message("crm.events", n) for n in range(3)], handle, None)
+    await asyncio.wait_for(revoking[0], 1)
+    assert decided == [0]
+    assert acknowledged == []
+    assert state.pending == 0
+
+
 class _Batch:
     """aiokafka's BatchBuilder as send_batched uses it: full after ``room`` records."""
 
