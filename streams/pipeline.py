@@ -63,11 +63,11 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     slices the other agent, if it waits, decides its own (the lock is fair), so a
     thousand consent events never hold a command up for their whole chunk. A rebalance
     in between ends the chunk: the rest belongs to the partitions' new owners."""
+    generation = state.generation
     if source is not None:
         source.carried -= 1
     if state.sealer is not None:  # sealed table values are read with the owned keys
         await state.sealer.ready()
-    generation = state.generation
     at = 0
     while True:
         async with state.lock:
