@@ -42,7 +42,8 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import faust
@@ -114,7 +115,9 @@ class InletConsumer(aiokafka_driver.Consumer):
     topic (table changelogs in recovery, Faust's own) goes Faust's way.
     """
 
-    inlets: dict[str, Inlet]
+    # topic -> its inlet; none until ``install`` routes them (then every topic goes
+    # Faust's way, as in a consumer that is not the worker's).
+    inlets: Mapping[str, Inlet] = MappingProxyType({})
 
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
@@ -150,7 +153,7 @@ class InletConsumer(aiokafka_driver.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         flow_open = self.app.flow_control.is_active
         suspend_flow = self.suspend_flow
-        inlets = getattr(self, "inlets", {})
+        inlets = self.inlets
         since_yield = 0
         async for tp, message in fetched:
             since_yield += 1
