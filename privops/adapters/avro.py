@@ -13,7 +13,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
@@ -24,6 +24,7 @@ import fastavro
 from fastavro.utils import generate_many
 from pydantic import BaseModel
 
+from privops.adapters.avro_writer import Unwritable, compile_writer
 from privops.adapters.bounds import MAX_COLLECTION_ITEMS, Node, check_items, plan
 from privops.adapters.guard import (
     MAX_PAYLOAD_BYTES,
@@ -261,10 +262,14 @@ class Codec:
         if missing:
             raise ValueError(f"no schema file for {missing}; run `privops schemas generate`")
         self.contract = Contract(versions)
-        self._parsed = {
-            name: fastavro.parse_schema(v.schema, named_schemas={})
-            for name, v in self.latest.items()
-        }
+        self._parsed: dict[str, Any] = {}
+        # The newest schemas' writers, compiled (privops.adapters.avro_writer); None
+        # where fastavro writes every datum.
+        self._compiled: dict[str, Callable[[Any], bytes] | None] = {}
+        for name, v in self.latest.items():
+            named: dict[str, Any] = {}
+            self._parsed[name] = fastavro.parse_schema(v.schema, named_schemas=named)
+            self._compiled[name] = compile_writer(self._parsed[name], named)
         self._flat = frozenset(
             name for name, v in self.latest.items() if not _nests_records(v.schema["fields"])
         )
@@ -288,8 +293,15 @@ class Codec:
         """Avro bytes of the newest ``fullname`` schema for a plain dict of its fields.
 
         For the hot path's records built as dicts (ConsentState): the same bytes as
-        ``encode`` of the model with those values, without building the model.
+        ``encode`` of the model with those values, without building the model. The
+        compiled writer writes it; a datum it declines, fastavro (the same bytes).
         """
+        write = self._compiled[fullname]
+        if write is not None:
+            try:
+                return write(datum)
+            except Unwritable:
+                pass
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, self._parsed[fullname], datum)
         return buf.getvalue()

@@ -21,6 +21,8 @@ from typing import Any
 import fastavro
 import pytest
 from fastavro.utils import generate_many
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from privops.adapters import metrics
 from privops.adapters.avro import Codec
@@ -92,6 +94,40 @@ def test_canonical_json_is_json_dumps() -> None:
             payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
         assert canonical_json(payload) == expected
+
+
+JSON_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(-(2**70), 2**70), st.text()
+)
+
+
+@settings(max_examples=600, deadline=None, database=None)
+@given(
+    payload=st.dictionaries(
+        st.text(),
+        st.one_of(
+            JSON_VALUES,
+            st.lists(JSON_VALUES, max_size=3),  # not flat: the encoder writes these
+            st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=3),
+            st.sampled_from([Purpose.marketing, Channel.sms, 1.5]),
+        ),
+        max_size=8,
+    )
+)
+def test_canonical_json_is_json_dumps_for_any_payload(payload: dict[str, Any]) -> None:
+    """Flat dicts are joined by hand (the hot path), the rest by the encoder: both are
+    json.dumps, byte for byte, or fail where it fails (a lone surrogate in UTF-8)."""
+    try:
+        expected: bytes | type[Exception] = json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (UnicodeEncodeError, ValueError, TypeError) as exc:
+        expected = type(exc)
+    if isinstance(expected, bytes):
+        assert canonical_json(payload) == expected
+    else:
+        with pytest.raises(expected):
+            canonical_json(payload)
 
 
 def _reference_hash(record: AuditEvent) -> str:
