@@ -27,7 +27,7 @@ from privops.core.topics import REQUEST_TICKS
 from streams import health
 from streams.app import app, settings
 from streams.context import collaborators
-from streams.io import emit
+from streams.io import emit_all
 from streams.tables import GLOBAL_VIEWS, requests
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,13 @@ async def sweep() -> None:
             return
         count = rebuild()
         log.info("deadline and task indexes rebuilt from %d stored requests", count)
+    ticks = []
     for tick in schedule.due(clock.now(), clock.today()):
         subject_id = schedule.subject_of(tick.request_id)
         if subject_id is None:  # nothing can be due for a request it no longer tracks
             continue
-        await emit(REQUEST_TICKS, subject_id, tick.to_record())
+        ticks.append((subject_id, tick.to_record()))
+    await emit_all(REQUEST_TICKS, ticks)
 
 
 def forget_schedule(*_: object, **__: object) -> None:

@@ -2,7 +2,7 @@
 
 Every topic of the catalogue is declared here once, as bytes in and bytes out. Agents
 call ``decode`` (which dead-letters what it cannot use and returns None) and ``output``
-(sent with the agent's next flush, streams.state); timers, outside any agent, ``emit``
+(sent with the agent's next flush, streams.state); timers, outside any agent, ``emit_all``
 (sent at once).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from privops.core.records import DeadLetter, Record
 from privops.core.sealing import personal_values_in, seal_record
 from privops.core.topics import DEADLETTER, catalogue
 from streams.app import app, settings
+from streams.batching import Outgoing
 from streams.state import state
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,17 @@ def topic(name: str) -> TopicT:
     return TOPICS[name]
 
 
-async def emit(name: str, key: str, record: Record) -> None:
-    """Encode ``record`` for the registry and send it, keyed, to topic ``name`` now."""
-    await TOPICS[name].send(key=key.encode(), value=serde.encode(record))
+async def emit_all(name: str, items: Iterable[tuple[str, Record]]) -> None:
+    """Encode each (key, record) and send them all to topic ``name`` now, together: a
+    producer batch per partition (streams.batching), delivered when this returns.
+
+    For a timer's records (the sweep's ticks): one awaited ``Topic.send`` each cost
+    ~0.8 ms of CPU and a broker round trip, one after another, per overdue task."""
+    records: list[Outgoing] = [
+        (name, key.encode(), serde.encode(record), None) for key, record in items
+    ]
+    if records:
+        await (await state.queue_all(records))
 
 
 def output_datum(name: str, key: str, fullname: str, datum: dict[str, Any]) -> None:

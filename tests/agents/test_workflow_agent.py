@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agents import timers
 from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import records as r
+from privops.core.clock import Clock
 from privops.core.identity import IdentityMap, merge
 from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, REQUEST_TICKS, task_results_topic
 from privops.core.vocab import RequestState, RequestType, System
+from streams.batching import Outgoing
 from streams.context import collaborators
+from streams.state import state
 from streams.tables import identities, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign, trust
@@ -166,3 +172,32 @@ def test_request_view_tracks_an_acknowledged_complaint_by_age() -> None:
     assert body["acknowledged_on"] == received.isoformat()
     assert body["days_left"] is None
     assert body["age_days"] == 40
+
+
+async def test_the_sweep_sends_every_due_tick_in_one_batch_keyed_by_subject(
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overdue answers become ticks on the request's subject's partition, and the sweep
+    hands them to the producer together, not one awaited send each."""
+    known_subject()
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-6")))
+        await wait_for(lambda: requests.data.get("R-agent-6") is not None)
+    collaborators().schedule.ready = True  # as after the start-up rebuild
+    monkeypatch.setattr(collaborators(), "clock", Clock(timedelta(days=2)))  # SLAs passed
+    calls: list[int] = []
+    queue_all = state.queue_all
+
+    async def counted(records: Sequence[Outgoing]) -> Awaitable[list[int]]:
+        calls.append(len(records))
+        return await queue_all(records)
+
+    monkeypatch.setattr(state, "queue_all", counted)
+    await inspect.unwrap(timers.sweep)()  # the sweep itself, not Faust's timer loop
+
+    ticks = [s for s in outbox.sent if s.topic == REQUEST_TICKS]
+    assert sorted(t.record.task_id for t in ticks if isinstance(t.record, r.RequestTick)) == [
+        f"R-agent-6:{system}:erase" for system in sorted(SYSTEM_IDS)
+    ]
+    assert {t.key for t in ticks} == {SUBJECT.encode()}
+    assert calls == [len(SYSTEM_IDS)]
