@@ -68,8 +68,12 @@ log = logging.getLogger(__name__)
 V = TypeVar("V")
 
 
+# Ticks (overdue answers, deadline alerts, follow-ups) wait behind commands and answers:
+# a sweep can find hundreds due at once, and a command should not wait for all of them.
 inlet = pipeline.inlet(
-    "workflow", [COMMANDS, *(task_results_topic(s) for s in System), REQUEST_TICKS]
+    "workflow",
+    [COMMANDS, *(task_results_topic(s) for s in System), REQUEST_TICKS],
+    background=[REQUEST_TICKS],
 )
 
 

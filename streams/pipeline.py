@@ -51,9 +51,10 @@ def chunks() -> ChannelT[Any]:
     return channel
 
 
-def inlet(name: str, topics: Sequence[str]) -> batching.Inlet:
-    """The inlet of an agent's topics (installed into Faust when the worker starts)."""
-    return batching.Inlet(name, topics)
+def inlet(name: str, topics: Sequence[str], background: Sequence[str] = ()) -> batching.Inlet:
+    """The inlet of an agent's topics (installed into Faust when the worker starts);
+    ``background`` ones wait behind the rest (``batching.Inlet``)."""
+    return batching.Inlet(name, topics, background=background)
 
 
 async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | None) -> None:

@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP, Message
 
+from privops.core.topics import COMMANDS, REQUEST_TICKS
 from streams import batching, pipeline
 from streams.state import Slot, State, state
 from streams.tables import CONSENT, identities
@@ -40,6 +41,24 @@ def test_the_installed_faust_is_the_one_the_module_was_written_for() -> None:
 def test_another_faust_version_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(faust, "__version__", "0.16.0")
     with pytest.raises(batching.FaustChanged, match=r"0\.16\.0"):
+        batching.check_faust()
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [
+        ("AIOKafkaConsumerThread", "_create_worker_consumer"),
+        ("Consumer", "_new_consumer_thread"),
+        ("Producer", "_settings_extra"),
+    ],
+)
+def test_a_faust_without_a_method_it_overrides_stops_the_worker(
+    monkeypatch: pytest.MonkeyPatch, owner: str, name: str
+) -> None:
+    from faust.transport.drivers import aiokafka as driver
+
+    monkeypatch.setattr(getattr(driver, owner), name, None)
+    with pytest.raises(batching.FaustChanged, match=f"{owner}.{name} is gone"):
         batching.check_faust()
 
 
@@ -112,6 +131,62 @@ async def test_inlet_hands_out_chunks_in_arrival_order_and_holds_the_fetcher_whe
     assert not taker.done()  # nothing there: take waits
     await handler(message("a.events", 4))
     assert [m.offset for m in await asyncio.wait_for(taker, 1)] == [4]
+
+
+async def test_background_messages_wait_behind_the_rest_and_come_a_few_at_a_time(
+    app: Any,
+) -> None:
+    """A sweep's burst of ticks does not stand between a command and the agent: the
+    ticks are handed out when nothing else waits, BACKGROUND_CHUNK at a time, each topic
+    in its own order; they count towards the inlet's high water and are dropped with
+    the rest."""
+    few = batching.Inlet.BACKGROUND_CHUNK
+    inlet = batching.Inlet("test", ["commands", "ticks"], background=["ticks"])
+    for offset in range(few + 5):
+        inlet.put(message("ticks", offset))
+    inlet.put(message("commands", 0))
+    assert len(inlet) == few + 6
+    assert [(m.topic, m.offset) for m in await inlet.take(100)] == [("commands", 0)]
+    assert [m.offset for m in await inlet.take(100)] == list(range(few))
+    inlet.put(message("commands", 1))  # arrives while ticks still wait: goes first
+    assert [(m.topic, m.offset) for m in await inlet.take(100)] == [("commands", 1)]
+    assert [m.offset for m in await inlet.take(3)] == [few, few + 1, few + 2]
+    assert inlet.drop() == 2
+    assert len(inlet) == 0
+    full = batching.Inlet("test", ["commands", "ticks"], high_water=2, background=["ticks"])
+    assert full.put(message("ticks", 0)) is False
+    assert full.put(message("ticks", 1)) is True  # the fetcher waits for room
+    with pytest.raises(ValueError, match="among its topics"):
+        batching.Inlet("test", ["commands"], background=["ticks"])
+
+
+def test_the_workflows_ticks_are_its_background() -> None:
+    from agents.requests import inlet  # the agent module registers with the app on import
+
+    assert inlet.background == {REQUEST_TICKS}
+    assert COMMANDS in inlet.topics
+
+
+async def test_the_workers_fetches_wait_briefly_for_more_data(app: Any) -> None:
+    """The worker's consumer thread makes its aiokafka consumer with a fetch that waits
+    up to FETCH_MAX_WAIT_MS for FETCH_MIN_BYTES, not Kafka's one byte (which made every
+    trickled message a fetch of every assigned partition)."""
+
+    async def callback(_message: Message) -> None:
+        return None
+
+    consumer = batching.InletConsumer(
+        app.transport,
+        callback=callback,
+        on_partitions_revoked=None,
+        on_partitions_assigned=None,
+        loop=asyncio.get_running_loop(),
+    )
+    thread = consumer._new_consumer_thread()
+    assert isinstance(thread, batching.FetchingThread)
+    client = thread._create_worker_consumer(app.transport)
+    assert client._fetch_min_bytes == batching.FETCH_MIN_BYTES > 1
+    assert client._fetch_max_wait_ms == batching.FETCH_MAX_WAIT_MS <= 50
 
 
 async def _fetched(*messages: Message) -> AsyncIterator[tuple[TP, Message]]:
