@@ -92,7 +92,8 @@ async def sweep() -> None:
         count = rebuild()
         log.info("deadline and task indexes rebuilt from %d stored requests", count)
     ticks = []
-    for tick in schedule.due(clock.now(), clock.today()):
+    now = clock.now()
+    for tick in schedule.due(now, clock.today(), overdue_limit=settings.sweep_max_resends):
         subject_id = schedule.subject_of(tick.request_id)
         if subject_id is None:  # nothing can be due for a request it no longer tracks
             continue

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(default=4, ge=1, le=256)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    sweep_max_resends: int = Field(
+        default=100,
+        ge=1,
+        description="Overdue task answers re-sent (or escalated) per sweep at most; the "
+        "longest overdue first, the rest at the next sweep",
+    )
     alert_days_before: tuple[int, ...] = (7, 3, 1)
     complaint_ack_days: int = Field(default=30, ge=1)
     actor: str = "dpo"

@@ -153,11 +153,17 @@ class Schedule:
         """The subject of a tracked request (the key its ticks travel under)."""
         return self._subjects.get(request_id)
 
-    def due(self, now: datetime, today: date) -> list[Tick]:
-        """Every tick that is due now; each is handed out once."""
-        ticks = []
+    def due(self, now: datetime, today: date, *, overdue_limit: int | None = None) -> list[Tick]:
+        """Every tick that is due now; each is handed out once.
+
+        ``overdue_limit`` caps the overdue-answer ticks (re-sends and escalations)
+        handed out at once, the longest overdue first; the rest stay due for the next
+        call. A system that was down for an hour leaves thousands overdue together, and
+        re-sending them all at once would starve the worker's commands."""
+        ticks: list[Tick] = []
         cutoff = now.timestamp()
-        while self._tasks and self._tasks[0][0] <= cutoff:
+        limit = len(self._tasks) if overdue_limit is None else overdue_limit
+        while self._tasks and self._tasks[0][0] <= cutoff and len(ticks) < limit:
             _, rid, system, action = heapq.heappop(self._tasks)
             task_id = make_task_id(rid, _SYSTEMS[system], _ACTIONS[action])
             ticks.append(Tick(rid, TickKind.task_overdue, now, task_id=task_id))

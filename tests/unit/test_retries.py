@@ -174,3 +174,24 @@ def test_schedule_watches_no_deadline_while_paused_and_resumes_after_the_record(
     ticks = schedule.due(NOW, date(2026, 4, 1))
     assert [(t.kind, t.days_before) for t in ticks] == [(TickKind.deadline_approaching, 1)]
     assert seen.due == [(RequestType.erasure, None, date(2026, 4, 2))]
+
+
+def test_the_schedule_hands_out_at_most_the_limit_of_overdue_answers_longest_first() -> None:
+    """A sweep after an outage re-sends a bounded number; the rest stay due, in order."""
+    schedule = Schedule((7, 3, 1), Seen())
+    for i in range(5):
+        rec = record(next_check_at=NOW + timedelta(minutes=i))
+        schedule.track(rec.model_copy(update={"request_id": f"R{i}"}))
+    later = NOW + timedelta(hours=1)
+
+    def overdue(limit: int | None) -> list[str | None]:
+        return [
+            t.task_id
+            for t in schedule.due(later, NOW.date(), overdue_limit=limit)
+            if t.kind is TickKind.task_overdue
+        ]
+
+    assert overdue(2) == ["R0:crm:erase", "R1:crm:erase"]
+    assert overdue(2) == ["R2:crm:erase", "R3:crm:erase"]
+    assert overdue(None) == ["R4:crm:erase"]
+    assert overdue(2) == []
