@@ -73,6 +73,7 @@ app = faust.App(
 # Every send is idempotent (a retry after a lost acknowledgement writes once), set before
 # anything makes the app's transport (streams.batching).
 batching.idempotent_producer(app)
+batching.set_fetch_wait(settings.fetch_min_bytes, settings.fetch_max_wait_ms)
 setup_prometheus_sensors(
     app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix=metrics.FAUST_SENSOR_PREFIX
 )

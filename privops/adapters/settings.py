@@ -120,6 +120,19 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(default=4, ge=1, le=256)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1500,
+        description="How long the worker's fetch waits on the broker for "
+        "PRIVOPS_FETCH_MIN_BYTES: longer costs latency, shorter costs CPU (an idle worker "
+        "fetches 1000/this times a second)",
+    )
+    fetch_min_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="How much data a fetch waits for (1: answer at once, Kafka's default)",
+    )
     sweep_max_resends: int = Field(
         default=100,
         ge=1,

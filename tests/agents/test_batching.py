@@ -167,10 +167,19 @@ def test_the_workflows_ticks_are_its_background() -> None:
     assert COMMANDS in inlet.topics
 
 
-async def test_the_workers_fetches_wait_briefly_for_more_data(app: Any) -> None:
-    """The worker's consumer thread makes its aiokafka consumer with a fetch that waits
-    up to FETCH_MAX_WAIT_MS for FETCH_MIN_BYTES, not Kafka's one byte (which made every
-    trickled message a fetch of every assigned partition)."""
+async def test_the_workers_fetches_wait_as_its_settings_say(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's consumer thread makes its aiokafka consumer with the fetch wait the
+    settings give (PRIVOPS_FETCH_*), not Kafka's one byte, which made every trickled
+    message a fetch of every assigned partition; out-of-range values are refused."""
+    from streams.app import settings
+
+    assert (batching.FetchingThread.min_bytes, batching.FetchingThread.max_wait_ms) == (
+        settings.fetch_min_bytes,
+        settings.fetch_max_wait_ms,
+    )
+    assert settings.fetch_min_bytes > 1
 
     async def callback(_message: Message) -> None:
         return None
@@ -184,9 +193,14 @@ async def test_the_workers_fetches_wait_briefly_for_more_data(app: Any) -> None:
     )
     thread = consumer._new_consumer_thread()
     assert isinstance(thread, batching.FetchingThread)
+    monkeypatch.setattr(batching.FetchingThread, "min_bytes", 1)
+    monkeypatch.setattr(batching.FetchingThread, "max_wait_ms", 1)
+    batching.set_fetch_wait(4096, 7)
     client = thread._create_worker_consumer(app.transport)
-    assert client._fetch_min_bytes == batching.FETCH_MIN_BYTES > 1
-    assert client._fetch_max_wait_ms == batching.FETCH_MAX_WAIT_MS <= 50
+    assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (4096, 7)
+    for bad in ((0, 20), (1024, -1), (1024, 60_001)):
+        with pytest.raises(ValueError, match="fetch wait out of range"):
+            batching.set_fetch_wait(*bad)
 
 
 async def _fetched(*messages: Message) -> AsyncIterator[tuple[TP, Message]]:
