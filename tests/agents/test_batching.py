@@ -198,7 +198,7 @@ async def test_the_workers_fetches_wait_as_its_settings_say(
     batching.set_fetch_wait(4096, 7)
     client = thread._create_worker_consumer(app.transport)
     assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (4096, 7)
-    for bad in ((0, 20), (1024, -1), (1024, 60_001)):
+    for bad in ((0, 20), (1024, -1), (1024, 1501)):
         with pytest.raises(ValueError, match="fetch wait out of range"):
             batching.set_fetch_wait(*bad)
 
