@@ -92,8 +92,8 @@ async def sweep() -> None:
         count = rebuild()
         log.info("deadline and task indexes rebuilt from %d stored requests", count)
     ticks = []
-    now = clock.now()
-    for tick in schedule.due(now, clock.today(), overdue_limit=settings.sweep_max_resends):
+    limit = settings.sweep_max_resends
+    for tick in schedule.due(clock.now(), clock.today(), overdue_limit=limit):
         subject_id = schedule.subject_of(tick.request_id)
         if subject_id is None:  # nothing can be due for a request it no longer tracks
             continue

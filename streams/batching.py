@@ -76,8 +76,10 @@ def _methods_used() -> list[tuple[str, Any, str]]:
     driver = "the aiokafka driver's "
     return [
         ("Conductor", Conductor, "_build_handler"),
-        *(("Consumer", ConsumerBase, name) for name in ("_drain_messages", "_add_gap")),
-        *(("Consumer", ConsumerBase, name) for name in ("getmany", "commit")),
+        *(
+            ("Consumer", ConsumerBase, name)
+            for name in ("_drain_messages", "_add_gap", "getmany", "commit")
+        ),
         (driver + "Consumer", aiokafka_driver.Consumer, "_new_consumer_thread"),
         (
             driver + "AIOKafkaConsumerThread",
