@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -345,10 +346,15 @@ class Inlet:
     a chunk holds them only when nothing else waits, and at most ``BACKGROUND_CHUNK``
     of them, so a command that arrives behind a sweep's burst of overdue re-sends waits
     for a few ticks, not the whole burst. Each topic keeps its own order (a topic's
-    messages are all one kind), so no partition is reordered.
+    messages are all one kind), so no partition is reordered. Behind is not never: once
+    the oldest background message has waited ``BACKGROUND_MAX_WAIT`` seconds (ticks
+    carry deadline alerts), a chunk of them goes first, taking turns with the rest, so
+    a flood of commands slows the ticks down but cannot stop them, and a backlog of
+    overdue ticks cannot stop the commands either.
     """
 
     BACKGROUND_CHUNK = 16
+    BACKGROUND_MAX_WAIT = 1.0
 
     def __init__(
         self,
@@ -357,6 +363,7 @@ class Inlet:
         high_water: int = 20_000,
         *,
         background: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.topics = frozenset(topics)
@@ -366,6 +373,11 @@ class Inlet:
         self.high_water = high_water
         self._buffer: deque[Message] = deque()
         self._later: deque[Message] = deque()
+        # When each background message arrived (``clock``), in ``_later``'s order.
+        self._later_since: deque[float] = deque()
+        self._clock = clock
+        # The last chunk was of overdue background messages: the next is of the rest.
+        self._took_overdue = False
         # Chunks taken and handed on but not yet picked up by the agent (streams.pipeline).
         self.carried = 0
         self._arrived = asyncio.Event()
@@ -379,6 +391,7 @@ class Inlet:
         """Add ``message``; True when the inlet is full (the fetcher waits for ``room``)."""
         if message.topic in self.background:
             self._later.append(message)
+            self._later_since.append(self._clock())
         else:
             self._buffer.append(message)
         self._arrived.set()
@@ -407,18 +420,28 @@ class Inlet:
 
     async def take(self, limit: int) -> list[Message]:
         """Up to ``limit`` messages, waiting until there is at least one; background
-        ones only when nothing else waits, and fewer of them."""
+        ones only when nothing else waits or the oldest has waited too long, and fewer
+        of them."""
         while not (self._buffer or self._later):
             self._arrived.clear()
             await self._arrived.wait()
-        if self._buffer:
-            source, count = self._buffer, min(limit, len(self._buffer))
+        overdue = not self._took_overdue and self._overdue()
+        self._took_overdue = overdue and bool(self._buffer)
+        if self._buffer and not overdue:
+            chunk = [self._buffer.popleft() for _ in range(min(limit, len(self._buffer)))]
         else:
-            source, count = self._later, min(limit, self.BACKGROUND_CHUNK, len(self._later))
-        chunk = [source.popleft() for _ in range(count)]
+            count = min(limit, self.BACKGROUND_CHUNK, len(self._later))
+            chunk = [self._later.popleft() for _ in range(count)]
+            for _ in range(count):
+                self._later_since.popleft()
         if len(self) < self.high_water // 2:
             self._room.set()
         return chunk
+
+    def _overdue(self) -> bool:
+        """The oldest background message has waited ``BACKGROUND_MAX_WAIT`` or more."""
+        since = self._later_since
+        return bool(since) and self._clock() - since[0] >= self.BACKGROUND_MAX_WAIT
 
     def drop(self) -> int:
         """Forget what waits (a rebalance: Faust seeks every partition back to its
@@ -426,6 +449,7 @@ class Inlet:
         dropped = len(self)
         self._buffer.clear()
         self._later.clear()
+        self._later_since.clear()
         # Chunks already handed on belong to the old consumer generation: the agent's
         # stream skips them, so none of them is still to come.
         self.carried = 0

@@ -160,6 +160,36 @@ async def test_background_messages_wait_behind_the_rest_and_come_a_few_at_a_time
         batching.Inlet("test", ["commands"], background=["ticks"])
 
 
+async def test_background_messages_that_waited_too_long_go_before_a_flood(app: Any) -> None:
+    """Ticks carry deadline alerts: a steady flood of commands slows them, never stops
+    them. Once the oldest tick has waited BACKGROUND_MAX_WAIT, a few ticks go first,
+    taking turns with the commands (overdue ticks do not hold commands up either)."""
+    now = [100.0]
+    inlet = batching.Inlet(
+        "test", ["commands", "ticks"], background=["ticks"], clock=lambda: now[0]
+    )
+    few, wait = inlet.BACKGROUND_CHUNK, inlet.BACKGROUND_MAX_WAIT
+    for offset in range(few + 2):
+        inlet.put(message("ticks", offset))
+    now[0] += wait / 2
+    inlet.put(message("ticks", few + 2))  # arrived later than the others
+    for offset in range(5):
+        inlet.put(message("commands", offset))
+    assert [m.topic for m in await inlet.take(2)] == ["commands"] * 2  # not yet overdue
+    now[0] += wait / 2
+    assert [m.offset for m in await inlet.take(100)] == list(range(few))  # overdue: first
+    assert [m.offset for m in await inlet.take(2)] == [2, 3]  # commands' turn
+    # Still overdue: the next chunk of ticks, in order (the later one with them).
+    assert [m.offset for m in await inlet.take(100)] == [few, few + 1, few + 2]
+    assert [m.offset for m in await inlet.take(100)] == [4]
+    inlet.put(message("ticks", few + 3))
+    now[0] += wait
+    inlet.put(message("commands", 5))
+    assert [m.offset for m in await inlet.take(100)] == [few + 3]
+    assert [m.offset for m in await inlet.take(100)] == [5]
+    assert len(inlet) == 0
+
+
 def test_the_workflows_ticks_are_its_background() -> None:
     from agents.requests import inlet  # the agent module registers with the app on import
 
