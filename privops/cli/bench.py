@@ -64,6 +64,13 @@ def bench(
     duration: float = typer.Option(
         _DEFAULT.duration, min=0.1, help="command-latency: seconds of load."
     ),
+    consent_load: float = typer.Option(
+        _DEFAULT.consent_load,
+        "--consent-load",
+        min=0,
+        help="command-latency: consent events per second sent beside the commands, "
+        "through the same worker (0: none; the p99 target is judged without load).",
+    ),
     workers: list[str] = typer.Option(
         ["1"],
         "--workers",
@@ -129,6 +136,7 @@ def bench(
         subjects=subjects,
         rate=rate,
         duration=duration,
+        consent_load=consent_load,
         restart_subjects=restart_subjects,
         restart_budget=restart_budget,
         open_requests=open_requests,

@@ -39,6 +39,7 @@ from privops.tools import bench
 from privops.tools.bench import cpu, report
 from privops.tools.bench import runtime as runtime_module
 from privops.tools.bench.baselines import BaselineRun, ConsentOutputs
+from privops.tools.bench.command_latency import latency_rows, paced
 from privops.tools.bench.consent_throughput import group_rows, unstarted_rows
 from privops.tools.bench.encryption import encrypted
 from privops.tools.bench.group import GroupRun, WorkerShare
@@ -93,6 +94,53 @@ def test_result_ratio_and_percentile() -> None:
     values = [float(v) for v in range(1, 101)]
     assert bench.percentile(values, 50) == 50.0
     assert bench.percentile(values, 99) == 99.0
+
+
+@pytest.mark.parametrize(
+    ("count", "rate", "slices"), [(1000, 1000.0, 50), (7, 100.0, 4), (3, 10.0, 3)]
+)
+def test_background_load_is_sent_in_paced_slices_that_cover_every_event(
+    count: int, rate: float, slices: int
+) -> None:
+    """The consent load beside the commands: at most a slice every 20 ms, each holding
+    what the rate sends by its end (a low rate skips the slices with nothing due); every
+    event once and in order."""
+    plan = paced(count, rate, 0.02)
+    assert len(plan) == slices
+    assert [first for _, first, _ in plan] == [0, *(end for _, _, end in plan[:-1])]
+    assert all(first < end for _, first, end in plan)
+    assert plan[-1][2] == count
+    for due, _, end in plan:
+        assert rate * due <= end <= rate * (due + 0.02) + 1
+    assert plan[-1][0] == pytest.approx((count - 1) / rate, abs=0.02)
+
+
+def test_command_latency_is_judged_on_commands_alone_and_reported_under_load() -> None:
+    fast, slow = [10.0] * 100, [10.0] * 98 + [500.0] * 2
+    base = [1.0] * 100
+
+    def rows(latencies: list[float], load: float, missing: int = 0) -> list[bench.Result]:
+        return latency_rows(
+            latencies, base, {}, cpu_us=5.0, base_cpu_us=1.0, missing=missing, consent_load=load
+        )
+
+    assert [r.passed for r in rows(fast, 0)] == [None, None, True]
+    assert [r.passed for r in rows(slow, 0)] == [None, None, False]
+    assert rows(fast, 0, missing=1)[-1].passed is False  # a request without its tasks
+    loaded = rows(slow, 1000)
+    assert [r.passed for r in loaded] == [None, None, None]
+    assert all(r.target == "" for r in loaded)
+    assert loaded[-1].metric == "p99 command -> all tasks (with 1,000 consent events/s)"
+    assert loaded[-1].measured == pytest.approx(500.0)
+    assert rows(fast, 1000, missing=3)[0].details["missing"] == 3
+
+
+def test_cli_refuses_a_negative_consent_load() -> None:
+    app = typer.Typer()
+    app.command()(bench_command)
+    outcome = CliRunner().invoke(app, ["-s", "command-latency", "--consent-load", "-5"])
+    assert outcome.exit_code == 2
+    assert "--consent-load" in outcome.output
 
 
 def test_cli_rejects_an_unknown_scenario() -> None:

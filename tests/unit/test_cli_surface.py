@@ -36,7 +36,7 @@ SHARED = (
 WAITS = "--wait --no-wait"
 SURFACE = [
     "ropa: --json --datamap",
-    "bench: --scenario --events --subjects --rate --duration --workers --encrypt"
+    "bench: --scenario --events --subjects --rate --duration --consent-load --workers --encrypt"
     " --restart-subjects"
     " --restart-budget --open --timeout --port-base --json",
     "worker: ",

@@ -4,11 +4,17 @@
 Latency counts the first arrival of each task id (a re-send after the SLA is not the
 command's latency). CPU: the worker's per command, from its first command to the last
 task seen; the baseline's is the bench process's own per round trip.
+
+With ``consent_load`` (events/s), business-system consent events flow into the same
+worker for the whole command window, so the rows show what a command waits while an
+import runs (the ingest and workflow agents share one event loop; streams.pipeline
+hands it over between slices). The 100 ms target is judged without load only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 import uuid
@@ -23,7 +29,7 @@ from privops.core.signing import SigningKey
 from privops.core.topics import COMMANDS
 from privops.core.vocab import RequestType
 from privops.tools.bench.cpu import own_cpu, per_unit_us
-from privops.tools.bench.inputs import customers_created, encode_events
+from privops.tools.bench.inputs import Message, consent_events, customers_created, encode_events
 from privops.tools.bench.kafka_io import produce, read_until, round_trip_clients
 from privops.tools.bench.measure import Result, percentile
 from privops.tools.bench.runtime import (
@@ -38,6 +44,8 @@ TARGET_P99_MS = 100.0
 SEED_TIMEOUT_S = 300.0
 # A saturated worker keeps publishing tasks long after the last command: stop waiting.
 SETTLE_LIMIT_S = 120.0
+# Background consent events are sent a slice at a time, this often.
+LOAD_SLICE_S = 0.02
 
 
 async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> tuple[list[float], float]:
@@ -86,13 +94,55 @@ def _erasure(subject_id: str, key: SigningKey) -> RequestSubmitted:
     )
 
 
+def paced(count: int, rate: float, slice_s: float = LOAD_SLICE_S) -> list[tuple[float, int, int]]:
+    """When each slice of ``count`` messages at ``rate``/s is due: (seconds from the
+    start, first index, end index). A slice every ``slice_s`` at most, holding what the
+    rate sends by the end of its ``slice_s``; every message once, in order."""
+    plan: list[tuple[float, int, int]] = []
+    at, step = 0, 0
+    while at < count:
+        step += 1
+        end = min(count, math.ceil(rate * slice_s * step))
+        if end > at:  # at a low rate, most slices have nothing due
+            plan.append(((step - 1) * slice_s, at, end))
+            at = end
+    return plan
+
+
+async def _background_load(prod: Any, messages: Sequence[Message], rate: float) -> int:
+    """Send ``messages`` at ``rate``/s, a slice every LOAD_SLICE_S, without waiting for
+    each to be delivered; returns how many were sent (the caller may cancel it)."""
+    started = time.perf_counter()
+    sent = 0
+    pending: list[Any] = []
+    try:
+        for due, first, end in paced(len(messages), rate):
+            wait = started + due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            for topic, key, value in messages[first:end]:
+                pending.append(await prod.send(topic, value=value, key=key))
+            sent = end
+        await asyncio.gather(*pending)
+    except asyncio.CancelledError:
+        pass
+    return sent
+
+
 async def _command_latencies(
-    rt: BenchRuntime, worker: WorkerProc, subjects: Sequence[str], rate: float, settle: float
-) -> tuple[dict[str, float], dict[str, dict[str, float]], float, int]:
+    rt: BenchRuntime,
+    worker: WorkerProc,
+    subjects: Sequence[str],
+    rate: float,
+    settle: float,
+    load: Sequence[Message] = (),
+    load_rate: float = 0.0,
+) -> tuple[dict[str, float], dict[str, dict[str, float]], float, int, int]:
     """Submit one verified erasure per subject at `rate`/s; time to every task published.
 
     Also returns the worker's CPU seconds from the first command to the last task seen,
-    and how many task records it published meanwhile (re-sends included).
+    how many task records it published meanwhile (re-sends included), and how many of
+    the ``load`` events were sent beside the commands (at ``load_rate``/s).
     """
     # The bench's home is its own, fresh: its key is made there whatever PRIVOPS_ENV says.
     key = signing_key(rt.settings, ACTOR, say=rt.say, create=True)
@@ -112,6 +162,7 @@ async def _command_latencies(
 
         reader = asyncio.create_task(read_until(consumer, arrived, done.is_set))
         cpu_started = cpu_last = worker.cpu().total
+        background = asyncio.create_task(_background_load(prod, load, load_rate))
         for sid in subjects:
             cmd = _erasure(sid, key)
             value = rt.serde.encode(cmd)
@@ -119,6 +170,8 @@ async def _command_latencies(
             # privacy.commands is keyed by subject id (DESIGN.md section 4).
             await prod.send(COMMANDS, key=sid.encode(), value=value)
             await asyncio.sleep(1 / rate)
+        background.cancel()  # the load lasts as long as the commands
+        loaded = await background
         # Tasks still arriving settle: wait until nothing new for `settle` seconds.
         last = -1
         quiet_since = started = time.perf_counter()
@@ -133,7 +186,7 @@ async def _command_latencies(
                 cpu_last = worker.cpu().total
         done.set()
         await reader
-        return sent, arrivals, cpu_last - cpu_started, published[0]
+        return sent, arrivals, cpu_last - cpu_started, published[0], loaded
 
 
 def _seed(rt: BenchRuntime, subjects: Sequence[str]) -> WorkerProc:
@@ -151,20 +204,33 @@ def _seed(rt: BenchRuntime, subjects: Sequence[str]) -> WorkerProc:
 
 
 def command_latency(
-    rt: BenchRuntime, *, rate: float = 100.0, duration: float = 20.0, settle: float = 3.0
+    rt: BenchRuntime,
+    *,
+    rate: float = 100.0,
+    duration: float = 20.0,
+    settle: float = 3.0,
+    consent_load: float = 0.0,
 ) -> list[Result]:
-    """Target: command -> all system tasks published p99 <= 100 ms at 100 requests/s."""
+    """Target: command -> all system tasks published p99 <= 100 ms at 100 requests/s;
+    with ``consent_load``, the same measured while consent events flow (reported)."""
     say = rt.say
     count = max(1, int(rate * duration))
     tag = uuid.uuid4().hex[:6]
     subjects = [f"bench-req-{tag}-{i}" for i in range(count)]
     worker = _seed(rt, subjects)
+    load: list[Message] = []
+    if consent_load:
+        events = max(1, int(consent_load * duration))
+        say(f"encoding {events:,} consent events for {consent_load:,.0f}/s beside the commands")
+        load = encode_events(rt.serde, consent_events(events, max(1, events // 4), tag))
 
     say(f"baseline: {count:,} plain produce -> consume round trips at {rate:.0f}/s")
     base, base_cpu = asyncio.run(_ping_round_trips(rt.bootstrap, count, rate))
-    say(f"measured: {count:,} erasure requests at {rate:.0f}/s for {duration:.0f}s")
-    sent, arrivals, cpu, published = asyncio.run(
-        _command_latencies(rt, worker, subjects, rate, settle)
+    beside = f", beside {consent_load:,.0f} consent events/s" if consent_load else ""
+    say(f"measured: {count:,} erasure requests at {rate:.0f}/s for {duration:.0f}s{beside}")
+    consumed_before = worker.consumed()
+    sent, arrivals, cpu, published, loaded = asyncio.run(
+        _command_latencies(rt, worker, subjects, rate, settle, load, consent_load)
     )
     latencies = [
         (max(arrivals[rid].values()) - t) * 1000 for rid, t in sent.items() if rid in arrivals
@@ -183,17 +249,47 @@ def command_latency(
         "worker_cpu_seconds": round(cpu, 2),
         "baseline_cpu_seconds": round(base_cpu, 2),
     }
-    cpu_us = per_unit_us(cpu, len(sent))
-    base_cpu_us = per_unit_us(base_cpu, len(base))
+    if consent_load:
+        # The worker's CPU per command then includes the consent events it took in.
+        details |= {
+            "consent_load_per_s": consent_load,
+            "consent_events_sent": loaded,
+            "consent_events_consumed": worker.consumed() - consumed_before,
+        }
+    return latency_rows(
+        latencies,
+        base,
+        details,
+        cpu_us=per_unit_us(cpu, len(sent)),
+        base_cpu_us=per_unit_us(base_cpu, len(base)),
+        missing=len(sent) - len(latencies),
+        consent_load=consent_load,
+    )
+
+
+def latency_rows(
+    latencies: Sequence[float],
+    base: Sequence[float],
+    details: dict[str, Any],
+    *,
+    cpu_us: float | None,
+    base_cpu_us: float | None,
+    missing: int,
+    consent_load: float,
+) -> list[Result]:
+    """p50, p95, p99 against the round trip's. The 100 ms target is judged on commands
+    alone (a request without all its tasks fails it); under a consent load, reported."""
+    judged = not consent_load
+    under = f" (with {consent_load:,.0f} consent events/s)" if consent_load else ""
     results = [
         Result(
             "command-latency",
-            f"p{q} command -> all tasks",
+            f"p{q} command -> all tasks{under}",
             percentile(latencies, q),
             percentile(base, q),
             "ms",
-            "<= 100 ms" if q == 99 else "",
-            (percentile(latencies, q) <= TARGET_P99_MS) if q == 99 else None,
+            "<= 100 ms" if q == 99 and judged else "",
+            (percentile(latencies, q) <= TARGET_P99_MS) if q == 99 and judged else None,
             details if q == 50 else {},
             cpu_us=cpu_us,
             baseline_cpu_us=base_cpu_us,
@@ -202,7 +298,7 @@ def command_latency(
         )
         for q in (50, 95, 99)
     ]
-    if len(latencies) < len(sent):
-        results[0].details["missing"] = len(sent) - len(latencies)
-        results[-1].passed = False
+    if missing:
+        results[0].details["missing"] = missing
+        results[-1].passed = False if judged else None
     return results

@@ -23,6 +23,7 @@ class Sizes:
     subjects: int = 20_000
     rate: float = 100.0
     duration: float = 20.0
+    consent_load: float = 0.0
     restart_subjects: int = 100_000
     restart_budget: float = 600.0
     open_requests: int = 1_000_000
@@ -75,7 +76,9 @@ def run(
                     encrypt=sizes.encrypt,
                 )
             if "command-latency" in kafka:
-                results += command_latency(rt, rate=sizes.rate, duration=sizes.duration)
+                results += command_latency(
+                    rt, rate=sizes.rate, duration=sizes.duration, consent_load=sizes.consent_load
+                )
             if "restart" in kafka:
                 results += restart(rt, subjects=sizes.restart_subjects, budget=sizes.restart_budget)
     if "sweep-scale" in scenarios:
