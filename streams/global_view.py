@@ -6,8 +6,9 @@ subject's key may belong to any subject's partition) and the request-id -> subje
 index (which tells a worker, or the CLI, where a request lives). Each is a compacted
 topic that every worker reads from the beginning with its own unassigned consumer (no
 group): the worker that owns the writing partition updates its copy at once, and the
-others see the write within a fetch. A view is ``ready`` once it has read up to the end
-offsets it found at start; the worker's health waits for that.
+others see the write within a fetch (``FETCH_WAIT_MS`` at most). A view is ``ready``
+once it has read up to the end offsets it found at start; the worker's health waits
+for that.
 
 Faust's GlobalTable would do the same job, but its standby-driven reading of global
 changelogs has a history of workers silently missing records (faust-streaming issue
@@ -29,6 +30,11 @@ from streams.state import state
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
+# How long a view's fetch waits on the broker for PRIVOPS_FETCH_MIN_BYTES. Every command
+# writes the request index, and every erasure the suppression list: with Kafka's
+# one-byte default each such write was a fetch of its own on the event loop. Other
+# workers see a write this much later at most; the writing worker at once.
+FETCH_WAIT_MS = 100
 
 
 class GlobalView:
@@ -85,13 +91,19 @@ class GlobalView:
                 )
                 await asyncio.sleep(RETRY_SECONDS)
 
-    async def _follow_once(self) -> None:
-        consumer = AIOKafkaConsumer(
+    def consumer(self) -> AIOKafkaConsumer:
+        """A consumer of the whole topic, in no group, whose fetches wait a little."""
+        return AIOKafkaConsumer(
             **kafka_client,
             enable_auto_commit=False,
             group_id=None,
             isolation_level="read_committed",
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+            fetch_min_bytes=settings.fetch_min_bytes,
         )
+
+    async def _follow_once(self) -> None:
+        consumer = self.consumer()
         await consumer.start()
         try:
             partitions = [TopicPartition(self.topic, p) for p in range(settings.topic_partitions)]
