@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final, Self, TypeVar
 
 from cryptography.exceptions import InvalidSignature
@@ -117,7 +118,13 @@ class SignerKey(BaseModel):
         return key_id(base64.b64decode(self.public_key))
 
     def verifier(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public_key))
+        return _public_key(self.public_key)
+
+
+@lru_cache(maxsize=256)
+def _public_key(encoded: str) -> Ed25519PublicKey:
+    """A trusted key parsed once (every command is checked against its signer's key)."""
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded))
 
 
 class Signers(RootModel[dict[str, SignerKey]]):
