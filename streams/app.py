@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -94,21 +93,6 @@ GC_THRESHOLDS = (50_000, 20, 10)
 def tune_gc() -> None:
     """Collect the young generations less often (the worker process only)."""
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-# The GIL's hand-over (docs/benchmarks.md, session 11). The worker has two busy threads:
-# the event loop (agents, producer) and the Kafka consumer's fetcher. A thread that
-# returns from a socket send or receive needs the GIL back, and with CPython's default
-# switch interval (5 ms) it waits up to 5 ms while the other thread computes: py-spy
-# found the event loop in socket writes for ~10% of its samples at 100 commands/s, and
-# the fetcher for almost half of its busy ones. Handing over every 0.5 ms cut the
-# command tail and the CPU per command and per consent event in the A/B runs.
-SWITCH_INTERVAL_S = 0.0005
-
-
-def tune_threads() -> None:
-    """Hand the GIL over more often (the worker process only)."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def settle_heap() -> None:
@@ -213,7 +197,6 @@ def run_worker(loglevel: str = "info") -> None:
     pipeline.start()
     metrics.register_event_types(record.__name__ for record in ALL_RECORDS)
     tune_gc()
-    tune_threads()
     worker = Worker(app, loglevel=loglevel)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:

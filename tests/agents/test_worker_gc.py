@@ -1,11 +1,10 @@
 """The worker's garbage collection (streams.app: ``tune_gc``, ``settle_heap``): young
 generations collected less often, and what a started worker holds frozen out of the
-collector's passes; and its GIL hand-over (``tune_threads``)."""
+collector's passes."""
 
 from __future__ import annotations
 
 import gc
-import sys
 import weakref
 
 import faust
@@ -59,13 +58,3 @@ def test_the_worker_collects_its_young_generation_less_often() -> None:
         assert app_module.GC_THRESHOLDS[0] > before[0]
     finally:
         gc.set_threshold(*before)
-
-
-def test_the_worker_hands_the_gil_over_more_often_than_cpythons_default() -> None:
-    before = sys.getswitchinterval()
-    try:
-        app_module.tune_threads()
-        assert sys.getswitchinterval() == pytest.approx(app_module.SWITCH_INTERVAL_S)
-        assert before > app_module.SWITCH_INTERVAL_S
-    finally:
-        sys.setswitchinterval(before)
