@@ -122,7 +122,7 @@ async def _background_load(prod: Any, messages: Sequence[Message], rate: float) 
                 await asyncio.sleep(wait)
             for topic, key, value in messages[first:end]:
                 pending.append(await prod.send(topic, value=value, key=key))
-            sent = end
+                sent += 1
         await asyncio.gather(*pending)
     except asyncio.CancelledError:
         pass
