@@ -115,6 +115,12 @@ def test_background_load_is_sent_in_paced_slices_that_cover_every_event(
     assert plan[-1][0] == pytest.approx((count - 1) / rate, abs=0.02)
 
 
+def test_pacing_refuses_a_rate_that_would_never_send() -> None:
+    assert paced(0, 0.0) == []
+    with pytest.raises(ValueError, match="cannot pace"):
+        paced(5, 0.0)
+
+
 def test_command_latency_is_judged_on_commands_alone_and_reported_under_load() -> None:
     fast, slow = [10.0] * 100, [10.0] * 98 + [500.0] * 2
     base = [1.0] * 100

@@ -98,6 +98,8 @@ def paced(count: int, rate: float, slice_s: float = LOAD_SLICE_S) -> list[tuple[
     """When each slice of ``count`` messages at ``rate``/s is due: (seconds from the
     start, first index, end index). A slice every ``slice_s`` at most, holding what the
     rate sends by the end of its ``slice_s``; every message once, in order."""
+    if count and not (rate > 0 and slice_s > 0):
+        raise ValueError(f"cannot pace {count} messages at {rate}/s in slices of {slice_s} s")
     plan: list[tuple[float, int, int]] = []
     at, step = 0, 0
     while at < count:
