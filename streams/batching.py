@@ -372,9 +372,8 @@ class Inlet:
             raise ValueError(f"inlet {name}: background topics must be among its topics")
         self.high_water = high_water
         self._buffer: deque[Message] = deque()
-        self._later: deque[Message] = deque()
-        # When each background message arrived (``clock``), in ``_later``'s order.
-        self._later_since: deque[float] = deque()
+        # Background messages, each with when it arrived (``clock``).
+        self._later: deque[tuple[float, Message]] = deque()
         self._clock = clock
         # The last chunk was of overdue background messages: the next is of the rest.
         self._took_overdue = False
@@ -390,8 +389,7 @@ class Inlet:
     def put(self, message: Message) -> bool:
         """Add ``message``; True when the inlet is full (the fetcher waits for ``room``)."""
         if message.topic in self.background:
-            self._later.append(message)
-            self._later_since.append(self._clock())
+            self._later.append((self._clock(), message))
         else:
             self._buffer.append(message)
         self._arrived.set()
@@ -431,17 +429,15 @@ class Inlet:
             chunk = [self._buffer.popleft() for _ in range(min(limit, len(self._buffer)))]
         else:
             count = min(limit, self.BACKGROUND_CHUNK, len(self._later))
-            chunk = [self._later.popleft() for _ in range(count)]
-            for _ in range(count):
-                self._later_since.popleft()
+            chunk = [self._later.popleft()[1] for _ in range(count)]
         if len(self) < self.high_water // 2:
             self._room.set()
         return chunk
 
     def _overdue(self) -> bool:
         """The oldest background message has waited ``BACKGROUND_MAX_WAIT`` or more."""
-        since = self._later_since
-        return bool(since) and self._clock() - since[0] >= self.BACKGROUND_MAX_WAIT
+        later = self._later
+        return bool(later) and self._clock() - later[0][0] >= self.BACKGROUND_MAX_WAIT
 
     def drop(self) -> int:
         """Forget what waits (a rebalance: Faust seeks every partition back to its
@@ -449,7 +445,6 @@ class Inlet:
         dropped = len(self)
         self._buffer.clear()
         self._later.clear()
-        self._later_since.clear()
         # Chunks already handed on belong to the old consumer generation: the agent's
         # stream skips them, so none of them is still to come.
         self.carried = 0

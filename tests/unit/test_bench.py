@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from privops.adapters import kek as kekfile
 from privops.cli.bench import bench as bench_command
@@ -96,6 +96,13 @@ def test_result_ratio_and_percentile() -> None:
     assert bench.percentile(values, 99) == 99.0
 
 
+def invoke_bench(args: list[str]) -> Result:
+    """`privops bench` with ``args``, as the CLI runs it."""
+    app = typer.Typer()
+    app.command()(bench_command)
+    return CliRunner().invoke(app, args)
+
+
 @pytest.mark.parametrize(
     ("count", "rate", "slices"), [(1000, 1000.0, 50), (7, 100.0, 4), (3, 10.0, 3)]
 )
@@ -142,25 +149,19 @@ def test_command_latency_is_judged_on_commands_alone_and_reported_under_load() -
 
 
 def test_cli_refuses_a_negative_consent_load() -> None:
-    app = typer.Typer()
-    app.command()(bench_command)
-    outcome = CliRunner().invoke(app, ["-s", "command-latency", "--consent-load", "-5"])
+    outcome = invoke_bench(["-s", "command-latency", "--consent-load", "-5"])
     assert outcome.exit_code == 2
     assert "--consent-load" in outcome.output
 
 
 def test_cli_rejects_an_unknown_scenario() -> None:
-    app = typer.Typer()
-    app.command()(bench_command)
-    outcome = CliRunner().invoke(app, ["--scenario", "nope"])
+    outcome = invoke_bench(["--scenario", "nope"])
     assert outcome.exit_code == 2
     assert "unknown scenario" in outcome.output
 
 
 def test_cli_runs_sweep_scale_as_json() -> None:
-    app = typer.Typer()
-    app.command()(bench_command)
-    outcome = CliRunner().invoke(app, ["--scenario", "sweep-scale", "--open", "500", "--json"])
+    outcome = invoke_bench(["--scenario", "sweep-scale", "--open", "500", "--json"])
     assert outcome.exit_code == 0, outcome.output
     rows = json.loads(outcome.stdout)
     assert {row["scenario"] for row in rows} == {"sweep-scale"}
@@ -321,9 +322,7 @@ def test_worker_counts_refuse_what_cannot_run(values: list[str]) -> None:
 
 
 def test_cli_rejects_a_bad_worker_count_before_starting_anything() -> None:
-    app = typer.Typer()
-    app.command()(bench_command)
-    outcome = CliRunner().invoke(app, ["--scenario", "consent-throughput", "--workers", "1,0"])
+    outcome = invoke_bench(["--scenario", "consent-throughput", "--workers", "1,0"])
     assert outcome.exit_code == 2
     assert "--workers" in outcome.output
 
@@ -543,9 +542,7 @@ def test_the_cli_says_a_stopped_bench_stopped_its_runtime(
         raise runtime_module.Stopped("the bench was stopped (SIGTERM)")
 
     monkeypatch.setattr("privops.tools.bench.run", stopped_run)
-    app = typer.Typer()
-    app.command()(bench_command)
-    outcome = CliRunner().invoke(app, ["--scenario", "sweep-scale"])
+    outcome = invoke_bench(["--scenario", "sweep-scale"])
     assert outcome.exit_code == 143
     said = " ".join(outcome.output.split())  # the console wraps long lines
     assert "the bench was stopped (SIGTERM)" in said
