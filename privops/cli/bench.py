@@ -71,6 +71,14 @@ def bench(
         help="command-latency: consent events per second sent beside the commands, "
         "through the same worker (0: none; the p99 target is judged without load).",
     ),
+    warmup: float = typer.Option(
+        _DEFAULT.warmup,
+        "--warmup",
+        min=0,
+        help="command-latency: seconds of commands at --rate before the measured "
+        "--duration, not counted (a fresh broker's first writes; their p99 is in the "
+        "details). 0: measure from the first command.",
+    ),
     workers: list[str] = typer.Option(
         ["1"],
         "--workers",
@@ -137,6 +145,7 @@ def bench(
         rate=rate,
         duration=duration,
         consent_load=consent_load,
+        warmup=warmup,
         restart_subjects=restart_subjects,
         restart_budget=restart_budget,
         open_requests=open_requests,

@@ -39,7 +39,7 @@ from privops.tools import bench
 from privops.tools.bench import cpu, report
 from privops.tools.bench import runtime as runtime_module
 from privops.tools.bench.baselines import BaselineRun, ConsentOutputs
-from privops.tools.bench.command_latency import latency_rows, paced
+from privops.tools.bench.command_latency import due_times, latency_rows, paced, split_warmup
 from privops.tools.bench.consent_throughput import group_rows, unstarted_rows
 from privops.tools.bench.encryption import encrypted
 from privops.tools.bench.group import GroupRun, WorkerShare
@@ -128,6 +128,32 @@ def test_pacing_refuses_a_rate_that_would_never_send() -> None:
         paced(5, 0.0)
 
 
+def test_commands_are_due_on_a_schedule_that_a_late_send_does_not_push_back() -> None:
+    assert due_times(5, 100.0) == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
+    assert due_times(3, 0.5) == pytest.approx([0.0, 2.0, 4.0])
+    assert due_times(0, 0.0) == []
+    with pytest.raises(ValueError, match="cannot send"):
+        due_times(2, 0.0)
+
+
+def test_the_warm_up_is_kept_apart_and_only_measured_requests_can_be_missing() -> None:
+    """Latency runs to the first arrival of a request's last task; the first ``warm``
+    requests sent are the warm-up, whose latencies and misses are not the measurement's."""
+    sent = {"W1": 0.0, "W2": 1.0, "M1": 2.0, "M2": 3.0, "M3": 4.0}
+    arrivals = {
+        "W1": {"t1": 0.5, "t2": 0.9},
+        "M1": {"t1": 2.05, "t2": 2.02},
+        "M3": {"t1": 4.2},
+    }
+    measured, warmup, missing = split_warmup(sent, arrivals, warm=2)
+    assert measured == pytest.approx([50.0, 200.0])
+    assert warmup == pytest.approx([900.0])
+    assert missing == 1  # M2; W2 had no task either, but it was not measured
+    everything, none, all_missing = split_warmup(sent, arrivals, warm=0)
+    assert everything == pytest.approx([900.0, 50.0, 200.0])
+    assert (none, all_missing) == ([], 2)
+
+
 def test_command_latency_is_judged_on_commands_alone_and_reported_under_load() -> None:
     fast, slow = [10.0] * 100, [10.0] * 98 + [500.0] * 2
     base = [1.0] * 100
@@ -152,6 +178,12 @@ def test_cli_refuses_a_negative_consent_load() -> None:
     outcome = invoke_bench(["-s", "command-latency", "--consent-load", "-5"])
     assert outcome.exit_code == 2
     assert "--consent-load" in outcome.output
+
+
+def test_cli_refuses_a_negative_warm_up() -> None:
+    outcome = invoke_bench(["-s", "command-latency", "--warmup", "-1"])
+    assert outcome.exit_code == 2
+    assert "--warmup" in outcome.output
 
 
 def test_cli_rejects_an_unknown_scenario() -> None:

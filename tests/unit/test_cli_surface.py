@@ -36,8 +36,8 @@ SHARED = (
 WAITS = "--wait --no-wait"
 SURFACE = [
     "ropa: --json --datamap",
-    "bench: --scenario --events --subjects --rate --duration --consent-load --workers --encrypt"
-    " --restart-subjects"
+    "bench: --scenario --events --subjects --rate --duration --consent-load --warmup --workers"
+    " --encrypt --restart-subjects"
     " --restart-budget --open --timeout --port-base --json",
     "worker: ",
     "demo: --keep",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from privops.tools.bench.command_latency import command_latency
+from privops.tools.bench.command_latency import WARMUP_S, command_latency
 from privops.tools.bench.consent_throughput import consent_throughput
 from privops.tools.bench.measure import Result, Say, quiet
 from privops.tools.bench.restart import restart
@@ -24,6 +24,7 @@ class Sizes:
     rate: float = 100.0
     duration: float = 20.0
     consent_load: float = 0.0
+    warmup: float = WARMUP_S
     restart_subjects: int = 100_000
     restart_budget: float = 600.0
     open_requests: int = 1_000_000
@@ -77,7 +78,11 @@ def run(
                 )
             if "command-latency" in kafka:
                 results += command_latency(
-                    rt, rate=sizes.rate, duration=sizes.duration, consent_load=sizes.consent_load
+                    rt,
+                    rate=sizes.rate,
+                    duration=sizes.duration,
+                    consent_load=sizes.consent_load,
+                    warmup=sizes.warmup,
                 )
             if "restart" in kafka:
                 results += restart(rt, subjects=sizes.restart_subjects, budget=sizes.restart_budget)
