@@ -27,6 +27,10 @@ loudly on an upgrade that changes them. What it uses:
 - the aiokafka driver's ``Producer._ensure_producer()`` (the app's aiokafka producer):
   ``send_batched`` hands it whole record batches (aiokafka's public ``create_batch``/
   ``send_batch``), one per topic-partition, instead of one awaited send per record.
+- aiokafka's (0.14.0) ``AIOKafkaProducer._message_accumulator._batches`` (the batches
+  per topic-partition still waiting for the sender) and ``MessageBatch.append``:
+  ``queue_batched`` adds a flush's records to the batch still waiting on their
+  partition instead of awaiting its departure (see there).
 - ``aiokafka`` driver ``Producer._settings_extra`` (the producer's extra aiokafka
   options) and the app's ``transport`` setter: ``idempotent_producer`` makes the worker's
   producer idempotent (``enable_idempotence``, ``acks=all``). Faust turns idempotence
@@ -51,9 +55,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import MappingProxyType
 from typing import Any
 
+import aiokafka
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import MessageBatch
 from faust.stores import memory
 from faust.transport.conductor import Conductor
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -64,6 +70,7 @@ from faust.types import TP, AppT, Message, TableT
 log = logging.getLogger(__name__)
 
 FAUST_VERSION = "0.15.3"
+AIOKAFKA_VERSION = "0.14.0"
 
 ConsumerCallback = Callable[[Message], Awaitable[None]]
 
@@ -97,6 +104,10 @@ def check_faust() -> None:
     problems = []
     if faust.__version__ != FAUST_VERSION:
         problems.append(f"faust-streaming {faust.__version__} (written for {FAUST_VERSION})")
+    if aiokafka.__version__ != AIOKAFKA_VERSION:
+        problems.append(f"aiokafka {aiokafka.__version__} (written for {AIOKAFKA_VERSION})")
+    if not callable(getattr(MessageBatch, "append", None)):
+        problems.append("aiokafka's MessageBatch.append is gone")
     try:
         from faust.stores import rocksdb
     except ImportError:  # pragma: no cover - rocksdict is a dependency
@@ -281,6 +292,32 @@ async def _by_partition(
     return by_tp
 
 
+def _join_waiting(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: Sequence[Outgoing],
+    indices: list[int],
+) -> list[tuple[Awaitable[Any], list[int]]]:
+    """Add the first of ``indices`` to the batch still waiting for the sender on
+    ``topic``/``partition``, if there is one, for as long as it has room; each added
+    record's delivery (its own offset) and index. A batch in flight is no longer
+    waiting (the sender took it), and a retried one refuses records (its builder is
+    closed), so nothing joins a batch out of order."""
+    waiting = producer._message_accumulator._batches.get(TopicPartition(topic, partition))
+    joined: list[tuple[Awaitable[Any], list[int]]] = []
+    if not waiting:
+        return joined
+    batch: MessageBatch = waiting[-1]
+    for index in indices:
+        _, key, value, _ = records[index]
+        delivery = batch.append(key, value, None)
+        if delivery is None:
+            break  # full: the rest go in new batches, each queued once this one leaves
+        joined.append((delivery, [index]))
+    return joined
+
+
 async def send_batched(app: AppT, records: Sequence[Outgoing]) -> list[int]:
     """Send ``records`` and return each one's offset once every one is delivered."""
     delivery = await queue_batched(app, records)
@@ -299,6 +336,15 @@ async def queue_batched(app: AppT, records: Sequence[Outgoing]) -> asyncio.Futur
     queued by a later call follow these on every partition (the producer keeps one
     batch per partition in its queue, in the order handed to it), so a caller that
     queues one call after another never reorders a partition.
+
+    aiokafka keeps one produce request in flight per broker, and queues a new batch for
+    a partition only once the one before it has left. So while a request is slow to
+    come back, a flush used to wait for it here, holding the agents' lock: at 100
+    commands/s, one produce request that the broker took ~170 ms to append (a shared
+    disk's write stall) held every decision for as long (measured, session 12). Records
+    for a partition whose last batch is still waiting (not yet sent) are now added to
+    that batch (``_join_waiting``), after what it holds, so the call returns at once and
+    they leave with it; only a full batch is waited for, as before.
     """
     producer: AIOKafkaProducer = app.producer._ensure_producer()  # type: ignore[attr-defined]
     by_tp = await _by_partition(producer, records)
@@ -307,8 +353,8 @@ async def queue_batched(app: AppT, records: Sequence[Outgoing]) -> asyncio.Futur
         topic: str, partition: int, indices: list[int]
     ) -> list[tuple[Awaitable[Any], list[int]]]:
         # In order: a batch is queued once the one before it on this partition is drained.
-        sent: list[tuple[Awaitable[Any], list[int]]] = []
-        at = 0
+        sent = _join_waiting(producer, topic, partition, records, indices)
+        at = len(sent)
         while at < len(indices):
             batch = producer.create_batch()
             members: list[int] = []

@@ -9,8 +9,10 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.memory_records import MemoryRecords
 from faust.types import TP, Message
 
 from privops.core.topics import COMMANDS, REQUEST_TICKS
@@ -36,6 +38,14 @@ def message(topic: str, offset: int, partition: int = 0) -> Message:
 def test_the_installed_faust_is_the_one_the_module_was_written_for() -> None:
     batching.check_faust()
     assert faust.__version__ == batching.FAUST_VERSION
+
+
+def test_another_aiokafka_version_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiokafka
+
+    monkeypatch.setattr(aiokafka, "__version__", "0.15.0")
+    with pytest.raises(batching.FaustChanged, match=r"aiokafka 0\.15\.0"):
+        batching.check_faust()
 
 
 def test_another_faust_version_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -480,6 +490,8 @@ class _Producer:
         self.room = room
         self.log: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         self.batches = 0
+        # aiokafka's batches waiting for its sender: none here, each batch is "sent" at once
+        self._message_accumulator = type("Accumulator", (), {"_batches": {}})()
 
     async def partitions_for(self, _topic: str) -> set[int]:
         return {0, 1, 2, 3}
@@ -530,3 +542,59 @@ async def test_send_batched_keeps_each_partitions_order_and_answers_every_offset
     same_subject = producer.log[("out", partitioner(keys[0], [0, 1, 2, 3], [0, 1, 2, 3]))]
     assert same_subject.index((keys[0], b"a")) < same_subject.index((keys[0], b"b"))
     assert producer.batches == sum((len(log) + 1) // 2 for log in producer.log.values())
+
+
+async def _waiting_batch(producer: AIOKafkaProducer, tp: TopicPartition, *values: bytes) -> Any:
+    """A batch of ``values`` queued on the real aiokafka accumulator, as ``send_batch``
+    queues it once it has the topic's metadata; not yet taken by the sender."""
+    builder = producer.create_batch()
+    for value in values:
+        builder.append(timestamp=None, key=b"k", value=value)
+    return await producer._message_accumulator.add_batch(builder, tp, timeout=1)
+
+
+def _values(batch: Any) -> list[bytes | None]:
+    """The values of a batch as the broker would read them from the request."""
+    records = MemoryRecords(bytes(batch.get_data_buffer()))
+    return [record.value for record in records.next_batch()]
+
+
+async def test_a_flush_joins_the_batch_still_waiting_on_its_partition() -> None:
+    """While a produce request is in flight, aiokafka queues no second batch for a
+    partition until the first has left: a flush's records join the waiting batch, after
+    what it holds, and the call returns without waiting (it used to wait, holding the
+    agents' lock, for as long as the broker took). Each joined record answers its own
+    offset when the batch is delivered. Real aiokafka objects; the producer never
+    connects (a send that waited for the broker would time out here)."""
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
+    app = type("App", (), {"producer": type("P", (), {"_ensure_producer": lambda: producer})})
+    first, second = TopicPartition("out", 1), TopicPartition("changelog", 0)
+    delivered_first = await _waiting_batch(producer, first, b"earlier")
+    await _waiting_batch(producer, second, b"e1", b"e2")
+    records: list[batching.Outgoing] = [
+        ("out", b"k", b"a", 1),
+        ("changelog", b"k", b"b", 0),
+        ("out", b"k", b"c", 1),
+    ]
+    delivery = await asyncio.wait_for(batching.queue_batched(app, records), 1)  # type: ignore[arg-type]
+    accumulator = producer._message_accumulator
+    in_flight = {tp: accumulator._pop_batch(tp) for tp in (first, second)}
+    assert _values(in_flight[first]) == [b"earlier", b"a", b"c"]
+    assert _values(in_flight[second]) == [b"e1", b"e2", b"b"]
+    in_flight[first].done(base_offset=40)
+    in_flight[second].done(base_offset=7)
+    assert (await delivered_first).offset == 40
+    assert await asyncio.wait_for(delivery, 1) == [41, 9, 42]
+
+
+async def test_nothing_joins_a_batch_the_sender_has_taken_or_one_that_is_full() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", max_batch_size=1024)
+    tp = TopicPartition("out", 0)
+    records: list[batching.Outgoing] = [("out", b"k", b"x" * 300, 0) for _ in range(5)]
+    assert batching._join_waiting(producer, "out", 0, records, [0, 1]) == []  # none waits
+    await _waiting_batch(producer, tp, b"y" * 300)
+    joined = batching._join_waiting(producer, "out", 0, records, [0, 1, 2, 3, 4])
+    assert 0 < len(joined) < 5  # room for some, not for all
+    assert [members for _, members in joined] == [[i] for i in range(len(joined))]
+    producer._message_accumulator._pop_batch(tp)  # the sender takes it
+    assert batching._join_waiting(producer, "out", 0, records, [4]) == []
