@@ -27,8 +27,9 @@ loudly on an upgrade that changes them. What it uses:
 - the aiokafka driver's ``Producer._ensure_producer()`` (the app's aiokafka producer):
   ``send_batched`` hands it whole record batches (aiokafka's public ``create_batch``/
   ``send_batch``), one per topic-partition, instead of one awaited send per record.
-- aiokafka's (0.14.0) ``AIOKafkaProducer._message_accumulator._batches`` (the batches
-  per topic-partition still waiting for the sender) and ``MessageBatch.append``:
+- aiokafka's (0.14.0, checked like Faust's version) ``AIOKafkaProducer.
+  _message_accumulator``: its ``_batches`` (per topic-partition, the batches still
+  waiting for the sender), ``_closed`` and ``_exception``, and ``MessageBatch.append``:
   ``queue_batched`` adds a flush's records to the batch still waiting on their
   partition instead of awaiting its departure (see there).
 - ``aiokafka`` driver ``Producer._settings_extra`` (the producer's extra aiokafka
@@ -301,11 +302,16 @@ def _join_waiting(
 ) -> list[tuple[Awaitable[Any], list[int]]]:
     """Add the first of ``indices`` to the batch still waiting for the sender on
     ``topic``/``partition``, if there is one, for as long as it has room; each added
-    record's delivery (its own offset) and index. A batch in flight is no longer
-    waiting (the sender took it), and a retried one refuses records (its builder is
-    closed), so nothing joins a batch out of order."""
-    waiting = producer._message_accumulator._batches.get(TopicPartition(topic, partition))
+    record's delivery (its own offset) and index. This is what aiokafka's own ``send``
+    does with a waiting batch (``MessageAccumulator.add_message``), without a coroutine
+    per record. A batch in flight is no longer waiting (the sender took it), and a
+    retried one refuses records (its builder is closed), so nothing joins a batch out
+    of order; a producer closing or failed gets nothing here (``send_batch`` says why)."""
+    accumulator = producer._message_accumulator
     joined: list[tuple[Awaitable[Any], list[int]]] = []
+    if accumulator._closed or accumulator._exception is not None:
+        return joined
+    waiting = accumulator._batches.get(TopicPartition(topic, partition))
     if not waiting:
         return joined
     batch: MessageBatch = waiting[-1]

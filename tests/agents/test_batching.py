@@ -491,7 +491,9 @@ class _Producer:
         self.log: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         self.batches = 0
         # aiokafka's batches waiting for its sender: none here, each batch is "sent" at once
-        self._message_accumulator = type("Accumulator", (), {"_batches": {}})()
+        self._message_accumulator = type(
+            "Accumulator", (), {"_batches": {}, "_closed": False, "_exception": None}
+        )()
 
     async def partitions_for(self, _topic: str) -> set[int]:
         return {0, 1, 2, 3}
@@ -596,5 +598,9 @@ async def test_nothing_joins_a_batch_the_sender_has_taken_or_one_that_is_full() 
     joined = batching._join_waiting(producer, "out", 0, records, [0, 1, 2, 3, 4])
     assert 0 < len(joined) < 5  # room for some, not for all
     assert [members for _, members in joined] == [[i] for i in range(len(joined))]
-    producer._message_accumulator._pop_batch(tp)  # the sender takes it
+    accumulator = producer._message_accumulator
+    accumulator._exception = KafkaError("the broker refused an earlier batch")
+    assert batching._join_waiting(producer, "out", 0, records, [4]) == []  # send_batch raises
+    accumulator._exception = None
+    accumulator._pop_batch(tp)  # the sender takes it
     assert batching._join_waiting(producer, "out", 0, records, [4]) == []
