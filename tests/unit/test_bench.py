@@ -39,7 +39,13 @@ from privops.tools import bench
 from privops.tools.bench import cpu, report
 from privops.tools.bench import runtime as runtime_module
 from privops.tools.bench.baselines import BaselineRun, ConsentOutputs
-from privops.tools.bench.command_latency import due_times, latency_rows, paced, split_warmup
+from privops.tools.bench.command_latency import (
+    due_times,
+    latency_rows,
+    paced,
+    slow_bursts,
+    split_warmup,
+)
 from privops.tools.bench.consent_throughput import group_rows, unstarted_rows
 from privops.tools.bench.encryption import encrypted
 from privops.tools.bench.group import GroupRun, WorkerShare
@@ -146,12 +152,29 @@ def test_the_warm_up_is_kept_apart_and_only_measured_requests_can_be_missing() -
         "M3": {"t1": 4.2},
     }
     measured, warmup, missing = split_warmup(sent, arrivals, warm=2)
-    assert measured == pytest.approx([50.0, 200.0])
+    assert measured == [(2.0, pytest.approx(50.0)), (4.0, pytest.approx(200.0))]
     assert warmup == pytest.approx([900.0])
     assert missing == 1  # M2; W2 had no task either, but it was not measured
     everything, none, all_missing = split_warmup(sent, arrivals, warm=0)
-    assert everything == pytest.approx([900.0, 50.0, 200.0])
+    assert [latency for _, latency in everything] == pytest.approx([900.0, 50.0, 200.0])
     assert (none, all_missing) == ([], 2)
+
+
+def test_slow_requests_are_counted_in_bursts_of_stalls() -> None:
+    """Slow requests sent within a second of the slow one before form one burst: two
+    stalls here (around 5 s and 12 s), whatever the order they are given in."""
+    measured = [
+        (12.4, 150.0),
+        (5.0, 120.0),
+        (5.3, 101.0),
+        (6.2, 180.0),
+        (7.0, 40.0),  # fast: not counted, and does not join the bursts around it
+        (12.0, 100.0),  # at the limit: not over it
+        (12.9, 130.0),
+    ]
+    assert slow_bursts(measured, 100.0) == (5, 2)
+    assert slow_bursts(measured, 100.0, gap_s=0.5) == (5, 3)
+    assert slow_bursts([(1.0, 20.0)], 100.0) == (0, 0)
 
 
 def test_command_latency_is_judged_on_commands_alone_and_reported_under_load() -> None:

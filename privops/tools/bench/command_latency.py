@@ -23,6 +23,7 @@ hands it over between slices). The 100 ms target is judged without load only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import statistics
 import time
@@ -156,11 +157,12 @@ def due_times(count: int, rate: float) -> list[float]:
 
 def split_warmup(
     sent: dict[str, float], arrivals: dict[str, dict[str, float]], warm: int
-) -> tuple[list[float], list[float], int]:
-    """The measured latencies (ms), the warm-up's, and how many measured requests got
-    no task: the first ``warm`` requests sent are the warm-up. A request's latency is
-    from its send to the first arrival of the last of its tasks."""
-    measured: list[float] = []
+) -> tuple[list[tuple[float, float]], list[float], int]:
+    """The measured requests as (sent at, latency in ms), the warm-up's latencies, and
+    how many measured requests got no task: the first ``warm`` requests sent are the
+    warm-up. A request's latency is from its send to the first arrival of the last of
+    its tasks."""
+    measured: list[tuple[float, float]] = []
     warmup: list[float] = []
     missing = 0
     for index, (request_id, at) in enumerate(sent.items()):
@@ -168,8 +170,24 @@ def split_warmup(
         if tasks is None:
             missing += index >= warm
             continue
-        (warmup if index < warm else measured).append((max(tasks.values()) - at) * 1000)
+        latency = (max(tasks.values()) - at) * 1000
+        if index < warm:
+            warmup.append(latency)
+        else:
+            measured.append((at, latency))
     return measured, warmup, missing
+
+
+def slow_bursts(
+    measured: Sequence[tuple[float, float]], limit_ms: float, gap_s: float = 1.0
+) -> tuple[int, int]:
+    """How many requests took longer than ``limit_ms``, and in how many bursts: slow
+    requests sent within ``gap_s`` of the slow one before are one burst. A few bursts
+    are stalls (something held every command for a while); many are a worker short of
+    CPU. ``measured``: (sent at, latency) pairs, as ``split_warmup`` gives them."""
+    slow = sorted(at for at, latency in measured if latency > limit_ms)
+    starts = [at for before, at in itertools.pairwise(slow) if at - before > gap_s]
+    return len(slow), (1 + len(starts)) if slow else 0
 
 
 async def _command_latencies(
@@ -288,7 +306,9 @@ def command_latency(
     sent, arrivals, cpu, published, loaded = asyncio.run(
         _command_latencies(rt, worker, subjects, rate, settle, load, consent_load, warm)
     )
-    latencies, warmed, missing = split_warmup(sent, arrivals, warm)
+    measured, warmed, missing = split_warmup(sent, arrivals, warm)
+    latencies = [latency for _, latency in measured]
+    slow, bursts = slow_bursts(measured, TARGET_P99_MS)
     times = list(sent.values())[warm:]
     tasks_per_request = [len(v) for v in arrivals.values()]
     details = {
@@ -296,6 +316,9 @@ def command_latency(
         "requests_with_tasks": len(latencies),
         "tasks_per_request": statistics.mode(tasks_per_request) if tasks_per_request else 0,
         "max_ms": round(max(latencies), 1) if latencies else None,
+        # Requests over the 100 ms target, and the bursts they came in (slow_bursts).
+        "over_100_ms": slow,
+        "over_100_ms_bursts": bursts,
         # The bench's systems never answer: a task whose SLA (5-15 s) passes is sent again,
         # and those re-sends are part of the worker's CPU per command.
         "task_resends": published - sum(tasks_per_request),
