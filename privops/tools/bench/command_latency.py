@@ -60,6 +60,13 @@ LOAD_SLICE_S = 0.02
 WARMUP_S = 5.0
 
 
+async def _sleep_until(moment: float) -> None:
+    """Until ``moment`` (``time.perf_counter``); at once if it has passed."""
+    wait = moment - time.perf_counter()
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
 async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> tuple[list[float], float]:
     """Baseline: produce -> consume of a plain message on the same broker, at `rate`/s.
 
@@ -77,9 +84,7 @@ async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> tuple[li
         reader = asyncio.create_task(read_until(consumer, arrived, lambda: len(got) >= count))
         started = time.perf_counter()
         for i, due in enumerate(due_times(count, rate)):
-            wait = started + due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await _sleep_until(started + due)
             key = f"ping-{i}".encode()
             sent[key] = time.perf_counter()
             await prod.send(PING_TOPIC, key=key, value=b"x" * 200)
@@ -134,9 +139,7 @@ async def _background_load(prod: Any, messages: Sequence[Message], rate: float) 
     pending: list[Any] = []
     try:
         for due, first, end in paced(len(messages), rate):
-            wait = started + due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await _sleep_until(started + due)
             for topic, key, value in messages[first:end]:
                 pending.append(await prod.send(topic, value=value, key=key))
                 sent += 1
@@ -234,9 +237,7 @@ async def _command_latencies(
                 cpu_started = worker.cpu().total
             cmd = _erasure(sid, key)
             value = rt.serde.encode(cmd)
-            wait = started + due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await _sleep_until(started + due)
             sent[cmd.request_id] = time.perf_counter()
             # privacy.commands is keyed by subject id (DESIGN.md section 4).
             await prod.send(COMMANDS, key=sid.encode(), value=value)
