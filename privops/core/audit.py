@@ -147,12 +147,12 @@ def expected_hash(record: AuditEvent, ring: Keyring) -> str:
 
 
 def _canonical_value(value: object) -> object:
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    if isinstance(value, datetime):
+    if isinstance(value, datetime):  # first: the one non-plain value of every record
         if value.tzinfo is None:
             raise DomainError("audit timestamps must be timezone-aware")
         return utc_text(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
     raise DomainError(f"audit field value of type {type(value).__name__} is not hashable here")
 
 

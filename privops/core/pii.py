@@ -13,10 +13,16 @@ _UK_PHONE = re.compile(
 
 
 def looks_like_pii(text: str) -> bool:
-    """True if `text` holds something shaped like an email address or a UK phone number."""
-    return bool(_EMAIL.search(text) or _UK_PHONE.search(text))
+    """True if `text` holds something shaped like an email address or a UK phone number.
+
+    The email pattern runs only on text with an "@" (none matches without one): on a
+    long run of word characters, such as a hash, it is quadratic (~6 µs on an audit
+    chain key, against ~0.1 µs for the test)."""
+    return bool(("@" in text and _EMAIL.search(text)) or _UK_PHONE.search(text))
 
 
 def redact(text: str) -> str:
     """`text` with email addresses and UK phone numbers replaced by a marker."""
-    return _UK_PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
+    if "@" in text:
+        text = _EMAIL.sub("[email]", text)
+    return _UK_PHONE.sub("[phone]", text)

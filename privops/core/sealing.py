@@ -33,7 +33,7 @@ from privops.core.fieldcrypt import (
     is_encrypted,
     parse_field,
 )
-from privops.core.personal import ITEMS, VALUES, PersonalPath, map_personal
+from privops.core.personal import ITEMS, VALUES, PersonalPath, holds_personal, map_personal
 
 Json = dict[str, Any]
 
@@ -135,15 +135,7 @@ REQUESTS: Final = TableSealing(
 
 def personal_values(value: Json, sealing: TableSealing) -> bool:
     """Whether ``value`` holds any personal value to seal (plaintext or not)."""
-    found = False
-
-    def see(_label: str, item: str) -> str:
-        nonlocal found
-        found = True
-        return item
-
-    map_personal(sealing.pack(value), sealing.paths, see)
-    return found
+    return holds_personal(sealing.pack(value), sealing.paths)
 
 
 def seal(value: Json, sealing: TableSealing, subject_id: str, key: DataKey) -> Json:

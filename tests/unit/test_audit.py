@@ -11,8 +11,11 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from privops.adapters.avro import Codec, load_versions
+from privops.core import pii
 from privops.core.audit import (
     CURRENT_KEY_VERSION,
     GENESIS,
@@ -280,6 +283,14 @@ def test_looks_like_pii_finds_emails_and_uk_phones(text: str) -> None:
 )
 def test_looks_like_pii_passes_ids_hashes_and_numbers(text: str) -> None:
     assert not looks_like_pii(text)
+
+
+@given(st.text(alphabet="ab.@-+0147 ()x", max_size=40))
+def test_the_email_pattern_skipped_without_an_at_sign_changes_no_answer(text: str) -> None:
+    """looks_like_pii and redact run the (on long words, quadratic) email pattern only
+    on text with an "@": the answers stay those of both patterns run on everything."""
+    assert looks_like_pii(text) is bool(pii._EMAIL.search(text) or pii._UK_PHONE.search(text))
+    assert redact(text) == pii._UK_PHONE.sub("[phone]", pii._EMAIL.sub("[email]", text))
 
 
 # --- keyed hashes: HMAC under a versioned audit key -----------------------------------------

@@ -9,6 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from privops import contract
@@ -24,7 +26,14 @@ from privops.core.fieldcrypt import (
     is_encrypted,
 )
 from privops.core.identity import IdentityMap, merge
-from privops.core.personal import PersonalPath, personal_paths
+from privops.core.personal import (
+    ITEMS,
+    VALUES,
+    PersonalPath,
+    holds_personal,
+    map_personal,
+    personal_paths,
+)
 from privops.core.request import KeptItem, RequestRecord, TaskRecord
 from privops.core.vocab import Category, RequestState, RequestType, System, TaskAction
 
@@ -208,3 +217,67 @@ def test_the_retained_storage_scope_is_the_kept_category_that_lasts_longest() ->
     assert scope == shredding.key_scope(Category.purchases, until)
     nothing = shredding.still_kept(rec.model_copy(update={"kept": []}), [], {}, NOW)
     assert shredding.storage_scope(rec, nothing, [], NOW) is None
+
+
+def _visited(datum: dict[str, object], paths: tuple[PersonalPath, ...]) -> bool:
+    """What holds_personal answers, the long way: map_personal visits a string."""
+    seen: list[str] = []
+
+    def see(_label: str, item: str) -> str:
+        seen.append(item)
+        return item
+
+    map_personal(datum, paths, see)
+    return bool(seen)
+
+
+_TEXT = st.one_of(st.none(), st.text(max_size=3))
+_SHAPES = st.fixed_dictionaries(
+    {},
+    optional={
+        "email": st.one_of(st.none(), st.fixed_dictionaries({}, optional={"value": _TEXT})),
+        "rectification": st.dictionaries(st.text(max_size=2), _TEXT, max_size=3),
+        "tasks": st.dictionaries(
+            st.text(max_size=2),
+            st.fixed_dictionaries(
+                {}, optional={"identifiers": st.dictionaries(st.text(max_size=2), _TEXT)}
+            ),
+            max_size=3,
+        ),
+        "disclosures": st.lists(
+            st.fixed_dictionaries({}, optional={"recipient_ref": _TEXT}), max_size=3
+        ),
+    },
+)
+_SHAPE_PATHS = (
+    PersonalPath(("email", "value")),
+    PersonalPath(("rectification", VALUES)),
+    PersonalPath(("tasks", VALUES, "identifiers", VALUES)),
+    PersonalPath(("disclosures", ITEMS, "recipient_ref")),
+)
+
+
+@given(_SHAPES)
+def test_holds_personal_answers_whether_map_personal_visits_a_string(
+    datum: dict[str, object],
+) -> None:
+    assert holds_personal(datum, _SHAPE_PATHS) is _visited(datum, _SHAPE_PATHS)
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "model"), CASES, ids=lambda c: getattr(c, "name", "")
+)
+def test_holds_personal_on_every_sealing_table(
+    table: sealing.TableSealing, key: str, value: object, model: type[BaseModel]
+) -> None:
+    plain = table.pack(value())  # type: ignore[operator]
+    assert holds_personal(plain, table.paths)
+    assert _visited(plain, table.paths)
+    bare = table.strip(plain)
+    if bare is not None:
+        assert holds_personal(bare, table.paths) is _visited(bare, table.paths)
+
+
+def test_holds_personal_refuses_a_non_string_where_a_string_belongs() -> None:
+    with pytest.raises(TypeError, match="holds a string, not int"):
+        holds_personal({"email": {"value": 7}}, _SHAPE_PATHS)

@@ -11,6 +11,7 @@ channel (`ConsentEntry.rank`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Self, TypeAlias
@@ -349,15 +350,18 @@ class SubjectConsent(BaseModel):
         return cookies is not None and cookies.kind is FactKind.marketing_cookies_refused
 
 
-class ConsentChange(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentChange:
     """One effective change made by `apply()`: an audit event and a metric increment.
 
     purpose/channel None means subject-wide (objection, restriction, suppression);
     before/after are None for changes that are not a consent status (TPS, restriction,
     suppression), whose metric status label is the fact kind.
-    """
 
-    model_config = _FROZEN
+    A result, never read from outside: built by `apply()` from a validated fact and the
+    state's own values, so a plain dataclass (no model to validate, ~3 µs a change
+    less than pydantic's ``model_construct``).
+    """
 
     subject_id: str
     purpose: Purpose | None
@@ -368,7 +372,7 @@ class ConsentChange(BaseModel):
     reason: str
     source: System
     event_id: str
-    occurred_at: AwareDatetime
+    occurred_at: datetime
     evidence: str
 
     def metric_labels(self) -> dict[str, str]:
