@@ -153,8 +153,8 @@ def holds_personal(datum: Mapping[str, Any], paths: tuple[PersonalPath, ...]) ->
     ``map_personal`` would visit at least once, found without copying or labelling
     anything, and stopping at the first (a flush asks this of every value it writes).
 
-    A non-string where a string belongs raises ``map_personal``'s TypeError once nothing
-    was found before it (the seal that follows a True raises it anyway)."""
+    A non-string where a string belongs raises a TypeError, as ``map_personal`` does,
+    unless a string was found before it (the seal that follows a True raises then)."""
     for path in paths:  # noqa: SIM110 (loops: any() over a generator costs twice as much)
         if _holds(datum, path.steps):
             return True

@@ -358,9 +358,9 @@ class ConsentChange:
     before/after are None for changes that are not a consent status (TPS, restriction,
     suppression), whose metric status label is the fact kind.
 
-    A result, never read from outside: built by `apply()` from a validated fact and the
-    state's own values, so a plain dataclass (no model to validate, ~3 µs a change
-    less than pydantic's ``model_construct``).
+    Never made from outside input: `apply()` builds it from a validated fact and the
+    state's own values, so it is a plain dataclass, with nothing to validate (~3 µs a
+    change less than pydantic's ``model_construct``).
     """
 
     subject_id: str
