@@ -148,33 +148,36 @@ def _apply(value: Any, steps: tuple[str, ...], label: str, visit: Visit) -> Any:
     return copied
 
 
-def holds_personal(datum: Mapping[str, Any], paths: tuple[PersonalPath, ...]) -> bool:
-    """Whether any personal field on ``paths`` holds a string (empty or not): what
-    ``map_personal`` would visit at least once, found without copying or labelling
-    anything, and stopping at the first (a flush asks this of every value it writes).
+def holds_personal(
+    datum: Mapping[str, Any], paths: tuple[PersonalPath, ...], *, empty: bool = True
+) -> bool:
+    """Whether any personal field on ``paths`` holds a string (``empty=False``: a
+    non-empty one): what ``map_personal`` would visit at least once, found without
+    copying or labelling anything, and stopping at the first (a flush asks this of
+    every value it writes, and of every record it sends).
 
     A non-string where a string belongs raises a TypeError, as ``map_personal`` does,
     unless a string was found before it (the seal that follows a True raises then)."""
     for path in paths:  # noqa: SIM110 (loops: any() over a generator costs twice as much)
-        if _holds(datum, path.steps):
+        if _holds(datum, path.steps, empty):
             return True
     return False
 
 
-def _holds(value: Any, steps: tuple[str, ...]) -> bool:
+def _holds(value: Any, steps: tuple[str, ...], empty: bool) -> bool:
     if value is None:
         return False
     if not steps:
         if isinstance(value, str):
-            return True
+            return empty or bool(value)
         raise TypeError(f"a personal field holds a string, not {type(value).__name__}")
     step = steps[0]
     if step in (ITEMS, VALUES):
         rest = steps[1:]
-        for item in value if step == ITEMS else value.values():  # noqa: SIM110
-            if _holds(item, rest):
+        for item in value if step == ITEMS else value.values():
+            if _holds(item, rest, empty):
                 return True
         return False
     if not isinstance(value, Mapping) or step not in value:
         return False
-    return _holds(value[step], steps[1:])
+    return _holds(value[step], steps[1:], empty)

@@ -198,15 +198,7 @@ R = TypeVar("R", bound=BaseModel)
 
 def personal_values_in(datum: Mapping[str, Any], paths: tuple[PersonalPath, ...]) -> bool:
     """Whether a record (as a dict) holds any non-empty personal value on ``paths``."""
-    found = False
-
-    def see(_label: str, item: str) -> str:
-        nonlocal found
-        found = found or bool(item)
-        return item
-
-    map_personal(datum, paths, see)
-    return found
+    return holds_personal(datum, paths, empty=False)
 
 
 def _blank(_label: str, _item: str) -> str:

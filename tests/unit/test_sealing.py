@@ -219,8 +219,11 @@ def test_the_retained_storage_scope_is_the_kept_category_that_lasts_longest() ->
     assert shredding.storage_scope(rec, nothing, [], NOW) is None
 
 
-def _visited(datum: dict[str, object], paths: tuple[PersonalPath, ...]) -> bool:
-    """What holds_personal answers, the long way: map_personal visits a string."""
+def _visited(
+    datum: dict[str, object], paths: tuple[PersonalPath, ...], *, empty: bool = True
+) -> bool:
+    """What holds_personal answers, the long way: map_personal visits a string (with
+    ``empty=False``, a non-empty one)."""
     seen: list[str] = []
 
     def see(_label: str, item: str) -> str:
@@ -228,7 +231,7 @@ def _visited(datum: dict[str, object], paths: tuple[PersonalPath, ...]) -> bool:
         return item
 
     map_personal(datum, paths, see)
-    return bool(seen)
+    return any(empty or item for item in seen)
 
 
 _TEXT = st.one_of(st.none(), st.text(max_size=3))
@@ -262,6 +265,9 @@ def test_holds_personal_answers_whether_map_personal_visits_a_string(
     datum: dict[str, object],
 ) -> None:
     assert holds_personal(datum, _SHAPE_PATHS) is _visited(datum, _SHAPE_PATHS)
+    assert holds_personal(datum, _SHAPE_PATHS, empty=False) is _visited(
+        datum, _SHAPE_PATHS, empty=False
+    )
 
 
 @pytest.mark.parametrize(
