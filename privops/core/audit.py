@@ -38,6 +38,7 @@ from json.encoder import encode_basestring
 from typing import Final, Literal
 
 from privops.core.errors import ConfigError, DomainError
+from privops.core.keyed_hash import hmac_sha256
 from privops.core.pii import looks_like_pii, redact
 from privops.core.records import AuditEvent
 
@@ -246,7 +247,7 @@ def compute_hash(prev_hash: str, fields: Mapping[str, object], *, key: bytes | N
     data = canonical_bytes(payload)
     if key is None:
         return hashlib.sha256(data).hexdigest()
-    return hmac.digest(key, data, "sha256").hex()
+    return hmac_sha256(key, data).hex()
 
 
 class AuditChainer:

@@ -13,7 +13,6 @@ contain an identifier's value.
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -22,7 +21,8 @@ from typing import Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from privops.core.errors import ConfigError, DomainError
+from privops.core.errors import DomainError
+from privops.core.keyed_hash import hmac_sha256
 from privops.core.vocab import System
 
 EMAIL: Final = "email"
@@ -186,9 +186,7 @@ def for_system(identity: IdentityMap, system: System) -> dict[str, str]:
 
 
 def _hmac(secret: bytes, message: str) -> str:
-    if not secret:
-        raise ConfigError("the HMAC secret is empty")
-    return hmac.digest(secret, message.encode(), "sha256").hex()
+    return hmac_sha256(secret, message.encode()).hex()
 
 
 @lru_cache(maxsize=65_536)
