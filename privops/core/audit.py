@@ -38,7 +38,7 @@ from json.encoder import encode_basestring
 from typing import Final, Literal
 
 from privops.core.errors import ConfigError, DomainError
-from privops.core.hot_crypto import hmac_sha256
+from privops.core.keyed_hash import hmac_sha256
 from privops.core.pii import looks_like_pii, redact
 from privops.core.records import AuditEvent
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from privops.core.errors import DecodeError
-from privops.core.hot_crypto import random_bytes
 
 FORMAT: Final = "pv1"
 PREFIX: Final = f"{FORMAT}:"
@@ -133,11 +133,11 @@ class DataKey:
 
     @classmethod
     def generate(cls, subject_id: str, scope: str = MAIN_SCOPE) -> DataKey:
-        nonce = random_bytes(KEY_NONCE_BYTES).hex()
-        return cls(make_key_id(subject_id, scope, nonce), random_bytes(KEY_BYTES))
+        nonce = os.urandom(KEY_NONCE_BYTES).hex()
+        return cls(make_key_id(subject_id, scope, nonce), os.urandom(KEY_BYTES))
 
     def seal(self, plaintext: bytes, associated: bytes) -> bytes:
-        nonce = random_bytes(NONCE_BYTES)
+        nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, associated)
 
     def open(self, sealed: bytes, associated: bytes) -> bytes:

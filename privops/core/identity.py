@@ -22,7 +22,7 @@ from typing import Final
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from privops.core.errors import DomainError
-from privops.core.hot_crypto import hmac_sha256
+from privops.core.keyed_hash import hmac_sha256
 from privops.core.vocab import System
 
 EMAIL: Final = "email"

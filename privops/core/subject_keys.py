@@ -14,6 +14,7 @@ does not unwrap. Pure: the KEK comes in as an argument (``privops.adapters.kek``
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +36,6 @@ from privops.core.fieldcrypt import (
     check_scope,
     split_key_id,
 )
-from privops.core.hot_crypto import random_bytes
 from privops.core.records import Record
 
 WRAPPED_BYTES: Final = NONCE_BYTES + KEY_BYTES + TAG_BYTES
@@ -67,7 +67,7 @@ class Kek:
         object.__setattr__(self, "_aead", AESGCM(self.secret))
 
     def wrap(self, key: DataKey) -> bytes:
-        nonce = random_bytes(NONCE_BYTES)
+        nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, key.secret, _wrap_ad(key.key_id))
 
     def unwrap(self, key_id: str, wrapped: bytes) -> DataKey:
