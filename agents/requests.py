@@ -355,16 +355,15 @@ async def _shred(
     subject_id: str, kept: shredding.Kept, now: datetime, storage: str | None
 ) -> shredding.KeyDecision:
     """Create the storage scope's key (what is kept is sealed under it at the flush),
-    then destroy every key the retention does not keep (decided under the subject's
-    key lock: a key a flush was creating meanwhile is among them)."""
+    then destroy every key the retention does not keep."""
     store = key_store()
     if not store.ready:
         raise KeyStoreBehind("subject keys still loading")
     if storage is not None:
         await store.get_or_create(subject_id, storage)
-    return await store.shred_decided(
-        subject_id, lambda records: shredding.keys_to_destroy(records, kept, now, storage)
-    )
+    decision = shredding.keys_to_destroy(await store.records(subject_id), kept, now, storage)
+    await store.shred(subject_id, decision.key_ids)
+    return decision
 
 
 def _defer(rec: wf.RequestRecord, now: datetime, why: str) -> None:

@@ -47,7 +47,6 @@ from privops.core.fieldcrypt import (
     check_subject_id,
 )
 from privops.core.fieldcrypt import split_key_id as _split
-from privops.core.shredding import KeyDecision
 from privops.core.subject_keys import (
     KeyRing,
     SubjectErased,
@@ -450,36 +449,7 @@ class KeyStore:
             found.update(await self._create_main(missing))
         return found
 
-    def unkeyed(self, subjects: Iterable[str], erased: Callable[[str], bool]) -> list[str]:
-        """Of ``subjects``, those ``storage_keys`` would create a ``main`` key for, as the
-        rings tell now (``erased`` is asked only of those without a key). Never waits:
-        a subject whose ring is not owned or still loading is left to ``storage_keys``."""
-        missing: list[str] = []
-        for subject_id in subjects:
-            partition = self.partition_of(subject_id)
-            ring, loaded = self.rings.get(partition), self._loaded.get(partition)
-            if ring is None or loaded is None or not loaded.is_set():
-                continue
-            if partition not in self._owned or subject_id in self._shredded:
-                continue
-            if _kept_key(ring, subject_id) is None and not erased(subject_id):
-                missing.append(subject_id)
-        return missing
-
-    async def create_main(
-        self, subjects: list[str], *, erased: Callable[[str], bool] = lambda _subject: False
-    ) -> None:
-        """Create and store the ``main`` keys of ``subjects`` (``unkeyed``) ahead of the
-        flush that needs them, so that its ``storage_keys`` finds them: the worker does
-        it outside the agents' lock (``streams.pipeline``), and the broker's round trip
-        no longer holds the other agent up. A subject ``erased`` says is gone, or
-        shredded, gets none; an erasure's ``shred_decided`` that runs meanwhile waits for
-        the subject's lock and so destroys what was made."""
-        await self._create_main(subjects, erased)
-
-    async def _create_main(
-        self, subjects: list[str], erased: Callable[[str], bool] = lambda _subject: False
-    ) -> dict[str, DataKey | None]:
+    async def _create_main(self, subjects: list[str]) -> dict[str, DataKey | None]:
         """New ``main`` keys, one per subject (each under its subject's lock, so no other
         creation of theirs runs meanwhile), handed out once the broker has every record."""
         held: list[asyncio.Lock] = []
@@ -497,7 +467,7 @@ class KeyStore:
                 record = ring.current_record(subject_id, MAIN_SCOPE)  # made meanwhile?
                 if record is not None:
                     found[subject_id] = ring.get(record.key_id)
-                elif subject_id in self._shredded or erased(subject_id):
+                elif subject_id in self._shredded:
                     found[subject_id] = None
                 else:
                     made, key = create(subject_id, MAIN_SCOPE, kek, now)
@@ -533,35 +503,18 @@ class KeyStore:
         creates no key for the subject (``get_or_create`` raises ``SubjectErased``),
         whatever ``erased`` says, so no key is handed out between the shred and the
         moment the erasure's consent state reaches the table the key service reads."""
-        ids = _own_ids(subject_id, key_ids)
+        ids = sorted(set(key_ids))
+        if any(key_subject(key_id) != subject_id for key_id in ids):
+            raise ValueError("every key id to shred must be one of this subject's")
         partition = self.partition_of(subject_id)
         self.ring(partition)
         async with self._serialised(subject_id):
-            await self._shred_held(subject_id, partition, ids)
+            self._shredded[subject_id] = None
+            self._shredded.move_to_end(subject_id)
+            if len(self._shredded) > SHREDDED_MEMORY:
+                self._shredded.popitem(last=False)
+            await self._tombstones(partition, ids)
         return ids
-
-    async def shred_decided(
-        self, subject_id: str, decide: Callable[[list[SubjectKey]], KeyDecision]
-    ) -> KeyDecision:
-        """``shred`` of the keys ``decide`` picks from the subject's records (the
-        erasure's retention decision), read under the subject's lock once the ring is up
-        to date: a ``main`` key whose creation was under way (``create_main``, which
-        runs outside the agents' lock) is finished first and is among them, and none is
-        created after (``shred`` marks the subject). So no key escapes an erasure."""
-        partition = self.partition_of(check_subject_id(subject_id))
-        await self.ensure_caught_up(partition)
-        async with self._serialised(subject_id):
-            decision = decide(self.ring(partition).records(subject_id))
-            await self._shred_held(subject_id, partition, _own_ids(subject_id, decision.key_ids))
-        return decision
-
-    async def _shred_held(self, subject_id: str, partition: int, ids: list[str]) -> None:
-        """Shred under the subject's lock: marked first, so no key is created after."""
-        self._shredded[subject_id] = None
-        self._shredded.move_to_end(subject_id)
-        if len(self._shredded) > SHREDDED_MEMORY:
-            self._shredded.popitem(last=False)
-        await self._tombstones(partition, ids)
 
     async def _tombstones(self, partition: int, key_ids: list[str]) -> None:
         await asyncio.gather(
@@ -611,13 +564,6 @@ class KeyStore:
             if count:
                 log.info("re-wrapped %d keys under KEK version %d", count, state[0])
             done = state
-
-
-def _own_ids(subject_id: str, key_ids: Collection[str]) -> list[str]:
-    ids = sorted(set(key_ids))
-    if any(key_subject(key_id) != subject_id for key_id in ids):
-        raise ValueError("every key id to shred must be one of this subject's")
-    return ids
 
 
 def _kept_key(ring: KeyRing, subject_id: str) -> DataKey | None:

@@ -63,19 +63,13 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     The state is held a slice at a time (``SLICE_SECONDS`` of deciding): between
     slices the other agent, if it waits, decides its own (the lock is fair), so a
     thousand consent events never hold a command up for their whole chunk. A rebalance
-    in between ends the chunk: the rest belongs to the partitions' new owners.
-
-    Before the flush, the keys of subjects met for the first time are created with the
-    lock released (``State.unkeyed``): the broker must store a key before anything is
-    sealed under it, and that round trip would otherwise hold the other agent up (a
-    command beside an import). Once per chunk; the flush creates any still missing."""
+    in between ends the chunk: the rest belongs to the partitions' new owners."""
     generation = state.generation
     if source is not None:
         source.carried -= 1
     if state.sealer is not None:  # sealed table values are read with the owned keys
         await state.sealer.ready()
     at = 0
-    ahead = True
     while True:
         async with state.lock:
             if state.generation != generation:
@@ -83,20 +77,8 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
             at = await _decide(chunk, at, handle)
             if at < len(chunk):
                 continue  # the lock is released: a waiting agent goes first
-            if not _flush_due(source):
-                return
-            new = state.unkeyed() if ahead else {}
-            if not new:
-                await _flush(source)
-                return
-        ahead = False
-        await state.create_keys(new)  # then back under the lock, to flush
-
-
-def _flush_due(source: batching.Inlet | None) -> bool:
-    """Whether to flush: nothing more waits for the agent, or enough is pending."""
-    idle = source is None or not (len(source) or source.carried > 0)
-    return idle or state.pending >= FLUSH_EVERY
+            await _maybe_flush(source)
+            return
 
 
 async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
@@ -116,7 +98,11 @@ async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
     return at
 
 
-async def _flush(source: batching.Inlet | None) -> None:
+async def _maybe_flush(source: batching.Inlet | None) -> None:
+    """Flush if nothing more waits for the agent, or enough is pending."""
+    idle = source is None or not (len(source) or source.carried > 0)
+    if not idle and state.pending < FLUSH_EVERY:
+        return
     started = time.perf_counter()
     pending = state.pending
     await state.flush()

@@ -66,23 +66,6 @@ class WorkerSealer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
-    def unkeyed(self, wanted: Mapping[str, int]) -> list[str]:
-        """The subjects (subject id -> its partition) that have no storage key yet and
-        would be given a new ``main`` one (``KeyStore.unkeyed``)."""
-        return self._store().unkeyed(wanted, self._erased_of(wanted))
-
-    async def create_keys(self, wanted: Mapping[str, int]) -> None:
-        """Create those keys now, ahead of the flush (``KeyStore.create_main``). Best
-        effort: if the key store cannot answer, the flush's ``storage_keys`` waits and
-        retries as it always did."""
-        try:
-            await self._store().create_main(list(wanted), erased=self._erased_of(wanted))
-        except (RuntimeUnavailable, KafkaError) as exc:  # NotOwned too: the flush decides
-            log.info("new subject keys left to the flush (%s)", exc)
-
-    def _erased_of(self, wanted: Mapping[str, int]) -> Callable[[str], bool]:
-        return lambda subject: self._erased_at(wanted[subject], subject)
-
     async def _keys(self, wanted: Mapping[str, int]) -> dict[str, DataKey | None]:
         erased = {subject: self._erased_at(p, subject) for subject, p in wanted.items()}
         return await self._store().storage_keys(erased)

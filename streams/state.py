@@ -64,16 +64,6 @@ class Sealer(Protocol):
         """A key by id from the rings this worker holds (None: shredded)."""
         ...
 
-    def unkeyed(self, wanted: Mapping[str, int]) -> list[str]:
-        """Of these subjects (subject id -> its partition), those that have no storage
-        key yet and would be given one (never waits)."""
-        ...
-
-    async def create_keys(self, wanted: Mapping[str, int]) -> None:
-        """Create those keys now, ahead of the flush that needs them (best effort: the
-        flush creates what is still missing)."""
-        ...
-
 
 class Unsealable(Exception):
     """The flush cannot have its keys because the partitions are moving: it is dropped,
@@ -232,38 +222,6 @@ class State:
 
     # --- flush ---------------------------------------------------------------------
 
-    def unkeyed(self) -> dict[str, int]:
-        """Subjects the next flush will seal personal values of that have no storage key
-        yet (subject id -> its partition): to create their keys before it, outside the
-        lock (``streams.pipeline.work``), so that waiting for the broker to store them
-        does not hold the other agent up. Found without the values' JSON where it can
-        be (tables keyed by subject, sealed outputs); the flush creates any other."""
-        if self.sealer is None:
-            return {}
-        outputs = {o.subject_id: o.partition for o in self._out if isinstance(o, SealedOutput)}
-        candidates = dict(outputs)
-        by_subject: list[tuple[Slot[Any], dict[str, Any]]] = []
-        for (name, partition), values in self._dirty.items():
-            slot = self._slots[name]
-            if slot.sealing is None or not slot.sealing.keyed_by_subject:
-                continue
-            by_subject.append((slot, values))
-            for key, value in values.items():
-                if value is not None:
-                    candidates.setdefault(key, partition)
-        if not candidates:
-            return {}
-        return {
-            subject: candidates[subject]
-            for subject in self.sealer.unkeyed(candidates)
-            if subject in outputs or _holds_personal(by_subject, subject)
-        }
-
-    async def create_keys(self, wanted: Mapping[str, int]) -> None:
-        """Create the storage keys of ``wanted`` (``unkeyed``) now; the lock need not be held."""
-        if self.sealer is not None and wanted:
-            await self.sealer.create_keys(wanted)
-
     async def flush(self, *, acknowledge: bool = True) -> None:
         """Store every changed key once, hand every output to the producer, and once the
         broker has all of it, acknowledge the inputs (not during a rebalance: the
@@ -420,21 +378,6 @@ def _encoded(
         raw = slot.dump(value) if slot.dump else json.dumps(jsonable).encode()
         items[key.encode()] = (jsonable, raw)
     return items
-
-
-def _holds_personal(tables: list[tuple[Slot[Any], dict[str, Any]]], subject: str) -> bool:
-    """Whether any of ``subject``'s values in these tables (keyed by subject) holds a
-    personal value to seal."""
-    for slot, values in tables:
-        value = values.get(subject)
-        seal = slot.sealing
-        if (
-            value is not None
-            and seal is not None
-            and sealing.personal_values(slot.encode(value), seal)
-        ):
-            return True
-    return False
 
 
 def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, DataKey | None]) -> Any:

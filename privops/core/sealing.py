@@ -55,11 +55,6 @@ class TableSealing:
     pack: Callable[[Json], Json] = lambda value: value
     unpack: Callable[[Json], Json] = lambda value: value
 
-    @property
-    def keyed_by_subject(self) -> bool:
-        """Whether a value's table key is its subject (known without its JSON)."""
-        return self.subject is _by_key
-
 
 # --- the tables ------------------------------------------------------------------------------
 

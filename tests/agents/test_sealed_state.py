@@ -15,7 +15,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 import pytest
 
@@ -36,15 +36,7 @@ from streams.batching import Outgoing
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
 from streams.state import State, state
-from streams.tables import (
-    FACTS,
-    IDENTITIES,
-    REQUESTS,
-    erased_at,
-    identities,
-    requests,
-    subject_facts,
-)
+from streams.tables import IDENTITIES, REQUESTS, erased_at, identities, requests, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign
 from tests.agents.test_erasure_shred import (  # noqa: F401
@@ -67,7 +59,6 @@ from tests.agents.test_erasure_shred import (  # noqa: F401
     tick_due,
 )
 from tests.agents.test_workflow_agent import erasure
-from tests.unit.test_keystore import subject_on
 
 
 @pytest.fixture
@@ -76,16 +67,6 @@ def sealed(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> WorkerSealer:  #
     sealer = WorkerSealer(erased_at, store=lambda: store)
     monkeypatch.setattr(streams_state.state, "sealer", sealer)
     return sealer
-
-
-BOB_CREATED: Final = r.CustomerCreated(
-    event_id="E-bob-1",
-    source=System.crm,
-    occurred_at=INVOICE,
-    subject_id=BOB,
-    identifiers=r.Identifiers(email="bob@example.com"),
-)
-"""Bob, met for the first time: his identity holds an address, so he needs a key."""
 
 
 def _no_new_keys(subject_id: str, scope: str) -> SubjectKey:
@@ -114,9 +95,16 @@ async def test_ingest_seals_the_identity_map_under_a_key_it_creates(
     store: KeyStore,  # noqa: F811
     sealed: WorkerSealer,
 ) -> None:
+    event = r.CustomerCreated(
+        event_id="E-bob-1",
+        source=System.crm,
+        occurred_at=INVOICE,
+        subject_id=BOB,
+        identifiers=r.Identifiers(email="bob@example.com"),
+    )
     assert store.ring(0).records(BOB) == []
     async with ingest.test_context() as agent:
-        await put_on(agent, "crm.events", BOB.encode(), serde.encode(BOB_CREATED))
+        await put_on(agent, "crm.events", BOB.encode(), serde.encode(event))
         await wait_for(lambda: BOB in identities.data)
     stored = identities.data[BOB]
     assert "bob@example.com" not in json.dumps(stored)
@@ -130,33 +118,6 @@ async def test_ingest_seals_the_identity_map_under_a_key_it_creates(
     )
     assert IdentityMap.model_validate(opened).email is not None
     assert IdentityMap.model_validate(opened).email.value == "bob@example.com"  # type: ignore[union-attr]
-
-
-async def test_a_new_subjects_key_is_stored_without_holding_the_other_agent_up(
-    serde: Serde,
-    outbox: Outbox,
-    store: KeyStore,  # noqa: F811
-    sealed: WorkerSealer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The broker's round trip for a new subject's key happens before the flush with the
-    agents' lock released (streams.pipeline.work), so a command beside an import is not
-    held up by it; the flush then finds the key and seals under it (one key, not two)."""
-    sending = store._send
-    locked_while_stored: list[bool] = []
-
-    async def slow_send(topic: str, key: bytes, value: bytes | None, partition: int) -> object:
-        locked_while_stored.append(state.lock.locked())
-        await asyncio.sleep(0.05)
-        return await sending(topic, key, value, partition)
-
-    monkeypatch.setattr(store, "_send", slow_send)
-    async with ingest.test_context() as agent:
-        await put_on(agent, "crm.events", BOB.encode(), serde.encode(BOB_CREATED))
-        await wait_for(lambda: BOB in identities.data)
-    (main,) = store.ring(0).records(BOB)
-    assert locked_while_stored == [False]
-    assert stored_key_ids(sealing.IDENTITIES, identities.data[BOB]) == {main.key_id}
 
 
 async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_scope(
@@ -323,26 +284,3 @@ async def test_an_erased_subjects_values_are_not_kept_decoded_once_stored_withou
     await view.flush()
     assert ANN not in identities.data
     assert view.get(IDENTITIES, ANN) is None
-
-
-async def test_only_subjects_with_personal_values_and_no_key_get_one_ahead_of_a_flush(
-    app: Any,
-    store: KeyStore,  # noqa: F811
-) -> None:
-    """``State.unkeyed``: a subject whose identity holds an address and has no key yet;
-    not one with a key already, nor one whose writes hold nothing personal (no key is
-    ever made for it). Erased and shredded subjects: tests/unit/test_keystore.py."""
-    view = State()
-    view.sealer = WorkerSealer(erased_at, store=lambda: store)
-    new, keyed, plain = ANN, BOB, subject_on(0, 7)
-    await store.get_or_create(keyed)
-    for subject in (new, keyed):
-        identity = merge(None, subject, System.crm, {"email": EMAIL}, INVOICE)
-        assert identity is not None
-        view.put(IDENTITIES, subject, identity)
-    view.put(FACTS, plain, SubjectFacts(latest_financial_record_at=INVOICE))
-    assert view.unkeyed() == {new: 0}
-    await view.create_keys(view.unkeyed())
-    assert store.ring(0).current_record(new) is not None
-    assert view.unkeyed() == {}
-    assert store.ring(0).records(plain) == []

@@ -224,68 +224,6 @@ async def test_a_flush_gets_its_subjects_storage_keys_together(
         assert log.batches == (1 if batched else 0)
 
 
-async def test_the_subjects_without_a_key_are_told_without_waiting(
-    log: Log, codec: KeyRecordCodec, kek_path: Path
-) -> None:
-    """``unkeyed``: what a flush would create a main key for (a subject with a key, an
-    erased or shredded one, or one of a partition not owned is not among them), and
-    ``create_main`` makes exactly those, stored, so the flush then finds them."""
-    keyed, new, gone, shredded = (subject_on(0, n) for n in range(4))
-    elsewhere = subject_on(2)
-    async with following(new_store(log, codec, kek_path), {0, 1}) as store:
-        await store.get_or_create(keyed)
-        await store.shred(shredded, [])
-        asked: list[str] = []
-
-        def erased(subject: str) -> bool:
-            asked.append(subject)
-            return subject == gone
-
-        subjects = [keyed, new, gone, shredded, elsewhere]
-        assert store.unkeyed(subjects, erased) == [new]
-        assert asked == [new, gone]  # only those without a key are looked up
-        await store.create_main([new, gone], erased=erased)
-        made = store.ring(0).current_record(new)
-        assert made is not None
-        assert store.ring(0).current_record(gone) is None
-        assert [k.decode() for k, _v in log.parts[0]] == [
-            store.ring(0).current_record(keyed).key_id,  # type: ignore[union-attr]
-            made.key_id,
-        ]
-        assert store.unkeyed(subjects, erased) == []
-        assert (await store.storage_keys({new: False}))[new] == store.ring(0).get(made.key_id)
-        assert len(log.parts[0]) == 2  # found, not made again
-
-
-async def test_an_erasure_decided_while_a_key_is_being_stored_destroys_it(
-    log: Log, codec: KeyRecordCodec, kek_path: Path
-) -> None:
-    """A flush creates new subjects' keys outside the agents' lock, so an erasure can be
-    decided while one is on its way to the broker: ``shred_decided`` decides under the
-    subject's key lock, after the creation, so the new key is among those destroyed
-    (reading the records first and shredding after would leave it, for good)."""
-    ann = subject_on(0)
-    log.delay = 0.2
-    async with following(new_store(log, codec, kek_path), {0}) as store:
-        creating = asyncio.create_task(store.create_main([ann]))
-        await asyncio.sleep(0.05)  # the record is on its way
-        assert store.ring(0).records(ann) == []  # what reading first would have decided on
-        decision = await store.shred_decided(
-            ann, lambda records: SimpleNamespace(key_ids=[r.key_id for r in records])
-        )
-        await creating
-        (made,) = decision.key_ids
-        assert [(k.decode(), v is None) for k, v in log.parts[0]] == [(made, False), (made, True)]
-        assert store.ring(0).records(ann) == []
-        await store.create_main([ann])  # and none after: the subject is shredded
-        assert store.unkeyed([ann], lambda _s: False) == []
-        assert len(log.parts[0]) == 2
-        with pytest.raises(ValueError, match="this subject"):
-            await store.shred_decided(
-                ann, lambda _r: SimpleNamespace(key_ids=[f"{subject_on(0, 1)}/main/{16 * 'a'}"])
-            )
-
-
 async def test_a_record_read_from_the_topic_is_checked_when_first_used(
     log: Log, codec: KeyRecordCodec, kek_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
