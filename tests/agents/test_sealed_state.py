@@ -15,9 +15,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from agents.ingest import ingest
 from agents.requests import workflow
@@ -69,6 +70,16 @@ def sealed(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> WorkerSealer:  #
     return sealer
 
 
+BOB_CREATED: Final = r.CustomerCreated(
+    event_id="E-bob-1",
+    source=System.crm,
+    occurred_at=INVOICE,
+    subject_id=BOB,
+    identifiers=r.Identifiers(email="bob@example.com"),
+)
+"""Bob, met for the first time: his identity holds an address, so he needs a key."""
+
+
 def _no_new_keys(subject_id: str, scope: str) -> SubjectKey:
     raise AssertionError(f"reading must not create a key ({subject_id}, {scope})")
 
@@ -95,16 +106,9 @@ async def test_ingest_seals_the_identity_map_under_a_key_it_creates(
     store: KeyStore,  # noqa: F811
     sealed: WorkerSealer,
 ) -> None:
-    event = r.CustomerCreated(
-        event_id="E-bob-1",
-        source=System.crm,
-        occurred_at=INVOICE,
-        subject_id=BOB,
-        identifiers=r.Identifiers(email="bob@example.com"),
-    )
     assert store.ring(0).records(BOB) == []
     async with ingest.test_context() as agent:
-        await put_on(agent, "crm.events", BOB.encode(), serde.encode(event))
+        await put_on(agent, "crm.events", BOB.encode(), serde.encode(BOB_CREATED))
         await wait_for(lambda: BOB in identities.data)
     stored = identities.data[BOB]
     assert "bob@example.com" not in json.dumps(stored)
@@ -118,6 +122,38 @@ async def test_ingest_seals_the_identity_map_under_a_key_it_creates(
     )
     assert IdentityMap.model_validate(opened).email is not None
     assert IdentityMap.model_validate(opened).email.value == "bob@example.com"  # type: ignore[union-attr]
+
+
+async def test_a_broker_error_while_a_new_subjects_key_is_stored_is_retried(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker refuses the key record of a subject met for the first time (a leader
+    moving): the flush waits and tries again (``WorkerSealer.storage_keys``), so nothing
+    is lost, nothing is written unsealed or under a key the broker does not have, and
+    the warning names the error, not the subject."""
+    sending = store._send
+    refusals = [KafkaTimeoutError()]
+
+    async def flaky(topic: str, key: bytes, value: bytes | None, partition: int) -> object:
+        if refusals:
+            raise refusals.pop()
+        return await sending(topic, key, value, partition)
+
+    monkeypatch.setattr(store, "_send", flaky)
+    with caplog.at_level("WARNING", logger="streams.sealing"):
+        async with ingest.test_context() as agent:
+            await put_on(agent, "crm.events", BOB.encode(), serde.encode(BOB_CREATED))
+            await wait_for(lambda: BOB in identities.data)
+    (main,) = store.ring(0).records(BOB)  # the refused key was never handed out
+    assert stored_key_ids(sealing.IDENTITIES, identities.data[BOB]) == {main.key_id}
+    said = [r.getMessage() for r in caplog.records if r.name == "streams.sealing"]
+    assert said == ["subject keys unavailable (KafkaTimeoutError); retrying in 0.5 s"]
+    assert refusals == []
 
 
 async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_scope(
