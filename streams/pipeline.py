@@ -148,8 +148,19 @@ def start() -> None:
     batching.install(app, [source for source, _ in FEEDS])
     state.acknowledge = lambda messages: batching.acknowledge(app, messages)
     state.sealer = WorkerSealer(erased_at)
+    state.on_failure = _stop_worker
     for source, agent in FEEDS:
         app.task(_pumping(source, agent))
+
+
+def _stop_worker(exc: BaseException) -> None:
+    """A flush's records were refused by the broker (after the producer's own retries):
+    nothing decided after them can ever be acknowledged, so deciding on would only pile
+    up work that is never committed. The worker stops with the error, non-zero (Faust's
+    ``crash``, as for a failed table recovery), so its orchestrator restarts it, and the
+    restart replays every input after the last acknowledged one."""
+    log.critical("stopping the worker: the broker refused a flush's records (%r)", exc)
+    app.add_future(app.crash(exc))
 
 
 def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitable[None]]:

@@ -142,6 +142,10 @@ class State:
         # Seals personal values written to the sealing tables and outputs (the worker
         # installs it; without one they are written as they are: agent tests).
         self.sealer: Sealer | None = None
+        # Told once when a flush's records were refused: nothing decided after them can
+        # be acknowledged (streams.pipeline stops the worker; agent tests raise it).
+        self.on_failure: Callable[[BaseException], None] = lambda _exc: None
+        self.failure: BaseException | None = None
 
     # --- where ---------------------------------------------------------------------
 
@@ -231,7 +235,8 @@ class State:
         the agent decides on while the broker answers (a command no longer waits out a
         round trip per flush before the next is decided). Acknowledgements stay in flush
         order and follow delivery, so at-least-once holds. A delivery that failed is
-        raised by the next flush (and by ``settle``), as a failed send was before.
+        raised by the next flush (and by ``settle``), as a failed send was before, and
+        told once to ``on_failure`` (the worker stops: streams.pipeline).
 
         With a sealer, the subjects' storage keys are had first; if the partitions moved
         meanwhile, nothing is written or sent and nothing acknowledged: the new owner
@@ -272,7 +277,7 @@ class State:
         self._delivering = asyncio.ensure_future(
             self._delivered(self._delivering, delivery, changelog, done if acknowledge else [])
         )
-        self._delivering.add_done_callback(_report_failure)
+        self._delivering.add_done_callback(self._report_failure)
 
     async def _delivered(
         self,
@@ -294,6 +299,20 @@ class State:
             batching.persist_offsets(self._slots[name].table, per_partition)
         if done:
             self.acknowledge(done)
+
+    def _report_failure(self, delivering: asyncio.Future[None]) -> None:
+        """The first refused delivery is logged and told (``on_failure``); every flush
+        after it fails with the same error, which is not news."""
+        if delivering.cancelled() or self.failure is not None:
+            return
+        exc = delivering.exception()
+        if exc is None:
+            return
+        self.failure = exc
+        log.error(
+            "a flush's records were not delivered (%r); nothing after it is acknowledged", exc
+        )
+        self.on_failure(exc)
 
     async def settle(self) -> None:
         """Until every flush so far is delivered and acknowledged (a rebalance, a test);
@@ -391,14 +410,6 @@ def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, Data
 async def _queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
     """Queue on the app's producer, a batch per topic-partition."""
     return await batching.queue_batched(app, records)
-
-
-def _report_failure(delivering: asyncio.Future[None]) -> None:
-    if not delivering.cancelled() and delivering.exception() is not None:
-        log.error(
-            "a flush's records were not delivered (%r); nothing after it is acknowledged",
-            delivering.exception(),
-        )
 
 
 state = State()

@@ -129,9 +129,10 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         table.data.clear()
     for view in streams_tables.GLOBAL_VIEWS:
         view.clear()
-    # No delivery still under way from an earlier test, and a lock that is not bound to
-    # an earlier test's event loop (it binds to the loop it is first waited for in).
+    # No delivery still under way (or failed) from an earlier test, and a lock that is not
+    # bound to an earlier test's event loop (it binds to the loop it is first waited for in).
     monkeypatch.setattr(streams_state.state, "_delivering", None)
+    monkeypatch.setattr(streams_state.state, "failure", None)
     monkeypatch.setattr(streams_state.state, "lock", asyncio.Lock())
     yield faust_app
     for raw in list(streams_tables.requests.data.values()):

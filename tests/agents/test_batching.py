@@ -341,8 +341,9 @@ async def test_a_flush_acknowledges_its_inputs_once_delivered_and_in_flush_order
 ) -> None:
     """A flush returns with its records queued, not delivered: the agent decides on.
     Inputs are acknowledged after their flush's delivery and after every flush before
-    it; a failed delivery holds back every later acknowledgement, and the next flush
-    (or ``settle``) raises it."""
+    it; a failed delivery holds back every later acknowledgement, the next flush (or
+    ``settle``) raises it, and ``on_failure`` is told once (tests/integration/
+    test_refused_delivery.py: the worker then stops)."""
     view = State()
     deliveries: list[asyncio.Future[list[int]]] = []
 
@@ -375,14 +376,19 @@ async def test_a_flush_acknowledges_its_inputs_once_delivered_and_in_flush_order
     await view.settle()
     assert acknowledged == [first, second]
 
+    told: list[BaseException] = []
+    view.on_failure = told.append
     await decide_and_flush(2)
-    deliveries[2].set_exception(KafkaError("broker gone"))
+    await decide_and_flush(3)  # queued before the broker refuses the one before it
+    refused = KafkaError("broker gone")
+    deliveries[2].set_exception(refused)
     with pytest.raises(KafkaError):
         await view.settle()
     with pytest.raises(KafkaError):
-        await decide_and_flush(3)
+        await decide_and_flush(4)
     assert acknowledged == [first, second]
-    assert len(deliveries) == 3  # nothing more was queued after the failure
+    assert len(deliveries) == 4  # nothing more was queued after the failure
+    assert told == [refused]  # told once (the worker stops), not once per later flush
 
 
 async def test_a_rebalance_waits_for_what_was_flushed_and_leaves_the_rest_unacknowledged(
