@@ -143,7 +143,8 @@ class State:
         # installs it; without one they are written as they are: agent tests).
         self.sealer: Sealer | None = None
         # Told once when a flush's records were refused: nothing decided after them can
-        # be acknowledged (streams.pipeline stops the worker; agent tests raise it).
+        # be acknowledged (streams.pipeline stops the worker; in agent tests nothing is
+        # told, and the next flush raises it).
         self.on_failure: Callable[[BaseException], None] = lambda _exc: None
         self.failure: BaseException | None = None
 
