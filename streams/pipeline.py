@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -89,6 +90,9 @@ async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
         state.message = message
         try:
             await handle(message)
+        except Exception as exc:
+            _undecidable(message, exc)
+            raise
         finally:
             state.message = None
         state.done(message)
@@ -96,6 +100,27 @@ async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
         if time.perf_counter() - started >= SLICE_SECONDS:
             break
     return at
+
+
+def _undecidable(message: Message, exc: Exception) -> None:
+    """An input no handler could decide: not bad input (that is dead-lettered where it is
+    met), but a bug, or a store failing under the handler. What it half-wrote must not be
+    flushed, nor anything after it acknowledged, so the state fails (``State.fail``: the
+    worker stops) and the restart decides it again from the last commit. Faust alone
+    would restart the agent and leave the rest of the chunk undecided and unacknowledged.
+
+    The log names the input, the error's type and where it was raised; not the error's
+    text, which may quote the input's personal data."""
+    where = "".join(traceback.format_tb(exc.__traceback__))
+    log.critical(
+        "could not decide %s[%d]@%d (%s, text withheld); nothing more is written:\n%s",
+        message.topic,
+        message.partition,
+        message.offset,
+        type(exc).__name__,
+        where,
+    )
+    state.fail(exc)
 
 
 async def _maybe_flush(source: batching.Inlet | None) -> None:
@@ -154,12 +179,13 @@ def start() -> None:
 
 
 def _stop_worker(exc: BaseException) -> None:
-    """A flush's records were refused by the broker (after the producer's own retries):
-    nothing decided after them can ever be acknowledged, so deciding on would only pile
-    up work that is never committed. The worker stops with the error, non-zero (Faust's
-    ``crash``, as for a failed table recovery), so its orchestrator restarts it, and the
-    restart replays every input after the last acknowledged one."""
-    log.critical("stopping the worker: the broker refused a flush's records (%r)", exc)
+    """Nothing decided from now on can be acknowledged (``State.fail``: a flush the
+    broker refused after the producer's own retries, or an input no handler could
+    decide), so deciding on would only pile up work that is never committed. The worker
+    stops with the error, non-zero (Faust's ``crash``, as for a failed table recovery),
+    so its orchestrator restarts it, and the restart replays every input after the last
+    acknowledged one."""
+    log.critical("stopping the worker: nothing decided from now on could be committed")
     app.add_future(app.crash(exc))
 
 

@@ -142,9 +142,9 @@ class State:
         # Seals personal values written to the sealing tables and outputs (the worker
         # installs it; without one they are written as they are: agent tests).
         self.sealer: Sealer | None = None
-        # Told once when a flush's records were refused: nothing decided after them can
-        # be acknowledged (streams.pipeline stops the worker; in agent tests nothing is
-        # told, and the next flush raises it).
+        # Told once when nothing decided from then on may be written or acknowledged
+        # (``fail``): streams.pipeline stops the worker; agent tests are told nothing,
+        # and every flush raises the failure.
         self.on_failure: Callable[[BaseException], None] = lambda _exc: None
         self.failure: BaseException | None = None
 
@@ -242,6 +242,8 @@ class State:
         With a sealer, the subjects' storage keys are had first; if the partitions moved
         meanwhile, nothing is written or sent and nothing acknowledged: the new owner
         replays the inputs, as after a crash."""
+        if self.failure is not None:
+            raise self.failure
         failed = self._delivering
         if failed is not None and failed.done() and failed.exception() is not None:
             failed.result()  # raises: the broker refused what an earlier flush sent
@@ -301,19 +303,27 @@ class State:
         if done:
             self.acknowledge(done)
 
+    def fail(self, exc: BaseException) -> None:
+        """Nothing decided from now on may be written or acknowledged: the broker refused
+        a flush's records, or an input could not be decided (streams.pipeline). Every
+        flush raises ``exc`` from now on, and ``on_failure`` is told, once."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        self.on_failure(exc)
+
     def _report_failure(self, delivering: asyncio.Future[None]) -> None:
-        """The first refused delivery is logged and told (``on_failure``); every flush
-        after it fails with the same error, which is not news."""
+        """The first refused delivery is logged and fails the state; every flush after
+        it fails with the same error, which is not news."""
         if delivering.cancelled() or self.failure is not None:
             return
         exc = delivering.exception()
         if exc is None:
             return
-        self.failure = exc
         log.error(
             "a flush's records were not delivered (%r); nothing after it is acknowledged", exc
         )
-        self.on_failure(exc)
+        self.fail(exc)
 
     async def settle(self) -> None:
         """Until every flush so far is delivered and acknowledged (a rebalance, a test);

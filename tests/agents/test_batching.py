@@ -610,3 +610,49 @@ async def test_nothing_joins_a_batch_the_sender_has_taken_or_one_that_is_full() 
     accumulator._exception = None
     accumulator._pop_batch(tp)  # the sender takes it
     assert batching._join_waiting(producer, "out", 0, records, [4]) == []
+
+
+async def test_an_input_no_handler_can_decide_fails_the_state_and_nothing_is_flushed(
+    app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler raising what no handler expects (a bug): the worker is told to stop
+    (``State.on_failure``), and neither the chunk's decisions before it nor what it
+    half-wrote are flushed or acknowledged, now or later: the restart decides them again.
+    The log names the input and the error's type, never its text (it may quote the
+    input's personal data). Faust alone would restart the agent and leave the rest of the
+    chunk undecided."""
+    told: list[BaseException] = []
+    queued: list[Sequence[batching.Outgoing]] = []
+    acknowledged: list[Message] = []
+
+    async def queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
+        queued.append(records)
+        return asyncio.sleep(0, result=list(range(len(records))))
+
+    monkeypatch.setattr(state, "on_failure", told.append)
+    monkeypatch.setattr(state, "queue_all", queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    slot: Slot[dict[str, int]] = Slot(identities, dict, dict)
+    decided: list[int] = []
+    address = "ann@example.com"
+
+    async def handle(item: Message) -> None:
+        state.put(slot, f"S{item.offset}", {"n": item.offset})
+        if item.offset == 1:
+            raise TypeError(f"{address} is not a number")
+        decided.append(item.offset)
+
+    chunk = [message("crm.events", offset, partition=3) for offset in range(3)]
+    with caplog.at_level("CRITICAL", logger="streams.pipeline"), pytest.raises(TypeError):
+        await pipeline.work(chunk, handle, None)
+    assert decided == [0]
+    assert [type(exc) for exc in told] == [TypeError]
+    with pytest.raises(TypeError):
+        await state.flush()
+    assert queued == []
+    assert acknowledged == []
+    assert "S0" not in identities.data
+    said = caplog.text
+    assert "could not decide crm.events[3]@1 (TypeError, text withheld)" in said
+    assert "in handle" in said  # where it was raised
+    assert address not in said
