@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ from faust.types import AgentT, ChannelT, Message
 from streams import batching
 from streams.app import app
 from streams.sealing import WorkerSealer
-from streams.state import state
+from streams.state import error_frames, state
 from streams.tables import erased_at
 
 log = logging.getLogger(__name__)
@@ -111,14 +110,13 @@ def _undecidable(message: Message, exc: Exception) -> None:
 
     The log names the input, the error's type and where it was raised; not the error's
     text, which may quote the input's personal data."""
-    where = "".join(traceback.format_tb(exc.__traceback__))
     log.critical(
         "could not decide %s[%d]@%d (%s, text withheld); nothing more is written:\n%s",
         message.topic,
         message.partition,
         message.offset,
         type(exc).__name__,
-        where,
+        error_frames(exc),
     )
     state.fail(exc)
 

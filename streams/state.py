@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -237,7 +238,9 @@ class State:
         round trip per flush before the next is decided). Acknowledgements stay in flush
         order and follow delivery, so at-least-once holds. A delivery that failed is
         raised by the next flush (and by ``settle``), as a failed send was before, and
-        told once to ``on_failure`` (the worker stops: streams.pipeline).
+        fails the state (``fail``: the worker stops, streams.pipeline); so does a flush
+        that raises (a store, the producer), which leaves what it took neither written
+        whole nor acknowledged.
 
         With a sealer, the subjects' storage keys are had first; if the partitions moved
         meanwhile, nothing is written or sent and nothing acknowledged: the new owner
@@ -247,6 +250,18 @@ class State:
         failed = self._delivering
         if failed is not None and failed.done() and failed.exception() is not None:
             failed.result()  # raises: the broker refused what an earlier flush sent
+        try:
+            await self._flush(acknowledge)
+        except Exception as exc:  # a store, the producer, a bug: not one input's fault
+            log.critical(
+                "a flush failed (%s, text withheld); nothing more is written:\n%s",
+                type(exc).__name__,
+                error_frames(exc),
+            )
+            self.fail(exc)
+            raise
+
+    async def _flush(self, acknowledge: bool) -> None:
         try:  # first, while the writes are still visible (an erasure's consent state)
             keys, opened = await self._storage_keys(self._dirty, self._out)
         except Unsealable as exc:
@@ -408,6 +423,12 @@ def _encoded(
         raw = slot.dump(value) if slot.dump else json.dumps(jsonable).encode()
         items[key.encode()] = (jsonable, raw)
     return items
+
+
+def error_frames(exc: BaseException) -> str:
+    """Where ``exc`` was raised (its traceback's frames), for a log line that names the
+    error's type but not its text, which may quote personal data."""
+    return "".join(traceback.format_tb(exc.__traceback__))
 
 
 def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, DataKey | None]) -> Any:

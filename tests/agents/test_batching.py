@@ -656,3 +656,37 @@ async def test_an_input_no_handler_can_decide_fails_the_state_and_nothing_is_flu
     assert "could not decide crm.events[3]@1 (TypeError, text withheld)" in said
     assert "in handle" in said  # where it was raised
     assert address not in said
+
+
+async def test_a_flush_that_raises_fails_the_state(
+    app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The producer (or a store) raises while a flush hands its records over: what the
+    flush took is neither written whole nor acknowledged, so the state fails (the worker
+    stops and its restart replays) instead of the agent deciding on over a gap its
+    commits never pass. The log names the error's type, not its text."""
+    told: list[BaseException] = []
+    acknowledged: list[Message] = []
+    address = "ann@example.com"
+
+    async def queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
+        raise RuntimeError(f"producer closed while sending {address}")
+
+    monkeypatch.setattr(state, "on_failure", told.append)
+    monkeypatch.setattr(state, "queue_all", queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    slot: Slot[dict[str, int]] = Slot(identities, dict, dict)
+    item = message("crm.events", 7)
+    state.message = item
+    state.put(slot, "S1", {"n": 7})
+    state.done(item)
+    state.message = None
+    with caplog.at_level("CRITICAL", logger="streams.state"), pytest.raises(RuntimeError):
+        await state.flush()
+    assert [type(exc) for exc in told] == [RuntimeError]
+    with pytest.raises(RuntimeError):
+        await state.flush()
+    assert acknowledged == []
+    assert told == [state.failure]
+    assert "a flush failed (RuntimeError, text withheld)" in caplog.text
+    assert address not in caplog.text
