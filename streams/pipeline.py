@@ -16,6 +16,11 @@ first; then the waiting messages are dropped (Faust seeks every partition back t
 committed offset), what was decided is flushed without acknowledging it (its
 partitions may have moved; the new owner replays it, and every handler is idempotent),
 and the decoded values are forgotten.
+
+What cannot be committed any more stops the worker (``State.fail``, ``_stop_worker``):
+a flush the broker refused, a flush that raised, an input no handler could decide.
+Deciding on would only pile up work no commit would ever pass; the restart replays
+from the last commit.
 """
 
 from __future__ import annotations
@@ -178,8 +183,9 @@ def start() -> None:
 
 def _stop_worker(exc: BaseException) -> None:
     """Nothing decided from now on can be acknowledged (``State.fail``: a flush the
-    broker refused after the producer's own retries, or an input no handler could
-    decide), so deciding on would only pile up work that is never committed. The worker
+    broker refused after the producer's own retries, a flush that raised, or an input
+    no handler could decide), so deciding on would only pile up work that is never
+    committed. The worker
     stops with the error, non-zero (Faust's ``crash``, as for a failed table recovery),
     so its orchestrator restarts it, and the restart replays every input after the last
     acknowledged one."""

@@ -320,8 +320,9 @@ class State:
 
     def fail(self, exc: BaseException) -> None:
         """Nothing decided from now on may be written or acknowledged: the broker refused
-        a flush's records, or an input could not be decided (streams.pipeline). Every
-        flush raises ``exc`` from now on, and ``on_failure`` is told, once."""
+        a flush's records, a flush raised, or an input could not be decided
+        (streams.pipeline). Every flush raises ``exc`` from now on, and ``on_failure`` is
+        told, once."""
         if self.failure is not None:
             return
         self.failure = exc
