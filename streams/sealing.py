@@ -17,7 +17,12 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from privops.core.errors import RuntimeUnavailable
 from privops.core.fieldcrypt import DataKey
@@ -28,6 +33,15 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS: Final = 0.5
 RETRY_MAX_SECONDS: Final = 30.0
+# What the broker refuses for good (an ACL taken away): waiting never helps, and the
+# flush would wait holding the agents' lock. Raised, so the flush fails, and with it
+# the worker (streams.state). aiokafka's ``retriable`` cannot tell: it says False for a
+# delivery that timed out while a broker was gone, which is worth waiting out.
+REFUSED: Final = (
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 
 class WorkerSealer:
@@ -54,13 +68,16 @@ class WorkerSealer:
         the partitions are moving: the flush is dropped and its inputs replayed by their
         owner. Never waits on the assignment itself: the caller holds the state lock
         the revocation's handler needs (``KeyStore.ring`` fails at once after a
-        revocation)."""
+        revocation). A refusal for good (``REFUSED``) is raised: the flush fails, and
+        with it the worker."""
         delay = RETRY_SECONDS
         while True:
             try:
                 return await self._keys(wanted)
             except NotOwned as exc:
                 raise Unsealable(str(exc)) from exc
+            except REFUSED:
+                raise
             except (RuntimeUnavailable, KafkaError) as exc:
                 log.warning("subject keys unavailable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
 from agents.ingest import ingest
 from agents.requests import workflow
@@ -154,6 +154,34 @@ async def test_a_broker_error_while_a_new_subjects_key_is_stored_is_retried(
     said = [r.getMessage() for r in caplog.records if r.name == "streams.sealing"]
     assert said == ["subject keys unavailable (KafkaTimeoutError); retrying in 0.5 s"]
     assert refusals == []
+
+
+async def test_a_key_record_the_broker_refuses_for_good_fails_the_flush(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An authorization refusal of a new subject's key record (a write ACL taken away)
+    is not waited out: retrying would hold the agents' lock for ever. The flush fails,
+    and with it the state (the worker stops: streams.pipeline); nothing is written."""
+    attempts: list[str] = []
+
+    async def refused(topic: str, key: bytes, value: bytes | None, partition: int) -> object:
+        attempts.append(topic)
+        raise TopicAuthorizationFailedError()
+
+    told: list[BaseException] = []
+    monkeypatch.setattr(store, "_send", refused)
+    monkeypatch.setattr(state, "on_failure", told.append)
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", BOB.encode(), serde.encode(BOB_CREATED))
+        await wait_for(lambda: bool(told))
+    assert [type(exc) for exc in told] == [TopicAuthorizationFailedError]
+    assert len(attempts) == 1  # not retried
+    assert BOB not in identities.data
+    assert store.ring(0).records(BOB) == []
 
 
 async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_scope(
