@@ -181,16 +181,21 @@ def start() -> None:
         app.task(_pumping(source, agent))
 
 
+class WorkerStopped(RuntimeError):
+    """What the worker stops with: the cause's type only (its text may quote personal
+    data, and Faust logs the reason a service crashed with)."""
+
+
 def _stop_worker(exc: BaseException) -> None:
     """Nothing decided from now on can be acknowledged (``State.fail``: a flush the
     broker refused after the producer's own retries, a flush that raised, or an input
     no handler could decide), so deciding on would only pile up work that is never
-    committed. The worker
-    stops with the error, non-zero (Faust's ``crash``, as for a failed table recovery),
-    so its orchestrator restarts it, and the restart replays every input after the last
-    acknowledged one."""
+    committed. The worker stops, non-zero (Faust's ``crash``, as for a failed table
+    recovery), so its orchestrator restarts it, and the restart replays every input
+    after the last acknowledged one."""
     log.critical("stopping the worker: nothing decided from now on could be committed")
-    app.add_future(app.crash(exc))
+    reason = f"{type(exc).__name__} (text withheld): nothing more could be committed"
+    app.add_future(app.crash(WorkerStopped(reason)))
 
 
 def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitable[None]]:
