@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from privops.adapters.acls import DPO, system_principal, writer_of
+from privops.adapters.acls import ADMIN, DPO, system_principal, writer_of
 from privops.adapters.api_auth import api_auth
 from privops.adapters.kafka import Consumed, client_options, producer, read_all
 from privops.adapters.kek import KekProvider
@@ -72,6 +73,48 @@ def read_topic(settings: Settings, topic: str) -> list[Consumed]:
 
 
 CRM = system_principal(System.crm)
+
+
+def end_offsets(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Where each of ``tps`` ends now: the offset its next record will get."""
+
+    async def run() -> dict[TopicPartition, int]:
+        consumer = AIOKafkaConsumer(**client_options(settings, ADMIN))
+        await consumer.start()
+        try:
+            return dict(await consumer.end_offsets(tps))
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def committed(
+    settings: Settings, group: str, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The offsets ``group`` has committed on ``tps`` (-1 where it has none)."""
+
+    async def run() -> dict[TopicPartition, int]:
+        admin = AIOKafkaAdminClient(**client_options(settings, ADMIN), request_timeout_ms=15000)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+        finally:
+            await admin.close()
+        return {tp: offsets[tp].offset if tp in offsets else -1 for tp in tps}
+
+    return asyncio.run(run())
+
+
+def wait_for_commit(settings: Settings, group: str, tps: list[TopicPartition]) -> None:
+    """Wait until ``group`` has committed everything written to ``tps`` so far, so a worker
+    killed after this leaves its successor a place to start (the tests' workers start a
+    partition without a commit at its end)."""
+    written = end_offsets(settings, tps)
+    wait_for(
+        f"{group} to commit {sorted(f'{tp.topic}[{tp.partition}]' for tp in tps)}",
+        lambda: all(committed(settings, group, tps)[tp] >= written[tp] for tp in tps),
+    )
 
 
 def wait_for(

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -29,7 +29,7 @@ from privops.adapters.settings import Settings
 from privops.core import records as r
 from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import port, start_worker
-from tests.integration.helpers import Subject, http_json, produce, wait_for
+from tests.integration.helpers import Subject, http_json, produce, wait_for, wait_for_commit
 
 pytestmark = pytest.mark.integration
 
@@ -53,26 +53,6 @@ def refusing(settings: Settings, topic: str) -> Iterator[None]:
         asyncio.run(_alter(settings, topic, {"max.message.bytes": "1048588"}))
 
 
-async def _end(settings: Settings, tp: TopicPartition) -> int:
-    consumer = AIOKafkaConsumer(**client_options(settings, ADMIN))
-    await consumer.start()
-    try:
-        return (await consumer.end_offsets([tp]))[tp]
-    finally:
-        await consumer.stop()
-
-
-async def _committed(settings: Settings, group: str, tp: TopicPartition) -> int:
-    admin = AIOKafkaAdminClient(**client_options(settings, ADMIN), request_timeout_ms=15000)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
-    finally:
-        await admin.close()
-    found = offsets.get(tp)
-    return found.offset if found is not None else -1
-
-
 def allowed(url: str, subject: Subject, channel: Channel) -> bool | None:
     status, body = http_json(f"{url}/consent/{subject.id}?purpose=marketing&channel={channel}")
     return body.get("allowed") if status == 200 else None
@@ -91,13 +71,8 @@ def test_a_flush_the_broker_refuses_stops_the_worker_and_a_restart_redoes_it(
     worker = start_worker(local_runtime, name, web_port=port(87))
     try:
         produce(local_runtime, [ann.event(r.CustomerCreated, System.crm), email])
-        written = asyncio.run(_end(local_runtime, crm))  # past Ann's first two events
         wait_for("the email consent", lambda: allowed(worker.url, ann, Channel.email), 60)
-        wait_for(
-            "the first events' commit",
-            lambda: asyncio.run(_committed(local_runtime, f"privops-{name}", crm)) >= written,
-            60,
-        )
+        wait_for_commit(local_runtime, f"privops-{name}", [crm])  # Ann's first two events
         with refusing(local_runtime, f"privops-{name}-consent-changelog"):
             produce(local_runtime, [sms])
             code = worker.proc.wait(60)
