@@ -35,7 +35,7 @@ from faust.types import AgentT, ChannelT, Message
 from streams import batching
 from streams.app import app
 from streams.sealing import WorkerSealer
-from streams.state import error_frames, state
+from streams.state import StateFailed, error_frames, state
 from streams.tables import erased_at
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,9 @@ async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
         state.message = message
         try:
             await handle(message)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # raised again, sanitized
             _undecidable(message, exc)
-            raise
+            raise StateFailed(exc) from None
         finally:
             state.message = None
         state.done(message)
@@ -181,11 +181,6 @@ def start() -> None:
         app.task(_pumping(source, agent))
 
 
-class WorkerStopped(RuntimeError):
-    """What the worker stops with: the cause's type only (its text may quote personal
-    data, and Faust logs the reason a service crashed with)."""
-
-
 def _stop_worker(exc: BaseException) -> None:
     """Nothing decided from now on can be acknowledged (``State.fail``: a flush the
     broker refused after the producer's own retries, a flush that raised, or an input
@@ -194,8 +189,7 @@ def _stop_worker(exc: BaseException) -> None:
     recovery), so its orchestrator restarts it, and the restart replays every input
     after the last acknowledged one."""
     log.critical("stopping the worker: nothing decided from now on could be committed")
-    reason = f"{type(exc).__name__} (text withheld): nothing more could be committed"
-    app.add_future(app.crash(WorkerStopped(reason)))
+    app.add_future(app.crash(StateFailed(exc)))  # the type only: Faust logs the reason
 
 
 def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitable[None]]:

@@ -119,6 +119,20 @@ def model_slot(
     return Slot(table, model.model_validate, encode, dump, sealing)
 
 
+class StateFailed(RuntimeError):
+    """What every flush raises once the state has failed (``State.fail``), and what an
+    agent then crashes with: the cause's type only. Its text may quote personal data
+    (an input's value in a handler's error) and Faust logs an agent's crash with its
+    text; the cause is ``State.failure``, and the log line that failed the state says
+    where it was raised."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            f"{type(cause).__name__} (text withheld): nothing decided from now on is "
+            "written or acknowledged"
+        )
+
+
 class State:
     """Write-back table view, waiting outputs and processed inputs, flushed together."""
 
@@ -236,30 +250,26 @@ class State:
         The flush returns once its records are queued, in order after the last flush's:
         the agent decides on while the broker answers (a command no longer waits out a
         round trip per flush before the next is decided). Acknowledgements stay in flush
-        order and follow delivery, so at-least-once holds. A delivery that failed is
-        raised by the next flush (and by ``settle``), as a failed send was before, and
-        fails the state (``fail``: the worker stops, streams.pipeline); so does a flush
-        that raises (a store, the producer), which leaves what it took neither written
-        whole nor acknowledged.
+        order and follow delivery, so at-least-once holds. A delivery that failed fails
+        the state (``fail``: the worker stops, streams.pipeline); so does a flush that
+        raises (a store, the producer), which leaves what it took neither written whole
+        nor acknowledged. Once failed, every flush (and ``settle``) raises ``StateFailed``.
 
         With a sealer, the subjects' storage keys are had first; if the partitions moved
         meanwhile, nothing is written or sent and nothing acknowledged: the new owner
         replays the inputs, as after a crash."""
-        if self.failure is not None:
-            raise self.failure
-        failed = self._delivering
-        if failed is not None and failed.done() and failed.exception() is not None:
-            failed.result()  # raises: the broker refused what an earlier flush sent
+        self._raise_if_failed()
         try:
             await self._flush(acknowledge)
-        except Exception as exc:  # a store, the producer, a bug: not one input's fault
+        # A store, the producer, a bug: not one input's fault; raised again, sanitized.
+        except Exception as exc:  # noqa: BLE001
             log.critical(
                 "a flush failed (%s, text withheld); nothing more is written:\n%s",
                 type(exc).__name__,
                 error_frames(exc),
             )
             self.fail(exc)
-            raise
+            raise StateFailed(exc) from None
 
     async def _flush(self, acknowledge: bool) -> None:
         try:  # first, while the writes are still visible (an erasure's consent state)
@@ -321,12 +331,19 @@ class State:
     def fail(self, exc: BaseException) -> None:
         """Nothing decided from now on may be written or acknowledged: the broker refused
         a flush's records, a flush raised, or an input could not be decided
-        (streams.pipeline). Every flush raises ``exc`` from now on, and ``on_failure`` is
-        told, once."""
+        (streams.pipeline). ``exc`` is kept as ``failure``, every flush raises
+        ``StateFailed`` from now on, and ``on_failure`` is told, once."""
         if self.failure is not None:
             return
         self.failure = exc
         self.on_failure(exc)
+
+    def _raise_if_failed(self) -> None:
+        delivering = self._delivering
+        if delivering is not None and delivering.done():
+            self._report_failure(delivering)  # a refusal whose callback has not run yet
+        if self.failure is not None:
+            raise StateFailed(self.failure)
 
     def _report_failure(self, delivering: asyncio.Future[None]) -> None:
         """The first refused delivery is logged and fails the state; every flush after
@@ -343,9 +360,10 @@ class State:
 
     async def settle(self) -> None:
         """Until every flush so far is delivered and acknowledged (a rebalance, a test);
-        raises what a failed delivery raised."""
+        raises ``StateFailed`` if the state failed (a refused delivery among them)."""
         if self._delivering is not None:
-            await self._delivering
+            await asyncio.wait([self._delivering])
+        self._raise_if_failed()
 
     def _forget_unsealable(
         self,
