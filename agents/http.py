@@ -104,8 +104,20 @@ async def health(self: View, _request: Request) -> Response:
         "open_requests": len(collaborators().schedule),
         # Which subjects this worker owns: the partitions of the co-partitioned topics.
         "partitions": sorted(keystore.owned_partitions(app.consumer.assignment())),
+        # Which it keeps a warm copy of, to take over if their owner dies.
+        "standby_partitions": standby_partitions(),
     }
     return self.json(body, status=503 if problems else 200)
+
+
+def standby_partitions() -> list[int]:
+    """The subject partitions whose tables this worker keeps as a standby (Faust's
+    standby replicas, ``PRIVOPS_STANDBY_REPLICAS``: the changelogs are co-partitioned, so
+    the consent table's stand for them all)."""
+    changelog = consent.changelog_topic.get_topic_name()
+    return sorted(
+        {tp.partition for tp in app.assignor.assigned_standbys() if tp.topic == changelog}
+    )
 
 
 async def routed(view: View, request: Request, subject_id: str) -> Response | None:

@@ -68,6 +68,7 @@ app = faust.App(
     table_cleanup_interval=60.0,
     consumer_auto_offset_reset=settings.consumer_offset_reset,
     broker_session_timeout=settings.group_session_timeout_seconds,
+    table_standby_replicas=settings.standby_replicas,
     broker_heartbeat_interval=min(3.0, settings.group_session_timeout_seconds / 3),
 )
 # Every send is idempotent (a retry after a lost acknowledgement writes once), set before

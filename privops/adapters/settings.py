@@ -164,6 +164,14 @@ class Settings(BaseSettings):
         default="earliest",
         description="Where a new consumer group starts (the demo starts at the end)",
     )
+    standby_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="Warm copies of each table partition kept by other workers of the group "
+        "(Faust's standby replicas): a worker that takes a dead one's partitions over "
+        "starts from its copy instead of reading the changelogs from the start (0: none)",
+    )
     group_session_timeout_seconds: float = Field(
         default=30.0,
         ge=6.0,

@@ -57,6 +57,18 @@ def partitions(worker: WorkerProcess) -> list[int]:
     return list(body.get("partitions") or []) if status in (200, 503) else []
 
 
+def standbys(workers: list[WorkerProcess]) -> set[int]:
+    """The partitions some of ``workers`` keep a warm copy of (standby replicas), each
+    checked not to be one the same worker owns."""
+    held: set[int] = set()
+    for worker in workers:
+        status, body = http_json(f"{worker.url}/health")
+        mine = set(body.get("standby_partitions") or []) if status in (200, 503) else set()
+        assert not mine & set(body.get("partitions") or []), body
+        held |= mine
+    return held
+
+
 def decision(worker: WorkerProcess, subject_id: str) -> bool | None:
     status, body = http_json(f"{worker.url}/consent/{subject_id}?purpose=marketing&channel=sms")
     return body["allowed"] if status == 200 else None
@@ -102,6 +114,13 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
         wait_for("the partitions to be split between the workers", split, timeout=90)
         victim = next(w for w in workers if partitions(w))
         first, last = (w for w in workers if w is not victim)
+        survivors = [first, last]
+        # The survivors keep warm copies of the victim's tables (one standby replica by
+        # default), so the take-over below starts from them, not from empty stores.
+        wait_for(
+            "a survivor to keep a standby of each of the victim's partitions",
+            lambda: set(partitions(victim)) <= standbys(survivors),
+        )
         produce(local_runtime, [e for c in customers for e in customer_events(c, SYSTEMS)])
         produce(local_runtime, [consent(c.subject_id, 1, given=True) for c in customers])
         wait_for(
@@ -126,11 +145,14 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
         # More consent mid-stream, then one worker dies with work in flight.
         produce(local_runtime, [consent(c.subject_id, 2, given=False) for c in customers[ERASED:]])
         victim.stop(kill=True)
-        survivors = [first, last]
         wait_for(
             "the survivors to own every partition",
             lambda: sorted(p for w in survivors for p in partitions(w)) == everything,
             timeout=90,
+        )
+        # With two workers left, each keeps a standby of what the other owns.
+        wait_for(
+            "a standby of every partition again", lambda: standbys(survivors) == set(everything)
         )
 
         def finished(worker: WorkerProcess, rid: str) -> bool:
