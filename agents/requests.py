@@ -61,6 +61,7 @@ from streams.audit import audit, ref
 from streams.context import collaborators
 from streams.io import dead_letter, decode, output
 from streams.keystore import KeyStoreBehind, key_store
+from streams.sealing import REFUSED
 from streams.state import Slot, state
 from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, REQUESTS, erased, request_index
 
@@ -311,8 +312,10 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
     hashes of the identifiers the identity map is about to lose. ``KeyStore.shred``
     refuses new keys at once, before that consent state is flushed to the table the key
     service reads. Until then, or while the key store cannot answer, the request waits
-    (a history entry) and a follow-up tick tries again. Everything runs before the
-    input is acknowledged: a crash repeats it, and it is idempotent.
+    (a history entry) and a follow-up tick tries again; a refusal for good (``REFUSED``:
+    the worker may not write the keys' topic) stops the worker instead, as it does when
+    a new subject's key is refused. Everything runs before the input is acknowledged: a
+    crash repeats it, and it is idempotent.
     """
     sid = rec.subject_id
     now = collaborators().clock.now()
@@ -324,6 +327,8 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
     storage = shredding.storage_scope(rec, kept, holds, now)
     try:
         decision = await _shred(sid, kept, now, storage)
+    except REFUSED:
+        raise  # for good (a write ACL taken away): the worker stops (streams.pipeline)
     except (RuntimeUnavailable, KafkaError) as exc:
         _defer(rec, now, f"the key store cannot answer ({type(exc).__name__})")
         return

@@ -129,10 +129,15 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         table.data.clear()
     for view in streams_tables.GLOBAL_VIEWS:
         view.clear()
-    # No delivery still under way (or failed) from an earlier test, and a lock that is not
+    # No delivery still under way (or failed) from an earlier test, nothing an earlier
+    # test decided and never flushed (a failed state keeps it), and a lock that is not
     # bound to an earlier test's event loop (it binds to the loop it is first waited for in).
     monkeypatch.setattr(streams_state.state, "_delivering", None)
     monkeypatch.setattr(streams_state.state, "failure", None)
+    monkeypatch.setattr(streams_state.state, "_dirty", {})
+    monkeypatch.setattr(streams_state.state, "_out", [])
+    monkeypatch.setattr(streams_state.state, "_done", [])
+    streams_state.state.forget()
     monkeypatch.setattr(streams_state.state, "lock", asyncio.Lock())
     yield faust_app
     for raw in list(streams_tables.requests.data.values()):

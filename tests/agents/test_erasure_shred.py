@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 
 from agents.ingest import ingest
 from agents.requests import workflow
@@ -39,6 +40,7 @@ from privops.core.vocab import Category, RequestState, System
 from streams import keystore
 from streams.context import collaborators
 from streams.keystore import KeyStore
+from streams.state import state
 from streams.tables import consent, identities, requests, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import trust
@@ -262,3 +264,56 @@ async def test_an_erasure_completed_before_its_suppression_waits_for_it(
     (step,) = shred_steps(outbox)
     assert step.reason is not None
     assert "identities dropped; subject-facts dropped" in step.reason
+
+
+@pytest.mark.parametrize(
+    ("refusal", "for_good"),
+    [(TopicAuthorizationFailedError, True), (KafkaTimeoutError, False)],
+)
+async def test_a_shred_refused_for_good_stops_the_worker_and_one_refused_for_now_waits(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,
+    key_log: Log,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    refusal: type[KafkaError],
+    for_good: bool,
+) -> None:
+    """The broker refuses the erasure's key tombstones. Refused for good (the worker may
+    no longer write the keys' topic), waiting would defer the erasure at every tick with
+    nobody told, so the state fails and the worker stops, as for a new subject's key
+    (streams.sealing.REFUSED); nothing is written. Refused for now (a broker away), the
+    erasure waits for a later tick."""
+    main = await store.get_or_create(ANN)
+    known(SubjectFacts())
+    told: list[BaseException] = []
+    sending = store._send
+
+    async def refusing(topic: str, key: bytes, value: bytes | None, partition: int) -> object:
+        if value is None:
+            raise refusal()
+        return await sending(topic, key, value, partition)
+
+    monkeypatch.setattr(store, "_send", refusing)
+    monkeypatch.setattr(state, "on_failure", told.append)
+    with caplog.at_level("INFO", logger="agents.requests"):
+        async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+            await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-shred-9", ANN)))
+            await suppress(facts_agent, serde, outbox, "R-shred-9")
+            await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+            await answer_all(flow, serde, outbox, "R-shred-9")
+            if for_good:
+                await wait_for(lambda: bool(told))
+            else:
+                await wait_for(lambda: shredding.DEFERRED in history("R-shred-9"))
+    assert tombstones(key_log) == []
+    assert store.ring(0).records(ANN) == [main]  # not forgotten: the broker has it
+    assert shredding.KEYS_SHREDDED not in history("R-shred-9")
+    if for_good:
+        assert [type(exc) for exc in told] == [refusal]
+        assert shredding.DEFERRED not in history("R-shred-9")
+        assert requests.data["R-shred-9"]["state"] != RequestState.completed.value
+    else:
+        assert told == []
+        assert f"the key store cannot answer ({refusal.__name__})" in caplog.text
