@@ -116,10 +116,10 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
         first, last = (w for w in workers if w is not victim)
         survivors = [first, last]
         # The survivors keep warm copies of the victim's tables (one standby replica by
-        # default), so the take-over below starts from them, not from empty stores.
+        # default), for the take-over below to start from.
         wait_for(
             "a survivor to keep a standby of each of the victim's partitions",
-            lambda: set(partitions(victim)) <= standbys(survivors),
+            lambda: (owned := set(partitions(victim))) and owned <= standbys(survivors),
         )
         produce(local_runtime, [e for c in customers for e in customer_events(c, SYSTEMS)])
         produce(local_runtime, [consent(c.subject_id, 1, given=True) for c in customers])
