@@ -104,7 +104,8 @@ async def health(self: View, _request: Request) -> Response:
         "open_requests": len(collaborators().schedule),
         # Which subjects this worker owns: the partitions of the co-partitioned topics.
         "partitions": sorted(keystore.owned_partitions(app.consumer.assignment())),
-        # Which it keeps a warm copy of, to take over if their owner dies.
+        # Which it keeps a warm copy of (standby replicas), to start from if it is
+        # given one of them when its owner dies.
         "standby_partitions": standby_partitions(),
     }
     return self.json(body, status=503 if problems else 200)

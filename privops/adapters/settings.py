@@ -169,8 +169,8 @@ class Settings(BaseSettings):
         ge=0,
         le=8,
         description="Warm copies of each table partition kept by other workers of the group "
-        "(Faust's standby replicas): a worker that takes a dead one's partitions over "
-        "starts from its copy instead of reading the changelogs from the start (0: none)",
+        "(Faust's standby replicas): when the holder has room for a dead owner's partition "
+        "it takes the partition over from its copy instead of the changelog (0: none)",
     )
     group_session_timeout_seconds: float = Field(
         default=30.0,
