@@ -6,6 +6,10 @@ subject or request (routing to the owner), and when one is SIGKILLed mid-stream 
 others take its partitions over from the changelogs and the committed offsets: every
 consent state is right, every erasure completes, and every task is executed once by its
 system (the connectors' ledgers).
+
+Each worker keeps standby copies of partitions others own. With two workers the survivor
+has room for the dead one's partitions, so Faust's assignor promotes its copies and the
+take-over starts from them; with three on the session's 4 partitions it often has not.
 """
 
 from __future__ import annotations
@@ -183,3 +187,72 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
     executed = executions(local_runtime, task_ids)
     assert set(executed) == task_ids
     assert all(n == 1 for n in executed.values()), executed
+
+
+def active_starts(log: str) -> dict[tuple[str, int], int]:
+    """Where the last recovery in a worker's log started reading each active changelog
+    partition (Faust's "Reading Starts At - Active" table; -1: from the beginning)."""
+    tables = log.split("Reading Starts At - Active")
+    if len(tables) < 2:
+        return {}
+    starts: dict[tuple[str, int], int] = {}
+    topic = ""
+    for line in tables[-1].splitlines()[3:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[1].isdigit():
+            break
+        topic = topic if cells[0] == "〃" else cells[0]
+        starts[(topic, int(cells[1]))] = int(cells[2])
+    return starts
+
+
+def test_a_survivor_with_room_takes_over_from_its_standby(
+    local_runtime, tmp_path: Path, uid: str
+) -> None:
+    """Two workers: each keeps a standby of the other's partitions, and the survivor has
+    room for all of them, so Faust's assignor promotes its copies. Its recovery of the
+    dead worker's partitions starts where the copy was, not at the changelog's start,
+    and every consent is right."""
+    customers = seed_customers(CUSTOMERS)
+    app_id = f"privops-standby-{uid}"
+    group = {
+        "PRIVOPS_APP_ID": app_id,
+        "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8",
+        "PRIVOPS_PSEUDONYM_KEY": f"standby-{uid}-pseudonym-key-0123456789",
+    }
+    workers = [
+        start_worker(local_runtime, f"standby{i}-{uid}", web_port=port(243 + i), extra_env=group)
+        for i in range(2)
+    ]
+    everything = set(range(local_runtime.topic_partitions))
+    try:
+        wait_for(
+            "the partitions to be split, each with a standby on the other worker",
+            lambda: all(partitions(w) for w in workers) and standbys(workers) == everything,
+            timeout=90,
+        )
+        victim, survivor = workers
+        taken = set(partitions(victim))
+        produce(local_runtime, [consent(c.subject_id, 1, given=True) for c in customers])
+        wait_for(
+            "every consent, asked of the survivor",
+            lambda: all(decision(survivor, c.subject_id) is True for c in customers),
+        )
+        victim.stop(kill=True)
+        wait_for(
+            "the survivor to own every partition",
+            lambda: set(partitions(survivor)) == everything,
+            timeout=90,
+        )
+        assert all(decision(survivor, c.subject_id) is True for c in customers)
+    finally:
+        for worker in workers:
+            worker.stop(kill=True)
+    changelog = f"{app_id}-consent-changelog"
+    starts = active_starts(survivor.log.read_text())
+    assert {p for (topic, p) in starts if topic == changelog} == everything, starts
+    # The taken-over partitions that had consents start where the standby copy was (-1
+    # would be the changelog's start).
+    written = taken & {subject_partition(c.subject_id, len(everything)) for c in customers}
+    assert written, (taken, starts)
+    assert all(starts[(changelog, p)] >= 0 for p in written), starts
