@@ -233,10 +233,20 @@ def test_a_survivor_with_room_takes_over_from_its_standby(
         )
         victim, survivor = workers
         taken = set(partitions(victim))
+        n = len(everything)
+        # The taken-over partitions that get consents (their changelogs get records).
+        written = taken & {subject_partition(c.subject_id, n) for c in customers}
+        assert written, taken
         produce(local_runtime, [consent(c.subject_id, 1, given=True) for c in customers])
         wait_for(
             "every consent, asked of the survivor",
             lambda: all(decision(survivor, c.subject_id) is True for c in customers),
+        )
+        # Committed, which follows the delivery of the victim's flush: time for the
+        # survivor's standby to read those changelog records (nothing shows a standby's
+        # progress, so this is time, not proof).
+        wait_for_commit(
+            local_runtime, app_id, [TopicPartition("marketing.events", p) for p in written]
         )
         victim.stop(kill=True)
         wait_for(
@@ -253,6 +263,4 @@ def test_a_survivor_with_room_takes_over_from_its_standby(
     assert {p for (topic, p) in starts if topic == changelog} == everything, starts
     # The taken-over partitions that had consents start where the standby copy was (-1
     # would be the changelog's start).
-    written = taken & {subject_partition(c.subject_id, len(everything)) for c in customers}
-    assert written, (taken, starts)
     assert all(starts[(changelog, p)] >= 0 for p in written), starts
