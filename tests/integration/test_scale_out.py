@@ -55,6 +55,17 @@ def consent(customer_id: str, n: int, given: bool) -> tuple[str, str, r.Record]:
     return ("marketing.events", customer_id, record)
 
 
+def group_env(name: str) -> dict[str, str]:
+    """The environment of one group's workers: its own app id, a short session timeout
+    (a killed worker's partitions move on quickly), and a pseudonym key of its own (the
+    suppression list is cluster-wide and earlier tests erase the same seeded customers)."""
+    return {
+        "PRIVOPS_APP_ID": f"privops-{name}",
+        "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8",
+        "PRIVOPS_PSEUDONYM_KEY": f"{name}-pseudonym-key-0123456789",
+    }
+
+
 def partitions(worker: WorkerProcess) -> list[int]:
     """The partitions of privacy.commands this worker owns (its /health says)."""
     status, body = http_json(f"{worker.url}/health")
@@ -90,13 +101,7 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
         customers=CUSTOMERS,
         worker_url=f"http://127.0.0.1:{port(242)}",
     )
-    group = {
-        "PRIVOPS_APP_ID": f"privops-scale-{uid}",
-        "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8",
-        # The suppression list is cluster-wide and earlier tests erase the same seeded
-        # customers: this group hashes identifiers under a key of its own.
-        "PRIVOPS_PSEUDONYM_KEY": f"scale-{uid}-pseudonym-key-0123456789",
-    }
+    group = group_env(f"scale-{uid}")
     workers: list[WorkerProcess] = []
     try:
         for i in range(3):
@@ -214,12 +219,8 @@ def test_a_survivor_with_room_takes_over_from_its_standby(
     dead worker's partitions starts where the copy was, not at the changelog's start,
     and every consent is right."""
     customers = seed_customers(CUSTOMERS)
-    app_id = f"privops-standby-{uid}"
-    group = {
-        "PRIVOPS_APP_ID": app_id,
-        "PRIVOPS_GROUP_SESSION_TIMEOUT_SECONDS": "8",
-        "PRIVOPS_PSEUDONYM_KEY": f"standby-{uid}-pseudonym-key-0123456789",
-    }
+    group = group_env(f"standby-{uid}")
+    app_id = group["PRIVOPS_APP_ID"]
     workers = [
         start_worker(local_runtime, f"standby{i}-{uid}", web_port=port(243 + i), extra_env=group)
         for i in range(2)
