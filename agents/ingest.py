@@ -59,7 +59,7 @@ from privops.core.holds import update_holds
 from privops.core.identity import identifier_keys, merge, suppression_keys, suppression_match
 from privops.core.personal import ITEMS, VALUES, PersonalPath
 from privops.core.subject_keys import KeyUnwrapFailed
-from privops.core.topics import CONSENT_STATE, SUBJECT_DIRECTIVES, events_topic
+from privops.core.topics import CONSENT_STATE, ingest_inputs
 from privops.core.vocab import System
 from streams import pipeline
 from streams.app import app, settings
@@ -75,7 +75,7 @@ R = TypeVar("R", bound=r.Record)
 _CONSENT_STATE = r.ConsentState.fullname()
 
 
-SUBJECT_TOPICS = [events_topic(s) for s in System] + [SUBJECT_DIRECTIVES]
+SUBJECT_TOPICS = ingest_inputs()
 # Make sure each topic is declared once in the catalogue with its partitions.
 assert all(name in TOPICS for name in SUBJECT_TOPICS)
 inlet = pipeline.inlet("ingest", SUBJECT_TOPICS)

@@ -53,8 +53,13 @@ from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, RuntimeUnavailable, WrongTopic
 from privops.core.identity import IdentityMap
 from privops.core.ticks import parse_tick
-from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, task_results_topic
-from privops.core.vocab import TERMINAL_STATES, System, TaskState
+from privops.core.topics import (
+    COMMAND_RESULTS,
+    COMMANDS,
+    REQUEST_TICKS,
+    workflow_inputs,
+)
+from privops.core.vocab import TERMINAL_STATES, TaskState
 from streams import pipeline
 from streams.app import app, settings
 from streams.audit import audit, ref
@@ -71,11 +76,7 @@ V = TypeVar("V")
 
 # Ticks (overdue answers, deadline alerts, follow-ups) wait behind commands and answers:
 # a sweep can find hundreds due at once, and a command should not wait for all of them.
-inlet = pipeline.inlet(
-    "workflow",
-    [COMMANDS, *(task_results_topic(s) for s in System), REQUEST_TICKS],
-    background=[REQUEST_TICKS],
-)
+inlet = pipeline.inlet("workflow", workflow_inputs(), background=[REQUEST_TICKS])
 
 
 def load(request_id: str) -> wf.RequestRecord | None:

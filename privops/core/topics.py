@@ -120,6 +120,18 @@ def tasks_topic(system: System | str) -> str:
     return f"privacy.tasks.{System(system).value}"
 
 
+def ingest_inputs() -> list[str]:
+    """What the ingest agent reads as its consumer group: every system's events and the
+    requests' directives (all keyed by subject id)."""
+    return [events_topic(s) for s in System] + [SUBJECT_DIRECTIVES]
+
+
+def workflow_inputs() -> list[str]:
+    """What the workflow agent reads as its consumer group: commands, every system's
+    answers and the requests' ticks (all keyed by subject id)."""
+    return [COMMANDS, *(task_results_topic(s) for s in System), REQUEST_TICKS]
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

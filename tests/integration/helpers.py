@@ -106,6 +106,45 @@ def committed(
     return asyncio.run(run())
 
 
+def start_group_at_end(settings: Settings, group: str, topics: list[str]) -> None:
+    """Commit, for ``group`` before any of its workers starts, the end of every partition
+    of ``topics``: where the tests' workers would start anyway (they reset to the latest
+    offset, past earlier tests' records on the session's topics), but as a commit. So a
+    worker killed before it committed a partition leaves its successor the start of the
+    test, not the end of the partition: nothing it consumed and never flushed is skipped.
+    """
+
+    async def run() -> dict[TopicPartition, int]:
+        admin = AIOKafkaAdminClient(**client_options(settings, ADMIN), request_timeout_ms=15000)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(topics)
+        finally:
+            await admin.close()
+        tps = [
+            TopicPartition(topic["topic"], partition["partition"])
+            for topic in described
+            for partition in topic["partitions"]
+        ]
+        missing = set(topics) - {tp.topic for tp in tps}
+        assert not missing, f"no partitions for {sorted(missing)}"
+        consumer = AIOKafkaConsumer(
+            **client_options(settings, ADMIN), group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            ends = dict(await consumer.end_offsets(tps))
+            consumer.assign(tps)  # no membership: a commit for the group while it is empty
+            await consumer.commit(ends)
+            return ends
+        finally:
+            await consumer.stop()
+
+    ends = asyncio.run(run())
+    stored = committed(settings, group, list(ends))
+    assert stored == ends, f"{group}: committed {stored}, not {ends}"
+
+
 def wait_for_commit(settings: Settings, group: str, tps: list[TopicPartition]) -> None:
     """Wait until ``group`` has committed everything written to ``tps`` so far, so a worker
     killed after this leaves its successor a place to start (the tests' workers start a
