@@ -196,7 +196,7 @@ async def test_the_sweep_sends_every_due_tick_in_one_batch_keyed_by_subject(
     await inspect.unwrap(timers.sweep)()  # the sweep itself, not Faust's timer loop
 
     ticks = [s for s in outbox.sent if s.topic == REQUEST_TICKS]
-    assert sorted(t.record.task_id for t in ticks if isinstance(t.record, r.RequestTick)) == [
+    assert sorted(t.record.task_id or "" for t in ticks if isinstance(t.record, r.RequestTick)) == [
         f"R-agent-6:{system}:erase" for system in sorted(SYSTEM_IDS)
     ]
     assert {t.key for t in ticks} == {SUBJECT.encode()}

@@ -40,7 +40,11 @@ def serde_for(settings: Settings) -> Serde:
     return _SERDES[settings.registry_url]
 
 
-def produce(settings: Settings, items: list[tuple[str, str | bytes, r.Record | bytes]]) -> None:
+ToProduce = tuple[str, str | bytes, r.Record | bytes]
+"""(topic, key, record or raw bytes): what ``produce`` sends."""
+
+
+def produce(settings: Settings, items: list[ToProduce]) -> None:
     """Send (topic, key, record-or-raw-bytes) in order and wait for the acks, each as the
     principal that writes its topic (a system its events and answers, the DPO commands)."""
     serde = serde_for(settings)

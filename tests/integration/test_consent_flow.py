@@ -3,20 +3,23 @@ and the state survives a worker restart."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from privops.adapters.settings import Settings
 from privops.core import records as r
 from privops.core.topics import CONSENT_STATE
 from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 from tests.conftest import port, start_worker
-from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
+from tests.integration.helpers import Subject, ToProduce, http_json, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
 M = Purpose.marketing
 
 
-def stream(ann: Subject, bob: Subject, cat: Subject, dan: Subject) -> list:
+def stream(ann: Subject, bob: Subject, cat: Subject, dan: Subject) -> list[ToProduce]:
     dup = ann.event(r.ConsentGiven, System.crm, minutes=2, purpose=M, channel=Channel.sms)
     return [
         # Ann: every channel granted, then unsubscribes by email and replies STOP by SMS.
@@ -81,7 +84,7 @@ EXPECTED = {
 }
 
 
-def decisions(url: str, subjects: list[Subject]) -> dict:
+def decisions(url: str, subjects: list[Subject]) -> dict[tuple[int, Channel], Any]:
     out = {}
     for i, channel in EXPECTED:
         status, body = http_json(
@@ -91,12 +94,12 @@ def decisions(url: str, subjects: list[Subject]) -> dict:
     return out
 
 
-def test_mixed_stream_decisions_topic_and_restart(local_runtime, uid: str) -> None:
+def test_mixed_stream_decisions_topic_and_restart(local_runtime: Settings, uid: str) -> None:
     subjects = [Subject(uid, n) for n in range(4)]
     worker = start_worker(local_runtime, f"consent-{uid}", web_port=port(167))
     try:
         produce(local_runtime, stream(*subjects))
-        seen: dict = {}
+        seen: dict[tuple[int, Channel], Any] = {}
 
         def settled() -> bool:
             seen.update(decisions(worker.url, subjects))

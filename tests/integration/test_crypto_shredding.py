@@ -192,7 +192,7 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
     try:
         produce(local_runtime, [*sealed_events(erased, keys), *sealed_events(other, keys)])
         for subject in (erased, other):
-            wait_for(f"{subject.id} to be known", lambda s=subject: known(worker, s.id))
+            wait_for(f"{subject.id} to be known", lambda s=subject: known(worker, s.id))  # type: ignore[misc]
         before = wait_for(
             "the other subject's consent to be applied",
             lambda: (c := consent(worker, other))["allowed"] is True and c,

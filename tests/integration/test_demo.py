@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from privops.adapters.settings import Settings
 from tests.conftest import REPO, port
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_story_runs_and_shows_every_workflow(local_runtime) -> None:
+def test_demo_story_runs_and_shows_every_workflow(local_runtime: Settings) -> None:
     env = {**os.environ, "PRIVOPS_WEB_PORT": str(port(401)), "COLUMNS": "160"}
     proc = subprocess.run(
         [sys.executable, "-m", "privops.cli.main", "demo"],

@@ -15,6 +15,7 @@ import pytest
 
 from privops.adapters import kek as kekfile
 from privops.adapters.acls import DPO
+from privops.adapters.settings import Settings
 from privops.connectors.encryption import decrypt_record
 from privops.connectors.reference import exported_file, seed_customers
 from privops.core import deadlines
@@ -39,7 +40,7 @@ def received_for_due_in(days: int, today: date) -> date:
     raise AssertionError("no receipt date found")
 
 
-def alerts_for(settings, request_ids: set[str]) -> list[r.Alert]:
+def alerts_for(settings: Settings, request_ids: set[str]) -> list[r.Alert]:
     return [
         c.value
         for c in read_topic(settings, ALERTS)
@@ -48,7 +49,7 @@ def alerts_for(settings, request_ids: set[str]) -> list[r.Alert]:
 
 
 def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
-    local_runtime, tmp_path: Path, uid: str
+    local_runtime: Settings, tmp_path: Path, uid: str
 ) -> None:
     today = Clock().today()
     customers = seed_customers(4)

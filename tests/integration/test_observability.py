@@ -15,11 +15,12 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+from privops.adapters.settings import Settings
 from privops.core import records as r
 from privops.core.topics import AUDIT
 from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import REPO, WorkerProcess, port
-from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
+from tests.integration.helpers import Subject, ToProduce, http_json, produce, read_topic, wait_for
 from tests.integration.promql_check import check_queries
 
 pytestmark = pytest.mark.integration
@@ -66,15 +67,15 @@ def prometheus(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) 
 def _ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
 
 
-def traffic(local_runtime, worker: WorkerProcess, uid: str) -> list[Subject]:
+def traffic(local_runtime: Settings, worker: WorkerProcess, uid: str) -> list[Subject]:
     """Consent changes, a dead letter and an erasure request with tasks in flight."""
     subjects = [Subject(uid, n) for n in range(3)]
-    items: list = [("crm.events", "x", b"not avro " + uid.encode())]
+    items: list[ToProduce] = [("crm.events", "x", b"not avro " + uid.encode())]
     for s in subjects:
         items += [
             s.event(r.CustomerCreated, System.crm),
@@ -120,7 +121,7 @@ def traffic(local_runtime, worker: WorkerProcess, uid: str) -> list[Subject]:
 
 
 def test_every_panel_and_alert_query_runs_against_real_prometheus(
-    local_runtime, worker: WorkerProcess, prometheus: str, uid: str
+    local_runtime: Settings, worker: WorkerProcess, prometheus: str, uid: str
 ) -> None:
     subjects = traffic(local_runtime, worker, uid)
     dashboards = DEPLOY / "grafana" / "dashboards"

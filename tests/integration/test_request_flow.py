@@ -14,16 +14,20 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from privops.adapters.settings import Settings
 from privops.connectors.reference import open_store, seed_customers
+from privops.connectors.reference.people import FakeCustomer
 from privops.core import records as r
 from privops.core.topics import ALERTS, AUDIT, NOTIFICATIONS, tasks_topic
 from privops.core.vocab import Category, System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
-from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
+from tests.integration.helpers import Subject, ToProduce, http_json, produce, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +51,8 @@ def fast_datamap(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def customer_events(customer, systems) -> list:
-    items = []
+def customer_events(customer: FakeCustomer, systems: Iterable[System]) -> list[ToProduce]:
+    items: list[ToProduce] = []
     for system in systems:
         ids = customer.identifiers(system)
         record = r.CustomerCreated(
@@ -101,13 +105,13 @@ def customer_events(customer, systems) -> list:
 
 
 def simulate(
-    settings,
+    settings: Settings,
     data_dir: Path,
     *knobs: str,
     customers: int,
     worker_url: str | None = None,
     env: dict[str, str] | None = None,
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """The reference connectors in their own consumer group, from the topics' end, so no
     earlier test's tasks queue in front of this test's; returns once they are assigned.
     ``worker_url``: the key service their tasks' keys come from (the test's worker);
@@ -158,12 +162,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout.strip()
 
 
-def request(worker: WorkerProcess, rid: str) -> dict:
+def request(worker: WorkerProcess, rid: str) -> dict[str, Any]:
     status, body = http_json(f"{worker.url}/requests/{rid}")
     return body if status == 200 else {}
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(20)
@@ -183,7 +187,7 @@ def known(worker: WorkerProcess, subject_id: str) -> bool:
 
 
 def test_erasure_with_slow_failing_and_silent_systems(
-    local_runtime, fast_datamap: Path, tmp_path: Path, uid: str
+    local_runtime: Settings, fast_datamap: Path, tmp_path: Path, uid: str
 ) -> None:
     customer = seed_customers(3)[2]  # has orders inside six years, so invoices are kept
     env = {"PRIVOPS_DATAMAP": str(fast_datamap), **own_pseudonym_key(uid)}
@@ -297,7 +301,7 @@ def test_erasure_with_slow_failing_and_silent_systems(
 
 
 def test_worker_killed_between_tasks_and_answers_loses_nothing(
-    local_runtime, fast_datamap: Path, tmp_path: Path, uid: str
+    local_runtime: Settings, fast_datamap: Path, tmp_path: Path, uid: str
 ) -> None:
     customer = seed_customers(2)[1]
     env = {"PRIVOPS_DATAMAP": str(fast_datamap), **own_pseudonym_key(uid)}
@@ -354,7 +358,7 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
     ]
     assert sent
     ledger = local_runtime.home / "connectors"
-    executed = Counter()
+    executed: Counter[str] = Counter()
     for db_path in ledger.glob("*-ledger.db"):
         with sqlite3.connect(db_path) as db:
             for (task_id,) in db.execute("select task_id from answers"):
@@ -365,7 +369,7 @@ def test_worker_killed_between_tasks_and_answers_loses_nothing(
 
 
 def test_legal_hold_blocks_erasure_of_its_categories(
-    local_runtime, fast_datamap: Path, uid: str
+    local_runtime: Settings, fast_datamap: Path, uid: str
 ) -> None:
     customer = seed_customers(1)[0]
     env = {"PRIVOPS_DATAMAP": str(fast_datamap), **own_pseudonym_key(uid)}
@@ -415,7 +419,7 @@ def test_legal_hold_blocks_erasure_of_its_categories(
 
 
 def test_reimport_of_an_erased_subject_under_a_new_id_is_flagged(
-    local_runtime, fast_datamap: Path, uid: str
+    local_runtime: Settings, fast_datamap: Path, uid: str
 ) -> None:
     from streams.audit import ref
 

@@ -21,6 +21,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from privops.adapters.key_topic import subject_partition
+from privops.adapters.settings import Settings
 from privops.connectors.reference import seed_customers
 from privops.core import records as r
 from privops.core.topics import ingest_inputs, workflow_inputs
@@ -92,7 +93,7 @@ def decision(worker: WorkerProcess, subject_id: str) -> bool | None:
 
 
 def test_three_workers_split_the_partitions_and_survive_losing_one(
-    local_runtime, tmp_path: Path, uid: str
+    local_runtime: Settings, tmp_path: Path, uid: str
 ) -> None:
     customers = seed_customers(CUSTOMERS)
     # The connectors' key service: the third worker, never the one killed below (the
@@ -175,7 +176,7 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
             assert all(finished(worker, rid) for rid in rids)
             wait_for(
                 "the consent withdrawn mid-stream to hold",
-                lambda w=worker: all(
+                lambda w=worker: all(  # type: ignore[misc]
                     decision(w, c.subject_id) is False for c in customers[ERASED:]
                 ),
             )
@@ -210,7 +211,7 @@ def active_starts(log: str) -> dict[tuple[str, int], int]:
 
 
 def test_a_survivor_with_room_takes_over_from_its_standby(
-    local_runtime, tmp_path: Path, uid: str
+    local_runtime: Settings, tmp_path: Path, uid: str
 ) -> None:
     """Two workers: each keeps a standby of the other's partitions, and the survivor has
     room for all of them, so Faust's assignor promotes its copies. Its recovery of the

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from privops.adapters.settings import Settings
 from privops.core import records as r
 from privops.core.topics import AUDIT, DEADLETTER
 from privops.core.vocab import Channel, Purpose, System
@@ -13,7 +16,9 @@ from tests.integration.helpers import Subject, produce, read_topic, records_wher
 pytestmark = pytest.mark.integration
 
 
-def test_event_to_audit_round_trip(local_runtime, worker: WorkerProcess, uid: str) -> None:
+def test_event_to_audit_round_trip(
+    local_runtime: Settings, worker: WorkerProcess, uid: str
+) -> None:
     subject = Subject(uid)
     produce(
         local_runtime,
@@ -49,7 +54,7 @@ def test_event_to_audit_round_trip(local_runtime, worker: WorkerProcess, uid: st
 
 
 def test_garbage_goes_to_deadletter_and_next_event_is_processed(
-    local_runtime, worker: WorkerProcess, uid: str
+    local_runtime: Settings, worker: WorkerProcess, uid: str
 ) -> None:
     subject = Subject(uid)
     garbage = b"\x00\x00\x00\x00\x07not avro at all " + uid.encode()
@@ -70,7 +75,7 @@ def test_garbage_goes_to_deadletter_and_next_event_is_processed(
     )
     bad = {garbage, b"plain text " + uid.encode()}
 
-    def letters_for_garbage() -> dict:
+    def letters_for_garbage() -> dict[tuple[int, int], Any]:
         found = {
             (c.value.partition, c.value.offset): c.value
             for c in read_topic(local_runtime, DEADLETTER)
@@ -100,7 +105,7 @@ def test_garbage_goes_to_deadletter_and_next_event_is_processed(
 
 
 def test_event_without_identifiers_is_dead_lettered(
-    local_runtime, worker: WorkerProcess, uid: str
+    local_runtime: Settings, worker: WorkerProcess, uid: str
 ) -> None:
     subject = Subject(uid)
     topic, key, event = subject.event(r.CustomerCreated, System.web)
@@ -119,7 +124,7 @@ def test_event_without_identifiers_is_dead_lettered(
     assert letter.original_topic == "web.events"
 
 
-def test_local_up_again_says_already_running_and_status_is_ready(local_runtime) -> None:
+def test_local_up_again_says_already_running_and_status_is_ready(local_runtime: Settings) -> None:
     import os
     import subprocess
     import sys

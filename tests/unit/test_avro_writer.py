@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from privops.adapters.avro import Codec
 from privops.adapters.avro_writer import Unwritable, compile_writer
-from privops.core.records import ALL_RECORDS, AuditEvent, ConsentState
+from privops.core.records import ALL_RECORDS, AuditEvent, ConsentState, Record
 from privops.core.vocab import Purpose
 from tests.unit.test_schemas import build
 
@@ -142,7 +142,7 @@ def _consent(**preference: Any) -> dict[str, Any]:
     return {**datum, "preferences": [{**first, **preference}, *rest]}
 
 
-DECLINED = {
+DECLINED: dict[str, tuple[type[Record], dict[str, Any]]] = {
     "naive time": (AuditEvent, _audit(occurred_at=datetime(2026, 1, 1, 12))),
     "missing field with a default": (AuditEvent, _without(_audit(), "reason")),
     "missing required field": (AuditEvent, _without(_audit(), "chain")),

@@ -158,6 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
+        body: dict[str, object]
         code, body = 404, {"error": "not found"}
         if parts[0] == "requests":
             if parts[1] == STATUS["request_id"]:

@@ -533,7 +533,9 @@ def test_the_default_key_source_is_the_workers_key_service_with_the_kek_file(
     assert isinstance(keys, WorkerKeySource)
     assert keys.base_url == "http://127.0.0.1:7123"
     # asked as the system itself, with its Kafka password
-    sent = next(keys._http.auth.auth_flow(httpx.Request("POST", keys.base_url)))
+    auth = keys._http.auth
+    assert auth is not None
+    sent = next(auth.auth_flow(httpx.Request("POST", keys.base_url)))
     crm = system_principal(System.crm)
     assert basic_credentials(sent.headers["Authorization"]) == Credentials(crm, passwords[crm])
     assert (tmp_path / "home" / "keys" / "kek.json").exists()  # a dev KEK, made here

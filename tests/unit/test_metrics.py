@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import pytest
@@ -84,7 +85,9 @@ def test_enum_combinations_are_preinitialised() -> None:
         (metrics.audit_action_label, metrics.AuditAction.task_escalated),
     ],
 )
-def test_label_helpers_keep_known_values_and_map_the_rest_to_other(helper, good) -> None:
+def test_label_helpers_keep_known_values_and_map_the_rest_to_other(
+    helper: Callable[[object], str], good: object
+) -> None:
     assert helper(good) == str(good)
     for bad in ("alice@example.com", "+447700900123", "subj-1234", "", None, 42, "CRM"):
         assert helper(bad) == "other"

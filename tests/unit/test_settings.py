@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from privops.adapters.settings import DEV_SECRETS, Settings, get_settings
@@ -14,7 +16,7 @@ OWN = {
 
 
 @pytest.fixture(autouse=True)
-def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("PRIVOPS_ENV", *OWN):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
@@ -56,8 +58,8 @@ def test_unknown_environment_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_app_data_dir_is_per_app_id() -> None:
-    a = Settings(app_id="one", data_dir="/tmp/x")  # type: ignore[arg-type]
-    b = Settings(app_id="two", data_dir="/tmp/x")  # type: ignore[arg-type]
+    a = Settings(app_id="one", data_dir="/tmp/x")
+    b = Settings(app_id="two", data_dir="/tmp/x")
     assert a.app_data_dir != b.app_data_dir
     assert a.app_data_dir.parent == b.app_data_dir.parent
 
