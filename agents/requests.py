@@ -53,12 +53,7 @@ from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, RuntimeUnavailable, WrongTopic
 from privops.core.identity import IdentityMap
 from privops.core.ticks import parse_tick
-from privops.core.topics import (
-    COMMAND_RESULTS,
-    COMMANDS,
-    REQUEST_TICKS,
-    workflow_inputs,
-)
+from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, workflow_inputs
 from privops.core.vocab import TERMINAL_STATES, TaskState
 from streams import pipeline
 from streams.app import app, settings
