@@ -124,10 +124,11 @@ def model_slot(
 
 class SealMemos:
     """Per subject, the ciphertext each personal value of the subject-keyed tables was
-    last sealed to, under the subject's current key (``sealing.seal``'s memo): bounded
-    (least recently written subjects go first), emptied for a subject whose key changed
-    or is gone and whose values were deleted, and on every rebalance. It holds plaintext,
-    as the decoded values do, and loses it with them."""
+    last sealed to, under the subject's current key (``sealing.seal``'s memo). Bounded:
+    the least recently written subjects go first, and a subject's memo starts again when
+    it is full or their key changed. It holds plaintext, as the decoded values do, and
+    loses it with them: a subject's when their identity or facts are deleted or their
+    key is gone, everyone's at a rebalance."""
 
     def __init__(self, subjects: int = SEAL_MEMO_SUBJECTS) -> None:
         self._subjects = subjects
