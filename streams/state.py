@@ -41,9 +41,6 @@ M = TypeVar("M", bound=BaseModel)
 _MISSING: Any = object()
 
 CACHE_SIZE = 200_000
-# Subjects whose sealed values are remembered (``SealMemos``), and values per subject.
-SEAL_MEMO_SUBJECTS = 50_000
-SEAL_MEMO_VALUES = 64
 
 QueueAll = Callable[[Sequence[batching.Outgoing]], Awaitable[Awaitable[list[int]]]]
 """Hands records to the producer; once all are queued, returns what answers each one's
@@ -122,38 +119,6 @@ def model_slot(
     return Slot(table, model.model_validate, encode, dump, sealing)
 
 
-class SealMemos:
-    """Per subject, the ciphertext each personal value of the subject-keyed tables was
-    last sealed to, under the subject's current key (``sealing.seal``'s memo). Bounded:
-    the least recently written subjects go first, and a subject's memo starts again when
-    it is full or their key changed. It holds plaintext, as the decoded values do, and
-    loses it with them: a subject's when their identity or facts are deleted or their
-    key is gone, everyone's at a rebalance."""
-
-    def __init__(self, subjects: int = SEAL_MEMO_SUBJECTS) -> None:
-        self._subjects = subjects
-        self._memos: OrderedDict[str, tuple[str, dict[tuple[str, str], str]]] = OrderedDict()
-
-    def memo(self, subject_id: str, key_id: str) -> dict[tuple[str, str], str]:
-        """The subject's memo under ``key_id`` (a new one if the key changed)."""
-        found = self._memos.get(subject_id)
-        if found is None or found[0] != key_id or len(found[1]) >= SEAL_MEMO_VALUES:
-            found = self._memos[subject_id] = (key_id, {})
-        self._memos.move_to_end(subject_id)
-        if len(self._memos) > self._subjects:
-            self._memos.popitem(last=False)
-        return found[1]
-
-    def forget(self, subject_id: str) -> None:
-        self._memos.pop(subject_id, None)
-
-    def clear(self) -> None:
-        self._memos.clear()
-
-    def __len__(self) -> int:
-        return len(self._memos)
-
-
 class StateFailed(RuntimeError):
     """What every flush raises once the state has failed (``State.fail``), and what an
     agent then crashes with: the cause's type only. Its text may quote personal data
@@ -182,7 +147,6 @@ class State:
         self._out: list[tuple[str, bytes | None, bytes | None] | SealedOutput] = []
         self._done: list[Message] = []
         self.cache_size = 0 if settings.store.startswith("memory:") else CACHE_SIZE
-        self.seal_memos = SealMemos()
         self.queue_all: QueueAll = _queue_all
         # The last flush's delivery: its offsets persisted and its inputs acknowledged
         # once the broker has it, after every flush before it (``_delivered``).
@@ -323,12 +287,7 @@ class State:
         for (name, partition), values in dirty.items():
             slot = self._slots[name]
             items = _encoded(
-                slot,
-                values,
-                keys,
-                opened.get(name, {}),
-                self.seal_memos,
-                python=batching.holds_python(slot.table),
+                slot, values, keys, opened.get(name, {}), python=batching.holds_python(slot.table)
             )
             batching.write_partition(slot.table, partition, items)
             self._forget_unsealable(slot, partition, opened.get(name, {}), keys)
@@ -455,7 +414,6 @@ class State:
     def forget(self) -> None:
         """Drop every decoded value (partitions moved; recovery may have changed them)."""
         self._cache.clear()
-        self.seal_memos.clear()
 
 
 def _encoded(
@@ -463,7 +421,6 @@ def _encoded(
     values: dict[str, Any],
     keys: Mapping[str, DataKey | None],
     opened: Mapping[str, Any],
-    memos: SealMemos,
     *,
     python: bool,
 ) -> dict[bytes, tuple[Any, bytes | None]]:
@@ -475,11 +432,9 @@ def _encoded(
     for key, value in values.items():
         if value is None:
             items[key.encode()] = (None, None)
-            if slot.sealing is not None and slot.sealing.keyed_by_subject:
-                memos.forget(key)
             continue
         if key in opened and slot.sealing is not None:
-            sealed = _sealed(slot.sealing, key, opened[key], keys, memos)
+            sealed = _sealed(slot.sealing, key, opened[key], keys)
             raw = None if sealed is None else json.dumps(sealed).encode()
             items[key.encode()] = (sealed if python else None, raw)
             continue
@@ -495,22 +450,12 @@ def error_frames(exc: BaseException) -> str:
     return "".join(traceback.format_tb(exc.__traceback__))
 
 
-def _sealed(
-    seal: TableSealing,
-    key: str,
-    jsonable: Any,
-    keys: Mapping[str, DataKey | None],
-    memos: SealMemos,
-) -> Any:
-    """The value sealed under its subject's key; stripped when the subject has none.
-    Only the subject-keyed tables use a memo: a tombstone there says whose values went."""
+def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, DataKey | None]) -> Any:
     subject = seal.subject(key, jsonable)
     data_key = keys.get(subject)
     if data_key is None:
-        memos.forget(subject)
         return seal.strip(jsonable)
-    memo = memos.memo(subject, data_key.key_id) if seal.keyed_by_subject else None
-    return sealing.seal(jsonable, seal, subject, data_key, memo)
+    return sealing.seal(jsonable, seal, subject, data_key)
 
 
 async def _queue_all(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:

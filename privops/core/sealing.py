@@ -18,7 +18,7 @@ docs/crypto-shredding.md, "privops' own copies".
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -54,8 +54,6 @@ class TableSealing:
     """(table key, JSON value) -> the subject whose key seals it."""
     pack: Callable[[Json], Json] = lambda value: value
     unpack: Callable[[Json], Json] = lambda value: value
-    keyed_by_subject: bool = False
-    """The table's key is the subject id (so a tombstone names whose values went)."""
 
 
 # --- the tables ------------------------------------------------------------------------------
@@ -75,7 +73,6 @@ IDENTITIES: Final = TableSealing(
     (_path("email", "value"), _path("phone", "value"), _path("systems", VALUES, VALUES, "value")),
     strip=lambda _value: None,  # an identity is nothing but identifiers
     subject=_by_key,
-    keyed_by_subject=True,
 )
 
 
@@ -89,7 +86,6 @@ FACTS: Final = TableSealing(
     (_path("disclosures", ITEMS, "recipient_ref"),),
     strip=_facts_without_refs,
     subject=_by_key,
-    keyed_by_subject=True,
 )
 
 MANIFEST: Final = "manifest"
@@ -142,41 +138,12 @@ def personal_values(value: Json, sealing: TableSealing) -> bool:
     return holds_personal(sealing.pack(value), sealing.paths)
 
 
-SealMemo = MutableMapping[tuple[str, str], str]
-"""(field path, plaintext) -> the ciphertext it was sealed to, under one subject's key."""
-
-
-def seal(
-    value: Json,
-    sealing: TableSealing,
-    subject_id: str,
-    key: DataKey,
-    memo: SealMemo | None = None,
-) -> Json:
+def seal(value: Json, sealing: TableSealing, subject_id: str, key: DataKey) -> Json:
     """``value`` with every personal value encrypted under ``key`` (a value sealed
-    already, under a key of this subject, is left as it is).
+    already, under a key of this subject, is left as it is)."""
 
-    With ``memo`` (the caller's, for this subject and ``key`` only), a value sealed
-    before in the same field gets the same ciphertext again instead of a new one: the
-    same key, associated data and plaintext, so it opens the same, and an identity
-    rewritten at every event (its identifiers' times move) does not re-encrypt values
-    that did not change. Whoever reads the stored copies can then tell that a field's
-    value did not change between two of them, as they can tell the copy was rewritten."""
-    visit = encrypting(key, subject_id)
-    if memo is not None:
-        visit = _remembered(visit, memo)
-    sealed: Json = map_personal(sealing.pack(value), sealing.paths, visit)
+    sealed: Json = map_personal(sealing.pack(value), sealing.paths, encrypting(key, subject_id))
     return sealed
-
-
-def _remembered(visit: Callable[[str, str], str], memo: SealMemo) -> Callable[[str, str], str]:
-    def remembered(label: str, item: str) -> str:
-        token = memo.get((label, item))
-        if token is None:
-            token = memo[(label, item)] = visit(label, item)
-        return token
-
-    return remembered
 
 
 def open_(value: Json, sealing: TableSealing, subject_id: str, keys: KeyLookup) -> Json | None:

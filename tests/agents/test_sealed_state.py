@@ -15,7 +15,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
@@ -331,7 +331,14 @@ async def test_an_erased_subjects_values_are_not_kept_decoded_once_stored_withou
 ) -> None:
     """Ann's keys are destroyed and nothing of hers is kept: her identity is written as a
     deletion, and the write-back cache does not go on answering it in plaintext."""
-    view = _view(store)
+    view = State()
+    view.cache_size = 100
+    view.sealer = WorkerSealer(erased_at, store=lambda: store)
+
+    async def queue_all(records: Sequence[Outgoing]) -> Awaitable[list[int]]:
+        return asyncio.sleep(0, result=list(range(len(records))))
+
+    view.queue_all = queue_all
     main = await store.get_or_create(ANN)
     await store.shred(ANN, [main.key_id])
     identity = merge(None, ANN, System.crm, {"email": EMAIL}, INVOICE)
@@ -341,78 +348,3 @@ async def test_an_erased_subjects_values_are_not_kept_decoded_once_stored_withou
     await view.flush()
     assert ANN not in identities.data
     assert view.get(IDENTITIES, ANN) is None
-
-
-def _view(store: KeyStore) -> State:  # noqa: F811
-    """A state of its own over the test's key store, whose flushes deliver at once."""
-    view = State()
-    view.cache_size = 100
-    view.sealer = WorkerSealer(erased_at, store=lambda: store)
-
-    async def queue_all(records: Sequence[Outgoing]) -> Awaitable[list[int]]:
-        return asyncio.sleep(0, result=list(range(len(records))))
-
-    view.queue_all = queue_all
-    return view
-
-
-async def test_an_identity_written_again_keeps_the_ciphertext_of_what_did_not_change(
-    app: Any,
-    store: KeyStore,  # noqa: F811
-) -> None:
-    """Each event rewrites its subject's identity (the identifiers' times move), and the
-    values that did not change are not encrypted again; once the identity is deleted,
-    or the subject's key is gone, nothing of theirs is remembered."""
-    view = _view(store)
-    first = merge(None, ANN, System.crm, {"email": EMAIL, "phone": "+447700900123"}, INVOICE)
-    assert first is not None
-    view.put(IDENTITIES, ANN, first)
-    await view.flush()
-    before = identities.data[ANN]
-    later = merge(first, ANN, System.crm, {"email": "ann.new@example.com"}, INVOICE + timedelta(1))
-    assert later is not None
-    view.put(IDENTITIES, ANN, later)
-    await view.flush()
-    after = identities.data[ANN]
-    assert after["phone"]["value"] == before["phone"]["value"]
-    assert after["email"]["value"] != before["email"]["value"]
-    assert "ann.new@example.com" not in json.dumps(after)
-    opened = view.opened(IDENTITIES, ANN, after)
-    assert IdentityMap.model_validate(opened) == later
-    assert len(view.seal_memos) == 1
-
-    view.put(IDENTITIES, ANN, cast(IdentityMap, None))  # a tombstone, as an erasure writes
-    await view.flush()
-    assert len(view.seal_memos) == 0
-
-    view.put(IDENTITIES, ANN, later)
-    await view.flush()
-    assert len(view.seal_memos) == 1
-    await store.shred(ANN, [k.key_id for k in store.ring(0).records(ANN)])
-    view.put(IDENTITIES, ANN, later)
-    await view.flush()
-    assert ANN not in identities.data  # stored without its identifiers: nothing left
-    assert len(view.seal_memos) == 0
-
-    bob = merge(None, BOB, System.crm, {"email": "bob@example.com"}, INVOICE)
-    assert bob is not None
-    view.put(IDENTITIES, BOB, bob)
-    await view.flush()
-    assert len(view.seal_memos) == 1
-    view.forget()  # a rebalance
-    assert len(view.seal_memos) == 0
-
-
-def test_seal_memos_are_per_key_and_bounded() -> None:
-    memos = streams_state.SealMemos(subjects=2)
-    ann = memos.memo(ANN, "ann-key-1")
-    ann[("email.value", EMAIL)] = "pv1:sealed"
-    assert memos.memo(ANN, "ann-key-1") == {("email.value", EMAIL): "pv1:sealed"}
-    assert memos.memo(ANN, "ann-key-2") == {}  # a new key: nothing sealed under it yet
-    memos.memo(BOB, "bob-key")
-    memos.memo("subj-cat", "cat-key")  # a third subject: the least recently used goes
-    assert len(memos) == 2
-    assert memos.memo(ANN, "ann-key-2") == {}
-    many = memos.memo(BOB, "bob-key")
-    many.update({("systems{crm}{email}.value", str(n)): "pv1:x" for n in range(64)})
-    assert memos.memo(BOB, "bob-key") == {}  # full: started again, never grown past it
