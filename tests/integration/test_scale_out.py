@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -69,10 +70,15 @@ def group_env(name: str) -> dict[str, str]:
     }
 
 
+def health(worker: WorkerProcess) -> dict[str, Any]:
+    """The worker's /health body (503 too: it still names the partitions), {} if none."""
+    status, body = http_json(f"{worker.url}/health")
+    return body if status in (200, 503) else {}
+
+
 def partitions(worker: WorkerProcess) -> list[int]:
     """The partitions of privacy.commands this worker owns (its /health says)."""
-    status, body = http_json(f"{worker.url}/health")
-    return list(body.get("partitions") or []) if status in (200, 503) else []
+    return list(health(worker).get("partitions") or [])
 
 
 def standbys(workers: list[WorkerProcess]) -> set[int]:
@@ -81,9 +87,8 @@ def standbys(workers: list[WorkerProcess]) -> set[int]:
     /health may briefly list one as both)."""
     held: set[int] = set()
     for worker in workers:
-        status, body = http_json(f"{worker.url}/health")
-        if status in (200, 503):
-            held |= set(body.get("standby_partitions") or []) - set(body.get("partitions") or [])
+        body = health(worker)
+        held |= set(body.get("standby_partitions") or []) - set(body.get("partitions") or [])
     return held
 
 
@@ -119,8 +124,7 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
                     local_runtime, f"scale{i}-{uid}", web_port=port(240 + i), extra_env=group
                 )
             )
-        n = local_runtime.topic_partitions
-        everything = list(range(n))
+        everything = list(range(local_runtime.topic_partitions))
 
         def split() -> bool:
             owned = [partitions(w) for w in workers]
