@@ -167,28 +167,32 @@ def _collect(
         out.append((label, value))
 
 
-def key_ids(subject_id: str, values: list[tuple[str, str]]) -> tuple[set[str], list[str]]:
-    """The key ids of the ciphertexts among ``values``, and the paths holding plaintext.
+Parsed = dict[str, tuple[str, bytes]]
+"""Ciphertexts parsed (``parse_field``): value -> (key id, sealed bytes)."""
+
+
+def ciphertexts(subject_id: str, values: list[tuple[str, str]]) -> tuple[Parsed, list[str]]:
+    """The ciphertexts among ``values``, parsed, and the paths holding plaintext.
 
     A value that starts like a ciphertext must be one (``MalformedField``), never taken
     for plaintext; one under another subject's key is refused before any key is looked
     up (``TamperedField``): it could not authenticate here anyway (the subject is in
     the associated data), and its key may live on a partition this worker does not own.
     """
-    ids: set[str] = set()
+    parsed: Parsed = {}
     plaintext: list[str] = []
     for path, value in values:
         if not value.startswith(PREFIX):
             plaintext.append(path)
             continue
         try:
-            key_id, _ = parse_field(value)
+            key_id, sealed = parse_field(value)
         except MalformedField as exc:
             raise MalformedField(f"{path}: {exc.detail}") from None
         if key_subject(key_id) != subject_id:
             raise TamperedField(f"{path}: ciphertext under another subject's key")
-        ids.add(key_id)
-    return ids, plaintext
+        parsed[value] = (key_id, sealed)
+    return parsed, plaintext
 
 
 class _Found:
@@ -209,12 +213,12 @@ async def readable(event: r.UpstreamEvent, partition: int) -> r.UpstreamEvent:
     """``event`` with its personal fields in plaintext (the same object if none was
     encrypted). ``ShreddedKey``, ``TamperedField`` or ``MalformedField`` (a DecodeError)
     when it cannot be; plaintext is refused or counted per PRIVOPS_PERSONAL_PLAINTEXT."""
-    ids, plaintext = key_ids(event.subject_id, personal_values(event, event_paths(event)))
+    parsed, plaintext = ciphertexts(event.subject_id, personal_values(event, event_paths(event)))
     if plaintext:
         if settings.personal_plaintext != "accept":
             raise MalformedField(f"{', '.join(plaintext)}: plaintext in a personal field")
         metrics.count_plaintext_personal_fields(event.source, len(plaintext))
-    return await _decrypted(event, event.subject_id, partition, ids, bool(plaintext))
+    return await _decrypted(event, event.subject_id, partition, parsed, bool(plaintext))
 
 
 async def opened(record: R, subject_id: str, partition: int) -> R:
@@ -223,25 +227,26 @@ async def opened(record: R, subject_id: str, partition: int) -> R:
     plaintext is taken as it is (connectors and the CLI seal when they hold the KEK).
     ``ShreddedKey``/``TamperedField``/``MalformedField`` (a DecodeError) when it
     cannot be opened."""
-    ids, plaintext = key_ids(subject_id, personal_values(record, event_paths(record)))
-    return await _decrypted(record, subject_id, partition, ids, bool(plaintext))
+    parsed, plaintext = ciphertexts(subject_id, personal_values(record, event_paths(record)))
+    return await _decrypted(record, subject_id, partition, parsed, bool(plaintext))
 
 
 async def _decrypted(
-    record: R, subject_id: str, partition: int, ids: set[str], with_plaintext: bool
+    record: R, subject_id: str, partition: int, parsed: Parsed, with_plaintext: bool
 ) -> R:
-    """``record`` opened with exactly the keys ``ids`` (the same object if none).
-    Plaintext beside ciphertext got here only if accepted; with none, the strict path
-    parses each value once (the legacy one parses it twice to tell the two apart)."""
-    if not ids:
+    """``record`` opened with exactly the keys of the ciphertexts ``parsed`` (the same
+    object if none), each parsed once. Plaintext beside ciphertext got here only if
+    accepted."""
+    if not parsed:
         return record
-    keys = await keys_for(sorted(ids), partition)
+    keys = await keys_for(sorted({key_id for key_id, _ in parsed.values()}), partition)
     return decrypt_record(
         record,
         _Found(keys),
         subject_id=subject_id,
         schema_dir=settings.schema_dir,
         legacy_plaintext=with_plaintext,
+        parsed=parsed,
     )
 
 
@@ -252,7 +257,12 @@ async def keys_for(ids: list[str], partition: int) -> dict[str, DataKey | None]:
     while True:
         try:
             store = key_store()
-            return {key_id: await store.key_for(key_id, partition) for key_id in ids}
+            ring = store.held(partition)
+            found: dict[str, DataKey | None] = {}
+            for key_id in ids:  # the ring has it (the usual case), else ask and wait
+                key = ring.get(key_id)
+                found[key_id] = key if key is not None else await store.key_for(key_id, partition)
+            return found
         except KEYS_UNAVAILABLE as exc:
             # An unwrap error names the key id, and with it the subject: not logged.
             why = str(exc) if isinstance(exc, RuntimeUnavailable) else type(exc).__name__

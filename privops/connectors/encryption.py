@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -41,10 +41,18 @@ from privops.core.fieldcrypt import (
     decrypt_field,
     encrypting,
     is_encrypted,
+    open_field,
     parse_field,
     split_key_id,
 )
-from privops.core.personal import PersonalPath, map_personal, personal_paths
+from privops.core.personal import (
+    PersonalPath,
+    Visit,
+    fields_only,
+    map_personal,
+    personal_paths,
+    visit_model,
+)
 from privops.core.records import Record, Task
 from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey, unwrap
 
@@ -315,8 +323,9 @@ def _as_dict(
     return record, record_name
 
 
-def _subject(datum: dict[str, Any], subject_id: str | None) -> str:
-    found = subject_id or datum.get("subject_id")
+def _subject(found: object, subject_id: str | None) -> str:
+    """``subject_id`` if given, else the record's own (``found``)."""
+    found = subject_id or found
     if not isinstance(found, str) or not found:
         raise ValueError("the record has no subject_id field: pass subject_id (the Kafka key)")
     return found
@@ -343,13 +352,11 @@ def encrypt_record(
     twice (a retry) changes nothing. ``scope`` is ``main`` unless the data is kept
     under a retention rule past an erasure (``subject_keys.retained_scope``).
     """
-    datum, name = _as_dict(record, record_name)
-    subject = _subject(datum, subject_id)
-    paths = personal_fields(name, schema_dir)
-    if not paths:
-        return record
-    key = keys.current_key(subject, scope)
-    return _rebuild(record, map_personal(datum, paths, encrypting(key, subject)))
+
+    def visit(subject: str) -> Visit:
+        return encrypting(keys.current_key(subject, scope), subject)
+
+    return _mapped(record, visit, subject_id, record_name, schema_dir)
 
 
 def decrypt_record(
@@ -360,25 +367,53 @@ def decrypt_record(
     record_name: str | None = None,
     schema_dir: Path | None = None,
     legacy_plaintext: bool = False,
+    parsed: Mapping[str, tuple[str, bytes]] | None = None,
 ) -> R:
     """``record`` with its personal fields in plaintext.
 
     ``ShreddedKey`` when the subject's key is gone, ``TamperedField`` when a ciphertext
     does not belong to this subject and field, ``MalformedField`` when a personal field
     is not ciphertext (unless ``legacy_plaintext``: records from before encryption).
+    ``parsed``: ciphertexts the caller has parsed already (``parse_field``: value ->
+    (key id, sealed bytes)), not parsed again.
     """
+
+    def visit(subject: str) -> Visit:
+        def open_(label: str, value: str) -> str:
+            found = parsed.get(value) if parsed else None
+            if found is not None:
+                return open_field(found[0], found[1], subject, label, keys.key)
+            if legacy_plaintext and not is_encrypted(value):
+                return value
+            return decrypt_field(value, subject, label, keys.key)
+
+        return open_
+
+    return _mapped(record, visit, subject_id, record_name, schema_dir)
+
+
+def _mapped(
+    record: R,
+    visit: Callable[[str], Visit],
+    subject_id: str | None,
+    record_name: str | None,
+    schema_dir: Path | None,
+) -> R:
+    """``record`` with the subject's ``visit(subject)`` applied to each personal string
+    (none: ``record`` itself). A model whose personal fields are all record fields (every
+    upstream event's) is visited in place, each model along a changed path validated
+    again; anything else is dumped, visited and validated whole."""
+    if isinstance(record, Record):
+        paths = personal_fields(record_name or record.fullname(), schema_dir)
+        if fields_only(paths):
+            subject = _subject(getattr(record, "subject_id", None), subject_id)
+            return visit_model(record, paths, visit(subject)) if paths else record
     datum, name = _as_dict(record, record_name)
-    subject = _subject(datum, subject_id)
+    subject = _subject(datum.get("subject_id"), subject_id)
     paths = personal_fields(name, schema_dir)
     if not paths:
         return record
-
-    def open_(label: str, value: str) -> str:
-        if legacy_plaintext and not is_encrypted(value):
-            return value
-        return decrypt_field(value, subject, label, keys.key)
-
-    return _rebuild(record, map_personal(datum, paths, open_))
+    return _rebuild(record, map_personal(datum, paths, visit(subject)))
 
 
 def task_identifiers(
@@ -404,7 +439,7 @@ def sealed_key_ids(
     would refuse it anyway, but only after asking for a key that is none of its business).
     """
     datum, name = _as_dict(record, record_name)
-    subject = _subject(datum, subject_id)
+    subject = _subject(datum.get("subject_id"), subject_id)
     found: list[str] = []
 
     def look(label: str, value: str) -> str:

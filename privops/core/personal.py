@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 PERSONAL_ATTR: Final = "privops.personal"
 ITEMS: Final = "[]"
@@ -27,6 +27,8 @@ VALUES: Final = "{}"
 
 PERSONAL: Final[Any] = Field(json_schema_extra={PERSONAL_ATTR: True})
 """The model-side mark: ``email: Annotated[str | None, PERSONAL] = None`` (records.py)."""
+
+M = TypeVar("M", bound=BaseModel)
 
 Schema = dict[str, Any]
 Visit = Callable[[str, str], str]
@@ -181,3 +183,51 @@ def _holds(value: Any, steps: tuple[str, ...], empty: bool) -> bool:
     if not isinstance(value, Mapping) or step not in value:
         return False
     return _holds(value[step], steps[1:], empty)
+
+
+# --- on a model, in place --------------------------------------------------------------------
+
+
+def fields_only(paths: tuple[PersonalPath, ...]) -> bool:
+    """Whether every path names record fields only (no list items, no map values): its
+    values are read and replaced on the model itself (``visit_model``), not on a dump."""
+    return all(step not in (ITEMS, VALUES) for path in paths for step in path.steps)
+
+
+def visit_model(record: M, paths: tuple[PersonalPath, ...], visit: Visit) -> M:
+    """``map_personal`` on a model for ``fields_only`` paths, without dumping it.
+
+    ``visit`` sees each personal string with the same label; what it returns is put in
+    place, and each model along a changed path is validated again from its fields, as
+    ``model_validate`` of the dump would validate it (the others are shared). Nothing
+    changed: ``record`` itself."""
+    changed: dict[tuple[str, ...], str] = {}
+    for path in paths:
+        value: Any = record
+        for step in path.steps:
+            value = getattr(value, step, None)
+            if value is None:
+                break
+        else:
+            if not isinstance(value, str):
+                kind = type(value).__name__
+                raise TypeError(f"{path}: a personal field holds a string, not {kind}")
+            new = visit(str(path), value)
+            if new is not value:
+                changed[path.steps] = new
+    return _replaced(record, changed)
+
+
+def _replaced(model: M, values: Mapping[tuple[str, ...], str]) -> M:
+    if not values:
+        return model
+    fields: dict[str, Any] = {}
+    inner: dict[str, dict[tuple[str, ...], str]] = {}
+    for steps, value in values.items():
+        if len(steps) == 1:
+            fields[steps[0]] = value
+        else:
+            inner.setdefault(steps[0], {})[steps[1:]] = value
+    for step, below in inner.items():
+        fields[step] = _replaced(getattr(model, step), below)
+    return type(model).model_validate({**model.__dict__, **fields})

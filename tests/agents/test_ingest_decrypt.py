@@ -18,15 +18,22 @@ from typing import Any
 import pytest
 
 import agents.ingest as ingest_module
-from agents.ingest import ingest, key_ids, labelled, personal_values, readable
+from agents.ingest import ciphertexts, ingest, labelled, personal_values, readable
 from privops.adapters import metrics
 from privops.adapters.key_topic import KeyRecordCodec
 from privops.adapters.serde import Serde
 from privops.connectors.encryption import encrypt_record, personal_fields
 from privops.core import consent as rules
+from privops.core import fieldcrypt
 from privops.core import records as r
 from privops.core.consent import ConsentFact, FactKind
-from privops.core.fieldcrypt import MalformedField, TamperedField, decrypt_field, encrypt_field
+from privops.core.fieldcrypt import (
+    MalformedField,
+    TamperedField,
+    decrypt_field,
+    encrypt_field,
+    parse_field,
+)
 from privops.core.identity import identifier_keys
 from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECTIVES
 from privops.core.vocab import Channel, Purpose, System
@@ -354,14 +361,38 @@ def test_personal_values_reads_nested_fields_maps_and_lists_in_place() -> None:
     ]
 
 
-def test_key_ids_finds_ciphertexts_and_plaintext_and_refuses_the_rest() -> None:
+def test_ciphertexts_finds_and_parses_ciphertexts_and_plaintext_and_refuses_the_rest() -> None:
     key_id = f"{ANN}/main/{'0' * 16}"
     token = f"pv1:{key_id}:{'A' * 40}"
-    assert key_ids(ANN, [("a", token), ("b", token), ("c", "plain")]) == ({key_id}, ["c"])
+    assert ciphertexts(ANN, [("a", token), ("b", token), ("c", "plain")]) == (
+        {token: parse_field(token)},
+        ["c"],
+    )
     with pytest.raises(TamperedField, match="another subject"):
-        key_ids(BOB, [("identifiers.email", token)])
+        ciphertexts(BOB, [("identifiers.email", token)])
     with pytest.raises(MalformedField, match=r"identifiers\.phone"):
-        key_ids(ANN, [("identifiers.phone", "pv1:ann@example.com")])
+        ciphertexts(ANN, [("identifiers.phone", "pv1:ann@example.com")])
+
+
+@pytest.mark.usefixtures("app")
+async def test_each_ciphertext_is_parsed_once(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before the keys are looked up parses each ciphertext; opening it does
+    not parse it again (``decrypt_field`` would: it parses through fieldcrypt's own)."""
+    event = encrypt_record(created(), store)
+    parses: list[str] = []
+
+    def counted(token: str) -> tuple[str, bytes]:
+        parses.append(token)
+        return parse_field(token)
+
+    monkeypatch.setattr(fieldcrypt, "parse_field", counted)
+    monkeypatch.setattr(ingest_module, "parse_field", counted)
+    assert await readable(event, 0) == created()
+    sealed = [event.identifiers.email, event.identifiers.phone]
+    assert sorted(parses) == sorted(value for value in sealed if value)
+    assert len(parses) == 2
 
 
 async def test_the_associated_data_alone_refuses_another_subjects_ciphertext(

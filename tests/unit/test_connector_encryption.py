@@ -32,17 +32,21 @@ from privops.core.fieldcrypt import (
     TamperedField,
     is_encrypted,
 )
+from privops.core.personal import map_personal
 from privops.core.records import (
+    ALL_RECORDS,
     UPSTREAM_EVENTS,
     CustomerCreated,
     Erase,
     Identifiers,
     RecipientNotification,
+    Record,
     Rectify,
     Task,
 )
 from privops.core.subject_keys import Kek, KeyRing, SubjectErased, SubjectKey, create, unwrap
 from privops.core.vocab import Category, System, TaskAction
+from tests.unit.test_schemas import build
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 ANN, BOB = "subj-ann", "subj-bob"
@@ -254,6 +258,34 @@ def test_a_retained_scope_gets_its_own_key(topic: Topic) -> None:
         MAIN_SCOPE,
         "retained:purchases:2032-03-31",
     }
+
+
+PERSONAL_RECORDS = [model for model in ALL_RECORDS if personal_fields(model.fullname())]
+
+
+@pytest.mark.parametrize("model", PERSONAL_RECORDS, ids=lambda model: model.__name__)
+def test_a_model_is_sealed_and_opened_as_its_dump_is(topic: Topic, model: type[Record]) -> None:
+    """A model whose personal fields are all record fields is sealed and opened in place
+    (``personal.visit_model``), any other through its dump: both ways agree, on every
+    record with personal fields, each with every optional field filled."""
+    keys = reader(topic, KeyService(topic))
+    record, name = build(model), model.fullname()
+    paths = personal_fields(name)
+
+    def shape(found: Record) -> Any:
+        return map_personal(
+            found.model_dump(), paths, lambda _, v: "<sealed>" if is_encrypted(v) else v
+        )
+
+    sealed = encrypt_record(record, keys, subject_id=ANN)
+    from_dump = model.model_validate(
+        encrypt_record(record.model_dump(), keys, subject_id=ANN, record_name=name)
+    )
+    assert shape(sealed) == shape(from_dump) != record.model_dump()
+    assert decrypt_record(sealed, keys, subject_id=ANN) == record
+    assert decrypt_record(from_dump, keys, subject_id=ANN) == record
+    opened = decrypt_record(sealed.model_dump(), keys, subject_id=ANN, record_name=name)
+    assert model.model_validate(opened) == record
 
 
 def test_every_upstream_event_has_personal_fields_to_encrypt() -> None:

@@ -9,12 +9,13 @@ import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import fastavro
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from privops.adapters.avro import Codec, Contract, load_versions, to_avro
 from privops.adapters.guard import fingerprint
@@ -32,7 +33,15 @@ from privops.core.fieldcrypt import (
     parse_field,
     split_key_id,
 )
-from privops.core.personal import PERSONAL_ATTR, map_personal, personal_paths
+from privops.core.personal import (
+    PERSONAL,
+    PERSONAL_ATTR,
+    PersonalPath,
+    fields_only,
+    map_personal,
+    personal_paths,
+    visit_model,
+)
 from privops.core.subject_keys import (
     Kek,
     KeyRing,
@@ -157,6 +166,13 @@ def test_any_text_round_trips(subject: str, field: str, value: str) -> None:
 def test_key_ids_split_back_even_when_subject_ids_hold_separators() -> None:
     key_id = make_key_id("crm:42/a", "retained:purchases:2032-03-31", "00ff00ff00ff00ff")
     assert split_key_id(key_id) == ("crm:42/a", "retained:purchases:2032-03-31", "00ff00ff00ff00ff")
+
+
+def test_a_bad_key_id_is_refused_every_time_it_comes() -> None:
+    # split_key_id remembers the ids it has split: never a refusal.
+    for _ in range(2):
+        with pytest.raises(MalformedField):
+            split_key_id("subj/Main/0011223344556677")
 
 
 @pytest.mark.parametrize("scope", ["", "Main", "a/b", "x" * 65, "has space"])
@@ -454,3 +470,69 @@ def test_map_personal_visits_each_value_under_its_own_label() -> None:
     assert out["identifiers"] == {"email": EMAIL.upper(), "customer_id": "C1"}
     assert datum["identifiers"]["email"] == EMAIL  # the input is left as it was
     assert map_personal({"task_id": "t1"}, personal_paths(schema), visit) == {"task_id": "t1"}
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    email: Annotated[str | None, PERSONAL] = None
+    name: Annotated[str, PERSONAL, Field(max_length=12)] = ""
+    customer_id: str = "c1"
+
+
+class Person(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    contact: Contact
+    other: Contact = Contact()
+    note: Annotated[str | None, PERSONAL] = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> Person:
+        if self.note == "refused":
+            raise ValueError("the record's own check")
+        return self
+
+
+PERSON_PATHS = tuple(
+    PersonalPath(steps)
+    for steps in (("contact", "email"), ("contact", "name"), ("note",), ("other", "email"))
+)
+
+
+def test_visit_model_visits_a_model_in_place_as_map_personal_visits_its_dump() -> None:
+    person = Person(contact=Contact(email=EMAIL, name="Ann"), note="likes tea")
+    seen: list[tuple[str, str]] = []
+
+    def visit(label: str, value: str) -> str:
+        seen.append((label, value))
+        return value.upper()
+
+    out = visit_model(person, PERSON_PATHS, visit)
+    assert fields_only(PERSON_PATHS)
+    assert seen == [("contact.email", EMAIL), ("contact.name", "Ann"), ("note", "likes tea")]
+    assert out == Person.model_validate(map_personal(person.model_dump(), PERSON_PATHS, visit))
+    assert out.contact == Contact(email=EMAIL.upper(), name="ANN")
+    assert out.other is person.other  # nothing on its path changed: shared, not rebuilt
+    assert person.contact.email == EMAIL  # the input is left as it was
+    assert visit_model(person, PERSON_PATHS, lambda _label, value: value) is person
+
+
+def test_visit_model_validates_each_model_it_changes_again() -> None:
+    person = Person(contact=Contact(email=EMAIL, name="Ann"), note="likes tea")
+    with pytest.raises(ValidationError, match="at most 12 characters"):
+        visit_model(person, PERSON_PATHS, lambda _label, value: value * 5)
+    with pytest.raises(ValidationError, match="the record's own check"):
+        visit_model(person, PERSON_PATHS, lambda label, v: "refused" if label == "note" else v)
+
+
+def test_visit_model_refuses_a_personal_field_that_holds_no_string() -> None:
+    class Odd(BaseModel):
+        count: int = 3
+
+    with pytest.raises(TypeError, match="count: a personal field holds a string, not int"):
+        visit_model(Odd(), (PersonalPath(("count",)),), lambda _label, value: value)
+
+
+def test_paths_into_lists_or_maps_are_not_fields_only() -> None:
+    schema = load_versions(SCHEMAS)["privops.tasks.Erase"][-1].schema
+    assert not fields_only(personal_paths(schema))  # identifiers{}: a map's values
+    assert fields_only(PERSON_PATHS)
