@@ -78,6 +78,7 @@ batching.set_fetch_wait(settings.fetch_min_bytes, settings.fetch_max_wait_ms)
 setup_prometheus_sensors(
     app, pattern="/metrics", registry=metrics.REGISTRY, name_prefix=metrics.FAUST_SENSOR_PREFIX
 )
+batching.fetch_monitor(app)
 
 
 # The garbage collector (docs/benchmarks.md, session 8). The worker's heap is large and

@@ -16,6 +16,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.memory_records import MemoryRecords
 from faust.types import TP, Message
 
+from privops.adapters import metrics
 from privops.core.topics import COMMANDS, REQUEST_TICKS
 from streams import batching, pipeline
 from streams.state import Slot, State, StateFailed, state
@@ -53,6 +54,34 @@ def test_another_faust_version_stops_the_worker(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(faust, "__version__", "0.16.0")
     with pytest.raises(batching.FaustChanged, match=r"0\.16\.0"):
         batching.check_faust()
+
+
+def test_the_fetch_monitor_keeps_faust_s_end_offsets_and_gauge() -> None:
+    """Faust's consumer reports a partition's end offset for every message it fetches:
+    the worker's monitor sets the same gauge, looking its labelled child up once."""
+    from streams.app import app
+
+    monitor = app.monitor
+    assert isinstance(monitor, batching.FetchMonitor)
+    tp = TP("orders.events", 7)
+    labels = {"topic": "orders.events", "partition": "7"}
+    name = f"{metrics.FAUST_SENSOR_PREFIX}_topic_partition_end_offset"
+    for offset in (41, 42):
+        monitor.track_tp_end_offset(tp, offset)
+        assert metrics.REGISTRY.get_sample_value(name, labels) == offset
+        assert monitor.tp_end_offsets[tp] == offset
+    other = TP("orders.events", 8)
+    monitor.track_tp_end_offset(other, 5)
+    assert metrics.REGISTRY.get_sample_value(name, {**labels, "partition": "8"}) == 5
+    assert metrics.REGISTRY.get_sample_value(name, labels) == 42
+
+
+def test_no_prometheus_monitor_to_replace_is_refused() -> None:
+    class Plain:
+        monitor = object()
+
+    with pytest.raises(batching.FaustChanged, match="no Prometheus monitor"):
+        batching.fetch_monitor(Plain())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
