@@ -32,7 +32,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis.internal.observability  # noqa: F401  # see the note below
 import pytest
+
+# Imported here, at collection, not first by hypothesis' pytest plugin in its terminal
+# summary, where pytest compiles it (assert rewriting) after the tests: on CPython 3.11
+# that compile can fail with "SystemError: AST constructor recursion depth mismatch"
+# (a known misfire: CPython gh-106905, pytest #10763), which failed a run of
+# tests/agents/test_batching.py alone after all its tests had passed.
 
 # Every port of a session lies in its own block from its base: the broker, its controller
 # and the registry on fixed offsets below 100 (the layout `privops bench` uses), whatever a
