@@ -32,10 +32,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import hypothesis.internal.observability  # noqa: F401  # see the note below
+import hypothesis  # noqa: F401  # see the note below
 import pytest
 
-# Imported here, at collection, not first by hypothesis' pytest plugin in its terminal
+# hypothesis imported here, at collection, not first by its pytest plugin in the terminal
 # summary, where pytest compiles it (assert rewriting) after the tests: on CPython 3.11
 # that compile can fail with "SystemError: AST constructor recursion depth mismatch"
 # (a known misfire: CPython gh-106905, pytest #10763), which failed a run of
