@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -239,15 +240,19 @@ async def _decrypted(
     accepted."""
     if not parsed:
         return record
-    keys = await keys_for(sorted({key_id for key_id, _ in parsed.values()}), partition)
-    return decrypt_record(
-        record,
-        _Found(keys),
-        subject_id=subject_id,
-        schema_dir=settings.schema_dir,
-        legacy_plaintext=with_plaintext,
-        parsed=parsed,
-    )
+    started = time.perf_counter()
+    try:
+        keys = await keys_for(sorted({key_id for key_id, _ in parsed.values()}), partition)
+        return decrypt_record(
+            record,
+            _Found(keys),
+            subject_id=subject_id,
+            schema_dir=settings.schema_dir,
+            legacy_plaintext=with_plaintext,
+            parsed=parsed,
+        )
+    finally:
+        metrics.add_personal_fields_open(time.perf_counter() - started)
 
 
 async def keys_for(ids: list[str], partition: int) -> dict[str, DataKey | None]:

@@ -17,6 +17,11 @@ committed offset), what was decided is flushed without acknowledging it (its
 partitions may have moved; the new owner replays it, and every handler is idempotent),
 and the decoded values are forgotten.
 
+The time an agent holds the state, deciding a slice or flushing, is counted in
+``privops_agent_busy_seconds_total{agent,stage}`` (waits inside a handler included:
+the other agent cannot decide meanwhile either): the share of the worker's one event
+loop each agent takes.
+
 What cannot be committed any more stops the worker (``State.fail``, ``_stop_worker``):
 a flush the broker refused, a flush that raised, an input no handler could decide.
 Deciding on would only pile up work no commit would ever pass; the restart replays
@@ -32,6 +37,7 @@ from typing import Any
 
 from faust.types import AgentT, ChannelT, Message
 
+from privops.adapters import metrics
 from streams import batching
 from streams.app import app
 from streams.sealing import WorkerSealer
@@ -70,6 +76,7 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     thousand consent events never hold a command up for their whole chunk. A rebalance
     in between ends the chunk: the rest belongs to the partitions' new owners."""
     generation = state.generation
+    agent = source.name if source is not None else None
     if source is not None:
         source.carried -= 1
     if state.sealer is not None:  # sealed table values are read with the owned keys
@@ -79,10 +86,14 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
         async with state.lock:
             if state.generation != generation:
                 return  # partitions moved meanwhile: not ours to decide (nor acknowledge)
+            started = time.perf_counter()
             at = await _decide(chunk, at, handle)
+            decided = time.perf_counter()
+            metrics.add_agent_busy(agent, "decide", decided - started)
             if at < len(chunk):
                 continue  # the lock is released: a waiting agent goes first
             await _maybe_flush(source)
+            metrics.add_agent_busy(agent, "flush", time.perf_counter() - decided)
             return
 
 

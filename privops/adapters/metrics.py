@@ -163,6 +163,8 @@ DEADLETTER_REASONS = _values(DeadLetterReason)
 # The workflow's rejection codes, signature checks included (privops.core.request.Reason).
 REJECTION_REASONS = _values(Reason)
 AUDIT_ACTIONS = _values(AuditAction)
+AGENTS = frozenset({"ingest", "workflow"})
+AGENT_STAGES = frozenset({"decide", "flush"})
 
 # --------------------------------------------------------------------------------------
 # Label helpers: the only way a value becomes a label.
@@ -311,6 +313,22 @@ PLAINTEXT_PERSONAL_FIELDS = Counter(
     "Personal fields of upstream events accepted in plaintext (not encrypted under the "
     "subject's key: PRIVOPS_PERSONAL_PLAINTEXT=accept), by system.",
     ["system"],
+    registry=REGISTRY,
+)
+AGENT_BUSY_SECONDS = Counter(
+    "privops_agent_busy_seconds",
+    "Seconds the worker's agents spent on their inputs, by agent (ingest, workflow) and "
+    "stage (decide: each input's decision; flush: writing what was decided). The worker "
+    "runs both on one event loop, so their summed rate is how busy it is: near 1, add "
+    "workers.",
+    ["agent", "stage"],
+    registry=REGISTRY,
+)
+PERSONAL_FIELDS_OPEN_SECONDS = Counter(
+    "privops_personal_fields_open_seconds",
+    "Seconds the worker spent opening the encrypted personal fields of what it reads "
+    "(upstream events, task results, commands): key lookups, waits for the key store "
+    "included, and decryption; part of the agents' decide stage.",
     registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(
@@ -475,6 +493,14 @@ def count_command_rejected(reason: object) -> None:
     COMMANDS_REJECTED.labels(reason=rejection_reason_label(reason)).inc()
 
 
+def add_agent_busy(agent: object, stage: object, seconds: float) -> None:
+    _child(AGENT_BUSY_SECONDS, bounded(agent, AGENTS), bounded(stage, AGENT_STAGES)).inc(seconds)
+
+
+def add_personal_fields_open(seconds: float) -> None:
+    PERSONAL_FIELDS_OPEN_SECONDS.inc(seconds)
+
+
 def count_plaintext_personal_fields(system: object, fields: int = 1) -> None:
     _child(PLAINTEXT_PERSONAL_FIELDS, system_label(system)).inc(fields)
 
@@ -538,4 +564,11 @@ def _preinitialise() -> None:
     WORKER_UP.set(0)
 
 
+def _preinitialise_agents() -> None:
+    for agent in AGENTS:
+        for stage in AGENT_STAGES:
+            AGENT_BUSY_SECONDS.labels(agent=agent, stage=stage)
+
+
 _preinitialise()
+_preinitialise_agents()

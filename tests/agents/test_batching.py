@@ -4,6 +4,7 @@ Faust upgrade moves what it uses, and its inlets keep order and apply back-press
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
@@ -479,6 +480,43 @@ async def test_an_agent_lets_the_other_in_between_slices_of_a_long_chunk(
     commands = [message("privacy.commands", 0)]
     await asyncio.gather(pipeline.work(ingest, handle, None), pipeline.work(commands, handle, None))
     assert decided == ["crm.events:0", "privacy.commands:0", "crm.events:1", "crm.events:2"]
+
+
+def busy(agent: str, stage: str) -> float:
+    found = metrics.REGISTRY.get_sample_value(
+        "privops_agent_busy_seconds_total", {"agent": agent, "stage": stage}
+    )
+    assert found is not None, (agent, stage)
+    return found
+
+
+async def test_an_agents_time_on_the_state_is_counted_by_stage(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deciding and flushing add the seconds the agent held the state to its busy
+    counter: the share of the worker's event loop it takes."""
+    monkeypatch.setattr(state, "queue_all", _queued)
+    inlet = batching.Inlet("ingest", ["crm.events"])
+    before = busy("ingest", "decide"), busy("ingest", "flush"), busy("workflow", "decide")
+
+    async def handle(item: Message) -> None:
+        state.put(Slot(identities, dict, dict), "S1", {"n": item.offset})
+        until = time.perf_counter() + 0.01
+        while time.perf_counter() < until:  # 10 ms of deciding per message
+            pass
+
+    await pipeline.work([message("crm.events", n) for n in range(3)], handle, inlet)
+    await state.settle()
+    decided = busy("ingest", "decide") - before[0]
+    assert 0.03 <= decided < 1.0
+    assert busy("ingest", "flush") > before[1]  # the chunk was flushed: nothing waits
+    assert busy("workflow", "decide") == before[2]
+
+
+async def _queued(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
+    done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+    done.set_result([0] * len(records))
+    return done
 
 
 async def test_a_rebalance_between_slices_ends_the_chunk(

@@ -333,7 +333,23 @@ async def test_reads_go_on_between_a_revocation_and_the_next_assignment(
 @pytest.mark.usefixtures("app")
 async def test_an_event_with_nothing_encrypted_is_not_rebuilt() -> None:
     event = created()
+    before = opening_seconds()
     assert await readable(event, 0) is event
+    assert opening_seconds() == before  # nothing to open: nothing counted
+
+
+def opening_seconds() -> float:
+    found = metrics.REGISTRY.get_sample_value("privops_personal_fields_open_seconds_total")
+    assert found is not None
+    return found
+
+
+@pytest.mark.usefixtures("app")
+async def test_the_time_spent_opening_fields_is_counted(store: KeyStore) -> None:
+    event = encrypt_record(created(), store)
+    before = opening_seconds()
+    assert await readable(event, 0) == created()
+    assert 0 < opening_seconds() - before < 1
 
 
 # --- the pure helpers -----------------------------------------------------------------------

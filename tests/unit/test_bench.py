@@ -92,6 +92,36 @@ def test_upstream_consumed_sums_business_systems_only() -> None:
     assert bench.upstream_consumed(text) == 15
 
 
+def test_worker_timers_reads_the_workers_own_seconds_from_its_metrics() -> None:
+    text = "\n".join(
+        [
+            "# HELP privops_agent_busy_seconds_total x",
+            "# TYPE privops_agent_busy_seconds_total counter",
+            'privops_agent_busy_seconds_total{agent="ingest",stage="decide"} 2.5',
+            'privops_agent_busy_seconds_total{agent="ingest",stage="flush"} 1.25',
+            'privops_agent_busy_seconds_total{agent="other",stage="decide"} 9.0',
+            'privops_agent_busy_seconds_created{agent="ingest",stage="decide"} 1.7e9',
+            "# HELP privops_personal_fields_open_seconds_total y",
+            "# TYPE privops_personal_fields_open_seconds_total counter",
+            "privops_personal_fields_open_seconds_total 0.5",
+        ]
+    )
+    assert bench.worker_timers(text) == {
+        "ingest_decide": 2.5,
+        "ingest_flush": 1.25,
+        "open_personal_fields": 0.5,
+    }
+
+
+def test_the_worker_timers_are_the_ones_the_worker_exports() -> None:
+    from prometheus_client import generate_latest
+
+    from privops.adapters import metrics
+
+    found = bench.worker_timers(generate_latest(metrics.REGISTRY).decode())
+    assert set(found) == set(bench.WORKER_TIMERS)
+
+
 def test_result_ratio_and_percentile() -> None:
     result = bench.Result("s", "m", 50.0, 100.0, "ms", "", None)
     assert result.ratio == 0.5
@@ -416,6 +446,25 @@ def test_one_worker_is_judged_against_the_produce_baseline() -> None:
     assert versus_decode.baseline == 75_000.0
     assert versus_decode.baseline_cpu_us == pytest.approx(12.0)
     assert versus_decode.passed is None
+
+
+def test_a_group_reports_its_workers_own_timers_per_event() -> None:
+    pipeline = BaselineRun("consume+decode+produce", 30_000, 1.0, 1.0, 61_000)
+    decode = BaselineRun("consume+decode", 30_000, 0.4, 0.36)
+    group = GroupRun(
+        (
+            WorkerShare(20_000, 1.0, 10.0, {"ingest_decide": 2.0, "ingest_flush": 0.5}),
+            WorkerShare(10_000, 0.9, 10.0, {"ingest_decide": 1.0}),
+        ),
+        seconds=2.0,
+        backlog=30_000,
+        consumed=30_000,
+        before_window=0,
+    )
+    assert group.timers_us() == {"ingest_decide": 100.0}  # only what every worker reported
+    rows = group_rows(group, pipeline, decode, subjects=2_000)
+    assert rows[0].details["worker_us_per_event"] == {"ingest_decide": 100.0}
+    assert _group((30_000, 1.8)).timers_us() == {}
 
 
 def test_a_slow_worker_fails_and_a_group_reports_each_worker() -> None:

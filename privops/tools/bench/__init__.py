@@ -22,7 +22,15 @@ from privops.tools.bench.command_latency import command_latency
 from privops.tools.bench.consent_throughput import consent_throughput
 from privops.tools.bench.driver import SCENARIOS, Sizes, parse_worker_counts, run
 from privops.tools.bench.inputs import consent_events
-from privops.tools.bench.measure import Result, Say, percentile, quiet, upstream_consumed
+from privops.tools.bench.measure import (
+    WORKER_TIMERS,
+    Result,
+    Say,
+    percentile,
+    quiet,
+    upstream_consumed,
+    worker_timers,
+)
 from privops.tools.bench.restart import restart
 from privops.tools.bench.runtime import (
     DEFAULT_PORT_BASE,
@@ -37,6 +45,7 @@ __all__ = [
     "DEFAULT_PORT_BASE",
     "MAX_WORKERS",
     "SCENARIOS",
+    "WORKER_TIMERS",
     "BenchRuntime",
     "Result",
     "Say",
@@ -53,4 +62,5 @@ __all__ = [
     "run",
     "sweep_scale",
     "upstream_consumed",
+    "worker_timers",
 ]

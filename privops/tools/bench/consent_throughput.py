@@ -119,6 +119,8 @@ def group_rows(
         "window_seconds": round(group.seconds, 2),
         "finished": group.finished,
         "worker_ready_seconds": [round(s.ready_seconds, 2) for s in group.shares],
+        # Where the workers' time went, by their own timers (wall µs per event).
+        "worker_us_per_event": group.timers_us(),
         "subjects": subjects,
         "baseline_produce": _baseline_details(pipeline),
         "baseline_decode_only": _baseline_details(decode),

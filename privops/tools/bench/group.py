@@ -10,8 +10,8 @@ shows whether work is split or repeated.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from privops.tools.bench.cpu import per_unit_us
 from privops.tools.bench.runtime import BenchRuntime, WorkerProc, consumed_by, wait_consumed
@@ -19,11 +19,14 @@ from privops.tools.bench.runtime import BenchRuntime, WorkerProc, consumed_by, w
 
 @dataclass(frozen=True)
 class WorkerShare:
-    """What one worker consumed inside the window, and the CPU seconds it used there."""
+    """What one worker consumed inside the window, the CPU seconds it used there, and
+    the seconds its own timers counted there (``measure.WORKER_TIMERS``: its event loop
+    by agent and stage; empty if it did not answer)."""
 
     events: int
     cpu_seconds: float
     ready_seconds: float
+    timers: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def cpu_us(self) -> float | None:
@@ -61,6 +64,21 @@ class GroupRun:
     def finished(self) -> bool:
         return self.consumed >= self.backlog
 
+    def timers_us(self) -> dict[str, float]:
+        """Each worker timer as µs per event the group consumed in the window (wall time
+        on the workers' event loops, so waits inside a stage count): where an event's
+        time goes, measured by the worker itself. Only timers every worker reported."""
+        if not self.shares:
+            return {}
+        events = sum(share.events for share in self.shares)
+        names = set.intersection(*(set(share.timers) for share in self.shares))
+        out: dict[str, float] = {}
+        for name in sorted(names):
+            us = per_unit_us(sum(share.timers[name] for share in self.shares), events)
+            if us is not None:
+                out[name] = round(us, 1)
+        return out
+
 
 def _cpu_seconds(workers: Sequence[WorkerProc]) -> list[float]:
     """Each worker's CPU so far; NaN for one whose process is gone."""
@@ -70,6 +88,17 @@ def _cpu_seconds(workers: Sequence[WorkerProc]) -> list[float]:
             out.append(worker.cpu().total)
         except OSError:
             out.append(math.nan)
+    return out
+
+
+def _timers(workers: Sequence[WorkerProc]) -> list[dict[str, float]]:
+    """Each worker's own timers so far; empty for one that does not answer."""
+    out: list[dict[str, float]] = []
+    for worker in workers:
+        try:
+            out.append(worker.timers())
+        except OSError:
+            out.append({})
     return out
 
 
@@ -95,16 +124,30 @@ def run_group(
     workers = rt.fresh_workers(count, skip_backlog=prepare is not None, prepare=prepare)
     try:
         at_ready = consumed_by(workers)
+        timers_at_ready = _timers(workers)  # before the CPU: its scrape is not charged
         cpu_at_ready = _cpu_seconds(workers)
         consumed, seconds = wait_consumed(workers, backlog, timeout, rt.say)
         cpu_at_end = _cpu_seconds(workers)
         at_end = consumed_by(workers, at_ready)
+        timers_at_end = _timers(workers)
     finally:
         rt.stop_workers()
     shares = tuple(
-        WorkerShare(end - ready, cpu_end - cpu_ready, worker.ready_after)
-        for worker, ready, end, cpu_ready, cpu_end in zip(
-            workers, at_ready, at_end, cpu_at_ready, cpu_at_end, strict=True
+        WorkerShare(
+            end - ready,
+            cpu_end - cpu_ready,
+            worker.ready_after,
+            {k: t_end[k] - t_ready[k] for k in t_ready.keys() & t_end.keys()},
+        )
+        for worker, ready, end, cpu_ready, cpu_end, t_ready, t_end in zip(
+            workers,
+            at_ready,
+            at_end,
+            cpu_at_ready,
+            cpu_at_end,
+            timers_at_ready,
+            timers_at_end,
+            strict=True,
         )
     )
     return GroupRun(shares, seconds, backlog, consumed, sum(at_ready))

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from privops.core.vocab import System
 
 Say = Callable[[str], None]
@@ -81,3 +83,27 @@ def upstream_consumed(metrics_text: str) -> int:
         if source in systems:
             total += float(value)
     return int(total)
+
+
+# The worker's own timers (privops.adapters.metrics): seconds on its event loop by agent
+# and stage, and the part of deciding spent opening encrypted personal fields.
+WORKER_TIMERS: dict[str, tuple[str, dict[str, str]]] = {
+    f"{agent}_{stage}": ("privops_agent_busy_seconds", {"agent": agent, "stage": stage})
+    for agent in ("ingest", "workflow")
+    for stage in ("decide", "flush")
+} | {"open_personal_fields": ("privops_personal_fields_open_seconds", {})}
+
+
+def worker_timers(metrics_text: str) -> dict[str, float]:
+    """The seconds so far of each of ``WORKER_TIMERS`` that the worker reports."""
+    wanted = {
+        (f"{name}_total", tuple(sorted(labels.items()))): key
+        for key, (name, labels) in WORKER_TIMERS.items()
+    }
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            key = wanted.get((sample.name, tuple(sorted(sample.labels.items()))))
+            if key is not None:
+                found[key] = float(sample.value)
+    return found

@@ -29,7 +29,7 @@ from privops.core.vocab import System
 from privops.tools.bench.baselines import SCRATCH_TOPICS
 from privops.tools.bench.cpu import CpuTimes, process_cpu
 from privops.tools.bench.kafka_io import commit_at_end
-from privops.tools.bench.measure import Say, http_text, quiet, upstream_consumed
+from privops.tools.bench.measure import Say, http_text, quiet, upstream_consumed, worker_timers
 from privops.tools.worker_process import WorkerProcess
 
 # The bench's own runtime listens on fixed offsets from a port base (default 24000): never
@@ -224,6 +224,10 @@ class WorkerProc(WorkerProcess):
     def cpu(self) -> CpuTimes:
         """CPU the worker process has used so far."""
         return process_cpu(self.proc.pid)
+
+    def timers(self) -> dict[str, float]:
+        """The worker's own timers so far (``measure.WORKER_TIMERS``)."""
+        return worker_timers(http_text(f"{self.url}/metrics"))
 
 
 def consumed_by(workers: Sequence[WorkerProc], previous: Sequence[int] = ()) -> list[int]:
