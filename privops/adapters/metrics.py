@@ -327,8 +327,8 @@ AGENT_BUSY_SECONDS = Counter(
 PERSONAL_FIELDS_OPEN_SECONDS = Counter(
     "privops_personal_fields_open_seconds",
     "Seconds the worker spent opening the encrypted personal fields of what it reads "
-    "(upstream events, task results, commands): key lookups, waits for the key store "
-    "included, and decryption; part of the agents' decide stage.",
+    "(upstream events, task results, commands) once found and parsed: key lookups, "
+    "waits for the key store included, and decryption; part of the agents' decide stage.",
     registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(
