@@ -5,10 +5,10 @@ details (email and phone, the personal fields of every upstream event): once in
 plaintext, once encrypted the way the connector SDK encrypts them (per-subject keys,
 docs/crypto-shredding.md). The difference in CPU µs per event is the decryption (key
 lookups included), as is, more steadily, the encrypted worker's own timer around
-opening the fields (``open_us_per_event``); the encrypted run's keys are all on
-``privacy.subject-keys`` before
-the worker starts, as the key service would have stored them when each system first
-met the subject, so the window holds decryption only, not key creation.
+opening the fields (``open_us_per_event``). The encrypted run's keys are all on
+``privacy.subject-keys`` before the worker starts, as the key service would have stored
+them when each system first met the subject, so the window holds decryption only, not
+key creation.
 
 The bench writes those key records itself, with privops' own record, partition and
 KEK (the runtime's), because creating 20,000 keys through the worker's key service
