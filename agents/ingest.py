@@ -261,13 +261,7 @@ async def keys_for(ids: list[str], partition: int) -> dict[str, DataKey | None]:
     delay = 0.5
     while True:
         try:
-            store = key_store()
-            ring = store.held(partition)
-            found: dict[str, DataKey | None] = {}
-            for key_id in ids:  # the ring has it (the usual case), else ask and wait
-                key = ring.get(key_id)
-                found[key_id] = key if key is not None else await store.key_for(key_id, partition)
-            return found
+            return await key_store().keys_for(ids, partition)
         except KEYS_UNAVAILABLE as exc:
             # An unwrap error names the key id, and with it the subject: not logged.
             why = str(exc) if isinstance(exc, RuntimeUnavailable) else type(exc).__name__

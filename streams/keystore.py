@@ -351,6 +351,16 @@ class KeyStore:
             found = ring.get(key_id)
         return found
 
+    async def keys_for(self, key_ids: Iterable[str], partition: int) -> dict[str, DataKey | None]:
+        """``key_for`` of each of an event's keys (all of ``partition``): a key the ring
+        holds is read at once, without a coroutine of its own; a miss waits as there."""
+        ring = self.held(partition)
+        found: dict[str, DataKey | None] = {}
+        for key_id in key_ids:
+            key = ring.get(key_id)
+            found[key_id] = key if key is not None else await self.key_for(key_id, partition)
+        return found
+
     def key(self, key_id: str) -> DataKey | None:
         """The key if the ring has it now (a ``KeyLookup`` for ``decrypt_record``, after
         ``key_for`` made sure of a miss); None for a partition this worker does not own."""

@@ -35,11 +35,10 @@ from privops.core.topics import SUBJECT_KEYS
 from privops.tools.bench.group import GroupRun, run_group
 from privops.tools.bench.inputs import Message, consent_events, encode_events
 from privops.tools.bench.kafka_io import produce
-from privops.tools.bench.measure import Result
+from privops.tools.bench.measure import OPEN_PERSONAL_FIELDS, Result
 from privops.tools.bench.runtime import BenchRuntime
 
 SCENARIO = "consent-throughput"
-OPEN_TIMER = "open_personal_fields"
 PLAINTEXT = "1 worker, contact details in plaintext"
 ENCRYPTED = "1 worker, contact details encrypted"
 
@@ -128,7 +127,7 @@ def _row(enc: GroupRun, plain: GroupRun, subjects: int) -> Result:
             "decrypt_cpu_us_per_event": round(cost, 1) if cost is not None else None,
             # The encrypted worker's own timer around opening the fields: steadier than
             # the difference of two workers' CPU, which the machine's spread moves.
-            "open_us_per_event": enc.timers_us().get(OPEN_TIMER),
+            "open_us_per_event": enc.timers_us().get(OPEN_PERSONAL_FIELDS),
             "window_seconds": [round(plain.seconds, 2), round(enc.seconds, 2)],
         },
         cpu_us=enc.cpu_us,

@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from privops.tools.bench.cpu import per_unit_us
 from privops.tools.bench.runtime import BenchRuntime, WorkerProc, consumed_by, wait_consumed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,26 +83,25 @@ class GroupRun:
         return out
 
 
-def _cpu_seconds(workers: Sequence[WorkerProc]) -> list[float]:
-    """Each worker's CPU so far; NaN for one whose process is gone."""
-    out = []
+def _each(workers: Sequence[WorkerProc], read: Callable[[WorkerProc], T], gone: T) -> list[T]:
+    """``read`` of each worker, ``gone`` for one that does not answer (OSError)."""
+    out: list[T] = []
     for worker in workers:
         try:
-            out.append(worker.cpu().total)
+            out.append(read(worker))
         except OSError:
-            out.append(math.nan)
+            out.append(gone)
     return out
+
+
+def _cpu_seconds(workers: Sequence[WorkerProc]) -> list[float]:
+    """Each worker's CPU so far; NaN for one whose process is gone."""
+    return _each(workers, lambda worker: worker.cpu().total, math.nan)
 
 
 def _timers(workers: Sequence[WorkerProc]) -> list[dict[str, float]]:
     """Each worker's own timers so far; empty for one that does not answer."""
-    out: list[dict[str, float]] = []
-    for worker in workers:
-        try:
-            out.append(worker.timers())
-        except OSError:
-            out.append({})
-    return out
+    return _each(workers, WorkerProc.timers, {})
 
 
 def run_group(

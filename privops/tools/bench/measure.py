@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from privops.adapters import metrics
 from privops.core.vocab import System
 
 Say = Callable[[str], None]
@@ -87,11 +88,12 @@ def upstream_consumed(metrics_text: str) -> int:
 
 # The worker's own timers (privops.adapters.metrics): seconds on its event loop by agent
 # and stage, and the part of deciding spent opening encrypted personal fields.
+OPEN_PERSONAL_FIELDS = "open_personal_fields"
 WORKER_TIMERS: dict[str, tuple[str, dict[str, str]]] = {
     f"{agent}_{stage}": ("privops_agent_busy_seconds", {"agent": agent, "stage": stage})
-    for agent in ("ingest", "workflow")
-    for stage in ("decide", "flush")
-} | {"open_personal_fields": ("privops_personal_fields_open_seconds", {})}
+    for agent in sorted(metrics.AGENTS)
+    for stage in sorted(metrics.AGENT_STAGES)
+} | {OPEN_PERSONAL_FIELDS: ("privops_personal_fields_open_seconds", {})}
 
 
 def worker_timers(metrics_text: str) -> dict[str, float]:
