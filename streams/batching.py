@@ -44,6 +44,9 @@ loudly on an upgrade that changes them. What it uses:
 - ``PrometheusMonitor._metrics`` (the Faust metrics it updates) and the monitor's
   ``track_tp_end_offset``, which Faust's consumer calls for every fetched message:
   ``FetchMonitor`` does it without a label lookup each time.
+- ``Channel.queue`` (a property making the channel's queue, kept in ``_queue``) and
+  the app's ``FlowControlQueue(maxsize, clear_on_resume=...)``: ``HandOff`` makes
+  its queue without ``clear_on_resume``, so Faust's flow control never empties it.
 A smaller version of this (a batch callback per fetched partition) would be worth
 offering upstream: Faust's per-message path is most of its cost for small records.
 """
@@ -118,6 +121,8 @@ def check_faust() -> None:
         from faust.stores import rocksdb
     except ImportError:  # pragma: no cover - rocksdict is a dependency
         rocksdb = None  # type: ignore[assignment]
+    if not isinstance(getattr(faust.Channel, "queue", None), property):
+        problems.append("Channel.queue is no longer a property")
     if rocksdb is not None and not hasattr(rocksdb.Store, "_db_for_partition"):
         problems.append("rocksdb.Store._db_for_partition is gone")
     for label, owner, name in _methods_used():
@@ -539,6 +544,31 @@ class Inlet:
         self.carried = 0
         self._room.set()
         return dropped
+
+
+class HandOff(faust.Channel[Any]):
+    """The in-memory channel an inlet's chunks take to their agent (streams.pipeline).
+
+    Faust empties every channel queue it made (``clear_on_resume``) whenever its flow
+    control resumes: at a revocation, and at the end of each rebalance's recovery,
+    after the stream partitions were sought to their committed offsets. Emptying
+    cancels a put waiting for room, too. For a chunk handed over after that seek, both
+    were losses: the chunk waiting in the queue was gone and nothing would read its
+    messages again (the read offsets were past them), and the pump whose put was
+    cancelled ended, so its agent got nothing more (a consent withdrawal was lost so
+    in the 3-worker kill test, session 19). This channel's queues are never emptied: a
+    chunk of an earlier consumer generation is skipped by the agent's stream (each
+    carrier bears the generation it was taken in), a chunk of the current one is
+    decided, and a pump waiting for room waits on."""
+
+    @property
+    def queue(self) -> Any:  # a ThrowableQueue, as Faust's own channel's
+        if self._queue is None:
+            maxsize = self.maxsize
+            if maxsize is None:
+                maxsize = self.app.conf.stream_buffer_maxsize
+            self._queue = self.app.FlowControlQueue(maxsize=maxsize, clear_on_resume=False)
+        return self._queue
 
 
 def install(app: AppT, inlets: Iterable[Inlet]) -> None:

@@ -15,7 +15,10 @@ the acknowledgement of the inputs, completes while the agent goes on deciding
 first; then the waiting messages are dropped (Faust seeks every partition back to its
 committed offset), what was decided is flushed without acknowledging it (its
 partitions may have moved; the new owner replays it, and every handler is idempotent),
-and the decoded values are forgotten.
+and the decoded values are forgotten. A chunk already on an agent's channel stays
+there (``batching.HandOff``: Faust's own channels are emptied when its flow resumes,
+which lost chunks taken after the rebalance's seek): the agent's stream skips one of
+an earlier consumer generation, and decides one of the current.
 
 The time an agent holds the state, deciding a slice or flushing, is counted in
 ``privops_agent_busy_seconds_total{agent,stage}`` (waits inside a handler included:
@@ -30,6 +33,7 @@ from the last commit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,9 +61,10 @@ FEEDS: list[tuple[batching.Inlet, AgentT[Any]]] = []
 
 
 def chunks() -> ChannelT[Any]:
-    """An agent's input channel: one chunk may wait while the agent works on another."""
-    channel: ChannelT[Any] = app.channel(maxsize=1)
-    return channel
+    """An agent's input channel: one chunk may wait while the agent works on another,
+    and neither it nor the pump waiting to put the next is dropped when Faust's flow
+    control resumes (``batching.HandOff``)."""
+    return batching.HandOff(app, maxsize=1)
 
 
 def inlet(name: str, topics: Sequence[str], background: Sequence[str] = ()) -> batching.Inlet:
@@ -172,7 +177,30 @@ async def pump(source: batching.Inlet, agent: AgentT[Any]) -> None:
         )
         offset += 1
         source.carried += 1
-        await channel.put(await channel.decode(carrier))
+        try:
+            await channel.put(await channel.decode(carrier))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the worker is stopping
+            _cut_off(source)
+            return
+
+
+def _cut_off(source: batching.Inlet) -> None:
+    """The pump's hand-off was cancelled under it (the channel's queue emptied: what
+    ``batching.HandOff`` prevents), not the pump: its agent would get nothing more
+    while the fetcher goes on, a silent stall. The state fails, so the worker stops
+    and its restart replays from the last commit."""
+    log.critical(
+        "the %s agent's input was cut off (its hand-off cancelled); stopping the worker",
+        source.name,
+    )
+    state.fail(HandOffCancelled(source.name))
+
+
+class HandOffCancelled(RuntimeError):
+    """A pump's put onto its agent's channel was cancelled while the worker ran."""
 
 
 def feed(source: batching.Inlet, agent: AgentT[Any]) -> None:
