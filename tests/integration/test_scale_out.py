@@ -195,6 +195,12 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
     executed = executions(local_runtime, task_ids)
     assert set(executed) == task_ids
     assert all(n == 1 for n in executed.values()), executed
+    # No agent was left without input: a pump whose hand-off Faust cancelled ended so,
+    # silently (streams.batching.HandOff), and one cut off now stops its worker.
+    for worker in survivors:
+        log = worker.log.read_text()
+        assert "Terminating cancelled task" not in log
+        assert "input was cut off" not in log
 
 
 def active_starts(log: str) -> dict[tuple[str, int], int]:
