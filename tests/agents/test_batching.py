@@ -110,9 +110,12 @@ async def test_the_workers_producer_is_idempotent(app: Any) -> None:
     producer = app.transport.create_producer()
     assert isinstance(producer, batching.IdempotentProducer)
     client = producer._new_producer()
-    assert client._txn_manager is not None  # what aiokafka builds for enable_idempotence
-    assert client._txn_manager.transactional_id is None  # idempotent, not transactional
-    assert producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
+    try:
+        assert client._txn_manager is not None  # what aiokafka builds for enable_idempotence
+        assert client._txn_manager.transactional_id is None  # idempotent, not transactional
+        assert producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
+    finally:
+        await client.stop()  # never started: nothing to flush, its client closed
 
 
 def test_a_broker_that_is_not_kafka_is_refused() -> None:
@@ -643,6 +646,13 @@ async def test_a_flush_joins_the_batch_still_waiting_on_its_partition() -> None:
     offset when the batch is delivered. Real aiokafka objects; the producer never
     connects (a send that waited for the broker would time out here)."""
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
+    try:
+        await _joins_the_waiting_batch(producer)
+    finally:
+        await producer.stop()
+
+
+async def _joins_the_waiting_batch(producer: AIOKafkaProducer) -> None:
     app = type("App", (), {"producer": type("P", (), {"_ensure_producer": lambda: producer})})
     first, second = TopicPartition("out", 1), TopicPartition("changelog", 0)
     delivered_first = await _waiting_batch(producer, first, b"earlier")
@@ -665,6 +675,13 @@ async def test_a_flush_joins_the_batch_still_waiting_on_its_partition() -> None:
 
 async def test_nothing_joins_a_batch_the_sender_has_taken_or_one_that_is_full() -> None:
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", max_batch_size=1024)
+    try:
+        await _joins_only_a_waiting_batch_with_room(producer)
+    finally:
+        await producer.stop()
+
+
+async def _joins_only_a_waiting_batch_with_room(producer: AIOKafkaProducer) -> None:
     tp = TopicPartition("out", 0)
     records: list[batching.Outgoing] = [("out", b"k", b"x" * 300, 0) for _ in range(5)]
     assert batching._join_waiting(producer, "out", 0, records, [0, 1]) == []  # none waits
