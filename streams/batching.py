@@ -473,6 +473,8 @@ class Inlet:
         self._took_overdue = False
         # Chunks taken and handed on but not yet picked up by the agent (streams.pipeline).
         self.carried = 0
+        # Since when messages have waited with no chunk taken (None: none wait).
+        self._waiting_since: float | None = None
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -486,6 +488,8 @@ class Inlet:
             self._later.append((self._clock(), message))
         else:
             self._buffer.append(message)
+        if self._waiting_since is None:
+            self._waiting_since = self._clock()
         self._arrived.set()
         if len(self) < self.high_water:
             return False
@@ -524,9 +528,18 @@ class Inlet:
         else:
             count = min(limit, self.BACKGROUND_CHUNK, len(self._later))
             chunk = [self._later.popleft()[1] for _ in range(count)]
-        if len(self) < self.high_water // 2:
+        waiting = len(self)
+        self._waiting_since = self._clock() if waiting else None
+        if waiting < self.high_water // 2:
             self._room.set()
         return chunk
+
+    def stalled_for(self) -> float:
+        """Seconds messages have waited here with no chunk taken: how long the agent
+        has not moved on while it has input (0 when nothing waits). A chunk is taken
+        every few hundred milliseconds under load, so minutes mean the agent is stuck."""
+        since = self._waiting_since
+        return 0.0 if since is None else self._clock() - since
 
     def _overdue(self) -> bool:
         """The oldest background message has waited ``BACKGROUND_MAX_WAIT`` or more."""
@@ -542,6 +555,7 @@ class Inlet:
         # Chunks already handed on belong to the old consumer generation: the agent's
         # stream skips them, so none of them is still to come.
         self.carried = 0
+        self._waiting_since = None
         self._room.set()
         return dropped
 

@@ -324,6 +324,14 @@ AGENT_BUSY_SECONDS = Counter(
     ["agent", "stage"],
     registry=REGISTRY,
 )
+AGENT_INPUT_WAITING_SECONDS = Gauge(
+    "privops_agent_input_waiting_seconds",
+    "Seconds an agent's fetched input has waited with none of it taken (0 when nothing "
+    "waits). Under load the agent takes a chunk every few hundred milliseconds; minutes "
+    "mean it is stuck, and the worker's /health says so.",
+    ["agent"],
+    registry=REGISTRY,
+)
 PERSONAL_FIELDS_OPEN_SECONDS = Counter(
     "privops_personal_fields_open_seconds",
     "Seconds the worker spent opening the encrypted personal fields of what it reads "
@@ -339,7 +347,8 @@ CONSUMER_LAG = Gauge(
 )
 WORKER_UP = Gauge(
     "privops_worker_up",
-    "1 while the privops worker is running, 0 while it starts or stops.",
+    "1 while the privops worker is healthy (its /health answers 200), 0 while it starts, "
+    "stops, or reports a problem (broker or registry away, an agent stuck).",
     registry=REGISTRY,
 )
 BUILD_INFO = Info("privops_build", "privops build information.", registry=REGISTRY)
@@ -497,6 +506,10 @@ def add_agent_busy(agent: object, stage: object, seconds: float) -> None:
     _child(AGENT_BUSY_SECONDS, bounded(agent, AGENTS), bounded(stage, AGENT_STAGES)).inc(seconds)
 
 
+def set_agent_input_waiting(agent: object, seconds: float) -> None:
+    AGENT_INPUT_WAITING_SECONDS.labels(agent=bounded(agent, AGENTS)).set(seconds)
+
+
 def add_personal_fields_open(seconds: float) -> None:
     PERSONAL_FIELDS_OPEN_SECONDS.inc(seconds)
 
@@ -566,6 +579,7 @@ def _preinitialise() -> None:
 
 def _preinitialise_agents() -> None:
     for agent in AGENTS:
+        AGENT_INPUT_WAITING_SECONDS.labels(agent=agent)
         for stage in AGENT_STAGES:
             AGENT_BUSY_SECONDS.labels(agent=agent, stage=stage)
 

@@ -14,7 +14,8 @@ import faust
 import pytest
 from faust.types import ChannelT
 
-from streams import batching, pipeline
+from privops.adapters import metrics
+from streams import batching, health, pipeline
 from streams.state import state
 from tests.agents.test_batching import message
 
@@ -92,3 +93,59 @@ def test_a_faust_whose_channel_queue_is_no_property_stops_the_worker(
     monkeypatch.setattr(faust.Channel, "queue", None)
     with pytest.raises(batching.FaustChanged, match=r"Channel\.queue is no longer a property"):
         batching.check_faust()
+
+
+def test_an_inlet_says_how_long_its_input_has_waited_untaken() -> None:
+    """From the first message put while none waited, until a chunk is taken: then from
+    the take if some still wait; nothing waits, or a rebalance dropped it: 0."""
+    now = [100.0]
+    inlet = batching.Inlet("test", ["a.events"], clock=lambda: now[0])
+    assert inlet.stalled_for() == 0.0
+    inlet.put(message("a.events", 0))
+    now[0] += 5
+    inlet.put(message("a.events", 1))
+    now[0] += 5
+    assert inlet.stalled_for() == 10.0  # from the first, not the latest
+    asyncio.run(inlet.take(1))
+    assert inlet.stalled_for() == 0.0  # one still waits, from now
+    now[0] += 3
+    assert inlet.stalled_for() == 3.0
+    asyncio.run(inlet.take(10))
+    now[0] += 3
+    assert inlet.stalled_for() == 0.0
+    inlet.put(message("a.events", 2))
+    now[0] += 7
+    assert inlet.stalled_for() == 7.0
+    inlet.drop()
+    assert inlet.stalled_for() == 0.0
+
+
+def test_an_agent_stuck_with_input_waiting_makes_the_worker_unhealthy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a pump cut off, or an agent hung in a handler, leaves: input waiting and
+    none taken. The fetcher reads on, so the consumer lag does not show it; /health
+    does, once it has lasted ``STALLED_AFTER_SECONDS``, and the gauge all along."""
+    now = [0.0]
+    stuck = batching.Inlet("ingest", ["a.events"], clock=lambda: now[0])
+    moving = batching.Inlet("workflow", ["b.events"], clock=lambda: now[0])
+    monkeypatch.setattr(pipeline, "FEEDS", [(stuck, None), (moving, None)])
+    stuck.put(message("a.events", 0))
+    now[0] = health.STALLED_AFTER_SECONDS - 1
+    assert health.stalled_agents() == []
+    assert _waiting("ingest") == health.STALLED_AFTER_SECONDS - 1
+    now[0] = health.STALLED_AFTER_SECONDS + 30
+    assert health.stalled_agents() == [
+        "the ingest agent has taken none of its waiting input for 120 s or more"
+    ]
+    assert _waiting("ingest") == health.STALLED_AFTER_SECONDS + 30
+    assert _waiting("workflow") == 0.0
+    asyncio.run(stuck.take(10))
+    assert health.stalled_agents() == []
+    assert _waiting("ingest") == 0.0
+
+
+def _waiting(agent: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(
+        "privops_agent_input_waiting_seconds", {"agent": agent}
+    )
