@@ -473,8 +473,10 @@ class Inlet:
         self._took_overdue = False
         # Chunks taken and handed on but not yet picked up by the agent (streams.pipeline).
         self.carried = 0
-        # Since when messages have waited with no chunk taken (None: none wait).
+        # Since when messages have waited with no chunk taken (None: none wait), and
+        # since when the agent has worked on its current chunk (None: on none).
         self._waiting_since: float | None = None
+        self._working_since: float | None = None
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -534,12 +536,17 @@ class Inlet:
             self._room.set()
         return chunk
 
+    def working(self, busy: bool) -> None:
+        """The agent starts (True) or ends (False) a chunk taken from here."""
+        self._working_since = self._clock() if busy else None
+
     def stalled_for(self) -> float:
-        """Seconds messages have waited here with no chunk taken: how long the agent
-        has not moved on while it has input (0 when nothing waits). A chunk is taken
-        every few hundred milliseconds under load, so minutes mean the agent is stuck."""
-        since = self._waiting_since
-        return 0.0 if since is None else self._clock() - since
+        """Seconds the agent has not moved on: the longer of how long messages have
+        waited here with no chunk taken, and how long its current chunk has taken (0
+        when nothing waits and it works on nothing). Under load a chunk is taken and
+        finished every few hundred milliseconds, so minutes mean the agent is stuck."""
+        started = [t for t in (self._waiting_since, self._working_since) if t is not None]
+        return self._clock() - min(started) if started else 0.0
 
     def _overdue(self) -> bool:
         """The oldest background message has waited ``BACKGROUND_MAX_WAIT`` or more."""

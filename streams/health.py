@@ -1,9 +1,10 @@
-"""The worker's health: its agents take their input and the broker and registry answer.
+"""The worker's health: its agents move on and the broker and registry answer.
 
 A timer refreshes it (agents/timers.py); /health and ``privops_worker_up`` report it.
-An agent that has taken none of its waiting input for ``STALLED_AFTER_SECONDS`` is
-stuck (under load it takes a chunk every few hundred milliseconds): a stall that would
-otherwise show nowhere, since the fetcher reads on and the consumer lag stays low.
+An agent that has not moved on for ``STALLED_AFTER_SECONDS`` (its input waiting with
+none taken, or its current chunk unfinished: ``batching.Inlet.stalled_for``) is stuck;
+under load it takes and finishes a chunk every few hundred milliseconds. Nothing else
+would show it: the fetcher reads on, so the consumer lag stays low.
 """
 
 from __future__ import annotations
@@ -46,22 +47,22 @@ async def refresh() -> Health:
         for problem in problems:
             log.warning("unhealthy: %s", problem)
         if not problems and health.checked:
-            log.info("healthy again: agents take their input, broker and registry answer")
+            log.info("healthy again: agents move on, broker and registry answer")
     health.problems, health.checked = problems, True
     metrics.set_worker_up(health.ok)
     return health
 
 
 def stalled_agents() -> list[str]:
-    """A problem per agent whose input has waited ``STALLED_AFTER_SECONDS`` with none of
-    it taken; every agent's wait goes to ``privops_agent_input_waiting_seconds``."""
+    """A problem per agent that has not moved on for ``STALLED_AFTER_SECONDS``; every
+    agent's figure goes to ``privops_agent_stalled_seconds``."""
     problems = []
     for source, _ in pipeline.FEEDS:
-        waited = source.stalled_for()
-        metrics.set_agent_input_waiting(source.name, waited)
-        if waited >= STALLED_AFTER_SECONDS:
+        stalled = source.stalled_for()
+        metrics.set_agent_stalled(source.name, stalled)
+        if stalled >= STALLED_AFTER_SECONDS:
             problems.append(
-                f"the {source.name} agent has taken none of its waiting input for "
-                f"{STALLED_AFTER_SECONDS:.0f} s or more"
+                f"the {source.name} agent has not moved on for {STALLED_AFTER_SECONDS:.0f} s "
+                "or more (its input waits untaken, or its chunk unfinished)"
             )
     return problems

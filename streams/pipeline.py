@@ -84,22 +84,27 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     agent = source.name if source is not None else None
     if source is not None:
         source.carried -= 1
-    if state.sealer is not None:  # sealed table values are read with the owned keys
-        await state.sealer.ready()
-    at = 0
-    while True:
-        async with state.lock:
-            if state.generation != generation:
-                return  # partitions moved meanwhile: not ours to decide (nor acknowledge)
-            started = time.perf_counter()
-            at = await _decide(chunk, at, handle)
-            decided = time.perf_counter()
-            metrics.add_agent_busy(agent, "decide", decided - started)
-            if at < len(chunk):
-                continue  # the lock is released: a waiting agent goes first
-            await _maybe_flush(source)
-            metrics.add_agent_busy(agent, "flush", time.perf_counter() - decided)
-            return
+        source.working(True)  # how long it takes is watched (streams.health)
+    try:
+        if state.sealer is not None:  # sealed table values are read with the owned keys
+            await state.sealer.ready()
+        at = 0
+        while True:
+            async with state.lock:
+                if state.generation != generation:
+                    return  # partitions moved meanwhile: not ours to decide (nor acknowledge)
+                started = time.perf_counter()
+                at = await _decide(chunk, at, handle)
+                decided = time.perf_counter()
+                metrics.add_agent_busy(agent, "decide", decided - started)
+                if at < len(chunk):
+                    continue  # the lock is released: a waiting agent goes first
+                await _maybe_flush(source)
+                metrics.add_agent_busy(agent, "flush", time.perf_counter() - decided)
+                return
+    finally:
+        if source is not None:
+            source.working(False)
 
 
 async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:

@@ -324,11 +324,12 @@ AGENT_BUSY_SECONDS = Counter(
     ["agent", "stage"],
     registry=REGISTRY,
 )
-AGENT_INPUT_WAITING_SECONDS = Gauge(
-    "privops_agent_input_waiting_seconds",
-    "Seconds an agent's fetched input has waited with none of it taken (0 when nothing "
-    "waits). Under load the agent takes a chunk every few hundred milliseconds; minutes "
-    "mean it is stuck, and the worker's /health says so.",
+AGENT_STALLED_SECONDS = Gauge(
+    "privops_agent_stalled_seconds",
+    "Seconds an agent has not moved on: the longer of how long its fetched input has "
+    "waited with none of it taken and how long its current chunk has taken (0 when "
+    "nothing waits and it works on nothing). Under load it takes and finishes a chunk "
+    "every few hundred milliseconds; minutes mean it is stuck, and /health says so.",
     ["agent"],
     registry=REGISTRY,
 )
@@ -506,8 +507,8 @@ def add_agent_busy(agent: object, stage: object, seconds: float) -> None:
     _child(AGENT_BUSY_SECONDS, bounded(agent, AGENTS), bounded(stage, AGENT_STAGES)).inc(seconds)
 
 
-def set_agent_input_waiting(agent: object, seconds: float) -> None:
-    AGENT_INPUT_WAITING_SECONDS.labels(agent=bounded(agent, AGENTS)).set(seconds)
+def set_agent_stalled(agent: object, seconds: float) -> None:
+    AGENT_STALLED_SECONDS.labels(agent=bounded(agent, AGENTS)).set(seconds)
 
 
 def add_personal_fields_open(seconds: float) -> None:
@@ -579,7 +580,7 @@ def _preinitialise() -> None:
 
 def _preinitialise_agents() -> None:
     for agent in AGENTS:
-        AGENT_INPUT_WAITING_SECONDS.labels(agent=agent)
+        AGENT_STALLED_SECONDS.labels(agent=agent)
         for stage in AGENT_STAGES:
             AGENT_BUSY_SECONDS.labels(agent=agent, stage=stage)
 

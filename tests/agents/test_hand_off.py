@@ -16,7 +16,7 @@ from faust.types import ChannelT
 
 from privops.adapters import metrics
 from streams import batching, health, pipeline
-from streams.state import state
+from streams.state import StateFailed, state
 from tests.agents.test_batching import message
 
 
@@ -120,7 +120,49 @@ def test_an_inlet_says_how_long_its_input_has_waited_untaken() -> None:
     assert inlet.stalled_for() == 0.0
 
 
-def test_an_agent_stuck_with_input_waiting_makes_the_worker_unhealthy(
+def test_an_inlet_says_how_long_its_agent_has_worked_on_a_chunk() -> None:
+    """A chunk in the agent's hands counts from when it started, nothing waiting or
+    not; the longer of the two is the figure."""
+    now = [0.0]
+    inlet = batching.Inlet("test", ["a.events"], clock=lambda: now[0])
+    inlet.working(True)
+    now[0] = 4.0
+    assert inlet.stalled_for() == 4.0
+    inlet.put(message("a.events", 0))
+    now[0] = 6.0
+    assert inlet.stalled_for() == 6.0  # the chunk started before the input waited
+    inlet.working(False)
+    assert inlet.stalled_for() == 2.0  # the input still waits
+    asyncio.run(inlet.take(1))
+    assert inlet.stalled_for() == 0.0
+
+
+async def test_work_marks_its_chunk_on_the_inlet_until_it_ends(app: Any) -> None:
+    """``pipeline.work`` tells the inlet when it starts and ends a chunk, even one
+    whose handler raises (the worker stops then)."""
+    now = [0.0]
+    inlet = batching.Inlet("test", ["a.events"], clock=lambda: now[0])
+    seen: list[float] = []
+
+    async def handle(_: Any) -> None:
+        now[0] += 30
+        seen.append(inlet.stalled_for())
+
+    inlet.carried = 1
+    await pipeline.work([message("a.events", 0), message("a.events", 1)], handle, inlet)
+    assert seen == [30.0, 60.0]
+    assert inlet.stalled_for() == 0.0
+
+    async def broken(_: Any) -> None:
+        raise RuntimeError("a bug")
+
+    inlet.carried = 1
+    with pytest.raises(StateFailed):
+        await pipeline.work([message("a.events", 2)], broken, inlet)
+    assert inlet.stalled_for() == 0.0
+
+
+def test_an_agent_stuck_makes_the_worker_unhealthy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a pump cut off, or an agent hung in a handler, leaves: input waiting and
@@ -133,19 +175,18 @@ def test_an_agent_stuck_with_input_waiting_makes_the_worker_unhealthy(
     stuck.put(message("a.events", 0))
     now[0] = health.STALLED_AFTER_SECONDS - 1
     assert health.stalled_agents() == []
-    assert _waiting("ingest") == health.STALLED_AFTER_SECONDS - 1
+    assert _stalled("ingest") == health.STALLED_AFTER_SECONDS - 1
     now[0] = health.STALLED_AFTER_SECONDS + 30
     assert health.stalled_agents() == [
-        "the ingest agent has taken none of its waiting input for 120 s or more"
+        "the ingest agent has not moved on for 120 s or more "
+        "(its input waits untaken, or its chunk unfinished)"
     ]
-    assert _waiting("ingest") == health.STALLED_AFTER_SECONDS + 30
-    assert _waiting("workflow") == 0.0
+    assert _stalled("ingest") == health.STALLED_AFTER_SECONDS + 30
+    assert _stalled("workflow") == 0.0
     asyncio.run(stuck.take(10))
     assert health.stalled_agents() == []
-    assert _waiting("ingest") == 0.0
+    assert _stalled("ingest") == 0.0
 
 
-def _waiting(agent: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value(
-        "privops_agent_input_waiting_seconds", {"agent": agent}
-    )
+def _stalled(agent: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value("privops_agent_stalled_seconds", {"agent": agent})
