@@ -17,14 +17,12 @@ from typing import cast
 
 from faust.exceptions import ConsumerNotStarted
 from faust.tables.manager import TableManager
-from faust.transport.consumer import Consumer
-from faust.types import TP
 
 from privops.adapters import metrics
 from privops.core import sealing
 from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_TICKS
-from streams import health
+from streams import batching, health
 from streams.app import app, settings
 from streams.context import collaborators
 from streams.io import emit_all
@@ -61,12 +59,6 @@ def tables_recovered() -> bool:
     recovery = cast(TableManager, app.tables).recovery
     recovered = recovery.completed.is_set() and not (recovery.in_recovery or app.rebalancing)
     return recovered and all(view.ready.is_set() for view in GLOBAL_VIEWS)
-
-
-def read_position(tp: TP) -> int | None:
-    """The offset this worker last read on `tp`, or None before its first message."""
-    consumer = cast(Consumer, app.consumer)
-    return consumer._read_offset.get(tp)
 
 
 # --- timers ----------------------------------------------------------------------------
@@ -121,9 +113,9 @@ async def consumer_lag() -> None:
             # or not fetched yet (no state), or the consumer thread is still starting.
             log.debug("no highwater for %s: %s", tp, exc)
             continue
-        position = read_position(tp)
+        position = batching.next_to_process(app, tp)
         if highwater is not None:
-            lags.append((tp.topic, max(0, highwater - ((position or -1) + 1))))
+            lags.append((tp.topic, max(0, highwater - (position or 0))))
     metrics.record_consumer_lag(lags)
 
 

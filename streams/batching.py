@@ -18,7 +18,8 @@ at start-up if any internal it uses is missing, and tests/agents/test_batching.p
 loudly on an upgrade that changes them. What it uses:
 - ``Conductor._build_handler(tp, channels)``: the per-partition message callback the
   conductor builds after each assignment; wrapped so the inlets' topics go to them.
-- ``Consumer.ack(message)`` (marks the offset done; Faust commits contiguous acks).
+- ``Consumer.ack(message)`` (marks the offset done; Faust commits contiguous acks), and
+  the consumer's ``_committed_offset`` and ``_read_offset`` (``next_to_process``).
 - ``Consumer._drain_messages`` (overridden by ``InletConsumer``, to append an inlet's
   messages without a task each) and what it keeps: ``_read_offset``, ``_add_gap``,
   ``_n_acked``/``_commit_every``/``commit``, ``suspend_flow``, ``callback``.
@@ -625,11 +626,38 @@ def install(app: AppT, inlets: Iterable[Inlet]) -> None:
     )
 
 
+# Per partition, the offset after the last one this worker acknowledged (``acknowledge``;
+# forgotten at each revocation): where what is not yet processed starts.
+_acknowledged: dict[TP, int] = {}
+
+
 def acknowledge(app: AppT, messages: Iterable[Message]) -> None:
     """Mark messages done; Faust commits each partition up to its contiguous acks."""
     consumer = app.consumer
+    acknowledged = _acknowledged
     for message in messages:
         consumer.ack(message)
+        acknowledged[message.tp] = message.offset + 1
+
+
+def forget_acknowledged() -> None:
+    """Partitions are moving: what was acknowledged here before says nothing after."""
+    _acknowledged.clear()
+
+
+def next_to_process(app: AppT, tp: TP) -> int | None:
+    """The first offset of ``tp`` this worker has not processed: after its last
+    acknowledgement, else the group's committed offset, else after the last message
+    read (None before any). Messages fetched but not yet decided and delivered, up to
+    an inlet's ``high_water``, are not processed: the read offset alone hid them."""
+    consumer = app.consumer
+    done = _acknowledged.get(tp)
+    committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+    known = [offset for offset in (done, committed) if offset is not None]
+    if known:
+        return max(known)
+    read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+    return None if read is None else read + 1
 
 
 # --- table storage --------------------------------------------------------------------

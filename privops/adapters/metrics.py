@@ -342,7 +342,9 @@ PERSONAL_FIELDS_OPEN_SECONDS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "privops_consumer_lag",
-    "Messages between the log end and the worker's committed offset, summed per topic.",
+    "Messages not yet processed: from the first offset the worker has not decided and "
+    "delivered (after its last acknowledgement, else the committed offset) to the log "
+    "end, summed per topic over the partitions it owns.",
     ["topic"],
     registry=REGISTRY,
 )

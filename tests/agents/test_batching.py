@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
@@ -464,6 +465,30 @@ async def test_a_rebalance_waits_for_what_was_flushed_and_leaves_the_rest_unackn
     await asyncio.wait_for(revoking, 1)
     assert acknowledged == [first]
     assert identities.data["S1"] == {"n": 1}
+
+
+async def test_what_is_not_yet_processed_starts_after_the_last_acknowledgement(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the consumer lag counts from (agents/timers.py): the first offset not yet
+    decided and delivered, not the last one read (an inlet holds up to ``high_water``
+    messages read and not processed). Before any acknowledgement here, the group's
+    committed offset; before any commit, after the last one read. A revocation
+    forgets the acknowledgements."""
+    consumer = app.consumer
+    for name, fresh in (("_acked", defaultdict(list)), ("_acked_index", defaultdict(set))):
+        monkeypatch.setattr(consumer, name, fresh)  # the acks below leave nothing behind
+    monkeypatch.setattr(consumer, "_n_acked", 0)
+    tp = TP("a.events", 0)
+    assert batching.next_to_process(app, tp) is None
+    monkeypatch.setitem(consumer._read_offset, tp, 41)
+    assert batching.next_to_process(app, tp) == 42
+    monkeypatch.setitem(consumer._committed_offset, tp, 30)
+    assert batching.next_to_process(app, tp) == 30
+    batching.acknowledge(app, [message("a.events", 30), message("a.events", 31)])
+    assert batching.next_to_process(app, tp) == 32
+    await pipeline.on_revoked()
+    assert batching.next_to_process(app, tp) == 30
 
 
 async def test_an_agent_lets_the_other_in_between_slices_of_a_long_chunk(
