@@ -571,17 +571,17 @@ class Inlet:
 class HandOff(faust.Channel[Any]):
     """The in-memory channel an inlet's chunks take to their agent (streams.pipeline).
 
-    Faust empties every channel queue it made (``clear_on_resume``) whenever its flow
-    control resumes: at a revocation, and at the end of each rebalance's recovery,
-    after the stream partitions were sought to their committed offsets. Emptying
-    cancels a put waiting for room, too. For a chunk handed over after that seek, both
-    were losses: the chunk waiting in the queue was gone and nothing would read its
-    messages again (the read offsets were past them), and the pump whose put was
-    cancelled ended, so its agent got nothing more (a consent withdrawal was lost so
-    in the 3-worker kill test, session 19). This channel's queues are never emptied: a
-    chunk of an earlier consumer generation is skipped by the agent's stream (each
-    carrier bears the generation it was taken in), a chunk of the current one is
-    decided, and a pump waiting for room waits on."""
+    Faust empties every channel queue it made (``clear_on_resume``) at each revocation
+    and each time its flow control resumes, the last time at the end of a rebalance's
+    recovery, after the stream partitions were sought to their committed offsets.
+    Emptying cancels a put waiting for room, too. For a chunk handed over after that
+    seek, both were losses: the chunk waiting in the queue was gone and nothing would
+    read its messages again (the read offsets were past them), and the pump whose put
+    was cancelled ended, so its agent got nothing more (a consent withdrawal was lost
+    so in the 3-worker kill test in session 18). This channel's queues are never
+    emptied: a chunk of an earlier consumer generation is skipped by the agent's
+    stream (each carrier bears the generation it was taken in), a chunk of the current
+    one is decided, and a pump waiting for room waits on."""
 
     @property
     def queue(self) -> Any:  # a ThrowableQueue, as Faust's own channel's
