@@ -16,9 +16,10 @@ first; then the waiting messages are dropped (Faust seeks every partition back t
 committed offset), what was decided is flushed without acknowledging it (its
 partitions may have moved; the new owner replays it, and every handler is idempotent),
 and the decoded values are forgotten. A chunk already on an agent's channel stays
-there (``batching.HandOff``: Faust's own channels are emptied when its flow resumes,
-which lost chunks taken after the rebalance's seek): the agent's stream skips one of
-an earlier consumer generation, and decides one of the current.
+there (``batching.HandOff``: Faust's own channels are emptied at a revocation and
+when its flow resumes, which lost chunks taken after the rebalance's seek): the
+agent's stream skips one of an earlier consumer generation, and decides one of the
+current.
 
 The time an agent holds the state, deciding a slice or flushing, is counted in
 ``privops_agent_busy_seconds_total{agent,stage}`` (waits inside a handler included:

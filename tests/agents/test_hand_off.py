@@ -26,7 +26,7 @@ async def _chunk(reader: ChannelT[Any]) -> list[int]:
     return [m.offset for m in event.value]
 
 
-def _pumped(app: Any, channel: ChannelT[Any]) -> tuple[batching.Inlet, ChannelT[Any], Any]:
+def _pumped(channel: ChannelT[Any]) -> tuple[batching.Inlet, ChannelT[Any], Any]:
     """An inlet pumped onto ``channel``, and the clone an agent's stream reads."""
     inlet = batching.Inlet("test", ["a.events"])
     reader = channel.clone(is_iterator=True)  # what an agent iterates
@@ -49,7 +49,7 @@ async def _fill(inlet: batching.Inlet, pumping: Any) -> None:
 async def test_chunks_handed_over_outlive_the_flow_resuming(app: Any) -> None:
     """The waiting chunk and the pump's next one both reach the agent after Faust
     resumes the flow, and the pump goes on with what is fetched after."""
-    inlet, reader, pumping = _pumped(app, pipeline.chunks())
+    inlet, reader, pumping = _pumped(pipeline.chunks())
     try:
         await _fill(inlet, pumping)
         app.flow_control.resume()  # as Faust does once a rebalance's recovery is done
@@ -73,7 +73,7 @@ async def test_a_pump_whose_hand_off_is_cancelled_stops_the_worker(
     agent starved, but fails the state, which stops the worker."""
     told: list[BaseException] = []
     monkeypatch.setattr(state, "on_failure", told.append)
-    inlet, reader, pumping = _pumped(app, app.channel(maxsize=1))
+    inlet, reader, pumping = _pumped(app.channel(maxsize=1))
     try:
         await _fill(inlet, pumping)
         app.flow_control.resume()
