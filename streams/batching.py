@@ -668,36 +668,46 @@ def holds_python(table: TableT[Any, Any]) -> bool:
     return isinstance(table.data, memory.Store)
 
 
-def write_partition(
-    table: TableT[Any, Any], partition: int, items: dict[bytes, tuple[Any, bytes | None]]
-) -> None:
+Stored = tuple[Any, bytes | None]
+"""A value as ``write_partition`` stores it: (its JSON-able form, kept by a store of Python
+values only; its JSON bytes, for RocksDB and the changelog), or (None, None) to delete."""
+
+
+def write_partition(table: TableT[Any, Any], partition: int, items: dict[str, Stored]) -> None:
     """Write one partition's changed keys to the table's local store in one batch.
 
-    ``items`` maps the raw key to (the value as Python, its JSON bytes) or (None, None)
-    to delete. The memory store keeps Python values by decoded key; RocksDB keeps
-    bytes per partition, written as one WriteBatch.
+    The memory store keeps Python values by key; RocksDB keeps bytes per partition,
+    written as one WriteBatch.
     """
     store = table.data
     if isinstance(store, memory.Store):
         for key, (value, _) in items.items():
-            decoded = key.decode()
             if value is None:
-                store.data.pop(decoded, None)
+                store.data.pop(key, None)
             else:
-                store.data[decoded] = value
+                store.data[key] = value
         return
     from rocksdict import WriteBatch
 
     batch = WriteBatch(raw_mode=True)
-    for key, (_, raw) in items.items():
-        if raw is None:
-            batch.delete(key)
-        else:
-            batch.put(key, raw)
-    store._db_for_partition(partition).write(batch)  # type: ignore[attr-defined]
     index = store._key_index  # type: ignore[attr-defined]
-    for key in items:
-        index[key] = partition
+    for key, (_, raw) in items.items():
+        encoded = key.encode()
+        if raw is None:
+            batch.delete(encoded)
+        else:
+            batch.put(encoded, raw)
+        index[encoded] = partition
+    store._db_for_partition(partition).write(batch)  # type: ignore[attr-defined]
+
+
+def stored_value(table: TableT[Any, Any], item: Stored) -> Any:
+    """What ``read_partition`` answers for a key once ``item`` is written to it."""
+    value, raw = item
+    store = table.data
+    if isinstance(store, memory.Store) or raw is None:
+        return value
+    return store._decode_value(raw)  # type: ignore[attr-defined]
 
 
 def read_partition(table: TableT[Any, Any], partition: int, key: str) -> Any:

@@ -255,7 +255,7 @@ async def on_revoked(*_: Any, **__: Any) -> None:
         await state.settle()
         await state.flush(acknowledge=False)
         await state.settle()
-        state.forget()
+        state.rebalanced()
         batching.forget_acknowledged()
     if dropped:
         log.info("rebalance: %d fetched messages left for their new owners", dropped)

@@ -3,10 +3,13 @@
 An agent decides on a chunk of input messages at a time. Every table read and write
 goes through ``state``, against the partition of the message being processed (every
 input is keyed by subject id, so that partition owns everything the decision touches).
-A write stays here, decoded, until the next ``flush``: then each changed key is
-written once (streams.batching), every output waiting in ``state`` is sent, and once
-all of it is delivered the chunk's input messages are acknowledged. Reads see the
-writes not yet flushed, so a subject's second event in a chunk builds on its first.
+A write stays here, decoded, until the next ``flush``: then every output waiting in
+``state`` is sent; once the broker has them, each changed key's changelog record; once
+it has those, each changed key is written once to the local store (streams.batching)
+and the chunk's input messages are acknowledged. Reads see the writes not yet flushed
+or not yet stored, so a subject's second event in a chunk builds on its first. Nothing
+in a table (its changelog or its store) says an input was decided before its outputs
+are delivered, so a replay after any failure sends them again (``State.flush``).
 
 Decoded values are also kept after a flush (a bounded LRU, dropped on every
 rebalance), so a hot subject is not read and validated again per event. On the memory
@@ -25,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from aiokafka.errors import KafkaError
 from faust.types import Message, TableT
 from pydantic import BaseModel
 
@@ -133,6 +137,27 @@ class StateFailed(RuntimeError):
         )
 
 
+Write = tuple[Slot[Any], int, dict[str, batching.Stored]]
+"""One table partition's changed keys, as a flush writes them to the local store."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """What one flush writes locally once its records are delivered, its changelog
+    records (one per written key, in ``writes``' order), and the inputs it acknowledges."""
+
+    writes: list[Write]
+    changelog: list[batching.Outgoing]
+    done: list[Message]
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """A flush's failure reaches the state through its delivery task; the next flush
+    may never ask its ``queued`` future (none follows), so asyncio must not warn."""
+    if not future.cancelled():
+        future.exception()
+
+
 class State:
     """Write-back table view, waiting outputs and processed inputs, flushed together."""
 
@@ -151,6 +176,16 @@ class State:
         # The last flush's delivery: its offsets persisted and its inputs acknowledged
         # once the broker has it, after every flush before it (``_delivered``).
         self._delivering: asyncio.Future[None] | None = None
+        # Resolved once the last flush's outputs are delivered and its changelog records
+        # queued (the next flush queues its own after it: ``_delivered``).
+        self._changelog_queued: asyncio.Future[None] | None = None
+        # What flushes wrote that is not in the local stores yet (it goes there once
+        # delivered): (table, partition) -> key -> the value as the store will hold it.
+        self._held: dict[tuple[str, int], dict[str, batching.Stored]] = {}
+        # Set when a flush was dropped because the partitions are moving (``Unsealable``):
+        # nothing is acknowledged until the rebalance (``rebalanced``), so no later
+        # input's acknowledgement commits past the dropped ones.
+        self._acks_held = False
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
@@ -185,7 +220,12 @@ class State:
         if value is not _MISSING:
             self._cache.move_to_end(ckey)
             return value  # type: ignore[no-any-return]
-        raw = self.opened(slot, key, batching.read_partition(slot.table, partition, key))
+        held = self._held.get((slot.name, partition))
+        if held is not None and key in held:  # flushed, not delivered yet
+            stored = batching.stored_value(slot.table, held[key])
+        else:
+            stored = batching.read_partition(slot.table, partition, key)
+        raw = self.opened(slot, key, stored)
         decoded = slot.decode(raw) if raw is not None else None
         self._remember(ckey, decoded)
         return decoded
@@ -243,11 +283,18 @@ class State:
     # --- flush ---------------------------------------------------------------------
 
     async def flush(self, *, acknowledge: bool = True) -> None:
-        """Store every changed key once, hand every output to the producer, and once the
-        broker has all of it, acknowledge the inputs (not during a rebalance: the
+        """Hand every output to the producer and, once the broker has them, every changed
+        key's changelog record; once those are delivered too, write each changed key to
+        the local store and acknowledge the inputs (not during a rebalance: the
         partitions may be gone; their inputs are replayed).
 
-        The flush returns once its records are queued, in order after the last flush's:
+        The order is what makes a replay whole (``_delivered``): whatever stopped a
+        flush part-way, its tables (changelog and local store) do not yet say its inputs
+        were decided unless its outputs were delivered, so the restart that replays
+        those inputs decides them again and sends their outputs again, never skipping
+        them as already done. Reads see a flushed value at once (``_held``).
+
+        The flush returns once its outputs are queued, in order after the last flush's:
         the agent decides on while the broker answers (a command no longer waits out a
         round trip per flush before the next is decided). Acknowledgements stay in flush
         order and follow delivery, so at-least-once holds. A delivery that failed fails
@@ -256,11 +303,11 @@ class State:
         nor acknowledged. Once failed, every flush (and ``settle``) raises ``StateFailed``.
 
         With a sealer, the subjects' storage keys are had first; if the partitions moved
-        meanwhile, nothing is written or sent and nothing acknowledged: the new owner
-        replays the inputs, as after a crash."""
+        meanwhile, nothing is written or sent and nothing acknowledged, now or until the
+        rebalance (``rebalanced``): the new owner replays the inputs, as after a crash."""
         self._raise_if_failed()
         try:
-            await self._flush(acknowledge)
+            await self._flush(acknowledge and not self._acks_held)
         # A store, the producer, a bug: not one input's fault; raised again, sanitized.
         except Exception as exc:  # noqa: BLE001
             log.critical(
@@ -278,55 +325,109 @@ class State:
             dropped = len(self._done)
             self._dirty, self._out, self._done = {}, [], []
             self.forget()
-            log.warning("flush of %d inputs dropped (%s); they will be replayed", dropped, exc)
+            self._acks_held = True
+            log.warning(
+                "flush of %d inputs dropped (%s); they will be replayed, and nothing is "
+                "acknowledged until the rebalance",
+                dropped,
+                exc,
+            )
             return
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
-        records: list[batching.Outgoing] = []
-        changelog: list[tuple[Slot[Any], int]] = []  # of records[:len(changelog)]
+        writes: list[Write] = []
+        changelog: list[batching.Outgoing] = []
         for (name, partition), values in dirty.items():
             slot = self._slots[name]
             items = _encoded(
                 slot, values, keys, opened.get(name, {}), python=batching.holds_python(slot.table)
             )
-            batching.write_partition(slot.table, partition, items)
+            writes.append((slot, partition, items))
+            self._held.setdefault((name, partition), {}).update(items)
             self._forget_unsealable(slot, partition, opened.get(name, {}), keys)
             topic = batching.changelog_topic(slot.table)
             for key, (_, raw) in items.items():
-                records.append((topic, key, raw, partition))
-                changelog.append((slot, partition))
+                changelog.append((topic, key.encode(), raw, partition))
+        outputs: list[batching.Outgoing] = []
         for item in out:
             if isinstance(item, SealedOutput):
                 value = item.encode(keys.get(item.subject_id))
-                records.append((item.topic, item.key, value, None))
+                outputs.append((item.topic, item.key, value, None))
             else:
-                records.append((item[0], item[1], item[2], None))
-        delivery = await self.queue_all(records) if records else None
+                outputs.append((item[0], item[1], item[2], None))
+        delivery = await self.queue_all(outputs) if outputs else None
+        queued = asyncio.get_running_loop().create_future()
+        queued.add_done_callback(_retrieved)
         self._delivering = asyncio.ensure_future(
-            self._delivered(self._delivering, delivery, changelog, done if acknowledge else [])
+            self._delivered(
+                Flush(writes, changelog, done if acknowledge else []),
+                delivery,
+                self._changelog_queued,
+                queued,
+                self._delivering,
+            )
         )
+        self._changelog_queued = queued
         self._delivering.add_done_callback(self._report_failure)
 
     async def _delivered(
         self,
-        before: asyncio.Future[None] | None,
+        flush: Flush,
         delivery: Awaitable[list[int]] | None,
-        changelog: list[tuple[Slot[Any], int]],
-        done: list[Message],
+        before_queued: asyncio.Future[None] | None,
+        queued: asyncio.Future[None],
+        before: asyncio.Future[None] | None,
     ) -> None:
-        """Once the flush before has completed and this one's records are delivered:
-        remember the changelog offsets written, then acknowledge the inputs."""
+        """A flush, from its queued outputs to its acknowledged inputs: once its outputs
+        are delivered and the flush before has queued its changelog records, queue its
+        own (``queued`` says so to the next flush, or fails as this one does); once those
+        are delivered and the flush before has completed, write its values to the local
+        stores, remember their changelog offsets, and acknowledge its inputs.
+
+        So a table's changelog or store says an input was decided only once its outputs,
+        and every earlier flush's, are delivered: a replay after any failure either
+        finds an input decided with its outputs sent, or decides it again and sends
+        them again (duplicates, which every reader absorbs), never neither."""
+        try:
+            if delivery is not None:
+                await delivery
+            if before_queued is not None:
+                await before_queued
+            logged = await self.queue_all(flush.changelog) if flush.changelog else None
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                queued.set_exception(exc)
+            else:
+                queued.cancel()
+            raise
+        queued.set_result(None)
         if before is not None:
             await before
-        delivered = await delivery if delivery is not None else []
+        delivered = await logged if logged is not None else []
+        for slot, partition, items in flush.writes:
+            batching.write_partition(slot.table, partition, items)
+            self._release(slot.name, partition, items)
         offsets: dict[str, dict[int, int]] = {}
-        for (slot, partition), offset in zip(changelog, delivered, strict=False):
-            per_table = offsets.setdefault(slot.name, {})
+        where = ((slot.name, part) for slot, part, items in flush.writes for _ in items)
+        for (name, partition), offset in zip(where, delivered, strict=False):
+            per_table = offsets.setdefault(name, {})
             per_table[partition] = max(offset, per_table.get(partition, -1))
         for name, per_partition in offsets.items():
             batching.persist_offsets(self._slots[name].table, per_partition)
-        if done:
-            self.acknowledge(done)
+        if flush.done:
+            self.acknowledge(flush.done)
+
+    def _release(self, name: str, partition: int, items: dict[str, batching.Stored]) -> None:
+        """``items`` are in the local store: reads go there, unless a later flush holds
+        a newer value of the same key."""
+        held = self._held.get((name, partition))
+        if held is None:
+            return
+        for key, item in items.items():
+            if held.get(key) is item:
+                del held[key]
+        if not held:
+            del self._held[(name, partition)]
 
     def fail(self, exc: BaseException) -> None:
         """Nothing decided from now on may be written or acknowledged: the broker refused
@@ -348,14 +449,22 @@ class State:
     def _report_failure(self, delivering: asyncio.Future[None]) -> None:
         """The first refused delivery is logged and fails the state; every flush after
         it fails with the same error, which is not news."""
-        if delivering.cancelled() or self.failure is not None:
+        if delivering.cancelled():
             return
-        exc = delivering.exception()
-        if exc is None:
+        exc = delivering.exception()  # asked even when not news: asyncio must not warn
+        if exc is None or self.failure is not None:
             return
-        log.error(
-            "a flush's records were not delivered (%r); nothing after it is acknowledged", exc
-        )
+        if isinstance(exc, KafkaError):  # the broker's answer: its text names no one
+            log.error(
+                "a flush's records were not delivered (%r); nothing after it is acknowledged",
+                exc,
+            )
+        else:  # handing the changelog over raised (the producer, a bug)
+            log.critical(
+                "a flush failed (%s, text withheld); nothing more is written:\n%s",
+                type(exc).__name__,
+                error_frames(exc),
+            )
         self.fail(exc)
 
     async def settle(self) -> None:
@@ -415,6 +524,13 @@ class State:
         """Drop every decoded value (partitions moved; recovery may have changed them)."""
         self._cache.clear()
 
+    def rebalanced(self) -> None:
+        """The partitions moved, and every flush before is settled: forget the decoded
+        values, and acknowledge again (Faust seeks every partition it assigns to its
+        committed offset, so what a dropped flush held back is replayed)."""
+        self.forget()
+        self._acks_held = False
+
 
 def _encoded(
     slot: Slot[Any],
@@ -423,24 +539,24 @@ def _encoded(
     opened: Mapping[str, Any],
     *,
     python: bool,
-) -> dict[bytes, tuple[Any, bytes | None]]:
+) -> dict[str, batching.Stored]:
     """Each value as (its JSON-able form, only for a store that keeps Python values; its
     JSON bytes, for RocksDB and the changelog). ``opened``: the values holding personal
     values (as JSON), sealed under their subject's key from ``keys``, or without them
     when the subject has none (erased, nothing kept)."""
-    items: dict[bytes, tuple[Any, bytes | None]] = {}
+    items: dict[str, batching.Stored] = {}
     for key, value in values.items():
         if value is None:
-            items[key.encode()] = (None, None)
+            items[key] = (None, None)
             continue
         if key in opened and slot.sealing is not None:
             sealed = _sealed(slot.sealing, key, opened[key], keys)
             raw = None if sealed is None else json.dumps(sealed).encode()
-            items[key.encode()] = (sealed if python else None, raw)
+            items[key] = (sealed if python else None, raw)
             continue
         jsonable = slot.encode(value) if python or not slot.dump else None
         raw = slot.dump(value) if slot.dump else json.dumps(jsonable).encode()
-        items[key.encode()] = (jsonable, raw)
+        items[key] = (jsonable, raw)
     return items
 
 

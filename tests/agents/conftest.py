@@ -133,6 +133,9 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # test decided and never flushed (a failed state keeps it), and a lock that is not
     # bound to an earlier test's event loop (it binds to the loop it is first waited for in).
     monkeypatch.setattr(streams_state.state, "_delivering", None)
+    monkeypatch.setattr(streams_state.state, "_changelog_queued", None)
+    monkeypatch.setattr(streams_state.state, "_held", {})
+    monkeypatch.setattr(streams_state.state, "_acks_held", False)
     monkeypatch.setattr(streams_state.state, "failure", None)
     monkeypatch.setattr(streams_state.state, "_dirty", {})
     monkeypatch.setattr(streams_state.state, "_out", [])

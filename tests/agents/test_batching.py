@@ -378,7 +378,9 @@ async def test_a_flush_acknowledges_its_inputs_once_delivered_and_in_flush_order
     Inputs are acknowledged after their flush's delivery and after every flush before
     it; a failed delivery holds back every later acknowledgement, the next flush (or
     ``settle``) raises it, and ``on_failure`` is told once (tests/integration/
-    test_refused_delivery.py: the worker then stops)."""
+    test_refused_delivery.py: the worker then stops). These flushes write a table and
+    send nothing else, so each hands over its changelog records as soon as the flush
+    before has (tests/agents/test_flush_order.py has outputs too)."""
     view = State()
     deliveries: list[asyncio.Future[list[int]]] = []
 
@@ -402,6 +404,7 @@ async def test_a_flush_acknowledges_its_inputs_once_delivered_and_in_flush_order
 
     first = await decide_and_flush(0)
     second = await decide_and_flush(1)
+    await asyncio.sleep(0.01)
     assert len(deliveries) == 2
     assert acknowledged == []  # queued, not delivered
     deliveries[1].set_result([0])
@@ -415,6 +418,7 @@ async def test_a_flush_acknowledges_its_inputs_once_delivered_and_in_flush_order
     view.on_failure = told.append
     await decide_and_flush(2)
     await decide_and_flush(3)  # queued before the broker refuses the one before it
+    await asyncio.sleep(0.01)
     refused = KafkaError("broker gone")
     deliveries[2].set_exception(refused)
     with pytest.raises(StateFailed, match="KafkaError"):
@@ -781,13 +785,15 @@ async def test_an_input_no_handler_can_decide_fails_the_state_and_nothing_is_flu
     assert "TypeError" in withheld(crash.value, address)
 
 
+@pytest.mark.parametrize("with_output", [True, False], ids=["outputs", "changelog"])
 async def test_a_flush_that_raises_fails_the_state(
-    app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, with_output: bool
 ) -> None:
-    """The producer (or a store) raises while a flush hands its records over: what the
-    flush took is neither written whole nor acknowledged, so the state fails (the worker
-    stops and its restart replays) instead of the agent deciding on over a gap its
-    commits never pass. The log names the error's type, not its text."""
+    """The producer (or a store) raises while a flush hands its records over (its
+    outputs, in the flush; or its changelog records, once the outputs are delivered):
+    what the flush took is neither written whole nor acknowledged, so the state fails
+    (the worker stops and its restart replays) instead of the agent deciding on over a
+    gap its commits never pass. The log names the error's type, not its text."""
     told: list[BaseException] = []
     acknowledged: list[Message] = []
     address = "ann@example.com"
@@ -802,11 +808,19 @@ async def test_a_flush_that_raises_fails_the_state(
     item = message("crm.events", 7)
     state.message = item
     state.put(slot, "S1", {"n": 7})
+    if with_output:
+        state.emit(COMMANDS, b"S1", b"{}")
     state.done(item)
     state.message = None
+
+    async def flushed() -> None:
+        await state.flush()  # raises here when the outputs cannot be handed over
+        await state.settle()  # else here: the changelog's, once they are delivered
+
     with caplog.at_level("CRITICAL", logger="streams.state"), pytest.raises(StateFailed) as crash:
-        await state.flush()
+        await flushed()
     assert [type(exc) for exc in told] == [RuntimeError]
+    assert identities.data.get("S1") is None
     assert "RuntimeError" in withheld(crash.value, address)
     with pytest.raises(StateFailed):
         await state.flush()

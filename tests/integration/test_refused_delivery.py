@@ -9,11 +9,19 @@ orchestrator restarts it, and the restart replays the inputs from the last commi
 The refusal is real: the broker is told that this worker's consent changelog takes no
 record of its size (``max.message.bytes``), a non-retriable error for the producer, and
 only for a topic no other test writes.
+
+The restart must decide the input again, not find it decided: a flush writes its values
+to the local store only once its changelog records are delivered (streams.state), so
+the restarted worker, on the same store, folds the SMS consent in again and the
+changelog (what standbys and the partition's next owner read) gets it. Written to the
+store at the flush, as before, the restart found the event remembered, did nothing,
+and the changelog never held the change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,7 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from privops.adapters.acls import ADMIN
-from privops.adapters.kafka import client_options
+from privops.adapters.kafka import client_options, read_all
 from privops.adapters.key_topic import subject_partition
 from privops.adapters.settings import Settings
 from privops.core import records as r
@@ -58,6 +66,21 @@ def allowed(url: str, subject: Subject, channel: Channel) -> bool | None:
     return body.get("allowed") if status == 200 else None
 
 
+def logged_consent(settings: Settings, app_id: str, subject: Subject) -> dict[str, object]:
+    """The subject's last consent value on the worker's consent changelog ({} if none)."""
+    topic = f"{app_id}-consent-changelog"
+    records = asyncio.run(read_all(client_options(settings, ADMIN), topic))
+    values = [c.value for c in records if c.key == subject.id.encode()]
+    last = values[-1] if values else None
+    return json.loads(last) if isinstance(last, bytes) else {}
+
+
+def granted(value: dict[str, object], key: str) -> bool:
+    entries = value.get("entries")
+    entry = entries.get(key) if isinstance(entries, dict) else None
+    return isinstance(entry, dict) and entry.get("status") == "granted"
+
+
 def test_a_flush_the_broker_refuses_stops_the_worker_and_a_restart_redoes_it(
     local_runtime: Settings, uid: str
 ) -> None:
@@ -88,5 +111,10 @@ def test_a_flush_the_broker_refuses_stops_the_worker_and_a_restart_redoes_it(
     try:  # the SMS consent was never acknowledged: the restart decides it again
         wait_for("the SMS consent, replayed", lambda: allowed(again.url, ann, Channel.sms), 60)
         assert allowed(again.url, ann, Channel.email)
+        wait_for(
+            "the SMS consent on the changelog",
+            lambda: granted(logged_consent(local_runtime, f"privops-{name}", ann), "marketing:sms"),
+            30,
+        )
     finally:
         again.stop()
