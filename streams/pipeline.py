@@ -155,7 +155,7 @@ async def _maybe_flush(source: batching.Inlet | None) -> None:
         return
     started = time.perf_counter()
     pending = state.pending
-    await state.flush()
+    await state.flush(agent=source.name if source is not None else None)
     if source is None:  # agent tests: what the chunk caused is delivered on return
         await state.settle()
     elapsed_ms = 1000 * (time.perf_counter() - started)

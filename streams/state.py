@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ from aiokafka.errors import KafkaError
 from faust.types import Message, TableT
 from pydantic import BaseModel
 
+from privops.adapters import metrics
 from privops.core import sealing
 from privops.core.fieldcrypt import DataKey
 from privops.core.sealing import TableSealing
@@ -144,16 +146,19 @@ Write = tuple[Slot[Any], int, dict[str, batching.Stored]]
 @dataclass(frozen=True, slots=True)
 class Flush:
     """What one flush writes locally once its records are delivered, its changelog
-    records (one per written key, in ``writes``' order), and the inputs it acknowledges."""
+    records (one per written key, in ``writes``' order), the inputs it acknowledges, and
+    the agent whose flush it is (its busy time includes the local write)."""
 
     writes: list[Write]
     changelog: list[batching.Outgoing]
     done: list[Message]
+    agent: str | None = None
 
 
-def _retrieved(future: asyncio.Future[None]) -> None:
-    """A flush's failure reaches the state through its delivery task; the next flush
-    may never ask its ``queued`` future (none follows), so asyncio must not warn."""
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A flush's failure reaches the state through its delivery task; a future of its
+    that nobody may ask (``queued`` when no flush follows, its changelog's delivery
+    when the flush before failed first) must not make asyncio warn."""
     if not future.cancelled():
         future.exception()
 
@@ -180,12 +185,13 @@ class State:
         # queued (the next flush queues its own after it: ``_delivered``).
         self._changelog_queued: asyncio.Future[None] | None = None
         # What flushes wrote that is not in the local stores yet (it goes there once
-        # delivered): (table, partition) -> key -> the value as the store will hold it.
-        self._held: dict[tuple[str, int], dict[str, batching.Stored]] = {}
+        # delivered): (table, partition) -> key -> (the writing flush's items, the value
+        # as the store will hold it). A flush releases only what it still holds itself.
+        self._held: dict[tuple[str, int], dict[str, tuple[object, batching.Stored]]] = {}
         # Set when a flush was dropped because the partitions are moving (``Unsealable``):
-        # nothing is acknowledged until the rebalance (``rebalanced``), so no later
-        # input's acknowledgement commits past the dropped ones.
-        self._acks_held = False
+        # every flush is dropped until the rebalance (``rebalanced``), so nothing decided
+        # on after the dropped inputs is sent, stored or acknowledged before they are.
+        self._dropping = False
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
@@ -221,8 +227,9 @@ class State:
             self._cache.move_to_end(ckey)
             return value  # type: ignore[no-any-return]
         held = self._held.get((slot.name, partition))
-        if held is not None and key in held:  # flushed, not delivered yet
-            stored = batching.stored_value(slot.table, held[key])
+        entry = held.get(key) if held is not None else None
+        if entry is not None:  # flushed, not delivered yet
+            stored = batching.stored_value(slot.table, entry[1])
         else:
             stored = batching.read_partition(slot.table, partition, key)
         raw = self.opened(slot, key, stored)
@@ -282,7 +289,7 @@ class State:
 
     # --- flush ---------------------------------------------------------------------
 
-    async def flush(self, *, acknowledge: bool = True) -> None:
+    async def flush(self, *, acknowledge: bool = True, agent: str | None = None) -> None:
         """Hand every output to the producer and, once the broker has them, every changed
         key's changelog record; once those are delivered too, write each changed key to
         the local store and acknowledge the inputs (not during a rebalance: the
@@ -303,11 +310,22 @@ class State:
         nor acknowledged. Once failed, every flush (and ``settle``) raises ``StateFailed``.
 
         With a sealer, the subjects' storage keys are had first; if the partitions moved
-        meanwhile, nothing is written or sent and nothing acknowledged, now or until the
-        rebalance (``rebalanced``): the new owner replays the inputs, as after a crash."""
+        meanwhile, nothing is written or sent and nothing acknowledged, by this flush or
+        any other until the rebalance (``rebalanced``): the inputs are replayed from the
+        last commit, by the partitions' next owner, as after a crash.
+
+        A flush cancelled part-way (the worker stopping) may have handed over part of
+        its outputs, and what is decided after it builds on it: nothing more is written
+        or acknowledged either (the state fails; quietly if the worker is stopping)."""
         self._raise_if_failed()
         try:
-            await self._flush(acknowledge and not self._acks_held)
+            await self._flush(acknowledge, agent)
+        except asyncio.CancelledError as exc:
+            if app.should_stop:
+                self.failure = self.failure or exc
+            else:
+                self.fail(exc)
+            raise
         # A store, the producer, a bug: not one input's fault; raised again, sanitized.
         except Exception as exc:  # noqa: BLE001
             log.critical(
@@ -318,20 +336,21 @@ class State:
             self.fail(exc)
             raise StateFailed(exc) from None
 
-    async def _flush(self, acknowledge: bool) -> None:
-        try:  # first, while the writes are still visible (an erasure's consent state)
-            keys, opened = await self._storage_keys(self._dirty, self._out)
-        except Unsealable as exc:
-            dropped = len(self._done)
+    async def _flush(self, acknowledge: bool, agent: str | None) -> None:
+        if not self._dropping:
+            try:  # first, while the writes are still visible (an erasure's consent state)
+                keys, opened = await self._storage_keys(self._dirty, self._out)
+            except Unsealable as exc:
+                self._dropping = True
+                log.warning(
+                    "flush of %d inputs dropped (%s); they will be replayed, and every "
+                    "flush is dropped until the rebalance",
+                    len(self._done),
+                    exc,
+                )
+        if self._dropping:
             self._dirty, self._out, self._done = {}, [], []
             self.forget()
-            self._acks_held = True
-            log.warning(
-                "flush of %d inputs dropped (%s); they will be replayed, and nothing is "
-                "acknowledged until the rebalance",
-                dropped,
-                exc,
-            )
             return
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
@@ -343,11 +362,12 @@ class State:
                 slot, values, keys, opened.get(name, {}), python=batching.holds_python(slot.table)
             )
             writes.append((slot, partition, items))
-            self._held.setdefault((name, partition), {}).update(items)
-            self._forget_unsealable(slot, partition, opened.get(name, {}), keys)
+            held = self._held.setdefault((name, partition), {})
             topic = batching.changelog_topic(slot.table)
-            for key, (_, raw) in items.items():
-                changelog.append((topic, key.encode(), raw, partition))
+            for key, stored in items.items():
+                held[key] = (items, stored)
+                changelog.append((topic, key.encode(), stored[1], partition))
+            self._forget_unsealable(slot, partition, opened.get(name, {}), keys)
         outputs: list[batching.Outgoing] = []
         for item in out:
             if isinstance(item, SealedOutput):
@@ -360,7 +380,7 @@ class State:
         queued.add_done_callback(_retrieved)
         self._delivering = asyncio.ensure_future(
             self._delivered(
-                Flush(writes, changelog, done if acknowledge else []),
+                Flush(writes, changelog, done if acknowledge else [], agent),
                 delivery,
                 self._changelog_queued,
                 queued,
@@ -401,12 +421,18 @@ class State:
                 queued.cancel()
             raise
         queued.set_result(None)
-        if before is not None:
+        own = asyncio.ensure_future(logged) if logged is not None else None
+        if own is not None:  # asked for even if the flush before fails first
+            own.add_done_callback(_retrieved)
+        if before is not None:  # stores are written in flush order
             await before
-        delivered = await logged if logged is not None else []
+        delivered = await own if own is not None else []
+        started = time.perf_counter()
         for slot, partition, items in flush.writes:
             batching.write_partition(slot.table, partition, items)
             self._release(slot.name, partition, items)
+        if flush.agent is not None:
+            metrics.add_agent_busy(flush.agent, "flush", time.perf_counter() - started)
         offsets: dict[str, dict[int, int]] = {}
         where = ((slot.name, part) for slot, part, items in flush.writes for _ in items)
         for (name, partition), offset in zip(where, delivered, strict=False):
@@ -423,8 +449,9 @@ class State:
         held = self._held.get((name, partition))
         if held is None:
             return
-        for key, item in items.items():
-            if held.get(key) is item:
+        for key in items:
+            entry = held.get(key)
+            if entry is not None and entry[0] is items:
                 del held[key]
         if not held:
             del self._held[(name, partition)]
@@ -526,10 +553,10 @@ class State:
 
     def rebalanced(self) -> None:
         """The partitions moved, and every flush before is settled: forget the decoded
-        values, and acknowledge again (Faust seeks every partition it assigns to its
-        committed offset, so what a dropped flush held back is replayed)."""
+        values, and flush again (Faust seeks every partition it assigns to its committed
+        offset, so what was dropped since a flush could not be sealed is replayed)."""
         self.forget()
-        self._acks_held = False
+        self._dropping = False
 
 
 def _encoded(

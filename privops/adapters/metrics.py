@@ -318,9 +318,9 @@ PLAINTEXT_PERSONAL_FIELDS = Counter(
 AGENT_BUSY_SECONDS = Counter(
     "privops_agent_busy_seconds",
     "Seconds the worker's agents spent on their inputs, by agent (ingest, workflow) and "
-    "stage (decide: each input's decision; flush: writing what was decided). The worker "
-    "runs both on one event loop, so their summed rate is how busy it is: near 1, add "
-    "workers.",
+    "stage (decide: each input's decision; flush: writing what was decided, the local "
+    "store's write once delivered included). The worker runs both on one event loop, so "
+    "their summed rate is how busy it is: near 1, add workers.",
     ["agent", "stage"],
     registry=REGISTRY,
 )

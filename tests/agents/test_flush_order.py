@@ -11,9 +11,10 @@ same store found the input already folded in (its event id remembered) and sent
 nothing: its consent-state and audit records were lost for good, and its change never
 reached the changelog that standbys and the partition's next owner read.
 
-A flush dropped because the partitions are moving (``Unsealable``) holds back every
-acknowledgement until the rebalance: a later flush's, acknowledged in the same
-generation, would let Faust commit past the dropped inputs.
+A flush dropped because the partitions are moving (``Unsealable``) drops every flush
+after it until the rebalance: a later flush's acknowledgement, in the same generation,
+would let Faust commit past the dropped inputs. A flush cancelled part-way fails the
+state: nothing decided after it is written or acknowledged.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import pytest
 from aiokafka.errors import KafkaError
 from faust.types import Message
 
+from privops.adapters import metrics
 from privops.core.fieldcrypt import DataKey
-from streams import batching
-from streams.state import Slot, State, StateFailed, Unsealable
+from streams import batching, pipeline
+from streams.state import Slot, State, StateFailed, Unsealable, state
 from streams.tables import identities
 from tests.agents.test_batching import message
 
@@ -199,38 +201,117 @@ class MovingSealer:
         return None
 
 
-async def test_a_dropped_flush_holds_back_every_acknowledgement_until_the_rebalance(
-    broker: Broker,
+async def test_a_dropped_flush_drops_every_flush_until_the_rebalance(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Offset 0 (sealed output) is dropped with its flush; offset 1 is then flushed and
-    delivered in the same generation, but acknowledging it would let Faust commit past
-    offset 0 (its acknowledgements of a revoked partition start afresh). After the
-    rebalance (every partition sought to its commit) acknowledging resumes."""
+    """Offset 0 (a sealed output) is dropped with its flush. Offset 1, decided after it
+    in the same generation, must not be sent, stored or acknowledged either: its
+    acknowledgement would let Faust commit past offset 0 (Faust forgets a revoked
+    partition's committed offset before the worker's revocation handler runs), and
+    its table values, replayed before offset 0's, would put a later decision first.
+    After the rebalance (``pipeline.on_revoked``; Faust then seeks every partition to
+    its commit) flushes go through again."""
     acknowledged: list[Message] = []
-    view = view_over(broker, acknowledged)
-    view.sealer = MovingSealer()
+    monkeypatch.setattr(state, "queue_all", broker.queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    monkeypatch.setattr(state, "sealer", MovingSealer())
     item = message("crm.events", 0)
-    view.message = item
-    view.emit_sealed(OUT, b"S1", "S1", lambda _key: b"{}", lambda: b"{}")
-    view.done(item)
-    view.message = None
-    await view.flush()
-    assert broker.calls == []  # dropped: nothing sent
+    state.message = item
+    state.emit_sealed(OUT, b"S1", "S1", lambda _key: b"{}", lambda: b"{}")
+    state.done(item)
+    state.message = None
+    await state.flush()
+    decide(state, 1, "S2")
+    await state.flush()
+    await state.settle()
+    assert broker.calls == []  # neither was sent
+    assert identities.data.get("S2") is None
+    assert state.get_at(SLOT, 0, "S2") is None  # nor kept decoded
+    assert acknowledged == []
 
-    decide(view, 1, "S2")
-    await view.flush()
+    await pipeline.on_revoked()
+    after = decide(state, 2, "S3")
+    await state.flush()
     broker.deliver(0)
     await turns()
     broker.deliver(1)
-    await view.settle()
-    assert identities.data["S2"] == {"n": 1}  # delivered and stored
-    assert acknowledged == []  # but not acknowledged
-
-    view.rebalanced()
-    after = decide(view, 2, "S3")
-    await view.flush()
-    broker.deliver(2)
-    await turns()
-    broker.deliver(3)
-    await view.settle()
+    await state.settle()
+    assert identities.data["S3"] == {"n": 2}
     assert acknowledged == [after]
+
+
+async def test_a_read_sees_the_newest_flushed_value_while_older_flushes_are_stored(
+    broker: Broker,
+) -> None:
+    """Three flushes in flight on one key: deleted, written, deleted again. As the first
+    two are delivered and stored, reads still answer the third's delete (each flush
+    releases only what it still holds itself, and two deletes look alike)."""
+    view = view_over(broker, [])
+    identities.data["S1"] = {"n": -1}
+    values: list[dict[str, int] | None] = [None, {"n": 1}, None]  # None deletes
+    slot: Slot[dict[str, int] | None] = Slot(identities, dict, lambda value: value)
+    for offset, value in enumerate(values):
+        item = message("crm.events", offset)
+        view.message = item
+        view.put(slot, "S1", value)
+        view.done(item)
+        view.message = None
+        await view.flush()
+    await turns()
+    assert len(broker.calls) == 3  # three changelog records, in flush order
+    broker.deliver(0)
+    broker.deliver(1)
+    await turns()
+    assert identities.data.get("S1") == {"n": 1}  # the second is stored
+    assert view.get_at(SLOT, 0, "S1") is None  # the third, not yet stored, is what holds
+    broker.deliver(2)
+    await view.settle()
+    assert "S1" not in identities.data
+    assert view.get_at(SLOT, 0, "S1") is None
+
+
+async def test_a_flush_cancelled_part_way_writes_and_acknowledges_nothing_more(
+    broker: Broker,
+) -> None:
+    """Cancelled while handing its outputs over (some may be sent): what is decided
+    after it built on it, so no later flush may log it or acknowledge anything."""
+    acknowledged: list[Message] = []
+    told: list[BaseException] = []
+    view = view_over(broker, acknowledged)
+    view.on_failure = told.append
+    gate = asyncio.Event()
+
+    async def stuck(records: Sequence[batching.Outgoing]) -> Awaitable[list[int]]:
+        await gate.wait()
+        return await broker.queue_all(records)
+
+    view.queue_all = stuck
+    decide(view, 0, "S1")
+    flushing = asyncio.ensure_future(view.flush())
+    await turns()
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert [type(exc) for exc in told] == [asyncio.CancelledError]
+    view.queue_all = broker.queue_all
+    decide(view, 1, "S1", output=False)
+    with pytest.raises(StateFailed):
+        await view.flush()
+    assert broker.calls == []
+    assert identities.data.get("S1") is None
+    assert acknowledged == []
+
+
+async def test_the_local_write_counts_as_its_agents_flush(broker: Broker) -> None:
+    """``privops_agent_busy_seconds{stage="flush"}`` covers the store's write too, which
+    now happens once the flush is delivered, outside the agent's own turn."""
+    busy = metrics.AGENT_BUSY_SECONDS.labels(agent="ingest", stage="flush")
+    view = view_over(broker, [])
+    decide(view, 0, "S1", output=False)
+    await view.flush(agent="ingest")
+    before = busy._value.get()
+    await turns()
+    broker.deliver(0)
+    await view.settle()
+    assert identities.data["S1"] == {"n": 0}
+    assert busy._value.get() > before
