@@ -421,8 +421,8 @@ class KeyStore:
             if subject_id in self._shredded:
                 raise SubjectErased(f"the subject's keys were shredded: no new {scope} key")
             record, _ = create(subject_id, scope, self.kek.current(), self._now())
-            await self._stored([(partition, record)])
-            ring.apply(record.key_id, record)
+            sent = await self._stored([(partition, record)])
+            ring.apply(record.key_id, record, encoded=sent[record.key_id])
             if erased(subject_id):
                 await self._tombstones(partition, [record.key_id])
                 raise SubjectErased(f"the subject was erased meanwhile: no new {scope} key")
@@ -482,29 +482,31 @@ class KeyStore:
                 else:
                     made, key = create(subject_id, MAIN_SCOPE, kek, now)
                     new.append((partition, made, key))
-            await self._stored([(partition, made) for partition, made, _ in new])
+            sent = await self._stored([(partition, made) for partition, made, _ in new])
             for partition, made, key in new:
-                found[made.subject_id] = self.ring(partition).add(made, key)
+                ring = self.ring(partition)
+                found[made.subject_id] = ring.add(made, key, encoded=sent[made.key_id])
             return found
         finally:
             for lock in held:
                 lock.release()
 
-    async def _stored(self, records: list[tuple[int, SubjectKey]]) -> None:
+    async def _stored(self, records: list[tuple[int, SubjectKey]]) -> dict[str, bytes]:
         """Produce new key records (partition, record), all at once; return when the
-        broker has every one of them."""
+        broker has every one of them, with the bytes written for each (by key id)."""
+        encoded = {record.key_id: self.codec.encode(record) for _, record in records}
         if self._send_many is not None:  # as producer batches (a first import: thousands)
-            encoded = self.codec.encode
             await self._send_many(
-                [(SUBJECT_KEYS, r.topic_key(), encoded(r), p) for p, r in records]
+                [(SUBJECT_KEYS, r.topic_key(), encoded[r.key_id], p) for p, r in records]
             )
-            return
+            return encoded
         await asyncio.gather(
             *(
-                self._send(SUBJECT_KEYS, record.topic_key(), self.codec.encode(record), p)
+                self._send(SUBJECT_KEYS, record.topic_key(), encoded[record.key_id], p)
                 for p, record in records
             )
         )
+        return encoded
 
     async def shred(self, subject_id: str, key_ids: Collection[str]) -> list[str]:
         """Destroy the subject's keys ``key_ids``: a tombstone each on the subject's
@@ -552,8 +554,8 @@ class KeyStore:
                     if key is None:
                         continue
                     new = wrap(key, current, record.created_at)
-                    await self._stored([(partition, new)])
-                    ring.apply(new.key_id, new)
+                    sent = await self._stored([(partition, new)])
+                    ring.apply(new.key_id, new, encoded=sent[new.key_id])
                     count += 1
         return count
 

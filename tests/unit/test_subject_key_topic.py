@@ -20,8 +20,8 @@ from privops.adapters.key_topic import (
 )
 from privops.adapters.serde import Serde, frame
 from privops.core.errors import DecodeError
-from privops.core.fieldcrypt import MAIN_SCOPE, MalformedField
-from privops.core.subject_keys import Kek, KeyRing, SubjectKey, create, unwrap
+from privops.core.fieldcrypt import MAIN_SCOPE, DataKey, MalformedField
+from privops.core.subject_keys import Kek, KeyRing, SubjectKey, create, unwrap, wrap
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
@@ -167,6 +167,43 @@ def test_a_ring_decodes_a_record_from_the_topic_only_when_it_is_used(
     assert ring.records("subj-2") == []
     assert len(ring) == 2
     assert opened.ids == [records[1].key_id]
+
+
+def test_a_record_this_process_wrote_is_not_decoded_again_when_the_topic_brings_it_back(
+    codec: KeyRecordCodec, kek: Kek
+) -> None:
+    """The worker creates a subject's key (``add`` with the bytes it sent): the topic
+    bringing those bytes back keeps the record decoded and the key unwrapped. Other
+    bytes under the key id (a re-wrap) replace it, and so does a record that came back
+    before the creator applied it (nothing is left waiting for it)."""
+    opened = Opened(codec)
+    unwrapped: list[str] = []
+
+    def unwrapper(record: SubjectKey) -> DataKey:
+        unwrapped.append(record.key_id)
+        return unwrap(record, kek)
+
+    ring = KeyRing(unwrapper, opener=opened)
+    record, key = create("subj-ann", MAIN_SCOPE, kek, NOW)
+    sent = codec.encode(record)
+    assert ring.add(record, key, encoded=sent) is key
+    ring.apply_encoded(record.key_id, sent)
+    assert ring.current("subj-ann") is key
+    assert (opened.ids, unwrapped) == ([], [])
+
+    rewrapped = wrap(key, Kek(2, b"n" * 32), NOW)
+    ring.apply_encoded(record.key_id, codec.encode(rewrapped))  # not what was sent
+    assert ring.current_record("subj-ann") == rewrapped
+    assert opened.ids == [record.key_id]
+
+    bob, bobs_key = create("subj-bob", MAIN_SCOPE, kek, NOW)
+    ring.apply_encoded(bob.key_id, codec.encode(bob))  # back before its creator applied it
+    ring.add(bob, bobs_key, encoded=codec.encode(bob))
+    assert ring._sent == {}
+    again, _ = create("subj-cy", MAIN_SCOPE, kek, NOW)
+    ring.add(again, encoded=codec.encode(again))
+    ring.apply(again.key_id, None)  # shredded before it came back
+    assert ring._sent == {}
 
 
 def test_an_unusable_record_from_the_topic_reads_as_no_key(codec: KeyRecordCodec, kek: Kek) -> None:
