@@ -4,7 +4,9 @@ A timer refreshes it (agents/timers.py); /health and ``privops_worker_up`` repor
 An agent that has not moved on for ``STALLED_AFTER_SECONDS`` (its input waiting with
 none taken, or its current chunk unfinished: ``batching.Inlet.stalled_for``) is stuck;
 under load it takes and finishes a chunk every few hundred milliseconds. Nothing else
-would show it: the fetcher reads on, so the consumer lag stays low.
+would show it: the fetcher reads on, so the consumer lag stays low. Nor would flushes
+dropped with no rebalance after them (``State.dropping_for``): the agents move on, and
+only the lag grows until the state gives up.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from privops.adapters import metrics
 from privops.adapters.probes import BrokerProbe, registry_problem
 from streams import pipeline
 from streams.app import settings
+from streams.state import DROPPING_LIMIT_SECONDS, state
 
 log = logging.getLogger(__name__)
 
 STALLED_AFTER_SECONDS = 120.0
+# Flushes are dropped only while partitions move, for well under a second.
+DROPPING_REPORTED_AFTER_SECONDS = 10.0
 
 
 @dataclass
@@ -42,7 +47,7 @@ async def refresh() -> Health:
         for problem in (await _broker.problem(), await registry_problem(settings.registry_url))
         if problem
     ]
-    problems += stalled_agents()
+    problems += stalled_agents() + dropped_flushes()
     if problems != health.problems:
         for problem in problems:
             log.warning("unhealthy: %s", problem)
@@ -66,3 +71,15 @@ def stalled_agents() -> list[str]:
                 "or more (its input waits untaken, or its chunk unfinished)"
             )
     return problems
+
+
+def dropped_flushes() -> list[str]:
+    """A problem while every flush has been dropped for a while with no rebalance to end
+    it (``State.dropping_for``); the state gives up at ``DROPPING_LIMIT_SECONDS``."""
+    dropping = state.dropping_for()
+    if dropping < DROPPING_REPORTED_AFTER_SECONDS:
+        return []
+    return [
+        f"every flush dropped for {dropping:.0f} s, waiting for a rebalance (the worker "
+        f"stops at {DROPPING_LIMIT_SECONDS:.0f} s; its restart replays what was dropped)"
+    ]

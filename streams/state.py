@@ -47,6 +47,10 @@ M = TypeVar("M", bound=BaseModel)
 _MISSING: Any = object()
 
 CACHE_SIZE = 200_000
+# Flushes are dropped only while partitions move (``Unsealable``), for the moment between
+# the key store's revocation and the state's (``rebalanced``). Dropping for longer means
+# no rebalance is coming to end it: the worker would take and drop input for ever.
+DROPPING_LIMIT_SECONDS = 60.0
 
 QueueAll = Callable[[Sequence[batching.Outgoing]], Awaitable[Awaitable[list[int]]]]
 """Hands records to the producer; once all are queued, returns what answers each one's
@@ -125,6 +129,10 @@ def model_slot(
     return Slot(table, model.model_validate, encode, dump, sealing)
 
 
+class NoRebalance(RuntimeError):
+    """Flushes were dropped (the partitions were moving) and no rebalance came after."""
+
+
 class StateFailed(RuntimeError):
     """What every flush raises once the state has failed (``State.fail``), and what an
     agent then crashes with: the cause's type only. Its text may quote personal data
@@ -192,6 +200,7 @@ class State:
         # every flush is dropped until the rebalance (``rebalanced``), so nothing decided
         # on after the dropped inputs is sent, stored or acknowledged before they are.
         self._dropping = False
+        self._dropping_since = 0.0  # time.monotonic() of the first dropped flush
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
@@ -326,6 +335,8 @@ class State:
             else:
                 self.fail(exc)
             raise
+        except StateFailed:  # said where it was raised
+            raise
         # A store, the producer, a bug: not one input's fault; raised again, sanitized.
         except Exception as exc:  # noqa: BLE001
             log.critical(
@@ -341,7 +352,7 @@ class State:
             try:  # first, while the writes are still visible (an erasure's consent state)
                 keys, opened = await self._storage_keys(self._dirty, self._out)
             except Unsealable as exc:
-                self._dropping = True
+                self._dropping, self._dropping_since = True, time.monotonic()
                 log.warning(
                     "flush of %d inputs dropped (%s); they will be replayed, and every "
                     "flush is dropped until the rebalance",
@@ -351,6 +362,7 @@ class State:
         if self._dropping:
             self._dirty, self._out, self._done = {}, [], []
             self.forget()
+            self._stop_dropping_without_rebalance()
             return
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
@@ -550,6 +562,26 @@ class State:
     def forget(self) -> None:
         """Drop every decoded value (partitions moved; recovery may have changed them)."""
         self._cache.clear()
+
+    def dropping_for(self) -> float:
+        """Seconds since a flush was first dropped with no rebalance after it (0 if none)."""
+        return time.monotonic() - self._dropping_since if self._dropping else 0.0
+
+    def _stop_dropping_without_rebalance(self) -> None:
+        """Every flush has been dropped for ``DROPPING_LIMIT_SECONDS`` and no rebalance
+        ended it: the state fails (the worker stops; its restart replays every input
+        after the last acknowledged one), rather than take and drop input for ever."""
+        dropping = self.dropping_for()
+        if dropping < DROPPING_LIMIT_SECONDS:
+            return
+        log.critical(
+            "every flush dropped for %.0f s and no rebalance came to replay them; "
+            "stopping so that the restart replays them",
+            dropping,
+        )
+        exc = NoRebalance(f"flushes dropped for {dropping:.0f} s with no rebalance")
+        self.fail(exc)
+        raise StateFailed(exc)
 
     def rebalanced(self) -> None:
         """The partitions moved, and every flush before is settled: forget the decoded

@@ -13,8 +13,10 @@ reached the changelog that standbys and the partition's next owner read.
 
 A flush dropped because the partitions are moving (``Unsealable``) drops every flush
 after it until the rebalance: a later flush's acknowledgement, in the same generation,
-would let Faust commit past the dropped inputs. A flush cancelled part-way fails the
-state: nothing decided after it is written or acknowledged.
+would let Faust commit past the dropped inputs; should no rebalance come, the state
+fails after ``DROPPING_LIMIT_SECONDS`` (the worker stops and its restart replays them).
+A flush cancelled part-way fails the state: nothing decided after it is written or
+acknowledged.
 """
 
 from __future__ import annotations
@@ -29,8 +31,16 @@ from faust.types import Message
 
 from privops.adapters import metrics
 from privops.core.fieldcrypt import DataKey
-from streams import batching, pipeline
-from streams.state import Slot, State, StateFailed, Unsealable, state
+from streams import batching, health, pipeline
+from streams.state import (
+    DROPPING_LIMIT_SECONDS,
+    NoRebalance,
+    Slot,
+    State,
+    StateFailed,
+    Unsealable,
+    state,
+)
 from streams.tables import identities
 from tests.agents.test_batching import message
 
@@ -80,6 +90,16 @@ def decide(view: State, offset: int, key: str, *, output: bool = True) -> Messag
     view.put(SLOT, key, {"n": offset})
     if output:
         view.emit(OUT, key.encode(), b"{}")
+    view.done(item)
+    view.message = None
+    return item
+
+
+def decide_sealed(view: State, offset: int, subject: str) -> Message:
+    """One input whose output is sealed under ``subject``'s key (a sealer is asked)."""
+    item = message("crm.events", offset)
+    view.message = item
+    view.emit_sealed(OUT, subject.encode(), subject, lambda _key: b"{}", lambda: b"{}")
     view.done(item)
     view.message = None
     return item
@@ -215,11 +235,7 @@ async def test_a_dropped_flush_drops_every_flush_until_the_rebalance(
     monkeypatch.setattr(state, "queue_all", broker.queue_all)
     monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
     monkeypatch.setattr(state, "sealer", MovingSealer())
-    item = message("crm.events", 0)
-    state.message = item
-    state.emit_sealed(OUT, b"S1", "S1", lambda _key: b"{}", lambda: b"{}")
-    state.done(item)
-    state.message = None
+    decide_sealed(state, 0, "S1")
     await state.flush()
     decide(state, 1, "S2")
     await state.flush()
@@ -315,3 +331,63 @@ async def test_the_local_write_counts_as_its_agents_flush(broker: Broker) -> Non
     await view.settle()
     assert identities.data["S1"] == {"n": 0}
     assert busy._value.get() > before
+
+
+async def test_flushes_dropped_with_no_rebalance_after_them_stop_the_worker(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the partitions' move that dropped a flush never end in a rebalance, every
+    flush would be dropped for ever: input taken and never acknowledged, the agents
+    moving on, only the lag growing. Health says so after a while; at
+    ``DROPPING_LIMIT_SECONDS`` the state fails (the worker stops, and its restart
+    replays every input after the last acknowledged one)."""
+    acknowledged: list[Message] = []
+    failures: list[BaseException] = []
+    monkeypatch.setattr(state, "queue_all", broker.queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    monkeypatch.setattr(state, "sealer", MovingSealer())
+    monkeypatch.setattr(state, "on_failure", failures.append)
+    now = [1000.0]
+    monkeypatch.setattr("streams.state.time.monotonic", lambda: now[0])
+    decide_sealed(state, 0, "S1")
+    await state.flush()
+    assert health.dropped_flushes() == []
+
+    now[0] += health.DROPPING_REPORTED_AFTER_SECONDS
+    decide(state, 1, "S2")
+    await state.flush()  # dropped, the state not failed yet
+    assert failures == []
+    assert health.dropped_flushes() == [
+        "every flush dropped for 10 s, waiting for a rebalance (the worker stops at 60 s; "
+        "its restart replays what was dropped)"
+    ]
+
+    now[0] = 1000.0 + DROPPING_LIMIT_SECONDS
+    decide(state, 2, "S3")
+    with pytest.raises(StateFailed, match="NoRebalance"):
+        await state.flush()
+    assert [type(exc) for exc in failures] == [NoRebalance]
+    assert broker.calls == []
+    assert acknowledged == []
+    with pytest.raises(StateFailed):  # and so does every flush after it
+        await state.flush()
+
+
+async def test_a_rebalance_ends_the_dropping_before_the_limit(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("streams.state.time.monotonic", lambda: now[0])
+    monkeypatch.setattr(state, "queue_all", broker.queue_all)
+    monkeypatch.setattr(state, "sealer", MovingSealer())
+    decide_sealed(state, 0, "S1")
+    await state.flush()
+    now[0] += 5
+    assert state.dropping_for() == 5.0
+    await pipeline.on_revoked()
+    now[0] += DROPPING_LIMIT_SECONDS * 2
+    assert state.dropping_for() == 0.0
+    assert health.dropped_flushes() == []
+    decide(state, 1, "S2")
+    await state.flush()  # goes through: no failure
+    assert state.failure is None
