@@ -206,3 +206,19 @@ def test_dates_are_days_since_the_epoch() -> None:
     for day in (date(1, 1, 1), date(1969, 12, 31), date(1970, 1, 1), date(9999, 12, 31)):
         datum = {k: (day if type(v) is date else v) for k, v in dump.items()}
         assert CODEC.encode_datum(fullname, datum) == fastavro_bytes(fullname, datum)
+
+
+def test_a_field_name_is_only_ever_a_key_in_the_written_source() -> None:
+    """The writer is Python source built from the schema: a field name that reads as code
+    must stay a dict key (the schemas are ours, but the writer must not depend on it)."""
+    name = "x'] or __import__('os').abort() or value['"
+    schema = {
+        "type": "record",
+        "name": "privops.Hostile",
+        "fields": [{"name": name, "type": "string"}, {"name": "n", "type": "long"}],
+    }
+    writer = compile_writer(schema, {})
+    assert writer is not None
+    assert writer({name: "ok", "n": 3}) == b"\x04ok\x06"
+    with pytest.raises(Unwritable):  # the key is missing: nothing else was looked up or run
+        writer({"x": "ok", "n": 3})
