@@ -44,7 +44,7 @@ from streams.audit import ref
 from streams.context import collaborators
 from streams.health import health as worker_health
 from streams.state import state
-from streams.tables import REQUESTS, consent, request_index, requests
+from streams.tables import CONSENT, REQUESTS, consent, newest, request_index, requests
 
 keystore.install(app)
 
@@ -196,9 +196,10 @@ class SubjectKeys(View):
 
 
 def _erased(subject_id: str) -> bool:
-    """Whether the subject was erased: their consent state carries the suppression."""
-    raw = consent.get(subject_id)
-    return raw is not None and rules.SubjectConsent.model_validate(raw).suppressed
+    """Whether the subject was erased: their consent state carries the suppression (as
+    soon as the erasure is decided: no key is made for them after it)."""
+    current = newest(CONSENT, subject_id, subject_id)
+    return current is not None and current.suppressed
 
 
 def _unavailable(view: View, exc: Exception) -> Response:
@@ -212,10 +213,9 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
     forwarded = await routed(self, request, subject_id)
     if forwarded is not None:
         return forwarded
-    raw = consent.get(subject_id)
-    if raw is None:
+    state = newest(CONSENT, subject_id, subject_id)
+    if state is None:
         return self.json({"error": "unknown subject", "subject_id": subject_id}, status=404)
-    state = rules.SubjectConsent.model_validate(raw)
     purpose, channel = request.query.get("purpose"), request.query.get("channel")
     if not purpose and not channel:
         return self.json(_state_json(state))
@@ -270,10 +270,13 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
             return forwarded
-    raw = state.opened(REQUESTS, request_id, requests.get(request_id))
-    if raw is None:
+        record = newest(REQUESTS, subject_id, request_id)
+    else:  # the index is behind: whichever local partition has it
+        raw = state.opened(REQUESTS, request_id, requests.get(request_id))
+        record = None if raw is None else RequestRecord.model_validate(raw)
+    if record is None:
         return self.json({"error": "unknown request", "request_id": request_id}, status=404)
-    return self.json(request_json(RequestRecord.model_validate(raw)))
+    return self.json(request_json(record))
 
 
 def request_json(rec: RequestRecord) -> dict[str, Any]:

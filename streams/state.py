@@ -227,13 +227,24 @@ class State:
 
     def get_at(self, slot: Slot[V], partition: int, key: str) -> V | None:
         """``key``'s value in ``partition`` (``get`` is this, on the message's partition)."""
+        return self._read(slot, partition, key, remember=True)
+
+    def peek_at(self, slot: Slot[V], partition: int, key: str) -> V | None:
+        """``get_at`` for a reader outside the agents (an HTTP view): the newest value
+        decided (a write not yet flushed, or flushed and not yet stored), else the
+        store's, without keeping what it decodes: a view may read while the partition
+        is recovering, and the agents must never build on a value read then."""
+        return self._read(slot, partition, key, remember=False)
+
+    def _read(self, slot: Slot[V], partition: int, key: str, *, remember: bool) -> V | None:
         dirty = self._dirty.get((slot.name, partition))
         if dirty is not None and key in dirty:
             return dirty[key]  # type: ignore[no-any-return]
         ckey = (slot.name, partition, key)
         value = self._cache.get(ckey, _MISSING)
         if value is not _MISSING:
-            self._cache.move_to_end(ckey)
+            if remember:
+                self._cache.move_to_end(ckey)
             return value  # type: ignore[no-any-return]
         held = self._held.get((slot.name, partition))
         entry = held.get(key) if held is not None else None
@@ -243,7 +254,8 @@ class State:
             stored = batching.read_partition(slot.table, partition, key)
         raw = self.opened(slot, key, stored)
         decoded = slot.decode(raw) if raw is not None else None
-        self._remember(ckey, decoded)
+        if remember:
+            self._remember(ckey, decoded)
         return decoded
 
     def opened(self, slot: Slot[Any], key: str, raw: Any) -> Any:

@@ -9,17 +9,18 @@ that subject, live on the subject's partition. What is not about one subject is 
 global view (streams.global_view): the suppression list and the request index.
 
 Agents read and write the tables only through ``streams.state`` and the ``Slot``s
-below (how each table's values are decoded and encoded); the HTTP views read them
-directly, outside any agent (a read there looks in every local partition).
+below (how each table's values are decoded and encoded); the HTTP views read the newest
+decided value of a subject's key through it too (``newest``), outside any agent.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from faust.types import TableT
 from pydantic import BaseModel
 
+from privops.adapters.key_topic import subject_partition
 from privops.core import sealing
 from privops.core.consent import SubjectConsent
 from privops.core.erasure import SubjectFacts
@@ -50,6 +51,8 @@ subject_facts = _table("subject-facts", "subject id -> SubjectFacts (retention i
 legal_holds = _table("legal-holds", "subject id -> list of LegalHold")
 requests = _table("requests", "request id -> RequestRecord (on its subject's partition)")
 audit_chains = _table("audit-chains", "audit chain key -> [seq, hash]")
+
+V = TypeVar("V")
 
 suppression = GlobalView(SUPPRESSION)  # suppression key (keyed hash) -> subject ref
 request_index = GlobalView(REQUEST_INDEX)  # request id -> subject id
@@ -85,3 +88,11 @@ def erased_at(partition: int, subject_id: str) -> bool:
     """``erased`` on a given partition (the subject's: the flush, outside a message)."""
     current = state.get_at(CONSENT, partition, subject_id)
     return current is not None and current.suppressed
+
+
+def newest(slot: Slot[V], subject_id: str, key: str) -> V | None:
+    """``key``'s newest decided value on ``subject_id``'s partition, for the HTTP views
+    (``State.peek_at``): a withdrawal or an erasure answers there as soon as it is
+    decided, not once its records are delivered and stored a round trip later."""
+    partition = subject_partition(subject_id, settings.topic_partitions)
+    return state.peek_at(slot, partition, key)
