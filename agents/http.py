@@ -149,6 +149,7 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
 
 
 def _moving(view: View) -> Response:
+    """503: the partition is moving, or what this worker holds for it is being replayed."""
     return view.json(
         {"error": "partition moving between workers; retry in a few seconds"}, status=503
     )
@@ -213,7 +214,12 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
     forwarded = await routed(self, request, subject_id)
     if forwarded is not None:
         return forwarded
-    state = newest(CONSENT, subject_id, subject_id)
+    try:
+        state = newest(CONSENT, subject_id, subject_id)
+    except ValueError as exc:
+        return self.json({"error": "bad subject id", "reason": str(exc)}, status=400)
+    except RuntimeUnavailable:
+        return _moving(self)
     if state is None:
         return self.json({"error": "unknown subject", "subject_id": subject_id}, status=404)
     purpose, channel = request.query.get("purpose"), request.query.get("channel")
@@ -270,7 +276,10 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
             return forwarded
-        record = newest(REQUESTS, subject_id, request_id)
+        try:
+            record = newest(REQUESTS, subject_id, request_id)
+        except (ValueError, RuntimeUnavailable):  # an index entry is a subject's id
+            return _moving(self)
     else:  # the index is behind: whichever local partition has it
         raw = state.opened(REQUESTS, request_id, requests.get(request_id))
         record = None if raw is None else RequestRecord.model_validate(raw)

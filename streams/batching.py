@@ -23,7 +23,8 @@ loudly on an upgrade that changes them. What it uses:
 - ``Consumer._drain_messages`` (overridden by ``InletConsumer``, to append an inlet's
   messages without a task each) and what it keeps: ``_read_offset``, ``_add_gap``,
   ``_n_acked``/``_commit_every``/``commit``, ``suspend_flow``, ``callback``.
-- ``rocksdb.Store._db_for_partition``, ``Store.set_persisted_offset``, the memory
+- ``rocksdb.Store._db_for_partition`` and its ``_dbs`` (the open partitions),
+  ``Store.set_persisted_offset``, the memory
   store's ``data`` dict, and ``Collection.changelog_topic``.
 - the aiokafka driver's ``Producer._ensure_producer()`` (the app's aiokafka producer):
   ``send_batched`` hands it whole record batches (aiokafka's public ``create_batch``/
@@ -75,6 +76,8 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.consumer import Consumer as ConsumerBase
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, AppT, Message, TableT
+
+from privops.core.errors import RuntimeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -710,12 +713,24 @@ def stored_value(table: TableT[Any, Any], item: Stored) -> Any:
     return store._decode_value(raw)  # type: ignore[attr-defined]
 
 
-def read_partition(table: TableT[Any, Any], partition: int, key: str) -> Any:
-    """The stored value of ``key`` in ``partition`` (JSON-decoded), or None."""
+def read_partition(
+    table: TableT[Any, Any], partition: int, key: str, *, open_only: bool = False
+) -> Any:
+    """The stored value of ``key`` in ``partition`` (JSON-decoded), or None.
+
+    ``open_only``: read only a partition whose database is open here (the store's
+    ``_dbs``), else ``RuntimeUnavailable``. An HTTP view must not open, or create, the
+    database of a partition Faust has just closed on a revocation."""
     store = table.data
     if isinstance(store, memory.Store):
         return store.data.get(key)
-    raw = store._db_for_partition(partition).get(key.encode())  # type: ignore[attr-defined]
+    if open_only:
+        db = store._dbs.get(partition)  # type: ignore[attr-defined]
+        if db is None:
+            raise RuntimeUnavailable(f"partition {partition} of {table.name} is not open here")
+    else:
+        db = store._db_for_partition(partition)  # type: ignore[attr-defined]
+    raw = db.get(key.encode())
     if raw is None:
         return None
     return store._decode_value(raw)  # type: ignore[attr-defined]

@@ -12,13 +12,14 @@ only the lag grows until the state gives up.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from privops.adapters import metrics
 from privops.adapters.probes import BrokerProbe, registry_problem
 from streams import pipeline
 from streams.app import settings
-from streams.state import DROPPING_LIMIT_SECONDS, state
+from streams.state import DROPPING_LIMIT_SECONDS, StateFailed, state
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,10 @@ def stalled_agents() -> list[str]:
 
 def dropped_flushes() -> list[str]:
     """A problem while every flush has been dropped for a while with no rebalance to end
-    it (``State.dropping_for``); the state gives up at ``DROPPING_LIMIT_SECONDS``."""
+    it (``State.dropping_for``); at ``DROPPING_LIMIT_SECONDS`` the state gives up, here
+    too, so a worker that takes no input after the drop stops as well."""
+    with suppress(StateFailed):  # logged and told (the worker stops) where it gave up
+        state.give_up_dropping()
     dropping = state.dropping_for()
     if dropping < DROPPING_REPORTED_AFTER_SECONDS:
         return []

@@ -249,6 +249,7 @@ async def on_revoked(*_: Any, **__: Any) -> None:
     """Partitions are moving: what was flushed is delivered and acknowledged, what was
     decided since is flushed (and delivered) unacknowledged, what waits is dropped, and
     the cache forgotten."""
+    state.rebalancing()
     async with state.lock:
         state.generation += 1  # a chunk half decided stops here (``work``)
         dropped = sum(source.drop() for source, _ in FEEDS)

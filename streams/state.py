@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from privops.adapters import metrics
 from privops.core import sealing
+from privops.core.errors import RuntimeUnavailable
 from privops.core.fieldcrypt import DataKey
 from privops.core.sealing import TableSealing
 from streams import batching
@@ -201,6 +202,7 @@ class State:
         # on after the dropped inputs is sent, stored or acknowledged before they are.
         self._dropping = False
         self._dropping_since = 0.0  # time.monotonic() of the first dropped flush
+        self._rebalancing = False  # between ``rebalancing`` and ``rebalanced``
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
@@ -233,7 +235,13 @@ class State:
         """``get_at`` for a reader outside the agents (an HTTP view): the newest value
         decided (a write not yet flushed, or flushed and not yet stored), else the
         store's, without keeping what it decodes: a view may read while the partition
-        is recovering, and the agents must never build on a value read then."""
+        is recovering, and the agents must never build on a value read then. Only a
+        partition whose store is open here is read. ``RuntimeUnavailable`` when no
+        answer can be trusted now: the state failed (what it holds will never be
+        stored), flushes are being dropped (their values will be decided again), or the
+        partition is not open here (it just moved)."""
+        if self.failure is not None or self._dropping:
+            raise RuntimeUnavailable("the worker's state is being replayed or stopping")
         return self._read(slot, partition, key, remember=False)
 
     def _read(self, slot: Slot[V], partition: int, key: str, *, remember: bool) -> V | None:
@@ -251,7 +259,7 @@ class State:
         if entry is not None:  # flushed, not delivered yet
             stored = batching.stored_value(slot.table, entry[1])
         else:
-            stored = batching.read_partition(slot.table, partition, key)
+            stored = batching.read_partition(slot.table, partition, key, open_only=not remember)
         raw = self.opened(slot, key, stored)
         decoded = slot.decode(raw) if raw is not None else None
         if remember:
@@ -374,7 +382,8 @@ class State:
         if self._dropping:
             self._dirty, self._out, self._done = {}, [], []
             self.forget()
-            self._stop_dropping_without_rebalance()
+            if acknowledge:  # not the rebalance's own flush (``pipeline.on_revoked``)
+                self.give_up_dropping()
             return
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
@@ -576,15 +585,20 @@ class State:
         self._cache.clear()
 
     def dropping_for(self) -> float:
-        """Seconds since a flush was first dropped with no rebalance after it (0 if none)."""
-        return time.monotonic() - self._dropping_since if self._dropping else 0.0
+        """Seconds since a flush was first dropped with no rebalance begun after it (0 if
+        none, or while the rebalance that ends it is under way: ``rebalancing``)."""
+        if not self._dropping or self._rebalancing:
+            return 0.0
+        return time.monotonic() - self._dropping_since
 
-    def _stop_dropping_without_rebalance(self) -> None:
+    def give_up_dropping(self) -> None:
         """Every flush has been dropped for ``DROPPING_LIMIT_SECONDS`` and no rebalance
-        ended it: the state fails (the worker stops; its restart replays every input
-        after the last acknowledged one), rather than take and drop input for ever."""
+        came to end it: the state fails (the worker stops; its restart replays every
+        input after the last acknowledged one) rather than take and drop input for ever,
+        or leave what it dropped unprocessed while no input comes (the health timer asks
+        too, ``streams.health``). Raises ``StateFailed`` when it gives up."""
         dropping = self.dropping_for()
-        if dropping < DROPPING_LIMIT_SECONDS:
+        if dropping < DROPPING_LIMIT_SECONDS or self.failure is not None:
             return
         log.critical(
             "every flush dropped for %.0f s and no rebalance came to replay them; "
@@ -595,12 +609,17 @@ class State:
         self.fail(exc)
         raise StateFailed(exc)
 
+    def rebalancing(self) -> None:
+        """A rebalance has begun (``pipeline.on_revoked``): what was dropped will be
+        replayed once it ends (``rebalanced``), however long it waits for deliveries."""
+        self._rebalancing = True
+
     def rebalanced(self) -> None:
         """The partitions moved, and every flush before is settled: forget the decoded
         values, and flush again (Faust seeks every partition it assigns to its committed
         offset, so what was dropped since a flush could not be sealed is replayed)."""
         self.forget()
-        self._dropping = False
+        self._dropping = self._rebalancing = False
 
 
 def _encoded(

@@ -24,6 +24,7 @@ from privops.adapters.key_topic import subject_partition
 from privops.core import sealing
 from privops.core.consent import SubjectConsent
 from privops.core.erasure import SubjectFacts
+from privops.core.fieldcrypt import check_subject_id
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap
 from privops.core.request import RequestRecord
@@ -93,6 +94,8 @@ def erased_at(partition: int, subject_id: str) -> bool:
 def newest(slot: Slot[V], subject_id: str, key: str) -> V | None:
     """``key``'s newest decided value on ``subject_id``'s partition, for the HTTP views
     (``State.peek_at``): a withdrawal or an erasure answers there as soon as it is
-    decided, not once its records are delivered and stored a round trip later."""
-    partition = subject_partition(subject_id, settings.topic_partitions)
+    decided, not once its records are delivered and stored a round trip later.
+    ``ValueError`` for a subject id no subject can have (checked before it is hashed and
+    remembered); ``RuntimeUnavailable`` when no answer can be trusted now."""
+    partition = subject_partition(check_subject_id(subject_id), settings.topic_partitions)
     return state.peek_at(slot, partition, key)

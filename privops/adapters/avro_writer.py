@@ -57,7 +57,8 @@ def compile_writer(
     named schemas it filled in), or None if the schema uses what is not compiled here."""
     try:
         write = _Generator(named).compile(schema)
-    except _NotCompiled:
+    # Nesting deeper than Python's compiler takes (blocks, indentation, recursion).
+    except (_NotCompiled, SyntaxError, RecursionError, MemoryError):
         return None
 
     def written(datum: Any) -> bytes:
@@ -195,6 +196,8 @@ class _Generator:
         self._compiling.add(name)
         body = ["if type(value) is not dict:", "    raise Unwritable", "try:"]
         for field in schema["fields"]:
+            if type(field["name"]) is not str:
+                raise _NotCompiled("a field name that is not text")
             value = self._variable()
             body.append(f"    {value} = value[{field['name']!r}]")
             body += [f"    {line}" for line in self.node(field["type"], value)]

@@ -136,6 +136,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(streams_state.state, "_changelog_queued", None)
     monkeypatch.setattr(streams_state.state, "_held", {})
     monkeypatch.setattr(streams_state.state, "_dropping", False)
+    monkeypatch.setattr(streams_state.state, "_rebalancing", False)
     monkeypatch.setattr(streams_state.state, "failure", None)
     monkeypatch.setattr(streams_state.state, "_dirty", {})
     monkeypatch.setattr(streams_state.state, "_out", [])

@@ -333,6 +333,23 @@ async def test_the_local_write_counts_as_its_agents_flush(broker: Broker) -> Non
     assert busy._value.get() > before
 
 
+class Dropped:
+    """A flush dropped at a clock the test moves (``now``), with what the state told
+    ``on_failure`` (``failures``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, broker: Broker) -> None:
+        self.now = 1000.0
+        self.failures: list[BaseException] = []
+        monkeypatch.setattr("streams.state.time.monotonic", lambda: self.now)
+        monkeypatch.setattr(state, "queue_all", broker.queue_all)
+        monkeypatch.setattr(state, "sealer", MovingSealer())
+        monkeypatch.setattr(state, "on_failure", self.failures.append)
+
+    async def first(self) -> None:
+        decide_sealed(state, 0, "S1")
+        await state.flush()
+
+
 async def test_flushes_dropped_with_no_rebalance_after_them_stop_the_worker(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,52 +359,62 @@ async def test_flushes_dropped_with_no_rebalance_after_them_stop_the_worker(
     ``DROPPING_LIMIT_SECONDS`` the state fails (the worker stops, and its restart
     replays every input after the last acknowledged one)."""
     acknowledged: list[Message] = []
-    failures: list[BaseException] = []
-    monkeypatch.setattr(state, "queue_all", broker.queue_all)
     monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
-    monkeypatch.setattr(state, "sealer", MovingSealer())
-    monkeypatch.setattr(state, "on_failure", failures.append)
-    now = [1000.0]
-    monkeypatch.setattr("streams.state.time.monotonic", lambda: now[0])
-    decide_sealed(state, 0, "S1")
-    await state.flush()
+    dropped = Dropped(monkeypatch, broker)
+    await dropped.first()
     assert health.dropped_flushes() == []
 
-    now[0] += health.DROPPING_REPORTED_AFTER_SECONDS
+    dropped.now += health.DROPPING_REPORTED_AFTER_SECONDS
     decide(state, 1, "S2")
     await state.flush()  # dropped, the state not failed yet
-    assert failures == []
+    assert dropped.failures == []
     assert health.dropped_flushes() == [
         "every flush dropped for 10 s, waiting for a rebalance (the worker stops at 60 s; "
         "its restart replays what was dropped)"
     ]
 
-    now[0] = 1000.0 + DROPPING_LIMIT_SECONDS
+    dropped.now = 1000.0 + DROPPING_LIMIT_SECONDS
     decide(state, 2, "S3")
     with pytest.raises(StateFailed, match="NoRebalance"):
         await state.flush()
-    assert [type(exc) for exc in failures] == [NoRebalance]
+    assert [type(exc) for exc in dropped.failures] == [NoRebalance]
     assert broker.calls == []
     assert acknowledged == []
     with pytest.raises(StateFailed):  # and so does every flush after it
         await state.flush()
 
 
-async def test_a_rebalance_ends_the_dropping_before_the_limit(
+async def test_a_worker_that_takes_no_input_after_the_drop_stops_too(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("streams.state.time.monotonic", lambda: now[0])
-    monkeypatch.setattr(state, "queue_all", broker.queue_all)
-    monkeypatch.setattr(state, "sealer", MovingSealer())
-    decide_sealed(state, 0, "S1")
-    await state.flush()
-    now[0] += 5
-    assert state.dropping_for() == 5.0
-    await pipeline.on_revoked()
-    now[0] += DROPPING_LIMIT_SECONDS * 2
+    """With nothing more to flush, the dropped inputs would wait unprocessed for ever:
+    the health timer gives up at the limit as a flush would."""
+    dropped = Dropped(monkeypatch, broker)
+    await dropped.first()
+    dropped.now += DROPPING_LIMIT_SECONDS
+    assert len(health.dropped_flushes()) == 1
+    assert [type(exc) for exc in dropped.failures] == [NoRebalance]
+    health.dropped_flushes()  # asked again: told once
+    assert len(dropped.failures) == 1
+
+
+@pytest.mark.parametrize("waited", [5.0, DROPPING_LIMIT_SECONDS * 2])
+async def test_the_rebalance_ends_the_dropping_however_long_it_took_to_come(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, waited: float
+) -> None:
+    """The rebalance's own flush (``on_revoked``, which may wait long for deliveries
+    while the broker is slow) never gives up: it is what replays the dropped inputs."""
+    dropped = Dropped(monkeypatch, broker)
+    await dropped.first()
+    dropped.now += waited
+    assert state.dropping_for() == waited
+    state.rebalancing()  # begun: its settle may wait on deliveries
     assert state.dropping_for() == 0.0
     assert health.dropped_flushes() == []
+    await pipeline.on_revoked()
+    assert state.failure is None
+    dropped.now += DROPPING_LIMIT_SECONDS * 2
+    assert state.dropping_for() == 0.0
     decide(state, 1, "S2")
     await state.flush()  # goes through: no failure
     assert state.failure is None

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
+from faust.stores import rocksdb
 from faust.types import Message
 
 from agents import http
 from privops.adapters.key_topic import subject_partition
 from privops.core.consent import SubjectConsent
 from privops.core.consent.model import FactKind, Marker
+from privops.core.errors import RuntimeUnavailable
 from privops.core.request import RequestRecord
+from streams import batching
 from streams.app import settings
 from streams.state import state
 from streams.tables import CONSENT, REQUESTS, consent, newest, requests
@@ -125,3 +130,45 @@ async def _delivered(broker: Broker, call: int) -> None:
 
 async def _turn() -> None:
     await asyncio.sleep(0.01)
+
+
+async def test_no_answer_while_what_the_state_holds_cannot_be_trusted(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed state's unflushed and undelivered values will never be stored, and
+    values decided while flushes are dropped will be decided again: the views answer
+    503 (``RuntimeUnavailable``), not what may never be."""
+    partition = subject_partition(SUBJECT, settings.topic_partitions)
+    decided(partition, lambda: state.put(CONSENT, SUBJECT, SubjectConsent(subject_id=SUBJECT)))
+    assert newest(CONSENT, SUBJECT, SUBJECT) is not None
+    monkeypatch.setattr(state, "_dropping", True)
+    with pytest.raises(RuntimeUnavailable):
+        newest(CONSENT, SUBJECT, SUBJECT)
+    with pytest.raises(RuntimeUnavailable):
+        http._erased(SUBJECT)
+    monkeypatch.setattr(state, "_dropping", False)
+    monkeypatch.setattr(state, "failure", KafkaError())
+    with pytest.raises(RuntimeUnavailable):
+        newest(CONSENT, SUBJECT, SUBJECT)
+
+
+def test_a_subject_id_no_subject_can_have_is_refused_before_it_is_hashed() -> None:
+    with pytest.raises(ValueError, match="printable"):
+        newest(CONSENT, "x" * 10_000, "x")
+
+
+def test_a_views_read_never_opens_a_partitions_store(app: Any) -> None:
+    """On RocksDB, a partition's database is open only while the partition is held: a
+    view's read of another one (a revocation racing the router) is refused rather than
+    open, or create, the database Faust has just closed; the agents' reads open it."""
+    store = rocksdb.Store("rocksdb://", app, consent)
+    table = SimpleNamespace(data=store, name=consent.name)
+    try:
+        with pytest.raises(RuntimeUnavailable, match="partition 3"):
+            batching.read_partition(table, 3, SUBJECT, open_only=True)  # type: ignore[arg-type]
+        assert 3 not in store._dbs
+        assert batching.read_partition(table, 3, SUBJECT) is None  # type: ignore[arg-type]
+        assert 3 in store._dbs
+        assert batching.read_partition(table, 3, SUBJECT, open_only=True) is None  # type: ignore[arg-type]
+    finally:
+        store._dbs.clear()

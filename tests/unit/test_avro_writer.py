@@ -222,3 +222,15 @@ def test_a_field_name_is_only_ever_a_key_in_the_written_source() -> None:
     assert writer({name: "ok", "n": 3}) == b"\x04ok\x06"
     with pytest.raises(Unwritable):  # the key is missing: nothing else was looked up or run
         writer({"x": "ok", "n": 3})
+
+
+def test_what_python_cannot_compile_is_left_to_fastavro() -> None:
+    """Nesting deeper than Python's compiler takes, or a field name that is not text:
+    no writer (fastavro writes every datum), never an error at start-up."""
+    deep: Any = "long"
+    for _ in range(40):
+        deep = {"type": "array", "items": deep}
+    nested = {"type": "record", "name": "privops.Deep", "fields": [{"name": "d", "type": deep}]}
+    assert compile_writer(nested, {}) is None
+    odd = {"type": "record", "name": "privops.Odd", "fields": [{"name": 7, "type": "long"}]}
+    assert compile_writer(odd, {}) is None
