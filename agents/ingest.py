@@ -32,6 +32,7 @@ from faust.types import Message, StreamT
 
 from privops.adapters import metrics
 from privops.adapters.kek import UnknownKekVersion
+from privops.adapters.key_topic import subject_partition
 from privops.connectors.encryption import decrypt_record, personal_fields
 from privops.core import consent as rules
 from privops.core import records as r
@@ -76,6 +77,13 @@ R = TypeVar("R", bound=r.Record)
 _CONSENT_STATE = r.ConsentState.fullname()
 
 
+PARTITIONS = settings.topic_partitions
+# An event elsewhere than its subject's partition would split the subject: its consent
+# and identity on one partition, its keys, requests and HTTP answers on another.
+WRONG_PARTITION = (
+    "not on its subject's partition: key events by subject id and partition them as the "
+    "Java client does (murmur2; librdkafka: partitioner=murmur2_random)"
+)
 SUBJECT_TOPICS = ingest_inputs()
 # Make sure each topic is declared once in the catalogue with its partitions.
 assert all(name in TOPICS for name in SUBJECT_TOPICS)
@@ -98,6 +106,9 @@ async def on_message(message: Message) -> None:
     try:
         admitted = admit_ingest(message.topic, record)
         if isinstance(admitted, r.UpstreamEvent):
+            if message.partition != subject_partition(admitted.subject_id, PARTITIONS):
+                dead_letter(message, "ingest", "wrong_partition", WRONG_PARTITION)
+                return
             try:
                 admitted = await readable(admitted, message.partition)
             except ShreddedKey:

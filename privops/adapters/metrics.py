@@ -68,6 +68,9 @@ class DeadLetterReason(StrEnum):
     wrong_topic = "wrong_topic"
     undeclared_disclosure = "undeclared_disclosure"
     unknown_record = "unknown_record"
+    # An upstream event on another partition than its subject's (a producer that does
+    # not partition by murmur2 of the key, as the Java client does).
+    wrong_partition = "wrong_partition"
     # Encrypted personal fields (privops.core.fieldcrypt): the key is gone, the value
     # does not authenticate where it is, or a personal field is not ciphertext.
     shredded_key = "shredded_key"

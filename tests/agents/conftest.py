@@ -25,6 +25,8 @@ from yarl import URL
 # subprocesses started by integration tests in the same session keep their own store.
 _AGENT_ENV = {
     "PRIVOPS_STORE": "memory://",
+    # One partition: every subject's messages are on partition 0, as ``put_on`` puts them.
+    "PRIVOPS_TOPIC_PARTITIONS": "1",
     "PRIVOPS_DATA_DIR": tempfile.mkdtemp(prefix="privops-agent-tests-"),
 }
 _saved = {name: os.environ.get(name) for name in _AGENT_ENV}
@@ -202,7 +204,7 @@ _offsets = itertools.count()
 
 async def put_on(agent: Any, topic: str, key: bytes, value: bytes | None) -> None:
     """Put one message on the test agent as a chunk of its own, as if fetched from
-    ``topic`` (partition 0)."""
+    ``topic`` (partition 0: the agent tests' topics have one)."""
     message = Message(
         topic=topic,
         partition=0,

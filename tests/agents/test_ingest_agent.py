@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import agents.ingest as ingest_module
 from agents.ingest import ingest
 from privops.adapters.serde import Serde, frame
 from privops.core import records as r
@@ -378,7 +379,6 @@ async def test_a_subject_erased_before_a_pseudonym_key_rotation_stays_suppressed
 ) -> None:
     """The list was keyed under the key a rotation replaced: the re-import is still
     flagged (not re-activated), and the identifiers' current keys join the list."""
-    import agents.ingest as ingest_module
     from privops.core.identity import identifier_keys
     from streams.tables import suppression
 
@@ -440,3 +440,22 @@ async def test_a_hostile_writer_schema_is_dead_lettered_and_the_agent_goes_on(
         await wait_for(lambda: consent.data.get("S9") is not None)
     assert [d.reason for d in dead_letters(outbox)] in (["unknown_schema"], ["undecodable"])
     assert consent.data.get("S1") is None
+
+
+@pytest.mark.usefixtures("app")
+async def test_an_event_off_its_subjects_partition_is_dead_lettered(
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With four partitions, S1 lands on 3 and S2 on 0 (murmur2, the Java client's
+    partitioner). A producer partitioning otherwise (librdkafka's CRC32 default) would
+    split a subject: consent and identity here, keys, requests and HTTP answers on the
+    partition its id hashes to. Such an event is a dead letter; the rest goes on."""
+    monkeypatch.setattr(ingest_module, "PARTITIONS", 4)
+    async with ingest.test_context() as agent:  # put_on puts every message on partition 0
+        await put_on(agent, "marketing.events", b"S1", serde.encode(consent_given("ev-1", "S1")))
+        await put_on(agent, "marketing.events", b"S2", serde.encode(consent_given("ev-2", "S2")))
+        await wait_for(lambda: consent.data.get("S2") is not None)
+    assert consent.data.get("S1") is None
+    (letter,) = dead_letters(outbox)
+    assert (letter.reason, letter.partition) == ("wrong_partition", 0)
+    assert "murmur2" in letter.error
