@@ -278,7 +278,7 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
             return forwarded
         try:
             record = newest(REQUESTS, subject_id, request_id)
-        except (ValueError, RuntimeUnavailable):  # an index entry is a subject's id
+        except RuntimeUnavailable:
             return _moving(self)
     else:  # the index is behind: whichever local partition has it
         raw = state.opened(REQUESTS, request_id, requests.get(request_id))

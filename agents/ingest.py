@@ -84,6 +84,14 @@ WRONG_PARTITION = (
     "not on its subject's partition: key events by subject id and partition them as the "
     "Java client does (murmur2; librdkafka: partitioner=murmur2_random)"
 )
+
+
+def on_its_partition(message: Message, subject_id: str) -> bool:
+    """Whether ``message`` is on ``subject_id``'s partition (``PARTITIONS``, read here
+    so that agent tests can count one)."""
+    return message.partition == subject_partition(subject_id, PARTITIONS)
+
+
 SUBJECT_TOPICS = ingest_inputs()
 # Make sure each topic is declared once in the catalogue with its partitions.
 assert all(name in TOPICS for name in SUBJECT_TOPICS)
@@ -106,7 +114,7 @@ async def on_message(message: Message) -> None:
     try:
         admitted = admit_ingest(message.topic, record)
         if isinstance(admitted, r.UpstreamEvent):
-            if message.partition != subject_partition(admitted.subject_id, PARTITIONS):
+            if not on_its_partition(message, admitted.subject_id):
                 dead_letter(message, "ingest", "wrong_partition", WRONG_PARTITION)
                 return
             try:

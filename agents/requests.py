@@ -37,7 +37,7 @@ from typing import TypeVar, cast
 from aiokafka.errors import KafkaError
 from faust.types import Message, StreamT
 
-from agents.ingest import opened
+from agents.ingest import WRONG_PARTITION, on_its_partition, opened
 from privops.adapters import metrics
 from privops.core import records as r
 from privops.core import shredding
@@ -143,7 +143,11 @@ async def on_input(message: Message, record: WorkflowInput) -> None:
     elif isinstance(record, r.TaskResult):
         metrics.count_event("task_results", type(record).__name__)
         key = message.key
-        await on_result(record, key.decode(errors="replace") if isinstance(key, bytes) else "")
+        subject = key.decode(errors="replace") if isinstance(key, bytes) else ""
+        if not on_its_partition(message, subject):  # its request lives on the key's
+            dead_letter(message, "workflow", "wrong_partition", WRONG_PARTITION)
+            return
+        await on_result(record, subject)
     else:
         await on_tick(message, record)
 
@@ -160,6 +164,12 @@ async def on_command(cmd: r.Command, key: str) -> None:
         apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
         return
     actor = audited_actor(cmd.actor)
+    if state.message is not None and not on_its_partition(state.message, key):
+        # Decided here, it would be stored where neither its subject's state nor its
+        # keys are (and no follow-up finds it): refused before anything is opened.
+        misplaced = wf.wrong_partition(cmd, bare_context())
+        apply(misplaced, None, cmd.request_id, None, actor, cmd.command_id, key)
+        return
     # Signed as sent: its sealed values (a rectification's) are opened only now.
     try:
         cmd = await opened(cmd, getattr(cmd, "subject_id", None) or key, state.partition)

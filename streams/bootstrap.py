@@ -12,6 +12,7 @@ import asyncio
 
 from privops.adapters.kafka import TopicOutcome, create_topics
 from privops.core.datamap import load_datamap
+from privops.core.errors import ConfigError
 from privops.core.topics import TopicSpec, catalogue, compacted
 from streams.app import app, settings
 
@@ -29,11 +30,35 @@ def changelog_specs() -> list[TopicSpec]:
 
 
 def ensure_topics() -> list[TopicOutcome]:
+    """Create what is missing; ``ConfigError`` (the worker does not start) for a topic
+    with another partition count than the catalogue's (``partition_problems``)."""
     app.discover()  # tables are declared by the agent modules
     datamap = load_datamap(settings.datamap)
     specs = catalogue(settings.topic_partitions, datamap) + changelog_specs()
-    return asyncio.run(
+    outcomes = asyncio.run(
         create_topics(
             settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor
         )
     )
+    problems = partition_problems(specs, outcomes)
+    if problems:
+        raise ConfigError(
+            f"{'; '.join(problems)}: every topic about subjects has PRIVOPS_TOPIC_PARTITIONS "
+            "partitions, so that a subject's records are on one partition number everywhere "
+            "(set it to the topics' count, or recreate them)"
+        )
+    return outcomes
+
+
+def partition_problems(specs: list[TopicSpec], outcomes: list[TopicOutcome]) -> list[str]:
+    """Each existing topic whose partition count is not the catalogue's. A subject's
+    partition is murmur2 of its id modulo the count, so one topic with another count
+    puts the subject elsewhere there: its events would be refused as off its partition,
+    its keys or requests not found. A topic this worker cannot describe (0) is left to
+    the broker's own errors."""
+    wanted = {spec.name: spec.partitions for spec in specs}
+    return [
+        f"topic {outcome.name} has {outcome.partitions} partitions, not {wanted[outcome.name]}"
+        for outcome in outcomes
+        if outcome.name in wanted and 0 < outcome.partitions != wanted[outcome.name]
+    ]

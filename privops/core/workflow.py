@@ -136,6 +136,20 @@ def check_key(cmd: r.Command, key: str, subject_id: str | None, ctx: Context) ->
     return outcome
 
 
+def wrong_partition(cmd: r.Command, ctx: Context) -> Outcome:
+    """The rejection of a command keyed by its subject's id but not on the partition that
+    key lands on (a producer that does not partition by murmur2 of the key, as the Java
+    client and `privops request` do)."""
+    message = (
+        "the command is not on its key's partition (privacy.commands is partitioned by "
+        "murmur2 of the subject id, the Java client's default; librdkafka: "
+        "partitioner=murmur2_random)"
+    )
+    outcome = reject(Reason.wrong_key, message)
+    outcome.answer = _answer(cmd, None, Reason.wrong_key, message, ctx)
+    return outcome
+
+
 def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
     """Apply one DPO command to a request and answer it (privacy.command-results).
 

@@ -25,8 +25,6 @@ from yarl import URL
 # subprocesses started by integration tests in the same session keep their own store.
 _AGENT_ENV = {
     "PRIVOPS_STORE": "memory://",
-    # One partition: every subject's messages are on partition 0, as ``put_on`` puts them.
-    "PRIVOPS_TOPIC_PARTITIONS": "1",
     "PRIVOPS_DATA_DIR": tempfile.mkdtemp(prefix="privops-agent-tests-"),
 }
 _saved = {name: os.environ.get(name) for name in _AGENT_ENV}
@@ -37,6 +35,7 @@ try:
     get_settings.cache_clear()
     import faust.tables.table
 
+    import agents.ingest as agents_ingest
     from privops.adapters.serde import Serde
     from privops.core.records import Record
     from privops.core.vocab import RequestState
@@ -202,9 +201,17 @@ def subject_key(record: Any) -> bytes:
 _offsets = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def one_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``put_on`` puts every message on partition 0: the agents' check that an input is on
+    its subject's partition counts one partition (a test that checks it sets more)."""
+    monkeypatch.setattr(agents_ingest, "PARTITIONS", 1)
+
+
 async def put_on(agent: Any, topic: str, key: bytes, value: bytes | None) -> None:
     """Put one message on the test agent as a chunk of its own, as if fetched from
-    ``topic`` (partition 0: the agent tests' topics have one)."""
+    ``topic`` (partition 0: the agents check partitions as if there were one,
+    ``one_partition``)."""
     message = Message(
         topic=topic,
         partition=0,

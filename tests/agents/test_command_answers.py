@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import agents.ingest as agents_ingest
 from agents.requests import apply, workflow
 from privops.adapters.serde import Serde
 from privops.core import consent as rules
@@ -315,6 +316,26 @@ async def test_command_not_keyed_by_its_subject_is_rejected_before_it_is_decided
     assert effects(sent) == []
     assert [a.action for a in audited(sent)] == ["command_rejected"]
     assert requests.data.get("R-misrouted") == (before if follow_up else None)
+
+
+async def test_command_off_its_keys_partition_is_rejected_before_it_is_opened(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyed by its subject's id but not on the partition that key lands on (S1: 3 of
+    four; ``Driver.send`` puts it on 0), as a producer partitioning otherwise than
+    murmur2 would: decided here it would be stored where neither the subject's state nor
+    its keys are. It is answered wrong_key, saying how to partition, and nothing else
+    happens."""
+    monkeypatch.setattr(agents_ingest, "PARTITIONS", 4)
+    sent = await driver.send(submit("R-elsewhere", subject_id="S1"))
+
+    [answer] = answers(sent)
+    assert isinstance(answer, r.CommandRejected)
+    assert answer.reason == "wrong_key"
+    assert "murmur2" in (answer.message or "")
+    assert effects(sent) == []
+    assert [a.action for a in audited(sent)] == ["command_rejected"]
+    assert requests.data.get("R-elsewhere") is None
 
 
 @pytest.mark.parametrize(

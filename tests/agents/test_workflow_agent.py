@@ -6,9 +6,11 @@ import inspect
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import agents.ingest as agents_ingest
 from agents import timers
 from agents.requests import workflow
 from privops.adapters.serde import Serde
@@ -105,21 +107,49 @@ async def test_erasure_for_unknown_subject_is_rejected_and_audited(
     assert rejected[0].reason.startswith("unknown_subject")
 
 
+async def answer_erased(agent: Any, serde: Serde, request_id: str, system: System) -> None:
+    """``system``'s TaskCompleted for the request's erase task, keyed by the subject."""
+    result = r.TaskCompleted(
+        task_id=f"{request_id}:{system}:erase",
+        request_id=request_id,
+        system=system,
+        answered_at=NOW,
+    )
+    await put_on(agent, task_results_topic(system), SUBJECT.encode(), serde.encode(result))
+
+
 async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox) -> None:
     known_subject()
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-3")))
         await wait_for(lambda: requests.data.get("R-agent-3") is not None)
         for system in SYSTEM_IDS:
-            result = r.TaskCompleted(
-                task_id=f"R-agent-3:{system}:erase",
-                request_id="R-agent-3",
-                system=system,
-                answered_at=NOW,
-            )
-            await put_on(agent, task_results_topic(system), SUBJECT.encode(), serde.encode(result))
+            await answer_erased(agent, serde, "R-agent-3", system)
         await wait_for(lambda: requests.data["R-agent-3"]["state"] == RequestState.completed.value)
     assert outbox.on(DEADLETTER) == []
+
+
+async def test_an_answer_off_its_subjects_partition_is_dead_lettered(
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer keyed by its subject's id but not on the partition that key lands on
+    (a connector partitioning otherwise than murmur2, as the SDK does): its request is
+    not here to apply it to. A dead letter, saying how to partition; the request waits."""
+    known_subject()
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-6")))
+        await wait_for(lambda: requests.data.get("R-agent-6") is not None)
+        # Of three partitions, the subject's is 2; put_on puts the answer on 0.
+        monkeypatch.setattr(agents_ingest, "PARTITIONS", 3)
+        system = next(iter(SYSTEM_IDS))
+        await answer_erased(agent, serde, "R-agent-6", system)
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    letters = outbox.of(DEADLETTER, r.DeadLetter)
+    assert [(d.reason, d.original_topic) for d in letters] == [
+        ("wrong_partition", task_results_topic(system))
+    ]
+    assert "murmur2" in letters[0].error
+    assert requests.data["R-agent-6"]["tasks"][f"R-agent-6:{system}:erase"]["state"] != "completed"
 
 
 async def test_garbage_command_is_dead_lettered_and_the_next_one_processed(

@@ -1,0 +1,35 @@
+"""The worker refuses a topic whose partition count is not the catalogue's
+(streams.bootstrap.partition_problems).
+
+A subject's partition is murmur2 of its id modulo the topic's count: one topic with
+another count would put the subject elsewhere there, so its events would be refused as
+off their subject's partition (`wrong_partition`), and its keys or requests not found.
+"""
+
+from __future__ import annotations
+
+from privops.adapters.kafka import TopicOutcome
+from privops.core.topics import TopicSpec, compacted
+from streams.bootstrap import partition_problems
+
+SPECS = [
+    TopicSpec("crm.events", "subject id", 4, compacted()),
+    TopicSpec("privacy.commands", "subject id", 4, compacted()),
+]
+
+
+def test_a_topic_with_another_partition_count_is_named() -> None:
+    outcomes = [
+        TopicOutcome("crm.events", created=False, partitions=8),
+        TopicOutcome("privacy.commands", created=True, partitions=4),
+    ]
+    assert partition_problems(SPECS, outcomes) == ["topic crm.events has 8 partitions, not 4"]
+
+
+def test_topics_as_the_catalogue_says_or_not_described_pass() -> None:
+    outcomes = [
+        TopicOutcome("crm.events", created=False, partitions=4),
+        TopicOutcome("privacy.commands", created=False, partitions=0),  # not described here
+        TopicOutcome("someone.elses", created=False, partitions=1),
+    ]
+    assert partition_problems(SPECS, outcomes) == []
