@@ -114,6 +114,8 @@ async def on_message(message: Message) -> None:
     try:
         admitted = admit_ingest(message.topic, record)
         if isinstance(admitted, r.UpstreamEvent):
+            if not admitted.subject_id.strip():
+                raise DomainError("event carries no subject id")
             if not on_its_partition(message, admitted.subject_id):
                 dead_letter(message, "ingest", "wrong_partition", WRONG_PARTITION)
                 return

@@ -459,3 +459,15 @@ async def test_an_event_off_its_subjects_partition_is_dead_lettered(
     (letter,) = dead_letters(outbox)
     assert (letter.reason, letter.partition) == ("wrong_partition", 0)
     assert "murmur2" in letter.error
+
+
+@pytest.mark.usefixtures("app")
+async def test_an_event_with_no_subject_id_is_a_missing_identifier(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """Not a partition question: the event names no subject at all."""
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", b"", serde.encode(consent_given("ev-0", " ")))
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    assert [d.reason for d in dead_letters(outbox)] == ["missing_identifier"]
+
