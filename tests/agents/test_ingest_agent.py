@@ -470,4 +470,3 @@ async def test_an_event_with_no_subject_id_is_a_missing_identifier(
         await put_on(agent, "marketing.events", b"", serde.encode(consent_given("ev-0", " ")))
         await wait_for(lambda: bool(outbox.on(DEADLETTER)))
     assert [d.reason for d in dead_letters(outbox)] == ["missing_identifier"]
-
