@@ -124,7 +124,8 @@ class KeyStore:
         self._syncs: dict[int, tuple[float, asyncio.Future[None]]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._progress = asyncio.Condition()
-        self._reassigned = asyncio.Event()
+        self._reassigned = asyncio.Event()  # for the reader: follow the new partitions
+        self._assigned = asyncio.Event()  # an assignment since the last revocation
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Subjects this process shredded, newest last: refused a new key at once, before
         # the erasure's consent state (what the key service checks) is flushed.
@@ -145,29 +146,48 @@ class KeyStore:
             self._loaded[partition] = asyncio.Event()
         self._wanted = wanted
         self._reassigned.set()
+        self._assigned.set()
 
     def revoke(self) -> None:
         """A rebalance began: serve nothing until the next assignment says what is ours
-        (the rings keep following, so a partition that stays needs no re-read)."""
+        (the rings keep following, so a partition that stays needs no re-read), and be
+        not ``ready`` until then. The agents wait for ``ready`` before they decide: Faust
+        sends its assignment signal to its receivers in no fixed order and resumes the
+        partitions from its recovery task, so the agents may take the new assignment's
+        input before this store hears of it, and a key created for it would be refused
+        (``NotOwned``: the flush dropped, and with no rebalance after it, the worker
+        stopped at ``DROPPING_LIMIT_SECONDS``)."""
         self._owned = frozenset()
+        self._assigned.clear()
 
     def _drop(self, partition: int) -> None:
         del self.rings[partition]
         for table in (self._positions, self._targets, self._synced):
             table.pop(partition, None)
-        self._loaded.pop(partition, None)
+        dropped = self._loaded.pop(partition, None)
+        if dropped is not None:
+            dropped.set()  # wakes whoever waits for it (``until_loaded`` looks again)
 
     @property
     def ready(self) -> bool:
-        """Assigned, and every owned partition's ring read up to its end at assignment."""
-        return self._wanted is not None and all(
-            self._loaded[p].is_set() for p in self._wanted if p in self._loaded
+        """Assigned since the last revocation, and every owned partition's ring read up to
+        its end at assignment."""
+        return (
+            self._assigned.is_set()
+            and self._wanted is not None
+            and all(self._loaded[p].is_set() for p in self._wanted if p in self._loaded)
         )
 
     async def until_loaded(self) -> None:
-        """Wait until the partitions of the last assignment are loaded (``ready``)."""
-        wanted = self._wanted or frozenset()
-        await asyncio.gather(*(self._loaded[p].wait() for p in wanted if p in self._loaded))
+        """Wait for an assignment since the last revocation, then until its partitions
+        are loaded (``ready``). Never call it holding what the revocation's handlers
+        wait for (the agents' state lock)."""
+        while True:
+            await self._assigned.wait()
+            wanted = self._wanted or frozenset()
+            await asyncio.gather(*(self._loaded[p].wait() for p in wanted if p in self._loaded))
+            if self.ready:  # not revoked (or revoked and assigned again) meanwhile
+                return
 
     def partition_of(self, subject_id: str) -> int:
         return subject_partition(subject_id, self.partitions)

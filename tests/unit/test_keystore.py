@@ -350,6 +350,44 @@ async def test_an_assignment_drops_the_partitions_that_went_and_reads_new_ones(
             store.ring(0)
 
 
+async def test_after_a_revocation_the_store_is_ready_only_once_assigned_again(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """Faust tells the key store and the agents of an assignment in no fixed order: an
+    agent that asks after a revocation (``until_loaded``, before it decides) waits for
+    the next assignment, and then owns what it was given; it never decides in between
+    and has a new subject's key refused (``NotOwned``), dropping its flush."""
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {0}) as store:
+        store.revoke()
+        assert not store.ready
+        waiting = asyncio.create_task(store.until_loaded())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        store.assign({0, 1})
+        async with asyncio.timeout(5):
+            await waiting
+        assert store.ready
+        assert (await store.get_or_create(ann)).key_id.startswith(ann)
+
+
+async def test_a_wait_for_partitions_an_assignment_took_away_ends(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """Waiting for partitions 0 and 1 to load, then an assignment of 2 alone: the wait
+    ends once 2 is loaded (it waited for ever on 0's and 1's loading before)."""
+    store = new_store(log, codec, kek_path)
+    store.assign({0, 1})  # not followed yet: nothing loads
+    waiting = asyncio.create_task(store.until_loaded())
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    async with following(store, {2}):
+        async with asyncio.timeout(5):
+            await waiting
+        assert store.ready
+        assert set(store.rings) == {2}
+
+
 async def test_stored_keys_are_rewrapped_after_a_kek_rotation(
     log: Log, codec: KeyRecordCodec, kek_path: Path
 ) -> None:
