@@ -17,7 +17,8 @@ An upstream event's personal fields arrive encrypted under the subject's data ke
 suppression list hold what the subject's identifiers are, not one of many ciphertexts
 of them. A shredded key or a ciphertext that does not belong to this subject and field
 is a dead letter (whose bytes hold only ciphertext); so is plaintext where
-PRIVOPS_PERSONAL_PLAINTEXT=refuse.
+PRIVOPS_PERSONAL_PLAINTEXT=refuse, without its value (a dead letter is not shredded
+with its subject's key; the event stays on its topic for the topic's retention).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from faust.types import Message, StreamT
+from pydantic import ValidationError
 
 from privops.adapters import metrics
+from privops.adapters.guard import problems
 from privops.adapters.kek import UnknownKekVersion
 from privops.adapters.key_topic import subject_partition
 from privops.connectors.encryption import decrypt_record, personal_fields
@@ -60,6 +63,7 @@ from privops.core.fieldcrypt import (
 from privops.core.holds import update_holds
 from privops.core.identity import identifier_keys, merge, suppression_keys, suppression_match
 from privops.core.personal import ITEMS, VALUES, PersonalPath
+from privops.core.pii import redact
 from privops.core.subject_keys import KeyUnwrapFailed
 from privops.core.topics import CONSENT_STATE, ingest_inputs
 from privops.core.vocab import System
@@ -128,7 +132,8 @@ async def on_message(message: Message) -> None:
                 return
         on_record(admitted)
     except DecodeError as exc:  # a personal field: shredded key, tampered, not ciphertext
-        dead_letter(message, "ingest", exc.reason, exc.detail)
+        keep = not isinstance(exc, PlaintextRefused)  # a dead letter is never shredded
+        dead_letter(message, "ingest", exc.reason, exc.detail, keep_value=keep)
     except (WrongTopic, UndeclaredDisclosure) as exc:
         dead_letter(message, "ingest", exc.reason, str(exc))
     except UnknownDirectiveKind as exc:
@@ -136,10 +141,23 @@ async def on_message(message: Message) -> None:
     except DomainError as exc:
         dead_letter(message, "ingest", "missing_identifier", str(exc))
     except ValueError as exc:  # pydantic validation of a fact: unknown values, shape
-        dead_letter(message, "ingest", "unknown_value", str(exc)[:500])
+        dead_letter(message, "ingest", "unknown_value", _described(exc))
+
+
+def _described(exc: ValueError) -> str:
+    """The error for a dead letter, never quoting the input (pydantic's own text quotes
+    every value it refused: an email address, with a fact's id built from it)."""
+    if isinstance(exc, ValidationError):
+        return problems(exc)[:500]
+    return redact(str(exc)[:500])
 
 
 # --- personal fields ------------------------------------------------------------------
+
+
+class PlaintextRefused(MalformedField):
+    """Plaintext in a personal field, where PRIVOPS_PERSONAL_PLAINTEXT=refuse."""
+
 
 KEYS_RETRY_MAX_SECONDS = 30.0
 # Not the event's fault: the partition is moving, the key topic is behind, or this
@@ -238,7 +256,7 @@ async def readable(event: r.UpstreamEvent, partition: int) -> r.UpstreamEvent:
     parsed, plaintext = ciphertexts(event.subject_id, personal_values(event, event_paths(event)))
     if plaintext:
         if settings.personal_plaintext != "accept":
-            raise MalformedField(f"{', '.join(plaintext)}: plaintext in a personal field")
+            raise PlaintextRefused(f"{', '.join(plaintext)}: plaintext in a personal field")
         metrics.count_plaintext_personal_fields(event.source, len(plaintext))
     return await _decrypted(event, event.subject_id, partition, parsed, bool(plaintext))
 

@@ -129,6 +129,9 @@ async def on_message(message: Message) -> None:
     except WrongTopic as exc:
         dead_letter(message, "workflow", exc.reason, str(exc))
         return
+    except DecodeError as exc:  # an answer's ids privops never made
+        dead_letter(message, "workflow", exc.reason, exc.detail)
+        return
     try:
         await on_input(message, admitted)
     except DecodeError as exc:  # a sealed value that does not open (opened())

@@ -19,6 +19,7 @@ from functools import lru_cache
 from privops.adapters import metrics
 from privops.core.audit import GENESIS, chain_key, derive_audit_id, next_fields, redact
 from privops.core.identity import subject_ref
+from privops.core.pii import looks_like_pii
 from privops.core.records import AuditEvent
 from privops.core.topics import AUDIT
 from streams.app import settings
@@ -85,11 +86,21 @@ def audit(
     output_datum(AUDIT, chain, _AUDIT_EVENT, fields)
 
 
+AUDIT_TEXT_CHARS = 500
+"""The most of a free text (a reason, a before or after) an audit record keeps."""
+WITHHELD = "[withheld: shaped like contact details]"
+
+
 def _clean(text: str | None) -> str | None:
-    """Audit text never carries raw contact details, whatever a caller passed in."""
-    return _redacted(text) if text else text
+    """Audit text never carries raw contact details, whatever a caller passed in (a
+    system's answer, a DPO's reason): cut first, so the redaction's patterns run on a
+    bounded text and the cut cannot make a contact detail of what the redaction left
+    (``"07700900123X"`` cut before its ``X``); what still looks like one is withheld.
+    The record is then always valid: hostile text must not stop the worker."""
+    return _redacted(text[:AUDIT_TEXT_CHARS]) if text else text
 
 
 @lru_cache(maxsize=16_384)
 def _redacted(text: str) -> str:
-    return redact(text)[:500]
+    cleaned = redact(text)[:AUDIT_TEXT_CHARS]
+    return WITHHELD if looks_like_pii(cleaned) else cleaned

@@ -130,16 +130,33 @@ async def decode(message: Message, consumer: str) -> Record | None:
             delay = min(delay * 2, REGISTRY_RETRY_MAX_SECONDS)
 
 
-def dead_letter(message: Message, consumer: str, reason: str, error: str) -> None:
-    """Keep unusable input whole on privacy.deadletter, count it, and go on."""
+DEAD_LETTER_KEY_BYTES = 1024
+DEAD_LETTER_VALUE_BYTES = 512 * 1024
+"""The most of an input's key and value a dead letter copies: an input near the broker's
+record limit, copied whole with its key (twice: the letter's own key is the input's)
+and the error text, made a dead letter the broker refused, and the refusal stopped the
+worker on every restart. A longer one is left out, and the error says so."""
+
+
+def dead_letter(
+    message: Message, consumer: str, reason: str, error: str, *, keep_value: bool = True
+) -> None:
+    """Keep unusable input whole on privacy.deadletter, count it, and go on. Not kept:
+    the value with ``keep_value=False`` (plaintext personal data: a dead letter is not
+    shredded with its subject's key), and a key or value over its limit above; the
+    original stays on its topic for the topic's retention."""
+    key, key_note = _kept(message.key, DEAD_LETTER_KEY_BYTES, "key")
+    value, value_note = _kept(message.value, DEAD_LETTER_VALUE_BYTES, "value")
+    if not keep_value and value is not None:
+        value, value_note = None, "; the value is not kept (personal data in plaintext)"
     letter = DeadLetter(
         original_topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        key=message.key if isinstance(message.key, bytes) else None,
-        value=message.value if isinstance(message.value, bytes) else None,
+        key=key,
+        value=value,
         reason=reason,
-        error=error[:2000],
+        error=error[:2000] + key_note + value_note,
         consumer=consumer,
         failed_at=datetime.now(UTC),
     )
@@ -147,7 +164,6 @@ def dead_letter(message: Message, consumer: str, reason: str, error: str) -> Non
     log.warning(
         "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
     )
-    key = message.key if isinstance(message.key, bytes) else None
     output(DEADLETTER, key, letter)
     from streams.audit import audit  # streams.audit sends through this module
 
@@ -161,3 +177,12 @@ def dead_letter(message: Message, consumer: str, reason: str, error: str) -> Non
         # partition whose table holds its head.
         chain=f"deadletter/{consumer}/{message.partition}",
     )
+
+
+def _kept(data: object, limit: int, what: str) -> tuple[bytes | None, str]:
+    """``data`` if it is bytes within ``limit``; else None, and a note for the error."""
+    if not isinstance(data, bytes):
+        return None, ""
+    if len(data) > limit:
+        return None, f"; the {what} ({len(data)} bytes, over {limit}) is not kept"
+    return data, ""

@@ -59,15 +59,21 @@ def guarded(reason: str, what: str, fn: Callable[P, T], *args: P.args, **kwargs:
     except DecodeError:
         raise
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise DecodeError(reason, f"{what}: {problems}"[:_DETAIL_CHARS]) from exc
+        raise DecodeError(reason, f"{what}: {problems(exc)}"[:_DETAIL_CHARS]) from exc
     # Broad on purpose: fastavro is a C extension with no documented error set, and any
     # exception escaping a decode stops the agent with nothing dead-lettered.
     except Exception as exc:
         raise DecodeError(reason, f"{what}: {type(exc).__name__}: {exc}"[:_DETAIL_CHARS]) from exc
+
+
+def problems(exc: ValidationError) -> str:
+    """A validation error by field and message only, never the input's values (they may
+    be personal data, and the text goes to the dead-letter topic): pydantic's own text
+    quotes each value."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)
+    )
 
 
 def untrusted_schema(writer: Schema | str) -> Schema:

@@ -23,7 +23,7 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from privops.core import records as r
-from privops.core.errors import WrongTopic
+from privops.core.errors import DecodeError, WrongTopic
 from privops.core.pii import looks_like_pii
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
@@ -51,10 +51,36 @@ def admit_workflow(topic: str, record: r.Record) -> WorkflowInput:
                 f"{type(record).__name__} does not belong on {topic} "
                 f"(it answers for {record.system.value})"
             )
-        return record
+        return checked_answer(record)
     if topic == REQUEST_TICKS and isinstance(record, r.RequestTick):
         return record
     raise WrongTopic(f"{type(record).__name__} does not belong on {topic}")
+
+
+MAX_ANSWER_REASON_CHARS: Final = 500
+"""The most of an answer's reason privops keeps (the connector SDK sends no more)."""
+
+
+def checked_answer(result: r.TaskResult) -> r.TaskResult:
+    """An answer whose ids privops could have written, its reason cut to
+    ``MAX_ANSWER_REASON_CHARS``: an id privops never made answers no task, and would go
+    into the audit as it is (an email-shaped one once stopped the worker); a reason of a
+    megabyte would be kept in the request record and copied into its audit.
+
+    Raises ``DecodeError`` (``invalid_record``: a dead letter) for an id that is not a
+    plain id; the text names no value."""
+    if not _is_task_id(result.task_id, result.request_id):
+        raise DecodeError(
+            "invalid_record",
+            f"{type(result).__name__}: the task and request ids must be the task's own "
+            "(the request id: letters, digits, '.', '_', ':' or '-', at most "
+            f"{MAX_ID_LENGTH} characters; the task id: the request id, ':', its system "
+            "and action)",
+        )
+    reason = getattr(result, "reason", None)
+    if isinstance(reason, str) and len(reason) > MAX_ANSWER_REASON_CHARS:
+        return result.model_copy(update={"reason": reason[:MAX_ANSWER_REASON_CHARS]})
+    return result
 
 
 # --- signature ----------------------------------------------------------------------------
@@ -107,6 +133,21 @@ def is_plain_id(value: str) -> bool:
         len(value) <= MAX_ID_LENGTH
         and _ID.fullmatch(value) is not None
         and not looks_like_pii(value)
+    )
+
+
+_TASK_SUFFIX_CHARS: Final = 64
+
+
+def _is_task_id(task_id: str, request_id: str) -> bool:
+    """Whether ``task_id`` could be a task of ``request_id`` (``retries.make_task_id``:
+    the request id, then ":<system>:<action>"), both plain ids."""
+    return (
+        is_plain_id(request_id)
+        and task_id.startswith(request_id + ":")
+        and len(task_id) <= len(request_id) + _TASK_SUFFIX_CHARS
+        and _ID.fullmatch(task_id) is not None
+        and not looks_like_pii(task_id)
     )
 
 

@@ -243,6 +243,14 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
         return reject(Reason.unknown_task, f"answer for unknown task {result.task_id}")
     if task.system is not result.system:
         return reject(Reason.invalid_command, f"{result.system} answered a task of {task.system}")
+    if isinstance(result, r.TaskRetained) and (foreign := _not_asked(task, result)):
+        # Kept items decide which retained keys survive the erasure: a system may say it
+        # keeps only what its task covers, never another system's categories.
+        return reject(
+            Reason.invalid_command,
+            f"{result.system.value} says it kept {', '.join(foreign)}, "
+            "which its task does not cover",
+        )
     if task.state in FINAL_TASK_STATES:
         return Outcome(
             record=None,
@@ -324,7 +332,7 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
         task.outcome_reason = result.reason
     if isinstance(result, r.TaskRetained):
         planned = {k.category: k for k in task.keep}
-        for cat in result.categories or list(planned):
+        for cat in dict.fromkeys(result.categories) or list(planned):  # each once
             kept = planned.get(cat)
             rec.kept.append(
                 KeptItem(
@@ -334,6 +342,12 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
                     until=kept.until if kept else None,
                 )
             )
+
+
+def _not_asked(task: TaskRecord, result: r.TaskRetained) -> list[str]:
+    """The categories ``result`` says were kept that ``task`` neither covers nor keeps."""
+    covered = {*task.categories, *(k.category for k in task.keep)}
+    return sorted({c.value for c in result.categories if c not in covered})
 
 
 def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# A match starts only where a run of local-part characters starts: tried at every
+# character of a long run (``"a" * n + "@"``), the search was quadratic (one hostile field
+# of 64 KiB held the event loop for seconds). What it finds is the same.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
 # UK numbers: +44 or a leading 0, then 9 or 10 more digits, allowing spaces, dashes and
 # a bracketed area code. Not glued to word characters or decimals, so ids and hashes pass.
 _UK_PHONE = re.compile(
@@ -15,9 +20,8 @@ _UK_PHONE = re.compile(
 def looks_like_pii(text: str) -> bool:
     """True if `text` holds something shaped like an email address or a UK phone number.
 
-    The email pattern runs only on text with an "@" (none matches without one): on a
-    long run of word characters, such as a hash, it is quadratic (~6 µs on an audit
-    chain key, against ~0.1 µs for the test)."""
+    The email pattern runs only on text with an "@" (none matches without one): ~0.1 µs
+    for the test against ~1 µs for the search on an audit chain key."""
     return bool(("@" in text and _EMAIL.search(text)) or _UK_PHONE.search(text))
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from privops.core.fieldcrypt import check_subject_id
 from privops.core.personal import PERSONAL
 from privops.core.pii import looks_like_pii
 from privops.core.vocab import (
@@ -28,6 +29,10 @@ from privops.core.vocab import (
 )
 
 _HEX64 = r"^[0-9a-f]{64}$"
+
+SubjectId = Annotated[str, AfterValidator(check_subject_id)]
+"""A subject id as every topic carries it: 1 to 256 printable characters (the key
+service's own rule, so a record it would refuse a key for never gets in)."""
 
 
 class Record(BaseModel):
@@ -90,7 +95,7 @@ class UpstreamEvent(Record):
     event_id: str
     occurred_at: datetime
     source: System
-    subject_id: str
+    subject_id: SubjectId
     identifiers: Identifiers
 
 
@@ -262,7 +267,7 @@ class Command(Record):
 
 class RequestSubmitted(Command):
     request_type: RequestType
-    subject_id: str
+    subject_id: SubjectId
     received_on: date
     identity_verified_on: date | None = None
     # The day the information asked for to confirm identity arrived: the clock starts
@@ -300,14 +305,14 @@ class DeadlineExtended(Command):
 
 class LegalHoldPlaced(Command):
     hold_id: str
-    subject_id: str
+    subject_id: SubjectId
     categories: list[Category]
     reason: str
 
 
 class LegalHoldReleased(Command):
     hold_id: str
-    subject_id: str
+    subject_id: SubjectId
 
 
 class ObjectionDecided(Command):
@@ -381,7 +386,7 @@ class Task(Record):
     action: ClassVar[TaskAction]
     task_id: str
     request_id: str
-    subject_id: str
+    subject_id: SubjectId
     system: System
     attempt: int = 1
     issued_at: datetime
@@ -465,7 +470,7 @@ class ConsentState(Record):
     """privacy.consent-state (compacted): a subject's current preferences and flags."""
 
     namespace: ClassVar[str] = "privops.state"
-    subject_id: str
+    subject_id: SubjectId
     updated_at: datetime
     preferences: list[ChannelConsent] = []
     marketing_objection: bool = False
@@ -556,7 +561,7 @@ class Notification(Record):
 class SubjectNotification(Notification):
     """What must be told to the subject (Art. 12): extension, lift, outcome, access response."""
 
-    subject_id: str
+    subject_id: SubjectId
     kind: str
     message: str
     document: Annotated[str | None, PERSONAL] = None
@@ -602,7 +607,7 @@ class SubjectDirective(Record):
 
     namespace: ClassVar[str] = "privops.internal"
     directive_id: str
-    subject_id: str
+    subject_id: SubjectId
     request_id: str
     kind: str
     purpose: Purpose | None = None

@@ -14,6 +14,8 @@ from privops.adapters.serde import Serde, frame
 from privops.core import records as r
 from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECTIVES
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
+from streams import io
+from streams.state import state
 from streams.tables import consent, identities, legal_holds, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
 
@@ -470,3 +472,56 @@ async def test_an_event_with_no_subject_id_is_a_missing_identifier(
         await put_on(agent, "marketing.events", b"", serde.encode(consent_given("ev-0", " ")))
         await wait_for(lambda: bool(outbox.on(DEADLETTER)))
     assert [d.reason for d in dead_letters(outbox)] == ["missing_identifier"]
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize("subject", ["S-1\n", "S" * 257], ids=["control-char", "257-chars"])
+async def test_an_event_whose_subject_id_no_key_could_be_made_for_is_dead_lettered(
+    serde: Serde, outbox: Outbox, subject: str
+) -> None:
+    """A subject id the key service would refuse (a control character, over 256
+    characters) is refused where the event is read: it was taken in, and the flush that
+    asked for its storage key failed the state, stopping the worker on every restart."""
+    event = consent_given("ev-0").model_dump()
+    payload = serde.encode_datum(r.ConsentGiven.fullname(), {**event, "subject_id": subject})
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", b"", payload)
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "invalid_record"
+    assert "printable" in letter.error
+    assert subject not in letter.error
+    assert state.failure is None
+    assert not identities.data
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_refused_facts_error_quotes_no_input_value(serde: Serde, outbox: Outbox) -> None:
+    """pydantic's own text quotes each refused value: an event id made of an email
+    address reached the dead letter's error as it was."""
+    event = consent_given("ann.smith@example.com")
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", b"", serde.encode(event))
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "unknown_value"
+    assert "example" not in letter.error
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_dead_letter_leaves_out_a_key_or_value_over_its_limit(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """Copied whole (with the key twice, as the letter's own key too), an input near the
+    broker's record limit made a dead letter the broker refused: the worker stopped."""
+    big_key, big_value = b"k" * (io.DEAD_LETTER_KEY_BYTES + 1), b"\x01" * (600 * 1024)
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", big_key, big_value)
+        await put_on(agent, "marketing.events", b"small", b"\x01junk")
+        await wait_for(lambda: len(outbox.on(DEADLETTER)) == 2)
+    big, small = dead_letters(outbox)
+    assert (big.key, big.value) == (None, None)
+    assert f"the key ({len(big_key)} bytes, over 1024) is not kept" in big.error
+    assert f"the value ({len(big_value)} bytes, over 524288) is not kept" in big.error
+    assert [sent.key for sent in outbox.sent if sent.topic == DEADLETTER] == [None, b"small"]
+    assert (small.key, small.value) == (b"small", b"\x01junk")

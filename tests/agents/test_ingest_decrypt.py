@@ -271,6 +271,9 @@ async def test_plaintext_is_refused_when_the_setting_says_so(
     assert "identifiers.email, identifiers.phone: plaintext" in letter.error
     assert "example" not in letter.error.lower()
     assert identities.data.get(ANN) is None
+    # A dead letter is not shredded with Ann's key: it must not keep her plaintext.
+    assert letter.value is None
+    assert "not kept (personal data in plaintext)" in letter.error
 
 
 @pytest.mark.usefixtures("app")

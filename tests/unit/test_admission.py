@@ -92,7 +92,9 @@ def _hold() -> r.Record:
 
 
 def _result() -> r.Record:
-    return r.TaskCompleted(task_id="t", request_id="R", system=System.crm, answered_at=NOW)
+    return r.TaskCompleted(
+        task_id="R:crm:erase", request_id="R", system=System.crm, answered_at=NOW
+    )
 
 
 def _result_of_another_system() -> r.Record:

@@ -149,7 +149,7 @@ class ConsentOutputs:
             subject_ref=sref,
             before=change.before.value if change.before else None,
             after=labels["status"],
-            reason=redact(reason)[:500],
+            reason=redact(reason[:500])[:500],
         )
         self._heads[chain] = (head[0] + 1, str(fields["hash"]))
         return AUDIT, chain, fields

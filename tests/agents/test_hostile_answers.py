@@ -1,0 +1,142 @@
+"""Hostile answers on a system's results topic (an independent review, session 22): none
+may stop the worker (an error the workflow does not turn into a dead letter or a
+rejection fails the state, and the restart reads the same answer again), make a record
+the broker refuses, or keep another system's data through an erasure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.requests import workflow
+from privops.adapters.serde import Serde
+from privops.core import records as r
+from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, task_results_topic
+from privops.core.vocab import Category, System
+from streams.state import state
+from streams.tables import requests
+from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.agents.signers import trust
+from tests.agents.test_workflow_agent import NOW, SUBJECT, erasure, known_subject
+
+
+@pytest.fixture(autouse=True)
+def signers_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    return trust(monkeypatch, tmp_path)
+
+
+def failed(request_id: str, reason: str, task_id: str | None = None) -> r.TaskFailed:
+    return r.TaskFailed(
+        task_id=task_id or f"{request_id}:crm:erase",
+        request_id=request_id,
+        system=System.crm,
+        answered_at=NOW,
+        reason=reason,
+        retryable=True,
+    )
+
+
+async def answer(agent: Any, serde: Serde, result: r.TaskResult) -> None:
+    await put_on(agent, task_results_topic(result.system), SUBJECT.encode(), serde.encode(result))
+
+
+async def submitted(agent: Any, serde: Serde, request_id: str) -> dict[str, Any]:
+    known_subject()
+    await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure(request_id)))
+    await wait_for(lambda: requests.data.get(request_id) is not None)
+    stored: dict[str, Any] = requests.data[request_id]
+    return stored
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["a" * 200_000 + "@", "ann@example.com", "R" * 129],
+    ids=["quadratic-for-the-email-pattern", "email-shaped", "too-long"],
+)
+async def test_an_answer_whose_ids_privops_never_made_is_a_dead_letter(
+    serde: Serde, outbox: Outbox, request_id: str
+) -> None:
+    """The first held the event loop for minutes in the email pattern; the second
+    stopped the worker (the audit refuses an email-shaped request id)."""
+    async with workflow.test_context() as agent:
+        await answer(agent, serde, failed(request_id, "busy"))
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = outbox.of(DEADLETTER, r.DeadLetter)
+    assert letter.reason == "invalid_record"
+    assert "ann@example.com" not in letter.error
+    assert state.failure is None
+
+
+async def test_a_reason_that_becomes_a_phone_number_when_cut_is_withheld(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The reason is audited as "crm: <reason>", cut to 500 characters: cut after the
+    redaction, "07700900123X" (no number: a letter follows) became "07700900123", and
+    the audit refused it, failing the state."""
+    async with workflow.test_context() as agent:
+        await submitted(agent, serde, "R-hostile-1")
+        reason = "x" * (500 - len("crm: ") - 12) + " 07700900123X"
+        await answer(agent, serde, failed("R-hostile-1", reason))
+        await wait_for(
+            lambda: any(a.action == "task_answered" for a in outbox.of(AUDIT, r.AuditEvent))
+        )
+    assert state.failure is None
+    (step,) = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "task_answered"]
+    assert step.reason is not None
+    assert "07700900123" not in step.reason
+
+
+async def test_a_long_reason_is_kept_cut(serde: Serde, outbox: Outbox) -> None:
+    async with workflow.test_context() as agent:
+        await submitted(agent, serde, "R-hostile-2")
+        await answer(agent, serde, failed("R-hostile-2", "y" * 1_000_000))
+        await wait_for(
+            lambda: (
+                requests.data["R-hostile-2"]["tasks"]["R-hostile-2:crm:erase"]["outcome_reason"]
+                is not None
+            )
+        )
+    kept = requests.data["R-hostile-2"]["tasks"]["R-hostile-2:crm:erase"]["outcome_reason"]
+    assert kept == "y" * 500
+    assert state.failure is None
+
+
+def retained(request_id: str, categories: list[Category]) -> r.TaskRetained:
+    return r.TaskRetained(
+        task_id=f"{request_id}:crm:erase",
+        request_id=request_id,
+        system=System.crm,
+        answered_at=NOW,
+        reason="kept by law",
+        categories=categories,
+    )
+
+
+async def test_a_system_cannot_say_it_kept_what_its_task_does_not_cover(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """crm keeping payment data would keep the orders system's retained keys through
+    the erasure (kept items decide which keys survive): refused, nothing kept."""
+    async with workflow.test_context() as agent:
+        stored = await submitted(agent, serde, "R-hostile-3")
+        crm_task = stored["tasks"]["R-hostile-3:crm:erase"]
+        assert Category.payment.value not in crm_task["categories"]
+        await answer(agent, serde, retained("R-hostile-3", [Category.payment, Category.credit]))
+        await wait_for(
+            lambda: any(a.action == "command_rejected" for a in outbox.of(AUDIT, r.AuditEvent))
+        )
+    assert requests.data["R-hostile-3"].get("kept", []) == []
+    assert requests.data["R-hostile-3"]["tasks"]["R-hostile-3:crm:erase"]["state"] == "sent"
+    assert state.failure is None
+
+
+async def test_a_category_said_many_times_is_kept_once(serde: Serde, outbox: Outbox) -> None:
+    """Nine thousand of one category made a 10 KB answer a 9.6 MB request record."""
+    async with workflow.test_context() as agent:
+        stored = await submitted(agent, serde, "R-hostile-4")
+        covered = Category(stored["tasks"]["R-hostile-4:crm:erase"]["categories"][0])
+        await answer(agent, serde, retained("R-hostile-4", [covered] * 9_000))
+        await wait_for(lambda: bool(requests.data["R-hostile-4"].get("kept")))
+    assert len(requests.data["R-hostile-4"]["kept"]) == 1
