@@ -22,7 +22,9 @@ loudly on an upgrade that changes them. What it uses:
   the consumer's ``_committed_offset`` and ``_read_offset`` (``next_to_process``).
 - ``Consumer._drain_messages`` (overridden by ``InletConsumer``, to append an inlet's
   messages without a task each) and what it keeps: ``_read_offset``, ``_add_gap``,
-  ``_n_acked``/``_commit_every``/``commit``, ``suspend_flow``, ``callback``.
+  ``_n_acked``/``_commit_every``/``commit``, ``suspend_flow``, ``callback``; and
+  ``Consumer.on_partitions_revoked`` (overridden to count revocations before Faust
+  forgets the revoked partitions' offsets: a fetch never sets them again after).
 - ``rocksdb.Store._db_for_partition`` and its ``_dbs`` (the open partitions),
   ``Store.set_persisted_offset``, the memory
   store's ``data`` dict, and ``Collection.changelog_topic``.
@@ -98,7 +100,13 @@ def _methods_used() -> list[tuple[str, Any, str]]:
         ("Conductor", Conductor, "_build_handler"),
         *(
             ("Consumer", ConsumerBase, name)
-            for name in ("_drain_messages", "_add_gap", "getmany", "commit")
+            for name in (
+                "_drain_messages",
+                "_add_gap",
+                "getmany",
+                "commit",
+                "on_partitions_revoked",
+            )
         ),
         (driver + "Consumer", aiokafka_driver.Consumer, "_new_consumer_thread"),
         (
@@ -195,9 +203,16 @@ class InletConsumer(aiokafka_driver.Consumer):
     # topic -> its inlet; none until ``install`` routes them (then every topic goes
     # Faust's way, as in a consumer that is not the worker's).
     inlets: Mapping[str, Inlet] = MappingProxyType({})
+    # Revocations begun so far: a fetch made before one is not delivered after it.
+    revocations = 0
 
     def _new_consumer_thread(self) -> FetchingThread:
         return FetchingThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Counted before Faust forgets the revoked partitions' offsets (``_deliver``)."""
+        self.revocations += 1
+        await super().on_partitions_revoked(revoked)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
@@ -205,10 +220,11 @@ class InletConsumer(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
+                revocations = self.revocations
                 fetched = self.getmany(timeout=1.0)
                 await self.sleep(0)  # getmany may not give the loop a turn
                 if not self.should_stop:
-                    await self._deliver(fetched)
+                    await self._deliver(fetched, revocations)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -224,8 +240,23 @@ class InletConsumer(aiokafka_driver.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _deliver(self, fetched: AsyncIterator[tuple[TP, Message]]) -> None:
-        """One fetch's messages, each to its inlet or through Faust's callback."""
+    async def _deliver(
+        self, fetched: AsyncIterator[tuple[TP, Message]], revocations: int | None = None
+    ) -> None:
+        """One fetch's messages, each to its inlet or through Faust's callback, until a
+        revocation begins (``revocations``: the count when the fetch was made).
+
+        Faust forgets a revoked partition's read offset first thing in the revocation,
+        and the worker's handler then drops what the inlets hold. A message handed over
+        before that, or waited on through it (a full inlet), must not set the offset
+        again: after the assignment the fetcher reads the partition from its commit,
+        and a stale read offset dropped every message before it as "seen" (neither
+        decided nor acknowledged: Faust then committed past them, or never committed
+        the partition again; Faust's own drain loop has the same flaw). Nor is a
+        message fetched before the revocation delivered after it: its partition may be
+        another's now, and if it stays, it is read again from its commit."""
+        if revocations is None:
+            revocations = self.revocations
         callback = self.callback
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
@@ -240,6 +271,8 @@ class InletConsumer(aiokafka_driver.Consumer):
             if since_yield > 100:
                 await asyncio.sleep(0)
                 since_yield = 0
+            if self.revocations != revocations:
+                return
             offset = message.offset
             read = get_read_offset(tp)
             if read is not None and offset < read:
@@ -249,12 +282,16 @@ class InletConsumer(aiokafka_driver.Consumer):
             if commit_every is not None and self._n_acked >= commit_every:
                 self._n_acked = 0
                 await self.commit()
+                if self.revocations != revocations:
+                    return
             inlet = inlets.get(tp.topic)
             if inlet is not None and flow_open() and not suspend_flow.is_set():
                 if inlet.put(message):  # full: hold the fetcher until there is room
                     await self.wait_first(inlet.room(), suspend_flow.wait())
             else:
                 await self.wait_first(callback(message), suspend_flow.wait())
+            if self.revocations != revocations:
+                return  # the revocation forgot this partition's offsets: keep it so
             set_read_offset(tp, offset)
 
 

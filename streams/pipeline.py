@@ -220,7 +220,7 @@ def start() -> None:
     batching.check_faust()
     batching.install(app, [source for source, _ in FEEDS])
     state.acknowledge = lambda messages: batching.acknowledge(app, messages)
-    state.sealer = WorkerSealer(erased_at)
+    state.sealer = WorkerSealer(erased_at, moving=lambda: state.in_rebalance)
     state.on_failure = _stop_worker
     for source, agent in FEEDS:
         app.task(_pumping(source, agent))

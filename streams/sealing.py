@@ -52,9 +52,11 @@ class WorkerSealer:
         self,
         erased_at: Callable[[int, str], bool],
         store: Callable[[], KeyStore] = key_store,
+        moving: Callable[[], bool] = lambda: False,
     ) -> None:
         self._erased_at = erased_at
         self._store = store
+        self._moving = moving  # a rebalance is under way (``State.in_rebalance``)
 
     async def ready(self) -> None:
         """Wait until the owned partitions' rings are read (before any table is read)."""
@@ -65,9 +67,10 @@ class WorkerSealer:
     async def storage_keys(self, wanted: Mapping[str, int]) -> dict[str, DataKey | None]:
         """Each subject's storage key; waits (with backoff) while the key store cannot
         answer (the broker, a ring still loading), and gives up (``Unsealable``) once
-        the partitions are moving: the flush is dropped and its inputs replayed by their
-        owner. Never waits on the assignment itself: the caller holds the state lock
-        the revocation's handler needs (``KeyStore.ring`` fails at once after a
+        the partitions are moving, or at the first such error during a rebalance (its
+        own flush): the flush is dropped and its inputs replayed by their owner. Never
+        waits on the assignment itself: the caller holds the state lock the
+        revocation's handler needs (``KeyStore.ring`` fails at once after a
         revocation). A refusal for good (``REFUSED``) is raised: the flush fails, and
         with it the worker."""
         delay = RETRY_SECONDS
@@ -79,6 +82,11 @@ class WorkerSealer:
             except REFUSED:
                 raise
             except (RuntimeUnavailable, KafkaError) as exc:
+                if self._moving():
+                    # The rebalance's own flush, which nothing acknowledges: waiting out
+                    # a broker problem here would hold the rebalance past the group's
+                    # patience; dropped, its inputs are replayed by their owner.
+                    raise Unsealable(f"{type(exc).__name__} during a rebalance") from exc
                 log.warning("subject keys unavailable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)

@@ -609,6 +609,11 @@ class State:
         self.fail(exc)
         raise StateFailed(exc)
 
+    @property
+    def in_rebalance(self) -> bool:
+        """Between ``rebalancing`` and ``rebalanced``."""
+        return self._rebalancing
+
     def rebalancing(self) -> None:
         """A rebalance has begun (``pipeline.on_revoked``): what was dropped will be
         replayed once it ends (``rebalanced``), however long it waits for deliveries."""

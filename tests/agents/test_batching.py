@@ -7,7 +7,7 @@ import asyncio
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -36,6 +36,28 @@ def message(topic: str, offset: int, partition: int = 0) -> Message:
         key=b"S1",
         value=b"v",
         checksum=None,
+    )
+
+
+async def _ignored(_message: Message) -> None:
+    return None
+
+
+async def _revoked(_partitions: set[TP]) -> None:
+    return None
+
+
+def inlet_consumer(
+    app: Any, callback: Callable[[Message], Awaitable[None]] = _ignored
+) -> batching.InletConsumer:
+    """The worker's consumer, delivering to ``callback``, on this test's event loop (the
+    transport's is an earlier test's)."""
+    return batching.InletConsumer(
+        app.transport,
+        callback=callback,
+        on_partitions_revoked=_revoked,
+        on_partitions_assigned=None,
+        loop=asyncio.get_running_loop(),
     )
 
 
@@ -256,16 +278,7 @@ async def test_the_workers_fetches_wait_as_its_settings_say(
     )
     assert settings.fetch_min_bytes > 1
 
-    async def callback(_message: Message) -> None:
-        return None
-
-    consumer = batching.InletConsumer(
-        app.transport,
-        callback=callback,
-        on_partitions_revoked=None,
-        on_partitions_assigned=None,
-        loop=asyncio.get_running_loop(),
-    )
+    consumer = inlet_consumer(app)
     thread = consumer._new_consumer_thread()
     assert isinstance(thread, batching.FetchingThread)
     monkeypatch.setattr(batching.FetchingThread, "min_bytes", 1)
@@ -294,13 +307,7 @@ async def test_the_workers_consumer_puts_an_inlets_messages_straight_in(app: Any
         through_faust.append((one.topic, one.offset))
 
     assert app.transport.Consumer is batching.InletConsumer  # the worker's consumer
-    consumer = batching.InletConsumer(
-        app.transport,
-        callback=callback,
-        on_partitions_revoked=None,
-        on_partitions_assigned=None,
-        loop=asyncio.get_running_loop(),  # the transport's is an earlier test's
-    )
+    consumer = inlet_consumer(app, callback)
     inlet = batching.Inlet("test", ["a.events"], high_water=3)
     consumer.inlets = {"a.events": inlet}
     a0 = TP("a.events", 0)
@@ -331,6 +338,40 @@ async def test_the_workers_consumer_puts_an_inlets_messages_straight_in(app: Any
     await asyncio.wait_for(delivering, 1)
     assert [m.offset for m in await inlet.take(10)] == [12]
     assert consumer._read_offset[a0] == 12
+
+
+async def test_a_revocation_while_a_fetch_waits_leaves_the_partition_to_be_read_again(
+    app: Any,
+) -> None:
+    """A backlog at a revocation (an independent review, session 22): the fetch holding
+    offsets 10..14 waits for room; the revocation makes Faust forget the partition's
+    offsets and the worker drop what the inlet holds. The waiting fetch must not set the
+    read offset again (it did, to 14): the partition, assigned again and read from its
+    commit at 10, then reached the inlet as 14..17 only, 10..13 dropped as "seen",
+    neither decided nor acknowledged, and Faust committed past them or never again."""
+
+    consumer = inlet_consumer(app)
+    inlet = batching.Inlet("test", ["a.events"], high_water=5)
+    consumer.inlets = {"a.events": inlet}
+    a0 = TP("a.events", 0)
+    consumer._committed_offset[a0] = 10
+    consumer._read_offset[a0] = 10
+    delivering = asyncio.ensure_future(
+        consumer._deliver(_fetched(*(message("a.events", n) for n in range(10, 18))))
+    )
+    await asyncio.sleep(0.01)
+    assert not delivering.done()  # 10..14 in the inlet, full: the fetch waits
+    await consumer.on_partitions_revoked({a0})  # Faust forgets a0's offsets
+    assert inlet.drop() == 5  # pipeline.on_revoked
+    consumer.stop_flow()  # the app's revocation handler
+    await asyncio.wait_for(delivering, 1)
+    assert consumer._read_offset.get(a0) is None  # forgotten, and kept so
+    assert len(inlet) == 0  # 15..17, fetched before the revocation, not delivered
+
+    consumer.resume_flow()  # a0 assigned again, read from its commit
+    consumer._committed_offset[a0] = 10
+    await consumer._deliver(_fetched(*(message("a.events", n) for n in range(10, 14))))
+    assert [m.offset for m in await inlet.take(10)] == [10, 11, 12, 13]
 
 
 async def test_a_rebalance_drops_what_waits(app: Any) -> None:

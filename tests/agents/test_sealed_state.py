@@ -156,6 +156,31 @@ async def test_a_broker_error_while_a_new_subjects_key_is_stored_is_retried(
     assert refusals == []
 
 
+async def test_during_a_rebalance_a_broker_error_drops_the_flush_instead_of_waiting(
+    store: KeyStore,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rebalance's own flush (``pipeline.on_revoked``, holding the state lock) must
+    not wait out a broker problem: it waited with backoff for as long as it lasted, and
+    the group, past its rebalance timeout, gave the partitions to another worker while
+    this one's writes were still to land. Dropped, its inputs are replayed."""
+
+    async def refused(topic: str, key: bytes, value: bytes | None, partition: int) -> object:
+        raise KafkaTimeoutError()
+
+    monkeypatch.setattr(store, "_send", refused)
+    moving = [True]
+    sealer = WorkerSealer(erased_at, store=lambda: store, moving=lambda: moving[0])
+    async with asyncio.timeout(1):
+        with pytest.raises(streams_state.Unsealable, match="KafkaTimeoutError during a rebalance"):
+            await sealer.storage_keys({BOB: 0})
+    moving[0] = False  # outside a rebalance, the same error is waited out
+    waiting = asyncio.ensure_future(sealer.storage_keys({BOB: 0}))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    waiting.cancel()
+
+
 async def test_a_key_record_the_broker_refuses_for_good_fails_the_flush(
     serde: Serde,
     outbox: Outbox,
