@@ -48,6 +48,7 @@ from privops.core.admission import (
     admit_workflow,
     audited_actor,
     audited_request_id,
+    is_plain_id,
 )
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, RuntimeUnavailable, WrongTopic
@@ -193,6 +194,12 @@ async def on_command(cmd: r.Command, key: str) -> None:
         return
     # With no request and no subject there is nothing to look up: the decision rejects it.
     ctx = context(subject_id) if subject_id else bare_context()
+    if rec is None and isinstance(cmd, r.RequestSubmitted) and is_plain_id(cmd.request_id):
+        owner = request_index.get(cmd.request_id)
+        if owner is not None and owner != cmd.subject_id:  # another partition's request
+            taken = wf.taken_elsewhere(cmd, ctx)
+            apply(taken, None, cmd.request_id, None, actor, cmd.command_id, key)
+            return
     outcome = wf.on_command(rec, cmd, ctx)
     apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id, key)
     await settle(outcome.record or rec, cmd.command_id)

@@ -150,6 +150,17 @@ def wrong_partition(cmd: r.Command, ctx: Context) -> Outcome:
     return outcome
 
 
+def taken_elsewhere(cmd: r.Command, ctx: Context) -> Outcome:
+    """The rejection of a submission whose request id another subject's request has
+    (the request index says so; that request lives on another partition, where this
+    one's duplicate check cannot see it): accepted, the index, the HTTP view and the
+    CLI would name this subject for the other request."""
+    message = f"request id {cmd.request_id} already exists"
+    outcome = reject(Reason.duplicate, message)
+    outcome.answer = _answer(cmd, None, Reason.duplicate, message, ctx)
+    return outcome
+
+
 def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
     """Apply one DPO command to a request and answer it (privacy.command-results).
 

@@ -1,7 +1,8 @@
-"""Hostile answers on a system's results topic (an independent review, session 22): none
-may stop the worker (an error the workflow does not turn into a dead letter or a
-rejection fails the state, and the restart reads the same answer again), make a record
-the broker refuses, or keep another system's data through an erasure."""
+"""Hostile answers on a system's results topic, and a submission reusing another
+partition's request id (an independent review, session 22). No answer may stop the
+worker (an error the workflow does not turn into a dead letter or a rejection fails the
+state, and the restart reads the same answer again), make a record the broker refuses,
+or keep another system's data through an erasure."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import records as r
-from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, task_results_topic
+from privops.core.topics import AUDIT, COMMAND_RESULTS, COMMANDS, DEADLETTER, task_results_topic
 from privops.core.vocab import Category, System
 from streams.state import state
-from streams.tables import requests
+from streams.tables import request_index, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import trust
 from tests.agents.test_workflow_agent import NOW, SUBJECT, erasure, known_subject
@@ -140,3 +141,21 @@ async def test_a_category_said_many_times_is_kept_once(serde: Serde, outbox: Out
         await answer(agent, serde, retained("R-hostile-4", [covered] * 9_000))
         await wait_for(lambda: bool(requests.data["R-hostile-4"].get("kept")))
     assert len(requests.data["R-hostile-4"]["kept"]) == 1
+
+
+async def test_a_request_id_another_subjects_request_has_is_a_duplicate(
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """That request lives on another partition (the request index says whose it is),
+    where this partition's duplicate check cannot see it: accepted, the index, the HTTP
+    view and the CLI would have named this subject for the other request."""
+    monkeypatch.setitem(request_index.data, "R-taken", "S-someone-else")
+    async with workflow.test_context() as agent:
+        known_subject()
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-taken")))
+        await wait_for(lambda: bool(outbox.on(COMMAND_RESULTS)))
+    (answer_,) = outbox.of(COMMAND_RESULTS, r.CommandRejected)
+    assert answer_.reason == "duplicate"
+    assert requests.data.get("R-taken") is None
+    assert request_index.get("R-taken") == "S-someone-else"
+    assert outbox.on_prefix("privacy.tasks.") == []
