@@ -245,17 +245,42 @@ def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitab
     return run_pump
 
 
+class RebalanceTooSlow(RuntimeError):
+    """A revocation's deliveries outlasted most of the group's rebalance timeout."""
+
+
+# The share of the group's rebalance timeout a revocation may wait for deliveries.
+SETTLE_SHARE = 0.8
+
+
+def settle_limit() -> float:
+    """Seconds a revocation may wait for its deliveries: past the group's rebalance
+    timeout (Faust's ``broker_rebalance_timeout``) the group gives this worker's
+    partitions to others, while its changelog records would still be written, after
+    the new owner's for the same keys (a later recovery would read the older value)."""
+    return SETTLE_SHARE * float(app.conf.broker_rebalance_timeout)
+
+
 async def on_revoked(*_: Any, **__: Any) -> None:
     """Partitions are moving: what was flushed is delivered and acknowledged, what was
     decided since is flushed (and delivered) unacknowledged, what waits is dropped, and
-    the cache forgotten."""
+    the cache forgotten. Deliveries that do not settle within ``settle_limit`` fail the
+    state: the worker stops, nothing more of it is written (``State._delivered``), and
+    its restart replays every input after the last commit."""
     state.rebalancing()
     async with state.lock:
         state.generation += 1  # a chunk half decided stops here (``work``)
         dropped = sum(source.drop() for source, _ in FEEDS)
-        await state.settle()
-        await state.flush(acknowledge=False)
-        await state.settle()
+        limit = settle_limit()
+        try:
+            async with asyncio.timeout(limit):
+                await state.settle()
+                await state.flush(acknowledge=False)
+                await state.settle()
+        except TimeoutError:
+            log.critical("rebalance: deliveries still pending after %.0f s", limit)
+            state.fail(RebalanceTooSlow(f"deliveries pending after {limit:.0f} s"))
+            return
         state.rebalanced()
         batching.forget_acknowledged()
     if dropped:

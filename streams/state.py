@@ -446,6 +446,9 @@ class State:
                 await delivery
             if before_queued is not None:
                 await before_queued
+            if self.failure is not None:  # the worker is stopping: its restart replays
+                raise StateFailed(self.failure)  # this flush (a late changelog record
+                # could land after the partition's next owner wrote the same key)
             logged = await self.queue_all(flush.changelog) if flush.changelog else None
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -460,6 +463,13 @@ class State:
         if before is not None:  # stores are written in flush order
             await before
         delivered = await own if own is not None else []
+        self._store(flush, delivered)
+        if flush.done:
+            self.acknowledge(flush.done)
+
+    def _store(self, flush: Flush, delivered: list[int]) -> None:
+        """A delivered flush's values into the local stores, with their changelog
+        offsets (``delivered``, one per written key, in order)."""
         started = time.perf_counter()
         for slot, partition, items in flush.writes:
             batching.write_partition(slot.table, partition, items)
@@ -473,8 +483,6 @@ class State:
             per_table[partition] = max(offset, per_table.get(partition, -1))
         for name, per_partition in offsets.items():
             batching.persist_offsets(self._slots[name].table, per_partition)
-        if flush.done:
-            self.acknowledge(flush.done)
 
     def _release(self, name: str, partition: int, items: dict[str, batching.Stored]) -> None:
         """``items`` are in the local store: reads go there, unless a later flush holds

@@ -418,3 +418,30 @@ async def test_the_rebalance_ends_the_dropping_however_long_it_took_to_come(
     decide(state, 1, "S2")
     await state.flush()  # goes through: no failure
     assert state.failure is None
+
+
+async def test_a_rebalance_whose_deliveries_do_not_settle_stops_the_worker_writing_nothing(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """The broker holds a flush's outputs through a revocation (an independent review,
+    session 22): the revocation waited for ever, the group gave the partitions to
+    another worker, and this one's changelog records, queued once the outputs went out,
+    landed after the new owner's for the same keys. Now the state fails at the limit,
+    and nothing of the flush is written after, however late its outputs go out."""
+    acknowledged: list[Message] = []
+    failures: list[BaseException] = []
+    monkeypatch.setattr(state, "queue_all", broker.queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    monkeypatch.setattr(state, "on_failure", failures.append)
+    monkeypatch.setattr(pipeline, "SETTLE_SHARE", 0.1 / app.conf.broker_rebalance_timeout)
+    decide(state, 0, "S1")
+    await state.flush()  # its outputs are not delivered
+    async with asyncio.timeout(2):
+        await pipeline.on_revoked()
+    assert [type(exc) for exc in failures] == [pipeline.RebalanceTooSlow]
+    broker.deliver(0)  # now they are
+    await turns()
+    assert broker.topics(0) == {OUT}
+    assert len(broker.calls) == 1  # no changelog records after the failure
+    assert identities.data.get("S1") is None
+    assert acknowledged == []
