@@ -531,7 +531,7 @@ class KeyStore:
     async def shred(self, subject_id: str, key_ids: Collection[str]) -> list[str]:
         """Destroy the subject's keys ``key_ids``: a tombstone each on the subject's
         partition, then the ring forgets them (record and cached key). For the erasure
-        (``subject_keys.keys_to_shred``) on the subject's owner. From then on this store
+        (``shredding.keys_to_destroy``) on the subject's owner. From then on this store
         creates no key for the subject (``get_or_create`` raises ``SubjectErased``),
         whatever ``erased`` says, so no key is handed out between the shred and the
         moment the erasure's consent state reaches the table the key service reads."""

@@ -29,7 +29,6 @@ from privops.core.request import HistoryItem, RequestRecord
 from privops.core.subject_keys import (
     RETAINED,
     SubjectKey,
-    keys_to_shred,
     retained_scope,
     retained_until,
 )
@@ -121,7 +120,7 @@ def still_kept(
 def key_scope(category: Category, until: datetime) -> str:
     """The scope of data a retention keeps until ``until`` (the first instant it may go).
 
-    Named by the last whole UK day before that instant: ``keys_to_shred`` keeps a
+    Named by the last whole UK day before that instant: ``keys_to_destroy`` keeps a
     retained scope through its day, so the follow-up erasure, due at ``until``, always
     runs on a later UK day and shreds it (an end at noon names the day before: the key
     may go a few hours before the rows, never after them).
@@ -149,18 +148,23 @@ class KeyDecision:
 def keys_to_destroy(
     records: Iterable[SubjectKey], kept: Kept, now: datetime, storage: str | None = None
 ) -> KeyDecision:
-    """Every key but a retained scope still within its period (through its UK day), or of
-    a category retention still keeps (a hold or an open debt keeps it past its date), or
-    the ``storage`` scope privops' kept copies are sealed under now (``storage_scope``).
+    """Every key but a retained scope of a category retention still keeps for this
+    subject (``kept``: the plan's keep lists, the systems' retained answers still
+    running, active holds; a hold or an open debt keeps it past its date), and the
+    ``storage`` scope privops' kept copies are sealed under now (``storage_scope``).
 
-    ``main`` always goes: it holds what no retention keeps past an erasure."""
-    today = now.astimezone(UK).date()
+    ``main`` always goes: it holds what no retention keeps past an erasure. So does a
+    retained scope whose category nothing keeps, whatever its date: any system may ask
+    the key service for a scope, and one named ``retained:contact:9999-12-31`` kept what
+    was written under it through every erasure (an independent review, session 22).
+    ``now`` is when the erasure runs."""
+    del now  # the kept items are already those still running at ``now``
     stored = list(records)
     kept_names = {c.value for c in kept.categories}
     keep = {r.scope for r in stored if scope_category(r.scope) in kept_names}
     if storage is not None:
         keep.add(storage)
-    ids = keys_to_shred(stored, today, keep_scopes=keep)
+    ids = sorted(r.key_id for r in stored if r.scope not in keep)
     doomed = set(ids)
     return KeyDecision(
         key_ids=tuple(ids),

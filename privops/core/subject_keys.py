@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import ClassVar, Final, Self
@@ -172,23 +172,6 @@ def create(subject_id: str, scope: str, kek: Kek, now: datetime) -> tuple[Subjec
 def rewrap(record: SubjectKey, old: Kek, new: Kek) -> SubjectKey:
     """The same data key under another KEK version (rotation); created_at is kept."""
     return wrap(unwrap(record, old), new, record.created_at)
-
-
-def keys_to_shred(
-    records: Iterable[SubjectKey], today: date, keep_scopes: Collection[str] = ()
-) -> list[str]:
-    """The key ids an erasure destroys: all but retained scopes still within retention.
-
-    ``keep_scopes`` are further scopes the erasure plan keeps (a legal hold); the
-    follow-up erasure calls this again once they are released or run out.
-    """
-    doomed = []
-    for record in records:
-        until = retained_until(record.scope)
-        if record.scope in keep_scopes or (until is not None and until >= today):
-            continue
-        doomed.append(record.key_id)
-    return sorted(doomed)
 
 
 # --- the ring: one process's view of the topic -------------------------------------------

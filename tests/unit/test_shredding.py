@@ -48,7 +48,6 @@ from privops.core.subject_keys import (
     KeyUnwrapFailed,
     SubjectKey,
     create,
-    keys_to_shred,
     retained_scope,
     retained_until,
     rewrap,
@@ -259,19 +258,6 @@ def test_retained_scopes_carry_their_end_date() -> None:
     assert retained_until(scope) == date(2032, 3, 31)
     assert retained_until(MAIN_SCOPE) is None
     assert retained_until("retained:purchases:soon") is None
-
-
-def test_an_erasure_shreds_all_but_running_retention(kek: Kek) -> None:
-    main, _ = create(ANN, MAIN_SCOPE, kek, NOW)
-    invoices, _ = create(ANN, retained_scope("purchases", date(2032, 3, 31)), kek, NOW)
-    old, _ = create(ANN, retained_scope("purchases", date(2026, 3, 9)), kek, NOW)
-    held, _ = create(ANN, "hold:cctv", kek, NOW)
-    records = [main, invoices, old, held]
-    assert keys_to_shred(records, NOW.date(), keep_scopes={"hold:cctv"}) == sorted(
-        [main.key_id, old.key_id]
-    )
-    assert invoices.key_id in keys_to_shred(records, date(2032, 4, 1))
-    assert invoices.key_id not in keys_to_shred(records, date(2032, 3, 31))
 
 
 # --- the ring ----------------------------------------------------------------------------

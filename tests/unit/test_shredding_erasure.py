@@ -145,11 +145,22 @@ HELD_CCTV = shredding.Kept(frozenset({C.cctv}), frozenset({System.cctv}))
             ["main", PURCHASES], KEEPS_PURCHASES, NOW, ["main"], id="retained-kept-by-the-plan"
         ),
         pytest.param(
-            ["main", PURCHASES], NOTHING, NOW, ["main"], id="retained-kept-by-its-date-alone"
+            ["main", PURCHASES],
+            NOTHING,
+            NOW,
+            ["main", PURCHASES],
+            id="a-retained-scope-nothing-keeps-goes-whatever-its-date",
+        ),
+        pytest.param(
+            ["main", "retained:contact:9999-12-31", PURCHASES],
+            KEEPS_PURCHASES,
+            NOW,
+            ["main", "retained:contact:9999-12-31"],
+            id="a-scope-named-for-a-category-nothing-keeps-goes",
         ),
         pytest.param(
             [PURCHASES],
-            NOTHING,
+            KEEPS_PURCHASES,
             datetime(2032, 3, 31, 22, 59, tzinfo=UTC),
             [],
             id="kept-through-its-last-day",
@@ -171,7 +182,7 @@ HELD_CCTV = shredding.Kept(frozenset({C.cctv}), frozenset({System.cctv}))
         ),
         pytest.param(
             ["main", "retained:cctv:2026-01-31", PURCHASES],
-            NOTHING,
+            KEEPS_PURCHASES,
             NOW,
             ["main", "retained:cctv:2026-01-31"],
             id="an-ended-retention-goes",
@@ -199,8 +210,9 @@ def test_the_followup_due_at_the_retention_end_shreds_the_key_the_retention_name
     ]:
         stored = keys(shredding.key_scope(C.credit, end))
         assert shredding.keys_to_destroy(stored, NOTHING, end).key_ids == (stored[0].key_id,)
-        day_before = end - timedelta(days=1)
-        assert shredding.keys_to_destroy(stored, NOTHING, day_before).key_ids == ()
+        day_before = end - timedelta(days=1)  # the retention still keeps credit
+        keeps_credit = shredding.Kept(frozenset({C.credit}), frozenset({System.orders}))
+        assert shredding.keys_to_destroy(stored, keeps_credit, day_before).key_ids == ()
 
 
 # --- what retention still keeps ----------------------------------------------------------------
