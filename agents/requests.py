@@ -90,6 +90,7 @@ def bare_context() -> wf.Context:
         datamap=collaborators().datamap,
         subject_ref="",
         known_subject=False,
+        clock_offset=collaborators().clock.offset,
     )
 
 
@@ -109,6 +110,7 @@ def context(subject_id: str) -> wf.Context:
         facts=state.get(FACTS, subject_id) or SubjectFacts(),
         holds=tuple(holds or ()),
         complaint_ack_days=settings.complaint_ack_days,
+        clock_offset=collaborators().clock.offset,
     )
 
 

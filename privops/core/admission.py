@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from privops.core import records as r
@@ -225,6 +225,25 @@ def _days(cmd: r.Command) -> Iterator[tuple[str, date]]:
     for name, value in cmd:
         if isinstance(value, date) and not isinstance(value, datetime):
             yield name, value
+
+
+MAX_COMMAND_AGE: Final = timedelta(days=14)
+"""How long after it was signed a command that its request has not seen is acted on."""
+
+
+def check_fresh(cmd: r.Command, now: datetime) -> None:
+    """Refuse a command signed more than ``MAX_COMMAND_AGE`` ago that its request has not
+    answered: a request remembers only its last answers (``MAX_REMEMBERED_ANSWERS``),
+    so an old signed command put on the topic again (by anyone who may write it) would
+    otherwise be acted on twice: a clarification asked again, a deadline moved again.
+    A redelivery is answered from memory before this check; a command that waited this
+    long is issued again."""
+    if now - cmd.issued_at > MAX_COMMAND_AGE:
+        raise Refused(
+            Reason.invalid_command,
+            f"the command was signed more than {MAX_COMMAND_AGE.days} days ago and is not "
+            "acted on (a replay?): issue it again if it is still wanted",
+        )
 
 
 def check_dates(cmd: r.Command, rec: RequestRecord | None, today: date) -> None:

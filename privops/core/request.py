@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -220,6 +220,9 @@ class Context:
     facts: erasure.SubjectFacts = field(default_factory=erasure.SubjectFacts)
     holds: tuple[erasure.LegalHold, ...] = ()
     complaint_ack_days: int = DEFAULT_COMPLAINT_ACK_DAYS
+    # How far ``now`` is shifted from the wall clock (settings.clock_offset_days: demos,
+    # deadline tests); a command's issued_at is the signer's wall clock.
+    clock_offset: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,7 @@ def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outco
 
 def _decide(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
     admission.check_names(cmd)
+    admission.check_fresh(cmd, ctx.now - ctx.clock_offset)
     if isinstance(cmd, r.RequestSubmitted):
         if rec is not None:
             raise Refused(Reason.duplicate, f"request id {cmd.request_id} already exists")

@@ -100,6 +100,7 @@ class Driver:
             return any(answer.command_id == probe.command_id for answer in self.answers())
 
         await wait_for(probe_answered)
+        await state.settle()  # the tables hold what was answered (stored once delivered)
         caused = self.outbox.sent[start:]
         end = next(
             i

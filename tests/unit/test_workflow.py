@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from privops.core import deadlines
+from privops.core import admission, deadlines
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
@@ -105,8 +105,8 @@ def submit(request_type: RequestType, *, verified: bool = True, **kw: Any) -> r.
     return r.RequestSubmitted(**fields)
 
 
-def command(model: type[r.Command], **kw: Any) -> r.Command:
-    return model(command_id=cmd_id(), request_id="R-1", issued_at=NOW, actor="dpo", **kw)
+def command(model: type[r.Command], issued_at: datetime = NOW, **kw: Any) -> r.Command:
+    return model(command_id=cmd_id(), request_id="R-1", issued_at=issued_at, actor="dpo", **kw)
 
 
 def start(request_type: RequestType, ctx: wf.Context, **kw: Any) -> wf.RequestRecord:
@@ -692,7 +692,12 @@ def test_extension_inside_first_month_recomputes_due_and_tells_subject(
     inside = at(ctx, NOW + timedelta(days=20))
     outcome = wf.on_command(
         rec,
-        command(r.DeadlineExtended, reason="numerous requests", notified_on=inside.today),
+        command(
+            r.DeadlineExtended,
+            issued_at=inside.now,
+            reason="numerous requests",
+            notified_on=inside.today,
+        ),
         inside,
     )
     assert outcome.rejected is None
@@ -709,9 +714,10 @@ def test_extension_inside_first_month_recomputes_due_and_tells_subject(
 def test_extension_after_first_month_is_rejected(ctx: wf.Context) -> None:
     rec = start(RequestType.access, ctx)
     outside = at(ctx, datetime(2025, 4, 11, 9, tzinfo=UTC))
-    outcome = wf.on_command(
-        rec, command(r.DeadlineExtended, reason="complex", notified_on=outside.today), outside
+    late = command(
+        r.DeadlineExtended, issued_at=outside.now, reason="complex", notified_on=outside.today
     )
+    outcome = wf.on_command(rec, late, outside)
     assert outcome.rejected == "invalid_transition"
     assert unchanged(outcome, rec)
 
@@ -988,3 +994,31 @@ def test_an_editable_copy_is_equal_and_shares_nothing(ctx: wf.Context) -> None:
     copy.history.clear()
     assert copy != rec
     assert rec.model_dump() == stored
+
+
+def test_a_command_signed_long_ago_that_its_request_has_not_seen_is_refused(
+    ctx: wf.Context,
+) -> None:
+    """A request remembers its last answers only: an old signed command it has
+    forgotten (here: one it never saw), put on the topic again, would be acted on again:
+    the request paused once more. Its own redelivery is answered from memory, however
+    old."""
+    rec = start(RequestType.access, ctx)
+    asked = wf.on_command(rec, command(r.ClarificationRequested, asked_on=TODAY), ctx)
+    assert asked.record is not None
+    received = command(r.ClarificationReceived, received_on=TODAY)
+    resumed = wf.on_command(asked.record, received, ctx)
+    assert resumed.rejected is None
+    assert resumed.record is not None
+    later = at(ctx, NOW + admission.MAX_COMMAND_AGE + timedelta(minutes=1))
+    again = wf.on_command(resumed.record, received, later)
+    assert again.rejected is None  # answered from memory
+    replayed = command(r.ClarificationRequested, asked_on=TODAY)
+    refused = wf.on_command(resumed.record, replayed, later)
+    assert refused.rejected == "invalid_command"
+    assert refused.message is not None
+    assert "signed more than 14 days ago" in refused.message
+    assert unchanged(refused, resumed.record)
+    # A worker whose clock is shifted (demos, deadline tests) counts on the wall clock.
+    shifted = dataclasses.replace(later, clock_offset=later.now - NOW)
+    assert wf.on_command(resumed.record, replayed, shifted).rejected is None
