@@ -88,19 +88,31 @@ def audit(
 
 AUDIT_TEXT_CHARS = 500
 """The most of a free text (a reason, a before or after) an audit record keeps."""
+REDACTED_CHARS = 4096
+"""The most of a longer text redacted before it is cut to ``AUDIT_TEXT_CHARS``: the
+redaction's patterns are quadratic on hostile text, and what lies this far past the cut
+cannot reach the kept part unless redactions shortened the text by 3,500 characters."""
 WITHHELD = "[withheld: shaped like contact details]"
 
 
 def _clean(text: str | None) -> str | None:
     """Audit text never carries raw contact details, whatever a caller passed in (a
-    system's answer, a DPO's reason): cut first, so the redaction's patterns run on a
-    bounded text and the cut cannot make a contact detail of what the redaction left
-    (``"07700900123X"`` cut before its ``X``); what still looks like one is withheld.
-    The record is then always valid: hostile text must not stop the worker."""
-    return _redacted(text[:AUDIT_TEXT_CHARS]) if text else text
+    system's answer, a DPO's reason): redacted, then cut (so the cut leaves no part of
+    an address or number behind), and withheld if it still looks like one (a cut can
+    make one: "07700900123X" cut before its "X"). The record is then always valid:
+    hostile text must not stop the worker."""
+    if not text:
+        return text
+    if len(text) <= AUDIT_TEXT_CHARS:
+        return _redacted(text)  # most texts: short, and repeating (remembered)
+    return _cut(text[:REDACTED_CHARS])
 
 
 @lru_cache(maxsize=16_384)
 def _redacted(text: str) -> str:
+    return _cut(text)
+
+
+def _cut(text: str) -> str:
     cleaned = redact(text)[:AUDIT_TEXT_CHARS]
     return WITHHELD if looks_like_pii(cleaned) else cleaned

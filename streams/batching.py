@@ -205,13 +205,18 @@ class InletConsumer(aiokafka_driver.Consumer):
     inlets: Mapping[str, Inlet] = MappingProxyType({})
     # Revocations begun so far: a fetch made before one is not delivered after it.
     revocations = 0
+    # Told first thing in each revocation (``install``; the worker's ``pipeline``).
+    on_revocation: Callable[[], None] | None = None
 
     def _new_consumer_thread(self) -> FetchingThread:
         return FetchingThread(self, loop=self.loop, beacon=self.beacon)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Counted before Faust forgets the revoked partitions' offsets (``_deliver``)."""
+        """Counted before Faust forgets the revoked partitions' offsets (``_deliver``),
+        and told (``on_revocation``) before Faust's app waits for anything."""
         self.revocations += 1
+        if self.on_revocation is not None:
+            self.on_revocation()
         await super().on_partitions_revoked(revoked)
 
     async def _drain_messages(self, fetcher: Any) -> None:
@@ -633,8 +638,11 @@ class HandOff(faust.Channel[Any]):
         return self._queue
 
 
-def install(app: AppT, inlets: Iterable[Inlet]) -> None:
-    """Subscribe the inlets' topics and route their messages to the inlets."""
+def install(
+    app: AppT, inlets: Iterable[Inlet], on_revocation: Callable[[], None] | None = None
+) -> None:
+    """Subscribe the inlets' topics and route their messages to the inlets; tell
+    ``on_revocation`` first thing in each revocation."""
     by_topic = {topic: inlet for inlet in inlets for topic in inlet.topics}
     conductor = app.topics
     build = conductor._build_handler  # type: ignore[attr-defined]
@@ -653,6 +661,7 @@ def install(app: AppT, inlets: Iterable[Inlet]) -> None:
     consumer = app.consumer
     if isinstance(consumer, InletConsumer):  # the worker's: messages go straight in
         consumer.inlets = by_topic
+        consumer.on_revocation = on_revocation
     # A channel per inlet makes the conductor subscribe its topics (and build handlers
     # for their partitions); nothing ever reads the channel itself.
     conductor.add(

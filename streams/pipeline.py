@@ -46,7 +46,7 @@ from privops.adapters import metrics
 from streams import batching
 from streams.app import app
 from streams.sealing import WorkerSealer
-from streams.state import StateFailed, error_frames, state
+from streams.state import RebalanceTooSlow, StateFailed, error_frames, state
 from streams.tables import erased_at
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def start() -> None:
     """Route the inlets' topics to them and pump each into its agent (worker start, after
     the agents are imported; never in agent tests, which put chunks themselves)."""
     batching.check_faust()
-    batching.install(app, [source for source, _ in FEEDS])
+    batching.install(app, [source for source, _ in FEEDS], on_revocation=revocation_began)
     state.acknowledge = lambda messages: batching.acknowledge(app, messages)
     state.sealer = WorkerSealer(erased_at, moving=lambda: state.in_rebalance)
     state.on_failure = _stop_worker
@@ -245,10 +245,6 @@ def _pumping(source: batching.Inlet, agent: AgentT[Any]) -> Callable[[], Awaitab
     return run_pump
 
 
-class RebalanceTooSlow(RuntimeError):
-    """A revocation's deliveries outlasted most of the group's rebalance timeout."""
-
-
 # The share of the group's rebalance timeout a revocation may wait for deliveries.
 SETTLE_SHARE = 0.8
 
@@ -261,28 +257,38 @@ def settle_limit() -> float:
     return SETTLE_SHARE * float(app.conf.broker_rebalance_timeout)
 
 
+def revocation_began() -> None:
+    """First thing in a revocation (``batching.InletConsumer``), before Faust waits for
+    its producer's queue to empty (which may take as long as a broker holds the
+    records): the chunks being decided stop, and the deliveries get until
+    ``settle_limit`` from now (``State.rebalancing``)."""
+    state.rebalancing(deadline=asyncio.get_running_loop().time() + settle_limit())
+    state.generation += 1
+
+
 async def on_revoked(*_: Any, **__: Any) -> None:
     """Partitions are moving: what was flushed is delivered and acknowledged, what was
     decided since is flushed (and delivered) unacknowledged, what waits is dropped, and
-    the cache forgotten. Deliveries that do not settle within ``settle_limit`` fail the
-    state: the worker stops, nothing more of it is written (``State._delivered``), and
-    its restart replays every input after the last commit."""
-    state.rebalancing()
-    async with state.lock:
-        state.generation += 1  # a chunk half decided stops here (``work``)
-        dropped = sum(source.drop() for source, _ in FEEDS)
-        limit = settle_limit()
-        try:
-            async with asyncio.timeout(limit):
-                await state.settle()
-                await state.flush(acknowledge=False)
-                await state.settle()
-        except TimeoutError:
-            log.critical("rebalance: deliveries still pending after %.0f s", limit)
-            state.fail(RebalanceTooSlow(f"deliveries pending after {limit:.0f} s"))
-            return
-        state.rebalanced()
-        batching.forget_acknowledged()
+    the cache forgotten. All of it by the revocation's deadline (``revocation_began``;
+    ``settle_limit`` from now if it did not run): past it the state fails, the worker
+    stops, nothing more of it is written (``State._delivered``), and its restart replays
+    every input after the last commit."""
+    state.rebalancing(deadline=asyncio.get_running_loop().time() + settle_limit())
+    deadline = state.revocation_deadline
+    dropped = 0
+    try:
+        async with asyncio.timeout_at(deadline), state.lock:
+            state.generation += 1  # a chunk half decided stops here (``work``)
+            dropped = sum(source.drop() for source, _ in FEEDS)
+            await state.settle()
+            await state.flush(acknowledge=False)
+            await state.settle()
+            state.rebalanced()
+            batching.forget_acknowledged()
+    except TimeoutError:
+        log.critical("rebalance: deliveries still pending at its deadline")
+        state.fail(RebalanceTooSlow("deliveries pending past the rebalance's deadline"))
+        return
     if dropped:
         log.info("rebalance: %d fetched messages left for their new owners", dropped)
 

@@ -134,6 +134,10 @@ class NoRebalance(RuntimeError):
     """Flushes were dropped (the partitions were moving) and no rebalance came after."""
 
 
+class RebalanceTooSlow(RuntimeError):
+    """A revocation's deliveries outlasted most of the group's rebalance timeout."""
+
+
 class StateFailed(RuntimeError):
     """What every flush raises once the state has failed (``State.fail``), and what an
     agent then crashes with: the cause's type only. Its text may quote personal data
@@ -203,6 +207,7 @@ class State:
         self._dropping = False
         self._dropping_since = 0.0  # time.monotonic() of the first dropped flush
         self._rebalancing = False  # between ``rebalancing`` and ``rebalanced``
+        self.revocation_deadline: float | None = None  # loop time (``rebalancing``)
         # How processed inputs are acknowledged (streams.pipeline sets it for the
         # inlets' Kafka messages; agent tests have none).
         self.acknowledge: Callable[[list[Message]], None] = lambda _messages: None
@@ -446,6 +451,7 @@ class State:
                 await delivery
             if before_queued is not None:
                 await before_queued
+            self._check_deadline()
             if self.failure is not None:  # the worker is stopping: its restart replays
                 raise StateFailed(self.failure)  # this flush (a late changelog record
                 # could land after the partition's next owner wrote the same key)
@@ -622,10 +628,15 @@ class State:
         """Between ``rebalancing`` and ``rebalanced``."""
         return self._rebalancing
 
-    def rebalancing(self) -> None:
-        """A rebalance has begun (``pipeline.on_revoked``): what was dropped will be
-        replayed once it ends (``rebalanced``), however long it waits for deliveries."""
+    def rebalancing(self, deadline: float | None = None) -> None:
+        """A rebalance has begun (``pipeline.revocation_began``, then ``on_revoked``):
+        what was dropped will be replayed once it ends (``rebalanced``), and no flush
+        queues changelog records after ``deadline`` (the event loop's time; the first
+        one given stands): past it the group may have given the partitions to another
+        worker, whose records for the same keys a late one would follow."""
         self._rebalancing = True
+        if self.revocation_deadline is None:
+            self.revocation_deadline = deadline
 
     def rebalanced(self) -> None:
         """The partitions moved, and every flush before is settled: forget the decoded
@@ -633,6 +644,14 @@ class State:
         offset, so what was dropped since a flush could not be sealed is replayed)."""
         self.forget()
         self._dropping = self._rebalancing = False
+        self.revocation_deadline = None
+
+    def _check_deadline(self) -> None:
+        """Fail the state if a revocation's deadline has passed (``rebalancing``)."""
+        deadline = self.revocation_deadline
+        if deadline is not None and asyncio.get_running_loop().time() > deadline:
+            log.critical("rebalance: deliveries still pending at its deadline")
+            self.fail(RebalanceTooSlow("deliveries pending past the rebalance's deadline"))
 
 
 def _encoded(

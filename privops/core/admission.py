@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from privops.core import records as r
 from privops.core.errors import DecodeError, WrongTopic
-from privops.core.pii import looks_like_pii
+from privops.core.pii import looks_like_pii, redact
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
 from privops.core.topics import COMMANDS, REQUEST_TICKS, system_of_results_topic
@@ -58,14 +58,17 @@ def admit_workflow(topic: str, record: r.Record) -> WorkflowInput:
 
 
 MAX_ANSWER_REASON_CHARS: Final = 500
-"""The most of an answer's reason privops keeps (the connector SDK sends no more)."""
+"""The most of an answer's reason privops keeps (redacted first: a reason is for people,
+and a connector should never put contact details in it)."""
+_REDACTED_REASON_CHARS: Final = 4096
 
 
 def checked_answer(result: r.TaskResult) -> r.TaskResult:
     """An answer whose ids privops could have written, its reason cut to
-    ``MAX_ANSWER_REASON_CHARS``: an id privops never made answers no task, and would go
-    into the audit as it is (an email-shaped one once stopped the worker); a reason of a
-    megabyte would be kept in the request record and copied into its audit.
+    ``MAX_ANSWER_REASON_CHARS`` (redacted before it is cut, so the cut leaves no part of an
+    address or number): an id privops never made answers no task, and would go into the
+    audit as it is (an email-shaped one once stopped the worker); a reason of a megabyte
+    would be kept in the request record and copied into its audit.
 
     Raises ``DecodeError`` (``invalid_record``: a dead letter) for an id that is not a
     plain id; the text names no value."""
@@ -79,7 +82,8 @@ def checked_answer(result: r.TaskResult) -> r.TaskResult:
         )
     reason = getattr(result, "reason", None)
     if isinstance(reason, str) and len(reason) > MAX_ANSWER_REASON_CHARS:
-        return result.model_copy(update={"reason": reason[:MAX_ANSWER_REASON_CHARS]})
+        kept = redact(reason[:_REDACTED_REASON_CHARS])[:MAX_ANSWER_REASON_CHARS]
+        return result.model_copy(update={"reason": kept})
     return result
 
 

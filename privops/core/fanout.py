@@ -243,14 +243,6 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
         return reject(Reason.unknown_task, f"answer for unknown task {result.task_id}")
     if task.system is not result.system:
         return reject(Reason.invalid_command, f"{result.system} answered a task of {task.system}")
-    if isinstance(result, r.TaskRetained) and (foreign := _not_asked(task, result)):
-        # Kept items decide which retained keys survive the erasure: a system may say it
-        # keeps only what its task covers, never another system's categories.
-        return reject(
-            Reason.invalid_command,
-            f"{result.system.value} says it kept {', '.join(foreign)}, "
-            "which its task does not cover",
-        )
     if task.state in FINAL_TASK_STATES:
         return Outcome(
             record=None,
@@ -288,6 +280,18 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
             reason=f"{task.system.value}:{task.action.value}",
         )
     )
+    if isinstance(result, r.TaskRetained) and (foreign := _not_asked(task, result)):
+        # Kept items decide which retained keys survive the erasure: a system keeps, as
+        # far as privops is concerned, only what its task covers. Refused, the answer
+        # would come back the same from the connector's ledger at every re-send.
+        out.audit.append(
+            AuditStep(
+                "retained_outside_task",
+                after=",".join(foreign),
+                reason=f"{task.system.value} said it kept categories its task does not "
+                "cover; not recorded as kept",
+            )
+        )
     # A paused request finishes when its clarification arrives (timelimits).
     done = all(t.state in FINAL_TASK_STATES for t in rec.tasks.values())
     if done and rec.state is not RequestState.paused:
@@ -332,7 +336,9 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
         task.outcome_reason = result.reason
     if isinstance(result, r.TaskRetained):
         planned = {k.category: k for k in task.keep}
-        for cat in dict.fromkeys(result.categories) or list(planned):  # each once
+        covered = {*task.categories, *planned}
+        said = dict.fromkeys(result.categories)  # each once, in order
+        for cat in [c for c in said if c in covered] if said else list(planned):
             kept = planned.get(cat)
             rec.kept.append(
                 KeptItem(

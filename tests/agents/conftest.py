@@ -138,6 +138,7 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(streams_state.state, "_held", {})
     monkeypatch.setattr(streams_state.state, "_dropping", False)
     monkeypatch.setattr(streams_state.state, "_rebalancing", False)
+    monkeypatch.setattr(streams_state.state, "revocation_deadline", None)
     monkeypatch.setattr(streams_state.state, "failure", None)
     monkeypatch.setattr(streams_state.state, "_dirty", {})
     monkeypatch.setattr(streams_state.state, "_out", [])

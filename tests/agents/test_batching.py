@@ -168,8 +168,17 @@ async def test_install_routes_the_inlets_topics_and_leaves_the_others_to_faust(
 
     monkeypatch.setattr(conductor, "_build_handler", faust_handler)
     inlet = batching.Inlet("test", ["a.events"])
-    batching.install(app, [inlet])
+    consumer = app.consumer
+    assert isinstance(consumer, batching.InletConsumer)
+    for name in ("inlets", "on_revocation"):  # put back after the test
+        monkeypatch.setattr(consumer, name, getattr(consumer, name))
+    revoking: list[str] = []
+    batching.install(app, [inlet], on_revocation=lambda: revoking.append("told"))
     try:
+        assert consumer.inlets == {"a.events": inlet}
+        assert consumer.on_revocation is not None
+        consumer.on_revocation()
+        assert revoking == ["told"]
         handler = conductor._build_handler(TP("a.events", 1), set())
         assert conductor._build_handler(TP("b.events", 0), set()) == "faust's own"
         assert built == [TP("b.events", 0)]
@@ -372,6 +381,22 @@ async def test_a_revocation_while_a_fetch_waits_leaves_the_partition_to_be_read_
     consumer._committed_offset[a0] = 10
     await consumer._deliver(_fetched(*(message("a.events", n) for n in range(10, 14))))
     assert [m.offset for m in await inlet.take(10)] == [10, 11, 12, 13]
+
+
+async def test_the_worker_hears_of_a_revocation_before_faust_forgets_or_waits(
+    app: Any,
+) -> None:
+    """``install``'s ``on_revocation`` is told first thing (``pipeline.revocation_began``
+    starts the revocation's deadline there), before Faust forgets the partitions'
+    offsets and before its app waits for its producer."""
+    consumer = inlet_consumer(app)
+    a0 = TP("a.events", 0)
+    consumer._read_offset[a0] = 10
+    heard: list[int | None] = []
+    consumer.on_revocation = lambda: heard.append(consumer._read_offset.get(a0))
+    await consumer.on_partitions_revoked({a0})
+    assert heard == [10]
+    assert consumer._read_offset.get(a0) is None
 
 
 async def test_a_rebalance_drops_what_waits(app: Any) -> None:

@@ -35,6 +35,7 @@ from streams import batching, health, pipeline
 from streams.state import (
     DROPPING_LIMIT_SECONDS,
     NoRebalance,
+    RebalanceTooSlow,
     Slot,
     State,
     StateFailed,
@@ -438,10 +439,36 @@ async def test_a_rebalance_whose_deliveries_do_not_settle_stops_the_worker_writi
     await state.flush()  # its outputs are not delivered
     async with asyncio.timeout(2):
         await pipeline.on_revoked()
-    assert [type(exc) for exc in failures] == [pipeline.RebalanceTooSlow]
+    assert [type(exc) for exc in failures] == [RebalanceTooSlow]
     broker.deliver(0)  # now they are
     await turns()
     assert broker.topics(0) == {OUT}
     assert len(broker.calls) == 1  # no changelog records after the failure
+    assert identities.data.get("S1") is None
+    assert acknowledged == []
+
+
+async def test_deliveries_past_the_revocations_deadline_write_no_changelog(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """Faust waits for its producer's queue to empty before it tells the worker's
+    revocation handler (``on_revoked``) anything, for as long as the broker holds the
+    records: the deadline starts when the revocation does (``revocation_began``, from
+    the consumer), and outputs delivered after it queue no changelog record (an
+    independent review found the bound of ``on_revoked`` alone started too late)."""
+    acknowledged: list[Message] = []
+    failures: list[BaseException] = []
+    monkeypatch.setattr(state, "queue_all", broker.queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    monkeypatch.setattr(state, "on_failure", failures.append)
+    monkeypatch.setattr(pipeline, "SETTLE_SHARE", 0.05 / app.conf.broker_rebalance_timeout)
+    decide(state, 0, "S1")
+    await state.flush()  # its outputs are held by the broker
+    pipeline.revocation_began()
+    await asyncio.sleep(0.1)  # Faust's producer flush, still waiting
+    broker.deliver(0)
+    await turns()
+    assert [type(exc) for exc in failures] == [RebalanceTooSlow]
+    assert len(broker.calls) == 1  # the outputs only: no changelog records
     assert identities.data.get("S1") is None
     assert acknowledged == []

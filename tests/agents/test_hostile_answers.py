@@ -115,21 +115,30 @@ def retained(request_id: str, categories: list[Category]) -> r.TaskRetained:
     )
 
 
-async def test_a_system_cannot_say_it_kept_what_its_task_does_not_cover(
+async def test_a_system_cannot_keep_what_its_task_does_not_cover(
     serde: Serde, outbox: Outbox
 ) -> None:
     """crm keeping payment data would keep the orders system's retained keys through
-    the erasure (kept items decide which keys survive): refused, nothing kept."""
+    the erasure (kept items decide which keys survive): the answer closes crm's task,
+    what it covers is kept, the rest is not, and the audit says so. (Refused, the same
+    answer would come back from the connector's ledger at every re-send.)"""
     async with workflow.test_context() as agent:
         stored = await submitted(agent, serde, "R-hostile-3")
         crm_task = stored["tasks"]["R-hostile-3:crm:erase"]
         assert Category.payment.value not in crm_task["categories"]
-        await answer(agent, serde, retained("R-hostile-3", [Category.payment, Category.credit]))
+        covered = Category(crm_task["categories"][0])
+        said = [Category.payment, covered, Category.credit]
+        await answer(agent, serde, retained("R-hostile-3", said))
         await wait_for(
-            lambda: any(a.action == "command_rejected" for a in outbox.of(AUDIT, r.AuditEvent))
+            lambda: (
+                requests.data["R-hostile-3"]["tasks"]["R-hostile-3:crm:erase"]["state"]
+                == "retained"
+            )
         )
-    assert requests.data["R-hostile-3"].get("kept", []) == []
-    assert requests.data["R-hostile-3"]["tasks"]["R-hostile-3:crm:erase"]["state"] == "sent"
+    kept = [k["category"] for k in requests.data["R-hostile-3"]["kept"]]
+    assert kept == [covered.value]
+    (step,) = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "retained_outside_task"]
+    assert step.after == "credit,payment"
     assert state.failure is None
 
 
@@ -159,3 +168,15 @@ async def test_a_request_id_another_subjects_request_has_is_a_duplicate(
     assert requests.data.get("R-taken") is None
     assert request_index.get("R-taken") == "S-someone-else"
     assert outbox.on_prefix("privacy.tasks.") == []
+
+
+@pytest.mark.usefixtures("app")
+def test_audit_text_is_redacted_before_it_is_cut() -> None:
+    """Cut first, an address running across the 500th character kept its first part in
+    the ten-year audit ("john.smith@exampl"); a phone number, 7 of its 11 digits."""
+    from streams.audit import WITHHELD, _clean
+
+    assert "john.smith" not in (_clean("r" * 482 + " john.smith@example.com") or "")
+    assert "0770090" not in (_clean("r" * 490 + " 07700 900123 ok") or "")
+    # No number until the cut makes one (a letter glued to it): withheld.
+    assert _clean("x" * 488 + " 07700900123X") == WITHHELD
