@@ -120,10 +120,10 @@ def still_kept(
 def key_scope(category: Category, until: datetime) -> str:
     """The scope of data a retention keeps until ``until`` (the first instant it may go).
 
-    Named by the last whole UK day before that instant: ``keys_to_destroy`` keeps a
-    retained scope through its day, so the follow-up erasure, due at ``until``, always
-    runs on a later UK day and shreds it (an end at noon names the day before: the key
-    may go a few hours before the rows, never after them).
+    Named by the last whole UK day before that instant (an end at noon names the day
+    before). The name says when the key should go; what keeps it is its category being
+    kept (``keys_to_destroy``): the follow-up erasure, due at ``until``, finds the
+    retention over and shreds it.
     """
     return retained_scope(category.value, until.astimezone(UK).date() - timedelta(days=1))
 
