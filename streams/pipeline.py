@@ -286,6 +286,8 @@ async def on_revoked(*_: Any, **__: Any) -> None:
             state.rebalanced()
             batching.forget_acknowledged()
     except TimeoutError:
+        # (A flush cut short here has failed the state already, as cancelled: this
+        # line says why.)
         log.critical("rebalance: deliveries still pending at its deadline")
         state.fail(RebalanceTooSlow("deliveries pending past the rebalance's deadline"))
         return

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from faust.types import Message
 from privops.adapters import metrics
 from privops.core.fieldcrypt import DataKey
 from streams import batching, health, pipeline
+from streams import state as streams_state
 from streams.state import (
     DROPPING_LIMIT_SECONDS,
     NoRebalance,
@@ -421,6 +423,21 @@ async def test_the_rebalance_ends_the_dropping_however_long_it_took_to_come(
     assert state.failure is None
 
 
+def watched(
+    monkeypatch: pytest.MonkeyPatch, broker: Broker, app: Any, settle_seconds: float
+) -> tuple[list[Message], list[BaseException]]:
+    """The state flushing to ``broker``, what it acknowledges and what fails it kept, and
+    a revocation's deadline ``settle_seconds`` after it begins."""
+    acknowledged: list[Message] = []
+    failures: list[BaseException] = []
+    monkeypatch.setattr(state, "queue_all", broker.queue_all)
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    monkeypatch.setattr(state, "on_failure", failures.append)
+    share = settle_seconds / app.conf.broker_rebalance_timeout
+    monkeypatch.setattr(pipeline, "SETTLE_SHARE", share)
+    return acknowledged, failures
+
+
 async def test_a_rebalance_whose_deliveries_do_not_settle_stops_the_worker_writing_nothing(
     broker: Broker, monkeypatch: pytest.MonkeyPatch, app: Any
 ) -> None:
@@ -429,12 +446,7 @@ async def test_a_rebalance_whose_deliveries_do_not_settle_stops_the_worker_writi
     another worker, and this one's changelog records, queued once the outputs went out,
     landed after the new owner's for the same keys. Now the state fails at the limit,
     and nothing of the flush is written after, however late its outputs go out."""
-    acknowledged: list[Message] = []
-    failures: list[BaseException] = []
-    monkeypatch.setattr(state, "queue_all", broker.queue_all)
-    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
-    monkeypatch.setattr(state, "on_failure", failures.append)
-    monkeypatch.setattr(pipeline, "SETTLE_SHARE", 0.1 / app.conf.broker_rebalance_timeout)
+    acknowledged, failures = watched(monkeypatch, broker, app, 0.1)
     decide(state, 0, "S1")
     await state.flush()  # its outputs are not delivered
     async with asyncio.timeout(2):
@@ -456,12 +468,7 @@ async def test_deliveries_past_the_revocations_deadline_write_no_changelog(
     records: the deadline starts when the revocation does (``revocation_began``, from
     the consumer), and outputs delivered after it queue no changelog record (an
     independent review found the bound of ``on_revoked`` alone started too late)."""
-    acknowledged: list[Message] = []
-    failures: list[BaseException] = []
-    monkeypatch.setattr(state, "queue_all", broker.queue_all)
-    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
-    monkeypatch.setattr(state, "on_failure", failures.append)
-    monkeypatch.setattr(pipeline, "SETTLE_SHARE", 0.05 / app.conf.broker_rebalance_timeout)
+    acknowledged, failures = watched(monkeypatch, broker, app, 0.05)
     decide(state, 0, "S1")
     await state.flush()  # its outputs are held by the broker
     pipeline.revocation_began()
@@ -472,3 +479,75 @@ async def test_deliveries_past_the_revocations_deadline_write_no_changelog(
     assert len(broker.calls) == 1  # the outputs only: no changelog records
     assert identities.data.get("S1") is None
     assert acknowledged == []
+
+
+async def test_after_a_rebalance_a_flush_past_its_deadline_goes_through(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """The rebalance's end clears its deadline: kept, every healthy worker would have
+    stopped at its first flush after the first rebalance's deadline."""
+    acknowledged, failures = watched(monkeypatch, broker, app, 0.05)
+    generation = state.generation
+    pipeline.revocation_began()
+    assert state.generation == generation + 1  # a chunk being decided stops (``work``)
+    await pipeline.on_revoked()  # nothing pending: done at once
+    await asyncio.sleep(0.1)  # past the deadline
+    after = decide(state, 1, "S2")
+    await state.flush()
+    broker.deliver(0)
+    await turns()
+    broker.deliver(1)
+    await state.settle()
+    assert failures == []
+    assert acknowledged == [after]
+
+
+async def test_the_revocation_handler_keeps_the_deadline_the_revocation_began_with(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """Faust's producer flush took the whole time before ``on_revoked`` was told: it
+    fails the state at once rather than wait a new limit out."""
+    _, failures = watched(monkeypatch, broker, app, 1.0)
+    decide(state, 0, "S1")
+    await state.flush()  # its outputs are held by the broker
+    pipeline.revocation_began()
+    await asyncio.sleep(1.05)
+    async with asyncio.timeout(0.5):
+        await pipeline.on_revoked()
+    assert [type(exc) for exc in failures] == [RebalanceTooSlow]
+
+
+def test_the_worker_starts_a_revocations_deadline_from_its_consumer(
+    monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """``pipeline.start`` hands ``revocation_began`` to the consumer (``install``)."""
+    handed: list[object] = []
+
+    def install(_app: Any, _inlets: Any, on_revocation: object = None) -> None:
+        handed.append(on_revocation)
+
+    monkeypatch.setattr(batching, "install", install)
+    monkeypatch.setattr(app, "task", lambda fn: fn)
+    for name in ("acknowledge", "sealer", "on_failure"):  # put back after the test
+        monkeypatch.setattr(state, name, getattr(state, name))
+    pipeline.start()
+    assert handed == [pipeline.revocation_began]
+
+
+async def test_past_the_deadline_a_stopping_worker_writes_nothing_late_and_stops_quietly(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """A revocation begun while the worker stops (Faust then skips ``on_revoked``, which
+    clears the deadline): the late changelog is still not written, but the worker's
+    exit is not turned into a crash."""
+    _, failures = watched(monkeypatch, broker, app, 0.05)
+    monkeypatch.setattr(streams_state, "app", SimpleNamespace(should_stop=True))
+    decide(state, 0, "S1")
+    await state.flush()
+    pipeline.revocation_began()
+    await asyncio.sleep(0.1)
+    broker.deliver(0)
+    await turns()
+    assert failures == []
+    assert isinstance(state.failure, RebalanceTooSlow)
+    assert len(broker.calls) == 1
