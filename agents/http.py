@@ -29,15 +29,16 @@ from faust.web import Request, Response, View
 
 from agents.timers import tables_recovered
 from privops.adapters import api_auth
-from privops.adapters.acls import Api, may_call
+from privops.adapters.acls import Api, may_call, system_principal
 from privops.connectors.encryption import key_json
 from privops.core import consent as rules
 from privops.core import deadlines
 from privops.core.errors import RuntimeUnavailable
 from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.request import RequestRecord
+from privops.core.shredding import system_may_ask
 from privops.core.subject_keys import SubjectErased
-from privops.core.vocab import Channel, Purpose
+from privops.core.vocab import Channel, Purpose, System
 from streams import keystore
 from streams.app import app, settings
 from streams.audit import ref
@@ -170,8 +171,14 @@ class SubjectKeys(View):
         if forwarded is not None:
             return forwarded
         scope = request.query.get("scope") or MAIN_SCOPE
+        may_create = await _may_create(self, request, scope)
+        if not isinstance(may_create, bool):
+            return may_create
+        store = keystore.key_store()
         try:
-            record = await keystore.key_store().get_or_create(subject_id, scope, erased=_erased)
+            record = await store.get_or_create(subject_id, scope, erased=_erased, create=may_create)
+        except keystore.NotCreated as exc:
+            return self.json({"error": "forbidden", "reason": _NOT_YOURS + str(exc)}, status=403)
         except SubjectErased as exc:
             return self.json({"error": "subject erased", "reason": str(exc)}, status=410)
         except ValueError as exc:
@@ -194,6 +201,35 @@ class SubjectKeys(View):
         except (RuntimeUnavailable, KafkaError) as exc:
             return _unavailable(self, exc)
         return self.json({"subject_id": subject_id, "keys": [key_json(r) for r in records]})
+
+
+_SYSTEMS: dict[str, System] = {system_principal(s): s for s in System}
+
+
+_NOT_YOURS = (
+    "a system has keys made of scope main, or retained:<category>:<date> of a category "
+    "the data map says it holds (it reads the keys that exist of any scope): "
+)
+
+
+async def _may_create(view: View, request: Request, scope: str) -> bool | Response:
+    """Whether the caller may have a key of ``scope`` made (``shredding.system_may_ask``:
+    a retained key outlives an erasure while its category is kept, so a system has
+    only its own categories' made; the worker and the DPO any); 503 if the caller
+    cannot be checked now. It was proven already (``refused``; remembered a while)."""
+    authenticator = _authenticator()
+    if authenticator is None:  # a PLAINTEXT runtime: no principal to prove
+        return True
+    try:
+        principal = await authenticator.principal(request.headers.get("Authorization"))
+    except (api_auth.Unauthenticated, RuntimeUnavailable) as exc:
+        answer = {"error": "cannot check credentials now; retry", "reason": str(exc)}
+        return view.json(answer, status=503)
+    system = _SYSTEMS.get(principal)
+    if system is None:
+        return True
+    spec = collaborators().datamap.systems.get(system)
+    return system_may_ask(scope, spec.categories if spec else ())
 
 
 def _erased(subject_id: str) -> bool:

@@ -16,13 +16,14 @@ and writes what they return. docs/crypto-shredding.md, "What an erasure leaves b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from privops.core.clock import UK
 from privops.core.erasure import SubjectFacts
+from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap
 from privops.core.request import HistoryItem, RequestRecord
@@ -126,6 +127,17 @@ def key_scope(category: Category, until: datetime) -> str:
     retention over and shreds it.
     """
     return retained_scope(category.value, until.astimezone(UK).date() - timedelta(days=1))
+
+
+def system_may_ask(scope: str, held: Collection[Category]) -> bool:
+    """Whether a system holding ``held`` (the data map's categories) may have a key of
+    ``scope`` made: ``main``, or a retained scope of a category it holds. A retained key
+    outlives an erasure while its category is kept: another system's category, or
+    privops' own (``unerased``), is not a system's to ask for."""
+    if scope == MAIN_SCOPE:
+        return True
+    category = scope_category(scope)
+    return category is not None and category in {c.value for c in held}
 
 
 def scope_category(scope: str) -> str | None:

@@ -29,6 +29,7 @@ from tests.integration.helpers import http_json
 pytestmark = pytest.mark.integration
 
 CRM = system_principal(System.crm)
+PURCHASES = "retained:purchases:2032-03-31"
 QUESTIONS = [
     ("GET", "/consent/CUST-API-1"),
     ("GET", "/consent/CUST-API-1?purpose=marketing&channel=email"),
@@ -90,6 +91,17 @@ def test_each_principal_asks_only_what_it_may(
     assert ask(worker, "GET", "/consent/CUST-API-2", crm)[0] == 404
     status, body, _ = ask(worker, "POST", "/subject-keys/CUST-API-2", crm)
     assert status == 200, body
+    # A retained key outlives an erasure while its category is kept: a system has keys
+    # made only of its own categories (crm holds no purchases); the DPO of any; a key
+    # that exists, any system reads.
+    purchases = "/subject-keys/CUST-API-2?scope=" + PURCHASES
+    status, body, _ = ask(worker, "POST", purchases, crm)
+    assert status == 403, body
+    assert b"of a category the data map says it holds" in body
+    mine = "/subject-keys/CUST-API-2?scope=retained:contact:2030-01-31"
+    assert ask(worker, "POST", mine, crm)[0] == 200
+    assert ask(worker, "POST", purchases, dpo)[0] == 200
+    assert ask(worker, "POST", purchases, crm)[0] == 200
     # A system never reads requests; the brokers' admin asks nothing.
     assert ask(worker, "GET", "/requests/REQ-API-2", crm)[0] == 403
     for method, path in QUESTIONS:

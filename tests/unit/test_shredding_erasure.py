@@ -215,6 +215,23 @@ def test_the_followup_due_at_the_retention_end_shreds_the_key_the_retention_name
         assert shredding.keys_to_destroy(stored, keeps_credit, day_before).key_ids == ()
 
 
+@pytest.mark.parametrize(
+    ("scope", "allowed"),
+    [
+        ("main", True),
+        ("retained:purchases:2032-03-31", True),
+        ("retained:contact:9999-12-31", False),  # orders holds contact, crm is asked here
+        ("retained:unerased:2026-03-10", False),  # privops' own
+        ("hold:cctv", False),
+    ],
+)
+def test_a_system_may_ask_for_main_or_a_retained_scope_of_its_own_categories(
+    scope: str, allowed: bool
+) -> None:
+    orders_holds = (C.purchases, C.payment, C.credit)
+    assert shredding.system_may_ask(scope, orders_holds) is allowed
+
+
 # --- what retention still keeps ----------------------------------------------------------------
 
 
