@@ -171,14 +171,10 @@ class SubjectKeys(View):
         if forwarded is not None:
             return forwarded
         scope = request.query.get("scope") or MAIN_SCOPE
-        may_create = await _may_create(self, request, scope)
-        if not isinstance(may_create, bool):
-            return may_create
-        store = keystore.key_store()
+        if (denied := await _scope_refused(self, request, scope)) is not None:
+            return denied
         try:
-            record = await store.get_or_create(subject_id, scope, erased=_erased, create=may_create)
-        except keystore.NotCreated as exc:
-            return self.json({"error": "forbidden", "reason": _NOT_YOURS + str(exc)}, status=403)
+            record = await keystore.key_store().get_or_create(subject_id, scope, erased=_erased)
         except SubjectErased as exc:
             return self.json({"error": "subject erased", "reason": str(exc)}, status=410)
         except ValueError as exc:
@@ -206,30 +202,32 @@ class SubjectKeys(View):
 _SYSTEMS: dict[str, System] = {system_principal(s): s for s in System}
 
 
-_NOT_YOURS = (
-    "a system has keys made of scope main, or retained:<category>:<date> of a category "
-    "the data map says it holds (it reads the keys that exist of any scope): "
-)
-
-
-async def _may_create(view: View, request: Request, scope: str) -> bool | Response:
-    """Whether the caller may have a key of ``scope`` made (``shredding.system_may_ask``:
-    a retained key outlives an erasure while its category is kept, so a system has
-    only its own categories' made; the worker and the DPO any); 503 if the caller
-    cannot be checked now. It was proven already (``refused``; remembered a while)."""
+async def _scope_refused(view: View, request: Request, scope: str) -> Response | None:
+    """403 if the caller is a system asking for a key of a scope it may not have: only
+    ``main`` or a retained scope of a category the data map says it holds
+    (``shredding.system_may_ask``), made or not (a retained key outlives an erasure
+    while its category is kept: another system's purchases key would keep crm's data
+    six years). The worker and the DPO ask for any. 503 if the caller cannot be checked
+    now; it was proven already (``refused``; remembered a while). On a PLAINTEXT
+    runtime no principal is proven, and any caller asks for any scope."""
     authenticator = _authenticator()
-    if authenticator is None:  # a PLAINTEXT runtime: no principal to prove
-        return True
+    if authenticator is None:
+        return None
     try:
         principal = await authenticator.principal(request.headers.get("Authorization"))
     except (api_auth.Unauthenticated, RuntimeUnavailable) as exc:
         answer = {"error": "cannot check credentials now; retry", "reason": str(exc)}
         return view.json(answer, status=503)
     system = _SYSTEMS.get(principal)
-    if system is None:
-        return True
-    spec = collaborators().datamap.systems.get(system)
-    return system_may_ask(scope, spec.categories if spec else ())
+    spec = collaborators().datamap.systems.get(system) if system is not None else None
+    if system is None or system_may_ask(scope, spec.categories if spec else ()):
+        return None
+    log.warning("HTTP API: principal %s may not have a key of scope %r", principal, scope)
+    reason = (
+        f"{principal} has keys of scope main, or retained:<category>:<date> of a category "
+        f"the data map says it holds; not {scope!r}"
+    )
+    return view.json({"error": "scope not allowed", "reason": reason}, status=403)
 
 
 def _erased(subject_id: str) -> bool:

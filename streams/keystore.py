@@ -51,10 +51,10 @@ from privops.core.subject_keys import (
     KeyRing,
     SubjectErased,
     SubjectKey,
+    create,
     retained_until,
     wrap,
 )
-from privops.core.subject_keys import create as make_key
 from privops.core.topics import COMMANDS, SUBJECT_KEYS
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,6 @@ ConsumerFactory = Callable[[], AIOKafkaConsumer]
 
 class NotOwned(RuntimeUnavailable):
     """The subject's partition is not this worker's (now): ask its owner, or retry."""
-
-
-class NotCreated(PermissionError):
-    """No key of the scope, and the caller may not have one made (``get_or_create``)."""
 
 
 class KeyStoreBehind(RuntimeUnavailable):
@@ -427,12 +423,10 @@ class KeyStore:
         scope: str = MAIN_SCOPE,
         *,
         erased: Callable[[str], bool] = lambda _subject: False,
-        create: bool = True,
     ) -> SubjectKey:
         """The subject's current key record of ``scope``, created and stored if there is
-        none (``NotCreated`` instead, without ``create``); ``SubjectErased`` for a
-        subject ``erased`` says is gone (checked again once a new record is
-        acknowledged: an erasure that ran meanwhile shreds it)."""
+        none; ``SubjectErased`` for a subject ``erased`` says is gone (checked again
+        once a new record is acknowledged: an erasure that ran meanwhile shreds it)."""
         check_subject_id(subject_id)
         check_scope(scope)
         partition = self.partition_of(subject_id)
@@ -446,9 +440,7 @@ class KeyStore:
                 return found
             if subject_id in self._shredded:
                 raise SubjectErased(f"the subject's keys were shredded: no new {scope} key")
-            if not create:
-                raise NotCreated(f"no {scope} key, and this caller may not have one made")
-            record, _ = make_key(subject_id, scope, self.kek.current(), self._now())
+            record, _ = create(subject_id, scope, self.kek.current(), self._now())
             sent = await self._stored([(partition, record)])
             ring.apply(record.key_id, record, encoded=sent[record.key_id])
             if erased(subject_id):
@@ -508,7 +500,7 @@ class KeyStore:
                 elif subject_id in self._shredded:
                     found[subject_id] = None
                 else:
-                    made, key = make_key(subject_id, MAIN_SCOPE, kek, now)
+                    made, key = create(subject_id, MAIN_SCOPE, kek, now)
                     new.append((partition, made, key))
             sent = await self._stored([(partition, made) for partition, made, _ in new])
             for partition, made, key in new:

@@ -259,6 +259,12 @@ def _answer(answer: httpx.Response, base_url: str) -> Any:
         raise ValueError(f"the key service refused the request: {reason}")
     if answer.status_code == 503:
         raise RuntimeUnavailable(f"privops' key service at {base_url}: {reason}")
+    if (
+        answer.status_code == 403
+        and isinstance(body, dict)
+        and body.get("error") == ("scope not allowed")
+    ):
+        raise PrivopsError(f"privops' key service at {base_url}: {reason}")
     if answer.status_code in (401, 403):
         raise PrivopsError(
             f"privops' key service at {base_url} refused this caller ({answer.status_code}: "

@@ -442,3 +442,16 @@ def test_a_refused_caller_is_told_so_and_its_credentials_were_sent(status: int) 
     with pytest.raises(PrivopsError, match=f"refused this caller \\({status}"):
         keys.current_key(ANN, MAIN_SCOPE)
     assert seen == ["Basic " + base64.b64encode(b"system-crm:pw").decode()]
+
+
+def test_a_scope_the_system_may_not_have_is_named_not_its_credentials() -> None:
+    """403 for a scope (another system's category): the credentials were fine."""
+
+    def guard(_request: httpx.Request) -> httpx.Response:
+        reason = "system-crm has keys of scope main, or retained:<category>:<date> ..."
+        return httpx.Response(403, json={"error": "scope not allowed", "reason": reason})
+
+    keys = WorkerKeySource("http://w.test", kek_file(), transport=httpx.MockTransport(guard))
+    with pytest.raises(PrivopsError, match="system-crm has keys of scope main") as refused:
+        keys.current_key(ANN, "retained:purchases:2032-03-31")
+    assert "password" not in str(refused.value)

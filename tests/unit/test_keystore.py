@@ -388,20 +388,6 @@ async def test_a_wait_for_partitions_an_assignment_took_away_ends(
         assert set(store.rings) == {2}
 
 
-async def test_a_caller_that_may_not_have_a_key_made_gets_only_one_that_exists(
-    log: Log, codec: KeyRecordCodec, kek_path: Path
-) -> None:
-    """The key service's ``create=False`` (a system asking for another's category)."""
-    ann = subject_on(0)
-    scope = "retained:purchases:2032-03-31"
-    async with following(new_store(log, codec, kek_path), {0}) as store:
-        with pytest.raises(keystore.NotCreated):
-            await store.get_or_create(ann, scope, create=False)
-        assert log.parts[0] == []  # nothing made
-        made = await store.get_or_create(ann, scope)
-        assert await store.get_or_create(ann, scope, create=False) == made
-
-
 async def test_stored_keys_are_rewrapped_after_a_kek_rotation(
     log: Log, codec: KeyRecordCodec, kek_path: Path
 ) -> None:

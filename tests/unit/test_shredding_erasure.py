@@ -220,7 +220,7 @@ def test_the_followup_due_at_the_retention_end_shreds_the_key_the_retention_name
     [
         ("main", True),
         ("retained:purchases:2032-03-31", True),
-        ("retained:contact:9999-12-31", False),  # orders holds contact, crm is asked here
+        ("retained:contact:9999-12-31", False),  # not among the categories given
         ("retained:unerased:2026-03-10", False),  # privops' own
         ("hold:cctv", False),
     ],
