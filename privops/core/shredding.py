@@ -130,10 +130,10 @@ def key_scope(category: Category, until: datetime) -> str:
 
 
 def system_may_ask(scope: str, held: Collection[Category]) -> bool:
-    """Whether a system holding ``held`` (the data map's categories) may have a key of
-    ``scope`` made: ``main``, or a retained scope of a category it holds. A retained key
-    outlives an erasure while its category is kept: another system's category, or
-    privops' own (``unerased``), is not a system's to ask for."""
+    """Whether a system holding ``held`` (the data map's categories) may be answered a
+    key of ``scope`` by the key service: ``main``, or a retained scope of a category it
+    holds. A retained key outlives an erasure while its category is kept: another
+    system's category, or privops' own (``unerased``), is not a system's to ask for."""
     if scope == MAIN_SCOPE:
         return True
     category = scope_category(scope)
@@ -166,10 +166,11 @@ def keys_to_destroy(
     ``storage`` scope privops' kept copies are sealed under now (``storage_scope``).
 
     ``main`` always goes: it holds what no retention keeps past an erasure. So does a
-    retained scope whose category nothing keeps, whatever its date: any system may ask
-    the key service for a scope, and one named ``retained:contact:9999-12-31`` kept what
-    was written under it through every erasure (an independent review, session 22).
-    ``now`` is when the erasure runs."""
+    retained scope whose category nothing keeps, whatever its date: one named
+    ``retained:contact:9999-12-31`` (a system asking for it before the key service
+    checked scopes, the DPO, a PLAINTEXT runtime) kept what was written under it through
+    every erasure (an independent review, session 22). ``now`` is when the erasure
+    runs."""
     del now  # the kept items are already those still running at ``now``
     stored = list(records)
     kept_names = {c.value for c in kept.categories}
