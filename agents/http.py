@@ -23,6 +23,7 @@ from datetime import date
 from functools import cache
 from typing import Any
 
+import aiohttp
 from aiokafka.errors import KafkaError
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
@@ -50,6 +51,8 @@ from streams.tables import CONSENT, REQUESTS, consent, newest, request_index, re
 keystore.install(app)
 
 ROUTED_HEADER = "x-privops-routed"
+ROUTED_TIMEOUT = aiohttp.ClientTimeout(total=15)
+"""How long a forwarded question waits for the owner (aiohttp's default is 5 minutes)."""
 log = logging.getLogger(__name__)
 
 
@@ -136,16 +139,18 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
     headers = {ROUTED_HEADER: "1"}
     if credentials := request.headers.get("Authorization"):
         headers["Authorization"] = credentials  # the owner checks the caller again
+    # The owner's address with the request's path and query: nothing else of the
+    # caller's URL (a Host header with user info made aiohttp refuse the request).
+    target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
     try:
         async with app.http_client.request(
-            request.method,
-            request.url.with_host(owner.host or "").with_port(owner.port),
-            headers=headers,
+            request.method, target, headers=headers, timeout=ROUTED_TIMEOUT
         ) as answer:
             return view.text(
                 await answer.text(), content_type=answer.content_type, status=answer.status
             )
-    except (OSError, SameNode):
+    except (OSError, SameNode, aiohttp.ClientError, TimeoutError):
+        # The owner went away mid-answer (a restart, a rebalance), or hangs: retry.
         return _moving(view)
 
 

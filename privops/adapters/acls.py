@@ -54,6 +54,10 @@ def system_principal(system: System | str) -> str:
     return f"system-{System(system).value}"
 
 
+PRINCIPALS: frozenset[str] = frozenset({ADMIN, WORKER, DPO, *(system_principal(s) for s in System)})
+"""Every principal privops creates: no other name can be allowed anything (``may_call``)."""
+
+
 def connector_group(system: System | str) -> str:
     """Every consumer group of a system's connector starts with this: the only groups
     its principal may use, so it can never join (and disturb) the worker's group."""

@@ -29,7 +29,7 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import httpx
@@ -42,7 +42,7 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
 )
 
-from privops.adapters.acls import WORKER
+from privops.adapters.acls import PRINCIPALS, WORKER
 from privops.adapters.kafka import password_of, ssl_context
 from privops.adapters.settings import Settings
 from privops.core.errors import RuntimeUnavailable
@@ -90,34 +90,51 @@ def basic_credentials(header: str | None) -> Credentials:
 
 class BrokerAuthenticator:
     """The principal behind an ``Authorization`` header, proven by a SCRAM exchange with a
-    broker (``check``), remembered for ``ttl`` seconds."""
+    broker (``check``), remembered for ``ttl`` seconds.
+
+    Open to anyone who reaches the port, so bounded against a flood of guesses: a name
+    that is none of ``principals`` is refused without asking a broker (it could be
+    allowed nothing anyway); refusals are remembered apart from proofs, so guesses never
+    push a proven caller out; and at most ``max_waiting`` proofs wait for one of the
+    ``concurrency`` checks, the rest answered at once as unavailable (503: retry) rather
+    than queued behind the flood (400 guesses kept a proven system waiting 10 s)."""
 
     def __init__(
         self,
         check: Check,
         *,
+        principals: Collection[str] | None = None,
         ttl: float = 60.0,
         failure_ttl: float = 5.0,
         concurrency: int = 4,
+        max_waiting: int = 64,
         size: int = 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._check = check
+        self._principals = None if principals is None else frozenset(principals)
         self._ttl, self._failure_ttl, self._size = ttl, failure_ttl, size
         self._clock = clock
-        # digest -> (accepted, expires at); a digest, never a password, is kept.
-        self._known: OrderedDict[bytes, tuple[bool, float]] = OrderedDict()
+        # digest -> expires at, for proofs and refusals apart; a digest, never a password.
+        self._proven: OrderedDict[bytes, float] = OrderedDict()
+        self._refused: OrderedDict[bytes, float] = OrderedDict()
         self._proving: dict[bytes, asyncio.Future[bool]] = {}
         self._slots = asyncio.Semaphore(concurrency)
+        self._max_waiting = max_waiting
+        self._waiting = 0
 
     async def principal(self, header: str | None) -> str:
         """The proven principal; ``Unauthenticated`` if it is not, ``RuntimeUnavailable``
-        if no broker could be asked."""
+        if no broker could be asked (or too many proofs wait already)."""
         creds = basic_credentials(header)
+        if self._principals is not None and creds.principal not in self._principals:
+            raise Unauthenticated("the broker refused these credentials")
         digest = hashlib.sha256(f"{creds.principal}\0{creds.password}".encode()).digest()
-        known = self._known.get(digest)
-        if known is not None and known[1] > self._clock():
-            accepted = known[0]
+        now = self._clock()
+        if self._proven.get(digest, now) > now:
+            accepted = True
+        elif self._refused.get(digest, now) > now:
+            accepted = False
         else:
             accepted = await self._proof(digest, creds)
         if not accepted:
@@ -128,6 +145,15 @@ class BrokerAuthenticator:
         pending = self._proving.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
+        if self._waiting >= self._max_waiting:
+            raise RuntimeUnavailable("too many credential checks waiting; retry shortly")
+        self._waiting += 1
+        try:
+            return await self._prove(digest, creds)
+        finally:
+            self._waiting -= 1
+
+    async def _prove(self, digest: bytes, creds: Credentials) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._proving[digest] = future
         try:
@@ -148,11 +174,11 @@ class BrokerAuthenticator:
             del self._proving[digest]
 
     def _remember(self, digest: bytes, accepted: bool) -> None:
-        ttl = self._ttl if accepted else self._failure_ttl
-        self._known[digest] = (accepted, self._clock() + ttl)
-        self._known.move_to_end(digest)
-        while len(self._known) > self._size:
-            self._known.popitem(last=False)
+        known = self._proven if accepted else self._refused
+        known[digest] = self._clock() + (self._ttl if accepted else self._failure_ttl)
+        known.move_to_end(digest)
+        while len(known) > self._size:
+            known.popitem(last=False)
 
 
 def broker_check(settings: Settings) -> Check:
@@ -196,7 +222,7 @@ def authenticator(settings: Settings) -> BrokerAuthenticator | None:
     """The worker's authenticator, or None on a PLAINTEXT (open) runtime."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
-    return BrokerAuthenticator(broker_check(settings))
+    return BrokerAuthenticator(broker_check(settings), principals=PRINCIPALS)
 
 
 def api_auth(

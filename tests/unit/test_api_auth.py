@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from privops.adapters.acls import ADMIN, DPO, WORKER, Api, may_call, system_principal
+from privops.adapters.acls import ADMIN, DPO, PRINCIPALS, WORKER, Api, may_call, system_principal
 from privops.adapters.api_auth import (
     BrokerAuthenticator,
     Credentials,
@@ -177,6 +178,60 @@ def test_the_cache_is_bounded() -> None:
 
     asyncio.run(run())
     assert len(broker.asked) == 11
+
+
+def test_guesses_never_push_a_proven_caller_out() -> None:
+    """Refusals are remembered apart: 1,024 wrong passwords kept the cache full and the
+    proven system had to be checked with the broker again (behind the flood)."""
+    broker = Broker({"system-crm": "good"})
+    auth = BrokerAuthenticator(broker.check, size=8)
+
+    async def run() -> None:
+        assert await auth.principal(basic("system-crm:good")) == "system-crm"
+        for i in range(50):
+            with pytest.raises(Unauthenticated):
+                await auth.principal(basic(f"system-crm:guess{i}"))
+        asked = len(broker.asked)
+        assert await auth.principal(basic("system-crm:good")) == "system-crm"
+        assert len(broker.asked) == asked  # remembered, not asked again
+
+    asyncio.run(run())
+
+
+def test_a_name_privops_never_made_is_refused_without_asking_a_broker() -> None:
+    broker = Broker({"dpo": "right", "nobody": "x"})
+    auth = BrokerAuthenticator(broker.check, principals=PRINCIPALS)
+
+    async def run() -> None:
+        with pytest.raises(Unauthenticated):
+            await auth.principal(basic("nobody:x"))
+        assert broker.asked == []
+        assert await auth.principal(basic("dpo:right")) == "dpo"
+
+    asyncio.run(run())
+
+
+def test_a_flood_of_guesses_is_answered_at_once_not_queued() -> None:
+    """400 guesses at 0.1 s a check made a proven caller's next check wait 10 s; past
+    ``max_waiting`` proofs, a caller is told to retry at once (503)."""
+    broker = Broker({"system-crm": "good"}, delay=0.1)
+    auth = BrokerAuthenticator(broker.check, concurrency=4, max_waiting=16)
+
+    async def run() -> None:
+        guesses = [
+            asyncio.ensure_future(auth.principal(basic(f"system-crm:guess{i}"))) for i in range(400)
+        ]
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        with pytest.raises(RuntimeUnavailable, match="retry"):
+            await auth.principal(basic("system-crm:good"))
+        assert time.perf_counter() - started < 0.05
+        results = await asyncio.gather(*guesses, return_exceptions=True)
+        assert sum(isinstance(r, Unauthenticated) for r in results) == 16
+        assert len(broker.asked) == 16
+        assert await auth.principal(basic("system-crm:good")) == "system-crm"
+
+    asyncio.run(run())
 
 
 def test_a_client_sends_its_principal_and_kafka_password(tmp_path: Path) -> None:
