@@ -30,7 +30,7 @@ from faust.web import Request, Response, View
 
 from agents.timers import tables_recovered
 from privops.adapters import api_auth
-from privops.adapters.acls import Api, may_call, system_principal
+from privops.adapters.acls import Api, may_call, system_of
 from privops.connectors.encryption import key_json
 from privops.core import consent as rules
 from privops.core import deadlines
@@ -39,7 +39,7 @@ from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.request import RequestRecord
 from privops.core.shredding import system_may_ask
 from privops.core.subject_keys import SubjectErased
-from privops.core.vocab import Channel, Purpose, System
+from privops.core.vocab import Channel, Purpose
 from streams import keystore
 from streams.app import app, settings
 from streams.audit import ref
@@ -204,9 +204,6 @@ class SubjectKeys(View):
         return self.json({"subject_id": subject_id, "keys": [key_json(r) for r in records]})
 
 
-_SYSTEMS: dict[str, System] = {system_principal(s): s for s in System}
-
-
 async def _scope_refused(view: View, request: Request, scope: str) -> Response | None:
     """403 if the caller is a system asking for a key of a scope it may not have: only
     ``main`` or a retained scope of a category the data map says it holds
@@ -223,7 +220,7 @@ async def _scope_refused(view: View, request: Request, scope: str) -> Response |
     except (api_auth.Unauthenticated, RuntimeUnavailable) as exc:
         answer = {"error": "cannot check credentials now; retry", "reason": str(exc)}
         return view.json(answer, status=503)
-    system = _SYSTEMS.get(principal)
+    system = system_of(principal)
     spec = collaborators().datamap.systems.get(system) if system is not None else None
     if system is None or system_may_ask(scope, spec.categories if spec else ()):
         return None

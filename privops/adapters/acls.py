@@ -54,8 +54,12 @@ def system_principal(system: System | str) -> str:
     return f"system-{System(system).value}"
 
 
-PRINCIPALS: frozenset[str] = frozenset({ADMIN, WORKER, DPO, *(system_principal(s) for s in System)})
-"""Every principal privops creates: no other name can be allowed anything (``may_call``)."""
+def system_of(principal: str) -> System | None:
+    """The system whose principal ``principal`` is, if any."""
+    return _SYSTEMS_BY_PRINCIPAL.get(principal)
+
+
+_SYSTEMS_BY_PRINCIPAL: dict[str, System] = {system_principal(s): s for s in System}
 
 
 def connector_group(system: System | str) -> str:
@@ -211,8 +215,7 @@ def may_call(principal: str, api: Api) -> bool:
     rectification's values. ``admin`` and unknown principals: nothing."""
     if principal in (WORKER, DPO):
         return True
-    systems = {system_principal(s) for s in System}
-    return principal in systems and api in (Api.CONSENT, Api.SUBJECT_KEYS)
+    return system_of(principal) is not None and api in (Api.CONSENT, Api.SUBJECT_KEYS)
 
 
 # --- CreateAcls (API key 30) v1: aiokafka has no admin call for it ----------------------

@@ -42,7 +42,7 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
 )
 
-from privops.adapters.acls import PRINCIPALS, WORKER
+from privops.adapters.acls import WORKER, principals
 from privops.adapters.kafka import password_of, ssl_context
 from privops.adapters.settings import Settings
 from privops.core.errors import RuntimeUnavailable
@@ -222,7 +222,7 @@ def authenticator(settings: Settings) -> BrokerAuthenticator | None:
     """The worker's authenticator, or None on a PLAINTEXT (open) runtime."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
-    return BrokerAuthenticator(broker_check(settings), principals=PRINCIPALS)
+    return BrokerAuthenticator(broker_check(settings), principals=principals())
 
 
 def api_auth(

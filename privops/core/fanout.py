@@ -336,7 +336,7 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
         task.outcome_reason = result.reason
     if isinstance(result, r.TaskRetained):
         planned = {k.category: k for k in task.keep}
-        covered = {*task.categories, *planned}
+        covered = _covered(task)
         said = dict.fromkeys(result.categories)  # each once, in order
         for cat in [c for c in said if c in covered] if said else list(planned):
             kept = planned.get(cat)
@@ -350,9 +350,14 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
             )
 
 
+def _covered(task: TaskRecord) -> set[Category]:
+    """What a system may say it kept of ``task``: what it covers or keeps."""
+    return {*task.categories, *(k.category for k in task.keep)}
+
+
 def _not_asked(task: TaskRecord, result: r.TaskRetained) -> list[str]:
     """The categories ``result`` says were kept that ``task`` neither covers nor keeps."""
-    covered = {*task.categories, *(k.category for k in task.keep)}
+    covered = _covered(task)
     return sorted({c.value for c in result.categories if c not in covered})
 
 

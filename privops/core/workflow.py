@@ -100,9 +100,7 @@ def authenticate(cmd: r.Command, signers: Signers, ctx: Context) -> Outcome | No
     try:
         admission.authenticate(cmd, signers)
     except Refused as exc:
-        outcome = reject(exc.reason, exc.message)
-        outcome.answer = _answer(cmd, None, exc.reason, exc.message, ctx)
-        return outcome
+        return _turned_away(cmd, exc.reason, exc.message, ctx)
     return None
 
 
@@ -110,10 +108,7 @@ def unreadable(cmd: r.Command, why: str, ctx: Context) -> Outcome:
     """The rejection of an authenticated command whose sealed values do not open (under
     another subject's key or a destroyed one, altered, not ciphertext): answered, so the
     CLI is told, and audited; ``why`` names the reason, never a value."""
-    message = f"a sealed field does not open ({why})"
-    outcome = reject(Reason.invalid_command, message)
-    outcome.answer = _answer(cmd, None, Reason.invalid_command, message, ctx)
-    return outcome
+    return _turned_away(cmd, Reason.invalid_command, f"a sealed field does not open ({why})", ctx)
 
 
 def check_key(cmd: r.Command, key: str, subject_id: str | None, ctx: Context) -> Outcome | None:
@@ -131,9 +126,7 @@ def check_key(cmd: r.Command, key: str, subject_id: str | None, ctx: Context) ->
         "the command is not keyed by its subject's id (privacy.commands is keyed by "
         "subject id; `privops request` does this)"
     )
-    outcome = reject(Reason.wrong_key, message)
-    outcome.answer = _answer(cmd, None, Reason.wrong_key, message, ctx)
-    return outcome
+    return _turned_away(cmd, Reason.wrong_key, message, ctx)
 
 
 def wrong_partition(cmd: r.Command, ctx: Context) -> Outcome:
@@ -145,9 +138,7 @@ def wrong_partition(cmd: r.Command, ctx: Context) -> Outcome:
         "murmur2 of the subject id, the Java client's default; librdkafka: "
         "partitioner=murmur2_random)"
     )
-    outcome = reject(Reason.wrong_key, message)
-    outcome.answer = _answer(cmd, None, Reason.wrong_key, message, ctx)
-    return outcome
+    return _turned_away(cmd, Reason.wrong_key, message, ctx)
 
 
 def taken_elsewhere(cmd: r.Command, ctx: Context) -> Outcome:
@@ -155,9 +146,14 @@ def taken_elsewhere(cmd: r.Command, ctx: Context) -> Outcome:
     (the request index says so; that request lives on another partition, where this
     one's duplicate check cannot see it): accepted, the index, the HTTP view and the
     CLI would name this subject for the other request."""
-    message = f"request id {cmd.request_id} already exists"
-    outcome = reject(Reason.duplicate, message)
-    outcome.answer = _answer(cmd, None, Reason.duplicate, message, ctx)
+    return _turned_away(cmd, Reason.duplicate, f"request id {cmd.request_id} already exists", ctx)
+
+
+def _turned_away(cmd: r.Command, reason: Reason, message: str, ctx: Context) -> Outcome:
+    """A command rejected before it touches any request: answered and audited, nothing
+    else (not even the memory of its answer)."""
+    outcome = reject(reason, message)
+    outcome.answer = _answer(cmd, None, reason, message, ctx)
     return outcome
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from privops.adapters.acls import ADMIN, DPO, PRINCIPALS, WORKER, Api, may_call, system_principal
+from privops.adapters.acls import (
+    ADMIN,
+    DPO,
+    WORKER,
+    Api,
+    may_call,
+    principals,
+    system_principal,
+)
 from privops.adapters.api_auth import (
     BrokerAuthenticator,
     Credentials,
@@ -200,7 +208,7 @@ def test_guesses_never_push_a_proven_caller_out() -> None:
 
 def test_a_name_privops_never_made_is_refused_without_asking_a_broker() -> None:
     broker = Broker({"dpo": "right", "nobody": "x"})
-    auth = BrokerAuthenticator(broker.check, principals=PRINCIPALS)
+    auth = BrokerAuthenticator(broker.check, principals=principals())
 
     async def run() -> None:
         with pytest.raises(Unauthenticated):
