@@ -19,7 +19,7 @@ from functools import lru_cache
 from privops.adapters import metrics
 from privops.core.audit import GENESIS, chain_key, derive_audit_id, next_fields, redact
 from privops.core.identity import subject_ref
-from privops.core.pii import looks_like_pii
+from privops.core.pii import REDACT_CHARS, looks_like_pii
 from privops.core.records import AuditEvent
 from privops.core.topics import AUDIT
 from streams.app import settings
@@ -88,10 +88,6 @@ def audit(
 
 AUDIT_TEXT_CHARS = 500
 """The most of a free text (a reason, a before or after) an audit record keeps."""
-REDACTED_CHARS = 4096
-"""The most of a longer text redacted before it is cut to ``AUDIT_TEXT_CHARS``: the
-redaction's patterns are quadratic on hostile text, and what lies this far past the cut
-cannot reach the kept part unless redactions shortened the text by 3,500 characters."""
 WITHHELD = "[withheld: shaped like contact details]"
 
 
@@ -105,7 +101,7 @@ def _clean(text: str | None) -> str | None:
         return text
     if len(text) <= AUDIT_TEXT_CHARS:
         return _redacted(text)  # most texts: short, and repeating (remembered)
-    return _cut(text[:REDACTED_CHARS])
+    return _cut(text[:REDACT_CHARS])
 
 
 @lru_cache(maxsize=16_384)

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from privops.core import records as r
 from privops.core.errors import DecodeError, WrongTopic
-from privops.core.pii import looks_like_pii, redact
+from privops.core.pii import REDACT_CHARS, looks_like_pii, redact
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
 from privops.core.topics import COMMANDS, REQUEST_TICKS, system_of_results_topic
@@ -60,7 +60,6 @@ def admit_workflow(topic: str, record: r.Record) -> WorkflowInput:
 MAX_ANSWER_REASON_CHARS: Final = 500
 """The most of an answer's reason privops keeps (redacted first: a reason is for people,
 and a connector should never put contact details in it)."""
-_REDACTED_REASON_CHARS: Final = 4096
 
 
 def checked_answer(result: r.TaskResult) -> r.TaskResult:
@@ -82,7 +81,7 @@ def checked_answer(result: r.TaskResult) -> r.TaskResult:
         )
     reason = getattr(result, "reason", None)
     if isinstance(reason, str) and len(reason) > MAX_ANSWER_REASON_CHARS:
-        kept = redact(reason[:_REDACTED_REASON_CHARS])[:MAX_ANSWER_REASON_CHARS]
+        kept = redact(reason[:REDACT_CHARS])[:MAX_ANSWER_REASON_CHARS]
         return result.model_copy(update={"reason": kept})
     return result
 

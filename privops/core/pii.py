@@ -27,6 +27,12 @@ def looks_like_pii(text: str) -> bool:
     return bool(("@" in text and _ANY_EMAIL.search(text)) or _UK_PHONE.search(text))
 
 
+REDACT_CHARS = 4096
+"""The most of a long text to redact before cutting it shorter (``redact`` is quadratic
+on hostile text; what lies this far past a cut at a few hundred characters cannot reach
+the kept part unless redactions shortened the text by thousands of characters)."""
+
+
 def redact(text: str) -> str:
     """`text` with email addresses and UK phone numbers replaced by a marker.
 
