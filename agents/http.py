@@ -19,6 +19,7 @@ forwarded question carries the caller's credentials, and the owner checks them a
 from __future__ import annotations
 
 import logging
+import ssl
 from datetime import date
 from functools import cache
 from typing import Any
@@ -29,7 +30,7 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from agents.timers import tables_recovered
-from privops.adapters import api_auth
+from privops.adapters import api_auth, web_tls
 from privops.adapters.acls import Api, may_call, system_of
 from privops.connectors.encryption import key_json
 from privops.core import consent as rules
@@ -54,6 +55,13 @@ ROUTED_HEADER = "x-privops-routed"
 ROUTED_TIMEOUT = aiohttp.ClientTimeout(total=15)
 """How long a forwarded question waits for the owner (aiohttp's default is 5 minutes)."""
 log = logging.getLogger(__name__)
+
+
+@cache
+def _owner_tls() -> ssl.SSLContext:
+    """What this worker trusts when it forwards to an owner serving HTTPS
+    (PRIVOPS_WEB_CA, else the system's CA bundle; host names checked)."""
+    return web_tls.client_context(settings)
 
 
 @cache
@@ -144,7 +152,11 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
     target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
     try:
         async with app.http_client.request(
-            request.method, target, headers=headers, timeout=ROUTED_TIMEOUT
+            request.method,
+            target,
+            headers=headers,
+            timeout=ROUTED_TIMEOUT,
+            ssl=_owner_tls() if target.scheme == "https" else True,
         ) as answer:
             return view.text(
                 await answer.text(), content_type=answer.content_type, status=answer.status

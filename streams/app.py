@@ -17,7 +17,7 @@ from pathlib import Path
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from privops.adapters import metrics
+from privops.adapters import metrics, web_tls
 from privops.adapters.kafka import client_options
 from privops.adapters.settings import get_settings
 from streams import batching
@@ -52,6 +52,10 @@ app = faust.App(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_bind=settings.web_host,
+    # HTTPS when the worker has a certificate (privops.adapters.web_tls): the address the
+    # other workers forward to says so.
+    web_ssl_context=web_tls.server_context(settings),
+    canonical_url=web_tls.own_url(settings),
     # Faust's /table pages serve any table's values to whoever asks, and /router the
     # group's topology; privops answers through its own authenticated pages (agents.http)
     # and routes with app.router directly, so neither is served.

@@ -17,6 +17,7 @@ import socket
 from pathlib import Path
 from typing import IO
 
+from privops.adapters import web_tls
 from privops.adapters.kafka import cluster_id
 from privops.adapters.settings import Settings
 from privops.core.errors import ConfigError, RuntimeUnavailable
@@ -98,9 +99,25 @@ def check_kek(settings: Settings) -> None:
     load_kek(settings)
 
 
+def check_web_tls(settings: Settings) -> None:
+    """The API's certificate loads, and plain HTTP is served beyond loopback only where
+    it may be (privops.adapters.web_tls): a ConfigError naming the setting otherwise."""
+    web_tls.server_context(settings)
+    web_tls.client_context(settings)  # a worker forwarding to another trusts this
+    if (problem := web_tls.check_plaintext(settings)) is not None:
+        raise ConfigError(problem)
+    if settings.web_tls_cert is None and not web_tls.is_loopback(settings.web_host):
+        log.warning(
+            "the HTTP API listens on %s without TLS: callers' passwords cross the network "
+            "in the clear (PRIVOPS_WEB_TLS_CERT, PRIVOPS_WEB_TLS_KEY)",
+            settings.web_host,
+        )
+
+
 def preflight(settings: Settings, data_dir: Path, tables_dir: Path) -> IO[str]:
     """Every start-up check; returns the data-dir lock the worker must keep open."""
     check_kek(settings)
+    check_web_tls(settings)
     check_port_free(settings.web_host, settings.web_port)
     lock = lock_data_dir(data_dir)
     cluster = asyncio.run(cluster_id(settings.kafka_bootstrap))

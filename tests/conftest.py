@@ -22,6 +22,7 @@ import asyncio
 import fcntl
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -178,7 +179,16 @@ class WorkerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        """https when the worker was given a certificate (PRIVOPS_WEB_TLS_CERT)."""
+        scheme = "https" if self.env.get("PRIVOPS_WEB_TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.web_port}"
+
+    @property
+    def trust(self) -> ssl.SSLContext | None:
+        """What a client of this worker trusts: its PRIVOPS_WEB_CA (None: plain HTTP)."""
+        if not self.url.startswith("https"):
+            return None
+        return ssl.create_default_context(cafile=self.env["PRIVOPS_WEB_CA"])
 
     def stop(self, kill: bool = False) -> None:
         if self.proc.poll() is None:
@@ -233,7 +243,9 @@ def start_worker(
                 f"worker exited ({proc.returncode}); log:\n{log.read_text()[-4000:]}"
             )
         try:
-            with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as resp:
+            with urllib.request.urlopen(
+                f"{worker.url}/health", timeout=2, context=worker.trust
+            ) as resp:
                 if resp.status == 200:
                     time.sleep(2)  # let the first fetch fix the "latest" positions
                     return worker

@@ -90,6 +90,30 @@ class Settings(BaseSettings):
     app_id: str = "privops"
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
+    web_tls_cert: Path | None = Field(
+        default=None,
+        description="The worker's HTTPS certificate chain (PEM); with PRIVOPS_WEB_TLS_KEY "
+        "the API is served over TLS (privops.adapters.web_tls)",
+    )
+    web_tls_key: Path | None = Field(
+        default=None, description="The private key of PRIVOPS_WEB_TLS_CERT (PEM, mode 0600)"
+    )
+    web_ca: Path | None = Field(
+        default=None,
+        description="CA bundle the API's clients (CLI, connector SDK, other workers) trust "
+        "for it (default: the system's)",
+    )
+    web_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+/?$",
+        description="Where clients reach the worker's API, e.g. https://privops.internal:6066 "
+        "(default: http(s)://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT)",
+    )
+    web_plaintext: Literal["loopback", "allow"] = Field(
+        default="loopback",
+        description="Outside dev, plain HTTP is served on loopback only; `allow` when TLS "
+        "ends in front of the worker (an ingress, a sidecar)",
+    )
     store: str = "rocksdb://"
     data_dir: Path | None = None
     env: Literal["dev", "prod"] = Field(
@@ -215,6 +239,15 @@ class Settings(BaseSettings):
         if self.kafka_password is not None and self.kafka_principal is None:
             raise ValueError(
                 "PRIVOPS_KAFKA_PASSWORD is set without PRIVOPS_KAFKA_PRINCIPAL: say whose it is"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_cert_with_its_key(self) -> Settings:
+        if (self.web_tls_cert is None) != (self.web_tls_key is None):
+            raise ValueError(
+                "PRIVOPS_WEB_TLS_CERT and PRIVOPS_WEB_TLS_KEY go together: set both to serve "
+                "the API over TLS, or neither"
             )
         return self
 

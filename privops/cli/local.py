@@ -1,4 +1,5 @@
-"""`privops local up|down|status|credentials`: the local Kafka broker(s) and schema registry."""
+"""`privops local up|down|status|credentials|web-cert`: the local Kafka broker(s) and schema
+registry, and a development certificate for the worker's HTTPS API."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from privops.adapters import cluster, runtime
+from privops.adapters import cluster, runtime, web_tls
 from privops.cli.common import (
     EXIT_UNAVAILABLE,
     Json,
@@ -109,3 +110,45 @@ def credentials(
             f'username="{found["username"]}" password="{found["password"]}";',
         ]
     typer.echo("\n".join(lines))
+
+
+@app.command("web-cert")
+def web_cert(
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="A name or IP address the worker's API is reached at (repeat it). "
+            "Default: localhost, 127.0.0.1 and PRIVOPS_WEB_HOST.",
+            show_default=False,
+        ),
+    ] = None,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=825, help="How long the certificate is valid.")
+    ] = 365,
+    as_json: Json = False,
+) -> None:
+    """Make a throwaway CA and a certificate for the worker's HTTPS API under
+    $PRIVOPS_HOME/tls/, and print the settings that use them (for trying TLS out: a
+    production worker's certificate comes from your own PKI). Running it again replaces
+    both, so clients need the new CA."""
+    cfg = settings()
+    names = list(dict.fromkeys(hosts or ["localhost", "127.0.0.1", cfg.web_host]))
+    with handled():
+        made = web_tls.development_certificates(cfg.home / "tls", names, days=days)
+    found = {
+        "PRIVOPS_WEB_TLS_CERT": str(made.cert),
+        "PRIVOPS_WEB_TLS_KEY": str(made.key),
+        "PRIVOPS_WEB_CA": str(made.ca),
+        "hosts": names,
+    }
+    if as_json:
+        emit_json(found)
+        return
+    say(f"certificate for {', '.join(names)}, valid {days} days, signed by a new CA")
+    typer.echo(
+        "# the worker (serves HTTPS); and every client: CLI, connectors, other workers\n"
+        f"export PRIVOPS_WEB_TLS_CERT={made.cert}\n"
+        f"export PRIVOPS_WEB_TLS_KEY={made.key}\n"
+        f"export PRIVOPS_WEB_CA={made.ca}"
+    )

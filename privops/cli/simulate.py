@@ -298,7 +298,8 @@ def simulate(
         None,
         "--worker-url",
         help="privops' key service (any worker's HTTP API), for the events' and tasks' keys "
-        "(default: http://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT).",
+        "(default: PRIVOPS_WEB_URL, else http(s)://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT; "
+        "PRIVOPS_WEB_CA is the CA it trusts for https).",
     ),
     plaintext: bool = typer.Option(
         False,

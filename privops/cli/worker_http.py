@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from rich.markup import escape
 
+from privops.adapters import web_tls
 from privops.adapters.acls import DPO
 from privops.adapters.api_auth import api_auth
 from privops.cli.common import (
@@ -28,8 +29,9 @@ _WORKER_TIMEOUT = 5.0
 
 
 def worker_url(path: str) -> str:
-    cfg = settings()
-    return f"http://{cfg.web_host}:{cfg.web_port}{path}"
+    """``path`` on the worker's API (PRIVOPS_WEB_URL, else PRIVOPS_WEB_HOST:PORT; https
+    when the worker serves TLS: privops.adapters.web_tls)."""
+    return web_tls.api_url(settings()) + path
 
 
 def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
@@ -37,15 +39,32 @@ def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Respons
     url = worker_url(path)
     with handled():
         auth = api_auth(settings(), default=DPO)
+        trust = web_tls.client_context(settings())
     try:
-        with httpx.Client(timeout=_WORKER_TIMEOUT, auth=auth) as client:
+        with httpx.Client(timeout=_WORKER_TIMEOUT, auth=auth, verify=trust) as client:
             return client.get(url, params=params)
     except httpx.HTTPError as exc:
-        fail(
-            f"the privops worker at {worker_url('')} is unreachable ({type(exc).__name__}); "
-            "start it with `privops worker` (or run `privops demo`)",
-            EXIT_UNAVAILABLE,
+        fail(unreachable(worker_url(""), exc), EXIT_UNAVAILABLE)
+
+
+def unreachable(base: str, exc: httpx.HTTPError) -> str:
+    """What to tell the DPO when the worker's API did not answer: a certificate this
+    machine does not trust, HTTP spoken to an HTTPS worker, or no worker at all."""
+    if untrusted := web_tls.certificate_refused(exc):
+        return (
+            f"the privops worker at {base} presented a certificate this machine does not "
+            f"trust ({untrusted}); set PRIVOPS_WEB_CA to the CA that signed it "
+            "(`privops local web-cert` prints it for a development certificate)"
         )
+    if base.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError):
+        return (
+            f"the privops worker at {base} hung up without an answer: if it serves HTTPS, "
+            "set PRIVOPS_WEB_URL=https://HOST:PORT"
+        )
+    return (
+        f"the privops worker at {base} is unreachable ({type(exc).__name__}); "
+        "start it with `privops worker` (or run `privops demo`)"
+    )
 
 
 def response_json(resp: httpx.Response) -> dict[str, Any]:

@@ -16,6 +16,7 @@ with them what to open, what to skip and what to encrypt).
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ import httpx
 from pydantic import ValidationError
 
 from privops import contract
+from privops.adapters import web_tls
 from privops.adapters.api_auth import api_auth
 from privops.adapters.avro import latest_schemas
 from privops.adapters.kek import KekProvider, KekWatch
@@ -153,11 +155,12 @@ class WorkerKeySource:
         retry_seconds: float = 15.0,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.kek = kek
-        self._http = httpx.Client(timeout=timeout, transport=transport, auth=auth)
+        self._http = httpx.Client(timeout=timeout, transport=transport, auth=auth, verify=verify)
         self._keys: _Expiring[str, DataKey] = _Expiring(cache_size, ttl_seconds, clock)
         self._current: _Expiring[tuple[str, str], DataKey] = _Expiring(
             cache_size, ttl_seconds, clock
@@ -224,8 +227,9 @@ class WorkerKeySource:
 
 
 def worker_url(settings: Settings) -> str:
-    """The worker's HTTP API (and key service) as settings name it (web_host, web_port)."""
-    return f"http://{settings.web_host}:{settings.web_port}"
+    """The worker's HTTP API (and key service) as settings name it (PRIVOPS_WEB_URL,
+    else web_host and web_port; https when the worker serves TLS)."""
+    return web_tls.api_url(settings)
 
 
 def worker_keys(
@@ -241,9 +245,11 @@ def worker_keys(
     the process's own), keys unwrapped with the KEK in ``settings.kek_file``, followed
     as it rotates. Under ``PRIVOPS_ENV=dev`` a missing KEK file is created (told to
     ``say``); anywhere else it is a ``ConfigError``. ``options`` go to
-    ``WorkerKeySource`` (``retry_seconds``, ``ttl_seconds``, ...)."""
+    ``WorkerKeySource`` (``retry_seconds``, ``ttl_seconds``, ...); it trusts
+    ``PRIVOPS_WEB_CA`` (else the system's CA bundle) for an https API."""
     kek = KekWatch(settings.kek_file, settings.env, say)
     auth = api_auth(settings, settings.kafka_principal or principal)
+    options.setdefault("verify", web_tls.client_context(settings))
     return WorkerKeySource(base_url or worker_url(settings), kek, auth=auth, **options)
 
 

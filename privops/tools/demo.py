@@ -27,7 +27,7 @@ import httpx
 from rich.console import Console
 from rich.panel import Panel
 
-from privops.adapters import runtime
+from privops.adapters import runtime, web_tls
 from privops.adapters.acls import DPO
 from privops.adapters.api_auth import api_auth
 from privops.adapters.kafka import client_options, producer, read_all
@@ -75,7 +75,7 @@ class Demo:
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+        return web_tls.api_url(self.settings)
 
     def step(self, title: str, text: str = "") -> None:
         self.console.rule(f"[bold cyan]{title}")
@@ -155,7 +155,8 @@ class Demo:
     async def get(self, path: str) -> tuple[int, Any]:
         """The worker's answer, asked as the DPO."""
         auth = api_auth(self.settings, DPO)
-        async with httpx.AsyncClient(timeout=5, auth=auth) as client:
+        trust = web_tls.client_context(self.settings)
+        async with httpx.AsyncClient(timeout=5, auth=auth, verify=trust) as client:
             resp = await client.get(f"{self.url}{path}")
             return resp.status_code, resp.json()
 

@@ -1,21 +1,28 @@
 """Forwarding a question to the partition's owner (agents.http.routed): an owner that
 goes away mid-answer is a 503 to retry, never a 500 (an independent review, session
 22: a connector retries only on 503, so a key request failed outright during a
-worker's restart)."""
+worker's restart). Forwarding to an owner that serves HTTPS checks its certificate
+against PRIVOPS_WEB_CA, and never sends the caller's credentials to one it cannot
+trust."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
 from agents import http
+from privops.adapters import web_tls
+from privops.adapters.settings import Settings
+from privops.adapters.web_tls import WebCertificates
 
 
 class Answers:
@@ -59,3 +66,64 @@ async def test_an_owner_that_goes_away_mid_answer_is_a_503(
     status, body = answered
     assert status == 503
     assert "retry" in body["error"]
+
+
+@pytest.fixture
+async def tls_owner(tmp_path: Path) -> AsyncIterator[tuple[URL, WebCertificates, list[str]]]:
+    """An owner serving HTTPS with a development certificate for 127.0.0.1; it answers
+    with JSON and keeps the Authorization headers it was sent."""
+    made = web_tls.development_certificates(tmp_path / "tls", ["127.0.0.1"])
+    settings = Settings(web_tls_cert=made.cert, web_tls_key=made.key, home=tmp_path)
+    seen: list[str] = []
+
+    async def consent(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"subject": request.match_info["sid"], "tls": request.secure})
+
+    owner = web.Application()
+    owner.router.add_get("/consent/{sid}", consent)
+    runner = web.AppRunner(owner)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=web_tls.server_context(settings))
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield URL(f"https://127.0.0.1:{port}"), made, seen
+    finally:
+        await runner.cleanup()
+
+
+async def forward(app: Any, monkeypatch: pytest.MonkeyPatch, owner: URL) -> Any:
+    monkeypatch.setattr(app.router, "key_store", lambda _table, _key: owner)
+    session = aiohttp.ClientSession()
+    monkeypatch.setattr(app, "_http_client", session)
+    request = make_mocked_request(
+        "GET", "/consent/S1", headers={"Authorization": "Basic ZHBvOnNlY3JldA=="}
+    )
+    try:
+        return await http.routed(Answers(), request, "S1")  # type: ignore[arg-type]
+    finally:
+        await session.close()
+
+
+async def test_a_question_is_forwarded_over_tls_to_an_owner_the_ca_vouches_for(
+    app: Any, monkeypatch: pytest.MonkeyPatch, tls_owner: tuple[URL, WebCertificates, list[str]]
+) -> None:
+    owner, made, seen = tls_owner
+    trusted = Settings(web_ca=made.ca, home=made.ca.parent)
+    monkeypatch.setattr(http, "_owner_tls", lambda: web_tls.client_context(trusted))
+    status, body = await forward(app, monkeypatch, owner)
+    assert (status, body) == (200, {"subject": "S1", "tls": True})
+    assert seen == ["Basic ZHBvOnNlY3JldA=="]  # the owner checks the caller again
+
+
+async def test_an_owner_whose_certificate_is_not_trusted_is_never_sent_the_credentials(
+    app: Any, monkeypatch: pytest.MonkeyPatch, tls_owner: tuple[URL, WebCertificates, list[str]]
+) -> None:
+    owner, made, seen = tls_owner
+    system_only = Settings(home=made.ca.parent)  # no PRIVOPS_WEB_CA: the system's bundle
+    monkeypatch.setattr(http, "_owner_tls", lambda: web_tls.client_context(system_only))
+    status, body = await forward(app, monkeypatch, owner)
+    assert status == 503
+    assert "retry" in body["error"]
+    assert seen == []  # the handshake failed before any header was sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -175,12 +176,18 @@ def wait_for(
 
 
 def http_json(
-    url: str, *, principal: str | None = DPO, method: str = "GET", timeout: float = 5
+    url: str,
+    *,
+    principal: str | None = DPO,
+    method: str = "GET",
+    timeout: float = 5,
+    trust: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
-    """A worker's answer, asked as ``principal`` (None: without credentials)."""
+    """A worker's answer, asked as ``principal`` (None: without credentials); ``trust``:
+    the CA context for an https worker."""
     request = urllib.request.Request(url, method=method, headers=basic_auth(principal))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=trust) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")

@@ -72,7 +72,7 @@ def group_env(name: str) -> dict[str, str]:
 
 def health(worker: WorkerProcess) -> dict[str, Any]:
     """The worker's /health body (503 too: it still names the partitions), {} if none."""
-    status, body = http_json(f"{worker.url}/health")
+    status, body = http_json(f"{worker.url}/health", trust=worker.trust)
     return body if status in (200, 503) else {}
 
 

@@ -45,6 +45,7 @@ SURFACE = [
     "local down: ",
     "local status: --json",
     "local credentials: PRINCIPAL --json",
+    "local web-cert: --host --days --json",
     "topics create: --json",
     "schemas generate: ",
     "schemas check: ",

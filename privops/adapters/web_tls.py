@@ -1,0 +1,246 @@
+"""TLS for the worker's HTTP API: its server context, and what its clients trust.
+
+Every question to the API but ``/health`` and ``/metrics`` carries HTTP Basic with a
+Kafka principal's SCRAM password (privops.adapters.api_auth), and a worker forwards a
+question, credentials included, to the subject's owner. Over plain HTTP those cross the
+wire in the clear, so:
+
+- ``PRIVOPS_WEB_TLS_CERT`` and ``PRIVOPS_WEB_TLS_KEY`` (PEM) make the worker serve HTTPS,
+  and advertise an ``https://`` address to the other workers of its group;
+- ``PRIVOPS_WEB_CA`` is the CA bundle its clients (the CLI, the connector SDK, the demo,
+  a worker forwarding to another) trust for it; without it, the system's;
+- ``PRIVOPS_WEB_URL`` is where a client on another machine reaches the API (default:
+  ``http(s)://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT``, https when the worker's certificate
+  is set);
+- outside ``PRIVOPS_ENV=dev``, a worker listening beyond loopback without TLS refuses to
+  start unless ``PRIVOPS_WEB_PLAINTEXT=allow`` says TLS ends in front of it (an ingress
+  or a sidecar).
+
+``development_certificates`` (``privops local web-cert``) makes a throwaway CA and a
+server certificate for trying this out; production certificates come from the
+company's own PKI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from privops.adapters.settings import Settings
+from privops.core.errors import ConfigError
+
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+CA_FILE, CERT_FILE, KEY_FILE = "web-ca.pem", "web.pem", "web-key.pem"
+
+
+def server_context(settings: Settings) -> ssl.SSLContext | None:
+    """The worker's TLS context when its certificate and key are set, else None (plain
+    HTTP). A file that cannot be read or does not hold a matching certificate and key
+    is a ``ConfigError`` naming the setting."""
+    if settings.web_tls_cert is None or settings.web_tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for name, path in (
+        ("PRIVOPS_WEB_TLS_CERT", settings.web_tls_cert),
+        ("PRIVOPS_WEB_TLS_KEY", settings.web_tls_key),
+    ):
+        _readable(name, path)
+    try:
+        context.load_cert_chain(settings.web_tls_cert, settings.web_tls_key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(
+            f"PRIVOPS_WEB_TLS_CERT / PRIVOPS_WEB_TLS_KEY: {settings.web_tls_cert} and "
+            f"{settings.web_tls_key} are not a PEM certificate chain and its private key "
+            f"({exc.__class__.__name__}: {exc})"
+        ) from exc
+    return context
+
+
+def client_context(settings: Settings) -> ssl.SSLContext:
+    """What a client of the API trusts: ``PRIVOPS_WEB_CA`` if set, else the system's
+    CA bundle. Certificates and host names are always checked."""
+    if settings.web_ca is None:
+        return ssl.create_default_context()
+    _readable("PRIVOPS_WEB_CA", settings.web_ca)
+    try:
+        return ssl.create_default_context(cafile=settings.web_ca)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"PRIVOPS_WEB_CA: {settings.web_ca} holds no PEM CA certificate ({exc})"
+        ) from exc
+
+
+def api_url(settings: Settings) -> str:
+    """Where clients reach the worker's API (``PRIVOPS_WEB_URL``, else the worker's own
+    address), without a trailing slash."""
+    if settings.web_url:
+        return settings.web_url.rstrip("/")
+    return own_url(settings)
+
+
+def own_url(settings: Settings) -> str:
+    """The address a worker gives the others of its group (Faust's canonical URL), which
+    they forward questions to: https when it serves TLS."""
+    scheme = "https" if settings.web_tls_cert is not None else "http"
+    return f"{scheme}://{_url_host(settings.web_host)}:{settings.web_port}"
+
+
+def check_plaintext(settings: Settings) -> str | None:
+    """Why the worker must not serve its API as configured (None when it may).
+
+    Outside dev, plain HTTP beyond loopback needs ``PRIVOPS_WEB_PLAINTEXT=allow``: the
+    callers' passwords would otherwise cross the network in the clear."""
+    if settings.web_tls_cert is not None or is_loopback(settings.web_host):
+        return None
+    if settings.env == "dev" or settings.web_plaintext == "allow":
+        return None
+    return (
+        f"PRIVOPS_WEB_HOST={settings.web_host} serves the HTTP API beyond loopback without "
+        "TLS, so callers' passwords would cross the network in the clear: set "
+        "PRIVOPS_WEB_TLS_CERT and PRIVOPS_WEB_TLS_KEY, or PRIVOPS_WEB_PLAINTEXT=allow if TLS "
+        "ends in front of the worker"
+    )
+
+
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, when that is what ``exc`` (an HTTP
+    client's error) comes from; else None."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message or cause.reason or cause)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
+
+
+def _readable(name: str, path: Path) -> None:
+    try:
+        path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path} ({exc.strerror or exc})") from exc
+
+
+@dataclass(frozen=True)
+class WebCertificates:
+    """Where ``development_certificates`` wrote: the CA the clients trust, and the
+    worker's certificate and private key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def development_certificates(
+    directory: Path, hosts: Sequence[str], *, days: int = 365, now: datetime | None = None
+) -> WebCertificates:
+    """A new throwaway CA and a server certificate it signed for ``hosts`` (names or IP
+    addresses), written to ``directory`` (the key mode 0600). The CA's own private key
+    is never written: it cannot sign anything else."""
+    if not hosts:
+        raise ConfigError("a web certificate needs at least one host name or address")
+    now = now or datetime.now(UTC)
+    valid = (now - timedelta(minutes=5), now + timedelta(days=days))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "privops development web CA")])
+    ca = (
+        _builder(ca_name, ca_name, ca_key.public_key(), valid)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    cert = (
+        _builder(subject, ca_name, key.public_key(), valid)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    out = WebCertificates(directory / CA_FILE, directory / CERT_FILE, directory / KEY_FILE)
+    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(out.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private)
+    out.key.chmod(0o600)  # an older file keeps its mode through O_TRUNC
+    return out
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    valid: tuple[datetime, datetime],
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)

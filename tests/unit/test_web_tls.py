@@ -1,0 +1,220 @@
+"""TLS for the worker's HTTP API (privops.adapters.web_tls): its settings, the
+certificate `privops local web-cert` makes, a real handshake with it, and the refusal
+to serve passwords in the clear beyond loopback outside dev."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from privops.adapters import web_tls
+from privops.adapters.settings import Settings
+from privops.adapters.web_tls import WebCertificates
+from privops.cli.main import app as cli
+from privops.cli.worker_http import unreachable
+from privops.core.errors import ConfigError
+from streams.startup import check_web_tls
+
+PROD = {
+    "env": "prod",
+    "pseudonym_key": "a-real-pseudonym-key-0001",
+    "audit_key": "a-real-audit-key-02",
+}
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> WebCertificates:
+    return web_tls.development_certificates(tmp_path / "tls", ["localhost", "127.0.0.1"])
+
+
+def settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(home=tmp_path, **values)  # type: ignore[arg-type]
+
+
+def test_a_certificate_needs_its_key_and_the_error_names_both(
+    tmp_path: Path, made: WebCertificates
+) -> None:
+    with pytest.raises(
+        ValueError, match="PRIVOPS_WEB_TLS_CERT and PRIVOPS_WEB_TLS_KEY go together"
+    ):
+        settings(tmp_path, web_tls_cert=made.cert)
+    with pytest.raises(
+        ValueError, match="PRIVOPS_WEB_TLS_CERT and PRIVOPS_WEB_TLS_KEY go together"
+    ):
+        settings(tmp_path, web_tls_key=made.key)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://host:6066", "https://host:6066/consent", "http://", "https://a b"]
+)
+def test_a_web_url_is_scheme_host_and_port_only(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ValueError, match="web_url"):
+        settings(tmp_path, web_url=url)
+
+
+def test_the_api_url_says_https_once_the_worker_has_a_certificate(
+    tmp_path: Path, made: WebCertificates
+) -> None:
+    assert web_tls.api_url(settings(tmp_path, web_port=7001)) == "http://127.0.0.1:7001"
+    served = settings(tmp_path, web_port=7001, web_tls_cert=made.cert, web_tls_key=made.key)
+    assert web_tls.api_url(served) == web_tls.own_url(served) == "https://127.0.0.1:7001"
+    assert web_tls.own_url(settings(tmp_path, web_host="::1", web_port=7001)) == "http://[::1]:7001"
+    elsewhere = settings(tmp_path, web_url="https://privops.internal:6066/")
+    assert web_tls.api_url(elsewhere) == "https://privops.internal:6066"
+    assert web_tls.own_url(elsewhere) == "http://127.0.0.1:6066"  # what other workers use
+
+
+def test_a_key_that_is_not_the_certificates_is_named(tmp_path: Path, made: WebCertificates) -> None:
+    other = web_tls.development_certificates(tmp_path / "other", ["localhost"])
+    mixed = settings(tmp_path, web_tls_cert=made.cert, web_tls_key=other.key)
+    with pytest.raises(ConfigError, match="PRIVOPS_WEB_TLS_CERT / PRIVOPS_WEB_TLS_KEY"):
+        web_tls.server_context(mixed)
+
+
+def test_unreadable_files_are_named(tmp_path: Path, made: WebCertificates) -> None:
+    missing = settings(tmp_path, web_tls_cert=made.cert, web_tls_key=tmp_path / "nope.pem")
+    with pytest.raises(ConfigError, match="PRIVOPS_WEB_TLS_KEY: cannot read"):
+        web_tls.server_context(missing)
+    not_a_ca = tmp_path / "ca.pem"
+    not_a_ca.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"PRIVOPS_WEB_CA: .* holds no PEM CA certificate"):
+        web_tls.client_context(settings(tmp_path, web_ca=not_a_ca))
+
+
+def test_the_private_key_is_written_for_its_owner_only(made: WebCertificates) -> None:
+    assert made.key.stat().st_mode & 0o777 == 0o600
+    assert b"PRIVATE KEY" not in made.ca.read_bytes() + made.cert.read_bytes()
+
+
+@pytest.fixture
+async def https_server(made: WebCertificates, tmp_path: Path) -> AsyncIterator[int]:
+    """A TLS server with the worker's context that answers one line of HTTP."""
+    context = web_tls.server_context(
+        settings(tmp_path, web_tls_cert=made.cert, web_tls_key=made.key)
+    )
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def test_a_client_trusting_the_web_ca_completes_the_handshake(
+    https_server: int, made: WebCertificates, tmp_path: Path
+) -> None:
+    trust = web_tls.client_context(settings(tmp_path, web_ca=made.ca))
+    for host in ("127.0.0.1", "localhost"):
+        async with httpx.AsyncClient(verify=trust) as client:
+            resp = await client.get(f"https://{host}:{https_server}/health")
+        assert resp.text == "ok"
+
+
+async def test_a_client_without_the_web_ca_refuses_the_certificate(
+    https_server: int, made: WebCertificates, tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(verify=web_tls.client_context(settings(tmp_path))) as client:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(f"https://127.0.0.1:{https_server}/health")
+
+
+async def test_a_certificate_for_another_host_is_refused(tmp_path: Path) -> None:
+    elsewhere = web_tls.development_certificates(tmp_path / "tls", ["privops.internal"])
+    context = web_tls.server_context(
+        settings(tmp_path, web_tls_cert=elsewhere.cert, web_tls_key=elsewhere.key)
+    )
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    trust = web_tls.client_context(settings(tmp_path, web_ca=elsewhere.ca))
+    async with server:
+        with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
+            await asyncio.open_connection("127.0.0.1", port, ssl=trust)
+
+
+@pytest.mark.parametrize(
+    ("values", "refused"),
+    [
+        ({**PROD, "web_host": "0.0.0.0"}, True),
+        ({**PROD, "web_host": "10.1.2.3"}, True),
+        ({**PROD, "web_host": "privops.internal"}, True),
+        ({**PROD, "web_host": "0.0.0.0", "web_plaintext": "allow"}, False),
+        ({**PROD, "web_host": "127.0.0.1"}, False),
+        ({**PROD, "web_host": "localhost"}, False),
+        ({**PROD, "web_host": "::1"}, False),
+        ({"web_host": "0.0.0.0"}, False),  # dev: a warning only
+    ],
+)
+def test_outside_dev_plain_http_is_served_on_loopback_only(
+    tmp_path: Path, values: dict[str, object], refused: bool
+) -> None:
+    problem = web_tls.check_plaintext(settings(tmp_path, **values))
+    assert (problem is not None) is refused
+    if refused:
+        assert problem is not None
+        assert "PRIVOPS_WEB_TLS_CERT" in problem
+        assert "PRIVOPS_WEB_PLAINTEXT=allow" in problem
+        with pytest.raises(ConfigError, match="without TLS"):
+            check_web_tls(settings(tmp_path, **values))
+
+
+def test_a_worker_with_a_certificate_may_listen_anywhere(
+    tmp_path: Path, made: WebCertificates
+) -> None:
+    served = settings(
+        tmp_path, **PROD, web_host="0.0.0.0", web_tls_cert=made.cert, web_tls_key=made.key
+    )
+    assert web_tls.check_plaintext(served) is None
+    check_web_tls(served)
+
+
+def test_local_web_cert_writes_and_prints_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRIVOPS_HOME", str(tmp_path))
+    from privops.adapters.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(cli, ["local", "web-cert", "--host", "privops.internal", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    found = json.loads(out.stdout)
+    assert found["hosts"] == ["privops.internal"]
+    assert Path(found["PRIVOPS_WEB_CA"]).parent == tmp_path / "tls"
+    served = settings(
+        tmp_path,
+        web_tls_cert=found["PRIVOPS_WEB_TLS_CERT"],
+        web_tls_key=found["PRIVOPS_WEB_TLS_KEY"],
+    )
+    assert web_tls.server_context(served) is not None
+    bad = CliRunner().invoke(cli, ["local", "web-cert", "--days", "0"])
+    assert bad.exit_code == 2
+
+
+async def test_the_cli_says_to_set_the_web_ca_when_the_certificate_is_refused(
+    https_server: int, tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(verify=web_tls.client_context(settings(tmp_path))) as client:
+        try:
+            await client.get(f"https://127.0.0.1:{https_server}/health")
+        except httpx.HTTPError as exc:
+            refused = exc
+    base = f"https://127.0.0.1:{https_server}"
+    assert web_tls.certificate_refused(refused) is not None
+    assert "set PRIVOPS_WEB_CA" in unreachable(base, refused)
+    assert "set PRIVOPS_WEB_URL=https" in unreachable(
+        f"http://127.0.0.1:{https_server}", httpx.RemoteProtocolError("Server disconnected")
+    )
+    assert "start it with `privops worker`" in unreachable(base, httpx.ConnectError("refused"))
