@@ -319,7 +319,8 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
 async def request_view(self: View, request: Request, request_id: str) -> Response:
     if denied := await refused(self, request, Api.REQUESTS):
         return denied
-    subject_id = request_index.get(request_id)
+    subject_id = request_index.get(request_id) or _subject_of_local_copy(request_id)
+    record = None
     if subject_id is not None:
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
@@ -328,12 +329,18 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
             record = newest(REQUESTS, subject_id, request_id)
         except RuntimeUnavailable:
             return _moving(self)
-    else:  # the index is behind: whichever local partition has it
-        raw = state.opened(REQUESTS, request_id, requests.get(request_id))
-        record = None if raw is None else RequestRecord.model_validate(raw)
     if record is None:
         return self.json({"error": "unknown request", "request_id": request_id}, status=404)
     return self.json(request_json(record))
+
+
+def _subject_of_local_copy(request_id: str) -> str | None:
+    """Whose request ``request_id`` is, from this worker's copy of the requests table,
+    when the request index is behind (a request just submitted). The copy may be a
+    standby's, behind its owner: it only says which subject's owner to ask, never
+    what the answer is."""
+    raw = state.opened(REQUESTS, request_id, requests.get(request_id))
+    return None if raw is None else RequestRecord.model_validate(raw).subject_id
 
 
 def request_json(rec: RequestRecord) -> dict[str, Any]:

@@ -3,13 +3,15 @@ goes away mid-answer is a 503 to retry, never a 500 (an independent review, sess
 22: a connector retries only on 503, so a key request failed outright during a
 worker's restart). Forwarding to an owner that serves HTTPS checks its certificate
 against PRIVOPS_WEB_CA, and never sends the caller's credentials to one it cannot
-trust."""
+trust. A request the request index has not seen yet is answered by its subject's
+owner, never from a local copy that may be a standby's."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ from agents import http
 from privops.adapters import web_tls
 from privops.adapters.settings import Settings
 from privops.adapters.web_tls import WebCertificates
+from privops.core.request import RequestRecord
+from privops.core.vocab import RequestState, RequestType
+from streams.tables import request_index, requests
 
 
 class Answers:
@@ -127,3 +132,63 @@ async def test_an_owner_whose_certificate_is_not_trusted_is_never_sent_the_crede
     assert status == 503
     assert "retry" in body["error"]
     assert seen == []  # the handshake failed before any header was sent
+
+
+@pytest.fixture
+async def owner_of_requests() -> AsyncIterator[tuple[URL, list[str]]]:
+    """The owner of a subject's partition, answering /requests/{id} from its own table."""
+    asked: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        asked.append(request.match_info["rid"])
+        return web.json_response({"request_id": request.match_info["rid"], "state": "closed"})
+
+    owner = web.Application()
+    owner.router.add_get("/requests/{rid}", answer)
+    runner = web.AppRunner(owner)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield URL(f"http://127.0.0.1:{runner.addresses[0][1]}"), asked
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_request_the_index_has_not_seen_is_answered_by_its_subjects_owner(
+    app: Any, monkeypatch: pytest.MonkeyPatch, owner_of_requests: tuple[URL, list[str]]
+) -> None:
+    """The request index is behind, and this worker holds a copy of the request (a
+    standby's, behind its owner, which has closed it): the copy only says whose it is,
+    and the owner answers (an independent review, session 22: the copy was answered)."""
+    owner, asked = owner_of_requests
+    today = datetime.now(UTC).date()
+    stale = RequestRecord(
+        request_id="R-standby",
+        request_type=RequestType.erasure,
+        subject_id="S-elsewhere",
+        actor="dpo",
+        state=RequestState.in_progress,
+        received_on=today,
+        due_on=today + timedelta(days=30),
+        created_at=datetime.now(UTC),
+    )
+    monkeypatch.setitem(requests.data, "R-standby", stale.model_dump(mode="json"))
+    assert request_index.get("R-standby") is None
+    owners: list[str] = []
+
+    def key_store(_table: str, key: str) -> URL:
+        owners.append(key)
+        return owner
+
+    monkeypatch.setattr(app.router, "key_store", key_store)
+    monkeypatch.setattr(http, "_authenticator", lambda: None)  # not what is tested here
+    session = aiohttp.ClientSession()
+    monkeypatch.setattr(app, "_http_client", session)
+    request = make_mocked_request("GET", "/requests/R-standby")
+    try:
+        answered: Any = await http.request_view.get(Answers(), request, "R-standby")  # type: ignore[arg-type]
+    finally:
+        await session.close()
+    assert answered == (200, {"request_id": "R-standby", "state": "closed"})
+    assert (owners, asked) == (["S-elsewhere"], ["R-standby"])
