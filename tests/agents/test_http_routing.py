@@ -187,7 +187,7 @@ async def test_a_request_the_index_has_not_seen_is_answered_by_its_subjects_owne
     monkeypatch.setattr(app, "_http_client", session)
     request = make_mocked_request("GET", "/requests/R-standby")
     try:
-        answered: Any = await http.request_view.get(Answers(), request, "R-standby")  # type: ignore[arg-type]
+        answered: Any = await http.request_view.get(Answers(), request, "R-standby")
     finally:
         await session.close()
     assert answered == (200, {"request_id": "R-standby", "state": "closed"})
