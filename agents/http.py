@@ -150,6 +150,11 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
     # The owner's address with the request's path and query: nothing else of the
     # caller's URL (a Host header with user info made aiohttp refuse the request).
     target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
+    if (why := web_tls.forward_refused(settings, str(owner))) is not None:
+        # The caller's password is not sent where it would cross the network in the clear.
+        log.warning("HTTP API: not forwarding to the owner at %s: %s", owner, why)
+        reason = f"the subject's owner at {owner} is not reachable safely ({why})"
+        return view.json({"error": "bad gateway", "reason": reason}, status=502)
     try:
         async with app.http_client.request(
             request.method,
@@ -157,6 +162,7 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
             headers=headers,
             timeout=ROUTED_TIMEOUT,
             ssl=_owner_tls() if target.scheme == "https" else True,
+            allow_redirects=False,  # an answer is the owner's own, never another address's
         ) as answer:
             return view.text(
                 await answer.text(), content_type=answer.content_type, status=answer.status

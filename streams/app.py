@@ -53,7 +53,7 @@ app = faust.App(
     web_port=settings.web_port,
     web_bind=settings.web_host,
     # HTTPS when the worker has a certificate (privops.adapters.web_tls): the address the
-    # other workers forward to says so.
+    # other workers forward to says so (PRIVOPS_WEB_ADVERTISED_URL, else the listening one).
     web_ssl_context=web_tls.server_context(settings),
     canonical_url=web_tls.own_url(settings),
     # Faust's /table pages serve any table's values to whoever asks, and /router the

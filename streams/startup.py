@@ -99,18 +99,29 @@ def check_kek(settings: Settings) -> None:
     load_kek(settings)
 
 
-def check_web_tls(settings: Settings) -> None:
+def check_web_tls(settings: Settings, bind: str | None = None, advertised: str = "") -> None:
     """The API's certificate loads, and plain HTTP is served beyond loopback only where
-    it may be (privops.adapters.web_tls): a ConfigError naming the setting otherwise."""
+    it may be (privops.adapters.web_tls): a ConfigError naming the setting otherwise.
+
+    ``bind`` and ``advertised`` are what Faust will listen on and give the group, once
+    the app is made (its WEB_BIND and NODE_CANONICAL_URL environment variables win over
+    privops' settings): checked again then."""
+    bind = settings.web_host if bind is None else bind
     web_tls.server_context(settings)
     web_tls.client_context(settings)  # a worker forwarding to another trusts this
-    if (problem := web_tls.check_plaintext(settings)) is not None:
+    if (problem := web_tls.check_plaintext(settings, bind)) is not None:
         raise ConfigError(problem)
-    if settings.web_tls_cert is None and not web_tls.is_loopback(settings.web_host):
+    if settings.web_tls_cert is not None and advertised and not advertised.startswith("https"):
+        raise ConfigError(
+            f"the worker serves TLS but gives the group {advertised} as its address "
+            "(NODE_CANONICAL_URL in the environment?): unset it, or set "
+            "PRIVOPS_WEB_ADVERTISED_URL=https://..."
+        )
+    if settings.web_tls_cert is None and not web_tls.is_loopback(bind):
         log.warning(
             "the HTTP API listens on %s without TLS: callers' passwords cross the network "
             "in the clear (PRIVOPS_WEB_TLS_CERT, PRIVOPS_WEB_TLS_KEY)",
-            settings.web_host,
+            bind,
         )
 
 
@@ -123,4 +134,7 @@ def preflight(settings: Settings, data_dir: Path, tables_dir: Path) -> IO[str]:
     cluster = asyncio.run(cluster_id(settings.kafka_bootstrap))
     reconcile_cluster(data_dir, tables_dir, cluster)
     import_agents()
+    from streams.app import app  # made by the agents' import
+
+    check_web_tls(settings, app.conf.web_bind, str(app.conf.canonical_url))
     return lock

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from privops import contract
@@ -105,9 +106,14 @@ class Settings(BaseSettings):
     )
     web_url: str | None = Field(
         default=None,
-        pattern=r"^https?://[^\s/?#]+/?$",
         description="Where clients reach the worker's API, e.g. https://privops.internal:6066 "
-        "(default: http(s)://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT)",
+        "(default: PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT, https with PRIVOPS_WEB_CA)",
+    )
+    web_advertised_url: str | None = Field(
+        default=None,
+        description="This worker's address for the other workers of its group, which "
+        "forward questions to it, e.g. https://worker-1.internal:6066 (default: "
+        "http(s)://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT; set it when it listens on 0.0.0.0)",
     )
     web_plaintext: Literal["loopback", "allow"] = Field(
         default="loopback",
@@ -242,12 +248,30 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator(
+        "web_tls_cert", "web_tls_key", "web_ca", "web_url", "web_advertised_url", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """``PRIVOPS_WEB_CA=`` means no CA file, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("web_url", "web_advertised_url")
+    @classmethod
+    def _an_origin(cls, value: str | None) -> str | None:
+        return None if value is None else origin(value)
+
     @model_validator(mode="after")
     def _tls_cert_with_its_key(self) -> Settings:
         if (self.web_tls_cert is None) != (self.web_tls_key is None):
             raise ValueError(
                 "PRIVOPS_WEB_TLS_CERT and PRIVOPS_WEB_TLS_KEY go together: set both to serve "
                 "the API over TLS, or neither"
+            )
+        advertised = self.web_advertised_url
+        if self.web_tls_cert is not None and advertised and not advertised.startswith("https"):
+            raise ValueError(
+                "PRIVOPS_WEB_ADVERTISED_URL: a worker that serves TLS advertises https://"
             )
         return self
 
@@ -280,6 +304,27 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def origin(url: str) -> str:
+    """``url`` as scheme://host[:port] (http or https, lower-case scheme), or a
+    ValueError saying what else it holds: user info would be printed in messages, and a
+    path, query or fragment has no place in a base address."""
+    parts = urlsplit(url.strip())
+    if "@" in parts.netloc:  # checked first: no message repeats a password
+        raise ValueError("a base URL holds no user or password (the API asks for them)")
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or " " in parts.netloc:
+        raise ValueError(f"{url!r}: use http(s)://HOST:PORT, e.g. https://privops.internal:6066")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: scheme, host and port only, no path, query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535")
+    return f"{scheme}://{parts.netloc}"
 
 
 def _problem(loc: tuple[int | str, ...], message: str) -> str:

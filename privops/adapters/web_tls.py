@@ -6,15 +6,17 @@ question, credentials included, to the subject's owner. Over plain HTTP those cr
 wire in the clear, so:
 
 - ``PRIVOPS_WEB_TLS_CERT`` and ``PRIVOPS_WEB_TLS_KEY`` (PEM) make the worker serve HTTPS,
-  and advertise an ``https://`` address to the other workers of its group;
+  and advertise an ``https://`` address to the other workers of its group
+  (``PRIVOPS_WEB_ADVERTISED_URL``, else its listening address);
 - ``PRIVOPS_WEB_CA`` is the CA bundle its clients (the CLI, the connector SDK, the demo,
   a worker forwarding to another) trust for it; without it, the system's;
 - ``PRIVOPS_WEB_URL`` is where a client on another machine reaches the API (default:
-  ``http(s)://PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT``, https when the worker's certificate
-  is set);
-- outside ``PRIVOPS_ENV=dev``, a worker listening beyond loopback without TLS refuses to
-  start unless ``PRIVOPS_WEB_PLAINTEXT=allow`` says TLS ends in front of it (an ingress
-  or a sidecar).
+  PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT, https when this process has the worker's
+  certificate or ``PRIVOPS_WEB_CA``);
+- outside ``PRIVOPS_ENV=dev``, plain HTTP beyond loopback is refused everywhere a
+  password would cross it: a worker will not listen on it or forward to it, a client
+  will not ask over it, unless ``PRIVOPS_WEB_PLAINTEXT=allow`` says the network
+  encrypts it; and a worker that serves TLS never forwards over plain HTTP.
 
 ``development_certificates`` (``privops local web-cert``) makes a throwaway CA and a
 server certificate for trying this out; production certificates come from the
@@ -25,11 +27,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -81,36 +86,84 @@ def client_context(settings: Settings) -> ssl.SSLContext:
         ) from exc
 
 
-def api_url(settings: Settings) -> str:
-    """Where clients reach the worker's API (``PRIVOPS_WEB_URL``, else the worker's own
-    address), without a trailing slash."""
-    if settings.web_url:
-        return settings.web_url.rstrip("/")
-    return own_url(settings)
+def api_url(settings: Settings, explicit: str | None = None) -> str:
+    """Where a client reaches the worker's API, without a trailing slash: ``explicit``
+    (a ``--worker-url``), else ``PRIVOPS_WEB_URL``, else PRIVOPS_WEB_HOST:PORT, https
+    when this process has the worker's certificate or a CA for it (``PRIVOPS_WEB_CA``).
+
+    A ``ConfigError`` where a client would send its password in the clear: outside dev,
+    plain HTTP to anything but loopback needs ``PRIVOPS_WEB_PLAINTEXT=allow``."""
+    url = (explicit or settings.web_url or "").rstrip("/")
+    if not url:
+        tls = settings.web_tls_cert is not None or settings.web_ca is not None
+        url = _url("https" if tls else "http", settings.web_host, settings.web_port)
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" and not _plain_allowed(settings, parts.hostname or ""):
+        raise ConfigError(
+            f"the worker's API at {url} is plain HTTP beyond loopback: the password sent "
+            "with every question would cross the network in the clear. Use https:// "
+            "(PRIVOPS_WEB_URL, PRIVOPS_WEB_CA), or PRIVOPS_WEB_PLAINTEXT=allow if the "
+            "network between you encrypts it"
+        )
+    return url
 
 
 def own_url(settings: Settings) -> str:
     """The address a worker gives the others of its group (Faust's canonical URL), which
-    they forward questions to: https when it serves TLS."""
+    they forward questions to: ``PRIVOPS_WEB_ADVERTISED_URL``, else its listening
+    address; https when it serves TLS."""
+    if settings.web_advertised_url:
+        return settings.web_advertised_url.rstrip("/")
     scheme = "https" if settings.web_tls_cert is not None else "http"
-    return f"{scheme}://{_url_host(settings.web_host)}:{settings.web_port}"
+    return _url(scheme, settings.web_host, settings.web_port)
 
 
-def check_plaintext(settings: Settings) -> str | None:
-    """Why the worker must not serve its API as configured (None when it may).
+def local_url(settings: Settings) -> str:
+    """The worker this process starts, on this machine (the demo's): its listening
+    address, loopback for a wildcard one; https when it serves TLS."""
+    host = "127.0.0.1" if _unspecified(settings.web_host) else settings.web_host
+    scheme = "https" if settings.web_tls_cert is not None else "http"
+    return _url(scheme, host, settings.web_port)
+
+
+def check_plaintext(settings: Settings, bind: str | None = None) -> str | None:
+    """Why the worker must not serve its API as configured (None when it may): ``bind``
+    is where it listens (default PRIVOPS_WEB_HOST).
 
     Outside dev, plain HTTP beyond loopback needs ``PRIVOPS_WEB_PLAINTEXT=allow``: the
     callers' passwords would otherwise cross the network in the clear."""
-    if settings.web_tls_cert is not None or is_loopback(settings.web_host):
-        return None
-    if settings.env == "dev" or settings.web_plaintext == "allow":
+    bind = settings.web_host if bind is None else bind
+    if settings.web_tls_cert is not None or _plain_allowed(settings, bind):
         return None
     return (
-        f"PRIVOPS_WEB_HOST={settings.web_host} serves the HTTP API beyond loopback without "
-        "TLS, so callers' passwords would cross the network in the clear: set "
-        "PRIVOPS_WEB_TLS_CERT and PRIVOPS_WEB_TLS_KEY, or PRIVOPS_WEB_PLAINTEXT=allow if TLS "
-        "ends in front of the worker"
+        f"the HTTP API listens on {bind} beyond loopback without TLS, so callers' "
+        "passwords would cross the network in the clear: set PRIVOPS_WEB_TLS_CERT and "
+        "PRIVOPS_WEB_TLS_KEY, or PRIVOPS_WEB_PLAINTEXT=allow if the network encrypts it "
+        "(TLS ending in front of the worker, a service mesh between the workers)"
     )
+
+
+def forward_refused(settings: Settings, owner: str) -> str | None:
+    """Why this worker must not forward a question, credentials included, to the worker
+    at ``owner`` (None when it may): never over plain HTTP from a worker that serves TLS
+    (an owner that advertises http:// is misconfigured, or not one of ours), and outside
+    dev never beyond loopback without ``PRIVOPS_WEB_PLAINTEXT=allow``."""
+    parts = urlsplit(owner)
+    if parts.scheme.lower() == "https":
+        return None
+    if settings.web_tls_cert is not None:
+        return f"this worker serves TLS, and the owner advertises {parts.scheme}://"
+    if not _plain_allowed(settings, parts.hostname or ""):
+        return "plain HTTP beyond loopback outside dev"
+    return None
+
+
+def _plain_allowed(settings: Settings, host: str) -> bool:
+    return is_loopback(host) or settings.env == "dev" or settings.web_plaintext == "allow"
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{_url_host(host)}:{port}"
 
 
 def certificate_refused(exc: BaseException) -> str | None:
@@ -131,6 +184,14 @@ def is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unspecified(host: str) -> bool:
+    """0.0.0.0 or :: (every interface)."""
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
     except ValueError:
         return False
 
@@ -167,6 +228,7 @@ def development_certificates(
     is never written: it cannot sign anything else."""
     if not hosts:
         raise ConfigError("a web certificate needs at least one host name or address")
+    names = [_san(h) for h in hosts]  # a ConfigError for one that is neither
     now = now or datetime.now(UTC)
     valid = (now - timedelta(minutes=5), now + timedelta(days=days))
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -178,13 +240,14 @@ def development_certificates(
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    # Clients check the names in the subject alternative names, not the common name.
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "privops worker API")])
     cert = (
         _builder(subject, ca_name, key.public_key(), valid)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
@@ -193,18 +256,33 @@ def development_certificates(
     )
     directory.mkdir(parents=True, exist_ok=True)
     out = WebCertificates(directory / CA_FILE, directory / CERT_FILE, directory / KEY_FILE)
-    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(out.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private)
-    out.key.chmod(0o600)  # an older file keeps its mode through O_TRUNC
+    _replace(out.key, private)
+    _replace(out.cert, cert.public_bytes(serialization.Encoding.PEM))
+    _replace(out.ca, ca.public_bytes(serialization.Encoding.PEM))
     return out
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file (mode 0600) beside ``path``, then rename it over
+    ``path``: a file or symlink already there is replaced, never written through, and
+    nobody sees a half-written or wider-open file."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.name != KEY_FILE:
+            os.chmod(name, 0o644)  # certificates are public
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def _builder(
@@ -239,8 +317,19 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+
+
 def _san(host: str) -> x509.GeneralName:
+    """A host as a certificate names it: an IP address, or a DNS name."""
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
-        return x509.DNSName(host)
+        pass
+    if not _DNS_NAME.fullmatch(host):
+        raise ConfigError(
+            f"--host {host!r}: not a host name or an IP address (letters, digits, hyphens "
+            "and dots; e.g. privops.internal or 10.0.0.5)"
+        )
+    return x509.DNSName(host)

@@ -30,14 +30,15 @@ _WORKER_TIMEOUT = 5.0
 
 def worker_url(path: str) -> str:
     """``path`` on the worker's API (PRIVOPS_WEB_URL, else PRIVOPS_WEB_HOST:PORT; https
-    when the worker serves TLS: privops.adapters.web_tls)."""
+    with PRIVOPS_WEB_CA: privops.adapters.web_tls.api_url, which refuses plain HTTP
+    beyond loopback outside dev)."""
     return web_tls.api_url(settings()) + path
 
 
 def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
     """GET from the worker's HTTP API; exit 3 with what to run if it is not answering."""
-    url = worker_url(path)
     with handled():
+        url = worker_url(path)
         auth = api_auth(settings(), default=DPO)
         trust = web_tls.client_context(settings())
     try:

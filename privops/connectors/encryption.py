@@ -228,7 +228,7 @@ class WorkerKeySource:
 
 def worker_url(settings: Settings) -> str:
     """The worker's HTTP API (and key service) as settings name it (PRIVOPS_WEB_URL,
-    else web_host and web_port; https when the worker serves TLS)."""
+    else web_host and web_port; https with PRIVOPS_WEB_CA)."""
     return web_tls.api_url(settings)
 
 
@@ -246,11 +246,12 @@ def worker_keys(
     as it rotates. Under ``PRIVOPS_ENV=dev`` a missing KEK file is created (told to
     ``say``); anywhere else it is a ``ConfigError``. ``options`` go to
     ``WorkerKeySource`` (``retry_seconds``, ``ttl_seconds``, ...); it trusts
-    ``PRIVOPS_WEB_CA`` (else the system's CA bundle) for an https API."""
+    ``PRIVOPS_WEB_CA`` (else the system's CA bundle) for an https API, and outside dev
+    refuses a plain-HTTP one beyond loopback (``web_tls.api_url``: a ``ConfigError``)."""
     kek = KekWatch(settings.kek_file, settings.env, say)
     auth = api_auth(settings, settings.kafka_principal or principal)
     options.setdefault("verify", web_tls.client_context(settings))
-    return WorkerKeySource(base_url or worker_url(settings), kek, auth=auth, **options)
+    return WorkerKeySource(web_tls.api_url(settings, base_url), kek, auth=auth, **options)
 
 
 def _answer(answer: httpx.Response, base_url: str) -> Any:

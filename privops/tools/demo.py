@@ -75,7 +75,7 @@ class Demo:
 
     @property
     def url(self) -> str:
-        return web_tls.api_url(self.settings)
+        return web_tls.local_url(self.settings)
 
     def step(self, title: str, text: str = "") -> None:
         self.console.rule(f"[bold cyan]{title}")
@@ -112,7 +112,8 @@ class Demo:
         }
         log = self.root / "worker.log"
         self.console.print(f"• starting the privops worker (log: {log})")
-        self.worker = WorkerProcess.spawn(env, self.url, log)
+        trust = web_tls.client_context(self.settings) if self.url.startswith("https") else None
+        self.worker = WorkerProcess.spawn(env, self.url, log, trust=trust)
         self.worker.wait_healthy(WORKER_START_TIMEOUT_S)
         self.console.print(f"• worker ready at {self.url}")
 

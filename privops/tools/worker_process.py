@@ -6,6 +6,7 @@ measure includes start-up, the HTTP API and the Kafka clients, not a shortcut.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 import time
@@ -19,10 +20,11 @@ from typing import Self
 from privops.core.errors import RuntimeUnavailable
 
 
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """The HTTP status a GET of `url` answers, or None if nothing answers."""
+def http_status(url: str, timeout: float = 2.0, trust: ssl.SSLContext | None = None) -> int | None:
+    """The HTTP status a GET of `url` answers, or None if nothing answers; ``trust``:
+    the CA an https worker's certificate is checked against."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(url, timeout=timeout, context=trust) as resp:  # noqa: S310
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -32,16 +34,25 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
 
 @dataclass
 class WorkerProcess:
-    """A `privops worker` writing to `log`, its HTTP API at `url`."""
+    """A `privops worker` writing to `log`, its HTTP API at `url` (an https one's
+    certificate checked against `trust`)."""
 
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
     started: float
     ready_after: float = 0.0
+    trust: ssl.SSLContext | None = None
 
     @classmethod
-    def spawn(cls, env: Mapping[str, str], url: str, log: Path, cwd: Path | None = None) -> Self:
+    def spawn(
+        cls,
+        env: Mapping[str, str],
+        url: str,
+        log: Path,
+        cwd: Path | None = None,
+        trust: ssl.SSLContext | None = None,
+    ) -> Self:
         """Start a worker with exactly `env` as its environment; do not wait for it."""
         started = time.perf_counter()
         with log.open("ab") as out:
@@ -53,7 +64,7 @@ class WorkerProcess:
                 env=dict(env),
                 cwd=cwd,
             )
-        return cls(proc, url, log, started)
+        return cls(proc, url, log, started, trust=trust)
 
     @property
     def running(self) -> bool:
@@ -67,7 +78,7 @@ class WorkerProcess:
                 raise RuntimeUnavailable(
                     f"the worker exited ({self.proc.returncode}) during start-up; see {self.log}"
                 )
-            if http_status(f"{self.url}/health") == 200:
+            if http_status(f"{self.url}/health", trust=self.trust) == 200:
                 self.ready_after = time.perf_counter() - self.started
                 return self.ready_after
             time.sleep(0.1)

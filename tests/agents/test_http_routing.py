@@ -192,3 +192,59 @@ async def test_a_request_the_index_has_not_seen_is_answered_by_its_subjects_owne
         await session.close()
     assert answered == (200, {"request_id": "R-standby", "state": "closed"})
     assert (owners, asked) == (["S-elsewhere"], ["R-standby"])
+
+
+@pytest.fixture
+async def plain_owner() -> AsyncIterator[tuple[URL, list[str]]]:
+    """An owner on plain HTTP that keeps the Authorization headers it was sent, and
+    redirects /moved to /consent/S2."""
+    seen: list[str] = []
+
+    async def consent(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if request.match_info["sid"] == "moved":
+            raise web.HTTPFound("/consent/S2")
+        return web.json_response({"subject": request.match_info["sid"]})
+
+    owner = web.Application()
+    owner.router.add_get("/consent/{sid}", consent)
+    runner = web.AppRunner(owner)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield URL(f"http://127.0.0.1:{runner.addresses[0][1]}"), seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_worker_serving_tls_never_forwards_credentials_over_plain_http(
+    app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, plain_owner: tuple[URL, list[str]]
+) -> None:
+    """An independent review (session 23): a worker serving TLS forwarded the caller's
+    password to an owner advertising http:// (a rolling migration, a worker missing its
+    certificate, NODE_CANONICAL_URL): 502 instead, and nothing sent."""
+    owner, seen = plain_owner
+    made = web_tls.development_certificates(tmp_path / "tls", ["127.0.0.1"])
+    serving = Settings(web_tls_cert=made.cert, web_tls_key=made.key, home=tmp_path)
+    monkeypatch.setattr(http, "settings", serving)
+    status, body = await forward(app, monkeypatch, owner)
+    assert status == 502
+    assert "this worker serves TLS" in body["reason"]
+    assert seen == []
+
+
+async def test_a_redirect_from_the_owner_is_relayed_not_followed(
+    app: Any, monkeypatch: pytest.MonkeyPatch, plain_owner: tuple[URL, list[str]]
+) -> None:
+    owner, seen = plain_owner
+    monkeypatch.setattr(app.router, "key_store", lambda _table, _key: owner)
+    session = aiohttp.ClientSession()
+    monkeypatch.setattr(app, "_http_client", session)
+    request = make_mocked_request("GET", "/consent/moved", headers={"Authorization": "Basic eA=="})
+    try:
+        status, _body = await http.routed(Answers(), request, "S1")  # type: ignore[arg-type,misc]
+    finally:
+        await session.close()
+    assert status == 302
+    assert seen == ["Basic eA=="]  # asked once, at the owner's own address

@@ -100,7 +100,8 @@ def test_two_workers_serve_and_forward_over_tls(
             lambda: all(allowed(w, s) for w in workers for s in subjects),
         )
 
-        # Plain HTTP on the TLS port: no answer, so no password ever sent in the clear.
+        # Plain HTTP on the TLS port gets no answer (a client's bytes are out by then:
+        # clients refuse plain HTTP beyond loopback outside dev, test_web_tls.py).
         plain = f"http://127.0.0.1:{workers[0].web_port}/health"
         with pytest.raises(ConnectionError):
             urllib.request.urlopen(plain, timeout=5)

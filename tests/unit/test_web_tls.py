@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from privops.adapters import web_tls
-from privops.adapters.settings import Settings
+from privops.adapters.settings import Settings, get_settings
 from privops.adapters.web_tls import WebCertificates
 from privops.cli.main import app as cli
 from privops.cli.worker_http import unreachable
@@ -52,11 +52,44 @@ def test_a_certificate_needs_its_key_and_the_error_names_both(
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://host:6066", "https://host:6066/consent", "http://", "https://a b"]
+    ("url", "said"),
+    [
+        ("ftp://host:6066", "use http(s)://HOST:PORT"),
+        ("http://", "use http(s)://HOST:PORT"),
+        ("https://:6066", "use http(s)://HOST:PORT"),
+        ("https://a b:6066", "use http(s)://HOST:PORT"),
+        ("https://host:6066/consent", "no path, query or fragment"),
+        ("https://host:6066?x=1", "no path, query or fragment"),
+        ("https://host:0", "the port is not a number"),
+        ("https://host:notaport", "the port is not a number"),
+        ("https://dpo:s3cret@host:6066", "holds no user or password"),
+    ],
 )
-def test_a_web_url_is_scheme_host_and_port_only(tmp_path: Path, url: str) -> None:
-    with pytest.raises(ValueError, match="web_url"):
-        settings(tmp_path, web_url=url)
+def test_a_web_url_is_scheme_host_and_port_only(tmp_path: Path, url: str, said: str) -> None:
+    for name in ("web_url", "web_advertised_url"):
+        with pytest.raises(ValueError, match=name) as caught:
+            Settings.model_validate({"home": tmp_path, name: url})
+        assert said in str(caught.value)
+
+
+def test_a_url_with_a_password_is_refused_without_repeating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRIVOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("PRIVOPS_WEB_URL", "https://dpo:s3cret@host:6066")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="PRIVOPS_WEB_URL: a base URL holds no user") as e:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "s3cret" not in str(e.value)
+
+
+def test_a_blank_setting_is_unset_and_a_scheme_any_case(tmp_path: Path) -> None:
+    blank = settings(tmp_path, web_ca="", web_tls_cert=" ", web_tls_key="", web_url="")
+    assert (blank.web_ca, blank.web_tls_cert, blank.web_tls_key, blank.web_url) == (None,) * 4
+    assert settings(tmp_path, web_url="HTTPS://Host:6066/").web_url == "https://Host:6066"
 
 
 def test_the_api_url_says_https_once_the_worker_has_a_certificate(
@@ -65,10 +98,123 @@ def test_the_api_url_says_https_once_the_worker_has_a_certificate(
     assert web_tls.api_url(settings(tmp_path, web_port=7001)) == "http://127.0.0.1:7001"
     served = settings(tmp_path, web_port=7001, web_tls_cert=made.cert, web_tls_key=made.key)
     assert web_tls.api_url(served) == web_tls.own_url(served) == "https://127.0.0.1:7001"
+    # A client that has only the CA (another machine) speaks https too.
+    client = settings(tmp_path, web_host="privops.internal", web_ca=made.ca)
+    assert web_tls.api_url(client) == "https://privops.internal:6066"
     assert web_tls.own_url(settings(tmp_path, web_host="::1", web_port=7001)) == "http://[::1]:7001"
     elsewhere = settings(tmp_path, web_url="https://privops.internal:6066/")
     assert web_tls.api_url(elsewhere) == "https://privops.internal:6066"
     assert web_tls.own_url(elsewhere) == "http://127.0.0.1:6066"  # what other workers use
+    assert web_tls.api_url(elsewhere, "https://other:1/") == "https://other:1"
+
+
+def test_a_worker_listening_everywhere_advertises_its_own_name(
+    tmp_path: Path, made: WebCertificates
+) -> None:
+    tls = {"web_tls_cert": made.cert, "web_tls_key": made.key, "web_host": "0.0.0.0"}
+    assert web_tls.own_url(settings(tmp_path, **tls)) == "https://0.0.0.0:6066"
+    named = settings(tmp_path, **tls, web_advertised_url="https://worker-1.internal:6066")
+    assert web_tls.own_url(named) == "https://worker-1.internal:6066"
+    assert web_tls.local_url(named) == "https://127.0.0.1:6066"  # the demo's own worker
+    with pytest.raises(ValueError, match="a worker that serves TLS advertises https://"):
+        settings(tmp_path, **tls, web_advertised_url="http://worker-1.internal:6066")
+
+
+@pytest.mark.parametrize(
+    ("values", "url", "refused"),
+    [
+        (PROD, "http://privops.internal:6066", True),
+        (PROD, "http://10.0.0.5:6066", True),
+        (PROD, "http://127.0.0.1:6066", False),
+        (PROD, "http://localhost:6066", False),
+        (PROD, "https://privops.internal:6066", False),
+        ({**PROD, "web_plaintext": "allow"}, "http://privops.internal:6066", False),
+        ({}, "http://privops.internal:6066", False),  # dev
+    ],
+)
+def test_outside_dev_a_client_never_sends_its_password_over_plain_http_beyond_loopback(
+    tmp_path: Path, values: dict[str, object], url: str, refused: bool
+) -> None:
+    """An independent review (session 23): a connector given the worker's host and CA
+    but no URL spoke http:// to a TLS worker, its password on the wire before the
+    worker hung up."""
+    for given in ({"web_url": url}, {}):
+        cfg = settings(tmp_path, **values, **given)
+        explicit = None if given else url  # a --worker-url, a ConnectorRunner(worker_url=)
+        if refused:
+            with pytest.raises(ConfigError, match="in the clear"):
+                web_tls.api_url(cfg, explicit)
+        else:
+            assert web_tls.api_url(cfg, explicit) == url
+
+
+@pytest.mark.parametrize(
+    ("values", "owner", "refused"),
+    [
+        ({"tls": True}, "http://127.0.0.1:6067", "this worker serves TLS"),
+        ({"tls": True}, "https://127.0.0.1:6067", None),
+        (PROD, "http://10.0.0.6:6066", "plain HTTP beyond loopback"),
+        (PROD, "http://127.0.0.1:6067", None),
+        ({**PROD, "web_plaintext": "allow"}, "http://10.0.0.6:6066", None),
+        ({}, "http://10.0.0.6:6066", None),  # dev
+    ],
+)
+def test_a_worker_forwards_credentials_over_plain_http_only_where_a_client_may(
+    tmp_path: Path,
+    made: WebCertificates,
+    values: dict[str, object],
+    owner: str,
+    refused: str | None,
+) -> None:
+    values = dict(values)
+    if values.pop("tls", False):
+        values |= {"web_tls_cert": made.cert, "web_tls_key": made.key}
+    why = web_tls.forward_refused(settings(tmp_path, **values), owner)
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None
+        assert refused in why
+
+
+def test_the_served_address_is_checked_as_faust_will_use_it(
+    tmp_path: Path, made: WebCertificates
+) -> None:
+    """Faust's own WEB_BIND and NODE_CANONICAL_URL win over privops' settings."""
+    with pytest.raises(ConfigError, match=r"listens on 0\.0\.0\.0"):
+        check_web_tls(settings(tmp_path, **PROD), bind="0.0.0.0")
+    served = settings(tmp_path, web_tls_cert=made.cert, web_tls_key=made.key)
+    with pytest.raises(ConfigError, match="NODE_CANONICAL_URL"):
+        check_web_tls(served, advertised="http://127.0.0.1:6066")
+    check_web_tls(served, advertised="https://127.0.0.1:6066")
+
+
+def test_a_development_key_replaces_a_file_or_symlink_never_writes_through_it(
+    tmp_path: Path,
+) -> None:
+    """An independent review (session 23): the key was written through a symlink at its
+    path, and into an older file while it still had that file's mode."""
+    where = tmp_path / "tls"
+    where.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    (where / web_tls.KEY_FILE).symlink_to(victim)
+    (where / web_tls.CERT_FILE).write_text("old\n")
+    (where / web_tls.CERT_FILE).chmod(0o666)
+    made = web_tls.development_certificates(where, ["localhost"])
+    assert victim.read_text() == "kept\n"
+    assert not made.key.is_symlink()
+    assert made.key.stat().st_mode & 0o777 == 0o600
+    assert made.cert.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in where.iterdir()) == sorted(
+        [web_tls.CA_FILE, web_tls.CERT_FILE, web_tls.KEY_FILE]
+    )
+
+
+@pytest.mark.parametrize("host", ["", "-x", "a" * 64, "bad host", "x_y.example", "a..b"])
+def test_local_web_cert_refuses_a_name_a_certificate_cannot_hold(tmp_path: Path, host: str) -> None:
+    with pytest.raises(ConfigError, match="not a host name or an IP address"):
+        web_tls.development_certificates(tmp_path / "tls", [host])
 
 
 def test_a_key_that_is_not_the_certificates_is_named(tmp_path: Path, made: WebCertificates) -> None:
@@ -182,8 +328,6 @@ def test_local_web_cert_writes_and_prints_what_to_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PRIVOPS_HOME", str(tmp_path))
-    from privops.adapters.settings import get_settings
-
     get_settings.cache_clear()
     try:
         out = CliRunner().invoke(cli, ["local", "web-cert", "--host", "privops.internal", "--json"])
