@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,24 @@ async def test_an_owner_that_goes_away_mid_answer_is_a_503(
     assert "retry" in body["error"]
 
 
+@asynccontextmanager
+async def serving(
+    path: str,
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[URL]:
+    """A real aiohttp server on loopback answering GET ``path`` (HTTPS with ``tls``)."""
+    owner = web.Application()
+    owner.router.add_get(path, handler)
+    runner = web.AppRunner(owner)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
+    try:
+        yield URL(f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}")
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def tls_owner(tmp_path: Path) -> AsyncIterator[tuple[URL, WebCertificates, list[str]]]:
     """An owner serving HTTPS with a development certificate for 127.0.0.1; it answers
@@ -85,17 +105,8 @@ async def tls_owner(tmp_path: Path) -> AsyncIterator[tuple[URL, WebCertificates,
         seen.append(request.headers.get("Authorization", ""))
         return web.json_response({"subject": request.match_info["sid"], "tls": request.secure})
 
-    owner = web.Application()
-    owner.router.add_get("/consent/{sid}", consent)
-    runner = web.AppRunner(owner)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=web_tls.server_context(settings))
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield URL(f"https://127.0.0.1:{port}"), made, seen
-    finally:
-        await runner.cleanup()
+    async with serving("/consent/{sid}", consent, web_tls.server_context(settings)) as url:
+        yield url, made, seen
 
 
 async def forward(app: Any, monkeypatch: pytest.MonkeyPatch, owner: URL) -> Any:
@@ -143,16 +154,8 @@ async def owner_of_requests() -> AsyncIterator[tuple[URL, list[str]]]:
         asked.append(request.match_info["rid"])
         return web.json_response({"request_id": request.match_info["rid"], "state": "closed"})
 
-    owner = web.Application()
-    owner.router.add_get("/requests/{rid}", answer)
-    runner = web.AppRunner(owner)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield URL(f"http://127.0.0.1:{runner.addresses[0][1]}"), asked
-    finally:
-        await runner.cleanup()
+    async with serving("/requests/{rid}", answer) as url:
+        yield url, asked
 
 
 async def test_a_request_the_index_has_not_seen_is_answered_by_its_subjects_owner(
@@ -206,16 +209,8 @@ async def plain_owner() -> AsyncIterator[tuple[URL, list[str]]]:
             raise web.HTTPFound("/consent/S2")
         return web.json_response({"subject": request.match_info["sid"]})
 
-    owner = web.Application()
-    owner.router.add_get("/consent/{sid}", consent)
-    runner = web.AppRunner(owner)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield URL(f"http://127.0.0.1:{runner.addresses[0][1]}"), seen
-    finally:
-        await runner.cleanup()
+    async with serving("/consent/{sid}", consent) as url:
+        yield url, seen
 
 
 async def test_a_worker_serving_tls_never_forwards_credentials_over_plain_http(
