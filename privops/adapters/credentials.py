@@ -72,13 +72,17 @@ def password(path: Path, principal: str) -> str:
     return passwords[principal]
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, never visible half-written or world-readable."""
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write a file only its owner can read (or ``mode``), never visible half-written or
+    wider open: a new file renamed over ``path``, so a file or symlink there is replaced,
+    never written through."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)
+        if mode != 0o600:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -157,21 +157,26 @@ class Kafka(JvmProcess):
         # The SCRAM credentials go into the storage: the brokers authenticate each other
         # with them before any client could add one.
         scram = [f"{MECHANISM}=[name={user},password={pw}]" for user, pw in passwords.items()]
-        _run(
-            [
-                _java(),
-                "-cp",
-                self.classpath(),
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                self.cluster_id or cluster.new_cluster_id(),
-                "-c",
-                str(self.properties),
-                *(arg for entry in scram for arg in ("--add-scram", entry)),
-            ],
-            what=f"formatting {self.name} storage",
-        )
+        tool = [
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self.cluster_id or cluster.new_cluster_id(),
+            "-c",
+            str(self.properties),
+            *(arg for entry in scram for arg in ("--add-scram", entry)),
+        ]
+        # The tool and its arguments go in a java argument file (mode 0600, removed once
+        # read): on the command line, `ps` showed the passwords to anyone on the machine.
+        argfile = self.root / "format.args"
+        write_private(argfile, "".join(f"{java_argument(arg)}\n" for arg in tool))
+        try:
+            _run(
+                [_java(), "-cp", self.classpath(), f"@{argfile}"],
+                what=f"formatting {self.name} storage",
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
 
     def start(self, say: Say = quiet) -> bool:
         launched = super().start(say)
@@ -448,6 +453,12 @@ def brokers_seen(options: Mapping[str, Any], timeout: float = 3.0) -> int:
 
 def _java() -> str:
     return require_java()
+
+
+def java_argument(arg: str) -> str:
+    """``arg`` as one argument of a java ``@argfile``: quoted, its backslashes and quotes
+    escaped."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _run(cmd: list[str], *, what: str, cwd: Path | None = None) -> str:

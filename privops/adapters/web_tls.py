@@ -26,10 +26,8 @@ company's own PKI.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import ssl
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from privops.adapters.credentials import write_private
 from privops.adapters.settings import Settings
 from privops.core.errors import ConfigError
 
@@ -261,28 +260,10 @@ def development_certificates(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _replace(out.key, private)
-    _replace(out.cert, cert.public_bytes(serialization.Encoding.PEM))
-    _replace(out.ca, ca.public_bytes(serialization.Encoding.PEM))
+    write_private(out.key, private.decode())
+    write_private(out.cert, cert.public_bytes(serialization.Encoding.PEM).decode(), 0o644)
+    write_private(out.ca, ca.public_bytes(serialization.Encoding.PEM).decode(), 0o644)
     return out
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file (mode 0600) beside ``path``, then rename it over
-    ``path``: a file or symlink already there is replaced, never written through, and
-    nobody sees a half-written or wider-open file."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.name != KEY_FILE:
-            os.chmod(name, 0o644)  # certificates are public
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def _builder(

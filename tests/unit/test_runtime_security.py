@@ -317,3 +317,44 @@ def test_the_runtime_prints_a_principals_settings_and_refuses_unknown_ones(
 def test_a_connector_uses_only_groups_its_system_may(given: str | None, group: str) -> None:
     assert group_of(System.crm, given) == group
     assert allowed("system-crm", Operation.READ, Resource.GROUP, group)
+
+
+# --- the storage format step -----------------------------------------------------------------
+
+
+def test_formatting_storage_never_puts_a_password_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ps` shows every process's command line to anyone on the machine: the SCRAM
+    passwords go to the format tool in a java argument file (0600), removed after."""
+    settings = Settings(home=tmp_path)
+    node = runtime.Kafka(settings)
+    seen: list[tuple[list[str], str, int]] = []
+
+    def run(cmd: list[str], *, what: str, cwd: Path | None = None) -> str:
+        argfile = Path(cmd[-1].removeprefix("@"))
+        seen.append((cmd, argfile.read_text(), stat.S_IMODE(argfile.stat().st_mode)))
+        return ""
+
+    monkeypatch.setattr(runtime, "_run", run)
+    monkeypatch.setattr(runtime, "_java", lambda: "java")
+    node.prepare(lambda _message: None)
+    passwords = credentials.read_credentials(settings.kafka_credentials_file)
+    [(cmd, text, mode)] = seen
+    assert cmd[:3] == ["java", "-cp", node.classpath()]
+    assert cmd[3].startswith("@")
+    assert mode == 0o600
+    assert not any(pw in " ".join(cmd) for pw in passwords.values())
+    for principal, pw in passwords.items():
+        assert f'"SCRAM-SHA-512=[name={principal},password={pw}]"' in text
+    assert text.startswith('"kafka.tools.StorageTool"\n"format"\n')
+    assert not Path(cmd[3][1:]).exists()
+
+
+def test_a_java_argument_is_quoted_with_its_backslashes_and_quotes_escaped() -> None:
+    """The launcher's @argfile rules (checked against a JVM by hand: `java -cp . @file`
+    gave back each of these as written; the format step itself runs at every start of
+    the integration suite's secured runtime, whose clients then log in with them)."""
+    assert runtime.java_argument("a b") == '"a b"'
+    assert runtime.java_argument("back\\slash") == '"back\\\\slash"'
+    assert runtime.java_argument('q"uote') == '"q\\"uote"'
