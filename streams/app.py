@@ -193,7 +193,7 @@ def run_worker(loglevel: str = "info") -> None:
     from streams.startup import preflight
 
     collaborators()  # the data map, clock, schedule and keys: a bad data map stops here
-    lock = preflight(settings, settings.app_data_dir, Path(app.conf.tabledir))
+    lock = preflight(settings, settings.app_data_dir, Path(app.conf.tabledir), app.conf)
     from streams.io import serde
 
     ensure_topics()

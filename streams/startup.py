@@ -15,7 +15,8 @@ import logging
 import shutil
 import socket
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 from privops.adapters import web_tls
 from privops.adapters.kafka import cluster_id
@@ -39,7 +40,8 @@ def import_agents() -> None:
 
 
 def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         # As the web server binds (SO_REUSEADDR): closed connections of a worker that
         # just stopped do not count, a listening one does.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -103,9 +105,9 @@ def check_web_tls(settings: Settings, bind: str | None = None, advertised: str =
     """The API's certificate loads, and plain HTTP is served beyond loopback only where
     it may be (privops.adapters.web_tls): a ConfigError naming the setting otherwise.
 
-    ``bind`` and ``advertised`` are what Faust will listen on and give the group, once
-    the app is made (its WEB_BIND and NODE_CANONICAL_URL environment variables win over
-    privops' settings): checked again then."""
+    ``bind`` and ``advertised`` are what Faust will listen on and give the group (its
+    WEB_BIND and NODE_CANONICAL_URL environment variables win over privops' settings;
+    ``check_served`` passes them)."""
     bind = settings.web_host if bind is None else bind
     web_tls.server_context(settings)
     web_tls.client_context(settings)  # a worker forwarding to another trusts this
@@ -123,18 +125,36 @@ def check_web_tls(settings: Settings, bind: str | None = None, advertised: str =
             "in the clear (PRIVOPS_WEB_TLS_CERT, PRIVOPS_WEB_TLS_KEY)",
             bind,
         )
+    if advertised and web_tls.wildcard(urlsplit(advertised).hostname or ""):
+        log.warning(
+            "the worker gives the other workers of its group %s as its address: with more "
+            "than one worker, each must advertise its own (PRIVOPS_WEB_ADVERTISED_URL), or "
+            "questions about their subjects are answered 503",
+            advertised,
+        )
 
 
-def preflight(settings: Settings, data_dir: Path, tables_dir: Path) -> IO[str]:
-    """Every start-up check; returns the data-dir lock the worker must keep open."""
+def check_served(settings: Settings, conf: Any) -> None:
+    """What Faust will really listen on and give the group (``conf``: the app's
+    settings, where Faust's own WEB_BIND, WEB_PORT and NODE_CANONICAL_URL environment
+    variables win over privops'): checked as the settings would be, and the port free."""
+    if conf.web_port != settings.web_port:
+        raise ConfigError(
+            f"Faust's WEB_PORT={conf.web_port} in the environment overrides "
+            f"PRIVOPS_WEB_PORT={settings.web_port}, so the worker would listen on one port "
+            "and give the group the other: unset WEB_PORT"
+        )
+    check_web_tls(settings, conf.web_bind, str(conf.canonical_url))
+    check_port_free(conf.web_bind, conf.web_port)
+
+
+def preflight(settings: Settings, data_dir: Path, tables_dir: Path, conf: Any) -> IO[str]:
+    """Every start-up check; returns the data-dir lock the worker must keep open.
+    ``conf``: the Faust app's settings (``check_served``)."""
     check_kek(settings)
-    check_web_tls(settings)
-    check_port_free(settings.web_host, settings.web_port)
+    check_served(settings, conf)
     lock = lock_data_dir(data_dir)
     cluster = asyncio.run(cluster_id(settings.kafka_bootstrap))
     reconcile_cluster(data_dir, tables_dir, cluster)
     import_agents()
-    from streams.app import app  # made by the agents' import
-
-    check_web_tls(settings, app.conf.web_bind, str(app.conf.canonical_url))
     return lock

@@ -33,7 +33,11 @@ def _default_home() -> Path:
 class Settings(BaseSettings):
     """Every knob privops reads. Defaults are the embedded local runtime."""
 
-    model_config = SettingsConfigDict(env_prefix="PRIVOPS_", frozen=True, extra="ignore")
+    # Errors never quote what was given: a secret or a URL with a password in it would
+    # land in a traceback.
+    model_config = SettingsConfigDict(
+        env_prefix="PRIVOPS_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
@@ -310,9 +314,9 @@ def origin(url: str) -> str:
     """``url`` as scheme://host[:port] (http or https, lower-case scheme), or a
     ValueError saying what else it holds: user info would be printed in messages, and a
     path, query or fragment has no place in a base address."""
-    parts = urlsplit(url.strip())
-    if "@" in parts.netloc:  # checked first: no message repeats a password
+    if "@" in url:  # checked first: no message repeats a password (which may hold / ? #)
         raise ValueError("a base URL holds no user or password (the API asks for them)")
+    parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname or " " in parts.netloc:
         raise ValueError(f"{url!r}: use http(s)://HOST:PORT, e.g. https://privops.internal:6066")

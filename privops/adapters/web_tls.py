@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from privops.adapters.credentials import write_private
-from privops.adapters.settings import Settings
+from privops.adapters.settings import Settings, origin
 from privops.core.errors import ConfigError
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
@@ -92,10 +92,14 @@ def api_url(settings: Settings, explicit: str | None = None) -> str:
 
     A ``ConfigError`` where a client would send its password in the clear: outside dev,
     plain HTTP to anything but loopback needs ``PRIVOPS_WEB_PLAINTEXT=allow``."""
-    url = (explicit or settings.web_url or "").rstrip("/")
+    try:
+        url = origin(explicit) if explicit else settings.web_url
+    except ValueError as exc:
+        raise ConfigError(f"the worker's URL: {exc}") from None
     if not url:
         tls = settings.web_tls_cert is not None or settings.web_ca is not None
-        url = _url("https" if tls else "http", settings.web_host, settings.web_port)
+        host = "127.0.0.1" if wildcard(settings.web_host) else settings.web_host
+        url = _url("https" if tls else "http", host, settings.web_port)
     parts = urlsplit(url)
     if parts.scheme.lower() != "https" and not _plain_allowed(settings, parts.hostname or ""):
         raise ConfigError(
@@ -120,7 +124,7 @@ def own_url(settings: Settings) -> str:
 def local_url(settings: Settings) -> str:
     """The worker this process starts, on this machine (the demo's): its listening
     address, loopback for a wildcard one; https when it serves TLS."""
-    host = "127.0.0.1" if _unspecified(settings.web_host) else settings.web_host
+    host = "127.0.0.1" if wildcard(settings.web_host) else settings.web_host
     scheme = "https" if settings.web_tls_cert is not None else "http"
     return _url(scheme, host, settings.web_port)
 
@@ -187,8 +191,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _unspecified(host: str) -> bool:
-    """0.0.0.0 or :: (every interface)."""
+def wildcard(host: str) -> bool:
+    """0.0.0.0 or :: (every interface): a place to listen, not an address to reach."""
     try:
         return not host or ipaddress.ip_address(host).is_unspecified
     except ValueError:

@@ -21,6 +21,7 @@ from typing import TypeVar
 import typer
 from rich.table import Table
 
+from privops.adapters import web_tls
 from privops.adapters.settings import Settings
 from privops.cli.common import (
     EXIT_BAD_INPUT,
@@ -42,7 +43,7 @@ from privops.connectors.reference import (
 )
 from privops.connectors.reference import seed_stores as _seed_stores
 from privops.connectors.sdk import serve_metrics
-from privops.core.errors import RuntimeUnavailable
+from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.records import Task, TaskCompleted, TaskFailed, TaskResult, TaskRetained
 from privops.core.vocab import System
 from privops.tools.simulate import (
@@ -326,8 +327,11 @@ def simulate(
         except OSError as exc:
             fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
         say(f"connector metrics on http://127.0.0.1:{metrics_port}/metrics")
-    if worker_url is not None and not worker_url.startswith(("http://", "https://")):
-        fail(f"--worker-url {worker_url!r}: use http://HOST:PORT, e.g. http://127.0.0.1:6066")
+    if worker_url is not None:
+        try:  # as the connectors will take it: an origin, never a password in the clear
+            worker_url = web_tls.api_url(cfg, worker_url)
+        except ConfigError as exc:
+            fail(f"--worker-url: {exc}", EXIT_BAD_INPUT)
     run_async(
         lambda: _main(
             cfg,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -34,7 +34,7 @@ from privops.adapters.api_auth import api_auth
 from privops.adapters.avro import latest_schemas
 from privops.adapters.kek import KekProvider, KekWatch
 from privops.adapters.settings import Settings
-from privops.core.errors import PrivopsError, RuntimeUnavailable
+from privops.core.errors import ConfigError, PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import (
     MAIN_SCOPE,
     PREFIX,
@@ -141,7 +141,9 @@ class WorkerKeySource:
     (a partition moving between workers) is asked again for up to ``retry_seconds``.
     ``SubjectErased`` when the subject was erased: produce nothing about them.
     ``auth``: the caller's principal and password (``api_auth``), which the worker
-    checks with the broker; a refusal is a ``PrivopsError`` naming it.
+    checks with the broker; a refusal is a ``PrivopsError`` naming it. With ``auth``, a
+    plain ``http://`` address beyond loopback is a ``ConfigError`` unless
+    ``allow_plaintext``: build it with ``worker_keys``, which follows the settings.
     """
 
     def __init__(
@@ -156,9 +158,19 @@ class WorkerKeySource:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         verify: ssl.SSLContext | bool = True,
+        allow_plaintext: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        plain = parts.scheme.lower() != "https" and not web_tls.is_loopback(parts.hostname or "")
+        if auth is not None and plain and not allow_plaintext:
+            raise ConfigError(
+                f"privops' key service at {self.base_url} is plain HTTP beyond loopback: "
+                "the password would cross the network in the clear. Use https://, or "
+                "allow_plaintext=True where the network encrypts it (worker_keys applies "
+                "PRIVOPS_WEB_PLAINTEXT)"
+            )
         self.kek = kek
         self._http = httpx.Client(timeout=timeout, transport=transport, auth=auth, verify=verify)
         self._keys: _Expiring[str, DataKey] = _Expiring(cache_size, ttl_seconds, clock)
@@ -248,10 +260,11 @@ def worker_keys(
     ``WorkerKeySource`` (``retry_seconds``, ``ttl_seconds``, ...); it trusts
     ``PRIVOPS_WEB_CA`` (else the system's CA bundle) for an https API, and outside dev
     refuses a plain-HTTP one beyond loopback (``web_tls.api_url``: a ``ConfigError``)."""
+    url = web_tls.api_url(settings, base_url)  # PRIVOPS_WEB_PLAINTEXT applied here
+    options.setdefault("verify", web_tls.client_context(settings))
     kek = KekWatch(settings.kek_file, settings.env, say)
     auth = api_auth(settings, settings.kafka_principal or principal)
-    options.setdefault("verify", web_tls.client_context(settings))
-    return WorkerKeySource(web_tls.api_url(settings, base_url), kek, auth=auth, **options)
+    return WorkerKeySource(url, kek, auth=auth, allow_plaintext=True, **options)
 
 
 def _answer(answer: httpx.Response, base_url: str) -> Any:

@@ -243,3 +243,19 @@ async def test_a_redirect_from_the_owner_is_relayed_not_followed(
         await session.close()
     assert status == 302
     assert seen == ["Basic eA=="]  # asked once, at the owner's own address
+
+
+async def test_a_forwarded_request_question_finding_nothing_is_a_503_not_a_404(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sender forwarded because its copy names a subject of this worker's; this
+    worker has neither an index entry nor a copy (the partition moved on): retry, do not
+    tell the DPO the request does not exist (an independent review, session 23)."""
+    monkeypatch.setattr(http, "_authenticator", lambda: None)
+    forwarded = make_mocked_request("GET", "/requests/R-gone", headers={http.ROUTED_HEADER: "1"})
+    status, body = await http.request_view.get(Answers(), forwarded, "R-gone")
+    assert status == 503
+    assert "retry" in body["error"]
+    asked = make_mocked_request("GET", "/requests/R-gone")
+    status, _body = await http.request_view.get(Answers(), asked, "R-gone")
+    assert status == 404

@@ -438,6 +438,39 @@ def test_worker_unreachable(env: Callable[..., None], args: list[str]) -> None:
     assert "privops demo" in out.flat
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["request", "status", "REQ-AAAAAAAAAAAA"],
+        ["consent", "check", "C-1", "--purpose", "marketing", "--channel", "email"],
+        ["simulate", "--worker-url", "http://10.0.0.5:6066"],
+    ],
+)
+def test_outside_dev_the_cli_never_sends_its_password_over_plain_http_elsewhere(
+    env: Callable[..., None], args: list[str]
+) -> None:
+    """Refused before anything is sent (an independent review, session 23)."""
+    env(
+        env="prod",
+        pseudonym_key="a-real-pseudonym-key-0001",
+        audit_key="a-real-audit-key-0002",
+        web_url="http://10.0.0.5:6066",
+    )
+    out = run(*args)
+    assert out.code in (1, 2), out.output
+    assert "plain HTTP beyond loopback" in out.flat
+    assert "PRIVOPS_WEB_PLAINTEXT=allow" in out.flat
+
+
+def test_a_worker_url_with_a_password_is_refused_without_repeating_it(
+    env: Callable[..., None],
+) -> None:
+    out = run("simulate", "--worker-url", "https://dpo:pa/ss@10.0.0.5:6066")
+    assert out.code == 2, out.output
+    assert "holds no user or password" in out.flat
+    assert "pa/ss" not in out.output
+
+
 # --- against a fake worker ---
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from privops.adapters.kek import KekFile
+from privops.adapters.settings import Settings
 from privops.connectors.encryption import (
     RingKeySource,
     WorkerKeySource,
@@ -23,8 +25,9 @@ from privops.connectors.encryption import (
     key_record,
     personal_fields,
     task_identifiers,
+    worker_keys,
 )
-from privops.core.errors import PrivopsError, RuntimeUnavailable
+from privops.core.errors import ConfigError, PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import (
     MAIN_SCOPE,
     MalformedField,
@@ -434,7 +437,7 @@ def test_a_refused_caller_is_told_so_and_its_credentials_were_sent(status: int) 
         return httpx.Response(status, json={"error": "no", "reason": "principal 'x' may not"})
 
     keys = WorkerKeySource(
-        "http://w.test",
+        "https://w.test",
         kek_file(),
         auth=httpx.BasicAuth("system-crm", "pw"),
         transport=httpx.MockTransport(guard),
@@ -455,3 +458,29 @@ def test_a_scope_the_system_may_not_have_is_named_not_its_credentials() -> None:
     with pytest.raises(PrivopsError, match="system-crm has keys of scope main") as refused:
         keys.current_key(ANN, "retained:purchases:2032-03-31")
     assert "password" not in str(refused.value)
+
+
+def test_a_key_source_with_a_password_refuses_plain_http_beyond_loopback(
+    tmp_path: Path,
+) -> None:
+    """An independent review (session 23): an SDK user building the key source by hand
+    sent the system's password over http:// to another machine."""
+    auth = httpx.BasicAuth("system-crm", "pw")
+    with pytest.raises(ConfigError, match="in the clear"):
+        WorkerKeySource("http://10.0.0.5:6066", kek_file(), auth=auth)
+    for fine in ("https://10.0.0.5:6066", "http://127.0.0.1:6066", "http://localhost:6066"):
+        WorkerKeySource(fine, kek_file(), auth=auth).close()
+    WorkerKeySource("http://10.0.0.5:6066", kek_file(), auth=auth, allow_plaintext=True).close()
+    WorkerKeySource("http://10.0.0.5:6066", kek_file()).close()  # no password to send
+    # worker_keys follows the settings: outside dev, plain HTTP beyond loopback needs
+    # PRIVOPS_WEB_PLAINTEXT=allow.
+    prod = Settings(
+        env="prod",
+        pseudonym_key="a-real-pseudonym-key-0001",
+        audit_key="a-real-audit-key-0002",
+        home=tmp_path,
+    )
+    with pytest.raises(ConfigError, match="in the clear"):
+        worker_keys(prod, "http://10.0.0.5:6066", principal="system-crm")
+    with pytest.raises(ConfigError, match="in the clear"):
+        worker_keys(prod.model_copy(update={"web_host": "10.0.0.5"}), principal="system-crm")

@@ -9,6 +9,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from privops.adapters.web_tls import WebCertificates
 from privops.cli.main import app as cli
 from privops.cli.worker_http import unreachable
 from privops.core.errors import ConfigError
+from streams import startup
 from streams.startup import check_web_tls
 
 PROD = {
@@ -116,6 +118,8 @@ def test_a_worker_listening_everywhere_advertises_its_own_name(
     named = settings(tmp_path, **tls, web_advertised_url="https://worker-1.internal:6066")
     assert web_tls.own_url(named) == "https://worker-1.internal:6066"
     assert web_tls.local_url(named) == "https://127.0.0.1:6066"  # the demo's own worker
+    # A client beside a worker listening everywhere asks it on loopback.
+    assert web_tls.api_url(settings(tmp_path, web_host="0.0.0.0")) == "http://127.0.0.1:6066"
     with pytest.raises(ValueError, match="a worker that serves TLS advertises https://"):
         settings(tmp_path, **tls, web_advertised_url="http://worker-1.internal:6066")
 
@@ -362,3 +366,29 @@ async def test_the_cli_says_to_set_the_web_ca_when_the_certificate_is_refused(
         f"http://127.0.0.1:{https_server}", httpx.RemoteProtocolError("Server disconnected")
     )
     assert "start it with `privops worker`" in unreachable(base, httpx.ConnectError("refused"))
+
+
+def test_the_worker_checks_what_faust_will_serve_before_it_touches_its_data_or_kafka(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: WebCertificates
+) -> None:
+    """Faust's own WEB_BIND, WEB_PORT and NODE_CANONICAL_URL win over privops' settings:
+    the preflight checks the app's configuration, first (an independent review,
+    session 23: WEB_PORT made a worker listen on one port and advertise another)."""
+    touched: list[str] = []
+    monkeypatch.setattr(startup, "check_kek", lambda _settings: None)
+    monkeypatch.setattr(startup, "lock_data_dir", lambda _path: touched.append("data"))
+    monkeypatch.setattr(startup, "cluster_id", lambda _bootstrap: touched.append("kafka"))
+    prod = settings(tmp_path, **PROD)
+
+    def conf(bind: str, port: int, url: str) -> SimpleNamespace:
+        return SimpleNamespace(web_bind=bind, web_port=port, canonical_url=url)
+
+    everywhere = conf("0.0.0.0", 6066, "http://0.0.0.0:6066")
+    with pytest.raises(ConfigError, match=r"listens on 0\.0\.0\.0"):
+        startup.preflight(prod, tmp_path, tmp_path, everywhere)
+    with pytest.raises(ConfigError, match="WEB_PORT=7001"):
+        startup.preflight(prod, tmp_path, tmp_path, conf("127.0.0.1", 7001, "http://x:7001"))
+    served = settings(tmp_path, web_tls_cert=made.cert, web_tls_key=made.key)
+    with pytest.raises(ConfigError, match="NODE_CANONICAL_URL"):
+        startup.preflight(served, tmp_path, tmp_path, conf("127.0.0.1", 6066, "http://a:6066"))
+    assert touched == []
