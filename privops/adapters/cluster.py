@@ -28,7 +28,7 @@ STATE_FILE = "runtime.json"
 # copies than that buy nothing on one machine.
 MAX_REPLICATION = 3
 # What the local runtime can listen with (no TLS on loopback).
-SECURITY_PROTOCOLS = ("SASL_PLAINTEXT", "PLAINTEXT")
+SECURITY_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT")
 
 
 def replication_for(brokers: int) -> int:
@@ -126,10 +126,28 @@ def _first_address(bootstrap: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class Security:
     """What a secured node adds: SASL on every listener, the authorizer, and the password
-    the nodes authenticate to each other with as ``admin``."""
+    the nodes authenticate to each other with as ``admin``; with ``tls`` (SASL_SSL), the
+    client listener's certificate, key and CA (PEM texts)."""
 
     template: str
     admin_password: str
+    tls: BrokerTls | None = None
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    chain: str
+    key: str
+    ca: str
+
+
+TLS_DIR = "tls"
+KAFKA_TLS_PREFIX = "kafka"
+
+
+def kafka_ca(home: Path) -> Path:
+    """The CA of the local runtime's SASL_SSL listener (made at its first start)."""
+    return home / TLS_DIR / f"{KAFKA_TLS_PREFIX}-ca.pem"
 
 
 def render_properties(
@@ -138,13 +156,26 @@ def render_properties(
     """One node's server.properties from the shared template; open (PLAINTEXT, no
     authorizer) without ``security``."""
     replication = layout.replication_factor
-    secured = (
-        string.Template(security.template).substitute(admin_password=security.admin_password)
-        if security
-        else ""
-    )
+    listener = "PLAINTEXT"
+    secured = ""
+    if security:
+        listener = "SASL_SSL" if security.tls else "SASL_PLAINTEXT"
+        secured = string.Template(security.template).substitute(
+            admin_password=security.admin_password, listener_name=listener.lower()
+        )
+    if security and security.tls:
+        # PEM in the properties themselves (a PEM key file would need a key password).
+        secured += (
+            "\n# SASL_SSL: the client listener's certificate (the brokers trust its CA too,\n"
+            "# as clients of each other)\n"
+            "ssl.keystore.type=PEM\n"
+            f"ssl.keystore.certificate.chain={_property(security.tls.chain)}\n"
+            f"ssl.keystore.key={_property(security.tls.key)}\n"
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.certificates={_property(security.tls.ca)}\n"
+        )
     return string.Template(template).substitute(
-        listener="SASL_PLAINTEXT" if security else "PLAINTEXT",
+        listener=listener,
         controller_protocol="SASL_PLAINTEXT" if security else "PLAINTEXT",
         security=secured,
         node_id=node.node_id,
@@ -155,6 +186,11 @@ def render_properties(
         replication_factor=replication,
         min_insync_replicas=min_insync_for(replication),
     )
+
+
+def _property(text: str) -> str:
+    """A multi-line value as one line of a Java properties file."""
+    return text.strip().replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def parse_properties(text: str) -> dict[str, str]:

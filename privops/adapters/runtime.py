@@ -32,9 +32,9 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from privops.adapters import cluster
+from privops.adapters import cluster, dev_certs
 from privops.adapters.acls import ADMIN
-from privops.adapters.cluster import Layout, Node, Security
+from privops.adapters.cluster import BrokerTls, Layout, Node, Security
 from privops.adapters.credentials import MECHANISM, write_private
 from privops.adapters.probes import BrokerProbe
 from privops.adapters.processes import (
@@ -141,7 +141,7 @@ class Kafka(JvmProcess):
     def prepare(self, say: Say) -> None:
         passwords = passwords_for(self.settings, formatted=self.formatted_id() is not None)
         security = (
-            Security(SECURITY_TEMPLATE.read_text(), passwords[ADMIN])
+            Security(SECURITY_TEMPLATE.read_text(), passwords[ADMIN], broker_tls(self.settings))
             if is_secure(self.settings)
             else None
         )
@@ -384,7 +384,7 @@ def up(settings: Settings, say: Say = quiet, brokers: int | None = None) -> Layo
     if protocol not in cluster.SECURITY_PROTOCOLS:
         raise ConfigError(
             f"PRIVOPS_KAFKA_SECURITY_PROTOCOL={protocol}: the local runtime listens on "
-            f"loopback with {' or '.join(cluster.SECURITY_PROTOCOLS)} (no TLS)"
+            f"loopback with {', '.join(cluster.SECURITY_PROTOCOLS)}"
         )
     running = [p for p in _other_layouts(settings, layout) if p.pid() is not None]
     if running:
@@ -453,6 +453,21 @@ def brokers_seen(options: Mapping[str, Any], timeout: float = 3.0) -> int:
 
 def _java() -> str:
     return require_java()
+
+
+def broker_tls(settings: Settings) -> BrokerTls | None:
+    """The SASL_SSL listener's certificate for 127.0.0.1 and localhost, signed by a CA
+    made at the runtime's first SASL_SSL start (``cluster.kafka_ca``: what its clients
+    trust by default); None for another protocol. Kept across restarts: a client holds
+    the CA it connected with."""
+    if settings.kafka_security_protocol != "SASL_SSL":
+        return None
+    where = settings.home / cluster.TLS_DIR
+    prefix = cluster.KAFKA_TLS_PREFIX
+    ca, chain, key = (where / f"{prefix}{end}" for end in ("-ca.pem", ".pem", "-key.pem"))
+    if not (ca.exists() and chain.exists() and key.exists()):
+        dev_certs.development_certificates(where, ["127.0.0.1", "localhost"], prefix=prefix)
+    return BrokerTls(chain.read_text(), key.read_text(), ca.read_text())
 
 
 def java_argument(arg: str) -> str:

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from privops.adapters import acls
+from aiokafka.helpers import create_ssl_context
+
+from privops.adapters import acls, cluster
 from privops.adapters.acls import ADMIN
 from privops.adapters.cluster import Layout
 from privops.adapters.credentials import MECHANISM, ensure_credentials, read_credentials
 from privops.adapters.processes import Say
 from privops.adapters.settings import Settings
 from privops.core.errors import ConfigError
-
-SECURE = "SASL_PLAINTEXT"
 
 
 def is_secure(settings: Settings) -> bool:
@@ -54,12 +54,16 @@ def admin_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
     options: dict[str, Any] = {"bootstrap_servers": bootstrap}
     if not is_secure(settings):
         return options
-    return options | {
-        "security_protocol": SECURE,
+    options |= {
+        "security_protocol": settings.kafka_security_protocol,
         "sasl_mechanism": MECHANISM,
         "sasl_plain_username": ADMIN,
         "sasl_plain_password": read_credentials(settings.kafka_credentials_file)[ADMIN],
     }
+    if settings.kafka_security_protocol == "SASL_SSL":
+        cafile = settings.kafka_ssl_cafile or cluster.kafka_ca(settings.home)
+        options["ssl_context"] = create_ssl_context(cafile=str(cafile))
+    return options
 
 
 def grant_acls(settings: Settings, layout: Layout, say: Say) -> None:
@@ -81,6 +85,8 @@ def client_settings(settings: Settings, principal: str) -> dict[str, str]:
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
     }
+    if settings.kafka_security_protocol == "SASL_SSL":
+        out["ssl_cafile"] = str(settings.kafka_ssl_cafile or cluster.kafka_ca(settings.home))
     if not is_secure(settings):
         return out
     passwords = read_credentials(settings.kafka_credentials_file)

@@ -233,14 +233,18 @@ class Settings(BaseSettings):
     @classmethod
     def _local_cluster_defaults(cls, data: Any) -> Any:
         """After `privops local up --brokers 3`, clients know all three brokers and give
-        topics three replicas, unless PRIVOPS_KAFKA_BOOTSTRAP / _REPLICATION_FACTOR say."""
+        topics three replicas, unless PRIVOPS_KAFKA_BOOTSTRAP / _REPLICATION_FACTOR say;
+        they speak the protocol it was started with, trusting its CA for SASL_SSL."""
         if isinstance(data, dict):
-            state = cluster.read_state(Path(data.get("home") or _default_home()).expanduser())
+            home = Path(data.get("home") or _default_home()).expanduser()
+            state = cluster.read_state(home)
             if state is not None:
                 if state.brokers > 1:
                     data.setdefault("kafka_bootstrap", state.bootstrap)
                 if state.security_protocol is not None:
                     data.setdefault("kafka_security_protocol", state.security_protocol)
+                if state.security_protocol == "SASL_SSL":  # its listener's development CA
+                    data.setdefault("kafka_ssl_cafile", cluster.kafka_ca(home))
                 data.setdefault("replication_factor", cluster.replication_for(state.brokers))
         return data
 

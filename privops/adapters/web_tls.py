@@ -26,25 +26,19 @@ company's own PKI.
 from __future__ import annotations
 
 import ipaddress
-import re
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from privops.adapters.credentials import write_private
+from privops.adapters import dev_certs
+from privops.adapters.dev_certs import Certificates
 from privops.adapters.settings import Settings, origin
 from privops.core.errors import ConfigError
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 CA_FILE, CERT_FILE, KEY_FILE = "web-ca.pem", "web.pem", "web-key.pem"
+WebCertificates = Certificates
 
 
 def server_context(settings: Settings) -> ssl.SSLContext | None:
@@ -213,108 +207,9 @@ def _readable(name: str, path: Path) -> None:
         raise ConfigError(f"{name}: cannot read {path} ({exc.strerror or exc})") from exc
 
 
-@dataclass(frozen=True)
-class WebCertificates:
-    """Where ``development_certificates`` wrote: the CA the clients trust, and the
-    worker's certificate and private key."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
 def development_certificates(
-    directory: Path, hosts: Sequence[str], *, days: int = 365, now: datetime | None = None
-) -> WebCertificates:
-    """A new throwaway CA and a server certificate it signed for ``hosts`` (names or IP
-    addresses), written to ``directory`` (the key mode 0600). The CA's own private key
-    is never written: it cannot sign anything else."""
-    if not hosts:
-        raise ConfigError("a web certificate needs at least one host name or address")
-    names = [_san(h) for h in hosts]  # a ConfigError for one that is neither
-    now = now or datetime.now(UTC)
-    valid = (now - timedelta(minutes=5), now + timedelta(days=days))
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "privops development web CA")])
-    ca = (
-        _builder(ca_name, ca_name, ca_key.public_key(), valid)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    # Clients check the names in the subject alternative names, not the common name.
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "privops worker API")])
-    cert = (
-        _builder(subject, ca_name, key.public_key(), valid)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    out = WebCertificates(directory / CA_FILE, directory / CERT_FILE, directory / KEY_FILE)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    write_private(out.key, private.decode())
-    write_private(out.cert, cert.public_bytes(serialization.Encoding.PEM).decode(), 0o644)
-    write_private(out.ca, ca.public_bytes(serialization.Encoding.PEM).decode(), 0o644)
-    return out
-
-
-def _builder(
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    valid: tuple[datetime, datetime],
-) -> x509.CertificateBuilder:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
-_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
-
-
-def _san(host: str) -> x509.GeneralName:
-    """A host as a certificate names it: an IP address, or a DNS name."""
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if not _DNS_NAME.fullmatch(host):
-        raise ConfigError(
-            f"--host {host!r}: not a host name or an IP address (letters, digits, hyphens "
-            "and dots; e.g. privops.internal or 10.0.0.5)"
-        )
-    return x509.DNSName(host)
+    directory: Path, hosts: Sequence[str], *, days: int = 365
+) -> Certificates:
+    """A throwaway CA and a certificate for the worker's API (`privops local web-cert`):
+    ``dev_certs.development_certificates`` named web-ca.pem, web.pem, web-key.pem."""
+    return dev_certs.development_certificates(directory, hosts, prefix="web", days=days)

@@ -103,6 +103,8 @@ def credentials(
         f"bootstrap.servers={found['bootstrap_servers']}",
         f"security.protocol={found['security_protocol']}",
     ]
+    if "ssl_cafile" in found:
+        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={found['ssl_cafile']}"]
     if "password" in found:
         lines += [
             f"sasl.mechanism={found['sasl_mechanism']}",

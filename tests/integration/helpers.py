@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
 import sqlite3
 import ssl
 import time
@@ -11,15 +13,17 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from privops.adapters import runtime
 from privops.adapters.acls import ADMIN, DPO, system_principal, writer_of
 from privops.adapters.api_auth import api_auth
 from privops.adapters.kafka import Consumed, client_options, producer, read_all
@@ -260,3 +264,31 @@ class Subject:
             **fields,
         )
         return (f"{system.value}.events", self.id, record)
+
+
+@contextlib.contextmanager
+def fresh(kafka: runtime.Component, home: Path) -> Iterator[None]:
+    """``kafka`` (the local runtime's code, on ports of its own beside the session's
+    broker) started afresh under ``home``, and stopped at the end (its logs stay)."""
+    kafka.stop(print)  # a previous run's leftovers, found by their pid files
+    shutil.rmtree(home, ignore_errors=True)
+    try:
+        kafka.start(print)
+        yield
+    finally:
+        kafka.stop(print)
+
+
+@contextlib.contextmanager
+def own_node(home: Path, broker_port: int, protocol: str) -> Iterator[Settings]:
+    """A single node (`runtime.Kafka`) on ``broker_port`` (its controller one above)
+    listening with ``protocol``, its settings (``fresh``)."""
+    settings = Settings(
+        home=home,
+        kafka_bootstrap=f"127.0.0.1:{broker_port}",
+        kafka_controller_port=broker_port + 1,
+        kafka_security_protocol=protocol,
+        replication_factor=1,
+    )
+    with fresh(runtime.Kafka(settings), home):
+        yield settings

@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,30 +21,12 @@ from privops.adapters import kek as kekfile
 from privops.adapters import web_tls
 from privops.adapters.key_topic import subject_partition
 from privops.adapters.settings import Settings
-from privops.core import records as r
-from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import http_json, key_service, produce, wait_for
-from tests.integration.test_scale_out import group_env, partitions
+from tests.integration.test_scale_out import consent, group_env, partitions
 
 pytestmark = pytest.mark.integration
 CHECK = [sys.executable, "-m", "privops.cli.main", "consent", "check"]
-
-
-def given(subject_id: str) -> tuple[str, str, r.Record]:
-    return (
-        "marketing.events",
-        subject_id,
-        r.ConsentGiven(
-            event_id=f"{subject_id}-given",
-            occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
-            source=System.marketing,
-            subject_id=subject_id,
-            identifiers=r.Identifiers(customer_id=subject_id),
-            purpose=Purpose.marketing,
-            channel=Channel.sms,
-        ),
-    )
 
 
 def allowed(worker: WorkerProcess, subject_id: str) -> bool:
@@ -94,7 +75,7 @@ def test_two_workers_serve_and_forward_over_tls(
         # Each worker is asked about subjects only the other owns: forwarded over HTTPS.
         for mine, theirs in ((owned[0], owned[1]), (owned[1], owned[0])):
             assert {subject_partition(s, n) for s in subjects} & theirs, (mine, theirs)
-        produce(local_runtime, [given(s) for s in subjects])
+        produce(local_runtime, [consent(s, 1, given=True) for s in subjects])
         wait_for(
             "every consent, asked of both workers",
             lambda: all(allowed(w, s) for w in workers for s in subjects),

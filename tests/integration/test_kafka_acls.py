@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,6 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from privops.adapters import runtime
 from privops.adapters.acls import DPO, WORKER, connector_group, system_principal
 from privops.adapters.kafka import client_options, create_topics, producer
 from privops.adapters.settings import Settings
@@ -45,6 +43,7 @@ from privops.core.topics import (
 )
 from privops.core.vocab import System
 from tests.conftest import REPO, port
+from tests.integration.helpers import own_node
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +59,9 @@ MARKETING = system_principal(System.marketing)
 
 @pytest.fixture(scope="module")
 def secured(runtime_installed: None) -> Iterator[Settings]:
-    settings = Settings(
-        home=HOME,
-        kafka_bootstrap=ENV["PRIVOPS_KAFKA_BOOTSTRAP"],
-        kafka_controller_port=BROKER_PORT + 1,
-        kafka_security_protocol="SASL_PLAINTEXT",
-        replication_factor=1,
-    )
-    kafka = runtime.Kafka(settings)
-    kafka.stop(print)  # a previous run's leftovers, found by its pid file
-    shutil.rmtree(HOME, ignore_errors=True)
-    try:
-        kafka.start(print)
+    with own_node(HOME, BROKER_PORT, "SASL_PLAINTEXT") as settings:
         asyncio.run(create_topics(client_options(settings, WORKER), catalogue(1)))
         yield settings
-    finally:
-        kafka.stop(print)  # logs stay under HOME for post-mortems
 
 
 def credentials_of(principal: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import tempfile
 import time
@@ -41,7 +40,7 @@ from privops.connectors.reference import seed_customers
 from privops.core.topics import COMMANDS, TopicSpec, catalogue
 from privops.core.vocab import System
 from tests.conftest import WorkerProcess, port, start_worker
-from tests.integration.helpers import executions, produce, wait_for
+from tests.integration.helpers import executions, fresh, produce, wait_for
 from tests.integration.test_request_flow import cli, customer_events, request, simulate, stop
 from tests.integration.test_scale_out import consent, decision
 
@@ -70,13 +69,8 @@ def three_brokers(runtime_installed: None) -> Iterator[runtime.KafkaCluster]:
         replication_factor=3,
     )
     kafka = runtime.KafkaCluster(settings, runtime.layout_of(settings, 3))
-    kafka.stop(print)  # a previous run's leftovers, found by their pid files
-    shutil.rmtree(HOME, ignore_errors=True)
-    try:
-        kafka.start(print)
+    with fresh(kafka, HOME):
         yield kafka
-    finally:
-        kafka.stop(print)  # logs stay under HOME for post-mortems
 
 
 @dataclass

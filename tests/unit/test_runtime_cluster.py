@@ -178,3 +178,37 @@ def test_cluster_ids_are_what_kafka_storage_tool_accepts() -> None:
         assert len(text) == 22
         assert not text.startswith("-")
         assert len(base64.urlsafe_b64decode(text + "==")) == 16
+
+
+def test_a_sasl_ssl_node_serves_its_development_certificate_and_clients_trust_its_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PRIVOPS_KAFKA_SECURITY_PROTOCOL=SASL_SSL privops local up`: the client listener
+    speaks SASL_SSL with a certificate for loopback, its PEM in the properties on one
+    line each (a PEM key file would need a key password); the CA is made once per home,
+    and every client of that home trusts it unless told otherwise."""
+    monkeypatch.delenv("PRIVOPS_KAFKA_SECURITY_PROTOCOL", raising=False)
+    monkeypatch.delenv("PRIVOPS_KAFKA_SSL_CAFILE", raising=False)
+    settings = Settings(home=tmp_path, kafka_security_protocol="SASL_SSL")
+    tls = runtime.broker_tls(settings)
+    assert tls is not None
+    assert runtime.broker_tls(settings) == tls  # kept: a client holds the CA it has
+    assert tls.ca == cluster.kafka_ca(tmp_path).read_text()
+    layout = cluster.plan("127.0.0.1:19092", 19093, 1, 10)
+    security = cluster.Security(runtime.SECURITY_TEMPLATE.read_text(), "admin-pw", tls)
+    text = cluster.render_properties(
+        runtime.KAFKA_TEMPLATE.read_text(), layout, layout.nodes[0], tmp_path, security
+    )
+    p = cluster.parse_properties(text)
+    assert p["listeners"] == "SASL_SSL://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert p["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT"
+    assert "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config" in p
+    assert p["ssl.keystore.type"] == p["ssl.truststore.type"] == "PEM"
+    assert p["ssl.keystore.key"].startswith("-----BEGIN PRIVATE KEY-----\\n")
+    assert p["ssl.truststore.certificates"] == tls.ca.strip().replace("\n", "\\n")
+    assert "BEGIN PRIVATE KEY" not in tls.chain + tls.ca
+    assert runtime.broker_tls(Settings(home=tmp_path)) is None  # SASL_PLAINTEXT
+    cluster.write_state(tmp_path, layout, "SASL_SSL")
+    client = Settings(home=tmp_path)
+    assert client.kafka_security_protocol == "SASL_SSL"
+    assert client.kafka_ssl_cafile == cluster.kafka_ca(tmp_path)
