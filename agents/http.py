@@ -193,9 +193,9 @@ class SubjectKeys(View):
         if forwarded is not None:
             return forwarded
         scope = request.query.get("scope") or MAIN_SCOPE
+        if (denied := await _scope_refused(self, request, scope)) is not None:
+            return denied
         try:
-            if (denied := await _scope_refused(self, request, subject_id, scope)) is not None:
-                return denied
             record = await keystore.key_store().get_or_create(subject_id, scope, erased=_erased)
         except SubjectErased as exc:
             return self.json({"error": "subject erased", "reason": str(exc)}, status=410)
@@ -221,22 +221,14 @@ class SubjectKeys(View):
         return self.json({"subject_id": subject_id, "keys": [key_json(r) for r in records]})
 
 
-async def _scope_refused(
-    view: View, request: Request, subject_id: str, scope: str
-) -> Response | None:
-    """403 if the caller is a system asking for a key of a scope it may not have made:
-    only ``main`` or a retained scope of a category the data map says it holds
-    (``shredding.system_may_ask``: a retained key outlives an erasure while its category
-    is kept, so one a system made up, ``retained:contact:9999-12-31``, or of another
-    system's category, would keep its data). A key of another scope that exists is
-    answered: privops seals a task under the subject's storage scope after an erasure
-    (``shredding.storage_scope``, e.g. ``retained:purchases:<date>``), and the system
-    seals its answer under the same (session 23: refusing it left every access request
-    after a partial erasure unanswered; GET lists the existing keys anyway). The worker
-    and the DPO ask for any. 503 if the caller cannot be checked now; it was proven
-    already (``refused``; remembered a while). On a PLAINTEXT runtime no principal is
-    proven, and any caller asks for any scope. ``ValueError`` for a bad subject id or
-    scope, ``RuntimeUnavailable`` when the key store cannot answer."""
+async def _scope_refused(view: View, request: Request, scope: str) -> Response | None:
+    """403 if the caller is a system asking for a key of a scope it may not have: only
+    ``main`` or a retained scope of a category the data map says it holds
+    (``shredding.system_may_ask``), made or not (a retained key outlives an erasure
+    while its category is kept: another system's purchases key would keep crm's data
+    six years). The worker and the DPO ask for any. 503 if the caller cannot be checked
+    now; it was proven already (``refused``; remembered a while). On a PLAINTEXT
+    runtime no principal is proven, and any caller asks for any scope."""
     authenticator = _authenticator()
     if authenticator is None:
         return None
@@ -249,12 +241,10 @@ async def _scope_refused(
     spec = collaborators().datamap.systems.get(system) if system is not None else None
     if system is None or system_may_ask(scope, spec.categories if spec else ()):
         return None
-    if await keystore.key_store().existing(subject_id, scope) is not None:
-        return None
-    log.warning("HTTP API: principal %s may not have a key of scope %r made", principal, scope)
+    log.warning("HTTP API: principal %s may not have a key of scope %r", principal, scope)
     reason = (
-        f"{principal} has keys made of scope main, or retained:<category>:<date> of a "
-        f"category the data map says it holds; not {scope!r}"
+        f"{principal} has keys of scope main, or retained:<category>:<date> of a category "
+        f"the data map says it holds; not {scope!r}"
     )
     return view.json({"error": "scope not allowed", "reason": reason}, status=403)
 

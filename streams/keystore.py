@@ -417,13 +417,6 @@ class KeyStore:
         await self.ensure_caught_up(partition)
         return self.ring(partition).records(subject_id)
 
-    async def existing(self, subject_id: str, scope: str) -> SubjectKey | None:
-        """The subject's current key record of ``scope`` if one is stored (none made)."""
-        check_scope(scope)
-        partition = self.partition_of(check_subject_id(subject_id))
-        await self.ensure_caught_up(partition)
-        return self.ring(partition).current_record(subject_id, scope)
-
     async def get_or_create(
         self,
         subject_id: str,

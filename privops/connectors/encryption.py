@@ -71,6 +71,27 @@ class KeySource(Protocol):
         ...
 
 
+class SameKey:
+    """A ``KeySource`` whose current key is the one key ``key_id`` names, read through
+    ``keys`` (never made): what a system seals its answer to a task under, the key the
+    task came sealed under. ``SubjectErased`` once that key is shredded."""
+
+    def __init__(self, keys: KeySource, key_id: str) -> None:
+        self._keys = keys
+        self._key_id = key_id
+
+    def current_key(self, subject_id: str, scope: str) -> DataKey:
+        if split_key_id(self._key_id)[:2] != (subject_id, scope):
+            raise ValueError(f"the task's key is not of this subject's {scope} scope")
+        key = self._keys.key(self._key_id)
+        if key is None:
+            raise SubjectErased("the key the task was sealed under is shredded")
+        return key
+
+    def key(self, key_id: str) -> DataKey | None:
+        return self._keys.key(key_id)
+
+
 class RingKeySource:
     """Keys from a ring that follows ``privacy.subject-keys``; ``create`` asks for new ones.
 

@@ -17,7 +17,7 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
 - Keys (docs/crypto-shredding.md): a task's personal fields (``identifiers{}``, a
   Rectify's ``changes{}``) arrive encrypted under the subject's key; the runner opens them
   through its ``KeySource`` before the connector sees the task, and encrypts the personal
-  fields of the answer (an export's location) under the same scope. A task under a key an
+  fields of the answer (an export's location) under the same key. A task under a key an
   erasure destroyed (a stale re-send), or whose ciphertext does not authenticate, is
   skipped with a metric and committed, never executed; a key that cannot be had now (the
   key service unreachable or busy) is retried like a ``TransientError``, then answered
@@ -45,6 +45,7 @@ from privops.adapters.settings import Settings
 from privops.connectors.base import NO_ANSWER, Answer, Connector, TransientError
 from privops.connectors.encryption import (
     KeySource,
+    SameKey,
     WorkerKeySource,
     decrypt_record,
     encrypt_record,
@@ -295,11 +296,11 @@ class ConnectorRunner:
         stored = ledger.get(task.task_id)
         opened = task
         try:
-            opened, scope = await self._open(task)
+            opened, sealed_with = await self._open(task)
             if stored is None:
-                result, outcome = await self._answer(opened, scope, ledger)
+                result, outcome = await self._answer(opened, sealed_with, ledger)
             else:
-                result, outcome = await self._replay(opened, scope, stored)
+                result, outcome = await self._replay(opened, sealed_with, stored)
         except KeysUnavailable as exc:
             log.warning(
                 "task %s (%s) attempt %d: %s; answered retryable",
@@ -312,24 +313,32 @@ class ConnectorRunner:
             return opened, answer.result(task, self.clock()), answer.label, False
         return opened, result, outcome, stored is not None
 
-    async def _open(self, task: Task) -> tuple[Task, str]:
-        """The task with its personal fields in plaintext, and the scope of the key they
-        were encrypted under (``main`` for a task in plaintext, from an older worker)."""
+    async def _open(self, task: Task) -> tuple[Task, str | None]:
+        """The task with its personal fields in plaintext, and the id of the key they were
+        encrypted under (None for a task in plaintext, from an older worker)."""
         key_ids = sealed_key_ids(task)  # malformed, or another subject's: before any lookup
         if not key_ids:
-            return task, MAIN_SCOPE
+            return task, None
         keys = self.keys
         opened = await self._with_keys(
             task, lambda: decrypt_record(task, keys, legacy_plaintext=True)
         )
-        return opened, scope_of(key_ids)
+        return opened, key_ids[0]
 
-    async def _seal(self, task: Task, scope: str, result: TaskResult | None) -> TaskResult | None:
+    async def _seal(
+        self, task: Task, sealed_with: str | None, result: TaskResult | None
+    ) -> TaskResult | None:
         """``result`` with its personal fields (an export's location) encrypted under the
-        subject's key of ``scope``; as it is when it has none to encrypt (no key asked)."""
+        very key the task was sealed under (``main`` for a task in plaintext); as it is
+        when it has none to encrypt (no key asked). That key is read, never asked for:
+        after an erasure privops seals its tasks under the subject's storage scope (a
+        retained category's key, perhaps not the system's own), and the key service
+        makes no key for an erased subject (session 23: an access request after a
+        partial erasure was never answered)."""
         if result is None or not plaintext_fields(result):
             return result
-        keys = self.keys
+        keys: KeySource = self.keys if sealed_with is None else SameKey(self.keys, sealed_with)
+        scope = MAIN_SCOPE if sealed_with is None else scope_of([sealed_with])
         return await self._with_keys(
             task, lambda: encrypt_record(result, keys, subject_id=task.subject_id, scope=scope)
         )
@@ -361,7 +370,7 @@ class ConnectorRunner:
         raise AssertionError("unreachable: the last delay is None")
 
     async def _replay(
-        self, task: Task, scope: str, stored: TaskResult
+        self, task: Task, sealed_with: str | None, stored: TaskResult
     ) -> tuple[TaskResult | None, str]:
         """The ledger's answer again, as an answer to this delivery (encrypted if it was
         kept in plaintext, by a runner from before encryption)."""
@@ -369,17 +378,17 @@ class ConnectorRunner:
         DUPLICATES.labels(self.system).inc()
         log.info("task %s (%s) already answered: re-sending %s", task.task_id, task.action, outcome)
         result = stored.model_copy(update={"attempt": task.attempt, "answered_at": self.clock()})
-        return await self._seal(task, scope, result), outcome
+        return await self._seal(task, sealed_with, result), outcome
 
     async def _answer(
-        self, task: Task, scope: str, ledger: Ledger
+        self, task: Task, sealed_with: str | None, ledger: Ledger
     ) -> tuple[TaskResult | None, str]:
         """Execute the task; encrypt the answer, keep it first if it is final (then
         publish, then commit). Kept encrypted: the ledger forgets with the key."""
         started = time.monotonic()
         answer = await self._execute(task)
         TASK_SECONDS.labels(self.system, str(task.action)).observe(time.monotonic() - started)
-        result = await self._seal(task, scope, answer.result(task, self.clock()))
+        result = await self._seal(task, sealed_with, answer.result(task, self.clock()))
         if result is not None and answer.final:
             ledger.put(task, answer.label, result)
         log.info(

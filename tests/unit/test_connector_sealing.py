@@ -46,6 +46,7 @@ from privops.connectors.reference import (
 from privops.core import records as r
 from privops.core.fieldcrypt import (
     MAIN_SCOPE,
+    DataKey,
     MalformedField,
     TamperedField,
     is_encrypted,
@@ -95,6 +96,21 @@ class KeyService:
         for key_id, record in self.topic:
             ring.apply(key_id, record)
         return RingKeySource(ring, self)
+
+
+class AskingKeys:
+    """As ``WorkerKeySource`` does: a current key is asked of the key service each time
+    (POST), a key by id read from what is stored (GET)."""
+
+    def __init__(self, service: KeyService) -> None:
+        self.service = service
+        self.stored = service.reader()
+
+    def current_key(self, subject_id: str, scope: str) -> DataKey:
+        return unwrap(self.service(subject_id, scope), KEK)
+
+    def key(self, key_id: str) -> DataKey | None:
+        return self.stored.key(key_id)
 
 
 class _Serde:
@@ -349,6 +365,36 @@ async def test_an_export_location_goes_out_encrypted_under_the_tasks_scope(
     # The ledger keeps it encrypted: the system's copy forgets with the key.
     stored = ledger.get(plain.task_id)
     assert stored == result
+
+
+async def test_after_a_partial_erasure_an_answer_is_sealed_under_the_tasks_own_key(
+    tmp_path: Path, people: list[FakeCustomer], service: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an erasure that keeps purchases, privops seals the tasks it still sends (an
+    access request's export to crm) under the subject's storage scope, a purchases key
+    crm may not have made, and the key service makes (410) nothing for the erased
+    subject: the runner seals the answer under the task's own key, read by id (session
+    23: it asked for that scope's current key, was refused, and the access request was
+    never answered)."""
+    customer = people[0]
+    plain = task(r.Export, customer, System.crm)
+    sealed = encrypt_record(plain, service.reader(), scope=RETAINED)
+    service.erased.add(customer.subject_id)  # main shredded; the retained key kept
+    connector = Seen(tmp_path / "systems")
+    ledger = Ledger(tmp_path / "l.db")
+
+    keys = AskingKeys(service)
+    serde, _ = await deliver(runner_for(connector, keys), ledger, sealed, monkeypatch)
+
+    assert connector.tasks == [plain]
+    (result,) = serde.encoded
+    assert isinstance(result, r.TaskCompleted), result
+    assert result.export is not None
+    key_id, _ = parse_field(result.export.location)
+    assert [key_id] == sealed_key_ids(sealed)
+    opened = decrypt_record(result, service.reader(), subject_id=customer.subject_id)
+    assert opened.export is not None
+    assert "/crm/" in opened.export.location
 
 
 async def test_a_plaintext_export_task_is_answered_under_the_subjects_main_key(
