@@ -81,6 +81,8 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)
+            out.flush()
+            os.fsync(out.fileno())  # never an empty key file after a power cut
         if mode != 0o600:
             os.chmod(tmp, mode)
         os.replace(tmp, path)

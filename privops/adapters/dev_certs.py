@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -29,6 +30,35 @@ class Certificates:
     ca: Path
     cert: Path
     key: Path
+
+
+def files(directory: Path, prefix: str) -> Certificates:
+    """Where ``development_certificates`` writes a set named ``prefix``."""
+    return Certificates(
+        directory / f"{prefix}-ca.pem", directory / f"{prefix}.pem", directory / f"{prefix}-key.pem"
+    )
+
+
+def usable(
+    directory: Path, prefix: str, hosts: Sequence[str], *, margin: timedelta = timedelta(days=1)
+) -> Certificates | None:
+    """The set named ``prefix`` in ``directory`` if it is whole and still good: the key
+    is the certificate's, the CA signed it, it names every one of ``hosts`` and lasts
+    ``margin`` more; else None (make a new one)."""
+    found = files(directory, prefix)
+    try:
+        ca = x509.load_pem_x509_certificate(found.ca.read_bytes())
+        cert = x509.load_pem_x509_certificate(found.cert.read_bytes())
+        key = serialization.load_pem_private_key(found.key.read_bytes(), password=None)
+        cert.verify_directly_issued_by(ca)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
+        return None
+    if key.public_key() != cert.public_key():
+        return None
+    if min(ca.not_valid_after_utc, cert.not_valid_after_utc) < datetime.now(UTC) + margin:
+        return None
+    return found if all(_san(h) in names for h in hosts) else None
 
 
 def development_certificates(
@@ -74,9 +104,7 @@ def development_certificates(
         .sign(ca_key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
-    out = Certificates(
-        directory / f"{prefix}-ca.pem", directory / f"{prefix}.pem", directory / f"{prefix}-key.pem"
-    )
+    out = files(directory, prefix)
     private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

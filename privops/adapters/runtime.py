@@ -16,6 +16,7 @@ ACLs of ``privops.adapters.acls`` as ``admin``, the only super user.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import shutil
@@ -139,6 +140,8 @@ class Kafka(JvmProcess):
         return meta.get("cluster.id")
 
     def prepare(self, say: Say) -> None:
+        # A format step killed before it could remove its argument file left it behind.
+        (self.root / FORMAT_ARGS).unlink(missing_ok=True)
         passwords = passwords_for(self.settings, formatted=self.formatted_id() is not None)
         security = (
             Security(SECURITY_TEMPLATE.read_text(), passwords[ADMIN], broker_tls(self.settings))
@@ -168,7 +171,7 @@ class Kafka(JvmProcess):
         ]
         # The tool and its arguments go in a java argument file (mode 0600, removed once
         # read): on the command line, `ps` showed the passwords to anyone on the machine.
-        argfile = self.root / "format.args"
+        argfile = self.root / FORMAT_ARGS
         write_private(argfile, "".join(f"{java_argument(arg)}\n" for arg in tool))
         try:
             _run(
@@ -198,7 +201,11 @@ class Kafka(JvmProcess):
         ]
 
     def is_ready(self) -> bool:
-        return broker_answers(admin_options(self.settings, self.node.address))
+        try:
+            options = admin_options(self.settings, self.node.address)
+        except OSError:  # its CA not there yet
+            return False
+        return broker_answers(options)
 
 
 class KafkaCluster(Component):
@@ -386,6 +393,17 @@ def up(settings: Settings, say: Say = quiet, brokers: int | None = None) -> Layo
             f"PRIVOPS_KAFKA_SECURITY_PROTOCOL={protocol}: the local runtime listens on "
             f"loopback with {', '.join(cluster.SECURITY_PROTOCOLS)}"
         )
+    last = cluster.read_state(settings.home)
+    nodes = [Kafka(settings, layout, node.node_id) for node in layout.nodes]
+    if (
+        last is not None
+        and last.security_protocol not in (None, protocol)
+        and any(node.pid() is not None for node in nodes)
+    ):
+        raise ConfigError(
+            f"the local runtime under {settings.home} runs {last.security_protocol}; stop "
+            f"it with `privops local down` before `up` with {protocol}"
+        )
     running = [p for p in _other_layouts(settings, layout) if p.pid() is not None]
     if running:
         current = running[0].layout.brokers
@@ -455,6 +473,11 @@ def _java() -> str:
     return require_java()
 
 
+FORMAT_ARGS = "format.args"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+"""What the local runtime's SASL_SSL certificate names: its nodes listen on loopback."""
+
+
 def broker_tls(settings: Settings) -> BrokerTls | None:
     """The SASL_SSL listener's certificate for 127.0.0.1 and localhost, signed by a CA
     made at the runtime's first SASL_SSL start (``cluster.kafka_ca``: what its clients
@@ -464,16 +487,22 @@ def broker_tls(settings: Settings) -> BrokerTls | None:
         return None
     where = settings.home / cluster.TLS_DIR
     prefix = cluster.KAFKA_TLS_PREFIX
-    ca, chain, key = (where / f"{prefix}{end}" for end in ("-ca.pem", ".pem", "-key.pem"))
-    if not (ca.exists() and chain.exists() and key.exists()):
-        dev_certs.development_certificates(where, ["127.0.0.1", "localhost"], prefix=prefix)
-    return BrokerTls(chain.read_text(), key.read_text(), ca.read_text())
+    where.mkdir(parents=True, exist_ok=True)
+    # The nodes of `--brokers 3` are prepared in parallel: one makes the set, the others
+    # wait and read it (three different CAs would leave the brokers unable to talk).
+    with (where / f".{prefix}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = dev_certs.usable(where, prefix, LOOPBACK_NAMES)
+        if made is None:
+            made = dev_certs.development_certificates(where, LOOPBACK_NAMES, prefix=prefix)
+        return BrokerTls(made.cert.read_text(), made.key.read_text(), made.ca.read_text())
 
 
 def java_argument(arg: str) -> str:
-    """``arg`` as one argument of a java ``@argfile``: quoted, its backslashes and quotes
-    escaped."""
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``arg`` as one argument of a java ``@argfile``: quoted, its backslashes, quotes
+    and line ends escaped (a raw line end ends an argument even inside quotes)."""
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r") + '"'
 
 
 def _run(cmd: list[str], *, what: str, cwd: Path | None = None) -> str:

@@ -60,9 +60,8 @@ def admin_options(settings: Settings, bootstrap: str) -> dict[str, Any]:
         "sasl_plain_username": ADMIN,
         "sasl_plain_password": read_credentials(settings.kafka_credentials_file)[ADMIN],
     }
-    if settings.kafka_security_protocol == "SASL_SSL":
-        cafile = settings.kafka_ssl_cafile or cluster.kafka_ca(settings.home)
-        options["ssl_context"] = create_ssl_context(cafile=str(cafile))
+    if settings.kafka_security_protocol == "SASL_SSL":  # its own listener's CA
+        options["ssl_context"] = create_ssl_context(cafile=str(cluster.kafka_ca(settings.home)))
     return options
 
 

@@ -108,16 +108,22 @@ def test_the_product_runs_over_sasl_ssl(tls_node: Settings, uid: str) -> None:
         assert body["allowed"] is True, body
         # The API's SCRAM check runs over TLS too: a wrong password is refused.
         assert ask(worker, path, DPO, dpo + "x")[0] == 401
-        # The DPO's CLI, with the same settings.
-        out = subprocess.run(
-            [*CLI, "consent", "check", subject, "--purpose", "marketing", "--channel", "sms"],
-            capture_output=True,
-            text=True,
-            env={**worker.env, "COLUMNS": "200"},
-            cwd=REPO,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stdout + out.stderr
+        # The DPO's CLI, with the same settings: over the API, then over Kafka (a signed
+        # command produced, and the worker's answer read, over TLS).
+        for args in (
+            ["consent", "check", subject, "--purpose", "marketing", "--channel", "sms"],
+            ["request", "object", "-q", "--subject", subject, "--scope", "direct_marketing"],
+        ):
+            out = subprocess.run(
+                [*CLI, *args],
+                capture_output=True,
+                text=True,
+                env={**worker.env, "COLUMNS": "200"},
+                cwd=REPO,
+                timeout=60,
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert out.stdout.strip(), out.stderr
     finally:
         worker.stop()
 

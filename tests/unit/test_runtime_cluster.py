@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import os
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from privops.adapters import cluster, runtime
+from privops.adapters import cluster, dev_certs, runtime
 from privops.adapters.kafka import producer_options, replication_config
 from privops.adapters.settings import Settings
 from privops.cli.common import EXIT_BAD_INPUT
@@ -212,3 +214,40 @@ def test_a_sasl_ssl_node_serves_its_development_certificate_and_clients_trust_it
     client = Settings(home=tmp_path)
     assert client.kafka_security_protocol == "SASL_SSL"
     assert client.kafka_ssl_cafile == cluster.kafka_ca(tmp_path)
+
+
+def test_the_nodes_of_a_sasl_ssl_cluster_share_one_certificate_made_once(
+    tmp_path: Path,
+) -> None:
+    """`--brokers 3` prepares its nodes in parallel: each must read the one set the
+    first made (an independent review, session 23: three CAs, or a key not matching its
+    certificate, in 17 trials of 30); a set that is broken, or about to expire, is made
+    again."""
+    settings = Settings(home=tmp_path, kafka_security_protocol="SASL_SSL")
+    with ThreadPoolExecutor(3) as pool:
+        made = list(pool.map(lambda _n: runtime.broker_tls(settings), range(3)))
+    assert made[0] is not None
+    assert made.count(made[0]) == 3
+    where = tmp_path / cluster.TLS_DIR
+    assert dev_certs.usable(where, "kafka", runtime.LOOPBACK_NAMES) is not None
+    (where / "kafka-key.pem").write_text("")  # a power cut mid-write, say
+    again = runtime.broker_tls(settings)
+    assert again is not None
+    assert again.ca != made[0].ca
+    assert dev_certs.usable(where, "kafka", runtime.LOOPBACK_NAMES) is not None
+    dev_certs.development_certificates(where, runtime.LOOPBACK_NAMES, prefix="kafka", days=1)
+    expiring = dev_certs.usable(where, "kafka", runtime.LOOPBACK_NAMES, margin=timedelta(days=2))
+    assert expiring is None
+    renewed = runtime.broker_tls(settings)
+    assert renewed is not None
+    assert dev_certs.usable(where, "kafka", runtime.LOOPBACK_NAMES, margin=timedelta(days=30))
+
+
+def test_up_refuses_to_switch_protocol_under_a_running_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = cluster.plan("127.0.0.1:19092", 19093, 1, 10)
+    cluster.write_state(tmp_path, layout, "SASL_PLAINTEXT")
+    monkeypatch.setattr(runtime.Kafka, "pid", lambda _self: 4242)
+    with pytest.raises(ConfigError, match="runs SASL_PLAINTEXT; stop it"):
+        runtime.up(Settings(home=tmp_path, kafka_security_protocol="SASL_SSL"))
