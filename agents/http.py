@@ -206,7 +206,8 @@ class SubjectKeys(View):
         return self.json(key_json(record))
 
     async def get(self, request: Request, subject_id: str) -> Response:
-        """Every key of the subject still stored (none once erased), read up to date."""
+        """Every key of the subject still stored (after an erasure, only those retention
+        keeps: a task sealed under one is opened with it), read up to date."""
         if denied := await refused(self, request, Api.SUBJECT_KEYS):
             return denied
         forwarded = await routed(self, request, subject_id)

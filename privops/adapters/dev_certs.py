@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -52,11 +52,21 @@ def usable(
         key = serialization.load_pem_private_key(found.key.read_bytes(), password=None)
         cert.verify_directly_issued_by(ca)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        x509.ExtensionNotFound,
+        InvalidSignature,
+        UnsupportedAlgorithm,
+    ):
         return None
     if key.public_key() != cert.public_key():
         return None
-    if min(ca.not_valid_after_utc, cert.not_valid_after_utc) < datetime.now(UTC) + margin:
+    now = datetime.now(UTC)
+    if max(ca.not_valid_before_utc, cert.not_valid_before_utc) > now:
+        return None
+    if min(ca.not_valid_after_utc, cert.not_valid_after_utc) < now + margin:
         return None
     return found if all(_san(h) in names for h in hosts) else None
 

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -395,14 +396,11 @@ def up(settings: Settings, say: Say = quiet, brokers: int | None = None) -> Layo
         )
     last = cluster.read_state(settings.home)
     nodes = [Kafka(settings, layout, node.node_id) for node in layout.nodes]
-    if (
-        last is not None
-        and last.security_protocol not in (None, protocol)
-        and any(node.pid() is not None for node in nodes)
-    ):
+    ran = (last.security_protocol or "SASL_PLAINTEXT") if last is not None else protocol
+    if ran != protocol and any(node.pid() is not None for node in nodes):
         raise ConfigError(
-            f"the local runtime under {settings.home} runs {last.security_protocol}; stop "
-            f"it with `privops local down` before `up` with {protocol}"
+            f"the local runtime under {settings.home} runs {ran}; stop it with `privops "
+            f"local down` before `up` with {protocol}"
         )
     running = [p for p in _other_layouts(settings, layout) if p.pid() is not None]
     if running:
@@ -474,6 +472,8 @@ def _java() -> str:
 
 
 FORMAT_ARGS = "format.args"
+TLS_RENEW_BEFORE = timedelta(days=30)
+log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 """What the local runtime's SASL_SSL certificate names: its nodes listen on loopback."""
 
@@ -492,10 +492,26 @@ def broker_tls(settings: Settings) -> BrokerTls | None:
     # wait and read it (three different CAs would leave the brokers unable to talk).
     with (where / f".{prefix}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        made = dev_certs.usable(where, prefix, LOOPBACK_NAMES)
+        made = dev_certs.usable(where, prefix, LOOPBACK_NAMES, margin=TLS_RENEW_BEFORE)
         if made is None:
-            made = dev_certs.development_certificates(where, LOOPBACK_NAMES, prefix=prefix)
+            # A new set is a new CA: nodes still running hold the old one, and would no
+            # longer reach the restarted one. Renewed early, at a start with none running.
+            still = dev_certs.usable(where, prefix, LOOPBACK_NAMES, margin=timedelta(0))
+            if still is not None and _nodes_running(settings):
+                log.warning(
+                    "the local runtime's SASL_SSL certificate expires within %d days: it is "
+                    "renewed at the next `privops local up` after `privops local down`",
+                    TLS_RENEW_BEFORE.days,
+                )
+                made = still
+            else:
+                made = dev_certs.development_certificates(where, LOOPBACK_NAMES, prefix=prefix)
         return BrokerTls(made.cert.read_text(), made.key.read_text(), made.ca.read_text())
+
+
+def _nodes_running(settings: Settings) -> bool:
+    layout = layout_of(settings)
+    return any(Kafka(settings, layout, node.node_id).pid() is not None for node in layout.nodes)
 
 
 def java_argument(arg: str) -> str:

@@ -300,7 +300,7 @@ class ConnectorRunner:
             if stored is None:
                 result, outcome = await self._answer(opened, sealed_with, ledger)
             else:
-                result, outcome = await self._replay(opened, sealed_with, stored)
+                result, outcome = await self._replay(opened, sealed_with, stored, ledger)
         except KeysUnavailable as exc:
             log.warning(
                 "task %s (%s) attempt %d: %s; answered retryable",
@@ -323,6 +323,8 @@ class ConnectorRunner:
         opened = await self._with_keys(
             task, lambda: decrypt_record(task, keys, legacy_plaintext=True)
         )
+        # privops seals a task's fields under one key (its storage key of the moment);
+        # were there two, the answer goes under the first.
         return opened, key_ids[0]
 
     async def _seal(
@@ -370,14 +372,32 @@ class ConnectorRunner:
         raise AssertionError("unreachable: the last delay is None")
 
     async def _replay(
-        self, task: Task, sealed_with: str | None, stored: TaskResult
+        self, task: Task, sealed_with: str | None, stored: TaskResult, ledger: Ledger
     ) -> tuple[TaskResult | None, str]:
         """The ledger's answer again, as an answer to this delivery (encrypted if it was
-        kept in plaintext, by a runner from before encryption)."""
+        kept in plaintext, by a runner from before encryption).
+
+        Sealed under another key than this delivery's task (an erasure since destroyed
+        the first, and privops re-sends under the subject's storage scope): opened and
+        sealed again under the task's; one whose key is gone is executed again, or every
+        re-send would answer what privops can no longer open."""
         outcome = str(outcome_of(stored))
         DUPLICATES.labels(self.system).inc()
         log.info("task %s (%s) already answered: re-sending %s", task.task_id, task.action, outcome)
         result = stored.model_copy(update={"attempt": task.attempt, "answered_at": self.clock()})
+        subject = task.subject_id
+        if sealed_with is not None and sealed_key_ids(result, subject_id=subject) not in (
+            [],
+            [sealed_with],
+        ):
+            keys = self.keys
+            try:
+                result = await self._with_keys(
+                    task, lambda: decrypt_record(result, keys, subject_id=subject)
+                )
+            except DecodeError:
+                log.info("task %s: its kept answer's key is gone; executing it again", task.task_id)
+                return await self._answer(task, sealed_with, ledger)
         return await self._seal(task, sealed_with, result), outcome
 
     async def _answer(

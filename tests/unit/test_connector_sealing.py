@@ -397,6 +397,40 @@ async def test_after_a_partial_erasure_an_answer_is_sealed_under_the_tasks_own_k
     assert "/crm/" in opened.export.location
 
 
+async def test_a_resend_under_a_new_key_is_not_answered_under_the_destroyed_one(
+    tmp_path: Path, people: list[FakeCustomer], service: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export answered under main, the answer lost; a partial erasure destroys main
+    and privops re-sends the task under the subject's storage scope. The ledger's answer,
+    under main, could never be opened again: executed again, and answered under the
+    task's key (an independent review, session 23)."""
+    customer = people[0]
+    plain = task(r.Export, customer, System.crm)
+    under_main = encrypt_record(plain, service.reader())
+    connector = Seen(tmp_path / "systems")
+    ledger = Ledger(tmp_path / "l.db")
+    await deliver(runner_for(connector, service.reader()), ledger, under_main, monkeypatch)
+    resent = encrypt_record(
+        plain.model_copy(update={"attempt": 2}), service.reader(), scope=RETAINED
+    )
+    (main_id,) = sealed_key_ids(under_main)
+    service.own.apply(main_id, None)  # the erasure: main tombstoned, the retained key kept
+    service.topic.append((main_id, None))
+    service.erased.add(customer.subject_id)
+
+    serde, _ = await deliver(
+        runner_for(connector, AskingKeys(service)), ledger, resent, monkeypatch
+    )
+
+    (again,) = serde.encoded
+    assert isinstance(again, r.TaskCompleted), again
+    assert again.export is not None
+    key_id, _ = parse_field(again.export.location)
+    assert [key_id] == sealed_key_ids(resent)
+    assert decrypt_record(again, service.reader(), subject_id=customer.subject_id).export
+    assert len(connector.tasks) == 2  # executed again: the kept answer could not be opened
+
+
 async def test_a_plaintext_export_task_is_answered_under_the_subjects_main_key(
     tmp_path: Path, people: list[FakeCustomer], service: KeyService, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -251,3 +251,23 @@ def test_up_refuses_to_switch_protocol_under_a_running_runtime(
     monkeypatch.setattr(runtime.Kafka, "pid", lambda _self: 4242)
     with pytest.raises(ConfigError, match="runs SASL_PLAINTEXT; stop it"):
         runtime.up(Settings(home=tmp_path, kafka_security_protocol="SASL_SSL"))
+
+
+def test_a_certificate_near_expiry_is_renewed_only_with_every_node_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new set is a new CA: a node restarted beside running ones would no longer reach
+    them (an independent review, session 23). Within 30 days of expiry it is renewed at
+    a start with no node running, kept (and warned about) otherwise."""
+    settings = Settings(home=tmp_path, kafka_security_protocol="SASL_SSL")
+    where = tmp_path / cluster.TLS_DIR
+    dev_certs.development_certificates(where, runtime.LOOPBACK_NAMES, prefix="kafka", days=10)
+    old = cluster.kafka_ca(tmp_path).read_text()
+    monkeypatch.setattr(runtime, "_nodes_running", lambda _settings: True)
+    kept = runtime.broker_tls(settings)
+    assert kept is not None
+    assert kept.ca == old
+    monkeypatch.setattr(runtime, "_nodes_running", lambda _settings: False)
+    renewed = runtime.broker_tls(settings)
+    assert renewed is not None
+    assert renewed.ca != old
