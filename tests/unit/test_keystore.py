@@ -317,6 +317,25 @@ async def test_a_shred_writes_tombstones_and_the_ring_forgets(
         assert await store.key_for(other.key_id) is not None  # bob's is untouched
 
 
+async def test_after_a_partial_erasure_the_kept_key_is_still_listed_and_read(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """An erasure that keeps purchases shreds main only: what GET /subject-keys lists
+    (``records``) still holds the retained key, and it is read by id, erased or not. The
+    connector runner opens a task sealed under it, and seals its answer under it, that
+    way (the key service makes nothing new for the erased subject)."""
+    ann = subject_on(1)
+    retained = "retained:purchases:2032-03-31"
+    async with following(new_store(log, codec, kek_path), {1}) as store:
+        main = await store.get_or_create(ann)
+        kept = await store.get_or_create(ann, retained)
+        assert await store.shred(ann, [main.key_id]) == [main.key_id]
+        assert [r.key_id for r in await store.records(ann)] == [kept.key_id]
+        assert await store.key_for(kept.key_id) is not None
+        with pytest.raises(SubjectErased):
+            await store.get_or_create(ann, retained, erased=lambda _s: True)
+
+
 async def test_a_miss_reads_up_to_the_partitions_end_before_it_counts(
     log: Log, codec: KeyRecordCodec, kek_path: Path
 ) -> None:
