@@ -37,7 +37,9 @@ from privops.adapters.settings import Settings, origin
 from privops.core.errors import ConfigError
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
-CA_FILE, CERT_FILE, KEY_FILE = "web-ca.pem", "web.pem", "web-key.pem"
+WEB_PREFIX = "web"
+_NAMES = dev_certs.files(Path(), WEB_PREFIX)
+CA_FILE, CERT_FILE, KEY_FILE = _NAMES.ca.name, _NAMES.cert.name, _NAMES.key.name
 WebCertificates = Certificates
 
 
@@ -92,8 +94,7 @@ def api_url(settings: Settings, explicit: str | None = None) -> str:
         raise ConfigError(f"the worker's URL: {exc}") from None
     if not url:
         tls = settings.web_tls_cert is not None or settings.web_ca is not None
-        host = "127.0.0.1" if wildcard(settings.web_host) else settings.web_host
-        url = _url("https" if tls else "http", host, settings.web_port)
+        url = _url("https" if tls else "http", _reachable(settings.web_host), settings.web_port)
     parts = urlsplit(url)
     if parts.scheme.lower() != "https" and not _plain_allowed(settings, parts.hostname or ""):
         raise ConfigError(
@@ -118,9 +119,8 @@ def own_url(settings: Settings) -> str:
 def local_url(settings: Settings) -> str:
     """The worker this process starts, on this machine (the demo's): its listening
     address, loopback for a wildcard one; https when it serves TLS."""
-    host = "127.0.0.1" if wildcard(settings.web_host) else settings.web_host
     scheme = "https" if settings.web_tls_cert is not None else "http"
-    return _url(scheme, host, settings.web_port)
+    return _url(scheme, _reachable(settings.web_host), settings.web_port)
 
 
 def check_plaintext(settings: Settings, bind: str | None = None) -> str | None:
@@ -193,6 +193,11 @@ def wildcard(host: str) -> bool:
         return False
 
 
+def _reachable(host: str) -> str:
+    """Where a client on this machine reaches a worker listening on ``host``."""
+    return "127.0.0.1" if wildcard(host) else host
+
+
 def _url_host(host: str) -> str:
     try:
         return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
@@ -212,4 +217,4 @@ def development_certificates(
 ) -> Certificates:
     """A throwaway CA and a certificate for the worker's API (`privops local web-cert`):
     ``dev_certs.development_certificates`` named web-ca.pem, web.pem, web-key.pem."""
-    return dev_certs.development_certificates(directory, hosts, prefix="web", days=days)
+    return dev_certs.development_certificates(directory, hosts, prefix=WEB_PREFIX, days=days)
