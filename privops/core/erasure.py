@@ -75,6 +75,11 @@ def _add(entries: dict[tuple[str, str | None], Disclosure], disclosure: Disclosu
     entries[disclosure.key] = known.merge(disclosure) if known else disclosure
 
 
+# Closed investigation ids remembered per subject (a late InvestigationOpened of one
+# forgotten past this opens it again: footage kept longer, never erased early).
+MAX_CLOSED_INVESTIGATIONS: Final = 64
+
+
 class SubjectFacts(_Model):
     """What the systems know about the subject that decides retention."""
 
@@ -85,7 +90,13 @@ class SubjectFacts(_Model):
     open_debt: bool = False
     # When the last credit account and debt were closed and settled.
     credit_closed_at: AwareDatetime | None = None
+    # When the balance event the three fields above come from happened: an older one,
+    # arriving late, changes nothing (events arrive out of order).
+    balance_at: AwareDatetime | None = None
     open_investigation_ids: tuple[str, ...] = ()
+    # Investigations seen closed, oldest first (at most MAX_CLOSED_INVESTIGATIONS): an
+    # InvestigationOpened arriving after its own close does not open it again.
+    closed_investigation_ids: tuple[str, ...] = ()
     # When the latest investigation involving the subject's footage concluded.
     investigation_closed_at: AwareDatetime | None = None
     # Who actually received the subject's data (Art. 19), sorted by recipient and ref.
@@ -176,7 +187,7 @@ def plan_erasure(
     unknown = sorted(s for s in holdings if s not in datamap.systems)
     if unknown:
         raise DomainError(f"plan_erasure: systems not in the data map: {unknown}")
-    holds = [h for h in legal_holds if h.subject_id == subject_id and h.active_at(now)]
+    holds = active_holds(subject_id, legal_holds, now)
 
     instructions: list[SystemInstruction] = []
     followups: list[Followup] = []
@@ -227,6 +238,18 @@ def _retention(
     if open_ended:
         return open_ended[0]
     return max(grounds, key=lambda g: g.until or now)
+
+
+def active_holds(
+    subject_id: str, legal_holds: Iterable[LegalHold], now: datetime
+) -> list[LegalHold]:
+    """The subject's legal holds in force at ``now``."""
+    return [h for h in legal_holds if h.subject_id == subject_id and h.active_at(now)]
+
+
+def held(category: Category, holds: list[LegalHold]) -> Retained | None:
+    """The legal hold that keeps ``category`` (of ``active_holds``), if one does."""
+    return next(_hold_grounds(category, holds), None)
 
 
 def _hold_grounds(category: Category, holds: list[LegalHold]) -> Iterator[Retained]:

@@ -26,7 +26,7 @@ from typing import Any, Final
 from privops.core import records as r
 from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent
 from privops.core.datamap import DataMap
-from privops.core.erasure import Disclosure, SubjectFacts
+from privops.core.erasure import MAX_CLOSED_INVESTIGATIONS, Disclosure, SubjectFacts
 from privops.core.errors import PrivopsError, WrongTopic
 from privops.core.topics import SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import Channel, LawfulBasis, Purpose, System
@@ -245,6 +245,10 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
             if latest is None or at > latest:
                 return facts.model_copy(update={"latest_financial_record_at": at})
         case r.AccountBalanceChanged():
+            # The latest balance by occurred_at wins: a settled balance from before an
+            # overdue one, arriving late, must not close the debt (DESIGN.md section 5).
+            if facts.balance_at is not None and at < facts.balance_at:
+                return facts
             # A debt is open while anything is overdue, or a balance is owed on a closed
             # account; the credit period only starts once both are settled.
             open_debt = event.overdue_pence > 0 or (
@@ -256,15 +260,26 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
                     "open_credit_account": event.credit_account_open,
                     "open_debt": open_debt,
                     "credit_closed_at": closed or facts.credit_closed_at,
+                    "balance_at": at,
                 }
             )
         case r.InvestigationOpened():
+            if event.investigation_id in facts.closed_investigation_ids:
+                return facts  # its close came first: it is over
             ids = tuple(sorted({*facts.open_investigation_ids, event.investigation_id}))
             return facts.model_copy(update={"open_investigation_ids": ids})
         case r.InvestigationClosed():
             ids = tuple(i for i in facts.open_investigation_ids if i != event.investigation_id)
+            others = [i for i in facts.closed_investigation_ids if i != event.investigation_id]
+            seen_closed = [*others, event.investigation_id][-MAX_CLOSED_INVESTIGATIONS:]
+            # The latest conclusion counts, whatever order the closes arrive in.
+            latest = facts.investigation_closed_at
             return facts.model_copy(
-                update={"open_investigation_ids": ids, "investigation_closed_at": at}
+                update={
+                    "open_investigation_ids": ids,
+                    "closed_investigation_ids": tuple(seen_closed),
+                    "investigation_closed_at": at if latest is None else max(latest, at),
+                }
             )
     return facts
 

@@ -18,9 +18,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from privops.core import erasure
 from privops.core import records as r
 from privops.core.datamap import SystemSpec
-from privops.core.request import AuditStep, Context, Out, Outcome, RequestRecord, TaskRecord
+from privops.core.request import (
+    AuditStep,
+    Context,
+    KeptItem,
+    Out,
+    Outcome,
+    RequestRecord,
+    TaskRecord,
+)
 from privops.core.request import stable_id as _id
 from privops.core.topics import ALERTS
 from privops.core.vocab import FINAL_TASK_STATES, System, TaskAction, TaskState
@@ -102,6 +111,7 @@ def retry_soon(task: TaskRecord, now: datetime) -> None:
 
 def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> None:
     spec = ctx.datamap.systems[task.system]
+    kept = _honour_holds(rec, task, ctx)
     task.attempts += 1
     if task.state is not TaskState.escalated:
         task.state = TaskState.sent
@@ -126,6 +136,28 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
         AuditStep(
             "task_sent" if task.attempts == 1 else "task_retried",
             after=f"{task.system.value}:{task.action.value}",
-            reason=f"attempt {task.attempts}",
+            reason=f"attempt {task.attempts}" + (f"; {kept}" if kept else ""),
         )
     )
+
+
+def _honour_holds(rec: RequestRecord, task: TaskRecord, ctx: Context) -> str:
+    """An erase task's categories a legal hold placed since it was planned now keeps:
+    moved from what to erase to what to keep before the task goes (again), so a system
+    that has not acted yet keeps them (DESIGN.md section 5: holds block erasure). What
+    a system already erased is gone; its answer to the re-send says what it did. Says
+    which categories moved ("" if none), for the audit."""
+    if task.action is not TaskAction.erase or not ctx.holds:
+        return ""
+    holds = erasure.active_holds(rec.subject_id, ctx.holds, ctx.now)
+    moved: list[str] = []
+    for category in list(task.categories):
+        kept = erasure.held(category, holds)
+        if kept is None:
+            continue
+        task.categories.remove(category)
+        task.keep.append(
+            KeptItem(system=task.system, category=category, ground=kept.ground, until=None)
+        )
+        moved.append(category.value)
+    return f"kept under a legal hold: {', '.join(moved)}" if moved else ""

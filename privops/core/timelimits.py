@@ -14,7 +14,7 @@ While paused no deadline alert fires: the clock is not running.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from privops.core import deadlines
 from privops.core import records as r
@@ -65,27 +65,70 @@ def recompute_due(rec: RequestRecord, ctx: Context) -> None:
 def alert_due(rec: RequestRecord) -> date | None:
     """The due date alerts are raised against, or None when none may fire.
 
-    None for a closed request, a paused one (its clock is stopped) and an acknowledged
-    complaint: DPA 2018 s.164A sets a time limit for the acknowledgement only; the
-    outcome is owed "without undue delay" and is tracked by its age instead.
+    None for a closed request, one paused while its clock ran (the clock is stopped)
+    and an acknowledged complaint: DPA 2018 s.164A sets a time limit for the
+    acknowledgement only; the outcome is owed "without undue delay" and is tracked by
+    its age instead. A clarification asked after the due date stops no clock (it had
+    run out: ``deadlines.count_pauses`` counts it 0 days), so it silences no alert.
     """
-    if not rec.open or rec.state is RequestState.paused or rec.acknowledged_on is not None:
+    if not rec.open or rec.acknowledged_on is not None:
+        return None
+    asked = rec.clarification_asked_on
+    if rec.state is RequestState.paused and (
+        rec.due_on is None or asked is None or asked <= rec.due_on
+    ):
         return None
     return rec.due_on
 
 
 def begin_pause(rec: RequestRecord, asked_on: date) -> None:
+    """Stop the clock from ``asked_on``: refused before the clock started, or before the
+    last clarification's answer arrived (the request was paused until then, so nothing
+    could be asked); the day that answer arrived is allowed (an answer may raise a new
+    question), and counted once (``end_pause``)."""
     if rec.clock_start is None:
         raise DomainError("clarification stops a running clock; this one has not started")
+    last = _last_answered(rec)
+    if last is not None and asked_on < last:
+        raise DomainError(
+            f"clarification asked on {asked_on}, before the last one was answered "
+            f"({last}): give the day it was asked"
+        )
     rec.clarification_asked_on = asked_on
 
 
 def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> None:
-    """Record the finished pause and move the due date by the days of it that counted."""
+    """Record the finished pause and move the due date by the days of it that counted.
+
+    A pause asked for the day the last one was answered counts from the next day (that
+    day stopped the clock already); answered that same day too, it adds no day."""
     asked = rec.clarification_asked_on or received_on
-    rec.pauses = [*rec.pauses, deadlines.Pause(asked, received_on)]
+    deadlines.Pause(asked, received_on)  # an answer before its question: DomainError
+    last = _last_answered(rec)
+    if last is not None and asked <= last:
+        asked = last + timedelta(days=1)
+    if received_on >= asked:
+        rec.pauses = [*rec.pauses, deadlines.Pause(asked, received_on)]
     rec.clarification_asked_on = None
     recompute_due(rec, ctx)
+
+
+def _last_answered(rec: RequestRecord) -> date | None:
+    return max((p.answered for p in rec.pauses), default=None)
+
+
+def _open_pause_days(rec: RequestRecord, until: date) -> int:
+    """``paused_days`` as if the running pause ended on ``until`` (inclusive)."""
+    asked = rec.clarification_asked_on
+    if rec.clock_start is None or asked is None or until < asked:
+        return rec.paused_days
+    last = _last_answered(rec)
+    if last is not None and asked <= last:
+        asked = last + timedelta(days=1)
+        if until < asked:
+            return rec.paused_days
+    pauses = [*rec.pauses, deadlines.Pause(asked, until)]
+    return deadlines.paused_days(rec.clock_start, pauses, extended=rec.extended)
 
 
 def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
@@ -98,7 +141,9 @@ def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
         )
     if rec.clock_start is None:
         raise DomainError("an extension needs a running clock; this one has not started")
-    deadlines.extend(rec.clock_start, cmd.notified_on, cmd.reason, paused_days=rec.paused_days)
+    # Notified during a pause: the days of it up to then stopped the first month too.
+    paused = _open_pause_days(rec, cmd.notified_on)
+    deadlines.extend(rec.clock_start, cmd.notified_on, cmd.reason, paused_days=paused)
     rec.extended = True
     rec.extension_reason = cmd.reason
     recompute_due(rec, ctx)

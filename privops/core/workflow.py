@@ -294,6 +294,22 @@ def _identity_verified(
 
 
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
+    """A fee (manifestly unfounded or excessive requests, further copies) is charged before
+    the work: its receipt starts the clock. Once the work went out, or the clock the fee
+    would restart has run out, a fee moves nothing: accepting it would erase a breach
+    from the record (a fee "received" after the due date made it a month later)."""
+    if rec.tasks:
+        raise Refused(
+            Reason.invalid_transition,
+            "a fee is charged before the work starts; this request's tasks went out "
+            "(record the payment outside privops)",
+        )
+    if rec.due_on is not None and cmd.received_on > rec.due_on:
+        raise Refused(
+            Reason.dates_out_of_order,
+            f"the fee was received on {cmd.received_on}, after the request's due date "
+            f"{rec.due_on}: a fee cannot restart a clock that ran out",
+        )
     rec.fee_received_on = cmd.received_on
     timelimits.recompute_due(rec, ctx)
     out.audit.append(

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from privops.core import records as r
 from privops.core.consent import FactKind, SoftOptIn, SubjectConsent, apply
 from privops.core.datamap import load_datamap
-from privops.core.erasure import Disclosure, SubjectFacts
+from privops.core.erasure import MAX_CLOSED_INVESTIGATIONS, Disclosure, SubjectFacts
 from privops.core.errors import WrongTopic
 from privops.core.facts import (
     DirectiveKind,
@@ -193,21 +193,22 @@ RETENTION = [
     pytest.param(
         SubjectFacts(),
         event(r.AccountBalanceChanged, credit_account_open=True, balance_pence=100),
-        SubjectFacts(open_credit_account=True), id="credit-account-open",
+        SubjectFacts(open_credit_account=True, balance_at=T0), id="credit-account-open",
     ),
     pytest.param(
         OPEN, event(r.AccountBalanceChanged, credit_account_open=False, balance_pence=0),
-        SubjectFacts(credit_closed_at=T0), id="account-closed-and-settled",
+        SubjectFacts(credit_closed_at=T0, balance_at=T0), id="account-closed-and-settled",
     ),
     pytest.param(
         OPEN, event(r.AccountBalanceChanged, credit_account_open=False, balance_pence=500),
-        SubjectFacts(open_debt=True), id="closed-with-balance-is-open-debt",
+        SubjectFacts(open_debt=True, balance_at=T0), id="closed-with-balance-is-open-debt",
     ),
     pytest.param(
         OPEN,
         event(r.AccountBalanceChanged, credit_account_open=True, balance_pence=0,
               overdue_pence=10),
-        SubjectFacts(open_credit_account=True, open_debt=True), id="overdue-is-open-debt",
+        SubjectFacts(open_credit_account=True, open_debt=True, balance_at=T0),
+        id="overdue-is-open-debt",
     ),
     pytest.param(
         SubjectFacts(open_investigation_ids=("INC-2",)),
@@ -217,7 +218,11 @@ RETENTION = [
     pytest.param(
         SubjectFacts(open_investigation_ids=("INC-1", "INC-2")),
         event(r.InvestigationClosed, System.cctv, investigation_id="INC-1"),
-        SubjectFacts(open_investigation_ids=("INC-2",), investigation_closed_at=T0),
+        SubjectFacts(
+            open_investigation_ids=("INC-2",),
+            closed_investigation_ids=("INC-1",),
+            investigation_closed_at=T0,
+        ),
         id="investigation-closed",
     ),
 ]  # fmt: skip
@@ -228,6 +233,69 @@ def test_retention_facts(
     before: SubjectFacts, source_event: r.UpstreamEvent, after: SubjectFacts
 ) -> None:
     assert updated_facts(before, source_event, DM) == after
+
+
+def balance(at: datetime, *, open_: bool, pence: int, overdue: int = 0) -> Any:
+    made = event(
+        r.AccountBalanceChanged,
+        event_id=f"bal-{at.isoformat()}",
+        credit_account_open=open_,
+        balance_pence=pence,
+        overdue_pence=overdue,
+    )
+    return made.model_copy(update={"occurred_at": at})
+
+
+def test_a_late_older_balance_does_not_settle_a_newer_debt() -> None:
+    """The latest balance by occurred_at wins (DESIGN.md section 5). Before, a settled
+    balance from 2024 arriving after an overdue one from 2025 closed the debt, and an
+    erasure then deleted the purchases and kept credit only until 2030."""
+    facts = updated_facts(SubjectFacts(), balance(LATER, open_=False, pence=500, overdue=500), DM)
+    assert facts.open_debt
+    late = updated_facts(facts, balance(T0, open_=False, pence=0), DM)
+    assert late is facts
+    # A newer one still settles it.
+    settled = updated_facts(facts, balance(LATER + timedelta(days=1), open_=False, pence=0), DM)
+    assert not settled.open_debt
+    assert settled.credit_closed_at == LATER + timedelta(days=1)
+
+
+def investigation(kind: type[r.UpstreamEvent], at: datetime, iid: str) -> Any:
+    extra = {"reason": "theft"} if kind is r.InvestigationOpened else {}
+    made = event(kind, System.cctv, f"{iid}-{kind.__name__}", investigation_id=iid, **extra)
+    return made.model_copy(update={"occurred_at": at})
+
+
+def test_the_latest_investigation_close_counts_whatever_order_they_arrive_in() -> None:
+    """Footage is kept two years after the conclusion of any investigation (privacy
+    notice): a late close of an older investigation must not bring that date forward."""
+    facts = SubjectFacts()
+    steps: list[tuple[type[r.UpstreamEvent], datetime, str]] = [
+        (r.InvestigationOpened, T0, "A"),
+        (r.InvestigationOpened, T0, "B"),
+        (r.InvestigationClosed, LATER, "B"),
+        (r.InvestigationClosed, T0 + timedelta(hours=1), "A"),
+    ]
+    for kind, at, iid in steps:
+        facts = updated_facts(facts, investigation(kind, at, iid), DM)
+    assert facts.open_investigation_ids == ()
+    assert facts.investigation_closed_at == LATER
+
+
+def test_an_investigation_opened_after_its_close_arrived_stays_closed() -> None:
+    """Before, the late open reopened it for good: the footage was never erased."""
+    facts = updated_facts(SubjectFacts(), investigation(r.InvestigationClosed, LATER, "Z"), DM)
+    facts = updated_facts(facts, investigation(r.InvestigationOpened, T0, "Z"), DM)
+    assert facts.open_investigation_ids == ()
+    assert facts.investigation_closed_at == LATER
+
+
+def test_closed_investigations_remembered_are_bounded() -> None:
+    facts = SubjectFacts()
+    for n in range(MAX_CLOSED_INVESTIGATIONS + 5):
+        facts = updated_facts(facts, investigation(r.InvestigationClosed, T0, f"I-{n}"), DM)
+    assert len(facts.closed_investigation_ids) == MAX_CLOSED_INVESTIGATIONS
+    assert facts.closed_investigation_ids[-1] == f"I-{MAX_CLOSED_INVESTIGATIONS + 4}"
 
 
 def test_event_without_retention_meaning_returns_the_same_facts() -> None:

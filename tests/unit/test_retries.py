@@ -8,14 +8,22 @@ from typing import Any
 import pytest
 
 from privops.core import records as r
-from privops.core.datamap import RetryPolicy, SystemSpec
+from privops.core.datamap import RetryPolicy, SystemSpec, load_datamap
 from privops.core.errors import DecodeError
-from privops.core.request import RequestRecord, TaskRecord
-from privops.core.retries import answer_window, is_due, next_checks
+from privops.core.holds import LegalHold
+from privops.core.request import Context, Outcome, RequestRecord, TaskRecord
+from privops.core.retries import answer_window, is_due, next_checks, on_overdue
 from privops.core.schedule import Schedule
 from privops.core.sweep import Alerted
 from privops.core.ticks import Tick, TickKind, parse_tick
-from privops.core.vocab import RequestState, RequestType, System, TaskAction, TaskState
+from privops.core.vocab import (
+    Category,
+    RequestState,
+    RequestType,
+    System,
+    TaskAction,
+    TaskState,
+)
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SPEC = SystemSpec(
@@ -195,3 +203,48 @@ def test_the_schedule_hands_out_at_most_the_limit_of_overdue_answers_longest_fir
     assert overdue(2) == ["R2:crm:erase", "R3:crm:erase"]
     assert overdue(None) == ["R4:crm:erase"]
     assert overdue(2) == []
+
+
+def test_a_resent_erase_task_keeps_what_a_hold_placed_since_holds() -> None:
+    """DESIGN.md section 5: legal holds block erasure of the held categories. A hold placed
+    after the erasure was planned, while a system has not answered, reaches that system
+    with the re-send: the held category moves from erase to keep. Before, every re-send
+    repeated the plan's categories, hold or not."""
+
+    rec = record(categories=[Category.contact, Category.interactions])
+    task = rec.tasks["R:crm:erase"]
+    hold = LegalHold(
+        hold_id="H-9",
+        subject_id="s",
+        categories=(Category.interactions,),
+        reason="tribunal claim",
+        placed_at=NOW - timedelta(minutes=5),
+    )
+    elsewhere = hold.model_copy(update={"hold_id": "H-10", "subject_id": "other"})
+    ctx = Context(
+        now=NOW, today=NOW.date(), datamap=load_datamap(), subject_ref="sr", holds=(hold, elsewhere)
+    )
+    out = Outcome(record=rec)
+    on_overdue(rec, task, ctx, out)
+    [sent] = [o.record for o in out.out]
+    assert isinstance(sent, r.Erase)
+    assert sent.categories == [Category.contact]
+    assert [(k.category, k.until) for k in sent.keep] == [(Category.interactions, None)]
+    assert "legal hold H-9" in sent.keep[0].ground
+    assert task.categories == [Category.contact]  # the record says what was asked last
+    assert "kept under a legal hold: interactions" in (out.audit[-1].reason or "")
+    # A hold on another subject, or one released, changes nothing.
+    rec2 = record(categories=[Category.contact, Category.interactions])
+    released = hold.model_copy(update={"released_at": NOW - timedelta(minutes=1)})
+    ctx2 = Context(
+        now=NOW,
+        today=NOW.date(),
+        datamap=load_datamap(),
+        subject_ref="sr",
+        holds=(released, elsewhere),
+    )
+    out2 = Outcome(record=rec2)
+    on_overdue(rec2, rec2.tasks["R:crm:erase"], ctx2, out2)
+    [again] = [o.record for o in out2.out]
+    assert isinstance(again, r.Erase)
+    assert again.categories == [Category.contact, Category.interactions]

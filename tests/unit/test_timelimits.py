@@ -296,3 +296,117 @@ def test_acknowledged_complaint_raises_no_breach_and_keeps_its_age(dm: DataMap) 
         outcome = wf.on_tick(rec, tick, late)
         assert outcome.out == []
         assert outcome.record is None
+
+
+# --- pauses back to back, late pauses, extensions during a pause (session 24 review) ------
+
+
+def test_a_question_asked_the_day_the_last_answer_came_counts_that_day_once(dm: DataMap) -> None:
+    """An answer may raise a new question the same day. Before, the second pause
+    overlapped the first on that day and every ClarificationReceived was refused as
+    overlapping: the request stayed paused for ever, no alert, no response."""
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = pause(rec, dm, "2026-03-10", "2026-03-12")  # 3 days: due 2 Apr -> Tue 7 Apr
+    assert rec.due_on == D("2026-04-07")
+    rec = pause(rec, dm, "2026-03-12", "2026-03-16")  # 13th-16th: 4 more days
+    assert rec.state is S.awaiting_systems
+    assert rec.paused_days == 7
+    assert rec.due_on == D("2026-04-09")
+    # Asked and answered on the day the last answer came: nothing more stops the clock.
+    rec = pause(rec, dm, "2026-03-16", "2026-03-16")
+    assert rec.paused_days == 7
+
+
+def test_a_question_dated_before_the_last_answer_is_refused(dm: DataMap) -> None:
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = pause(rec, dm, "2026-03-10", "2026-03-12")
+    bad = wf.on_command(
+        rec, command(r.ClarificationRequested, asked_on=D("2026-03-11")), ctx_on(dm, "2026-03-13")
+    )
+    assert bad.rejected == "invalid_transition"
+    assert bad.message is not None
+    assert "before the last one was answered" in bad.message
+
+
+def test_a_clarification_asked_after_the_due_date_does_not_silence_the_breach(
+    dm: DataMap,
+) -> None:
+    """The clock had run out, so the late pause stops nothing (it counts 0 days): the
+    breach alert still fires while the request waits for the answer."""
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    assert rec.due_on == D("2026-04-02")
+    rec = apply(
+        rec, command(r.ClarificationRequested, asked_on=D("2026-04-10")), ctx_on(dm, "2026-04-10")
+    )
+    assert rec.state is S.paused
+    assert alert_due(rec) == D("2026-04-02")
+    day = ctx_on(dm, "2026-04-11")
+    tick = Tick(rec.request_id, TickKind.deadline_breached, day.now, due_on=rec.due_on)
+    outcome = wf.on_tick(rec, tick, day)
+    assert [type(o.record).__name__ for o in outcome.out] == ["DeadlineBreached"]
+    # One asked while the clock ran still stops the alerts.
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = apply(
+        rec, command(r.ClarificationRequested, asked_on=D("2026-03-25")), ctx_on(dm, "2026-03-25")
+    )
+    assert alert_due(rec) is None
+
+
+def test_an_extension_notified_during_a_pause_counts_the_paused_days(dm: DataMap) -> None:
+    """Paused since 25 Mar, the first month (due 2 Apr) had not run out on 6 Apr: the
+    clock was stopped. Before, the open pause was ignored and the extension refused."""
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = apply(
+        rec, command(r.ClarificationRequested, asked_on=D("2026-03-25")), ctx_on(dm, "2026-03-25")
+    )
+    cmd = command(r.DeadlineExtended, reason="complex: six systems", notified_on=D("2026-04-06"))
+    rec = apply(rec, cmd, ctx_on(dm, "2026-04-06"))
+    assert rec.extended
+    rec = apply(
+        rec, command(r.ClarificationReceived, received_on=D("2026-04-20")), ctx_on(dm, "2026-04-20")
+    )
+    assert rec.paused_days == 27  # 25 Mar - 20 Apr
+    assert rec.due_on == D("2026-06-29")  # 2 Jun + 27 days
+    # Notified after the paused-for first month ran out: still refused.
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = apply(
+        rec, command(r.ClarificationRequested, asked_on=D("2026-03-25")), ctx_on(dm, "2026-03-25")
+    )
+    rec = apply(
+        rec, command(r.ClarificationReceived, received_on=D("2026-03-26")), ctx_on(dm, "2026-03-26")
+    )
+    assert rec.due_on == D("2026-04-07")  # 2 Apr + 2 = Sat 4 Apr; Easter Monday 6 Apr
+    late = command(r.DeadlineExtended, reason="complex", notified_on=D("2026-04-08"))
+    assert wf.on_command(rec, late, ctx_on(dm, "2026-04-08")).rejected == "invalid_transition"
+
+
+def test_a_fee_after_the_work_went_out_or_after_the_due_date_moves_no_clock(
+    dm: DataMap,
+) -> None:
+    """A fee is charged before the work; before, any FeeReceived restarted the clock, so
+    one recorded after the due date made a breached request a month from then."""
+    rec = apply(None, submit(RequestType.erasure, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    assert rec.tasks
+    assert rec.due_on == D("2026-04-02")
+    fee = command(r.FeeReceived, received_on=D("2026-04-20"))
+    outcome = wf.on_command(rec, fee, ctx_on(dm, "2026-04-20"))
+    assert outcome.rejected == "invalid_transition"
+    # Before identity is verified (no work out) a fee starts the clock ...
+    waiting = submit(RequestType.access, "2026-03-02", identity_verified_on=None)
+    rec = apply(None, waiting, ctx_on(dm, "2026-03-02"))
+    assert rec.due_on is None
+    rec = apply(rec, command(r.FeeReceived, received_on=D("2026-03-09")), ctx_on(dm, "2026-03-09"))
+    verified = command(r.IdentityVerified, verified_on=D("2026-03-04"))
+    rec = apply(rec, verified, ctx_on(dm, "2026-03-10"))
+    assert rec.clock_start == D("2026-03-09")
+    # ... but not one after the due date the clock already had.
+    started = submit(
+        RequestType.objection, "2026-03-02", objection_scope=ObjectionScope.legitimate_interest
+    )
+    rec = apply(None, started, ctx_on(dm, "2026-03-02"))
+    assert not rec.tasks
+    assert rec.due_on == D("2026-04-02")
+    late = wf.on_command(
+        rec, command(r.FeeReceived, received_on=D("2026-04-03")), ctx_on(dm, "2026-04-03")
+    )
+    assert late.rejected == "dates_out_of_order"
