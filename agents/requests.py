@@ -343,6 +343,10 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
     holds = state.get(HOLDS, sid) or []
     kept = shredding.still_kept(rec, holds, collaborators().datamap.holdings(), now)
     storage = shredding.storage_scope(rec, kept, holds, now)
+    # Read (opened) before the shred: they are sealed under ``main``, which it destroys;
+    # read after, only a copy still in the state's cache would open (a rebalance or a
+    # restart empties it), and the kept systems' identifiers would be lost.
+    identity, facts = state.get(IDENTITIES, sid), state.get(FACTS, sid)
     try:
         decision = await _shred(sid, kept, now, storage)
     except REFUSED:
@@ -350,9 +354,7 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
     except (RuntimeUnavailable, KafkaError) as exc:
         _defer(rec, now, f"the key store cannot answer ({type(exc).__name__})")
         return
-    remains = shredding.what_remains(
-        kept, state.get(IDENTITIES, sid), state.get(FACTS, sid), holds, now
-    )
+    remains = shredding.what_remains(kept, identity, facts, holds, now)
     # Written even if unchanged: the flush seals what is kept under the storage scope
     # (the scope it was sealed under before, main, is destroyed).
     state.put(IDENTITIES, sid, cast(IdentityMap, remains.identity))

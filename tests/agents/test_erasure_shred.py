@@ -24,7 +24,7 @@ from agents.requests import workflow
 from privops.adapters.key_topic import KeyRecordCodec
 from privops.adapters.serde import Serde
 from privops.core import records as r
-from privops.core import shredding
+from privops.core import sealing, shredding
 from privops.core.clock import Clock
 from privops.core.erasure import SubjectFacts, retention_end
 from privops.core.identity import IdentityMap, merge
@@ -40,8 +40,17 @@ from privops.core.vocab import Category, RequestState, System
 from streams import keystore
 from streams.context import collaborators
 from streams.keystore import KeyStore
+from streams.sealing import WorkerSealer
 from streams.state import state
-from streams.tables import consent, identities, requests, subject_facts
+from streams.tables import (
+    FACTS,
+    IDENTITIES,
+    consent,
+    erased_at,
+    identities,
+    requests,
+    subject_facts,
+)
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import trust
 from tests.agents.test_workflow_agent import erasure
@@ -317,3 +326,50 @@ async def test_a_shred_refused_for_good_stops_the_worker_and_one_refused_for_now
     else:
         assert told == []
         assert f"the key store cannot answer ({refusal.__name__})" in caplog.text
+
+
+@pytest.fixture
+def sealer(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> WorkerSealer:
+    """The worker's sealer over the test's key store: table values are sealed as a
+    flush leaves them (the tests above seed them in plaintext)."""
+    made = WorkerSealer(erased_at, store=lambda: store)
+    monkeypatch.setattr(state, "sealer", made)
+    return made
+
+
+@pytest.mark.parametrize("cache_size", [0, 200_000])
+async def test_what_an_erasure_keeps_is_read_before_main_is_shredded(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,
+    sealer: WorkerSealer,
+    monkeypatch: pytest.MonkeyPatch,
+    cache_size: int,
+) -> None:
+    """The identity map and facts are sealed under ``main``. Read after the shred, they
+    opened only from the state's cache (emptied by a rebalance or a restart): orders'
+    identifiers, kept for the follow-up erasure six years on, were dropped ("identities
+    dropped" in the audit), and the follow-up could not reach orders."""
+    monkeypatch.setattr(state, "cache_size", cache_size)
+    main = await store.get_or_create(ANN)
+    await store.get_or_create(ANN, shredding.key_scope(Category.purchases, kept_until()))
+    known(SubjectFacts(latest_financial_record_at=INVOICE))
+    key = store.key(main.key_id)
+    assert key is not None
+    identities.data[ANN] = sealing.seal(identities.data[ANN], sealing.IDENTITIES, ANN, key)
+    assert "C-1" not in json.dumps(identities.data[ANN])
+
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-sealed", ANN)))
+        await suppress(facts_agent, serde, outbox, "R-sealed")
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+        await answer_all(flow, serde, outbox, "R-sealed", orders=r.TaskRetained)
+        await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-sealed"))
+
+        (step,) = shred_steps(outbox)
+        assert step.reason is not None
+        assert "identities kept for orders" in step.reason
+        kept = state.get(IDENTITIES, ANN)
+        assert kept is not None
+        assert set(kept.systems) == {System.orders}
+        assert state.get(FACTS, ANN) is not None
