@@ -46,7 +46,15 @@ from streams.app import app, settings
 from streams.audit import ref
 from streams.context import collaborators
 from streams.health import health as worker_health
-from streams.tables import CONSENT, REQUESTS, consent, newest, request_index, requests
+from streams.tables import (
+    CONSENT,
+    REQUESTS,
+    consent,
+    newest,
+    newest_erased,
+    request_index,
+    requests,
+)
 
 keystore.install(app)
 
@@ -252,9 +260,9 @@ async def _scope_refused(view: View, request: Request, scope: str) -> Response |
 
 def _erased(subject_id: str) -> bool:
     """Whether the subject was erased: their consent state carries the suppression (as
-    soon as the erasure is decided: no key is made for them after it)."""
-    current = newest(CONSENT, subject_id, subject_id)
-    return current is not None and current.suppressed
+    soon as the erasure is decided: no key is made for them after it), or, unknown here,
+    the suppression list holds them."""
+    return newest_erased(subject_id)
 
 
 def _unavailable(view: View, exc: Exception) -> Response:

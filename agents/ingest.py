@@ -354,7 +354,7 @@ def erased_before(subject_id: str) -> bool:
     """The subject was erased: their consent state says so, or (a worker rebuilt from the
     topics under a new app id, whose tables never saw them) the suppression list, which
     outlives every table, holds their subject ref."""
-    return erased(subject_id) or suppression.has_value(ref(subject_id))
+    return erased(subject_id)  # the suppression list too, for a subject unknown here
 
 
 def flag_reimport(record: r.UpstreamEvent, why: str) -> None:

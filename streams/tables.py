@@ -26,7 +26,7 @@ from privops.core.consent import SubjectConsent
 from privops.core.erasure import SubjectFacts
 from privops.core.fieldcrypt import check_subject_id
 from privops.core.holds import LegalHold
-from privops.core.identity import IdentityMap
+from privops.core.identity import IdentityMap, subject_ref
 from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_INDEX, SUPPRESSION
 from streams.app import app, settings
@@ -87,8 +87,20 @@ def erased(subject_id: str) -> bool:
 
 def erased_at(partition: int, subject_id: str) -> bool:
     """``erased`` on a given partition (the subject's: the flush, outside a message)."""
-    current = state.get_at(CONSENT, partition, subject_id)
-    return current is not None and current.suppressed
+    return _erased_by(state.get_at(CONSENT, partition, subject_id), subject_id)
+
+
+def _erased_by(current: SubjectConsent | None, subject_id: str) -> bool:
+    """Erased, by the subject's consent state; for a subject with none, by the suppression
+    list, which outlives every table: a worker rebuilt under a new app id never saw the
+    erasure, and would otherwise make the subject a new key (review, session 24). Only
+    subjects unknown here pay for the keyed hash."""
+    if current is not None:
+        return current.suppressed
+    return suppression.has_value(subject_ref(_PSEUDONYM_KEY, subject_id))
+
+
+_PSEUDONYM_KEY = settings.pseudonym_key.encode()
 
 
 def newest(slot: Slot[V], subject_id: str, key: str) -> V | None:
@@ -99,3 +111,9 @@ def newest(slot: Slot[V], subject_id: str, key: str) -> V | None:
     remembered); ``RuntimeUnavailable`` when no answer can be trusted now."""
     partition = subject_partition(check_subject_id(subject_id), settings.topic_partitions)
     return state.peek_at(slot, partition, key)
+
+
+def newest_erased(subject_id: str) -> bool:
+    """``erased`` by the newest decided consent state (``newest``: the key service, which
+    answers as soon as an erasure is decided)."""
+    return _erased_by(newest(CONSENT, subject_id, subject_id), subject_id)

@@ -373,3 +373,29 @@ async def test_what_an_erasure_keeps_is_read_before_main_is_shredded(
         assert kept is not None
         assert set(kept.systems) == {System.orders}
         assert state.get(FACTS, ANN) is not None
+
+
+async def test_a_rebuilt_worker_makes_no_key_for_a_subject_the_suppression_list_holds(
+    store: KeyStore, sealer: WorkerSealer
+) -> None:
+    """A worker under a new app id starts with empty tables: only the suppression list
+    (which outlives them) remembers an erasure. Before, the key service and the flush's
+    sealer read the consent table alone, so any system's POST /subject-keys made the
+    erased subject a new ``main`` key, and its data was readable again."""
+    from agents import http
+    from streams.audit import ref
+    from streams.tables import suppression
+
+    suppression._set("hash-of-an-identifier", ref(ANN))
+    try:
+        assert ANN not in consent.data
+        assert http._erased(ANN)
+        with pytest.raises(SubjectErased):
+            await store.get_or_create(ANN, erased=http._erased)
+        assert await sealer.storage_keys({ANN: 0}) == {ANN: None}
+        assert store.ring(0).records(ANN) == []
+        # A subject the list does not hold gets a key as before.
+        assert not http._erased(BOB)
+        await store.get_or_create(BOB, erased=http._erased)
+    finally:
+        suppression.clear()
