@@ -38,8 +38,8 @@ from privops.core import deadlines
 from privops.core.errors import RuntimeUnavailable
 from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.request import RequestRecord
-from privops.core.shredding import system_may_ask
-from privops.core.subject_keys import SubjectErased
+from privops.core.shredding import SYSTEM_SCOPE_YEARS, system_may_ask
+from privops.core.subject_keys import SubjectErased, TooManyKeys
 from privops.core.vocab import Channel, Purpose
 from streams import keystore
 from streams.app import app, settings
@@ -207,6 +207,11 @@ class SubjectKeys(View):
             record = await keystore.key_store().get_or_create(subject_id, scope, erased=_erased)
         except SubjectErased as exc:
             return self.json({"error": "subject erased", "reason": str(exc)}, status=410)
+        except TooManyKeys as exc:
+            log.warning(
+                "HTTP API: a subject reached its key limit (subject ref %s)", ref(subject_id)
+            )
+            return self.json({"error": "too many keys", "reason": str(exc)}, status=409)
         except ValueError as exc:
             return self.json({"error": "bad subject id or scope", "reason": str(exc)}, status=400)
         except (RuntimeUnavailable, KafkaError) as exc:
@@ -248,12 +253,14 @@ async def _scope_refused(view: View, request: Request, scope: str) -> Response |
         return view.json(answer, status=503)
     system = system_of(principal)
     spec = collaborators().datamap.systems.get(system) if system is not None else None
-    if system is None or system_may_ask(scope, spec.categories if spec else ()):
+    today = collaborators().clock.today()
+    if system is None or system_may_ask(scope, spec.categories if spec else (), today):
         return None
     log.warning("HTTP API: principal %s may not have a key of scope %r", principal, scope)
     reason = (
-        f"{principal} has keys of scope main, or retained:<category>:<date> of a category "
-        f"the data map says it holds; not {scope!r}"
+        f"{principal} has keys of scope main, or retained:<category>:<YYYY-MM-DD> of a "
+        f"category the data map says it holds, ending within {SYSTEM_SCOPE_YEARS} years; "
+        f"not {scope!r}"
     )
     return view.json({"error": "scope not allowed", "reason": reason}, status=403)
 

@@ -385,7 +385,7 @@ async def _shred(
     if not store.ready:
         raise KeyStoreBehind("subject keys still loading")
     if storage is not None:
-        await store.get_or_create(subject_id, storage)
+        await store.get_or_create(subject_id, storage, erasing=True)
     decision = shredding.keys_to_destroy(await store.records(subject_id), kept, now, storage)
     await store.shred(subject_id, decision.key_ids)
     return decision

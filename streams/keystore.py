@@ -48,9 +48,11 @@ from privops.core.fieldcrypt import (
 )
 from privops.core.fieldcrypt import split_key_id as _split
 from privops.core.subject_keys import (
+    MAX_KEYS_PER_SUBJECT,
     KeyRing,
     SubjectErased,
     SubjectKey,
+    TooManyKeys,
     create,
     retained_until,
     wrap,
@@ -423,27 +425,39 @@ class KeyStore:
         scope: str = MAIN_SCOPE,
         *,
         erased: Callable[[str], bool] = lambda _subject: False,
+        erasing: bool = False,
     ) -> SubjectKey:
         """The subject's current key record of ``scope``, created and stored if there is
         none; ``SubjectErased`` for a subject ``erased`` says is gone (checked again
-        once a new record is acknowledged: an erasure that ran meanwhile shreds it)."""
+        once a new record is acknowledged: an erasure that ran meanwhile shreds it).
+
+        ``erasing``: an erasure's own storage scope (``agents.requests``), made for what
+        retention keeps of a subject whose keys this process shredded already (an
+        earlier erasure): that erasure decided it, so ``SubjectErased`` is not raised
+        for the shred, nor for ``erased``. Only a retained scope is made so."""
         check_subject_id(subject_id)
         check_scope(scope)
         partition = self.partition_of(subject_id)
         await self._wait_loaded(partition)
+        if erasing and retained_until(scope) is None:
+            raise ValueError(f"an erasure keeps data under a retained scope, not {scope!r}")
         async with self._serialised(subject_id):
-            if erased(subject_id):
+            if not erasing and erased(subject_id):
                 raise SubjectErased(f"the subject was erased: no new {scope} key")
             ring = self.ring(partition)
             found = ring.current_record(subject_id, scope)
             if found is not None:
                 return found
-            if subject_id in self._shredded:
+            if subject_id in self._shredded and not erasing:
                 raise SubjectErased(f"the subject's keys were shredded: no new {scope} key")
+            if not erasing and ring.count(subject_id) >= MAX_KEYS_PER_SUBJECT:
+                raise TooManyKeys(
+                    f"the subject has {MAX_KEYS_PER_SUBJECT} keys already: no new {scope} key"
+                )
             record, _ = create(subject_id, scope, self.kek.current(), self._now())
             sent = await self._stored([(partition, record)])
             ring.apply(record.key_id, record, encoded=sent[record.key_id])
-            if erased(subject_id):
+            if not erasing and erased(subject_id):
                 await self._tombstones(partition, [record.key_id])
                 raise SubjectErased(f"the subject was erased meanwhile: no new {scope} key")
             return record

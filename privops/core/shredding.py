@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final
 
 from privops.core.clock import UK
@@ -129,15 +129,27 @@ def key_scope(category: Category, until: datetime) -> str:
     return retained_scope(category.value, until.astimezone(UK).date() - timedelta(days=1))
 
 
-def system_may_ask(scope: str, held: Collection[Category]) -> bool:
+def system_may_ask(scope: str, held: Collection[Category], today: date) -> bool:
     """Whether a system holding ``held`` (the data map's categories) may be answered a
     key of ``scope`` by the key service: ``main``, or a retained scope of a category it
-    holds. A retained key outlives an erasure while its category is kept: another
-    system's category, or privops' own (``unerased``), is not a system's to ask for."""
+    holds, ending within ``SYSTEM_SCOPE_YEARS`` of ``today``. A retained key outlives an
+    erasure while its category is kept: another system's category, or privops' own
+    (``unerased``), is not a system's to ask for, nor a date past any retention (one
+    that outlasts privops' own scopes would have privops seal its kept copies under a
+    key a system chose: ``streams.keystore``'s storage key is the longest-dated)."""
     if scope == MAIN_SCOPE:
         return True
     category = scope_category(scope)
-    return category is not None and category in {c.value for c in held}
+    until = retained_until(scope)
+    if category is None or until is None:
+        return False
+    horizon = today.replace(year=today.year + SYSTEM_SCOPE_YEARS, day=min(today.day, 28))
+    return category in {c.value for c in held} and until <= horizon
+
+
+# The furthest end a system may name for a retained scope: past every dated retention of
+# the data map (six years from a financial year's end is at most seven from today).
+SYSTEM_SCOPE_YEARS: Final = 8
 
 
 def scope_category(scope: str) -> str | None:
@@ -187,6 +199,8 @@ def keys_to_destroy(
 
 
 UNERASED: Final = "unerased"
+# The day an open-ended retention's scope names (no system may name it: SYSTEM_SCOPE_YEARS).
+OPEN_ENDED: Final = date(9999, 12, 31)
 """The category part of the storage scope kept for systems whose erase task failed."""
 
 
@@ -207,7 +221,10 @@ def storage_scope(
     open_ended = [k.category for k in running if k.until is None]
     open_ended += [c for h in holds if h.active_at(now) for c in h.categories]
     if open_ended:
-        return key_scope(min(open_ended, key=lambda c: c.value), now)
+        # Named to outlast every dated scope: the flush seals under the longest-dated
+        # retained key (``streams.keystore``), and a dated one goes at its follow-up
+        # while the hold or debt may still run.
+        return retained_scope(min(open_ended, key=lambda c: c.value).value, OPEN_ENDED)
     dated = [k for k in running if k.until is not None]
     if dated:
         longest = max(dated, key=lambda k: (k.until, k.category.value))

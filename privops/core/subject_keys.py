@@ -15,6 +15,7 @@ does not unwrap. Pure: the KEK comes in as an argument (``privops.adapters.kek``
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,11 +41,22 @@ from privops.core.records import Record
 
 WRAPPED_BYTES: Final = NONCE_BYTES + KEY_BYTES + TAG_BYTES
 RETAINED: Final = "retained"
+_ISO_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _WRAP_LABEL: Final = b"privops-kek-wrap/1"
 
 
 class KeyUnwrapFailed(PrivopsError):
     """A wrapped key that does not open under its KEK version: altered, or the wrong KEK."""
+
+
+class TooManyKeys(ValueError):
+    """A subject already has ``MAX_KEYS_PER_SUBJECT`` keys: no system needs more (one
+    ``main``, a retained scope per kept category), and each costs every lookup of the
+    subject and every answer listing their keys."""
+
+
+# Keys one subject may have made on request (an erasure's own storage scope is always made).
+MAX_KEYS_PER_SUBJECT: Final = 32
 
 
 class SubjectErased(PrivopsError):
@@ -103,8 +115,8 @@ def retained_until(scope: str) -> date | None:
     """The end of a retained scope's retention; None for any other scope."""
     kind, _, rest = scope.partition(":")
     _, _, until = rest.rpartition(":")
-    if kind != RETAINED or not until:
-        return None
+    if kind != RETAINED or not _ISO_DAY.fullmatch(until):
+        return None  # one spelling per day (fromisoformat also takes 20991231)
     try:
         return date.fromisoformat(until)
     except ValueError:
@@ -220,6 +232,10 @@ class KeyRing:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def count(self, subject_id: str) -> int:
+        """How many key records the subject has (of every scope)."""
+        return len(self._by_subject.get(subject_id, ()))
 
     def apply(
         self, key_id: str, record: SubjectKey | None, *, encoded: bytes | None = None

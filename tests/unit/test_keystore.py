@@ -24,7 +24,7 @@ from privops.adapters import kek as kekfile
 from privops.adapters.key_topic import KeyRecordCodec, subject_partition
 from privops.adapters.serde import Serde
 from privops.core.fieldcrypt import MAIN_SCOPE, ShreddedKey, decrypt_field, encrypt_field
-from privops.core.subject_keys import SubjectErased, create
+from privops.core.subject_keys import MAX_KEYS_PER_SUBJECT, SubjectErased, TooManyKeys, create
 from privops.core.topics import SUBJECT_KEYS
 from streams import keystore
 from streams.keystore import KeyStore, NotOwned
@@ -265,6 +265,45 @@ async def test_erased_subjects_get_no_key(log: Log, codec: KeyRecordCodec, kek_p
         with pytest.raises(SubjectErased):
             await store.get_or_create(ann, erased=lambda _s: True)
         assert log.parts[0] == []
+
+
+async def test_an_erasure_makes_its_storage_scope_after_an_earlier_shred(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """A second erasure of a subject in the process that shredded the first (a failed
+    erase task's ``unerased`` scope, a follow-up) makes the scope it keeps data under.
+    Before, ``SubjectErased`` was raised, uncaught, and the worker stopped (review,
+    session 24); it went through after the restart, which forgets the shred."""
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {1}) as store:
+        main = await store.get_or_create(ann)
+        await store.shred(ann, [main.key_id])
+        scope = "retained:unerased:2026-03-11"
+        with pytest.raises(SubjectErased):  # a system still gets nothing
+            await store.get_or_create(ann, scope)
+        made = await store.get_or_create(ann, scope, erased=lambda _s: True, erasing=True)
+        assert made.scope == scope
+        with pytest.raises(ValueError, match="retained scope"):
+            await store.get_or_create(ann, MAIN_SCOPE, erasing=True)
+
+
+async def test_a_subject_gets_at_most_max_keys_on_request(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """A system looping POST /subject-keys?scope=retained:<category>:<each day> gave one
+    subject thousands of keys: every lookup of them scans all, every GET lists all
+    (20,000 took 9 ms a lookup and a 6 MB answer: review, session 24)."""
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {1}) as store:
+        for day in range(MAX_KEYS_PER_SUBJECT):
+            await store.get_or_create(ann, f"retained:purchases:2027-01-{day + 1:02d}")
+        with pytest.raises(TooManyKeys):
+            await store.get_or_create(ann, "retained:purchases:2027-03-01")
+        assert len(await store.records(ann)) == MAX_KEYS_PER_SUBJECT
+        # What exists is still answered, and an erasure still makes its own scope.
+        existing = await store.get_or_create(ann, "retained:purchases:2027-01-01")
+        assert existing.scope == "retained:purchases:2027-01-01"
+        await store.get_or_create(ann, "retained:unerased:2027-02-01", erasing=True)
 
 
 async def test_an_erasure_while_the_key_was_stored_shreds_it(

@@ -6,7 +6,7 @@ the real data map."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.identity import IdentityMap, merge
-from privops.core.subject_keys import Kek, SubjectKey, create
+from privops.core.subject_keys import Kek, SubjectKey, create, retained_until
 from privops.core.vocab import Category, RequestState, RequestType, System
 
 C = Category
@@ -223,13 +223,41 @@ def test_the_followup_due_at_the_retention_end_shreds_the_key_the_retention_name
         ("retained:contact:9999-12-31", False),  # not among the categories given
         ("retained:unerased:2026-03-10", False),  # privops' own
         ("hold:cctv", False),
+        # Past any retention: it would outlast privops' own scopes, and the flush seals
+        # under the longest-dated one (review, session 24) ...
+        ("retained:purchases:9999-12-31", False),
+        ("retained:purchases:2034-03-11", False),
+        ("retained:purchases:2034-03-10", True),
+        # ... nor another spelling of a day (fromisoformat takes the basic format).
+        ("retained:purchases:20320331", False),
     ],
 )
 def test_a_system_may_ask_for_main_or_a_retained_scope_of_its_own_categories(
     scope: str, allowed: bool
 ) -> None:
     orders_holds = (C.purchases, C.payment, C.credit)
-    assert shredding.system_may_ask(scope, orders_holds) is allowed
+    assert shredding.system_may_ask(scope, orders_holds, date(2026, 3, 10)) is allowed
+
+
+def test_an_open_ended_retention_names_a_scope_that_outlasts_every_dated_one(
+    dm: DataMap,
+) -> None:
+    """A legal hold beside invoices kept for years: what privops keeps is sealed under
+    the hold's scope, which the worker's key store takes as the longest-dated one. Before,
+    the hold's scope was named by yesterday, the invoices' key won, and their follow-up
+    destroyed it while the hold still ran: the held system's identifiers were lost."""
+    rec = erased(context(dm), orders=r.TaskRetained)
+    kept = shredding.still_kept(rec, [hold()], dm.holdings(), NOW)
+    assert kept.categories == {C.cctv, C.purchases, C.payment}
+    scope = shredding.storage_scope(rec, kept, [hold()], NOW)
+    assert scope == "retained:cctv:9999-12-31"
+    invoices = max(
+        k.until for k in rec.kept + [k for t in rec.tasks.values() for k in t.keep] if k.until
+    )
+    dated = shredding.key_scope(C.purchases, invoices)
+    assert retained_until(scope) > retained_until(dated)  # type: ignore[operator]
+    # No system may name it (nor anything past privops' own dated scopes).
+    assert not shredding.system_may_ask(scope, (C.cctv,), NOW.date())
 
 
 # --- what retention still keeps ----------------------------------------------------------------
