@@ -97,6 +97,7 @@ class AuditAction(StrEnum):
     dead_lettered = "dead_lettered"
     export_refused = "export_refused"
     keys_shredded = "keys_shredded"
+    retained_outside_task = "retained_outside_task"
 
 
 class EventSource(StrEnum):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from privops import contract
 from privops.adapters import cluster
@@ -312,6 +314,28 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc
+    except SettingsError as exc:
+        # pydantic-settings parses list and map settings as JSON before validating and
+        # fails outside ValidationError; the value may be a secret, so only its name.
+        raise ConfigError(f"invalid settings: {_unparsable(str(exc))}") from None
+
+
+_FIELD_IN_ERROR = re.compile(r'field "(\w+)"')
+
+
+def _unparsable(message: str) -> str:
+    """Which setting pydantic-settings could not parse, and the JSON shape it wants."""
+    match = _FIELD_IN_ERROR.search(message)
+    field = Settings.model_fields.get(match.group(1)) if match else None
+    if match is None or field is None:
+        return "a PRIVOPS_* setting read as JSON is not valid JSON"
+    if get_origin(field.annotation) is dict:
+        shape = 'a JSON object, e.g. {"1": "..."}'
+    elif example := field.get_default(call_default_factory=True):
+        shape = f"a JSON list, e.g. {json.dumps(list(example))}"
+    else:
+        shape = 'a JSON list, e.g. ["..."]'
+    return f"PRIVOPS_{match.group(1).upper()}: not valid JSON; give {shape}"
 
 
 def origin(url: str) -> str:

@@ -119,15 +119,21 @@ def parse_date(value: str, option: str, *, allow_future: bool = False) -> date:
 def check_id(value: str, what: str = "request id") -> str:
     """A request, hold or subject id: a short word without spaces or slashes.
 
-    Ids end up in URL paths and message keys, so anything else is refused here.
+    Ids end up in URL paths and message keys, so anything else is refused here. What
+    was given is not repeated: something that is not an id is often what a DPO knows
+    the subject by instead (an e-mail address, a name), and messages land in logs.
     """
     value = value.strip()
     if not _ID_RE.fullmatch(value):
         fail(
-            f"invalid {what} '{escape(value)}': use letters, digits and . _ : - "
-            "(at most 64 characters)"
+            f"invalid {what} ({_chars(len(value))}, not repeated here): an id is 1 to 64 "
+            "letters, digits and . _ : -, starting with a letter or digit"
         )
     return value
+
+
+def _chars(n: int) -> str:
+    return f"{n} character{'s' if n != 1 else ''}"
 
 
 def choices(kind: type[Enum]) -> str:

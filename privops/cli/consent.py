@@ -1,8 +1,9 @@
 """`privops consent check`: may we contact a subject on a channel for a purpose?
 
 Asks the worker (`GET /consent/{subject}?purpose=&channel=`), which decides from the
-subject's current consent state. Exit codes: 0 allowed, 1 not allowed, 2 bad input,
-3 worker unreachable, 4 unknown subject.
+subject's current consent state. Exit codes: 0 allowed, 1 not allowed, 2 bad input or
+the worker refused our credentials, 3 worker unreachable or unable to answer (never 1:
+a script reads 1 as "do not contact", and an outage is not a decision), 4 unknown subject.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from rich.markup import escape
 
 from privops.cli.common import (
     EXIT_FAILED,
+    EXIT_UNAVAILABLE,
     Json,
     check_id,
     choices,
     console,
     emit_json,
+    fail,
     parse_choice,
 )
 from privops.cli.worker_http import worker_json
@@ -39,7 +42,8 @@ def check(
     channel: str = typer.Option(..., "--channel", help=f"Channel: {choices(Channel)}."),
     as_json: Json = False,
 ) -> None:
-    """ALLOWED or NOT ALLOWED with the rule, reason and evidence. Exit 0 allowed, 1 not allowed."""
+    """ALLOWED or NOT ALLOWED with the rule, reason and evidence. Exit 0 allowed, 1 not
+    allowed, 3 no answer from the worker."""
     subject_id = check_id(subject, "subject id")
     p = parse_choice(Purpose, purpose, "purpose")
     c = parse_choice(Channel, channel, "channel")
@@ -48,7 +52,12 @@ def check(
         params={"purpose": p.value, "channel": c.value},
         not_found=f"unknown subject {escape(subject_id)}",
     )
-    allowed = body.get("allowed") is True
+    allowed = body.get("allowed")
+    if not isinstance(allowed, bool):
+        fail(
+            "the worker's answer holds no allowed decision: is it the same privops version?",
+            EXIT_UNAVAILABLE,
+        )
     if as_json:
         emit_json(body)
     else:

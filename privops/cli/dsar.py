@@ -2,7 +2,12 @@
 
 Prints only the ISO date (for scripts); `--explain` adds the month arithmetic, the
 clarification pause (which of its days counted, and why) and the weekend/bank-holiday
-roll, each step from privops.core.deadlines.
+roll, each step from privops.core.deadlines; `--json` gives the date, the days that
+paused it and those steps as one object.
+
+`--paused-days` (days already counted, e.g. from an earlier clarification) and
+`--paused-from/--paused-to` (a period, of which only the days while the clock runs
+count) add up: a request can have had more than one clarification.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from datetime import date, timedelta
 import holidays
 import typer
 
-from privops.cli.common import console, fail
+from privops.cli.common import Json, console, emit_json, fail
 from privops.cli.request import parse_date
 from privops.core.deadlines import (
     CountedPause,
@@ -130,7 +135,8 @@ def due_date_cmd(
     paused_days: int = typer.Option(
         0,
         "--paused-days",
-        help="Days paused awaiting clarification (Art. 12A), already counted; 0 or more.",
+        help="Days paused awaiting clarification (Art. 12A), already counted; 0 or more. "
+        "Adds to a --paused-from/--paused-to period (an earlier clarification).",
     ),
     paused_from: str | None = typer.Option(
         None,
@@ -144,6 +150,7 @@ def due_date_cmd(
     show_explain: bool = typer.Option(
         False, "--explain", help="Also explain each step (month end, pause, holiday roll)."
     ),
+    as_json: Json = False,
 ) -> None:
     """Print the ISO due date of a response (one calendar month, UK working-day rules)."""
     start_day = parse_date(start, "--start", allow_future=True)
@@ -153,12 +160,36 @@ def due_date_cmd(
         fail(f"--paused-days {paused_days} is implausibly long (more than ten years)")
     pauses = _pause_option(paused_from, paused_to)
     try:
-        counted = sum(c.days for c in count_pauses(start_day, pauses, extended=extended))
+        counted = count_pauses(start_day, pauses, extended=extended)
     except DomainError as exc:
         fail(str(exc))
-    due = due_date(start_day, extended=extended, paused_days=paused_days + counted)
+    from_periods = sum(c.days for c in counted)
+    due = due_date(start_day, extended=extended, paused_days=paused_days + from_periods)
+    lines = (
+        explain(start_day, extended=extended, paused_days=paused_days, pauses=pauses)
+        if show_explain or as_json
+        else []
+    )
+    if as_json:
+        emit_json(
+            {
+                "due_on": due.isoformat(),
+                "start": start_day.isoformat(),
+                "extended": extended,
+                "paused_days_given": paused_days,
+                "clarifications": [
+                    {
+                        "asked": c.pause.asked.isoformat(),
+                        "received": c.pause.answered.isoformat(),
+                        "days_counted": c.days,
+                    }
+                    for c in counted
+                ],
+                "paused_days_total": paused_days + from_periods,
+                "explanation": lines,
+            }
+        )
+        return
     typer.echo(due.isoformat())
-    if show_explain:
-        lines = explain(start_day, extended=extended, paused_days=paused_days, pauses=pauses)
-        for line in lines:
-            console.print(line, highlight=False)
+    for line in lines:
+        console.print(line, highlight=False)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from itertools import pairwise
 
 import typer
+from rich.markup import escape
 
 from privops.adapters.avro import backward_problems, generate, load_versions
 from privops.adapters.serde import Serde
-from privops.cli.common import EXIT_FAILED, console, handled, say, settings
+from privops.cli.common import EXIT_FAILED, console, fail, handled, say, settings
 
 app = typer.Typer(help="The Avro contract: generate versions, check compatibility, register.")
 
@@ -25,8 +26,21 @@ def generate_cmd() -> None:
 @app.command()
 def check() -> None:
     """Check every schema version BACKWARD-compatible with the one before it."""
+    schema_dir = settings().schema_dir
+    try:
+        found = load_versions(schema_dir)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the schemas in {escape(str(schema_dir))}: {escape(str(exc))}")
+    if not found:
+        # Nothing compared is not "all compatible": a mistyped PRIVOPS_SCHEMA_DIR would
+        # pass every check.
+        fail(
+            f"no schema files (<namespace>/<Name>.v<N>.avsc) in {escape(str(schema_dir))}: "
+            "set PRIVOPS_SCHEMA_DIR to the repository's schemas/ directory, or run "
+            "`privops schemas generate`"
+        )
     problems = []
-    for name, versions in load_versions(settings().schema_dir).items():
+    for name, versions in found.items():
         for old, new in pairwise(versions):
             problems += [
                 f"{name} v{old.version}->v{new.version}: {p}"

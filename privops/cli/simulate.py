@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from privops.adapters import web_tls
@@ -139,6 +141,21 @@ def parse_knobs(
     }
 
 
+def usable_data_dir(target: Path) -> Path:
+    """The stores' directory, made if missing; exit 2 before anything is seeded,
+    published or started, rather than a traceback from SQLite half-way through."""
+    where = f"--data-dir {escape(str(target))}"
+    if target.exists() and not target.is_dir():
+        fail(f"{where} is a file, not a directory: give a directory for the systems' stores")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{where}: cannot create it ({exc.strerror}); give a directory you can write to")
+    if not os.access(target, os.W_OK | os.X_OK):
+        fail(f"{where}: not writable by this user; give a directory you can write to")
+    return target
+
+
 def _describe(result: TaskResult | None) -> str:
     if result is None:
         return "[yellow]no answer (silent)[/]"
@@ -252,7 +269,10 @@ async def _main(
 @app.callback(invoke_without_command=True)
 def simulate(
     data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Where the systems' SQLite stores live (default: $HOME/systems)."
+        None,
+        "--data-dir",
+        help="Where the systems' SQLite stores live (default: $PRIVOPS_HOME/systems; "
+        "PRIVOPS_HOME defaults to ~/.cache/privops).",
     ),
     customers: int = typer.Option(
         DEFAULT_CUSTOMERS,
@@ -320,7 +340,7 @@ def simulate(
         except ValueError:
             fail(f"--date {day!r}: use YYYY-MM-DD, e.g. --date 2026-03-02", EXIT_BAD_INPUT)
     cfg = settings()
-    target = data_dir or default_data_dir(cfg)
+    target = usable_data_dir(data_dir or default_data_dir(cfg))
     if metrics_port is not None:
         try:
             serve_metrics(metrics_port)

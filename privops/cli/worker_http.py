@@ -1,9 +1,13 @@
 """Questions to the running worker over its HTTP API, with the CLI's exit codes.
 
-3 when the worker does not answer (with what to run), 4 when it does not know the thing
-asked about, 1 when it answers something unusable or refuses the caller. The CLI asks as
-its Kafka principal (PRIVOPS_KAFKA_PRINCIPAL, else ``dpo``) with its password, which the
-worker checks with the broker (privops.adapters.api_auth).
+Exit 1 means "failed, not allowed, rejected" to a script (`consent check` exits 1 for
+"may not contact"), so no trouble with the question itself ever exits 1 here: 3 when the
+worker does not answer, cannot answer now (5xx: a partition moving, the broker not
+checking credentials) or answers with something that is not the worker's JSON (with what
+to run); 2 when it refuses the caller (401/403) or the question (400); 4 when it does
+not know the thing asked about. The CLI asks as its Kafka principal
+(PRIVOPS_KAFKA_PRINCIPAL, else ``dpo``) with its password, which the worker checks with
+the broker (privops.adapters.api_auth).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from privops.adapters import web_tls
 from privops.adapters.acls import DPO
 from privops.adapters.api_auth import api_auth
 from privops.cli.common import (
-    EXIT_FAILED,
+    EXIT_BAD_INPUT,
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
     fail,
@@ -69,39 +73,69 @@ def unreachable(base: str, exc: httpx.HTTPError) -> str:
 
 
 def response_json(resp: httpx.Response) -> dict[str, Any]:
-    """The worker's JSON body, or exit 1 if the worker answered something else."""
+    """The worker's JSON body, or exit 3: whatever answered is not the worker's API."""
     try:
         body = resp.json()
     except ValueError:
         body = None
     if not isinstance(body, dict):
         fail(
-            f"the worker answered {resp.status_code} without a JSON object at {resp.url}",
-            EXIT_FAILED,
+            f"the worker answered {resp.status_code} without a JSON object at {resp.url}: "
+            "is PRIVOPS_WEB_URL (or PRIVOPS_WEB_HOST:PRIVOPS_WEB_PORT) the privops worker?",
+            EXIT_UNAVAILABLE,
         )
     return body
+
+
+def _said(body: dict[str, Any] | None) -> str:
+    """What the worker said about a refusal or failure: its error, then its reason."""
+    if body is None:
+        return "no JSON body"
+    words = [str(body[k]) for k in ("error", "reason") if body.get(k)]
+    return escape(": ".join(words) if words else str(body))
 
 
 def worker_json(
     path: str, *, not_found: str, params: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """The worker's answer to a GET; exit 4 with `not_found` on 404, 1 on any other error."""
+    """The worker's answer to a GET; exit 4 with `not_found` on 404, 3 when it cannot
+    answer, 2 when it refuses the caller or the question (module docstring)."""
     resp = worker_get(path, params)
+    if resp.status_code >= 500:
+        # Checked before the body: a proxy's 502 page is no JSON, and still "no answer".
+        fail(
+            f"the privops worker at {worker_url('')} could not answer now "
+            f"({resp.status_code}: {_said(_json_or_none(resp))}); retry in a few seconds, "
+            "and if it persists check the worker's log and `privops local status`",
+            EXIT_UNAVAILABLE,
+        )
     body = response_json(resp)
     if resp.status_code == 404:
         fail(not_found, EXIT_NOT_FOUND)
     if resp.status_code in (401, 403):
+        # 2, not 3: the worker answered, and retrying will not help until the caller's
+        # credentials (configuration, like any other input) are fixed.
         who = settings().kafka_principal or DPO
         fail(
-            f"the worker refused principal {who!r} ({resp.status_code}: "
-            f"{escape(str(body.get('reason') or body.get('error')))}); see "
-            "`privops local credentials`, or set PRIVOPS_KAFKA_PRINCIPAL and "
+            f"the worker refused principal {who!r} ({resp.status_code}: {_said(body)}); "
+            "see `privops local credentials`, or set PRIVOPS_KAFKA_PRINCIPAL and "
             "PRIVOPS_KAFKA_PASSWORD",
-            EXIT_FAILED,
+            EXIT_BAD_INPUT,
         )
-    if resp.status_code >= 400:
+    if resp.status_code == 400:
+        fail(f"the worker refused the question (400: {_said(body)})", EXIT_BAD_INPUT)
+    if not resp.is_success:
         fail(
-            f"the worker answered {resp.status_code}: {escape(str(body.get('error', body)))}",
-            EXIT_FAILED,
+            f"the worker answered {resp.status_code} ({_said(body)}) where it answers "
+            "200 or 404: is it the same privops version as this CLI?",
+            EXIT_UNAVAILABLE,
         )
     return body
+
+
+def _json_or_none(resp: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

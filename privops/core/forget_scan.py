@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -151,23 +151,41 @@ class Hit:
     test: Callable[[bytes], bool] | None = field(default=None, repr=False, compare=False)
 
 
-def _leaves(obj: object, path: str = "") -> Iterator[tuple[str, str]]:
-    """(path, text) of every string, number and mapping key in a decoded document."""
+MATCHING_KEY = "{matching key}"
+"""Stands in a field path for a mapping key that is one of the values searched for: the
+path is printed, the values never are."""
+
+
+def _leaves(
+    obj: object, path: str = "", hidden: Callable[[bytes], bool] = lambda _: False
+) -> Iterator[tuple[str, str]]:
+    """(path, text) of every string, number and mapping key in a decoded document; a key
+    ``hidden`` matches is named MATCHING_KEY in every path through it."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            where = f"{path}.{key}" if path else str(key)
-            yield where + "{}", str(key)
-            yield from _leaves(value, where)
+            secret = hidden(str(key).encode())
+            name = MATCHING_KEY if secret else str(key)
+            where = f"{path}.{name}" if path else name
+            yield where if secret else where + "{}", str(key)
+            yield from _leaves(value, where, hidden)
     elif isinstance(obj, list | tuple):
         for i, value in enumerate(obj):
-            yield from _leaves(value, f"{path}[{i}]")
+            yield from _leaves(value, f"{path}[{i}]", hidden)
     elif isinstance(obj, str | int | float) and not isinstance(obj, bool):
         yield path or "(whole)", str(obj)
 
 
-def locate(obj: object, test: Callable[[bytes], bool]) -> str | None:
-    """The field path of the first string in a decoded document that ``test`` matches."""
-    for path, text in _leaves(obj):
+def locate(
+    obj: object,
+    test: Callable[[bytes], bool],
+    others: Sequence[Callable[[bytes], bool]] = (),
+) -> str | None:
+    """The field path of the first string in a decoded document that ``test`` matches.
+
+    A mapping key that ``test`` or any of ``others`` (the record's other findings) matches
+    is a searched-for value, so the path names it MATCHING_KEY instead."""
+    tests = (test, *others)
+    for path, text in _leaves(obj, hidden=lambda key: any(t(key) for t in tests)):
         if test(text.encode()):
             return path
     return None
@@ -186,9 +204,11 @@ def _json(data: bytes) -> object | None:
 def placed(hits: Iterable[Hit], document: object) -> list[Hit]:
     """``hits`` with a field path instead of a byte offset where ``document`` (the decoded
     value they were found in) shows which field holds them."""
+    hits = list(hits)
+    tests = [hit.test for hit in hits if hit.test is not None]
     out = []
     for hit in hits:
-        path = locate(document, hit.test) if hit.test is not None else None
+        path = locate(document, hit.test, tests) if hit.test is not None else None
         out.append(hit if path is None else Hit(hit.kind, hit.what, hit.part, path, hit.test))
     return out
 

@@ -171,15 +171,19 @@ class _Handler(BaseHTTPRequestHandler):
                 code, body = 200, consent_body(parts[1], q["purpose"], q["channel"])
             else:
                 code, body = 404, {"error": "unknown subject"}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, json.dumps(body).encode())
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, data: bytes) -> None:
+    """A stub worker's answer: ``data`` as a JSON body with ``code``."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 @pytest.fixture
@@ -328,7 +332,7 @@ def no_broker(env: Callable[..., None]) -> str:
             ["erase", "--subject", "C-1", "--identity-verified", "2026-01-01", "--verified-now"],
             "not both",
         ),
-        (["erase", "--subject", "C 1"], "invalid subject id 'C 1'"),
+        (["erase", "--subject", "C 1"], "invalid subject id (3 characters, not repeated here)"),
         (
             ["object", "--subject", "C-1", "--scope", "everything"],
             "unknown objection scope 'everything': use one of direct_marketing, "

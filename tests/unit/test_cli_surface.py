@@ -19,7 +19,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from privops.cli import worker_http
-from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_FOUND, parse_choice
+from privops.cli.common import EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, parse_choice
 from privops.cli.main import app
 from privops.cli.request import parse_date as reexported_parse_date
 from privops.cli.request.options import Submission, submission_verb
@@ -197,10 +197,17 @@ def _response(status: int, content: bytes) -> httpx.Response:
     [
         (200, b'{"ok": true}', None, ""),
         (404, b'{"error": "unknown"}', EXIT_NOT_FOUND, "nothing like that here"),
-        (500, b'{"error": "boom"}', EXIT_FAILED, "the worker answered 500: boom"),
-        (503, b'{"detail": 1}', EXIT_FAILED, "the worker answered 503: {'detail': 1}"),
-        (200, b"<html>", EXIT_FAILED, "the worker answered 200 without a JSON object"),
-        (200, b"[1, 2]", EXIT_FAILED, "without a JSON object"),
+        # Never 1, which a script reads as "not allowed" / "rejected": an outage or a
+        # refusal is not an answer to the question.
+        (500, b'{"error": "boom"}', EXIT_UNAVAILABLE, "could not answer now (500: boom)"),
+        (503, b'{"detail": 1}', EXIT_UNAVAILABLE, "could not answer now (503: {'detail': 1})"),
+        (502, b"<html>proxy</html>", EXIT_UNAVAILABLE, "(502: no JSON body)"),
+        (401, b'{"error": "who?"}', EXIT_BAD_INPUT, "the worker refused principal"),
+        (403, b'{"error": "no", "reason": "not dpo"}', EXIT_BAD_INPUT, "(403: no: not dpo)"),
+        (400, b'{"error": "bad query"}', EXIT_BAD_INPUT, "refused the question (400: bad query)"),
+        (410, b'{"error": "gone"}', EXIT_UNAVAILABLE, "answered 410 (gone) where it answers"),
+        (200, b"<html>", EXIT_UNAVAILABLE, "the worker answered 200 without a JSON object"),
+        (200, b"[1, 2]", EXIT_UNAVAILABLE, "without a JSON object"),
     ],
 )
 def test_worker_json_exit_codes(

@@ -88,6 +88,23 @@ def test_a_hit_in_a_decoded_avro_record_is_placed_on_its_field(codec: Codec) -> 
     assert [h.at for h in placed(hits, decoded)] == ["identifiers.email", "identifiers.phone"]
 
 
+def test_a_value_held_as_a_json_map_key_is_not_printed_in_its_path() -> None:
+    data = json.dumps(
+        {"seen": {EMAIL.lower(): {"phone": "07700 900123"}}, "by_name": {NAME: 1}}
+    ).encode()
+    hits, _ = matcher(EMAIL, "07700 900123", NAME).record(None, data)
+    paths = sorted(h.at for h in hits)
+    assert paths == ["by_name.{matching key}", "seen.{matching key}", "seen.{matching key}.phone"]
+    shown = " ".join(f"{h.what} {h.at}" for h in hits).lower()
+    assert EMAIL.lower() not in shown
+    assert NAME.lower() not in shown
+
+
+def test_a_map_key_that_is_no_searched_value_is_still_named_in_the_path() -> None:
+    hits, _ = matcher(EMAIL).record(None, json.dumps({"notes": {"x": EMAIL}}).encode())
+    assert [h.at for h in hits] == ["notes.x"]
+
+
 @pytest.mark.parametrize("ensure_ascii", [True, False])
 def test_plaintext_in_json_is_found_escaped_or_not_and_named_by_its_path(
     ensure_ascii: bool,

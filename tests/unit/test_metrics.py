@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -190,3 +192,74 @@ def test_plaintext_personal_fields_are_counted_per_system_and_nothing_else() -> 
     metrics.count_plaintext_personal_fields("ann@example.com")
     assert value("privops_plaintext_personal_fields_total", system="other") == before + 1
     assert "ann@example.com" not in metrics.render()[0].decode()
+
+
+# --- every audit action the code emits is counted as itself -------------------------------------
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _constants(trees: dict[Path, ast.Module]) -> dict[str, str]:
+    """Module-level NAME = "text" constants, by name (``KEYS_SHREDDED: Final = ...``)."""
+    found: dict[str, str] = {}
+    for tree in trees.values():
+        for node in tree.body:
+            target: ast.expr | None = None
+            value_node: ast.expr | None = None
+            if isinstance(node, ast.AnnAssign):
+                target, value_node = node.target, node.value
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value_node = node.targets[0], node.value
+            if (
+                isinstance(target, ast.Name)
+                and isinstance(value_node, ast.Constant)
+                and isinstance(value_node.value, str)
+            ):
+                found[target.id] = value_node.value
+    return found
+
+
+def _emitted_audit_actions() -> dict[str, str]:
+    """Each action AuditStep(...) or audit(action=...) is given in privops/, agents/ and
+    streams/, with where; an action passed on from a step (``step.action``) is skipped."""
+    trees = {
+        path: ast.parse(path.read_text(), str(path))
+        for folder in ("privops", "agents", "streams")
+        for path in sorted((_ROOT / folder).rglob("*.py"))
+    }
+    constants = _constants(trees)
+    actions: dict[str, str] = {}
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            given = [k.value for k in node.keywords if k.arg == "action"]
+            if name == "AuditStep" and node.args:
+                given.append(node.args[0])
+            elif name != "audit":
+                continue
+            where = f"{path.relative_to(_ROOT)}:{node.lineno}"
+            for expr in given:
+                if isinstance(expr, ast.Attribute) and expr.attr == "action":
+                    continue
+                for part in ast.walk(expr):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        actions[part.value] = where
+                    elif isinstance(part, ast.Name | ast.Attribute):
+                        ref = part.id if isinstance(part, ast.Name) else part.attr
+                        if ref.isupper():
+                            assert ref in constants, f"{where}: cannot tell what {ref} is"
+                            actions[constants[ref]] = where
+    return actions
+
+
+def test_every_audit_action_the_code_emits_is_counted_as_itself() -> None:
+    emitted = _emitted_audit_actions()
+    assert {"retained_outside_task", "keys_shredded", "task_sent", "task_retried"} <= set(emitted)
+    counted_as_other = {
+        action: where
+        for action, where in emitted.items()
+        if metrics.audit_action_label(action) != action
+    }
+    assert counted_as_other == {}

@@ -76,3 +76,21 @@ def test_plaintext_personal_fields_are_accepted_until_refused(
     monkeypatch.setenv("PRIVOPS_PERSONAL_PLAINTEXT", "ignore")
     with pytest.raises(ConfigError, match="PRIVOPS_PERSONAL_PLAINTEXT"):
         get_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PRIVOPS_AUDIT_PREVIOUS_KEYS", '{1: "an-old-secret"}'),
+        ("PRIVOPS_ALERT_DAYS_BEFORE", "an-old-secret"),
+    ],
+)
+def test_a_setting_that_is_not_json_is_named_without_its_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as exc:
+        get_settings()
+    assert f"{name}: not valid JSON" in str(exc.value)
+    assert "an-old-secret" not in str(exc.value)
+    assert exc.value.__cause__ is None  # the parse error would quote the text

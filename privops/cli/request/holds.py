@@ -1,7 +1,8 @@
 """`privops request hold place|release`: legal holds keep categories from erasure.
 
-A hold is keyed by its own id on privacy.commands (it belongs to no request), so the
-hold id, not a request id, is what `place` prints.
+A hold belongs to no request: it has its own id, and that id, not a request id, is what
+`place` prints (and `release` takes). Like every command, it travels on privacy.commands
+keyed by its subject's id, so it lands on the partition holding the subject's requests.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def place(
     wait: Wait = WAIT_S,
     no_wait: NoWait = False,
 ) -> None:
-    """Place a legal hold; prints the hold id (keyed by it on privacy.commands)."""
+    """Place a legal hold on a subject's categories; prints the new hold id (the command
+    goes to privacy.commands keyed by the subject id, like every command)."""
     subject_id = check_id(subject, "subject id")
     categories = parse_categories(category)
     text = required_reason(reason)
