@@ -94,6 +94,24 @@ def reconcile_cluster(path: Path, tables_dir: Path, cluster: str) -> bool:
     return dropped
 
 
+def check_kafka_security(settings: Settings) -> None:
+    """No PLAINTEXT Kafka outside PRIVOPS_ENV=dev unless PRIVOPS_KAFKA_PLAINTEXT=allow: on
+    it no principal is proven, so Kafka's ACLs (who may write where: DESIGN.md section 8)
+    do not hold, the HTTP API answers anyone, and any caller may ask for any key scope.
+    A ConfigError otherwise (review, session 24: only a warning was logged)."""
+    if (
+        settings.kafka_security_protocol == "PLAINTEXT"
+        and settings.env != "dev"
+        and settings.kafka_plaintext != "allow"
+    ):
+        raise ConfigError(
+            "PRIVOPS_KAFKA_SECURITY_PROTOCOL=PLAINTEXT outside PRIVOPS_ENV=dev: Kafka "
+            "proves no principal, so no ACL holds and the HTTP API answers anyone; use "
+            "SASL_SSL (or SASL_PLAINTEXT where the network encrypts it), or set "
+            "PRIVOPS_KAFKA_PLAINTEXT=allow where nothing else can reach the network"
+        )
+
+
 def check_kek(settings: Settings) -> None:
     """The key-encryption key is there (created in dev), private, and not a development
     KEK outside PRIVOPS_ENV=dev: keys wrapped under a KEK nobody set up and backed up
@@ -151,6 +169,7 @@ def check_served(settings: Settings, conf: Any) -> None:
 def preflight(settings: Settings, data_dir: Path, tables_dir: Path, conf: Any) -> IO[str]:
     """Every start-up check; returns the data-dir lock the worker must keep open.
     ``conf``: the Faust app's settings (``check_served``)."""
+    check_kafka_security(settings)
     check_kek(settings)
     check_served(settings, conf)
     lock = lock_data_dir(data_dir)

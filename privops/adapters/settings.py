@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         description="How clients connect, and (PLAINTEXT or SASL_PLAINTEXT) how the local "
         "runtime listens; defaults to what the last `privops local up` under this home ran",
     )
+    kafka_plaintext: Literal["refuse", "allow"] = Field(
+        default="refuse",
+        description="Outside dev a worker refuses PLAINTEXT Kafka (no principal is proven: "
+        "no ACL holds and the HTTP API answers anyone); `allow` where nothing else shares "
+        "the network (the compose file's private network)",
+    )
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
     kafka_principal: str | None = Field(
         default=None,

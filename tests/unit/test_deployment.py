@@ -309,6 +309,41 @@ def worker_problems(compose: Compose, image: Dockerfile) -> list[str]:
     return problems
 
 
+def kafka_protocol_problems(compose: Compose, image: Dockerfile) -> list[str]:
+    """Each privops service speaks the protocol of the broker listener it connects to (a
+    SASL client to a PLAINTEXT listener never connects), and a production worker on
+    PLAINTEXT Kafka says it may (PRIVOPS_KAFKA_PLAINTEXT=allow: it refuses to start
+    otherwise)."""
+    kafka = environment(compose["services"]["kafka"])
+    listeners = dict(
+        item.split(":", 1) for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    by_port = {
+        entry.rsplit(":", 1)[1]: name.strip()
+        for name, _, entry in (
+            item.partition("://") for item in kafka["KAFKA_LISTENERS"].split(",")
+        )
+    }
+    problems = []
+    for name, service in compose["services"].items():
+        env = effective_env(compose, name, image)
+        bootstrap = env.get("PRIVOPS_KAFKA_BOOTSTRAP")
+        if not bootstrap or not str(service.get("image", "")).startswith("privops"):
+            continue
+        listener = by_port.get(bootstrap.rsplit(":", 1)[1], "")
+        wanted = listeners.get(listener)
+        protocol = env.get(
+            "PRIVOPS_KAFKA_SECURITY_PROTOCOL",
+            str(Settings.model_fields["kafka_security_protocol"].default),
+        )
+        if protocol != wanted:
+            problems.append(f"{name}: speaks {protocol} to the {listener} listener ({wanted})")
+        plaintext_prod = protocol == "PLAINTEXT" and env.get("PRIVOPS_ENV") == "prod"
+        if plaintext_prod and env.get("PRIVOPS_KAFKA_PLAINTEXT") != "allow":
+            problems.append(f"{name}: PLAINTEXT Kafka in prod without PRIVOPS_KAFKA_PLAINTEXT")
+    return problems
+
+
 def kafka_problems(compose: Compose) -> list[str]:
     """The broker's log (privacy.audit included) lives on a declared named volume."""
     kafka = compose["services"]["kafka"]
@@ -519,6 +554,7 @@ RULES: dict[str, Rule] = {
     "invalid-settings": invalid_settings,
     "worker": worker_problems,
     "kafka": lambda c, _: kafka_problems(c),
+    "kafka-protocol": kafka_protocol_problems,
     "grafana": lambda c, _: grafana_problems(c),
     "alertmanager": lambda c, _: alertmanager_problems(c),
     "prometheus": lambda c, _: prometheus_problems(c),
@@ -585,6 +621,8 @@ BROKEN_COMPOSE: list[tuple[str, Callable[[Compose], None]]] = [
     ("worker", _env(WORKER, "PRIVOPS_AUDIT_KEY", "a-literal-audit-key-in-the-file")),
     ("worker", _env(WORKER, "PRIVOPS_ENV", "dev")),
     ("kafka", _service("kafka", lambda s: s.pop("volumes"))),
+    ("kafka-protocol", _env(WORKER, "PRIVOPS_KAFKA_PLAINTEXT", None)),
+    ("kafka-protocol", _env("connectors", "PRIVOPS_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")),
     ("kafka", _env("kafka", "KAFKA_LOG_DIRS", "/tmp/kraft-combined-logs")),
     ("grafana", _env("grafana", "GF_SECURITY_ADMIN_PASSWORD", "admin")),
     ("grafana", _env("grafana", "GF_SECURITY_ADMIN_PASSWORD", "${GRAFANA_ADMIN_PASSWORD:-admin}")),

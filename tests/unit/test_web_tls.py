@@ -392,3 +392,15 @@ def test_the_worker_checks_what_faust_will_serve_before_it_touches_its_data_or_k
     with pytest.raises(ConfigError, match="NODE_CANONICAL_URL"):
         startup.preflight(served, tmp_path, tmp_path, conf("127.0.0.1", 6066, "http://a:6066"))
     assert touched == []
+
+
+def test_the_worker_refuses_plaintext_kafka_outside_dev_unless_told(tmp_path: Path) -> None:
+    """On PLAINTEXT Kafka no principal is proven: no ACL holds, the HTTP API answers
+    anyone and any caller may ask for any key scope (review, session 24: a warning only)."""
+    plain = settings(tmp_path, kafka_security_protocol="PLAINTEXT", **PROD)
+    with pytest.raises(ConfigError, match="PLAINTEXT outside PRIVOPS_ENV=dev"):
+        startup.preflight(plain, tmp_path, tmp_path, SimpleNamespace())
+    told = settings(tmp_path, kafka_security_protocol="PLAINTEXT", kafka_plaintext="allow", **PROD)
+    startup.check_kafka_security(told)
+    startup.check_kafka_security(settings(tmp_path, kafka_security_protocol="PLAINTEXT"))
+    startup.check_kafka_security(settings(tmp_path, kafka_security_protocol="SASL_SSL", **PROD))
