@@ -128,6 +128,7 @@ async def on_message(message: Message) -> None:
             except ShreddedKey:
                 if not erased_before(admitted.subject_id):
                     raise
+                keep_retention_facts(admitted)  # read no personal field
                 flag_reimport(admitted, "an event under an erased subject's destroyed key")
                 return
         on_record(admitted)
@@ -336,6 +337,8 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     if not suppressed:
         suppressed = is_suppressed(raw_ids, record.source)
     if suppressed:
+        if current is not None and current.suppressed:
+            keep_retention_facts(record, stored_facts, new_facts)
         flag_reimport(record, "identifiers match an erased subject")
         return
     if merged is not identity:
@@ -348,6 +351,39 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         new_state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         state.put(CONSENT, sid, new_state)
         publish_state(sid, new_state, record.occurred_at)
+
+
+# Events whose retention facts still move after an erasure: what it keeps with no end
+# date (an open debt, an open investigation) ends with them (workflow.review_retention).
+RETENTION_EVENTS: tuple[type[r.UpstreamEvent], ...] = (
+    r.AccountBalanceChanged,
+    r.InvestigationOpened,
+    r.InvestigationClosed,
+)
+
+
+def keep_retention_facts(
+    record: r.UpstreamEvent,
+    stored: SubjectFacts | None = None,
+    updated: SubjectFacts | None = None,
+) -> None:
+    """An erased subject's retention facts, kept while retention keeps anything
+    (privops.core.shredding.what_remains), still follow a debt being settled or an
+    investigation concluding: the erasure's daily review re-plans what it keeps from
+    them, and issues the follow-up erasure when the ground ends. Nothing else of the
+    event is applied (it is flagged as a re-import), and no personal field is read.
+    ``stored``/``updated``: the facts before and after, when the caller has them."""
+    if not isinstance(record, RETENTION_EVENTS):
+        return
+    sid = record.subject_id
+    if stored is None:
+        stored = state.get(FACTS, sid)
+    if stored is None:
+        return  # nothing is kept: no ground left to end
+    if updated is None:
+        updated = updated_facts(stored, record, collaborators().datamap)
+    if updated != stored:
+        state.put(FACTS, sid, updated)
 
 
 def erased_before(subject_id: str) -> bool:

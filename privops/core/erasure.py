@@ -198,7 +198,7 @@ def plan_erasure(
         erase: list[Category] = []
         keep: list[Retained] = []
         for category in sorted(held, key=_CATEGORY_ORDER.__getitem__):  # the enum's order
-            kept = _retention(category, datamap, holds, facts, now)
+            kept = retention_of(category, datamap, holds, facts, now)
             if kept is None:
                 erase.append(category)
             else:
@@ -213,14 +213,15 @@ def plan_erasure(
     )
 
 
-def _retention(
+def retention_of(
     category: Category,
     datamap: DataMap,
     holds: list[LegalHold],
     facts: SubjectFacts,
     now: datetime,
 ) -> Retained | None:
-    """The ground to keep `category`, or None to erase it.
+    """The ground to keep `category` (``holds``: the subject's ``active_holds``), or
+    None to erase it.
 
     Where several grounds apply the one without an end date wins, else the latest end.
     """

@@ -164,6 +164,9 @@ class RequestRecord(_Model):
     answered: list[Answered] = []
     created_at: datetime
     closed_at: datetime | None = None
+    # A closed erasure keeping data with no end date (a legal hold, an open debt or
+    # investigation): when it was last looked at again (``workflow.review_retention``).
+    retention_reviewed_at: datetime | None = None
 
     @model_validator(mode="before")
     @classmethod

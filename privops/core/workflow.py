@@ -13,10 +13,10 @@ timing privops.core.retries', the deadline clock privops.core.timelimits'.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, assert_never
+from datetime import datetime, timedelta
+from typing import Any, Final, assert_never
 
-from privops.core import admission, retries, shredding, timelimits
+from privops.core import admission, erasure, retries, shredding, timelimits
 from privops.core import records as r
 from privops.core.errors import DomainError
 from privops.core.fanout import (
@@ -52,9 +52,11 @@ from privops.core.ticks import Tick, TickKind
 from privops.core.topics import COMMANDS, SUBJECT_DIRECTIVES
 from privops.core.vocab import (
     FINAL_TASK_STATES,
+    Category,
     ObjectionScope,
     RequestState,
     RequestType,
+    System,
     TaskAction,
 )
 
@@ -499,14 +501,17 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     elif tick.kind is TickKind.deadline_approaching or tick.kind is TickKind.deadline_breached:
         timelimits.raise_deadline_alert(rec, tick, ctx, out)
     elif tick.kind is TickKind.followup:
-        _followups(rec, ctx, out)
+        if _followups(rec, ctx, out):
+            return out  # looked at again: kept, so the next look is scheduled from it
     else:
         assert_never(tick.kind)
     return out if out.out or out.audit else Outcome(record=None)
 
 
-def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
-    """Retention ended: ask for a follow-up erasure as a new request (re-planned then)."""
+def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
+    """Retention ended: ask for a follow-up erasure as a new request (re-planned then).
+    Whether what ``rec`` keeps with no end date was looked at again (``review_retention``)."""
+    reviewed = review_retention(rec, ctx, out)
     for i, item in enumerate(rec.followups):
         if item.issued or item.due_at > ctx.now:
             continue
@@ -531,11 +536,73 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
                 "request_received", after="followup_scheduled", reason=f"follow-up erasure {child}"
             )
         )
+    return reviewed
 
 
 def pending_followups(rec: RequestRecord) -> list[datetime]:
-    """When a follow-up tick is due: each follow-up erasure not issued yet, and the next
-    try of a completed erasure's deferred leftovers (privops.core.shredding)."""
+    """When a follow-up tick is due: each follow-up erasure not issued yet, the next
+    try of a completed erasure's deferred leftovers (privops.core.shredding), and the
+    next look at what it keeps with no end date (``review_retention``)."""
     due = [f.due_at for f in rec.followups if not f.issued]
     retry = shredding.retry_at(rec)
-    return due if retry is None else [*due, retry]
+    if retry is not None:
+        due.append(retry)
+    if open_ended(rec):
+        last = rec.retention_reviewed_at or rec.closed_at or rec.created_at
+        due.append(last + RETENTION_REVIEW)
+    return due
+
+
+# How often a closed erasure that keeps data with no end date looks at it again.
+RETENTION_REVIEW: Final = timedelta(days=1)
+
+
+def open_ended(rec: RequestRecord) -> list[tuple[System, Category]]:
+    """(system, category) a closed erasure's plan keeps with no end date (a legal hold,
+    an open credit account or debt, an open investigation) that no follow-up covers yet.
+
+    Only privops' own grounds (the tasks' ``keep``): a system answering that it keeps
+    something for reasons of its own is the DPO's to look at, not re-planned here."""
+    if rec.request_type is not RequestType.erasure or rec.open:
+        return []
+    covered = {(f.system, c) for f in rec.followups for c in f.categories}
+    kept = {
+        (k.system, k.category)
+        for task in rec.tasks.values()
+        if task.action is TaskAction.erase and task.state in FINAL_TASK_STATES
+        for k in task.keep
+        if k.until is None
+    }
+    return sorted(kept - covered, key=lambda sc: (sc[0].value, sc[1].value))
+
+
+def review_retention(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
+    """Look again at what ``rec`` keeps with no end date, from the subject's holds and
+    facts as they are now: a ground that ended gets its follow-up erasure now, one that
+    now has an end date (a debt settled, an investigation concluded) gets it then. Before,
+    such data was kept for ever: only dated retentions were followed up (DESIGN.md
+    section 5: "retained data gets a scheduled follow-up erasure when its retention
+    ends"; review, session 24)."""
+    items = open_ended(rec)
+    if not items:
+        return False
+    holds = erasure.active_holds(rec.subject_id, ctx.holds, ctx.now)
+    ends: dict[tuple[System, datetime], list[Category]] = {}
+    for system, category in items:
+        kept = erasure.retention_of(category, ctx.datamap, holds, ctx.facts, ctx.now)
+        if kept is not None and kept.until is None:
+            continue  # still no end
+        due = ctx.now if kept is None or kept.until is None else kept.until
+        ends.setdefault((system, due), []).append(category)
+    for (system, due), categories in sorted(ends.items(), key=lambda e: (e[0][1], e[0][0].value)):
+        rec.followups.append(FollowupItem(system=system, categories=categories, due_at=due))
+        out.audit.append(
+            AuditStep(
+                "request_transitioned",
+                after="followup_scheduled",
+                reason=f"retention of {', '.join(c.value for c in categories)} at "
+                f"{system.value} ends {due.date().isoformat()}",
+            )
+        )
+    rec.retention_reviewed_at = ctx.now
+    return True

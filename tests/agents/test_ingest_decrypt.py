@@ -201,6 +201,53 @@ async def test_an_erased_subjects_event_under_their_destroyed_key_is_flagged_not
     assert outbox.on(CONSENT_STATE) == []
 
 
+@pytest.mark.parametrize("under_destroyed_key", [False, True])
+async def test_an_erased_subjects_retention_facts_still_move(
+    serde: Serde, outbox: Outbox, store: KeyStore, under_destroyed_key: bool
+) -> None:
+    """What an erasure keeps for an open debt has no end date; the debt being settled
+    later is what ends it. Before, every event of an erased subject was only flagged, so
+    the facts never moved and the data was kept for ever. Now a balance or investigation
+    event still updates the kept facts (read from no personal field, plaintext or under
+    the destroyed key), and is still flagged, nothing else applied."""
+    from privops.core.erasure import SubjectFacts
+    from streams.tables import subject_facts
+
+    settled = r.AccountBalanceChanged(
+        event_id="bal-late",
+        occurred_at=datetime(2026, 4, 1, tzinfo=UTC),
+        source=System.orders,
+        subject_id=ANN,
+        identifiers=r.Identifiers(customer_id="C-1", email="ann@example.com"),
+        credit_account_open=False,
+        balance_pence=0,
+    )
+    event = encrypt_record(settled, store) if under_destroyed_key else settled
+    await store.shred(ANN, [record.key_id for record in await store.records(ANN)])
+    consent.data[ANN] = erased_consent(ANN)
+    subject_facts.data[ANN] = SubjectFacts(open_debt=True).model_dump(mode="json")
+    async with ingest.test_context() as agent:
+        await put_on(agent, "orders.events", ANN.encode(), serde.encode(event))
+        await wait_for(
+            lambda: any(a.after == "reimport_flagged" for a in outbox.of(AUDIT, r.AuditEvent))
+        )
+    facts = SubjectFacts.model_validate(subject_facts.data[ANN])
+    assert not facts.open_debt
+    assert facts.credit_closed_at == settled.occurred_at
+    assert dead_letters(outbox) == []
+    assert identities.data.get(ANN) is None
+    assert outbox.on(CONSENT_STATE) == []
+    # An erased subject with nothing kept (no facts) gets none made.
+    del subject_facts.data[ANN]
+    async with ingest.test_context() as agent:
+        again = settled.model_copy(update={"event_id": "bal-later"})
+        await put_on(agent, "orders.events", ANN.encode(), serde.encode(again))
+        await wait_for(
+            lambda: sum(a.after == "reimport_flagged" for a in outbox.of(AUDIT, r.AuditEvent)) == 2
+        )
+    assert ANN not in subject_facts.data
+
+
 def erased_consent(subject: str) -> dict[str, Any]:
     """The consent state an erasure leaves: the suppression marker."""
     fact = ConsentFact(

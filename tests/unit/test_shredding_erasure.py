@@ -18,6 +18,7 @@ from privops.core.datamap import DataMap, load_datamap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.identity import IdentityMap, merge
 from privops.core.subject_keys import Kek, SubjectKey, create, retained_until
+from privops.core.ticks import Tick, TickKind
 from privops.core.vocab import Category, RequestState, RequestType, System
 
 C = Category
@@ -390,3 +391,91 @@ def test_the_audit_summary_names_scopes_never_key_ids() -> None:
     )
     assert all(k.key_id not in text for k in stored)
     assert SUBJECT not in text
+
+
+# --- what an erasure keeps with no end date is looked at again (review, session 24) --------
+
+
+def _followup_tick(rec: wf.RequestRecord, ctx: wf.Context) -> wf.Outcome:
+    return wf.on_tick(rec, Tick(rec.request_id, TickKind.followup, ctx.now), ctx)
+
+
+def test_a_released_hold_gets_its_followup_erasure(dm: DataMap) -> None:
+    """A legal hold keeps cctv with no end date. Before, nothing followed: only dated
+    retentions were scheduled, so the footage was kept for ever once the hold ended
+    (DESIGN.md section 5: retained data gets a follow-up erasure when its retention
+    ends). Now the closed erasure looks again daily, from the holds as they are."""
+    interactions = hold(categories=(C.interactions,))
+    held = context(dm, facts=SubjectFacts(), holds=(interactions,))
+    rec = erased(held)
+    assert not rec.open
+    assert wf.open_ended(rec) == [(System.crm, C.interactions)]
+    assert rec.closed_at is not None
+    assert rec.closed_at + wf.RETENTION_REVIEW in wf.pending_followups(rec)
+
+    # A day on, the hold still runs: nothing issued, the next look a day later.
+    day = dataclasses.replace(held, now=NOW + timedelta(days=1))
+    still = _followup_tick(rec, day)
+    assert still.record is not None
+    assert still.out == []
+    assert still.record.retention_reviewed_at == day.now
+    assert wf.pending_followups(still.record) == [day.now + wf.RETENTION_REVIEW]
+
+    # Released: the follow-up erasure of cctv is asked for at the next look.
+    released = interactions.model_copy(update={"released_at": NOW + timedelta(days=2)})
+    later = dataclasses.replace(held, now=NOW + timedelta(days=3), holds=(released,))
+    ended = _followup_tick(still.record, later)
+    assert ended.record is not None
+    (child,) = [o.record for o in ended.out if isinstance(o.record, r.RequestSubmitted)]
+    assert child.request_type is RequestType.erasure
+    assert child.linked_request_id == rec.request_id
+    assert [(f.system, f.categories, f.issued) for f in ended.record.followups] == [
+        (System.crm, [C.interactions], True)
+    ]
+    assert wf.open_ended(ended.record) == []
+    assert wf.pending_followups(ended.record) == []
+
+
+def test_a_settled_debt_turns_its_open_ended_keep_into_a_dated_followup(dm: DataMap) -> None:
+    """An open debt keeps the financial categories with no end date; once the facts say
+    it was settled (ingest keeps an erased subject's retention facts moving), the credit
+    period has an end, and the follow-up is scheduled for it."""
+    debt = SubjectFacts(open_debt=True, latest_financial_record_at=INVOICE)
+    rec = erased(context(dm, facts=debt), orders=r.TaskRetained)
+    assert (System.orders, C.credit) in wf.open_ended(rec)
+    settled_at = NOW + timedelta(days=40)
+    settled = debt.model_copy(
+        update={"open_debt": False, "credit_closed_at": settled_at, "balance_at": settled_at}
+    )
+    review = context(dm, now=settled_at + timedelta(days=1), facts=settled)
+    outcome = _followup_tick(rec, review)
+    assert outcome.record is not None
+    assert not [o for o in outcome.out if isinstance(o.record, r.RequestSubmitted)]
+    dated = {(f.system, c): f.due_at for f in outcome.record.followups for c in f.categories}
+    assert dated[(System.orders, C.credit)] > review.now + timedelta(days=5 * 365)
+    assert wf.open_ended(outcome.record) == []
+
+
+def test_what_a_system_keeps_for_reasons_of_its_own_is_not_re_planned(dm: DataMap) -> None:
+    """Only privops' own grounds are looked at again: a system saying it kept something
+    the plan did not keep would be asked again every day, for ever."""
+    ctx = context(dm, facts=SubjectFacts())
+    rec = submitted(ctx)
+    for task in list(rec.tasks.values()):
+        result: r.TaskResult = r.TaskCompleted(
+            task_id=task.task_id, request_id=rec.request_id, system=task.system, answered_at=NOW
+        )
+        if task.system is System.crm:
+            result = r.TaskRetained(
+                task_id=task.task_id,
+                request_id=rec.request_id,
+                system=task.system,
+                answered_at=NOW,
+                categories=[C.contact],
+                reason="a complaint is open",
+            )
+        answered = wf.on_result(rec, result, ctx).record
+        assert answered is not None
+        rec = answered
+    assert [(k.system, k.category, k.until) for k in rec.kept] == [(System.crm, C.contact, None)]
+    assert wf.open_ended(rec) == []
