@@ -8,6 +8,8 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
 
 - A final answer is kept in the ledger by task id; a re-sent task (same task id, any
   attempt) is answered again from the ledger without calling the connector a second time.
+  Read in one fetch with its own re-send, a task is skipped for the re-send, which says
+  what privops decides now (a legal hold placed since keeps categories the first erased).
 - ``TransientError`` means "try again": the runner retries in-process (:class:`TransientRetry`),
   then answers ``TaskFailed(retryable=True)``, which is not kept, so privops' re-send executes
   the task again. Any other exception answers ``TaskFailed(retryable=False)`` naming the
@@ -77,6 +79,7 @@ SKIP_REASONS: tuple[str, ...] = (
     "unknown_schema",
     "not_a_task",
     "wrong_system",
+    "superseded",
     *KEY_SKIP_REASONS,
 )
 
@@ -258,9 +261,11 @@ class ConnectorRunner:
                 if not self.ready.is_set():
                     await self._mark_ready(consumer)
                 for tp, messages in batch.items():
-                    for msg in messages:
-                        await self._process(msg.value, msg.offset, ledger, send)
-                        await consumer.commit({tp: msg.offset + 1})
+
+                    async def commit(offset: int, tp: TopicPartition = tp) -> None:
+                        await consumer.commit({tp: offset})
+
+                    await self._handle(messages, ledger, send, commit)
 
     async def _mark_ready(self, consumer: AIOKafkaConsumer) -> None:
         assigned: set[TopicPartition] = consumer.assignment()
@@ -270,12 +275,58 @@ class ConnectorRunner:
             await consumer.position(tp)
         self.ready.set()
 
+    async def _handle(
+        self,
+        messages: list[Any],
+        ledger: Ledger,
+        send: Send,
+        commit: Callable[[int], Awaitable[None]],
+    ) -> None:
+        """One fetch of one partition: each task done (or replayed) in order, but one a
+        later attempt in the same fetch replaces (``_superseded``); each offset committed
+        once its task is answered."""
+        decoded = [(m, await self._decode(m.value, m.offset)) for m in messages]
+        later = await self._superseded(decoded)
+        for msg, task in decoded:
+            if task is not None and msg.offset in later:
+                self._skip(msg.offset, "superseded", task)
+            elif task is not None:
+                await self._process_task(task, msg.offset, ledger, send)
+            await commit(msg.offset + 1)
+
+    async def _superseded(self, decoded: list[tuple[Any, Task | None]]) -> set[int]:
+        """Offsets of tasks a later attempt of the same task id in the same fetch replaces
+        (one whose fields open: nothing unauthentic replaces a task). A re-send carries
+        what privops decides now: a legal hold placed since the first attempt moved its
+        categories from erase to keep (privops.core.retries). A system catching up on its
+        backlog, reading both, executes only the re-send; attempts read apart are
+        executed in order, as before (the later one from the ledger)."""
+        last: dict[str, tuple[int, Task]] = {}
+        for msg, task in decoded:
+            if task is not None:
+                seen = last.get(task.task_id)
+                if seen is None or task.attempt > seen[1].attempt:
+                    last[task.task_id] = (msg.offset, task)
+        out: set[int] = set()
+        for msg, task in decoded:
+            if task is None or last[task.task_id][0] == msg.offset:
+                continue
+            try:
+                await self._open(last[task.task_id][1])
+            except (DecodeError, KeysUnavailable):
+                continue  # not authentic, or cannot tell now: the earlier one goes as it came
+            out.add(msg.offset)
+        return out
+
     async def _process(self, value: bytes | None, offset: int, ledger: Ledger, send: Send) -> None:
+        """Decode one task's bytes, then ``_process_task``."""
+        task = await self._decode(value, offset)
+        if task is not None:
+            await self._process_task(task, offset, ledger, send)
+
+    async def _process_task(self, task: Task, offset: int, ledger: Ledger, send: Send) -> None:
         """Do (or replay) one task and answer it keyed by its subject's id, so the answer
         reaches the partition, and the worker, that owns the request."""
-        task = await self._decode(value, offset)
-        if task is None:
-            return
         try:
             opened, result, outcome, duplicate = await self._respond(task, ledger)
         except DecodeError as exc:  # under a destroyed key, or not authentic: never executed

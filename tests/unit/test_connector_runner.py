@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -197,3 +198,60 @@ async def test_records_that_are_not_this_systems_tasks_are_skipped(
     assert connector.attempts == []
     assert runner.stats.skipped == 1
     assert runner.stats.handled == 0
+
+
+class _Fetched:
+    """Decodes each message's bytes to its own record (a fetch of several tasks)."""
+
+    def __init__(self, records: dict[bytes, r.Record]) -> None:
+        self.records = records
+        self.encoded: list[r.Record] = []
+
+    async def decode_async(self, data: bytes | None) -> r.Record:
+        assert data is not None
+        return self.records[data]
+
+    def encode(self, record: r.Record) -> bytes:
+        self.encoded.append(record)
+        return b"answer"
+
+
+async def test_a_later_attempt_in_the_same_fetch_replaces_the_earlier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A system catching up on its backlog reads both attempts of a task at once. The
+    re-send carries privops' decision now (a legal hold placed since moved interactions
+    from erase to keep: privops.core.retries); executing the first attempt, in order,
+    erased what the hold keeps, and the re-send was answered from the ledger."""
+    first = erase(1).model_copy(update={"categories": [Category.contact, Category.interactions]})
+    held = r.Retention(category=Category.interactions, ground="legal hold H-9", until=None)
+    second = erase(2).model_copy(update={"categories": [Category.contact], "keep": [held]})
+    other = erase(1).model_copy(update={"task_id": "T-2"})
+    fetched = _Fetched({b"1": first, b"2": second, b"3": other})
+    seen: list[r.Erase] = []
+
+    class _Recording(_Scripted):
+        async def erase(self, task: r.Erase) -> Answer:
+            seen.append(task)
+            return await super().erase(task)
+
+    runner = ConnectorRunner(_Recording(Answer.completed()), Settings(), retry=FAST)
+    monkeypatch.setattr(runner, "serde", fetched)
+    committed: list[int] = []
+    sent: list[tuple[str, bytes]] = []
+
+    async def send(key: str, value: bytes) -> None:
+        sent.append((key, value))
+
+    async def commit(offset: int) -> None:
+        committed.append(offset)
+
+    messages = [SimpleNamespace(value=str(n).encode(), offset=n) for n in (1, 2, 3)]
+    await runner._handle(messages, Ledger(tmp_path / "l.db"), send, commit)
+    assert [(t.task_id, t.attempt, t.categories) for t in seen] == [
+        ("T-1", 2, [Category.contact]),
+        ("T-2", 1, []),
+    ]
+    assert committed == [2, 3, 4]
+    assert runner.stats.skipped == 1
+    assert len(sent) == 2
