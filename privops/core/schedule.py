@@ -65,6 +65,9 @@ class Schedule:
         self._tasks: list[tuple[float, str, int, int]] = []
         self._combos: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._followups: list[tuple[datetime, str]] = []
+        # What ``_followups`` holds, so a request tracked again (every change, and twice
+        # per completed erasure) queues each of its times once, not once per tracking.
+        self._queued_followups: set[tuple[datetime, str]] = set()
         self._deadlines = DeadlineIndex()
         self._open: dict[str, tuple[str, str]] = {}
         self.open_counts: Counter[tuple[str, str]] = Counter()
@@ -91,7 +94,10 @@ class Schedule:
             )
         followups = pending_followups(rec)
         for when in followups:
-            heapq.heappush(self._followups, (when, rec.request_id))
+            entry = (when, rec.request_id)
+            if entry not in self._queued_followups:
+                self._queued_followups.add(entry)
+                heapq.heappush(self._followups, entry)
         if rec.open or followups:
             self._subjects[rec.request_id] = rec.subject_id
         else:
@@ -167,9 +173,13 @@ class Schedule:
             _, rid, system, action = heapq.heappop(self._tasks)
             task_id = make_task_id(rid, _SYSTEMS[system], _ACTIONS[action])
             ticks.append(Tick(rid, TickKind.task_overdue, now, task_id=task_id))
+        followed: set[str] = set()
         while self._followups and self._followups[0][0] <= now:
-            _, rid = heapq.heappop(self._followups)
-            ticks.append(Tick(rid, TickKind.followup, now))
+            entry = heapq.heappop(self._followups)
+            self._queued_followups.discard(entry)
+            if entry[1] not in followed:  # one tick looks at all that is due of it
+                followed.add(entry[1])
+                ticks.append(Tick(entry[1], TickKind.followup, now))
         for firing in self._deadlines.pop_due(today):
             ticks.append(
                 Tick(

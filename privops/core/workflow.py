@@ -548,9 +548,13 @@ def pending_followups(rec: RequestRecord) -> list[datetime]:
     if retry is not None:
         due.append(retry)
     if open_ended(rec):
-        last = rec.retention_reviewed_at or rec.closed_at or rec.created_at
-        due.append(last + RETENTION_REVIEW)
+        due.append(next_review(rec))
     return due
+
+
+def next_review(rec: RequestRecord) -> datetime:
+    """When a closed erasure looks again at what it keeps with no end date."""
+    return (rec.retention_reviewed_at or rec.closed_at or rec.created_at) + RETENTION_REVIEW
 
 
 # How often a closed erasure that keeps data with no end date looks at it again.
@@ -562,8 +566,12 @@ def open_ended(rec: RequestRecord) -> list[tuple[System, Category]]:
     an open credit account or debt, an open investigation) that no follow-up covers yet.
 
     Only privops' own grounds (the tasks' ``keep``): a system answering that it keeps
-    something for reasons of its own is the DPO's to look at, not re-planned here."""
+    something for reasons of its own is the DPO's to look at, not re-planned here. None
+    once a follow-up erasure was issued: it re-plans everything still kept, and looks
+    after its own."""
     if rec.request_type is not RequestType.erasure or rec.open:
+        return []
+    if any(f.issued for f in rec.followups):
         return []
     covered = {(f.system, c) for f in rec.followups for c in f.categories}
     kept = {
@@ -584,8 +592,8 @@ def review_retention(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
     section 5: "retained data gets a scheduled follow-up erasure when its retention
     ends"; review, session 24)."""
     items = open_ended(rec)
-    if not items:
-        return False
+    if not items or shredding.pending(rec) or ctx.now < next_review(rec):
+        return False  # not yet (a deferred shred's retries and other ticks come sooner)
     holds = erasure.active_holds(rec.subject_id, ctx.holds, ctx.now)
     ends: dict[tuple[System, datetime], list[Category]] = {}
     for system, category in items:

@@ -11,7 +11,7 @@ from privops.core import records as r
 from privops.core.datamap import RetryPolicy, SystemSpec, load_datamap
 from privops.core.errors import DecodeError
 from privops.core.holds import LegalHold
-from privops.core.request import Context, Outcome, RequestRecord, TaskRecord
+from privops.core.request import Context, FollowupItem, Outcome, RequestRecord, TaskRecord
 from privops.core.retries import answer_window, is_due, next_checks, on_overdue
 from privops.core.schedule import Schedule
 from privops.core.sweep import Alerted
@@ -248,3 +248,27 @@ def test_a_resent_erase_task_keeps_what_a_hold_placed_since_holds() -> None:
     [again] = [o.record for o in out2.out]
     assert isinstance(again, r.Erase)
     assert again.categories == [Category.contact, Category.interactions]
+
+
+def test_a_request_tracked_again_queues_each_followup_time_once() -> None:
+    """Every change tracks a request again (a completed erasure twice); each time pushed
+    its follow-up times anew, so the queue grew with every tracking, and a deferred
+    erasure's retries doubled their ticks each round (review, session 24)."""
+    schedule = Schedule((7, 3, 1), Seen())
+    later = NOW + timedelta(days=30)
+    rec = record(request_state=RequestState.completed, state=TaskState.done).model_copy(
+        update={
+            "followups": [
+                FollowupItem(system=System.orders, categories=[Category.purchases], due_at=later),
+                FollowupItem(system=System.crm, categories=[Category.contact], due_at=later),
+            ]
+        }
+    )
+    for _ in range(50):
+        schedule.track(rec)
+    assert len(schedule._followups) == 1
+    ticks = schedule.due(later, later.date())
+    assert [(t.kind, t.request_id) for t in ticks] == [(TickKind.followup, "R")]
+    assert schedule.due(later, later.date()) == []
+    schedule.track(rec)  # tracked again after it fired: queued again, once
+    assert len(schedule.due(later, later.date())) == 1

@@ -408,18 +408,24 @@ def test_a_released_hold_gets_its_followup_erasure(dm: DataMap) -> None:
     interactions = hold(categories=(C.interactions,))
     held = context(dm, facts=SubjectFacts(), holds=(interactions,))
     rec = erased(held)
+    assert shredding.pending(rec)  # the worker shreds its keys first ...
+    assert _followup_tick(rec, dataclasses.replace(held, now=NOW + timedelta(days=2))).out == []
+    rec = shredding.done(rec, NOW)  # ... then it is looked at again daily
     assert not rec.open
     assert wf.open_ended(rec) == [(System.crm, C.interactions)]
     assert rec.closed_at is not None
     assert rec.closed_at + wf.RETENTION_REVIEW in wf.pending_followups(rec)
 
-    # A day on, the hold still runs: nothing issued, the next look a day later.
+    # A day on, the hold still runs: nothing issued, the next look a day later; a tick
+    # before then (another timer of the request) looks at nothing.
     day = dataclasses.replace(held, now=NOW + timedelta(days=1))
     still = _followup_tick(rec, day)
     assert still.record is not None
     assert still.out == []
     assert still.record.retention_reviewed_at == day.now
     assert wf.pending_followups(still.record) == [day.now + wf.RETENTION_REVIEW]
+    soon = dataclasses.replace(held, now=day.now + timedelta(hours=1))
+    assert _followup_tick(still.record, soon).record is None
 
     # Released: the follow-up erasure of cctv is asked for at the next look.
     released = interactions.model_copy(update={"released_at": NOW + timedelta(days=2)})
@@ -436,12 +442,33 @@ def test_a_released_hold_gets_its_followup_erasure(dm: DataMap) -> None:
     assert wf.pending_followups(ended.record) == []
 
 
+def test_once_a_followup_went_out_it_looks_after_the_rest(dm: DataMap) -> None:
+    """Two holds on different systems, released apart: the first release's follow-up
+    re-plans everything still kept (the other hold included) and reviews it itself. Had
+    the parent kept reviewing too, the second release would erase twice, and each more
+    ground doubled it (review, session 24)."""
+    h1 = hold(categories=(C.interactions,))
+    h2 = hold(hold_id="H-2", categories=(C.purchases,))
+    held = context(dm, facts=SubjectFacts(), holds=(h1, h2))
+    rec = shredding.done(erased(held), NOW)
+    assert wf.open_ended(rec) == [(System.crm, C.interactions), (System.orders, C.purchases)]
+    gone = h2.model_copy(update={"released_at": NOW + timedelta(hours=1)})
+    later = dataclasses.replace(held, now=NOW + timedelta(days=2), holds=(h1, gone))
+    first = _followup_tick(rec, later)
+    assert first.record is not None
+    assert [o.record.reason for o in first.out if isinstance(o.record, r.RequestSubmitted)] == [
+        "retention ended for orders: purchases"
+    ]
+    assert wf.open_ended(first.record) == []
+    assert wf.pending_followups(first.record) == []
+
+
 def test_a_settled_debt_turns_its_open_ended_keep_into_a_dated_followup(dm: DataMap) -> None:
     """An open debt keeps the financial categories with no end date; once the facts say
     it was settled (ingest keeps an erased subject's retention facts moving), the credit
     period has an end, and the follow-up is scheduled for it."""
     debt = SubjectFacts(open_debt=True, latest_financial_record_at=INVOICE)
-    rec = erased(context(dm, facts=debt), orders=r.TaskRetained)
+    rec = shredding.done(erased(context(dm, facts=debt), orders=r.TaskRetained), NOW)
     assert (System.orders, C.credit) in wf.open_ended(rec)
     settled_at = NOW + timedelta(days=40)
     settled = debt.model_copy(
