@@ -450,7 +450,7 @@ class KeyStore:
                 return found
             if subject_id in self._shredded and not erasing:
                 raise SubjectErased(f"the subject's keys were shredded: no new {scope} key")
-            if not erasing and ring.count(subject_id) >= MAX_KEYS_PER_SUBJECT:
+            if not erasing and ring.live(subject_id, self._now().date()) >= MAX_KEYS_PER_SUBJECT:
                 raise TooManyKeys(
                     f"the subject has {MAX_KEYS_PER_SUBJECT} keys already: no new {scope} key"
                 )

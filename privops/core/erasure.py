@@ -94,9 +94,10 @@ class SubjectFacts(_Model):
     # arriving late, changes nothing (events arrive out of order).
     balance_at: AwareDatetime | None = None
     open_investigation_ids: tuple[str, ...] = ()
-    # Investigations seen closed, oldest first (at most MAX_CLOSED_INVESTIGATIONS): an
-    # InvestigationOpened arriving after its own close does not open it again.
-    closed_investigation_ids: tuple[str, ...] = ()
+    # Investigations seen closed and when, oldest first (at most
+    # MAX_CLOSED_INVESTIGATIONS): an InvestigationOpened from before that close, arriving
+    # after it, does not open it again; one from after it (a reopening) does.
+    closed_investigations: tuple[tuple[str, AwareDatetime], ...] = ()
     # When the latest investigation involving the subject's footage concluded.
     investigation_closed_at: AwareDatetime | None = None
     # Who actually received the subject's data (Art. 19), sorted by recipient and ref.

@@ -264,20 +264,25 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
                 }
             )
         case r.InvestigationOpened():
-            if event.investigation_id in facts.closed_investigation_ids:
-                return facts  # its close came first: it is over
+            closed = dict(facts.closed_investigations).get(event.investigation_id)
+            if closed is not None and at <= closed:
+                return facts  # opened before a close that came first: it is over
             ids = tuple(sorted({*facts.open_investigation_ids, event.investigation_id}))
             return facts.model_copy(update={"open_investigation_ids": ids})
         case r.InvestigationClosed():
-            ids = tuple(i for i in facts.open_investigation_ids if i != event.investigation_id)
-            others = [i for i in facts.closed_investigation_ids if i != event.investigation_id]
-            seen_closed = [*others, event.investigation_id][-MAX_CLOSED_INVESTIGATIONS:]
+            iid = event.investigation_id
+            closes = dict(facts.closed_investigations)
+            if iid in closes and closes[iid] > at:
+                return facts  # an older close of it, arriving late
+            ids = tuple(i for i in facts.open_investigation_ids if i != iid)
+            others = [(i, when) for i, when in facts.closed_investigations if i != iid]
+            seen_closed = [*others, (iid, at)][-MAX_CLOSED_INVESTIGATIONS:]
             # The latest conclusion counts, whatever order the closes arrive in.
             latest = facts.investigation_closed_at
             return facts.model_copy(
                 update={
                     "open_investigation_ids": ids,
-                    "closed_investigation_ids": tuple(seen_closed),
+                    "closed_investigations": tuple(seen_closed),
                     "investigation_closed_at": at if latest is None else max(latest, at),
                 }
             )

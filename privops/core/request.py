@@ -149,6 +149,8 @@ class RequestRecord(_Model):
     clarification_asked_on: date | None = None
     extended: bool = False
     extension_reason: str | None = None
+    # The day the subject was told of the extension (checked again when a pause ends).
+    extension_notified_on: date | None = None
     deadline_alerted: Alerted | None = None
     # Complaints: the day the acknowledgement went out (no deadline alert after it).
     acknowledged_on: date | None = None

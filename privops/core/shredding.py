@@ -132,7 +132,7 @@ def key_scope(category: Category, until: datetime) -> str:
 def system_may_ask(scope: str, held: Collection[Category], today: date) -> bool:
     """Whether a system holding ``held`` (the data map's categories) may be answered a
     key of ``scope`` by the key service: ``main``, or a retained scope of a category it
-    holds, ending within ``SYSTEM_SCOPE_YEARS`` of ``today``. A retained key outlives an
+    holds, ending from ``today`` to ``SYSTEM_SCOPE_YEARS`` on. A retained key outlives an
     erasure while its category is kept: another system's category, or privops' own
     (``unerased``), is not a system's to ask for, nor a date past any retention (one
     that outlasts privops' own scopes would have privops seal its kept copies under a
@@ -141,10 +141,10 @@ def system_may_ask(scope: str, held: Collection[Category], today: date) -> bool:
         return True
     category = scope_category(scope)
     until = retained_until(scope)
-    if category is None or until is None:
-        return False
+    if category is None or until is None or scope != retained_scope(category, until):
+        return False  # one spelling per day (fromisoformat also reads 20320331)
     horizon = today.replace(year=today.year + SYSTEM_SCOPE_YEARS, day=min(today.day, 28))
-    return category in {c.value for c in held} and until <= horizon
+    return category in {c.value for c in held} and today <= until <= horizon
 
 
 # The furthest end a system may name for a retained scope: past every dated retention of

@@ -15,7 +15,6 @@ does not unwrap. Pure: the KEK comes in as an argument (``privops.adapters.kek``
 from __future__ import annotations
 
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +40,6 @@ from privops.core.records import Record
 
 WRAPPED_BYTES: Final = NONCE_BYTES + KEY_BYTES + TAG_BYTES
 RETAINED: Final = "retained"
-_ISO_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _WRAP_LABEL: Final = b"privops-kek-wrap/1"
 
 
@@ -50,12 +48,13 @@ class KeyUnwrapFailed(PrivopsError):
 
 
 class TooManyKeys(ValueError):
-    """A subject already has ``MAX_KEYS_PER_SUBJECT`` keys: no system needs more (one
-    ``main``, a retained scope per kept category), and each costs every lookup of the
-    subject and every answer listing their keys."""
+    """A subject already has ``MAX_KEYS_PER_SUBJECT`` live keys (``KeyRing.live``): no
+    system needs more (one ``main``, a retained scope per kept category and year), and
+    each costs every lookup of the subject and every answer listing their keys."""
 
 
-# Keys one subject may have made on request (an erasure's own storage scope is always made).
+# Live keys one subject may have made on request (retained scopes whose day passed do not
+# count; an erasure's own storage scope is always made).
 MAX_KEYS_PER_SUBJECT: Final = 32
 
 
@@ -115,8 +114,8 @@ def retained_until(scope: str) -> date | None:
     """The end of a retained scope's retention; None for any other scope."""
     kind, _, rest = scope.partition(":")
     _, _, until = rest.rpartition(":")
-    if kind != RETAINED or not _ISO_DAY.fullmatch(until):
-        return None  # one spelling per day (fromisoformat also takes 20991231)
+    if kind != RETAINED or not until:
+        return None
     try:
         return date.fromisoformat(until)
     except ValueError:
@@ -233,9 +232,14 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._records)
 
-    def count(self, subject_id: str) -> int:
-        """How many key records the subject has (of every scope)."""
-        return len(self._by_subject.get(subject_id, ()))
+    def live(self, subject_id: str, today: date) -> int:
+        """How many of the subject's keys are still live: all but retained scopes whose
+        day has passed (read from the key ids: nothing is decoded)."""
+        count = 0
+        for key_id in self._by_subject.get(subject_id, ()):
+            until = retained_until(split_key_id(key_id)[1])
+            count += until is None or until >= today
+        return count
 
     def apply(
         self, key_id: str, record: SubjectKey | None, *, encoded: bytes | None = None

@@ -97,11 +97,16 @@ def begin_pause(rec: RequestRecord, asked_on: date) -> None:
     rec.clarification_asked_on = asked_on
 
 
-def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> None:
+def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> str | None:
     """Record the finished pause and move the due date by the days of it that counted.
 
     A pause asked for the day the last one was answered counts from the next day (that
-    day stopped the clock already); answered that same day too, it adds no day."""
+    day stopped the clock already); answered that same day too, it adds no day.
+
+    An extension notified during the pause counted it as running up to the day the
+    subject was told (``extend``); recorded later, an answer from before that day makes
+    the first month end sooner. If the extension then came after the first month, it
+    did not count: it is withdrawn, and what to audit is returned (else None)."""
     asked = rec.clarification_asked_on or received_on
     deadlines.Pause(asked, received_on)  # an answer before its question: DomainError
     last = _last_answered(rec)
@@ -110,7 +115,20 @@ def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> None:
     if received_on >= asked:
         rec.pauses = [*rec.pauses, deadlines.Pause(asked, received_on)]
     rec.clarification_asked_on = None
+    told = rec.extension_notified_on
+    withdrawn = None
+    if rec.extended and told is not None and rec.clock_start is not None:
+        first = deadlines.paused_days(rec.clock_start, rec.pauses)
+        if not deadlines.can_extend(rec.clock_start, told, paused_days=first):
+            due = deadlines.due_date(rec.clock_start, paused_days=first)
+            withdrawn = (
+                f"the extension notified on {told} came after the first month, which ended "
+                f"on {due} once the clarification answered on {received_on} was recorded: "
+                "it does not count"
+            )
+            rec.extended = False
     recompute_due(rec, ctx)
+    return withdrawn
 
 
 def _last_answered(rec: RequestRecord) -> date | None:
@@ -146,6 +164,7 @@ def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
     deadlines.extend(rec.clock_start, cmd.notified_on, cmd.reason, paused_days=paused)
     rec.extended = True
     rec.extension_reason = cmd.reason
+    rec.extension_notified_on = cmd.notified_on
     recompute_due(rec, ctx)
 
 

@@ -332,7 +332,9 @@ def _clarification_received(
     rec: RequestRecord, cmd: r.ClarificationReceived, ctx: Context, out: Outcome
 ) -> None:
     move(rec, E.clarification_received, out, ctx.now)
-    timelimits.end_pause(rec, cmd.received_on, ctx)
+    withdrawn = timelimits.end_pause(rec, cmd.received_on, ctx)
+    if withdrawn is not None:
+        out.audit.append(AuditStep("deadline_extended", after=str(rec.due_on), reason=withdrawn))
     if rec.request_type is RequestType.complaint:
         return  # acknowledged when it arrived; resuming must not acknowledge again
     if not rec.tasks:

@@ -220,7 +220,7 @@ RETENTION = [
         event(r.InvestigationClosed, System.cctv, investigation_id="INC-1"),
         SubjectFacts(
             open_investigation_ids=("INC-2",),
-            closed_investigation_ids=("INC-1",),
+            closed_investigations=(("INC-1", T0),),
             investigation_closed_at=T0,
         ),
         id="investigation-closed",
@@ -294,8 +294,31 @@ def test_closed_investigations_remembered_are_bounded() -> None:
     facts = SubjectFacts()
     for n in range(MAX_CLOSED_INVESTIGATIONS + 5):
         facts = updated_facts(facts, investigation(r.InvestigationClosed, T0, f"I-{n}"), DM)
-    assert len(facts.closed_investigation_ids) == MAX_CLOSED_INVESTIGATIONS
-    assert facts.closed_investigation_ids[-1] == f"I-{MAX_CLOSED_INVESTIGATIONS + 4}"
+    assert len(facts.closed_investigations) == MAX_CLOSED_INVESTIGATIONS
+    assert facts.closed_investigations[-1] == (f"I-{MAX_CLOSED_INVESTIGATIONS + 4}", T0)
+
+
+def test_an_investigation_reopened_after_its_close_is_open_again() -> None:
+    """Opened 1 Mar, closed 5 Mar, opened again 20 Mar, in order: open (the footage is
+    kept with no end date). Only an open from before the close is the late one."""
+    facts = SubjectFacts()
+    steps: list[tuple[type[r.UpstreamEvent], datetime]] = [
+        (r.InvestigationOpened, T0),
+        (r.InvestigationClosed, T0 + timedelta(days=4)),
+        (r.InvestigationOpened, T0 + timedelta(days=19)),
+    ]
+    for kind, at in steps:
+        facts = updated_facts(facts, investigation(kind, at, "INV-7"), DM)
+    assert facts.open_investigation_ids == ("INV-7",)
+    # Its second close counts, and a late copy of the first changes nothing.
+    closed = updated_facts(
+        facts, investigation(r.InvestigationClosed, T0 + timedelta(days=30), "INV-7"), DM
+    )
+    assert closed.open_investigation_ids == ()
+    late = updated_facts(
+        closed, investigation(r.InvestigationClosed, T0 + timedelta(days=4), "INV-7"), DM
+    )
+    assert late is closed
 
 
 def test_event_without_retention_meaning_returns_the_same_facts() -> None:

@@ -304,6 +304,16 @@ async def test_a_subject_gets_at_most_max_keys_on_request(
         existing = await store.get_or_create(ann, "retained:purchases:2027-01-01")
         assert existing.scope == "retained:purchases:2027-01-01"
         await store.get_or_create(ann, "retained:unerased:2027-02-01", erasing=True)
+    # Years on, the days of those scopes have passed: they no longer count (an orders
+    # system making a scope a year would otherwise be refused after some years).
+    watch = kekfile.KekWatch(kek_path, "prod", print)
+    june = datetime(2027, 6, 1, tzinfo=UTC)
+    later = KeyStore(
+        watch, codec, PARTITIONS, send=log.send, consumer=log.consumer, now=lambda: june
+    )
+    async with following(later, {1}) as store:
+        made = await store.get_or_create(ann, "retained:purchases:2034-03-31")
+        assert made.scope == "retained:purchases:2034-03-31"
 
 
 async def test_an_erasure_while_the_key_was_stored_shreds_it(

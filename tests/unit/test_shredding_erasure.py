@@ -229,8 +229,11 @@ def test_the_followup_due_at_the_retention_end_shreds_the_key_the_retention_name
         ("retained:purchases:9999-12-31", False),
         ("retained:purchases:2034-03-11", False),
         ("retained:purchases:2034-03-10", True),
-        # ... nor another spelling of a day (fromisoformat takes the basic format).
+        # ... nor another spelling of a day (fromisoformat takes the basic format), nor a
+        # day already past (it would not count against the subject's keys).
         ("retained:purchases:20320331", False),
+        ("retained:purchases:2026-03-09", False),
+        ("retained:purchases:2026-03-10", True),
     ],
 )
 def test_a_system_may_ask_for_main_or_a_retained_scope_of_its_own_categories(

@@ -72,6 +72,11 @@ def apply(rec: wf.RequestRecord | None, cmd: r.Command, ctx: wf.Context) -> wf.R
     return outcome.record
 
 
+def ask(rec: wf.RequestRecord, dm: DataMap, day: str) -> wf.RequestRecord:
+    """Clarification asked for on ``day``, recorded that day."""
+    return apply(rec, command(r.ClarificationRequested, asked_on=D(day)), ctx_on(dm, day))
+
+
 def pause(rec: wf.RequestRecord, dm: DataMap, asked: str, answered: str) -> wf.RequestRecord:
     rec = apply(rec, command(r.ClarificationRequested, asked_on=D(asked)), ctx_on(dm, answered))
     return apply(
@@ -120,9 +125,7 @@ def test_clarification_answered_before_asked_is_rejected(dm: DataMap) -> None:
         submit(RequestType.objection, "2026-03-02", objection_scope=scope),
         ctx_on(dm, "2026-03-02"),
     )
-    rec = apply(
-        rec, command(r.ClarificationRequested, asked_on=D("2026-03-09")), ctx_on(dm, "2026-03-09")
-    )
+    rec = ask(rec, dm, "2026-03-09")
     bad = wf.on_command(
         rec, command(r.ClarificationReceived, received_on=D("2026-03-05")), ctx_on(dm, "2026-03-10")
     )
@@ -335,9 +338,7 @@ def test_a_clarification_asked_after_the_due_date_does_not_silence_the_breach(
     breach alert still fires while the request waits for the answer."""
     rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
     assert rec.due_on == D("2026-04-02")
-    rec = apply(
-        rec, command(r.ClarificationRequested, asked_on=D("2026-04-10")), ctx_on(dm, "2026-04-10")
-    )
+    rec = ask(rec, dm, "2026-04-10")
     assert rec.state is S.paused
     assert alert_due(rec) == D("2026-04-02")
     day = ctx_on(dm, "2026-04-11")
@@ -346,9 +347,7 @@ def test_a_clarification_asked_after_the_due_date_does_not_silence_the_breach(
     assert [type(o.record).__name__ for o in outcome.out] == ["DeadlineBreached"]
     # One asked while the clock ran still stops the alerts.
     rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
-    rec = apply(
-        rec, command(r.ClarificationRequested, asked_on=D("2026-03-25")), ctx_on(dm, "2026-03-25")
-    )
+    rec = ask(rec, dm, "2026-03-25")
     assert alert_due(rec) is None
 
 
@@ -356,9 +355,7 @@ def test_an_extension_notified_during_a_pause_counts_the_paused_days(dm: DataMap
     """Paused since 25 Mar, the first month (due 2 Apr) had not run out on 6 Apr: the
     clock was stopped. Before, the open pause was ignored and the extension refused."""
     rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
-    rec = apply(
-        rec, command(r.ClarificationRequested, asked_on=D("2026-03-25")), ctx_on(dm, "2026-03-25")
-    )
+    rec = ask(rec, dm, "2026-03-25")
     cmd = command(r.DeadlineExtended, reason="complex: six systems", notified_on=D("2026-04-06"))
     rec = apply(rec, cmd, ctx_on(dm, "2026-04-06"))
     assert rec.extended
@@ -369,9 +366,7 @@ def test_an_extension_notified_during_a_pause_counts_the_paused_days(dm: DataMap
     assert rec.due_on == D("2026-06-29")  # 2 Jun + 27 days
     # Notified after the paused-for first month ran out: still refused.
     rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
-    rec = apply(
-        rec, command(r.ClarificationRequested, asked_on=D("2026-03-25")), ctx_on(dm, "2026-03-25")
-    )
+    rec = ask(rec, dm, "2026-03-25")
     rec = apply(
         rec, command(r.ClarificationReceived, received_on=D("2026-03-26")), ctx_on(dm, "2026-03-26")
     )
@@ -410,3 +405,35 @@ def test_a_fee_after_the_work_went_out_or_after_the_due_date_moves_no_clock(
         rec, command(r.FeeReceived, received_on=D("2026-04-03")), ctx_on(dm, "2026-04-03")
     )
     assert late.rejected == "dates_out_of_order"
+
+
+def test_an_extension_a_late_recorded_answer_shows_came_too_late_is_withdrawn(
+    dm: DataMap,
+) -> None:
+    """Paused 25 Mar, answered 26 Mar but recorded only after an extension notified on
+    20 Apr: while the pause seemed to run, the first month had not ended, and the
+    extension was accepted. The answer's date ends the first month on 7 Apr, before the
+    subject was told, so the extension does not count: it is withdrawn and audited, as
+    recording the same facts in date order refuses it (review, session 24)."""
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = ask(rec, dm, "2026-03-25")
+    told = command(r.DeadlineExtended, reason="complex", notified_on=D("2026-04-20"))
+    rec = apply(rec, told, ctx_on(dm, "2026-04-20"))
+    assert rec.extended
+    answered = command(r.ClarificationReceived, received_on=D("2026-03-26"))
+    outcome = wf.on_command(rec, answered, ctx_on(dm, "2026-04-21"))
+    assert outcome.rejected is None
+    assert outcome.record is not None
+    assert not outcome.record.extended
+    assert outcome.record.due_on == D("2026-04-07")
+    (step,) = [a for a in outcome.audit if a.action == "deadline_extended"]
+    assert step.reason is not None
+    assert "does not count" in step.reason
+    # Told within the first month, the extension stands whenever the answer is recorded.
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    rec = ask(rec, dm, "2026-03-25")
+    early = command(r.DeadlineExtended, reason="complex", notified_on=D("2026-04-01"))
+    rec = apply(rec, early, ctx_on(dm, "2026-04-01"))
+    rec = apply(rec, answered, ctx_on(dm, "2026-04-21"))
+    assert rec.extended
+    assert rec.due_on == D("2026-06-04")
