@@ -30,6 +30,7 @@ erasure's suppression is in the consent state (see ``erase_leftovers``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 from typing import TypeVar, cast
@@ -52,6 +53,7 @@ from privops.core.admission import (
 )
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, RuntimeUnavailable, WrongTopic
+from privops.core.holds import update_holds
 from privops.core.identity import IdentityMap
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, workflow_inputs
@@ -191,8 +193,12 @@ async def on_command(cmd: r.Command, key: str) -> None:
         apply(misrouted, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
     if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased):
-        outcome = wf.on_hold(cmd, context(cmd.subject_id))
+        ctx = context(cmd.subject_id)
+        outcome = wf.on_hold(cmd, ctx)
         apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id, key)
+        if isinstance(cmd, r.LegalHoldPlaced) and outcome.rejected is None:
+            held = dataclasses.replace(ctx, holds=update_holds(ctx.holds, cmd).holds)
+            _resend_held(cmd.subject_id, held, cmd.command_id)
         return
     # With no request and no subject there is nothing to look up: the decision rejects it.
     ctx = context(subject_id) if subject_id else bare_context()
@@ -403,6 +409,20 @@ def _replace(slot: Slot[V], key: str, value: V | None) -> None:
     """``value`` becomes ``key``'s entry; None deletes it (a tombstone at the flush)."""
     if state.get(slot, key) != value:
         state.put(slot, key, cast(V, value))
+
+
+def _resend_held(subject_id: str, ctx: wf.Context, cause: str) -> None:
+    """The subject's open erasures whose erase tasks a hold just placed reaches: sent
+    again now, keeping the held categories (``wf.on_hold_placed``). The request index is
+    global: one pass over it per hold placed, as for ``_clear_closed_requests``."""
+    for request_id, owner in list(request_index.data.items()):
+        if owner != subject_id:
+            continue
+        rec = state.get(REQUESTS, request_id)
+        if rec is None or not rec.open:
+            continue
+        outcome = wf.on_hold_placed(rec, ctx)
+        apply(outcome, rec, request_id, subject_id, "privops", f"{cause}:{request_id}")
 
 
 def _clear_closed_requests(subject_id: str, but: str) -> int:

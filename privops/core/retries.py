@@ -104,6 +104,18 @@ def on_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome)
     )
 
 
+def resend_held(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> None:
+    """A legal hold was just placed (``ctx.holds`` has it): an erase task still waiting
+    for its answer that would erase a held category goes again now, keeping it
+    (``_honour_holds``). A system that has not fetched the first attempt yet executes
+    only this one (its runner takes the newest attempt of a fetch)."""
+    if task.action is not TaskAction.erase or not waiting(rec, task):
+        return
+    holds = erasure.active_holds(rec.subject_id, ctx.holds, ctx.now)
+    if any(erasure.held(category, holds) for category in task.categories):
+        _send(rec, task, ctx, out)
+
+
 def retry_soon(task: TaskRecord, now: datetime) -> None:
     """A retryable failure: due again at the next sweep, re-sent with the usual backoff."""
     task.next_check_at = now

@@ -458,6 +458,20 @@ def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outco
     return outcome
 
 
+def on_hold_placed(rec: RequestRecord, ctx: Context) -> Outcome:
+    """A legal hold was placed on ``rec``'s subject (``ctx.holds`` has it) while ``rec``,
+    an open erasure, waits for its systems: each erase task that would erase a held
+    category is sent again now, keeping it (``retries.resend_held``), rather than at its
+    next SLA re-send. Nothing changes for a task already answered."""
+    if rec.request_type is not RequestType.erasure or not rec.open:
+        return Outcome(record=None)
+    rec = rec.editable_copy()
+    out = Outcome(record=rec)
+    for task in rec.tasks.values():
+        retries.resend_held(rec, task, ctx, out)
+    return out if out.out else Outcome(record=None)
+
+
 def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome:
     admission.check_names(cmd)
     admission.check_dates(cmd, None, ctx.today)

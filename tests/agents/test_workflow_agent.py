@@ -17,8 +17,15 @@ from privops.adapters.serde import Serde
 from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.identity import IdentityMap, merge
-from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, REQUEST_TICKS, task_results_topic
-from privops.core.vocab import RequestState, RequestType, System
+from privops.core.topics import (
+    AUDIT,
+    COMMAND_RESULTS,
+    COMMANDS,
+    DEADLETTER,
+    REQUEST_TICKS,
+    task_results_topic,
+)
+from privops.core.vocab import Category, RequestState, RequestType, System
 from streams.batching import Outgoing
 from streams.context import collaborators
 from streams.state import state
@@ -231,3 +238,39 @@ async def test_the_sweep_sends_every_due_tick_in_one_batch_keyed_by_subject(
     ]
     assert {t.key for t in ticks} == {SUBJECT.encode()}
     assert calls == [len(SYSTEM_IDS)]
+
+
+async def test_a_hold_placed_during_an_erasure_resends_the_tasks_it_reaches_at_once(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The hold reaches a system that has not answered with its next attempt now, not at
+    the task's SLA (a day for some systems), so a system that has not fetched the first
+    attempt yet executes only this one (the connector runner takes the newest attempt of
+    a fetch). Tasks the hold does not reach are not sent again."""
+    known_subject()
+    placed = sign(
+        r.LegalHoldPlaced(
+            command_id="H-1:place",
+            request_id="H-1",
+            issued_at=NOW,
+            actor="dpo",
+            hold_id="H-1",
+            subject_id=SUBJECT,
+            categories=[Category.interactions],
+            reason="tribunal claim",
+        )
+    )
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-held")))
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(placed))
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS) + 1)
+        # The same hold again (a redelivery) sends nothing more.
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(placed))
+        await wait_for(lambda: len(outbox.of(COMMAND_RESULTS, r.CommandAccepted)) >= 3)
+    sent = [s.record for s in outbox.on_prefix("privacy.tasks.")]
+    again = [t for t in sent if isinstance(t, r.Erase) and t.attempt == 2]
+    assert [(t.system, t.categories, [k.category for k in t.keep]) for t in again] == [
+        (System.crm, [Category.contact, Category.marketing_preferences], [Category.interactions])
+    ]
+    assert len(sent) == len(SYSTEM_IDS) + 1
