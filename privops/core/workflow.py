@@ -563,7 +563,7 @@ def pending_followups(rec: RequestRecord) -> list[datetime]:
     retry = shredding.retry_at(rec)
     if retry is not None:
         due.append(retry)
-    if open_ended(rec):
+    elif open_ended(rec) and not shredding.pending(rec):  # reviewed once the shred is done
         due.append(next_review(rec))
     return due
 

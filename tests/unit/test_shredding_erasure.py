@@ -412,6 +412,7 @@ def test_a_released_hold_gets_its_followup_erasure(dm: DataMap) -> None:
     held = context(dm, facts=SubjectFacts(), holds=(interactions,))
     rec = erased(held)
     assert shredding.pending(rec)  # the worker shreds its keys first ...
+    assert wf.pending_followups(rec) == []  # (its own retries: no review tick meanwhile)
     assert _followup_tick(rec, dataclasses.replace(held, now=NOW + timedelta(days=2))).out == []
     rec = shredding.done(rec, NOW)  # ... then it is looked at again daily
     assert not rec.open
