@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from privops.adapters.avro import backward_problems, generate, load_versions
+from privops.adapters.avro import SchemaVersion, backward_problems, generate, load_versions
 from privops.adapters.serde import Serde
 from privops.cli.common import EXIT_FAILED, console, fail, handled, say, settings
 
@@ -26,19 +27,7 @@ def generate_cmd() -> None:
 @app.command()
 def check() -> None:
     """Check every schema version BACKWARD-compatible with the one before it."""
-    schema_dir = settings().schema_dir
-    try:
-        found = load_versions(schema_dir)
-    except (OSError, ValueError) as exc:
-        fail(f"cannot read the schemas in {escape(str(schema_dir))}: {escape(str(exc))}")
-    if not found:
-        # Nothing compared is not "all compatible": a mistyped PRIVOPS_SCHEMA_DIR would
-        # pass every check.
-        fail(
-            f"no schema files (<namespace>/<Name>.v<N>.avsc) in {escape(str(schema_dir))}: "
-            "set PRIVOPS_SCHEMA_DIR to the repository's schemas/ directory, or run "
-            "`privops schemas generate`"
-        )
+    found = _versions(settings().schema_dir)
     problems = []
     for name, versions in found.items():
         for old, new in pairwise(versions):
@@ -53,10 +42,28 @@ def check() -> None:
     console.print("[green]all schema versions are BACKWARD compatible[/]")
 
 
+def _versions(schema_dir: Path) -> dict[str, list[SchemaVersion]]:
+    """Every schema version in ``schema_dir``; exit 2 if it cannot be read or holds none:
+    nothing checked or registered is not success (a mistyped PRIVOPS_SCHEMA_DIR would
+    pass every check and register nothing)."""
+    try:
+        found = load_versions(schema_dir)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the schemas in {escape(str(schema_dir))}: {escape(str(exc))}")
+    if not found:
+        fail(
+            f"no schema files (<namespace>/<Name>.v<N>.avsc) in {escape(str(schema_dir))}: "
+            "set PRIVOPS_SCHEMA_DIR to the repository's schemas/ directory, or run "
+            "`privops schemas generate`"
+        )
+    return found
+
+
 @app.command()
 def register() -> None:
     """Register the newest version of every schema in the registry."""
     cfg = settings()
+    _versions(cfg.schema_dir)
     with handled():
         count = Serde(cfg.registry_url, cfg.schema_dir).register_all()
     console.print(f"{count} schema(s) registered at {cfg.registry_url}")

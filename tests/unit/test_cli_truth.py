@@ -116,6 +116,17 @@ def test_consent_not_allowed_still_exits_1(worker: Callable[[int, dict[str, Any]
     assert "NOT ALLOWED" in out.flat
 
 
+def test_a_follow_up_whose_subject_the_worker_does_not_say_is_no_answer(
+    worker: Callable[[int, dict[str, Any]], None],
+) -> None:
+    """A follow-up verb asks the worker whose request it is; an answer without the
+    subject exited 1 (a script's "rejected"), though nothing was decided."""
+    worker(200, {"request_id": "REQ-1"})
+    out = run("request", "cancel", "REQ-1", "--reason", "asked by the subject", "--no-wait")
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert "did not say whose request REQ-1 is" in out.flat
+
+
 def test_consent_answer_without_a_decision_is_no_answer(
     worker: Callable[[int, dict[str, Any]], None],
 ) -> None:
@@ -151,15 +162,17 @@ def test_a_malformed_json_setting_exits_2_naming_it_not_its_value(
 # --- 3. schemas check with nothing to check ----------------------------------------------------
 
 
+@pytest.mark.parametrize("verb", ["check", "register"])
 @pytest.mark.parametrize("made", [False, True], ids=["missing", "empty"])
 def test_schemas_check_without_schemas_fails_naming_the_directory(
-    env: Callable[..., None], tmp_path: Path, made: bool
+    env: Callable[..., None], tmp_path: Path, made: bool, verb: str
 ) -> None:
+    """Nothing checked or registered is not success ("0 registered" exited 0)."""
     where = tmp_path / "schemas"
     if made:
         where.mkdir()
     env(schema_dir=str(where))
-    out = run("schemas", "check")
+    out = run("schemas", verb)
     assert out.code == EXIT_BAD_INPUT, out.output
     assert f"no schema files (<namespace>/<Name>.v<N>.avsc) in {where}" in out.flat
     assert "compatible" not in out.flat

@@ -31,7 +31,7 @@ from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.adapters.signing_keys import signing_key
 from privops.cli.common import (
-    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
     console,
     emit_json,
     err_console,
@@ -128,7 +128,12 @@ def subject_key(command: Command) -> str:
     )
     subject = body.get("subject_id")
     if not isinstance(subject, str) or not subject:
-        fail(f"the worker did not say whose request {command.request_id} is", EXIT_FAILED)
+        # 3, not 1 (a script's "rejected"): nothing was decided, the answer is unusable.
+        fail(
+            f"the worker did not say whose request {command.request_id} is: is it the same "
+            "privops version as this CLI?",
+            EXIT_UNAVAILABLE,
+        )
     return subject
 
 
