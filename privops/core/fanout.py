@@ -332,6 +332,11 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
     task.next_check_at = None
     if isinstance(result, r.TaskCompleted):
         task.export = result.export
+        if task.action is TaskAction.export and result.export is None:
+            # "Done" with no copy is no answer to an access request: the request is
+            # partially completed, and the DPO sees why.
+            task.state = TaskState.failed
+            task.outcome_reason = "answered completed without an export"
     if isinstance(result, r.TaskRetained | r.TaskFailed):
         task.outcome_reason = result.reason
     if isinstance(result, r.TaskRetained):
@@ -365,14 +370,19 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """Every task answered: complete (or partially) and tell the subject."""
     if rec.request_type is RequestType.access:
         exports = [(t.system, t.export) for t in rec.tasks.values() if t.export is not None]
+        # A system that found nothing on the subject holds nothing of theirs: not listed
+        # as holding their data, nor as an export still missing.
+        found_nothing = {t.system for t in rec.tasks.values() if t.state is TaskState.not_found}
+        held = {s: cats for s, cats in holdings(ctx).items() if s not in found_nothing}
         rec.manifest = manifest.build_access_manifest(
             rec.request_id,
             rec.subject_id,
             ctx.subject_ref,
             ctx.datamap,
-            holdings(ctx),
+            held,
             exports,
             ctx.now,
+            ctx.facts.disclosures,
         )
         notify_subject(
             rec,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from privops.core.datamap import DataMap, PurposeSpec, Recipient
+from privops.core.erasure import Disclosure
 from privops.core.errors import DomainError
 from privops.core.records import ExportReference
 from privops.core.vocab import Category, System
@@ -104,13 +105,16 @@ def build_access_manifest(
     holdings: Mapping[System, set[Category]],
     exports: Iterable[tuple[System, ExportReference]],
     now: datetime,
+    disclosures: Iterable[Disclosure] = (),
 ) -> dict[str, Any]:
     """The Art. 15 response for one access request, as plain JSON-able data.
 
     `holdings` is what each system holds on the subject (systems with no categories are
     ignored); `exports` are the systems' export answers. Purposes are those covering a
     held category in a system that holds it (or in any system when the purpose names
-    none); recipients are those receiving a held category.
+    none); recipients are those receiving a held category, and those the systems report
+    actually disclosing the subject's data to (`disclosures`: Art. 15(1)(c), listed in
+    `disclosed` with the categories and when, not the recipients' own references).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise DomainError("now must be timezone-aware")
@@ -122,7 +126,15 @@ def build_access_manifest(
     held = sorted({c for cats in held_by_system.values() for c in cats}, key=_category_order)
     export_list = sorted(exports, key=lambda se: (_system_order(se[0]), se[1].location))
     purposes = _purposes(datamap, held_by_system)
-    recipients = datamap.recipients_of(held)
+    disclosed = sorted(disclosures, key=lambda d: (d.recipient, d.first_at))
+    by_name = {r.name: r for r in datamap.recipients}
+    recipients = list(datamap.recipients_of(held))
+    recipients += [
+        by_name[name]
+        for name in dict.fromkeys(d.recipient for d in disclosed)
+        if name in by_name and by_name[name] not in recipients
+    ]
+    reached = sorted({*held, *(c for d in disclosed for c in d.categories)}, key=_category_order)
     org = datamap.organisation
 
     return {
@@ -150,13 +162,22 @@ def build_access_manifest(
         ],
         "categories": [_category_entry(datamap, c, held_by_system) for c in held],
         "purposes": [_purpose_entry(datamap, name, spec, held) for name, spec in purposes],
-        "recipients": [_recipient_entry(r, held) for r in recipients],
+        "recipients": [_recipient_entry(r, reached) for r in recipients],
+        "disclosed": [
+            {
+                "recipient": d.recipient,
+                "categories": [c.value for c in d.categories],
+                "first_at": d.first_at.astimezone(UTC).isoformat(),
+                "last_at": d.last_at.astimezone(UTC).isoformat(),
+            }
+            for d in disclosed
+        ],
         "transfers": [
             {
                 "recipient": r.name,
                 "country": r.country,
                 "safeguard": r.transfer_safeguard,
-                "categories": [c.value for c in r.categories if c in held],
+                "categories": [c.value for c in r.categories if c in reached],
             }
             for r in recipients
             if r.outside_uk_eea
@@ -260,6 +281,13 @@ def _text_recipients(m: Mapping[str, Any]) -> list[str]:
     lines += [
         f"  - {r['name']} ({r['country']}): {', '.join(r['categories'])}" for r in m["recipients"]
     ] or ["  - nobody outside our organisation"]
+    if m.get("disclosed"):
+        lines += ["", "Who your data was actually sent to:"]
+        lines += [
+            f"  - {d['recipient']}: {', '.join(d['categories'])} "
+            f"({d['first_at'][:10]} to {d['last_at'][:10]})"
+            for d in m["disclosed"]
+        ]
     if m["transfers"]:
         lines += ["", "Transfers outside the UK/EEA and their safeguards:"]
         lines += [
@@ -296,7 +324,10 @@ def _text_exports(m: Mapping[str, Any]) -> list[str]:
         for e in m["exports"]
     ]
     if m.get("missing_exports"):
-        lines.append(f"  - still to come from: {', '.join(m['missing_exports'])}")
+        lines.append(
+            f"  - could not be provided from: {', '.join(m['missing_exports'])} (our Data "
+            "Protection Officer is following this up and will write to you)"
+        )
     return lines
 
 

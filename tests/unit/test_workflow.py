@@ -20,6 +20,7 @@ from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.identity import IdentityMap, for_system, merge
+from privops.core.manifest import render_manifest_text
 from privops.core.ticks import Tick, TickKind
 from privops.core.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
 from privops.core.vocab import (
@@ -677,7 +678,12 @@ def test_stale_deadline_tick_for_an_old_due_date_is_ignored(ctx: wf.Context) -> 
 
 
 def test_completed_request_raises_no_deadline_alert(ctx: wf.Context) -> None:
-    rec, _ = answer_all(start(RequestType.access, ctx), ctx)
+    rec = start(RequestType.access, ctx)
+    exports = {
+        t.system.value: answer(rec, t.system, export=export_ref(t.system))
+        for t in rec.tasks.values()
+    }
+    rec, _ = answer_all(rec, ctx, **exports)
     assert rec.state is S.completed
     for kind, days in (("deadline_approaching", 3), ("deadline_breached", None)):
         outcome = wf.on_tick(rec, tick(rec, kind, days_before=days, due_on=rec.due_on), ctx)
@@ -1022,3 +1028,39 @@ def test_a_command_signed_long_ago_that_its_request_has_not_seen_is_refused(
     # A worker whose clock is shifted (demos, deadline tests) counts on the wall clock.
     shifted = dataclasses.replace(later, clock_offset=later.now - NOW)
     assert wf.on_command(resumed.record, replayed, shifted).rejected is None
+
+
+def test_the_access_answer_lists_only_systems_holding_data_and_what_was_disclosed(
+    ctx: wf.Context,
+) -> None:
+    """Review, session 24: systems answering NotFound were listed as holding the
+    subject's data and as exports "still to come"; a system answering completed with no
+    export made the request completed with no copy from it; the recipients the subject's
+    data was actually disclosed to were not named (Art. 15(1)(c))."""
+    sent = Disclosure(
+        recipient=ctx.datamap.recipients[0].name,
+        categories=ctx.datamap.recipients[0].categories[:1],
+        first_at=NOW - timedelta(days=90),
+        last_at=NOW - timedelta(days=10),
+    )
+    ctx = dataclasses.replace(ctx, facts=SubjectFacts(disclosures=(sent,)))
+    rec = start(RequestType.access, ctx)
+    answers = {
+        t.system.value: answer(rec, t.system, export=export_ref(t.system))
+        for t in rec.tasks.values()
+    }
+    answers["cctv"] = answer(rec, System.cctv, r.NotFound)
+    answers["telephony"] = answer(rec, System.telephony)  # completed, no export
+    rec, _ = answer_all(rec, ctx, **answers)
+    assert rec.state is S.partially_completed
+    assert rec.tasks[next(k for k in rec.tasks if ":telephony:" in k)].state is TaskState.failed
+    m = rec.manifest
+    assert m is not None
+    assert System.cctv.value not in [s["system"] for s in m["systems"]]
+    assert m["missing_exports"] == [System.telephony.value]
+    assert [d["recipient"] for d in m["disclosed"]] == [sent.recipient]
+    assert sent.recipient in [x["name"] for x in m["recipients"]]
+    text = " ".join(render_manifest_text(m).split())
+    assert "could not be provided from: telephony" in text
+    assert "still to come" not in text
+    assert f"Who your data was actually sent to: - {sent.recipient}" in text
