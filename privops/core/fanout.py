@@ -39,6 +39,7 @@ from privops.core.vocab import (
     FINAL_TASK_STATES,
     Category,
     ObjectionScope,
+    Purpose,
     RequestState,
     RequestType,
     System,
@@ -114,10 +115,7 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             )
             return
         directive(rec, out, ctx, "objected")
-        marketing: dict[System, set[Category]] = {
-            s: c for s, c in held.items() if s is System.marketing
-        }
-        send_tasks(rec, ctx, TaskAction.restrict, marketing)
+        send_tasks(rec, ctx, TaskAction.restrict, _marketing_holdings(ctx, held))
     elif kind is RequestType.consent_withdrawal:
         directive(rec, out, ctx, "withdrawn")
     elif kind is RequestType.complaint:
@@ -165,6 +163,24 @@ def _acknowledge_complaint(rec: RequestRecord, ctx: Context, out: Outcome) -> No
 
 def _all(held: dict[System, set[Category]]) -> set[Category]:
     return {c for cats in held.values() for c in cats}
+
+
+def _marketing_holdings(
+    ctx: Context, held: dict[System, set[Category]]
+) -> dict[System, set[Category]]:
+    """Each system the data map says does direct marketing (a purpose whose consent
+    purpose is marketing lists it) with the categories it uses for it: an objection to
+    direct marketing reaches every one (the marketing platform and the CRM's calls and
+    post alike), not the marketing system only (review, session 24)."""
+    out: dict[System, set[Category]] = {}
+    for spec in ctx.datamap.purposes.values():
+        if spec.consent_purpose is not Purpose.marketing:
+            continue
+        for system in spec.systems:
+            cats = held.get(system, set()) & set(spec.categories)
+            if cats:
+                out.setdefault(system, set()).update(cats)
+    return out
 
 
 def send_tasks(

@@ -400,7 +400,13 @@ class Erase(Task):
 
 
 class Restrict(Task):
+    """Restrict processing (UK GDPR Art. 18), lifted by ``LiftRestriction``; or, with
+    ``marketing_objection``, stop direct marketing for good (an Art. 21(2) objection,
+    absolute until the subject opts in again): a system keeps the two apart, so lifting
+    a restriction never undoes an objection."""
+
     action: ClassVar[TaskAction] = TaskAction.restrict
+    marketing_objection: bool = False
 
 
 class LiftRestriction(Task):

@@ -18,6 +18,7 @@ from privops.connectors.reference import (
     CrmConnector,
     FakeCustomer,
     Knobs,
+    MarketingConnector,
     OrdersConnector,
     UnsafeRequestId,
     exported_file,
@@ -33,6 +34,7 @@ from privops.core.records import (
     Erase,
     Export,
     ExportReference,
+    LiftRestriction,
     Rectify,
     Restrict,
     Retention,
@@ -272,6 +274,30 @@ async def test_restrict_and_lift(data_dir: Path, customers: list[FakeCustomer]) 
     rows = [r for t in store.rows({"customer_id": c.subject_id}).values() for r in t]
     assert all(r["restricted"] == 0 for r in rows)
     assert store.set_restricted({"customer_id": "CUST-9999"}, True) is None
+
+
+async def test_a_marketing_objection_outlives_a_restriction_lift(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    """Review, session 24: the objection was sent as a plain Restrict, so the system kept
+    it in the same flag a restriction uses, and lifting any later restriction switched
+    direct marketing back on. Now it is kept apart and no lift touches it."""
+    c = by_number(customers, 5)
+    store = open_store(data_dir, System.marketing)
+    ids = c.identifiers(System.marketing)
+    connector = MarketingConnector(data_dir)
+    objection = task_of(Restrict, c, System.marketing).model_copy(
+        update={"marketing_objection": True}
+    )
+    assert not store.objects_to_marketing(ids)
+    assert (await connector.restrict(objection)).records_affected == 1
+    restriction = task_of(Restrict, c, System.marketing)
+    await connector.restrict(restriction)
+    await connector.lift_restriction(task_of(LiftRestriction, c, System.marketing))
+    rows = [r for t in store.rows(ids).values() for r in t]
+    assert all(r["restricted"] == 0 for r in rows)
+    assert store.objects_to_marketing(ids)
+    assert not store.objects_to_marketing(by_number(customers, 6).identifiers(System.marketing))
 
 
 async def test_rectify_updates_fields_it_holds(

@@ -773,7 +773,19 @@ def test_direct_marketing_objection_is_absolute(ctx: wf.Context) -> None:
     assert outcome.record.state is S.awaiting_systems
     assert [d.kind for d in of_type(outcome, r.SubjectDirective)] == ["objected"]
     tasks = tasks_out(outcome)
-    assert [(type(t), t.system) for t in tasks] == [(r.Restrict, System.marketing)]
+    # Every system the data map has doing direct marketing (the CRM's calls and post as
+    # well as the marketing platform), marked as an objection so that no restriction
+    # lift undoes it (review, session 24: only marketing got one, as a plain restrict).
+    assert [(type(t), t.system) for t in tasks] == [
+        (r.Restrict, System.crm),
+        (r.Restrict, System.marketing),
+    ]
+    assert all(isinstance(t, r.Restrict) and t.marketing_objection for t in tasks)
+    crm = next(t for t in tasks if t.system is System.crm)
+    assert set(crm.categories) == {Category.contact, Category.marketing_preferences}
+    restriction = tasks_out(wf.on_command(None, submit(RequestType.restriction), ctx))
+    assert restriction
+    assert not any(isinstance(t, r.Restrict) and t.marketing_objection for t in restriction)
 
 
 def test_legitimate_interest_objection_waits_for_the_dpo(ctx: wf.Context) -> None:

@@ -73,6 +73,9 @@ class ReferenceConnector(Connector):
         return Answer.completed(records_affected=report.deleted + report.anonymised)
 
     async def restrict(self, task: Restrict) -> Answer:
+        if task.marketing_objection:  # absolute: no restriction lift undoes it
+            marked = await asyncio.to_thread(self.store.object_to_marketing, task.identifiers)
+            return _count(marked)
         return _count(await asyncio.to_thread(self.store.set_restricted, task.identifiers, True))
 
     async def lift_restriction(self, task: LiftRestriction) -> Answer:

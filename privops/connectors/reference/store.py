@@ -6,7 +6,8 @@
   columns (delivery name/address/phone, a recording's caller number) are nulled.
   Invoices keep their billing name and address: the law requires them on the record.
   A system's own hold (CCTV clips under an open investigation) also keeps rows.
-- restrict / lift_restriction: set / clear ``restricted`` on every row of the subject.
+- restrict / lift_restriction: set / clear ``restricted`` on every row of the subject; a
+  restrict for a marketing objection is kept apart (``_objections``), never lifted.
 - rectify: changes (name, email, phone, address) applied where the system has them.
 - export: every row of the subject as JSON, written and reported where
   :class:`ExportPlace` says (below the system's export root); a request id that is not
@@ -202,6 +203,31 @@ class ReferenceStore:
     def set_restricted(self, identifiers: Mapping[str, str], restricted: bool) -> int | None:
         """Rows flagged (or cleared); None when the identifiers match nothing."""
         return self._update(identifiers, lambda _table: ("restricted = ?", (int(restricted),)))
+
+    def object_to_marketing(self, identifiers: Mapping[str, str]) -> int | None:
+        """Record the subject's objection to direct marketing apart from any restriction
+        (``_objections``: lifting a restriction never clears it). Keys recorded; None
+        when the identifiers match nothing."""
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            if not keys:
+                return None
+            db.execute("CREATE TABLE IF NOT EXISTS _objections (key TEXT PRIMARY KEY)")
+            db.executemany("INSERT OR IGNORE INTO _objections VALUES (?)", [(k,) for k in keys])
+            return len(keys)
+
+    def objects_to_marketing(self, identifiers: Mapping[str, str]) -> bool:
+        """Whether the subject objected to direct marketing (what a campaign checks)."""
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            exists = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_objections'"
+            ).fetchone()
+            if not keys or exists is None:
+                return False
+            marks = ", ".join("?" * len(keys))
+            sql = f"SELECT 1 FROM _objections WHERE key IN ({marks})"  # noqa: S608
+            return db.execute(sql, keys).fetchone() is not None
 
     def rectify(self, identifiers: Mapping[str, str], changes: Mapping[str, str]) -> int | None:
         """Rows updated; None when the identifiers match nothing. Raises ValueError on bad input."""
