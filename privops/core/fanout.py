@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Final
 
 from privops.core import erasure, manifest, retries
 from privops.core import records as r
@@ -422,3 +423,33 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             "erasure_outcome",
             f"We erased your data except what the law requires us to keep: {kept}",
         )
+    elif (words := _outcome_words(rec)) is not None:
+        notify_subject(rec, out, ctx, f"{rec.request_type.value}_outcome", words)
+
+
+# What the subject is told once a request is done (Art. 12(3): the action taken), for the
+# request types whose answer is not a document or a decision of the DPO's.
+_OUTCOMES: Final[dict[RequestType, str]] = {
+    RequestType.erasure: "We erased the personal data we held about you.",
+    RequestType.restriction: "We restricted the use of your personal data.",
+    RequestType.restriction_lift: "The restriction on the use of your personal data is lifted.",
+    RequestType.rectification: "We corrected your personal data.",
+    RequestType.objection: "We stopped all direct marketing to you.",
+    RequestType.consent_withdrawal: "We recorded that you withdrew your consent.",
+}
+
+
+def _outcome_words(rec: RequestRecord) -> str | None:
+    """The outcome notice's text: what was done, and where it could not be done (the
+    systems, never a value); None where another notice answers the request (an access
+    response, a DPO's decision on a legitimate-interest objection)."""
+    words = _OUTCOMES.get(rec.request_type)
+    if words is None or rec.objection_scope is ObjectionScope.legitimate_interest:
+        return None
+    failed = sorted({t.system.value for t in rec.tasks.values() if t.state is TaskState.failed})
+    if failed:
+        words += (
+            f" We could not yet complete it in: {', '.join(failed)}; our Data Protection "
+            "Officer is following this up and will write to you."
+        )
+    return words

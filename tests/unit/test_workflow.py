@@ -1076,3 +1076,25 @@ def test_the_access_answer_lists_only_systems_holding_data_and_what_was_disclose
     assert "could not be provided from: telephony" in text
     assert "still to come" not in text
     assert f"Who your data was actually sent to: - {sent.recipient}" in text
+
+
+def test_the_subject_is_told_the_outcome_of_every_request(ctx: wf.Context) -> None:
+    """Review, session 24: a rectification, restriction, objection or complete erasure
+    closed without a word to the subject (Art. 12(3): the action taken). The notice
+    names the systems where it could not be done, never a value."""
+    rec = start(RequestType.rectification, ctx, rectification={"email": "new@example.com"})
+    systems = [t.system for t in rec.tasks.values()]
+    failed = {
+        systems[0].value: answer(rec, systems[0], r.TaskFailed, reason="db down", retryable=False)
+    }
+    rec, last = answer_all(rec, ctx, **failed)
+    assert rec.state is S.partially_completed
+    (note,) = of_type(last, r.SubjectNotification)
+    assert note.kind == "rectification_outcome"
+    assert note.message.startswith("We corrected your personal data.")
+    assert f"could not yet complete it in: {systems[0].value};" in note.message
+    assert "new@example.com" not in note.message
+    for kind in (RequestType.restriction, RequestType.erasure):
+        done, last = answer_all(start(kind, dataclasses.replace(ctx, facts=SubjectFacts())), ctx)
+        assert done.state is S.completed
+        assert [n.kind for n in of_type(last, r.SubjectNotification)] == [f"{kind.value}_outcome"]
