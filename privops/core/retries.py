@@ -32,7 +32,7 @@ from privops.core.request import (
 )
 from privops.core.request import stable_id as _id
 from privops.core.topics import ALERTS
-from privops.core.vocab import FINAL_TASK_STATES, RequestType, System, TaskAction, TaskState
+from privops.core.vocab import FINAL_TASK_STATES, ObjectionScope, System, TaskAction, TaskState
 
 
 def make_task_id(request_id: str, system: System, action: TaskAction) -> str:
@@ -131,7 +131,10 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
     task.next_check_at = ctx.now + answer_window(spec, task.attempts)
     model = r.TASK_BY_ACTION[task.action]
     extra: dict[str, Any] = {"changes": task.changes} if task.action is TaskAction.rectify else {}
-    if task.action is TaskAction.restrict and rec.request_type is RequestType.objection:
+    if (
+        task.action is TaskAction.restrict
+        and rec.objection_scope is ObjectionScope.direct_marketing
+    ):
         extra["marketing_objection"] = True  # not lifted with a restriction
     message = model(
         task_id=task.task_id,

@@ -357,8 +357,9 @@ def _deadline_extended(
         out,
         ctx,
         "deadline_extended",
-        f"We need more time for your request: {cmd.reason}. "
+        "We need more time for your request; our reason is in the letter with this notice. "
         f"We will respond by {rec.due_on.isoformat() if rec.due_on else '-'}.",
+        document=cmd.reason,
     )
 
 
@@ -376,7 +377,9 @@ def _objection_decided(
             out,
             ctx,
             "objection_refused",
-            f"We considered your objection and will continue: {cmd.reason}",
+            "We considered your objection and will continue; our reasons are in the letter "
+            "with this notice.",
+            document=cmd.reason,
         )
         move(rec, E.refused, out, ctx.now)
         return
@@ -404,8 +407,9 @@ def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outco
         out,
         ctx,
         "request_refused",
-        f"We cannot act on your request: {cmd.reason}. You may complain to "
-        "the ICO (www.ico.org.uk).",
+        "We cannot act on your request; our reasons are in the letter with this notice. "
+        "You may complain to the ICO (www.ico.org.uk).",
+        document=cmd.reason,
     )
 
 
@@ -418,7 +422,14 @@ def _cancelled(rec: RequestRecord, cmd: r.RequestCancelled, ctx: Context, out: O
 def _answered(rec: RequestRecord, cmd: r.RequestAnswered, ctx: Context, out: Outcome) -> None:
     rec.reason = cmd.reason
     move(rec, E.answered, out, ctx.now)
-    notify_subject(rec, out, ctx, f"{rec.request_type.value}_answered", cmd.reason)
+    notify_subject(
+        rec,
+        out,
+        ctx,
+        f"{rec.request_type.value}_answered",
+        "We answered your request; our answer is in the letter with this notice.",
+        document=cmd.reason,
+    )
 
 
 def _no_work_out(rec: RequestRecord, verb: str) -> None:
