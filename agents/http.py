@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
-from agents.timers import tables_recovered
+from agents.timers import not_serving
 from privops.adapters import api_auth, web_tls
 from privops.adapters.acls import Api, may_call, system_of
 from privops.connectors.encryption import key_json
@@ -113,10 +113,7 @@ async def health(self: View, _request: Request) -> Response:
     """200 only when the tables are recovered and the broker and registry answer."""
     state = worker_health
     problems = [*state.problems] if state.checked else ["first broker/registry check pending"]
-    if not keystore.key_store().ready:
-        problems.insert(0, "subject keys loading")
-    if not tables_recovered():
-        problems.insert(0, "tables recovering")
+    problems[:0] = not_serving()  # what privops_worker_up counts too
     body = {
         "status": "ok" if not problems else "unavailable",
         "problems": problems,

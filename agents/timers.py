@@ -26,6 +26,7 @@ from streams import batching, health
 from streams.app import app, settings
 from streams.context import collaborators
 from streams.io import emit_all
+from streams.keystore import key_store
 from streams.tables import GLOBAL_VIEWS, requests
 
 log = logging.getLogger(__name__)
@@ -119,14 +120,26 @@ async def consumer_lag() -> None:
     metrics.record_consumer_lag(lags)
 
 
+def not_serving() -> list[str]:
+    """What keeps the worker from serving besides the broker, registry and agents (which
+    ``streams.health`` probes): tables or global views still recovering, subject keys
+    still loading. ``/health`` answers 503 for them, and ``privops_worker_up`` is 0."""
+    problems = []
+    if not tables_recovered():
+        problems.append("tables recovering")
+    if not key_store().ready:
+        problems.append("subject keys loading")
+    return problems
+
+
 @every(HEALTH_INTERVAL_SECONDS)
 async def probe_health() -> None:
-    await health.refresh()
+    await health.refresh(not_serving)
 
 
 @at_start
 async def first_health_check() -> None:
-    await health.refresh()
+    await health.refresh(not_serving)
 
 
 @at_start

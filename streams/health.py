@@ -12,6 +12,7 @@ only the lag grows until the state gives up.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -42,7 +43,11 @@ health = Health()
 _broker = BrokerProbe(settings.kafka_bootstrap)
 
 
-async def refresh() -> Health:
+async def refresh(not_serving: Callable[[], list[str]] = list) -> Health:
+    """Probe the broker and registry, and the agents; ``privops_worker_up`` is 1 only if
+    all is well and ``not_serving`` (what else keeps ``/health`` from 200: tables
+    recovering, keys loading) says nothing either, so the worker-down alert fires for a
+    worker whose recovery never ends, as ``/health`` says."""
     problems = [
         problem
         for problem in (await _broker.problem(), await registry_problem(settings.registry_url))
@@ -55,7 +60,7 @@ async def refresh() -> Health:
         if not problems and health.checked:
             log.info("healthy again: agents move on, broker and registry answer")
     health.problems, health.checked = problems, True
-    metrics.set_worker_up(health.ok)
+    metrics.set_worker_up(health.ok and not not_serving())
     return health
 
 

@@ -268,7 +268,12 @@ REQUESTS_OPEN = Gauge(
     ["type", "state"],
     registry=REGISTRY,
 )
-TASK_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600)
+# Up to three days: systems' SLAs reach a day (cctv 86,400 s) before any re-send, and an
+# answer slower than the last bucket would read as that bucket on the p95 panel.
+TASK_LATENCY_BUCKETS = (
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600,
+    7200, 21600, 43200, 86400, 172800, 259200,
+)  # fmt: skip
 REQUEST_TASK_LATENCY = Histogram(
     "privops_request_task_latency_seconds",
     "Time from a task being sent to a system until its answer, by system.",
@@ -526,12 +531,20 @@ def count_plaintext_personal_fields(system: object, fields: int = 1) -> None:
 
 
 def record_consumer_lag(partition_lags: Iterable[tuple[str, int]]) -> None:
-    """Set lag per topic from (topic, lag) pairs, one per assigned partition."""
+    """Set lag per topic from (topic, lag) pairs, one per assigned partition; a topic
+    this worker no longer reads reads 0 (its partitions moved: another worker's lag now),
+    not the last lag it had, which a sum over workers would count twice."""
     per_topic: Tally[str] = Tally()
     for topic, lag in partition_lags:
         per_topic[topic_label(topic)] += max(lag, 0)
+    for topic in _LAG_TOPICS - per_topic.keys():
+        CONSUMER_LAG.labels(topic=topic).set(0)
     for topic, lag in per_topic.items():
         CONSUMER_LAG.labels(topic=topic).set(lag)
+    _LAG_TOPICS.update(per_topic)
+
+
+_LAG_TOPICS: set[str] = set()  # topic labels the lag gauge was ever set for (bounded)
 
 
 def set_worker_up(up: bool) -> None:

@@ -190,3 +190,25 @@ def test_an_agent_stuck_makes_the_worker_unhealthy(
 
 def _stalled(agent: str) -> float | None:
     return metrics.REGISTRY.get_sample_value("privops_agent_stalled_seconds", {"agent": agent})
+
+
+async def test_worker_up_follows_what_keeps_health_from_200(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review, session 24: privops_worker_up followed the broker, registry and agents
+    only; a worker whose table recovery never ended answered /health 503 but exported
+    worker_up 1, and the worker-down alert never fired (its deadline gauges read 0)."""
+    from privops.adapters import metrics
+
+    async def fine() -> None:
+        return None
+
+    monkeypatch.setattr(health._broker, "problem", fine)
+    monkeypatch.setattr(health, "registry_problem", lambda _url: fine())
+    monkeypatch.setattr(health, "stalled_agents", list)
+    monkeypatch.setattr(health, "dropped_flushes", list)
+    await health.refresh(lambda: ["tables recovering"])
+    assert health.health.ok  # the broker and registry answer: shutdown still flushes
+    assert metrics.REGISTRY.get_sample_value("privops_worker_up") == 0
+    await health.refresh(list)
+    assert metrics.REGISTRY.get_sample_value("privops_worker_up") == 1

@@ -134,6 +134,21 @@ def test_consumer_lag_sums_partitions_per_topic() -> None:
     assert value("privops_consumer_lag", topic="other") == 3
 
 
+def test_a_topic_no_longer_read_reads_no_lag() -> None:
+    """Review, session 24: a worker left with no partitions of a topic kept exporting
+    its last lag for ever (a sum over workers counted it twice, and the lag alert could
+    fire with nothing behind)."""
+    metrics.record_consumer_lag([("crm.events", 20_000)])
+    metrics.record_consumer_lag([])
+    assert value("privops_consumer_lag", topic="crm.events") == 0
+
+
+def test_task_latency_buckets_reach_the_slowest_sla() -> None:
+    """A cctv SLA is a day before any re-send: answers slower than the last bucket read as
+    that bucket on the p95 panel (it ended at an hour)."""
+    assert max(metrics.TASK_LATENCY_BUCKETS) >= 3 * 86_400
+
+
 def test_worker_up_toggles() -> None:
     metrics.set_worker_up(True)
     assert value("privops_worker_up") == 1
