@@ -300,6 +300,27 @@ async def test_a_marketing_objection_outlives_a_restriction_lift(
     assert not store.objects_to_marketing(by_number(customers, 6).identifiers(System.marketing))
 
 
+async def test_a_new_postcode_is_written_into_the_address(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    """Review, session 24: a postcode was accepted and answered completed with 0 rows in
+    every system (no store had a postcode column): nothing was corrected."""
+    c = by_number(customers, 7)
+    store = open_store(data_dir, System.crm)
+    ids = c.identifiers(System.crm)
+    changed = store.rectify(ids, {"postcode": "ZZ9 9ZZ"})
+    assert changed is not None
+    assert changed >= 1
+    addresses = [
+        row["address"] for rows in store.rows(ids).values() for row in rows if "address" in row
+    ]
+    assert addresses
+    assert all(a.endswith(", ZZ9 9ZZ") for a in addresses if a)
+    # A field no row of a system holds: the connector answers not found, not completed.
+    cctv = task_of(Rectify, c, System.cctv).model_copy(update={"changes": {"name": "X"}})
+    assert (await reference_connector(System.cctv, data_dir).rectify(cctv)).kind == "not_found"
+
+
 async def test_rectify_updates_fields_it_holds(
     data_dir: Path, customers: list[FakeCustomer]
 ) -> None:

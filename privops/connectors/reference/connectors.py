@@ -86,7 +86,9 @@ class ReferenceConnector(Connector):
             changed = await asyncio.to_thread(self.store.rectify, task.identifiers, task.changes)
         except ValueError as exc:
             return Answer.failed(str(exc), retryable=False)
-        return _count(changed)
+        # No row holds any field asked for: this system has none of that data (not found),
+        # not "completed" with nothing corrected.
+        return _count(None if changed == 0 else changed)
 
     async def export(self, task: Export) -> Answer:
         """Raises UnsafeRequestId (a permanent failure) for an id that is not path-safe."""

@@ -241,11 +241,42 @@ class ReferenceStore:
             else:
                 clean[name] = value.strip()
 
+        postcode = clean.pop("postcode", None)
+
         def assignments(table: TableSpec) -> _Assignments | None:
             sets = {table.rectify[f]: v for f, v in clean.items() if f in table.rectify}
             return (", ".join(f"{c} = ?" for c in sets), tuple(sets.values())) if sets else None
 
-        return self._update(identifiers, assignments)
+        changed = self._update(identifiers, assignments) if clean else 0
+        if postcode is not None and "address" not in clean:
+            moved = self._new_postcode(identifiers, postcode)
+            changed = None if changed is None and moved is None else (changed or 0) + (moved or 0)
+        return changed
+
+    def _new_postcode(self, identifiers: Mapping[str, str], postcode: str) -> int | None:
+        """The postcode is the address's last part here ("12 High St, Town, AB1 2CD"):
+        replaced in each address the subject has. Rows updated; None if no match."""
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            if not keys:
+                return None
+            total = 0
+            for table in self.spec.tables:
+                column = table.rectify.get("address")
+                if column is None:
+                    continue
+                rows = db.execute(
+                    f"SELECT rowid, {column} FROM {table.name} WHERE {self._where(keys)}",  # noqa: S608
+                    keys,
+                ).fetchall()
+                for rowid, address in rows:
+                    if not address:
+                        continue
+                    head, _, _ = str(address).rpartition(", ")
+                    new = f"{head}, {postcode}" if head else postcode
+                    sql = f"UPDATE {table.name} SET {column} = ? WHERE rowid = ?"  # noqa: S608
+                    total += db.execute(sql, (new, rowid)).rowcount
+            return total
 
     def _update(
         self,
