@@ -234,6 +234,11 @@ def _notify_recipients(
             categories=list(notice.categories),
             subject_ref=ctx.subject_ref,
             recipient_refs=list(notice.recipient_refs),
+            changes={
+                field: value
+                for field, value in rec.rectification.items()
+                if action is TaskAction.rectify and RECTIFIABLE_FIELDS[field] in notice.categories
+            },
         )
         out.out.append(Out(NOTIFICATIONS, rec.subject_id, note))
         out.audit.append(

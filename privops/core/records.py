@@ -583,6 +583,9 @@ class RecipientNotification(Notification):
     subject_ref: str
     # The identifiers this recipient holds for the subject (from its disclosures).
     recipient_refs: Annotated[list[str], PERSONAL] = []
+    # A rectification's corrected values (field -> new value), of the categories this
+    # recipient received only: what it needs to correct its own copy.
+    changes: Annotated[dict[str, str], PERSONAL] = {}
 
 
 NOTIFICATIONS: tuple[type[Notification], ...] = (SubjectNotification, RecipientNotification)

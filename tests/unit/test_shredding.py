@@ -401,7 +401,7 @@ def test_paths_cover_maps_arrays_and_nested_records() -> None:
         "exports[].location",
     ]
     assert paths["privops.results.TaskCompleted"] == ["export.location"]
-    assert paths["privops.notifications.RecipientNotification"] == ["recipient_refs[]"]
+    assert paths["privops.notifications.RecipientNotification"] == ["recipient_refs[]", "changes{}"]
     assert paths["privops.events.InvestigationOpened"] == [
         "identifiers.email",
         "identifiers.phone",

@@ -392,6 +392,9 @@ def test_rectification_goes_only_to_systems_holding_contact(ctx: wf.Context, dm:
     assert [(n.recipient, n.categories) for n in notes] == [
         ("Credit reference agencies", [C.contact])
     ]
+    # With the corrected values, so it can correct its own copy (review, session 24:
+    # told only that something changed); a sealed field, as every personal value.
+    assert notes[0].changes == changes
 
 
 def test_rectification_of_unknown_field_is_rejected(ctx: wf.Context) -> None:
