@@ -54,10 +54,10 @@ from privops.core.admission import (
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, RuntimeUnavailable, WrongTopic
 from privops.core.holds import update_holds
-from privops.core.identity import IdentityMap
+from privops.core.identity import IdentityMap, merge
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, workflow_inputs
-from privops.core.vocab import TERMINAL_STATES, TaskState
+from privops.core.vocab import TERMINAL_STATES, TaskAction, TaskState
 from streams import pipeline
 from streams.app import app, settings
 from streams.audit import audit, ref
@@ -226,7 +226,31 @@ async def on_result(result: r.TaskResult, key: str) -> None:
         result.system.value,
         cause,
     )
+    if outcome.record is not None:
+        _learn_rectified(outcome.record, result)
     await settle(outcome.record or rec, cause)
+
+
+def _learn_rectified(rec: wf.RequestRecord, result: r.TaskResult) -> None:
+    """A system confirmed a rectified email or phone: it now knows the subject by the new
+    one, so the identity map says so and later tasks carry it (review, session 24: they
+    carried the old one, and an erasure to a system knowing the subject by email only
+    found nothing, answered not found, and left the rows)."""
+    task = rec.tasks.get(result.task_id)
+    if task is None or task.action is not TaskAction.rectify or task.state is not TaskState.done:
+        return
+    new = {name: value for name, value in rec.rectification.items() if name in CONTACT_IDS}
+    if not new:
+        return
+    identity = state.get(IDENTITIES, rec.subject_id)
+    if identity is None or task.system not in identity.systems:
+        return
+    merged = merge(identity, rec.subject_id, task.system, new, collaborators().clock.now())
+    if merged is not identity:
+        state.put(IDENTITIES, rec.subject_id, merged)
+
+
+CONTACT_IDS = frozenset({"email", "phone"})  # the rectifiable fields that are identifiers
 
 
 async def on_tick(message: Message, record: r.RequestTick) -> None:

@@ -274,3 +274,54 @@ async def test_a_hold_placed_during_an_erasure_resends_the_tasks_it_reaches_at_o
         (System.crm, [Category.contact, Category.marketing_preferences], [Category.interactions])
     ]
     assert len(sent) == len(SYSTEM_IDS) + 1
+
+
+async def test_a_confirmed_rectified_email_is_what_later_tasks_carry(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """Review, session 24: the identity map kept the old email after the systems
+    corrected it, so later tasks carried it, and an erasure to a system knowing the
+    subject by email only found nothing. Once a system confirms, it knows the new one."""
+    known_subject()
+    rectify = sign(
+        r.RequestSubmitted(
+            command_id="R-fix:submit",
+            request_id="R-fix",
+            issued_at=NOW,
+            actor="dpo",
+            request_type=RequestType.rectification,
+            subject_id=SUBJECT,
+            received_on=NOW.date(),
+            identity_verified_on=NOW.date(),
+            rectification={"email": "ann.new@example.com"},
+        )
+    )
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(rectify))
+        await wait_for(lambda: requests.data.get("R-fix") is not None)
+        done = r.TaskCompleted(
+            task_id="R-fix:marketing:rectify",
+            request_id="R-fix",
+            system=System.marketing,
+            answered_at=NOW,
+            records_affected=1,
+        )
+        await put_on(
+            agent, task_results_topic(System.marketing), SUBJECT.encode(), serde.encode(done)
+        )
+        await wait_for(lambda: "ann.new" in str(identities.data[SUBJECT]))
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-after")))
+        await wait_for(lambda: requests.data.get("R-after") is not None)
+    erase = [
+        t.record
+        for t in outbox.on_prefix("privacy.tasks.")
+        if isinstance(t.record, r.Erase) and t.record.system is System.marketing
+    ]
+    assert [t.identifiers.get("email") for t in erase] == ["ann.new@example.com"]
+    # crm did not answer yet: it is still reached by the email it knows.
+    crm = [
+        t.record
+        for t in outbox.on_prefix("privacy.tasks.")
+        if isinstance(t.record, r.Erase) and t.record.system is System.crm
+    ]
+    assert [t.identifiers.get("email") for t in crm] == ["ann@example.com"]
