@@ -117,6 +117,7 @@ INPUT_TOPICS: tuple[str, ...] = (
     *(f"{s.value}.events" for s in System),
     "privacy.commands",
     *(f"privacy.task-results.{s.value}" for s in System),
+    "privops.internal.request-ticks",  # the timers' ticks: behind on them, deadlines wait
 )
 KNOWN_TOPICS: frozenset[str] = frozenset(
     {
