@@ -30,7 +30,7 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from agents.timers import not_serving
-from privops.adapters import api_auth, web_tls
+from privops.adapters import api_auth, metrics, web_tls
 from privops.adapters.acls import Api, may_call, system_of
 from privops.connectors.encryption import key_json
 from privops.core import consent as rules
@@ -114,6 +114,7 @@ async def health(self: View, _request: Request) -> Response:
     state = worker_health
     problems = [*state.problems] if state.checked else ["first broker/registry check pending"]
     problems[:0] = not_serving()  # what privops_worker_up counts too
+    metrics.set_worker_up(not problems)  # as of now, not of the last periodic check
     body = {
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
