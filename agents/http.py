@@ -114,7 +114,7 @@ async def health(self: View, _request: Request) -> Response:
     state = worker_health
     problems = [*state.problems] if state.checked else ["first broker/registry check pending"]
     problems[:0] = not_serving()  # what privops_worker_up counts too
-    metrics.set_worker_up(not problems)  # as of now, not of the last periodic check
+    metrics.set_worker_ready(not problems)  # as of now, not of the last periodic check
     body = {
         "status": "ok" if not problems else "unavailable",
         "problems": problems,

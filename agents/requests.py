@@ -52,7 +52,7 @@ from privops.core.admission import (
     is_plain_id,
 )
 from privops.core.erasure import SubjectFacts
-from privops.core.errors import DecodeError, RuntimeUnavailable, WrongTopic
+from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
 from privops.core.holds import update_holds
 from privops.core.identity import IdentityMap, merge
 from privops.core.ticks import parse_tick
@@ -239,13 +239,20 @@ def _learn_rectified(rec: wf.RequestRecord, result: r.TaskResult) -> None:
     task = rec.tasks.get(result.task_id)
     if task is None or task.action is not TaskAction.rectify or task.state is not TaskState.done:
         return
-    new = {name: value for name, value in rec.rectification.items() if name in CONTACT_IDS}
-    if not new:
-        return
     identity = state.get(IDENTITIES, rec.subject_id)
     if identity is None or task.system not in identity.systems:
         return
-    merged = merge(identity, rec.subject_id, task.system, new, collaborators().clock.now())
+    known = identity.systems[task.system]  # only names the system knows the subject by
+    new = {n: v for n, v in rec.rectification.items() if n in CONTACT_IDS and n in known}
+    if not new:
+        return
+    try:
+        merged = merge(identity, rec.subject_id, task.system, new, collaborators().clock.now())
+    except DomainError:  # checked at submission; a record from before that check
+        log.warning(
+            "rectified identifiers of %s not learnt: not valid", audited_request_id(rec.request_id)
+        )
+        return
     if merged is not identity:
         state.put(IDENTITIES, rec.subject_id, merged)
 

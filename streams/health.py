@@ -44,10 +44,11 @@ _broker = BrokerProbe(settings.kafka_bootstrap)
 
 
 async def refresh(not_serving: Callable[[], list[str]] = list) -> Health:
-    """Probe the broker and registry, and the agents; ``privops_worker_up`` is 1 only if
-    all is well and ``not_serving`` (what else keeps ``/health`` from 200: tables
-    recovering, keys loading) says nothing either, so the worker-down alert fires for a
-    worker whose recovery never ends, as ``/health`` says."""
+    """Probe the broker and registry, and the agents (``privops_worker_up``); with
+    ``not_serving`` (what else keeps ``/health`` from 200: tables recovering, keys
+    loading), ``privops_worker_ready``, so a worker whose recovery never ends is alerted
+    on (PrivopsWorkerNotReady), apart from one that is down (a takeover's recovery may
+    take minutes: no critical page for it)."""
     problems = [
         problem
         for problem in (await _broker.problem(), await registry_problem(settings.registry_url))
@@ -60,7 +61,8 @@ async def refresh(not_serving: Callable[[], list[str]] = list) -> Health:
         if not problems and health.checked:
             log.info("healthy again: agents move on, broker and registry answer")
     health.problems, health.checked = problems, True
-    metrics.set_worker_up(health.ok and not not_serving())
+    metrics.set_worker_up(health.ok)
+    metrics.set_worker_ready(health.ok and not not_serving())
     return health
 
 

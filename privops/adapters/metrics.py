@@ -360,8 +360,14 @@ CONSUMER_LAG = Gauge(
 )
 WORKER_UP = Gauge(
     "privops_worker_up",
-    "1 while the privops worker is healthy (its /health answers 200), 0 while it starts, "
-    "stops, or reports a problem (broker or registry away, an agent stuck).",
+    "1 while the privops worker runs well: the broker and registry answer and every agent "
+    "moves on; 0 while it starts, stops, or reports such a problem.",
+    registry=REGISTRY,
+)
+WORKER_READY = Gauge(
+    "privops_worker_ready",
+    "1 while the worker serves (its /health answers 200): up, and its tables and global "
+    "views recovered and subject keys loaded; 0 during a start or a takeover's recovery.",
     registry=REGISTRY,
 )
 BUILD_INFO = Info("privops_build", "privops build information.", registry=REGISTRY)
@@ -550,6 +556,10 @@ _LAG_TOPICS: set[str] = set()  # topic labels the lag gauge was ever set for (bo
 
 def set_worker_up(up: bool) -> None:
     WORKER_UP.set(1 if up else 0)
+
+
+def set_worker_ready(ready: bool) -> None:
+    WORKER_READY.set(1 if ready else 0)
 
 
 def render() -> tuple[bytes, str]:

@@ -426,7 +426,8 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             out,
             ctx,
             "erasure_outcome",
-            f"We erased your data except what the law requires us to keep: {kept}",
+            f"We erased your data except what the law requires us to keep: {kept}."
+            + _not_done(rec),
         )
     elif (words := _outcome_words(rec)) is not None:
         notify_subject(rec, out, ctx, f"{rec.request_type.value}_outcome", words)
@@ -451,10 +452,21 @@ def _outcome_words(rec: RequestRecord) -> str | None:
     words = _OUTCOMES.get(rec.request_type)
     if words is None or rec.objection_scope is ObjectionScope.legitimate_interest:
         return None
+    states = {t.state for t in rec.tasks.values()}
+    if states and states <= {TaskState.not_found}:
+        # Every system answered it holds none of it: nothing was done, and the notice
+        # must not say it was.
+        return "We checked our systems and hold none of the personal data this concerns."
+    return words + _not_done(rec)
+
+
+def _not_done(rec: RequestRecord) -> str:
+    """The systems where a request could not be done, for the subject's notice ("" if
+    none): named, never a value."""
     failed = sorted({t.system.value for t in rec.tasks.values() if t.state is TaskState.failed})
-    if failed:
-        words += (
-            f" We could not yet complete it in: {', '.join(failed)}; our Data Protection "
-            "Officer is following this up and will write to you."
-        )
-    return words
+    if not failed:
+        return ""
+    return (
+        f" We could not yet complete it in: {', '.join(failed)}; our Data Protection "
+        "Officer is following this up and will write to you."
+    )

@@ -28,6 +28,7 @@ from privops.core.fanout import (
     start_work,
 )
 from privops.core.holds import update_holds
+from privops.core.identity import normalise_email, normalise_phone
 from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent
 from privops.core.request import (
     AuditStep,
@@ -252,6 +253,15 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
                 f"rectification fields must be among "
                 f"{sorted(RECTIFIABLE_FIELDS)}; got {unknown or 'none'}",
             )
+        for name, check in (("email", normalise_email), ("phone", normalise_phone)):
+            if name in cmd.rectification:
+                try:
+                    check(cmd.rectification[name])
+                except DomainError:
+                    # The value is not repeated: it is personal data, and the answer is not.
+                    raise Refused(
+                        Reason.invalid_command, f"the new {name} is not a valid {name}"
+                    ) from None
     rec = RequestRecord(
         request_id=cmd.request_id,
         request_type=cmd.request_type,
@@ -351,7 +361,11 @@ def _deadline_extended(
     rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context, out: Outcome
 ) -> None:
     timelimits.extend(rec, cmd, ctx)
-    out.audit.append(AuditStep("deadline_extended", after=str(rec.due_on), reason=cmd.reason))
+    # The DPO's reason goes to the subject sealed (the notice's document), not into the
+    # audit, which outlives every key: free text may name people (review, session 24).
+    out.audit.append(
+        AuditStep("deadline_extended", after=str(rec.due_on), reason="reason told to the subject")
+    )
     notify_subject(
         rec,
         out,
@@ -384,7 +398,7 @@ def _objection_decided(
         move(rec, E.refused, out, ctx.now)
         return
     out.audit.append(
-        AuditStep("request_transitioned", after="objection_accepted", reason=cmd.reason)
+        AuditStep("request_transitioned", after="objection_accepted", reason="decided by the DPO")
     )
     send_tasks(rec, ctx, TaskAction.restrict, holdings(ctx))
     retries.send_pending(rec, ctx, out)
@@ -492,7 +506,7 @@ def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome
         done.out.append(Out(SUBJECT_DIRECTIVES, cmd.subject_id, cmd))
         if isinstance(cmd, r.LegalHoldPlaced):
             after = ",".join(c.value for c in cmd.categories)
-            done.audit.append(AuditStep("legal_hold_placed", after=after, reason=cmd.reason))
+            done.audit.append(AuditStep("legal_hold_placed", after=after, reason=cmd.hold_id))
         else:
             done.audit.append(
                 AuditStep("legal_hold_released", after=cmd.hold_id, reason=cmd.hold_id)

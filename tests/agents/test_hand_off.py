@@ -192,12 +192,13 @@ def _stalled(agent: str) -> float | None:
     return metrics.REGISTRY.get_sample_value("privops_agent_stalled_seconds", {"agent": agent})
 
 
-async def test_worker_up_follows_what_keeps_health_from_200(
+async def test_worker_ready_follows_what_keeps_health_from_200(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Review, session 24: privops_worker_up followed the broker, registry and agents
-    only; a worker whose table recovery never ended answered /health 503 but exported
-    worker_up 1, and the worker-down alert never fired (its deadline gauges read 0)."""
+    """Review, session 24: a worker whose table recovery never ended answered /health 503
+    but nothing exported it, and no alert fired (its deadline gauges read 0). Now
+    privops_worker_ready says so; privops_worker_up stays "running well", so a normal
+    takeover's recovery raises no critical worker-down page."""
     from privops.adapters import metrics
 
     async def fine() -> None:
@@ -209,6 +210,7 @@ async def test_worker_up_follows_what_keeps_health_from_200(
     monkeypatch.setattr(health, "dropped_flushes", list)
     await health.refresh(lambda: ["tables recovering"])
     assert health.health.ok  # the broker and registry answer: shutdown still flushes
-    assert metrics.REGISTRY.get_sample_value("privops_worker_up") == 0
+    assert metrics.REGISTRY.get_sample_value("privops_worker_up") == 1  # not down ...
+    assert metrics.REGISTRY.get_sample_value("privops_worker_ready") == 0  # ... not serving
     await health.refresh(list)
-    assert metrics.REGISTRY.get_sample_value("privops_worker_up") == 1
+    assert metrics.REGISTRY.get_sample_value("privops_worker_ready") == 1

@@ -30,6 +30,7 @@ ALERTS = {
     "PrivopsDeadLettersGrowing",
     "PrivopsConsumerLagHigh",
     "PrivopsWorkerDown",
+    "PrivopsWorkerNotReady",
 }
 
 

@@ -316,6 +316,22 @@ async def test_a_new_postcode_is_written_into_the_address(
     ]
     assert addresses
     assert all(a.endswith(", ZZ9 9ZZ") for a in addresses if a)
+    # A new email and postcode together, the subject known by email only: one lookup,
+    # so the postcode is not looked up by the email just changed (it was skipped).
+    by_email = {"email": c.email}
+    assert store.rectify(by_email, {"email": "moved@example.com", "postcode": "YY1 1YY"})
+    moved = {"email": "moved@example.com"}
+    assert all(
+        a.endswith(", YY1 1YY")
+        for rows in store.rows(moved).values()
+        for a in (row.get("address") for row in rows)
+        if a
+    )
+    # An address without the ", " parts is left as it is, never replaced by the postcode.
+    store.rectify(moved, {"address": "Flat 2 10 New Road Leeds LS1 1AA"})
+    store.rectify(moved, {"postcode": "LS2 2BB"})
+    kept = [row.get("address") for rows in store.rows(moved).values() for row in rows]
+    assert "LS2 2BB" not in kept
     # A field no row of a system holds: the connector answers not found, not completed.
     cctv = task_of(Rectify, c, System.cctv).model_copy(update={"changes": {"name": "X"}})
     assert (await reference_connector(System.cctv, data_dir).rectify(cctv)).kind == "not_found"

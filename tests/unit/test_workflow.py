@@ -720,6 +720,8 @@ def test_extension_inside_first_month_recomputes_due_and_tells_subject(
     # session 24: free text may name people).
     assert notes[0].document == "numerous requests"
     assert "numerous requests" not in notes[0].message
+    # Nor in the audit, which outlives every key.
+    assert not any("numerous requests" in (a.reason or "") for a in outcome.audit)
     assert "2025-06-10" in notes[0].message
 
 
@@ -1106,3 +1108,28 @@ def test_the_subject_is_told_the_outcome_of_every_request(ctx: wf.Context) -> No
         done, last = answer_all(start(kind, dataclasses.replace(ctx, facts=SubjectFacts())), ctx)
         assert done.state is S.completed
         assert [n.kind for n in of_type(last, r.SubjectNotification)] == [f"{kind.value}_outcome"]
+
+
+@pytest.mark.parametrize("change", [{"email": "ann@localhost"}, {"phone": "020 7946 0958 ext 2"}])
+def test_a_rectified_identifier_that_is_not_one_is_refused(
+    ctx: wf.Context, change: dict[str, str]
+) -> None:
+    """Review, session 24: a malformed new email or phone was accepted; once a system
+    confirmed it, learning it into the identity map raised, and the worker stopped on
+    the same answer after every restart. Refused at submission, the value not repeated."""
+    outcome = wf.on_command(None, submit(RequestType.rectification, rectification=change), ctx)
+    assert outcome.rejected == "invalid_command"
+    assert outcome.message is not None
+    assert "not a valid" in outcome.message
+    assert next(iter(change.values())) not in outcome.message
+
+
+def test_a_request_every_system_found_nothing_for_is_not_told_as_done(ctx: wf.Context) -> None:
+    """Review, session 24: every system answering not found (none holds the field), the
+    subject was told "We corrected your personal data"."""
+    rec = start(RequestType.rectification, ctx, rectification={"address": "1 New St, Town"})
+    nothing = {t.system.value: answer(rec, t.system, r.NotFound) for t in rec.tasks.values()}
+    rec, last = answer_all(rec, ctx, **nothing)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert "corrected" not in note.message
+    assert "hold none of the personal data" in note.message

@@ -242,40 +242,23 @@ class ReferenceStore:
                 clean[name] = value.strip()
 
         postcode = clean.pop("postcode", None)
-
-        def assignments(table: TableSpec) -> _Assignments | None:
-            sets = {table.rectify[f]: v for f, v in clean.items() if f in table.rectify}
-            return (", ".join(f"{c} = ?" for c in sets), tuple(sets.values())) if sets else None
-
-        changed = self._update(identifiers, assignments) if clean else 0
-        if postcode is not None and "address" not in clean:
-            moved = self._new_postcode(identifiers, postcode)
-            changed = None if changed is None and moved is None else (changed or 0) + (moved or 0)
-        return changed
-
-    def _new_postcode(self, identifiers: Mapping[str, str], postcode: str) -> int | None:
-        """The postcode is the address's last part here ("12 High St, Town, AB1 2CD"):
-        replaced in each address the subject has. Rows updated; None if no match."""
-        with self._db() as db:
+        if "address" in clean:
+            postcode = None  # a whole new address says its postcode already
+        with self._db() as db:  # one lookup, one transaction: the email may change here
             keys = self._resolve(db, identifiers)
             if not keys:
                 return None
             total = 0
+            where = self._where(keys)
             for table in self.spec.tables:
+                sets = {table.rectify[f]: v for f, v in clean.items() if f in table.rectify}
+                if sets:
+                    assignments = ", ".join(f"{c} = ?" for c in sets)
+                    sql = f"UPDATE {table.name} SET {assignments} WHERE {where}"  # noqa: S608
+                    total += db.execute(sql, (*sets.values(), *keys)).rowcount
                 column = table.rectify.get("address")
-                if column is None:
-                    continue
-                rows = db.execute(
-                    f"SELECT rowid, {column} FROM {table.name} WHERE {self._where(keys)}",  # noqa: S608
-                    keys,
-                ).fetchall()
-                for rowid, address in rows:
-                    if not address:
-                        continue
-                    head, _, _ = str(address).rpartition(", ")
-                    new = f"{head}, {postcode}" if head else postcode
-                    sql = f"UPDATE {table.name} SET {column} = ? WHERE rowid = ?"  # noqa: S608
-                    total += db.execute(sql, (new, rowid)).rowcount
+                if postcode is not None and column is not None:
+                    total += _new_postcode(db, table.name, column, where, keys, postcode)
             return total
 
     def _update(
@@ -351,3 +334,20 @@ def seed_stores(
 ) -> dict[System, bool]:
     """Create every system's store that is missing; True for the ones seeded now."""
     return {s: open_store(data_dir, s).create(customers, reset=reset) for s in System}
+
+
+def _new_postcode(
+    db: sqlite3.Connection, table: str, column: str, where: str, keys: Sequence[str], postcode: str
+) -> int:
+    """The postcode is the address's last part here ("12 High St, Town, AB1 2CD"): replaced
+    in each of the subject's addresses. One without that shape is left as it is (rows
+    updated counts only those changed), never replaced by the bare postcode."""
+    rows = db.execute(f"SELECT rowid, {column} FROM {table} WHERE {where}", keys).fetchall()  # noqa: S608
+    changed = 0
+    for rowid, address in rows:
+        head, sep, _ = str(address or "").rpartition(", ")
+        if not sep:
+            continue
+        sql = f"UPDATE {table} SET {column} = ? WHERE rowid = ?"  # noqa: S608
+        changed += db.execute(sql, (f"{head}, {postcode}", rowid)).rowcount
+    return changed
