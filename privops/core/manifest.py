@@ -126,8 +126,19 @@ def build_access_manifest(
     held = sorted({c for cats in held_by_system.values() for c in cats}, key=_category_order)
     export_list = sorted(exports, key=lambda se: (_system_order(se[0]), se[1].location))
     purposes = _purposes(datamap, held_by_system)
-    disclosed = sorted(disclosures, key=lambda d: (d.recipient, d.first_at))
     by_name = {r.name: r for r in datamap.recipients}
+    # Not the dated disclosures to a recipient the data map exempts from rights-request
+    # notices (law enforcement): telling a subject when the police received their data
+    # could prejudice an investigation (DPA 2018 Sch. 2 para. 2); it stays among the
+    # recipients by category, as the data map declares it.
+    disclosed = sorted(
+        (
+            d
+            for d in disclosures
+            if d.recipient not in by_name or by_name[d.recipient].notify_on_rights_requests
+        ),
+        key=lambda d: (d.recipient, d.first_at),
+    )
     recipients = list(datamap.recipients_of(held))
     recipients += [
         by_name[name]

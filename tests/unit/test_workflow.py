@@ -1065,7 +1065,13 @@ def test_the_access_answer_lists_only_systems_holding_data_and_what_was_disclose
         first_at=NOW - timedelta(days=90),
         last_at=NOW - timedelta(days=10),
     )
-    ctx = dataclasses.replace(ctx, facts=SubjectFacts(disclosures=(sent,)))
+    police = Disclosure(
+        recipient="Law enforcement agencies (on valid request)",
+        categories=(Category.cctv,),
+        first_at=NOW - timedelta(days=5),
+        last_at=NOW - timedelta(days=5),
+    )
+    ctx = dataclasses.replace(ctx, facts=SubjectFacts(disclosures=(sent, police)))
     rec = start(RequestType.access, ctx)
     answers = {
         t.system.value: answer(rec, t.system, export=export_ref(t.system))
@@ -1080,6 +1086,8 @@ def test_the_access_answer_lists_only_systems_holding_data_and_what_was_disclose
     assert m is not None
     assert System.cctv.value not in [s["system"] for s in m["systems"]]
     assert m["missing_exports"] == [System.telephony.value]
+    # Not when the police received it (exempt from rights-request notices: it could
+    # prejudice an investigation).
     assert [d["recipient"] for d in m["disclosed"]] == [sent.recipient]
     assert sent.recipient in [x["name"] for x in m["recipients"]]
     text = " ".join(render_manifest_text(m).split())
