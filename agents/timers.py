@@ -123,7 +123,7 @@ async def consumer_lag() -> None:
 def not_serving() -> list[str]:
     """What keeps the worker from serving besides the broker, registry and agents (which
     ``streams.health`` probes): tables or global views still recovering, subject keys
-    still loading. ``/health`` answers 503 for them, and ``privops_worker_up`` is 0."""
+    still loading. ``/health`` answers 503 for them, and ``privops_worker_ready`` is 0."""
     problems = []
     if not tables_recovered():
         problems.append("tables recovering")
