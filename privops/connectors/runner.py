@@ -318,12 +318,6 @@ class ConnectorRunner:
             out.add(msg.offset)
         return out
 
-    async def _process(self, value: bytes | None, offset: int, ledger: Ledger, send: Send) -> None:
-        """Decode one task's bytes, then ``_process_task``."""
-        task = await self._decode(value, offset)
-        if task is not None:
-            await self._process_task(task, offset, ledger, send)
-
     async def _process_task(self, task: Task, offset: int, ledger: Ledger, send: Send) -> None:
         """Do (or replay) one task and answer it keyed by its subject's id, so the answer
         reaches the partition, and the worker, that owns the request."""

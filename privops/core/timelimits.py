@@ -109,11 +109,7 @@ def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> str | None
     did not count: it is withdrawn, and what to audit is returned (else None)."""
     asked = rec.clarification_asked_on or received_on
     deadlines.Pause(asked, received_on)  # an answer before its question: DomainError
-    last = _last_answered(rec)
-    if last is not None and asked <= last:
-        asked = last + timedelta(days=1)
-    if received_on >= asked:
-        rec.pauses = [*rec.pauses, deadlines.Pause(asked, received_on)]
+    rec.pauses = _with_pause(rec, asked, received_on)
     rec.clarification_asked_on = None
     told = rec.extension_notified_on
     withdrawn = None
@@ -135,17 +131,23 @@ def _last_answered(rec: RequestRecord) -> date | None:
     return max((p.answered for p in rec.pauses), default=None)
 
 
+def _with_pause(rec: RequestRecord, asked: date, answered: date) -> list[deadlines.Pause]:
+    """The record's pauses and one from ``asked`` to ``answered``, counted from the day
+    after the last answer when asked that day (unchanged if it adds no day)."""
+    last = _last_answered(rec)
+    if last is not None and asked <= last:
+        asked = last + timedelta(days=1)
+    if answered < asked:
+        return list(rec.pauses)
+    return [*rec.pauses, deadlines.Pause(asked, answered)]
+
+
 def _open_pause_days(rec: RequestRecord, until: date) -> int:
     """``paused_days`` as if the running pause ended on ``until`` (inclusive)."""
     asked = rec.clarification_asked_on
     if rec.clock_start is None or asked is None or until < asked:
         return rec.paused_days
-    last = _last_answered(rec)
-    if last is not None and asked <= last:
-        asked = last + timedelta(days=1)
-        if until < asked:
-            return rec.paused_days
-    pauses = [*rec.pauses, deadlines.Pause(asked, until)]
+    pauses = _with_pause(rec, asked, until)
     return deadlines.paused_days(rec.clock_start, pauses, extended=rec.extended)
 
 

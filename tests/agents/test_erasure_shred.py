@@ -165,6 +165,18 @@ async def suppress(agent: Any, serde: Serde, outbox: Outbox, request_id: str) ->
     await wait_for(lambda: (consent.data.get(ANN) or {}).get("suppressed") is True)
 
 
+async def erased_keeping_invoices(
+    flow: Any, facts_agent: Any, serde: Serde, outbox: Outbox, request_id: str
+) -> None:
+    """Ann's erasure, its suppression applied, every system answering and orders keeping
+    the invoices; returns once her keys are shredded."""
+    await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure(request_id, ANN)))
+    await suppress(facts_agent, serde, outbox, request_id)
+    await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+    await answer_all(flow, serde, outbox, request_id, orders=r.TaskRetained)
+    await wait_for(lambda: shredding.KEYS_SHREDDED in history(request_id))
+
+
 def directives(outbox: Outbox) -> list[r.SubjectDirective]:
     return outbox.of(SUBJECT_DIRECTIVES, r.SubjectDirective)
 
@@ -188,11 +200,7 @@ async def test_an_erasure_shreds_main_keeps_the_retained_key_and_the_followup_sh
     known(SubjectFacts(latest_financial_record_at=INVOICE))
 
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
-        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-shred-1", ANN)))
-        await suppress(facts_agent, serde, outbox, "R-shred-1")
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
-        await answer_all(flow, serde, outbox, "R-shred-1", orders=r.TaskRetained)
-        await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-shred-1"))
+        await erased_keeping_invoices(flow, facts_agent, serde, outbox, "R-shred-1")
 
         stored = requests.data["R-shred-1"]
         assert stored["state"] == RequestState.partially_completed.value
@@ -360,11 +368,7 @@ async def test_what_an_erasure_keeps_is_read_before_main_is_shredded(
     assert "C-1" not in json.dumps(identities.data[ANN])
 
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
-        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-sealed", ANN)))
-        await suppress(facts_agent, serde, outbox, "R-sealed")
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
-        await answer_all(flow, serde, outbox, "R-sealed", orders=r.TaskRetained)
-        await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-sealed"))
+        await erased_keeping_invoices(flow, facts_agent, serde, outbox, "R-sealed")
 
         (step,) = shred_steps(outbox)
         assert step.reason is not None

@@ -138,8 +138,17 @@ async def _deliver(
         sent.append((key, value))
 
     monkeypatch.setattr(runner, "serde", serde)
-    await runner._process(b"task", 7, ledger, send)
+    await deliver_one(runner, ledger, send)
     return sent
+
+
+async def deliver_one(runner: ConnectorRunner, ledger: Ledger, send: Any) -> None:
+    """One fetched task (bytes the test's serde decodes), as the runner's loop hands it."""
+
+    async def commit(_offset: int) -> None:
+        return None
+
+    await runner._handle([SimpleNamespace(value=b"task", offset=7)], ledger, send, commit)
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ from privops.core.fieldcrypt import (
 from privops.core.subject_keys import Kek, KeyRing, SubjectErased, SubjectKey, create, unwrap
 from privops.core.vocab import Category, System
 from privops.tools.simulate import business_day, seal_events
+from tests.unit.test_connector_runner import deliver_one
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 KEK = Kek(1, bytes(range(32)))
@@ -191,7 +192,7 @@ async def deliver(
         sent.append((key, value))
 
     monkeypatch.setattr(runner, "serde", serde)
-    await runner._process(b"task", 7, ledger, send)
+    await deliver_one(runner, ledger, send)
     return serde, sent
 
 

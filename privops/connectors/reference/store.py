@@ -244,44 +244,45 @@ class ReferenceStore:
         postcode = clean.pop("postcode", None)
         if "address" in clean:
             postcode = None  # a whole new address says its postcode already
-        with self._db() as db:  # one lookup, one transaction: the email may change here
-            keys = self._resolve(db, identifiers)
-            if not keys:
-                return None
-            total = 0
-            where = self._where(keys)
-            for table in self.spec.tables:
-                sets = {table.rectify[f]: v for f, v in clean.items() if f in table.rectify}
-                if sets:
-                    assignments = ", ".join(f"{c} = ?" for c in sets)
-                    sql = f"UPDATE {table.name} SET {assignments} WHERE {where}"  # noqa: S608
-                    total += db.execute(sql, (*sets.values(), *keys)).rowcount
-                column = table.rectify.get("address")
-                if postcode is not None and column is not None:
-                    total += _new_postcode(db, table.name, column, where, keys, postcode)
-            return total
+
+        def assignments(table: TableSpec) -> _Assignments | None:
+            sets = {table.rectify[f]: v for f, v in clean.items() if f in table.rectify}
+            return (", ".join(f"{c} = ?" for c in sets), tuple(sets.values())) if sets else None
+
+        def postcodes(db: sqlite3.Connection, table: TableSpec, where: str, keys: list[str]) -> int:
+            column = table.rectify.get("address")
+            if postcode is None or column is None:
+                return 0
+            return _new_postcode(db, table.name, column, where, keys, postcode)
+
+        # One lookup and one transaction for both: the email may change here.
+        return self._update(identifiers, assignments, also=postcodes)
 
     def _update(
         self,
         identifiers: Mapping[str, str],
         assignments: Callable[[TableSpec], _Assignments | None],
+        also: Callable[[sqlite3.Connection, TableSpec, str, list[str]], int] | None = None,
     ) -> int | None:
         """Rows updated, table by table; None when the identifiers match nothing.
 
-        ``assignments`` gives a table's SET clause and its values, or None to leave it alone.
+        ``assignments`` gives a table's SET clause and its values, or None to leave it alone;
+        ``also`` updates a table further in the same transaction (rows it changed).
         """
         with self._db() as db:
             keys = self._resolve(db, identifiers)
             if not keys:
                 return None
             total = 0
+            where = self._where(keys)
             for table in self.spec.tables:
                 update = assignments(table)
-                if update is None:
-                    continue
-                sets, values = update
-                sql = f"UPDATE {table.name} SET {sets} WHERE {self._where(keys)}"  # noqa: S608
-                total += db.execute(sql, (*values, *keys)).rowcount
+                if update is not None:
+                    sets, values = update
+                    sql = f"UPDATE {table.name} SET {sets} WHERE {where}"  # noqa: S608
+                    total += db.execute(sql, (*values, *keys)).rowcount
+                if also is not None:
+                    total += also(db, table, where, keys)
             return total
 
     def export(
