@@ -115,6 +115,13 @@ class FollowupItem(_Model):
     categories: list[Category]
     due_at: datetime
     issued: bool = False
+    # The follow-up erasure that took this one over: it re-plans everything still kept
+    # (and schedules its own follow-ups), so this one is never issued (workflow._followups).
+    superseded_by: str | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return not self.issued and self.superseded_by is None
 
 
 class Answered(_Model):

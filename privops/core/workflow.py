@@ -551,32 +551,43 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
 
 def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
     """Retention ended: ask for a follow-up erasure as a new request (re-planned then).
-    Whether what ``rec`` keeps with no end date was looked at again (``review_retention``)."""
+    Whether what ``rec`` keeps with no end date was looked at again (``review_retention``).
+
+    One follow-up erasure at most: it re-plans everything of the subject still kept and
+    schedules its own follow-ups, so it takes over every other of ``rec``'s, due or not.
+    Before, each due item was a request of its own, and a later dated one ran again
+    beside the child's own for the same data (two erasures of the subject at that date;
+    session 24's note)."""
     reviewed = review_retention(rec, ctx, out)
-    for i, item in enumerate(rec.followups):
-        if item.issued or item.due_at > ctx.now:
-            continue
-        item.issued = True
-        child = f"{rec.request_id}-F{i + 1}"
-        cmd = r.RequestSubmitted(
-            command_id=_id(child, "submitted"),
-            request_id=child,
-            issued_at=ctx.now,
-            actor=SCHEDULER,
-            request_type=RequestType.erasure,
-            subject_id=rec.subject_id,
-            received_on=ctx.today,
-            identity_verified_on=ctx.today,
-            linked_request_id=rec.request_id,
-            reason=f"retention ended for {item.system.value}: "
-            + ", ".join(c.value for c in item.categories),
+    due = [(i, f) for i, f in enumerate(rec.followups) if f.waiting and f.due_at <= ctx.now]
+    if not due:
+        return reviewed
+    child = f"{rec.request_id}-F{due[0][0] + 1}"
+    due[0][1].issued = True
+    for item in rec.followups:
+        if item.waiting:
+            item.superseded_by = child
+    ended = "; ".join(
+        f"{f.system.value}: " + ", ".join(c.value for c in f.categories) for _, f in due
+    )
+    cmd = r.RequestSubmitted(
+        command_id=_id(child, "submitted"),
+        request_id=child,
+        issued_at=ctx.now,
+        actor=SCHEDULER,
+        request_type=RequestType.erasure,
+        subject_id=rec.subject_id,
+        received_on=ctx.today,
+        identity_verified_on=ctx.today,
+        linked_request_id=rec.request_id,
+        reason=f"retention ended for {ended}",
+    )
+    out.out.append(Out(COMMANDS, rec.subject_id, cmd))
+    out.audit.append(
+        AuditStep(
+            "request_received", after="followup_scheduled", reason=f"follow-up erasure {child}"
         )
-        out.out.append(Out(COMMANDS, rec.subject_id, cmd))
-        out.audit.append(
-            AuditStep(
-                "request_received", after="followup_scheduled", reason=f"follow-up erasure {child}"
-            )
-        )
+    )
     return reviewed
 
 
@@ -584,7 +595,7 @@ def pending_followups(rec: RequestRecord) -> list[datetime]:
     """When a follow-up tick is due: each follow-up erasure not issued yet, the next
     try of a completed erasure's deferred leftovers (privops.core.shredding), and the
     next look at what it keeps with no end date (``review_retention``)."""
-    due = [f.due_at for f in rec.followups if not f.issued]
+    due = [f.due_at for f in rec.followups if f.waiting]
     retry = shredding.retry_at(rec)
     if retry is not None:
         due.append(retry)

@@ -467,6 +467,44 @@ def test_once_a_followup_went_out_it_looks_after_the_rest(dm: DataMap) -> None:
     assert wf.pending_followups(first.record) == []
 
 
+def test_one_followup_erasure_takes_over_the_others_dated_ones(dm: DataMap) -> None:
+    """A hold keeps crm's interactions with no end date while orders keeps the invoices
+    to a date. The hold's release issues a follow-up erasure, which re-plans everything
+    still kept and schedules its own follow-up for the invoices: the parent's own dated
+    one must never run too (before, both asked to erase the subject at that date)."""
+    interactions = hold(categories=(C.interactions,))
+    held = context(dm, holds=(interactions,))
+    rec = shredding.done(erased(held, orders=r.TaskRetained), NOW)
+    assert rec.closed_at is not None
+    assert wf.pending_followups(rec) == [RETENTION_END, rec.closed_at + wf.RETENTION_REVIEW]
+    released = interactions.model_copy(update={"released_at": NOW + timedelta(days=2)})
+    later = dataclasses.replace(held, now=NOW + timedelta(days=3), holds=(released,))
+    first = _followup_tick(rec, later)
+    assert first.record is not None
+    (child,) = [o.record for o in first.out if isinstance(o.record, r.RequestSubmitted)]
+    assert wf.pending_followups(first.record) == []
+    assert [f.superseded_by for f in first.record.followups if not f.issued] == [child.request_id]
+    at_the_end = dataclasses.replace(later, now=RETENTION_END + timedelta(hours=1))
+    assert _followup_tick(first.record, at_the_end).out == []
+
+
+def test_followups_due_together_are_one_erasure(dm: DataMap) -> None:
+    """Two systems' retentions ending on one day: one follow-up erasure naming both, not
+    two erasures of the subject at once."""
+    rec = shredding.done(erased(context(dm), orders=r.TaskRetained), NOW)
+    rec = rec.editable_copy()
+    rec.followups.append(
+        wf.FollowupItem(system=System.crm, categories=[C.interactions], due_at=RETENTION_END)
+    )
+    outcome = _followup_tick(rec, context(dm, now=RETENTION_END + timedelta(hours=1)))
+    children = [o.record for o in outcome.out if isinstance(o.record, r.RequestSubmitted)]
+    assert [c.reason for c in children] == [
+        "retention ended for orders: payment, purchases; crm: interactions"
+    ]
+    assert outcome.record is not None
+    assert wf.pending_followups(outcome.record) == []
+
+
 def test_a_settled_debt_turns_its_open_ended_keep_into_a_dated_followup(dm: DataMap) -> None:
     """An open debt keeps the financial categories with no end date; once the facts say
     it was settled (ingest keeps an erased subject's retention facts moving), the credit
