@@ -100,6 +100,19 @@ def test_dashboards_are_complete() -> None:
                         assert var[1:] in variables, (where, var)
 
 
+def test_no_two_panels_draw_the_same_query() -> None:
+    """A panel repeating another's query as the same kind of panel tells the reader
+    nothing new ("Processing rate" drew "Events in per source" again until session 25).
+    A number and its graph over time may share one."""
+    for file_name, dashboard in load_dashboards(DASHBOARDS_DIR).items():
+        seen: dict[tuple[str, str], str] = {}
+        for panel in iter_panels(dashboard):
+            for target in panel["targets"]:
+                drawn = (panel["type"], " ".join(target["expr"].split()))
+                assert drawn not in seen, (file_name, panel["title"], "repeats", seen.get(drawn))
+                seen[drawn] = panel["title"]
+
+
 def faust_sensor_names() -> frozenset[str]:
     from faust.sensors.prometheus import FaustMetrics
 
