@@ -10,7 +10,8 @@ from privops.core.vocab import RequestType
 
 
 class MetricsObserver:
-    """Publishes the schedule's counts: pending tasks, open requests, DSAR due dates."""
+    """Publishes the schedule's counts: pending tasks, open requests, DSAR due dates, the
+    response dates acknowledged complaints were promised."""
 
     def tasks_pending(self, system: str, count: int) -> None:
         metrics.set_tasks_pending(system, count)
@@ -26,6 +27,12 @@ class MetricsObserver:
             metrics.DSAR_DEADLINES.remove(old)
         if new is not None:
             metrics.DSAR_DEADLINES.add(new)
+
+    def promise_moved(self, old: date | None, new: date | None) -> None:
+        if old is not None:
+            metrics.COMPLAINTS.remove(old)
+        if new is not None:
+            metrics.COMPLAINTS.add(new)
 
 
 class Schedule(core.Schedule):

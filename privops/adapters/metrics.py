@@ -383,14 +383,9 @@ def uk_today() -> date:
     return datetime.now(tz=UK).date()
 
 
-class DeadlineBook(Collector):
-    """Open requests' due dates, exposed as the current distribution of days to due.
-
-    ``privops_dsar_due_in_days`` is a histogram of *open* requests (not a cumulative
-    history: do not ``rate()`` it) and ``privops_dsar_overdue`` counts those whose due
-    date (UK local) has passed. Both are computed at scrape time from a tally of due
-    dates, so they stay right as days pass without any sweep touching every request.
-    """
+class _DueTally(Collector):
+    """A tally of open items' due dates, whose families are computed at scrape time, so
+    they stay right as days pass without any sweep touching every item."""
 
     def __init__(self, today: Callable[[], date] = uk_today) -> None:
         self._today = today
@@ -428,6 +423,18 @@ class DeadlineBook(Collector):
         return self._families(self.due_in_days())
 
     def _families(self, pairs: list[tuple[int, int]]) -> Iterator[Metric]:
+        raise NotImplementedError
+
+
+class DeadlineBook(_DueTally):
+    """Open rights requests' due dates, exposed as the current distribution of days to due.
+
+    ``privops_dsar_due_in_days`` is a histogram of *open* requests (not a cumulative
+    history: do not ``rate()`` it) and ``privops_dsar_overdue`` counts those whose due
+    date (UK local) has passed.
+    """
+
+    def _families(self, pairs: list[tuple[int, int]]) -> Iterator[Metric]:
         buckets: list[tuple[str, float]] = [
             (repr(float(b)), float(sum(n for d, n in pairs if d <= b))) for b in DSAR_DUE_BUCKETS
         ]  # le as Prometheus 3 normalises it ("3.0"), so rules match on 2.x and 3.x
@@ -452,6 +459,31 @@ class DeadlineBook(Collector):
 
 DSAR_DEADLINES = DeadlineBook()
 REGISTRY.register(DSAR_DEADLINES)
+
+
+class ComplaintBook(_DueTally):
+    """Acknowledged complaints still open, by the date their acknowledgement told the
+    complainant a response would come (DPA 2018 s.164A sets a limit on the
+    acknowledgement only; that date is privops' own promise, so its passing is watched
+    here, not raised as a legal deadline on privacy.alerts)."""
+
+    def _families(self, pairs: list[tuple[int, int]]) -> Iterator[Metric]:
+        waiting = GaugeMetricFamily(
+            "privops_complaints_awaiting_response",
+            "Acknowledged complaints still open (their outcome not yet given).",
+        )
+        waiting.add_metric([], float(sum(n for _, n in pairs)))
+        yield waiting
+        late = GaugeMetricFamily(
+            "privops_complaints_response_overdue",
+            "Acknowledged complaints still open past the response date their acknowledgement gave.",
+        )
+        late.add_metric([], float(sum(n for d, n in pairs if d < 0)))
+        yield late
+
+
+COMPLAINTS = ComplaintBook()
+REGISTRY.register(COMPLAINTS)
 
 # --------------------------------------------------------------------------------------
 # Recording helpers: call sites pass domain values, labels are bounded here.

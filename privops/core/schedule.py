@@ -38,6 +38,10 @@ class ScheduleObserver(Protocol):
     def due_moved(self, request_type: RequestType, old: date | None, new: date | None) -> None:
         """A request's watched due date changed (None: not watched, or no longer)."""
 
+    def promise_moved(self, old: date | None, new: date | None) -> None:
+        """An acknowledged complaint's promised response date changed (None: not
+        acknowledged, or closed)."""
+
 
 class _Unobserved:
     def tasks_pending(self, system: str, count: int) -> None:
@@ -47,6 +51,9 @@ class _Unobserved:
         pass
 
     def due_moved(self, request_type: RequestType, old: date | None, new: date | None) -> None:
+        pass
+
+    def promise_moved(self, old: date | None, new: date | None) -> None:
         pass
 
 
@@ -70,6 +77,8 @@ class Schedule:
         self._queued_followups: set[tuple[datetime, str]] = set()
         self._deadlines = DeadlineIndex()
         self._open: dict[str, tuple[str, str]] = {}
+        # Open acknowledged complaints: the response date their acknowledgement gave.
+        self._promised: dict[str, date] = {}
         self.open_counts: Counter[tuple[str, str]] = Counter()
         # Pending systems per request as one interned tuple: a Counter each would cost
         # several hundred bytes per open request.
@@ -103,6 +112,7 @@ class Schedule:
         else:
             self._subjects.pop(rec.request_id, None)
         self._track_deadline(rec)
+        self._track_promise(rec)
         self._track_open(rec)
         self._track_pending(rec)
 
@@ -131,6 +141,18 @@ class Schedule:
         if old != new:
             self.observer.due_moved(rec.request_type, old, new)
 
+    def _track_promise(self, rec: RequestRecord) -> None:
+        old = self._promised.pop(rec.request_id, None)
+        new = (
+            rec.due_on
+            if rec.open and rec.request_type is RequestType.complaint and rec.acknowledged_on
+            else None
+        )
+        if new is not None:
+            self._promised[rec.request_id] = new
+        if old != new:
+            self.observer.promise_moved(old, new)
+
     def _track_open(self, rec: RequestRecord) -> None:
         old = self._open.pop(rec.request_id, None)
         if old is not None:
@@ -149,6 +171,8 @@ class Schedule:
             due = self._deadlines.due(rid)
             if due is not None:
                 self.observer.due_moved(RequestType(request_type), due, None)
+        for promised in self._promised.values():
+            self.observer.promise_moved(promised, None)
         for request_type, state in self.open_counts:
             self.observer.requests_open(request_type, state, 0)
         for system in self.pending_counts:

@@ -188,6 +188,27 @@ def test_deadline_book_is_a_snapshot_that_follows_the_calendar() -> None:
     assert registry.get_sample_value("privops_dsar_overdue") == 2
 
 
+def test_complaint_book_counts_those_past_their_promised_response_date() -> None:
+    today = date(2026, 3, 2)
+    book = metrics.ComplaintBook(today=lambda: today)
+    registry = CollectorRegistry()
+    registry.register(book)
+    book.add(date(2026, 3, 1))  # promised yesterday
+    book.add(date(2026, 3, 2))  # promised today: not late yet
+    assert registry.get_sample_value("privops_complaints_awaiting_response") == 2
+    assert registry.get_sample_value("privops_complaints_response_overdue") == 1
+    today = date(2026, 3, 3)
+    assert registry.get_sample_value("privops_complaints_response_overdue") == 2
+    book.remove(date(2026, 3, 1))
+    assert registry.get_sample_value("privops_complaints_awaiting_response") == 1
+    assert registry.get_sample_value("privops_complaints_response_overdue") == 1
+    # The worker's registry has them.
+    assert {
+        "privops_complaints_awaiting_response",
+        "privops_complaints_response_overdue",
+    } <= metrics.metric_names()
+
+
 def test_metric_names_lists_exposed_sample_names() -> None:
     names = metrics.metric_names()
     assert "privops_request_task_latency_seconds_bucket" in names

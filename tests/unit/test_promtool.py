@@ -26,6 +26,7 @@ PROMETHEUS_BUILTINS = frozenset({"up", "scrape_duration_seconds", "scrape_sample
 ALERTS = {
     "PrivopsDeadlineApproaching",
     "PrivopsDeadlineBreached",
+    "PrivopsComplaintResponseOverdue",
     "PrivopsTaskEscalated",
     "PrivopsDeadLettersGrowing",
     "PrivopsConsumerLagHigh",

@@ -143,6 +143,7 @@ class Seen:
         self.pending: dict[str, int] = {}
         self.open: dict[tuple[str, str], int] = {}
         self.due: list[tuple[RequestType, date | None, date | None]] = []
+        self.promised: list[tuple[date | None, date | None]] = []
 
     def tasks_pending(self, system: str, count: int) -> None:
         self.pending[system] = count
@@ -152,6 +153,9 @@ class Seen:
 
     def due_moved(self, request_type: RequestType, old: date | None, new: date | None) -> None:
         self.due.append((request_type, old, new))
+
+    def promise_moved(self, old: date | None, new: date | None) -> None:
+        self.promised.append((old, new))
 
 
 def test_schedule_hands_out_typed_ticks_once_and_reports_counts() -> None:
@@ -167,6 +171,30 @@ def test_schedule_hands_out_typed_ticks_once_and_reports_counts() -> None:
         (TickKind.deadline_approaching, None, 7),
     ]
     assert schedule.due(NOW + timedelta(days=25), date(2026, 3, 27)) == []
+
+
+def test_an_acknowledged_complaint_is_watched_by_the_response_date_it_was_promised() -> None:
+    """A complaint is acknowledged at once (s.164A's limit met: no deadline alert), and the
+    acknowledgement tells the complainant when they will hear back. Before, nothing
+    watched that date: an unanswered complaint was seen nowhere but its own record."""
+    seen = Seen()
+    schedule = Schedule((7, 3, 1), seen)
+    promised = date(2026, 4, 9)
+    complaint = record(request_state=RequestState.in_progress).model_copy(
+        update={"request_type": RequestType.complaint, "tasks": {}, "due_on": promised}
+    )
+    schedule.track(complaint)  # not acknowledged yet: the legal deadline is watched
+    assert seen.promised == []
+    acknowledged = complaint.model_copy(update={"acknowledged_on": NOW.date()})
+    schedule.track(acknowledged)
+    schedule.track(acknowledged)  # tracked again, unchanged: told once
+    assert seen.promised == [(None, promised)]
+    assert schedule.due(NOW + timedelta(days=40), date(2026, 4, 19)) == []  # no alert event
+    schedule.track(acknowledged.model_copy(update={"state": RequestState.completed}))
+    assert seen.promised == [(None, promised), (promised, None)]
+    schedule.track(acknowledged.model_copy(update={"request_id": "R2"}))
+    schedule.clear()  # partitions moved: reported gone
+    assert seen.promised[-1] == (promised, None)
 
 
 def test_schedule_watches_no_deadline_while_paused_and_resumes_after_the_record() -> None:
