@@ -50,6 +50,7 @@ from privops.core.facts import (
     consent_facts,
     consent_state_fields,
     directive_fact,
+    too_far_ahead,
     updated_facts,
 )
 from privops.core.fieldcrypt import (
@@ -118,10 +119,8 @@ async def on_message(message: Message) -> None:
     try:
         admitted = admit_ingest(message.topic, record)
         if isinstance(admitted, r.UpstreamEvent):
-            if not admitted.subject_id.strip():
-                raise DomainError("event carries no subject id")
-            if not on_its_partition(message, admitted.subject_id):
-                dead_letter(message, "ingest", "wrong_partition", WRONG_PARTITION)
+            if (misplaced := where_wrong(message, admitted)) is not None:
+                refuse(message, record, *misplaced)
                 return
             try:
                 admitted = await readable(admitted, message.partition)
@@ -133,16 +132,51 @@ async def on_message(message: Message) -> None:
                 return
         on_record(admitted)
     except DecodeError as exc:  # a personal field: shredded key, tampered, not ciphertext
-        keep = not isinstance(exc, PlaintextRefused)  # a dead letter is never shredded
-        dead_letter(message, "ingest", exc.reason, exc.detail, keep_value=keep)
+        if isinstance(exc, PlaintextRefused):
+            dead_letter(message, "ingest", exc.reason, exc.detail, keep_value=False)
+        else:
+            refuse(message, record, exc.reason, exc.detail)
     except (WrongTopic, UndeclaredDisclosure) as exc:
-        dead_letter(message, "ingest", exc.reason, str(exc))
+        refuse(message, record, exc.reason, str(exc))
     except UnknownDirectiveKind as exc:
-        dead_letter(message, "ingest", "unknown_value", str(exc))
+        refuse(message, record, "unknown_value", str(exc))
     except DomainError as exc:
-        dead_letter(message, "ingest", "missing_identifier", str(exc))
+        refuse(message, record, "missing_identifier", str(exc))
     except ValueError as exc:  # pydantic validation of a fact: unknown values, shape
-        dead_letter(message, "ingest", "unknown_value", _described(exc))
+        refuse(message, record, "unknown_value", _described(exc))
+
+
+def where_wrong(message: Message, event: r.UpstreamEvent) -> tuple[str, str] | None:
+    """(reason, detail) if ``event`` is not where, or when, it could be taken: on
+    another partition or under another key than its subject's (its state would split),
+    or dated ahead of the worker's clock (it would outrank every real later event)."""
+    if not event.subject_id.strip():
+        return "missing_identifier", "event carries no subject id"
+    if not on_its_partition(message, event.subject_id):
+        return "wrong_partition", WRONG_PARTITION
+    if message.key != event.subject_id.encode():
+        return "wrong_key", WRONG_KEY
+    ahead = too_far_ahead(event.occurred_at, collaborators().clock.now())
+    return None if ahead is None else ("implausible_time", ahead)
+
+
+def refuse(message: Message, record: r.Record, reason: str, detail: str) -> None:
+    """Dead-letter ``message``, its value kept only if no personal field of ``record``
+    (as decoded, before anything was opened) is plaintext: a dead letter is never
+    shredded with its subject's key, so plaintext there would outlive an erasure
+    (review, session 25: a wrong-partition or wrong-topic event kept an email whole)."""
+    try:
+        found = personal_values(record, event_paths(record))
+    except (LookupError, ValueError):  # no committed schema to read the paths from
+        found = [("?", "")]
+    keep = all(value.startswith(PREFIX) for _, value in found)
+    dead_letter(message, "ingest", reason, detail, keep_value=keep)
+
+
+WRONG_KEY = (
+    "not keyed by its subject id: key events by the subject_id they carry (the key "
+    "decides the partition, and dead letters and answers follow it)"
+)
 
 
 def _described(exc: ValueError) -> str:

@@ -71,6 +71,11 @@ class DeadLetterReason(StrEnum):
     # An upstream event on another partition than its subject's (a producer that does
     # not partition by murmur2 of the key, as the Java client does).
     wrong_partition = "wrong_partition"
+    # An upstream event keyed by something else than the subject id it carries.
+    wrong_key = "wrong_key"
+    # An upstream event dated ahead of the worker's clock by more than a clock's skew
+    # (privops.core.facts.MAX_CLOCK_SKEW).
+    implausible_time = "implausible_time"
     # Encrypted personal fields (privops.core.fieldcrypt): the key is gone, the value
     # does not authenticate where it is, or a personal field is not ciphertext.
     shredded_key = "shredded_key"

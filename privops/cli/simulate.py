@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -285,7 +285,9 @@ def simulate(
         True, "--events/--no-events", help="Publish a business day to <system>.events first."
     ),
     day: str | None = typer.Option(
-        None, "--date", help="Business day to publish, YYYY-MM-DD (default: today)."
+        None,
+        "--date",
+        help="Business day to publish, YYYY-MM-DD, not in the future (default: today, up to now).",
     ),
     slow: list[str] = typer.Option(
         [], "--slow", metavar="SYSTEM=SECONDS", help="Delay each task of a system."
@@ -339,6 +341,12 @@ def simulate(
             business_day = date.fromisoformat(day)
         except ValueError:
             fail(f"--date {day!r}: use YYYY-MM-DD, e.g. --date 2026-03-02", EXIT_BAD_INPUT)
+        if business_day > datetime.now(UTC).date():
+            fail(
+                f"--date {day}: a business day that has not happened yet (privops refuses "
+                "events dated ahead of its clock); use today or an earlier day",
+                EXIT_BAD_INPUT,
+            )
     cfg = settings()
     target = usable_data_dir(data_dir or default_data_dir(cfg))
     if metrics_port is not None:

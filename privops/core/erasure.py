@@ -289,7 +289,7 @@ def _credit_grounds(
         yield Retained(
             category=category,
             ground=rule.ground,
-            until=facts.credit_closed_at + timedelta(days=rule.period_days),
+            until=_after(facts.credit_closed_at, timedelta(days=rule.period_days)),
             reason=f"account and debt closed {facts.credit_closed_at.date().isoformat()}",
         )
 
@@ -313,7 +313,7 @@ def _investigation_grounds(
         yield Retained(
             category=category,
             ground=ground,
-            until=facts.investigation_closed_at + timedelta(days=days),
+            until=_after(facts.investigation_closed_at, timedelta(days=days)),
             reason=f"investigation concluded {closed}; kept {days} days after",
         )
 
@@ -346,17 +346,33 @@ def retention_end(
     """
     from_year_end = rule.period_from is RetentionAnchor.end_of_financial_year
     if rule.period_days is not None and not from_year_end:
-        return anchor + timedelta(days=rule.period_days)
-    day = anchor.astimezone(UK).date()
-    if from_year_end:
-        day = organisation.financial_year_end_of(day)
-    if rule.period_years is not None:
-        last = _add_years(day, rule.period_years)
-    elif rule.period_days is not None:
-        last = day + timedelta(days=rule.period_days)
-    else:
-        return None
-    return datetime.combine(last + timedelta(days=1), time(0), tzinfo=UK).astimezone(UTC)
+        return _after(anchor, timedelta(days=rule.period_days))
+    try:
+        day = anchor.astimezone(UK).date()
+        if from_year_end:
+            day = organisation.financial_year_end_of(day)
+        if rule.period_years is not None:
+            last = _add_years(day, rule.period_years)
+        elif rule.period_days is not None:
+            last = day + timedelta(days=rule.period_days)
+        else:
+            return None
+        return datetime.combine(last + timedelta(days=1), time(0), tzinfo=UK).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return KEPT_TO_THE_END
+
+
+KEPT_TO_THE_END: Final = datetime(9999, 12, 31, tzinfo=UTC)
+"""Where a retention's end falls past the calendar (a fact dated near year 9999, which
+ingest now refuses, kept from before): kept, and never a stop of the planner (review,
+session 25: the date arithmetic raised, and the worker stopped on every restart)."""
+
+
+def _after(moment: datetime, period: timedelta) -> datetime:
+    try:
+        return moment + period
+    except OverflowError:
+        return KEPT_TO_THE_END
 
 
 def _add_years(day: date, years: int) -> date:

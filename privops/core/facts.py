@@ -19,7 +19,7 @@ privops.core.consent.decision for why).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -65,6 +65,29 @@ def admit_ingest(topic: str, record: r.Record) -> IngestInput:
     if record.source is not system:
         raise WrongTopic(f"{name} from {record.source.value} published on {topic}")
     return record
+
+
+MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+"""How far ahead of the worker's clock an event's ``occurred_at`` may be. The latest
+event by occurred_at wins (DESIGN.md section 5) and retention counts from it, so one
+dated ahead would outrank every real withdrawal until then (a grant dated 2099 never
+withdrawn by a STOP; a system stamping UK summer time as UTC, an hour ahead, beating
+the unsubscribe that followed), and one dated past year 9999's arithmetic stopped the
+erasure planner (review, session 25). Systems' clocks are NTP-synchronised: minutes
+of skew, not hours."""
+
+
+def too_far_ahead(occurred_at: datetime, now: datetime) -> str | None:
+    """Why an event dated ``occurred_at`` cannot be taken at ``now``, or None."""
+    ahead = occurred_at - now
+    if ahead <= MAX_CLOCK_SKEW:
+        return None
+    minutes = int(ahead.total_seconds() // 60)
+    return (
+        f"occurred_at is {minutes} minutes ahead of privops' clock (at most "
+        f"{int(MAX_CLOCK_SKEW.total_seconds() // 60)} allowed): check the system's clock "
+        "and that it stamps UTC"
+    )
 
 
 # --- directives ---------------------------------------------------------------------------

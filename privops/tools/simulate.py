@@ -171,6 +171,9 @@ class _Day:
         self.rng = random.Random(seed * 100_003 + day.toordinal())  # noqa: S311 - fake data
         self.events: list[tuple[System, UpstreamEvent]] = []
         self._n = 0
+        # Today's business so far: a system publishes what happened, never what will
+        # (privops dead-letters an event dated ahead of its clock: implausible_time).
+        self.latest = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
 
     def at(self) -> dt.datetime:
         start = dt.datetime.combine(self.day, dt.time(8, 0), tzinfo=dt.UTC)
@@ -187,7 +190,7 @@ class _Day:
         self._n += 1
         event = kind(
             event_id=f"sim-{self.day.isoformat()}-{self._n:06d}",
-            occurred_at=occurred_at,
+            occurred_at=min(occurred_at, self.latest),
             source=system,
             subject_id=c.subject_id,
             identifiers=Identifiers(**c.identifiers(system)),

@@ -116,7 +116,7 @@ async def test_unknown_schema_id_is_dead_lettered(
 
 @pytest.mark.usefixtures("app")
 async def test_event_without_identifiers_is_dead_lettered(serde: Serde, outbox: Outbox) -> None:
-    bare = consent_given(identifiers=r.Identifiers())
+    bare = consent_given(subject="S2", identifiers=r.Identifiers())
     async with ingest.test_context() as agent:
         await put_on(agent, "marketing.events", b"S2", serde.encode(bare))
         await put_on(agent, "marketing.events", b"S1", serde.encode(consent_given("ev-2")))
@@ -364,7 +364,12 @@ async def test_an_undeclared_disclosure_is_dead_lettered_before_anything_is_writ
 ) -> None:
     recipient, category = what
     async with ingest.test_context() as agent:
-        await put_on(agent, "orders.events", b"S2", serde.encode(disclosed(recipient, category)))
+        await put_on(
+            agent,
+            "orders.events",
+            b"S2",
+            serde.encode(disclosed(recipient, category, subject="S2")),
+        )
         await put_on(agent, "marketing.events", b"S9", serde.encode(consent_given("ev-9", "S9")))
         await wait_for(lambda: consent.data.get("S9") is not None)
     (letter,) = dead_letters(outbox)
@@ -501,7 +506,7 @@ async def test_a_refused_facts_error_quotes_no_input_value(serde: Serde, outbox:
     address reached the dead letter's error as it was."""
     event = consent_given("ann.smith@example.com")
     async with ingest.test_context() as agent:
-        await put_on(agent, "marketing.events", b"", serde.encode(event))
+        await put_on(agent, "marketing.events", b"S1", serde.encode(event))
         await wait_for(lambda: bool(outbox.on(DEADLETTER)))
     (letter,) = dead_letters(outbox)
     assert letter.reason == "unknown_value"

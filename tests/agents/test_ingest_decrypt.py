@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -493,3 +493,46 @@ async def test_a_rebuilt_worker_flags_an_erased_subjects_event_by_the_suppressio
     assert dead_letters(outbox) == []
     assert identities.data.get(ANN) is None
     assert consent.data.get(ANN) is None
+
+
+# --- events not where, or when, they could be taken (review, session 25) ------------------
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plaintext", "sealed"])
+async def test_a_wrongly_keyed_event_is_dead_lettered_its_plaintext_never_kept(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealed: bool
+) -> None:
+    """A dead letter is never shredded with its subject's key: one holding an email in
+    plaintext outlived the subject's erasure. Before, only the refused-plaintext case
+    dropped the value; a wrong key, partition or topic kept it whole."""
+    event = encrypt_record(created(), store) if sealed else created()
+    value = serde.encode(event)
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", BOB.encode(), value)  # Ann's event, Bob's key
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "wrong_key"
+    assert letter.value == (value if sealed else None)
+    assert identities.data.get(ANN) is None
+    assert identities.data.get(BOB) is None
+
+
+async def test_an_event_dated_ahead_of_the_clock_is_dead_lettered(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """The latest event by occurred_at wins: a grant dated 2099 outranked every real
+    withdrawal until then, and an order dated 9999 stopped the erasure planner on every
+    restart. A few minutes of clock skew are taken."""
+    now = datetime.now(UTC)
+    ahead = consent_given().model_copy(update={"occurred_at": now + timedelta(days=1)})
+    skewed = consent_given(BOB).model_copy(update={"occurred_at": now + timedelta(minutes=2)})
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", ANN.encode(), serde.encode(ahead))
+        await put_on(agent, "marketing.events", BOB.encode(), serde.encode(skewed))
+        await wait_for(lambda: bool(outbox.on(CONSENT_STATE)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "implausible_time"
+    assert "ahead of privops' clock" in letter.error
+    assert letter.value is None  # its email was plaintext
+    assert consent.data.get(ANN) is None
+    assert consent.data.get(BOB) is not None

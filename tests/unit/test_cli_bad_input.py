@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -610,3 +610,12 @@ def test_rectify_without_a_kek_warns_that_the_values_go_unsealed(
     assert "unsealed" in out.flat
     assert "PRIVOPS_KEK_FILE" in out.flat
     assert no_broker in out.flat  # then the broker, which is not there
+
+
+def test_simulate_refuses_a_business_day_that_has_not_happened(tmp_path: Path) -> None:
+    """privops dead-letters events dated ahead of its clock (implausible_time): a future
+    day would publish nothing the worker takes."""
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    out = run("simulate", "--data-dir", str(tmp_path), "--date", tomorrow)
+    assert out.code == EXIT_BAD_INPUT
+    assert "has not happened yet" in out.flat

@@ -7,6 +7,7 @@ import pytest
 
 from privops.core.datamap import DataMap, RetentionAnchor, RetentionRule, load_datamap
 from privops.core.erasure import (
+    KEPT_TO_THE_END,
     Disclosure,
     ErasurePlan,
     Followup,
@@ -314,3 +315,16 @@ def test_day_periods_still_run_from_the_instant(dm: DataMap) -> None:
     assert (
         retention_end(rule.model_copy(update={"period_days": None}), start, dm.organisation) is None
     )
+
+
+def test_facts_dated_at_the_calendars_end_never_stop_the_planner(dm: DataMap) -> None:
+    """Ingest now refuses an event dated ahead of the clock; a fact dated near year 9999
+    kept from before made the planner's date arithmetic raise, and the worker stopped on
+    every restart (review, session 25). It is kept to the calendar's end instead."""
+    far = datetime(9999, 6, 1, tzinfo=UTC)
+    facts = SubjectFacts(
+        latest_financial_record_at=far, credit_closed_at=far, investigation_closed_at=far
+    )
+    plan = plan_erasure(SUBJECT, dm, None, [], facts, NOW)
+    ends = {k.until for i in plan.instructions for k in i.keep}
+    assert ends == {KEPT_TO_THE_END}

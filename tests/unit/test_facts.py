@@ -15,6 +15,7 @@ from privops.core.datamap import load_datamap
 from privops.core.erasure import MAX_CLOSED_INVESTIGATIONS, Disclosure, SubjectFacts
 from privops.core.errors import WrongTopic
 from privops.core.facts import (
+    MAX_CLOCK_SKEW,
     DirectiveKind,
     UndeclaredDisclosure,
     UnknownDirectiveKind,
@@ -22,6 +23,7 @@ from privops.core.facts import (
     consent_facts,
     consent_state_record,
     directive_fact,
+    too_far_ahead,
     updated_facts,
 )
 from privops.core.topics import SUBJECT_DIRECTIVES
@@ -508,3 +510,13 @@ def test_records_on_another_topic_are_refused(topic: str, record: r.Record, erro
     with pytest.raises(WrongTopic, match=error) as raised:
         admit_ingest(topic, record)
     assert raised.value.reason == "wrong_topic"
+
+
+def test_an_event_a_few_minutes_ahead_is_taken_and_one_further_is_not() -> None:
+    now = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+    assert too_far_ahead(now - timedelta(days=3650), now) is None  # history is fine
+    assert too_far_ahead(now + MAX_CLOCK_SKEW, now) is None
+    why = too_far_ahead(now + timedelta(hours=1), now)
+    assert why is not None
+    assert "60 minutes ahead" in why
+    assert "stamps UTC" in why

@@ -95,3 +95,12 @@ def test_every_subscriber_was_screened_against_tps_within_a_week(
     assert checks
     assert all(0 <= (DAY - e.occurred_at.date()).days < 7 for e in checks)
     assert len({e.subject_id for e in checks}) == len(checks)  # one screening each
+
+
+def test_today_is_published_only_up_to_now() -> None:
+    """A system publishes what happened, never what will: privops dead-letters events
+    dated ahead of its clock, and today's 08:00-18:00 business was stamped up to 18:00."""
+    before = dt.datetime.now(dt.UTC)
+    today = business_day(seed_customers(40), seed=7, date=before.date())
+    assert today
+    assert max(event.occurred_at for _, event in today) <= dt.datetime.now(dt.UTC)
