@@ -511,6 +511,18 @@ def test_one_event_with_a_fact_per_channel_applies_each() -> None:
     assert state.status(marketing, sms) is ConsentStatus.granted
 
 
+def test_another_systems_event_with_the_same_id_is_not_a_redelivery() -> None:
+    """Event ids are unique within a system only: the CRM's grant 1001 and the marketing
+    platform's unsubscribe 1001 are two events. Before, the unsubscribe was taken for a
+    redelivery of the grant and dropped, and email marketing stayed allowed."""
+    grant = f(G, 1, email, event_id="1001", source=System.crm)
+    unsubscribe = f(FactKind.withdrawn, 2, email, event_id="1001", source=System.marketing)
+    state, changes = fold([grant, unsubscribe])
+    assert state is not None
+    assert state.status(marketing, email) is ConsentStatus.withdrawn
+    assert [c.after for c in changes] == [ConsentStatus.granted, ConsentStatus.withdrawn]
+
+
 def test_late_older_event_changes_nothing_but_is_remembered() -> None:
     state, _ = fold([f(W, 5, email)])
     assert state is not None

@@ -159,11 +159,14 @@ class ConsentFact(BaseModel):
         """What `SubjectConsent.recent_event_ids` remembers for this fact.
 
         One event can mean several facts (a sale: a soft opt-in on email and on SMS), so
-        the event id alone would make the second look like a redelivery of the first.
+        the event id alone would make the second look like a redelivery of the first. An
+        event id is unique only within its system: the CRM's event 1001 and the marketing
+        platform's unsubscribe 1001 are two events (before, the unsubscribe was taken for
+        a redelivery and dropped; review, session 25).
         """
         if self.purpose is None and self.channel is None:
-            return self.event_id
-        return f"{self.event_id}/{self.purpose or '*'}/{self.channel or '*'}"
+            return f"{self.source}:{self.event_id}"
+        return f"{self.source}:{self.event_id}/{self.purpose or '*'}/{self.channel or '*'}"
 
     @property
     def rank(self) -> _Rank:
