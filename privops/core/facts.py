@@ -19,6 +19,7 @@ privops.core.consent.decision for why).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -202,8 +203,9 @@ def _fact(
     basis: LawfulBasis = LawfulBasis.none,
     soft_opt_in: SoftOptIn | None = None,
 ) -> ConsentFact:
+    event_id = fact_event_id(event.event_id)
     return ConsentFact(
-        event_id=event.event_id,
+        event_id=event_id,
         occurred_at=event.occurred_at,
         source=event.source,
         kind=kind,
@@ -211,8 +213,21 @@ def _fact(
         channel=channel,
         basis=basis,
         soft_opt_in=soft_opt_in,
-        evidence=f"{event.source.value}.events:{type(event).__name__}:{event.event_id}",
+        evidence=f"{event.source.value}.events:{type(event).__name__}:{event_id}",
     )
+
+
+MAX_FACT_EVENT_ID: Final = 120
+
+
+def fact_event_id(event_id: str) -> str:
+    """The event id a consent fact remembers and cites: the system's own when it is a
+    short reference; else a digest of it (same id, same digest, so a redelivery is still
+    known). A STOP whose id was long, or held an ``@`` (the evidence must never hold an
+    address), was dead-lettered and never applied (review, session 25)."""
+    if len(event_id) <= MAX_FACT_EVENT_ID and "@" not in event_id and event_id.isprintable():
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
 
 
 # --- retention facts and disclosures ------------------------------------------------------

@@ -501,16 +501,25 @@ async def test_an_event_whose_subject_id_no_key_could_be_made_for_is_dead_letter
 
 
 @pytest.mark.usefixtures("app")
-async def test_a_refused_facts_error_quotes_no_input_value(serde: Serde, outbox: Outbox) -> None:
-    """pydantic's own text quotes each refused value: an event id made of an email
-    address reached the dead letter's error as it was."""
+async def test_an_event_id_holding_an_address_is_applied_and_never_cited(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """A consent fact cites its event: an id made of an email address was refused (the
+    evidence must never hold an address), so the event, a STOP as well as a grant, was
+    dead-lettered and never applied. Now the fact cites a digest of such an id, and of
+    one too long to cite (review, session 25)."""
     event = consent_given("ann.smith@example.com")
+    long_id = consent_given("x" * 500, subject="S2")
     async with ingest.test_context() as agent:
         await put_on(agent, "marketing.events", b"S1", serde.encode(event))
-        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
-    (letter,) = dead_letters(outbox)
-    assert letter.reason == "unknown_value"
-    assert "example" not in letter.error
+        await put_on(agent, "marketing.events", b"S2", serde.encode(long_id))
+        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) == 2)
+    assert dead_letters(outbox) == []
+    for subject in ("S1", "S2"):
+        stored = consent.data[subject]
+        assert stored["entries"], subject
+        assert not any("example" in e or "xxxx" in e for e in stored["recent_event_ids"])
+    assert "example" not in str(outbox.on(AUDIT))
 
 
 @pytest.mark.usefixtures("app")
