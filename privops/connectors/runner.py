@@ -13,9 +13,12 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
 - ``TransientError`` means "try again": the runner retries in-process (:class:`TransientRetry`),
   then answers ``TaskFailed(retryable=True)``, which is not kept, so privops' re-send executes
   the task again. Any other exception answers ``TaskFailed(retryable=False)`` naming the
-  exception type only (messages may hold personal data).
+  exception type only (messages may hold personal data). So does an answer that cannot
+  be sent as returned (no ``Answer``, a category outside the vocabulary, a count Avro
+  cannot hold): it is checked to encode before the ledger keeps it.
 - Undecodable task bytes are logged (offset only) and skipped with a metric; the privops
-  worker owns the dead-letter topic.
+  worker owns the dead-letter topic. A registry that does not answer is waited for, until
+  ``stop`` is set: the fetch is then left uncommitted, to be read again.
 - Keys (docs/crypto-shredding.md): a task's personal fields (``identifiers{}``, a
   Rectify's ``changes{}``) arrive encrypted under the subject's key; the runner opens them
   through its ``KeySource`` before the connector sees the task, and encrypts the personal
@@ -23,15 +26,19 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
   erasure destroyed (a stale re-send), or whose ciphertext does not authenticate, is
   skipped with a metric and committed, never executed; a key that cannot be had now (the
   key service unreachable or busy) is retried like a ``TransientError``, then answered
-  ``TaskFailed(retryable=True)``, so privops re-sends the task.
+  ``TaskFailed(retryable=True)``, so privops re-sends the task. Why a key cannot be had
+  (the status the key service answered, the principal it refused, a certificate not
+  trusted) is logged once per cause, never in the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +51,7 @@ from privops.adapters.acls import connector_group, system_principal
 from privops.adapters.kafka import client_options, producer, unreachable
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
+from privops.adapters.web_tls import certificate_refused
 from privops.connectors.base import NO_ANSWER, Answer, Connector, TransientError
 from privops.connectors.encryption import (
     KeySource,
@@ -87,6 +95,12 @@ AnswerHook = Callable[[Task, TaskResult | None, bool], None]
 Send = Callable[[str, bytes], Awaitable[None]]
 T = TypeVar("T")
 
+ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
+# How ``encryption`` words the key service's answers: only the status is read from them;
+# the rest (the worker's reason, a subject or key id) never reaches the log.
+_REFUSED = re.compile(r"refused this caller \((\d{3})\b")
+_ANSWERED = re.compile(r" answered (\d{3})$")
+
 
 class KeysUnavailable(PrivopsError):
     """The subject's key could not be had, in-process retries included (the key service
@@ -96,6 +110,34 @@ class KeysUnavailable(PrivopsError):
     def __init__(self, kind: str) -> None:
         super().__init__(f"the subject's key is unavailable ({kind})")
         self.kind = kind
+
+
+class _Stopping(Exception):
+    """``stop`` was set while a fetch waited for the schema registry: the fetch is left
+    uncommitted (read again by the next run) rather than skipped."""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """One delivery's answer as it goes out: the record (None: nothing is sent), its Avro
+    bytes, encoded before the ledger keeps it, and its outcome label."""
+
+    result: TaskResult | None
+    payload: bytes | None
+    outcome: str
+
+
+class _Unsendable(Exception):
+    """A connector's return that is no answer the runner can send, saying what it is by
+    a type's name, never a value."""
+
+
+def _checked(returned: object) -> Answer:
+    if not isinstance(returned, Answer):
+        raise _Unsendable(f"{type(returned).__name__}, not an Answer")
+    if returned.kind not in ANSWER_KINDS:
+        raise _Unsendable("unknown kind")
+    return returned
 
 
 @dataclass(frozen=True)
@@ -191,6 +233,7 @@ class ConnectorRunner:
         self._keys = keys
         self._own_keys: WorkerKeySource | None = None
         self.worker_url = worker_url
+        self._key_troubles: set[str] = set()
 
     @property
     def keys(self) -> KeySource:
@@ -205,42 +248,48 @@ class ConnectorRunner:
             self._keys = self._own_keys
         return self._keys
 
+    @property
+    def key_principal(self) -> str:
+        """Whom the runner's own key source asks as (``worker_keys``' rule)."""
+        return self.settings.kafka_principal or system_principal(self.system)
+
     def _close_keys(self) -> None:
         if self._own_keys is not None:
             self._own_keys.close()
             self._keys = self._own_keys = None
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Run until ``stop`` is set (or the task is cancelled)."""
+        """Run until ``stop`` is set (or the task is cancelled).
+
+        Whatever was opened is closed however the run ends, a connector whose ``start``
+        raises included (its database down at boot): a consumer left running would hold
+        its partitions from the group until the process exits. ``close`` is called only
+        after a ``start`` that returned."""
         stop = stop or asyncio.Event()
         await asyncio.to_thread(self.serde.register_all)
-        _ = self.keys  # a KEK this environment refuses stops the run before any task
-        ledger = Ledger(self.ledger_path)
-        client = client_options(self.settings, system_principal(self.system))
-        consumer = AIOKafkaConsumer(
-            self.topic,
-            **client,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=self.start_from,
-            isolation_level="read_committed",
-        )
-        try:
-            await consumer.start()
-        except (KafkaConnectionError, KafkaError, OSError) as exc:
-            await consumer.stop()
-            ledger.close()
-            self._close_keys()
-            raise unreachable(client, exc) from exc
-        await self.connector.start()
-        log.info("connector %s consuming %s as %s", self.system, self.topic, self.group_id)
-        try:
+        async with AsyncExitStack() as opened:
+            _ = self.keys  # a KEK this environment refuses stops the run before any task
+            opened.callback(self._close_keys)
+            ledger = Ledger(self.ledger_path)
+            opened.callback(ledger.close)
+            client = client_options(self.settings, system_principal(self.system))
+            consumer = AIOKafkaConsumer(
+                self.topic,
+                **client,
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=self.start_from,
+                isolation_level="read_committed",
+            )
+            opened.push_async_callback(consumer.stop)
+            try:
+                await consumer.start()
+            except (KafkaConnectionError, KafkaError, OSError) as exc:
+                raise unreachable(client, exc) from exc
+            await self.connector.start()
+            opened.push_async_callback(self.connector.close)
+            log.info("connector %s consuming %s as %s", self.system, self.topic, self.group_id)
             await self._consume(consumer, client, ledger, stop)
-        finally:
-            await self.connector.close()
-            await consumer.stop()
-            ledger.close()
-            self._close_keys()
 
     async def _consume(
         self,
@@ -265,7 +314,10 @@ class ConnectorRunner:
                     async def commit(offset: int, tp: TopicPartition = tp) -> None:
                         await consumer.commit({tp: offset})
 
-                    await self._handle(messages, ledger, send, commit)
+                    try:
+                        await self._handle(messages, ledger, send, commit, stop)
+                    except _Stopping:
+                        return
 
     async def _mark_ready(self, consumer: AIOKafkaConsumer) -> None:
         assigned: set[TopicPartition] = consumer.assignment()
@@ -281,11 +333,13 @@ class ConnectorRunner:
         ledger: Ledger,
         send: Send,
         commit: Callable[[int], Awaitable[None]],
+        stop: asyncio.Event | None = None,
     ) -> None:
         """One fetch of one partition: each task done (or replayed) in order, but one a
         later attempt in the same fetch replaces (``_superseded``); each offset committed
-        once its task is answered."""
-        decoded = [(m, await self._decode(m.value, m.offset)) for m in messages]
+        once its task is answered. ``_Stopping`` when ``stop`` is set while the fetch
+        waits for the schema registry."""
+        decoded = [(m, await self._decode(m.value, m.offset, stop)) for m in messages]
         later = await self._superseded(decoded)
         for msg, task in decoded:
             if task is not None and msg.offset in later:
@@ -322,30 +376,28 @@ class ConnectorRunner:
         """Do (or replay) one task and answer it keyed by its subject's id, so the answer
         reaches the partition, and the worker, that owns the request."""
         try:
-            opened, result, outcome, duplicate = await self._respond(task, ledger)
+            opened, reply, duplicate = await self._respond(task, ledger)
         except DecodeError as exc:  # under a destroyed key, or not authentic: never executed
             self._skip(offset, exc.reason, task)
             return
-        if result is not None:
-            await send(task.subject_id, self.serde.encode(result))
-        TASKS.labels(self.system, str(task.action), outcome).inc()
-        self.stats.answered(outcome, duplicate=duplicate)
+        if reply.payload is not None:
+            await send(task.subject_id, reply.payload)
+        TASKS.labels(self.system, str(task.action), reply.outcome).inc()
+        self.stats.answered(reply.outcome, duplicate=duplicate)
         if self.on_answer is not None:
-            self.on_answer(opened, result, duplicate)
+            self.on_answer(opened, reply.result, duplicate)
 
-    async def _respond(
-        self, task: Task, ledger: Ledger
-    ) -> tuple[Task, TaskResult | None, str, bool]:
-        """(the task as the connector sees it, the answer to send, its outcome, whether
-        it came from the ledger). ``DecodeError`` when the task's fields do not open."""
+    async def _respond(self, task: Task, ledger: Ledger) -> tuple[Task, _Reply, bool]:
+        """(the task as the connector sees it, the answer to send, whether it came from
+        the ledger). ``DecodeError`` when the task's fields do not open."""
         stored = ledger.get(task.task_id)
         opened = task
         try:
             opened, sealed_with = await self._open(task)
             if stored is None:
-                result, outcome = await self._answer(opened, sealed_with, ledger)
+                reply = await self._answer(opened, sealed_with, ledger)
             else:
-                result, outcome = await self._replay(opened, sealed_with, stored, ledger)
+                reply = await self._replay(opened, sealed_with, stored, ledger)
         except KeysUnavailable as exc:
             log.warning(
                 "task %s (%s) attempt %d: %s; answered retryable",
@@ -355,8 +407,9 @@ class ConnectorRunner:
                 exc,
             )
             answer = Answer.failed(str(exc), retryable=True)
-            return opened, answer.result(task, self.clock()), answer.label, False
-        return opened, result, outcome, stored is not None
+            result = answer.result(task, self.clock())
+            return opened, _Reply(result, self._encode(result), answer.label), False
+        return opened, reply, stored is not None
 
     async def _open(self, task: Task) -> tuple[Task, str | None]:
         """The task with its personal fields in plaintext, and the id of the key they were
@@ -397,13 +450,14 @@ class ConnectorRunner:
         authenticate) is the task's own and is raised at once."""
         for delay in (*self.retry.delays(), None):
             try:
-                return await asyncio.to_thread(call)
+                done = await asyncio.to_thread(call)
             except DecodeError:
                 raise
             # Whatever a key source raises (unreachable, 503, an erased subject, a KEK
             # that does not unwrap) must not lose the task: it is answered retryable.
-            # The type only is logged: messages name key ids.
+            # Its message is never logged (it names key ids): key_trouble says why.
             except Exception as exc:
+                self._key_trouble(exc)
                 if delay is None:
                     raise KeysUnavailable(type(exc).__name__) from exc
                 KEY_RETRIES.labels(self.system).inc()
@@ -414,18 +468,32 @@ class ConnectorRunner:
                     type(exc).__name__,
                 )
                 await asyncio.sleep(delay)
+            else:
+                self._key_troubles.clear()  # fixed: the next trouble is news again
+                return done
         raise AssertionError("unreachable: the last delay is None")
+
+    def _key_trouble(self, exc: Exception) -> None:
+        """Log why a key cannot be had once per cause, not per task and try: a refused
+        password or an untrusted certificate stops every task alike, and is told once."""
+        principal = None if self._own_keys is None else self.key_principal
+        cause = key_trouble(exc, principal)
+        if cause not in self._key_troubles:
+            self._key_troubles.add(cause)
+            log.warning("keys unavailable: %s; tasks needing one are answered retryable", cause)
 
     async def _replay(
         self, task: Task, sealed_with: str | None, stored: TaskResult, ledger: Ledger
-    ) -> tuple[TaskResult | None, str]:
+    ) -> _Reply:
         """The ledger's answer again, as an answer to this delivery (encrypted if it was
         kept in plaintext, by a runner from before encryption).
 
         Sealed under another key than this delivery's task (an erasure since destroyed
         the first, and privops re-sends under the subject's storage scope): opened and
         sealed again under the task's; one whose key is gone is executed again, or every
-        re-send would answer what privops can no longer open."""
+        re-send would answer what privops can no longer open. One that does not encode
+        (kept by a runner that did not check) is replaced by the bad answer's failure,
+        or it would be replayed, and fail, at every re-send."""
         outcome = str(outcome_of(stored))
         DUPLICATES.labels(self.system).inc()
         log.info("task %s (%s) already answered: re-sending %s", task.task_id, task.action, outcome)
@@ -443,25 +511,79 @@ class ConnectorRunner:
             except DecodeError:
                 log.info("task %s: its kept answer's key is gone; executing it again", task.task_id)
                 return await self._answer(task, sealed_with, ledger)
-        return await self._seal(task, sealed_with, result), outcome
+        sealed = await self._seal(task, sealed_with, result)
+        try:
+            return _Reply(sealed, self._encode(sealed), outcome)
+        except RegistryError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (the value is the ledger's, not the task's)
+            failed, failure = self._bad_answer(task, type(exc).__name__)
+            ledger.put(task, failed.label, failure)
+            return _Reply(failure, self._encode(failure), failed.label)
 
-    async def _answer(
-        self, task: Task, sealed_with: str | None, ledger: Ledger
-    ) -> tuple[TaskResult | None, str]:
-        """Execute the task; encrypt the answer, keep it first if it is final (then
-        publish, then commit). Kept encrypted: the ledger forgets with the key."""
+    async def _answer(self, task: Task, sealed_with: str | None, ledger: Ledger) -> _Reply:
+        """Execute the task; encrypt the answer and encode it, keep it first if it is
+        final (then publish, then commit). Kept encrypted: the ledger forgets with the
+        key; kept only once it encodes: a kept answer is replayed to every re-send."""
         started = time.monotonic()
-        answer = await self._execute(task)
+        returned: object = await self._execute(task)
         TASK_SECONDS.labels(self.system, str(task.action)).observe(time.monotonic() - started)
-        result = await self._seal(task, sealed_with, answer.result(task, self.clock()))
-        if result is not None and answer.final:
-            ledger.put(task, answer.label, result)
+        answer, reply = await self._ready(task, sealed_with, returned)
+        if reply.result is not None and answer.final:
+            ledger.put(task, answer.label, reply.result)
         log.info(
             "task %s (%s) attempt %d: %s", task.task_id, task.action, task.attempt, answer.label
         )
-        return result, answer.label
+        return reply
 
-    async def _decode(self, value: bytes | None, offset: int) -> Task | None:
+    async def _ready(
+        self, task: Task, sealed_with: str | None, returned: object
+    ) -> tuple[Answer, _Reply]:
+        """What the connector returned, as it goes out: its record, sealed and encoded.
+        One that cannot be (no ``Answer``: a forgotten ``return``; a category outside the
+        vocabulary; a count that is no int, or too large for Avro's long) is answered as
+        ``_bad_answer`` says: raised, it would leave the offset uncommitted, the task
+        executed again at every restart and never answered."""
+        try:
+            answer = _checked(returned)
+            result = answer.result(task, self.clock())
+        except _Unsendable as exc:
+            answer, result = self._bad_answer(task, str(exc))
+        # The contract's boundary again: whatever the connector's values make pydantic
+        # raise becomes the answer.
+        except Exception as exc:  # noqa: BLE001
+            answer, result = self._bad_answer(task, type(exc).__name__)
+        sealed = await self._seal(task, sealed_with, result)
+        try:
+            return answer, _Reply(sealed, self._encode(sealed), answer.label)
+        except RegistryError:
+            raise  # the registry's trouble, not the answer's
+        except Exception as exc:  # noqa: BLE001  (fastavro's errors, e.g. OverflowError)
+            answer, failure = self._bad_answer(task, type(exc).__name__)
+            return answer, _Reply(failure, self._encode(failure), answer.label)
+
+    def _bad_answer(self, task: Task, why: str) -> tuple[Answer, TaskResult]:
+        """A final failure saying ``why`` by a type's name only: a pydantic error quotes
+        the value it refused, which can be the subject's phone number."""
+        log.error(
+            "task %s (%s): the connector's answer cannot be sent (%s); answered failed",
+            task.task_id,
+            task.action,
+            why,
+        )
+        answer = Answer.failed(f"connector error: bad answer ({why})", retryable=False)
+        result = answer.result(task, self.clock())
+        assert result is not None  # a failure always has its record
+        return answer, result
+
+    def _encode(self, result: TaskResult | None) -> bytes | None:
+        """The Avro bytes ``send`` publishes; with the serde that sends them, so what
+        encodes here is what goes out."""
+        return None if result is None else self.serde.encode(result)
+
+    async def _decode(
+        self, value: bytes | None, offset: int, stop: asyncio.Event | None = None
+    ) -> Task | None:
         while True:
             try:
                 record = await self.serde.decode_async(value)
@@ -471,7 +593,8 @@ class ConnectorRunner:
                 return None
             except RegistryError:
                 log.warning("schema registry unavailable decoding offset %d; retrying", offset)
-                await asyncio.sleep(1.0)
+                if await _stopped(stop, 1.0):
+                    raise _Stopping from None
         if not isinstance(record, Task):
             self._skip(offset, "not_a_task")
             return None
@@ -503,3 +626,37 @@ class ConnectorRunner:
                 log.error("task %s (%s) raised %s", task.task_id, task.action, type(exc).__name__)
                 return Answer.failed(f"connector error: {type(exc).__name__}", retryable=False)
         raise AssertionError("unreachable: the last delay is None")
+
+
+def key_trouble(exc: BaseException, principal: str | None = None) -> str:
+    """Why a key could not be had, fit for the log: a certificate not trusted, the status
+    the key service answered (with ``principal``, whom it refused), else the error's type
+    and its cause's; never a message, which can name a subject or a key id."""
+    if untrusted := certificate_refused(exc):
+        return (
+            f"the key service's certificate is not trusted ({untrusted}): "
+            "is PRIVOPS_WEB_CA the CA that signed it?"
+        )
+    if isinstance(exc, PrivopsError) and (refused := _REFUSED.search(str(exc))):
+        who = "this caller" if principal is None else f"principal {principal}"
+        return (
+            f"the key service refused {who} ({refused[1]}): check the principal "
+            "and its password (PRIVOPS_KAFKA_PRINCIPAL, PRIVOPS_KAFKA_PASSWORD)"
+        )
+    kind = type(exc).__name__
+    if isinstance(exc, PrivopsError) and (status := _ANSWERED.search(str(exc))):
+        return f"the key service answered {status[1]} ({kind})"
+    cause = exc.__cause__
+    return kind if cause is None else f"{kind} ({type(cause).__name__})"
+
+
+async def _stopped(stop: asyncio.Event | None, seconds: float) -> bool:
+    """Wait ``seconds``, less if ``stop`` is set meanwhile; whether it is."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
