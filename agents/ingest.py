@@ -367,13 +367,19 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     merged = merge(identity, sid, record.source, raw_ids, record.occurred_at)
 
     current = state.get(CONSENT, sid)
-    suppressed = current is not None and current.suppressed
-    if not suppressed:
-        suppressed = is_suppressed(raw_ids, record.source)
-    if suppressed:
-        if current is not None and current.suppressed:
-            keep_retention_facts(record, stored_facts, new_facts)
+    if current is not None and current.suppressed:
+        keep_retention_facts(record, stored_facts, new_facts)
         flag_reimport(record, "identifiers match an erased subject")
+        return
+    if is_suppressed(raw_ids, record.source):
+        # An erased person's identifier: a re-import, or someone who shares it (a
+        # household landline, an email an erased person once used). Nothing of the event
+        # re-activates anyone, but a withdrawal, objection or STOP still applies to this
+        # subject: it can only reduce contact. Before, it was dropped whole, and the
+        # subject stayed contactable (review, session 25).
+        flag_reimport(record, "identifiers match an erased subject")
+        if protective := [fact for fact in meaning if fact.only_protects]:
+            apply_facts(current, sid, protective)
         return
     if merged is not identity:
         state.put(IDENTITIES, sid, merged)

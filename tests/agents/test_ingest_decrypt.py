@@ -163,6 +163,40 @@ async def test_an_encrypted_reimport_of_an_erased_email_is_flagged(
     assert identities.data.get(BOB) is None
 
 
+async def test_a_withdrawal_carrying_an_erased_persons_identifier_still_applies(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """Bob shares an identifier with an erased person (a household landline, an address
+    they once used): his unsubscribe carrying it was dropped whole as a re-import, and
+    he stayed contactable. A fact that can only reduce contact applies; a grant carrying
+    it still re-activates nobody (review, session 25)."""
+    grant = consent_given(BOB, "bob@example.com")
+    for key in identifier_keys(PSEUDONYM_KEY, {"email": "ann@example.com"}):
+        suppression.data[key] = "sr_erased"
+    unsubscribe = r.UnsubscribeClicked(
+        event_id="ev-unsub-bob",
+        occurred_at=NOW + timedelta(minutes=5),
+        source=System.marketing,
+        subject_id=BOB,
+        identifiers=r.Identifiers(email="ann@example.com"),
+        campaign_id="CMP-1",
+    )
+    regrant = consent_given(BOB, "ann@example.com").model_copy(
+        update={"event_id": "ev-regrant-bob", "occurred_at": NOW + timedelta(minutes=9)}
+    )
+    async with ingest.test_context() as agent:
+        for event in (grant, unsubscribe, regrant):
+            value = serde.encode(encrypt_record(event, store))
+            await put_on(agent, "marketing.events", BOB.encode(), value)
+        await wait_for(
+            lambda: [a.after for a in outbox.of(AUDIT, r.AuditEvent)].count("reimport_flagged") == 2
+        )
+    stored = rules.SubjectConsent.model_validate(consent.data[BOB])
+    assert stored.status(Purpose.marketing, Channel.email).value == "withdrawn"
+    ids = identities.data[BOB]["systems"]["marketing"]
+    assert ids["email"]["value"] == "bob@example.com"  # the shared identifier not merged
+
+
 async def test_a_shredded_key_is_a_dead_letter_and_nothing_is_applied(
     serde: Serde, outbox: Outbox, store: KeyStore
 ) -> None:

@@ -155,6 +155,13 @@ class ConsentFact(BaseModel):
         return (self.occurred_at, _PRECEDENCE[self.kind], self.event_id)
 
     @property
+    def only_protects(self) -> bool:
+        """Whether the fact can only reduce contact (a withdrawal, an objection, a TPS
+        listing, a restriction, refused cookies): always safe to apply, whoever else
+        the event's identifiers also name."""
+        return _PRECEDENCE[self.kind] > 0
+
+    @property
     def memory_key(self) -> str:
         """What `SubjectConsent.recent_event_ids` remembers for this fact.
 
@@ -291,6 +298,13 @@ class Marker(_Recorded):
     @property
     def version(self) -> _Version:
         return (self.occurred_at, _PRECEDENCE[self.kind], self.event_id)
+
+    @property
+    def only_protects(self) -> bool:
+        """Whether the fact can only reduce contact (a withdrawal, an objection, a TPS
+        listing, a restriction, refused cookies): always safe to apply, whoever else
+        the event's identifiers also name."""
+        return _PRECEDENCE[self.kind] > 0
 
     @classmethod
     def of(cls, fact: ConsentFact) -> Marker:
