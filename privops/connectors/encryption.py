@@ -16,6 +16,7 @@ with them what to open, what to skip and what to encrypt).
 from __future__ import annotations
 
 import base64
+import logging
 import ssl
 import time
 from collections import OrderedDict
@@ -242,7 +243,7 @@ class WorkerKeySource:
         return key
 
     def _call(self, method: str, subject_id: str, params: dict[str, str]) -> Any:
-        url = f"{self.base_url}/subject-keys/{quote(subject_id, safe='')}"
+        url = f"{self.base_url}{KEY_SERVICE_PATH}{quote(subject_id, safe='')}"
         deadline = self._clock() + self._retry_seconds
         delay = 0.25
         while True:
@@ -286,6 +287,32 @@ def worker_keys(
     kek = KekWatch(settings.kek_file, settings.env, say)
     auth = api_auth(settings, settings.kafka_principal or principal)
     return WorkerKeySource(url, kek, auth=auth, allow_plaintext=True, **options)
+
+
+class _KeyServiceUrls(logging.Filter):
+    """httpx logs every request's URL at INFO, and the key service's name the subject
+    (``/subject-keys/<subject id>``): a system logging at INFO wrote one line per
+    subject it met (review, session 25). The URL is logged without its last part; every
+    other line httpx logs is left as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            KEY_SERVICE_PATH in str(arg) for arg in record.args
+        ):
+            record.args = tuple(_without_subject(arg) for arg in record.args)
+        return True
+
+
+KEY_SERVICE_PATH = "/subject-keys/"
+
+
+def _without_subject(arg: object) -> object:
+    text = str(arg)
+    at = text.find(KEY_SERVICE_PATH)
+    return arg if at < 0 else text[: at + len(KEY_SERVICE_PATH)] + "..."
+
+
+logging.getLogger("httpx").addFilter(_KeyServiceUrls())
 
 
 def _answer(answer: httpx.Response, base_url: str) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -484,3 +485,15 @@ def test_a_key_source_with_a_password_refuses_plain_http_beyond_loopback(
         worker_keys(prod, "http://10.0.0.5:6066", principal="system-crm")
     with pytest.raises(ConfigError, match="in the clear"):
         worker_keys(prod.model_copy(update={"web_host": "10.0.0.5"}), principal="system-crm")
+
+
+def test_the_key_services_urls_are_logged_without_the_subject(
+    topic: Topic, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs each request's URL at INFO; the key service's name the subject."""
+    caplog.set_level(logging.INFO, logger="httpx")
+    assert http_source(Worker(topic)).current_key(ANN, MAIN_SCOPE).subject_id == ANN
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert lines
+    assert any("/subject-keys/..." in line for line in lines)
+    assert not any(ANN in line for line in lines)
