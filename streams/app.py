@@ -23,7 +23,7 @@ from privops.adapters.settings import get_settings
 from streams import batching
 
 log = logging.getLogger(__name__)
-settings = get_settings()
+settings = get_settings().require_secrets()  # it hashes and signs with them
 # The worker connects as the `privops` principal (SASL/SCRAM unless the cluster is open).
 kafka_client = client_options(settings)
 

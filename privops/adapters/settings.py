@@ -293,15 +293,36 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_dev_secrets_outside_dev(self) -> Settings:
-        if self.env != "dev":
-            weak = [name for name, value in DEV_SECRETS.items() if getattr(self, name) == value]
-            if weak:
-                names = ", ".join(f"PRIVOPS_{n.upper()}" for n in weak)
-                raise ValueError(
-                    f"PRIVOPS_ENV={self.env} with the development value of {names}; "
-                    "set a secret of your own"
-                )
+        """A development secret set on purpose outside dev is refused at once. One left
+        unset is refused by what uses it (``require_secrets``: the worker, the audit
+        CLI): a business system's connector holds neither key and must not be asked for
+        them (review, session 25: a production connector had to be given privops' audit
+        key, which only the worker and the DPO may hold, or made-up values)."""
+        weak = self._dev_secrets(set(self.model_fields_set))
+        if weak:
+            raise ValueError(weak)
         return self
+
+    def require_secrets(self) -> Settings:
+        """``self``, or a ConfigError naming each of privops' own secrets still at its
+        development value outside dev. Called by everything that hashes or signs with
+        them, before it does."""
+        weak = self._dev_secrets(set(DEV_SECRETS))
+        if weak:
+            raise ConfigError(f"invalid settings: {weak}")
+        return self
+
+    def _dev_secrets(self, names: set[str]) -> str | None:
+        if self.env == "dev":
+            return None
+        weak = [n for n, value in DEV_SECRETS.items() if n in names and getattr(self, n) == value]
+        if not weak:
+            return None
+        listed = ", ".join(f"PRIVOPS_{n.upper()}" for n in weak)
+        return (
+            f"PRIVOPS_ENV={self.env} with the development value of {listed}; "
+            "set a secret of your own"
+        )
 
     @property
     def worker_data_dir(self) -> Path:

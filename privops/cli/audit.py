@@ -135,10 +135,10 @@ def read_audit() -> AuditLog:
 
 def audit_keyring() -> tuple[dict[int, bytes], int]:
     """The keyring to verify with, and the version of the current key (which signs)."""
-    cfg = settings()
-    version: int = cfg.audit_key_version
-    previous: dict[int, str] | None = cfg.audit_previous_keys
     with handled():
+        cfg = settings().require_secrets()
+        version: int = cfg.audit_key_version
+        previous: dict[int, str] | None = cfg.audit_previous_keys
         return keyring(cfg.audit_key, version, previous), version
     raise AssertionError("unreachable")
 
@@ -166,7 +166,8 @@ def show(
     wanted = check_id(id_, "id")
     keys = {wanted}
     if not wanted.startswith("sr_"):
-        keys.add(subject_ref(settings().pseudonym_key.encode(), wanted))
+        with handled():
+            keys.add(subject_ref(settings().require_secrets().pseudonym_key.encode(), wanted))
     history = [
         r
         for r in read_audit().records

@@ -115,6 +115,23 @@ def test_tables_of_another_cluster_are_rebuilt_not_a_crash(
     assert "rebuilding them from the changelogs" in again.log.read_text()
 
 
+def test_prod_without_its_own_audit_key_exits_naming_it(
+    local_runtime: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left unset, a secret is not refused as settings load (a connector holds none of
+    privops' secrets), but the worker, which signs with it, refuses to start."""
+    monkeypatch.delenv("PRIVOPS_AUDIT_KEY", raising=False)
+    done = run_worker_briefly(
+        {
+            "PRIVOPS_ENV": "prod",
+            "PRIVOPS_PSEUDONYM_KEY": "a-pseudonym-key-of-our-own",
+            "PRIVOPS_DATA_DIR": str(tmp_path / "data"),
+            "PRIVOPS_WEB_PORT": str(port(76)),
+        }
+    )
+    assert_one_clear_line(done, "PRIVOPS_AUDIT_KEY", "PRIVOPS_ENV=prod")
+
+
 def test_prod_with_a_development_secret_exits_naming_it(
     local_runtime: Settings, tmp_path: Path
 ) -> None:

@@ -29,7 +29,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pydantic import ValidationError
 
-from privops.adapters.settings import Settings
+from privops.adapters.settings import DEV_SECRETS, Settings
+from privops.core.errors import ConfigError
 from tests.unit.lockfile import read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,7 +274,9 @@ def unknown_settings(compose: Compose, image: Dockerfile) -> list[str]:
 
 
 def invalid_settings(compose: Compose, image: Dockerfile) -> list[str]:
-    """Each privops container's settings validate, with the required secrets filled in."""
+    """Each privops container's settings validate, with the required secrets filled in;
+    the worker's also hold privops' own secrets (``require_secrets``: it hashes and signs
+    with them; a connector holds none)."""
     problems = []
     for name in privops_services(compose):
         values = {
@@ -282,9 +285,15 @@ def invalid_settings(compose: Compose, image: Dockerfile) -> list[str]:
             if var.startswith("PRIVOPS_")
         }
         try:
-            Settings.model_validate(values)
+            settings = Settings.model_validate(values)
         except ValidationError as exc:
             problems.append(f"{name}: {exc.errors()[0]['msg']}")
+            continue
+        if name == WORKER:
+            try:
+                settings.require_secrets()
+            except ConfigError as exc:
+                problems.append(f"{name}: {exc}")
     return problems
 
 
@@ -604,6 +613,14 @@ def _env(name: str, var: str, value: str | None) -> Callable[[Compose], None]:
     return apply
 
 
+def _each(*changes: Callable[[Compose], None]) -> Callable[[Compose], None]:
+    def apply(compose: Compose) -> None:
+        for change in changes:
+            change(compose)
+
+    return apply
+
+
 # (rule, how the compose file is broken); each must make its rule report a problem.
 BROKEN_COMPOSE: list[tuple[str, Callable[[Compose], None]]] = [
     (
@@ -615,7 +632,13 @@ BROKEN_COMPOSE: list[tuple[str, Callable[[Compose], None]]] = [
     ("undocumented-variables", _env("grafana", "GF_SERVER_ROOT_URL", "${GRAFANA_URL}")),
     ("unknown-settings", _env(WORKER, "PRIVOPS_WEBPORT", "6066")),
     ("invalid-settings", _env(WORKER, "PRIVOPS_AUDIT_KEY", None)),
-    ("invalid-settings", _env("connectors", "PRIVOPS_ENV", "prod")),
+    (
+        "invalid-settings",
+        _each(
+            _env("connectors", "PRIVOPS_ENV", "prod"),
+            _env("connectors", "PRIVOPS_AUDIT_KEY", DEV_SECRETS["audit_key"]),
+        ),
+    ),
     ("worker", _env(WORKER, "PRIVOPS_WEB_HOST", "127.0.0.1")),
     ("worker", _env(WORKER, "PRIVOPS_WEB_PORT", "6067")),
     ("worker", _env(WORKER, "PRIVOPS_AUDIT_KEY", "a-literal-audit-key-in-the-file")),
