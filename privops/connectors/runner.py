@@ -45,7 +45,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+)
 
 from privops.adapters.acls import connector_group, system_principal
 from privops.adapters.kafka import client_options, producer, unreachable
@@ -110,6 +115,15 @@ class KeysUnavailable(PrivopsError):
     def __init__(self, kind: str) -> None:
         super().__init__(f"the subject's key is unavailable ({kind})")
         self.kind = kind
+
+
+class _Moved(Exception):
+    """A commit refused because the group rebalanced: the partition is another
+    instance's now (several instances share the group, docs/connectors.md)."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(partition)
+        self.partition = partition
 
 
 class _Stopping(Exception):
@@ -312,12 +326,24 @@ class ConnectorRunner:
                 for tp, messages in batch.items():
 
                     async def commit(offset: int, tp: TopicPartition = tp) -> None:
-                        await consumer.commit({tp: offset})
+                        try:
+                            await consumer.commit({tp: offset})
+                        except (CommitFailedError, IllegalStateError) as exc:
+                            raise _Moved(tp.partition) from exc
 
                     try:
                         await self._handle(messages, ledger, send, commit, stop)
                     except _Stopping:
                         return
+                    except _Moved as moved:
+                        # The rest of this fetch is the new owner's now: it reads on from
+                        # the last commit (the task just answered is answered again
+                        # there, from the ledger when the instances share it).
+                        log.info(
+                            "partition %d went to another instance mid-fetch; "
+                            "the rest of the fetch is left to it",
+                            moved.partition,
+                        )
 
     async def _mark_ready(self, consumer: AIOKafkaConsumer) -> None:
         assigned: set[TopicPartition] = consumer.assignment()

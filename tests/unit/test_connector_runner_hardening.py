@@ -23,6 +23,7 @@ from typing import Any, cast
 import httpx
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
 from pydantic import SecretStr
 
 import privops.connectors.runner as runner_mod
@@ -601,3 +602,55 @@ async def test_the_example_deletes_nothing_under_a_hold_on_everything(
 
     await connector.erase(erase("R-2:crm:erase", categories=[Category.contact]))
     assert db.calls[-1] == ("delete", {Category.contact})
+
+
+class _Rebalanced(_Consumer):
+    """Its first commit is refused: the group rebalanced while the fetch was handled (a
+    second instance joined)."""
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not self.committed:
+            self.committed.append({})
+            raise CommitFailedError("the group has already rebalanced")
+        await super().commit(offsets)
+
+
+async def test_a_commit_refused_by_a_rebalance_leaves_the_fetch_to_the_new_owner(
+    tmp_path: Path,
+    no_kafka: Callable[[ConnectorRunner, _Consumer], _Opened],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/connectors.md says to run several instances in one group. A commit refused
+    by the rebalance killed run(); now the rest of that fetch is left to the partition's
+    new owner (not executed here as well), and the instance goes on with the next."""
+    first, second, third = (erase(f"R-{n}:crm:erase") for n in (1, 2, 3))
+    connector = _Crm({t.task_id: (lambda: Answer.completed(1)) for t in (first, second, third)})
+    runner = ConnectorRunner(connector, Settings(), ledger=tmp_path / "l.db")
+    runner.serde = _Avro({b"1": first, b"2": second, b"3": third})
+    tp = TopicPartition("privacy.tasks.crm", 0)
+    fetches = [
+        {tp: [SimpleNamespace(value=b"1", offset=1), SimpleNamespace(value=b"2", offset=2)]},
+        {tp: [SimpleNamespace(value=b"3", offset=3)]},
+    ]
+    consumer = _Rebalanced(fetches)
+    no_kafka(runner, consumer)
+    sent: list[bytes] = []
+
+    @asynccontextmanager
+    async def producer(_client: dict[str, Any]) -> AsyncIterator[Any]:
+        async def send_and_wait(_topic: str, key: bytes, value: bytes) -> None:
+            sent.append(value)
+
+        yield SimpleNamespace(send_and_wait=send_and_wait)
+
+    monkeypatch.setattr(runner_mod, "producer", producer)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    while len(connector.calls) < 2:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(running, timeout=2.0)
+
+    assert connector.calls == [first.task_id, third.task_id]
+    assert consumer.committed[1:] == [{tp: 4}]
+    assert len(sent) == 2
