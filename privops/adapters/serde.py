@@ -10,16 +10,19 @@ the registry for a schema id it has never seen (a newer producer).
 The registry is open, so what it answers is not trusted: a schema id is usable only if
 its schema is one of the committed versions (``privops.adapters.avro.Contract``), and
 that verdict is cached per id both ways, so a hostile id costs one lookup, not one per
-message. Every decode failure is a ``DecodeError`` (the agents dead-letter it); only an
+message. An id the registry does not know (404) is believed absent for
+``ABSENT_ID_SECONDS`` only, as a lagging registry may know it soon: one lookup per
+interval. Every decode failure is a ``DecodeError`` (the agents dead-letter it); only an
 unreachable or failing registry is a ``RegistryError``, since that is no fault of the
-message and callers may retry.
+message and callers may retry (and it is never remembered).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,13 @@ _HEADER = struct.Struct(">bI")
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 #: Rejected schema ids remembered; beyond this the oldest verdicts are dropped.
 MAX_REJECTED_IDS = 10_000
+#: How long a 404 for a schema id is believed. Before, every message with an id the
+#: registry did not know was looked up again, each with a new HTTP client: a producer
+#: repeating one bogus id cost a round trip per message on the agent's only path
+#: (review, session 25). A registry that fails (5xx, unreachable) is never remembered.
+ABSENT_ID_SECONDS = 60.0
+#: Absent ids remembered at once; beyond this the oldest are dropped (asked again).
+MAX_ABSENT_IDS = 10_000
 
 
 def frame(schema_id: int, payload: bytes) -> bytes:
@@ -65,15 +75,19 @@ class Serde:
         *,
         timeout: float = 10.0,
         transport: httpx.MockTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry_url = registry_url.rstrip("/")
         self.codec = Codec(schema_dir)
         self.timeout = timeout
         self._transport = transport
+        self._clock = clock
         self._id_by_name: dict[str, int] = {}
         self._schema_by_id: dict[int, str] = {}
         self._trusted: dict[int, Writer] = {}
         self._rejected: dict[int, tuple[str, str]] = {}
+        # Schema id -> when its 404 stops being believed; oldest first (one interval).
+        self._absent: dict[int, float] = {}
 
     # --- registration ---------------------------------------------------------------
     def register_all(self) -> int:
@@ -139,7 +153,14 @@ class Serde:
         if rejected is not None:
             raise DecodeError(*rejected)
         text = self._schema_by_id.get(schema_id)
-        return None if text is None else self._judge(schema_id, text)
+        if text is not None:
+            return self._judge(schema_id, text)
+        until = self._absent.get(schema_id)
+        if until is not None:
+            if self._clock() < until:
+                raise _absent(schema_id)
+            del self._absent[schema_id]
+        return None
 
     def _judge(self, schema_id: int, text: str) -> Writer:
         try:
@@ -181,9 +202,18 @@ class Serde:
             raise RegistryError(f"schema registry unreachable: {exc}") from exc
         return self._answer(schema_id, resp.status_code, body)
 
+    def _remember_absent(self, schema_id: int) -> None:
+        now = self._clock()
+        absent = self._absent
+        while absent and (next(iter(absent.values())) <= now or len(absent) >= MAX_ABSENT_IDS):
+            del absent[next(iter(absent))]
+        absent.pop(schema_id, None)  # re-inserted last, so the oldest stays first
+        absent[schema_id] = now + ABSENT_ID_SECONDS
+
     def _answer(self, schema_id: int, status: int, body: bytes | None) -> str:
-        if status == 404:  # not remembered: a lagging registry may know it in a moment
-            raise DecodeError("unknown_schema", f"schema id {schema_id} is not in the registry")
+        if status == 404:  # remembered a while only: a lagging registry may know it soon
+            self._remember_absent(schema_id)
+            raise _absent(schema_id)
         if status >= 400:
             shown = "(too large)" if body is None else repr(body[:200])
             raise RegistryError(f"fetching schema {schema_id}: {status} {shown}")
@@ -191,6 +221,10 @@ class Serde:
             return schema_text(body)
         except DecodeError as exc:
             raise self._reject(schema_id, exc) from exc
+
+
+def _absent(schema_id: int) -> DecodeError:
+    return DecodeError("unknown_schema", f"schema id {schema_id} is not in the registry")
 
 
 def _limited(chunks: Iterator[bytes]) -> bytes | None:

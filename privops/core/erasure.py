@@ -79,6 +79,13 @@ def _add(entries: dict[tuple[str, str | None], Disclosure], disclosure: Disclosu
 # forgotten past this opens it again: footage kept longer, never erased early).
 MAX_CLOSED_INVESTIGATIONS: Final = 64
 
+MAX_OPEN_INVESTIGATIONS: Final = 64
+"""Open investigation ids listed per subject. Before, the list grew with every id a
+system sent, until the subject's facts were a record Kafka refuses (review, session 25).
+One more opened while this many are listed is not listed, but that an investigation is
+open is kept (``SubjectFacts.unlisted_investigation_open``): footage is never erased
+while one may be open."""
+
 
 class SubjectFacts(_Model):
     """What the systems know about the subject that decides retention."""
@@ -94,6 +101,11 @@ class SubjectFacts(_Model):
     # arriving late, changes nothing (events arrive out of order).
     balance_at: AwareDatetime | None = None
     open_investigation_ids: tuple[str, ...] = ()
+    # An investigation was opened while MAX_OPEN_INVESTIGATIONS were listed: its id is
+    # not kept, so no close can be matched to it, and the footage is kept with no end
+    # date from then on. Safe side: a subject with 64 investigations open at once is a
+    # system misbehaving, and erasing evidence under investigation cannot be undone.
+    unlisted_investigation_open: bool = False
     # Investigations seen closed and when, oldest first (at most
     # MAX_CLOSED_INVESTIGATIONS): an InvestigationOpened from before that close, arriving
     # after it, does not open it again; one from after it (a reopening) does.
@@ -300,12 +312,15 @@ def _investigation_grounds(
     if not isinstance(rule.condition, InvestigationHold):
         return
     ground = "legal_claims: investigation hold (Art. 17(3)(e))"
-    if facts.open_investigation_ids:
+    if facts.open_investigation_ids or facts.unlisted_investigation_open:
+        listed = sorted(facts.open_investigation_ids)
+        if facts.unlisted_investigation_open:
+            listed.append(f"others not listed (over {MAX_OPEN_INVESTIGATIONS} open at once)")
         yield Retained(
             category=category,
             ground=ground,
             until=None,
-            reason="open investigation " + ", ".join(sorted(facts.open_investigation_ids)),
+            reason="open investigation " + ", ".join(listed),
         )
     elif facts.investigation_closed_at is not None:
         days = rule.condition.investigation_hold_plus_days

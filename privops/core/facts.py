@@ -10,7 +10,8 @@ table-tested without Kafka.
 
 Soft opt-in (PECR reg. 22(3)) arises only from a sale whose event says the opt-out was
 offered and that marketing will be about similar products; silence on either means no
-soft opt-in. A ticked opt-out box is a refusal on email and SMS.
+soft opt-in. A ticked opt-out box is a refusal on email and SMS. A ConsentGiven claiming
+a soft opt-in is refused: any system may send one, and none can vouch for a sale.
 
 Cookie-banner choices: the marketing-cookie choice becomes a subject-wide marker that
 governs profiling for marketing; the analytics choice is not mapped (see
@@ -25,17 +26,29 @@ from enum import StrEnum
 from typing import Any, Final
 
 from privops.core import records as r
-from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent
+from privops.core.consent import ConsentEntry, ConsentFact, FactKind, SoftOptIn, SubjectConsent
 from privops.core.datamap import DataMap
-from privops.core.erasure import MAX_CLOSED_INVESTIGATIONS, Disclosure, SubjectFacts
+from privops.core.erasure import (
+    MAX_CLOSED_INVESTIGATIONS,
+    MAX_OPEN_INVESTIGATIONS,
+    Disclosure,
+    SubjectFacts,
+)
 from privops.core.errors import PrivopsError, WrongTopic
 from privops.core.topics import SUBJECT_DIRECTIVES, events_topic
-from privops.core.vocab import Channel, LawfulBasis, Purpose, System
+from privops.core.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
 
 F = FactKind
 
 SOFT_OPT_IN_CHANNELS: Final = (Channel.email, Channel.sms)
 """PECR reg. 22: a soft opt-in covers electronic mail (email and SMS), not calls or post."""
+
+SALE_SOFT_OPT_IN: Final = SoftOptIn(
+    collected_in_sale_or_negotiation=True,
+    own_similar_products=True,
+    opt_out_offered=True,
+)
+"""The conditions a sale that gives a soft opt-in meets: all three (PECR reg. 22(3))."""
 
 
 # --- which records belong on which topic --------------------------------------------------
@@ -144,14 +157,28 @@ def directive_fact(directive: r.SubjectDirective) -> ConsentFact:
 # --- consent ------------------------------------------------------------------------------
 
 
+class SoftOptInNotFromSale(PrivopsError, ValueError):
+    """A ConsentGiven claiming a soft opt-in. DESIGN.md section 5: "a soft opt-in arises
+    only from a sale or negotiation event that says the opt-out was offered"; any system
+    may send a ConsentGiven and declare the conditions met, so before, a web form could
+    make a soft opt-in no sale stood behind (review, session 25). A ValueError, so the
+    ingest agent dead-letters it as it does a fact of an impossible shape."""
+
+
 def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
-    """The consent meaning of a business event (most events have none)."""
+    """The consent meaning of a business event (most events have none).
+
+    Raises SoftOptInNotFromSale for a ConsentGiven on the soft opt-in basis, and
+    pydantic's ValidationError for a fact of an impossible shape.
+    """
     match event:
         case r.ConsentGiven():
-            soft = SoftOptIn(**event.soft_opt_in.model_dump()) if event.soft_opt_in else None
-            return [
-                _fact(event, F.granted, event.purpose, event.channel, event.basis, soft),
-            ]
+            if event.basis is LawfulBasis.soft_opt_in:
+                raise SoftOptInNotFromSale(
+                    "a soft opt-in comes only from the sale event (OrderPlaced) saying the "
+                    "opt-out was offered; a ConsentGiven records explicit consent only"
+                )
+            return [_fact(event, F.granted, event.purpose, event.channel, event.basis)]
         case r.ConsentWithdrawn():
             return [_fact(event, F.withdrawn, event.purpose, event.channel)]
         case r.UnsubscribeClicked():
@@ -184,11 +211,7 @@ def _sale_facts(event: r.OrderPlaced) -> list[ConsentFact]:
         ]
     if not (event.marketing_opt_out_offered and event.similar_products_marketing):
         return []
-    soft = SoftOptIn(
-        collected_in_sale_or_negotiation=True,
-        own_similar_products=True,
-        opt_out_offered=True,
-    )
+    soft = SALE_SOFT_OPT_IN
     return [
         _fact(event, F.granted, Purpose.marketing, channel, LawfulBasis.soft_opt_in, soft)
         for channel in SOFT_OPT_IN_CHANNELS
@@ -302,11 +325,7 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
                 }
             )
         case r.InvestigationOpened():
-            closed = dict(facts.closed_investigations).get(event.investigation_id)
-            if closed is not None and at <= closed:
-                return facts  # opened before a close that came first: it is over
-            ids = tuple(sorted({*facts.open_investigation_ids, event.investigation_id}))
-            return facts.model_copy(update={"open_investigation_ids": ids})
+            return _opened(facts, event.investigation_id, at)
         case r.InvestigationClosed():
             iid = event.investigation_id
             closes = dict(facts.closed_investigations)
@@ -327,11 +346,37 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
     return facts
 
 
+def _opened(facts: SubjectFacts, iid: str, at: datetime) -> SubjectFacts:
+    """`facts` with investigation `iid` open (`facts` itself if that changes nothing).
+
+    Past MAX_OPEN_INVESTIGATIONS listed, a new one is not listed but marked
+    (`unlisted_investigation_open`): the list stays bounded, and the footage is still
+    kept while one may be open (review, session 25).
+    """
+    closed = dict(facts.closed_investigations).get(iid)
+    if closed is not None and at <= closed:
+        return facts  # opened before a close that came first: it is over
+    listed = facts.open_investigation_ids
+    if iid in listed:
+        return facts
+    if len(listed) < MAX_OPEN_INVESTIGATIONS:
+        return facts.model_copy(update={"open_investigation_ids": tuple(sorted({*listed, iid}))})
+    if facts.unlisted_investigation_open:
+        return facts
+    return facts.model_copy(update={"unlisted_investigation_open": True})
+
+
 def consent_state_fields(state: SubjectConsent, now: datetime) -> dict[str, Any]:
     """The privacy.consent-state record for `state` as plain data (its Avro datum).
 
     The worker encodes this dict as it is (one per consent change, so no model is built
     for it); `consent_state_record` validates the same dict into the model.
+
+    A soft opt-in whose conditions do not all hold is published as not asked, with no
+    basis: `decide` refuses it (`soft_opt_in_invalid`), and the record carries no
+    conditions, so "granted, soft_opt_in" told its readers they may send marketing
+    (review, session 25). Only state from before ConsentGiven's soft opt-ins were
+    refused can hold one; the entry's source and evidence still say what it rests on.
     """
     return {
         "subject_id": state.subject_id,
@@ -340,8 +385,7 @@ def consent_state_fields(state: SubjectConsent, now: datetime) -> dict[str, Any]
             {
                 "purpose": entry.purpose,
                 "channel": entry.channel,
-                "status": entry.status.value,
-                "basis": entry.basis,
+                **_status_and_basis(entry),
                 "source": entry.source,
                 "occurred_at": entry.occurred_at,
                 "event_id": entry.event_id,
@@ -354,6 +398,12 @@ def consent_state_fields(state: SubjectConsent, now: datetime) -> dict[str, Any]
         "restricted": state.restricted,
         "suppressed": state.suppressed,
     }
+
+
+def _status_and_basis(entry: ConsentEntry) -> dict[str, Any]:
+    if entry.basis is LawfulBasis.soft_opt_in and entry.soft_opt_in != SALE_SOFT_OPT_IN:
+        return {"status": ConsentStatus.not_asked.value, "basis": LawfulBasis.none}
+    return {"status": entry.status.value, "basis": entry.basis}
 
 
 def consent_state_record(state: SubjectConsent, now: datetime) -> r.ConsentState:

@@ -9,11 +9,19 @@ schema; nothing else is ever written to a privops topic.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, ClassVar
+from math import ceil
+from typing import Annotated, ClassVar, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from privops.core.fieldcrypt import check_subject_id
+from privops.core.fieldcrypt import (
+    KEY_NONCE_BYTES,
+    MAX_SUBJECT_ID_CHARS,
+    NONCE_BYTES,
+    PREFIX,
+    TAG_BYTES,
+    check_subject_id,
+)
 from privops.core.personal import PERSONAL
 from privops.core.pii import looks_like_pii
 from privops.core.vocab import (
@@ -33,6 +41,55 @@ _HEX64 = r"^[0-9a-f]{64}$"
 SubjectId = Annotated[str, AfterValidator(check_subject_id)]
 """A subject id as every topic carries it: 1 to 256 printable characters (the key
 service's own rule, so a record it would refuse a key for never gets in)."""
+
+MAX_REF_CHARS: Final = 128
+"""The longest system reference privops keeps in a subject's state (an investigation
+id, a recipient's reference): as long as a request id may be (admission.MAX_ID_LENGTH).
+Each event's record fits Kafka's limit, but what the subject-facts table keeps of many
+events did not: two InvestigationOpened with 600 kB ids made a changelog record over
+1 MiB, which the broker refused, stopping the worker on every restart (review, session
+25). Avro cannot bound a string, so the models do; a longer one is refused at decoding
+(``invalid_record``)."""
+
+# A key id is <subject id>/<scope of at most 64>/<nonce> (fieldcrypt.make_key_id).
+_MAX_KEY_ID_CHARS: Final = MAX_SUBJECT_ID_CHARS + 1 + 64 + 1 + 2 * KEY_NONCE_BYTES
+_MAX_SEALED_REF_CHARS: Final = (
+    len(PREFIX)
+    + _MAX_KEY_ID_CHARS
+    + 1
+    + ceil((NONCE_BYTES + 4 * MAX_REF_CHARS + TAG_BYTES) / 3) * 4
+)
+"""The longest ciphertext of a reference within the bound (4 UTF-8 bytes a character)."""
+
+
+def check_ref(value: str) -> str:
+    """``value`` if it is 1 to MAX_REF_CHARS printable characters; else ValueError
+    (not quoting it: a recipient's reference is personal data)."""
+    if not 0 < len(value) <= MAX_REF_CHARS or not value.isprintable():
+        raise ValueError(
+            f"a reference is 1 to {MAX_REF_CHARS} printable characters (this one has {len(value)})"
+        )
+    return value
+
+
+def check_personal_ref(value: str | None) -> str | None:
+    """``check_ref`` for a personal field, which arrives as its ciphertext: a ciphertext
+    only as long as one of a reference within the bound can be (its plaintext is checked
+    again once opened, as every opened record is validated again). Empty means none."""
+    if not value:
+        return value
+    if value.startswith(PREFIX):
+        if len(value) > _MAX_SEALED_REF_CHARS:
+            raise ValueError(
+                f"an encrypted reference is at most {_MAX_SEALED_REF_CHARS} characters "
+                f"(this one has {len(value)})"
+            )
+        return value
+    return check_ref(value)
+
+
+Ref = Annotated[str, AfterValidator(check_ref)]
+"""A system's reference that privops keeps in a subject's state (``MAX_REF_CHARS``)."""
 
 
 class Record(BaseModel):
@@ -207,12 +264,12 @@ class FootageCaptured(UpstreamEvent):
 
 
 class InvestigationOpened(UpstreamEvent):
-    investigation_id: str
+    investigation_id: Ref
     reason: Annotated[str, PERSONAL]
 
 
 class InvestigationClosed(UpstreamEvent):
-    investigation_id: str
+    investigation_id: Ref
 
 
 class DataDisclosed(UpstreamEvent):
@@ -225,7 +282,7 @@ class DataDisclosed(UpstreamEvent):
     disclosure_id: str
     recipient: str
     categories: list[Category]
-    recipient_ref: Annotated[str | None, PERSONAL] = None
+    recipient_ref: Annotated[str | None, PERSONAL, AfterValidator(check_personal_ref)] = None
 
 
 UPSTREAM_EVENTS: tuple[type[UpstreamEvent], ...] = (

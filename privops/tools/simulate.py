@@ -60,7 +60,6 @@ from privops.core.records import (
     OrderPlaced,
     PaymentRecorded,
     QuoteRequested,
-    SoftOptIn,
     StopReplyReceived,
     SupportMessageReceived,
     TpsStatusChecked,
@@ -275,9 +274,13 @@ def business_day(
 def _backfill(day: _Day, c: FakeCustomer) -> None:
     day.add(CustomerCreated, System.orders, c, c.since, collected_in_sale_or_negotiation=True)
     day.add(CustomerCreated, System.crm, c, c.since + dt.timedelta(minutes=5))
-    # The orders system's history: invoices and payments start the six-year clock.
-    # Past orders claim no soft opt-in: the marketing system's consents below say it.
-    for order in c.orders:
+    # The orders system's history: invoices and payments start the six-year clock. A
+    # soft opt-in arises only from a sale (DESIGN.md section 5; a ConsentGiven claiming
+    # one is dead-lettered): a customer the marketing store holds by soft opt-in got it
+    # at their first order's checkout, which offered the opt-out; other past orders
+    # claim none.
+    soft = any(consent.granted and consent.soft_opt_in for consent in c.consents)
+    for n, order in enumerate(c.orders):
         _sale(
             day,
             c,
@@ -287,6 +290,7 @@ def _backfill(day: _Day, c: FakeCustomer) -> None:
             payment_id=order.payment_id,
             total=order.total_pence,
             method=order.method,
+            **(_checkout_marketing(web_shop=True, ticked=False) if soft and n == 0 else {}),
         )
     for call in c.calls:
         day.add(
@@ -301,9 +305,8 @@ def _backfill(day: _Day, c: FakeCustomer) -> None:
     if c.subscriber_ref:
         consent_at = c.since + dt.timedelta(days=1)
         for consent in c.consents:
-            if not consent.granted:
+            if not consent.granted or consent.soft_opt_in:  # the sale above says it
                 continue
-            soft = consent.soft_opt_in
             day.add(
                 ConsentGiven,
                 System.marketing,
@@ -311,15 +314,8 @@ def _backfill(day: _Day, c: FakeCustomer) -> None:
                 consent_at,
                 purpose=Purpose.marketing,
                 channel=consent.channel,
-                basis=LawfulBasis.soft_opt_in if soft else LawfulBasis.consent,
-                soft_opt_in=SoftOptIn(
-                    collected_in_sale_or_negotiation=True,
-                    own_similar_products=True,
-                    opt_out_offered=True,
-                )
-                if soft
-                else None,
-                wording_ref="checkout-v4" if soft else "preference-centre-v2",
+                basis=LawfulBasis.consent,
+                wording_ref="preference-centre-v2",
             )
     last_seen = c.orders[-1].placed_at if c.orders else c.since
     day.add(

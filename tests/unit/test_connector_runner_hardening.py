@@ -646,11 +646,15 @@ async def test_a_commit_refused_by_a_rebalance_leaves_the_fetch_to_the_new_owner
     monkeypatch.setattr(runner_mod, "producer", producer)
     stop = asyncio.Event()
     running = asyncio.create_task(runner.run(stop))
-    while len(connector.calls) < 2:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(_until(lambda: len(connector.calls) >= 2), timeout=10.0)
     stop.set()
-    await asyncio.wait_for(running, timeout=2.0)
+    await asyncio.wait_for(running, timeout=10.0)
 
     assert connector.calls == [first.task_id, third.task_id]
     assert consumer.committed[1:] == [{tp: 4}]
     assert len(sent) == 2
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    while not done():  # noqa: ASYNC110  (what is awaited is the runner's progress, no event)
+        await asyncio.sleep(0.01)

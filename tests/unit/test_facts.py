@@ -10,13 +10,20 @@ import pytest
 from pydantic import ValidationError
 
 from privops.core import records as r
-from privops.core.consent import FactKind, SoftOptIn, SubjectConsent, apply
+from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent, apply, decide
 from privops.core.datamap import load_datamap
-from privops.core.erasure import MAX_CLOSED_INVESTIGATIONS, Disclosure, SubjectFacts
+from privops.core.erasure import (
+    MAX_CLOSED_INVESTIGATIONS,
+    MAX_OPEN_INVESTIGATIONS,
+    Disclosure,
+    SubjectFacts,
+    plan_erasure,
+)
 from privops.core.errors import WrongTopic
 from privops.core.facts import (
     MAX_CLOCK_SKEW,
     DirectiveKind,
+    SoftOptInNotFromSale,
     UndeclaredDisclosure,
     UnknownDirectiveKind,
     admit_ingest,
@@ -159,14 +166,34 @@ def test_sale_soft_opt_in_records_its_conditions() -> None:
     assert {f.soft_opt_in for f in facts} == {VALID_SOFT}
 
 
-def test_consent_given_keeps_the_soft_opt_in_it_claims() -> None:
-    claimed = r.SoftOptIn(collected_in_sale_or_negotiation=True, own_similar_products=True)
+@pytest.mark.parametrize(
+    "claimed",
+    [
+        r.SoftOptIn(collected_in_sale_or_negotiation=True, own_similar_products=True),
+        r.SoftOptIn(
+            collected_in_sale_or_negotiation=True, own_similar_products=True, opt_out_offered=True
+        ),
+        None,
+    ],
+    ids=["conditions-missing", "conditions-claimed-met", "no-conditions"],
+)
+def test_a_consent_given_claiming_a_soft_opt_in_is_refused(claimed: r.SoftOptIn | None) -> None:
+    """DESIGN.md section 5: a soft opt-in arises only from a sale event saying the opt-out
+    was offered. Before, any system's ConsentGiven could declare one, conditions and all,
+    and email marketing was allowed with no sale behind it (review, session 25)."""
     given = event(
-        r.ConsentGiven, System.crm, purpose=M, channel=sms, basis=SOFT, soft_opt_in=claimed
+        r.ConsentGiven, System.web, purpose=M, channel=email, basis=SOFT, soft_opt_in=claimed
     )
+    with pytest.raises(SoftOptInNotFromSale, match=r"sale event \(OrderPlaced\)") as info:
+        consent_facts(given)
+    assert isinstance(info.value, ValueError)  # the ingest agent dead-letters it
+
+
+def test_a_consent_given_with_conditions_but_consent_basis_is_plain_consent() -> None:
+    conditions = r.SoftOptIn(collected_in_sale_or_negotiation=True)
+    given = event(r.ConsentGiven, System.crm, purpose=M, channel=sms, soft_opt_in=conditions)
     (fact,) = consent_facts(given)
-    assert fact.soft_opt_in is not None
-    assert fact.soft_opt_in.missing() == ["opt_out_offered"]
+    assert (fact.basis, fact.soft_opt_in) == (LawfulBasis.consent, None)
 
 
 def test_consent_given_with_an_impossible_shape_is_rejected() -> None:
@@ -298,6 +325,27 @@ def test_closed_investigations_remembered_are_bounded() -> None:
         facts = updated_facts(facts, investigation(r.InvestigationClosed, T0, f"I-{n}"), DM)
     assert len(facts.closed_investigations) == MAX_CLOSED_INVESTIGATIONS
     assert facts.closed_investigations[-1] == (f"I-{MAX_CLOSED_INVESTIGATIONS + 4}", T0)
+
+
+def test_open_investigations_listed_are_bounded_and_one_past_them_keeps_the_footage() -> None:
+    """Before, every id a system opened was listed, until the subject's facts were a
+    changelog record Kafka refused (review, session 25). Past the bound an id is not
+    listed, but that one is open is kept: closing every listed one still keeps CCTV
+    with no end date, as erasing footage under investigation cannot be undone."""
+    facts = SubjectFacts()
+    for n in range(MAX_OPEN_INVESTIGATIONS + 3):
+        facts = updated_facts(facts, investigation(r.InvestigationOpened, T0, f"I-{n:03}"), DM)
+    assert len(facts.open_investigation_ids) == MAX_OPEN_INVESTIGATIONS
+    assert facts.unlisted_investigation_open
+    again = investigation(r.InvestigationOpened, T0, f"I-{MAX_OPEN_INVESTIGATIONS + 9}")
+    assert updated_facts(facts, again, DM) is facts  # nothing more to write
+    for iid in facts.open_investigation_ids:
+        facts = updated_facts(facts, investigation(r.InvestigationClosed, LATER, iid), DM)
+    assert facts.open_investigation_ids == ()
+    plan = plan_erasure(SUBJECT, DM, None, [], facts, LATER + timedelta(days=3650))
+    (cctv,) = [k for i in plan.instructions for k in i.keep if k.category is Category.cctv]
+    assert cctv.until is None
+    assert "not listed" in cctv.reason
 
 
 def test_an_investigation_reopened_after_its_close_is_open_again() -> None:
@@ -441,6 +489,41 @@ def test_consent_state_record() -> None:
     ]
     assert record.tps_listed
     assert (record.marketing_objection, record.restricted, record.suppressed) == (False,) * 3
+
+
+NO_OPT_OUT = SoftOptIn(
+    collected_in_sale_or_negotiation=True, own_similar_products=True, opt_out_offered=False
+)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "status", "basis"),
+    [(VALID_SOFT, "granted", SOFT), (NO_OPT_OUT, "not_asked", LawfulBasis.none)],
+    ids=["conditions-met", "opt-out-not-offered"],
+)
+def test_a_soft_opt_in_is_published_as_the_decision_takes_it(
+    conditions: SoftOptIn, status: str, basis: LawfulBasis
+) -> None:
+    """State from before a ConsentGiven's soft opt-in was refused can hold one whose
+    conditions fail: `decide` refuses it (soft_opt_in_invalid), but privacy.consent-state
+    said "granted, soft_opt_in", without the conditions, so its readers took it for a yes
+    (review, session 25)."""
+    claimed = ConsentFact(
+        event_id="ev-old",
+        occurred_at=T0,
+        source=System.web,
+        kind=F.granted,
+        purpose=M,
+        channel=email,
+        basis=SOFT,
+        soft_opt_in=conditions,
+        evidence="web.events:ConsentGiven:ev-old",
+    )
+    state, _ = apply(None, SUBJECT, claimed)
+    (pref,) = consent_state_record(state, LATER).preferences
+    assert (pref.status, pref.basis) == (status, basis)
+    assert (pref.event_id, pref.evidence) == ("ev-old", claimed.evidence)
+    assert decide(state, M, email, now=T0).allowed is (status == "granted")
 
 
 def test_consent_state_record_of_a_state_without_time_uses_now() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from privops.core.errors import ConfigError, DomainError
 from privops.core.identity import (
+    Identifier,
     IdentityMap,
     for_system,
     is_reimport,
@@ -113,6 +114,50 @@ def test_validate_identifiers_rejects(
     for value in identifiers.values():
         if value and value.strip():
             assert value not in str(excinfo.value)
+
+
+CONTROL = [
+    pytest.param({"email": "ann@example.com\x00"}, "malformed email", id="email-nul"),
+    pytest.param({"email": "ann\u200b@example.com"}, "malformed email", id="email-zero-width"),
+    pytest.param({"customer_id": "K\x00-1"}, "malformed customer_id", id="customer-id-nul"),
+    pytest.param({"system_ref": "R-1\n2"}, "malformed system_ref", id="system-ref-newline"),
+    pytest.param({"phone": "07700\t900123"}, "malformed phone", id="phone-tab"),
+    pytest.param({"customer_id": "C-1\u202e"}, "malformed customer_id", id="bidi-override"),
+]
+
+
+@pytest.mark.parametrize(("identifiers", "match"), CONTROL)
+def test_an_identifier_with_a_control_or_format_character_is_malformed(
+    identifiers: dict[str, str], match: str
+) -> None:
+    """A NUL or a zero-width space made another identifier than the one meant: another
+    suppression key, so an erased subject re-imported with it went unrecognised
+    (review, session 25). Refused as a malformed identifier, without its value."""
+    with pytest.raises(DomainError, match=match) as excinfo:
+        validate_identifiers(identifiers)
+    assert next(iter(identifiers.values())) not in str(excinfo.value)
+    with pytest.raises(DomainError, match=match):
+        merge(None, "S-1", System.crm, identifiers, at(1))
+
+
+def test_whitespace_around_an_identifier_is_still_trimmed_not_refused() -> None:
+    assert validate_identifiers({"email": "\tAnn@Example.com\n", "customer_id": " C-1\r\n"}) == {
+        "email": "Ann@Example.com",
+        "customer_id": "C-1",
+    }
+
+
+def test_an_email_with_a_control_character_has_no_suppression_key() -> None:
+    with pytest.raises(DomainError, match="malformed email"):
+        suppression_key(SECRET, "email", "jo@example.com\x00")
+
+
+def test_suppression_keys_leave_out_an_email_learnt_before_it_was_refused() -> None:
+    """A map learnt before the check may hold such an email: the erasure's suppression
+    must still list every other identifier, not fail on that one."""
+    mangled = "jo@example.com\x00"
+    legacy = built().model_copy(update={"email": Identifier(value=mangled, occurred_at=at(4))})
+    assert suppression_keys(SECRET, legacy) == suppression_keys(SECRET, built())
 
 
 def test_validate_identifiers_keeps_only_accepted() -> None:

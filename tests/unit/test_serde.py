@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,9 @@ def test_registry_answer_is_parsed_defensively(
                 decode(serde, data, use_async=use_async)
         else:
             assert reason_of(serde, data, use_async=use_async) == expected
-    # A registry's answer for an id is final; a missing id may be registered any moment.
-    assert registry.requests == (2 if status in (404, 500) else 1)
+    # A registry's answer for an id is final; a missing id is believed for a while only
+    # (below), and a failing registry is asked again every time.
+    assert registry.requests == (2 if status == 500 else 1)
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
@@ -205,6 +207,102 @@ def test_unreachable_registry_is_a_registry_error(use_async: bool) -> None:
     serde = Serde("http://registry.invalid", SCHEMAS, transport=httpx.MockTransport(refuse))
     with pytest.raises(RegistryError):
         decode(serde, frame(7, b""), use_async=use_async)
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clocked_serde(registry: LocalRegistry, clock: Clock) -> Serde:
+    transport = httpx.MockTransport(registry.handler)
+    return Serde("http://registry.invalid", SCHEMAS, transport=transport, clock=clock)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_an_id_the_registry_does_not_know_is_looked_up_once_an_interval(
+    registry: LocalRegistry, use_async: bool
+) -> None:
+    """The module promises a hostile id costs one lookup, not one per message; an id the
+    registry answered 404 for was looked up again (a new HTTP client) for every message
+    (review, session 25). It is believed for ABSENT_ID_SECONDS, then asked again: a
+    registry that lagged may know it by then."""
+    clock = Clock()
+    serde = clocked_serde(registry, clock)
+    bogus = registry.next_id + 1  # no answer: 404
+    payload = serde.codec.encode(build(IdentityVerified))
+    for _ in range(100):
+        assert reason_of(serde, frame(bogus, payload), use_async=use_async) == "unknown_schema"
+    assert registry.requests == 1
+    clock.now += serde_module.ABSENT_ID_SECONDS - 1
+    reason_of(serde, frame(bogus, payload), use_async=use_async)
+    assert registry.requests == 1
+    # Registered meanwhile (a committed schema): once the interval is over, it decodes.
+    text = serde.codec.schema_text(IdentityVerified.fullname())
+    registry.answers[bogus] = (200, json.dumps({"schema": text}).encode())
+    clock.now += 1
+    assert isinstance(decode(serde, frame(bogus, payload), use_async=use_async), IdentityVerified)
+    assert registry.requests == 2
+
+
+def _unavailable(_request: httpx.Request) -> httpx.Response:
+    return httpx.Response(503, content=b"unavailable")
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+FAILURES = {"server-error": _unavailable, "connection-refused": _refused}
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_a_failing_registry_is_never_remembered_as_an_unknown_id(
+    failure: Callable[[httpx.Request], httpx.Response], use_async: bool
+) -> None:
+    """Not the message's fault: asked again every time (the agent retries with backoff),
+    and the id decodes as soon as the registry answers, with no interval to wait out."""
+    calls: list[int] = []
+    failing = True
+    text = Codec(SCHEMAS).schema_text(IdentityVerified.fullname())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if failing:
+            return failure(request)
+        return httpx.Response(200, content=json.dumps({"schema": text}).encode())
+
+    serde = Serde("http://registry.invalid", SCHEMAS, transport=httpx.MockTransport(handler))
+    data = frame(4242, serde.codec.encode(build(IdentityVerified)))
+    for _ in range(3):
+        with pytest.raises(RegistryError):
+            decode(serde, data, use_async=use_async)
+    assert len(calls) == 3
+    failing = False
+    assert isinstance(decode(serde, data, use_async=use_async), IdentityVerified)
+
+
+def test_absent_ids_are_remembered_within_a_bound(
+    registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A producer cycling through more bogus ids than the bound costs a lookup a message,
+    never unbounded memory; the oldest go first, and expired ones go as new ones come."""
+    monkeypatch.setattr(serde_module, "MAX_ABSENT_IDS", 3)
+    clock = Clock()
+    serde = clocked_serde(registry, clock)
+    ids = [registry.next_id + n for n in range(1, 6)]
+    for schema_id in ids:
+        reason_of(serde, frame(schema_id, b""))
+    assert list(serde._absent) == ids[-3:]
+    clock.now += serde_module.ABSENT_ID_SECONDS
+    reason_of(serde, frame(ids[0], b""))
+    assert list(serde._absent) == [ids[0]]
 
 
 # --- what is trusted ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from privops.connectors.reference import seed_customers
 from privops.core.datamap import load_datamap
 from privops.core.facts import check_disclosure
 from privops.core.records import (
+    ConsentGiven,
     CreditAccountApplied,
     DataDisclosed,
     OrderPlaced,
@@ -23,6 +24,7 @@ from privops.core.records import (
     QuoteRequested,
     TpsStatusChecked,
 )
+from privops.core.vocab import LawfulBasis
 from privops.tools.simulate import business_day
 
 REAL_DATAMAP = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
@@ -62,10 +64,26 @@ def test_web_shop_orders_offer_the_opt_out_and_quoted_orders_do_not(
     assert any(o.marketing_opt_out_ticked for o in web), "some customers tick the box"
 
 
-def test_backfilled_orders_claim_no_soft_opt_in(events: list[tuple[object, object]]) -> None:
+def test_a_backfilled_soft_opt_in_comes_from_the_first_sale_only(
+    events: list[tuple[object, object]],
+) -> None:
+    """A soft opt-in arises only from a sale (DESIGN.md section 5): the marketing store's
+    soft opt-ins are told by the customer's first order, never by a ConsentGiven."""
     history = [o for o in _orders(events) if not o.order_id.startswith(f"ORD-{DAY:%Y%m%d}")]
-    assert history
-    assert not any(o.marketing_opt_out_offered or o.similar_products_marketing for o in history)
+    claiming = {o.subject_id for o in history if o.marketing_opt_out_offered}
+    soft = {
+        c.subject_id
+        for c in seed_customers(60)
+        if any(x.granted and x.soft_opt_in for x in c.consents)
+    }
+    assert soft
+    assert claiming == soft
+    firsts = {o.subject_id: o for o in reversed(history)}  # the earliest order each
+    assert all(firsts[s].marketing_opt_out_offered for s in soft)
+    assert sum(o.marketing_opt_out_offered for o in history) == len(soft)
+    given = [e for _, e in events if isinstance(e, ConsentGiven)]
+    assert given
+    assert all(e.basis is LawfulBasis.consent for e in given)
 
 
 def test_systems_report_what_they_disclosed_and_the_data_map_declares_it(
