@@ -443,17 +443,31 @@ class _Walk:
 
 
 def _integrity_problem(
-    record: AuditEvent, walk: _Walk, ring: Keyring, allow_legacy: bool
+    record: AuditEvent, walk: _Walk, ring: Keyring, allow_legacy: bool, newest: int
 ) -> tuple[BreakProblem, str] | None:
-    """Whether the record is what its key says it is, before looking at its place."""
+    """Whether the record is what its key says it is, before looking at its place.
+
+    Keys only move forward in a partition's log (``newest``: the newest key version of
+    its trusted records so far; every worker rotates at once, README): an older key
+    version after a newer one, or an unkeyed record after a keyed one, is a downgrade.
+    A key is retired because it may have leaked; before, a retired key (kept to verify
+    old records) could still write new records that verified, and a writer with no key
+    at all could add unkeyed chains that the next anchor took in (review, session 25)."""
     if record.key_version == LEGACY_KEY_VERSION:
         if not allow_legacy:
             return "unkeyed", "unkeyed (legacy SHA-256) record where keyed hashes are required"
         if walk.keyed:
             return "downgraded", "unkeyed record after keyed records of the same chain"
+        if newest != LEGACY_KEY_VERSION:
+            return "downgraded", "unkeyed record after keyed records of the same partition"
     elif record.key_version not in ring:
         return "unknown_key_version", (
             f"hash made with audit key version {record.key_version}, which is not in the keyring"
+        )
+    elif record.key_version < newest:
+        return "downgraded", (
+            f"made with audit key version {record.key_version} after version {newest} "
+            "records of the same partition (a retired key)"
         )
     if not hmac.compare_digest(expected_hash(record, ring), record.hash):
         return "hash_mismatch", "fields do not match the record's hash"
@@ -496,10 +510,11 @@ def verify(
     breaks: list[Break] = []
     legacy_chains: dict[str, None] = {}
     checked = legacy = 0
+    newest = LEGACY_KEY_VERSION
     for record in records:
         checked += 1
         walk = walks.setdefault(record.chain, _Walk())
-        found = _integrity_problem(record, walk, ring, allow_legacy)
+        found = _integrity_problem(record, walk, ring, allow_legacy, newest)
         if found is None:
             if record.seq in walk.seen or record.seq < walk.expected_seq:
                 if tolerate_exact_duplicates and walk.seen.get(record.seq) == record.hash:
@@ -520,6 +535,7 @@ def verify(
         walk.last_hash = record.hash
         if not untrusted and record.key_version != LEGACY_KEY_VERSION:
             walk.keyed = True
+            newest = max(newest, record.key_version)
         elif not untrusted:
             legacy += 1
             legacy_chains[record.chain] = None

@@ -455,6 +455,38 @@ def test_rotated_keys_verify_with_the_whole_keyring() -> None:
     assert "version 1" in without_old.breaks[0].detail
 
 
+def test_a_retired_key_cannot_write_after_the_rotation() -> None:
+    """Keys only move forward in a partition's log: a key is retired because it may have
+    leaked, and kept only to verify what it wrote before. Before, records it made after
+    the rotation, in a chain of its own or an old one, verified (review, session 25)."""
+    second = b"second-audit-key-0123456789"
+    ring = {1: KEY, 2: second}
+    old = build(AuditChainer(key=KEY), "req-1", 2)
+    rotated = AuditChainer({"req-1": [2, old[-1].hash]}, key=second, key_version=2)
+    after = build(rotated, "req-1", 1, start=2)
+    forged_chain = build(AuditChainer(key=KEY), "req-forged", 2)  # the retired key
+    forged_step = build(AuditChainer({"req-1": [3, after[-1].hash]}, key=KEY), "req-1", 1, 3)
+    result = verify([*old, *after, *forged_chain, *forged_step], ring)
+    assert [(b.chain, b.seq, b.problem) for b in result.breaks] == [
+        ("req-forged", 1, "downgraded"),
+        ("req-forged", 2, "downgraded"),
+        ("req-1", 4, "downgraded"),
+    ]
+    assert "retired" in result.breaks[0].detail
+
+
+def test_an_unkeyed_chain_after_keyed_records_of_its_partition_is_a_downgrade() -> None:
+    """Someone who can write the topic but holds no key added a new unkeyed chain: it
+    passed as legacy, and the next anchor took it in (review, session 25). Legacy chains
+    from before the first keyed record still verify."""
+    before = legacy_chain("req-old", 2)
+    keyed = build(AuditChainer(key=KEY), "req-1", 2)
+    forged = legacy_chain("req-fake", 1)
+    result = verify([*before, *keyed, *forged], RING)
+    assert [(b.chain, b.problem) for b in result.breaks] == [("req-fake", "downgraded")]
+    assert result.legacy == 2
+
+
 def test_expected_hash_names_an_unknown_key_version() -> None:
     record = build(AuditChainer(key=KEY), "req-1", 1)[0]
     with pytest.raises(DomainError, match="version 1"):
