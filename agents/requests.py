@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar, cast
 
 from aiokafka.errors import KafkaError
@@ -293,9 +293,15 @@ def apply(
     The answer goes before the effects it announces (privacy.command-results' contract);
     a rejection has no effects, only its answer and its audit step.
     """
-    now = collaborators().clock.now()
+    now = input_time()
     rec = outcome.record
     audited_id = audited_request_id(request_id)  # logs and audit never take contact details
+    # A rejection of an input that found no request here (unsigned, misplaced, for an
+    # unknown request or one another subject holds) is chained on this partition's own
+    # chain, as dead letters are: under the request's chain it forked it (the head read
+    # from a partition that does not hold the request), so anyone who could put a record
+    # on an input topic broke `audit verify` for that request for good (review, session 25).
+    chain = f"rejected/workflow/{state.partition}" if outcome.rejected and before is None else None
     if outcome.rejected:
         metrics.count_command_rejected(outcome.rejected)
         log.warning("rejected input for request %s: %s", audited_id, outcome.rejected)
@@ -323,7 +329,22 @@ def apply(
             before=step.before,
             after=step.after,
             reason=step.reason,
+            chain=chain,
         )
+
+
+def input_time() -> datetime:
+    """When the input being decided was produced (its record's timestamp), else now. An
+    audit step is dated by its input, not by the worker's clock: an input replayed after
+    a crash (its flush's outputs were out, its table writes were not) makes the same
+    steps again, and only with the same time are they the same records, which `audit
+    verify` takes as redeliveries; dated anew they were a forked chain (review,
+    session 25)."""
+    message = state.message
+    stamp = getattr(message, "timestamp", None) if message is not None else None
+    if isinstance(stamp, int | float) and stamp > 0:
+        return datetime.fromtimestamp(stamp, UTC)
+    return collaborators().clock.now()
 
 
 def _count(before: wf.RequestRecord | None, rec: wf.RequestRecord) -> None:
@@ -405,7 +426,7 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
         actor="privops",
         action=shredding.KEYS_SHREDDED,
         cause=f"{cause}:{shredding.KEYS_SHREDDED}",
-        occurred_at=now,
+        occurred_at=input_time(),
         request_id=audited_request_id(rec.request_id),
         subject_id=sid,
         after=str(len(decision.key_ids)),
