@@ -1,0 +1,92 @@
+"""``read_all`` reads a topic to its end or says it could not (review, session 25): the
+audit CLI verifies and anchors what it returns, so a prefix taken for the whole topic
+was an "OK" over records never read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from privops.adapters import kafka
+from privops.core.errors import RuntimeUnavailable
+
+TOPIC = "privacy.audit"
+TP = TopicPartition(TOPIC, 0)
+
+
+@dataclass
+class _Record:
+    offset: int
+    partition: int = 0
+    timestamp: int = 0
+    key: bytes = b"k"
+    value: bytes = b"v"
+
+
+class _Broker:
+    """A consumer over one partition of ``end`` records, served ``per_fetch`` at a time;
+    after ``stall_after`` records it serves nothing more (a leader moving, a slow
+    broker)."""
+
+    def __init__(self, end: int, per_fetch: int, stall_after: int | None = None) -> None:
+        self.end, self.per_fetch, self.stall_after = end, per_fetch, stall_after
+        self.at = 0
+        self.idle_fetches = 0
+        self._client = self
+
+    def __call__(self, **_options: Any) -> _Broker:
+        return self
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def partitions_for_topic(self, _topic: str) -> set[int]:
+        return {0}
+
+    def assign(self, _tps: object) -> None: ...
+
+    async def seek_to_beginning(self, *_tps: object) -> None: ...
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tps[0]: self.end}
+
+    async def position(self, _tp: object) -> int:
+        return self.at
+
+    async def getmany(self, *_tps: object, timeout_ms: int) -> dict[Any, Any]:
+        limit = self.end if self.stall_after is None else self.stall_after
+        upto = min(self.at + self.per_fetch, limit)
+        if self.idle_fetches < 2 and self.at == self.per_fetch:  # two idle fetches mid-way
+            self.idle_fetches += 1
+            return {}
+        served = [_Record(offset) for offset in range(self.at, upto)]
+        self.at = upto
+        return {TP: served} if served else {}
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> Any:
+    def install(end: int, per_fetch: int, stall_after: int | None = None) -> _Broker:
+        found = _Broker(end, per_fetch, stall_after)
+        monkeypatch.setattr(kafka, "AIOKafkaConsumer", found)
+        monkeypatch.setattr(kafka, "resolve", lambda _client: {})
+        return found
+
+    return install
+
+
+async def test_a_pause_mid_topic_is_waited_out(broker: Any) -> None:
+    """Before, the first empty fetch ended the read: 10 records of 1,000, no error."""
+    broker(end=1000, per_fetch=10)
+    out = await kafka.read_all(object(), TOPIC, idle_ms=1)
+    assert [c.offset for c in out] == list(range(1000))
+
+
+async def test_a_broker_that_stops_serving_is_an_error_not_a_short_topic(broker: Any) -> None:
+    broker(end=1000, per_fetch=10, stall_after=990)
+    with pytest.raises(RuntimeUnavailable, match="up to 990 of 1000"):
+        await kafka.read_all(object(), TOPIC, idle_ms=1)
