@@ -82,11 +82,11 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Any:
 async def test_a_pause_mid_topic_is_waited_out(broker: Any) -> None:
     """Before, the first empty fetch ended the read: 10 records of 1,000, no error."""
     broker(end=1000, per_fetch=10)
-    out = await kafka.read_all(object(), TOPIC, idle_ms=1)
+    out = await kafka.read_all({}, TOPIC, idle_ms=1)
     assert [c.offset for c in out] == list(range(1000))
 
 
 async def test_a_broker_that_stops_serving_is_an_error_not_a_short_topic(broker: Any) -> None:
     broker(end=1000, per_fetch=10, stall_after=990)
     with pytest.raises(RuntimeUnavailable, match="up to 990 of 1000"):
-        await kafka.read_all(object(), TOPIC, idle_ms=1)
+        await kafka.read_all({}, TOPIC, idle_ms=1)
