@@ -284,12 +284,15 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
     if isinstance(result, r.TaskFailed) and result.retryable:
         task.outcome_reason = result.reason
         retries.retry_soon(task, ctx.now)
+        # The system's own words stay on the request (`privops request status`), never in
+        # the audit, which outlives every key: a system's free text can name a person or
+        # an address no pattern catches (review, session 25).
         out.audit.append(
             AuditStep(
                 "task_answered",
                 before=before.value,
                 after="failed_retryable",
-                reason=f"{task.system.value}: {result.reason}",
+                reason=f"{task.system.value}:{task.action.value}",
             )
         )
         return out

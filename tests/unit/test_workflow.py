@@ -538,6 +538,22 @@ def test_retryable_failure_keeps_task_open_for_resend(ctx: wf.Context) -> None:
     assert task.next_check_at == later.now
 
 
+def test_a_systems_failure_text_stays_on_the_request_not_in_the_audit(
+    ctx: wf.Context,
+) -> None:
+    """A system's free text can name a person or an address no pattern catches; the
+    audit outlives every key, so it keeps only which task failed (review, session 25)."""
+    rec = start(RequestType.erasure, ctx)
+    words = "no account for John Smith, 12 High Street, Leeds LS1 4AB"
+    failed = answer(rec, System.crm, r.TaskFailed, reason=words, retryable=True)
+    outcome = wf.on_result(rec, failed, at(ctx, NOW + timedelta(seconds=3)))
+    assert outcome.record is not None
+    assert outcome.record.tasks["R-1:crm:erase"].outcome_reason == words
+    texts = " ".join(f"{s.reason} {s.after}" for s in outcome.audit)
+    assert "Smith" not in texts
+    assert "High Street" not in texts
+
+
 def test_duplicate_answer_changes_nothing(ctx: wf.Context) -> None:
     rec = start(RequestType.erasure, ctx)
     first = wf.on_result(rec, answer(rec, System.crm), ctx)
