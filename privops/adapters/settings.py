@@ -100,7 +100,13 @@ class Settings(BaseSettings):
     )
     schema_dir: Path = Field(default_factory=contract.schema_dir)
     datamap: Path = Field(default_factory=contract.default_datamap)
-    app_id: str = "privops"
+    app_id: str = Field(
+        default="privops",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="The Faust app id: names the consumer group, the changelog topics, the "
+        "table directory and the audit chains' namespace (letters, digits, . _ -; a '/' "
+        "would make one deployment's chains another's prefix)",
+    )
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
     web_tls_cert: Path | None = Field(

@@ -114,3 +114,13 @@ def test_a_setting_that_is_not_json_is_named_without_its_value(
     assert f"{name}: not valid JSON" in str(exc.value)
     assert "an-old-secret" not in str(exc.value)
     assert exc.value.__cause__ is None  # the parse error would quote the text
+
+
+@pytest.mark.parametrize("bad", ["prod/eu", "", "../x", "a b", "x" * 65])
+def test_an_app_id_is_a_plain_name(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    """It namespaces the audit chains (``<app id>/<request>``): with a '/', one
+    deployment's chains were a prefix of another's (review, session 25); it also names
+    topics and a directory."""
+    monkeypatch.setenv("PRIVOPS_APP_ID", bad)
+    with pytest.raises(ConfigError, match="app_id|APP_ID"):
+        get_settings()
