@@ -122,5 +122,5 @@ def test_an_app_id_is_a_plain_name(monkeypatch: pytest.MonkeyPatch, bad: str) ->
     deployment's chains were a prefix of another's (review, session 25); it also names
     topics and a directory."""
     monkeypatch.setenv("PRIVOPS_APP_ID", bad)
-    with pytest.raises(ConfigError, match="app_id|APP_ID"):
+    with pytest.raises(ConfigError, match=r"app_id|APP_ID"):
         get_settings()
