@@ -21,6 +21,7 @@ from privops.adapters.acls import DPO
 from privops.adapters.kafka import Consumed, client_options, read_all
 from privops.adapters.serde import Serde
 from privops.cli.common import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
@@ -283,8 +284,20 @@ def verify_cmd(
     """
     ring, _ = audit_keyring()
     anchors = _read_anchors(anchors_file, ring) if anchors_file is not None else None
+    if anchors is not None and chain and not any(c.startswith(chain) for c in anchors.chains):
+        fail(
+            f"--chain {chain!r}: the anchors file holds no chain under it, so nothing would be "
+            "checked against it; use the prefix the file was made with",
+            EXIT_BAD_INPUT,
+        )
     log = read_audit()
     result = verify_log(log.partitions(chain), ring, allow_legacy=not require_keyed)
+    if chain and not result.checked:
+        fail(
+            f"--chain {chain!r}: no chain on privacy.audit starts with it (a deployment's "
+            "chains start with its app id and a '/', e.g. 'privops/')",
+            EXIT_BAD_INPUT,
+        )
     if anchors is not None:
         result = result.with_breaks(check_anchors(log.located(chain), anchors, chain))
     ok = result.ok and not log.unusable

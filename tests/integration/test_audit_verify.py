@@ -120,6 +120,14 @@ def test_anchored_worker_chain_verifies_and_a_tampered_anchors_file_fails(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK" in ok.stdout
 
+    # A prefix that matches nothing checked nothing and said OK (review, session 25).
+    typo = verify(f"{uid}-no-such-app/")
+    assert typo.returncode == 2, typo.stdout + typo.stderr
+    assert "no chain on privacy.audit starts with it" in " ".join(typo.stderr.split())
+    elsewhere = verify(chain.split("/")[0] + "-other/", "--anchors", str(anchors))
+    assert elsewhere.returncode == 2, elsewhere.stdout + elsewhere.stderr
+    assert "holds no chain under it" in " ".join(elsewhere.stderr.split())
+
     document = json.loads(anchors.read_text())
     document["chains"][chain]["seq"] = 1
     tampered = tmp_path / "tampered.json"
