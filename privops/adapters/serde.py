@@ -107,12 +107,36 @@ class Serde:
                 f"schema registry at {self.registry_url} unreachable ({exc}); "
                 "is it running? try `privops local up`"
             ) from exc
+        if resp.status_code in (401, 403):
+            resp = self._look_up(client, fullname, text, refused=resp.status_code)
         if resp.status_code >= 400:
             raise RegistryError(f"registering {fullname} failed: {resp.status_code} {resp.text}")
         schema_id = int(resp.json()["id"])
         self._id_by_name[fullname] = schema_id
         self._schema_by_id[schema_id] = text
         return schema_id
+
+    def _look_up(
+        self, client: httpx.Client, fullname: str, text: str, *, refused: int
+    ) -> httpx.Response:
+        """The id of ``text`` already registered under ``fullname`` (the registry's
+        lookup, a read), where this client may not register: a production registry
+        takes writes only from whoever publishes the contract (`privops schemas
+        register`), and a connector or CLI that tried to register at start stopped there
+        (review, session 25). A schema nobody registered yet is a RegistryError saying so."""
+        url = f"{self.registry_url}/subjects/{fullname}"
+        try:
+            found = client.post(url, json={"schema": text}, headers={"Content-Type": CONTENT_TYPE})
+        except httpx.HTTPError as exc:
+            raise RegistryError(
+                f"schema registry at {self.registry_url} unreachable ({exc})"
+            ) from exc
+        if found.status_code == 404:
+            raise RegistryError(
+                f"{fullname} is not registered, and the registry refused to register it "
+                f"here ({refused}): run `privops schemas register` as a principal that may"
+            )
+        return found
 
     def schema_id(self, fullname: str) -> int:
         try:

@@ -522,3 +522,40 @@ def test_anything_raised_inside_becomes_the_typed_error(error: Exception) -> Non
         guarded("undecodable", "X", fail)
     assert info.value.reason == "undecodable"
     assert info.value.__cause__ is error
+
+
+class _ReadOnlyRegistry:
+    """A registry that takes writes from the contract's publisher only: this client's
+    POST .../versions is refused; the lookup (POST /subjects/{name}) is a read."""
+
+    def __init__(self, registered: set[str]) -> None:
+        self.registered = registered
+        self.lookups = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/versions"):
+            return httpx.Response(403, json={"error_code": 40301, "message": "forbidden"})
+        name = path.rsplit("/", 1)[1]
+        self.lookups += 1
+        if name not in self.registered:
+            return httpx.Response(404, json={"error_code": 40403})
+        return httpx.Response(200, json={"id": 40 + sorted(self.registered).index(name)})
+
+
+def test_a_client_that_may_not_register_looks_the_contract_up() -> None:
+    """A connector registered every schema at start; a registry taking writes only from
+    the contract's publisher stopped it there (review, session 25)."""
+    names = sorted(load_versions(SCHEMAS))
+    registry = _ReadOnlyRegistry(set(names))
+    serde = Serde(
+        "http://registry.invalid", SCHEMAS, transport=httpx.MockTransport(registry.handler)
+    )
+    assert serde.register_all() == len(serde.codec.latest)
+    assert serde.schema_id(names[0]) == 40
+    missing = _ReadOnlyRegistry(set())
+    unpublished = Serde(
+        "http://registry.invalid", SCHEMAS, transport=httpx.MockTransport(missing.handler)
+    )
+    with pytest.raises(RegistryError, match="privops schemas register"):
+        unpublished.register_all()
