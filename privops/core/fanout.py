@@ -118,7 +118,7 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         directive(rec, out, ctx, "objected")
         send_tasks(rec, ctx, TaskAction.restrict, _marketing_holdings(ctx, held))
     elif kind is RequestType.consent_withdrawal:
-        directive(rec, out, ctx, "withdrawn")
+        directive(rec, out, ctx, "withdrawn", rec.withdrawn_purpose, rec.withdrawn_channel)
     elif kind is RequestType.complaint:
         _acknowledge_complaint(rec, ctx, out)
         return
@@ -460,7 +460,19 @@ def _outcome_words(rec: RequestRecord) -> str | None:
         # Every system answered it holds none of it: nothing was done, and the notice
         # must not say it was.
         return "We checked our systems and hold none of the personal data this concerns."
+    if rec.request_type is RequestType.consent_withdrawal:
+        words = _withdrawal_words(rec)
     return words + _not_done(rec)
+
+
+def _withdrawal_words(rec: RequestRecord) -> str:
+    """What the subject withdrew, as the DPO recorded it: one consent, or every one."""
+    purpose, channel = rec.withdrawn_purpose, rec.withdrawn_channel
+    if purpose is None and channel is None:
+        return _OUTCOMES[RequestType.consent_withdrawal]
+    what = f"to {purpose.value}" if purpose is not None else "to everything"
+    how = f" by {channel.value}" if channel is not None else ""
+    return f"We recorded that you withdrew your consent {what}{how}."
 
 
 def _not_done(rec: RequestRecord) -> str:

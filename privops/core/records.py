@@ -334,6 +334,10 @@ class RequestSubmitted(Command):
     objection_scope: ObjectionScope | None = None
     linked_request_id: str | None = None
     reason: str | None = None
+    # A consent withdrawal of one purpose and/or channel only (None: every consent the
+    # subject gave, on every channel). Only with request_type consent_withdrawal.
+    withdrawn_purpose: Purpose | None = None
+    withdrawn_channel: Channel | None = None
 
 
 class IdentityVerified(Command):

@@ -31,7 +31,9 @@ from privops.core.topics import NOTIFICATIONS, SUBJECT_DIRECTIVES
 from privops.core.vocab import (
     TERMINAL_STATES,
     Category,
+    Channel,
     ObjectionScope,
+    Purpose,
     RequestState,
     RequestType,
     System,
@@ -163,6 +165,9 @@ class RequestRecord(_Model):
     acknowledged_on: date | None = None
     rectification: dict[str, str] = {}
     objection_scope: ObjectionScope | None = None
+    # A consent withdrawal's scope (None: every purpose, every channel).
+    withdrawn_purpose: Purpose | None = None
+    withdrawn_channel: Channel | None = None
     linked_request_id: str | None = None
     reason: str | None = None
     tasks: dict[str, TaskRecord] = {}
@@ -314,12 +319,21 @@ def notify_subject(
     out.audit.append(AuditStep("notification_sent", after=kind, reason="subject"))
 
 
-def directive(rec: RequestRecord, out: Outcome, ctx: Context, kind: str) -> None:
+def directive(
+    rec: RequestRecord,
+    out: Outcome,
+    ctx: Context,
+    kind: str,
+    purpose: Purpose | None = None,
+    channel: Channel | None = None,
+) -> None:
     directive = r.SubjectDirective(
         directive_id=stable_id(rec.request_id, kind),
         subject_id=rec.subject_id,
         request_id=rec.request_id,
         kind=kind,
+        purpose=purpose,
+        channel=channel,
         occurred_at=ctx.now,
     )
     out.out.append(Out(SUBJECT_DIRECTIVES, rec.subject_id, directive))

@@ -18,6 +18,7 @@ from typing import Any, Final, assert_never
 
 from privops.core import admission, erasure, retries, shredding, timelimits
 from privops.core import records as r
+from privops.core.consent import CONSENT_PURPOSES
 from privops.core.errors import DomainError
 from privops.core.fanout import (
     RECTIFIABLE_FIELDS,
@@ -262,6 +263,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
                     raise Refused(
                         Reason.invalid_command, f"the new {name} is not a valid {name}"
                     ) from None
+    _check_withdrawal_scope(cmd)
     rec = RequestRecord(
         request_id=cmd.request_id,
         request_type=cmd.request_type,
@@ -273,6 +275,8 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         identity_received_on=cmd.identity_received_on,
         rectification=dict(cmd.rectification),
         objection_scope=cmd.objection_scope,
+        withdrawn_purpose=cmd.withdrawn_purpose,
+        withdrawn_channel=cmd.withdrawn_channel,
         linked_request_id=cmd.linked_request_id,
         reason=cmd.reason,
         created_at=ctx.now,
@@ -293,6 +297,23 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     timelimits.recompute_due(rec, ctx)
     start_work(rec, ctx, out)
     return out
+
+
+def _check_withdrawal_scope(cmd: r.RequestSubmitted) -> None:
+    """A purpose or channel only on a consent withdrawal, and only one consent covers:
+    a subject may withdraw one consent as easily as they gave it (UK GDPR Art. 7(3);
+    before, a withdrawal recorded by the DPO withdrew every consent on every channel)."""
+    scoped = cmd.withdrawn_purpose is not None or cmd.withdrawn_channel is not None
+    if scoped and cmd.request_type is not RequestType.consent_withdrawal:
+        raise Refused(
+            Reason.invalid_command, "a purpose or channel to withdraw goes with consent_withdrawal"
+        )
+    if cmd.withdrawn_purpose is not None and cmd.withdrawn_purpose not in CONSENT_PURPOSES:
+        raise Refused(
+            Reason.invalid_command,
+            f"{cmd.withdrawn_purpose.value} rests on no consent to withdraw; purposes: "
+            + ", ".join(p.value for p in CONSENT_PURPOSES),
+        )
 
 
 def _identity_verified(

@@ -21,7 +21,7 @@ import pytest
 from privops.adapters.settings import Settings
 from privops.core import records as r
 from privops.core.topics import NOTIFICATIONS, tasks_topic
-from privops.core.vocab import System
+from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 from tests.conftest import REPO, WorkerProcess
 from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
 
@@ -202,3 +202,35 @@ def test_accepted_erasure_exits_0_with_its_state(
         lambda: about(local_runtime, tasks_topic(System.crm), r.Task, rid),
     )
     assert tasks
+
+
+def test_a_withdrawal_told_to_the_dpo_withdraws_that_consent_only(
+    local_runtime: Settings, worker: WorkerProcess, uid: str
+) -> None:
+    """`privops request withdraw` (review, session 25): the DPO had no verb for it, and a
+    withdrawal withdrew every consent on every channel."""
+    subject = known_subject(local_runtime, worker, uid, 9)
+    grants = [
+        subject.event(
+            r.ConsentGiven,
+            System.marketing,
+            minutes=1,
+            purpose=Purpose.marketing,
+            channel=channel,
+            basis=LawfulBasis.consent,
+        )
+        for channel in (Channel.email, Channel.sms)
+    ]
+    produce(local_runtime, grants)
+
+    def allowed(channel: Channel) -> object:
+        url = f"{worker.url}/consent/{subject.id}?purpose=marketing&channel={channel.value}"
+        return http_json(url)[1].get("allowed")
+
+    wait_for("both consents", lambda: allowed(Channel.email) and allowed(Channel.sms))
+    out = cli(
+        worker, "withdraw", "--subject", subject.id, "--purpose", "marketing", "--channel", "email"
+    )
+    assert out.code == 0, out.said
+    wait_for("email withdrawn", lambda: allowed(Channel.email) is False)
+    assert allowed(Channel.sms) is True

@@ -619,3 +619,17 @@ def test_simulate_refuses_a_business_day_that_has_not_happened(tmp_path: Path) -
     out = run("simulate", "--data-dir", str(tmp_path), "--date", tomorrow)
     assert out.code == EXIT_BAD_INPUT
     assert "has not happened yet" in out.flat
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--purpose", "service"], "rests on no consent"),
+        (["--purpose", "newsletters"], "unknown purpose"),
+        (["--channel", "fax"], "unknown channel"),
+    ],
+)
+def test_withdraw_names_what_can_be_withdrawn(args: list[str], says: str) -> None:
+    out = run("request", "withdraw", "--subject", "CUST-0001", *args)
+    assert out.code == EXIT_BAD_INPUT
+    assert says in out.flat

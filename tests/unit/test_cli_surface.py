@@ -56,6 +56,7 @@ SURFACE = [
     f"request access: --subject {SHARED}",
     f"request rectify: --subject --set {SHARED}",
     f"request object: --subject --scope {SHARED}",
+    f"request withdraw: --subject --purpose --channel {SHARED}",
     f"request complain: --subject --restrict-while-investigating --link {SHARED}",
     f"request verify: REQUEST_ID --on --identity-received --method --actor --json {WAITS}",
     f"request fee-received: REQUEST_ID --on --actor --json {WAITS}",

@@ -17,15 +17,21 @@ import pytest
 from privops.core import admission, deadlines
 from privops.core import records as r
 from privops.core import workflow as wf
+from privops.core.consent import ConsentFact, FactKind, apply_all
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
+from privops.core.facts import directive_fact
 from privops.core.identity import IdentityMap, for_system, merge
 from privops.core.manifest import render_manifest_text
 from privops.core.ticks import Tick, TickKind
 from privops.core.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
 from privops.core.vocab import (
     Category,
+    Channel,
+    ConsentStatus,
+    LawfulBasis,
     ObjectionScope,
+    Purpose,
     RequestState,
     RequestType,
     System,
@@ -552,6 +558,63 @@ def test_a_systems_failure_text_stays_on_the_request_not_in_the_audit(
     texts = " ".join(f"{s.reason} {s.after}" for s in outcome.audit)
     assert "Smith" not in texts
     assert "High Street" not in texts
+
+
+def test_a_withdrawal_of_one_consent_withdraws_that_one_only(ctx: wf.Context) -> None:
+    """The DPO records what the subject said ("no more marketing emails"): before, every
+    withdrawal withdrew every consent on every channel, and the CLI had no verb for it
+    (review, session 25; UK GDPR Art. 7(3))."""
+    outcome = wf.on_command(
+        None,
+        submit(
+            RequestType.consent_withdrawal,
+            withdrawn_purpose=Purpose.marketing,
+            withdrawn_channel=Channel.email,
+        ),
+        ctx,
+    )
+    assert outcome.rejected is None, outcome.message
+    (directive,) = of_type(outcome, r.SubjectDirective)
+    assert (directive.kind, directive.purpose, directive.channel) == (
+        "withdrawn",
+        Purpose.marketing,
+        Channel.email,
+    )
+    granted = [
+        ConsentFact(
+            event_id=f"grant-{channel.value}",
+            occurred_at=NOW - timedelta(days=1),
+            source=System.marketing,
+            kind=FactKind.granted,
+            purpose=Purpose.marketing,
+            channel=channel,
+            basis=LawfulBasis.consent,
+            evidence=f"marketing.events:ConsentGiven:grant-{channel.value}",
+        )
+        for channel in (Channel.email, Channel.sms)
+    ]
+    state, _ = apply_all(None, SUBJECT, [*granted, directive_fact(directive)])
+    assert state is not None
+    assert state.status(Purpose.marketing, Channel.email) is ConsentStatus.withdrawn
+    assert state.status(Purpose.marketing, Channel.sms) is ConsentStatus.granted
+    (notice,) = [n for n in of_type(outcome, r.SubjectNotification) if n.kind.endswith("_outcome")]
+    assert "to marketing by email" in notice.message
+
+
+@pytest.mark.parametrize(
+    ("request_type", "scope"),
+    [
+        (RequestType.erasure, {"withdrawn_channel": Channel.email}),
+        (RequestType.consent_withdrawal, {"withdrawn_purpose": Purpose.service}),
+    ],
+    ids=["scope-on-another-request", "service-rests-on-no-consent"],
+)
+def test_a_withdrawal_scope_that_cannot_apply_is_refused(
+    ctx: wf.Context, request_type: RequestType, scope: dict[str, Any]
+) -> None:
+    outcome = wf.on_command(None, submit(request_type, **scope), ctx)
+    assert outcome.rejected == "invalid_command"
+    assert outcome.record is None
 
 
 def test_duplicate_answer_changes_nothing(ctx: wf.Context) -> None:

@@ -42,11 +42,12 @@ from privops.cli.request.publish import (
 )
 from privops.cli.worker_http import worker_url
 from privops.connectors.encryption import encrypt_record, worker_keys
+from privops.core.consent import CONSENT_PURPOSES
 from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.records import RequestSubmitted
 from privops.core.subject_keys import SubjectErased
 from privops.core.topics import COMMANDS
-from privops.core.vocab import ObjectionScope, RequestType
+from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType
 from privops.core.workflow import RECTIFIABLE_FIELDS
 
 _FIELDS = ", ".join(RECTIFIABLE_FIELDS)
@@ -263,6 +264,37 @@ def object_(
 
 
 @submission_verb
+def withdraw(
+    common: Submission,
+    purpose: str | None = typer.Option(
+        None,
+        "--purpose",
+        help="Only this purpose's consent: marketing, profiling or analytics "
+        "(default: every consent the subject gave).",
+    ),
+    channel: str | None = typer.Option(
+        None,
+        "--channel",
+        help="Only this channel: email, sms, post or telephone (default: every channel).",
+    ),
+) -> None:
+    """Consent withdrawal (Art. 7(3)), as the subject told the DPO: recorded at once."""
+    chosen = parse_choice(Purpose, purpose, "purpose") if purpose is not None else None
+    if chosen is not None and chosen not in CONSENT_PURPOSES:
+        fail(
+            f"--purpose {chosen.value}: rests on no consent to withdraw; use one of "
+            + ", ".join(p.value for p in CONSENT_PURPOSES)
+        )
+    command = submission(
+        RequestType.consent_withdrawal,
+        common,
+        withdrawn_purpose=chosen,
+        withdrawn_channel=parse_choice(Channel, channel, "channel") if channel else None,
+    )
+    submit([command], common)
+
+
+@submission_verb
 def complain(
     common: Submission,
     restrict_while_investigating: bool = typer.Option(
@@ -322,6 +354,7 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
     ),
     ("rectify", rectify),
     ("object", object_),
+    ("withdraw", withdraw),
     ("complain", complain),
 )
 """The submission verbs in the order `privops request --help` lists them."""
