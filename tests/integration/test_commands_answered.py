@@ -23,7 +23,14 @@ from privops.core import records as r
 from privops.core.topics import NOTIFICATIONS, tasks_topic
 from privops.core.vocab import Channel, LawfulBasis, Purpose, System
 from tests.conftest import REPO, WorkerProcess
-from tests.integration.helpers import Subject, http_json, produce, read_topic, wait_for
+from tests.integration.helpers import (
+    Subject,
+    ToProduce,
+    http_json,
+    produce,
+    read_topic,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +217,7 @@ def test_a_withdrawal_told_to_the_dpo_withdraws_that_consent_only(
     """`privops request withdraw` (review, session 25): the DPO had no verb for it, and a
     withdrawal withdrew every consent on every channel."""
     subject = known_subject(local_runtime, worker, uid, 9)
-    grants = [
+    grants: list[ToProduce] = [
         subject.event(
             r.ConsentGiven,
             System.marketing,
