@@ -50,6 +50,7 @@ from privops.core.facts import (
     consent_facts,
     consent_state_fields,
     directive_fact,
+    number_change,
     too_far_ahead,
     updated_facts,
 )
@@ -383,6 +384,8 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         return
     if merged is not identity:
         state.put(IDENTITIES, sid, merged)
+        if (changed := number_change(identity, merged, record)) is not None:
+            meaning = [*meaning, changed]
     if new_facts != facts or stored_facts is None:
         state.put(FACTS, sid, new_facts)
 

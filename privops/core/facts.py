@@ -35,6 +35,7 @@ from privops.core.erasure import (
     SubjectFacts,
 )
 from privops.core.errors import PrivopsError, WrongTopic
+from privops.core.identity import IdentityMap
 from privops.core.topics import SUBJECT_DIRECTIVES, events_topic
 from privops.core.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
 
@@ -251,6 +252,18 @@ def fact_event_id(event_id: str) -> str:
     if len(event_id) <= MAX_FACT_EVENT_ID and "@" not in event_id and event_id.isprintable():
         return event_id
     return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
+
+
+def number_change(
+    before: IdentityMap | None, after: IdentityMap, event: r.UpstreamEvent
+) -> ConsentFact | None:
+    """The fact that the subject's telephone number changed with ``event`` (their
+    latest number, by occurred_at, is another than before), or None: the number a TPS
+    screening or a "do not object" notice concerned is no longer the one called."""
+    old, new = (before.phone if before else None), after.phone
+    if old is None or new is None or old.value == new.value:
+        return None
+    return _fact(event, F.number_changed)
 
 
 # --- retention facts and disclosures ------------------------------------------------------

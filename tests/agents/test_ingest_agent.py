@@ -539,3 +539,31 @@ async def test_a_dead_letter_leaves_out_a_key_or_value_over_its_limit(
     assert f"the value ({len(big_value)} bytes, over 524288) is not kept" in big.error
     assert [sent.key for sent in outbox.sent if sent.topic == DEADLETTER] == [None, b"small"]
     assert (small.key, small.value) == (b"small", b"\x01junk")
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_new_telephone_number_undoes_the_old_ones_screening(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """A system reports the subject's new number: the TPS screening was of the old one,
+    so the new number is not screened until it is (review, session 25)."""
+    ids = r.Identifiers(customer_id="C-1", phone="+447700900001")
+    screened = r.TpsStatusChecked(
+        event_id="tps-1", occurred_at=NOW, source=System.telephony, subject_id="S1",
+        identifiers=ids, listed=False,
+    )  # fmt: skip
+    moved = r.CustomerUpdated(
+        event_id="moved-1",
+        occurred_at=NOW.replace(hour=10),
+        source=System.crm,
+        subject_id="S1",
+        identifiers=r.Identifiers(customer_id="C-1", phone="+447700900002"),
+        changed_fields=["phone"],
+    )
+    async with ingest.test_context() as agent:
+        await put_on(agent, "telephony.events", b"S1", serde.encode(screened))
+        await put_on(agent, "crm.events", b"S1", serde.encode(moved))
+        await wait_for(
+            lambda: (consent.data.get("S1") or {}).get("tps", {}).get("kind") == "number_changed"
+        )
+    assert dead_letters(outbox) == []

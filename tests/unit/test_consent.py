@@ -435,6 +435,29 @@ def test_stale_screening_reason_names_the_day() -> None:
     assert decision.evidence.event_id == "tps-check"
 
 
+def test_a_new_number_is_unscreened_until_screened_itself() -> None:
+    """A screening and a "do not object" notice concern a number: after the number
+    changed, the new one was called on the old one's (review, session 25)."""
+    changed = FactKind.number_changed
+    screened = [f(TU, 0, event_id="tps-old-number")]
+    assert decide(fold(screened)[0], marketing, phone, NOW).allowed
+    moved, changes = fold([*screened, f(changed, 10, event_id="new-number")])
+    decision = decide(moved, marketing, phone, NOW)
+    assert (decision.allowed, decision.rule) == (False, Rule.tps_not_screened)
+    assert "number changed" in decision.reason
+    assert [c.kind for c in changes][-1] is changed
+    # An older screening arriving late is still of the old number; a newer one counts.
+    late, _ = fold([*screened, f(changed, 10), f(TU, 5, event_id="late")])
+    assert not decide(late, marketing, phone, NOW).allowed
+    again, _ = fold([*screened, f(changed, 10), f(TU, 20, event_id="new-screening")])
+    assert decide(again, marketing, phone, NOW).allowed
+    # A notice given for the old number does not stand for the new one.
+    notice = [f(TL, 0), f(TW, 1, event_id="notice")]
+    assert decide(fold(notice)[0], marketing, phone, NOW).rule is Rule.tps_no_objection
+    waived = decide(fold([*notice, f(changed, 10)])[0], marketing, phone, NOW)
+    assert (waived.allowed, waived.rule) == (False, Rule.tps_not_screened)
+
+
 def test_naive_decision_time_is_rejected() -> None:
     state, _ = fold([f(TU, 0)])
     with pytest.raises(DomainError, match="timezone-aware"):

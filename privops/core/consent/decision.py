@@ -226,7 +226,7 @@ def _telephone_marketing(
     granted = _granted(entry)
     if granted:
         return granted
-    if state.tps_waiver is not None:
+    if state.tps_waiver is not None and state.tps_waiver.kind is FactKind.tps_no_objection:
         reason = "The subscriber said they do not object to our calls (stands until withdrawn)."
         return _answer(Rule.tps_no_objection, reason, state.tps_waiver)
     tps = state.tps
@@ -240,6 +240,8 @@ def _unscreened(tps: Marker | None, now: datetime | None) -> Decision | None:
     """ICO guidance on PECR reg. 21: an unscreened or stale number counts as listed."""
     if tps is None:
         why = "Number was never screened against TPS/CTPS"
+    elif tps.kind is FactKind.number_changed:
+        why = "The number changed since its last TPS/CTPS screening; the new one was not screened"
     elif now is None:
         why = "No contact time was given, so the TPS/CTPS screening's age cannot be checked"
     elif now - tps.occurred_at > TPS_SCREENING_MAX_AGE:

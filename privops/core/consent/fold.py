@@ -37,6 +37,7 @@ _REASONS: Final[dict[FactKind, str]] = {
     FactKind.tps_listed: "number listed on TPS/CTPS",
     FactKind.tps_unlisted: "number no longer listed on TPS/CTPS",
     FactKind.tps_no_objection: "subscriber does not object to our calls despite TPS",
+    FactKind.number_changed: "telephone number changed: its screening was of the old one",
     FactKind.restricted: "processing restricted",
     FactKind.restriction_lifted: "restriction lifted",
     FactKind.suppressed: "subject erased and suppressed",
@@ -196,6 +197,8 @@ def _newer(current: Marker | None, fact: ConsentFact) -> bool:
 
 
 def _apply_tps(state: SubjectConsent, fact: ConsentFact) -> _Outcome:
+    if fact.kind is FactKind.number_changed:
+        return _number_changed(state, fact)
     if fact.kind is FactKind.tps_no_objection:
         if not _newer(state.tps_waiver, fact):
             return {}, []
@@ -207,6 +210,21 @@ def _apply_tps(state: SubjectConsent, fact: ConsentFact) -> _Outcome:
     updates: dict[str, object] = {"tps": Marker.of(fact)}
     if state.tps_listed == now_listed:
         return updates, []
+    return updates, [_change(state, fact, Purpose.marketing, Channel.telephone)]
+
+
+def _number_changed(state: SubjectConsent, fact: ConsentFact) -> _Outcome:
+    """A screening and a "do not object" notice concern the number they were about: after
+    the number changed, the new one is unscreened and unwaived until a newer screening
+    or notice (an older one arriving late stays older than the change). Before, a new
+    number was called on the old one's screening (review, session 25)."""
+    updates: dict[str, object] = {}
+    if _newer(state.tps, fact):
+        updates["tps"] = Marker.of(fact)
+    if state.tps_waiver is not None and _newer(state.tps_waiver, fact):
+        updates["tps_waiver"] = Marker.of(fact)
+    if not updates:
+        return {}, []
     return updates, [_change(state, fact, Purpose.marketing, Channel.telephone)]
 
 
@@ -256,6 +274,7 @@ _HANDLERS: Final = {
     FactKind.tps_listed: _apply_tps,
     FactKind.tps_unlisted: _apply_tps,
     FactKind.tps_no_objection: _apply_tps,
+    FactKind.number_changed: _apply_tps,
     FactKind.restricted: _apply_restriction,
     FactKind.restriction_lifted: _apply_restriction,
     FactKind.marketing_cookies_refused: _apply_marketing_cookies,

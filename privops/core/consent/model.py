@@ -48,6 +48,9 @@ class FactKind(StrEnum):
     tps_listed = "tps_listed"
     tps_unlisted = "tps_unlisted"
     tps_no_objection = "tps_no_objection"
+    # The subject's telephone number changed: a TPS screening and a "do not object"
+    # notice were about the old number (review, session 25).
+    number_changed = "number_changed"
     restricted = "restricted"
     restriction_lifted = "restriction_lifted"
     suppressed = "suppressed"
@@ -65,6 +68,7 @@ _PRECEDENCE: Final[dict[FactKind, int]] = {
     FactKind.withdrawn: 1,
     FactKind.marketing_cookies_refused: 1,
     FactKind.tps_listed: 1,
+    FactKind.number_changed: 1,
     FactKind.restricted: 1,
     FactKind.objected: 2,
     FactKind.suppressed: 3,
@@ -253,6 +257,7 @@ _SHAPE_CHECKS: Final = {
     FactKind.tps_listed: _tps_shape,
     FactKind.tps_unlisted: _tps_shape,
     FactKind.tps_no_objection: _tps_shape,
+    FactKind.number_changed: _tps_shape,
 }
 
 
