@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faust.types import Message, StreamT
@@ -41,7 +41,13 @@ from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.consent import FactKind
 from privops.core.erasure import SubjectFacts
-from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
+from privops.core.errors import (
+    DecodeError,
+    DomainError,
+    PrivopsError,
+    RuntimeUnavailable,
+    WrongTopic,
+)
 from privops.core.facts import (
     IngestInput,
     UndeclaredDisclosure,
@@ -123,6 +129,7 @@ async def on_message(message: Message) -> None:
             if (misplaced := where_wrong(message, admitted)) is not None:
                 refuse(message, record, *misplaced)
                 return
+            admitted = dated(admitted)
             try:
                 admitted = await readable(admitted, message.partition)
             except ShreddedKey:
@@ -137,7 +144,7 @@ async def on_message(message: Message) -> None:
             dead_letter(message, "ingest", exc.reason, exc.detail, keep_value=False)
         else:
             refuse(message, record, exc.reason, exc.detail)
-    except (WrongTopic, UndeclaredDisclosure) as exc:
+    except (WrongTopic, UndeclaredDisclosure, ImplausibleTime) as exc:
         refuse(message, record, exc.reason, str(exc))
     except UnknownDirectiveKind as exc:
         refuse(message, record, "unknown_value", str(exc))
@@ -148,17 +155,37 @@ async def on_message(message: Message) -> None:
 
 
 def where_wrong(message: Message, event: r.UpstreamEvent) -> tuple[str, str] | None:
-    """(reason, detail) if ``event`` is not where, or when, it could be taken: on
-    another partition or under another key than its subject's (its state would split),
-    or dated ahead of the worker's clock (it would outrank every real later event)."""
+    """(reason, detail) if ``event`` is not where it could be taken: on another partition
+    or under another key than its subject's (its state would split)."""
     if not event.subject_id.strip():
         return "missing_identifier", "event carries no subject id"
     if not on_its_partition(message, event.subject_id):
         return "wrong_partition", WRONG_PARTITION
     if message.key != event.subject_id.encode():
         return "wrong_key", WRONG_KEY
-    ahead = too_far_ahead(event.occurred_at, collaborators().clock.now())
-    return None if ahead is None else ("implausible_time", ahead)
+    return None
+
+
+class ImplausibleTime(PrivopsError):
+    """An event dated too far ahead of the clock to be taken (``facts.too_far_ahead``)."""
+
+    reason = "implausible_time"
+
+
+def dated(event: r.UpstreamEvent) -> r.UpstreamEvent:
+    """``event``, if its ``occurred_at`` is not too far ahead of the wall clock (not the
+    worker's, which PRIVOPS_CLOCK_OFFSET_DAYS may move); one that can only reduce
+    contact (an unsubscribe, a STOP, a withdrawal from a system whose clock runs fast) is
+    taken as of now, never lost; any other is ImplausibleTime: it would outrank every
+    real later event (review, session 25)."""
+    now = datetime.now(UTC)
+    ahead = too_far_ahead(event.occurred_at, now)
+    if ahead is None:
+        return event
+    meaning = consent_facts(event)
+    if meaning and all(fact.only_protects for fact in meaning):
+        return event.model_copy(update={"occurred_at": now})
+    raise ImplausibleTime(ahead)
 
 
 def refuse(message: Message, record: r.Record, reason: str, detail: str) -> None:

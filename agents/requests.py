@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import UTC, datetime
-from typing import TypeVar, cast
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeVar, cast
 
 from aiokafka.errors import KafkaError
 from faust.types import Message, StreamT
@@ -53,6 +53,7 @@ from privops.core.admission import (
 )
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
+from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.holds import update_holds
 from privops.core.identity import IdentityMap, merge
 from privops.core.ticks import parse_tick
@@ -334,17 +335,28 @@ def apply(
 
 
 def input_time() -> datetime:
-    """When the input being decided was produced (its record's timestamp), else now. An
-    audit step is dated by its input, not by the worker's clock: an input replayed after
-    a crash (its flush's outputs were out, its table writes were not) makes the same
-    steps again, and only with the same time are they the same records, which `audit
-    verify` takes as redeliveries; dated anew they were a forked chain (review,
-    session 25)."""
+    """When the input being decided was produced (its record's timestamp), if that is
+    plausible, else now. An audit step is dated by its input, not by the worker's clock:
+    an input replayed after a crash (its flush's outputs were out, its table writes were
+    not) makes the same steps again, and only with the same time are they the same
+    records, which `audit verify` takes as redeliveries; dated anew they were a forked
+    chain (review, session 25). The producer sets that timestamp, so one more than a
+    clock's skew ahead, or older than a replay could be (``INPUT_TIME_WINDOW``), is not
+    believed: a system must not backdate privops' own audit."""
+    now = collaborators().clock.now()
     message = state.message
     stamp = getattr(message, "timestamp", None) if message is not None else None
-    if isinstance(stamp, int | float) and stamp > 0:
-        return datetime.fromtimestamp(stamp, UTC)
-    return collaborators().clock.now()
+    if not isinstance(stamp, int | float) or stamp <= 0:
+        return now
+    produced = datetime.fromtimestamp(stamp, UTC)
+    if now - INPUT_TIME_WINDOW <= produced <= now + MAX_CLOCK_SKEW:
+        return produced
+    return now
+
+
+INPUT_TIME_WINDOW: Final = timedelta(days=1)
+"""How old an input's timestamp may be and still date its audit steps: longer than a
+worker is down before its input is replayed, shorter than a backdating would matter."""
 
 
 def _count(before: wf.RequestRecord | None, rec: wf.RequestRecord) -> None:

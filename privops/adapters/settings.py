@@ -309,11 +309,11 @@ class Settings(BaseSettings):
             raise ValueError(weak)
         return self
 
-    def require_secrets(self) -> Settings:
-        """``self``, or a ConfigError naming each of privops' own secrets still at its
-        development value outside dev. Called by everything that hashes or signs with
-        them, before it does."""
-        weak = self._dev_secrets(set(DEV_SECRETS))
+    def require_secrets(self, *names: str) -> Settings:
+        """``self``, or a ConfigError naming each of privops' own secrets (``names``;
+        default: both) still at its development value outside dev. Called by everything
+        that hashes or signs with them, before it does, for the ones it uses."""
+        weak = self._dev_secrets(set(names or DEV_SECRETS))
         if weak:
             raise ConfigError(f"invalid settings: {weak}")
         return self

@@ -137,7 +137,7 @@ def read_audit() -> AuditLog:
 def audit_keyring() -> tuple[dict[int, bytes], int]:
     """The keyring to verify with, and the version of the current key (which signs)."""
     with handled():
-        cfg = settings().require_secrets()
+        cfg = settings().require_secrets("audit_key")
         version: int = cfg.audit_key_version
         previous: dict[int, str] | None = cfg.audit_previous_keys
         return keyring(cfg.audit_key, version, previous), version
@@ -168,7 +168,11 @@ def show(
     keys = {wanted}
     if not wanted.startswith("sr_"):
         with handled():
-            keys.add(subject_ref(settings().require_secrets().pseudonym_key.encode(), wanted))
+            keys.add(
+                subject_ref(
+                    settings().require_secrets("pseudonym_key").pseudonym_key.encode(), wanted
+                )
+            )
     history = [
         r
         for r in read_audit().records

@@ -45,10 +45,12 @@ from privops.connectors.reference import (
     seed_stores,
 )
 from privops.connectors.sdk import AnswerHook, ConnectorRunner, RunnerStats
+from privops.core.facts import SOFT_OPT_IN_CHANNELS
 from privops.core.records import (
     AccountBalanceChanged,
     CallRecorded,
     ConsentGiven,
+    ConsentWithdrawn,
     CookieConsentRecorded,
     CreditAccountApplied,
     CustomerCreated,
@@ -304,7 +306,19 @@ def _backfill(day: _Day, c: FakeCustomer) -> None:
         )
     if c.subscriber_ref:
         consent_at = c.since + dt.timedelta(days=1)
+        soft_channels = {x.channel for x in c.consents if x.granted and x.soft_opt_in}
         for consent in c.consents:
+            if soft_channels and not consent.granted and consent.channel in SOFT_OPT_IN_CHANNELS:
+                # The sale's soft opt-in covers email and SMS (PECR reg. 22); the store
+                # holds one of them only: the subscriber opted out of the other.
+                day.add(
+                    ConsentWithdrawn,
+                    System.marketing,
+                    c,
+                    max(consent_at, c.orders[0].placed_at) + dt.timedelta(minutes=1),
+                    purpose=Purpose.marketing,
+                    channel=consent.channel,
+                )
             if not consent.granted or consent.soft_opt_in:  # the sale above says it
                 continue
             day.add(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from tests.agents.test_workflow_agent import SUBJECT, known_subject
 
 PARTITIONS = 4
 RING = keyring(settings.audit_key, settings.audit_key_version, settings.audit_previous_keys)
-PRODUCED_AT = 1_780_000_000.0  # the inputs' record timestamp (seconds)
+PRODUCED_AT = time.time() - 60  # the inputs' record timestamp (seconds)
 _offsets = itertools.count(50_000)
 _ids = itertools.count(1)
 
@@ -69,12 +70,14 @@ def per_partition(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batching, "read_partition", read)
 
 
-async def put(agent: Any, topic: str, value: bytes, key: bytes, partition: int) -> None:
+async def put(
+    agent: Any, topic: str, value: bytes, key: bytes, partition: int, at: float = PRODUCED_AT
+) -> None:
     message = Message(
         topic=topic,
         partition=partition,
         offset=next(_offsets),
-        timestamp=PRODUCED_AT,
+        timestamp=at,
         timestamp_type=0,
         headers=None,
         key=key,
@@ -209,3 +212,22 @@ async def test_an_input_replayed_after_a_crash_writes_the_same_audit_records(
     records = chain(outbox, "R-replayed")
     assert len(records) > len({a.seq for a in records})  # written twice ...
     assert verify(records, RING).ok  # ... as the same records
+
+
+@pytest.mark.parametrize("produced", [1.0, time.time() + 3600], ids=["1970", "an-hour-ahead"])
+@pytest.mark.usefixtures("app")
+async def test_a_producers_timestamp_out_of_bounds_does_not_date_the_audit(
+    serde: Serde, outbox: Outbox, produced: float
+) -> None:
+    """The producer sets a record's timestamp: a system or a CLI host must not backdate
+    (or postdate) privops' own audit with it."""
+    known_subject()
+    home = subject_partition(SUBJECT, PARTITIONS)
+    async with workflow.test_context() as agent:
+        cmd = submitted("R-dated")
+        await put(agent, COMMANDS, serde.encode(cmd), SUBJECT.encode(), home, at=produced)
+        await answered(outbox, cmd.command_id)
+    records = chain(outbox, "R-dated")
+    assert records
+    now = collaborators().clock.now()
+    assert all(abs((a.occurred_at - now).total_seconds()) < 300 for a in records)

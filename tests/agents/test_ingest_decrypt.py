@@ -570,3 +570,29 @@ async def test_an_event_dated_ahead_of_the_clock_is_dead_lettered(
     assert letter.value is None  # its email was plaintext
     assert consent.data.get(ANN) is None
     assert consent.data.get(BOB) is not None
+
+
+async def test_an_unsubscribe_from_a_fast_clock_is_taken_as_of_now(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """What can only reduce contact is never lost to a system's clock: an unsubscribe an
+    hour ahead is applied, dated now (a grant that far ahead is refused, above)."""
+    now = datetime.now(UTC)
+    grant = consent_given().model_copy(update={"occurred_at": now - timedelta(days=1)})
+    unsubscribe = r.UnsubscribeClicked(
+        event_id="ev-unsub-fast-clock",
+        occurred_at=now + timedelta(hours=1),
+        source=System.marketing,
+        subject_id=ANN,
+        identifiers=r.Identifiers(email=EMAIL),
+        campaign_id="CMP-1",
+    )
+    async with ingest.test_context() as agent:
+        for event in (grant, unsubscribe):
+            await put_on(agent, "marketing.events", ANN.encode(), serde.encode(event))
+        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) == 2)
+    assert dead_letters(outbox) == []
+    stored = rules.SubjectConsent.model_validate(consent.data[ANN])
+    entry = stored.entries[f"{Purpose.marketing.value}:{Channel.email.value}"]
+    assert entry.status.value == "withdrawn"
+    assert entry.occurred_at < now + timedelta(minutes=1)

@@ -14,9 +14,10 @@ import pytest
 
 from privops.connectors.reference import seed_customers
 from privops.core.datamap import load_datamap
-from privops.core.facts import check_disclosure
+from privops.core.facts import SOFT_OPT_IN_CHANNELS, check_disclosure
 from privops.core.records import (
     ConsentGiven,
+    ConsentWithdrawn,
     CreditAccountApplied,
     DataDisclosed,
     OrderPlaced,
@@ -122,3 +123,30 @@ def test_today_is_published_only_up_to_now() -> None:
     today = business_day(seed_customers(40), seed=7, date=before.date())
     assert today
     assert max(event.occurred_at for _, event in today) <= dt.datetime.now(dt.UTC)
+
+
+def test_a_soft_opt_in_channel_the_store_does_not_hold_is_opted_out_after_the_sale(
+    events: list[tuple[object, object]],
+) -> None:
+    """A sale's soft opt-in covers email and SMS (PECR reg. 22); a customer the store
+    holds by soft opt-in on email but not on SMS opted out of SMS, and the simulated
+    systems say so (review, session 25: privops answered SMS 'granted')."""
+    checked = 0
+    for customer in seed_customers(60):
+        if not any(x.granted and x.soft_opt_in for x in customer.consents):
+            continue
+        mine = [e for _, e in events if getattr(e, "subject_id", None) == customer.subject_id]
+        sale = next(e for e in mine if isinstance(e, OrderPlaced) and e.marketing_opt_out_offered)
+        for consent in customer.consents:
+            if consent.channel not in SOFT_OPT_IN_CHANNELS or consent.granted:
+                continue
+            opted_out = [
+                e
+                for e in mine
+                if isinstance(e, ConsentWithdrawn)
+                and e.channel is consent.channel
+                and e.occurred_at > sale.occurred_at
+            ]
+            assert opted_out, (customer.subject_id, consent.channel)
+            checked += 1
+    assert checked
