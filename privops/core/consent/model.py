@@ -304,13 +304,6 @@ class Marker(_Recorded):
     def version(self) -> _Version:
         return (self.occurred_at, _PRECEDENCE[self.kind], self.event_id)
 
-    @property
-    def only_protects(self) -> bool:
-        """Whether the fact can only reduce contact (a withdrawal, an objection, a TPS
-        listing, a restriction, refused cookies): always safe to apply, whoever else
-        the event's identifiers also name."""
-        return _PRECEDENCE[self.kind] > 0
-
     @classmethod
     def of(cls, fact: ConsentFact) -> Marker:
         return cls.model_construct(  # the fact was validated; a copy of its values
