@@ -454,12 +454,11 @@ class DeadlineBook(_DueTally):
         due.add_sample("privops_dsar_due_in_days_count", {}, float(total))
         due.add_sample("privops_dsar_due_in_days_sum", {}, float(sum(d * n for d, n in pairs)))
         yield due
-        overdue = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "privops_dsar_overdue",
             "Open requests past their legal due date.",
+            value=float(sum(n for d, n in pairs if d < 0)),
         )
-        overdue.add_metric([], float(sum(n for d, n in pairs if d < 0)))
-        yield overdue
 
 
 DSAR_DEADLINES = DeadlineBook()
@@ -473,18 +472,16 @@ class ComplaintBook(_DueTally):
     here, not raised as a legal deadline on privacy.alerts)."""
 
     def _families(self, pairs: list[tuple[int, int]]) -> Iterator[Metric]:
-        waiting = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "privops_complaints_awaiting_response",
             "Acknowledged complaints still open (their outcome not yet given).",
+            value=float(sum(n for _, n in pairs)),
         )
-        waiting.add_metric([], float(sum(n for _, n in pairs)))
-        yield waiting
-        late = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "privops_complaints_response_overdue",
             "Acknowledged complaints still open past the response date their acknowledgement gave.",
+            value=float(sum(n for d, n in pairs if d < 0)),
         )
-        late.add_metric([], float(sum(n for d, n in pairs if d < 0)))
-        yield late
 
 
 COMPLAINTS = ComplaintBook()

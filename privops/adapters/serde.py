@@ -99,14 +99,7 @@ class Serde:
 
     def _register(self, client: httpx.Client, fullname: str) -> int:
         text = self.codec.schema_text(fullname)
-        url = f"{self.registry_url}/subjects/{fullname}/versions"
-        try:
-            resp = client.post(url, json={"schema": text}, headers={"Content-Type": CONTENT_TYPE})
-        except httpx.HTTPError as exc:
-            raise RegistryError(
-                f"schema registry at {self.registry_url} unreachable ({exc}); "
-                "is it running? try `privops local up`"
-            ) from exc
+        resp = self._post(client, f"/subjects/{fullname}/versions", text)
         if resp.status_code in (401, 403):
             resp = self._look_up(client, fullname, text, refused=resp.status_code)
         if resp.status_code >= 400:
@@ -124,19 +117,27 @@ class Serde:
         takes writes only from whoever publishes the contract (`privops schemas
         register`), and a connector or CLI that tried to register at start stopped there
         (review, session 25). A schema nobody registered yet is a RegistryError saying so."""
-        url = f"{self.registry_url}/subjects/{fullname}"
-        try:
-            found = client.post(url, json={"schema": text}, headers={"Content-Type": CONTENT_TYPE})
-        except httpx.HTTPError as exc:
-            raise RegistryError(
-                f"schema registry at {self.registry_url} unreachable ({exc})"
-            ) from exc
+        found = self._post(client, f"/subjects/{fullname}", text)
         if found.status_code == 404:
             raise RegistryError(
                 f"{fullname} is not registered, and the registry refused to register it "
                 f"here ({refused}): run `privops schemas register` as a principal that may"
             )
         return found
+
+    def _post(self, client: httpx.Client, path: str, schema: str) -> httpx.Response:
+        """POST ``schema`` to the registry's ``path``; RegistryError if it cannot be asked."""
+        try:
+            return client.post(
+                self.registry_url + path,
+                json={"schema": schema},
+                headers={"Content-Type": CONTENT_TYPE},
+            )
+        except httpx.HTTPError as exc:
+            raise RegistryError(
+                f"schema registry at {self.registry_url} unreachable ({exc}); "
+                "is it running? try `privops local up`"
+            ) from exc
 
     def schema_id(self, fullname: str) -> int:
         try:

@@ -209,15 +209,23 @@ def one_partition(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agents_ingest, "PARTITIONS", 1)
 
 
-async def put_on(agent: Any, topic: str, key: bytes, value: bytes | None) -> None:
+async def put_on(
+    agent: Any,
+    topic: str,
+    key: bytes,
+    value: bytes | None,
+    *,
+    partition: int = 0,
+    timestamp: float = 0.0,
+) -> None:
     """Put one message on the test agent as a chunk of its own, as if fetched from
-    ``topic`` (partition 0: the agents check partitions as if there were one,
-    ``one_partition``)."""
+    ``topic`` (partition 0 unless told: the agents check partitions as if there were
+    one, ``one_partition``; ``timestamp`` is the record's, seconds, 0 for none)."""
     message = Message(
         topic=topic,
-        partition=0,
+        partition=partition,
         offset=next(_offsets),
-        timestamp=0.0,
+        timestamp=timestamp,
         timestamp_type=0,
         headers=None,
         key=key,

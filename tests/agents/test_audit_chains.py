@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faust.types import Message
 
 import agents.ingest as agents_ingest
 from agents.requests import workflow
@@ -32,14 +31,13 @@ from streams.app import app as faust_app
 from streams.app import settings
 from streams.context import collaborators
 from streams.state import state
-from tests.agents.conftest import Outbox, wait_for
+from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign, trust
 from tests.agents.test_workflow_agent import SUBJECT, known_subject
 
 PARTITIONS = 4
 RING = keyring(settings.audit_key, settings.audit_key_version, settings.audit_previous_keys)
 PRODUCED_AT = time.time() - 60  # the inputs' record timestamp (seconds)
-_offsets = itertools.count(50_000)
 _ids = itertools.count(1)
 
 
@@ -73,18 +71,7 @@ def per_partition(monkeypatch: pytest.MonkeyPatch) -> None:
 async def put(
     agent: Any, topic: str, value: bytes, key: bytes, partition: int, at: float = PRODUCED_AT
 ) -> None:
-    message = Message(
-        topic=topic,
-        partition=partition,
-        offset=next(_offsets),
-        timestamp=at,
-        timestamp_type=0,
-        headers=None,
-        key=key,
-        value=value,
-        checksum=None,
-    )
-    await agent.put(value=[message], wait=False)
+    await put_on(agent, topic, key, value, partition=partition, timestamp=at)
 
 
 def submitted(request_id: str) -> r.RequestSubmitted:
