@@ -273,15 +273,29 @@ for the whole topic: `audit verify` said OK, and `audit anchor` anchored a prefi
 slow broker or a leader moving (review, session 25)."""
 
 
-async def read_all(
+@dataclass(frozen=True, slots=True)
+class Span:
+    """What a scan read of one partition: from its log start offset (records before it
+    are gone, by retention or deletion) up to its end offset when the scan began."""
+
+    partition: int
+    start: int
+    end: int
+
+
+async def scan(
     client: Client,
     topic: str,
+    visit: Callable[[Consumed], None],
     *,
     decode: Callable[[bytes | None], object] | None = None,
     idle_ms: int = 1500,
-) -> list[Consumed]:
-    """Every record on ``topic`` from the beginning up to its current end (no group).
-    RuntimeUnavailable when the broker stops serving a partition short of its end."""
+) -> list[Span]:
+    """Hand every record on ``topic``, from its start up to its end when the scan began,
+    to ``visit``: one partition after another, each in log order (no group). Only one
+    partition is fetched at a time, so a topic of any size is read in the memory of one
+    fetch. RuntimeUnavailable when the broker stops serving a partition short of its end.
+    """
     options = resolve(client)
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, auto_offset_reset="earliest")
     try:
@@ -297,33 +311,57 @@ async def read_all(
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
             return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         end = await _end_offsets(consumer, tps)
-        out: list[Consumed] = []
-        remaining = {tp for tp in tps if end[tp] > 0}
-        idle = 0
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=idle_ms)
-            for messages in batch.values():
-                for msg in messages:
-                    value = decode(msg.value) if decode else msg.value
-                    out.append(Consumed(msg.partition, msg.offset, msg.timestamp, msg.key, value))
-            for tp in sorted(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-            idle = 0 if batch else idle + 1
-            if remaining and idle >= READ_IDLE_POLLS:
-                tp = min(remaining)
-                at = await consumer.position(tp)
-                raise RuntimeUnavailable(
-                    f"{topic} partition {tp.partition}: the broker served offsets up to "
-                    f"{at} of {end[tp]} and then nothing for "
-                    f"{READ_IDLE_POLLS * idle_ms / 1000:.0f} s; retry"
-                )
-        return out
+        start = dict(await consumer.beginning_offsets(tps))
+        for tp in tps:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            await _read_partition(consumer, tp, end[tp], visit, decode, idle_ms)
+        return [Span(tp.partition, start[tp], end[tp]) for tp in tps]
     finally:
         await consumer.stop()
+
+
+async def _read_partition(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    end: int,
+    visit: Callable[[Consumed], None],
+    decode: Callable[[bytes | None], object] | None,
+    idle_ms: int,
+) -> None:
+    idle = 0
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=idle_ms)
+        for messages in batch.values():
+            for msg in messages:
+                if msg.offset >= end:
+                    continue  # written after the scan began
+                value = decode(msg.value) if decode else msg.value
+                visit(Consumed(msg.partition, msg.offset, msg.timestamp, msg.key, value))
+        idle = 0 if batch else idle + 1
+        if idle >= READ_IDLE_POLLS:
+            at = await consumer.position(tp)
+            raise RuntimeUnavailable(
+                f"{tp.topic} partition {tp.partition}: the broker served offsets up to "
+                f"{at} of {end} and then nothing for "
+                f"{READ_IDLE_POLLS * idle_ms / 1000:.0f} s; retry"
+            )
+
+
+async def read_all(
+    client: Client,
+    topic: str,
+    *,
+    decode: Callable[[bytes | None], object] | None = None,
+    idle_ms: int = 1500,
+) -> list[Consumed]:
+    """Every record on ``topic`` from the beginning up to its current end (no group), as
+    one list: for topics that fit in memory (`scan` for those that may not).
+    RuntimeUnavailable when the broker stops serving a partition short of its end."""
+    out: list[Consumed] = []
+    await scan(client, topic, out.append, decode=decode, idle_ms=idle_ms)
+    return out
 
 
 async def _end_offsets(

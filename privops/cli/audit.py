@@ -8,17 +8,17 @@ of any chain; `anchor` writes every chain's head to a signed file outside Kafka,
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import typer
 from rich.markup import escape
 
 from privops.adapters.acls import DPO
-from privops.adapters.kafka import Consumed, client_options, read_all
+from privops.adapters.kafka import Consumed, Span, client_options, scan
 from privops.adapters.serde import Serde
 from privops.cli.common import (
     EXIT_BAD_INPUT,
@@ -29,6 +29,7 @@ from privops.cli.common import (
     check_id,
     console,
     emit_json,
+    err_console,
     fail,
     handled,
     quiet_kafka_logs,
@@ -38,54 +39,45 @@ from privops.cli.common import (
 from privops.core.audit import (
     Break,
     Keyring,
+    LogVerifier,
     VerifyResult,
     keyring,
-    verify_log,
 )
 from privops.core.audit_anchor import (
+    AnchorBuilder,
+    AnchorCheck,
     Anchors,
     AnchorsForged,
     AnchorsInvalid,
-    Located,
-    build_anchors,
-    check_anchors,
     dump_anchors,
     load_anchors,
 )
 from privops.core.errors import DecodeError, PrivopsError
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
-from privops.core.topics import AUDIT
+from privops.core.topics import AUDIT, AUDIT_RETENTION
 from privops.tools.views import table
 
 app = typer.Typer(help="The tamper-evident audit trail (privacy.audit).", no_args_is_help=True)
 
 
-@dataclass
-class AuditLog:
-    """What was read from the topic: usable records per partition, and what was not."""
+Visit = Callable[[int, int, int, AuditEvent], None]
+"""Called with (partition, offset, timestamp_ms, record) for each usable audit record."""
 
-    by_partition: dict[int, list[tuple[int, AuditEvent]]] = field(default_factory=dict)
+PROGRESS_EVERY: Final = 50_000
+
+
+@dataclass
+class AuditScan:
+    """What a scan of the topic met besides usable records: each partition's span (its
+    log start says what retention removed) and the records it could not use."""
+
+    spans: list[Span] = field(default_factory=list)
     unusable: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def records(self) -> list[AuditEvent]:
-        return [record for _, _, record in self.located()]
-
-    def located(self, chain_prefix: str = "") -> list[Located]:
-        """(partition, offset, record) in log order, partition by partition."""
-        return [
-            (partition, offset, record)
-            for partition in sorted(self.by_partition)
-            for offset, record in self.by_partition[partition]
-            if record.chain.startswith(chain_prefix)
-        ]
-
-    def partitions(self, chain_prefix: str = "") -> dict[int, list[AuditEvent]]:
-        return {
-            partition: [r for _, r in entries if r.chain.startswith(chain_prefix)]
-            for partition, entries in self.by_partition.items()
-        }
+    def starts(self) -> dict[int, int]:
+        return {span.partition: span.start for span in self.spans}
 
 
 def _decoded(serde: Serde, msg: Consumed) -> AuditEvent | tuple[str, str]:
@@ -104,34 +96,38 @@ def _decoded(serde: Serde, msg: Consumed) -> AuditEvent | tuple[str, str]:
     return event
 
 
-def read_audit() -> AuditLog:
-    """Every audit record on the topic, decoded, in log order per partition."""
+def scan_audit(visit: Visit) -> AuditScan:
+    """Hand every audit record on the topic, decoded, to `visit`: partition by partition,
+    each in log order, never holding more than a fetch (a ten-year topic does not fit in
+    memory). Progress goes to stderr on a terminal."""
     cfg = settings()
     serde = Serde(cfg.registry_url, cfg.schema_dir)
     quiet_kafka_logs()
-    consumed: list[Consumed] = run_async(lambda: read_all(client_options(cfg, default=DPO), AUDIT))
-    log = AuditLog()
-    grouped: dict[int, list[Consumed]] = defaultdict(list)
-    for msg in consumed:
-        grouped[msg.partition].append(msg)
-    for partition in sorted(grouped):
-        records: list[tuple[int, AuditEvent]] = []
-        for msg in sorted(grouped[partition], key=lambda m: m.offset):
+    found = AuditScan()
+    with err_console.status(f"reading {AUDIT}") as status:
+        read = 0
+
+        def on_message(msg: Consumed) -> None:
+            nonlocal read
+            read += 1
+            if read % PROGRESS_EVERY == 0:
+                status.update(f"reading {AUDIT}: {read:,} record(s), partition {msg.partition}")
             event = _decoded(serde, msg)
             if isinstance(event, AuditEvent):
-                records.append((msg.offset, event))
-            else:
-                problem, detail = event
-                log.unusable.append(
-                    {
-                        "partition": partition,
-                        "offset": msg.offset,
-                        "problem": problem,
-                        "detail": detail,
-                    }
-                )
-        log.by_partition[partition] = records
-    return log
+                visit(msg.partition, msg.offset, msg.timestamp_ms, event)
+                return
+            problem, detail = event
+            found.unusable.append(
+                {
+                    "partition": msg.partition,
+                    "offset": msg.offset,
+                    "problem": problem,
+                    "detail": detail,
+                }
+            )
+
+        found.spans = run_async(lambda: scan(client_options(cfg, default=DPO), AUDIT, on_message))
+    return found
 
 
 def audit_keyring() -> tuple[dict[int, bytes], int]:
@@ -173,11 +169,13 @@ def show(
                     settings().require_secrets("pseudonym_key").pseudonym_key.encode(), wanted
                 )
             )
-    history = [
-        r
-        for r in read_audit().records
-        if r.request_id in keys or r.subject_ref in keys or r.chain in keys
-    ]
+    history: list[AuditEvent] = []
+
+    def keep(_partition: int, _offset: int, _timestamp: int, r: AuditEvent) -> None:
+        if r.request_id in keys or r.subject_ref in keys or r.chain in keys:
+            history.append(r)
+
+    scan_audit(keep)
     if not history:
         fail(f"no audit events for {escape(wanted)} (unknown id?)", EXIT_NOT_FOUND)
     history = ordered_history(history)
@@ -224,24 +222,70 @@ def _describe(b: Break) -> str:
     return f"chain {escape(b.chain)} at seq {b.seq}{where}: {b.problem}{detail}"
 
 
+ANCHOR_CLOCK_SKEW: Final = timedelta(minutes=5)
+
+
 def _read_anchors(path: Path, ring: Keyring) -> Anchors:
-    """The anchors in `path`: exit 2 if it is not an anchors file, 1 if it was changed."""
+    """The anchors in `path`: exit 2 if it is not an anchors file (or not one of this
+    topic), 1 if it was changed or claims to be made in the future."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
         fail(f"cannot read the anchors file {escape(str(path))}: {escape(str(exc))}")
     try:
-        return load_anchors(text, ring)
+        anchors = load_anchors(text, ring)
     except AnchorsForged as exc:
         fail(f"{escape(str(path))}: {escape(str(exc))}", EXIT_FAILED)
     except AnchorsInvalid as exc:
         fail(f"{escape(str(path))}: {escape(str(exc))}")
+    if anchors.topic != AUDIT:
+        fail(f"{escape(str(path))} anchors the topic {escape(anchors.topic)!r}, not {AUDIT}")
+    if anchors.created_at > datetime.now(UTC) + ANCHOR_CLOCK_SKEW:
+        fail(
+            f"{escape(str(path))} says it was made at {anchors.created_at.isoformat()}, in the "
+            "future: made on a machine whose clock is wrong, or forged; it proves nothing",
+            EXIT_FAILED,
+        )
+    return anchors
 
 
-def _print_verify(result: VerifyResult, log: AuditLog, anchored: str) -> None:
+@dataclass
+class _Verified:
+    """One verify's findings, for the report."""
+
+    result: VerifyResult
+    scanned: AuditScan
+    aged_out: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok and not self.scanned.unusable
+
+
+def _print_verify(found: _Verified, anchored: str) -> None:
+    result, scanned = found.result, found.scanned
     console.print(f"checked {result.checked} audit record(s) on {AUDIT}", highlight=False)
     if anchored:
         console.print(anchored, highlight=False)
+    for span in scanned.spans:
+        if span.start > 0:
+            console.print(
+                f"[yellow]note[/]: partition {span.partition} starts at offset {span.start}: "
+                "the records before it are gone (retention)",
+                highlight=False,
+            )
+    if result.truncated:
+        console.print(
+            f"[yellow]note[/]: {len(result.truncated)} chain(s) began before their "
+            "partition's start and are checked from their first record present",
+            highlight=False,
+        )
+    if found.aged_out:
+        console.print(
+            f"[yellow]note[/]: {len(found.aged_out)} anchored head(s) are older than the "
+            f"topic's retention ({AUDIT_RETENTION.days} days) and gone with it",
+            highlight=False,
+        )
     if result.legacy:
         console.print(
             f"[yellow]note[/]: {result.legacy} unkeyed record(s) in "
@@ -254,14 +298,40 @@ def _print_verify(result: VerifyResult, log: AuditLog, anchored: str) -> None:
         console.print(f"[bold red]BROKEN[/] {_describe(result.first_break)}", highlight=False)
         if len(result.breaks) > 1:
             console.print(f"{len(result.breaks) - 1} further break(s)", highlight=False)
-    for bad in log.unusable:
+    for bad in scanned.unusable:
         console.print(
             f"[bold red]unusable record[/] partition {bad['partition']} offset "
             f"{bad['offset']}: {bad['problem']} ({escape(str(bad['detail']))})",
             highlight=False,
         )
-    if result.ok and not log.unusable:
+    if found.ok:
         console.print("[bold green]OK[/]: every chain is intact")
+
+
+def _verify_json(found: _Verified, anchors: Anchors | None, anchors_file: Path | None) -> Any:
+    result = found.result
+    return {
+        "ok": found.ok,
+        "checked": result.checked,
+        "first_break": _break_dict(result.breaks[0]) if result.breaks else None,
+        "breaks": [_break_dict(b) for b in result.breaks],
+        "unusable": found.scanned.unusable,
+        "legacy": {"records": result.legacy, "chains": list(result.legacy_chains)},
+        "retention": {
+            "partition_starts": {
+                str(span.partition): span.start for span in found.scanned.spans if span.start
+            },
+            "truncated_chains": list(result.truncated),
+            "aged_out_anchors": found.aged_out,
+        },
+        "anchors": None
+        if anchors is None
+        else {
+            "file": str(anchors_file),
+            "created_at": anchors.created_at.isoformat(),
+            "chains": len(anchors.chains),
+        },
+    }
 
 
 @app.command("verify")
@@ -284,7 +354,9 @@ def verify_cmd(
     """Walk every chain on privacy.audit; exit 1 and report the first break if any.
 
     Hashes are checked under the audit keyring; unkeyed records from before keyed hashes
-    pass as legacy and are counted. With --anchors, the anchored heads must still be there.
+    pass as legacy and are counted. With --anchors, the anchored heads must still be there
+    (a head older than the topic's ten-year retention may be gone with it). The topic is
+    read a partition at a time: memory grows with the number of chains, not of records.
     """
     ring, _ = audit_keyring()
     anchors = _read_anchors(anchors_file, ring) if anchors_file is not None else None
@@ -294,35 +366,30 @@ def verify_cmd(
             "checked against it; use the prefix the file was made with",
             EXIT_BAD_INPUT,
         )
-    log = read_audit()
-    result = verify_log(log.partitions(chain), ring, allow_legacy=not require_keyed)
-    if chain and not result.checked:
+    walker = LogVerifier(ring, allow_legacy=not require_keyed)
+    check = AnchorCheck(anchors, chain) if anchors is not None else None
+
+    def visit(partition: int, offset: int, _timestamp: int, record: AuditEvent) -> None:
+        if record.chain.startswith(chain):
+            walker.add(partition, record)
+        if check is not None:
+            check.add(partition, offset, record)
+
+    scanned = scan_audit(visit)
+    found = _Verified(walker.result(scanned.starts), scanned)
+    if chain and not found.result.checked:
         fail(
             f"--chain {chain!r}: no chain on privacy.audit starts with it (a deployment's "
             "chains start with its app id and a '/', e.g. 'privops/')",
             EXIT_BAD_INPUT,
         )
-    if anchors is not None:
-        result = result.with_breaks(check_anchors(log.located(chain), anchors, chain))
-    ok = result.ok and not log.unusable
-    if as_json:
-        emit_json(
-            {
-                "ok": ok,
-                "checked": result.checked,
-                "first_break": _break_dict(result.breaks[0]) if result.breaks else None,
-                "breaks": [_break_dict(b) for b in result.breaks],
-                "unusable": log.unusable,
-                "legacy": {"records": result.legacy, "chains": list(result.legacy_chains)},
-                "anchors": None
-                if anchors is None
-                else {
-                    "file": str(anchors_file),
-                    "created_at": anchors.created_at.isoformat(),
-                    "chains": len(anchors.chains),
-                },
-            }
+    if check is not None:
+        more, found.aged_out = check.breaks(
+            scanned.starts, now=datetime.now(UTC), retention=AUDIT_RETENTION
         )
+        found.result = found.result.with_breaks(more)
+    if as_json:
+        emit_json(_verify_json(found, anchors, anchors_file))
     else:
         anchored = ""
         if anchors is not None:
@@ -331,8 +398,8 @@ def verify_cmd(
                 f"against {len(anchors.chains)} chain head(s) anchored in "
                 f"{escape(str(anchors_file))} at {made:%Y-%m-%d %H:%M:%S} UTC"
             )
-        _print_verify(result, log, anchored)
-    if not ok:
+        _print_verify(found, anchored)
+    if not found.ok:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -355,24 +422,32 @@ def anchor_cmd(
     if out.exists():
         fail(f"{escape(str(out))} already exists: anchors are evidence, write a new file")
     ring, version = audit_keyring()
-    log = read_audit()
-    result = verify_log(log.partitions(chain), ring)
+    walker = LogVerifier(ring)
+    builder = AnchorBuilder(chain)
+
+    def visit(partition: int, offset: int, timestamp: int, record: AuditEvent) -> None:
+        if record.chain.startswith(chain):
+            walker.add(partition, record)
+        builder.add(partition, offset, record, timestamp)
+
+    scanned = scan_audit(visit)
+    result = walker.result(scanned.starts)
     if result.first_break is not None:
         fail(
             f"not anchoring a broken log: {_describe(result.first_break)} "
             "(see `privops audit verify`)",
             EXIT_FAILED,
         )
-    if log.unusable:
-        bad = log.unusable[0]
+    if scanned.unusable:
+        bad = scanned.unusable[0]
         fail(
             f"not anchoring a log with an unusable record (partition {bad['partition']} "
             f"offset {bad['offset']}: {bad['problem']})",
             EXIT_FAILED,
         )
-    anchors = build_anchors(
-        log.located(), topic=AUDIT, created_at=datetime.now(UTC), chain_prefix=chain
-    )
+    for span in scanned.spans:
+        builder.reached(span.partition, span.end)
+    anchors = builder.build(topic=AUDIT, created_at=datetime.now(UTC))
     try:
         with out.open("x", encoding="utf-8") as fh:
             fh.write(dump_anchors(anchors, ring[version], version))

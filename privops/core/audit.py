@@ -31,7 +31,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from json.encoder import encode_basestring
@@ -68,6 +68,7 @@ BreakProblem = Literal[
     "anchor_mismatch",
     "unanchored",
     "unkeyed_after_anchor",
+    "anchors_outdated_key",
 ]
 ChainState = dict[str, tuple[int, str]]
 Keyring = Mapping[int, bytes]
@@ -421,6 +422,9 @@ class VerifyResult:
     breaks: tuple[Break, ...] = ()
     legacy: int = 0
     legacy_chains: tuple[str, ...] = ()
+    truncated: tuple[str, ...] = ()
+    """Chains whose first records are gone with the front of their partition (retention):
+    walked from their first record present, whose hash is checked but not its link."""
 
     @property
     def ok(self) -> bool:
@@ -434,11 +438,17 @@ class VerifyResult:
         return replace(self, breaks=(*self.breaks, *more))
 
 
+RECENT_RECORDS: Final = 100_000
+"""How many of a partition's latest records a walk remembers (chain, seq and hash) to
+tell a byte-identical redelivery from a rewritten seq. Redeliveries (a producer's
+retry, a crash replay of what a worker had not committed) follow their first copy
+closely; one further back than this is reported as a duplicate it could not compare."""
+
+
 @dataclass(slots=True)
 class _Walk:
     expected_seq: int = 1
     last_hash: str = GENESIS
-    seen: dict[int, str] = field(default_factory=dict)
     keyed: bool = False
 
 
@@ -482,6 +492,164 @@ def _link_problem(record: AuditEvent, walk: _Walk) -> tuple[BreakProblem, str] |
     return None
 
 
+class LogVerifier:
+    """`verify_log` a record at a time, in memory per chain rather than per record.
+
+    Feed each partition's records in log order, one partition after another
+    (`add(partition, record)`), then take the `result()`. What it keeps: each chain's
+    head on the partition being walked, each chain's home partition, the partition's
+    last `RECENT_RECORDS` (chain, seq, hash), and the breaks. A ten-year topic of tens
+    of millions of records verifies in the memory of its chains, not of its records.
+
+    Problems, checked in this order for each record:
+    - `unkeyed`, `downgraded`, `unknown_key_version`: the record is unkeyed where that is
+      refused (everywhere without `allow_legacy`; after a keyed record of its chain or
+      partition, a downgrade, always), or names a key version not in `ring`;
+    - `hash_mismatch`: the record's hash is not the hash of its fields (a field was
+      changed, or the hash was made without the key);
+    - `duplicate`: a seq already seen on the chain, with different content (a re-produced,
+      altered record). Byte-identical redeliveries are skipped when tolerated;
+    - `missing_link`: prev_hash is not the previous record's hash (a record deleted or
+      reordered before this one, or a record altered with its hash recomputed);
+    - `seq_gap`: links correctly but skips sequence numbers;
+    - `split_chain`: the chain also shows on another partition (a chain's records share
+      one message key, so one partition: a copy elsewhere started again from scratch).
+    After a break the walk re-anchors on the offending record, so one tampered record is
+    reported once and later breaks are still found; `first_break` is exact, the breaks
+    after it are best effort (a forged record can shift what follows it).
+
+    Kafka deletes a partition's oldest records when the retention ends (ten years for
+    privacy.audit), so a chain older than that starts mid-way. Given each partition's log
+    start offset (`result(starts=...)`), a keyed chain whose first record present links
+    to nothing, on a partition whose front is gone, is counted as `truncated` rather than
+    broken; on a partition whose front is all there it is a `missing_link` as ever.
+    Only a prefix of a partition can be removed, so a record missing from the middle of
+    a chain is a break whatever the start.
+    """
+
+    def __init__(
+        self,
+        ring: Keyring,
+        *,
+        tolerate_exact_duplicates: bool = True,
+        allow_legacy: bool = True,
+        recent_records: int = RECENT_RECORDS,
+    ) -> None:
+        self._ring = ring
+        self._tolerate = tolerate_exact_duplicates
+        self._allow_legacy = allow_legacy
+        self._recent_cap = recent_records
+        self._partition: int | None = None
+        self._done: set[int] = set()
+        self._walks: dict[str, _Walk] = {}
+        self._recent: dict[tuple[str, int], str] = {}
+        self._newest = LEGACY_KEY_VERSION
+        self._home: dict[str, int] = {}
+        self._breaks: list[Break] = []
+        self._split: list[Break] = []
+        self._legacy_chains: dict[str, None] = {}
+        self._starts_mid_way: list[tuple[int, int]] = []  # (index in _breaks, partition)
+        self._checked = self._legacy = 0
+
+    def _enter(self, partition: int) -> None:
+        if partition in self._done:
+            raise ValueError(f"partition {partition} was fed before: feed one after another")
+        if self._partition is not None:
+            self._done.add(self._partition)
+        self._partition = partition
+        self._walks.clear()
+        self._recent.clear()
+        self._newest = LEGACY_KEY_VERSION
+
+    def add(self, partition: int, record: AuditEvent) -> None:
+        if partition != self._partition:
+            self._enter(partition)
+        self._checked += 1
+        self._place(partition, record)
+        walk = self._walks.get(record.chain)
+        if walk is None:
+            walk = self._walks[record.chain] = _Walk()
+        found = _integrity_problem(record, walk, self._ring, self._allow_legacy, self._newest)
+        if found is None and record.seq < walk.expected_seq:
+            seen = self._recent.get((record.chain, record.seq))
+            if self._tolerate and seen == record.hash:
+                return
+            detail = (
+                "seq seen before"
+                if seen is not None
+                else "seq seen before, too far back to compare"
+            )
+            self._breaks.append(
+                Break(record.audit_id, record.chain, record.seq, "duplicate", detail)
+            )
+            return
+        if found is None:
+            found = _link_problem(record, walk)
+            if found is not None and _first_present(record, walk):
+                self._starts_mid_way.append((len(self._breaks), partition))
+        if found is not None:
+            self._breaks.append(Break(record.audit_id, record.chain, record.seq, *found))
+        # A record that cannot be trusted for its seq takes the place the chain expected,
+        # so the intact records after it still line up.
+        untrusted = found is not None and found[0] in _UNTRUSTED
+        position = walk.expected_seq if untrusted else record.seq
+        self._remember(record.chain, position, record.hash)
+        walk.expected_seq = position + 1
+        walk.last_hash = record.hash
+        if not untrusted and record.key_version != LEGACY_KEY_VERSION:
+            walk.keyed = True
+            self._newest = max(self._newest, record.key_version)
+        elif not untrusted:
+            self._legacy += 1
+            self._legacy_chains[record.chain] = None
+
+    def _remember(self, chain: str, seq: int, hash_: str) -> None:
+        recent = self._recent
+        recent[(chain, seq)] = hash_
+        if len(recent) > self._recent_cap:
+            del recent[next(iter(recent))]
+
+    def _place(self, partition: int, record: AuditEvent) -> None:
+        first = self._home.setdefault(record.chain, partition)
+        if first != partition:
+            self._split.append(
+                Break(
+                    record.audit_id,
+                    record.chain,
+                    record.seq,
+                    "split_chain",
+                    f"chain is on partition {first} and also on partition {partition}",
+                )
+            )
+            self._home[record.chain] = partition  # one report per extra partition
+
+    def result(self, starts: Mapping[int, int] | None = None) -> VerifyResult:
+        """What the walk found; `starts`: each partition's log start offset when read."""
+        cut = {
+            index
+            for index, partition in self._starts_mid_way
+            if starts is not None and starts.get(partition, 0) > 0
+        }
+        return VerifyResult(
+            self._checked,
+            (*(b for i, b in enumerate(self._breaks) if i not in cut), *self._split),
+            self._legacy,
+            tuple(self._legacy_chains),
+            tuple(self._breaks[i].chain for i in sorted(cut)),
+        )
+
+
+def _first_present(record: AuditEvent, walk: _Walk) -> bool:
+    """Whether a keyed record is the first of its chain in the partition, past seq 1:
+    what a chain whose front aged out looks like."""
+    return (
+        walk.expected_seq == 1
+        and walk.last_hash == GENESIS
+        and record.seq > 1
+        and record.key_version != LEGACY_KEY_VERSION
+    )
+
+
 def verify(
     records: Iterable[AuditEvent],
     ring: Keyring,
@@ -489,57 +657,14 @@ def verify(
     tolerate_exact_duplicates: bool = True,
     allow_legacy: bool = True,
 ) -> VerifyResult:
-    """Walk records in log order (as read from the topic), chain by chain.
-
-    Problems, checked in this order for each record:
-    - `unkeyed`, `downgraded`, `unknown_key_version`: the record is unkeyed where that is
-      refused (everywhere without `allow_legacy`; after a keyed record of its chain, a
-      downgrade, always), or names a key version not in `ring`;
-    - `hash_mismatch`: the record's hash is not the hash of its fields (a field was
-      changed, or the hash was made without the key);
-    - `duplicate`: a seq already seen on the chain, with different content (a re-produced,
-      altered record). Byte-identical redeliveries are skipped when tolerated;
-    - `missing_link`: prev_hash is not the previous record's hash (a record deleted or
-      reordered before this one, or a record altered with its hash recomputed);
-    - `seq_gap`: links correctly but skips sequence numbers.
-    After a break the walk re-anchors on the offending record, so one tampered record is
-    reported once and later breaks are still found; `first_break` is exact, the breaks
-    after it are best effort (a forged record can shift what follows it).
-    """
-    walks: dict[str, _Walk] = {}
-    breaks: list[Break] = []
-    legacy_chains: dict[str, None] = {}
-    checked = legacy = 0
-    newest = LEGACY_KEY_VERSION
+    """Walk records in log order (as read from one partition), chain by chain: the
+    problems `LogVerifier` names."""
+    walker = LogVerifier(
+        ring, tolerate_exact_duplicates=tolerate_exact_duplicates, allow_legacy=allow_legacy
+    )
     for record in records:
-        checked += 1
-        walk = walks.setdefault(record.chain, _Walk())
-        found = _integrity_problem(record, walk, ring, allow_legacy, newest)
-        if found is None:
-            if record.seq in walk.seen or record.seq < walk.expected_seq:
-                if tolerate_exact_duplicates and walk.seen.get(record.seq) == record.hash:
-                    continue
-                breaks.append(
-                    Break(record.audit_id, record.chain, record.seq, "duplicate", "seq seen before")
-                )
-                continue
-            found = _link_problem(record, walk)
-        if found is not None:
-            breaks.append(Break(record.audit_id, record.chain, record.seq, *found))
-        # A record that cannot be trusted for its seq takes the place the chain expected,
-        # so the intact records after it still line up.
-        untrusted = found is not None and found[0] in _UNTRUSTED
-        position = walk.expected_seq if untrusted else record.seq
-        walk.seen[position] = record.hash
-        walk.expected_seq = position + 1
-        walk.last_hash = record.hash
-        if not untrusted and record.key_version != LEGACY_KEY_VERSION:
-            walk.keyed = True
-            newest = max(newest, record.key_version)
-        elif not untrusted:
-            legacy += 1
-            legacy_chains[record.chain] = None
-    return VerifyResult(checked, tuple(breaks), legacy, tuple(legacy_chains))
+        walker.add(0, record)
+    return walker.result()
 
 
 def verify_log(
@@ -548,38 +673,12 @@ def verify_log(
     *,
     allow_legacy: bool = True,
 ) -> VerifyResult:
-    """Walk a whole topic: each partition in log order, and no chain in two partitions.
-
-    A chain's records share one message key, so one partition; a chain that also shows
-    in another partition there started again from scratch (a forged copy produced to a
-    partition of the writer's choosing), which a walk of that partition alone would pass.
-    """
-    results: list[VerifyResult] = []
-    home: dict[str, int] = {}
-    split: list[Break] = []
+    """Walk a whole topic: each partition in log order, and no chain in two partitions."""
+    walker = LogVerifier(ring, allow_legacy=allow_legacy)
     for partition in sorted(partitions):
-        records = partitions[partition]
-        results.append(verify(records, ring, allow_legacy=allow_legacy))
-        for record in records:
-            first = home.setdefault(record.chain, partition)
-            if first != partition:
-                split.append(
-                    Break(
-                        record.audit_id,
-                        record.chain,
-                        record.seq,
-                        "split_chain",
-                        f"chain is on partition {first} and also on partition {partition}",
-                    )
-                )
-                home[record.chain] = partition  # one report per extra partition
-    legacy_chains = dict.fromkeys(c for result in results for c in result.legacy_chains)
-    return VerifyResult(
-        checked=sum(result.checked for result in results),
-        breaks=tuple(b for result in results for b in result.breaks) + tuple(split),
-        legacy=sum(result.legacy for result in results),
-        legacy_chains=tuple(legacy_chains),
-    )
+        for record in partitions[partition]:
+            walker.add(partition, record)
+    return walker.result()
 
 
 __all__ = [
@@ -592,6 +691,7 @@ __all__ = [
     "AuditFieldError",
     "Break",
     "Keyring",
+    "LogVerifier",
     "VerifyResult",
     "canonical_json",
     "chain_key",

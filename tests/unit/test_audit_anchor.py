@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,14 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from privops.adapters.kafka import Span
 from privops.adapters.settings import get_settings
 from privops.cli import audit as audit_cli
 from privops.core.audit import AuditChainer, AuditEvent, verify_log
 from privops.core.audit_anchor import (
     ANCHORS_FORMAT,
+    AnchorBuilder,
+    AnchorCheck,
     Anchors,
     AnchorsForged,
     AnchorsInvalid,
@@ -72,13 +75,14 @@ def test_anchors_file_round_trips() -> None:
     assert document["format"] == ANCHORS_FORMAT
     assert document["key_version"] == 1
     assert document["created_at"].startswith("2026-03-03T09:30:00")
-    assert load_anchors(text, RING) == anchors
+    assert load_anchors(text, RING) == anchors.model_copy(update={"key_version": 1})
 
 
 def test_anchors_signed_before_a_rotation_still_load() -> None:
     _, located = topic()
     text = dump_anchors(anchored(located), KEY, 1)
-    assert load_anchors(text, {1: KEY, 2: OTHER_KEY}) == anchored(located)
+    loaded = load_anchors(text, {1: KEY, 2: OTHER_KEY})
+    assert loaded == anchored(located).model_copy(update={"key_version": 1})
 
 
 Edit = Callable[[dict[str, Any]], None]
@@ -291,6 +295,52 @@ def test_anchors_and_checks_follow_the_chain_prefix() -> None:
     ]
 
 
+def test_a_head_gone_with_the_retention_is_aged_out_not_deleted() -> None:
+    """privacy.audit keeps ten years: a head older than that is gone by retention, and
+    anchors kept for longer (the notice's retention of some records is longer) must not
+    fail verify for it. A head younger than the retention that is gone before its
+    partition's log start was deleted (DeleteRecords, a lowered retention): a break."""
+    chainer = AuditChainer(key=KEY)
+    old, kept = build(chainer, "req-old", 2), build(chainer, "req-kept", 2)
+    ten_years = timedelta(days=3660)
+    long_ago = int((NOW - ten_years - timedelta(days=1)).timestamp() * 1000)
+    builder = AnchorBuilder()
+    for offset, record in enumerate(old + kept):
+        builder.add(0, offset, record, long_ago if record.chain == "req-old" else stamp(offset))
+    anchors = builder.build(topic="privacy.audit", created_at=NOW)
+    assert (anchors.chains["req-old"].partition, anchors.chains["req-old"].offset) == (0, 1)
+    check = AnchorCheck(anchors)
+    for offset, record in enumerate(old + kept):
+        if offset >= 3:  # the partition's front (offsets 0-2) is gone
+            check.add(0, offset, record)
+    breaks, aged_out = check.breaks({0: 3}, now=NOW, retention=ten_years)
+    assert aged_out == ["req-old"]
+    assert [(b.chain, b.problem) for b in breaks] == []
+    too_early, _ = check.breaks({0: 3}, now=NOW, retention=ten_years * 2)
+    assert [(b.chain, b.problem) for b in too_early] == [("req-old", "anchor_missing")]
+    assert "before its retention ended" in too_early[0].detail
+    unknown, _ = check.breaks(None, now=NOW, retention=ten_years)
+    assert [b.problem for b in unknown] == ["anchor_missing"]
+
+
+def test_anchors_signed_with_a_retired_key_over_newer_records_are_refused() -> None:
+    """A retired audit key is kept to verify old records and old anchors; a file it signed
+    that covers records of a newer key was signed after the rotation (review, session
+    25: `load_anchors` accepted it, so a leaked retired key could vouch for a rewrite)."""
+    chainer = AuditChainer(key=KEY)
+    before = build(chainer, "req-1", 1)
+    after = build(AuditChainer(key=OTHER_KEY, key_version=2), "req-2", 1)
+    ring = {1: KEY, 2: OTHER_KEY}
+    located = place(0, before + after)
+    made_after = load_anchors(dump_anchors(anchored(located), KEY, 1), ring)
+    breaks = check_anchors(located, made_after)
+    assert [(b.problem, b.chain) for b in breaks] == [("anchors_outdated_key", "req-2")]
+    made_before = load_anchors(dump_anchors(anchored(located[:1]), KEY, 1), ring)
+    assert check_anchors(located, made_before) == []
+    current = load_anchors(dump_anchors(anchored(located), OTHER_KEY, 2), ring)
+    assert check_anchors(located, current) == []
+
+
 def test_anchor_time_must_be_aware() -> None:
     with pytest.raises(ValidationError, match="timezone"):
         build_anchors([], topic="privacy.audit", created_at=datetime(2026, 1, 1))
@@ -302,19 +352,32 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def on_topic(monkeypatch: pytest.MonkeyPatch) -> list[Located]:
-    """What `read_audit` returns: a mutable list standing for privacy.audit."""
+def starts() -> dict[int, int]:
+    """Each partition's log start offset as the scan reports it (0: nothing aged out)."""
+    return {}
+
+
+@pytest.fixture
+def on_topic(monkeypatch: pytest.MonkeyPatch, starts: dict[int, int]) -> list[Located]:
+    """What `scan_audit` reads: a mutable list standing for privacy.audit, in log order
+    per partition; each record's timestamp is its offset's minute after T0."""
     records: list[Located] = []
 
-    def read() -> audit_cli.AuditLog:
-        log = audit_cli.AuditLog()
-        for partition, offset, record in records:
-            log.by_partition.setdefault(partition, []).append((offset, record))
-        return log
+    def scan(visit: audit_cli.Visit) -> audit_cli.AuditScan:
+        ends: dict[int, int] = {}
+        for partition, offset, record in sorted(records, key=lambda e: (e[0], e[1])):
+            visit(partition, offset, stamp(offset), record)
+            ends[partition] = max(ends.get(partition, 0), offset + 1)
+        spans = [Span(p, starts.get(p, 0), end) for p, end in sorted(ends.items())]
+        return audit_cli.AuditScan(spans=spans)
 
-    monkeypatch.setattr(audit_cli, "read_audit", read)
+    monkeypatch.setattr(audit_cli, "scan_audit", scan)
     monkeypatch.setattr(audit_cli, "audit_keyring", lambda: (RING, 1))
     return records
+
+
+def stamp(offset: int) -> int:
+    return int((T0 + timedelta(minutes=offset)).timestamp() * 1000)
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -410,3 +473,47 @@ def test_cli_keyring_comes_from_the_audit_key_setting() -> None:
     ring, version = audit_cli.audit_keyring()
     assert version == 1
     assert ring == {1: get_settings().audit_key.encode()}
+
+
+def _signed(anchors: Anchors, **changes: Any) -> str:
+    return dump_anchors(anchors.model_copy(update=changes), KEY, 1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "message"),
+    [
+        ({"topic": "privacy.audit-staging"}, 2, "anchors the topic 'privacy.audit-staging'"),
+        ({"created_at": datetime.now(UTC) + timedelta(days=30)}, 1, "in the future"),
+    ],
+    ids=["other-topic", "future"],
+)
+def test_cli_verify_refuses_anchors_of_another_topic_or_from_the_future(
+    on_topic: list[Located], tmp_path: Path, changes: dict[str, Any], code: int, message: str
+) -> None:
+    """Both were signed and read without a look (review, session 25): a file anchoring
+    another topic checked nothing against this one, and one dated ahead proves nothing."""
+    on_topic.extend(topic()[1])
+    path = tmp_path / "anchors.json"
+    path.write_text(_signed(anchored(on_topic), **changes))
+    got, text = cli("verify", "--anchors", str(path))
+    assert (got, message in text) == (code, True), text
+
+
+def test_cli_verify_says_what_retention_removed(
+    on_topic: list[Located], starts: dict[int, int], tmp_path: Path
+) -> None:
+    """A partition whose front aged out verifies, and the report says so."""
+    chainer = AuditChainer(key=KEY)
+    on_topic.extend(place(0, build(chainer, "req-1", 5)[2:], 7))
+    starts[0] = 7
+    code, text = cli("verify")
+    assert code == 0, text
+    assert "partition 0 starts at offset 7" in text
+    assert "1 chain(s) began before their partition's start" in text
+    report = json.loads(cli("verify", "--json")[1])
+    assert report["retention"]["partition_starts"] == {"0": 7}
+    assert report["retention"]["truncated_chains"] == ["req-1"]
+    starts[0] = 0
+    code, text = cli("verify")
+    assert code == 1, text
+    assert "missing_link" in text

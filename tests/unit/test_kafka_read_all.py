@@ -31,9 +31,11 @@ class _Broker:
     after ``stall_after`` records it serves nothing more (a leader moving, a slow
     broker)."""
 
-    def __init__(self, end: int, per_fetch: int, stall_after: int | None = None) -> None:
+    def __init__(
+        self, end: int, per_fetch: int, stall_after: int | None = None, start: int = 0
+    ) -> None:
         self.end, self.per_fetch, self.stall_after = end, per_fetch, stall_after
-        self.at = 0
+        self.log_start = self.at = start
         self.idle_fetches = 0
         self._client = self
 
@@ -54,13 +56,18 @@ class _Broker:
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tps[0]: self.end}
 
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tps[0]: self.log_start}
+
     async def position(self, _tp: object) -> int:
         return self.at
 
     async def getmany(self, *_tps: object, timeout_ms: int) -> dict[Any, Any]:
         limit = self.end if self.stall_after is None else self.stall_after
         upto = min(self.at + self.per_fetch, limit)
-        if self.idle_fetches < 2 and self.at == self.per_fetch:  # two idle fetches mid-way
+        if (
+            self.idle_fetches < 2 and self.at == self.log_start + self.per_fetch
+        ):  # two idle fetches mid-way
             self.idle_fetches += 1
             return {}
         served = [_Record(offset) for offset in range(self.at, upto)]
@@ -70,8 +77,10 @@ class _Broker:
 
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def install(end: int, per_fetch: int, stall_after: int | None = None) -> _Broker:
-        found = _Broker(end, per_fetch, stall_after)
+    def install(
+        end: int, per_fetch: int, stall_after: int | None = None, start: int = 0
+    ) -> _Broker:
+        found = _Broker(end, per_fetch, stall_after, start)
         monkeypatch.setattr(kafka, "AIOKafkaConsumer", found)
         monkeypatch.setattr(kafka, "resolve", lambda _client: {})
         return found
@@ -90,3 +99,13 @@ async def test_a_broker_that_stops_serving_is_an_error_not_a_short_topic(broker:
     broker(end=1000, per_fetch=10, stall_after=990)
     with pytest.raises(RuntimeUnavailable, match="up to 990 of 1000"):
         await kafka.read_all({}, TOPIC, idle_ms=1)
+
+
+async def test_a_scan_says_where_each_partition_starts(broker: Any) -> None:
+    """What retention removed shows as the log start: `audit verify` counts chains that
+    began before it as aged out, not broken."""
+    broker(end=1000, per_fetch=100, start=600)
+    seen: list[int] = []
+    spans = await kafka.scan({}, TOPIC, lambda c: seen.append(c.offset), idle_ms=1)
+    assert spans == [kafka.Span(0, 600, 1000)]
+    assert seen == list(range(600, 1000))
