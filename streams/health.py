@@ -51,7 +51,10 @@ async def refresh(not_serving: Callable[[], list[str]] = list) -> Health:
     take minutes: no critical page for it)."""
     problems = [
         problem
-        for problem in (await _broker.problem(), await registry_problem(settings.registry_url))
+        for problem in (
+            await _broker.problem(),
+            await registry_problem(settings.registry_url, settings.registry_ca),
+        )
         if problem
     ]
     problems += stalled_agents() + dropped_flushes()

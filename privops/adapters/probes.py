@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from functools import cache
+from pathlib import Path
 
 import httpx
 from aiokafka.client import AIOKafkaClient
@@ -65,16 +66,20 @@ class BrokerProbe:
 
 
 @cache
-def _tls() -> ssl.SSLContext:
-    """httpx's default TLS context, built once: building it loads the CA bundle, which
-    cost a busy worker ~10% of its CPU when every probe did it."""
+def _tls(ca: Path | None = None) -> ssl.SSLContext:
+    """The TLS context trusting ``ca`` (default: httpx's, the system's), built once:
+    building it loads the CA bundle, which cost a busy worker ~10% of its CPU when every
+    probe did it."""
+    if ca is not None:
+        return ssl.create_default_context(cafile=str(ca))
     return httpx.create_ssl_context()
 
 
-async def registry_problem(url: str) -> str | None:
-    """None when the schema registry answered, else what went wrong."""
+async def registry_problem(url: str, ca: Path | None = None) -> str | None:
+    """None when the schema registry answered, else what went wrong. An answer refusing
+    credentials is an answer: the registry is up, and what is refused says so itself."""
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, verify=_tls()) as client:
+        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, verify=_tls(ca)) as client:
             response = await client.get(f"{url.rstrip('/')}/subjects")
     except httpx.HTTPError as exc:
         return f"schema registry at {url} not answering ({type(exc).__name__})"

@@ -20,11 +20,12 @@ message and callers may retry (and it is never remembered).
 from __future__ import annotations
 
 import json
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -32,6 +33,9 @@ from privops.adapters.avro import Codec, Writer
 from privops.adapters.guard import MAX_REGISTRY_ANSWER_BYTES
 from privops.core.errors import DecodeError, RegistryError
 from privops.core.records import Record
+
+if TYPE_CHECKING:
+    from privops.adapters.settings import Settings
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -65,7 +69,9 @@ def unframe(data: bytes | None) -> tuple[int, bytes]:
 class Serde:
     """Encode records to framed Avro and decode them back, with cached registry ids.
 
-    ``transport`` serves the registry in-process (tests); by default it is HTTP.
+    ``transport`` serves the registry in-process (tests); by default it is HTTP. ``auth``
+    (user, password) is sent as basic auth where the registry asks for credentials;
+    ``ca`` is the CA bundle an https registry is trusted by (default: the system's).
     """
 
     def __init__(
@@ -76,11 +82,17 @@ class Serde:
         timeout: float = 10.0,
         transport: httpx.MockTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        auth: tuple[str, str] | None = None,
+        ca: Path | None = None,
     ) -> None:
         self.registry_url = registry_url.rstrip("/")
         self.codec = Codec(schema_dir)
         self.timeout = timeout
         self._transport = transport
+        self._auth = auth
+        self._verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca)) if ca is not None else True
+        )
         self._clock = clock
         self._id_by_name: dict[str, int] = {}
         self._schema_by_id: dict[int, str] = {}
@@ -89,10 +101,33 @@ class Serde:
         # Schema id -> when its 404 stops being believed; oldest first (one interval).
         self._absent: dict[int, float] = {}
 
+    @classmethod
+    def for_settings(cls, cfg: Settings) -> Serde:
+        """The registry this process is configured for, asked as its configured user."""
+        return cls(cfg.registry_url, cfg.schema_dir, auth=cfg.registry_auth, ca=cfg.registry_ca)
+
+    def _refused(self, status: int) -> str:
+        who = f"as {self._auth[0]!r}" if self._auth else "without credentials"
+        what = "refused the credentials" if status == 401 else "refused the read"
+        return (
+            f"the schema registry {what} ({status}), asked {who}: set "
+            "PRIVOPS_REGISTRY_USERNAME and PRIVOPS_REGISTRY_PASSWORD to a user it lets read"
+        )
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=self.timeout, transport=self._transport, auth=self._auth, verify=self._verify
+        )
+
+    def _async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.timeout, transport=self._transport, auth=self._auth, verify=self._verify
+        )
+
     # --- registration ---------------------------------------------------------------
     def register_all(self) -> int:
         """Register every bundled schema (idempotent: the registry returns existing ids)."""
-        with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
+        with self._client() as client:
             for fullname in self.codec.latest:
                 self._register(client, fullname)
         return len(self._id_by_name)
@@ -102,6 +137,8 @@ class Serde:
         resp = self._post(client, f"/subjects/{fullname}/versions", text)
         if resp.status_code in (401, 403):
             resp = self._look_up(client, fullname, text, refused=resp.status_code)
+        if resp.status_code in (401, 403):
+            raise RegistryError(f"looking up {fullname}: {self._refused(resp.status_code)}")
         if resp.status_code >= 400:
             raise RegistryError(f"registering {fullname} failed: {resp.status_code} {resp.text}")
         schema_id = int(resp.json()["id"])
@@ -143,7 +180,7 @@ class Serde:
         try:
             return self._id_by_name[fullname]
         except KeyError:
-            with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
+            with self._client() as client:
                 return self._register(client, fullname)
 
     # --- encode / decode ------------------------------------------------------------
@@ -208,7 +245,7 @@ class Serde:
     def _fetch(self, schema_id: int) -> str:
         try:
             with (
-                httpx.Client(timeout=self.timeout, transport=self._transport) as client,
+                self._client() as client,
                 client.stream("GET", self._url(schema_id)) as resp,
             ):
                 body = _limited(resp.iter_bytes())
@@ -219,7 +256,7 @@ class Serde:
     async def _fetch_async(self, schema_id: int) -> str:
         try:
             async with (
-                httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client,
+                self._async_client() as client,
                 client.stream("GET", self._url(schema_id)) as resp,
             ):
                 body = await _limited_async(resp.aiter_bytes())
@@ -239,6 +276,8 @@ class Serde:
         if status == 404:  # remembered a while only: a lagging registry may know it soon
             self._remember_absent(schema_id)
             raise _absent(schema_id)
+        if status in (401, 403):
+            raise RegistryError(f"fetching schema {schema_id}: {self._refused(status)}")
         if status >= 400:
             shown = "(too large)" if body is None else repr(body[:200])
             raise RegistryError(f"fetching schema {schema_id}: {status} {shown}")

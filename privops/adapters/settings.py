@@ -87,7 +87,25 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(
         default=None, description="CA bundle for SASL_SSL (default: the system's)"
     )
-    registry_url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
+    registry_url: str = Field(
+        default="http://127.0.0.1:18081/apis/ccompat/v7",
+        description="The Confluent-compatible schema registry API (no credentials in it: "
+        "a URL is shown in errors; PRIVOPS_REGISTRY_USERNAME and _PASSWORD say who asks)",
+    )
+    registry_username: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Who this process asks the schema registry as (HTTP basic auth), "
+        "where the registry asks: the worker and `privops schemas register` write, "
+        "connectors and the CLI only read",
+    )
+    registry_password: SecretStr | None = Field(
+        default=None, description="The password of PRIVOPS_REGISTRY_USERNAME"
+    )
+    registry_ca: Path | None = Field(
+        default=None,
+        description="CA bundle for an https registry (default: the system's)",
+    )
     registry_port: int = Field(default=18081, ge=1, le=65535)
     registry_management_port: int = Field(default=19001, ge=1, le=65535)
     home: Path = Field(
@@ -263,6 +281,28 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
+    def _registry_credentials_apart(self) -> Settings:
+        if urlsplit(self.registry_url).password is not None:
+            raise ValueError(
+                "PRIVOPS_REGISTRY_URL holds a password: put the user in "
+                "PRIVOPS_REGISTRY_USERNAME and the password in PRIVOPS_REGISTRY_PASSWORD "
+                "(the URL is shown in errors and logs)"
+            )
+        if (self.registry_username is None) != (self.registry_password is None):
+            raise ValueError(
+                "PRIVOPS_REGISTRY_USERNAME and PRIVOPS_REGISTRY_PASSWORD go together: set "
+                "both where the registry asks for credentials, or neither"
+            )
+        return self
+
+    @property
+    def registry_auth(self) -> tuple[str, str] | None:
+        """(user, password) for the schema registry's basic auth, or None."""
+        if self.registry_username is None or self.registry_password is None:
+            return None
+        return self.registry_username, self.registry_password.get_secret_value()
+
+    @model_validator(mode="after")
     def _password_has_a_principal(self) -> Settings:
         if self.kafka_password is not None and self.kafka_principal is None:
             raise ValueError(
@@ -271,7 +311,15 @@ class Settings(BaseSettings):
         return self
 
     @field_validator(
-        "web_tls_cert", "web_tls_key", "web_ca", "web_url", "web_advertised_url", mode="before"
+        "web_tls_cert",
+        "web_tls_key",
+        "web_ca",
+        "web_url",
+        "web_advertised_url",
+        "registry_ca",
+        "registry_username",
+        "registry_password",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:

@@ -101,7 +101,7 @@ def scan_audit(visit: Visit) -> AuditScan:
     each in log order, never holding more than a fetch (a ten-year topic does not fit in
     memory). Progress goes to stderr on a terminal."""
     cfg = settings()
-    serde = Serde(cfg.registry_url, cfg.schema_dir)
+    serde = Serde.for_settings(cfg)
     quiet_kafka_logs()
     found = AuditScan()
     with err_console.status(f"reading {AUDIT}") as status:

@@ -174,7 +174,7 @@ def _kek_file(cfg: Settings) -> kekfile.KekFile:
 def _stored_versions(cfg: Settings) -> Counter[int]:
     """How many stored keys each KEK version wraps, from the topic as it is now."""
     quiet_kafka_logs()
-    codec = KeyRecordCodec(Serde(cfg.registry_url, cfg.schema_dir))
+    codec = KeyRecordCodec(Serde.for_settings(cfg))
     keys = run_async(lambda: read_keys(client_options(cfg, WORKER), codec))
     return Counter(record.kek_version for record in keys.values())
 

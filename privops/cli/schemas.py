@@ -65,5 +65,5 @@ def register() -> None:
     cfg = settings()
     _versions(cfg.schema_dir)
     with handled():
-        count = Serde(cfg.registry_url, cfg.schema_dir).register_all()
+        count = Serde.for_settings(cfg).register_all()
     console.print(f"{count} schema(s) registered at {cfg.registry_url}")

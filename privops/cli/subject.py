@@ -144,7 +144,7 @@ def forget_check_verb(
     quiet_kafka_logs()
     with _exits():
         options = client_options(cfg, _principal(cfg, principal), default=DPO)
-        serde = Serde(cfg.registry_url, cfg.schema_dir)
+        serde = Serde.for_settings(cfg)
         request = Request(subject, needles, stores, skipped)
         with Progress(
             TextColumn("{task.description}"),

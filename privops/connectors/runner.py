@@ -233,7 +233,7 @@ class ConnectorRunner:
         self.start_from = start_from
         self.on_answer = on_answer
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.serde = Serde(settings.registry_url, settings.schema_dir)
+        self.serde = Serde.for_settings(settings)
         self.ready = asyncio.Event()
         self.stats = RunnerStats()
         for action in TaskAction:

@@ -225,7 +225,7 @@ def _recent_orders(c: FakeCustomer, clock: Clock) -> bool:
 
 async def story(demo: Demo) -> Ending:
     console, settings = demo.console, demo.settings
-    demo.serde = Serde(settings.registry_url, settings.schema_dir)
+    demo.serde = Serde.for_settings(settings)
     await asyncio.to_thread(demo.serde.register_all)  # the worker already made the topics
 
     customers = seed_customers(CUSTOMERS)

@@ -560,7 +560,7 @@ async def publish_business_day(
     events = business_day(customers, seed=seed, date=date)
     if not plaintext:
         events = await _sealed(settings, events, keys, worker_url)
-    serde = Serde(settings.registry_url, settings.schema_dir)
+    serde = Serde.for_settings(settings)
     await asyncio.to_thread(serde.register_all)
     counts: Counter[str] = Counter()
     async with AsyncExitStack() as stack:

@@ -51,8 +51,9 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
     fake = FakeBroker()
 
     class Serde:
-        def __init__(self, *_a: Any, **_k: Any) -> None:
-            pass
+        @classmethod
+        def for_settings(cls, _cfg: Any) -> Serde:
+            return cls()
 
         def register_all(self) -> int:
             return 0

@@ -25,6 +25,7 @@ from privops.adapters.avro import Codec, load_versions
 from privops.adapters.bounds import MAX_COLLECTION_ITEMS, Node, check_items, plan
 from privops.adapters.guard import MAX_PAYLOAD_BYTES, MAX_REGISTRY_ANSWER_BYTES, guarded
 from privops.adapters.serde import Serde, frame
+from privops.adapters.settings import Settings
 from privops.core.errors import DecodeError, RegistryError
 from privops.core.records import RECORDS_BY_NAME, IdentityVerified, Record
 from tests.unit.test_schemas import build
@@ -559,3 +560,52 @@ def test_a_client_that_may_not_register_looks_the_contract_up() -> None:
     )
     with pytest.raises(RegistryError, match="privops schemas register"):
         unpublished.register_all()
+
+
+# --- a registry that asks who is asking -----------------------------------------------------
+
+
+class GuardedRegistry(LocalRegistry):
+    """A registry that answers only a reader it knows (HTTP basic auth), 401 otherwise."""
+
+    def __init__(self, user: str, password: str) -> None:
+        super().__init__()
+        self.expected = httpx.BasicAuth(user, password)._auth_header
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("Authorization") != self.expected:
+            return httpx.Response(401, content=b'{"error_code": 40101}')
+        return super().handler(request)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_the_configured_registry_user_is_who_asks(use_async: bool) -> None:
+    """privops' clients sent no credentials, so a production registry that asks for
+    them (every managed one does) refused the worker, connectors and CLI alike (session
+    25's note)."""
+    guarded_registry = GuardedRegistry("privops-reader", "s3cret-registry-pass")
+    schema_id = guarded_registry.add(json.dumps(schema_of("privops.audit.AuditEvent")))
+    data = frame(schema_id, b"")
+    cfg = Settings(registry_username="privops-reader", registry_password="s3cret-registry-pass")
+    serde = Serde.for_settings(cfg)
+    serde._transport = httpx.MockTransport(guarded_registry.handler)
+    assert reason_of(serde, data, use_async=use_async) in REASONS  # asked, and answered
+    anonymous = Serde.for_settings(Settings())
+    anonymous._transport = httpx.MockTransport(guarded_registry.handler)
+    with pytest.raises(RegistryError, match="PRIVOPS_REGISTRY_USERNAME") as refused:
+        decode(anonymous, data, use_async=use_async)
+    assert "refused the credentials (401), asked without credentials" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"registry_url": "https://u:pw@registry.example/apis/ccompat/v7"}, "holds a password"),
+        ({"registry_username": "reader"}, "go together"),
+        ({"registry_password": "pw"}, "go together"),
+    ],
+    ids=["password-in-url", "user-alone", "password-alone"],
+)
+def test_registry_credentials_are_set_apart_and_together(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(**env)  # type: ignore[arg-type]

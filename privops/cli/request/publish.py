@@ -148,7 +148,7 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
     cfg = settings()
     keys = [subject_key(c).encode() for c in commands]
     commands = signed(commands, cfg)
-    serde = Serde(cfg.registry_url, cfg.schema_dir)
+    serde = Serde.for_settings(cfg)
     quiet_kafka_logs()
 
     async def send() -> dict[str, CommandAnswer]:

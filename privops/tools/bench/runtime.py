@@ -93,7 +93,7 @@ class BenchRuntime:
             web_port=ports["web"],
             kafka_security_protocol="PLAINTEXT",
         )
-        self.serde = Serde(self.settings.registry_url, self.settings.schema_dir)
+        self.serde = Serde.for_settings(self.settings)
         self.workers: list[WorkerProc] = []
         # Set by a scenario that went on after a failure whose log is in the home.
         self.keep_logs = False
