@@ -282,39 +282,64 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
     if forwarded is not None:
         return forwarded
     try:
-        state = newest(CONSENT, subject_id, subject_id)
-    except ValueError as exc:
-        return self.json({"error": "bad subject id", "reason": str(exc)}, status=400)
+        body, status = consent_answer(
+            subject_id, request.query.get("purpose"), request.query.get("channel")
+        )
     except RuntimeUnavailable:
         return _moving(self)
-    if state is None:
-        return self.json({"error": "unknown subject", "subject_id": subject_id}, status=404)
-    purpose, channel = request.query.get("purpose"), request.query.get("channel")
+    return self.json(body, status=status)
+
+
+def consent_answer(
+    subject_id: str, purpose: str | None, channel: str | None
+) -> tuple[dict[str, Any], int]:
+    """`/consent`'s answer and status, from the newest decided state on this worker.
+
+    A subject with no consent state here whom the suppression list holds was erased
+    (a worker rebuilt under a new app id never saw the erasure): answered as suppressed,
+    never contact. Before, the answer was 404 "unknown subject", which a system may take
+    as "never heard of them" and fall back to its own records (session 25's note).
+    """
+    try:
+        state = newest(CONSENT, subject_id, subject_id)
+    except ValueError as exc:
+        return {"error": "bad subject id", "reason": str(exc)}, 400
+    if state is None and not _erased(subject_id):
+        return {"error": "unknown subject", "subject_id": subject_id}, 404
     if not purpose and not channel:
-        return self.json(_state_json(state))
+        return (_erased_json(subject_id) if state is None else _state_json(state)), 200
     try:
         p, c = Purpose(purpose or "marketing"), Channel(channel or "")
     except ValueError:
-        return self.json(
-            {
-                "error": "bad query",
-                "purposes": [p.value for p in Purpose],
-                "channels": [c.value for c in Channel],
-            },
-            status=400,
-        )
-    decision = rules.decide(state, p, c, now=collaborators().clock.now())
-    return self.json(
-        {
-            "subject_id": subject_id,
-            "purpose": p.value,
-            "channel": c.value,
-            "allowed": decision.allowed,
-            "rule": decision.rule.value,
-            "reason": decision.reason,
-            "evidence": decision.evidence.model_dump(mode="json") if decision.evidence else None,
-        }
-    )
+        return {
+            "error": "bad query",
+            "purposes": [p.value for p in Purpose],
+            "channels": [c.value for c in Channel],
+        }, 400
+    now = collaborators().clock.now()
+    decision = rules.decide_erased() if state is None else rules.decide(state, p, c, now=now)
+    return {
+        "subject_id": subject_id,
+        "purpose": p.value,
+        "channel": c.value,
+        "allowed": decision.allowed,
+        "rule": decision.rule.value,
+        "reason": decision.reason,
+        "evidence": decision.evidence.model_dump(mode="json") if decision.evidence else None,
+    }, 200
+
+
+def _erased_json(subject_id: str) -> dict[str, Any]:
+    """The state of a subject known erased only from the suppression list."""
+    return {
+        "subject_id": subject_id,
+        "restricted": False,
+        "suppressed": True,
+        "marketing_objection": False,
+        "tps_listed": False,
+        "preferences": {},
+        "decisions": {f"{Purpose.marketing.value}:{c.value}": False for c in Channel},
+    }
 
 
 def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:

@@ -403,3 +403,24 @@ async def test_a_rebuilt_worker_makes_no_key_for_a_subject_the_suppression_list_
         await store.get_or_create(BOB, erased=http._erased)
     finally:
         suppression.clear()
+
+
+async def test_a_rebuilt_worker_answers_consent_for_an_erased_subject_as_suppressed() -> None:
+    """`/consent` for a subject the suppression list holds but no consent state names (a
+    worker rebuilt under a new app id) answered 404 "unknown subject": a system may take
+    that for "never heard of them" and mail from its own records. Now: suppressed."""
+    from agents import http
+    from streams.audit import ref
+    from streams.tables import suppression
+
+    suppression._set("hash-of-an-identifier", ref(ANN))
+    try:
+        assert ANN not in consent.data
+        body, status = http.consent_answer(ANN, None, None)
+        assert (status, body["suppressed"], set(body["decisions"].values())) == (200, True, {False})
+        for channel in ("email", "post", "telephone"):
+            body, status = http.consent_answer(ANN, "marketing", channel)
+            assert (status, body["allowed"], body["rule"]) == (200, False, "suppressed")
+        assert http.consent_answer(BOB, None, None)[1] == 404  # a stranger is still unknown
+    finally:
+        suppression.clear()

@@ -9,7 +9,14 @@ answer "may we contact this subject on channel C for purpose P at time T?" with
 
 from __future__ import annotations
 
-from privops.core.consent.decision import TPS_SCREENING_MAX_AGE, Decision, Evidence, Rule, decide
+from privops.core.consent.decision import (
+    TPS_SCREENING_MAX_AGE,
+    Decision,
+    Evidence,
+    Rule,
+    decide,
+    decide_erased,
+)
 from privops.core.consent.fold import apply, apply_all
 from privops.core.consent.model import (
     CONSENT_PURPOSES,
@@ -45,5 +52,6 @@ __all__ = [
     "apply",
     "apply_all",
     "decide",
+    "decide_erased",
     "entry_key",
 ]

@@ -157,11 +157,19 @@ def _answer(rule: Rule, reason: str, record: ConsentEntry | Marker | None = None
     return Decision(allowed=rule in _ALLOWING, reason=reason, rule=rule, evidence=evidence)
 
 
+_ERASED: Final = "Subject was erased and is suppressed; never contact."
+
+
 def _suppressed(state: SubjectConsent) -> Decision | None:
     if state.suppression is None:
         return None
-    reason = "Subject was erased and is suppressed; never contact."
-    return _answer(Rule.suppressed, reason, state.suppression)
+    return _answer(Rule.suppressed, _ERASED, state.suppression)
+
+
+def decide_erased() -> Decision:
+    """The answer for every purpose and channel of a subject known erased only from the
+    suppression list (no consent state: a worker rebuilt under a new app id)."""
+    return _answer(Rule.suppressed, _ERASED)
 
 
 def _restricted(state: SubjectConsent) -> Decision | None:
