@@ -47,7 +47,7 @@ from streams import batching
 from streams.app import app
 from streams.sealing import WorkerSealer
 from streams.state import RebalanceTooSlow, StateFailed, error_frames, state
-from streams.tables import erased_at
+from streams.tables import GLOBAL_VIEWS, erased_at
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     try:
         if state.sealer is not None:  # sealed table values are read with the owned keys
             await state.sealer.ready()
+        await _views_read()
         at = 0
         while True:
             async with state.lock:
@@ -106,6 +107,21 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     finally:
         if source is not None:
             source.working(False)
+
+
+async def _views_read() -> None:
+    """Wait until every global view has read its topic to the end it had at start.
+
+    Decisions read them: the suppression list says who was erased (a worker rebuilt
+    under a new app id knows it from nothing else), the request index who owns a request
+    id. Table recovery can end first (local RocksDB, or empty tables), and before, the
+    agents then decided against half-read views: an erased subject's replayed event made
+    them a live consent state for good, a reused request id was accepted (review,
+    session 26). Once read, a view stays read: this costs a check per chunk."""
+    for view in GLOBAL_VIEWS:
+        if not view.ready.is_set():
+            log.info("waiting for the global view %s before deciding", view.topic)
+            await view.ready.wait()
 
 
 async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
