@@ -63,10 +63,15 @@ class Schedule:
     ) -> None:
         self.thresholds = thresholds
         self.observer: ScheduleObserver = observer or _Unobserved()
+        self.generation = 0
         self._reset()
 
     def _reset(self) -> None:
         self.ready = False
+        # Requests the agents tracked since the reset, while the stored ones are indexed:
+        # what they tracked is newer than the store (a flush's values reach the store
+        # only once delivered), so the rebuild must not put the stored one back.
+        self._tracked_live: set[str] = set()
         # (POSIX seconds, request id, system, action): no per-entry datetime or task id
         # string (rebuilt with make_task_id), which keeps an open request under 1 KB.
         self._tasks: list[tuple[float, str, int, int]] = []
@@ -90,6 +95,25 @@ class Schedule:
 
     def track(self, rec: RequestRecord) -> None:
         """Index a request's current timers and counts after it changed."""
+        if not self.ready:
+            self._tracked_live.add(rec.request_id)
+        self._index(rec)
+
+    def track_stored(self, rec: RequestRecord) -> None:
+        """Index a stored request while rebuilding, unless the agents tracked a newer
+        value of it since the reset. Before, a rebuild after a rebalance put the stored
+        value back over the newer one (an extension decided but not yet stored): the
+        deadline index kept the old due date, and no alert came for the new one (review,
+        session 26)."""
+        if rec.request_id not in self._tracked_live:
+            self._index(rec)
+
+    def rebuilt(self) -> None:
+        """Every stored request is indexed: from now on only the agents track."""
+        self.ready = True
+        self._tracked_live = set()
+
+    def _index(self, rec: RequestRecord) -> None:
         for when, task_id in next_checks(rec):
             task = rec.tasks[task_id]
             heapq.heappush(
@@ -177,6 +201,7 @@ class Schedule:
             self.observer.requests_open(request_type, state, 0)
         for system in self.pending_counts:
             self.observer.tasks_pending(system, 0)
+        self.generation += 1
         self._reset()
 
     def subject_of(self, request_id: str) -> str | None:

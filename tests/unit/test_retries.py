@@ -300,3 +300,30 @@ def test_a_request_tracked_again_queues_each_followup_time_once() -> None:
     assert schedule.due(later, later.date()) == []
     schedule.track(rec)  # tracked again after it fired: queued again, once
     assert len(schedule.due(later, later.date())) == 1
+
+
+def test_a_rebuild_never_puts_a_stored_request_back_over_a_newer_one() -> None:
+    """After a rebalance the schedule is rebuilt from the stored requests; a flush's values
+    reach the store only once delivered, so the agent may already have tracked a newer
+    one (an extension). Before, the rebuild put the stored value back: the deadline
+    index kept the old due date, and the alert for the new one never came (review,
+    session 26)."""
+    seen = Seen()
+    schedule = Schedule((7, 3, 1), seen)
+    schedule.clear()  # partitions assigned
+    stored = record()
+    extended = stored.model_copy(update={"due_on": date(2026, 6, 2)})
+    schedule.track(extended)  # decided, not yet stored
+    schedule.track_stored(stored)  # what the store still holds
+    schedule.rebuilt()
+    assert seen.due[-1] == (RequestType.erasure, None, date(2026, 6, 2))
+    assert warnings(schedule, date(2026, 3, 31)) == []  # not counting to 2 April
+    assert warnings(schedule, date(2026, 5, 31)) == [3]
+    # Once rebuilt, the store is not asked again: a stored value indexes as any other.
+    schedule.track_stored(stored)
+    assert seen.due[-1:] == [(RequestType.erasure, date(2026, 6, 2), date(2026, 4, 2))]
+
+
+def warnings(schedule: Schedule, today: date) -> list[int | None]:
+    ticks = schedule.due(NOW, today)
+    return [t.days_before for t in ticks if t.kind is TickKind.deadline_approaching]
