@@ -49,6 +49,10 @@ class GlobalView:
         self.data: dict[str, str] = {}
         self.ready = asyncio.Event()
         self._values: Counter[str] = Counter()  # how many keys hold each value
+        # This worker's puts whose flush has not handed their records over yet: the key's
+        # value before (None: absent), put back if that flush is dropped.
+        self._unsettled: dict[str, str | None] = {}
+        state.on_outputs_settled(self._settle)
 
     def get(self, key: str) -> str | None:
         return self.data.get(key)
@@ -60,6 +64,7 @@ class GlobalView:
     def clear(self) -> None:
         self.data.clear()
         self._values.clear()
+        self._unsettled.clear()
 
     def _set(self, key: str, value: str | None) -> None:
         old = self.data.pop(key, None) if value is None else self.data.get(key)
@@ -76,9 +81,22 @@ class GlobalView:
 
     def put(self, key: str, value: str) -> None:
         """Record ``key`` here at once, and on the topic (for every other worker) with the
-        agent's next flush."""
+        agent's next flush. If that flush is dropped (the partitions moving), the key is
+        taken back here too: its input is replayed, and must find it missing to put it
+        again. Before, the replay found it here and never sent it, so the topic, every
+        other worker and any rebuilt one never learnt it (review, session 26: an erased
+        person's new identifier, re-imported, missing from the suppression list)."""
+        if key not in self._unsettled:
+            self._unsettled[key] = self.data.get(key)
         self._set(key, value)
         state.emit(self.topic, key.encode(), value.encode())
+
+    def _settle(self, handed_over: bool) -> None:
+        """A flush handed its outputs over (the puts stand) or was dropped (undone)."""
+        if not handed_over:
+            for key, before in self._unsettled.items():
+                self._set(key, before)
+        self._unsettled.clear()
 
     async def follow(self) -> None:
         """Read the topic from the beginning, then keep reading (runs for the worker's life)."""
@@ -124,9 +142,9 @@ class GlobalView:
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
-        self._set(
-            key.decode(errors="replace"), None if value is None else value.decode(errors="replace")
-        )
+        text = key.decode(errors="replace")
+        self._unsettled.pop(text, None)  # the topic's value stands, whatever a drop undoes
+        self._set(text, None if value is None else value.decode(errors="replace"))
 
 
 async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

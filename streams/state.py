@@ -206,6 +206,9 @@ class State:
         # on after the dropped inputs is sent, stored or acknowledged before they are.
         self._dropping = False
         self._dropping_since = 0.0  # time.monotonic() of the first dropped flush
+        # Told after each flush whether its outputs were handed over (True) or dropped
+        # (False): the global views undo a dropped flush's puts (``GlobalView.put``).
+        self._settled: list[Callable[[bool], None]] = []
         self._rebalancing = False  # between ``rebalancing`` and ``rebalanced``
         self.revocation_deadline: float | None = None  # loop time (``rebalancing``)
         # How processed inputs are acknowledged (streams.pipeline sets it for the
@@ -293,6 +296,15 @@ class State:
             self._cache.popitem(last=False)
 
     # --- outputs and inputs --------------------------------------------------------
+
+    def on_outputs_settled(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener`` after each flush: True when its outputs were handed over,
+        False when it was dropped (its inputs will be decided again)."""
+        self._settled.append(listener)
+
+    def _tell_settled(self, handed_over: bool) -> None:
+        for listener in self._settled:
+            listener(handed_over)
 
     def emit(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         """Send ``value`` at the next flush (in order with the other outputs)."""
@@ -386,12 +398,14 @@ class State:
                 )
         if self._dropping:
             self._dirty, self._out, self._done = {}, [], []
+            self._tell_settled(False)
             self.forget()
             if acknowledge:  # not the rebalance's own flush (``pipeline.on_revoked``)
                 self.give_up_dropping()
             return
         dirty, out, done = self._dirty, self._out, self._done
         self._dirty, self._out, self._done = {}, [], []
+        self._tell_settled(True)
         writes: list[Write] = []
         changelog: list[batching.Outgoing] = []
         for (name, partition), values in dirty.items():

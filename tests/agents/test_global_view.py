@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from faust.types import Message
+
+from agents import ingest
+from privops.adapters.serde import Serde
+from privops.core import records as r
+from privops.core.identity import suppression_key
+from privops.core.vocab import Channel, Purpose, System
+from streams import pipeline
 from streams.app import settings
+from streams.audit import PSEUDONYM_KEY, ref
 from streams.global_view import FETCH_WAIT_MS, GlobalView
+from streams.state import Unsealable, state
 from streams.tables import suppression
+from tests.agents.conftest import Outbox
 
 
 async def test_a_global_views_fetches_wait_a_little_for_data() -> None:
@@ -17,3 +32,69 @@ async def test_a_global_views_fetches_wait_a_little_for_data() -> None:
         assert consumer._fetch_min_bytes == settings.fetch_min_bytes > 1
         assert consumer._group_id is None  # the whole topic, in no group
     assert 0 < FETCH_WAIT_MS <= 100
+
+
+class MovingOnce:
+    """A sealer whose first flush finds the partitions moving (``Unsealable``)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def ready(self) -> None:
+        return None
+
+    async def storage_keys(self, wanted: Any) -> dict[str, None]:
+        self.asked += 1
+        if self.asked == 1:
+            raise Unsealable("partition 0 of privacy.subject-keys is not this worker's")
+        return dict.fromkeys(wanted)
+
+    def lookup(self, _key_id: str) -> None:
+        return None
+
+
+def given(serde: Serde, subject: str, event_id: str, offset: int, **ids: str) -> Message:
+    event = r.ConsentGiven(
+        event_id=event_id,
+        occurred_at=datetime.now(UTC),
+        source=System.marketing,
+        subject_id=subject,
+        identifiers=r.Identifiers(**ids),
+        purpose=Purpose.marketing,
+        channel=Channel.email,
+    )
+    return Message(
+        topic="marketing.events",
+        partition=0,  # the agent tests count one partition (conftest.one_partition)
+        offset=offset,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=None,
+        key=subject.encode(),
+        value=serde.encode(event),
+        checksum=None,
+    )
+
+
+async def test_a_put_whose_flush_is_dropped_is_sent_when_its_input_is_replayed(
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view's put changes the local copy when decided. If its flush was dropped (the
+    partitions moving) and this worker kept the partition, the replay found the key here
+    and never put it again: the erased person's new identifier, re-imported, reached
+    neither the topic nor any other worker (review, session 26)."""
+    erased_email, new_phone = "erased@example.com", "+447700900123"
+    suppression._set(suppression_key(PSEUDONYM_KEY, "email", erased_email), ref("S-erased"))
+    monkeypatch.setattr(state, "sealer", MovingOnce())
+    chunk = [
+        given(serde, "S-new", "e-1", 1, email=erased_email, phone=new_phone),  # a re-import
+        given(serde, "S-other", "e-2", 2, email="x@example.com"),  # a sealed write: keys asked
+    ]
+    phone_key = suppression_key(PSEUDONYM_KEY, "phone", new_phone)
+    await pipeline.work(chunk, ingest.on_message, None)
+    assert phone_key not in suppression  # its flush was dropped: taken back here too
+    await pipeline.on_revoked()  # the rebalance; this worker keeps the partition
+    await pipeline.work(chunk, ingest.on_message, None)  # replayed from the commit
+    sent = [key for topic, key, _ in outbox.views if topic == suppression.topic]
+    assert phone_key.encode() in sent
+    assert phone_key in suppression

@@ -205,7 +205,7 @@ async def test_worker_ready_follows_what_keeps_health_from_200(
         return None
 
     monkeypatch.setattr(health._broker, "problem", fine)
-    monkeypatch.setattr(health, "registry_problem", lambda _url: fine())
+    monkeypatch.setattr(health, "registry_problem", lambda _url, _ca=None: fine())
     monkeypatch.setattr(health, "stalled_agents", list)
     monkeypatch.setattr(health, "dropped_flushes", list)
     await health.refresh(lambda: ["tables recovering"])
