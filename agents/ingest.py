@@ -57,6 +57,7 @@ from privops.core.facts import (
     consent_state_fields,
     directive_fact,
     number_change,
+    recalled_suppression,
     too_far_ahead,
     updated_facts,
 )
@@ -82,7 +83,7 @@ from streams.context import collaborators
 from streams.io import TOPICS, dead_letter, decode, output_datum
 from streams.keystore import key_store, key_subject
 from streams.state import state
-from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, erased, suppression
+from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, erased, listed_erased, suppression
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=r.Record)
@@ -395,6 +396,8 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     merged = merge(identity, sid, record.source, raw_ids, record.occurred_at)
 
     current = state.get(CONSENT, sid)
+    if current is None and listed_erased(sid):
+        current = recall_suppression(sid, record.occurred_at)
     if current is not None and current.suppressed:
         keep_retention_facts(record, stored_facts, new_facts)
         flag_reimport(record, "identifiers match an erased subject")
@@ -461,6 +464,19 @@ def erased_before(subject_id: str) -> bool:
     topics under a new app id, whose tables never saw them) the suppression list, which
     outlives every table, holds their subject ref."""
     return erased(subject_id)  # the suppression list too, for a subject unknown here
+
+
+def recall_suppression(sid: str, at: datetime) -> rules.SubjectConsent:
+    """The suppressed consent state of a subject the suppression list names, for whom
+    this worker has none (rebuilt under a new app id): written and published, so the
+    key service and ``/consent`` refuse them and their later events take the erased
+    subject's branch at once, without the keyed hash. Only for a subject with no consent
+    state here (rare): a subject met for the first time pays one keyed hash."""
+    fact = recalled_suppression(ref(sid), at)
+    recalled = apply_facts(None, sid, [fact], actor="privops:suppression-list")
+    assert recalled is not None
+    assert recalled.suppressed
+    return recalled
 
 
 def flag_reimport(record: r.UpstreamEvent, why: str) -> None:
@@ -552,4 +568,9 @@ def on_directive(directive: r.SubjectDirective) -> None:
             sref = ref(sid)
             for key in suppression_keys(PSEUDONYM_KEY, identity):
                 suppression.put(key, sref)
-    apply_facts(state.get(CONSENT, sid), sid, [fact], actor=f"privops:{directive.request_id}")
+    current = state.get(CONSENT, sid)
+    if current is None and fact.kind is not FactKind.suppressed and listed_erased(sid):
+        # A restriction or withdrawal must not give an erased subject a fresh state that
+        # their next event would find unsuppressed (a rebuilt worker).
+        current = recall_suppression(sid, directive.occurred_at)
+    apply_facts(current, sid, [fact], actor=f"privops:{directive.request_id}")

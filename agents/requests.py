@@ -4,8 +4,8 @@ Reads:  privacy.commands, privacy.task-results.<system>, privops.internal.reques
         (all keyed by subject id, co-partitioned with the subject's state)
 Writes: privacy.command-results (one answer per command), privacy.tasks.<system>,
         privacy.alerts, privacy.notifications, privacy.audit,
-        privops.internal.subject-directives, privacy.deadletter; table requests and the
-        request index (holds are forwarded to ingest). Decisions are
+        privops.internal.subject-directives, privacy.deadletter; tables requests and
+        command-answers, and the request index (holds are forwarded to ingest). Decisions are
         privops.core.workflow's pure functions.
 
 A request lives on its subject's partition, so its record and the subject's identity,
@@ -19,7 +19,10 @@ privacy.task-results.<system>, a tick only from
 the ticks topic); anything else is a `wrong_topic` dead letter. A command is then acted
 on only if a key of the signers file (settings.signers_file, re-read when it changes)
 signed it for its actor; the commands the worker issues itself are signed with a key
-derived from the audit key, which every worker of the group holds and trusts.
+derived from the audit key, which every worker of the group holds and trusts, for the
+follow-up erasures its requests issued only (the DPO's audit tools hold that key too).
+A command answered once is answered the same when it comes again: by its request's
+record, else by the partition's table of answers no request keeps (command-answers).
 
 A completed erasure then erases privops' own copies (privops.core.shredding decides
 which): the subject's data keys are shredded on privacy.subject-keys, and the tables drop
@@ -67,7 +70,16 @@ from streams.io import dead_letter, decode, output
 from streams.keystore import KeyStoreBehind, key_store
 from streams.sealing import REFUSED
 from streams.state import Slot, state
-from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, REQUESTS, erased, request_index
+from streams.tables import (
+    COMMAND_ANSWERS,
+    CONSENT,
+    FACTS,
+    HOLDS,
+    IDENTITIES,
+    REQUESTS,
+    erased,
+    request_index,
+)
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")
@@ -193,10 +205,12 @@ async def on_command(cmd: r.Command, key: str) -> None:
     if misrouted is not None:
         apply(misrouted, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
+    answered = state.get(COMMAND_ANSWERS, _answers_key())
     if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased):
         ctx = context(cmd.subject_id)
-        outcome = wf.on_hold(cmd, ctx)
+        outcome = wf.on_hold(cmd, ctx, answered)
         apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id, key)
+        _remember(answered, cmd, outcome, ctx)
         if isinstance(cmd, r.LegalHoldPlaced) and outcome.rejected is None:
             held = dataclasses.replace(ctx, holds=update_holds(ctx.holds, cmd).holds)
             _resend_held(cmd.subject_id, held, cmd.command_id)
@@ -209,9 +223,26 @@ async def on_command(cmd: r.Command, key: str) -> None:
             taken = wf.taken_elsewhere(cmd, ctx)
             apply(taken, None, cmd.request_id, None, actor, cmd.command_id, key)
             return
-    outcome = wf.on_command(rec, cmd, ctx)
+    parent_id = wf.followup_parent(cmd)
+    parent = load(parent_id) if parent_id else None  # on this partition, or not at all
+    outcome = wf.on_command(rec, cmd, ctx, parent, answered)
     apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id, key)
+    _remember(answered, cmd, outcome, ctx)
     await settle(outcome.record or rec, cmd.command_id)
+
+
+def _answers_key() -> str:
+    """The key of this partition's answers to commands no request keeps (one value per
+    partition: the memory store keeps every partition's keys in one dict)."""
+    return f"commands/{state.partition}"
+
+
+def _remember(
+    answered: wf.CommandAnswers | None, cmd: r.Command, outcome: wf.Outcome, ctx: wf.Context
+) -> None:
+    kept = wf.remember(answered, cmd, outcome, ctx)
+    if kept is not None:
+        state.put(COMMAND_ANSWERS, _answers_key(), kept)
 
 
 async def on_result(result: r.TaskResult, key: str) -> None:
@@ -429,7 +460,12 @@ async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
     # (the scope it was sealed under before, main, is destroyed).
     state.put(IDENTITIES, sid, cast(IdentityMap, remains.identity))
     state.put(FACTS, sid, cast(SubjectFacts, remains.facts))
-    _replace(HOLDS, sid, list(remains.holds) if remains.holds else None)
+    # Holds too: their reasons are sealed, and what stays must be sealed under the
+    # storage scope (a hold left unchanged stayed sealed under the destroyed main).
+    if remains.holds:
+        state.put(HOLDS, sid, list(remains.holds))
+    else:
+        _replace(HOLDS, sid, None)
     cleared = _clear_closed_requests(sid, rec.request_id)
     final = shredding.done(shredding.scrubbed(rec) or rec, now)
     state.put(REQUESTS, rec.request_id, final)

@@ -25,14 +25,15 @@ from privops.core.fieldcrypt import DataKey
 from privops.core.personal import PersonalPath, personal_paths
 from privops.core.records import DeadLetter, Record
 from privops.core.sealing import personal_values_in, seal_record
-from privops.core.topics import DEADLETTER, catalogue
+from privops.core.topics import DEADLETTER, catalogue, events_topic, task_results_topic
+from privops.core.vocab import System
 from streams.app import app, settings
 from streams.batching import Outgoing
 from streams.state import state
 
 log = logging.getLogger(__name__)
 
-serde = Serde(settings.registry_url, settings.schema_dir)
+serde = Serde.for_settings(settings)
 
 TOPICS: dict[str, TopicT] = {
     spec.name: app.topic(
@@ -109,6 +110,18 @@ def _subject_of(record: Record, key: bytes | None) -> str | None:
 
 REGISTRY_RETRY_MAX_SECONDS = 30.0
 
+SYSTEMS_TOPICS: frozenset[str] = frozenset(
+    [*(events_topic(s) for s in System), *(task_results_topic(s) for s in System)]
+)
+"""What the business systems write: their events and their answers, whose personal
+fields (names, addresses, export locations) are plaintext until every producer seals
+them. Bytes of theirs that do not decode (an unknown or untrusted schema, an invalid
+record, garbage) cannot be checked for plaintext, so a dead letter does not keep them
+(``decode``), as it keeps no event with a plaintext personal field (agents.ingest.refuse):
+a dead letter is never shredded with its subject's key. The topic, partition and offset
+find the original, kept on its topic for the topic's retention."""
+UNREAD = "bytes from a business system that did not decode may hold personal data in plaintext"
+
 
 async def decode(message: Message, consumer: str) -> Record | None:
     """The record in ``message``, or None after dead-lettering it with the reason.
@@ -122,7 +135,10 @@ async def decode(message: Message, consumer: str) -> Record | None:
         try:
             return await serde.decode_async(message.value)
         except DecodeError as exc:
-            dead_letter(message, consumer, exc.reason, exc.detail)
+            unread = message.topic in SYSTEMS_TOPICS
+            dead_letter(
+                message, consumer, exc.reason, exc.detail, keep_value=not unread, why=UNREAD
+            )
             return None
         except RegistryError as exc:
             log.warning("schema registry unavailable (%s); retrying in %.1f s", exc, delay)
@@ -139,16 +155,24 @@ worker on every restart. A longer one is left out, and the error says so."""
 
 
 def dead_letter(
-    message: Message, consumer: str, reason: str, error: str, *, keep_value: bool = True
+    message: Message,
+    consumer: str,
+    reason: str,
+    error: str,
+    *,
+    keep_value: bool = True,
+    why: str = "personal data in plaintext",
 ) -> None:
     """Keep unusable input whole on privacy.deadletter, count it, and go on. Not kept:
-    the value with ``keep_value=False`` (plaintext personal data: a dead letter is not
-    shredded with its subject's key), and a key or value over its limit above; the
-    original stays on its topic for the topic's retention."""
+    the value with ``keep_value=False`` (plaintext personal data, or bytes that may hold
+    it, ``why``: a dead letter is not shredded with its subject's key), and a key or
+    value over its limit above; the original stays on its topic for the topic's
+    retention."""
     key, key_note = _kept(message.key, DEAD_LETTER_KEY_BYTES, "key")
     value, value_note = _kept(message.value, DEAD_LETTER_VALUE_BYTES, "value")
     if not keep_value and value is not None:
-        value, value_note = None, "; the value is not kept (personal data in plaintext)"
+        value_note = f"; the value ({len(value)} bytes) is not kept ({why})"
+        value = None
     letter = DeadLetter(
         original_topic=message.topic,
         partition=message.partition,

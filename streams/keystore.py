@@ -66,6 +66,9 @@ CATCH_UP_SECONDS: Final = 30.0
 FETCH_MS: Final = 500
 REWRAP_CHECK_SECONDS: Final = 30.0
 SHREDDED_MEMORY: Final = 65_536
+TOMBSTONED_MEMORY: Final = 65_536
+"""Key ids remembered as tombstoned (~100 bytes each): a key written back after its
+tombstone is refused while its tombstone is among the newest this many."""
 
 Send = Callable[[str, bytes, bytes | None, int], Awaitable[object]]
 """Produce (topic, key, value, partition) and return once the broker acknowledged it."""
@@ -132,6 +135,10 @@ class KeyStore:
         # Subjects this process shredded, newest last: refused a new key at once, before
         # the erasure's consent state (what the key service checks) is flushed.
         self._shredded: OrderedDict[str, None] = OrderedDict()
+        # Key ids seen tombstoned, newest last (``apply``): a record of one coming after
+        # its tombstone is a shredded key written back, never a key to use.
+        self._tombstoned: OrderedDict[str, None] = OrderedDict()
+        self._retombstoning: set[asyncio.Future[object]] = set()
 
     # --- assignment ----------------------------------------------------------------
 
@@ -223,11 +230,45 @@ class KeyStore:
         key_id = key.decode(errors="replace")
         if value is None:
             ring.apply(key_id, None)
+            self._remember_tombstone(key_id)
+            return
+        if key_id in self._tombstoned:
+            self._written_back(partition, key)
             return
         try:
             ring.apply_encoded(key_id, value)  # decoded when first used
         except MalformedField as exc:
             log.error("%s[%d]: not a key id (%s)", SUBJECT_KEYS, partition, exc)
+
+    def _remember_tombstone(self, key_id: str) -> None:
+        self._tombstoned[key_id] = None
+        self._tombstoned.move_to_end(key_id)
+        if len(self._tombstoned) > TOMBSTONED_MEMORY:
+            self._tombstoned.popitem(last=False)
+
+    def _written_back(self, partition: int, key: bytes) -> None:
+        """A record of a key id after its tombstone: a shredded key written back (a
+        zombie owner's re-wrap, still serving before it learns it lost the partition,
+        raced the new owner's shred). Key ids are never reused, so it is never a key to
+        use: the ring ignores it, and the partition's owner tombstones it again, so
+        that a reader with no memory of the first tombstone (a rebuilt worker,
+        ``forget-check``) does not find the key live either."""
+        log.warning(
+            "%s[%d]: a shredded key was written back; tombstoned again", SUBJECT_KEYS, partition
+        )
+        if partition not in self._owned:
+            return
+        task = asyncio.ensure_future(self._send(SUBJECT_KEYS, key, None, partition))
+        self._retombstoning.add(task)
+        task.add_done_callback(self._retombstoned)
+
+    def _retombstoned(self, task: asyncio.Future[object]) -> None:
+        self._retombstoning.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Its next owner re-reads the partition and tries again.
+            log.error(
+                "%s: tombstoning a written-back key failed: %r", SUBJECT_KEYS, task.exception()
+            )
 
     def _opener(self, partition: int) -> Callable[[str, bytes], SubjectKey | None]:
         def opened(key_id: str, value: bytes) -> SubjectKey | None:
@@ -569,11 +610,18 @@ class KeyStore:
         ring = self.ring(partition)
         for key_id in key_ids:
             ring.apply(key_id, None)
+            self._remember_tombstone(key_id)
 
     async def rewrap_stale(self) -> int:
         """Re-wrap every owned key record not under the current KEK version (after
         ``privops keys kek rotate``): same data key, key id and created_at, written back
-        under the subject's lock so a shred is never undone. The number re-wrapped."""
+        under the subject's lock so a shred of this process is never undone, and only
+        once the ring has read the partition up to date, so that neither is one of
+        another worker's (a zombie owner, which lost the partition and has not heard
+        yet, wrote a shredded key back behind the new owner's tombstone: review, session
+        26). One end-offset query per key re-wrapped, beside its acknowledged produce; a
+        shred landing between the two is undone only until the new owner reads the
+        record back (``_written_back``). The number re-wrapped."""
         current = self.kek.current()
         count = 0
         for partition in sorted(self._owned):
@@ -582,6 +630,7 @@ class KeyStore:
                 continue
             for record in ring.stale(current.version, self.codec.kek_version):
                 async with self._serialised(record.subject_id):
+                    await self.ensure_caught_up(partition)
                     if ring.record(record.key_id) != record:  # shredded or replaced
                         continue
                     key = ring.get(record.key_id)

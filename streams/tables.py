@@ -29,6 +29,7 @@ from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, subject_ref
 from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_INDEX, SUPPRESSION
+from privops.core.workflow import CommandAnswers
 from streams.app import app, settings
 from streams.global_view import GlobalView
 from streams.state import Slot, model_slot, state
@@ -52,6 +53,9 @@ subject_facts = _table("subject-facts", "subject id -> SubjectFacts (retention i
 legal_holds = _table("legal-holds", "subject id -> list of LegalHold")
 requests = _table("requests", "request id -> RequestRecord (on its subject's partition)")
 audit_chains = _table("audit-chains", "audit chain key -> [seq, hash]")
+command_answers = _table(
+    "command-answers", "'commands/<partition>' -> CommandAnswers (answers no request keeps)"
+)
 
 V = TypeVar("V")
 
@@ -73,9 +77,12 @@ HOLDS: Slot[list[LegalHold]] = Slot(
     legal_holds,
     lambda raw: [LegalHold.model_validate(h) for h in raw],
     lambda holds: [_json(h) for h in holds],
+    sealing=sealing.HOLDS,
 )
 REQUESTS: Slot[RequestRecord] = model_slot(requests, RequestRecord, sealing.REQUESTS)
 CHAIN_HEADS: Slot[tuple[int, str]] = Slot(audit_chains, lambda raw: (raw[0], raw[1]), list)
+# No personal values (command ids, reason codes, messages that name no one): not sealed.
+COMMAND_ANSWERS: Slot[CommandAnswers] = model_slot(command_answers, CommandAnswers)
 
 
 def erased(subject_id: str) -> bool:
@@ -97,6 +104,13 @@ def _erased_by(current: SubjectConsent | None, subject_id: str) -> bool:
     subjects unknown here pay for the keyed hash."""
     if current is not None:
         return current.suppressed
+    return listed_erased(subject_id)
+
+
+def listed_erased(subject_id: str) -> bool:
+    """The suppression list holds ``subject_id``'s ref: an erasure of theirs ran, whatever
+    this worker's tables say (a rebuild under a new app id starts them empty). One keyed
+    hash: ask it only of a subject with no consent state here."""
     return suppression.has_value(subject_ref(_PSEUDONYM_KEY, subject_id))
 
 

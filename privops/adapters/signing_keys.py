@@ -179,20 +179,56 @@ def signing_key(
     return key
 
 
+def unsafe_signers(path: Path, st: os.stat_result, directory: os.stat_result) -> str | None:
+    """What makes the signers file ``path`` (``st``; its directory's: ``directory``) unfit
+    to trust, and how to fix it; None if nothing does.
+
+    Whoever can write the file, or replace it in its directory, chooses whose commands
+    the worker takes: a group- or world-writable one, or one another user owns, is that
+    user's say, not the DPO's (a private key that others can read is refused for the
+    same reason: ``load_key``). Root may own either: only root could write them then.
+    A world-writable directory with the sticky bit (/tmp, mounted secrets) lets no one
+    else replace a file they do not own, so there only the file's owner counts."""
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        return (
+            f"the signers file {path} is owned by uid {st.st_uid}, not by the worker's user "
+            f"(uid {me}) or root: `chown` it to the worker's user"
+        )
+    if stat.S_IMODE(st.st_mode) & 0o022:
+        return (
+            f"the signers file {path} is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):o}): `chmod go-w {path}`"
+        )
+    parent = path.parent
+    if directory.st_uid not in (me, 0):
+        return (
+            f"the signers file's directory {parent} is owned by uid {directory.st_uid}, not "
+            f"by the worker's user (uid {me}) or root: move the file to a directory of its own"
+        )
+    if stat.S_IMODE(directory.st_mode) & 0o022 and not directory.st_mode & stat.S_ISVTX:
+        return (
+            f"the signers file's directory {parent} is writable by group or others "
+            f"(mode {stat.S_IMODE(directory.st_mode):o}): `chmod go-w {parent}`"
+        )
+    return None
+
+
 class SignersWatch:
     """The signers file as the worker trusts it, re-read whenever the file changes.
 
-    `current()` looks at the file's identity (inode, size, mtime) on every call, which
-    costs one stat, so a key created or revoked is in force for the very next command.
-    An unreadable or invalid file trusts no file key at all (fail closed: a revocation
-    must never be missed), and says so in the log once per change. `builtin` keys (the
-    worker's own) are trusted whatever the file says.
+    `refresh()` looks at the file's and its directory's identity (inode, size, mtime,
+    owner, mode) on every call, which costs two stats, so a key created or revoked is in
+    force for the very next command, and so is a `chmod`. An unreadable, invalid or
+    unsafe (``unsafe_signers``) file trusts no file key at all (fail closed: a
+    revocation must never be missed, nor a key slipped in), and says so in the log once
+    per change. `builtin` keys (the worker's own) are trusted whatever the file says.
     """
 
     def __init__(self, path: Path, builtin: tuple[SignerKey, ...] = ()) -> None:
         self.path = path
         self.builtin = builtin
-        self._seen: tuple[int, int, int] | None = None  # None: never looked
+        self._seen: tuple[int, ...] | None = None  # None: never looked
         self._signers = self._with_builtin(Signers())
         self.refresh()
 
@@ -202,17 +238,26 @@ class SignersWatch:
         return signers
 
     def refresh(self) -> Signers:
+        stats: tuple[os.stat_result, os.stat_result] | None = None
         try:
-            st = self.path.stat()
-            seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+            stats = (self.path.stat(), self.path.parent.stat())
         except FileNotFoundError:
             seen = _MISSING
         except OSError:
             seen = _UNREADABLE
+        else:
+            st, directory = stats
+            seen = (
+                *(st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid),
+                *(directory.st_ino, directory.st_mode, directory.st_uid),
+            )
         if seen == self._seen:
             return self._signers
         self._seen = seen
         try:
+            unsafe = unsafe_signers(self.path, *stats) if stats is not None else None
+            if unsafe is not None:
+                raise ConfigError(unsafe)
             signers = read_signers(self.path)
         except ConfigError as exc:
             log.error("%s; every DPO command will be rejected until it is fixed", exc)
@@ -226,5 +271,5 @@ class SignersWatch:
         return self._signers
 
 
-_MISSING: Final = (0, 0, 0)
-_UNREADABLE: Final = (-1, -1, -1)
+_MISSING: Final[tuple[int, ...]] = (0, 0, 0)
+_UNREADABLE: Final[tuple[int, ...]] = (-1, -1, -1)

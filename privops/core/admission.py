@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from privops.core import records as r
 from privops.core.errors import DecodeError, WrongTopic
+from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.pii import REDACT_CHARS, looks_like_pii, redact
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
@@ -237,10 +238,24 @@ MAX_COMMAND_AGE: Final = timedelta(days=14)
 def check_fresh(cmd: r.Command, now: datetime) -> None:
     """Refuse a command signed more than ``MAX_COMMAND_AGE`` ago that its request has not
     answered: a request remembers only its last answers (``MAX_REMEMBERED_ANSWERS``),
-    so an old signed command put on the topic again (by anyone who may write it) would
-    otherwise be acted on twice: a clarification asked again, a deadline moved again.
-    A redelivery is answered from memory before this check; a command that waited this
-    long is issued again."""
+    and the partition the answers no request keeps only that long
+    (``workflow.CommandAnswers``), so an old signed command put on the topic again (by
+    anyone who may write it) would otherwise be acted on twice: a clarification asked
+    again, a deadline moved again, a released hold placed again. A redelivery is
+    answered from memory before this check; a command that waited this long is issued
+    again.
+
+    One dated more than ``MAX_CLOCK_SKEW`` ahead of ``now`` is refused too: its window
+    would not even have started, so it could be put on the topic again for as long as
+    its date lies ahead, and fourteen days after that."""
+    ahead = cmd.issued_at - now
+    if ahead > MAX_CLOCK_SKEW:
+        raise Refused(
+            Reason.invalid_command,
+            f"the command is dated {int(ahead.total_seconds() // 60)} minutes ahead of "
+            f"privops' clock (at most {int(MAX_CLOCK_SKEW.total_seconds() // 60)} "
+            "allowed): check the signing machine's clock, then issue it again",
+        )
     if now - cmd.issued_at > MAX_COMMAND_AGE:
         raise Refused(
             Reason.invalid_command,

@@ -374,10 +374,19 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
                 KeptItem(
                     system=task.system,
                     category=cat,
-                    ground=kept.ground if kept else result.reason,
+                    ground=kept.ground if kept else SYSTEMS_OWN_GROUND,
                     until=kept.until if kept else None,
                 )
             )
+
+
+SYSTEMS_OWN_GROUND: Final = "the system's own ground, in its answer"
+"""What a request keeps for a reason of the system's own (one the plan did not keep)
+says why by pointing at the system's answer (its task's ``outcome_reason``), never by
+copying it: the system's free text can name the person (invoices of Ann Jones, 12 Acacia
+Avenue), and ``kept[].ground`` stays readable after the erasure (the DPO's view, and the
+subject's erasure notice quotes it). The answer is sealed, and cleared by the erasure
+(privops.core.sealing, privops.core.shredding.scrubbed; review, session 26)."""
 
 
 def _covered(task: TaskRecord) -> set[Category]:

@@ -1,12 +1,13 @@
 """privops' own copies of personal data, sealed under the subject's key: pure, no I/O.
 
-The worker keeps personal values in three tables (the identity map's identifiers, the
+The worker keeps personal values in four tables (the identity map's identifiers, the
 retention facts' recipient references, a request's rectified values, task identifiers,
-export locations and access manifest). In memory they are plaintext, for the
-decisions; whatever is written (the RocksDB store and the table's changelog topic) holds
-each of them as a ``pv1:`` field ciphertext under the subject's data key, exactly like
-the business systems' events (privops.core.fieldcrypt). Destroying the key therefore
-reaches every copy the changelog and its backups still hold, compacted or not.
+export locations and access manifest, and free text that may name people: the DPO's
+reasons, the systems' answers, a legal hold's reason). In memory they are plaintext,
+for the decisions; whatever is written (the RocksDB store and the table's changelog
+topic) holds each of them as a ``pv1:`` field ciphertext under the subject's data key,
+exactly like the business systems' events (privops.core.fieldcrypt). Destroying the key
+therefore reaches every copy the changelog and its backups still hold, compacted or not.
 
 A ``TableSealing`` names a table's personal paths in its JSON value (the shape
 ``model_dump(mode="json")`` gives); ``seal`` encrypts them, ``open`` decrypts them,
@@ -106,12 +107,26 @@ def _manifest_as_json(value: Json) -> Json:
     return {**value, MANIFEST: json.loads(manifest)}
 
 
+REQUEST_FREE_TEXT: Final = ("reason", "extension_reason")
+"""A request's free text from the DPO (why refused, extended, decided: "Ann Jones phoned
+from 12 Acacia Avenue"), sealed like its values (review, session 26). A system's own
+words are its task's ``outcome_reason``; what a request keeps and why (``kept[].ground``)
+is privops' text, from the data map and the legal holds (``fanout``), never sealed: the
+DPO's view keeps it after the erasure."""
+
+
 def _request_without_values(value: Json) -> Json:
     tasks = {
-        task_id: {**task, "identifiers": {}, "changes": {}, "export": None}
+        task_id: {**task, "identifiers": {}, "changes": {}, "export": None, "outcome_reason": None}
         for task_id, task in (value.get("tasks") or {}).items()
     }
-    return {**value, "rectification": {}, "tasks": tasks, MANIFEST: None}
+    return {
+        **value,
+        "rectification": {},
+        "tasks": tasks,
+        MANIFEST: None,
+        **dict.fromkeys(REQUEST_FREE_TEXT),
+    }
 
 
 REQUESTS: Final = TableSealing(
@@ -121,13 +136,46 @@ REQUESTS: Final = TableSealing(
         _path("tasks", VALUES, "identifiers", VALUES),
         _path("tasks", VALUES, "changes", VALUES),
         _path("tasks", VALUES, "export", "location"),
+        _path("tasks", VALUES, "outcome_reason"),
         _path(MANIFEST),
+        *(_path(name) for name in REQUEST_FREE_TEXT),
     ),
     strip=_request_without_values,
     subject=_own_subject,
     pack=_manifest_as_text,
     unpack=_manifest_as_json,
 )
+
+
+HOLDS_LIST: Final = "holds"
+HOLD_REASON_GONE: Final = "(erased: the key it was sealed under is destroyed)"
+"""A legal hold's reason once its key is gone: the hold itself stays (an active one
+keeps its categories from erasure), its free text does not."""
+
+
+def _holds_as_record(value: Any) -> Json:
+    """The legal-holds value is a list of holds; sealed as a record holding it."""
+    return value if isinstance(value, dict) else {HOLDS_LIST: value}
+
+
+def _holds_as_list(value: Any) -> Any:
+    return value[HOLDS_LIST] if isinstance(value, dict) else value
+
+
+def _holds_without_reasons(value: Any) -> Any:
+    return [{**hold, "reason": HOLD_REASON_GONE} for hold in _holds_as_list(value)]
+
+
+HOLDS: Final = TableSealing(
+    "legal-holds",
+    (_path(HOLDS_LIST, ITEMS, "reason"),),
+    strip=_holds_without_reasons,
+    subject=_by_key,
+    pack=_holds_as_record,
+    unpack=_holds_as_list,
+)
+"""A legal hold's reason is the DPO's free text about the claim or investigation it
+serves, and names people (review, session 26)."""
 
 
 # --- sealing and opening -----------------------------------------------------------------------

@@ -23,10 +23,12 @@ from typing import Final
 
 from privops.core.clock import UK
 from privops.core.erasure import SubjectFacts
+from privops.core.fanout import SYSTEMS_OWN_GROUND
 from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap
 from privops.core.request import HistoryItem, RequestRecord
+from privops.core.sealing import REQUEST_FREE_TEXT
 from privops.core.subject_keys import (
     RETAINED,
     SubjectKey,
@@ -291,15 +293,35 @@ def _trimmed_facts(facts: SubjectFacts, categories: frozenset[Category]) -> Subj
 def scrubbed(rec: RequestRecord) -> RequestRecord | None:
     """A closed request without the personal values it carried (None if it has none): the
     rectified values, the identifiers and changes its tasks were sent with, the systems'
-    export locations and the access manifest (the subject got it; the audit says so).
-    An open request keeps them: a re-sent task needs its identifiers."""
+    export locations and the access manifest (the subject got it; the audit says so),
+    and the free text that may name the person: the DPO's reasons and the systems'
+    answers (review, session 26). What was kept and why stays: its grounds are privops'
+    own, except one a request recorded before they were (a system's answer copied in),
+    which becomes ``SYSTEMS_OWN_GROUND``. An open request keeps them: a re-sent task
+    needs its identifiers."""
     if rec.open:
         return None
     tasks = {
-        task_id: task.model_copy(update={"identifiers": {}, "changes": {}, "export": None})
+        task_id: task.model_copy(
+            update={"identifiers": {}, "changes": {}, "export": None, "outcome_reason": None}
+        )
         for task_id, task in rec.tasks.items()
     }
-    clean = rec.model_copy(update={"rectification": {}, "tasks": tasks, "manifest": None})
+    privops_grounds = {k.ground for t in rec.tasks.values() for k in t.keep}
+    privops_grounds.add(SYSTEMS_OWN_GROUND)
+    kept = [
+        k if k.ground in privops_grounds else k.model_copy(update={"ground": SYSTEMS_OWN_GROUND})
+        for k in rec.kept
+    ]
+    clean = rec.model_copy(
+        update={
+            "rectification": {},
+            "tasks": tasks,
+            "manifest": None,
+            "kept": kept,
+            **dict.fromkeys(REQUEST_FREE_TEXT),
+        }
+    )
     return None if clean == rec else clean
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Final, assert_never
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
 from privops.core import admission, erasure, retries, shredding, timelimits
 from privops.core import records as r
 from privops.core.consent import CONSENT_PURPOSES
@@ -32,6 +34,7 @@ from privops.core.holds import update_holds
 from privops.core.identity import normalise_email, normalise_phone
 from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent
 from privops.core.request import (
+    MAX_ANSWER_MESSAGE,
     AuditStep,
     Context,
     FollowupItem,
@@ -65,9 +68,11 @@ from privops.core.vocab import (
 __all__ = [
     "RECTIFIABLE_FIELDS",
     "AuditStep",
+    "CommandAnswers",
     "Context",
     "FollowupItem",
     "HistoryItem",
+    "KeptAnswer",
     "KeptItem",
     "Out",
     "Outcome",
@@ -75,6 +80,8 @@ __all__ = [
     "RequestRecord",
     "TaskRecord",
     "authenticate",
+    "followup_parent",
+    "issued_followup",
     "make_task_id",
     "next_checks",
     "on_command",
@@ -83,11 +90,15 @@ __all__ = [
     "on_tick",
     "pending_followups",
     "reject",
+    "remember",
 ]
 
 E = LifecycleEvent
 SCHEDULER = "privops-scheduler"
-"""The actor of the commands the worker issues itself (follow-up erasures)."""
+"""The actor of the commands the worker issues itself (follow-up erasures). Its keys are
+derived from the audit key, which the DPO's audit tools hold too, so its signature proves
+only that someone with the audit key signed: what it signs is acted on only as the very
+follow-up erasure a request on the partition issued (``issued_followup``)."""
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -161,14 +172,42 @@ def _turned_away(cmd: r.Command, reason: Reason, message: str, ctx: Context) -> 
     return outcome
 
 
-def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
+def _not_issued(cmd: r.Command, ctx: Context) -> Outcome:
+    """The rejection of a command signed with the worker's own key that is not a
+    follow-up erasure this partition's request issued: turned away, as an unproven
+    signature is. Not remembered either: a follow-up that arrives before its request's
+    write is readable (a crash between the two, the tick replayed behind the command)
+    is issued again with the same command id, and must then be decided afresh."""
+    message = (
+        "the worker's own key signs only the follow-up erasures its requests issue, and "
+        "no request here issued this one (was it signed with the audit key outside the "
+        "worker?)"
+    )
+    return _turned_away(cmd, Reason.unknown_signer, message, ctx)
+
+
+def on_command(
+    rec: RequestRecord | None,
+    cmd: r.Command,
+    ctx: Context,
+    parent: RequestRecord | None = None,
+    answered: CommandAnswers | None = None,
+) -> Outcome:
     """Apply one DPO command to a request and answer it (privacy.command-results).
 
     Everything is checked before anything is kept: a rejected command changes nothing
-    but the record's memory of the answer, so that its redelivery is answered the same.
+    but the memory of the answer (the record's, else the partition's ``answered``: see
+    ``remember``), so that its redelivery is answered the same.
+
+    ``parent`` is the request ``followup_parent`` names, as this partition holds it: a
+    command the worker signed is acted on only as a follow-up erasure it issued.
     """
     if rec is not None and (seen := rec.answer_to(cmd.command_id)) is not None:
         return Outcome(record=None, answer=_answer(cmd, rec, seen.reason, seen.message, ctx))
+    if answered is not None and (kept := answered.answer_to(cmd.command_id)) is not None:
+        return Outcome(record=None, answer=_answer(cmd, None, kept.reason, kept.message, ctx))
+    if cmd.actor == SCHEDULER and not issued_followup(parent, cmd):
+        return _not_issued(cmd, ctx)
     try:
         outcome = _decide(rec, cmd, ctx)
     except Refused as exc:
@@ -186,7 +225,7 @@ def on_command(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outco
 
 def _decide(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
     admission.check_names(cmd)
-    admission.check_fresh(cmd, ctx.now - ctx.clock_offset)
+    admission.check_fresh(cmd, _signers_clock(cmd, ctx))
     if isinstance(cmd, r.RequestSubmitted):
         if rec is not None:
             raise Refused(Reason.duplicate, f"request id {cmd.request_id} already exists")
@@ -209,6 +248,12 @@ def _decide(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
     return out
 
 
+def _signers_clock(cmd: r.Command, ctx: Context) -> datetime:
+    """The clock ``cmd``'s issued_at was set by, now: the signer's wall clock, or for a
+    follow-up the worker issued itself, its own (shifted by ``ctx.clock_offset``)."""
+    return ctx.now if cmd.actor == SCHEDULER else ctx.now - ctx.clock_offset
+
+
 def _answer(
     cmd: r.Command,
     rec: RequestRecord | None,
@@ -227,6 +272,84 @@ def _answer(
     if reason is None:
         return r.CommandAccepted(**common, message=message)
     return r.CommandRejected(**common, reason=reason.value, message=message or reason.value)
+
+
+# --- answers no request keeps ---------------------------------------------------------------
+
+
+MAX_KEPT_ANSWERS: Final = 1_000
+"""The most answers a partition keeps (``CommandAnswers``), the oldest dropped first:
+under half a megabyte of JSON even with every message at its longest, so the one table
+value (and its changelog record) stays under Kafka's 1 MB. A partition answers a few
+record-less commands a day (refused submissions, commands for requests not there, legal
+holds): this is fourteen days of a busy DPO many times over."""
+
+
+class KeptAnswer(BaseModel):
+    """The answer given to one command (``reason`` None: accepted), and when it was signed."""
+
+    model_config = ConfigDict(extra="forbid")
+    issued_at: AwareDatetime
+    reason: Reason | None = None
+    message: str | None = None
+
+
+class CommandAnswers(BaseModel):
+    """The answers a partition gave to commands no request record keeps: a submission
+    refused, a command for a request not there, a legal hold placed or released.
+
+    Kept for as long as the command could still be acted on (``admission.check_fresh``:
+    ``MAX_COMMAND_AGE`` from its issued_at), so the same signed bytes put on the topic
+    again within that time are answered as before rather than decided afresh. Before,
+    only a request's record remembered answers, and a lift refused because the subject
+    was not restricted was accepted when replayed after they were. One value per
+    partition, keyed by command id; no subject id in it (a forget-check finds none).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    answers: dict[str, KeptAnswer] = {}
+
+    def answer_to(self, command_id: str) -> KeptAnswer | None:
+        return self.answers.get(command_id)
+
+
+_HOLD_COMMANDS: Final = (r.LegalHoldPlaced, r.LegalHoldReleased)
+
+
+def remember(
+    answered: CommandAnswers | None, cmd: r.Command, outcome: Outcome, ctx: Context
+) -> CommandAnswers | None:
+    """The partition's answers once ``outcome`` (of ``on_command`` or ``on_hold``)
+    answered ``cmd``, less those whose commands could no longer be acted on; None when
+    they stay as they are.
+
+    Kept: a rejection no record keeps (the request is not there) and every answer to a
+    legal hold command (no request has one). Not kept: an answer a record keeps
+    (``RequestRecord.remember``), a repeated one, one to a command too old to be acted on
+    anyway, and any answer to the worker's own commands (its requests' records keep
+    those; ``_not_issued`` says why one turned away must not be kept)."""
+    if cmd.actor == SCHEDULER or outcome.record is not None or outcome.answer is None:
+        return None
+    if outcome.rejected is None and not isinstance(cmd, _HOLD_COMMANDS):
+        return None  # a repeated answer: the record that keeps it answered
+    answers = answered.answers if answered is not None else {}
+    if cmd.command_id in answers:
+        return None
+    now = _signers_clock(cmd, ctx)
+    kept = {
+        command_id: answer
+        for command_id, answer in answers.items()
+        if now - answer.issued_at <= admission.MAX_COMMAND_AGE
+    }
+    if now - cmd.issued_at <= admission.MAX_COMMAND_AGE:
+        message = outcome.message[:MAX_ANSWER_MESSAGE] if outcome.message else None
+        kept[cmd.command_id] = KeptAnswer(
+            issued_at=cmd.issued_at, reason=outcome.rejected, message=message
+        )
+    if len(kept) > MAX_KEPT_ANSWERS:
+        newest = sorted(kept.items(), key=lambda item: item[1].issued_at)[-MAX_KEPT_ANSWERS:]
+        kept = dict(newest)
+    return None if kept == answers else CommandAnswers(answers=kept)
 
 
 def _summary(outcome: Outcome) -> str | None:
@@ -489,13 +612,24 @@ _HANDLERS: dict[type[r.Command], Callable[[RequestRecord, Any, Context, Outcome]
 # --- legal holds --------------------------------------------------------------------------
 
 
-def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome:
+def on_hold(
+    cmd: r.LegalHoldPlaced | r.LegalHoldReleased,
+    ctx: Context,
+    answered: CommandAnswers | None = None,
+) -> Outcome:
     """Place or release a legal hold on the subject (``ctx.holds``) and answer the command.
 
     Decided with privops.core.holds' rule, which the ingest agent applies again when it
-    stores the hold forwarded here. A redelivered command finds its own effect (the hold
-    placed, or released, at the command's issued_at) and is answered the same, once more.
+    stores the hold forwarded here. A redelivered command is answered as it was, from the
+    partition's memory (``answered``), else by finding its own effect (the hold placed,
+    or released, at the command's issued_at); a command older than
+    ``admission.MAX_COMMAND_AGE`` is refused. Before, a signed placement put on the topic
+    again a year on placed its hold again once the erasure had dropped it as released.
     """
+    if answered is not None and (kept := answered.answer_to(cmd.command_id)) is not None:
+        return Outcome(record=None, answer=_answer(cmd, None, kept.reason, kept.message, ctx))
+    if cmd.actor == SCHEDULER:
+        return _not_issued(cmd, ctx)
     try:
         outcome = _hold(cmd, ctx)
     except Refused as exc:
@@ -520,6 +654,7 @@ def on_hold_placed(rec: RequestRecord, ctx: Context) -> Outcome:
 
 def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome:
     admission.check_names(cmd)
+    admission.check_fresh(cmd, _signers_clock(cmd, ctx))
     admission.check_dates(cmd, None, ctx.today)
     placing = isinstance(cmd, r.LegalHoldPlaced)
     done = Outcome(record=None, message=f"hold {cmd.hold_id} {'placed' if placing else 'released'}")
@@ -583,7 +718,7 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
     due = [(i, f) for i, f in enumerate(rec.followups) if f.waiting and f.due_at <= ctx.now]
     if not due:
         return reviewed
-    child = f"{rec.request_id}-F{due[0][0] + 1}"
+    child = _child_id(rec, due[0][0])
     due[0][1].issued = True
     for item in rec.followups:
         if item.waiting:
@@ -610,6 +745,36 @@ def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
         )
     )
     return reviewed
+
+
+def _child_id(rec: RequestRecord, index: int) -> str:
+    """The request id of the follow-up erasure ``rec.followups[index]`` issues."""
+    return f"{rec.request_id}-F{index + 1}"
+
+
+def followup_parent(cmd: r.Command) -> str | None:
+    """The request to look up for ``on_command``'s ``parent``: the one a command the
+    worker signed names as having issued it; None for a DPO's command."""
+    if cmd.actor == SCHEDULER and isinstance(cmd, r.RequestSubmitted):
+        return cmd.linked_request_id
+    return None
+
+
+def issued_followup(parent: RequestRecord | None, cmd: r.Command) -> bool:
+    """Whether ``cmd`` is the very follow-up erasure ``parent`` issued (``_followups``):
+    its child request id, command id and subject, linked to ``parent``. The worker's key
+    is derived from the audit key, which the DPO's audit tools hold too (and which
+    revoking no signer takes away): anything else it signs proves nothing."""
+    if parent is None or not isinstance(cmd, r.RequestSubmitted):
+        return False
+    issued = {_child_id(parent, i) for i, item in enumerate(parent.followups) if item.issued}
+    return (
+        cmd.request_id in issued
+        and cmd.command_id == _id(cmd.request_id, "submitted")
+        and cmd.request_type is RequestType.erasure
+        and cmd.subject_id == parent.subject_id
+        and cmd.linked_request_id == parent.request_id
+    )
 
 
 def pending_followups(rec: RequestRecord) -> list[datetime]:

@@ -36,6 +36,7 @@ def signers_file(path: Path, *entries: SignerKey) -> Path:
     for entry in entries or (TEST_KEY.entry(OWNER, CREATED),):
         signers = signers.with_key(entry)
     path.write_bytes(signers.dump())
+    path.chmod(0o644)  # whatever the umask: a group-writable signers file is not trusted
     return path
 
 

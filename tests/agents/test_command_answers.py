@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 import agents.ingest as agents_ingest
-from agents.requests import apply, workflow
+from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import consent as rules
 from privops.core import records as r
-from privops.core import workflow as wf
 from privops.core.facts import directive_fact
 from privops.core.holds import LegalHold
 from privops.core.signing import SigningKey
@@ -473,31 +472,6 @@ async def test_a_forged_command_does_not_take_the_answer_of_the_real_one(driver:
     [accepted] = answers(await driver.send(real))
     assert isinstance(accepted, r.CommandAccepted)
     assert accepted.request_state is RequestState.cancelled
-
-
-async def test_commands_the_worker_issues_itself_are_signed_with_its_own_trusted_key(
-    driver: Driver,
-) -> None:
-    """A follow-up erasure goes out on privacy.commands and comes back to the workflow:
-    the worker signs it with its own key, which it trusts whatever the signers file says."""
-    followup = r.RequestSubmitted(
-        **envelope("R-F1", actor=wf.SCHEDULER),
-        request_type=RequestType.erasure,
-        subject_id=SUBJECT,
-        received_on=TODAY,
-        identity_verified_on=TODAY,
-    )
-    start = len(driver.outbox.sent)
-    apply(wf.Outcome(record=None, out=[wf.Out(COMMANDS, SUBJECT, followup)]),
-          None, "R-F1", SUBJECT, "privops", "followup-test")  # fmt: skip
-    await state.flush()
-    [published] = [s.record for s in driver.outbox.sent[start:] if s.topic == COMMANDS]
-    assert isinstance(published, r.RequestSubmitted)
-    assert (published.signature or "").startswith(f"{collaborators().worker_key.key_id}:")
-
-    sent = await driver.send(published)
-    assert isinstance(answers(sent)[0], r.CommandAccepted)
-    assert {event.actor for event in audited(sent)} == {wf.SCHEDULER}
 
 
 # --- redelivery -----------------------------------------------------------------------------

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import io as io_
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import fastavro
 import pytest
+from faust.types import Message
 
 import agents.ingest as ingest_module
 from agents.ingest import ingest
 from privops.adapters.serde import Serde, frame
 from privops.core import records as r
-from privops.core.topics import AUDIT, CONSENT_STATE, DEADLETTER, SUBJECT_DIRECTIVES
+from privops.core.topics import (
+    AUDIT,
+    CONSENT_STATE,
+    DEADLETTER,
+    SUBJECT_DIRECTIVES,
+    task_results_topic,
+)
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 from streams import io
 from streams.state import state
@@ -89,7 +99,8 @@ async def test_garbage_is_dead_lettered_and_the_next_event_processed(
     letter = letters[0].record
     assert isinstance(letter, r.DeadLetter)
     assert letter.reason == "undecodable"
-    assert letter.value == garbage
+    assert letter.value is None  # a business system's bytes: could be plaintext
+    assert f"the value ({len(garbage)} bytes) is not kept" in letter.error
     assert letter.key == b"S1"
     assert letter.original_topic == "marketing.events"
     assert letter.consumer == "ingest"
@@ -538,7 +549,7 @@ async def test_a_dead_letter_leaves_out_a_key_or_value_over_its_limit(
     assert f"the key ({len(big_key)} bytes, over 1024) is not kept" in big.error
     assert f"the value ({len(big_value)} bytes, over 524288) is not kept" in big.error
     assert [sent.key for sent in outbox.sent if sent.topic == DEADLETTER] == [None, b"small"]
-    assert (small.key, small.value) == (b"small", b"\x01junk")
+    assert (small.key, small.value) == (b"small", None)
 
 
 @pytest.mark.usefixtures("app")
@@ -567,3 +578,68 @@ async def test_a_new_telephone_number_undoes_the_old_ones_screening(
             lambda: (consent.data.get("S1") or {}).get("tps", {}).get("kind") == "number_changed"
         )
     assert dead_letters(outbox) == []
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_business_systems_bytes_that_do_not_decode_are_not_kept(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """A dead letter from the decode step kept the input whole: a producer one schema
+    version ahead (unknown_schema) or a record the model refuses (invalid_record) left
+    its plaintext email and phone on privacy.deadletter, which is never shredded with
+    the subject's key, even with PRIVOPS_PERSONAL_PLAINTEXT=refuse (review, session 26).
+    privops' own topics' bytes are still kept: nothing there is plaintext."""
+    email, phone = "ann.jones@example.com", "07700 900123"
+    schema = json.loads(serde.codec.schema_text("privops.events.CustomerCreated"))
+    schema["fields"].append({"name": "nickname", "type": ["null", "string"], "default": None})
+    serde._schema_by_id[999] = json.dumps(schema)
+    datum = {
+        "event_id": "e1",
+        "occurred_at": NOW,
+        "source": "crm",
+        "subject_id": "S1",
+        "identifiers": {"customer_id": None, "email": email, "phone": phone, "system_ref": None},
+        "collected_in_sale_or_negotiation": False,
+        "display_name_present": True,
+        "nickname": None,
+    }
+    ahead = io_.BytesIO()
+    fastavro.schemaless_writer(ahead, fastavro.parse_schema(schema), datum)
+    too_long = consent_given(identifiers=r.Identifiers(email=email, phone=phone))
+    invalid = serde.encode(too_long.model_copy(update={"subject_id": "S" * 300}))
+    garbage = b"\x07not avro"
+    async with ingest.test_context() as agent:
+        await put_on(agent, "crm.events", b"S1", frame(999, ahead.getvalue()))
+        await put_on(agent, "marketing.events", b"S1", invalid)
+        await put_on(agent, SUBJECT_DIRECTIVES, b"S1", garbage)
+        await wait_for(lambda: len(dead_letters(outbox)) == 3)
+    ahead_letter, invalid_letter, internal = dead_letters(outbox)
+    assert [ahead_letter.reason, invalid_letter.reason] == ["unknown_schema", "invalid_record"]
+    for letter in (ahead_letter, invalid_letter):
+        assert letter.value is None
+        assert "is not kept (bytes from a business system" in letter.error
+        assert letter.key == b"S1"  # the topic, partition and offset find the original
+    assert internal.value == garbage
+    assert not [s for s in outbox.sent if email.encode() in s.value or b"900123" in s.value]
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_systems_answer_that_does_not_decode_is_not_kept(
+    serde: Serde, outbox: Outbox
+) -> None:
+    garbage = b"\x07 export at /exports/ann.jones.zip"
+    message = Message(
+        topic=task_results_topic(System.crm),
+        partition=0,
+        offset=7,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=None,
+        key=b"S1",
+        value=garbage,
+        checksum=None,
+    )
+    assert await io.decode(message, "workflow") is None
+    await state.flush()
+    (letter,) = dead_letters(outbox)
+    assert (letter.original_topic, letter.offset, letter.value) == (message.topic, 7, None)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from privops.core import records as r
 from privops.core.admission import (
     INVALID_ACTOR,
+    MAX_COMMAND_AGE,
     admit_workflow,
     audited_actor,
     audited_request_id,
+    check_fresh,
     is_plain_id,
     is_principal_name,
 )
 from privops.core.errors import WrongTopic
+from privops.core.request import Reason, Refused
 from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, task_results_topic
 from privops.core.vocab import Category, RequestType, System
 
@@ -154,3 +157,35 @@ def test_workflow_takes_each_record_type_only_from_its_own_topic(
     with pytest.raises(WrongTopic, match=f"{type(record).__name__} does not belong on") as err:
         admit_workflow(topic, record)
     assert err.value.reason == "wrong_topic"
+
+
+@pytest.mark.parametrize(
+    ("issued", "refused"),
+    [
+        pytest.param(NOW, None, id="now"),
+        pytest.param(NOW + timedelta(minutes=4), None, id="a-clock-minutes-ahead"),
+        pytest.param(NOW + timedelta(minutes=6), "ahead of privops' clock", id="beyond-the-skew"),
+        pytest.param(NOW + timedelta(days=3650), "ahead of privops' clock", id="ten-years-ahead"),
+        pytest.param(NOW - MAX_COMMAND_AGE, None, id="fourteen-days-old"),
+        pytest.param(
+            NOW - MAX_COMMAND_AGE - timedelta(minutes=1),
+            "signed more than 14 days ago",
+            id="older",
+        ),
+    ],
+)
+def test_a_command_is_acted_on_only_within_its_window(
+    issued: datetime, refused: str | None
+) -> None:
+    """A command dated ahead would have its fourteen days start only at its date: before,
+    one dated ten years ahead was acted on, and could be replayed for ten years more."""
+    cmd = r.RequestCancelled(
+        command_id="c-1", request_id="R-1", issued_at=issued, actor="dpo", reason="withdrawn"
+    )
+    if refused is None:
+        check_fresh(cmd, NOW)
+        return
+    with pytest.raises(Refused) as caught:
+        check_fresh(cmd, NOW)
+    assert caught.value.reason is Reason.invalid_command
+    assert refused in caught.value.message

@@ -30,10 +30,12 @@ from privops.core.facts import (
     consent_facts,
     consent_state_record,
     directive_fact,
+    fact_event_id,
+    recalled_suppression,
     too_far_ahead,
     updated_facts,
 )
-from privops.core.topics import SUBJECT_DIRECTIVES
+from privops.core.topics import SUBJECT_DIRECTIVES, SUPPRESSION
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -468,6 +470,62 @@ def test_withdrawal_directive_keeps_its_purpose_and_channel() -> None:
 def test_unknown_directive_kind_is_a_typed_error() -> None:
     with pytest.raises(UnknownDirectiveKind, match=r"'paused' \(known: restricted"):
         directive_fact(directive("paused"))
+
+
+def test_a_suppression_recalled_from_the_list_cites_it_and_suppresses() -> None:
+    fact = recalled_suppression("sr_0123456789abcdef01234567", T0)
+    assert fact.kind is FactKind.suppressed
+    assert fact.evidence == f"{SUPPRESSION}:sr_0123456789abcdef01234567"
+    state, changes = apply(None, SUBJECT, fact)
+    assert state.suppressed
+    assert [c.kind for c in changes] == [FactKind.suppressed]
+
+
+# -------------------------------------------------------------------------- event ids
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    [
+        "sms-stop-07700900123-20250310T0900",
+        "stop 07700 900123",
+        "call+447700900123",
+        "stop_07700900123",
+        "STOP07700900123x",
+        "+44 (0)20 7946 0958 opted out",
+        "ann@example.com",
+        "x" * 121,
+    ],
+)
+def test_an_event_id_holding_contact_details_is_cited_by_a_digest(event_id: str) -> None:
+    """Consent facts cite their event, and the consent state (kept whole after an
+    erasure) remembers it: only an ``@`` was screened, so an id made with a phone number
+    was kept for ever (review, session 26)."""
+    digest = fact_event_id(event_id)
+    assert digest.startswith("sha256:")
+    assert digest == fact_event_id(event_id)  # a redelivery is still known
+    stop = r.StopReplyReceived(
+        event_id=event_id,
+        occurred_at=T0,
+        source=System.marketing,
+        subject_id=SUBJECT,
+        identifiers=r.Identifiers(customer_id="C-1"),
+        campaign_id="spring",
+    )
+    (fact,) = consent_facts(stop)
+    state, _ = apply(None, SUBJECT, fact)
+    text = state.model_dump_json()
+    assert "900123" not in text
+    assert "7946" not in text
+    assert "example" not in text
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["ev-1", "9ac82884-cd15-4b58-b006-733404b1c69c", "order-1710000000123", "ORD-2025-000123"],
+)
+def test_an_ordinary_event_id_is_cited_as_it_is(event_id: str) -> None:
+    assert fact_event_id(event_id) == event_id
 
 
 # ---------------------------------------------------------------------- state record

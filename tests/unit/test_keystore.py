@@ -491,6 +491,49 @@ async def test_a_shred_is_not_undone_by_a_rewrap(
     assert values[-1] is None  # the last word on the key id is its tombstone
 
 
+async def test_a_zombie_owner_does_not_write_back_a_key_the_new_owner_shredded(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """A worker that lost the partition and has not heard yet (a zombie) re-wraps after
+    a KEK rotation while the new owner shreds: it checked only its own ring, which had
+    not read the tombstone yet, and wrote the key back behind it (review, session 26)."""
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {1}) as zombie:
+        record = await zombie.get_or_create(ann)
+        kekfile.rotate(kek_path, NOW)
+        async with following(new_store(log, codec, kek_path), {1}) as owner:
+            await owner.shred(ann, [record.key_id])
+            assert await zombie.rewrap_stale() == 0
+    values = [v for k, v in log.parts[1] if k == record.key_id.encode()]
+    assert values[-1] is None
+    async with following(new_store(log, codec, kek_path), {1}) as fresh:
+        assert await fresh.key_for(record.key_id) is None
+
+
+async def test_a_key_written_back_after_its_tombstone_is_ignored_and_tombstoned_again(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """The second line: a zombie's write that lands after the new owner's tombstone
+    anyway (the owner shredded between the zombie's catching up and its write). Key ids
+    are never reused, so a record after its key id's tombstone is always a shredded key
+    written back."""
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {1}) as owner:
+        record = await owner.get_or_create(ann)
+        written = log.parts[1][-1]
+        await owner.shred(ann, [record.key_id])
+        log.parts[1].append(written)  # the zombie's write, behind the tombstone
+        stored = len(log.parts[1])
+        async with asyncio.timeout(5):
+            while len(log.parts[1]) == stored:  # noqa: ASYNC110 (the log is a list, no event)
+                await asyncio.sleep(0.01)
+        assert log.parts[1][-1] == (record.key_id.encode(), None)
+        assert owner.ring(1).record(record.key_id) is None
+        assert await owner.key_for(record.key_id) is None
+    async with following(new_store(log, codec, kek_path), {1}) as fresh:
+        assert await fresh.key_for(record.key_id) is None
+
+
 def test_a_missing_or_development_kek_stops_the_worker_outside_dev(tmp_path: Path) -> None:
     from privops.adapters.settings import Settings
     from privops.core.errors import ConfigError

@@ -210,6 +210,38 @@ def test_erase_everything_when_nothing_kept(data_dir: Path, customers: list[Fake
         )
 
 
+def test_an_erase_deletes_the_subjects_earlier_exports_too(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    """An access request's export is every row of the subject in plaintext: the erase
+    deleted the rows and left the file (review, session 26). Deleted whatever the erase
+    keeps (retention keeps the rows, not a copy made for the subject), counted in the
+    answer; another subject's export stays."""
+    ann, bob = by_number(customers, 3), by_number(customers, 4)
+    orders = OrdersConnector(data_dir)
+    for c, request_id in ((ann, "R-ann-1"), (ann, "R-ann-2"), (bob, "R-bob")):
+        task = task_of(Export, c, System.orders, request_id=request_id)
+        assert asyncio.run(orders.export(task)).kind == "completed"
+    directory = data_dir.resolve() / "exports" / "orders"
+    assert {p.name for p in directory.iterdir()} == {"R-ann-1.json", "R-ann-2.json", "R-bob.json"}
+
+    kept = [Retention(category=Category.purchases, ground=FINANCIAL)]
+    erase = erase_task(ann, System.orders, categories=[Category.contact], keep=kept)
+    assert asyncio.run(orders.erase(erase)).kind == "retained"
+    assert {p.name for p in directory.iterdir()} == {"R-bob.json"}
+    assert ann.email not in "".join(p.read_text() for p in directory.iterdir())
+
+    report = open_store(data_dir, System.orders).erase(ann.identifiers(System.orders))
+    assert report.exports_deleted == 0  # gone already, not counted twice
+
+    crm = CrmConnector(data_dir)
+    asyncio.run(crm.export(task_of(Export, ann, System.crm, request_id="R-ann-1")))
+    held = open_store(data_dir, System.crm).rows(ann.identifiers(System.crm))
+    done = asyncio.run(crm.erase(erase_task(ann, System.crm)))
+    assert not (data_dir.resolve() / "exports" / "crm" / "R-ann-1.json").exists()
+    assert (done.kind, done.records_affected) == ("completed", sum(map(len, held.values())) + 1)
+
+
 def test_erase_not_found(data_dir: Path) -> None:
     store = open_store(data_dir, System.crm)
     assert not store.erase({"email": "nobody@example.com", "phone": "not a phone"}).found

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -25,6 +26,7 @@ from privops.core.fieldcrypt import (
     decrypt_field,
     is_encrypted,
 )
+from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
 from privops.core.personal import (
     ITEMS,
@@ -40,6 +42,7 @@ from privops.core.vocab import Category, RequestState, RequestType, System, Task
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 ANN, BOB = "subj-ann", "subj-bob"
 EMAIL, PHONE = "ann@example.com", "+447700900123"
+NAME = "Ann Jones, 12 Acacia Avenue"  # free text that names her: the DPO's, a system's
 
 
 def keys(*found: DataKey) -> KeyLookup:
@@ -64,6 +67,7 @@ def request() -> RequestRecord:
         export=r.ExportReference(
             location="s3://exports/ann.zip", record_count=3, checksum="sha256:00"
         ),
+        outcome_reason=f"kept the invoices of {NAME}",
     )
     return RequestRecord(
         request_id="REQ-1",
@@ -75,6 +79,9 @@ def request() -> RequestRecord:
         rectification={"name": "Ann Other", "email": EMAIL},
         tasks={"T-1": task},
         manifest={"subject": {"email": EMAIL}, "systems": ["crm"]},
+        reason=f"asked by {NAME} on the phone",
+        extension_reason=f"{NAME}'s files are on paper",
+        kept=[KeptItem(system=System.orders, category=Category.purchases, ground="tax")],
         created_at=NOW,
     )
 
@@ -95,7 +102,15 @@ CASES = [
     (sealing.REQUESTS, "REQ-1", lambda: request().model_dump(mode="json"), RequestRecord),
     (sealing.FACTS, "subj-ann", lambda: facts().model_dump(mode="json"), SubjectFacts),
 ]
-SECRETS = [EMAIL, PHONE, "KONTAKT-000001", "Ann Other", "s3://exports/ann.zip", "CRA-ANN-77"]
+SECRETS = [
+    EMAIL,
+    PHONE,
+    "KONTAKT-000001",
+    "Ann Other",
+    "s3://exports/ann.zip",
+    "CRA-ANN-77",
+    "Acacia",
+]
 
 
 @pytest.mark.parametrize(
@@ -135,6 +150,65 @@ def test_once_the_key_is_destroyed_the_value_reads_without_its_personal_values(
     assert not [s for s in SECRETS if s in text], text
     assert not sealing.personal_values(opened, table)
     model.model_validate(opened)  # still a valid record (states, dates, history kept)
+
+
+def test_a_requests_free_text_is_sealed_and_what_was_kept_and_why_is_not() -> None:
+    """The DPO's reasons and a system's answer can name the person: they were stored as
+    they are, and outlived the erasure (review, session 26). The grounds of what was
+    kept are privops' own text and stay readable."""
+    sealed = sealing.seal(
+        request().model_dump(mode="json"), sealing.REQUESTS, ANN, DataKey.generate(ANN)
+    )
+    assert is_encrypted(sealed["reason"])
+    assert is_encrypted(sealed["extension_reason"])
+    assert is_encrypted(sealed["tasks"]["T-1"]["outcome_reason"])
+    assert sealed["kept"][0]["ground"] == "tax"
+    gone = sealing.open_(sealed, sealing.REQUESTS, ANN, keys())
+    assert gone is not None
+    assert (gone["reason"], gone["extension_reason"]) == (None, None)
+    assert gone["tasks"]["T-1"]["outcome_reason"] is None
+    assert gone["kept"][0]["ground"] == "tax"
+
+
+def _holds() -> list[LegalHold]:
+    placed = LegalHold(
+        hold_id="H-1",
+        subject_id=ANN,
+        categories=(Category.contact,),
+        reason=f"claim by {NAME}: solicitor's letter",
+        placed_at=NOW,
+    )
+    released = placed.model_copy(
+        update={"hold_id": "H-0", "reason": f"{NAME}: settled", "released_at": NOW}
+    )
+    return [released, placed]
+
+
+def test_a_legal_holds_reason_is_sealed_and_the_hold_outlives_its_key() -> None:
+    """A hold's reason is the DPO's free text about a claim or an investigation: stored
+    as it was, and kept whole after the erasure while the hold is active (review,
+    session 26). Once the key it was sealed under is gone, the hold stays (it keeps its
+    categories from erasure) and its reason does not."""
+    plain: Any = [h.model_dump(mode="json") for h in _holds()]  # the table's JSON: a list
+    data_key = DataKey.generate(ANN)
+    assert sealing.personal_values(plain, sealing.HOLDS)
+    sealed = sealing.seal(plain, sealing.HOLDS, sealing.HOLDS.subject(ANN, plain), data_key)
+    assert "Acacia" not in json.dumps(sealed)
+    assert sealing.plaintext_left(sealed, sealing.HOLDS) == []
+    assert sealing.key_ids(sealed, sealing.HOLDS) == {data_key.key_id}
+    opened = sealing.open_(json.loads(json.dumps(sealed)), sealing.HOLDS, ANN, keys(data_key))
+    assert [LegalHold.model_validate(h) for h in opened or []] == _holds()
+    # Stored before holds were sealed: read as it is.
+    assert sealing.open_(plain, sealing.HOLDS, ANN, keys()) == plain
+
+    gone = sealing.open_(sealed, sealing.HOLDS, ANN, keys())
+    assert gone is not None
+    holds = [LegalHold.model_validate(h) for h in gone]
+    assert [(h.hold_id, h.categories, h.active) for h in holds] == [
+        (h.hold_id, h.categories, h.active) for h in _holds()
+    ]
+    assert {h.reason for h in holds} == {sealing.HOLD_REASON_GONE}
+    assert sealing.HOLDS.strip(plain) == gone  # a flush with no key writes the same
 
 
 def test_a_value_moved_to_another_subject_or_field_does_not_open() -> None:

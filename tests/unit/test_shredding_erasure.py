@@ -16,6 +16,7 @@ from privops.core import shredding
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
+from privops.core.fanout import SYSTEMS_OWN_GROUND
 from privops.core.identity import IdentityMap, merge
 from privops.core.subject_keys import Kek, SubjectKey, create, retained_until
 from privops.core.ticks import Tick, TickKind
@@ -359,6 +360,66 @@ def test_closed_requests_lose_their_personal_values_open_ones_keep_them(dm: Data
     opened = submitted(context(dm))
     assert opened.open
     assert shredding.scrubbed(opened) is None
+
+
+NAME = "Ann Jones, 12 Acacia Avenue"
+
+
+def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap) -> None:
+    """The DPO's reasons and the systems' answers were kept whole after the erasure (a
+    refusal "Ann Jones, 12 Acacia Avenue: duplicate", "invoices of Ann Jones kept 6
+    years"): review, session 26. What was kept and why stays."""
+    rec = erased(context(dm), orders=r.TaskRetained).model_copy(
+        update={"reason": f"asked by {NAME}", "extension_reason": f"{NAME}: paper files"}
+    )
+    task_id = next(t for t, task in rec.tasks.items() if task.system is System.orders)
+    rec.tasks[task_id].outcome_reason = f"invoices of {NAME} kept 6 years"
+    rec.kept.append(  # recorded before grounds were privops' own: a system's words
+        rec.kept[0].model_copy(update={"category": C.contact, "ground": f"{NAME} owes us"})
+    )
+    clean = shredding.scrubbed(rec)
+    assert clean is not None
+    assert NAME not in clean.model_dump_json()
+    assert (clean.reason, clean.extension_reason) == (None, None)
+    assert all(t.outcome_reason is None for t in clean.tasks.values())
+    planned = [k.ground for k in rec.kept[:-1]]
+    assert planned
+    assert all("financial records" in ground for ground in planned)
+    assert [k.ground for k in clean.kept] == [*planned, SYSTEMS_OWN_GROUND]
+    assert shredding.scrubbed(clean) is None
+
+
+def test_what_a_system_keeps_for_reasons_of_its_own_says_so_without_quoting_it(
+    dm: DataMap,
+) -> None:
+    """Its answer's free text became the kept item's ground, which the DPO's view keeps
+    after the erasure and the subject's erasure notice quotes: now it stays in the
+    task's answer (sealed, cleared by the erasure), and the ground points at it."""
+    ctx = context(dm, facts=SubjectFacts())
+    rec = submitted(ctx)
+    out: list[Any] = []
+    for task in list(rec.tasks.values()):
+        result: r.TaskResult = r.TaskCompleted(
+            task_id=task.task_id, request_id=rec.request_id, system=task.system, answered_at=NOW
+        )
+        if task.system is System.crm:
+            result = r.TaskRetained(
+                task_id=task.task_id,
+                request_id=rec.request_id,
+                system=task.system,
+                answered_at=NOW,
+                categories=[C.contact],
+                reason=f"{NAME} has a complaint open",
+            )
+        outcome = wf.on_result(rec, result, ctx)
+        assert outcome.record is not None
+        rec, out = outcome.record, [*out, *outcome.out]
+    assert [(k.system, k.ground) for k in rec.kept] == [(System.crm, SYSTEMS_OWN_GROUND)]
+    crm = next(t for t in rec.tasks.values() if t.system is System.crm)
+    assert crm.outcome_reason == f"{NAME} has a complaint open"
+    notices = [o.record for o in out if isinstance(o.record, r.SubjectNotification)]
+    assert notices
+    assert not [n for n in notices if "Acacia" in n.model_dump_json()]
 
 
 # --- when ------------------------------------------------------------------------------------

@@ -34,7 +34,16 @@ def ctx_on(dm: DataMap, day: str) -> wf.Context:
     identity: IdentityMap | None = None
     for system, ids in SYSTEMS.items():
         identity = merge(identity, SUBJECT, system, ids, now - timedelta(days=400))
-    return wf.Context(now=now, today=now.date(), datamap=dm, subject_ref="sr_x", identity=identity)
+    # The worker's clock shifted to ``day`` (settings.clock_offset_days): the commands
+    # below are signed now, by the wall clock.
+    return wf.Context(
+        now=now,
+        today=now.date(),
+        datamap=dm,
+        subject_ref="sr_x",
+        identity=identity,
+        clock_offset=now - datetime.now(UTC),
+    )
 
 
 _ids = iter(range(1, 100_000))

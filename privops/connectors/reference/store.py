@@ -11,7 +11,10 @@
 - rectify: changes (name, email, phone, address) applied where the system has them.
 - export: every row of the subject as JSON, written and reported where
   :class:`ExportPlace` says (below the system's export root); a request id that is not
-  path-safe raises :class:`UnsafeRequestId` before anything is read or written.
+  path-safe raises :class:`UnsafeRequestId` before anything is read or written. Each
+  file is recorded against the subject (``_exports``), so that an erase deletes it: an
+  access request's export is a plaintext copy of every row, and it outlived the rows
+  (review, session 26).
 """
 
 from __future__ import annotations
@@ -44,8 +47,17 @@ _Assignments = tuple[str, tuple[Any, ...]]
 class EraseReport:
     found: bool
     deleted: int = 0
+    """Rows deleted, and the subject's export files (``exports_deleted`` of them)."""
     anonymised: int = 0
     kept: dict[Category, str] = field(default_factory=dict)
+    exports_deleted: int = 0
+
+
+_EXPORTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS _exports"
+    " (key TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,"
+    " PRIMARY KEY (key, request_id))"
+)
 
 
 def _normalised(name: str, value: str) -> str | None:
@@ -198,7 +210,23 @@ class ReferenceStore:
                     any_set = " OR ".join(f"{c} IS NOT NULL" for c in table.contact_columns)
                     sql = f"UPDATE {table.name} SET {nulls} WHERE {where} AND ({any_set})"  # noqa: S608
                     anonymised += db.execute(sql, keys).rowcount
-            return EraseReport(True, deleted, anonymised, kept)
+            exports = self._delete_exports(db, keys)
+            return EraseReport(True, deleted + exports, anonymised, kept, exports)
+
+    def _delete_exports(self, db: sqlite3.Connection, keys: Sequence[str]) -> int:
+        """Delete the subject's export files (every one, whatever the erase keeps: what
+        retention keeps is the rows, not a copy made for the subject). Files deleted."""
+        db.execute(_EXPORTS_DDL)
+        where = f"key IN ({', '.join('?' * len(keys))})"
+        sql = f"SELECT DISTINCT path FROM _exports WHERE {where}"  # noqa: S608
+        paths = [Path(row[0]) for row in db.execute(sql, keys)]
+        deleted = 0
+        for path in paths:
+            if path.exists():
+                path.unlink()
+                deleted += 1
+        db.execute(f"DELETE FROM _exports WHERE {where}", keys)  # noqa: S608
+        return deleted
 
     def set_restricted(self, identifiers: Mapping[str, str], restricted: bool) -> int | None:
         """Rows flagged (or cleared); None when the identifiers match nothing."""
@@ -288,13 +316,19 @@ class ReferenceStore:
     def export(
         self, identifiers: Mapping[str, str], request_id: str, place: ExportPlace
     ) -> ExportReference | None:
-        """Write the subject's rows as JSON; None when the identifiers match nothing."""
+        """Write the subject's rows as JSON; None when the identifiers match nothing. The
+        file is recorded against the subject's keys, for ``erase``."""
         target, location = place.locate(request_id)
         with self._db() as db:
             keys = self._resolve(db, identifiers)
             if not keys:
                 return None
             tables = self._rows_of(db, keys)
+            db.execute(_EXPORTS_DDL)
+            db.executemany(
+                "INSERT OR REPLACE INTO _exports VALUES (?, ?, ?)",
+                [(key, request_id, str(target.resolve())) for key in keys],
+            )
         by_table = {
             t.name: {"category": t.category.value, "rows": tables.get(t.name, [])}
             for t in self.spec.tables
