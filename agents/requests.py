@@ -28,7 +28,8 @@ A completed erasure then erases privops' own copies (privops.core.shredding deci
 which): the subject's data keys are shredded on privacy.subject-keys, and the tables drop
 what they hold of the subject (identities, subject-facts, released legal holds, the
 personal values of closed requests), except what retention keeps. It waits until the
-erasure's suppression is in the consent state (see ``erase_leftovers``).
+erasure's suppression is in the consent state, and destroys no key before what it
+decided is stored (see ``erase_leftovers``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, Wr
 from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.holds import update_holds
 from privops.core.identity import IdentityMap, merge
+from privops.core.request import Leftovers
+from privops.core.subject_keys import SubjectKey
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, workflow_inputs
 from privops.core.vocab import TERMINAL_STATES, TaskAction, TaskState
@@ -94,6 +97,19 @@ def load(request_id: str) -> wf.RequestRecord | None:
     """The request's record on this partition: the state's own value, never edited here
     (the decisions in privops.core.workflow edit a copy and return it)."""
     return state.get(REQUESTS, request_id)
+
+
+async def load_finished(request_id: str, cause: str) -> wf.RequestRecord | None:
+    """``load``, once an erasure whose leftovers were decided and stored is finished
+    (``erase_leftovers``): before the input is decided, so that the audit step it
+    recorded follows the chain's stored head as it did the first time. Decided after,
+    a replayed input's own step (a duplicate answer, ignored) took that place in the
+    chain, and the recorded step came after it: a forked chain."""
+    rec = load(request_id)
+    if rec is None or rec.leftovers is None or not shredding.pending(rec):
+        return rec
+    await erase_leftovers(rec, cause)
+    return load(request_id)
 
 
 def bare_context() -> wf.Context:
@@ -198,7 +214,8 @@ async def on_command(cmd: r.Command, key: str) -> None:
         unread = wf.unreadable(cmd, exc.reason, bare_context())
         apply(unread, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
-    rec = None if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased) else load(cmd.request_id)
+    holding = isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased)
+    rec = None if holding else await load_finished(cmd.request_id, cmd.command_id)
     own_subject = getattr(cmd, "subject_id", None)
     subject_id = own_subject or (rec.subject_id if rec else None)
     misrouted = wf.check_key(cmd, key, subject_id, bare_context())
@@ -246,10 +263,10 @@ def _remember(
 
 
 async def on_result(result: r.TaskResult, key: str) -> None:
-    rec = load(result.request_id)
+    cause = f"{result.task_id}:{result.attempt}:{type(result).__name__}"
+    rec = await load_finished(result.request_id, cause)
     result = await opened(result, rec.subject_id if rec else key, state.partition)
     outcome = wf.on_result(rec, result, context(rec.subject_id) if rec else bare_context())
-    cause = f"{result.task_id}:{result.attempt}:{type(result).__name__}"
     apply(
         outcome,
         rec,
@@ -299,11 +316,11 @@ async def on_tick(message: Message, record: r.RequestTick) -> None:
     except DecodeError as exc:
         dead_letter(message, "workflow", exc.reason, exc.detail)
         return
-    rec = load(tick.request_id)
+    cause = f"{tick.kind.value}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}"
+    rec = await load_finished(tick.request_id, cause)
     if rec is None:
         return
     outcome = wf.on_tick(rec, tick, context(rec.subject_id))
-    cause = f"{tick.kind.value}:{tick.task_id}:{tick.days_before}:{tick.at.isoformat()}"
     apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
     await settle(outcome.record or rec, cause)
 
@@ -415,7 +432,8 @@ async def settle(rec: wf.RequestRecord | None, cause: str) -> None:
     if rec is None:
         return
     if shredding.pending(rec):
-        await erase_leftovers(rec, cause)
+        if rec.leftovers is None:  # else tried before the input was decided (load_finished)
+            await erase_leftovers(rec, cause)
     elif not rec.open and erased(rec.subject_id):
         clean = shredding.scrubbed(rec)
         if clean is not None:
@@ -423,78 +441,157 @@ async def settle(rec: wf.RequestRecord | None, cause: str) -> None:
 
 
 async def erase_leftovers(rec: wf.RequestRecord, cause: str) -> None:
-    """Shred the subject's keys, then drop their table entries, except what retention keeps.
+    """Erase the subject's leftovers in two steps, each safe to run again: decide and
+    store what goes and what stays, then destroy the keys as recorded.
 
     Only once the consent state (this partition's, shared with the ingest agent, so its
     unflushed write counts) carries the suppression of the erasure's own directive: from
     then on the key service refuses the subject, and the suppression list holds the
-    hashes of the identifiers the identity map is about to lose. ``KeyStore.shred``
-    refuses new keys at once, before that consent state is flushed to the table the key
-    service reads. Until then, or while the key store cannot answer, the request waits
-    (a history entry) and a follow-up tick tries again; a refusal for good (``REFUSED``:
-    the worker may not write the keys' topic) stops the worker instead, as it does when
-    a new subject's key is refused. Everything runs before the input is acknowledged: a
-    crash repeats it, and it is idempotent.
+    hashes of the identifiers the identity map is about to lose.
+
+    1. ``_decide``: while ``main`` still opens them, the identity map, facts and holds
+       are trimmed to what retention keeps and written, the closed requests cleared, and
+       the request records the keys to destroy, the audit step, and a copy of what is
+       kept sealed under the storage scope (``shredding.planned``). Nothing is destroyed.
+    2. What is decided so far is flushed, and awaited until stored (``_stored``): a
+       replay after any failure from here on finds the decision, never decides it again
+       from stores ``main`` no longer opens. A flush dropped (the partitions moving)
+       leaves nothing destroyed: the input's replay decides again.
+    3. ``_destroy``: the recorded keys are shredded (``KeyStore.shred`` is idempotent, and
+       refuses new keys at once), what is kept is written again so the flush seals it
+       under the storage scope (put back from the recorded copy where a destroyed key
+       took it, ``shredding.restored``), and the recorded step is audited: a replay
+       writes the same record.
+
+    A decision recorded earlier is decided again only while none of its keys is gone (a
+    hold placed meanwhile may keep more). Until the suppression is there, or while the
+    key store cannot answer, the request waits (a history entry) and a follow-up tick
+    tries again; a refusal for good (``REFUSED``: the worker may not write the keys'
+    topic) stops the worker instead, as it does when a new subject's key is refused.
     """
     sid = rec.subject_id
     now = collaborators().clock.now()
     if not erased(sid):
         _defer(rec, now, "its suppression is not in the consent state yet")
         return
-    holds = state.get(HOLDS, sid) or []
-    kept = shredding.still_kept(rec, holds, collaborators().datamap.holdings(), now)
-    storage = shredding.storage_scope(rec, kept, holds, now)
-    # Read (opened) before the shred: they are sealed under ``main``, which it destroys;
-    # read after, only a copy still in the state's cache would open (a rebalance or a
-    # restart empties it), and the kept systems' identifiers would be lost.
-    identity, facts = state.get(IDENTITIES, sid), state.get(FACTS, sid)
     try:
-        decision = await _shred(sid, kept, now, storage)
+        store = key_store()
+        if not store.ready:
+            raise KeyStoreBehind("subject keys still loading")
+        decided = rec.leftovers
+        if decided is None or not shredding.begun(decided, _key_ids(await store.records(sid))):
+            rec = await _decide(rec, cause, now)
+        if not await _stored(rec):
+            return
+        await _destroy(rec, now)
     except REFUSED:
         raise  # for good (a write ACL taken away): the worker stops (streams.pipeline)
     except (RuntimeUnavailable, KafkaError) as exc:
         _defer(rec, now, f"the key store cannot answer ({type(exc).__name__})")
-        return
-    remains = shredding.what_remains(kept, identity, facts, holds, now)
-    # Written even if unchanged: the flush seals what is kept under the storage scope
-    # (the scope it was sealed under before, main, is destroyed).
-    state.put(IDENTITIES, sid, cast(IdentityMap, remains.identity))
-    state.put(FACTS, sid, cast(SubjectFacts, remains.facts))
-    # Holds too: their reasons are sealed, and what stays must be sealed under the
-    # storage scope (a hold left unchanged stayed sealed under the destroyed main).
-    if remains.holds:
-        state.put(HOLDS, sid, list(remains.holds))
-    else:
-        _replace(HOLDS, sid, None)
+
+
+async def _decide(rec: wf.RequestRecord, cause: str, now: datetime) -> wf.RequestRecord:
+    """Step 1: the storage scope's key made, the keys to destroy and what remains
+    decided from the entries as ``main`` opens them, the entries written, the decision
+    recorded on the request (returned). Every await comes before the first write."""
+    sid, store = rec.subject_id, key_store()
+    current = _entries(sid)
+    if rec.leftovers is not None:  # decided before: what a key destroyed since took
+        current = shredding.restored(current, _opened(rec.leftovers, sid))
+    holds = list(current.holds or ())
+    kept = shredding.still_kept(rec, holds, collaborators().datamap.holdings(), now)
+    storage = shredding.storage_scope(rec, kept, holds, now)
+    key = None
+    if storage is not None:
+        made = await store.get_or_create(sid, storage, erasing=True)
+        key = store.key(made.key_id)
+        if key is None:
+            raise KeyStoreBehind("the storage scope's key is not at hand")
+    decision = shredding.keys_to_destroy(await store.records(sid), kept, now, storage)
+    remains = shredding.what_remains(kept, current.identity, current.facts, holds, now)
+    _write(sid, remains)
     cleared = _clear_closed_requests(sid, rec.request_id)
+    cleared += rec.leftovers.cleared if rec.leftovers is not None else 0
+    leftovers = Leftovers(
+        key_ids=list(decision.key_ids),
+        cause=f"{cause}:{shredding.KEYS_SHREDDED}",
+        at=input_time(),
+        reason=shredding.summary(decision, remains, cleared),
+        cleared=cleared,
+        kept=shredding.sealed_copy(remains, sid, key),
+    )
+    decided = shredding.planned(shredding.scrubbed(rec) or rec, leftovers, now)
+    state.put(REQUESTS, rec.request_id, decided)
+    return decided
+
+
+async def _stored(rec: wf.RequestRecord) -> bool:
+    """Step 2: flush what was decided so far, and wait until it is stored (changelog
+    delivered, local store written). Whether ``rec``'s decision is what the table holds
+    now: not if the flush was dropped (the partitions are moving; its inputs are
+    replayed). Visible is not enough: a crash before the changelog is delivered replays
+    the input against the stored record, without the decision, after the keys are gone.
+    A delivery that fails raises (``StateFailed``): the worker stops and replays."""
+    await state.flush()
+    await state.settle()
+    found = load(rec.request_id)
+    return found is not None and found.leftovers == rec.leftovers
+
+
+async def _destroy(rec: wf.RequestRecord, now: datetime) -> None:
+    """Step 3: destroy the recorded keys, write what is kept again (sealed at the flush
+    under the storage scope, ``main`` being gone), mark the erasure done and audit the
+    recorded step. Needs nothing ``main`` sealed: a replay does the same."""
+    sid, leftovers, store = rec.subject_id, rec.leftovers, key_store()
+    assert leftovers is not None
+    copy = _opened(leftovers, sid)  # a copy that does not open stops here, nothing destroyed
+    current = _entries(sid)  # read before the shred: whole on the first run
+    await store.shred(sid, leftovers.key_ids)
+    _write(sid, shredding.restored(current, copy))
     final = shredding.done(shredding.scrubbed(rec) or rec, now)
     state.put(REQUESTS, rec.request_id, final)
     collaborators().schedule.track(final)
     audit(
         actor="privops",
         action=shredding.KEYS_SHREDDED,
-        cause=f"{cause}:{shredding.KEYS_SHREDDED}",
-        occurred_at=input_time(),
+        cause=leftovers.cause,
+        occurred_at=leftovers.at,
         request_id=audited_request_id(rec.request_id),
         subject_id=sid,
-        after=str(len(decision.key_ids)),
-        reason=shredding.summary(decision, remains, cleared),
+        after=str(len(leftovers.key_ids)),
+        reason=leftovers.reason,
     )
 
 
-async def _shred(
-    subject_id: str, kept: shredding.Kept, now: datetime, storage: str | None
-) -> shredding.KeyDecision:
-    """Create the storage scope's key (what is kept is sealed under it at the flush),
-    then destroy every key the retention does not keep."""
-    store = key_store()
-    if not store.ready:
-        raise KeyStoreBehind("subject keys still loading")
-    if storage is not None:
-        await store.get_or_create(subject_id, storage, erasing=True)
-    decision = shredding.keys_to_destroy(await store.records(subject_id), kept, now, storage)
-    await store.shred(subject_id, decision.key_ids)
-    return decision
+def _entries(subject_id: str) -> shredding.Remains:
+    """The subject's identity map, facts and holds as the tables open them now."""
+    holds = state.get(HOLDS, subject_id)
+    return shredding.Remains(
+        identity=state.get(IDENTITIES, subject_id),
+        facts=state.get(FACTS, subject_id),
+        holds=tuple(holds) if holds else None,
+    )
+
+
+def _opened(leftovers: Leftovers, subject_id: str) -> shredding.Remains:
+    return shredding.opened_copy(leftovers.kept, subject_id, key_store().key)
+
+
+def _write(subject_id: str, remains: shredding.Remains) -> None:
+    """What remains becomes the subject's entries; None deletes. Written even if
+    unchanged: the flush seals it under the subject's storage key of the moment."""
+    state.put(IDENTITIES, subject_id, cast(IdentityMap, remains.identity))
+    state.put(FACTS, subject_id, cast(SubjectFacts, remains.facts))
+    # Holds too: their reasons are sealed, and what stays must be sealed under the
+    # storage scope once main is destroyed.
+    if remains.holds:
+        state.put(HOLDS, subject_id, list(remains.holds))
+    else:
+        _replace(HOLDS, subject_id, None)
+
+
+def _key_ids(records: list[SubjectKey]) -> set[str]:
+    return {record.key_id for record in records}
 
 
 def _defer(rec: wf.RequestRecord, now: datetime, why: str) -> None:

@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from privops.adapters import kek as kekfile
+from privops.adapters.kek import UnknownKekVersion
 from privops.adapters.key_topic import KeyRecordCodec, subject_partition
 from privops.adapters.settings import Settings
 from privops.core.errors import DecodeError, RuntimeUnavailable
@@ -121,6 +122,7 @@ class KeyStore:
         self._now = now
         self._cache_size = cache_size
         self._owned: frozenset[int] = frozenset()
+        self._unknown_keks: set[int] = set()  # KEK versions said missing (``_unknown_kek``)
         self._wanted: frozenset[int] | None = None  # None: no assignment yet
         self._positions: dict[int, int] = {}  # next offset the ring reads
         self._loaded: dict[int, asyncio.Event] = {}  # read up to the end at assignment
@@ -629,11 +631,17 @@ class KeyStore:
             if ring is None:
                 continue
             for record in ring.stale(current.version, self.codec.kek_version):
+                if record.kek_version > current.version:
+                    continue  # wrapped by a worker given a newer KEK: never wrapped back down
                 async with self._serialised(record.subject_id):
                     await self.ensure_caught_up(partition)
                     if ring.record(record.key_id) != record:  # shredded or replaced
                         continue
-                    key = ring.get(record.key_id)
+                    try:
+                        key = ring.get(record.key_id)
+                    except UnknownKekVersion as exc:
+                        self._unknown_kek(record.kek_version, exc)
+                        continue
                     if key is None:
                         continue
                     new = wrap(key, current, record.created_at)
@@ -641,6 +649,14 @@ class KeyStore:
                     ring.apply(new.key_id, new, encoded=sent[new.key_id])
                     count += 1
         return count
+
+    def _unknown_kek(self, version: int, exc: UnknownKekVersion) -> None:
+        """A stored key wrapped under a KEK version this worker's file lacks (retired here
+        too early, or another deployment's KEK on a shared topic): left as it is, said
+        once per version. Before, the re-wrap pass raised it and stopped the worker."""
+        if version not in self._unknown_keks:
+            self._unknown_keks.add(version)
+            log.error("not re-wrapping keys under KEK version %d: %s", version, exc)
 
     async def keep_wrapped(self, interval: float = REWRAP_CHECK_SECONDS) -> None:
         """Re-wrap the owned keys whenever the KEK's current version or the assignment

@@ -126,6 +126,24 @@ class FollowupItem(_Model):
         return not self.issued and self.superseded_by is None
 
 
+class Leftovers(_Model):
+    """A completed erasure's leftovers, decided while ``main`` still opens what it keeps
+    and stored before any key is destroyed (privops.core.shredding: ``planned``, then
+    ``done``): the keys to destroy, the audit step that will say so, and what is kept
+    sealed under the storage scope, so that destroying them again after a crash or a
+    dropped flush needs nothing ``main`` sealed and audits the very same step."""
+
+    key_ids: list[str]
+    # The audit step: its cause and date are the deciding input's, its reason the summary.
+    cause: str
+    at: datetime
+    reason: str
+    # Closed requests of the subject cleared so far (the summary counts them).
+    cleared: int = 0
+    # Table name -> the kept value as the table stores it, sealed (privops.core.sealing).
+    kept: dict[str, Any] = {}
+
+
 class Answered(_Model):
     """The answer given to one command: `reason` None is accepted."""
 
@@ -181,6 +199,8 @@ class RequestRecord(_Model):
     # A closed erasure keeping data with no end date (a legal hold, an open debt or
     # investigation): when it was last looked at again (``workflow.review_retention``).
     retention_reviewed_at: datetime | None = None
+    # A completed erasure whose keys are decided but not destroyed yet (``Leftovers``).
+    leftovers: Leftovers | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,11 @@ legal hold, an open debt) keeps its retained-scope keys, the identifiers of the 
 that keep it, and the facts its follow-up erasure re-plans from; the follow-up, on the
 day the retention ends, takes the rest. Pure: the agent reads the stores, calls these,
 and writes what they return. docs/crypto-shredding.md, "What an erasure leaves behind".
+
+The decision is recorded on the request (``planned``: the keys to destroy, the audit
+step, a copy of what is kept sealed under the storage scope) and stored before any key
+is destroyed, so that destroying them again after a crash needs nothing the destroyed
+keys sealed (``begun``, ``opened_copy``, ``restored``), and audits the same step.
 """
 
 from __future__ import annotations
@@ -19,15 +24,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
+from privops.core import sealing
 from privops.core.clock import UK
-from privops.core.erasure import SubjectFacts
+from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.fanout import SYSTEMS_OWN_GROUND
-from privops.core.fieldcrypt import MAIN_SCOPE
+from privops.core.fieldcrypt import MAIN_SCOPE, DataKey, KeyLookup
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap
-from privops.core.request import HistoryItem, RequestRecord
+from privops.core.request import HistoryItem, Leftovers, RequestRecord
 from privops.core.sealing import REQUEST_FREE_TEXT
 from privops.core.subject_keys import (
     RETAINED,
@@ -42,6 +48,9 @@ KEYS_SHREDDED: Final = "keys_shredded"
 DEFERRED: Final = "keys_shred_deferred"
 """History event: the erasure completed but its leftovers wait (suppression not applied
 yet, or the key store unavailable); its time is the last attempt."""
+SHRED_DUE: Final = "keys_shred_due"
+"""History event: the erasure's leftovers are decided and recorded (``planned``); its
+keys are destroyed once that record is stored, and the timer tries again if not."""
 RETRY_AFTER: Final = timedelta(seconds=15)
 
 _ERASED: Final = frozenset({RequestState.completed, RequestState.partially_completed})
@@ -60,23 +69,52 @@ def pending(rec: RequestRecord) -> bool:
 
 
 def retry_at(rec: RequestRecord) -> datetime | None:
-    """When to try a deferred erasure's leftovers again (None: not deferred)."""
-    if not pending(rec) or not rec.history or rec.history[-1].event != DEFERRED:
+    """When to try a deferred or decided erasure's leftovers again (None: neither)."""
+    if not pending(rec) or not rec.history or rec.history[-1].event not in _WAITING:
         return None
     return rec.history[-1].at + RETRY_AFTER
 
 
 def deferred(rec: RequestRecord, now: datetime) -> RequestRecord:
     """``rec`` noted as waiting since ``now``: one history entry, moved on every retry."""
-    mark = HistoryItem(at=now, event=DEFERRED, state=rec.state)
-    history = rec.history[:-1] if rec.history and rec.history[-1].event == DEFERRED else rec.history
-    return rec.model_copy(update={"history": [*history, mark]})
+    return _marked(rec, now, DEFERRED, replacing={DEFERRED})
+
+
+def planned(rec: RequestRecord, leftovers: Leftovers, now: datetime) -> RequestRecord:
+    """``rec`` with its leftovers decided at ``now`` and nothing destroyed yet: stored
+    before any of ``leftovers.key_ids`` goes, it is what a replay destroys and audits
+    (decided again, it would be from stores ``main`` no longer opens)."""
+    marked = _marked(rec, now, SHRED_DUE, replacing=_WAITING)
+    return marked.model_copy(update={"leftovers": leftovers})
 
 
 def done(rec: RequestRecord, now: datetime) -> RequestRecord:
     """``rec`` with its leftovers erased: never attempted again."""
     mark = HistoryItem(at=now, event=KEYS_SHREDDED, state=rec.state)
-    return rec.model_copy(update={"history": [*rec.history, mark]})
+    return rec.model_copy(update={"history": [*rec.history, mark], "leftovers": None})
+
+
+_WAITING: Final = frozenset({DEFERRED, SHRED_DUE})
+
+
+def _marked(
+    rec: RequestRecord, now: datetime, event: str, replacing: Collection[str]
+) -> RequestRecord:
+    """``rec`` with ``event`` at ``now`` last in its history, in place of the entries of
+    ``replacing`` it ended with (one entry per wait, moved on every retry)."""
+    history = list(rec.history)
+    while history and history[-1].event in replacing:
+        history.pop()
+    mark = HistoryItem(at=now, event=event, state=rec.state)
+    return rec.model_copy(update={"history": [*history, mark]})
+
+
+def begun(leftovers: Leftovers, live: Collection[str]) -> bool:
+    """Whether destroying ``leftovers``' keys may have begun (``live``: the subject's key
+    ids still stored): then they are destroyed as recorded, never decided again (what
+    ``main`` sealed may no longer open, and the audit step must be the one recorded).
+    One that names no key counts as begun: deciding it again protects nothing."""
+    return not leftovers.key_ids or not set(leftovers.key_ids) <= set(live)
 
 
 # --- what retention still keeps --------------------------------------------------------------
@@ -264,6 +302,84 @@ def what_remains(
         identity=_trimmed_identity(identity, kept.systems),
         facts=None if kept.nothing or facts is None else _trimmed_facts(facts, kept.categories),
         holds=active or None,
+    )
+
+
+def sealed_copy(remains: Remains, subject_id: str, key: DataKey | None) -> dict[str, Any]:
+    """``remains`` as their tables store them, sealed under ``key`` (the storage scope's,
+    which the erasure keeps): recorded before ``main`` is destroyed, so that a replay of
+    the shred can write them again (``restored``). Without a key (nothing is kept) only
+    what holds no personal value is copied."""
+    copy: dict[str, Any] = {}
+    identity, facts = remains.identity, remains.facts
+    holds = [h.model_dump(mode="json") for h in remains.holds or ()]
+    values = (
+        (sealing.IDENTITIES, identity.model_dump(mode="json") if identity else None),
+        (sealing.FACTS, facts.model_dump(mode="json") if facts else None),
+        (sealing.HOLDS, {sealing.HOLDS_LIST: holds} if holds else None),
+    )
+    for seal, value in values:
+        if value is None:
+            continue
+        kept = sealing.seal(value, seal, subject_id, key) if key is not None else seal.strip(value)
+        if kept is not None:
+            copy[seal.name] = kept
+    return copy
+
+
+def opened_copy(copy: Mapping[str, Any], subject_id: str, keys: KeyLookup) -> Remains:
+    """What ``sealed_copy`` recorded, opened with ``keys``."""
+
+    def opened(seal: sealing.TableSealing) -> Any:
+        raw = copy.get(seal.name)
+        return None if raw is None else sealing.open_(raw, seal, subject_id, keys)
+
+    identity, facts = opened(sealing.IDENTITIES), opened(sealing.FACTS)
+    holds = opened(sealing.HOLDS)
+    return Remains(
+        identity=IdentityMap.model_validate(identity) if identity is not None else None,
+        facts=SubjectFacts.model_validate(facts) if facts is not None else None,
+        holds=tuple(LegalHold.model_validate(h) for h in holds) if holds else None,
+    )
+
+
+def restored(current: Remains, copy: Remains) -> Remains:
+    """The subject's entries as read now (``current``), with what a destroyed key took
+    from them put back from ``copy`` (``opened_copy``): an identity map goes whole with
+    its key, facts lose their recipients' references, holds their reasons. What changed
+    since the copy was made, and opens, is kept as it is now."""
+    return Remains(
+        identity=current.identity or copy.identity,
+        facts=_facts_restored(current.facts, copy.facts),
+        holds=_holds_restored(current.holds, copy.holds),
+    )
+
+
+def _facts_restored(current: SubjectFacts | None, copy: SubjectFacts | None) -> SubjectFacts | None:
+    if current is None or copy is None:
+        return current or copy
+    refs = {(d.recipient, d.first_at): d.recipient_ref for d in copy.disclosures if d.recipient_ref}
+
+    def ref(d: Disclosure) -> Disclosure:
+        lost = d.recipient_ref is None and (d.recipient, d.first_at) in refs
+        return (
+            d.model_copy(update={"recipient_ref": refs[(d.recipient, d.first_at)]}) if lost else d
+        )
+
+    return current.model_copy(update={"disclosures": tuple(ref(d) for d in current.disclosures)})
+
+
+def _holds_restored(
+    current: tuple[LegalHold, ...] | None, copy: tuple[LegalHold, ...] | None
+) -> tuple[LegalHold, ...] | None:
+    if current is None or copy is None:
+        return current or copy
+    reasons = {h.hold_id: h.reason for h in copy}
+    return tuple(
+        h.model_copy(update={"reason": reasons[h.hold_id]})
+        if h.reason == sealing.HOLD_REASON_GONE and h.hold_id in reasons
+        else h
+        for h in current
     )
 
 

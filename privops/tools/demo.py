@@ -215,6 +215,11 @@ class Ending:
     data_dir: Path
 
 
+def _complainant(customers: list[FakeCustomer]) -> FakeCustomer:
+    """The customer whose complaint about accuracy restricts their data (chapter 5)."""
+    return customers[2]
+
+
 def _pick(customers: list[FakeCustomer], pred: Callable[[FakeCustomer], bool]) -> FakeCustomer:
     return next(c for c in customers if pred(c))
 
@@ -290,7 +295,7 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     console.print(decisions)
 
     demo.step("3. An access request (DSAR): one calendar month, UK rules")
-    subject = _pick(customers, lambda c: not c.in_system(SILENT))
+    subject = asked = _pick(customers, lambda c: not c.in_system(SILENT))
     rid = await demo.submit(
         demo.request_command(
             RequestType.access, subject.subject_id, identity_verified_on=clock.today()
@@ -306,7 +311,16 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     console.print(art15_table(manifest))
 
     demo.step("4. An erasure, subject to conditions (Art. 17(3))")
-    subject = _pick(customers[1:], lambda c: _recent_orders(c, clock) and not c.in_system(SILENT))
+    # Neither the access request's customer (an erasure deletes their export too, and the
+    # demo leaves the copy of the data to look at) nor the complaint's (chapter 5).
+    subject = _pick(
+        customers[1:],
+        lambda c: (
+            c not in (asked, _complainant(customers))
+            and _recent_orders(c, clock)
+            and not c.in_system(SILENT)
+        ),
+    )
     before = {s: _row_count(data_dir, s, subject) for s in System if subject.in_system(s)}
     rid = await demo.submit(
         demo.request_command(
@@ -337,7 +351,7 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     console.print(f"contact by email now: no ({why})")
 
     demo.step("5. A complaint about accuracy: restrict while we investigate (Art. 18)")
-    subject = customers[2]
+    subject = _complainant(customers)
     complaint = demo.request_command(
         RequestType.complaint, subject.subject_id, reason="my address is wrong"
     )

@@ -300,8 +300,9 @@ async def test_a_shred_refused_for_good_stops_the_worker_and_one_refused_for_now
     """The broker refuses the erasure's key tombstones. Refused for good (the worker may
     no longer write the keys' topic), waiting would defer the erasure at every tick with
     nobody told, so the state fails and the worker stops, as for a new subject's key
-    (streams.sealing.REFUSED); nothing is written. Refused for now (a broker away), the
-    erasure waits for a later tick."""
+    (streams.sealing.REFUSED); nothing is destroyed, and what was decided before the
+    shred (stored first, so that the restart destroys exactly that) is all that was
+    written. Refused for now (a broker away), the erasure waits for a later tick."""
     main = await store.get_or_create(ANN)
     known(SubjectFacts())
     told: list[BaseException] = []
@@ -327,10 +328,12 @@ async def test_a_shred_refused_for_good_stops_the_worker_and_one_refused_for_now
     assert tombstones(key_log) == []
     assert store.ring(0).records(ANN) == [main]  # not forgotten: the broker has it
     assert shredding.KEYS_SHREDDED not in history("R-shred-9")
+    stored = requests.data["R-shred-9"]
+    assert stored["leftovers"]["key_ids"] == [main.key_id]  # decided, stored, not done
     if for_good:
         assert [type(exc) for exc in told] == [refusal]
         assert shredding.DEFERRED not in history("R-shred-9")
-        assert requests.data["R-shred-9"]["state"] != RequestState.completed.value
+        assert history("R-shred-9")[-1] == shredding.SHRED_DUE
     else:
         assert told == []
         assert f"the key store cannot answer ({refusal.__name__})" in caplog.text

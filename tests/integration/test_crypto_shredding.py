@@ -302,7 +302,10 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
             lambda: {ref(erased.id), ref(newcomer)} <= audited(local_runtime, "reimport_flagged"),
             timeout=90,
         )
-        assert not known(rebuilt, erased.id)
+        # The erased subject is answered as suppressed (the suppression list names them),
+        # never as a live subject; the newcomer under the erased email is not taken in.
+        status, state = http_json(f"{rebuilt.url}/consent/{erased.id}")
+        assert (status, state["suppressed"], any(state["decisions"].values())) == (200, True, False)
         assert not known(rebuilt, newcomer)
     finally:
         rebuilt.stop()

@@ -73,19 +73,23 @@ def test_garbage_goes_to_deadletter_and_next_event_is_processed(
             ),
         ],
     )
-    bad = {garbage, b"plain text " + uid.encode()}
 
     def letters_for_garbage() -> dict[tuple[int, int], Any]:
+        # A business system's bytes that do not decode are not copied into the letter
+        # (they may hold personal data in plaintext): found by topic and key.
         found = {
             (c.value.partition, c.value.offset): c.value
             for c in read_topic(local_runtime, DEADLETTER)
-            if isinstance(c.value, r.DeadLetter) and c.value.value in bad
+            if isinstance(c.value, r.DeadLetter)
+            and c.value.original_topic == "orders.events"
+            and c.value.key == subject.id.encode()
         }
         return found if len(found) == 2 else {}
 
     letters = wait_for("a dead letter for each garbage message", letters_for_garbage).values()
     for letter in letters:
-        assert letter.original_topic == "orders.events"
+        assert letter.value is None
+        assert "bytes) is not kept" in letter.error
         assert letter.offset >= 0
         assert letter.reason in {"undecodable", "unknown_schema"}
         assert letter.consumer == "ingest"

@@ -6,18 +6,21 @@ the real data map."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from privops.core import records as r
-from privops.core import shredding
+from privops.core import sealing, shredding
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.fanout import SYSTEMS_OWN_GROUND
+from privops.core.fieldcrypt import DataKey
 from privops.core.identity import IdentityMap, merge
+from privops.core.request import Leftovers
 from privops.core.subject_keys import Kek, SubjectKey, create, retained_until
 from privops.core.ticks import Tick, TickKind
 from privops.core.vocab import Category, RequestState, RequestType, System
@@ -442,6 +445,111 @@ def test_only_a_completed_erasure_is_pending_until_done(dm: DataMap) -> None:
     assert not shredding.pending(finished)
     assert shredding.retry_at(finished) is None
     assert wf.pending_followups(finished) == [RETENTION_END]
+
+
+def leftovers(key_ids: list[str], **changes: Any) -> Leftovers:
+    decided = Leftovers(key_ids=key_ids, cause="c-1:keys_shredded", at=NOW, reason="shredded main")
+    return decided.model_copy(update=changes)
+
+
+def test_decided_leftovers_wait_for_their_shred_and_are_tried_again_until_done(
+    dm: DataMap,
+) -> None:
+    """Decided and recorded (``planned``) before any key goes: still pending, and the
+    timer comes back for it if the worker does not destroy the keys at once."""
+    rec = erased(context(dm), orders=r.TaskRetained)
+    decided = shredding.planned(rec, leftovers(["k"]), NOW)
+    assert shredding.pending(decided)
+    assert decided.leftovers == leftovers(["k"])
+    assert shredding.retry_at(decided) == NOW + shredding.RETRY_AFTER
+
+    later = NOW + timedelta(seconds=20)
+    waiting = shredding.deferred(decided, later)
+    waited = [shredding.SHRED_DUE, shredding.DEFERRED]
+    assert [h.event for h in waiting.history][-2:] == waited
+    assert shredding.retry_at(waiting) == later + shredding.RETRY_AFTER
+    again = shredding.planned(waiting, leftovers(["k", "l"]), later)
+    assert [h.event for h in again.history].count(shredding.SHRED_DUE) == 1
+    assert [h.event for h in again.history][-1] == shredding.SHRED_DUE
+
+    finished = shredding.done(again, later)
+    assert finished.leftovers is None
+    assert not shredding.pending(finished)
+    assert shredding.retry_at(finished) is None
+
+
+def test_a_decision_is_taken_again_only_while_none_of_its_keys_is_gone() -> None:
+    assert not shredding.begun(leftovers(["a", "b"]), {"a", "b", "c"})
+    assert shredding.begun(leftovers(["a", "b"]), {"b", "c"})
+    assert shredding.begun(leftovers([]), {"a"})  # nothing to protect by deciding again
+
+
+def test_what_is_kept_is_copied_under_the_storage_key_and_opens_once_main_is_gone() -> None:
+    (_, main), (_, storage) = (create(SUBJECT, s, KEK, NOW) for s in ("main", PURCHASES))
+    disclosure = Disclosure(
+        recipient="payments",
+        recipient_ref="pay-77",
+        categories=(C.payment,),
+        first_at=INVOICE,
+        last_at=INVOICE,
+    )
+    facts = SubjectFacts(latest_financial_record_at=INVOICE, disclosures=(disclosure,))
+    active = hold(categories=(C.purchases,))
+    remains = shredding.what_remains(KEEPS_PURCHASES, identity(), facts, [active], NOW)
+    copy = shredding.sealed_copy(remains, SUBJECT, storage)
+    text = json.dumps(copy)
+    assert all(v not in text for v in ("C-1", "pay-77", active.reason))
+
+    def only_storage(key_id: str) -> DataKey | None:  # main is gone
+        return storage if key_id == storage.key_id else None
+
+    assert shredding.opened_copy(copy, SUBJECT, only_storage) == remains
+    lost = shredding.opened_copy(copy, SUBJECT, lambda _key_id: None)
+    assert lost.identity is None
+    assert lost.holds is not None
+    assert lost.holds[0].reason == sealing.HOLD_REASON_GONE
+    assert main.key_id not in text
+
+    # Nothing kept, no key: nothing personal is copied.
+    bare = shredding.sealed_copy(remains, SUBJECT, None)
+    assert sealing.IDENTITIES.name not in bare
+    assert all(v not in json.dumps(bare) for v in ("C-1", "pay-77", active.reason))
+
+
+def test_what_a_destroyed_key_took_is_restored_and_what_changed_since_stays() -> None:
+    disclosure = Disclosure(
+        recipient="payments",
+        recipient_ref="pay-77",
+        categories=(C.payment,),
+        first_at=INVOICE,
+        last_at=INVOICE,
+    )
+    kept = hold(categories=(C.purchases,))
+    copy = shredding.Remains(
+        identity=identity(),
+        facts=SubjectFacts(latest_financial_record_at=INVOICE, disclosures=(disclosure,)),
+        holds=(kept,),
+    )
+    placed_since = hold(hold_id="H-2", reason="placed since")
+    current = shredding.Remains(  # read once main is gone, a debt opened and a hold placed since
+        identity=None,
+        facts=SubjectFacts(
+            latest_financial_record_at=INVOICE,
+            open_debt=True,
+            disclosures=(disclosure.model_copy(update={"recipient_ref": None}),),
+        ),
+        holds=(kept.model_copy(update={"reason": sealing.HOLD_REASON_GONE}), placed_since),
+    )
+    back = shredding.restored(current, copy)
+    assert back.identity == copy.identity
+    assert back.facts is not None
+    assert back.facts.open_debt
+    assert back.facts.disclosures == (disclosure,)
+    assert back.holds == (kept, placed_since)
+    # Read whole (main still there), nothing is taken from the copy.
+    whole = shredding.Remains(identity=None, facts=None, holds=None)
+    assert shredding.restored(copy, whole) == copy
+    assert shredding.restored(whole, whole) == whole
 
 
 def test_the_audit_summary_names_scopes_never_key_ids() -> None:
