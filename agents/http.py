@@ -54,6 +54,7 @@ from streams.tables import (
     newest_erased,
     request_index,
     requests,
+    suppression,
 )
 
 keystore.install(app)
@@ -266,7 +267,12 @@ async def _scope_refused(view: View, request: Request, scope: str) -> Response |
 def _erased(subject_id: str) -> bool:
     """Whether the subject was erased: their consent state carries the suppression (as
     soon as the erasure is decided: no key is made for them after it), or, unknown here,
-    the suppression list holds them."""
+    the suppression list holds them. ``RuntimeUnavailable`` (503, retry) while the list
+    is still being read: before, a worker rebuilt under a new app id answered a subject
+    it had not read yet as unknown, and its key service made them a new key (review,
+    session 26)."""
+    if not suppression.ready.is_set():
+        raise RuntimeUnavailable("the suppression list is still being read; retry")
     return newest_erased(subject_id)
 
 
@@ -375,6 +381,8 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
             return _moving(self)
     if record is None:
         if request.headers.get(ROUTED_HEADER):  # the sender's copy says it is here
+            return _moving(self)
+        if not request_index.ready.is_set():  # not read yet: no answer is sure
             return _moving(self)
         return self.json({"error": "unknown request", "request_id": request_id}, status=404)
     return self.json(request_json(record))

@@ -79,14 +79,19 @@ async def rebuild() -> int | None:
     schedule = collaborators().schedule
     generation = schedule.generation
     count = 0
-    for raw in requests.values():
-        # The schedule needs dates and states, never the sealed personal values.
-        schedule.track_stored(RequestRecord.model_validate(sealing.REQUESTS.strip(raw)))
-        count += 1
-        if count % REBUILD_SLICE == 0:
-            await asyncio.sleep(0)
-            if schedule.generation != generation:
-                return None
+    try:
+        for raw in requests.values():
+            # The schedule needs dates and states, never the sealed personal values.
+            schedule.track_stored(RequestRecord.model_validate(sealing.REQUESTS.strip(raw)))
+            count += 1
+            if count % REBUILD_SLICE == 0:
+                await asyncio.sleep(0)
+                if schedule.generation != generation or app.rebalancing:
+                    return None
+    except RuntimeError as exc:  # the stores changed under the walk (a rebalance began)
+        if "changed size during iteration" not in str(exc):
+            raise
+        return None
     schedule.rebuilt()
     return count
 

@@ -83,13 +83,15 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
     in between ends the chunk: the rest belongs to the partitions' new owners."""
     generation = state.generation
     agent = source.name if source is not None else None
+    # Not counted as the agent's work: reading a view (the request index is kept for
+    # ever) may take minutes on a rebuild, which would page as a stalled agent.
+    await _views_read()
     if source is not None:
         source.carried -= 1
         source.working(True)  # how long it takes is watched (streams.health)
     try:
         if state.sealer is not None:  # sealed table values are read with the owned keys
             await state.sealer.ready()
-        await _views_read()
         at = 0
         while True:
             async with state.lock:

@@ -714,7 +714,7 @@ def _sealed(seal: TableSealing, key: str, jsonable: Any, keys: Mapping[str, Data
     subject = seal.subject(key, jsonable)
     data_key = keys.get(subject)
     if data_key is None:
-        return seal.strip(jsonable)
+        return seal.without_key(jsonable)
     return sealing.seal(jsonable, seal, subject, data_key)
 
 

@@ -35,6 +35,7 @@ from privops.core.fieldcrypt import (
     parse_field,
 )
 from privops.core.personal import ITEMS, VALUES, PersonalPath, holds_personal, map_personal
+from privops.core.vocab import OPEN_STATES
 
 Json = dict[str, Any]
 
@@ -55,6 +56,12 @@ class TableSealing:
     """(table key, JSON value) -> the subject whose key seals it."""
     pack: Callable[[Json], Json] = lambda value: value
     unpack: Callable[[Json], Json] = lambda value: value
+    unkeyed: Callable[[Json], Json | None] | None = None
+    """What is written of a plaintext value whose subject has no key to seal it under (an
+    erased subject with nothing kept); default ``strip``."""
+
+    def without_key(self, value: Json) -> Json | None:
+        return (self.unkeyed or self.strip)(value)
 
 
 # --- the tables ------------------------------------------------------------------------------
@@ -129,6 +136,21 @@ def _request_without_values(value: Json) -> Json:
     }
 
 
+_OPEN: Final = frozenset(state.value for state in OPEN_STATES)
+
+
+def _request_unkeyed(value: Json) -> Json:
+    """An open request of a subject with no key left (a complaint from someone already
+    erased, with nothing kept) keeps the DPO's free text as it is until it closes, when
+    it is cleared (``shredding.scrubbed``, on settling a closed request of an erased
+    subject): stripped at the write, a complaint lost its text at once, which the DPO
+    needs to answer it (review, session 26). The rest is stripped as ever."""
+    stripped = _request_without_values(value)
+    if value.get("state") in _OPEN:
+        stripped.update({name: value.get(name) for name in REQUEST_FREE_TEXT})
+    return stripped
+
+
 REQUESTS: Final = TableSealing(
     "requests",
     (
@@ -144,6 +166,7 @@ REQUESTS: Final = TableSealing(
     subject=_own_subject,
     pack=_manifest_as_text,
     unpack=_manifest_as_json,
+    unkeyed=_request_unkeyed,
 )
 
 

@@ -130,7 +130,10 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         table.data.clear()
     for view in streams_tables.GLOBAL_VIEWS:
         view.clear()
-        view.ready.set()  # read to the end, as once a worker has started
+        # Read to the end, as once a worker has started; a new event, not one bound to
+        # an earlier test's event loop by a wait there.
+        monkeypatch.setattr(view, "ready", asyncio.Event())
+        view.ready.set()
     # No delivery still under way (or failed) from an earlier test, nothing an earlier
     # test decided and never flushed (a failed state keeps it), and a lock that is not
     # bound to an earlier test's event loop (it binds to the loop it is first waited for in).

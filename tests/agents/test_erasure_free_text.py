@@ -23,7 +23,7 @@ from privops.core import records as r
 from privops.core import sealing, shredding
 from privops.core.erasure import SubjectFacts
 from privops.core.topics import COMMANDS, SUBJECT_DIRECTIVES, task_results_topic
-from privops.core.vocab import Category, RequestType
+from privops.core.vocab import Category, RequestState, RequestType
 from streams.context import collaborators
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
@@ -189,3 +189,37 @@ async def test_a_hold_an_erasure_keeps_is_sealed_again_under_what_stays(
         state.forget()  # read back from the store, under the keys that are left
         (kept,) = state.get(HOLDS, ANN) or []
     assert (kept.hold_id, kept.reason) == ("H-2", hold.reason)
+
+
+async def test_an_open_request_about_someone_erased_keeps_its_text_until_it_closes(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealer: WorkerSealer
+) -> None:
+    """With nothing kept, an erased subject has no key: the free text of a later request
+    about them was stripped at its first flush, so the DPO never read what a complaint
+    ("you emailed me after I asked you to erase me") was about (review, session 26). It
+    is kept as written while the request is open, and cleared when it closes."""
+    from tests.agents.test_erasure_shred import answer_all
+    from tests.agents.test_workflow_agent import erasure
+
+    await store.get_or_create(ANN)
+    known(SubjectFacts())
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-all", ANN)))
+        await suppress(facts_agent, serde, outbox, "R-all")
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == 3)
+        await answer_all(flow, serde, outbox, "R-all")
+        await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-all"))
+        assert await store.records(ANN) == []  # nothing kept: no key to seal under
+        why = "You emailed me on 3 May after I asked you to erase my data"
+        complaint = sign(submitted("R-cmp", RequestType.complaint, ANN, reason=why))
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(complaint))
+        await wait_for(lambda: "R-cmp" in requests.data)
+        await state.flush()
+        await state.settle()
+        state.forget()  # read back from the store
+        found = newest(REQUESTS, ANN, "R-cmp")
+    assert found is not None
+    assert (found.open, found.reason) == (True, why)
+    closed = shredding.scrubbed(found.model_copy(update={"state": RequestState.completed}))
+    assert closed is not None
+    assert closed.reason is None  # cleared as it closes

@@ -383,7 +383,7 @@ async def test_what_an_erasure_keeps_is_read_before_main_is_shredded(
 
 
 async def test_a_rebuilt_worker_makes_no_key_for_a_subject_the_suppression_list_holds(
-    store: KeyStore, sealer: WorkerSealer
+    app: Any, store: KeyStore, sealer: WorkerSealer
 ) -> None:
     """A worker under a new app id starts with empty tables: only the suppression list
     (which outlives them) remembers an erasure. Before, the key service and the flush's
@@ -408,7 +408,9 @@ async def test_a_rebuilt_worker_makes_no_key_for_a_subject_the_suppression_list_
         suppression.clear()
 
 
-async def test_a_rebuilt_worker_answers_consent_for_an_erased_subject_as_suppressed() -> None:
+async def test_a_rebuilt_worker_answers_consent_for_an_erased_subject_as_suppressed(
+    app: Any,
+) -> None:
     """`/consent` for a subject the suppression list holds but no consent state names (a
     worker rebuilt under a new app id) answered 404 "unknown subject": a system may take
     that for "never heard of them" and mail from its own records. Now: suppressed."""

@@ -252,6 +252,9 @@ async def test_a_forwarded_request_question_finding_nothing_is_a_503_not_a_404(
     worker has neither an index entry nor a copy (the partition moved on): retry, do not
     tell the DPO the request does not exist (an independent review, session 23)."""
     monkeypatch.setattr(http, "_authenticator", lambda: None)
+    read = asyncio.Event()
+    read.set()  # the request index is read: its "not there" is sure
+    monkeypatch.setattr(request_index, "ready", read)
     forwarded = make_mocked_request("GET", "/requests/R-gone", headers={http.ROUTED_HEADER: "1"})
     status, body = await http.request_view.get(Answers(), forwarded, "R-gone")
     assert status == 503
@@ -259,3 +262,6 @@ async def test_a_forwarded_request_question_finding_nothing_is_a_503_not_a_404(
     asked = make_mocked_request("GET", "/requests/R-gone")
     status, _body = await http.request_view.get(Answers(), asked, "R-gone")
     assert status == 404
+    monkeypatch.setattr(request_index, "ready", asyncio.Event())  # still being read
+    status, body = await http.request_view.get(Answers(), asked, "R-gone")
+    assert (status, "retry" in body["error"]) == (503, True)
