@@ -392,12 +392,9 @@ def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap
     assert shredding.scrubbed(clean) is None
 
 
-def test_what_a_system_keeps_for_reasons_of_its_own_says_so_without_quoting_it(
-    dm: DataMap,
-) -> None:
-    """Its answer's free text became the kept item's ground, which the DPO's view keeps
-    after the erasure and the subject's erasure notice quotes: now it stays in the
-    task's answer (sealed, cleared by the erasure), and the ground points at it."""
+def crm_keeping_contact(dm: DataMap, reason: str) -> tuple[wf.RequestRecord, list[Any]]:
+    """An erasure every system answers done but the CRM, which keeps contact details for
+    reasons of its own (``reason``, its free text): the record, and what was sent."""
     ctx = context(dm, facts=SubjectFacts())
     rec = submitted(ctx)
     out: list[Any] = []
@@ -412,11 +409,21 @@ def test_what_a_system_keeps_for_reasons_of_its_own_says_so_without_quoting_it(
                 system=task.system,
                 answered_at=NOW,
                 categories=[C.contact],
-                reason=f"{NAME} has a complaint open",
+                reason=reason,
             )
         outcome = wf.on_result(rec, result, ctx)
         assert outcome.record is not None
         rec, out = outcome.record, [*out, *outcome.out]
+    return rec, out
+
+
+def test_what_a_system_keeps_for_reasons_of_its_own_says_so_without_quoting_it(
+    dm: DataMap,
+) -> None:
+    """Its answer's free text became the kept item's ground, which the DPO's view keeps
+    after the erasure and the subject's erasure notice quotes: now it stays in the
+    task's answer (sealed, cleared by the erasure), and the ground points at it."""
+    rec, out = crm_keeping_contact(dm, f"{NAME} has a complaint open")
     assert [(k.system, k.ground) for k in rec.kept] == [(System.crm, SYSTEMS_OWN_GROUND)]
     crm = next(t for t in rec.tasks.values() if t.system is System.crm)
     assert crm.outcome_reason == f"{NAME} has a complaint open"
@@ -697,23 +704,6 @@ def test_a_settled_debt_turns_its_open_ended_keep_into_a_dated_followup(dm: Data
 def test_what_a_system_keeps_for_reasons_of_its_own_is_not_re_planned(dm: DataMap) -> None:
     """Only privops' own grounds are looked at again: a system saying it kept something
     the plan did not keep would be asked again every day, for ever."""
-    ctx = context(dm, facts=SubjectFacts())
-    rec = submitted(ctx)
-    for task in list(rec.tasks.values()):
-        result: r.TaskResult = r.TaskCompleted(
-            task_id=task.task_id, request_id=rec.request_id, system=task.system, answered_at=NOW
-        )
-        if task.system is System.crm:
-            result = r.TaskRetained(
-                task_id=task.task_id,
-                request_id=rec.request_id,
-                system=task.system,
-                answered_at=NOW,
-                categories=[C.contact],
-                reason="a complaint is open",
-            )
-        answered = wf.on_result(rec, result, ctx).record
-        assert answered is not None
-        rec = answered
+    rec, _ = crm_keeping_contact(dm, "a complaint is open")
     assert [(k.system, k.category, k.until) for k in rec.kept] == [(System.crm, C.contact, None)]
     assert wf.open_ended(rec) == []

@@ -21,6 +21,7 @@ from privops.core.datamap import DataMap, load_datamap
 from privops.core.request import stable_id
 from privops.core.ticks import Tick, TickKind
 from privops.core.vocab import Category, RequestState, RequestType, System
+from tests.unit.test_command_rules import submit
 from tests.unit.test_workflow import NOW, SUBJECT, TODAY, cmd_id, identity_map
 
 PARENT = "R-P"
@@ -72,21 +73,6 @@ def followup(**kw: Any) -> r.RequestSubmitted:
         "received_on": TODAY,
         "identity_verified_on": TODAY,
         "linked_request_id": PARENT,
-    }
-    fields.update(kw)
-    return r.RequestSubmitted(**fields)
-
-
-def submit(kind: RequestType = RequestType.erasure, **kw: Any) -> r.RequestSubmitted:
-    fields: dict[str, Any] = {
-        "command_id": cmd_id(),
-        "request_id": "R-1",
-        "issued_at": NOW,
-        "actor": "dpo",
-        "request_type": kind,
-        "subject_id": SUBJECT,
-        "received_on": TODAY,
-        "identity_verified_on": TODAY,
     }
     fields.update(kw)
     return r.RequestSubmitted(**fields)
