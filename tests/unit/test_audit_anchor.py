@@ -517,3 +517,14 @@ def test_cli_verify_says_what_retention_removed(
     code, text = cli("verify")
     assert code == 1, text
     assert "missing_link" in text
+
+
+def test_cli_verify_of_an_empty_topic_with_a_chain_prefix_is_ok(on_topic: list[Located]) -> None:
+    """A deployment that has written nothing yet: every --chain matches nothing, and that
+    was exit 2 "no chain starts with it" (session 25's note). A typo on a topic with
+    records is still exit 2."""
+    code, text = cli("verify", "--chain", "privops/")
+    assert code == 0, text
+    assert "checked 0 audit record(s)" in text
+    on_topic.extend(topic()[1])
+    assert cli("verify", "--chain", "privops-typo/")[0] == 2
