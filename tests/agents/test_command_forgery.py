@@ -35,6 +35,7 @@ from privops.core.topics import COMMANDS, REQUEST_TICKS
 from privops.core.vocab import Category, RequestState, RequestType, System
 from streams.app import settings
 from streams.context import WORKER_KEY_CONTEXT, build, collaborators, worker_keys
+from streams.state import state
 from streams.tables import legal_holds, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import CREATED, OWNER, TEST_KEY, sign, signers_file, trust
@@ -252,7 +253,9 @@ async def test_a_followup_turned_away_before_its_request_issued_it_is_taken_when
     the same command id. The rejection is not remembered, so the re-issue is taken."""
     seed_parent()
     first = await issue_followup(driver)
-    seed_parent()  # R-P as stored before the crash: its follow-up not issued
+    await state.settle()  # R-P's write with the follow-up issued is stored, then ...
+    seed_parent()  # ... R-P as stored before the crash: its follow-up not issued
+    state.forget()  # read from the store, not a decoded copy of the newer write
     [early] = answers(await driver.send(first))
     assert isinstance(early, r.CommandRejected)
     assert early.reason == "unknown_signer"
