@@ -134,15 +134,15 @@ def build_anchors(
     topic: str,
     created_at: datetime,
     chain_prefix: str = "",
-    timestamp_ms: int = 0,
 ) -> Anchors:
-    """The head of every chain in `records` (highest seq) and each partition's next offset.
+    """The head of every chain in `records` (highest seq) and each partition's next offset,
+    with no record timestamps (``AnchorBuilder`` takes them as the topic is read).
 
     Anchor only a log that verifies: an anchor over a break would vouch for it.
     """
     builder = AnchorBuilder(chain_prefix)
     for partition, offset, record in records:
-        builder.add(partition, offset, record, timestamp_ms)
+        builder.add(partition, offset, record, 0)
     return builder.build(topic=topic, created_at=created_at)
 
 

@@ -19,14 +19,14 @@ from privops.core import records as r
 from privops.core.identity import suppression_key
 from privops.core.subject_keys import SubjectErased
 from privops.core.topics import AUDIT, CONSENT_STATE, SUBJECT_DIRECTIVES
-from privops.core.vocab import Channel, Purpose, System
+from privops.core.vocab import System
 from streams.audit import PSEUDONYM_KEY, ref
 from streams.keystore import KeyStore
 from streams.state import state
 from streams.tables import consent, identities, suppression
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.test_erasure_shred import store as store  # the worker's key store
-from tests.agents.test_ingest_agent import NOW
+from tests.agents.test_ingest_agent import NOW, consent_given
 from tests.unit import test_keystore as keystore_tests
 from tests.unit.test_keystore import subject_on
 
@@ -47,15 +47,7 @@ def listed(app: object) -> Iterator[None]:
 
 
 def _consent(subject: str, email: str, event_id: str) -> r.ConsentGiven:
-    return r.ConsentGiven(
-        event_id=event_id,
-        occurred_at=NOW,
-        source=System.marketing,
-        subject_id=subject,
-        identifiers=r.Identifiers(email=email),
-        purpose=Purpose.marketing,
-        channel=Channel.email,
-    )
+    return consent_given(event_id, subject, r.Identifiers(email=email))
 
 
 def _cookies(subject: str) -> r.CookieConsentRecorded:

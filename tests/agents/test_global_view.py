@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ from agents import ingest
 from privops.adapters.serde import Serde
 from privops.core import records as r
 from privops.core.identity import suppression_key
-from privops.core.vocab import Channel, Purpose, System
 from streams import pipeline
 from streams.app import settings
 from streams.audit import PSEUDONYM_KEY, ref
@@ -20,6 +18,7 @@ from streams.global_view import FETCH_WAIT_MS, GlobalView
 from streams.state import Unsealable, state
 from streams.tables import suppression
 from tests.agents.conftest import Outbox
+from tests.agents.test_ingest_agent import consent_given
 
 
 async def test_a_global_views_fetches_wait_a_little_for_data() -> None:
@@ -54,15 +53,7 @@ class MovingOnce:
 
 
 def given(serde: Serde, subject: str, event_id: str, offset: int, **ids: str) -> Message:
-    event = r.ConsentGiven(
-        event_id=event_id,
-        occurred_at=datetime.now(UTC),
-        source=System.marketing,
-        subject_id=subject,
-        identifiers=r.Identifiers(**ids),
-        purpose=Purpose.marketing,
-        channel=Channel.email,
-    )
+    event = consent_given(event_id, subject, r.Identifiers(**ids))
     return Message(
         topic="marketing.events",
         partition=0,  # the agent tests count one partition (conftest.one_partition)

@@ -138,6 +138,14 @@ def test_a_retained_scope_is_named_by_the_last_uk_day_of_its_retention() -> None
 
 
 NOTHING = shredding.Kept(frozenset(), frozenset())
+PAYMENTS = Disclosure(
+    recipient="payments",
+    recipient_ref="pay-77",
+    categories=(C.payment,),
+    first_at=INVOICE,
+    last_at=INVOICE,
+)
+"""The payments processor, told of the invoices' payment records (a kept category)."""
 KEEPS_PURCHASES = shredding.Kept(frozenset({C.purchases, C.payment}), frozenset({System.orders}))
 HELD_CCTV = shredding.Kept(frozenset({C.cctv}), frozenset({System.cctv}))
 
@@ -309,13 +317,7 @@ def test_nothing_kept_drops_identity_facts_and_released_holds() -> None:
 
 def test_retention_keeps_the_identifiers_of_the_systems_that_keep_data() -> None:
     disclosures = (
-        Disclosure(
-            recipient="payments",
-            recipient_ref="pay-77",
-            categories=(C.payment,),
-            first_at=INVOICE,
-            last_at=INVOICE,
-        ),
+        PAYMENTS,
         Disclosure(
             recipient="mailer",
             recipient_ref="ann@example.com",
@@ -493,13 +495,7 @@ def test_a_decision_is_taken_again_only_while_none_of_its_keys_is_gone() -> None
 
 def test_what_is_kept_is_copied_under_the_storage_key_and_opens_once_main_is_gone() -> None:
     (_, main), (_, storage) = (create(SUBJECT, s, KEK, NOW) for s in ("main", PURCHASES))
-    disclosure = Disclosure(
-        recipient="payments",
-        recipient_ref="pay-77",
-        categories=(C.payment,),
-        first_at=INVOICE,
-        last_at=INVOICE,
-    )
+    disclosure = PAYMENTS
     facts = SubjectFacts(latest_financial_record_at=INVOICE, disclosures=(disclosure,))
     active = hold(categories=(C.purchases,))
     remains = shredding.what_remains(KEEPS_PURCHASES, identity(), facts, [active], NOW)
@@ -524,13 +520,7 @@ def test_what_is_kept_is_copied_under_the_storage_key_and_opens_once_main_is_gon
 
 
 def test_what_a_destroyed_key_took_is_restored_and_what_changed_since_stays() -> None:
-    disclosure = Disclosure(
-        recipient="payments",
-        recipient_ref="pay-77",
-        categories=(C.payment,),
-        first_at=INVOICE,
-        last_at=INVOICE,
-    )
+    disclosure = PAYMENTS
     kept = hold(categories=(C.purchases,))
     copy = shredding.Remains(
         identity=identity(),

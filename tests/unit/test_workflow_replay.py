@@ -17,27 +17,16 @@ import pytest
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.admission import MAX_COMMAND_AGE
-from privops.core.datamap import DataMap, load_datamap
 from privops.core.request import stable_id
 from privops.core.ticks import Tick, TickKind
 from privops.core.vocab import Category, RequestState, RequestType, System
+from tests.unit.test_command_rules import ctx as ctx  # the rules' context and data map
+from tests.unit.test_command_rules import dm as dm
 from tests.unit.test_command_rules import submit
-from tests.unit.test_workflow import NOW, SUBJECT, TODAY, cmd_id, identity_map
+from tests.unit.test_workflow import NOW, SUBJECT, TODAY, cmd_id
 
 PARENT = "R-P"
 CHILD = f"{PARENT}-F1"
-
-
-@pytest.fixture(scope="module")
-def dm() -> DataMap:
-    return load_datamap()
-
-
-@pytest.fixture
-def ctx(dm: DataMap) -> wf.Context:
-    return wf.Context(
-        now=NOW, today=TODAY, datamap=dm, subject_ref="sr_replay", identity=identity_map()
-    )
 
 
 def parent(*, issued: bool = True, subject: str = SUBJECT) -> wf.RequestRecord:
