@@ -23,9 +23,11 @@ from yarl import URL
 
 # Set before streams.app reads the settings, and put back afterwards so worker
 # subprocesses started by integration tests in the same session keep their own store.
+# The directory is removed when the test process ends (the object's finalizer).
+_DATA_DIR = tempfile.TemporaryDirectory(prefix="privops-agent-tests-")
 _AGENT_ENV = {
     "PRIVOPS_STORE": "memory://",
-    "PRIVOPS_DATA_DIR": tempfile.mkdtemp(prefix="privops-agent-tests-"),
+    "PRIVOPS_DATA_DIR": _DATA_DIR.name,
 }
 _saved = {name: os.environ.get(name) for name in _AGENT_ENV}
 os.environ.update(_AGENT_ENV)
