@@ -10,7 +10,8 @@ table-tested without Kafka.
 
 Soft opt-in (PECR reg. 22(3)) arises only from a sale whose event says the opt-out was
 offered and that marketing will be about similar products; silence on either means no
-soft opt-in. A ticked opt-out box is a refusal on email and SMS. A ConsentGiven claiming
+soft opt-in. It covers email and SMS only where the sale event carries the email address
+or telephone number. A ticked opt-out box is a refusal on email and SMS. A ConsentGiven claiming
 a soft opt-in is refused: any system may send one, and none can vouch for a sale.
 
 Cookie-banner choices: the marketing-cookie choice becomes a subject-wide marker that
@@ -44,7 +45,8 @@ from privops.core.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, Sys
 F = FactKind
 
 SOFT_OPT_IN_CHANNELS: Final = (Channel.email, Channel.sms)
-"""PECR reg. 22: a soft opt-in covers electronic mail (email and SMS), not calls or post."""
+"""PECR reg. 22: a soft opt-in covers electronic mail (email and SMS), not calls or post;
+each only when the sale collected its contact detail (`_sale_facts`)."""
 
 SALE_SOFT_OPT_IN: Final = SoftOptIn(
     collected_in_sale_or_negotiation=True,
@@ -222,7 +224,12 @@ def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
 def _sale_facts(event: r.OrderPlaced) -> list[ConsentFact]:
     """PECR reg. 22(3): details collected in a sale, similar products, opt-out offered.
 
-    Ticking the opt-out box is a refusal, honoured whatever else the event says.
+    The soft opt-in covers only the contact details "obtained in the course of the
+    sale": email for the email address the sale event carries, SMS for its telephone
+    number, neither for a detail it lacks. Before, an order that collected only an email
+    made SMS marketing lawful to a number the customer gave elsewhere (review, session
+    27). Ticking the opt-out box is a refusal, honoured whatever else the event says, on
+    both channels: a refusal needs no contact detail.
     """
     if event.marketing_opt_out_ticked:
         return [
@@ -232,9 +239,11 @@ def _sale_facts(event: r.OrderPlaced) -> list[ConsentFact]:
     if not (event.marketing_opt_out_offered and event.similar_products_marketing):
         return []
     soft = SALE_SOFT_OPT_IN
+    ids = event.identifiers
     return [
         _fact(event, F.granted, Purpose.marketing, channel, LawfulBasis.soft_opt_in, soft)
-        for channel in SOFT_OPT_IN_CHANNELS
+        for channel, detail in ((Channel.email, ids.email), (Channel.sms, ids.phone))
+        if detail
     ]
 
 

@@ -215,7 +215,7 @@ def on_command(
         if rec is not None:
             outcome.record = rec.editable_copy()
     if outcome.rejected is None:
-        outcome.message = _summary(outcome)
+        outcome.message = _summary(outcome, outcome.message)
     if outcome.record is not None:
         outcome.record.remember(cmd.command_id, outcome.rejected, outcome.message)
     state = outcome.record or rec
@@ -352,8 +352,9 @@ def remember(
     return None if kept == answers else CommandAnswers(answers=kept)
 
 
-def _summary(outcome: Outcome) -> str | None:
-    """What an accepted command set going, in words, for the DPO who issued it."""
+def _summary(outcome: Outcome, note: str | None = None) -> str | None:
+    """What an accepted command set going, in words, for the DPO who issued it (and
+    ``note``, what the decision had to say besides)."""
     tasks = sum(isinstance(o.record, r.Task) for o in outcome.out)
     told = sum(isinstance(o.record, r.RecipientNotification) for o in outcome.out)
     parts = [f"{tasks} task(s) sent"] if tasks else []
@@ -361,12 +362,60 @@ def _summary(outcome: Outcome) -> str | None:
         parts.append("subject notified")
     if told:
         parts.append(f"{told} recipient(s) notified")
+    if note:
+        parts.append(note)
     return ", ".join(parts) or None
 
 
+UNKNOWN_SUBJECT_REQUESTS: Final = frozenset({RequestType.access, RequestType.complaint})
+"""What may be asked about a subject no system has reported (``Context.known_subject``).
+
+Access: everyone may ask whether their data is processed (UK GDPR Art. 15(1)), and "we
+hold none" is the answer, within the month like any other (``_nothing_held``); before,
+it was refused and no record, clock or answer was kept (review, session 27). A
+complaint: acknowledged (DPA 2018 s.164A). Any other right concerns data there is none
+of, and its work is directives that would make a consent state for a subject id no
+system gave: the DPO answers it by letter, or logs an access request to record that we
+hold nothing."""
+
+NOTHING_HELD: Final = "We checked our systems and hold no personal data about you."
+NOTHING_HELD_NOTE: Final = (
+    "no system has reported this subject: answered that we hold no personal data about "
+    "them (if they are a customer, check the subject id)"
+)
+"""For the DPO: an id mistyped is answered the same, so the answer says why."""
+
+
+def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    """``fanout.start_work``, or for an access request about a subject no system has
+    reported, the answer that nothing is held (``_nothing_held``)."""
+    if rec.request_type is RequestType.access and not ctx.known_subject:
+        _nothing_held(rec, ctx, out)
+        return
+    start_work(rec, ctx, out)
+
+
+def _nothing_held(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    """Complete an access request with the Art. 15(1) confirmation that nothing is held.
+
+    No tasks (no system knows the subject) and no manifest: the Art. 15(1)(a)-(h)
+    information concerns data we process, and the manifest is a personal document,
+    sealed under the subject's key, which would make a key for someone privops holds
+    nothing of. The notice is words only, the same for everyone. Identity is still
+    verified first (``IDENTITY_REQUIRED``): answering "nothing" at once where a held
+    subject waits for their ID would tell a stranger which of the two they asked about."""
+    move(rec, E.answered, out, ctx.now)
+    notify_subject(rec, out, ctx, "access_response", NOTHING_HELD)
+    out.message = NOTHING_HELD_NOTE
+
+
 def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
-    if not ctx.known_subject and cmd.request_type is not RequestType.complaint:
-        raise Refused(Reason.unknown_subject, "no system has reported this subject")
+    if not ctx.known_subject and cmd.request_type not in UNKNOWN_SUBJECT_REQUESTS:
+        raise Refused(
+            Reason.unknown_subject,
+            "no system has reported this subject, so there is nothing to act on (an access "
+            "request records and answers that we hold nothing)",
+        )
     if cmd.request_type is RequestType.restriction_lift and not ctx.restricted:
         raise Refused(Reason.not_restricted, "the subject has no active restriction to lift")
     if cmd.request_type is RequestType.rectification:
@@ -418,7 +467,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     else:
         move(rec, E.accepted, out, ctx.now)
     timelimits.recompute_due(rec, ctx)
-    start_work(rec, ctx, out)
+    _start_work(rec, ctx, out)
     return out
 
 
@@ -446,7 +495,7 @@ def _identity_verified(
     rec.identity_received_on = cmd.information_received_on or rec.identity_received_on
     move(rec, E.identity_verified, out, ctx.now)
     timelimits.recompute_due(rec, ctx)
-    start_work(rec, ctx, out)
+    _start_work(rec, ctx, out)
 
 
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
@@ -492,7 +541,7 @@ def _clarification_received(
     if rec.request_type is RequestType.complaint:
         return  # acknowledged when it arrived; resuming must not acknowledge again
     if not rec.tasks:
-        start_work(rec, ctx, out)
+        _start_work(rec, ctx, out)
         return
     # Paused while its tasks were out (timelimits): back to waiting for them, and
     # finish now if every answer came in during the pause.

@@ -164,12 +164,14 @@ async def test_source_on_the_wrong_topic_is_dead_lettered(serde: Serde, outbox: 
 
 
 def sale(event_id: str = "ev-sale", **flags: bool) -> r.OrderPlaced:
+    """A sale that collected an email and a phone: the soft opt-in covers the details
+    the sale collected, no others (PECR reg. 22(3)(a))."""
     return r.OrderPlaced(
         event_id=event_id,
         occurred_at=NOW,
         source=System.orders,
         subject_id="S1",
-        identifiers=r.Identifiers(customer_id="C-1"),
+        identifiers=r.Identifiers(customer_id="C-1", email="s1@example.com", phone="07700900123"),
         order_id="O-1",
         total_pence=4200,
         **flags,

@@ -67,12 +67,14 @@ def event(
 
 
 def order(**flags: bool) -> r.OrderPlaced:
+    """A sale that collected the customer's email and phone (a soft opt-in covers only
+    the details the sale collected: tests/unit/test_soft_opt_in_channels.py)."""
     return r.OrderPlaced(
         event_id="ev-1",
         occurred_at=T0,
         source=System.orders,
         subject_id=SUBJECT,
-        identifiers=r.Identifiers(customer_id="C-1"),
+        identifiers=r.Identifiers(customer_id="C-1", email="ann@example.com", phone="07700900123"),
         order_id="O-1",
         total_pence=4200,
         **flags,

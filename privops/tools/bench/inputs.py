@@ -69,9 +69,16 @@ def consent_events(
         elif roll < 0.70:
             # A checkout that meets PECR reg. 22(3), so the order is a soft opt-in
             # unless the opt-out box is ticked (absent conditions would make it neither).
+            # It collected an email: the soft opt-in covers only the details the sale
+            # collected (privops.core.facts._sale_facts).
+            sale_ids = (
+                identifiers
+                if contact
+                else Identifiers(customer_id=sid, email=f"{sid}@example.test")
+            )
             out.append(
                 OrderPlaced(
-                    **base,
+                    **(base | {"identifiers": sale_ids}),
                     source=System.orders,
                     order_id=f"o-{i}",
                     total_pence=1999,
