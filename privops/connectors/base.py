@@ -120,12 +120,13 @@ class Connector:
     """Subclass, set ``system`` and implement the actions your system supports.
 
     Every method gets the decoded task (``task.identifiers`` is what this system knows the
-    subject by; ``task.categories`` what to act on; ``task.keep`` what to keep and why)
-    and returns an :class:`Answer`. Personal fields arrive in plaintext: the runner opens
-    the task with the subject's key first, and encrypts the answer's (an export's
-    location) after, so a connector never handles ciphertext. Methods must be idempotent
-    in effect: a crash between doing the work and recording the answer re-runs the task
-    once.
+    subject by, ``task.previous_identifiers`` what it knew them by before, newest first:
+    rows recorded under an old phone or email are theirs too; ``task.categories`` what
+    to act on; ``task.keep`` what to keep and why) and returns an :class:`Answer`.
+    Personal fields arrive in plaintext: the runner opens the task with the subject's key
+    first, and encrypts the answer's (an export's location) after, so a connector never
+    handles ciphertext. Methods must be idempotent in effect: a crash between doing the
+    work and recording the answer re-runs the task once.
     An action you do not implement answers ``TaskFailed(retryable=False)``.
     """
 

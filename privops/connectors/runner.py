@@ -19,16 +19,17 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
 - Undecodable task bytes are logged (offset only) and skipped with a metric; the privops
   worker owns the dead-letter topic. A registry that does not answer is waited for, until
   ``stop`` is set: the fetch is then left uncommitted, to be read again.
-- Keys (docs/crypto-shredding.md): a task's personal fields (``identifiers{}``, a
-  Rectify's ``changes{}``) arrive encrypted under the subject's key; the runner opens them
-  through its ``KeySource`` before the connector sees the task, and encrypts the personal
-  fields of the answer (an export's location) under the same key. A task under a key an
-  erasure destroyed (a stale re-send), or whose ciphertext does not authenticate, is
-  skipped with a metric and committed, never executed; a key that cannot be had now (the
-  key service unreachable or busy) is retried like a ``TransientError``, then answered
-  ``TaskFailed(retryable=True)``, so privops re-sends the task. Why a key cannot be had
-  (the status the key service answered, the principal it refused, a certificate not
-  trusted) is logged once per cause, never in the answer.
+- Keys (docs/crypto-shredding.md): a task's personal fields (``identifiers{}``,
+  ``previous_identifiers{}[]``, a Rectify's ``changes{}``) arrive encrypted under the
+  subject's key; the runner opens them through its ``KeySource`` before the connector
+  sees the task, and encrypts the personal fields of the answer (an export's location)
+  under the same key. A task under a key an erasure destroyed (a stale re-send), or
+  whose ciphertext does not authenticate, is skipped with a metric and committed, never
+  executed; a key that cannot be had now (the key service unreachable or busy) is
+  retried like a ``TransientError``, then answered ``TaskFailed(retryable=True)``, so
+  privops re-sends the task. Why a key cannot be had (the status the key service
+  answered, the principal it refused, a certificate not trusted) is logged once per
+  cause, never in the answer.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ Rules (DESIGN.md section 5, ICO guidance "Time limits for responding"):
 - Finally, if the date falls on a weekend or an England-and-Wales bank holiday, the next
   working day. Bank holidays come from the `holidays` package, never a hand list.
 - Complaints (DPA 2018 s.164A, as inserted by the DUAA 2025): acknowledged within 30 days
-  counted from the day after receipt, rolled to the next working day.
+  counted from the day after receipt, rolled to the next working day. The response is
+  promised by that day, or, for an acknowledgement sent late, as long again from it.
 
 Legal deadlines are UK local dates; callers convert their aware UTC `now` to a UK date.
 No function here reads the clock: every date is an argument.
@@ -212,6 +213,25 @@ def complaint_ack_due(received: date, days: int = DEFAULT_COMPLAINT_ACK_DAYS) ->
     if days < 1:
         raise DomainError(f"complaint acknowledgement period must be at least 1 day, got {days}")
     return next_working_day(received + timedelta(days=days))
+
+
+def complaint_response_due(
+    received: date, acknowledged: date | None, days: int = DEFAULT_COMPLAINT_ACK_DAYS
+) -> date:
+    """The date a complaint's acknowledgement tells the complainant they will hear back by.
+
+    s.164A limits the acknowledgement only; the outcome is owed "without undue delay",
+    and privops promises it by the acknowledgement's own last day
+    (``complaint_ack_due``). An acknowledgement sent after that day (a complaint logged
+    late) gets as long again from the day it is sent, rolled to a working day: a date
+    already past is no promise, and the DPO has only just seen the complaint. The late
+    acknowledgement itself is a breach, recorded when it is sent
+    (privops.core.fanout).
+    """
+    due = complaint_ack_due(received, days)
+    if acknowledged is None or acknowledged <= due:
+        return due
+    return complaint_ack_due(acknowledged, days)
 
 
 def days_left(due: date, today: date) -> int:

@@ -10,13 +10,23 @@ privops.core.retries'.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from datetime import date
 from typing import Final
 
-from privops.core import erasure, manifest, retries
+from privops.core import erasure, manifest, retries, timelimits
 from privops.core import records as r
+from privops.core.consent.model import CONSENT_PURPOSES
+from privops.core.datamap import DataMap
 from privops.core.exports import export_problem
-from privops.core.identity import for_system
+from privops.core.identity import (
+    EMAIL,
+    PHONE,
+    Identifier,
+    IdentityMap,
+    for_system,
+    previous_for_system,
+)
 from privops.core.lifecycle import LifecycleEvent
 from privops.core.request import (
     AuditStep,
@@ -35,10 +45,13 @@ from privops.core.request import (
 )
 from privops.core.request import stable_id as _id
 from privops.core.retries import make_task_id
-from privops.core.topics import NOTIFICATIONS
+from privops.core.sweep import BREACH_DAYS_BEFORE, Alerted
+from privops.core.ticks import TickKind
+from privops.core.topics import ALERTS, NOTIFICATIONS
 from privops.core.vocab import (
     FINAL_TASK_STATES,
     Category,
+    Channel,
     ObjectionScope,
     Purpose,
     RequestState,
@@ -63,24 +76,80 @@ RECTIFIABLE_FIELDS: dict[str, Category] = {
 # --- starting the work ----------------------------------------------------------------------
 
 
-def holdings(ctx: Context) -> dict[System, set[Category]]:
-    """Systems that hold this subject's data (the data map) and can look them up."""
-    held = ctx.datamap.holdings()
+FOLLOWUP_ACTOR: Final = "privops-scheduler"
+"""The actor of the follow-up erasures the worker issues itself (workflow.SCHEDULER)."""
+
+
+def holdings(ctx: Context, rec: RequestRecord | None = None) -> dict[System, set[Category]]:
+    """Systems that hold this subject's data (the data map) and can look them up.
+
+    A system that never reported the subject may still hold their data: the marketing
+    platform that looks subjects up by email, the website by customer number. It is
+    asked too when privops knows an identifier the data map says it looks subjects up
+    by (``_identifiers``); it answers NotFound if it holds nothing, and ``finish`` reads
+    that as holding nothing. Before, only systems that had reported the subject were
+    asked, and an erasure told the subject everything was erased while the marketing
+    list still held them (review, session 27). Every request type asks the same
+    systems: an erasure, an access request (Art. 15: a copy of all of it), a
+    restriction and its lift (a lift must reach every system a restriction did), a
+    rectification (Art. 16: wherever the inaccurate data is), an objection and a consent
+    withdrawal. Art. 19 recipients are told from disclosures only, never from this.
+
+    A follow-up erasure of ``rec`` (the worker's own, for what an erasure kept) asks only
+    the systems the identity map still names: the first erasure asked the others, and
+    the identifiers kept are sealed under a retained key that only a system holding the
+    kept category may open (privops.core.shredding.system_may_ask)."""
     if ctx.identity is None:
         return {}
-    known = set(ctx.identity.systems)
-    return {system: cats for system, cats in held.items() if system in known}
+    followup = rec is not None and rec.actor == FOLLOWUP_ACTOR
+    return {
+        system: cats
+        for system, cats in ctx.datamap.holdings().items()
+        if (for_system(ctx.identity, system) if followup else _identifiers(ctx, system))
+    }
 
 
 def _identifiers(ctx: Context, system: System) -> dict[str, str]:
+    """What ``system``'s task carries: what it reported the subject by; for a system
+    that never reported them, what privops knows that it looks subjects up by."""
     if ctx.identity is None:
         return {}
-    return for_system(ctx.identity, system)
+    own = for_system(ctx.identity, system)
+    return own or _inferred(ctx.identity, ctx.datamap, system)
+
+
+def _inferred(identity: IdentityMap, datamap: DataMap, system: System) -> dict[str, str]:
+    """The identifiers of the kinds ``system`` looks subjects up by (the data map) that
+    privops knows: the subject's latest email and phone, and an id of a kind it shares
+    with a system that reported it (a customer number, a CRM contact id), the latest
+    value of each."""
+    spec = datamap.systems.get(system)
+    if spec is None:
+        return {}
+    found: dict[str, str] = {}
+    for kind in spec.identifiers:
+        known: Identifier | None
+        if kind == EMAIL:
+            known = identity.email
+        elif kind == PHONE:
+            known = identity.phone
+        else:
+            values = [
+                ids[kind]
+                for other, ids in identity.systems.items()
+                if kind in ids
+                and other in datamap.systems
+                and kind in datamap.systems[other].identifiers
+            ]
+            known = max(values, key=lambda i: (i.occurred_at, i.value), default=None)
+        if known is not None:
+            found[kind] = known.value
+    return found
 
 
 def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     kind = rec.request_type
-    held = holdings(ctx)
+    held = holdings(ctx, rec)
     if kind is RequestType.erasure:
         _plan_erasure(rec, ctx, out, held)
     elif kind is RequestType.restriction:
@@ -119,6 +188,7 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         send_tasks(rec, ctx, TaskAction.restrict, _marketing_holdings(ctx, held))
     elif kind is RequestType.consent_withdrawal:
         directive(rec, out, ctx, "withdrawn", rec.withdrawn_purpose, rec.withdrawn_channel)
+        send_tasks(rec, ctx, TaskAction.restrict, _withdrawn_holdings(rec, ctx, held))
     elif kind is RequestType.complaint:
         _acknowledge_complaint(rec, ctx, out)
         return
@@ -151,14 +221,50 @@ def _plan_erasure(
 
 
 def _acknowledge_complaint(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
-    """Acknowledge at once: s.164A's time limit is met, so no deadline alert follows."""
+    """Acknowledge at once, promising a response by a date still to come.
+
+    On time, s.164A's limit is met and no deadline alert follows. Logged after the
+    acknowledgement's last day, the breach is recorded now (a DeadlineBreached alert
+    and its audit step, as the sweep would have raised), since no alert fires for an
+    acknowledged complaint; and the response date is counted from today
+    (``deadlines.complaint_response_due``). Before, a complaint logged 45 days late was
+    told "we will respond by" a date already past, and nothing recorded the breach
+    (review, session 27)."""
+    ack_due = rec.due_on
     rec.acknowledged_on = ctx.today
+    apology = ""
+    if ack_due is not None and ctx.today > ack_due:
+        _late_acknowledgement(rec, ack_due, ctx, out)
+        apology = f" We should have acknowledged it by {ack_due}; we are sorry for the delay."
+    timelimits.recompute_due(rec, ctx)
     notify_subject(
         rec,
         out,
         ctx,
         "complaint_acknowledged",
-        f"Your complaint is with our DPO; we will respond by {rec.due_on}.",
+        f"Your complaint is with our DPO; we will respond by {rec.due_on}.{apology}",
+    )
+
+
+def _late_acknowledgement(rec: RequestRecord, ack_due: date, ctx: Context, out: Outcome) -> None:
+    """The breach of s.164A's limit, raised once: the alert the sweep raises for a
+    breached due date (same id), and its audit step."""
+    rec.deadline_alerted = Alerted(ack_due, BREACH_DAYS_BEFORE)
+    alert = r.DeadlineBreached(
+        alert_id=_id(rec.request_id, ack_due, "breached"),
+        request_id=rec.request_id,
+        raised_at=ctx.now,
+        request_type=rec.request_type,
+        due_on=ack_due,
+        days_overdue=(ctx.today - ack_due).days,
+    )
+    out.out.append(Out(ALERTS, rec.subject_id, alert))
+    out.audit.append(
+        AuditStep(
+            "deadline_alert",
+            after=TickKind.deadline_breached.value,
+            reason=f"complaint acknowledged {ctx.today}, due {ack_due} (DPA 2018 s.164A)",
+        )
     )
 
 
@@ -173,9 +279,42 @@ def _marketing_holdings(
     purpose is marketing lists it) with the categories it uses for it: an objection to
     direct marketing reaches every one (the marketing platform and the CRM's calls and
     post alike), not the marketing system only (review, session 24)."""
+    return _consent_holdings(ctx, held, (Purpose.marketing,))
+
+
+def _withdrawn_holdings(
+    rec: RequestRecord, ctx: Context, held: dict[System, set[Category]]
+) -> dict[System, set[Category]]:
+    """The systems that process for the consent withdrawn, each with the categories it
+    uses for it: they get a Restrict, as an objection's systems do. Before, a withdrawal
+    told to the DPO reached no system, and was honoured only where a system asked
+    ``/consent`` before each use (review, session 27).
+
+    Restrict is the one task that stops a use without erasing anything the subject did
+    not ask to have erased. At a system that markets it goes as a marketing stop
+    (``retries``: ``marketing_objection``), which no restriction lift undoes and which
+    leaves the system's other uses of the data alone; elsewhere (analytics) as a
+    restriction of the categories that purpose uses. A Restrict names no channel: a
+    withdrawal on one channel stops the purpose at the system on all of them, on the
+    subject's side, until they consent again."""
+    purposes = (rec.withdrawn_purpose,) if rec.withdrawn_purpose is not None else CONSENT_PURPOSES
+    return _consent_holdings(ctx, held, purposes, rec.withdrawn_channel)
+
+
+def _consent_holdings(
+    ctx: Context,
+    held: dict[System, set[Category]],
+    purposes: Collection[Purpose],
+    channel: Channel | None = None,
+) -> dict[System, set[Category]]:
+    """Each system a purpose resting on one of ``purposes`` (its ``consent_purpose``)
+    lists, with the categories of ``held`` it uses for it. With ``channel``, only the
+    purposes on that channel, or on none named (not bound to one)."""
     out: dict[System, set[Category]] = {}
     for spec in ctx.datamap.purposes.values():
-        if spec.consent_purpose is not Purpose.marketing:
+        if spec.consent_purpose not in purposes:
+            continue
+        if channel is not None and spec.channels and channel not in spec.channels:
             continue
         for system in spec.systems:
             cats = held.get(system, set()) & set(spec.categories)
@@ -208,11 +347,15 @@ def _add_task(
     if not identifiers:
         return
     task_id = make_task_id(rec.request_id, system, action)
+    # The values it knew the subject by before: its rows under an old phone or email
+    # (call recordings, a mailing list) are theirs too (review, session 27).
+    previous = previous_for_system(ctx.identity, system, identifiers) if ctx.identity else {}
     rec.tasks[task_id] = TaskRecord(
         task_id=task_id,
         system=system,
         action=action,
         identifiers=identifiers,
+        previous_identifiers=previous,
         categories=categories,
         keep=keep,
         changes=changes or {},
@@ -364,6 +507,13 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
             task.outcome_reason = "answered completed without an export"
     if isinstance(result, r.TaskRetained | r.TaskFailed):
         task.outcome_reason = result.reason
+    if task.action is TaskAction.erase and task.state in (TaskState.done, TaskState.failed):
+        # What privops told the system to keep is kept, whatever the system answered:
+        # "completed" (it did what it was asked, keeping what it was told to) or failed
+        # (it still holds all of it). Only "not found" keeps nothing. Before, a system
+        # answering completed made the subject's notice say everything was erased
+        # while six years of invoices were kept (review, session 27).
+        rec.kept.extend(k.model_copy() for k in task.keep)
     if isinstance(result, r.TaskRetained):
         planned = {k.category: k for k in task.keep}
         covered = _covered(task)
@@ -439,10 +589,20 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             ctx,
             "erasure_outcome",
             f"We erased your data except what the law requires us to keep: {kept}."
-            + _not_done(rec),
+            + _not_done(rec)
+            + " "
+            + REDRESS,
         )
     elif (words := _outcome_words(rec)) is not None:
         notify_subject(rec, out, ctx, f"{rec.request_type.value}_outcome", words)
+
+
+REDRESS: Final = (
+    "You may complain to the Information Commissioner's Office (www.ico.org.uk) and "
+    "may seek a judicial remedy through the courts."
+)
+"""Art. 12(4): told whenever privops does not act on a request, or on part of it (a
+refusal, a refused objection, an erasure that keeps data): one sentence, every notice."""
 
 
 # What the subject is told once a request is done (Art. 12(3): the action taken), for the

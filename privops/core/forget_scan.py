@@ -337,16 +337,20 @@ class Latest:
 
 def identity_values(data: bytes | None) -> list[tuple[str, str]]:
     """(label, value) of the email and phone numbers an identity record still holds in
-    plaintext; none from ciphertext, from a tombstone or from bytes that are not one."""
+    plaintext, current and earlier (``previous``); none from ciphertext, from a
+    tombstone or from bytes that are not one."""
     document = _json(data) if data else None
     if not isinstance(document, dict):
         return []
     found: list[tuple[str, str]] = []
 
     def take(holder: object, label: str) -> None:
-        value = holder.get("value") if isinstance(holder, dict) else None
-        if isinstance(value, str) and value.strip() and not value.startswith(PREFIX):
-            found.append((label, value))
+        """The identifier's value and the earlier ones it keeps (``previous``)."""
+        earlier = holder.get("previous") if isinstance(holder, dict) else None
+        for item in (holder, *(earlier if isinstance(earlier, list) else ())):
+            value = item.get("value") if isinstance(item, dict) else None
+            if isinstance(value, str) and value.strip() and not value.startswith(PREFIX):
+                found.append((label, value))
 
     for name in (EMAIL, PHONE):
         take(document.get(name), f"identity record {name}")

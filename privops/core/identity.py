@@ -9,12 +9,18 @@ re-import without being kept) and subject refs (the pseudonym in audit and logs)
 Identifier names are lower-case words (``customer_id``, ``contact_id``); ``email`` and
 ``phone`` are shared across systems and normalised before hashing. Error messages never
 contain an identifier's value.
+
+A value a newer one replaced is kept too, the last ``MAX_PREVIOUS`` of each (review,
+session 27): a system still holds rows under the subject's old phone or email (call
+recordings, a marketing list), so an erasure's tasks must carry them, and a re-import
+under an old address must match the suppression list. Before, the old value was
+forgotten, and both missed it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final
@@ -37,17 +43,46 @@ _MAX_VALUE = 320
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-class Identifier(BaseModel):
-    """One identifier value and when it was last asserted (latest occurred_at wins)."""
+MAX_PREVIOUS: Final = 5
+"""Earlier values kept per identifier: people change an email or phone a few times in
+the years a system keeps their rows; a bound keeps an identifier some system rotates
+(a cookie id) from growing the state and every task without end."""
+
+
+class Superseded(BaseModel):
+    """An earlier value of an identifier and the last time it was asserted: the time a
+    system is known to have held rows under it, and what orders the earlier values
+    (newest first), whatever order the events arrived in."""
 
     model_config = _FROZEN
 
     value: str
     occurred_at: AwareDatetime
 
+
+def _none(items: tuple[object, ...]) -> bool:
+    return not items
+
+
+class Identifier(BaseModel):
+    """One identifier value and when it was last asserted (latest occurred_at wins), with
+    the values it replaced (``previous``, newest first, never the current value)."""
+
+    model_config = _FROZEN
+
+    value: str
+    occurred_at: AwareDatetime
+    # Left out when empty: stored as before this field, which a worker of before it
+    # (``extra="forbid"``) still reads on a rollback.
+    previous: tuple[Superseded, ...] = Field(default=(), exclude_if=_none)
+
     def older_than(self, value: str, occurred_at: datetime) -> bool:
         """True when (occurred_at, value) should replace this one; the value breaks ties."""
         return (self.occurred_at, self.value) < (occurred_at, value)
+
+    def earlier(self) -> list[str]:
+        """The values this one replaced, newest first."""
+        return [item.value for item in self.previous]
 
 
 class IdentityMap(BaseModel):
@@ -158,10 +193,13 @@ def merge(
 ) -> IdentityMap:
     """Record what `system` calls the subject, as of `occurred_at`. Pure.
 
-    Per (system, name) and for the global email/phone the latest occurred_at wins, so
-    late or redelivered events change nothing. Returns `identity` itself when nothing
-    changed (agents can skip the table write). Raises DomainError for bad identifiers, a
-    naive timestamp, or a map that belongs to another subject.
+    Per (system, name) and for the global email/phone the latest occurred_at wins; the
+    value it replaces joins ``previous``, and a late event's older value not known yet
+    takes its place there by time, so late or redelivered events never change the
+    current value and a value already known changes nothing. Returns `identity` itself
+    when nothing changed (agents skip the table write: the usual case, on the hot path).
+    Raises DomainError for bad identifiers, a naive timestamp, or a map that belongs to
+    another subject.
     """
     if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
         raise DomainError("occurred_at must be timezone-aware")
@@ -172,25 +210,97 @@ def merge(
     elif identity.subject_id != subject_id:
         raise DomainError("identity map belongs to another subject")
 
-    own = dict(identity.systems.get(system, {}))
-    updates: dict[str, object] = {}
+    own = identity.systems.get(system, {})
+    changed: dict[str, Identifier] | None = None
     for name, value in clean.items():
         current = own.get(name)
-        if current is None or current.older_than(value, at):
-            own[name] = Identifier(value=value, occurred_at=at)
-            updates["systems"] = {**identity.systems, system: own}
+        if current is not None and current.value == value and current.occurred_at >= at:
+            continue  # the usual event: what is known already (checked here, it is cheap)
+        slot = _asserted(current, value, at)
+        if slot is not None:
+            changed = changed if changed is not None else dict(own)
+            changed[name] = slot
+    updates: dict[str, object] = {}
+    if changed is not None:
+        updates["systems"] = {**identity.systems, system: changed}
     for name, normalise in ((EMAIL, normalise_email), (PHONE, normalise_phone)):
         if name in clean:
-            value = normalise(clean[name])
-            current = getattr(identity, name)
-            if current is None or current.older_than(value, at):
-                updates[name] = Identifier(value=value, occurred_at=at)
+            slot = _asserted(getattr(identity, name), normalise(clean[name]), at)
+            if slot is not None:
+                updates[name] = slot
     return identity.model_copy(update=updates) if updates else identity
+
+
+def _asserted(current: Identifier | None, value: str, at: datetime) -> Identifier | None:
+    """The identifier once `value` is asserted at `at`; None when nothing changes."""
+    if current is None:
+        return Identifier(value=value, occurred_at=at)
+    if current.older_than(value, at):
+        if value == current.value:
+            return current.model_copy(update={"occurred_at": at})
+        replaced = Superseded(value=current.value, occurred_at=current.occurred_at)
+        others = [item for item in current.previous if item.value != value]
+        return Identifier(value=value, occurred_at=at, previous=_newest([replaced, *others]))
+    if value == current.value or any(item.value == value for item in current.previous):
+        return None  # a redelivery, or a late event's value known already
+    previous = _newest([*current.previous, Superseded(value=value, occurred_at=at)])
+    if previous == current.previous:
+        return None  # older than every value kept: no room for it
+    return current.model_copy(update={"previous": previous})
+
+
+def _newest(items: Iterable[Superseded]) -> tuple[Superseded, ...]:
+    ordered = sorted(items, key=lambda item: (item.occurred_at, item.value), reverse=True)
+    return tuple(ordered[:MAX_PREVIOUS])
 
 
 def for_system(identity: IdentityMap, system: System) -> dict[str, str]:
     """What `system` can look the subject up by: its own ids and the email/phone it sent."""
     return {name: ident.value for name, ident in identity.systems.get(system, {}).items()}
+
+
+def previous_for_system(
+    identity: IdentityMap, system: System, carried: Collection[str] = ()
+) -> dict[str, list[str]]:
+    """The values `system` knew the subject by before (newest first), per identifier name:
+    rows it recorded under an old phone or email are the subject's too. An email or phone
+    in `carried` (what its task carries) that the system never reported itself (privops
+    inferred it) comes with the subject's earlier ones from any system."""
+    own = identity.systems.get(system, {})
+    previous = {name: ident.earlier() for name, ident in own.items() if ident.previous}
+    for name in (EMAIL, PHONE):
+        ident = getattr(identity, name)
+        if name in carried and name not in own and ident is not None and ident.previous:
+            previous[name] = ident.earlier()
+    return previous
+
+
+def keeping(identity: IdentityMap, systems: Collection[System]) -> IdentityMap | None:
+    """The identity map with only `systems` (None if it knows none of them): what an
+    erasure that leaves data in them keeps. The global email and phone stay only if one
+    of them knows the subject by it, and of their earlier values only those one of them
+    knew: an erased system's old address is not kept for the ones that remain."""
+    left = {s: ids for s, ids in identity.systems.items() if s in systems}
+    if not left:
+        return None
+    updates: dict[str, object] = {"systems": left}
+    for name, normalise in ((EMAIL, normalise_email), (PHONE, normalise_phone)):
+        ident: Identifier | None = getattr(identity, name)
+        held = [ids[name] for ids in left.values() if name in ids]
+        if ident is None or not held:
+            updates[name] = None
+            continue
+        known = {_normalised(normalise, v) for i in held for v in (i.value, *i.earlier())}
+        previous = tuple(item for item in ident.previous if item.value in known)
+        updates[name] = ident.model_copy(update={"previous": previous})
+    return identity.model_copy(update=updates)
+
+
+def _normalised(normalise: Callable[[str], str], value: str) -> str | None:
+    try:
+        return normalise(value)
+    except DomainError:
+        return None
 
 
 # --------------------------------------------------------- suppression, subject refs
@@ -228,20 +338,21 @@ def _kinds(system: System | None, identifiers: Mapping[str, str]) -> Iterable[tu
 
 
 def suppression_keys(secret: bytes, identity: IdentityMap) -> set[str]:
-    """Every suppression key for a subject being erased: email, phone and system ids.
+    """Every suppression key for a subject being erased: email, phone and system ids,
+    current and earlier (a re-import under an old address is the same person).
 
     An email learnt before control characters made one malformed (review, session 25)
     is left out, not raised: raising would dead-letter the erasure's suppression of
     everything else, and an event carrying it is refused at ingest now anyway.
     """
     pairs: list[tuple[str, str]] = []
-    for system in identity.systems:
-        pairs.extend(_kinds(system, for_system(identity, system)))
-    pairs.extend(
-        (name, ident.value)
-        for name, ident in ((EMAIL, identity.email), (PHONE, identity.phone))
-        if ident
-    )
+    for system, own in identity.systems.items():
+        for name, ident in own.items():
+            for value in (ident.value, *ident.earlier()):
+                pairs.extend(_kinds(system, {name: value}))
+    for name, shared in ((EMAIL, identity.email), (PHONE, identity.phone)):
+        if shared:
+            pairs.extend((name, value) for value in (shared.value, *shared.earlier()))
     keys = set()
     for kind, value in pairs:
         try:

@@ -452,6 +452,9 @@ class Task(Record):
     attempt: int = 1
     issued_at: datetime
     identifiers: Annotated[dict[str, str], PERSONAL]
+    # Values the system knew the subject by before (newest first, per identifier name):
+    # its rows under an old phone or email are the subject's too (review, session 27).
+    previous_identifiers: Annotated[dict[str, list[str]], PERSONAL] = {}
     categories: list[Category] = []
     keep: list[Retention] = []
 

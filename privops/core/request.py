@@ -98,6 +98,7 @@ class TaskRecord(_Model):
     first_sent_at: datetime | None = None
     next_check_at: datetime | None = None
     identifiers: dict[str, str] = {}
+    previous_identifiers: dict[str, list[str]] = {}
     categories: list[Category] = []
     keep: list[KeptItem] = []
     changes: dict[str, str] = {}

@@ -1,13 +1,14 @@
 """privops' own copies of personal data, sealed under the subject's key: pure, no I/O.
 
-The worker keeps personal values in four tables (the identity map's identifiers, the
-retention facts' recipient references, a request's rectified values, task identifiers,
-export locations and access manifest, and free text that may name people: the DPO's
-reasons, the systems' answers, a legal hold's reason). In memory they are plaintext,
-for the decisions; whatever is written (the RocksDB store and the table's changelog
-topic) holds each of them as a ``pv1:`` field ciphertext under the subject's data key,
-exactly like the business systems' events (privops.core.fieldcrypt). Destroying the key
-therefore reaches every copy the changelog and its backups still hold, compacted or not.
+The worker keeps personal values in four tables (the identity map's identifiers,
+current and earlier, the retention facts' recipient references, a request's rectified
+values, task identifiers, export locations and access manifest, and free text that may
+name people: the DPO's reasons, the systems' answers, a legal hold's reason). In memory
+they are plaintext, for the decisions; whatever is written (the RocksDB store and the
+table's changelog topic) holds each of them as a ``pv1:`` field ciphertext under the
+subject's data key, exactly like the business systems' events (privops.core.fieldcrypt).
+Destroying the key therefore reaches every copy the changelog and its backups still
+hold, compacted or not.
 
 A ``TableSealing`` names a table's personal paths in its JSON value (the shape
 ``model_dump(mode="json")`` gives); ``seal`` encrypts them, ``open`` decrypts them,
@@ -76,9 +77,20 @@ def _own_subject(_key: str, value: Json) -> str:
     return subject
 
 
+def _identifier_paths(*steps: str) -> tuple[PersonalPath, ...]:
+    """An identifier's value and the earlier values it replaced (``identity.Superseded``),
+    which are an erased person's old addresses and numbers: in plaintext, they outlived
+    the erasure in the store and the changelog (review, session 27)."""
+    return (_path(*steps, "value"), _path(*steps, "previous", ITEMS, "value"))
+
+
 IDENTITIES: Final = TableSealing(
     "identities",
-    (_path("email", "value"), _path("phone", "value"), _path("systems", VALUES, VALUES, "value")),
+    (
+        *_identifier_paths("email"),
+        *_identifier_paths("phone"),
+        *_identifier_paths("systems", VALUES, VALUES),
+    ),
     strip=lambda _value: None,  # an identity is nothing but identifiers
     subject=_by_key,
 )
@@ -122,9 +134,21 @@ is privops' text, from the data map and the legal holds (``fanout``), never seal
 DPO's view keeps it after the erasure."""
 
 
+PREVIOUS_IDENTIFIERS: Final = "previous_identifiers"
+"""A task's earlier identifiers (``records.Task.previous_identifiers``); a request
+recorded before tasks carried them has none."""
+
+
 def _request_without_values(value: Json) -> Json:
     tasks = {
-        task_id: {**task, "identifiers": {}, "changes": {}, "export": None, "outcome_reason": None}
+        task_id: {
+            **task,
+            "identifiers": {},
+            "changes": {},
+            "export": None,
+            "outcome_reason": None,
+            **({PREVIOUS_IDENTIFIERS: {}} if PREVIOUS_IDENTIFIERS in task else {}),
+        }
         for task_id, task in (value.get("tasks") or {}).items()
     }
     return {
@@ -156,6 +180,7 @@ REQUESTS: Final = TableSealing(
     (
         _path("rectification", VALUES),
         _path("tasks", VALUES, "identifiers", VALUES),
+        _path("tasks", VALUES, PREVIOUS_IDENTIFIERS, VALUES, ITEMS),
         _path("tasks", VALUES, "changes", VALUES),
         _path("tasks", VALUES, "export", "location"),
         _path("tasks", VALUES, "outcome_reason"),

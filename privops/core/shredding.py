@@ -32,7 +32,7 @@ from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.fanout import SYSTEMS_OWN_GROUND
 from privops.core.fieldcrypt import MAIN_SCOPE, DataKey, KeyLookup
 from privops.core.holds import LegalHold
-from privops.core.identity import IdentityMap
+from privops.core.identity import IdentityMap, keeping
 from privops.core.request import HistoryItem, Leftovers, RequestRecord
 from privops.core.sealing import REQUEST_FREE_TEXT
 from privops.core.subject_keys import (
@@ -386,19 +386,9 @@ def _holds_restored(
 def _trimmed_identity(
     identity: IdentityMap | None, systems: frozenset[System]
 ) -> IdentityMap | None:
-    if identity is None:
-        return None
-    left = {s: ids for s, ids in identity.systems.items() if s in systems}
-    if not left:
-        return None
-    names = {name for ids in left.values() for name in ids}
-    return identity.model_copy(
-        update={
-            "systems": left,
-            "email": identity.email if "email" in names else None,
-            "phone": identity.phone if "phone" in names else None,
-        }
-    )
+    # identity.keeping: the global email's and phone's earlier values too, only those a
+    # kept system knew (an erased system's old address is not kept for them).
+    return None if identity is None else keeping(identity, systems)
 
 
 def _trimmed_facts(facts: SubjectFacts, categories: frozenset[Category]) -> SubjectFacts:
@@ -419,7 +409,13 @@ def scrubbed(rec: RequestRecord) -> RequestRecord | None:
         return None
     tasks = {
         task_id: task.model_copy(
-            update={"identifiers": {}, "changes": {}, "export": None, "outcome_reason": None}
+            update={
+                "identifiers": {},
+                "previous_identifiers": {},
+                "changes": {},
+                "export": None,
+                "outcome_reason": None,
+            }
         )
         for task_id, task in rec.tasks.items()
     }

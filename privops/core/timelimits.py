@@ -39,8 +39,11 @@ from privops.core.vocab import RequestState, RequestType
 def recompute_due(rec: RequestRecord, ctx: Context) -> None:
     """Set the clock start, counted pause days and due date from the record's dates."""
     if rec.request_type is RequestType.complaint:
+        # Before the acknowledgement: its last day; after: the response date it gave.
         rec.clock_start = rec.received_on
-        rec.due_on = deadlines.complaint_ack_due(rec.received_on, ctx.complaint_ack_days)
+        rec.due_on = deadlines.complaint_response_due(
+            rec.received_on, rec.acknowledged_on, ctx.complaint_ack_days
+        )
         return
     verified = (
         rec.identity_verified_on

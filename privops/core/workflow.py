@@ -23,7 +23,9 @@ from privops.core import records as r
 from privops.core.consent import CONSENT_PURPOSES
 from privops.core.errors import DomainError
 from privops.core.fanout import (
+    FOLLOWUP_ACTOR,
     RECTIFIABLE_FIELDS,
+    REDRESS,
     finish,
     holdings,
     on_result,
@@ -94,7 +96,7 @@ __all__ = [
 ]
 
 E = LifecycleEvent
-SCHEDULER = "privops-scheduler"
+SCHEDULER = FOLLOWUP_ACTOR
 """The actor of the commands the worker issues itself (follow-up erasures). Its keys are
 derived from the audit key, which the DPO's audit tools hold too, so its signature proves
 only that someone with the audit key signed: what it signs is acted on only as the very
@@ -585,7 +587,7 @@ def _objection_decided(
             ctx,
             "objection_refused",
             "We considered your objection and will continue; our reasons are in the letter "
-            "with this notice.",
+            "with this notice. " + REDRESS,
             document=cmd.reason,
         )
         move(rec, E.refused, out, ctx.now)
@@ -614,8 +616,7 @@ def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outco
         out,
         ctx,
         "request_refused",
-        "We cannot act on your request; our reasons are in the letter with this notice. "
-        "You may complain to the ICO (www.ico.org.uk).",
+        "We cannot act on your request; our reasons are in the letter with this notice. " + REDRESS,
         document=cmd.reason,
     )
 

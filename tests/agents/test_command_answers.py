@@ -34,13 +34,13 @@ from privops.core.topics import (
     REQUEST_TICKS,
     task_results_topic,
 )
-from privops.core.vocab import Category, RequestState, RequestType, System
+from privops.core.vocab import Category, Purpose, RequestState, RequestType, System
 from streams.context import collaborators
 from streams.state import state
 from streams.tables import consent, legal_holds, requests
 from tests.agents.conftest import Outbox, Sent, put_on, subject_key, wait_for
 from tests.agents.signers import CREATED, OWNER, TEST_KEY, sign, signers_file, trust
-from tests.agents.test_workflow_agent import SUBJECT, SYSTEM_IDS, known_subject
+from tests.agents.test_workflow_agent import SUBJECT, TASKED, known_subject
 
 TODAY = collaborators().clock.today()
 NOW = collaborators().clock.now()
@@ -158,10 +158,10 @@ async def test_accepted_command_is_answered_once_with_the_state_before_its_effec
     assert answer.command_type == "RequestSubmitted"
     assert answer.request_state is RequestState.awaiting_systems
     assert answer.due_on is not None
-    assert answer.message == f"{len(SYSTEM_IDS)} task(s) sent"
+    assert answer.message == f"{len(TASKED)} task(s) sent"
     assert sent[0].topic == COMMAND_RESULTS
     assert sent[0].key == SUBJECT.encode()  # under the command's own key: its subject's id
-    assert len([s for s in sent if s.topic.startswith("privacy.tasks.")]) == len(SYSTEM_IDS)
+    assert len([s for s in sent if s.topic.startswith("privacy.tasks.")]) == len(TASKED)
 
 
 async def test_lift_of_a_restricted_subject_is_accepted(driver: Driver) -> None:
@@ -175,8 +175,11 @@ async def test_lift_of_a_restricted_subject_is_accepted(driver: Driver) -> None:
 
 
 async def _finished(driver: Driver, request_id: str) -> None:
-    """A request that completed at once: a consent withdrawal sends no task."""
-    sent = await driver.send(submit(request_id, RequestType.consent_withdrawal))
+    """A request that completed at once: a withdrawal of a consent no system uses (no
+    purpose of the data map rests on a profiling consent) sends no task."""
+    sent = await driver.send(
+        submit(request_id, RequestType.consent_withdrawal, withdrawn_purpose=Purpose.profiling)
+    )
     assert answers(sent)[0].request_state is RequestState.completed
 
 

@@ -43,7 +43,7 @@ from tests.agents.test_erasure_shred import (
 # The worker's key store and sealer over an in-memory key topic: the erasure tests'.
 from tests.agents.test_erasure_shred import sealer as sealer
 from tests.agents.test_erasure_shred import store as store
-from tests.agents.test_workflow_agent import NOW, submitted
+from tests.agents.test_workflow_agent import NOW, TASKED, submitted
 from tests.unit import test_keystore as keystore_tests
 
 NAME = "Ann Jones, 12 Acacia Avenue"
@@ -100,7 +100,7 @@ async def test_a_requests_free_text_is_sealed_read_back_and_cleared_by_the_erasu
         asked = submitted("R-er", RequestType.erasure, ANN, reason=f"asked by {NAME}")
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(asked))
         await suppress(facts_agent, serde, outbox, "R-er")
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == 3)
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
         for sent in outbox.on_prefix("privacy.tasks."):
             task = sent.record
             assert isinstance(task, r.Erase)
@@ -206,7 +206,7 @@ async def test_an_open_request_about_someone_erased_keeps_its_text_until_it_clos
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-all", ANN)))
         await suppress(facts_agent, serde, outbox, "R-all")
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == 3)
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
         await answer_all(flow, serde, outbox, "R-all")
         await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-all"))
         assert await store.records(ANN) == []  # nothing kept: no key to seal under

@@ -53,7 +53,7 @@ from streams.tables import (
 )
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import trust
-from tests.agents.test_workflow_agent import erasure
+from tests.agents.test_workflow_agent import TASKED, erasure
 from tests.unit import test_keystore as keystore_tests
 from tests.unit.test_keystore import Log, following, new_store, subject_on
 
@@ -172,7 +172,7 @@ async def erased_keeping_invoices(
     the invoices; returns once her keys are shredded."""
     await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure(request_id, ANN)))
     await suppress(facts_agent, serde, outbox, request_id)
-    await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+    await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
     await answer_all(flow, serde, outbox, request_id, orders=r.TaskRetained)
     await wait_for(lambda: shredding.KEYS_SHREDDED in history(request_id))
 
@@ -259,7 +259,7 @@ async def test_an_erasure_completed_before_its_suppression_waits_for_it(
 
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-shred-2", ANN)))
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
         await answer_all(flow, serde, outbox, "R-shred-2")
         await wait_for(lambda: shredding.DEFERRED in history("R-shred-2"))
 
@@ -319,7 +319,7 @@ async def test_a_shred_refused_for_good_stops_the_worker_and_one_refused_for_now
         async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
             await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-shred-9", ANN)))
             await suppress(facts_agent, serde, outbox, "R-shred-9")
-            await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+            await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
             await answer_all(flow, serde, outbox, "R-shred-9")
             if for_good:
                 await wait_for(lambda: bool(told))

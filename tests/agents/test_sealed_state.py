@@ -45,7 +45,6 @@ from tests.agents.test_erasure_shred import (  # noqa: F401
     BOB,
     EMAIL,
     INVOICE,
-    SYSTEM_IDS,
     answer_all,
     codec,
     history,
@@ -59,7 +58,7 @@ from tests.agents.test_erasure_shred import (  # noqa: F401
     suppress,
     tick_due,
 )
-from tests.agents.test_workflow_agent import erasure
+from tests.agents.test_workflow_agent import TASKED, erasure
 
 
 @pytest.fixture
@@ -221,7 +220,7 @@ async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_s
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-seal-1", ANN)))
         await suppress(facts_agent, serde, outbox, "R-seal-1")
-        await wait_for(lambda: len(tasks_of(outbox, "R-seal-1")) == len(SYSTEM_IDS))
+        await wait_for(lambda: len(tasks_of(outbox, "R-seal-1")) == len(TASKED))
         main = store.ring(0).current_record(ANN)
         assert main is not None
 
@@ -230,7 +229,7 @@ async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_s
         for task in tasks_of(outbox, "R-seal-1"):
             assert all(is_encrypted(v) for v in task.identifiers.values()), task.identifiers
             assert {parse_field(v)[0] for v in task.identifiers.values()} == {main.key_id}
-            assert decrypt_record(task, keys).identifiers == SYSTEM_IDS[task.system]
+            assert decrypt_record(task, keys).identifiers == TASKED[task.system]
         # The request's stored record holds them sealed too.
         stored = requests.data["R-seal-1"]
         assert EMAIL not in json.dumps(stored)

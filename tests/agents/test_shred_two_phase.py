@@ -57,7 +57,7 @@ from tests.agents.test_erasure_shred import (
     tick_due,
     tombstones,
 )
-from tests.agents.test_workflow_agent import erasure
+from tests.agents.test_workflow_agent import TASKED, erasure
 from tests.unit.test_keystore import Log, following, new_store
 
 # That module's fixtures, found here too (the key topic's, the key store, the sealer).
@@ -155,7 +155,7 @@ async def test_a_dropped_flush_replays_into_the_same_erasure_and_keeps_what_rete
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-drop", ANN)))
         await suppress(facts_agent, serde, outbox, "R-drop")
-        await wait_for(lambda: len(erase_tasks(outbox, "R-drop")) == 3)
+        await wait_for(lambda: len(erase_tasks(outbox, "R-drop")) == len(TASKED))
         await answer_all(flow, serde, outbox, "R-drop", orders=r.TaskRetained)
         await wait_for(lambda: moved == [dropped])
         await pipeline.on_revoked()  # the rebalance: the partitions stay (or move whole)
@@ -238,7 +238,7 @@ async def test_a_crash_after_the_shred_is_audited_before_its_changelog_replays_t
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-crash", ANN)))
         await suppress(facts_agent, serde, outbox, "R-crash")
-        await wait_for(lambda: len(erase_tasks(outbox, "R-crash")) == 3)
+        await wait_for(lambda: len(erase_tasks(outbox, "R-crash")) == len(TASKED))
     chunk = answers(serde, outbox, "R-crash")
 
     queue_all = state.queue_all
@@ -316,7 +316,7 @@ async def test_the_decision_is_stored_before_any_key_is_destroyed(
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-once", ANN)))
         await suppress(facts_agent, serde, outbox, "R-once")
-        await wait_for(lambda: len(erase_tasks(outbox, "R-once")) == 3)
+        await wait_for(lambda: len(erase_tasks(outbox, "R-once")) == len(TASKED))
         answered_at = time.time()
         for message in answers(serde, outbox, "R-once"):
             await put_on(flow, message.topic, ANN.encode(), message.value, timestamp=answered_at)

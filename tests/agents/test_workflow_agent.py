@@ -41,6 +41,14 @@ SYSTEM_IDS = {
     System.crm: {"contact_id": "K-1", "email": "ann@example.com"},
     System.marketing: {"email": "ann@example.com"},
 }
+# What each task carries: the systems above by what they reported, and those that look
+# subjects up by an identifier one of them gave (fanout.holdings; review, session 27):
+# telephony by the CRM's contact id, web by the customer number and the email.
+TASKED = {
+    **SYSTEM_IDS,
+    System.telephony: {"contact_id": "K-1"},
+    System.web: {"customer_id": "C-1", "email": "ann@example.com"},
+}
 
 
 def known_subject() -> IdentityMap:
@@ -88,24 +96,24 @@ async def test_verified_erasure_fans_out_erase_tasks_and_stores_the_request(
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure()))
         await wait_for(lambda: requests.data.get("R-agent-1") is not None)
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
 
     tasks = outbox.on_prefix("privacy.tasks.")
-    assert sorted(s.topic for s in tasks) == sorted(f"privacy.tasks.{s}" for s in SYSTEM_IDS)
+    assert sorted(s.topic for s in tasks) == sorted(f"privacy.tasks.{s}" for s in TASKED)
     for sent in tasks:
         task = sent.record
         assert isinstance(task, r.Erase)
         assert sent.topic == f"privacy.tasks.{task.system.value}"
         assert sent.key == SUBJECT.encode()
         assert task.request_id == "R-agent-1"
-        assert task.identifiers == SYSTEM_IDS[task.system]
+        assert task.identifiers == TASKED[task.system]
 
     stored = requests.data["R-agent-1"]
     assert stored["state"] == RequestState.awaiting_systems.value
-    assert set(stored["tasks"]) == {f"R-agent-1:{s}:erase" for s in SYSTEM_IDS}
+    assert set(stored["tasks"]) == {f"R-agent-1:{s}:erase" for s in TASKED}
     actions = [a.action for a in outbox.of(AUDIT, r.AuditEvent)]
     assert "request_received" in actions
-    assert actions.count("task_sent") == len(SYSTEM_IDS)
+    assert actions.count("task_sent") == len(TASKED)
     assert outbox.on(DEADLETTER) == []
 
 
@@ -139,7 +147,7 @@ async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox)
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-3")))
         await wait_for(lambda: requests.data.get("R-agent-3") is not None)
-        for system in SYSTEM_IDS:
+        for system in TASKED:
             await answer_erased(agent, serde, "R-agent-3", system)
         await wait_for(lambda: requests.data["R-agent-3"]["state"] == RequestState.completed.value)
     assert outbox.on(DEADLETTER) == []
@@ -243,10 +251,10 @@ async def test_the_sweep_sends_every_due_tick_in_one_batch_keyed_by_subject(
 
     ticks = [s for s in outbox.sent if s.topic == REQUEST_TICKS]
     assert sorted(t.record.task_id or "" for t in ticks if isinstance(t.record, r.RequestTick)) == [
-        f"R-agent-6:{system}:erase" for system in sorted(SYSTEM_IDS)
+        f"R-agent-6:{system}:erase" for system in sorted(TASKED)
     ]
     assert {t.key for t in ticks} == {SUBJECT.encode()}
-    assert calls == [len(SYSTEM_IDS)]
+    assert calls == [len(TASKED)]
 
 
 async def test_a_hold_placed_during_an_erasure_resends_the_tasks_it_reaches_at_once(
@@ -271,18 +279,19 @@ async def test_a_hold_placed_during_an_erasure_resends_the_tasks_it_reaches_at_o
     )
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-held")))
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS))
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(placed))
-        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(SYSTEM_IDS) + 1)
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED) + 2)
         # The same hold again (a redelivery) sends nothing more.
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(placed))
         await wait_for(lambda: len(outbox.of(COMMAND_RESULTS, r.CommandAccepted)) >= 3)
     sent = [s.record for s in outbox.on_prefix("privacy.tasks.")]
     again = [t for t in sent if isinstance(t, r.Erase) and t.attempt == 2]
     assert [(t.system, t.categories, [k.category for k in t.keep]) for t in again] == [
-        (System.crm, [Category.contact, Category.marketing_preferences], [Category.interactions])
+        (System.crm, [Category.contact, Category.marketing_preferences], [Category.interactions]),
+        (System.telephony, [Category.contact], [Category.interactions]),
     ]
-    assert len(sent) == len(SYSTEM_IDS) + 1
+    assert len(sent) == len(TASKED) + 2
 
 
 async def test_a_confirmed_rectified_email_is_what_later_tasks_carry(

@@ -59,18 +59,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
     worker = start_worker(local_runtime, f"dsar-{uid}", web_port=port(301), extra_env=isolated)
     data_dir = tmp_path / "systems"
     connectors = simulate(local_runtime, data_dir, customers=4, worker_url=worker.url)
-    # An objection to direct marketing reaches every system doing it (the marketing
-    # platform and the CRM): customers[2] is told to privops by neither, so its objection
-    # has nothing to send and is done at once.
-    direct_marketing = {System.marketing, System.crm}
-    held = {
-        c.subject_id: [
-            s
-            for s in System
-            if c.in_system(s) and not (c is customers[2] and s in direct_marketing)
-        ]
-        for c in customers
-    }
+    held = {c.subject_id: [s for s in System if c.in_system(s)] for c in customers}
     try:
         produce(
             local_runtime,
@@ -105,17 +94,18 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
 
         approaching = li_objection(customers[0].subject_id, received_for_due_in(2, today))
         breached = li_objection(customers[1].subject_id, today - timedelta(days=45))
-        # Objection to marketing by a subject no direct-marketing system holds: done at
-        # once, so its near due date must raise nothing.
-        assert held[customers[2].subject_id]
-        assert not direct_marketing & set(held[customers[2].subject_id])
+        # A request done at once must raise nothing for its near due date: a withdrawal
+        # of the profiling consent, which no system of the data map uses (no task). An
+        # objection to direct marketing no longer is: it reaches the CRM and the
+        # marketing platform by the subject's email whether or not they reported the
+        # subject (fanout.holdings; review, session 27).
         completed = cli(
             "request",
-            "object",
+            "withdraw",
             "--subject",
             customers[2].subject_id,
-            "--scope",
-            "direct_marketing",
+            "--purpose",
+            "profiling",
             "--received",
             near,
             "-q",

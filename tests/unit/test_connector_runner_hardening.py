@@ -534,7 +534,9 @@ class _CrmDb:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
 
-    async def find(self, identifiers: dict[str, str]) -> SimpleNamespace:
+    async def find(
+        self, identifiers: dict[str, str], previous: dict[str, list[str]]
+    ) -> SimpleNamespace:
         self.calls.append(("find", dict(identifiers)))
         return SimpleNamespace(row_count=3)
 

@@ -462,7 +462,12 @@ def test_check_items(node: Node, payload: bytes, problem: str | None) -> None:
 
 def _erase_with_categories(serde: Serde, count: int) -> bytes:
     """A framed Erase with one identifier and ``count`` categories, in one block."""
-    update = {"identifiers": {"email": "e"}, "categories": [], "keep": []}
+    update = {
+        "identifiers": {"email": "e"},
+        "previous_identifiers": {},
+        "categories": [],
+        "keep": [],
+    }
     record = build(RECORDS_BY_NAME[TASK]).model_copy(update=update)
     encoded = serde.encode(record)
     empty_categories = zigzag(0) + zigzag(0)  # categories [] then keep []

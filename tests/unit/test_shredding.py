@@ -395,7 +395,11 @@ def test_every_upstream_event_marks_the_subjects_contact_details() -> None:
 def test_paths_cover_maps_arrays_and_nested_records() -> None:
     latest = {n: vs[-1].schema for n, vs in load_versions(SCHEMAS).items()}
     paths = {n: [str(p) for p in personal_paths(s)] for n, s in latest.items()}
-    assert paths["privops.tasks.Rectify"] == ["identifiers{}", "changes{}"]
+    assert paths["privops.tasks.Rectify"] == [
+        "identifiers{}",
+        "previous_identifiers{}[]",
+        "changes{}",
+    ]
     assert paths["privops.notifications.SubjectNotification"] == [
         "document",
         "exports[].location",

@@ -582,7 +582,8 @@ def test_a_released_hold_gets_its_followup_erasure(dm: DataMap) -> None:
     assert _followup_tick(rec, dataclasses.replace(held, now=NOW + timedelta(days=2))).out == []
     rec = shredding.done(rec, NOW)  # ... then it is looked at again daily
     assert not rec.open
-    assert wf.open_ended(rec) == [(System.crm, C.interactions)]
+    # telephony too: it looks subjects up by the CRM's contact id (fanout.holdings).
+    assert wf.open_ended(rec) == [(System.crm, C.interactions), (System.telephony, C.interactions)]
     assert rec.closed_at is not None
     assert rec.closed_at + wf.RETENTION_REVIEW in wf.pending_followups(rec)
 
@@ -606,7 +607,8 @@ def test_a_released_hold_gets_its_followup_erasure(dm: DataMap) -> None:
     assert child.request_type is RequestType.erasure
     assert child.linked_request_id == rec.request_id
     assert [(f.system, f.categories, f.issued) for f in ended.record.followups] == [
-        (System.crm, [C.interactions], True)
+        (System.crm, [C.interactions], True),
+        (System.telephony, [C.interactions], False),  # the issued one re-plans it
     ]
     assert wf.open_ended(ended.record) == []
     assert wf.pending_followups(ended.record) == []
@@ -621,7 +623,11 @@ def test_once_a_followup_went_out_it_looks_after_the_rest(dm: DataMap) -> None:
     h2 = hold(hold_id="H-2", categories=(C.purchases,))
     held = context(dm, facts=SubjectFacts(), holds=(h1, h2))
     rec = shredding.done(erased(held), NOW)
-    assert wf.open_ended(rec) == [(System.crm, C.interactions), (System.orders, C.purchases)]
+    assert wf.open_ended(rec) == [
+        (System.crm, C.interactions),
+        (System.orders, C.purchases),
+        (System.telephony, C.interactions),
+    ]
     gone = h2.model_copy(update={"released_at": NOW + timedelta(hours=1)})
     later = dataclasses.replace(held, now=NOW + timedelta(days=2), holds=(h1, gone))
     first = _followup_tick(rec, later)
@@ -649,7 +655,8 @@ def test_one_followup_erasure_takes_over_the_others_dated_ones(dm: DataMap) -> N
     assert first.record is not None
     (child,) = [o.record for o in first.out if isinstance(o.record, r.RequestSubmitted)]
     assert wf.pending_followups(first.record) == []
-    assert [f.superseded_by for f in first.record.followups if not f.issued] == [child.request_id]
+    superseded = [f.superseded_by for f in first.record.followups if not f.issued]
+    assert superseded == [child.request_id] * 2  # the invoices', and telephony's (its hold)
     at_the_end = dataclasses.replace(later, now=RETENTION_END + timedelta(hours=1))
     assert _followup_tick(first.record, at_the_end).out == []
 

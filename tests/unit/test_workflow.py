@@ -59,6 +59,10 @@ SYSTEM_IDS: dict[System, dict[str, str]] = {
     System.cctv: {"camera_ref": "cam-3:2025-03-01"},
 }
 KNOWN = set(SYSTEM_IDS)
+# web never reported the subject, but looks subjects up by customer number and email, both
+# known: it is asked too, by those (privops.core.fanout.holdings; review, session 27).
+WEB_IDS = {"customer_id": "C-100", "email": "ann@example.com"}
+ASKED = KNOWN | {System.web}
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +200,11 @@ def test_identity_verified_sends_one_erase_per_known_system(ctx: wf.Context) -> 
 
     erases = [(o, o.record) for o in outcome.out if isinstance(o.record, r.Erase)]
     systems = [task.system for _, task in erases]
-    assert sorted(systems) == sorted(KNOWN)  # one per system known, none for web
+    assert sorted(systems) == sorted(ASKED)  # one per system known, and web
     for o, task in erases:
         assert o.topic == tasks_topic(task.system)
         assert o.key == SUBJECT
-        assert task.identifiers == for_system(identity_map(), task.system)
+        assert task.identifiers == (for_system(identity_map(), task.system) or WEB_IDS)
         assert task.attempt == 1
         assert task.request_id == "R-1"
     assert all(t.state is TaskState.sent for t in rec2.tasks.values())
@@ -277,7 +281,7 @@ def test_erase_tasks_carry_keep_lists(
         None, submit(RequestType.erasure), at(ctx, NOW, facts=facts, holds=holds)
     )
     erases = {t.system: t for t in of_type(outcome, r.Erase)}
-    assert set(erases) == KNOWN, name
+    assert set(erases) == ASKED, name
     for system, task in erases.items():
         wanted = expected.get(system, {})
         kept = {k.category: k for k in task.keep}
@@ -344,7 +348,7 @@ def test_restriction_sends_restrict_tasks_directive_and_recipient_notices(
     assert outcome.record is not None
     assert outcome.record.state is S.awaiting_systems
     restricts = of_type(outcome, r.Restrict)
-    assert sorted(t.system for t in restricts) == sorted(KNOWN)
+    assert sorted(t.system for t in restricts) == sorted(ASKED)
     directives = [o for o in outcome.out if o.topic == SUBJECT_DIRECTIVES]
     assert [d.record.kind for d in directives if isinstance(d.record, r.SubjectDirective)] == [
         "restricted"
@@ -368,7 +372,7 @@ def test_lift_tells_the_subject_before_any_lift_task(ctx: wf.Context) -> None:
         for o in outcome.out
     ]
     assert kinds.count("notice") == 1
-    assert kinds.count("lift") == len(KNOWN)
+    assert kinds.count("lift") == len(ASKED)
     assert kinds.index("notice") < kinds.index("lift")
     note = of_type(outcome, r.SubjectNotification)[0]
     assert note.kind == "restriction_lift_pending"
@@ -387,7 +391,7 @@ def test_rectification_goes_only_to_systems_holding_contact(ctx: wf.Context, dm:
         at(ctx, NOW, facts=DISCLOSED),
     )
     rectifies = of_type(outcome, r.Rectify)
-    holding_contact = {s for s in KNOWN if C.contact in dm.systems[s].categories}
+    holding_contact = {s for s in ASKED if C.contact in dm.systems[s].categories}
     assert System.cctv not in holding_contact
     assert {t.system for t in rectifies} == holding_contact
     for task in rectifies:
@@ -458,7 +462,7 @@ def test_export_outside_the_systems_root_never_reaches_the_subject(
 def test_access_sends_export_tasks_and_completes_with_manifest(ctx: wf.Context) -> None:
     outcome = wf.on_command(None, submit(RequestType.access), ctx)
     exports = of_type(outcome, r.Export)
-    assert sorted(t.system for t in exports) == sorted(KNOWN)
+    assert sorted(t.system for t in exports) == sorted(ASKED)
     rec = outcome.record
     assert rec is not None
 
@@ -475,7 +479,7 @@ def test_access_sends_export_tasks_and_completes_with_manifest(ctx: wf.Context) 
     assert note.document is not None
     document = json.loads(note.document)
     assert document == json.loads(json.dumps(rec.manifest, default=str))
-    assert {e.location for e in note.exports} == {export_ref(s).location for s in KNOWN}
+    assert {e.location for e in note.exports} == {export_ref(s).location for s in ASKED}
     assert [o.topic for o in last.out if o.record is note] == [NOTIFICATIONS]
 
 
@@ -597,7 +601,9 @@ def test_a_withdrawal_of_one_consent_withdraws_that_one_only(ctx: wf.Context) ->
     assert state is not None
     assert state.status(Purpose.marketing, Channel.email) is ConsentStatus.withdrawn
     assert state.status(Purpose.marketing, Channel.sms) is ConsentStatus.granted
-    (notice,) = [n for n in of_type(outcome, r.SubjectNotification) if n.kind.endswith("_outcome")]
+    assert outcome.record is not None
+    _, last = answer_all(outcome.record, ctx)  # the systems that market stop (fanout)
+    (notice,) = [n for n in of_type(last, r.SubjectNotification) if n.kind.endswith("_outcome")]
     assert "to marketing by email" in notice.message
 
 
@@ -895,7 +901,7 @@ def test_accepted_legitimate_interest_objection_sends_restrict_tasks(ctx: wf.Con
     assert outcome.record is not None
     assert outcome.record.state is S.awaiting_systems
     restricts = of_type(outcome, r.Restrict)
-    assert sorted(t.system for t in restricts) == sorted(KNOWN)
+    assert sorted(t.system for t in restricts) == sorted(ASKED)
     assert not any(t.marketing_objection for t in restricts)  # a restriction of processing
     assert [n.kind for n in of_type(outcome, r.SubjectNotification)] == ["objection_accepted"]
     again = wf.on_command(

@@ -63,7 +63,11 @@ class ReferenceConnector(Connector):
 
     async def erase(self, task: Erase) -> Answer:
         report = await asyncio.to_thread(
-            self.store.erase, task.identifiers, task.categories, task.keep
+            self.store.erase,
+            task.identifiers,
+            task.categories,
+            task.keep,
+            task.previous_identifiers,
         )
         if not report.found:
             return Answer.not_found()
@@ -74,16 +78,26 @@ class ReferenceConnector(Connector):
 
     async def restrict(self, task: Restrict) -> Answer:
         if task.marketing_objection:  # absolute: no restriction lift undoes it
-            marked = await asyncio.to_thread(self.store.object_to_marketing, task.identifiers)
+            marked = await asyncio.to_thread(
+                self.store.object_to_marketing, task.identifiers, task.previous_identifiers
+            )
             return _count(marked)
-        return _count(await asyncio.to_thread(self.store.set_restricted, task.identifiers, True))
+        restricted = await asyncio.to_thread(
+            self.store.set_restricted, task.identifiers, True, task.previous_identifiers
+        )
+        return _count(restricted)
 
     async def lift_restriction(self, task: LiftRestriction) -> Answer:
-        return _count(await asyncio.to_thread(self.store.set_restricted, task.identifiers, False))
+        lifted = await asyncio.to_thread(
+            self.store.set_restricted, task.identifiers, False, task.previous_identifiers
+        )
+        return _count(lifted)
 
     async def rectify(self, task: Rectify) -> Answer:
         try:
-            changed = await asyncio.to_thread(self.store.rectify, task.identifiers, task.changes)
+            changed = await asyncio.to_thread(
+                self.store.rectify, task.identifiers, task.changes, task.previous_identifiers
+            )
         except ValueError as exc:
             return Answer.failed(str(exc), retryable=False)
         # No row holds any field asked for: this system has none of that data (not found),
@@ -93,7 +107,11 @@ class ReferenceConnector(Connector):
     async def export(self, task: Export) -> Answer:
         """Raises UnsafeRequestId (a permanent failure) for an id that is not path-safe."""
         ref = await asyncio.to_thread(
-            self.store.export, task.identifiers, task.request_id, self.exports
+            self.store.export,
+            task.identifiers,
+            task.request_id,
+            self.exports,
+            task.previous_identifiers,
         )
         if ref is None:
             return Answer.not_found()

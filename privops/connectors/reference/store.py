@@ -1,5 +1,7 @@
 """The reference store: one fake system's SQLite file, and what it does with each task.
 
+- lookups: a subject's rows are found by the task's identifiers and by its
+  ``previous_identifiers`` (a call recorded under their old number is theirs too).
 - erase: rows of the asked categories (all the system's categories when none) are
   DELETED, except categories privops says to keep, which stay; when contact data is
   erased but a row is kept (an order kept as a financial record), the row's own contact
@@ -58,6 +60,19 @@ _EXPORTS_DDL = (
     " (key TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,"
     " PRIMARY KEY (key, request_id))"
 )
+
+
+Previous = Mapping[str, Sequence[str]] | None
+"""A task's ``previous_identifiers``: the values the system knew the subject by before."""
+
+
+def _lookups(identifiers: Mapping[str, str], previous: Previous) -> Iterator[tuple[str, str]]:
+    """Every (name, value) to look the subject up by: current values, then earlier ones
+    (rows recorded under an old phone or email, such as call recordings, are theirs)."""
+    yield from identifiers.items()
+    for name, values in (previous or {}).items():
+        for value in values:
+            yield name, value
 
 
 def _normalised(name: str, value: str) -> str | None:
@@ -130,9 +145,11 @@ class ReferenceStore:
         return True
 
     # --- lookups ---------------------------------------------------------------------
-    def _resolve(self, db: sqlite3.Connection, identifiers: Mapping[str, str]) -> list[str]:
+    def _resolve(
+        self, db: sqlite3.Connection, identifiers: Mapping[str, str], previous: Previous = None
+    ) -> list[str]:
         keys: set[str] = set()
-        for name, raw in identifiers.items():
+        for name, raw in _lookups(identifiers, previous):
             value = _normalised(name, raw) if raw else None
             if value is None:
                 continue
@@ -144,18 +161,20 @@ class ReferenceStore:
                 keys.update(r[0] for r in db.execute(sql, (value,)) if r[0])
         return sorted(keys)
 
-    def resolve(self, identifiers: Mapping[str, str]) -> list[str]:
-        """The system's own keys for the subject these identifiers name."""
+    def resolve(self, identifiers: Mapping[str, str], previous: Previous = None) -> list[str]:
+        """The system's own keys for the subject these identifiers (and earlier ones) name."""
         with self._db() as db:
-            return self._resolve(db, identifiers)
+            return self._resolve(db, identifiers, previous)
 
     def _where(self, keys: Sequence[str]) -> str:
         return f"{self.spec.key} IN ({', '.join('?' * len(keys))})"
 
-    def rows(self, identifiers: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+    def rows(
+        self, identifiers: Mapping[str, str], previous: Previous = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Every row of the subject, by table (tests, export)."""
         with self._db() as db:
-            keys = self._resolve(db, identifiers)
+            keys = self._resolve(db, identifiers, previous)
             return self._rows_of(db, keys)
 
     def _rows_of(
@@ -179,9 +198,10 @@ class ReferenceStore:
         identifiers: Mapping[str, str],
         categories: Sequence[Category] = (),
         keep: Sequence[Retention] = (),
+        previous: Previous = None,
     ) -> EraseReport:
         with self._db() as db:
-            keys = self._resolve(db, identifiers)
+            keys = self._resolve(db, identifiers, previous)
             if not keys:
                 return EraseReport(found=False)
             where = self._where(keys)
@@ -228,16 +248,21 @@ class ReferenceStore:
         db.execute(f"DELETE FROM _exports WHERE {where}", keys)  # noqa: S608
         return deleted
 
-    def set_restricted(self, identifiers: Mapping[str, str], restricted: bool) -> int | None:
+    def set_restricted(
+        self, identifiers: Mapping[str, str], restricted: bool, previous: Previous = None
+    ) -> int | None:
         """Rows flagged (or cleared); None when the identifiers match nothing."""
-        return self._update(identifiers, lambda _table: ("restricted = ?", (int(restricted),)))
+        flag = (int(restricted),)
+        return self._update(identifiers, lambda _table: ("restricted = ?", flag), previous=previous)
 
-    def object_to_marketing(self, identifiers: Mapping[str, str]) -> int | None:
+    def object_to_marketing(
+        self, identifiers: Mapping[str, str], previous: Previous = None
+    ) -> int | None:
         """Record the subject's objection to direct marketing apart from any restriction
         (``_objections``: lifting a restriction never clears it). Keys recorded; None
         when the identifiers match nothing."""
         with self._db() as db:
-            keys = self._resolve(db, identifiers)
+            keys = self._resolve(db, identifiers, previous)
             if not keys:
                 return None
             db.execute("CREATE TABLE IF NOT EXISTS _objections (key TEXT PRIMARY KEY)")
@@ -257,7 +282,9 @@ class ReferenceStore:
             sql = f"SELECT 1 FROM _objections WHERE key IN ({marks})"  # noqa: S608
             return db.execute(sql, keys).fetchone() is not None
 
-    def rectify(self, identifiers: Mapping[str, str], changes: Mapping[str, str]) -> int | None:
+    def rectify(
+        self, identifiers: Mapping[str, str], changes: Mapping[str, str], previous: Previous = None
+    ) -> int | None:
         """Rows updated; None when the identifiers match nothing. Raises ValueError on bad input."""
         clean: dict[str, str] = {}
         for name, value in changes.items():
@@ -284,13 +311,14 @@ class ReferenceStore:
             return _new_postcode(db, table.name, column, where, keys, postcode)
 
         # One lookup and one transaction for both: the email may change here.
-        return self._update(identifiers, assignments, also=postcodes)
+        return self._update(identifiers, assignments, also=postcodes, previous=previous)
 
     def _update(
         self,
         identifiers: Mapping[str, str],
         assignments: Callable[[TableSpec], _Assignments | None],
         also: Callable[[sqlite3.Connection, TableSpec, str, list[str]], int] | None = None,
+        previous: Previous = None,
     ) -> int | None:
         """Rows updated, table by table; None when the identifiers match nothing.
 
@@ -298,7 +326,7 @@ class ReferenceStore:
         ``also`` updates a table further in the same transaction (rows it changed).
         """
         with self._db() as db:
-            keys = self._resolve(db, identifiers)
+            keys = self._resolve(db, identifiers, previous)
             if not keys:
                 return None
             total = 0
@@ -314,13 +342,17 @@ class ReferenceStore:
             return total
 
     def export(
-        self, identifiers: Mapping[str, str], request_id: str, place: ExportPlace
+        self,
+        identifiers: Mapping[str, str],
+        request_id: str,
+        place: ExportPlace,
+        previous: Previous = None,
     ) -> ExportReference | None:
         """Write the subject's rows as JSON; None when the identifiers match nothing. The
         file is recorded against the subject's keys, for ``erase``."""
         target, location = place.locate(request_id)
         with self._db() as db:
-            keys = self._resolve(db, identifiers)
+            keys = self._resolve(db, identifiers, previous)
             if not keys:
                 return None
             tables = self._rows_of(db, keys)
