@@ -27,6 +27,7 @@ from privops.core.pii import looks_like_pii
 from privops.core.vocab import (
     Category,
     Channel,
+    FeeGround,
     LawfulBasis,
     ObjectionScope,
     Purpose,
@@ -348,6 +349,10 @@ class IdentityVerified(Command):
 
 class FeeReceived(Command):
     received_on: date
+    # Required by the worker (workflow._fee_received): a fee only for a manifestly
+    # unfounded or excessive request, or further copies; optional here so that a
+    # command of an older CLI decodes, and is refused with the reason, not lost.
+    ground: FeeGround | None = None
 
 
 class ClarificationRequested(Command):

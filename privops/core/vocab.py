@@ -138,6 +138,14 @@ class TaskOutcome(StrEnum):
     not_found = "not_found"
 
 
+class FeeGround(StrEnum):
+    """Why a fee is charged (UK GDPR Art. 12(5)(a), 15(3)); an ordinary request is free."""
+
+    manifestly_unfounded = "manifestly_unfounded"
+    excessive = "excessive"
+    further_copies = "further_copies"
+
+
 class ObjectionScope(StrEnum):
     direct_marketing = "direct_marketing"
     legitimate_interest = "legitimate_interest"

@@ -60,6 +60,7 @@ from privops.core.topics import COMMANDS, SUBJECT_DIRECTIVES
 from privops.core.vocab import (
     FINAL_TASK_STATES,
     Category,
+    FeeGround,
     ObjectionScope,
     RequestState,
     RequestType,
@@ -504,7 +505,22 @@ def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Out
     """A fee (manifestly unfounded or excessive requests, further copies) is charged before
     the work: its receipt starts the clock. Once the work went out, or the clock the fee
     would restart has run out, a fee moves nothing: accepting it would erase a breach
-    from the record (a fee "received" after the due date made it a month later)."""
+    from the record (a fee "received" after the due date made it a month later).
+
+    A fee needs its ground (``FeeGround``): before, any request could be given one, and
+    it moved the due date of an ordinary first access request, which must be free
+    (review, session 27)."""
+    if cmd.ground is None:
+        raise Refused(
+            Reason.invalid_command,
+            "say on what ground a fee is charged (--ground manifestly_unfounded, excessive "
+            "or further_copies; UK GDPR Art. 12(5), 15(3)): a request is free otherwise",
+        )
+    if cmd.ground is FeeGround.further_copies and rec.request_type is not RequestType.access:
+        raise Refused(
+            Reason.invalid_command,
+            "a fee for further copies applies to an access request only (UK GDPR Art. 15(3))",
+        )
     if rec.tasks:
         raise Refused(
             Reason.invalid_transition,
@@ -521,7 +537,9 @@ def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Out
     timelimits.recompute_due(rec, ctx)
     out.audit.append(
         AuditStep(
-            "request_transitioned", after=rec.state.value, reason=f"fee received; due {rec.due_on}"
+            "request_transitioned",
+            after=rec.state.value,
+            reason=f"fee received ({cmd.ground.value}); due {rec.due_on}",
         )
     )
 

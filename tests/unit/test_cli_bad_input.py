@@ -356,6 +356,11 @@ def no_broker(env: Callable[..., None]) -> str:
         (["clarify", "REQ-1", "--asked", "yesterday"], "invalid date 'yesterday' for --asked"),
         (["extend", "REQ-1", "--reason", ""], "--reason must not be empty"),
         (["decide-objection", "REQ-1", "--reason", "x"], "say --accept or --refuse"),
+        (["fee-received", "REQ-1"], "Missing option '--ground'"),
+        (
+            ["fee-received", "REQ-1", "--ground", "admin"],
+            "unknown --ground 'admin': use one of manifestly_unfounded, excessive, further_copies",
+        ),
         (
             ["hold", "place", "--subject", "C-1", "--category", "shoes", "--reason", "x"],
             "unknown category 'shoes': use one of contact, payment, purchases, credit, "

@@ -59,7 +59,7 @@ SURFACE = [
     f"request withdraw: --subject --purpose --channel {SHARED}",
     f"request complain: --subject --restrict-while-investigating --link {SHARED}",
     f"request verify: REQUEST_ID --on --identity-received --method --actor --json {WAITS}",
-    f"request fee-received: REQUEST_ID --on --actor --json {WAITS}",
+    f"request fee-received: REQUEST_ID --ground --on --actor --json {WAITS}",
     f"request clarify: REQUEST_ID --asked --question-ref --actor --json {WAITS}",
     f"request clarified: REQUEST_ID --on --actor --json {WAITS}",
     f"request extend: REQUEST_ID --reason --notified --actor --json {WAITS}",

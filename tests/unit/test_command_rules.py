@@ -21,7 +21,7 @@ from privops.core.datamap import DataMap, load_datamap
 from privops.core.holds import LegalHold
 from privops.core.request import MAX_REMEMBERED_ANSWERS, Answered
 from privops.core.topics import SUBJECT_DIRECTIVES
-from privops.core.vocab import Category, RequestState, RequestType
+from privops.core.vocab import Category, FeeGround, RequestState, RequestType
 from tests.unit.test_workflow import ASKED, NOW, SUBJECT, TODAY, answer_all, cmd_id, identity_map
 
 S = RequestState
@@ -223,7 +223,7 @@ REJECTED: list[Any] = [
     (
         "fee-in-future",
         access,
-        lambda: command(r.FeeReceived, received_on=TODAY + DAY),
+        lambda: command(r.FeeReceived, ground=FeeGround.excessive, received_on=TODAY + DAY),
         "dates_out_of_order",
     ),
     (
@@ -366,7 +366,9 @@ def test_redelivered_rejected_command_is_answered_the_same_even_if_now_it_would_
 def test_a_request_remembers_the_last_answers_only(ctx: wf.Context) -> None:
     rec = unverified(ctx)
     for _ in range(MAX_REMEMBERED_ANSWERS + 5):
-        outcome = wf.on_command(rec, command(r.FeeReceived, received_on=TODAY + DAY), ctx)
+        outcome = wf.on_command(
+            rec, command(r.FeeReceived, ground=FeeGround.excessive, received_on=TODAY + DAY), ctx
+        )
         assert outcome.record is not None
         rec = outcome.record
     assert len(rec.answered) == MAX_REMEMBERED_ANSWERS

@@ -16,7 +16,7 @@ from privops.core.datamap import DataMap, load_datamap
 from privops.core.identity import IdentityMap, merge
 from privops.core.ticks import Tick, TickKind
 from privops.core.timelimits import alert_due
-from privops.core.vocab import ObjectionScope, RequestState, RequestType, System
+from privops.core.vocab import FeeGround, ObjectionScope, RequestState, RequestType, System
 
 S = RequestState
 D = date.fromisoformat
@@ -394,14 +394,18 @@ def test_a_fee_after_the_work_went_out_or_after_the_due_date_moves_no_clock(
     rec = apply(None, submit(RequestType.erasure, "2026-03-02"), ctx_on(dm, "2026-03-02"))
     assert rec.tasks
     assert rec.due_on == D("2026-04-02")
-    fee = command(r.FeeReceived, received_on=D("2026-04-20"))
+    fee = command(r.FeeReceived, ground=FeeGround.excessive, received_on=D("2026-04-20"))
     outcome = wf.on_command(rec, fee, ctx_on(dm, "2026-04-20"))
     assert outcome.rejected == "invalid_transition"
     # Before identity is verified (no work out) a fee starts the clock ...
     waiting = submit(RequestType.access, "2026-03-02", identity_verified_on=None)
     rec = apply(None, waiting, ctx_on(dm, "2026-03-02"))
     assert rec.due_on is None
-    rec = apply(rec, command(r.FeeReceived, received_on=D("2026-03-09")), ctx_on(dm, "2026-03-09"))
+    rec = apply(
+        rec,
+        command(r.FeeReceived, ground=FeeGround.excessive, received_on=D("2026-03-09")),
+        ctx_on(dm, "2026-03-09"),
+    )
     verified = command(r.IdentityVerified, verified_on=D("2026-03-04"))
     rec = apply(rec, verified, ctx_on(dm, "2026-03-10"))
     assert rec.clock_start == D("2026-03-09")
@@ -413,7 +417,9 @@ def test_a_fee_after_the_work_went_out_or_after_the_due_date_moves_no_clock(
     assert not rec.tasks
     assert rec.due_on == D("2026-04-02")
     late = wf.on_command(
-        rec, command(r.FeeReceived, received_on=D("2026-04-03")), ctx_on(dm, "2026-04-03")
+        rec,
+        command(r.FeeReceived, ground=FeeGround.excessive, received_on=D("2026-04-03")),
+        ctx_on(dm, "2026-04-03"),
     )
     assert late.rejected == "dates_out_of_order"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from privops.cli.common import check_id, fail, parse_date, uk_today
+from privops.cli.common import check_id, fail, parse_choice, parse_date, uk_today
 from privops.cli.request.options import (
     Delivery,
     IdentityReceivedOn,
@@ -42,6 +42,7 @@ from privops.core.records import (
     RequestCancelled,
     RequestRefused,
 )
+from privops.core.vocab import FeeGround
 
 
 def _day(value: str | None, option: str = "--on") -> date:
@@ -87,11 +88,31 @@ def verify(
 
 
 @follow_up_verb
-def fee_received(common: Delivery, request_id: RequestId, on: On = None) -> None:
-    """Record a fee received (manifestly unfounded/excessive requests, extra copies)."""
+def fee_received(
+    common: Delivery,
+    request_id: RequestId,
+    ground: str = typer.Option(
+        ...,
+        "--ground",
+        help="Why a fee is charged: manifestly_unfounded, excessive (UK GDPR Art. 12(5)), "
+        "or further_copies (an access request's extra copies, Art. 15(3)); a request is "
+        "free otherwise.",
+    ),
+    on: On = None,
+) -> None:
+    """Record a fee received for a manifestly unfounded or excessive request, or further
+    copies: the clock starts again from the day it was received."""
     rid = check_id(request_id)
+    chosen = parse_choice(FeeGround, ground, "--ground")
     day = _day(on)
-    _send(FeeReceived, rid, f"fee received on {day}", common, received_on=day)
+    _send(
+        FeeReceived,
+        rid,
+        f"fee received on {day} ({chosen.value})",
+        common,
+        received_on=day,
+        ground=chosen,
+    )
 
 
 @follow_up_verb
