@@ -10,13 +10,12 @@ privops.core.retries'.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from datetime import date
 from typing import Final
 
 from privops.core import erasure, manifest, retries, timelimits
 from privops.core import records as r
-from privops.core.consent.model import CONSENT_PURPOSES
 from privops.core.datamap import DataMap
 from privops.core.exports import export_problem
 from privops.core.identity import (
@@ -51,7 +50,6 @@ from privops.core.topics import ALERTS, NOTIFICATIONS
 from privops.core.vocab import (
     FINAL_TASK_STATES,
     Category,
-    Channel,
     ObjectionScope,
     Purpose,
     RequestState,
@@ -92,20 +90,24 @@ def holdings(ctx: Context, rec: RequestRecord | None = None) -> dict[System, set
     list still held them (review, session 27). Every request type asks the same
     systems: an erasure, an access request (Art. 15: a copy of all of it), a
     restriction and its lift (a lift must reach every system a restriction did), a
-    rectification (Art. 16: wherever the inaccurate data is), an objection and a consent
-    withdrawal. Art. 19 recipients are told from disclosures only, never from this.
+    rectification (Art. 16: wherever the inaccurate data is) and an objection. Art. 19
+    recipients are told from disclosures only, never from this.
 
-    A follow-up erasure of ``rec`` (the worker's own, for what an erasure kept) asks only
-    the systems the identity map still names: the first erasure asked the others, and
-    the identifiers kept are sealed under a retained key that only a system holding the
-    kept category may open (privops.core.shredding.system_may_ask)."""
+    Once the subject is erased (``ctx.erased``), and for a follow-up erasure of ``rec``
+    (the worker's own, for what an erasure kept), only the systems the identity map
+    still names are asked: the erasure asked the others, and kept the identifiers of
+    those still keeping data (privops.core.shredding.what_remains), sealed under a
+    retained key that only a system holding the kept category may open
+    (privops.core.shredding.system_may_ask). A later access request or erasure that
+    asked the others too sent them tasks they could never open, retried until the
+    request breached (review, session 27)."""
     if ctx.identity is None:
         return {}
-    followup = rec is not None and rec.actor == FOLLOWUP_ACTOR
+    named_only = ctx.erased or (rec is not None and rec.actor == FOLLOWUP_ACTOR)
     return {
         system: cats
         for system, cats in ctx.datamap.holdings().items()
-        if (for_system(ctx.identity, system) if followup else _identifiers(ctx, system))
+        if (for_system(ctx.identity, system) if named_only else _identifiers(ctx, system))
     }
 
 
@@ -187,8 +189,11 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         directive(rec, out, ctx, "objected")
         send_tasks(rec, ctx, TaskAction.restrict, _marketing_holdings(ctx, held))
     elif kind is RequestType.consent_withdrawal:
+        # The consent state only: every system consults it before each use (DESIGN.md,
+        # ``GET /consent/{id}``). A withdrawal (Art. 7(3)) is no objection (Art. 21): a
+        # Restrict would stop every channel for good, or restrict a whole account that
+        # no lift could free (review, session 27).
         directive(rec, out, ctx, "withdrawn", rec.withdrawn_purpose, rec.withdrawn_channel)
-        send_tasks(rec, ctx, TaskAction.restrict, _withdrawn_holdings(rec, ctx, held))
     elif kind is RequestType.complaint:
         _acknowledge_complaint(rec, ctx, out)
         return
@@ -279,42 +284,9 @@ def _marketing_holdings(
     purpose is marketing lists it) with the categories it uses for it: an objection to
     direct marketing reaches every one (the marketing platform and the CRM's calls and
     post alike), not the marketing system only (review, session 24)."""
-    return _consent_holdings(ctx, held, (Purpose.marketing,))
-
-
-def _withdrawn_holdings(
-    rec: RequestRecord, ctx: Context, held: dict[System, set[Category]]
-) -> dict[System, set[Category]]:
-    """The systems that process for the consent withdrawn, each with the categories it
-    uses for it: they get a Restrict, as an objection's systems do. Before, a withdrawal
-    told to the DPO reached no system, and was honoured only where a system asked
-    ``/consent`` before each use (review, session 27).
-
-    Restrict is the one task that stops a use without erasing anything the subject did
-    not ask to have erased. At a system that markets it goes as a marketing stop
-    (``retries``: ``marketing_objection``), which no restriction lift undoes and which
-    leaves the system's other uses of the data alone; elsewhere (analytics) as a
-    restriction of the categories that purpose uses. A Restrict names no channel: a
-    withdrawal on one channel stops the purpose at the system on all of them, on the
-    subject's side, until they consent again."""
-    purposes = (rec.withdrawn_purpose,) if rec.withdrawn_purpose is not None else CONSENT_PURPOSES
-    return _consent_holdings(ctx, held, purposes, rec.withdrawn_channel)
-
-
-def _consent_holdings(
-    ctx: Context,
-    held: dict[System, set[Category]],
-    purposes: Collection[Purpose],
-    channel: Channel | None = None,
-) -> dict[System, set[Category]]:
-    """Each system a purpose resting on one of ``purposes`` (its ``consent_purpose``)
-    lists, with the categories of ``held`` it uses for it. With ``channel``, only the
-    purposes on that channel, or on none named (not bound to one)."""
     out: dict[System, set[Category]] = {}
     for spec in ctx.datamap.purposes.values():
-        if spec.consent_purpose not in purposes:
-            continue
-        if channel is not None and spec.channels and channel not in spec.channels:
+        if spec.consent_purpose is not Purpose.marketing:
             continue
         for system in spec.systems:
             cats = held.get(system, set()) & set(spec.categories)

@@ -32,15 +32,7 @@ from privops.core.request import (
 )
 from privops.core.request import stable_id as _id
 from privops.core.topics import ALERTS
-from privops.core.vocab import (
-    FINAL_TASK_STATES,
-    ObjectionScope,
-    Purpose,
-    RequestType,
-    System,
-    TaskAction,
-    TaskState,
-)
+from privops.core.vocab import FINAL_TASK_STATES, ObjectionScope, System, TaskAction, TaskState
 
 
 def make_task_id(request_id: str, system: System, action: TaskAction) -> str:
@@ -139,7 +131,10 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
     task.next_check_at = ctx.now + answer_window(spec, task.attempts)
     model = r.TASK_BY_ACTION[task.action]
     extra: dict[str, Any] = {"changes": task.changes} if task.action is TaskAction.rectify else {}
-    if task.action is TaskAction.restrict and stops_marketing(rec, task.system, ctx):
+    if (
+        task.action is TaskAction.restrict
+        and rec.objection_scope is ObjectionScope.direct_marketing
+    ):
         extra["marketing_objection"] = True  # not lifted with a restriction
     message = model(
         task_id=task.task_id,
@@ -161,25 +156,6 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
             after=f"{task.system.value}:{task.action.value}",
             reason=f"attempt {task.attempts}" + (f"; {kept}" if kept else ""),
         )
-    )
-
-
-def stops_marketing(rec: RequestRecord, system: System, ctx: Context) -> bool:
-    """Whether a Restrict of ``rec`` to ``system`` stops direct marketing for good
-    (``marketing_objection``: kept apart from a restriction of processing, so no lift
-    undoes it, and leaving the system's other uses of the data alone): an objection to
-    direct marketing, and a withdrawal of the marketing consent (or of every consent) at
-    a system that markets, one a purpose whose consent purpose is marketing lists
-    (privops.core.fanout sends it; review, session 27)."""
-    if rec.objection_scope is ObjectionScope.direct_marketing:
-        return True
-    if rec.request_type is not RequestType.consent_withdrawal:
-        return False
-    if rec.withdrawn_purpose not in (None, Purpose.marketing):
-        return False
-    return any(
-        spec.consent_purpose is Purpose.marketing and system in spec.systems
-        for spec in ctx.datamap.purposes.values()
     )
 
 

@@ -29,10 +29,19 @@ from typing import Any, Final
 from privops.core import sealing
 from privops.core.clock import UK
 from privops.core.erasure import Disclosure, SubjectFacts
+from privops.core.errors import DomainError
 from privops.core.fanout import SYSTEMS_OWN_GROUND
 from privops.core.fieldcrypt import MAIN_SCOPE, DataKey, KeyLookup
 from privops.core.holds import LegalHold
-from privops.core.identity import IdentityMap, keeping
+from privops.core.identity import (
+    EMAIL,
+    PHONE,
+    IdentityMap,
+    keeping,
+    merge,
+    normalise_email,
+    normalise_phone,
+)
 from privops.core.request import HistoryItem, Leftovers, RequestRecord
 from privops.core.sealing import REQUEST_FREE_TEXT
 from privops.core.subject_keys import (
@@ -121,13 +130,26 @@ def begun(leftovers: Leftovers, live: Collection[str]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Reached:
+    """What the erasure's task to a system carried: the identifiers it reached the system
+    by (``previous``: the earlier values, newest first) and when the request was made."""
+
+    system: System
+    identifiers: tuple[tuple[str, str], ...]
+    previous: tuple[tuple[str, tuple[str, ...]], ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Kept:
     """What the subject's data is still kept as, after this erasure: the categories
     (their retained-scope keys stay) and the systems keeping something (their
-    identifiers stay, so a follow-up or a new erasure can reach them)."""
+    identifiers stay, so a follow-up or a new erasure can reach them; ``reached``: what
+    the erasure's tasks reached them by, for one the identity map does not name)."""
 
     categories: frozenset[Category]
     systems: frozenset[System]
+    reached: tuple[Reached, ...] = ()
 
     @property
     def nothing(self) -> bool:
@@ -152,7 +174,17 @@ def still_kept(
             categories.update(hold.categories)
             systems.update(s for s, held in holdings.items() if held & set(hold.categories))
     systems.update(t.system for t in rec.tasks.values() if t.state is TaskState.failed)
-    return Kept(frozenset(categories), frozenset(systems))
+    reached = tuple(
+        Reached(
+            system=t.system,
+            identifiers=tuple(sorted(t.identifiers.items())),
+            previous=tuple(sorted((k, tuple(v)) for k, v in t.previous_identifiers.items())),
+            at=rec.created_at,
+        )
+        for _, t in sorted(rec.tasks.items())
+        if t.system in systems and t.identifiers and t.state is not TaskState.not_found
+    )
+    return Kept(frozenset(categories), frozenset(systems), reached)
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -296,10 +328,15 @@ def what_remains(
     are how a follow-up reaches them), and an email or phone only if one of those
     systems knows the subject by it; the retention facts stay while anything is kept
     (the follow-up re-plans from them), with only the disclosures of kept categories
-    (Art. 19 notices of the follow-up); legal holds keep the active ones."""
+    (Art. 19 notices of the follow-up); legal holds keep the active ones.
+
+    A system keeping data that never reported the subject (asked by what privops
+    inferred: ``fanout.holdings``) is kept by what its task carried (``_with_reached``):
+    before, it dropped out of the map, and neither the follow-up nor a later erasure
+    asked it again (review, session 27)."""
     active = tuple(h for h in holds if h.released_at is None or h.released_at > now)
     return Remains(
-        identity=_trimmed_identity(identity, kept.systems),
+        identity=_trimmed_identity(_with_reached(identity, kept.reached), kept.systems),
         facts=None if kept.nothing or facts is None else _trimmed_facts(facts, kept.categories),
         holds=active or None,
     )
@@ -389,6 +426,64 @@ def _trimmed_identity(
     # identity.keeping: the global email's and phone's earlier values too, only those a
     # kept system knew (an erased system's old address is not kept for them).
     return None if identity is None else keeping(identity, systems)
+
+
+def _with_reached(identity: IdentityMap | None, reached: Iterable[Reached]) -> IdentityMap | None:
+    """``identity`` with each system it does not name known by what the erasure's task
+    reached it by, earlier values too (``identity.merge``). Each value is dated when the
+    map last asserted it (the subject's email, another system's customer number), the
+    request's time if it no longer does: no known value's time moves."""
+    if identity is None:
+        return None
+    named = set(identity.systems)
+    for item in reached:
+        if item.system in named:
+            continue
+        previous = dict(item.previous)
+        for name, value in item.identifiers:
+            at = _asserted_at(identity, name, value) or item.at
+            identity = _merged(identity, item.system, name, value, at)
+            for i, old in enumerate(previous.get(name, ()), start=1):
+                # Older than the value that replaced it, whatever the map says now.
+                then = min(_asserted_at(identity, name, old) or at, at - i * _TICK)
+                identity = _merged(identity, item.system, name, old, then)
+    return identity
+
+
+_TICK: Final = timedelta(microseconds=1)
+
+
+def _merged(
+    identity: IdentityMap, system: System, name: str, value: str, at: datetime
+) -> IdentityMap:
+    try:
+        return merge(identity, identity.subject_id, system, {name: value}, at)
+    except DomainError:  # one the map took before it checked so (review, session 25)
+        return identity
+
+
+def _asserted_at(identity: IdentityMap, name: str, value: str) -> datetime | None:
+    """When ``identity`` last asserted ``value`` as a ``name``: the subject's email or
+    phone, or any system's identifier of that name, current or earlier."""
+    shared = getattr(identity, name) if name in (EMAIL, PHONE) else None
+    wanted = _comparable(name, value)
+    times = []
+    for slot in (shared, *(ids.get(name) for ids in identity.systems.values())):
+        if slot is None:
+            continue
+        for seen in (slot, *slot.previous):
+            if _comparable(name, seen.value) == wanted:
+                times.append(seen.occurred_at)
+    return max(times, default=None)
+
+
+def _comparable(name: str, value: str) -> str:
+    """An email or phone normalised (as the map's shared one is), anything else trimmed."""
+    normalise = {EMAIL: normalise_email, PHONE: normalise_phone}.get(name)
+    try:
+        return normalise(value) if normalise is not None else value.strip()
+    except DomainError:
+        return value.strip()
 
 
 def _trimmed_facts(facts: SubjectFacts, categories: frozenset[Category]) -> SubjectFacts:

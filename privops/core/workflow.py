@@ -387,6 +387,11 @@ NOTHING_HELD_NOTE: Final = (
     "them (if they are a customer, check the subject id)"
 )
 """For the DPO: an id mistyped is answered the same, so the answer says why."""
+NOTE_NOT_KEPT: Final = (
+    "the note (--reason) is not kept: no system has reported this subject, and privops "
+    "keeps nothing personal of someone it holds nothing of"
+)
+"""For the DPO: why the free text they gave an access request about a stranger is gone."""
 
 
 def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
@@ -406,10 +411,16 @@ def _nothing_held(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     sealed under the subject's key, which would make a key for someone privops holds
     nothing of. The notice is words only, the same for everyone. Identity is still
     verified first (``IDENTITY_REQUIRED``): answering "nothing" at once where a held
-    subject waits for their ID would tell a stranger which of the two they asked about."""
+    subject waits for their ID would tell a stranger which of the two they asked about.
+
+    Nor does the record keep the DPO's free text (``_submitted`` drops it, and any given
+    since goes here): it is sealed under the subject's key, and the flush would make one
+    for the stranger (review, session 27)."""
     move(rec, E.answered, out, ctx.now)
     notify_subject(rec, out, ctx, "access_response", NOTHING_HELD)
-    out.message = NOTHING_HELD_NOTE
+    dropped = out.message == NOTE_NOT_KEPT or rec.reason is not None
+    rec.reason = rec.extension_reason = None
+    out.message = f"{NOTHING_HELD_NOTE}; {NOTE_NOT_KEPT}" if dropped else NOTHING_HELD_NOTE
 
 
 def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
@@ -439,6 +450,8 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
                         Reason.invalid_command, f"the new {name} is not a valid {name}"
                     ) from None
     _check_withdrawal_scope(cmd)
+    # About a stranger: no free text, which would make them a key (``_nothing_held``).
+    stranger = not ctx.known_subject and cmd.request_type is RequestType.access
     rec = RequestRecord(
         request_id=cmd.request_id,
         request_type=cmd.request_type,
@@ -453,13 +466,14 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         withdrawn_purpose=cmd.withdrawn_purpose,
         withdrawn_channel=cmd.withdrawn_channel,
         linked_request_id=cmd.linked_request_id,
-        reason=cmd.reason,
+        reason=None if stranger else cmd.reason,
         created_at=ctx.now,
         history=[HistoryItem(at=ctx.now, event=E.submitted.value, state=RequestState.received)],
     )
     out = Outcome(
         record=rec,
         audit=[AuditStep("request_received", after=rec.state.value, reason=rec.request_type.value)],
+        message=NOTE_NOT_KEPT if stranger and cmd.reason is not None else None,
     )
     if rec.request_type in IDENTITY_REQUIRED:
         if rec.identity_verified_on is None:

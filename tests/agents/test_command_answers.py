@@ -175,8 +175,8 @@ async def test_lift_of_a_restricted_subject_is_accepted(driver: Driver) -> None:
 
 
 async def _finished(driver: Driver, request_id: str) -> None:
-    """A request that completed at once: a withdrawal of a consent no system uses (no
-    purpose of the data map rests on a profiling consent) sends no task."""
+    """A request that completed at once: a consent withdrawal sends no task (the consent
+    state is how systems learn it)."""
     sent = await driver.send(
         submit(request_id, RequestType.consent_withdrawal, withdrawn_purpose=Purpose.profiling)
     )

@@ -94,11 +94,11 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
 
         approaching = li_objection(customers[0].subject_id, received_for_due_in(2, today))
         breached = li_objection(customers[1].subject_id, today - timedelta(days=45))
-        # A request done at once must raise nothing for its near due date: a withdrawal
-        # of the profiling consent, which no system of the data map uses (no task). An
-        # objection to direct marketing no longer is: it reaches the CRM and the
-        # marketing platform by the subject's email whether or not they reported the
-        # subject (fanout.holdings; review, session 27).
+        # A request done at once must raise nothing for its near due date: a consent
+        # withdrawal (recorded in the consent state; no task). An objection to direct
+        # marketing no longer is: it reaches the CRM and the marketing platform by the
+        # subject's email whether or not they reported the subject (fanout.holdings;
+        # review, session 27).
         completed = cli(
             "request",
             "withdraw",

@@ -97,6 +97,38 @@ def test_identity_is_verified_before_the_answer(stranger: wf.Context) -> None:
     assert verified.record.due_on == deadlines.due_date(later.today)
 
 
+NOTE = "phoned from 12 Acacia Avenue asking what we hold"
+
+
+@pytest.mark.parametrize("verified", [True, False], ids=["verified", "awaiting-identity"])
+def test_the_dpos_note_on_a_strangers_access_request_is_not_kept(
+    stranger: wf.Context, verified: bool
+) -> None:
+    """Kept, the note is sealed under the subject's key, and the flush makes one for the
+    stranger, answered or still waiting for their ID (review, session 27). The DPO is
+    told it was not kept."""
+    outcome = wf.on_command(
+        None, submit(RequestType.access, verified=verified, reason=NOTE), stranger
+    )
+    assert outcome.rejected is None, outcome.message
+    rec = outcome.record
+    assert rec is not None
+    assert rec.state is (S.completed if verified else S.identity_unverified)
+    assert rec.reason is None
+    assert not sealing.personal_values(rec.model_dump(mode="json"), sealing.REQUESTS)
+    assert wf.NOTE_NOT_KEPT in (outcome.message or "")
+    if verified:
+        _nothing_held_answer(outcome)
+        assert "no system has reported this subject" in (outcome.message or "")
+
+
+def test_a_note_given_to_a_known_subjects_access_request_is_kept(ctx: wf.Context) -> None:  # noqa: F811
+    outcome = wf.on_command(None, submit(RequestType.access, reason=NOTE), ctx)
+    assert outcome.record is not None
+    assert outcome.record.reason == NOTE
+    assert wf.NOTE_NOT_KEPT not in (outcome.message or "")
+
+
 def test_a_subject_reported_before_verification_gets_the_ordinary_access_response(
     stranger: wf.Context,
 ) -> None:

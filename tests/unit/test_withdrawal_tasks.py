@@ -1,10 +1,11 @@
-"""A consent withdrawal told to the DPO reaches the systems that use that consent.
+"""A consent withdrawal told to the DPO sends its directive, and no task.
 
-Before, it sent no task: honoured only where a system asked ``/consent`` before every use
-(review, session 27). Now each system a purpose resting on the withdrawn consent lists
-(data map ``consent_purpose``) gets a Restrict: at a system that markets, a marketing stop
-(``marketing_objection``, which no restriction lift undoes and which leaves its other uses
-of the data alone); elsewhere a restriction of the categories that purpose uses.
+The consent state is how every system learns it: each consults it before each use
+(``GET /consent/{id}``, ``privops consent check``; DESIGN.md). A withdrawal (UK GDPR Art.
+7(3)) is no objection (Art. 21): for a while it went out as Restrict tasks, a marketing
+objection at the systems that market, which stopped every channel and which no later
+consent could clear, and a plain restriction of the customer's whole web account, which
+no lift could free (review, session 27). An objection still stops marketing with tasks.
 """
 
 from __future__ import annotations
@@ -19,17 +20,8 @@ from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.identity import IdentityMap, merge
 from privops.core.topics import SUBJECT_DIRECTIVES
-from privops.core.vocab import (
-    Category,
-    Channel,
-    ObjectionScope,
-    Purpose,
-    RequestState,
-    RequestType,
-    System,
-)
+from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestState, RequestType, System
 
-C = Category
 NOW = datetime(2026, 7, 20, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()
 SUBJECT = "subj-w"
@@ -59,8 +51,8 @@ CUSTOMER = identity(
 )
 
 
-def context(dm: DataMap, known: IdentityMap = CUSTOMER) -> wf.Context:
-    return wf.Context(now=NOW, today=TODAY, datamap=dm, subject_ref="sr_w", identity=known)
+def context(dm: DataMap) -> wf.Context:
+    return wf.Context(now=NOW, today=TODAY, datamap=dm, subject_ref="sr_w", identity=CUSTOMER)
 
 
 def withdraw(purpose: Purpose | None = None, channel: Channel | None = None) -> r.RequestSubmitted:
@@ -77,86 +69,41 @@ def withdraw(purpose: Purpose | None = None, channel: Channel | None = None) -> 
     )
 
 
-def restricts(outcome: wf.Outcome) -> dict[System, r.Restrict]:
-    found = {o.record.system: o.record for o in outcome.out if isinstance(o.record, r.Restrict)}
-    assert len(found) == sum(isinstance(o.record, r.Task) for o in outcome.out)
-    return found
-
-
-MARKETING = {C.contact, C.marketing_preferences}
+def tasks(outcome: wf.Outcome) -> list[r.Task]:
+    return [o.record for o in outcome.out if isinstance(o.record, r.Task)]
 
 
 @pytest.mark.parametrize(
-    "channel", [None, Channel.email, Channel.post], ids=["every-channel", "email", "post"]
+    ("purpose", "channel", "words"),
+    [
+        (Purpose.marketing, Channel.email, "to marketing by email"),
+        (Purpose.marketing, None, "to marketing"),
+        (Purpose.analytics, None, "to analytics"),
+        (Purpose.profiling, None, "to profiling"),
+        (None, Channel.post, "to everything by post"),
+        (None, None, ""),
+    ],
+    ids=["marketing-by-email", "marketing", "analytics", "profiling", "by-post", "every"],
 )
-def test_a_marketing_withdrawal_stops_marketing_at_every_system_that_markets(
-    dm: DataMap, channel: Channel | None
+def test_a_withdrawal_sends_its_directive_and_no_task(
+    dm: DataMap, purpose: Purpose | None, channel: Channel | None, words: str
 ) -> None:
-    outcome = wf.on_command(None, withdraw(Purpose.marketing, channel), context(dm))
+    outcome = wf.on_command(None, withdraw(purpose, channel), context(dm))
     assert outcome.rejected is None, outcome.message
-    sent = restricts(outcome)
-    assert set(sent) == {System.crm, System.marketing}  # not orders, web or telephony
-    for system, task in sent.items():
-        assert set(task.categories) == MARKETING, system
-        assert task.marketing_objection, system  # needs /tmp/s27/i3/retries.py.patch
-    assert sent[System.marketing].identifiers == {"email": EMAIL}
-    assert outcome.record is not None
-    assert outcome.record.state is RequestState.awaiting_systems
-    # The consent state learns it as before.
+    assert tasks(outcome) == []
     (directive,) = [o.record for o in outcome.out if o.topic == SUBJECT_DIRECTIVES]
     assert isinstance(directive, r.SubjectDirective)
-    assert (directive.kind, directive.purpose, directive.channel) == (
-        "withdrawn",
-        Purpose.marketing,
-        channel,
-    )
-
-
-def test_an_analytics_withdrawal_restricts_the_websites_analytics(dm: DataMap) -> None:
-    outcome = wf.on_command(None, withdraw(Purpose.analytics), context(dm))
-    sent = restricts(outcome)
-    assert list(sent) == [System.web]  # asked by the customer number and email it uses
-    assert sent[System.web].categories == [C.web]
-    assert not sent[System.web].marketing_objection  # a restriction of the analytics data
-
-
-def test_withdrawing_every_consent_reaches_every_system_using_one(dm: DataMap) -> None:
-    outcome = wf.on_command(None, withdraw(), context(dm))
-    sent = restricts(outcome)
-    assert set(sent) == {System.crm, System.marketing, System.web}
-    assert sent[System.crm].marketing_objection
-    assert sent[System.marketing].marketing_objection
-    assert not sent[System.web].marketing_objection
-
-
-def test_the_withdrawal_completes_when_the_systems_answer(dm: DataMap) -> None:
-    ctx = context(dm)
-    rec = wf.on_command(None, withdraw(Purpose.marketing, Channel.email), ctx).record
+    assert (directive.kind, directive.purpose, directive.channel) == ("withdrawn", purpose, channel)
+    rec = outcome.record
     assert rec is not None
-    outcome = wf.Outcome(record=rec)
-    for task in list(rec.tasks.values()):
-        result = r.TaskCompleted(
-            task_id=task.task_id, request_id=rec.request_id, system=task.system, answered_at=NOW
-        )
-        outcome = wf.on_result(rec, result, ctx)
-        assert outcome.record is not None
-        rec = outcome.record
-    assert rec.state is RequestState.completed
-    notes = [o.record for o in outcome.out if isinstance(o.record, r.SubjectNotification)]
-    assert [n.message for n in notes] == [
-        "We recorded that you withdrew your consent to marketing by email."
-    ]
+    assert (rec.state, rec.tasks) == (RequestState.completed, {})
+    (note,) = [o.record for o in outcome.out if isinstance(o.record, r.SubjectNotification)]
+    assert note.message == f"We recorded that you withdrew your consent {words}".rstrip() + "."
 
 
-def test_a_subject_no_marketing_system_knows_is_recorded_at_once(dm: DataMap) -> None:
-    cctv_only = identity({System.cctv: {"camera_ref": "cam-1:2026-07-01"}})
-    outcome = wf.on_command(None, withdraw(Purpose.marketing), context(dm, cctv_only))
-    assert restricts(outcome) == {}
-    assert outcome.record is not None
-    assert outcome.record.state is RequestState.completed
-
-
-def test_an_objection_still_stops_marketing_at_the_same_systems(dm: DataMap) -> None:
+def test_an_objection_to_direct_marketing_still_stops_it_at_every_system_that_markets(
+    dm: DataMap,
+) -> None:
     objection = withdraw().model_copy(
         update={
             "request_id": "R-o",
@@ -164,6 +111,6 @@ def test_an_objection_still_stops_marketing_at_the_same_systems(dm: DataMap) -> 
             "objection_scope": ObjectionScope.direct_marketing,
         }
     )
-    sent = restricts(wf.on_command(None, objection, context(dm)))
+    sent = {t.system: t for t in tasks(wf.on_command(None, objection, context(dm)))}
     assert set(sent) == {System.crm, System.marketing}
-    assert all(t.marketing_objection for t in sent.values())
+    assert all(isinstance(t, r.Restrict) and t.marketing_objection for t in sent.values())

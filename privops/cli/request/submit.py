@@ -278,8 +278,8 @@ def withdraw(
         help="Only this channel: email, sms, post or telephone (default: every channel).",
     ),
 ) -> None:
-    """Consent withdrawal (Art. 7(3)), as the subject told the DPO: recorded at once, and
-    the systems that process for the withdrawn purpose are told to stop (Restrict tasks)."""
+    """Consent withdrawal (Art. 7(3)), as the subject told the DPO: recorded at once in the
+    consent state, which every system consults before each use (no task is sent)."""
     chosen = parse_choice(Purpose, purpose, "purpose") if purpose is not None else None
     if chosen is not None and chosen not in CONSENT_PURPOSES:
         fail(
