@@ -121,7 +121,9 @@ class Connector:
 
     Every method gets the decoded task (``task.identifiers`` is what this system knows the
     subject by, ``task.previous_identifiers`` what it knew them by before, newest first:
-    rows recorded under an old phone or email are theirs too; ``task.categories`` what
+    a row found by an old phone or email may be theirs, or a later holder's of a
+    reassigned number or address, so take it only with an owner key that is theirs
+    (docs/connectors.md, "Earlier identifiers"); ``task.categories`` what
     to act on; ``task.keep`` what to keep and why) and returns an :class:`Answer`.
     Personal fields arrive in plaintext: the runner opens the task with the subject's key
     first, and encrypts the answer's (an export's location) after, so a connector never

@@ -319,8 +319,9 @@ def _add_task(
     if not identifiers:
         return
     task_id = make_task_id(rec.request_id, system, action)
-    # The values it knew the subject by before: its rows under an old phone or email
-    # (call recordings, a mailing list) are theirs too (review, session 27).
+    # The values it knew the subject by before: rows under an old phone or email (a
+    # mailing list, an old account) may be theirs, which the system tells by the owner
+    # key (docs/connectors.md, "Earlier identifiers"; review, session 27).
     previous = previous_for_system(ctx.identity, system, identifiers) if ctx.identity else {}
     rec.tasks[task_id] = TaskRecord(
         task_id=task_id,

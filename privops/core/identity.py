@@ -263,7 +263,8 @@ def previous_for_system(
     identity: IdentityMap, system: System, carried: Collection[str] = ()
 ) -> dict[str, list[str]]:
     """The values `system` knew the subject by before (newest first), per identifier name:
-    rows it recorded under an old phone or email are the subject's too. An email or phone
+    rows it recorded under an old phone or email may be the subject's (or a later holder's
+    of a reassigned number: docs/connectors.md says how systems tell). An email or phone
     in `carried` (what its task carries) that the system never reported itself (privops
     inferred it) comes with the subject's earlier ones from any system."""
     own = identity.systems.get(system, {})
@@ -339,7 +340,21 @@ def _kinds(system: System | None, identifiers: Mapping[str, str]) -> Iterable[tu
 
 def suppression_keys(secret: bytes, identity: IdentityMap) -> set[str]:
     """Every suppression key for a subject being erased: email, phone and system ids,
-    current and earlier (a re-import under an old address is the same person).
+    current, and of the earlier ones those that stay the subject's (review, session 27:
+    an earlier value can name someone else by now, and the list would drop his every
+    later event: his grants, identifiers and retention facts):
+
+    - earlier phones: none. Carriers reassign a number after a few months' quarantine,
+      routinely: the subject's old number is likely a stranger's by now. A re-import of
+      the subject mostly carries an email or an id too, which the list holds.
+    - earlier emails: kept. Most providers never reissue an address, the others only
+      after long disuse, and the current email may be recycled just the same once the
+      subject leaves it, a risk the list runs already. Leaving them out brings back the
+      finding they were listed for: an erased person re-imported under an old address,
+      and marketed to again. A stranger one does catch has his events flagged, not
+      applied (a withdrawal still is): rare, and a harm towards not contacting him.
+    - earlier system-local ids (customer_id, contact_id ...): kept; a system never
+      gives one to another person.
 
     An email learnt before control characters made one malformed (review, session 25)
     is left out, not raised: raising would dead-letter the erasure's suppression of
@@ -348,11 +363,12 @@ def suppression_keys(secret: bytes, identity: IdentityMap) -> set[str]:
     pairs: list[tuple[str, str]] = []
     for system, own in identity.systems.items():
         for name, ident in own.items():
-            for value in (ident.value, *ident.earlier()):
+            for value in (ident.value, *_suppressed_earlier(name, ident)):
                 pairs.extend(_kinds(system, {name: value}))
     for name, shared in ((EMAIL, identity.email), (PHONE, identity.phone)):
         if shared:
-            pairs.extend((name, value) for value in (shared.value, *shared.earlier()))
+            earlier = _suppressed_earlier(name, shared)
+            pairs.extend((name, value) for value in (shared.value, *earlier))
     keys = set()
     for kind, value in pairs:
         try:
@@ -360,6 +376,11 @@ def suppression_keys(secret: bytes, identity: IdentityMap) -> set[str]:
         except DomainError:
             continue
     return keys
+
+
+def _suppressed_earlier(name: str, ident: Identifier) -> list[str]:
+    """The earlier values of `ident` the suppression list takes: all but a phone's."""
+    return [] if name == PHONE else ident.earlier()
 
 
 def identifier_keys(

@@ -458,7 +458,9 @@ class Task(Record):
     issued_at: datetime
     identifiers: Annotated[dict[str, str], PERSONAL]
     # Values the system knew the subject by before (newest first, per identifier name):
-    # its rows under an old phone or email are the subject's too (review, session 27).
+    # a row under an old phone or email may be the subject's, or a later holder's of a
+    # reassigned number: systems match them only with the subject's owner key
+    # (docs/connectors.md, "Earlier identifiers"; review, session 27).
     previous_identifiers: Annotated[dict[str, list[str]], PERSONAL] = {}
     categories: list[Category] = []
     keep: list[Retention] = []

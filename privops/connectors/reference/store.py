@@ -1,7 +1,9 @@
 """The reference store: one fake system's SQLite file, and what it does with each task.
 
 - lookups: a subject's rows are found by the task's identifiers and by its
-  ``previous_identifiers`` (a call recorded under their old number is theirs too).
+  ``previous_identifiers``; a row found only by an earlier email or phone, which may
+  be someone else's by now (a reassigned number), is taken only when its owner key
+  says it is the subject's (``ReferenceStore._owned``; docs/connectors.md).
 - erase: rows of the asked categories (all the system's categories when none) are
   DELETED, except categories privops says to keep, which stay; when contact data is
   erased but a row is kept (an order kept as a financial record), the row's own contact
@@ -30,7 +32,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from privops.connectors.reference.exports import ExportPlace
 from privops.connectors.reference.people import FakeCustomer
@@ -66,13 +68,27 @@ Previous = Mapping[str, Sequence[str]] | None
 """A task's ``previous_identifiers``: the values the system knew the subject by before."""
 
 
-def _lookups(identifiers: Mapping[str, str], previous: Previous) -> Iterator[tuple[str, str]]:
-    """Every (name, value) to look the subject up by: current values, then earlier ones
-    (rows recorded under an old phone or email, such as call recordings, are theirs)."""
-    yield from identifiers.items()
+REASSIGNABLE: Final = frozenset({"email", "phone"})
+"""Identifier kinds handed to another person once the holder gives them up (a carrier
+reassigns a number, a provider may recycle an address): an earlier one may be a
+stranger's now. A system's own ids never are."""
+
+OWNER_COLUMNS: Final = ("customer_id", "contact_id")
+"""The columns that say whose a row is, strongest first: the customer number links a
+person's records across systems (a second contact record under it is the same
+person's). Telephony's rows have none: a caller record (``caller_ref``) is the record
+of a number, and a call says which number called, not who."""
+
+
+def _earlier(previous: Previous) -> Iterator[tuple[str, str]]:
     for name, values in (previous or {}).items():
         for value in values:
             yield name, value
+
+
+def _owner_columns(table: TableSpec) -> tuple[str, ...]:
+    held = {part.split()[0] for part in table.columns.split(",")}
+    return tuple(column for column in OWNER_COLUMNS if column in held)
 
 
 def _normalised(name: str, value: str) -> str | None:
@@ -148,18 +164,83 @@ class ReferenceStore:
     def _resolve(
         self, db: sqlite3.Connection, identifiers: Mapping[str, str], previous: Previous = None
     ) -> list[str]:
-        keys: set[str] = set()
-        for name, raw in _lookups(identifiers, previous):
+        """The subject's keys: those the current identifiers and earlier system ids find,
+        and those an earlier email or phone finds that are the subject's (``_owned``)."""
+        earlier = list(_earlier(previous))
+        own = [(name, value) for name, value in earlier if name not in REASSIGNABLE]
+        keys = self._keys(db, [*identifiers.items(), *own])
+        once = [(name, value) for name, value in earlier if name in REASSIGNABLE]
+        if once:
+            keys |= self._owned(db, identifiers, keys, once)
+        return sorted(keys)
+
+    def _matches(self, lookups: Sequence[tuple[str, str]]) -> Iterator[tuple[TableSpec, str, str]]:
+        """(table, column, normalised value) for each (name, value) a table answers."""
+        for name, raw in lookups:
             value = _normalised(name, raw) if raw else None
             if value is None:
                 continue
             for table in self.spec.tables:
                 column = table.lookups.get(name)
-                if column is None:
-                    continue
-                sql = f"SELECT DISTINCT {self.spec.key} FROM {table.name} WHERE {column} = ?"  # noqa: S608
-                keys.update(r[0] for r in db.execute(sql, (value,)) if r[0])
-        return sorted(keys)
+                if column is not None:
+                    yield table, column, value
+
+    def _keys(self, db: sqlite3.Connection, lookups: Sequence[tuple[str, str]]) -> set[str]:
+        keys: set[str] = set()
+        for table, column, value in self._matches(lookups):
+            sql = f"SELECT DISTINCT {self.spec.key} FROM {table.name} WHERE {column} = ?"  # noqa: S608
+            keys.update(r[0] for r in db.execute(sql, (value,)) if r[0])
+        return keys
+
+    def _owned(
+        self,
+        db: sqlite3.Connection,
+        identifiers: Mapping[str, str],
+        keys: set[str],
+        earlier: Sequence[tuple[str, str]],
+    ) -> set[str]:
+        """The keys of rows an earlier email or phone finds that are the subject's: their
+        owner (the first of ``OWNER_COLUMNS`` they fill) is one the subject is known by.
+
+        A row naming another owner is someone else's, who holds the value now (review,
+        session 27: the subject's erasure deleted the CRM record of the man their old
+        number passed to). A row with no owner (a call recording) would be the
+        subject's only if dated while they held the value, which a task cannot tell (it
+        carries values without dates): not taken either; nor is one whose owner cannot
+        be told against the subject's (none known)."""
+        known = self._owners(db, identifiers, keys)
+        owned: set[str] = set()
+        for table, column, value in self._matches(earlier):
+            owners = _owner_columns(table)
+            if not owners:
+                continue
+            wanted = ", ".join((self.spec.key, *owners))
+            sql = f"SELECT {wanted} FROM {table.name} WHERE {column} = ?"  # noqa: S608
+            for key, *values in db.execute(sql, (value,)):
+                owner = next(((c, v) for c, v in zip(owners, values, strict=True) if v), None)
+                if key and owner in known:
+                    owned.add(key)
+        return owned
+
+    def _owners(
+        self, db: sqlite3.Connection, identifiers: Mapping[str, str], keys: set[str]
+    ) -> set[tuple[str, str]]:
+        """(column, value) of every owner key the subject is known by: the task's own (a
+        customer_id it carries) and those of the rows the current identifiers found."""
+        known: set[tuple[str, str]] = set()
+        for table in self.spec.tables:
+            owners = _owner_columns(table)
+            for name, value in identifiers.items():
+                column = table.lookups.get(name)
+                if column in owners and value.strip():
+                    known.add((column, value.strip()))
+            if not owners or not keys:
+                continue
+            ordered = sorted(keys)
+            sql = f"SELECT {', '.join(owners)} FROM {table.name} WHERE {self._where(ordered)}"  # noqa: S608
+            for row in db.execute(sql, ordered):
+                known.update((c, v) for c, v in zip(owners, row, strict=True) if v)
+        return known
 
     def resolve(self, identifiers: Mapping[str, str], previous: Previous = None) -> list[str]:
         """The system's own keys for the subject these identifiers (and earlier ones) name."""
