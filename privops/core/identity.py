@@ -356,13 +356,20 @@ def suppression_keys(secret: bytes, identity: IdentityMap) -> set[str]:
     - earlier system-local ids (customer_id, contact_id ...): kept; a system never
       gives one to another person.
 
+    A phone a system still holds as current but the subject has since replaced
+    elsewhere (they told orders their new number, not the CRM) is an earlier phone too:
+    only the latest number (``identity.phone``) is listed (second review, session 27).
+
     An email learnt before control characters made one malformed (review, session 25)
     is left out, not raised: raising would dead-letter the erasure's suppression of
     everything else, and an event carrying it is refused at ingest now anyway.
     """
     pairs: list[tuple[str, str]] = []
+    latest_phone = identity.phone.value if identity.phone else None
     for system, own in identity.systems.items():
         for name, ident in own.items():
+            if name == PHONE and _normalised(normalise_phone, ident.value) != latest_phone:
+                continue  # an earlier phone too: a system not told of the newer number
             for value in (ident.value, *_suppressed_earlier(name, ident)):
                 pairs.extend(_kinds(system, {name: value}))
     for name, shared in ((EMAIL, identity.email), (PHONE, identity.phone)):

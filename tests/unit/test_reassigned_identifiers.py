@@ -179,3 +179,26 @@ def test_a_row_found_by_an_earlier_value_is_taken_only_with_the_subjects_owner_k
     assert "MKT-NOBODY" not in store.resolve(current, previous)
     # Nothing current found, no customer number carried: hers cannot be told apart.
     assert store.resolve({"email": "ann.new@example.com"}, previous) == []
+
+
+def test_a_phone_a_system_was_not_told_she_replaced_is_not_listed(
+    people: tuple[FakeCustomer, FakeCustomer],
+) -> None:
+    """She gave the CRM and telephony Bob's number long ago and told only orders and
+    marketing her new one: for those two, his number is still their current value, yet
+    it is an earlier phone of hers (second review, session 27: his events matched)."""
+    ann, bob = people
+    found: IdentityMap | None = None
+    for system in (System.crm, System.telephony):
+        found = merge(
+            found, ann.subject_id, system, {"phone": bob.phone}, NOW - timedelta(days=400)
+        )
+    for system in (System.orders, System.marketing):
+        found = merge(found, ann.subject_id, system, {"phone": ann.phone}, NOW - timedelta(days=30))
+    assert found is not None
+    assert found.systems[System.crm]["phone"].value == bob.phone
+    keys = suppression_keys(SECRET, found)
+    assert suppression_match(keys, (SECRET,), {"phone": bob.phone}) is None
+    for system in (System.crm, System.telephony):
+        assert suppression_match(keys, (SECRET,), {"phone": bob.phone}, system) is None
+    assert suppression_match(keys, (SECRET,), {"phone": ann.phone}) is not None
