@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import yaml
 from pydantic import (
@@ -59,6 +59,15 @@ UK_EEA_COUNTRIES: frozenset[str] = frozenset(
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 _MONTH_DAY_RE = re.compile(r"^\d{2}-\d{2}$")
+FIELD_NAME_RE: Final = re.compile(r"^[a-z]+(?:_[a-z]+)*$")
+"""A rectifiable field's name: lower-case words joined by ``_`` (``overdue_balance``)."""
+
+STATEMENT_PREFIX: Final = "statement:"
+"""A rectification's key for a supplementary statement (Art. 16, completion) about a
+category: ``statement:<category>`` -> the statement's text."""
+
+DEFAULT_CONTACT_FIELDS: Final = ("name", "email", "phone", "address", "postcode")
+"""The contact fields a DPO may rectify when the data map lists none for ``contact``."""
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
@@ -175,6 +184,23 @@ class SystemSpec(_Model):
 
 class CategorySpec(_Model):
     description: NonEmptyStr
+    # The fields of this category a DPO may rectify (`privops request rectify --set`);
+    # absent: none, except contact's DEFAULT_CONTACT_FIELDS. A field is one category's.
+    fields: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> CategorySpec:
+        seen: set[str] = set()
+        for i, name in enumerate(self.fields or ()):
+            if not FIELD_NAME_RE.match(name):
+                raise _ReferenceError(
+                    ("fields", i),
+                    f"field {name!r} is not a field name: lower-case words joined by _",
+                )
+            if name in seen:
+                raise _ReferenceError(("fields", i), f"field {name} listed twice")
+            seen.add(name)
+        return self
 
 
 class RetentionCondition(StrEnum):
@@ -391,12 +417,56 @@ class DataMap(_Model):
         wanted = set(categories)
         return {k: p for k, p in self.purposes.items() if wanted.intersection(p.categories)}
 
+    def fields_of(self, category: Category) -> tuple[str, ...]:
+        """The fields of ``category`` a DPO may rectify (contact's default when unlisted)."""
+        spec = self.categories.get(category)
+        if spec is None:
+            return ()
+        if spec.fields is None:
+            return DEFAULT_CONTACT_FIELDS if category is Category.contact else ()
+        return spec.fields
+
+    def rectifiable_fields(self) -> dict[str, Category]:
+        """Every field a rectification may carry, with its category, in file order."""
+        return {name: cat for cat in self.categories for name in self.fields_of(cat)}
+
+    def rectified_category(self, key: str) -> Category | None:
+        """The category a rectification's key concerns: a field's, or the category of a
+        supplementary statement (``statement:<category>``); None if it names neither."""
+        if key.startswith(STATEMENT_PREFIX):
+            name = key.removeprefix(STATEMENT_PREFIX)
+            return next((c for c in self.categories if c.value == name), None)
+        return self.rectifiable_fields().get(key)
+
 
 def _reference_problems(dm: DataMap) -> Iterable[_ReferenceError]:
+    yield from _field_problems(dm)
     yield from _system_problems(dm)
     yield from _retention_problems(dm)
     yield from _recipient_problems(dm)
     yield from _purpose_problems(dm)
+
+
+def _field_problems(dm: DataMap) -> Iterable[_ReferenceError]:
+    """A field is one category's: a rectification of it goes to the systems holding
+    that category, and is told to the recipients that received that category."""
+    owner: dict[str, Category] = {}
+    for cat in dm.categories:
+        for i, name in enumerate(dm.fields_of(cat)):
+            if name in owner:
+                default = (
+                    " (its default fields; list contact's fields to change them)"
+                    if owner[name] is Category.contact
+                    and dm.categories[Category.contact].fields is None
+                    else ""
+                )
+                yield _ReferenceError(
+                    ("categories", cat.value, "fields", i),
+                    f"field {name} is already {owner[name].value}'s{default}: "
+                    "a field belongs to one category",
+                )
+            else:
+                owner[name] = cat
 
 
 def _system_problems(dm: DataMap) -> Iterable[_ReferenceError]:

@@ -61,16 +61,6 @@ from privops.core.vocab import (
 
 E = LifecycleEvent
 
-# Fields a rectification may carry and the category each belongs to.
-RECTIFIABLE_FIELDS: dict[str, Category] = {
-    "name": Category.contact,
-    "email": Category.contact,
-    "phone": Category.contact,
-    "address": Category.contact,
-    "postcode": Category.contact,
-}
-
-
 # --- starting the work ----------------------------------------------------------------------
 
 
@@ -170,10 +160,7 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         send_tasks(rec, ctx, TaskAction.lift_restriction, held)
         directive(rec, out, ctx, "restriction_lifted")
     elif kind is RequestType.rectification:
-        wanted = {RECTIFIABLE_FIELDS[f] for f in rec.rectification}
-        relevant = {s: c & wanted for s, c in held.items() if c & wanted}
-        send_tasks(rec, ctx, TaskAction.rectify, relevant, changes=rec.rectification)
-        _notify_recipients(rec, ctx, out, TaskAction.rectify, wanted)
+        _rectify(rec, ctx, out, held)
     elif kind is RequestType.access:
         send_tasks(rec, ctx, TaskAction.export, held)
     elif kind is RequestType.objection:
@@ -223,6 +210,37 @@ def _plan_erasure(
     ]
     _notify_recipients(rec, ctx, out, TaskAction.erase, plan.erased_categories)
     directive(rec, out, ctx, "suppressed")
+
+
+def rectified(rec: RequestRecord, ctx: Context) -> dict[str, Category]:
+    """Each key of ``rec``'s rectification (a field, or ``statement:<category>``) with
+    the category it concerns, by the data map; a key it no longer names is left out."""
+    found = {key: ctx.datamap.rectified_category(key) for key in rec.rectification}
+    return {key: cat for key, cat in found.items() if cat is not None}
+
+
+def _rectify(
+    rec: RequestRecord, ctx: Context, out: Outcome, held: dict[System, set[Category]]
+) -> None:
+    """Art. 16: each system holding a category the rectification concerns gets the
+    corrected fields and statements of the categories it holds, and no others (the CRM
+    is not sent a credit balance); Art. 19: each recipient that received one is told."""
+    categories = rectified(rec, ctx)
+    if dropped := sorted(set(rec.rectification) - set(categories)):
+        # The data map changed since the request was accepted: the key names nothing now.
+        out.audit.append(
+            AuditStep(
+                "request_transitioned",
+                after=rec.state.value,
+                reason=f"not sent, the data map no longer lists them: {', '.join(dropped)}",
+            )
+        )
+    wanted = set(categories.values())
+    for system, cats in sorted(held.items()):
+        if cats & wanted:
+            changes = {k: v for k, v in rec.rectification.items() if categories.get(k) in cats}
+            _add_task(rec, ctx, system, TaskAction.rectify, sorted(cats & wanted), [], changes)
+    _notify_recipients(rec, ctx, out, TaskAction.rectify, wanted)
 
 
 def _acknowledge_complaint(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
@@ -300,10 +318,9 @@ def send_tasks(
     ctx: Context,
     action: TaskAction,
     held: dict[System, set[Category]],
-    changes: dict[str, str] | None = None,
 ) -> None:
     for system, cats in sorted(held.items()):
-        _add_task(rec, ctx, system, action, sorted(cats), [], changes or {})
+        _add_task(rec, ctx, system, action, sorted(cats), [])
 
 
 def _add_task(
@@ -340,6 +357,7 @@ def _notify_recipients(
 ) -> None:
     """Art. 19: tell each recipient that actually received affected data (its disclosures)."""
     disclosures = ctx.facts.disclosures
+    categories = rectified(rec, ctx) if action is TaskAction.rectify else {}
     for notice in erasure.recipients_to_notify(ctx.datamap, cats, disclosures):
         note = r.RecipientNotification(
             notification_id=_id(rec.request_id, notice.recipient, action),
@@ -351,9 +369,9 @@ def _notify_recipients(
             subject_ref=ctx.subject_ref,
             recipient_refs=list(notice.recipient_refs),
             changes={
-                field: value
-                for field, value in rec.rectification.items()
-                if action is TaskAction.rectify and RECTIFIABLE_FIELDS[field] in notice.categories
+                key: value
+                for key, value in rec.rectification.items()
+                if categories.get(key) in notice.categories
             },
         )
         out.out.append(Out(NOTIFICATIONS, rec.subject_id, note))

@@ -21,10 +21,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from privops.core import admission, erasure, retries, shredding, timelimits
 from privops.core import records as r
 from privops.core.consent import CONSENT_PURPOSES
+from privops.core.datamap import FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
 from privops.core.errors import DomainError
 from privops.core.fanout import (
     FOLLOWUP_ACTOR,
-    RECTIFIABLE_FIELDS,
     REDRESS,
     finish,
     holdings,
@@ -69,7 +69,6 @@ from privops.core.vocab import (
 )
 
 __all__ = [
-    "RECTIFIABLE_FIELDS",
     "AuditStep",
     "CommandAnswers",
     "Context",
@@ -423,6 +422,37 @@ def _nothing_held(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     out.message = f"{NOTHING_HELD_NOTE}; {NOTE_NOT_KEPT}" if dropped else NOTHING_HELD_NOTE
 
 
+def _check_rectification(changes: dict[str, str], datamap: DataMap) -> None:
+    """Refuse a rectification that names a field the data map does not list, a
+    statement (``statement:<category>``) about no category of it, or an empty one.
+
+    Values are never repeated: they are personal data, and the answer is not. Nor is a
+    key that is not a field's name (one could be a value put in the wrong place)."""
+    unknown = sorted(key for key in changes if datamap.rectified_category(key) is None)
+    if not changes or unknown:
+        shown = [
+            k if FIELD_NAME_RE.match(k.removeprefix(STATEMENT_PREFIX)) else "(not a name)"
+            for k in unknown
+        ]
+        raise Refused(
+            Reason.invalid_command,
+            f"rectification fields must be among {list(datamap.rectifiable_fields())}, or "
+            f"{STATEMENT_PREFIX}<category> for a category of the data map; "
+            f"got {shown or 'none'}",
+        )
+    for key, value in changes.items():
+        if key.startswith(STATEMENT_PREFIX) and not value.strip():
+            raise Refused(Reason.invalid_command, f"the {key} is empty: give its text")
+    for name, check in (("email", normalise_email), ("phone", normalise_phone)):
+        if name in changes:
+            try:
+                check(changes[name])
+            except DomainError:
+                raise Refused(
+                    Reason.invalid_command, f"the new {name} is not a valid {name}"
+                ) from None
+
+
 def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     if not ctx.known_subject and cmd.request_type not in UNKNOWN_SUBJECT_REQUESTS:
         raise Refused(
@@ -433,22 +463,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     if cmd.request_type is RequestType.restriction_lift and not ctx.restricted:
         raise Refused(Reason.not_restricted, "the subject has no active restriction to lift")
     if cmd.request_type is RequestType.rectification:
-        unknown = sorted(set(cmd.rectification) - set(RECTIFIABLE_FIELDS))
-        if not cmd.rectification or unknown:
-            raise Refused(
-                Reason.invalid_command,
-                f"rectification fields must be among "
-                f"{sorted(RECTIFIABLE_FIELDS)}; got {unknown or 'none'}",
-            )
-        for name, check in (("email", normalise_email), ("phone", normalise_phone)):
-            if name in cmd.rectification:
-                try:
-                    check(cmd.rectification[name])
-                except DomainError:
-                    # The value is not repeated: it is personal data, and the answer is not.
-                    raise Refused(
-                        Reason.invalid_command, f"the new {name} is not a valid {name}"
-                    ) from None
+        _check_rectification(cmd.rectification, ctx.datamap)
     _check_withdrawal_scope(cmd)
     # About a stranger: no free text, which would make them a key (``_nothing_held``).
     stranger = not ctx.known_subject and cmd.request_type is RequestType.access

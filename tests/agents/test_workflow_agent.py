@@ -333,6 +333,31 @@ async def test_a_confirmed_rectified_email_is_what_later_tasks_carry(
     assert emails(System.crm) == ["ann@example.com"]  # crm did not answer yet: the one it knows
 
 
+async def test_a_supplementary_statement_reaches_only_the_system_holding_its_category(
+    serde: Serde, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Art. 16 completion: a statement about the credit data goes, as a Rectify change
+    ``statement:credit``, to the one system holding credit data; its text is personal
+    data and never appears in a log line or on the audit topic."""
+    known_subject()
+    text = "The 2025 default was disputed with Acme Lighting and withdrawn"
+    fix = submitted(
+        "R-statement", RequestType.rectification, rectification={"statement:credit": text}
+    )
+    with caplog.at_level("DEBUG"):
+        async with workflow.test_context() as agent:
+            await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(fix))
+            await wait_for(lambda: requests.data.get("R-statement") is not None)
+            await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == 1)
+    (task,) = [s.record for s in outbox.on_prefix("privacy.tasks.")]
+    assert isinstance(task, r.Rectify)
+    assert (task.system, task.categories) == (System.orders, [Category.credit])
+    assert task.changes == {"statement:credit": text}
+    assert outbox.on(AUDIT)
+    assert all("Acme" not in str(a) for a in outbox.on(AUDIT))
+    assert "Acme" not in caplog.text
+
+
 async def test_the_rebuild_yields_and_starts_again_when_partitions_move(
     serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -343,7 +343,29 @@ def no_broker(env: Callable[..., None]) -> str:
         (["rectify", "--subject", "C-1", "--set", "=x"], "malformed --set"),
         (
             ["rectify", "--subject", "C-1", "--set", "shoe_size=9"],
-            "unknown field 'shoe_size' in --set: use one of name, email, phone, address, postcode",
+            "unknown field 'shoe_size' in --set: use one of name, email, phone, address, "
+            "postcode, delivery_name,",
+        ),
+        (
+            ["rectify", "--subject", "C-1", "--statement", "the default was disputed"],
+            "malformed --statement: expected CATEGORY=TEXT with CATEGORY one of contact,",
+        ),
+        (
+            ["rectify", "--subject", "C-1", "--statement", "=disputed"],
+            "malformed --statement",
+        ),
+        (
+            ["rectify", "--subject", "C-1", "--statement", "shoes=disputed"],
+            "unknown category 'shoes' in --statement: use one of contact, payment, purchases, "
+            "credit,",
+        ),
+        (
+            ["rectify", "--subject", "C-1", "--statement", "credit=  "],
+            "empty text for --statement credit=: give the statement",
+        ),
+        (
+            ["rectify", "--subject", "C-1", "--statement", "credit=a", "--statement", "credit=b"],
+            "--statement credit given twice",
         ),
         (["rectify", "--subject", "C-1", "--set", "email="], "empty value for --set email="),
         (
@@ -382,6 +404,25 @@ def test_malformed_set_does_not_echo_the_value() -> None:
     out = run("request", "rectify", "--subject", "C-1", "--set", "jane@example.com")
     assert out.code == EXIT_BAD_INPUT
     assert "jane@example.com" not in out.output
+
+
+@pytest.mark.usefixtures("no_broker")
+@pytest.mark.parametrize(
+    ("option", "given"),
+    [
+        ("--set", "jane@example.com=x"),  # a value where the field goes
+        ("--statement", "credit: Ann Jones of 12 Acacia Avenue=disputed"),
+        ("--statement", "Ann Jones disputed the default"),
+    ],
+)
+def test_a_malformed_statement_or_field_is_never_echoed(option: str, given: str) -> None:
+    """What is not a field or category name may be the personal text put in the wrong
+    place: the message names the shape, never what was given."""
+    out = run("request", "rectify", "--subject", "C-1", option, given)
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert f"malformed {option}" in out.flat
+    for part in ("jane@example.com", "Ann Jones", "Acacia"):
+        assert part not in out.output
 
 
 def test_missing_required_options_exit_2() -> None:

@@ -24,8 +24,8 @@ from privops.cli.main import app
 from privops.cli.request import parse_date as reexported_parse_date
 from privops.cli.request.options import Submission, submission_verb
 from privops.cli.request.submit import parse_changes
+from privops.core.datamap import DEFAULT_CONTACT_FIELDS
 from privops.core.vocab import Category, Channel, ObjectionScope, Purpose
-from privops.core.workflow import RECTIFIABLE_FIELDS
 
 # The options every submission verb shares, after --subject and its own.
 SHARED = (
@@ -54,7 +54,7 @@ SURFACE = [
     f"request restrict: --subject {SHARED}",
     f"request lift: --subject {SHARED}",
     f"request access: --subject {SHARED}",
-    f"request rectify: --subject --set {SHARED}",
+    f"request rectify: --subject --set --statement {SHARED}",
     f"request object: --subject --scope {SHARED}",
     f"request withdraw: --subject --purpose --channel {SHARED}",
     f"request complain: --subject --restrict-while-investigating --link {SHARED}",
@@ -160,10 +160,13 @@ def test_parse_changes(pairs: list[str], expected: dict[str, str]) -> None:
     assert parse_changes(pairs) == expected
 
 
-def test_rectify_offers_exactly_the_fields_the_workflow_accepts() -> None:
+def test_rectify_points_at_the_fields_the_data_map_lists() -> None:
+    """The fields are the data map's (the worker's check), not a list of the CLI's."""
     out = CliRunner().invoke(app, ["request", "rectify", "--help"], env={"COLUMNS": "200"})
-    assert f"fields: {', '.join(RECTIFIABLE_FIELDS)}." in " ".join(out.output.split())
-    assert "postcode" in RECTIFIABLE_FIELDS
+    text = " ".join(out.output.split())
+    assert "categories.<category>.fields" in text
+    assert f"contact's by default: {DEFAULT_CONTACT_FIELDS[0]}," in text
+    assert "--statement" in text
 
 
 def test_submission_verb_bundles_the_shared_options_and_keeps_their_order() -> None:

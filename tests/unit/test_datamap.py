@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from privops.core.datamap import (
+    DEFAULT_CONTACT_FIELDS,
     DataMap,
     InvestigationHold,
     RetentionAnchor,
@@ -215,6 +216,18 @@ def _line_of(text: str, needle: str) -> int:
             "organisation.financial_year_end",
             "02-29",
         ),
+        (
+            "    fields: [credit_limit,",
+            "    fields: [Credit-Limit,",
+            "categories.credit.fields[0]",
+            "Credit-Limit",
+        ),
+        (
+            "    fields: [delivery_name, delivery_address, delivery_phone]\n",
+            "    fields: [delivery_name, delivery_address, delivery_phone, delivery_name]\n",
+            "categories.purchases.fields[3]",
+            "delivery_phone, delivery_name]",
+        ),
     ],
 )
 def test_broken_yaml_names_field_and_line(
@@ -320,3 +333,50 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
 def test_not_a_mapping() -> None:
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         parse_datamap("- a\n- b\n")
+
+
+# --- rectifiable fields ------------------------------------------------------------------------
+
+
+def test_rectifiable_fields_are_the_data_maps(dm: DataMap) -> None:
+    fields = dm.rectifiable_fields()
+    assert fields["overdue_balance"] is Category.credit
+    assert fields["default_status"] is Category.credit
+    assert fields["delivery_address"] is Category.purchases
+    assert [f for f, c in fields.items() if c is Category.contact] == list(DEFAULT_CONTACT_FIELDS)
+    assert dm.fields_of(Category.cctv) == ()
+    assert dm.rectified_category("statement:credit") is Category.credit
+    assert dm.rectified_category("statement:shoes") is None
+    assert dm.rectified_category("shoe_size") is None
+
+
+def test_without_fields_contact_keeps_its_five_and_nothing_else_is_rectifiable() -> None:
+    text = REAL.read_text()
+    bare = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("fields:"))
+    dm = parse_datamap(bare)
+    assert dm.rectifiable_fields() == dict.fromkeys(DEFAULT_CONTACT_FIELDS, Category.contact)
+
+
+def test_a_field_in_two_categories_is_refused_naming_its_path() -> None:
+    text = _broken(
+        "    fields: [delivery_name, delivery_address, delivery_phone]\n",
+        "    fields: [delivery_name, delivery_address, delivery_phone, overdue_balance]\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    # Reported where it is listed the second time (credit follows purchases in the file).
+    line = _line_of(text, "fields: [credit_limit,")
+    assert (
+        f"categories.credit.fields[2] (line {line}): field overdue_balance is already "
+        "purchases's: a field belongs to one category"
+    ) in str(info.value)
+
+
+def test_a_default_contact_field_listed_elsewhere_is_refused() -> None:
+    text = REAL.read_text().replace("    fields: [name, email, phone, address, postcode]\n", "")
+    text = text.replace("fields: [credit_limit,", "fields: [email, credit_limit,", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    message = str(info.value)
+    assert "categories.credit.fields[0]" in message
+    assert "field email is already contact's (its default fields" in message

@@ -23,6 +23,7 @@ from privops.cli.common import (
     emit_json,
     err_console,
     fail,
+    handled,
     parse_choice,
     parse_date,
     settings,
@@ -43,14 +44,23 @@ from privops.cli.request.publish import (
 from privops.cli.worker_http import worker_url
 from privops.connectors.encryption import encrypt_record, worker_keys
 from privops.core.consent import CONSENT_PURPOSES
+from privops.core.datamap import (
+    DEFAULT_CONTACT_FIELDS,
+    FIELD_NAME_RE,
+    STATEMENT_PREFIX,
+    DataMap,
+    load_datamap,
+)
 from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.records import RequestSubmitted
 from privops.core.subject_keys import SubjectErased
 from privops.core.topics import COMMANDS
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType
-from privops.core.workflow import RECTIFIABLE_FIELDS
 
-_FIELDS = ", ".join(RECTIFIABLE_FIELDS)
+_FIELDS_HELP = (
+    "those the data map lists for each category (categories.<category>.fields; contact's "
+    f"by default: {', '.join(DEFAULT_CONTACT_FIELDS)})"
+)
 
 
 def date_order_problem(
@@ -180,18 +190,33 @@ def _simple_verb(request_type: RequestType, doc: str) -> Callable[..., None]:
     return submission_verb(verb)
 
 
-def parse_changes(pairs: Sequence[str]) -> dict[str, str]:
-    """--set FIELD=VALUE pairs as a dict; exit 2 on anything malformed (values not echoed)."""
-    if not pairs:
-        fail(f"rectify needs at least one --set FIELD=VALUE; fields: {_FIELDS}")
+def _datamap() -> DataMap:
+    """The data map, as the worker reads it (PRIVOPS_DATAMAP); exit 2 if it is wrong."""
+    with handled():
+        return load_datamap(settings().datamap)
+    raise AssertionError("unreachable")
+
+
+def _name(text: str) -> str | None:
+    """``text`` as a field or category name, or None: what is not one is never
+    repeated (it may be a value put in the wrong place)."""
+    name = text.strip().lower()
+    return name if FIELD_NAME_RE.match(name) else None
+
+
+def parse_changes(pairs: Sequence[str], fields: Sequence[str] | None = None) -> dict[str, str]:
+    """--set FIELD=VALUE pairs as a dict, FIELD one of ``fields`` (the data map's when
+    None); exit 2 on anything malformed (values not echoed)."""
+    allowed = list(_datamap().rectifiable_fields()) if fields is None else list(fields)
+    listed = ", ".join(allowed)
     changes: dict[str, str] = {}
     for pair in pairs:
-        field, sep, value = pair.partition("=")
-        field = field.strip().lower()
-        if not sep or not field:
-            fail(f"malformed --set: expected FIELD=VALUE with FIELD one of {_FIELDS}")
-        if field not in RECTIFIABLE_FIELDS:
-            fail(f"unknown field '{escape(field)}' in --set: use one of {_FIELDS}")
+        raw, sep, value = pair.partition("=")
+        field = _name(raw)
+        if not sep or field is None:
+            fail(f"malformed --set: expected FIELD=VALUE with FIELD one of {listed}")
+        if field not in allowed:
+            fail(f"unknown field '{field}' in --set: use one of {listed}")
         if not value.strip():
             fail(f"empty value for --set {field}=: give the corrected value")
         if field in changes:
@@ -200,22 +225,57 @@ def parse_changes(pairs: Sequence[str]) -> dict[str, str]:
     return changes
 
 
+def parse_statements(pairs: Sequence[str], categories: Sequence[str]) -> dict[str, str]:
+    """--statement CATEGORY=TEXT pairs as rectification keys ``statement:<category>``;
+    exit 2 on anything malformed (the text never echoed)."""
+    listed = ", ".join(categories)
+    statements: dict[str, str] = {}
+    for pair in pairs:
+        raw, sep, text = pair.partition("=")
+        category = _name(raw)
+        if not sep or category is None:
+            fail(f"malformed --statement: expected CATEGORY=TEXT with CATEGORY one of {listed}")
+        if category not in categories:
+            fail(f"unknown category '{category}' in --statement: use one of {listed}")
+        if not text.strip():
+            fail(f"empty text for --statement {category}=: give the statement")
+        key = f"{STATEMENT_PREFIX}{category}"
+        if key in statements:
+            fail(f"--statement {category} given twice: put it in one statement")
+        statements[key] = text.strip()
+    return statements
+
+
 @submission_verb
 def rectify(
     common: Submission,
     set_: list[str] = typer.Option(
         [],
         "--set",
-        help=f"A correction FIELD=VALUE (repeatable); fields: {_FIELDS}.",
+        help=f"A correction FIELD=VALUE (repeatable); fields: {_FIELDS_HELP}.",
+    ),
+    statement: list[str] = typer.Option(
+        [],
+        "--statement",
+        help="Completion by a supplementary statement CATEGORY=TEXT (repeatable, one per "
+        "category), e.g. credit='the 2025 default was disputed and withdrawn'.",
     ),
 ) -> None:
-    """Rectification (Art. 16): correct fields in every system that holds them.
+    """Rectification (Art. 16): correct fields, or complete a category's data with a
+    supplementary statement, in every system that holds it; recipients are told (Art. 19).
 
-    The corrected values are sealed under the subject's key (from the worker's key
-    service, unwrapped with the KEK at PRIVOPS_KEK_FILE) before they go on
+    The corrected values and statements are sealed under the subject's key (from the
+    worker's key service, unwrapped with the KEK at PRIVOPS_KEK_FILE) before they go on
     privacy.commands, so the subject's erasure makes that copy unreadable too. Without a
     KEK here they are sent as they are, with a warning."""
-    changes = parse_changes(set_)
+    if not set_ and not statement:
+        fail(
+            "rectify needs at least one --set FIELD=VALUE or --statement CATEGORY=TEXT; "
+            f"fields: {_FIELDS_HELP}"
+        )
+    datamap = _datamap()
+    changes = parse_changes(set_, list(datamap.rectifiable_fields()))
+    changes |= parse_statements(statement, [c.value for c in datamap.categories])
     submit([sealed(submission(RequestType.rectification, common, rectification=changes))], common)
 
 

@@ -2,8 +2,8 @@
 
 A spec is data the store interprets (``privops.connectors.reference.store``): which
 identifier kinds a table answers (``lookups``), which columns are contact data to null
-when a row is kept but its contact data erased, what ``rectify`` may change, and a
-system's own hold (CCTV under an open investigation).
+when a row is kept but its contact data erased, what ``rectify`` may change (a data
+map field -> its column), and a system's own hold (CCTV under an open investigation).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ SPECS: dict[System, StoreSpec] = {
                 " delivery_address TEXT, delivery_phone TEXT",
                 lookups=_BY_CUSTOMER,
                 contact_columns=("delivery_name", "delivery_address", "delivery_phone"),
+                rectify={c: c for c in ("delivery_name", "delivery_address", "delivery_phone")},
             ),
             TableSpec(
                 "invoices",
@@ -106,6 +107,13 @@ SPECS: dict[System, StoreSpec] = {
                 " credit_limit_pence INTEGER, balance_pence INTEGER, overdue_pence INTEGER,"
                 " status TEXT, reference_agency TEXT",
                 lookups=_ref("customer_id", account_number="credit_account"),
+                # Amounts arrive in pounds ("120.50"); the store keeps pence.
+                rectify={
+                    "credit_limit": "credit_limit_pence",
+                    "account_balance": "balance_pence",
+                    "overdue_balance": "overdue_pence",
+                    "default_status": "status",
+                },
             ),
         ),
     ),

@@ -12,7 +12,11 @@
   A system's own hold (CCTV clips under an open investigation) also keeps rows.
 - restrict / lift_restriction: set / clear ``restricted`` on every row of the subject; a
   restrict for a marketing objection is kept apart (``_objections``), never lifted.
-- rectify: changes (name, email, phone, address) applied where the system has them.
+- rectify: changes (the data map's fields: name, email, a credit account's overdue
+  balance in pounds...) applied where the system has them (``TableSpec.rectify``); a
+  supplementary statement (``statement:<category>``, Art. 16) recorded in
+  ``_statements`` for a category the system holds, exported with the rows and erased
+  with the category.
 - export: every row of the subject as JSON, written and reported where
   :class:`ExportPlace` says (below the system's export root); a request id that is not
   path-safe raises :class:`UnsafeRequestId` before anything is read or written. Each
@@ -31,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +43,7 @@ from privops.connectors.reference.exports import ExportPlace
 from privops.connectors.reference.people import FakeCustomer
 from privops.connectors.reference.rows import seed_rows
 from privops.connectors.reference.specs import SPECS, StoreSpec, TableSpec
+from privops.core.datamap import STATEMENT_PREFIX
 from privops.core.errors import DomainError
 from privops.core.identity import normalise_email, normalise_phone
 from privops.core.records import ExportReference, Retention
@@ -56,6 +62,12 @@ class EraseReport:
     kept: dict[Category, str] = field(default_factory=dict)
     exports_deleted: int = 0
 
+
+_STATEMENTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS _statements"
+    " (key TEXT NOT NULL, category TEXT NOT NULL, statement TEXT NOT NULL,"
+    " recorded_at TEXT NOT NULL, PRIMARY KEY (key, category, statement))"
+)
 
 _EXPORTS_DDL = (
     "CREATE TABLE IF NOT EXISTS _exports"
@@ -100,6 +112,20 @@ def _normalised(name: str, value: str) -> str | None:
     except DomainError:
         return None
     return value.strip() or None
+
+
+def _stored(field_name: str, column: str, value: str) -> str | int:
+    """A rectified value as the column keeps it: amounts (``*_pence``) arrive in pounds
+    ("120.50", "£1,200"). Raises ValueError, the value not repeated."""
+    if not column.endswith("_pence"):
+        return value.strip()
+    try:
+        pounds = Decimal(value.strip().removeprefix("£").replace(",", ""))
+    except InvalidOperation:
+        raise ValueError(f"rectify: the new {field_name} is not an amount in pounds") from None
+    if not pounds.is_finite() or pounds != pounds.quantize(Decimal("0.01")):
+        raise ValueError(f"rectify: the new {field_name} is not an amount in pounds")
+    return int(pounds * 100)
 
 
 class ReferenceStore:
@@ -311,6 +337,7 @@ class ReferenceStore:
                     any_set = " OR ".join(f"{c} IS NOT NULL" for c in table.contact_columns)
                     sql = f"UPDATE {table.name} SET {nulls} WHERE {where} AND ({any_set})"  # noqa: S608
                     anonymised += db.execute(sql, keys).rowcount
+            deleted += _delete_statements(db, keys, erase)
             exports = self._delete_exports(db, keys)
             return EraseReport(True, deleted + exports, anonymised, kept, exports)
 
@@ -366,10 +393,17 @@ class ReferenceStore:
     def rectify(
         self, identifiers: Mapping[str, str], changes: Mapping[str, str], previous: Previous = None
     ) -> int | None:
-        """Rows updated; None when the identifiers match nothing. Raises ValueError on bad input."""
+        """Rows updated and statements recorded; None when the identifiers match nothing.
+        Raises ValueError on bad input, before anything is written."""
         clean: dict[str, str] = {}
+        statements: dict[Category, str] = {}
+        held = {c.value: c for c in self.spec.categories}
         for name, value in changes.items():
-            if name in ("email", "phone"):
+            if name.startswith(STATEMENT_PREFIX):
+                category = held.get(name.removeprefix(STATEMENT_PREFIX))
+                if category is not None and value.strip():
+                    statements[category] = value.strip()
+            elif name in ("email", "phone"):
                 normal = _normalised(name, value)
                 if normal is None:
                     raise ValueError(f"rectify: the new {name} is not valid")
@@ -380,9 +414,17 @@ class ReferenceStore:
         postcode = clean.pop("postcode", None)
         if "address" in clean:
             postcode = None  # a whole new address says its postcode already
+        sets_by_table: dict[str, dict[str, str | int]] = {
+            table.name: {
+                table.rectify[f]: _stored(f, table.rectify[f], v)
+                for f, v in clean.items()
+                if f in table.rectify
+            }
+            for table in self.spec.tables
+        }
 
         def assignments(table: TableSpec) -> _Assignments | None:
-            sets = {table.rectify[f]: v for f, v in clean.items() if f in table.rectify}
+            sets = sets_by_table[table.name]
             return (", ".join(f"{c} = ?" for c in sets), tuple(sets.values())) if sets else None
 
         def postcodes(db: sqlite3.Connection, table: TableSpec, where: str, keys: list[str]) -> int:
@@ -391,8 +433,18 @@ class ReferenceStore:
                 return 0
             return _new_postcode(db, table.name, column, where, keys, postcode)
 
-        # One lookup and one transaction for both: the email may change here.
-        return self._update(identifiers, assignments, also=postcodes, previous=previous)
+        def record(db: sqlite3.Connection, keys: list[str]) -> int:
+            return _record_statements(db, keys, statements) if statements else 0
+
+        # One lookup and one transaction for all: the email may change here.
+        return self._update(
+            identifiers, assignments, also=postcodes, previous=previous, then=record
+        )
+
+    def statements(self, identifiers: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The subject's supplementary statements (tests, export)."""
+        with self._db() as db:
+            return _statements_of(db, self._resolve(db, identifiers))
 
     def _update(
         self,
@@ -400,11 +452,13 @@ class ReferenceStore:
         assignments: Callable[[TableSpec], _Assignments | None],
         also: Callable[[sqlite3.Connection, TableSpec, str, list[str]], int] | None = None,
         previous: Previous = None,
+        then: Callable[[sqlite3.Connection, list[str]], int] | None = None,
     ) -> int | None:
         """Rows updated, table by table; None when the identifiers match nothing.
 
         ``assignments`` gives a table's SET clause and its values, or None to leave it alone;
-        ``also`` updates a table further in the same transaction (rows it changed).
+        ``also`` updates a table further in the same transaction (rows it changed);
+        ``then`` writes once more for the subject's keys, in it too (rows it wrote).
         """
         with self._db() as db:
             keys = self._resolve(db, identifiers, previous)
@@ -420,6 +474,8 @@ class ReferenceStore:
                     total += db.execute(sql, (*values, *keys)).rowcount
                 if also is not None:
                     total += also(db, table, where, keys)
+            if then is not None:
+                total += then(db, keys)
             return total
 
     def export(
@@ -437,6 +493,7 @@ class ReferenceStore:
             if not keys:
                 return None
             tables = self._rows_of(db, keys)
+            statements = _statements_of(db, keys)
             db.execute(_EXPORTS_DDL)
             db.executemany(
                 "INSERT OR REPLACE INTO _exports VALUES (?, ?, ?)",
@@ -446,7 +503,7 @@ class ReferenceStore:
             t.name: {"category": t.category.value, "rows": tables.get(t.name, [])}
             for t in self.spec.tables
         }
-        count = sum(len(t["rows"]) for t in by_table.values())
+        count = sum(len(t["rows"]) for t in by_table.values()) + len(statements)
         document = {
             "controller": "ALL LED Limited",
             "system": self.spec.system.value,
@@ -454,6 +511,8 @@ class ReferenceStore:
             "generated_at": datetime.now(UTC).isoformat(),
             "record_count": count,
             "tables": by_table,
+            # Art. 16 completion: what the subject added to their data is theirs too.
+            "supplementary_statements": statements,
         }
         data = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -499,3 +558,42 @@ def _new_postcode(
         sql = f"UPDATE {table} SET {column} = ? WHERE rowid = ?"  # noqa: S608
         changed += db.execute(sql, (f"{head}, {postcode}", rowid)).rowcount
     return changed
+
+
+def _record_statements(
+    db: sqlite3.Connection, keys: Sequence[str], statements: Mapping[Category, str]
+) -> int:
+    """Record each statement against each of the subject's keys; the same statement
+    again (a re-sent task) records nothing. Statements recorded."""
+    db.execute(_STATEMENTS_DDL)
+    now = datetime.now(UTC).isoformat()
+    rows = [(k, c.value, text, now) for k in keys for c, text in statements.items()]
+    before = db.total_changes
+    db.executemany("INSERT OR IGNORE INTO _statements VALUES (?, ?, ?, ?)", rows)
+    # A statement already there is still recorded: the task is done, not "not found".
+    return max(db.total_changes - before, len(statements))
+
+
+def _statements_of(db: sqlite3.Connection, keys: Sequence[str]) -> list[dict[str, Any]]:
+    if not keys:
+        return []
+    db.execute(_STATEMENTS_DDL)
+    where = f"key IN ({', '.join('?' * len(keys))})"
+    sql = (
+        f"SELECT DISTINCT category, statement, recorded_at FROM _statements WHERE {where}"  # noqa: S608
+        " ORDER BY recorded_at, category"
+    )
+    return [dict(r) for r in db.execute(sql, keys)]
+
+
+def _delete_statements(
+    db: sqlite3.Connection, keys: Sequence[str], categories: set[Category]
+) -> int:
+    """Delete the subject's statements about the erased categories. Rows deleted."""
+    if not categories:
+        return 0
+    db.execute(_STATEMENTS_DDL)
+    where = f"key IN ({', '.join('?' * len(keys))})"
+    marks = ", ".join("?" * len(categories))
+    sql = f"DELETE FROM _statements WHERE {where} AND category IN ({marks})"  # noqa: S608
+    return db.execute(sql, (*keys, *(c.value for c in categories))).rowcount
