@@ -129,9 +129,6 @@ def context(subject_id: str) -> wf.Context:
     identity = state.get(IDENTITIES, subject_id)
     current = state.get(CONSENT, subject_id)
     holds = state.get(HOLDS, subject_id)
-    # The consent state's suppression (for a subject with none here, the suppression
-    # list's): a later request asks only the systems the erasure kept (fanout.holdings).
-    gone = identity is not None and erased(subject_id)
     now = collaborators().clock.now()
     return wf.Context(
         now=now,
@@ -141,7 +138,6 @@ def context(subject_id: str) -> wf.Context:
         identity=identity,
         known_subject=identity is not None or current is not None,
         restricted=bool(current and current.restricted),
-        erased=gone,
         facts=state.get(FACTS, subject_id) or SubjectFacts(),
         holds=tuple(holds or ()),
         complaint_ack_days=settings.complaint_ack_days,

@@ -83,17 +83,18 @@ def holdings(ctx: Context, rec: RequestRecord | None = None) -> dict[System, set
     rectification (Art. 16: wherever the inaccurate data is) and an objection. Art. 19
     recipients are told from disclosures only, never from this.
 
-    Once the subject is erased (``ctx.erased``), and for a follow-up erasure of ``rec``
-    (the worker's own, for what an erasure kept), only the systems the identity map
-    still names are asked: the erasure asked the others, and kept the identifiers of
-    those still keeping data (privops.core.shredding.what_remains), sealed under a
-    retained key that only a system holding the kept category may open
-    (privops.core.shredding.system_may_ask). A later access request or erasure that
-    asked the others too sent them tasks they could never open, retried until the
-    request breached (review, session 27)."""
+    A follow-up erasure of ``rec`` (the worker's own, for what an erasure kept) asks
+    only the systems the identity map still names: the erasure asked the others, and
+    kept the identifiers of those still keeping data (privops.core.shredding
+    .what_remains). Any other request about an erased subject asks as above: a system
+    opens a task sealed under a retained key like any other (the key service's GET
+    lists every stored key; only creating one is limited by scope), and one that erased
+    everything answers not found. (Asking only the map's systems once the erasure had
+    started, tried in this session, left out of an access request made meanwhile the
+    systems still holding the subject's data: second review, session 27.)"""
     if ctx.identity is None:
         return {}
-    named_only = ctx.erased or (rec is not None and rec.actor == FOLLOWUP_ACTOR)
+    named_only = rec is not None and rec.actor == FOLLOWUP_ACTOR
     return {
         system: cats
         for system, cats in ctx.datamap.holdings().items()
@@ -547,8 +548,13 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         exports = [(t.system, t.export) for t in rec.tasks.values() if t.export is not None]
         # A system that found nothing on the subject holds nothing of theirs: not listed
         # as holding their data, nor as an export still missing.
-        found_nothing = {t.system for t in rec.tasks.values() if t.state is TaskState.not_found}
-        held = {s: cats for s, cats in holdings(ctx).items() if s not in found_nothing}
+        # The systems asked, with what each was asked about: the identity map may have
+        # changed since (an erasure started meanwhile trims it), the tasks have not.
+        held = {
+            t.system: set(t.categories)
+            for t in rec.tasks.values()
+            if t.action is TaskAction.export and t.state is not TaskState.not_found
+        }
         rec.manifest = manifest.build_access_manifest(
             rec.request_id,
             rec.subject_id,

@@ -255,9 +255,6 @@ class Context:
     known_subject: bool = True
     # An active restriction on the subject (the consent state's flag): a lift needs one.
     restricted: bool = False
-    # Erased (the consent state's suppression): only the systems the identity map still
-    # names are asked (privops.core.fanout.holdings).
-    erased: bool = False
     facts: erasure.SubjectFacts = field(default_factory=erasure.SubjectFacts)
     holds: tuple[erasure.LegalHold, ...] = ()
     complaint_ack_days: int = DEFAULT_COMPLAINT_ACK_DAYS

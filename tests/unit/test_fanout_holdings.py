@@ -223,9 +223,8 @@ def test_asking_more_systems_tells_no_recipient_that_received_nothing(dm: DataMa
 
 
 def test_a_followup_erasure_asks_only_the_systems_still_named(dm: DataMap) -> None:
-    """What an erasure kept is followed up where it is kept: its identifiers are sealed
-    under a retained key only a system holding the kept category may open, and the first
-    erasure asked the others already."""
+    """What an erasure kept is followed up where it is kept: the first erasure asked the
+    others already, and erased what they held."""
     kept = identity({System.orders: {"customer_id": "C-1"}})
     ctx = context(dm, kept)
     followup = wf.RequestRecord(
@@ -240,3 +239,33 @@ def test_a_followup_erasure_asks_only_the_systems_still_named(dm: DataMap) -> No
     assert set(holdings(ctx, followup)) == {System.orders}
     assert set(holdings(ctx)) == {System.orders, System.crm, System.web}  # a DPO's erasure
     assert wf.SCHEDULER == FOLLOWUP_ACTOR
+
+
+def test_an_access_request_answered_after_an_erasure_started_lists_every_system_it_exported(
+    dm: DataMap,
+) -> None:
+    """The manifest lists the systems the request asked and that found the subject, from
+    its tasks: not the identity map recomputed at the end, which an erasure started
+    meanwhile trims (second review, session 27: the systems the map no longer named
+    were dropped from a manifest whose exports they had delivered)."""
+    ctx = context(dm, identity(REPORTED))
+    access = wf.on_command(None, submit(RequestType.access, request_id="R-acc"), ctx).record
+    assert access is not None
+    asked = sorted(t.system for t in access.tasks.values())
+    later = dataclasses.replace(ctx, identity=None, now=NOW + timedelta(days=3))
+    for task in list(access.tasks.values()):
+        root = dm.systems[task.system].export_root
+        answer = r.TaskCompleted(
+            task_id=task.task_id,
+            request_id=access.request_id,
+            system=task.system,
+            answered_at=later.now,
+            export=r.ExportReference(
+                location=f"{root}{access.request_id}.json", record_count=1, checksum="sha256:00"
+            ),
+        )
+        access = wf.on_result(access, answer, later).record
+        assert access is not None
+    assert access.state is RequestState.completed
+    assert access.manifest is not None
+    assert sorted(s["system"] for s in access.manifest["systems"]) == [s.value for s in asked]
