@@ -202,3 +202,23 @@ def test_a_phone_a_system_was_not_told_she_replaced_is_not_listed(
     for system in (System.crm, System.telephony):
         assert suppression_match(keys, (SECRET,), {"phone": bob.phone}, system) is None
     assert suppression_match(keys, (SECRET,), {"phone": ann.phone}) is not None
+
+
+def test_a_systems_stale_current_phone_takes_no_row_naming_another_owner(
+    data_dir: Path, people: tuple[FakeCustomer, FakeCustomer]
+) -> None:
+    """The CRM still holds Bob's number as Ann's current one (she never told it of her
+    new one): her erasure and her export take none of his rows, which name his customer
+    number; her own, found by her ids, go (second review, session 27)."""
+    ann, bob = people
+    stale = {**ann.identifiers(System.crm), "phone": bob.phone}
+    identity = merge(None, ann.subject_id, System.crm, stale, NOW - timedelta(days=400))
+    bobs, anns = rows_of(data_dir, bob), rows_of(data_dir, ann)
+    export = act(data_dir, task_for(r.Export, identity, System.crm))
+    assert export.records_affected == sum(map(len, anns[System.crm].values()))
+    text = " ".join(p.read_text() for p in data_dir.rglob("R-ann.json"))
+    assert bob.name not in text
+    assert bob.email not in text
+    act(data_dir, task_for(r.Erase, identity, System.crm))
+    assert rows_of(data_dir, bob)[System.crm] == bobs[System.crm]
+    assert not any(rows_of(data_dir, ann)[System.crm].values())

@@ -190,11 +190,24 @@ class ReferenceStore:
     def _resolve(
         self, db: sqlite3.Connection, identifiers: Mapping[str, str], previous: Previous = None
     ) -> list[str]:
-        """The subject's keys: those the current identifiers and earlier system ids find,
-        and those an earlier email or phone finds that are the subject's (``_owned``)."""
+        """The subject's keys: those their system ids (current and earlier) find; those
+        their current email or phone finds, but a row naming another owner once the ids
+        told who the subject is (``_owned``, rows naming no owner taken: the subject's
+        number's calls); and those an earlier email or phone finds that name the
+        subject's owner key.
+
+        A system may hold a number the subject has since replaced, as its current one
+        (it was never told): a row under it that names another owner is the number's
+        next holder's (second review, session 27: the subject's erasure deleted his CRM
+        record and his export listed it)."""
         earlier = list(_earlier(previous))
-        own = [(name, value) for name, value in earlier if name not in REASSIGNABLE]
-        keys = self._keys(db, [*identifiers.items(), *own])
+        fixed = [(n, v) for n, v in (*identifiers.items(), *earlier) if n not in REASSIGNABLE]
+        keys = self._keys(db, fixed)
+        current = [(name, value) for name, value in identifiers.items() if name in REASSIGNABLE]
+        if current and keys:
+            keys |= self._owned(db, identifiers, keys, current, unowned=True)
+        elif current:  # nothing to tell owners by: the email or phone is all there is
+            keys |= self._keys(db, current)
         once = [(name, value) for name, value in earlier if name in REASSIGNABLE]
         if once:
             keys |= self._owned(db, identifiers, keys, once)
@@ -224,9 +237,12 @@ class ReferenceStore:
         identifiers: Mapping[str, str],
         keys: set[str],
         earlier: Sequence[tuple[str, str]],
+        *,
+        unowned: bool = False,
     ) -> set[str]:
         """The keys of rows an earlier email or phone finds that are the subject's: their
         owner (the first of ``OWNER_COLUMNS`` they fill) is one the subject is known by.
+        ``unowned``: rows naming no owner are taken too (for a current value).
 
         A row naming another owner is someone else's, who holds the value now (review,
         session 27: the subject's erasure deleted the CRM record of the man their old
@@ -238,13 +254,13 @@ class ReferenceStore:
         owned: set[str] = set()
         for table, column, value in self._matches(earlier):
             owners = _owner_columns(table)
-            if not owners:
+            if not owners and not unowned:
                 continue
             wanted = ", ".join((self.spec.key, *owners))
             sql = f"SELECT {wanted} FROM {table.name} WHERE {column} = ?"  # noqa: S608
             for key, *values in db.execute(sql, (value,)):
                 owner = next(((c, v) for c, v in zip(owners, values, strict=True) if v), None)
-                if key and owner in known:
+                if key and (owner in known or (owner is None and unowned)):
                     owned.add(key)
         return owned
 
