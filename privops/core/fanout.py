@@ -622,9 +622,11 @@ def _outcome_words(rec: RequestRecord) -> str | None:
     if words is None or rec.objection_scope is ObjectionScope.legitimate_interest:
         return None
     states = {t.state for t in rec.tasks.values()}
-    if states and states <= {TaskState.not_found}:
-        # Every system answered it holds none of it: nothing was done, and the notice
-        # must not say it was.
+    nothing_asked = not states and rec.request_type is RequestType.rectification
+    if nothing_asked or (states and states <= {TaskState.not_found}):
+        # Every system answered it holds none of it, or (a rectification) no system holds
+        # what it concerns: nothing was done, and the notice must not say it was (third
+        # review, session 27: "We corrected your personal data." with no task sent).
         return "We checked our systems and hold none of the personal data this concerns."
     if rec.request_type is RequestType.consent_withdrawal:
         words = _withdrawal_words(rec)

@@ -355,6 +355,14 @@ def no_broker(env: Callable[..., None]) -> str:
             "malformed --statement",
         ),
         (
+            ["rectify", "--subject", "C-1", "--statement", "credit=" + "x" * 4_001],
+            "--statement credit= is over 4000 characters",
+        ),
+        (
+            ["rectify", "--subject", "C-1", "--set", "name=" + "x" * 4_001],
+            "--set name= is over 4000 characters",
+        ),
+        (
             ["rectify", "--subject", "C-1", "--statement", "shoes=disputed"],
             "unknown category 'shoes' in --statement: use one of contact, payment, purchases, "
             "credit,",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from privops.connectors.reference import (
 )
 from privops.core import records as r
 from privops.core import workflow as wf
+from privops.core.amounts import parse_pounds
 from privops.core.datamap import DataMap, parse_datamap
 from privops.core.vocab import Category, RequestState, RequestType, System, TaskAction
 from tests.unit.test_reference_stores import ANCHOR, FINANCIAL, task_of
@@ -262,3 +264,91 @@ def test_the_cli_parses_statements_as_rectification_keys() -> None:
         "statement:credit": STATEMENT
     }
     assert parse_changes(["overdue_balance=0"]) == {"overdue_balance": "0"}
+
+
+# --- the third review's findings (session 27) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"overdue_balance": "twelve quid"}, "overdue_balance is not an amount"),
+        ({"credit_limit": "-5000"}, "credit_limit is a negative amount"),
+        ({"credit_limit": "1e40"}, "credit_limit is not an amount"),
+        ({"credit_limit": "2000000000"}, "credit_limit is an amount out of range"),
+        ({"delivery_phone": "call me"}, "delivery_phone is not a valid phone number"),
+        ({"statement:credit": "x" * 4_001}, "at most 4000"),
+    ],
+)
+def test_a_value_no_system_could_take_is_refused_before_anyone_is_told(
+    ctx: wf.Context,  # noqa: F811
+    changes: dict[str, str],
+    said: str,
+) -> None:
+    """Before, an amount was checked only by the system, after the credit reference
+    agencies' notice had gone out with "twelve quid"; and a 170 KB statement made a
+    request record over Kafka's 1 MB."""
+    outcome = wf.on_command(
+        None, submit(RequestType.rectification, rectification=changes), at(ctx, NOW)
+    )
+    assert outcome.rejected == "invalid_command"
+    assert said in (outcome.message or "")
+    assert "twelve" not in (outcome.message or "")
+    assert not of_type(outcome, r.RecipientNotification)
+
+
+def test_a_balance_may_be_in_credit() -> None:
+    assert parse_pounds("-£20.50", signed=True) == -2050
+    assert parse_pounds("£1,250.50") == 125050
+    with pytest.raises(ValueError, match="negative"):
+        parse_pounds("-1")
+
+
+def test_a_rectification_no_system_holds_tells_the_subject_nothing_was_corrected(
+    ctx: wf.Context,  # noqa: F811
+    dm: DataMap,  # noqa: F811
+) -> None:
+    """Every key names nothing the data map lists any more: no task, and the subject is
+    not told "We corrected your personal data." (third review)."""
+    rec = start(
+        RequestType.rectification,
+        ctx,
+        rectification={"overdue_balance": "0"},
+        identity_verified_on=None,
+    )
+    text = dm.model_dump(mode="json")
+    text["categories"]["credit"].pop("fields")
+    narrower = dataclasses.replace(ctx, datamap=parse_datamap(json.dumps(text)))
+    outcome = wf.on_command(rec, command(r.IdentityVerified, verified_on=TODAY), narrower)
+    assert not of_type(outcome, r.Rectify)
+    (notice,) = of_type(outcome, r.SubjectNotification)
+    assert "corrected" not in notice.message
+    assert "hold none" in notice.message
+
+
+async def test_a_statement_about_a_category_the_subject_has_no_data_of_is_not_found(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    """Orders holds credit accounts, but not this customer's: a credit statement has
+    nothing to complete (before, it was recorded, and the subject told "corrected")."""
+    c = next(c for c in customers if c.credit is None)
+    task = task_of(r.Rectify, c, System.orders, changes={"statement:credit": STATEMENT})
+    assert (await OrdersConnector(data_dir).rectify(task)).kind == "not_found"
+    assert open_store(data_dir, System.orders).statements(c.identifiers(System.orders)) == []
+
+
+def test_the_subjects_own_lead_under_her_current_email_is_hers(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    """A CRM contact with no customer number (a web enquiry before she was a customer)
+    under her current email names no one else: taken with her customer rows (third
+    review: the owner check of current values left it)."""
+    ann = customers[0]
+    store = open_store(data_dir, System.crm)
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "INSERT INTO contacts (contact_id, customer_id, name, email, phone, address,"
+            " created_at) VALUES ('CRM-LEAD-1', NULL, ?, ?, NULL, NULL, '2025-01-01')",
+            (ann.name, ann.email),
+        )
+    assert "CRM-LEAD-1" in store.resolve(ann.identifiers(System.crm))

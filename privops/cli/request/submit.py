@@ -56,6 +56,7 @@ from privops.core.records import RequestSubmitted
 from privops.core.subject_keys import SubjectErased
 from privops.core.topics import COMMANDS
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType
+from privops.core.workflow import MAX_RECTIFIED_CHARS
 
 _FIELDS_HELP = (
     "those the data map lists for each category (categories.<category>.fields; contact's "
@@ -219,6 +220,8 @@ def parse_changes(pairs: Sequence[str], fields: Sequence[str] | None = None) -> 
             fail(f"unknown field '{field}' in --set: use one of {listed}")
         if not value.strip():
             fail(f"empty value for --set {field}=: give the corrected value")
+        if len(value.strip()) > MAX_RECTIFIED_CHARS:
+            fail(f"--set {field}= is over {MAX_RECTIFIED_CHARS} characters")
         if field in changes:
             fail(f"--set {field} given twice")
         changes[field] = value.strip()
@@ -239,6 +242,8 @@ def parse_statements(pairs: Sequence[str], categories: Sequence[str]) -> dict[st
             fail(f"unknown category '{category}' in --statement: use one of {listed}")
         if not text.strip():
             fail(f"empty text for --statement {category}=: give the statement")
+        if len(text.strip()) > MAX_RECTIFIED_CHARS:
+            fail(f"--statement {category}= is over {MAX_RECTIFIED_CHARS} characters: shorten it")
         key = f"{STATEMENT_PREFIX}{category}"
         if key in statements:
             fail(f"--statement {category} given twice: put it in one statement")

@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,6 +42,7 @@ from privops.connectors.reference.exports import ExportPlace
 from privops.connectors.reference.people import FakeCustomer
 from privops.connectors.reference.rows import seed_rows
 from privops.connectors.reference.specs import SPECS, StoreSpec, TableSpec
+from privops.core.amounts import parse_pounds
 from privops.core.datamap import STATEMENT_PREFIX
 from privops.core.errors import DomainError
 from privops.core.identity import normalise_email, normalise_phone
@@ -116,16 +116,14 @@ def _normalised(name: str, value: str) -> str | None:
 
 def _stored(field_name: str, column: str, value: str) -> str | int:
     """A rectified value as the column keeps it: amounts (``*_pence``) arrive in pounds
-    ("120.50", "£1,200"). Raises ValueError, the value not repeated."""
+    ("120.50", "£1,200"; ``privops.core.amounts``: the worker checked them the same way,
+    a balance may be negative). Raises ValueError, the value not repeated."""
     if not column.endswith("_pence"):
         return value.strip()
     try:
-        pounds = Decimal(value.strip().removeprefix("£").replace(",", ""))
-    except InvalidOperation:
-        raise ValueError(f"rectify: the new {field_name} is not an amount in pounds") from None
-    if not pounds.is_finite() or pounds != pounds.quantize(Decimal("0.01")):
-        raise ValueError(f"rectify: the new {field_name} is not an amount in pounds")
-    return int(pounds * 100)
+        return parse_pounds(value, signed="balance" in field_name)
+    except ValueError as exc:
+        raise ValueError(f"rectify: the new {field_name} is {exc}") from None
 
 
 class ReferenceStore:
@@ -260,7 +258,11 @@ class ReferenceStore:
             sql = f"SELECT {wanted} FROM {table.name} WHERE {column} = ?"  # noqa: S608
             for key, *values in db.execute(sql, (value,)):
                 owner = next(((c, v) for c, v in zip(owners, values, strict=True) if v), None)
-                if key and (owner in known or (owner is None and unowned)):
+                # A row whose only owner is the system's own key (a CRM lead with no
+                # customer number) names no one else: for a current value it is taken
+                # (third review, session 27: the subject's own lead was left).
+                own_key = owner is None or owner[0] == self.spec.key
+                if key and (owner in known or (own_key and unowned)):
                     owned.add(key)
         return owned
 
@@ -450,12 +452,26 @@ class ReferenceStore:
             return _new_postcode(db, table.name, column, where, keys, postcode)
 
         def record(db: sqlite3.Connection, keys: list[str]) -> int:
-            return _record_statements(db, keys, statements) if statements else 0
+            # A statement completes data the subject has: none for a category of which
+            # the system holds nothing of theirs (third review, session 27).
+            about = {c: t for c, t in statements.items() if self._holds(db, keys, c)}
+            return _record_statements(db, keys, about) if about else 0
 
         # One lookup and one transaction for all: the email may change here.
         return self._update(
             identifiers, assignments, also=postcodes, previous=previous, then=record
         )
+
+    def _holds(self, db: sqlite3.Connection, keys: Sequence[str], category: Category) -> bool:
+        """Whether any of the subject's ``keys`` has a row of ``category`` here."""
+        if not keys:
+            return False
+        for table in self.spec.tables:
+            if table.category is category:
+                sql = f"SELECT 1 FROM {table.name} WHERE {self._where(list(keys))} LIMIT 1"  # noqa: S608
+                if db.execute(sql, list(keys)).fetchone() is not None:
+                    return True
+        return False
 
     def statements(self, identifiers: Mapping[str, str]) -> list[dict[str, Any]]:
         """The subject's supplementary statements (tests, export)."""
