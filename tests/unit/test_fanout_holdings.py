@@ -222,13 +222,10 @@ def test_asking_more_systems_tells_no_recipient_that_received_nothing(dm: DataMa
     assert [n.recipient for n in notes] == ["Banks and payment processors"]
 
 
-def test_a_followup_erasure_asks_only_the_systems_still_named(dm: DataMap) -> None:
-    """What an erasure kept is followed up where it is kept: the first erasure asked the
-    others already, and erased what they held."""
-    kept = identity({System.orders: {"customer_id": "C-1"}})
-    ctx = context(dm, kept)
-    followup = wf.RequestRecord(
-        request_id="R-1-F1",
+def followup() -> wf.RequestRecord:
+    """A follow-up erasure the worker issued itself (for what an erasure kept)."""
+    return wf.RequestRecord(
+        request_id="R-erasure-F1",
         request_type=RequestType.erasure,
         subject_id=SUBJECT,
         actor=FOLLOWUP_ACTOR,
@@ -236,7 +233,14 @@ def test_a_followup_erasure_asks_only_the_systems_still_named(dm: DataMap) -> No
         received_on=TODAY,
         created_at=NOW,
     )
-    assert set(holdings(ctx, followup)) == {System.orders}
+
+
+def test_a_followup_erasure_asks_only_the_systems_still_named(dm: DataMap) -> None:
+    """What an erasure kept is followed up where it is kept: the first erasure asked the
+    others already, and erased what they held."""
+    kept = identity({System.orders: {"customer_id": "C-1"}})
+    ctx = context(dm, kept)
+    assert set(holdings(ctx, followup())) == {System.orders}
     assert set(holdings(ctx)) == {System.orders, System.crm, System.web}  # a DPO's erasure
     assert wf.SCHEDULER == FOLLOWUP_ACTOR
 

@@ -20,10 +20,18 @@ from privops.core import shredding
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.erasure import LegalHold
-from privops.core.fanout import FOLLOWUP_ACTOR, holdings
+from privops.core.fanout import holdings
 from privops.core.identity import IdentityMap, merge
 from privops.core.vocab import Category, RequestState, RequestType, System
-from tests.unit.test_fanout_holdings import EMAIL, NOW, SUBJECT, TODAY, context, identity, submit
+from tests.unit.test_fanout_holdings import (
+    EMAIL,
+    NOW,
+    SUBJECT,
+    context,
+    followup,
+    identity,
+    submit,
+)
 
 C = Category
 # Known to the CRM only, which gives the customer number too: orders is asked by it and
@@ -79,18 +87,6 @@ def remains_of(dm: DataMap, rec: wf.RequestRecord, known: IdentityMap) -> Identi
     kept = shredding.still_kept(rec, [], dm.holdings(), NOW)
     assert System.orders in kept.systems
     return shredding.what_remains(kept, known, None, [], NOW).identity
-
-
-def followup() -> wf.RequestRecord:
-    return wf.RequestRecord(
-        request_id="R-erasure-F1",
-        request_type=RequestType.erasure,
-        subject_id=SUBJECT,
-        actor=FOLLOWUP_ACTOR,
-        state=RequestState.in_progress,
-        received_on=TODAY,
-        created_at=NOW,
-    )
 
 
 @pytest.mark.parametrize("answer", [RETAINED, FAILED], ids=["retained", "failed"])
