@@ -152,7 +152,7 @@ def test_the_redress_sentence_names_the_ico_and_the_courts() -> None:
 def test_a_refused_objection_tells_the_subject_they_may_complain_or_go_to_court(
     dm: DataMap,
 ) -> None:
-    """Needs workflow.py's REDRESS (patch /tmp/s27/i3/workflow.py.patch)."""
+    """Art. 12(4): not acting on a request tells the subject of the ICO and the courts."""
     ctx = context(dm)
     rec = wf.on_command(
         None,
@@ -174,7 +174,7 @@ def test_a_refused_objection_tells_the_subject_they_may_complain_or_go_to_court(
 def test_a_refused_request_tells_the_subject_they_may_complain_or_go_to_court(
     dm: DataMap,
 ) -> None:
-    """Needs workflow.py's REDRESS (patch /tmp/s27/i3/workflow.py.patch)."""
+    """Art. 12(4): a refusal names the ICO and the judicial remedy (before, the ICO only)."""
     ctx = context(dm)
     rec = wf.on_command(None, submit(RequestType.erasure, identity_verified_on=None), ctx).record
     outcome = wf.on_command(rec, command(r.RequestRefused, reason="manifestly unfounded"), ctx)
