@@ -48,6 +48,7 @@ from privops.core.errors import DomainError
 from privops.core.identity import normalise_email, normalise_phone
 from privops.core.records import ExportReference, Retention
 from privops.core.vocab import Category, System
+from privops.core.workflow import AMOUNT_FIELDS
 
 # A SET clause ("a = ?, b = ?") and its values.
 _Assignments = tuple[str, tuple[Any, ...]]
@@ -121,7 +122,7 @@ def _stored(field_name: str, column: str, value: str) -> str | int:
     if not column.endswith("_pence"):
         return value.strip()
     try:
-        return parse_pounds(value, signed="balance" in field_name)
+        return parse_pounds(value, signed=AMOUNT_FIELDS.get(field_name, False))
     except ValueError as exc:
         raise ValueError(f"rectify: the new {field_name} is {exc}") from None
 
