@@ -106,8 +106,10 @@ def _categories(datamap: DataMap) -> Table:
     )
     for c, spec in ordered_categories(datamap):
         rule = datamap.retention.get(c)
+        fields = datamap.fields_of(c)
+        rectifiable = f"\nrectifiable: {', '.join(fields)}" if fields else ""
         table.add_row(
-            Text.assemble((c.value, "bold"), "\n", spec.description),
+            Text.assemble((c.value, "bold"), "\n", spec.description, (rectifiable, "dim")),
             ", ".join(s.value for s in datamap.systems_holding(c)),
             rule.describe() if rule else "-",
             rule.ground if rule else "-",

@@ -46,6 +46,8 @@ def ropa_record(datamap: DataMap) -> dict[str, Any]:
                 "description": spec.description,
                 "systems": [s.value for s in datamap.systems_holding(c)],
                 "retention": _retention_entry(datamap, c),
+                # What `privops request rectify --set` may correct (Art. 16).
+                "rectifiable_fields": list(datamap.fields_of(c)),
             }
             for c, spec in ordered_categories(datamap)
         ],

@@ -66,6 +66,10 @@ def test_record_transfers_and_retention(dm: DataMap) -> None:
     assert all(t["country"] not in {"GB", "IE"} for t in record["transfers"])
     cctv = next(c for c in record["categories"] if c["name"] == "cctv")
     assert cctv["retention"]["period_days"] == 30
+    assert cctv["rectifiable_fields"] == []
+    fields = {c["name"]: c["rectifiable_fields"] for c in record["categories"]}
+    assert "overdue_balance" in fields["credit"]
+    assert fields["contact"] == ["name", "email", "phone", "address", "postcode"]
     assert "730 days after it concludes" in cctv["retention"]["summary"]
     credit = next(p for p in record["purposes"] if p["name"] == "credit_accounts")
     assert credit["automated_decision"]["profiling"] is True

@@ -59,8 +59,8 @@ from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType
 from privops.core.workflow import MAX_RECTIFIED_CHARS
 
 _FIELDS_HELP = (
-    "those the data map lists for each category (categories.<category>.fields; contact's "
-    f"by default: {', '.join(DEFAULT_CONTACT_FIELDS)})"
+    "those the data map lists for each category (categories.<category>.fields, shown by "
+    f"`privops ropa`; contact's by default: {', '.join(DEFAULT_CONTACT_FIELDS)})"
 )
 
 
