@@ -274,15 +274,7 @@ def _late_acknowledgement(rec: RequestRecord, ack_due: date, ctx: Context, out: 
     """The breach of s.164A's limit, raised once: the alert the sweep raises for a
     breached due date (same id), and its audit step."""
     rec.deadline_alerted = Alerted(ack_due, BREACH_DAYS_BEFORE)
-    alert = r.DeadlineBreached(
-        alert_id=_id(rec.request_id, ack_due, "breached"),
-        request_id=rec.request_id,
-        raised_at=ctx.now,
-        request_type=rec.request_type,
-        due_on=ack_due,
-        days_overdue=(ctx.today - ack_due).days,
-    )
-    out.out.append(Out(ALERTS, rec.subject_id, alert))
+    out.out.append(Out(ALERTS, rec.subject_id, timelimits.breached(rec, ack_due, ctx)))
     out.audit.append(
         AuditStep(
             "deadline_alert",

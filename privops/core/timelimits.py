@@ -173,6 +173,19 @@ def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
     recompute_due(rec, ctx)
 
 
+def breached(rec: RequestRecord, due: date, ctx: Context) -> r.DeadlineBreached:
+    """The alert that ``rec``'s due date ``due`` has passed (one id per due date, whoever
+    raises it: the sweep, or a complaint acknowledged late)."""
+    return r.DeadlineBreached(
+        alert_id=_id(rec.request_id, due, "breached"),
+        request_id=rec.request_id,
+        raised_at=ctx.now,
+        request_type=rec.request_type,
+        due_on=due,
+        days_overdue=max(1, (ctx.today - due).days),
+    )
+
+
 def raise_deadline_alert(rec: RequestRecord, tick: Tick, ctx: Context, out: Outcome) -> None:
     """Raise the tick's alert unless it, or a more urgent one, was raised for this due date."""
     due = alert_due(rec)
@@ -184,14 +197,7 @@ def raise_deadline_alert(rec: RequestRecord, tick: Tick, ctx: Context, out: Outc
     rec.deadline_alerted = Alerted(due, days_before)
     alert: r.Alert
     if tick.kind is TickKind.deadline_breached:
-        alert = r.DeadlineBreached(
-            alert_id=_id(rec.request_id, due, "breached"),
-            request_id=rec.request_id,
-            raised_at=ctx.now,
-            request_type=rec.request_type,
-            due_on=due,
-            days_overdue=max(1, (ctx.today - due).days),
-        )
+        alert = breached(rec, due, ctx)
     else:
         alert = r.DeadlineApproaching(
             alert_id=_id(rec.request_id, due, days_before),

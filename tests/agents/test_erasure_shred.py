@@ -224,12 +224,7 @@ async def test_an_erasure_shreds_main_keeps_the_retained_key_and_the_followup_sh
         assert ANN not in step.reason
 
         # Six years on, the follow-up erasure the timer issues takes the rest.
-        shifted(kept_until() + timedelta(hours=1))
-        await tick_due(flow, serde)
-        await wait_for(lambda: len(outbox.of(COMMANDS, r.RequestSubmitted)) == 1)
-        (followup,) = outbox.of(COMMANDS, r.RequestSubmitted)
-        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(followup))
-        await wait_for(lambda: requests.data.get(followup.request_id) is not None)
+        followup = await followup_issued(flow, serde, outbox, shifted)
         followup_tasks = [
             s.record
             for s in outbox.on_prefix("privacy.tasks.")
@@ -429,3 +424,16 @@ async def test_a_rebuilt_worker_answers_consent_for_an_erased_subject_as_suppres
         assert http.consent_answer(BOB, None, None)[1] == 404  # a stranger is still unknown
     finally:
         suppression.clear()
+
+
+async def followup_issued(
+    flow: Any, serde: Serde, outbox: Outbox, shifted: Callable[[datetime], None]
+) -> r.RequestSubmitted:
+    """Six years on, the follow-up erasure the timer issues, taken in by the workflow."""
+    shifted(kept_until() + timedelta(hours=1))
+    await tick_due(flow, serde)
+    await wait_for(lambda: len(outbox.of(COMMANDS, r.RequestSubmitted)) == 1)
+    (followup,) = outbox.of(COMMANDS, r.RequestSubmitted)
+    await put_on(flow, COMMANDS, ANN.encode(), serde.encode(followup))
+    await wait_for(lambda: requests.data.get(followup.request_id) is not None)
+    return followup

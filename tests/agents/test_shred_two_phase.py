@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ from tests.agents.test_erasure_shred import (
     known,
     shred_steps,
     suppress,
-    tick_due,
     tombstones,
 )
 from tests.agents.test_workflow_agent import TASKED, erasure
@@ -90,12 +89,7 @@ async def followup_reaches_orders(
     flow: Any, serde: Serde, outbox: Outbox, shifted: Callable[[datetime], None]
 ) -> str:
     """Six years on, the follow-up erasure sends orders its task; its request id."""
-    shifted(kept_until() + timedelta(hours=1))
-    await tick_due(flow, serde)
-    await wait_for(lambda: len(outbox.of(COMMANDS, r.RequestSubmitted)) == 1)
-    (followup,) = outbox.of(COMMANDS, r.RequestSubmitted)
-    await put_on(flow, COMMANDS, ANN.encode(), serde.encode(followup))
-    await wait_for(lambda: requests.data.get(followup.request_id) is not None)
+    followup = await shred_tests.followup_issued(flow, serde, outbox, shifted)
     await wait_for(lambda: bool(erase_tasks(outbox, followup.request_id)))
     (task,) = erase_tasks(outbox, followup.request_id)
     assert task.system is System.orders

@@ -209,46 +209,48 @@ def parse_changes(pairs: Sequence[str], fields: Sequence[str] | None = None) -> 
     """--set FIELD=VALUE pairs as a dict, FIELD one of ``fields`` (the data map's when
     None); exit 2 on anything malformed (values not echoed)."""
     allowed = list(_datamap().rectifiable_fields()) if fields is None else list(fields)
-    listed = ", ".join(allowed)
-    changes: dict[str, str] = {}
-    for pair in pairs:
-        raw, sep, value = pair.partition("=")
-        field = _name(raw)
-        if not sep or field is None:
-            fail(f"malformed --set: expected FIELD=VALUE with FIELD one of {listed}")
-        if field not in allowed:
-            fail(f"unknown field '{field}' in --set: use one of {listed}")
-        if not value.strip():
-            fail(f"empty value for --set {field}=: give the corrected value")
-        if len(value.strip()) > MAX_RECTIFIED_CHARS:
-            fail(f"--set {field}= is over {MAX_RECTIFIED_CHARS} characters")
-        if field in changes:
-            fail(f"--set {field} given twice")
-        changes[field] = value.strip()
-    return changes
+    return _assignments(
+        pairs, "--set", ("FIELD", "field"), ("VALUE", "the corrected value"), allowed
+    )
 
 
 def parse_statements(pairs: Sequence[str], categories: Sequence[str]) -> dict[str, str]:
     """--statement CATEGORY=TEXT pairs as rectification keys ``statement:<category>``;
     exit 2 on anything malformed (the text never echoed)."""
-    listed = ", ".join(categories)
-    statements: dict[str, str] = {}
+    texts = _assignments(
+        pairs, "--statement", ("CATEGORY", "category"), ("TEXT", "the statement"), categories
+    )
+    return {f"{STATEMENT_PREFIX}{category}": text for category, text in texts.items()}
+
+
+def _assignments(
+    pairs: Sequence[str],
+    option: str,
+    name: tuple[str, str],
+    value: tuple[str, str],
+    allowed: Sequence[str],
+) -> dict[str, str]:
+    """``option``'s NAME=VALUE pairs as a dict, NAME one of ``allowed``; exit 2 on
+    anything malformed, never echoing a value (personal data). ``name`` and ``value``:
+    how the messages call them (placeholder, word)."""
+    (left, kind), (right, wanted) = name, value
+    listed = ", ".join(allowed)
+    found: dict[str, str] = {}
     for pair in pairs:
-        raw, sep, text = pair.partition("=")
-        category = _name(raw)
-        if not sep or category is None:
-            fail(f"malformed --statement: expected CATEGORY=TEXT with CATEGORY one of {listed}")
-        if category not in categories:
-            fail(f"unknown category '{category}' in --statement: use one of {listed}")
-        if not text.strip():
-            fail(f"empty text for --statement {category}=: give the statement")
-        if len(text.strip()) > MAX_RECTIFIED_CHARS:
-            fail(f"--statement {category}= is over {MAX_RECTIFIED_CHARS} characters: shorten it")
-        key = f"{STATEMENT_PREFIX}{category}"
-        if key in statements:
-            fail(f"--statement {category} given twice: put it in one statement")
-        statements[key] = text.strip()
-    return statements
+        raw, sep, given = pair.partition("=")
+        key = _name(raw)
+        if not sep or key is None:
+            fail(f"malformed {option}: expected {left}={right} with {left} one of {listed}")
+        if key not in allowed:
+            fail(f"unknown {kind} '{key}' in {option}: use one of {listed}")
+        if not given.strip():
+            fail(f"empty {right.lower()} for {option} {key}=: give {wanted}")
+        if len(given.strip()) > MAX_RECTIFIED_CHARS:
+            fail(f"{option} {key}= is over {MAX_RECTIFIED_CHARS} characters: shorten it")
+        if key in found:
+            fail(f"{option} {key} given twice")
+        found[key] = given.strip()
+    return found
 
 
 @submission_verb
