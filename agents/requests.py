@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar, cast
 
@@ -58,9 +59,10 @@ from privops.core.admission import (
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
 from privops.core.facts import MAX_CLOCK_SKEW
-from privops.core.holds import update_holds
+from privops.core.fanout import hold_states
+from privops.core.holds import LegalHold, update_holds
 from privops.core.identity import IdentityMap, merge
-from privops.core.request import Leftovers
+from privops.core.request import Leftovers, Out
 from privops.core.subject_keys import SubjectKey
 from privops.core.ticks import parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, workflow_inputs
@@ -69,7 +71,7 @@ from streams import pipeline
 from streams.app import app, settings
 from streams.audit import audit, ref
 from streams.context import collaborators
-from streams.io import dead_letter, decode, output
+from streams.io import dead_letter, decode, output, tombstone
 from streams.keystore import KeyStoreBehind, key_store
 from streams.sealing import REFUSED
 from streams.state import Slot, state
@@ -363,10 +365,7 @@ def apply(
     if outcome.answer is not None:
         output(COMMAND_RESULTS, key or subject_id or request_id, outcome.answer)
     for out in outcome.out:
-        record = out.record
-        if out.topic == COMMANDS and isinstance(record, r.Command):
-            record = collaborators().worker_key.sign(record)  # a follow-up the worker issues itself
-        output(out.topic, out.key, record)
+        _send(out)
     for i, step in enumerate(outcome.audit):
         audit(
             actor=actor,
@@ -380,6 +379,17 @@ def apply(
             reason=step.reason,
             chain=chain,
         )
+
+
+def _send(out: Out) -> None:
+    """One of a decision's records, with the agent's flush; None: a tombstone."""
+    record = out.record
+    if record is None:
+        tombstone(out.topic, out.key)
+        return
+    if out.topic == COMMANDS and isinstance(record, r.Command):
+        record = collaborators().worker_key.sign(record)  # a follow-up the worker issues itself
+    output(out.topic, out.key, record)
 
 
 def input_time() -> datetime:
@@ -547,7 +557,9 @@ async def _destroy(rec: wf.RequestRecord, now: datetime) -> None:
     copy = _opened(leftovers, sid)  # a copy that does not open stops here, nothing destroyed
     current = _entries(sid)  # read before the shred: whole on the first run
     await store.shred(sid, leftovers.key_ids)
-    _write(sid, shredding.restored(current, copy))
+    restored = shredding.restored(current, copy)
+    _write(sid, restored)
+    _resend_hold_states(sid, restored.holds or ())
     final = shredding.done(shredding.scrubbed(rec) or rec, now)
     state.put(REQUESTS, rec.request_id, final)
     collaborators().schedule.track(final)
@@ -561,6 +573,19 @@ async def _destroy(rec: wf.RequestRecord, now: datetime) -> None:
         after=str(len(leftovers.key_ids)),
         reason=leftovers.reason,
     )
+
+
+def _resend_hold_states(subject_id: str, holds: Iterable[LegalHold]) -> None:
+    """The systems' hold records again once ``main`` is destroyed: those sent before were
+    sealed under it, and a system could no longer open whom to keep. Sealed at the flush
+    under the storage scope (a key each system keeping a held category may open); a
+    system the erasure took the subject from gets a tombstone. A replay writes the same."""
+    active = [h for h in holds if h.active]
+    if not active:
+        return
+    changed = {c for h in active for c in h.categories}
+    for out in hold_states(context(subject_id), subject_id, active, changed):
+        _send(out)
 
 
 def _entries(subject_id: str) -> shredding.Remains:

@@ -89,6 +89,11 @@ def output(name: str, key: str | bytes | None, record: Record) -> None:
     state.emit_sealed(name, raw_key, subject, sealed, lambda: serde.encode(record))
 
 
+def tombstone(name: str, key: str) -> None:
+    """A tombstone for ``key`` on compacted topic ``name``, with the agent's flush."""
+    state.emit(name, key.encode(), None)
+
+
 def _personal(record: Record) -> bool:
     """Whether ``record`` holds a personal value (its type's marked paths, not empty)."""
     paths = _paths_of(type(record))

@@ -32,9 +32,11 @@ from privops.core.topics import (
     COMMANDS,
     CONSENT_STATE,
     DEADLETTER,
+    LEGAL_HOLDS_PREFIX,
     NOTIFICATIONS,
     SUBJECT_KEYS,
     events_topic,
+    legal_holds_topic,
     task_results_topic,
     tasks_topic,
 )
@@ -144,7 +146,7 @@ def worker_acls() -> list[Acl]:
     return [
         *_grant(WORKER, t, [OWNED_PREFIX], [op.ALL], Pattern.PREFIXED),
         *_grant(WORKER, t, ["privacy."], [op.READ, op.DESCRIBE_CONFIGS], Pattern.PREFIXED),
-        *_grant(WORKER, t, [TASKS_PREFIX], [op.WRITE], Pattern.PREFIXED),
+        *_grant(WORKER, t, [TASKS_PREFIX, LEGAL_HOLDS_PREFIX], [op.WRITE], Pattern.PREFIXED),
         *_grant(WORKER, t, writes, [op.WRITE]),
         *_grant(WORKER, t, [events_topic(s) for s in System], [op.READ, op.DESCRIBE_CONFIGS]),
         *_grant(WORKER, Resource.GROUP, [OWNED_PREFIX], [op.READ], Pattern.PREFIXED),
@@ -181,6 +183,7 @@ def system_acls(system: System | str) -> list[Acl]:
         *_grant(who, Resource.TOPIC, [events_topic(system)], [Operation.WRITE]),
         *_grant(who, Resource.TOPIC, [task_results_topic(system)], [Operation.WRITE]),
         *_grant(who, Resource.TOPIC, [tasks_topic(system)], [Operation.READ]),
+        *_grant(who, Resource.TOPIC, [legal_holds_topic(system)], [Operation.READ]),
         *_grant(who, Resource.GROUP, [connector_group(system)], [Operation.READ], Pattern.PREFIXED),
     ]
 

@@ -18,6 +18,7 @@ from privops.core import erasure, manifest, retries, timelimits
 from privops.core import records as r
 from privops.core.datamap import DataMap
 from privops.core.exports import export_problem
+from privops.core.holds import LegalHold
 from privops.core.identity import (
     EMAIL,
     PHONE,
@@ -46,7 +47,7 @@ from privops.core.request import stable_id as _id
 from privops.core.retries import make_task_id
 from privops.core.sweep import BREACH_DAYS_BEFORE, Alerted
 from privops.core.ticks import TickKind
-from privops.core.topics import ALERTS, NOTIFICATIONS
+from privops.core.topics import ALERTS, NOTIFICATIONS, legal_holds_topic
 from privops.core.vocab import (
     FINAL_TASK_STATES,
     Category,
@@ -100,6 +101,51 @@ def holdings(ctx: Context, rec: RequestRecord | None = None) -> dict[System, set
         for system, cats in ctx.datamap.holdings().items()
         if (for_system(ctx.identity, system) if named_only else _identifiers(ctx, system))
     }
+
+
+def hold_states(
+    ctx: Context, subject_id: str, holds: Iterable[LegalHold], changed: Iterable[Category]
+) -> list[Out]:
+    """What each system must now keep of the subject under ``holds`` (their state after
+    a change to ``changed`` categories): a ``LegalHoldState`` on the system's
+    privacy.legal-holds topic, or a tombstone once no active hold covers a category it
+    holds.
+
+    Only systems holding a changed category are written to (the data map), so a hold on
+    credit tells nothing to the web team. A system is sent the identifiers its tasks
+    would carry (``_identifiers``); one privops knows no identifier for gets a
+    tombstone, as it could find nothing to keep. Each record is the whole state, so a
+    redelivered command writes the same record again, and a system may read the topic
+    from its start or only its latest values.
+
+    Before, a hold blocked only erasures privops sent: a system deleting call recordings
+    after 90 days, as the data map says, deleted the held ones too."""
+    active = [h for h in holds if h.active]
+    touched = set(changed)
+    outs: list[Out] = []
+    for system, spec in sorted(ctx.datamap.systems.items()):
+        cats = set(spec.categories)
+        if not cats & touched:
+            continue
+        covering = [h for h in active if cats & set(h.categories)]
+        kept = sorted({c for h in covering for c in h.categories if c in cats})
+        identifiers = _identifiers(ctx, system)
+        topic = legal_holds_topic(system)
+        if not kept or not identifiers:
+            outs.append(Out(topic, subject_id, None))
+            continue
+        previous = previous_for_system(ctx.identity, system, identifiers) if ctx.identity else {}
+        state = r.LegalHoldState(
+            subject_id=subject_id,
+            system=system,
+            categories=kept,
+            hold_ids=sorted({h.hold_id for h in covering}),
+            identifiers=identifiers,
+            previous_identifiers=previous,
+            updated_at=ctx.now,
+        )
+        outs.append(Out(topic, subject_id, state))
+    return outs
 
 
 def _identifiers(ctx: Context, system: System) -> dict[str, str]:

@@ -556,6 +556,29 @@ class ConsentState(Record):
     suppressed: bool = False
 
 
+class LegalHoldState(Record):
+    """privacy.legal-holds.<system> (compacted): what legal holds keep of one subject at
+    one system. A tombstone (no value) under the subject id: nothing held there (any
+    more).
+
+    Deletion by age is each system's own job, from the data map's periods; this is how
+    a hold reaches it, so it keeps the held categories' records past their period, and
+    its erasure keeps them as the erase task says (docs/connectors.md, "Legal holds and
+    deletion by age"). Each record is the whole state, not a change: a system reading
+    the topic from its start (or only the latest value per key) knows every hold on it.
+    The identifiers are the ones the system's tasks would carry, sealed like them; the
+    DPO's reason for a hold is never here."""
+
+    namespace: ClassVar[str] = "privops.state"
+    subject_id: SubjectId
+    system: System
+    categories: list[Category]
+    hold_ids: list[str]
+    identifiers: Annotated[dict[str, str], PERSONAL]
+    previous_identifiers: Annotated[dict[str, list[str]], PERSONAL] = {}
+    updated_at: datetime
+
+
 class AuditEvent(Record):
     """privacy.audit: one hash-chained step (privops.core.audit builds and verifies them).
 
@@ -714,6 +737,7 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     *TASKS,
     *TASK_RESULTS,
     ConsentState,
+    LegalHoldState,
     AuditEvent,
     *ALERTS,
     *NOTIFICATIONS,

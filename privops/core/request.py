@@ -273,9 +273,12 @@ class AuditStep:
 
 @dataclass(frozen=True)
 class Out:
+    """A record to send with the decision; ``record`` None is a tombstone (a compacted
+    topic's "nothing under this key any more")."""
+
     topic: str
     key: str
-    record: r.Record
+    record: r.Record | None
 
 
 @dataclass

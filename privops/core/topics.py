@@ -120,6 +120,15 @@ def tasks_topic(system: System | str) -> str:
     return f"privacy.tasks.{System(system).value}"
 
 
+LEGAL_HOLDS_PREFIX: Final = "privacy.legal-holds."
+
+
+def legal_holds_topic(system: System | str) -> str:
+    """What legal holds keep at one system (``records.LegalHoldState``), compacted: only
+    that system may read it, so it learns no hold on data it does not hold."""
+    return f"{LEGAL_HOLDS_PREFIX}{System(system).value}"
+
+
 def ingest_inputs() -> list[str]:
     """What the ingest agent reads as its consumer group: every system's events and the
     requests' directives (all keyed by subject id)."""
@@ -174,6 +183,11 @@ def catalogue(partitions: int, datamap: DataMap | None = None) -> list[TopicSpec
     ]
     specs += [
         TopicSpec(tasks_topic(s), "subject id", partitions, bounded(tasks[s])) for s in System
+    ]
+    # The holds each system must honour: the latest state per subject, kept until the
+    # last hold on it is released (a tombstone), never by age.
+    specs += [
+        TopicSpec(legal_holds_topic(s), "subject id", partitions, compacted()) for s in System
     ]
     # Each system's answers are kept as long as the tasks they answer.
     specs += [

@@ -28,6 +28,7 @@ from privops.core.fanout import (
     FOLLOWUP_ACTOR,
     REDRESS,
     finish,
+    hold_states,
     holdings,
     on_result,
     send_tasks,
@@ -785,8 +786,12 @@ def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome
     admission.check_dates(cmd, None, ctx.today)
     placing = isinstance(cmd, r.LegalHoldPlaced)
     done = Outcome(record=None, message=f"hold {cmd.hold_id} {'placed' if placing else 'released'}")
-    if update_holds(ctx.holds, cmd).changed:
+    update = update_holds(ctx.holds, cmd)
+    if update.changed:
         done.out.append(Out(SUBJECT_DIRECTIVES, cmd.subject_id, cmd))
+        # The systems holding the categories hear of it (their deletion by age).
+        changed = {c for h in update.holds if h.hold_id == cmd.hold_id for c in h.categories}
+        done.out += hold_states(ctx, cmd.subject_id, update.holds, changed)
         if isinstance(cmd, r.LegalHoldPlaced):
             after = ",".join(c.value for c in cmd.categories)
             done.audit.append(AuditStep("legal_hold_placed", after=after, reason=cmd.hold_id))

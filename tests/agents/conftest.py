@@ -74,6 +74,8 @@ class Outbox:
     def __init__(self, serde: Serde) -> None:
         self.serde = serde
         self.sent: list[Sent] = []
+        # Tombstones sent on privops' compacted output topics (topic, key), in order.
+        self.tombstones: list[tuple[str, bytes | None]] = []
         # The global views' topics carry plain strings, not Avro.
         self.views: list[tuple[str, bytes | None, bytes]] = []
 
@@ -180,6 +182,8 @@ def outbox(app: Any, serde: Serde, monkeypatch: pytest.MonkeyPatch) -> Outbox:
         for topic, key, value, _ in records:
             if topic in streams_io.TOPICS and value is not None:
                 box.record(topic, key, value)
+            elif topic in streams_io.TOPICS:
+                box.tombstones.append((topic, key))
         return asyncio.sleep(0, result=list(range(len(records))))
 
     monkeypatch.setattr(streams_state.state, "queue_all", flushed)

@@ -32,6 +32,7 @@ from privops.core.topics import (
     COMMANDS,
     DEADLETTER,
     REQUEST_TICKS,
+    legal_holds_topic,
     task_results_topic,
 )
 from privops.core.vocab import Category, Purpose, RequestState, RequestType, System
@@ -522,7 +523,11 @@ async def test_legal_hold_is_answered_forwarded_once_and_its_redelivery_answered
     )
     first = await driver.send(place)
     assert [type(a) for a in answers(first)] == [r.CommandAccepted]
-    assert [s.topic for s in effects(first)] == ["privops.internal.subject-directives"]
+    # Forwarded to the ingest agent, and each system holding contact data told (its
+    # deletion by age: tests/agents/test_legal_hold_states.py).
+    holdings = collaborators().datamap.holdings().items()
+    holding = sorted(legal_holds_topic(s) for s, c in holdings if Category.contact in c)
+    assert [s.topic for s in effects(first)] == ["privops.internal.subject-directives", *holding]
     assert [a.action for a in audited(first)] == ["legal_hold_placed"]
 
     # The ingest agent stores what was forwarded; then the command is redelivered.

@@ -20,8 +20,8 @@ from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.holds import LegalHold
 from privops.core.request import MAX_REMEMBERED_ANSWERS, Answered
-from privops.core.topics import SUBJECT_DIRECTIVES
-from privops.core.vocab import Category, FeeGround, RequestState, RequestType
+from privops.core.topics import SUBJECT_DIRECTIVES, legal_holds_topic
+from privops.core.vocab import Category, FeeGround, RequestState, RequestType, System
 from tests.unit.test_workflow import ASKED, NOW, SUBJECT, TODAY, answer_all, cmd_id, identity_map
 
 S = RequestState
@@ -475,5 +475,7 @@ def test_legal_hold_commands_are_decided_by_the_holds_rule_and_answered(
     if action is None:  # a redelivery: its effect is already there
         assert (outcome.out, outcome.audit) == ([], [])
         return
-    assert [(o.topic, o.record) for o in outcome.out] == [(SUBJECT_DIRECTIVES, cmd)]
+    assert (outcome.out[0].topic, outcome.out[0].record) == (SUBJECT_DIRECTIVES, cmd)
+    # Then the systems' hold records (tests/unit/test_hold_states.py).
+    assert {o.topic for o in outcome.out[1:]} <= {legal_holds_topic(s) for s in System}
     assert [a.action for a in outcome.audit] == [action]

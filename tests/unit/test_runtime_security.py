@@ -33,6 +33,7 @@ from privops.core.topics import (
     SUPPRESSION,
     catalogue,
     events_topic,
+    legal_holds_topic,
     task_results_topic,
     tasks_topic,
 )
@@ -70,14 +71,16 @@ def readers(topic: str) -> set[str]:
 
 
 @pytest.mark.parametrize("system", list(System))
-def test_each_system_writes_only_its_events_and_answers_and_reads_only_its_tasks(
+def test_each_system_writes_only_its_events_and_answers_and_reads_only_its_tasks_and_holds(
     system: System,
 ) -> None:
     who = acls.system_principal(system)
     assert who == f"system-{system.value}"
     written = {t for t in EVERY_TOPIC if who in writers(t)}
     assert written == {events_topic(system), task_results_topic(system)}
-    assert {t for t in EVERY_TOPIC if who in readers(t)} == {tasks_topic(system)}
+    read = {t for t in EVERY_TOPIC if who in readers(t)}
+    assert read == {tasks_topic(system), legal_holds_topic(system)}
+    assert writers(legal_holds_topic(system)) == {WORKER}
     assert writers(events_topic(system)) == {who}
     assert writers(task_results_topic(system)) == {who}
     group = acls.connector_group(system)

@@ -25,6 +25,7 @@ from privops.core.topics import (
     TopicSpec,
     catalogue,
     events_topic,
+    legal_holds_topic,
     task_results_topic,
     tasks_topic,
 )
@@ -58,6 +59,7 @@ def test_names_and_partitions_are_unchanged() -> None:
         COMMANDS,
         COMMAND_RESULTS,
         *(task_results_topic(s) for s in System),
+        *(legal_holds_topic(s) for s in System),
         CONSENT_STATE,
         AUDIT,
         ALERTS,

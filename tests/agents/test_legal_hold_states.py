@@ -1,0 +1,137 @@
+"""A legal hold reaches the systems' deletion by age (``privacy.legal-holds.<system>``),
+sealed like a task, and again once an erasure has destroyed the key it was sealed under.
+
+The workflow and ingest agents run on faust's test_context with the worker's real key
+store and sealer (tests/agents/test_erasure_shred.py); the systems' side, reading the
+topic and keeping held rows past their period, is tests/integration/ and the reference
+connectors'.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.ingest import ingest
+from agents.requests import workflow
+from privops.adapters.serde import Serde
+from privops.connectors.encryption import decrypt_record
+from privops.core import records as r
+from privops.core import shredding
+from privops.core.erasure import SubjectFacts
+from privops.core.fieldcrypt import parse_field
+from privops.core.topics import COMMANDS, LEGAL_HOLDS_PREFIX
+from privops.core.vocab import Category, System
+from streams.keystore import KeyStore
+from streams.sealing import WorkerSealer
+from streams.state import state
+from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.agents.signers import sign, trust
+from tests.agents.test_erasure_free_text import hold_on_ann, place
+from tests.agents.test_erasure_shred import (
+    ANN,
+    EMAIL,
+    INVOICE,
+    erased_keeping_invoices,
+    history,
+    known,
+)
+from tests.agents.test_erasure_shred import store as store
+from tests.agents.test_sealed_state import sealed as sealed
+from tests.agents.test_sealed_state import source
+from tests.agents.test_workflow_agent import NOW
+from tests.unit import test_keystore as keystore_tests
+
+key_log, codec, kek_path = keystore_tests.log, keystore_tests.codec, keystore_tests.kek_path
+
+CONTACT_HOLDERS = {System.orders, System.crm, System.telephony, System.marketing, System.web}
+
+
+@pytest.fixture(autouse=True)
+def signers_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    return trust(monkeypatch, tmp_path)
+
+
+def hold_records(outbox: Outbox) -> list[tuple[System, r.LegalHoldState, bytes]]:
+    found = []
+    for sent in outbox.on_prefix(LEGAL_HOLDS_PREFIX):
+        assert sent.key == ANN.encode()
+        assert isinstance(sent.record, r.LegalHoldState)
+        found.append((System(sent.topic.removeprefix(LEGAL_HOLDS_PREFIX)), sent.record, sent.value))
+    return found
+
+
+def release_of(hold_id: str) -> r.LegalHoldReleased:
+    return sign(
+        r.LegalHoldReleased(
+            command_id=f"{hold_id}:release",
+            request_id=hold_id,
+            issued_at=NOW,
+            actor="dpo",
+            hold_id=hold_id,
+            subject_id=ANN,
+        )
+    )
+
+
+async def test_a_hold_reaches_each_system_sealed_and_its_release_is_a_tombstone(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealed: WorkerSealer
+) -> None:
+    main = await store.get_or_create(ANN)
+    known(SubjectFacts(latest_financial_record_at=INVOICE))
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await place(flow, facts_agent, serde, outbox, hold_on_ann("H-1"))
+        records = hold_records(outbox)
+        assert {system for system, _, _ in records} == CONTACT_HOLDERS
+        for system, record, raw in records:
+            assert (record.categories, record.hold_ids) == ([Category.contact], ["H-1"])
+            # Sealed under Ann's key, as her tasks are; the DPO's reason never travels.
+            assert EMAIL.encode() not in raw
+            assert b"Acacia" not in raw
+            assert b"solicitor" not in raw
+            assert {parse_field(v)[0] for v in record.identifiers.values()} == {main.key_id}
+            opened = decrypt_record(record, source(store))
+            assert opened.identifiers, system
+        crm = next(rec for s, rec, _ in records if s is System.crm)
+        assert decrypt_record(crm, source(store)).identifiers == {
+            "contact_id": "K-1",
+            "email": EMAIL,
+        }
+
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(release_of("H-1")))
+        await wait_for(lambda: len(outbox.tombstones) == len(CONTACT_HOLDERS))
+    assert {(t, k) for t, k in outbox.tombstones} == {
+        (f"{LEGAL_HOLDS_PREFIX}{s.value}", ANN.encode()) for s in CONTACT_HOLDERS
+    }
+
+
+async def test_an_erasure_sends_the_hold_again_under_a_key_that_stays(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealed: WorkerSealer
+) -> None:
+    """Sent before, the records were sealed under ``main``; the erasure destroys it, and
+    a system re-reading its topic could no longer open whom to keep."""
+    main = await store.get_or_create(ANN)
+    known(SubjectFacts(latest_financial_record_at=INVOICE))
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await place(flow, facts_agent, serde, outbox, hold_on_ann("H-2"))
+        outbox.sent.clear()  # the erasure's helpers read only its own directives
+        await erased_keeping_invoices(flow, facts_agent, serde, outbox, "R-held")
+        await state.flush()
+        assert shredding.KEYS_SHREDDED in history("R-held")
+    assert store.key(main.key_id) is None
+    again = hold_records(outbox)
+    assert {system for system, _, _ in again} <= CONTACT_HOLDERS
+    assert {System.orders, System.crm, System.marketing} <= {system for system, _, _ in again}
+    for system, record, raw in again:
+        assert EMAIL.encode() not in raw
+        key_ids = {parse_field(v)[0] for v in record.identifiers.values()}
+        assert key_ids, system
+        assert main.key_id not in key_ids, system
+        assert decrypt_record(record, source(store)).identifiers, system
+    crm = next(rec for s, rec, _ in again if s is System.crm)
+    assert json.loads(decrypt_record(crm, source(store)).model_dump_json())["identifiers"] == {
+        "contact_id": "K-1",
+        "email": EMAIL,
+    }
