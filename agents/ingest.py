@@ -61,6 +61,7 @@ from privops.core.facts import (
     too_far_ahead,
     updated_facts,
 )
+from privops.core.fanout import hold_states
 from privops.core.fieldcrypt import (
     PREFIX,
     DataKey,
@@ -70,9 +71,17 @@ from privops.core.fieldcrypt import (
     parse_field,
 )
 from privops.core.holds import update_holds
-from privops.core.identity import identifier_keys, merge, suppression_keys, suppression_match
+from privops.core.identity import (
+    IdentityMap,
+    identifier_keys,
+    merge,
+    new_values,
+    suppression_keys,
+    suppression_match,
+)
 from privops.core.personal import ITEMS, VALUES, PersonalPath
 from privops.core.pii import redact
+from privops.core.request import Context
 from privops.core.subject_keys import KeyUnwrapFailed
 from privops.core.topics import CONSENT_STATE, ingest_inputs
 from privops.core.vocab import System
@@ -80,7 +89,7 @@ from streams import pipeline
 from streams.app import app, settings
 from streams.audit import PSEUDONYM_KEY, PSEUDONYM_KEYS, audit, ref
 from streams.context import collaborators
-from streams.io import TOPICS, dead_letter, decode, output_datum
+from streams.io import TOPICS, dead_letter, decode, output, output_datum
 from streams.keystore import key_store, key_subject
 from streams.state import state
 from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, erased, listed_erased, suppression
@@ -416,6 +425,8 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         state.put(IDENTITIES, sid, merged)
         if (changed := number_change(identity, merged, record)) is not None:
             meaning = [*meaning, changed]
+        if identity is not None and new_values(identity, merged):
+            tell_holds(sid, merged)
     if new_facts != facts or stored_facts is None:
         state.put(FACTS, sid, new_facts)
 
@@ -540,6 +551,21 @@ def apply_facts(
     if changes:
         publish_state(sid, new_state, max(fact.occurred_at for fact in facts))
     return new_state
+
+
+def tell_holds(sid: str, identity: IdentityMap) -> None:
+    """The subject is known by a new value: each system a legal hold reaches gets its
+    record again with it (``fanout.hold_states``), or its held rows under a new phone or
+    account would be deleted by age. Rare: a table read only when a value changed."""
+    holds = [h for h in state.get(HOLDS, sid) or () if h.active]
+    if not holds:
+        return
+    clock, datamap = collaborators().clock, collaborators().datamap
+    ctx = Context(
+        now=clock.now(), today=clock.today(), datamap=datamap, subject_ref="", identity=identity
+    )
+    for out in hold_states(ctx, sid, holds, {c for h in holds for c in h.categories}):
+        output(out.topic, out.key, out.record)
 
 
 def publish_state(sid: str, consent: rules.SubjectConsent, at: datetime) -> None:

@@ -71,7 +71,7 @@ from streams import pipeline
 from streams.app import app, settings
 from streams.audit import audit, ref
 from streams.context import collaborators
-from streams.io import dead_letter, decode, output, tombstone
+from streams.io import dead_letter, decode, output
 from streams.keystore import KeyStoreBehind, key_store
 from streams.sealing import REFUSED
 from streams.state import Slot, state
@@ -384,9 +384,6 @@ def apply(
 def _send(out: Out) -> None:
     """One of a decision's records, with the agent's flush; None: a tombstone."""
     record = out.record
-    if record is None:
-        tombstone(out.topic, out.key)
-        return
     if out.topic == COMMANDS and isinstance(record, r.Command):
         record = collaborators().worker_key.sign(record)  # a follow-up the worker issues itself
     output(out.topic, out.key, record)

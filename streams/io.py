@@ -71,13 +71,17 @@ def output_datum(name: str, key: str, fullname: str, datum: dict[str, Any]) -> N
     state.emit(name, key.encode(), serde.encode_datum(fullname, datum))
 
 
-def output(name: str, key: str | bytes | None, record: Record) -> None:
-    """Encode ``record`` and send it, keyed, to topic ``name`` with the agent's flush.
+def output(name: str, key: str | bytes | None, record: Record | None) -> None:
+    """Encode ``record`` and send it, keyed, to topic ``name`` with the agent's flush;
+    None is a tombstone (a compacted topic's "nothing under this key any more").
 
     Its personal values (a task's identifiers, a notification's document and export
     locations) are sealed under the subject's storage key at the flush (streams.state,
     privops.core.sealing); the subject is the record's ``subject_id``, else its key."""
     raw_key = key.encode() if isinstance(key, str) else key
+    if record is None:
+        state.emit(name, raw_key, None)
+        return
     subject = _subject_of(record, raw_key) if _personal(record) else None
     if subject is None:
         state.emit(name, raw_key, serde.encode(record))
@@ -87,11 +91,6 @@ def output(name: str, key: str | bytes | None, record: Record) -> None:
         return serde.encode(seal_record(record, subject, data_key, _paths_of(type(record))))
 
     state.emit_sealed(name, raw_key, subject, sealed, lambda: serde.encode(record))
-
-
-def tombstone(name: str, key: str) -> None:
-    """A tombstone for ``key`` on compacted topic ``name``, with the agent's flush."""
-    state.emit(name, key.encode(), None)
 
 
 def _personal(record: Record) -> bool:

@@ -231,6 +231,26 @@ def merge(
     return identity.model_copy(update=updates) if updates else identity
 
 
+def new_values(before: IdentityMap, after: IdentityMap) -> bool:
+    """Whether ``after`` knows the subject by a value ``before`` did not have as current
+    (a new phone, a system's new id), not only a later time of one already known.
+    Pure; cheap enough for the hot path, where it runs only when ``merge`` changed
+    something."""
+    for name in (EMAIL, PHONE):
+        old, new = getattr(before, name), getattr(after, name)
+        if new is not None and (old is None or old.value != new.value):
+            return True
+    for system, ids in after.systems.items():
+        known = before.systems.get(system)
+        if known is None:
+            return True
+        for name, current in ids.items():
+            seen = known.get(name)
+            if seen is None or seen.value != current.value:
+                return True
+    return False
+
+
 def _asserted(current: Identifier | None, value: str, at: datetime) -> Identifier | None:
     """The identifier once `value` is asserted at `at`; None when nothing changes."""
     if current is None:

@@ -10,6 +10,7 @@ connectors'.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,41 @@ async def test_an_erasure_sends_the_hold_again_under_a_key_that_stays(
         "contact_id": "K-1",
         "email": EMAIL,
     }
+
+
+def crm_event(event_id: str, email: str) -> r.CustomerCreated:
+    return r.CustomerCreated(
+        event_id=event_id,
+        source=System.crm,
+        occurred_at=datetime.now(UTC),  # after what tests/agents/test_erasure_shred.known says
+        subject_id=ANN,
+        identifiers=r.Identifiers(email=email),
+    )
+
+
+async def test_a_new_identifier_reaches_the_systems_a_hold_reaches(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealed: WorkerSealer
+) -> None:
+    """Held rows under a new address would otherwise be deleted by age: the record is
+    sent again with it. An event that only confirms what is known sends nothing."""
+    await store.get_or_create(ANN)
+    known(SubjectFacts(latest_financial_record_at=INVOICE))
+    new_email = "ann.new@example.com"
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await place(flow, facts_agent, serde, outbox, hold_on_ann("H-3"))
+        outbox.sent.clear()
+        await put_on(facts_agent, "crm.events", ANN.encode(), serde.encode(crm_event("E-1", EMAIL)))
+        await state.flush()
+        assert hold_records(outbox) == []  # her email again, seen later: nothing new
+
+        await put_on(
+            facts_agent, "crm.events", ANN.encode(), serde.encode(crm_event("E-2", new_email))
+        )
+        await wait_for(lambda: bool(hold_records(outbox)))
+        await state.flush()
+    records = {system: record for system, record, _ in hold_records(outbox)}
+    assert set(records) == CONTACT_HOLDERS
+    crm = decrypt_record(records[System.crm], source(store))
+    assert crm.identifiers == {"contact_id": "K-1", "email": new_email}
+    assert crm.previous_identifiers == {"email": [EMAIL]}
+    assert crm.hold_ids == ["H-3"]

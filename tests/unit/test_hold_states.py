@@ -19,6 +19,7 @@ from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
 from privops.core.fanout import hold_states
 from privops.core.holds import LegalHold, update_holds
+from privops.core.identity import merge, new_values
 from privops.core.request import Out
 from privops.core.topics import LEGAL_HOLDS_PREFIX, legal_holds_topic
 from privops.core.vocab import Category, System
@@ -140,3 +141,17 @@ def test_a_release_through_the_workflow_tells_the_systems(dm: DataMap) -> None:
     topics = [o.topic for o in outcome.out if o.topic.startswith(LEGAL_HOLDS_PREFIX)]
     assert topics == sorted(legal_holds_topic(s) for s in (System.crm, System.telephony))
     assert all(o.record is None for o in outcome.out if o.topic in topics)
+
+
+def test_new_values_tells_a_new_value_from_a_later_sighting() -> None:
+    before = merge(None, SUBJECT, System.crm, {"email": "a@example.com"}, NOW)
+    later = merge(before, SUBJECT, System.crm, {"email": "a@example.com"}, NOW + timedelta(1))
+    assert later is not before
+    assert not new_values(before, later)
+    assert new_values(
+        before, merge(before, SUBJECT, System.crm, {"email": "b@example.com"}, NOW + timedelta(1))
+    )
+    assert new_values(before, merge(before, SUBJECT, System.orders, {"customer_id": "C-9"}, NOW))
+    # A late event's older value is kept as an earlier one, not a new current value.
+    late = merge(before, SUBJECT, System.crm, {"email": "old@example.com"}, NOW - timedelta(1))
+    assert not new_values(before, late)
