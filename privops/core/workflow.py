@@ -58,7 +58,7 @@ from privops.core.request import stable_id as _id
 from privops.core.retries import make_task_id, next_checks
 from privops.core.signing import Signers
 from privops.core.ticks import Tick, TickKind
-from privops.core.topics import COMMANDS, SUBJECT_DIRECTIVES
+from privops.core.topics import COMMANDS, LEGAL_HOLDS_PREFIX, SUBJECT_DIRECTIVES
 from privops.core.vocab import (
     FINAL_TASK_STATES,
     Category,
@@ -785,13 +785,22 @@ def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome
     admission.check_fresh(cmd, _signers_clock(cmd, ctx))
     admission.check_dates(cmd, None, ctx.today)
     placing = isinstance(cmd, r.LegalHoldPlaced)
-    done = Outcome(record=None, message=f"hold {cmd.hold_id} {'placed' if placing else 'released'}")
+    verb = "placed" if placing else "released"
+    done = Outcome(record=None, message=f"hold {cmd.hold_id} {verb}")
     update = update_holds(ctx.holds, cmd)
     if update.changed:
         done.out.append(Out(SUBJECT_DIRECTIVES, cmd.subject_id, cmd))
         # The systems holding the categories hear of it (their deletion by age).
         changed = {c for h in update.holds if h.hold_id == cmd.hold_id for c in h.categories}
-        done.out += hold_states(ctx, cmd.subject_id, update.holds, changed)
+        states = hold_states(ctx, cmd.subject_id, update.holds, changed)
+        done.out += states
+        told = [o.topic.removeprefix(LEGAL_HOLDS_PREFIX) for o in states if o.record is not None]
+        if placing:
+            done.message = f"hold {cmd.hold_id} placed; " + (
+                f"systems told to keep it from their deletion by age: {', '.join(told)}"
+                if told
+                else "no system holding these categories knows the subject"
+            )
         if isinstance(cmd, r.LegalHoldPlaced):
             after = ",".join(c.value for c in cmd.categories)
             done.audit.append(AuditStep("legal_hold_placed", after=after, reason=cmd.hold_id))

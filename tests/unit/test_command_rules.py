@@ -430,6 +430,8 @@ def held(*, placed: Any = NOW, released: Any = None) -> tuple[LegalHold, ...]:
     return (hold,)
 
 
+HOLDERS = "crm, marketing, orders, telephony, web"  # every system holding contact data
+
 HOLDS: list[Any] = [
     # id, holds before, command, rejected reason (None: accepted), forwarded and audited
     ("place-new", (), place(), None, "legal_hold_placed"),
@@ -471,7 +473,9 @@ def test_legal_hold_commands_are_decided_by_the_holds_rule_and_answered(
         return
     assert isinstance(answer, r.CommandAccepted)
     verb = "placed" if isinstance(cmd, r.LegalHoldPlaced) else "released"
-    assert answer.message == f"hold H-1 {verb}"
+    told = "; systems told to keep it from their deletion by age: "
+    placed_now = action == "legal_hold_placed"
+    assert answer.message == f"hold H-1 {verb}" + (told + HOLDERS if placed_now else "")
     if action is None:  # a redelivery: its effect is already there
         assert (outcome.out, outcome.audit) == ([], [])
         return

@@ -83,6 +83,9 @@ def holding(dm: DataMap, category: Category) -> set[System]:
 def test_a_hold_reaches_each_system_holding_its_categories_and_no_other(dm: DataMap) -> None:
     outcome = wf.on_hold(place("H-1", Category.interactions), ctx(dm))
     assert outcome.rejected is None
+    assert outcome.message == (
+        "hold H-1 placed; systems told to keep it from their deletion by age: crm, telephony"
+    )
     states = by_system(outcome.out)
     assert set(states) == holding(dm, Category.interactions) == {System.crm, System.telephony}
     telephony = states[System.telephony]
@@ -132,6 +135,9 @@ def test_a_system_that_cannot_find_the_subject_gets_a_tombstone(dm: DataMap) -> 
     """No camera reference is known: CCTV could find nothing to keep."""
     outcome = wf.on_hold(place("H-3", Category.cctv), ctx(dm))
     assert by_system(outcome.out) == {System.cctv: None}
+    assert (
+        outcome.message == "hold H-3 placed; no system holding these categories knows the subject"
+    )
 
 
 def test_a_release_through_the_workflow_tells_the_systems(dm: DataMap) -> None:

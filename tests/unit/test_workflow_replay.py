@@ -312,5 +312,7 @@ def test_a_legal_hold_answer_is_kept_and_a_replay_after_release_places_nothing(
     again = wf.on_hold(placement, ctx, kept)  # ctx.holds: none, as after the erasure
 
     assert isinstance(again.answer, r.CommandAccepted)
-    assert again.answer.message == "hold H-1 placed"
+    assert isinstance(placed.answer, r.CommandAccepted)
+    assert again.answer.message == placed.answer.message
+    assert (again.answer.message or "").startswith("hold H-1 placed; systems told")
     assert (again.out, again.audit) == ([], [])

@@ -1,4 +1,5 @@
-"""`privops request hold place|release`: legal holds keep categories from erasure.
+"""`privops request hold place|release`: legal holds keep categories from erasure, and
+from each system's deletion by age (privacy.legal-holds.<system>, docs/connectors.md).
 
 A hold belongs to no request: it has its own id, and that id, not a request id, is what
 `place` prints (and `release` takes). Like every command, it travels on privacy.commands
@@ -37,7 +38,10 @@ from privops.core.topics import COMMANDS
 from privops.core.vocab import Category
 
 app = typer.Typer(
-    help="Legal holds: keep a subject's categories from erasure (Art. 17(3)(e)).",
+    help=(
+        "Legal holds: keep a subject's categories from erasure and from the systems'"
+        " deletion by age (Art. 17(3)(e))."
+    ),
     no_args_is_help=True,
 )
 
