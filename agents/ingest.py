@@ -576,7 +576,9 @@ def publish_state(sid: str, consent: rules.SubjectConsent, at: datetime) -> None
 
 
 def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:
-    """Keep the subject's legal holds (audited by the workflow agent that forwarded them)."""
+    """Keep the subject's legal holds. The workflow agent stores each hold as it decides
+    it (and audits it), so this finds it stored and changes nothing; it still applies a
+    hold forwarded by a worker that did not store it (one of an earlier version)."""
     sid = cmd.subject_id
     holds = state.get(HOLDS, sid)
     update = update_holds(holds or [], cmd)

@@ -34,7 +34,6 @@ decided is stored (see ``erase_leftovers``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -230,9 +229,16 @@ async def on_command(cmd: r.Command, key: str) -> None:
         outcome = wf.on_hold(cmd, ctx, answered)
         apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id, key)
         _remember(answered, cmd, outcome, ctx)
-        if isinstance(cmd, r.LegalHoldPlaced) and outcome.rejected is None:
-            held = dataclasses.replace(ctx, holds=update_holds(ctx.holds, cmd).holds)
-            _resend_held(cmd.subject_id, held, cmd.command_id)
+        update = update_holds(ctx.holds, cmd)
+        if outcome.rejected is None and update.changed:
+            # Stored now, with the records that tell the systems, in one flush: the next
+            # decision about the subject (another hold, an erasure finishing, a new
+            # identifier) reads it. Left to the ingest agent's copy of the directive, the
+            # table lagged, and a second hold made a record without the first (review,
+            # session 28); ingest finds it stored and changes nothing.
+            state.put(HOLDS, cmd.subject_id, list(update.holds))
+            if isinstance(cmd, r.LegalHoldPlaced):
+                _resend_held(cmd.subject_id, context(cmd.subject_id), cmd.command_id)
         return
     # With no request and no subject there is nothing to look up: the decision rejects it.
     ctx = context(subject_id) if subject_id else bare_context()

@@ -1,9 +1,11 @@
 """Legal holds: placing and releasing them, one rule for every agent that reads them.
 
 A hold blocks erasure of its categories (Art. 17(3)(e)) from when it is placed until it
-is released. Commands can be redelivered, so placing a hold id twice and releasing a hold
-that is not active both leave the holds as they are and say so (`changed` False): the
-request workflow rejects the release of an unknown hold, the ingest agent skips the write.
+is released, and each system holding a held category is told, so that its own deletion
+by age keeps them too (``fanout.hold_states``). Commands can be redelivered, so placing
+a hold id twice and releasing a hold that is not active both leave the holds as they are
+and say so (`changed` False): the request workflow rejects the release of an unknown
+hold, and writes the holds only when they changed.
 """
 
 from __future__ import annotations

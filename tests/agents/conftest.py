@@ -76,6 +76,8 @@ class Outbox:
         self.sent: list[Sent] = []
         # Tombstones sent on privops' compacted output topics (topic, key), in order.
         self.tombstones: list[tuple[str, bytes | None]] = []
+        # Every record and tombstone (None) in send order: what a compacted topic ends with.
+        self.writes: list[tuple[str, bytes | None, Record | None]] = []
         # The global views' topics carry plain strings, not Avro.
         self.views: list[tuple[str, bytes | None, bytes]] = []
 
@@ -84,6 +86,16 @@ class Outbox:
             self.views.append((topic, key, value))
             return
         self.sent.append(Sent(topic, key, value, self.serde.decode(value)))
+        self.writes.append((topic, key, self.sent[-1].record))
+
+    def tombstone(self, topic: str, key: bytes | None) -> None:
+        self.tombstones.append((topic, key))
+        self.writes.append((topic, key, None))
+
+    def latest(self, prefix: str) -> dict[tuple[str, bytes | None], Record | None]:
+        """The last value sent per (topic, key) on topics starting with ``prefix``: what
+        a compacted topic keeps (None: a tombstone)."""
+        return {(t, k): v for t, k, v in self.writes if t.startswith(prefix)}
 
     def on(self, topic: str) -> list[Record]:
         return [s.record for s in self.sent if s.topic == topic]
@@ -183,7 +195,7 @@ def outbox(app: Any, serde: Serde, monkeypatch: pytest.MonkeyPatch) -> Outbox:
             if topic in streams_io.TOPICS and value is not None:
                 box.record(topic, key, value)
             elif topic in streams_io.TOPICS:
-                box.tombstones.append((topic, key))
+                box.tombstone(topic, key)
         return asyncio.sleep(0, result=list(range(len(records))))
 
     monkeypatch.setattr(streams_state.state, "queue_all", flushed)
