@@ -1,7 +1,9 @@
 """`privops simulate`: the six reference business systems, answering privops' tasks.
 
 Seeds each system's SQLite store with fake customers (once), optionally publishes a day of
-business to ``<system>.events``, then runs every reference connector until Ctrl-C.
+business to ``<system>.events``, then runs every reference connector until Ctrl-C. Each
+system applies the legal holds on it and deletes its rows by age (``--purge-every``), as
+the data map's periods say, once it has read the holds.
 
 Like real systems, they encrypt the events' personal fields under each subject's key from
 privops' key service, and open their tasks through it: the worker must be running
@@ -40,6 +42,7 @@ from privops.connectors.reference import (
     MAX_CUSTOMERS,
     FakeCustomer,
     Knobs,
+    PurgeReport,
     open_store,
     seed_customers,
 )
@@ -64,6 +67,7 @@ app = typer.Typer(
 
 SYSTEM_NAMES = choices(System)
 N = TypeVar("N", int, float)
+PURGE_EVERY_S = 3600.0
 
 
 def _system(raw: str, option: str, example: str) -> System:
@@ -180,6 +184,18 @@ def _on_answer(task: Task, result: TaskResult | None, duplicate: bool) -> None:
     )
 
 
+def _on_purge(system: System, report: PurgeReport) -> None:
+    if not report.total:
+        return
+    counts = [f"{table} {n}" for table, n in sorted(report.deleted.items()) if n]
+    if report.statements:
+        counts.append(f"supplementary statements {report.statements}")
+    console.print(
+        f"[dim]{datetime.now().astimezone():%H:%M:%S}[/] [bold]{system.value:<9}[/] "
+        f"deleted by age (past the data map's period, not held): {', '.join(counts)}"
+    )
+
+
 def _store_table(data_dir: Path, seeded: dict[System, bool]) -> Table:
     out = table("system", "store", "state", "rows")
     for system, now in seeded.items():
@@ -222,6 +238,7 @@ async def _main(
     start_from: str = "earliest",
     url: str | None = None,
     plaintext: bool = False,
+    purge_every: float = PURGE_EVERY_S,
 ) -> None:
     people = seed_customers(customers)
     seeded = await asyncio.to_thread(_seed_stores, data_dir, people, reset=reset)
@@ -257,11 +274,25 @@ async def _main(
         await asyncio.gather(*(runner.ready.wait() for runner in runners))
         say("connectors ready: partitions assigned")
 
-    ready = asyncio.create_task(announce_ready())
+    async def announce_holds() -> None:
+        await asyncio.gather(*(runner.holds_ready.wait() for runner in runners))
+        held = sum(len(runner.holds.held) for runner in runners)
+        every = f"every {purge_every:g} s" if purge_every > 0 else "off (--purge-every 0)"
+        say(f"legal holds read: {held} held across the systems; deletion by age {every}")
+
+    announcements = [asyncio.create_task(announce_ready()), asyncio.create_task(announce_holds())]
     stats = await _run_connectors(
-        cfg, data_dir, knobs=knobs, stop=stop, customers=people, runners=runners
+        cfg,
+        data_dir,
+        knobs=knobs,
+        stop=stop,
+        customers=people,
+        runners=runners,
+        purge_every=purge_every,
+        on_purge=_on_purge,
     )
-    ready.cancel()
+    for announcement in announcements:
+        announcement.cancel()
     total = sum(s.handled for s in stats.values())
     say(f"stopped; {total} task deliveries handled")
 
@@ -330,6 +361,15 @@ def simulate(
         help="Publish the events' personal fields unencrypted, as systems did before "
         "encryption (a migration demo).",
     ),
+    purge_every: float = typer.Option(
+        PURGE_EVERY_S,
+        "--purge-every",
+        min=0,
+        metavar="SECONDS",
+        help="Each system deletes its rows past the data map's periods from collection "
+        "(privops ropa lists them), but what a legal hold, its own hold or a restriction "
+        "keeps: first once it has read the legal holds, then every SECONDS; 0: never.",
+    ),
 ) -> None:
     """Seed the six reference systems, publish a day of business, answer tasks until Ctrl-C."""
     knobs = parse_knobs(slow, fail_first, silent)
@@ -373,5 +413,6 @@ def simulate(
             start_from,
             worker_url,
             plaintext,
+            purge_every,
         )
     )

@@ -1,7 +1,7 @@
 """Connector SDK (privops.connectors): how a business system takes privops' tasks and answers.
 
 See docs/connectors.md. The contract (``base``) sits beside what runs it (``runner``,
-``ledger``, ``metrics``) and beside the reference connectors over SQLite
+``holds``, ``ledger``, ``metrics``) and beside the reference connectors over SQLite
 (``privops.connectors.reference``), which are complete examples of every action.
 """
 
@@ -9,27 +9,40 @@ from __future__ import annotations
 
 from privops.connectors.sdk import (
     REGISTRY,
+    AgeLimit,
     Answer,
     Connector,
     ConnectorRunner,
     TransientError,
     TransientRetry,
+    age_limits,
     serve_metrics,
 )
-from privops.core.records import Erase, Export, LiftRestriction, Rectify, Restrict, Task
+from privops.core.records import (
+    Erase,
+    Export,
+    LegalHoldState,
+    LiftRestriction,
+    Rectify,
+    Restrict,
+    Task,
+)
 
 __all__ = [
     "REGISTRY",
+    "AgeLimit",
     "Answer",
     "Connector",
     "ConnectorRunner",
     "Erase",
     "Export",
+    "LegalHoldState",
     "LiftRestriction",
     "Rectify",
     "Restrict",
     "Task",
     "TransientError",
     "TransientRetry",
+    "age_limits",
     "serve_metrics",
 ]

@@ -4,13 +4,17 @@ A team subclasses :class:`Connector`; each action returns an :class:`Answer`, wh
 runner (``privops.connectors.runner``) turns into the task-result record privops reads.
 This module knows nothing of Kafka, so a connector can be tested with plain ``await``.
 
+Besides tasks, a connector is told what legal holds keep of each subject at its system
+(``hold`` / ``release``, from ``privacy.legal-holds.<system>``): the system's own deletion
+by age must skip it (docs/connectors.md, "Legal holds and deletion by age").
+
 ``Answer`` is the connector's reply to one task, not the request workflow's ``Outcome``
 (the worker's decision about a request): the two meet only through the result record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Final, Literal
@@ -20,6 +24,7 @@ from privops.core.records import (
     Erase,
     Export,
     ExportReference,
+    LegalHoldState,
     LiftRestriction,
     NotFound,
     Rectify,
@@ -130,6 +135,10 @@ class Connector:
     handles ciphertext. Methods must be idempotent in effect: a crash between doing the
     work and recording the answer re-runs the task once.
     An action you do not implement answers ``TaskFailed(retryable=False)``.
+
+    ``hold`` / ``release`` (and ``holding``, for a connector that keeps holds across
+    restarts) are how legal holds reach the system; one that leaves them as they are
+    keeps nothing for a hold, and the runner says so at start (``honours_holds``).
     """
 
     system: ClassVar[System]
@@ -148,6 +157,28 @@ class Connector:
 
     async def export(self, task: Export) -> Answer:
         return _unsupported(task)
+
+    async def hold(self, state: LegalHoldState) -> None:
+        """The whole of what legal holds keep of ``state.subject_id`` here: replace what
+        you had for them. Your deletion by age must skip their records of
+        ``state.categories``. ``state.identifiers`` / ``previous_identifiers`` find them as a
+        task's do (same rules for earlier identifiers); both are empty when they could
+        not be opened (the key gone): keep what you held for the subject, with these
+        categories. Idempotent: the runner reads every record again at every start.
+
+        Not implemented here: a system that deletes by age and ignores this deletes held
+        data. The runner warns at start and sets ``privops_connector_holds_ignored``."""
+
+    async def release(self, subject_id: str) -> None:
+        """No legal hold keeps anything of ``subject_id`` here any more: their records
+        follow their retention periods again. Idempotent (an unknown subject: nothing)."""
+
+    async def holding(self) -> Collection[str]:
+        """The subjects you keep a hold for from before this run (a connector that keeps
+        holds across restarts). Once the runner has read the holds topic to its end it
+        releases those the topic no longer holds: a tombstone compacted away while the
+        system was down would otherwise keep them for ever. Default: none."""
+        return ()
 
     async def start(self) -> None:
         """Open connections; called once before the first task."""
@@ -168,6 +199,13 @@ class Connector:
         if isinstance(task, Export):
             return await self.export(task)
         return _unsupported(task)
+
+
+def honours_holds(connector: Connector) -> bool:
+    """Whether ``connector`` implements both ``hold`` and ``release`` (one without the
+    other keeps holds it never lifts, or lifts what it never kept)."""
+    kind = type(connector)
+    return kind.hold is not Connector.hold and kind.release is not Connector.release
 
 
 def _unsupported(task: Task) -> Answer:

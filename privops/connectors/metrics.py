@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
 
@@ -62,6 +62,42 @@ KEY_RETRIES = _counter(
     "In-process retries after a subject's key could not be had (key service unreachable "
     "or busy); once they run out the task is answered TaskFailed(retryable=True).",
     "system",
+)
+
+
+HOLD_OUTCOMES: Final = ("held", "released", "unopened", "ignored", "skipped", "failed")
+"""What became of a record on ``privacy.legal-holds.<system>``: applied (``held``;
+``unopened`` when its identifiers' key is gone and it went on without them), a
+tombstone applied (``released``), received by a connector that does not implement
+holds (``ignored``), not a hold record of this system (``skipped``), or the connector
+raised (``failed``: tried again until it applies)."""
+
+HOLD_RECORDS = _counter(
+    "privops_connector_hold_records_total",
+    "Records read from the system's legal-holds topic, by what became of them: held, "
+    "released, unopened, ignored, skipped, failed.",
+    "system",
+    "outcome",
+)
+
+
+def _gauge(name: str, doc: str) -> Gauge:
+    return Gauge(name, doc, ["system"], registry=REGISTRY)
+
+
+HOLDS = _gauge(
+    "privops_connector_legal_holds",
+    "Subjects a legal hold keeps something of at this system, as the connector applies them.",
+)
+HOLDS_READY = _gauge(
+    "privops_connector_holds_ready",
+    "1 once the legal-holds topic is read to the end offsets found at start and every "
+    "record read is applied: deletion by age may run. 0 before, and while one fails.",
+)
+HOLDS_IGNORED = _gauge(
+    "privops_connector_holds_ignored",
+    "1 when the connector does not implement hold and release: legal holds are not applied "
+    "at this system, and its deletion by age deletes held data.",
 )
 
 

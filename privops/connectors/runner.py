@@ -30,6 +30,11 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
   privops re-sends the task. Why a key cannot be had (the status the key service
   answered, the principal it refused, a certificate not trusted) is logged once per
   cause, never in the answer.
+- Legal holds (``privops.connectors.holds``): beside the tasks, the runner reads
+  ``privacy.legal-holds.<system>`` whole, in no group, opens each record's identifiers
+  with the same key source and tells the connector (``hold`` / ``release``).
+  :attr:`ConnectorRunner.holds_ready` is set once it has read what the topic held at
+  start: the system's deletion by age must wait for it.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ from privops.connectors.encryption import (
     sealed_key_ids,
     worker_keys,
 )
+from privops.connectors.holds import HoldReader, stopped
 from privops.connectors.ledger import Ledger, ledger_path, outcome_of
 from privops.connectors.metrics import (
     DUPLICATES,
@@ -82,7 +88,7 @@ from privops.connectors.metrics import (
 )
 from privops.core.errors import DecodeError, PrivopsError, RegistryError
 from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.records import Task, TaskResult
+from privops.core.records import Record, Task, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
 
@@ -100,6 +106,7 @@ SKIP_REASONS: tuple[str, ...] = (
 AnswerHook = Callable[[Task, TaskResult | None, bool], None]
 Send = Callable[[str, bytes], Awaitable[None]]
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
 
 ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 # How ``encryption`` words the key service's answers: only the status is read from them;
@@ -202,7 +209,9 @@ class ConnectorRunner:
     ``start_from="latest"`` makes a brand-new consumer group skip older tasks (tests);
     ``group_id`` names another group than the system's own (a second run, a test): it is
     placed under ``privops-connector-<system>``, the only groups the system may use.
-    :attr:`ready` is set once partitions are assigned and positioned.
+    :attr:`ready` is set once partitions are assigned and positioned;
+    :attr:`holds_ready` once the legal holds on the system are read and applied (the
+    system's deletion by age waits for it; cleared while a hold record cannot be).
     ``on_answer(task, result, duplicate)`` is called after each answer (result is None
     for ``Answer.no_answer()``), e.g. to print progress; ``task`` as the connector saw it.
     ``keys`` opens the tasks' personal fields and encrypts the answers'; by default
@@ -249,6 +258,8 @@ class ConnectorRunner:
         self._own_keys: WorkerKeySource | None = None
         self.worker_url = worker_url
         self._key_troubles: set[str] = set()
+        self.holds = HoldReader(connector, self._decode_record, self._open_record)
+        self.holds_ready = self.holds.ready
 
     @property
     def keys(self) -> KeySource:
@@ -304,7 +315,31 @@ class ConnectorRunner:
             await self.connector.start()
             opened.push_async_callback(self.connector.close)
             log.info("connector %s consuming %s as %s", self.system, self.topic, self.group_id)
-            await self._consume(consumer, client, ledger, stop)
+            await self._consume_with_holds(consumer, client, ledger, stop)
+
+    async def _consume_with_holds(
+        self,
+        consumer: AIOKafkaConsumer,
+        client: dict[str, Any],
+        ledger: Ledger,
+        stop: asyncio.Event,
+    ) -> None:
+        """The tasks, and beside them the legal holds, until ``stop``; an error of either
+        stops both and is raised (a hold reader that died would leave the holds stale).
+        Stopped, the tasks' fetch is finished as before, never cut mid-task."""
+        holds = asyncio.create_task(self.holds.follow(client, stop), name=f"holds-{self.system}")
+        tasks = asyncio.create_task(self._consume(consumer, client, ledger, stop))
+        try:
+            await asyncio.wait({holds, tasks}, return_when=asyncio.FIRST_COMPLETED)
+            if holds.done() and not holds.cancelled() and holds.exception() is None:
+                await asyncio.wait({tasks})  # ``stop`` was set: the tasks see it too
+        finally:
+            for job in (tasks, holds):
+                job.cancel()
+            await asyncio.gather(tasks, holds, return_exceptions=True)
+        for job in (tasks, holds):
+            if not job.cancelled() and (error := job.exception()) is not None:
+                raise error
 
     async def _consume(
         self,
@@ -446,7 +481,7 @@ class ConnectorRunner:
             return task, None
         keys = self.keys
         opened = await self._with_keys(
-            task, lambda: decrypt_record(task, keys, legacy_plaintext=True)
+            _about(task), lambda: decrypt_record(task, keys, legacy_plaintext=True)
         )
         # privops seals a task's fields under one key (its storage key of the moment);
         # were there two, the answer goes under the first.
@@ -467,14 +502,31 @@ class ConnectorRunner:
         keys: KeySource = self.keys if sealed_with is None else SameKey(self.keys, sealed_with)
         scope = MAIN_SCOPE if sealed_with is None else scope_of([sealed_with])
         return await self._with_keys(
-            task, lambda: encrypt_record(result, keys, subject_id=task.subject_id, scope=scope)
+            _about(task),
+            lambda: encrypt_record(result, keys, subject_id=task.subject_id, scope=scope),
         )
 
-    async def _with_keys(self, task: Task, call: Callable[[], T]) -> T:
+    async def _decode_record(self, value: bytes | None) -> Record:
+        """A record with the serde the tasks are read with (tests replace it)."""
+        return await self.serde.decode_async(value)
+
+    async def _open_record(self, record: R, about: str) -> R:
+        """``record`` (a legal hold state) with its personal fields in plaintext, opened
+        with the key source the tasks are: as it is when none is sealed. ``DecodeError``
+        when they never will open, ``KeysUnavailable`` when the key cannot be had now."""
+        if not sealed_key_ids(record):
+            return record
+        keys = self.keys
+        return await self._with_keys(
+            about, lambda: decrypt_record(record, keys, legacy_plaintext=True)
+        )
+
+    async def _with_keys(self, about: str, call: Callable[[], T]) -> T:
         """``call`` (blocking: it may ask the key service) off the loop, retried as a
         ``TransientError`` is when the key cannot be had; ``KeysUnavailable`` after the
         last try. ``DecodeError`` (a destroyed key, a ciphertext that does not
-        authenticate) is the task's own and is raised at once."""
+        authenticate) is the record's own and is raised at once. ``about`` names the
+        record in the log (a task's id and action), never a value."""
         for delay in (*self.retry.delays(), None):
             try:
                 done = await asyncio.to_thread(call)
@@ -488,12 +540,7 @@ class ConnectorRunner:
                 if delay is None:
                     raise KeysUnavailable(type(exc).__name__) from exc
                 KEY_RETRIES.labels(self.system).inc()
-                log.info(
-                    "task %s (%s): key unavailable (%s); retrying",
-                    task.task_id,
-                    task.action,
-                    type(exc).__name__,
-                )
+                log.info("%s: key unavailable (%s); retrying", about, type(exc).__name__)
                 await asyncio.sleep(delay)
             else:
                 self._key_troubles.clear()  # fixed: the next trouble is news again
@@ -533,7 +580,7 @@ class ConnectorRunner:
             keys = self.keys
             try:
                 result = await self._with_keys(
-                    task, lambda: decrypt_record(result, keys, subject_id=subject)
+                    _about(task), lambda: decrypt_record(result, keys, subject_id=subject)
                 )
             except DecodeError:
                 log.info("task %s: its kept answer's key is gone; executing it again", task.task_id)
@@ -620,7 +667,7 @@ class ConnectorRunner:
                 return None
             except RegistryError:
                 log.warning("schema registry unavailable decoding offset %d; retrying", offset)
-                if await _stopped(stop, 1.0):
+                if await stopped(stop, 1.0):
                     raise _Stopping from None
         if not isinstance(record, Task):
             self._skip(offset, "not_a_task")
@@ -677,13 +724,6 @@ def key_trouble(exc: BaseException, principal: str | None = None) -> str:
     return kind if cause is None else f"{kind} ({type(cause).__name__})"
 
 
-async def _stopped(stop: asyncio.Event | None, seconds: float) -> bool:
-    """Wait ``seconds``, less if ``stop`` is set meanwhile; whether it is."""
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return False
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
+def _about(task: Task) -> str:
+    """A task as the log names it: its id and action (no subject, no value)."""
+    return f"task {task.task_id} ({task.action})"

@@ -1,7 +1,9 @@
 """Simulated business systems: the six reference connectors and an upstream event generator.
 
 ``run_connectors`` runs a reference connector (``privops.connectors.reference``) for every
-system, each over its own seeded SQLite store, answering privops' tasks.
+system, each over its own seeded SQLite store, answering privops' tasks, applying the
+legal holds on it and, when asked (``purge_every``), deleting its rows by age as the data
+map's periods say, once the holds are read.
 ``publish_business_day`` publishes what those systems would send to ``<system>.events``
 (Avro, keyed by subject id) for the same fake customers, with the identifiers each system
 really holds, so privops' identity map builds tasks the connectors can look up.
@@ -40,6 +42,8 @@ from privops.connectors.encryption import (
 from privops.connectors.reference import (
     FakeCustomer,
     Knobs,
+    PurgeHook,
+    ReferenceConnector,
     reference_connector,
     seed_customers,
     seed_stores,
@@ -132,12 +136,16 @@ async def run_connectors(
     runners: Sequence[ConnectorRunner] | None = None,
     on_answer: AnswerHook | None = None,
     worker_url: str | None = None,
+    purge_every: float = 0.0,
+    on_purge: PurgeHook | None = None,
 ) -> dict[System, RunnerStats]:
     """Run all six reference connectors until ``stop`` is set; their stats when stopped.
 
     Missing stores are seeded first (``customers``, default 50 fake customers). Pass
     ``runners`` from :func:`build_runners` to wait on their ``ready`` events meanwhile.
     If one runner fails, the others are stopped and its error is raised.
+    ``purge_every`` > 0: each system deletes by age every that many seconds, the first
+    time once its runner has read the legal holds (``on_purge`` told what went); 0: never.
     """
     stop = stop or asyncio.Event()
     await asyncio.to_thread(seed_stores, data_dir, customers or seed_customers(DEFAULT_CUSTOMERS))
@@ -146,6 +154,15 @@ async def run_connectors(
             settings, data_dir, knobs=knobs, on_answer=on_answer, worker_url=worker_url
         )
     tasks = [asyncio.create_task(r.run(stop), name=f"connector-{r.system}") for r in runners]
+    if purge_every > 0:
+        tasks += [
+            asyncio.create_task(
+                r.connector.purge_periodically(purge_every, r.holds_ready, stop, on_purge),
+                name=f"purge-{r.system}",
+            )
+            for r in runners
+            if isinstance(r.connector, ReferenceConnector)
+        ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

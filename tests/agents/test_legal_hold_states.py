@@ -226,11 +226,12 @@ async def test_a_second_hold_decided_at_once_keeps_the_first(
         assert held_at(outbox, System.crm) == (["contact", "interactions"], ["H-1", "H-2"])
         assert held_at(outbox, System.orders) == (["contact"], ["H-1"])
 
-        for cmd in (
+        then: list[r.Command] = [
             released_from_ann("H-1", 2),
             placed_on_ann("H-3", Category.cctv, 3),
-        ):
-            await put_on(flow, COMMANDS, ANN.encode(), serde.encode(cmd))
+        ]
+        for command in then:
+            await put_on(flow, COMMANDS, ANN.encode(), serde.encode(command))
         await wait_for(lambda: len(outbox.on(SUBJECT_DIRECTIVES)) == 4)
         await state.flush()
     assert held_at(outbox, System.crm) == (["interactions"], ["H-2"])

@@ -75,7 +75,7 @@ SURFACE = [
     "audit verify: --json --chain --anchors --require-keyed",
     "audit anchor: --out --chain --json",
     "simulate: --data-dir --customers --events --date --slow --fail-first --silent"
-    " --reset --metrics-port --group-prefix --from --worker-url --plaintext",
+    " --reset --metrics-port --group-prefix --from --worker-url --plaintext --purge-every",
     "keys generate: --owner --key-file --json",
     "keys list: --json",
     "keys revoke: KEY_ID --json",

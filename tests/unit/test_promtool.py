@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from privops.adapters import metrics
+from privops.connectors import metrics as connector_metrics
 from tests.integration.promql_check import (
     alert_queries,
     dashboard_queries,
@@ -32,6 +33,8 @@ ALERTS = {
     "PrivopsConsumerLagHigh",
     "PrivopsWorkerDown",
     "PrivopsWorkerNotReady",
+    "PrivopsConnectorIgnoresLegalHolds",
+    "PrivopsConnectorHoldsNotRead",
 }
 
 
@@ -123,7 +126,8 @@ def faust_sensor_names() -> frozenset[str]:
 
 
 def test_every_referenced_metric_is_defined() -> None:
-    known = metrics.metric_names() | faust_sensor_names() | PROMETHEUS_BUILTINS
+    connectors = metrics.metric_names(connector_metrics.REGISTRY)
+    known = metrics.metric_names() | connectors | faust_sensor_names() | PROMETHEUS_BUILTINS
     queries = dashboard_queries(DASHBOARDS_DIR) + alert_queries(RULES)
     assert queries
     for query in queries:

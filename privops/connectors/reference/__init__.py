@@ -8,8 +8,8 @@ identifiers, so tasks privops builds from its identity map find these rows.
 
 The parts: ``people`` (the fake customers), ``specs`` (each system's tables),
 ``rows`` (what each table holds about a customer), ``store`` (the SQLite file and what
-it does with a task), ``exports`` (where exports go and the locations reported),
-``connectors`` (the SDK's contract over a store, with knobs).
+it does with a task, a legal hold and deletion by age), ``exports`` (where exports go
+and the locations reported), ``connectors`` (the SDK's contract over a store, with knobs).
 Answers: retained (kept categories and their grounds) when anything with rows was kept,
 else completed, not_found when the identifiers match nothing; an export answers
 completed with ExportReference(location, record_count, checksum="sha256:<hex>"), the
@@ -25,6 +25,7 @@ from privops.connectors.reference.connectors import (
     Knobs,
     MarketingConnector,
     OrdersConnector,
+    PurgeHook,
     ReferenceConnector,
     TelephonyConnector,
     WebConnector,
@@ -51,6 +52,7 @@ from privops.connectors.reference.people import (
 from privops.connectors.reference.specs import SPECS, StoreSpec, TableSpec
 from privops.connectors.reference.store import (
     EraseReport,
+    PurgeReport,
     ReferenceStore,
     open_store,
     seed_stores,
@@ -75,6 +77,8 @@ __all__ = [
     "Knobs",
     "MarketingConnector",
     "OrdersConnector",
+    "PurgeHook",
+    "PurgeReport",
     "ReferenceConnector",
     "ReferenceStore",
     "StoreSpec",

@@ -1,21 +1,43 @@
 """The reference connectors: the SDK's contract over a :class:`ReferenceStore`, per system.
 
 Complete, tested examples of every action (docs/connectors.md points here), plus knobs
-that make a system slow, flaky or silent so privops' tracking can be exercised.
+that make a system slow, flaky or silent so privops' tracking can be exercised. Each
+also applies the legal holds on its system (``hold`` / ``release``) and deletes its rows
+by age (``purge_expired``, every so often with ``purge_periodically``), never before
+the runner has read the holds (``ConnectorRunner.holds_ready``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 from privops.connectors.base import Answer, Connector, TransientError
+from privops.connectors.holds import stopped
 from privops.connectors.reference.exports import export_place
-from privops.connectors.reference.store import open_store
-from privops.core.datamap import DataMap
-from privops.core.records import Erase, Export, LiftRestriction, Rectify, Restrict, Task
-from privops.core.vocab import System
+from privops.connectors.reference.store import PurgeReport, open_store
+from privops.connectors.retention import AgeLimit, age_limits
+from privops.core.datamap import DataMap, load_datamap
+from privops.core.records import (
+    Erase,
+    Export,
+    LegalHoldState,
+    LiftRestriction,
+    Rectify,
+    Restrict,
+    Task,
+)
+from privops.core.vocab import Category, System
+
+log = logging.getLogger(__name__)
+
+PurgeHook = Callable[[System, PurgeReport], None]
+"""Told what each deletion by age deleted (e.g. to print it)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +69,14 @@ class ReferenceConnector(Connector):
         self.store = open_store(data_dir, self.system)
         # Below the export root the data map declares (the default map unless given).
         self.exports = export_place(self.system, data_dir, datamap)
+        self._datamap = datamap
         self._deliveries: dict[str, set[int]] = {}
+
+    @cached_property
+    def age_limits(self) -> dict[Category, AgeLimit]:
+        """The periods from collection the data map (the default map unless given) sets
+        for this system's categories: what ``purge_expired`` deletes after."""
+        return age_limits(self._datamap or load_datamap(), self.system)
 
     async def handle(self, task: Task) -> Answer:
         if self.knobs.silent:
@@ -116,6 +145,66 @@ class ReferenceConnector(Connector):
         if ref is None:
             return Answer.not_found()
         return Answer.completed(records_affected=ref.record_count, export=ref)
+
+    async def hold(self, state: LegalHoldState) -> None:
+        await asyncio.to_thread(
+            self.store.hold,
+            state.subject_id,
+            state.categories,
+            state.hold_ids,
+            state.identifiers,
+            state.previous_identifiers,
+        )
+
+    async def release(self, subject_id: str) -> None:
+        await asyncio.to_thread(self.store.release, subject_id)
+
+    async def holding(self) -> Collection[str]:
+        return await asyncio.to_thread(self.store.holding)
+
+    async def purge_expired(self, now: datetime | None = None) -> PurgeReport:
+        """Delete what is past its period now (``ReferenceStore.purge_expired``). Call it
+        only once the holds are read (``ConnectorRunner.holds_ready``)."""
+        when = now or datetime.now(UTC)
+        return await asyncio.to_thread(self.store.purge_expired, when, self.age_limits)
+
+    async def purge_periodically(
+        self,
+        every: float,
+        holds_ready: asyncio.Event,
+        stop: asyncio.Event,
+        on_purge: PurgeHook | None = None,
+    ) -> None:
+        """Delete by age every ``every`` seconds until ``stop``: first once the holds are
+        read, and never while ``holds_ready`` is clear (a hold record not applied yet)."""
+        while not stop.is_set():
+            if not holds_ready.is_set():
+                await _first_of(holds_ready, stop)
+                continue
+            try:
+                report = await self.purge_expired()
+            # A round that fails (the store locked past its timeout) deletes nothing; the
+            # next one tries again. Its type only: a message may quote a row.
+            except Exception as exc:  # noqa: BLE001
+                log.error("%s: deletion by age failed (%s)", self.system, type(exc).__name__)
+                await stopped(stop, every)
+                continue
+            if report.total:
+                counts = ", ".join(f"{t} {n}" for t, n in sorted(report.deleted.items()) if n)
+                log.info("%s: deleted by age %s", self.system, counts or "statements only")
+            if on_purge is not None:
+                on_purge(self.system, report)
+            await stopped(stop, every)
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waits = {asyncio.create_task(event.wait()) for event in events}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _count(rows: int | None) -> Answer:

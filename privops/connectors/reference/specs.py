@@ -3,7 +3,8 @@
 A spec is data the store interprets (``privops.connectors.reference.store``): which
 identifier kinds a table answers (``lookups``), which columns are contact data to null
 when a row is kept but its contact data erased, what ``rectify`` may change (a data
-map field -> its column), and a system's own hold (CCTV under an open investigation).
+map field -> its column), a system's own hold (CCTV under an open investigation), and
+for deletion by age the column saying when a row was collected.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from privops.core.vocab import Category, System
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table holding subject data of one category."""
+    """One table holding subject data of one category.
+
+    ``hold``: a condition on a row the system's own hold keeps (erasure and deletion by
+    age alike). ``collected``: the column saying when the row was collected, which the
+    data map's periods ``from: collected`` count from (deletion by age); a table without
+    one is never deleted by age. ``concluded_hold``: a condition with one parameter, the
+    earliest conclusion still kept: rows its hold kept and that stay kept for a while
+    after it concludes (the data map's ``investigation_hold_plus_days``).
+    """
 
     name: str
     category: Category
@@ -25,6 +34,8 @@ class TableSpec:
     contact_columns: tuple[str, ...] = ()
     rectify: Mapping[str, str] = field(default_factory=dict)
     hold: str | None = None
+    collected: str | None = None
+    concluded_hold: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ SPECS: dict[System, StoreSpec] = {
                 "message_id TEXT PRIMARY KEY, contact_id TEXT, customer_id TEXT,"
                 " received_at TEXT, medium TEXT, subject TEXT, body TEXT",
                 lookups=_ref("contact_id", "system_ref", customer_id="customer_id"),
+                collected="received_at",
             ),
             TableSpec(
                 "preferences",
@@ -160,6 +172,7 @@ SPECS: dict[System, StoreSpec] = {
                 " started_at TEXT, duration_seconds INTEGER, direction TEXT, recording_uri TEXT",
                 lookups=_ref("caller_ref", "contact_id", "system_ref", phone="caller_number"),
                 contact_columns=("caller_number",),
+                collected="started_at",
             ),
         ),
     ),
@@ -206,6 +219,9 @@ SPECS: dict[System, StoreSpec] = {
                 "cookie_id TEXT PRIMARY KEY, customer_id TEXT, first_seen TEXT, last_seen TEXT,"
                 " analytics_consent INTEGER, marketing_consent INTEGER, banner_version TEXT",
                 lookups=_ref("cookie_id", "device_id", "system_ref", customer_id="customer_id"),
+                # A cookie is read again at every visit: its identifier was last collected
+                # when it was last seen, and a cookie still in use is not 13 months old.
+                collected="last_seen",
             ),
             TableSpec(
                 "page_views",
@@ -213,6 +229,7 @@ SPECS: dict[System, StoreSpec] = {
                 "view_id TEXT PRIMARY KEY, cookie_id TEXT, customer_id TEXT, path TEXT,"
                 " viewed_at TEXT",
                 lookups=_ref("cookie_id", "system_ref", customer_id="customer_id"),
+                collected="viewed_at",
             ),
         ),
     ),
@@ -228,6 +245,9 @@ SPECS: dict[System, StoreSpec] = {
                 lookups=_ref("visitor_ref", "system_ref", "camera_ref", customer_id="customer_id"),
                 hold="investigation_id IN"
                 " (SELECT investigation_id FROM investigations WHERE closed_at IS NULL)",
+                collected="captured_at",
+                concluded_hold="investigation_id IN (SELECT investigation_id FROM"
+                " investigations WHERE julianday(closed_at) >= julianday(?))",
             ),
         ),
         extra_ddl=(

@@ -23,6 +23,13 @@
   file is recorded against the subject (``_exports``), so that an erase deletes it: an
   access request's export is a plaintext copy of every row, and it outlived the rows
   (review, session 26).
+- hold / release: what legal holds keep of a subject, recorded in ``_legal_holds`` by the
+  system's own keys (the subject's rows, found as an erase finds them) and category.
+- purge_expired: deletion by age. Rows collected (``TableSpec.collected``) longer ago than
+  their category's period are DELETED, except rows a legal hold keeps for their
+  category, rows the system's own hold keeps (footage under an open investigation, or
+  one concluded within the data map's days after), and restricted rows (Art. 18: kept,
+  not used). A row with no collection time is never deleted by age.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from privops.connectors.reference.exports import ExportPlace
 from privops.connectors.reference.people import FakeCustomer
 from privops.connectors.reference.rows import seed_rows
 from privops.connectors.reference.specs import SPECS, StoreSpec, TableSpec
+from privops.connectors.retention import AgeLimit
 from privops.core.amounts import parse_pounds
 from privops.core.datamap import STATEMENT_PREFIX
 from privops.core.errors import DomainError
@@ -75,6 +83,25 @@ _EXPORTS_DDL = (
     " (key TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,"
     " PRIMARY KEY (key, request_id))"
 )
+
+_HOLDS_DDL = (
+    "CREATE TABLE IF NOT EXISTS _legal_holds"
+    " (subject_id TEXT NOT NULL, key TEXT NOT NULL, category TEXT NOT NULL,"
+    " hold_ids TEXT NOT NULL, PRIMARY KEY (subject_id, key, category))"
+)
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What one deletion by age deleted: rows by table, and the supplementary statements
+    left with no data of their category to complete."""
+
+    deleted: dict[str, int] = field(default_factory=dict)
+    statements: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values()) + self.statements
 
 
 Previous = Mapping[str, Sequence[str]] | None
@@ -510,6 +537,110 @@ class ReferenceStore:
             if then is not None:
                 total += then(db, keys)
             return total
+
+    # --- legal holds and deletion by age -----------------------------------------------
+    def hold(
+        self,
+        subject_id: str,
+        categories: Sequence[Category],
+        hold_ids: Sequence[str],
+        identifiers: Mapping[str, str],
+        previous: Previous = None,
+    ) -> list[str]:
+        """Record that legal holds keep ``categories`` of ``subject_id``: replaces what
+        was recorded for them. Their rows are found as an erase finds them (current and
+        earlier identifiers, the owner-key rule); with no identifiers (their key gone),
+        the keys recorded before stay, with these categories. The keys held."""
+        with self._db() as db:
+            db.execute(_HOLDS_DDL)
+            if identifiers or previous:
+                keys = self._resolve(db, identifiers, previous)
+            else:
+                sql = "SELECT DISTINCT key FROM _legal_holds WHERE subject_id = ?"
+                keys = sorted(row[0] for row in db.execute(sql, (subject_id,)))
+            db.execute("DELETE FROM _legal_holds WHERE subject_id = ?", (subject_id,))
+            held = ",".join(sorted(hold_ids))
+            db.executemany(
+                "INSERT OR REPLACE INTO _legal_holds VALUES (?, ?, ?, ?)",
+                [(subject_id, k, c.value, held) for k in keys for c in set(categories)],
+            )
+            return keys if categories else []
+
+    def release(self, subject_id: str) -> int:
+        """No legal hold keeps anything of ``subject_id`` any more. Rows of holds dropped."""
+        with self._db() as db:
+            db.execute(_HOLDS_DDL)
+            sql = "DELETE FROM _legal_holds WHERE subject_id = ?"
+            return db.execute(sql, (subject_id,)).rowcount
+
+    def holding(self) -> list[str]:
+        """The subjects a legal hold keeps something of here."""
+        with self._db() as db:
+            db.execute(_HOLDS_DDL)
+            sql = "SELECT DISTINCT subject_id FROM _legal_holds ORDER BY subject_id"
+            return [row[0] for row in db.execute(sql)]
+
+    def legal_holds(self) -> list[dict[str, Any]]:
+        """Every recorded hold: subject id, key, category, hold ids (tests, inspection)."""
+        with self._db() as db:
+            db.execute(_HOLDS_DDL)
+            sql = "SELECT * FROM _legal_holds ORDER BY subject_id, key, category"
+            return [dict(row) for row in db.execute(sql)]
+
+    def purge_expired(self, now: datetime, limits: Mapping[Category, AgeLimit]) -> PurgeReport:
+        """Delete the rows past their category's period at ``now`` (``limits``: the data
+        map's periods from collection, ``retention.age_limits``), but those a legal hold,
+        the system's own hold or a restriction keeps. A category without a limit, and a
+        table without a collection column, are left alone. What was deleted, by table."""
+        deleted: dict[str, int] = {}
+        with self._db() as db:
+            db.execute(_HOLDS_DDL)
+            db.execute(_STATEMENTS_DDL)
+            for table in self.spec.tables:
+                limit = limits.get(table.category)
+                if limit is None or table.collected is None:
+                    continue
+                kept, values = self._kept_by_age(table, limit, now)
+                sql = (
+                    f"DELETE FROM {table.name} WHERE julianday({table.collected})"  # noqa: S608
+                    f" < julianday(?) AND NOT ({kept})"
+                )
+                deleted[table.name] = db.execute(
+                    sql, (limit.cutoff(now).isoformat(), *values)
+                ).rowcount
+            purged = {t.category for t in self.spec.tables if deleted.get(t.name)}
+            statements = sum(self._orphaned_statements(db, c) for c in purged)
+        return PurgeReport(deleted, statements)
+
+    def _kept_by_age(
+        self, table: TableSpec, limit: AgeLimit, now: datetime
+    ) -> tuple[str, tuple[str, ...]]:
+        """The condition (and its values) on a row of ``table`` that keeps it past its
+        period: restricted, under a legal hold of its category, under the system's own
+        hold, open or concluded within the days the data map gives."""
+        key = self.spec.key
+        held = f"{key} IN (SELECT key FROM _legal_holds WHERE category = ?)"  # noqa: S608
+        kept = ["restricted != 0", f"coalesce({held}, 0)"]
+        values: tuple[str, ...] = (table.category.value,)
+        if table.hold:
+            kept.append(f"coalesce(({table.hold}), 0)")
+        concluded = limit.concluded_cutoff(now)
+        if table.concluded_hold and concluded is not None:
+            kept.append(f"coalesce(({table.concluded_hold}), 0)")
+            values += (concluded.isoformat(),)
+        return " OR ".join(kept), values
+
+    def _orphaned_statements(self, db: sqlite3.Connection, category: Category) -> int:
+        """Delete the supplementary statements about ``category`` of keys left with no
+        row of it: they completed data that is gone. Statements deleted."""
+        tables = [t for t in self.spec.tables if t.category is category]
+        key = self.spec.key
+        found = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {t.name} WHERE {t.name}.{key} = _statements.key)"  # noqa: S608
+            for t in tables
+        )
+        sql = f"DELETE FROM _statements WHERE category = ? AND NOT ({found})"  # noqa: S608
+        return db.execute(sql, (category.value,)).rowcount
 
     def export(
         self,

@@ -1,0 +1,314 @@
+"""Legal holds at one system: ``privacy.legal-holds.<system>`` read whole, told to the connector.
+
+The topic is compacted and keyed by subject id; each record (``LegalHoldState``) is the
+whole of what legal holds keep of one subject at this system, and a tombstone says
+nothing is held there any more. So it is read like the worker's global views
+(streams.global_view): every partition assigned, from the earliest offset, in no
+consumer group (the system's principal may read the topic, and needs no group for it).
+Each record goes to ``Connector.hold``, each tombstone to ``Connector.release``.
+
+``ready`` is set once the topic is read up to the end offsets found at start, every
+record read applied, and the holds the connector kept from before that the topic no
+longer has released (``Connector.holding``). Deletion by age must wait for it: before,
+a system starting would delete what a hold it had not read yet keeps. It is cleared
+while a record cannot be applied (a key that cannot be had now, the registry down, the
+connector raising), and the record is tried again until it applies: a hold is never
+skipped. A record whose identifiers cannot be opened ever (the key destroyed by an
+erasure, a ciphertext that does not authenticate) still reaches the connector, with its
+subject id and categories and no identifiers; a later record sealed under a key that
+lives (the worker writes one after an erasure) brings them back.
+
+Nothing personal is logged: partitions, offsets, reasons and counts, never a subject
+id or an identifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from privops.connectors.base import Connector, honours_holds
+from privops.connectors.metrics import (
+    HOLD_OUTCOMES,
+    HOLD_RECORDS,
+    HOLDS,
+    HOLDS_IGNORED,
+    HOLDS_READY,
+)
+from privops.core.errors import DecodeError, PrivopsError, RegistryError
+from privops.core.records import LegalHoldState, Record
+from privops.core.topics import legal_holds_topic
+from privops.core.vocab import System
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS: Final = 2.0
+RETRY_MAX_SECONDS: Final = 30.0
+FETCH_WAIT_MS: Final = 300
+
+Decode = Callable[[bytes | None], Awaitable[Record]]
+Open = Callable[[LegalHoldState, str], Awaitable[LegalHoldState]]
+"""Opens a hold record's personal fields (the runner's key source): ``DecodeError`` when
+they never will (a destroyed key, not authentic), another ``PrivopsError`` when the key
+cannot be had now."""
+
+
+class _NotNow(Exception):
+    """A record that cannot be applied now, but may later: tried again."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class HoldReader:
+    """Follows one system's legal-holds topic for the runner's life (see the module)."""
+
+    def __init__(self, connector: Connector, decode: Decode, open_: Open) -> None:
+        self.connector = connector
+        self.system = System(connector.system)
+        self.topic = legal_holds_topic(self.system)
+        self.ready = asyncio.Event()
+        self.held: set[str] = set()
+        """Subject ids whose latest record on the topic is a hold (not a tombstone)."""
+        self.honoured = honours_holds(connector)
+        self._decode = decode
+        self._open = open_
+        self._positions: dict[TopicPartition, int] = {}
+        self._caught_up = False
+        for outcome in HOLD_OUTCOMES:
+            HOLD_RECORDS.labels(self.system, outcome)
+        HOLDS.labels(self.system).set(0)
+        HOLDS_READY.labels(self.system).set(0)
+        HOLDS_IGNORED.labels(self.system).set(0 if self.honoured else 1)
+
+    def say_if_ignored(self) -> None:
+        """Warn, once at start, that this connector keeps nothing for a legal hold."""
+        if self.honoured:
+            return
+        log.warning(
+            "connector %s does not implement hold and release: legal holds on %s are not "
+            "applied, and if the system deletes data by age (privops ropa lists the "
+            "periods) it deletes held data (docs/connectors.md, "
+            '"Legal holds and deletion by age")',
+            self.system,
+            self.topic,
+        )
+
+    async def follow(self, client: Mapping[str, Any], stop: asyncio.Event) -> None:
+        """Read the topic (from the start, then on from where it stopped after a broken
+        connection) until ``stop`` is set."""
+        self.say_if_ignored()
+        delay = RETRY_SECONDS
+        while not stop.is_set():
+            try:
+                await self._follow_once(client, stop)
+            except (KafkaError, OSError, _NotNow) as exc:
+                # Records written meanwhile are unread: deletion by age waits until the
+                # reading has caught up again.
+                delay = RETRY_SECONDS if self._caught_up else delay
+                self._not_ready()
+                why = exc.why if isinstance(exc, _NotNow) else type(exc).__name__
+                log.warning("%s: %s; reading again in %.0f s", self.topic, why, delay)
+                await stopped(stop, delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    def consumer(self, client: Mapping[str, Any]) -> AIOKafkaConsumer:
+        """A consumer of the whole topic, in no group."""
+        return AIOKafkaConsumer(
+            **client,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+        )
+
+    async def _follow_once(self, client: Mapping[str, Any], stop: asyncio.Event) -> None:
+        self._caught_up = False
+        consumer = self.consumer(client)
+        await consumer.start()
+        try:
+            partitions = await self._partitions(consumer)
+            consumer.assign(partitions)
+            for tp in partitions:
+                if tp in self._positions:  # a connection broken since: on from there
+                    consumer.seek(tp, self._positions[tp])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            ends = dict(await consumer.end_offsets(partitions))
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=500)
+                for tp, messages in batch.items():
+                    for message in messages:
+                        if not await self._until_applied(partial(self.apply, message), stop):
+                            return
+                        self._positions[tp] = message.offset + 1
+                if not self._caught_up and await _reached(consumer, ends):
+                    if not await self._until_applied(self._release_stale, stop):
+                        return
+                    self._caught_up = True
+                    log.info(
+                        "%s read: %d subjects held here%s",
+                        self.topic,
+                        len(self.held),
+                        "" if self.honoured else " (not applied: the connector ignores holds)",
+                    )
+                    self._set_ready()
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        """Every partition of the topic, as the broker's metadata has them now (the
+        worker creates the topic; its count is the worker's, not this host's setting)."""
+        found = consumer.partitions_for_topic(self.topic)
+        if not found:  # not in the metadata the consumer started with: ask again
+            await consumer._client.force_metadata_update()
+            found = consumer.partitions_for_topic(self.topic)
+        if not found:
+            raise _NotNow("the topic is not there, or this principal may not read it")
+        return [TopicPartition(self.topic, p) for p in sorted(found)]
+
+    async def _until_applied(
+        self, step: Callable[[], Awaitable[None]], stop: asyncio.Event
+    ) -> bool:
+        """``step`` done, tried again with backoff while it cannot be now (``ready``
+        cleared meanwhile: deletion by age waits); False if ``stop`` came first."""
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                await step()
+            except _NotNow as exc:
+                if self.ready.is_set():
+                    log.warning("%s: deletion by age paused until it applies", self.topic)
+                self._not_ready()
+                log.warning("%s: %s; trying again in %.0f s", self.topic, exc.why, delay)
+                if await stopped(stop, delay):
+                    return False
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+            else:
+                if self._caught_up and not self.ready.is_set():
+                    self._set_ready()
+                return True
+
+    def _set_ready(self) -> None:
+        self.ready.set()
+        HOLDS_READY.labels(self.system).set(1)
+
+    def _not_ready(self) -> None:
+        self.ready.clear()
+        HOLDS_READY.labels(self.system).set(0)
+
+    async def apply(self, message: Any) -> None:
+        """One record of the topic, told to the connector. ``_NotNow`` when it cannot be
+        applied now (tried again); a record that is not this system's hold is skipped."""
+        where = f"partition {message.partition} offset {message.offset}"
+        if message.key is None:
+            self._skip(where, "no key")
+            return
+        subject = message.key.decode(errors="replace")
+        if message.value is None:
+            await self._tell(self.connector.release(subject), where)
+            self.held.discard(subject)
+            self._count("released" if self.honoured else "ignored")
+            return
+        try:
+            record = await self._decode(message.value)
+        except DecodeError as exc:
+            self._skip(where, exc.reason)
+            return
+        except RegistryError:
+            raise _NotNow(f"the schema registry is unavailable ({where})") from None
+        if not isinstance(record, LegalHoldState):
+            self._skip(where, "not a legal hold state")
+            return
+        if record.system != self.system or record.subject_id != subject:
+            self._skip(where, "another system's, or keyed by another subject")
+            return
+        state, opened = await self._opened(record, where)
+        await self._tell(self.connector.hold(state), where)
+        self.held.add(subject)
+        self._count("ignored" if not self.honoured else "held" if opened else "unopened")
+
+    async def _opened(self, record: LegalHoldState, where: str) -> tuple[LegalHoldState, bool]:
+        """The record with its identifiers in plaintext, and whether they opened; when
+        they never will, the record without them (its subject id and categories are
+        enough to keep what the system found before)."""
+        try:
+            state = await self._open(record, f"legal hold at {where}")
+        except DecodeError as exc:
+            log.warning(
+                "%s %s: its identifiers do not open (%s); passed on without them",
+                self.topic,
+                where,
+                exc.reason,
+            )
+            return _without_identifiers(record), False
+        except PrivopsError as exc:
+            raise _NotNow(f"{where}: {exc}") from None
+        # A worker that had no key for the subject sends the fields blank.
+        identifiers = {k: v for k, v in state.identifiers.items() if v}
+        previous = {k: [v for v in vs if v] for k, vs in state.previous_identifiers.items()}
+        previous = {k: vs for k, vs in previous.items() if vs}
+        update = {"identifiers": identifiers, "previous_identifiers": previous}
+        return state.model_copy(update=update), bool(identifiers or previous)
+
+    async def _tell(self, call: Awaitable[None], where: str) -> None:
+        """The connector's hold or release; whatever it raises (its database locked, a
+        bug) leaves the record to be tried again, naming the exception's type only."""
+        try:
+            await call
+        # The contract's boundary: a hold the connector cannot take now must not be
+        # skipped, or its deletion by age would take what it keeps.
+        except Exception as exc:  # noqa: BLE001
+            self._count("failed")
+            raise _NotNow(f"{where}: the connector raised {type(exc).__name__}") from None
+
+    async def _release_stale(self) -> None:
+        """Release the holds the connector kept from before that the topic no longer has."""
+        try:
+            kept = set(await self.connector.holding())
+        except Exception as exc:  # noqa: BLE001  (as _tell: never skipped)
+            raise _NotNow(f"the connector's holding() raised {type(exc).__name__}") from None
+        stale = sorted(kept - self.held)
+        for subject in stale:
+            await self._tell(self.connector.release(subject), "a hold no longer on the topic")
+        if stale:
+            log.info("%s: released %d holds the topic no longer has", self.topic, len(stale))
+
+    def _count(self, outcome: str) -> None:
+        HOLD_RECORDS.labels(self.system, outcome).inc()
+        HOLDS.labels(self.system).set(len(self.held) if self.honoured else 0)
+
+    def _skip(self, where: str, why: str) -> None:
+        self._count("skipped")
+        log.warning("%s: skipped %s (%s)", self.topic, where, why)
+
+
+def _without_identifiers(record: LegalHoldState) -> LegalHoldState:
+    return record.model_copy(update={"identifiers": {}, "previous_identifiers": {}})
+
+
+async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+async def stopped(stop: asyncio.Event | None, seconds: float) -> bool:
+    """Wait ``seconds``, less if ``stop`` is set meanwhile; whether it is."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
