@@ -11,11 +11,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
 from privops.adapters.settings import Settings
+from privops.connectors.reference import reference_connector
+from privops.connectors.sdk import HoldReader, serve_metrics
 from privops.core import records as r
 from privops.core.topics import AUDIT
 from privops.core.vocab import Channel, Purpose, System
@@ -26,6 +29,7 @@ from tests.integration.promql_check import check_queries
 pytestmark = pytest.mark.integration
 
 PROM_PORT = port(90)
+CONNECTOR_METRICS_PORT = port(91)
 DEPLOY = REPO / "deploy"
 
 
@@ -39,10 +43,12 @@ def prometheus(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) 
     config["global"]["scrape_interval"] = "1s"
     config["global"]["evaluation_interval"] = "1s"
     config["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yml")]
+    targets = {"privops-connectors": f"127.0.0.1:{connector_metrics(root)}"}
     for job in config["scrape_configs"]:
         job["scrape_interval"] = "1s"
         job["scrape_timeout"] = "1s"
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{worker.web_port}"]}]
+        target = targets.get(job["job_name"], f"127.0.0.1:{worker.web_port}")
+        job["static_configs"] = [{"targets": [target]}]
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (root / "prometheus.log").open("ab")
     proc = subprocess.Popen(
@@ -62,6 +68,23 @@ def prometheus(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) 
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def connector_metrics(root: Path) -> int:
+    """The connector SDK's metrics, served as a system's connector serves them: a
+    reference connector's legal-holds reader made (its gauges are set when it is built,
+    before it reads), for the privops-connectors alerts. Its port."""
+    connector = reference_connector(System.telephony, root / "telephony")
+
+    async def no_decode(_: bytes | None) -> r.Record:
+        raise AssertionError("not read: the reader is only built")
+
+    async def no_open(_: r.LegalHoldState, __: str) -> r.LegalHoldState:
+        raise AssertionError("not read: the reader is only built")
+
+    HoldReader(connector, no_decode, no_open)
+    serve_metrics(CONNECTOR_METRICS_PORT)
+    return CONNECTOR_METRICS_PORT
 
 
 def _ok(url: str) -> bool:
