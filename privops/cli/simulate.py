@@ -185,14 +185,19 @@ def _on_answer(task: Task, result: TaskResult | None, duplicate: bool) -> None:
 
 
 def _on_purge(system: System, report: PurgeReport) -> None:
-    if not report.total:
+    if not report.total and not report.undated:
         return
     counts = [f"{table} {n}" for table, n in sorted(report.deleted.items()) if n]
     if report.statements:
         counts.append(f"supplementary statements {report.statements}")
+    line = f"deleted by age (past the data map's period, not held): {', '.join(counts)}"
+    if not report.total:
+        line = "deleted nothing by age"
+    if report.undated:
+        kept = ", ".join(f"{table} {n}" for table, n in sorted(report.undated.items()))
+        line += f"; kept, of unknown age (no collection time, or not a time): {kept}"
     console.print(
-        f"[dim]{datetime.now().astimezone():%H:%M:%S}[/] [bold]{system.value:<9}[/] "
-        f"deleted by age (past the data map's period, not held): {', '.join(counts)}"
+        f"[dim]{datetime.now().astimezone():%H:%M:%S}[/] [bold]{system.value:<9}[/] {line}"
     )
 
 

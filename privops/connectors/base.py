@@ -162,9 +162,12 @@ class Connector:
         """The whole of what legal holds keep of ``state.subject_id`` here: replace what
         you had for them. Your deletion by age must skip their records of
         ``state.categories``. ``state.identifiers`` / ``previous_identifiers`` find them as a
-        task's do (same rules for earlier identifiers); both are empty when they could
-        not be opened (the key gone): keep what you held for the subject, with these
-        categories. Idempotent: the runner reads every record again at every start.
+        task's do (same rules for earlier identifiers, but a record an earlier email or
+        phone finds that names no owner is held: over-keeping is the safe side here);
+        both are empty when they could not be opened (the key gone): keep what you
+        held for the subject, with these categories. Find them again before each
+        deletion by age: records the subject gets later are held too. Idempotent: the
+        runner reads every record again at every start.
 
         Not implemented here: a system that deletes by age and ignores this deletes held
         data. The runner warns at start and sets ``privops_connector_holds_ignored``."""

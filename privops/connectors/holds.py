@@ -12,11 +12,23 @@ record read applied, and the holds the connector kept from before that the topic
 longer has released (``Connector.holding``). Deletion by age must wait for it: before,
 a system starting would delete what a hold it had not read yet keeps. It is cleared
 while a record cannot be applied (a key that cannot be had now, the registry down, the
-connector raising), and the record is tried again until it applies: a hold is never
-skipped. A record whose identifiers cannot be opened ever (the key destroyed by an
-erasure, a ciphertext that does not authenticate) still reaches the connector, with its
-subject id and categories and no identifiers; a later record sealed under a key that
-lives (the worker writes one after an erasure) brings them back.
+connector raising, a value that does not decode), and the record is tried again until
+it applies; and it is cleared when the reading ends (``stop``, or an error). A keyed
+record whose value does not decode (a schema version newer than this connector's, a
+registry that does not know the id yet) may be a hold: skipped, its subject would be
+released as stale at the next start and its data deleted by age, so it waits like the
+others, and so does all deletion by age (the alert on ``privops_connector_holds_ready``
+says so). Skipped are only the records that say what they are and are not this
+system's hold: another system's, keyed by another subject, another record type, or no
+key (a compacted topic refuses those). A record whose identifiers cannot be opened
+ever (the key destroyed by an erasure, a ciphertext that does not authenticate) still
+reaches the connector, with its subject id and categories and no identifiers; a later
+record sealed under a key that lives (the worker writes one after an erasure) brings
+them back.
+
+The partitions are those the topic has when the reading (re)connects: partitions
+added while it runs are read from the next start (the topic is co-partitioned with the
+worker's and its count is not changed while anything runs: docs/connectors.md).
 
 Nothing personal is logged: partitions, offsets, reasons and counts, never a subject
 id or an identifier.
@@ -77,6 +89,8 @@ class HoldReader:
         self.ready = asyncio.Event()
         self.held: set[str] = set()
         """Subject ids whose latest record on the topic is a hold (not a tombstone)."""
+        self._seen: set[str] = set()
+        """Subject ids a hold or tombstone has been applied for (``held`` and released)."""
         self.honoured = honours_holds(connector)
         self._decode = decode
         self._open = open_
@@ -106,18 +120,23 @@ class HoldReader:
         connection) until ``stop`` is set."""
         self.say_if_ignored()
         delay = RETRY_SECONDS
-        while not stop.is_set():
-            try:
-                await self._follow_once(client, stop)
-            except (KafkaError, OSError, _NotNow) as exc:
-                # Records written meanwhile are unread: deletion by age waits until the
-                # reading has caught up again.
-                delay = RETRY_SECONDS if self._caught_up else delay
-                self._not_ready()
-                why = exc.why if isinstance(exc, _NotNow) else type(exc).__name__
-                log.warning("%s: %s; reading again in %.0f s", self.topic, why, delay)
-                await stopped(stop, delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._follow_once(client, stop)
+                except (KafkaError, OSError, _NotNow) as exc:
+                    # Records written meanwhile are unread: deletion by age waits until
+                    # the reading has caught up again.
+                    delay = RETRY_SECONDS if self._caught_up else delay
+                    self._not_ready()
+                    why = exc.why if isinstance(exc, _NotNow) else type(exc).__name__
+                    log.warning("%s: %s; reading again in %.0f s", self.topic, why, delay)
+                    await stopped(stop, delay)
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+        finally:
+            # Not followed any more (stopped, cancelled, failed): a hold written from now
+            # on would not be applied, so deletion by age must not go on.
+            self._not_ready()
 
     def consumer(self, client: Mapping[str, Any]) -> AIOKafkaConsumer:
         """A consumer of the whole topic, in no group."""
@@ -142,6 +161,13 @@ class HoldReader:
                     consumer.seek(tp, self._positions[tp])
                 else:
                     await consumer.seek_to_beginning(tp)
+            # What the connector holds, read before the end offsets: a hold it has that is
+            # not in the topic up to them was there before them, so is stale unless read.
+            # Read after, it could take in one another instance applied from a record
+            # past them, which this reading has not reached yet (a shared holds table).
+            kept: set[str] = set()
+            if not await self._until_applied(partial(self._holding, kept), stop):
+                return
             ends = dict(await consumer.end_offsets(partitions))
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=500)
@@ -151,7 +177,7 @@ class HoldReader:
                             return
                         self._positions[tp] = message.offset + 1
                 if not self._caught_up and await _reached(consumer, ends):
-                    if not await self._until_applied(self._release_stale, stop):
+                    if not await self._until_applied(partial(self._release_stale, kept), stop):
                         return
                     self._caught_up = True
                     log.info(
@@ -207,7 +233,8 @@ class HoldReader:
 
     async def apply(self, message: Any) -> None:
         """One record of the topic, told to the connector. ``_NotNow`` when it cannot be
-        applied now (tried again); a record that is not this system's hold is skipped."""
+        applied now (tried again), a value that does not decode included; a record that
+        decodes and is not this system's hold is skipped."""
         where = f"partition {message.partition} offset {message.offset}"
         if message.key is None:
             self._skip(where, "no key")
@@ -216,13 +243,21 @@ class HoldReader:
         if message.value is None:
             await self._tell(self.connector.release(subject), where)
             self.held.discard(subject)
+            self._seen.add(subject)
             self._count("released" if self.honoured else "ignored")
             return
         try:
             record = await self._decode(message.value)
         except DecodeError as exc:
-            self._skip(where, exc.reason)
-            return
+            # Under a subject's key, it may be their hold: skipped, it would be released as
+            # stale at the next start, and deletion by age would take what it keeps.
+            self._count("failed")
+            hint = (
+                ": newer than this connector's schemas? upgrade it"
+                if exc.reason == "unknown_schema"
+                else ""
+            )
+            raise _NotNow(f"{where} does not decode ({exc.reason}{hint})") from None
         except RegistryError:
             raise _NotNow(f"the schema registry is unavailable ({where})") from None
         if not isinstance(record, LegalHoldState):
@@ -234,6 +269,7 @@ class HoldReader:
         state, opened = await self._opened(record, where)
         await self._tell(self.connector.hold(state), where)
         self.held.add(subject)
+        self._seen.add(subject)
         self._count("ignored" if not self.honoured else "held" if opened else "unopened")
 
     async def _opened(self, record: LegalHoldState, where: str) -> tuple[LegalHoldState, bool]:
@@ -270,13 +306,19 @@ class HoldReader:
             self._count("failed")
             raise _NotNow(f"{where}: the connector raised {type(exc).__name__}") from None
 
-    async def _release_stale(self) -> None:
-        """Release the holds the connector kept from before that the topic no longer has."""
+    async def _holding(self, into: set[str]) -> None:
+        """What the connector holds now (``Connector.holding``), added to ``into``."""
         try:
-            kept = set(await self.connector.holding())
-        except Exception as exc:  # noqa: BLE001  (as _tell: never skipped)
+            into.update(await self.connector.holding())
+        except Exception as exc:  # noqa: BLE001  (as _tell: tried again)
             raise _NotNow(f"the connector's holding() raised {type(exc).__name__}") from None
-        stale = sorted(kept - self.held)
+
+    async def _release_stale(self, kept: set[str]) -> None:
+        """Release the holds the connector ``kept`` (before the end offsets were taken)
+        that the topic no longer has. A subject whose tombstone this reading applied is
+        released already: one held again since was held by another instance sharing the
+        holds, from a record this reading has yet to reach."""
+        stale = sorted(kept - self._seen)
         for subject in stale:
             await self._tell(self.connector.release(subject), "a hold no longer on the topic")
         if stale:

@@ -69,8 +69,9 @@ HOLD_OUTCOMES: Final = ("held", "released", "unopened", "ignored", "skipped", "f
 """What became of a record on ``privacy.legal-holds.<system>``: applied (``held``;
 ``unopened`` when its identifiers' key is gone and it went on without them), a
 tombstone applied (``released``), received by a connector that does not implement
-holds (``ignored``), not a hold record of this system (``skipped``), or the connector
-raised (``failed``: tried again until it applies)."""
+holds (``ignored``), decoded but not a hold record of this system (``skipped``), or
+not applied now (``failed``, per try: the connector raised, or a keyed record does not
+decode; tried again until it applies)."""
 
 HOLD_RECORDS = _counter(
     "privops_connector_hold_records_total",

@@ -34,7 +34,8 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
   ``privacy.legal-holds.<system>`` whole, in no group, opens each record's identifiers
   with the same key source and tells the connector (``hold`` / ``release``).
   :attr:`ConnectorRunner.holds_ready` is set once it has read what the topic held at
-  start: the system's deletion by age must wait for it.
+  start: the system's deletion by age must wait for it. It is cleared while a record
+  cannot be applied and once the run ends.
 """
 
 from __future__ import annotations
@@ -325,8 +326,12 @@ class ConnectorRunner:
         stop: asyncio.Event,
     ) -> None:
         """The tasks, and beside them the legal holds, until ``stop``; an error of either
-        stops both and is raised (a hold reader that died would leave the holds stale).
-        Stopped, the tasks' fetch is finished as before, never cut mid-task."""
+        stops both and is raised (a hold reader that died would leave the holds stale,
+        and ``holds_ready`` is cleared as it ends). Stopped, the tasks' fetch is finished
+        as before. An error cancels the other side at once, a task in the middle of its
+        connector call included: its offset is not committed, so the next run has it
+        delivered again, answered from the ledger if its answer was kept, done again
+        (idempotent actions) if not."""
         holds = asyncio.create_task(self.holds.follow(client, stop), name=f"holds-{self.system}")
         tasks = asyncio.create_task(self._consume(consumer, client, ledger, stop))
         try:

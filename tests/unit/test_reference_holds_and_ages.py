@@ -18,8 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from privops.cli.simulate import _on_purge
 from privops.connectors.reference import (
     FakeCustomer,
+    PurgeReport,
     ReferenceStore,
     TelephonyConnector,
     open_store,
@@ -410,3 +412,144 @@ async def test_the_periodic_deletion_waits_for_the_holds(
 
     assert len(reports) == paused
     assert "OLD-3" not in ids_in(telephony, "call_recordings", "call_id")
+
+
+# --- second review, session 28 -------------------------------------------------------------------
+
+
+def test_a_hold_keeps_the_calls_under_the_subjects_earlier_number(
+    data_dir: Path, customers: list[FakeCustomer], datamap: DataMap
+) -> None:
+    """A call names no owner: an erasure leaves one found only by the subject's old
+    number (it may be the number's next holder's), but a hold keeps it (a stranger's
+    call kept is the lesser harm; the subject's deleted is evidence lost). A row under
+    the old number that names another owner is still not held."""
+    tel, crm = open_store(data_dir, System.telephony), open_store(data_dir, System.crm)
+    c, other = customers[0], customers[1]
+    old_phone = "+447700900777"
+    insert(tel, "callers", caller_ref="TEL-OLD", name="x", phone=old_phone)
+    insert(
+        tel,
+        "call_recordings",
+        call_id="OLD-NUMBER",
+        caller_ref="TEL-OLD",
+        caller_number=old_phone,
+        started_at=OLD.isoformat(),
+    )
+    previous = {"phone": [old_phone]}
+    assert "TEL-OLD" not in tel.resolve(c.identifiers(System.telephony), previous)  # erasure's
+
+    tel.hold(c.subject_id, INTERACTIONS, ["HOLD-1"], c.identifiers(System.telephony), previous)
+    tel.purge_expired(NOW, limits(datamap, System.telephony))
+    assert "OLD-NUMBER" in ids_in(tel, "call_recordings", "call_id")
+
+    insert(  # the other customer's message, found by the email the subject once had
+        crm,
+        "support_messages",
+        message_id="THEIRS",
+        contact_id=other.contact_id,
+        customer_id=other.subject_id,
+        received_at=OLD.isoformat(),
+    )
+    crm.hold(
+        c.subject_id, INTERACTIONS, ["HOLD-1"], c.identifiers(System.crm), {"email": [other.email]}
+    )
+    assert other.contact_id not in {h["key"] for h in crm.legal_holds()}
+    crm.purge_expired(NOW, limits(datamap, System.crm))
+    assert "THEIRS" not in ids_in(crm, "support_messages", "message_id")
+
+
+def test_rows_a_held_subject_gets_later_under_a_new_key_are_held(
+    data_dir: Path, customers: list[FakeCustomer], datamap: DataMap
+) -> None:
+    """The hold's identifiers are kept with it and its keys found again at each
+    deletion by age: a second contact record of the held customer, made after the hold,
+    is held without the worker sending the hold again (second review, session 28)."""
+    crm = open_store(data_dir, System.crm)
+    c = customers[0]
+    hold(crm, c, INTERACTIONS)
+    stranger = "CUST-0099"  # not found anywhere yet when the hold arrives
+    crm.hold(stranger, INTERACTIONS, ["HOLD-2"], {"customer_id": stranger})
+    assert crm.holding() == [c.subject_id, stranger]
+    for contact, customer in (("CRM-NEW", c.subject_id), ("CRM-LATE", stranger)):
+        insert(crm, "contacts", contact_id=contact, customer_id=customer, name="x")
+        insert(
+            crm,
+            "support_messages",
+            message_id=f"MSG-{contact}",
+            contact_id=contact,
+            customer_id=customer,
+            received_at=(NOW + timedelta(days=1)).isoformat(),
+        )
+
+    crm.purge_expired(NOW + timedelta(days=100), limits(datamap, System.crm))
+
+    assert {"MSG-CRM-NEW", "MSG-CRM-LATE"} <= ids_in(crm, "support_messages", "message_id")
+    assert {(h["subject_id"], h["key"]) for h in crm.legal_holds()} >= {
+        (c.subject_id, "CRM-NEW"),
+        (stranger, "CRM-LATE"),
+    }
+    crm.release(stranger)
+    assert crm.holding() == [c.subject_id]
+    crm.purge_expired(NOW + timedelta(days=100), limits(datamap, System.crm))
+    assert "MSG-CRM-LATE" not in ids_in(crm, "support_messages", "message_id")
+
+
+def test_a_hold_whose_identifiers_did_not_open_keeps_its_keys_and_looks_for_no_more(
+    data_dir: Path, customers: list[FakeCustomer], datamap: DataMap
+) -> None:
+    """Its identifiers gone with their key, the store keeps none of them either."""
+    crm = open_store(data_dir, System.crm)
+    c = customers[0]
+    hold(crm, c, INTERACTIONS)
+    hold(crm, c, INTERACTIONS, identifiers={})
+    insert(crm, "contacts", contact_id="CRM-NEW", customer_id=c.subject_id, name="x")
+    crm.purge_expired(NOW, limits(datamap, System.crm))
+    assert {h["key"] for h in crm.legal_holds()} == {c.contact_id}
+    with sqlite3.connect(crm.path) as db:
+        assert db.execute("SELECT identifiers, previous FROM _legal_hold_subjects").fetchall() == [
+            ("{}", "{}")
+        ]
+
+
+def test_rows_of_unknown_age_are_kept_and_counted(
+    telephony: ReferenceStore, customers: list[FakeCustomer], datamap: DataMap
+) -> None:
+    """Kept for ever, but not silently: the report counts them (second review, session 28)."""
+    call(telephony, customers[2], "UNDATED", None)
+    insert(telephony, "call_recordings", call_id="GARBLED", started_at="02/03/2025 10:00")
+
+    report = telephony.purge_expired(NOW, limits(datamap, System.telephony))
+
+    assert {"UNDATED", "GARBLED"} <= ids_in(telephony, "call_recordings", "call_id")
+    assert report.undated == {"call_recordings": 2}
+    assert report.deleted == {"call_recordings": 3}
+
+
+def test_simulate_shows_the_rows_of_unknown_age(capsys: pytest.CaptureFixture[str]) -> None:
+    _on_purge(System.telephony, PurgeReport({"call_recordings": 3}, 0, {"call_recordings": 2}))
+    _on_purge(System.crm, PurgeReport({"support_messages": 0}, 0, {"support_messages": 1}))
+    _on_purge(System.web, PurgeReport({"page_views": 0}))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "deleted by age (past the data map's period, not held): call_recordings 3" in out
+    assert "kept, of unknown age (no collection time, or not a time): call_recordings 2" in out
+    assert "crm deleted nothing by age; kept, of unknown age" in out
+    assert "web" not in out
+
+
+def test_footage_under_an_investigation_whose_closing_time_is_not_a_time_stays(
+    data_dir: Path, customers: list[FakeCustomer], datamap: DataMap
+) -> None:
+    """Not known to be closed, it is open: the footage is kept, never deleted early."""
+    cctv = open_store(data_dir, System.cctv)
+    insert(
+        cctv,
+        "clips",
+        clip_id="GARBLED-CLOSE",
+        visitor_ref=customers[0].visitor_ref,
+        captured_at=(NOW - timedelta(days=60)).isoformat(),
+        investigation_id="INQ-G",
+    )
+    insert(cctv, "investigations", investigation_id="INQ-G", closed_at="last Tuesday")
+    cctv.purge_expired(NOW, limits(datamap, System.cctv))
+    assert "GARBLED-CLOSE" in ids_in(cctv, "clips", "clip_id")

@@ -176,7 +176,9 @@ class ReferenceConnector(Connector):
         on_purge: PurgeHook | None = None,
     ) -> None:
         """Delete by age every ``every`` seconds until ``stop``: first once the holds are
-        read, and never while ``holds_ready`` is clear (a hold record not applied yet)."""
+        read, and never while ``holds_ready`` is clear (a hold record not applied yet).
+        Rows of unknown age (kept for ever) are warned of when their count changes."""
+        undated: dict[str, int] = {}
         while not stop.is_set():
             if not holds_ready.is_set():
                 await _first_of(holds_ready, stop)
@@ -192,6 +194,14 @@ class ReferenceConnector(Connector):
             if report.total:
                 counts = ", ".join(f"{t} {n}" for t, n in sorted(report.deleted.items()) if n)
                 log.info("%s: deleted by age %s", self.system, counts or "statements only")
+            if report.undated != undated:
+                undated = report.undated
+                log.warning(
+                    "%s: rows never deleted by age, their collection time missing or not a "
+                    "time: %s",
+                    self.system,
+                    ", ".join(f"{t} {n}" for t, n in sorted(undated.items())) or "none now",
+                )
             if on_purge is not None:
                 on_purge(self.system, report)
             await stopped(stop, every)

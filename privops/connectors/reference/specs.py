@@ -243,8 +243,10 @@ SPECS: dict[System, StoreSpec] = {
                 "clip_id TEXT PRIMARY KEY, visitor_ref TEXT, customer_id TEXT, camera TEXT,"
                 " site TEXT, captured_at TEXT, footage_uri TEXT, investigation_id TEXT",
                 lookups=_ref("visitor_ref", "system_ref", "camera_ref", customer_id="customer_id"),
-                hold="investigation_id IN"
-                " (SELECT investigation_id FROM investigations WHERE closed_at IS NULL)",
+                # Open until it is known to be closed: a closing time that is not one
+                # (SQLite cannot read it) keeps the footage, never deletes it early.
+                hold="investigation_id IN (SELECT investigation_id FROM investigations"
+                " WHERE closed_at IS NULL OR julianday(closed_at) IS NULL)",
                 collected="captured_at",
                 concluded_hold="investigation_id IN (SELECT investigation_id FROM"
                 " investigations WHERE julianday(closed_at) >= julianday(?))",

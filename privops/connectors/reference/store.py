@@ -23,13 +23,21 @@
   file is recorded against the subject (``_exports``), so that an erase deletes it: an
   access request's export is a plaintext copy of every row, and it outlived the rows
   (review, session 26).
-- hold / release: what legal holds keep of a subject, recorded in ``_legal_holds`` by the
-  system's own keys (the subject's rows, found as an erase finds them) and category.
+- hold / release: what legal holds keep of a subject, recorded as the hold record says
+  it (``_legal_hold_subjects``: categories, hold ids, identifiers) and by the system's
+  own keys (``_legal_holds``: the keys of the subject's rows, by category). The keys
+  are found as an erase finds them but wider: a row an earlier email or phone finds
+  that names no owner (a call under the subject's old number) is held too, where an
+  erase leaves it (a stranger's row kept is the lesser harm; one naming another owner
+  is still not taken). Each deletion by age first finds them again from the
+  identifiers, so rows the subject got since under a new key are held too; a hold
+  whose identifiers did not open keeps the keys it had.
 - purge_expired: deletion by age. Rows collected (``TableSpec.collected``) longer ago than
   their category's period are DELETED, except rows a legal hold keeps for their
-  category, rows the system's own hold keeps (footage under an open investigation, or
-  one concluded within the data map's days after), and restricted rows (Art. 18: kept,
-  not used). A row with no collection time is never deleted by age.
+  category, rows the system's own hold keeps (footage under an investigation not known
+  to be closed, or one concluded within the data map's days after), and restricted rows
+  (Art. 18: kept, not used). A row with no collection time, or one SQLite cannot read
+  as a time, is never deleted by age: counted in the report (``PurgeReport.undated``).
 """
 
 from __future__ import annotations
@@ -90,14 +98,25 @@ _HOLDS_DDL = (
     " hold_ids TEXT NOT NULL, PRIMARY KEY (subject_id, key, category))"
 )
 
+# The hold records themselves (categories and hold ids comma-separated, identifiers and
+# previous identifiers JSON): ``_legal_holds`` is derived from them.
+_HOLD_SUBJECTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS _legal_hold_subjects"
+    " (subject_id TEXT PRIMARY KEY, categories TEXT NOT NULL, hold_ids TEXT NOT NULL,"
+    " identifiers TEXT NOT NULL, previous TEXT NOT NULL)"
+)
+
 
 @dataclass(frozen=True)
 class PurgeReport:
     """What one deletion by age deleted: rows by table, and the supplementary statements
-    left with no data of their category to complete."""
+    left with no data of their category to complete; and the rows it cannot tell the
+    age of (``undated``, by table: no collection time, or one that is not a time),
+    which it never deletes."""
 
     deleted: dict[str, int] = field(default_factory=dict)
     statements: int = 0
+    undated: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -214,13 +233,20 @@ class ReferenceStore:
 
     # --- lookups ---------------------------------------------------------------------
     def _resolve(
-        self, db: sqlite3.Connection, identifiers: Mapping[str, str], previous: Previous = None
+        self,
+        db: sqlite3.Connection,
+        identifiers: Mapping[str, str],
+        previous: Previous = None,
+        *,
+        wide: bool = False,
     ) -> list[str]:
         """The subject's keys: those their system ids (current and earlier) find; those
         their current email or phone finds, but a row naming another owner once the ids
         told who the subject is (``_owned``, rows naming no owner taken: the subject's
         number's calls); and those an earlier email or phone finds that name the
-        subject's owner key.
+        subject's owner key. ``wide`` (a legal hold, where keeping a stranger's row is
+        the lesser harm): an earlier email or phone takes the rows naming no owner too,
+        as a current one does (calls under the subject's old number).
 
         A system may hold a number the subject has since replaced, as its current one
         (it was never told): a row under it that names another owner is the number's
@@ -236,7 +262,7 @@ class ReferenceStore:
             keys |= self._keys(db, current)
         once = [(name, value) for name, value in earlier if name in REASSIGNABLE]
         if once:
-            keys |= self._owned(db, identifiers, keys, once)
+            keys |= self._owned(db, identifiers, keys, once, unowned=wide)
         return sorted(keys)
 
     def _matches(self, lookups: Sequence[tuple[str, str]]) -> Iterator[tuple[TableSpec, str, str]]:
@@ -268,7 +294,8 @@ class ReferenceStore:
     ) -> set[str]:
         """The keys of rows an earlier email or phone finds that are the subject's: their
         owner (the first of ``OWNER_COLUMNS`` they fill) is one the subject is known by.
-        ``unowned``: rows naming no owner are taken too (for a current value).
+        ``unowned``: rows naming no owner are taken too (for a current value, and for
+        an earlier one when a legal hold asks: ``_resolve``'s ``wide``).
 
         A row naming another owner is someone else's, who holds the value now (review,
         session 27: the subject's erasure deleted the CRM record of the man their old
@@ -548,42 +575,71 @@ class ReferenceStore:
         previous: Previous = None,
     ) -> list[str]:
         """Record that legal holds keep ``categories`` of ``subject_id``: replaces what
-        was recorded for them. Their rows are found as an erase finds them (current and
-        earlier identifiers, the owner-key rule); with no identifiers (their key gone),
-        the keys recorded before stay, with these categories. The keys held."""
+        was recorded for them. Their rows are found as an erase finds them, but wider
+        (``_resolve``'s ``wide``), and found again at each deletion by age; with no
+        identifiers (their key gone), the keys recorded before stay, with these
+        categories, and are not looked for again. The keys held."""
+        earlier = {name: list(values) for name, values in (previous or {}).items() if values}
         with self._db() as db:
-            db.execute(_HOLDS_DDL)
-            if identifiers or previous:
-                keys = self._resolve(db, identifiers, previous)
+            _begin(db)
+            if identifiers or earlier:
+                keys = self._resolve(db, identifiers, earlier, wide=True)
             else:
                 sql = "SELECT DISTINCT key FROM _legal_holds WHERE subject_id = ?"
                 keys = sorted(row[0] for row in db.execute(sql, (subject_id,)))
-            db.execute("DELETE FROM _legal_holds WHERE subject_id = ?", (subject_id,))
             held = ",".join(sorted(hold_ids))
-            db.executemany(
-                "INSERT OR REPLACE INTO _legal_holds VALUES (?, ?, ?, ?)",
-                [(subject_id, k, c.value, held) for k in keys for c in set(categories)],
+            kinds = sorted({c.value for c in categories})
+            db.execute(
+                "INSERT OR REPLACE INTO _legal_hold_subjects VALUES (?, ?, ?, ?, ?)",
+                (
+                    subject_id,
+                    ",".join(kinds),
+                    held,
+                    json.dumps(dict(identifiers), sort_keys=True),
+                    json.dumps(earlier, sort_keys=True),
+                ),
             )
+            db.execute("DELETE FROM _legal_holds WHERE subject_id = ?", (subject_id,))
+            _record_held(db, subject_id, keys, kinds, held)
             return keys if categories else []
+
+    def _find_held_again(self, db: sqlite3.Connection) -> None:
+        """Each held subject's keys found again from the hold's identifiers, added to
+        those recorded: rows the subject got since under a new key (a second contact
+        record under their customer number) are held too. None is dropped: a row that
+        no longer answers the identifiers (its email rectified here before privops sent
+        the new one) stays held until the next hold record says otherwise."""
+        for row in db.execute("SELECT * FROM _legal_hold_subjects").fetchall():
+            ids, earlier = json.loads(row["identifiers"]), json.loads(row["previous"])
+            if ids or earlier:
+                keys = self._resolve(db, ids, earlier, wide=True)
+                categories = row["categories"].split(",")
+                _record_held(db, row["subject_id"], keys, categories, row["hold_ids"])
 
     def release(self, subject_id: str) -> int:
         """No legal hold keeps anything of ``subject_id`` any more. Rows of holds dropped."""
         with self._db() as db:
-            db.execute(_HOLDS_DDL)
-            sql = "DELETE FROM _legal_holds WHERE subject_id = ?"
-            return db.execute(sql, (subject_id,)).rowcount
+            _begin(db)
+            dropped = 0
+            for table in ("_legal_holds", "_legal_hold_subjects"):
+                sql = f"DELETE FROM {table} WHERE subject_id = ?"  # noqa: S608
+                dropped += db.execute(sql, (subject_id,)).rowcount
+            return dropped
 
     def holding(self) -> list[str]:
-        """The subjects a legal hold keeps something of here."""
+        """The subjects a legal hold keeps something of here (found here or not yet)."""
         with self._db() as db:
-            db.execute(_HOLDS_DDL)
-            sql = "SELECT DISTINCT subject_id FROM _legal_holds ORDER BY subject_id"
+            _hold_tables(db)
+            sql = (
+                "SELECT subject_id FROM _legal_hold_subjects"
+                " UNION SELECT subject_id FROM _legal_holds ORDER BY subject_id"
+            )
             return [row[0] for row in db.execute(sql)]
 
     def legal_holds(self) -> list[dict[str, Any]]:
         """Every recorded hold: subject id, key, category, hold ids (tests, inspection)."""
         with self._db() as db:
-            db.execute(_HOLDS_DDL)
+            _hold_tables(db)
             sql = "SELECT * FROM _legal_holds ORDER BY subject_id, key, category"
             return [dict(row) for row in db.execute(sql)]
 
@@ -591,11 +647,15 @@ class ReferenceStore:
         """Delete the rows past their category's period at ``now`` (``limits``: the data
         map's periods from collection, ``retention.age_limits``), but those a legal hold,
         the system's own hold or a restriction keeps. A category without a limit, and a
-        table without a collection column, are left alone. What was deleted, by table."""
+        table without a collection column, are left alone; a row whose collection time
+        is missing or not a time SQLite reads is kept, and counted. One transaction,
+        the held subjects' keys found again first (``_find_held_again``)."""
         deleted: dict[str, int] = {}
+        undated: dict[str, int] = {}
         with self._db() as db:
-            db.execute(_HOLDS_DDL)
+            _begin(db)
             db.execute(_STATEMENTS_DDL)
+            self._find_held_again(db)
             for table in self.spec.tables:
                 limit = limits.get(table.category)
                 if limit is None or table.collected is None:
@@ -608,9 +668,15 @@ class ReferenceStore:
                 deleted[table.name] = db.execute(
                     sql, (limit.cutoff(now).isoformat(), *values)
                 ).rowcount
+                sql = (
+                    f"SELECT count(*) FROM {table.name}"  # noqa: S608
+                    f" WHERE julianday({table.collected}) IS NULL"
+                )
+                if count := db.execute(sql).fetchone()[0]:
+                    undated[table.name] = count
             purged = {t.category for t in self.spec.tables if deleted.get(t.name)}
             statements = sum(self._orphaned_statements(db, c) for c in purged)
-        return PurgeReport(deleted, statements)
+        return PurgeReport(deleted, statements, undated)
 
     def _kept_by_age(
         self, table: TableSpec, limit: AgeLimit, now: datetime
@@ -690,6 +756,32 @@ class ReferenceStore:
             record_count=count,
             checksum="sha256:" + hashlib.sha256(data).hexdigest(),
         )
+
+
+def _begin(db: sqlite3.Connection) -> None:
+    """Open the transaction now, for writing, and make the hold tables in it: what a
+    hold or a deletion by age reads (the rows it resolves keys from) cannot change
+    under it before it writes."""
+    db.execute("BEGIN IMMEDIATE")
+    _hold_tables(db)
+
+
+def _hold_tables(db: sqlite3.Connection) -> None:
+    db.execute(_HOLDS_DDL)
+    db.execute(_HOLD_SUBJECTS_DDL)
+
+
+def _record_held(
+    db: sqlite3.Connection,
+    subject_id: str,
+    keys: Sequence[str],
+    categories: Sequence[str],
+    hold_ids: str,
+) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO _legal_holds VALUES (?, ?, ?, ?)",
+        [(subject_id, k, c, hold_ids) for k in keys for c in categories if c],
+    )
 
 
 def store_path(data_dir: Path, system: System) -> Path:
