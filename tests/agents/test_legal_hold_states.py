@@ -246,14 +246,7 @@ async def test_a_release_just_before_an_erasure_completes_is_not_undone_by_it(
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await place(flow, facts_agent, serde, outbox, hold_on_ann("H-1"))
         outbox.sent.clear()  # the erasure's helpers read only its own directives
-        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-rel", ANN)))
-        await suppress(facts_agent, serde, outbox, "R-rel")
-        tasks = await erase_tasks(outbox, "R-rel")
-        await answer(flow, serde, tasks[:-1])
-        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(release_of("H-1")))
-        await answer(flow, serde, tasks[-1:])
-        await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-rel"))
-        await state.flush()
+        await erased_with(release_of("H-1"), flow, facts_agent, serde, outbox, "R-rel")
     ends = {system: held_at(outbox, system) for system in CONTACT_HOLDERS}
     assert ends == dict.fromkeys(CONTACT_HOLDERS)
 
@@ -264,14 +257,7 @@ async def test_a_hold_placed_just_before_an_erasure_completes_opens_after_it(
     main = await store.get_or_create(ANN)
     known(SubjectFacts(latest_financial_record_at=INVOICE))
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
-        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-late", ANN)))
-        await suppress(facts_agent, serde, outbox, "R-late")
-        tasks = await erase_tasks(outbox, "R-late")
-        await answer(flow, serde, tasks[:-1])
-        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(hold_on_ann("H-1")))
-        await answer(flow, serde, tasks[-1:])
-        await wait_for(lambda: shredding.KEYS_SHREDDED in history("R-late"))
-        await state.flush()
+        await erased_with(hold_on_ann("H-1"), flow, facts_agent, serde, outbox, "R-late")
     assert store.key(main.key_id) is None
     ends = outbox.latest(LEGAL_HOLDS_PREFIX)
     assert {topic.removeprefix(LEGAL_HOLDS_PREFIX) for topic, _ in ends} >= {"orders", "crm"}
@@ -280,6 +266,21 @@ async def test_a_hold_placed_just_before_an_erasure_completes_opens_after_it(
             continue
         assert isinstance(record, r.LegalHoldState)
         assert decrypt_record(record, source(store)).identifiers, topic
+
+
+async def erased_with(
+    cmd: r.Command, flow: Any, facts_agent: Any, serde: Serde, outbox: Outbox, request_id: str
+) -> None:
+    """Ann's erasure, with ``cmd`` decided just before its last system answers (before
+    the ingest agent has applied anything of it); returns once her keys are shredded."""
+    await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure(request_id, ANN)))
+    await suppress(facts_agent, serde, outbox, request_id)
+    tasks = await erase_tasks(outbox, request_id)
+    await answer(flow, serde, tasks[:-1])
+    await put_on(flow, COMMANDS, ANN.encode(), serde.encode(cmd))
+    await answer(flow, serde, tasks[-1:])
+    await wait_for(lambda: shredding.KEYS_SHREDDED in history(request_id))
+    await state.flush()
 
 
 async def erase_tasks(outbox: Outbox, request_id: str) -> list[r.Task]:
