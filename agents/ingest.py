@@ -425,7 +425,7 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         state.put(IDENTITIES, sid, merged)
         if (changed := number_change(identity, merged, record)) is not None:
             meaning = [*meaning, changed]
-        if identity is not None and new_values(identity, merged):
+        if identity is None or new_values(identity, merged):
             tell_holds(sid, merged)
     if new_facts != facts or stored_facts is None:
         state.put(FACTS, sid, new_facts)
@@ -554,8 +554,9 @@ def apply_facts(
 
 
 def tell_holds(sid: str, identity: IdentityMap) -> None:
-    """The subject is known by a new value: each system a legal hold reaches gets its
-    record again with it (``fanout.hold_states``), or its held rows under a new phone or
+    """The subject is known by a new value (or met for the first time, a hold placed
+    before any system reported them): each system a legal hold reaches gets its record
+    again with it (``fanout.hold_states``), or its held rows under a new phone or
     account would be deleted by age. Rare: a table read only when a value changed."""
     holds = [h for h in state.get(HOLDS, sid) or () if h.active]
     if not holds:

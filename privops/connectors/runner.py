@@ -206,7 +206,9 @@ def group_of(system: System, group_id: str | None) -> str:
 class ConnectorRunner:
     """Consume a system's task topic, call the connector, answer, then commit.
 
-    One task at a time (per-subject order is kept, handlers need no locking).
+    One task at a time (per-subject order is kept, task actions need no locking
+    between them); the legal holds are read beside them, so ``hold``/``release``/
+    ``holding`` may run while a task action does.
     ``start_from="latest"`` makes a brand-new consumer group skip older tasks (tests);
     ``group_id`` names another group than the system's own (a second run, a test): it is
     placed under ``privops-connector-<system>``, the only groups the system may use.

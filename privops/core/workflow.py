@@ -794,13 +794,8 @@ def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome
         changed = {c for h in update.holds if h.hold_id == cmd.hold_id for c in h.categories}
         states = hold_states(ctx, cmd.subject_id, update.holds, changed)
         done.out += states
-        told = [o.topic.removeprefix(LEGAL_HOLDS_PREFIX) for o in states if o.record is not None]
         if placing:
-            done.message = f"hold {cmd.hold_id} placed; " + (
-                f"systems told to keep it from their deletion by age: {', '.join(told)}"
-                if told
-                else "no system holding these categories knows the subject"
-            )
+            done.message = f"hold {cmd.hold_id} placed; " + _told(states)
         if isinstance(cmd, r.LegalHoldPlaced):
             after = ",".join(c.value for c in cmd.categories)
             done.audit.append(AuditStep("legal_hold_placed", after=after, reason=cmd.hold_id))
@@ -814,6 +809,26 @@ def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome
     if placing:
         raise Refused(Reason.duplicate, f"hold {cmd.hold_id} is already placed")
     raise Refused(Reason.unknown_request, f"no active hold {cmd.hold_id}")
+
+
+def _told(states: list[Out]) -> str:
+    """For the DPO: which systems were sent the hold (their connectors apply it; privops
+    does not learn that they did), and which hold the categories but could not be, as
+    privops knows no identifier they look the subject up by: those the DPO tells."""
+    sent = sorted(o.topic.removeprefix(LEGAL_HOLDS_PREFIX) for o in states if o.record)
+    unsent = sorted(o.topic.removeprefix(LEGAL_HOLDS_PREFIX) for o in states if not o.record)
+    words = []
+    if sent:
+        words.append(
+            f"hold records written for {', '.join(sent)} (their connectors keep it from "
+            "deletion by age; privops does not confirm they do)"
+        )
+    if unsent:
+        words.append(
+            f"not sent to {', '.join(unsent)}: privops knows no identifier they find the "
+            "subject by; tell them by hand (it reaches them when privops learns one)"
+        )
+    return "; ".join(words)
 
 
 def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> bool:

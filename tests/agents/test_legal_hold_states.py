@@ -302,3 +302,20 @@ async def answer(flow: Any, serde: Serde, tasks: list[r.Task]) -> None:
             answered_at=collaborators().clock.now(),
         )
         await put_on(flow, task_results_topic(task.system), ANN.encode(), serde.encode(done))
+
+
+async def test_a_hold_placed_before_any_system_reported_the_subject_reaches_them_later(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealed: WorkerSealer
+) -> None:
+    """Nobody could be told when it was placed (the answer says so); the first event
+    that makes the subject findable sends it (review, session 28)."""
+    await store.get_or_create(ANN)
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(hold_on_ann("H-4")))
+        await wait_for(lambda: len(outbox.tombstones) == len(CONTACT_HOLDERS))
+        assert hold_records(outbox) == []
+        await put_on(facts_agent, "crm.events", ANN.encode(), serde.encode(crm_event("E-1", EMAIL)))
+        await wait_for(lambda: bool(hold_records(outbox)))
+        await state.flush()
+    crm = held_at(outbox, System.crm)
+    assert crm == (["contact"], ["H-4"])

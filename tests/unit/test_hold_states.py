@@ -84,7 +84,8 @@ def test_a_hold_reaches_each_system_holding_its_categories_and_no_other(dm: Data
     outcome = wf.on_hold(place("H-1", Category.interactions), ctx(dm))
     assert outcome.rejected is None
     assert outcome.message == (
-        "hold H-1 placed; systems told to keep it from their deletion by age: crm, telephony"
+        "hold H-1 placed; hold records written for crm, telephony (their connectors keep it"
+        " from deletion by age; privops does not confirm they do)"
     )
     states = by_system(outcome.out)
     assert set(states) == holding(dm, Category.interactions) == {System.crm, System.telephony}
@@ -136,7 +137,9 @@ def test_a_system_that_cannot_find_the_subject_gets_a_tombstone(dm: DataMap) -> 
     outcome = wf.on_hold(place("H-3", Category.cctv), ctx(dm))
     assert by_system(outcome.out) == {System.cctv: None}
     assert (
-        outcome.message == "hold H-3 placed; no system holding these categories knows the subject"
+        outcome.message
+        == "hold H-3 placed; not sent to cctv: privops knows no identifier they find the"
+        " subject by; tell them by hand (it reaches them when privops learns one)"
     )
 
 

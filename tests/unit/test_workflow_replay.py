@@ -314,5 +314,5 @@ def test_a_legal_hold_answer_is_kept_and_a_replay_after_release_places_nothing(
     assert isinstance(again.answer, r.CommandAccepted)
     assert isinstance(placed.answer, r.CommandAccepted)
     assert again.answer.message == placed.answer.message
-    assert (again.answer.message or "").startswith("hold H-1 placed; systems told")
+    assert (again.answer.message or "").startswith("hold H-1 placed; hold records written for")
     assert (again.out, again.audit) == ([], [])

@@ -39,8 +39,8 @@ from privops.core.vocab import Category
 
 app = typer.Typer(
     help=(
-        "Legal holds: keep a subject's categories from erasure and from the systems'"
-        " deletion by age (Art. 17(3)(e))."
+        "Legal holds: keep a subject's categories from erasure (Art. 17(3)(e)), and from"
+        " deletion by age at each system privops knows the subject by."
     ),
     no_args_is_help=True,
 )
@@ -73,7 +73,9 @@ def place(
     no_wait: NoWait = False,
 ) -> None:
     """Place a legal hold on a subject's categories; prints the new hold id (the command
-    goes to privacy.commands keyed by the subject id, like every command)."""
+    goes to privacy.commands keyed by the subject id, like every command). The worker's
+    answer names the systems sent the hold (their deletion by age keeps the held data)
+    and those privops could not send it to, which the DPO tells by hand."""
     subject_id = check_id(subject, "subject id")
     categories = parse_categories(category)
     text = required_reason(reason)
@@ -114,7 +116,8 @@ def release(
     wait: Wait = WAIT_S,
     no_wait: NoWait = False,
 ) -> None:
-    """Release a legal hold; held data follows its retention rule again."""
+    """Release a legal hold: data no other hold keeps follows its retention rule again
+    (what is already past its period goes at each system's next deletion by age)."""
     hid = check_id(hold_id, "hold id")
     subject_id = check_id(subject, "subject id")
     seconds = waiting(wait, no_wait)
