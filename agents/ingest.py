@@ -61,7 +61,7 @@ from privops.core.facts import (
     too_far_ahead,
     updated_facts,
 )
-from privops.core.fanout import hold_states
+from privops.core.fanout import current_hold_states
 from privops.core.fieldcrypt import (
     PREFIX,
     DataKey,
@@ -558,14 +558,14 @@ def tell_holds(sid: str, identity: IdentityMap) -> None:
     before any system reported them): each system a legal hold reaches gets its record
     again with it (``fanout.hold_states``), or its held rows under a new phone or
     account would be deleted by age. Rare: a table read only when a value changed."""
-    holds = [h for h in state.get(HOLDS, sid) or () if h.active]
+    holds = state.get(HOLDS, sid)
     if not holds:
         return
     clock, datamap = collaborators().clock, collaborators().datamap
     ctx = Context(
         now=clock.now(), today=clock.today(), datamap=datamap, subject_ref="", identity=identity
     )
-    for out in hold_states(ctx, sid, holds, {c for h in holds for c in h.categories}):
+    for out in current_hold_states(ctx, sid, holds):
         output(out.topic, out.key, out.record)
 
 

@@ -58,8 +58,8 @@ from privops.core.admission import (
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
 from privops.core.facts import MAX_CLOCK_SKEW
-from privops.core.fanout import hold_states
-from privops.core.holds import LegalHold, update_holds
+from privops.core.fanout import current_hold_states
+from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
 from privops.core.request import Leftovers, Out
 from privops.core.subject_keys import SubjectKey
@@ -229,14 +229,13 @@ async def on_command(cmd: r.Command, key: str) -> None:
         outcome = wf.on_hold(cmd, ctx, answered)
         apply(outcome, None, cmd.request_id, cmd.subject_id, actor, cmd.command_id, key)
         _remember(answered, cmd, outcome, ctx)
-        update = update_holds(ctx.holds, cmd)
-        if outcome.rejected is None and update.changed:
+        if outcome.holds is not None:
             # Stored now, with the records that tell the systems, in one flush: the next
             # decision about the subject (another hold, an erasure finishing, a new
             # identifier) reads it. Left to the ingest agent's copy of the directive, the
             # table lagged, and a second hold made a record without the first (review,
             # session 28); ingest finds it stored and changes nothing.
-            state.put(HOLDS, cmd.subject_id, list(update.holds))
+            state.put(HOLDS, cmd.subject_id, list(outcome.holds))
             if isinstance(cmd, r.LegalHoldPlaced):
                 _resend_held(cmd.subject_id, context(cmd.subject_id), cmd.command_id)
         return
@@ -583,11 +582,7 @@ def _resend_hold_states(subject_id: str, holds: Iterable[LegalHold]) -> None:
     sealed under it, and a system could no longer open whom to keep. Sealed at the flush
     under the storage scope (a key each system keeping a held category may open); a
     system the erasure took the subject from gets a tombstone. A replay writes the same."""
-    active = [h for h in holds if h.active]
-    if not active:
-        return
-    changed = {c for h in active for c in h.categories}
-    for out in hold_states(context(subject_id), subject_id, active, changed):
+    for out in current_hold_states(context(subject_id), subject_id, holds):
         _send(out)
 
 

@@ -148,6 +148,16 @@ def hold_states(
     return outs
 
 
+def current_hold_states(ctx: Context, subject_id: str, holds: Iterable[LegalHold]) -> list[Out]:
+    """Every system's record again for the holds active now (``hold_states`` over all
+    their categories): after an erasure re-seals them, or when the subject gets an
+    identifier the systems should find them by. None active: nothing."""
+    active = [h for h in holds if h.active]
+    if not active:
+        return []
+    return hold_states(ctx, subject_id, active, {c for h in active for c in h.categories})
+
+
 def _identifiers(ctx: Context, system: System) -> dict[str, str]:
     """What ``system``'s task carries: what it reported the subject by; for a system
     that never reported them, what privops knows that it looks subjects up by."""

@@ -288,7 +288,8 @@ class Outcome:
     ``answer`` is the command's answer for privacy.command-results (None for a system's
     answer or a tick); ``out`` holds only effects, so a rejection's ``out`` is empty.
     ``rejected`` is set when this decision rejected something (audited and counted); a
-    redelivered command's repeated answer is not a new rejection.
+    redelivered command's repeated answer is not a new rejection. ``holds``: the
+    subject's legal holds once a hold command changed them (to store), else None.
     """
 
     record: RequestRecord | None
@@ -297,6 +298,7 @@ class Outcome:
     rejected: Reason | None = None
     message: str | None = None
     answer: r.CommandAnswer | None = None
+    holds: tuple[erasure.LegalHold, ...] | None = None
 
 
 def reject(reason: Reason, message: str) -> Outcome:

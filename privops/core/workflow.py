@@ -789,6 +789,7 @@ def _hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) -> Outcome
     done = Outcome(record=None, message=f"hold {cmd.hold_id} {verb}")
     update = update_holds(ctx.holds, cmd)
     if update.changed:
+        done.holds = update.holds
         done.out.append(Out(SUBJECT_DIRECTIVES, cmd.subject_id, cmd))
         # The systems holding the categories hear of it (their deletion by age).
         changed = {c for h in update.holds if h.hold_id == cmd.hold_id for c in h.categories}
