@@ -101,10 +101,15 @@ def seed_parent(due_in: timedelta = -timedelta(hours=1)) -> None:
 
 async def issue_followup(driver: Driver) -> r.RequestSubmitted:
     """R-P's follow-up erasure as the worker publishes it when R-P's tick comes."""
-    start = len(driver.outbox.sent)
+    start, parent = len(driver.outbox.sent), requests.data.get(PARENT)
     tick = Tick(request_id=PARENT, kind=TickKind.followup, at=NOW).to_record()
     await put_on(driver.agent, REQUEST_TICKS, SUBJECT.encode(), driver.serde.encode(tick))
     await wait_for(lambda: any(s.topic == COMMANDS for s in driver.outbox.sent[start:]))
+    # A flush stores its tables once its outputs are delivered: R-P's record (the
+    # follow-up marked issued) lands just after the command is seen. Waited for, so a
+    # test comparing the requests table before and after its next input compares that
+    # input's effect only (a race the clean-clone CI met once under load).
+    await wait_for(lambda: requests.data.get(PARENT) != parent)
     [followup] = [s.record for s in driver.outbox.sent[start:] if s.topic == COMMANDS]
     assert isinstance(followup, r.RequestSubmitted)
     return followup
