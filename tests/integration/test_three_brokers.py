@@ -105,7 +105,19 @@ def test_no_acked_record_is_lost_or_doubled_when_a_broker_dies(
     outcomes = asyncio.run(create_topics(open_client, specs, replication_factor=3))
     assert [o.note for o in outcomes if o.note] == []
     names = [s.name for s in specs]
-    assert asyncio.run(replication_problems(bootstrap, names)) == []
+    # Topics are created asynchronously: a broker may describe a new topic's configs
+    # (or its replicas) a moment before it has them (CI once read min.insync.replicas
+    # unset on every topic, right after creating 41). Waited for, then held to it.
+    problems: list[str] = []
+
+    def replicated() -> bool:
+        problems[:] = asyncio.run(replication_problems(bootstrap, names))
+        return not problems
+
+    try:
+        wait_for("the new topics' replicas and configs on every broker", replicated, timeout=30)
+    except AssertionError:
+        assert problems == []
 
     leaders = asyncio.run(partition_leaders(bootstrap, topic))
     victim = kafka.nodes[leaders[0] - 1]  # leads partition 0, so the producer must fail over
