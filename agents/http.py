@@ -36,7 +36,7 @@ from privops.connectors.encryption import key_json
 from privops.core import consent as rules
 from privops.core import deadlines
 from privops.core.errors import RuntimeUnavailable
-from privops.core.fieldcrypt import MAIN_SCOPE
+from privops.core.fieldcrypt import MAIN_SCOPE, check_subject_id, seal_fields, sealable
 from privops.core.request import RequestRecord
 from privops.core.shredding import SYSTEM_SCOPE_YEARS, system_may_ask
 from privops.core.subject_keys import SubjectErased, TooManyKeys
@@ -156,6 +156,9 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
     # The owner's address with the request's path and query: nothing else of the
     # caller's URL (a Host header with user info made aiohttp refuse the request).
     target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
+    body = await request.read() if request.body_exists else None
+    if body is not None and (kind := request.headers.get("Content-Type")):
+        headers["Content-Type"] = kind
     if (why := web_tls.forward_refused(settings, str(owner))) is not None:
         # The caller's password is not sent where it would cross the network in the clear.
         log.warning("HTTP API: not forwarding to the owner at %s: %s", owner, why)
@@ -166,6 +169,7 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
             request.method,
             target,
             headers=headers,
+            data=body,
             timeout=ROUTED_TIMEOUT,
             ssl=_owner_tls() if target.scheme == "https" else True,
             allow_redirects=False,  # an answer is the owner's own, never another address's
@@ -232,6 +236,47 @@ class SubjectKeys(View):
         except (RuntimeUnavailable, KafkaError) as exc:
             return _unavailable(self, exc)
         return self.json({"subject_id": subject_id, "keys": [key_json(r) for r in records]})
+
+
+@app.page("/subject-keys/{subject_id}/seal")
+class SealedFields(View):
+    """The key service sealing for a caller that does not hold the KEK: the DPO's CLI
+    seals a command's free text (a hold's reason, a refusal's, a rectification's
+    values) here before it goes on privacy.commands (docs/crypto-shredding.md). The
+    values come back sealed under the key privops seals its own copies of the subject
+    under (``KeyStore.storage_key``: ``main``, created if none; after an erasure, the
+    retained scope that lasts longest), so they read for as long as privops keeps
+    anything of the subject, and no longer. Only the worker and the DPO may ask."""
+
+    async def post(self, request: Request, subject_id: str) -> Response:
+        """``{"fields": {<field path>: <plaintext>}}`` -> ``{"subject_id", "key_id",
+        "fields": {<field path>: <ciphertext>}}``; 410 when the subject was erased and
+        nothing of theirs is kept (nothing can be sealed for them), 400 for a bad body."""
+        if denied := await refused(self, request, Api.SEAL):
+            return denied
+        forwarded = await routed(self, request, subject_id)
+        if forwarded is not None:
+            return forwarded
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        try:
+            check_subject_id(subject_id)
+            if not isinstance(body, dict):
+                raise ValueError('the body is a JSON object {"fields": {<field path>: <text>}}')
+            fields = sealable(body.get("fields"))
+        except ValueError as exc:
+            return self.json({"error": "bad request", "reason": str(exc)}, status=400)
+        try:
+            key = await keystore.key_store().storage_key(subject_id, erased=_erased(subject_id))
+        except (RuntimeUnavailable, KafkaError) as exc:
+            return _unavailable(self, exc)
+        if key is None:
+            reason = "the subject was erased and privops keeps nothing of theirs to seal under"
+            return self.json({"error": "subject erased", "reason": reason}, status=410)
+        sealed = seal_fields(key, subject_id, fields)
+        return self.json({"subject_id": subject_id, "key_id": key.key_id, "fields": sealed})
 
 
 async def _scope_refused(view: View, request: Request, scope: str) -> Response | None:

@@ -390,7 +390,11 @@ def _send(out: Out) -> None:
     """One of a decision's records, with the agent's flush; None: a tombstone."""
     record = out.record
     if out.topic == COMMANDS and isinstance(record, r.Command):
-        record = collaborators().worker_key.sign(record)  # a follow-up the worker issues itself
+        # A follow-up the worker issues itself: signed as written, so not sealed after
+        # (its reason is privops' own words: the systems and categories whose retention
+        # ended).
+        output(out.topic, out.key, collaborators().worker_key.sign(record), seal=False)
+        return
     output(out.topic, out.key, record)
 
 

@@ -71,18 +71,20 @@ def output_datum(name: str, key: str, fullname: str, datum: dict[str, Any]) -> N
     state.emit(name, key.encode(), serde.encode_datum(fullname, datum))
 
 
-def output(name: str, key: str | bytes | None, record: Record | None) -> None:
+def output(name: str, key: str | bytes | None, record: Record | None, *, seal: bool = True) -> None:
     """Encode ``record`` and send it, keyed, to topic ``name`` with the agent's flush;
     None is a tombstone (a compacted topic's "nothing under this key any more").
 
     Its personal values (a task's identifiers, a notification's document and export
     locations) are sealed under the subject's storage key at the flush (streams.state,
-    privops.core.sealing); the subject is the record's ``subject_id``, else its key."""
+    privops.core.sealing); the subject is the record's ``subject_id``, else its key.
+    ``seal=False``: sent as it is, for a record signed as written (a command the worker
+    issues itself, whose marked fields hold privops' own words)."""
     raw_key = key.encode() if isinstance(key, str) else key
     if record is None:
         state.emit(name, raw_key, None)
         return
-    subject = _subject_of(record, raw_key) if _personal(record) else None
+    subject = _subject_of(record, raw_key) if seal and _personal(record) else None
     if subject is None:
         state.emit(name, raw_key, serde.encode(record))
         return

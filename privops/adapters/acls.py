@@ -209,6 +209,7 @@ class Api(StrEnum):
     CONSENT = "consent"
     REQUESTS = "requests"
     SUBJECT_KEYS = "subject-keys"
+    SEAL = "seal"
 
 
 def may_call(principal: str, api: Api) -> bool:

@@ -164,7 +164,14 @@ def latest_schemas(schema_dir: Path) -> dict[str, SchemaVersion]:
 
 
 def generate(schema_dir: Path) -> list[Path]:
-    """Write a new version file for every record whose model changed. Returns new files."""
+    """Write a new version file for every record whose model changed. Returns the files
+    written.
+
+    A change to the personal-field marks alone (``privops.personal``) changes no wire
+    format: the newest version's file is rewritten with them instead of a new version
+    being added, since two versions with one fingerprint could not be told apart by a
+    reader (``Contract.version_of``) and a mark is the reader's knowledge, not the
+    writer's. A writer that registered the unmarked spelling stays trusted."""
     existing = load_versions(schema_dir)
     written = []
     for model in ALL_RECORDS:
@@ -172,7 +179,10 @@ def generate(schema_dir: Path) -> list[Path]:
         versions = existing.get(model.fullname(), [])
         if versions and versions[-1].schema == schema:
             continue
-        version = versions[-1].version + 1 if versions else 1
+        if versions and fingerprint(versions[-1].schema) == fingerprint(schema):
+            version = versions[-1].version  # only the marks changed
+        else:
+            version = versions[-1].version + 1 if versions else 1
         path = schema_path(schema_dir, model.fullname(), version)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(schema, indent=2) + "\n")

@@ -41,13 +41,21 @@ def worker_url(path: str) -> str:
 
 def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
     """GET from the worker's HTTP API; exit 3 with what to run if it is not answering."""
+    return worker_request("GET", path, params=params)
+
+
+def worker_request(
+    method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None
+) -> httpx.Response:
+    """``method`` on the worker's HTTP API, with ``body`` as JSON if given; exit 3 with
+    what to run if it is not answering."""
     with handled():
         url = worker_url(path)
         auth = api_auth(settings(), default=DPO)
         trust = web_tls.client_context(settings())
     try:
         with httpx.Client(timeout=_WORKER_TIMEOUT, auth=auth, verify=trust) as client:
-            return client.get(url, params=params)
+            return client.request(method, url, params=params, json=body)
     except httpx.HTTPError as exc:
         fail(unreachable(worker_url(""), exc), EXIT_UNAVAILABLE)
 
@@ -100,7 +108,14 @@ def worker_json(
 ) -> dict[str, Any]:
     """The worker's answer to a GET; exit 4 with `not_found` on 404, 3 when it cannot
     answer, 2 when it refuses the caller or the question (module docstring)."""
-    resp = worker_get(path, params)
+    return answer_json(worker_get(path, params), not_found=not_found)
+
+
+def answer_json(
+    resp: httpx.Response, *, not_found: str, not_found_exit: int = EXIT_NOT_FOUND
+) -> dict[str, Any]:
+    """The worker's JSON answer ``resp``; exit ``not_found_exit`` with `not_found` on 404,
+    3 when it cannot answer, 2 when it refuses the caller or the question."""
     if resp.status_code >= 500:
         # Checked before the body: a proxy's 502 page is no JSON, and still "no answer".
         fail(
@@ -111,7 +126,7 @@ def worker_json(
         )
     body = response_json(resp)
     if resp.status_code == 404:
-        fail(not_found, EXIT_NOT_FOUND)
+        fail(not_found, not_found_exit)
     if resp.status_code in (401, 403):
         # 2, not 3: the worker answered, and retrying will not help until the caller's
         # credentials (configuration, like any other input) are fixed.

@@ -22,7 +22,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
@@ -188,6 +188,37 @@ def encrypting(key: DataKey, subject_id: str) -> Callable[[str, str], str]:
         return value if is_encrypted(value) else encrypt_field(key, subject_id, field_path, value)
 
     return visit
+
+
+MAX_SEALED_FIELDS: Final = 64
+MAX_SEALED_CHARS: Final = 20_000
+MAX_FIELD_PATH_CHARS: Final = 200
+
+
+def sealable(fields: object) -> dict[str, str]:
+    """``fields`` of a ``POST /subject-keys/{id}/seal`` (field path -> plaintext,
+    labelled as ``personal.map_personal`` labels them), checked before any key is made
+    for them: ``ValueError`` saying what is wrong (not an object of strings, none or too
+    many, a path or value too long, a value sealed already)."""
+    if not isinstance(fields, dict) or not 0 < len(fields) <= MAX_SEALED_FIELDS:
+        raise ValueError(f"'fields' is an object of 1 to {MAX_SEALED_FIELDS} field paths")
+    for path, value in fields.items():
+        if not 0 < len(path) <= MAX_FIELD_PATH_CHARS or not path.isprintable():
+            raise ValueError(f"a field path is 1 to {MAX_FIELD_PATH_CHARS} printable characters")
+        if not isinstance(value, str) or len(value) > MAX_SEALED_CHARS:
+            raise ValueError(
+                f"{path}: a value is a string of at most {MAX_SEALED_CHARS} characters"
+            )
+        if is_encrypted(value):
+            raise ValueError(f"{path}: the value is sealed already")
+    return fields
+
+
+def seal_fields(key: DataKey, subject_id: str, fields: Mapping[str, str]) -> dict[str, str]:
+    """Each plaintext of ``fields`` (``sealable``) sealed in its field path under ``key``:
+    how the key service seals for a caller that does not hold the KEK (the DPO's CLI
+    sealing a command's free text)."""
+    return {path: encrypt_field(key, subject_id, path, value) for path, value in fields.items()}
 
 
 def parse_field(token: str) -> tuple[str, bytes]:

@@ -334,7 +334,7 @@ class RequestSubmitted(Command):
     rectification: Annotated[dict[str, str], PERSONAL] = {}
     objection_scope: ObjectionScope | None = None
     linked_request_id: str | None = None
-    reason: str | None = None
+    reason: Annotated[str | None, PERSONAL] = None
     # A consent withdrawal of one purpose and/or channel only (None: every consent the
     # subject gave, on every channel). Only with request_type consent_withdrawal.
     withdrawn_purpose: Purpose | None = None
@@ -365,7 +365,7 @@ class ClarificationReceived(Command):
 
 
 class DeadlineExtended(Command):
-    reason: str
+    reason: Annotated[str, PERSONAL]
     notified_on: date
 
 
@@ -373,7 +373,7 @@ class LegalHoldPlaced(Command):
     hold_id: str
     subject_id: SubjectId
     categories: list[Category]
-    reason: str
+    reason: Annotated[str, PERSONAL]
 
 
 class LegalHoldReleased(Command):
@@ -383,21 +383,21 @@ class LegalHoldReleased(Command):
 
 class ObjectionDecided(Command):
     accepted: bool
-    reason: str
+    reason: Annotated[str, PERSONAL]
 
 
 class RequestRefused(Command):
-    reason: str
+    reason: Annotated[str, PERSONAL]
 
 
 class RequestCancelled(Command):
-    reason: str
+    reason: Annotated[str, PERSONAL]
 
 
 class RequestAnswered(Command):
     """The DPO answered a request that needs no system work (e.g. a complaint)."""
 
-    reason: str
+    reason: Annotated[str, PERSONAL]
 
 
 class CommandAnswer(Record):

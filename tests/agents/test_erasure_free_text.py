@@ -134,7 +134,9 @@ async def test_a_requests_free_text_is_sealed_read_back_and_cleared_by_the_erasu
         assert sealing.plaintext_left(requests.data[request_id], sealing.REQUESTS) == []
 
 
-def hold_on_ann(hold_id: str) -> r.LegalHoldPlaced:
+def hold_on_ann(
+    hold_id: str, reason: str = f"{NAME}: a claim against us, solicitor's letter"
+) -> r.LegalHoldPlaced:
     return sign(
         r.LegalHoldPlaced(
             command_id=f"{hold_id}:place",
@@ -144,7 +146,7 @@ def hold_on_ann(hold_id: str) -> r.LegalHoldPlaced:
             hold_id=hold_id,
             subject_id=ANN,
             categories=[Category.contact],
-            reason=f"{NAME}: a claim against us, solicitor's letter",
+            reason=reason,
         )
     )
 

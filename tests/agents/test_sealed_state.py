@@ -27,19 +27,29 @@ from privops.connectors.encryption import RingKeySource, decrypt_record
 from privops.core import records as r
 from privops.core import sealing, shredding
 from privops.core.erasure import SubjectFacts
-from privops.core.fieldcrypt import encrypt_field, is_encrypted, parse_field
+from privops.core.fieldcrypt import encrypt_field, is_encrypted, parse_field, seal_fields
 from privops.core.identity import IdentityMap, merge
 from privops.core.subject_keys import SubjectKey
-from privops.core.topics import COMMAND_RESULTS, COMMANDS
+from privops.core.topics import COMMAND_RESULTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES
 from privops.core.vocab import Category, RequestType, System
 from streams import state as streams_state
 from streams.batching import Outgoing
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
 from streams.state import State, state
-from streams.tables import IDENTITIES, REQUESTS, erased_at, identities, requests, subject_facts
+from streams.tables import (
+    HOLDS,
+    IDENTITIES,
+    REQUESTS,
+    erased_at,
+    identities,
+    legal_holds,
+    requests,
+    subject_facts,
+)
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign
+from tests.agents.test_erasure_free_text import hold_on_ann
 from tests.agents.test_erasure_shred import (  # noqa: F401
     ANN,
     BOB,
@@ -58,7 +68,7 @@ from tests.agents.test_erasure_shred import (  # noqa: F401
     suppress,
     tick_due,
 )
-from tests.agents.test_workflow_agent import TASKED, erasure
+from tests.agents.test_workflow_agent import NOW, TASKED, erasure, submitted
 
 
 @pytest.fixture
@@ -372,3 +382,61 @@ async def test_an_erased_subjects_values_are_not_kept_decoded_once_stored_withou
     await view.flush()
     assert ANN not in identities.data
     assert view.get(IDENTITIES, ANN) is None
+
+
+async def test_the_dpos_free_text_sealed_by_the_key_service_opens_and_stays_sealed(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+) -> None:
+    """A hold's reason and a complaint's answer, sealed under Ann's key as the key service
+    seals them for the CLI (privops.cli.request.sealing), open in the workflow after the
+    signature check: the answer reaches Ann's notification, and every copy privops
+    writes (the holds and requests tables, the hold forwarded to ingest, the
+    notification) holds only ciphertext. A plaintext reason (an older CLI) is taken."""
+    known(SubjectFacts())
+    anns = store.ring(0).get((await store.get_or_create(ANN)).key_id)
+    assert anns is not None
+    secret, answer = "Ann's solicitor, case 2026/114", "Ann: your complaint is upheld"
+
+    answered = sign(
+        r.RequestAnswered(
+            command_id="R-c:answer",
+            request_id="R-c",
+            issued_at=NOW,
+            actor="dpo",
+            reason=seal_fields(anns, ANN, {"reason": answer})["reason"],
+        )
+    )
+    async with workflow.test_context() as flow:
+        sealed_reason = seal_fields(anns, ANN, {"reason": secret})["reason"]
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(hold_on_ann("H-1", sealed_reason)))
+        await put_on(
+            flow, COMMANDS, ANN.encode(), serde.encode(hold_on_ann("H-2", "plain, older CLI"))
+        )
+        complaint = submitted("R-c", RequestType.complaint, ANN)
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(complaint))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 3)
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(answered))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 4)
+        await wait_for(lambda: state.pending == 0 and not state._dirty)
+    assert all(isinstance(a, r.CommandAccepted) for a in outbox.on(COMMAND_RESULTS))
+    holds = state.opened(HOLDS, ANN, legal_holds.data[ANN])
+    assert [h["reason"] for h in holds] == [secret, "plain, older CLI"]
+    assert secret not in json.dumps(legal_holds.data[ANN])
+    forwarded = outbox.of(SUBJECT_DIRECTIVES, r.LegalHoldPlaced)
+    assert [is_encrypted(h.reason) for h in forwarded] == [True, True]
+    assert [decrypt_record(h, source(store)).reason for h in forwarded] == [
+        secret,
+        "plain, older CLI",
+    ]
+    assert answer not in json.dumps(requests.data["R-c"])
+    assert state.opened(REQUESTS, "R-c", requests.data["R-c"])["reason"] == answer
+    (note,) = [n for n in outbox.of(NOTIFICATIONS, r.SubjectNotification) if n.document]
+    assert note.document is not None
+    assert is_encrypted(note.document)
+    assert decrypt_record(note, source(store), subject_id=ANN).document == answer
+    for sent in outbox.sent:
+        assert secret.encode() not in sent.value
+        assert answer.encode() not in sent.value

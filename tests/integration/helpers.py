@@ -186,10 +186,15 @@ def http_json(
     method: str = "GET",
     timeout: float = 5,
     trust: ssl.SSLContext | None = None,
+    body: Any = None,
 ) -> tuple[int, Any]:
-    """A worker's answer, asked as ``principal`` (None: without credentials); ``trust``:
-    the CA context for an https worker."""
-    request = urllib.request.Request(url, method=method, headers=basic_auth(principal))
+    """A worker's answer, asked as ``principal`` (None: without credentials), with
+    ``body`` as JSON if given; ``trust``: the CA context for an https worker."""
+    headers = basic_auth(principal)
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=trust) as resp:
             return resp.status, json.loads(resp.read())

@@ -11,6 +11,7 @@ stay open for probes and Prometheus. The CLI says which principal was refused.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 import urllib.error
@@ -22,6 +23,7 @@ import pytest
 from privops.adapters import credentials
 from privops.adapters.acls import ADMIN, DPO, WORKER, system_principal
 from privops.adapters.settings import Settings
+from privops.core.fieldcrypt import is_encrypted, parse_field
 from privops.core.vocab import System
 from tests.conftest import REPO, WorkerProcess
 from tests.integration.helpers import http_json
@@ -36,15 +38,28 @@ QUESTIONS = [
     ("GET", "/requests/REQ-API-1"),
     ("GET", "/subject-keys/CUST-API-1"),
     ("POST", "/subject-keys/CUST-API-1"),
+    ("POST", "/subject-keys/CUST-API-1/seal"),
 ]
 
 
 def ask(
-    worker: WorkerProcess, method: str, path: str, authorization: str | None
+    worker: WorkerProcess,
+    method: str,
+    path: str,
+    authorization: str | None,
+    body: Any = None,
 ) -> tuple[int, Any, str | None]:
-    """Status, JSON body and WWW-Authenticate of one question with this header."""
+    """Status, JSON body and WWW-Authenticate of one question with this header (and
+    ``body`` as JSON: a seal's fields by default)."""
     headers = {"Authorization": authorization} if authorization else {}
-    request = urllib.request.Request(f"{worker.url}{path}", method=method, headers=headers)
+    if path.endswith("/seal") and body is None:
+        body = {"fields": {"reason": "Ann Jones's solicitor"}}
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(
+        f"{worker.url}{path}", data=data, method=method, headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=15) as resp:
             return resp.status, resp.read(), resp.headers.get("WWW-Authenticate")
@@ -101,10 +116,41 @@ def test_each_principal_asks_only_what_it_may(
     assert ask(worker, "POST", mine, crm)[0] == 200
     assert ask(worker, "POST", purchases, dpo)[0] == 200
     assert ask(worker, "POST", purchases, crm)[0] == 403  # made now, still not crm's
-    # A system never reads requests; the brokers' admin asks nothing.
+    # A system never reads requests, nor has the key service seal for it (it seals its
+    # own events with its keys); the brokers' admin asks nothing.
     assert ask(worker, "GET", "/requests/REQ-API-2", crm)[0] == 403
+    assert ask(worker, "POST", "/subject-keys/CUST-API-2/seal", crm)[0] == 403
     for method, path in QUESTIONS:
         assert ask(worker, method, path, admin)[0] == 403, path
+
+
+def test_the_key_service_seals_the_dpos_text_under_the_subjects_own_key(
+    worker: WorkerProcess,
+) -> None:
+    """What the CLI seals a command's free text with (privops.cli.request.sealing): the
+    value comes back as ciphertext under the subject's current key, which opens it; a
+    body that is not one gets a 400 saying what is wrong, and no key is made for it."""
+    url = f"{worker.url}/subject-keys/CUST-API-5/seal"
+    status, body = http_json(url, method="POST", body={"fields": {"reason": "Ann J"}}, timeout=15)
+    assert status == 200, body
+    sealed = body["fields"]["reason"]
+    assert is_encrypted(sealed)
+    assert parse_field(sealed)[0] == body["key_id"]
+    assert body["key_id"].startswith("CUST-API-5/main/")
+    _, keys = http_json(f"{worker.url}/subject-keys/CUST-API-5")
+    assert [k["key_id"] for k in keys["keys"]] == [body["key_id"]]
+    for bad, says in (
+        (None, "JSON object"),
+        ({"fields": {}}, "object of 1 to"),
+        ({"fields": {"reason": 7}}, "a value is a string"),
+        ({"fields": {"reason": sealed}}, "sealed already"),
+    ):
+        status, answer = http_json(
+            f"{worker.url}/subject-keys/CUST-API-6/seal", method="POST", body=bad or []
+        )
+        assert status == 400, (bad, answer)
+        assert says in answer["reason"]
+    assert http_json(f"{worker.url}/subject-keys/CUST-API-6")[1]["keys"] == []
 
 
 def test_faust_table_and_router_pages_are_not_served(

@@ -33,6 +33,7 @@ from privops.adapters import kek as kekfile
 from privops.adapters.kafka import client_options, read_all
 from privops.adapters.key_topic import KeyRecordCodec, read_keys
 from privops.adapters.settings import Settings
+from privops.cli.request.sealing import WITHHELD
 from privops.connectors.encryption import (
     RingKeySource,
     WorkerKeySource,
@@ -43,8 +44,8 @@ from privops.core import records as r
 from privops.core.fieldcrypt import ShreddedKey, is_encrypted
 from privops.core.identity import subject_ref
 from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey
-from privops.core.topics import AUDIT, DEADLETTER, SUBJECT_KEYS
-from privops.core.vocab import Channel, Purpose, System
+from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, SUBJECT_KEYS
+from privops.core.vocab import Channel, Purpose, RequestType, System
 from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import (
     Subject,
@@ -226,6 +227,38 @@ def test_erasure_shreds_the_key_that_reads_every_copy(
         )
         with pytest.raises(SubjectErased):
             key_service(worker.url, kek, retry_seconds=1).current_key(erased.id, "main")
+        # Nothing of theirs is kept, so nothing can be sealed for them: the key service
+        # answers 410, and the CLI sends a complaint without the DPO's text about them
+        # (it would have stayed readable on privacy.commands), never in plaintext.
+        status, _ = http_json(
+            f"{worker.url}/subject-keys/{erased.id}/seal",
+            method="POST",
+            body={"fields": {"reason": NAME}},
+            timeout=15,
+        )
+        assert status == 410
+        complained = subprocess.run(
+            [
+                *(sys.executable, "-m", "privops.cli.main", "request", "complain"),
+                *("--subject", erased.id, "--reason", f"{NAME} rang again", "-q"),
+            ],
+            capture_output=True,
+            text=True,
+            env=worker.env,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+        assert "is not sent" in " ".join(complained.stderr.split()), complained.stderr
+        assert NAME not in complained.stderr + complained.stdout
+        (complaint,) = [
+            c.value
+            for c in read_topic(local_runtime, COMMANDS)
+            if isinstance(c.value, r.RequestSubmitted)
+            and c.value.request_type is RequestType.complaint
+            and c.value.subject_id == erased.id
+        ]
+        assert complaint.reason == WITHHELD
 
         # The topic: the erased subject's key is tombstoned, the other's is still stored.
         live = stored_keys(local_runtime)

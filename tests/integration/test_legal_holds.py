@@ -18,8 +18,8 @@ import pytest
 from privops.adapters.settings import Settings
 from privops.connectors.reference import ReferenceStore, open_store, seed_customers, seed_stores
 from privops.core import records as r
-from privops.core.fieldcrypt import is_encrypted
-from privops.core.topics import legal_holds_topic
+from privops.core.fieldcrypt import is_encrypted, parse_field
+from privops.core.topics import COMMANDS, legal_holds_topic
 from privops.core.vocab import System
 from tests.conftest import port, start_worker
 from tests.integration.helpers import Subject, produce, read_topic, wait_for
@@ -108,6 +108,15 @@ def test_a_legal_hold_keeps_recordings_past_their_period_until_released(
         assert state.hold_ids == [hold_id]
         assert is_encrypted(state.identifiers["phone"])  # sealed under the subject's key
         assert hold_written(local_runtime, free.id) is None
+        # The DPO's reason went on privacy.commands sealed by the worker's key service
+        # (the CLI holds no KEK), and the worker opened it: the hold was placed.
+        (placed,) = [
+            c.value
+            for c in read_topic(local_runtime, COMMANDS)
+            if isinstance(c.value, r.LegalHoldPlaced) and c.value.hold_id == hold_id
+        ]
+        assert is_encrypted(placed.reason)
+        assert parse_field(placed.reason)[0].startswith(f"{held.id}/main/")
 
         connectors = simulate(
             local_runtime,

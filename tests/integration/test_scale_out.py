@@ -188,6 +188,20 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
                 ),
             )
         bodies = [request(last, rid) for rid in rids]
+        # The key service seals the DPO's text at the subject's owner, whichever worker
+        # is asked: the owner gets the body too, and both answer under the one key.
+        someone = customers[-1].subject_id
+        sealed = [
+            http_json(
+                f"{w.url}/subject-keys/{someone}/seal",
+                method="POST",
+                body={"fields": {"reason": "a note"}},
+                timeout=15,
+            )
+            for w in survivors
+        ]
+        assert [status for status, _ in sealed] == [200, 200], sealed
+        assert len({body["key_id"] for _, body in sealed}) == 1, sealed
     finally:
         stop(connectors)
         for worker in workers:

@@ -22,7 +22,6 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from privops.adapters import kek as kekfile
 from privops.adapters.settings import get_settings
 from privops.cli import audit as audit_cli
 from privops.cli import consent as consent_cli
@@ -447,18 +446,14 @@ def test_missing_required_options_exit_2() -> None:
     [
         ["request", "erase", "--subject", "C-1", "--verified-now"],
         ["request", "erase", "--subject", "C-1", "--verified-now", "-q"],
-        ["request", "complain", "--subject", "C-1", "--restrict-while-investigating"],
-        ["request", "rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD"],
-        ["request", "hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "x"],
+        ["request", "complain", "--subject", "C-1"],
+        ["request", "hold", "release", "HOLD-1", "--subject", "C-1"],
         ["audit", "show", "REQ-1"],
         ["audit", "verify"],
     ],
-    ids=lambda a: " ".join(a[:2]),
+    ids=lambda a: " ".join(a[:3]),
 )
-def test_broker_unreachable(
-    no_broker: str, args: list[str], env: Callable[..., None], tmp_path: Path
-) -> None:
-    env(kek_file=str(tmp_path / "no-kek.json"))  # rectify: no KEK here, so no key service
+def test_broker_unreachable(no_broker: str, args: list[str]) -> None:
     out = run(*args)
     assert out.code == EXIT_UNAVAILABLE, out.output
     assert no_broker in out.flat
@@ -639,31 +634,31 @@ def test_ropa_missing_data_map(tmp_path: Path) -> None:
     assert "cannot read" in out.flat
 
 
-def test_rectify_without_the_key_service_publishes_nothing(
-    no_broker: str, env: Callable[..., None], tmp_path: Path
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD"],
+        ["hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "AB1 2CD"],
+        ["complain", "--subject", "C-1", "--reason", "AB1 2CD"],
+        ["complain", "--subject", "C-1", "--restrict-while-investigating"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_text_about_a_person_is_not_sent_without_the_key_service(
+    no_broker: str, env: Callable[..., None], args: list[str]
 ) -> None:
-    """With a KEK, the corrected values are sealed before they are published: a worker
-    whose key service does not answer stops the command (exit 3), nothing unsealed goes
-    out, and the values are never echoed."""
-    kek_path = tmp_path / "keys" / "kek.json"
-    kekfile.create(kek_path, datetime.now(UTC), dev=True)
-    env(kek_file=str(kek_path), web_port=str(free_port()), env="dev")
-    out = run("request", "rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD")
+    """Free text and corrected values are sealed by the worker's key service before they
+    are published: a worker that does not answer stops the command (exit 3, naming it),
+    nothing unsealed goes out, and the text is never echoed."""
+    port = free_port()
+    env(web_port=str(port))
+    out = run("request", *args)
     assert out.code == EXIT_UNAVAILABLE, out.output
-    assert "key service" in out.flat
+    assert f"127.0.0.1:{port}" in out.flat
     assert "privops worker" in out.flat
+    assert no_broker not in out.flat  # stopped before the broker was tried
     assert "AB1 2CD" not in out.output
     assert out.stdout == ""
-
-
-def test_rectify_without_a_kek_warns_that_the_values_go_unsealed(
-    no_broker: str, env: Callable[..., None], tmp_path: Path
-) -> None:
-    env(kek_file=str(tmp_path / "none.json"))
-    out = run("request", "rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD")
-    assert "unsealed" in out.flat
-    assert "PRIVOPS_KEK_FILE" in out.flat
-    assert no_broker in out.flat  # then the broker, which is not there
 
 
 def test_simulate_refuses_a_business_day_that_has_not_happened(tmp_path: Path) -> None:

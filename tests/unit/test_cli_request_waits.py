@@ -20,6 +20,8 @@ from privops.adapters.settings import get_settings
 from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
 from privops.cli.main import app
 from privops.cli.request import publish as publish_module
+from privops.cli.request import sealing as sealing_module
+from privops.core.fieldcrypt import DataKey, is_encrypted, parse_field, seal_fields, split_key_id
 from privops.core.records import (
     Command,
     CommandAnswer,
@@ -99,6 +101,13 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
         return {"subject_id": "C-9"}
 
     monkeypatch.setattr(publish_module, "worker_json", worker_json)
+
+    def seal(subject_id: str, fields: dict[str, str]) -> dict[str, str]:
+        """The worker's key service, sealing with the real field crypto."""
+        fake.events.append(f"sealed {sorted(fields)} for {subject_id}")
+        return seal_fields(DataKey.generate(subject_id), subject_id, fields)
+
+    monkeypatch.setattr(sealing_module, "key_service_seal", seal)
     yield fake
     monkeypatch.undo()
     get_settings.cache_clear()
@@ -192,7 +201,11 @@ def test_no_wait_only_publishes(broker: FakeBroker) -> None:
     assert out.code == 0, out.flat
     # Keyed by the request's subject (asked of the worker); the answer topic is not
     # even looked at.
-    assert broker.events == ["asked the worker /requests/REQ-1", "sent C-9"]
+    assert broker.events == [
+        "asked the worker /requests/REQ-1",
+        "sealed ['reason'] for C-9",
+        "sent C-9",
+    ]
     assert broker.waited == []
     assert "not waiting" in out.flat
 
@@ -322,3 +335,46 @@ def test_identity_received_reaches_the_records(broker: FakeBroker) -> None:
     out = run("verify", "REQ-1", "--on", "2026-03-03", "--identity-received", "2026-03-04")
     assert out.code == EXIT_BAD_INPUT
     assert "--identity-received 2026-03-04 is after --on 2026-03-03" in out.flat
+
+
+@pytest.mark.parametrize(
+    ("args", "subject", "personal"),
+    [
+        (["extend", "REQ-1", "--reason", "Ann Jones's file is long"], "C-9", "reason"),
+        (["answer", "REQ-1", "--reason", "Ann Jones: no further action"], "C-9", "reason"),
+        (["cancel", "REQ-1", "--reason", "Ann Jones withdrew it"], "C-9", "reason"),
+        (["refuse", "REQ-1", "--reason", "Ann Jones asked 40 times"], "C-9", "reason"),
+        (
+            ["decide-objection", "REQ-1", "--accept", "--reason", "Ann Jones's grounds"],
+            "C-9",
+            "reason",
+        ),
+        (
+            ["hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "Ann Jones"],
+            "C-1",
+            "reason",
+        ),
+        (["complain", "--subject", "C-1", "--reason", "Ann Jones, by phone"], "C-1", "reason"),
+        (["rectify", "--subject", "C-1", "--set", "name=Ann Jones"], "C-1", "rectification"),
+    ],
+    ids=lambda a: a[0] if isinstance(a, list) else None,
+)
+def test_free_text_goes_out_sealed_under_its_subjects_key(
+    broker: FakeBroker, args: list[str], subject: str, personal: str
+) -> None:
+    """What the DPO types about a person would stay on privacy.commands for its
+    retention: it is sealed (by the worker's key service) under the subject the command
+    is keyed by, before it is signed and sent; nothing else of the command changes."""
+    out = run(*args, "--no-wait")
+    assert out.code == 0, out.flat
+    assert f"sent {subject}" in broker.events
+    assert any(e.startswith("sealed") and e.endswith(f"for {subject}") for e in broker.events)
+    (sent,) = broker.sent
+    value = getattr(sent, personal)
+    texts = list(value.values()) if isinstance(value, dict) else [value]
+    assert texts
+    for text in texts:
+        assert is_encrypted(text), text
+        assert split_key_id(parse_field(text)[0])[0] == subject
+    assert "Ann Jones" not in sent.model_dump_json()
+    assert sent.signature  # signed after sealing: over the ciphertext

@@ -16,6 +16,7 @@ from typing import Any, Union, get_args, get_origin
 import pytest
 
 from privops.adapters.avro import Codec, backward_problems, generate, load_versions, to_avro
+from privops.adapters.guard import fingerprint
 from privops.adapters.serde import frame, unframe
 from privops.core.errors import DecodeError
 from privops.core.records import ALL_RECORDS, Identifiers, Record
@@ -109,6 +110,28 @@ def test_committed_schemas_match_the_models(tmp_path: Path) -> None:
     latest = {name: v[-1].schema for name, v in load_versions(SCHEMAS).items()}
     for model in ALL_RECORDS:
         assert latest[model.fullname()] == to_avro(model)
+
+
+def test_a_change_of_personal_marks_alone_rewrites_the_newest_version(tmp_path: Path) -> None:
+    """A mark is the reader's knowledge, not the wire format: marking a field personal
+    rewrites the newest version's file (a new version would share its fingerprint, and
+    a writer's schema could not say which of the two it is)."""
+    copy_dir = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, copy_dir)
+    newest = load_versions(copy_dir)["privops.commands.LegalHoldPlaced"][-1]
+    marked = newest.path.read_text()
+    unmarked = marked.replace(',\n      "privops.personal": true', "")
+    assert unmarked != marked
+    newest.path.write_text(unmarked)
+    assert generate(copy_dir) == [newest.path]
+    assert newest.path.read_text() == marked
+    assert len(load_versions(copy_dir)["privops.commands.LegalHoldPlaced"]) == newest.version
+
+
+def test_no_two_versions_of_a_record_share_a_wire_format() -> None:
+    for name, versions in load_versions(SCHEMAS).items():
+        prints = [fingerprint(v.schema) for v in versions]
+        assert len(set(prints)) == len(prints), name
 
 
 def _pairs() -> list[tuple[str, int, int]]:

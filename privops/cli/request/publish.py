@@ -43,6 +43,7 @@ from privops.cli.common import (
 )
 from privops.cli.request.answers import Verdict, exit_code, judge, reason_words
 from privops.cli.request.reader import answer_reader
+from privops.cli.request.sealing import sealed_commands
 from privops.cli.worker_http import worker_json
 from privops.core.records import Command, CommandAnswer
 from privops.core.signing import SigningKey
@@ -138,16 +139,18 @@ def subject_key(command: Command) -> str:
 
 
 def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
-    """Sign and produce each command to privacy.commands (acks=all), then wait for the
-    answers.
+    """Seal each command's personal values (``privops.cli.request.sealing``), sign it and
+    produce it to privacy.commands (acks=all), then wait for the answers.
 
     The broker is contacted first, so an unreachable broker is reported with its address
     before the registry is tried. The answer topic's end is noted before the first
     command goes out (see `privops.cli.request.reader`).
     """
     cfg = settings()
-    keys = [subject_key(c).encode() for c in commands]
-    commands = signed(commands, cfg)
+    subjects = [subject_key(c) for c in commands]
+    # Sealed, then signed: the signature covers the ciphertext the worker checks it on.
+    commands = signed(sealed_commands(commands, subjects), cfg)
+    keys = [subject.encode() for subject in subjects]
     serde = Serde.for_settings(cfg)
     quiet_kafka_logs()
 

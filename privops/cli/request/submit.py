@@ -10,18 +10,12 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-import httpx
 import typer
-from rich.markup import escape
 
-from privops.adapters.acls import DPO
 from privops.cli.common import (
-    EXIT_FAILED,
-    EXIT_UNAVAILABLE,
     check_id,
     console,
     emit_json,
-    err_console,
     fail,
     handled,
     parse_choice,
@@ -41,8 +35,6 @@ from privops.cli.request.publish import (
     report,
     waiting,
 )
-from privops.cli.worker_http import worker_url
-from privops.connectors.encryption import encrypt_record, worker_keys
 from privops.core.consent import CONSENT_PURPOSES
 from privops.core.datamap import (
     DEFAULT_CONTACT_FIELDS,
@@ -51,9 +43,7 @@ from privops.core.datamap import (
     DataMap,
     load_datamap,
 )
-from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.records import RequestSubmitted
-from privops.core.subject_keys import SubjectErased
 from privops.core.topics import COMMANDS
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType
 from privops.core.workflow import MAX_RECTIFIED_CHARS
@@ -271,10 +261,9 @@ def rectify(
     """Rectification (Art. 16): correct fields, or complete a category's data with a
     supplementary statement, in every system that holds it; recipients are told (Art. 19).
 
-    The corrected values and statements are sealed under the subject's key (from the
-    worker's key service, unwrapped with the KEK at PRIVOPS_KEK_FILE) before they go on
-    privacy.commands, so the subject's erasure makes that copy unreadable too. Without a
-    KEK here they are sent as they are, with a warning."""
+    The corrected values and statements are sealed under the subject's key by the
+    worker's key service before they go on privacy.commands, so the subject's erasure
+    makes that copy unreadable too (no KEK is needed here)."""
     if not set_ and not statement:
         fail(
             "rectify needs at least one --set FIELD=VALUE or --statement CATEGORY=TEXT; "
@@ -283,37 +272,7 @@ def rectify(
     datamap = _datamap()
     changes = parse_changes(set_, list(datamap.rectifiable_fields()))
     changes |= parse_statements(statement, [c.value for c in datamap.categories])
-    submit([sealed(submission(RequestType.rectification, common, rectification=changes))], common)
-
-
-def sealed(request: RequestSubmitted) -> RequestSubmitted:
-    """``request`` with its personal values (the rectification) sealed, if this CLI has the
-    KEK; exit 3 if the worker's key service does not answer, 1 for an erased subject."""
-    cfg = settings()
-    if not cfg.kek_file.is_file():
-        err_console.print(
-            f"[yellow]![/] no KEK at {escape(str(cfg.kek_file))}: the corrected values go "
-            "on privacy.commands unsealed and stay there until its retention; set "
-            "PRIVOPS_KEK_FILE to seal them",
-            highlight=False,
-        )
-        return request
-    try:
-        keys = worker_keys(cfg, worker_url(""), principal=DPO, retry_seconds=10.0)
-    except ConfigError as exc:
-        fail(str(exc))
-    try:
-        return encrypt_record(request, keys)
-    except SubjectErased:
-        fail("the subject was erased: there is nothing of theirs left to rectify", EXIT_FAILED)
-    except (RuntimeUnavailable, httpx.HTTPError) as exc:
-        fail(
-            f"the worker's key service at {worker_url('')} did not answer "
-            f"({type(exc).__name__}); start it with `privops worker`",
-            EXIT_UNAVAILABLE,
-        )
-    finally:
-        keys.close()
+    submit([submission(RequestType.rectification, common, rectification=changes)], common)
 
 
 @submission_verb
