@@ -251,7 +251,10 @@ class SealedFields(View):
     async def post(self, request: Request, subject_id: str) -> Response:
         """``{"fields": {<field path>: <plaintext>}}`` -> ``{"subject_id", "key_id",
         "fields": {<field path>: <ciphertext>}}``; 410 when the subject was erased and
-        nothing of theirs is kept (nothing can be sealed for them), 400 for a bad body."""
+        nothing of theirs is kept (nothing can be sealed for them), 400 for a bad body.
+        ``"new_key": false``: only under a key the subject has, else 404 (an access
+        request's note about someone no system reported: the workflow keeps none, and no
+        key is made for a stranger)."""
         if denied := await refused(self, request, Api.SEAL):
             return denied
         forwarded = await routed(self, request, subject_id)
@@ -266,15 +269,26 @@ class SealedFields(View):
             if not isinstance(body, dict):
                 raise ValueError('the body is a JSON object {"fields": {<field path>: <text>}}')
             fields = sealable(body.get("fields"))
+            new_key = body.get("new_key", True)
+            if not isinstance(new_key, bool):
+                raise ValueError("'new_key' is true or false")
         except ValueError as exc:
             return self.json({"error": "bad request", "reason": str(exc)}, status=400)
+        store = keystore.key_store()
         try:
-            key = await keystore.key_store().storage_key(subject_id, erased=_erased(subject_id))
+            erased = _erased(subject_id)
+            if new_key:
+                key = await store.storage_key(subject_id, erased=erased)
+            else:
+                key = await store.kept_storage_key(subject_id)
         except (RuntimeUnavailable, KafkaError) as exc:
             return _unavailable(self, exc)
-        if key is None:
+        if key is None and erased:
             reason = "the subject was erased and privops keeps nothing of theirs to seal under"
             return self.json({"error": "subject erased", "reason": reason}, status=410)
+        if key is None:
+            reason = "privops holds no key for the subject, and none is made for this"
+            return self.json({"error": "no key", "reason": reason}, status=404)
         sealed = seal_fields(key, subject_id, fields)
         return self.json({"subject_id": subject_id, "key_id": key.key_id, "fields": sealed})
 

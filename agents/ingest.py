@@ -136,18 +136,16 @@ async def on_message(message: Message) -> None:
     try:
         admitted = admit_ingest(message.topic, record)
         if isinstance(admitted, r.UpstreamEvent):
-            if (misplaced := where_wrong(message, admitted)) is not None:
-                refuse(message, record, *misplaced)
+            event = await readable_event(message, record, admitted)
+            if event is None:
                 return
-            admitted = dated(admitted)
-            try:
-                admitted = await readable(admitted, message.partition)
-            except ShreddedKey:
-                if not erased_before(admitted.subject_id):
-                    raise
-                keep_retention_facts(admitted)  # read no personal field
-                flag_reimport(admitted, "an event under an erased subject's destroyed key")
-                return
+            admitted = event
+        elif isinstance(admitted, r.LegalHoldPlaced) and not hold_stored(admitted):
+            # Applied here only when the workflow did not store it (an earlier version's,
+            # a replay): its reason arrives sealed under its own field's label and is
+            # opened first, or the holds table would keep a value it cannot read back
+            # (review, session 29).
+            admitted = await opened(admitted, admitted.subject_id, message.partition)
         on_record(admitted)
     except DecodeError as exc:  # a personal field: shredded key, tampered, not ciphertext
         if isinstance(exc, PlaintextRefused):
@@ -162,6 +160,25 @@ async def on_message(message: Message) -> None:
         refuse(message, record, "missing_identifier", str(exc))
     except ValueError as exc:  # pydantic validation of a fact: unknown values, shape
         refuse(message, record, "unknown_value", _described(exc))
+
+
+async def readable_event(
+    message: Message, record: r.Record, event: r.UpstreamEvent
+) -> r.UpstreamEvent | None:
+    """``event`` dated and with its personal fields opened; None when it was refused, or
+    kept only as retention facts (an erased subject's, under their destroyed key)."""
+    if (misplaced := where_wrong(message, event)) is not None:
+        refuse(message, record, *misplaced)
+        return None
+    event = dated(event)
+    try:
+        return await readable(event, message.partition)
+    except ShreddedKey:
+        if not erased_before(event.subject_id):
+            raise
+        keep_retention_facts(event)  # read no personal field
+        flag_reimport(event, "an event under an erased subject's destroyed key")
+        return None
 
 
 def where_wrong(message: Message, event: r.UpstreamEvent) -> tuple[str, str] | None:
@@ -574,6 +591,11 @@ def publish_state(sid: str, consent: rules.SubjectConsent, at: datetime) -> None
     one per change on the hot path; the same bytes as ``output`` of the model)."""
     datum = consent_state_fields(consent, at)
     output_datum(CONSENT_STATE, sid, _CONSENT_STATE, datum)
+
+
+def hold_stored(cmd: r.LegalHoldPlaced) -> bool:
+    """Whether the subject's holds hold ``cmd``'s hold already (the workflow stored it)."""
+    return any(h.hold_id == cmd.hold_id for h in state.get(HOLDS, cmd.subject_id) or ())
 
 
 def on_hold(cmd: r.LegalHoldPlaced | r.LegalHoldReleased) -> None:

@@ -516,6 +516,13 @@ class KeyStore:
         (the consent state says so) never gets a new ``main``."""
         return (await self.storage_keys({subject_id: erased}))[subject_id]
 
+    async def kept_storage_key(self, subject_id: str) -> DataKey | None:
+        """``storage_key`` as it stands, never making one: ``main``, else the retained
+        scope that lasts longest, else None."""
+        partition = self.partition_of(subject_id)
+        await self._wait_loaded(partition)
+        return _kept_key(self.ring(partition), subject_id)
+
     async def storage_keys(self, erased: Mapping[str, bool]) -> dict[str, DataKey | None]:
         """``storage_key`` of many subjects at once (subject -> erased), as a flush needs
         them: the keys that exist are read from the rings, and the ``main`` keys still

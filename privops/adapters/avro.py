@@ -179,7 +179,7 @@ def generate(schema_dir: Path) -> list[Path]:
         versions = existing.get(model.fullname(), [])
         if versions and versions[-1].schema == schema:
             continue
-        if versions and fingerprint(versions[-1].schema) == fingerprint(schema):
+        if versions and unmarked(versions[-1].schema) == unmarked(schema):
             version = versions[-1].version  # only the marks changed
         else:
             version = versions[-1].version + 1 if versions else 1
@@ -188,6 +188,17 @@ def generate(schema_dir: Path) -> list[Path]:
         path.write_text(json.dumps(schema, indent=2) + "\n")
         written.append(path)
     return written
+
+
+def unmarked(schema: Any) -> Any:
+    """``schema`` without its personal-field marks (``privops.personal``): what a change
+    of marks alone leaves equal. Everything else counts (a default, a logical type: the
+    Parsing Canonical Form drops those too, so a fingerprint cannot tell)."""
+    if isinstance(schema, dict):
+        return {k: unmarked(v) for k, v in schema.items() if k != PERSONAL_ATTR}
+    if isinstance(schema, list):
+        return [unmarked(v) for v in schema]
+    return schema
 
 
 def backward_problems(old: Schema, new: Schema, samples: int = 25) -> list[str]:

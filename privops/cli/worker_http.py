@@ -124,9 +124,10 @@ def answer_json(
             "and if it persists check the worker's log and `privops local status`",
             EXIT_UNAVAILABLE,
         )
-    body = response_json(resp)
     if resp.status_code == 404:
+        # Before the body: a route an older worker does not have answers plain text.
         fail(not_found, not_found_exit)
+    body = response_json(resp)
     if resp.status_code in (401, 403):
         # 2, not 3: the worker answered, and retrying will not help until the caller's
         # credentials (configuration, like any other input) are fixed.

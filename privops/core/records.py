@@ -343,7 +343,8 @@ class RequestSubmitted(Command):
 
 class IdentityVerified(Command):
     verified_on: date
-    method: str = "documents"
+    # Free text ("passport", or a number someone typed): sealed like every DPO text.
+    method: Annotated[str, PERSONAL] = "documents"
     information_received_on: date | None = None
 
 
@@ -357,7 +358,7 @@ class FeeReceived(Command):
 
 class ClarificationRequested(Command):
     asked_on: date
-    question_ref: str | None = None
+    question_ref: Annotated[str | None, PERSONAL] = None
 
 
 class ClarificationReceived(Command):

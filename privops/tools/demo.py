@@ -47,6 +47,14 @@ from privops.core.errors import PrivopsError
 from privops.core.signing import SigningKey
 from privops.core.topics import ALERTS, COMMANDS
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType, System
+from privops.tools.command_sealing import (
+    ciphertexts,
+    new_key,
+    plaintexts,
+    seal_body,
+    seal_command,
+    seal_path,
+)
 from privops.tools.simulate import build_runners, publish_business_day, run_connectors
 from privops.tools.views import art15_table, exports_table, table, task_exports, yes_no
 from privops.tools.worker_process import WorkerProcess
@@ -131,7 +139,8 @@ class Demo:
             self.key = signing_key(
                 self.settings, command.actor, say=lambda m: self.console.print(f"• {m}")
             )
-        command = self.key.sign(command)
+        # Sealed, then signed, as the CLI does (privops.tools.command_sealing).
+        command = self.key.sign(await self.sealed(command))
         async with producer(client_options(self.settings, default=DPO)) as prod:
             await prod.send_and_wait(
                 COMMANDS, self.serde.encode(command), key=command.subject_id.encode()
@@ -155,11 +164,29 @@ class Demo:
 
     async def get(self, path: str) -> tuple[int, Any]:
         """The worker's answer, asked as the DPO."""
+        return await self._ask("GET", path)
+
+    async def _ask(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         auth = api_auth(self.settings, DPO)
         trust = web_tls.client_context(self.settings)
         async with httpx.AsyncClient(timeout=5, auth=auth, verify=trust) as client:
-            resp = await client.get(f"{self.url}{path}")
+            resp = await client.request(method, f"{self.url}{path}", json=body)
             return resp.status_code, resp.json()
+
+    async def sealed(self, command: r.RequestSubmitted) -> r.RequestSubmitted:
+        """``command`` with its text sealed by the worker's key service."""
+        plain = plaintexts(command)
+        if not plain:
+            return command
+        path, body = seal_path(command.subject_id), seal_body(plain, new_key(command))
+        status, answer = await self._ask("POST", path, body)
+        if status != 200:
+            raise PrivopsError(f"the worker's key service did not seal the demo's text ({status})")
+        return seal_command(
+            command,
+            command.subject_id,
+            lambda subject, asked, _new: ciphertexts(answer.get("fields"), asked, subject),
+        )
 
     async def until(self, what: str, probe: Callable[[], Awaitable[Any]]) -> Any:
         deadline = time.monotonic() + 90

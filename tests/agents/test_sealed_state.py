@@ -440,3 +440,36 @@ async def test_the_dpos_free_text_sealed_by_the_key_service_opens_and_stays_seal
     for sent in outbox.sent:
         assert secret.encode() not in sent.value
         assert answer.encode() not in sent.value
+
+
+async def test_a_forwarded_hold_the_workflow_did_not_store_is_opened_before_it_is_kept(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+) -> None:
+    """The hold the workflow forwards to ingest carries its reason sealed under the field's
+    own label. Ingest applies it only if it is not stored (a replay, an earlier version's
+    workflow): it opens the reason first, so the holds table reads back, and the next
+    command about the subject is answered (review, session 29: the ciphertext was kept
+    as the reason, every read of the subject's holds failed, and every later command
+    about them was dead-lettered unanswered)."""
+    known(SubjectFacts())
+    secret = "Ann's solicitor, case 2026/114"
+    async with workflow.test_context() as flow:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(hold_on_ann("H-1", secret)))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 1)
+        await wait_for(lambda: state.pending == 0 and not state._dirty)
+    (forwarded,) = outbox.of(SUBJECT_DIRECTIVES, r.LegalHoldPlaced)
+    assert is_encrypted(forwarded.reason)
+    legal_holds.data.pop(ANN)  # not stored: what a replay, or an earlier workflow, leaves
+    async with ingest.test_context() as facts_agent:
+        await put_on(facts_agent, SUBJECT_DIRECTIVES, ANN.encode(), serde.encode(forwarded))
+        await wait_for(lambda: ANN in legal_holds.data)
+        await wait_for(lambda: state.pending == 0 and not state._dirty)
+    assert secret not in json.dumps(legal_holds.data[ANN])
+    assert [h["reason"] for h in state.opened(HOLDS, ANN, legal_holds.data[ANN])] == [secret]
+    async with workflow.test_context() as flow:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(hold_on_ann("H-2", "another")))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 2)
+    assert isinstance(outbox.on(COMMAND_RESULTS)[-1], r.CommandAccepted)

@@ -151,6 +151,17 @@ def test_the_key_service_seals_the_dpos_text_under_the_subjects_own_key(
         assert status == 400, (bad, answer)
         assert says in answer["reason"]
     assert http_json(f"{worker.url}/subject-keys/CUST-API-6")[1]["keys"] == []
+    # An access request's note makes no key for someone privops holds nothing of.
+    stranger = {"fields": {"reason": "by post"}, "new_key": False}
+    status, answer = http_json(
+        f"{worker.url}/subject-keys/CUST-API-7/seal", method="POST", body=stranger, timeout=15
+    )
+    assert (status, answer["error"]) == (404, "no key")
+    assert http_json(f"{worker.url}/subject-keys/CUST-API-7")[1]["keys"] == []
+    status, answer = http_json(
+        f"{worker.url}/subject-keys/CUST-API-5/seal", method="POST", body=stranger, timeout=15
+    )
+    assert (status, answer["key_id"]) == (200, body["key_id"])  # a key it has is used
 
 
 def test_faust_table_and_router_pages_are_not_served(

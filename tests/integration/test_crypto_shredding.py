@@ -33,7 +33,6 @@ from privops.adapters import kek as kekfile
 from privops.adapters.kafka import client_options, read_all
 from privops.adapters.key_topic import KeyRecordCodec, read_keys
 from privops.adapters.settings import Settings
-from privops.cli.request.sealing import WITHHELD
 from privops.connectors.encryption import (
     RingKeySource,
     WorkerKeySource,
@@ -46,6 +45,7 @@ from privops.core.identity import subject_ref
 from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey
 from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, SUBJECT_KEYS
 from privops.core.vocab import Channel, Purpose, RequestType, System
+from privops.tools.command_sealing import WITHHELD
 from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import (
     Subject,

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from privops.adapters.settings import Settings
+from privops.core import records as r
+from privops.core.fieldcrypt import is_encrypted
+from privops.core.topics import COMMANDS
+from privops.core.vocab import RequestType
 from tests.conftest import REPO, port
+from tests.integration.helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +56,13 @@ def test_demo_story_runs_and_shows_every_workflow(local_runtime: Settings) -> No
     exports = list((runs[-1] / "systems" / "exports").rglob("*.json"))
     assert exports
     assert all(Path(p).stat().st_size > 0 for p in exports)
+    # The complaint's text went on privacy.commands sealed by the worker, as the CLI's.
+    complaint_id = re.search(r"complaint (REQ-\w+): acknowledgement due", out)
+    assert complaint_id is not None
+    (complaint,) = [
+        c.value
+        for c in read_topic(local_runtime, COMMANDS)
+        if isinstance(c.value, r.RequestSubmitted) and c.value.request_id == complaint_id.group(1)
+    ]
+    assert complaint.request_type is RequestType.complaint
+    assert is_encrypted(complaint.reason or "")

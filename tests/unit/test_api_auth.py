@@ -82,6 +82,7 @@ def test_who_may_ask_what() -> None:
     assert may_call(crm, Api.SUBJECT_KEYS)
     assert may_call(crm, Api.CONSENT)
     assert not may_call(crm, Api.REQUESTS)  # other systems' answers, rectified values
+    assert not may_call(crm, Api.SEAL)  # the DPO's text; a system seals with its keys
 
 
 class Broker:

@@ -102,7 +102,7 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
 
     monkeypatch.setattr(publish_module, "worker_json", worker_json)
 
-    def seal(subject_id: str, fields: dict[str, str]) -> dict[str, str]:
+    def seal(subject_id: str, fields: dict[str, str], _new_key: bool) -> dict[str, str]:
         """The worker's key service, sealing with the real field crypto."""
         fake.events.append(f"sealed {sorted(fields)} for {subject_id}")
         return seal_fields(DataKey.generate(subject_id), subject_id, fields)

@@ -484,3 +484,20 @@ def test_legal_hold_commands_are_decided_by_the_holds_rule_and_answered(
     # Then the systems' hold records (tests/unit/test_hold_states.py).
     assert {o.topic for o in outcome.out[1:]} <= {legal_holds_topic(s) for s in System}
     assert [a.action for a in outcome.audit] == [action]
+
+
+@pytest.mark.parametrize(
+    ("why", "again"), [("shredded_key", True), ("tampered_field", False)], ids=str
+)
+def test_a_sealed_field_that_does_not_open_is_answered_with_what_to_do(
+    ctx: wf.Context, why: str, again: bool
+) -> None:
+    """A command sealed just before its subject's erasure destroyed the key: the DPO is
+    told to run it again (sealed then under what the erasure kept, or withheld); one
+    altered is not worth running again."""
+    refused = command(r.RequestRefused, reason="pv1:...")
+    outcome = wf.unreadable(refused, why, ctx)
+    assert outcome.rejected is not None
+    assert outcome.message is not None
+    assert why in outcome.message
+    assert ("run the command again" in outcome.message) is again

@@ -1,6 +1,6 @@
 """The DPO's free text is sealed before it goes on privacy.commands: what the key service
-checks and seals (privops.core.fieldcrypt.sealable/seal_fields) and how the CLI puts the
-ciphertexts in a command (privops.cli.request.sealing). The round trip through a real
+checks and seals (privops.core.fieldcrypt.sealable/seal_fields) and how the CLI and the demo
+put the ciphertexts in a command (privops.tools.command_sealing). The round trip through a real
 worker is tests/integration/test_legal_holds.py's; the workflow opening them,
 tests/agents/test_sealed_state.py's."""
 
@@ -10,15 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import typer
 
-from privops.cli.request.sealing import (
-    WITHHELD,
-    SubjectErased,
-    _checked,
-    seal_command,
-    withheld,
-)
 from privops.connectors.encryption import decrypt_record
 from privops.core.fieldcrypt import (
     MAX_SEALED_CHARS,
@@ -31,8 +23,21 @@ from privops.core.fieldcrypt import (
     seal_fields,
     sealable,
 )
-from privops.core.records import LegalHoldPlaced, RequestRefused, RequestSubmitted
+from privops.core.records import (
+    ClarificationRequested,
+    IdentityVerified,
+    LegalHoldPlaced,
+    RequestRefused,
+    RequestSubmitted,
+)
 from privops.core.vocab import Category, RequestType
+from privops.tools.command_sealing import (
+    WITHHELD,
+    NothingToSealUnder,
+    ciphertexts,
+    seal_command,
+    withheld,
+)
 
 ANN = "C-ann"
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -44,9 +49,11 @@ class Keys:
     def __init__(self) -> None:
         self.keys: dict[str, DataKey] = {}
         self.asked: list[tuple[str, dict[str, str]]] = []
+        self.new_keys: list[bool] = []
 
-    def seal(self, subject_id: str, fields: dict[str, str]) -> dict[str, str]:
+    def seal(self, subject_id: str, fields: dict[str, str], new_key: bool) -> dict[str, str]:
         self.asked.append((subject_id, dict(fields)))
+        self.new_keys.append(new_key)
         key = DataKey.generate(subject_id)
         self.keys[key.key_id] = key
         return seal_fields(key, subject_id, sealable(fields))
@@ -124,8 +131,11 @@ def test_a_command_without_text_is_not_sent_to_be_sealed() -> None:
 
 
 def test_an_erased_subject_gets_the_text_withheld_not_sent() -> None:
-    with pytest.raises(SubjectErased):
-        seal_command(hold("Ann Jones's solicitor"), ANN, lambda _s, _f: None)
+    def erased(subject_id: str, _fields: dict[str, str], _new_key: bool) -> dict[str, str]:
+        raise NothingToSealUnder(subject_id, erased=True)
+
+    with pytest.raises(NothingToSealUnder):
+        seal_command(hold("Ann Jones's solicitor"), ANN, erased)
     out = withheld(rectification(name="Ann Jones"))
     assert out.reason == WITHHELD
     assert out.rectification == {"name": WITHHELD}
@@ -168,7 +178,7 @@ def test_the_key_service_seals_each_value_under_its_path() -> None:
 def test_the_cli_takes_only_ciphertexts_of_each_field_under_the_subjects_key() -> None:
     asked = {"reason": "Ann"}
     own = seal_fields(DataKey.generate(ANN), ANN, asked)
-    assert _checked(own, asked, ANN) == own
+    assert ciphertexts(own, asked, ANN) == own
     for answer in (
         None,
         {},
@@ -177,5 +187,38 @@ def test_the_cli_takes_only_ciphertexts_of_each_field_under_the_subjects_key() -
         seal_fields(DataKey.generate("C-bob"), "C-bob", asked),  # another subject's key
         {**own, "extra": own["reason"]},
     ):
-        with pytest.raises(typer.Exit):
-            _checked(answer, asked, ANN)
+        with pytest.raises(ValueError, match="did not answer a ciphertext"):
+            ciphertexts(answer, asked, ANN)
+
+
+def test_only_an_access_requests_note_makes_no_key() -> None:
+    """The workflow keeps no note on an access request about someone no system reported,
+    so sealing one must not make such a stranger a key; any other text may."""
+    keys = Keys()
+    access = rectification().model_copy(
+        update={"request_type": RequestType.access, "rectification": {}}
+    )
+    seal_command(access, ANN, keys.seal)
+    seal_command(hold("Ann's solicitor"), ANN, keys.seal)
+    seal_command(rectification(name="Ann Jones"), ANN, keys.seal)
+    assert keys.new_keys == [False, True, True]
+
+
+def test_free_text_of_verify_and_clarify_is_sealed_but_a_default_is_not() -> None:
+    keys = Keys()
+    verified = IdentityVerified(
+        command_id="c4", request_id="R-1", issued_at=NOW, actor="dpo", verified_on=NOW.date()
+    )
+    assert seal_command(verified, ANN, keys.seal) is verified  # "documents": privops' word
+    typed = verified.model_copy(update={"method": "passport 123456789"})
+    assert is_encrypted(seal_command(typed, ANN, keys.seal).method)
+    asked = ClarificationRequested(
+        command_id="c5",
+        request_id="R-1",
+        issued_at=NOW,
+        actor="dpo",
+        asked_on=NOW.date(),
+        question_ref="email to ann.jones@example.com",
+    )
+    assert is_encrypted(seal_command(asked, ANN, keys.seal).question_ref or "")
+    assert [sorted(fields) for _, fields in keys.asked] == [["method"], ["question_ref"]]

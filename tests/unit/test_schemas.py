@@ -128,6 +128,22 @@ def test_a_change_of_personal_marks_alone_rewrites_the_newest_version(tmp_path: 
     assert len(load_versions(copy_dir)["privops.commands.LegalHoldPlaced"]) == newest.version
 
 
+def test_a_change_the_fingerprint_cannot_see_still_adds_a_version(tmp_path: Path) -> None:
+    """The Parsing Canonical Form drops a logical type (and defaults): a model moving
+    from a plain long to a timestamp is a new version, never a rewrite of the old one."""
+    copy_dir = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, copy_dir)
+    newest = load_versions(copy_dir)["privops.commands.LegalHoldPlaced"][-1]
+    plain = newest.path.read_text().replace(
+        '{\n        "type": "long",\n        "logicalType": "timestamp-micros"\n      }', '"long"'
+    )
+    assert plain != newest.path.read_text()
+    newest.path.write_text(plain)
+    written = generate(copy_dir)
+    assert [p.name for p in written] == [f"LegalHoldPlaced.v{newest.version + 1}.avsc"]
+    assert newest.path.read_text() == plain
+
+
 def test_no_two_versions_of_a_record_share_a_wire_format() -> None:
     for name, versions in load_versions(SCHEMAS).items():
         prints = [fingerprint(v.schema) for v in versions]
