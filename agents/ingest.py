@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -61,7 +62,7 @@ from privops.core.facts import (
     too_far_ahead,
     updated_facts,
 )
-from privops.core.fanout import current_hold_states
+from privops.core.fanout import FOLLOWUP_ACTOR, current_hold_states
 from privops.core.fieldcrypt import (
     PREFIX,
     DataKey,
@@ -96,6 +97,7 @@ from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, erased, listed_era
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=r.Record)
+C = TypeVar("C", bound=r.Command)
 _CONSENT_STATE = r.ConsentState.fullname()
 
 
@@ -359,6 +361,32 @@ async def opened(record: R, subject_id: str, partition: int) -> R:
     cannot be opened."""
     parsed, plaintext = ciphertexts(subject_id, personal_values(record, event_paths(record)))
     return await _decrypted(record, subject_id, partition, parsed, bool(plaintext))
+
+
+async def opened_command(cmd: C, subject_id: str, partition: int) -> C:
+    """``opened`` for a command the DPO signed: its text in plaintext (an older CLI's, a
+    script's: the CLI seals it, privops.tools.command_sealing) is counted in
+    privops_plaintext_command_fields_total, or refused where
+    PRIVOPS_PERSONAL_PLAINTEXT=refuse (``PlaintextRefused``). A field left at its default
+    (verify's method "documents") is privops' own word, and the follow-up erasure the
+    worker issues itself carries privops' own words: neither is counted."""
+    parsed, plaintext = ciphertexts(subject_id, personal_values(cmd, event_paths(cmd)))
+    typed = [] if cmd.actor == FOLLOWUP_ACTOR else [p for p in plaintext if not _default(cmd, p)]
+    if typed:
+        if settings.personal_plaintext != "accept":
+            raise PlaintextRefused(
+                f"{', '.join(typed)}: the command's text is not sealed; send it with the "
+                "privops CLI of this version, which seals it"
+            )
+        metrics.count_plaintext_command_fields(len(typed))
+    return await _decrypted(cmd, subject_id, partition, parsed, bool(plaintext))
+
+
+def _default(record: r.Record, label: str) -> bool:
+    """Whether the top field of ``label`` holds its default."""
+    name = re.split(r"[.{\[]", label, maxsplit=1)[0]
+    info = type(record).model_fields.get(name)
+    return info is not None and getattr(record, name) == info.default
 
 
 async def _decrypted(

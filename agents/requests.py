@@ -42,7 +42,13 @@ from typing import Final, TypeVar, cast
 from aiokafka.errors import KafkaError
 from faust.types import Message, StreamT
 
-from agents.ingest import WRONG_PARTITION, on_its_partition, opened
+from agents.ingest import (
+    WRONG_PARTITION,
+    PlaintextRefused,
+    on_its_partition,
+    opened,
+    opened_command,
+)
 from privops.adapters import metrics
 from privops.core import records as r
 from privops.core import shredding
@@ -208,11 +214,12 @@ async def on_command(cmd: r.Command, key: str) -> None:
         misplaced = wf.wrong_partition(cmd, bare_context())
         apply(misplaced, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
-    # Signed as sent: its sealed values (a rectification's) are opened only now.
+    # Signed as sent: its sealed values (the DPO's text) are opened only now.
     try:
-        cmd = await opened(cmd, getattr(cmd, "subject_id", None) or key, state.partition)
+        cmd = await opened_command(cmd, getattr(cmd, "subject_id", None) or key, state.partition)
     except DecodeError as exc:
-        unread = wf.unreadable(cmd, exc.reason, bare_context())
+        said = exc.detail if isinstance(exc, PlaintextRefused) else None
+        unread = wf.unreadable(cmd, exc.reason, bare_context(), said)
         apply(unread, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
     holding = isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased)

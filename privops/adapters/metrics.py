@@ -323,6 +323,12 @@ COMMANDS_REJECTED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+PLAINTEXT_COMMAND_FIELDS = Counter(
+    "privops_plaintext_command_fields",
+    "The DPO's text in commands accepted in plaintext (not sealed by the key service: "
+    "an older CLI, a script; PRIVOPS_PERSONAL_PLAINTEXT=accept).",
+    registry=REGISTRY,
+)
 PLAINTEXT_PERSONAL_FIELDS = Counter(
     "privops_plaintext_personal_fields",
     "Personal fields of upstream events accepted in plaintext (not encrypted under the "
@@ -565,6 +571,10 @@ def set_agent_stalled(agent: object, seconds: float) -> None:
 
 def add_personal_fields_open(seconds: float) -> None:
     PERSONAL_FIELDS_OPEN_SECONDS.inc(seconds)
+
+
+def count_plaintext_command_fields(fields: int = 1) -> None:
+    PLAINTEXT_COMMAND_FIELDS.inc(fields)
 
 
 def count_plaintext_personal_fields(system: object, fields: int = 1) -> None:

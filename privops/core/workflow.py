@@ -123,15 +123,17 @@ def authenticate(cmd: r.Command, signers: Signers, ctx: Context) -> Outcome | No
     return None
 
 
-def unreadable(cmd: r.Command, why: str, ctx: Context) -> Outcome:
+def unreadable(cmd: r.Command, why: str, ctx: Context, detail: str | None = None) -> Outcome:
     """The rejection of an authenticated command whose sealed values do not open (under
     another subject's key or a destroyed one, altered, not ciphertext): answered, so the
-    CLI is told, and audited; ``why`` names the reason, never a value. A key destroyed
-    meanwhile (the subject's erasure ran between the CLI sealing and this decision) is
-    said so: running the command again seals under what the erasure kept, or sends the
-    text withheld."""
+    CLI is told, and audited; ``why`` names the reason, never a value (nor does
+    ``detail``: plaintext refused names the fields). A key destroyed meanwhile (the
+    subject's erasure ran between the CLI sealing and this decision) is said so: running
+    the command again seals under what the erasure kept, or sends the text withheld."""
     message = f"a sealed field does not open ({why})"
-    if why == "shredded_key":
+    if detail is not None:
+        message = f"{detail} ({why})"
+    elif why == "shredded_key":
         message += (
             ": the key it was sealed under was destroyed since (the subject's erasure ran "
             "meanwhile); run the command again"

@@ -20,8 +20,10 @@ from typing import Any, Final
 import pytest
 from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
+from agents import ingest as ingest_module
 from agents.ingest import ingest
 from agents.requests import workflow
+from privops.adapters import metrics
 from privops.adapters.serde import Serde
 from privops.connectors.encryption import RingKeySource, decrypt_record
 from privops.core import records as r
@@ -33,6 +35,7 @@ from privops.core.subject_keys import SubjectKey
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES
 from privops.core.vocab import Category, RequestType, System
 from streams import state as streams_state
+from streams.app import settings
 from streams.batching import Outgoing
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
@@ -473,3 +476,51 @@ async def test_a_forwarded_hold_the_workflow_did_not_store_is_opened_before_it_i
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(hold_on_ann("H-2", "another")))
         await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 2)
     assert isinstance(outbox.on(COMMAND_RESULTS)[-1], r.CommandAccepted)
+
+
+@pytest.mark.parametrize("policy", ["accept", "refuse"])
+async def test_the_dpos_text_in_plaintext_is_counted_or_refused(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+) -> None:
+    """An older CLI or a script sends the DPO's text unsealed: counted in
+    privops_plaintext_command_fields_total under PRIVOPS_PERSONAL_PLAINTEXT=accept (the
+    migration window), answered CommandRejected naming the field under refuse. A field
+    at its default (verify's method) is privops' own word, and never counted."""
+    monkeypatch.setattr(
+        ingest_module, "settings", settings.model_copy(update={"personal_plaintext": policy})
+    )
+    known(SubjectFacts())
+    name = "privops_plaintext_command_fields_total"
+    before = metrics.REGISTRY.get_sample_value(name) or 0.0
+    access = submitted("R-v", RequestType.access, ANN)
+    access = sign(access.model_copy(update={"identity_verified_on": None, "signature": None}))
+    verified = sign(
+        r.IdentityVerified(
+            command_id="R-v:verify",
+            request_id="R-v",
+            issued_at=NOW,
+            actor="dpo",
+            verified_on=NOW.date(),
+        )
+    )
+    async with workflow.test_context() as flow:
+        for command in (access, verified, hold_on_ann("H-1", "Ann's file")):
+            await put_on(flow, COMMANDS, ANN.encode(), serde.encode(command))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 3)
+    *defaults, answer = outbox.on(COMMAND_RESULTS)
+    assert all(isinstance(a, r.CommandAccepted) for a in defaults), defaults
+    counted = (metrics.REGISTRY.get_sample_value(name) or 0.0) - before
+    if policy == "accept":
+        assert isinstance(answer, r.CommandAccepted)
+        assert counted == 1
+    else:
+        assert isinstance(answer, r.CommandRejected)
+        assert "reason: the command's text is not sealed" in answer.message
+        assert "Ann" not in answer.message
+        assert counted == 0
+        assert ANN not in legal_holds.data
