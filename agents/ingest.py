@@ -80,7 +80,7 @@ from privops.core.identity import (
     suppression_keys,
     suppression_match,
 )
-from privops.core.personal import ITEMS, VALUES, PersonalPath
+from privops.core.personal import ITEMS, VALUES, WITHHELD, PersonalPath
 from privops.core.pii import redact
 from privops.core.request import Context
 from privops.core.subject_keys import KeyUnwrapFailed
@@ -367,11 +367,18 @@ async def opened_command(cmd: C, subject_id: str, partition: int) -> C:
     """``opened`` for a command the DPO signed: its text in plaintext (an older CLI's, a
     script's: the CLI seals it, privops.tools.command_sealing) is counted in
     privops_plaintext_command_fields_total, or refused where
-    PRIVOPS_PERSONAL_PLAINTEXT=refuse (``PlaintextRefused``). A field left at its default
-    (verify's method "documents") is privops' own word, and the follow-up erasure the
-    worker issues itself carries privops' own words: neither is counted."""
-    parsed, plaintext = ciphertexts(subject_id, personal_values(cmd, event_paths(cmd)))
-    typed = [] if cmd.actor == FOLLOWUP_ACTOR else [p for p in plaintext if not _default(cmd, p)]
+    PRIVOPS_PERSONAL_PLAINTEXT=refuse (``PlaintextRefused``). Not counted: a field left at
+    its default (verify's method "documents"), the CLI's ``WITHHELD`` (no key to seal
+    under: no text), and the follow-up erasure the worker issues itself (privops' own
+    words)."""
+    values = personal_values(cmd, event_paths(cmd))
+    parsed, plaintext = ciphertexts(subject_id, values)
+    withheld = {label for label, value in values if value == WITHHELD}
+    typed = [
+        p
+        for p in plaintext
+        if cmd.actor != FOLLOWUP_ACTOR and p not in withheld and not _default(cmd, p)
+    ]
     if typed:
         if settings.personal_plaintext != "accept":
             raise PlaintextRefused(

@@ -214,14 +214,6 @@ async def on_command(cmd: r.Command, key: str) -> None:
         misplaced = wf.wrong_partition(cmd, bare_context())
         apply(misplaced, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
-    # Signed as sent: its sealed values (the DPO's text) are opened only now.
-    try:
-        cmd = await opened_command(cmd, getattr(cmd, "subject_id", None) or key, state.partition)
-    except DecodeError as exc:
-        said = exc.detail if isinstance(exc, PlaintextRefused) else None
-        unread = wf.unreadable(cmd, exc.reason, bare_context(), said)
-        apply(unread, None, cmd.request_id, None, actor, cmd.command_id, key)
-        return
     holding = isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased)
     rec = None if holding else await load_finished(cmd.request_id, cmd.command_id)
     own_subject = getattr(cmd, "subject_id", None)
@@ -231,6 +223,18 @@ async def on_command(cmd: r.Command, key: str) -> None:
         apply(misrouted, None, cmd.request_id, None, actor, cmd.command_id, key)
         return
     answered = state.get(COMMAND_ANSWERS, _answers_key())
+    # Signed as sent, keyed by its subject: its sealed values (the DPO's text) are opened
+    # only now, under the subject's keys on this partition, and not at all for a command
+    # answered before (its redelivery gets that answer, though a key be destroyed since).
+    if not wf.answered_before(rec, answered, cmd.command_id):
+        try:
+            cmd = await opened_command(cmd, subject_id or key, state.partition)
+        except DecodeError as exc:
+            said = exc.detail if isinstance(exc, PlaintextRefused) else None
+            unread = wf.unreadable(cmd, exc.reason, bare_context(), said)
+            apply(unread, None, cmd.request_id, None, actor, cmd.command_id, key)
+            _remember(answered, cmd, unread, bare_context())
+            return
     if isinstance(cmd, r.LegalHoldPlaced | r.LegalHoldReleased):
         ctx = context(cmd.subject_id)
         outcome = wf.on_hold(cmd, ctx, answered)

@@ -45,10 +45,15 @@ def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Respons
 
 
 def worker_request(
-    method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None
+    method: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+    needed_for: str | None = None,
 ) -> httpx.Response:
     """``method`` on the worker's HTTP API, with ``body`` as JSON if given; exit 3 with
-    what to run if it is not answering."""
+    what to run if it is not answering (and ``needed_for``: why the CLI asked)."""
     with handled():
         url = worker_url(path)
         auth = api_auth(settings(), default=DPO)
@@ -57,7 +62,8 @@ def worker_request(
         with httpx.Client(timeout=_WORKER_TIMEOUT, auth=auth, verify=trust) as client:
             return client.request(method, url, params=params, json=body)
     except httpx.HTTPError as exc:
-        fail(unreachable(worker_url(""), exc), EXIT_UNAVAILABLE)
+        why = f" ({needed_for})" if needed_for else ""
+        fail(unreachable(worker_url(""), exc) + why, EXIT_UNAVAILABLE)
 
 
 def unreachable(base: str, exc: httpx.HTTPError) -> str:

@@ -22,6 +22,11 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, Field
 
 PERSONAL_ATTR: Final = "privops.personal"
+WITHHELD: Final = "(withheld: privops holds no key to seal it under)"
+"""What a command carries in place of the DPO's text when there is no key to seal it under
+(the subject erased with nothing kept, or someone no system has reported): a constant,
+never personal, which the worker takes for no text (privops.tools.command_sealing)."""
+
 ITEMS: Final = "[]"
 VALUES: Final = "{}"
 

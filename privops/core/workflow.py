@@ -83,6 +83,7 @@ __all__ = [
     "Reason",
     "RequestRecord",
     "TaskRecord",
+    "answered_before",
     "authenticate",
     "followup_parent",
     "issued_followup",
@@ -199,6 +200,16 @@ def _not_issued(cmd: r.Command, ctx: Context) -> Outcome:
         "worker?)"
     )
     return _turned_away(cmd, Reason.unknown_signer, message, ctx)
+
+
+def answered_before(
+    rec: RequestRecord | None, answered: CommandAnswers | None, command_id: str
+) -> bool:
+    """Whether ``command_id`` was answered already (its request keeps the answer, or the
+    partition does): ``on_command`` answers it the same, whatever it carries."""
+    return (rec is not None and rec.answer_to(command_id) is not None) or (
+        answered is not None and answered.answer_to(command_id) is not None
+    )
 
 
 def on_command(

@@ -11,30 +11,26 @@ them after checking it. No KEK is needed for this.
 
 A subject erased with nothing of theirs kept has no key to seal under: privops would keep
 nothing of such text either (its records drop it), so it is not sent: the command
-carries `WITHHELD` instead (``withheld``). Nor is an access request's note about a subject
-with no key yet: no key is made for it (``new_key``), as the workflow keeps no note
-about someone no system has reported.
+carries `personal.WITHHELD` instead (``withheld``). Nor is a key made for someone no
+system has reported unless the workflow keeps their text (``new_key``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from privops.connectors.encryption import personal_fields
 from privops.core.errors import DecodeError
 from privops.core.fieldcrypt import is_encrypted, parse_field, split_key_id
-from privops.core.personal import map_personal
-from privops.core.records import Command, RequestSubmitted
+from privops.core.personal import WITHHELD, map_personal
+from privops.core.records import Command, LegalHoldPlaced
 from privops.core.vocab import RequestType
 
 C = TypeVar("C", bound=Command)
 
-WITHHELD: Final = "(withheld: the subject was erased and privops keeps nothing of theirs)"
-"""What a command carries in place of text about a subject with nothing left to seal it
-under."""
 
 Seal = Callable[[str, dict[str, str], bool], dict[str, str]]
 """(subject id, field path -> plaintext, whether a key may be made) -> field path ->
@@ -50,13 +46,15 @@ class NothingToSealUnder(Exception):
         self.erased = erased
 
 
-def new_key(command: Command) -> bool:
-    """Whether sealing ``command``'s text may make its subject a key: not for an access
-    request's note, which the workflow drops for a subject no system has reported (a
-    subject it knows has a key already)."""
-    return not (
-        isinstance(command, RequestSubmitted) and command.request_type is RequestType.access
-    )
+def new_key(command: Command, request_type: RequestType | None) -> bool:
+    """Whether sealing ``command``'s text may make its subject a key (``request_type``:
+    the request it submits or follows up). Only where the workflow keeps the text for
+    someone no system has reported: a legal hold (placed before any system reports them)
+    and a complaint and its follow-ups (anyone may complain; the answer is their
+    letter). Anything else about such a subject is refused, or, for an access request,
+    answered "we hold nothing" without its text; a subject privops knows has a key
+    already."""
+    return isinstance(command, LegalHoldPlaced) or request_type is RequestType.complaint
 
 
 def seal_path(subject_id: str) -> str:
@@ -79,7 +77,8 @@ def plaintexts(command: Command) -> dict[str, str]:
     }
 
     def collect(label: str, value: str) -> str:
-        if not is_encrypted(value) and re.split(r"[.{\[]", label, maxsplit=1)[0] not in defaults:
+        top = re.split(r"[.{\[]", label, maxsplit=1)[0]
+        if not is_encrypted(value) and value != WITHHELD and top not in defaults:
             found[label] = value
         return value
 
@@ -87,14 +86,15 @@ def plaintexts(command: Command) -> dict[str, str]:
     return found
 
 
-def seal_command(command: C, subject_id: str, seal: Seal) -> C:
+def seal_command(command: C, subject_id: str, request_type: RequestType | None, seal: Seal) -> C:
     """``command`` with every personal value on its contract's marked paths replaced by
     what ``seal`` answers for it (the same object if it has none to seal);
-    ``NothingToSealUnder`` from ``seal``."""
+    ``NothingToSealUnder`` from ``seal``. ``request_type``: the request it submits or
+    follows up (``new_key``)."""
     plain = plaintexts(command)
     if not plain:
         return command
-    sealed = seal(subject_id, plain, new_key(command))
+    sealed = seal(subject_id, plain, new_key(command, request_type))
     return _replaced(command, lambda label, value: sealed.get(label, value))
 
 

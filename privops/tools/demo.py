@@ -178,13 +178,15 @@ class Demo:
         plain = plaintexts(command)
         if not plain:
             return command
-        path, body = seal_path(command.subject_id), seal_body(plain, new_key(command))
+        fresh = new_key(command, command.request_type)
+        path, body = seal_path(command.subject_id), seal_body(plain, fresh)
         status, answer = await self._ask("POST", path, body)
         if status != 200:
             raise PrivopsError(f"the worker's key service did not seal the demo's text ({status})")
         return seal_command(
             command,
             command.subject_id,
+            command.request_type,
             lambda subject, asked, _new: ciphertexts(answer.get("fields"), asked, subject),
         )
 

@@ -31,6 +31,7 @@ from privops.core import sealing, shredding
 from privops.core.erasure import SubjectFacts
 from privops.core.fieldcrypt import encrypt_field, is_encrypted, parse_field, seal_fields
 from privops.core.identity import IdentityMap, merge
+from privops.core.personal import WITHHELD
 from privops.core.subject_keys import SubjectKey
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES
 from privops.core.vocab import Category, RequestType, System
@@ -227,9 +228,15 @@ async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_s
     store: KeyStore,  # noqa: F811
     sealed: WorkerSealer,
     shifted: Callable[[datetime], None],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     known(SubjectFacts(latest_financial_record_at=INVOICE))  # written before sealing: plaintext
     keys = source(store)
+    # Plaintext refused: the follow-up the worker issues carries privops' own words
+    # unsealed (signed as written), and is taken all the same.
+    monkeypatch.setattr(
+        ingest_module, "settings", settings.model_copy(update={"personal_plaintext": "refuse"})
+    )
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-seal-1", ANN)))
         await suppress(facts_agent, serde, outbox, "R-seal-1")
@@ -271,6 +278,8 @@ async def test_tasks_and_tables_are_sealed_and_the_followup_reads_the_retained_s
         await tick_due(flow, serde)
         await wait_for(lambda: len(outbox.of(COMMANDS, r.RequestSubmitted)) == 1)
         (followup,) = outbox.of(COMMANDS, r.RequestSubmitted)
+        assert followup.reason is not None
+        assert not is_encrypted(followup.reason)
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(followup))
         await wait_for(lambda: len(tasks_of(outbox, followup.request_id)) == 1)
         (task,) = tasks_of(outbox, followup.request_id)
@@ -490,7 +499,8 @@ async def test_the_dpos_text_in_plaintext_is_counted_or_refused(
     """An older CLI or a script sends the DPO's text unsealed: counted in
     privops_plaintext_command_fields_total under PRIVOPS_PERSONAL_PLAINTEXT=accept (the
     migration window), answered CommandRejected naming the field under refuse. A field
-    at its default (verify's method) is privops' own word, and never counted."""
+    at its default (verify's method) is privops' own word, and the CLI's WITHHELD no
+    text: neither is ever counted."""
     monkeypatch.setattr(
         ingest_module, "settings", settings.model_copy(update={"personal_plaintext": policy})
     )
@@ -508,10 +518,11 @@ async def test_the_dpos_text_in_plaintext_is_counted_or_refused(
             verified_on=NOW.date(),
         )
     )
+    withheld = hold_on_ann("H-0", WITHHELD)  # no key to seal under: no text
     async with workflow.test_context() as flow:
-        for command in (access, verified, hold_on_ann("H-1", "Ann's file")):
+        for command in (access, verified, withheld, hold_on_ann("H-1", "Ann's file")):
             await put_on(flow, COMMANDS, ANN.encode(), serde.encode(command))
-        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 3)
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 4)
     *defaults, answer = outbox.on(COMMAND_RESULTS)
     assert all(isinstance(a, r.CommandAccepted) for a in defaults), defaults
     counted = (metrics.REGISTRY.get_sample_value(name) or 0.0) - before
@@ -523,4 +534,31 @@ async def test_the_dpos_text_in_plaintext_is_counted_or_refused(
         assert "reason: the command's text is not sealed" in answer.message
         assert "Ann" not in answer.message
         assert counted == 0
-        assert ANN not in legal_holds.data
+        holds = state.opened(HOLDS, ANN, legal_holds.data[ANN])
+        assert [h["hold_id"] for h in holds] == ["H-0"]  # not H-1
+
+
+async def test_a_command_answered_before_is_answered_the_same_though_its_key_is_gone(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+) -> None:
+    """A redelivered command gets the answer it got, whatever it carries: its sealed text
+    is not opened again, so a key destroyed since (the subject's erasure) does not turn
+    an accepted hold into a rejection."""
+    known(SubjectFacts())
+    main = await store.get_or_create(ANN)
+    anns = store.ring(0).get(main.key_id)
+    assert anns is not None
+    placed = hold_on_ann("H-1", seal_fields(anns, ANN, {"reason": "Ann's file"})["reason"])
+    async with workflow.test_context() as flow:
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(placed))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 1)
+        await wait_for(lambda: state.pending == 0 and not state._dirty)
+        await store.shred(ANN, [main.key_id])
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(placed))
+        await wait_for(lambda: len(outbox.on(COMMAND_RESULTS)) == 2)
+    first, again = outbox.on(COMMAND_RESULTS)
+    assert isinstance(first, r.CommandAccepted)
+    assert isinstance(again, r.CommandAccepted), again

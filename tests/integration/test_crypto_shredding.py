@@ -42,10 +42,10 @@ from privops.connectors.encryption import (
 from privops.core import records as r
 from privops.core.fieldcrypt import ShreddedKey, is_encrypted
 from privops.core.identity import subject_ref
+from privops.core.personal import WITHHELD
 from privops.core.subject_keys import KeyRing, SubjectErased, SubjectKey
 from privops.core.topics import AUDIT, COMMANDS, DEADLETTER, SUBJECT_KEYS
 from privops.core.vocab import Channel, Purpose, RequestType, System
-from privops.tools.command_sealing import WITHHELD
 from tests.conftest import REPO, WorkerProcess, port, start_worker
 from tests.integration.helpers import (
     Subject,

@@ -23,6 +23,7 @@ from privops.core.fieldcrypt import (
     seal_fields,
     sealable,
 )
+from privops.core.personal import WITHHELD
 from privops.core.records import (
     ClarificationRequested,
     IdentityVerified,
@@ -32,7 +33,6 @@ from privops.core.records import (
 )
 from privops.core.vocab import Category, RequestType
 from privops.tools.command_sealing import (
-    WITHHELD,
     NothingToSealUnder,
     ciphertexts,
     seal_command,
@@ -95,7 +95,7 @@ def rectification(**changes: str) -> RequestSubmitted:
 def test_every_marked_value_is_sealed_in_its_own_field_and_opens_again() -> None:
     keys = Keys()
     command = rectification(name="Ann Jones", **{"statement:credit": "disputed"})
-    out = seal_command(command, ANN, keys.seal)
+    out = seal_command(command, ANN, None, keys.seal)
     assert keys.asked == [
         (
             ANN,
@@ -115,7 +115,7 @@ def test_every_marked_value_is_sealed_in_its_own_field_and_opens_again() -> None
 
 def test_a_value_cannot_be_moved_into_another_field() -> None:
     keys = Keys()
-    out = seal_command(rectification(name="Ann Jones"), ANN, keys.seal)
+    out = seal_command(rectification(name="Ann Jones"), ANN, None, keys.seal)
     moved = out.model_copy(update={"reason": out.rectification["name"]})
     with pytest.raises(TamperedField):
         decrypt_record(moved, keys)
@@ -124,9 +124,9 @@ def test_a_value_cannot_be_moved_into_another_field() -> None:
 def test_a_command_without_text_is_not_sent_to_be_sealed() -> None:
     keys = Keys()
     command = rectification().model_copy(update={"reason": None})
-    assert seal_command(command, ANN, keys.seal) is command
+    assert seal_command(command, ANN, None, keys.seal) is command
     sealed_already = hold(encrypt_field(DataKey.generate(ANN), ANN, "reason", "x"))
-    assert seal_command(sealed_already, ANN, keys.seal) is sealed_already
+    assert seal_command(sealed_already, ANN, None, keys.seal) is sealed_already
     assert keys.asked == []
 
 
@@ -135,7 +135,7 @@ def test_an_erased_subject_gets_the_text_withheld_not_sent() -> None:
         raise NothingToSealUnder(subject_id, erased=True)
 
     with pytest.raises(NothingToSealUnder):
-        seal_command(hold("Ann Jones's solicitor"), ANN, erased)
+        seal_command(hold("Ann Jones's solicitor"), ANN, None, erased)
     out = withheld(rectification(name="Ann Jones"))
     assert out.reason == WITHHELD
     assert out.rectification == {"name": WITHHELD}
@@ -191,17 +191,30 @@ def test_the_cli_takes_only_ciphertexts_of_each_field_under_the_subjects_key() -
             ciphertexts(answer, asked, ANN)
 
 
-def test_only_an_access_requests_note_makes_no_key() -> None:
-    """The workflow keeps no note on an access request about someone no system reported,
-    so sealing one must not make such a stranger a key; any other text may."""
+def test_a_key_is_made_only_where_the_workflow_keeps_the_text() -> None:
+    """Sealing must not make a key for someone no system has reported unless the workflow
+    keeps their text: a legal hold (placed before any system reports them), a complaint
+    and its follow-ups (anyone may complain; the answer is their letter). Anything else
+    about such a subject is refused, or an access request's is answered without it."""
     keys = Keys()
+    refused = RequestRefused(
+        command_id="c6", request_id="R-1", issued_at=NOW, actor="dpo", reason="Ann, again"
+    )
     access = rectification().model_copy(
         update={"request_type": RequestType.access, "rectification": {}}
     )
-    seal_command(access, ANN, keys.seal)
-    seal_command(hold("Ann's solicitor"), ANN, keys.seal)
-    seal_command(rectification(name="Ann Jones"), ANN, keys.seal)
-    assert keys.new_keys == [False, True, True]
+    complaint = access.model_copy(update={"request_type": RequestType.complaint})
+    for command, kind in (
+        (access, RequestType.access),
+        (complaint, RequestType.complaint),
+        (hold("Ann's solicitor"), None),
+        (rectification(name="Ann Jones"), RequestType.rectification),
+        (refused, RequestType.complaint),
+        (refused, RequestType.access),
+        (refused, None),  # a worker that did not say
+    ):
+        seal_command(command, ANN, kind, keys.seal)
+    assert keys.new_keys == [False, True, True, False, True, False, False]
 
 
 def test_free_text_of_verify_and_clarify_is_sealed_but_a_default_is_not() -> None:
@@ -209,9 +222,9 @@ def test_free_text_of_verify_and_clarify_is_sealed_but_a_default_is_not() -> Non
     verified = IdentityVerified(
         command_id="c4", request_id="R-1", issued_at=NOW, actor="dpo", verified_on=NOW.date()
     )
-    assert seal_command(verified, ANN, keys.seal) is verified  # "documents": privops' word
+    assert seal_command(verified, ANN, None, keys.seal) is verified  # "documents": privops' word
     typed = verified.model_copy(update={"method": "passport 123456789"})
-    assert is_encrypted(seal_command(typed, ANN, keys.seal).method)
+    assert is_encrypted(seal_command(typed, ANN, None, keys.seal).method)
     asked = ClarificationRequested(
         command_id="c5",
         request_id="R-1",
@@ -220,5 +233,5 @@ def test_free_text_of_verify_and_clarify_is_sealed_but_a_default_is_not() -> Non
         asked_on=NOW.date(),
         question_ref="email to ann.jones@example.com",
     )
-    assert is_encrypted(seal_command(asked, ANN, keys.seal).question_ref or "")
+    assert is_encrypted(seal_command(asked, ANN, None, keys.seal).question_ref or "")
     assert [sorted(fields) for _, fields in keys.asked] == [["method"], ["question_ref"]]

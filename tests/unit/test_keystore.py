@@ -385,6 +385,28 @@ async def test_after_a_partial_erasure_the_kept_key_is_still_listed_and_read(
             await store.get_or_create(ann, retained, erased=lambda _s: True)
 
 
+async def test_the_kept_storage_key_is_read_never_made(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """What the key service seals the DPO's text under when no key may be made for it
+    (``"new_key": false``): ``main``, else the retained scope that lasts longest, else
+    nothing, and no key record is written for a subject who has none."""
+    ann, bob = subject_on(1), subject_on(1, 2)
+    async with following(new_store(log, codec, kek_path), {1}) as store:
+        assert await store.kept_storage_key(bob) is None
+        assert await store.records(bob) == []
+        main = await store.get_or_create(ann)
+        await store.get_or_create(ann, "retained:purchases:2032-03-31")
+        longest = await store.get_or_create(ann, "retained:credit:2033-01-31")
+        found = await store.kept_storage_key(ann)
+        assert found is not None
+        assert found.key_id == main.key_id
+        await store.shred(ann, [main.key_id])
+        found = await store.kept_storage_key(ann)
+        assert found is not None
+        assert found.key_id == longest.key_id
+
+
 async def test_a_miss_reads_up_to_the_partitions_end_before_it_counts(
     log: Log, codec: KeyRecordCodec, kek_path: Path
 ) -> None:

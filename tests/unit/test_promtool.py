@@ -33,6 +33,7 @@ ALERTS = {
     "PrivopsConsumerLagHigh",
     "PrivopsWorkerDown",
     "PrivopsWorkerNotReady",
+    "PrivopsCommandTextUnsealed",
     "PrivopsConnectorIgnoresLegalHolds",
     "PrivopsConnectorHoldsNotRead",
 }

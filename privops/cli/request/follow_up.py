@@ -16,6 +16,7 @@ import typer
 
 from privops.cli.common import check_id, fail, parse_choice, parse_date, uk_today
 from privops.cli.request.options import (
+    SEALED_HELP,
     Delivery,
     IdentityReceivedOn,
     On,
@@ -63,7 +64,12 @@ def verify(
     request_id: RequestId,
     on: On = None,
     identity_received: IdentityReceivedOn = None,
-    method: str = typer.Option("documents", "--method", help="How identity was verified."),
+    method: str = typer.Option(
+        "documents",
+        "--method",
+        help="How identity was verified (anything but the default is sealed by the worker "
+        "before it is sent: needs a worker answering).",
+    ),
 ) -> None:
     """Record that the subject's identity was verified: the one-month clock starts (from
     the day the identity information arrived, if --identity-received says so)."""
@@ -123,7 +129,7 @@ def clarify(
         None, "--asked", help="Date clarification was asked, YYYY-MM-DD (default: today, UK)."
     ),
     question_ref: str | None = typer.Option(
-        None, "--question-ref", help="Reference of the letter or message asking."
+        None, "--question-ref", help="Reference of the letter or message asking." + SEALED_HELP
     ),
 ) -> None:
     """Ask the subject to clarify (Art. 12A): the clock pauses until the answer arrives."""
@@ -147,7 +153,9 @@ def extend(
     common: Delivery,
     request_id: RequestId,
     reason: str = typer.Option(
-        ..., "--reason", help="Why (complex or numerous requests); told to the subject."
+        ...,
+        "--reason",
+        help="Why (complex or numerous requests); told to the subject." + SEALED_HELP,
     ),
     notified: str | None = typer.Option(
         None,
@@ -171,7 +179,7 @@ def _closing_verb(
     def verb(
         common: Delivery,
         request_id: RequestId,
-        reason: str = typer.Option(..., "--reason", help=reason_help),
+        reason: str = typer.Option(..., "--reason", help=reason_help + SEALED_HELP),
     ) -> None:
         rid = check_id(request_id)
         text = required_reason(reason)
@@ -190,7 +198,7 @@ def decide_objection(
         "--accept/--refuse",
         help="Uphold the objection, or refuse it (compelling legitimate grounds).",
     ),
-    reason: str = typer.Option(..., "--reason", help="The grounds for the decision."),
+    reason: str = typer.Option(..., "--reason", help="The grounds for the decision." + SEALED_HELP),
 ) -> None:
     """Decide a legitimate-interest objection (Art. 21(1))."""
     rid = check_id(request_id)

@@ -21,7 +21,7 @@ from privops.cli.common import (
     fail,
     parse_choice,
 )
-from privops.cli.request.options import WAIT_S, Actor, NoWait, Subject, Wait
+from privops.cli.request.options import SEALED_HELP, WAIT_S, Actor, NoWait, Subject, Wait
 from privops.cli.request.publish import (
     actor_name,
     conclude,
@@ -65,7 +65,9 @@ def place(
         "--category",
         help=f"A category to hold (repeatable): {choices(Category)}.",
     ),
-    reason: str = typer.Option(..., "--reason", help="Why (e.g. the investigation reference)."),
+    reason: str = typer.Option(
+        ..., "--reason", help="Why (e.g. the investigation reference)." + SEALED_HELP
+    ),
     actor: Actor = None,
     as_json: Json = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the hold id."),

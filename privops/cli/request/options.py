@@ -15,6 +15,11 @@ import typer
 
 from privops.cli.common import Json
 
+SEALED_HELP = (
+    " Sealed by the worker before it is sent (it stays on privacy.commands): needs a worker"
+    " answering."
+)
+
 RequestId = Annotated[str, typer.Argument(help="The request id (REQ-...).")]
 Subject = Annotated[str, typer.Option("--subject", help="The subject id (as the systems know it).")]
 Actor = Annotated[
@@ -52,7 +57,8 @@ VerifiedNow = Annotated[
     bool, typer.Option("--verified-now", help="Identity is verified: on the date received.")
 ]
 Note = Annotated[
-    str | None, typer.Option("--reason", help="Free-text reason or note for the audit trail.")
+    str | None,
+    typer.Option("--reason", help="Free-text reason or note for the audit trail." + SEALED_HELP),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the request id.")]
 Wait = Annotated[

@@ -43,11 +43,12 @@ from privops.cli.common import (
 )
 from privops.cli.request.answers import Verdict, exit_code, judge, reason_words
 from privops.cli.request.reader import answer_reader
-from privops.cli.request.sealing import sealed_commands
+from privops.cli.request.sealing import Addressed, sealed_commands
 from privops.cli.worker_http import worker_json
-from privops.core.records import Command, CommandAnswer
+from privops.core.records import Command, CommandAnswer, RequestSubmitted
 from privops.core.signing import SigningKey
 from privops.core.topics import COMMANDS
+from privops.core.vocab import RequestType
 
 
 def new_request_id() -> str:
@@ -116,12 +117,13 @@ def _tell(message: str) -> None:
     err_console.print(f"[dim]•[/] {escape(message)}", highlight=False)
 
 
-def subject_key(command: Command) -> str:
-    """The id the command travels under: its own subject's, else its request's subject's
-    (asked of the worker; exit 4 if the worker knows no such request, 3 if unreachable)."""
+def addressed(command: Command) -> Addressed:
+    """The command's ``Addressed``: its own, else its request's (asked of the worker;
+    exit 4 if the worker knows no such request, 3 if unreachable)."""
     own: str | None = getattr(command, "subject_id", None)
     if own:
-        return own
+        own_kind = command.request_type if isinstance(command, RequestSubmitted) else None
+        return Addressed(own, own_kind)
     body = worker_json(
         f"/requests/{command.request_id}",
         not_found=f"{type(command).__name__} for {command.request_id} not sent: "
@@ -135,7 +137,11 @@ def subject_key(command: Command) -> str:
             "privops version as this CLI?",
             EXIT_UNAVAILABLE,
         )
-    return subject
+    try:
+        kind: RequestType | None = RequestType(str(body.get("request_type")))
+    except ValueError:
+        kind = None  # not one this CLI knows: no new key is made for the text
+    return Addressed(subject, kind)
 
 
 def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
@@ -147,10 +153,10 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
     command goes out (see `privops.cli.request.reader`).
     """
     cfg = settings()
-    subjects = [subject_key(c) for c in commands]
+    whose = [addressed(c) for c in commands]
     # Sealed, then signed: the signature covers the ciphertext the worker checks it on.
-    commands = signed(sealed_commands(commands, subjects), cfg)
-    keys = [subject.encode() for subject in subjects]
+    commands = signed(sealed_commands(commands, whose), cfg)
+    keys = [w.subject_id.encode() for w in whose]
     serde = Serde.for_settings(cfg)
     quiet_kafka_logs()
 

@@ -1,19 +1,27 @@
 """The CLI's side of sealing a command's personal values (privops.tools.command_sealing
 says what and why): the key service asked over HTTP with the CLI's exit codes, and what
-the DPO is told when a subject has nothing left to seal under."""
+the DPO is told when there is no key to seal under."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 import httpx
 from rich.markup import escape
 
 from privops.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, err_console, fail
 from privops.cli.worker_http import answer_json, worker_request, worker_url
-from privops.core.records import Command, RequestSubmitted
+from privops.core.records import (
+    Command,
+    DeadlineExtended,
+    ObjectionDecided,
+    RequestAnswered,
+    RequestRefused,
+    RequestSubmitted,
+)
+from privops.core.vocab import RequestType
 from privops.tools.command_sealing import (
     NothingToSealUnder,
     ciphertexts,
@@ -25,36 +33,62 @@ from privops.tools.command_sealing import (
 
 RETRY_SECONDS: Final = 10.0
 """How long a 503 (a partition moving between workers) is retried."""
+SEALING: Final = (
+    "the command's text is sealed by the privops worker before it is sent, and nothing was sent"
+)
+TOLD_TO_THE_SUBJECT: Final = (RequestAnswered, RequestRefused, DeadlineExtended, ObjectionDecided)
+"""Commands whose text the subject is told (through privacy.notifications)."""
 
 
-def sealed_commands(commands: Sequence[Command], subjects: Sequence[str]) -> list[Command]:
+class Addressed(NamedTuple):
+    """Whose a command is: the subject id it travels under, and the type of the request
+    it submits or follows up (None for a legal hold, which belongs to no request)."""
+
+    subject_id: str
+    request_type: RequestType | None
+
+
+def sealed_commands(commands: Sequence[Command], whose: Sequence[Addressed]) -> list[Command]:
     """Each command with its personal values sealed under its subject's key (through the
     worker's key service); exit 3 if the worker does not answer, 1 for a rectification
-    of an erased subject. Text about a subject with nothing left to seal under is not
-    sent, and the DPO is told."""
+    of an erased subject. Text with no key to seal it under is not sent, and the DPO is
+    told."""
     out: list[Command] = []
-    for command, subject in zip(commands, subjects, strict=True):
+    for command, (subject, kind) in zip(commands, whose, strict=True):
         try:
-            out.append(seal_command(command, subject, key_service_seal))
+            out.append(seal_command(command, subject, kind, key_service_seal))
         except NothingToSealUnder as exc:
             if isinstance(command, RequestSubmitted) and command.rectification:
                 fail(
-                    "the subject was erased: there is nothing of theirs left to rectify",
+                    "the subject was erased: there is nothing of theirs left to rectify"
+                    if exc.erased
+                    else "privops holds no key for the subject (no system has reported "
+                    "personal data of theirs): there is nothing of theirs to rectify",
                     EXIT_FAILED,
                 )
-            why = (
-                "was erased and privops keeps nothing of theirs"
-                if exc.erased
-                else "has no key at privops (no system has reported personal data of theirs)"
-            )
-            err_console.print(
-                f"[yellow]![/] {escape(subject)} {why}: the text of this "
-                f"{type(command).__name__} is not sent (it would stay readable on "
-                "privacy.commands for its retention); keep it in your own case file",
-                highlight=False,
-            )
+            _say_withheld(command, subject, erased=exc.erased)
             out.append(withheld(command))
     return out
+
+
+def _say_withheld(command: Command, subject: str, *, erased: bool) -> None:
+    why = (
+        "was erased and privops keeps nothing of theirs"
+        if erased
+        else "has no key at privops (no system has reported personal data of theirs), and "
+        "privops keeps no such text about them"
+    )
+    told = (
+        "; it does not reach the subject either: send it to them yourself"
+        if isinstance(command, TOLD_TO_THE_SUBJECT)
+        else ""
+    )
+    err_console.print(
+        f"[yellow]![/] {escape(subject)} {why}: the text you gave is not sent (it would "
+        "stay readable on privacy.commands for its retention); keep it in your own case "
+        f"file{told}",
+        highlight=False,
+    )
 
 
 def key_service_seal(subject_id: str, fields: dict[str, str], new_key: bool) -> dict[str, str]:
@@ -63,17 +97,19 @@ def key_service_seal(subject_id: str, fields: dict[str, str], new_key: bool) -> 
     deadline = time.monotonic() + RETRY_SECONDS
     delay = 0.25
     while True:
-        resp = worker_request("POST", seal_path(subject_id), body=seal_body(fields, new_key))
+        resp = worker_request(
+            "POST", seal_path(subject_id), body=seal_body(fields, new_key), needed_for=SEALING
+        )
         if resp.status_code != 503 or time.monotonic() + delay > deadline:
             break
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
-    if resp.status_code == 410 or (resp.status_code == 404 and not new_key and _said_no_key(resp)):
+    if resp.status_code == 410 or (resp.status_code == 404 and _said_no_key(resp)):
         raise NothingToSealUnder(subject_id, erased=resp.status_code == 410)
     body = answer_json(
         resp,
         not_found=f"the privops worker at {worker_url('')} does not seal values: it is older "
-        "than this CLI; upgrade it first",
+        f"than this CLI; upgrade it first ({SEALING})",
         not_found_exit=EXIT_UNAVAILABLE,
     )
     try:
@@ -81,7 +117,7 @@ def key_service_seal(subject_id: str, fields: dict[str, str], new_key: bool) -> 
     except ValueError as exc:
         fail(
             f"the privops worker at {worker_url('')}: {exc}; is it the same privops version "
-            "as this CLI?",
+            f"as this CLI? ({SEALING})",
             EXIT_UNAVAILABLE,
         )
 
