@@ -252,9 +252,9 @@ class SealedFields(View):
         """``{"fields": {<field path>: <plaintext>}}`` -> ``{"subject_id", "key_id",
         "fields": {<field path>: <ciphertext>}}``; 410 when the subject was erased and
         nothing of theirs is kept (nothing can be sealed for them), 400 for a bad body.
-        ``"new_key": false``: only under a key the subject has, else 404 (an access
-        request's note about someone no system reported: the workflow keeps none, and no
-        key is made for a stranger)."""
+        ``"new_key": false``: only under a key the subject has, else 404 ``no key``
+        (text the workflow keeps no copy of for someone no system has reported: no key
+        is made for a stranger; privops.tools.command_sealing.new_key)."""
         if denied := await refused(self, request, Api.SEAL):
             return denied
         forwarded = await routed(self, request, subject_id)

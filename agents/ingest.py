@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -80,7 +79,7 @@ from privops.core.identity import (
     suppression_keys,
     suppression_match,
 )
-from privops.core.personal import ITEMS, VALUES, WITHHELD, PersonalPath
+from privops.core.personal import ITEMS, VALUES, WITHHELD, PersonalPath, at_default
 from privops.core.pii import redact
 from privops.core.request import Context
 from privops.core.subject_keys import KeyUnwrapFailed
@@ -377,7 +376,7 @@ async def opened_command(cmd: C, subject_id: str, partition: int) -> C:
     typed = [
         p
         for p in plaintext
-        if cmd.actor != FOLLOWUP_ACTOR and p not in withheld and not _default(cmd, p)
+        if cmd.actor != FOLLOWUP_ACTOR and p not in withheld and not at_default(cmd, p)
     ]
     if typed:
         if settings.personal_plaintext != "accept":
@@ -387,13 +386,6 @@ async def opened_command(cmd: C, subject_id: str, partition: int) -> C:
             )
         metrics.count_plaintext_command_fields(len(typed))
     return await _decrypted(cmd, subject_id, partition, parsed, bool(plaintext))
-
-
-def _default(record: r.Record, label: str) -> bool:
-    """Whether the top field of ``label`` holds its default."""
-    name = re.split(r"[.{\[]", label, maxsplit=1)[0]
-    info = type(record).model_fields.get(name)
-    return info is not None and getattr(record, name) == info.default
 
 
 async def _decrypted(

@@ -15,6 +15,7 @@ value is encrypted under is the path with the map key filled in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -153,6 +154,15 @@ def _apply(value: Any, steps: tuple[str, ...], label: str, visit: Visit) -> Any:
     copied = dict(value)
     copied[step] = _apply(value[step], rest, f"{label}.{step}" if label else step, visit)
     return copied
+
+
+def at_default(record: BaseModel, label: str) -> bool:
+    """Whether the field a ``map_personal`` label starts in (``rectification{name}``:
+    ``rectification``) holds its default: a marked field left so holds privops' own word
+    (verify's method "documents"), never the DPO's text."""
+    name = re.split(r"[.{\[]", label, maxsplit=1)[0]
+    info = type(record).model_fields.get(name)
+    return info is not None and getattr(record, name) == info.default
 
 
 def holds_personal(

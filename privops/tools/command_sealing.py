@@ -17,7 +17,6 @@ system has reported unless the workflow keeps their text (``new_key``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -25,7 +24,7 @@ from urllib.parse import quote
 from privops.connectors.encryption import personal_fields
 from privops.core.errors import DecodeError
 from privops.core.fieldcrypt import is_encrypted, parse_field, split_key_id
-from privops.core.personal import WITHHELD, map_personal
+from privops.core.personal import WITHHELD, at_default, map_personal
 from privops.core.records import Command, LegalHoldPlaced
 from privops.core.vocab import RequestType
 
@@ -70,15 +69,9 @@ def plaintexts(command: Command) -> dict[str, str]:
     """The personal values of ``command`` not sealed yet, by field path; a field left at
     its default (``verify``'s method "documents") is privops' own word, not sealed."""
     found: dict[str, str] = {}
-    defaults = {
-        name
-        for name, info in type(command).model_fields.items()
-        if getattr(command, name) == info.default
-    }
 
     def collect(label: str, value: str) -> str:
-        top = re.split(r"[.{\[]", label, maxsplit=1)[0]
-        if not is_encrypted(value) and value != WITHHELD and top not in defaults:
+        if not is_encrypted(value) and value != WITHHELD and not at_default(command, label):
             found[label] = value
         return value
 
