@@ -10,7 +10,11 @@ Each record goes to ``Connector.hold``, each tombstone to ``Connector.release``.
 ``ready`` is set once the topic is read up to the end offsets found at start, every
 record read applied, and the holds the connector kept from before that the topic no
 longer has released (``Connector.holding``). Deletion by age must wait for it: before,
-a system starting would delete what a hold it had not read yet keeps. It is cleared
+a system starting would delete what a hold it had not read yet keeps. Once caught up,
+the reader asks the end offsets again every ``CONFIRM_SECONDS`` and, having read to
+them, is current as of when it asked; ``ready`` is cleared after ``STALE_SECONDS``
+without such a confirmation (a broker the client rides out without an error, leaders
+it cannot reach), and set again once it has one. It is cleared
 while a record cannot be applied (a key that cannot be had now, the registry down, the
 connector raising, a value that does not decode), and the record is tried again until
 it applies; and it is cleared when the reading ends (``stop``, or an error). A keyed
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, Final
@@ -63,6 +68,15 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS: Final = 2.0
 RETRY_MAX_SECONDS: Final = 30.0
 FETCH_WAIT_MS: Final = 300
+CONFIRM_SECONDS: Final = 10.0
+"""How often a reader that has caught up asks the topic's end offsets again."""
+CONFIRM_TIMEOUT_SECONDS: Final = 5.0
+"""How long it waits for them: no answer counts as not confirmed."""
+STALE_SECONDS: Final = 45.0
+"""How long a reader may go without confirming that it has applied everything written to
+the topic up to some moment before ``ready`` is cleared: a broker the client cannot
+reach (an outage it rides out without an error, partition leaders cut off) keeps
+deletion by age waiting instead of running on holds it may not have."""
 
 Decode = Callable[[bytes | None], Awaitable[Record]]
 Open = Callable[[LegalHoldState, str], Awaitable[LegalHoldState]]
@@ -96,6 +110,11 @@ class HoldReader:
         self._open = open_
         self._positions: dict[TopicPartition, int] = {}
         self._caught_up = False
+        self._confirmed_at = 0.0
+        """When the end offsets were taken that this reading has since applied up to."""
+        self._asked_at = 0.0
+        self._target: tuple[float, dict[TopicPartition, int]] | None = None
+        """End offsets asked for (when) and not reached yet."""
         for outcome in HOLD_OUTCOMES:
             HOLD_RECORDS.labels(self.system, outcome)
         HOLDS.labels(self.system).set(0)
@@ -168,6 +187,7 @@ class HoldReader:
             kept: set[str] = set()
             if not await self._until_applied(partial(self._holding, kept), stop):
                 return
+            asked = time.monotonic()
             ends = dict(await consumer.end_offsets(partitions))
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=500)
@@ -176,19 +196,54 @@ class HoldReader:
                         if not await self._until_applied(partial(self.apply, message), stop):
                             return
                         self._positions[tp] = message.offset + 1
-                if not self._caught_up and await _reached(consumer, ends):
+                if self._caught_up:
+                    await self._confirm(consumer, partitions)
+                elif await _reached(consumer, ends):
                     if not await self._until_applied(partial(self._release_stale, kept), stop):
                         return
                     self._caught_up = True
+                    self._confirmed_at, self._asked_at, self._target = asked, 0.0, None
                     log.info(
                         "%s read: %d subjects held here%s",
                         self.topic,
                         len(self.held),
                         "" if self.honoured else " (not applied: the connector ignores holds)",
                     )
-                    self._set_ready()
+                    self._maybe_ready()
         finally:
             await consumer.stop()
+
+    async def _confirm(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        """Keep confirming, once caught up, that everything written up to a recent moment
+        is applied: the end offsets are asked again every ``CONFIRM_SECONDS``, and once
+        the reading reaches them, it is current as of when they were asked. Not current
+        for ``STALE_SECONDS``: ``ready`` cleared until it is again (a broker error, as
+        ever, ends the connection and is retried)."""
+        now = time.monotonic()
+        if self._target is not None and await _reached(consumer, self._target[1]):
+            self._confirmed_at, self._target = self._target[0], None
+        if self._target is None and now - self._asked_at >= CONFIRM_SECONDS:
+            self._asked_at = now
+            try:
+                ends = await asyncio.wait_for(
+                    consumer.end_offsets(partitions), CONFIRM_TIMEOUT_SECONDS
+                )
+            except TimeoutError:
+                log.warning("%s: the end offsets were not answered", self.topic)
+            else:
+                self._target = (now, dict(ends))
+        if not self._fresh() and self.ready.is_set():
+            log.warning(
+                "%s: not confirmed current for %.0f s; deletion by age paused until it is",
+                self.topic,
+                STALE_SECONDS,
+            )
+            self._not_ready()
+        else:
+            self._maybe_ready()
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._confirmed_at <= STALE_SECONDS
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """Every partition of the topic, as the broker's metadata has them now (the
@@ -219,13 +274,15 @@ class HoldReader:
                     return False
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
             else:
-                if self._caught_up and not self.ready.is_set():
-                    self._set_ready()
+                self._maybe_ready()
                 return True
 
-    def _set_ready(self) -> None:
-        self.ready.set()
-        HOLDS_READY.labels(self.system).set(1)
+    def _maybe_ready(self) -> None:
+        """``ready`` set if the reading has caught up, applied every record so far, and
+        confirmed lately that it is current."""
+        if self._caught_up and self._fresh() and not self.ready.is_set():
+            self.ready.set()
+            HOLDS_READY.labels(self.system).set(1)
 
     def _not_ready(self) -> None:
         self.ready.clear()

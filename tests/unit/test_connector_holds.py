@@ -432,10 +432,14 @@ async def test_a_hold_applied_by_another_instance_after_the_end_offsets_is_not_r
     shared = Recording(kept_before=[ANN, "CUST-0003", "CUST-GONE"])
 
     class Racing(Consumer):
+        raced = False
+
         async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
             ends = await super().end_offsets(tps)
-            topic.put(1, BOB, bob)  # written just after the ends were taken,
-            shared.kept_before.append(BOB)  # and applied by the other instance at once
+            if not self.raced:  # the reading's first ends (it asks again once caught up)
+                self.raced = True
+                topic.put(1, BOB, bob)  # written just after the ends were taken,
+                shared.kept_before.append(BOB)  # and applied by the other instance at once
             return ends
 
     runner = runner_over(shared, topic, service.reader())
@@ -536,3 +540,49 @@ async def test_the_defaults_keep_nothing_and_hold_nothing() -> None:
     await connector.hold(state(ANN))  # nothing kept: no error either
     await connector.release(ANN)
     assert list(await connector.holding()) == []
+
+
+async def test_a_reader_not_confirmed_current_pauses_deletion_by_age_until_it_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker the client rides out without an error (the end offsets not answered) or
+    partitions it stops getting: ``ready`` is cleared once the reader has gone
+    ``STALE_SECONDS`` without confirming it has applied everything written up to a
+    recent moment, and set again once it has (the hold written meanwhile applied)."""
+    monkeypatch.setattr(holds_mod, "CONFIRM_SECONDS", 0.02)
+    monkeypatch.setattr(holds_mod, "CONFIRM_TIMEOUT_SECONDS", 0.02)
+    monkeypatch.setattr(holds_mod, "STALE_SECONDS", 0.3)
+    service, topic, connector = KeyService(), Topic(), Recording()
+    topic.put(0, ANN, sealed(service, state(ANN)))
+    cut = asyncio.Event()
+
+    class CutOff(Consumer):
+        async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+            if cut.is_set():
+                await asyncio.sleep(1)  # no answer
+            return await super().end_offsets(tps)
+
+        async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+            if cut.is_set():
+                await asyncio.sleep(0.005)
+                return {}  # nothing arrives
+            return await super().getmany(timeout_ms, max_records)
+
+    runner = runner_over(connector, topic, service.reader())
+    runner.holds.consumer = lambda _client: CutOff(topic)  # type: ignore[method-assign,assignment]
+    async with Following(runner, connector):
+        await asyncio.sleep(0.5)
+        assert runner.holds_ready.is_set()  # confirmed again and again while connected
+        cut.set()
+        topic.put(1, BOB, sealed(service, state(BOB)))  # written while cut off
+
+        async def cleared() -> None:
+            while runner.holds_ready.is_set():  # noqa: ASYNC110 (no event says "cleared")
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(cleared(), 1.0)
+        assert metric_value("privops_connector_holds_ready", system="telephony") == 0
+        assert "not confirmed current" in caplog.text
+        cut.clear()
+        await asyncio.wait_for(runner.holds_ready.wait(), 2)
+        assert ("hold", BOB) in connector.subjects()
