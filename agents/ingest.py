@@ -79,7 +79,7 @@ from privops.core.identity import (
     suppression_keys,
     suppression_match,
 )
-from privops.core.personal import ITEMS, VALUES, WITHHELD, PersonalPath, at_default
+from privops.core.personal import ITEMS, VALUES, PersonalPath, typed_text
 from privops.core.pii import redact
 from privops.core.request import Context
 from privops.core.subject_keys import KeyUnwrapFailed
@@ -372,12 +372,8 @@ async def opened_command(cmd: C, subject_id: str, partition: int) -> C:
     words)."""
     values = personal_values(cmd, event_paths(cmd))
     parsed, plaintext = ciphertexts(subject_id, values)
-    withheld = {label for label, value in values if value == WITHHELD}
-    typed = [
-        p
-        for p in plaintext
-        if cmd.actor != FOLLOWUP_ACTOR and p not in withheld and not at_default(cmd, p)
-    ]
+    unsealed = set(plaintext) if cmd.actor != FOLLOWUP_ACTOR else set()
+    typed = [p for p, value in values if p in unsealed and typed_text(cmd, p, value)]
     if typed:
         if settings.personal_plaintext != "accept":
             raise PlaintextRefused(

@@ -126,7 +126,7 @@ def answer_json(
         # Checked before the body: a proxy's 502 page is no JSON, and still "no answer".
         fail(
             f"the privops worker at {worker_url('')} could not answer now "
-            f"({resp.status_code}: {_said(_json_or_none(resp))}); retry in a few seconds, "
+            f"({resp.status_code}: {_said(json_or_none(resp))}); retry in a few seconds, "
             "and if it persists check the worker's log and `privops local status`",
             EXIT_UNAVAILABLE,
         )
@@ -155,7 +155,7 @@ def answer_json(
     return body
 
 
-def _json_or_none(resp: httpx.Response) -> dict[str, Any] | None:
+def json_or_none(resp: httpx.Response) -> dict[str, Any] | None:
     try:
         body = resp.json()
     except ValueError:

@@ -156,13 +156,16 @@ def _apply(value: Any, steps: tuple[str, ...], label: str, visit: Visit) -> Any:
     return copied
 
 
-def at_default(record: BaseModel, label: str) -> bool:
-    """Whether the field a ``map_personal`` label starts in (``rectification{name}``:
-    ``rectification``) holds its default: a marked field left so holds privops' own word
-    (verify's method "documents"), never the DPO's text."""
+def typed_text(record: BaseModel, label: str, value: str) -> bool:
+    """Whether ``value``, at ``label`` of ``record``, is text someone typed: not
+    ``WITHHELD``, and not in a field (``rectification{name}``: ``rectification``) left
+    at its default, which holds privops' own word (verify's method "documents"). What
+    the CLI seals and the worker counts when it arrives unsealed."""
+    if value == WITHHELD:
+        return False
     name = re.split(r"[.{\[]", label, maxsplit=1)[0]
     info = type(record).model_fields.get(name)
-    return info is not None and getattr(record, name) == info.default
+    return info is None or getattr(record, name) != info.default
 
 
 def holds_personal(

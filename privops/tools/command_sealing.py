@@ -24,7 +24,7 @@ from urllib.parse import quote
 from privops.connectors.encryption import personal_fields
 from privops.core.errors import DecodeError
 from privops.core.fieldcrypt import is_encrypted, parse_field, split_key_id
-from privops.core.personal import WITHHELD, at_default, map_personal
+from privops.core.personal import WITHHELD, map_personal, typed_text
 from privops.core.records import Command, LegalHoldPlaced
 from privops.core.vocab import RequestType
 
@@ -71,7 +71,7 @@ def plaintexts(command: Command) -> dict[str, str]:
     found: dict[str, str] = {}
 
     def collect(label: str, value: str) -> str:
-        if not is_encrypted(value) and value != WITHHELD and not at_default(command, label):
+        if not is_encrypted(value) and typed_text(command, label, value):
             found[label] = value
         return value
 

@@ -12,7 +12,7 @@ import httpx
 from rich.markup import escape
 
 from privops.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, err_console, fail
-from privops.cli.worker_http import answer_json, worker_request, worker_url
+from privops.cli.worker_http import answer_json, json_or_none, worker_request, worker_url
 from privops.core.records import (
     Command,
     DeadlineExtended,
@@ -124,8 +124,5 @@ def key_service_seal(subject_id: str, fields: dict[str, str], new_key: bool) -> 
 
 def _said_no_key(resp: httpx.Response) -> bool:
     """Whether a 404 is the key service's "no key" (an older worker's is "not found")."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and body.get("error") == "no key"
+    body = json_or_none(resp)
+    return body is not None and body.get("error") == "no key"
