@@ -443,7 +443,13 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
             return _moving(self)
         if not request_index.ready.is_set():  # not read yet: no answer is sure
             return _moving(self)
-        return self.json({"error": "unknown request", "request_id": request_id}, status=404)
+        days = collaborators().datamap.request_records.period_days
+        reason = (
+            "no request has this id here, or it finished more than "
+            f"{days} days ago and its record was deleted (data map request_records)"
+        )
+        answer = {"error": "unknown request", "request_id": request_id, "reason": reason}
+        return self.json(answer, status=404)
     return self.json(request_json(record))
 
 

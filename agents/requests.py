@@ -340,7 +340,10 @@ async def on_tick(message: Message, record: r.RequestTick) -> None:
         return
     outcome = wf.on_tick(rec, tick, context(rec.subject_id))
     apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
-    await settle(outcome.record or rec, cause)
+    if outcome.recheck_on is not None:
+        collaborators().schedule.recheck(tick.request_id, outcome.recheck_on)
+    if not outcome.forget:
+        await settle(outcome.record or rec, cause)
 
 
 def apply(
@@ -378,6 +381,9 @@ def apply(
             request_index.put(request_id, rec.subject_id)
         collaborators().schedule.track(rec)
         _count(before, rec)
+    elif outcome.forget:  # its kept time ended (wf.expires_on): the record goes
+        _replace(REQUESTS, request_id, None)
+        request_index.remove(request_id)
     if outcome.answer is not None:
         output(COMMAND_RESULTS, key or subject_id or request_id, outcome.answer)
     for out in outcome.out:

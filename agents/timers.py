@@ -27,7 +27,7 @@ from streams.app import app, settings
 from streams.context import collaborators
 from streams.io import emit_all
 from streams.keystore import key_store
-from streams.tables import GLOBAL_VIEWS, requests
+from streams.tables import GLOBAL_VIEWS, request_index, requests
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,9 @@ async def sweep() -> None:
     ticks = []
     limit = settings.sweep_max_resends
     for tick in schedule.due(clock.now(), clock.today(), overdue_limit=limit):
-        subject_id = schedule.subject_of(tick.request_id)
-        if subject_id is None:  # nothing can be due for a request it no longer tracks
+        # A finished request's expiry finds its subject in the request index.
+        subject_id = schedule.subject_of(tick.request_id) or request_index.get(tick.request_id)
+        if subject_id is None:  # its record is gone: nothing can be due for it
             continue
         ticks.append((subject_id, tick.to_record()))
     await emit_all(REQUEST_TICKS, ticks)

@@ -52,10 +52,14 @@ class Collaborators:
 def build(settings: Settings) -> Collaborators:
     clock = Clock.from_days(settings.clock_offset_days)
     keys = worker_keys(settings)
+    datamap = load_datamap(settings.datamap)
     return Collaborators(
-        datamap=load_datamap(settings.datamap),
+        datamap=datamap,
         clock=clock,
-        schedule=Schedule(tuple(settings.alert_days_before)),
+        schedule=Schedule(
+            tuple(settings.alert_days_before),
+            record_days=datamap.request_records.period_days,
+        ),
         worker_key=keys[0],
         signers=SignersWatch(
             settings.signers_file, tuple(key.entry(SCHEDULER, clock.now()) for key in keys)

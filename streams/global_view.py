@@ -86,10 +86,19 @@ class GlobalView:
         again. Before, the replay found it here and never sent it, so the topic, every
         other worker and any rebuilt one never learnt it (review, session 26: an erased
         person's new identifier, re-imported, missing from the suppression list)."""
+        self._change(key, value)
+
+    def remove(self, key: str) -> None:
+        """``put``'s opposite: ``key`` is gone here at once, and a tombstone goes on the
+        topic with the agent's next flush (taken back here if that flush is dropped)."""
+        if key in self.data:
+            self._change(key, None)
+
+    def _change(self, key: str, value: str | None) -> None:
         if key not in self._unsettled:
             self._unsettled[key] = self.data.get(key)
         self._set(key, value)
-        state.emit(self.topic, key.encode(), value.encode())
+        state.emit(self.topic, key.encode(), None if value is None else value.encode())
 
     def _settle(self, handed_over: bool) -> None:
         """A flush handed its outputs over (the puts stand) or was dropped (undone)."""

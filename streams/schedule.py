@@ -38,5 +38,5 @@ class MetricsObserver:
 class Schedule(core.Schedule):
     """The schedule the worker keeps, publishing its counts as metrics."""
 
-    def __init__(self, thresholds: tuple[int, ...]) -> None:
-        super().__init__(thresholds, MetricsObserver())
+    def __init__(self, thresholds: tuple[int, ...], *, record_days: int) -> None:
+        super().__init__(thresholds, MetricsObserver(), record_days=record_days)

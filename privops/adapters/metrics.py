@@ -103,6 +103,7 @@ class AuditAction(StrEnum):
     export_refused = "export_refused"
     keys_shredded = "keys_shredded"
     retained_outside_task = "retained_outside_task"
+    request_record_deleted = "request_record_deleted"
 
 
 class EventSource(StrEnum):

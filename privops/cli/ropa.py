@@ -45,6 +45,13 @@ def ropa_renderables(datamap: DataMap) -> list[RenderableType]:
         _systems(datamap),
         _recipients(datamap),
     ]
+    records = datamap.request_records
+    out.append(
+        Text.assemble(
+            ("Rights requests' own records: ", "bold"),
+            f"{records.describe()} (ground: {records.ground}); their audit trail 10 years",
+        )
+    )
     security = datamap.organisation.security_measures
     if security:
         out.append(Text.assemble(("Security measures: ", "bold"), security))

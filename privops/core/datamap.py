@@ -71,6 +71,17 @@ DEFAULT_CONTACT_FIELDS: Final = ("name", "email", "phone", "address", "postcode"
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
+DEFAULT_REQUEST_RECORD_DAYS: Final = 2192
+"""Six years (and the leap days in them): claims about how a request was handled can be
+brought for six years (Limitation Act 1980 s.5)."""
+MIN_REQUEST_RECORD_DAYS: Final = 90
+"""The DPO answers a complaint about a request from its record, and the ICO expects a
+complaint within three months of the last contact about it."""
+DEFAULT_REQUEST_RECORD_GROUND: Final = (
+    "legal_obligation / legal_claims: accountability for how each rights request was "
+    "handled (Art. 5(2)); claims can be brought for 6 years (Limitation Act 1980 s.5)"
+)
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -279,6 +290,20 @@ class RetentionRule(_Model):
         return "; ".join(parts) or "no fixed period"
 
 
+class RequestRecords(_Model):
+    """How long privops keeps its own record of a rights request once it is finished
+    (``workflow.expires_on``): the requests table's entry (dates, states, the tasks and
+    the systems' answers, the DPO's reasons, an access request's manifest) and the
+    request index's. The pseudonymous audit trail (privacy.audit) keeps who did what
+    and when for its own 10 years, whatever this says."""
+
+    period_days: int = Field(default=DEFAULT_REQUEST_RECORD_DAYS, ge=MIN_REQUEST_RECORD_DAYS)
+    ground: NonEmptyStr = DEFAULT_REQUEST_RECORD_GROUND
+
+    def describe(self) -> str:
+        return f"{self.period_days} days after the request is finished, then deleted"
+
+
 # --- recipients -------------------------------------------------------------------------
 
 
@@ -361,6 +386,7 @@ class DataMap(_Model):
     retention: dict[Category, RetentionRule]
     recipients: tuple[Recipient, ...] = ()
     purposes: dict[NonEmptyStr, PurposeSpec]
+    request_records: RequestRecords = RequestRecords()
 
     @model_validator(mode="before")
     @classmethod

@@ -290,6 +290,9 @@ class Outcome:
     ``rejected`` is set when this decision rejected something (audited and counted); a
     redelivered command's repeated answer is not a new rejection. ``holds``: the
     subject's legal holds once a hold command changed them (to store), else None.
+    ``forget``: the request's record is deleted (its kept time ended:
+    ``workflow.expires_on``); ``recheck_on``: the day its expiry is looked at again (a
+    legal hold keeps it meanwhile).
     """
 
     record: RequestRecord | None
@@ -299,6 +302,8 @@ class Outcome:
     message: str | None = None
     answer: r.CommandAnswer | None = None
     holds: tuple[erasure.LegalHold, ...] | None = None
+    forget: bool = False
+    recheck_on: date | None = None
 
 
 def reject(reason: Reason, message: str) -> Outcome:

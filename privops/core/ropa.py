@@ -81,6 +81,12 @@ def ropa_record(datamap: DataMap) -> dict[str, Any]:
             for r in datamap.recipients
             if r.outside_uk_eea
         ],
+        # privops' own processing: its record of each rights request (workflow.expires_on).
+        "request_records": {
+            "period_days": datamap.request_records.period_days,
+            "ground": datamap.request_records.ground,
+            "retention": datamap.request_records.describe(),
+        },
         "security_measures": org.security_measures,
     }
 

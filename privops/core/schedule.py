@@ -1,4 +1,5 @@
-"""The worker's in-memory timer indexes: task answers, deadline alerts, follow-ups.
+"""The worker's in-memory timer indexes: task answers, deadline alerts, follow-ups, and
+the day each finished request's record is deleted.
 
 Each is ordered by due time, so a sweep costs what is due, not what is open. They are
 rebuilt from the ``requests`` table when the worker starts (after table recovery) and
@@ -15,6 +16,7 @@ from collections import Counter
 from datetime import date, datetime
 from typing import Protocol
 
+from privops.core.datamap import DEFAULT_REQUEST_RECORD_DAYS
 from privops.core.request import RequestRecord
 from privops.core.retries import make_task_id, next_checks
 from privops.core.sweep import DeadlineIndex
@@ -22,9 +24,11 @@ from privops.core.ticks import Tick, TickKind
 from privops.core.timelimits import alert_due
 from privops.core.vocab import FINAL_TASK_STATES as FINAL
 from privops.core.vocab import RequestType, System, TaskAction
-from privops.core.workflow import pending_followups
+from privops.core.workflow import expires_on, pending_followups
 
 _SYSTEMS = tuple(System)
+EXPIRY_LIMIT = 500
+"""Finished requests' expiries handed out per sweep, at most."""
 _ACTIONS = tuple(TaskAction)
 
 
@@ -59,9 +63,14 @@ class _Unobserved:
 
 class Schedule:
     def __init__(
-        self, thresholds: tuple[int, ...], observer: ScheduleObserver | None = None
+        self,
+        thresholds: tuple[int, ...],
+        observer: ScheduleObserver | None = None,
+        *,
+        record_days: int = DEFAULT_REQUEST_RECORD_DAYS,
     ) -> None:
         self.thresholds = thresholds
+        self.record_days = record_days
         self.observer: ScheduleObserver = observer or _Unobserved()
         self.generation = 0
         self._reset()
@@ -92,6 +101,12 @@ class Schedule:
         # Whose request it is, while a timer may still fire for it: a tick is keyed by
         # the subject id so it reaches the partition (and the worker) that owns the request.
         self._subjects: dict[str, str] = {}
+        # Finished requests by the UK day (ordinal) their record is deleted, and those
+        # days as a heap: a list entry per request (its id; the tick's key is looked up
+        # in the request index), not a tuple each. An entry is looked at again when it
+        # comes due (the request may have changed since), so a stale one costs one tick.
+        self._expiring: dict[int, list[str]] = {}
+        self._expiry_days: list[int] = []
 
     def track(self, rec: RequestRecord) -> None:
         """Index a request's current timers and counts after it changed."""
@@ -139,6 +154,19 @@ class Schedule:
         self._track_promise(rec)
         self._track_open(rec)
         self._track_pending(rec)
+        if not rec.open and not followups:
+            expiry = expires_on(rec, self.record_days)
+            if expiry is not None:
+                self.recheck(rec.request_id, expiry)
+
+    def recheck(self, request_id: str, day: date) -> None:
+        """Look at ``request_id``'s expiry on ``day`` (a legal hold kept it past its day)."""
+        ordinal = day.toordinal()
+        bucket = self._expiring.get(ordinal)
+        if bucket is None:
+            self._expiring[ordinal] = bucket = []
+            heapq.heappush(self._expiry_days, ordinal)
+        bucket.append(request_id)
 
     def _track_pending(self, rec: RequestRecord) -> None:
         old = Counter(self._pending.pop(rec.request_id, ()))
@@ -205,16 +233,26 @@ class Schedule:
         self._reset()
 
     def subject_of(self, request_id: str) -> str | None:
-        """The subject of a tracked request (the key its ticks travel under)."""
+        """The subject of a tracked request (the key its ticks travel under); None for a
+        finished one (its expiry's tick finds it in the request index)."""
         return self._subjects.get(request_id)
 
-    def due(self, now: datetime, today: date, *, overdue_limit: int | None = None) -> list[Tick]:
+    def due(
+        self,
+        now: datetime,
+        today: date,
+        *,
+        overdue_limit: int | None = None,
+        expiry_limit: int = EXPIRY_LIMIT,
+    ) -> list[Tick]:
         """Every tick that is due now; each is handed out once.
 
         ``overdue_limit`` caps the overdue-answer ticks (re-sends and escalations)
         handed out at once, the longest overdue first; the rest stay due for the next
         call. A system that was down for an hour leaves thousands overdue together, and
-        re-sending them all at once would starve the worker's commands."""
+        re-sending them all at once would starve the worker's commands. ``expiry_limit``
+        does the same for finished requests' expiries: on an upgrade, years of them come
+        due at once."""
         ticks: list[Tick] = []
         cutoff = now.timestamp()
         limit = len(self._tasks) if overdue_limit is None else overdue_limit
@@ -239,6 +277,19 @@ class Schedule:
                     due_on=firing.due,
                 )
             )
+        ticks.extend(self._expired(now, today.toordinal(), expiry_limit))
+        return ticks
+
+    def _expired(self, now: datetime, today: int, limit: int) -> list[Tick]:
+        ticks: list[Tick] = []
+        while self._expiry_days and self._expiry_days[0] <= today and len(ticks) < limit:
+            day = self._expiry_days[0]
+            bucket = self._expiring[day]
+            while bucket and len(ticks) < limit:
+                ticks.append(Tick(bucket.pop(), TickKind.record_expired, now))
+            if not bucket:
+                heapq.heappop(self._expiry_days)
+                del self._expiring[day]
         return ticks
 
     def __len__(self) -> int:

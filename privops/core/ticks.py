@@ -23,6 +23,8 @@ class TickKind(StrEnum):
     followup = "followup"
     deadline_approaching = "deadline_approaching"
     deadline_breached = "deadline_breached"
+    # A finished request's kept time ended (its record is deleted: workflow.expires_on).
+    record_expired = "record_expired"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ timing privops.core.retries', the deadline clock privops.core.timelimits'.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final, assert_never
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from privops.core import admission, erasure, retries, shredding, timelimits
 from privops.core import records as r
 from privops.core.amounts import parse_pounds
+from privops.core.clock import UK
 from privops.core.consent import CONSENT_PURPOSES
 from privops.core.datamap import FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
 from privops.core.errors import DomainError
@@ -85,6 +86,8 @@ __all__ = [
     "TaskRecord",
     "answered_before",
     "authenticate",
+    "expires_on",
+    "finished_at",
     "followup_parent",
     "issued_followup",
     "make_task_id",
@@ -865,7 +868,8 @@ def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) ->
 
 
 def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
-    """A timer's finding: an overdue task answer, a deadline stage, a follow-up."""
+    """A timer's finding: an overdue task answer, a deadline stage, a follow-up, the end
+    of a finished request's kept time."""
     if rec is None:
         return Outcome(record=None)
     rec = rec.editable_copy()
@@ -879,6 +883,8 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     elif tick.kind is TickKind.followup:
         if _followups(rec, ctx, out):
             return out  # looked at again: kept, so the next look is scheduled from it
+    elif tick.kind is TickKind.record_expired:
+        return _expired(rec, ctx)
     else:
         assert_never(tick.kind)
     return out if out.out or out.audit else Outcome(record=None)
@@ -1031,3 +1037,53 @@ def review_retention(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
         )
     rec.retention_reviewed_at = ctx.now
     return True
+
+
+# --- how long privops keeps its own record of a request -----------------------------------
+
+
+def finished_at(rec: RequestRecord) -> datetime | None:
+    """When privops' work on ``rec`` ended: it is closed, each follow-up erasure it
+    scheduled was issued (a request of its own from then on), nothing it keeps with no
+    end date is still looked at again (``review_retention``), and its subject's own
+    copies are erased (``shredding.pending``). None while any of that is to come."""
+    if rec.open or pending_followups(rec) or shredding.pending(rec):
+        return None
+    times = [rec.closed_at or rec.created_at, *(f.due_at for f in rec.followups if f.issued)]
+    if rec.retention_reviewed_at is not None:
+        times.append(rec.retention_reviewed_at)
+    return max(times)
+
+
+def expires_on(rec: RequestRecord, days: int) -> date | None:
+    """The UK day from which ``rec``'s record is deleted: ``days`` (the data map's
+    ``request_records.period_days``) after it finished; None while it is not finished."""
+    finished = finished_at(rec)
+    return None if finished is None else finished.astimezone(UK).date() + timedelta(days=days)
+
+
+HELD_RECHECK: Final = timedelta(days=1)
+"""How soon a record kept past its day by a legal hold on its subject is looked at again."""
+
+
+def _expired(rec: RequestRecord, ctx: Context) -> Outcome:
+    """A finished request's kept time ended: its record is deleted (``Outcome.forget``,
+    audited: the audit trail keeps that it existed), unless a legal hold on its subject
+    keeps it, then looked at again a day later. Nothing when its day has not come (the
+    request changed since it was scheduled: its new day is scheduled)."""
+    days = ctx.datamap.request_records.period_days
+    finished = finished_at(rec)
+    due = expires_on(rec, days)
+    if finished is None or due is None or ctx.today < due:
+        return Outcome(record=None)
+    if erasure.active_holds(rec.subject_id, ctx.holds, ctx.now):
+        return Outcome(record=None, recheck_on=ctx.today + HELD_RECHECK)
+    reason = (
+        f"finished {finished.astimezone(UK).date().isoformat()}; kept {days} days "
+        "(data map request_records.period_days)"
+    )
+    step = AuditStep(RECORD_DELETED, before=rec.state.value, reason=reason)
+    return Outcome(record=None, forget=True, audit=[step])
+
+
+RECORD_DELETED: Final = "request_record_deleted"

@@ -140,7 +140,9 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     faust_app.flow_control.resume()
     monkeypatch.setattr(faust.tables.table.Table, "on_key_set", lambda _s, _k, _v: None)
     monkeypatch.setattr(faust.tables.table.Table, "on_key_del", lambda _s, _k: None)
-    schedule = Schedule(collaborators().schedule.thresholds)
+    schedule = Schedule(
+        collaborators().schedule.thresholds, record_days=collaborators().schedule.record_days
+    )
     monkeypatch.setattr(collaborators(), "schedule", schedule)
     for table in faust_app.tables.values():
         table.data.clear()

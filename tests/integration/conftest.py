@@ -36,6 +36,7 @@ LONGEST_FIRST = (
     "test_audit_verify",
     "test_consent_flow",
     "test_forget_check",
+    "test_request_records",
     "test_slice",
     "test_connector_sdk",
 )

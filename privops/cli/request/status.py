@@ -24,7 +24,9 @@ def status(request_id: RequestId, as_json: Json = False) -> None:
     body = worker_json(
         f"/requests/{quote(rid, safe='')}",
         not_found=(
-            f"unknown request {rid} (is the id right? requests appear a moment after submission)"
+            f"unknown request {rid} (is the id right? requests appear a moment after "
+            "submission, and a finished request's record is deleted once the data map's "
+            "request_records.period_days have passed; the audit trail keeps its steps)"
         ),
     )
     if as_json:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
+from privops.core.datamap import DEFAULT_REQUEST_RECORD_DAYS
 from privops.core.sweep import DeadlineIndex
 from privops.core.vocab import RequestState, RequestType, System, TaskAction, TaskState
 from privops.core.workflow import RequestRecord, TaskRecord
@@ -166,7 +167,7 @@ def _schedule_memory(open_requests: int, today: date, say: Say) -> Result:
     say(f"sweep-scale: Schedule memory with {open_requests:,} open erasures (3 tasks each)")
     now = datetime.combine(today, datetime.min.time(), tzinfo=UTC)
     check = now + timedelta(days=30)
-    schedule = Schedule((7, 3, 1))
+    schedule = Schedule((7, 3, 1), record_days=DEFAULT_REQUEST_RECORD_DAYS)
     with _traced() as used:
         for i in range(open_requests):
             schedule.track(_open_erasure(i, today, now, check))
