@@ -445,8 +445,8 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
             return _moving(self)
         days = collaborators().datamap.request_records.period_days
         reason = (
-            "no request has this id here, or it finished more than "
-            f"{days} days ago and its record was deleted (data map request_records)"
+            "no request has this id, or it was finished (closed, nothing left to do for "
+            f"it) and its record deleted {days} days later (data map request_records)"
         )
         answer = {"error": "unknown request", "request_id": request_id, "reason": reason}
         return self.json(answer, status=404)

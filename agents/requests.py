@@ -34,6 +34,7 @@ decided is stored (see ``erase_leftovers``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -69,7 +70,7 @@ from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
 from privops.core.request import Leftovers, Out
 from privops.core.subject_keys import SubjectKey
-from privops.core.ticks import parse_tick
+from privops.core.ticks import TickKind, parse_tick
 from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, workflow_inputs
 from privops.core.vocab import TERMINAL_STATES, TaskAction, TaskState
 from streams import pipeline
@@ -338,7 +339,13 @@ async def on_tick(message: Message, record: r.RequestTick) -> None:
     rec = await load_finished(tick.request_id, cause)
     if rec is None:
         return
-    outcome = wf.on_tick(rec, tick, context(rec.subject_id))
+    ctx = context(rec.subject_id)
+    if tick.kind is TickKind.record_expired:
+        schedule = collaborators().schedule
+        if not schedule.ready:  # what links to it is not known yet: the rebuild finds it due
+            return
+        ctx = dataclasses.replace(ctx, referenced=schedule.referenced(tick.request_id))
+    outcome = wf.on_tick(rec, tick, ctx)
     apply(outcome, rec, tick.request_id, rec.subject_id, "privops", cause)
     if outcome.recheck_on is not None:
         collaborators().schedule.recheck(tick.request_id, outcome.recheck_on)
@@ -383,7 +390,7 @@ def apply(
         _count(before, rec)
     elif outcome.forget:  # its kept time ended (wf.expires_on): the record goes
         _replace(REQUESTS, request_id, None)
-        request_index.remove(request_id)
+        request_index.remove(request_id, if_value=subject_id)
     if outcome.answer is not None:
         output(COMMAND_RESULTS, key or subject_id or request_id, outcome.answer)
     for out in outcome.out:

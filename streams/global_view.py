@@ -88,10 +88,12 @@ class GlobalView:
         person's new identifier, re-imported, missing from the suppression list)."""
         self._change(key, value)
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, *, if_value: str | None = None) -> None:
         """``put``'s opposite: ``key`` is gone here at once, and a tombstone goes on the
-        topic with the agent's next flush (taken back here if that flush is dropped)."""
-        if key in self.data:
+        topic with the agent's next flush (taken back here if that flush is dropped).
+        ``if_value``: only while ``key`` holds that value (a request id another subject
+        took since stays theirs)."""
+        if key in self.data and (if_value is None or self.data[key] == if_value):
             self._change(key, None)
 
     def _change(self, key: str, value: str | None) -> None:

@@ -151,6 +151,10 @@ class Answered(_Model):
     command_id: str
     reason: Reason | None = None
     message: str | None = None
+    # When it was answered (the worker's clock; None: stored by an earlier version). A
+    # finished request's record is kept from its last answer too (workflow.finished_at),
+    # so no command it answered can still be acted on once the record is gone.
+    at: datetime | None = None
 
 
 MAX_REMEMBERED_ANSWERS: Final = 32
@@ -229,12 +233,16 @@ class RequestRecord(_Model):
     def answer_to(self, command_id: str) -> Answered | None:
         return next((a for a in self.answered if a.command_id == command_id), None)
 
-    def remember(self, command_id: str, reason: Reason | None, message: str | None) -> None:
-        """Keep the answer to `command_id` among the last few, for its redelivery."""
+    def remember(
+        self, command_id: str, reason: Reason | None, message: str | None, at: datetime
+    ) -> None:
+        """Keep the answer to `command_id`, given `at`, among the last few, for its
+        redelivery."""
         note = Answered(
             command_id=command_id,
             reason=reason,
             message=message[:MAX_ANSWER_MESSAGE] if message else None,
+            at=at,
         )
         self.answered = [*self.answered, note][-MAX_REMEMBERED_ANSWERS:]
 
@@ -261,6 +269,9 @@ class Context:
     # How far ``now`` is shifted from the wall clock (settings.clock_offset_days: demos,
     # deadline tests); a command's issued_at is the signer's wall clock.
     clock_offset: timedelta = timedelta(0)
+    # An open request of the subject links to the request decided on (a complaint about
+    # it, a follow-up erasure it issued): its record is kept (``workflow.expires_on``).
+    referenced: bool = False
 
 
 @dataclass(frozen=True)

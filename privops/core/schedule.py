@@ -107,6 +107,10 @@ class Schedule:
         # comes due (the request may have changed since), so a stale one costs one tick.
         self._expiring: dict[int, list[str]] = {}
         self._expiry_days: list[int] = []
+        # Open requests linking to another (a complaint about it, a follow-up erasure
+        # and its parent), and how many open ones link to each: a linked record is kept.
+        self._links: dict[str, str] = {}
+        self._linked: Counter[str] = Counter()
 
     def track(self, rec: RequestRecord) -> None:
         """Index a request's current timers and counts after it changed."""
@@ -154,6 +158,7 @@ class Schedule:
         self._track_promise(rec)
         self._track_open(rec)
         self._track_pending(rec)
+        self._track_link(rec)
         if not rec.open and not followups:
             expiry = expires_on(rec, self.record_days)
             if expiry is not None:
@@ -166,7 +171,22 @@ class Schedule:
         if bucket is None:
             self._expiring[ordinal] = bucket = []
             heapq.heappush(self._expiry_days, ordinal)
-        bucket.append(request_id)
+        if request_id not in bucket[-4:]:  # tracked again (an answer to a late command)
+            bucket.append(request_id)
+
+    def referenced(self, request_id: str) -> bool:
+        """Whether an open request links to ``request_id`` (its record is kept)."""
+        return self._linked[request_id] > 0
+
+    def _track_link(self, rec: RequestRecord) -> None:
+        old = self._links.pop(rec.request_id, None)
+        if old is not None:
+            self._linked[old] -= 1
+            if self._linked[old] <= 0:
+                del self._linked[old]
+        if rec.open and rec.linked_request_id:
+            self._links[rec.request_id] = rec.linked_request_id
+            self._linked[rec.linked_request_id] += 1
 
     def _track_pending(self, rec: RequestRecord) -> None:
         old = Counter(self._pending.pop(rec.request_id, ()))

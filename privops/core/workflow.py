@@ -246,7 +246,7 @@ def on_command(
     if outcome.rejected is None:
         outcome.message = _summary(outcome, outcome.message)
     if outcome.record is not None:
-        outcome.record.remember(cmd.command_id, outcome.rejected, outcome.message)
+        outcome.record.remember(cmd.command_id, outcome.rejected, outcome.message, ctx.now)
     state = outcome.record or rec
     outcome.answer = _answer(cmd, state, outcome.rejected, outcome.message, ctx)
     return outcome
@@ -1046,10 +1046,14 @@ def finished_at(rec: RequestRecord) -> datetime | None:
     """When privops' work on ``rec`` ended: it is closed, each follow-up erasure it
     scheduled was issued (a request of its own from then on), nothing it keeps with no
     end date is still looked at again (``review_retention``), and its subject's own
-    copies are erased (``shredding.pending``). None while any of that is to come."""
+    copies are erased (``shredding.pending``); or later, the last command it answered
+    (a command is acted on within ``admission.MAX_COMMAND_AGE`` of its signature, far
+    less than the shortest period kept: a redelivery never finds the record gone and
+    starts the request again). None while any of that is to come."""
     if rec.open or pending_followups(rec) or shredding.pending(rec):
         return None
     times = [rec.closed_at or rec.created_at, *(f.due_at for f in rec.followups if f.issued)]
+    times += [a.at for a in rec.answered if a.at is not None]
     if rec.retention_reviewed_at is not None:
         times.append(rec.retention_reviewed_at)
     return max(times)
@@ -1063,20 +1067,22 @@ def expires_on(rec: RequestRecord, days: int) -> date | None:
 
 
 HELD_RECHECK: Final = timedelta(days=1)
-"""How soon a record kept past its day by a legal hold on its subject is looked at again."""
+"""How soon a record kept past its day (a legal hold on its subject, an open request
+linking to it) is looked at again."""
 
 
 def _expired(rec: RequestRecord, ctx: Context) -> Outcome:
     """A finished request's kept time ended: its record is deleted (``Outcome.forget``,
     audited: the audit trail keeps that it existed), unless a legal hold on its subject
-    keeps it, then looked at again a day later. Nothing when its day has not come (the
-    request changed since it was scheduled: its new day is scheduled)."""
+    keeps it, or an open request links to it (``Context.referenced``: a complaint about
+    it is answered from it), then looked at again a day later. Nothing when its day has
+    not come (the request changed since it was scheduled: its new day is scheduled)."""
     days = ctx.datamap.request_records.period_days
     finished = finished_at(rec)
     due = expires_on(rec, days)
     if finished is None or due is None or ctx.today < due:
         return Outcome(record=None)
-    if erasure.active_holds(rec.subject_id, ctx.holds, ctx.now):
+    if ctx.referenced or erasure.active_holds(rec.subject_id, ctx.holds, ctx.now):
         return Outcome(record=None, recheck_on=ctx.today + HELD_RECHECK)
     reason = (
         f"finished {finished.astimezone(UK).date().isoformat()}; kept {days} days "

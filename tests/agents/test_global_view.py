@@ -89,3 +89,20 @@ async def test_a_put_whose_flush_is_dropped_is_sent_when_its_input_is_replayed(
     sent = [key for topic, key, _ in outbox.views if topic == suppression.topic]
     assert phone_key.encode() in sent
     assert phone_key in suppression
+
+
+def test_a_removal_sends_one_tombstone_and_spares_a_key_that_names_another_value() -> None:
+    """``remove`` (a finished request's record deleted): a tombstone for a key it holds,
+    nothing for one it does not, and, given ``if_value``, nothing for a key that now
+    holds another value (a request id another subject took since; review, session 30)."""
+    view = GlobalView("privops.internal.request-index")
+    view._set("R-1", "S-1")
+    view._set("R-2", "S-2")
+    before = len(state._out)
+    view.remove("R-1", if_value="S-1")
+    view.remove("R-2", if_value="S-9")
+    view.remove("R-3")
+    assert (view.get("R-1"), view.get("R-2")) == (None, "S-2")
+    assert not view.has_value("S-1")
+    assert state._out[before:] == [(view.topic, b"R-1", None)]
+    state._out[before:] = []  # never flushed: this view is no table's

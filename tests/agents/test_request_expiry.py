@@ -171,3 +171,47 @@ async def test_an_erased_subjects_record_is_deleted_not_written_back_scrubbed(
     sent = await driver.send(ticks[0], topic=REQUEST_TICKS, key=SUBJECT.encode())
     assert [a.action for a in audited(sent)] == ["request_record_deleted"]
     assert requests.data.get("R-exp-4") is None
+
+
+async def test_an_open_request_linking_to_the_record_keeps_it(
+    driver: Driver, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A complaint about a request is answered from that request's record: while the
+    complaint is open, the record is kept past its day (review, session 30)."""
+    await _finished(driver, "R-exp-5")
+    complaint = submit("C-exp-5", RequestType.complaint, linked_request_id="R-exp-5")
+    assert answers(await driver.send(complaint))[0].request_state is RequestState.in_progress
+
+    ticks = await _sweep(outbox, monkeypatch, DAYS)
+    assert _expiries(ticks) == ["R-exp-5"]
+    sent = await driver.send(ticks[0], topic=REQUEST_TICKS, key=SUBJECT.encode())
+    assert audited(sent) == []
+    assert requests.data.get("R-exp-5") is not None
+    assert _expiries(await _sweep(outbox, monkeypatch, DAYS + 1)) == ["R-exp-5"]  # again
+
+
+async def test_a_record_is_kept_its_days_from_the_last_command_it_answered(
+    driver: Driver, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command a record answered (here a duplicate submission, rejected) is answered
+    the same on redelivery only while the record is there: it is kept its days from that
+    answer too, so a redelivery never finds it gone and starts the request again (review,
+    session 30)."""
+    await _finished(driver, "R-exp-6")
+    await _sweep(outbox, monkeypatch, DAYS - 3)  # the worker's clock three days before
+    duplicate = submit(
+        "R-exp-6", RequestType.consent_withdrawal, withdrawn_purpose=Purpose.profiling
+    )
+    first = answers(await driver.send(duplicate))[0]
+    assert isinstance(first, r.CommandRejected)
+    assert first.reason == "duplicate"
+
+    stale = await _sweep(outbox, monkeypatch, DAYS)  # the day it had before that answer
+    assert _expiries(stale) == ["R-exp-6"]
+    assert audited(await driver.send(stale[0], topic=REQUEST_TICKS, key=SUBJECT.encode())) == []
+    assert requests.data.get("R-exp-6") is not None
+    assert _expiries(await _sweep(outbox, monkeypatch, 2 * DAYS - 4)) == []
+    assert _expiries(await _sweep(outbox, monkeypatch, 2 * DAYS - 3)) == ["R-exp-6"]
+    again = answers(await driver.send(duplicate))[0]  # redelivered meanwhile: the same
+    assert isinstance(again, r.CommandRejected)
+    assert (again.reason, again.message) == (first.reason, first.message)

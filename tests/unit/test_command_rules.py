@@ -285,7 +285,7 @@ def test_rejected_command_is_answered_with_its_reason_and_changes_nothing(
     assert outcome.record is not None
     assert outcome.record.model_copy(update={"answered": rec.answered}) == rec
     assert outcome.record.answered[-1] == Answered(
-        command_id=cmd.command_id, reason=reason, message=outcome.message
+        command_id=cmd.command_id, reason=reason, message=outcome.message, at=NOW
     )
     assert (answer.request_state, answer.due_on) == (rec.state, rec.due_on)
 

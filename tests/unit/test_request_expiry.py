@@ -231,3 +231,32 @@ def test_the_period_comes_from_the_data_map_with_a_floor_and_a_default() -> None
         ConfigError, match=r"request_records\.period_days .*greater than or equal to 90"
     ):
         parse_datamap(_datamap_text("request_records:\n  period_days: 30\n"))
+
+
+def test_the_schedule_knows_which_records_an_open_request_links_to(ctx: wf.Context) -> None:
+    schedule = Schedule((7, 3, 1), record_days=120)
+    complaint = start(RequestType.complaint, ctx, request_id="C-1", linked_request_id="R-1")
+    schedule.track(complaint)
+    assert schedule.referenced("R-1")
+    assert not schedule.referenced("C-1")
+    outcome = wf.on_command(complaint, command(r.RequestAnswered, reason="answered"), ctx)
+    assert outcome.record is not None
+    schedule.track(outcome.record)  # closed: it no longer keeps R-1
+    assert not schedule.referenced("R-1")
+
+
+def test_a_finished_request_tracked_again_and_again_is_handed_out_once(ctx: wf.Context) -> None:
+    schedule = Schedule((7, 3, 1), record_days=120)
+    rec = answered(ctx)
+    for _ in range(5):  # an answer to a late command each time, the same day
+        schedule.track(rec)
+    assert _expiring(schedule, NOW.date() + timedelta(days=120)) == ["R-1"]
+
+
+def test_the_last_command_a_record_answered_moves_its_day(ctx: wf.Context) -> None:
+    rec = answered(ctx)
+    later = at(ctx, NOW + timedelta(days=30))
+    duplicate = wf.on_command(rec, command(r.RequestCancelled, reason="twice"), later)
+    assert duplicate.rejected is not None
+    assert duplicate.record is not None
+    assert wf.finished_at(duplicate.record) == later.now
