@@ -204,7 +204,7 @@ async def on_command(cmd: r.Command, key: str) -> None:
     # A stat of the signers file per command (re-read only when it changed): microseconds,
     # where a thread hop per command queued every command behind the executor.
     trusted = collaborators().signers.refresh()
-    refused = wf.authenticate(cmd, trusted, bare_context())
+    refused = wf.authenticate(cmd, trusted, bare_context(), collaborators().deployment)
     if refused is not None:
         apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
         return
@@ -417,7 +417,8 @@ def _send(out: Out) -> None:
         # A follow-up the worker issues itself: signed as written, so not sealed after
         # (its reason is privops' own words: the systems and categories whose retention
         # ended).
-        output(out.topic, out.key, collaborators().worker_key.sign(record), seal=False)
+        signed = collaborators().worker_key.sign(record, deployment=collaborators().deployment)
+        output(out.topic, out.key, signed, seal=False)
         return
     output(out.topic, out.key, record)
 

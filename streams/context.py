@@ -47,6 +47,10 @@ class Collaborators:
     schedule: Schedule
     worker_key: SigningKey  # the current audit key's: the worker's follow-ups are signed with it
     signers: SignersWatch
+    # The Kafka cluster's id, which every command is signed for (privops.core.signing):
+    # set by the worker's start-up checks (streams.startup.preflight) once the broker
+    # answered; agent tests keep this empty one and sign for it.
+    deployment: str = ""
 
 
 def build(settings: Settings) -> Collaborators:

@@ -22,6 +22,7 @@ from privops.adapters import web_tls
 from privops.adapters.kafka import cluster_id
 from privops.adapters.settings import Settings
 from privops.core.errors import ConfigError, RuntimeUnavailable
+from streams.context import collaborators
 from streams.keystore import load_kek
 
 log = logging.getLogger(__name__)
@@ -175,5 +176,6 @@ def preflight(settings: Settings, data_dir: Path, tables_dir: Path, conf: Any) -
     lock = lock_data_dir(data_dir)
     cluster = asyncio.run(cluster_id(settings.kafka_bootstrap))
     reconcile_cluster(data_dir, tables_dir, cluster)
+    collaborators().deployment = cluster  # what DPO commands must be signed for
     import_agents()
     return lock

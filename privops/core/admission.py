@@ -25,6 +25,7 @@ from typing import Any, Final
 from privops.core import records as r
 from privops.core.errors import DecodeError, WrongTopic
 from privops.core.facts import MAX_CLOCK_SKEW
+from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.pii import REDACT_CHARS, looks_like_pii, redact
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
@@ -93,15 +94,18 @@ UNAUTHENTICATED: Final = "unauthenticated"
 """Who the audit names for a command whose signature proves nothing: not its claimed actor."""
 
 
-def authenticate(cmd: r.Command, signers: Signers) -> str:
-    """The principal whose trusted key signed `cmd`: the actor the audit names.
+def authenticate(cmd: r.Command, signers: Signers, deployment: str) -> str:
+    """The principal whose trusted key signed `cmd` for `deployment` (the Kafka
+    cluster's id): the actor the audit names.
 
     A command naming one actor but signed with another's key is refused rather than
     re-attributed: what was signed says who the signer claimed to be, and quietly
-    auditing someone else would hide a borrowed key file or a misconfigured CLI.
+    auditing someone else would hide a borrowed key file or a misconfigured CLI. The
+    worker's own follow-ups may be signed for no deployment (by a worker older than the
+    binding): the workflow acts on one only as the follow-up its request issued.
     """
     try:
-        signer = signers.verify(cmd)
+        signer = signers.verify(cmd, deployment, unbound_ok=cmd.actor == FOLLOWUP_ACTOR)
     except SignatureInvalid as exc:
         raise Refused(Reason(exc.problem.value), exc.message) from exc
     if signer.owner != cmd.actor:

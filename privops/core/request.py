@@ -60,6 +60,7 @@ class Reason(StrEnum):
     unknown_signer = "unknown_signer"
     revoked_key = "revoked_key"
     bad_signature = "bad_signature"
+    unbound_signature = "unbound_signature"
     signer_mismatch = "signer_mismatch"
     # Where it travelled (DESIGN.md section 4): a command is keyed by its subject's id.
     wrong_key = "wrong_key"

@@ -6,9 +6,12 @@ names the key's owner, so a free-text `actor` can never put words in someone els
 mouth. Everything here is pure (bytes in, bytes out); the key files and the signers file
 are privops.adapters.signing_keys'.
 
-A signature is "<key id>:<base64 signature>" over `canonical_bytes(command)`. The key id
-is a fingerprint of the public key, so the signers file cannot silently map an id to a
-different key.
+A signature is "<key id>:<base64 signature>" over `canonical_bytes(command, deployment)`.
+The key id is a fingerprint of the public key, so the signers file cannot silently map an
+id to a different key. The deployment is the id of the Kafka cluster the command is sent
+to (the CLI asks the broker; the worker learns it at start-up): a command signed for one
+cluster (a staging one, another group company's privops under the same DPO's key) does
+not verify at another, where its subject id may name someone else.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ KEY_ID_LENGTH: Final = 16
 RAW_KEY_LENGTH: Final = 32
 SIGNATURE_LENGTH: Final = 64
 SEPARATOR: Final = ":"
+DEPLOYMENT_FIELD: Final = "@deployment"
 
 
 class SignatureProblem(StrEnum):
@@ -51,6 +55,8 @@ class SignatureProblem(StrEnum):
     unknown_signer = "unknown_signer"
     revoked_key = "revoked_key"
     bad_signature = "bad_signature"
+    # Signed for no deployment (a CLI older than the deployment binding).
+    unbound_signature = "unbound_signature"
 
 
 class SignatureInvalid(PrivopsError):
@@ -60,8 +66,9 @@ class SignatureInvalid(PrivopsError):
         self.message = message
 
 
-def canonical_bytes(command: Command) -> bytes:
-    """The bytes a signature covers: the command's type and every field but the signature.
+def canonical_bytes(command: Command, deployment: str | None = None) -> bytes:
+    """The bytes a signature covers: the command's type, every field but the signature,
+    and the deployment it is signed for (None: none, as before the binding).
 
     The type is included because several commands have the same fields (a signed
     RequestCancelled must not pass as a RequestRefused). Fields at their default are left
@@ -73,6 +80,8 @@ def canonical_bytes(command: Command) -> bytes:
         if isinstance(value, datetime) and name in data:
             data[name] = _utc(value).isoformat()
     data["@type"] = command.fullname()
+    if deployment is not None:
+        data[DEPLOYMENT_FIELD] = deployment
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -160,8 +169,10 @@ class Signers(RootModel[dict[str, SignerKey]]):
             return self
         return Signers({**self.root, kid: entry.model_copy(update={"revoked_at": _utc(at)})})
 
-    def verify(self, command: Command) -> SignerKey:
-        """The key that signed `command`, or SignatureInvalid saying why it proves nothing.
+    def verify(self, command: Command, deployment: str, *, unbound_ok: bool = False) -> SignerKey:
+        """The key that signed `command` for `deployment` (the Kafka cluster's id), or
+        SignatureInvalid saying why it proves nothing. ``unbound_ok``: a signature for no
+        deployment is taken too (the worker's own follow-ups, signed by an older worker).
 
         A revoked key is refused whatever the command's issued_at: the signer sets that,
         so whoever holds a stolen key could backdate it.
@@ -175,14 +186,34 @@ class Signers(RootModel[dict[str, SignerKey]]):
                 SignatureProblem.revoked_key,
                 f"key {kid} was revoked at {entry.revoked_at.isoformat()}",
             )
-        try:
-            entry.verifier().verify(signature, canonical_bytes(command))
-        except (InvalidSignature, ValueError) as exc:
+        verifier = entry.verifier()
+        if _verifies(verifier, signature, command, deployment):
+            return entry
+        if _verifies(verifier, signature, command, None):
+            if unbound_ok:
+                return entry
             raise SignatureInvalid(
-                SignatureProblem.bad_signature,
-                f"the signature of key {kid} does not match the command",
-            ) from exc
-        return entry
+                SignatureProblem.unbound_signature,
+                f"key {kid} signed the command for no deployment (a privops CLI older than "
+                "this worker): sign it again with this version's CLI, which signs for the "
+                "Kafka cluster it sends to",
+            )
+        raise SignatureInvalid(
+            SignatureProblem.bad_signature,
+            f"the signature of key {kid} does not match the command as signed for this "
+            f"deployment (Kafka cluster {deployment}): it was changed on the way, or "
+            "signed for another cluster",
+        )
+
+
+def _verifies(
+    verifier: Ed25519PublicKey, signature: bytes, command: Command, deployment: str | None
+) -> bool:
+    try:
+        verifier.verify(signature, canonical_bytes(command, deployment))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def parse_signature(signature: str | None) -> tuple[str, bytes]:
@@ -261,8 +292,9 @@ class SigningKey:
             created_at=_utc(created_at),
         )
 
-    def sign(self, command: C) -> C:
-        """`command` with its signature field set (any previous one replaced)."""
-        signature = self.private.sign(canonical_bytes(command))
+    def sign(self, command: C, *, deployment: str) -> C:
+        """`command` signed for `deployment` (the id of the Kafka cluster it goes to), its
+        signature field set (any previous one replaced)."""
+        signature = self.private.sign(canonical_bytes(command, deployment))
         text = f"{self.key_id}{SEPARATOR}{base64.b64encode(signature).decode()}"
         return command.model_copy(update={SIGNATURE_FIELD: text})

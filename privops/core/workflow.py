@@ -112,8 +112,9 @@ follow-up erasure a request on the partition issued (``issued_followup``)."""
 # --- commands -----------------------------------------------------------------------------
 
 
-def authenticate(cmd: r.Command, signers: Signers, ctx: Context) -> Outcome | None:
-    """The rejection of a command whose signature does not prove its actor, else None.
+def authenticate(cmd: r.Command, signers: Signers, ctx: Context, deployment: str) -> Outcome | None:
+    """The rejection of a command whose signature does not prove its actor for
+    ``deployment`` (the Kafka cluster's id), else None.
 
     Runs before anything else, the request not even loaded: an unproven command is
     answered and audited, and nothing else (not even the memory of its answer, so a
@@ -121,7 +122,7 @@ def authenticate(cmd: r.Command, signers: Signers, ctx: Context) -> Outcome | No
     Once it passes, the command's actor is the signing key's owner.
     """
     try:
-        admission.authenticate(cmd, signers)
+        admission.authenticate(cmd, signers, deployment)
     except Refused as exc:
         return _turned_away(cmd, exc.reason, exc.message, ctx)
     return None

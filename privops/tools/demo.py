@@ -30,7 +30,7 @@ from rich.panel import Panel
 from privops.adapters import runtime, web_tls
 from privops.adapters.acls import DPO
 from privops.adapters.api_auth import api_auth
-from privops.adapters.kafka import client_options, producer, read_all
+from privops.adapters.kafka import client_options, cluster_id, producer, read_all
 from privops.adapters.serde import Serde
 from privops.adapters.settings import REPO_ROOT, Settings
 from privops.adapters.signing_keys import signing_key
@@ -140,8 +140,9 @@ class Demo:
                 self.settings, command.actor, say=lambda m: self.console.print(f"• {m}")
             )
         # Sealed, then signed, as the CLI does (privops.tools.command_sealing).
-        command = self.key.sign(await self.sealed(command))
-        async with producer(client_options(self.settings, default=DPO)) as prod:
+        client = client_options(self.settings, default=DPO)
+        command = self.key.sign(await self.sealed(command), deployment=await cluster_id(client))
+        async with producer(client) as prod:
             await prod.send_and_wait(
                 COMMANDS, self.serde.encode(command), key=command.subject_id.encode()
             )

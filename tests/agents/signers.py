@@ -27,7 +27,8 @@ CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def sign(command: C, key: SigningKey = TEST_KEY) -> C:
-    return key.sign(command)
+    """``command`` signed for the deployment the agents run in (streams.context)."""
+    return key.sign(command, deployment=collaborators().deployment)
 
 
 def signers_file(path: Path, *entries: SignerKey) -> Path:

@@ -10,6 +10,7 @@ key the agent is made to trust (tests.agents.signers), unless a test says otherw
 from __future__ import annotations
 
 import itertools
+from base64 import b64encode
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +26,7 @@ from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.facts import directive_fact
 from privops.core.holds import LegalHold
-from privops.core.signing import SigningKey
+from privops.core.signing import SigningKey, canonical_bytes
 from privops.core.topics import (
     AUDIT,
     COMMAND_RESULTS,
@@ -273,7 +274,27 @@ REJECTIONS: list[Any] = [
         "unknown_request",
         id="release-of-no-active-hold",
     ),
+    pytest.param(
+        _nothing,  # refused before any request is looked up
+        lambda rid: TEST_KEY.sign(
+            r.RequestCancelled(**envelope(rid), reason="withdrawn"), deployment="staging-cluster"
+        ),
+        "bad_signature",
+        id="signed-for-another-cluster",
+    ),
+    pytest.param(
+        _nothing,  # refused before any request is looked up
+        lambda rid: unbound(r.RequestCancelled(**envelope(rid), reason="withdrawn")),
+        "unbound_signature",
+        id="signed-for-no-cluster",
+    ),
 ]
+
+
+def unbound(cmd: r.Command) -> r.Command:
+    """``cmd`` signed as a CLI older than the deployment binding signed it."""
+    raw = TEST_KEY.private.sign(canonical_bytes(cmd))
+    return cmd.model_copy(update={"signature": f"{TEST_KEY.key_id}:{b64encode(raw).decode()}"})
 
 
 @pytest.mark.parametrize(("setup", "make", "reason"), REJECTIONS)

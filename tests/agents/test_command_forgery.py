@@ -127,7 +127,7 @@ def forged_followup(request_id: str = CHILD, **kw: Any) -> r.RequestSubmitted:
         "linked_request_id": request_id.rsplit("-F", 1)[0],
     }
     fields.update(kw)
-    return AUDIT_KEY_HOLDER.sign(r.RequestSubmitted(**fields))
+    return sign(r.RequestSubmitted(**fields), AUDIT_KEY_HOLDER)
 
 
 # --- the worker's own key -------------------------------------------------------------------
@@ -158,14 +158,15 @@ async def test_a_followup_its_request_issued_is_signed_with_the_worker_key_and_a
 
 
 async def _erasure_of_anyone(_driver: Driver) -> r.Command:
-    return AUDIT_KEY_HOLDER.sign(
+    return sign(
         r.RequestSubmitted(
             **envelope("R-forged", actor=wf.SCHEDULER),
             request_type=RequestType.erasure,
             subject_id=SUBJECT,
             received_on=TODAY,
             identity_verified_on=TODAY,
-        )
+        ),
+        AUDIT_KEY_HOLDER,
     )
 
 
@@ -198,20 +199,22 @@ async def _followup_of_another_subject(driver: Driver) -> r.Command:
 
 async def _cancel_a_dpo_request(driver: Driver) -> r.Command:
     await driver.send(submit("R-dpo", identity_verified_on=None))  # awaiting identity
-    return AUDIT_KEY_HOLDER.sign(
-        r.RequestCancelled(**envelope("R-dpo", actor=wf.SCHEDULER), reason="forged")
+    return sign(
+        r.RequestCancelled(**envelope("R-dpo", actor=wf.SCHEDULER), reason="forged"),
+        AUDIT_KEY_HOLDER,
     )
 
 
 async def _legal_hold(_driver: Driver) -> r.Command:
-    return AUDIT_KEY_HOLDER.sign(
+    return sign(
         r.LegalHoldPlaced(
             **envelope("H-forged", actor=wf.SCHEDULER),
             hold_id="H-forged",
             subject_id=SUBJECT,
             categories=[Category.contact],
             reason="forged",
-        )
+        ),
+        AUDIT_KEY_HOLDER,
     )
 
 

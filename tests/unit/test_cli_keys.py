@@ -3,6 +3,7 @@ publishes, and the worker's view of the signers file (re-read when it changes)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -19,12 +20,14 @@ from privops.adapters import signing_keys
 from privops.adapters.settings import Settings, get_settings
 from privops.cli.common import EXIT_BAD_INPUT, EXIT_NOT_FOUND
 from privops.cli.main import app
-from privops.cli.request.publish import signed
+from privops.cli.request import publish as publish_module
+from privops.cli.request.publish import signed_for
+from privops.cli.request.publish import signing_keys as actor_keys
 from privops.core import records as r
 from privops.core.errors import ConfigError
 from privops.core.signing import SigningKey
 from privops.core.vocab import RequestType
-from tests.unit.test_cli_request_waits import FakeBroker, Run, broker, run
+from tests.unit.test_cli_request_waits import FAKE_CLUSTER, FakeBroker, Run, broker, run
 
 __all__ = ["broker"]  # the fake broker fixture, used by the last test
 
@@ -273,12 +276,18 @@ def _erasure(actor: str = "dpo") -> r.RequestSubmitted:
 
 
 def test_the_cli_signs_each_command_with_its_actors_key(
-    home: Home, capsys: pytest.CaptureFixture[str]
+    home: Home, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    commands = signed([_erasure("dpo"), _erasure("jane"), _erasure("dpo")], home.settings())
+    async def cluster_id(_client: object) -> str:
+        return FAKE_CLUSTER  # the id of the cluster the commands go to, asked of it
+
+    monkeypatch.setattr(publish_module, "cluster_id", cluster_id)
+    unsigned = [_erasure("dpo"), _erasure("jane"), _erasure("dpo")]
+    keys = actor_keys(unsigned, home.settings())
+    commands = asyncio.run(signed_for(unsigned, keys, "127.0.0.1:1"))
 
     trusted = signing_keys.read_signers(home.signers)
-    assert [trusted.verify(c).owner for c in commands] == ["dpo", "jane", "dpo"]
+    assert [trusted.verify(c, FAKE_CLUSTER).owner for c in commands] == ["dpo", "jane", "dpo"]
     err = " ".join(capsys.readouterr().err.split())
     assert err.count("created a development signing key") == 2
 
@@ -303,7 +312,7 @@ def test_the_cli_refuses_to_publish_what_it_cannot_sign(
     monkeypatch.setenv("PRIVOPS_PSEUDONYM_KEY", "a-real-pseudonym-key-0123")
     monkeypatch.setenv("PRIVOPS_AUDIT_KEY", "a-real-audit-key-0123456789")
     with pytest.raises(typer.Exit) as exc:
-        signed([_erasure(actor)], home.settings())
+        actor_keys([_erasure(actor)], home.settings())
     assert exc.value.exit_code == EXIT_BAD_INPUT
     assert words in " ".join(capsys.readouterr().err.split())
 
@@ -312,7 +321,7 @@ def test_request_verbs_publish_signed_commands(home: Home, broker: FakeBroker) -
     out = run("erase", "--subject", "C-1", "--verified-now")
     assert out.code == 0, out.flat
     [sent] = broker.sent
-    assert signing_keys.read_signers(home.signers).verify(sent).owner == "dpo"
+    assert signing_keys.read_signers(home.signers).verify(sent, FAKE_CLUSTER).owner == "dpo"
     assert "created a development signing key for 'dpo'" in out.stderr
 
 

@@ -35,6 +35,7 @@ from tests.unit.test_cli_answers import BOOTSTRAP, accepted, rejected
 # --- the verbs, against a fake broker ---------------------------------------------------------
 
 Respond = Callable[[Command], CommandAnswer | None]
+FAKE_CLUSTER = "fake-cluster-id"  # what the fake broker says its cluster's id is
 
 
 @dataclass
@@ -93,6 +94,12 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
     monkeypatch.setattr(publish_module, "Serde", Serde)
     monkeypatch.setattr(publish_module, "producer", producer)
     monkeypatch.setattr(publish_module, "answer_reader", answer_reader)
+
+    async def cluster_id(client: dict[str, Any]) -> str:
+        assert client["bootstrap_servers"] == BOOTSTRAP  # the cluster the commands go to
+        return FAKE_CLUSTER
+
+    monkeypatch.setattr(publish_module, "cluster_id", cluster_id)
 
     def worker_json(path: str, *, not_found: str) -> dict[str, Any]:
         """The worker's /requests/{id}: every REQ-* request is subject C-9's here."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +17,7 @@ from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import load_datamap
 from privops.core.errors import ConfigError
+from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.request import Reason, Refused
 from privops.core.signing import (
     SignatureInvalid,
@@ -33,6 +34,17 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 KEY = SigningKey.derive(b"unit tests", "dpo key")
 OTHER = SigningKey.derive(b"unit tests", "someone else's key")
 SIGNERS = Signers().with_key(KEY.entry("dpo", NOW))
+C = TypeVar("C", bound=r.Command)
+CLUSTER = "k5xKNSBiQy2mZ7Fh0t9yBw"  # the Kafka cluster's id the commands are signed for
+
+
+def sign(key: SigningKey, command: C, deployment: str | None = CLUSTER) -> C:
+    """``command`` signed by ``key`` for ``deployment`` (None: for none, as before)."""
+    if deployment is None:  # the signature an older CLI made
+        raw = key.private.sign(canonical_bytes(command))
+        text = f"{key.key_id}:{base64.b64encode(raw).decode()}"
+        return command.model_copy(update={"signature": text})
+    return key.sign(command, deployment=deployment)
 
 
 def erasure(**kw: Any) -> r.RequestSubmitted:
@@ -77,34 +89,34 @@ def test_canonical_bytes_do_not_depend_on_representation(same: Callable[[], r.Co
 
 def test_naive_times_cannot_be_signed() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        KEY.sign(erasure(issued_at=NOW.replace(tzinfo=None)))
+        sign(KEY, erasure(issued_at=NOW.replace(tzinfo=None)))
 
 
 def test_a_signed_command_verifies_after_an_avro_round_trip() -> None:
     codec = Codec(get_settings().schema_dir)
-    signed = KEY.sign(erasure())
+    signed = sign(KEY, erasure())
     fullname = r.RequestSubmitted.fullname()
     decoded = codec.decode(codec.schema_text(fullname), codec.encode(signed))
     assert isinstance(decoded, r.RequestSubmitted)
-    assert SIGNERS.verify(decoded).owner == "dpo"
+    assert SIGNERS.verify(decoded, CLUSTER).owner == "dpo"
 
 
 # --- verification: one reason per way a signature fails ------------------------------------
 
 
 def _swapped() -> r.Command:
-    cancel = KEY.sign(r.RequestCancelled(command_id="c", request_id="R-1", issued_at=NOW,
+    cancel = sign(KEY, r.RequestCancelled(command_id="c", request_id="R-1", issued_at=NOW,
                                          actor="dpo", reason="dup"))  # fmt: skip
     return r.RequestRefused(**cancel.model_dump())
 
 
 def _other_key_under_trusted_id() -> r.Command:
-    _, signature = (OTHER.sign(erasure()).signature or "").split(":")
+    _, signature = (sign(OTHER, erasure()).signature or "").split(":")
     return erasure(signature=f"{KEY.key_id}:{signature}")
 
 
 def _revoked() -> tuple[Signers, r.Command]:
-    return SIGNERS.revoked(KEY.key_id, NOW), KEY.sign(erasure())
+    return SIGNERS.revoked(KEY.key_id, NOW), sign(KEY, erasure())
 
 
 def _sig(value: str) -> Callable[[], r.Command]:
@@ -123,17 +135,17 @@ FAILURES: list[Any] = [
                  id="too-short"),
     pytest.param(_sig(f"{KEY.key_id}:{GOOD_SIG}"), SignatureProblem.bad_signature,
                  id="zero-signature"),
-    pytest.param(lambda: KEY.sign(erasure()).model_copy(update={"subject_id": "S-2"}),
+    pytest.param(lambda: sign(KEY, erasure()).model_copy(update={"subject_id": "S-2"}),
                  SignatureProblem.bad_signature, id="tampered-field"),
-    pytest.param(lambda: KEY.sign(erasure()).model_copy(update={"issued_at": NOW + timedelta(1)}),
+    pytest.param(lambda: sign(KEY, erasure()).model_copy(update={"issued_at": NOW + timedelta(1)}),
                  SignatureProblem.bad_signature, id="tampered-time"),
-    pytest.param(lambda: KEY.sign(erasure()).model_copy(
+    pytest.param(lambda: sign(KEY, erasure()).model_copy(
         update={"rectification": {"name": "Eve"}}), SignatureProblem.bad_signature,
                  id="tampered-map"),
     pytest.param(_swapped, SignatureProblem.bad_signature, id="other-command-type"),
     pytest.param(_other_key_under_trusted_id, SignatureProblem.bad_signature,
                  id="other-key-under-trusted-id"),
-    pytest.param(lambda: OTHER.sign(erasure()), SignatureProblem.unknown_signer, id="other-key"),
+    pytest.param(lambda: sign(OTHER, erasure()), SignatureProblem.unknown_signer, id="other-key"),
 ]  # fmt: skip
 
 
@@ -142,16 +154,16 @@ def test_verification_fails_with_its_reason(
     make: Callable[[], r.Command], problem: SignatureProblem
 ) -> None:
     with pytest.raises(SignatureInvalid) as exc:
-        SIGNERS.verify(make())
+        SIGNERS.verify(make(), CLUSTER)
     assert exc.value.problem is problem
 
 
 def test_a_revoked_key_is_refused_even_for_commands_it_signed_before() -> None:
     signers, command = _revoked()
-    backdated = KEY.sign(erasure(issued_at=NOW - timedelta(days=30)))
+    backdated = sign(KEY, erasure(issued_at=NOW - timedelta(days=30)))
     for cmd in (command, backdated):
         with pytest.raises(SignatureInvalid) as exc:
-            signers.verify(cmd)
+            signers.verify(cmd, CLUSTER)
         assert exc.value.problem is SignatureProblem.revoked_key
 
 
@@ -163,7 +175,7 @@ def test_revoking_twice_keeps_the_first_time() -> None:
 
 
 def test_parse_signature_returns_key_id_and_bytes() -> None:
-    signed = KEY.sign(erasure())
+    signed = sign(KEY, erasure())
     kid, raw = parse_signature(signed.signature)
     assert (kid, len(raw)) == (KEY.key_id, 64)
 
@@ -179,7 +191,7 @@ def test_derived_keys_are_the_same_for_the_same_secret_and_purpose() -> None:
 def test_private_key_pem_round_trip() -> None:
     again = SigningKey.from_pem(KEY.to_pem(), "test")
     assert again.key_id == KEY.key_id
-    assert SIGNERS.verify(again.sign(erasure())).owner == "dpo"
+    assert SIGNERS.verify(sign(again, erasure()), CLUSTER).owner == "dpo"
 
 
 @pytest.mark.parametrize(
@@ -233,19 +245,19 @@ def test_a_bad_signers_file_is_a_config_error_naming_it(raw: bytes) -> None:
     ("command", "reason"),
     [
         (erasure(), Reason.unsigned),
-        (OTHER.sign(erasure()), Reason.unknown_signer),
-        (KEY.sign(erasure()).model_copy(update={"reason": "x"}), Reason.bad_signature),
-        (KEY.sign(erasure(actor="auditor")), Reason.signer_mismatch),
+        (sign(OTHER, erasure()), Reason.unknown_signer),
+        (sign(KEY, erasure()).model_copy(update={"reason": "x"}), Reason.bad_signature),
+        (sign(KEY, erasure(actor="auditor")), Reason.signer_mismatch),
     ],
 )
 def test_authenticate_refuses_with_the_reason(command: r.Command, reason: Reason) -> None:
     with pytest.raises(Refused) as exc:
-        admission.authenticate(command, SIGNERS)
+        admission.authenticate(command, SIGNERS, CLUSTER)
     assert exc.value.reason is reason
 
 
 def test_authenticate_returns_the_keys_owner() -> None:
-    assert admission.authenticate(KEY.sign(erasure()), SIGNERS) == "dpo"
+    assert admission.authenticate(sign(KEY, erasure()), SIGNERS, CLUSTER) == "dpo"
 
 
 def test_signature_problems_are_rejection_reasons() -> None:
@@ -270,7 +282,7 @@ def ctx() -> wf.Context:
 def test_workflow_rejects_an_unsigned_command_with_an_answer_and_nothing_else(
     command: r.Command, ctx: wf.Context
 ) -> None:
-    outcome = wf.authenticate(command, SIGNERS, ctx)
+    outcome = wf.authenticate(command, SIGNERS, ctx, CLUSTER)
     assert outcome is not None
     assert (outcome.record, outcome.out, outcome.rejected) == (None, [], Reason.unsigned)
     assert isinstance(outcome.answer, r.CommandRejected)
@@ -281,4 +293,45 @@ def test_workflow_rejects_an_unsigned_command_with_an_answer_and_nothing_else(
 
 
 def test_workflow_lets_a_signed_command_through(ctx: wf.Context) -> None:
-    assert wf.authenticate(KEY.sign(erasure()), SIGNERS, ctx) is None
+    assert wf.authenticate(sign(KEY, erasure()), SIGNERS, ctx, CLUSTER) is None
+
+
+# --- the deployment a command is signed for ---------------------------------------------
+
+
+def test_canonical_bytes_name_the_deployment_when_given() -> None:
+    bound = canonical_bytes(erasure(), CLUSTER)
+    assert b'"@deployment":"k5xKNSBiQy2mZ7Fh0t9yBw"' in bound
+    assert canonical_bytes(erasure(), "another") != bound != canonical_bytes(erasure())
+
+
+def test_a_command_signed_for_another_cluster_is_refused_naming_this_one() -> None:
+    """A command signed for a staging cluster, or for another group company's privops
+    under the same DPO's key, names a subject id that may be someone else here."""
+    elsewhere = sign(KEY, erasure(), "staging-cluster-id")
+    with pytest.raises(SignatureInvalid) as exc:
+        SIGNERS.verify(elsewhere, CLUSTER)
+    assert exc.value.problem is SignatureProblem.bad_signature
+    assert f"signed for this deployment (Kafka cluster {CLUSTER})" in exc.value.message
+    assert SIGNERS.verify(elsewhere, "staging-cluster-id").owner == "dpo"
+
+
+def test_a_command_signed_for_no_deployment_is_refused_saying_to_sign_it_again() -> None:
+    unbound = sign(KEY, erasure(), None)
+    with pytest.raises(Refused) as exc:
+        admission.authenticate(unbound, SIGNERS, CLUSTER)
+    assert exc.value.reason is Reason.unbound_signature
+    assert "older than this worker" in exc.value.message
+
+
+def test_the_workers_own_follow_up_signed_for_no_deployment_is_taken() -> None:
+    """A follow-up erasure an older worker signed just before the upgrade must not be
+    lost; the workflow acts on one only as the follow-up its request issued."""
+    worker = SigningKey.derive(b"unit tests", "worker key")
+    signers = SIGNERS.with_key(worker.entry(FOLLOWUP_ACTOR, NOW))
+    followup = sign(worker, erasure(actor=FOLLOWUP_ACTOR), None)
+    assert admission.authenticate(followup, signers, CLUSTER) == FOLLOWUP_ACTOR
+    elsewhere = sign(worker, erasure(actor=FOLLOWUP_ACTOR), "another")
+    with pytest.raises(Refused) as exc:
+        admission.authenticate(elsewhere, signers, CLUSTER)
+    assert exc.value.reason is Reason.bad_signature

@@ -38,7 +38,10 @@ REASONS: dict[str, str] = {
     "unsigned": "the command carries no signature (privops keys generate)",
     "unknown_signer": "the worker does not trust the signing key (is it in its signers file?)",
     "revoked_key": "the signing key was revoked",
-    "bad_signature": "the signature does not match the command",
+    "bad_signature": "the signature does not match the command as signed for the worker's "
+    "Kafka cluster (changed on the way, or signed for another cluster)",
+    "unbound_signature": "it was signed by an older privops CLI, for no Kafka cluster: "
+    "upgrade the CLI to the worker's version and run the command again",
     "signer_mismatch": "the signing key belongs to someone other than the command's actor",
     "wrong_key": "the command was not keyed by its subject's id (use `privops request`)",
 }

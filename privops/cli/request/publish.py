@@ -5,8 +5,9 @@ A command id is new per invocation, so a retried CLI call is a new command the w
 answers on its own; the request id is what ties a request's commands together, and the
 command id is what ties a command to its answer on `privacy.command-results`.
 
-Every command is signed with its actor's key just before it goes out (DESIGN.md section
-8; privops.adapters.signing_keys says where keys live): the worker rejects anything else.
+Every command is signed with its actor's key just before it goes out, for the Kafka
+cluster it goes to (DESIGN.md section 8; privops.adapters.signing_keys says where keys
+live; privops.core.signing why the cluster): the worker rejects anything else.
 
 Every command is keyed by its subject's id (DESIGN.md section 4: a request lives on its
 subject's partition). A follow-up names only its request, so its subject is asked of
@@ -26,7 +27,7 @@ import typer
 from rich.markup import escape
 
 from privops.adapters.acls import DPO
-from privops.adapters.kafka import client_options, producer
+from privops.adapters.kafka import Client, client_options, cluster_id, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.adapters.signing_keys import signing_key
@@ -103,14 +104,23 @@ def waiting(wait: float, no_wait: bool) -> float | None:
     return wait
 
 
-def signed(commands: Sequence[Command], cfg: Settings) -> list[Command]:
-    """Each command signed with its actor's key; exit 2 if an actor has none (outside dev)
-    or is not a principal name, before anything is sent."""
+def signing_keys(commands: Sequence[Command], cfg: Settings) -> dict[str, SigningKey]:
+    """Each command's actor's key; exit 2 if an actor has none (outside dev) or is not a
+    principal name, before anything is sent."""
     keys: dict[str, SigningKey] = {}
     with handled():
         for actor in dict.fromkeys(c.actor for c in commands):
             keys[actor] = signing_key(cfg, actor, say=_tell)
-    return [keys[c.actor].sign(c) for c in commands]
+    return keys
+
+
+async def signed_for(
+    commands: Sequence[Command], keys: dict[str, SigningKey], client: Client
+) -> list[Command]:
+    """Each command signed with its actor's key for the Kafka cluster ``client`` reaches
+    (its id, asked of the broker): a worker on another cluster refuses it."""
+    deployment = await cluster_id(client)
+    return [keys[c.actor].sign(c, deployment=deployment) for c in commands]
 
 
 def _tell(message: str) -> None:
@@ -154,8 +164,9 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
     """
     cfg = settings()
     whose = [addressed(c) for c in commands]
+    signers = signing_keys(commands, cfg)
     # Sealed, then signed: the signature covers the ciphertext the worker checks it on.
-    commands = signed(sealed_commands(commands, whose), cfg)
+    commands = sealed_commands(commands, whose)
     keys = [w.subject_id.encode() for w in whose]
     serde = Serde.for_settings(cfg)
     quiet_kafka_logs()
@@ -169,7 +180,8 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
                 )
             async with producer(client_options(cfg, default=DPO)) as prod:
                 await asyncio.to_thread(serde.register_all)
-                for command, key in zip(commands, keys, strict=True):
+                signed = await signed_for(commands, signers, client_options(cfg, default=DPO))
+                for command, key in zip(signed, keys, strict=True):
                     await prod.send_and_wait(COMMANDS, value=serde.encode(command), key=key)
             if reader is None or wait is None:
                 return {}

@@ -33,6 +33,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from privops.adapters.kafka import cluster_id
 from privops.adapters.signing_keys import signing_key
 from privops.core.records import Erase, RequestSubmitted
 from privops.core.signing import SigningKey
@@ -97,8 +98,9 @@ async def _ping_round_trips(bootstrap: str, count: int, rate: float) -> tuple[li
 ACTOR = "bench"
 
 
-def _erasure(subject_id: str, key: SigningKey) -> RequestSubmitted:
-    """A signed erasure: the worker checks the signature before it does anything else."""
+def _erasure(subject_id: str, key: SigningKey, deployment: str) -> RequestSubmitted:
+    """A signed erasure: the worker checks the signature (for its cluster, ``deployment``)
+    before it does anything else."""
     today = datetime.now(UTC).date()
     return key.sign(
         RequestSubmitted(
@@ -110,7 +112,8 @@ def _erasure(subject_id: str, key: SigningKey) -> RequestSubmitted:
             subject_id=subject_id,
             received_on=today,
             identity_verified_on=today,
-        )
+        ),
+        deployment=deployment,
     )
 
 
@@ -213,6 +216,7 @@ async def _command_latencies(
     """
     # The bench's home is its own, fresh: its key is made there whatever PRIVOPS_ENV says.
     key = signing_key(rt.settings, ACTOR, say=rt.say, create=True)
+    deployment = await cluster_id(rt.bootstrap)
     async with round_trip_clients(rt.bootstrap, TASK_TOPICS) as (consumer, prod):
         sent: dict[str, float] = {}
         # First arrival per task id: a re-send after the SLA (the bench's systems never
@@ -235,7 +239,7 @@ async def _command_latencies(
         for index, (sid, due) in enumerate(zip(subjects, schedule, strict=True)):
             if index == warm:  # the measured window starts
                 cpu_started = worker.cpu().total
-            cmd = _erasure(sid, key)
+            cmd = _erasure(sid, key, deployment)
             value = rt.serde.encode(cmd)
             await _sleep_until(started + due)
             sent[cmd.request_id] = time.perf_counter()
