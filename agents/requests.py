@@ -205,7 +205,7 @@ async def on_command(cmd: r.Command, key: str) -> None:
     # where a thread hop per command queued every command behind the executor.
     trusted = collaborators().signers.refresh()
     refused = wf.authenticate(cmd, trusted, bare_context(), collaborators().deployment)
-    if refused is not None:
+    if refused is not None and not _answered_unbound(cmd, refused):
         apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
         return
     actor = audited_actor(cmd.actor)
@@ -265,6 +265,17 @@ async def on_command(cmd: r.Command, key: str) -> None:
     apply(outcome, rec, cmd.request_id, subject_id, actor, cmd.command_id, key)
     _remember(answered, cmd, outcome, ctx)
     await settle(outcome.record or rec, cmd.command_id)
+
+
+def _answered_unbound(cmd: r.Command, refused: wf.Outcome) -> bool:
+    """Whether ``cmd``, authentic but signed for no cluster (a CLI older than the
+    binding), is one this partition answered before: an older worker accepted it, and it
+    is redelivered after the upgrade. It gets that answer again (``wf.on_command``), not
+    a rejection telling the DPO to sign again what was done (review, session 30)."""
+    if refused.rejected is not wf.Reason.unbound_signature:
+        return False
+    answered = state.get(COMMAND_ANSWERS, _answers_key())
+    return wf.answered_before(load(cmd.request_id), answered, cmd.command_id)
 
 
 def _answers_key() -> str:
@@ -417,7 +428,10 @@ def _send(out: Out) -> None:
         # A follow-up the worker issues itself: signed as written, so not sealed after
         # (its reason is privops' own words: the systems and categories whose retention
         # ended).
-        signed = collaborators().worker_key.sign(record, deployment=collaborators().deployment)
+        # Signed for no cluster: whichever worker reads it (an older one mid-upgrade, one
+        # on a cluster migrated to a new id) takes it, and acts on it only as the very
+        # follow-up its parent issued (wf.issued_followup), which no other cluster has.
+        signed = collaborators().worker_key.sign(record, deployment=None)
         output(out.topic, out.key, signed, seal=False)
         return
     output(out.topic, out.key, record)

@@ -150,7 +150,12 @@ async def cluster_id(client: Client) -> str:
         raise unreachable(options, exc) from exc
     finally:
         await admin.close()
-    return str(described.get("cluster_id") or "")
+    found = str(described.get("cluster_id") or "")
+    if not found:  # every command is signed for it (privops.core.signing)
+        raise PrivopsError(
+            f"the broker at {options.get('bootstrap_servers')} reported no cluster id"
+        )
+    return found
 
 
 def producer_options(bootstrap: str) -> dict[str, Any]:

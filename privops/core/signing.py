@@ -11,7 +11,9 @@ The key id is a fingerprint of the public key, so the signers file cannot silent
 id to a different key. The deployment is the id of the Kafka cluster the command is sent
 to (the CLI asks the broker; the worker learns it at start-up): a command signed for one
 cluster (a staging one, another group company's privops under the same DPO's key) does
-not verify at another, where its subject id may name someone else.
+not verify at another, where its subject id may name someone else. The worker signs its
+own follow-up erasures for no cluster (``deployment=None``): any worker takes them, and
+acts on one only as the follow-up its request issued (``workflow.issued_followup``).
 """
 
 from __future__ import annotations
@@ -292,9 +294,12 @@ class SigningKey:
             created_at=_utc(created_at),
         )
 
-    def sign(self, command: C, *, deployment: str) -> C:
-        """`command` signed for `deployment` (the id of the Kafka cluster it goes to), its
-        signature field set (any previous one replaced)."""
+    def sign(self, command: C, *, deployment: str | None) -> C:
+        """`command` signed for `deployment` (the id of the Kafka cluster it goes to; None:
+        for none, as the worker signs its own follow-ups), its signature field set (any
+        previous one replaced)."""
+        if deployment == "":
+            raise ValueError("no Kafka cluster id to sign the command for")
         signature = self.private.sign(canonical_bytes(command, deployment))
         text = f"{self.key_id}{SEPARATOR}{base64.b64encode(signature).decode()}"
         return command.model_copy(update={SIGNATURE_FIELD: text})

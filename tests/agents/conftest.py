@@ -57,6 +57,9 @@ finally:
             os.environ[_name] = _value
 
 
+AGENT_TESTS_CLUSTER = "agent-tests-cluster-id"
+"""The Kafka cluster id the agents run under (Collaborators.deployment, set per test)."""
+
 R = TypeVar("R", bound=Record)
 
 
@@ -144,6 +147,9 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         collaborators().schedule.thresholds, record_days=collaborators().schedule.record_days
     )
     monkeypatch.setattr(collaborators(), "schedule", schedule)
+    # The cluster the worker would have learnt at start-up: commands are signed for it
+    # (tests.agents.signers), so a path that verifies or signs without it fails here.
+    monkeypatch.setattr(collaborators(), "deployment", AGENT_TESTS_CLUSTER)
     for table in faust_app.tables.values():
         table.data.clear()
     for view in streams_tables.GLOBAL_VIEWS:

@@ -620,3 +620,21 @@ async def test_record_on_the_wrong_topic_is_dead_lettered_and_audited(
     assert answers(sent) == []
     assert [a.action for a in audited(sent)] == ["dead_lettered"]
     assert requests.data.get("R-wt") is None
+
+
+async def test_an_answered_command_redelivered_with_an_older_clis_signature_gets_its_answer(
+    driver: Driver,
+) -> None:
+    """An older worker accepted a command an older CLI signed for no cluster; after the
+    upgrade it is redelivered (its offset was not committed yet). It was done: the new
+    worker answers it the same, not "sign it again" (review, session 30)."""
+    submitted = submit("R-unbound")
+    first = await driver.send(submitted)  # here as the record of its first answer
+    [accepted] = answers(first)
+    assert isinstance(accepted, r.CommandAccepted)
+
+    again = await driver.send(unbound(submitted.model_copy(update={"signature": None})))
+    [answer] = answers(again)
+    assert isinstance(answer, r.CommandAccepted)
+    assert effects(again) == []
+    assert audited(again) == []

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agents.requests import workflow
 from privops.adapters.serde import Serde
@@ -29,7 +30,7 @@ from privops.core import shredding
 from privops.core import workflow as wf
 from privops.core.holds import LegalHold
 from privops.core.request import stable_id
-from privops.core.signing import SigningKey
+from privops.core.signing import SigningKey, canonical_bytes, parse_signature
 from privops.core.ticks import Tick, TickKind
 from privops.core.topics import COMMANDS, REQUEST_TICKS
 from privops.core.vocab import Category, RequestState, RequestType, System
@@ -142,6 +143,12 @@ async def test_a_followup_its_request_issued_is_signed_with_the_worker_key_and_a
     followup = await issue_followup(driver)
     assert (followup.request_id, followup.linked_request_id) == (CHILD, PARENT)
     assert (followup.signature or "").startswith(f"{collaborators().worker_key.key_id}:")
+
+    # Signed for no cluster (review, session 30): a worker of another version or on a
+    # cluster migrated to a new id takes it too; a refused one would be lost for good.
+    _, raw = parse_signature(followup.signature)
+    worker = Ed25519PublicKey.from_public_bytes(collaborators().worker_key.public_raw)
+    worker.verify(raw, canonical_bytes(followup))
 
     first = await driver.send(followup)
     [accepted] = answers(first)

@@ -39,7 +39,8 @@ REASONS: dict[str, str] = {
     "unknown_signer": "the worker does not trust the signing key (is it in its signers file?)",
     "revoked_key": "the signing key was revoked",
     "bad_signature": "the signature does not match the command as signed for the worker's "
-    "Kafka cluster (changed on the way, or signed for another cluster)",
+    "Kafka cluster (changed on the way, signed for another cluster, or the worker is older "
+    "than this CLI: upgrade it)",
     "unbound_signature": "it was signed by an older privops CLI, for no Kafka cluster: "
     "upgrade the CLI to the worker's version and run the command again",
     "signer_mismatch": "the signing key belongs to someone other than the command's actor",
