@@ -35,6 +35,7 @@ from privops.adapters.acls import Api, may_call, system_of
 from privops.connectors.encryption import key_json
 from privops.core import consent as rules
 from privops.core import deadlines
+from privops.core import workflow as wf
 from privops.core.errors import RuntimeUnavailable
 from privops.core.fieldcrypt import MAIN_SCOPE, check_subject_id, seal_fields, sealable
 from privops.core.request import RequestRecord
@@ -509,6 +510,11 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "followups": [f.model_dump(mode="json") for f in rec.followups],
         "manifest": rec.manifest,
         "history": [h.model_dump(mode="json") for h in rec.history],
+        # From this day the record is deleted (None while the request is not finished;
+        # a legal hold or an open request linking to it keeps it longer).
+        "record_kept_until": _iso(
+            wf.expires_on(rec, collaborators().datamap.request_records.period_days)
+        ),
     }
 
 

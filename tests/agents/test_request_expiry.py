@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from agents import timers
+from agents.http import request_json
 from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.facts import directive_fact
+from privops.core.request import RequestRecord
 from privops.core.topics import REQUEST_INDEX, REQUEST_TICKS
 from privops.core.vocab import Category, Purpose, RequestState, RequestType
 from streams.context import collaborators
@@ -88,6 +90,12 @@ async def test_a_finished_request_is_deleted_once_its_days_have_passed(
 ) -> None:
     await _finished(driver, "R-exp-1")
     await driver.send(submit("R-exp-open", RequestType.access))  # open: never expires
+    # What the DPO sees (`privops request status`): the day the record goes.
+    finished = RequestRecord.model_validate(requests.data["R-exp-1"])
+    kept_until = collaborators().clock.today() + timedelta(days=DAYS)
+    assert request_json(finished)["record_kept_until"] == kept_until.isoformat()
+    still_open = RequestRecord.model_validate(requests.data["R-exp-open"])
+    assert request_json(still_open)["record_kept_until"] is None
 
     assert _expiries(await _sweep(outbox, monkeypatch, DAYS - 1)) == []
     ticks = await _sweep(outbox, monkeypatch, DAYS)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
 from privops.adapters.settings import Settings
 from privops.core import records as r
+from privops.core.clock import UK
 from privops.core.datamap import load_datamap
 from privops.core.topics import AUDIT
 from privops.core.vocab import Purpose, System
@@ -59,6 +61,8 @@ def test_a_finished_request_is_deleted_after_its_days_and_the_cli_says_why(
         request_id = told.stdout.splitlines()[0].strip()
         status, body = http_json(f"{worker.url}/requests/{request_id}")
         assert (status, body.get("state")) == (200, "completed")
+        kept_until = datetime.now(UK).date() + timedelta(days=DAYS)
+        assert body["record_kept_until"] == kept_until.isoformat()
     finally:
         worker.stop()
 

@@ -85,6 +85,7 @@ def _summary(body: dict[str, Any]) -> Table:
         ("days left", _days_left(body.get("days_left"))),
         ("paused days", cell(body.get("paused_days"), "0")),
         ("extension", _extension(body)),
+        ("record kept until", cell(body.get("record_kept_until"), "not finished yet")),
     ):
         summary.add_row(label, value)
     return summary
