@@ -427,10 +427,9 @@ def _send(out: Out) -> None:
     if out.topic == COMMANDS and isinstance(record, r.Command):
         # A follow-up the worker issues itself: signed as written, so not sealed after
         # (its reason is privops' own words: the systems and categories whose retention
-        # ended).
-        # Signed for no cluster: whichever worker reads it (an older one mid-upgrade, one
-        # on a cluster migrated to a new id) takes it, and acts on it only as the very
-        # follow-up its parent issued (wf.issued_followup), which no other cluster has.
+        # ended); and signed for no cluster, so whichever worker reads it (an older one
+        # mid-upgrade, one on a cluster migrated to a new id) takes it, and acts on it
+        # only as the very follow-up its parent issued (wf.issued_followup).
         signed = collaborators().worker_key.sign(record, deployment=None)
         output(out.topic, out.key, signed, seal=False)
         return

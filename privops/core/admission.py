@@ -101,8 +101,9 @@ def authenticate(cmd: r.Command, signers: Signers, deployment: str) -> str:
     A command naming one actor but signed with another's key is refused rather than
     re-attributed: what was signed says who the signer claimed to be, and quietly
     auditing someone else would hide a borrowed key file or a misconfigured CLI. The
-    worker's own follow-ups may be signed for no deployment (by a worker older than the
-    binding): the workflow acts on one only as the follow-up its request issued.
+    worker's own follow-ups are signed for no deployment (any worker, of any version, on
+    any cluster id, takes them): the workflow acts on one only as the follow-up its
+    request issued.
     """
     try:
         signer = signers.verify(cmd, deployment, unbound_ok=cmd.actor == FOLLOWUP_ACTOR)

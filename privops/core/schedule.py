@@ -27,9 +27,9 @@ from privops.core.vocab import RequestType, System, TaskAction
 from privops.core.workflow import expires_on, pending_followups
 
 _SYSTEMS = tuple(System)
+_ACTIONS = tuple(TaskAction)
 EXPIRY_LIMIT = 500
 """Finished requests' expiries handed out per sweep, at most."""
-_ACTIONS = tuple(TaskAction)
 
 
 class ScheduleObserver(Protocol):

@@ -174,7 +174,7 @@ class Signers(RootModel[dict[str, SignerKey]]):
     def verify(self, command: Command, deployment: str, *, unbound_ok: bool = False) -> SignerKey:
         """The key that signed `command` for `deployment` (the Kafka cluster's id), or
         SignatureInvalid saying why it proves nothing. ``unbound_ok``: a signature for no
-        deployment is taken too (the worker's own follow-ups, signed by an older worker).
+        deployment is taken too (the worker's own follow-ups, which it signs for none).
 
         A revoked key is refused whatever the command's issued_at: the signer sets that,
         so whoever holds a stolen key could backdate it.

@@ -1064,7 +1064,11 @@ def expires_on(rec: RequestRecord, days: int) -> date | None:
     """The UK day from which ``rec``'s record is deleted: ``days`` (the data map's
     ``request_records.period_days``) after it finished; None while it is not finished."""
     finished = finished_at(rec)
-    return None if finished is None else finished.astimezone(UK).date() + timedelta(days=days)
+    return None if finished is None else _expiry_day(finished, days)
+
+
+def _expiry_day(finished: datetime, days: int) -> date:
+    return finished.astimezone(UK).date() + timedelta(days=days)
 
 
 HELD_RECHECK: Final = timedelta(days=1)
@@ -1080,8 +1084,7 @@ def _expired(rec: RequestRecord, ctx: Context) -> Outcome:
     not come (the request changed since it was scheduled: its new day is scheduled)."""
     days = ctx.datamap.request_records.period_days
     finished = finished_at(rec)
-    due = expires_on(rec, days)
-    if finished is None or due is None or ctx.today < due:
+    if finished is None or ctx.today < _expiry_day(finished, days):
         return Outcome(record=None)
     if ctx.referenced or erasure.active_holds(rec.subject_id, ctx.holds, ctx.now):
         return Outcome(record=None, recheck_on=ctx.today + HELD_RECHECK)

@@ -216,7 +216,9 @@ async def _command_latencies(
     """
     # The bench's home is its own, fresh: its key is made there whatever PRIVOPS_ENV says.
     key = signing_key(rt.settings, ACTOR, say=rt.say, create=True)
-    deployment = await cluster_id(rt.bootstrap)
+    # The bench's own broker takes PLAINTEXT clients (a bare address would be taken as
+    # this process's configured principal's, whose credentials the bench does not have).
+    deployment = await cluster_id({"bootstrap_servers": rt.bootstrap})
     async with round_trip_clients(rt.bootstrap, TASK_TOPICS) as (consumer, prod):
         sent: dict[str, float] = {}
         # First arrival per task id: a re-send after the SLA (the bench's systems never
