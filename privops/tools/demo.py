@@ -76,6 +76,7 @@ class Demo:
     serde: Serde | None = None
     clock: Clock = field(default_factory=Clock)
     key: SigningKey | None = None
+    cluster: str | None = None  # the Kafka cluster's id, which commands are signed for
 
     @property
     def root(self) -> Path:
@@ -141,7 +142,9 @@ class Demo:
             )
         # Sealed, then signed, as the CLI does (privops.tools.command_sealing).
         client = client_options(self.settings, default=DPO)
-        command = self.key.sign(await self.sealed(command), deployment=await cluster_id(client))
+        if self.cluster is None:
+            self.cluster = await cluster_id(client)
+        command = self.key.sign(await self.sealed(command), deployment=self.cluster)
         async with producer(client) as prod:
             await prod.send_and_wait(
                 COMMANDS, self.serde.encode(command), key=command.subject_id.encode()

@@ -10,7 +10,6 @@ key the agent is made to trust (tests.agents.signers), unless a test says otherw
 from __future__ import annotations
 
 import itertools
-from base64 import b64encode
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,7 +25,7 @@ from privops.core import consent as rules
 from privops.core import records as r
 from privops.core.facts import directive_fact
 from privops.core.holds import LegalHold
-from privops.core.signing import SigningKey, canonical_bytes
+from privops.core.signing import SigningKey
 from privops.core.topics import (
     AUDIT,
     COMMAND_RESULTS,
@@ -293,8 +292,7 @@ REJECTIONS: list[Any] = [
 
 def unbound(cmd: r.Command) -> r.Command:
     """``cmd`` signed as a CLI older than the deployment binding signed it."""
-    raw = TEST_KEY.private.sign(canonical_bytes(cmd))
-    return cmd.model_copy(update={"signature": f"{TEST_KEY.key_id}:{b64encode(raw).decode()}"})
+    return TEST_KEY.sign(cmd, deployment=None)
 
 
 @pytest.mark.parametrize(("setup", "make", "reason"), REJECTIONS)

@@ -39,11 +39,8 @@ CLUSTER = "k5xKNSBiQy2mZ7Fh0t9yBw"  # the Kafka cluster's id the commands are si
 
 
 def sign(key: SigningKey, command: C, deployment: str | None = CLUSTER) -> C:
-    """``command`` signed by ``key`` for ``deployment`` (None: for none, as before)."""
-    if deployment is None:  # the signature an older CLI made
-        raw = key.private.sign(canonical_bytes(command))
-        text = f"{key.key_id}:{base64.b64encode(raw).decode()}"
-        return command.model_copy(update={"signature": text})
+    """``command`` signed by ``key`` for ``deployment`` (None: for none, as an older CLI
+    signed)."""
     return key.sign(command, deployment=deployment)
 
 
