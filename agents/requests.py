@@ -146,6 +146,7 @@ def context(subject_id: str) -> wf.Context:
         identity=identity,
         known_subject=identity is not None or current is not None,
         restricted=bool(current and current.restricted),
+        consent=current,
         facts=state.get(FACTS, subject_id) or SubjectFacts(),
         holds=tuple(holds or ()),
         complaint_ack_days=settings.complaint_ack_days,

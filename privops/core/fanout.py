@@ -612,6 +612,7 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             exports,
             ctx.now,
             ctx.facts.disclosures,
+            manifest.OwnRecords(consent=ctx.consent, identity=ctx.identity, facts=ctx.facts),
         )
         notify_subject(
             rec,

@@ -8,6 +8,20 @@ with their safeguard, retention or its criteria, the source where it was not the
 the rights (including complaint to the ICO) and automated decision-making. The copy of
 the data itself is the export files; the manifest only references them.
 
+privops is itself one of the places the subject's data is held, so the manifest has a
+section of its own for it (``privacy_records``, Art. 15(1)): the communication choices
+privops keeps as the authoritative record (each with when, from which system and on what
+basis: the proof of consent of Art. 7(1)), the subject-wide flags (an objection, TPS, a
+restriction, the suppression list, the cookie choice), which systems privops knows the
+subject in and by which kinds of identifier, the facts about accounts and payments that
+decide how long financial records are kept, and how long privops keeps each of its
+records. Identifier values are not listed: they are copies of what each system holds
+(its export has them), and an identity map that joined two people by a shared email
+would otherwise send one person's identifiers to the other (Art. 15(4)). Legal holds and
+open investigations are left out, as the police's disclosures are: telling the subject
+could prejudice what they serve (DPA 2018 Sch. 2 para. 2); the DPO adds them to the
+letter where no exemption applies.
+
 Neither output carries raw PII: the subject appears as the request id and the
 pseudonymous subject ref; the raw subject id stays in the dict for routing only and is
 never printed by `render_manifest_text`.
@@ -16,16 +30,21 @@ never printed by `render_manifest_text`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from privops.core.consent.model import ConsentEntry, FactKind, Marker, SubjectConsent
 from privops.core.datamap import DataMap, PurposeSpec, Recipient
-from privops.core.erasure import Disclosure
+from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.errors import DomainError
+from privops.core.identity import IdentityMap
 from privops.core.records import ExportReference
+from privops.core.topics import AUDIT_RETENTION
 from privops.core.vocab import Category, System
 
-MANIFEST_VERSION: Final = 1
+# 2: the ``privacy_records`` section (what privops itself holds on the subject).
+MANIFEST_VERSION: Final = 2
 ICO_WEBSITE: Final = "www.ico.org.uk"
 
 RIGHTS: Final[tuple[dict[str, str], ...]] = (
@@ -97,6 +116,16 @@ RIGHTS: Final[tuple[dict[str, str], ...]] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class OwnRecords:
+    """What privops itself holds on the subject: their consent state, identity map and
+    the facts that decide retention (each None when privops has none)."""
+
+    consent: SubjectConsent | None = None
+    identity: IdentityMap | None = None
+    facts: SubjectFacts | None = None
+
+
 def build_access_manifest(
     request_id: str,
     subject_id: str,
@@ -106,6 +135,7 @@ def build_access_manifest(
     exports: Iterable[tuple[System, ExportReference]],
     now: datetime,
     disclosures: Iterable[Disclosure] = (),
+    own: OwnRecords = OwnRecords(),
 ) -> dict[str, Any]:
     """The Art. 15 response for one access request, as plain JSON-able data.
 
@@ -115,6 +145,7 @@ def build_access_manifest(
     none); recipients are those receiving a held category, and those the systems report
     actually disclosing the subject's data to (`disclosures`: Art. 15(1)(c), listed in
     `disclosed` with the categories and when, not the recipients' own references).
+    `own` is what privops itself holds (the ``privacy_records`` section).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise DomainError("now must be timezone-aware")
@@ -224,6 +255,7 @@ def build_access_manifest(
         "missing_exports": [
             s.value for s in held_by_system if s not in {system for system, _ in export_list}
         ],
+        "privacy_records": _privacy_records(datamap, own),
         "totals": {
             "systems": len(held_by_system),
             "categories": len(held),
@@ -240,6 +272,7 @@ def render_manifest_text(manifest: Mapping[str, Any]) -> str:
     sections = (
         _text_header,
         _text_categories,
+        _text_privacy_records,
         _text_purposes,
         _text_recipients,
         _text_sources,
@@ -274,6 +307,31 @@ def _text_categories(m: Mapping[str, Any]) -> list[str]:
         retention = cat.get("retention")
         if retention:
             lines.append(f"    kept: {retention['summary']}. {retention['criteria']}")
+    return lines
+
+
+def _text_privacy_records(m: Mapping[str, Any]) -> list[str]:
+    own = m.get("privacy_records")
+    if not own:  # a manifest of version 1, made before the section
+        return []
+    lines = ["", "What our privacy system itself records about you:"]
+    lines += [
+        f"  - {p['purpose']} by {p['channel']}: {p['status'].replace('_', ' ')} "
+        f"(basis: {p['basis'].replace('_', ' ')}; since {p['since'][:10]}, from {p['source']})"
+        for p in own["preferences"]
+    ] or ["  - no choices about our communications"]
+    lines += [f"  - {f['description']} (since {f['since'][:10]})" for f in own["flags"]]
+    if own["known_in"]:
+        known = "; ".join(
+            f"{k['system']} ({', '.join(k['identifier_kinds'])})" for k in own["known_in"]
+        )
+        lines.append(f"  - the systems that know you, and by what: {known}")
+    if facts := own["retention_facts"]:
+        words = [f"{name.replace('_', ' ')} {value}" for name, value in facts.items()]
+        words = [w.removesuffix(" True") for w in words]
+        lines.append(f"  - what decides how long financial records are kept: {'; '.join(words)}")
+    lines.append("  - how long we keep these records:")
+    lines += [f"    {k['record'].replace('_', ' ')}: {k['kept']}" for k in own["kept"]]
     return lines
 
 
@@ -429,3 +487,138 @@ def _recipient_entry(recipient: Recipient, held: list[Category]) -> dict[str, An
 
 def _sources(purposes: list[tuple[str, PurposeSpec]]) -> list[dict[str, str]]:
     return [{"purpose": name, "source": spec.source} for name, spec in purposes if spec.source]
+
+
+# --- privops' own records -----------------------------------------------------------------
+
+FLAG_WORDS: Final[Mapping[FactKind, str]] = {
+    FactKind.objected: "you objected to direct marketing (and profiling for it)",
+    FactKind.opted_back_in: "you opted back in after objecting to direct marketing",
+    FactKind.tps_listed: "your telephone number is on the Telephone Preference Service list",
+    FactKind.tps_unlisted: "your telephone number is not on the Telephone Preference Service list",
+    FactKind.tps_no_objection: (
+        "you told us you do not object to our marketing calls although your number is on "
+        "the Telephone Preference Service list"
+    ),
+    FactKind.number_changed: (
+        "your telephone number changed, so an earlier Telephone Preference Service check, "
+        "or your notice that you do not object to our calls, no longer applies"
+    ),
+    FactKind.restricted: "the use of your data is restricted: we only store it",
+    FactKind.restriction_lifted: "a restriction on the use of your data was lifted",
+    FactKind.suppressed: (
+        "you are on our suppression list, so that we never contact you again after an erasure"
+    ),
+    FactKind.marketing_cookies_refused: "you refused marketing cookies",
+    FactKind.marketing_cookies_accepted: "you accepted marketing cookies",
+}
+"""How the manifest words each subject-wide flag privops keeps (``SubjectConsent``'s
+markers): every kind a marker can hold has its words (a unit test checks)."""
+
+_FLAG_FIELDS: Final = (
+    "objection",
+    "tps",
+    "tps_waiver",
+    "restriction",
+    "suppression",
+    "marketing_cookies",
+)
+
+
+def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
+    consent, identity, facts = own.consent, own.identity, own.facts
+    entries = sorted(
+        consent.entries.values() if consent else (),
+        key=lambda e: (e.purpose.value, e.channel.value),
+    )
+    # One line a fact: a number change is kept on both the TPS screening and the waiver.
+    flags = {
+        (m.kind, m.event_id): m
+        for name in _FLAG_FIELDS
+        if (m := getattr(consent, name, None)) is not None
+    }
+    return {
+        "description": (
+            "Our privacy system's own records about you: the choices you made about our "
+            "communications, which of our systems know you, and how your rights requests "
+            "were handled."
+        ),
+        "preferences": [_preference(e) for e in entries],
+        "flags": [_flag(m) for m in sorted(flags.values(), key=lambda m: m.occurred_at)],
+        "known_in": [
+            {"system": system.value, "identifier_kinds": sorted(ids)}
+            for system, ids in sorted(
+                (identity.systems if identity else {}).items(),
+                key=lambda kv: _system_order(kv[0]),
+            )
+            if ids
+        ],
+        "retention_facts": _retention_facts(facts),
+        "kept": _own_retention(datamap),
+    }
+
+
+def _preference(entry: ConsentEntry) -> dict[str, Any]:
+    return {
+        "purpose": entry.purpose.value,
+        "channel": entry.channel.value,
+        "status": entry.status.value,
+        "basis": entry.basis.value,
+        "since": entry.occurred_at.astimezone(UTC).isoformat(),
+        "source": entry.source.value,
+        "evidence": entry.evidence,
+    }
+
+
+def _flag(marker: Marker) -> dict[str, Any]:
+    return {
+        "flag": marker.kind.value,
+        "description": FLAG_WORDS[marker.kind],
+        "since": marker.occurred_at.astimezone(UTC).isoformat(),
+        "source": marker.source.value,
+    }
+
+
+def _retention_facts(facts: SubjectFacts | None) -> dict[str, Any]:
+    """The facts privops keeps to decide how long financial records are kept (Art.
+    15(1)(d)'s criteria); investigations are left out (the module's docstring says why)."""
+    if facts is None:
+        return {}
+
+    def day(at: datetime | None) -> str | None:
+        return at.astimezone(UTC).date().isoformat() if at else None
+
+    found = {
+        "latest_financial_record": day(facts.latest_financial_record_at),
+        "open_credit_account": facts.open_credit_account or None,
+        "open_debt": facts.open_debt or None,
+        "credit_closed": day(facts.credit_closed_at),
+    }
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def _own_retention(datamap: DataMap) -> list[dict[str, str]]:
+    preferences = datamap.retention.get(Category.marketing_preferences)
+    return [
+        {
+            "record": "preferences",
+            "kept": preferences.criteria
+            if preferences
+            else "Kept until erasure or an upheld objection.",
+        },
+        {
+            "record": "rights_requests",
+            "kept": (
+                f"Each request's record is kept {datamap.request_records.period_days} days "
+                "after the request is finished, then deleted."
+            ),
+            "ground": datamap.request_records.ground,
+        },
+        {
+            "record": "audit_trail",
+            "kept": (
+                f"A record of each step taken on your choices and requests, under a "
+                f"pseudonymous reference, kept {AUDIT_RETENTION.days // 366} years."
+            ),
+        },
+    ]

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from privops.core import erasure
 from privops.core import records as r
+from privops.core.consent.model import SubjectConsent
 from privops.core.datamap import DataMap
 from privops.core.deadlines import DEFAULT_COMPLAINT_ACK_DAYS, Pause
 from privops.core.errors import PrivopsError
@@ -264,6 +265,8 @@ class Context:
     known_subject: bool = True
     # An active restriction on the subject (the consent state's flag): a lift needs one.
     restricted: bool = False
+    # The subject's consent state (an access response lists privops' own records).
+    consent: SubjectConsent | None = None
     facts: erasure.SubjectFacts = field(default_factory=erasure.SubjectFacts)
     holds: tuple[erasure.LegalHold, ...] = ()
     complaint_ack_days: int = DEFAULT_COMPLAINT_ACK_DAYS

@@ -124,9 +124,28 @@ def _copy(manifest: Item) -> str:
     return text
 
 
+def _privacy_records(manifest: Item) -> str:
+    """privops' own records of the subject (manifest version 2 on): their choices, the
+    subject-wide flags and the systems that know them; "-" for an older manifest."""
+    own = manifest.get("privacy_records")
+    if not isinstance(own, Mapping):
+        return "-"
+    lines = [
+        f"{_words(p.get('purpose'))} by {cell(p.get('channel'))}: {_words(p.get('status'))} "
+        f"({_words(p.get('basis'))}, from {cell(p.get('source'))})"
+        for p in own.get("preferences") or []
+    ]
+    lines += [_words(f.get("flag")) for f in own.get("flags") or []]
+    known = ", ".join(cell(k.get("system")) for k in own.get("known_in") or [])
+    if known:
+        lines.append(f"known in {known}")
+    return _listing(lines, "no choices, flags or identifiers")
+
+
 _SECTIONS: tuple[tuple[str, Callable[[Item], str]], ...] = (
     ("Purposes and lawful basis", _each("purposes", _purpose)),
     ("Data held and how long it is kept", _each("categories", _category)),
+    ("privops' own records", _privacy_records),
     ("Recipients", _each("recipients", _recipient)),
     ("Transfers outside the UK/EEA", _each("transfers", _transfer)),
     (

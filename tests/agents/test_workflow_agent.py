@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,20 +18,31 @@ from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import records as r
 from privops.core.clock import Clock
+from privops.core.consent.fold import apply_all
+from privops.core.consent.model import ConsentFact, FactKind
 from privops.core.identity import IdentityMap, merge
 from privops.core.topics import (
     AUDIT,
     COMMAND_RESULTS,
     COMMANDS,
     DEADLETTER,
+    NOTIFICATIONS,
     REQUEST_TICKS,
     task_results_topic,
 )
-from privops.core.vocab import Category, RequestState, RequestType, System
+from privops.core.vocab import (
+    Category,
+    Channel,
+    LawfulBasis,
+    Purpose,
+    RequestState,
+    RequestType,
+    System,
+)
 from streams.batching import Outgoing
 from streams.context import collaborators
 from streams.state import state
-from streams.tables import identities, requests
+from streams.tables import consent, identities, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign, trust
 
@@ -402,3 +414,54 @@ async def test_a_rebuild_whose_store_changes_under_it_starts_again_not_a_crash(
     requests.data["R-moved-9"] = requests.data["R-moved-0"]  # ... and the store changes
     assert await rebuilding is None
     assert await timers.rebuild() == 3
+
+
+async def test_an_access_response_lists_privops_own_records_of_the_subject(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The manifest's ``privacy_records`` come from the subject's consent state and
+    identity map on this partition (the context the workflow builds), not only the
+    systems' exports."""
+    known_subject()
+    fact = ConsentFact(
+        event_id="e-1",
+        occurred_at=NOW - timedelta(days=2),
+        source=System.crm,
+        kind=FactKind.granted,
+        purpose=Purpose.marketing,
+        channel=Channel.sms,
+        basis=LawfulBasis.consent,
+        evidence="signup form",
+    )
+    current, _ = apply_all(None, SUBJECT, [fact])
+    assert current is not None
+    consent.data[SUBJECT] = current.model_dump(mode="json")
+    rid = "R-agent-access"
+    async with workflow.test_context() as agent:
+        await put_on(
+            agent, COMMANDS, SUBJECT.encode(), serde.encode(submitted(rid, RequestType.access))
+        )
+        await wait_for(lambda: len(outbox.on_prefix("privacy.tasks.")) == len(TASKED))
+        for system in TASKED:
+            export = r.ExportReference(
+                location=f"https://exports.allled.example/dsar/{system}/{rid}.json",
+                record_count=1,
+                checksum="sha256:" + "ab" * 32,
+            )
+            answer = r.TaskCompleted(
+                task_id=f"{rid}:{system}:export",
+                request_id=rid,
+                system=system,
+                answered_at=NOW,
+                export=export,
+            )
+            await put_on(agent, task_results_topic(system), SUBJECT.encode(), serde.encode(answer))
+        await wait_for(lambda: bool(outbox.of(NOTIFICATIONS, r.SubjectNotification)))
+
+    (note,) = outbox.of(NOTIFICATIONS, r.SubjectNotification)
+    assert note.kind == "access_response"
+    own = json.loads(note.document or "{}")["privacy_records"]
+    assert [(p["purpose"], p["channel"], p["status"], p["source"]) for p in own["preferences"]] == [
+        ("marketing", "sms", "granted", "crm")
+    ]
+    assert {k["system"] for k in own["known_in"]} == {s.value for s in SYSTEM_IDS}

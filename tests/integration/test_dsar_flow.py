@@ -23,7 +23,7 @@ from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import ALERTS, NOTIFICATIONS
-from privops.core.vocab import System
+from privops.core.vocab import Channel, Purpose, System
 from tests.conftest import port, start_worker
 from tests.integration.helpers import http_json, key_service, produce, read_topic, wait_for
 from tests.integration.test_request_flow import cli, customer_events, simulate, stop
@@ -61,15 +61,36 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
     connectors = simulate(local_runtime, data_dir, customers=4, worker_url=worker.url)
     held = {c.subject_id: [s for s in System if c.in_system(s)] for c in customers}
     try:
+        # The subject of the access request gives consent (privops' own record of it must
+        # reach their response) through a system that reported them.
+        asker = customers[3]
+        source = held[asker.subject_id][0]
+        known = asker.identifiers(source)
+        given = r.ConsentGiven(
+            event_id=f"{asker.subject_id}-consent",
+            occurred_at=asker.since,
+            source=source,
+            subject_id=asker.subject_id,
+            identifiers=r.Identifiers(
+                **{k: known.get(k) for k in ("customer_id", "email", "phone", "system_ref")}
+            ),
+            purpose=Purpose.marketing,
+            channel=Channel.post,
+        )
         produce(
             local_runtime,
-            [e for c in customers for e in customer_events(c, held[c.subject_id])],
+            [e for c in customers for e in customer_events(c, held[c.subject_id])]
+            + [(f"{source.value}.events", asker.subject_id, given)],
         )
         wait_for(
             "subjects to be known",
             lambda: all(
                 http_json(f"{worker.url}/consent/{c.subject_id}")[0] == 200 for c in customers
             ),
+        )
+        wait_for(
+            "the consent to be recorded",
+            lambda: http_json(f"{worker.url}/consent/{asker.subject_id}")[1]["preferences"],
         )
         near = received_for_due_in(2, today).isoformat()
 
@@ -115,7 +136,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             "request",
             "access",
             "--subject",
-            customers[3].subject_id,
+            asker.subject_id,
             "--received",
             near,
             "--verified-now",
@@ -179,6 +200,15 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         text = json.dumps(document).lower()
         for art15 in ("purposes", "recipients", "retention", "ico"):
             assert art15 in text, art15
+        # privops' own records of the subject are in the response: the consent state the
+        # worker answers on /consent, and the systems that reported the subject.
+        own = document["privacy_records"]
+        _, consent = http_json(f"{worker.url}/consent/{asker.subject_id}")
+        assert "marketing:post" in consent["preferences"]
+        assert sorted(f"{p['purpose']}:{p['channel']}" for p in own["preferences"]) == sorted(
+            consent["preferences"]
+        )
+        assert {k["system"] for k in own["known_in"]} == {s.value for s in held[asker.subject_id]}
         assert notes[0].exports
         for ref in notes[0].exports:
             # Locations are under each system's declared export root (issue 13.7).

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from privops.core.consent.fold import apply_all
+from privops.core.consent.model import ConsentFact, FactKind
 from privops.core.datamap import DataMap, load_datamap
+from privops.core.erasure import SubjectFacts
 from privops.core.errors import DomainError
-from privops.core.manifest import ICO_WEBSITE, build_access_manifest, render_manifest_text
+from privops.core.identity import merge
+from privops.core.manifest import (
+    FLAG_WORDS,
+    ICO_WEBSITE,
+    OwnRecords,
+    build_access_manifest,
+    render_manifest_text,
+)
 from privops.core.records import ExportReference
-from privops.core.vocab import Category, System
+from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 
 REAL = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -167,6 +178,115 @@ def test_text_is_a_letter_without_the_subject_id(full: dict[str, object]) -> Non
 
 
 def test_json_serialisable(full: dict[str, object]) -> None:
-    import json
-
     assert json.loads(json.dumps(full)) == full
+
+
+# --- what privops itself holds -----------------------------------------------------------
+
+
+def consent_fact(kind: FactKind, at: datetime, event: str, **fields: object) -> ConsentFact:
+    return ConsentFact(
+        event_id=event,
+        occurred_at=at,
+        source=System.crm,
+        kind=kind,
+        evidence=f"form {event}",
+        **fields,
+    )
+
+
+@pytest.fixture(scope="module")
+def own() -> OwnRecords:
+    at = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    facts = [
+        consent_fact(FactKind.granted, at, "e1", purpose=Purpose.marketing,
+                     channel=Channel.email, basis=LawfulBasis.consent),
+        consent_fact(FactKind.tps_listed, at.replace(month=7), "e2"),
+        consent_fact(FactKind.restricted, at.replace(month=8), "e3"),
+    ]  # fmt: skip
+    consent, _ = apply_all(None, SUBJECT, facts)
+    identity = merge(None, SUBJECT, System.orders, {"customer_id": "C-1", "email": SUBJECT}, at)
+    identity = merge(identity, SUBJECT, System.telephony, {"phone": "+447700900123"}, at)
+    money = SubjectFacts(latest_financial_record_at=at, open_debt=True, balance_at=at)
+    return OwnRecords(consent=consent, identity=identity, facts=money)
+
+
+def test_privops_own_records_are_listed(dm: DataMap, own: OwnRecords) -> None:
+    m = build_access_manifest("REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=own)
+    records = m["privacy_records"]
+    assert m["manifest_version"] == 2
+    assert records["preferences"] == [
+        {
+            "purpose": "marketing",
+            "channel": "email",
+            "status": "granted",
+            "basis": "consent",
+            "since": "2025-06-01T12:00:00+00:00",
+            "source": "crm",
+            "evidence": "form e1",
+        }
+    ]
+    assert [(f["flag"], f["since"][:10]) for f in records["flags"]] == [
+        ("tps_listed", "2025-07-01"),
+        ("restricted", "2025-08-01"),
+    ]
+    assert records["known_in"] == [
+        {"system": "orders", "identifier_kinds": ["customer_id", "email"]},
+        {"system": "telephony", "identifier_kinds": ["phone"]},
+    ]
+    assert records["retention_facts"] == {
+        "latest_financial_record": "2025-06-01",
+        "open_debt": True,
+    }
+    kept = {k["record"]: k for k in records["kept"]}
+    assert set(kept) == {"preferences", "rights_requests", "audit_trail"}
+    assert str(dm.request_records.period_days) in kept["rights_requests"]["kept"]
+    assert "erasure" in kept["preferences"]["kept"]
+    assert "10 years" in kept["audit_trail"]["kept"]
+
+
+def test_privops_own_records_never_carry_identifier_values(dm: DataMap, own: OwnRecords) -> None:
+    # The values are the systems' copies, in their exports; an identity map that joined two
+    # people would otherwise send one person's identifiers to the other (Art. 15(4)).
+    m = build_access_manifest("REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=own)
+    shown = json.dumps(m["privacy_records"])
+    for value in ('"C-1"', SUBJECT, "7700900123"):
+        assert value not in shown
+    text = render_manifest_text(m)
+    assert SUBJECT not in text
+    assert "7700900123" not in text
+    assert "marketing by email: granted (basis: consent; since 2025-06-01, from crm)" in text
+    assert "Telephone Preference Service" in text
+    assert "orders (customer_id, email); telephony (phone)" in text
+    assert "latest financial record 2025-06-01; open debt" in text
+
+
+def test_privops_own_records_of_a_subject_it_knows_nothing_of(dm: DataMap) -> None:
+    m = build_access_manifest("REQ-6", "C-0", REF, dm, {}, [], NOW)
+    records = m["privacy_records"]
+    assert (records["preferences"], records["flags"], records["known_in"]) == ([], [], [])
+    assert records["retention_facts"] == {}
+    assert "no choices about our communications" in render_manifest_text(m)
+
+
+def test_every_flag_a_marker_can_hold_has_words() -> None:
+    # Every kind but a per-channel grant or withdrawal ends up on a subject-wide marker.
+    assert set(FLAG_WORDS) == set(FactKind) - {FactKind.granted, FactKind.withdrawn}
+
+
+def test_a_number_change_is_one_flag_not_two(dm: DataMap) -> None:
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    consent, _ = apply_all(
+        None,
+        SUBJECT,
+        [
+            consent_fact(FactKind.tps_listed, at, "e1"),
+            consent_fact(FactKind.tps_no_objection, at.replace(day=2), "e2"),
+            consent_fact(FactKind.number_changed, at.replace(day=3), "e3"),
+        ],
+    )
+    assert consent is not None
+    assert consent.tps
+    assert consent.tps_waiver
+    m = build_access_manifest("REQ-7", SUBJECT, REF, dm, {}, [], NOW, own=OwnRecords(consent))
+    assert [f["flag"] for f in m["privacy_records"]["flags"]] == ["number_changed"]

@@ -94,6 +94,7 @@ def test_art15_sections_read_in_words(manifest: dict[str, Any]) -> None:
     assert list(sections) == [
         "Purposes and lawful basis",
         "Data held and how long it is kept",
+        "privops' own records",
         "Recipients",
         "Transfers outside the UK/EEA",
         "Where data not from the subject came from",
@@ -117,6 +118,27 @@ def test_art15_sections_say_none_rather_than_vanish() -> None:
     assert sections["Recipients"] == "none"
     assert sections["Where data not from the subject came from"] == "all from the subject"
     assert sections["The copy of the data"] == "0 record(s) in 0 file(s)"
+    assert sections["privops' own records"] == "-"  # a manifest from before the section
+
+
+def test_art15_sections_show_privops_own_records(manifest: dict[str, Any]) -> None:
+    assert dict(art15_sections(manifest))["privops' own records"] == (
+        "no choices, flags or identifiers"
+    )
+    own = {
+        "preferences": [
+            {"purpose": "marketing", "channel": "sms", "status": "withdrawn",
+             "basis": "consent", "source": "marketing"},
+        ],
+        "flags": [{"flag": "tps_listed"}],
+        "known_in": [{"system": "crm", "identifier_kinds": ["email"]}],
+    }  # fmt: skip
+    shown = dict(art15_sections({**manifest, "privacy_records": own}))["privops' own records"]
+    assert shown.splitlines() == [
+        "marketing by sms: withdrawn (consent, from marketing)",
+        "tps listed",
+        "known in crm",
+    ]
 
 
 def test_status_shows_an_access_requests_exports_and_response(
