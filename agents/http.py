@@ -1,4 +1,5 @@
-"""HTTP on the worker: /health, /consent/{subject_id}, /requests/{request_id}, and the
+"""HTTP on the worker: /health, /consent/{subject_id}, /requests (the open ones, gathered
+from every worker), /requests/{request_id}, and the
 key service /subject-keys/{subject_id} (POST: the current key, created if none; GET: the
 subject's stored keys), answered with wrapped key records only (streams.keystore).
 
@@ -18,6 +19,7 @@ forwarded question carries the caller's credentials, and the owner checks them a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from datetime import date
@@ -28,13 +30,14 @@ import aiohttp
 from aiokafka.errors import KafkaError
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from yarl import URL
 
 from agents.timers import not_serving
 from privops.adapters import api_auth, metrics, web_tls
 from privops.adapters.acls import Api, may_call, system_of
 from privops.connectors.encryption import key_json
+from privops.core import caseload, deadlines
 from privops.core import consent as rules
-from privops.core import deadlines
 from privops.core import workflow as wf
 from privops.core.errors import RuntimeUnavailable
 from privops.core.fieldcrypt import MAIN_SCOPE, check_subject_id, seal_fields, sealable
@@ -63,6 +66,9 @@ keystore.install(app)
 ROUTED_HEADER = "x-privops-routed"
 ROUTED_TIMEOUT = aiohttp.ClientTimeout(total=15)
 """How long a forwarded question waits for the owner (aiohttp's default is 5 minutes)."""
+GATHER_TIMEOUT = aiohttp.ClientTimeout(total=4)
+"""How long gathering the open requests waits for each worker: less than the CLI waits
+for the answer (5 s), so a worker that hangs is a 503 to retry, not a CLI timeout."""
 log = logging.getLogger(__name__)
 
 
@@ -122,12 +128,17 @@ async def health(self: View, _request: Request) -> Response:
         "problems": problems,
         "open_requests": len(collaborators().schedule),
         # Which subjects this worker owns: the partitions of the co-partitioned topics.
-        "partitions": sorted(keystore.owned_partitions(app.consumer.assignment())),
+        "partitions": owned_partitions(),
         # Which it keeps a warm copy of (standby replicas), to start from if it is
         # given one of them when its owner dies.
         "standby_partitions": standby_partitions(),
     }
     return self.json(body, status=503 if problems else 200)
+
+
+def owned_partitions() -> list[int]:
+    """The subject partitions this worker owns now (its consumer's assignment)."""
+    return sorted(keystore.owned_partitions(app.consumer.assignment()))
 
 
 def standby_partitions() -> list[int]:
@@ -151,9 +162,7 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
         return None
     if request.headers.get(ROUTED_HEADER):  # the sender thought this worker owned it
         return _moving(view)
-    headers = {ROUTED_HEADER: "1"}
-    if credentials := request.headers.get("Authorization"):
-        headers["Authorization"] = credentials  # the owner checks the caller again
+    headers = _forwarded_headers(request)
     # The owner's address with the request's path and query: nothing else of the
     # caller's URL (a Host header with user info made aiohttp refuse the request).
     target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
@@ -423,6 +432,86 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
             for c in Channel
         },
     }
+
+
+@app.page("/requests")
+async def caseload_view(self: View, request: Request) -> Response:
+    """The open requests of every partition (``privops request list``): the worker asked
+    gathers them from every worker of the group, each answering for the partitions it
+    owns from its schedule (no record is read). 503 unless every partition answered:
+    a list missing a partition would hide a request from the DPO."""
+    if denied := await refused(self, request, Api.REQUESTS):
+        return denied
+    try:
+        wanted = caseload.Filter.parse(request.query)
+    except ValueError as exc:
+        return self.json({"error": "bad query", "reason": str(exc)}, status=400)
+    if request.headers.get(ROUTED_HEADER):  # another worker gathers: this one's part
+        mine = _own_caseload(wanted)
+        return _moving(self) if mine is None else self.json(mine)
+    here = (app.conf.canonical_url.host, app.conf.canonical_url.port)
+    others = [URL(host) for host in app.router.table_metadata(requests.name)]
+    parts = [_own_caseload(wanted)]
+    parts += await asyncio.gather(
+        *(_asked(request, owner) for owner in others if (owner.host, owner.port) != here)
+    )
+    if any(part is None for part in parts):
+        return _moving(self)
+    found = [part for part in parts if part is not None]
+    covered = {p for part in found for p in part["partitions"]}
+    if covered != set(range(settings.topic_partitions)):
+        return _moving(self)
+    listed = caseload.merged([part["requests"] for part in found], limit=wanted.limit)
+    return self.json({**listed, "workers": len(found)})
+
+
+def _own_caseload(wanted: caseload.Filter) -> dict[str, Any] | None:
+    """This worker's open requests matching ``wanted``, and the partitions they are of;
+    None while its schedule is being rebuilt (its partitions just moved)."""
+    schedule = collaborators().schedule
+    if not schedule.ready or app.rebalancing:
+        return None
+    today = collaborators().clock.today()
+    return {
+        "partitions": owned_partitions(),
+        "requests": [
+            caseload.entry(found, ref(found.subject_id), today)
+            for found in schedule.open_requests()
+            if wanted.matches(found, today)
+        ],
+    }
+
+
+async def _asked(request: Request, owner: URL) -> dict[str, Any] | None:
+    """``owner``'s part of the caseload, asked with the caller's credentials; None when it
+    cannot answer now (moving partitions, gone, not reachable safely)."""
+    if (why := web_tls.forward_refused(settings, str(owner))) is not None:
+        log.warning("HTTP API: not asking %s for its requests: %s", owner, why)
+        return None
+    target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
+    try:
+        async with app.http_client.get(
+            target,
+            headers=_forwarded_headers(request),
+            timeout=GATHER_TIMEOUT,
+            ssl=_owner_tls() if target.scheme == "https" else True,
+            allow_redirects=False,
+        ) as answer:
+            if answer.status != 200:
+                return None
+            body = await answer.json()
+    except (OSError, SameNode, aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _forwarded_headers(request: Request) -> dict[str, str]:
+    """What a question forwarded to another worker carries: the mark that it was
+    forwarded, and the caller's credentials (the other worker checks them again)."""
+    headers = {ROUTED_HEADER: "1"}
+    if credentials := request.headers.get("Authorization"):
+        headers["Authorization"] = credentials
+    return headers
 
 
 @app.page("/requests/{request_id}")

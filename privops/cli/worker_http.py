@@ -12,7 +12,8 @@ the broker (privops.adapters.api_auth).
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Final
 
 import httpx
 from rich.markup import escape
@@ -30,6 +31,8 @@ from privops.cli.common import (
 )
 
 _WORKER_TIMEOUT = 5.0
+MOVING_RETRY_SECONDS: Final = 10.0
+"""How long a 503 (a partition moving between workers) is retried."""
 
 
 def worker_url(path: str) -> str:
@@ -51,16 +54,28 @@ def worker_request(
     params: dict[str, str] | None = None,
     body: Any = None,
     needed_for: str | None = None,
+    patient: bool = False,
 ) -> httpx.Response:
     """``method`` on the worker's HTTP API, with ``body`` as JSON if given; exit 3 with
-    what to run if it is not answering (and ``needed_for``: why the CLI asked)."""
+    what to run if it is not answering (and ``needed_for``: why the CLI asked).
+    ``patient``: a 503 (a partition moving between workers: the worker answers again
+    within seconds) is asked again for up to ``MOVING_RETRY_SECONDS``."""
     with handled():
         url = worker_url(path)
         auth = api_auth(settings(), default=DPO)
         trust = web_tls.client_context(settings())
+    deadline = time.monotonic() + MOVING_RETRY_SECONDS
+    delay = 0.25
     try:
         with httpx.Client(timeout=_WORKER_TIMEOUT, auth=auth, verify=trust) as client:
-            return client.request(method, url, params=params, json=body)
+            while True:
+                resp = client.request(method, url, params=params, json=body)
+                if not patient or resp.status_code != 503:
+                    return resp
+                if time.monotonic() + delay > deadline:
+                    return resp
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
     except httpx.HTTPError as exc:
         why = f" ({needed_for})" if needed_for else ""
         fail(unreachable(worker_url(""), exc) + why, EXIT_UNAVAILABLE)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
@@ -30,6 +31,23 @@ _SYSTEMS = tuple(System)
 _ACTIONS = tuple(TaskAction)
 EXPIRY_LIMIT = 500
 """Finished requests' expiries handed out per sweep, at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRequest:
+    """One open request as the schedule knows it: the DPO's caseload
+    (``Schedule.open_requests``), without reading its record."""
+
+    request_id: str
+    subject_id: str
+    request_type: str
+    state: str
+    # The date the worker watches: the deadline its alerts are raised against, or the
+    # response an acknowledged complaint was promised; None while no clock runs (identity
+    # not verified yet, a clarification awaited).
+    due_on: date | None
+    # The systems whose answer is still awaited.
+    waiting_on: tuple[str, ...]
 
 
 class ScheduleObserver(Protocol):
@@ -251,6 +269,21 @@ class Schedule:
             self.observer.tasks_pending(system, 0)
         self.generation += 1
         self._reset()
+
+    def open_requests(self) -> list[OpenRequest]:
+        """Every open request of this worker's partitions, from the indexes alone (no
+        record is read). Meaningful once ``ready``."""
+        return [
+            OpenRequest(
+                request_id=rid,
+                subject_id=self._subjects[rid],
+                request_type=request_type,
+                state=state,
+                due_on=self._deadlines.due(rid) or self._promised.get(rid),
+                waiting_on=self._pending.get(rid, ()),
+            )
+            for rid, (request_type, state) in self._open.items()
+        ]
 
     def subject_of(self, request_id: str) -> str | None:
         """The subject of a tracked request (the key its ticks travel under); None for a

@@ -177,6 +177,16 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         )
         manifest = body["manifest"]
         assert manifest is not None
+
+        # The DPO's caseload: the two objections still open, the overdue one first; with
+        # --due-within 0, only it.
+        listed = json.loads(cli("request", "list", "--json", env=worker.env))
+        assert [e["request_id"] for e in listed["requests"]] == [breached, approaching]
+        assert listed["requests"][0]["days_left"] < 0 <= listed["requests"][1]["days_left"]
+        assert listed["requests"][0]["request_type"] == "objection"
+        assert customers[1].subject_id not in json.dumps(listed)
+        overdue = json.loads(cli("request", "list", "--due-within", "0", "--json", env=worker.env))
+        assert [e["request_id"] for e in overdue["requests"]] == [breached]
         notes = [
             c.value
             for c in read_topic(local_runtime, NOTIFICATIONS)

@@ -187,6 +187,26 @@ def test_three_workers_split_the_partitions_and_survive_losing_one(
                     decision(w, c.subject_id) is False for c in customers[ERASED:]
                 ),
             )
+        # Access requests whose identity is not verified yet stay open: the DPO's list
+        # gathers them from both survivors, whichever is asked (each owns some of them).
+        waiting = [
+            cli("request", "access", "--subject", c.subject_id, "-q", env=first.env)
+            for c in customers[ERASED:]
+        ]
+        # Their subjects fall on every partition, so each survivor owns some of them.
+        n = local_runtime.topic_partitions
+        held = {subject_partition(c.subject_id, n) for c in customers[ERASED:]}
+        assert all(held & set(partitions(w)) for w in survivors), held
+        for worker in survivors:
+            listed = wait_for(
+                "the open requests, gathered from both survivors",
+                lambda w=worker: (  # type: ignore[misc]
+                    (answer := http_json(f"{w.url}/requests"))[0] == 200 and answer[1]
+                ),
+            )
+            assert listed["workers"] == 2
+            assert sorted(e["request_id"] for e in listed["requests"]) == sorted(waiting)
+            assert all(e["due_on"] is None for e in listed["requests"])  # no clock yet
         bodies = [request(last, rid) for rid in rids]
         # The key service seals the DPO's text at the subject's owner, whichever worker
         # is asked: the owner gets the body too, and both answer under the one key.

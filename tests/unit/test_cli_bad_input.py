@@ -206,7 +206,7 @@ VERBS = [
         for v in (
             "erase", "restrict", "lift", "rectify", "object", "access", "complain", "verify",
             "fee-received", "clarify", "clarified", "extend", "cancel", "refuse",
-            "decide-objection", "status", "hold",
+            "decide-objection", "status", "list", "hold",
         )
     ],
     ["request", "hold", "place"],

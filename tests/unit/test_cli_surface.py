@@ -68,6 +68,7 @@ SURFACE = [
     f"request refuse: REQUEST_ID --reason --actor --json {WAITS}",
     f"request decide-objection: REQUEST_ID --accept --reason --actor --json {WAITS}",
     "request status: REQUEST_ID --json",
+    "request list: --due-within --type --limit --json",
     f"request hold place: --subject --category --reason --actor --json --quiet {WAITS}",
     f"request hold release: HOLD_ID --subject --actor --json {WAITS}",
     "consent check: SUBJECT --purpose --channel --json",

@@ -4,12 +4,13 @@ Every verb publishes one command (two for a complaint with a linked restriction)
 `privacy.commands`, keyed by the request id, prints the request id as the first line of
 output so a script can capture it, and waits for the worker's answer on
 `privacy.command-results`: exit 0 accepted, 1 rejected, 4 unknown request or subject,
-3 no answer within --wait seconds (`--no-wait` only publishes). `status` asks the worker
-over HTTP.
+3 no answer within --wait seconds (`--no-wait` only publishes). `status` and `list` ask
+the worker over HTTP.
 
 Submission verbs are in `submit`, follow-ups in `follow_up`, legal holds in `holds`,
-status in `status`; publishing and waiting in `publish` (the answer read by `reader`,
-judged by `answers`); the input checks they share are in `privops.cli.common`.
+status in `status`, the open requests in `caseload`; publishing and waiting in `publish`
+(the answer read by `reader`, judged by `answers`); the input checks they share are in
+`privops.cli.common`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import typer
 
 # parse_date and check_id are re-exported: privops.cli.dsar still imports them from here.
 from privops.cli.common import check_id, parse_date
-from privops.cli.request import follow_up, holds, status, submit
+from privops.cli.request import caseload, follow_up, holds, status, submit
 
 __all__ = ["app", "check_id", "parse_date"]
 
@@ -31,4 +32,5 @@ app = typer.Typer(
 )
 for _name, _verb in (*submit.VERBS, *follow_up.VERBS, ("status", status.status)):
     app.command(_name)(_verb)
+app.command("list")(caseload.list_requests)
 app.add_typer(holds.app, name="hold")

@@ -4,7 +4,6 @@ the DPO is told when there is no key to seal under."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
@@ -12,7 +11,12 @@ import httpx
 from rich.markup import escape
 
 from privops.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, err_console, fail
-from privops.cli.worker_http import answer_json, json_or_none, worker_request, worker_url
+from privops.cli.worker_http import (
+    answer_json,
+    json_or_none,
+    worker_request,
+    worker_url,
+)
 from privops.core.records import (
     Command,
     DeadlineExtended,
@@ -31,8 +35,6 @@ from privops.tools.command_sealing import (
     withheld,
 )
 
-RETRY_SECONDS: Final = 10.0
-"""How long a 503 (a partition moving between workers) is retried."""
 SEALING: Final = (
     "the command's text is sealed by the privops worker before it is sent, and nothing was sent"
 )
@@ -93,17 +95,14 @@ def _say_withheld(command: Command, subject: str, *, erased: bool) -> None:
 
 def key_service_seal(subject_id: str, fields: dict[str, str], new_key: bool) -> dict[str, str]:
     """``Seal`` through the worker's key service, asked as the CLI's principal; a 503 is
-    retried for up to ``RETRY_SECONDS``."""
-    deadline = time.monotonic() + RETRY_SECONDS
-    delay = 0.25
-    while True:
-        resp = worker_request(
-            "POST", seal_path(subject_id), body=seal_body(fields, new_key), needed_for=SEALING
-        )
-        if resp.status_code != 503 or time.monotonic() + delay > deadline:
-            break
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
+    asked again for a while (``worker_request``, patient)."""
+    resp = worker_request(
+        "POST",
+        seal_path(subject_id),
+        body=seal_body(fields, new_key),
+        needed_for=SEALING,
+        patient=True,
+    )
     if resp.status_code == 410 or (resp.status_code == 404 and _said_no_key(resp)):
         raise NothingToSealUnder(subject_id, erased=resp.status_code == 410)
     body = answer_json(

@@ -55,7 +55,7 @@ def render_status(body: dict[str, Any]) -> None:
         console.print(art15_table(manifest))
 
 
-def _days_left(days_left: Any) -> str:
+def days_left_cell(days_left: Any) -> str:
     if isinstance(days_left, int) and days_left < 0:
         return f"[bold red]{-days_left} overdue[/]"
     if isinstance(days_left, int) and days_left <= 3:
@@ -82,7 +82,7 @@ def _summary(body: dict[str, Any]) -> Table:
         ("identity verified", cell(body.get("identity_verified_on"), "no")),
         ("clock start", cell(body.get("clock_start"), "not started (identity or fee pending)")),
         ("due", cell(body.get("due_on"))),
-        ("days left", _days_left(body.get("days_left"))),
+        ("days left", days_left_cell(body.get("days_left"))),
         ("paused days", cell(body.get("paused_days"), "0")),
         ("extension", _extension(body)),
         ("record kept until", cell(body.get("record_kept_until"), "not finished yet")),

@@ -1,0 +1,189 @@
+"""The DPO's open requests gathered from every worker (agents.http ``GET /requests``):
+each worker answers for the partitions it owns from its schedule, and the worker asked
+answers only when every partition did, so a moving partition is a 503 to retry, never a
+list that silently misses a request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from agents import http
+from privops.core.request import RequestRecord
+from privops.core.vocab import RequestState, RequestType
+from streams.app import settings
+from streams.context import collaborators
+from streams.tables import requests
+from tests.agents.test_http_routing import Answers, serving
+
+TODAY = datetime.now(UTC).date()
+MINE = list(range(settings.topic_partitions // 2))
+THEIRS = list(range(settings.topic_partitions // 2, settings.topic_partitions))
+THEIR_REQUEST = {
+    "request_id": "R-theirs",
+    "request_type": "access",
+    "state": "awaiting_systems",
+    "subject_ref": "sr_theirs",
+    "due_on": (TODAY + timedelta(days=3)).isoformat(),
+    "days_left": 3,
+    "waiting_on": ["crm"],
+}
+
+
+def stored(rid: str, request_type: RequestType, due: date | None, **fields: Any) -> None:
+    """An open request of this worker's, stored and tracked by its schedule."""
+    rec = RequestRecord(
+        request_id=rid,
+        request_type=request_type,
+        subject_id=f"S-{rid}",
+        actor="dpo",
+        state=fields.pop("state", RequestState.in_progress),
+        received_on=TODAY - timedelta(days=20),
+        due_on=due,
+        created_at=datetime.now(UTC),
+        **fields,
+    )
+    requests.data[rid] = rec.model_dump(mode="json")  # the app fixture untracks it after
+    collaborators().schedule.track(rec)
+
+
+@pytest.fixture
+def worker(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This worker: owns the first half of the partitions, its schedule rebuilt and
+    holding four requests (one closed), callers not checked (not what is tested here)."""
+    monkeypatch.setattr(http, "_authenticator", lambda: None)
+    monkeypatch.setattr(http, "owned_partitions", lambda: MINE)
+    monkeypatch.setattr(app.router, "table_metadata", lambda _table: {})
+    stored("R-late", RequestType.erasure, TODAY - timedelta(days=2))
+    stored("R-later", RequestType.erasure, TODAY + timedelta(days=20))
+    stored("R-unverified", RequestType.access, None, state=RequestState.received)
+    stored("R-done", RequestType.erasure, TODAY, state=RequestState.completed)
+    collaborators().schedule.rebuilt()
+    return app
+
+
+async def listed(query: str = "", **headers: str) -> Any:
+    request = make_mocked_request("GET", f"/requests{query}", headers=headers)
+    return await http.caseload_view.get(Answers(), request)
+
+
+@asynccontextmanager
+async def other_worker(
+    app: Any, monkeypatch: pytest.MonkeyPatch, status: int, body: Any
+) -> AsyncIterator[list[dict[str, str]]]:
+    """A second worker of the group, answering its part; what it was asked is kept."""
+    asked: list[dict[str, str]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        asked.append({**request.headers, "query": request.query_string})
+        return web.json_response(body, status=status)
+
+    async with serving("/requests", answer) as url:
+        here = str(app.conf.canonical_url)
+        metadata = {here: {"x": MINE}, str(url): {"x": THEIRS}}
+        monkeypatch.setattr(app.router, "table_metadata", lambda _table: metadata)
+        session = aiohttp.ClientSession()
+        monkeypatch.setattr(app, "_http_client", session)
+        try:
+            yield asked
+        finally:
+            await session.close()
+
+
+async def test_one_worker_owning_every_partition_lists_its_open_requests_due_first(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "owned_partitions", lambda: MINE + THEIRS)
+    status, body = await listed()
+    assert status == 200
+    assert [e["request_id"] for e in body["requests"]] == ["R-late", "R-later", "R-unverified"]
+    late = body["requests"][0]
+    assert (late["days_left"], late["state"], late["request_type"]) == (
+        -2,
+        "in_progress",
+        "erasure",
+    )
+    assert late["subject_ref"].startswith("sr_")
+    assert "S-R-late" not in str(body)  # the subject id stays out of the list
+    assert body["requests"][2]["due_on"] is None
+    assert (body["total"], body["workers"]) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("?due_within=0", ["R-late"]),
+        ("?due_within=30", ["R-late", "R-later"]),
+        ("?type=access", ["R-unverified"]),
+        ("?limit=1", ["R-late"]),
+    ],
+)
+async def test_the_list_is_filtered(
+    worker: Any, monkeypatch: pytest.MonkeyPatch, query: str, expected: list[str]
+) -> None:
+    monkeypatch.setattr(http, "owned_partitions", lambda: MINE + THEIRS)
+    status, body = await listed(query)
+    assert status == 200
+    assert [e["request_id"] for e in body["requests"]] == expected
+
+
+@pytest.mark.parametrize("query", ["?type=holiday", "?due_within=-1", "?limit=0", "?sort=due"])
+async def test_a_bad_query_is_a_400_saying_what_to_fix(worker: Any, query: str) -> None:
+    status, body = await listed(query)
+    assert status == 400
+    assert body["error"] == "bad query"
+    assert body["reason"]
+
+
+async def test_every_worker_of_the_group_is_asked_with_the_callers_credentials(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theirs = {"partitions": THEIRS, "requests": [THEIR_REQUEST]}
+    async with other_worker(worker, monkeypatch, 200, theirs) as asked:
+        status, body = await listed("?limit=10", Authorization="Basic ZHBvOnNlY3JldA==")
+    assert status == 200
+    assert [e["request_id"] for e in body["requests"]] == [
+        "R-late", "R-theirs", "R-later", "R-unverified",
+    ]  # fmt: skip
+    assert (body["total"], body["workers"]) == (4, 2)
+    (question,) = asked
+    assert question["Authorization"] == "Basic ZHBvOnNlY3JldA=="  # checked again there
+    assert question[http.ROUTED_HEADER] == "1"  # its own part only
+    assert question["query"] == "limit=10"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (503, {"error": "partition moving between workers; retry in a few seconds"}),
+        (200, {"partitions": THEIRS[:-1], "requests": []}),  # a partition nobody answered
+        (200, ["not", "a", "part"]),
+    ],
+)
+async def test_a_list_missing_a_partition_is_a_503_never_a_short_list(
+    worker: Any, monkeypatch: pytest.MonkeyPatch, status: int, body: Any
+) -> None:
+    async with other_worker(worker, monkeypatch, status, body):
+        answered, said = await listed()
+    assert answered == 503
+    assert "retry" in said["error"]
+
+
+async def test_a_worker_whose_schedule_is_being_rebuilt_does_not_answer_its_part(
+    worker: Any,
+) -> None:
+    routed = {http.ROUTED_HEADER: "1"}
+    status, body = await listed(**routed)
+    assert status == 200
+    assert body["partitions"] == MINE
+    assert len(body["requests"]) == 3
+    collaborators().schedule.clear()  # its partitions moved: rebuilt at the next sweep
+    status, _ = await listed(**routed)
+    assert status == 503

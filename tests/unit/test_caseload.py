@@ -1,0 +1,165 @@
+"""The DPO's caseload (privops.core.caseload) and what the schedule knows of each open
+request (``Schedule.open_requests``): no record is read to list them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from privops.core import caseload
+from privops.core.request import RequestRecord, TaskRecord
+from privops.core.schedule import OpenRequest, Schedule
+from privops.core.vocab import RequestState, RequestType, System, TaskAction, TaskState
+
+TODAY = date(2026, 12, 1)
+NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+def record(rid: str, request_type: RequestType, due: date | None, **fields: Any) -> RequestRecord:
+    return RequestRecord(
+        request_id=rid,
+        request_type=request_type,
+        subject_id=f"S-{rid}",
+        actor="dpo",
+        state=fields.pop("state", RequestState.awaiting_systems),
+        received_on=TODAY - timedelta(days=10),
+        due_on=due,
+        created_at=NOW,
+        **fields,
+    )
+
+
+def task(rid: str, system: System, state: TaskState) -> TaskRecord:
+    return TaskRecord(
+        task_id=f"{rid}:{system}:erase",
+        system=system,
+        action=TaskAction.erase,
+        state=state,
+        attempts=1,
+        first_sent_at=NOW,
+        next_check_at=NOW + timedelta(minutes=5),
+    )
+
+
+def test_the_schedule_lists_each_open_request_with_its_clock_and_what_it_waits_on() -> None:
+    schedule = Schedule((7, 3, 1))
+    erasure = record(
+        "R-1",
+        RequestType.erasure,
+        TODAY + timedelta(days=5),
+        tasks={
+            t.task_id: t
+            for t in (
+                task("R-1", System.crm, TaskState.pending),
+                task("R-1", System.orders, TaskState.done),
+                task("R-1", System.web, TaskState.sent),
+            )
+        },
+    )
+    complaint = record(
+        "R-2",
+        RequestType.complaint,
+        TODAY + timedelta(days=20),
+        state=RequestState.in_progress,
+        acknowledged_on=TODAY - timedelta(days=9),
+    )
+    paused = record(
+        "R-3",
+        RequestType.access,
+        TODAY + timedelta(days=9),
+        state=RequestState.paused,
+        clarification_asked_on=TODAY - timedelta(days=1),
+    )
+    closed = record("R-4", RequestType.erasure, TODAY, state=RequestState.completed)
+    for rec in (erasure, complaint, paused, closed):
+        schedule.track(rec)
+    found = {o.request_id: o for o in schedule.open_requests()}
+    assert set(found) == {"R-1", "R-2", "R-3"}
+    assert found["R-1"] == OpenRequest(
+        request_id="R-1",
+        subject_id="S-R-1",
+        request_type="erasure",
+        state="awaiting_systems",
+        due_on=TODAY + timedelta(days=5),
+        waiting_on=("crm", "web"),
+    )
+    # An acknowledged complaint: the response it was promised (no deadline alert fires).
+    assert found["R-2"].due_on == TODAY + timedelta(days=20)
+    # A clarification awaited: the clock is stopped, so no due date is watched.
+    assert found["R-3"].due_on is None
+    schedule.track(erasure.model_copy(update={"state": RequestState.completed}))
+    assert {o.request_id for o in schedule.open_requests()} == {"R-2", "R-3"}
+
+
+def listed(rid: str, kind: str, due: date | None) -> OpenRequest:
+    return OpenRequest(rid, f"S-{rid}", kind, "in_progress", due, ())
+
+
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        ({}, {"late", "today", "soon", "none"}),
+        ({"due_within": "0"}, {"late", "today"}),
+        ({"due_within": "3"}, {"late", "today", "soon"}),
+        ({"type": "access"}, {"soon", "none"}),
+        ({"type": "access", "due_within": "0"}, set()),
+    ],
+)
+def test_the_filter(query: dict[str, str], kept: set[str]) -> None:
+    wanted = caseload.Filter.parse(query)
+    found = [
+        listed("late", "erasure", TODAY - timedelta(days=1)),
+        listed("today", "erasure", TODAY),
+        listed("soon", "access", TODAY + timedelta(days=3)),
+        listed("none", "access", None),
+    ]
+    assert {f.request_id for f in found if wanted.matches(f, TODAY)} == kept
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"type": "holiday"}, "type must be one of erasure"),
+        ({"due_within": "-1"}, "due_within must be a whole number from 0"),
+        ({"due_within": "1e3"}, "due_within must be a whole number"),
+        ({"due_within": "99999"}, "to 3660"),
+        ({"limit": "0"}, "limit must be a whole number from 1 to 10000"),
+        ({"order": "due"}, "unknown parameter(s) order: type, due_within, limit"),
+    ],
+)
+def test_a_bad_query_says_what_to_fix(query: dict[str, str], words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        caseload.Filter.parse(query)
+
+
+def test_an_entry_carries_the_subjects_ref_and_days_left_never_the_subject_id() -> None:
+    found = OpenRequest("R-1", "ann@example.com", "erasure", "in_progress", TODAY, ("crm",))
+    shown = caseload.entry(found, "sr_abc", TODAY + timedelta(days=2))
+    assert shown == {
+        "request_id": "R-1",
+        "request_type": "erasure",
+        "state": "in_progress",
+        "subject_ref": "sr_abc",
+        "due_on": "2026-12-01",
+        "days_left": -2,
+        "waiting_on": ["crm"],
+    }
+    assert "ann@example.com" not in str(shown)
+
+
+def test_the_parts_are_merged_due_first_each_request_once() -> None:
+    def e(rid: str, due: str | None) -> dict[str, Any]:
+        return {"request_id": rid, "due_on": due}
+
+    mine = [e("B", "2026-12-05"), e("N", None), e("A", "2026-11-30")]
+    theirs = [e("C", "2026-12-01"), e("B", "2026-12-05")]  # B twice: a partition moving
+    merged = caseload.merged([mine, theirs], limit=10)
+    assert [x["request_id"] for x in merged["requests"]] == ["A", "C", "B", "N"]
+    assert merged["total"] == 4
+    assert [x["request_id"] for x in caseload.merged([mine, theirs], limit=2)["requests"]] == [
+        "A",
+        "C",
+    ]

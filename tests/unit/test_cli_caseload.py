@@ -1,0 +1,133 @@
+"""`privops request list` against a stand-in worker over real HTTP: what it asks, how it
+shows the answer, and its exit codes. The worker's side (gathering every worker's part)
+is tests/agents/test_caseload.py's; the real thing end to end is
+tests/integration/test_dsar_flow.py's."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from privops.cli import worker_http
+from privops.cli.common import EXIT_BAD_INPUT, EXIT_UNAVAILABLE
+from tests.unit.test_cli_bad_input import env, run, send_json  # noqa: F401
+
+LISTED = {
+    "requests": [
+        {
+            "request_id": "REQ-LATE", "request_type": "erasure", "state": "awaiting_systems",
+            "subject_ref": "sr_aaaa", "due_on": "2026-11-29", "days_left": -2,
+            "waiting_on": ["crm", "telephony"],
+        },
+        {
+            "request_id": "REQ-SOON", "request_type": "access", "state": "in_progress",
+            "subject_ref": "sr_bbbb", "due_on": "2026-12-03", "days_left": 2, "waiting_on": [],
+        },
+        {
+            "request_id": "REQ-NEW", "request_type": "access", "state": "received",
+            "subject_ref": "sr_cccc", "due_on": None, "days_left": None, "waiting_on": [],
+        },
+    ],
+    "total": 5,
+    "workers": 2,
+}  # fmt: skip
+
+
+class StandIn:
+    """Answers each GET with the next scripted answer (the last one again once they run
+    out), and keeps the paths asked."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, Any]] = [(200, LISTED)]
+        self.asked: list[str] = []
+
+
+@pytest.fixture
+def worker(env: Callable[..., None]) -> Iterator[StandIn]:  # noqa: F811
+    stand_in = StandIn()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            stand_in.asked.append(self.path)
+            answers = stand_in.answers
+            status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+            send_json(self, status, json.dumps(body).encode())
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env(web_host="127.0.0.1", web_port=str(server.server_address[1]))
+    yield stand_in
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_open_requests_are_shown_due_first_with_what_they_wait_on(worker: StandIn) -> None:
+    out = run("request", "list")
+    assert out.code == 0, out.output
+    for text in ("Open requests (3 of 5, due first)", "2 overdue", "crm, telephony", "no clock"):
+        assert text in out.flat
+    assert out.flat.index("REQ-LATE") < out.flat.index("REQ-SOON") < out.flat.index("REQ-NEW")
+    assert "2 more: raise --limit or narrow the list" in out.flat
+    assert worker.asked == ["/requests?limit=500"]
+
+
+def test_the_filters_are_asked_of_the_worker(worker: StandIn) -> None:
+    out = run("request", "list", "--due-within", "7", "--type", "access", "--limit", "20")
+    assert out.code == 0, out.output
+    assert worker.asked == ["/requests?limit=20&due_within=7&type=access"]
+
+
+def test_json_is_the_workers_answer(worker: StandIn) -> None:
+    out = run("request", "list", "--json")
+    assert out.code == 0, out.output
+    assert json.loads(out.stdout) == LISTED
+
+
+def test_no_open_requests(worker: StandIn) -> None:
+    worker.answers = [(200, {"requests": [], "total": 0, "workers": 1})]
+    out = run("request", "list")
+    assert out.code == 0, out.output
+    assert out.flat == "no open requests"
+
+
+def test_a_moving_partition_is_asked_again(worker: StandIn) -> None:
+    moving = (503, {"error": "partition moving between workers; retry in a few seconds"})
+    worker.answers = [moving, moving, (200, LISTED)]
+    out = run("request", "list")
+    assert out.code == 0, out.output
+    assert len(worker.asked) == 3
+    assert "REQ-LATE" in out.flat
+
+
+def test_partitions_that_keep_moving_exit_3_never_a_short_list(
+    worker: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_http, "MOVING_RETRY_SECONDS", 0.3)
+    worker.answers = [(503, {"error": "partition moving between workers; retry in a few seconds"})]
+    out = run("request", "list")
+    assert out.code == EXIT_UNAVAILABLE
+    assert "could not answer now" in out.flat
+    assert "REQ-" not in out.output
+
+
+def test_an_older_worker_without_the_list_exits_3_saying_upgrade(worker: StandIn) -> None:
+    worker.answers = [(404, {"error": "not found"})]
+    out = run("request", "list")
+    assert out.code == EXIT_UNAVAILABLE
+    assert "does not list requests" in out.flat
+    assert "upgrade it" in out.flat
+
+
+@pytest.mark.parametrize("args", [["--type", "holiday"], ["--due-within", "-1"], ["--limit", "0"]])
+def test_a_bad_filter_exits_2_before_asking(worker: StandIn, args: list[str]) -> None:
+    out = run("request", "list", *args)
+    assert out.code == EXIT_BAD_INPUT
+    assert worker.asked == []
