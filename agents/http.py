@@ -20,6 +20,7 @@ forwarded question carries the caller's credentials, and the owner checks them a
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 from datetime import date
@@ -34,7 +35,8 @@ from yarl import URL
 
 from agents.timers import not_serving
 from privops.adapters import api_auth, metrics, web_tls
-from privops.adapters.acls import Api, may_call, system_of
+from privops.adapters.acls import WORKER, Api, may_call, system_of
+from privops.adapters.kafka import password_of
 from privops.connectors.encryption import key_json
 from privops.core import caseload, deadlines
 from privops.core import consent as rules
@@ -66,9 +68,15 @@ keystore.install(app)
 ROUTED_HEADER = "x-privops-routed"
 ROUTED_TIMEOUT = aiohttp.ClientTimeout(total=15)
 """How long a forwarded question waits for the owner (aiohttp's default is 5 minutes)."""
-GATHER_TIMEOUT = aiohttp.ClientTimeout(total=4)
-"""How long gathering the open requests waits for each worker: less than the CLI waits
-for the answer (5 s), so a worker that hangs is a 503 to retry, not a CLI timeout."""
+PART_HEADER = "x-privops-part"
+"""Asks a worker for its own part of the open requests (``caseload_view``), not the list."""
+GATHER_SECONDS = 10.0
+"""How long the open requests may take to gather, from the question's arrival (its
+credential check included): less than the CLI waits for the answer
+(privops.cli.request.caseload), so a worker that hangs is a 503 to retry, not a CLI
+timeout."""
+CASELOAD_SLICE = 5_000
+"""Open requests looked at between two yields to the event loop (a few ms)."""
 log = logging.getLogger(__name__)
 
 
@@ -438,71 +446,110 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
 async def caseload_view(self: View, request: Request) -> Response:
     """The open requests of every partition (``privops request list``): the worker asked
     gathers them from every worker of the group, each answering for the partitions it
-    owns from its schedule (no record is read). 503 unless every partition answered:
-    a list missing a partition would hide a request from the DPO."""
+    owns from its schedule (no record is read). 503 unless every partition answered once
+    within ``GATHER_SECONDS``: a list missing a partition would hide a request from the
+    DPO; 502 when another worker answers something else (an error, an older version)."""
+    began = asyncio.get_running_loop().time()
     if denied := await refused(self, request, Api.REQUESTS):
         return denied
     try:
         wanted = caseload.Filter.parse(request.query)
     except ValueError as exc:
         return self.json({"error": "bad query", "reason": str(exc)}, status=400)
-    if request.headers.get(ROUTED_HEADER):  # another worker gathers: this one's part
-        mine = _own_caseload(wanted)
-        return _moving(self) if mine is None else self.json(mine)
+    mine = await _own_part(wanted)
+    if request.headers.get(PART_HEADER):  # another worker gathers: this one's part
+        return _moving(self) if mine is None else self.json(mine.json())
     here = (app.conf.canonical_url.host, app.conf.canonical_url.port)
-    others = [URL(host) for host in app.router.table_metadata(requests.name)]
-    parts = [_own_caseload(wanted)]
-    parts += await asyncio.gather(
-        *(_asked(request, owner) for owner in others if (owner.host, owner.port) != here)
-    )
-    if any(part is None for part in parts):
+    others = [
+        owner
+        for owner in (URL(host) for host in app.router.table_metadata(requests.name))
+        if (owner.host, owner.port) != here
+    ]
+    left = GATHER_SECONDS - (asyncio.get_running_loop().time() - began)
+    try:
+        async with asyncio.timeout(max(left, 0.1)):
+            answers = await asyncio.gather(*(_part_of(owner, request) for owner in others))
+    except TimeoutError:
         return _moving(self)
-    found = [part for part in parts if part is not None]
-    covered = {p for part in found for p in part["partitions"]}
-    if covered != set(range(settings.topic_partitions)):
+    if mine is None or any(a is None for a in answers):
         return _moving(self)
-    listed = caseload.merged([part["requests"] for part in found], limit=wanted.limit)
-    return self.json({**listed, "workers": len(found)})
+    parts = [mine]
+    for owner, answer in zip(others, answers, strict=True):
+        if isinstance(answer, str):
+            reason = f"the worker at {owner} did not give its part: {answer}"
+            return self.json({"error": "bad gateway", "reason": reason}, status=502)
+        assert answer is not None
+        parts.append(answer)
+    listed = caseload.merged(parts, partitions=settings.topic_partitions, limit=wanted.limit)
+    if listed is None:  # a partition answered twice or not at all: moving
+        return _moving(self)
+    return self.json({**listed, "workers": len(parts)})
 
 
-def _own_caseload(wanted: caseload.Filter) -> dict[str, Any] | None:
-    """This worker's open requests matching ``wanted``, and the partitions they are of;
-    None while its schedule is being rebuilt (its partitions just moved)."""
+async def _own_part(wanted: caseload.Filter) -> caseload.Part | None:
+    """This worker's part: its open requests matching ``wanted`` (the first
+    ``wanted.limit``, and how many), and the partitions they are of; None while its
+    schedule is being rebuilt (its partitions just moved). Read a slice at a time, so a
+    worker with a million open requests keeps serving its agents meanwhile."""
     schedule = collaborators().schedule
     if not schedule.ready or app.rebalancing:
         return None
-    today = collaborators().clock.today()
-    return {
-        "partitions": owned_partitions(),
-        "requests": [
-            caseload.entry(found, ref(found.subject_id), today)
-            for found in schedule.open_requests()
-            if wanted.matches(found, today)
-        ],
-    }
+    generation, today = schedule.generation, collaborators().clock.today()
+    partitions = tuple(owned_partitions())
+    ids = schedule.open_request_ids()
+    selection = caseload.Selection(wanted, today)
+    for start in range(0, len(ids), CASELOAD_SLICE):
+        found = (schedule.open_request(rid) for rid in ids[start : start + CASELOAD_SLICE])
+        selection.add(f for f in found if f is not None)  # closed since: gone
+        if start + CASELOAD_SLICE < len(ids):
+            await asyncio.sleep(0)
+            if schedule.generation != generation or app.rebalancing:
+                return None
+    entries = tuple(caseload.entry(f, ref(f.subject_id), today) for f in selection.first())
+    return caseload.Part(partitions, selection.total, entries)
 
 
-async def _asked(request: Request, owner: URL) -> dict[str, Any] | None:
-    """``owner``'s part of the caseload, asked with the caller's credentials; None when it
-    cannot answer now (moving partitions, gone, not reachable safely)."""
+async def _part_of(owner: URL, request: Request) -> caseload.Part | str | None:
+    """``owner``'s part of the list, asked as this worker (the caller was checked here;
+    its password goes no further). None when it cannot answer now (moving partitions,
+    gone): retry; a string saying why when it answers something else."""
     if (why := web_tls.forward_refused(settings, str(owner))) is not None:
         log.warning("HTTP API: not asking %s for its requests: %s", owner, why)
-        return None
-    target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
+        return f"not reachable safely ({why})"
+    # The query was checked (caseload.Filter.parse): only its own parameters go on.
+    target = owner.with_path("/requests").with_query(request.url.query)
     try:
         async with app.http_client.get(
             target,
-            headers=_forwarded_headers(request),
-            timeout=GATHER_TIMEOUT,
+            headers={PART_HEADER: "1", **_own_credentials()},
+            timeout=ROUTED_TIMEOUT,
             ssl=_owner_tls() if target.scheme == "https" else True,
             allow_redirects=False,
         ) as answer:
-            if answer.status != 200:
+            if answer.status == 503:
                 return None
-            body = await answer.json()
-    except (OSError, SameNode, aiohttp.ClientError, TimeoutError, ValueError):
+            if answer.status != 200:
+                return f"{answer.status} {answer.reason}"
+            body = await answer.json(content_type=None)
+    except (OSError, SameNode, aiohttp.ClientError, TimeoutError):
         return None
-    return body if isinstance(body, dict) else None
+    except ValueError:
+        return "an answer that is not JSON"
+    try:
+        return caseload.Part.parse(body)
+    except ValueError as exc:
+        return str(exc)
+
+
+@cache
+def _own_credentials() -> dict[str, str]:
+    """This worker's credentials, for asking another worker its part, as HTTP Basic
+    (none when Kafka is PLAINTEXT: no principal to prove)."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    who = settings.kafka_principal or WORKER
+    pair = f"{who}:{password_of(settings, who)}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
 def _forwarded_headers(request: Request) -> dict[str, str]:

@@ -104,6 +104,7 @@ class AuditAction(StrEnum):
     keys_shredded = "keys_shredded"
     retained_outside_task = "retained_outside_task"
     request_record_deleted = "request_record_deleted"
+    access_withheld = "access_withheld"
 
 
 class EventSource(StrEnum):

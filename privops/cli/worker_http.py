@@ -55,11 +55,13 @@ def worker_request(
     body: Any = None,
     needed_for: str | None = None,
     patient: bool = False,
+    timeout: float = _WORKER_TIMEOUT,
 ) -> httpx.Response:
     """``method`` on the worker's HTTP API, with ``body`` as JSON if given; exit 3 with
     what to run if it is not answering (and ``needed_for``: why the CLI asked).
     ``patient``: a 503 (a partition moving between workers: the worker answers again
-    within seconds) is asked again for up to ``MOVING_RETRY_SECONDS``."""
+    within seconds) is asked again for up to ``MOVING_RETRY_SECONDS``. ``timeout``: how
+    long one answer may take."""
     with handled():
         url = worker_url(path)
         auth = api_auth(settings(), default=DPO)
@@ -67,7 +69,7 @@ def worker_request(
     deadline = time.monotonic() + MOVING_RETRY_SECONDS
     delay = 0.25
     try:
-        with httpx.Client(timeout=_WORKER_TIMEOUT, auth=auth, verify=trust) as client:
+        with httpx.Client(timeout=timeout, auth=auth, verify=trust) as client:
             while True:
                 resp = client.request(method, url, params=params, json=body)
                 if not patient or resp.status_code != 503:
@@ -89,6 +91,11 @@ def unreachable(base: str, exc: httpx.HTTPError) -> str:
             f"the privops worker at {base} presented a certificate this machine does not "
             f"trust ({untrusted}); set PRIVOPS_WEB_CA to the CA that signed it "
             "(`privops local web-cert` prints it for a development certificate)"
+        )
+    if isinstance(exc, httpx.ReadTimeout):
+        return (
+            f"the privops worker at {base} took too long to answer; retry, and if it "
+            "persists check the worker's log and `privops local status`"
         )
     if base.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError):
         return (

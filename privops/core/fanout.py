@@ -614,6 +614,8 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             ctx.facts.disclosures,
             manifest.OwnRecords(consent=ctx.consent, identity=ctx.identity, facts=ctx.facts),
         )
+        if withheld := _withheld(ctx):
+            out.audit.append(AuditStep("access_withheld", after=withheld, reason=WITHHELD))
         notify_subject(
             rec,
             out,
@@ -641,6 +643,23 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         )
     elif (words := _outcome_words(rec)) is not None:
         notify_subject(rec, out, ctx, f"{rec.request_type.value}_outcome", words)
+
+
+WITHHELD: Final = (
+    "not in the Art. 15 response: the DPO reviews whether telling the subject could "
+    "prejudice it (DPA 2018 Sch. 2) and, where not, tells them"
+)
+
+
+def _withheld(ctx: Context) -> str | None:
+    """What an access response leaves out for the DPO to review, if anything: an active
+    legal hold or an open investigation on the subject (privops.core.manifest says why)."""
+    found = []
+    if any(h.active_at(ctx.now) for h in ctx.holds):
+        found.append("legal_hold")
+    if ctx.facts.open_investigation_ids or ctx.facts.unlisted_investigation_open:
+        found.append("investigation")
+    return ",".join(found) or None
 
 
 REDRESS: Final = (

@@ -9,22 +9,25 @@ the rights (including complaint to the ICO) and automated decision-making. The c
 the data itself is the export files; the manifest only references them.
 
 privops is itself one of the places the subject's data is held, so the manifest has a
-section of its own for it (``privacy_records``, Art. 15(1)): the communication choices
-privops keeps as the authoritative record (each with when, from which system and on what
-basis: the proof of consent of Art. 7(1)), the subject-wide flags (an objection, TPS, a
-restriction, the suppression list, the cookie choice), which systems privops knows the
-subject in and by which kinds of identifier, the facts about accounts and payments that
-decide how long financial records are kept, and how long privops keeps each of its
-records. Identifier values are not listed: they are copies of what each system holds
-(its export has them), and an identity map that joined two people by a shared email
-would otherwise send one person's identifiers to the other (Art. 15(4)). Legal holds and
-open investigations are left out, as the police's disclosures are: telling the subject
-could prejudice what they serve (DPA 2018 Sch. 2 para. 2); the DPO adds them to the
-letter where no exemption applies.
+section of its own for it (``privacy_records``, Art. 15(1) and (3)): the communication
+choices privops keeps as the authoritative record (each with when, from which system,
+on what basis and the system's evidence: the proof of consent of Art. 7(1)), the
+subject-wide flags (an objection, TPS, a restriction, the suppression list, the cookie
+choice) with theirs, the identifiers each system knows the subject by and the earlier
+ones privops keeps (the only copy of a value a system has since replaced), the facts
+about accounts and payments that decide how long financial records are kept, and how
+long privops keeps each of these records. Legal holds and investigations are not
+listed: a hold's or an investigation's existence may be what a crime investigation
+needs kept from the subject (DPA 2018 Sch. 2 para. 2), which only the DPO can judge, so
+an access response of a subject under one is audited ``access_withheld`` for the DPO to
+review (``fanout.finish``), and every response says that data may be kept longer while a
+legal claim or an investigation needs it.
 
-Neither output carries raw PII: the subject appears as the request id and the
-pseudonymous subject ref; the raw subject id stays in the dict for routing only and is
-never printed by `render_manifest_text`.
+``render_manifest_text`` carries no raw identifier: the subject appears as the request
+id and the pseudonymous subject ref, and the identifiers by their kind. The JSON, which
+is the subject's copy, carries their identifiers (and the subject id, for routing); it
+is stored and sent sealed under the subject's key (privops.core.sealing), like the rest
+of the request.
 """
 
 from __future__ import annotations
@@ -38,13 +41,19 @@ from privops.core.consent.model import ConsentEntry, FactKind, Marker, SubjectCo
 from privops.core.datamap import DataMap, PurposeSpec, Recipient
 from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.errors import DomainError
-from privops.core.identity import IdentityMap
+from privops.core.identity import MAX_PREVIOUS, Identifier, IdentityMap
 from privops.core.records import ExportReference
-from privops.core.topics import AUDIT_RETENTION
+from privops.core.topics import AUDIT_RETENTION_YEARS
 from privops.core.vocab import Category, System
 
-# 2: the ``privacy_records`` section (what privops itself holds on the subject).
+# 2: the ``privacy_records`` section (what privops itself holds on the subject) and
+# ``kept_longer``.
 MANIFEST_VERSION: Final = 2
+KEPT_LONGER: Final = (
+    "Any of this data may be kept longer than the periods given while it is needed for a "
+    "legal claim or an investigation, and only for as long as that lasts (UK GDPR Art. "
+    "17(3)(e))."
+)
 ICO_WEBSITE: Final = "www.ico.org.uk"
 
 RIGHTS: Final[tuple[dict[str, str], ...]] = (
@@ -255,6 +264,7 @@ def build_access_manifest(
         "missing_exports": [
             s.value for s in held_by_system if s not in {system for system, _ in export_list}
         ],
+        "kept_longer": KEPT_LONGER,
         "privacy_records": _privacy_records(datamap, own),
         "totals": {
             "systems": len(held_by_system),
@@ -307,6 +317,8 @@ def _text_categories(m: Mapping[str, Any]) -> list[str]:
         retention = cat.get("retention")
         if retention:
             lines.append(f"    kept: {retention['summary']}. {retention['criteria']}")
+    if m.get("kept_longer"):
+        lines.append(f"  {m['kept_longer']}")
     return lines
 
 
@@ -515,14 +527,11 @@ FLAG_WORDS: Final[Mapping[FactKind, str]] = {
 """How the manifest words each subject-wide flag privops keeps (``SubjectConsent``'s
 markers): every kind a marker can hold has its words (a unit test checks)."""
 
-_FLAG_FIELDS: Final = (
-    "objection",
-    "tps",
-    "tps_waiver",
-    "restriction",
-    "suppression",
-    "marketing_cookies",
+_FLAG_FIELDS: Final = tuple(
+    name for name, spec in SubjectConsent.model_fields.items() if spec.annotation == Marker | None
 )
+"""The subject-wide markers of a consent state (objection, TPS, waiver, restriction,
+suppression, cookies), read from the model, so a marker added there is listed too."""
 
 
 def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
@@ -540,13 +549,13 @@ def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
     return {
         "description": (
             "Our privacy system's own records about you: the choices you made about our "
-            "communications, which of our systems know you, and how your rights requests "
-            "were handled."
+            "communications, the identifiers each of our systems knows you by, and how "
+            "long we keep these records."
         ),
         "preferences": [_preference(e) for e in entries],
         "flags": [_flag(m) for m in sorted(flags.values(), key=lambda m: m.occurred_at)],
         "known_in": [
-            {"system": system.value, "identifier_kinds": sorted(ids)}
+            _known_in(system, ids)
             for system, ids in sorted(
                 (identity.systems if identity else {}).items(),
                 key=lambda kv: _system_order(kv[0]),
@@ -555,6 +564,21 @@ def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
         ],
         "retention_facts": _retention_facts(facts),
         "kept": _own_retention(datamap),
+    }
+
+
+def _known_in(system: System, ids: Mapping[str, Identifier]) -> dict[str, Any]:
+    """What ``system`` knows the subject by, and the values it knew them by before (the
+    last ``MAX_PREVIOUS`` of each, newest first): a replaced value may now be only here."""
+    return {
+        "system": system.value,
+        "identifier_kinds": sorted(ids),
+        "identifiers": {kind: ids[kind].value for kind in sorted(ids)},
+        "earlier": {
+            kind: [old.value for old in ids[kind].previous]
+            for kind in sorted(ids)
+            if ids[kind].previous
+        },
     }
 
 
@@ -576,6 +600,7 @@ def _flag(marker: Marker) -> dict[str, Any]:
         "description": FLAG_WORDS[marker.kind],
         "since": marker.occurred_at.astimezone(UTC).isoformat(),
         "source": marker.source.value,
+        "evidence": marker.evidence,
     }
 
 
@@ -598,13 +623,36 @@ def _retention_facts(facts: SubjectFacts | None) -> dict[str, Any]:
 
 
 def _own_retention(datamap: DataMap) -> list[dict[str, str]]:
-    preferences = datamap.retention.get(Category.marketing_preferences)
+    """How long privops keeps each of its records of the subject (privops' own rules,
+    not a business system's: docs/crypto-shredding.md says what an erasure removes)."""
     return [
         {
             "record": "preferences",
-            "kept": preferences.criteria
-            if preferences
-            else "Kept until erasure or an upheld objection.",
+            "kept": (
+                "Your choices and the flags above are kept until your data is erased. After "
+                "an erasure only the fact that you were erased is kept, so that we never "
+                "contact you again."
+            ),
+        },
+        {
+            "record": "identifiers",
+            "kept": (
+                f"The identifiers each system knows you by, and up to {MAX_PREVIOUS} earlier "
+                "ones of each, are kept until your data is erased; an erasure keeps only "
+                "those of systems keeping data the law requires, for as long as they keep it."
+            ),
+        },
+        {
+            "record": "retention_facts",
+            "kept": "Kept with the financial records they decide about, and erased with them.",
+        },
+        {
+            "record": "suppression_list",
+            "kept": (
+                "After an erasure, a keyed hash of each of your identifiers, which cannot be "
+                "turned back into the identifier, is kept indefinitely, so that we recognise "
+                "you and never contact you again."
+            ),
         },
         {
             "record": "rights_requests",
@@ -617,8 +665,8 @@ def _own_retention(datamap: DataMap) -> list[dict[str, str]]:
         {
             "record": "audit_trail",
             "kept": (
-                f"A record of each step taken on your choices and requests, under a "
-                f"pseudonymous reference, kept {AUDIT_RETENTION.days // 366} years."
+                "A record of each step taken on your choices and requests, under a "
+                f"pseudonymous reference, kept {AUDIT_RETENTION_YEARS} years."
             ),
         },
     ]

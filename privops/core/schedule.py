@@ -270,20 +270,25 @@ class Schedule:
         self.generation += 1
         self._reset()
 
-    def open_requests(self) -> list[OpenRequest]:
-        """Every open request of this worker's partitions, from the indexes alone (no
-        record is read). Meaningful once ``ready``."""
-        return [
-            OpenRequest(
-                request_id=rid,
-                subject_id=self._subjects[rid],
-                request_type=request_type,
-                state=state,
-                due_on=self._deadlines.due(rid) or self._promised.get(rid),
-                waiting_on=self._pending.get(rid, ()),
-            )
-            for rid, (request_type, state) in self._open.items()
-        ]
+    def open_request_ids(self) -> list[str]:
+        """The ids of every open request of this worker's partitions, as of now (a copy:
+        the caller may yield between reading them). Meaningful once ``ready``."""
+        return list(self._open)
+
+    def open_request(self, request_id: str) -> OpenRequest | None:
+        """What the indexes know of an open request (no record is read); None once it
+        is closed."""
+        known = self._open.get(request_id)
+        if known is None:
+            return None
+        return OpenRequest(
+            request_id=request_id,
+            subject_id=self._subjects[request_id],
+            request_type=known[0],
+            state=known[1],
+            due_on=self._deadlines.due(request_id) or self._promised.get(request_id),
+            waiting_on=self._pending.get(request_id, ()),
+        )
 
     def subject_of(self, request_id: str) -> str | None:
         """The subject of a tracked request (the key its ticks travel under); None for a

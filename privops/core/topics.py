@@ -54,7 +54,8 @@ DAY_MS: Final = 24 * 3600 * 1000
 # Audit: accountability (Art. 5(2)) outlasts the requests it records: claims about a
 # request can be brought for 6 years (Limitation Act 1980 s.5) from when they arise,
 # which can be years after the request. It holds keyed hashes, never raw personal data.
-AUDIT_RETENTION: Final = timedelta(days=10 * 366)
+AUDIT_RETENTION_YEARS: Final = 10
+AUDIT_RETENTION: Final = timedelta(days=AUDIT_RETENTION_YEARS * 366)
 # Commands: the DPO's signed instructions. The audit keeps who did what and why for ten
 # years; the command itself (with its signature, and rectification values or free-text
 # reasons, which can be personal data) is kept while its request can still run: the

@@ -5,6 +5,7 @@ list that silently misses a request."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -76,13 +77,14 @@ async def listed(query: str = "", **headers: str) -> Any:
 
 @asynccontextmanager
 async def other_worker(
-    app: Any, monkeypatch: pytest.MonkeyPatch, status: int, body: Any
+    app: Any, monkeypatch: pytest.MonkeyPatch, status: int, body: Any, delay: float = 0.0
 ) -> AsyncIterator[list[dict[str, str]]]:
     """A second worker of the group, answering its part; what it was asked is kept."""
     asked: list[dict[str, str]] = []
 
     async def answer(request: web.Request) -> web.Response:
         asked.append({**request.headers, "query": request.query_string})
+        await asyncio.sleep(delay)
         return web.json_response(body, status=status)
 
     async with serving("/requests", answer) as url:
@@ -95,6 +97,11 @@ async def other_worker(
             yield asked
         finally:
             await session.close()
+
+
+def their_part(partitions: list[int] = THEIRS, requests: Any = None) -> dict[str, Any]:
+    listed = [THEIR_REQUEST] if requests is None else requests
+    return {"part": True, "partitions": partitions, "total": len(listed), "requests": listed}
 
 
 async def test_one_worker_owning_every_partition_lists_its_open_requests_due_first(
@@ -114,6 +121,7 @@ async def test_one_worker_owning_every_partition_lists_its_open_requests_due_fir
     assert "S-R-late" not in str(body)  # the subject id stays out of the list
     assert body["requests"][2]["due_on"] is None
     assert (body["total"], body["workers"]) == (3, 1)
+    assert "part" not in body
 
 
 @pytest.mark.parametrize(
@@ -142,11 +150,12 @@ async def test_a_bad_query_is_a_400_saying_what_to_fix(worker: Any, query: str) 
     assert body["reason"]
 
 
-async def test_every_worker_of_the_group_is_asked_with_the_callers_credentials(
+async def test_every_worker_is_asked_its_part_as_this_worker_not_with_the_callers_password(
     worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    theirs = {"partitions": THEIRS, "requests": [THEIR_REQUEST]}
-    async with other_worker(worker, monkeypatch, 200, theirs) as asked:
+    own = {"Authorization": "Basic cHJpdm9wczpwdw=="}  # privops:pw
+    monkeypatch.setattr(http, "_own_credentials", lambda: own)
+    async with other_worker(worker, monkeypatch, 200, their_part()) as asked:
         status, body = await listed("?limit=10", Authorization="Basic ZHBvOnNlY3JldA==")
     assert status == 200
     assert [e["request_id"] for e in body["requests"]] == [
@@ -154,8 +163,8 @@ async def test_every_worker_of_the_group_is_asked_with_the_callers_credentials(
     ]  # fmt: skip
     assert (body["total"], body["workers"]) == (4, 2)
     (question,) = asked
-    assert question["Authorization"] == "Basic ZHBvOnNlY3JldA=="  # checked again there
-    assert question[http.ROUTED_HEADER] == "1"  # its own part only
+    assert question["Authorization"] == own["Authorization"]  # not the DPO's password
+    assert question[http.PART_HEADER] == "1"  # its own part only
     assert question["query"] == "limit=10"
 
 
@@ -163,11 +172,12 @@ async def test_every_worker_of_the_group_is_asked_with_the_callers_credentials(
     ("status", "body"),
     [
         (503, {"error": "partition moving between workers; retry in a few seconds"}),
-        (200, {"partitions": THEIRS[:-1], "requests": []}),  # a partition nobody answered
-        (200, ["not", "a", "part"]),
+        (200, their_part(THEIRS[:-1])),  # a partition nobody answered
+        (200, their_part([MINE[0], *THEIRS])),  # a partition answered twice (moving)
     ],
+    ids=["moving there", "a partition missing", "a partition twice"],
 )
-async def test_a_list_missing_a_partition_is_a_503_never_a_short_list(
+async def test_a_list_not_covering_each_partition_once_is_a_503_never_a_short_list(
     worker: Any, monkeypatch: pytest.MonkeyPatch, status: int, body: Any
 ) -> None:
     async with other_worker(worker, monkeypatch, status, body):
@@ -176,14 +186,66 @@ async def test_a_list_missing_a_partition_is_a_503_never_a_short_list(
     assert "retry" in said["error"]
 
 
-async def test_a_worker_whose_schedule_is_being_rebuilt_does_not_answer_its_part(
-    worker: Any,
+async def test_a_worker_that_hangs_is_a_503_within_the_gathering_time(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    routed = {http.ROUTED_HEADER: "1"}
-    status, body = await listed(**routed)
+    monkeypatch.setattr(http, "GATHER_SECONDS", 0.3)
+    async with other_worker(worker, monkeypatch, 200, their_part(), delay=2.0):
+        answered, _ = await asyncio.wait_for(listed(), timeout=1.5)
+    assert answered == 503
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "words"),
+    [
+        (401, {"error": "unauthenticated"}, "401"),
+        (404, {"error": "not found"}, "404"),  # a worker older than the list
+        (200, {"error": "x"}, "not a part of the list"),
+        (200, their_part(requests=[{"request_id": "R-x"}]), "an entry is malformed"),
+    ],
+)
+async def test_another_worker_answering_something_else_is_a_502_naming_it(
+    worker: Any, monkeypatch: pytest.MonkeyPatch, status: int, body: Any, words: str
+) -> None:
+    async with other_worker(worker, monkeypatch, status, body):
+        answered, said = await listed()
+    assert answered == 502
+    assert "did not give its part" in said["reason"]
+    assert words in said["reason"]
+
+
+async def test_a_part_is_this_workers_own_within_the_limit_and_marked_so(worker: Any) -> None:
+    part = {http.PART_HEADER: "1"}
+    status, body = await listed("?limit=2", **part)
     assert status == 200
+    assert body["part"] is True
     assert body["partitions"] == MINE
-    assert len(body["requests"]) == 3
+    assert [e["request_id"] for e in body["requests"]] == ["R-late", "R-later"]
+    assert body["total"] == 3  # every match counted, only the first sent
+
+
+async def test_a_worker_whose_schedule_is_being_rebuilt_answers_neither_part_nor_list(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "owned_partitions", lambda: MINE + THEIRS)
     collaborators().schedule.clear()  # its partitions moved: rebuilt at the next sweep
-    status, _ = await listed(**routed)
-    assert status == 503
+    assert (await listed(**{http.PART_HEADER: "1"}))[0] == 503
+    assert (await listed())[0] == 503
+
+
+async def test_a_large_caseload_is_read_in_slices_between_which_the_loop_runs(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "owned_partitions", lambda: MINE + THEIRS)
+    monkeypatch.setattr(http, "CASELOAD_SLICE", 2)
+    ran: list[int] = []
+
+    async def meanwhile() -> None:
+        for n in range(10):
+            ran.append(n)
+            await asyncio.sleep(0)
+
+    status, body = (await asyncio.gather(listed(), meanwhile()))[0]
+    assert status == 200
+    assert body["total"] == 3
+    assert ran  # the other task ran while the list was read

@@ -20,6 +20,7 @@ from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.consent.fold import apply_all
 from privops.core.consent.model import ConsentFact, FactKind
+from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
 from privops.core.topics import (
     AUDIT,
@@ -42,7 +43,7 @@ from privops.core.vocab import (
 from streams.batching import Outgoing
 from streams.context import collaborators
 from streams.state import state
-from streams.tables import consent, identities, requests
+from streams.tables import consent, identities, legal_holds, requests
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign, trust
 
@@ -416,27 +417,9 @@ async def test_a_rebuild_whose_store_changes_under_it_starts_again_not_a_crash(
     assert await timers.rebuild() == 3
 
 
-async def test_an_access_response_lists_privops_own_records_of_the_subject(
-    serde: Serde, outbox: Outbox
-) -> None:
-    """The manifest's ``privacy_records`` come from the subject's consent state and
-    identity map on this partition (the context the workflow builds), not only the
-    systems' exports."""
-    known_subject()
-    fact = ConsentFact(
-        event_id="e-1",
-        occurred_at=NOW - timedelta(days=2),
-        source=System.crm,
-        kind=FactKind.granted,
-        purpose=Purpose.marketing,
-        channel=Channel.sms,
-        basis=LawfulBasis.consent,
-        evidence="signup form",
-    )
-    current, _ = apply_all(None, SUBJECT, [fact])
-    assert current is not None
-    consent.data[SUBJECT] = current.model_dump(mode="json")
-    rid = "R-agent-access"
+async def answered_access(serde: Serde, outbox: Outbox, rid: str) -> r.SubjectNotification:
+    """An access request of the known subject, every system's export answered: the
+    response sent to the subject."""
     async with workflow.test_context() as agent:
         await put_on(
             agent, COMMANDS, SUBJECT.encode(), serde.encode(submitted(rid, RequestType.access))
@@ -457,11 +440,61 @@ async def test_an_access_response_lists_privops_own_records_of_the_subject(
             )
             await put_on(agent, task_results_topic(system), SUBJECT.encode(), serde.encode(answer))
         await wait_for(lambda: bool(outbox.of(NOTIFICATIONS, r.SubjectNotification)))
-
     (note,) = outbox.of(NOTIFICATIONS, r.SubjectNotification)
     assert note.kind == "access_response"
+    return note
+
+
+async def test_an_access_response_lists_privops_own_records_of_the_subject(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The manifest's ``privacy_records`` come from the subject's consent state and
+    identity map on this partition (the context the workflow builds), not only the
+    systems' exports."""
+    known_subject()
+    fact = ConsentFact(
+        event_id="e-1",
+        occurred_at=NOW - timedelta(days=2),
+        source=System.crm,
+        kind=FactKind.granted,
+        purpose=Purpose.marketing,
+        channel=Channel.sms,
+        basis=LawfulBasis.consent,
+        evidence="signup form",
+    )
+    current, _ = apply_all(None, SUBJECT, [fact])
+    assert current is not None
+    consent.data[SUBJECT] = current.model_dump(mode="json")
+    note = await answered_access(serde, outbox, "R-agent-access")
     own = json.loads(note.document or "{}")["privacy_records"]
     assert [(p["purpose"], p["channel"], p["status"], p["source"]) for p in own["preferences"]] == [
         ("marketing", "sms", "granted", "crm")
     ]
     assert {k["system"] for k in own["known_in"]} == {s.value for s in SYSTEM_IDS}
+    steps = [a.action for a in outbox.of(AUDIT, r.AuditEvent)]
+    assert "access_withheld" not in steps  # nothing left out
+
+
+async def test_an_access_response_of_a_subject_under_a_legal_hold_is_left_for_the_dpo(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The hold is not in the response (telling the subject may prejudice what it
+    serves): the step is audited for the DPO to review, and the letter says data may be
+    kept longer while a legal claim or an investigation needs it."""
+    known_subject()
+    hold = LegalHold(
+        hold_id="H-police",
+        subject_id=SUBJECT,
+        categories=(Category.cctv,),
+        reason="police investigation 4411",
+        placed_at=NOW - timedelta(days=1),
+    )
+    legal_holds.data[SUBJECT] = [hold.model_dump(mode="json")]
+    note = await answered_access(serde, outbox, "R-agent-held")
+    assert "4411" not in (note.document or "")
+    assert "H-police" not in (note.document or "")
+    assert "legal claim or an investigation" in json.loads(note.document or "{}")["kept_longer"]
+    (step,) = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "access_withheld"]
+    assert (step.request_id, step.after) == ("R-agent-held", "legal_hold")
+    assert step.reason is not None
+    assert "DPO reviews" in step.reason

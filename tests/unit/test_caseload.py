@@ -76,8 +76,9 @@ def test_the_schedule_lists_each_open_request_with_its_clock_and_what_it_waits_o
     closed = record("R-4", RequestType.erasure, TODAY, state=RequestState.completed)
     for rec in (erasure, complaint, paused, closed):
         schedule.track(rec)
-    found = {o.request_id: o for o in schedule.open_requests()}
-    assert set(found) == {"R-1", "R-2", "R-3"}
+    ids = schedule.open_request_ids()
+    assert sorted(ids) == ["R-1", "R-2", "R-3"]
+    found = {rid: schedule.open_request(rid) for rid in ids}
     assert found["R-1"] == OpenRequest(
         request_id="R-1",
         subject_id="S-R-1",
@@ -87,11 +88,14 @@ def test_the_schedule_lists_each_open_request_with_its_clock_and_what_it_waits_o
         waiting_on=("crm", "web"),
     )
     # An acknowledged complaint: the response it was promised (no deadline alert fires).
+    assert found["R-2"] is not None
     assert found["R-2"].due_on == TODAY + timedelta(days=20)
     # A clarification awaited: the clock is stopped, so no due date is watched.
+    assert found["R-3"] is not None
     assert found["R-3"].due_on is None
     schedule.track(erasure.model_copy(update={"state": RequestState.completed}))
-    assert {o.request_id for o in schedule.open_requests()} == {"R-2", "R-3"}
+    assert sorted(schedule.open_request_ids()) == ["R-2", "R-3"]
+    assert schedule.open_request("R-1") is None  # closed since its id was read
 
 
 def listed(rid: str, kind: str, due: date | None) -> OpenRequest:
@@ -150,16 +154,58 @@ def test_an_entry_carries_the_subjects_ref_and_days_left_never_the_subject_id() 
     assert "ann@example.com" not in str(shown)
 
 
-def test_the_parts_are_merged_due_first_each_request_once() -> None:
-    def e(rid: str, due: str | None) -> dict[str, Any]:
-        return {"request_id": rid, "due_on": due}
+def e(rid: str, due: str | None) -> dict[str, Any]:
+    return {
+        "request_id": rid, "request_type": "erasure", "state": "in_progress",
+        "subject_ref": "sr_x", "due_on": due, "days_left": None, "waiting_on": [],
+    }  # fmt: skip
 
-    mine = [e("B", "2026-12-05"), e("N", None), e("A", "2026-11-30")]
-    theirs = [e("C", "2026-12-01"), e("B", "2026-12-05")]  # B twice: a partition moving
-    merged = caseload.merged([mine, theirs], limit=10)
-    assert [x["request_id"] for x in merged["requests"]] == ["A", "C", "B", "N"]
-    assert merged["total"] == 4
-    assert [x["request_id"] for x in caseload.merged([mine, theirs], limit=2)["requests"]] == [
-        "A",
-        "C",
-    ]
+
+def test_a_selection_keeps_the_first_due_within_its_limit_and_counts_every_match() -> None:
+    wanted = caseload.Filter.parse({"limit": "3", "type": "erasure"})
+    selection = caseload.Selection(wanted, TODAY)
+    for day in range(50, 0, -1):  # fed latest first, in slices
+        selection.add([listed(f"E-{day:02}", "erasure", TODAY + timedelta(days=day))])
+        selection.add([listed(f"A-{day:02}", "access", TODAY)])  # another type: not counted
+    selection.add([listed("E-none", "erasure", None)])
+    assert selection.total == 51
+    assert [f.request_id for f in selection.first()] == ["E-01", "E-02", "E-03"]
+    assert len(selection._kept) <= 2 * 3 + 1  # bounded by the limit, not the matches
+
+
+def test_the_parts_are_merged_due_first_within_the_limit() -> None:
+    mine = caseload.Part((0, 1), 7, (e("B", "2026-12-05"), e("N", None), e("A", "2026-11-30")))
+    theirs = caseload.Part((2, 3), 2, (e("C", "2026-12-01"), e("D", "2026-12-09")))
+    merged = caseload.merged([mine, theirs], partitions=4, limit=10)
+    assert merged is not None
+    assert [x["request_id"] for x in merged["requests"]] == ["A", "C", "B", "D", "N"]
+    assert merged["total"] == 9  # every worker's count, not only what is shown
+    two = caseload.merged([mine, theirs], partitions=4, limit=2)
+    assert two is not None
+    assert [x["request_id"] for x in two["requests"]] == ["A", "C"]
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [(2,), (1, 2, 3), (2, 3, 4)],
+    ids=["a partition missing", "a partition twice (moving)", "a partition unknown"],
+)
+def test_parts_not_covering_each_partition_once_give_no_list(theirs: tuple[int, ...]) -> None:
+    parts = [caseload.Part((0, 1), 0, ()), caseload.Part(theirs, 0, ())]
+    assert caseload.merged(parts, partitions=4, limit=10) is None
+
+
+def test_another_workers_part_is_checked_before_it_is_used() -> None:
+    good = caseload.Part((2, 3), 1, (e("C", "2026-12-01"),))
+    assert caseload.Part.parse(good.json()) == good
+    for bad in (
+        {"error": "x"},
+        [1, 2],
+        {**good.json(), "part": None},
+        {**good.json(), "partitions": ["2"]},
+        {**good.json(), "total": 0},
+        {**good.json(), "requests": [{"request_id": "C"}]},
+        {**good.json(), "requests": [{**e("C", None), "days_left": "3"}]},
+    ):
+        with pytest.raises(ValueError, match=r"."):
+            caseload.Part.parse(bad)

@@ -98,6 +98,23 @@ def test_no_open_requests(worker: StandIn) -> None:
     assert out.flat == "no open requests"
 
 
+def test_no_open_requests_match_the_filter(worker: StandIn) -> None:
+    worker.answers = [(200, {"requests": [], "total": 0, "workers": 2})]
+    out = run("request", "list", "--type", "complaint")
+    assert out.code == 0, out.output
+    assert out.flat == "no open requests match"
+
+
+def test_one_workers_part_is_not_shown_as_the_list(worker: StandIn) -> None:
+    first: Any = LISTED["requests"]
+    part = {"part": True, "partitions": [0, 1], "total": 1, "requests": first[:1]}
+    worker.answers = [(200, part)]
+    out = run("request", "list")
+    assert out.code == EXIT_UNAVAILABLE
+    assert "did not answer with the whole list" in out.flat
+    assert "REQ-LATE" not in out.output
+
+
 def test_a_moving_partition_is_asked_again(worker: StandIn) -> None:
     moving = (503, {"error": "partition moving between workers; retry in a few seconds"})
     worker.answers = [moving, moving, (200, LISTED)]

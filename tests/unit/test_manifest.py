@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,6 +207,9 @@ def own() -> OwnRecords:
     consent, _ = apply_all(None, SUBJECT, facts)
     identity = merge(None, SUBJECT, System.orders, {"customer_id": "C-1", "email": SUBJECT}, at)
     identity = merge(identity, SUBJECT, System.telephony, {"phone": "+447700900123"}, at)
+    # The telephone system has the subject's new number since: only privops keeps the old.
+    later = at + timedelta(days=30)
+    identity = merge(identity, SUBJECT, System.telephony, {"phone": "+447700900999"}, later)
     money = SubjectFacts(latest_financial_record_at=at, open_debt=True, balance_at=at)
     return OwnRecords(consent=consent, identity=identity, facts=money)
 
@@ -226,35 +229,48 @@ def test_privops_own_records_are_listed(dm: DataMap, own: OwnRecords) -> None:
             "evidence": "form e1",
         }
     ]
-    assert [(f["flag"], f["since"][:10]) for f in records["flags"]] == [
-        ("tps_listed", "2025-07-01"),
-        ("restricted", "2025-08-01"),
+    assert [(f["flag"], f["since"][:10], f["evidence"]) for f in records["flags"]] == [
+        ("tps_listed", "2025-07-01", "form e2"),
+        ("restricted", "2025-08-01", "form e3"),
     ]
     assert records["known_in"] == [
-        {"system": "orders", "identifier_kinds": ["customer_id", "email"]},
-        {"system": "telephony", "identifier_kinds": ["phone"]},
+        {
+            "system": "orders",
+            "identifier_kinds": ["customer_id", "email"],
+            "identifiers": {"customer_id": "C-1", "email": SUBJECT},
+            "earlier": {},
+        },
+        {
+            "system": "telephony",
+            "identifier_kinds": ["phone"],
+            "identifiers": {"phone": "+447700900999"},
+            "earlier": {"phone": ["+447700900123"]},  # the only copy left
+        },
     ]
     assert records["retention_facts"] == {
         "latest_financial_record": "2025-06-01",
         "open_debt": True,
     }
     kept = {k["record"]: k for k in records["kept"]}
-    assert set(kept) == {"preferences", "rights_requests", "audit_trail"}
+    assert set(kept) == {
+        "preferences", "identifiers", "retention_facts", "suppression_list",
+        "rights_requests", "audit_trail",
+    }  # fmt: skip
     assert str(dm.request_records.period_days) in kept["rights_requests"]["kept"]
-    assert "erasure" in kept["preferences"]["kept"]
+    assert "erased" in kept["preferences"]["kept"]
+    assert "indefinitely" in kept["suppression_list"]["kept"]
     assert "10 years" in kept["audit_trail"]["kept"]
+    assert "legal claim or an investigation" in m["kept_longer"]
 
 
-def test_privops_own_records_never_carry_identifier_values(dm: DataMap, own: OwnRecords) -> None:
-    # The values are the systems' copies, in their exports; an identity map that joined two
-    # people would otherwise send one person's identifiers to the other (Art. 15(4)).
+def test_the_letter_names_identifiers_by_kind_never_by_value(dm: DataMap, own: OwnRecords) -> None:
+    # The values are in the JSON, the subject's copy, stored and sent sealed; the letter
+    # is a summary of it.
     m = build_access_manifest("REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=own)
-    shown = json.dumps(m["privacy_records"])
-    for value in ('"C-1"', SUBJECT, "7700900123"):
-        assert value not in shown
     text = render_manifest_text(m)
-    assert SUBJECT not in text
-    assert "7700900123" not in text
+    for value in ("C-1", SUBJECT, "7700900123", "7700900999"):
+        assert value not in text
+    assert "legal claim or an investigation" in text
     assert "marketing by email: granted (basis: consent; since 2025-06-01, from crm)" in text
     assert "Telephone Preference Service" in text
     assert "orders (customer_id, email); telephony (phone)" in text

@@ -9,9 +9,10 @@ reference; `privops request status ID` shows the rest.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
+from rich.markup import escape
 
 from privops.cli.common import EXIT_UNAVAILABLE, Json, console, emit_json, fail
 from privops.cli.request.status import days_left_cell
@@ -32,6 +33,10 @@ DueWithin = Annotated[
     ),
 ]
 OfType = Annotated[RequestType | None, typer.Option("--type", help="Only requests of this type.")]
+ANSWER_SECONDS: Final = 15.0
+"""How long the worker's answer may take: longer than it gathers the parts for
+(agents.http.GATHER_SECONDS), so a worker that hangs is its 503, retried, not a timeout."""
+
 Limit = Annotated[
     int,
     typer.Option("--limit", min=1, max=MAX_LIMIT, help="Show at most this many (due first)."),
@@ -52,24 +57,29 @@ def list_requests(
     if request_type is not None:
         params["type"] = request_type.value
     body = answer_json(
-        worker_request("GET", "/requests", params=params, patient=True),
+        worker_request("GET", "/requests", params=params, patient=True, timeout=ANSWER_SECONDS),
         not_found=f"the privops worker at {worker_url('')} does not list requests: it is "
         "older than this CLI; upgrade it",
         not_found_exit=EXIT_UNAVAILABLE,
     )
     listed = body.get("requests")
-    if not isinstance(listed, list):
-        fail(f"the worker's answer has no list of requests: {body}", EXIT_UNAVAILABLE)
+    if not isinstance(listed, list) or "workers" not in body or "total" not in body:
+        # One worker's part (or anything else) is no list: it may miss requests.
+        fail(
+            f"the worker at {worker_url('')} did not answer with the whole list "
+            f"({escape(str(sorted(body))[:200])}); is it the privops worker?",
+            EXIT_UNAVAILABLE,
+        )
     if as_json:
         emit_json(body)
         return
-    render(listed, body)
+    render(listed, body, filtered=due_within is not None or request_type is not None)
 
 
-def render(listed: list[dict[str, Any]], body: dict[str, Any]) -> None:
+def render(listed: list[dict[str, Any]], body: dict[str, Any], *, filtered: bool) -> None:
     total = body.get("total", len(listed))
     if not listed:
-        console.print("no open requests" + (" match" if total else ""))
+        console.print("no open requests" + (" match" if filtered else ""))
         return
     out = table(
         "request", "type", "state", "due", "days left", "waiting on", "subject ref",

@@ -11,12 +11,7 @@ import httpx
 from rich.markup import escape
 
 from privops.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, err_console, fail
-from privops.cli.worker_http import (
-    answer_json,
-    json_or_none,
-    worker_request,
-    worker_url,
-)
+from privops.cli.worker_http import answer_json, json_or_none, worker_request, worker_url
 from privops.core.records import (
     Command,
     DeadlineExtended,
