@@ -1,16 +1,18 @@
-"""`privops audit show|verify|anchor`: read the hash-chained audit trail on privacy.audit.
+"""`privops audit show|verify|anchor|report`: read the hash-chained audit trail on
+privacy.audit.
 
 `show` prints one request's (or subject ref's) history; `verify` walks the whole topic,
 partition by partition in log order, with the audit keyring, and reports the first break
 of any chain; `anchor` writes every chain's head to a signed file outside Kafka, which
-`verify --anchors` later checks the topic against (a rewritten topic shows there).
+`verify --anchors` later checks the topic against (a rewritten topic shows there);
+`report` counts how the rights requests of a period were handled (privops.core.audit_report).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,9 +34,11 @@ from privops.cli.common import (
     err_console,
     fail,
     handled,
+    parse_date,
     quiet_kafka_logs,
     run_async,
     settings,
+    uk_today,
 )
 from privops.core.audit import (
     Break,
@@ -52,11 +56,12 @@ from privops.core.audit_anchor import (
     dump_anchors,
     load_anchors,
 )
+from privops.core.audit_report import ReportBuilder
 from privops.core.errors import DecodeError, PrivopsError
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
 from privops.core.topics import AUDIT, AUDIT_RETENTION
-from privops.tools.views import table
+from privops.tools.views import cell, table
 
 app = typer.Typer(help="The tamper-evident audit trail (privacy.audit).", no_args_is_help=True)
 
@@ -476,3 +481,73 @@ def anchor_cmd(
         f"in {escape(str(out))}, signed with audit key version {version}",
         highlight=False,
     )
+
+
+_REPORT_ROWS: Final = (
+    ("received", "received"),
+    ("closed", "closed"),
+    ("open", "still open"),
+    ("completed", "completed"),
+    ("partially_completed", "partially completed (data kept)"),
+    ("refused", "refused"),
+    ("cancelled", "cancelled"),
+    ("late", "late (deadline breached)"),
+    ("extended", "extended"),
+)
+
+
+@app.command("report")
+def report_cmd(
+    start: str | None = typer.Option(
+        None, "--from", help="First day, YYYY-MM-DD (default: a year before --to)."
+    ),
+    end: str | None = typer.Option(None, "--to", help="Last day, YYYY-MM-DD (default: today)."),
+    chain: str = typer.Option("", "--chain", help=_CHAIN_HELP),
+    as_json: Json = False,
+) -> None:
+    """How rights requests were handled in a period (Art. 5(2) accountability): received,
+    closed and how, late, extended and days to close, per type, from the audit trail.
+
+    A request counts in the period it was logged in (its request_received step, UK
+    date), with whatever happened to it since. "Late" is a breached deadline (the legal
+    clock's, alerted by the worker); days to close run from the day it was logged to the
+    day it closed. No personal data: counts, types, states and days.
+    """
+    last = parse_date(end, "--to") if end is not None else uk_today()
+    first = parse_date(start, "--from") if start is not None else _year_before(last)
+    if first > last:
+        fail(f"--from {first} is after --to {last}", EXIT_BAD_INPUT)
+    builder = ReportBuilder(first, last, chain)
+    scan_audit(lambda _p, _o, _t, record: builder.add(record))
+    report = builder.report()
+    if as_json:
+        emit_json(report)
+        return
+    kinds = [row["request_type"] for row in report["by_type"]]
+    columns = [report["total"], *report["by_type"]]
+    out = table(
+        "", "all", *(escape(k.replace("_", " ")) for k in kinds),
+        title=f"Rights requests logged {first} to {last}",
+    )  # fmt: skip
+    for key, label in _REPORT_ROWS:
+        out.add_row(label, *(str(c[key]) for c in columns))
+    for key in ("median", "p90", "max"):
+        out.add_row(
+            f"days to close ({key})",
+            *(cell(c["days_to_close"][key]) for c in columns),
+        )
+    console.print(out)
+    changes = report["consent_changes"]
+    if changes:
+        listed = ", ".join(f"{escape(k.replace('_', ' '))} {n}" for k, n in changes.items())
+        console.print(f"Consent changes recorded: {listed}")
+    if report["app_ids"]:
+        console.print(f"[dim]deployments (app ids): {escape(', '.join(report['app_ids']))}[/]")
+
+
+def _year_before(day: date) -> date:
+    """The day after the same date a year earlier (29 February: 1 March)."""
+    try:
+        return day.replace(year=day.year - 1) + timedelta(days=1)
+    except ValueError:
+        return date(day.year - 1, 3, 1)

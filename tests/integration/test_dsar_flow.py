@@ -227,6 +227,19 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             assert path.exists()
             assert ref.record_count >= 0
             assert ref.checksum.startswith("sha256:")
+
+        # The accountability report, from this deployment's audit steps: four requests
+        # logged today, two closed, the objection received 45 days ago late.
+        app_id = worker.env["PRIVOPS_APP_ID"]
+        report = json.loads(
+            cli("audit", "report", "--chain", f"{app_id}/", "--json", env=worker.env)
+        )
+        assert report["app_ids"] == [app_id]
+        logged = {row["request_type"]: row["received"] for row in report["by_type"]}
+        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 1}
+        total = report["total"]
+        assert (total["received"], total["closed"], total["open"]) == (4, 2, 2)
+        assert (total["completed"], total["late"]) == (2, 1)
     finally:
         stop(connectors)
         worker.stop()

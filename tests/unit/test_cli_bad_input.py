@@ -218,6 +218,7 @@ VERBS = [
     ["audit"],
     ["audit", "show"],
     ["audit", "verify"],
+    ["audit", "report"],
     ["ropa"],
 ]  # fmt: skip
 
@@ -450,6 +451,7 @@ def test_missing_required_options_exit_2() -> None:
         ["request", "hold", "release", "HOLD-1", "--subject", "C-1"],
         ["audit", "show", "REQ-1"],
         ["audit", "verify"],
+        ["audit", "report"],
     ],
     ids=lambda a: " ".join(a[:3]),
 )
@@ -682,3 +684,20 @@ def test_withdraw_names_what_can_be_withdrawn(args: list[str], says: str) -> Non
     out = run("request", "withdraw", "--subject", "CUST-0001", *args)
     assert out.code == EXIT_BAD_INPUT
     assert says in out.flat
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "2026-13-01"], "invalid date '2026-13-01' for --from: use YYYY-MM-DD"),
+        (["--to", "2999-01-01"], "--to 2999-01-01 is in the future"),
+        (["--from", "2026-03-02", "--to", "2026-03-01"], "--from 2026-03-02 is after --to"),
+    ],
+)
+def test_audit_report_bad_dates_exit_2_before_reading(
+    no_broker: str, args: list[str], message: str
+) -> None:
+    out = run("audit", "report", *args)
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert message in out.flat
+    assert no_broker not in out.flat  # refused before the broker was asked

@@ -75,6 +75,7 @@ SURFACE = [
     "audit show: ID_ --json",
     "audit verify: --json --chain --anchors --require-keyed",
     "audit anchor: --out --chain --json",
+    "audit report: --from --to --chain --json",
     "simulate: --data-dir --customers --events --date --slow --fail-first --silent"
     " --reset --metrics-port --group-prefix --from --worker-url --plaintext --purge-every",
     "keys generate: --owner --key-file --json",
