@@ -1,5 +1,5 @@
-"""HTTP on the worker: /health, /consent/{subject_id}, /requests (the open ones, gathered
-from every worker), /requests/{request_id}, and the
+"""HTTP on the worker: /health, /consent/{subject_id}, /holds/{subject_id}, /requests
+(the open ones, gathered from every worker), /requests/{request_id}, and the
 key service /subject-keys/{subject_id} (POST: the current key, created if none; GET: the
 subject's stored keys), answered with wrapped key records only (streams.keystore).
 
@@ -14,7 +14,8 @@ privops' registry (streams.app).
 Every question but /health and /metrics needs a proven caller (``refused``): HTTP Basic
 with a Kafka principal and its SCRAM password, checked with the broker
 (privops.adapters.api_auth), and a principal that may ask it (``acls.may_call``). A
-forwarded question carries the caller's credentials, and the owner checks them again.
+question forwarded to a subject's owner carries the caller's credentials, and the owner
+checks them again; gathering the open requests, a worker asks the others as itself.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from privops.connectors.encryption import key_json
 from privops.core import caseload, deadlines
 from privops.core import consent as rules
 from privops.core import workflow as wf
-from privops.core.errors import RuntimeUnavailable
+from privops.core.errors import PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import MAIN_SCOPE, check_subject_id, seal_fields, sealable
 from privops.core.request import RequestRecord
 from privops.core.shredding import SYSTEM_SCOPE_YEARS, system_may_ask
@@ -54,6 +55,7 @@ from streams.context import collaborators
 from streams.health import health as worker_health
 from streams.tables import (
     CONSENT,
+    HOLDS,
     REQUESTS,
     consent,
     newest,
@@ -200,11 +202,12 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
         return _moving(view)
 
 
+MOVING = "partition moving between workers; retry in a few seconds"
+
+
 def _moving(view: View) -> Response:
     """503: the partition is moving, or what this worker holds for it is being replayed."""
-    return view.json(
-        {"error": "partition moving between workers; retry in a few seconds"}, status=503
-    )
+    return view.json({"error": MOVING}, status=503)
 
 
 @app.page("/subject-keys/{subject_id}")
@@ -442,13 +445,43 @@ def _state_json(state: rules.SubjectConsent) -> dict[str, Any]:
     }
 
 
+@app.page("/holds/{subject_id}")
+async def holds_view(self: View, request: Request, subject_id: str) -> Response:
+    """The subject's legal holds, active and released, with their ids (what `privops
+    request hold release` takes), categories, reasons and dates: the DPO's, never a
+    system's (a hold's reason is the DPO's own text)."""
+    if denied := await refused(self, request, Api.HOLDS):
+        return denied
+    forwarded = await routed(self, request, subject_id)
+    if forwarded is not None:
+        return forwarded
+    try:
+        holds = newest(HOLDS, subject_id, subject_id) or []
+    except ValueError as exc:
+        return self.json({"error": "bad subject id", "reason": str(exc)}, status=400)
+    except RuntimeUnavailable:
+        return _moving(self)
+    now = collaborators().clock.now()
+    return self.json(
+        {
+            "subject_id": subject_id,
+            "subject_ref": ref(subject_id),
+            "holds": [
+                {**h.model_dump(mode="json"), "active": h.active_at(now)}
+                for h in sorted(holds, key=lambda h: (h.placed_at, h.hold_id))
+            ],
+        }
+    )
+
+
 @app.page("/requests")
 async def caseload_view(self: View, request: Request) -> Response:
     """The open requests of every partition (``privops request list``): the worker asked
     gathers them from every worker of the group, each answering for the partitions it
     owns from its schedule (no record is read). 503 unless every partition answered once
-    within ``GATHER_SECONDS``: a list missing a partition would hide a request from the
-    DPO; 502 when another worker answers something else (an error, an older version)."""
+    within ``GATHER_SECONDS`` (naming a worker that did not answer in time): a list
+    missing a partition would hide a request from the DPO; 502 when another worker
+    answers something else (an error, an older version)."""
     began = asyncio.get_running_loop().time()
     if denied := await refused(self, request, Api.REQUESTS):
         return denied
@@ -456,8 +489,11 @@ async def caseload_view(self: View, request: Request) -> Response:
         wanted = caseload.Filter.parse(request.query)
     except ValueError as exc:
         return self.json({"error": "bad query", "reason": str(exc)}, status=400)
-    mine = await _own_part(wanted)
-    if request.headers.get(PART_HEADER):  # another worker gathers: this one's part
+    # Asked for a part, this worker answers its own and never gathers: a worker of the
+    # version before asked for one with the forwarding mark, and two workers that each
+    # took the other's question for a list would ask each other without end.
+    if request.headers.get(PART_HEADER) or request.headers.get(ROUTED_HEADER):
+        mine = await _own_part(wanted)
         return _moving(self) if mine is None else self.json(mine.json())
     here = (app.conf.canonical_url.host, app.conf.canonical_url.port)
     others = [
@@ -465,20 +501,27 @@ async def caseload_view(self: View, request: Request) -> Response:
         for owner in (URL(host) for host in app.router.table_metadata(requests.name))
         if (owner.host, owner.port) != here
     ]
+    asked = [asyncio.ensure_future(_part_of(owner, request)) for owner in others]
+    own = asyncio.ensure_future(_own_part(wanted))
     left = GATHER_SECONDS - (asyncio.get_running_loop().time() - began)
-    try:
-        async with asyncio.timeout(max(left, 0.1)):
-            answers = await asyncio.gather(*(_part_of(owner, request) for owner in others))
-    except TimeoutError:
-        return _moving(self)
-    if mine is None or any(a is None for a in answers):
+    _, late = await asyncio.wait([own, *asked], timeout=max(left, 0.1))
+    for task in late:
+        task.cancel()
+    if late:
+        slow = ", ".join(str(o) for o, t in zip(others, asked, strict=True) if t in late)
+        reason = f"no answer in {GATHER_SECONDS:.0f} s from {slow or 'this worker'}"
+        return self.json({"error": MOVING, "reason": reason}, status=503)
+    mine = own.result()
+    if mine is None:
         return _moving(self)
     parts = [mine]
-    for owner, answer in zip(others, answers, strict=True):
+    for owner, task in zip(others, asked, strict=True):
+        answer = task.result()
+        if answer is None:
+            return _moving(self)
         if isinstance(answer, str):
             reason = f"the worker at {owner} did not give its part: {answer}"
             return self.json({"error": "bad gateway", "reason": reason}, status=502)
-        assert answer is not None
         parts.append(answer)
     listed = caseload.merged(parts, partitions=settings.topic_partitions, limit=wanted.limit)
     if listed is None:  # a partition answered twice or not at all: moving
@@ -519,9 +562,16 @@ async def _part_of(owner: URL, request: Request) -> caseload.Part | str | None:
     # The query was checked (caseload.Filter.parse): only its own parameters go on.
     target = owner.with_path("/requests").with_query(request.url.query)
     try:
+        credentials = _own_credentials()
+    except PrivopsError as exc:  # no password for this worker's principal: configuration
+        return f"this worker cannot prove itself to it ({exc})"
+    # Both marks: a worker of the version before knows only the forwarding one, and
+    # answers its part for it (in a shape ``Part.parse`` refuses, so it is named).
+    headers = {PART_HEADER: "1", ROUTED_HEADER: "1", **credentials}
+    try:
         async with app.http_client.get(
             target,
-            headers={PART_HEADER: "1", **_own_credentials()},
+            headers=headers,
             timeout=ROUTED_TIMEOUT,
             ssl=_owner_tls() if target.scheme == "https" else True,
             allow_redirects=False,
@@ -531,7 +581,7 @@ async def _part_of(owner: URL, request: Request) -> caseload.Part | str | None:
             if answer.status != 200:
                 return f"{answer.status} {answer.reason}"
             body = await answer.json(content_type=None)
-    except (OSError, SameNode, aiohttp.ClientError, TimeoutError):
+    except (OSError, aiohttp.ClientError, TimeoutError):
         return None
     except ValueError:
         return "an answer that is not JSON"
@@ -544,7 +594,8 @@ async def _part_of(owner: URL, request: Request) -> caseload.Part | str | None:
 @cache
 def _own_credentials() -> dict[str, str]:
     """This worker's credentials, for asking another worker its part, as HTTP Basic
-    (none when Kafka is PLAINTEXT: no principal to prove)."""
+    (none when Kafka is PLAINTEXT: no principal to prove). The other worker lets the
+    ``privops`` principal ask (``acls.may_call``): a worker runs as it."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return {}
     who = settings.kafka_principal or WORKER

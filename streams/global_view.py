@@ -24,6 +24,7 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from privops.adapters.kafka import stop_client
 from streams.app import kafka_client, settings
 from streams.state import state
 
@@ -148,7 +149,7 @@ class GlobalView:
                     log.info("global view %s ready: %d keys", self.topic, len(self.data))
                     self.ready.set()
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

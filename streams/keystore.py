@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from privops.adapters import kek as kekfile
+from privops.adapters.kafka import stop_client
 from privops.adapters.kek import UnknownKekVersion
 from privops.adapters.key_topic import KeyRecordCodec, subject_partition
 from privops.adapters.settings import Settings
@@ -318,7 +319,7 @@ class KeyStore:
                 await self._advance(consumer, following)
         finally:
             self._consumer = None
-            await consumer.stop()
+            await stop_client(consumer)
 
     async def _reassign(self, consumer: AIOKafkaConsumer, partitions: frozenset[int]) -> None:
         tps = {p: TopicPartition(SUBJECT_KEYS, p) for p in sorted(partitions)}

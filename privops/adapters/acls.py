@@ -210,6 +210,7 @@ class Api(StrEnum):
     REQUESTS = "requests"
     SUBJECT_KEYS = "subject-keys"
     SEAL = "seal"
+    HOLDS = "holds"
 
 
 def may_call(principal: str, api: Api) -> bool:

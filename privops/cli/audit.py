@@ -56,7 +56,8 @@ from privops.core.audit_anchor import (
     dump_anchors,
     load_anchors,
 )
-from privops.core.audit_report import ReportBuilder
+from privops.core.audit_report import CLOSED_STATES, ReportBuilder
+from privops.core.audit_report import app_id_of as chain_app_id
 from privops.core.errors import DecodeError, PrivopsError
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
@@ -153,8 +154,7 @@ def audit_keyring() -> tuple[dict[int, bytes], int]:
 
 def app_id_of(record: AuditEvent) -> str:
     """The deployment (Faust app id) whose worker wrote the record: its chain's namespace."""
-    namespace, sep, _ = record.chain.partition("/")
-    return namespace if sep else "-"
+    return chain_app_id(record.chain)
 
 
 def ordered_history(records: list[AuditEvent]) -> list[AuditEvent]:
@@ -487,12 +487,10 @@ _REPORT_ROWS: Final = (
     ("received", "received"),
     ("closed", "closed"),
     ("open", "still open"),
-    ("completed", "completed"),
-    ("partially_completed", "partially completed (data kept)"),
-    ("refused", "refused"),
-    ("cancelled", "cancelled"),
+    *((state, state.replace("_", " ")) for state in CLOSED_STATES),
     ("late", "late (deadline breached)"),
     ("extended", "extended"),
+    ("withheld_for_review", "access: left for the DPO's review"),
 )
 
 
@@ -502,32 +500,50 @@ def report_cmd(
         None, "--from", help="First day, YYYY-MM-DD (default: a year before --to)."
     ),
     end: str | None = typer.Option(None, "--to", help="Last day, YYYY-MM-DD (default: today)."),
-    chain: str = typer.Option("", "--chain", help=_CHAIN_HELP),
+    chain: str | None = typer.Option(
+        None,
+        "--chain",
+        help="Only chains starting with this prefix (default: this deployment's, "
+        "PRIVOPS_APP_ID and a '/'; '' for every deployment on the topic).",
+    ),
     as_json: Json = False,
 ) -> None:
     """How rights requests were handled in a period (Art. 5(2) accountability): received,
     closed and how, late, extended and days to close, per type, from the audit trail.
 
-    A request counts in the period it was logged in (its request_received step, UK
-    date), with whatever happened to it since. "Late" is a breached deadline (the legal
-    clock's, alerted by the worker); days to close run from the day it was logged to the
-    day it closed. No personal data: counts, types, states and days.
+    A request counts in the period it was received, with whatever happened to it since.
+    "Late" is a breached deadline (the legal clock's, alerted by the worker); days to
+    close run from the day received to the day closed. The follow-up erasures privops
+    issues itself are counted apart. No personal data: counts, types, states and days.
+    It does not check the chains (`privops audit verify --anchors` does); a record it
+    cannot read is counted, and makes it exit 1 after the figures.
     """
     last = parse_date(end, "--to") if end is not None else uk_today()
     first = parse_date(start, "--from") if start is not None else _year_before(last)
     if first > last:
         fail(f"--from {first} is after --to {last}", EXIT_BAD_INPUT)
-    builder = ReportBuilder(first, last, chain)
-    scan_audit(lambda _p, _o, _t, record: builder.add(record))
-    report = builder.report()
+    prefix = f"{settings().app_id}/" if chain is None else chain
+    builder = ReportBuilder(first, last, prefix)
+    scanned = scan_audit(lambda _p, _o, _t, record: builder.add(record))
+    report = {**builder.report(), "chain_prefix": prefix, "unusable": len(scanned.unusable)}
     if as_json:
         emit_json(report)
-        return
+    else:
+        _print_report(report, first, last)
+    if scanned.unusable:
+        err_console.print(
+            f"[red]{len(scanned.unusable)} record(s) on {AUDIT} could not be read[/]: the "
+            "figures may be short; `privops audit verify` names them"
+        )
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_report(report: dict[str, Any], first: date, last: date) -> None:
     kinds = [row["request_type"] for row in report["by_type"]]
     columns = [report["total"], *report["by_type"]]
     out = table(
         "", "all", *(escape(k.replace("_", " ")) for k in kinds),
-        title=f"Rights requests logged {first} to {last}",
+        title=f"Rights requests received {first} to {last}",
     )  # fmt: skip
     for key, label in _REPORT_ROWS:
         out.add_row(label, *(str(c[key]) for c in columns))
@@ -537,12 +553,12 @@ def report_cmd(
             *(cell(c["days_to_close"][key]) for c in columns),
         )
     console.print(out)
-    changes = report["consent_changes"]
-    if changes:
-        listed = ", ".join(f"{escape(k.replace('_', ' '))} {n}" for k, n in changes.items())
-        console.print(f"Consent changes recorded: {listed}")
-    if report["app_ids"]:
-        console.print(f"[dim]deployments (app ids): {escape(', '.join(report['app_ids']))}[/]")
+    console.print(f"Follow-up erasures privops issued: {report['followup_erasures']}")
+    deployments = ", ".join(report["app_ids"]) or "none"
+    console.print(
+        f"[dim]chains {escape(report['chain_prefix'] or '(all)')}*; deployments: "
+        f"{escape(deployments)}[/]"
+    )
 
 
 def _year_before(day: date) -> date:

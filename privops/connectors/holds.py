@@ -50,6 +50,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from privops.adapters.kafka import stop_client
 from privops.connectors.base import Connector, honours_holds
 from privops.connectors.metrics import (
     HOLD_OUTCOMES,
@@ -211,7 +212,7 @@ class HoldReader:
                     )
                     self._maybe_ready()
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
 
     async def _confirm(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         """Keep confirming, once caught up, that everything written up to a recent moment

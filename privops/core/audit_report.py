@@ -11,9 +11,12 @@ from the audit steps, and holds no personal data (counts, types, states, days).
 Pure: ``ReportBuilder.add`` takes each audit event as a scan reads it (partition by
 partition, each in log order; a request's steps are on its own chain, so in order), and
 keeps only the requests received in the period (memory grows with the period's
-requests, not the topic's ten years). A request counts in the period its
-``request_received`` step falls in (its UK date); what happened to it later counts with
-it, whenever it happened (a request received in March and closed in April is March's).
+requests, not the topic's ten years). A request counts in the period it was received
+(the receipt date its ``request_received`` step gives; a step written before it did, by
+its UK date), with whatever happened to it since: one received in March and closed in
+April is March's. The follow-up erasures privops issues itself are counted apart, not
+as requests received. "Late" is a breached deadline, as the worker alerted it on the
+legal clock; days to close run from the day received to the day closed.
 """
 
 from __future__ import annotations
@@ -24,16 +27,25 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from privops.core.clock import UK
+from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.records import AuditEvent
 from privops.core.ticks import TickKind
 from privops.core.vocab import TERMINAL_STATES, RequestState
+from privops.core.workflow import EXTENSION_TOLD
 
 FOLLOWUP_STEP: Final = "followup_scheduled"
 """``request_received``'s ``after`` on a parent's chain when it schedules a follow-up
 erasure: not a request received (the follow-up has its own ``request_received``)."""
 
-_TERMINAL: Final = frozenset(s.value for s in TERMINAL_STATES)
 CLOSED_STATES: Final = tuple(s.value for s in RequestState if s in TERMINAL_STATES)
+_TERMINAL: Final = frozenset(CLOSED_STATES)
+_RECEIVED: Final = ", received "
+
+
+def app_id_of(chain: str) -> str:
+    """The deployment (Faust app id) whose worker wrote a chain: its namespace."""
+    namespace, sep, _ = chain.partition("/")
+    return namespace if sep else "-"
 
 
 @dataclass(slots=True)
@@ -41,11 +53,12 @@ class _Handled:
     """One request received in the period, as its audit steps tell it."""
 
     request_type: str
-    received_at: datetime
+    received_on: date
     closed_at: datetime | None = None
     state: str | None = None
     breached: bool = False
     extended: bool = False
+    withheld: bool = False
 
 
 @dataclass
@@ -56,42 +69,46 @@ class ReportBuilder:
     end: date
     chain_prefix: str = ""
     _requests: dict[tuple[str, str], _Handled] = field(default_factory=dict)
-    _consent: dict[str, int] = field(default_factory=dict)
+    _followups: int = 0
     _app_ids: set[str] = field(default_factory=set)
 
     def add(self, event: AuditEvent) -> None:
-        if not event.chain.startswith(self.chain_prefix):
+        if event.request_id is None or not event.chain.startswith(self.chain_prefix):
             return
-        app_id = event.chain.partition("/")[0]
-        if event.action == "consent_changed":
-            if self._in_period(event.occurred_at):
-                self._app_ids.add(app_id)
-                kind = event.after or "other"
-                self._consent[kind] = self._consent.get(kind, 0) + 1
-            return
-        if event.request_id is None:
-            return
-        key = (app_id, event.request_id)
+        key = (app_id_of(event.chain), event.request_id)
         if event.action == "request_received":
-            if event.after != FOLLOWUP_STEP and self._in_period(event.occurred_at):
-                self._app_ids.add(app_id)
-                self._requests.setdefault(
-                    key, _Handled(event.reason or "unknown", event.occurred_at)
-                )
+            self._received(key, event)
             return
         found = self._requests.get(key)
         if found is None:
             return
         if event.action == "request_transitioned" and event.after in _TERMINAL:
-            if found.closed_at is None:
+            if found.closed_at is None:  # the first closing (a replayed step moves nothing)
                 found.closed_at, found.state = event.occurred_at, event.after
         elif event.action == "deadline_alert" and event.after == TickKind.deadline_breached:
             found.breached = True
         elif event.action == "deadline_extended":
-            found.extended = True
+            # One the law did not allow after all (it came too late once a pause counted)
+            # is withdrawn by a step of the same action saying so.
+            found.extended = event.reason == EXTENSION_TOLD
+        elif event.action == "access_withheld":
+            found.withheld = True
 
-    def _in_period(self, at: datetime) -> bool:
-        return self.start <= at.astimezone(UK).date() <= self.end
+    def _received(self, key: tuple[str, str], event: AuditEvent) -> None:
+        if event.after == FOLLOWUP_STEP:
+            return
+        kind, _, on = (event.reason or "unknown").partition(_RECEIVED)
+        try:
+            received = date.fromisoformat(on)
+        except ValueError:  # written before the step gave the receipt date
+            received = event.occurred_at.astimezone(UK).date()
+        if not self.start <= received <= self.end:
+            return
+        self._app_ids.add(key[0])
+        if event.actor == FOLLOWUP_ACTOR:
+            self._followups += 1
+            return
+        self._requests.setdefault(key, _Handled(kind, received))
 
     def report(self) -> dict[str, Any]:
         by_type: dict[str, list[_Handled]] = {}
@@ -105,7 +122,7 @@ class ReportBuilder:
                 {"request_type": kind, **_figures(found)} for kind, found in sorted(by_type.items())
             ],
             "total": _figures(list(self._requests.values())),
-            "consent_changes": dict(sorted(self._consent.items())),
+            "followup_erasures": self._followups,
         }
 
 
@@ -119,6 +136,7 @@ def _figures(handled: list[_Handled]) -> dict[str, Any]:
         **{state: sum(1 for h in closed if h.state == state) for state in CLOSED_STATES},
         "late": sum(1 for h in handled if h.breached),
         "extended": sum(1 for h in handled if h.extended),
+        "withheld_for_review": sum(1 for h in handled if h.withheld),
         "days_to_close": {
             "median": _rank(days, 0.5),
             "p90": _rank(days, 0.9),
@@ -128,11 +146,9 @@ def _figures(handled: list[_Handled]) -> dict[str, Any]:
 
 
 def _days(handled: _Handled) -> int:
-    """Calendar days from the day it was logged to the day it closed (UK dates)."""
+    """Calendar days from the day it was received to the day it closed (UK dates)."""
     assert handled.closed_at is not None
-    return (
-        handled.closed_at.astimezone(UK).date() - handled.received_at.astimezone(UK).date()
-    ).days
+    return (handled.closed_at.astimezone(UK).date() - handled.received_on).days
 
 
 def _rank(ordered: list[int], q: float) -> int | None:

@@ -14,7 +14,8 @@ choices privops keeps as the authoritative record (each with when, from which sy
 on what basis and the system's evidence: the proof of consent of Art. 7(1)), the
 subject-wide flags (an objection, TPS, a restriction, the suppression list, the cookie
 choice) with theirs, the identifiers each system knows the subject by and the earlier
-ones privops keeps (the only copy of a value a system has since replaced), the facts
+ones privops keeps (the only copy of a value a system has since replaced; an earlier
+email or phone is counted, not given, as it may be another person's), the facts
 about accounts and payments that decide how long financial records are kept, and how
 long privops keeps each of these records. Legal holds and investigations are not
 listed: a hold's or an investigation's existence may be what a crime investigation
@@ -41,18 +42,20 @@ from privops.core.consent.model import ConsentEntry, FactKind, Marker, SubjectCo
 from privops.core.datamap import DataMap, PurposeSpec, Recipient
 from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.errors import DomainError
-from privops.core.identity import MAX_PREVIOUS, Identifier, IdentityMap
+from privops.core.identity import EMAIL, MAX_PREVIOUS, PHONE, Identifier, IdentityMap
 from privops.core.records import ExportReference
 from privops.core.topics import AUDIT_RETENTION_YEARS
 from privops.core.vocab import Category, System
 
+CONTACT_KINDS: Final = frozenset({EMAIL, PHONE})
+"""Identifier kinds whose earlier values are counted, not given (``_known_in``)."""
 # 2: the ``privacy_records`` section (what privops itself holds on the subject) and
 # ``kept_longer``.
 MANIFEST_VERSION: Final = 2
 KEPT_LONGER: Final = (
     "Any of this data may be kept longer than the periods given while it is needed for a "
-    "legal claim or an investigation, and only for as long as that lasts (UK GDPR Art. "
-    "17(3)(e))."
+    "legal claim (UK GDPR Art. 17(3)(e)) or the investigation of a crime or an incident, "
+    "and only for as long as that lasts."
 )
 ICO_WEBSITE: Final = "www.ico.org.uk"
 
@@ -338,6 +341,12 @@ def _text_privacy_records(m: Mapping[str, Any]) -> list[str]:
             f"{k['system']} ({', '.join(k['identifier_kinds'])})" for k in own["known_in"]
         )
         lines.append(f"  - the systems that know you, and by what: {known}")
+        held = sum(n for k in own["known_in"] for n in k.get("earlier_contact_values", {}).values())
+        if held:
+            lines.append(
+                f"  - we also keep {held} earlier email address(es) or phone number(s) our "
+                "systems knew you by: ask our Data Protection Officer for them"
+            )
     if facts := own["retention_facts"]:
         words = [f"{name.replace('_', ' ')} {value}" for name, value in facts.items()]
         words = [w.removesuffix(" True") for w in words]
@@ -569,15 +578,22 @@ def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
 
 def _known_in(system: System, ids: Mapping[str, Identifier]) -> dict[str, Any]:
     """What ``system`` knows the subject by, and the values it knew them by before (the
-    last ``MAX_PREVIOUS`` of each, newest first): a replaced value may now be only here."""
+    last ``MAX_PREVIOUS`` of each, newest first): a replaced value may now be only here.
+    An earlier email address or phone number is counted, not given: one a rectification
+    replaced, or one a system noted from someone calling for the subject, may be another
+    person's (Art. 15(4)); the letter tells the subject to ask the DPO for them."""
+    earlier = {kind: ids[kind].previous for kind in sorted(ids) if ids[kind].previous}
     return {
         "system": system.value,
         "identifier_kinds": sorted(ids),
         "identifiers": {kind: ids[kind].value for kind in sorted(ids)},
         "earlier": {
-            kind: [old.value for old in ids[kind].previous]
-            for kind in sorted(ids)
-            if ids[kind].previous
+            kind: [old.value for old in values]
+            for kind, values in earlier.items()
+            if kind not in CONTACT_KINDS
+        },
+        "earlier_contact_values": {
+            kind: len(values) for kind, values in earlier.items() if kind in CONTACT_KINDS
         },
     }
 

@@ -544,7 +544,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     )
     out = Outcome(
         record=rec,
-        audit=[AuditStep("request_received", after=rec.state.value, reason=rec.request_type.value)],
+        audit=[AuditStep("request_received", after=rec.state.value, reason=received_reason(rec))],
         message=NOTE_NOT_KEPT if stranger and cmd.reason is not None else None,
     )
     if rec.request_type in IDENTITY_REQUIRED:
@@ -656,15 +656,24 @@ def _clarification_received(
         finish(rec, ctx, out)
 
 
+EXTENSION_TOLD: Final = "reason told to the subject"
+"""The ``deadline_extended`` step's reason for an extension; one withdrawn (it came too
+late once a pause was counted: ``timelimits.end_pause``) says why instead."""
+
+
+def received_reason(rec: RequestRecord) -> str:
+    """The ``request_received`` step's reason: the type and the day it was received (the
+    accountability report counts from it: privops.core.audit_report)."""
+    return f"{rec.request_type.value}, received {rec.received_on.isoformat()}"
+
+
 def _deadline_extended(
     rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context, out: Outcome
 ) -> None:
     timelimits.extend(rec, cmd, ctx)
     # The DPO's reason goes to the subject sealed (the notice's document), not into the
     # audit, which outlives every key: free text may name people (review, session 24).
-    out.audit.append(
-        AuditStep("deadline_extended", after=str(rec.due_on), reason="reason told to the subject")
-    )
+    out.audit.append(AuditStep("deadline_extended", after=str(rec.due_on), reason=EXTENSION_TOLD))
     notify_subject(
         rec,
         out,

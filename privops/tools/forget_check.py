@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from privops.adapters.kafka import unreachable
+from privops.adapters.kafka import stop_client, unreachable
 from privops.adapters.serde import Serde
 from privops.core import forget_scan as fs
 from privops.core.errors import PrivopsError, RegistryError
@@ -347,7 +347,7 @@ async def forget_check(
             await consumer.start()
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             await admin.close()
-            await consumer.stop()
+            await stop_client(consumer)
             raise unreachable(options, exc) from exc
         try:
             topics = await _with_ranges(consumer, await _topics(admin, report), report)
@@ -373,7 +373,7 @@ async def forget_check(
                     )
             await _second_pass(consumer, topics, matcher, serde, progress, report)
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
             await admin.close()
         for store in stores:
             name = str(store.relative_to(request.data_dir)) if request.data_dir else str(store)

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from agents import http
+from privops.core import caseload
 from privops.core.request import RequestRecord
 from privops.core.vocab import RequestState, RequestType
 from streams.app import settings
@@ -186,13 +187,42 @@ async def test_a_list_not_covering_each_partition_once_is_a_503_never_a_short_li
     assert "retry" in said["error"]
 
 
-async def test_a_worker_that_hangs_is_a_503_within_the_gathering_time(
+async def test_a_worker_that_hangs_is_a_503_naming_it_within_the_gathering_time(
     worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(http, "GATHER_SECONDS", 0.3)
     async with other_worker(worker, monkeypatch, 200, their_part(), delay=2.0):
-        answered, _ = await asyncio.wait_for(listed(), timeout=1.5)
+        answered, said = await asyncio.wait_for(listed(), timeout=1.5)
+        here = str(worker.conf.canonical_url)
+        slow = next(h for h in worker.router.table_metadata("requests") if h != here)
     assert answered == 503
+    assert "retry" in said["error"]
+    assert f"no answer in 0 s from {slow}" in said["reason"]
+
+
+async def test_a_worker_of_the_version_before_asking_with_the_forwarding_mark_gets_a_part(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It never gathers when asked by another worker: an older worker took the other's
+    question for a list, and the two would ask each other without end."""
+    monkeypatch.setattr(
+        worker.router, "table_metadata", lambda _t: pytest.fail("a part must not gather")
+    )
+    status, body = await listed(**{http.ROUTED_HEADER: "1"})
+    assert status == 200
+    assert body["part"] is True
+    assert body["partitions"] == MINE
+
+
+async def test_a_worker_of_the_version_before_answering_its_part_is_named(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_shape = {"partitions": THEIRS, "requests": [THEIR_REQUEST]}  # no "part", no "total"
+    async with other_worker(worker, monkeypatch, 200, old_shape) as asked:
+        answered, said = await listed()
+    assert answered == 502
+    assert "not a part of the list" in said["reason"]
+    assert asked[0][http.ROUTED_HEADER] == "1"  # the mark it knows, beside the new one
 
 
 @pytest.mark.parametrize(
@@ -237,15 +267,39 @@ async def test_a_large_caseload_is_read_in_slices_between_which_the_loop_runs(
     worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(http, "owned_partitions", lambda: MINE + THEIRS)
-    monkeypatch.setattr(http, "CASELOAD_SLICE", 2)
-    ran: list[int] = []
+    monkeypatch.setattr(http, "CASELOAD_SLICE", 1)
+    schedule = collaborators().schedule
+    order: list[str] = []
+    read = schedule.open_request
+
+    def reading(rid: str) -> Any:
+        order.append("read")
+        return read(rid)
+
+    monkeypatch.setattr(schedule, "open_request", reading)
 
     async def meanwhile() -> None:
-        for n in range(10):
-            ran.append(n)
+        for _ in range(3):
+            order.append("other")
             await asyncio.sleep(0)
 
-    status, body = (await asyncio.gather(listed(), meanwhile()))[0]
-    assert status == 200
-    assert body["total"] == 3
-    assert ran  # the other task ran while the list was read
+    part = http._own_part(caseload.Filter())
+    found, _ = await asyncio.gather(part, meanwhile())
+    assert found is not None
+    assert found.total == 3
+    first, last = order.index("read"), len(order) - 1 - order[::-1].index("read")
+    assert "other" in order[first:last]  # the other task ran between two slices
+
+
+async def test_a_schedule_rebuilt_while_it_is_read_gives_no_part(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "CASELOAD_SLICE", 1)
+    schedule = collaborators().schedule
+
+    async def rebalanced() -> None:
+        await asyncio.sleep(0)
+        schedule.clear()  # partitions moved: the schedule starts again
+
+    found, _ = await asyncio.gather(http._own_part(caseload.Filter()), rebalanced())
+    assert found is None

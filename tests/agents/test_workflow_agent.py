@@ -20,6 +20,7 @@ from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.consent.fold import apply_all
 from privops.core.consent.model import ConsentFact, FactKind
+from privops.core.erasure import SubjectFacts
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
 from privops.core.topics import (
@@ -43,7 +44,7 @@ from privops.core.vocab import (
 from streams.batching import Outgoing
 from streams.context import collaborators
 from streams.state import state
-from streams.tables import consent, identities, legal_holds, requests
+from streams.tables import consent, identities, legal_holds, requests, subject_facts
 from tests.agents.conftest import Outbox, put_on, wait_for
 from tests.agents.signers import sign, trust
 
@@ -493,8 +494,20 @@ async def test_an_access_response_of_a_subject_under_a_legal_hold_is_left_for_th
     note = await answered_access(serde, outbox, "R-agent-held")
     assert "4411" not in (note.document or "")
     assert "H-police" not in (note.document or "")
-    assert "legal claim or an investigation" in json.loads(note.document or "{}")["kept_longer"]
+    assert "legal claim" in json.loads(note.document or "{}")["kept_longer"]
     (step,) = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "access_withheld"]
     assert (step.request_id, step.after) == ("R-agent-held", "legal_hold")
     assert step.reason is not None
     assert "DPO reviews" in step.reason
+
+
+async def test_an_access_response_of_a_subject_in_an_open_investigation_is_left_for_the_dpo(
+    serde: Serde, outbox: Outbox
+) -> None:
+    known_subject()
+    facts = SubjectFacts(open_investigation_ids=("INV-7",))
+    subject_facts.data[SUBJECT] = facts.model_dump(mode="json")
+    note = await answered_access(serde, outbox, "R-agent-investigated")
+    assert "INV-7" not in (note.document or "")
+    (step,) = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "access_withheld"]
+    assert step.after == "investigation"

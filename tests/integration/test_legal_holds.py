@@ -9,6 +9,7 @@ subject's. Released, the next deletion takes them.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,6 +118,12 @@ def test_a_legal_hold_keeps_recordings_past_their_period_until_released(
         ]
         assert is_encrypted(placed.reason)
         assert parse_field(placed.reason)[0].startswith(f"{held.id}/main/")
+        # The DPO sees the hold, its reason opened, with the id `release` takes.
+        (listed,) = json.loads(
+            cli("request", "hold", "list", "--subject", held.id, "--json", env=worker.env)
+        )["holds"]
+        assert (listed["hold_id"], listed["active"]) == (hold_id, True)
+        assert (listed["reason"], listed["categories"]) == ("litigation ref L-9", ["interactions"])
 
         connectors = simulate(
             local_runtime,
@@ -143,6 +150,11 @@ def test_a_legal_hold_keeps_recordings_past_their_period_until_released(
         )
         assert f"NEW-{held.id}" in calls(store)
         assert held.id not in store.holding()
+        (released,) = json.loads(
+            cli("request", "hold", "list", "--subject", held.id, "--json", env=worker.env)
+        )["holds"]
+        assert released["active"] is False
+        assert released["released_at"] is not None
     finally:
         if connectors is not None:
             stop(connectors)

@@ -34,7 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from privops.adapters import runtime
-from privops.adapters.kafka import create_topics, producer_options, read_all
+from privops.adapters.kafka import create_topics, producer_options, read_all, stop_client
 from privops.adapters.settings import Settings
 from privops.connectors.reference import seed_customers
 from privops.core.topics import COMMANDS, TopicSpec, catalogue
@@ -201,7 +201,7 @@ async def stream_through_a_kill(
             await reading
         for client in (consumer, producer):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(client.stop(), SETTLE_S)
+                await asyncio.wait_for(stop_client(client), SETTLE_S)
     return flow, killed_at
 
 

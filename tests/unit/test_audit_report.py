@@ -1,5 +1,5 @@
 """The accountability report (privops.core.audit_report): how a period's rights requests
-were handled, from audit steps alone."""
+were handled, from audit steps alone, shaped as the workflow writes them."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 
 from privops.core.audit_report import ReportBuilder
+from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.records import AuditEvent
+from privops.core.workflow import EXTENSION_TOLD
 
 SEQ = count(1)
 MARCH = datetime(2026, 3, 10, 10, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def step(
@@ -25,7 +28,7 @@ def step(
         seq=1,
         request_id=rid,
         subject_ref="sr_x",
-        actor="dpo",
+        actor=fields.pop("actor", "dpo"),
         action=action,
         occurred_at=at,
         prev_hash="0" * 64,
@@ -34,8 +37,13 @@ def step(
     )
 
 
-def received(rid: str, kind: str, at: datetime = MARCH, app: str = "privops") -> AuditEvent:
-    return step(rid, "request_received", at, app, after="received", reason=kind)
+def received(
+    rid: str, kind: str, on: date | None = None, at: datetime = MARCH, **fields: Any
+) -> AuditEvent:
+    """``request_received`` as workflow._submitted writes it (``received_reason``)."""
+    day = on or at.date()
+    reason = f"{kind}, received {day.isoformat()}"
+    return step(rid, "request_received", at, after="received", reason=reason, **fields)
 
 
 def closed(rid: str, state: str, at: datetime, app: str = "privops") -> AuditEvent:
@@ -49,23 +57,22 @@ def report(events: list[AuditEvent], chain: str = "") -> dict[str, Any]:
     return builder.report()
 
 
-def test_a_periods_requests_with_how_each_closed_late_and_extended() -> None:
-    day = timedelta(days=1)
+def test_a_periods_requests_with_how_each_closed_late_extended_and_withheld() -> None:
     events = [
         received("E-1", "erasure"),
         step("E-1", "task_sent", MARCH),
-        closed("E-1", "partially_completed", MARCH + 4 * day),
-        received("E-2", "erasure", MARCH + day),
-        closed("E-2", "completed", MARCH + 11 * day),
+        closed("E-1", "partially_completed", MARCH + 4 * DAY),
+        received("E-2", "erasure", at=MARCH + DAY),
+        closed("E-2", "completed", MARCH + 11 * DAY),
         received("A-1", "access"),
-        step("A-1", "deadline_extended", MARCH + 2 * day, after="2026-06-10"),
-        step("A-1", "deadline_alert", MARCH + 40 * day, after="deadline_approaching"),
-        step("A-1", "deadline_alert", MARCH + 95 * day, after="deadline_breached"),
+        step(
+            "A-1", "deadline_extended", MARCH + 2 * DAY, after="2026-06-10", reason=EXTENSION_TOLD
+        ),
+        step("A-1", "deadline_alert", MARCH + 40 * DAY, after="deadline_approaching"),
+        step("A-1", "deadline_alert", MARCH + 95 * DAY, after="deadline_breached"),
         received("A-2", "access"),
-        step("A-2", "consent_changed", MARCH, after="withdrawn"),
-        step(None, "consent_changed", MARCH, after="withdrawn"),
-        step(None, "consent_changed", MARCH, after="granted"),
-        step(None, "consent_changed", MARCH - 30 * day, after="granted"),  # February's
+        step("A-2", "access_withheld", MARCH + 5 * DAY, after="legal_hold"),
+        closed("A-2", "completed", MARCH + 5 * DAY),
     ]
     out = report(events)
     assert out["app_ids"] == ["privops"]
@@ -76,42 +83,68 @@ def test_a_periods_requests_with_how_each_closed_late_and_extended() -> None:
     assert (erasure["completed"], erasure["partially_completed"]) == (1, 1)
     assert erasure["days_to_close"] == {"median": 4, "p90": 10, "max": 10}
     access = kinds["access"]
-    assert (access["received"], access["open"], access["late"], access["extended"]) == (2, 2, 1, 1)
-    assert access["days_to_close"] == {"median": None, "p90": None, "max": None}
+    assert (access["received"], access["open"], access["late"], access["extended"]) == (2, 1, 1, 1)
+    assert access["withheld_for_review"] == 1
     assert out["total"]["received"] == 4
     assert out["total"]["late"] == 1
-    assert out["consent_changes"] == {"granted": 1, "withdrawn": 2}
 
 
-def test_a_request_counts_in_the_period_it_was_logged_in_by_its_uk_date() -> None:
+def test_a_request_counts_in_the_period_it_was_received_and_closes_from_then() -> None:
+    events = [
+        # Received on 27 February, logged in March (the DPO back-fills): February's.
+        received("X-0", "erasure", on=date(2026, 2, 27)),
+        closed("X-0", "completed", MARCH),
+        # Received on 31 March, logged on 2 April: March's, 5 days to close.
+        received("X-1", "erasure", on=date(2026, 3, 31), at=datetime(2026, 4, 2, tzinfo=UTC)),
+        closed("X-1", "completed", datetime(2026, 4, 5, 9, tzinfo=UTC)),
+    ]
+    out = report(events)
+    assert out["total"]["received"] == 1
+    assert out["total"]["days_to_close"]["max"] == 5
+
+
+def test_a_step_written_before_it_gave_the_receipt_date_counts_by_its_uk_date() -> None:
     late_on_the_31st = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)  # 1 April in the UK (BST)
     first_of_march = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)  # GMT: still 1 March
     events = [
-        received("X-1", "erasure", first_of_march),
-        received("X-2", "erasure", late_on_the_31st),
-        received("X-0", "erasure", datetime(2026, 2, 28, 12, tzinfo=UTC)),
-        closed("X-0", "completed", MARCH),  # closed in March, but February's request
+        step("O-1", "request_received", first_of_march, after="received", reason="erasure"),
+        step("O-2", "request_received", late_on_the_31st, after="received", reason="erasure"),
+    ]
+    out = report(events)
+    assert [row["request_type"] for row in out["by_type"]] == ["erasure"]
+    assert out["total"]["received"] == 1
+
+
+def test_the_follow_up_erasures_privops_issues_are_counted_apart() -> None:
+    events = [
+        received("P-1", "erasure"),
+        step("P-1", "request_received", MARCH, after="followup_scheduled", reason="follow-up"),
+        received("P-1-F1", "erasure", at=MARCH + 3 * DAY, actor=FOLLOWUP_ACTOR),
+        closed("P-1-F1", "completed", MARCH + 4 * DAY),
     ]
     out = report(events)
     assert out["total"]["received"] == 1
     assert out["total"]["closed"] == 0
+    assert out["followup_erasures"] == 1
 
 
-def test_a_follow_up_scheduled_on_a_parent_is_not_a_request_received() -> None:
+def test_an_extension_withdrawn_once_a_pause_counted_is_not_extended() -> None:
+    withdrawn = "the extension notified on 2026-04-20 came after the first month: it does not count"
     events = [
-        received("P-1", "erasure"),
-        step("P-1", "request_received", MARCH, after="followup_scheduled", reason="follow-up"),
-        received("P-1-f", "erasure", MARCH + timedelta(days=2)),
+        received("W-1", "access"),
+        step("W-1", "deadline_extended", MARCH + DAY, after="2026-06-10", reason=EXTENSION_TOLD),
+        step("W-1", "deadline_extended", MARCH + 9 * DAY, after="2026-04-12", reason=withdrawn),
     ]
-    assert report(events)["total"]["received"] == 2
+    assert report(events)["total"]["extended"] == 0
 
 
 def test_deployments_are_told_apart_and_one_can_be_chosen() -> None:
     events = [
-        received("R-1", "access", app="privops"),
-        received("R-1", "access", app="privops-demo"),  # the same id, another deployment
+        received("R-1", "access"),
+        step("R-1", "request_received", MARCH, "privops-demo", after="received",
+             reason="access, received 2026-03-10"),
         closed("R-1", "completed", MARCH, app="privops-demo"),
-    ]
+    ]  # fmt: skip
     both = report(events)
     assert both["app_ids"] == ["privops", "privops-demo"]
     assert (both["total"]["received"], both["total"]["closed"]) == (2, 1)
@@ -123,8 +156,8 @@ def test_deployments_are_told_apart_and_one_can_be_chosen() -> None:
 def test_the_first_closing_counts_and_an_empty_period_is_all_zero() -> None:
     events = [
         received("C-1", "complaint"),
-        closed("C-1", "completed", MARCH + timedelta(days=3)),
-        closed("C-1", "cancelled", MARCH + timedelta(days=9)),  # a replayed step cannot move it
+        closed("C-1", "completed", MARCH + 3 * DAY),
+        closed("C-1", "cancelled", MARCH + 9 * DAY),  # a replayed step cannot move it
     ]
     row = report(events)["by_type"][0]
     assert (row["completed"], row["cancelled"], row["days_to_close"]["max"]) == (1, 0, 3)
@@ -146,9 +179,40 @@ def test_days_to_close_are_nearest_rank_quantiles(n: int, median: int, p90: int)
     assert (figures["median"], figures["p90"], figures["max"]) == (median, p90, 5 + n - 1)
 
 
-def test_the_cli_shows_the_report_per_type_with_the_consent_changes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_workflows_own_step_carries_the_receipt_date() -> None:
+    from privops.core.request import RequestRecord
+    from privops.core.vocab import RequestState, RequestType
+    from privops.core.workflow import received_reason
+
+    rec = RequestRecord(
+        request_id="R-9",
+        request_type=RequestType.access,
+        subject_id="S-9",
+        actor="dpo",
+        state=RequestState.received,
+        received_on=date(2026, 3, 30),
+        created_at=datetime(2026, 4, 2, tzinfo=UTC),
+    )
+    event = step("R-9", "request_received", datetime(2026, 4, 2, tzinfo=UTC),
+                 after="received", reason=received_reason(rec))  # fmt: skip
+    assert report([event])["by_type"][0]["request_type"] == "access"
+
+
+class _Scan:
+    def __init__(self, events: list[AuditEvent], unusable: int = 0) -> None:
+        self.events, self.unusable = events, unusable
+
+    def __call__(self, visit: Any) -> Any:
+        from privops.cli import audit as audit_cli
+
+        for offset, event in enumerate(self.events):
+            visit(0, offset, 0, event)
+        found = audit_cli.AuditScan()
+        found.unusable = [{"problem": "undecodable"}] * self.unusable
+        return found
+
+
+def test_the_cli_shows_the_report_per_type(monkeypatch: pytest.MonkeyPatch) -> None:
     """What `privops audit report` prints for what the scan reads (reading the topic
     is the integration tests' business: tests/integration/test_dsar_flow.py)."""
     from privops.cli import audit as audit_cli
@@ -156,21 +220,14 @@ def test_the_cli_shows_the_report_per_type_with_the_consent_changes(
 
     events = [
         received("E-1", "erasure"),
-        closed("E-1", "partially_completed", MARCH + timedelta(days=6)),
+        closed("E-1", "partially_completed", MARCH + 6 * DAY),
         received("C-1", "consent_withdrawal"),
         closed("C-1", "completed", MARCH),
-        step(None, "consent_changed", MARCH, after="withdrawn"),
     ]
-
-    def scan(visit: Any) -> audit_cli.AuditScan:
-        for offset, event in enumerate(events):
-            visit(0, offset, 0, event)
-        return audit_cli.AuditScan()
-
-    monkeypatch.setattr(audit_cli, "scan_audit", scan)
+    monkeypatch.setattr(audit_cli, "scan_audit", _Scan(events))
     out = run("audit", "report", "--from", "2026-03-01", "--to", "2026-03-31")
     assert out.code == 0, out.output
-    assert "Rights requests logged 2026-03-01 to 2026-03-31" in out.flat
+    assert "Rights requests received 2026-03-01 to 2026-03-31" in out.flat
     rows = {line.split("│")[1].strip(): line for line in out.output.splitlines() if "│" in line}
     heading = next(line for line in out.output.splitlines() if "┃" in line)
     header = [c.strip() for c in heading.split("┃")[2:5]]
@@ -179,6 +236,26 @@ def test_the_cli_shows_the_report_per_type_with_the_consent_changes(
     def row(label: str) -> list[str]:
         return [c.strip() for c in rows[label].split("│")[2:5]]
 
-    assert row("partially completed (data kept)") == ["1", "0", "1"]
+    assert row("partially completed") == ["1", "0", "1"]
     assert row("days to close (max)") == ["6", "0", "6"]
-    assert "Consent changes recorded: withdrawn 1" in out.flat
+    assert "Follow-up erasures privops issued: 0" in out.flat
+    assert "chains privops/*" in out.flat  # this deployment's by default
+
+
+def test_the_cli_says_when_records_could_not_be_read_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from privops.cli import audit as audit_cli
+    from tests.unit.test_cli_bad_input import run
+
+    monkeypatch.setattr(audit_cli, "scan_audit", _Scan([received("E-1", "erasure")], 2))
+    out = run("audit", "report", "--from", "2026-03-01", "--to", "2026-03-31", "--json")
+    assert out.code == 1
+    assert json_loads_first(out.stdout)["unusable"] == 2
+    assert "2 record(s) on privacy.audit could not be read" in out.flat
+
+
+def json_loads_first(text: str) -> Any:
+    import json
+
+    return json.loads(text)

@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -185,16 +186,26 @@ def send_json(handler: BaseHTTPRequestHandler, code: int, data: bytes) -> None:
     handler.wfile.write(data)
 
 
+@contextmanager
+def stand_in_worker(
+    handler: type[BaseHTTPRequestHandler], env: Callable[..., None]
+) -> Iterator[int]:
+    """``handler`` serving on a loopback port the CLI is pointed at (PRIVOPS_WEB_*)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    port = int(server.server_address[1])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env(web_host="127.0.0.1", web_port=str(port))
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def fake_worker(env: Callable[..., None]) -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    port = int(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    env(web_host="127.0.0.1", web_port=str(port))
-    yield port
-    server.shutdown()
-    server.server_close()
+    with stand_in_worker(_Handler, env) as port:
+        yield port
 
 
 # --- --help everywhere ------------------------------------------------------------------------
@@ -211,6 +222,7 @@ VERBS = [
     ],
     ["request", "hold", "place"],
     ["request", "hold", "release"],
+    ["request", "hold", "list"],
     ["consent"],
     ["consent", "check"],
     ["dsar"],

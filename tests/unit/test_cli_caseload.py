@@ -1,21 +1,20 @@
-"""`privops request list` against a stand-in worker over real HTTP: what it asks, how it
-shows the answer, and its exit codes. The worker's side (gathering every worker's part)
-is tests/agents/test_caseload.py's; the real thing end to end is
-tests/integration/test_dsar_flow.py's."""
+"""`privops request list` (and `privops request hold list`) against a stand-in worker
+over real HTTP: what it asks, how it shows the answer, and its exit codes. The worker's
+side is tests/agents/test_caseload.py's and test_holds_view.py's; the real thing end to
+end is tests/integration/test_dsar_flow.py's and test_legal_holds.py's."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from privops.cli import worker_http
 from privops.cli.common import EXIT_BAD_INPUT, EXIT_UNAVAILABLE
-from tests.unit.test_cli_bad_input import env, run, send_json  # noqa: F401
+from tests.unit.test_cli_bad_input import env, run, send_json, stand_in_worker  # noqa: F401
 
 LISTED = {
     "requests": [
@@ -61,12 +60,8 @@ def worker(env: Callable[..., None]) -> Iterator[StandIn]:  # noqa: F811
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env(web_host="127.0.0.1", web_port=str(server.server_address[1]))
-    yield stand_in
-    server.shutdown()
-    server.server_close()
+    with stand_in_worker(Handler, env):
+        yield stand_in
 
 
 def test_the_open_requests_are_shown_due_first_with_what_they_wait_on(worker: StandIn) -> None:
@@ -148,3 +143,52 @@ def test_a_bad_filter_exits_2_before_asking(worker: StandIn, args: list[str]) ->
     out = run("request", "list", *args)
     assert out.code == EXIT_BAD_INPUT
     assert worker.asked == []
+
+
+# --- privops request hold list (the same stand-in worker) -----------------------------------
+
+HOLDS = {
+    "subject_id": "C-1",
+    "subject_ref": "sr_aaaa",
+    "holds": [
+        {
+            "hold_id": "HOLD-OLD", "subject_id": "C-1", "categories": ["cctv"],
+            "reason": "incident 17", "placed_at": "2026-01-02T09:00:00+00:00",
+            "released_at": "2026-02-01T10:30:00+00:00", "active": False,
+        },
+        {
+            "hold_id": "HOLD-NEW", "subject_id": "C-1", "categories": ["purchases", "payment"],
+            "reason": "claim by the subject", "placed_at": "2026-11-20T08:00:00+00:00",
+            "released_at": None, "active": True,
+        },
+    ],
+}  # fmt: skip
+
+
+def test_a_subjects_holds_are_shown_with_the_id_release_takes(worker: StandIn) -> None:
+    worker.answers = [(200, HOLDS)]
+    out = run("request", "hold", "list", "--subject", "C-1")
+    assert out.code == 0, out.output
+    assert worker.asked == ["/holds/C-1"]
+    for text in ("HOLD-NEW", "active", "purchases, payment", "claim by the subject"):
+        assert text in out.flat
+    assert "2026-11-20 08:00:00" in out.flat
+    assert "released" in out.flat
+    assert "2026-02-01 10:30:00" in out.flat
+
+
+def test_hold_list_json_is_the_workers_answer_and_none_is_said(worker: StandIn) -> None:
+    worker.answers = [(200, HOLDS)]
+    out = run("request", "hold", "list", "--subject", "C-1", "--json")
+    assert json.loads(out.stdout) == HOLDS
+    worker.answers = [(200, {"subject_id": "C-2", "subject_ref": "sr_b", "holds": []})]
+    out = run("request", "hold", "list", "--subject", "C-2")
+    assert out.code == 0, out.output
+    assert out.flat == "no legal holds on C-2"
+
+
+def test_hold_list_from_an_older_worker_exits_3_saying_upgrade(worker: StandIn) -> None:
+    worker.answers = [(404, {"error": "not found"})]
+    out = run("request", "hold", "list", "--subject", "C-1")
+    assert out.code == EXIT_UNAVAILABLE
+    assert "does not list holds" in out.flat

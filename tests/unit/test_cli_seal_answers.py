@@ -6,9 +6,8 @@ test_crypto_shredding.py's."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ import typer
 from privops.cli.request.sealing import key_service_seal
 from privops.core.fieldcrypt import DataKey, seal_fields
 from privops.tools.command_sealing import NothingToSealUnder
-from tests.unit.test_cli_bad_input import env, send_json  # noqa: F401
+from tests.unit.test_cli_bad_input import env, send_json, stand_in_worker  # noqa: F401
 
 ANN = "C-ann"
 Answer = tuple[int, str, bytes]  # status, content type, body
@@ -52,12 +51,8 @@ def worker(env: Callable[..., None]) -> Iterator[StandIn]:  # noqa: F811
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env(web_host="127.0.0.1", web_port=str(server.server_address[1]))
-    yield stand_in
-    server.shutdown()
-    server.server_close()
+    with stand_in_worker(Handler, env):
+        yield stand_in
 
 
 def sealed_answer(subject_id: str, fields: dict[str, str]) -> Answer:

@@ -71,6 +71,7 @@ SURFACE = [
     "request list: --due-within --type --limit --json",
     f"request hold place: --subject --category --reason --actor --json --quiet {WAITS}",
     f"request hold release: HOLD_ID --subject --actor --json {WAITS}",
+    "request hold list: --subject --json",
     "consent check: SUBJECT --purpose --channel --json",
     "audit show: ID_ --json",
     "audit verify: --json --chain --anchors --require-keyed",

@@ -207,9 +207,11 @@ def own() -> OwnRecords:
     consent, _ = apply_all(None, SUBJECT, facts)
     identity = merge(None, SUBJECT, System.orders, {"customer_id": "C-1", "email": SUBJECT}, at)
     identity = merge(identity, SUBJECT, System.telephony, {"phone": "+447700900123"}, at)
-    # The telephone system has the subject's new number since: only privops keeps the old.
+    # The systems have the subject's new number and customer number since: only privops
+    # keeps the old ones.
     later = at + timedelta(days=30)
     identity = merge(identity, SUBJECT, System.telephony, {"phone": "+447700900999"}, later)
+    identity = merge(identity, SUBJECT, System.orders, {"customer_id": "C-2"}, later)
     money = SubjectFacts(latest_financial_record_at=at, open_debt=True, balance_at=at)
     return OwnRecords(consent=consent, identity=identity, facts=money)
 
@@ -237,16 +239,20 @@ def test_privops_own_records_are_listed(dm: DataMap, own: OwnRecords) -> None:
         {
             "system": "orders",
             "identifier_kinds": ["customer_id", "email"],
-            "identifiers": {"customer_id": "C-1", "email": SUBJECT},
-            "earlier": {},
+            "identifiers": {"customer_id": "C-2", "email": SUBJECT},
+            "earlier": {"customer_id": ["C-1"]},  # the only copy left
+            "earlier_contact_values": {},
         },
         {
             "system": "telephony",
             "identifier_kinds": ["phone"],
             "identifiers": {"phone": "+447700900999"},
-            "earlier": {"phone": ["+447700900123"]},  # the only copy left
+            # Counted, not given: an earlier number may be another person's (Art. 15(4)).
+            "earlier": {},
+            "earlier_contact_values": {"phone": 1},
         },
     ]
+    assert "7700900123" not in json.dumps(m)
     assert records["retention_facts"] == {
         "latest_financial_record": "2025-06-01",
         "open_debt": True,
@@ -260,7 +266,7 @@ def test_privops_own_records_are_listed(dm: DataMap, own: OwnRecords) -> None:
     assert "erased" in kept["preferences"]["kept"]
     assert "indefinitely" in kept["suppression_list"]["kept"]
     assert "10 years" in kept["audit_trail"]["kept"]
-    assert "legal claim or an investigation" in m["kept_longer"]
+    assert "legal claim" in m["kept_longer"]
 
 
 def test_the_letter_names_identifiers_by_kind_never_by_value(dm: DataMap, own: OwnRecords) -> None:
@@ -268,9 +274,10 @@ def test_the_letter_names_identifiers_by_kind_never_by_value(dm: DataMap, own: O
     # is a summary of it.
     m = build_access_manifest("REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=own)
     text = render_manifest_text(m)
-    for value in ("C-1", SUBJECT, "7700900123", "7700900999"):
+    for value in ("C-1", "C-2", SUBJECT, "7700900123", "7700900999"):
         assert value not in text
-    assert "legal claim or an investigation" in text
+    assert "legal claim" in text
+    assert "1 earlier email address(es) or phone number(s)" in " ".join(text.split())
     assert "marketing by email: granted (basis: consent; since 2025-06-01, from crm)" in text
     assert "Telephone Preference Service" in text
     assert "orders (customer_id, email); telephony (phone)" in text

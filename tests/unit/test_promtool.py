@@ -34,6 +34,7 @@ ALERTS = {
     "PrivopsWorkerDown",
     "PrivopsWorkerNotReady",
     "PrivopsCommandTextUnsealed",
+    "PrivopsAccessResponseForReview",
     "PrivopsConnectorIgnoresLegalHolds",
     "PrivopsConnectorHoldsNotRead",
 }

@@ -73,7 +73,7 @@ def _no_value_in_audit_or_answer(outcome: wf.Outcome, *values: str) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"overdue_balance": "0"}, {"statement:credit": STATEMENT}],
+    [{"overdue_balance": "987.65"}, {"statement:credit": STATEMENT}],
     ids=["field", "statement"],
 )
 def test_credit_data_is_corrected_where_held_and_told_to_the_agencies(

@@ -1,4 +1,4 @@
-"""`privops request hold place|release`: legal holds keep categories from erasure, and
+"""`privops request hold place|release|list`: legal holds keep categories from erasure, and
 from each system's deletion by age (privacy.legal-holds.<system>, docs/connectors.md).
 
 A hold belongs to no request: it has its own id, and that id, not a request id, is what
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
+from rich.markup import escape
 
 from privops.cli.common import (
+    EXIT_UNAVAILABLE,
     Json,
     check_id,
     choices,
+    console,
     emit_json,
     fail,
     parse_choice,
@@ -33,9 +37,11 @@ from privops.cli.request.publish import (
     required_reason,
     waiting,
 )
+from privops.cli.worker_http import answer_json, worker_request, worker_url
 from privops.core.records import LegalHoldPlaced, LegalHoldReleased
 from privops.core.topics import COMMANDS
 from privops.core.vocab import Category
+from privops.tools.views import cell, table
 
 app = typer.Typer(
     help=(
@@ -125,3 +131,45 @@ def release(
     seconds = waiting(wait, no_wait)
     cmd = LegalHoldReleased(**envelope(hid, actor_name(actor)), hold_id=hid, subject_id=subject_id)
     publish_one(cmd, as_json, f"legal hold {hid} release submitted", seconds)
+
+
+@app.command("list")
+def list_holds(
+    subject: Subject,
+    as_json: Json = False,
+) -> None:
+    """A subject's legal holds, active and released: id (what `release` takes),
+    categories, reason, when placed and released (from the worker)."""
+    subject_id = check_id(subject, "subject id")
+    body = answer_json(
+        worker_request("GET", f"/holds/{quote(subject_id, safe='')}", patient=True),
+        not_found=f"the privops worker at {worker_url('')} does not list holds: it is older "
+        "than this CLI; upgrade it",
+        not_found_exit=EXIT_UNAVAILABLE,
+    )
+    holds = body.get("holds")
+    if not isinstance(holds, list):
+        fail(
+            f"the worker's answer has no list of holds ({escape(str(sorted(body))[:200])})",
+            EXIT_UNAVAILABLE,
+        )
+    if as_json:
+        emit_json(body)
+        return
+    if not holds:
+        console.print(f"no legal holds on {escape(subject_id)}")
+        return
+    out = table(
+        "hold", "state", "categories", "reason", "placed (UTC)", "released (UTC)",
+        title=f"Legal holds on {escape(subject_id)}",
+    )  # fmt: skip
+    for hold in holds:
+        out.add_row(
+            cell(hold.get("hold_id")),
+            "[bold]active[/]" if hold.get("active") else "released",
+            ", ".join(cell(c) for c in hold.get("categories") or []) or "-",
+            cell(hold.get("reason")),
+            cell((hold.get("placed_at") or "")[:19].replace("T", " ")),
+            cell((hold.get("released_at") or "")[:19].replace("T", " ")),
+        )
+    console.print(out)
