@@ -530,6 +530,12 @@ def report_cmd(
         emit_json(report)
     else:
         _print_report(report, first, last)
+    if not report["app_ids"] and report["other_app_ids"]:
+        err_console.print(
+            f"nothing under {escape(prefix)}: the topic holds requests of "
+            f"{escape(', '.join(report['other_app_ids']))} (is PRIVOPS_APP_ID the workers'? "
+            "--chain APP_ID/ chooses one)"
+        )
     if scanned.unusable:
         err_console.print(
             f"[red]{len(scanned.unusable)} record(s) on {AUDIT} could not be read[/]: the "
@@ -554,6 +560,9 @@ def _print_report(report: dict[str, Any], first: date, last: date) -> None:
         )
     console.print(out)
     console.print(f"Follow-up erasures privops issued: {report['followup_erasures']}")
+    if report["withheld_requests"]:
+        listed = ", ".join(report["withheld_requests"])
+        console.print(f"Access responses left for the DPO's review: {escape(listed)}")
     deployments = ", ".join(report["app_ids"]) or "none"
     console.print(
         f"[dim]chains {escape(report['chain_prefix'] or '(all)')}*; deployments: "

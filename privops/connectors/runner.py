@@ -60,7 +60,7 @@ from aiokafka.errors import (
 )
 
 from privops.adapters.acls import connector_group, system_principal
-from privops.adapters.kafka import client_options, producer, unreachable
+from privops.adapters.kafka import client_options, producer, stop_client, unreachable
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.adapters.web_tls import certificate_refused
@@ -310,7 +310,7 @@ class ConnectorRunner:
                 auto_offset_reset=self.start_from,
                 isolation_level="read_committed",
             )
-            opened.push_async_callback(consumer.stop)
+            opened.push_async_callback(stop_client, consumer)
             try:
                 await consumer.start()
             except (KafkaConnectionError, KafkaError, OSError) as exc:

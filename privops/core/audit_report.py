@@ -30,8 +30,9 @@ from privops.core.clock import UK
 from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.records import AuditEvent
 from privops.core.ticks import TickKind
+from privops.core.timelimits import EXTENSION_WITHDRAWN
 from privops.core.vocab import TERMINAL_STATES, RequestState
-from privops.core.workflow import EXTENSION_TOLD
+from privops.core.workflow import received_of
 
 FOLLOWUP_STEP: Final = "followup_scheduled"
 """``request_received``'s ``after`` on a parent's chain when it schedules a follow-up
@@ -39,7 +40,6 @@ erasure: not a request received (the follow-up has its own ``request_received``)
 
 CLOSED_STATES: Final = tuple(s.value for s in RequestState if s in TERMINAL_STATES)
 _TERMINAL: Final = frozenset(CLOSED_STATES)
-_RECEIVED: Final = ", received "
 
 
 def app_id_of(chain: str) -> str:
@@ -69,11 +69,16 @@ class ReportBuilder:
     end: date
     chain_prefix: str = ""
     _requests: dict[tuple[str, str], _Handled] = field(default_factory=dict)
-    _followups: int = 0
+    _followups: set[tuple[str, str]] = field(default_factory=set)
+    _elsewhere: set[str] = field(default_factory=set)
     _app_ids: set[str] = field(default_factory=set)
 
     def add(self, event: AuditEvent) -> None:
-        if event.request_id is None or not event.chain.startswith(self.chain_prefix):
+        if event.request_id is None:
+            return
+        if not event.chain.startswith(self.chain_prefix):
+            if event.action == "request_received":
+                self._elsewhere.add(app_id_of(event.chain))  # a wrong prefix, told
             return
         key = (app_id_of(event.chain), event.request_id)
         if event.action == "request_received":
@@ -90,23 +95,21 @@ class ReportBuilder:
         elif event.action == "deadline_extended":
             # One the law did not allow after all (it came too late once a pause counted)
             # is withdrawn by a step of the same action saying so.
-            found.extended = event.reason == EXTENSION_TOLD
+            found.extended = not (event.reason or "").startswith(EXTENSION_WITHDRAWN)
         elif event.action == "access_withheld":
             found.withheld = True
 
     def _received(self, key: tuple[str, str], event: AuditEvent) -> None:
         if event.after == FOLLOWUP_STEP:
             return
-        kind, _, on = (event.reason or "unknown").partition(_RECEIVED)
-        try:
-            received = date.fromisoformat(on)
-        except ValueError:  # written before the step gave the receipt date
+        kind, received = received_of(event.reason)
+        if received is None:  # written before the step gave the receipt date
             received = event.occurred_at.astimezone(UK).date()
         if not self.start <= received <= self.end:
             return
         self._app_ids.add(key[0])
         if event.actor == FOLLOWUP_ACTOR:
-            self._followups += 1
+            self._followups.add(key)  # once, however often a replay audits it
             return
         self._requests.setdefault(key, _Handled(kind, received))
 
@@ -122,7 +125,11 @@ class ReportBuilder:
                 {"request_type": kind, **_figures(found)} for kind, found in sorted(by_type.items())
             ],
             "total": _figures(list(self._requests.values())),
-            "followup_erasures": self._followups,
+            "followup_erasures": len(self._followups),
+            # The access responses left for the DPO's review (alert
+            # PrivopsAccessResponseForReview): request ids, no personal data.
+            "withheld_requests": sorted(k[1] for k, h in self._requests.items() if h.withheld),
+            "other_app_ids": sorted(self._elsewhere - self._app_ids),
         }
 
 

@@ -14,8 +14,8 @@ choices privops keeps as the authoritative record (each with when, from which sy
 on what basis and the system's evidence: the proof of consent of Art. 7(1)), the
 subject-wide flags (an objection, TPS, a restriction, the suppression list, the cookie
 choice) with theirs, the identifiers each system knows the subject by and the earlier
-ones privops keeps (the only copy of a value a system has since replaced; an earlier
-email or phone is counted, not given, as it may be another person's), the facts
+ones privops keeps (the only copy of a value a system has since replaced, and one
+privops still uses to find the subject's older records), the facts
 about accounts and payments that decide how long financial records are kept, and how
 long privops keeps each of these records. Legal holds and investigations are not
 listed: a hold's or an investigation's existence may be what a crime investigation
@@ -28,7 +28,11 @@ legal claim or an investigation needs it.
 id and the pseudonymous subject ref, and the identifiers by their kind. The JSON, which
 is the subject's copy, carries their identifiers (and the subject id, for routing); it
 is stored and sent sealed under the subject's key (privops.core.sealing), like the rest
-of the request.
+of the request. The identifiers are those the systems reported for the subject, as the
+systems' own exports carry theirs: an identity map that joined two people (a shared
+email) would show one person's to the other, as those exports would; that is an
+accuracy fault of the systems' data (Art. 5(1)(d)) for the DPO to correct, not
+something the letter can tell apart.
 """
 
 from __future__ import annotations
@@ -42,13 +46,11 @@ from privops.core.consent.model import ConsentEntry, FactKind, Marker, SubjectCo
 from privops.core.datamap import DataMap, PurposeSpec, Recipient
 from privops.core.erasure import Disclosure, SubjectFacts
 from privops.core.errors import DomainError
-from privops.core.identity import EMAIL, MAX_PREVIOUS, PHONE, Identifier, IdentityMap
+from privops.core.identity import MAX_PREVIOUS, Identifier, IdentityMap
 from privops.core.records import ExportReference
 from privops.core.topics import AUDIT_RETENTION_YEARS
 from privops.core.vocab import Category, System
 
-CONTACT_KINDS: Final = frozenset({EMAIL, PHONE})
-"""Identifier kinds whose earlier values are counted, not given (``_known_in``)."""
 # 2: the ``privacy_records`` section (what privops itself holds on the subject) and
 # ``kept_longer``.
 MANIFEST_VERSION: Final = 2
@@ -341,11 +343,10 @@ def _text_privacy_records(m: Mapping[str, Any]) -> list[str]:
             f"{k['system']} ({', '.join(k['identifier_kinds'])})" for k in own["known_in"]
         )
         lines.append(f"  - the systems that know you, and by what: {known}")
-        held = sum(n for k in own["known_in"] for n in k.get("earlier_contact_values", {}).values())
-        if held:
+        if any(k.get("earlier") for k in own["known_in"]):
             lines.append(
-                f"  - we also keep {held} earlier email address(es) or phone number(s) our "
-                "systems knew you by: ask our Data Protection Officer for them"
+                "  - and identifiers our systems knew you by before, which we keep to find "
+                "your older records (listed in the attached document)"
             )
     if facts := own["retention_facts"]:
         words = [f"{name.replace('_', ' ')} {value}" for name, value in facts.items()]
@@ -578,22 +579,16 @@ def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
 
 def _known_in(system: System, ids: Mapping[str, Identifier]) -> dict[str, Any]:
     """What ``system`` knows the subject by, and the values it knew them by before (the
-    last ``MAX_PREVIOUS`` of each, newest first): a replaced value may now be only here.
-    An earlier email address or phone number is counted, not given: one a rectification
-    replaced, or one a system noted from someone calling for the subject, may be another
-    person's (Art. 15(4)); the letter tells the subject to ask the DPO for them."""
-    earlier = {kind: ids[kind].previous for kind in sorted(ids) if ids[kind].previous}
+    last ``MAX_PREVIOUS`` of each, newest first): a replaced value may now be only here,
+    and privops still uses it (a system's old rows are found by it)."""
     return {
         "system": system.value,
         "identifier_kinds": sorted(ids),
         "identifiers": {kind: ids[kind].value for kind in sorted(ids)},
         "earlier": {
-            kind: [old.value for old in values]
-            for kind, values in earlier.items()
-            if kind not in CONTACT_KINDS
-        },
-        "earlier_contact_values": {
-            kind: len(values) for kind, values in earlier.items() if kind in CONTACT_KINDS
+            kind: [old.value for old in ids[kind].previous]
+            for kind in sorted(ids)
+            if ids[kind].previous
         },
     }
 

@@ -15,6 +15,7 @@ While paused no deadline alert fires: the clock is not running.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Final
 
 from privops.core import deadlines
 from privops.core import records as r
@@ -84,6 +85,11 @@ def alert_due(rec: RequestRecord) -> date | None:
     return rec.due_on
 
 
+EXTENSION_WITHDRAWN: Final = "the extension notified on "
+"""How the ``deadline_extended`` step of a withdrawn extension starts (``end_pause``):
+the accountability report tells it from an extension by it."""
+
+
 def begin_pause(rec: RequestRecord, asked_on: date) -> None:
     """Stop the clock from ``asked_on``: refused before the clock started, or before the
     last clarification's answer arrived (the request was paused until then, so nothing
@@ -121,7 +127,7 @@ def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> str | None
         if not deadlines.can_extend(rec.clock_start, told, paused_days=first):
             due = deadlines.due_date(rec.clock_start, paused_days=first)
             withdrawn = (
-                f"the extension notified on {told} came after the first month, which ended "
+                f"{EXTENSION_WITHDRAWN}{told} came after the first month, which ended "
                 f"on {due} once the clarification answered on {received_on} was recorded: "
                 "it does not count"
             )

@@ -658,13 +658,26 @@ def _clarification_received(
 
 EXTENSION_TOLD: Final = "reason told to the subject"
 """The ``deadline_extended`` step's reason for an extension; one withdrawn (it came too
-late once a pause was counted: ``timelimits.end_pause``) says why instead."""
+late once a pause was counted) says why (``timelimits.EXTENSION_WITHDRAWN``)."""
+
+
+_RECEIVED: Final = ", received "
 
 
 def received_reason(rec: RequestRecord) -> str:
     """The ``request_received`` step's reason: the type and the day it was received (the
     accountability report counts from it: privops.core.audit_report)."""
-    return f"{rec.request_type.value}, received {rec.received_on.isoformat()}"
+    return f"{rec.request_type.value}{_RECEIVED}{rec.received_on.isoformat()}"
+
+
+def received_of(reason: str | None) -> tuple[str, date | None]:
+    """The request type and receipt day a ``request_received`` reason gives; the day is
+    None in a step written before it carried one (the type alone)."""
+    kind, _, day = (reason or "unknown").partition(_RECEIVED)
+    try:
+        return kind, date.fromisoformat(day)
+    except ValueError:
+        return kind, None
 
 
 def _deadline_extended(

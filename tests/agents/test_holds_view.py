@@ -28,10 +28,12 @@ NOW = datetime.now(UTC)
 
 @pytest.fixture
 def owner(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """This worker owns the subject; callers not checked (not what is tested here)."""
+    """This worker owns the subject, its tables recovered; callers not checked (not what
+    is tested here)."""
     monkeypatch.setattr(state, "queue_all", Broker().queue_all)
     monkeypatch.setattr(http, "_authenticator", lambda: None)
     monkeypatch.setattr(app.router, "key_store", lambda _t, _k: app.conf.canonical_url)
+    monkeypatch.setattr(http, "tables_recovered", lambda: True)  # as once it has started
     return app
 
 
@@ -82,3 +84,38 @@ def test_only_the_dpo_and_the_worker_may_see_holds() -> None:
     assert may_call("privops", Api.HOLDS)
     assert not may_call(system_principal(System.crm), Api.HOLDS)
     assert not may_call("admin", Api.HOLDS)
+
+
+class Proven:
+    """The broker's check of the caller, as ``api_auth`` gives it: this principal."""
+
+    def __init__(self, principal: str) -> None:
+        self.who = principal
+
+    async def principal(self, _header: str | None) -> str:
+        return self.who
+
+
+@pytest.mark.parametrize(
+    ("principal", "status"), [(system_principal(System.crm), 403), ("admin", 403), ("dpo", 200)]
+)
+async def test_the_view_asks_for_the_holds_permission(
+    owner: Any, monkeypatch: pytest.MonkeyPatch, principal: str, status: int
+) -> None:
+    """A system may ask consent and keys, never the DPO's hold reasons: the view checks
+    the caller for holds, not for anything a system may ask."""
+    partition = subject_partition(SUBJECT, settings.topic_partitions)
+    decided(partition, lambda: state.put(HOLDS, SUBJECT, [hold("H-9", 1)]))
+    monkeypatch.setattr(http, "_authenticator", lambda: Proven(principal))
+    answered, body = await asked()
+    assert answered == status
+    assert ("claim H-9" in str(body)) is (status == 200)
+
+
+async def test_no_holds_are_answered_while_the_tables_recover(
+    owner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "tables_recovered", lambda: False)
+    status, body = await asked()
+    assert status == 503
+    assert "retry" in body["error"]

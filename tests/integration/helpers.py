@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from privops.adapters import runtime
 from privops.adapters.acls import ADMIN, DPO, system_principal, writer_of
 from privops.adapters.api_auth import api_auth
-from privops.adapters.kafka import Consumed, client_options, producer, read_all
+from privops.adapters.kafka import Consumed, client_options, producer, read_all, stop_client
 from privops.adapters.kek import KekProvider
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings, get_settings
@@ -93,7 +93,7 @@ def end_offsets(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPart
         try:
             return dict(await consumer.end_offsets(tps))
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
 
     return asyncio.run(run())
 
@@ -147,7 +147,7 @@ def start_group_at_end(settings: Settings, group: str, topics: list[str]) -> Non
             await consumer.commit(ends)
             return ends
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
 
     ends = asyncio.run(run())
     stored = committed(settings, group, list(ends))

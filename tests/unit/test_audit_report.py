@@ -85,6 +85,7 @@ def test_a_periods_requests_with_how_each_closed_late_extended_and_withheld() ->
     access = kinds["access"]
     assert (access["received"], access["open"], access["late"], access["extended"]) == (2, 1, 1, 1)
     assert access["withheld_for_review"] == 1
+    assert out["withheld_requests"] == ["A-2"]
     assert out["total"]["received"] == 4
     assert out["total"]["late"] == 1
 
@@ -126,6 +127,25 @@ def test_the_follow_up_erasures_privops_issues_are_counted_apart() -> None:
     assert out["total"]["received"] == 1
     assert out["total"]["closed"] == 0
     assert out["followup_erasures"] == 1
+
+
+def test_a_replayed_follow_up_counts_once() -> None:
+    child = received("P-2-F1", "erasure", at=MARCH + 3 * DAY, actor=FOLLOWUP_ACTOR)
+    assert report([child, child])["followup_erasures"] == 1
+
+
+def test_an_extension_audited_before_with_the_dpos_own_text_still_counts() -> None:
+    events = [
+        received("V-1", "access"),
+        step("V-1", "deadline_extended", MARCH + DAY, after="2026-06-10", reason="complex"),
+    ]
+    assert report(events)["total"]["extended"] == 1
+
+
+def test_a_prefix_matching_nothing_names_the_deployments_it_passed_over() -> None:
+    out = report([received("R-1", "access")], chain="privops-prod/")
+    assert out["total"]["received"] == 0
+    assert out["other_app_ids"] == ["privops"]
 
 
 def test_an_extension_withdrawn_once_a_pause_counted_is_not_extended() -> None:

@@ -9,7 +9,7 @@ keyed by its subject's id, so it lands on the partition holding the subject's re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -143,8 +143,8 @@ def list_holds(
     subject_id = check_id(subject, "subject id")
     body = answer_json(
         worker_request("GET", f"/holds/{quote(subject_id, safe='')}", patient=True),
-        not_found=f"the privops worker at {worker_url('')} does not list holds: it is older "
-        "than this CLI; upgrade it",
+        not_found=f"the privops worker at {worker_url('')} (or the worker owning the "
+        "subject, which it asked) does not list holds: it is older than this CLI; upgrade it",
         not_found_exit=EXIT_UNAVAILABLE,
     )
     holds = body.get("holds")
@@ -166,10 +166,16 @@ def list_holds(
     for hold in holds:
         out.add_row(
             cell(hold.get("hold_id")),
-            "[bold]active[/]" if hold.get("active") else "released",
+            _state(hold),
             ", ".join(cell(c) for c in hold.get("categories") or []) or "-",
             cell(hold.get("reason")),
             cell((hold.get("placed_at") or "")[:19].replace("T", " ")),
             cell((hold.get("released_at") or "")[:19].replace("T", " ")),
         )
     console.print(out)
+
+
+def _state(hold: dict[str, Any]) -> str:
+    if hold.get("active"):
+        return "[bold]active[/]"
+    return "released" if hold.get("released_at") else "not yet active"

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from privops.adapters.acls import DPO
-from privops.adapters.kafka import Client, resolve, unreachable
+from privops.adapters.kafka import Client, resolve, stop_client, unreachable
 from privops.core.errors import DecodeError, RuntimeUnavailable
 from privops.core.records import CommandAnswer, Record
 from privops.core.topics import COMMAND_RESULTS
@@ -78,7 +78,7 @@ async def answer_reader(client: Client, decode: Decode) -> AsyncIterator[AnswerR
     try:
         await consumer.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await consumer.stop()
+        await stop_client(consumer)
         raise unreachable(options, exc) from exc
     try:
         try:
@@ -90,7 +90,7 @@ async def answer_reader(client: Client, decode: Decode) -> AsyncIterator[AnswerR
             raise unreachable(options, exc) from exc
         yield AnswerReader(consumer, decode)
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, bootstrap: str) -> list[TopicPartition]:
