@@ -111,10 +111,15 @@ class Demo:
         path.write_text(text)
         return path
 
+    @property
+    def app_id(self) -> str:
+        """The demo worker's app id: its audit chains start with it."""
+        return f"privops-demo-{self.run_id}"
+
     def start_worker(self) -> None:
         env = {
             **os.environ,
-            "PRIVOPS_APP_ID": f"privops-demo-{self.run_id}",
+            "PRIVOPS_APP_ID": self.app_id,
             "PRIVOPS_DATA_DIR": str(self.root / "worker"),
             "PRIVOPS_DATAMAP": str(self.demo_datamap()),
             "PRIVOPS_CONSUMER_OFFSET_RESET": "latest",
@@ -461,6 +466,7 @@ def where_to_look(demo: Demo, ending: Ending, *, kept: bool) -> Panel:
         lines += [
             f"metrics      {demo.url}/metrics  (Prometheus; dashboards in deploy/grafana/)",
             f"a request    privops request status {rid}",
+            "open ones    privops request list",
             "systems      the demo's simulated systems stopped with it; for them to answer",
             "             your own requests' tasks, run in another terminal:",
             f"             privops simulate --data-dir {data_dir} --no-events --from latest",
@@ -469,6 +475,7 @@ def where_to_look(demo: Demo, ending: Ending, *, kept: bool) -> Panel:
         lines += [
             f"its audit    privops audit show {rid}",
             "the chain    privops audit verify",
+            f"the report   privops audit report --chain {demo.app_id}/",
         ]
     lines += [f"worker log   {demo.root / 'worker.log'}", f"stores       {data_dir}"]
     if not kept:

@@ -194,7 +194,8 @@ class _Kafka(Component):
     [
         (
             True, False,
-            ["request status REQ-9", "privops simulate --data-dir", "audit show REQ-9", "/metrics"],
+            ["request status REQ-9", "privops simulate --data-dir", "audit show REQ-9", "/metrics",
+             "privops request list", "privops audit report --chain privops-demo-"],
             ["privops demo --keep"],
         ),
         (
@@ -204,8 +205,8 @@ class _Kafka(Component):
         ),
         (
             False, False,  # Kafka was running before the demo, so it still is
-            ["audit show REQ-9", "privops demo --keep"],
-            ["request status", "/metrics", "the local runtime"],
+            ["audit show REQ-9", "privops demo --keep", "privops audit report --chain"],
+            ["request status", "/metrics", "the local runtime", "request list"],
         ),
     ],
 )  # fmt: skip
