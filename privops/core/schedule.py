@@ -35,8 +35,8 @@ EXPIRY_LIMIT = 500
 
 @dataclass(frozen=True, slots=True)
 class OpenRequest:
-    """One open request as the schedule knows it: the DPO's caseload
-    (``Schedule.open_requests``), without reading its record."""
+    """One open request as the schedule knows it, for the DPO's caseload
+    (``Schedule.open_request``), without reading its record."""
 
     request_id: str
     subject_id: str
