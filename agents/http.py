@@ -172,7 +172,9 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
         return None
     if request.headers.get(ROUTED_HEADER):  # the sender thought this worker owned it
         return _moving(view)
-    headers = _forwarded_headers(request)
+    headers = {ROUTED_HEADER: "1"}
+    if credentials := request.headers.get("Authorization"):
+        headers["Authorization"] = credentials  # the owner checks the caller again
     # The owner's address with the request's path and query: nothing else of the
     # caller's URL (a Host header with user info made aiohttp refuse the request).
     target = owner.with_path(request.url.raw_path, encoded=True).with_query(request.url.query)
@@ -606,15 +608,6 @@ def _own_credentials() -> dict[str, str]:
     who = settings.kafka_principal or WORKER
     pair = f"{who}:{password_of(settings, who)}".encode()
     return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-
-
-def _forwarded_headers(request: Request) -> dict[str, str]:
-    """What a question forwarded to another worker carries: the mark that it was
-    forwarded, and the caller's credentials (the other worker checks them again)."""
-    headers = {ROUTED_HEADER: "1"}
-    if credentials := request.headers.get("Authorization"):
-        headers["Authorization"] = credentials
-    return headers
 
 
 @app.page("/requests/{request_id}")
