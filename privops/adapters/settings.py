@@ -16,6 +16,7 @@ from privops import contract
 from privops.adapters import cluster
 from privops.adapters.credentials import credentials_path
 from privops.core.errors import ConfigError
+from privops.core.pii import looks_like_pii
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -325,6 +326,19 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         """``PRIVOPS_WEB_CA=`` means no CA file, not the current directory."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("app_id")
+    @classmethod
+    def _no_contact_detail_in_the_app_id(cls, value: str) -> str:
+        # Every audit chain key starts with it, and the audit refuses any text shaped like
+        # an email or a UK phone number: such an app id (a suffix "-0750592810") passed
+        # start-up and stopped the worker at its first audit step (CI, session 31).
+        if looks_like_pii(f"-{value}"):
+            raise ValueError(
+                "looks like a phone number or an email to the audit, which every audit "
+                "chain key starts with: add a letter to its digits"
+            )
+        return value
 
     @field_validator("web_url", "web_advertised_url")
     @classmethod

@@ -124,3 +124,17 @@ def test_an_app_id_is_a_plain_name(monkeypatch: pytest.MonkeyPatch, bad: str) ->
     monkeypatch.setenv("PRIVOPS_APP_ID", bad)
     with pytest.raises(ConfigError, match=r"app_id|APP_ID"):
         get_settings()
+
+
+@pytest.mark.parametrize("bad", ["worker-sealed-0750592810", "02079460000", "eu-07700900123"])
+def test_an_app_id_the_audit_would_take_for_a_phone_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    """Every audit chain key starts with the app id, and the audit refuses text shaped
+    like contact details: such an app id passed start-up and stopped the worker at its
+    first audit step (a test's random suffix, CI session 31)."""
+    monkeypatch.setenv("PRIVOPS_APP_ID", bad)
+    with pytest.raises(ConfigError, match=r"(?s)(app_id|APP_ID).*phone number"):
+        get_settings()
+    monkeypatch.setenv("PRIVOPS_APP_ID", "worker-sealed-07a0592810")
+    assert get_settings().app_id == "worker-sealed-07a0592810"
