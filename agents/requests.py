@@ -151,7 +151,16 @@ def context(subject_id: str) -> wf.Context:
         holds=tuple(holds or ()),
         complaint_ack_days=settings.complaint_ack_days,
         clock_offset=collaborators().clock.offset,
+        subject_requests=lambda: _requests_of(subject_id),
     )
+
+
+def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
+    """The subject's requests on this partition (an access response lists them). The
+    request index is global: one pass over it per access response, as for
+    ``_clear_closed_requests``."""
+    found = (load(rid) for rid, owner in request_index.data.items() if owner == subject_id)
+    return [rec for rec in found if rec is not None]
 
 
 @app.agent(pipeline.chunks(), concurrency=1)

@@ -16,6 +16,7 @@ from typing import Final
 
 from privops.core import erasure, manifest, retries, timelimits
 from privops.core import records as r
+from privops.core.clock import UK
 from privops.core.datamap import DataMap
 from privops.core.exports import export_problem
 from privops.core.holds import LegalHold
@@ -612,7 +613,16 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             exports,
             ctx.now,
             ctx.facts.disclosures,
-            manifest.OwnRecords(consent=ctx.consent, identity=ctx.identity, facts=ctx.facts),
+            manifest.OwnRecords(
+                consent=ctx.consent,
+                identity=ctx.identity,
+                facts=ctx.facts,
+                requests=tuple(
+                    _past(other)
+                    for other in ctx.subject_requests()
+                    if other.request_id != rec.request_id and other.subject_id == rec.subject_id
+                ),
+            ),
         )
         if withheld := _withheld(ctx):
             out.audit.append(AuditStep("access_withheld", after=withheld, reason=WITHHELD))
@@ -643,6 +653,17 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         )
     elif (words := _outcome_words(rec)) is not None:
         notify_subject(rec, out, ctx, f"{rec.request_type.value}_outcome", words)
+
+
+def _past(rec: RequestRecord) -> manifest.PastRequest:
+    return manifest.PastRequest(
+        request_id=rec.request_id,
+        request_type=rec.request_type.value,
+        received_on=rec.received_on,
+        state=rec.state.value,
+        closed_on=rec.closed_at.astimezone(UK).date() if rec.closed_at else None,
+        ours=rec.actor == FOLLOWUP_ACTOR,
+    )
 
 
 WITHHELD: Final = (

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from privops.core.consent.model import ConsentEntry, FactKind, Marker, SubjectConsent
@@ -52,8 +52,8 @@ from privops.core.topics import AUDIT_RETENTION_YEARS
 from privops.core.vocab import Category, System
 
 # 2: the ``privacy_records`` section (what privops itself holds on the subject) and
-# ``kept_longer``.
-MANIFEST_VERSION: Final = 2
+# ``kept_longer``; 3: ``privacy_records.rights_requests`` (their other requests on record).
+MANIFEST_VERSION: Final = 3
 KEPT_LONGER: Final = (
     "Any of this data may be kept longer than the periods given while it is needed for a "
     "legal claim (UK GDPR Art. 17(3)(e)) or the investigation of a crime or an incident, "
@@ -131,13 +131,35 @@ RIGHTS: Final[tuple[dict[str, str], ...]] = (
 
 
 @dataclass(frozen=True, slots=True)
+class PastRequest:
+    """One rights request of the subject whose record privops keeps: what the access
+    response lists of it (no reason, no task detail: the DPO's words may name others)."""
+
+    request_id: str
+    request_type: str
+    received_on: date
+    state: str
+    closed_on: date | None = None
+    # Started by privops itself (a follow-up erasure when a retention period ended).
+    ours: bool = False
+
+
+MAX_LISTED_REQUESTS: Final = 100
+"""The newest requests an access response lists one by one; it counts every one. A
+subject who sent thousands would otherwise make a response too large to send (a Kafka
+record); the DPO gives the rest on request."""
+
+
+@dataclass(frozen=True, slots=True)
 class OwnRecords:
-    """What privops itself holds on the subject: their consent state, identity map and
-    the facts that decide retention (each None when privops has none)."""
+    """What privops itself holds on the subject: their consent state, identity map, the
+    facts that decide retention (each None when privops has none) and the records of
+    their other rights requests."""
 
     consent: SubjectConsent | None = None
     identity: IdentityMap | None = None
     facts: SubjectFacts | None = None
+    requests: tuple[PastRequest, ...] = ()
 
 
 def build_access_manifest(
@@ -352,8 +374,26 @@ def _text_privacy_records(m: Mapping[str, Any]) -> list[str]:
         words = [f"{name.replace('_', ' ')} {value}" for name, value in facts.items()]
         words = [w.removesuffix(" True") for w in words]
         lines.append(f"  - what decides how long financial records are kept: {'; '.join(words)}")
+    lines += _text_rights_requests(own.get("rights_requests"))
     lines.append("  - how long we keep these records:")
     lines += [f"    {k['record'].replace('_', ' ')}: {k['kept']}" for k in own["kept"]]
+    return lines
+
+
+def _text_rights_requests(requests: Mapping[str, Any] | None) -> list[str]:
+    if not requests or not requests["count"]:  # none, or a response made before the list
+        return []
+    lines = [f"  - your other requests to us that we keep a record of: {requests['count']}"]
+    for p in requests["listed"]:
+        by = " (started by us when a retention period ended)" if p["started_by"] == "us" else ""
+        kind, state = p["type"].replace("_", " "), p["state"].replace("_", " ")
+        now = f"{state} on {p['closed_on']}" if p["closed_on"] else state
+        lines.append(f"    {p['request_id']}: {kind}{by}, received {p['received_on']}, {now}")
+    if requests["count"] > len(requests["listed"]):
+        lines.append(
+            f"    and {requests['count'] - len(requests['listed'])} earlier ones: our DPO "
+            "sends you their list on request"
+        )
     return lines
 
 
@@ -573,7 +613,29 @@ def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
             if ids
         ],
         "retention_facts": _retention_facts(facts),
+        "rights_requests": _rights_requests(own.requests),
         "kept": _own_retention(datamap),
+    }
+
+
+def _rights_requests(requests: Iterable[PastRequest]) -> dict[str, Any]:
+    """The subject's other requests privops keeps a record of, newest first: the record
+    of a request is itself their personal data (Art. 15(1)), kept the data map's
+    ``request_records`` period after it is finished."""
+    newest = sorted(requests, key=lambda p: (p.received_on, p.request_id), reverse=True)
+    return {
+        "count": len(newest),
+        "listed": [
+            {
+                "request_id": p.request_id,
+                "type": p.request_type,
+                "received_on": p.received_on.isoformat(),
+                "state": p.state,
+                "closed_on": p.closed_on.isoformat() if p.closed_on else None,
+                "started_by": "us" if p.ours else "request",
+            }
+            for p in newest[:MAX_LISTED_REQUESTS]
+        ],
     }
 
 

@@ -12,6 +12,7 @@ a notice to the subject, a directive) sit at the end; nothing here decides anyth
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -253,6 +254,10 @@ class RequestRecord(_Model):
         return self.state not in TERMINAL_STATES
 
 
+def _no_requests() -> Sequence[RequestRecord]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Context:
     """Everything a decision may look at besides the request itself."""
@@ -276,6 +281,10 @@ class Context:
     # An open request of the subject links to the request decided on (a complaint about
     # it, a follow-up erasure it issued): its record is kept (``workflow.expires_on``).
     referenced: bool = False
+    # The records privops keeps of the subject's requests, this one included: read only
+    # when an access response is built (the worker passes over its request index), so
+    # no other decision pays for it.
+    subject_requests: Callable[[], Sequence[RequestRecord]] = _no_requests
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,9 @@ def _privacy_records(manifest: Item) -> str:
     known = ", ".join(cell(k.get("system")) for k in own.get("known_in") or [])
     if known:
         lines.append(f"known in {known}")
+    requests = own.get("rights_requests")
+    if isinstance(requests, Mapping) and requests.get("count"):
+        lines.append(f"{cell(requests.get('count'))} other request(s) on record")
     return _listing(lines, "no choices, flags or identifiers")
 
 

@@ -476,6 +476,27 @@ async def test_an_access_response_lists_privops_own_records_of_the_subject(
     assert "access_withheld" not in steps  # nothing left out
 
 
+async def test_an_access_response_lists_the_subjects_earlier_requests(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The record privops keeps of a request is the subject's data too: a second access
+    response lists the first (found through the request index, read on this
+    partition), and not itself."""
+    known_subject()
+    await answered_access(serde, outbox, "R-agent-first")
+    outbox.sent.clear()  # the second request's tasks and response only
+    note = await answered_access(serde, outbox, "R-agent-second")
+    listed = json.loads(note.document or "{}")["privacy_records"]["rights_requests"]
+    assert listed["count"] == 1
+    (first,) = listed["listed"]
+    assert (first["request_id"], first["type"], first["state"]) == (
+        "R-agent-first",
+        "access",
+        "completed",
+    )
+    assert first["closed_on"] == first["received_on"]
+
+
 async def test_an_access_response_of_a_subject_under_a_legal_hold_is_left_for_the_dpo(
     serde: Serde, outbox: Outbox
 ) -> None:

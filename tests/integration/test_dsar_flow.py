@@ -119,12 +119,12 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         # withdrawal (recorded in the consent state; no task). An objection to direct
         # marketing no longer is: it reaches the CRM and the marketing platform by the
         # subject's email whether or not they reported the subject (fanout.holdings;
-        # review, session 27).
+        # review, session 27). The asker's own: their access response lists it.
         completed = cli(
             "request",
             "withdraw",
             "--subject",
-            customers[2].subject_id,
+            asker.subject_id,
             "--purpose",
             "profiling",
             "--received",
@@ -219,6 +219,10 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             consent["preferences"]
         )
         assert {k["system"] for k in own["known_in"]} == {s.value for s in held[asker.subject_id]}
+        # ... and the record of their earlier request, not the access request itself.
+        assert [
+            (p["request_id"], p["type"], p["state"]) for p in own["rights_requests"]["listed"]
+        ] == [(completed, "consent_withdrawal", "completed")]
         assert notes[0].exports
         for ref in notes[0].exports:
             # Locations are under each system's declared export root (issue 13.7).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,9 @@ from privops.core.identity import merge
 from privops.core.manifest import (
     FLAG_WORDS,
     ICO_WEBSITE,
+    MAX_LISTED_REQUESTS,
     OwnRecords,
+    PastRequest,
     build_access_manifest,
     render_manifest_text,
 )
@@ -219,7 +221,7 @@ def own() -> OwnRecords:
 def test_privops_own_records_are_listed(dm: DataMap, own: OwnRecords) -> None:
     m = build_access_manifest("REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=own)
     records = m["privacy_records"]
-    assert m["manifest_version"] == 2
+    assert m["manifest_version"] == 3
     assert records["preferences"] == [
         {
             "purpose": "marketing",
@@ -309,3 +311,47 @@ def test_a_number_change_is_one_flag_not_two(dm: DataMap) -> None:
     assert consent.tps_waiver
     m = build_access_manifest("REQ-7", SUBJECT, REF, dm, {}, [], NOW, own=OwnRecords(consent))
     assert [f["flag"] for f in m["privacy_records"]["flags"]] == ["number_changed"]
+
+
+def test_the_subjects_other_requests_are_listed_newest_first(dm: DataMap) -> None:
+    """The record of a rights request is the subject's personal data too (Art. 15(1)):
+    each listed with its type, dates and state, never its reasons."""
+    earlier = (
+        PastRequest("REQ-1", "erasure", date(2025, 1, 3), "partially_completed", date(2025, 1, 20)),
+        PastRequest("REQ-2", "objection", date(2025, 3, 1), "in_progress"),
+        PastRequest("REQ-0", "erasure", date(2024, 9, 9), "completed", date(2024, 9, 9), ours=True),
+    )  # fmt: skip
+    m = build_access_manifest(
+        "REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=OwnRecords(requests=earlier)
+    )
+    listed = m["privacy_records"]["rights_requests"]
+    assert listed["count"] == 3
+    assert [(p["request_id"], p["closed_on"], p["started_by"]) for p in listed["listed"]] == [
+        ("REQ-2", None, "request"),
+        ("REQ-1", "2025-01-20", "request"),
+        ("REQ-0", "2024-09-09", "us"),
+    ]
+    text = " ".join(render_manifest_text(m).split())
+    assert "your other requests to us that we keep a record of: 3" in text
+    assert "REQ-1: erasure, received 2025-01-03, partially completed on 2025-01-20" in text
+    assert "REQ-2: objection, received 2025-03-01, in progress" in text
+    assert "REQ-0: erasure (started by us when a retention period ended)" in text
+
+
+def test_a_subject_with_very_many_requests_gets_a_response_that_can_be_sent(dm: DataMap) -> None:
+    many = tuple(
+        PastRequest(f"REQ-{i:05}", "access", date(2020, 1, 1) + timedelta(days=i), "completed")
+        for i in range(MAX_LISTED_REQUESTS + 7)
+    )
+    m = build_access_manifest("REQ-X", SUBJECT, REF, dm, {}, [], NOW, own=OwnRecords(requests=many))
+    listed = m["privacy_records"]["rights_requests"]
+    assert listed["count"] == MAX_LISTED_REQUESTS + 7
+    assert len(listed["listed"]) == MAX_LISTED_REQUESTS
+    assert listed["listed"][0]["request_id"] == f"REQ-{MAX_LISTED_REQUESTS + 6:05}"  # newest
+    assert "and 7 earlier ones" in render_manifest_text(m)
+
+
+def test_no_other_requests_no_line_in_the_letter(dm: DataMap) -> None:
+    m = build_access_manifest("REQ-6", SUBJECT, REF, dm, {}, [], NOW)
+    assert m["privacy_records"]["rights_requests"] == {"count": 0, "listed": []}
+    assert "other requests to us" not in render_manifest_text(m)

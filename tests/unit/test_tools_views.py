@@ -132,12 +132,14 @@ def test_art15_sections_show_privops_own_records(manifest: dict[str, Any]) -> No
         ],
         "flags": [{"flag": "tps_listed"}],
         "known_in": [{"system": "crm", "identifier_kinds": ["email"]}],
+        "rights_requests": {"count": 2, "listed": []},
     }  # fmt: skip
     shown = dict(art15_sections({**manifest, "privacy_records": own}))["privops' own records"]
     assert shown.splitlines() == [
         "marketing by sms: withdrawn (consent, from marketing)",
         "tps listed",
         "known in crm",
+        "2 other request(s) on record",
     ]
 
 
