@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -49,7 +48,10 @@ class GlobalView:
         self.topic = topic
         self.data: dict[str, str] = {}
         self.ready = asyncio.Event()
-        self._values: Counter[str] = Counter()  # how many keys hold each value
+        # The keys holding each value: the key itself while it is the only one (what a
+        # Counter's count cost; a list only for a value held by several), so a subject's
+        # requests are found without passing over every worker's (``keys_of``).
+        self._keys: dict[str, str | list[str]] = {}
         # This worker's puts whose flush has not handed their records over yet: the key's
         # value before (None: absent), put back if that flush is dropped.
         self._unsettled: dict[str, str | None] = {}
@@ -60,22 +62,48 @@ class GlobalView:
 
     def has_value(self, value: str) -> bool:
         """Whether some key holds ``value`` (the suppression list: an erased subject's ref)."""
-        return self._values[value] > 0
+        return value in self._keys
+
+    def keys_of(self, value: str) -> tuple[str, ...]:
+        """The keys holding ``value`` (the request index: a subject's requests), in the
+        order they were set."""
+        keys = self._keys.get(value)
+        if keys is None:
+            return ()
+        return (keys,) if isinstance(keys, str) else tuple(keys)
 
     def clear(self) -> None:
         self.data.clear()
-        self._values.clear()
+        self._keys.clear()
         self._unsettled.clear()
 
     def _set(self, key: str, value: str | None) -> None:
         old = self.data.pop(key, None) if value is None else self.data.get(key)
+        if old == value:
+            return
         if old is not None:
-            self._values[old] -= 1
-            if self._values[old] <= 0:
-                del self._values[old]
+            self._unlink(key, old)
         if value is not None:
             self.data[key] = value
-            self._values[value] += 1
+            self._link(key, value)
+
+    def _link(self, key: str, value: str) -> None:
+        held = self._keys.get(value)
+        if held is None:
+            self._keys[value] = key
+        elif isinstance(held, str):
+            self._keys[value] = [held, key]
+        else:
+            held.append(key)
+
+    def _unlink(self, key: str, value: str) -> None:
+        held = self._keys[value]
+        if isinstance(held, str):
+            del self._keys[value]
+            return
+        held.remove(key)
+        if len(held) == 1:
+            self._keys[value] = held[0]
 
     def __contains__(self, key: object) -> bool:
         return key in self.data

@@ -129,6 +129,9 @@ async def test_a_requests_free_text_is_sealed_read_back_and_cleared_by_the_erasu
     assert all(t.outcome_reason is None for t in done.tasks.values())
     assert done.kept  # what was kept, and why, stays
     assert all("financial records" in k.ground for k in done.kept)
+    # The subject's earlier request, found through the request index, is cleared too:
+    # not only unreadable (its key is gone), the ciphertext itself gone.
+    assert json.loads(stored(requests.data, "R-prior"))["reason"] is None
     for request_id in ("R-prior", "R-er"):
         assert "Acacia" not in stored(requests.data, request_id)
         assert sealing.plaintext_left(requests.data[request_id], sealing.REQUESTS) == []

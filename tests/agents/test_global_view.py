@@ -106,3 +106,28 @@ def test_a_removal_sends_one_tombstone_and_spares_a_key_that_names_another_value
     assert not view.has_value("S-1")
     assert state._out[before:] == [(view.topic, b"R-1", None)]
     state._out[before:] = []  # never flushed: this view is no table's
+
+
+def test_a_views_keys_are_found_by_their_value() -> None:
+    """The request index answers a subject's requests without a pass over every
+    request (an erasure's scrub, a hold's re-sent tasks, an access response's list);
+    the suppression list whether a subject is on it. Both follow every change: a
+    replaced value, a tombstone, a key set twice to the same value."""
+    view = GlobalView("any.topic")
+    view._apply(b"R-1", b"S-a")
+    view._apply(b"R-2", b"S-a")
+    view._apply(b"R-3", b"S-b")
+    view._apply(b"R-2", b"S-a")  # the same value again (a replayed record)
+    assert view.keys_of("S-a") == ("R-1", "R-2")
+    assert view.keys_of("S-b") == ("R-3",)
+    assert view.keys_of("S-none") == ()
+    view._apply(b"R-1", b"S-b")  # taken by another subject
+    assert (view.keys_of("S-a"), view.keys_of("S-b")) == (("R-2",), ("R-3", "R-1"))
+    view._apply(b"R-2", None)  # a tombstone: the last of S-a's
+    assert view.keys_of("S-a") == ()
+    assert not view.has_value("S-a")
+    assert view.has_value("S-b")
+    view._apply(b"R-3", None)
+    view._apply(b"R-1", None)
+    assert view._keys == {}
+    assert view.data == {}
