@@ -369,6 +369,11 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
     forwarded = await routed(self, request, subject_id)
     if forwarded is not None:
         return forwarded
+    # While the changelog replays (a worker taking partitions back after a restart) the
+    # table holds an older state: a withdrawal decided meanwhile elsewhere answered
+    # "allowed", a subject met meanwhile "unknown" (review, session 32).
+    if not tables_recovered():
+        return _moving(self)
     try:
         body, status = consent_answer(
             subject_id, request.query.get("purpose"), request.query.get("channel")
@@ -620,6 +625,8 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
             return forwarded
+        if not tables_recovered():  # an older state of the request while it replays
+            return _moving(self)
         try:
             record = newest(REQUESTS, subject_id, request_id)
         except RuntimeUnavailable:

@@ -17,7 +17,7 @@ from privops.core.holds import LegalHold
 from privops.core.vocab import Category, System
 from streams.app import settings
 from streams.state import state
-from streams.tables import HOLDS
+from streams.tables import HOLDS, request_index
 from tests.agents.test_flush_order import Broker
 from tests.agents.test_http_routing import Answers
 from tests.agents.test_views_read_newest import decided
@@ -119,3 +119,23 @@ async def test_no_holds_are_answered_while_the_tables_recover(
     status, body = await asked()
     assert status == 503
     assert "retry" in body["error"]
+
+
+@pytest.mark.parametrize("path", ["consent", "requests"])
+async def test_consent_and_requests_are_not_answered_while_the_tables_recover(
+    owner: Any, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """A worker taking its partitions back after a restart replays their changelogs: the
+    table holds an older state meanwhile, so a withdrawal decided elsewhere meanwhile
+    answered "allowed", and a request an older state (review, session 32). A 503 to
+    retry, as for the holds; and an answer once recovered."""
+    monkeypatch.setitem(request_index.data, "R-1", SUBJECT)
+    view, key = (http.consent_view, SUBJECT) if path == "consent" else (http.request_view, "R-1")
+    request = make_mocked_request("GET", f"/{path}/{key}")
+    monkeypatch.setattr(http, "tables_recovered", lambda: False)
+    status, body = await view.get(Answers(), request, key)
+    assert status == 503
+    assert "retry" in body["error"]
+    monkeypatch.setattr(http, "tables_recovered", lambda: True)
+    status, _ = await view.get(Answers(), request, key)
+    assert status == 404  # nothing known of either: answered, not deferred
