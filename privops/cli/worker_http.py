@@ -140,10 +140,17 @@ def worker_json(
 
 
 def answer_json(
-    resp: httpx.Response, *, not_found: str, not_found_exit: int = EXIT_NOT_FOUND
+    resp: httpx.Response,
+    *,
+    not_found: str | None = None,
+    not_found_exit: int = EXIT_NOT_FOUND,
+    no_route: str | None = None,
 ) -> dict[str, Any]:
-    """The worker's JSON answer ``resp``; exit ``not_found_exit`` with `not_found` on 404,
-    3 when it cannot answer, 2 when it refuses the caller or the question."""
+    """The worker's JSON answer ``resp``; exit ``not_found_exit`` with `not_found` on the
+    worker's own 404 (its JSON, naming what it does not know), 3 with ``no_route`` on any
+    other 404 (a path the server does not have: an older worker, or no worker at all;
+    every 404 when ``not_found`` is None), 3 when it cannot answer, 2 when it refuses the
+    caller or the question."""
     if resp.status_code >= 500:
         # Checked before the body: a proxy's 502 page is no JSON, and still "no answer".
         fail(
@@ -153,8 +160,19 @@ def answer_json(
             EXIT_UNAVAILABLE,
         )
     if resp.status_code == 404:
-        # Before the body: a route an older worker does not have answers plain text.
-        fail(not_found, not_found_exit)
+        # Only the worker's own answer says the thing asked about is unknown: any other
+        # web server on that address (a wrong PRIVOPS_WEB_URL) answers 404 too, and was
+        # taken for "unknown request" (review, session 32).
+        said = json_or_none(resp)
+        if not_found is not None and said is not None and isinstance(said.get("error"), str):
+            fail(not_found, not_found_exit)
+        fail(
+            no_route
+            or f"the server at {worker_url('')} does not have {resp.request.url.path}: is "
+            "it the privops worker (PRIVOPS_WEB_URL, or PRIVOPS_WEB_HOST and "
+            "PRIVOPS_WEB_PORT), and the same privops version as this CLI?",
+            EXIT_UNAVAILABLE,
+        )
     body = response_json(resp)
     if resp.status_code in (401, 403):
         # 2, not 3: the worker answered, and retrying will not help until the caller's

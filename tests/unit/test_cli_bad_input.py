@@ -596,6 +596,39 @@ def test_consent_unknown_subject_exits_4() -> None:
     assert "unknown subject C-404" in out.flat
 
 
+class _NotAWorker(BaseHTTPRequestHandler):
+    """Some other web server on the worker's address: a plain 404 page for every path."""
+
+    def do_GET(self) -> None:
+        self.send_error(404, "File not found")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["consent", "check", "C-1", "--purpose", "marketing", "--channel", "sms"],
+        ["request", "status", "REQ-123"],
+        ["request", "verify", "REQ-123", "--no-wait"],
+        ["request", "list"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_a_server_that_is_not_the_worker_is_no_answer_not_an_unknown_thing(
+    env: Callable[..., None], args: list[str]
+) -> None:
+    """Any web server answers 404 for a path it lacks: taken for the worker's "unknown
+    request" or "unknown subject" (exit 4), a wrong PRIVOPS_WEB_URL told the DPO a real
+    request did not exist (review, session 32). Only the worker's own JSON says so."""
+    with stand_in_worker(_NotAWorker, env):
+        out = run(*args)
+    assert out.code == EXIT_UNAVAILABLE, out.flat
+    assert "unknown" not in out.flat
+    assert "privops worker" in out.flat
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -58,9 +58,8 @@ def list_requests(
         params["type"] = request_type.value
     body = answer_json(
         worker_request("GET", "/requests", params=params, patient=True, timeout=ANSWER_SECONDS),
-        not_found=f"the privops worker at {worker_url('')} does not list requests: it is "
+        no_route=f"the privops worker at {worker_url('')} does not list requests: it is "
         "older than this CLI; upgrade it",
-        not_found_exit=EXIT_UNAVAILABLE,
     )
     listed = body.get("requests")
     if not isinstance(listed, list) or "workers" not in body or "total" not in body:

@@ -143,9 +143,8 @@ def list_holds(
     subject_id = check_id(subject, "subject id")
     body = answer_json(
         worker_request("GET", f"/holds/{quote(subject_id, safe='')}", patient=True),
-        not_found=f"the privops worker at {worker_url('')} (or the worker owning the "
+        no_route=f"the privops worker at {worker_url('')} (or the worker owning the "
         "subject, which it asked) does not list holds: it is older than this CLI; upgrade it",
-        not_found_exit=EXIT_UNAVAILABLE,
     )
     holds = body.get("holds")
     if not isinstance(holds, list):

@@ -102,9 +102,8 @@ def key_service_seal(subject_id: str, fields: dict[str, str], new_key: bool) -> 
         raise NothingToSealUnder(subject_id, erased=resp.status_code == 410)
     body = answer_json(
         resp,
-        not_found=f"the privops worker at {worker_url('')} does not seal values: it is older "
+        no_route=f"the privops worker at {worker_url('')} does not seal values: it is older "
         f"than this CLI; upgrade it first ({SEALING})",
-        not_found_exit=EXIT_UNAVAILABLE,
     )
     try:
         return ciphertexts(body.get("fields"), fields, subject_id)
