@@ -343,11 +343,15 @@ async def scan(
     *,
     decode: Callable[[bytes | None], object] | None = None,
     idle_ms: int = 1500,
+    required: bool = False,
 ) -> list[Span]:
     """Hand every record on ``topic``, from its start up to its end when the scan began,
     to ``visit``: one partition after another, each in log order (no group). Only one
     partition is fetched at a time, so a topic of any size is read in the memory of one
-    fetch. RuntimeUnavailable when the broker stops serving a partition short of its end.
+    fetch. RuntimeUnavailable when the broker stops serving a partition short of its end,
+    and, if ``required``, when it shows no partition of ``topic``: the metadata leaves out
+    a topic the principal may not describe, so "nothing read" would pass for "nothing
+    there" (a check that finds nothing wrong in what it could not read).
     """
     options = resolve(client)
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, auto_offset_reset="earliest")
@@ -362,6 +366,13 @@ async def scan(
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps and required:
+            user = options.get("sasl_plain_username")
+            raise RuntimeUnavailable(
+                f"{topic} is not on the Kafka cluster at {options['bootstrap_servers']}"
+                + (f", or principal {user!r} may not read it" if user else "")
+                + ": check PRIVOPS_KAFKA_BOOTSTRAP and PRIVOPS_KAFKA_PRINCIPAL"
+            )
         if not tps:
             return []
         end = await _end_offsets(consumer, tps)

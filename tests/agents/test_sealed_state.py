@@ -33,7 +33,13 @@ from privops.core.fieldcrypt import encrypt_field, is_encrypted, parse_field, se
 from privops.core.identity import IdentityMap, merge
 from privops.core.personal import WITHHELD
 from privops.core.subject_keys import SubjectKey
-from privops.core.topics import COMMAND_RESULTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES
+from privops.core.topics import (
+    COMMAND_RESULTS,
+    COMMANDS,
+    DEADLETTER,
+    NOTIFICATIONS,
+    SUBJECT_DIRECTIVES,
+)
 from privops.core.vocab import Category, RequestType, System
 from streams import state as streams_state
 from streams.app import settings
@@ -48,6 +54,7 @@ from streams.tables import (
     erased_at,
     identities,
     legal_holds,
+    request_index,
     requests,
     subject_facts,
 )
@@ -72,7 +79,15 @@ from tests.agents.test_erasure_shred import (  # noqa: F401
     suppress,
     tick_due,
 )
-from tests.agents.test_workflow_agent import NOW, TASKED, erasure, submitted
+from tests.agents.test_workflow_agent import (
+    NOW,
+    SUBJECT,
+    TASKED,
+    answered_access,
+    erasure,
+    known_subject,
+    submitted,
+)
 
 
 @pytest.fixture
@@ -563,3 +578,33 @@ async def test_a_command_answered_before_is_answered_the_same_though_its_key_is_
     first, again = outbox.on(COMMAND_RESULTS)
     assert isinstance(first, r.CommandAccepted)
     assert isinstance(again, r.CommandAccepted), again
+
+
+async def test_an_earlier_request_that_does_not_open_is_left_out_not_the_response(
+    serde: Serde,
+    outbox: Outbox,
+    store: KeyStore,  # noqa: F811
+    sealed: WorkerSealer,
+) -> None:
+    """An access response lists the subject's other requests: one whose sealed value
+    does not open raised out of the decision, so the answer completing the access
+    request was dead-lettered, again at every re-sent task, until its deadline passed
+    (review, session 32). It is left out (and logged) now."""
+    await store.get_or_create(SUBJECT)
+    known_subject()
+    await answered_access(serde, outbox, "R-first")
+    await state.flush()
+    broken = {**requests.data["R-first"], "request_id": "R-broken", "reason": "pv1:garbage"}
+    requests.data["R-broken"] = broken
+    request_index._set("R-broken", SUBJECT)
+    try:
+        outbox.sent.clear()
+        note = await answered_access(serde, outbox, "R-second")
+    finally:
+        request_index._set("R-broken", None)
+        # Closed, and sealed whole (a manifest): not for the teardown's plain reading.
+        requests.data.clear()
+    opened = decrypt_record(note, source(store))
+    listed = json.loads(opened.document or "{}")["privacy_records"]["rights_requests"]
+    assert [p["request_id"] for p in listed["listed"]] == ["R-first"]
+    assert not outbox.on(DEADLETTER)

@@ -172,3 +172,41 @@ def test_the_passwords_are_readable_by_their_owner_only(secured: Settings) -> No
     assert (secured.kafka_credentials_file.stat().st_mode & 0o777) == 0o600
     properties = HOME / "kafka" / "server.properties"  # it holds the admin password
     assert (properties.stat().st_mode & 0o777) == 0o600
+
+
+def audit_as(principal: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`privops audit ARGS` as ``principal`` against the secured broker."""
+    return subprocess.run(
+        [sys.executable, "-m", "privops.cli.main", "audit", *args],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            **ENV,
+            "PRIVOPS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "PRIVOPS_KAFKA_PRINCIPAL": principal,
+            "PRIVOPS_AUDIT_KEY": "acls-test-audit-key-0123456789abcdef",
+            "COLUMNS": "200",
+        },
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("verb", ["verify", "report"])
+def test_an_audit_check_by_a_principal_that_may_not_read_the_trail_is_no_ok(
+    secured: Settings, verb: str
+) -> None:
+    """The broker's metadata leaves out a topic the principal may not describe: read as
+    nothing there, `audit verify` said "OK: every chain is intact" and `audit report` gave
+    zeros, both exit 0, over a trail they never read (review, session 32)."""
+    out = audit_as(MARKETING, verb)
+    assert out.returncode == 3, out.stdout + out.stderr
+    said = " ".join((out.stdout + out.stderr).split())
+    assert f"or principal '{MARKETING}' may not read it" in said
+    assert "OK" not in out.stdout
+    # The DPO may: an empty trail (nothing written on this broker) is not called intact.
+    out = audit_as(DPO, "verify")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "nothing to check" in out.stdout
+    assert "every chain is intact" not in out.stdout

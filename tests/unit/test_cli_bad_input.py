@@ -735,7 +735,6 @@ def test_withdraw_names_what_can_be_withdrawn(args: list[str], says: str) -> Non
     ("args", "message"),
     [
         (["--from", "2026-13-01"], "invalid date '2026-13-01' for --from: use YYYY-MM-DD"),
-        (["--to", "2999-01-01"], "--to 2999-01-01 is in the future"),
         (["--from", "2026-03-02", "--to", "2026-03-01"], "--from 2026-03-02 is after --to"),
     ],
 )
@@ -746,3 +745,21 @@ def test_audit_report_bad_dates_exit_2_before_reading(
     assert out.code == EXIT_BAD_INPUT, out.output
     assert message in out.flat
     assert no_broker not in out.flat  # refused before the broker was asked
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        # This year, asked in December: the period so far (the README's own example).
+        (["--to", "2999-12-31"], "the period is not over: reported up to today"),
+        # A year before the first day of the calendar: a traceback, exit 1 (review).
+        (["--to", "0001-01-01"], ""),
+    ],
+)
+def test_audit_report_periods_that_are_no_error_go_on_to_the_broker(
+    no_broker: str, args: list[str], says: str
+) -> None:
+    out = run("audit", "report", *args)
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert no_broker in out.flat
+    assert says in out.flat
