@@ -599,13 +599,24 @@ class KeyStore:
         (``shredding.keys_to_destroy``) on the subject's owner. From then on this store
         creates no key for the subject (``get_or_create`` raises ``SubjectErased``),
         whatever ``erased`` says, so no key is handed out between the shred and the
-        moment the erasure's consent state reaches the table the key service reads."""
+        moment the erasure's consent state reaches the table the key service reads.
+
+        A ``main`` key the ring holds that ``key_ids`` lacks goes too (an erasure always
+        destroys ``main``: ``shredding.keys_to_destroy``): one the key service made while
+        the erasure was decided (``/seal`` checked the subject before, and stored it
+        after the erasure read their keys) outlived it, readable (review, session 32)."""
         ids = sorted(set(key_ids))
         if any(key_subject(key_id) != subject_id for key_id in ids):
             raise ValueError("every key id to shred must be one of this subject's")
         partition = self.partition_of(subject_id)
-        self.ring(partition)
+        ring = self.ring(partition)
         async with self._serialised(subject_id):
+            late = ring.current_record(subject_id, MAIN_SCOPE)
+            if late is not None and late.key_id not in ids:
+                log.warning(
+                    "a main key made while the subject's erasure was decided is shredded too"
+                )
+                ids.append(late.key_id)
             self._shredded[subject_id] = None
             self._shredded.move_to_end(subject_id)
             if len(self._shredded) > SHREDDED_MEMORY:

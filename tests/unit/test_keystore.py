@@ -329,6 +329,25 @@ async def test_an_erasure_while_the_key_was_stored_shreds_it(
     assert log.parts[0][1] == (key_id, None)  # its tombstone
 
 
+async def test_a_main_key_made_after_the_erasure_read_the_keys_is_shredded_with_them(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """The key service's /seal checked the subject (not erased), then stored a new
+    ``main`` while the erasure was decided from the keys it read before (none): the shred
+    destroyed only those, and the new key kept the DPO's text readable (review, session
+    32). ``main`` always goes: the shred takes it whatever list it was given."""
+    ann = subject_on(2)
+    async with following(new_store(log, codec, kek_path), {2}) as store:
+        decided: list[str] = []  # what the erasure read: no key yet
+        made = await store.storage_key(ann, erased=False)  # /seal, meanwhile
+        assert made is not None
+        shredded = await store.shred(ann, decided)
+        assert store.ring(2).current_record(ann, MAIN_SCOPE) is None
+    ((main_id, _record), tombstone) = log.parts[2]
+    assert shredded == [main_id.decode()]
+    assert tombstone == (main_id, None)
+
+
 async def test_only_the_owners_partitions_are_served(
     log: Log, codec: KeyRecordCodec, kek_path: Path
 ) -> None:
