@@ -114,8 +114,14 @@ async def refused(view: View, request: Request, api: Api) -> Response | None:
             headers={"WWW-Authenticate": 'Basic realm="privops"'},
         )
     except RuntimeUnavailable as exc:
+        # The detail (the broker's address) goes to the log, not to a caller not proven
+        # yet (review, session 32).
+        log.warning(
+            "HTTP API: cannot check %s %s's credentials: %s", request.method, api.value, exc
+        )
+        reason = "the Kafka broker that checks credentials does not answer"
         return view.json(
-            {"error": "cannot check credentials now; retry", "reason": str(exc)}, status=503
+            {"error": "cannot check credentials now; retry", "reason": reason}, status=503
         )
     if not may_call(principal, api):
         log.warning("HTTP API: principal %s may not ask %s", principal, api.value)

@@ -13,6 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 from agents import http
 from privops.adapters.acls import Api, may_call, system_principal
 from privops.adapters.key_topic import subject_partition
+from privops.core.errors import RuntimeUnavailable
 from privops.core.holds import LegalHold
 from privops.core.vocab import Category, System
 from streams.app import settings
@@ -139,3 +140,21 @@ async def test_consent_and_requests_are_not_answered_while_the_tables_recover(
     monkeypatch.setattr(http, "tables_recovered", lambda: True)
     status, _ = await view.get(Answers(), request, key)
     assert status == 404  # nothing known of either: answered, not deferred
+
+
+async def test_a_caller_not_proven_yet_is_not_told_where_the_broker_is(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone could send made-up credentials while the broker was down and read its
+    address in the 503 (review, session 32): it goes to the log only."""
+
+    class BrokerDown:
+        async def principal(self, _header: str | None) -> str:
+            raise RuntimeUnavailable("Kafka broker at 10.20.30.40:9093 not answering")
+
+    monkeypatch.setattr(http, "_authenticator", BrokerDown)
+    request = make_mocked_request("GET", f"/holds/{SUBJECT}")
+    status, body = await http.holds_view.get(Answers(), request, SUBJECT)
+    assert status == 503
+    assert "retry" in body["error"]
+    assert "10.20.30.40" not in str(body)
