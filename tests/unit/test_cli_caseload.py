@@ -110,6 +110,13 @@ def test_one_workers_part_is_not_shown_as_the_list(worker: StandIn) -> None:
     assert "REQ-LATE" not in out.output
 
 
+def test_rows_that_are_not_requests_exit_3_not_a_traceback(worker: StandIn) -> None:
+    worker.answers = [(200, {"workers": 1, "total": 1, "requests": ["REQ-1"]})]
+    out = run("request", "list")
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert "did not answer with the whole list" in out.flat
+
+
 def test_a_moving_partition_is_asked_again(worker: StandIn) -> None:
     moving = (503, {"error": "partition moving between workers; retry in a few seconds"})
     worker.answers = [moving, moving, (200, LISTED)]

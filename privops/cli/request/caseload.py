@@ -62,7 +62,8 @@ def list_requests(
         "older than this CLI; upgrade it",
     )
     listed = body.get("requests")
-    if not isinstance(listed, list) or "workers" not in body or "total" not in body:
+    whole = "workers" in body and "total" in body
+    if not isinstance(listed, list) or not whole or not all(isinstance(r, dict) for r in listed):
         # One worker's part (or anything else) is no list: it may miss requests.
         fail(
             f"the worker at {worker_url('')} did not answer with the whole list "
