@@ -193,6 +193,9 @@ def run_worker(loglevel: str = "info") -> None:
     from streams.startup import preflight
 
     collaborators()  # the data map, clock, schedule and keys: a bad data map stops here
+    # Until Faust runs, a failed connect is reported once, as the command's own line;
+    # aiokafka's lines before it broke "one line" for a log reader (review, session 32).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     lock = preflight(settings, settings.app_data_dir, Path(app.conf.tabledir), app.conf)
     from streams.io import serde
 

@@ -49,7 +49,9 @@ E = TypeVar("E", bound=Enum)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}")
+    # One line when stderr is no terminal (a log, systemd, a pipe): rich wraps at 80
+    # columns there, and a line-based log alert saw half a message (review, session 32).
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=not err_console.is_terminal)
     raise typer.Exit(code)
 
 

@@ -8,7 +8,10 @@ answers with the worker's JSON shapes.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -473,6 +476,30 @@ def test_broker_unreachable(no_broker: str, args: list[str]) -> None:
     assert no_broker in out.flat
     assert "privops local up" in out.flat
     assert out.stdout == ""  # no request id printed for a command that was not published
+
+
+def test_an_error_is_one_line_when_stderr_is_no_terminal() -> None:
+    """Under systemd, Kubernetes or a pipe, rich wrapped the error at 80 columns, and
+    the worker's aiokafka logged its own line first: a line-based log alert saw half a
+    message (review, session 32)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env.update(
+        PRIVOPS_KAFKA_BOOTSTRAP="127.0.0.1:1",
+        PRIVOPS_KAFKA_PRINCIPAL="privops",
+        PRIVOPS_KAFKA_PASSWORD="not-checked-no-broker",
+        PRIVOPS_WEB_PORT=str(free_port()),
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "privops.cli.main", "worker"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == EXIT_UNAVAILABLE, out.stderr
+    (line,) = [line for line in out.stderr.splitlines() if "127.0.0.1:1" in line]
+    assert line.startswith("error: Kafka broker at 127.0.0.1:1 is unreachable")
+    assert line.endswith("or set PRIVOPS_KAFKA_BOOTSTRAP")
 
 
 @pytest.mark.usefixtures("no_broker")
