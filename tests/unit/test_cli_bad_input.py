@@ -478,7 +478,7 @@ def test_broker_unreachable(no_broker: str, args: list[str]) -> None:
     assert out.stdout == ""  # no request id printed for a command that was not published
 
 
-def test_an_error_is_one_line_when_stderr_is_no_terminal() -> None:
+def test_an_error_is_one_line_when_stderr_is_no_terminal(tmp_path: Path) -> None:
     """Under systemd, Kubernetes or a pipe, rich wrapped the error at 80 columns, and
     the worker's aiokafka logged its own line first: a line-based log alert saw half a
     message (review, session 32)."""
@@ -488,6 +488,7 @@ def test_an_error_is_one_line_when_stderr_is_no_terminal() -> None:
         PRIVOPS_KAFKA_PRINCIPAL="privops",
         PRIVOPS_KAFKA_PASSWORD="not-checked-no-broker",
         PRIVOPS_WEB_PORT=str(free_port()),
+        PRIVOPS_DATA_DIR=str(tmp_path),  # no other worker's lock in the way
     )
     out = subprocess.run(
         [sys.executable, "-m", "privops.cli.main", "worker"],
