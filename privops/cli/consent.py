@@ -43,7 +43,7 @@ def check(
     as_json: Json = False,
 ) -> None:
     """ALLOWED or NOT ALLOWED with the rule, reason and evidence. Exit 0 allowed, 1 not
-    allowed, 3 no answer from the worker."""
+    allowed, 2 bad input, 3 no answer from the worker, 4 unknown subject."""
     subject_id = check_id(subject, "subject id")
     p = parse_choice(Purpose, purpose, "purpose")
     c = parse_choice(Channel, channel, "channel")
