@@ -35,6 +35,7 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from agents.timers import not_serving, tables_recovered
+from privops import __version__
 from privops.adapters import api_auth, metrics, web_tls
 from privops.adapters.acls import WORKER, Api, may_call, system_of
 from privops.adapters.kafka import password_of
@@ -141,6 +142,7 @@ async def health(self: View, _request: Request) -> Response:
     metrics.set_worker_ready(not problems)  # as of now, not of the last periodic check
     body = {
         "status": "ok" if not problems else "unavailable",
+        "version": __version__,  # which release: an upgrade's older workers show here
         "problems": problems,
         "open_requests": len(collaborators().schedule),
         # Which subjects this worker owns: the partitions of the co-partitioned topics.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from privops import __version__
 from privops.cli import (
     audit,
     bench,
@@ -38,6 +39,25 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(subject.app, name="subject")
 app.command("ropa")(ropa.ropa)
 app.command("bench")(bench.bench)
+
+
+def _version(given: bool) -> None:
+    if given:
+        typer.echo(f"privops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print this CLI's release and exit (a worker's is on its /health).",
+    ),
+) -> None:
+    """Privacy operations on Apache Kafka: consent, rights requests, deadlines, audit."""
 
 
 @app.command()

@@ -265,3 +265,15 @@ async def test_a_forwarded_request_question_finding_nothing_is_a_503_not_a_404(
     monkeypatch.setattr(request_index, "ready", asyncio.Event())  # still being read
     status, body = await http.request_view.get(Answers(), asked, "R-gone")
     assert (status, "retry" in body["error"]) == (503, True)
+
+
+async def test_health_names_the_workers_release(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """During an upgrade the older workers of the group are the ones to find (their
+    answers to newer CLIs are 404s): /health says which release each runs."""
+    from privops import __version__
+
+    monkeypatch.setattr(http, "owned_partitions", list)  # no consumer runs here
+    monkeypatch.setattr(http, "standby_partitions", list)
+    status, body = await http.health.get(Answers(), make_mocked_request("GET", "/health"))
+    assert status in (200, 503)  # the test's worker is not serving: its release still shows
+    assert body["version"] == __version__
