@@ -100,7 +100,10 @@ def waiting(wait: float, no_wait: bool) -> float | None:
     if no_wait:
         return None
     if not wait > 0:
-        fail("--wait must be more than 0 seconds (use --no-wait to only publish)")
+        fail(
+            "--wait (or PRIVOPS_COMMAND_WAIT, its default) must be more than 0 seconds "
+            "(use --no-wait to only publish)"
+        )
     return wait
 
 
