@@ -43,8 +43,10 @@ def worker_url(path: str) -> str:
 
 
 def worker_get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
-    """GET from the worker's HTTP API; exit 3 with what to run if it is not answering."""
-    return worker_request("GET", path, params=params)
+    """GET from the worker's HTTP API; exit 3 with what to run if it is not answering.
+    Patient: a read is safe to ask again, and the worker answers 503 through every
+    rebalance of the group (its tables may hold an older state meanwhile)."""
+    return worker_request("GET", path, params=params, patient=True)
 
 
 def worker_request(

@@ -324,8 +324,12 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     for c in customers[:6]:
         cells = []
         for channel in Channel:
-            _, body = await demo.get(
-                f"/consent/{c.subject_id}?purpose={Purpose.marketing.value}&channel={channel.value}"
+            # A 503 (the worker's partitions moving) is asked again, as any caller should.
+            _, body = await demo.consent_until(
+                c.subject_id,
+                "a consent answer",
+                lambda status, _body: status == 200,
+                f"?purpose={Purpose.marketing.value}&channel={channel.value}",
             )
             mark = "[green]yes[/]" if body["allowed"] else "[red]no[/]"
             cells.append(f"{mark} {body['rule']}")

@@ -14,7 +14,13 @@ import pytest
 
 from privops.cli import worker_http
 from privops.cli.common import EXIT_BAD_INPUT, EXIT_UNAVAILABLE
-from tests.unit.test_cli_bad_input import env, run, send_json, stand_in_worker  # noqa: F401
+from tests.unit.test_cli_bad_input import (  # noqa: F401
+    consent_body,
+    env,
+    run,
+    send_json,
+    stand_in_worker,
+)
 
 LISTED = {
     "requests": [
@@ -135,6 +141,16 @@ def test_partitions_that_keep_moving_exit_3_never_a_short_list(
     assert out.code == EXIT_UNAVAILABLE
     assert "could not answer now" in out.flat
     assert "REQ-" not in out.output
+
+
+def test_a_consent_check_during_a_rebalance_is_asked_again(worker: StandIn) -> None:
+    """The worker answers /consent 503 while the group rebalances (its tables may hold an
+    older state): a check run then exited 3 at once; every read waits it out now."""
+    moving = (503, {"error": "partition moving between workers; retry in a few seconds"})
+    worker.answers = [moving, (200, consent_body("C-1", "marketing", "post"))]
+    out = run("consent", "check", "C-1", "--purpose", "marketing", "--channel", "post")
+    assert out.code == 0, out.output
+    assert len(worker.asked) == 2
 
 
 def test_an_older_worker_without_the_list_exits_3_saying_upgrade(worker: StandIn) -> None:
