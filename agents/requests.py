@@ -623,7 +623,14 @@ async def _destroy(rec: wf.RequestRecord, now: datetime) -> None:
     assert leftovers is not None
     copy = _opened(leftovers, sid)  # a copy that does not open stops here, nothing destroyed
     current = _entries(sid)  # read before the shred: whole on the first run
-    await store.shred(sid, leftovers.key_ids)
+    destroyed = await store.shred(sid, leftovers.key_ids)
+    if late := set(destroyed) - set(leftovers.key_ids):
+        # Not in the recorded step (a replay records the same): the log says so.
+        log.warning(
+            "erasure %s: %d main key(s) made while it was decided destroyed with it",
+            audited_request_id(rec.request_id),
+            len(late),
+        )
     restored = shredding.restored(current, copy)
     _write(sid, restored)
     _resend_hold_states(sid, restored.holds or ())

@@ -319,7 +319,10 @@ def _print_verify(found: _Verified, anchored: str) -> None:
         )
     if found.ok and not scanned.records:
         # Not "every chain is intact": nothing was read to say so (review, session 32).
-        console.print(f"[yellow]nothing to check[/]: {AUDIT} holds no record yet")
+        console.print(
+            f"[yellow]nothing to check[/]: {AUDIT} holds no record (none written yet, or "
+            "every one past the topic's retention)"
+        )
     elif found.ok:
         console.print("[bold green]OK[/]: every chain is intact")
 

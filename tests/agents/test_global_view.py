@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import hypothesis
 import pytest
 from faust.types import Message
+from hypothesis import strategies as st
 
 from agents import ingest
 from privops.adapters.serde import Serde
@@ -131,3 +133,50 @@ def test_a_views_keys_are_found_by_their_value() -> None:
     view._apply(b"R-1", None)
     assert view._keys == {}
     assert view.data == {}
+
+
+_KEYS = st.sampled_from([f"R-{n}" for n in range(5)])
+_VALUES = st.sampled_from([f"S-{n}" for n in range(3)])
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("read"), _KEYS, st.one_of(st.none(), _VALUES)),  # from the topic
+        st.tuples(st.just("put"), _KEYS, _VALUES),
+        st.tuples(st.just("remove"), _KEYS, st.one_of(st.none(), _VALUES)),  # if_value
+        st.tuples(st.just("settle"), st.booleans(), st.none()),  # a flush handed or dropped
+        st.tuples(st.just("clear"), st.none(), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(steps=_STEPS)
+def test_a_views_value_index_is_always_the_inverse_of_its_data(
+    steps: list[tuple[str, Any, Any]],
+) -> None:
+    """Whatever the order of the topic's records, this worker's puts and removes, their
+    flushes handed over or dropped (undone), and a clear: ``keys_of`` finds exactly the
+    keys holding each value, each once."""
+    view = GlobalView("any.topic")
+    sent: list[Any] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state, "emit", lambda *record: sent.append(record))
+        for step, key, value in steps:
+            if step == "read":
+                view._apply(key.encode(), None if value is None else value.encode())
+            elif step == "put":
+                view.put(key, value)
+            elif step == "remove":
+                view.remove(key, if_value=value)
+            elif step == "settle":
+                view._settle(key)
+            else:
+                view.clear()
+            inverse: dict[str, list[str]] = {}
+            for k, v in view.data.items():
+                inverse.setdefault(v, []).append(k)
+            assert {v: sorted(view.keys_of(v)) for v in inverse} == {
+                v: sorted(ks) for v, ks in inverse.items()
+            }
+            assert all(len(set(view.keys_of(v))) == len(view.keys_of(v)) for v in inverse)
+            assert {v for v in (f"S-{n}" for n in range(3)) if view.has_value(v)} == set(inverse)

@@ -130,7 +130,7 @@ async def test_consent_and_requests_are_not_answered_while_the_tables_recover(
     table holds an older state meanwhile, so a withdrawal decided elsewhere meanwhile
     answered "allowed", and a request an older state (review, session 32). A 503 to
     retry, as for the holds; and an answer once recovered."""
-    monkeypatch.setitem(request_index.data, "R-1", SUBJECT)
+    request_index._set("R-1", SUBJECT)  # as read from the topic
     view, key = (http.consent_view, SUBJECT) if path == "consent" else (http.request_view, "R-1")
     request = make_mocked_request("GET", f"/{path}/{key}")
     monkeypatch.setattr(http, "tables_recovered", lambda: False)

@@ -781,7 +781,7 @@ def test_audit_report_bad_dates_exit_2_before_reading(
         # This year, asked in December: the period so far (the README's own example).
         (["--to", "2999-12-31"], "the period is not over: reported up to today"),
         # A year before the first day of the calendar: a traceback, exit 1 (review).
-        (["--to", "0001-01-01"], ""),
+        (["--to", "0001-01-01"], "Kafka broker at 127.0.0.1:1 is unreachable"),
     ],
 )
 def test_audit_report_periods_that_are_no_error_go_on_to_the_broker(
