@@ -50,7 +50,7 @@ class GlobalView:
         self.ready = asyncio.Event()
         # The keys holding each value: the key itself while it is the only one (what a
         # Counter's count cost; a list only for a value held by several), so a subject's
-        # requests are found without passing over every worker's (``keys_of``).
+        # requests are found without a pass over every request (``keys_of``).
         self._keys: dict[str, str | list[str]] = {}
         # This worker's puts whose flush has not handed their records over yet: the key's
         # value before (None: absent), put back if that flush is dropped.

@@ -136,8 +136,9 @@ def _said(body: dict[str, Any] | None) -> str:
 def worker_json(
     path: str, *, not_found: str, params: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """The worker's answer to a GET; exit 4 with `not_found` on 404, 3 when it cannot
-    answer, 2 when it refuses the caller or the question (module docstring)."""
+    """The worker's answer to a GET; exit 4 with `not_found` on the worker's own 404, 3
+    when it cannot answer (or something else answers), 2 when it refuses the caller or
+    the question (module docstring)."""
     return answer_json(worker_get(path, params), not_found=not_found)
 
 

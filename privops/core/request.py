@@ -282,8 +282,8 @@ class Context:
     # it, a follow-up erasure it issued): its record is kept (``workflow.expires_on``).
     referenced: bool = False
     # The records privops keeps of the subject's requests, this one included: read only
-    # when an access response is built (the worker passes over its request index), so
-    # no other decision pays for it.
+    # when an access response is built (each record is loaded and opened), so no other
+    # decision pays for it.
     subject_requests: Callable[[], Sequence[RequestRecord]] = _no_requests
 
 
