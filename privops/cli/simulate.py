@@ -341,6 +341,12 @@ def simulate(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="Serve connector metrics on this port."
     ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1",
+        "--metrics-host",
+        help="The address --metrics-port listens on: 0.0.0.0 in a container, so that a "
+        "Prometheus on another host (the compose service) scrapes it.",
+    ),
     group_prefix: str | None = typer.Option(
         None,
         "--group-prefix",
@@ -396,10 +402,11 @@ def simulate(
     target = usable_data_dir(data_dir or default_data_dir(cfg))
     if metrics_port is not None:
         try:
-            serve_metrics(metrics_port)
-        except OSError as exc:
-            fail(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})")
-        say(f"connector metrics on http://127.0.0.1:{metrics_port}/metrics")
+            serve_metrics(metrics_port, metrics_host)
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            fail(f"--metrics-port {metrics_port} on {metrics_host}: cannot listen ({why})")
+        say(f"connector metrics on http://{metrics_host}:{metrics_port}/metrics")
     if worker_url is not None:
         try:  # as the connectors will take it: an origin, never a password in the clear
             worker_url = web_tls.api_url(cfg, worker_url)

@@ -78,7 +78,8 @@ SURFACE = [
     "audit anchor: --out --chain --json",
     "audit report: --from --to --chain --json",
     "simulate: --data-dir --customers --events --date --slow --fail-first --silent"
-    " --reset --metrics-port --group-prefix --from --worker-url --plaintext --purge-every",
+    " --reset --metrics-port --metrics-host --group-prefix --from --worker-url --plaintext"
+    " --purge-every",
     "keys generate: --owner --key-file --json",
     "keys list: --json",
     "keys revoke: KEY_ID --json",

@@ -428,7 +428,20 @@ def prometheus_problems(compose: Compose) -> list[str]:
     }
     if f"{WORKER}:{port}" not in jobs.get("privops-worker", []):
         problems.append(f"prometheus: job privops-worker does not scrape {WORKER}:{port} ({jobs})")
+    # The connector alerts read the connectors' metrics only: scraped where they listen.
+    command = [str(word) for word in compose["services"]["connectors"].get("command", [])]
+    listens = flag_value(command, "--metrics-port")
+    wanted = f"connectors:{listens}"
+    if listens is None or flag_value(command, "--metrics-host") != "0.0.0.0":
+        problems.append("connectors: no --metrics-port on 0.0.0.0 (Prometheus cannot scrape it)")
+    elif wanted not in jobs.get("privops-connectors", []):
+        problems.append(f"prometheus: job privops-connectors does not scrape {wanted} ({jobs})")
     return problems
+
+
+def flag_value(command: list[str], name: str) -> str | None:
+    """The word after ``name`` in ``command`` (None if absent)."""
+    return command[command.index(name) + 1] if name in command[:-1] else None
 
 
 def dockerfile_problems(image: Dockerfile) -> list[str]:
@@ -657,6 +670,7 @@ BROKEN_COMPOSE: list[tuple[str, Callable[[Compose], None]]] = [
         ),
     ),
     ("prometheus", _service("prometheus", lambda s: s["volumes"].pop(1))),
+    ("prometheus", _service("connectors", lambda s: s.update(command=s["command"][:3]))),
     ("prometheus", _service("prometheus", lambda s: s.update(volumes=s["volumes"][2:]))),
     (
         "commands",
