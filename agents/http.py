@@ -34,11 +34,12 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from yarl import URL
 
-from agents.timers import not_serving, tables_recovered
+from agents.timers import not_serving, serving
 from privops import __version__
 from privops.adapters import api_auth, metrics, web_tls
 from privops.adapters.acls import WORKER, Api, may_call, system_of
 from privops.adapters.kafka import password_of
+from privops.adapters.key_topic import subject_partition
 from privops.connectors.encryption import key_json
 from privops.core import caseload, deadlines
 from privops.core import consent as rules
@@ -215,6 +216,10 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
 MOVING = "partition moving between workers; retry in a few seconds"
 
 
+def _partition_of(subject_id: str) -> int:
+    return subject_partition(subject_id, settings.topic_partitions)
+
+
 def _moving(view: View) -> Response:
     """503: the partition is moving, or what this worker holds for it is being replayed."""
     return view.json({"error": MOVING}, status=503)
@@ -380,7 +385,7 @@ async def consent_view(self: View, request: Request, subject_id: str) -> Respons
     # While the changelog replays (a worker taking partitions back after a restart) the
     # table holds an older state: a withdrawal decided meanwhile elsewhere answered
     # "allowed", a subject met meanwhile "unknown" (review, session 32).
-    if not tables_recovered():
+    if not serving(_partition_of(subject_id)):
         return _moving(self)
     try:
         body, status = consent_answer(
@@ -470,7 +475,7 @@ async def holds_view(self: View, request: Request, subject_id: str) -> Response:
     forwarded = await routed(self, request, subject_id)
     if forwarded is not None:
         return forwarded
-    if not tables_recovered():  # a short list while the changelog replays: a hold missed
+    if not serving(_partition_of(subject_id)):  # a short list while it replays: a hold missed
         return _moving(self)
     try:
         holds = newest(HOLDS, subject_id, subject_id) or []
@@ -633,7 +638,7 @@ async def request_view(self: View, request: Request, request_id: str) -> Respons
         forwarded = await routed(self, request, subject_id)
         if forwarded is not None:
             return forwarded
-        if not tables_recovered():  # an older state of the request while it replays
+        if not serving(_partition_of(subject_id)):  # an older state while it replays
             return _moving(self)
         try:
             record = newest(REQUESTS, subject_id, request_id)

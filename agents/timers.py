@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
 from faust.exceptions import ConsumerNotStarted
 from faust.tables.manager import TableManager
@@ -26,7 +26,7 @@ from streams import batching, health
 from streams.app import app, settings
 from streams.context import collaborators
 from streams.io import emit_all
-from streams.keystore import key_store
+from streams.keystore import key_store, owned_partitions
 from streams.tables import GLOBAL_VIEWS, request_index, requests
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,65 @@ def tables_recovered() -> bool:
     recovery = cast(TableManager, app.tables).recovery
     recovered = recovery.completed.is_set() and not (recovery.in_recovery or app.rebalancing)
     return recovered and all(view.ready.is_set() for view in GLOBAL_VIEWS)
+
+
+class _Fresh:
+    """The subject partitions whose newest state this worker's tables hold while the
+    recovery of an assignment is under way: those it held in full before the assignment
+    and kept through it. Nobody decides anything on a partition during a rebalance, and a
+    kept one was assigned to no one else, so what this worker holds of it is as new as
+    anywhere; one it takes over (a standby's copy, or a local store older than the
+    changelog) may be behind until the recovery completes. Before, every question of
+    every subject waited for the whole recovery, a takeover's included (review, session
+    32). Kept current by Faust's signals: an assignment (``assign``) and the end of its
+    recovery (``recovered``)."""
+
+    def __init__(self) -> None:
+        self.assigned: frozenset[int] = frozenset()
+        self.current: frozenset[int] = frozenset()
+        self.pending = False  # an assignment whose recovery has not completed
+
+    def assign(self, partitions: frozenset[int]) -> None:
+        self.current &= partitions
+        self.assigned = partitions
+        self.pending = True
+
+    def recovered(self) -> None:
+        self.current = self.assigned
+        self.pending = False
+
+
+_fresh = _Fresh()
+
+
+def serving(partition: int) -> bool:
+    """Whether this worker may answer for the subjects of ``partition`` (as their owner)
+    from its tables: all recovered, or, while a recovery is under way, a partition it
+    kept (``_Fresh``). Never during a rebalance: another member may already own, and
+    decide on, a partition this one has not heard it lost."""
+    recovery = cast(TableManager, app.tables).recovery
+    if app.rebalancing or not recovery.completed.is_set():
+        return False
+    if not all(view.ready.is_set() for view in GLOBAL_VIEWS):
+        return False
+    if not (_fresh.pending or recovery.in_recovery):
+        return True
+    return partition in _fresh.current
+
+
+def _on_assigned(_sender: Any, /, *args: Any, **_: Any) -> None:
+    """Faust's ``on_partitions_assigned``: the whole new assignment, sent after the
+    tables were told (their recovery starts from it)."""
+    _fresh.assign(owned_partitions(args[0]))
+
+
+def _on_recovered(*_: object, **__: object) -> None:
+    """Faust's ``on_rebalance_complete``: the assignment's changelogs are read."""
+    _fresh.recovered()
+
+
+app.on_partitions_assigned.connect(_on_assigned)
+app.on_rebalance_complete.connect(_on_recovered)
 
 
 # --- timers ----------------------------------------------------------------------------

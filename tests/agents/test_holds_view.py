@@ -34,7 +34,7 @@ def owner(app: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(state, "queue_all", Broker().queue_all)
     monkeypatch.setattr(http, "_authenticator", lambda: None)
     monkeypatch.setattr(app.router, "key_store", lambda _t, _k: app.conf.canonical_url)
-    monkeypatch.setattr(http, "tables_recovered", lambda: True)  # as once it has started
+    monkeypatch.setattr(http, "serving", lambda _partition: True)  # as once it has started
     return app
 
 
@@ -116,7 +116,7 @@ async def test_the_view_asks_for_the_holds_permission(
 async def test_no_holds_are_answered_while_the_tables_recover(
     owner: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http, "tables_recovered", lambda: False)
+    monkeypatch.setattr(http, "serving", lambda _partition: False)
     status, body = await asked()
     assert status == 503
     assert "retry" in body["error"]
@@ -133,11 +133,11 @@ async def test_consent_and_requests_are_not_answered_while_the_tables_recover(
     request_index._set("R-1", SUBJECT)  # as read from the topic
     view, key = (http.consent_view, SUBJECT) if path == "consent" else (http.request_view, "R-1")
     request = make_mocked_request("GET", f"/{path}/{key}")
-    monkeypatch.setattr(http, "tables_recovered", lambda: False)
+    monkeypatch.setattr(http, "serving", lambda _partition: False)
     status, body = await view.get(Answers(), request, key)
     assert status == 503
     assert "retry" in body["error"]
-    monkeypatch.setattr(http, "tables_recovered", lambda: True)
+    monkeypatch.setattr(http, "serving", lambda _partition: True)
     status, _ = await view.get(Answers(), request, key)
     assert status == 404  # nothing known of either: answered, not deferred
 
