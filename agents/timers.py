@@ -70,22 +70,32 @@ class _Fresh:
     anywhere; one it takes over (a standby's copy, or a local store older than the
     changelog) may be behind until the recovery completes. Before, every question of
     every subject waited for the whole recovery, a takeover's included (review, session
-    32). Kept current by Faust's signals: an assignment (``assign``) and the end of its
-    recovery (``recovered``)."""
+    32).
+
+    Kept by Faust's signals: the assignment (``assign``) and the end of its recovery
+    (``recovered``), each tagged with Faust's rebalance count, which its revocation
+    raises (``App.on_rebalance_start``, in the same call that sets ``rebalancing``): a
+    rebalance begun since the last assignment answers nothing, and the end of an older
+    recovery, sent after it, marks nothing current. ``app.rebalancing`` itself stays
+    True until the recovery ends (``Recovery.on_recovery_completed``), so it cannot tell
+    the two phases apart."""
 
     def __init__(self) -> None:
         self.assigned: frozenset[int] = frozenset()
         self.current: frozenset[int] = frozenset()
+        self.count = -1  # Faust's rebalance count at the last assignment
         self.pending = False  # an assignment whose recovery has not completed
 
-    def assign(self, partitions: frozenset[int]) -> None:
+    def assign(self, partitions: frozenset[int], count: int) -> None:
         self.current &= partitions
         self.assigned = partitions
+        self.count = count
         self.pending = True
 
-    def recovered(self) -> None:
-        self.current = self.assigned
-        self.pending = False
+    def recovered(self, count: int) -> None:
+        if count == self.count:  # else: an older recovery's end, a rebalance since
+            self.current = self.assigned
+            self.pending = False
 
 
 _fresh = _Fresh()
@@ -93,28 +103,30 @@ _fresh = _Fresh()
 
 def serving(partition: int) -> bool:
     """Whether this worker may answer for the subjects of ``partition`` (as their owner)
-    from its tables: all recovered, or, while a recovery is under way, a partition it
-    kept (``_Fresh``). Never during a rebalance: another member may already own, and
-    decide on, a partition this one has not heard it lost."""
+    from its tables: a partition it kept through the last assignment (``_Fresh``), or any
+    once nothing moves. Never once another rebalance began: another member may already
+    own, and decide on, a partition this one has not heard it lost."""
     recovery = cast(TableManager, app.tables).recovery
-    if app.rebalancing or not recovery.completed.is_set():
+    if app.rebalancing_count != _fresh.count or not recovery.completed.is_set():
         return False
     if not all(view.ready.is_set() for view in GLOBAL_VIEWS):
         return False
-    if not (_fresh.pending or recovery.in_recovery):
+    if partition in _fresh.current:
         return True
-    return partition in _fresh.current
+    return not (app.rebalancing or recovery.in_recovery or _fresh.pending)
 
 
 def _on_assigned(_sender: Any, /, *args: Any, **_: Any) -> None:
-    """Faust's ``on_partitions_assigned``: the whole new assignment, sent after the
-    tables were told (their recovery starts from it)."""
-    _fresh.assign(owned_partitions(args[0]))
+    """Faust's ``on_partitions_assigned``: the whole new assignment (eager), sent after
+    the tables were told (their recovery starts from it)."""
+    _fresh.assign(owned_partitions(args[0]), app.rebalancing_count)
 
 
 def _on_recovered(*_: object, **__: object) -> None:
-    """Faust's ``on_rebalance_complete``: the assignment's changelogs are read."""
-    _fresh.recovered()
+    """Faust's ``on_rebalance_complete``: an assignment's changelogs are read (unless a
+    newer recovery was signalled meanwhile: then it is not this assignment's)."""
+    if not cast(TableManager, app.tables).recovery.signal_recovery_start.is_set():
+        _fresh.recovered(app.rebalancing_count)
 
 
 app.on_partitions_assigned.connect(_on_assigned)
