@@ -78,7 +78,9 @@ class _Fresh:
     rebalance begun since the last assignment answers nothing, and the end of an older
     recovery, sent after it, marks nothing current. ``app.rebalancing`` itself stays
     True until the recovery ends (``Recovery.on_recovery_completed``), so it cannot tell
-    the two phases apart."""
+    the two phases apart. Read in faust-streaming's sources of the version
+    ``streams.batching.check_faust`` pins (the worker refuses any other);
+    tests/agents/test_serving.py drives the flags and signals in that version's order."""
 
     def __init__(self) -> None:
         self.assigned: frozenset[int] = frozenset()
