@@ -146,14 +146,13 @@ def answer_json(
     resp: httpx.Response,
     *,
     not_found: str | None = None,
-    not_found_exit: int = EXIT_NOT_FOUND,
     no_route: str | None = None,
 ) -> dict[str, Any]:
-    """The worker's JSON answer ``resp``; exit ``not_found_exit`` with `not_found` on the
-    worker's own 404 (its JSON, naming what it does not know), 3 with ``no_route`` on any
-    other 404 (a path the server does not have: an older worker, or no worker at all;
-    every 404 when ``not_found`` is None), 3 when it cannot answer, 2 when it refuses the
-    caller or the question."""
+    """The worker's JSON answer ``resp``; exit 4 with `not_found` on the worker's own 404
+    (its JSON, naming what it does not know), 3 with ``no_route`` on any other 404 (a
+    path the server does not have: an older worker, or no worker at all; every 404 when
+    ``not_found`` is None), 3 when it cannot answer, 2 when it refuses the caller or the
+    question."""
     if resp.status_code >= 500:
         # Checked before the body: a proxy's 502 page is no JSON, and still "no answer".
         fail(
@@ -168,7 +167,7 @@ def answer_json(
         # taken for "unknown request" (review, session 32).
         said = json_or_none(resp)
         if not_found is not None and said is not None and isinstance(said.get("error"), str):
-            fail(not_found, not_found_exit)
+            fail(not_found, EXIT_NOT_FOUND)
         fail(
             no_route
             or f"the server at {worker_url('')} does not have {resp.request.url.path}: is "
