@@ -323,6 +323,25 @@ async def _finish_stopping(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
         await _absorbing_its_cancel(inner.close())
 
 
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Ask the broker for the cluster's metadata now: a consumer without a subscription
+    knows only the topics there when it started, and aiokafka 0.14 has no public call
+    for this (``_client.force_metadata_update``, pinned by tests/unit/test_kafka_stop.py).
+    The one place privops reaches into it."""
+    await consumer._client.force_metadata_update()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic``, from the consumer's metadata, asked again once when
+    it has none (a topic created after the consumer started); empty when the broker
+    shows none (no such topic, or this principal may not describe it)."""
+    found = consumer.partitions_for_topic(topic)
+    if not found:
+        await refresh_metadata(consumer)
+        found = consumer.partitions_for_topic(topic)
+    return set(found or ())
+
+
 async def _absorbing_its_cancel(awaitable: Any) -> None:
     """Await ``awaitable``; a CancelledError it raises of its own is absorbed, one of the
     caller's (its task being cancelled) is not."""
@@ -361,10 +380,7 @@ async def scan(
         await stop_client(consumer)
         raise unreachable(options, exc) from exc
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await partitions_of(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps and required:
             user = options.get("sasl_plain_username")
@@ -438,6 +454,6 @@ async def _end_offsets(
         except StaleMetadata:
             if attempt == attempts - 1:
                 raise
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             await asyncio.sleep(0.25)
     raise AssertionError("unreachable")

@@ -50,7 +50,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from privops.adapters.kafka import stop_client
+from privops.adapters.kafka import partitions_of, stop_client
 from privops.connectors.base import Connector, honours_holds
 from privops.connectors.metrics import (
     HOLD_OUTCOMES,
@@ -249,10 +249,7 @@ class HoldReader:
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """Every partition of the topic, as the broker's metadata has them now (the
         worker creates the topic; its count is the worker's, not this host's setting)."""
-        found = consumer.partitions_for_topic(self.topic)
-        if not found:  # not in the metadata the consumer started with: ask again
-            await consumer._client.force_metadata_update()
-            found = consumer.partitions_for_topic(self.topic)
+        found = await partitions_of(consumer, self.topic)
         if not found:
             raise _NotNow("the topic is not there, or this principal may not read it")
         return [TopicPartition(self.topic, p) for p in sorted(found)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer.fetcher import Fetcher
 
 from privops.adapters.kafka import stop_client
@@ -100,4 +101,7 @@ async def test_the_aiokafka_internals_it_finishes_with_are_there() -> None:
     assert hasattr(consumer, "_fetcher")
     assert "_pending_tasks" in inspect.getsource(Fetcher.__init__)
     assert "await x" in inspect.getsource(Fetcher.close)  # the bug this works around
+    # refresh_metadata's one reach inside: the client's own call that asks the broker
+    assert isinstance(consumer._client, AIOKafkaClient)
+    assert "self._md_update_fut" in inspect.getsource(AIOKafkaClient.force_metadata_update)
     await consumer.stop()

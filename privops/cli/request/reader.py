@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from privops.adapters.acls import DPO
-from privops.adapters.kafka import Client, resolve, stop_client, unreachable
+from privops.adapters.kafka import Client, partitions_of, resolve, stop_client, unreachable
 from privops.core.errors import DecodeError, RuntimeUnavailable
 from privops.core.records import CommandAnswer, Record
 from privops.core.topics import COMMAND_RESULTS
@@ -94,10 +94,7 @@ async def answer_reader(client: Client, decode: Decode) -> AsyncIterator[AnswerR
 
 
 async def _partitions(consumer: AIOKafkaConsumer, bootstrap: str) -> list[TopicPartition]:
-    partitions = consumer.partitions_for_topic(COMMAND_RESULTS)
-    if not partitions:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(COMMAND_RESULTS)
+    partitions = await partitions_of(consumer, COMMAND_RESULTS)
     if not partitions:
         raise RuntimeUnavailable(
             f"topic {COMMAND_RESULTS} does not exist on the Kafka broker at {bootstrap} (or "

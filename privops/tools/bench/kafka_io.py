@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from privops.adapters.kafka import refresh_metadata
 from privops.tools.bench.inputs import Message
 
 
@@ -37,7 +38,7 @@ async def produce(bootstrap: str, messages: Sequence[Message]) -> float:
 
 
 async def partitions(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
-    await consumer._client.force_metadata_update()
+    await refresh_metadata(consumer)
     return [
         TopicPartition(topic, p)
         for topic in topics
