@@ -266,12 +266,33 @@ def held(category: Category, holds: list[LegalHold]) -> Retained | None:
     return next(_hold_grounds(category, holds), None)
 
 
+HOLD_GROUND: Final = "legal_claims: legal hold {hold_id} (Art. 17(3)(e))"
+INVESTIGATION_GROUND: Final = "legal_claims: investigation hold (Art. 17(3)(e))"
+LEGAL_CLAIMS_TOLD: Final = (
+    "legal_claims: kept for the establishment, exercise or defence of legal claims (Art. 17(3)(e))"
+)
+"""How the subject's erasure notice words a category kept by a legal hold or an open or
+recent investigation: the ground, never the hold's id nor that an investigation exists.
+Either may be what a crime investigation needs kept from them (DPA 2018 Sch. 2 para. 2),
+which the access response withholds for the DPO's review for the same reason; the DPO's
+own views keep the full ground (review, session 33)."""
+
+
+def told_ground(ground: str) -> str:
+    """``ground`` as the subject is told it (LEGAL_CLAIMS_TOLD for a hold or an
+    investigation, any other ground as it is)."""
+    prefix = HOLD_GROUND.split("{", 1)[0]
+    if ground.startswith(prefix) or ground == INVESTIGATION_GROUND:
+        return LEGAL_CLAIMS_TOLD
+    return ground
+
+
 def _hold_grounds(category: Category, holds: list[LegalHold]) -> Iterator[Retained]:
     for hold in holds:
         if category in hold.categories:
             yield Retained(
                 category=category,
-                ground=f"legal_claims: legal hold {hold.hold_id} (Art. 17(3)(e))",
+                ground=HOLD_GROUND.format(hold_id=hold.hold_id),
                 until=None,
                 reason=hold.reason,
             )
@@ -311,7 +332,7 @@ def _investigation_grounds(
 ) -> Iterator[Retained]:
     if not isinstance(rule.condition, InvestigationHold):
         return
-    ground = "legal_claims: investigation hold (Art. 17(3)(e))"
+    ground = INVESTIGATION_GROUND
     if facts.open_investigation_ids or facts.unlisted_investigation_open:
         listed = sorted(facts.open_investigation_ids)
         if facts.unlisted_investigation_open:

@@ -640,13 +640,16 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         event = E.all_tasks_final_partial if partial else E.all_tasks_final_complete
         move(rec, event, out, ctx.now)
     if rec.request_type is RequestType.erasure and rec.kept:
-        kept = "; ".join(f"{k.system.value}/{k.category.value}: {k.ground}" for k in rec.kept)
+        kept = "; ".join(
+            f"{k.system.value}/{k.category.value}: {erasure.told_ground(k.ground)}"
+            for k in rec.kept
+        )
         notify_subject(
             rec,
             out,
             ctx,
             "erasure_outcome",
-            f"We erased your data except what the law requires us to keep: {kept}."
+            f"We erased your data except what we keep, each with its ground: {kept}."
             + _not_done(rec)
             + " "
             + REDRESS,

@@ -9,6 +9,7 @@ seek a judicial remedy (UK GDPR Art. 12(4)). Review, session 27.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +18,9 @@ import pytest
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap, load_datamap
-from privops.core.erasure import SubjectFacts
+from privops.core.erasure import INVESTIGATION_GROUND, LEGAL_CLAIMS_TOLD, SubjectFacts
 from privops.core.fanout import REDRESS
+from privops.core.holds import LegalHold
 from privops.core.identity import merge
 from privops.core.vocab import Category, ObjectionScope, RequestState, RequestType, System
 from tests.unit import test_command_rules as command_rules
@@ -108,9 +110,42 @@ def test_an_erasure_that_kept_invoices_says_so_however_the_system_answered(
     assert all(k.until is not None and k.ground.startswith("legal_obligation") for k in rec.kept)
     (note,) = notices(outcome)
     assert note.kind == "erasure_outcome"
-    assert note.message.startswith("We erased your data except what the law requires us to keep")
+    assert note.message.startswith("We erased your data except what we keep, each with its ground")
     assert "orders/purchases: legal_obligation" in note.message
     assert note.message.endswith(REDRESS)
+
+
+def test_an_erasure_notice_never_names_a_legal_hold_nor_an_investigation(dm: DataMap) -> None:
+    """A hold's id ("H-police-2025-17") and the fact of an investigation may be what a
+    crime investigation needs kept from the subject (DPA 2018 Sch. 2 para. 2), as the
+    access response already withholds them: the subject is told the ground, legal claims,
+    and the DPO's record keeps the whole of it (review, session 33)."""
+    hold = LegalHold(
+        hold_id="H-police-2025-17",
+        subject_id=SUBJECT,
+        categories=(C.payment,),
+        reason="police request",
+        placed_at=NOW - timedelta(days=1),
+    )
+    ctx = replace(kept_invoices(dm), holds=(hold,))
+    rec, outcome = erase_and_answer(ctx, r.TaskCompleted)
+    assert {k.ground for k in rec.kept if k.category is C.payment} == {
+        "legal_claims: legal hold H-police-2025-17 (Art. 17(3)(e))"
+    }
+    (note,) = notices(outcome)
+    assert "H-police" not in note.message
+    assert "hold" not in note.message
+    assert f"orders/payment: {LEGAL_CLAIMS_TOLD}" in note.message
+    assert "orders/purchases: legal_obligation" in note.message  # other grounds as they are
+
+    cctv = merge(None, SUBJECT, System.cctv, {"camera_ref": "cam-2"}, NOW - timedelta(days=9))
+    watched = replace(context(dm, SubjectFacts(open_investigation_ids=("INC-9",))), identity=cctv)
+    rec, outcome = erase_and_answer(watched, r.TaskCompleted)
+    assert [k.ground for k in rec.kept] == [INVESTIGATION_GROUND]
+    (note,) = notices(outcome)
+    assert "investigation" not in note.message
+    assert "INC-9" not in note.message
+    assert f"cctv/cctv: {LEGAL_CLAIMS_TOLD}" in note.message
 
 
 def test_a_failed_erase_still_lists_what_its_plan_kept(dm: DataMap) -> None:
