@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.kafka import TopicOutcome, create_topics
-from privops.core.datamap import load_datamap
 from privops.core.errors import ConfigError
 from privops.core.topics import TopicSpec, catalogue, compacted
 from streams.app import app, settings

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.settings import Settings
 from privops.adapters.signing_keys import SignersWatch
 from privops.core.audit import keyring
 from privops.core.clock import Clock
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.signing import SigningKey
 from privops.core.workflow import SCHEDULER
 from streams.app import settings as app_settings

@@ -9,8 +9,9 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from privops.adapters.datamap_file import load_datamap
 from privops.cli.common import Json, console, emit_json, handled, settings
-from privops.core.datamap import DataMap, PurposeSpec, load_datamap
+from privops.core.datamap import DataMap, PurposeSpec
 from privops.core.ropa import ordered_categories, ropa_record
 from privops.tools.views import table
 

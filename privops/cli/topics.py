@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.kafka import create_topics
 from privops.cli.common import Json, console, emit_json, handled, run_async, settings
-from privops.core.datamap import load_datamap
 from privops.core.topics import catalogue
 from privops.tools.views import table
 

@@ -8,12 +8,10 @@ rejected at start-up with the field path and the YAML line.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, Final
 
 import yaml
@@ -29,8 +27,6 @@ from pydantic import (
 from privops.core.errors import ConfigError
 from privops.core.exports import root_problem, roots_overlap
 from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
-
-DATAMAP_ENV = "PRIVOPS_DATAMAP"
 
 # Identifier kinds the identity map and the systems' task payloads understand.
 IDENTIFIER_KINDS: frozenset[str] = frozenset(
@@ -577,25 +573,7 @@ def _purpose_problems(dm: DataMap) -> Iterable[_ReferenceError]:
                 )
 
 
-# --- loading ----------------------------------------------------------------------------
-
-
-def default_datamap_path() -> Path:
-    """The repository's deploy/datamap.yaml, unless PRIVOPS_DATAMAP names another file."""
-    override = os.environ.get(DATAMAP_ENV)
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
-
-
-def load_datamap(path: Path | str | None = None) -> DataMap:
-    """Read and validate the data map; every problem becomes a ConfigError naming path and line."""
-    path = Path(path) if path is not None else default_datamap_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"data map {path}: cannot read ({exc.strerror or exc})") from exc
-    return parse_datamap(text, source=str(path))
+# --- parsing ----------------------------------------------------------------------------
 
 
 def parse_datamap(text: str, *, source: str = "<data map>") -> DataMap:

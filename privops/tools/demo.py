@@ -32,7 +32,7 @@ from privops.adapters.acls import DPO
 from privops.adapters.api_auth import api_auth
 from privops.adapters.kafka import client_options, cluster_id, producer, read_all
 from privops.adapters.serde import Serde
-from privops.adapters.settings import REPO_ROOT, Settings
+from privops.adapters.settings import Settings
 from privops.adapters.signing_keys import signing_key
 from privops.connectors.reference import (
     FakeCustomer,
@@ -41,6 +41,7 @@ from privops.connectors.reference import (
     seed_customers,
     seed_stores,
 )
+from privops.contract import default_datamap
 from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.errors import PrivopsError
@@ -100,7 +101,7 @@ class Demo:
 
     def demo_datamap(self) -> Path:
         """The company's data map with demo-sized answer deadlines (seconds, not hours)."""
-        text = (REPO_ROOT / "deploy" / "datamap.yaml").read_text()
+        text = default_datamap().read_text(encoding="utf-8")
         text = re.sub(r"sla_seconds: \d+", "sla_seconds: 3", text)
         text = re.sub(
             r"retry: \{[^}]*\}",

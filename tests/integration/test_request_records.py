@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.settings import Settings
 from privops.core import records as r
 from privops.core.clock import UK
-from privops.core.datamap import load_datamap
 from privops.core.topics import AUDIT
 from privops.core.vocab import Purpose, System
 from tests.conftest import REPO, WorkerProcess, port, start_worker

@@ -88,6 +88,36 @@ def test_ropa_and_schema_check_from_package_data(wheel_venv: Path, tmp_path: Pat
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_the_reference_systems_find_the_packaged_data_map(wheel_venv: Path, tmp_path: Path) -> None:
+    """The simulated systems (``privops simulate``, compose's connectors, the demo) and
+    any connector built on the SDK read the data map without PRIVOPS_DATAMAP: before,
+    ``load_datamap()`` looked for deploy/ beside the installed package, where a wheel has
+    none (review, session 33)."""
+    probe = (
+        "from pathlib import Path\n"
+        "from privops.adapters.datamap_file import load_datamap, default_datamap_path\n"
+        "from privops.connectors.reference.exports import export_place\n"
+        "from privops.core.vocab import System\n"
+        "print(default_datamap_path())\n"
+        "print(sorted(load_datamap().systems))\n"
+        "print(export_place(System.cctv, Path('x')).root)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PRIVOPS_DATAMAP",)}
+    done = subprocess.run(
+        [str(wheel_venv / "bin" / "python"), "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    path, systems, root = done.stdout.splitlines()
+    assert str(wheel_venv) in path
+    assert "orders" in systems
+    assert root == "https://exports.allled.example/dsar/cctv/"
+
+
 def test_worker_starts_from_the_wheel(
     local_runtime: Settings, wheel_venv: Path, tmp_path: Path
 ) -> None:

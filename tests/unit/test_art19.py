@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from privops.core.datamap import DataMap, load_datamap
+from privops.adapters.datamap_file import load_datamap
+from privops.core.datamap import DataMap
 from privops.core.erasure import (
     MAX_REFS_PER_RECIPIENT,
     Disclosure,

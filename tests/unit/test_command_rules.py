@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.holds import LegalHold
 from privops.core.request import MAX_REMEMBERED_ANSWERS, Answered
 from privops.core.topics import SUBJECT_DIRECTIVES, legal_holds_topic

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import deadlines
 from privops.core import records as r
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.identity import merge
 from privops.core.sweep import BREACH_DAYS_BEFORE
 from privops.core.ticks import Tick, TickKind

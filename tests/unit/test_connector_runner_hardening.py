@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 import privops.connectors.runner as runner_mod
 from privops.adapters import web_tls
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.serde import Serde, unframe
 from privops.adapters.settings import Settings
 from privops.connectors import Answer, Connector, ConnectorRunner, TransientRetry
@@ -35,7 +36,6 @@ from privops.connectors.encryption import encrypt_record
 from privops.connectors.ledger import Ledger
 from privops.connectors.runner import key_trouble
 from privops.core import records as r
-from privops.core.datamap import load_datamap
 from privops.core.erasure import SubjectFacts, plan_erasure
 from privops.core.errors import PrivopsError, RegistryError, RuntimeUnavailable
 from privops.core.exports import export_problem

@@ -5,14 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from privops.adapters.datamap_file import default_datamap_path, load_datamap
 from privops.core.datamap import (
     DEFAULT_CONTACT_FIELDS,
     DataMap,
     InvestigationHold,
     RetentionAnchor,
     RetentionCondition,
-    default_datamap_path,
-    load_datamap,
     parse_datamap,
 )
 from privops.core.errors import ConfigError

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from privops.core.datamap import DataMap, RetentionAnchor, RetentionRule, load_datamap
+from privops.adapters.datamap_file import load_datamap
+from privops.core.datamap import DataMap, RetentionAnchor, RetentionRule
 from privops.core.erasure import (
     KEPT_TO_THE_END,
     Disclosure,

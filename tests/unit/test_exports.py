@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from privops.core.datamap import DataMap, load_datamap
+from privops.adapters.datamap_file import load_datamap
+from privops.core.datamap import DataMap
 from privops.core.exports import export_problem, path_safe, root_problem
 from privops.core.records import ExportReference
 from privops.core.vocab import System

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent, apply, decide
-from privops.core.datamap import load_datamap
 from privops.core.erasure import (
     MAX_CLOSED_INVESTIGATIONS,
     MAX_OPEN_INVESTIGATIONS,

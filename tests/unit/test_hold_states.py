@@ -14,9 +14,10 @@ from datetime import timedelta
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.fanout import hold_states
 from privops.core.holds import LegalHold, update_holds
 from privops.core.identity import merge, new_values

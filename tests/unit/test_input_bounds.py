@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from privops.adapters.datamap_file import load_datamap
 from privops.connectors.encryption import decrypt_record, encrypt_record
 from privops.core import records as r
 from privops.core import sealing
-from privops.core.datamap import load_datamap
 from privops.core.erasure import (
     MAX_CLOSED_INVESTIGATIONS,
     MAX_OPEN_INVESTIGATIONS,

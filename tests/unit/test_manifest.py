@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core.consent.fold import apply_all
 from privops.core.consent.model import ConsentFact, FactKind
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DomainError
 from privops.core.identity import merge

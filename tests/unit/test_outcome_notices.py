@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.erasure import INVESTIGATION_GROUND, LEGAL_CLAIMS_TOLD, SubjectFacts
 from privops.core.fanout import REDRESS
 from privops.core.holds import LegalHold

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from privops.adapters.datamap_file import load_datamap
 from privops.cli.simulate import _on_purge
 from privops.connectors.reference import (
     FakeCustomer,
@@ -29,7 +30,7 @@ from privops.connectors.reference import (
     seed_stores,
 )
 from privops.connectors.retention import AgeLimit, age_limits
-from privops.core.datamap import DataMap, RetentionRule, load_datamap
+from privops.core.datamap import DataMap, RetentionRule
 from privops.core.erasure import retention_end
 from privops.core.records import LegalHoldState
 from privops.core.vocab import Category, System

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.settings import Settings
 from privops.connectors.reference import (
     CctvConnector,
@@ -28,7 +29,7 @@ from privops.connectors.reference import (
     seed_stores,
 )
 from privops.connectors.sdk import Answer, ConnectorRunner, TransientError
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.exports import export_problem
 from privops.core.records import (
     Erase,

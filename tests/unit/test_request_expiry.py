@@ -7,15 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from privops.adapters.datamap_file import default_datamap_path, load_datamap
 from privops.core import records as r
 from privops.core import shredding
 from privops.core import workflow as wf
-from privops.core.datamap import (
-    DEFAULT_REQUEST_RECORD_DAYS,
-    default_datamap_path,
-    load_datamap,
-    parse_datamap,
-)
+from privops.core.datamap import DEFAULT_REQUEST_RECORD_DAYS, parse_datamap
 from privops.core.erasure import LegalHold, SubjectFacts
 from privops.core.errors import ConfigError
 from privops.core.ropa import ropa_record

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
-from privops.core.datamap import RetryPolicy, SystemSpec, load_datamap
+from privops.core.datamap import RetryPolicy, SystemSpec
 from privops.core.errors import DecodeError
 from privops.core.holds import LegalHold
 from privops.core.request import Context, FollowupItem, Outcome, RequestRecord, TaskRecord

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from privops.adapters.datamap_file import load_datamap
 from privops.cli.ropa import ropa_renderables
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.ropa import ropa_record
 from privops.core.vocab import Category, System
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import sealing, shredding
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.fanout import SYSTEMS_OWN_GROUND
 from privops.core.fieldcrypt import DataKey

@@ -15,10 +15,11 @@ from datetime import timedelta
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import shredding
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.erasure import LegalHold
 from privops.core.fanout import holdings
 from privops.core.identity import IdentityMap, merge

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 import pytest
 
 from privops.adapters.avro import Codec
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.settings import get_settings
 from privops.core import admission
 from privops.core import records as r
 from privops.core import workflow as wf
-from privops.core.datamap import load_datamap
 from privops.core.errors import ConfigError
 from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.request import Reason, Refused

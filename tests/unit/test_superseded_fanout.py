@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import shredding
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.erasure import SubjectFacts
 from privops.core.forget_scan import identity_values
 from privops.core.identity import IdentityMap, merge

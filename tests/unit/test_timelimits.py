@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.identity import IdentityMap, merge
 from privops.core.ticks import Tick, TickKind
 from privops.core.timelimits import alert_due

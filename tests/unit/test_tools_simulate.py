@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.connectors.reference import seed_customers
-from privops.core.datamap import load_datamap
 from privops.core.facts import SOFT_OPT_IN_CHANNELS, check_disclosure
 from privops.core.records import (
     ConsentGiven,

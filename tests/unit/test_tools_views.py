@@ -12,11 +12,11 @@ import pytest
 from rich.console import Console, RenderableType
 from typer.testing import CliRunner
 
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.runtime import Component
 from privops.adapters.settings import get_settings
 from privops.cli.main import app
 from privops.cli.request import status as status_cli
-from privops.core.datamap import load_datamap
 from privops.core.manifest import build_access_manifest
 from privops.core.records import ExportReference
 from privops.core.vocab import System

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from privops.core.datamap import DataMap, RetryPolicy, load_datamap
+from privops.adapters.datamap_file import load_datamap
+from privops.core.datamap import DataMap, RetryPolicy
 from privops.core.topics import (
     ALERTS,
     AUDIT,

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core import workflow as wf
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.identity import IdentityMap, merge
 from privops.core.topics import SUBJECT_DIRECTIVES
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestState, RequestType, System

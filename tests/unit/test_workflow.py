@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from privops.adapters.datamap_file import load_datamap
 from privops.core import admission, deadlines
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.consent import ConsentFact, FactKind, apply_all
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.facts import directive_fact
 from privops.core.identity import IdentityMap, for_system, merge

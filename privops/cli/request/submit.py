@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from privops.adapters.datamap_file import load_datamap
 from privops.cli.common import (
     check_id,
     console,
@@ -36,13 +37,7 @@ from privops.cli.request.publish import (
     waiting,
 )
 from privops.core.consent import CONSENT_PURPOSES
-from privops.core.datamap import (
-    DEFAULT_CONTACT_FIELDS,
-    FIELD_NAME_RE,
-    STATEMENT_PREFIX,
-    DataMap,
-    load_datamap,
-)
+from privops.core.datamap import DEFAULT_CONTACT_FIELDS, FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
 from privops.core.records import RequestSubmitted
 from privops.core.topics import COMMANDS
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType

@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
+from privops.adapters.datamap_file import load_datamap
 from privops.connectors.base import Answer, Connector, TransientError
 from privops.connectors.holds import stopped
 from privops.connectors.reference.exports import export_place
 from privops.connectors.reference.store import PurgeReport, open_store
 from privops.connectors.retention import AgeLimit, age_limits
-from privops.core.datamap import DataMap, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.records import (
     Erase,
     Export,

@@ -21,7 +21,8 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from privops.core.datamap import DataMap, default_datamap_path, load_datamap
+from privops.adapters.datamap_file import default_datamap_path, load_datamap
+from privops.core.datamap import DataMap
 from privops.core.errors import PrivopsError
 from privops.core.exports import below_root, path_safe
 from privops.core.vocab import System
