@@ -7,6 +7,7 @@ See docs/connectors.md. The contract (``base``) sits beside what runs it (``runn
 
 from __future__ import annotations
 
+from privops.adapters.datamap_file import load_datamap
 from privops.connectors.sdk import (
     REGISTRY,
     AgeLimit,
@@ -44,5 +45,6 @@ __all__ = [
     "TransientError",
     "TransientRetry",
     "age_limits",
+    "load_datamap",
     "serve_metrics",
 ]
