@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hypothesis  # noqa: F401  # see the note below
 import pytest
@@ -130,6 +131,23 @@ def port(offset: int) -> int:
     if not 0 <= offset < PORT_BLOCK - _FIXED:
         raise ValueError(f"port offset {offset} is outside 0..{PORT_BLOCK - _FIXED - 1}")
     return _below_ephemeral(_BASE + _FIXED + offset)
+
+
+@pytest.fixture
+def holds_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connector runners made in the test start with the legal holds at their system
+    read (none held), as a running runner's hold reader has them before an erasure goes
+    ahead: for tests of the task path that do not run the reader (it has tests of its
+    own, tests/unit/test_connector_holds.py)."""
+    from privops.connectors.holds import HoldReader
+
+    made = HoldReader.__init__
+
+    def read(self: HoldReader, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self.ready.set()
+
+    monkeypatch.setattr(HoldReader, "__init__", read)
 
 
 @pytest.fixture(scope="session")

@@ -60,9 +60,9 @@ from privops.connectors.metrics import (
     HOLDS_READY,
 )
 from privops.core.errors import DecodeError, PrivopsError, RegistryError
-from privops.core.records import LegalHoldState, Record
+from privops.core.records import Erase, LegalHoldState, Record
 from privops.core.topics import legal_holds_topic
-from privops.core.vocab import System
+from privops.core.vocab import Category, System
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class HoldReader:
         self.ready = asyncio.Event()
         self.held: set[str] = set()
         """Subject ids whose latest record on the topic is a hold (not a tombstone)."""
+        self.kept: dict[str, frozenset[Category]] = {}
+        """Per subject in ``held``, the categories its latest hold record keeps here."""
         self._seen: set[str] = set()
         """Subject ids a hold or tombstone has been applied for (``held`` and released)."""
         self.honoured = honours_holds(connector)
@@ -121,6 +123,19 @@ class HoldReader:
         HOLDS.labels(self.system).set(0)
         HOLDS_READY.labels(self.system).set(0)
         HOLDS_IGNORED.labels(self.system).set(0 if self.honoured else 1)
+
+    def blocks(self, task: Erase) -> frozenset[Category]:
+        """The categories a legal hold read here keeps that ``task`` would erase: the
+        subject's held categories it does not keep, among those it lists (all, when it
+        lists none). privops moves a newly held category to ``keep`` when it re-sends the
+        task (privops.core.retries); an attempt planned before the hold, still waiting
+        in a system's backlog, must not be executed meanwhile."""
+        held = self.kept.get(task.subject_id)
+        if not held:
+            return frozenset()
+        kept = {k.category for k in task.keep}
+        listed = set(task.categories)
+        return frozenset(c for c in held if c not in kept and (not listed or c in listed))
 
     def say_if_ignored(self) -> None:
         """Warn, once at start, that this connector keeps nothing for a legal hold."""
@@ -298,6 +313,7 @@ class HoldReader:
         if message.value is None:
             await self._tell(self.connector.release(subject), where)
             self.held.discard(subject)
+            self.kept.pop(subject, None)
             self._seen.add(subject)
             self._count("released" if self.honoured else "ignored")
             return
@@ -324,6 +340,7 @@ class HoldReader:
         state, opened = await self._opened(record, where)
         await self._tell(self.connector.hold(state), where)
         self.held.add(subject)
+        self.kept[subject] = frozenset(record.categories)
         self._seen.add(subject)
         self._count("ignored" if not self.honoured else "held" if opened else "unopened")
 

@@ -49,7 +49,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import (
@@ -89,7 +89,7 @@ from privops.connectors.metrics import (
 )
 from privops.core.errors import DecodeError, PrivopsError, RegistryError
 from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.records import Record, Task, TaskResult
+from privops.core.records import Erase, Record, Task, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
 
@@ -112,6 +112,8 @@ R = TypeVar("R", bound=Record)
 ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 # How ``encryption`` words the key service's answers: only the status is read from them;
 # the rest (the worker's reason, a subject or key id) never reaches the log.
+HOLDS_FIRST_SECONDS: Final = 30.0
+"""How long a starting runner waits for the legal holds to be read before taking tasks."""
 _REFUSED = re.compile(r"refused this caller \((\d{3})\b")
 _ANSWERED = re.compile(r" answered (\d{3})$")
 
@@ -362,6 +364,7 @@ class ConnectorRunner:
                     task_results_topic(self.system), key=key.encode(), value=value
                 )
 
+            await self._holds_first(stop)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=300, max_records=50)
                 if not self.ready.is_set():
@@ -387,6 +390,26 @@ class ConnectorRunner:
                             "the rest of the fetch is left to it",
                             moved.partition,
                         )
+
+    async def _holds_first(self, stop: asyncio.Event) -> None:
+        """Take no task until the legal holds are read, for up to HOLDS_FIRST_SECONDS: an
+        erasure taken before would be answered retryable (``_held_back``) and wait for
+        privops' re-send. Past that the other tasks go ahead, and erasures wait alone."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self.holds.ready, stop)]
+        try:
+            await asyncio.wait(
+                waits, timeout=HOLDS_FIRST_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if not self.holds.ready.is_set() and not stop.is_set():
+            log.warning(
+                "the legal holds on %s are not read after %.0f s: taking tasks, erasures "
+                "answered retryable until they are (privops_connector_holds_ready)",
+                self.system,
+                HOLDS_FIRST_SECONDS,
+            )
 
     async def _mark_ready(self, consumer: AIOKafkaConsumer) -> None:
         assigned: set[TopicPartition] = consumer.assignment()
@@ -607,7 +630,7 @@ class ConnectorRunner:
         final (then publish, then commit). Kept encrypted: the ledger forgets with the
         key; kept only once it encodes: a kept answer is replayed to every re-send."""
         started = time.monotonic()
-        returned: object = await self._execute(task)
+        returned: object = self._held_back(task) or await self._execute(task)
         TASK_SECONDS.labels(self.system, str(task.action)).observe(time.monotonic() - started)
         answer, reply = await self._ready(task, sealed_with, returned)
         if reply.result is not None and answer.final:
@@ -616,6 +639,26 @@ class ConnectorRunner:
             "task %s (%s) attempt %d: %s", task.task_id, task.action, task.attempt, answer.label
         )
         return reply
+
+    def _held_back(self, task: Task) -> Answer | None:
+        """A retryable failure instead of executing an erasure that a legal hold read
+        here keeps part of (``HoldReader.blocks``: privops re-sends it with the held
+        categories kept), or one that comes while the holds are not read (at start, or
+        not confirmed lately): what an erasure deletes does not come back. None when the
+        task may go ahead."""
+        if not isinstance(task, Erase):
+            return None
+        if not self.holds.ready.is_set():
+            why = "the legal holds at this system are not read yet"
+        elif blocked := self.holds.blocks(task):
+            why = (
+                f"a legal hold keeps {', '.join(sorted(blocked))} here; "
+                "privops re-sends this task keeping it"
+            )
+        else:
+            return None
+        log.warning("task %s (erase) attempt %d: not executed: %s", task.task_id, task.attempt, why)
+        return Answer.failed(why, retryable=True)
 
     async def _ready(
         self, task: Task, sealed_with: str | None, returned: object

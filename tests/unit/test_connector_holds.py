@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,9 +21,10 @@ from aiokafka import TopicPartition
 
 import privops.connectors.holds as holds_mod
 from privops.adapters.settings import Settings
-from privops.connectors import Connector, ConnectorRunner, TransientRetry
+from privops.connectors import Answer, Connector, ConnectorRunner, TransientRetry
 from privops.connectors.base import honours_holds
 from privops.connectors.encryption import RingKeySource, encrypt_record
+from privops.connectors.ledger import Ledger
 from privops.connectors.metrics import metric_value
 from privops.core import records as r
 from privops.core.errors import DecodeError, RuntimeUnavailable
@@ -150,6 +152,9 @@ class Serde:
             raise DecodeError("undecodable", "no such schema")
         record: r.Record = self.topic.records[value]
         return record
+
+    def encode(self, record: r.Record) -> bytes:
+        return f"answer to {getattr(record, 'task_id', '?')}".encode()
 
 
 class Flaky:
@@ -586,3 +591,85 @@ async def test_a_reader_not_confirmed_current_pauses_deletion_by_age_until_it_is
         cut.clear()
         await asyncio.wait_for(runner.holds_ready.wait(), 2)
         assert ("hold", BOB) in connector.subjects()
+
+
+class Erasing(Recording):
+    """Telephony that also erases: what each erase it executed was to delete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.erased: list[tuple[str, set[Category]]] = []
+
+    async def erase(self, task: r.Erase) -> Answer:
+        kept = {k.category for k in task.keep}
+        deleted = (set(task.categories) or {Category.contact, Category.interactions}) - kept
+        self.erased.append((task.subject_id, deleted))
+        return Answer.completed()
+
+
+def erase_task(
+    subject: str, attempt: int, categories: list[Category], keep: Sequence[Category] = ()
+) -> r.Erase:
+    return r.Erase(
+        task_id=f"R-{subject}:telephony:erase",
+        request_id=f"R-{subject}",
+        subject_id=subject,
+        system=TEL,
+        attempt=attempt,
+        issued_at=NOW,
+        identifiers={"phone": PHONES[subject]},
+        categories=categories,
+        keep=[r.Retention(category=c, ground="legal_claims: legal hold H-1") for c in keep],
+    )
+
+
+async def test_an_erasure_a_hold_read_here_keeps_part_of_waits_for_the_resend_that_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """A connector backlogged while the DPO placed a hold reads the first attempt,
+    planned before the hold, after the hold: executed, it deleted what the hold keeps
+    (what an erasure deletes does not come back), and the re-send that keeps it was
+    answered from the ledger. Now the first attempt is answered retryable, unexecuted and
+    not kept, and the re-send goes ahead; so does an erasure while the holds are not read
+    only once they are (connector review, session 33)."""
+    service, topic, connector = KeyService(), Topic(), Erasing()
+    topic.put(0, ANN, sealed(service, state(ANN, Category.interactions)))
+    runner = runner_over(connector, topic, service.reader())
+    ledger = Ledger(tmp_path / "ledger.db")
+    answers: list[r.TaskResult | None] = []
+    runner.on_answer = lambda _task, result, _dup: answers.append(result)
+    sent: list[tuple[str, bytes]] = []
+
+    async def send(key: str, value: bytes) -> None:
+        sent.append((key, value))
+
+    async def commit(_offset: int) -> None:
+        return None
+
+    async def deliver(task: r.Erase) -> r.TaskResult | None:
+        value = f"task-{len(topic.records)}".encode()
+        topic.records[value] = task
+        await runner._handle([SimpleNamespace(value=value, offset=1)], ledger, send, commit)
+        return answers[-1]
+
+    everything = [Category.contact, Category.interactions]
+    first = await deliver(erase_task(BOB, 1, everything))  # the holds not read yet
+    assert isinstance(first, r.TaskFailed)
+    assert first.retryable
+    assert "not read yet" in first.reason
+    assert connector.erased == []
+
+    async with Following(runner, connector):
+        again = await deliver(erase_task(BOB, 2, everything))
+        assert isinstance(again, r.TaskCompleted)  # not held: erased in full
+        held_back = await deliver(erase_task(ANN, 1, everything))
+        assert isinstance(held_back, r.TaskFailed)
+        assert held_back.retryable
+        assert "interactions" in held_back.reason
+        all_of_it = await deliver(erase_task(ANN, 2, []))  # "all you hold", none kept
+        assert isinstance(all_of_it, r.TaskFailed)
+        assert connector.erased == [(BOB, set(everything))]
+        resent = await deliver(erase_task(ANN, 3, [Category.contact], keep=[Category.interactions]))
+        assert isinstance(resent, r.TaskCompleted)
+    assert connector.erased == [(BOB, set(everything)), (ANN, {Category.contact})]
+    assert [k for k, _ in sent] == [BOB, BOB, ANN, ANN, ANN]  # each answered, keyed by subject

@@ -16,6 +16,8 @@ from privops.connectors.metrics import metric_value
 from privops.core import records as r
 from privops.core.vocab import Category, System, TaskOutcome
 
+pytestmark = pytest.mark.usefixtures("holds_read")
+
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FAST = TransientRetry(retries=3, first_delay=0.001)
 

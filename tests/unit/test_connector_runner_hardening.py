@@ -44,6 +44,8 @@ from privops.core.subject_keys import SubjectErased
 from privops.core.vocab import Category, System
 from tests.unit.test_connector_sealing import KeyService
 
+pytestmark = pytest.mark.usefixtures("holds_read")
+
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FAST = TransientRetry(retries=1, first_delay=0.001)
 PHONE = "+44 7700 900123"

@@ -58,6 +58,8 @@ from privops.core.vocab import Category, System
 from privops.tools.simulate import business_day, seal_events
 from tests.unit.test_connector_runner import deliver_one
 
+pytestmark = pytest.mark.usefixtures("holds_read")
+
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 KEK = Kek(1, bytes(range(32)))
 FAST = TransientRetry(retries=2, first_delay=0.001)
