@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 
 from privops import __version__
 from privops.core.request import Reason
+from privops.core.topics import ingest_inputs, workflow_inputs
 from privops.core.vocab import (
     OPEN_STATES,
     TERMINAL_STATES,
@@ -120,12 +121,10 @@ class EventSource(StrEnum):
     task_results = "task_results"
 
 
-INPUT_TOPICS: tuple[str, ...] = (
-    *(f"{s.value}.events" for s in System),
-    "privacy.commands",
-    *(f"privacy.task-results.{s.value}" for s in System),
-    "privops.internal.request-ticks",  # the timers' ticks: behind on them, deadlines wait
-)
+INPUT_TOPICS: tuple[str, ...] = (*ingest_inputs(), *workflow_inputs())
+"""What the worker's agents read as their groups (privops.core.topics): a lag or dead
+letter on one is labelled with its name (the request ticks: behind on them, deadlines
+wait; the subject directives: behind on them, an erasure's identity clean-up waits)."""
 KNOWN_TOPICS: frozenset[str] = frozenset(
     {
         *INPUT_TOPICS,

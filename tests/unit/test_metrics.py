@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from privops.adapters import metrics
+from privops.core.topics import ingest_inputs, workflow_inputs
 from privops.core.vocab import Channel, ConsentStatus, Purpose, RequestState, RequestType, System
 
 DESIGN_NAMES = [
@@ -93,6 +94,13 @@ def test_label_helpers_keep_known_values_and_map_the_rest_to_other(
     assert helper(good) == str(good)
     for bad in ("alice@example.com", "+447700900123", "subj-1234", "", None, 42, "CRM"):
         assert helper(bad) == "other"
+
+
+def test_every_topic_the_agents_read_has_its_own_label() -> None:
+    """The subject directives, an input of the ingest agent, were labelled ``other`` on
+    the lag gauge and the dead-letter counter (review, session 33)."""
+    for topic in (*ingest_inputs(), *workflow_inputs()):
+        assert metrics.topic_label(topic) == topic
 
 
 def test_outcome_label_accepts_only_terminal_states() -> None:
