@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
+import os
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_origin
@@ -19,6 +23,18 @@ from privops.core.errors import ConfigError
 from privops.core.pii import looks_like_pii
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
+
+READ_ELSEWHERE: frozenset[str] = frozenset(
+    {
+        "PRIVOPS_COMMAND_WAIT",
+        "PRIVOPS_REGISTRY_VERSION",
+        "PRIVOPS_KEK_DIR",
+        "PRIVOPS_TEST_PORT_BASE",
+    }
+)
+"""PRIVOPS_* names read outside these settings: the CLI's wait for answers, the registry
+jar's version, compose's KEK folder, the tests' ports."""
 
 
 # Published development values: fine on a laptop, never in production (PRIVOPS_ENV=prod
@@ -360,6 +376,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _clock_shifted_only_in_dev(self) -> Settings:
+        # The worker's clock decides legal deadlines, command freshness and audit times,
+        # while Prometheus and the broker keep the wall clock: outside a demo or a test,
+        # a shift would move every deadline and make alerts disagree (ops review).
+        if self.env != "dev" and self.clock_offset_days:
+            raise ValueError(
+                f"PRIVOPS_CLOCK_OFFSET_DAYS shifts the worker's clock (legal deadlines, "
+                f"audit times): for demos and tests only, refused with PRIVOPS_ENV={self.env}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _no_dev_secrets_outside_dev(self) -> Settings:
         """A development secret set on purpose outside dev is refused at once. One left
         unset is refused by what uses it (``require_secrets``: the worker, the audit
@@ -402,8 +430,24 @@ class Settings(BaseSettings):
         return self.worker_data_dir / self.app_id
 
 
+def unknown_names(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ``PRIVOPS_*`` name in ``environ`` that nothing reads (a misspelt
+    one is otherwise ignored, its default used unsaid), with the nearest that is."""
+    known = {f"PRIVOPS_{name.upper()}" for name in Settings.model_fields} | READ_ELSEWHERE
+    lines = []
+    for name in sorted(n for n in environ if n.startswith("PRIVOPS_") and n not in known):
+        # Matched without the prefix every name shares, or any name is near enough.
+        stems = sorted(k.removeprefix("PRIVOPS_") for k in known)
+        near = difflib.get_close_matches(name.removeprefix("PRIVOPS_"), stems, n=1, cutoff=0.6)
+        hint = f" (did you mean PRIVOPS_{near[0]}?)" if near else ""
+        lines.append(f"{name} is not a privops setting and is ignored{hint}")
+    return lines
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    for line in unknown_names(os.environ):
+        log.warning("%s", line)
     try:
         return Settings()
     except ValidationError as exc:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from privops.adapters.settings import DEV_SECRETS, Settings, get_settings
+from privops.adapters.settings import DEV_SECRETS, Settings, get_settings, unknown_names
 from privops.core.errors import ConfigError
 
 OWN = {
@@ -74,6 +74,42 @@ def test_prod_with_own_secrets_starts(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_environment_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIVOPS_ENV", "production")
     with pytest.raises(ConfigError, match="PRIVOPS_ENV"):
+        get_settings()
+
+
+def test_a_misspelt_setting_is_named_with_the_nearest_real_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PRIVOPS_BOOTSTRAP was ignored without a word, and the worker went to the default
+    broker (ops review, session 33)."""
+    assert unknown_names(
+        {
+            "PRIVOPS_BOOTSTRAP": "10.0.0.5:9092",
+            "PRIVOPS_KAFKA_BOOTSTRAP": "10.0.0.5:9092",  # real
+            "PRIVOPS_COMMAND_WAIT": "5",  # read by the CLI, not a setting
+            "PRIVOPS_ZZZ": "1",
+            "HOME": "/root",
+        }
+    ) == [
+        "PRIVOPS_BOOTSTRAP is not a privops setting and is ignored "
+        "(did you mean PRIVOPS_KAFKA_BOOTSTRAP?)",
+        "PRIVOPS_ZZZ is not a privops setting and is ignored",
+    ]
+    monkeypatch.setenv("PRIVOPS_WEBPORT", "6066")
+    with caplog.at_level("WARNING"):
+        get_settings()
+    assert "PRIVOPS_WEBPORT is not a privops setting" in caplog.text
+    assert "PRIVOPS_WEB_PORT" in caplog.text
+    assert "6066" not in caplog.text  # names only: a value may be a secret
+
+
+def test_a_shifted_clock_is_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It moves every legal deadline while Prometheus keeps the wall clock (ops review)."""
+    monkeypatch.setenv("PRIVOPS_CLOCK_OFFSET_DAYS", "20")
+    assert get_settings().clock_offset_days == 20  # dev: demos and tests
+    get_settings.cache_clear()
+    monkeypatch.setenv("PRIVOPS_ENV", "prod")
+    with pytest.raises(ConfigError, match="PRIVOPS_CLOCK_OFFSET_DAYS"):
         get_settings()
 
 
