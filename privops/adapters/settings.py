@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import logging
 import os
@@ -376,6 +377,30 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _dev_said_where_it_reaches_out(self) -> Settings:
+        # dev, the default, takes the published development secrets, makes its own KEK,
+        # and allows plain HTTP and Kafka without a proven principal: fine on this
+        # machine, failing open elsewhere. A host installed without PRIVOPS_ENV ran so
+        # against a remote cluster, unsaid (ops and connector reviews, session 33).
+        if "env" in self.model_fields_set:
+            return self
+        remote = sorted(h for h in self._reached_hosts() if not _loopback(h))
+        if remote:
+            raise ValueError(
+                f"PRIVOPS_ENV is not set and this process reaches {', '.join(remote)}, "
+                "beyond this machine: set PRIVOPS_ENV=prod (or PRIVOPS_ENV=dev to use the "
+                "development settings there on purpose)"
+            )
+        return self
+
+    def _reached_hosts(self) -> set[str]:
+        hosts = {hp.strip().rsplit(":", 1)[0].strip("[]") for hp in self.kafka_bootstrap.split(",")}
+        for url in (self.registry_url, self.web_url):
+            if url and (host := urlsplit(url).hostname):
+                hosts.add(host)
+        return {h for h in hosts if h}
+
+    @model_validator(mode="after")
     def _clock_shifted_only_in_dev(self) -> Settings:
         # The worker's clock decides legal deadlines, command freshness and audit times,
         # while Prometheus and the broker keep the wall clock: outside a demo or a test,
@@ -428,6 +453,15 @@ class Settings(BaseSettings):
     def app_data_dir(self) -> Path:
         """This app id's table state: two app ids on one machine never share a store."""
         return self.worker_data_dir / self.app_id
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def unknown_names(environ: Mapping[str, str]) -> list[str]:

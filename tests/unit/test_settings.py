@@ -113,6 +113,38 @@ def test_a_shifted_clock_is_refused_outside_dev(monkeypatch: pytest.MonkeyPatch)
         get_settings()
 
 
+@pytest.mark.parametrize(
+    "reach",
+    [
+        {"PRIVOPS_KAFKA_BOOTSTRAP": "127.0.0.1:19092,kafka-2.internal:9092"},
+        {"PRIVOPS_REGISTRY_URL": "http://10.1.2.3:8081/apis/ccompat/v7"},
+        {"PRIVOPS_WEB_URL": "http://privops.internal:6066"},
+    ],
+)
+def test_the_default_dev_is_refused_beyond_this_machine(
+    monkeypatch: pytest.MonkeyPatch, reach: dict[str, str]
+) -> None:
+    """dev takes the published secrets, makes its own KEK and allows plain HTTP and
+    Kafka without a proven principal: a host installed without PRIVOPS_ENV ran so
+    against a remote cluster, a connector sending its password over plain HTTP (ops and
+    connector reviews, session 33). Said on purpose, dev is taken; on loopback, the
+    default stands."""
+    for name, value in reach.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="PRIVOPS_ENV is not set") as info:
+        get_settings()
+    assert "127.0.0.1" not in str(info.value)  # only what is beyond this machine
+    get_settings.cache_clear()
+    monkeypatch.setenv("PRIVOPS_ENV", "dev")
+    assert get_settings().env == "dev"
+    get_settings.cache_clear()
+    monkeypatch.delenv("PRIVOPS_ENV")
+    for name in reach:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PRIVOPS_KAFKA_BOOTSTRAP", "localhost:19092,[::1]:19192")
+    assert get_settings().env == "dev"
+
+
 def test_app_data_dir_is_per_app_id() -> None:
     a = Settings(app_id="one", data_dir="/tmp/x")
     b = Settings(app_id="two", data_dir="/tmp/x")

@@ -37,7 +37,9 @@ def made(tmp_path: Path) -> WebCertificates:
 
 
 def settings(tmp_path: Path, **values: object) -> Settings:
-    return Settings(home=tmp_path, **values)  # type: ignore[arg-type]
+    """Settings of a client or worker; dev unless ``values`` say (said, since a dev
+    process reaching another machine must say so: test_settings)."""
+    return Settings(home=tmp_path, **{"env": "dev", **values})  # type: ignore[arg-type]
 
 
 def test_a_certificate_needs_its_key_and_the_error_names_both(
