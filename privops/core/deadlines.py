@@ -39,6 +39,9 @@ import holidays
 from privops.core.errors import DomainError
 
 DEFAULT_COMPLAINT_ACK_DAYS: Final = 30
+COMPLAINT_DUTY_FROM: Final = date(2026, 6, 19)
+"""DPA 2018 s.164A (inserted by the DUAA 2025) is in force from this day: a complaint
+received before it had no statutory limit to acknowledge it by, so none was missed."""
 
 # England and Wales share one bank-holiday calendar; the package's "ENG" subdivision
 # includes substitute ("observed") days. Years are filled in lazily on lookup.

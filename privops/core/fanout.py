@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Final
 
-from privops.core import erasure, manifest, retries, timelimits
+from privops.core import deadlines, erasure, manifest, retries, timelimits
 from privops.core import records as r
 from privops.core.clock import UK
 from privops.core.datamap import DataMap
@@ -310,11 +310,14 @@ def _acknowledge_complaint(rec: RequestRecord, ctx: Context, out: Outcome) -> No
     acknowledged complaint; and the response date is counted from today
     (``deadlines.complaint_response_due``). Before, a complaint logged 45 days late was
     told "we will respond by" a date already past, and nothing recorded the breach
-    (review, session 27)."""
+    (review, session 27). A complaint received before s.164A came into force
+    (``deadlines.COMPLAINT_DUTY_FROM``) had no limit to miss: acknowledged, no breach
+    (review, session 33)."""
     ack_due = rec.due_on
     rec.acknowledged_on = ctx.today
     apology = ""
-    if ack_due is not None and ctx.today > ack_due:
+    under_the_duty = rec.received_on >= deadlines.COMPLAINT_DUTY_FROM
+    if ack_due is not None and ctx.today > ack_due and under_the_duty:
         _late_acknowledgement(rec, ack_due, ctx, out)
         apology = f" We should have acknowledged it by {ack_due}; we are sorry for the delay."
     timelimits.recompute_due(rec, ctx)

@@ -28,7 +28,7 @@ from privops.core.topics import ALERTS
 from privops.core.vocab import RequestState, RequestType, System
 
 D = date.fromisoformat
-NOW = datetime(2026, 7, 20, 9, 0, tzinfo=UTC)  # Monday
+NOW = datetime(2026, 9, 21, 9, 0, tzinfo=UTC)  # Monday
 TODAY = NOW.date()
 SUBJECT = "subj-c"
 _ids = itertools.count(1)
@@ -68,9 +68,9 @@ def notice(outcome: wf.Outcome) -> str:
 def test_a_complaint_logged_late_records_the_breach_and_promises_a_date_to_come(
     dm: DataMap,
 ) -> None:
-    received = TODAY - timedelta(days=45)  # 2026-06-05
+    received = TODAY - timedelta(days=45)  # 2026-08-07
     ack_due = deadlines.complaint_ack_due(received)
-    assert ack_due == D("2026-07-06") < TODAY
+    assert ack_due == D("2026-09-07") < TODAY  # 6 September is a Sunday
     outcome = wf.on_command(None, complaint(received), context(dm))
     rec = outcome.record
     assert rec is not None
@@ -87,13 +87,37 @@ def test_a_complaint_logged_late_records_the_breach_and_promises_a_date_to_come(
     assert all(SUBJECT not in (a.reason or "") for a in outcome.audit)
 
     # The response date: 30 days from the acknowledgement, on a working day.
-    assert rec.due_on == D("2026-08-19")
+    assert rec.due_on == D("2026-10-21")
     assert rec.due_on > TODAY
     assert notice(outcome) == (
-        "Your complaint is with our DPO; we will respond by 2026-08-19. We should have "
-        "acknowledged it by 2026-07-06; we are sorry for the delay."
+        "Your complaint is with our DPO; we will respond by 2026-10-21. We should have "
+        "acknowledged it by 2026-09-07; we are sorry for the delay."
     )
     assert alert_due(rec) is None  # acknowledged: no further deadline alert
+
+
+def test_a_complaint_received_before_the_duty_came_into_force_missed_no_limit(
+    dm: DataMap,
+) -> None:
+    """s.164A is in force from 19 June 2026: a complaint received on 5 June and logged
+    on 20 July was alerted and audited as a breach of it, and the complainant told we
+    should have acknowledged it by 6 July (contract review, session 33)."""
+    logged = datetime(2026, 7, 20, 9, 0, tzinfo=UTC)
+    received = complaint(D("2026-06-05")).model_copy(update={"issued_at": logged})
+    outcome = wf.on_command(None, received, context(dm, logged))
+    rec = outcome.record
+    assert rec is not None
+    assert rec.acknowledged_on == logged.date()
+    assert not [o for o in outcome.out if o.topic == ALERTS]
+    assert "deadline_alert" not in [a.action for a in outcome.audit]
+    assert rec.deadline_alerted is None
+    assert rec.due_on == D("2026-08-19")  # still answered 30 days on, on a working day
+    assert notice(outcome) == "Your complaint is with our DPO; we will respond by 2026-08-19."
+    # Received on the day the duty began, due 20 July, logged a day late: a breach.
+    day_after = logged + timedelta(days=1)
+    first_day = complaint(D("2026-06-19")).model_copy(update={"issued_at": day_after})
+    late = wf.on_command(None, first_day, context(dm, day_after))
+    assert [o.topic for o in late.out if o.topic == ALERTS] == [ALERTS]
 
 
 def test_the_sweeps_breach_tick_for_the_missed_date_raises_nothing_more(dm: DataMap) -> None:
