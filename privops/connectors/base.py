@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Final, Literal
 
+from privops.core.admission import MAX_ANSWER_REASON_CHARS
 from privops.core.errors import PrivopsError
 from privops.core.records import (
     Erase,
@@ -107,17 +108,20 @@ class Answer:
             "answered_at": answered_at,
             "attempt": task.attempt,
         }
+        # privops keeps MAX_ANSWER_REASON_CHARS of a reason; a longer one (a stack trace, a
+        # dump) made an answer Kafka refused, replayed from the ledger at every restart.
+        reason = self.reason[:MAX_ANSWER_REASON_CHARS]
         match self.kind:
             case TaskOutcome.completed:
                 return TaskCompleted(
                     **common, records_affected=self.records_affected, export=self.export
                 )
             case TaskOutcome.retained:
-                return TaskRetained(**common, reason=self.reason, categories=list(self.categories))
+                return TaskRetained(**common, reason=reason, categories=list(self.categories))
             case TaskOutcome.not_found:
                 return NotFound(**common)
             case TaskOutcome.failed:
-                return TaskFailed(**common, reason=self.reason, retryable=self.retryable)
+                return TaskFailed(**common, reason=reason, retryable=self.retryable)
         return None
 
 

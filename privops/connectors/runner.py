@@ -112,6 +112,9 @@ R = TypeVar("R", bound=Record)
 ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 # How ``encryption`` words the key service's answers: only the status is read from them;
 # the rest (the worker's reason, a subject or key id) never reaches the log.
+MAX_ANSWER_BYTES: Final = 512 * 1024
+"""Half the producer's default request limit (1 MiB): an answer carries a reason (cut to
+500 characters), categories and an export's reference, never the data itself."""
 HOLDS_FIRST_SECONDS: Final = 30.0
 """How long a starting runner waits for the legal holds to be read before taking tasks."""
 _REFUSED = re.compile(r"refused this caller \((\d{3})\b")
@@ -150,6 +153,10 @@ class _Reply:
     result: TaskResult | None
     payload: bytes | None
     outcome: str
+
+
+class AnswerTooLarge(ValueError):
+    """An answer that encodes past MAX_ANSWER_BYTES (answered as a bad answer instead)."""
 
 
 class _Unsendable(Exception):
@@ -702,8 +709,15 @@ class ConnectorRunner:
 
     def _encode(self, result: TaskResult | None) -> bytes | None:
         """The Avro bytes ``send`` publishes; with the serde that sends them, so what
-        encodes here is what goes out."""
-        return None if result is None else self.serde.encode(result)
+        encodes here is what goes out. ``AnswerTooLarge`` past MAX_ANSWER_BYTES: the
+        broker would refuse it, and kept in the ledger it was replayed, and refused, at
+        every restart (connector review, session 33)."""
+        if result is None:
+            return None
+        encoded = self.serde.encode(result)
+        if len(encoded) > MAX_ANSWER_BYTES:
+            raise AnswerTooLarge(f"{len(encoded)} bytes")
+        return encoded
 
     async def _decode(
         self, value: bytes | None, offset: int, stop: asyncio.Event | None = None
@@ -738,7 +752,10 @@ class ConnectorRunner:
         for delay in (*self.retry.delays(), None):
             try:
                 return await self.connector.handle(task)
-            except TransientError:
+            # A dependency's OSError (a refused connection, a timeout) is as passing as a
+            # TransientError: answered final, it was replayed from the ledger to every
+            # re-send once the database was back (connector review, session 33).
+            except (TransientError, OSError):
                 if delay is None:
                     return Answer.failed("transient error, retries exhausted", retryable=True)
                 TRANSIENT_RETRIES.labels(self.system, str(task.action)).inc()

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.usefixtures("holds_read")
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FAST = TransientRetry(retries=3, first_delay=0.001)
+EXHAUSTED = "transient error, retries exhausted"
 
 
 def erase(attempt: int = 1, system: System = System.crm) -> r.Erase:
@@ -83,8 +84,11 @@ def test_transient_retry_delays(policy: TransientRetry, delays: list[float]) -> 
 @pytest.mark.parametrize(
     ("script", "calls", "expected"),
     [
-        ([TransientError("db locked")], 4, Answer.failed("transient error, retries exhausted")),
+        ([TransientError("db locked")], 4, Answer.failed(EXHAUSTED)),
         ([TransientError("db locked"), Answer.completed(2)], 2, Answer.completed(2)),
+        # A dependency down, as the database driver says it: passing, not final.
+        ([ConnectionRefusedError(111, "refused")] * 4, 4, Answer.failed(EXHAUSTED)),
+        ([TimeoutError(), Answer.completed(1)], 2, Answer.completed(1)),
         (
             [KeyError("theo.patel@example.com")],
             1,

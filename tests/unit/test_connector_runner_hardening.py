@@ -36,6 +36,7 @@ from privops.connectors.encryption import encrypt_record
 from privops.connectors.ledger import Ledger
 from privops.connectors.runner import key_trouble
 from privops.core import records as r
+from privops.core.admission import MAX_ANSWER_REASON_CHARS
 from privops.core.erasure import SubjectFacts, plan_erasure
 from privops.core.errors import PrivopsError, RegistryError, RuntimeUnavailable
 from privops.core.exports import export_problem
@@ -139,7 +140,28 @@ BAD_ANSWERS: dict[str, tuple[Callable[[], object], str]] = {
         "OverflowError",
     ),
     "a kind of its own": (lambda: Answer("finished"), "unknown kind"),  # type: ignore[arg-type]
+    # Past what the broker takes: sent, it was refused, and kept, refused at every restart.
+    "an answer too large to send": (
+        lambda: Answer.retained("kept", [Category.contact] * 600_000),
+        "AnswerTooLarge",
+    ),
 }
+
+
+async def test_a_reason_is_cut_to_what_privops_keeps(tmp_path: Path) -> None:
+    """A connector's reason (a stack trace, a dump) made an answer the broker refused;
+    privops keeps 500 characters of one (privops.core.admission) (connector review)."""
+    connector = _Crm({"R-1:crm:erase": lambda: Answer.failed("x" * 2_000_000, retryable=False)})
+    serde = _Avro({b"t": erase("R-1:crm:erase")})
+    runner = ConnectorRunner(connector, Settings(), retry=FAST)
+    runner.serde = serde
+    fetch = _Fetch(runner, Ledger(tmp_path / "l.db"))
+
+    await fetch((b"t", 1))
+
+    (answer,) = (serde.read(value) for _, value in fetch.sent)
+    assert isinstance(answer, r.TaskFailed)
+    assert answer.reason == "x" * MAX_ANSWER_REASON_CHARS
 
 
 @pytest.mark.parametrize("case", BAD_ANSWERS)
