@@ -10,6 +10,8 @@ setup(
     packages=[*find_packages(include=["privops*", "streams*", "agents*"]), *DATA_PACKAGES],
     package_dir=DATA_PACKAGES,
     package_data={
+        # PEP 561: a connector built on the SDK is type-checked against it.
+        "privops": ["py.typed"],
         "privops.contract.schemas": ["*/*.avsc"],
         "privops.contract.deploy": [
             "*.yaml",

@@ -78,6 +78,10 @@ def test_the_wheel_is_what_runs(wheel_venv: Path, tmp_path: Path) -> None:
     ).stdout
     assert str(REPO) not in where
     assert str(wheel_venv) in where
+    # PEP 561: an integrator's mypy checks their connector against the SDK's types
+    # (without it, "Class cannot subclass Connector (has type Any)": connector review).
+    site = next((wheel_venv / "lib").glob("python3*/site-packages"))
+    assert (site / "privops" / "py.typed").is_file()
 
 
 def test_ropa_and_schema_check_from_package_data(wheel_venv: Path, tmp_path: Path) -> None:
