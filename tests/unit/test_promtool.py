@@ -37,6 +37,7 @@ ALERTS = {
     "PrivopsAccessResponseForReview",
     "PrivopsConnectorIgnoresLegalHolds",
     "PrivopsConnectorHoldsNotRead",
+    "PrivopsConnectorDown",
 }
 
 
