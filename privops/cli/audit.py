@@ -22,6 +22,7 @@ from rich.markup import escape
 from privops.adapters.acls import DPO
 from privops.adapters.kafka import Consumed, Span, client_options, scan
 from privops.adapters.serde import Serde
+from privops.adapters.signing_keys import read_signers, signing_key
 from privops.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -61,6 +62,7 @@ from privops.core.audit_report import app_id_of as chain_app_id
 from privops.core.errors import DecodeError, PrivopsError
 from privops.core.identity import subject_ref
 from privops.core.records import AuditEvent
+from privops.core.signing import Signers
 from privops.core.topics import AUDIT, AUDIT_RETENTION
 from privops.tools.views import cell, table
 
@@ -238,6 +240,13 @@ def _describe(b: Break) -> str:
 ANCHOR_CLOCK_SKEW: Final = timedelta(minutes=5)
 
 
+def _anchor_signers() -> Signers:
+    """The signers file the worker trusts for commands: an anchors file is checked
+    against the same DPO keys (exit 2 when it cannot be read)."""
+    with handled():
+        return read_signers(settings().signers_file)
+
+
 def _read_anchors(path: Path, ring: Keyring) -> Anchors:
     """The anchors in `path`: exit 2 if it is not an anchors file (or not one of this
     topic), 1 if it was changed or claims to be made in the future."""
@@ -246,7 +255,7 @@ def _read_anchors(path: Path, ring: Keyring) -> Anchors:
     except (OSError, ValueError) as exc:
         fail(f"cannot read the anchors file {escape(str(path))}: {escape(str(exc))}")
     try:
-        anchors = load_anchors(text, ring)
+        anchors = load_anchors(text, ring, _anchor_signers())
     except AnchorsForged as exc:
         fail(f"{escape(str(path))}: {escape(str(exc))}", EXIT_FAILED)
     except AnchorsInvalid as exc:
@@ -349,6 +358,7 @@ def _verify_json(found: _Verified, anchors: Anchors | None, anchors_file: Path |
             "file": str(anchors_file),
             "created_at": anchors.created_at.isoformat(),
             "chains": len(anchors.chains),
+            "signed_by": anchors.signed_by,
         },
     }
 
@@ -415,8 +425,15 @@ def verify_cmd(
             made = anchors.created_at.astimezone(UTC)
             anchored = (
                 f"against {len(anchors.chains)} chain head(s) anchored in "
-                f"{escape(str(anchors_file))} at {made:%Y-%m-%d %H:%M:%S} UTC"
+                f"{escape(str(anchors_file))} at {made:%Y-%m-%d %H:%M:%S} UTC, signed by "
+                f"{escape(anchors.signed_by or '?')}"
             )
+            if anchors.signed_by and anchors.signed_by.startswith("audit key"):
+                anchored += (
+                    "\n[yellow]note[/]: signed with the audit key, which the workers hold too: "
+                    "it shows the topic as it was only if the file was kept where no worker "
+                    "could replace it; `privops audit anchor` now signs with the DPO's key"
+                )
         _print_verify(found, anchored)
     if not found.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -441,6 +458,9 @@ def anchor_cmd(
     if out.exists():
         fail(f"{escape(str(out))} already exists: anchors are evidence, write a new file")
     ring, version = audit_keyring()
+    cfg = settings()
+    with handled():
+        signer = signing_key(cfg, cfg.actor, say=lambda m: err_console.print(m, highlight=False))
     walker = LogVerifier(ring)
     builder = AnchorBuilder(chain)
 
@@ -469,7 +489,7 @@ def anchor_cmd(
     anchors = builder.build(topic=AUDIT, created_at=datetime.now(UTC))
     try:
         with out.open("x", encoding="utf-8") as fh:
-            fh.write(dump_anchors(anchors, ring[version], version))
+            fh.write(dump_anchors(anchors, signer, version))
     except OSError as exc:
         fail(f"cannot write {escape(str(out))}: {escape(exc.strerror or str(exc))}")
     if as_json:
@@ -481,12 +501,14 @@ def anchor_cmd(
                 "checked": result.checked,
                 "offsets": anchors.offsets,
                 "key_version": version,
+                "signer": signer.key_id,
             }
         )
         return
     console.print(
         f"anchored {len(anchors.chains)} chain head(s) ({result.checked} record(s) verified) "
-        f"in {escape(str(out))}, signed with audit key version {version}",
+        f"in {escape(str(out))}, signed by {escape(cfg.actor)} (key {signer.key_id}; "
+        f"audit key version {version})",
         highlight=False,
     )
 

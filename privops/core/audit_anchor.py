@@ -28,15 +28,20 @@ from one deleted early (`anchor_missing`): the first is counted as aged out, the
 is a break. Kafka deletes a segment only once its newest record is older than the
 retention, so no record younger than that is gone by retention.
 
-The file is signed with HMAC-SHA256 under a key derived from the audit key, carrying the
-key's version so it still verifies after a rotation. Why not Ed25519: no signature
-library is a privops dependency yet, and the audit key is already held by exactly the
-worker and the DPO tooling that make and check anchors; `alg` in the file leaves room for
-a DPO-key signature later.
+The file is signed with Ed25519 by the DPO who made it (their command signing key,
+``privops.core.signing``), checked against the signers file the worker trusts: a worker,
+which holds the audit key and may write the topic, cannot make one for a log it
+rewrote. It carries the audit key version of its day, for the retired-key check above.
+Files of sessions before 33 are signed with HMAC-SHA256 under a key derived from the
+audit key (``alg`` says which); kept on write-once storage they are still read, and the
+check says they prove less: whoever holds the audit key, the workers included, could
+have made one (contract review, session 33).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 from collections.abc import Iterable, Mapping
@@ -44,15 +49,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from cryptography.exceptions import InvalidSignature
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from privops.core.audit import LEGACY_KEY_VERSION, Break, BreakProblem, Keyring, canonical_json
 from privops.core.errors import DomainError, PrivopsError
 from privops.core.records import AuditEvent
+from privops.core.signing import Signers, SigningKey
 
 ANCHORS_FORMAT: Final = "privops.audit.anchors/1"
-SIGNATURE_ALG: Final = "HMAC-SHA256"
-_SIGNATURE_FIELDS: Final = ("alg", "signature")
+SIGNATURE_ALG: Final = "Ed25519"
+LEGACY_SIGNATURE_ALG: Final = "HMAC-SHA256"
+_SIGNATURE_FIELDS: Final = ("alg", "signature", "signer")
 _KEY_CONTEXT: Final = b"privops.audit.anchors/1"
 
 Located = tuple[int, int, AuditEvent]
@@ -89,7 +97,12 @@ class Anchors(BaseModel):
     chain_prefix: str = ""
     offsets: dict[int, int] = Field(default_factory=dict)
     chains: dict[str, ChainHead] = Field(default_factory=dict)
-    key_version: int | None = Field(default=None, description="the audit key that signed it")
+    key_version: int | None = Field(
+        default=None, description="the audit key version of its day (older files: that signed it)"
+    )
+    signed_by: str | None = Field(
+        default=None, exclude=True, description="who signed it, as `load_anchors` found"
+    )
 
 
 class AnchorBuilder:
@@ -146,21 +159,26 @@ def build_anchors(
     return builder.build(topic=topic, created_at=created_at)
 
 
-def _signature(key: bytes, document: Mapping[str, Any]) -> str:
-    signed = {name: value for name, value in document.items() if name != "signature"}
+def _signed_part(document: Mapping[str, Any]) -> bytes:
+    return canonical_json({name: value for name, value in document.items() if name != "signature"})
+
+
+def _legacy_signature(key: bytes, document: Mapping[str, Any]) -> str:
     anchor_key = hmac.digest(key, _KEY_CONTEXT, "sha256")
-    return hmac.digest(anchor_key, canonical_json(signed), "sha256").hex()
+    return hmac.digest(anchor_key, _signed_part(document), "sha256").hex()
 
 
-def dump_anchors(anchors: Anchors, key: bytes, key_version: int) -> str:
-    """The signed anchors file (JSON text) under audit key `key_version`."""
+def dump_anchors(anchors: Anchors, signer: SigningKey, key_version: int) -> str:
+    """The anchors file (JSON text), signed by ``signer`` (the DPO's key), with the audit
+    key version of its day."""
     document: dict[str, Any] = anchors.model_dump(mode="json")
     for head in document["chains"].values():
         for name in ("partition", "offset", "timestamp_ms"):
             if head[name] is None:
                 del head[name]
-    document.update(alg=SIGNATURE_ALG, key_version=key_version)
-    document["signature"] = _signature(key, document)
+    document.update(alg=SIGNATURE_ALG, key_version=key_version, signer=signer.key_id)
+    raw = signer.private.sign(_signed_part(document))
+    document["signature"] = base64.b64encode(raw).decode()
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
@@ -178,8 +196,10 @@ def _parse(text: str) -> dict[str, Any]:
     return document
 
 
-def load_anchors(text: str, ring: Keyring) -> Anchors:
-    """The anchors in a file, once its signature checks under a key of `ring`.
+def load_anchors(text: str, ring: Keyring, signers: Signers) -> Anchors:
+    """The anchors in a file, once its signature checks: by a key ``signers`` trusts and
+    has not revoked, or (a file of an older privops) under an audit key of ``ring``.
+    ``signed_by`` says which.
 
     The signature is checked before the content is read, so an edited file is reported
     as edited whatever the edit did to its shape.
@@ -188,24 +208,56 @@ def load_anchors(text: str, ring: Keyring) -> Anchors:
     signature, version = document.get("signature"), document.get("key_version")
     if not isinstance(signature, str) or not isinstance(version, int) or isinstance(version, bool):
         raise AnchorsForged("the anchors file carries no signature")
-    if document.get("alg") != SIGNATURE_ALG:
+    alg = document.get("alg")
+    if alg == SIGNATURE_ALG:
+        signed_by = _check_signer(document, signature, signers)
+    elif alg == LEGACY_SIGNATURE_ALG:
+        _check_legacy(document, signature, version, ring)
+        signed_by = f"audit key version {version} (a file of an older privops)"
+    else:
         raise AnchorsForged(f"the anchors file is not signed with {SIGNATURE_ALG}")
+    content = {name: value for name, value in document.items() if name not in _SIGNATURE_FIELDS}
+    try:
+        return Anchors.model_validate(content | {"signed_by": signed_by})
+    except ValidationError as exc:
+        raise AnchorsInvalid(f"not an anchors file: {exc.error_count()} bad field(s)") from exc
+
+
+def _check_signer(document: Mapping[str, Any], signature: str, signers: Signers) -> str:
+    """Whose trusted key signed ``document`` ("owner (key id)"), or AnchorsForged."""
+    kid = document.get("signer")
+    entry = signers.root.get(kid) if isinstance(kid, str) else None
+    if entry is None:
+        raise AnchorsForged(
+            f"the anchors file is signed by key {kid!r}, which the signers file does not trust"
+        )
+    if entry.revoked_at is not None:
+        raise AnchorsForged(
+            f"the anchors file is signed by key {kid} of {entry.owner!r}, revoked at "
+            f"{entry.revoked_at.isoformat()} (a revoked key may have leaked, and a file's "
+            "date is its signer's word): anchor again with a current key"
+        )
+    try:
+        entry.verifier().verify(base64.b64decode(signature, validate=True), _signed_part(document))
+    except (InvalidSignature, ValueError, binascii.Error):
+        raise AnchorsForged(
+            "the anchors file fails its signature check: it was changed after it was written"
+        ) from None
+    return f"{entry.owner} (key {kid})"
+
+
+def _check_legacy(document: Mapping[str, Any], signature: str, version: int, ring: Keyring) -> None:
     key = ring.get(version)
     if key is None:
         raise AnchorsForged(
             f"the anchors file is signed with audit key version {version}, "
             "which is not in the keyring"
         )
-    if not hmac.compare_digest(_signature(key, document), signature):
+    if not hmac.compare_digest(_legacy_signature(key, document), signature):
         raise AnchorsForged(
             "the anchors file fails its signature check: it was changed after it was "
             "written, or written under another audit key"
         )
-    content = {name: value for name, value in document.items() if name not in _SIGNATURE_FIELDS}
-    try:
-        return Anchors.model_validate(content)
-    except ValidationError as exc:
-        raise AnchorsInvalid(f"not an anchors file: {exc.error_count()} bad field(s)") from exc
 
 
 def _placement_break(

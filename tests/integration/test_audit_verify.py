@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from privops.adapters.acls import DPO
 from privops.adapters.settings import Settings
+from privops.adapters.signing_keys import signing_key
 from privops.core import records as r
 from privops.core.audit import (
     GENESIS,
@@ -181,7 +183,7 @@ def test_anchors_catch_a_rewritten_chain_that_plain_re_hashing_passes(
     edited and re-hashed: what the topic holds afterwards is only the forged chain, at
     offsets past those anchored. The anchors file is what `privops audit anchor` wrote
     while the true history was there: its head, the partition ends, signed with the
-    audit key."""
+    DPO's key."""
     chain = f"rewritten-{uid}/chain"
     true = _true_history(chain, local_runtime.audit_key.encode())
     ends: dict[int, int] = {}
@@ -195,7 +197,8 @@ def test_anchors_catch_a_rewritten_chain_that_plain_re_hashing_passes(
         chains={chain: ChainHead(seq=true[-1].seq, hash=true[-1].hash)},
     )
     anchors_file = tmp_path / "anchors.json"
-    anchors_file.write_text(dump_anchors(anchors, local_runtime.audit_key.encode(), 1))
+    dpo = signing_key(local_runtime, DPO, say=lambda _: None, create=True)
+    anchors_file.write_text(dump_anchors(anchors, dpo, 1))
 
     forged = _plain_rehash(true)
     produce(local_runtime, [(AUDIT, chain, record) for record in forged])

@@ -14,10 +14,13 @@ from typer.testing import CliRunner
 
 from privops.adapters.kafka import Span
 from privops.adapters.settings import get_settings
+from privops.adapters.signing_keys import read_signers, signing_key
 from privops.cli import audit as audit_cli
+from privops.core import audit_anchor
 from privops.core.audit import AuditChainer, AuditEvent, verify_log
 from privops.core.audit_anchor import (
     ANCHORS_FORMAT,
+    LEGACY_SIGNATURE_ALG,
     AnchorBuilder,
     AnchorCheck,
     Anchors,
@@ -29,10 +32,24 @@ from privops.core.audit_anchor import (
     dump_anchors,
     load_anchors,
 )
+from privops.core.signing import Signers, SigningKey
 from tests.unit.test_audit import KEY, RING, T0, build, legacy_chain, rehash
 
 NOW = T0 + timedelta(days=1)
 OTHER_KEY = b"another-audit-key-0123456789"
+DPO = SigningKey.derive(b"a DPO's own key, for these tests", "anchors")
+SIGNERS = Signers({DPO.key_id: DPO.entry("dpo-jane", T0)})
+WORKER = SigningKey.derive(KEY, "privops/worker")
+"""What anyone holding the audit key (every worker) can derive: trusted by nobody here."""
+
+
+def legacy_file(anchors: Anchors, key: bytes, version: int) -> str:
+    """An anchors file as privops wrote them before session 33: HMAC under the audit key."""
+    document = json.loads(dump_anchors(anchors, DPO, version))
+    del document["signer"], document["signature"]
+    document["alg"] = LEGACY_SIGNATURE_ALG
+    document["signature"] = audit_anchor._legacy_signature(key, document)
+    return json.dumps(document)
 
 
 def place(partition: int, records: list[AuditEvent], start: int = 0) -> list[Located]:
@@ -70,19 +87,46 @@ def test_anchors_hold_every_chain_head_and_partition_end() -> None:
 def test_anchors_file_round_trips() -> None:
     _, located = topic()
     anchors = anchored(located)
-    text = dump_anchors(anchors, KEY, 1)
+    text = dump_anchors(anchors, DPO, 1)
     document = json.loads(text)
     assert document["format"] == ANCHORS_FORMAT
     assert document["key_version"] == 1
     assert document["created_at"].startswith("2026-03-03T09:30:00")
-    assert load_anchors(text, RING) == anchors.model_copy(update={"key_version": 1})
+    assert load_anchors(text, RING, SIGNERS) == anchors.model_copy(
+        update={"key_version": 1, "signed_by": f"dpo-jane (key {DPO.key_id})"}
+    )
 
 
-def test_anchors_signed_before_a_rotation_still_load() -> None:
+def test_anchors_of_an_older_privops_still_load_and_say_what_signed_them() -> None:
+    """Files made before session 33 are HMAC under the audit key; kept on write-once
+    storage they are still evidence, even after a rotation, and read as such."""
     _, located = topic()
-    text = dump_anchors(anchored(located), KEY, 1)
-    loaded = load_anchors(text, {1: KEY, 2: OTHER_KEY})
-    assert loaded == anchored(located).model_copy(update={"key_version": 1})
+    loaded = load_anchors(legacy_file(anchored(located), KEY, 1), {1: KEY, 2: OTHER_KEY}, SIGNERS)
+    assert loaded.chains == anchored(located).chains
+    assert loaded.key_version == 1
+    assert loaded.signed_by == "audit key version 1 (a file of an older privops)"
+    document = json.loads(legacy_file(anchored(located), KEY, 1))
+    document["chains"]["req-1"]["seq"] = 2
+    with pytest.raises(AnchorsForged, match="fails its signature check"):
+        load_anchors(json.dumps(document), RING, SIGNERS)
+    with pytest.raises(AnchorsForged, match="another audit key"):
+        load_anchors(legacy_file(anchored(located), OTHER_KEY, 1), RING, SIGNERS)
+    with pytest.raises(AnchorsForged, match="version 7, which is not in the keyring"):
+        load_anchors(legacy_file(anchored(located), KEY, 7), RING, SIGNERS)
+
+
+def test_a_worker_cannot_make_anchors_for_a_log_it_rewrote() -> None:
+    """DESIGN.md section 8: rewriting the topic is detectable even by someone who can
+    write it. A worker writes privacy.audit and holds the audit key, which signed the
+    anchors files until session 33: it could sign one for its rewrite (contract review).
+    Now a file is signed by a DPO's key the signers file trusts, and not revoked."""
+    _, located = topic()
+    by_worker = dump_anchors(anchored(located), WORKER, 1)
+    with pytest.raises(AnchorsForged, match="which the signers file does not trust"):
+        load_anchors(by_worker, RING, SIGNERS)
+    revoked = SIGNERS.revoked(DPO.key_id, NOW)
+    with pytest.raises(AnchorsForged, match="revoked at"):
+        load_anchors(dump_anchors(anchored(located), DPO, 1), RING, revoked)
 
 
 Edit = Callable[[dict[str, Any]], None]
@@ -124,8 +168,16 @@ def _other_alg(doc: dict[str, Any]) -> None:
     doc["alg"] = "none"
 
 
-def _unknown_version(doc: dict[str, Any]) -> None:
+def _other_version(doc: dict[str, Any]) -> None:
     doc["key_version"] = 7
+
+
+def _other_signer(doc: dict[str, Any]) -> None:
+    doc["signer"] = WORKER.key_id
+
+
+def _not_base64(doc: dict[str, Any]) -> None:
+    doc["signature"] = "!" * 88
 
 
 @pytest.mark.parametrize(
@@ -139,23 +191,19 @@ def _unknown_version(doc: dict[str, Any]) -> None:
         (_set_time, "fails its signature check"),
         (_break_shape, "fails its signature check"),
         (_drop_signature, "carries no signature"),
-        (_other_alg, "not signed with HMAC-SHA256"),
-        (_unknown_version, "version 7, which is not in the keyring"),
+        (_other_alg, "not signed with Ed25519"),
+        (_other_version, "fails its signature check"),
+        (_other_signer, "which the signers file does not trust"),
+        (_not_base64, "fails its signature check"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else "",
 )
 def test_tampered_anchors_file_fails_its_signature_check(edit: Edit, message: str) -> None:
     _, located = topic()
-    document = json.loads(dump_anchors(anchored(located), KEY, 1))
+    document = json.loads(dump_anchors(anchored(located), DPO, 1))
     edit(document)
     with pytest.raises(AnchorsForged, match=message):
-        load_anchors(json.dumps(document), RING)
-
-
-def test_anchors_signed_under_another_key_fail() -> None:
-    _, located = topic()
-    with pytest.raises(AnchorsForged, match="another audit key"):
-        load_anchors(dump_anchors(anchored(located), OTHER_KEY, 1), RING)
+        load_anchors(json.dumps(document), RING, SIGNERS)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +213,7 @@ def test_anchors_signed_under_another_key_fail() -> None:
 )
 def test_what_is_not_an_anchors_file_is_bad_input(text: str) -> None:
     with pytest.raises(AnchorsInvalid, match="not an anchors file"):
-        load_anchors(text, RING)
+        load_anchors(text, RING, SIGNERS)
 
 
 def test_a_chain_rewritten_with_plain_hashes_passes_the_walk_but_not_the_anchors() -> None:
@@ -332,12 +380,12 @@ def test_anchors_signed_with_a_retired_key_over_newer_records_are_refused() -> N
     after = build(AuditChainer(key=OTHER_KEY, key_version=2), "req-2", 1)
     ring = {1: KEY, 2: OTHER_KEY}
     located = place(0, before + after)
-    made_after = load_anchors(dump_anchors(anchored(located), KEY, 1), ring)
+    made_after = load_anchors(dump_anchors(anchored(located), DPO, 1), ring, SIGNERS)
     breaks = check_anchors(located, made_after)
     assert [(b.problem, b.chain) for b in breaks] == [("anchors_outdated_key", "req-2")]
-    made_before = load_anchors(dump_anchors(anchored(located[:1]), KEY, 1), ring)
+    made_before = load_anchors(dump_anchors(anchored(located[:1]), DPO, 1), ring, SIGNERS)
     assert check_anchors(located, made_before) == []
-    current = load_anchors(dump_anchors(anchored(located), OTHER_KEY, 2), ring)
+    current = load_anchors(dump_anchors(anchored(located), DPO, 2), ring, SIGNERS)
     assert check_anchors(located, current) == []
 
 
@@ -380,6 +428,15 @@ def stamp(offset: int) -> int:
     return int((T0 + timedelta(minutes=offset)).timestamp() * 1000)
 
 
+def session_dpo() -> SigningKey:
+    """The CLI's DPO key in this test session's home (dev: made and trusted on first use)."""
+    return signing_key(get_settings(), "dpo", say=lambda _: None, create=True)
+
+
+def session_signers() -> Signers:
+    return read_signers(get_settings().signers_file)
+
+
 def cli(*args: str) -> tuple[int, str]:
     result = runner.invoke(audit_cli.app, list(args), env={"COLUMNS": "200"})
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -394,7 +451,9 @@ def test_cli_anchor_then_verify_round_trip(on_topic: list[Located], tmp_path: Pa
     code, text = cli("anchor", "--out", str(out))
     assert code == 0, text
     assert "anchored 3 chain head(s)" in text
-    assert load_anchors(out.read_text(), RING).chains.keys() == {"req-1", "req-2", "req-old"}
+    made = load_anchors(out.read_text(), RING, session_signers())
+    assert made.chains.keys() == {"req-1", "req-2", "req-old"}
+    assert made.signed_by == f"dpo (key {session_dpo().key_id})"
     code, text = cli("verify", "--anchors", str(out))
     assert code == 0, text
     assert "against 3 chain head(s) anchored" in text
@@ -460,7 +519,7 @@ def test_cli_verify_rejects_a_bad_anchors_file(
     on_topic.extend(topic()[1])
     path = tmp_path / "anchors.json"
     if content == "tampered":
-        document = json.loads(dump_anchors(anchored(on_topic), KEY, 1))
+        document = json.loads(dump_anchors(anchored(on_topic), session_dpo(), 1))
         document["chains"]["req-1"]["seq"] = 1
         path.write_text(json.dumps(document))
     elif content is not None:
@@ -476,7 +535,7 @@ def test_cli_keyring_comes_from_the_audit_key_setting() -> None:
 
 
 def _signed(anchors: Anchors, **changes: Any) -> str:
-    return dump_anchors(anchors.model_copy(update=changes), KEY, 1)
+    return dump_anchors(anchors.model_copy(update=changes), session_dpo(), 1)
 
 
 @pytest.mark.parametrize(
