@@ -496,7 +496,8 @@ def _count(before: wf.RequestRecord | None, rec: wf.RequestRecord) -> None:
             metrics.observe_task_latency(
                 task.system, (task.answered_at - first_sent).total_seconds()
             )
-        if task.state is TaskState.escalated and (old is None or old.state is not task.state):
+        escalated = task.state in (TaskState.escalated, TaskState.failed)
+        if escalated and (old is None or old.state is not task.state):
             metrics.count_task_escalation(task.system)
 
 

@@ -302,7 +302,8 @@ TASK_RETRIES = Counter(
 )
 TASK_ESCALATIONS = Counter(
     "privops_task_escalations",
-    "Tasks escalated after the retry budget ran out, by system.",
+    "Tasks escalated to the DPO, by system: silent after the retry budget ran out, or "
+    "answered failed for good.",
     ["system"],
     registry=REGISTRY,
 )

@@ -492,6 +492,8 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
             reason=f"{task.system.value}:{task.action.value}",
         )
     )
+    if task.state is TaskState.failed:
+        retries.escalate(rec, task, ctx, out, "failed", "answered that it failed")
     if isinstance(result, r.TaskRetained) and (foreign := _not_asked(task, result)):
         # Kept items decide which retained keys survive the erasure: a system keeps, as
         # far as privops is concerned, only what its task covers. Refused, the answer

@@ -85,8 +85,18 @@ def on_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome)
     task.state = TaskState.escalated
     # An escalated task waits as long as its next attempt would before it is re-sent.
     task.next_check_at = ctx.now + answer_window(spec, task.attempts + 1)
+    escalate(rec, task, ctx, out, "escalated", f"silent after {task.attempts} attempts")
+
+
+def escalate(
+    rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome, kind: str, why: str
+) -> None:
+    """Tell the DPO (a TaskEscalated alert, PrivopsTaskEscalated) that ``task`` needs a
+    person: its system stayed silent after every attempt (``kind`` "escalated"), or
+    answered that it failed for good ("failed"; the subject is told the DPO follows it
+    up, and until session 33 nothing told the DPO: legal review)."""
     alert = r.TaskEscalated(
-        alert_id=_id(task.task_id, "escalated"),
+        alert_id=_id(task.task_id, kind),
         request_id=rec.request_id,
         raised_at=ctx.now,
         task_id=task.task_id,
@@ -98,8 +108,8 @@ def on_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome)
         AuditStep(
             "task_escalated",
             before="sent",
-            after="escalated",
-            reason=f"{task.system.value} silent after {task.attempts} attempts",
+            after=kind,
+            reason=f"{task.system.value} {why}",
         )
     )
 

@@ -160,6 +160,24 @@ def test_a_failed_erase_still_lists_what_its_plan_kept(dm: DataMap) -> None:
     assert REDRESS in note.message
 
 
+def test_a_task_failed_for_good_is_escalated_to_the_dpo_a_retryable_one_is_not(
+    dm: DataMap,
+) -> None:
+    """The subject is told "our Data Protection Officer is following this up"; until
+    session 33 nothing told the DPO: the request closed, with no alert (legal review).
+    Now a final failure raises the escalation a silent system does (PrivopsTaskEscalated)."""
+    rec, outcome = erase_and_answer(context(dm), r.TaskFailed, reason="db gone", retryable=False)
+    assert rec.state is RequestState.partially_completed
+    (alert,) = [o.record for o in outcome.out if isinstance(o.record, r.TaskEscalated)]
+    assert (alert.request_id, alert.system, alert.attempts) == ("R-n", System.orders, 1)
+    escalated = [a for a in outcome.audit if a.action == "task_escalated"]
+    assert [(a.after, a.reason) for a in escalated] == [
+        ("failed", "orders answered that it failed")
+    ]
+    _, retryable = erase_and_answer(context(dm), r.TaskFailed, reason="busy", retryable=True)
+    assert not [o for o in retryable.out if isinstance(o.record, r.TaskEscalated)]
+
+
 def test_a_system_holding_nothing_kept_nothing(dm: DataMap) -> None:
     rec, outcome = erase_and_answer(kept_invoices(dm), r.NotFound)
     assert rec.kept == []
