@@ -197,8 +197,9 @@ def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
         case r.ConsentGiven():
             if event.basis is LawfulBasis.soft_opt_in:
                 raise SoftOptInNotFromSale(
-                    "a soft opt-in comes only from the sale event (OrderPlaced) saying the "
-                    "opt-out was offered; a ConsentGiven records explicit consent only"
+                    "a soft opt-in comes only from a sale or negotiation event (OrderPlaced, "
+                    "QuoteRequested) saying the opt-out was offered; a ConsentGiven records "
+                    "explicit consent only"
                 )
             return [_fact(event, F.granted, event.purpose, event.channel, event.basis)]
         case r.ConsentWithdrawn():
@@ -213,7 +214,7 @@ def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
             return [_fact(event, F.tps_listed if event.listed else F.tps_unlisted)]
         case r.TpsWaiverRecorded():
             return [_fact(event, F.tps_no_objection)]
-        case r.OrderPlaced():
+        case r.OrderPlaced() | r.QuoteRequested():
             return _sale_facts(event)
         case r.CookieConsentRecorded():
             kind = F.marketing_cookies_accepted if event.marketing else F.marketing_cookies_refused
@@ -221,8 +222,10 @@ def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
     return []
 
 
-def _sale_facts(event: r.OrderPlaced) -> list[ConsentFact]:
-    """PECR reg. 22(3): details collected in a sale, similar products, opt-out offered.
+def _sale_facts(event: r.OrderPlaced | r.QuoteRequested) -> list[ConsentFact]:
+    """PECR reg. 22(3): details collected in a sale or the negotiations for one (a quote
+    request: DESIGN.md section 5; before session 33 only a sale counted), similar
+    products, opt-out offered.
 
     The soft opt-in covers only the contact details "obtained in the course of the
     sale": email for the email address the sale event carries, SMS for its telephone

@@ -168,9 +168,15 @@ class CustomerUpdated(UpstreamEvent):
 
 
 class QuoteRequested(UpstreamEvent):
+    """A negotiation for a sale: PECR reg. 22(3) gives a soft opt-in from one as from a
+    sale, on the same three conditions (``OrderPlaced``'s fields, absent = not offered)."""
+
     quote_id: str
     product_skus: list[str] = []
     total_pence: int = 0
+    marketing_opt_out_offered: bool = False
+    marketing_opt_out_ticked: bool = False
+    similar_products_marketing: bool = False
 
 
 class OrderPlaced(UpstreamEvent):

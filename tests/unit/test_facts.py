@@ -188,7 +188,9 @@ def test_a_consent_given_claiming_a_soft_opt_in_is_refused(claimed: r.SoftOptIn 
     given = event(
         r.ConsentGiven, System.web, purpose=M, channel=email, basis=SOFT, soft_opt_in=claimed
     )
-    with pytest.raises(SoftOptInNotFromSale, match=r"sale event \(OrderPlaced\)") as info:
+    with pytest.raises(
+        SoftOptInNotFromSale, match=r"sale or negotiation event \(OrderPlaced, QuoteRequested\)"
+    ) as info:
         consent_facts(given)
     assert isinstance(info.value, ValueError)  # the ingest agent dead-letters it
 

@@ -83,3 +83,36 @@ def test_a_sale_with_a_detail_but_missing_conditions_still_grants_nothing(
     flags: dict[str, bool],
 ) -> None:
     assert consent_facts(sale(email=EMAIL, phone=PHONE, **flags)) == []
+
+
+def quote(**flags: bool) -> r.QuoteRequested:
+    return r.QuoteRequested(
+        event_id="q-1",
+        occurred_at=T0,
+        source=System.orders,
+        subject_id="S1",
+        identifiers=r.Identifiers(customer_id="C-1", email=EMAIL),
+        quote_id="Q-1",
+        **flags,
+    )
+
+
+def test_negotiations_for_a_sale_give_the_soft_opt_in_as_a_sale_does() -> None:
+    """PECR reg. 22(3)(a): "in the course of the sale or negotiations for the sale"
+    (DESIGN.md section 5: a sale or negotiation event). Before session 33 a quote
+    request gave none, whatever it said (contract review)."""
+    offered = {"marketing_opt_out_offered": True, "similar_products_marketing": True}
+    (fact,) = consent_facts(quote(**offered))
+    assert (fact.kind, fact.channel, fact.basis) == (
+        FactKind.granted,
+        Channel.email,
+        LawfulBasis.soft_opt_in,
+    )
+    assert fact.soft_opt_in == SALE_SOFT_OPT_IN
+    assert consent_facts(quote()) == []  # absent: not offered, no soft opt-in from silence
+    assert consent_facts(quote(marketing_opt_out_offered=True)) == []
+    ticked = consent_facts(quote(**offered, marketing_opt_out_ticked=True))
+    assert [(f.kind, f.channel) for f in ticked] == [
+        (FactKind.withdrawn, Channel.email),
+        (FactKind.withdrawn, Channel.sms),
+    ]
