@@ -180,7 +180,7 @@ def _broker_answered() -> bool:
     return health.ok
 
 
-def run_worker(loglevel: str = "info") -> None:
+def run_worker(loglevel: str | None = None) -> None:
     """Check everything, create the topics, register the schemas, then run until stopped.
 
     Any problem found before Faust starts (data map, schemas, an agent module, the web
@@ -206,7 +206,7 @@ def run_worker(loglevel: str = "info") -> None:
     pipeline.start()
     metrics.register_event_types(record.__name__ for record in ALL_RECORDS)
     tune_gc()
-    worker = Worker(app, loglevel=loglevel)
+    worker = Worker(app, loglevel=loglevel or settings.log_level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         worker.execute_from_commandline()

@@ -225,6 +225,9 @@ class Settings(BaseSettings):
     )
     alert_days_before: tuple[int, ...] = (7, 3, 1)
     complaint_ack_days: int = Field(default=30, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The worker's log level"
+    )
     actor: str = "dpo"
     signers_file: Path = Field(
         description="Public keys the worker trusts for DPO commands (privops keys)",

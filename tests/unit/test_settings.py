@@ -103,6 +103,20 @@ def test_a_misspelt_setting_is_named_with_the_nearest_real_one(
     assert "6066" not in caplog.text  # names only: a value may be a secret
 
 
+def test_the_log_level_is_a_setting_and_a_bad_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's log level was fixed at info, with no way to ask for debug (ops review)."""
+    assert get_settings().log_level == "info"
+    get_settings.cache_clear()
+    monkeypatch.setenv("PRIVOPS_LOG_LEVEL", "debug")
+    assert get_settings().log_level == "debug"
+    get_settings.cache_clear()
+    monkeypatch.setenv("PRIVOPS_LOG_LEVEL", "verbose")
+    with pytest.raises(ConfigError, match="PRIVOPS_LOG_LEVEL"):
+        get_settings()
+
+
 def test_a_shifted_clock_is_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     """It moves every legal deadline while Prometheus keeps the wall clock (ops review)."""
     monkeypatch.setenv("PRIVOPS_CLOCK_OFFSET_DAYS", "20")
