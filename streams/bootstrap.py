@@ -9,12 +9,15 @@ them first, with the catalogue, avoids that race on a fresh deployment.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from privops.adapters.datamap_file import load_datamap
-from privops.adapters.kafka import TopicOutcome, create_topics
+from privops.adapters.kafka import TopicOutcome, broker_count, create_topics, one_copy_problem
 from privops.core.errors import ConfigError
 from privops.core.topics import TopicSpec, catalogue, compacted
 from streams.app import app, settings
+
+log = logging.getLogger(__name__)
 
 
 def changelog_specs() -> list[TopicSpec]:
@@ -31,8 +34,14 @@ def changelog_specs() -> list[TopicSpec]:
 
 def ensure_topics() -> list[TopicOutcome]:
     """Create what is missing; ``ConfigError`` (the worker does not start) for a topic
-    with another partition count than the catalogue's (``partition_problems``)."""
+    with another partition count than the catalogue's (``partition_problems``), or a
+    production cluster of three brokers or more given no replication factor. A topic
+    with another replica count than the setting's is logged."""
     app.discover()  # tables are declared by the agent modules
+    if settings.env == "prod" and "replication_factor" not in settings.model_fields_set:
+        problem = one_copy_problem(asyncio.run(broker_count(settings.kafka_bootstrap)))
+        if problem:
+            raise ConfigError(problem)
     datamap = load_datamap(settings.datamap)
     specs = catalogue(settings.topic_partitions, datamap) + changelog_specs()
     outcomes = asyncio.run(
@@ -40,6 +49,9 @@ def ensure_topics() -> list[TopicOutcome]:
             settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor
         )
     )
+    for outcome in outcomes:
+        if "replicas" in outcome.note:
+            log.warning("topic %s %s", outcome.name, outcome.note)
     problems = partition_problems(specs, outcomes)
     if problems:
         raise ConfigError(

@@ -17,7 +17,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -142,8 +142,7 @@ class TopicOutcome:
     note: str = ""
 
 
-async def cluster_id(client: Client) -> str:
-    """The broker cluster's id: local table state belongs to one cluster's changelogs."""
+async def _described_cluster(client: Client) -> tuple[dict[str, Any], dict[str, Any]]:
     options = resolve(client)
     admin = AIOKafkaAdminClient(**options, request_timeout_ms=10000)
     try:
@@ -153,6 +152,18 @@ async def cluster_id(client: Client) -> str:
         raise unreachable(options, exc) from exc
     finally:
         await admin.close()
+    return options, described
+
+
+async def broker_count(client: Client) -> int:
+    """How many brokers the cluster has now."""
+    _, described = await _described_cluster(client)
+    return len(described.get("brokers") or ())
+
+
+async def cluster_id(client: Client) -> str:
+    """The broker cluster's id: local table state belongs to one cluster's changelogs."""
+    options, described = await _described_cluster(client)
     found = str(described.get("cluster_id") or "")
     if not found:  # every command is signed for it (privops.core.signing)
         raise PrivopsError(
@@ -166,6 +177,23 @@ def producer_options(bootstrap: str) -> dict[str, Any]:
     replica has it (acks=all; with min.insync.replicas=2 a broker can die without losing
     it), and the broker drops a retried batch it already wrote (idempotence)."""
     return {"bootstrap_servers": bootstrap, "acks": "all", "enable_idempotence": True}
+
+
+MIN_REPLICATED_BROKERS: Final = 3
+
+
+def one_copy_problem(brokers: int) -> str | None:
+    """What is wrong with the default of one copy per topic on a production cluster of
+    ``brokers``: from three brokers on, privacy.audit (ten years) and the subjects' keys
+    would live on one broker's disk (ops review, session 33). The worker asks only when
+    PRIVOPS_ENV=prod and PRIVOPS_REPLICATION_FACTOR is not set: said, one copy stands."""
+    if brokers < MIN_REPLICATED_BROKERS:
+        return None
+    return (
+        f"the Kafka cluster has {brokers} brokers and PRIVOPS_REPLICATION_FACTOR is not "
+        "set: every privops topic (the audit trail, the subjects' keys) would have one "
+        "copy; set it to 3 (min.insync.replicas 2 follows), or to 1 on purpose"
+    )
 
 
 def replication_config(replication_factor: int) -> dict[str, str]:

@@ -8,7 +8,7 @@ off their subject's partition (`wrong_partition`), and its keys or requests not 
 
 from __future__ import annotations
 
-from privops.adapters.kafka import TopicOutcome
+from privops.adapters.kafka import TopicOutcome, one_copy_problem
 from privops.core.topics import TopicSpec, compacted
 from streams.bootstrap import partition_problems
 
@@ -33,3 +33,14 @@ def test_topics_as_the_catalogue_says_or_not_described_pass() -> None:
         TopicOutcome("someone.elses", created=False, partitions=1),
     ]
     assert partition_problems(SPECS, outcomes) == []
+
+
+def test_a_production_cluster_of_three_brokers_needs_a_replication_factor_said() -> None:
+    """With the default of one copy, privacy.audit (ten years) and the subjects' keys
+    lived on one broker's disk of three (ops review, session 33)."""
+    assert one_copy_problem(1) is None
+    assert one_copy_problem(2) is None
+    problem = one_copy_problem(3)
+    assert problem is not None
+    assert "PRIVOPS_REPLICATION_FACTOR" in problem
+    assert "3 brokers" in problem

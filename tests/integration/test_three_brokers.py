@@ -34,7 +34,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from privops.adapters import runtime
-from privops.adapters.kafka import create_topics, producer_options, read_all, stop_client
+from privops.adapters.kafka import (
+    broker_count,
+    create_topics,
+    one_copy_problem,
+    producer_options,
+    read_all,
+    stop_client,
+)
 from privops.adapters.settings import Settings
 from privops.connectors.reference import seed_customers
 from privops.core.topics import COMMANDS, TopicSpec, catalogue
@@ -102,6 +109,10 @@ def test_no_acked_record_is_lost_or_doubled_when_a_broker_dies(
     topic = f"privops.test.three-brokers-{uid}"
     specs = [*catalogue(PARTITIONS), TopicSpec(topic, "sequence number", STREAM_PARTITIONS)]
     open_client = {"bootstrap_servers": bootstrap}  # this cluster listens without SASL
+    # What a production worker counts before it takes the default of one copy.
+    brokers = asyncio.run(broker_count(open_client))
+    assert brokers == 3
+    assert one_copy_problem(brokers) is not None
     outcomes = asyncio.run(create_topics(open_client, specs, replication_factor=3))
     assert [o.note for o in outcomes if o.note] == []
     names = [s.name for s in specs]
