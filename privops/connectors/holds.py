@@ -44,6 +44,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from functools import partial
 from typing import Any, Final
 
@@ -104,8 +105,9 @@ class HoldReader:
         self.ready = asyncio.Event()
         self.held: set[str] = set()
         """Subject ids whose latest record on the topic is a hold (not a tombstone)."""
-        self.kept: dict[str, frozenset[Category]] = {}
-        """Per subject in ``held``, the categories its latest hold record keeps here."""
+        self.kept: dict[str, tuple[frozenset[Category], datetime]] = {}
+        """Per subject in ``held``, the categories its latest hold record keeps here, and
+        when privops wrote that record."""
         self._seen: set[str] = set()
         """Subject ids a hold or tombstone has been applied for (``held`` and released)."""
         self.honoured = honours_holds(connector)
@@ -127,11 +129,16 @@ class HoldReader:
     def blocks(self, task: Erase) -> frozenset[Category]:
         """The categories a legal hold read here keeps that ``task`` would erase: the
         subject's held categories it does not keep, among those it lists (all, when it
-        lists none). privops moves a newly held category to ``keep`` when it re-sends the
-        task (privops.core.retries); an attempt planned before the hold, still waiting
-        in a system's backlog, must not be executed meanwhile."""
-        held = self.kept.get(task.subject_id)
-        if not held:
+        lists none), when privops wrote the hold at or after it issued this attempt.
+        privops moves a newly held category to ``keep`` when it re-sends the task
+        (privops.core.retries); an attempt planned before the hold, still waiting in a
+        system's backlog, must not be executed meanwhile. An attempt issued after the
+        hold was written was planned knowing it (both times are privops' clock)."""
+        found = self.kept.get(task.subject_id)
+        if found is None:
+            return frozenset()
+        held, written = found
+        if written < task.issued_at:
             return frozenset()
         kept = {k.category for k in task.keep}
         listed = set(task.categories)
@@ -340,7 +347,7 @@ class HoldReader:
         state, opened = await self._opened(record, where)
         await self._tell(self.connector.hold(state), where)
         self.held.add(subject)
-        self.kept[subject] = frozenset(record.categories)
+        self.kept[subject] = (frozenset(record.categories), record.updated_at)
         self._seen.add(subject)
         self._count("ignored" if not self.honoured else "held" if opened else "unopened")
 

@@ -115,8 +115,6 @@ ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 MAX_ANSWER_BYTES: Final = 512 * 1024
 """Half the producer's default request limit (1 MiB): an answer carries a reason (cut to
 500 characters), categories and an export's reference, never the data itself."""
-HOLDS_FIRST_SECONDS: Final = 30.0
-"""How long a starting runner waits for the legal holds to be read before taking tasks."""
 _REFUSED = re.compile(r"refused this caller \((\d{3})\b")
 _ANSWERED = re.compile(r" answered (\d{3})$")
 
@@ -371,7 +369,6 @@ class ConnectorRunner:
                     task_results_topic(self.system), key=key.encode(), value=value
                 )
 
-            await self._holds_first(stop)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=300, max_records=50)
                 if not self.ready.is_set():
@@ -397,26 +394,6 @@ class ConnectorRunner:
                             "the rest of the fetch is left to it",
                             moved.partition,
                         )
-
-    async def _holds_first(self, stop: asyncio.Event) -> None:
-        """Take no task until the legal holds are read, for up to HOLDS_FIRST_SECONDS: an
-        erasure taken before would be answered retryable (``_held_back``) and wait for
-        privops' re-send. Past that the other tasks go ahead, and erasures wait alone."""
-        waits = [asyncio.ensure_future(e.wait()) for e in (self.holds.ready, stop)]
-        try:
-            await asyncio.wait(
-                waits, timeout=HOLDS_FIRST_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiting in waits:
-                waiting.cancel()
-        if not self.holds.ready.is_set() and not stop.is_set():
-            log.warning(
-                "the legal holds on %s are not read after %.0f s: taking tasks, erasures "
-                "answered retryable until they are (privops_connector_holds_ready)",
-                self.system,
-                HOLDS_FIRST_SECONDS,
-            )
 
     async def _mark_ready(self, consumer: AIOKafkaConsumer) -> None:
         assigned: set[TopicPartition] = consumer.assignment()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -608,7 +608,11 @@ class Erasing(Recording):
 
 
 def erase_task(
-    subject: str, attempt: int, categories: list[Category], keep: Sequence[Category] = ()
+    subject: str,
+    attempt: int,
+    categories: list[Category],
+    keep: Sequence[Category] = (),
+    issued_at: datetime = NOW,
 ) -> r.Erase:
     return r.Erase(
         task_id=f"R-{subject}:telephony:erase",
@@ -616,7 +620,7 @@ def erase_task(
         subject_id=subject,
         system=TEL,
         attempt=attempt,
-        issued_at=NOW,
+        issued_at=issued_at,
         identifiers={"phone": PHONES[subject]},
         categories=categories,
         keep=[r.Retention(category=c, ground="legal_claims: legal hold H-1") for c in keep],
@@ -671,5 +675,17 @@ async def test_an_erasure_a_hold_read_here_keeps_part_of_waits_for_the_resend_th
         assert connector.erased == [(BOB, set(everything))]
         resent = await deliver(erase_task(ANN, 3, [Category.contact], keep=[Category.interactions]))
         assert isinstance(resent, r.TaskCompleted)
-    assert connector.erased == [(BOB, set(everything)), (ANN, {Category.contact})]
-    assert [k for k, _ in sent] == [BOB, BOB, ANN, ANN, ANN]  # each answered, keyed by subject
+        # Issued after privops wrote the hold, so planned knowing it: privops' decision
+        # stands (the worker keeps what its holds keep; this hold is not one of them).
+        later = NOW + timedelta(minutes=5)
+        another = erase_task(ANN, 1, everything, issued_at=later).model_copy(
+            update={"task_id": "R-2:telephony:erase", "request_id": "R-2"}
+        )
+        planned_after = await deliver(another)
+        assert isinstance(planned_after, r.TaskCompleted)
+    assert connector.erased == [
+        (BOB, set(everything)),
+        (ANN, {Category.contact}),
+        (ANN, set(everything)),
+    ]
+    assert [k for k, _ in sent] == [BOB, BOB, ANN, ANN, ANN, ANN]  # each keyed by subject
