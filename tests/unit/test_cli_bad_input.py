@@ -791,3 +791,26 @@ def test_audit_report_periods_that_are_no_error_go_on_to_the_broker(
     assert out.code == EXIT_UNAVAILABLE, out.output
     assert no_broker in out.flat
     assert says in out.flat
+
+
+@pytest.mark.parametrize(
+    ("args", "noted"),
+    [
+        (["--received", "2026-03-02", "--identity-verified", "2026-03-20"], True),
+        (
+            [
+                "--received", "2026-03-02", "--identity-verified", "2026-03-20",
+                "--identity-received", "2026-03-05",
+            ],
+            False,
+        ),
+        (["--received", "2026-03-02", "--identity-verified", "2026-03-02"], False),
+    ],
+    ids=["verified-later-alone", "information-day-given", "verified-on-receipt"],
+)  # fmt: skip
+def test_a_clock_started_by_the_check_is_said(no_broker: str, args: list[str], noted: bool) -> None:
+    """The law counts from the day the information asked for arrived, not the day the
+    check finished; given only the latter, the CLI says what it means (legal review)."""
+    out = run("request", "erase", "--subject", "C-1", *args)
+    assert ("no --identity-received" in out.flat) is noted
+    assert out.code == EXIT_UNAVAILABLE  # still sent on (here: no broker)

@@ -28,9 +28,10 @@ from privops.cli.request.publish import (
     envelope,
     publish_one,
     required_reason,
+    tell,
     waiting,
 )
-from privops.cli.request.submit import date_order_problem
+from privops.cli.request.submit import clock_from_the_check, date_order_problem
 from privops.core.records import (
     ClarificationReceived,
     ClarificationRequested,
@@ -81,6 +82,8 @@ def verify(
     problem = date_order_problem(day, day, information, verified_option="--on")
     if problem:
         fail(problem)
+    if information is None:
+        tell(clock_from_the_check(day))
     done = f"identity verified on {day}"
     _send(
         IdentityVerified,

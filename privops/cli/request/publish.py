@@ -113,7 +113,7 @@ def signing_keys(commands: Sequence[Command], cfg: Settings) -> dict[str, Signin
     keys: dict[str, SigningKey] = {}
     with handled():
         for actor in dict.fromkeys(c.actor for c in commands):
-            keys[actor] = signing_key(cfg, actor, say=_tell)
+            keys[actor] = signing_key(cfg, actor, say=tell)
     return keys
 
 
@@ -126,7 +126,7 @@ async def signed_for(
     return [keys[c.actor].sign(c, deployment=deployment) for c in commands]
 
 
-def _tell(message: str) -> None:
+def tell(message: str) -> None:
     err_console.print(f"[dim]•[/] {escape(message)}", highlight=False)
 
 

@@ -34,6 +34,7 @@ from privops.cli.request.publish import (
     note,
     publish,
     report,
+    tell,
     waiting,
 )
 from privops.core.consent import CONSENT_PURPOSES
@@ -75,6 +76,16 @@ def date_order_problem(
     return None
 
 
+def clock_from_the_check(verified_on: date) -> str:
+    """What the DPO is told when only the day identity was verified is given: the law
+    counts from the day the information asked for arrived (legal review, session 33)."""
+    return (
+        f"no --identity-received: the one-month clock starts on the day identity was "
+        f"verified ({verified_on}); the law counts from the day the information asked for "
+        "arrived, so give --identity-received if that was earlier"
+    )
+
+
 def submission(request_type: RequestType, common: Submission, **extra: Any) -> RequestSubmitted:
     """The RequestSubmitted for the shared options; exit 2 on any of them malformed."""
     subject_id = check_id(common.subject, "subject id")
@@ -99,6 +110,8 @@ def submission(request_type: RequestType, common: Submission, **extra: Any) -> R
     )
     if problem:
         fail(problem)
+    if verified_on is not None and verified_on > received_on and information_on is None:
+        tell(clock_from_the_check(verified_on))
     return RequestSubmitted(
         **envelope(new_request_id(), actor_name(common.actor)),
         request_type=request_type,
