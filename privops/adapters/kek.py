@@ -229,8 +229,10 @@ def provider(path: Path, env: str, say: Callable[[str], None]) -> KekFile:
     except FileNotFoundError:
         if env != "dev":
             raise ConfigError(
-                f"no KEK file at {path}: create one for PRIVOPS_ENV={env} and back it up "
-                "(or set PRIVOPS_KEK_FILE)"
+                f"no KEK file at {path} (PRIVOPS_KEK_FILE): privops' workers share one, "
+                "made once with `privops keys kek create` and backed up; a business "
+                "system's connector takes a copy of that same file, since a KEK of its own "
+                "unwraps none of privops' keys"
             ) from None
         try:
             kek = create(path, datetime.now(UTC), dev=True)

@@ -116,8 +116,10 @@ def test_dev_creates_a_marked_kek_on_the_spot(path: Path) -> None:
 
 
 def test_prod_refuses_a_missing_or_development_kek(path: Path) -> None:
-    with pytest.raises(ConfigError, match="no KEK file"):
+    with pytest.raises(ConfigError, match="no KEK file") as missing:
         kekfile.provider(path, "prod", say=print)
+    # A connector is told to copy the workers' file: one of its own unwraps nothing.
+    assert "takes a copy of that same file" in str(missing.value)
     assert not path.exists()
     kekfile.provider(path, "dev", say=lambda _: None)
     with pytest.raises(ConfigError, match="development KEK"):
