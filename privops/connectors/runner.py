@@ -112,6 +112,8 @@ R = TypeVar("R", bound=Record)
 ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 # How ``encryption`` words the key service's answers: only the status is read from them;
 # the rest (the worker's reason, a subject or key id) never reaches the log.
+REGISTRY_RETRY_SECONDS: Final = 1.0
+REGISTRY_RETRY_MAX_SECONDS: Final = 30.0
 MAX_ANSWER_BYTES: Final = 512 * 1024
 """Half the producer's default request limit (1 MiB): an answer carries a reason (cut to
 500 characters), categories and an export's reference, never the data itself."""
@@ -302,7 +304,8 @@ class ConnectorRunner:
         its partitions from the group until the process exits. ``close`` is called only
         after a ``start`` that returned."""
         stop = stop or asyncio.Event()
-        await asyncio.to_thread(self.serde.register_all)
+        if not await self._schemas_registered(stop):
+            return
         async with AsyncExitStack() as opened:
             _ = self.keys  # a KEK this environment refuses stops the run before any task
             opened.callback(self._close_keys)
@@ -326,6 +329,23 @@ class ConnectorRunner:
             opened.push_async_callback(self.connector.close)
             log.info("connector %s consuming %s as %s", self.system, self.topic, self.group_id)
             await self._consume_with_holds(consumer, client, ledger, stop)
+
+    async def _schemas_registered(self, stop: asyncio.Event) -> bool:
+        """The bundled schemas registered, asked again with backoff while the registry
+        answers no (down, restarting, not reachable yet); False if ``stop`` came first.
+        A connector started before the registry ended at once, and one whose registry
+        blinked at its restart stayed down unless something restarted it (connector
+        review, session 33)."""
+        delay = REGISTRY_RETRY_SECONDS
+        while True:
+            try:
+                await asyncio.to_thread(self.serde.register_all)
+                return True
+            except RegistryError as exc:
+                log.warning("%s; asking again in %.0f s", exc, delay)
+            if await stopped(stop, delay):
+                return False
+            delay = min(delay * 2, REGISTRY_RETRY_MAX_SECONDS)
 
     async def _consume_with_holds(
         self,

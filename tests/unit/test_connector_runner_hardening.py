@@ -389,6 +389,53 @@ async def test_stop_is_heard_while_the_schema_registry_is_down(
     assert consumer.stopped
 
 
+async def test_a_registry_down_at_start_is_waited_for_not_fatal(
+    tmp_path: Path,
+    no_kafka: Callable[[ConnectorRunner, _Consumer], _Opened],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run() raised RegistryError at once: a connector started before the registry, or
+    during its restart, stayed down (connector review, session 33). It asks again with
+    backoff, then runs; ``stop`` meanwhile ends it with nothing started."""
+    monkeypatch.setattr(runner_mod, "REGISTRY_RETRY_SECONDS", 0.01)
+    runner = ConnectorRunner(_Crm({}), Settings(), ledger=tmp_path / "l.db")
+    consumer = _Consumer([])
+    no_kafka(runner, consumer)
+    away = RegistryError("schema registry unreachable")
+    answers: list[BaseException | int] = [away, away, 0]
+
+    def register_all() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(runner.serde, "register_all", register_all)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(_until(lambda: consumer.started), timeout=2.0)
+    assert answers == []  # asked three times, then went on
+    stop.set()
+    await asyncio.wait_for(running, timeout=2.0)
+
+    never = ConnectorRunner(_Crm({}), Settings(), ledger=tmp_path / "m.db")
+    idle = _Consumer([])
+    no_kafka(never, idle)
+    tries: list[int] = []
+
+    def down() -> int:
+        tries.append(1)
+        raise RegistryError("schema registry unreachable")
+
+    monkeypatch.setattr(never.serde, "register_all", down)
+    stop = asyncio.Event()
+    running = asyncio.create_task(never.run(stop))
+    await asyncio.wait_for(_until(lambda: len(tries) >= 2), timeout=2.0)
+    stop.set()
+    await asyncio.wait_for(running, timeout=2.0)
+    assert not idle.started
+
+
 # --- why a key cannot be had -------------------------------------------------------------
 
 
