@@ -155,6 +155,15 @@ async def health(self: View, _request: Request) -> Response:
     return self.json(body, status=503 if problems else 200)
 
 
+@app.page("/livez")
+async def livez(self: View, _request: Request) -> Response:
+    """200 while the worker's process and event loop answer: a liveness probe. /health
+    is readiness (503 while tables recover, a rebalance runs or the broker is away),
+    and as a liveness probe it restarted workers that were only waiting (ops review,
+    session 33). A worker that cannot go on stops itself (the hand-off's 60 s)."""
+    return self.json({"status": "alive", "version": __version__})
+
+
 def owned_partitions() -> list[int]:
     """The subject partitions this worker owns now (its consumer's assignment)."""
     return sorted(keystore.owned_partitions(app.consumer.assignment()))

@@ -277,3 +277,16 @@ async def test_health_names_the_workers_release(app: Any, monkeypatch: pytest.Mo
     status, body = await http.health.get(Answers(), make_mocked_request("GET", "/health"))
     assert status in (200, 503)  # the test's worker is not serving: its release still shows
     assert body["version"] == __version__
+
+
+async def test_livez_answers_while_health_does_not(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Liveness apart from readiness: a worker recovering its tables (here: never
+    serving) is alive, and a probe restarting it would only start the recovery again."""
+    monkeypatch.setattr(http, "owned_partitions", list)
+    monkeypatch.setattr(http, "standby_partitions", list)
+    status, _ = await http.health.get(Answers(), make_mocked_request("GET", "/health"))
+    assert status == 503
+    status, body = await http.livez.get(Answers(), make_mocked_request("GET", "/livez"))
+    assert (status, body["status"]) == (200, "alive")
