@@ -584,7 +584,19 @@ RULES: dict[str, Rule] = {
     "commands": container_commands,
     "dockerignore": lambda _, d: ignored_sources(d, dockerignore()),
     "lock": lambda _c, _d: lock_problems(LOCK.read_text()),
+    "logs": lambda c, _: log_problems(c),
 }
+
+
+def log_problems(compose: Compose) -> list[str]:
+    """Every container's log is rotated: Docker's default json-file log grows without
+    limit (ops review, session 33)."""
+    problems = []
+    for name, service in compose["services"].items():
+        options = (service.get("logging") or {}).get("options") or {}
+        if not options.get("max-size") or not options.get("max-file"):
+            problems.append(f"{name}: its log is not rotated (logging.options max-size/file)")
+    return problems
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -678,6 +690,7 @@ BROKEN_COMPOSE: list[tuple[str, Callable[[Compose], None]]] = [
     ),
     ("commands", _service("connectors", lambda s: s.update(command=["privops", "connectors"]))),
     ("commands", _service("connectors", lambda s: s.update(command=["python", "-m", "privops"]))),
+    ("logs", _service("grafana", lambda s: s.pop("logging"))),
 ]
 
 
