@@ -106,6 +106,7 @@ class AuditAction(StrEnum):
     retained_outside_task = "retained_outside_task"
     request_record_deleted = "request_record_deleted"
     access_withheld = "access_withheld"
+    notification_withheld = "notification_withheld"
 
 
 class EventSource(StrEnum):

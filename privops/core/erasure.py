@@ -473,3 +473,17 @@ def recipients_to_notify(
             affected.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])
         )
     ]
+
+
+def recipients_exempt(
+    datamap: DataMap, categories: Iterable[Category], disclosures: Iterable[Disclosure]
+) -> list[str]:
+    """Recipients that received any of ``categories`` but the data map exempts from Art.
+    19 notices (``notify_on_rights_requests: false``, e.g. authorities), in its order.
+    Not told by privops: whether telling one could prejudice a crime investigation is
+    weighed case by case (DPA 2018 Sch. 2 para. 2), so the DPO is asked to decide; Art.
+    19 itself allows no standing exemption (legal review, session 33)."""
+    wanted = set(categories)
+    exempt = {r.name for r in datamap.recipients if not r.notify_on_rights_requests}
+    hit = {d.recipient for d in disclosures if d.recipient in exempt and wanted & set(d.categories)}
+    return [r.name for r in datamap.recipients if r.name in hit]

@@ -431,6 +431,14 @@ def _notify_recipients(
         out.audit.append(
             AuditStep("notification_sent", after=notice.recipient, reason=f"Art. 19 {action.value}")
         )
+    for recipient in erasure.recipients_exempt(ctx.datamap, cats, disclosures):
+        out.audit.append(
+            AuditStep(
+                "notification_withheld",
+                after=recipient,
+                reason=f"Art. 19 {action.value}: {NOTICE_WITHHELD}",
+            )
+        )
 
 
 # --- answers ----------------------------------------------------------------------------
@@ -672,6 +680,12 @@ def _past(rec: RequestRecord) -> manifest.PastRequest:
         closed_on=rec.closed_at.astimezone(UK).date() if rec.closed_at else None,
         ours=rec.actor == FOLLOWUP_ACTOR,
     )
+
+
+NOTICE_WITHHELD: Final = (
+    "not told by privops (notify_on_rights_requests: false in the data map); the DPO "
+    "decides whether telling it could prejudice an investigation (DPA 2018 Sch. 2)"
+)
 
 
 WITHHELD: Final = (

@@ -9,6 +9,7 @@ data are not told; the data map only says who may receive what.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from privops.core.erasure import (
     RecipientNotice,
     SubjectFacts,
     plan_erasure,
+    recipients_exempt,
     recipients_to_notify,
 )
 from privops.core.vocab import Category
@@ -115,6 +117,18 @@ def test_recipients_to_notify(
     assert recipients_to_notify(dm, categories, disclosures) == expected
 
 
+def test_an_exempt_recipient_that_received_affected_data_is_left_to_the_dpo(
+    dm: DataMap,
+) -> None:
+    """Art. 19 has no standing exemption: privops does not tell an authority the data
+    map exempts, but says it is there for the DPO to weigh (legal review, session 33).
+    One that received nothing affected is not named."""
+    police = [sent(POLICE, C.cctv, ref="CASE-9"), sent(CRA, C.contact, ref="SRCH-1")]
+    assert recipients_exempt(dm, {C.cctv, C.contact}, police) == [POLICE]
+    assert recipients_exempt(dm, {C.credit}, police) == []
+    assert recipients_exempt(dm, {C.contact}, [sent(CRA, C.contact)]) == []
+
+
 def test_an_erasure_plan_tells_the_recipients_of_what_it_erases(dm: DataMap) -> None:
     facts = SubjectFacts(open_credit_account=True).disclosed(sent(GROUP, C.contact, C.credit))
     facts = facts.disclosed(sent(BANKS, C.payment, ref="TOKEN-1"))
@@ -194,3 +208,19 @@ def test_facts_with_disclosures_survive_the_table_round_trip() -> None:
     facts = SubjectFacts().disclosed(sent(CRA, C.credit, C.contact, ref="S-1"))
     assert SubjectFacts.model_validate(facts.model_dump(mode="json")) == facts
     assert SubjectFacts.model_validate({}).disclosures == ()  # facts stored before this
+
+
+def test_an_erasure_audits_the_exempt_recipient_it_did_not_tell(dm: DataMap) -> None:
+    """The plan's wiring: the police's CCTV clip is erased, the police are not told, and
+    the audit says so for the DPO (PrivopsRecipientNoticeForReview counts the step)."""
+    from privops.core import workflow as wf
+    from privops.core.identity import merge
+    from privops.core.vocab import RequestType, System
+    from tests.unit.test_outcome_notices import NOW, SUBJECT, context, submit
+
+    seen = merge(None, SUBJECT, System.cctv, {"camera_ref": "cam-2"}, NOW - timedelta(days=9))
+    facts = SubjectFacts(disclosures=(sent(POLICE, C.cctv, ref="CASE-9"),))
+    ctx = replace(context(dm, facts), identity=seen)
+    outcome = wf.on_command(None, submit(RequestType.erasure), ctx)
+    steps = [(a.action, a.after) for a in outcome.audit if "notification" in a.action]
+    assert steps == [("notification_withheld", POLICE)]

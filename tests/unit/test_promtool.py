@@ -38,6 +38,7 @@ ALERTS = {
     "PrivopsConnectorIgnoresLegalHolds",
     "PrivopsConnectorHoldsNotRead",
     "PrivopsConnectorDown",
+    "PrivopsRecipientNoticeForReview",
 }
 
 
