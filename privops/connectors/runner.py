@@ -112,6 +112,9 @@ R = TypeVar("R", bound=Record)
 ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 # How ``encryption`` words the key service's answers: only the status is read from them;
 # the rest (the worker's reason, a subject or key id) never reaches the log.
+TASK_TIMEOUT_SECONDS: Final = 240.0
+"""Under aiokafka's max.poll.interval (300 s): a call longer than that lost the
+partition's group membership mid-task anyway."""
 REGISTRY_RETRY_SECONDS: Final = 1.0
 REGISTRY_RETRY_MAX_SECONDS: Final = 30.0
 MAX_ANSWER_BYTES: Final = 512 * 1024
@@ -229,6 +232,8 @@ class ConnectorRunner:
     ``keys`` opens the tasks' personal fields and encrypts the answers'; by default
     privops' key service at ``worker_url`` (default: the worker settings name), with the
     KEK in ``settings.kek_file`` (``encryption.worker_keys``), made when :meth:`run` starts.
+    ``task_timeout``: seconds one call of the connector may take before it is cancelled
+    and answered retryable (None: no limit).
     """
 
     def __init__(
@@ -244,8 +249,10 @@ class ConnectorRunner:
         clock: Callable[[], datetime] | None = None,
         keys: KeySource | None = None,
         worker_url: str | None = None,
+        task_timeout: float | None = TASK_TIMEOUT_SECONDS,
     ) -> None:
         self.connector = connector
+        self.task_timeout = task_timeout
         self.system = System(connector.system)
         self.settings = settings
         self.topic = tasks_topic(self.system)
@@ -747,12 +754,26 @@ class ConnectorRunner:
 
     async def _execute(self, task: Task) -> Answer:
         for delay in (*self.retry.delays(), None):
+            limit = asyncio.timeout(self.task_timeout)
             try:
-                return await self.connector.handle(task)
+                async with limit:
+                    return await self.connector.handle(task)
             # A dependency's OSError (a refused connection, a timeout) is as passing as a
             # TransientError: answered final, it was replayed from the ledger to every
             # re-send once the database was back (connector review, session 33).
             except (TransientError, OSError):
+                if limit.expired():
+                    # A call that hangs held every task behind it, unanswered and
+                    # uncommitted, with nothing to show it (connector review).
+                    log.error(
+                        "task %s (%s) took over %g s: cancelled, answered retryable",
+                        task.task_id,
+                        task.action,
+                        self.task_timeout,
+                    )
+                    return Answer.failed(
+                        f"timed out after {self.task_timeout:g} s", retryable=True
+                    )
                 if delay is None:
                     return Answer.failed("transient error, retries exhausted", retryable=True)
                 TRANSIENT_RETRIES.labels(self.system, str(task.action)).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -105,6 +106,34 @@ async def test_execute_retries_transient_errors_only(
     assert len(connector.attempts) == calls
     assert answer == expected
     assert "@" not in answer.reason  # only the exception type, never its message
+
+
+class _Hanging(Connector):
+    """An erase that never returns (a database call with no timeout of its own)."""
+
+    system = System.crm
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def erase(self, task: r.Erase) -> Answer:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return Answer.completed()
+
+
+async def test_a_call_that_hangs_is_cancelled_and_answered_retryable() -> None:
+    """It held every task behind it, unanswered and uncommitted, with nothing to show
+    it (connector review, session 33). Retryable: privops sends it again later."""
+    connector = _Hanging()
+    runner = ConnectorRunner(connector, Settings(), retry=FAST, task_timeout=0.05)
+    answer = await asyncio.wait_for(runner._execute(erase()), timeout=5)
+    assert answer == Answer.failed("timed out after 0.05 s", retryable=True)
+    assert connector.cancelled
+    assert ConnectorRunner(connector, Settings()).task_timeout == 240  # the default
 
 
 def test_ledger_round_trip(tmp_path: Path) -> None:
