@@ -496,9 +496,17 @@ def _count(before: wf.RequestRecord | None, rec: wf.RequestRecord) -> None:
             metrics.observe_task_latency(
                 task.system, (task.answered_at - first_sent).total_seconds()
             )
-        escalated = task.state in (TaskState.escalated, TaskState.failed)
-        if escalated and (old is None or old.state is not task.state):
+        if _escalated(old, task):
             metrics.count_task_escalation(task.system)
+
+
+def _escalated(old: wf.TaskRecord | None, task: wf.TaskRecord) -> bool:
+    """Whether this decision escalated ``task`` to the DPO (retries.escalate): silent
+    after its attempts, or failed for good without having been escalated as silent."""
+    was = None if old is None else old.state
+    if task.state is TaskState.escalated:
+        return was is not TaskState.escalated
+    return task.state is TaskState.failed and was not in (TaskState.failed, TaskState.escalated)
 
 
 # --- a completed erasure: privops' own copies ----------------------------------------------

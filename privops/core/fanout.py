@@ -478,7 +478,7 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
     result = _checked_export(rec, result, ctx, out)
     if isinstance(result, r.TaskFailed) and result.retryable:
         task.outcome_reason = result.reason
-        retries.retry_soon(task, ctx.now)
+        retries.retry_later(task, ctx.datamap.systems[task.system], ctx.now)
         # The system's own words stay on the request (`privops request status`), never in
         # the audit, which outlives every key: a system's free text can name a person or
         # an address no pattern catches (review, session 25).
@@ -500,8 +500,10 @@ def on_result(rec: RequestRecord | None, result: r.TaskResult, ctx: Context) -> 
             reason=f"{task.system.value}:{task.action.value}",
         )
     )
-    if task.state is TaskState.failed:
-        retries.escalate(rec, task, ctx, out, "failed", "answered that it failed")
+    if task.state is TaskState.failed and before is not TaskState.escalated:
+        # One escalated as silent already told the DPO; its late failure is audited above.
+        why = "answered that it failed"
+        retries.escalate(rec, task, ctx, out, "failed", why, before=before.value)
     if isinstance(result, r.TaskRetained) and (foreign := _not_asked(task, result)):
         # Kept items decide which retained keys survive the erasure: a system keeps, as
         # far as privops is concerned, only what its task covers. Refused, the answer

@@ -89,7 +89,13 @@ def on_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome)
 
 
 def escalate(
-    rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome, kind: str, why: str
+    rec: RequestRecord,
+    task: TaskRecord,
+    ctx: Context,
+    out: Outcome,
+    kind: str,
+    why: str,
+    before: str = "sent",
 ) -> None:
     """Tell the DPO (a TaskEscalated alert, PrivopsTaskEscalated) that ``task`` needs a
     person: its system stayed silent after every attempt (``kind`` "escalated"), or
@@ -107,7 +113,7 @@ def escalate(
     out.audit.append(
         AuditStep(
             "task_escalated",
-            before="sent",
+            before=before,
             after=kind,
             reason=f"{task.system.value} {why}",
         )
@@ -126,9 +132,11 @@ def resend_held(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome
         _send(rec, task, ctx, out)
 
 
-def retry_soon(task: TaskRecord, now: datetime) -> None:
-    """A retryable failure: due again at the next sweep, re-sent with the usual backoff."""
-    task.next_check_at = now
+def retry_later(task: TaskRecord, spec: SystemSpec, now: datetime) -> None:
+    """A retryable failure: due again after the system's backoff for the attempt that
+    failed. Due at the next sweep, as until session 33, a system answering "not now"
+    at once used up every attempt in seconds and was escalated as silent (review)."""
+    task.next_check_at = now + timedelta(seconds=spec.retry.delay_after(max(task.attempts, 1)))
 
 
 def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from privops.core import records as r
-from privops.core.holds import LegalHold, update_holds
+from privops.core.facts import MAX_CLOCK_SKEW
+from privops.core.holds import PLACED_AHEAD, LegalHold, update_holds
 from privops.core.vocab import Category
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -86,11 +87,18 @@ def test_update_holds(
 
 def test_hold_is_active_between_placement_and_release() -> None:
     held = hold(released_at=LATER)
-    assert not held.active_at(T0 - timedelta(seconds=1))
+    assert not held.active_at(T0 - timedelta(minutes=6))
+    # Placed by a DPO whose clock runs ahead: in force when the worker takes it, as its
+    # record already reached the systems (review, session 33).
+    assert held.active_at(T0 - timedelta(minutes=4))
     assert held.active_at(T0)
     assert not held.active_at(LATER)
     assert not held.active
     assert hold().active
+
+
+def test_a_hold_dated_ahead_counts_as_far_as_a_command_may_be() -> None:
+    assert PLACED_AHEAD == MAX_CLOCK_SKEW
 
 
 def test_holds_round_trip_through_json() -> None:

@@ -23,7 +23,14 @@ from privops.core.erasure import INVESTIGATION_GROUND, LEGAL_CLAIMS_TOLD, Subjec
 from privops.core.fanout import REDRESS
 from privops.core.holds import LegalHold
 from privops.core.identity import merge
-from privops.core.vocab import Category, ObjectionScope, RequestState, RequestType, System
+from privops.core.vocab import (
+    Category,
+    ObjectionScope,
+    RequestState,
+    RequestType,
+    System,
+    TaskState,
+)
 from tests.unit import test_command_rules as command_rules
 
 C = Category
@@ -176,6 +183,29 @@ def test_a_task_failed_for_good_is_escalated_to_the_dpo_a_retryable_one_is_not(
     ]
     _, retryable = erase_and_answer(context(dm), r.TaskFailed, reason="busy", retryable=True)
     assert not [o for o in retryable.out if isinstance(o.record, r.TaskEscalated)]
+
+
+def test_a_task_escalated_as_silent_is_not_escalated_again_when_it_fails(dm: DataMap) -> None:
+    """The DPO was told once already; its failure is audited as the answer it is."""
+    ctx = context(dm)
+    rec = wf.on_command(None, submit(RequestType.erasure), ctx).record
+    assert rec is not None
+    (task,) = rec.tasks.values()
+    escalated = rec.editable_copy()
+    escalated.tasks[task.task_id].state = TaskState.escalated
+    failed = r.TaskFailed(
+        task_id=task.task_id,
+        request_id=rec.request_id,
+        system=task.system,
+        answered_at=NOW,
+        reason="db gone",
+        retryable=False,
+    )
+    outcome = wf.on_result(escalated, failed, ctx)
+    assert not [o for o in outcome.out if isinstance(o.record, r.TaskEscalated)]
+    assert [a.action for a in outcome.audit].count("task_escalated") == 0
+    assert outcome.record is not None
+    assert outcome.record.tasks[task.task_id].state is TaskState.failed
 
 
 def test_a_system_holding_nothing_kept_nothing(dm: DataMap) -> None:

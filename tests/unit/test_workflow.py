@@ -546,7 +546,12 @@ def test_retryable_failure_keeps_task_open_for_resend(ctx: wf.Context) -> None:
     assert outcome.record is not None
     task = outcome.record.tasks["R-1:crm:erase"]
     assert task.state is TaskState.sent
-    assert task.next_check_at == later.now
+    # Re-sent after the system's backoff for the attempt that failed, not at the next
+    # sweep: a system answering "not now" at once used up every attempt in seconds and
+    # was escalated as silent (review, session 33).
+    backoff = ctx.datamap.systems[System.crm].retry.delay_after(task.attempts)
+    assert task.next_check_at == later.now + timedelta(seconds=backoff)
+    assert backoff > 0
 
 
 def test_a_systems_failure_text_stays_on_the_request_not_in_the_audit(
