@@ -31,7 +31,7 @@ import httpx
 
 from privops.adapters.avro import Codec, Writer
 from privops.adapters.guard import MAX_REGISTRY_ANSWER_BYTES
-from privops.core.errors import DecodeError, RegistryError
+from privops.core.errors import DecodeError, RegistryError, RegistryUnreachable
 from privops.core.records import Record
 
 if TYPE_CHECKING:
@@ -139,6 +139,10 @@ class Serde:
             resp = self._look_up(client, fullname, text, refused=resp.status_code)
         if resp.status_code in (401, 403):
             raise RegistryError(f"looking up {fullname}: {self._refused(resp.status_code)}")
+        if resp.status_code >= 500:
+            raise RegistryUnreachable(
+                f"registering {fullname}: the registry failed ({resp.status_code})"
+            )
         if resp.status_code >= 400:
             raise RegistryError(f"registering {fullname} failed: {resp.status_code} {resp.text}")
         schema_id = int(resp.json()["id"])
@@ -171,7 +175,7 @@ class Serde:
                 headers={"Content-Type": CONTENT_TYPE},
             )
         except httpx.HTTPError as exc:
-            raise RegistryError(
+            raise RegistryUnreachable(
                 f"schema registry at {self.registry_url} unreachable ({exc}); "
                 "is it running? try `privops local up`"
             ) from exc
@@ -250,7 +254,7 @@ class Serde:
             ):
                 body = _limited(resp.iter_bytes())
         except httpx.HTTPError as exc:
-            raise RegistryError(f"schema registry unreachable: {exc}") from exc
+            raise RegistryUnreachable(f"schema registry unreachable: {exc}") from exc
         return self._answer(schema_id, resp.status_code, body)
 
     async def _fetch_async(self, schema_id: int) -> str:
@@ -261,7 +265,7 @@ class Serde:
             ):
                 body = await _limited_async(resp.aiter_bytes())
         except httpx.HTTPError as exc:
-            raise RegistryError(f"schema registry unreachable: {exc}") from exc
+            raise RegistryUnreachable(f"schema registry unreachable: {exc}") from exc
         return self._answer(schema_id, resp.status_code, body)
 
     def _remember_absent(self, schema_id: int) -> None:

@@ -45,7 +45,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,7 +87,7 @@ from privops.connectors.metrics import (
     TASKS,
     TRANSIENT_RETRIES,
 )
-from privops.core.errors import DecodeError, PrivopsError, RegistryError
+from privops.core.errors import DecodeError, PrivopsError, RegistryError, RegistryUnreachable
 from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.records import Erase, Record, Task, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
@@ -113,8 +113,11 @@ ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 # How ``encryption`` words the key service's answers: only the status is read from them;
 # the rest (the worker's reason, a subject or key id) never reaches the log.
 TASK_TIMEOUT_SECONDS: Final = 240.0
-"""Under aiokafka's max.poll.interval (300 s): a call longer than that lost the
-partition's group membership mid-task anyway."""
+"""How long one task's execution (every in-process retry included) may take: under
+aiokafka's max.poll.interval (300 s), past which a task alone loses the partition."""
+HOLDS_WAIT_SECONDS: Final = 60.0
+"""How long an erasure waits for the legal holds to be read before it is answered
+retryable."""
 REGISTRY_RETRY_SECONDS: Final = 1.0
 REGISTRY_RETRY_MAX_SECONDS: Final = 30.0
 MAX_ANSWER_BYTES: Final = 512 * 1024
@@ -339,7 +342,8 @@ class ConnectorRunner:
 
     async def _schemas_registered(self, stop: asyncio.Event) -> bool:
         """The bundled schemas registered, asked again with backoff while the registry
-        answers no (down, restarting, not reachable yet); False if ``stop`` came first.
+        cannot be reached or fails (down, restarting, not reachable yet); False if
+        ``stop`` came first. A refusal (credentials, an unregistered schema) is raised.
         A connector started before the registry ended at once, and one whose registry
         blinked at its restart stayed down unless something restarted it (connector
         review, session 33)."""
@@ -348,7 +352,7 @@ class ConnectorRunner:
             try:
                 await asyncio.to_thread(self.serde.register_all)
                 return True
-            except RegistryError as exc:
+            except RegistryUnreachable as exc:  # a refusal is raised: asking again won't mend it
                 log.warning("%s; asking again in %.0f s", exc, delay)
             if await stopped(stop, delay):
                 return False
@@ -641,7 +645,7 @@ class ConnectorRunner:
         final (then publish, then commit). Kept encrypted: the ledger forgets with the
         key; kept only once it encodes: a kept answer is replayed to every re-send."""
         started = time.monotonic()
-        returned: object = self._held_back(task) or await self._execute(task)
+        returned: object = await self._held_back(task) or await self._execute(task)
         TASK_SECONDS.labels(self.system, str(task.action)).observe(time.monotonic() - started)
         answer, reply = await self._ready(task, sealed_with, returned)
         if reply.result is not None and answer.final:
@@ -651,14 +655,18 @@ class ConnectorRunner:
         )
         return reply
 
-    def _held_back(self, task: Task) -> Answer | None:
+    async def _held_back(self, task: Task) -> Answer | None:
         """A retryable failure instead of executing an erasure that a legal hold read
         here keeps part of (``HoldReader.blocks``: privops re-sends it with the held
         categories kept), or one that comes while the holds are not read (at start, or
-        not confirmed lately): what an erasure deletes does not come back. None when the
-        task may go ahead."""
+        not confirmed lately) and stay unread for HOLDS_WAIT_SECONDS: what an erasure
+        deletes does not come back. Waited for here, not answered at once, since each
+        retryable answer spends one of privops' attempts. None when it may go ahead."""
         if not isinstance(task, Erase):
             return None
+        if not self.holds.ready.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.holds.ready.wait(), HOLDS_WAIT_SECONDS)
         if not self.holds.ready.is_set():
             why = "the legal holds at this system are not read yet"
         elif blocked := self.holds.blocks(task):
@@ -753,27 +761,37 @@ class ConnectorRunner:
         log.warning("%s: skipped offset %d%s (%s)", self.topic, offset, what, label)
 
     async def _execute(self, task: Task) -> Answer:
+        """The connector's answer, its in-process retries included, within
+        ``task_timeout``: a task that runs past it is cancelled and answered retryable,
+        whatever the connector made of the cancellation. One that hung held every task
+        behind it, unanswered and uncommitted, with nothing to show it (connector review,
+        session 33). A handler running in a thread of its own is not stopped by it."""
+        limit = asyncio.timeout(self.task_timeout)
+        try:
+            async with limit:
+                answer = await self._tries(task)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+        if limit.expired():
+            log.error(
+                "task %s (%s) took over %g s: cancelled, answered retryable",
+                task.task_id,
+                task.action,
+                self.task_timeout,
+            )
+            return Answer.failed(f"timed out after {self.task_timeout:g} s", retryable=True)
+        return answer
+
+    async def _tries(self, task: Task) -> Answer:
         for delay in (*self.retry.delays(), None):
-            limit = asyncio.timeout(self.task_timeout)
             try:
-                async with limit:
-                    return await self.connector.handle(task)
-            # A dependency's OSError (a refused connection, a timeout) is as passing as a
-            # TransientError: answered final, it was replayed from the ledger to every
-            # re-send once the database was back (connector review, session 33).
-            except (TransientError, OSError):
-                if limit.expired():
-                    # A call that hangs held every task behind it, unanswered and
-                    # uncommitted, with nothing to show it (connector review).
-                    log.error(
-                        "task %s (%s) took over %g s: cancelled, answered retryable",
-                        task.task_id,
-                        task.action,
-                        self.task_timeout,
-                    )
-                    return Answer.failed(
-                        f"timed out after {self.task_timeout:g} s", retryable=True
-                    )
+                return await self.connector.handle(task)
+            # A dependency that cannot be reached now (a refused connection, a timeout) is
+            # as passing as a TransientError: answered final, it was replayed from the
+            # ledger to every re-send once the database was back (connector review,
+            # session 33). Other OSErrors (a missing file, a permission) are not.
+            except (TransientError, ConnectionError, TimeoutError):
                 if delay is None:
                     return Answer.failed("transient error, retries exhausted", retryable=True)
                 TRANSIENT_RETRIES.labels(self.system, str(task.action)).inc()

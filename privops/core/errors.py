@@ -26,6 +26,11 @@ class RegistryError(PrivopsError):
     """The schema registry refused or could not be reached."""
 
 
+class RegistryUnreachable(RegistryError):
+    """The schema registry could not be reached, or failed (5xx): worth asking again, where
+    a refusal (credentials, an unregistered or incompatible schema) is not."""
+
+
 class RuntimeUnavailable(PrivopsError):
     """A local component (Java, Maven, Kafka, registry) is missing or not answering."""
 

@@ -20,6 +20,7 @@ import pytest
 from aiokafka import TopicPartition
 
 import privops.connectors.holds as holds_mod
+import privops.connectors.runner as runner_mod
 from privops.adapters.settings import Settings
 from privops.connectors import Answer, Connector, ConnectorRunner, TransientRetry
 from privops.connectors.base import honours_holds
@@ -628,7 +629,7 @@ def erase_task(
 
 
 async def test_an_erasure_a_hold_read_here_keeps_part_of_waits_for_the_resend_that_keeps_it(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A connector backlogged while the DPO placed a hold reads the first attempt,
     planned before the hold, after the hold: executed, it deleted what the hold keeps
@@ -657,6 +658,7 @@ async def test_an_erasure_a_hold_read_here_keeps_part_of_waits_for_the_resend_th
         return answers[-1]
 
     everything = [Category.contact, Category.interactions]
+    monkeypatch.setattr(runner_mod, "HOLDS_WAIT_SECONDS", 0.05)
     first = await deliver(erase_task(BOB, 1, everything))  # the holds not read yet
     assert isinstance(first, r.TaskFailed)
     assert first.retryable
@@ -689,3 +691,34 @@ async def test_an_erasure_a_hold_read_here_keeps_part_of_waits_for_the_resend_th
         (ANN, set(everything)),
     ]
     assert [k for k, _ in sent] == [BOB, BOB, ANN, ANN, ANN, ANN]  # each keyed by subject
+
+
+async def test_an_erasure_that_comes_before_the_holds_are_read_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    """Answered retryable at once, each such erasure spent one of privops' attempts:
+    at a connector's start they were escalated as silent within seconds (review,
+    session 33). It waits for the holds, then goes ahead."""
+    service, topic, connector = KeyService(), Topic(), Erasing()
+    topic.put(0, ANN, sealed(service, state(ANN, Category.interactions)))
+    runner = runner_over(connector, topic, service.reader())
+    answers: list[r.TaskResult | None] = []
+    runner.on_answer = lambda _task, result, _dup: answers.append(result)
+    topic.records[b"bob"] = erase_task(BOB, 1, [Category.contact, Category.interactions])
+
+    async def send(_key: str, _value: bytes) -> None:
+        return None
+
+    async def commit(_offset: int) -> None:
+        return None
+
+    message = SimpleNamespace(value=b"bob", offset=1)
+    waiting = asyncio.create_task(
+        runner._handle([message], Ledger(tmp_path / "l.db"), send, commit)
+    )
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # held, not answered
+    async with Following(runner, connector):
+        await asyncio.wait_for(waiting, timeout=5)
+    assert isinstance(answers[-1], r.TaskCompleted)
+    assert connector.erased == [(BOB, {Category.contact, Category.interactions})]

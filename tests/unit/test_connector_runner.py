@@ -90,6 +90,12 @@ def test_transient_retry_delays(policy: TransientRetry, delays: list[float]) -> 
         # A dependency down, as the database driver says it: passing, not final.
         ([ConnectionRefusedError(111, "refused")] * 4, 4, Answer.failed(EXHAUSTED)),
         ([TimeoutError(), Answer.completed(1)], 2, Answer.completed(1)),
+        # Not passing: asked again, it fails the same (connector review, session 33).
+        (
+            [FileNotFoundError(2, "no such file")],
+            1,
+            Answer.failed("connector error: FileNotFoundError", retryable=False),
+        ),
         (
             [KeyError("theo.patel@example.com")],
             1,
@@ -134,6 +140,30 @@ async def test_a_call_that_hangs_is_cancelled_and_answered_retryable() -> None:
     assert answer == Answer.failed("timed out after 0.05 s", retryable=True)
     assert connector.cancelled
     assert ConnectorRunner(connector, Settings()).task_timeout == 240  # the default
+
+
+class _SlowlyFailing(Connector):
+    """Each try takes a while and fails transiently: the retries add up."""
+
+    system = System.crm
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def erase(self, task: r.Erase) -> Answer:
+        self.tries += 1
+        await asyncio.sleep(0.03)
+        raise TransientError("busy")
+
+
+async def test_the_timeout_bounds_the_task_not_each_try() -> None:
+    """Per try, four tries of 240 s each took 16 minutes (review, session 33)."""
+    connector = _SlowlyFailing()
+    slow = TransientRetry(retries=10, first_delay=0.001, multiplier=1.0)
+    runner = ConnectorRunner(connector, Settings(), retry=slow, task_timeout=0.1)
+    answer = await asyncio.wait_for(runner._execute(erase()), timeout=5)
+    assert answer == Answer.failed("timed out after 0.1 s", retryable=True)
+    assert connector.tries < 11
 
 
 def test_ledger_round_trip(tmp_path: Path) -> None:

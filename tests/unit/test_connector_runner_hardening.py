@@ -38,7 +38,12 @@ from privops.connectors.runner import key_trouble
 from privops.core import records as r
 from privops.core.admission import MAX_ANSWER_REASON_CHARS
 from privops.core.erasure import SubjectFacts, plan_erasure
-from privops.core.errors import PrivopsError, RegistryError, RuntimeUnavailable
+from privops.core.errors import (
+    PrivopsError,
+    RegistryError,
+    RegistryUnreachable,
+    RuntimeUnavailable,
+)
 from privops.core.exports import export_problem
 from privops.core.holds import LegalHold
 from privops.core.subject_keys import SubjectErased
@@ -401,7 +406,7 @@ async def test_a_registry_down_at_start_is_waited_for_not_fatal(
     runner = ConnectorRunner(_Crm({}), Settings(), ledger=tmp_path / "l.db")
     consumer = _Consumer([])
     no_kafka(runner, consumer)
-    away = RegistryError("schema registry unreachable")
+    away = RegistryUnreachable("schema registry unreachable")
     answers: list[BaseException | int] = [away, away, 0]
 
     def register_all() -> int:
@@ -425,7 +430,7 @@ async def test_a_registry_down_at_start_is_waited_for_not_fatal(
 
     def down() -> int:
         tries.append(1)
-        raise RegistryError("schema registry unreachable")
+        raise RegistryUnreachable("schema registry unreachable")
 
     monkeypatch.setattr(never.serde, "register_all", down)
     stop = asyncio.Event()
@@ -434,6 +439,17 @@ async def test_a_registry_down_at_start_is_waited_for_not_fatal(
     stop.set()
     await asyncio.wait_for(running, timeout=2.0)
     assert not idle.started
+
+    # A refusal (credentials, an unregistered schema) is raised: asking again won't mend it.
+    refused = ConnectorRunner(_Crm({}), Settings(), ledger=tmp_path / "n.db")
+    no_kafka(refused, _Consumer([]))
+
+    def refusing() -> int:
+        raise RegistryError("looking up X: the registry refused this user (401)")
+
+    monkeypatch.setattr(refused.serde, "register_all", refusing)
+    with pytest.raises(RegistryError, match="refused"):
+        await asyncio.wait_for(refused.run(asyncio.Event()), timeout=2.0)
 
 
 # --- why a key cannot be had -------------------------------------------------------------
