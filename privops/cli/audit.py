@@ -242,12 +242,18 @@ ANCHOR_CLOCK_SKEW: Final = timedelta(minutes=5)
 
 def _anchor_signers() -> Signers:
     """The signers file the worker trusts for commands: an anchors file is checked
-    against the same DPO keys (exit 2 when it cannot be read)."""
+    against the same DPO keys (exit 2 when it is missing or cannot be read)."""
+    path = settings().signers_file
+    if not path.exists():
+        fail(
+            f"no signers file at {escape(str(path))} (PRIVOPS_SIGNERS_FILE): anchors are "
+            "checked against the DPO keys the workers trust; use the workers' file"
+        )
     with handled():
-        return read_signers(settings().signers_file)
+        return read_signers(path)
 
 
-def _read_anchors(path: Path, ring: Keyring) -> Anchors:
+def _read_anchors(path: Path, ring: Keyring, *, accept_legacy: bool = False) -> Anchors:
     """The anchors in `path`: exit 2 if it is not an anchors file (or not one of this
     topic), 1 if it was changed or claims to be made in the future."""
     try:
@@ -255,7 +261,7 @@ def _read_anchors(path: Path, ring: Keyring) -> Anchors:
     except (OSError, ValueError) as exc:
         fail(f"cannot read the anchors file {escape(str(path))}: {escape(str(exc))}")
     try:
-        anchors = load_anchors(text, ring, _anchor_signers())
+        anchors = load_anchors(text, ring, _anchor_signers(), accept_legacy=accept_legacy)
     except AnchorsForged as exc:
         fail(f"{escape(str(path))}: {escape(str(exc))}", EXIT_FAILED)
     except AnchorsInvalid as exc:
@@ -359,6 +365,7 @@ def _verify_json(found: _Verified, anchors: Anchors | None, anchors_file: Path |
             "created_at": anchors.created_at.isoformat(),
             "chains": len(anchors.chains),
             "signed_by": anchors.signed_by,
+            "legacy_signature": anchors.legacy,
         },
     }
 
@@ -372,6 +379,12 @@ def verify_cmd(
         "--anchors",
         help="Also check the topic against this file from `privops audit anchor`: a "
         "chain whose anchored head is gone or changed is a break (history rewritten).",
+    ),
+    accept_legacy: bool = typer.Option(
+        False,
+        "--accept-legacy-anchors",
+        help="Also take an anchors file of privops before 0.33, signed with the audit key "
+        "(which every worker holds): only for one kept where no worker could replace it.",
     ),
     require_keyed: bool = typer.Option(
         False,
@@ -388,7 +401,11 @@ def verify_cmd(
     read a partition at a time: memory grows with the number of chains, not of records.
     """
     ring, _ = audit_keyring()
-    anchors = _read_anchors(anchors_file, ring) if anchors_file is not None else None
+    anchors = (
+        _read_anchors(anchors_file, ring, accept_legacy=accept_legacy)
+        if anchors_file is not None
+        else None
+    )
     if anchors is not None and chain and not any(c.startswith(chain) for c in anchors.chains):
         fail(
             f"--chain {chain!r}: the anchors file holds no chain under it, so nothing would be "
@@ -428,7 +445,7 @@ def verify_cmd(
                 f"{escape(str(anchors_file))} at {made:%Y-%m-%d %H:%M:%S} UTC, signed by "
                 f"{escape(anchors.signed_by or '?')}"
             )
-            if anchors.signed_by and anchors.signed_by.startswith("audit key"):
+            if anchors.legacy:
                 anchored += (
                     "\n[yellow]note[/]: signed with the audit key, which the workers hold too: "
                     "it shows the topic as it was only if the file was kept where no worker "
@@ -461,6 +478,14 @@ def anchor_cmd(
     cfg = settings()
     with handled():
         signer = signing_key(cfg, cfg.actor, say=lambda m: err_console.print(m, highlight=False))
+    trusted = _anchor_signers().root.get(signer.key_id)
+    if trusted is None or trusted.revoked_at is not None:
+        state = "revoked in" if trusted is not None else "not in"
+        fail(
+            f"{escape(cfg.actor)}'s signing key {signer.key_id} is {state} the signers file "
+            f"{escape(str(cfg.signers_file))}: an anchors file it signed would not verify "
+            "(`privops keys generate` makes a key and trusts it)"
+        )
     walker = LogVerifier(ring)
     builder = AnchorBuilder(chain)
 

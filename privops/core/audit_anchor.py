@@ -103,6 +103,9 @@ class Anchors(BaseModel):
     signed_by: str | None = Field(
         default=None, exclude=True, description="who signed it, as `load_anchors` found"
     )
+    legacy: bool = Field(
+        default=False, exclude=True, description="signed with the audit key (before 0.33)"
+    )
 
 
 class AnchorBuilder:
@@ -196,10 +199,14 @@ def _parse(text: str) -> dict[str, Any]:
     return document
 
 
-def load_anchors(text: str, ring: Keyring, signers: Signers) -> Anchors:
-    """The anchors in a file, once its signature checks: by a key ``signers`` trusts and
-    has not revoked, or (a file of an older privops) under an audit key of ``ring``.
-    ``signed_by`` says which.
+def load_anchors(
+    text: str, ring: Keyring, signers: Signers, *, accept_legacy: bool = False
+) -> Anchors:
+    """The anchors in a file, once its signature checks: by a key ``signers`` trusts
+    (one revoked only after the file's date included), or, with ``accept_legacy``, a
+    file of an older privops under an audit key of ``ring``. Without it such a file is
+    refused: every worker holds the audit key, so a worker that rewrote the topic could
+    have made it (review, session 33). ``signed_by`` says which.
 
     The signature is checked before the content is read, so an edited file is reported
     as edited whatever the edit did to its shape.
@@ -212,13 +219,21 @@ def load_anchors(text: str, ring: Keyring, signers: Signers) -> Anchors:
     if alg == SIGNATURE_ALG:
         signed_by = _check_signer(document, signature, signers)
     elif alg == LEGACY_SIGNATURE_ALG:
+        if not accept_legacy:
+            raise AnchorsForged(
+                "the anchors file is signed with the audit key (a file of privops before "
+                "0.33), which every worker holds: a worker that rewrote the topic could have "
+                "made it. Check it anyway with --accept-legacy-anchors if it was kept where "
+                "no worker could replace it, then anchor again"
+            )
         _check_legacy(document, signature, version, ring)
         signed_by = f"audit key version {version} (a file of an older privops)"
     else:
         raise AnchorsForged(f"the anchors file is not signed with {SIGNATURE_ALG}")
     content = {name: value for name, value in document.items() if name not in _SIGNATURE_FIELDS}
     try:
-        return Anchors.model_validate(content | {"signed_by": signed_by})
+        legacy = alg == LEGACY_SIGNATURE_ALG
+        return Anchors.model_validate(content | {"signed_by": signed_by, "legacy": legacy})
     except ValidationError as exc:
         raise AnchorsInvalid(f"not an anchors file: {exc.error_count()} bad field(s)") from exc
 
@@ -231,19 +246,32 @@ def _check_signer(document: Mapping[str, Any], signature: str, signers: Signers)
         raise AnchorsForged(
             f"the anchors file is signed by key {kid!r}, which the signers file does not trust"
         )
-    if entry.revoked_at is not None:
-        raise AnchorsForged(
-            f"the anchors file is signed by key {kid} of {entry.owner!r}, revoked at "
-            f"{entry.revoked_at.isoformat()} (a revoked key may have leaked, and a file's "
-            "date is its signer's word): anchor again with a current key"
-        )
     try:
         entry.verifier().verify(base64.b64decode(signature, validate=True), _signed_part(document))
     except (InvalidSignature, ValueError, binascii.Error):
         raise AnchorsForged(
             "the anchors file fails its signature check: it was changed after it was written"
         ) from None
-    return f"{entry.owner} (key {kid})"
+    if entry.revoked_at is None:
+        return f"{entry.owner} (key {kid})"
+    # A key is revoked when its owner leaves as well as when it leaks: files it signed
+    # before stay evidence (their write-once storage dates them); one dated after is not.
+    made = _created_at(document)
+    if made is None or made >= entry.revoked_at:
+        raise AnchorsForged(
+            f"the anchors file is signed by key {kid} of {entry.owner!r}, revoked at "
+            f"{entry.revoked_at.isoformat()}, and dated after that: anchor again with a "
+            "current key"
+        )
+    return f"{entry.owner} (key {kid}, revoked at {entry.revoked_at.isoformat()}, after this file)"
+
+
+def _created_at(document: Mapping[str, Any]) -> datetime | None:
+    try:
+        made = datetime.fromisoformat(str(document.get("created_at")))
+    except ValueError:
+        return None
+    return made if made.tzinfo is not None else None
 
 
 def _check_legacy(document: Mapping[str, Any], signature: str, version: int, ring: Keyring) -> None:

@@ -101,18 +101,25 @@ def test_anchors_of_an_older_privops_still_load_and_say_what_signed_them() -> No
     """Files made before session 33 are HMAC under the audit key; kept on write-once
     storage they are still evidence, even after a rotation, and read as such."""
     _, located = topic()
-    loaded = load_anchors(legacy_file(anchored(located), KEY, 1), {1: KEY, 2: OTHER_KEY}, SIGNERS)
+    old = legacy_file(anchored(located), KEY, 1)
+    # Every worker holds the audit key: without being asked to, such a file is refused.
+    with pytest.raises(AnchorsForged, match="--accept-legacy-anchors"):
+        load_anchors(old, RING, SIGNERS)
+    loaded = load_anchors(old, {1: KEY, 2: OTHER_KEY}, SIGNERS, accept_legacy=True)
+    assert loaded.legacy
     assert loaded.chains == anchored(located).chains
     assert loaded.key_version == 1
     assert loaded.signed_by == "audit key version 1 (a file of an older privops)"
     document = json.loads(legacy_file(anchored(located), KEY, 1))
     document["chains"]["req-1"]["seq"] = 2
     with pytest.raises(AnchorsForged, match="fails its signature check"):
-        load_anchors(json.dumps(document), RING, SIGNERS)
+        load_anchors(json.dumps(document), RING, SIGNERS, accept_legacy=True)
     with pytest.raises(AnchorsForged, match="another audit key"):
-        load_anchors(legacy_file(anchored(located), OTHER_KEY, 1), RING, SIGNERS)
+        load_anchors(
+            legacy_file(anchored(located), OTHER_KEY, 1), RING, SIGNERS, accept_legacy=True
+        )
     with pytest.raises(AnchorsForged, match="version 7, which is not in the keyring"):
-        load_anchors(legacy_file(anchored(located), KEY, 7), RING, SIGNERS)
+        load_anchors(legacy_file(anchored(located), KEY, 7), RING, SIGNERS, accept_legacy=True)
 
 
 def test_a_worker_cannot_make_anchors_for_a_log_it_rewrote() -> None:
@@ -124,9 +131,16 @@ def test_a_worker_cannot_make_anchors_for_a_log_it_rewrote() -> None:
     by_worker = dump_anchors(anchored(located), WORKER, 1)
     with pytest.raises(AnchorsForged, match="which the signers file does not trust"):
         load_anchors(by_worker, RING, SIGNERS)
+    signed = dump_anchors(anchored(located), DPO, 1)  # dated NOW
     revoked = SIGNERS.revoked(DPO.key_id, NOW)
-    with pytest.raises(AnchorsForged, match="revoked at"):
-        load_anchors(dump_anchors(anchored(located), DPO, 1), RING, revoked)
+    with pytest.raises(AnchorsForged, match=r"revoked at .* and dated after that"):
+        load_anchors(signed, RING, revoked)
+    # A key revoked after the file was made (its owner left): the file is still evidence.
+    later = SIGNERS.revoked(DPO.key_id, NOW + timedelta(days=30))
+    kept = load_anchors(signed, RING, later)
+    assert kept.signed_by is not None
+    assert "revoked at" in kept.signed_by
+    assert not kept.legacy
 
 
 Edit = Callable[[dict[str, Any]], None]
@@ -587,3 +601,49 @@ def test_cli_verify_of_an_empty_topic_with_a_chain_prefix_is_ok(on_topic: list[L
     assert "checked 0 audit record(s)" in text
     on_topic.extend(topic()[1])
     assert cli("verify", "--chain", "privops-typo/")[0] == 2
+
+
+def test_cli_verify_takes_an_old_anchors_file_only_when_asked(
+    on_topic: list[Located], tmp_path: Path
+) -> None:
+    """A file signed with the audit key (before 0.33) could have been made by any
+    worker; it is checked only with --accept-legacy-anchors, and said to prove less."""
+    on_topic.extend(topic()[1])
+    path = tmp_path / "old-anchors.json"
+    path.write_text(legacy_file(anchored(on_topic), KEY, 1))
+    code, text = cli("verify", "--anchors", str(path))
+    assert code == 1, text
+    assert "--accept-legacy-anchors" in text
+    code, text = cli("verify", "--anchors", str(path), "--accept-legacy-anchors")
+    assert code == 0, text
+    assert "signed with the audit key, which the workers hold too" in text
+    code, text = cli("verify", "--anchors", str(path), "--accept-legacy-anchors", "--json")
+    assert json.loads(text)["anchors"]["legacy_signature"] is True
+
+
+def test_cli_anchors_need_the_signers_file_and_a_trusted_key(
+    on_topic: list[Located], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing signers file was reported as forgery (exit 1), and `anchor` signed with
+    a key the workers do not trust, writing a file that could never verify (review)."""
+    on_topic.extend(topic()[1])
+    made = tmp_path / "anchors.json"
+    code, text = cli("anchor", "--out", str(made))
+    assert code == 0, text
+    monkeypatch.setenv("PRIVOPS_SIGNERS_FILE", str(tmp_path / "nowhere.json"))
+    get_settings.cache_clear()
+    try:
+        code, text = cli("verify", "--anchors", str(made))
+        assert code == 2, text
+        assert "no signers file at" in text
+        assert "nowhere.json" in text
+        monkeypatch.setenv("PRIVOPS_SIGNERS_FILE", str(tmp_path / "other-signers.json"))
+        (tmp_path / "other-signers.json").write_text("{}")
+        get_settings.cache_clear()
+        code, text = cli("anchor", "--out", str(tmp_path / "again.json"))
+        assert code == 2, text
+        assert "is not in the signers file" in text
+        assert not (tmp_path / "again.json").exists()
+    finally:
+        monkeypatch.delenv("PRIVOPS_SIGNERS_FILE")
+        get_settings.cache_clear()
