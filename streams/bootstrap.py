@@ -35,7 +35,7 @@ def changelog_specs() -> list[TopicSpec]:
 def ensure_topics() -> list[TopicOutcome]:
     """Create what is missing; ``ConfigError`` (the worker does not start) for a topic
     with another partition count than the catalogue's (``partition_problems``), or a
-    production cluster of three brokers or more given no replication factor. A topic
+    production cluster of two brokers or more given no replication factor. A topic
     with another replica count than the setting's is logged."""
     app.discover()  # tables are declared by the agent modules
     if settings.env == "prod" and "replication_factor" not in settings.model_fields_set:

@@ -179,20 +179,22 @@ def producer_options(bootstrap: str) -> dict[str, Any]:
     return {"bootstrap_servers": bootstrap, "acks": "all", "enable_idempotence": True}
 
 
-MIN_REPLICATED_BROKERS: Final = 3
+MIN_REPLICATED_BROKERS: Final = 2
 
 
 def one_copy_problem(brokers: int) -> str | None:
     """What is wrong with the default of one copy per topic on a production cluster of
-    ``brokers``: from three brokers on, privacy.audit (ten years) and the subjects' keys
-    would live on one broker's disk (ops review, session 33). The worker asks only when
-    PRIVOPS_ENV=prod and PRIVOPS_REPLICATION_FACTOR is not set: said, one copy stands."""
+    ``brokers`` answering: from two on (three, one of them down), privacy.audit (ten
+    years) and the subjects' keys would live on one broker's disk (ops review, session
+    33). The worker asks only when PRIVOPS_ENV=prod and PRIVOPS_REPLICATION_FACTOR is not
+    set: said, one copy stands."""
     if brokers < MIN_REPLICATED_BROKERS:
         return None
     return (
         f"the Kafka cluster has {brokers} brokers and PRIVOPS_REPLICATION_FACTOR is not "
         "set: every privops topic (the audit trail, the subjects' keys) would have one "
-        "copy; set it to 3 (min.insync.replicas 2 follows), or to 1 on purpose"
+        "copy; set it to the copies the cluster keeps (3 gives min.insync.replicas 2), or "
+        "to 1 on purpose"
     )
 
 
