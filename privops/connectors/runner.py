@@ -110,8 +110,6 @@ T = TypeVar("T")
 R = TypeVar("R", bound=Record)
 
 ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
-# How ``encryption`` words the key service's answers: only the status is read from them;
-# the rest (the worker's reason, a subject or key id) never reaches the log.
 TASK_TIMEOUT_SECONDS: Final = 240.0
 """How long one task's execution (every in-process retry included) may take: under
 aiokafka's max.poll.interval (300 s), past which a task alone loses the partition."""
@@ -123,6 +121,8 @@ REGISTRY_RETRY_MAX_SECONDS: Final = 30.0
 MAX_ANSWER_BYTES: Final = 512 * 1024
 """Half the producer's default request limit (1 MiB): an answer carries a reason (cut to
 500 characters), categories and an export's reference, never the data itself."""
+# How ``encryption`` words the key service's answers: only the status is read from them;
+# the rest (the worker's reason, a subject or key id) never reaches the log.
 _REFUSED = re.compile(r"refused this caller \((\d{3})\b")
 _ANSWERED = re.compile(r" answered (\d{3})$")
 
@@ -235,8 +235,8 @@ class ConnectorRunner:
     ``keys`` opens the tasks' personal fields and encrypts the answers'; by default
     privops' key service at ``worker_url`` (default: the worker settings name), with the
     KEK in ``settings.kek_file`` (``encryption.worker_keys``), made when :meth:`run` starts.
-    ``task_timeout``: seconds one call of the connector may take before it is cancelled
-    and answered retryable (None: no limit).
+    ``task_timeout``: seconds one task's execution (its in-process retries included) may
+    take before it is cancelled and answered retryable (None: no limit).
     """
 
     def __init__(
@@ -769,7 +769,7 @@ class ConnectorRunner:
         limit = asyncio.timeout(self.task_timeout)
         try:
             async with limit:
-                answer = await self._tries(task)
+                answer = await self._tries(task, limit.expired)
         except TimeoutError:
             if not limit.expired():
                 raise
@@ -783,7 +783,10 @@ class ConnectorRunner:
             return Answer.failed(f"timed out after {self.task_timeout:g} s", retryable=True)
         return answer
 
-    async def _tries(self, task: Task) -> Answer:
+    async def _tries(self, task: Task, expired: Callable[[], bool]) -> Answer:
+        """The connector's answer, a transient error tried again after each delay of
+        ``self.retry``; no try after ``expired`` (a connector that swallowed the
+        timeout's cancellation would otherwise be called again, uncancelled)."""
         for delay in (*self.retry.delays(), None):
             try:
                 return await self.connector.handle(task)
@@ -792,7 +795,7 @@ class ConnectorRunner:
             # ledger to every re-send once the database was back (connector review,
             # session 33). Other OSErrors (a missing file, a permission) are not.
             except (TransientError, ConnectionError, TimeoutError):
-                if delay is None:
+                if delay is None or expired():
                     return Answer.failed("transient error, retries exhausted", retryable=True)
                 TRANSIENT_RETRIES.labels(self.system, str(task.action)).inc()
                 await asyncio.sleep(delay)
