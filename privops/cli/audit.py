@@ -54,6 +54,7 @@ from privops.core.audit_anchor import (
     Anchors,
     AnchorsForged,
     AnchorsInvalid,
+    AnchorsUntrusted,
     dump_anchors,
     load_anchors,
 )
@@ -253,7 +254,9 @@ def _anchor_signers() -> Signers:
         return read_signers(path)
 
 
-def _read_anchors(path: Path, ring: Keyring, *, accept_legacy: bool = False) -> Anchors:
+def _read_anchors(
+    path: Path, ring: Keyring, *, accept_legacy: bool = False, accept_revoked: bool = False
+) -> Anchors:
     """The anchors in `path`: exit 2 if it is not an anchors file (or not one of this
     topic), 1 if it was changed or claims to be made in the future."""
     try:
@@ -261,9 +264,17 @@ def _read_anchors(path: Path, ring: Keyring, *, accept_legacy: bool = False) -> 
     except (OSError, ValueError) as exc:
         fail(f"cannot read the anchors file {escape(str(path))}: {escape(str(exc))}")
     try:
-        anchors = load_anchors(text, ring, _anchor_signers(), accept_legacy=accept_legacy)
+        anchors = load_anchors(
+            text,
+            ring,
+            _anchor_signers(),
+            accept_legacy=accept_legacy,
+            accept_revoked=accept_revoked,
+        )
     except AnchorsForged as exc:
         fail(f"{escape(str(path))}: {escape(str(exc))}", EXIT_FAILED)
+    except AnchorsUntrusted as exc:  # a question of trust, asked with a flag: not a break
+        fail(f"{escape(str(path))}: {escape(str(exc))}")
     except AnchorsInvalid as exc:
         fail(f"{escape(str(path))}: {escape(str(exc))}")
     if anchors.topic != AUDIT:
@@ -386,6 +397,12 @@ def verify_cmd(
         help="Also take an anchors file of privops before 0.33, signed with the audit key "
         "(which every worker holds): only for one kept where no worker could replace it.",
     ),
+    accept_revoked: bool = typer.Option(
+        False,
+        "--accept-revoked-signer",
+        help="Also take an anchors file signed by a DPO key revoked since (its owner left): "
+        "only for one whose storage dates it before the revocation.",
+    ),
     require_keyed: bool = typer.Option(
         False,
         "--require-keyed",
@@ -402,7 +419,9 @@ def verify_cmd(
     """
     ring, _ = audit_keyring()
     anchors = (
-        _read_anchors(anchors_file, ring, accept_legacy=accept_legacy)
+        _read_anchors(
+            anchors_file, ring, accept_legacy=accept_legacy, accept_revoked=accept_revoked
+        )
         if anchors_file is not None
         else None
     )

@@ -43,9 +43,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,11 +114,21 @@ ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
 TASK_TIMEOUT_SECONDS: Final = 240.0
 """How long one task's execution (every in-process retry included) may take: under
 aiokafka's max.poll.interval (300 s), past which a task alone loses the partition."""
-HOLDS_WAIT_SECONDS: Final = 60.0
-"""How long an erasure waits for the legal holds to be read before it is answered
-retryable."""
+HOLDS_WAIT_SECONDS: Final = 20.0
+"""How long erasures wait for the legal holds to be read before they are answered
+retryable: one budget per time the holds are not read (at a start they are read within
+seconds), not one per erasure."""
 REGISTRY_RETRY_SECONDS: Final = 1.0
 REGISTRY_RETRY_MAX_SECONDS: Final = 30.0
+PERMANENT_OS_ERRORS: Final = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    ssl.SSLCertVerificationError,
+)
+"""OSErrors a handler lets out that asking again does not mend: a connector error."""
 MAX_ANSWER_BYTES: Final = 512 * 1024
 """Half the producer's default request limit (1 MiB): an answer carries a reason (cut to
 500 characters), categories and an export's reference, never the data itself."""
@@ -282,6 +293,10 @@ class ConnectorRunner:
         self._key_troubles: set[str] = set()
         self.holds = HoldReader(connector, self._decode_record, self._open_record)
         self.holds_ready = self.holds.ready
+        self._stop: asyncio.Event | None = None
+        """The current run's stop event (set by ``_handle``): waits inside a task hear it."""
+        self._holds_wait_until: float | None = None
+        """When erasures stop waiting for the holds to be read (``_wait_for_holds``)."""
 
     @property
     def keys(self) -> KeySource:
@@ -446,6 +461,7 @@ class ConnectorRunner:
         later attempt in the same fetch replaces (``_superseded``); each offset committed
         once its task is answered. ``_Stopping`` when ``stop`` is set while the fetch
         waits for the schema registry."""
+        self._stop = stop
         decoded = [(m, await self._decode(m.value, m.offset, stop)) for m in messages]
         later = await self._superseded(decoded)
         for msg, task in decoded:
@@ -659,14 +675,15 @@ class ConnectorRunner:
         """A retryable failure instead of executing an erasure that a legal hold read
         here keeps part of (``HoldReader.blocks``: privops re-sends it with the held
         categories kept), or one that comes while the holds are not read (at start, or
-        not confirmed lately) and stay unread for HOLDS_WAIT_SECONDS: what an erasure
-        deletes does not come back. Waited for here, not answered at once, since each
+        not confirmed lately) and stay unread through ``_wait_for_holds``: what an erasure
+        deletes does not come back. Waited for, not answered at once, since each
         retryable answer spends one of privops' attempts. None when it may go ahead."""
         if not isinstance(task, Erase):
             return None
-        if not self.holds.ready.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self.holds.ready.wait(), HOLDS_WAIT_SECONDS)
+        if self.holds.ready.is_set():
+            self._holds_wait_until = None  # read: the next time they are not, a new budget
+        else:
+            await self._wait_for_holds()
         if not self.holds.ready.is_set():
             why = "the legal holds at this system are not read yet"
         elif blocked := self.holds.blocks(task):
@@ -678,6 +695,29 @@ class ConnectorRunner:
             return None
         log.warning("task %s (erase) attempt %d: not executed: %s", task.task_id, task.attempt, why)
         return Answer.failed(why, retryable=True)
+
+    async def _wait_for_holds(self) -> None:
+        """Wait for the legal holds to be read: one budget of HOLDS_WAIT_SECONDS for the
+        whole time they are not (the erasures after it are answered at once, or a fetch
+        of them would wait its length over and lose the partition), and never past
+        ``stop`` (``_Stopping``: the fetch stays uncommitted, read again at the next
+        start). Per erasure, a stop waited a minute for each one left in the fetch."""
+        now = time.monotonic()
+        if self._holds_wait_until is None:
+            self._holds_wait_until = now + HOLDS_WAIT_SECONDS
+        left = self._holds_wait_until - now
+        events = [self.holds.ready] + ([self._stop] if self._stop is not None else [])
+        if left > 0:
+            waits = [asyncio.ensure_future(e.wait()) for e in events]
+            try:
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        if self.holds.ready.is_set():
+            self._holds_wait_until = None  # read: the next time they are not, a new budget
+        elif self._stop is not None and self._stop.is_set():
+            raise _Stopping
 
     async def _ready(
         self, task: Task, sealed_with: str | None, returned: object
@@ -783,6 +823,10 @@ class ConnectorRunner:
             return Answer.failed(f"timed out after {self.task_timeout:g} s", retryable=True)
         return answer
 
+    def _connector_error(self, task: Task, exc: BaseException) -> Answer:
+        log.error("task %s (%s) raised %s", task.task_id, task.action, type(exc).__name__)
+        return Answer.failed(f"connector error: {type(exc).__name__}", retryable=False)
+
     async def _tries(self, task: Task, expired: Callable[[], bool]) -> Answer:
         """The connector's answer, a transient error tried again after each delay of
         ``self.retry``; no try after ``expired`` (a connector that swallowed the
@@ -790,11 +834,14 @@ class ConnectorRunner:
         for delay in (*self.retry.delays(), None):
             try:
                 return await self.connector.handle(task)
-            # A dependency that cannot be reached now (a refused connection, a timeout) is
-            # as passing as a TransientError: answered final, it was replayed from the
-            # ledger to every re-send once the database was back (connector review,
-            # session 33). Other OSErrors (a missing file, a permission) are not.
-            except (TransientError, ConnectionError, TimeoutError):
+            # A dependency that cannot be reached now (a refused connection, a timeout, no
+            # route, a DNS failure) is as passing as a TransientError: answered final, it
+            # was replayed from the ledger to every re-send once the database was back
+            # (connector review, session 33). An OSError that asking again cannot mend
+            # (a missing file, a permission, an untrusted certificate) is not.
+            except (TransientError, OSError) as exc:
+                if isinstance(exc, PERMANENT_OS_ERRORS):
+                    return self._connector_error(task, exc)
                 if delay is None or expired():
                     return Answer.failed("transient error, retries exhausted", retryable=True)
                 TRANSIENT_RETRIES.labels(self.system, str(task.action)).inc()
@@ -803,8 +850,7 @@ class ConnectorRunner:
             # become an answer, or the task would stall uncommitted. The type only is kept:
             # exception messages can carry the subject's data.
             except Exception as exc:  # noqa: BLE001
-                log.error("task %s (%s) raised %s", task.task_id, task.action, type(exc).__name__)
-                return Answer.failed(f"connector error: {type(exc).__name__}", retryable=False)
+                return self._connector_error(task, exc)
         raise AssertionError("unreachable: the last delay is None")
 
 

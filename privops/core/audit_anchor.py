@@ -33,9 +33,11 @@ The file is signed with Ed25519 by the DPO who made it (their command signing ke
 which holds the audit key and may write the topic, cannot make one for a log it
 rewrote. It carries the audit key version of its day, for the retired-key check above.
 Files of sessions before 33 are signed with HMAC-SHA256 under a key derived from the
-audit key (``alg`` says which); kept on write-once storage they are still read, and the
-check says they prove less: whoever holds the audit key, the workers included, could
-have made one (contract review, session 33).
+audit key (``alg`` says which). Whoever holds the audit key, the workers included, could
+have made one, so they are read only when asked (``accept_legacy``: a file kept where no
+worker could replace it), and said to prove less (contract review, session 33). So is a
+file signed by a DPO key revoked since (``accept_revoked``): its date is its signer's
+word.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ class AnchorsInvalid(DomainError):
 
 class AnchorsForged(PrivopsError):
     """An anchors file whose signature does not check: changed since it was written."""
+
+
+class AnchorsUntrusted(DomainError):
+    """An anchors file whose signature checks under a key that proves less (the audit
+    key of a file before 0.33, a signer's key revoked since): taken only when asked."""
 
 
 class ChainHead(BaseModel):
@@ -200,10 +207,15 @@ def _parse(text: str) -> dict[str, Any]:
 
 
 def load_anchors(
-    text: str, ring: Keyring, signers: Signers, *, accept_legacy: bool = False
+    text: str,
+    ring: Keyring,
+    signers: Signers,
+    *,
+    accept_legacy: bool = False,
+    accept_revoked: bool = False,
 ) -> Anchors:
     """The anchors in a file, once its signature checks: by a key ``signers`` trusts
-    (one revoked only after the file's date included), or, with ``accept_legacy``, a
+    (with ``accept_revoked``, one revoked after the file's date), or, with ``accept_legacy``, a
     file of an older privops under an audit key of ``ring``. Without it such a file is
     refused: every worker holds the audit key, so a worker that rewrote the topic could
     have made it (review, session 33). ``signed_by`` says which.
@@ -217,10 +229,10 @@ def load_anchors(
         raise AnchorsForged("the anchors file carries no signature")
     alg = document.get("alg")
     if alg == SIGNATURE_ALG:
-        signed_by = _check_signer(document, signature, signers)
+        signed_by = _check_signer(document, signature, signers, accept_revoked)
     elif alg == LEGACY_SIGNATURE_ALG:
         if not accept_legacy:
-            raise AnchorsForged(
+            raise AnchorsUntrusted(
                 "the anchors file is signed with the audit key (a file of privops before "
                 "0.33), which every worker holds: a worker that rewrote the topic could have "
                 "made it. Check it anyway with --accept-legacy-anchors if it was kept where "
@@ -238,8 +250,11 @@ def load_anchors(
         raise AnchorsInvalid(f"not an anchors file: {exc.error_count()} bad field(s)") from exc
 
 
-def _check_signer(document: Mapping[str, Any], signature: str, signers: Signers) -> str:
-    """Whose trusted key signed ``document`` ("owner (key id)"), or AnchorsForged."""
+def _check_signer(
+    document: Mapping[str, Any], signature: str, signers: Signers, accept_revoked: bool
+) -> str:
+    """Whose trusted key signed ``document`` ("owner (key id)"), or AnchorsForged, or
+    AnchorsUntrusted for a revoked key not ``accept_revoked``."""
     kid = document.get("signer")
     entry = signers.root.get(kid) if isinstance(kid, str) else None
     if entry is None:
@@ -254,9 +269,19 @@ def _check_signer(document: Mapping[str, Any], signature: str, signers: Signers)
         ) from None
     if entry.revoked_at is None:
         return f"{entry.owner} (key {kid})"
-    # A key is revoked when its owner leaves as well as when it leaks: files it signed
-    # before stay evidence (their write-once storage dates them); one dated after is not.
+    # A key is revoked when its owner leaves as well as when it leaks. The file's date is
+    # its signer's word, so a leaked key can backdate one: taken only when asked, for a
+    # file whose write-once storage dates it before the revocation; one dated after is
+    # refused outright (review, session 33).
     made = _created_at(document)
+    revoked = entry.revoked_at.isoformat()
+    if made is not None and made < entry.revoked_at and not accept_revoked:
+        raise AnchorsUntrusted(
+            f"the anchors file is signed by key {kid} of {entry.owner!r}, revoked at "
+            f"{revoked}; its date is the signer's word, so whoever held a leaked key could "
+            "have made it. If its storage dates it before the revocation, check it with "
+            "--accept-revoked-signer"
+        )
     if made is None or made >= entry.revoked_at:
         raise AnchorsForged(
             f"the anchors file is signed by key {kid} of {entry.owner!r}, revoked at "

@@ -5,8 +5,10 @@ answer is overdue it is re-sent (same task id; systems treat it idempotently) an
 the data map's backoff for that attempt (``RetryPolicy.delay_after``), capped at the
 longest step. After ``max_attempts`` the task is escalated once (alert, audit, metric)
 and from then on re-sent at the longest backoff, so a system that comes back answers it
-without anyone re-submitting the request. A retryable failure is retried at the next
-sweep, with the usual backoff.
+without anyone re-submitting the request. A retryable failure ("retry later") is
+re-sent after the backoff of the attempt it answered (``retry_later``). A task escalated
+on either is said to have had no final answer, or to be silent, as it was. A system
+answering "failed" for good is escalated too (``escalate``, from the answer).
 
 "Is it due?" is decided here only (``is_due``); the worker's schedule merely indexes
 ``next_checks`` so the sweep costs what is due, and the workflow re-asks ``is_due``
@@ -85,7 +87,9 @@ def on_overdue(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome)
     task.state = TaskState.escalated
     # An escalated task waits as long as its next attempt would before it is re-sent.
     task.next_check_at = ctx.now + answer_window(spec, task.attempts + 1)
-    escalate(rec, task, ctx, out, "escalated", f"silent after {task.attempts} attempts")
+    # A system that kept answering "retry later" was not silent: said so (review).
+    told = "no final answer" if task.outcome_reason else "silent"
+    escalate(rec, task, ctx, out, "escalated", f"{told} after {task.attempts} attempts")
 
 
 def escalate(
@@ -136,7 +140,8 @@ def retry_later(task: TaskRecord, spec: SystemSpec, now: datetime) -> None:
     """A retryable failure: due again after the system's backoff for the attempt that
     failed. Due at the next sweep, as until session 33, a system answering "not now"
     at once used up every attempt in seconds and was escalated as silent (review)."""
-    task.next_check_at = now + timedelta(seconds=spec.retry.delay_after(max(task.attempts, 1)))
+    step = min(max(task.attempts, 1), spec.retry.max_attempts)  # as answer_window caps it
+    task.next_check_at = now + timedelta(seconds=spec.retry.delay_after(step))
 
 
 def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> None:

@@ -26,6 +26,7 @@ from privops.core.audit_anchor import (
     Anchors,
     AnchorsForged,
     AnchorsInvalid,
+    AnchorsUntrusted,
     Located,
     build_anchors,
     check_anchors,
@@ -103,7 +104,7 @@ def test_anchors_of_an_older_privops_still_load_and_say_what_signed_them() -> No
     _, located = topic()
     old = legacy_file(anchored(located), KEY, 1)
     # Every worker holds the audit key: without being asked to, such a file is refused.
-    with pytest.raises(AnchorsForged, match="--accept-legacy-anchors"):
+    with pytest.raises(AnchorsUntrusted, match="--accept-legacy-anchors"):
         load_anchors(old, RING, SIGNERS)
     loaded = load_anchors(old, {1: KEY, 2: OTHER_KEY}, SIGNERS, accept_legacy=True)
     assert loaded.legacy
@@ -135,9 +136,12 @@ def test_a_worker_cannot_make_anchors_for_a_log_it_rewrote() -> None:
     revoked = SIGNERS.revoked(DPO.key_id, NOW)
     with pytest.raises(AnchorsForged, match=r"revoked at .* and dated after that"):
         load_anchors(signed, RING, revoked)
-    # A key revoked after the file was made (its owner left): the file is still evidence.
+    # A key revoked after the file's date (its owner left): its date is the signer's
+    # word, so the file is taken only when asked (its storage dates it).
     later = SIGNERS.revoked(DPO.key_id, NOW + timedelta(days=30))
-    kept = load_anchors(signed, RING, later)
+    with pytest.raises(AnchorsUntrusted, match="--accept-revoked-signer"):
+        load_anchors(signed, RING, later)
+    kept = load_anchors(signed, RING, later, accept_revoked=True)
     assert kept.signed_by is not None
     assert "revoked at" in kept.signed_by
     assert not kept.legacy
@@ -612,7 +616,7 @@ def test_cli_verify_takes_an_old_anchors_file_only_when_asked(
     path = tmp_path / "old-anchors.json"
     path.write_text(legacy_file(anchored(on_topic), KEY, 1))
     code, text = cli("verify", "--anchors", str(path))
-    assert code == 1, text
+    assert code == 2, text  # a question of trust, not a break in the chains
     assert "--accept-legacy-anchors" in text
     code, text = cli("verify", "--anchors", str(path), "--accept-legacy-anchors")
     assert code == 0, text

@@ -74,7 +74,8 @@ SURFACE = [
     "request hold list: --subject --json",
     "consent check: SUBJECT --purpose --channel --json",
     "audit show: ID_ --json",
-    "audit verify: --json --chain --anchors --accept-legacy-anchors --require-keyed",
+    "audit verify: --json --chain --anchors --accept-legacy-anchors --accept-revoked-signer "
+    "--require-keyed",
     "audit anchor: --out --chain --json",
     "audit report: --from --to --chain --json",
     "simulate: --data-dir --customers --events --date --slow --fail-first --silent"

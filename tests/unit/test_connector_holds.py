@@ -722,3 +722,50 @@ async def test_an_erasure_that_comes_before_the_holds_are_read_waits_for_them(
         await asyncio.wait_for(waiting, timeout=5)
     assert isinstance(answers[-1], r.TaskCompleted)
     assert connector.erased == [(BOB, {Category.contact, Category.interactions})]
+
+
+async def test_erasures_share_one_wait_for_the_holds_and_a_stop_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per erasure, a fetch of fifty waited fifty minutes for holds that could not be
+    read, past the consumer's poll interval, and a stop waited for each (review,
+    session 33). Now the erasures share one wait, and ``stop`` ends it with nothing
+    answered or committed (the fetch is read again at the next start)."""
+    monkeypatch.setattr(runner_mod, "HOLDS_WAIT_SECONDS", 0.3)
+    topic, connector = Topic(), Erasing()
+    runner = runner_over(connector, topic, KeyService().reader())
+    answers: list[r.TaskResult | None] = []
+    runner.on_answer = lambda _task, result, _dup: answers.append(result)
+    committed: list[int] = []
+
+    async def send(_key: str, _value: bytes) -> None:
+        return None
+
+    async def commit(offset: int) -> None:
+        committed.append(offset)
+
+    everything = [Category.contact, Category.interactions]
+    for n in range(5):
+        task = erase_task(BOB, 1, everything).model_copy(
+            update={"task_id": f"R-{n}:telephony:erase", "request_id": f"R-{n}"}
+        )
+        topic.records[f"t{n}".encode()] = task
+    fetch = [SimpleNamespace(value=f"t{n}".encode(), offset=n) for n in range(5)]
+    started = asyncio.get_running_loop().time()
+    await runner._handle(fetch, Ledger(tmp_path / "l.db"), send, commit, asyncio.Event())
+    took = asyncio.get_running_loop().time() - started
+    assert took < 1.0  # one wait of 0.3 s, not five
+    assert [type(a) for a in answers] == [r.TaskFailed] * 5
+    assert connector.erased == []
+
+    stop = asyncio.Event()
+    runner._holds_wait_until = None  # a new time the holds are not read
+    later = [SimpleNamespace(value=b"t0", offset=9)]
+    waiting = asyncio.create_task(
+        runner._handle(later, Ledger(tmp_path / "m.db"), send, commit, stop)
+    )
+    await asyncio.sleep(0.05)
+    stop.set()
+    with pytest.raises(runner_mod._Stopping):
+        await asyncio.wait_for(waiting, timeout=2)
+    assert committed == [1, 2, 3, 4, 5]  # the stopped fetch's offset stays uncommitted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,6 +141,32 @@ async def test_a_call_that_hangs_is_cancelled_and_answered_retryable() -> None:
     assert answer == Answer.failed("timed out after 0.05 s", retryable=True)
     assert connector.cancelled
     assert ConnectorRunner(connector, Settings()).task_timeout == 240  # the default
+
+
+class _Stubborn(Connector):
+    """Swallows the cancellation and carries on: the runner must not call it again."""
+
+    system = System.crm
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def erase(self, task: r.Erase) -> Answer:
+        self.calls += 1
+        if self.calls > 1:  # called again: hangs (the test's own wait_for ends it)
+            await asyncio.sleep(3600)
+        # A driver that turns cancellation into its own error (or into nothing).
+        with suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        raise ConnectionError("gave up")
+
+
+async def test_a_connector_that_swallows_the_cancellation_is_not_called_again() -> None:
+    connector = _Stubborn()
+    runner = ConnectorRunner(connector, Settings(), retry=FAST, task_timeout=0.05)
+    answer = await asyncio.wait_for(runner._execute(erase()), timeout=5)
+    assert answer == Answer.failed("timed out after 0.05 s", retryable=True)
+    assert connector.calls == 1
 
 
 class _SlowlyFailing(Connector):

@@ -13,7 +13,7 @@ from privops.core.datamap import RetryPolicy, SystemSpec
 from privops.core.errors import DecodeError
 from privops.core.holds import LegalHold
 from privops.core.request import Context, FollowupItem, Outcome, RequestRecord, TaskRecord
-from privops.core.retries import answer_window, is_due, next_checks, on_overdue
+from privops.core.retries import answer_window, is_due, next_checks, on_overdue, retry_later
 from privops.core.schedule import Schedule
 from privops.core.sweep import Alerted
 from privops.core.ticks import Tick, TickKind, parse_tick
@@ -49,6 +49,32 @@ SPEC = SystemSpec(
 )
 def test_answer_window(attempt: int, seconds: float) -> None:
     assert answer_window(SPEC, attempt) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "seconds"),
+    [(1, 5), (2, 10), (3, 20), (4, 20), (20, 20)],  # capped at the longest step
+)
+def test_a_retryable_failure_waits_the_backoff_of_its_attempt(attempts: int, seconds: int) -> None:
+    """Re-sent at the next sweep, a system answering "retry later" at once used every
+    attempt in seconds; uncapped, the 20th waited weeks (reviews, session 33)."""
+    task = record(attempts=attempts).tasks["R:crm:erase"]
+    retry_later(task, SPEC, NOW)
+    assert task.next_check_at == NOW + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [(None, "crm silent after 3 attempts"), ("busy", "crm no final answer after 3 attempts")],
+)
+def test_an_escalation_says_whether_the_system_answered(reason: str | None, said: str) -> None:
+    """A system that kept answering "retry later" was not silent (review, session 33)."""
+    rec = record(attempts=3, outcome_reason=reason)
+    ctx = Context(now=NOW, today=NOW.date(), datamap=load_datamap(), subject_ref="sr")
+    out = Outcome(record=rec)
+    on_overdue(rec, rec.tasks["R:crm:erase"], ctx, out)
+    [step] = [a for a in out.audit if a.action == "task_escalated"]
+    assert step.reason == said
 
 
 def record(

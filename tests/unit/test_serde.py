@@ -26,7 +26,7 @@ from privops.adapters.bounds import MAX_COLLECTION_ITEMS, Node, check_items, pla
 from privops.adapters.guard import MAX_PAYLOAD_BYTES, MAX_REGISTRY_ANSWER_BYTES, guarded
 from privops.adapters.serde import Serde, frame
 from privops.adapters.settings import Settings
-from privops.core.errors import DecodeError, RegistryError
+from privops.core.errors import DecodeError, RegistryError, RegistryUnreachable
 from privops.core.records import RECORDS_BY_NAME, IdentityVerified, Record
 from tests.unit.test_schemas import build
 
@@ -614,3 +614,28 @@ def test_the_configured_registry_user_is_who_asks(use_async: bool) -> None:
 def test_registry_credentials_are_set_apart_and_together(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings(**env)  # type: ignore[arg-type]
+
+
+def _not_reachable(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.mark.parametrize(
+    ("answer", "unreachable"),
+    [
+        (lambda request: httpx.Response(503, json={"error_code": 50301}), True),
+        (_not_reachable, True),
+        (lambda request: httpx.Response(401, json={"message": "no"}), False),
+        (lambda request: httpx.Response(409, json={"message": "incompatible"}), False),
+    ],
+    ids=["registry-failing", "not-reachable", "refused", "incompatible"],
+)
+def test_registration_says_whether_asking_again_can_help(
+    answer: Callable[[httpx.Request], httpx.Response], unreachable: bool
+) -> None:
+    """A connector waits out a registry it cannot reach or that fails (RegistryUnreachable)
+    and stops on a refusal, which asking again will not mend (review, session 33)."""
+    serde = Serde("http://registry.invalid", SCHEMAS, transport=httpx.MockTransport(answer))
+    with pytest.raises(RegistryError) as raised:
+        serde.register_all()
+    assert isinstance(raised.value, RegistryUnreachable) is unreachable
