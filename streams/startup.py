@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from privops.adapters import web_tls
 from privops.adapters.kafka import cluster_id
-from privops.adapters.settings import Settings
+from privops.adapters.settings import Settings, is_loopback
 from privops.core.errors import ConfigError, RuntimeUnavailable
 from streams.context import collaborators
 from streams.keystore import load_kek
@@ -138,7 +138,7 @@ def check_web_tls(settings: Settings, bind: str | None = None, advertised: str =
             "(NODE_CANONICAL_URL in the environment?): unset it, or set "
             "PRIVOPS_WEB_ADVERTISED_URL=https://..."
         )
-    if settings.web_tls_cert is None and not web_tls.is_loopback(bind):
+    if settings.web_tls_cert is None and not is_loopback(bind):
         log.warning(
             "the HTTP API listens on %s without TLS: callers' passwords cross the network "
             "in the clear (PRIVOPS_WEB_TLS_CERT, PRIVOPS_WEB_TLS_KEY)",

@@ -387,7 +387,7 @@ class Settings(BaseSettings):
         # against a remote cluster, unsaid (ops and connector reviews, session 33).
         if "env" in self.model_fields_set:
             return self
-        remote = sorted(h for h in self._reached_hosts() if not _loopback(h))
+        remote = sorted(h for h in self._reached_hosts() if not is_loopback(h))
         if remote:
             raise ValueError(
                 f"PRIVOPS_ENV is not set and this process reaches {', '.join(remote)}, "
@@ -458,8 +458,12 @@ class Settings(BaseSettings):
         return self.worker_data_dir / self.app_id
 
 
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (a loopback name or address)."""
+    if host.lower() in LOOPBACK_NAMES:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -471,10 +475,10 @@ def unknown_names(environ: Mapping[str, str]) -> list[str]:
     """A line for each ``PRIVOPS_*`` name in ``environ`` that nothing reads (a misspelt
     one is otherwise ignored, its default used unsaid), with the nearest that is."""
     known = {f"PRIVOPS_{name.upper()}" for name in Settings.model_fields} | READ_ELSEWHERE
+    # Matched without the prefix every name shares, or any name is near enough.
+    stems = sorted(k.removeprefix("PRIVOPS_") for k in known)
     lines = []
     for name in sorted(n for n in environ if n.startswith("PRIVOPS_") and n not in known):
-        # Matched without the prefix every name shares, or any name is near enough.
-        stems = sorted(k.removeprefix("PRIVOPS_") for k in known)
         near = difflib.get_close_matches(name.removeprefix("PRIVOPS_"), stems, n=1, cutoff=0.6)
         hint = f" (did you mean PRIVOPS_{near[0]}?)" if near else ""
         lines.append(f"{name} is not a privops setting and is ignored{hint}")

@@ -33,10 +33,9 @@ from urllib.parse import urlsplit
 
 from privops.adapters import dev_certs
 from privops.adapters.dev_certs import Certificates
-from privops.adapters.settings import Settings, origin
+from privops.adapters.settings import Settings, is_loopback, origin
 from privops.core.errors import ConfigError
 
-LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 WEB_PREFIX = "web"
 _NAMES = dev_certs.files(Path(), WEB_PREFIX)
 CA_FILE, CERT_FILE, KEY_FILE = _NAMES.ca.name, _NAMES.cert.name, _NAMES.key.name
@@ -174,15 +173,6 @@ def certificate_refused(exc: BaseException) -> str | None:
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def wildcard(host: str) -> bool:

@@ -281,7 +281,7 @@ async def _main(
 
     async def announce_holds() -> None:
         await asyncio.gather(*(runner.holds_ready.wait() for runner in runners))
-        held = sum(len(runner.holds.held) for runner in runners)
+        held = sum(len(runner.holds.kept) for runner in runners)
         every = f"every {purge_every:g} s" if purge_every > 0 else "off (--purge-every 0)"
         say(f"legal holds read: {held} held across the systems; deletion by age {every}")
 

@@ -34,7 +34,7 @@ from privops.adapters import web_tls
 from privops.adapters.api_auth import api_auth
 from privops.adapters.avro import latest_schemas
 from privops.adapters.kek import KekProvider, KekWatch
-from privops.adapters.settings import Settings
+from privops.adapters.settings import Settings, is_loopback
 from privops.core.errors import ConfigError, PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import (
     MAIN_SCOPE,
@@ -185,7 +185,7 @@ class WorkerKeySource:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
-        plain = parts.scheme.lower() != "https" and not web_tls.is_loopback(parts.hostname or "")
+        plain = parts.scheme.lower() != "https" and not is_loopback(parts.hostname or "")
         if auth is not None and plain and not allow_plaintext:
             raise ConfigError(
                 f"privops' key service at {self.base_url} is plain HTTP beyond loopback: "

@@ -103,11 +103,9 @@ class HoldReader:
         self.system = System(connector.system)
         self.topic = legal_holds_topic(self.system)
         self.ready = asyncio.Event()
-        self.held: set[str] = set()
-        """Subject ids whose latest record on the topic is a hold (not a tombstone)."""
         self.kept: dict[str, tuple[frozenset[Category], datetime]] = {}
-        """Per subject in ``held``, the categories its latest hold record keeps here, and
-        when privops wrote that record."""
+        """Per subject whose latest record on the topic is a hold (not a tombstone), the
+        categories it keeps here, and when privops wrote that record."""
         self._seen: set[str] = set()
         """Subject ids a hold or tombstone has been applied for (``held`` and released)."""
         self.honoured = honours_holds(connector)
@@ -143,6 +141,11 @@ class HoldReader:
         kept = {k.category for k in task.keep}
         listed = set(task.categories)
         return frozenset(c for c in held if c not in kept and (not listed or c in listed))
+
+    @property
+    def held(self) -> set[str]:
+        """Subject ids whose latest record on the topic is a hold (not a tombstone)."""
+        return set(self.kept)
 
     def say_if_ignored(self) -> None:
         """Warn, once at start, that this connector keeps nothing for a legal hold."""
@@ -229,7 +232,7 @@ class HoldReader:
                     log.info(
                         "%s read: %d subjects held here%s",
                         self.topic,
-                        len(self.held),
+                        len(self.kept),
                         "" if self.honoured else " (not applied: the connector ignores holds)",
                     )
                     self._maybe_ready()
@@ -319,7 +322,6 @@ class HoldReader:
         subject = message.key.decode(errors="replace")
         if message.value is None:
             await self._tell(self.connector.release(subject), where)
-            self.held.discard(subject)
             self.kept.pop(subject, None)
             self._seen.add(subject)
             self._count("released" if self.honoured else "ignored")
@@ -346,7 +348,6 @@ class HoldReader:
             return
         state, opened = await self._opened(record, where)
         await self._tell(self.connector.hold(state), where)
-        self.held.add(subject)
         self.kept[subject] = (frozenset(record.categories), record.updated_at)
         self._seen.add(subject)
         self._count("ignored" if not self.honoured else "held" if opened else "unopened")
@@ -405,7 +406,7 @@ class HoldReader:
 
     def _count(self, outcome: str) -> None:
         HOLD_RECORDS.labels(self.system, outcome).inc()
-        HOLDS.labels(self.system).set(len(self.held) if self.honoured else 0)
+        HOLDS.labels(self.system).set(len(self.kept) if self.honoured else 0)
 
     def _skip(self, where: str, why: str) -> None:
         self._count("skipped")
