@@ -107,6 +107,9 @@ class AuditAction(StrEnum):
     request_record_deleted = "request_record_deleted"
     access_withheld = "access_withheld"
     notification_withheld = "notification_withheld"
+    response_review_required = "response_review_required"
+    export_redacted = "export_redacted"
+    response_approved = "response_approved"
 
 
 class EventSource(StrEnum):

@@ -167,6 +167,11 @@ class SystemSpec(_Model):
     # answer is passed to the subject only if its location lies below this root
     # (privops.core.exports); a system without one cannot answer an access request.
     export_root: str | None = None
+    # Its exports may show other people (CCTV footage of other visitors, a recording of
+    # another caller): an access response that carries one waits for the DPO, who redacts
+    # or withholds it and approves the response (UK GDPR Art. 15(4); DPA 2018 Sch. 2
+    # para. 16; `privops request redact|approve`).
+    review_before_disclosure: bool = False
 
     @field_validator("export_root")
     @classmethod

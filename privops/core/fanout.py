@@ -606,8 +606,46 @@ def _not_asked(task: TaskRecord, result: r.TaskRetained) -> list[str]:
     return sorted({c.value for c in result.categories if c not in covered})
 
 
-def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
-    """Every task answered: complete (or partially) and tell the subject."""
+def review_systems(rec: RequestRecord, ctx: Context) -> list[System]:
+    """The systems whose copy in ``rec``'s access response the DPO reviews before it goes
+    out: those the data map marks ``review_before_disclosure`` (footage showing other
+    visitors) that exported a record or more."""
+    return sorted(
+        {
+            t.system
+            for t in rec.tasks.values()
+            if t.export is not None
+            and t.export.record_count > 0
+            and (spec := ctx.datamap.systems.get(t.system)) is not None
+            and spec.review_before_disclosure
+        }
+    )
+
+
+REVIEW_WHY: Final = (
+    "the copy shows other people: the DPO redacts or withholds it and approves the "
+    "response (UK GDPR Art. 15(4)); the clock runs on"
+)
+
+
+def finish(
+    rec: RequestRecord, ctx: Context, out: Outcome, review: manifest.Review | None = None
+) -> None:
+    """Every task answered: complete (or partially) and tell the subject. An access
+    response with a copy the DPO reviews first waits in awaiting_review for their
+    approval (``review``: what they redacted or withheld)."""
+    held_for = review_systems(rec, ctx) if review is None else []
+    if held_for and rec.request_type is RequestType.access:
+        out.audit.append(
+            AuditStep(
+                "response_review_required",
+                after=",".join(s.value for s in held_for),
+                reason=REVIEW_WHY,
+            )
+        )
+        move(rec, E.review_requested, out, ctx.now)
+        return
+    review = review or manifest.Review()
     if rec.request_type is RequestType.access:
         exports = [(t.system, t.export) for t in rec.tasks.values() if t.export is not None]
         # A system that found nothing on the subject holds nothing of theirs: not listed
@@ -638,6 +676,7 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
                     if other.request_id != rec.request_id and other.subject_id == rec.subject_id
                 ),
             ),
+            review,
         )
         if withheld := _withheld(ctx):
             out.audit.append(AuditStep("access_withheld", after=withheld, reason=WITHHELD))
@@ -646,12 +685,16 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
             out,
             ctx,
             "access_response",
-            "Your copy of the personal data we hold, with how we use it.",
+            "Your copy of the personal data we hold, with how we use it." + _reviewed(review),
             document=json.dumps(rec.manifest, default=str, sort_keys=True),
-            exports=[e for _, e in exports],
+            exports=[e for s, e in exports if s not in review.withheld],
         )
-    if rec.state is RequestState.awaiting_systems:
-        partial = bool(rec.kept) or any(t.state is TaskState.failed for t in rec.tasks.values())
+    if rec.state in (RequestState.awaiting_systems, RequestState.awaiting_review):
+        partial = (
+            bool(rec.kept)
+            or bool(review.withheld)
+            or any(t.state is TaskState.failed for t in rec.tasks.values())
+        )
         event = E.all_tasks_final_partial if partial else E.all_tasks_final_complete
         move(rec, event, out, ctx.now)
     if rec.request_type is RequestType.erasure and rec.kept:
@@ -671,6 +714,22 @@ def finish(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         )
     elif (words := _outcome_words(rec)) is not None:
         notify_subject(rec, out, ctx, f"{rec.request_type.value}_outcome", words)
+
+
+def _reviewed(review: manifest.Review) -> str:
+    """What the access notice says of the DPO's review ("" if nothing was changed)."""
+    if not (review.redacted or review.withheld):
+        return ""
+    done = [
+        f"{verb} the copy from {', '.join(sorted(s.value for s in systems))}"
+        for verb, systems in (("redacted", review.redacted), ("left out", review.withheld))
+        if systems
+    ]
+    told = (
+        f" To protect other people shown in it, we {' and '.join(done)} (UK GDPR Art. "
+        "15(4)); our reasons are in your copy."
+    )
+    return told + (" " + REDRESS if review.withheld else "")
 
 
 def _past(rec: RequestRecord) -> manifest.PastRequest:

@@ -26,6 +26,8 @@ class LifecycleEvent(StrEnum):
     tasks_sent = "tasks_sent"
     all_tasks_final_complete = "all_tasks_final_complete"
     all_tasks_final_partial = "all_tasks_final_partial"
+    # Every export in, one of them from a system whose copy the DPO reviews first.
+    review_requested = "review_requested"
     # Finished without system tasks: nothing held, complaint answered, objection decided.
     answered = "answered"
     refused = "refused"
@@ -54,6 +56,10 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (S.in_progress, E.answered): S.completed,
     (S.awaiting_systems, E.all_tasks_final_complete): S.completed,
     (S.awaiting_systems, E.all_tasks_final_partial): S.partially_completed,
+    # an access response held for the DPO (others' data in a copy) goes out on approval
+    (S.awaiting_systems, E.review_requested): S.awaiting_review,
+    (S.awaiting_review, E.all_tasks_final_complete): S.completed,
+    (S.awaiting_review, E.all_tasks_final_partial): S.partially_completed,
     # refusal (manifestly unfounded or excessive) is decided before any work goes out
     (S.received, E.refused): S.refused,
     (S.identity_unverified, E.refused): S.refused,
@@ -77,9 +83,16 @@ IDENTITY_REQUIRED: frozenset[RequestType] = frozenset(
     }
 )
 
-# Events only some request types may take.
+# Events only some request types may take, and why the others may not.
 EVENT_GUARDS: dict[LifecycleEvent, frozenset[RequestType]] = {
     E.accepted: frozenset(set(RequestType) - IDENTITY_REQUIRED),
+    E.review_requested: frozenset({RequestType.access}),
+}
+
+
+_GUARD_WHY: dict[LifecycleEvent, str] = {
+    E.accepted: "{} requires identity_verified",
+    E.review_requested: "only an access response is reviewed, not a {} request's outcome",
 }
 
 
@@ -91,7 +104,7 @@ def transition(
         raise _illegal(state, event, request_type, f"{state} is terminal")
     allowed = EVENT_GUARDS.get(event)
     if allowed is not None and request_type not in allowed:
-        raise _illegal(state, event, request_type, f"{request_type} requires identity_verified")
+        raise _illegal(state, event, request_type, _GUARD_WHY[event].format(request_type))
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:

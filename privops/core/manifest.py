@@ -52,8 +52,13 @@ from privops.core.topics import AUDIT_RETENTION_YEARS
 from privops.core.vocab import Category, System
 
 # 2: the ``privacy_records`` section (what privops itself holds on the subject) and
-# ``kept_longer``; 3: ``privacy_records.rights_requests`` (their other requests on record).
-MANIFEST_VERSION: Final = 3
+# ``kept_longer``; 3: ``privacy_records.rights_requests`` (their other requests on record);
+# 4: the DPO's review (``exports[].redacted``, ``withheld_exports``, ``review_reason``).
+MANIFEST_VERSION: Final = 4
+WITHHELD_GROUND: Final = (
+    "it shows other people, who have not agreed to its disclosure, and it could not be "
+    "redacted (UK GDPR Art. 15(4); DPA 2018 Sch. 2 para. 16)"
+)
 KEPT_LONGER: Final = (
     "Any of this data may be kept longer than the periods given while it is needed for a "
     "legal claim (UK GDPR Art. 17(3)(e)) or the investigation of a crime or an incident, "
@@ -162,6 +167,17 @@ class OwnRecords:
     requests: tuple[PastRequest, ...] = ()
 
 
+@dataclass(frozen=True)
+class Review:
+    """What the DPO did to a response held for review (``fanout.review_systems``): the
+    systems whose copy is the DPO's redacted one, those whose copy is left out, and the
+    DPO's reason, told to the subject (Art. 12(4))."""
+
+    redacted: frozenset[System] = frozenset()
+    withheld: frozenset[System] = frozenset()
+    reason: str | None = None
+
+
 def build_access_manifest(
     request_id: str,
     subject_id: str,
@@ -172,6 +188,7 @@ def build_access_manifest(
     now: datetime,
     disclosures: Iterable[Disclosure] = (),
     own: OwnRecords = OwnRecords(),
+    review: Review = Review(),
 ) -> dict[str, Any]:
     """The Art. 15 response for one access request, as plain JSON-able data.
 
@@ -181,7 +198,9 @@ def build_access_manifest(
     none); recipients are those receiving a held category, and those the systems report
     actually disclosing the subject's data to (`disclosures`: Art. 15(1)(c), listed in
     `disclosed` with the categories and when, not the recipients' own references).
-    `own` is what privops itself holds (the ``privacy_records`` section).
+    `own` is what privops itself holds (the ``privacy_records`` section); `review` what
+    the DPO redacted or left out of the copy (the systems still hold that data: only the
+    copy is withheld).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise DomainError("now must be timezone-aware")
@@ -191,7 +210,10 @@ def build_access_manifest(
         if cats
     }
     held = sorted({c for cats in held_by_system.values() for c in cats}, key=_category_order)
-    export_list = sorted(exports, key=lambda se: (_system_order(se[0]), se[1].location))
+    export_list = sorted(
+        ((s, ref) for s, ref in exports if s not in review.withheld),
+        key=lambda se: (_system_order(se[0]), se[1].location),
+    )
     purposes = _purposes(datamap, held_by_system)
     by_name = {r.name: r for r in datamap.recipients}
     # Not the dated disclosures to a recipient the data map exempts from rights-request
@@ -285,12 +307,20 @@ def build_access_manifest(
                 "record_count": ref.record_count,
                 "checksum": ref.checksum,
                 "media_type": ref.media_type,
+                "redacted": system in review.redacted,
             }
             for system, ref in export_list
         ],
         "missing_exports": [
-            s.value for s in held_by_system if s not in {system for system, _ in export_list}
+            s.value
+            for s in held_by_system
+            if s not in {system for system, _ in export_list} and s not in review.withheld
         ],
+        "withheld_exports": [
+            {"system": s.value, "ground": WITHHELD_GROUND}
+            for s in sorted(review.withheld, key=_system_order)
+        ],
+        "review_reason": review.reason,
         "kept_longer": KEPT_LONGER,
         "privacy_records": _privacy_records(datamap, own),
         "totals": {
@@ -452,8 +482,14 @@ def _text_exports(m: Mapping[str, Any]) -> list[str]:
     lines += [
         f"  - {e['system']}: {e['location']} ({e['record_count']} record(s), "
         f"checksum {e['checksum']})"
+        + (" (redacted to protect other people)" if e.get("redacted") else "")
         for e in m["exports"]
     ]
+    lines += [
+        f"  - not provided from {w['system']}: {w['ground']}" for w in m.get("withheld_exports", [])
+    ]
+    if m.get("review_reason"):
+        lines.append(f"  Our reasons: {m['review_reason']}")
     if m.get("missing_exports"):
         lines.append(
             f"  - could not be provided from: {', '.join(m['missing_exports'])} (our Data "

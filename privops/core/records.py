@@ -407,6 +407,26 @@ class RequestAnswered(Command):
     reason: Annotated[str, PERSONAL]
 
 
+class ExportRedacted(Command):
+    """The DPO's redacted copy of one system's export for an access response held for
+    review (awaiting_review): it replaces what the system answered (others' faces
+    blurred in CCTV footage). Under the system's export root and naming the request,
+    as the system's own must be (privops.core.exports)."""
+
+    system: System
+    export: ExportReference
+
+
+class AccessResponseApproved(Command):
+    """The DPO approves an access response held for review: it goes out, without the
+    copies of ``withheld`` systems (others' data that could be neither redacted nor
+    disclosed, UK GDPR Art. 15(4), DPA 2018 Sch. 2 para. 16). ``reason`` is told to the
+    subject whenever a copy was redacted or withheld."""
+
+    withheld: list[System] = []
+    reason: Annotated[str | None, PERSONAL] = None
+
+
 class CommandAnswer(Record):
     """privacy.command-results: the worker's answer to one command, what the CLI waits for.
 
@@ -448,6 +468,8 @@ COMMANDS: tuple[type[Command], ...] = (
     RequestRefused,
     RequestCancelled,
     RequestAnswered,
+    ExportRedacted,
+    AccessResponseApproved,
 )
 
 

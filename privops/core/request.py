@@ -108,6 +108,8 @@ class TaskRecord(_Model):
     answered_at: datetime | None = None
     outcome_reason: str | None = None
     export: r.ExportReference | None = None
+    # ``export`` is the DPO's redacted copy, not the system's (``workflow._export_redacted``).
+    redacted: bool = False
 
 
 class HistoryItem(_Model):

@@ -87,6 +87,10 @@ class RequestState(StrEnum):
     in_progress = "in_progress"
     paused = "paused"
     awaiting_systems = "awaiting_systems"
+    # An access response whose copy holds a system's data the data map marks
+    # review_before_disclosure (others' images in CCTV footage): the DPO redacts or
+    # withholds and approves before it goes out (UK GDPR Art. 15(4)).
+    awaiting_review = "awaiting_review"
     completed = "completed"
     partially_completed = "partially_completed"
     refused = "refused"

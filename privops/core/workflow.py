@@ -25,6 +25,7 @@ from privops.core.clock import UK
 from privops.core.consent import CONSENT_PURPOSES
 from privops.core.datamap import FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
 from privops.core.errors import DomainError
+from privops.core.exports import export_problem
 from privops.core.fanout import (
     FOLLOWUP_ACTOR,
     REDRESS,
@@ -38,6 +39,7 @@ from privops.core.fanout import (
 from privops.core.holds import update_holds
 from privops.core.identity import normalise_email, normalise_phone
 from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent
+from privops.core.manifest import Review
 from privops.core.request import (
     MAX_ANSWER_MESSAGE,
     AuditStep,
@@ -766,6 +768,77 @@ def _answered(rec: RequestRecord, cmd: r.RequestAnswered, ctx: Context, out: Out
     )
 
 
+def _export_redacted(rec: RequestRecord, cmd: r.ExportRedacted, ctx: Context, out: Outcome) -> None:
+    """The DPO's redacted copy replaces ``cmd.system``'s export in a response held for
+    review; checked as the system's own answer is (under its export root, naming the
+    request), since it goes to the subject. Sent again, the newest copy counts."""
+    task = _reviewed_export(rec, cmd.system)
+    if (problem := export_problem(ctx.datamap, cmd.system, cmd.export, rec.request_id)) is not None:
+        raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
+    task.export = cmd.export
+    task.redacted = True
+    out.audit.append(AuditStep("export_redacted", after=cmd.system.value, reason=REDACTED_BY_DPO))
+
+
+REDACTED_BY_DPO: Final = "the DPO's redacted copy replaces the system's export"
+
+
+def _response_approved(
+    rec: RequestRecord, cmd: r.AccessResponseApproved, ctx: Context, out: Outcome
+) -> None:
+    """The DPO approves a response held for review: it goes out, the copies of
+    ``cmd.withheld`` left out. The subject is told what was redacted or left out and
+    the DPO's reason (Art. 12(4)), so a reason is required when anything was."""
+    withheld = frozenset(cmd.withheld)
+    for system in withheld:
+        _reviewed_export(rec, system)
+    _awaiting_review(rec)
+    redacted = frozenset(t.system for t in rec.tasks.values() if t.redacted) - withheld
+    if (redacted or withheld) and not (cmd.reason or "").strip():
+        raise DomainError(
+            "say why the copy was redacted or left out (--reason): the subject is told "
+            "(UK GDPR Art. 12(4), 15(4))"
+        )
+    out.audit.append(
+        AuditStep(
+            "response_approved",
+            after=f"redacted: {_names(redacted)}; withheld: {_names(withheld)}",
+            reason="approved by the DPO",
+        )
+    )
+    finish(rec, ctx, out, Review(redacted=redacted, withheld=withheld, reason=cmd.reason))
+
+
+def _names(systems: frozenset[System]) -> str:
+    return ",".join(sorted(s.value for s in systems)) or "-"
+
+
+def _awaiting_review(rec: RequestRecord) -> None:
+    if rec.request_type is not RequestType.access:
+        raise DomainError("only an access request's response is reviewed")
+    if rec.state is not RequestState.awaiting_review:
+        raise DomainError(
+            f"the response is not awaiting review (state {rec.state.value}): only one "
+            "holding a copy from a system marked review_before_disclosure waits for it"
+        )
+
+
+def _reviewed_export(rec: RequestRecord, system: System) -> TaskRecord:
+    """``system``'s export task of a response awaiting review, or DomainError."""
+    _awaiting_review(rec)
+    task = next(
+        (
+            t
+            for t in rec.tasks.values()
+            if t.action is TaskAction.export and t.system is system and t.export is not None
+        ),
+        None,
+    )
+    if task is None:
+        raise DomainError(f"{system.value} sent no copy for this response")
+    return task
+
+
 def _no_work_out(rec: RequestRecord, verb: str) -> None:
     """Refusal and cancellation come before any work goes out, paused requests included."""
     if rec.tasks:
@@ -782,6 +855,8 @@ _HANDLERS: dict[type[r.Command], Callable[[RequestRecord, Any, Context, Outcome]
     r.RequestRefused: _refused,
     r.RequestCancelled: _cancelled,
     r.RequestAnswered: _answered,
+    r.ExportRedacted: _export_redacted,
+    r.AccessResponseApproved: _response_approved,
 }
 
 

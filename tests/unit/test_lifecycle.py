@@ -40,6 +40,11 @@ LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[R
     (S.in_progress, E.answered, S.completed, ALL_TYPES),
     (S.awaiting_systems, E.all_tasks_final_complete, S.completed, ALL_TYPES),
     (S.awaiting_systems, E.all_tasks_final_partial, S.partially_completed, ALL_TYPES),
+    # an access response showing others (CCTV) waits for the DPO (Art. 15(4)); only an
+    # access request enters the review, so only it ever leaves it
+    (S.awaiting_systems, E.review_requested, S.awaiting_review, frozenset({RequestType.access})),
+    (S.awaiting_review, E.all_tasks_final_complete, S.completed, ALL_TYPES),
+    (S.awaiting_review, E.all_tasks_final_partial, S.partially_completed, ALL_TYPES),
     (S.received, E.refused, S.refused, ALL_TYPES),
     (S.identity_unverified, E.refused, S.refused, ALL_TYPES),
     (S.in_progress, E.refused, S.refused, ALL_TYPES),
@@ -125,3 +130,12 @@ def test_happy_path_with_clarification() -> None:
     ):
         state = transition(state, ev, request_type=rt)
     assert state is S.partially_completed
+
+
+def test_only_an_access_response_is_held_for_review_with_reason() -> None:
+    with pytest.raises(DomainError, match="only an access response is reviewed"):
+        transition(S.awaiting_systems, E.review_requested, request_type=RequestType.erasure)
+    state = S.awaiting_systems
+    for ev in (E.review_requested, E.all_tasks_final_complete):
+        state = transition(state, ev, request_type=RequestType.access)
+    assert state is S.completed

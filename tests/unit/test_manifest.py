@@ -19,8 +19,10 @@ from privops.core.manifest import (
     FLAG_WORDS,
     ICO_WEBSITE,
     MAX_LISTED_REQUESTS,
+    WITHHELD_GROUND,
     OwnRecords,
     PastRequest,
+    Review,
     build_access_manifest,
     render_manifest_text,
 )
@@ -50,6 +52,28 @@ def ref(system: System, count: int) -> ExportReference:
 def full(dm: DataMap) -> dict[str, object]:
     exports = [(s, ref(s, 2)) for s in dm.holdings() if s is not System.cctv]
     return build_access_manifest("REQ-1", SUBJECT, REF, dm, dm.holdings(), exports, NOW)
+
+
+def test_the_dpos_review_redacts_and_withholds_copies_and_says_why(dm: DataMap) -> None:
+    exports = [(s, ref(s, 2)) for s in dm.holdings()]
+    review = Review(
+        redacted=frozenset({System.telephony}),
+        withheld=frozenset({System.cctv}),
+        reason="Other visitors are in every frame.",
+    )
+    m = build_access_manifest("REQ-1", SUBJECT, REF, dm, dm.holdings(), exports, NOW, review=review)
+    listed = {e["system"]: e for e in m["exports"]}
+    assert "cctv" not in listed  # the copy is left out ...
+    assert m["missing_exports"] == []  # ... and not told as one still to come
+    assert m["withheld_exports"] == [{"system": "cctv", "ground": WITHHELD_GROUND}]
+    assert [s for s, e in listed.items() if e["redacted"]] == ["telephony"]
+    assert m["review_reason"] == "Other visitors are in every frame."
+    assert m["totals"]["exports"] == 5
+    assert any(s["system"] == "cctv" for s in m["systems"])  # cctv still holds the data
+    text = render_manifest_text(m)
+    assert "not provided from cctv: it shows other people" in text
+    assert "(redacted to protect other people)" in text
+    assert "Our reasons: Other visitors are in every frame." in text
 
 
 def test_identifies_request_and_controller(full: dict[str, object]) -> None:
@@ -119,8 +143,11 @@ def test_exports_totals_and_missing(full: dict[str, object], dm: DataMap) -> Non
         "record_count": 2,
         "checksum": "sha256:orders-abc",
         "media_type": "application/json",
+        "redacted": False,
     }
     assert full["missing_exports"] == ["cctv"]
+    assert full["withheld_exports"] == []
+    assert full["review_reason"] is None
     assert full["totals"] == {
         "systems": 6,
         "categories": 8,
@@ -222,7 +249,7 @@ def own() -> OwnRecords:
 def test_privops_own_records_are_listed(dm: DataMap, own: OwnRecords) -> None:
     m = build_access_manifest("REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=own)
     records = m["privacy_records"]
-    assert m["manifest_version"] == 3
+    assert m["manifest_version"] == 4
     assert records["preferences"] == [
         {
             "purpose": "marketing",

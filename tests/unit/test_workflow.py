@@ -419,12 +419,23 @@ def test_rectification_of_unknown_field_is_rejected(ctx: wf.Context) -> None:
 # --- access ---------------------------------------------------------------------------------
 
 
-def export_ref(system: System) -> r.ExportReference:
+def export_ref(system: System, name: str = "R-1.json") -> r.ExportReference:
     return r.ExportReference(
-        location=f"https://exports.allled.example/dsar/{system.value}/R-1.json",
+        location=f"https://exports.allled.example/dsar/{system.value}/{name}",
         record_count=4,
         checksum="sha256:ab",
     )
+
+
+def approved(
+    rec: wf.RequestRecord, ctx: wf.Context, **kw: Any
+) -> tuple[wf.RequestRecord, wf.Outcome]:
+    """The DPO approves an access response held for review (cctv's footage)."""
+    assert rec.state is S.awaiting_review
+    outcome = wf.on_command(rec, command(r.AccessResponseApproved, **kw), ctx)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    return outcome.record, outcome
 
 
 @pytest.mark.parametrize(
@@ -447,7 +458,7 @@ def test_export_outside_the_systems_root_never_reaches_the_subject(
         )
         for t in rec.tasks.values()
     }
-    rec, last = answer_all(rec, ctx, **results)
+    rec, last = approved(*answer_all(rec, ctx, **results)[:1], ctx)
     orders = next(t for t in rec.tasks.values() if t.system is System.orders)
     assert orders.state is TaskState.failed
     assert orders.export is None
@@ -471,7 +482,16 @@ def test_access_sends_export_tasks_and_completes_with_manifest(ctx: wf.Context) 
         t.system.value: answer(rec, t.system, export=export_ref(t.system), records_affected=4)
         for t in rec.tasks.values()
     }
-    rec, last = answer_all(rec, ctx, **results)
+    rec, held = answer_all(rec, ctx, **results)
+    # cctv's footage shows other visitors: nothing goes out until the DPO approves
+    assert rec.state is S.awaiting_review
+    assert rec.manifest is None
+    assert of_type(held, r.SubjectNotification) == []
+    assert [(a.action, a.after) for a in held.audit][-2:] == [
+        ("response_review_required", "cctv"),
+        ("request_transitioned", "awaiting_review"),
+    ]
+    rec, last = approved(rec, ctx)
     assert rec.state is S.completed
     assert rec.manifest is not None
     notes = of_type(last, r.SubjectNotification)
@@ -482,6 +502,123 @@ def test_access_sends_export_tasks_and_completes_with_manifest(ctx: wf.Context) 
     assert document == json.loads(json.dumps(rec.manifest, default=str))
     assert {e.location for e in note.exports} == {export_ref(s).location for s in ASKED}
     assert [o.topic for o in last.out if o.record is note] == [NOTIFICATIONS]
+
+
+def _held_for_review(ctx: wf.Context) -> wf.RequestRecord:
+    rec = start(RequestType.access, ctx)
+    results = {
+        t.system.value: answer(rec, t.system, export=export_ref(t.system))
+        for t in rec.tasks.values()
+    }
+    rec, _ = answer_all(rec, ctx, **results)
+    assert rec.state is S.awaiting_review
+    return rec
+
+
+def _rejected(rec: wf.RequestRecord, cmd: r.Command, ctx: wf.Context) -> str:
+    outcome = wf.on_command(rec, cmd, ctx)
+    assert outcome.rejected is wf.Reason.invalid_transition
+    assert outcome.record is not None
+    assert outcome.record.state is rec.state
+    assert outcome.record.tasks == rec.tasks  # nothing changed but the answer kept
+    return outcome.message or ""
+
+
+def test_the_dpo_redacts_a_copy_and_the_subject_is_told(ctx: wf.Context) -> None:
+    rec = _held_for_review(ctx)
+    redacted = export_ref(System.cctv, "R-1/redacted.mp4")
+    outcome = wf.on_command(
+        rec, command(r.ExportRedacted, system=System.cctv, export=redacted), ctx
+    )
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    rec = outcome.record
+    assert rec.state is S.awaiting_review  # recorded, not sent: approval sends it
+    assert of_type(outcome, r.SubjectNotification) == []
+    assert [(a.action, a.after) for a in outcome.audit] == [("export_redacted", "cctv")]
+    message = _rejected(rec, command(r.AccessResponseApproved), ctx)
+    assert "--reason" in message  # the subject is told why: a reason is required
+    rec, last = approved(rec, ctx, reason="Other visitors are in the footage.")
+    assert rec.state is S.completed
+    (note,) = of_type(last, r.SubjectNotification)
+    assert "we redacted the copy from cctv" in note.message
+    assert redacted.location in {e.location for e in note.exports}
+    assert export_ref(System.cctv).location not in json.dumps(rec.manifest, default=str)
+    assert rec.manifest is not None
+    assert rec.manifest["review_reason"] == "Other visitors are in the footage."
+    audit = [(a.action, a.after) for a in last.audit]
+    assert ("response_approved", "redacted: cctv; withheld: -") in audit
+
+
+def test_a_withheld_copy_leaves_the_response_partial_and_tells_the_subject(
+    ctx: wf.Context,
+) -> None:
+    rec = _held_for_review(ctx)
+    assert "--reason" in _rejected(
+        rec, command(r.AccessResponseApproved, withheld=[System.cctv]), ctx
+    )
+    rec, last = approved(rec, ctx, withheld=[System.cctv], reason="Cannot be redacted.")
+    assert rec.state is S.partially_completed
+    (note,) = of_type(last, r.SubjectNotification)
+    assert "we left out the copy from cctv" in note.message
+    assert "Information Commissioner" in note.message  # Art. 12(4): redress when not acting
+    assert export_ref(System.cctv).location not in {e.location for e in note.exports}
+    assert rec.manifest is not None
+    assert rec.manifest["withheld_exports"][0]["system"] == "cctv"
+    assert "cctv" not in rec.manifest["missing_exports"]
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("https://exports.allled.example/dsar/crm/R-1/redacted.mp4", "export root"),
+        ("https://exports.allled.example/dsar/cctv/R-2/redacted.mp4", "does not name"),
+    ],
+)
+def test_a_redacted_copy_outside_the_systems_root_is_refused(
+    ctx: wf.Context, location: str, why: str
+) -> None:
+    rec = _held_for_review(ctx)
+    export = export_ref(System.cctv).model_copy(update={"location": location})
+    message = _rejected(rec, command(r.ExportRedacted, system=System.cctv, export=export), ctx)
+    assert why in message
+    assert location not in message
+
+
+def test_review_commands_apply_only_to_a_response_awaiting_review(ctx: wf.Context) -> None:
+    rec = start(RequestType.access, ctx)  # awaiting its systems
+    assert "not awaiting review" in _rejected(rec, command(r.AccessResponseApproved), ctx)
+    redact = command(r.ExportRedacted, system=System.cctv, export=export_ref(System.cctv))
+    assert "not awaiting review" in _rejected(rec, redact, ctx)
+    erasure = start(RequestType.erasure, ctx, request_id="R-E")
+    assert "only an access request" in _rejected(
+        erasure,
+        r.AccessResponseApproved(command_id=cmd_id(), request_id="R-E", issued_at=NOW, actor="dpo"),
+        ctx,
+    )
+    held = _held_for_review(ctx)
+    web = command(r.AccessResponseApproved, withheld=[System.web], reason="x")
+    # web's answer carried a copy here; a system that sent none cannot be withheld
+    nothing = held.model_copy(
+        update={
+            "tasks": {
+                k: t.model_copy(update={"export": None}) if t.system is System.web else t
+                for k, t in held.tasks.items()
+            }
+        }
+    )
+    assert "web sent no copy" in _rejected(nothing, web, ctx)
+
+
+def test_footage_with_no_records_is_not_held_for_review(ctx: wf.Context) -> None:
+    rec = start(RequestType.access, ctx)
+    empty = export_ref(System.cctv).model_copy(update={"record_count": 0})
+    results = {
+        t.system.value: answer(rec, t.system, export=export_ref(t.system))
+        for t in rec.tasks.values()
+    }
+    rec, _ = answer_all(rec, ctx, **{**results, "cctv": answer(rec, System.cctv, export=empty)})
+    assert rec.state is S.completed
 
 
 def test_access_not_finished_until_every_export_is_in(ctx: wf.Context) -> None:
@@ -776,7 +913,7 @@ def test_completed_request_raises_no_deadline_alert(ctx: wf.Context) -> None:
         t.system.value: answer(rec, t.system, export=export_ref(t.system))
         for t in rec.tasks.values()
     }
-    rec, _ = answer_all(rec, ctx, **exports)
+    rec, _ = approved(answer_all(rec, ctx, **exports)[0], ctx)
     assert rec.state is S.completed
     for kind, days in (("deadline_approaching", 3), ("deadline_breached", None)):
         outcome = wf.on_tick(rec, tick(rec, kind, days_before=days, due_on=rec.due_on), ctx)

@@ -1,13 +1,15 @@
 """The follow-up verbs: what happens to a request after it is submitted.
 
 Identity verified, fee received, clarification asked and received, extension, answer,
-cancellation, refusal, objection decided: one command each, keyed by the request id,
+cancellation, refusal, objection decided, an access response's copy redacted and the
+response approved: one command each, keyed by the request id,
 each waiting for the worker's answer. The options they share (`Delivery`: --actor,
 --json, --wait, --no-wait) are declared once, in `privops.cli.request.options`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -33,10 +35,13 @@ from privops.cli.request.publish import (
 )
 from privops.cli.request.submit import clock_from_the_check, date_order_problem
 from privops.core.records import (
+    AccessResponseApproved,
     ClarificationReceived,
     ClarificationRequested,
     Command,
     DeadlineExtended,
+    ExportRedacted,
+    ExportReference,
     FeeReceived,
     IdentityVerified,
     ObjectionDecided,
@@ -44,7 +49,7 @@ from privops.core.records import (
     RequestCancelled,
     RequestRefused,
 )
-from privops.core.vocab import FeeGround
+from privops.core.vocab import FeeGround, System
 
 
 def _day(value: str | None, option: str = "--on") -> date:
@@ -212,6 +217,75 @@ def decide_objection(
     _send(ObjectionDecided, rid, done, common, accepted=accept, reason=text)
 
 
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@follow_up_verb
+def redact(
+    common: Delivery,
+    request_id: RequestId,
+    system: str = typer.Option(..., "--system", help="The system whose copy this replaces."),
+    location: str = typer.Option(
+        ...,
+        "--location",
+        help="Where the redacted copy is: below the system's export_root in the data map, "
+        "as ROOT/REQUEST_ID/NAME or ROOT/REQUEST_ID.EXT." + SEALED_HELP,
+    ),
+    records: int = typer.Option(
+        ..., "--records", min=0, help="How many records the redacted copy holds."
+    ),
+    sha256: str = typer.Option(
+        ..., "--sha256", help="The redacted file's SHA-256, 64 hex digits (sha256sum FILE)."
+    ),
+    media_type: str = typer.Option("application/json", "--media-type", help="Its media type."),
+) -> None:
+    """Replace one system's copy in an access response held for review (awaiting_review:
+    footage showing other people) with your redacted one; then `approve` it."""
+    rid = check_id(request_id)
+    chosen = parse_choice(System, system, "--system")
+    digest = sha256.strip().lower().removeprefix("sha256:")
+    if not SHA256_HEX.fullmatch(digest):
+        fail("--sha256 must be 64 hex digits (as `sha256sum FILE` prints them)")
+    export = ExportReference(
+        location=location.strip(),
+        record_count=records,
+        checksum=f"sha256:{digest}",
+        media_type=media_type.strip(),
+    )
+    done = f"redacted copy of {chosen.value} recorded; approve the response to send it"
+    _send(ExportRedacted, rid, done, common, system=chosen, export=export)
+
+
+@follow_up_verb
+def approve(
+    common: Delivery,
+    request_id: RequestId,
+    withhold: list[str] = typer.Option(
+        [],
+        "--withhold",
+        help="A system whose copy is left out (others' data that can be neither redacted nor "
+        "disclosed, DPA 2018 Sch. 2 para. 16); repeat for more.",
+    ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        help="Why a copy was redacted or left out; told to the subject, and required when "
+        "one was." + SEALED_HELP,
+    ),
+) -> None:
+    """Approve an access response held for review: it goes to the subject, with the
+    redacted copies `redact` recorded and without the --withhold ones."""
+    rid = check_id(request_id)
+    left_out = sorted({parse_choice(System, s, "--withhold") for s in withhold})
+    if left_out and reason is None:
+        fail("--withhold needs --reason: the subject is told why their copy leaves it out")
+    text = required_reason(reason) if reason is not None else None
+    done = "response approved and sent" + (
+        f" without the copy from {', '.join(s.value for s in left_out)}" if left_out else ""
+    )
+    _send(AccessResponseApproved, rid, done, common, withheld=left_out, reason=text)
+
+
 VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("verify", verify),
     ("fee-received", fee_received),
@@ -246,5 +320,7 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
         ),
     ),
     ("decide-objection", decide_objection),
+    ("redact", redact),
+    ("approve", approve),
 )
 """The follow-up verbs in the order `privops request --help` lists them."""

@@ -13,6 +13,7 @@ from rich.markup import escape
 from privops.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, err_console, fail
 from privops.cli.worker_http import answer_json, json_or_none, worker_request, worker_url
 from privops.core.records import (
+    AccessResponseApproved,
     Command,
     DeadlineExtended,
     ObjectionDecided,
@@ -33,7 +34,13 @@ from privops.tools.command_sealing import (
 SEALING: Final = (
     "the command's text is sealed by the privops worker before it is sent, and nothing was sent"
 )
-TOLD_TO_THE_SUBJECT: Final = (RequestAnswered, RequestRefused, DeadlineExtended, ObjectionDecided)
+TOLD_TO_THE_SUBJECT: Final = (
+    RequestAnswered,
+    RequestRefused,
+    DeadlineExtended,
+    ObjectionDecided,
+    AccessResponseApproved,
+)
 """Commands whose text the subject is told (through privacy.notifications)."""
 
 
