@@ -49,23 +49,25 @@ def _listing(items: Iterable[str], empty: str = "none") -> str:
 
 
 def exports_table(exports: Iterable[Mapping[str, Any]], title: str = "Exports") -> Table | None:
-    """The systems' export answers (where the copy is, how many records, its checksum)."""
+    """The systems' export answers (where the copy is, how many records, its checksum);
+    a copy the DPO redacted says so."""
     rows = [e for e in exports if e]
     if not rows:
         return None
     out = table("system", "records", "location", "checksum", title=title)
     for e in rows:
+        system = cell(e.get("system")) + (" (redacted)" if e.get("redacted") else "")
         out.add_row(
-            cell(e.get("system")), cell(e.get("record_count")), cell(e.get("location")),
-            cell(e.get("checksum")),
-        )  # fmt: skip
+            system, cell(e.get("record_count")), cell(e.get("location")), cell(e.get("checksum"))
+        )
     return out
 
 
 def task_exports(tasks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each task's export answer with its system, as the worker's request JSON holds them."""
+    """Each task's export answer with its system, as the worker's request JSON holds them
+    (``redacted``: the DPO's redacted copy replaced the system's)."""
     return [
-        {"system": t.get("system"), **t["export"]}
+        {"system": t.get("system"), **t["export"], "redacted": bool(t.get("redacted"))}
         for t in tasks
         if isinstance(t.get("export"), Mapping)
     ]

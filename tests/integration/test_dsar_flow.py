@@ -7,6 +7,8 @@ near today: the worker's sweep must alert once per threshold, not on every tick.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,6 +40,21 @@ def received_for_due_in(days: int, today: date) -> date:
         if 0 <= (deadlines.due_date(received) - today).days - days <= 3:
             return received
     raise AssertionError("no receipt date found")
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "privops.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def copy(location: str) -> tuple[str, ...]:
+    """``privops request redact``'s options for a redacted cctv copy at ``location``."""
+    return ("--system", "cctv", "--location", location, "--records", "1", "--sha256", "0" * 64)
 
 
 def alerts_for(settings: Settings, request_ids: set[str]) -> list[r.Alert]:
@@ -143,6 +160,21 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             "-q",
             env=worker.env,
         )
+        # A visitor the cameras filmed: footage shows other people, so their response
+        # waits for the DPO (review_before_disclosure in the data map).
+        viewer = customers[0]
+        assert System.cctv in held[viewer.subject_id]
+        reviewed = cli(
+            "request",
+            "access",
+            "--subject",
+            viewer.subject_id,
+            "--received",
+            near,
+            "--verified-now",
+            "-q",
+            env=worker.env,
+        )
 
         ids = {approaching, breached, completed}
         wait_for(
@@ -178,6 +210,31 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         manifest = body["manifest"]
         assert manifest is not None
 
+        # The footage's response waits for the DPO: nothing went to the subject; the
+        # DPO's redacted copy replaces cctv's export, and approval sends it.
+        wait_for(
+            "the access response with footage to await review",
+            lambda: (
+                http_json(f"{worker.url}/requests/{reviewed}")[1].get("state") == "awaiting_review"
+            ),
+            timeout=90,
+        )
+        root = "https://exports.allled.example/dsar/cctv/"
+        outside = run_cli(
+            "request", "redact", reviewed, *copy(f"{root}R-other/r.json"), env=worker.env
+        )
+        assert outside.returncode == 1  # the worker refused it: not the request's
+        assert "does not name the request" in outside.stdout + outside.stderr
+        redacted = f"{root}{reviewed}/redacted.json"
+        cli("request", "redact", reviewed, *copy(redacted), env=worker.env)
+        unsaid = run_cli("request", "approve", reviewed, env=worker.env)
+        assert unsaid.returncode == 1  # a redacted copy is told to the subject, with why
+        assert "--reason" in unsaid.stdout + unsaid.stderr
+        assert http_json(f"{worker.url}/requests/{reviewed}")[1]["state"] == "awaiting_review"
+        cli("request", "approve", reviewed, "--reason", "Other visitors blurred.", env=worker.env)
+        _, body = http_json(f"{worker.url}/requests/{reviewed}")
+        assert body["state"] == "completed"
+
         # The DPO's caseload: the two objections still open, the overdue one first; with
         # --due-within 0, only it.
         listed = json.loads(cli("request", "list", "--json", env=worker.env))
@@ -187,14 +244,14 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         assert customers[1].subject_id not in json.dumps(listed)
         overdue = json.loads(cli("request", "list", "--due-within", "0", "--json", env=worker.env))
         assert [e["request_id"] for e in overdue["requests"]] == [breached]
-        notes = [
+        responses = [
             c.value
             for c in read_topic(local_runtime, NOTIFICATIONS)
-            if isinstance(c.value, r.SubjectNotification)
-            and c.value.request_id == access
-            and c.value.kind == "access_response"
+            if isinstance(c.value, r.SubjectNotification) and c.value.kind == "access_response"
         ]
+        notes = [n for n in responses if n.request_id == access]
         assert len(notes) == 1
+        (footage,) = [n for n in responses if n.request_id == reviewed]
         # On the topic the response is sealed under the subject's key; whoever sends it
         # to the subject (a notifier holding the KEK) opens it through the key service.
         assert notes[0].document is not None
@@ -204,8 +261,14 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         keys = key_service(worker.url, kek, DPO)
         try:
             notes = [decrypt_record(notes[0], keys)]
+            footage = decrypt_record(footage, keys)
         finally:
             keys.close()
+        # The subject's copy of the footage is the DPO's redacted one, and they are told
+        cctv = [ref.location for ref in footage.exports if ref.location.startswith(root)]
+        assert cctv == [redacted]
+        assert "we redacted the copy from cctv" in footage.message
+        assert json.loads(footage.document or "{}")["review_reason"] == "Other visitors blurred."
         document = json.loads(notes[0].document or "{}")
         text = json.dumps(document).lower()
         for art15 in ("purposes", "recipients", "retention", "ico"):
@@ -232,18 +295,18 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             assert ref.record_count >= 0
             assert ref.checksum.startswith("sha256:")
 
-        # The accountability report, from this deployment's audit steps: four requests
-        # logged today, two closed, the objection received 45 days ago late.
+        # The accountability report, from this deployment's audit steps: five requests
+        # logged today, three closed, the objection received 45 days ago late.
         app_id = worker.env["PRIVOPS_APP_ID"]
         report = json.loads(
             cli("audit", "report", "--chain", f"{app_id}/", "--json", env=worker.env)
         )
         assert report["app_ids"] == [app_id]
         logged = {row["request_type"]: row["received"] for row in report["by_type"]}
-        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 1}
+        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 2}
         total = report["total"]
-        assert (total["received"], total["closed"], total["open"]) == (4, 2, 2)
-        assert (total["completed"], total["late"]) == (2, 1)
+        assert (total["received"], total["closed"], total["open"]) == (5, 3, 2)
+        assert (total["completed"], total["late"]) == (3, 1)
     finally:
         stop(connectors)
         worker.stop()

@@ -39,6 +39,7 @@ ALERTS = {
     "PrivopsConnectorHoldsNotRead",
     "PrivopsConnectorDown",
     "PrivopsRecipientNoticeForReview",
+    "PrivopsAccessResponseAwaitingReview",
 }
 
 

@@ -183,8 +183,31 @@ def test_task_exports_pairs_each_export_with_its_system() -> None:
         {"system": "orders", "export": None},
     ]
     assert task_exports(tasks) == [
-        {"system": "crm", "location": "a", "record_count": 1, "checksum": "c"}
+        {"system": "crm", "location": "a", "record_count": 1, "checksum": "c", "redacted": False}
     ]
+
+
+def test_status_of_a_response_awaiting_review_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    export = {"location": "https://x/cctv/REQ-7/redacted.mp4", "record_count": 2, "checksum": "c"}
+    body = {
+        "request_id": "REQ-7",
+        "request_type": "access",
+        "state": "awaiting_review",
+        "tasks": [
+            {"system": "cctv", "action": "export", "state": "done", "attempts": 1,
+             "categories": ["cctv"], "keep": [], "export": export, "redacted": True},
+        ],
+    }  # fmt: skip
+    out = io.StringIO()
+    monkeypatch.setattr(status_cli, "console", Console(file=out, width=120, color_system=None))
+    status_cli.render_status(body)
+    text = out.getvalue()
+    assert "Awaiting your review" in text
+    assert "privops request approve REQ-7" in text
+    assert "privops request redact REQ-7 --system" in text
+    assert "cctv (redacted)" in text
 
 
 class _Kafka(Component):

@@ -49,10 +49,28 @@ def render_status(body: dict[str, Any]) -> None:
     for part in (retained, exports, history):
         if part is not None:
             console.print(part)
+    if body.get("state") == AWAITING_REVIEW:
+        console.print(review_hint(str(body.get("request_id"))))
     manifest = body.get("manifest")
     if isinstance(manifest, dict) and manifest:
         console.print("[bold]Art. 15 response[/] (what the subject is told)")
         console.print(art15_table(manifest))
+
+
+AWAITING_REVIEW = "awaiting_review"
+
+
+def review_hint(request_id: str) -> str:
+    """What the DPO does with a response held for review (the exports above list the
+    copies; those marked redacted are the DPO's own)."""
+    rid = cell(request_id)
+    return (
+        "[bold yellow]Awaiting your review:[/] a copy above may show other people, and "
+        "nothing goes to the subject until you approve; the deadline runs on.\n"
+        f"  redact a copy:  privops request redact {rid} --system SYSTEM --location URL "
+        "--records N --sha256 HEX\n"
+        f"  then send it:   privops request approve {rid} [--withhold SYSTEM] --reason TEXT"
+    )
 
 
 def days_left_cell(days_left: Any) -> str:
