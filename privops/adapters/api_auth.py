@@ -97,7 +97,12 @@ class BrokerAuthenticator:
     allowed nothing anyway); refusals are remembered apart from proofs, so guesses never
     push a proven caller out; and at most ``max_waiting`` proofs wait for one of the
     ``concurrency`` checks, the rest answered at once as unavailable (503: retry) rather
-    than queued behind the flood (400 guesses kept a proven system waiting 10 s)."""
+    than queued behind the flood (400 guesses kept a proven system waiting 10 s). A caller
+    whose proof expired is proven again in a lane of its own (``renewals`` checks, no
+    waiting cap): a steady flood of random passwords, each a new digest, kept the common
+    lane full, and every caller whose proof expired was answered 503 (security review,
+    session 34). Only credentials a broker accepted before enter it, and a refusal
+    takes them out."""
 
     def __init__(
         self,
@@ -107,6 +112,7 @@ class BrokerAuthenticator:
         ttl: float = 60.0,
         failure_ttl: float = 5.0,
         concurrency: int = 4,
+        renewals: int = 2,
         max_waiting: int = 64,
         size: int = 1024,
         clock: Callable[[], float] = time.monotonic,
@@ -120,6 +126,7 @@ class BrokerAuthenticator:
         self._refused: OrderedDict[bytes, float] = OrderedDict()
         self._proving: dict[bytes, asyncio.Future[bool]] = {}
         self._slots = asyncio.Semaphore(concurrency)
+        self._renewal_slots = asyncio.Semaphore(renewals)
         self._max_waiting = max_waiting
         self._waiting = 0
 
@@ -135,6 +142,8 @@ class BrokerAuthenticator:
             accepted = True
         elif self._refused.get(digest, now) > now:
             accepted = False
+        elif digest in self._proven:  # proven before, expired since: its own lane
+            accepted = await self._prove(digest, creds, self._renewal_slots)
         else:
             accepted = await self._proof(digest, creds)
         if not accepted:
@@ -149,15 +158,17 @@ class BrokerAuthenticator:
             raise RuntimeUnavailable("too many credential checks waiting; retry shortly")
         self._waiting += 1
         try:
-            return await self._prove(digest, creds)
+            return await self._prove(digest, creds, self._slots)
         finally:
             self._waiting -= 1
 
-    async def _prove(self, digest: bytes, creds: Credentials) -> bool:
+    async def _prove(self, digest: bytes, creds: Credentials, slots: asyncio.Semaphore) -> bool:
+        if (pending := self._proving.get(digest)) is not None:
+            return await asyncio.shield(pending)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._proving[digest] = future
         try:
-            async with self._slots:
+            async with slots:
                 accepted = await self._check(creds.principal, creds.password)
         except Exception as exc:
             future.set_exception(exc)
@@ -174,6 +185,8 @@ class BrokerAuthenticator:
             del self._proving[digest]
 
     def _remember(self, digest: bytes, accepted: bool) -> None:
+        if not accepted:  # a password changed or removed leaves the renewal lane
+            self._proven.pop(digest, None)
         known = self._proven if accepted else self._refused
         known[digest] = self._clock() + (self._ttl if accepted else self._failure_ttl)
         known.move_to_end(digest)

@@ -256,3 +256,47 @@ def test_a_client_sends_its_principal_and_kafka_password(tmp_path: Path) -> None
     sent = next(auth.auth_flow(httpx.Request("GET", "http://w")))
     assert basic_credentials(sent.headers["Authorization"]) == Credentials(DPO, passwords[DPO])
     assert api_auth(cfg.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})) is None
+
+
+def test_a_flood_of_guesses_never_locks_out_a_caller_whose_proof_expired() -> None:
+    """Random passwords, each a new digest, kept the waiting lane full: every caller whose
+    proof had expired was answered 503 until the flood stopped (security review,
+    session 34). Proven before, it is proven again in a lane of its own."""
+    broker, clock = Broker({"system-crm": "good"}, delay=0.1), Clock()
+    auth = BrokerAuthenticator(broker.check, concurrency=4, max_waiting=16, ttl=60, clock=clock)
+
+    async def run() -> None:
+        assert await auth.principal(basic("system-crm:good")) == "system-crm"
+        clock.now += 61  # the proof expired
+        guesses = [
+            asyncio.ensure_future(auth.principal(basic(f"system-crm:guess{i}"))) for i in range(400)
+        ]
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeUnavailable):  # the common lane is full ...
+            await auth.principal(basic("system-crm:other"))
+        started = time.perf_counter()
+        assert await auth.principal(basic("system-crm:good")) == "system-crm"  # ... not its
+        assert time.perf_counter() - started < 0.5  # one check, not the flood's 10 s
+        await asyncio.gather(*guesses, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+def test_a_password_refused_on_renewal_leaves_the_renewal_lane() -> None:
+    broker, clock = Broker({"system-crm": "good"}, delay=0.05), Clock()
+    auth = BrokerAuthenticator(broker.check, max_waiting=2, ttl=60, failure_ttl=5, clock=clock)
+
+    async def run() -> None:
+        assert await auth.principal(basic("system-crm:good")) == "system-crm"
+        broker.passwords["system-crm"] = "rotated"
+        clock.now += 61
+        with pytest.raises(Unauthenticated):
+            await auth.principal(basic("system-crm:good"))
+        clock.now += 6  # the refusal forgotten: the old password waits in the common lane
+        guesses = [asyncio.ensure_future(auth.principal(basic(f"dpo:g{i}"))) for i in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeUnavailable):
+            await auth.principal(basic("system-crm:good"))
+        await asyncio.gather(*guesses, return_exceptions=True)
+
+    asyncio.run(run())
