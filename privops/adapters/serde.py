@@ -25,7 +25,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
@@ -139,9 +139,9 @@ class Serde:
             resp = self._look_up(client, fullname, text, refused=resp.status_code)
         if resp.status_code in (401, 403):
             raise RegistryError(f"looking up {fullname}: {self._refused(resp.status_code)}")
-        if resp.status_code >= 500:
+        if passing(resp.status_code):
             raise RegistryUnreachable(
-                f"registering {fullname}: the registry failed ({resp.status_code})"
+                f"registering {fullname}: the registry failed or is busy ({resp.status_code})"
             )
         if resp.status_code >= 400:
             raise RegistryError(f"registering {fullname} failed: {resp.status_code} {resp.text}")
@@ -282,6 +282,10 @@ class Serde:
             raise _absent(schema_id)
         if status in (401, 403):
             raise RegistryError(f"fetching schema {schema_id}: {self._refused(status)}")
+        if passing(status):
+            raise RegistryUnreachable(
+                f"fetching schema {schema_id}: the registry failed or is busy ({status})"
+            )
         if status >= 400:
             shown = "(too large)" if body is None else repr(body[:200])
             raise RegistryError(f"fetching schema {schema_id}: {status} {shown}")
@@ -289,6 +293,17 @@ class Serde:
             return schema_text(body)
         except DecodeError as exc:
             raise self._reject(schema_id, exc) from exc
+
+
+BUSY_STATUSES: Final = frozenset({408, 429})
+
+
+def passing(status: int) -> bool:
+    """A registry answer asking again can mend: a failure (5xx), a timeout or "too many
+    requests" (a registry behind a gateway answers 429 under load). A connector stopped
+    on one at start (connector review, session 33): it is waited out like a registry
+    that cannot be reached (``RegistryUnreachable``)."""
+    return status >= 500 or status in BUSY_STATUSES
 
 
 def _absent(schema_id: int) -> DecodeError:

@@ -627,8 +627,10 @@ def _not_reachable(request: httpx.Request) -> httpx.Response:
         (_not_reachable, True),
         (lambda request: httpx.Response(401, json={"message": "no"}), False),
         (lambda request: httpx.Response(409, json={"message": "incompatible"}), False),
+        (lambda request: httpx.Response(429, json={"message": "slow down"}), True),
+        (lambda request: httpx.Response(408, json={"message": "timeout"}), True),
     ],
-    ids=["registry-failing", "not-reachable", "refused", "incompatible"],
+    ids=["registry-failing", "not-reachable", "refused", "incompatible", "busy", "timed-out"],
 )
 def test_registration_says_whether_asking_again_can_help(
     answer: Callable[[httpx.Request], httpx.Response], unreachable: bool
@@ -639,3 +641,7 @@ def test_registration_says_whether_asking_again_can_help(
     with pytest.raises(RegistryError) as raised:
         serde.register_all()
     assert isinstance(raised.value, RegistryUnreachable) is unreachable
+    # A schema fetched by id is judged alike: a busy registry is waited out, not an error
+    with pytest.raises(RegistryError) as fetched:
+        serde.decode(frame(4242, b"\x00"))
+    assert isinstance(fetched.value, RegistryUnreachable) is unreachable
