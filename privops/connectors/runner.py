@@ -61,6 +61,7 @@ from aiokafka.errors import (
 )
 
 from privops.adapters.acls import connector_group, system_principal
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.kafka import client_options, producer, stop_client, unreachable
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
@@ -88,9 +89,11 @@ from privops.connectors.metrics import (
     TASKS,
     TRANSIENT_RETRIES,
 )
+from privops.core.datamap import DataMap
 from privops.core.errors import DecodeError, PrivopsError, RegistryError, RegistryUnreachable
+from privops.core.exports import export_problem
 from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.records import Erase, Record, Task, TaskResult
+from privops.core.records import Erase, Record, Task, TaskCompleted, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
 
@@ -264,8 +267,16 @@ class ConnectorRunner:
         keys: KeySource | None = None,
         worker_url: str | None = None,
         task_timeout: float | None = TASK_TIMEOUT_SECONDS,
+        datamap: DataMap | None = None,
     ) -> None:
         self.connector = connector
+        # An export is checked where the worker will check it, before it is kept: one
+        # the worker refuses was kept in the ledger as done, counted completed here, and
+        # replayed to every re-send (connector review, session 33). Only against the
+        # deployment's data map (``datamap``, or PRIVOPS_DATAMAP said): the packaged one's
+        # roots are the example company's, and would refuse every real export.
+        explicit = "datamap" in settings.model_fields_set
+        self.datamap = datamap or (load_datamap(settings.datamap) if explicit else None)
         self.task_timeout = task_timeout
         self.system = System(connector.system)
         self.settings = settings
@@ -730,6 +741,8 @@ class ConnectorRunner:
         try:
             answer = _checked(returned)
             result = answer.result(task, self.clock())
+            if (problem := self._export_refused(task, result)) is not None:
+                answer, result = self._bad_answer(task, f"export_outside_root: {problem}")
         except _Unsendable as exc:
             answer, result = self._bad_answer(task, str(exc))
         # The contract's boundary again: whatever the connector's values make pydantic
@@ -744,6 +757,13 @@ class ConnectorRunner:
         except Exception as exc:  # noqa: BLE001  (fastavro's errors, e.g. OverflowError)
             answer, failure = self._bad_answer(task, type(exc).__name__)
             return answer, _Reply(failure, self._encode(failure), answer.label)
+
+    def _export_refused(self, task: Task, result: TaskResult | None) -> str | None:
+        """Why the worker would refuse ``result``'s export (privops.core.exports: below the
+        system's ``export_root``, naming the request), or None; never the location."""
+        if self.datamap is None or not isinstance(result, TaskCompleted) or not result.export:
+            return None
+        return export_problem(self.datamap, self.system, result.export, task.request_id)
 
     def _bad_answer(self, task: Task, why: str) -> tuple[Answer, TaskResult]:
         """A final failure saying ``why`` by a type's name only: a pydantic error quotes

@@ -434,6 +434,51 @@ async def test_a_resend_under_a_new_key_is_not_answered_under_the_destroyed_one(
     assert len(connector.tasks) == 2  # executed again: the kept answer could not be opened
 
 
+class Misplaced(OrdersConnector):
+    """Writes its exports where it likes (its own host's path), not under its root."""
+
+    async def handle(self, task: r.Task) -> Answer:
+        answer = await super().handle(task)
+        assert answer.export is not None
+        moved = answer.export.model_copy(update={"location": "file:///var/exports/x.json"})
+        return Answer.completed(answer.records_affected, export=moved)
+
+
+@pytest.mark.parametrize("said", [True, False])
+async def test_an_export_the_worker_would_refuse_is_a_failure_before_it_is_kept(
+    tmp_path: Path,
+    people: list[FakeCustomer],
+    service: KeyService,
+    monkeypatch: pytest.MonkeyPatch,
+    said: bool,
+) -> None:
+    """Kept as done, it was counted completed here, refused by the worker and replayed to
+    every re-send. Checked against the deployment's data map only (PRIVOPS_DATAMAP said):
+    the packaged one's roots are the example company's."""
+    settings = Settings(datamap=Settings().datamap) if said else Settings()
+    runner = ConnectorRunner(
+        Misplaced(tmp_path / "systems"), settings, retry=FAST, clock=lambda: NOW,
+        keys=service.reader(),
+    )  # fmt: skip
+    plain = task(r.Export, people[0], System.orders)
+    ledger = Ledger(tmp_path / "l.db")
+
+    serde, _ = await deliver(runner, ledger, plain, monkeypatch)
+
+    (result,) = serde.encoded
+    assert ledger.get(plain.task_id) == result
+    if not said:
+        assert isinstance(result, r.TaskCompleted)  # the worker checks it, as before
+        return
+    assert isinstance(result, r.TaskFailed)
+    assert not result.retryable
+    assert result.reason == (
+        "connector error: bad answer (export_outside_root: the location is not below "
+        "orders's export root)"
+    )
+    assert "/var/exports" not in result.model_dump_json()
+
+
 async def test_a_plaintext_export_task_is_answered_under_the_subjects_main_key(
     tmp_path: Path, people: list[FakeCustomer], service: KeyService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
