@@ -46,6 +46,34 @@ DEV_SECRETS: dict[str, str] = {
 }
 
 
+SECRET_FILES: tuple[str, ...] = (
+    "kafka_password",
+    "registry_password",
+    "pseudonym_key",
+    "audit_key",
+)
+"""The secrets that may be given as a file (``PRIVOPS_<NAME>_FILE``)."""
+MAX_SECRET_FILE_BYTES = 4096
+
+
+def _read_secret(path: Path, setting: str) -> str:
+    try:
+        with path.expanduser().open("rb") as f:
+            raw = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{setting}: cannot read {path} ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"{setting}: {path} is over {MAX_SECRET_FILE_BYTES} bytes: not a secret")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{setting}: {path} is not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text or "\n" in text:
+        raise ValueError(f"{setting}: {path} must hold the secret on one line")
+    return text
+
+
 def _default_home() -> Path:
     return Path.home() / ".cache" / "privops"
 
@@ -269,6 +297,41 @@ class Settings(BaseSettings):
     clock_offset_days: float = Field(
         default=0.0, description="Shift the worker's clock (demos and deadline tests only)"
     )
+
+    kafka_password_file: Path | None = Field(
+        default=None, description="A file holding PRIVOPS_KAFKA_PASSWORD (a mounted secret)"
+    )
+    registry_password_file: Path | None = Field(
+        default=None, description="A file holding PRIVOPS_REGISTRY_PASSWORD"
+    )
+    pseudonym_key_file: Path | None = Field(
+        default=None, description="A file holding PRIVOPS_PSEUDONYM_KEY"
+    )
+    audit_key_file: Path | None = Field(
+        default=None, description="A file holding PRIVOPS_AUDIT_KEY"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """``PRIVOPS_<SECRET>_FILE`` names a file holding the secret (a Docker or
+        Kubernetes secret mounted as a file), so it need not sit in the environment,
+        which ``ps e``, ``/proc/<pid>/environ`` and crash reports show. Its one line is
+        read (a final newline dropped); giving both the value and its file is an error,
+        as is a file that cannot be read or is empty. Errors name the file, never what
+        it holds."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FILES:
+            path = data.get(f"{name}_file")
+            if path is None:
+                continue
+            if data.get(name) is not None:
+                raise ValueError(
+                    f"PRIVOPS_{name.upper()} and PRIVOPS_{name.upper()}_FILE are both set: say one"
+                )
+            data[name] = _read_secret(Path(path), f"PRIVOPS_{name.upper()}_FILE")
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ OWN = {
 
 @pytest.fixture(autouse=True)
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("PRIVOPS_ENV", *OWN):
+    for name in ("PRIVOPS_ENV", *OWN, *(f"{n}_FILE" for n in OWN)):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
@@ -220,3 +221,54 @@ def test_an_app_id_the_audit_would_take_for_a_phone_number_is_refused(
         get_settings()
     monkeypatch.setenv("PRIVOPS_APP_ID", "worker-sealed-07a0592810")
     assert get_settings().app_id == "worker-sealed-07a0592810"
+
+
+def test_secrets_may_come_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A mounted secret (Docker, Kubernetes) need not sit in the environment, which
+    /proc/<pid>/environ shows (ops review, session 33)."""
+    files = {}
+    for name, value in (*OWN.items(), ("PRIVOPS_KAFKA_PASSWORD", "scram-pw")):
+        path = tmp_path / name.lower()
+        path.write_text(value + "\n")  # as `echo` and most secret stores write it
+        monkeypatch.setenv(f"{name}_FILE", str(path))
+        files[name] = path
+    monkeypatch.setenv("PRIVOPS_ENV", "prod")
+    monkeypatch.setenv("PRIVOPS_KAFKA_PRINCIPAL", "privops")
+    settings = get_settings()
+    assert settings.pseudonym_key == OWN["PRIVOPS_PSEUDONYM_KEY"]
+    assert settings.audit_key == OWN["PRIVOPS_AUDIT_KEY"]
+    assert settings.kafka_password is not None
+    assert settings.kafka_password.get_secret_value() == "scram-pw"
+    settings.require_secrets()  # not the development values: prod takes them
+    assert not unknown_names({f"{n}_FILE": "x" for n in files})
+
+
+@pytest.mark.parametrize(
+    ("content", "also_set", "said"),
+    [
+        (None, False, "cannot read"),
+        ("", False, "on one line"),
+        ("two\nlines\n", False, "on one line"),
+        ("a-real-audit-key-0002", True, "both set"),
+    ],
+    ids=["missing", "empty", "two-lines", "both"],
+)
+def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    content: str | None,
+    also_set: bool,
+    said: str,
+) -> None:
+    path = tmp_path / "audit"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("PRIVOPS_AUDIT_KEY_FILE", str(path))
+    if also_set:
+        monkeypatch.setenv("PRIVOPS_AUDIT_KEY", OWN["PRIVOPS_AUDIT_KEY"])
+    with pytest.raises(ConfigError) as info:
+        get_settings()
+    assert said in str(info.value)
+    assert "PRIVOPS_AUDIT_KEY" in str(info.value)
+    assert "lines" not in str(info.value).replace("on one line", "")
+    assert OWN["PRIVOPS_AUDIT_KEY"] not in str(info.value)
