@@ -80,6 +80,18 @@ def test_the_open_requests_are_shown_due_first_with_what_they_wait_on(worker: St
     assert worker.asked == ["/requests?limit=500"]
 
 
+def test_a_response_awaiting_review_waits_on_the_dpo(worker: StandIn) -> None:
+    held = {
+        "request_id": "REQ-CCTV", "request_type": "access", "state": "awaiting_review",
+        "subject_ref": "sr_dddd", "due_on": "2026-12-10", "days_left": 9, "waiting_on": [],
+    }  # fmt: skip
+    worker.answers = [(200, {**LISTED, "requests": [held]})]
+    out = run("request", "list")
+    assert out.code == 0, out.output
+    assert "your review" in out.flat
+    assert "privops request redact" in out.flat
+
+
 def test_the_filters_are_asked_of_the_worker(worker: StandIn) -> None:
     out = run("request", "list", "--due-within", "7", "--type", "access", "--limit", "20")
     assert out.code == 0, out.output

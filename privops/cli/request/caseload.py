@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from privops.cli.common import EXIT_UNAVAILABLE, Json, console, emit_json, fail
-from privops.cli.request.status import days_left_cell
+from privops.cli.request.status import AWAITING_REVIEW, days_left_cell
 from privops.cli.worker_http import answer_json, worker_request, worker_url
 from privops.core.caseload import DEFAULT_LIMIT, MAX_DUE_WITHIN, MAX_LIMIT
 from privops.core.vocab import RequestType
@@ -76,6 +76,13 @@ def list_requests(
     render(listed, body, filtered=due_within is not None or request_type is not None)
 
 
+def _waiting_on(row: dict[str, Any]) -> str:
+    """The systems a request waits for; a response held for review waits for the DPO."""
+    if row.get("state") == AWAITING_REVIEW:
+        return "your review"
+    return ", ".join(cell(s) for s in row.get("waiting_on") or []) or "-"
+
+
 def render(listed: list[dict[str, Any]], body: dict[str, Any], *, filtered: bool) -> None:
     total = body.get("total", len(listed))
     if not listed:
@@ -92,9 +99,14 @@ def render(listed: list[dict[str, Any]], body: dict[str, Any], *, filtered: bool
             cell(row.get("state")),
             cell(row.get("due_on"), "no clock"),
             days_left_cell(row.get("days_left")),
-            ", ".join(cell(s) for s in row.get("waiting_on") or []) or "-",
+            _waiting_on(row),
             cell(row.get("subject_ref")),
         )
     console.print(out)
+    if any(row.get("state") == AWAITING_REVIEW for row in listed):
+        console.print(
+            "[dim]awaiting_review: `privops request status ID` shows the copies to review, "
+            "then `privops request redact` / `approve`[/]"
+        )
     if isinstance(total, int) and total > len(listed):
         console.print(f"[dim]{total - len(listed)} more: raise --limit or narrow the list[/]")
