@@ -359,7 +359,13 @@ async def _scope_refused(view: View, request: Request, scope: str) -> Response |
     today = collaborators().clock.today()
     if system is None or system_may_ask(scope, spec.categories if spec else (), today):
         return None
-    log.warning("HTTP API: principal %s may not have a key of scope %r", principal, scope)
+    # Never the scope itself: it is the caller's text, not yet validated (an email
+    # address in it went into the worker's log; review, session 34). The caller is told.
+    log.warning(
+        "HTTP API: principal %s may not have a key of the scope it asked for (%d characters)",
+        principal,
+        len(scope),
+    )
     reason = (
         f"{principal} has keys of scope main, or retained:<category>:<YYYY-MM-DD> of a "
         f"category the data map says it holds, ending within {SYSTEM_SCOPE_YEARS} years; "

@@ -15,8 +15,9 @@ An upstream event's personal fields arrive encrypted under the subject's data ke
 (docs/crypto-shredding.md) and are decrypted here, through the worker's key store
 (``privacy.subject-keys``), before anything reads them, so the identity map and the
 suppression list hold what the subject's identifiers are, not one of many ciphertexts
-of them. A shredded key or a ciphertext that does not belong to this subject and field
-is a dead letter (whose bytes hold only ciphertext); so is plaintext where
+of them. A shredded key, a ciphertext that does not belong to this subject and field,
+or one under a key its system may not seal under (another category's retained key) is a
+dead letter (whose bytes hold only ciphertext); so is plaintext where
 PRIVOPS_PERSONAL_PLAINTEXT=refuse, without its value (a dead letter is not shredded
 with its subject's key; the event stays on its topic for the topic's retention).
 """
@@ -58,6 +59,7 @@ from privops.core.facts import (
     directive_fact,
     number_change,
     recalled_suppression,
+    source_may_seal,
     too_far_ahead,
     updated_facts,
 )
@@ -69,6 +71,7 @@ from privops.core.fieldcrypt import (
     ShreddedKey,
     TamperedField,
     parse_field,
+    split_key_id,
 )
 from privops.core.holds import update_holds
 from privops.core.identity import (
@@ -82,9 +85,10 @@ from privops.core.identity import (
 from privops.core.personal import ITEMS, VALUES, PersonalPath, typed_text
 from privops.core.pii import redact
 from privops.core.request import Context
+from privops.core.shredding import scope_category
 from privops.core.subject_keys import KeyUnwrapFailed
 from privops.core.topics import CONSENT_STATE, ingest_inputs
-from privops.core.vocab import System
+from privops.core.vocab import Category, System
 from streams import pipeline
 from streams.app import app, settings
 from streams.audit import PSEUDONYM_KEY, PSEUDONYM_KEYS, audit, ref
@@ -345,11 +349,36 @@ async def readable(event: r.UpstreamEvent, partition: int) -> r.UpstreamEvent:
     encrypted). ``ShreddedKey``, ``TamperedField`` or ``MalformedField`` (a DecodeError)
     when it cannot be; plaintext is refused or counted per PRIVOPS_PERSONAL_PLAINTEXT."""
     parsed, plaintext = ciphertexts(event.subject_id, personal_values(event, event_paths(event)))
+    if parsed:
+        check_scopes(event.source, parsed)
     if plaintext:
         if settings.personal_plaintext != "accept":
             raise PlaintextRefused(f"{', '.join(plaintext)}: plaintext in a personal field")
         metrics.count_plaintext_personal_fields(event.source, len(plaintext))
     return await _decrypted(event, event.subject_id, partition, parsed, bool(plaintext))
+
+
+_CATEGORIES = frozenset(c.value for c in Category)
+
+
+def check_scopes(source: System, parsed: Parsed) -> None:
+    """``TamperedField`` (before any key is looked up) for an event sealed under a key
+    its system may not seal under (``facts.source_may_seal``): the key service lists
+    every stored key of a subject to any system, so crm could seal its events under
+    orders' retained purchases key, which outlives the subject's erasure for years
+    (review, session 34). Only upstream events: a task result is sealed under the very
+    key its task was, whatever its scope (privops.connectors.runner)."""
+    datamap = collaborators().datamap
+    for key_id in {key_id for key_id, _ in parsed.values()}:
+        scope = split_key_id(key_id)[1]
+        if not source_may_seal(source, scope, datamap):
+            category = scope_category(scope)
+            named = f"a retained {category} key" if category in _CATEGORIES else "a key"
+            raise TamperedField(
+                f"a personal field is sealed under {named} that {source.value} may not "
+                "use: it seals under main, or retained:<category>:<date> of a category "
+                "the data map says it holds"
+            )
 
 
 async def opened(record: R, subject_id: str, partition: int) -> R:

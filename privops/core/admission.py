@@ -12,7 +12,8 @@ Names: the audit keeps the actor and the request id for ten years and refuses an
 shaped like contact details, so an email address as actor once crashed the workflow
 after it had already stored the request and sent a task. A principal name (`dpo`,
 `system-crm`, `privops-scheduler`) is what the actor must be; anything else is refused
-up front, never echoed back, and audited under a placeholder.
+up front, never echoed back, and audited under a placeholder. A request id also names
+its audit chain, so one that names a subject's chain or the system chain is refused too.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from privops.core import records as r
+from privops.core.audit import SYSTEM_CHAIN
 from privops.core.errors import DecodeError, WrongTopic
 from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.fanout import FOLLOWUP_ACTOR
+from privops.core.identity import SUBJECT_REF_PREFIX
 from privops.core.pii import REDACT_CHARS, looks_like_pii, redact
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
@@ -160,8 +163,20 @@ def _is_task_id(task_id: str, request_id: str) -> bool:
     )
 
 
+def names_another_chain(request_id: str) -> bool:
+    """Whether ``request_id`` is, or could be, the name of an audit chain that is not a
+    request's: a request's steps chain under its id (``audit.chain_key``), a subject's
+    under their ref (``sr_`` and 24 hex digits), the rest under ``privops``. A request
+    named like one would append its steps to that chain: the DPO could interleave
+    steps into a subject's trail or the system chain (review, session 34). Any case, any
+    ``sr_`` id: what is refused must be easy to say."""
+    lowered = request_id.lower()
+    return lowered == SYSTEM_CHAIN or lowered.startswith(SUBJECT_REF_PREFIX)
+
+
 def check_names(cmd: r.Command) -> None:
-    """The actor and the request id go into the ten-year audit as they are: refuse others."""
+    """The actor and the request id go into the ten-year audit as they are, the request
+    id as its chain's name: refuse others."""
     if not is_principal_name(cmd.actor):
         raise Refused(
             Reason.invalid_command,
@@ -174,6 +189,13 @@ def check_names(cmd: r.Command) -> None:
             "the request id must be letters, digits, '.', '_', ':' or '-' (at most "
             f"{MAX_ID_LENGTH} characters), not contact details",
         )
+    if names_another_chain(cmd.request_id):
+        raise Refused(
+            Reason.invalid_command,
+            f"the request id may not be {SYSTEM_CHAIN!r} or start with "
+            f"{SUBJECT_REF_PREFIX!r} (in any case): those name the audit's system and "
+            "subject chains; use the CLI's REQ-... ids",
+        )
 
 
 def audited_actor(actor: str) -> str:
@@ -182,8 +204,11 @@ def audited_actor(actor: str) -> str:
 
 
 def audited_request_id(request_id: str) -> str | None:
-    """The request id to audit under; an unusable one is left out (the system chain)."""
-    return request_id if is_plain_id(request_id) else None
+    """The request id to audit under; an unusable one is left out (the subject's chain,
+    else the system chain): one the audit should not keep, or one naming another chain
+    (``names_another_chain``: a request stored before those were refused)."""
+    usable = is_plain_id(request_id) and not names_another_chain(request_id)
+    return request_id if usable else None
 
 
 # --- dates --------------------------------------------------------------------------------

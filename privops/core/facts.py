@@ -1,12 +1,13 @@
 """What business events and request directives mean for consent and for retention.
 
 The ingest agent decodes a record and asks this module whether it may act on it
-(`admit_ingest`: only the record types that belong on the topic it came from) and what it
-means: `consent_facts` (PECR and UK GDPR meaning of an upstream event), `updated_facts`
-(the retention and disclosure inputs the erasure plan and Art. 19 notices need),
-`directive_fact` (a request's effect on the subject) and `consent_state_record` (the
-compacted topic's view of a state). Keeping the mapping here, pure, lets it be
-table-tested without Kafka.
+(`admit_ingest`: only the record types that belong on the topic it came from;
+`source_may_seal`: only under keys its system may use) and what it means:
+`consent_facts` (PECR and UK GDPR meaning of an upstream event), `updated_facts` (the
+retention and disclosure inputs the erasure plan and Art. 19 notices need, each moved
+only by a system that holds its category), `directive_fact` (a request's effect on the
+subject) and `consent_state_record` (the compacted topic's view of a state). Keeping the
+mapping here, pure, lets it be table-tested without Kafka.
 
 Soft opt-in (PECR reg. 22(3)) arises only from a sale whose event says the opt-out was
 offered and that marketing will be about similar products; silence on either means no
@@ -37,10 +38,12 @@ from privops.core.erasure import (
     SubjectFacts,
 )
 from privops.core.errors import PrivopsError, WrongTopic
+from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.identity import IdentityMap
 from privops.core.pii import looks_like_pii
+from privops.core.shredding import retained_parts
 from privops.core.topics import SUBJECT_DIRECTIVES, SUPPRESSION, events_topic
-from privops.core.vocab import Channel, ConsentStatus, LawfulBasis, Purpose, System
+from privops.core.vocab import Category, Channel, ConsentStatus, LawfulBasis, Purpose, System
 
 F = FactKind
 
@@ -350,14 +353,66 @@ def check_disclosure(datamap: DataMap, event: r.DataDisclosed) -> Disclosure:
     )
 
 
+FACT_CATEGORIES: Final[dict[type[r.UpstreamEvent], Category]] = {
+    r.OrderPlaced: Category.purchases,
+    r.PaymentRecorded: Category.payment,
+    r.AccountBalanceChanged: Category.credit,
+    r.InvestigationOpened: Category.cctv,
+    r.InvestigationClosed: Category.cctv,
+}
+"""The category whose retention each fact-bearing event moves: only a system the data
+map says holds it may move it (``check_fact_source``)."""
+
+
+def check_fact_source(event: r.UpstreamEvent, datamap: DataMap) -> None:
+    """Raise WrongTopic (a ``wrong_topic`` dead letter) for a fact-bearing event from a
+    system the data map does not say holds its category. The topic proves which system
+    wrote an event, not that it may speak for another's data: before, web's
+    InvestigationClosed closed cctv's investigation (its footage became erasable), any
+    system's InvestigationOpened kept footage for ever, marketing's AccountBalanceChanged
+    closed an open debt, and any OrderPlaced or PaymentRecorded stretched the six-year
+    financial retention (review, session 34)."""
+    category = FACT_CATEGORIES.get(type(event))
+    if category is None:
+        return
+    spec = datamap.systems.get(event.source)
+    if spec is None or category not in spec.categories:
+        raise WrongTopic(
+            f"{type(event).__name__} does not belong on {events_topic(event.source)}: the "
+            f"data map does not say {event.source.value} holds {category.value} data, so "
+            "it may not change that category's retention facts"
+        )
+
+
+def source_may_seal(source: System, scope: str, datamap: DataMap) -> bool:
+    """Whether ``source`` may seal its events' personal fields under a key of ``scope``:
+    ``main``, or a retained scope of a category the data map says it holds (the key
+    service's rule, ``shredding.system_may_ask``, without its date window: an event
+    sealed under a key of that scope was written while it could be asked for).
+
+    A retained key outlives an erasure while its category is kept, and the key service
+    lists every stored key of a subject to any system (a connector opens a task sealed
+    under privops' storage key with it), so before, crm could seal its events under
+    orders' ``retained:purchases:<date>`` key and keep them readable for six years after
+    the subject's erasure (review, session 34)."""
+    if scope == MAIN_SCOPE:
+        return True
+    parts = retained_parts(scope)
+    spec = datamap.systems.get(source)
+    return parts is not None and spec is not None and parts[0] in {c.value for c in spec.categories}
+
+
 def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap) -> SubjectFacts:
     """Retention inputs for the erasure plan (financial records, credit, investigations)
     and who received the subject's data (Art. 19).
 
     Returns `facts` itself when the event changes nothing, so the caller can skip a write.
-    Raises UndeclaredDisclosure for a disclosure the data map does not declare; pure, so
-    the caller can call it before it writes anything else.
+    Raises UndeclaredDisclosure for a disclosure the data map does not declare, and
+    WrongTopic for a fact-bearing event from a system that does not hold its category
+    (``check_fact_source``); pure, so the caller can call it before it writes anything
+    else.
     """
+    check_fact_source(event, datamap)
     at = event.occurred_at
     match event:
         case r.DataDisclosed():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -290,3 +291,46 @@ async def test_livez_answers_while_health_does_not(
     assert status == 503
     status, body = await http.livez.get(Answers(), make_mocked_request("GET", "/livez"))
     assert (status, body["status"]) == (200, "alive")
+
+
+class _ProvenSystem:
+    """An authenticator that proves every caller to be crm's principal."""
+
+    async def principal(self, _authorization: str | None) -> str:
+        return "system-crm"
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "ann.smith@example.com",
+        "07700900123",
+        "retained:purchases:2032-03-30",
+        f"retained:contact{'x' * 38}:20320330",
+    ],
+    ids=[
+        "an-email",
+        "a-phone-number-a-valid-scope",
+        "another-systems-scope",
+        "one-whose-date-respelled-is-no-scope",
+    ],
+)
+async def test_a_refused_key_scope_is_never_logged(
+    app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, scope: str
+) -> None:
+    """The scope is the caller's text, logged before it was validated: a system could
+    put an email address into the worker's log (review, session 34). The caller is
+    still told which scope was refused."""
+    monkeypatch.setattr(http, "_authenticator", lambda: _ProvenSystem())
+    request = make_mocked_request(
+        "POST", "/subject-keys/S1", headers={"Authorization": "Basic c3lzdGVtLWNybTpwdw=="}
+    )
+    with caplog.at_level(logging.DEBUG):
+        answered: Any = await http._scope_refused(Answers(), request, scope)  # type: ignore[arg-type]
+    status, body = answered
+    assert status == 403
+    assert body["error"] == "scope not allowed"
+    assert "system-crm may not have a key" in caplog.text
+    assert scope not in caplog.text
+    assert "example" not in caplog.text
+    assert "07700" not in caplog.text

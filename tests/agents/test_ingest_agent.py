@@ -393,6 +393,104 @@ async def test_an_undeclared_disclosure_is_dead_lettered_before_anything_is_writ
     assert consent.data.get("S2") is None
 
 
+# --- retention facts only from a system holding their category (review, session 34) ---
+
+
+def fact_event(kind: type[r.UpstreamEvent], source: System, **fields: Any) -> r.UpstreamEvent:
+    return kind(
+        event_id=f"ev-{source.value}-{kind.__name__}",
+        occurred_at=NOW,
+        source=source,
+        subject_id="S1",
+        identifiers=r.Identifiers(customer_id="C-1"),
+        **fields,
+    )
+
+
+FOREIGN_FACTS = [
+    pytest.param(fact_event(r.InvestigationClosed, System.web, investigation_id="INC-1"),
+                 id="web-closes-cctvs-investigation"),
+    pytest.param(fact_event(r.InvestigationOpened, System.telephony, investigation_id="INC-9",
+                            reason="x"), id="telephony-opens-an-investigation"),
+    pytest.param(fact_event(r.AccountBalanceChanged, System.marketing,
+                            credit_account_open=False, balance_pence=0),
+                 id="marketing-settles-the-debt"),
+    pytest.param(fact_event(r.OrderPlaced, System.crm, order_id="O-9", total_pence=1),
+                 id="crm-stretches-financial-retention"),
+    pytest.param(fact_event(r.PaymentRecorded, System.web, payment_id="P-9", order_id="O-9",
+                            amount_pence=1), id="web-stretches-financial-retention"),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize("erased", [False, True], ids=["live", "erased"])
+@pytest.mark.parametrize("foreign", FOREIGN_FACTS)
+async def test_a_system_not_holding_a_category_moves_none_of_its_retention_facts(
+    serde: Serde, outbox: Outbox, foreign: r.UpstreamEvent, erased: bool
+) -> None:
+    """Before, any system could close cctv's investigation (its footage became erasable),
+    open one no one would close, settle an open debt or stretch the six-year financial
+    retention: only the topic was checked, not that the system holds the category. An
+    erased subject's kept facts, which events still move, alike."""
+    from privops.core.erasure import SubjectFacts
+
+    keeping = SubjectFacts(
+        open_investigation_ids=("INC-1",),
+        open_credit_account=True,
+        open_debt=True,
+        balance_at=datetime(2025, 3, 1, tzinfo=UTC),
+        latest_financial_record_at=datetime(2025, 3, 1, tzinfo=UTC),
+    ).model_dump(mode="json")
+    subject_facts.data["S1"] = keeping
+    if erased:
+        consent.data["S1"] = suppressed_state("S1")
+    topic = f"{foreign.source.value}.events"
+    async with ingest.test_context() as agent:
+        await put_on(agent, topic, b"S1", serde.encode(foreign))
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "wrong_topic"
+    assert f"the data map does not say {foreign.source.value} holds" in letter.error
+    assert subject_facts.data["S1"] == keeping
+    assert identities.data.get("S1") is None
+    assert outbox.on(CONSENT_STATE) == []
+
+
+@pytest.mark.usefixtures("app")
+async def test_the_system_holding_the_category_still_moves_its_retention_facts(
+    serde: Serde, outbox: Outbox
+) -> None:
+    from privops.core.erasure import SubjectFacts
+
+    subject_facts.data["S1"] = SubjectFacts(open_investigation_ids=("INC-1",)).model_dump(
+        mode="json"
+    )
+    closed = fact_event(r.InvestigationClosed, System.cctv, investigation_id="INC-1")
+    async with ingest.test_context() as agent:
+        await put_on(agent, "cctv.events", b"S1", serde.encode(closed))
+        await wait_for(lambda: not subject_facts.data["S1"]["open_investigation_ids"])
+    assert dead_letters(outbox) == []
+    facts = SubjectFacts.model_validate(subject_facts.data["S1"])
+    assert facts.investigation_closed_at == NOW
+
+
+def suppressed_state(subject: str) -> dict[str, Any]:
+    """The consent state an erasure leaves: the suppression marker."""
+    from privops.core import consent as rules
+    from privops.core.consent import ConsentFact, FactKind
+
+    fact = ConsentFact(
+        event_id="erasure-1",
+        occurred_at=datetime(2025, 3, 1, tzinfo=UTC),
+        source=System.crm,
+        kind=FactKind.suppressed,
+        evidence="privacy.commands:R-1",
+    )
+    state, _ = rules.apply(None, subject, fact)
+    assert state.suppressed
+    return state.model_dump(mode="json")
+
+
 @pytest.mark.usefixtures("app")
 async def test_a_subject_erased_before_a_pseudonym_key_rotation_stays_suppressed(
     serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch

@@ -529,6 +529,78 @@ async def test_a_rebuilt_worker_flags_an_erased_subjects_event_by_the_suppressio
     assert consent.data.get(ANN) is None
 
 
+# --- keys a system may seal under (review, session 34) ---------------------------------
+
+SEALED_UNDER = [
+    pytest.param(System.crm, "retained:purchases:2032-03-30", False,
+                 id="crm-under-orders-retained-purchases-key"),
+    pytest.param(System.crm, "retained:unerased:2026-03-10", False,
+                 id="crm-under-privops-own-scope"),
+    pytest.param(System.web, "retained:cctv:2028-03-10", False, id="web-under-a-cctv-key"),
+    pytest.param(System.orders, "retained:purchases:2032-03-30", True,
+                 id="orders-under-its-own-retained-key"),
+    pytest.param(System.crm, "retained:contact:2032-03-30", True,
+                 id="crm-under-a-retained-key-of-its-own-category"),
+    pytest.param(System.crm, "main", True, id="main"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("system", "scope", "taken"), SEALED_UNDER)
+async def test_an_event_is_opened_only_under_a_key_its_system_may_seal_under(
+    serde: Serde, outbox: Outbox, store: KeyStore, system: System, scope: str, taken: bool
+) -> None:
+    """The key service lists every stored key of a subject to any system (a connector
+    opens a task sealed under privops' storage key with it), and ingest opened fields
+    under any of them: crm sealed under orders' retained purchases key, which outlives
+    an erasure for years, kept its copies readable after the subject's erasure."""
+    await store.get_or_create(ANN, scope)
+    event = encrypt_record(created().model_copy(update={"source": system}), store, scope=scope)
+    value = serde.encode(event)
+    async with ingest.test_context() as agent:
+        await put_on(agent, f"{system.value}.events", ANN.encode(), value)
+        await wait_for(lambda: bool(outbox.on(DEADLETTER) or outbox.on(CONSENT_STATE)))
+    if taken:
+        assert dead_letters(outbox) == []
+        assert identities.data[ANN]["email"]["value"] == "ann@example.com"
+        return
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "tampered_field"
+    assert f"that {system.value} may not use" in letter.error
+    assert letter.value == value  # only ciphertext: kept
+    assert identities.data.get(ANN) is None
+    assert consent.data.get(ANN) is None
+
+
+async def test_an_erased_subjects_retention_facts_move_only_by_the_category_holder(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """An event under an erased subject's destroyed key still moves the facts an
+    erasure keeps; before, web's InvestigationClosed ended cctv's investigation hold
+    there too (review, session 34)."""
+    from privops.core.erasure import SubjectFacts
+    from streams.tables import subject_facts
+
+    closed = r.InvestigationClosed(
+        event_id="inc-closed",
+        occurred_at=NOW,
+        source=System.web,
+        subject_id=ANN,
+        identifiers=r.Identifiers(customer_id="C-1", email="ann@example.com"),
+        investigation_id="INC-1",
+    )
+    value = serde.encode(encrypt_record(closed, store))
+    await store.shred(ANN, [record.key_id for record in await store.records(ANN)])
+    consent.data[ANN] = erased_consent(ANN)
+    keeping = SubjectFacts(open_investigation_ids=("INC-1",)).model_dump(mode="json")
+    subject_facts.data[ANN] = keeping
+    async with ingest.test_context() as agent:
+        await put_on(agent, "web.events", ANN.encode(), value)
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "wrong_topic"
+    assert subject_facts.data[ANN] == keeping
+
+
 # --- events not where, or when, they could be taken (review, session 25) ------------------
 
 

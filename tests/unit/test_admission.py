@@ -15,10 +15,14 @@ from privops.core.admission import (
     audited_actor,
     audited_request_id,
     check_fresh,
+    check_names,
     is_plain_id,
     is_principal_name,
+    names_another_chain,
 )
+from privops.core.audit import SYSTEM_CHAIN, chain_key
 from privops.core.errors import WrongTopic
+from privops.core.identity import subject_ref
 from privops.core.request import Reason, Refused
 from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, task_results_topic
 from privops.core.vocab import Category, RequestType, System
@@ -91,6 +95,12 @@ def _hold() -> r.Record:
         subject_id="s",
         categories=[Category.contact],
         reason="litigation",
+    )
+
+
+def _released() -> r.Record:
+    return r.LegalHoldReleased(
+        command_id="c", request_id="H", issued_at=NOW, actor="dpo", hold_id="H", subject_id="s"
     )
 
 
@@ -189,3 +199,48 @@ def test_a_command_is_acted_on_only_within_its_window(
         check_fresh(cmd, NOW)
     assert caught.value.reason is Reason.invalid_command
     assert refused in caught.value.message
+
+
+# A subject ref as the audit names its chain (identity.subject_ref: "sr_" + 24 hex digits).
+SUBJECT_CHAIN = "sr_" + "0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [SUBJECT_CHAIN, "sr_theirs", "SR_" + "0123456789ABCDEF01234567", "privops", "PRIVOPS"],
+)
+@pytest.mark.parametrize("make", [_submitted, _hold, _released], ids=lambda m: m.__name__)
+def test_a_request_id_naming_another_audit_chain_is_refused(
+    request_id: str, make: Callable[[], r.Record]
+) -> None:
+    """A request's audit steps chain under ``<app>/<request id>`` (audit.chain_key), a
+    subject's under their ref, the rest under ``privops``: a request named like one
+    appended its steps to that chain (review, session 34). A legal hold chains under its
+    command's request id (the CLI's hold id), so it is checked alike."""
+    cmd = make().model_copy(update={"request_id": request_id})
+    assert isinstance(cmd, r.Command)
+    assert is_plain_id(request_id)  # nothing else refused it
+    with pytest.raises(Refused) as caught:
+        check_names(cmd)
+    assert caught.value.reason is Reason.invalid_command
+    assert "name the audit's system and subject chains" in caught.value.message
+    if request_id != SYSTEM_CHAIN:
+        assert request_id not in caught.value.message  # never echoed
+    assert audited_request_id(request_id) is None
+
+
+def test_the_ids_refused_are_those_that_would_join_another_chain() -> None:
+    sref = subject_ref(b"pseudonym-key", "S-1")
+    assert chain_key(sref, None, "app") == chain_key(None, sref, "app")
+    assert chain_key(SYSTEM_CHAIN, None, "app") == chain_key(None, None, "app")
+    assert names_another_chain(sref)
+    assert names_another_chain(SYSTEM_CHAIN)
+
+
+@pytest.mark.parametrize("request_id", ["REQ-DEADBEEF0000", "privops-1", "sr-1", "x_sr_1", "R"])
+def test_request_ids_near_a_chain_name_are_taken(request_id: str) -> None:
+    for make in (_submitted, _hold, _released):
+        cmd = make().model_copy(update={"request_id": request_id})
+        assert isinstance(cmd, r.Command)
+        check_names(cmd)
+    assert audited_request_id(request_id) == request_id

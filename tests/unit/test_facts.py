@@ -32,6 +32,7 @@ from privops.core.facts import (
     directive_fact,
     fact_event_id,
     recalled_suppression,
+    source_may_seal,
     too_far_ahead,
     updated_facts,
 )
@@ -381,6 +382,101 @@ def test_event_without_retention_meaning_returns_the_same_facts() -> None:
     facts = SubjectFacts(open_debt=True)
     unsubscribed = event(r.UnsubscribeClicked, System.marketing, campaign_id="C")
     assert updated_facts(facts, unsubscribed, DM) is facts
+
+
+# ------------------------------------------- who may move a category's retention facts
+
+
+def fact_bearing(kind: type[r.UpstreamEvent], source: System) -> Any:
+    fields: dict[type[r.UpstreamEvent], dict[str, Any]] = {
+        r.OrderPlaced: {"order_id": "O-1", "total_pence": 4200},
+        r.PaymentRecorded: {"payment_id": "P-1", "order_id": "O-1", "amount_pence": 4200},
+        r.AccountBalanceChanged: {"credit_account_open": False, "balance_pence": 0},
+        r.InvestigationOpened: {"investigation_id": "INC-2", "reason": "theft"},
+        r.InvestigationClosed: {"investigation_id": "INC-1"},
+    }
+    return event(kind, source, **fields[kind])
+
+
+HOLDERS = {
+    r.OrderPlaced: Category.purchases,
+    r.PaymentRecorded: Category.payment,
+    r.AccountBalanceChanged: Category.credit,
+    r.InvestigationOpened: Category.cctv,
+    r.InvestigationClosed: Category.cctv,
+}
+# What an open investigation and an open debt keep, and a financial record dated later:
+# what a foreign event would have moved.
+KEEPING = SubjectFacts(
+    open_investigation_ids=("INC-1",),
+    open_credit_account=True,
+    open_debt=True,
+    balance_at=T0 - timedelta(days=1),
+    latest_financial_record_at=T0 - timedelta(days=1),
+)
+
+
+@pytest.mark.parametrize("source", list(System), ids=str)
+@pytest.mark.parametrize("kind", list(HOLDERS), ids=lambda k: k.__name__)
+def test_only_a_system_holding_the_category_moves_its_retention_facts(
+    kind: type[r.UpstreamEvent], source: System
+) -> None:
+    """Review, session 34: the topic proved which system wrote an event, not that it
+    held the data whose retention the event moves. web's InvestigationClosed closed
+    cctv's investigation (its footage became erasable), marketing's balance closed an
+    open debt, crm's orders stretched the six-year financial retention."""
+    made = fact_bearing(kind, source)
+    if HOLDERS[kind] in DM.systems[source].categories:
+        assert updated_facts(KEEPING, made, DM) != KEEPING
+        return
+    with pytest.raises(WrongTopic, match=f"{source.value} holds {HOLDERS[kind].value}") as raised:
+        updated_facts(KEEPING, made, DM)
+    assert raised.value.reason == "wrong_topic"
+    assert f"{kind.__name__} does not belong on {source.value}.events" in str(raised.value)
+
+
+def test_the_shipped_data_map_lets_only_orders_and_cctv_move_retention_facts() -> None:
+    movers = {
+        (kind.__name__, source.value)
+        for kind, category in HOLDERS.items()
+        for source in System
+        if category in DM.systems[source].categories
+    }
+    assert movers == {
+        ("OrderPlaced", "orders"),
+        ("PaymentRecorded", "orders"),
+        ("AccountBalanceChanged", "orders"),
+        ("InvestigationOpened", "cctv"),
+        ("InvestigationClosed", "cctv"),
+    }
+
+
+# (source, scope, may seal its events under it)
+SEALING = [
+    pytest.param(System.crm, "main", True, id="main"),
+    pytest.param(System.orders, "retained:purchases:2032-03-30", True, id="own-category"),
+    pytest.param(System.orders, "retained:credit:2019-01-01", True, id="own-category-past"),
+    pytest.param(System.crm, "retained:contact:9999-12-31", True, id="own-category-open-ended"),
+    pytest.param(System.crm, "retained:purchases:2032-03-30", False,
+                 id="another-systems-category"),
+    pytest.param(System.web, "retained:cctv:2028-01-01", False, id="cctv-from-web"),
+    pytest.param(System.crm, "retained:unerased:2026-03-01", False, id="privops-own-scope"),
+    pytest.param(System.orders, "retained:purchases:20320330", False, id="second-spelling"),
+    pytest.param(System.orders, f"retained:{'a' * 46}:20320330", False,
+                 id="second-spelling-at-the-longest"),
+    pytest.param(System.orders, "retained:purchases", False, id="no-date"),
+    pytest.param(System.orders, "purchases", False, id="not-a-retained-scope"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "scope", "ok"), SEALING)
+def test_a_system_seals_only_under_main_or_its_own_categories_retained_keys(
+    source: System, scope: str, ok: bool
+) -> None:
+    """Review, session 34: the key service lists every stored key of a subject, and
+    ingest opened fields under any of them: crm sealed under orders' retained purchases
+    key kept its data readable for years after an erasure."""
+    assert source_may_seal(source, scope, DM) is ok
 
 
 # ----------------------------------------------------------- disclosures (Art. 19, 14.12)
