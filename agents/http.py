@@ -723,6 +723,11 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
                 "answered_at": t.answered_at.isoformat() if t.answered_at else None,
                 "outcome_reason": t.outcome_reason,
                 "export": t.export.model_dump(mode="json") if t.export else None,
+                # the DPO's redacted copy replaced the system's, kept here for the DPO
+                "redacted": t.redacted,
+                "original_export": (
+                    t.original_export.model_dump(mode="json") if t.original_export else None
+                ),
             }
             for t in rec.tasks.values()
         ],

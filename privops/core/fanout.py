@@ -729,7 +729,7 @@ def _reviewed(review: manifest.Review) -> str:
         f" To protect other people shown in it, we {' and '.join(done)} (UK GDPR Art. "
         "15(4)); our reasons are in your copy."
     )
-    return told + (" " + REDRESS if review.withheld else "")
+    return told + " " + REDRESS  # Art. 12(4): part of it is not acted on as asked
 
 
 def _past(rec: RequestRecord) -> manifest.PastRequest:

@@ -65,11 +65,15 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (S.identity_unverified, E.refused): S.refused,
     (S.in_progress, E.refused): S.refused,
     (S.paused, E.refused): S.refused,
-    # cancellation by the subject or the DPO, before any work goes out
+    # cancellation by the subject or the DPO, before any work goes out (or while a
+    # response is held for review, below)
     (S.received, E.cancelled): S.cancelled,
     (S.identity_unverified, E.cancelled): S.cancelled,
     (S.in_progress, E.cancelled): S.cancelled,
     (S.paused, E.cancelled): S.cancelled,
+    # a response held for review goes nowhere without the DPO: withdrawn by the subject
+    # meanwhile, it is cancelled (nothing was sent)
+    (S.awaiting_review, E.cancelled): S.cancelled,
 }
 
 # Requests that change or disclose personal data: never executed before identity is verified.

@@ -56,8 +56,9 @@ from privops.core.vocab import Category, System
 # 4: the DPO's review (``exports[].redacted``, ``withheld_exports``, ``review_reason``).
 MANIFEST_VERSION: Final = 4
 WITHHELD_GROUND: Final = (
-    "it shows other people, who have not agreed to its disclosure, and it could not be "
-    "redacted (UK GDPR Art. 15(4); DPA 2018 Sch. 2 para. 16)"
+    "it would disclose information about other people, and it is not reasonable to "
+    "disclose it without their consent (UK GDPR Art. 15(4); DPA 2018 Sch. 2 para. 16); "
+    "our reasons say more"
 )
 KEPT_LONGER: Final = (
     "Any of this data may be kept longer than the periods given while it is needed for a "

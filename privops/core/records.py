@@ -420,10 +420,14 @@ class ExportRedacted(Command):
 class AccessResponseApproved(Command):
     """The DPO approves an access response held for review: it goes out, without the
     copies of ``withheld`` systems (others' data that could be neither redacted nor
-    disclosed, UK GDPR Art. 15(4), DPA 2018 Sch. 2 para. 16). ``reason`` is told to the
-    subject whenever a copy was redacted or withheld."""
+    disclosed, UK GDPR Art. 15(4), DPA 2018 Sch. 2 para. 16). Each copy held for review
+    is redacted (``ExportRedacted`` first), withheld, or named in ``disclosed``: sent as
+    the system made it, the DPO having found no one else in it (or their consent).
+    ``reason`` is told to the subject, and required, when a copy was redacted or
+    withheld."""
 
     withheld: list[System] = []
+    disclosed: list[System] = []
     reason: Annotated[str | None, PERSONAL] = None
 
 

@@ -108,8 +108,10 @@ class TaskRecord(_Model):
     answered_at: datetime | None = None
     outcome_reason: str | None = None
     export: r.ExportReference | None = None
-    # ``export`` is the DPO's redacted copy, not the system's (``workflow._export_redacted``).
+    # ``export`` is the DPO's redacted copy, not the system's (``workflow._export_redacted``),
+    # which is kept in ``original_export`` (sealed as ``export`` is).
     redacted: bool = False
+    original_export: r.ExportReference | None = None
 
 
 class HistoryItem(_Model):

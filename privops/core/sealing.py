@@ -139,6 +139,10 @@ PREVIOUS_IDENTIFIERS: Final = "previous_identifiers"
 recorded before tasks carried them has none."""
 
 
+ORIGINAL_EXPORT: Final = "original_export"
+"""A task's export the DPO's redacted copy replaced (``workflow._export_redacted``)."""
+
+
 def _request_without_values(value: Json) -> Json:
     tasks = {
         task_id: {
@@ -147,6 +151,7 @@ def _request_without_values(value: Json) -> Json:
             "changes": {},
             "export": None,
             "outcome_reason": None,
+            **({ORIGINAL_EXPORT: None} if ORIGINAL_EXPORT in task else {}),
             **({PREVIOUS_IDENTIFIERS: {}} if PREVIOUS_IDENTIFIERS in task else {}),
         }
         for task_id, task in (value.get("tasks") or {}).items()
@@ -183,6 +188,7 @@ REQUESTS: Final = TableSealing(
         _path("tasks", VALUES, PREVIOUS_IDENTIFIERS, VALUES, ITEMS),
         _path("tasks", VALUES, "changes", VALUES),
         _path("tasks", VALUES, "export", "location"),
+        _path("tasks", VALUES, ORIGINAL_EXPORT, "location"),
         _path("tasks", VALUES, "outcome_reason"),
         _path(MANIFEST),
         *(_path(name) for name in REQUEST_FREE_TEXT),

@@ -33,6 +33,7 @@ from privops.core.fanout import (
     hold_states,
     holdings,
     on_result,
+    review_systems,
     send_tasks,
     start_work,
 )
@@ -40,6 +41,7 @@ from privops.core.holds import update_holds
 from privops.core.identity import normalise_email, normalise_phone
 from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent
 from privops.core.manifest import Review
+from privops.core.personal import WITHHELD
 from privops.core.request import (
     MAX_ANSWER_MESSAGE,
     AuditStep,
@@ -750,7 +752,8 @@ def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outco
 
 
 def _cancelled(rec: RequestRecord, cmd: r.RequestCancelled, ctx: Context, out: Outcome) -> None:
-    _no_work_out(rec, "cancelled")
+    if rec.state is not RequestState.awaiting_review:  # held for review: nothing sent yet
+        _no_work_out(rec, "cancelled")
     rec.reason = cmd.reason
     move(rec, E.cancelled, out, ctx.now)
 
@@ -773,8 +776,15 @@ def _export_redacted(rec: RequestRecord, cmd: r.ExportRedacted, ctx: Context, ou
     review; checked as the system's own answer is (under its export root, naming the
     request), since it goes to the subject. Sent again, the newest copy counts."""
     task = _reviewed_export(rec, cmd.system)
+    if cmd.export.location == WITHHELD:
+        raise DomainError(
+            "the subject was erased meanwhile: their copies went with them, and no redacted "
+            "copy can be sealed for them"
+        )
     if (problem := export_problem(ctx.datamap, cmd.system, cmd.export, rec.request_id)) is not None:
         raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
+    if task.original_export is None:  # the system's own, kept for the DPO (status)
+        task.original_export = task.export
     task.export = cmd.export
     task.redacted = True
     out.audit.append(AuditStep("export_redacted", after=cmd.system.value, reason=REDACTED_BY_DPO))
@@ -789,24 +799,44 @@ def _response_approved(
     """The DPO approves a response held for review: it goes out, the copies of
     ``cmd.withheld`` left out. The subject is told what was redacted or left out and
     the DPO's reason (Art. 12(4)), so a reason is required when anything was."""
-    withheld = frozenset(cmd.withheld)
-    for system in withheld:
+    withheld, disclosed = frozenset(cmd.withheld), frozenset(cmd.disclosed)
+    for system in withheld | disclosed:
         _reviewed_export(rec, system)
     _awaiting_review(rec)
-    redacted = frozenset(t.system for t in rec.tasks.values() if t.redacted) - withheld
-    if (redacted or withheld) and not (cmd.reason or "").strip():
+    if both := withheld & disclosed:
+        raise DomainError(f"{_names(both)}: withheld and disclosed both; say one")
+    # A copy the subject's erasure took meanwhile is no redacted copy any more.
+    redacted = frozenset(t.system for t in rec.tasks.values() if t.redacted and t.export)
+    redacted -= withheld
+    if unreviewed := set(review_systems(rec, ctx)) - redacted - withheld - disclosed:
+        raise DomainError(
+            f"the copy from {_names(frozenset(unreviewed))} may show other people: redact it "
+            "first (privops request redact), withhold it (--withhold), or, having found no "
+            "one else in it, disclose it as it is (--disclose)"
+        )
+    # The DPO's reason, unless it could not be sealed (the subject erased meanwhile: the
+    # CLI told them it reaches no one).
+    reason = cmd.reason if cmd.reason != WITHHELD and (cmd.reason or "").strip() else None
+    if (redacted or withheld) and reason is None and cmd.reason != WITHHELD:
         raise DomainError(
             "say why the copy was redacted or left out (--reason): the subject is told "
             "(UK GDPR Art. 12(4), 15(4))"
         )
+    if reason is not None and not (redacted or withheld):
+        raise DomainError(
+            "nothing was redacted or left out: --reason is told to the subject only then"
+        )
     out.audit.append(
         AuditStep(
             "response_approved",
-            after=f"redacted: {_names(redacted)}; withheld: {_names(withheld)}",
+            after=(
+                f"redacted: {_names(redacted)}; withheld: {_names(withheld)}; "
+                f"disclosed: {_names(disclosed)}"
+            ),
             reason="approved by the DPO",
         )
     )
-    finish(rec, ctx, out, Review(redacted=redacted, withheld=withheld, reason=cmd.reason))
+    finish(rec, ctx, out, Review(redacted=redacted, withheld=withheld, reason=reason))
 
 
 def _names(systems: frozenset[System]) -> str:

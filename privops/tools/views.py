@@ -50,13 +50,14 @@ def _listing(items: Iterable[str], empty: str = "none") -> str:
 
 def exports_table(exports: Iterable[Mapping[str, Any]], title: str = "Exports") -> Table | None:
     """The systems' export answers (where the copy is, how many records, its checksum);
-    a copy the DPO redacted says so."""
+    a copy the DPO redacted or withheld says so."""
     rows = [e for e in exports if e]
     if not rows:
         return None
     out = table("system", "records", "location", "checksum", title=title)
     for e in rows:
-        system = cell(e.get("system")) + (" (redacted)" if e.get("redacted") else "")
+        marks = [word for word in ("redacted", "withheld") if e.get(word)]
+        system = cell(e.get("system")) + "".join(f" ({word})" for word in marks)
         out.add_row(
             system, cell(e.get("record_count")), cell(e.get("location")), cell(e.get("checksum"))
         )

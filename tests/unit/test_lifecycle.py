@@ -53,6 +53,7 @@ LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[R
     (S.identity_unverified, E.cancelled, S.cancelled, ALL_TYPES),
     (S.in_progress, E.cancelled, S.cancelled, ALL_TYPES),
     (S.paused, E.cancelled, S.cancelled, ALL_TYPES),
+    (S.awaiting_review, E.cancelled, S.cancelled, ALL_TYPES),
 ]
 EXPECTED = {(src, ev, rt): dst for src, ev, dst, types in LEGAL for rt in types}
 STATES: list[RequestState | None] = [None, *RequestState]

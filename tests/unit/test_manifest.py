@@ -71,7 +71,7 @@ def test_the_dpos_review_redacts_and_withholds_copies_and_says_why(dm: DataMap) 
     assert m["totals"]["exports"] == 5
     assert any(s["system"] == "cctv" for s in m["systems"])  # cctv still holds the data
     text = render_manifest_text(m)
-    assert "not provided from cctv: it shows other people" in text
+    assert "not provided from cctv: it would disclose information about other people" in text
     assert "(redacted to protect other people)" in text
     assert "Our reasons: Other visitors are in every frame." in text
 

@@ -16,6 +16,7 @@ from privops.adapters.datamap_file import load_datamap
 from privops.adapters.runtime import Component
 from privops.adapters.settings import get_settings
 from privops.cli.main import app
+from privops.cli.request import follow_up
 from privops.cli.request import status as status_cli
 from privops.core.manifest import build_access_manifest
 from privops.core.records import ExportReference
@@ -208,6 +209,38 @@ def test_status_of_a_response_awaiting_review_says_what_to_do(
     assert "privops request approve REQ-7" in text
     assert "privops request redact REQ-7 --system" in text
     assert "cctv (redacted)" in text
+
+
+def test_status_marks_a_copy_withheld_from_the_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After --withhold cctv, the exports showed cctv's copy as if it had been sent."""
+    export = {"location": "https://x/cctv/REQ-8.mp4", "record_count": 2, "checksum": "c"}
+    body = {
+        "request_id": "REQ-8",
+        "request_type": "access",
+        "state": "partially_completed",
+        "tasks": [
+            {"system": "cctv", "action": "export", "state": "done", "attempts": 1,
+             "categories": ["cctv"], "keep": [], "export": export, "redacted": False},
+        ],
+        "manifest": {"withheld_exports": [{"system": "cctv", "ground": "others"}]},
+    }  # fmt: skip
+    out = io.StringIO()
+    monkeypatch.setattr(status_cli, "console", Console(file=out, width=120, color_system=None))
+    status_cli.render_status(body)
+    assert "cctv (withheld)" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("location", "media_type"),
+    [
+        ("https://x/dsar/cctv/REQ-1/blurred.mp4", "video/mp4"),
+        ("https://x/dsar/cctv/REQ-1.zip", "application/zip"),
+        ("https://x/dsar/cctv/REQ-1/frames", "application/octet-stream"),
+    ],
+)
+def test_a_redacted_copys_media_type_follows_its_name(location: str, media_type: str) -> None:
+    """It defaulted to application/json: the subject was told their video was JSON."""
+    assert follow_up._media_type(location) == media_type
 
 
 class _Kafka(Component):

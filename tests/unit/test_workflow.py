@@ -24,6 +24,7 @@ from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.facts import directive_fact
 from privops.core.identity import IdentityMap, for_system, merge
 from privops.core.manifest import render_manifest_text
+from privops.core.personal import WITHHELD
 from privops.core.ticks import Tick, TickKind
 from privops.core.topics import ALERTS, COMMANDS, NOTIFICATIONS, SUBJECT_DIRECTIVES, tasks_topic
 from privops.core.vocab import (
@@ -430,8 +431,11 @@ def export_ref(system: System, name: str = "R-1.json") -> r.ExportReference:
 def approved(
     rec: wf.RequestRecord, ctx: wf.Context, **kw: Any
 ) -> tuple[wf.RequestRecord, wf.Outcome]:
-    """The DPO approves an access response held for review (cctv's footage)."""
+    """The DPO approves an access response held for review (cctv's footage: as it is,
+    unless ``kw`` says otherwise)."""
     assert rec.state is S.awaiting_review
+    if not kw:
+        kw = {"disclosed": [System.cctv]}
     outcome = wf.on_command(rec, command(r.AccessResponseApproved, **kw), ctx)
     assert outcome.rejected is None, outcome.message
     assert outcome.record is not None
@@ -547,7 +551,70 @@ def test_the_dpo_redacts_a_copy_and_the_subject_is_told(ctx: wf.Context) -> None
     assert rec.manifest is not None
     assert rec.manifest["review_reason"] == "Other visitors are in the footage."
     audit = [(a.action, a.after) for a in last.audit]
-    assert ("response_approved", "redacted: cctv; withheld: -") in audit
+    assert ("response_approved", "redacted: cctv; withheld: -; disclosed: -") in audit
+    (cctv,) = [t for t in rec.tasks.values() if t.system is System.cctv]
+    assert cctv.original_export == export_ref(System.cctv)  # the system's, for the DPO
+
+
+def test_a_copy_held_for_review_is_not_sent_unless_the_dpo_says_how(ctx: wf.Context) -> None:
+    """Approved as it was, the raw footage went out with the subject told it was blurred
+    (diff review, session 34): each copy held is redacted, withheld or disclosed."""
+    rec = _held_for_review(ctx)
+    message = _rejected(rec, command(r.AccessResponseApproved, reason="Faces blurred."), ctx)
+    assert "cctv" in message
+    assert "--disclose" in message
+    told = command(r.AccessResponseApproved, disclosed=[System.cctv], reason="x")
+    assert "nothing was redacted" in _rejected(rec, told, ctx)
+    both = command(r.AccessResponseApproved, disclosed=[System.cctv], withheld=[System.cctv])
+    assert "say one" in _rejected(rec, both, ctx)
+    rec, last = approved(rec, ctx, disclosed=[System.cctv])
+    assert rec.state is S.completed
+    (note,) = of_type(last, r.SubjectNotification)
+    assert "redacted" not in note.message
+    assert export_ref(System.cctv).location in {e.location for e in note.exports}
+    assert rec.manifest is not None
+    assert rec.manifest["review_reason"] is None
+
+
+def test_a_response_held_for_review_may_be_cancelled(ctx: wf.Context) -> None:
+    """Withdrawn by the subject while held, it had no way out but being sent."""
+    rec = _held_for_review(ctx)
+    outcome = wf.on_command(rec, command(r.RequestCancelled, reason="withdrawn"), ctx)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.state is S.cancelled
+    assert of_type(outcome, r.SubjectNotification) == []
+    refused = command(r.RequestRefused, reason="excessive")
+    assert "cannot be refused" in _rejected(rec, refused, ctx)
+
+
+def test_a_response_whose_subject_was_erased_meanwhile_says_nothing_untrue(
+    ctx: wf.Context,
+) -> None:
+    """The erasure strips the copies' locations; a redaction recorded before is no
+    redaction now, and a reason the CLI could not seal (no key) is no reason."""
+    rec = _held_for_review(ctx)
+    redacted = export_ref(System.cctv, "R-1/redacted.mp4")
+    unsealed = redacted.model_copy(update={"location": WITHHELD})  # no key to seal under
+    unsealed_redaction = command(r.ExportRedacted, system=System.cctv, export=unsealed)
+    assert "erased meanwhile" in _rejected(rec, unsealed_redaction, ctx)
+    outcome = wf.on_command(
+        rec, command(r.ExportRedacted, system=System.cctv, export=redacted), ctx
+    )
+    assert outcome.record is not None
+    stripped = {
+        k: t.model_copy(update={"export": None, "original_export": None})
+        for k, t in outcome.record.tasks.items()
+    }
+    rec = outcome.record.model_copy(update={"tasks": stripped})
+    late = redacted.model_copy(update={"location": WITHHELD})
+    late_redaction = command(r.ExportRedacted, system=System.cctv, export=late)
+    assert "cctv sent no copy" in _rejected(rec, late_redaction, ctx)
+    rec, last = approved(rec, ctx, reason=WITHHELD)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert "redacted" not in note.message
+    assert rec.manifest is not None
+    assert rec.manifest["review_reason"] is None
 
 
 def test_a_withheld_copy_leaves_the_response_partial_and_tells_the_subject(

@@ -9,10 +9,12 @@ each waiting for the worker's answer. The options they share (`Delivery`: --acto
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -220,6 +222,12 @@ def decide_objection(
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def _media_type(location: str) -> str:
+    """A copy's media type from its name's extension (``.mp4``: video/mp4)."""
+    guessed, _ = mimetypes.guess_type(urlsplit(location.strip()).path)
+    return guessed or "application/octet-stream"
+
+
 @follow_up_verb
 def redact(
     common: Delivery,
@@ -237,7 +245,9 @@ def redact(
     sha256: str = typer.Option(
         ..., "--sha256", help="The redacted file's SHA-256, 64 hex digits (sha256sum FILE)."
     ),
-    media_type: str = typer.Option("application/json", "--media-type", help="Its media type."),
+    media_type: str | None = typer.Option(
+        None, "--media-type", help="Its media type (default: from the location's extension)."
+    ),
 ) -> None:
     """Replace one system's copy in an access response held for review (awaiting_review:
     footage showing other people) with your redacted one; then `approve` it."""
@@ -250,7 +260,7 @@ def redact(
         location=location.strip(),
         record_count=records,
         checksum=f"sha256:{digest}",
-        media_type=media_type.strip(),
+        media_type=(media_type or "").strip() or _media_type(location),
     )
     done = f"redacted copy of {chosen.value} recorded; approve the response to send it"
     _send(ExportRedacted, rid, done, common, system=chosen, export=export)
@@ -266,6 +276,12 @@ def approve(
         help="A system whose copy is left out (others' data that can be neither redacted nor "
         "disclosed, DPA 2018 Sch. 2 para. 16); repeat for more.",
     ),
+    disclose: list[str] = typer.Option(
+        [],
+        "--disclose",
+        help="A system whose copy held for review goes as the system made it: you found no "
+        "one else in it (or they consented); repeat for more.",
+    ),
     reason: str | None = typer.Option(
         None,
         "--reason",
@@ -274,16 +290,22 @@ def approve(
     ),
 ) -> None:
     """Approve an access response held for review: it goes to the subject, with the
-    redacted copies `redact` recorded and without the --withhold ones."""
+    redacted copies `redact` recorded, without the --withhold ones, and the --disclose ones
+    as their systems made them. Each copy held for review must be one of the three."""
     rid = check_id(request_id)
     left_out = sorted({parse_choice(System, s, "--withhold") for s in withhold})
+    as_made = sorted({parse_choice(System, s, "--disclose") for s in disclose})
+    if both := set(left_out) & set(as_made):
+        fail(f"{', '.join(sorted(s.value for s in both))}: --withhold and --disclose both; say one")
     if left_out and reason is None:
         fail("--withhold needs --reason: the subject is told why their copy leaves it out")
     text = required_reason(reason) if reason is not None else None
     done = "response approved and sent" + (
         f" without the copy from {', '.join(s.value for s in left_out)}" if left_out else ""
     )
-    _send(AccessResponseApproved, rid, done, common, withheld=left_out, reason=text)
+    _send(
+        AccessResponseApproved, rid, done, common, withheld=left_out, disclosed=as_made, reason=text
+    )
 
 
 VERBS: tuple[tuple[str, Callable[..., None]], ...] = (

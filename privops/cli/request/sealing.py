@@ -16,6 +16,7 @@ from privops.core.records import (
     AccessResponseApproved,
     Command,
     DeadlineExtended,
+    ExportRedacted,
     ObjectionDecided,
     RequestAnswered,
     RequestRefused,
@@ -68,6 +69,16 @@ def sealed_commands(commands: Sequence[Command], whose: Sequence[Addressed]) -> 
                     if exc.erased
                     else "privops holds no key for the subject (no system has reported "
                     "personal data of theirs): there is nothing of theirs to rectify",
+                    EXIT_FAILED,
+                )
+            if isinstance(command, ExportRedacted):
+                fail(
+                    "the subject was erased: their copies went with them, and no redacted "
+                    "copy can be sealed for them; approve the response without it "
+                    "(privops request approve ID --withhold SYSTEM --reason ...)"
+                    if exc.erased
+                    else "privops holds no key for the subject: a redacted copy cannot be "
+                    "sealed for them",
                     EXIT_FAILED,
                 )
             _say_withheld(command, subject, erased=exc.erased)

@@ -44,7 +44,7 @@ def render_status(body: dict[str, Any]) -> None:
         ("system", "category", "ground", "until"),
         body.get("retained") or [],
     )
-    exports = exports_table(task_exports(body.get("tasks") or []))
+    exports = exports_table(_marked(body))
     history = _rows("History", ("at", "event", "state"), body.get("history") or [])
     for part in (retained, exports, history):
         if part is not None:
@@ -58,6 +58,17 @@ def render_status(body: dict[str, Any]) -> None:
 
 
 AWAITING_REVIEW = "awaiting_review"
+
+
+def _marked(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The exports, each the DPO withheld from the response marked so (the manifest's
+    ``withheld_exports``): the status must not show a withheld copy as one sent."""
+    manifest = body.get("manifest") if isinstance(body.get("manifest"), dict) else {}
+    withheld = {w.get("system") for w in (manifest or {}).get("withheld_exports") or []}
+    return [
+        {**e, "withheld": e.get("system") in withheld}
+        for e in task_exports(body.get("tasks") or [])
+    ]
 
 
 def review_hint(request_id: str) -> str:
