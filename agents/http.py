@@ -24,6 +24,8 @@ import asyncio
 import base64
 import logging
 import ssl
+import time
+from collections.abc import Callable
 from datetime import date
 from functools import cache
 from typing import Any
@@ -99,6 +101,32 @@ def _authenticator() -> api_auth.BrokerAuthenticator | None:
     return found
 
 
+class Quieted:
+    """A warning said at most once per ``seconds``, with how many like it went unsaid:
+    anyone who reaches the port can send refused credentials, and each wrote a line (a
+    flood of them flooded the log; security review, session 34)."""
+
+    def __init__(self, seconds: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._seconds, self._clock = seconds, clock
+        self._next = float("-inf")
+        self._unsaid = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._unsaid += 1
+            return
+        self._next = now + self._seconds
+        unsaid, self._unsaid = self._unsaid, 0
+        if unsaid:
+            message += f" (and {unsaid} more refused in the last {self._seconds:g} s)"
+        log.warning(message, *args)
+
+
+_REFUSALS = Quieted()
+_UNCHECKED = Quieted()
+
+
 async def refused(view: View, request: Request, api: Api) -> Response | None:
     """None when the caller may ask ``api``; else the answer: 401 without credentials the
     broker accepts, 403 for a principal that may not ask this, 503 when no broker could
@@ -109,7 +137,7 @@ async def refused(view: View, request: Request, api: Api) -> Response | None:
     try:
         principal = await authenticator.principal(request.headers.get("Authorization"))
     except api_auth.Unauthenticated as exc:
-        log.warning("HTTP API: %s %s refused: %s", request.method, api.value, exc)
+        _REFUSALS.warning("HTTP API: %s %s refused: %s", request.method, api.value, exc)
         return view.json(
             {"error": "unauthenticated", "reason": str(exc)},
             status=401,
@@ -118,7 +146,7 @@ async def refused(view: View, request: Request, api: Api) -> Response | None:
     except RuntimeUnavailable as exc:
         # The detail (the broker's address) goes to the log, not to a caller not proven
         # yet (review, session 32).
-        log.warning(
+        _UNCHECKED.warning(
             "HTTP API: cannot check %s %s's credentials: %s", request.method, api.value, exc
         )
         reason = "the Kafka broker that checks credentials does not answer"

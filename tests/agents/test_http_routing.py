@@ -334,3 +334,21 @@ async def test_a_refused_key_scope_is_never_logged(
     assert scope not in caplog.text
     assert "example" not in caplog.text
     assert "07700" not in caplog.text
+
+
+def test_a_flood_of_refusals_is_logged_once_per_window_with_its_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who reaches the port can send refused credentials: each wrote a line."""
+    now = [100.0]
+    quiet = http.Quieted(seconds=10, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger=http.log.name):
+        for _ in range(500):
+            quiet.warning("HTTP API: %s refused", "GET")
+        now[0] += 10
+        quiet.warning("HTTP API: %s refused", "GET")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "HTTP API: GET refused",
+        "HTTP API: GET refused (and 499 more refused in the last 10 s)",
+    ]
