@@ -739,6 +739,8 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "extension_reason": rec.extension_reason,
         "reason": rec.reason,
         "linked_request_id": rec.linked_request_id,
+        # an upheld legitimate-interest objection: the purposes processing stopped for
+        "objected_purposes": rec.objected_purposes,
         "tasks": [
             {
                 "task_id": t.task_id,

@@ -440,6 +440,30 @@ class DataMap(_Model):
         """Every system with every category it may hold: the default when nothing is known."""
         return {s: set(spec.categories) for s, spec in self.systems.items()}
 
+    def objection_purposes(self) -> dict[str, PurposeSpec]:
+        """The purposes an Art. 21(1) objection can stop: those based on legitimate
+        interests, but direct marketing's (an Art. 21(2) objection of its own, absolute)."""
+        return {
+            name: spec
+            for name, spec in self.purposes.items()
+            if spec.lawful_basis is LawfulBasis.legitimate_interest
+            and spec.consent_purpose is not Purpose.marketing
+        }
+
+    def purposes_at(self, system: System, names: Iterable[str]) -> list[str]:
+        """Those of the purposes ``names`` that ``system`` processes for (a purpose naming
+        no system is any system's that holds one of its categories)."""
+        return sorted(name for name in names if self._serves(name, system))
+
+    def _serves(self, name: str, system: System) -> bool:
+        spec = self.purposes.get(name)
+        if spec is None:
+            return False
+        if spec.systems:
+            return system in spec.systems
+        found = self.systems.get(system)
+        return found is not None and bool(set(spec.categories) & set(found.categories))
+
     def purposes_for(self, categories: Iterable[Category]) -> dict[str, PurposeSpec]:
         wanted = set(categories)
         return {k: p for k, p in self.purposes.items() if wanted.intersection(p.categories)}

@@ -366,6 +366,23 @@ def _marketing_holdings(
     return out
 
 
+def objection_holdings(
+    ctx: Context, held: dict[System, set[Category]], purposes: Iterable[str]
+) -> dict[System, set[Category]]:
+    """Each system holding the subject's data that processes it for one of ``purposes``,
+    with the categories it uses for them: an upheld legitimate-interest objection stops
+    those, not every use (a restriction of everything froze the subject's orders;
+    review, session 34)."""
+    chosen = list(purposes)
+    out: dict[System, set[Category]] = {}
+    for system, cats in held.items():
+        for name in ctx.datamap.purposes_at(system, chosen):
+            used = cats & set(ctx.datamap.purposes[name].categories)
+            if used:
+                out.setdefault(system, set()).update(used)
+    return out
+
+
 def send_tasks(
     rec: RequestRecord,
     ctx: Context,

@@ -391,6 +391,9 @@ class LegalHoldReleased(Command):
 class ObjectionDecided(Command):
     accepted: bool
     reason: Annotated[str, PERSONAL]
+    # Accepted for these purposes only (the data map's, based on legitimate interests):
+    # the DPO found compelling grounds for the others (Art. 21(1)). Empty: every one.
+    upheld_purposes: list[str] = []
 
 
 class RequestRefused(Command):
@@ -511,6 +514,11 @@ class Restrict(Task):
 
     action: ClassVar[TaskAction] = TaskAction.restrict
     marketing_objection: bool = False
+    # An upheld objection to processing for these purposes (Art. 21(1); the data map's
+    # purpose names, each based on legitimate interests): the system stops using the
+    # subject's data for them only, the rest of its processing (a contract) going on,
+    # and apart from any restriction, so a lift never undoes it. Empty: no objection.
+    objected_purposes: list[str] = []
 
 
 class LiftRestriction(Task):

@@ -195,6 +195,8 @@ class RequestRecord(_Model):
     acknowledged_on: date | None = None
     rectification: dict[str, str] = {}
     objection_scope: ObjectionScope | None = None
+    # A legitimate-interest objection the DPO upheld: the purposes processing stops for.
+    objected_purposes: list[str] = []
     # A consent withdrawal's scope (None: every purpose, every channel).
     withdrawn_purpose: Purpose | None = None
     withdrawn_channel: Channel | None = None

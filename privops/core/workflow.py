@@ -32,6 +32,7 @@ from privops.core.fanout import (
     finish,
     hold_states,
     holdings,
+    objection_holdings,
     on_result,
     review_systems,
     send_tasks,
@@ -722,17 +723,32 @@ def _objection_decided(
         )
         move(rec, E.refused, out, ctx.now)
         return
+    stoppable = ctx.datamap.objection_purposes()
+    if unknown := sorted(set(cmd.upheld_purposes) - set(stoppable)):
+        raise DomainError(
+            f"not a purpose based on legitimate interests in the data map: {', '.join(unknown)}"
+            f"; those are: {', '.join(sorted(stoppable))}"
+        )
+    rec.objected_purposes = sorted(set(cmd.upheld_purposes) or set(stoppable))
     out.audit.append(
-        AuditStep("request_transitioned", after="objection_accepted", reason="decided by the DPO")
+        AuditStep(
+            "request_transitioned",
+            after="objection_accepted",
+            reason=f"decided by the DPO for: {', '.join(rec.objected_purposes) or '-'}",
+        )
     )
-    send_tasks(rec, ctx, TaskAction.restrict, holdings(ctx))
+    send_tasks(
+        rec, ctx, TaskAction.restrict, objection_holdings(ctx, holdings(ctx), rec.objected_purposes)
+    )
     retries.send_pending(rec, ctx, out)
+    stopped = "; ".join(stoppable[p].description for p in rec.objected_purposes)
     notify_subject(
         rec,
         out,
         ctx,
         "objection_accepted",
-        "We have stopped processing your data for our legitimate interests.",
+        f"We have stopped processing your data for our legitimate interests: {stopped}."
+        + ("" if set(rec.objected_purposes) == set(stoppable) else " " + REDRESS),
     )
     move(rec, E.tasks_sent if rec.tasks else E.answered, out, ctx.now)
 

@@ -489,3 +489,49 @@ def test_reimport_of_an_erased_subject_under_a_new_id_is_flagged(
             assert not known(worker, new_id)
     finally:
         worker.stop()
+
+
+def test_an_upheld_objection_stops_its_purposes_and_leaves_the_rest(
+    local_runtime: Settings, fast_datamap: Path, tmp_path: Path, uid: str
+) -> None:
+    """The DPO upholds a legitimate-interest objection for customer support only (fraud
+    prevention overrides): the CRM and the telephone system stop using the subject's data
+    for it, and nothing is restricted: an upheld objection used to restrict all
+    processing everywhere, the subject's orders included (review, session 34)."""
+    customer = seed_customers(3)[2]  # in orders, the CRM and the telephone system
+    held = [System.orders, System.crm, System.telephony]
+    env = {"PRIVOPS_DATAMAP": str(fast_datamap), **own_pseudonym_key(uid)}
+    worker = start_worker(local_runtime, f"object-{uid}", web_port=port(205), extra_env=env)
+    data_dir = tmp_path / "systems"
+    connectors = simulate(local_runtime, data_dir, customers=3, worker_url=worker.url)
+    try:
+        produce(local_runtime, customer_events(customer, held))
+        wait_for("the subject to be known", lambda: known(worker, customer.subject_id))
+        rid = cli(
+            "request", "object", "--subject", customer.subject_id,
+            "--scope", "legitimate_interest", "-q", env=worker.env,
+        )  # fmt: skip
+        assert request(worker, rid)["state"] == "in_progress"  # the DPO's to decide
+        cli(
+            "request", "decide-objection", rid, "--accept", "--purpose", "customer_support",
+            "--reason", "fraud prevention overrides; support calls stop", env=worker.env,
+        )  # fmt: skip
+        body = wait_for(
+            "the objection to be carried out",
+            lambda: (b := request(worker, rid)) and b["state"] == "completed" and b,
+            timeout=90,
+        )
+    finally:
+        stop(connectors)
+        worker.stop()
+    assert sorted(t["system"] for t in body["tasks"]) == ["crm", "telephony"]
+    assert body["objected_purposes"] == ["customer_support"]
+    for system in (System.crm, System.telephony):
+        store = open_store(data_dir, system)
+        ids = customer.identifiers(system)
+        assert store.objected_purposes(ids) == {"customer_support"}
+        assert not any(row["restricted"] for rows in store.rows(ids).values() for row in rows)
+    orders = open_store(data_dir, System.orders)
+    ids = customer.identifiers(System.orders)
+    assert not any(row["restricted"] for rows in orders.rows(ids).values() for row in rows)
+    assert orders.objected_purposes(ids) == set()

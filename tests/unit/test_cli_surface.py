@@ -66,7 +66,7 @@ SURFACE = [
     f"request answer: REQUEST_ID --reason --actor --json {WAITS}",
     f"request cancel: REQUEST_ID --reason --actor --json {WAITS}",
     f"request refuse: REQUEST_ID --reason --actor --json {WAITS}",
-    f"request decide-objection: REQUEST_ID --accept --reason --actor --json {WAITS}",
+    f"request decide-objection: REQUEST_ID --accept --reason --purpose --actor --json {WAITS}",
     "request redact: REQUEST_ID --system --location --records --sha256 --media-type --actor "
     f"--json {WAITS}",
     f"request approve: REQUEST_ID --withhold --disclose --reason --actor --json {WAITS}",

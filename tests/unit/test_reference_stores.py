@@ -333,6 +333,26 @@ async def test_a_marketing_objection_outlives_a_restriction_lift(
     assert not store.objects_to_marketing(by_number(customers, 6).identifiers(System.marketing))
 
 
+async def test_an_upheld_objection_stops_its_purposes_and_restricts_nothing(
+    data_dir: Path, customers: list[FakeCustomer]
+) -> None:
+    """An upheld legitimate-interest objection restricted every row: the CRM could no
+    longer serve the customer at all (review, session 34). It is kept apart, per purpose."""
+    c = by_number(customers, 5)
+    store = open_store(data_dir, System.crm)
+    ids = c.identifiers(System.crm)
+    objection = task_of(Restrict, c, System.crm).model_copy(
+        update={"objected_purposes": ["customer_support"]}
+    )
+    assert store.objected_purposes(ids) == set()
+    assert (await CrmConnector(data_dir).restrict(objection)).records_affected
+    rows = [r for t in store.rows(ids).values() for r in t]
+    assert all(r["restricted"] == 0 for r in rows)  # the rest goes on
+    await CrmConnector(data_dir).lift_restriction(task_of(LiftRestriction, c, System.crm))
+    assert store.objected_purposes(ids) == {"customer_support"}
+    assert store.objected_purposes(by_number(customers, 6).identifiers(System.crm)) == set()
+
+
 async def test_a_new_postcode_is_written_into_the_address(
     data_dir: Path, customers: list[FakeCustomer]
 ) -> None:

@@ -1101,7 +1101,12 @@ def test_legitimate_interest_objection_waits_for_the_dpo(ctx: wf.Context) -> Non
     assert outcome.out == []
 
 
-def test_accepted_legitimate_interest_objection_sends_restrict_tasks(ctx: wf.Context) -> None:
+def test_an_upheld_objection_stops_the_legitimate_interest_purposes_only(
+    ctx: wf.Context,
+) -> None:
+    """It restricted all processing at every system: the subject's orders (a contract)
+    froze with it (review, session 34). Each system processing the subject's data for a
+    purpose based on legitimate interests is told which to stop; the others get no task."""
     rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.legitimate_interest)
     outcome = wf.on_command(
         rec, command(r.ObjectionDecided, accepted=True, reason="no overriding interest"), ctx
@@ -1109,14 +1114,48 @@ def test_accepted_legitimate_interest_objection_sends_restrict_tasks(ctx: wf.Con
     assert outcome.rejected is None
     assert outcome.record is not None
     assert outcome.record.state is S.awaiting_systems
-    restricts = of_type(outcome, r.Restrict)
-    assert sorted(t.system for t in restricts) == sorted(ASKED)
-    assert not any(t.marketing_objection for t in restricts)  # a restriction of processing
-    assert [n.kind for n in of_type(outcome, r.SubjectNotification)] == ["objection_accepted"]
+    restricts = {t.system: t for t in of_type(outcome, r.Restrict)}
+    assert {s: t.objected_purposes for s, t in restricts.items()} == {
+        System.orders: ["business_intelligence", "debt_recovery", "fraud_prevention"],
+        System.crm: ["customer_support"],
+        System.telephony: ["customer_support"],
+        System.cctv: ["premises_security"],
+    }  # not marketing (its objection is Art. 21(2)'s) nor web (contract and consent only)
+    assert not any(t.marketing_objection for t in restricts.values())
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.kind == "objection_accepted"
+    assert "Handle requests for assistance" in note.message  # what was stopped, in words
+    assert "Information Commissioner" not in note.message  # upheld in full
     again = wf.on_command(
         outcome.record, command(r.ObjectionDecided, accepted=False, reason="x"), ctx
     )
     assert again.rejected == "invalid_transition"
+
+
+def test_an_objection_upheld_for_some_purposes_stops_those_and_says_so(
+    ctx: wf.Context,
+) -> None:
+    rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.legitimate_interest)
+    decided = command(
+        r.ObjectionDecided,
+        accepted=True,
+        reason="fraud prevention overrides",
+        upheld_purposes=["customer_support"],
+    )
+    outcome = wf.on_command(rec, decided, ctx)
+    assert outcome.record is not None
+    assert {t.system: t.objected_purposes for t in of_type(outcome, r.Restrict)} == {
+        System.crm: ["customer_support"],
+        System.telephony: ["customer_support"],
+    }
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert "Information Commissioner" in note.message  # not all of it: Art. 12(4)
+    wrong = command(
+        r.ObjectionDecided, accepted=True, reason="x", upheld_purposes=["goods_and_services"]
+    )
+    message = _rejected(rec, wrong, ctx)
+    assert "goods_and_services" in message
+    assert "customer_support" in message  # the ones it may be
 
 
 def test_refused_legitimate_interest_objection_is_recorded_and_notified(

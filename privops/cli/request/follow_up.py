@@ -209,14 +209,27 @@ def decide_objection(
         help="Uphold the objection, or refuse it (compelling legitimate grounds).",
     ),
     reason: str = typer.Option(..., "--reason", help="The grounds for the decision." + SEALED_HELP),
+    purpose: list[str] = typer.Option(
+        [],
+        "--purpose",
+        help="With --accept: a purpose of the data map based on legitimate interests to "
+        "uphold it for (`privops ropa` lists them); repeat for more. Default: every one; "
+        "the others go on (compelling grounds), and the subject is told so.",
+    ),
 ) -> None:
-    """Decide a legitimate-interest objection (Art. 21(1))."""
+    """Decide a legitimate-interest objection (Art. 21(1)): upheld, the systems that
+    process the subject's data for those purposes stop doing so for them only."""
     rid = check_id(request_id)
     if accept is None:
         fail("say --accept or --refuse")
+    if purpose and not accept:
+        fail("--purpose says what an upheld objection stops: only with --accept")
     text = required_reason(reason)
-    done = f"objection {'upheld' if accept else 'refused'}"
-    _send(ObjectionDecided, rid, done, common, accepted=accept, reason=text)
+    upheld = sorted({p.strip() for p in purpose if p.strip()})
+    done = f"objection {'upheld' if accept else 'refused'}" + (
+        f" for {', '.join(upheld)}" if upheld else ""
+    )
+    _send(ObjectionDecided, rid, done, common, accepted=accept, reason=text, upheld_purposes=upheld)
 
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

@@ -114,6 +114,11 @@ def _summary(body: dict[str, Any]) -> Table:
         ("days left", days_left_cell(body.get("days_left"))),
         ("paused days", cell(body.get("paused_days"), "0")),
         ("extension", _extension(body)),
+        *(
+            [("objection upheld for", ", ".join(cell(p) for p in body["objected_purposes"]))]
+            if body.get("objected_purposes")
+            else []
+        ),
         ("record kept until", cell(body.get("record_kept_until"), "not finished yet")),
     ):
         summary.add_row(label, value)

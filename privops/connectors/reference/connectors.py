@@ -112,6 +112,14 @@ class ReferenceConnector(Connector):
                 self.store.object_to_marketing, task.identifiers, task.previous_identifiers
             )
             return _count(marked)
+        if task.objected_purposes:  # an upheld objection: those purposes only, kept apart
+            objected = await asyncio.to_thread(
+                self.store.object_to_purposes,
+                task.identifiers,
+                task.objected_purposes,
+                task.previous_identifiers,
+            )
+            return _count(objected)
         restricted = await asyncio.to_thread(
             self.store.set_restricted, task.identifiers, True, task.previous_identifiers
         )

@@ -450,6 +450,40 @@ class ReferenceStore:
             db.executemany("INSERT OR IGNORE INTO _objections VALUES (?)", [(k,) for k in keys])
             return len(keys)
 
+    def object_to_purposes(
+        self, identifiers: Mapping[str, str], purposes: Sequence[str], previous: Previous = None
+    ) -> int | None:
+        """Record an upheld objection to processing for ``purposes`` (Art. 21(1)) apart
+        from any restriction (``_purpose_objections``: a lift never clears it; the rest of
+        the processing goes on). Keys recorded; None when the identifiers match nothing."""
+        with self._db() as db:
+            keys = self._resolve(db, identifiers, previous)
+            if not keys:
+                return None
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _purpose_objections "
+                "(key TEXT, purpose TEXT, PRIMARY KEY (key, purpose))"
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO _purpose_objections VALUES (?, ?)",
+                [(k, p) for k in keys for p in purposes],
+            )
+            return len(keys)
+
+    def objected_purposes(self, identifiers: Mapping[str, str]) -> set[str]:
+        """The purposes the subject's data may no longer be used for here (an upheld
+        objection): what a report or a training sample checks."""
+        with self._db() as db:
+            keys = self._resolve(db, identifiers)
+            exists = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_purpose_objections'"
+            ).fetchone()
+            if not keys or exists is None:
+                return set()
+            marks = ", ".join("?" * len(keys))
+            sql = f"SELECT purpose FROM _purpose_objections WHERE key IN ({marks})"  # noqa: S608
+            return {row[0] for row in db.execute(sql, keys)}
+
     def objects_to_marketing(self, identifiers: Mapping[str, str]) -> bool:
         """Whether the subject objected to direct marketing (what a campaign checks)."""
         with self._db() as db:
