@@ -102,29 +102,33 @@ def _authenticator() -> api_auth.BrokerAuthenticator | None:
 
 
 class Quieted:
-    """A warning said at most once per ``seconds``, with how many like it went unsaid:
-    anyone who reaches the port can send refused credentials, and each wrote a line (a
-    flood of them flooded the log; security review, session 34)."""
+    """A warning said at most once per ``seconds``, with how many like it (``what``) went
+    unsaid since the last line: anyone who reaches the port can send refused credentials,
+    and each wrote a line (a flood of them flooded the log; security review, session
+    34). The count is told with the next line, however late."""
 
-    def __init__(self, seconds: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self._seconds, self._clock = seconds, clock
+    def __init__(
+        self, what: str, seconds: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._what, self._seconds, self._clock = what, seconds, clock
         self._next = float("-inf")
         self._unsaid = 0
+        self._said_at = 0.0
 
     def warning(self, message: str, *args: object) -> None:
         now = self._clock()
         if now < self._next:
             self._unsaid += 1
             return
-        self._next = now + self._seconds
         unsaid, self._unsaid = self._unsaid, 0
         if unsaid:
-            message += f" (and {unsaid} more refused in the last {self._seconds:g} s)"
+            message += f" (and {unsaid} more {self._what} in the {now - self._said_at:.0f} s since)"
+        self._next, self._said_at = now + self._seconds, now
         log.warning(message, *args)
 
 
-_REFUSALS = Quieted()
-_UNCHECKED = Quieted()
+_REFUSALS = Quieted("refused")
+_UNCHECKED = Quieted("left unchecked")
 
 
 async def refused(view: View, request: Request, api: Api) -> Response | None:

@@ -108,6 +108,9 @@ class TaskRecord(_Model):
     answered_at: datetime | None = None
     outcome_reason: str | None = None
     export: r.ExportReference | None = None
+    # An upheld legitimate-interest objection's purposes this system stops (its Restrict
+    # says them at every send; worked out once, from the data map of the decision).
+    objected_purposes: list[str] = []
     # ``export`` is the DPO's redacted copy, not the system's (``workflow._export_redacted``),
     # which is kept in ``original_export`` (sealed as ``export`` is).
     redacted: bool = False

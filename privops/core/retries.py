@@ -159,9 +159,9 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
         and rec.objection_scope is ObjectionScope.direct_marketing
     ):
         extra["marketing_objection"] = True  # not lifted with a restriction
-    elif task.action is TaskAction.restrict and rec.objected_purposes:
+    elif task.action is TaskAction.restrict and task.objected_purposes:
         # an upheld legitimate-interest objection: those purposes only, not a restriction
-        extra["objected_purposes"] = ctx.datamap.purposes_at(task.system, rec.objected_purposes)
+        extra["objected_purposes"] = task.objected_purposes
     message = model(
         task_id=task.task_id,
         request_id=rec.request_id,

@@ -724,33 +724,69 @@ def _objection_decided(
         move(rec, E.refused, out, ctx.now)
         return
     stoppable = ctx.datamap.objection_purposes()
+    if not stoppable:
+        raise Refused(
+            Reason.invalid_command,
+            "the data map bases no purpose on legitimate interests: there is nothing an "
+            "upheld objection could stop; refuse or answer the request",
+        )
     if unknown := sorted(set(cmd.upheld_purposes) - set(stoppable)):
-        raise DomainError(
+        raise Refused(
+            Reason.invalid_command,
             f"not a purpose based on legitimate interests in the data map: {', '.join(unknown)}"
-            f"; those are: {', '.join(sorted(stoppable))}"
+            f"; those are: {', '.join(sorted(stoppable))}",
         )
     rec.objected_purposes = sorted(set(cmd.upheld_purposes) or set(stoppable))
+    send_tasks(
+        rec, ctx, TaskAction.restrict, objection_holdings(ctx, holdings(ctx), rec.objected_purposes)
+    )
+    for task in rec.tasks.values():  # kept, so every re-send says the same
+        task.objected_purposes = ctx.datamap.purposes_at(task.system, rec.objected_purposes)
+    asked = sorted({p for t in rec.tasks.values() for p in t.objected_purposes})
+    unasked = sorted(set(rec.objected_purposes) - set(asked))
     out.audit.append(
         AuditStep(
             "request_transitioned",
             after="objection_accepted",
-            reason=f"decided by the DPO for: {', '.join(rec.objected_purposes) or '-'}",
+            reason=f"decided by the DPO for: {', '.join(rec.objected_purposes)}"
+            + (f"; no system of the subject's serves: {', '.join(unasked)}" if unasked else ""),
         )
     )
-    send_tasks(
-        rec, ctx, TaskAction.restrict, objection_holdings(ctx, holdings(ctx), rec.objected_purposes)
-    )
     retries.send_pending(rec, ctx, out)
-    stopped = "; ".join(stoppable[p].description for p in rec.objected_purposes)
-    notify_subject(
-        rec,
-        out,
-        ctx,
-        "objection_accepted",
-        f"We have stopped processing your data for our legitimate interests: {stopped}."
-        + ("" if set(rec.objected_purposes) == set(stoppable) else " " + REDRESS),
-    )
+    _tell_objection_upheld(rec, cmd, ctx, out, asked, sorted(set(stoppable) - set(asked)))
     move(rec, E.tasks_sent if rec.tasks else E.answered, out, ctx.now)
+
+
+def _tell_objection_upheld(
+    rec: RequestRecord,
+    cmd: r.ObjectionDecided,
+    ctx: Context,
+    out: Outcome,
+    stopped: list[str],
+    going_on: list[str],
+) -> None:
+    """Art. 12(3)-(4): what stopped (the purposes a system was told to stop, in the data
+    map's words), and, where some of the subject's data is still used for the others,
+    which, the DPO's reasons and the right to complain."""
+    purposes = ctx.datamap.purposes
+
+    def words(names: list[str]) -> str:
+        return "; ".join(purposes[n].description.rstrip(".") for n in names)
+
+    told = (
+        f"We have stopped using your data for: {words(stopped)}."
+        if stopped
+        else "We checked our systems: none uses your data for the purposes you objected to."
+    )
+    served = [n for n in going_on if any(ctx.datamap.purposes_at(s, [n]) for s in holdings(ctx))]
+    if served:
+        told += (
+            f" We continue to use it for: {words(served)}; our reasons are in the letter "
+            "with this notice. " + REDRESS
+        )
+    notify_subject(
+        rec, out, ctx, "objection_accepted", told, document=cmd.reason if served else None
+    )
 
 
 def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outcome) -> None:

@@ -341,14 +341,18 @@ def test_a_flood_of_refusals_is_logged_once_per_window_with_its_count(
 ) -> None:
     """Anyone who reaches the port can send refused credentials: each wrote a line."""
     now = [100.0]
-    quiet = http.Quieted(seconds=10, clock=lambda: now[0])
+    quiet = http.Quieted("refused", seconds=10, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger=http.log.name):
         for _ in range(500):
             quiet.warning("HTTP API: %s refused", "GET")
+        now[0] += 3600  # the next refusal an hour on tells the count, and since when
+        quiet.warning("HTTP API: %s refused", "GET")
+        quiet.warning("HTTP API: %s refused", "GET")
         now[0] += 10
         quiet.warning("HTTP API: %s refused", "GET")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
         "HTTP API: GET refused",
-        "HTTP API: GET refused (and 499 more refused in the last 10 s)",
+        "HTTP API: GET refused (and 499 more refused in the 3600 s since)",
+        "HTTP API: GET refused (and 1 more refused in the 10 s since)",
     ]

@@ -220,7 +220,7 @@ VERBS = [
         for v in (
             "erase", "restrict", "lift", "rectify", "object", "access", "complain", "verify",
             "fee-received", "clarify", "clarified", "extend", "cancel", "refuse",
-            "decide-objection", "status", "list", "hold",
+            "decide-objection", "redact", "approve", "status", "list", "hold",
         )
     ],
     ["request", "hold", "place"],
@@ -401,6 +401,35 @@ def no_broker(env: Callable[..., None]) -> str:
         (["clarify", "REQ-1", "--asked", "yesterday"], "invalid date 'yesterday' for --asked"),
         (["extend", "REQ-1", "--reason", ""], "--reason must not be empty"),
         (["decide-objection", "REQ-1", "--reason", "x"], "say --accept or --refuse"),
+        (
+            ["decide-objection", "REQ-1", "--accept", "--reason", "x", "--purpose", " "],
+            "--purpose is empty",
+        ),
+        (
+            ["decide-objection", "REQ-1", "--refuse", "--reason", "x", "--purpose", "a"],
+            "only with --accept",
+        ),
+        (
+            [
+                "redact",
+                "REQ-1",
+                "--system",
+                "cctv",
+                "--location",
+                "x",
+                "--records",
+                "1",
+                "--sha256",
+                "abc",
+            ],
+            "--sha256 must be 64 hex digits",
+        ),
+        (["approve", "REQ-1", "--withhold", "cctv"], "--withhold needs --reason"),
+        (
+            ["approve", "REQ-1", "--withhold", "cctv", "--disclose", "cctv", "--reason", "x"],
+            "--withhold and --disclose both",
+        ),
+        (["approve", "REQ-1", "--withhold", "tv"], "unknown --withhold 'tv'"),
         (["fee-received", "REQ-1"], "Missing option '--ground'"),
         (
             ["fee-received", "REQ-1", "--ground", "admin"],

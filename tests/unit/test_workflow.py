@@ -1125,7 +1125,24 @@ def test_an_upheld_objection_stops_the_legitimate_interest_purposes_only(
     (note,) = of_type(outcome, r.SubjectNotification)
     assert note.kind == "objection_accepted"
     assert "Handle requests for assistance" in note.message  # what was stopped, in words
+    assert ".;" not in note.message
     assert "Information Commissioner" not in note.message  # upheld in full
+    assert note.document is None
+
+    # A re-send says what the first send said, whatever the data map says by then: an
+    # empty list would be a plain restriction, which a lift undoes (review, session 34).
+    rec = outcome.record
+    crm = next(t for t in rec.tasks.values() if t.system is System.crm)
+    renamed = {
+        ("customer_care" if k == "customer_support" else k): v
+        for k, v in ctx.datamap.purposes.items()
+    }
+    later = at(
+        ctx, NOW + timedelta(hours=2), datamap=ctx.datamap.model_copy(update={"purposes": renamed})
+    )
+    resent = wf.on_tick(rec, tick(rec, "task_overdue", later.now, task_id=crm.task_id), later)
+    (again,) = of_type(resent, r.Restrict)
+    assert again.objected_purposes == ["customer_support"]
     again = wf.on_command(
         outcome.record, command(r.ObjectionDecided, accepted=False, reason="x"), ctx
     )
@@ -1150,12 +1167,59 @@ def test_an_objection_upheld_for_some_purposes_stops_those_and_says_so(
     }
     (note,) = of_type(outcome, r.SubjectNotification)
     assert "Information Commissioner" in note.message  # not all of it: Art. 12(4)
+    assert "We continue to use it for: " in note.message
+    assert "Detect and prevent fraud" in note.message  # what goes on, in words
+    assert note.document == "fraud prevention overrides"  # and why
     wrong = command(
         r.ObjectionDecided, accepted=True, reason="x", upheld_purposes=["goods_and_services"]
     )
-    message = _rejected(rec, wrong, ctx)
-    assert "goods_and_services" in message
-    assert "customer_support" in message  # the ones it may be
+    refused = wf.on_command(rec, wrong, ctx)
+    assert refused.rejected is wf.Reason.invalid_command  # not "the state does not allow it"
+    assert "goods_and_services" in (refused.message or "")
+    assert "customer_support" in (refused.message or "")  # the ones it may be
+
+
+def test_an_objection_upheld_where_no_system_serves_a_purpose_says_only_what_stopped(
+    ctx: wf.Context,
+) -> None:
+    """Told "CCTV ... stopped" though no system was asked (no camera holds the subject)."""
+    no_cctv = dataclasses.replace(
+        ctx,
+        identity=IdentityMap(
+            subject_id=SUBJECT,
+            systems={s: v for s, v in ctx.identity.systems.items() if s is not System.cctv},  # type: ignore[union-attr]
+        ),
+    )
+    rec = start(RequestType.objection, no_cctv, objection_scope=ObjectionScope.legitimate_interest)
+    upheld = command(
+        r.ObjectionDecided, accepted=True, reason="x", upheld_purposes=["premises_security"]
+    )
+    outcome = wf.on_command(rec, upheld, no_cctv)
+    assert outcome.record is not None
+    assert of_type(outcome, r.Restrict) == []
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert "CCTV" not in note.message
+    assert "none uses your data" in note.message
+    assert any(
+        "no system of the subject's serves: premises_security" in (a.reason or "")
+        for a in outcome.audit
+    )
+
+
+def test_an_objection_cannot_be_upheld_where_the_data_map_bases_nothing_on_legitimate_interests(
+    ctx: wf.Context,
+) -> None:
+    rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.legitimate_interest)
+    consent_only = {
+        k: v.model_copy(update={"lawful_basis": LawfulBasis.consent, "legitimate_interest": None})
+        for k, v in ctx.datamap.purposes.items()
+    }
+    bare = dataclasses.replace(
+        ctx, datamap=ctx.datamap.model_copy(update={"purposes": consent_only})
+    )
+    outcome = wf.on_command(rec, command(r.ObjectionDecided, accepted=True, reason="x"), bare)
+    assert outcome.rejected is wf.Reason.invalid_command
+    assert "refuse or answer" in (outcome.message or "")
 
 
 def test_refused_legitimate_interest_objection_is_recorded_and_notified(

@@ -224,8 +224,10 @@ def decide_objection(
         fail("say --accept or --refuse")
     if purpose and not accept:
         fail("--purpose says what an upheld objection stops: only with --accept")
+    if any(not p.strip() for p in purpose):
+        fail("--purpose is empty: name a purpose of the data map (`privops ropa` lists them)")
     text = required_reason(reason)
-    upheld = sorted({p.strip() for p in purpose if p.strip()})
+    upheld = sorted({p.strip() for p in purpose})
     done = f"objection {'upheld' if accept else 'refused'}" + (
         f" for {', '.join(upheld)}" if upheld else ""
     )
