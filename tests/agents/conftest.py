@@ -14,12 +14,17 @@ import os
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from unittest.mock import AsyncMock
 
 import pytest
 from faust.types import Message
 from yarl import URL
+
+from privops.core import consent as rules
+from privops.core.consent import ConsentFact, FactKind
+from privops.core.vocab import System
 
 # Set before streams.app reads the settings, and put back afterwards so worker
 # subprocesses started by integration tests in the same session keep their own store.
@@ -263,3 +268,17 @@ async def put_on(
         checksum=None,
     )
     await agent.put(value=[message], wait=False)
+
+
+def erased_consent(subject: str) -> dict[str, Any]:
+    """The consent state an erasure leaves: the suppression marker."""
+    fact = ConsentFact(
+        event_id="erasure-1",
+        occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
+        source=System.crm,
+        kind=FactKind.suppressed,
+        evidence="privacy.commands:R-1",
+    )
+    state, _ = rules.apply(None, subject, fact)
+    assert state.suppressed
+    return state.model_dump(mode="json")

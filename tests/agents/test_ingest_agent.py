@@ -27,7 +27,7 @@ from privops.core.vocab import Category, Channel, LawfulBasis, Purpose, System
 from streams import io
 from streams.state import state
 from streams.tables import consent, identities, legal_holds, subject_facts
-from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.agents.conftest import Outbox, erased_consent, put_on, wait_for
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 
@@ -443,7 +443,7 @@ async def test_a_system_not_holding_a_category_moves_none_of_its_retention_facts
     ).model_dump(mode="json")
     subject_facts.data["S1"] = keeping
     if erased:
-        consent.data["S1"] = suppressed_state("S1")
+        consent.data["S1"] = erased_consent("S1")
     topic = f"{foreign.source.value}.events"
     async with ingest.test_context() as agent:
         await put_on(agent, topic, b"S1", serde.encode(foreign))
@@ -472,23 +472,6 @@ async def test_the_system_holding_the_category_still_moves_its_retention_facts(
     assert dead_letters(outbox) == []
     facts = SubjectFacts.model_validate(subject_facts.data["S1"])
     assert facts.investigation_closed_at == NOW
-
-
-def suppressed_state(subject: str) -> dict[str, Any]:
-    """The consent state an erasure leaves: the suppression marker."""
-    from privops.core import consent as rules
-    from privops.core.consent import ConsentFact, FactKind
-
-    fact = ConsentFact(
-        event_id="erasure-1",
-        occurred_at=datetime(2025, 3, 1, tzinfo=UTC),
-        source=System.crm,
-        kind=FactKind.suppressed,
-        evidence="privacy.commands:R-1",
-    )
-    state, _ = rules.apply(None, subject, fact)
-    assert state.suppressed
-    return state.model_dump(mode="json")
 
 
 @pytest.mark.usefixtures("app")

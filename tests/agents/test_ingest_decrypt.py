@@ -26,7 +26,6 @@ from privops.connectors.encryption import encrypt_record, personal_fields
 from privops.core import consent as rules
 from privops.core import fieldcrypt
 from privops.core import records as r
-from privops.core.consent import ConsentFact, FactKind
 from privops.core.fieldcrypt import (
     MalformedField,
     TamperedField,
@@ -42,7 +41,7 @@ from streams.app import settings
 from streams.audit import PSEUDONYM_KEY, ref
 from streams.keystore import KeyStore
 from streams.tables import consent, identities, suppression
-from tests.agents.conftest import Outbox, put_on, wait_for
+from tests.agents.conftest import Outbox, erased_consent, put_on, wait_for
 from tests.unit import test_keystore
 from tests.unit.test_keystore import Log, following, new_store, subject_on
 
@@ -280,20 +279,6 @@ async def test_an_erased_subjects_retention_facts_still_move(
             lambda: sum(a.after == "reimport_flagged" for a in outbox.of(AUDIT, r.AuditEvent)) == 2
         )
     assert ANN not in subject_facts.data
-
-
-def erased_consent(subject: str) -> dict[str, Any]:
-    """The consent state an erasure leaves: the suppression marker."""
-    fact = ConsentFact(
-        event_id="erasure-1",
-        occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
-        source=System.crm,
-        kind=FactKind.suppressed,
-        evidence="privacy.commands:R-1",
-    )
-    state, _ = rules.apply(None, subject, fact)
-    assert state.suppressed
-    return state.model_dump(mode="json")
 
 
 def moved_from_bob(store: KeyStore) -> r.CustomerCreated:

@@ -144,6 +144,14 @@ def test_art15_sections_show_privops_own_records(manifest: dict[str, Any]) -> No
     ]
 
 
+def rendered(body: dict[str, Any], monkeypatch: pytest.MonkeyPatch, width: int = 120) -> str:
+    """What `privops request status` prints for the worker's answer ``body``."""
+    out = io.StringIO()
+    monkeypatch.setattr(status_cli, "console", Console(file=out, width=width, color_system=None))
+    status_cli.render_status(body)
+    return out.getvalue()
+
+
 def test_status_shows_an_access_requests_exports_and_response(
     manifest: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,10 +172,7 @@ def test_status_shows_an_access_requests_exports_and_response(
         "manifest": manifest,
         "history": [{"at": "2026-03-02T09:30:00+00:00", "event": "request_received"}],
     }
-    out = io.StringIO()
-    monkeypatch.setattr(status_cli, "console", Console(file=out, width=80, color_system=None))
-    status_cli.render_status(body)
-    text = out.getvalue()
+    text = rendered(body, monkeypatch, width=80)
     assert "…" not in text
     assert "Exports" in text
     assert "Art. 15 response" in text
@@ -201,10 +206,7 @@ def test_status_of_a_response_awaiting_review_says_what_to_do(
              "categories": ["cctv"], "keep": [], "export": export, "redacted": True},
         ],
     }  # fmt: skip
-    out = io.StringIO()
-    monkeypatch.setattr(status_cli, "console", Console(file=out, width=120, color_system=None))
-    status_cli.render_status(body)
-    text = out.getvalue()
+    text = rendered(body, monkeypatch)
     assert "Awaiting your review" in text
     assert "privops request approve REQ-7" in text
     assert "privops request redact REQ-7 --system" in text
@@ -224,10 +226,7 @@ def test_status_marks_a_copy_withheld_from_the_response(monkeypatch: pytest.Monk
         ],
         "manifest": {"withheld_exports": [{"system": "cctv", "ground": "others"}]},
     }  # fmt: skip
-    out = io.StringIO()
-    monkeypatch.setattr(status_cli, "console", Console(file=out, width=120, color_system=None))
-    status_cli.render_status(body)
-    assert "cctv (withheld)" in out.getvalue()
+    assert "cctv (withheld)" in rendered(body, monkeypatch)
 
 
 @pytest.mark.parametrize(
