@@ -129,6 +129,7 @@ class Quieted:
 
 _REFUSALS = Quieted("refused")
 _UNCHECKED = Quieted("left unchecked")
+_FORBIDDEN = Quieted("refused")  # a proven caller asking what it may not, in a loop
 
 
 async def refused(view: View, request: Request, api: Api) -> Response | None:
@@ -158,7 +159,7 @@ async def refused(view: View, request: Request, api: Api) -> Response | None:
             {"error": "cannot check credentials now; retry", "reason": reason}, status=503
         )
     if not may_call(principal, api):
-        log.warning("HTTP API: principal %s may not ask %s", principal, api.value)
+        _FORBIDDEN.warning("HTTP API: principal %s may not ask %s", principal, api.value)
         return view.json(
             {"error": "forbidden", "reason": f"principal {principal!r} may not ask {api.value}"},
             status=403,
@@ -393,7 +394,7 @@ async def _scope_refused(view: View, request: Request, scope: str) -> Response |
         return None
     # Never the scope itself: it is the caller's text, not yet validated (an email
     # address in it went into the worker's log; review, session 34). The caller is told.
-    log.warning(
+    _FORBIDDEN.warning(
         "HTTP API: principal %s may not have a key of the scope it asked for (%d characters)",
         principal,
         len(scope),

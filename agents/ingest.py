@@ -57,6 +57,7 @@ from privops.core.facts import (
     consent_facts,
     consent_state_fields,
     directive_fact,
+    foreign_fact,
     number_change,
     recalled_suppression,
     source_may_seal,
@@ -468,6 +469,8 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     stored_facts = state.get(FACTS, sid)
     facts = stored_facts or SubjectFacts()
     new_facts = updated_facts(facts, record, collaborators().datamap)
+    if (foreign := foreign_fact(record, collaborators().datamap)) is not None:
+        tell_foreign_fact(record, foreign)
     meaning = consent_facts(record)
     raw_ids = record.identifiers.present()
     identity = state.get(IDENTITIES, sid)
@@ -504,6 +507,19 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         new_state = rules.SubjectConsent(subject_id=sid, updated_at=record.occurred_at)
         state.put(CONSENT, sid, new_state)
         publish_state(sid, new_state, record.occurred_at)
+
+
+_FOREIGN_TOLD: set[tuple[System, str]] = set()
+
+
+def tell_foreign_fact(record: r.UpstreamEvent, why: str) -> None:
+    """Log, once per system and event type (a bounded set), a retention fact not taken:
+    a data map that does not list the category under the system sending it is a
+    deployment's mistake to mend, and every such event would otherwise say it again."""
+    pair = (record.source, type(record).__name__)
+    if pair not in _FOREIGN_TOLD:
+        _FOREIGN_TOLD.add(pair)
+        log.warning("%s; said once per system and event type", why)
 
 
 # Events whose retention facts still move after an erasure: what it keeps with no end

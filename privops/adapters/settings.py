@@ -69,8 +69,15 @@ def _read_secret(path: Path, setting: str) -> str:
     except UnicodeDecodeError:
         raise ValueError(f"{setting}: {path} is not UTF-8 text") from None
     text = text.removesuffix("\n").removesuffix("\r")
-    if not text or "\n" in text:
+    if not text or "\n" in text or "\r" in text:
         raise ValueError(f"{setting}: {path} must hold the secret on one line")
+    # A key read with a byte-order mark or a trailing space is another key: subject refs
+    # change, the suppression list stops matching, the audit chain breaks (review).
+    if text != text.strip() or text.startswith("\ufeff"):
+        raise ValueError(
+            f"{setting}: {path} has spaces around the secret, or a byte-order mark: save it "
+            "as the secret alone (a final newline is fine)"
+        )
     return text
 
 
@@ -326,7 +333,7 @@ class Settings(BaseSettings):
             path = data.get(f"{name}_file")
             if path is None:
                 continue
-            if data.get(name) is not None:
+            if data.get(name) not in (None, ""):  # a blank value is unset, as everywhere
                 raise ValueError(
                     f"PRIVOPS_{name.upper()} and PRIVOPS_{name.upper()}_FILE are both set: say one"
                 )

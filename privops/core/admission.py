@@ -189,7 +189,11 @@ def check_names(cmd: r.Command) -> None:
             "the request id must be letters, digits, '.', '_', ':' or '-' (at most "
             f"{MAX_ID_LENGTH} characters), not contact details",
         )
-    if names_another_chain(cmd.request_id):
+    # Only a new id: a request stored before the rule came (or the follow-up erasure the
+    # worker issues for it, ``<id>-F1``) must still take its commands; its steps are
+    # audited apart already (``audited_request_id``; second review, session 34).
+    new_id = isinstance(cmd, r.RequestSubmitted | r.LegalHoldPlaced) and cmd.actor != FOLLOWUP_ACTOR
+    if new_id and names_another_chain(cmd.request_id):
         raise Refused(
             Reason.invalid_command,
             f"the request id may not be {SYSTEM_CHAIN!r} or start with "

@@ -361,27 +361,30 @@ FACT_CATEGORIES: Final[dict[type[r.UpstreamEvent], Category]] = {
     r.InvestigationClosed: Category.cctv,
 }
 """The category whose retention each fact-bearing event moves: only a system the data
-map says holds it may move it (``check_fact_source``)."""
+map says holds it may move it (``foreign_fact``)."""
 
 
-def check_fact_source(event: r.UpstreamEvent, datamap: DataMap) -> None:
-    """Raise WrongTopic (a ``wrong_topic`` dead letter) for a fact-bearing event from a
-    system the data map does not say holds its category. The topic proves which system
-    wrote an event, not that it may speak for another's data: before, web's
+def foreign_fact(event: r.UpstreamEvent, datamap: DataMap) -> str | None:
+    """Why ``event``'s retention fact is not taken (None: it is): a fact-bearing event
+    from a system the data map does not say holds its category. The topic proves which
+    system wrote an event, not that it may speak for another's data: before, web's
     InvestigationClosed closed cctv's investigation (its footage became erasable), any
     system's InvestigationOpened kept footage for ever, marketing's AccountBalanceChanged
     closed an open debt, and any OrderPlaced or PaymentRecorded stretched the six-year
-    financial retention (review, session 34)."""
+    financial retention (review, session 34). Only the fact is left out: the rest of the
+    event (a sale's opt-out, its identifiers) is taken as ever, since a dead letter lost
+    a withdrawal with it (second review, session 34)."""
     category = FACT_CATEGORIES.get(type(event))
     if category is None:
-        return
+        return None
     spec = datamap.systems.get(event.source)
-    if spec is None or category not in spec.categories:
-        raise WrongTopic(
-            f"{type(event).__name__} does not belong on {events_topic(event.source)}: the "
-            f"data map does not say {event.source.value} holds {category.value} data, so "
-            "it may not change that category's retention facts"
-        )
+    if spec is not None and category in spec.categories:
+        return None
+    return (
+        f"{type(event).__name__} from {event.source.value}: the data map does not say "
+        f"{event.source.value} holds {category.value} data, so its retention facts are "
+        "not taken from it (the rest of the event is)"
+    )
 
 
 def source_may_seal(source: System, scope: str, datamap: DataMap) -> bool:
@@ -407,12 +410,12 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
     and who received the subject's data (Art. 19).
 
     Returns `facts` itself when the event changes nothing, so the caller can skip a write.
-    Raises UndeclaredDisclosure for a disclosure the data map does not declare, and
-    WrongTopic for a fact-bearing event from a system that does not hold its category
-    (``check_fact_source``); pure, so the caller can call it before it writes anything
-    else.
+    Raises UndeclaredDisclosure for a disclosure the data map does not declare; pure, so
+    the caller can call it before it writes anything else. A fact-bearing event from a
+    system that does not hold its category changes nothing (``foreign_fact``).
     """
-    check_fact_source(event, datamap)
+    if foreign_fact(event, datamap) is not None:
+        return facts
     at = event.occurred_at
     match event:
         case r.DataDisclosed():

@@ -322,6 +322,7 @@ async def test_a_refused_key_scope_is_never_logged(
     put an email address into the worker's log (review, session 34). The caller is
     still told which scope was refused."""
     monkeypatch.setattr(http, "_authenticator", lambda: _ProvenSystem())
+    monkeypatch.setattr(http, "_FORBIDDEN", http.Quieted("refused"))  # each case says it
     request = make_mocked_request(
         "POST", "/subject-keys/S1", headers={"Authorization": "Basic c3lzdGVtLWNybTpwdw=="}
     )

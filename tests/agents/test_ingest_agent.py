@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io as io_
 import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -426,7 +427,11 @@ FOREIGN_FACTS = [
 @pytest.mark.parametrize("erased", [False, True], ids=["live", "erased"])
 @pytest.mark.parametrize("foreign", FOREIGN_FACTS)
 async def test_a_system_not_holding_a_category_moves_none_of_its_retention_facts(
-    serde: Serde, outbox: Outbox, foreign: r.UpstreamEvent, erased: bool
+    serde: Serde,
+    outbox: Outbox,
+    foreign: r.UpstreamEvent,
+    erased: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Before, any system could close cctv's investigation (its footage became erasable),
     open one no one would close, settle an open debt or stretch the six-year financial
@@ -445,15 +450,52 @@ async def test_a_system_not_holding_a_category_moves_none_of_its_retention_facts
     if erased:
         consent.data["S1"] = erased_consent("S1")
     topic = f"{foreign.source.value}.events"
-    async with ingest.test_context() as agent:
-        await put_on(agent, topic, b"S1", serde.encode(foreign))
-        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
-    (letter,) = dead_letters(outbox)
-    assert letter.reason == "wrong_topic"
-    assert f"the data map does not say {foreign.source.value} holds" in letter.error
+    ingest_module._FOREIGN_TOLD.clear()
+    with caplog.at_level(logging.WARNING, logger=ingest_module.log.name):
+        async with ingest.test_context() as agent:
+            await put_on(agent, topic, b"S1", serde.encode(foreign))
+            await put_on(agent, topic, b"S1", serde.encode(foreign))  # said once
+            if erased:  # nothing of it re-activates anyone: flagged as a re-import
+                await wait_for(lambda: len(reimports(outbox)) == 2)
+            else:  # the rest of the event is taken: the subject is known from it
+                await wait_for(lambda: identities.data.get("S1") is not None)
+    assert dead_letters(outbox) == []  # a dead letter lost the event's other meaning
     assert subject_facts.data["S1"] == keeping
-    assert identities.data.get("S1") is None
-    assert outbox.on(CONSENT_STATE) == []
+    told = [rec.getMessage() for rec in caplog.records if "not taken" in rec.getMessage()]
+    assert len(told) == 1
+    assert f"the data map does not say {foreign.source.value} holds" in told[0]
+
+
+def reimports(outbox: Outbox) -> list[r.AuditEvent]:
+    return [a for a in outbox.of(AUDIT, r.AuditEvent) if a.after == "reimport_flagged"]
+
+
+@pytest.mark.usefixtures("app")
+async def test_an_opt_out_on_a_sale_from_a_system_not_holding_purchases_still_counts(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The order's retention fact is not web's to give, but the subject's opt-out on it
+    is theirs: dead-lettered whole, the event left their marketing consent granted
+    (second review, session 34)."""
+    given = fact_event(r.ConsentGiven, System.marketing, purpose=Purpose.marketing,
+                       channel=Channel.email)  # fmt: skip
+    sale = fact_event(
+        r.OrderPlaced, System.web, order_id="O-1", total_pence=100,
+        marketing_opt_out_offered=True, marketing_opt_out_ticked=True,
+    ).model_copy(update={"occurred_at": NOW.replace(minute=NOW.minute + 1)})  # fmt: skip
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", b"S1", serde.encode(given))
+        await put_on(agent, "web.events", b"S1", serde.encode(sale))
+        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) >= 2)
+    assert dead_letters(outbox) == []
+    latest = outbox.on(CONSENT_STATE)[-1]
+    assert isinstance(latest, r.ConsentState)
+    email = [p for p in latest.preferences if (p.purpose, p.channel) == ("marketing", "email")]
+    assert [p.status for p in email] != ["granted"], latest.preferences
+    assert [p.source for p in email] == [System.web]
+    assert subject_facts.data.get("S1") is None or not subject_facts.data["S1"].get(
+        "latest_financial_record_at"
+    )
 
 
 @pytest.mark.usefixtures("app")

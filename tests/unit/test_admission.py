@@ -22,6 +22,7 @@ from privops.core.admission import (
 )
 from privops.core.audit import SYSTEM_CHAIN, chain_key
 from privops.core.errors import WrongTopic
+from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.identity import subject_ref
 from privops.core.request import Reason, Refused
 from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, task_results_topic
@@ -209,7 +210,7 @@ SUBJECT_CHAIN = "sr_" + "0123456789abcdef01234567"
     "request_id",
     [SUBJECT_CHAIN, "sr_theirs", "SR_" + "0123456789ABCDEF01234567", "privops", "PRIVOPS"],
 )
-@pytest.mark.parametrize("make", [_submitted, _hold, _released], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("make", [_submitted, _hold], ids=lambda m: m.__name__)
 def test_a_request_id_naming_another_audit_chain_is_refused(
     request_id: str, make: Callable[[], r.Record]
 ) -> None:
@@ -229,6 +230,29 @@ def test_a_request_id_naming_another_audit_chain_is_refused(
     assert audited_request_id(request_id) is None
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        _released,
+        lambda: r.IdentityVerified(
+            command_id="c", request_id="R", issued_at=NOW, actor="dpo", verified_on=NOW.date()
+        ),
+        lambda: _submitted().model_copy(update={"actor": FOLLOWUP_ACTOR}),
+    ],
+    ids=["hold-released", "follow-up-command", "the-workers-follow-up-erasure"],
+)
+def test_a_request_stored_under_such_an_id_before_still_takes_its_commands(
+    make: Callable[[], r.Record],
+) -> None:
+    """Only a new id is refused: one stored before the rule (and the follow-up erasure the
+    worker issues for it, ``<id>-F1``) must still be verified, cancelled, released and
+    erased by age; its steps are audited apart (second review, session 34)."""
+    cmd = make().model_copy(update={"request_id": SUBJECT_CHAIN})
+    assert isinstance(cmd, r.Command)
+    check_names(cmd)  # nothing raised
+    assert audited_request_id(SUBJECT_CHAIN) is None
+
+
 def test_the_ids_refused_are_those_that_would_join_another_chain() -> None:
     sref = subject_ref(b"pseudonym-key", "S-1")
     assert chain_key(sref, None, "app") == chain_key(None, sref, "app")
@@ -239,7 +263,7 @@ def test_the_ids_refused_are_those_that_would_join_another_chain() -> None:
 
 @pytest.mark.parametrize("request_id", ["REQ-DEADBEEF0000", "privops-1", "sr-1", "x_sr_1", "R"])
 def test_request_ids_near_a_chain_name_are_taken(request_id: str) -> None:
-    for make in (_submitted, _hold, _released):
+    for make in (_submitted, _hold):
         cmd = make().model_copy(update={"request_id": request_id})
         assert isinstance(cmd, r.Command)
         check_names(cmd)

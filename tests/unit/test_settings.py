@@ -250,8 +250,10 @@ def test_secrets_may_come_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ("", False, "on one line"),
         ("two\nlines\n", False, "on one line"),
         ("a-real-audit-key-0002", True, "both set"),
+        ("\ufeffa-real-audit-key-0002\r\n", False, "byte-order mark"),
+        ("a-real-audit-key-0002 \n", False, "spaces around"),
     ],
-    ids=["missing", "empty", "two-lines", "both"],
+    ids=["missing", "empty", "two-lines", "both", "bom", "trailing-space"],
 )
 def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
     monkeypatch: pytest.MonkeyPatch,
@@ -272,3 +274,13 @@ def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
     assert "PRIVOPS_AUDIT_KEY" in str(info.value)
     assert "lines" not in str(info.value).replace("on one line", "")
     assert OWN["PRIVOPS_AUDIT_KEY"] not in str(info.value)
+
+
+def test_a_blank_value_beside_its_file_is_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "audit"
+    path.write_text(OWN["PRIVOPS_AUDIT_KEY"] + "\r\n")  # saved on Windows
+    monkeypatch.setenv("PRIVOPS_AUDIT_KEY_FILE", str(path))
+    monkeypatch.setenv("PRIVOPS_AUDIT_KEY", "")
+    assert get_settings().audit_key == OWN["PRIVOPS_AUDIT_KEY"]
