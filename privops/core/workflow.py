@@ -737,9 +737,8 @@ def _objection_decided(
             f"; those are: {', '.join(sorted(stoppable))}",
         )
     rec.objected_purposes = sorted(set(cmd.upheld_purposes) or set(stoppable))
-    send_tasks(
-        rec, ctx, TaskAction.restrict, objection_holdings(ctx, holdings(ctx), rec.objected_purposes)
-    )
+    held = holdings(ctx)
+    send_tasks(rec, ctx, TaskAction.restrict, objection_holdings(ctx, held, rec.objected_purposes))
     for task in rec.tasks.values():  # kept, so every re-send says the same
         task.objected_purposes = ctx.datamap.purposes_at(task.system, rec.objected_purposes)
     asked = sorted({p for t in rec.tasks.values() for p in t.objected_purposes})
@@ -753,7 +752,10 @@ def _objection_decided(
         )
     )
     retries.send_pending(rec, ctx, out)
-    _tell_objection_upheld(rec, cmd, ctx, out, asked, sorted(set(stoppable) - set(asked)))
+    # The others still in use: those a system holding the subject's data serves.
+    going_on = sorted(set(stoppable) - set(asked))
+    served = sorted({p for system in held for p in ctx.datamap.purposes_at(system, going_on)})
+    _tell_objection_upheld(rec, cmd, ctx, out, asked, served)
     move(rec, E.tasks_sent if rec.tasks else E.answered, out, ctx.now)
 
 
@@ -763,7 +765,7 @@ def _tell_objection_upheld(
     ctx: Context,
     out: Outcome,
     stopped: list[str],
-    going_on: list[str],
+    served: list[str],
 ) -> None:
     """Art. 12(3)-(4): what stopped (the purposes a system was told to stop, in the data
     map's words), and, where some of the subject's data is still used for the others,
@@ -778,7 +780,6 @@ def _tell_objection_upheld(
         if stopped
         else "We checked our systems: none uses your data for the purposes you objected to."
     )
-    served = [n for n in going_on if any(ctx.datamap.purposes_at(s, [n]) for s in holdings(ctx))]
     if served:
         told += (
             f" We continue to use it for: {words(served)}; our reasons are in the letter "
