@@ -53,21 +53,39 @@ SECRET_FILES: tuple[str, ...] = (
     "audit_key",
 )
 """The secrets that may be given as a file (``PRIVOPS_<NAME>_FILE``)."""
+SECRET_JSON_FILES: tuple[str, ...] = ("pseudonym_previous_keys", "audit_previous_keys")
+"""Retired keys, JSON as in the environment, that may be given as a file too."""
 MAX_SECRET_FILE_BYTES = 4096
+MAX_SECRET_JSON_FILE_BYTES = 256 * 1024
+
+
+def _read_text(path: Path, setting: str, limit: int) -> str:
+    try:
+        with path.expanduser().open("rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise ValueError(f"{setting}: cannot read {path} ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise ValueError(f"{setting}: {path} is over {limit} bytes: not a secret")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{setting}: {path} is not UTF-8 text") from None
+
+
+def _read_secret_json(path: Path, setting: str) -> Any:
+    """A JSON list or object of retired keys. The parser's complaint names a line and
+    column, never the text, which is secret."""
+    try:
+        return json.loads(_read_text(path, setting, MAX_SECRET_JSON_FILE_BYTES))
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{setting}: {path} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
+        ) from None
 
 
 def _read_secret(path: Path, setting: str) -> str:
-    try:
-        with path.expanduser().open("rb") as f:
-            raw = f.read(MAX_SECRET_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"{setting}: cannot read {path} ({exc.strerror or exc})") from None
-    if len(raw) > MAX_SECRET_FILE_BYTES:
-        raise ValueError(f"{setting}: {path} is over {MAX_SECRET_FILE_BYTES} bytes: not a secret")
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise ValueError(f"{setting}: {path} is not UTF-8 text") from None
+    text = _read_text(path, setting, MAX_SECRET_FILE_BYTES)
     text = text.removesuffix("\n").removesuffix("\r")
     if not text or "\n" in text or "\r" in text:
         raise ValueError(f"{setting}: {path} must hold the secret on one line")
@@ -317,6 +335,12 @@ class Settings(BaseSettings):
     audit_key_file: Path | None = Field(
         default=None, description="A file holding PRIVOPS_AUDIT_KEY"
     )
+    pseudonym_previous_keys_file: Path | None = Field(
+        default=None, description="A file holding PRIVOPS_PSEUDONYM_PREVIOUS_KEYS (its JSON)"
+    )
+    audit_previous_keys_file: Path | None = Field(
+        default=None, description="A file holding PRIVOPS_AUDIT_PREVIOUS_KEYS (its JSON)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -325,11 +349,11 @@ class Settings(BaseSettings):
         Kubernetes secret mounted as a file), so it need not sit in the environment,
         which ``ps e``, ``/proc/<pid>/environ`` and crash reports show. Its one line is
         read (a final newline dropped); giving both the value and its file is an error,
-        as is a file that cannot be read or is empty. Errors name the file, never what
-        it holds."""
+        as is a file that cannot be read or is empty. Retired keys are read as the JSON
+        their setting takes. Errors name the file, never what it holds."""
         if not isinstance(data, dict):
             return data
-        for name in SECRET_FILES:
+        for name in (*SECRET_FILES, *SECRET_JSON_FILES):
             path = data.get(f"{name}_file")
             if path is None:
                 continue
@@ -337,7 +361,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"PRIVOPS_{name.upper()} and PRIVOPS_{name.upper()}_FILE are both set: say one"
                 )
-            data[name] = _read_secret(Path(path), f"PRIVOPS_{name.upper()}_FILE")
+            read = _read_secret_json if name in SECRET_JSON_FILES else _read_secret
+            data[name] = read(Path(path), f"PRIVOPS_{name.upper()}_FILE")
         return data
 
     @model_validator(mode="before")

@@ -14,11 +14,12 @@ OWN = {
     "PRIVOPS_PSEUDONYM_KEY": "a-real-pseudonym-key-0001",
     "PRIVOPS_AUDIT_KEY": "a-real-audit-key-0002",
 }
+RETIRED = ("PRIVOPS_PSEUDONYM_PREVIOUS_KEYS", "PRIVOPS_AUDIT_PREVIOUS_KEYS")
 
 
 @pytest.fixture(autouse=True)
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("PRIVOPS_ENV", *OWN, *(f"{n}_FILE" for n in OWN)):
+    for name in ("PRIVOPS_ENV", *OWN, *RETIRED, *(f"{n}_FILE" for n in (*OWN, *RETIRED))):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
@@ -274,6 +275,52 @@ def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
     assert "PRIVOPS_AUDIT_KEY" in str(info.value)
     assert "lines" not in str(info.value).replace("on one line", "")
     assert OWN["PRIVOPS_AUDIT_KEY"] not in str(info.value)
+
+
+def test_retired_keys_may_come_from_files_as_the_json_their_settings_take(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A rotation's retired keys are as secret as the current ones (session 34 left
+    them environment-only)."""
+    pseudonyms = tmp_path / "pseudonym-previous"
+    pseudonyms.write_text('[\n  "an-old-pseudonym-key-01"\n]\n')  # as a secret store writes JSON
+    audit = tmp_path / "audit-previous"
+    audit.write_text('{"1": "an-old-audit-key-0001"}')
+    monkeypatch.setenv("PRIVOPS_PSEUDONYM_PREVIOUS_KEYS_FILE", str(pseudonyms))
+    monkeypatch.setenv("PRIVOPS_AUDIT_PREVIOUS_KEYS_FILE", str(audit))
+    settings = get_settings()
+    assert settings.pseudonym_previous_keys == ["an-old-pseudonym-key-01"]
+    assert settings.audit_previous_keys == {1: "an-old-audit-key-0001"}
+    assert not unknown_names({f"{n}_FILE": "x" for n in RETIRED})
+
+
+@pytest.mark.parametrize(
+    ("content", "also_set", "said"),
+    [
+        (None, False, "cannot read"),
+        ('{"1": "an-old-audit-key-0001",}', False, "not valid JSON"),
+        ('{"1": "an-old-audit-key-0001"}', True, "both set"),
+    ],
+    ids=["missing", "not-json", "both"],
+)
+def test_a_retired_keys_file_that_cannot_be_used_is_named_never_its_content(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    content: str | None,
+    also_set: bool,
+    said: str,
+) -> None:
+    path = tmp_path / "audit-previous"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("PRIVOPS_AUDIT_PREVIOUS_KEYS_FILE", str(path))
+    if also_set:
+        monkeypatch.setenv("PRIVOPS_AUDIT_PREVIOUS_KEYS", '{"2": "an-old-audit-key-0002"}')
+    with pytest.raises(ConfigError) as info:
+        get_settings()
+    assert said in str(info.value)
+    assert "PRIVOPS_AUDIT_PREVIOUS_KEYS" in str(info.value)
+    assert "an-old-audit-key" not in str(info.value)
 
 
 def test_a_blank_value_beside_its_file_is_unset(
