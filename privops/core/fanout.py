@@ -757,6 +757,7 @@ def _past(rec: RequestRecord) -> manifest.PastRequest:
         state=rec.state.value,
         closed_on=rec.closed_at.astimezone(UK).date() if rec.closed_at else None,
         ours=rec.actor == FOLLOWUP_ACTOR,
+        upheld_purposes=tuple(rec.objected_purposes),
     )
 
 

@@ -53,8 +53,9 @@ from privops.core.vocab import Category, System
 
 # 2: the ``privacy_records`` section (what privops itself holds on the subject) and
 # ``kept_longer``; 3: ``privacy_records.rights_requests`` (their other requests on record);
-# 4: the DPO's review (``exports[].redacted``, ``withheld_exports``, ``review_reason``).
-MANIFEST_VERSION: Final = 4
+# 4: the DPO's review (``exports[].redacted``, ``withheld_exports``, ``review_reason``);
+# 5: ``rights_requests.listed[].objection_upheld_for`` (an upheld Art. 21(1) objection).
+MANIFEST_VERSION: Final = 5
 WITHHELD_GROUND: Final = (
     "it would disclose information about other people, and it is not reasonable to "
     "disclose it without their consent (UK GDPR Art. 15(4); DPA 2018 Sch. 2 para. 16); "
@@ -148,6 +149,9 @@ class PastRequest:
     closed_on: date | None = None
     # Started by privops itself (a follow-up erasure when a retention period ended).
     ours: bool = False
+    # An objection's purposes the DPO upheld it for (a standing choice of the subject's,
+    # as a marketing objection is among the flags; empty otherwise).
+    upheld_purposes: tuple[str, ...] = ()
 
 
 MAX_LISTED_REQUESTS: Final = 100
@@ -420,6 +424,9 @@ def _text_rights_requests(requests: Mapping[str, Any] | None) -> list[str]:
         kind, state = p["type"].replace("_", " "), p["state"].replace("_", " ")
         now = f"{state} on {p['closed_on']}" if p["closed_on"] else state
         lines.append(f"    {p['request_id']}: {kind}{by}, received {p['received_on']}, {now}")
+        if upheld := p.get("objection_upheld_for"):
+            words = "; ".join(u["description"].rstrip(".") for u in upheld)
+            lines.append(f"      upheld: we stopped using your data for {words}")
     if requests["count"] > len(requests["listed"]):
         lines.append(
             f"    and {requests['count'] - len(requests['listed'])} earlier ones: our DPO "
@@ -650,30 +657,40 @@ def _privacy_records(datamap: DataMap, own: OwnRecords) -> dict[str, Any]:
             if ids
         ],
         "retention_facts": _retention_facts(facts),
-        "rights_requests": _rights_requests(own.requests),
+        "rights_requests": _rights_requests(datamap, own.requests),
         "kept": _own_retention(datamap),
     }
 
 
-def _rights_requests(requests: Iterable[PastRequest]) -> dict[str, Any]:
+def _rights_requests(datamap: DataMap, requests: Iterable[PastRequest]) -> dict[str, Any]:
     """The subject's other requests privops keeps a record of, newest first: the record
     of a request is itself their personal data (Art. 15(1)), kept the data map's
-    ``request_records`` period after it is finished."""
+    ``request_records`` period after it is finished. An upheld objection says the
+    purposes it was upheld for, in the data map's words: a standing choice the systems
+    keep, as a marketing objection is among the flags."""
     newest = sorted(requests, key=lambda p: (p.received_on, p.request_id), reverse=True)
     return {
         "count": len(newest),
-        "listed": [
-            {
-                "request_id": p.request_id,
-                "type": p.request_type,
-                "received_on": p.received_on.isoformat(),
-                "state": p.state,
-                "closed_on": p.closed_on.isoformat() if p.closed_on else None,
-                "started_by": "us" if p.ours else "request",
-            }
-            for p in newest[:MAX_LISTED_REQUESTS]
-        ],
+        "listed": [_past_request(datamap, p) for p in newest[:MAX_LISTED_REQUESTS]],
     }
+
+
+def _past_request(datamap: DataMap, p: PastRequest) -> dict[str, Any]:
+    listed: dict[str, Any] = {
+        "request_id": p.request_id,
+        "type": p.request_type,
+        "received_on": p.received_on.isoformat(),
+        "state": p.state,
+        "closed_on": p.closed_on.isoformat() if p.closed_on else None,
+        "started_by": "us" if p.ours else "request",
+    }
+    if p.upheld_purposes:
+        listed["objection_upheld_for"] = [
+            {"purpose": name, "description": spec.description if spec else name}
+            for name in p.upheld_purposes
+            for spec in (datamap.purposes.get(name),)
+        ]
+    return listed
 
 
 def _known_in(system: System, ids: Mapping[str, Identifier]) -> dict[str, Any]:

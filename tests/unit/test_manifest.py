@@ -249,7 +249,7 @@ def own() -> OwnRecords:
 def test_privops_own_records_are_listed(dm: DataMap, own: OwnRecords) -> None:
     m = build_access_manifest("REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=own)
     records = m["privacy_records"]
-    assert m["manifest_version"] == 4
+    assert m["manifest_version"] == 5
     assert records["preferences"] == [
         {
             "purpose": "marketing",
@@ -364,6 +364,28 @@ def test_the_subjects_other_requests_are_listed_newest_first(dm: DataMap) -> Non
     assert "REQ-1: erasure, received 2025-01-03, partially completed on 2025-01-20" in text
     assert "REQ-2: objection, received 2025-03-01, in progress" in text
     assert "REQ-0: erasure (started by us when a retention period ended)" in text
+
+
+def test_an_upheld_objection_says_what_it_stopped_in_the_data_maps_words(dm: DataMap) -> None:
+    """A legitimate-interest objection the DPO upheld is a standing choice of the
+    subject's, as a marketing objection is among the flags (session 34's note)."""
+    earlier = (
+        PastRequest("REQ-3", "objection", date(2025, 3, 1), "completed", date(2025, 3, 9),
+                    upheld_purposes=("customer_support",)),
+        PastRequest("REQ-2", "objection", date(2025, 2, 1), "refused", date(2025, 2, 9)),
+    )  # fmt: skip
+    m = build_access_manifest(
+        "REQ-5", SUBJECT, REF, dm, {}, [], NOW, own=OwnRecords(requests=earlier)
+    )
+    upheld, refused = m["privacy_records"]["rights_requests"]["listed"]
+    described = dm.purposes["customer_support"].description
+    assert upheld["objection_upheld_for"] == [
+        {"purpose": "customer_support", "description": described}
+    ]
+    assert "objection_upheld_for" not in refused
+    text = " ".join(render_manifest_text(m).split())
+    assert f"upheld: we stopped using your data for {described.rstrip('.')}" in text
+    assert text.count("upheld:") == 1
 
 
 def test_a_subject_with_very_many_requests_gets_a_response_that_can_be_sent(dm: DataMap) -> None:

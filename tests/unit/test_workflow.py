@@ -1179,6 +1179,33 @@ def test_an_objection_upheld_for_some_purposes_stops_those_and_says_so(
     assert "customer_support" in (refused.message or "")  # the ones it may be
 
 
+def test_a_later_access_response_says_what_an_upheld_objection_stopped(ctx: wf.Context) -> None:
+    """A standing choice of the subject's, as a marketing objection is among the flags
+    (session 34's note): the request record keeps the purposes, the response says them."""
+    objection = start(
+        RequestType.objection,
+        ctx,
+        objection_scope=ObjectionScope.legitimate_interest,
+        request_id="R-0",
+    )
+    decided = command(
+        r.ObjectionDecided, accepted=True, reason="x", upheld_purposes=["customer_support"]
+    ).model_copy(update={"request_id": "R-0"})
+    upheld = wf.on_command(objection, decided, ctx).record
+    assert upheld is not None
+    later = dataclasses.replace(ctx, subject_requests=lambda: [upheld])
+    rec = start(RequestType.access, later)
+    results = {
+        t.system.value: answer(rec, t.system, export=export_ref(t.system))
+        for t in rec.tasks.values()
+    }
+    rec, _ = approved(*answer_all(rec, later, **results)[:1], later)
+    assert rec.manifest is not None
+    (listed,) = rec.manifest["privacy_records"]["rights_requests"]["listed"]
+    assert (listed["request_id"], listed["type"]) == ("R-0", "objection")
+    assert [u["purpose"] for u in listed["objection_upheld_for"]] == ["customer_support"]
+
+
 def test_an_objection_upheld_where_no_system_serves_a_purpose_says_only_what_stopped(
     ctx: wf.Context,
 ) -> None:
