@@ -47,12 +47,15 @@ lock:
 	$(PIP_COMPILE) --extra dev --build-deps-for editable -o $(DEV_LOCK) pyproject.toml
 	$(PIP_COMPILE) --constraint $(DEV_LOCK) -o $(RUNTIME_LOCK) pyproject.toml
 
-# Java + Maven run Kafka and the registry; Debian's prometheus brings promtool.
+# Java + Maven run Kafka and the registry; Debian's prometheus brings promtool, its
+# prometheus-alertmanager the Alertmanager the inhibit rules are tested on.
 system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || \
 	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q openjdk-17-jre-headless maven)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus)
+	@command -v prometheus-alertmanager >/dev/null || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus-alertmanager)
 
 demo: install system-deps
 	$(BIN)/privops demo
