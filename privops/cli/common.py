@@ -29,6 +29,7 @@ from privops.core.errors import (
     RegistryError,
     RuntimeUnavailable,
 )
+from privops.core.pii import looks_like_pii
 
 console = Console()
 err_console = Console(stderr=True)
@@ -112,7 +113,7 @@ def parse_date(value: str, option: str, *, allow_future: bool = False) -> date:
             raise ValueError(text)
         parsed = date.fromisoformat(text)
     except ValueError:
-        fail(f"invalid date '{escape(value)}' for {option}: use YYYY-MM-DD")
+        fail(f"invalid date {shown(value)} for {option}: use YYYY-MM-DD")
     if not allow_future and parsed > uk_today():
         fail(f"{option} {parsed} is in the future (today in the UK is {uk_today()})")
     return parsed
@@ -131,7 +132,22 @@ def check_id(value: str, what: str = "request id") -> str:
             f"invalid {what} ({_chars(len(value))}, not repeated here): an id is 1 to 64 "
             "letters, digits and . _ : -, starting with a letter or digit"
         )
+    if looks_like_pii(value):
+        # "07700900123" is an id by its characters; as a subject id it would become a
+        # Kafka key, a table key and every message's text (review, session 35).
+        fail(
+            f"invalid {what} ({_chars(len(value))}, not repeated here): it looks like a "
+            "phone number; give the id privops and the systems know the subject by"
+        )
     return value
+
+
+def shown(value: str) -> str:
+    """A value given on the command line, quoted for an error message, unless it looks
+    like contact details (a number pasted into the wrong option): messages land in logs."""
+    if looks_like_pii(value):
+        return f"({_chars(len(value))}, not repeated here: it looks like contact details)"
+    return f"'{escape(value)}'"
 
 
 def _chars(n: int) -> str:
@@ -148,4 +164,4 @@ def parse_choice(kind: type[E], value: str, what: str) -> E:
     try:
         return kind(value.strip().lower())
     except ValueError:
-        fail(f"unknown {what} '{escape(value)}': use one of {choices(kind)}")
+        fail(f"unknown {what} {shown(value)}: use one of {choices(kind)}")

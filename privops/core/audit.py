@@ -21,7 +21,7 @@ partition by partition. Signed chain heads kept outside Kafka (privops.core.audi
 catch what a key cannot: a topic deleted and re-produced.
 
 Nothing here reads the clock or does I/O. Audit records never hold raw PII: text fields
-that look like an email address or a UK phone number are refused (without echoing them).
+that look like an email address or a phone number are refused (without echoing them).
 """
 
 from __future__ import annotations

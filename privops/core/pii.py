@@ -4,27 +4,44 @@ from __future__ import annotations
 
 import re
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Any letters, not only ASCII: privops takes an address with an internationalised domain
+# or local part (``identity.normalise_email``), so it must find one too (review, session
+# 35: "ann@exämple.com" passed, "jürgen@example.com" kept "jü", "ann_smith@..." "ann_").
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
 # For finding one: a match starts only where a run of local-part characters starts.
 # Tried at every character of a long run (``"a" * n + "@"``), the search above is
 # quadratic (one hostile field of 64 KiB held the event loop for seconds); this one is
 # linear and finds an address wherever the other does. Not for ``redact``: after a
 # replaced address, the lookbehind sees its last character and misses one glued on
 # ("ann@example.com+bob@example.org").
-_ANY_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])" + _EMAIL.pattern)
-# UK numbers: +44 or a leading 0, then 9 or 10 more digits, allowing spaces, dashes and
-# a bracketed area code. Not glued to word characters or decimals, so ids and hashes pass.
-_UK_PHONE = re.compile(
-    r"(?<![\w+.])(?:\+44[\s-]?(?:\(0\)[\s-]?)?|\(?0)[1-9](?:[\s)-]{0,2}\d){8,9}(?!\w|\.\d)"
+_ANY_EMAIL = re.compile(r"(?<![\w.%+-])" + _EMAIL.pattern)
+# Phone numbers, as ``identity.normalise_phone`` takes them (before, only the UK's +44
+# and 0 forms were found: "0044 7700 900123" and "+1 415 555 0100" reached the audit;
+# review, session 35). Not glued to word characters or decimals, so ids, hashes and
+# offsets pass; and every id privops makes holds UUIDs, which must never match (an
+# audit id that did would stop the worker), so the forms without a + or a leading 0
+# and 1-9 are separated by spaces only and never follow a UUID's "<hex>-":
+# - a UK number with a leading 0, then 9 or 10 digits (spaces, dashes, dots, a
+#   bracketed area code between them);
+# - +44, then the same (with "(0)" allowed), or + and any other country's number, 8
+#   to 15 digits in all: no id or hash holds a +;
+# - 0044 or 44 and a UK number, or 00 and another country's, spaces between digits.
+_PHONE = re.compile(
+    r"(?<![\w+.])(?:"
+    r"\(?0[1-9](?:[\s.)-]{0,2}\d){8,9}"
+    r"|\+44[\s-]?(?:\(0\)[\s-]?)?[1-9](?:[\s.)-]{0,2}\d){8,9}"
+    r"|\+[\s-]?[1-9](?:[\s().-]{0,2}\d){7,14}"
+    r"|(?<![0-9A-Fa-f]-)(?:(?:00)?44 ?[1-9](?: ?\d){8,9}|00 ?[1-9](?: ?\d){7,13})"
+    r")(?!\w|\.\d)"
 )
 
 
 def looks_like_pii(text: str) -> bool:
-    """True if `text` holds something shaped like an email address or a UK phone number.
+    """True if `text` holds something shaped like an email address or a phone number.
 
     The email pattern runs only on text with an "@" (none matches without one): ~0.1 µs
     for the test against ~1 µs for the search on an audit chain key."""
-    return bool(("@" in text and _ANY_EMAIL.search(text)) or _UK_PHONE.search(text))
+    return bool(("@" in text and _ANY_EMAIL.search(text)) or _PHONE.search(text))
 
 
 REDACT_CHARS = 4096
@@ -34,11 +51,11 @@ the kept part unless redactions shortened the text by thousands of characters)."
 
 
 def redact(text: str) -> str:
-    """`text` with email addresses and UK phone numbers replaced by a marker.
+    """`text` with email addresses and phone numbers replaced by a marker.
 
     Quadratic in the length of a run of address characters: give it bounded text (the
     callers cut to a few KiB first; redacting first, then cutting, so that the cut
     leaves no part of an address or number behind)."""
     if "@" in text:
         text = _EMAIL.sub("[email]", text)
-    return _UK_PHONE.sub("[phone]", text)
+    return _PHONE.sub("[phone]", text)

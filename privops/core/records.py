@@ -624,7 +624,7 @@ class AuditEvent(Record):
     """privacy.audit: one hash-chained step (privops.core.audit builds and verifies them).
 
     subject_ref is a keyed HMAC; no text field may hold anything shaped like an email
-    address or a UK phone number (refused without echoing the value). ``key_version``
+    address or a phone number (refused without echoing the value). ``key_version``
     names the audit key whose HMAC made ``hash``, so the key can rotate and old chains
     still verify; 0 (the default, and so what records written before keyed hashes read
     as) is the legacy unkeyed SHA-256.

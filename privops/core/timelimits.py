@@ -163,10 +163,13 @@ def _open_pause_days(rec: RequestRecord, until: date) -> int:
 def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
     """Take the one extension, checked against the day the subject was told."""
     if rec.extended:
+        # Never the first extension's reason: the DPO's text, sealed on the record, which
+        # a refusal would carry into the audit, the answer topic and the record's
+        # remembered answers, none of which an erasure reaches (review, session 35).
         raise Refused(
             Reason.already_extended,
-            f"the deadline was already extended to {rec.due_on} ({rec.extension_reason}); "
-            "an extension is allowed once",
+            f"the deadline was already extended to {rec.due_on}; an extension is allowed "
+            "once (`privops request status` shows its reason)",
         )
     if rec.clock_start is None:
         raise DomainError("an extension needs a running clock; this one has not started")

@@ -477,6 +477,40 @@ def test_a_malformed_statement_or_field_is_never_echoed(option: str, given: str)
         assert part not in out.output
 
 
+@pytest.mark.usefixtures("no_broker")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["request", "erase", "--subject", "07700900123"],  # the number, not the subject's id
+        ["request", "status", "+447700900123"],
+        ["consent", "check", "07700900123", "--purpose", "marketing", "--channel", "sms"],
+        ["consent", "check", "C-1", "--purpose", "marketing", "--channel", "07700900123"],
+        ["request", "erase", "--subject", "C-1", "--received", "07700900123"],
+        [
+            "request",
+            "hold",
+            "place",
+            "--subject",
+            "C-1",
+            "--reason",
+            "x",
+            "--category",
+            "+14155550100",
+        ],
+    ],
+)
+def test_contact_details_given_for_an_id_or_a_value_are_refused_never_repeated(
+    args: list[str],
+) -> None:
+    """What a DPO knows a subject by, pasted where an id, a date or a category goes:
+    refused, and the message (which lands in logs) never repeats it (review, session 35)."""
+    out = run(*args)
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "not repeated here" in out.flat
+    for part in ("900123", "555"):
+        assert part not in out.output
+
+
 def test_missing_required_options_exit_2() -> None:
     assert run("request", "erase").code == EXIT_BAD_INPUT
     assert run("request", "object", "--subject", "C-1").code == EXIT_BAD_INPUT
