@@ -40,6 +40,7 @@ from privops.adapters.key_topic import subject_partition
 from privops.connectors.encryption import decrypt_record, personal_fields
 from privops.core import consent as rules
 from privops.core import records as r
+from privops.core.audit import step_time
 from privops.core.consent import FactKind
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import (
@@ -176,7 +177,7 @@ async def readable_event(
     if (misplaced := where_wrong(message, event)) is not None:
         refuse(message, record, *misplaced)
         return None
-    event = dated(event)
+    event = dated(event, getattr(message, "timestamp", None))
     try:
         return await readable(event, message.partition)
     except ShreddedKey:
@@ -205,19 +206,22 @@ class ImplausibleTime(PrivopsError):
     reason = "implausible_time"
 
 
-def dated(event: r.UpstreamEvent) -> r.UpstreamEvent:
+def dated(event: r.UpstreamEvent, stamp: object = None) -> r.UpstreamEvent:
     """``event``, if its ``occurred_at`` is not too far ahead of the wall clock (not the
     worker's, which PRIVOPS_CLOCK_OFFSET_DAYS may move); one that can only reduce
     contact (an unsubscribe, a STOP, a withdrawal from a system whose clock runs fast) is
-    taken as of now, never lost; any other is ImplausibleTime: it would outrank every
-    real later event (review, session 25)."""
+    taken as of when it was produced (its record's timestamp ``stamp``, if plausible,
+    else now: ``audit.step_time``), never lost; any other is ImplausibleTime: it would
+    outrank every real later event (review, session 25). Not now, when the record says:
+    replayed after a crash, the event and its audit step must be dated as the first
+    time, or the step forks its chain (review, session 35)."""
     now = datetime.now(UTC)
     ahead = too_far_ahead(event.occurred_at, now)
     if ahead is None:
         return event
     meaning = consent_facts(event)
     if meaning and all(fact.only_protects for fact in meaning):
-        return event.model_copy(update={"occurred_at": now})
+        return event.model_copy(update={"occurred_at": step_time(stamp, now)})
     raise ImplausibleTime(ahead)
 
 

@@ -37,8 +37,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Final, TypeVar, cast
+from datetime import datetime
+from typing import TypeVar, cast
 
 from aiokafka.errors import KafkaError
 from faust.types import Message, StreamT
@@ -62,9 +62,9 @@ from privops.core.admission import (
     audited_request_id,
     is_plain_id,
 )
+from privops.core.audit import step_time
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
-from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.fanout import current_hold_states
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
@@ -460,28 +460,12 @@ def _send(out: Out) -> None:
 
 
 def input_time() -> datetime:
-    """When the input being decided was produced (its record's timestamp), if that is
-    plausible, else now. An audit step is dated by its input, not by the worker's clock:
-    an input replayed after a crash (its flush's outputs were out, its table writes were
-    not) makes the same steps again, and only with the same time are they the same
-    records, which `audit verify` takes as redeliveries; dated anew they were a forked
-    chain (review, session 25). The producer sets that timestamp, so one more than a
-    clock's skew ahead, or older than a replay could be (``INPUT_TIME_WINDOW``), is not
-    believed: a system must not backdate privops' own audit."""
-    now = collaborators().clock.now()
+    """When the input being decided was produced, if plausible, else now
+    (``audit.step_time``): its audit steps are dated by it, so a replay makes the same
+    records."""
     message = state.message
     stamp = getattr(message, "timestamp", None) if message is not None else None
-    if not isinstance(stamp, int | float) or stamp <= 0:
-        return now
-    produced = datetime.fromtimestamp(stamp, UTC)
-    if now - INPUT_TIME_WINDOW <= produced <= now + MAX_CLOCK_SKEW:
-        return produced
-    return now
-
-
-INPUT_TIME_WINDOW: Final = timedelta(days=1)
-"""How old an input's timestamp may be and still date its audit steps: longer than a
-worker is down before its input is replayed, shorter than a backdating would matter."""
+    return step_time(stamp, collaborators().clock.now())
 
 
 def _count(before: wf.RequestRecord | None, rec: wf.RequestRecord) -> None:

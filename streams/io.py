@@ -20,6 +20,7 @@ from faust.types import Message, TopicT
 from privops.adapters import metrics
 from privops.adapters.avro import latest_schemas
 from privops.adapters.serde import Serde
+from privops.core.audit import step_time
 from privops.core.errors import DecodeError, RegistryError
 from privops.core.fieldcrypt import DataKey
 from privops.core.personal import PersonalPath, personal_paths
@@ -201,7 +202,10 @@ def dead_letter(
         actor=consumer,
         action="dead_lettered",
         cause=f"{message.topic}:{message.partition}:{message.offset}",
-        occurred_at=letter.failed_at,
+        # Dated by the input, not the clock: replayed after a crash, the same step must
+        # be the same record, or `audit verify` reports the chain forked (review,
+        # session 35).
+        occurred_at=step_time(getattr(message, "timestamp", None), letter.failed_at),
         reason=f"{message.topic}[{message.partition}]@{message.offset}: {reason}",
         # One chain per consumer and partition: a chain is only ever advanced from the
         # partition whose table holds its head.

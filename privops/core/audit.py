@@ -32,12 +32,13 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Final, Literal
 
 from privops.core.errors import ConfigError, DomainError
+from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.keyed_hash import hmac_sha256
 from privops.core.pii import looks_like_pii, redact
 from privops.core.records import AuditEvent
@@ -88,6 +89,35 @@ def chain_key(request_id: str | None, subject_ref: str | None, namespace: str | 
     """
     key = request_id or subject_ref or SYSTEM_CHAIN
     return f"{namespace}/{key}" if namespace else key
+
+
+INPUT_TIME_WINDOW: Final = timedelta(days=1)
+"""How old an input's timestamp may be and still date its audit steps: longer than a
+worker is down before its input is replayed, shorter than a backdating would matter."""
+INPUT_TIME_AHEAD: Final = MAX_CLOCK_SKEW
+"""How far ahead of the clock an input's timestamp is still believed (a clock's skew)."""
+
+
+def step_time(stamp: object, now: datetime) -> datetime:
+    """When an audit step caused by an input happened: when the input was produced (its
+    Kafka record's timestamp, seconds), if that is plausible, else ``now``.
+
+    An input replayed after a crash (its flush's outputs were out, its table writes were
+    not) makes the same steps again at the same chain positions, and only with the same
+    time are they the same records, which ``audit verify`` takes as redeliveries; dated
+    anew they fork the chain, which verify reports as tampering (review, session 25; a
+    dead letter's step was still dated by the clock, review, session 35). The producer
+    sets that timestamp, so one more than a clock's skew ahead, or older than a replay
+    could be, is not believed: a system must not backdate privops' own audit."""
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool) or not stamp > 0:
+        return now
+    try:
+        produced = datetime.fromtimestamp(stamp, UTC)
+    except (OverflowError, OSError, ValueError):  # a hostile timestamp past year 9999
+        return now
+    if now - INPUT_TIME_WINDOW <= produced <= now + INPUT_TIME_AHEAD:
+        return produced
+    return now
 
 
 def derive_audit_id(*parts: str) -> str:
@@ -702,6 +732,7 @@ __all__ = [
     "looks_like_pii",
     "next_fields",
     "redact",
+    "step_time",
     "verify",
     "verify_log",
 ]

@@ -339,7 +339,10 @@ def _late_acknowledgement(rec: RequestRecord, ack_due: date, ctx: Context, out: 
         AuditStep(
             "deadline_alert",
             after=TickKind.deadline_breached.value,
-            reason=f"complaint acknowledged {ctx.today}, due {ack_due} (DPA 2018 s.164A)",
+            # Not the day it was decided (``ctx.today``): a replay on the next day would
+            # make another record at the same place in the chain (review, session 35).
+            # The step's own time says when.
+            reason=f"complaint acknowledged after {ack_due}, its due date (DPA 2018 s.164A)",
         )
     )
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import pytest
@@ -35,6 +36,7 @@ from privops.core.audit import (
     keyring,
     looks_like_pii,
     redact,
+    step_time,
     verify,
     verify_log,
 )
@@ -318,6 +320,33 @@ def test_the_email_pattern_skipped_without_an_at_sign_changes_no_answer(text: st
     on text with an "@": the answers stay those of both patterns run on everything."""
     assert looks_like_pii(text) is bool(pii._EMAIL.search(text) or pii._PHONE.search(text))
     assert redact(text) == pii._PHONE.sub("[phone]", pii._EMAIL.sub("[email]", text))
+
+
+@pytest.mark.parametrize(
+    ("stamp", "believed"),
+    [
+        (lambda now: (now - timedelta(hours=5)).timestamp(), True),
+        (lambda now: (now + timedelta(minutes=4)).timestamp(), True),  # a clock's skew
+        (lambda now: (now + timedelta(minutes=6)).timestamp(), False),  # ahead: not believed
+        (lambda now: (now - timedelta(days=2)).timestamp(), False),  # backdated
+        (lambda now: 0.0, False),  # no timestamp (Kafka's -1, Faust's 0)
+        (lambda now: -1, False),
+        (lambda now: 1e20, False),  # past year 9999: no OverflowError
+        (lambda now: float("nan"), False),
+        (lambda now: float("inf"), False),
+        (lambda now: None, False),
+        (lambda now: True, False),
+        (lambda now: "1700000000", False),
+    ],
+)
+def test_an_audit_step_is_dated_by_its_input_when_that_is_plausible(
+    stamp: Any, believed: bool
+) -> None:
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    given = stamp(now)
+    at = step_time(given, now)
+    assert at == (datetime.fromtimestamp(given, UTC) if believed else now)
+    assert at.tzinfo is not None
 
 
 def test_redact_replaces_addresses_glued_together() -> None:
