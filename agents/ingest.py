@@ -24,7 +24,6 @@ with its subject's key; the event stays on its topic for the topic's retention).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -443,7 +442,8 @@ async def _decrypted(
 
 async def keys_for(ids: list[str], partition: int) -> dict[str, DataKey | None]:
     """Each key, or None once the store has read its partition up to date without it
-    (shredded). While the store cannot answer, wait and retry with backoff."""
+    (shredded). While the store cannot answer, wait and retry with backoff, unless the
+    partitions move meanwhile (``Abandoned``)."""
     delay = 0.5
     while True:
         try:
@@ -452,7 +452,7 @@ async def keys_for(ids: list[str], partition: int) -> dict[str, DataKey | None]:
             # An unwrap error names the key id, and with it the subject: not logged.
             why = str(exc) if isinstance(exc, RuntimeUnavailable) else type(exc).__name__
             log.warning("subject keys unavailable (%s); retrying in %.1f s", why, delay)
-            await asyncio.sleep(delay)
+            await state.backoff(delay)
             delay = min(delay * 2, KEYS_RETRY_MAX_SECONDS)
 
 

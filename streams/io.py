@@ -8,7 +8,6 @@ call ``decode`` (which dead-letters what it cannot use and returns None) and ``o
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Iterable
@@ -135,7 +134,7 @@ async def decode(message: Message, consumer: str) -> Record | None:
 
     A registry that is down is not the message's fault: the agent waits and retries
     (with backoff; /health reports the registry meanwhile) instead of dead-lettering
-    good input or stopping.
+    good input or stopping; it gives up (``Abandoned``) if the partitions move meanwhile.
     """
     delay = 0.5
     while True:
@@ -149,7 +148,7 @@ async def decode(message: Message, consumer: str) -> Record | None:
             return None
         except RegistryError as exc:
             log.warning("schema registry unavailable (%s); retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
+            await state.backoff(delay)  # Abandoned once the partitions move
             delay = min(delay * 2, REGISTRY_RETRY_MAX_SECONDS)
 
 

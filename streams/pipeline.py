@@ -46,7 +46,7 @@ from privops.adapters import metrics
 from streams import batching
 from streams.app import app
 from streams.sealing import WorkerSealer
-from streams.state import RebalanceTooSlow, StateFailed, error_frames, state
+from streams.state import Abandoned, RebalanceTooSlow, StateFailed, error_frames, state
 from streams.tables import GLOBAL_VIEWS, erased_at
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,14 @@ async def work(chunk: list[Message], handle: Handle, source: batching.Inlet | No
                 if state.generation != generation:
                     return  # partitions moved meanwhile: not ours to decide (nor acknowledge)
                 started = time.perf_counter()
-                at = await _decide(chunk, at, handle)
+                try:
+                    at = await _decide(chunk, at, handle)
+                except Abandoned:
+                    # Waiting on the registry or the key store when the rebalance began:
+                    # what was decided goes out with the revocation's flush; the rest is
+                    # the new owner's, from the last commit.
+                    log.info("a rebalance began while an input waited; its chunk ends here")
+                    return
                 decided = time.perf_counter()
                 metrics.add_agent_busy(agent, "decide", decided - started)
                 if at < len(chunk):
@@ -134,6 +141,8 @@ async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
         state.message = message
         try:
             await handle(message)
+        except Abandoned:
+            raise  # before it wrote anything: the chunk ends undecided from here
         except Exception as exc:  # noqa: BLE001  # raised again, sanitized
             _undecidable(message, exc)
             raise StateFailed(exc) from None

@@ -77,6 +77,10 @@ class Sealer(Protocol):
         ...
 
 
+BACKOFF_CHECK_SECONDS = 0.25
+"""How often a handler waiting to retry looks whether a rebalance began."""
+
+
 class Unsealable(Exception):
     """The flush cannot have its keys because the partitions are moving: it is dropped,
     and the new owner replays its inputs."""
@@ -132,6 +136,15 @@ def model_slot(
 
 class NoRebalance(RuntimeError):
     """Flushes were dropped (the partitions were moving) and no rebalance came after."""
+
+
+class Abandoned(Exception):
+    """A handler gave up on its input while waiting out the registry or the key store,
+    because a rebalance began (``State.backoff``): the chunk ends there, undecided and
+    unacknowledged from that input on, and the partition's next owner decides it again
+    from the last commit. Waiting on with the state lock held kept the revocation from
+    its flush past the group's patience (``RebalanceTooSlow``), and the worker stopped
+    (review, session 35)."""
 
 
 class RebalanceTooSlow(RuntimeError):
@@ -641,6 +654,19 @@ class State:
     def in_rebalance(self) -> bool:
         """Between ``rebalancing`` and ``rebalanced``."""
         return self._rebalancing
+
+    async def backoff(self, seconds: float) -> None:
+        """A handler's wait before it retries what is unavailable (the registry, the key
+        store), with the state lock held: ``Abandoned`` at once if a rebalance is under
+        way or begins meanwhile, since the revocation needs the lock for its flush."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while not self._rebalancing:
+            left = until - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, BACKOFF_CHECK_SECONDS))
+        raise Abandoned("the partitions are moving")
 
     def rebalancing(self, deadline: float | None = None) -> None:
         """A rebalance has begun (``pipeline.revocation_began``, then ``on_revoked``):

@@ -102,6 +102,12 @@ class Schedule:
         # (POSIX seconds, request id, system, action): no per-entry datetime or task id
         # string (rebuilt with make_task_id), which keeps an open request under 1 KB.
         self._tasks: list[tuple[float, str, int, int]] = []
+        # What ``_tasks`` holds: a request is tracked again at every change, and each
+        # time pushed every waiting task's check anew, so an erasure answered one system
+        # at a time left 21 entries for its last task, 21 overdue ticks that each loaded
+        # the request for nothing and used up the sweep's re-send budget (review,
+        # session 35).
+        self._queued_tasks: set[tuple[float, str, int, int]] = set()
         self._combos: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._followups: list[tuple[datetime, str]] = []
         # What ``_followups`` holds, so a request tracked again (every change, and twice
@@ -153,15 +159,15 @@ class Schedule:
     def _index(self, rec: RequestRecord) -> None:
         for when, task_id in next_checks(rec):
             task = rec.tasks[task_id]
-            heapq.heappush(
-                self._tasks,
-                (
-                    when.timestamp(),
-                    rec.request_id,
-                    _SYSTEMS.index(task.system),
-                    _ACTIONS.index(task.action),
-                ),
+            check = (
+                when.timestamp(),
+                rec.request_id,
+                _SYSTEMS.index(task.system),
+                _ACTIONS.index(task.action),
             )
+            if check not in self._queued_tasks:
+                self._queued_tasks.add(check)
+                heapq.heappush(self._tasks, check)
         followups = pending_followups(rec)
         for when in followups:
             entry = (when, rec.request_id)
@@ -315,7 +321,9 @@ class Schedule:
         cutoff = now.timestamp()
         limit = len(self._tasks) if overdue_limit is None else overdue_limit
         while self._tasks and self._tasks[0][0] <= cutoff and len(ticks) < limit:
-            _, rid, system, action = heapq.heappop(self._tasks)
+            check = heapq.heappop(self._tasks)
+            self._queued_tasks.discard(check)
+            _, rid, system, action = check
             task_id = make_task_id(rid, _SYSTEMS[system], _ACTIONS[action])
             ticks.append(Tick(rid, TickKind.task_overdue, now, task_id=task_id))
         followed: set[str] = set()

@@ -21,7 +21,7 @@ from faust.types import TP, Message
 from privops.adapters import metrics
 from privops.core.topics import COMMANDS, REQUEST_TICKS
 from streams import batching, pipeline
-from streams.state import Slot, State, StateFailed, state
+from streams.state import Abandoned, Slot, State, StateFailed, state
 from streams.tables import CONSENT, identities
 
 
@@ -639,6 +639,52 @@ async def test_a_rebalance_between_slices_ends_the_chunk(
     assert decided == [0]
     assert acknowledged == []
     assert state.pending == 0
+
+
+async def test_a_handler_waiting_on_the_registry_gives_the_rebalance_its_lock(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler waiting out the registry or the key store (``State.backoff``, up to 30 s
+    a try) holds the state lock; the revocation needs it for its flush, and past most of
+    the group's rebalance timeout the worker stopped (``RebalanceTooSlow``; review,
+    session 35). Now the wait ends when the rebalance begins: the chunk ends there,
+    nothing fails, and the input is left to be decided again from the last commit."""
+    acknowledged: list[Message] = []
+    told: list[BaseException] = []
+    monkeypatch.setattr(state, "acknowledge", acknowledged.extend)
+    monkeypatch.setattr(state, "on_failure", told.append)
+    decided: list[int] = []
+    revoking: list[asyncio.Future[None]] = []
+
+    async def handle(item: Message) -> None:
+        if item.offset == 1:  # the registry is down: wait, as decode does
+            revoking.append(asyncio.ensure_future(pipeline.on_revoked()))
+            while True:
+                await state.backoff(30.0)
+        decided.append(item.offset)
+
+    started = asyncio.get_running_loop().time()
+    chunk = [message("crm.events", n) for n in range(3)]
+    await asyncio.wait_for(pipeline.work(chunk, handle, None), 5)
+    await asyncio.wait_for(revoking[0], 5)
+    assert asyncio.get_running_loop().time() - started < 2  # not the 30 s backoff
+    assert decided == [0]
+    assert told == []
+    assert state.failure is None
+    assert acknowledged == []  # the revocation's flush acknowledges nothing
+    state.rebalanced()
+
+
+async def test_a_backoff_outside_a_rebalance_waits_its_time(app: Any) -> None:
+    started = asyncio.get_running_loop().time()
+    await state.backoff(0.3)
+    assert asyncio.get_running_loop().time() - started >= 0.3
+    state.rebalancing()
+    try:
+        with pytest.raises(Abandoned):
+            await state.backoff(30.0)
+    finally:
+        state.rebalanced()
 
 
 class _Batch:

@@ -329,6 +329,23 @@ def test_a_request_tracked_again_queues_each_followup_time_once() -> None:
     assert len(schedule.due(later, later.date())) == 1
 
 
+def test_a_request_tracked_again_queues_each_task_check_once() -> None:
+    """Every change tracks a request again: each pushed every waiting task's check anew,
+    so the last task of an erasure answered one system at a time came due as 21 overdue
+    ticks, which used up the sweep's re-send budget (review, session 35)."""
+    schedule = Schedule((7, 3, 1), Seen())
+    rec = record()
+    for _ in range(20):
+        schedule.track(rec)
+    assert len(schedule._tasks) == 1
+    ticks = schedule.due(NOW, NOW.date(), overdue_limit=5)
+    assert [(t.kind, t.task_id) for t in ticks if t.kind is TickKind.task_overdue] == [
+        (TickKind.task_overdue, "R:crm:erase")
+    ]
+    schedule.track(rec)  # still waiting after the tick: checked again, once
+    assert [t.task_id for t in schedule.due(NOW, NOW.date())] == ["R:crm:erase"]
+
+
 def test_a_rebuild_never_puts_a_stored_request_back_over_a_newer_one() -> None:
     """After a rebalance the schedule is rebuilt from the stored requests; a flush's values
     reach the store only once delivered, so the agent may already have tracked a newer
