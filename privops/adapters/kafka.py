@@ -109,6 +109,23 @@ def resolve(client: Client, *, default: str = WORKER) -> dict[str, Any]:
     return dict(client)
 
 
+CONNECT_SECONDS = 15.0
+"""How long a client's start (the connection and the cluster's metadata) may take: a
+broker that accepts connections and never answers (a firewall, a wrong port that is
+some other server's) held a command for aiokafka's 40 s request timeout, whatever its
+``--wait`` said (review, session 35). A broker that answers takes well under a second."""
+
+
+async def started(client: AIOKafkaConsumer | AIOKafkaProducer, options: Client) -> None:
+    """``client.start()`` within ``CONNECT_SECONDS``; else the client is stopped and the
+    error says where it could not connect (``unreachable``)."""
+    try:
+        await asyncio.wait_for(client.start(), CONNECT_SECONDS)
+    except (KafkaConnectionError, KafkaError, OSError, TimeoutError) as exc:
+        await stop_client(client)
+        raise unreachable(options, exc) from exc
+
+
 def unreachable(client: Client, exc: BaseException) -> PrivopsError:
     """The error to report when a client could not connect, naming where and as whom."""
     options = {"bootstrap_servers": client} if isinstance(client, str) else client
@@ -293,11 +310,7 @@ async def producer(client: Client, **kwargs: object) -> AsyncIterator[AIOKafkaPr
     prod = AIOKafkaProducer(
         **{**options, **producer_options(options["bootstrap_servers"]), **kwargs}
     )
-    try:
-        await prod.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await prod.stop()
-        raise unreachable(options, exc) from exc
+    await started(prod, options)
     try:
         yield prod
     finally:
@@ -404,11 +417,7 @@ async def scan(
     """
     options = resolve(client)
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, auto_offset_reset="earliest")
-    try:
-        await consumer.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await stop_client(consumer)
-        raise unreachable(options, exc) from exc
+    await started(consumer, options)
     try:
         partitions = await partitions_of(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

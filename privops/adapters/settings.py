@@ -455,6 +455,26 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _brokers(cls, value: str) -> str:
+        """HOST:PORT, comma-separated: a port that is no number, or out of range, crashed
+        every Kafka client deep in aiokafka with a traceback (and one with none was
+        reported as an outage), so each command said something else (review, session
+        35)."""
+        entries = [entry.strip() for entry in value.split(",")]
+        for n, entry in enumerate(entries, 1):
+            host, _, port = entry.rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]  # an IPv6 address
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                which = f"broker {n} of {len(entries)}" if len(entries) > 1 else "the broker"
+                raise ValueError(
+                    f"{which} is not HOST:PORT with a port from 1 to 65535 (give "
+                    "HOST:PORT[,HOST:PORT...], e.g. kafka-1.internal:9092)"
+                )
+        return ",".join(entries)
+
     @field_validator("web_url", "web_advertised_url")
     @classmethod
     def _an_origin(cls, value: str | None) -> str | None:

@@ -58,6 +58,16 @@ def check(
             "the worker's answer holds no allowed decision: is it the same privops version?",
             EXIT_UNAVAILABLE,
         )
+    asked = {"subject_id": subject_id, "purpose": p.value, "channel": c.value}
+    if any(body.get(name) != value for name, value in asked.items()):
+        # A decision about something else (an older worker ignoring the query, a proxy's
+        # cache) was printed as if it answered the question, and exit 0 (review,
+        # session 35).
+        fail(
+            "the worker's answer is about another subject, purpose or channel than was "
+            "asked: is it the privops worker, of this version?",
+            EXIT_UNAVAILABLE,
+        )
     if as_json:
         emit_json(body)
     else:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from rich.markup import escape
 
 from privops import __version__
 from privops.cli import (
@@ -19,9 +22,31 @@ from privops.cli import (
     subject,
     topics,
 )
-from privops.cli.common import handled, settings
+from privops.cli.common import EXIT_BAD_INPUT, err_console, handled, settings
 
-app = typer.Typer(
+
+class _Cli(typer.Typer):
+    """The console script (``privops.cli.main:app``): with a file or directory the CLI
+    cannot use said in one line and exit 2, not a traceback and exit 1 (a PRIVOPS_HOME
+    that does not exist or cannot be written, a key file's directory missing; review,
+    session 35). Any other error is a bug, and keeps its traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            err_console.print(
+                f"[bold red]error:[/] cannot use {escape(str(exc.filename))}: "
+                f"{exc.strerror or type(exc).__name__} (check PRIVOPS_HOME and the file "
+                "settings that name it, and their permissions)",
+                soft_wrap=not err_console.is_terminal,
+            )
+            raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+app = _Cli(
     name="privops",
     help="Privacy operations on Apache Kafka: consent, rights requests, deadlines, audit.",
     no_args_is_help=True,

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +27,7 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from privops.adapters import kafka as kafka_adapter
 from privops.adapters.settings import get_settings
 from privops.cli import audit as audit_cli
 from privops.cli import consent as consent_cli
@@ -136,6 +138,14 @@ STATUS = {
 }
 
 
+MISSHAPEN: dict[str, dict[str, object]] = {
+    "REQ-BBBBBBBBBBBB": {},
+    "REQ-CCCCCCCCCCCC": {"request_id": "REQ-CCCCCCCCCCCC", "state": "in_progress", "tasks": "x"},
+    "REQ-DDDDDDDDDDDD": {**STATUS, "request_id": "REQ-AAAAAAAAAAAA"},
+}
+"""What a worker of another version, or another server, might answer for a request."""
+
+
 def consent_body(subject: str, purpose: str, channel: str) -> dict[str, Any]:
     allowed = channel == "post"
     return {
@@ -166,12 +176,16 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[0] == "requests":
             if parts[1] == STATUS["request_id"]:
                 code, body = 200, STATUS
+            elif parts[1] in MISSHAPEN:
+                code, body = 200, MISSHAPEN[parts[1]]
             else:
                 code, body = 404, {"error": "unknown request", "request_id": parts[1]}
         elif parts[0] == "consent":
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
             if parts[1] == "C-1":
                 code, body = 200, consent_body(parts[1], q["purpose"], q["channel"])
+            elif parts[1] == "C-2":  # answers another question than was asked
+                code, body = 200, consent_body(parts[1], "marketing", "sms")
             else:
                 code, body = 404, {"error": "unknown subject"}
         send_json(self, code, json.dumps(body).encode())
@@ -511,6 +525,48 @@ def test_contact_details_given_for_an_id_or_a_value_are_refused_never_repeated(
         assert part not in out.output
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("kafka_bootstrap", "127.0.0.1:abc"),
+        ("kafka_bootstrap", "127.0.0.1:99999"),
+        ("kafka_bootstrap", "127.0.0.1"),  # was reported as an outage (exit 3)
+        ("kafka_bootstrap", "127.0.0.1:19092,kafka-2"),
+    ],
+)
+def test_a_broker_address_that_is_no_host_and_port_is_a_setting_to_fix(
+    env: Callable[..., None], setting: str, value: str
+) -> None:
+    """Before, a port that is no number crashed deep in aiokafka (a traceback, exit 1)
+    and one with no port was reported as an outage (review, session 35)."""
+    env(**{setting: value})
+    out = run("request", "erase", "--subject", "C-1", "--verified-now")
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "PRIVOPS_KAFKA_BOOTSTRAP" in out.flat
+    assert "HOST:PORT" in out.flat
+
+
+def test_a_home_that_cannot_be_used_is_one_line_and_exit_2(
+    env: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The console script itself (``main.app`` called): a PRIVOPS_HOME under a file (or
+    one the user cannot write) was a Python traceback and exit 1 (review, session 35)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env(home=str(blocker / "home"))
+    monkeypatch.setattr(sys, "argv", ["privops", "keys", "generate", "--owner", "jane.dpo"])
+    with pytest.raises(SystemExit) as exited:
+        main_app()
+    assert exited.value.code == EXIT_BAD_INPUT
+    said = capsys.readouterr().err
+    assert "cannot use" in said
+    assert "PRIVOPS_HOME" in said
+    assert "Traceback" not in said
+
+
 def test_missing_required_options_exit_2() -> None:
     assert run("request", "erase").code == EXIT_BAD_INPUT
     assert run("request", "object", "--subject", "C-1").code == EXIT_BAD_INPUT
@@ -539,6 +595,35 @@ def test_broker_unreachable(no_broker: str, args: list[str]) -> None:
     assert no_broker in out.flat
     assert "privops local up" in out.flat
     assert out.stdout == ""  # no request id printed for a command that was not published
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["request", "erase", "--subject", "C-1", "--verified-now", "--no-wait"],
+        ["request", "erase", "--subject", "C-1", "--verified-now", "--wait", "5"],
+        ["audit", "verify"],
+    ],
+    ids=lambda a: " ".join(a[:3]),
+)
+def test_a_broker_that_never_answers_is_given_up_on_in_bounded_time(
+    env: Callable[..., None], monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """A port that accepts the connection and never answers (a firewall, another
+    server): every command waited aiokafka's 40 s request timeout, whatever --wait said
+    (review, session 35). Bounded by ``CONNECT_SECONDS`` (15 s; 1 s here)."""
+    monkeypatch.setattr(kafka_adapter, "CONNECT_SECONDS", 1.0)
+    with socket.socket() as silent:  # the kernel accepts; nothing ever reads or answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        env(kafka_bootstrap=address)
+        started = time.monotonic()
+        out = run(*args)
+        took = time.monotonic() - started
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert address in out.flat
+    assert took < 10, took
 
 
 def test_an_error_is_one_line_when_stderr_is_no_terminal(tmp_path: Path) -> None:
@@ -654,6 +739,24 @@ def test_status_json_is_the_workers_json() -> None:
     out = run("request", "status", "REQ-AAAAAAAAAAAA", "--json")
     assert out.code == 0
     assert json.loads(out.stdout) == STATUS
+
+
+@pytest.mark.usefixtures("fake_worker")
+@pytest.mark.parametrize("request_id", sorted(MISSHAPEN))
+def test_status_of_an_answer_that_is_no_status_exits_3(request_id: str) -> None:
+    """Rendered as a request with no state ("{}"), or crashed on a list given as text,
+    exit 1 with a traceback (review, session 35)."""
+    out = run("request", "status", request_id)
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert f"did not answer with the status of request {request_id}" in out.flat
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_a_consent_answer_to_another_question_exits_3() -> None:
+    out = run("consent", "check", "C-2", "--purpose", "analytics", "--channel", "post")
+    assert out.code == EXIT_UNAVAILABLE, out.output
+    assert "ALLOWED" not in out.output
+    assert "another subject, purpose or channel" in out.flat
 
 
 @pytest.mark.usefixtures("fake_worker")

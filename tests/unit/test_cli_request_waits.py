@@ -214,7 +214,29 @@ def test_no_wait_only_publishes(broker: FakeBroker) -> None:
         "sent C-9",
     ]
     assert broker.waited == []
-    assert "not waiting" in out.flat
+    assert "not awaited" in out.flat
+    # Nothing is said to have happened that the worker may still refuse (review,
+    # session 35): "extension requested" only as sent, not yet accepted.
+    assert "sent, not yet accepted: REQ-1: extension requested" in out.flat
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "L-7"],
+        ["approve", "REQ-1", "--disclose", "cctv"],
+        ["decide-objection", "REQ-1", "--accept", "--reason", "x"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_no_wait_never_says_it_was_done(broker: FakeBroker, args: list[str]) -> None:
+    """A legal hold "placed", a response "approved and sent", an objection "upheld":
+    claims a DPO acts on, said when only published (review, session 35)."""
+    broker.respond = lambda _cmd: None
+    out = run(*args, "--no-wait")
+    assert out.code == 0, out.flat
+    assert "sent, not yet accepted: " in out.flat
+    assert "privops request status" in out.flat
 
 
 @pytest.mark.usefixtures("broker")

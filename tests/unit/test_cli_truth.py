@@ -110,7 +110,8 @@ def test_a_worker_refusing_or_failing_is_never_read_as_not_allowed(
 
 
 def test_consent_not_allowed_still_exits_1(worker: Callable[[int, dict[str, Any]], None]) -> None:
-    worker(200, {"subject_id": "C-1", "allowed": False, "rule": "no_consent", "reason": "none"})
+    asked = {"subject_id": "C-1", "purpose": "marketing", "channel": "sms"}
+    worker(200, {**asked, "allowed": False, "rule": "no_consent", "reason": "none"})
     out = run(*CONSENT_CHECK)
     assert out.code == EXIT_FAILED
     assert "NOT ALLOWED" in out.flat

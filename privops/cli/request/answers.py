@@ -101,7 +101,10 @@ def judge(
     """
     if wait is None:
         return Verdict(
-            Outcome.not_waited, 0, "published; not waiting for the worker's answer (--no-wait)"
+            Outcome.not_waited,
+            0,
+            "--no-wait: the worker's answer is not awaited; `privops request status` shows "
+            "whether it was applied",
         )
     if answer is None:
         return Verdict(

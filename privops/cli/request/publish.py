@@ -42,7 +42,7 @@ from privops.cli.common import (
     run_async,
     settings,
 )
-from privops.cli.request.answers import Verdict, exit_code, judge, reason_words
+from privops.cli.request.answers import Outcome, Verdict, exit_code, judge, reason_words
 from privops.cli.request.reader import answer_reader
 from privops.cli.request.sealing import Addressed, sealed_commands
 from privops.cli.worker_http import worker_json
@@ -207,6 +207,15 @@ def report(verdicts: Sequence[Verdict], summaries: Sequence[str], *, quiet: bool
     for verdict, summary in zip(verdicts, summaries, strict=True):
         if verdict.exit_code:
             err_console.print(f"[bold red]error:[/] {escape(verdict.text)}", highlight=False)
+        elif verdict.outcome is Outcome.not_waited and not quiet:
+            # The summary says what the command does once accepted ("legal hold placed",
+            # "response approved and sent"): with no answer read, it has not happened yet
+            # (the worker may still refuse it), and the line must not say it has (review,
+            # session 35).
+            console.print(
+                f"[dim]•[/] sent, not yet accepted: {escape(summary)} ({escape(verdict.text)})",
+                highlight=False,
+            )
         elif not quiet:
             console.print(f"[dim]•[/] {escape(summary)}; {escape(verdict.text)}", highlight=False)
     conclude(verdicts)

@@ -14,10 +14,17 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from privops.adapters.acls import DPO
-from privops.adapters.kafka import Client, partitions_of, resolve, stop_client, unreachable
+from privops.adapters.kafka import (
+    Client,
+    partitions_of,
+    resolve,
+    started,
+    stop_client,
+    unreachable,
+)
 from privops.core.errors import DecodeError, RuntimeUnavailable
 from privops.core.records import CommandAnswer, Record
 from privops.core.topics import COMMAND_RESULTS
@@ -75,11 +82,7 @@ async def answer_reader(client: Client, decode: Decode) -> AsyncIterator[AnswerR
     options = resolve(client, default=DPO)
     bootstrap = str(options["bootstrap_servers"])
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
-    try:
-        await consumer.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await stop_client(consumer)
-        raise unreachable(options, exc) from exc
+    await started(consumer, options)
     try:
         try:
             partitions = await _partitions(consumer, bootstrap)

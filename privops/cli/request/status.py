@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 from rich.table import Table
 
-from privops.cli.common import Json, check_id, console, emit_json
+from privops.cli.common import EXIT_UNAVAILABLE, Json, check_id, console, emit_json, fail
 from privops.cli.request.options import RequestId
-from privops.cli.worker_http import worker_json
+from privops.cli.worker_http import worker_json, worker_url
 from privops.tools.views import art15_table, cell, exports_table, grid, table, task_exports
 
 
@@ -29,10 +29,37 @@ def status(request_id: RequestId, as_json: Json = False) -> None:
             "request_records.period_days have passed; the audit trail keeps its steps)"
         ),
     )
+    if not _a_status_of(body, rid):
+        # An older or newer worker, or another server that answers JSON at that path:
+        # rendered as it was, "{}" read as a request with no state, and a list given
+        # as a string crashed the table (review, session 35).
+        fail(
+            f"the worker at {worker_url('')} did not answer with the status of request "
+            f"{rid}; is it the privops worker, of this version?",
+            EXIT_UNAVAILABLE,
+        )
     if as_json:
         emit_json(body)
         return
     render_status(body)
+
+
+_LISTS = ("tasks", "retained", "history", "pauses")
+
+
+def _a_status_of(body: Any, request_id: str) -> bool:
+    """Whether ``body`` is what a worker answers for ``request_id``: its id and state,
+    and each list a list of objects."""
+    return (
+        isinstance(body, dict)
+        and body.get("request_id") == request_id
+        and isinstance(body.get("state"), str)
+        and all(
+            isinstance(rows := body.get(name) or [], list)
+            and all(isinstance(row, dict) for row in rows)
+            for name in _LISTS
+        )
+    )
 
 
 def render_status(body: dict[str, Any]) -> None:
