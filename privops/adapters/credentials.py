@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from privops.core.errors import ConfigError
+from privops.core.errors import ConfigError, RuntimeUnavailable
 
 CREDENTIALS_FILE = "credentials.json"
 MECHANISM = "SCRAM-SHA-512"
@@ -46,7 +46,9 @@ def read_credentials(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text())
         passwords = data["passwords"]
     except FileNotFoundError:
-        raise ConfigError(
+        # The runtime is not up (exit 3, as every command that needs it says), not a
+        # setting to fix (review, session 35: `local credentials` said exit 2).
+        raise RuntimeUnavailable(
             f"no Kafka credentials at {path}: start the local runtime with `privops local up` "
             "(it creates them), or set PRIVOPS_KAFKA_PRINCIPAL and PRIVOPS_KAFKA_PASSWORD"
         ) from None

@@ -26,6 +26,7 @@ from privops.adapters.key_topic import KeyRecordCodec, read_keys
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.cli.common import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     Json,
@@ -163,10 +164,10 @@ def _kek_file(cfg: Settings) -> kekfile.KekFile:
         try:
             return kekfile.load(cfg.kek_file)
         except FileNotFoundError:
-            fail(
+            fail(  # set-up to do, as every command's missing file (review, session 35)
                 f"no KEK file at {escape(str(cfg.kek_file))}: create one with "
                 "`privops keys kek create` (or set PRIVOPS_KEK_FILE)",
-                EXIT_FAILED,
+                EXIT_BAD_INPUT,
             )
     raise AssertionError("unreachable")
 
@@ -227,7 +228,7 @@ def kek_create(as_json: Json = False) -> None:
         try:
             kek = kekfile.create(cfg.kek_file, datetime.now(UTC))
         except kekfile.KekExists as exc:
-            fail(escape(str(exc)), EXIT_FAILED)
+            fail(escape(str(exc)), EXIT_BAD_INPUT)  # as an existing file elsewhere
     if as_json:
         emit_json({"file": str(kek.path), "versions": _versions(kek, None)})
         return
@@ -264,7 +265,10 @@ def kek_retire(version: Version, as_json: Json = False) -> None:
     cfg = settings()
     kek = _kek_file(cfg)
     if version not in kek.keys:
-        fail(f"KEK version {version} is not in {escape(str(kek.path))} (kept: {sorted(kek.keys)})")
+        fail(
+            f"KEK version {version} is not in {escape(str(kek.path))} (kept: {sorted(kek.keys)})",
+            EXIT_NOT_FOUND,  # an unknown thing, as `keys revoke` of an unknown key
+        )
     if version == kek.current_version:
         fail(f"KEK version {version} is current: rotate first (`privops keys kek rotate`)")
     left = _stored_versions(cfg).get(version, 0)

@@ -76,7 +76,10 @@ def _values(given: list[str], from_file: Path | None) -> list[fs.Needle]:
 
 
 def _stores(cfg: Settings, data_dir: Path | None, skip: bool) -> tuple[Path | None, str | None]:
-    """The data dir to scan, or None and the warning that says why not."""
+    """The data dir to scan, or None and the warning that says why not (``--skip-stores``).
+    No worker data dir where it is expected is not a scan: refused (exit 2) before an
+    hour of reading. Before, the scan went on, warned, and could exit 0 "nothing
+    remains" having never looked at the worker's stores (review, session 35)."""
     if skip:
         return None, "local stores not scanned (--skip-stores)"
     if data_dir is not None:
@@ -84,9 +87,9 @@ def _stores(cfg: Settings, data_dir: Path | None, skip: bool) -> tuple[Path | No
             fail(f"--data-dir {escape(str(data_dir))} is not a directory")
         return data_dir, None
     if not cfg.worker_data_dir.is_dir():
-        return None, (
-            f"no worker data dir at {cfg.worker_data_dir}: local stores not scanned (run this "
-            "where each worker runs, or pass --data-dir)"
+        fail(
+            f"no worker data dir at {escape(str(cfg.worker_data_dir))}: run this where each "
+            "worker runs, or pass --data-dir DIR, or --skip-stores to check the topics only"
         )
     return cfg.worker_data_dir, None
 

@@ -567,6 +567,18 @@ def test_a_home_that_cannot_be_used_is_one_line_and_exit_2(
     assert "Traceback" not in said
 
 
+def test_forget_check_without_the_workers_stores_is_no_clean_answer(
+    env: Callable[..., None], tmp_path: Path
+) -> None:
+    """Run where no worker ran (a DPO's laptop), the scan warned and could exit 0,
+    "nothing remains", never having read the worker's stores (review, session 35)."""
+    env(data_dir=str(tmp_path / "no-worker-here"), kafka_bootstrap="127.0.0.1:1")
+    out = run("subject", "forget-check", "CUST-1")
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "no worker data dir" in out.flat
+    assert "--skip-stores" in out.flat
+
+
 def test_missing_required_options_exit_2() -> None:
     assert run("request", "erase").code == EXIT_BAD_INPUT
     assert run("request", "object", "--subject", "C-1").code == EXIT_BAD_INPUT

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from privops.adapters import kek as kekfile
 from privops.adapters.settings import get_settings
-from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED
+from privops.cli.common import EXIT_BAD_INPUT, EXIT_NOT_FOUND
 from privops.cli.main import app
 
 runner = CliRunner()
@@ -40,7 +40,7 @@ def test_create_show_rotate_retire(kek_path: Path) -> None:
     assert created.exit_code == 0, created.output
     assert kekfile.load(kek_path).dev is False
     again = runner.invoke(app, ["keys", "kek", "create"])
-    assert again.exit_code == EXIT_FAILED
+    assert again.exit_code == EXIT_BAD_INPUT
     assert "rotate it instead" in again.output
 
     rotated = runner.invoke(app, ["keys", "kek", "rotate", "--json"])
@@ -55,7 +55,7 @@ def test_create_show_rotate_retire(kek_path: Path) -> None:
     assert current.exit_code == EXIT_BAD_INPUT
     assert "is current" in current.output
     unknown = runner.invoke(app, ["keys", "kek", "retire", "7"])
-    assert unknown.exit_code == EXIT_BAD_INPUT
+    assert unknown.exit_code == EXIT_NOT_FOUND
     assert "not in" in unknown.output
     assert sorted(kekfile.load(kek_path).keys) == [1, 2]
 
@@ -70,7 +70,7 @@ def test_bad_input_exits_2(kek_path: Path, args: list[str]) -> None:
 def test_show_and_rotate_without_a_kek_file_say_how_to_make_one(kek_path: Path) -> None:
     for verb in ("show", "rotate"):
         result = runner.invoke(app, ["keys", "kek", verb])
-        assert result.exit_code == EXIT_FAILED
+        assert result.exit_code == EXIT_BAD_INPUT
         assert "privops keys kek create" in result.output
     assert not kek_path.exists()
 

@@ -18,7 +18,7 @@ from privops.adapters.kafka import client_options
 from privops.adapters.runtime_security import passwords_for
 from privops.adapters.settings import Settings
 from privops.connectors.runner import group_of
-from privops.core.errors import ConfigError
+from privops.core.errors import ConfigError, RuntimeUnavailable
 from privops.core.topics import (
     ALERTS,
     AUDIT,
@@ -210,7 +210,7 @@ def test_a_passwords_file_others_can_read_is_refused(tmp_path: Path) -> None:
 
 def test_missing_file_and_unknown_principal_say_what_to_do(tmp_path: Path) -> None:
     path = credentials.credentials_path(tmp_path)
-    with pytest.raises(ConfigError, match="privops local up"):
+    with pytest.raises(RuntimeUnavailable, match="privops local up"):  # exit 3, not 2
         credentials.password(path, DPO)
     credentials.ensure_credentials(path, [DPO])
     with pytest.raises(ConfigError, match="no Kafka principal 'mallory'"):
