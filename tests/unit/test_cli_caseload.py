@@ -93,7 +93,8 @@ def test_a_response_awaiting_review_waits_on_the_dpo(worker: StandIn) -> None:
 
 
 def test_the_filters_are_asked_of_the_worker(worker: StandIn) -> None:
-    out = run("request", "list", "--due-within", "7", "--type", "access", "--limit", "20")
+    # Any case, as every other choice option takes it (review, session 35)
+    out = run("request", "list", "--due-within", "7", "--type", "Access", "--limit", "20")
     assert out.code == 0, out.output
     assert worker.asked == ["/requests?limit=20&due_within=7&type=access"]
 

@@ -32,7 +32,10 @@ DueWithin = Annotated[
         "clarification awaited) has no due date and is left out.",
     ),
 ]
-OfType = Annotated[RequestType | None, typer.Option("--type", help="Only requests of this type.")]
+OfType = Annotated[
+    RequestType | None,
+    typer.Option("--type", case_sensitive=False, help="Only requests of this type."),
+]
 ANSWER_SECONDS: Final = 15.0
 """How long the worker's answer may take: longer than it gathers the parts for
 (agents.http.GATHER_SECONDS), so a worker that hangs is its 503, retried, not a timeout."""

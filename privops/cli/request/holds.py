@@ -69,7 +69,7 @@ def place(
     category: list[str] = typer.Option(
         [],
         "--category",
-        help=f"A category to hold (repeatable): {choices(Category)}.",
+        help=f"A category to hold; at least one, repeatable: {choices(Category)}.",
     ),
     reason: str = typer.Option(
         ..., "--reason", help="Why (e.g. the investigation reference)." + SEALED_HELP
