@@ -21,6 +21,7 @@ from typing import ClassVar, Final, Literal
 
 from privops.core.admission import MAX_ANSWER_REASON_CHARS
 from privops.core.errors import PrivopsError
+from privops.core.pii import REDACT_CHARS, redact
 from privops.core.records import (
     Erase,
     Export,
@@ -110,7 +111,9 @@ class Answer:
         }
         # privops keeps MAX_ANSWER_REASON_CHARS of a reason; a longer one (a stack trace, a
         # dump) made an answer Kafka refused, replayed from the ledger at every restart.
-        reason = self.reason[:MAX_ANSWER_REASON_CHARS]
+        # Contact details in it (an error quoting the row) are replaced first: the reason
+        # is shown to the DPO and kept with the request for years (review, session 35).
+        reason = redact(self.reason[:REDACT_CHARS])[:MAX_ANSWER_REASON_CHARS]
         match self.kind:
             case TaskOutcome.completed:
                 return TaskCompleted(

@@ -169,6 +169,23 @@ async def test_a_reason_is_cut_to_what_privops_keeps(tmp_path: Path) -> None:
     assert answer.reason == "x" * MAX_ANSWER_REASON_CHARS
 
 
+async def test_contact_details_in_a_reason_are_replaced(tmp_path: Path) -> None:
+    """An error quoting the row it failed on: the reason is shown to the DPO and kept
+    with the request (review, session 35)."""
+    why = "update failed for ann.smith@example.com (+44 7700 900123): locked"
+    connector = _Crm({"R-1:crm:erase": lambda: Answer.failed(why, retryable=False)})
+    serde = _Avro({b"t": erase("R-1:crm:erase")})
+    runner = ConnectorRunner(connector, Settings(), retry=FAST)
+    runner.serde = serde
+    fetch = _Fetch(runner, Ledger(tmp_path / "l.db"))
+
+    await fetch((b"t", 1))
+
+    (answer,) = (serde.read(value) for _, value in fetch.sent)
+    assert isinstance(answer, r.TaskFailed)
+    assert answer.reason == "update failed for [email] ([phone]): locked"
+
+
 @pytest.mark.parametrize("case", BAD_ANSWERS)
 async def test_a_bad_answer_is_one_final_failure_and_the_fetch_goes_on(
     tmp_path: Path, case: str
