@@ -31,7 +31,7 @@ from privops.core.vocab import Category, System
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 MAX_REFS_PER_RECIPIENT: Final = 16

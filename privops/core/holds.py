@@ -28,7 +28,7 @@ out still listing the held category, issued after that record (review, session 3
 
 
 class LegalHold(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     hold_id: str = Field(min_length=1)
     subject_id: str = Field(min_length=1)

@@ -94,9 +94,14 @@ Ref = Annotated[str, AfterValidator(check_ref)]
 
 
 class Record(BaseModel):
-    """A record with an Avro schema. ``namespace`` + class name = the Avro full name."""
+    """A record with an Avro schema. ``namespace`` + class name = the Avro full name.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A validation error never quotes the value it refused (``hide_input_in_errors``, as
+    the state models: identity, consent, facts, requests, holds): its text reaches logs
+    and HTTP error bodies, and a value refused is often an email address or a name
+    (review, session 35)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
     namespace: ClassVar[str] = "privops"
     doc: ClassVar[str] = ""
 

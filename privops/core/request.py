@@ -82,7 +82,7 @@ class Refused(PrivopsError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class KeptItem(_Model):

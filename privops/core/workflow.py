@@ -323,7 +323,7 @@ holds): this is fourteen days of a busy DPO many times over."""
 class KeptAnswer(BaseModel):
     """The answer given to one command (``reason`` None: accepted), and when it was signed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     issued_at: AwareDatetime
     reason: Reason | None = None
     message: str | None = None
@@ -341,7 +341,7 @@ class CommandAnswers(BaseModel):
     partition, keyed by command id; no subject id in it (a forget-check finds none).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     answers: dict[str, KeptAnswer] = {}
 
     def answer_to(self, command_id: str) -> KeptAnswer | None:

@@ -16,9 +16,11 @@ import fastavro
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from privops.adapters.avro import Codec, load_versions
 from privops.core import pii
+from privops.core import records as r
 from privops.core.audit import (
     CURRENT_KEY_VERSION,
     GENESIS,
@@ -40,7 +42,12 @@ from privops.core.audit import (
     verify,
     verify_log,
 )
+from privops.core.consent import SubjectConsent
+from privops.core.erasure import SubjectFacts
 from privops.core.errors import ConfigError, DomainError
+from privops.core.holds import LegalHold
+from privops.core.identity import IdentityMap
+from privops.core.request import RequestRecord
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 KEY = b"unit-test-audit-key-0123456789"
@@ -695,3 +702,28 @@ def test_walking_a_long_log_keeps_the_chains_not_the_records() -> None:
 
     small, large = peak(40), peak(400)  # 2,000 and 20,000 records
     assert large < small * 2, (small, large)
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        (r.Identifiers, {"email": 7, "customer_id": "ann.smith@example.com", "x": "+447700900123"}),
+        (IdentityMap, {"subject_id": "ann.smith@example.com", "systems": "+447700900123"}),
+        (
+            RequestRecord,
+            {"request_id": "ann.smith@example.com", "extension_reason": "+447700900123"},
+        ),
+        (SubjectConsent, {"subject_id": "ann.smith@example.com", "entries": "+447700900123"}),
+        (SubjectFacts, {"balance_at": "ann.smith@example.com +447700900123"}),
+        (LegalHold, {"hold_id": "ann.smith@example.com", "reason": ["+447700900123"]}),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_a_validation_error_never_quotes_what_it_refused(model: Any, data: dict[str, Any]) -> None:
+    """Its text reaches logs and HTTP error bodies (a corrupt stored value decoded in a
+    view answered 400 with it; review, session 35)."""
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate(data)
+    said = str(refused.value)
+    assert "ann.smith" not in said
+    assert "7700900123" not in said

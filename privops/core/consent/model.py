@@ -83,7 +83,7 @@ _STATUS_PRECEDENCE: Final[dict[ConsentStatus, int]] = {
 _Version: TypeAlias = tuple[datetime, int, str]
 _Rank: TypeAlias = tuple[bool, _Version]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 def entry_key(purpose: Purpose, channel: Channel) -> str:
