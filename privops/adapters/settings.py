@@ -635,22 +635,23 @@ def _unparsable(message: str) -> str:
 
 def origin(url: str) -> str:
     """``url`` as scheme://host[:port] (http or https, lower-case scheme), or a
-    ValueError saying what else it holds: user info would be printed in messages, and a
-    path, query or fragment has no place in a base address."""
+    ValueError saying what else it holds, never the value (README: a bad setting is
+    named, never repeated; review, session 35): user info would be printed in messages,
+    and a path, query or fragment has no place in a base address."""
     if "@" in url:  # checked first: no message repeats a password (which may hold / ? #)
         raise ValueError("a base URL holds no user or password (the API asks for them)")
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname or " " in parts.netloc:
-        raise ValueError(f"{url!r}: use http(s)://HOST:PORT, e.g. https://privops.internal:6066")
+        raise ValueError("use http(s)://HOST:PORT, e.g. https://privops.internal:6066")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{url!r}: scheme, host and port only, no path, query or fragment")
+        raise ValueError("scheme, host and port only, no path, query or fragment")
     try:
         port = parts.port
     except ValueError:
         port = 0
     if port == 0:
-        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535")
+        raise ValueError("the port is not a number from 1 to 65535")
     return f"{scheme}://{parts.netloc}"
 
 

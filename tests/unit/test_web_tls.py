@@ -74,6 +74,7 @@ def test_a_web_url_is_scheme_host_and_port_only(tmp_path: Path, url: str, said: 
         with pytest.raises(ValueError, match=name) as caught:
             Settings.model_validate({"home": tmp_path, name: url})
         assert said in str(caught.value)
+        assert url not in str(caught.value)  # named, never repeated (README)
 
 
 def test_a_url_with_a_password_is_refused_without_repeating_it(
