@@ -207,13 +207,17 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         _notify_recipients(rec, ctx, out, TaskAction.restrict, _all(held))
         directive(rec, out, ctx, "restricted")
     elif kind is RequestType.restriction_lift:
-        # Art. 18(3): the subject is told before the restriction is lifted.
+        # Art. 18(3): the subject is told before the restriction is lifted; why (the
+        # DPO's reason, in the letter), and that they may complain (ICO guidance: the
+        # lift follows a finding against them, that the data is accurate or the
+        # objection failed; Art. 12(4); legal review, session 35).
         notify_subject(
             rec,
             out,
             ctx,
             "restriction_lift_pending",
-            "The restriction on your data will be lifted.",
+            LIFT_NOTICE if rec.reason else LIFT_NOTICE_NO_REASON,
+            document=rec.reason,
         )
         send_tasks(rec, ctx, TaskAction.lift_restriction, held)
         directive(rec, out, ctx, "restriction_lifted")
@@ -790,6 +794,13 @@ def _withheld(ctx: Context) -> str | None:
 REDRESS: Final = (
     "You may complain to the Information Commissioner's Office (www.ico.org.uk) and "
     "may seek a judicial remedy through the courts."
+)
+LIFT_NOTICE: Final = (
+    "We will lift the restriction on the use of your personal data; our reasons are in "
+    "the letter with this notice. " + REDRESS
+)
+LIFT_NOTICE_NO_REASON: Final = (
+    "We will lift the restriction on the use of your personal data. " + REDRESS
 )
 """Art. 12(4): told whenever privops does not act on a request, or on part of it (a
 refusal, a refused objection, an erasure that keeps data): one sentence, every notice."""

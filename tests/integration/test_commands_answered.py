@@ -188,7 +188,7 @@ def test_lift_for_a_never_restricted_subject_exits_1_and_touches_nothing(
     local_runtime: Settings, worker: WorkerProcess, uid: str
 ) -> None:
     subject = known_subject(local_runtime, worker, uid, 2)
-    out = cli(worker, "lift", "--subject", subject.id, "--verified-now")
+    out = cli(worker, "lift", "--subject", subject.id, "--verified-now", "--reason", "checked")
     assert out.code == EXIT_REJECTED, out.said
     assert "rejected" in out.said
     assert "restriction" in out.said  # "the subject has no active restriction to lift"

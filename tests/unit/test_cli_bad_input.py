@@ -579,6 +579,15 @@ def test_forget_check_without_the_workers_stores_is_no_clean_answer(
     assert "--skip-stores" in out.flat
 
 
+@pytest.mark.usefixtures("no_broker")
+def test_a_lift_says_why() -> None:
+    """The subject is told the reason before the lift (Art. 18(3)); none given, the
+    notice could promise none (legal review, session 35)."""
+    out = run("request", "lift", "--subject", "C-1", "--verified-now")
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "--reason" in out.flat
+
+
 def test_missing_required_options_exit_2() -> None:
     assert run("request", "erase").code == EXIT_BAD_INPUT
     assert run("request", "object", "--subject", "C-1").code == EXIT_BAD_INPUT

@@ -291,7 +291,7 @@ def test_complaint_with_its_restriction_waits_for_both(broker: FakeBroker) -> No
 
 def test_json_carries_the_answer_and_the_exit_code_the_verdict(broker: FakeBroker) -> None:
     broker.respond = lambda cmd: rejected(cmd, "not_restricted", "nothing to lift")
-    out = run("lift", "--subject", "C-1", "--verified-now", "--json")
+    out = run("lift", "--subject", "C-1", "--verified-now", "--reason", "checked", "--json")
     assert out.code == EXIT_FAILED
     row = json.loads(out.stdout)
     assert row["answer"]["outcome"] == "rejected"

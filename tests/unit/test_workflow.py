@@ -382,6 +382,25 @@ def test_lift_tells_the_subject_before_any_lift_task(ctx: wf.Context) -> None:
     assert [d.kind for d in directives] == ["restriction_lifted"]
 
 
+def test_a_lift_tells_the_subject_why_and_that_they_may_complain(ctx: wf.Context) -> None:
+    """Art. 18(3), Art. 12(4) and ICO guidance: a lift follows a finding against the
+    subject (the data is accurate, the objection failed): they are told why, and may
+    complain. Before, the notice said only that it would be lifted (legal review,
+    session 35)."""
+    restricted = at(ctx, NOW, restricted=True)
+    why = "We checked the address you disputed against your signed order: it is correct."
+    outcome = wf.on_command(None, submit(RequestType.restriction_lift, reason=why), restricted)
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.document == why
+    assert "our reasons are in the letter" in note.message
+    assert "Information Commissioner" in note.message
+    bare = wf.on_command(None, submit(RequestType.restriction_lift, request_id="R-2"), restricted)
+    (note,) = of_type(bare, r.SubjectNotification)
+    assert note.document is None
+    assert "our reasons" not in note.message  # none given: none promised
+    assert "Information Commissioner" in note.message
+
+
 # --- rectification -------------------------------------------------------------------------
 
 

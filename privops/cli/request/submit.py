@@ -189,6 +189,17 @@ def _simple_verb(request_type: RequestType, doc: str) -> Callable[..., None]:
     return submission_verb(verb)
 
 
+def lift(common: Submission) -> None:
+    """Lift a restriction (Art. 18(3)): the subject is told first, with your --reason
+    (required: it is sent to them) and their right to complain; then systems resume."""
+    if not (common.reason or "").strip():
+        fail(
+            "say why the restriction is lifted with --reason: the subject is told it before "
+            "the lift, with their right to complain (Art. 18(3), Art. 12(4))"
+        )
+    submit([submission(RequestType.restriction_lift, common)], common)
+
+
 def _datamap() -> DataMap:
     """The data map, as the worker reads it (PRIVOPS_DATAMAP); exit 2 if it is wrong."""
     with handled():
@@ -373,13 +384,7 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
             "Restriction (Art. 18): systems keep the subject's data but stop processing it.",
         ),
     ),
-    (
-        "lift",
-        _simple_verb(
-            RequestType.restriction_lift,
-            "Lift a restriction (Art. 18(3)): the subject is told first, then systems resume.",
-        ),
-    ),
+    ("lift", submission_verb(lift)),
     (
         "access",
         _simple_verb(
