@@ -314,7 +314,7 @@ def _credit_grounds(
         ]
         yield Retained(
             category=category,
-            ground="legal_claims: open credit account or debt (Art. 17(3)(e))",
+            ground=_open_credit_ground(facts.open_credit_account, facts.open_debt),
             until=None,
             reason=f"{' and '.join(open_things)} open",
         )
@@ -325,6 +325,25 @@ def _credit_grounds(
             until=_after(facts.credit_closed_at, timedelta(days=rule.period_days)),
             reason=f"account and debt closed {facts.credit_closed_at.date().isoformat()}",
         )
+
+
+OPEN_ACCOUNT_GROUND: Final = (
+    "contract: an open credit account still needs it (Art. 6(1)(b); Art. 17(1)(a) does "
+    "not apply while it is open)"
+)
+OPEN_DEBT_GROUND: Final = "legal_claims: a debt owed is recovered with it (Art. 17(3)(e))"
+
+
+def _open_credit_ground(account: bool, debt: bool) -> str:
+    """Why an open credit account or debt keeps data: a performing account is a
+    contract that still needs it, not a legal claim; a debt owed is one. Before, both
+    were told as legal claims (legal review, session 35)."""
+    if account and debt:
+        return (
+            "contract and legal_claims: an open credit account still needs it, and a debt "
+            "owed is recovered with it (Art. 6(1)(b), Art. 17(1)(a) and 17(3)(e))"
+        )
+    return OPEN_ACCOUNT_GROUND if account else OPEN_DEBT_GROUND
 
 
 def _investigation_grounds(

@@ -2,7 +2,7 @@
 
 Shared by the CLI and the demo (the demo sits below the CLI, so this lives here). Tables
 fold a long word onto the next line instead of cutting it with an ellipsis: a DPO on an
-80-column terminal must still read `request_received` and `(Companies Act)` whole.
+80-column terminal must still read `request_received` and `(HMRC: VAT Act 1994 ...)` whole.
 """
 
 from __future__ import annotations

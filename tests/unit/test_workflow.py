@@ -236,9 +236,21 @@ KEEP_CASES: list[
         (),
         {
             System.orders: {
-                C.credit: ("open credit account or debt", None),
-                C.payment: ("open credit account or debt", None),
-                C.purchases: ("open credit account or debt", None),
+                C.credit: ("legal_claims: a debt owed", None),
+                C.payment: ("legal_claims: a debt owed", None),
+                C.purchases: ("legal_claims: a debt owed", None),
+            }
+        },
+    ),
+    (
+        "an open credit account keeps credit: a contract, not a legal claim",
+        SubjectFacts(open_credit_account=True),
+        (),
+        {
+            System.orders: {
+                C.credit: ("contract: an open credit account", None),
+                C.payment: ("contract: an open credit account", None),
+                C.purchases: ("contract: an open credit account", None),
             }
         },
     ),
