@@ -580,6 +580,16 @@ def test_forget_check_without_the_workers_stores_is_no_clean_answer(
 
 
 @pytest.mark.usefixtures("no_broker")
+def test_a_restriction_with_a_complaint_needs_the_identity_verified() -> None:
+    """Else it waited for an identity no one would verify, and nothing was restricted
+    while the DPO believed it was (legal review, session 35)."""
+    out = run("request", "complain", "--subject", "C-1", "--restrict-while-investigating")
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "--verified-now" in out.flat
+    assert out.stdout == ""  # nothing submitted
+
+
+@pytest.mark.usefixtures("no_broker")
 def test_a_lift_says_why() -> None:
     """The subject is told the reason before the lift (Art. 18(3)); none given, the
     notice could promise none (legal review, session 35)."""
@@ -902,7 +912,7 @@ def test_ropa_missing_data_map(tmp_path: Path) -> None:
         ["rectify", "--subject", "C-1", "--set", "postcode=AB1 2CD"],
         ["hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "AB1 2CD"],
         ["complain", "--subject", "C-1", "--reason", "AB1 2CD"],
-        ["complain", "--subject", "C-1", "--restrict-while-investigating"],
+        ["complain", "--subject", "C-1", "--restrict-while-investigating", "--verified-now"],
     ],
     ids=lambda a: " ".join(a[:2]),
 )

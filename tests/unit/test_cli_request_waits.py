@@ -283,7 +283,7 @@ def test_complaint_with_its_restriction_waits_for_both(broker: FakeBroker) -> No
         return accepted(cmd)
 
     broker.respond = respond
-    out = run("complain", "--subject", "C-1", "--restrict-while-investigating")
+    out = run("complain", "--subject", "C-1", "--restrict-while-investigating", "--verified-now")
     assert out.code == EXIT_NOT_FOUND
     assert out.stdout.splitlines()[:2] == [c.request_id for c in broker.sent]
     assert "complaint request" in out.flat  # the accepted one is still reported

@@ -346,7 +346,9 @@ def complain(
     restrict_while_investigating: bool = typer.Option(
         False,
         "--restrict-while-investigating",
-        help="Also submit a linked restriction, lifted when the complaint is resolved.",
+        help="Also submit a linked restriction (the subject's identity verified: "
+        "--verified-now or --identity-verified); lift it with `privops request lift` once "
+        "the complaint is resolved.",
     ),
     link: str | None = typer.Option(None, "--link", help="The request id the complaint is about."),
 ) -> None:
@@ -354,6 +356,13 @@ def complain(
     linked = check_id(link) if link is not None else None
     complaint = submission(RequestType.complaint, common, linked_request_id=linked)
     commands = [complaint]
+    if restrict_while_investigating and complaint.identity_verified_on is None:
+        # A restriction waits for the subject's identity: without it nothing was
+        # restricted, while the DPO believed it was (legal review, session 35).
+        fail(
+            "--restrict-while-investigating: a restriction is applied once the subject's "
+            "identity is verified; add --verified-now or --identity-verified DATE"
+        )
     if restrict_while_investigating:
         commands.append(
             complaint.model_copy(
