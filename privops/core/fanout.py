@@ -632,16 +632,20 @@ def _not_asked(task: TaskRecord, result: r.TaskRetained) -> list[str]:
 
 def review_systems(rec: RequestRecord, ctx: Context) -> list[System]:
     """The systems whose copy in ``rec``'s access response the DPO reviews before it goes
-    out: those the data map marks ``review_before_disclosure`` (footage showing other
-    visitors) that exported a record or more."""
+    out, of those that exported a record or more: those the data map marks
+    ``review_before_disclosure`` (footage showing other visitors), and those whose own
+    copy says it shows others (``ExportReference.shows_others``: a call recording with
+    someone else on the line; before, only the data map's flag held a copy back, and a
+    CRM email naming a neighbour went out unreviewed; legal review, session 35). The
+    system's own copy says so, kept in ``original_export`` once the DPO redacted it."""
+    marked = {s for s, spec in ctx.datamap.systems.items() if spec.review_before_disclosure}
     return sorted(
         {
             t.system
             for t in rec.tasks.values()
             if t.export is not None
             and t.export.record_count > 0
-            and (spec := ctx.datamap.systems.get(t.system)) is not None
-            and spec.review_before_disclosure
+            and (t.system in marked or (t.original_export or t.export).shows_others)
         }
     )
 

@@ -148,6 +148,11 @@ class ExportReference(Record):
     record_count: int
     checksum: str
     media_type: str = "application/json"
+    # The system found other people in this copy (a call recording with someone else on
+    # the line, an email naming a neighbour): the access response waits for the DPO's
+    # review as for a system the data map marks review_before_disclosure (UK GDPR Art.
+    # 15(4); legal review, session 35).
+    shows_others: bool = False
 
 
 # --- upstream business events (<system>.events) ------------------------------------------

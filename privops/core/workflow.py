@@ -902,7 +902,8 @@ def _awaiting_review(rec: RequestRecord) -> None:
     if rec.state is not RequestState.awaiting_review:
         raise DomainError(
             f"the response is not awaiting review (state {rec.state.value}): only one "
-            "holding a copy from a system marked review_before_disclosure waits for it"
+            "holding a copy from a system marked review_before_disclosure, or a copy its "
+            "system says shows other people, waits for it"
         )
 
 

@@ -607,6 +607,43 @@ def test_a_copy_held_for_review_is_not_sent_unless_the_dpo_says_how(ctx: wf.Cont
     assert rec.manifest["review_reason"] is None
 
 
+def test_a_copy_its_system_says_shows_others_is_held_for_review_too(ctx: wf.Context) -> None:
+    """A call recording with someone else on the line, an email naming a neighbour: the
+    data map marks only cctv, so those went out unreviewed (legal review, session 35).
+    The system's own copy says so (``ExportReference.shows_others``)."""
+    rec = start(RequestType.access, ctx)
+    results = {
+        t.system.value: answer(
+            rec,
+            t.system,
+            export=export_ref(t.system).model_copy(
+                update={"shows_others": t.system is System.telephony}
+            ),
+        )
+        for t in rec.tasks.values()
+    }
+    rec, held = answer_all(rec, ctx, **results)
+    assert rec.state is S.awaiting_review
+    assert ("response_review_required", "cctv,telephony") in [
+        (a.action, a.after) for a in held.audit
+    ]
+    message = _rejected(rec, command(r.AccessResponseApproved, disclosed=[System.cctv]), ctx)
+    assert "telephony" in message  # each copy held needs the DPO's word
+    redacted = export_ref(System.telephony, "R-1/redacted.mp3")
+    outcome = wf.on_command(
+        rec, command(r.ExportRedacted, system=System.telephony, export=redacted), ctx
+    )
+    assert outcome.record is not None
+    # Redacted, the DPO's copy (which says nothing of others) does not let it drop out
+    # of the review: the system's own copy said so.
+    rec, last = approved(
+        outcome.record, ctx, disclosed=[System.cctv], reason="Another caller's voice is cut."
+    )
+    assert rec.state is S.completed
+    (note,) = of_type(last, r.SubjectNotification)
+    assert "we redacted the copy from telephony" in note.message
+
+
 def test_a_response_held_for_review_may_be_cancelled(ctx: wf.Context) -> None:
     """Withdrawn by the subject while held, it had no way out but being sent."""
     rec = _held_for_review(ctx)
