@@ -34,6 +34,12 @@ class MetricsObserver:
         if new is not None:
             metrics.COMPLAINTS.add(new)
 
+    def identity_awaited(self, old: date | None, new: date | None) -> None:
+        if old is not None:
+            metrics.IDENTITY_AWAITED.remove(old)
+        if new is not None:
+            metrics.IDENTITY_AWAITED.add(new)
+
 
 class Schedule(core.Schedule):
     """The schedule the worker keeps, publishing its counts as metrics."""

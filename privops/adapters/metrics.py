@@ -499,6 +499,29 @@ class ComplaintBook(_DueTally):
 COMPLAINTS = ComplaintBook()
 REGISTRY.register(COMPLAINTS)
 
+
+class IdentityBook(_DueTally):
+    """Open requests waiting for the subject's identity, by the day each was received
+    (the tally's dates): no clock runs until the identity comes, so no deadline alert
+    does either, and the ICO expects the ID asked for at once (alert
+    ``PrivopsIdentityAwaited``)."""
+
+    def _families(self, pairs: list[tuple[int, int]]) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "privops_requests_awaiting_identity",
+            "Open requests waiting for the subject's identity (no clock runs yet).",
+            value=float(sum(n for _, n in pairs)),
+        )
+        yield GaugeMetricFamily(
+            "privops_requests_awaiting_identity_oldest_days",
+            "Days since the oldest request waiting for its subject's identity was received.",
+            value=float(max((-d for d, _ in pairs), default=0)),
+        )
+
+
+IDENTITY_AWAITED = IdentityBook()
+REGISTRY.register(IDENTITY_AWAITED)
+
 # --------------------------------------------------------------------------------------
 # Recording helpers: call sites pass domain values, labels are bounded here.
 

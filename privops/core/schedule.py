@@ -24,7 +24,7 @@ from privops.core.sweep import DeadlineIndex
 from privops.core.ticks import Tick, TickKind
 from privops.core.timelimits import alert_due
 from privops.core.vocab import FINAL_TASK_STATES as FINAL
-from privops.core.vocab import RequestType, System, TaskAction
+from privops.core.vocab import RequestState, RequestType, System, TaskAction
 from privops.core.workflow import expires_on, pending_followups
 
 _SYSTEMS = tuple(System)
@@ -64,6 +64,10 @@ class ScheduleObserver(Protocol):
         """An acknowledged complaint's promised response date changed (None: not
         acknowledged, or closed)."""
 
+    def identity_awaited(self, old: date | None, new: date | None) -> None:
+        """A request waiting for the subject's identity, by the day it was received,
+        came (``new``) or went (``old``)."""
+
 
 class _Unobserved:
     def tasks_pending(self, system: str, count: int) -> None:
@@ -76,6 +80,9 @@ class _Unobserved:
         pass
 
     def promise_moved(self, old: date | None, new: date | None) -> None:
+        pass
+
+    def identity_awaited(self, old: date | None, new: date | None) -> None:
         pass
 
 
@@ -117,6 +124,10 @@ class Schedule:
         self._open: dict[str, tuple[str, str]] = {}
         # Open acknowledged complaints: the response date their acknowledgement gave.
         self._promised: dict[str, date] = {}
+        # Requests waiting for the subject's identity, by the day they were received: no
+        # clock runs, so no deadline alert comes; the ICO expects the ID asked for at
+        # once, and one forgotten sat unseen (legal review, session 35).
+        self._awaiting_identity: dict[str, date] = {}
         self.open_counts: Counter[tuple[str, str]] = Counter()
         # Pending systems per request as one interned tuple: a Counter each would cost
         # several hundred bytes per open request.
@@ -180,6 +191,7 @@ class Schedule:
             self._subjects.pop(rec.request_id, None)
         self._track_deadline(rec)
         self._track_promise(rec)
+        self._track_identity(rec)
         self._track_open(rec)
         self._track_pending(rec)
         self._track_link(rec)
@@ -249,6 +261,14 @@ class Schedule:
         if old != new:
             self.observer.promise_moved(old, new)
 
+    def _track_identity(self, rec: RequestRecord) -> None:
+        old = self._awaiting_identity.pop(rec.request_id, None)
+        new = rec.received_on if rec.state is RequestState.identity_unverified else None
+        if new is not None:
+            self._awaiting_identity[rec.request_id] = new
+        if old != new:
+            self.observer.identity_awaited(old, new)
+
     def _track_open(self, rec: RequestRecord) -> None:
         old = self._open.pop(rec.request_id, None)
         if old is not None:
@@ -269,6 +289,8 @@ class Schedule:
                 self.observer.due_moved(RequestType(request_type), due, None)
         for promised in self._promised.values():
             self.observer.promise_moved(promised, None)
+        for received in self._awaiting_identity.values():
+            self.observer.identity_awaited(received, None)
         for request_type, state in self.open_counts:
             self.observer.requests_open(request_type, state, 0)
         for system in self.pending_counts:

@@ -217,6 +217,24 @@ def test_complaint_book_counts_those_past_their_promised_response_date() -> None
     } <= metrics.metric_names()
 
 
+def test_identity_book_gives_how_many_wait_and_the_oldest_wait() -> None:
+    today = date(2026, 3, 20)
+    book = metrics.IdentityBook(today=lambda: today)
+    registry = CollectorRegistry()
+    registry.register(book)
+    assert registry.get_sample_value("privops_requests_awaiting_identity_oldest_days") == 0
+    book.add(date(2026, 3, 2))
+    book.add(date(2026, 3, 19))
+    assert registry.get_sample_value("privops_requests_awaiting_identity") == 2
+    assert registry.get_sample_value("privops_requests_awaiting_identity_oldest_days") == 18
+    book.remove(date(2026, 3, 2))
+    assert registry.get_sample_value("privops_requests_awaiting_identity_oldest_days") == 1
+    assert {
+        "privops_requests_awaiting_identity",
+        "privops_requests_awaiting_identity_oldest_days",
+    } <= metrics.metric_names()
+
+
 def test_metric_names_lists_exposed_sample_names() -> None:
     names = metrics.metric_names()
     assert "privops_request_task_latency_seconds_bucket" in names

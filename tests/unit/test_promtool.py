@@ -40,6 +40,7 @@ ALERTS = {
     "PrivopsConnectorDown",
     "PrivopsRecipientNoticeForReview",
     "PrivopsAccessResponseAwaitingReview",
+    "PrivopsIdentityAwaited",
 }
 
 

@@ -171,6 +171,7 @@ class Seen:
         self.open: dict[tuple[str, str], int] = {}
         self.due: list[tuple[RequestType, date | None, date | None]] = []
         self.promised: list[tuple[date | None, date | None]] = []
+        self.awaited: list[tuple[date | None, date | None]] = []
 
     def tasks_pending(self, system: str, count: int) -> None:
         self.pending[system] = count
@@ -183,6 +184,25 @@ class Seen:
 
     def promise_moved(self, old: date | None, new: date | None) -> None:
         self.promised.append((old, new))
+
+    def identity_awaited(self, old: date | None, new: date | None) -> None:
+        self.awaited.append((old, new))
+
+
+def test_a_request_waiting_for_identity_is_watched_until_it_comes() -> None:
+    """No clock runs and no deadline alert comes while a request waits for the subject's
+    identity; one forgotten sat unseen (legal review, session 35)."""
+    seen = Seen()
+    schedule = Schedule((7, 3, 1), seen)
+    waiting = record(request_state=RequestState.identity_unverified)
+    schedule.track(waiting)
+    schedule.track(waiting)  # tracked again, unchanged: told once
+    assert seen.awaited == [(None, waiting.received_on)]
+    schedule.track(waiting.model_copy(update={"state": RequestState.in_progress}))
+    assert seen.awaited[-1] == (waiting.received_on, None)
+    schedule.track(waiting)
+    schedule.clear()  # partitions moved: reported gone
+    assert seen.awaited[-1] == (waiting.received_on, None)
 
 
 def test_schedule_hands_out_typed_ticks_once_and_reports_counts() -> None:
