@@ -18,9 +18,11 @@ _ANY_EMAIL = re.compile(r"(?<![\w.%+-])" + _EMAIL.pattern)
 # Phone numbers, as ``identity.normalise_phone`` takes them (before, only the UK's +44
 # and 0 forms were found: "0044 7700 900123" and "+1 415 555 0100" reached the audit;
 # review, session 35). Not glued to word characters or decimals, so ids, hashes and
-# offsets pass; and every id privops makes holds UUIDs, which must never match (an
-# audit id that did would stop the worker), so the forms without a + or a leading 0
-# and 1-9 are separated by spaces only and never follow a UUID's "<hex>-":
+# offsets pass; and the ids privops makes (UUIDs, "REQ-" and 12 hex digits) must never
+# match (an audit id that did would stop the worker, a request id that did was refused
+# for good), so the forms without a + or a leading 0 and 1-9 are separated by spaces
+# only and start a word of their own (after a space, a bracket or nothing: never glued
+# to an id by its dash):
 # - a UK number with a leading 0, then 9 or 10 digits (spaces, dashes, dots, a
 #   bracketed area code between them);
 # - +44, then the same (with "(0)" allowed), or + and any other country's number, 8
@@ -31,7 +33,7 @@ _PHONE = re.compile(
     r"\(?0[1-9](?:[\s.)-]{0,2}\d){8,9}"
     r"|\+44[\s-]?(?:\(0\)[\s-]?)?[1-9](?:[\s.)-]{0,2}\d){8,9}"
     r"|\+[\s-]?[1-9](?:[\s().-]{0,2}\d){7,14}"
-    r"|(?<![0-9A-Fa-f]-)(?:(?:00)?44 ?[1-9](?: ?\d){8,9}|00 ?[1-9](?: ?\d){7,13})"
+    r"|(?<![^\s(\[])(?:(?:00)?44 ?[1-9](?: ?\d){8,9}|00 ?[1-9](?: ?\d){7,13})"
     r")(?!\w|\.\d)"
 )
 

@@ -315,6 +315,11 @@ def test_looks_like_pii_finds_emails_and_phones(text: str) -> None:
         "12345678-1234-1234-1234-441234567890",
         "12345678-1234-1234-1234-001234567890",
         "00441234-5678-9012-3456-789012345678",
+        # request ids the CLI makes: "REQ-" and 12 hex digits, all digits now and then
+        "REQ-449907789579",
+        "REQ-002138545475",
+        "REQ-002138545475:crm:erase",
+        "REQ-449907789579-F1",
     ],
 )
 def test_looks_like_pii_passes_ids_hashes_and_numbers(text: str) -> None:

@@ -602,7 +602,7 @@ def test_a_suppression_recalled_from_the_list_cites_it_and_suppresses() -> None:
         "ann@example.com",
         "x" * 121,
         # numbers privops takes in any form normalise_phone does (review, session 35)
-        "sms-stop-0044 7700 900123",
+        "sms-stop 0044 7700 900123",
         "stop 0044 7700 900123",
         "sms-stop-+14155550100",
         "stop_+33612345678",
