@@ -110,17 +110,26 @@ def resolve(client: Client, *, default: str = WORKER) -> dict[str, Any]:
 
 
 CONNECT_SECONDS = 15.0
-"""How long a client's start (the connection and the cluster's metadata) may take: a
-broker that accepts connections and never answers (a firewall, a wrong port that is
-some other server's) held a command for aiokafka's 40 s request timeout, whatever its
-``--wait`` said (review, session 35). A broker that answers takes well under a second."""
+"""How long a client's start (the connection and the cluster's metadata) may take with
+one broker listed: a broker that accepts connections and never answers (a firewall, a
+wrong port that is some other server's) held a command for aiokafka's 40 s request
+timeout, whatever its ``--wait`` said (review, session 35). A broker that answers takes
+well under a second."""
+BOOTSTRAP_HOST_SECONDS = 40.0
+"""aiokafka's default request timeout, which its bootstrap waits on each listed broker in
+turn: with several listed, one that never answers must not make a start fail while
+another would have answered (``started``)."""
 
 
 async def started(client: AIOKafkaConsumer | AIOKafkaProducer, options: Client) -> None:
-    """``client.start()`` within ``CONNECT_SECONDS``; else the client is stopped and the
-    error says where it could not connect (``unreachable``)."""
+    """``client.start()`` within ``CONNECT_SECONDS``, plus a host's request timeout for
+    each further broker listed (aiokafka tries them one after another, in an order of its
+    own); else the client is stopped and the error says where it could not connect
+    (``unreachable``)."""
+    bootstrap = options if isinstance(options, str) else str(options["bootstrap_servers"])
+    others = max(0, len([h for h in bootstrap.split(",") if h.strip()]) - 1)
     try:
-        await asyncio.wait_for(client.start(), CONNECT_SECONDS)
+        await asyncio.wait_for(client.start(), CONNECT_SECONDS + others * BOOTSTRAP_HOST_SECONDS)
     except (KafkaConnectionError, KafkaError, OSError, TimeoutError) as exc:
         await stop_client(client)
         raise unreachable(options, exc) from exc

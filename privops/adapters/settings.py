@@ -466,12 +466,15 @@ class Settings(BaseSettings):
         for n, entry in enumerate(entries, 1):
             host, _, port = entry.rpartition(":")
             if host.startswith("[") and host.endswith("]"):
-                host = host[1:-1]  # an IPv6 address
+                host = host[1:-1]  # an IPv6 address, as aiokafka reads one: [::1]:9092
+            elif ":" in host or "[" in host or "]" in host:
+                host = ""  # unbracketed IPv6 (aiokafka reads all of it as the address)
             if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 which = f"broker {n} of {len(entries)}" if len(entries) > 1 else "the broker"
                 raise ValueError(
                     f"{which} is not HOST:PORT with a port from 1 to 65535 (give "
-                    "HOST:PORT[,HOST:PORT...], e.g. kafka-1.internal:9092)"
+                    "HOST:PORT[,HOST:PORT...], e.g. kafka-1.internal:9092, an IPv6 "
+                    "address in brackets: [::1]:9092)"
                 )
         return ",".join(entries)
 

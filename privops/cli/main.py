@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -29,13 +31,15 @@ class _Cli(typer.Typer):
     """The console script (``privops.cli.main:app``): with a file or directory the CLI
     cannot use said in one line and exit 2, not a traceback and exit 1 (a PRIVOPS_HOME
     that does not exist or cannot be written, a key file's directory missing; review,
-    session 35). Any other error is a bug, and keeps its traceback."""
+    session 35). Only a path the settings name (PRIVOPS_HOME, a PRIVOPS_*_FILE or
+    _DIR, or what lies under or above one): any other error is a bug, and keeps its
+    traceback."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
         except OSError as exc:
-            if exc.filename is None:
+            if exc.filename is None or not _configured(Path(str(exc.filename))):
                 raise
             err_console.print(
                 f"[bold red]error:[/] cannot use {escape(str(exc.filename))}: "
@@ -44,6 +48,23 @@ class _Cli(typer.Typer):
                 soft_wrap=not err_console.is_terminal,
             )
             raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def _configured(path: Path) -> bool:
+    """Whether ``path`` is one the settings name, lies under one, or is a directory one
+    lies under (a missing parent)."""
+    named = [
+        Path(value).expanduser()
+        for name, value in os.environ.items()
+        if value
+        and (
+            name == "PRIVOPS_HOME"
+            or (name.startswith("PRIVOPS_") and name.endswith(("_FILE", "_DIR")))
+        )
+    ]
+    named.append(Path.home() / ".cache" / "privops")  # the default home
+    path = path.expanduser()
+    return any(path == p or p in path.parents or path in p.parents for p in named)
 
 
 app = _Cli(

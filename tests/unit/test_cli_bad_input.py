@@ -532,6 +532,8 @@ def test_contact_details_given_for_an_id_or_a_value_are_refused_never_repeated(
         ("kafka_bootstrap", "127.0.0.1:99999"),
         ("kafka_bootstrap", "127.0.0.1"),  # was reported as an outage (exit 3)
         ("kafka_bootstrap", "127.0.0.1:19092,kafka-2"),
+        ("kafka_bootstrap", "[::1:9092"),  # aiokafka raised on it
+        ("kafka_bootstrap", "::1:9092"),  # aiokafka reads it all as an address
     ],
 )
 def test_a_broker_address_that_is_no_host_and_port_is_a_setting_to_fix(

@@ -103,8 +103,8 @@ def judge(
         return Verdict(
             Outcome.not_waited,
             0,
-            "--no-wait: the worker's answer is not awaited; `privops request status` shows "
-            "whether it was applied",
+            "--no-wait: the worker's answer is not awaited; `privops request status` (a "
+            "legal hold: `privops request hold list`) shows whether it was applied",
         )
     if answer is None:
         return Verdict(

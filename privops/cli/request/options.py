@@ -58,7 +58,11 @@ VerifiedNow = Annotated[
 ]
 Note = Annotated[
     str | None,
-    typer.Option("--reason", help="Free-text reason or note for the audit trail." + SEALED_HELP),
+    typer.Option(
+        "--reason",
+        help="Free-text reason or note for the audit trail (for `lift`: required, and told "
+        "to the subject with the notice)." + SEALED_HELP,
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the request id.")]
 Wait = Annotated[
