@@ -126,7 +126,7 @@ async def started(client: AIOKafkaConsumer | AIOKafkaProducer, options: Client) 
     each further broker listed (aiokafka tries them one after another, in an order of its
     own); else the client is stopped and the error says where it could not connect
     (``unreachable``)."""
-    bootstrap = options if isinstance(options, str) else str(options["bootstrap_servers"])
+    bootstrap = options if isinstance(options, str) else str(options.get("bootstrap_servers", ""))
     others = max(0, len([h for h in bootstrap.split(",") if h.strip()]) - 1)
     try:
         await asyncio.wait_for(client.start(), CONNECT_SECONDS + others * BOOTSTRAP_HOST_SECONDS)

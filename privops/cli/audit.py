@@ -39,6 +39,7 @@ from privops.cli.common import (
     quiet_kafka_logs,
     run_async,
     settings,
+    shown,
     uk_today,
 )
 from privops.core.audit import (
@@ -193,7 +194,7 @@ def show(
 
     scan_audit(keep)
     if not history:
-        fail(f"no audit events for {escape(wanted)} (unknown id?)", EXIT_NOT_FOUND)
+        fail(f"no audit events for {shown(wanted)} (unknown id?)", EXIT_NOT_FOUND)
     history = ordered_history(history)
     if as_json:
         emit_json([{**r.model_dump(mode="json"), "app_id": app_id_of(r)} for r in history])

@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import quote
 
 import typer
-from rich.markup import escape
 
 from privops.cli.common import (
     EXIT_FAILED,
@@ -24,6 +23,7 @@ from privops.cli.common import (
     emit_json,
     fail,
     parse_choice,
+    shown,
 )
 from privops.cli.worker_http import worker_json
 from privops.core.vocab import Channel, Purpose
@@ -50,7 +50,7 @@ def check(
     body = worker_json(
         f"/consent/{quote(subject_id, safe='')}",
         params={"purpose": p.value, "channel": c.value},
-        not_found=f"unknown subject {escape(subject_id)}",
+        not_found=f"unknown subject {shown(subject_id)}",
     )
     allowed = body.get("allowed")
     if not isinstance(allowed, bool):

@@ -29,7 +29,7 @@ from privops.core.errors import DecodeError, WrongTopic
 from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.identity import SUBJECT_REF_PREFIX
-from privops.core.pii import REDACT_CHARS, looks_like_pii, redact
+from privops.core.pii import REDACT_CHARS, recorded_as_contact, redact
 from privops.core.request import Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
 from privops.core.topics import COMMANDS, REQUEST_TICKS, system_of_results_topic
@@ -135,7 +135,7 @@ def is_principal_name(actor: str) -> bool:
     return (
         len(actor) <= MAX_ACTOR_LENGTH
         and _PRINCIPAL.fullmatch(actor) is not None
-        and not looks_like_pii(actor)
+        and not recorded_as_contact(actor)
     )
 
 
@@ -144,7 +144,7 @@ def is_plain_id(value: str) -> bool:
     return (
         len(value) <= MAX_ID_LENGTH
         and _ID.fullmatch(value) is not None
-        and not looks_like_pii(value)
+        and not recorded_as_contact(value)
     )
 
 
@@ -159,7 +159,7 @@ def _is_task_id(task_id: str, request_id: str) -> bool:
         and task_id.startswith(request_id + ":")
         and len(task_id) <= len(request_id) + _TASK_SUFFIX_CHARS
         and _ID.fullmatch(task_id) is not None
-        and not looks_like_pii(task_id)
+        and not recorded_as_contact(task_id)
     )
 
 

@@ -40,7 +40,7 @@ from typing import Final, Literal
 from privops.core.errors import ConfigError, DomainError
 from privops.core.facts import MAX_CLOCK_SKEW
 from privops.core.keyed_hash import hmac_sha256
-from privops.core.pii import looks_like_pii, redact
+from privops.core.pii import looks_like_pii, recorded_as_contact, redact
 from privops.core.records import AuditEvent
 
 GENESIS: Final = "0" * 64
@@ -364,9 +364,10 @@ _OPTIONAL: Final = ("request_id", "subject_ref", "before", "after", "reason")
 
 @lru_cache(maxsize=16_384)
 def _clean_text(text: str) -> bool:
-    """Whether ``text`` holds nothing shaped like raw contact details (remembered: most
-    audit texts repeat: actors, actions, statuses, a subject's chain)."""
-    return not looks_like_pii(text)
+    """Whether ``text`` holds nothing shaped like raw contact details, by the audit's own
+    rule (``pii.recorded_as_contact``; remembered: most audit texts repeat: actors,
+    actions, statuses, a subject's chain)."""
+    return not recorded_as_contact(text)
 
 
 def _check(name: str, value: object) -> None:

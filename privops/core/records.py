@@ -23,7 +23,7 @@ from privops.core.fieldcrypt import (
     check_subject_id,
 )
 from privops.core.personal import PERSONAL
-from privops.core.pii import looks_like_pii
+from privops.core.pii import recorded_as_contact
 from privops.core.vocab import (
     Category,
     Channel,
@@ -669,7 +669,7 @@ class AuditEvent(Record):
     )
     @classmethod
     def _no_raw_pii(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and looks_like_pii(value):
+        if value is not None and recorded_as_contact(value):
             raise ValueError(f"{info.field_name} looks like raw PII (email or phone)")
         return value
 

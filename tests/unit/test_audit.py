@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from privops.adapters.avro import Codec, load_versions
 from privops.core import pii
 from privops.core import records as r
+from privops.core.admission import is_plain_id
 from privops.core.audit import (
     CURRENT_KEY_VERSION,
     GENESIS,
@@ -47,6 +48,7 @@ from privops.core.erasure import SubjectFacts
 from privops.core.errors import ConfigError, DomainError
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap
+from privops.core.pii import recorded_as_contact
 from privops.core.request import RequestRecord
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -359,6 +361,36 @@ def test_an_audit_step_is_dated_by_its_input_when_that_is_plausible(
     at = step_time(given, now)
     assert at == (datetime.fromtimestamp(given, UTC) if believed else now)
     assert at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "failed: no customer with +1 415 555 0100",
+        "0044 7700 900123 unknown",
+        "REQ-001234567890",
+        "privops/REQ-441234567890",
+    ],
+)
+def test_what_the_audit_took_before_it_still_takes(text: str) -> None:
+    """The audit's own rule (``recorded_as_contact``) stays what records were written
+    under: ``audit verify`` decodes every record of ten years, and a wider check made
+    older ones unusable, so verify failed and anchor refused for good (diff review,
+    session 35). Text privops writes is cleaned by the wider ``redact`` first."""
+    assert not recorded_as_contact(text)
+    record = AuditEvent(
+        audit_id="a-1",
+        chain=text if "/" in text else "privops",
+        seq=1,
+        actor="dpo",
+        action="request_received",
+        occurred_at=datetime(2026, 3, 2, tzinfo=UTC),
+        reason=text,
+        prev_hash=GENESIS,
+        hash="0" * 64,
+    )
+    assert record.reason == text
+    assert is_plain_id("REQ-001234567890")  # a request stored under 0.34 keeps its commands
 
 
 def test_redact_replaces_addresses_glued_together() -> None:

@@ -4,6 +4,7 @@ was an "OK" over records never read."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +110,33 @@ async def test_a_scan_says_where_each_partition_starts(broker: Any) -> None:
     spans = await kafka.scan({}, TOPIC, lambda c: seen.append(c.offset), idle_ms=1)
     assert spans == [kafka.Span(0, 600, 1000)]
     assert seen == list(range(600, 1000))
+
+
+class _SlowStart:
+    """A client whose start takes ``seconds`` (aiokafka's bootstrap waiting out a silent
+    broker before it tries the next)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.stopped = False
+
+    async def start(self) -> None:
+        await asyncio.sleep(self.seconds)
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_start_gets_a_hosts_time_for_each_further_broker_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One broker: ``CONNECT_SECONDS``; aiokafka tries several one after another, so one
+    silent broker of three must not fail a start the next would answer (diff review,
+    session 35)."""
+    monkeypatch.setattr(kafka, "CONNECT_SECONDS", 0.2)
+    monkeypatch.setattr(kafka, "BOOTSTRAP_HOST_SECONDS", 0.4)
+    await kafka.started(_SlowStart(0.5), {"bootstrap_servers": "a:9092,b:9092"})
+    alone = _SlowStart(0.5)
+    with pytest.raises(RuntimeUnavailable, match="a:9092"):
+        await kafka.started(alone, {"bootstrap_servers": "a:9092"})
+    assert alone.stopped
