@@ -20,6 +20,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from privops.adapters import kek as kekfile
+from privops.adapters import runtime as local_runtime
 from privops.cli.bench import bench as bench_command
 from privops.connectors.encryption import RingKeySource, decrypt_record
 from privops.core.audit import verify
@@ -630,6 +631,26 @@ def test_a_sigterm_stops_the_runtime_and_removes_its_home(stops: list[bool]) -> 
         _in_runtime(sigterm)
     assert stops == [False]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("keep_logs", [False, True])
+def test_the_runtimes_stop_removes_its_home_unless_its_logs_are_kept(
+    monkeypatch: pytest.MonkeyPatch, keep_logs: bool
+) -> None:
+    """The real ``BenchRuntime.stop`` (the tests above record its calls): the home goes,
+    or stays for its logs. Only the Kafka and registry it would stop are left out here
+    (test review, session 35: no test ran the removal)."""
+    downs: list[Path] = []
+    monkeypatch.setattr(local_runtime, "down", lambda cfg, _say: downs.append(cfg.home))
+    rt = runtime_module.BenchRuntime()
+    (rt.home / "logs").mkdir(parents=True, exist_ok=True)
+    (rt.home / "logs" / "kafka.log").write_text("why it failed")
+    try:
+        rt.stop(keep_logs=keep_logs)
+        assert downs == [rt.home]
+        assert rt.home.exists() is keep_logs
+    finally:
+        shutil.rmtree(rt.home, ignore_errors=True)
 
 
 def test_a_failure_keeps_the_runtimes_home_for_its_logs(stops: list[bool]) -> None:

@@ -222,6 +222,12 @@ def test_pause_answered_before_asked_is_an_error() -> None:
         pytest.param(
             "2026-03-02", [("2026-04-03", "2026-04-10")], 0, "2026-04-02", id="art12A-after-due"
         ),
+        # Asked on the due date itself (3 Oct 2025): the clock still ran that day, so the
+        # pause counts whole, 3-6 Oct (test review, session 35: either boundary moved by
+        # a day passed every test, and gave a false breach on 3 Oct).
+        pytest.param(
+            "2025-09-03", [("2025-10-03", "2025-10-06")], 4, "2025-10-07", id="art12A-on-due"
+        ),
         # Two pauses add up; the second is measured against the due date the first moved
         # (2 Apr + 2 = Sat 4 Apr -> Easter -> Tue 7 Apr), so asking on 3 Apr still counts.
         pytest.param(

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from privops.adapters.datamap_file import load_datamap
-from privops.core.datamap import DataMap, RetentionAnchor, RetentionRule
+from privops.adapters.datamap_file import default_datamap_path, load_datamap
+from privops.core.datamap import DataMap, RetentionAnchor, RetentionRule, parse_datamap
 from privops.core.erasure import (
     KEPT_TO_THE_END,
     Disclosure,
@@ -14,9 +14,11 @@ from privops.core.erasure import (
     Followup,
     LegalHold,
     SubjectFacts,
+    _add_years,
     plan_erasure,
     recipients_to_notify,
     retention_end,
+    retention_of,
 )
 from privops.core.errors import DomainError
 from privops.core.vocab import Category, System
@@ -288,6 +290,30 @@ FINANCIAL_YEAR = [
     # Year end 28 February; 29 February 2024 (leap day) is in the year ending 28 Feb 2025.
     pytest.param("02-28", utc(2024, 2, 29, 12), utc(2031, 3, 1), id="leap-day-invoice"),
 ]  # fmt: skip
+
+
+def test_of_several_dated_grounds_the_latest_end_keeps_the_data() -> None:
+    """A category kept both as a financial record (6 years from the year's end) and
+    after its credit account closed (6 years from closing): the later end wins. Taking
+    the earlier erased four years early, and no test saw it: the shipped data map never
+    gives one category two dated grounds (test review, session 35)."""
+    text = default_datamap_path().read_text()
+    opened = "    condition: while_account_or_debt_open\n"
+    both = parse_datamap(text.replace(opened, opened + "    overrides_erasure: true\n", 1))
+    facts = SubjectFacts(
+        latest_financial_record_at=datetime(2025, 1, 10, tzinfo=UTC),
+        credit_closed_at=datetime(2021, 1, 10, tzinfo=UTC),
+    )
+    kept = retention_of(Category.credit, both, [], facts, datetime(2026, 1, 1, tzinfo=UTC))
+    assert kept is not None
+    assert kept.until == datetime(2031, 1, 11, tzinfo=UTC)  # not 2027, the credit ground's
+    assert "financial record" in kept.reason
+
+
+def test_a_leap_day_plus_years_is_the_first_of_march() -> None:
+    """Keeping a day longer, not shorter (test review, session 35: untested)."""
+    assert _add_years(date(2024, 2, 29), 6) == date(2030, 3, 1)
+    assert _add_years(date(2024, 2, 29), 4) == date(2028, 2, 29)
 
 
 @pytest.mark.parametrize(("year_end", "invoiced", "erasable_from"), FINANCIAL_YEAR)
