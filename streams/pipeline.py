@@ -142,7 +142,9 @@ async def _decide(chunk: list[Message], at: int, handle: Handle) -> int:
         try:
             await handle(message)
         except Abandoned:
-            raise  # before it wrote anything: the chunk ends undecided from here
+            # The chunk ends undecided from here; what this input did before it waited (an
+            # erasure's leftovers) is safe to do again, as its replay will.
+            raise
         except Exception as exc:  # noqa: BLE001  # raised again, sanitized
             _undecidable(message, exc)
             raise StateFailed(exc) from None

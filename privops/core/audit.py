@@ -20,8 +20,11 @@ order and reports every break, the first one first; `verify_log` walks a whole t
 partition by partition. Signed chain heads kept outside Kafka (privops.core.audit_anchor)
 catch what a key cannot: a topic deleted and re-produced.
 
-Nothing here reads the clock or does I/O. Audit records never hold raw PII: text fields
-that look like an email address or a phone number are refused (without echoing them).
+Nothing here reads the clock or does I/O. Audit records never hold raw PII: text the
+worker writes is cleaned of anything shaped like an email address or a phone number
+first (``pii.redact``), and a record whose fields hold contact details by the rule
+records have always been written under (``pii.recorded_as_contact``) is refused, on
+writing and on reading (without echoing them).
 """
 
 from __future__ import annotations
