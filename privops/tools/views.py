@@ -8,7 +8,7 @@ fold a long word onto the next line instead of cutting it with an ellipsis: a DP
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from rich.markup import escape
 from rich.table import Table
@@ -50,13 +50,14 @@ def _listing(items: Iterable[str], empty: str = "none") -> str:
 
 def exports_table(exports: Iterable[Mapping[str, Any]], title: str = "Exports") -> Table | None:
     """The systems' export answers (where the copy is, how many records, its checksum);
-    a copy the DPO redacted or withheld says so."""
+    a copy its system says shows other people (the DPO reviews it), or the DPO redacted
+    or withheld, says so."""
     rows = [e for e in exports if e]
     if not rows:
         return None
     out = table("system", "records", "location", "checksum", title=title)
     for e in rows:
-        marks = [word for word in ("redacted", "withheld") if e.get(word)]
+        marks = [word.replace("_", " ") for word in _MARKS if e.get(word)]
         system = cell(e.get("system")) + "".join(f" ({word})" for word in marks)
         out.add_row(
             system, cell(e.get("record_count")), cell(e.get("location")), cell(e.get("checksum"))
@@ -64,14 +65,28 @@ def exports_table(exports: Iterable[Mapping[str, Any]], title: str = "Exports") 
     return out
 
 
+_MARKS: Final = ("shows_others", "redacted", "withheld")
+
+
 def task_exports(tasks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Each task's export answer with its system, as the worker's request JSON holds them
-    (``redacted``: the DPO's redacted copy replaced the system's)."""
+    (``redacted``: the DPO's redacted copy replaced the system's; ``shows_others``: the
+    system's own copy said it shows other people, so the DPO reviews it)."""
     return [
-        {"system": t.get("system"), **t["export"], "redacted": bool(t.get("redacted"))}
+        {
+            "system": t.get("system"),
+            **t["export"],
+            "redacted": bool(t.get("redacted")),
+            "shows_others": bool(_own_copy(t).get("shows_others")),
+        }
         for t in tasks
         if isinstance(t.get("export"), Mapping)
     ]
+
+
+def _own_copy(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    original = task.get("original_export")
+    return original if isinstance(original, Mapping) else task["export"]
 
 
 Item = Mapping[str, Any]

@@ -189,7 +189,14 @@ def test_task_exports_pairs_each_export_with_its_system() -> None:
         {"system": "orders", "export": None},
     ]
     assert task_exports(tasks) == [
-        {"system": "crm", "location": "a", "record_count": 1, "checksum": "c", "redacted": False}
+        {
+            "system": "crm",
+            "location": "a",
+            "record_count": 1,
+            "checksum": "c",
+            "redacted": False,
+            "shows_others": False,
+        }
     ]
 
 
@@ -211,6 +218,40 @@ def test_status_of_a_response_awaiting_review_says_what_to_do(
     assert "privops request approve REQ-7" in text
     assert "privops request redact REQ-7 --system" in text
     assert "cctv (redacted)" in text
+
+
+def test_status_marks_a_copy_its_system_says_shows_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So the DPO knows which copies to review, before and after the redaction (the
+    system's own copy says so: ``original_export``)."""
+    own = {
+        "location": "https://x/telephony/REQ-9.mp3",
+        "record_count": 2,
+        "checksum": "c",
+        "shows_others": True,
+    }
+    redacted = {
+        "location": "https://x/telephony/REQ-9/cut.mp3",
+        "record_count": 2,
+        "checksum": "d",
+        "shows_others": False,
+    }
+    task = {
+        "system": "telephony",
+        "action": "export",
+        "state": "done",
+        "attempts": 1,
+        "categories": ["interactions"],
+        "keep": [],
+    }
+    body = {
+        "request_id": "REQ-9",
+        "request_type": "access",
+        "state": "awaiting_review",
+        "tasks": [{**task, "export": own, "redacted": False}],
+    }  # fmt: skip
+    assert "telephony (shows others)" in rendered(body, monkeypatch)
+    body["tasks"] = [{**task, "export": redacted, "original_export": own, "redacted": True}]
+    assert "telephony (shows others) (redacted)" in rendered(body, monkeypatch)
 
 
 def test_status_marks_a_copy_withheld_from_the_response(monkeypatch: pytest.MonkeyPatch) -> None:
