@@ -473,29 +473,27 @@ class ReferenceStore:
     def objected_purposes(self, identifiers: Mapping[str, str]) -> set[str]:
         """The purposes the subject's data may no longer be used for here (an upheld
         objection): what a report or a training sample checks."""
-        with self._db() as db:
-            keys = self._resolve(db, identifiers)
-            exists = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_purpose_objections'"
-            ).fetchone()
-            if not keys or exists is None:
-                return set()
-            marks = ", ".join("?" * len(keys))
-            sql = f"SELECT purpose FROM _purpose_objections WHERE key IN ({marks})"  # noqa: S608
-            return {row[0] for row in db.execute(sql, keys)}
+        return {row[0] for row in self._marks(identifiers, "_purpose_objections", "purpose")}
 
     def objects_to_marketing(self, identifiers: Mapping[str, str]) -> bool:
         """Whether the subject objected to direct marketing (what a campaign checks)."""
+        return bool(self._marks(identifiers, "_objections", "1"))
+
+    def _marks(
+        self, identifiers: Mapping[str, str], table: str, column: str
+    ) -> list[tuple[Any, ...]]:
+        """``column`` of ``table``'s rows for the subject's keys; none while the table,
+        made by the first mark, does not exist yet. Both names are this module's own."""
         with self._db() as db:
             keys = self._resolve(db, identifiers)
             exists = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_objections'"
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)
             ).fetchone()
             if not keys or exists is None:
-                return False
+                return []
             marks = ", ".join("?" * len(keys))
-            sql = f"SELECT 1 FROM _objections WHERE key IN ({marks})"  # noqa: S608
-            return db.execute(sql, keys).fetchone() is not None
+            sql = f"SELECT {column} FROM {table} WHERE key IN ({marks})"  # noqa: S608
+            return list(db.execute(sql, keys))
 
     def rectify(
         self, identifiers: Mapping[str, str], changes: Mapping[str, str], previous: Previous = None
