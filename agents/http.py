@@ -746,6 +746,9 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "linked_request_id": rec.linked_request_id,
         # an upheld legitimate-interest objection: the purposes processing stopped for
         "objected_purposes": rec.objected_purposes,
+        # an access request's search details (the subject's words: day, hours, place,
+        # appearance), for the DPO reviewing what the search found
+        "search": rec.search,
         "tasks": [
             {
                 "task_id": t.task_id,

@@ -172,6 +172,11 @@ class SystemSpec(_Model):
     # or withholds it and approves the response (UK GDPR Art. 15(4); DPA 2018 Sch. 2
     # para. 16; `privops request redact|approve`).
     review_before_disclosure: bool = False
+    # It finds people by what they say of themselves, not only by an identifier (CCTV
+    # footage by day, hours and place): an access request's search details go with its
+    # export task, and it is asked even when no system reported the subject
+    # (privops.core.search).
+    searched_by_details: bool = False
 
     @field_validator("export_root")
     @classmethod
@@ -188,6 +193,11 @@ class SystemSpec(_Model):
         unknown = [i for i in self.identifiers if i not in IDENTIFIER_KINDS]
         if unknown:
             raise ValueError(f"identifiers: unknown {unknown}; known: {sorted(IDENTIFIER_KINDS)}")
+        if self.searched_by_details and self.export_root is None:
+            raise ValueError(
+                "searched_by_details: a system searched for an access request needs an "
+                "export_root for its copies"
+            )
         return self
 
 

@@ -104,6 +104,20 @@ def holdings(ctx: Context, rec: RequestRecord | None = None) -> dict[System, set
     }
 
 
+def searched(ctx: Context, rec: RequestRecord) -> dict[System, set[Category]]:
+    """The systems ``rec``'s search details find the subject in (the data map's
+    ``searched_by_details``: CCTV footage by day, hours and place), whatever privops
+    knows of them: a visitor who never gave a name is in the footage all the same
+    (privops.core.search). None without search details."""
+    if not rec.search:
+        return {}
+    return {
+        system: set(spec.categories)
+        for system, spec in ctx.datamap.systems.items()
+        if spec.searched_by_details
+    }
+
+
 def hold_states(
     ctx: Context, subject_id: str, holds: Iterable[LegalHold], changed: Iterable[Category]
 ) -> list[Out]:
@@ -224,7 +238,7 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     elif kind is RequestType.rectification:
         _rectify(rec, ctx, out, held)
     elif kind is RequestType.access:
-        send_tasks(rec, ctx, TaskAction.export, held)
+        send_tasks(rec, ctx, TaskAction.export, held | searched(ctx, rec))
     elif kind is RequestType.objection:
         if rec.objection_scope is ObjectionScope.legitimate_interest:
             out.audit.append(
@@ -410,7 +424,8 @@ def _add_task(
     changes: dict[str, str] | None = None,
 ) -> None:
     identifiers = _identifiers(ctx, system)
-    if not identifiers:
+    by_details = action is TaskAction.export and system in searched(ctx, rec)
+    if not identifiers and not by_details:
         return
     task_id = make_task_id(rec.request_id, system, action)
     # The values it knew the subject by before: rows under an old phone or email (a
@@ -675,48 +690,7 @@ def finish(
         return
     review = review or manifest.Review()
     if rec.request_type is RequestType.access:
-        exports = [(t.system, t.export) for t in rec.tasks.values() if t.export is not None]
-        # A system that found nothing on the subject holds nothing of theirs: not listed
-        # as holding their data, nor as an export still missing.
-        # The systems asked, with what each was asked about: the identity map may have
-        # changed since (an erasure started meanwhile trims it), the tasks have not.
-        held = {
-            t.system: set(t.categories)
-            for t in rec.tasks.values()
-            if t.action is TaskAction.export and t.state is not TaskState.not_found
-        }
-        rec.manifest = manifest.build_access_manifest(
-            rec.request_id,
-            rec.subject_id,
-            ctx.subject_ref,
-            ctx.datamap,
-            held,
-            exports,
-            ctx.now,
-            ctx.facts.disclosures,
-            manifest.OwnRecords(
-                consent=ctx.consent,
-                identity=ctx.identity,
-                facts=ctx.facts,
-                requests=tuple(
-                    _past(other)
-                    for other in ctx.subject_requests()
-                    if other.request_id != rec.request_id and other.subject_id == rec.subject_id
-                ),
-            ),
-            review,
-        )
-        if withheld := _withheld(ctx):
-            out.audit.append(AuditStep("access_withheld", after=withheld, reason=WITHHELD))
-        notify_subject(
-            rec,
-            out,
-            ctx,
-            "access_response",
-            "Your copy of the personal data we hold, with how we use it." + _reviewed(review),
-            document=json.dumps(rec.manifest, default=str, sort_keys=True),
-            exports=[e for s, e in exports if s not in review.withheld],
-        )
+        _access_response(rec, ctx, out, review)
     if rec.state in (RequestState.awaiting_systems, RequestState.awaiting_review):
         partial = (
             bool(rec.kept)
@@ -742,6 +716,66 @@ def finish(
         )
     elif (words := _outcome_words(rec)) is not None:
         notify_subject(rec, out, ctx, f"{rec.request_type.value}_outcome", words)
+
+
+NOTHING_FOUND: Final = (
+    "We searched by the details you gave us, and checked our other systems: we hold no "
+    "personal data about you."
+)
+"""The access notice to someone no system has reported whose search found nothing."""
+
+
+def _access_response(
+    rec: RequestRecord, ctx: Context, out: Outcome, review: manifest.Review
+) -> None:
+    """The access response: the manifest and the copies; or, to someone no system has
+    reported whose search details found nothing either, that nothing is held (no
+    manifest: it is a personal document, and would hold nothing)."""
+    exports = [(t.system, t.export) for t in rec.tasks.values() if t.export is not None]
+    # A system that found nothing on the subject holds nothing of theirs: not listed
+    # as holding their data, nor as an export still missing.
+    # The systems asked, with what each was asked about: the identity map may have
+    # changed since (an erasure started meanwhile trims it), the tasks have not.
+    held = {
+        t.system: set(t.categories)
+        for t in rec.tasks.values()
+        if t.action is TaskAction.export and t.state is not TaskState.not_found
+    }
+    if not held and not ctx.known_subject:
+        notify_subject(rec, out, ctx, "access_response", NOTHING_FOUND)
+        return
+    rec.manifest = manifest.build_access_manifest(
+        rec.request_id,
+        rec.subject_id,
+        ctx.subject_ref,
+        ctx.datamap,
+        held,
+        exports,
+        ctx.now,
+        ctx.facts.disclosures,
+        manifest.OwnRecords(
+            consent=ctx.consent,
+            identity=ctx.identity,
+            facts=ctx.facts,
+            requests=tuple(
+                _past(other)
+                for other in ctx.subject_requests()
+                if other.request_id != rec.request_id and other.subject_id == rec.subject_id
+            ),
+        ),
+        review,
+    )
+    if withheld := _withheld(ctx):
+        out.audit.append(AuditStep("access_withheld", after=withheld, reason=WITHHELD))
+    notify_subject(
+        rec,
+        out,
+        ctx,
+        "access_response",
+        "Your copy of the personal data we hold, with how we use it." + _reviewed(review),
+        document=json.dumps(rec.manifest, default=str, sort_keys=True),
+        exports=[e for s, e in exports if s not in review.withheld],
+    )
 
 
 def _reviewed(review: manifest.Review) -> str:

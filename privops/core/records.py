@@ -355,6 +355,10 @@ class RequestSubmitted(Command):
     # subject gave, on every channel). Only with request_type consent_withdrawal.
     withdrawn_purpose: Purpose | None = None
     withdrawn_channel: Channel | None = None
+    # An access request's search details (SearchDetail -> the subject's words: the day,
+    # hours, place, what they looked like), for a system that finds people by them
+    # (CCTV; privops.core.search). Only with request_type access.
+    search: Annotated[dict[str, str], PERSONAL] = {}
 
 
 class IdentityVerified(Command):
@@ -542,6 +546,10 @@ class Rectify(Task):
 
 class Export(Task):
     action: ClassVar[TaskAction] = TaskAction.export
+    # The request's search details, to a system the data map marks searched_by_details
+    # (CCTV): find the subject by them as well as by any identifier (privops.core.search:
+    # ``window`` gives the UTC instants of the day and hours). Empty: identifiers only.
+    search: Annotated[dict[str, str], PERSONAL] = {}
 
 
 TASKS: tuple[type[Task], ...] = (Erase, Restrict, LiftRestriction, Rectify, Export)

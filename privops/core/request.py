@@ -197,6 +197,9 @@ class RequestRecord(_Model):
     # Complaints: the day the acknowledgement went out (no deadline alert after it).
     acknowledged_on: date | None = None
     rectification: dict[str, str] = {}
+    # An access request's search details (privops.core.search), for the systems searched
+    # by them; sealed as the rectification's values are.
+    search: dict[str, str] = {}
     objection_scope: ObjectionScope | None = None
     # A legitimate-interest objection the DPO upheld: the purposes processing stops for.
     objected_purposes: list[str] = []

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from privops.core import erasure
+from privops.core import erasure, search
 from privops.core import records as r
 from privops.core.datamap import SystemSpec
 from privops.core.request import (
@@ -162,6 +162,9 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
     elif task.action is TaskAction.restrict and task.objected_purposes:
         # an upheld legitimate-interest objection: those purposes only, not a restriction
         extra["objected_purposes"] = task.objected_purposes
+    searched = task.action is TaskAction.export and rec.search and spec.searched_by_details
+    if searched:
+        extra["search"] = rec.search  # sealed as the identifiers are (PERSONAL)
     message = model(
         task_id=task.task_id,
         request_id=rec.request_id,
@@ -180,7 +183,9 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
         AuditStep(
             "task_sent" if task.attempts == 1 else "task_retried",
             after=f"{task.system.value}:{task.action.value}",
-            reason=f"attempt {task.attempts}" + (f"; {kept}" if kept else ""),
+            reason=f"attempt {task.attempts}"
+            + (f"; {kept}" if kept else "")
+            + (f"; searched by {search.shown(rec.search)}" if searched else ""),
         )
     )
 

@@ -143,6 +143,10 @@ ORIGINAL_EXPORT: Final = "original_export"
 """A task's export the DPO's redacted copy replaced (``workflow._export_redacted``)."""
 
 
+SEARCH: Final = "search"
+"""An access request's search details (privops.core.search)."""
+
+
 def _request_without_values(value: Json) -> Json:
     tasks = {
         task_id: {
@@ -159,6 +163,7 @@ def _request_without_values(value: Json) -> Json:
     return {
         **value,
         "rectification": {},
+        **({SEARCH: {}} if SEARCH in value else {}),
         "tasks": tasks,
         MANIFEST: None,
         **dict.fromkeys(REQUEST_FREE_TEXT),
@@ -184,6 +189,7 @@ REQUESTS: Final = TableSealing(
     "requests",
     (
         _path("rectification", VALUES),
+        _path(SEARCH, VALUES),
         _path("tasks", VALUES, "identifiers", VALUES),
         _path("tasks", VALUES, PREVIOUS_IDENTIFIERS, VALUES, ITEMS),
         _path("tasks", VALUES, "changes", VALUES),

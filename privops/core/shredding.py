@@ -533,6 +533,7 @@ def scrubbed(rec: RequestRecord) -> RequestRecord | None:
     clean = rec.model_copy(
         update={
             "rectification": {},
+            "search": {},
             "tasks": tasks,
             "manifest": None,
             "kept": kept,

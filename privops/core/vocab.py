@@ -159,3 +159,14 @@ class AlertKind(StrEnum):
     deadline_approaching = "deadline_approaching"
     deadline_breached = "deadline_breached"
     task_escalated = "task_escalated"
+
+
+class SearchDetail(StrEnum):
+    """What an access request may say to find someone a system holds under no identifier
+    (CCTV footage: the day, the hours, the place, what they looked like;
+    privops.core.search)."""
+
+    date = "date"
+    times = "times"
+    location = "location"
+    appearance = "appearance"

@@ -18,7 +18,7 @@ from typing import Any, Final, assert_never
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from privops.core import admission, erasure, retries, shredding, timelimits
+from privops.core import admission, erasure, retries, search, shredding, timelimits
 from privops.core import records as r
 from privops.core.amounts import parse_pounds
 from privops.core.clock import UK
@@ -416,7 +416,8 @@ hold nothing."""
 NOTHING_HELD: Final = "We checked our systems and hold no personal data about you."
 NOTHING_HELD_NOTE: Final = (
     "no system has reported this subject: answered that we hold no personal data about "
-    "them (if they are a customer, check the subject id)"
+    "them (if they are a customer, check the subject id; to have footage searched for "
+    "them, submit it again with --search date=YYYY-MM-DD and where and when)"
 )
 """For the DPO: an id mistyped is answered the same, so the answer says why."""
 NOTE_NOT_KEPT: Final = (
@@ -428,8 +429,9 @@ NOTE_NOT_KEPT: Final = (
 
 def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """``fanout.start_work``, or for an access request about a subject no system has
-    reported, the answer that nothing is held (``_nothing_held``)."""
-    if rec.request_type is RequestType.access and not ctx.known_subject:
+    reported and with nothing to search for them by, the answer that nothing is held
+    (``_nothing_held``)."""
+    if rec.request_type is RequestType.access and not ctx.known_subject and not rec.search:
         _nothing_held(rec, ctx, out)
         return
     start_work(rec, ctx, out)
@@ -527,8 +529,11 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     if cmd.request_type is RequestType.rectification:
         _check_rectification(cmd.rectification, ctx.datamap)
     _check_withdrawal_scope(cmd)
-    # About a stranger: no free text, which would make them a key (``_nothing_held``).
-    stranger = not ctx.known_subject and cmd.request_type is RequestType.access
+    if cmd.search:
+        _check_search(cmd, ctx.datamap)
+    # About a stranger: no free text, which would make them a key (``_nothing_held``);
+    # unless there are search details to look for them by, which are kept as it is.
+    stranger = not ctx.known_subject and cmd.request_type is RequestType.access and not cmd.search
     rec = RequestRecord(
         request_id=cmd.request_id,
         request_type=cmd.request_type,
@@ -539,6 +544,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         identity_verified_on=cmd.identity_verified_on,
         identity_received_on=cmd.identity_received_on,
         rectification=dict(cmd.rectification),
+        search=dict(cmd.search),
         objection_scope=cmd.objection_scope,
         withdrawn_purpose=cmd.withdrawn_purpose,
         withdrawn_channel=cmd.withdrawn_channel,
@@ -563,6 +569,22 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     timelimits.recompute_due(rec, ctx)
     _start_work(rec, ctx, out)
     return out
+
+
+def _check_search(cmd: r.RequestSubmitted, datamap: DataMap) -> None:
+    """Search details only on an access request, only where a system of the data map is
+    searched by them, and only ones it can search by (``search.problem``: a day, hours
+    that are hours). Never repeats a value: they describe the subject."""
+    if cmd.request_type is not RequestType.access:
+        raise Refused(Reason.invalid_command, "search details go with an access request only")
+    if not any(spec.searched_by_details for spec in datamap.systems.values()):
+        raise Refused(
+            Reason.invalid_command,
+            "no system of the data map is searched by details (searched_by_details): "
+            "submit the access request without them",
+        )
+    if found := search.problem(cmd.search, cmd.received_on):
+        raise Refused(Reason.invalid_command, found)
 
 
 def _check_withdrawal_scope(cmd: r.RequestSubmitted) -> None:

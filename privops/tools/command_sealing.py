@@ -25,7 +25,7 @@ from privops.connectors.encryption import personal_fields
 from privops.core.errors import DecodeError
 from privops.core.fieldcrypt import is_encrypted, parse_field, split_key_id
 from privops.core.personal import WITHHELD, map_personal, typed_text
-from privops.core.records import Command, LegalHoldPlaced
+from privops.core.records import Command, LegalHoldPlaced, RequestSubmitted
 from privops.core.vocab import RequestType
 
 C = TypeVar("C", bound=Command)
@@ -50,10 +50,15 @@ def new_key(command: Command, request_type: RequestType | None) -> bool:
     the request it submits or follows up). Only where the workflow keeps the text for
     someone no system has reported: a legal hold (placed before any system reports them)
     and a complaint and its follow-ups (anyone may complain; the answer is their
-    letter). Anything else about such a subject is refused, or, for an access request,
-    answered "we hold nothing" without its text; a subject privops knows has a key
+    letter), and an access request with search details (privops.core.search: the
+    footage may hold them, and the request keeps the details to look for them by).
+    Anything else about such a subject is refused, or, for an access request without
+    them, answered "we hold nothing" without its text; a subject privops knows has a key
     already."""
-    return isinstance(command, LegalHoldPlaced) or request_type is RequestType.complaint
+    searching = isinstance(command, RequestSubmitted) and bool(command.search)
+    return (
+        isinstance(command, LegalHoldPlaced) or request_type is RequestType.complaint or searching
+    )
 
 
 def seal_path(subject_id: str) -> str:

@@ -410,6 +410,47 @@ def no_broker(env: Callable[..., None]) -> str:
             "--set name given twice",
         ),
         (["erase", "--subject", "C-1", "--reason", "  "], "--reason must not be empty"),
+        (
+            ["access", "--subject", "C-1", "--search", "when=Tuesday"],
+            "unknown search detail 'when' in --search: use one of date, times, location, "
+            "appearance",
+        ),
+        (
+            ["access", "--subject", "C-1", "--search", "location=by the tills"],
+            "--search: search details need a date (YYYY-MM-DD)",
+        ),
+        (
+            ["access", "--subject", "C-1", "--search", "date=last Tuesday"],
+            "--search: the search date is not a date",
+        ),
+        (
+            ["access", "--subject", "C-1", "--search", "date=2026-01-05", "--search", "times=2pm"],
+            "--search: the search times are not HH:MM-HH:MM",
+        ),
+        (
+            [
+                "access",
+                "--subject",
+                "C-1",
+                "--received",
+                "2026-01-04",
+                "--search",
+                "date=2026-01-05",
+            ],
+            "--search: the search date is after the request was received (2026-01-04)",
+        ),
+        (
+            [
+                "access",
+                "--subject",
+                "C-1",
+                "--search",
+                "date=2026-01-05",
+                "--search",
+                "date=2026-01-06",
+            ],
+            "--search date given twice",
+        ),
         (["complain", "--subject", "C-1", "--link", "not an id"], "invalid request id"),
         (["verify", "REQ-1", "--on", "2026-13-01"], "invalid date '2026-13-01' for --on"),
         (["clarify", "REQ-1", "--asked", "yesterday"], "invalid date 'yesterday' for --asked"),

@@ -53,7 +53,7 @@ SURFACE = [
     f"request erase: --subject {SHARED}",
     f"request restrict: --subject {SHARED}",
     f"request lift: --subject {SHARED}",
-    f"request access: --subject {SHARED}",
+    f"request access: --subject --search {SHARED}",
     f"request rectify: --subject --set --statement {SHARED}",
     f"request object: --subject --scope {SHARED}",
     f"request withdraw: --subject --purpose --channel {SHARED}",

@@ -95,8 +95,19 @@ def test_every_system_declares_its_own_export_root(dm: DataMap) -> None:
 
 
 def test_export_root_is_optional_for_a_system() -> None:
+    text = _broken("    export_root: https://exports.allled.example/dsar/web/\n", "")
+    assert parse_datamap(text).systems[System.web].export_root is None
+
+
+def test_a_system_searched_by_details_needs_an_export_root() -> None:
     text = _broken("    export_root: https://exports.allled.example/dsar/cctv/\n", "")
-    assert parse_datamap(text).systems[System.cctv].export_root is None
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    assert "systems.cctv" in str(info.value)
+    assert (
+        "searched_by_details: a system searched for an access request needs an export_root"
+        in str(info.value)
+    )
 
 
 @pytest.mark.parametrize(

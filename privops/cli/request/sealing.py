@@ -56,7 +56,7 @@ class Addressed(NamedTuple):
 def sealed_commands(commands: Sequence[Command], whose: Sequence[Addressed]) -> list[Command]:
     """Each command with its personal values sealed under its subject's key (through the
     worker's key service); exit 3 if the worker does not answer, 1 for a rectification
-    of an erased subject. Text with no key to seal it under is not sent, and the DPO is
+    or a search of an erased subject. Text with no key to seal it under is not sent, and the DPO is
     told."""
     out: list[Command] = []
     for command, (subject, kind) in zip(commands, whose, strict=True):
@@ -69,6 +69,15 @@ def sealed_commands(commands: Sequence[Command], whose: Sequence[Addressed]) -> 
                     if exc.erased
                     else "privops holds no key for the subject (no system has reported "
                     "personal data of theirs): there is nothing of theirs to rectify",
+                    EXIT_FAILED,
+                )
+            if isinstance(command, RequestSubmitted) and command.search:
+                # A key is made for anyone else (``new_key``); an erased subject's key
+                # is gone for good, and the details would reach the worker unreadable.
+                fail(
+                    "the subject was erased and privops keeps nothing of theirs: search "
+                    "details cannot be sealed for them; submit the access request under a "
+                    "new subject id",
                     EXIT_FAILED,
                 )
             if isinstance(command, ExportRedacted):

@@ -126,6 +126,14 @@ def _extension(body: dict[str, Any]) -> str:
     return "yes" + (f": {cell(reason)}" if reason else "")
 
 
+def _search(details: Any) -> str:
+    """An access request's search details, as the subject gave them (the DPO looks for
+    them in the footage found)."""
+    if not isinstance(details, dict):
+        return "?"
+    return "; ".join(f"{cell(name)} {cell(value)}" for name, value in details.items())
+
+
 def _summary(body: dict[str, Any]) -> Table:
     summary = grid()
     for label, value in (
@@ -146,6 +154,7 @@ def _summary(body: dict[str, Any]) -> Table:
             if body.get("objected_purposes")
             else []
         ),
+        *([("searched by", _search(body["search"]))] if body.get("search") else []),
         ("record kept until", cell(body.get("record_kept_until"), "not finished yet")),
     ):
         summary.add_row(label, value)

@@ -1,4 +1,4 @@
-"""The submission verbs: erase, restrict, lift, access, rectify, object, complain.
+"""The submission verbs: erase, restrict, lift, access, rectify, object, withdraw, complain.
 
 Each publishes a RequestSubmitted (a complaint with --restrict-while-investigating also a
 linked restriction) and prints every request id first, one a line, for scripts.
@@ -37,11 +37,12 @@ from privops.cli.request.publish import (
     tell,
     waiting,
 )
+from privops.core import search
 from privops.core.consent import CONSENT_PURPOSES
 from privops.core.datamap import DEFAULT_CONTACT_FIELDS, FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
 from privops.core.records import RequestSubmitted
 from privops.core.topics import COMMANDS
-from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType
+from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType, SearchDetail
 from privops.core.workflow import MAX_RECTIFIED_CHARS
 
 _FIELDS_HELP = (
@@ -295,6 +296,36 @@ def rectify(
 
 
 @submission_verb
+def access(
+    common: Submission,
+    search_: list[str] = typer.Option(
+        [],
+        "--search",
+        help="Where and when to look for the subject in footage, DETAIL=VALUE (repeatable): "
+        "date=YYYY-MM-DD (required with any), times=HH:MM-HH:MM (UK time), location=TEXT, "
+        f"appearance=TEXT; e.g. {search.EXAMPLE}.",
+    ),
+) -> None:
+    """Access (Art. 15, DSAR): exports from every system and the Art. 15 manifest.
+
+    With --search, a system that finds people by such details (CCTV: searched_by_details
+    in the data map) is asked to look for them too, even when no system ever reported
+    the subject: a visitor who never gave a name is in the footage all the same. The
+    details are sealed under the subject's key before they go on privacy.commands."""
+    details = _assignments(
+        search_,
+        "--search",
+        ("DETAIL", "search detail"),
+        ("VALUE", "what to search by"),
+        [d.value for d in SearchDetail],
+    )
+    command = submission(RequestType.access, common, search=details)
+    if details and (problem := search.problem(details, command.received_on)):
+        fail(f"--search: {problem}")
+    submit([command], common)
+
+
+@submission_verb
 def object_(
     common: Submission,
     scope: str = typer.Option(
@@ -394,13 +425,7 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
         ),
     ),
     ("lift", submission_verb(lift)),
-    (
-        "access",
-        _simple_verb(
-            RequestType.access,
-            "Access (Art. 15, DSAR): exports from every system and the Art. 15 manifest.",
-        ),
-    ),
+    ("access", access),
     ("rectify", rectify),
     ("object", object_),
     ("withdraw", withdraw),

@@ -150,6 +150,7 @@ class ReferenceConnector(Connector):
             task.request_id,
             self.exports,
             task.previous_identifiers,
+            task.search,
         )
         if ref is None:
             return Answer.not_found()

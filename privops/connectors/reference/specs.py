@@ -16,6 +16,19 @@ from privops.core.vocab import Category, System
 
 
 @dataclass(frozen=True)
+class SearchSpec:
+    """How a table is searched by an access request's details (privops.core.search):
+    rows whose ``at`` column falls in the day and hours given, and, with a place given,
+    whose ``places`` columns mention it. Only the ``shown`` columns of a row found so
+    are exported: a clip found by a search is filed under whoever the system took it to
+    be, if anyone, and that is not the subject's to see."""
+
+    at: str
+    places: tuple[str, ...]
+    shown: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """One table holding subject data of one category.
 
@@ -36,6 +49,7 @@ class TableSpec:
     hold: str | None = None
     collected: str | None = None
     concluded_hold: str | None = None
+    searched: SearchSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +264,11 @@ SPECS: dict[System, StoreSpec] = {
                 collected="captured_at",
                 concluded_hold="investigation_id IN (SELECT investigation_id FROM"
                 " investigations WHERE julianday(closed_at) >= julianday(?))",
+                searched=SearchSpec(
+                    at="captured_at",
+                    places=("site", "camera"),
+                    shown=("clip_id", "camera", "site", "captured_at", "footage_uri"),
+                ),
             ),
         ),
         extra_ddl=(

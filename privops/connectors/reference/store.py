@@ -19,7 +19,10 @@
   with the category.
 - export: every row of the subject as JSON, written and reported where
   :class:`ExportPlace` says (below the system's export root); a request id that is not
-  path-safe raises :class:`UnsafeRequestId` before anything is read or written. Each
+  path-safe raises :class:`UnsafeRequestId` before anything is read or written. With
+  an access request's search details (CCTV: privops.core.search), also the rows of a
+  searched table in the day, hours and place given, whoever they are filed under,
+  each with its ``SearchSpec.shown`` columns only (``found_by_search``). Each
   file is recorded against the subject (``_exports``), so that an erase deletes it: an
   access request's export is a plaintext copy of every row, and it outlived the rows
   (review, session 26).
@@ -56,14 +59,15 @@ from typing import Any, Final
 from privops.connectors.reference.exports import ExportPlace
 from privops.connectors.reference.people import FakeCustomer
 from privops.connectors.reference.rows import seed_rows
-from privops.connectors.reference.specs import SPECS, StoreSpec, TableSpec
+from privops.connectors.reference.specs import SPECS, SearchSpec, StoreSpec, TableSpec
 from privops.connectors.retention import AgeLimit
+from privops.core import search
 from privops.core.amounts import parse_pounds
 from privops.core.datamap import STATEMENT_PREFIX
 from privops.core.errors import DomainError
 from privops.core.identity import normalise_email, normalise_phone
 from privops.core.records import ExportReference, Retention
-from privops.core.vocab import Category, System
+from privops.core.vocab import Category, SearchDetail, System
 from privops.core.workflow import AMOUNT_FIELDS
 
 # A SET clause ("a = ?, b = ?") and its values.
@@ -740,19 +744,47 @@ class ReferenceStore:
         sql = f"DELETE FROM _statements WHERE category = ? AND NOT ({found})"  # noqa: S608
         return db.execute(sql, (category.value,)).rowcount
 
+    def _searched(
+        self, db: sqlite3.Connection, details: Mapping[str, str], keys: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The rows of each searched table the details find (``SearchSpec``), leaving
+        out those already the subject's by ``keys`` (exported in full with the rest)."""
+        window = search.window(details)
+        place = details.get(SearchDetail.location)
+        own = self._rows_of(db, keys)
+        found: dict[str, dict[str, Any]] = {}
+        for table in self.spec.tables:
+            searched = table.searched
+            if searched is None:
+                continue
+            params: list[str] = [window.since.isoformat(), window.until.isoformat()]
+            if place is not None:
+                params += [_like(place)] * len(searched.places)
+            mine = {tuple(row[c] for c in searched.shown) for row in own.get(table.name, [])}
+            rows = [
+                dict(row)
+                for row in db.execute(_search_sql(table, searched, place), params)
+                if tuple(row) not in mine
+            ]
+            found[table.name] = {"category": table.category.value, "rows": rows}
+        return found if any(t["rows"] for t in found.values()) else {}
+
     def export(
         self,
         identifiers: Mapping[str, str],
         request_id: str,
         place: ExportPlace,
         previous: Previous = None,
+        details: Mapping[str, str] | None = None,
     ) -> ExportReference | None:
-        """Write the subject's rows as JSON; None when the identifiers match nothing. The
-        file is recorded against the subject's keys, for ``erase``."""
+        """Write the subject's rows as JSON, and those their search ``details`` find;
+        None when neither finds anything. The file is recorded against the subject's
+        keys, for ``erase``."""
         target, location = place.locate(request_id)
         with self._db() as db:
-            keys = self._resolve(db, identifiers, previous)
-            if not keys:
+            keys = self._resolve(db, identifiers, previous) if identifiers else []
+            found = self._searched(db, details, keys) if details else {}
+            if not keys and not found:
                 return None
             tables = self._rows_of(db, keys)
             statements = _statements_of(db, keys)
@@ -765,8 +797,9 @@ class ReferenceStore:
             t.name: {"category": t.category.value, "rows": tables.get(t.name, [])}
             for t in self.spec.tables
         }
-        count = sum(len(t["rows"]) for t in by_table.values()) + len(statements)
-        document = {
+        count = sum(len(t["rows"]) for t in (*by_table.values(), *found.values()))
+        count += len(statements)
+        document: dict[str, Any] = {
             "controller": "ALL LED Limited",
             "system": self.spec.system.value,
             "request_id": request_id,
@@ -776,6 +809,11 @@ class ReferenceStore:
             # Art. 16 completion: what the subject added to their data is theirs too.
             "supplementary_statements": statements,
         }
+        if details:
+            # What was looked for (the subject's own words) and what it found, for the
+            # person who reviews the footage before it goes out, and for the subject.
+            document["search"] = dict(details)
+            document["found_by_search"] = found
         data = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".json.tmp")
@@ -788,6 +826,27 @@ class ReferenceStore:
             record_count=count,
             checksum="sha256:" + hashlib.sha256(data).hexdigest(),
         )
+
+
+def _search_sql(table: TableSpec, searched: SearchSpec, place: str | None) -> str:
+    """The rows of ``table`` in a time window (two UTC instants) and, with ``place``,
+    mentioning it in one of the place columns (a LIKE pattern, escaped)."""
+    columns = ", ".join(searched.shown)
+    sql = (
+        f"SELECT {columns} FROM {table.name} WHERE julianday({searched.at}) >= julianday(?)"  # noqa: S608
+        f" AND julianday({searched.at}) < julianday(?)"
+    )
+    if place is not None:
+        sql += (
+            " AND (" + " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in searched.places) + ")"
+        )
+    return sql + f" ORDER BY {searched.at}"
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern that finds it anywhere, its own wildcards escaped."""
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _begin(db: sqlite3.Connection) -> None:

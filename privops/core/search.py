@@ -1,0 +1,106 @@
+"""An access request's search details: how to find someone a system holds under no
+identifier. Pure.
+
+CCTV footage is filed by camera and time, not by person: a visitor who never gave a
+name is in it all the same, and asks for it as anyone may (UK GDPR Art. 15). The ICO's
+guidance on video surveillance has the controller ask for what finds them: the day,
+the hours, the place, and a description to recognise them by. A system the data map
+marks ``searched_by_details`` gets these with its export task even when privops knows no
+identifier for it, and even when no system ever reported the subject. Before, such a
+request was answered "we hold nothing" while the footage was there.
+
+The details are personal data (a description of the subject, where they were): they
+are sealed under the subject's key wherever they are kept, as a rectification's values
+are, and never appear in an answer, an audit reason or a log; a problem names the
+detail, never its value.
+
+Times are UK wall-clock times, as the subject gives them; ``window`` turns them into
+the UTC instants a system's timestamps are compared with.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
+
+from privops.core.clock import UK
+from privops.core.vocab import SearchDetail
+
+MAX_DETAIL_CHARS: Final = 300
+"""The longest place or description: a sentence or two, carried by the request and by
+each searched system's task."""
+TEXT_DETAILS: Final = (SearchDetail.location, SearchDetail.appearance)
+_TIMES = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+EXAMPLE: Final = "date=2026-11-20 times=14:00-15:30 location='trade counter' appearance='red coat'"
+
+
+@dataclass(frozen=True)
+class Window:
+    """When the subject says they were there, as UTC instants (``until`` exclusive)."""
+
+    since: datetime
+    until: datetime
+
+    def holds(self, at: datetime) -> bool:
+        return self.since <= at.astimezone(UTC) < self.until
+
+
+def problem(details: Mapping[str, str], received_on: date) -> str | None:
+    """What is wrong with ``details`` for a request received on ``received_on``, naming
+    the detail and never its value; None when they can be searched by.
+
+    A day is required (no system searches all its footage for a description) and may
+    not come after the request; hours, a place and a description are optional."""
+    known = ", ".join(d.value for d in SearchDetail)
+    unknown = sorted(k for k in details if k not in set(SearchDetail))
+    if unknown:
+        return f"{len(unknown)} search detail(s) not among {known}"
+    if SearchDetail.date not in details:
+        return f"search details need a date (YYYY-MM-DD) to search by; e.g. {EXAMPLE}"
+    try:
+        day = date.fromisoformat(details[SearchDetail.date].strip())
+    except ValueError:
+        return "the search date is not a date: give it as YYYY-MM-DD"
+    if day > received_on:
+        return f"the search date is after the request was received ({received_on})"
+    times = details.get(SearchDetail.times)
+    if times is not None:
+        found = _TIMES.match(times.strip())
+        if found is None:
+            return "the search times are not HH:MM-HH:MM (UK time, 24-hour), e.g. 14:00-15:30"
+        if found.group(1, 2) >= found.group(3, 4):
+            return "the search times end before they start: give them as HH:MM-HH:MM"
+    for name in TEXT_DETAILS:
+        text = details.get(name)
+        if text is None:
+            continue
+        if not text.strip():
+            return f"the search {name} is empty: give it, or leave it out"
+        if len(text) > MAX_DETAIL_CHARS:
+            return f"the search {name} is {len(text)} characters: at most {MAX_DETAIL_CHARS}"
+    return None
+
+
+def window(details: Mapping[str, str]) -> Window:
+    """The UTC instants the details' day (and hours, if given) cover in UK time; the
+    whole day without hours. ``details`` passed ``problem``."""
+    day = date.fromisoformat(details[SearchDetail.date].strip())
+    times = details.get(SearchDetail.times)
+    if times is None:
+        since, until = (
+            datetime.combine(day, time(), UK),
+            datetime.combine(day + timedelta(days=1), time(), UK),
+        )
+    else:
+        start, _, end = times.strip().partition("-")
+        since = datetime.combine(day, time.fromisoformat(start), UK)
+        until = datetime.combine(day, time.fromisoformat(end), UK)
+    return Window(since.astimezone(UTC), until.astimezone(UTC))
+
+
+def shown(details: Mapping[str, str]) -> str:
+    """The details' names, for an audit reason or a note (never their values)."""
+    return ", ".join(d.value for d in SearchDetail if d in details)
