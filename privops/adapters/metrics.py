@@ -22,6 +22,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from prometheus_client import (
@@ -528,15 +529,18 @@ REGISTRY.register(IDENTITY_AWAITED)
 
 # Children by label values, so the hot path does one dict lookup per count instead of
 # labels()' keyword checks and lock. Keys are bounded labels, so the dict stays small.
-_children: dict[tuple[object, ...], Counter] = {}
+_children: dict[tuple[object, ...], Any] = {}
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 
-def _child(metric: Counter, *labels: str) -> Counter:
+def _child(metric: _M, *labels: str) -> _M:
+    """``metric.labels(*labels)``, remembered (labels in the metric's order). Only for
+    metrics whose children are never removed."""
     key = (id(metric), *labels)
     child = _children.get(key)
     if child is None:
         child = _children[key] = metric.labels(*labels)
-    return child
+    return cast(_M, child)
 
 
 def count_event(source: object, event_type: object) -> None:
@@ -557,21 +561,19 @@ def count_request(request_type: object, outcome: object) -> None:
 
 
 def set_requests_open(request_type: object, state: object, count: int) -> None:
-    REQUESTS_OPEN.labels(
-        type=request_type_label(request_type), state=request_state_label(state)
-    ).set(count)
+    _child(REQUESTS_OPEN, request_type_label(request_type), request_state_label(state)).set(count)
 
 
 def observe_task_latency(system: object, seconds: float) -> None:
-    REQUEST_TASK_LATENCY.labels(system=system_label(system)).observe(seconds)
+    _child(REQUEST_TASK_LATENCY, system_label(system)).observe(seconds)
 
 
 def set_tasks_pending(system: object, count: int) -> None:
-    TASKS_PENDING.labels(system=system_label(system)).set(count)
+    _child(TASKS_PENDING, system_label(system)).set(count)
 
 
 def count_task_retry(system: object) -> None:
-    TASK_RETRIES.labels(system=system_label(system)).inc()
+    _child(TASK_RETRIES, system_label(system)).inc()
 
 
 def count_task_escalation(system: object) -> None:

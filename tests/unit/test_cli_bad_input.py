@@ -138,6 +138,16 @@ STATUS = {
 }
 
 
+SEARCHED = {
+    **STATUS,
+    "request_id": "REQ-EEEEEEEEEEEE",
+    "request_type": "access",
+    "state": "awaiting_review",
+    "search": {"date": "2026-01-20", "times": "14:00-15:30", "location": "[b]trade counter"},
+}
+"""An access request with search details (privops.core.search)."""
+
+
 MISSHAPEN: dict[str, dict[str, object]] = {
     "REQ-BBBBBBBBBBBB": {},
     "REQ-CCCCCCCCCCCC": {"request_id": "REQ-CCCCCCCCCCCC", "state": "in_progress", "tasks": "x"},
@@ -176,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[0] == "requests":
             if parts[1] == STATUS["request_id"]:
                 code, body = 200, STATUS
+            elif parts[1] == SEARCHED["request_id"]:
+                code, body = 200, SEARCHED
             elif parts[1] in MISSHAPEN:
                 code, body = 200, MISSHAPEN[parts[1]]
             else:
@@ -804,6 +816,16 @@ def test_status_renders_the_request() -> None:
         "Retained data",
     ):
         assert text in out.flat
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_status_shows_what_a_search_looked_for() -> None:
+    """The DPO reviewing what a search found sees the subject's words (markup in them
+    shown as text)."""
+    out = run("request", "status", "REQ-EEEEEEEEEEEE")
+    assert out.code == 0, out.output
+    assert "searched by date 2026-01-20; times 14:00-15:30; location [b]trade counter" in out.flat
+    assert "searched by" not in run("request", "status", "REQ-AAAAAAAAAAAA").flat
 
 
 @pytest.mark.usefixtures("fake_worker")
