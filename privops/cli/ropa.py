@@ -53,6 +53,12 @@ def ropa_renderables(datamap: DataMap) -> list[RenderableType]:
             f"{records.describe()} (ground: {records.ground}); their audit trail 10 years",
         )
     )
+    out.append(
+        Text.assemble(
+            ("Systems' copies for access requests: ", "bold"),
+            datamap.access_exports.describe(),
+        )
+    )
     security = datamap.organisation.security_measures
     if security:
         out.append(Text.assemble(("Security measures: ", "bold"), security))

@@ -190,6 +190,8 @@ def _on_purge(system: System, report: PurgeReport) -> None:
     counts = [f"{table} {n}" for table, n in sorted(report.deleted.items()) if n]
     if report.statements:
         counts.append(f"supplementary statements {report.statements}")
+    if report.exports:
+        counts.append(f"access copies {report.exports}")
     line = f"deleted by age (past the data map's period, not held): {', '.join(counts)}"
     if not report.total:
         line = "deleted nothing by age"

@@ -3,7 +3,9 @@
 privops issues no purge: each business system deletes its own records by age, from the
 data map's retention rules counted from collection (``period_from: collected``: call
 recordings after 90 days, footage after 30, ...; ``privops ropa`` lists them), and
-skips what a legal hold keeps (``Connector.hold``) or its own hold keeps. A category
+skips what a legal hold keeps (``Connector.hold``) or its own hold keeps; and the
+copies it made for access requests after the data map's ``access_exports`` days
+(``export_limit``). A category
 whose rule counts from anything else (the end of a financial year, an account's
 closing) or has no period is never deleted by age: privops' erasure follow-ups see to
 it. This module reads those rules into an :class:`AgeLimit` per category; the
@@ -76,6 +78,16 @@ def age_limits(datamap: DataMap, system: System | None = None) -> dict[Category,
         and rule.has_period
         and (held is None or category in held)
     }
+
+
+def export_limit(datamap: DataMap) -> timedelta | None:
+    """How long a system keeps a copy it made for an access request (the data map's
+    ``access_exports``), from when it made it; None: until the subject's erasure. The
+    copy is a plaintext duplicate of the subject's data (and a footage search's shows
+    other people): it is no record to keep, and the response told the subject how long
+    they have to fetch it."""
+    days = datamap.access_exports.period_days
+    return None if days is None else timedelta(days=days)
 
 
 def _start_of(day: date) -> datetime:

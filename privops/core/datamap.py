@@ -73,6 +73,9 @@ brought for six years (Limitation Act 1980 s.5)."""
 MIN_REQUEST_RECORD_DAYS: Final = 90
 """The DPO answers a complaint about a request from its record, and the ICO expects a
 complaint within three months of the last contact about it."""
+MIN_EXPORT_DAYS: Final = 14
+"""The shortest an access copy is kept: the subject needs time to fetch it after the
+response reaches them by post or email."""
 DEFAULT_REQUEST_RECORD_GROUND: Final = (
     "legal_obligation / legal_claims: accountability for how each rights request was "
     "handled (Art. 5(2)); claims can be brought for 6 years (Limitation Act 1980 s.5)"
@@ -198,6 +201,13 @@ class SystemSpec(_Model):
                 "searched_by_details: a system searched for an access request needs an "
                 "export_root for its copies"
             )
+        if self.searched_by_details and not self.review_before_disclosure:
+            # A search finds whoever was there: the DPO checks it is the subject, and
+            # what shows others, before anything goes out (review, session 36).
+            raise ValueError(
+                "searched_by_details: what a search finds shows other people, and may not "
+                "be the subject: set review_before_disclosure: true"
+            )
         return self
 
 
@@ -301,6 +311,21 @@ class RetentionRule(_Model):
         return "; ".join(parts) or "no fixed period"
 
 
+class AccessExports(_Model):
+    """How long a system keeps the copy it made for an access request (its export, a
+    plaintext copy of the subject's data, and a search's copy showing other people), from
+    when it made it; then the system deletes it (``privops.connectors.retention
+    .export_limit``). The subject is told how long they have to fetch it. Absent: kept
+    until the subject's erasure takes it, as before 0.36."""
+
+    period_days: int | None = Field(default=None, ge=MIN_EXPORT_DAYS)
+
+    def describe(self) -> str:
+        if self.period_days is None:
+            return "until the subject's erasure"
+        return f"{self.period_days} days after it is made, then deleted by the system"
+
+
 class RequestRecords(_Model):
     """How long privops keeps its own record of a rights request once it is finished
     (``workflow.expires_on``): the requests table's entry (dates, states, the tasks and
@@ -398,6 +423,7 @@ class DataMap(_Model):
     recipients: tuple[Recipient, ...] = ()
     purposes: dict[NonEmptyStr, PurposeSpec]
     request_records: RequestRecords = RequestRecords()
+    access_exports: AccessExports = AccessExports()
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from typing import Final
 
 from privops.core import deadlines, erasure, manifest, retries, timelimits
@@ -652,8 +652,11 @@ def review_systems(rec: RequestRecord, ctx: Context) -> list[System]:
     copy says it shows others (``ExportReference.shows_others``: a call recording with
     someone else on the line; before, only the data map's flag held a copy back, and a
     CRM email naming a neighbour went out unreviewed; legal review, session 35). The
-    system's own copy says so, kept in ``original_export`` once the DPO redacted it."""
+    system's own copy says so, kept in ``original_export`` once the DPO redacted it.
+    And a copy found by the request's search details, whatever the data map says: it
+    shows whoever was there, who may not be the subject (review, session 36)."""
     marked = {s for s, spec in ctx.datamap.systems.items() if spec.review_before_disclosure}
+    marked |= set(searched(ctx, rec))  # whoever a search found may not be the subject
     return sorted(
         {
             t.system
@@ -723,6 +726,8 @@ NOTHING_FOUND: Final = (
     "personal data about you."
 )
 """The access notice to someone no system has reported whose search found nothing."""
+NOTHING_OTHER: Final = "We checked our systems and hold no other personal data about you."
+"""The same, when a search could not be completed (the notice goes on to say so)."""
 
 
 def _access_response(
@@ -736,13 +741,29 @@ def _access_response(
     # as holding their data, nor as an export still missing.
     # The systems asked, with what each was asked about: the identity map may have
     # changed since (an erasure started meanwhile trims it), the tasks have not.
+    # A system asked by search details alone that failed is not known to hold anything:
+    # the subject is told the search was not completed, not that it holds their data.
+    unsearched = sorted(
+        t.system.value
+        for t in rec.tasks.values()
+        if t.action is TaskAction.export and t.state is TaskState.failed and not t.identifiers
+    )
     held = {
         t.system: set(t.categories)
         for t in rec.tasks.values()
-        if t.action is TaskAction.export and t.state is not TaskState.not_found
+        if t.action is TaskAction.export
+        and t.state is not TaskState.not_found
+        and t.system.value not in unsearched
     }
-    if not held and not ctx.known_subject:
-        notify_subject(rec, out, ctx, "access_response", NOTHING_FOUND)
+    not_searched = (
+        f" We could not complete the search of {', '.join(unsearched)} by the details you "
+        "gave us: contact us to have it tried again. " + REDRESS
+        if unsearched
+        else ""
+    )
+    if not held and not ctx.holds_anything_besides(rec.request_id):
+        told = NOTHING_OTHER if unsearched else NOTHING_FOUND
+        notify_subject(rec, out, ctx, "access_response", told + not_searched)
         return
     rec.manifest = manifest.build_access_manifest(
         rec.request_id,
@@ -767,14 +788,37 @@ def _access_response(
     )
     if withheld := _withheld(ctx):
         out.audit.append(AuditStep("access_withheld", after=withheld, reason=WITHHELD))
+    sent = [e for s, e in exports if s not in review.withheld]
     notify_subject(
         rec,
         out,
         ctx,
         "access_response",
-        "Your copy of the personal data we hold, with how we use it." + _reviewed(review),
+        "Your copy of the personal data we hold, with how we use it."
+        + _fetch_by(rec, ctx, review)
+        + _reviewed(review)
+        + not_searched,
         document=json.dumps(rec.manifest, default=str, sort_keys=True),
-        exports=[e for s, e in exports if s not in review.withheld],
+        exports=sent,
+    )
+
+
+def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
+    """Until when the subject may fetch their copies: the data map's ``access_exports``
+    days from the first one's making (its system's answer), when the systems delete
+    them; "" when none is sent or they are kept until erasure."""
+    days = ctx.datamap.access_exports.period_days
+    made = [
+        t.answered_at
+        for t in rec.tasks.values()
+        if t.export is not None and t.answered_at is not None and t.system not in review.withheld
+    ]
+    if not made or days is None:
+        return ""
+    until = (min(made) + timedelta(days=days)).astimezone(UK).date()
+    return (
+        f" The copies are kept until {until.isoformat()}: please fetch them by then (you "
+        "may ask again after)."
     )
 
 

@@ -446,6 +446,10 @@ class AccessResponseApproved(Command):
     withheld: list[System] = []
     disclosed: list[System] = []
     reason: Annotated[str | None, PERSONAL] = None
+    # Systems whose copy, found by the request's search details (CCTV by day, hours and
+    # place), the DPO found is not of the subject: it is no copy of their data, and the
+    # response says nothing of it (privops.core.search).
+    not_subject: list[System] = []
 
 
 class CommandAnswer(Record):

@@ -298,6 +298,17 @@ class Context:
     # decision pays for it.
     subject_requests: Callable[[], Sequence[RequestRecord]] = _no_requests
 
+    def holds_anything_besides(self, request_id: str) -> bool:
+        """Whether privops holds anything of the subject besides the request
+        ``request_id``: what systems reported (``known_subject``), or the record of
+        another request of theirs (a search for them in footage, a complaint). Someone
+        it holds nothing of is told so, with no key made for them; someone whose
+        earlier request it keeps is told what it keeps (review, session 36: a visitor
+        who asked again was told "nothing" while their earlier request was kept)."""
+        if self.known_subject:
+            return True
+        return any(other.request_id != request_id for other in self.subject_requests())
+
 
 @dataclass(frozen=True)
 class AuditStep:
@@ -365,6 +376,9 @@ def move(rec: RequestRecord, event: LifecycleEvent, out: Outcome, now: datetime)
     rec.history.append(HistoryItem(at=now, event=event.value, state=rec.state))
     if rec.state in TERMINAL_STATES:
         rec.closed_at = now
+        # Search details serve the search (and its re-sends) only: not kept once it is
+        # done, for the years the record is (privops.core.search).
+        rec.search = {}
     out.audit.append(
         AuditStep("request_transitioned", before=before.value, after=rec.state.value, reason=event)
     )

@@ -87,6 +87,11 @@ def ropa_record(datamap: DataMap) -> dict[str, Any]:
             "ground": datamap.request_records.ground,
             "retention": datamap.request_records.describe(),
         },
+        # The systems' copies for access requests (privops.connectors.retention).
+        "access_exports": {
+            "period_days": datamap.access_exports.period_days,
+            "retention": datamap.access_exports.describe(),
+        },
         "security_measures": org.security_measures,
     }
 

@@ -35,6 +35,7 @@ from privops.core.fanout import (
     objection_holdings,
     on_result,
     review_systems,
+    searched,
     send_tasks,
     start_work,
 )
@@ -74,6 +75,7 @@ from privops.core.vocab import (
     RequestType,
     System,
     TaskAction,
+    TaskState,
 )
 
 __all__ = [
@@ -431,7 +433,11 @@ def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """``fanout.start_work``, or for an access request about a subject no system has
     reported and with nothing to search for them by, the answer that nothing is held
     (``_nothing_held``)."""
-    if rec.request_type is RequestType.access and not ctx.known_subject and not rec.search:
+    if (
+        rec.request_type is RequestType.access
+        and not rec.search
+        and not ctx.holds_anything_besides(rec.request_id)
+    ):
         _nothing_held(rec, ctx, out)
         return
     start_work(rec, ctx, out)
@@ -533,7 +539,11 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         _check_search(cmd, ctx.datamap)
     # About a stranger: no free text, which would make them a key (``_nothing_held``);
     # unless there are search details to look for them by, which are kept as it is.
-    stranger = not ctx.known_subject and cmd.request_type is RequestType.access and not cmd.search
+    stranger = (
+        cmd.request_type is RequestType.access
+        and not cmd.search
+        and not ctx.holds_anything_besides(cmd.request_id)
+    )
     rec = RequestRecord(
         request_id=cmd.request_id,
         request_type=cmd.request_type,
@@ -875,11 +885,16 @@ def _response_approved(
     ``cmd.withheld`` left out. The subject is told what was redacted or left out and
     the DPO's reason (Art. 12(4)), so a reason is required when anything was."""
     withheld, disclosed = frozenset(cmd.withheld), frozenset(cmd.disclosed)
+    not_theirs = frozenset(cmd.not_subject)
     for system in withheld | disclosed:
         _reviewed_export(rec, system)
     _awaiting_review(rec)
     if both := withheld & disclosed:
         raise DomainError(f"{_names(both)}: withheld and disclosed both; say one")
+    if both := not_theirs & (withheld | disclosed):
+        raise DomainError(f"{_names(both)}: not the subject's, and withheld or disclosed; say one")
+    for system in not_theirs:
+        _not_the_subjects(rec, system, ctx)
     # A copy the subject's erasure took meanwhile is no redacted copy any more.
     redacted = frozenset(t.system for t in rec.tasks.values() if t.redacted and t.export)
     redacted -= withheld
@@ -907,11 +922,32 @@ def _response_approved(
             after=(
                 f"redacted: {_names(redacted)}; withheld: {_names(withheld)}; "
                 f"disclosed: {_names(disclosed)}"
+                + (f"; not the subject: {_names(not_theirs)}" if not_theirs else "")
             ),
             reason="approved by the DPO",
         )
     )
     finish(rec, ctx, out, Review(redacted=redacted, withheld=withheld, reason=reason))
+
+
+NOT_THE_SUBJECT: Final = "the DPO found that what the search found is not the subject"
+
+
+def _not_the_subjects(rec: RequestRecord, system: System, ctx: Context) -> None:
+    """The copy ``system``'s search found shows no one who is the subject: the task
+    found nothing of theirs, and its copy (of other people) is dropped from the record
+    and the response. Only a copy found by the request's search details: one found by
+    the subject's own identifiers is theirs (redact or withhold it)."""
+    task = _reviewed_export(rec, system)
+    if not (rec.search and system in searched(ctx, rec)) or task.identifiers:
+        raise DomainError(
+            f"{system.value}'s copy holds what the subject's identifiers found, not only what "
+            "the search details did: redact what is not theirs (privops request redact)"
+        )
+    task.state = TaskState.not_found
+    task.export = task.original_export = None
+    task.redacted = False
+    task.outcome_reason = NOT_THE_SUBJECT
 
 
 def _names(systems: frozenset[System]) -> str:

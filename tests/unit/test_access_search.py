@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sqlite3
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,29 +19,35 @@ import pytest
 from privops import contract
 from privops.adapters.avro import latest_schemas
 from privops.connectors.reference import CctvConnector, exported_file, seed_customers, seed_stores
+from privops.connectors.reference.store import store_path
 from privops.core import records as r
-from privops.core import sealing, search
+from privops.core import sealing, search, shredding
 from privops.core import workflow as wf
 from privops.core.clock import UK
-from privops.core.datamap import DataMap
-from privops.core.fanout import NOTHING_FOUND
+from privops.core.datamap import DataMap, parse_datamap
+from privops.core.errors import ConfigError
+from privops.core.fanout import NOTHING_FOUND, NOTHING_OTHER
 from privops.core.personal import personal_paths
 from privops.core.sealing import personal_values_in
 from privops.core.topics import tasks_topic
-from privops.core.vocab import RequestState, RequestType, System
+from privops.core.vocab import RequestState, RequestType, System, TaskState
 from privops.tools.command_sealing import new_key
 from tests.unit.test_workflow import (
     ASKED,
     NOW,
     answer,
     at,
+    command,
     ctx,  # noqa: F401 (fixture)
     dm,  # noqa: F401 (fixture)
     of_type,
+    start,
     submit,
     tasks_out,
     tick,
 )
+
+REAL_MAP = Path(__file__).resolve().parents[2] / "deploy" / "datamap.yaml"
 
 S = RequestState
 DETAILS = {
@@ -310,3 +318,220 @@ def test_the_reference_cctv_finds_nothing_elsewhere(
     else:
         details["location"] = change["location"]
     assert _export(data_dir, details).kind == "not_found"
+
+
+def test_a_place_is_found_by_any_word_of_it(footage: tuple[Path, Any]) -> None:
+    """ "the loading bay at Braintree" finds "CAM-03 loading bay" at "Braintree depot":
+    the whole text, searched as one, found neither (review, session 36)."""
+    data_dir, clip = footage
+    details = _clip_search(clip.captured_at, clip.site)
+    details["location"] = f"the {clip.camera.split(' ', 1)[1]} at our {clip.site.split()[0]} place"
+    answered = _export(data_dir, details)
+    assert answered.kind == "completed"
+
+
+def test_a_strangers_search_copy_is_deleted_by_age(footage: tuple[Path, Any]) -> None:
+    """A copy made for someone the system has no key of is recorded all the same, so
+    deletion by age finds it (an erasure cannot: review, session 36)."""
+    data_dir, clip = footage
+    answered = _export(data_dir, _clip_search(clip.captured_at, clip.site))
+    path = exported_file(data_dir, answered.export.location)
+    assert path is not None
+    assert path.exists()
+    connector = CctvConnector(data_dir)
+    assert connector.export_limit == timedelta(days=120)  # the shipped data map's
+    kept = asyncio.run(connector.purge_expired(datetime.now(UTC) + timedelta(days=119)))
+    assert (kept.exports, path.exists()) == (0, True)
+    gone = asyncio.run(connector.purge_expired(datetime.now(UTC) + timedelta(days=121)))
+    assert (gone.exports, path.exists()) == (1, False)
+    assert gone.total >= 1
+
+
+def test_a_copy_made_before_its_time_was_recorded_is_kept_a_full_period(
+    footage: tuple[Path, Any],
+) -> None:
+    """A store made before 0.36 has no made_at: its copies count from the first
+    deletion by age that sees them, never deleted at once."""
+    data_dir, clip = footage
+    answered = _export(data_dir, _clip_search(clip.captured_at, clip.site))
+    path = exported_file(data_dir, answered.export.location)
+    assert path is not None
+    with closing(sqlite3.connect(store_path(data_dir, System.cctv))) as db, db:
+        db.execute("CREATE TABLE old AS SELECT key, request_id, path FROM _exports")
+        db.execute("DROP TABLE _exports")
+        db.execute(
+            "CREATE TABLE _exports (key TEXT NOT NULL, request_id TEXT NOT NULL, "
+            "path TEXT NOT NULL, PRIMARY KEY (key, request_id))"
+        )
+        db.execute("INSERT INTO _exports SELECT * FROM old")
+        db.execute("DROP TABLE old")
+    connector = CctvConnector(data_dir)
+    later = datetime.now(UTC) + timedelta(days=400)
+    assert asyncio.run(connector.purge_expired(later)).exports == 0
+    assert path.exists()
+    assert asyncio.run(connector.purge_expired(later + timedelta(days=121))).exports == 1
+    assert not path.exists()
+
+
+# --- the DPO's review of what a search found ---------------------------------------------------
+
+
+def _found(stranger: wf.Context) -> wf.RequestRecord:
+    rec = _searching(stranger).record
+    assert rec is not None
+    export = r.ExportReference(
+        location="https://exports.allled.example/dsar/cctv/R-1.json",
+        record_count=3,
+        checksum="sha256:" + "0" * 64,
+    )
+    held = wf.on_result(rec, answer(rec, System.cctv, export=export), stranger).record
+    assert held is not None
+    assert held.state is S.awaiting_review
+    return held
+
+
+def test_the_dpo_says_what_a_search_found_is_not_the_subject(stranger: wf.Context) -> None:
+    rec = _found(stranger)
+    approved = command(r.AccessResponseApproved, not_subject=[System.cctv])
+    outcome = wf.on_command(rec, approved, stranger)
+    assert outcome.rejected is None, outcome.message
+    done = outcome.record
+    assert done is not None
+    assert done.state is S.completed
+    (task,) = done.tasks.values()
+    assert (task.state, task.export, task.original_export) == (TaskState.not_found, None, None)
+    (note,) = of_type(outcome, r.SubjectNotification)
+    # Nothing of theirs was found: they are told so, not that a copy was left out.
+    assert (note.message, note.document, note.exports) == (NOTHING_FOUND, None, [])
+    assert done.search == {}  # the search is done: its details are not kept
+    approval = next(a for a in outcome.audit if a.action == "response_approved")
+    assert "not the subject: cctv" in (approval.after or "")
+
+
+def test_only_a_copy_found_by_search_alone_may_be_said_not_the_subjects(ctx: wf.Context) -> None:  # noqa: F811
+    """A known subject's footage copy holds what their own identifiers found too: the
+    DPO redacts what is not theirs."""
+    rec = _searching(ctx).record
+    assert rec is not None
+    export = r.ExportReference(
+        location="https://exports.allled.example/dsar/cctv/R-1.json",
+        record_count=3,
+        checksum="sha256:" + "0" * 64,
+    )
+    for task in list(rec.tasks.values()):
+        found = export if task.system is System.cctv else None
+        rec = wf.on_result(rec, answer(rec, task.system, export=found), ctx).record or rec
+    assert rec.state is S.awaiting_review
+    outcome = wf.on_command(rec, command(r.AccessResponseApproved, not_subject=[System.cctv]), ctx)
+    assert outcome.rejected is not None
+    assert "redact what is not theirs" in (outcome.message or "")
+
+
+def test_what_a_search_found_is_reviewed_whatever_the_data_map_says(
+    stranger: wf.Context,
+    dm: DataMap,  # noqa: F811
+) -> None:
+    """The data map refuses a searched system without review; a map built around that
+    check still holds the copy (a search finds whoever was there)."""
+    systems = {
+        s: spec.model_copy(update={"review_before_disclosure": False})
+        for s, spec in dm.systems.items()
+    }
+    loose = dataclasses.replace(stranger, datamap=dm.model_copy(update={"systems": systems}))
+    _found(loose)
+
+
+def test_a_searched_system_must_be_reviewed() -> None:
+    text = REAL_MAP.read_text().replace("    review_before_disclosure: true\n", "", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    assert "set review_before_disclosure: true" in str(info.value)
+
+
+def _answered(rec: wf.RequestRecord, context: wf.Context) -> wf.Outcome:
+    """Every task of ``rec`` answered: orders with a copy, the others holding nothing."""
+    export = r.ExportReference(
+        location="https://exports.allled.example/dsar/orders/R-1.json",
+        record_count=2,
+        checksum="sha256:" + "0" * 64,
+    )
+    outcome = wf.Outcome(record=rec)
+    for task in list(rec.tasks.values()):
+        if task.system is System.orders:
+            result = answer(rec, task.system, export=export)
+        else:
+            result = answer(rec, task.system, r.NotFound)
+        outcome = wf.on_result(rec, result, context)
+        rec = outcome.record or rec
+    return outcome
+
+
+def test_the_letter_says_until_when_the_copies_are_kept(ctx: wf.Context) -> None:  # noqa: F811
+    (note,) = of_type(_answered(start(RequestType.access, ctx), ctx), r.SubjectNotification)
+    # 120 days (the shipped data map's access_exports) from the copy's making.
+    assert "The copies are kept until 2025-07-08: please fetch them by then" in note.message
+    forever = ctx.datamap.access_exports.model_copy(update={"period_days": None})
+    keep_all = dataclasses.replace(
+        ctx, datamap=ctx.datamap.model_copy(update={"access_exports": forever})
+    )
+    (note,) = of_type(
+        _answered(start(RequestType.access, keep_all), keep_all), r.SubjectNotification
+    )
+    assert "kept until" not in note.message
+
+
+# --- someone privops knows only by an earlier request -------------------------------------------
+
+
+def test_a_stranger_whose_earlier_request_is_kept_is_told_what_is_kept(
+    stranger: wf.Context,
+) -> None:
+    """A visitor who asked again, without search details, was told "we hold nothing"
+    while the record of their earlier request was kept (review, session 36)."""
+    earlier = _searching(stranger).record
+    assert earlier is not None
+    earlier = earlier.model_copy(update={"request_id": "R-0"})
+    known = dataclasses.replace(stranger, subject_requests=lambda: [earlier])
+    outcome = wf.on_command(None, submit(RequestType.access, reason="asked again"), known)
+    rec = outcome.record
+    assert rec is not None
+    assert rec.reason == "asked again"  # kept: privops holds them already
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.message != wf.NOTHING_HELD
+    assert rec.manifest is not None
+    listed = rec.manifest["privacy_records"]["rights_requests"]["listed"]
+    assert [p["request_id"] for p in listed] == ["R-0"]
+
+
+def test_the_request_itself_does_not_make_a_stranger_known(stranger: wf.Context) -> None:
+    first = wf.on_command(None, submit(RequestType.access, verified=False), stranger).record
+    assert first is not None
+    itself = dataclasses.replace(stranger, subject_requests=lambda: [first])
+    verified = wf.on_command(first, command(r.IdentityVerified, verified_on=NOW.date()), itself)
+    (note,) = of_type(verified, r.SubjectNotification)
+    assert note.message == wf.NOTHING_HELD
+
+
+def test_the_search_details_go_whenever_the_record_loses_its_values(stranger: wf.Context) -> None:
+    """Written with no key to seal under, and scrubbed after an erasure."""
+    rec = _searching(stranger).record
+    assert rec is not None
+    stored = rec.model_dump(mode="json")
+    assert sealing.REQUESTS.without_key(stored)["search"] == {}  # type: ignore[index]
+    closed = rec.model_copy(update={"state": S.completed})
+    assert (shredding.scrubbed(closed) or closed).search == {}
+
+
+def test_a_strangers_failed_search_is_told_as_not_done(stranger: wf.Context) -> None:
+    """Not as footage held of them (review, session 36): the search was not done."""
+    rec = _searching(stranger).record
+    assert rec is not None
+    failed = answer(rec, System.cctv, r.TaskFailed, reason="archive offline", retryable=False)
+    outcome = wf.on_result(rec, failed, stranger)
+    done = outcome.record
+    assert done is not None
+    assert done.state is S.partially_completed
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.message.startswith(NOTHING_OTHER)
+    assert "could not complete the search of cctv" in note.message
+    assert (note.document, note.exports) == (None, [])

@@ -818,6 +818,38 @@ def test_status_renders_the_request() -> None:
         assert text in out.flat
 
 
+def test_search_details_are_refused_before_sealing_where_no_system_is_searched(
+    no_broker: str, env: Callable[..., None], tmp_path: Path
+) -> None:
+    """Sealing them would make a stranger a key the worker then refuses to use."""
+    text = REAL_DATAMAP.read_text()
+    assert text.count("    searched_by_details: true\n") == 1
+    datamap = tmp_path / "datamap.yaml"
+    datamap.write_text(text.replace("    searched_by_details: true\n", ""))
+    env(datamap=str(datamap))
+    out = run("request", "access", "--subject", "V-1", "--search", "date=2026-01-05")
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "no system of the data map is searched by details" in out.flat
+    assert no_broker not in out.flat
+
+
+@pytest.mark.usefixtures("no_broker")
+def test_not_the_subject_and_withheld_both_are_refused() -> None:
+    out = run(
+        "request",
+        "approve",
+        "REQ-1",
+        "--not-subject",
+        "cctv",
+        "--withhold",
+        "cctv",
+        "--reason",
+        "x",
+    )
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "cctv: --not-subject and --withhold or --disclose both; say one" in out.flat
+
+
 @pytest.mark.usefixtures("fake_worker")
 def test_status_shows_what_a_search_looked_for() -> None:
     """The DPO reviewing what a search found sees the subject's words (markup in them

@@ -69,7 +69,8 @@ SURFACE = [
     f"request decide-objection: REQUEST_ID --accept --reason --purpose --actor --json {WAITS}",
     "request redact: REQUEST_ID --system --location --records --sha256 --media-type --actor "
     f"--json {WAITS}",
-    f"request approve: REQUEST_ID --withhold --disclose --reason --actor --json {WAITS}",
+    "request approve: REQUEST_ID --withhold --disclose --reason --not-subject --actor "
+    f"--json {WAITS}",
     "request status: REQUEST_ID --json",
     "request list: --due-within --type --limit --json",
     f"request hold place: --subject --category --reason --actor --json --quiet {WAITS}",

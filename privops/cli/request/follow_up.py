@@ -303,15 +303,29 @@ def approve(
         help="Why a copy was redacted or left out; told to the subject, and required when "
         "one was." + SEALED_HELP,
     ),
+    not_subject: list[str] = typer.Option(
+        [],
+        "--not-subject",
+        help="A system whose copy, found by the request's --search details, shows no one "
+        "who is the subject: it is dropped, and the response says nothing of it; repeat "
+        "for more.",
+    ),
 ) -> None:
     """Approve an access response held for review: it goes to the subject, with the
     redacted copies `redact` recorded, without the --withhold ones, and the --disclose ones
-    as their systems made them. Each copy held for review must be one of the three."""
+    as their systems made them; a copy a search found that is not the subject is
+    --not-subject. Each copy held for review must be one of these."""
     rid = check_id(request_id)
     left_out = sorted({parse_choice(System, s, "--withhold") for s in withhold})
     as_made = sorted({parse_choice(System, s, "--disclose") for s in disclose})
+    not_theirs = sorted({parse_choice(System, s, "--not-subject") for s in not_subject})
     if both := set(left_out) & set(as_made):
         fail(f"{', '.join(sorted(s.value for s in both))}: --withhold and --disclose both; say one")
+    if both := set(not_theirs) & (set(left_out) | set(as_made)):
+        fail(
+            f"{', '.join(sorted(s.value for s in both))}: --not-subject and --withhold or "
+            "--disclose both; say one"
+        )
     if left_out and reason is None:
         fail("--withhold needs --reason: the subject is told why their copy leaves it out")
     text = required_reason(reason) if reason is not None else None
@@ -319,7 +333,14 @@ def approve(
         f" without the copy from {', '.join(s.value for s in left_out)}" if left_out else ""
     )
     _send(
-        AccessResponseApproved, rid, done, common, withheld=left_out, disclosed=as_made, reason=text
+        AccessResponseApproved,
+        rid,
+        done,
+        common,
+        withheld=left_out,
+        disclosed=as_made,
+        reason=text,
+        not_subject=not_theirs,
     )
 
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from privops.connectors.base import Answer, Connector, TransientError
 from privops.connectors.holds import stopped
 from privops.connectors.reference.exports import export_place
 from privops.connectors.reference.store import PurgeReport, open_store
-from privops.connectors.retention import AgeLimit, age_limits
+from privops.connectors.retention import AgeLimit, age_limits, export_limit
 from privops.core.datamap import DataMap
 from privops.core.records import (
     Erase,
@@ -78,6 +78,12 @@ class ReferenceConnector(Connector):
         """The periods from collection the data map (the default map unless given) sets
         for this system's categories: what ``purge_expired`` deletes after."""
         return age_limits(self._datamap or load_datamap(), self.system)
+
+    @cached_property
+    def export_limit(self) -> timedelta | None:
+        """How long the copies made for access requests are kept (the data map's
+        ``access_exports``): what ``purge_expired`` deletes them after."""
+        return export_limit(self._datamap or load_datamap())
 
     async def handle(self, task: Task) -> Answer:
         if self.knobs.silent:
@@ -176,7 +182,9 @@ class ReferenceConnector(Connector):
         """Delete what is past its period now (``ReferenceStore.purge_expired``). Call it
         only once the holds are read (``ConnectorRunner.holds_ready``)."""
         when = now or datetime.now(UTC)
-        return await asyncio.to_thread(self.store.purge_expired, when, self.age_limits)
+        return await asyncio.to_thread(
+            self.store.purge_expired, when, self.age_limits, self.export_limit
+        )
 
     async def purge_periodically(
         self,
@@ -202,7 +210,9 @@ class ReferenceConnector(Connector):
                 await stopped(stop, every)
                 continue
             if report.total:
-                counts = ", ".join(f"{t} {n}" for t, n in sorted(report.deleted.items()) if n)
+                done = [f"{t} {n}" for t, n in sorted(report.deleted.items()) if n]
+                done += [f"access copies {report.exports}"] if report.exports else []
+                counts = ", ".join(done)
                 log.info("%s: deleted by age %s", self.system, counts or "statements only")
             if report.undated != undated:
                 undated = report.undated

@@ -48,11 +48,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -92,9 +93,20 @@ _STATEMENTS_DDL = (
 
 _EXPORTS_DDL = (
     "CREATE TABLE IF NOT EXISTS _exports"
-    " (key TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,"
+    " (key TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL, made_at TEXT,"
     " PRIMARY KEY (key, request_id))"
 )
+SEARCHED_KEY: Final = "search:"
+"""The ``_exports`` key of a copy a search made for someone the system has no key of
+(``search:<request id>``): no erasure finds it, deletion by age does."""
+
+
+def _exports_table(db: sqlite3.Connection) -> None:
+    """``_exports``, with the ``made_at`` column a store made before 0.36 lacks."""
+    db.execute(_EXPORTS_DDL)
+    if "made_at" not in {row[1] for row in db.execute("PRAGMA table_info(_exports)")}:
+        db.execute("ALTER TABLE _exports ADD COLUMN made_at TEXT")
+
 
 _HOLDS_DDL = (
     "CREATE TABLE IF NOT EXISTS _legal_holds"
@@ -121,10 +133,12 @@ class PurgeReport:
     deleted: dict[str, int] = field(default_factory=dict)
     statements: int = 0
     undated: dict[str, int] = field(default_factory=dict)
+    # Copies made for access requests, past the data map's ``access_exports`` days.
+    exports: int = 0
 
     @property
     def total(self) -> int:
-        return sum(self.deleted.values()) + self.statements
+        return sum(self.deleted.values()) + self.statements + self.exports
 
 
 Previous = Mapping[str, Sequence[str]] | None
@@ -421,7 +435,7 @@ class ReferenceStore:
     def _delete_exports(self, db: sqlite3.Connection, keys: Sequence[str]) -> int:
         """Delete the subject's export files (every one, whatever the erase keeps: what
         retention keeps is the rows, not a copy made for the subject). Files deleted."""
-        db.execute(_EXPORTS_DDL)
+        _exports_table(db)
         where = f"key IN ({', '.join('?' * len(keys))})"
         sql = f"SELECT DISTINCT path FROM _exports WHERE {where}"  # noqa: S608
         paths = [Path(row[0]) for row in db.execute(sql, keys)]
@@ -679,18 +693,26 @@ class ReferenceStore:
             sql = "SELECT * FROM _legal_holds ORDER BY subject_id, key, category"
             return [dict(row) for row in db.execute(sql)]
 
-    def purge_expired(self, now: datetime, limits: Mapping[Category, AgeLimit]) -> PurgeReport:
+    def purge_expired(
+        self,
+        now: datetime,
+        limits: Mapping[Category, AgeLimit],
+        exports_kept: timedelta | None = None,
+    ) -> PurgeReport:
         """Delete the rows past their category's period at ``now`` (``limits``: the data
         map's periods from collection, ``retention.age_limits``), but those a legal hold,
         the system's own hold or a restriction keeps. A category without a limit, and a
         table without a collection column, are left alone; a row whose collection time
-        is missing or not a time SQLite reads is kept, and counted. One transaction,
-        the held subjects' keys found again first (``_find_held_again``)."""
+        is missing or not a time SQLite reads is kept, and counted. And the copies made
+        for access requests longer than ``exports_kept`` ago (``retention.export_limit``;
+        None: kept). One transaction, the held subjects' keys found again first
+        (``_find_held_again``)."""
         deleted: dict[str, int] = {}
         undated: dict[str, int] = {}
         with self._db() as db:
             _begin(db)
             db.execute(_STATEMENTS_DDL)
+            exports = 0 if exports_kept is None else _expired_exports(db, now, exports_kept)
             self._find_held_again(db)
             for table in self.spec.tables:
                 limit = limits.get(table.category)
@@ -712,7 +734,7 @@ class ReferenceStore:
                     undated[table.name] = count
             purged = {t.category for t in self.spec.tables if deleted.get(t.name)}
             statements = sum(self._orphaned_statements(db, c) for c in purged)
-        return PurgeReport(deleted, statements, undated)
+        return PurgeReport(deleted, statements, undated, exports)
 
     def _kept_by_age(
         self, table: TableSpec, limit: AgeLimit, now: datetime
@@ -751,6 +773,7 @@ class ReferenceStore:
         out those already the subject's by ``keys`` (exported in full with the rest)."""
         window = search.window(details)
         place = details.get(SearchDetail.location)
+        patterns = _place_patterns(place) if place is not None else []
         own = self._rows_of(db, keys)
         found: dict[str, dict[str, Any]] = {}
         for table in self.spec.tables:
@@ -758,12 +781,11 @@ class ReferenceStore:
             if searched is None:
                 continue
             params: list[str] = [window.since.isoformat(), window.until.isoformat()]
-            if place is not None:
-                params += [_like(place)] * len(searched.places)
+            params += [p for p in patterns for _ in searched.places]
             mine = {tuple(row[c] for c in searched.shown) for row in own.get(table.name, [])}
             rows = [
                 dict(row)
-                for row in db.execute(_search_sql(table, searched, place), params)
+                for row in db.execute(_search_sql(table, searched, len(patterns)), params)
                 if tuple(row) not in mine
             ]
             found[table.name] = {"category": table.category.value, "rows": rows}
@@ -788,10 +810,15 @@ class ReferenceStore:
                 return None
             tables = self._rows_of(db, keys)
             statements = _statements_of(db, keys)
-            db.execute(_EXPORTS_DDL)
+            _exports_table(db)
+            made_at = datetime.now(UTC)
             db.executemany(
-                "INSERT OR REPLACE INTO _exports VALUES (?, ?, ?)",
-                [(key, request_id, str(target.resolve())) for key in keys],
+                "INSERT OR REPLACE INTO _exports (key, request_id, path, made_at)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (key, request_id, str(target.resolve()), made_at.isoformat())
+                    for key in keys or [SEARCHED_KEY + request_id]
+                ],
             )
         by_table = {
             t.name: {"category": t.category.value, "rows": tables.get(t.name, [])}
@@ -803,7 +830,7 @@ class ReferenceStore:
             "controller": "ALL LED Limited",
             "system": self.spec.system.value,
             "request_id": request_id,
-            "generated_at": datetime.now(UTC).isoformat(),
+            "generated_at": made_at.isoformat(),
             "record_count": count,
             "tables": by_table,
             # Art. 16 completion: what the subject added to their data is theirs too.
@@ -828,19 +855,51 @@ class ReferenceStore:
         )
 
 
-def _search_sql(table: TableSpec, searched: SearchSpec, place: str | None) -> str:
-    """The rows of ``table`` in a time window (two UTC instants) and, with ``place``,
-    mentioning it in one of the place columns (a LIKE pattern, escaped)."""
+def _expired_exports(db: sqlite3.Connection, now: datetime, kept: timedelta) -> int:
+    """Delete the export files made more than ``kept`` before ``now``, and their rows; a
+    copy of unknown age (made before 0.36) is dated ``now``, so it is kept the full
+    period from then. Files deleted."""
+    _exports_table(db)
+    db.execute("UPDATE _exports SET made_at = ? WHERE made_at IS NULL", (now.isoformat(),))
+    cutoff = (now - kept).isoformat()
+    sql = "SELECT DISTINCT path FROM _exports WHERE julianday(made_at) < julianday(?)"
+    paths = [row[0] for row in db.execute(sql, (cutoff,))]
+    deleted = 0
+    for path in paths:
+        file = Path(path)
+        if file.exists():
+            file.unlink()
+            deleted += 1
+    db.executemany("DELETE FROM _exports WHERE path = ?", [(p,) for p in paths])
+    return deleted
+
+
+def _search_sql(table: TableSpec, searched: SearchSpec, patterns: int) -> str:
+    """The rows of ``table`` in a time window (two UTC instants) and, with ``patterns``
+    LIKE patterns (escaped), any of them in any of the place columns."""
     columns = ", ".join(searched.shown)
     sql = (
         f"SELECT {columns} FROM {table.name} WHERE julianday({searched.at}) >= julianday(?)"  # noqa: S608
         f" AND julianday({searched.at}) < julianday(?)"
     )
-    if place is not None:
-        sql += (
-            " AND (" + " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in searched.places) + ")"
-        )
+    if patterns:
+        tests = [f"lower({c}) LIKE ? ESCAPE '\\'" for _ in range(patterns) for c in searched.places]
+        sql += " AND (" + " OR ".join(tests) + ")"
     return sql + f" ORDER BY {searched.at}"
+
+
+_PLACE_WORD = re.compile(r"[^\W_]{3,}")
+_NOT_PLACES: Final = frozenset({"the", "and", "near", "by", "our", "your", "shop", "store"})
+
+
+def _place_patterns(place: str) -> list[str]:
+    """LIKE patterns for a place as a subject says it: each word of it that names
+    something ("loading bay at Braintree depot": loading, bay, braintree, depot), any of
+    which finds a camera or site; the whole text when it has no such word. A search is
+    already held to its day and hours, and the DPO checks what it found, so a wide net
+    is the lesser harm: a narrow one answers "nothing" while the footage is there."""
+    words = [w for w in _PLACE_WORD.findall(place.lower()) if w not in _NOT_PLACES]
+    return [_like(w) for w in dict.fromkeys(words)] or [_like(place)]
 
 
 def _like(text: str) -> str:
