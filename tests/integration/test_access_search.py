@@ -19,8 +19,9 @@ from privops.connectors.encryption import decrypt_record
 from privops.connectors.reference import exported_file, seed_customers
 from privops.core import records as r
 from privops.core.clock import UK
+from privops.core.fanout import NOTHING_FOUND
 from privops.core.fieldcrypt import is_encrypted
-from privops.core.topics import COMMANDS, tasks_topic
+from privops.core.topics import AUDIT, COMMANDS, NOTIFICATIONS, tasks_topic
 from privops.core.vocab import System
 from tests.conftest import port, start_worker
 from tests.integration.helpers import http_json, key_service, read_topic, wait_for
@@ -104,6 +105,35 @@ def test_a_visitor_no_system_reported_is_found_in_the_footage(
         document = json.loads(path.read_text())
         found = [row["clip_id"] for row in document["found_by_search"]["clips"]["rows"]]
         assert clip.clip_id in found
+
+        # The DPO finds no one in it is the subject: the copy is dropped, and they are
+        # told we searched and hold nothing; the details are not kept past the request.
+        cli("request", "approve", request_id, "--not-subject", "cctv", env=worker.env)
+        body = http_json(f"{worker.url}/requests/{request_id}")[1]
+        assert body["state"] == "completed"
+        assert (body["search"], body["tasks"][0]["state"], body["tasks"][0]["export"]) == (
+            {},
+            "not_found",
+            None,
+        )
+        told = [
+            c.value
+            for c in read_topic(local_runtime, NOTIFICATIONS)
+            if isinstance(c.value, r.SubjectNotification) and c.value.request_id == request_id
+        ]
+        assert [n.message for n in told] == [NOTHING_FOUND]
+        # What the visitor said of themselves is in no log line and no audit record.
+        audit = json.dumps(
+            [
+                c.value.model_dump(mode="json")
+                for c in read_topic(local_runtime, AUDIT)
+                if isinstance(c.value, r.AuditEvent) and c.value.request_id == request_id
+            ]
+        )
+        assert "searched by date, times, location, appearance" in audit
+        logs = worker.log.read_text() + audit
+        for value in (details["location"], details["appearance"], details["times"]):
+            assert value not in logs
     finally:
         stop(connectors)
         worker.stop()
