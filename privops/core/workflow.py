@@ -416,6 +416,13 @@ system gave: the DPO answers it by letter, or logs an access request to record t
 hold nothing."""
 
 NOTHING_HELD: Final = "We checked our systems and hold no personal data about you."
+SEARCH_OFFER: Final = (
+    " If you were at our premises, our camera footage may show you: tell us the day, the "
+    "hours and the place, and what you looked like, and we will search it."
+)
+"""Told with ``NOTHING_HELD`` where a system is searched by such details (CCTV): footage
+is filed by camera and time, so "nothing under your name" is not the whole answer (ICO
+guidance on video surveillance; review, session 36)."""
 NOTHING_HELD_NOTE: Final = (
     "no system has reported this subject: answered that we hold no personal data about "
     "them (if they are a customer, check the subject id; to have footage searched for "
@@ -457,7 +464,9 @@ def _nothing_held(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     since goes here): it is sealed under the subject's key, and the flush would make one
     for the stranger (review, session 27)."""
     move(rec, E.answered, out, ctx.now)
-    notify_subject(rec, out, ctx, "access_response", NOTHING_HELD)
+    searchable = any(spec.searched_by_details for spec in ctx.datamap.systems.values())
+    told = NOTHING_HELD + (SEARCH_OFFER if searchable else "")
+    notify_subject(rec, out, ctx, "access_response", told)
     dropped = out.message == NOTE_NOT_KEPT or rec.reason is not None
     rec.reason = rec.extension_reason = None
     out.message = f"{NOTHING_HELD_NOTE}; {NOTE_NOT_KEPT}" if dropped else NOTHING_HELD_NOTE

@@ -497,7 +497,7 @@ def test_a_stranger_whose_earlier_request_is_kept_is_told_what_is_kept(
     assert rec is not None
     assert rec.reason == "asked again"  # kept: privops holds them already
     (note,) = of_type(outcome, r.SubjectNotification)
-    assert note.message != wf.NOTHING_HELD
+    assert not note.message.startswith(wf.NOTHING_HELD)
     assert rec.manifest is not None
     listed = rec.manifest["privacy_records"]["rights_requests"]["listed"]
     assert [p["request_id"] for p in listed] == ["R-0"]
@@ -509,7 +509,7 @@ def test_the_request_itself_does_not_make_a_stranger_known(stranger: wf.Context)
     itself = dataclasses.replace(stranger, subject_requests=lambda: [first])
     verified = wf.on_command(first, command(r.IdentityVerified, verified_on=NOW.date()), itself)
     (note,) = of_type(verified, r.SubjectNotification)
-    assert note.message == wf.NOTHING_HELD
+    assert note.message == wf.NOTHING_HELD + wf.SEARCH_OFFER
 
 
 def test_the_search_details_go_whenever_the_record_loses_its_values(stranger: wf.Context) -> None:
@@ -535,3 +535,15 @@ def test_a_strangers_failed_search_is_told_as_not_done(stranger: wf.Context) -> 
     assert note.message.startswith(NOTHING_OTHER)
     assert "could not complete the search of cctv" in note.message
     assert (note.document, note.exports) == (None, [])
+
+
+def test_nothing_held_offers_a_search_only_where_a_system_is_searched(
+    stranger: wf.Context,
+    dm: DataMap,  # noqa: F811
+) -> None:
+    systems = {
+        s: spec.model_copy(update={"searched_by_details": False}) for s, spec in dm.systems.items()
+    }
+    plain = dataclasses.replace(stranger, datamap=dm.model_copy(update={"systems": systems}))
+    (note,) = of_type(wf.on_command(None, submit(RequestType.access), plain), r.SubjectNotification)
+    assert note.message == wf.NOTHING_HELD

@@ -46,7 +46,9 @@ def _nothing_held_answer(outcome: wf.Outcome) -> None:
     assert tasks_out(outcome) == []
     assert {o.topic for o in outcome.out} == {NOTIFICATIONS}
     (note,) = of_type(outcome, r.SubjectNotification)
-    assert (note.kind, note.message) == ("access_response", wf.NOTHING_HELD)
+    # The shipped data map's CCTV is searched by day, hours and place: the subject is
+    # told what to give for it.
+    assert (note.kind, note.message) == ("access_response", wf.NOTHING_HELD + wf.SEARCH_OFFER)
     assert (note.document, note.exports) == (None, [])
     paths = personal_paths(latest_schemas(contract.schema_dir())[note.fullname()].schema)
     assert not personal_values_in(note.model_dump(mode="python"), paths)
