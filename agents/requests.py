@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeVar, cast
@@ -181,18 +182,26 @@ def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
 async def workflow(chunks: StreamT[list[Message]]) -> None:
     global _trusted
     async for chunk in chunks:
-        # The signers file as of the chunk: a key created or revoked is in force from
-        # the next chunk (a fetch's worth of commands, decided within a slice or two).
-        # Its two stats each release the GIL, and the consumer thread took it for up to
-        # its switch interval: 0.4-0.8 ms of the event loop per command when looked at
-        # per command (py-spy, session 36), for 11 µs of work.
-        _trusted = collaborators().signers.refresh()
+        _trusted = None  # looked at again by the chunk's first command
         await pipeline.work(chunk, on_message, inlet)
 
 
 _trusted: Signers | None = None
-"""The signers the current chunk's commands are checked against (``workflow``); None
-outside the agent's loop (agent tests calling ``on_command``): looked at then."""
+_trusted_at = 0.0
+SIGNERS_EVERY_SECONDS = 0.05
+"""How often the signers file is looked at while commands are decided: at each chunk's
+first command and then every 50 ms, so a key created or revoked is in force within
+that. Its two stats each release the GIL, and the consumer thread took it for up to
+its switch interval: 0.4-0.8 ms of the event loop per command when looked at per
+command (py-spy, session 36), for 11 µs of work."""
+
+
+def _signers() -> Signers:
+    global _trusted, _trusted_at
+    now = time.monotonic()
+    if _trusted is None or now - _trusted_at >= SIGNERS_EVERY_SECONDS:
+        _trusted, _trusted_at = collaborators().signers.refresh(), now
+    return _trusted
 
 
 pipeline.feed(inlet, workflow)
@@ -239,7 +248,7 @@ async def on_command(cmd: r.Command, key: str) -> None:
     signing key's owner."""
     # Read when the chunk began (re-read only when it changed); never in a thread, where
     # a hop per command queued every command behind the executor.
-    trusted = _trusted if _trusted is not None else collaborators().signers.refresh()
+    trusted = _signers()
     bare = bare_context()  # for the checks before anything is opened (no long wait)
     refused = wf.authenticate(cmd, trusted, bare, collaborators().deployment)
     if refused is not None and not _answered_unbound(cmd, refused):

@@ -218,9 +218,9 @@ class SignersWatch:
     """The signers file as the worker trusts it, re-read whenever the file changes.
 
     `refresh()` looks at the file's and its directory's identity (inode, size, mtime,
-    owner, mode) on every call, which costs two stats; the workflow agent calls it once a
-    chunk of commands, so a key created or revoked is in force from the next chunk, and
-    so is a `chmod`. An unreadable, invalid or
+    owner, mode) on every call, which costs two stats; the workflow agent calls it at each
+    chunk's first command and then every 50 ms, so a key created or revoked is in force
+    within that, and so is a `chmod`. An unreadable, invalid or
     unsafe (``unsafe_signers``) file trusts no file key at all (fail closed: a
     revocation must never be missed, nor a key slipped in), and says so in the log once
     per change. `builtin` keys (the worker's own) are trusted whatever the file says.

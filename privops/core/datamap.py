@@ -73,9 +73,10 @@ brought for six years (Limitation Act 1980 s.5)."""
 MIN_REQUEST_RECORD_DAYS: Final = 90
 """The DPO answers a complaint about a request from its record, and the ICO expects a
 complaint within three months of the last contact about it."""
-MIN_EXPORT_DAYS: Final = 14
-"""The shortest an access copy is kept: the subject needs time to fetch it after the
-response reaches them by post or email."""
+MIN_EXPORT_DAYS: Final = 120
+"""The shortest an access copy is kept from its making: a response may go out three
+months after the request (a month, and two more when extended) and the subject needs
+four weeks to fetch it."""
 DEFAULT_REQUEST_RECORD_GROUND: Final = (
     "legal_obligation / legal_claims: accountability for how each rights request was "
     "handled (Art. 5(2)); claims can be brought for 6 years (Limitation Act 1980 s.5)"
@@ -323,7 +324,7 @@ class AccessExports(_Model):
     def describe(self) -> str:
         if self.period_days is None:
             return "until the subject's erasure"
-        return f"{self.period_days} days after it is made, then deleted by the system"
+        return f"{self.period_days} days after each is made, then deleted by its system"
 
 
 class RequestRecords(_Model):
@@ -424,6 +425,18 @@ class DataMap(_Model):
     purposes: dict[NonEmptyStr, PurposeSpec]
     request_records: RequestRecords = RequestRecords()
     access_exports: AccessExports = AccessExports()
+
+    @model_validator(mode="after")
+    def _searched_copies_expire(self) -> DataMap:
+        """A copy a search made for someone no system knows is filed under no one, so no
+        erasure finds it; only its period ends it (review, session 36)."""
+        searched = [s.value for s, spec in self.systems.items() if spec.searched_by_details]
+        if searched and self.access_exports.period_days is None:
+            raise ValueError(
+                f"access_exports.period_days: {', '.join(searched)} searched_by_details "
+                "makes copies no erasure finds; say how many days they are kept"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -803,19 +803,32 @@ def _access_response(
     )
 
 
+FETCH_DAYS: Final = timedelta(days=14)
+"""The least time a subject is given to fetch a copy before the letter warns it goes."""
+
+
 def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
-    """Until when the subject may fetch their copies: the data map's ``access_exports``
-    days from the first one's making (its system's answer), when the systems delete
-    them; "" when none is sent or they are kept until erasure."""
+    """Until when the subject may fetch their copies: the systems delete each the data
+    map's ``access_exports`` days after making it, which is after its task was first
+    sent (a system's answer, re-sent from its ledger, may be dated later than the copy).
+    So the day before the earliest first send plus those days: every copy is kept
+    through the whole of it. "" when none is sent or they are kept until erasure."""
     days = ctx.datamap.access_exports.period_days
-    made = [
-        t.answered_at
+    asked = [
+        t.first_sent_at
         for t in rec.tasks.values()
-        if t.export is not None and t.answered_at is not None and t.system not in review.withheld
+        if t.export is not None and t.first_sent_at is not None and t.system not in review.withheld
     ]
-    if not made or days is None:
+    if not asked or days is None:
         return ""
-    until = (min(made) + timedelta(days=days)).astimezone(UK).date()
+    until = (min(asked) + timedelta(days=days)).astimezone(UK).date() - timedelta(days=1)
+    if until < ctx.today + FETCH_DAYS:
+        # A response long delayed (a review, a pause, a late answer): say so, and how to
+        # get a copy that is gone (review, session 36).
+        return (
+            f" Some copies are kept only until {until.isoformat()}: fetch them at once; if "
+            "one is gone, ask us and we will make it again."
+        )
     return (
         f" The copies are kept until {until.isoformat()}: please fetch them by then (you "
         "may ask again after)."

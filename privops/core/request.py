@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from privops.core import erasure
 from privops.core import records as r
@@ -172,6 +172,10 @@ MAX_REMEMBERED_ANSWERS: Final = 32
 MAX_ANSWER_MESSAGE: Final = 300
 
 
+def _empty(value: dict[str, str]) -> bool:
+    return not value
+
+
 class RequestRecord(_Model):
     request_id: str
     request_type: RequestType
@@ -198,8 +202,9 @@ class RequestRecord(_Model):
     acknowledged_on: date | None = None
     rectification: dict[str, str] = {}
     # An access request's search details (privops.core.search), for the systems searched
-    # by them; sealed as the rectification's values are.
-    search: dict[str, str] = {}
+    # by them; sealed as the rectification's values are. Not written when empty, so a
+    # record without them reads in a release of before 0.36 (a rollback).
+    search: dict[str, str] = Field(default_factory=dict, exclude_if=_empty)
     objection_scope: ObjectionScope | None = None
     # A legitimate-interest objection the DPO upheld: the purposes processing stops for.
     objected_purposes: list[str] = []

@@ -34,7 +34,11 @@ MAX_DETAIL_CHARS: Final = 300
 each searched system's task."""
 TEXT_DETAILS: Final = (SearchDetail.location, SearchDetail.appearance)
 _TIMES = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-EXAMPLE: Final = "date=2026-11-20 times=14:00-15:30 location='trade counter' appearance='red coat'"
+EXAMPLE: Final = (
+    "--search date=2026-11-20 --search times=14:00-15:30 --search location='trade counter' "
+    "--search appearance='red coat'"
+)
+"""As the DPO gives them (``privops request access``): one detail a ``--search``."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,8 @@ def problem(details: Mapping[str, str], received_on: date) -> str | None:
     if day > received_on:
         return f"the search date is after the request was received ({received_on})"
     times = details.get(SearchDetail.times)
-    if times is not None:
-        found = _TIMES.match(times.strip())
-        if found is None:
-            return "the search times are not HH:MM-HH:MM (UK time, 24-hour), e.g. 14:00-15:30"
-        if found.group(1, 2) >= found.group(3, 4):
-            return "the search times end before they start: give them as HH:MM-HH:MM"
+    if times is not None and (found := _times_problem(times, day, details)):
+        return found
     for name in TEXT_DETAILS:
         text = details.get(name)
         if text is None:
@@ -81,6 +81,24 @@ def problem(details: Mapping[str, str], received_on: date) -> str | None:
             return f"the search {name} is empty: give it, or leave it out"
         if len(text) > MAX_DETAIL_CHARS:
             return f"the search {name} is {len(text)} characters: at most {MAX_DETAIL_CHARS}"
+    return None
+
+
+def _times_problem(times: str, day: date, details: Mapping[str, str]) -> str | None:
+    found = _TIMES.match(times.strip())
+    if found is None:
+        return "the search times are not HH:MM-HH:MM (UK time, 24-hour), e.g. 14:00-15:30"
+    if found.group(1, 2) >= found.group(3, 4):
+        return (
+            "the search times end before they start: give them as HH:MM-HH:MM within the "
+            "day (a visit across midnight is two searches, one each day)"
+        )
+    span = window(details)
+    if span.since >= span.until:
+        return (
+            f"the search times cover no time on {day}: the clocks went forward then; "
+            "give the hours as the clock showed them after the change"
+        )
     return None
 
 
@@ -95,10 +113,22 @@ def window(details: Mapping[str, str]) -> Window:
             datetime.combine(day + timedelta(days=1), time(), UK),
         )
     else:
+        # On the day the clocks go back an hour is lived twice: from its first time to
+        # its second, so a search of 01:00-01:30 covers both; on the day they go forward,
+        # widest too (01:30-03:00 covers 01:00-02:00 UTC), and a span inside the hour
+        # that never was covers nothing (``problem`` refuses it).
         start, _, end = times.strip().partition("-")
-        since = datetime.combine(day, time.fromisoformat(start), UK)
-        until = datetime.combine(day, time.fromisoformat(end), UK)
+        since = min(_instants(day, start))
+        until = max(_instants(day, end))
+        return Window(since, until)
     return Window(since.astimezone(UTC), until.astimezone(UTC))
+
+
+def _instants(day: date, clock: str) -> tuple[datetime, datetime]:
+    """The UTC instants ``clock`` on ``day`` may name in UK time: two when the clocks go
+    back (the hour lived twice), or a gap's two readings when they go forward."""
+    local = datetime.combine(day, time.fromisoformat(clock), UK)
+    return (local.replace(fold=0).astimezone(UTC), local.replace(fold=1).astimezone(UTC))
 
 
 def shown(details: Mapping[str, str]) -> str:

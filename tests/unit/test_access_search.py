@@ -222,6 +222,10 @@ def test_bad_search_details_are_refused_without_repeating_them(
         ({"date": "2025-07-01"}, "2025-06-30T23:00", "2025-07-01T23:00"),
         # The day the clocks go back is 25 hours long.
         ({"date": "2025-10-26"}, "2025-10-25T23:00", "2025-10-27T00:00"),
+        # ... and an hour of it is lived twice: both times are searched.
+        ({"date": "2025-10-26", "times": "01:15-01:45"}, "2025-10-26T00:15", "2025-10-26T01:45"),
+        # The day they go forward: the widest reading of an hour that never was.
+        ({"date": "2025-03-30", "times": "01:30-03:00"}, "2025-03-30T00:30", "2025-03-30T02:00"),
     ],
 )
 def test_the_search_window_is_uk_time(details: dict[str, str], since: str, until: str) -> None:
@@ -230,6 +234,27 @@ def test_the_search_window_is_uk_time(details: dict[str, str], since: str, until
     assert window.until == datetime.fromisoformat(until).replace(tzinfo=UTC)
     assert window.holds(window.since)
     assert not window.holds(window.until)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"date": "2025-03-10"},  # the day the request was received: "I was in today"
+        {"date": "2025-03-01", "location": "x" * 300},
+        {"date": "2025-03-01", "times": "00:00-23:59"},
+    ],
+)
+def test_search_details_at_the_limits_are_taken(ctx: wf.Context, details: dict[str, str]) -> None:  # noqa: F811
+    assert search.problem(details, date(2025, 3, 10)) is None
+    outcome = wf.on_command(None, submit(RequestType.access, search=details), ctx)
+    assert outcome.rejected is None, outcome.message
+
+
+def test_a_request_without_search_details_is_stored_as_before(ctx: wf.Context) -> None:  # noqa: F811
+    """A record without them reads in a release of before 0.36 (a rollback): no key."""
+    rec = start(RequestType.erasure, ctx)
+    assert "search" not in rec.model_dump(mode="json")
+    assert "search" in _searching(ctx).record.model_dump(mode="json")  # type: ignore[union-attr]
 
 
 def test_a_search_may_make_a_stranger_a_key() -> None:
@@ -330,6 +355,23 @@ def test_a_place_is_found_by_any_word_of_it(footage: tuple[Path, Any]) -> None:
     assert answered.kind == "completed"
 
 
+def test_the_subjects_own_clips_are_not_repeated_as_found_by_search(
+    footage: tuple[Path, Any],
+) -> None:
+    data_dir, clip = footage
+    owner = next(c for c in seed_customers(24, anchor=date(2026, 3, 2)) if clip in c.clips)
+    answered = _export(
+        data_dir, _clip_search(clip.captured_at, clip.site), owner.identifiers(System.cctv)
+    )
+    path = exported_file(data_dir, answered.export.location)
+    assert path is not None
+    document = json.loads(path.read_text())
+    own = [row["clip_id"] for row in document["tables"]["clips"]["rows"]]
+    found = document["found_by_search"].get("clips", {"rows": []})["rows"]
+    assert clip.clip_id in own
+    assert clip.clip_id not in [row["clip_id"] for row in found]
+
+
 def test_a_strangers_search_copy_is_deleted_by_age(footage: tuple[Path, Any]) -> None:
     """A copy made for someone the system has no key of is recorded all the same, so
     deletion by age finds it (an erasure cannot: review, session 36)."""
@@ -357,14 +399,9 @@ def test_a_copy_made_before_its_time_was_recorded_is_kept_a_full_period(
     path = exported_file(data_dir, answered.export.location)
     assert path is not None
     with closing(sqlite3.connect(store_path(data_dir, System.cctv))) as db, db:
-        db.execute("CREATE TABLE old AS SELECT key, request_id, path FROM _exports")
-        db.execute("DROP TABLE _exports")
-        db.execute(
-            "CREATE TABLE _exports (key TEXT NOT NULL, request_id TEXT NOT NULL, "
-            "path TEXT NOT NULL, PRIMARY KEY (key, request_id))"
-        )
-        db.execute("INSERT INTO _exports SELECT * FROM old")
-        db.execute("DROP TABLE old")
+        db.execute("DROP TABLE _export_times")
+        # and a 0.35 connector's insert still works on a 0.36 store (a rollback)
+        db.execute("INSERT OR REPLACE INTO _exports VALUES ('k', 'R-8', '/nowhere')")
     connector = CctvConnector(data_dir)
     later = datetime.now(UTC) + timedelta(days=400)
     assert asyncio.run(connector.purge_expired(later)).exports == 0
@@ -441,6 +478,19 @@ def test_what_a_search_found_is_reviewed_whatever_the_data_map_says(
     _found(loose)
 
 
+def test_a_searched_system_needs_its_copies_to_expire() -> None:
+    text = REAL_MAP.read_text()
+    start_at = text.index("access_exports:")
+    end_at = text.index("\n\n", start_at)
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text[:start_at] + text[end_at + 2 :])
+    assert "access_exports.period_days: cctv searched_by_details" in str(info.value)
+    short = text.replace("  period_days: 120", "  period_days: 30", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(short)
+    assert "access_exports.period_days" in str(info.value)
+
+
 def test_a_searched_system_must_be_reviewed() -> None:
     text = REAL_MAP.read_text().replace("    review_before_disclosure: true\n", "", 1)
     with pytest.raises(ConfigError) as info:
@@ -468,8 +518,14 @@ def _answered(rec: wf.RequestRecord, context: wf.Context) -> wf.Outcome:
 
 def test_the_letter_says_until_when_the_copies_are_kept(ctx: wf.Context) -> None:  # noqa: F811
     (note,) = of_type(_answered(start(RequestType.access, ctx), ctx), r.SubjectNotification)
-    # 120 days (the shipped data map's access_exports) from the copy's making.
-    assert "The copies are kept until 2025-07-08: please fetch them by then" in note.message
+    # 120 days (the shipped data map's access_exports) from the first send (10 March,
+    # before any copy was made), less a day: every copy is kept through the day told.
+    assert "The copies are kept until 2025-07-07: please fetch them by then" in note.message
+    # Answered four months late: the subject is told to fetch at once, and how to get
+    # a copy that is gone.
+    late = at(ctx, NOW + timedelta(days=115))
+    (note,) = of_type(_answered(start(RequestType.access, ctx), late), r.SubjectNotification)
+    assert "Some copies are kept only until 2025-07-07: fetch them at once" in note.message
     forever = ctx.datamap.access_exports.model_copy(update={"period_days": None})
     keep_all = dataclasses.replace(
         ctx, datamap=ctx.datamap.model_copy(update={"access_exports": forever})

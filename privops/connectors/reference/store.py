@@ -93,8 +93,13 @@ _STATEMENTS_DDL = (
 
 _EXPORTS_DDL = (
     "CREATE TABLE IF NOT EXISTS _exports"
-    " (key TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL, made_at TEXT,"
+    " (key TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,"
     " PRIMARY KEY (key, request_id))"
+)
+# When each copy was made (deletion by age, ``access_exports``): a table of its own, so a
+# store written by 0.36 still takes a 0.35 connector's three-column inserts (a rollback).
+_EXPORT_TIMES_DDL = (
+    "CREATE TABLE IF NOT EXISTS _export_times (path TEXT PRIMARY KEY, made_at TEXT NOT NULL)"
 )
 SEARCHED_KEY: Final = "search:"
 """The ``_exports`` key of a copy a search made for someone the system has no key of
@@ -102,10 +107,10 @@ SEARCHED_KEY: Final = "search:"
 
 
 def _exports_table(db: sqlite3.Connection) -> None:
-    """``_exports``, with the ``made_at`` column a store made before 0.36 lacks."""
+    """``_exports`` and ``_export_times`` (a store made before 0.36 has neither, or the
+    first only)."""
     db.execute(_EXPORTS_DDL)
-    if "made_at" not in {row[1] for row in db.execute("PRAGMA table_info(_exports)")}:
-        db.execute("ALTER TABLE _exports ADD COLUMN made_at TEXT")
+    db.execute(_EXPORT_TIMES_DDL)
 
 
 _HOLDS_DDL = (
@@ -445,6 +450,7 @@ class ReferenceStore:
                 path.unlink()
                 deleted += 1
         db.execute(f"DELETE FROM _exports WHERE {where}", keys)  # noqa: S608
+        db.executemany("DELETE FROM _export_times WHERE path = ?", [(str(p),) for p in paths])
         return deleted
 
     def set_restricted(
@@ -812,13 +818,13 @@ class ReferenceStore:
             statements = _statements_of(db, keys)
             _exports_table(db)
             made_at = datetime.now(UTC)
+            path = str(target.resolve())
             db.executemany(
-                "INSERT OR REPLACE INTO _exports (key, request_id, path, made_at)"
-                " VALUES (?, ?, ?, ?)",
-                [
-                    (key, request_id, str(target.resolve()), made_at.isoformat())
-                    for key in keys or [SEARCHED_KEY + request_id]
-                ],
+                "INSERT OR REPLACE INTO _exports VALUES (?, ?, ?)",
+                [(key, request_id, path) for key in keys or [SEARCHED_KEY + request_id]],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO _export_times VALUES (?, ?)", (path, made_at.isoformat())
             )
         by_table = {
             t.name: {"category": t.category.value, "rows": tables.get(t.name, [])}
@@ -860,9 +866,12 @@ def _expired_exports(db: sqlite3.Connection, now: datetime, kept: timedelta) -> 
     copy of unknown age (made before 0.36) is dated ``now``, so it is kept the full
     period from then. Files deleted."""
     _exports_table(db)
-    db.execute("UPDATE _exports SET made_at = ? WHERE made_at IS NULL", (now.isoformat(),))
+    db.execute(
+        "INSERT OR IGNORE INTO _export_times SELECT DISTINCT path, ? FROM _exports",
+        (now.isoformat(),),
+    )
     cutoff = (now - kept).isoformat()
-    sql = "SELECT DISTINCT path FROM _exports WHERE julianday(made_at) < julianday(?)"
+    sql = "SELECT path FROM _export_times WHERE julianday(made_at) < julianday(?)"
     paths = [row[0] for row in db.execute(sql, (cutoff,))]
     deleted = 0
     for path in paths:
@@ -871,6 +880,7 @@ def _expired_exports(db: sqlite3.Connection, now: datetime, kept: timedelta) -> 
             file.unlink()
             deleted += 1
     db.executemany("DELETE FROM _exports WHERE path = ?", [(p,) for p in paths])
+    db.executemany("DELETE FROM _export_times WHERE path = ?", [(p,) for p in paths])
     return deleted
 
 
