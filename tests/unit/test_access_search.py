@@ -63,6 +63,15 @@ def stranger(ctx: wf.Context) -> wf.Context:  # noqa: F811
     return dataclasses.replace(ctx, identity=None, known_subject=False)
 
 
+def _copy(system: System, records: int) -> r.ExportReference:
+    """A system's export answer for request R-1 (below its export root)."""
+    return r.ExportReference(
+        location=f"https://exports.allled.example/dsar/{system.value}/R-1.json",
+        record_count=records,
+        checksum="sha256:" + "0" * 64,
+    )
+
+
 def _searching(context: wf.Context, **kw: Any) -> wf.Outcome:
     outcome = wf.on_command(None, submit(RequestType.access, search=DETAILS, **kw), context)
     assert outcome.rejected is None, outcome.message
@@ -115,11 +124,7 @@ def test_the_search_details_are_sealed_wherever_they_are_kept(stranger: wf.Conte
 def test_footage_found_for_a_stranger_waits_for_the_dpos_review(stranger: wf.Context) -> None:
     rec = _searching(stranger).record
     assert rec is not None
-    export = r.ExportReference(
-        location="https://exports.allled.example/dsar/cctv/R-1.json",
-        record_count=2,
-        checksum="sha256:" + "0" * 64,
-    )
+    export = _copy(System.cctv, 2)
     outcome = wf.on_result(rec, answer(rec, System.cctv, export=export), stranger)
     assert outcome.record is not None
     assert outcome.record.state is S.awaiting_review
@@ -416,11 +421,7 @@ def test_a_copy_made_before_its_time_was_recorded_is_kept_a_full_period(
 def _found(stranger: wf.Context) -> wf.RequestRecord:
     rec = _searching(stranger).record
     assert rec is not None
-    export = r.ExportReference(
-        location="https://exports.allled.example/dsar/cctv/R-1.json",
-        record_count=3,
-        checksum="sha256:" + "0" * 64,
-    )
+    export = _copy(System.cctv, 3)
     held = wf.on_result(rec, answer(rec, System.cctv, export=export), stranger).record
     assert held is not None
     assert held.state is S.awaiting_review
@@ -450,11 +451,7 @@ def test_only_a_copy_found_by_search_alone_may_be_said_not_the_subjects(ctx: wf.
     DPO redacts what is not theirs."""
     rec = _searching(ctx).record
     assert rec is not None
-    export = r.ExportReference(
-        location="https://exports.allled.example/dsar/cctv/R-1.json",
-        record_count=3,
-        checksum="sha256:" + "0" * 64,
-    )
+    export = _copy(System.cctv, 3)
     for task in list(rec.tasks.values()):
         found = export if task.system is System.cctv else None
         rec = wf.on_result(rec, answer(rec, task.system, export=found), ctx).record or rec
@@ -500,11 +497,7 @@ def test_a_searched_system_must_be_reviewed() -> None:
 
 def _answered(rec: wf.RequestRecord, context: wf.Context) -> wf.Outcome:
     """Every task of ``rec`` answered: orders with a copy, the others holding nothing."""
-    export = r.ExportReference(
-        location="https://exports.allled.example/dsar/orders/R-1.json",
-        record_count=2,
-        checksum="sha256:" + "0" * 64,
-    )
+    export = _copy(System.orders, 2)
     outcome = wf.Outcome(record=rec)
     for task in list(rec.tasks.values()):
         if task.system is System.orders:
