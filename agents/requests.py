@@ -246,10 +246,10 @@ async def on_command(cmd: r.Command, key: str) -> None:
     """Check the signature and the key, decide, then answer on privacy.command-results
     (under the command's own key), store, publish and audit. The audited actor is the
     signing key's owner."""
-    # Read when the chunk began (re-read only when it changed); never in a thread, where
-    # a hop per command queued every command behind the executor.
+    # At most 50 ms old (``_signers``; re-read only when it changed); never in a thread,
+    # where a hop per command queued every command behind the executor.
     trusted = _signers()
-    bare = bare_context()  # for the checks before anything is opened (no long wait)
+    bare = bare_context()  # its clock read once: a refusal after the load is dated by it
     refused = wf.authenticate(cmd, trusted, bare, collaborators().deployment)
     if refused is not None and not _answered_unbound(cmd, refused):
         apply(refused, None, cmd.request_id, None, UNAUTHENTICATED, cmd.command_id, key)
