@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from privops import contract
 from privops.adapters.avro import latest_schemas
+from privops.cli import request as request_cli
+from privops.cli.common import EXIT_FAILED
+from privops.cli.request import follow_up
+from privops.cli.request import sealing as cli_sealing
 from privops.connectors.reference import CctvConnector, exported_file, seed_customers, seed_stores
 from privops.connectors.reference.store import store_path
 from privops.core import records as r
@@ -31,7 +37,7 @@ from privops.core.personal import personal_paths
 from privops.core.sealing import personal_values_in
 from privops.core.topics import tasks_topic
 from privops.core.vocab import RequestState, RequestType, System, TaskState
-from privops.tools.command_sealing import new_key
+from privops.tools.command_sealing import NothingToSealUnder, new_key
 from tests.unit.test_workflow import (
     ASKED,
     NOW,
@@ -596,3 +602,36 @@ def test_nothing_held_offers_a_search_only_where_a_system_is_searched(
     plain = dataclasses.replace(stranger, datamap=dm.model_copy(update={"systems": systems}))
     (note,) = of_type(wf.on_command(None, submit(RequestType.access), plain), r.SubjectNotification)
     assert note.message == wf.NOTHING_HELD
+
+
+# --- the DPO's CLI ------------------------------------------------------------------------------
+
+
+def test_the_cli_will_not_send_a_search_for_an_erased_subject(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its key is gone for good: sent withheld, the details would reach the worker
+    unreadable, and the search would find nothing (exit 1, nothing sent)."""
+
+    def erased(subject_id: str, _fields: dict[str, str], _new_key: bool) -> dict[str, str]:
+        raise NothingToSealUnder(subject_id, erased=True)
+
+    monkeypatch.setattr(cli_sealing, "key_service_seal", erased)
+    searching = submit(RequestType.access, search=DETAILS)
+    with pytest.raises(typer.Exit) as exited:
+        cli_sealing.sealed_commands(
+            [searching], [cli_sealing.Addressed("visitor-1", RequestType.access)]
+        )
+    assert exited.value.exit_code == EXIT_FAILED
+
+
+def test_approve_sends_what_is_not_the_subjects(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[r.Command] = []
+    monkeypatch.setattr(follow_up, "publish_one", lambda command, *_args: sent.append(command))
+    out = CliRunner().invoke(
+        request_cli.app, ["approve", "REQ-AAAAAAAAAAAA", "--not-subject", "cctv", "--no-wait"]
+    )
+    assert out.exit_code == 0, out.output
+    (approved,) = sent
+    assert isinstance(approved, r.AccessResponseApproved)
+    assert (approved.not_subject, approved.withheld, approved.disclosed) == ([System.cctv], [], [])

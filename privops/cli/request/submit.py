@@ -239,6 +239,8 @@ def _assignments(
     name: tuple[str, str],
     value: tuple[str, str],
     allowed: Sequence[str],
+    *,
+    echo_names: bool = True,
 ) -> dict[str, str]:
     """``option``'s NAME=VALUE pairs as a dict, NAME one of ``allowed``; exit 2 on
     anything malformed, never echoing a value (personal data). ``name`` and ``value``:
@@ -252,7 +254,8 @@ def _assignments(
         if not sep or key is None:
             fail(f"malformed {option}: expected {left}={right} with {left} one of {listed}")
         if key not in allowed:
-            fail(f"unknown {kind} '{key}' in {option}: use one of {listed}")
+            named = f" '{key}'" if echo_names else ""
+            fail(f"unknown {kind}{named} in {option}: use one of {listed}")
         if not given.strip():
             fail(f"empty {right.lower()} for {option} {key}=: give {wanted}")
         if len(given.strip()) > MAX_RECTIFIED_CHARS:
@@ -318,6 +321,7 @@ def access(
         ("DETAIL", "search detail"),
         ("VALUE", "what to search by"),
         [d.value for d in SearchDetail],
+        echo_names=False,  # one may be the subject's name put in the wrong place
     )
     command = submission(RequestType.access, common, search=details)
     if details and (problem := search.problem(details, command.received_on)):
