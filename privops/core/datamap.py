@@ -430,10 +430,11 @@ class DataMap(_Model):
     def _searched_copies_expire(self) -> DataMap:
         """A copy a search made for someone no system knows is filed under no one, so no
         erasure finds it; only its period ends it (review, session 36)."""
-        searched = [s.value for s, spec in self.systems.items() if spec.searched_by_details]
+        searched = self.searched_by_details()
         if searched and self.access_exports.period_days is None:
             raise ValueError(
-                f"access_exports.period_days: {', '.join(searched)} searched_by_details "
+                f"access_exports.period_days: {', '.join(s.value for s in searched)} "
+                "searched_by_details "
                 "makes copies no erasure finds; say how many days they are kept"
             )
         return self
@@ -464,6 +465,11 @@ class DataMap(_Model):
 
     def systems_holding(self, category: Category) -> list[System]:
         return [s for s in System if s in self.systems and category in self.systems[s].categories]
+
+    def searched_by_details(self) -> list[System]:
+        """The systems an access request's search details go to (``searched_by_details``:
+        CCTV footage by day, hours and place; privops.core.search)."""
+        return [s for s, spec in self.systems.items() if spec.searched_by_details]
 
     def categories_of(self, system: System) -> list[Category]:
         spec = self.systems.get(system)

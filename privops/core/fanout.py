@@ -111,11 +111,7 @@ def searched(ctx: Context, rec: RequestRecord) -> dict[System, set[Category]]:
     (privops.core.search). None without search details."""
     if not rec.search:
         return {}
-    return {
-        system: set(spec.categories)
-        for system, spec in ctx.datamap.systems.items()
-        if spec.searched_by_details
-    }
+    return {s: set(ctx.datamap.systems[s].categories) for s in ctx.datamap.searched_by_details()}
 
 
 def hold_states(

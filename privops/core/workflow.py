@@ -464,8 +464,7 @@ def _nothing_held(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     since goes here): it is sealed under the subject's key, and the flush would make one
     for the stranger (review, session 27)."""
     move(rec, E.answered, out, ctx.now)
-    searchable = any(spec.searched_by_details for spec in ctx.datamap.systems.values())
-    told = NOTHING_HELD + (SEARCH_OFFER if searchable else "")
+    told = NOTHING_HELD + (SEARCH_OFFER if ctx.datamap.searched_by_details() else "")
     notify_subject(rec, out, ctx, "access_response", told)
     dropped = out.message == NOTE_NOT_KEPT or rec.reason is not None
     rec.reason = rec.extension_reason = None
@@ -596,7 +595,7 @@ def _check_search(cmd: r.RequestSubmitted, datamap: DataMap) -> None:
     that are hours). Never repeats a value: they describe the subject."""
     if cmd.request_type is not RequestType.access:
         raise Refused(Reason.invalid_command, "search details go with an access request only")
-    if not any(spec.searched_by_details for spec in datamap.systems.values()):
+    if not datamap.searched_by_details():
         raise Refused(
             Reason.invalid_command,
             "no system of the data map is searched by details (searched_by_details): "

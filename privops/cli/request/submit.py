@@ -326,7 +326,7 @@ def access(
     command = submission(RequestType.access, common, search=details)
     if details and (problem := search.problem(details, command.received_on)):
         fail(f"--search: {problem}")
-    if details and not any(s.searched_by_details for s in _datamap().systems.values()):
+    if details and not _datamap().searched_by_details():
         # Refused here, before the details are sealed: sealing makes a stranger a key.
         fail(
             "--search: no system of the data map is searched by details "

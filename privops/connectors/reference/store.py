@@ -773,14 +773,17 @@ class ReferenceStore:
         return db.execute(sql, (category.value,)).rowcount
 
     def _searched(
-        self, db: sqlite3.Connection, details: Mapping[str, str], keys: Sequence[str]
+        self,
+        db: sqlite3.Connection,
+        details: Mapping[str, str],
+        own: Mapping[str, list[dict[str, Any]]],
     ) -> dict[str, dict[str, Any]]:
         """The rows of each searched table the details find (``SearchSpec``), leaving
-        out those already the subject's by ``keys`` (exported in full with the rest)."""
+        out those already the subject's (``own``, by table: exported in full with the
+        rest)."""
         window = search.window(details)
         place = details.get(SearchDetail.location)
         patterns = _place_patterns(place) if place is not None else []
-        own = self._rows_of(db, keys)
         found: dict[str, dict[str, Any]] = {}
         for table in self.spec.tables:
             searched = table.searched
@@ -811,10 +814,10 @@ class ReferenceStore:
         target, location = place.locate(request_id)
         with self._db() as db:
             keys = self._resolve(db, identifiers, previous) if identifiers else []
-            found = self._searched(db, details, keys) if details else {}
+            tables = self._rows_of(db, keys)
+            found = self._searched(db, details, tables) if details else {}
             if not keys and not found:
                 return None
-            tables = self._rows_of(db, keys)
             statements = _statements_of(db, keys)
             _exports_table(db)
             made_at = datetime.now(UTC)
