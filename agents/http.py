@@ -749,6 +749,9 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         # an access request's search details (the subject's words: day, hours, place,
         # appearance), for the DPO reviewing what the search found
         "search": rec.search,
+        # the systems keeping what that search finds from their deletion by age until
+        # the request is finished
+        "preserved": [s.value for s in rec.preserved],
         "tasks": [
             {
                 "task_id": t.task_id,

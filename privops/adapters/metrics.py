@@ -111,6 +111,8 @@ class AuditAction(StrEnum):
     response_review_required = "response_review_required"
     export_redacted = "export_redacted"
     response_approved = "response_approved"
+    search_preserved = "search_preserved"
+    search_released = "search_released"
 
 
 class EventSource(StrEnum):

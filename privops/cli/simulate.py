@@ -284,8 +284,12 @@ async def _main(
     async def announce_holds() -> None:
         await asyncio.gather(*(runner.holds_ready.wait() for runner in runners))
         held = sum(len(runner.holds.kept) for runner in runners)
+        searches = sum(len(runner.holds.preserved) for runner in runners)
         every = f"every {purge_every:g} s" if purge_every > 0 else "off (--purge-every 0)"
-        say(f"legal holds read: {held} held across the systems; deletion by age {every}")
+        say(
+            f"legal holds read: {held} held across the systems, {searches} open searches' "
+            f"finds kept; deletion by age {every}"
+        )
 
     announcements = [asyncio.create_task(announce_ready()), asyncio.create_task(announce_holds())]
     stats = await _run_connectors(

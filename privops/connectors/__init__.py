@@ -26,6 +26,7 @@ from privops.core.records import (
     LiftRestriction,
     Rectify,
     Restrict,
+    SearchPreserved,
     Task,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "LiftRestriction",
     "Rectify",
     "Restrict",
+    "SearchPreserved",
     "Task",
     "TransientError",
     "TransientRetry",

@@ -6,7 +6,10 @@ This module knows nothing of Kafka, so a connector can be tested with plain ``aw
 
 Besides tasks, a connector is told what legal holds keep of each subject at its system
 (``hold`` / ``release``, from ``privacy.legal-holds.<system>``): the system's own deletion
-by age must skip it (docs/connectors.md, "Legal holds and deletion by age").
+by age must skip it (docs/connectors.md, "Legal holds and deletion by age"). A system
+searched by details (CCTV) is also told what an open access request's search would find
+(``preserve`` / ``end_preservation``): kept from deletion by age until the request is
+finished (docs/connectors.md, "Search details").
 
 ``Answer`` is the connector's reply to one task, not the request workflow's ``Outcome``
 (the worker's decision about a request): the two meet only through the result record.
@@ -31,6 +34,7 @@ from privops.core.records import (
     NotFound,
     Rectify,
     Restrict,
+    SearchPreserved,
     Task,
     TaskCompleted,
     TaskFailed,
@@ -190,6 +194,27 @@ class Connector:
         system was down would otherwise keep them for ever. Default: none."""
         return ()
 
+    async def preserve(self, preserved: SearchPreserved) -> None:
+        """Keep what ``preserved.search`` finds (the same rows your export's search
+        finds, ``privops.core.search.window`` for the day and hours) from your deletion
+        by age, until ``end_preservation(preserved.request_id)``: the access request
+        waits for the subject's ID, and footage deleted meanwhile could not be searched.
+        Keep the details themselves only for this (they are the subject's); ``search``
+        is empty when they could not be opened (the key gone): keep what you kept for
+        the request. Idempotent: the runner reads every record again at every start.
+
+        Only a system the data map marks ``searched_by_details`` is sent one. Not
+        implemented: the runner warns when one arrives, and counts it ``ignored``."""
+
+    async def end_preservation(self, request_id: str) -> None:
+        """The request is finished: what its search found follows your retention
+        periods again. Idempotent (an unknown request: nothing)."""
+
+    async def preserving(self) -> Collection[str]:
+        """The request ids you keep a search's finds for from before this run; as
+        ``holding``, the runner ends those the topic no longer has. Default: none."""
+        return ()
+
     async def start(self) -> None:
         """Open connections; called once before the first task."""
 
@@ -216,6 +241,15 @@ def honours_holds(connector: Connector) -> bool:
     other keeps holds it never lifts, or lifts what it never kept)."""
     kind = type(connector)
     return kind.hold is not Connector.hold and kind.release is not Connector.release
+
+
+def preserves_searches(connector: Connector) -> bool:
+    """Whether ``connector`` implements both ``preserve`` and ``end_preservation``."""
+    kind = type(connector)
+    return (
+        kind.preserve is not Connector.preserve
+        and kind.end_preservation is not Connector.end_preservation
+    )
 
 
 def _unsupported(task: Task) -> Answer:

@@ -7,6 +7,13 @@ nothing is held there any more. So it is read like the worker's global views
 consumer group (the system's principal may read the topic, and needs no group for it).
 Each record goes to ``Connector.hold``, each tombstone to ``Connector.release``.
 
+The same topic carries, under a request's preservation key (``topics.preservation_key``,
+which no subject id can be), what an open access request's search details must keep
+from deletion by age (``SearchPreserved``, to ``Connector.preserve``); its tombstone
+goes to ``Connector.end_preservation``, and the requests the connector preserves for
+from before (``Connector.preserving``) that the topic no longer has are ended as stale
+holds are released.
+
 ``ready`` is set once the topic is read up to the end offsets found at start, every
 record read applied, and the holds the connector kept from before that the topic no
 longer has released (``Connector.holding``). Deletion by age must wait for it: before,
@@ -46,13 +53,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from privops.adapters.kafka import partitions_of, stop_client
-from privops.connectors.base import Connector, honours_holds
+from privops.connectors.base import Connector, honours_holds, preserves_searches
 from privops.connectors.metrics import (
     HOLD_OUTCOMES,
     HOLD_RECORDS,
@@ -61,8 +68,8 @@ from privops.connectors.metrics import (
     HOLDS_READY,
 )
 from privops.core.errors import DecodeError, PrivopsError, RegistryError
-from privops.core.records import Erase, LegalHoldState, Record
-from privops.core.topics import legal_holds_topic
+from privops.core.records import Erase, LegalHoldState, Record, SearchPreserved
+from privops.core.topics import legal_holds_topic, preservation_key, preserved_request
 from privops.core.vocab import Category, System
 
 log = logging.getLogger(__name__)
@@ -81,10 +88,15 @@ reach (an outage it rides out without an error, partition leaders cut off) keeps
 deletion by age waiting instead of running on holds it may not have."""
 
 Decode = Callable[[bytes | None], Awaitable[Record]]
-Open = Callable[[LegalHoldState, str], Awaitable[LegalHoldState]]
-"""Opens a hold record's personal fields (the runner's key source): ``DecodeError`` when
-they never will (a destroyed key, not authentic), another ``PrivopsError`` when the key
-cannot be had now."""
+Held = TypeVar("Held", LegalHoldState, SearchPreserved)
+
+
+class Open(Protocol):
+    """Opens a record's personal fields (the runner's key source): ``DecodeError`` when
+    they never will (a destroyed key, not authentic), another ``PrivopsError`` when the
+    key cannot be had now."""
+
+    def __call__(self, record: Held, about: str, /) -> Awaitable[Held]: ...
 
 
 class _NotNow(Exception):
@@ -109,6 +121,10 @@ class HoldReader:
         self._seen: set[str] = set()
         """Subject ids a hold or tombstone has been applied for (``held`` and released)."""
         self.honoured = honours_holds(connector)
+        self.preserves = preserves_searches(connector)
+        self.preserved: set[str] = set()
+        """Request ids whose latest record on the topic preserves a search here."""
+        self._told_unpreserved = False
         self._decode = decode
         self._open = open_
         self._positions: dict[TopicPartition, int] = {}
@@ -321,10 +337,7 @@ class HoldReader:
             return
         subject = message.key.decode(errors="replace")
         if message.value is None:
-            await self._tell(self.connector.release(subject), where)
-            self.kept.pop(subject, None)
-            self._seen.add(subject)
-            self._count("released" if self.honoured else "ignored")
+            await self._release(subject, where)
             return
         try:
             record = await self._decode(message.value)
@@ -340,6 +353,9 @@ class HoldReader:
             raise _NotNow(f"{where} does not decode ({exc.reason}{hint})") from None
         except RegistryError:
             raise _NotNow(f"the schema registry is unavailable ({where})") from None
+        if (request_id := preserved_request(subject)) is not None:
+            await self._preserve(request_id, record, where)
+            return
         if not isinstance(record, LegalHoldState):
             self._skip(where, "not a legal hold state")
             return
@@ -352,22 +368,73 @@ class HoldReader:
         self._seen.add(subject)
         self._count("ignored" if not self.honoured else "held" if opened else "unopened")
 
+    async def _release(self, key: str, where: str) -> None:
+        """A tombstone (or a hold or preservation the topic no longer has): the subject's
+        holds released, or the request's preservation ended, as the key says."""
+        request_id = preserved_request(key)
+        if request_id is None:
+            await self._tell(self.connector.release(key), where)
+            self.kept.pop(key, None)
+            honoured = self.honoured
+        else:
+            await self._tell(self.connector.end_preservation(request_id), where)
+            self.preserved.discard(request_id)
+            honoured = self.preserves
+        self._seen.add(key)
+        self._count("released" if honoured else "ignored")
+
+    async def _preserve(self, request_id: str, record: Record, where: str) -> None:
+        """A ``SearchPreserved`` record, told to the connector with its details opened
+        (without them when they never will open: it keeps what it kept)."""
+        if not isinstance(record, SearchPreserved):
+            self._skip(where, "not a search preservation")
+            return
+        if record.system != self.system or record.request_id != request_id:
+            self._skip(where, "another system's, or keyed by another request")
+            return
+        if not self.preserves and not self._told_unpreserved:
+            self._told_unpreserved = True
+            log.warning(
+                "connector %s does not implement preserve and end_preservation: what an "
+                "access request's search details find may be deleted by age before it is "
+                'searched (docs/connectors.md, "Search details")',
+                self.system,
+            )
+        opened, ok = await self._opening(
+            record, "search details", where, lambda rec: rec.model_copy(update={"search": {}})
+        )
+        await self._tell(self.connector.preserve(opened), where)
+        self.preserved.add(request_id)
+        self._seen.add(preservation_key(request_id))
+        self._count("ignored" if not self.preserves else "preserved" if ok else "unopened")
+
+    async def _opening(
+        self, record: Held, fields: str, where: str, bare: Callable[[Held], Held]
+    ) -> tuple[Held, bool]:
+        """``record`` with its personal ``fields`` in plaintext, and whether they opened;
+        when they never will, ``bare(record)`` (without them), with a warning that names
+        no value; ``_NotNow`` while the key cannot be had."""
+        try:
+            return await self._open(record, f"{fields} at {where}"), True
+        except DecodeError as exc:
+            log.warning(
+                "%s %s: its %s do not open (%s); passed on without them",
+                self.topic,
+                where,
+                fields,
+                exc.reason,
+            )
+            return bare(record), False
+        except PrivopsError as exc:
+            raise _NotNow(f"{where}: {exc}") from None
+
     async def _opened(self, record: LegalHoldState, where: str) -> tuple[LegalHoldState, bool]:
         """The record with its identifiers in plaintext, and whether they opened; when
         they never will, the record without them (its subject id and categories are
         enough to keep what the system found before)."""
-        try:
-            state = await self._open(record, f"legal hold at {where}")
-        except DecodeError as exc:
-            log.warning(
-                "%s %s: its identifiers do not open (%s); passed on without them",
-                self.topic,
-                where,
-                exc.reason,
-            )
-            return _without_identifiers(record), False
-        except PrivopsError as exc:
-            raise _NotNow(f"{where}: {exc}") from None
+        state, ok = await self._opening(record, "identifiers", where, _without_identifiers)
+        if not ok:
+            return state, False
         # A worker that had no key for the subject sends the fields blank.
         identifiers = {k: v for k, v in state.identifiers.items() if v}
         previous = {k: [v for v in vs if v] for k, vs in state.previous_identifiers.items()}
@@ -387,9 +454,11 @@ class HoldReader:
             raise _NotNow(f"{where}: the connector raised {type(exc).__name__}") from None
 
     async def _holding(self, into: set[str]) -> None:
-        """What the connector holds now (``Connector.holding``), added to ``into``."""
+        """What the connector holds now (``Connector.holding``) and the requests it
+        preserves for (``Connector.preserving``, as their keys), added to ``into``."""
         try:
             into.update(await self.connector.holding())
+            into.update(preservation_key(r) for r in await self.connector.preserving())
         except Exception as exc:  # noqa: BLE001  (as _tell: tried again)
             raise _NotNow(f"the connector's holding() raised {type(exc).__name__}") from None
 
@@ -399,8 +468,8 @@ class HoldReader:
         released already: one held again since was held by another instance sharing the
         holds, from a record this reading has yet to reach."""
         stale = sorted(kept - self._seen)
-        for subject in stale:
-            await self._tell(self.connector.release(subject), "a hold no longer on the topic")
+        for key in stale:
+            await self._release(key, "a hold no longer on the topic")
         if stale:
             log.info("%s: released %d holds the topic no longer has", self.topic, len(stale))
 

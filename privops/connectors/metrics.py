@@ -65,18 +65,27 @@ KEY_RETRIES = _counter(
 )
 
 
-HOLD_OUTCOMES: Final = ("held", "released", "unopened", "ignored", "skipped", "failed")
-"""What became of a record on ``privacy.legal-holds.<system>``: applied (``held``;
-``unopened`` when its identifiers' key is gone and it went on without them), a
-tombstone applied (``released``), received by a connector that does not implement
-holds (``ignored``), decoded but not a hold record of this system (``skipped``), or
-not applied now (``failed``, per try: the connector raised, or a keyed record does not
-decode; tried again until it applies)."""
+HOLD_OUTCOMES: Final = (
+    "held",
+    "preserved",
+    "released",
+    "unopened",
+    "ignored",
+    "skipped",
+    "failed",
+)
+"""What became of a record on ``privacy.legal-holds.<system>``: applied (``held``, or
+``preserved`` for a search's preservation; ``unopened`` when its identifiers' or
+details' key is gone and it went on without them), a tombstone applied (``released``),
+received by a connector that does not implement holds or preservation (``ignored``),
+decoded but not a hold record of this system (``skipped``), or not applied now
+(``failed``, per try: the connector raised, or a keyed record does not decode; tried
+again until it applies)."""
 
 HOLD_RECORDS = _counter(
     "privops_connector_hold_records_total",
     "Records read from the system's legal-holds topic, by what became of them: held, "
-    "released, unopened, ignored, skipped, failed.",
+    "preserved (a search's finds), released, unopened, ignored, skipped, failed.",
     "system",
     "outcome",
 )

@@ -48,7 +48,7 @@ from privops.core.request import stable_id as _id
 from privops.core.retries import make_task_id
 from privops.core.sweep import BREACH_DAYS_BEFORE, Alerted
 from privops.core.ticks import TickKind
-from privops.core.topics import ALERTS, NOTIFICATIONS, legal_holds_topic
+from privops.core.topics import ALERTS, NOTIFICATIONS, legal_holds_topic, preservation_key
 from privops.core.vocab import (
     FINAL_TASK_STATES,
     Category,
@@ -112,6 +112,33 @@ def searched(ctx: Context, rec: RequestRecord) -> dict[System, set[Category]]:
     if not rec.search:
         return {}
     return {s: set(ctx.datamap.systems[s].categories) for s in ctx.datamap.searched_by_details()}
+
+
+def preserve_search(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    """Tell each system searched by details to keep what ``rec``'s search finds from its
+    deletion by age until the request is finished (``r.SearchPreserved``; the tombstone
+    is ``request.end_preservation``, when the request closes).
+
+    Sent when the request is received, before the identity check: CCTV is deleted after
+    30 days, and a visitor's ID or a clarification can take longer than what is left of
+    them, so the search would find nothing where the footage was (UK GDPR Art. 15; the
+    ICO's video surveillance guidance). Footage of others at the place and hours is
+    kept too, until the request closes: what the search finds is reviewed before any of
+    it goes out (``review_systems``), and it is deleted by age once it is over."""
+    systems = sorted(ctx.datamap.searched_by_details()) if rec.search else []
+    key = preservation_key(rec.request_id)
+    for system in systems:
+        kept = r.SearchPreserved(
+            request_id=rec.request_id,
+            subject_id=rec.subject_id,
+            system=system,
+            search=dict(rec.search),
+            updated_at=ctx.now,
+        )
+        out.out.append(Out(legal_holds_topic(system), key, kept))
+    rec.preserved = systems
+    if systems:
+        out.audit.append(AuditStep("search_preserved", after=", ".join(systems)))
 
 
 def hold_states(

@@ -642,6 +642,27 @@ class LegalHoldState(Record):
     updated_at: datetime
 
 
+class SearchPreserved(Record):
+    """privacy.legal-holds.<system> (compacted), under ``topics.preservation_key`` of the
+    request: keep what an access request's search details find (CCTV footage by day,
+    hours and place) from the system's deletion by age until the request is finished. A
+    tombstone under the same key: the request is finished, what it found follows the
+    system's periods again.
+
+    Written when the request is received, so footage is not deleted while the request
+    waits for the subject's ID or a clarification: a visitor no system knows can be on
+    no legal hold, which systems find by identifiers. The details are the subject's,
+    sealed under their key; a connector finds the footage with them exactly as its
+    export does (privops.core.search), and keeps nothing else of them."""
+
+    namespace: ClassVar[str] = "privops.state"
+    request_id: str = Field(min_length=1)
+    subject_id: SubjectId
+    system: System
+    search: Annotated[dict[str, str], PERSONAL]
+    updated_at: datetime
+
+
 class AuditEvent(Record):
     """privacy.audit: one hash-chained step (privops.core.audit builds and verifies them).
 
@@ -801,6 +822,7 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     *TASK_RESULTS,
     ConsentState,
     LegalHoldState,
+    SearchPreserved,
     AuditEvent,
     *ALERTS,
     *NOTIFICATIONS,

@@ -29,7 +29,12 @@ from privops.core.errors import PrivopsError
 from privops.core.identity import IdentityMap
 from privops.core.lifecycle import LifecycleEvent, transition
 from privops.core.sweep import Alerted
-from privops.core.topics import NOTIFICATIONS, SUBJECT_DIRECTIVES
+from privops.core.topics import (
+    NOTIFICATIONS,
+    SUBJECT_DIRECTIVES,
+    legal_holds_topic,
+    preservation_key,
+)
 from privops.core.vocab import (
     TERMINAL_STATES,
     Category,
@@ -205,6 +210,9 @@ class RequestRecord(_Model):
     # by them; sealed as the rectification's values are. Not written when empty, so a
     # record without them reads in a release of before 0.36 (a rollback).
     search: dict[str, str] = Field(default_factory=dict, exclude_if=_empty)
+    # The systems told to keep what the search finds from their deletion by age until
+    # the request is finished (``fanout.preserve_search``); not written when empty.
+    preserved: list[System] = Field(default_factory=list, exclude_if=_empty)
     objection_scope: ObjectionScope | None = None
     # A legitimate-interest objection the DPO upheld: the purposes processing stops for.
     objected_purposes: list[str] = []
@@ -379,14 +387,28 @@ def move(rec: RequestRecord, event: LifecycleEvent, out: Outcome, now: datetime)
     before = rec.state
     rec.state = transition(rec.state, event, request_type=rec.request_type)
     rec.history.append(HistoryItem(at=now, event=event.value, state=rec.state))
-    if rec.state in TERMINAL_STATES:
-        rec.closed_at = now
-        # Search details serve the search (and its re-sends) only: not kept once it is
-        # done, for the years the record is (privops.core.search).
-        rec.search = {}
     out.audit.append(
         AuditStep("request_transitioned", before=before.value, after=rec.state.value, reason=event)
     )
+    if rec.state in TERMINAL_STATES:
+        rec.closed_at = now
+        # Search details serve the search (and its re-sends) only: not kept once it is
+        # done, for the years the record is (privops.core.search); nor what it found kept
+        # from the systems' deletion by age.
+        rec.search = {}
+        end_preservation(rec, out)
+
+
+def end_preservation(rec: RequestRecord, out: Outcome) -> None:
+    """Tell each system that keeps what ``rec``'s search finds (``fanout.preserve_search``)
+    that it need keep it no longer: a tombstone under the request's preservation key.
+    Nothing when none does."""
+    if not rec.preserved:
+        return
+    key = preservation_key(rec.request_id)
+    out.out.extend(Out(legal_holds_topic(system), key, None) for system in rec.preserved)
+    out.audit.append(AuditStep("search_released", before=", ".join(rec.preserved)))
+    rec.preserved = []
 
 
 def notify_subject(

@@ -130,6 +130,25 @@ def legal_holds_topic(system: System | str) -> str:
     return f"{LEGAL_HOLDS_PREFIX}{System(system).value}"
 
 
+PRESERVATION_KEY_PREFIX: Final = "search\x1f"
+"""Starts the key of a ``SearchPreserved`` record on a legal-holds topic. The topic's
+other keys are subject ids, which are printable (``fieldcrypt.check_subject_id``), and
+U+001F is not: no subject's key can be taken for a request's, so a request's tombstone
+can never release a subject's legal holds, nor theirs a request's preservation."""
+
+
+def preservation_key(request_id: str) -> str:
+    """The legal-holds key under which ``request_id``'s search is preserved."""
+    return PRESERVATION_KEY_PREFIX + request_id
+
+
+def preserved_request(key: str) -> str | None:
+    """The request id a legal-holds key preserves the search of; None for a subject's."""
+    if key.startswith(PRESERVATION_KEY_PREFIX):
+        return key.removeprefix(PRESERVATION_KEY_PREFIX) or None
+    return None
+
+
 def ingest_inputs() -> list[str]:
     """What the ingest agent reads as its consumer group: every system's events and the
     requests' directives (all keyed by subject id)."""

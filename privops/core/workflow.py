@@ -34,6 +34,7 @@ from privops.core.fanout import (
     holdings,
     objection_holdings,
     on_result,
+    preserve_search,
     review_systems,
     searched,
     send_tasks,
@@ -576,6 +577,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         audit=[AuditStep("request_received", after=rec.state.value, reason=received_reason(rec))],
         message=NOTE_NOT_KEPT if stranger and cmd.reason is not None else None,
     )
+    preserve_search(rec, ctx, out)
     if rec.request_type in IDENTITY_REQUIRED:
         if rec.identity_verified_on is None:
             move(rec, E.identity_required, out, ctx.now)

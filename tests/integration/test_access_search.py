@@ -1,8 +1,9 @@
 """An access request with search details on the real broker: a visitor no system ever
 reported asks for the footage they are in. The DPO's CLI seals the details, the worker
 sends the CCTV system an export task carrying them (sealed again), the reference CCTV
-connector finds the clip by day, hours and place, and the response waits for the DPO's
-review (footage shows other visitors)."""
+connector keeps what the search will find from deletion by age while the request waits
+for the visitor's ID, finds the clip by day, hours and place once it is verified, and
+the response waits for the DPO's review (footage shows other visitors)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from privops.adapters.acls import DPO
 from privops.adapters.settings import Settings
 from privops.connectors.encryption import decrypt_record
 from privops.connectors.reference import exported_file, seed_customers
+from privops.connectors.reference.store import open_store
 from privops.core import records as r
 from privops.core.clock import UK
 from privops.core.fanout import NOTHING_FOUND
@@ -59,11 +61,21 @@ def test_a_visitor_no_system_reported_is_found_in_the_footage(
             "access",
             "--subject",
             visitor,
-            "--verified-now",
             *(a for name, value in details.items() for a in ("--search", f"{name}={value}")),
             "-q",
             env=worker.env,
         )
+        # While the request waits for the visitor's ID, the CCTV system keeps what the
+        # search will find from its deletion by age (footage goes after 30 days).
+        cctv = open_store(data_dir, System.cctv)
+        wait_for(
+            "the CCTV system to preserve what the search finds",
+            lambda: request_id in cctv.preserving(),
+            timeout=60,
+        )
+        waiting = http_json(f"{worker.url}/requests/{request_id}")[1]
+        assert (waiting["tasks"], waiting["preserved"]) == ([], ["cctv"])
+        cli("request", "verify", request_id, env=worker.env)
         body = wait_for(
             "the footage's response to await the DPO's review",
             lambda: (
@@ -116,12 +128,19 @@ def test_a_visitor_no_system_reported_is_found_in_the_footage(
             "not_found",
             None,
         )
+        assert body["preserved"] == []
         told = [
             c.value
             for c in read_topic(local_runtime, NOTIFICATIONS)
             if isinstance(c.value, r.SubjectNotification) and c.value.request_id == request_id
         ]
         assert [n.message for n in told] == [NOTHING_FOUND]
+        # Finished: what the search found follows the footage's period again.
+        wait_for(
+            "the CCTV system to end the preservation",
+            lambda: request_id not in cctv.preserving(),
+            timeout=60,
+        )
         # What the visitor said of themselves is in no log line and no audit record.
         audit = json.dumps(
             [

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from privops.adapters.settings import Settings
+from privops.connectors.holds import Held
 from privops.connectors.reference import reference_connector
 from privops.connectors.sdk import HoldReader, serve_metrics
 from privops.core import records as r
@@ -79,7 +80,7 @@ def connector_metrics(root: Path) -> int:
     async def no_decode(_: bytes | None) -> r.Record:
         raise AssertionError("not read: the reader is only built")
 
-    async def no_open(_: r.LegalHoldState, __: str) -> r.LegalHoldState:
+    async def no_open(_: Held, __: str) -> Held:
         raise AssertionError("not read: the reader is only built")
 
     HoldReader(connector, no_decode, no_open)

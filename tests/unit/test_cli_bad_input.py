@@ -144,8 +144,10 @@ SEARCHED = {
     "request_type": "access",
     "state": "awaiting_review",
     "search": {"date": "2026-01-20", "times": "14:00-15:30", "location": "[b]trade counter"},
+    "preserved": ["cctv"],
 }
-"""An access request with search details (privops.core.search)."""
+"""An access request with search details (privops.core.search), what they find kept
+at CCTV (records.SearchPreserved)."""
 
 
 MISSHAPEN: dict[str, dict[str, object]] = {
@@ -870,7 +872,10 @@ def test_status_shows_what_a_search_looked_for() -> None:
     out = run("request", "status", "REQ-EEEEEEEEEEEE")
     assert out.code == 0, out.output
     assert "searched by date 2026-01-20; times 14:00-15:30; location [b]trade counter" in out.flat
-    assert "searched by" not in run("request", "status", "REQ-AAAAAAAAAAAA").flat
+    assert "kept from deletion what the search finds, at cctv" in out.flat
+    other = run("request", "status", "REQ-AAAAAAAAAAAA").flat
+    assert "searched by" not in other
+    assert "kept from deletion" not in other
 
 
 @pytest.mark.usefixtures("fake_worker")

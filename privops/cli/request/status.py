@@ -155,10 +155,19 @@ def _summary(body: dict[str, Any]) -> Table:
             else []
         ),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
+        *(
+            [("kept from deletion", "what the search finds, at " + _names(body["preserved"]))]
+            if body.get("preserved")
+            else []
+        ),
         ("record kept until", cell(body.get("record_kept_until"), "not finished yet")),
     ):
         summary.add_row(label, value)
     return summary
+
+
+def _names(systems: list[Any]) -> str:
+    return ", ".join(cell(s) for s in systems)
 
 
 def _tasks(tasks: list[dict[str, Any]]) -> Table | None:

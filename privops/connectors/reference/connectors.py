@@ -31,6 +31,7 @@ from privops.core.records import (
     LiftRestriction,
     Rectify,
     Restrict,
+    SearchPreserved,
     Task,
 )
 from privops.core.vocab import Category, System
@@ -177,6 +178,15 @@ class ReferenceConnector(Connector):
 
     async def holding(self) -> Collection[str]:
         return await asyncio.to_thread(self.store.holding)
+
+    async def preserve(self, preserved: SearchPreserved) -> None:
+        await asyncio.to_thread(self.store.preserve, preserved.request_id, preserved.search)
+
+    async def end_preservation(self, request_id: str) -> None:
+        await asyncio.to_thread(self.store.end_preservation, request_id)
+
+    async def preserving(self) -> Collection[str]:
+        return await asyncio.to_thread(self.store.preserving)
 
     async def purge_expired(self, now: datetime | None = None) -> PurgeReport:
         """Delete what is past its period now (``ReferenceStore.purge_expired``). Call it

@@ -35,6 +35,10 @@
   is still not taken). Each deletion by age first finds them again from the
   identifiers, so rows the subject got since under a new key are held too; a hold
   whose identifiers did not open keeps the keys it had.
+- preserve / end_preservation: an open access request's search details, recorded
+  (``_preserved_searches``) until the request is finished; deletion by age keeps the
+  rows of a searched table that any of them finds, exactly the rows the export's search
+  would (``_search_where``), whoever they are filed under.
 - purge_expired: deletion by age. Rows collected (``TableSpec.collected``) longer ago than
   their category's period are DELETED, except rows a legal hold keeps for their
   category, rows the system's own hold keeps (footage under an investigation not known
@@ -53,7 +57,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -125,6 +129,14 @@ _HOLD_SUBJECTS_DDL = (
     "CREATE TABLE IF NOT EXISTS _legal_hold_subjects"
     " (subject_id TEXT PRIMARY KEY, categories TEXT NOT NULL, hold_ids TEXT NOT NULL,"
     " identifiers TEXT NOT NULL, previous TEXT NOT NULL)"
+)
+
+
+# Open access requests' search details (JSON), kept from deletion by age until the
+# request is finished (``preserve``).
+_PRESERVED_DDL = (
+    "CREATE TABLE IF NOT EXISTS _preserved_searches"
+    " (request_id TEXT PRIMARY KEY, details TEXT NOT NULL)"
 )
 
 
@@ -692,6 +704,35 @@ class ReferenceStore:
             )
             return [row[0] for row in db.execute(sql)]
 
+    def preserve(self, request_id: str, details: Mapping[str, str]) -> None:
+        """Keep what ``details`` find from deletion by age until ``end_preservation``;
+        with no details (they did not open), what was kept for the request stays.
+        ``ValueError`` for details no search can be made by (naming none of them)."""
+        if not details:
+            return
+        if found := search.problem(details, date.max):
+            raise ValueError(f"search details that cannot be searched by: {found}")
+        with self._db() as db:
+            _begin(db)
+            db.execute(
+                "INSERT OR REPLACE INTO _preserved_searches VALUES (?, ?)",
+                (request_id, json.dumps(dict(details), sort_keys=True)),
+            )
+
+    def end_preservation(self, request_id: str) -> int:
+        """What ``request_id``'s search finds follows the periods again. Rows dropped."""
+        with self._db() as db:
+            _begin(db)
+            sql = "DELETE FROM _preserved_searches WHERE request_id = ?"
+            return db.execute(sql, (request_id,)).rowcount
+
+    def preserving(self) -> list[str]:
+        """The requests whose search finds are kept from deletion by age here."""
+        with self._db() as db:
+            _hold_tables(db)
+            sql = "SELECT request_id FROM _preserved_searches ORDER BY request_id"
+            return [row[0] for row in db.execute(sql)]
+
     def legal_holds(self) -> list[dict[str, Any]]:
         """Every recorded hold: subject id, key, category, hold ids (tests, inspection)."""
         with self._db() as db:
@@ -720,11 +761,14 @@ class ReferenceStore:
             db.execute(_STATEMENTS_DDL)
             exports = 0 if exports_kept is None else _expired_exports(db, now, exports_kept)
             self._find_held_again(db)
+            preserved = [
+                json.loads(row[0]) for row in db.execute("SELECT details FROM _preserved_searches")
+            ]
             for table in self.spec.tables:
                 limit = limits.get(table.category)
                 if limit is None or table.collected is None:
                     continue
-                kept, values = self._kept_by_age(table, limit, now)
+                kept, values = self._kept_by_age(table, limit, now, preserved)
                 sql = (
                     f"DELETE FROM {table.name} WHERE julianday({table.collected})"  # noqa: S608
                     f" < julianday(?) AND NOT ({kept})"
@@ -743,11 +787,16 @@ class ReferenceStore:
         return PurgeReport(deleted, statements, undated, exports)
 
     def _kept_by_age(
-        self, table: TableSpec, limit: AgeLimit, now: datetime
+        self,
+        table: TableSpec,
+        limit: AgeLimit,
+        now: datetime,
+        preserved: Sequence[Mapping[str, str]] = (),
     ) -> tuple[str, tuple[str, ...]]:
         """The condition (and its values) on a row of ``table`` that keeps it past its
         period: restricted, under a legal hold of its category, under the system's own
-        hold, open or concluded within the days the data map gives."""
+        hold, open or concluded within the days the data map gives, or found by the
+        search details of an open access request (``preserved``)."""
         key = self.spec.key
         held = f"{key} IN (SELECT key FROM _legal_holds WHERE category = ?)"  # noqa: S608
         kept = ["restricted != 0", f"coalesce({held}, 0)"]
@@ -758,6 +807,11 @@ class ReferenceStore:
         if table.concluded_hold and concluded is not None:
             kept.append(f"coalesce(({table.concluded_hold}), 0)")
             values += (concluded.isoformat(),)
+        if table.searched is not None:
+            for details in preserved:
+                where, params = _search_where(table.searched, details)
+                kept.append(f"coalesce(({where}), 0)")
+                values += tuple(params)
         return " OR ".join(kept), values
 
     def _orphaned_statements(self, db: sqlite3.Connection, category: Category) -> int:
@@ -781,22 +835,16 @@ class ReferenceStore:
         """The rows of each searched table the details find (``SearchSpec``), leaving
         out those already the subject's (``own``, by table: exported in full with the
         rest)."""
-        window = search.window(details)
-        place = details.get(SearchDetail.location)
-        patterns = _place_patterns(place) if place is not None else []
         found: dict[str, dict[str, Any]] = {}
         for table in self.spec.tables:
             searched = table.searched
             if searched is None:
                 continue
-            params: list[str] = [window.since.isoformat(), window.until.isoformat()]
-            params += [p for p in patterns for _ in searched.places]
+            where, params = _search_where(searched, details)
+            columns = ", ".join(searched.shown)
+            sql = f"SELECT {columns} FROM {table.name} WHERE {where} ORDER BY {searched.at}"  # noqa: S608
             mine = {tuple(row[c] for c in searched.shown) for row in own.get(table.name, [])}
-            rows = [
-                dict(row)
-                for row in db.execute(_search_sql(table, searched, len(patterns)), params)
-                if tuple(row) not in mine
-            ]
+            rows = [dict(row) for row in db.execute(sql, params) if tuple(row) not in mine]
             found[table.name] = {"category": table.category.value, "rows": rows}
         return found if any(t["rows"] for t in found.values()) else {}
 
@@ -887,18 +935,21 @@ def _expired_exports(db: sqlite3.Connection, now: datetime, kept: timedelta) -> 
     return deleted
 
 
-def _search_sql(table: TableSpec, searched: SearchSpec, patterns: int) -> str:
-    """The rows of ``table`` in a time window (two UTC instants) and, with ``patterns``
-    LIKE patterns (escaped), any of them in any of the place columns."""
-    columns = ", ".join(searched.shown)
-    sql = (
-        f"SELECT {columns} FROM {table.name} WHERE julianday({searched.at}) >= julianday(?)"  # noqa: S608
-        f" AND julianday({searched.at}) < julianday(?)"
-    )
+def _search_where(searched: SearchSpec, details: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The condition (and its values) on a row of a searched table that ``details``
+    find it by: in their time window (two UTC instants) and, with a place, any word of
+    it (``_place_patterns``, escaped) in any of the place columns. One rule for the
+    export's search and for what deletion by age keeps while the request is open."""
+    window = search.window(details)
+    place = details.get(SearchDetail.location)
+    patterns = _place_patterns(place) if place is not None else []
+    where = f"julianday({searched.at}) >= julianday(?) AND julianday({searched.at}) < julianday(?)"
+    params = [window.since.isoformat(), window.until.isoformat()]
     if patterns:
-        tests = [f"lower({c}) LIKE ? ESCAPE '\\'" for _ in range(patterns) for c in searched.places]
-        sql += " AND (" + " OR ".join(tests) + ")"
-    return sql + f" ORDER BY {searched.at}"
+        tests = [f"lower({c}) LIKE ? ESCAPE '\\'" for p in patterns for c in searched.places]
+        where += " AND (" + " OR ".join(tests) + ")"
+        params += [p for p in patterns for _ in searched.places]
+    return where, params
 
 
 _PLACE_WORD = re.compile(r"[^\W_]{3,}")
@@ -932,6 +983,7 @@ def _begin(db: sqlite3.Connection) -> None:
 def _hold_tables(db: sqlite3.Connection) -> None:
     db.execute(_HOLDS_DDL)
     db.execute(_HOLD_SUBJECTS_DDL)
+    db.execute(_PRESERVED_DDL)
 
 
 def _record_held(
