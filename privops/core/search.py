@@ -15,7 +15,9 @@ are, and never appear in an answer, an audit reason or a log; a problem names th
 detail, never its value.
 
 Times are UK wall-clock times, as the subject gives them; ``window`` turns them into
-the UTC instants a system's timestamps are compared with.
+the UTC instants a system's timestamps are compared with. Hours that end before they
+start run on into the next day ("22:30-01:15": a night shift, a late delivery), from
+0.37; before, such a visit had to be asked for as two requests.
 """
 
 from __future__ import annotations
@@ -88,10 +90,10 @@ def _times_problem(times: str, day: date, details: Mapping[str, str]) -> str | N
     found = _TIMES.match(times.strip())
     if found is None:
         return "the search times are not HH:MM-HH:MM (UK time, 24-hour), e.g. 14:00-15:30"
-    if found.group(1, 2) >= found.group(3, 4):
+    if found.group(1, 2) == found.group(3, 4):
         return (
-            "the search times end before they start: give them as HH:MM-HH:MM within the "
-            "day (a visit across midnight is two searches, one each day)"
+            "the search times start and end at the same minute: give the hours the visit "
+            "took, HH:MM-HH:MM (an end before the start runs on into the next day)"
         )
     span = window(details)
     if span.since >= span.until:
@@ -116,10 +118,12 @@ def window(details: Mapping[str, str]) -> Window:
         # On the day the clocks go back an hour is lived twice: from its first time to
         # its second, so a search of 01:00-01:30 covers both; on the day they go forward,
         # widest too (01:30-03:00 covers 01:00-02:00 UTC), and a span inside the hour
-        # that never was covers nothing (``problem`` refuses it).
+        # that never was covers nothing (``problem`` refuses it). An end before the
+        # start is on the next day (the strings compare as the times do: HH:MM).
         start, _, end = times.strip().partition("-")
+        last = day + timedelta(days=1) if end < start else day
         since = min(_instants(day, start))
-        until = max(_instants(day, end))
+        until = max(_instants(last, end))
         return Window(since, until)
     return Window(since.astimezone(UTC), until.astimezone(UTC))
 

@@ -305,7 +305,8 @@ def access(
         [],
         "--search",
         help="Where and when to look for the subject in footage, DETAIL=VALUE (repeatable): "
-        "date=YYYY-MM-DD (required with any), times=HH:MM-HH:MM (UK time), location=TEXT, "
+        "date=YYYY-MM-DD (required with any), times=HH:MM-HH:MM (UK time; an end before "
+        "the start is the next day), location=TEXT, "
         f"appearance=TEXT; e.g. {search.EXAMPLE}.",
     ),
 ) -> None:
