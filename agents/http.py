@@ -752,6 +752,8 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         # the systems keeping what that search finds from their deletion by age until
         # the request is finished
         "preserved": [s.value for s in rec.preserved],
+        # a refused request's ground (the DPO's letter is ``reason``)
+        "refusal_ground": rec.refusal_ground.value if rec.refusal_ground else None,
         "tasks": [
             {
                 "task_id": t.task_id,

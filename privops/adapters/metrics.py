@@ -112,6 +112,7 @@ class AuditAction(StrEnum):
     export_redacted = "export_redacted"
     response_approved = "response_approved"
     search_preserved = "search_preserved"
+    request_refused = "request_refused"
     search_released = "search_released"
 
 

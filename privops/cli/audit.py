@@ -59,7 +59,7 @@ from privops.core.audit_anchor import (
     dump_anchors,
     load_anchors,
 )
-from privops.core.audit_report import CLOSED_STATES, ReportBuilder
+from privops.core.audit_report import CLOSED_STATES, REFUSAL_FIGURES, ReportBuilder
 from privops.core.audit_report import app_id_of as chain_app_id
 from privops.core.errors import DecodeError, PrivopsError
 from privops.core.identity import subject_ref
@@ -563,6 +563,10 @@ _REPORT_ROWS: Final = (
     ("closed", "closed"),
     ("open", "still open"),
     *((state, state.replace("_", " ")) for state in CLOSED_STATES),
+    *(
+        (name, "  refused: " + name.removeprefix("refused_").replace("_", " "))
+        for name in REFUSAL_FIGURES
+    ),
     ("late", "late (deadline breached)"),
     ("extended", "extended"),
     ("withheld_for_review", "access: left for the DPO's review"),

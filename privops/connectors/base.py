@@ -9,7 +9,7 @@ Besides tasks, a connector is told what legal holds keep of each subject at its 
 by age must skip it (docs/connectors.md, "Legal holds and deletion by age"). A system
 searched by details (CCTV) is also told what an open access request's search would find
 (``preserve`` / ``end_preservation``): kept from deletion by age until the request is
-finished (docs/connectors.md, "Search details").
+finished (docs/connectors.md, "Searches kept from deletion by age").
 
 ``Answer`` is the connector's reply to one task, not the request workflow's ``Outcome``
 (the worker's decision about a request): the two meet only through the result record.
@@ -203,8 +203,11 @@ class Connector:
         is empty when they could not be opened (the key gone): keep what you kept for
         the request. Idempotent: the runner reads every record again at every start.
 
-        Only a system the data map marks ``searched_by_details`` is sent one. Not
-        implemented: the runner warns when one arrives, and counts it ``ignored``."""
+        Only a system the data map marks ``searched_by_details`` is sent one. Details you
+        cannot search by: keep nothing and say so in your log (never their values);
+        raising has the record tried again, and all deletion by age waits meanwhile.
+        Not implemented (this or ``end_preservation``): the runner calls neither, warns
+        when one arrives, and counts it ``ignored``."""
 
     async def end_preservation(self, request_id: str) -> None:
         """The request is finished: what its search found follows your retention

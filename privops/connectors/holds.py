@@ -377,7 +377,8 @@ class HoldReader:
             self.kept.pop(key, None)
             honoured = self.honoured
         else:
-            await self._tell(self.connector.end_preservation(request_id), where)
+            if self.preserves:
+                await self._tell(self.connector.end_preservation(request_id), where)
             self.preserved.discard(request_id)
             honoured = self.preserves
         self._seen.add(key)
@@ -392,21 +393,40 @@ class HoldReader:
         if record.system != self.system or record.request_id != request_id:
             self._skip(where, "another system's, or keyed by another request")
             return
-        if not self.preserves and not self._told_unpreserved:
-            self._told_unpreserved = True
-            log.warning(
-                "connector %s does not implement preserve and end_preservation: what an "
-                "access request's search details find may be deleted by age before it is "
-                'searched (docs/connectors.md, "Search details")',
-                self.system,
-            )
+        if not self.preserves:
+            # Neither opened (no key asked for) nor told: a connector with preserve and
+            # no end_preservation would keep what it preserves for ever.
+            self._say_unpreserved()
+            self.preserved.add(request_id)
+            self._seen.add(preservation_key(request_id))
+            self._count("ignored")
+            return
         opened, ok = await self._opening(
             record, "search details", where, lambda rec: rec.model_copy(update={"search": {}})
         )
         await self._tell(self.connector.preserve(opened), where)
         self.preserved.add(request_id)
         self._seen.add(preservation_key(request_id))
-        self._count("ignored" if not self.preserves else "preserved" if ok else "unopened")
+        self._count("preserved" if ok else "unopened")
+
+    def _say_unpreserved(self) -> None:
+        """Warn, once, that this connector keeps nothing for a search preservation."""
+        if self._told_unpreserved:
+            return
+        self._told_unpreserved = True
+        kind = type(self.connector)
+        missing = [
+            name
+            for name in ("preserve", "end_preservation")
+            if getattr(kind, name) is getattr(Connector, name)
+        ]
+        log.warning(
+            "connector %s does not implement %s: what an access request's search details "
+            "find is not kept from its deletion by age, and may be deleted before it is "
+            'searched (docs/connectors.md, "Searches kept from deletion by age")',
+            self.system,
+            " and ".join(missing),
+        )
 
     async def _opening(
         self, record: Held, fields: str, where: str, bare: Callable[[Held], Held]

@@ -31,7 +31,7 @@ from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.records import AuditEvent
 from privops.core.ticks import TickKind
 from privops.core.timelimits import EXTENSION_WITHDRAWN
-from privops.core.vocab import TERMINAL_STATES, RequestState
+from privops.core.vocab import TERMINAL_STATES, RefusalGround, RequestState
 from privops.core.workflow import received_of
 
 FOLLOWUP_STEP: Final = "followup_scheduled"
@@ -40,6 +40,12 @@ erasure: not a request received (the follow-up has its own ``request_received``)
 
 CLOSED_STATES: Final = tuple(s.value for s in RequestState if s in TERMINAL_STATES)
 _TERMINAL: Final = frozenset(CLOSED_STATES)
+REFUSAL_FIGURES: Final = (
+    *(f"refused_{g.value}" for g in RefusalGround),
+    "refused_ground_unrecorded",
+)
+"""The refused requests by ground (``request_refused`` steps, from 0.37); those refused
+before a ground was recorded are ``refused_ground_unrecorded``."""
 
 
 def app_id_of(chain: str) -> str:
@@ -59,6 +65,7 @@ class _Handled:
     breached: bool = False
     extended: bool = False
     withheld: bool = False
+    refused_on: str | None = None
 
 
 @dataclass
@@ -98,6 +105,8 @@ class ReportBuilder:
             found.extended = not (event.reason or "").startswith(EXTENSION_WITHDRAWN)
         elif event.action == "access_withheld":
             found.withheld = True
+        elif event.action == "request_refused":
+            found.refused_on = event.after
 
     def _received(self, key: tuple[str, str], event: AuditEvent) -> None:
         if event.after == FOLLOWUP_STEP:
@@ -141,6 +150,7 @@ def _figures(handled: list[_Handled]) -> dict[str, Any]:
         "closed": len(closed),
         "open": len(handled) - len(closed),
         **{state: sum(1 for h in closed if h.state == state) for state in CLOSED_STATES},
+        **_refusals([h for h in closed if h.state == RequestState.refused]),
         "late": sum(1 for h in handled if h.breached),
         "extended": sum(1 for h in handled if h.extended),
         "withheld_for_review": sum(1 for h in handled if h.withheld),
@@ -150,6 +160,14 @@ def _figures(handled: list[_Handled]) -> dict[str, Any]:
             "max": days[-1] if days else None,
         },
     }
+
+
+def _refusals(refused: list[_Handled]) -> dict[str, int]:
+    counts = dict.fromkeys(REFUSAL_FIGURES, 0)
+    for h in refused:
+        name = f"refused_{h.refused_on}"
+        counts[name if h.refused_on and name in counts else "refused_ground_unrecorded"] += 1
+    return counts
 
 
 def _days(handled: _Handled) -> int:

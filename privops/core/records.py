@@ -31,6 +31,7 @@ from privops.core.vocab import (
     LawfulBasis,
     ObjectionScope,
     Purpose,
+    RefusalGround,
     RequestState,
     RequestType,
     System,
@@ -412,6 +413,9 @@ class ObjectionDecided(Command):
 
 class RequestRefused(Command):
     reason: Annotated[str, PERSONAL]
+    # The ground, from 0.37 (v2); a refusal without one is refused by the worker: the
+    # subject is told it, and the record keeps it after an erasure scrubs the reason.
+    ground: RefusalGround | None = None
 
 
 class RequestCancelled(Command):

@@ -41,6 +41,7 @@ from privops.core.vocab import (
     Channel,
     ObjectionScope,
     Purpose,
+    RefusalGround,
     RequestState,
     RequestType,
     System,
@@ -177,7 +178,9 @@ MAX_REMEMBERED_ANSWERS: Final = 32
 MAX_ANSWER_MESSAGE: Final = 300
 
 
-def _empty(value: dict[str, str]) -> bool:
+def _empty(value: object) -> bool:
+    """Whether a field is left out of the stored record: so a record without what a
+    release added reads in the release before (a rollback)."""
     return not value
 
 
@@ -213,6 +216,9 @@ class RequestRecord(_Model):
     # The systems told to keep what the search finds from their deletion by age until
     # the request is finished (``fanout.preserve_search``); not written when empty.
     preserved: list[System] = Field(default_factory=list, exclude_if=_empty)
+    # A refused request's ground (from 0.37): kept when an erasure scrubs the DPO's
+    # letter (``reason``), so the controller can still show why; not written when None.
+    refusal_ground: RefusalGround | None = Field(default=None, exclude_if=_empty)
     objection_scope: ObjectionScope | None = None
     # A legitimate-interest objection the DPO upheld: the purposes processing stops for.
     objected_purposes: list[str] = []

@@ -150,6 +150,25 @@ class FeeGround(StrEnum):
     further_copies = "further_copies"
 
 
+class RefusalGround(StrEnum):
+    """On what ground a request is refused (UK GDPR Art. 12(4): the subject is told the
+    reasons; Art. 5(2): the controller can show them). Kept on the request record and in
+    the audit after an erasure scrubs the DPO's letter: privops' words, nothing personal."""
+
+    # Art. 12(5)(b): the controller bears the burden of showing it.
+    manifestly_unfounded = "manifestly_unfounded"
+    excessive = "excessive"
+    # Art. 11(2), 12(2), 12(6): the requester is not shown to be the subject.
+    identity_not_established = "identity_not_established"
+    # The right asked for does not apply (Art. 17(1) none of its grounds, Art. 18(1), Art.
+    # 21(1) compelling legitimate grounds, a right the processing's lawful basis excludes).
+    right_does_not_apply = "right_does_not_apply"
+    # An exemption of the Data Protection Act 2018 (Schedules 2 to 4: crime and taxation,
+    # legal professional privilege, negotiations, management forecasts, confidential
+    # references...), named in the DPO's letter.
+    exemption = "exemption"
+
+
 class ObjectionScope(StrEnum):
     direct_marketing = "direct_marketing"
     legitimate_interest = "legitimate_interest"

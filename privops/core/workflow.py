@@ -72,6 +72,7 @@ from privops.core.vocab import (
     Category,
     FeeGround,
     ObjectionScope,
+    RefusalGround,
     RequestState,
     RequestType,
     System,
@@ -832,18 +833,70 @@ def _tell_objection_upheld(
     )
 
 
+REFUSAL_NOTICES: Final = {
+    RefusalGround.manifestly_unfounded: (
+        "We will not act on your request: we consider it manifestly unfounded (UK GDPR "
+        "Article 12(5)). Our reasons are in the letter with this notice."
+    ),
+    RefusalGround.excessive: (
+        "We will not act on your request: we consider it manifestly excessive (UK GDPR "
+        "Article 12(5)). Our reasons are in the letter with this notice."
+    ),
+    RefusalGround.identity_not_established: (
+        "We cannot act on your request: we could not confirm that you are the person it "
+        "is about (UK GDPR Articles 11(2) and 12(6)). The letter with this notice says "
+        "why, and what would let us."
+    ),
+    RefusalGround.right_does_not_apply: (
+        "We cannot act on your request: the right you asked to exercise does not apply "
+        "to our use of your data here. The letter with this notice explains why."
+    ),
+    RefusalGround.exemption: (
+        "We will not act on your request: an exemption in the Data Protection Act 2018 "
+        "applies to it. The letter with this notice says which one, and why."
+    ),
+}
+"""What the subject is told of each ground (Art. 12(4)), before the redress."""
+
+
 def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outcome) -> None:
+    """Refuse the request on ``cmd.ground``, told to the subject with the DPO's letter
+    (``reason``) and their redress (Art. 12(4)). The ground is kept on the record and
+    in the audit (``request_refused``): the DPO's letter is free text an erasure of the
+    subject scrubs, and the controller must still be able to show why it refused."""
+    ground = _refusal_ground(rec, cmd)
     _no_work_out(rec, "refused")
     rec.reason = cmd.reason
+    rec.refusal_ground = ground
     move(rec, E.refused, out, ctx.now)
+    out.audit.append(AuditStep("request_refused", after=ground.value))
     notify_subject(
         rec,
         out,
         ctx,
         "request_refused",
-        "We cannot act on your request; our reasons are in the letter with this notice. " + REDRESS,
+        f"{REFUSAL_NOTICES[ground]} {REDRESS}",
         document=cmd.reason,
     )
+
+
+def _refusal_ground(rec: RequestRecord, cmd: r.RequestRefused) -> RefusalGround:
+    """``cmd``'s ground, or why it cannot be refused on it: none given (a CLI of before
+    0.37), or the identity not established for a request whose identity was verified."""
+    grounds = ", ".join(g.value for g in RefusalGround)
+    if cmd.ground is None:
+        raise Refused(
+            Reason.invalid_command,
+            f"say on what ground the request is refused (--ground: {grounds}); a CLI of "
+            "before 0.37 cannot say it: upgrade it",
+        )
+    if cmd.ground is RefusalGround.identity_not_established and rec.identity_verified_on:
+        raise Refused(
+            Reason.invalid_command,
+            f"the subject's identity was verified on {rec.identity_verified_on}: refuse on "
+            "another ground",
+        )
+    return cmd.ground
 
 
 def _cancelled(rec: RequestRecord, cmd: r.RequestCancelled, ctx: Context, out: Outcome) -> None:

@@ -228,7 +228,7 @@ REJECTIONS: list[Any] = [
     ),
     pytest.param(
         _finished,
-        lambda rid: command(r.RequestRefused, rid, reason="excessive"),
+        lambda rid: command(r.RequestRefused, rid, reason="excessive", ground="excessive"),
         "request_finished",
         id="refuse-finished",
     ),

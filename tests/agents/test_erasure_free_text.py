@@ -72,6 +72,7 @@ async def test_a_requests_free_text_is_sealed_read_back_and_cleared_by_the_erasu
             issued_at=NOW,
             actor="dpo",
             reason=f"{NAME}: a duplicate of an earlier request",
+            ground="excessive",
         )
     )
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:

@@ -499,6 +499,12 @@ def no_broker(env: Callable[..., None]) -> str:
         ),
         (["approve", "REQ-1", "--withhold", "tv"], "unknown --withhold 'tv'"),
         (["fee-received", "REQ-1"], "Missing option '--ground'"),
+        (["refuse", "REQ-1", "--reason", "x"], "Missing option '--ground'"),
+        (
+            ["refuse", "REQ-1", "--ground", "busy", "--reason", "x"],
+            "unknown --ground 'busy': use one of manifestly_unfounded, excessive, "
+            "identity_not_established, right_does_not_apply, exemption",
+        ),
         (
             ["fee-received", "REQ-1", "--ground", "admin"],
             "unknown --ground 'admin': use one of manifestly_unfounded, excessive, further_copies",

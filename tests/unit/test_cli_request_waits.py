@@ -372,7 +372,11 @@ def test_identity_received_reaches_the_records(broker: FakeBroker) -> None:
         (["extend", "REQ-1", "--reason", "Ann Jones's file is long"], "C-9", "reason"),
         (["answer", "REQ-1", "--reason", "Ann Jones: no further action"], "C-9", "reason"),
         (["cancel", "REQ-1", "--reason", "Ann Jones withdrew it"], "C-9", "reason"),
-        (["refuse", "REQ-1", "--reason", "Ann Jones asked 40 times"], "C-9", "reason"),
+        (
+            ["refuse", "REQ-1", "--ground", "excessive", "--reason", "Ann Jones asked 40 times"],
+            "C-9",
+            "reason",
+        ),
         (
             ["decide-objection", "REQ-1", "--accept", "--reason", "Ann Jones's grounds"],
             "C-9",

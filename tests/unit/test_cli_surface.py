@@ -65,7 +65,7 @@ SURFACE = [
     f"request extend: REQUEST_ID --reason --notified --actor --json {WAITS}",
     f"request answer: REQUEST_ID --reason --actor --json {WAITS}",
     f"request cancel: REQUEST_ID --reason --actor --json {WAITS}",
-    f"request refuse: REQUEST_ID --reason --actor --json {WAITS}",
+    f"request refuse: REQUEST_ID --ground --reason --actor --json {WAITS}",
     f"request decide-objection: REQUEST_ID --accept --reason --purpose --actor --json {WAITS}",
     "request redact: REQUEST_ID --system --location --records --sha256 --media-type --actor "
     f"--json {WAITS}",

@@ -139,7 +139,7 @@ REJECTED: list[Any] = [
     (
         "refuse-completed",
         completed,
-        lambda: command(r.RequestRefused, reason="x"),
+        lambda: command(r.RequestRefused, reason="x", ground="excessive"),
         "request_finished",
     ),
     (

@@ -261,7 +261,11 @@ def test_a_refused_request_tells_the_subject_they_may_complain_or_go_to_court(
     """Art. 12(4): a refusal names the ICO and the judicial remedy (before, the ICO only)."""
     ctx = context(dm)
     rec = wf.on_command(None, submit(RequestType.erasure, identity_verified_on=None), ctx).record
-    outcome = wf.on_command(rec, command(r.RequestRefused, reason="manifestly unfounded"), ctx)
+    outcome = wf.on_command(
+        rec,
+        command(r.RequestRefused, reason="manifestly unfounded", ground="manifestly_unfounded"),
+        ctx,
+    )
     (note,) = notices(outcome)
     assert note.kind == "request_refused"
     assert note.message.endswith(REDRESS)

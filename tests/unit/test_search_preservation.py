@@ -35,7 +35,7 @@ from privops.core.clock import UK
 from privops.core.fieldcrypt import check_subject_id
 from privops.core.topics import legal_holds_topic, preservation_key, preserved_request
 from privops.core.vocab import RequestState, RequestType, System
-from tests.unit.test_access_search import DETAILS, _clip_search
+from tests.unit.test_access_search import DETAILS, _clip_search, _found
 from tests.unit.test_connector_holds import (
     ANN,
     NOW,
@@ -95,7 +95,9 @@ def test_a_search_waiting_for_id_is_preserved_at_once(stranger: wf.Context) -> N
     "close",
     [
         pytest.param(lambda: command(r.RequestCancelled, reason="withdrawn"), id="cancelled"),
-        pytest.param(lambda: command(r.RequestRefused, reason="excessive"), id="refused"),
+        pytest.param(
+            lambda: command(r.RequestRefused, reason="excessive", ground="excessive"), id="refused"
+        ),
     ],
 )
 def test_the_preservation_ends_when_the_request_is_finished(
@@ -113,6 +115,18 @@ def test_the_preservation_ends_when_the_request_is_finished(
     assert (ended.topic, ended.key, ended.record) == (CCTV_HOLDS, KEY, None)
     assert rec.preserved == []
     assert "search_released" in [a.action for a in outcome.audit]
+
+
+def test_the_preservation_ends_when_the_request_is_completed(stranger: wf.Context) -> None:
+    """The usual end: the footage reviewed, the response approved."""
+    held = _found(stranger)
+    assert held.preserved == [System.cctv]
+    approved = command(r.AccessResponseApproved, not_subject=[System.cctv])
+    outcome = wf.on_command(held, approved, stranger)
+    assert outcome.record is not None
+    assert outcome.record.state is S.completed
+    (ended,) = _preservations(outcome)
+    assert (ended.topic, ended.key, ended.record) == (CCTV_HOLDS, KEY, None)
 
 
 def test_the_preservation_outlives_the_identity_check(stranger: wf.Context) -> None:
@@ -187,7 +201,10 @@ def _said(connector: Recording) -> list[tuple[str, str]]:
 
 async def test_a_preservation_reaches_the_connector_opened_and_its_tombstone_ends_it() -> None:
     service, topic = KeyService(), Topic()
-    connector = Preserving(preserved_before=["R-GONE"], kept_before=[ANN])
+    # R-1 was preserved before this run too: the topic still has it, so it is not ended.
+    connector = Preserving(preserved_before=["R-GONE", "R-1"], kept_before=[ANN])
+    counted = {"system": "telephony", "outcome": "preserved"}
+    before = metric_value("privops_connector_hold_records_total", **counted)
     topic.put(0, preservation_key("R-1"), sealed(service, preserved("R-1")))  # type: ignore[arg-type]
     topic.put(1, preservation_key("R-2"), sealed(service, preserved("R-2")))  # type: ignore[arg-type]
     topic.put(1, preservation_key("R-2"), None)
@@ -212,12 +229,8 @@ async def test_a_preservation_reaches_the_connector_opened_and_its_tombstone_end
     # A request's tombstone released no subject, nor a subject's any request.
     assert [k for k, _ in connector.told].count("release") == 0
     assert runner.holds.held == {ANN}
-    assert (
-        metric_value(
-            "privops_connector_hold_records_total", system="telephony", outcome="preserved"
-        )
-        >= 2
-    )
+    assert metric_value("privops_connector_hold_records_total", **counted) == before + 2
+    assert ("end", "R-1") not in _said(connector)  # still on the topic: kept
 
 
 async def test_details_that_never_open_still_keep_what_was_kept() -> None:
@@ -256,6 +269,13 @@ class HoldsOnly(Recording):
     """A connector that applies legal holds and knows nothing of preservation."""
 
 
+class PreservesOnly(Recording):
+    """One that would preserve and never end it: it must be told neither."""
+
+    async def preserve(self, preserved: r.SearchPreserved) -> None:
+        self.told.append(("preserve", preserved))
+
+
 async def test_a_connector_that_cannot_preserve_is_named_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -269,8 +289,25 @@ async def test_a_connector_that_cannot_preserve_is_named_once(
     with caplog.at_level(logging.WARNING):
         async with Following(runner, connector):
             pass
-    assert caplog.text.count("does not implement preserve") == 1
+    assert caplog.text.count("does not implement preserve and end_preservation") == 1
     assert connector.told == []
+
+
+async def test_a_connector_that_would_only_preserve_is_told_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Told to preserve and never to end it, it would keep the footage for ever."""
+    service, topic, connector = KeyService(), Topic(), PreservesOnly()
+    assert not preserves_searches(connector)
+    topic.put(0, KEY, sealed(service, preserved()))  # type: ignore[arg-type]
+    topic.put(0, KEY, None)
+    runner = runner_over(connector, topic, service.reader())
+
+    with caplog.at_level(logging.WARNING):
+        async with Following(runner, connector):
+            pass
+    assert connector.told == []
+    assert "does not implement end_preservation:" in caplog.text
 
 
 # --- the reference CCTV system: deletion by age keeps what the search finds -------------
@@ -294,6 +331,16 @@ def _clip_ids(data_dir: Path) -> set[str]:
         return {row[0] for row in db.execute("SELECT clip_id FROM clips")}
 
 
+def _clip(data_dir: Path, clip_id: str, at: datetime, site: str, camera: str) -> None:
+    """A clip filed under no one, as a camera records a passer-by."""
+    with closing(sqlite3.connect(store_path(data_dir, System.cctv))) as db, db:
+        db.execute(
+            "INSERT INTO clips (clip_id, camera, site, captured_at, footage_uri)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (clip_id, camera, site, at.isoformat(), f"footage/{clip_id}.mp4"),
+        )
+
+
 def _purge(data_dir: Path, days: int) -> Any:
     """Deletion by age ``days`` from now: every seeded clip is past its 30 days (the
     fixture's clips are under no investigation, the system's own hold)."""
@@ -305,14 +352,18 @@ def test_deletion_by_age_keeps_what_an_open_search_finds(footage: tuple[Path, An
     data_dir, clips = footage
     clip = clips[0]
     other = next(c for c in clips if c.captured_at.date() != clip.captured_at.date())
+    _clip(data_dir, "X-ELSEWHERE", clip.captured_at, "Leeds warehouse", "CAM-9 roof")
+    _clip(data_dir, "X-LATER", clip.captured_at + timedelta(hours=2), clip.site, clip.camera)
     store = open_store(data_dir, System.cctv)
-    store.preserve("R-1", _clip_search(clip.captured_at, clip.site))
+    assert store.preserve("R-1", _clip_search(clip.captured_at, clip.site)) is None
     assert store.preserving() == ["R-1"]
 
     _purge(data_dir, 400)
     left = _clip_ids(data_dir)
     assert clip.clip_id in left  # found by the search: kept
-    assert other.clip_id not in left  # another day: deleted by age as before
+    # Deleted by age as before: another day; the same time at another place; the same
+    # place at another time.
+    assert not {other.clip_id, "X-ELSEWHERE", "X-LATER"} & left
     found = _found_by_search(data_dir, _clip_search(clip.captured_at, clip.site))
     assert clip.clip_id in found
 
@@ -350,10 +401,29 @@ def test_details_that_did_not_open_keep_what_was_kept(footage: tuple[Path, Any])
     assert clips[0].clip_id in _clip_ids(data_dir)
 
 
-def test_details_no_search_can_be_made_by_are_refused_unrepeated(tmp_path: Path) -> None:
+def test_what_cannot_be_kept_is_said_and_never_holds_deletion_back(tmp_path: Path) -> None:
+    """A preservation the store cannot apply is told, naming no detail: raised, it would
+    be tried again for ever with every deletion by age waiting (review, session 37)."""
     seed_stores(tmp_path, seed_customers(2, anchor=date(2026, 3, 2)))
-    store = open_store(tmp_path, System.cctv)
-    with pytest.raises(ValueError, match="cannot be searched by") as raised:
-        store.preserve("R-1", {"location": "Leeds counter"})
-    assert "Leeds" not in str(raised.value)
-    assert store.preserving() == []
+    cctv = open_store(tmp_path, System.cctv)
+    why = cctv.preserve("R-1", {"location": "Leeds counter"})
+    assert why is not None
+    assert "cannot be searched by" in why
+    assert "Leeds" not in why
+    telephony = open_store(tmp_path, System.telephony)
+    assert telephony.preserve("R-1", DETAILS) == "this system has no table searched by details"
+    assert (cctv.preserving(), telephony.preserving()) == ([], [])
+
+
+def test_any_number_of_open_searches_is_one_deletion_by_age(footage: tuple[Path, Any]) -> None:
+    """Each open search was a condition of its own: about 900 made the statement deeper
+    than SQLite parses, and CCTV's deletion by age failed every round (review, session
+    37)."""
+    data_dir, clips = footage
+    clip = clips[0]
+    store = open_store(data_dir, System.cctv)
+    wide = {**_clip_search(clip.captured_at, clip.site), "location": "x" * 280 + " " + clip.site}
+    for n in range(1_500):
+        assert store.preserve(f"R-{n}", wide if n % 2 else DETAILS) is None
+    _purge(data_dir, 400)
+    assert clip.clip_id in _clip_ids(data_dir)

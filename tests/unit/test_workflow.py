@@ -652,7 +652,7 @@ def test_a_response_held_for_review_may_be_cancelled(ctx: wf.Context) -> None:
     assert outcome.record is not None
     assert outcome.record.state is S.cancelled
     assert of_type(outcome, r.SubjectNotification) == []
-    refused = command(r.RequestRefused, reason="excessive")
+    refused = command(r.RequestRefused, reason="excessive", ground="excessive")
     assert "cannot be refused" in _rejected(rec, refused, ctx)
 
 
@@ -1500,7 +1500,11 @@ def test_no_decision_edits_the_record_it_is_given(ctx: wf.Context) -> None:
         wf.on_tick(rec, tick(rec, "task_overdue", later.now, task_id=task.task_id), later),
         wf.on_tick(rec, tick(rec, "followup", later.now), later),
         wf.on_command(rec, command(r.RequestCancelled, reason="withdrawn"), ctx),
-        wf.on_command(rec, command(r.RequestRefused, reason="manifestly unfounded"), ctx),
+        wf.on_command(
+            rec,
+            command(r.RequestRefused, reason="manifestly unfounded", ground="manifestly_unfounded"),
+            ctx,
+        ),
         wf.on_command(rec, submit(RequestType.erasure), ctx),  # refused: a duplicate
         wf.on_command(rec, command(r.DeadlineExtended, reason="complex", notified_on=TODAY), ctx),
     ]

@@ -51,7 +51,7 @@ from privops.core.records import (
     RequestCancelled,
     RequestRefused,
 )
-from privops.core.vocab import FeeGround, System
+from privops.core.vocab import FeeGround, RefusalGround, System
 
 
 def _day(value: str | None, option: str = "--on") -> date:
@@ -184,7 +184,7 @@ def extend(
 def _closing_verb(
     kind: type[Command], reason_help: str, done: str, doc: str
 ) -> Callable[..., None]:
-    """A verb that ends a request with a reason and nothing else (answer, cancel, refuse)."""
+    """A verb that ends a request with a reason and nothing else (answer, cancel)."""
 
     def verb(
         common: Delivery,
@@ -197,6 +197,40 @@ def _closing_verb(
 
     verb.__doc__ = doc
     return follow_up_verb(verb)
+
+
+@follow_up_verb
+def refuse(
+    common: Delivery,
+    request_id: RequestId,
+    ground: str = typer.Option(
+        ...,
+        "--ground",
+        help="On what ground: manifestly_unfounded or excessive (UK GDPR Art. 12(5)), "
+        "identity_not_established (Art. 11(2), 12(6); not once the identity is verified), "
+        "right_does_not_apply (e.g. none of Art. 17(1)'s grounds), or exemption (Data "
+        "Protection Act 2018 Schedules 2-4: name it in --reason). The subject is told it, "
+        "and privops keeps it after an erasure scrubs the reason.",
+    ),
+    reason: str = typer.Option(
+        ...,
+        "--reason",
+        help="The letter to the subject: why, on that ground (and which exemption)." + SEALED_HELP,
+    ),
+) -> None:
+    """Refuse a request before its work goes out, on a ground and with the reasons: the
+    subject is told both, and of their right to complain (Art. 12(4))."""
+    rid = check_id(request_id)
+    chosen = parse_choice(RefusalGround, ground, "--ground")
+    text = required_reason(reason)
+    _send(
+        RequestRefused,
+        rid,
+        f"refusal submitted ({chosen.value})",
+        common,
+        reason=text,
+        ground=chosen,
+    )
 
 
 @follow_up_verb
@@ -368,15 +402,7 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
             "Cancel a request (e.g. withdrawn by the subject).",
         ),
     ),
-    (
-        "refuse",
-        _closing_verb(
-            RequestRefused,
-            "Why it is manifestly unfounded or excessive; told to the subject.",
-            "refusal submitted",
-            "Refuse a manifestly unfounded or excessive request, with the reason.",
-        ),
-    ),
+    ("refuse", refuse),
     ("decide-objection", decide_objection),
     ("redact", redact),
     ("approve", approve),

@@ -154,6 +154,7 @@ def _summary(body: dict[str, Any]) -> Table:
             if body.get("objected_purposes")
             else []
         ),
+        *([("refused on", cell(body["refusal_ground"]))] if body.get("refusal_ground") else []),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
         *(
             [("kept from deletion", "what the search finds, at " + _names(body["preserved"]))]

@@ -180,7 +180,11 @@ class ReferenceConnector(Connector):
         return await asyncio.to_thread(self.store.holding)
 
     async def preserve(self, preserved: SearchPreserved) -> None:
-        await asyncio.to_thread(self.store.preserve, preserved.request_id, preserved.search)
+        why = await asyncio.to_thread(self.store.preserve, preserved.request_id, preserved.search)
+        if why is not None:  # the details are the subject's: never logged
+            log.warning(
+                "%s: a search's finds are not kept from deletion by age: %s", self.system, why
+            )
 
     async def end_preservation(self, request_id: str) -> None:
         await asyncio.to_thread(self.store.end_preservation, request_id)

@@ -38,7 +38,7 @@
 - preserve / end_preservation: an open access request's search details, recorded
   (``_preserved_searches``) until the request is finished; deletion by age keeps the
   rows of a searched table that any of them finds, exactly the rows the export's search
-  would (``_search_where``), whoever they are filed under.
+  would (``_search_terms``), whoever they are filed under.
 - purge_expired: deletion by age. Rows collected (``TableSpec.collected``) longer ago than
   their category's period are DELETED, except rows a legal hold keeps for their
   category, rows the system's own hold keeps (footage under an investigation not known
@@ -704,20 +704,25 @@ class ReferenceStore:
             )
             return [row[0] for row in db.execute(sql)]
 
-    def preserve(self, request_id: str, details: Mapping[str, str]) -> None:
+    def preserve(self, request_id: str, details: Mapping[str, str]) -> str | None:
         """Keep what ``details`` find from deletion by age until ``end_preservation``;
-        with no details (they did not open), what was kept for the request stays.
-        ``ValueError`` for details no search can be made by (naming none of them)."""
+        with no details (they did not open), what was kept for the request stays. Why
+        nothing is kept, when nothing is: the system has no table searched by details,
+        or no search can be made by them (naming none of them). Never raises for those:
+        a preservation that cannot be applied would hold back every deletion by age."""
         if not details:
-            return
+            return None
+        if not any(t.searched for t in self.spec.tables):
+            return "this system has no table searched by details"
         if found := search.problem(details, date.max):
-            raise ValueError(f"search details that cannot be searched by: {found}")
+            return f"search details that cannot be searched by: {found}"
         with self._db() as db:
             _begin(db)
             db.execute(
                 "INSERT OR REPLACE INTO _preserved_searches VALUES (?, ?)",
                 (request_id, json.dumps(dict(details), sort_keys=True)),
             )
+        return None
 
     def end_preservation(self, request_id: str) -> int:
         """What ``request_id``'s search finds follows the periods again. Rows dropped."""
@@ -761,14 +766,12 @@ class ReferenceStore:
             db.execute(_STATEMENTS_DDL)
             exports = 0 if exports_kept is None else _expired_exports(db, now, exports_kept)
             self._find_held_again(db)
-            preserved = [
-                json.loads(row[0]) for row in db.execute("SELECT details FROM _preserved_searches")
-            ]
+            _preserved_windows(db)
             for table in self.spec.tables:
                 limit = limits.get(table.category)
                 if limit is None or table.collected is None:
                     continue
-                kept, values = self._kept_by_age(table, limit, now, preserved)
+                kept, values = self._kept_by_age(table, limit, now)
                 sql = (
                     f"DELETE FROM {table.name} WHERE julianday({table.collected})"  # noqa: S608
                     f" < julianday(?) AND NOT ({kept})"
@@ -787,16 +790,12 @@ class ReferenceStore:
         return PurgeReport(deleted, statements, undated, exports)
 
     def _kept_by_age(
-        self,
-        table: TableSpec,
-        limit: AgeLimit,
-        now: datetime,
-        preserved: Sequence[Mapping[str, str]] = (),
+        self, table: TableSpec, limit: AgeLimit, now: datetime
     ) -> tuple[str, tuple[str, ...]]:
         """The condition (and its values) on a row of ``table`` that keeps it past its
         period: restricted, under a legal hold of its category, under the system's own
         hold, open or concluded within the days the data map gives, or found by the
-        search details of an open access request (``preserved``)."""
+        search details of an open access request (``_preserved_windows``)."""
         key = self.spec.key
         held = f"{key} IN (SELECT key FROM _legal_holds WHERE category = ?)"  # noqa: S608
         kept = ["restricted != 0", f"coalesce({held}, 0)"]
@@ -807,11 +806,13 @@ class ReferenceStore:
         if table.concluded_hold and concluded is not None:
             kept.append(f"coalesce(({table.concluded_hold}), 0)")
             values += (concluded.isoformat(),)
-        if table.searched is not None:
-            for details in preserved:
-                where, params = _search_where(table.searched, details)
-                kept.append(f"coalesce(({where}), 0)")
-                values += tuple(params)
+        if (searched := table.searched) is not None:
+            at = f"julianday({searched.at})"
+            places = " OR ".join(f"lower({c}) LIKE w.pattern ESCAPE '\\'" for c in searched.places)
+            kept.append(
+                f"EXISTS (SELECT 1 FROM temp._preserved_windows w WHERE {at} >= w.since"  # noqa: S608
+                f" AND {at} < w.until AND (w.pattern IS NULL OR {places}))"
+            )
         return " OR ".join(kept), values
 
     def _orphaned_statements(self, db: sqlite3.Connection, category: Category) -> int:
@@ -935,14 +936,40 @@ def _expired_exports(db: sqlite3.Connection, now: datetime, kept: timedelta) -> 
     return deleted
 
 
+def _search_terms(details: Mapping[str, str]) -> tuple[search.Window, list[str]]:
+    """What ``details`` find a row by: their time window, and with a place, a LIKE
+    pattern for each word of it (``_place_patterns``, escaped), any of which in any
+    place column will do. One rule for the export's search (``_search_where``) and for
+    what deletion by age keeps while the request is open (``_preserved_windows``)."""
+    place = details.get(SearchDetail.location)
+    return search.window(details), _place_patterns(place) if place is not None else []
+
+
+def _preserved_windows(db: sqlite3.Connection) -> None:
+    """``temp._preserved_windows``: a row per open search's window and place pattern
+    (a NULL pattern: no place given), for ``_kept_by_age`` to keep what they find. A
+    table, not a condition per search: a few hundred searches open at once made one
+    condition deeper than SQLite parses (review, session 37)."""
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS _preserved_windows"
+        " (since REAL NOT NULL, until REAL NOT NULL, pattern TEXT)"
+    )
+    db.execute("DELETE FROM temp._preserved_windows")
+    rows: list[tuple[str, str, str | None]] = []
+    for (details,) in db.execute("SELECT details FROM _preserved_searches"):
+        window, patterns = _search_terms(json.loads(details))
+        since, until = window.since.isoformat(), window.until.isoformat()
+        options: list[str | None] = [*patterns] or [None]
+        rows += [(since, until, p) for p in options]
+    db.executemany(
+        "INSERT INTO temp._preserved_windows VALUES (julianday(?), julianday(?), ?)", rows
+    )
+
+
 def _search_where(searched: SearchSpec, details: Mapping[str, str]) -> tuple[str, list[str]]:
     """The condition (and its values) on a row of a searched table that ``details``
-    find it by: in their time window (two UTC instants) and, with a place, any word of
-    it (``_place_patterns``, escaped) in any of the place columns. One rule for the
-    export's search and for what deletion by age keeps while the request is open."""
-    window = search.window(details)
-    place = details.get(SearchDetail.location)
-    patterns = _place_patterns(place) if place is not None else []
+    find it by (``_search_terms``)."""
+    window, patterns = _search_terms(details)
     where = f"julianday({searched.at}) >= julianday(?) AND julianday({searched.at}) < julianday(?)"
     params = [window.since.isoformat(), window.until.isoformat()]
     if patterns:
