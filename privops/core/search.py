@@ -17,7 +17,7 @@ detail, never its value.
 Times are UK wall-clock times, as the subject gives them; ``window`` turns them into
 the UTC instants a system's timestamps are compared with. Hours that end before they
 start run on into the next day ("22:30-01:15": a night shift, a late delivery), from
-0.37; before, such a visit had to be asked for as two requests.
+0.37, for up to ``MAX_OVERNIGHT``; before, such a visit had to be two requests.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def problem(details: Mapping[str, str], received_on: date) -> str | None:
     if day > received_on:
         return f"the search date is after the request was received ({received_on})"
     times = details.get(SearchDetail.times)
-    if times is not None and (found := _times_problem(times, day, details)):
+    if times is not None and (found := _times_problem(times, day, received_on)):
         return found
     for name in TEXT_DETAILS:
         text = details.get(name)
@@ -86,20 +86,34 @@ def problem(details: Mapping[str, str], received_on: date) -> str | None:
     return None
 
 
-def _times_problem(times: str, day: date, details: Mapping[str, str]) -> str | None:
+MAX_OVERNIGHT: Final = timedelta(hours=12)
+"""The longest span hours that end before they start are read as (past midnight): a
+night's visit is hours long, where hours typed the wrong way round (14:00-13:00 for
+13:00-14:00) would be read as most of a day without the hour meant, and be searched and
+kept so, silently (review, session 37)."""
+
+
+def _times_problem(times: str, day: date, received_on: date) -> str | None:
     found = _TIMES.match(times.strip())
     if found is None:
         return "the search times are not HH:MM-HH:MM (UK time, 24-hour), e.g. 14:00-15:30"
-    if found.group(1, 2) == found.group(3, 4):
+    start = timedelta(hours=int(found.group(1)), minutes=int(found.group(2)))
+    end = timedelta(hours=int(found.group(3)), minutes=int(found.group(4)))
+    if start == end:
         return (
             "the search times start and end at the same minute: give the hours the visit "
-            "took, HH:MM-HH:MM (an end before the start runs on into the next day)"
+            "took, HH:MM-HH:MM"
         )
-    span = window(details)
-    if span.since >= span.until:
+    if end < start and end + timedelta(days=1) - start > MAX_OVERNIGHT:
         return (
-            f"the search times cover no time on {day}: the clocks went forward then; "
-            "give the hours as the clock showed them after the change"
+            "the search times end before they start: hours past midnight are read so only "
+            f"up to {MAX_OVERNIGHT.seconds // 3600} hours (22:30-01:15); otherwise give "
+            "them in order, HH:MM-HH:MM"
+        )
+    if end < start and day == received_on:
+        return (
+            "the search times run past midnight into the day after the request was "
+            "received: give hours on that day only"
         )
     return None
 
@@ -117,9 +131,9 @@ def window(details: Mapping[str, str]) -> Window:
     else:
         # On the day the clocks go back an hour is lived twice: from its first time to
         # its second, so a search of 01:00-01:30 covers both; on the day they go forward,
-        # widest too (01:30-03:00 covers 01:00-02:00 UTC), and a span inside the hour
-        # that never was covers nothing (``problem`` refuses it). An end before the
-        # start is on the next day (the strings compare as the times do: HH:MM).
+        # widest too (01:30-03:00 covers 01:00-02:00 UTC; an hour that never was is read
+        # as both of its offsets). An end before the start is on the next day (the
+        # strings compare as the times do: HH:MM, zero-padded).
         start, _, end = times.strip().partition("-")
         last = day + timedelta(days=1) if end < start else day
         since = min(_instants(day, start))

@@ -843,20 +843,42 @@ REFUSAL_NOTICES: Final = {
         "Article 12(5)). Our reasons are in the letter with this notice."
     ),
     RefusalGround.identity_not_established: (
-        "We cannot act on your request: we could not confirm that you are the person it "
-        "is about (UK GDPR Articles 11(2) and 12(6)). The letter with this notice says "
-        "why, and what would let us."
+        "We cannot act on your request: we could not confirm who you are, or that you "
+        "may act for the person it is about (UK GDPR Article 12(6)). The letter with this "
+        "notice says why, and what would let us."
     ),
     RefusalGround.right_does_not_apply: (
         "We cannot act on your request: the right you asked to exercise does not apply "
         "to our use of your data here. The letter with this notice explains why."
     ),
+    # Neutral: saying an exemption applies may itself tip someone off (crime and
+    # taxation, DPA 2018 Sch. 2 para. 2, which reaches Art. 12 too); the letter says
+    # what may be said (review, session 37).
     RefusalGround.exemption: (
-        "We will not act on your request: an exemption in the Data Protection Act 2018 "
-        "applies to it. The letter with this notice says which one, and why."
+        "We will not act on your request. The letter with this notice says what we can "
+        "tell you about why."
     ),
 }
 """What the subject is told of each ground (Art. 12(4)), before the redress."""
+
+_EVERY_GROUND: Final = frozenset(RefusalGround)
+_NOT_INAPPLICABLE: Final = _EVERY_GROUND - {RefusalGround.right_does_not_apply}
+REFUSABLE: Final[dict[RequestType, frozenset[RefusalGround]]] = {
+    RequestType.erasure: _EVERY_GROUND,
+    RequestType.restriction: _EVERY_GROUND,
+    RequestType.rectification: _EVERY_GROUND,
+    # The right of access applies to every subject: only Art. 12(5), identity or an
+    # exemption refuse it.
+    RequestType.access: _NOT_INAPPLICABLE,
+}
+"""The grounds each request type may be refused on (review, session 37). Not listed:
+never refused (``_NEVER_REFUSED`` says why). An objection is looked up by its scope."""
+_LEGITIMATE_INTEREST_GROUNDS: Final = _NOT_INAPPLICABLE
+_NEVER_REFUSED: Final = {
+    RequestType.consent_withdrawal: "a consent withdrawal is always acted on (Art. 7(3))",
+    RequestType.complaint: "a complaint is answered (`privops request answer`), not refused",
+    RequestType.restriction_lift: "a lift is the controller's own decision: cancel it instead",
+}
 
 
 def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outcome) -> None:
@@ -883,20 +905,50 @@ def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outco
 def _refusal_ground(rec: RequestRecord, cmd: r.RequestRefused) -> RefusalGround:
     """``cmd``'s ground, or why it cannot be refused on it: none given (a CLI of before
     0.37), or the identity not established for a request whose identity was verified."""
-    grounds = ", ".join(g.value for g in RefusalGround)
+    allowed = _refusable(rec)
+    grounds = ", ".join(g.value for g in RefusalGround if g in allowed)
     if cmd.ground is None:
         raise Refused(
             Reason.invalid_command,
             f"say on what ground the request is refused (--ground: {grounds}); a CLI of "
             "before 0.37 cannot say it: upgrade it",
         )
-    if cmd.ground is RefusalGround.identity_not_established and rec.identity_verified_on:
-        raise Refused(
-            Reason.invalid_command,
-            f"the subject's identity was verified on {rec.identity_verified_on}: refuse on "
-            "another ground",
-        )
+    if cmd.ground not in allowed:
+        raise Refused(Reason.invalid_command, _not_on(rec, cmd.ground, grounds))
     return cmd.ground
+
+
+def _refusable(rec: RequestRecord) -> frozenset[RefusalGround]:
+    """The grounds ``rec`` may be refused on now: its type's (``REFUSABLE``), the
+    identity only while it waits to be verified."""
+    if rec.request_type is RequestType.objection:
+        absolute = rec.objection_scope is ObjectionScope.direct_marketing
+        allowed = frozenset() if absolute else _LEGITIMATE_INTEREST_GROUNDS
+    else:
+        allowed = REFUSABLE.get(rec.request_type, frozenset())
+    if rec.identity_verified_on or rec.request_type not in IDENTITY_REQUIRED:
+        allowed -= {RefusalGround.identity_not_established}
+    return allowed
+
+
+def _not_on(rec: RequestRecord, ground: RefusalGround, grounds: str) -> str:
+    """Why ``rec`` cannot be refused on ``ground`` (``grounds``: those it can be)."""
+    if never := _NEVER_REFUSED.get(rec.request_type):
+        return f"this request cannot be refused: {never}"
+    if rec.request_type is RequestType.objection and not grounds:
+        return "an objection to direct marketing is absolute (Art. 21(3)): it cannot be refused"
+    if ground is RefusalGround.identity_not_established and rec.identity_verified_on:
+        return (
+            f"the subject's identity was verified on {rec.identity_verified_on}: refuse on "
+            f"another ground ({grounds})"
+        )
+    if rec.request_type is RequestType.objection:
+        return (
+            f"{ground.value} is not a ground to refuse an objection on: an objection the "
+            "controller has compelling legitimate grounds to override is decided "
+            f"(`privops request decide-objection --refuse`); refuse only on {grounds}"
+        )
+    return f"{rec.request_type.value} is not refused on {ground.value}: use one of {grounds}"
 
 
 def _cancelled(rec: RequestRecord, cmd: r.RequestCancelled, ctx: Context, out: Outcome) -> None:

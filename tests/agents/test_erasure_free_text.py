@@ -97,6 +97,7 @@ async def test_a_requests_free_text_is_sealed_read_back_and_cleared_by_the_erasu
         shown = newest(REQUESTS, ANN, "R-prior")
         assert shown is not None
         assert request_json(shown)["reason"] == refusal.reason
+        assert request_json(shown)["refusal_ground"] == "excessive"
 
         asked = submitted("R-er", RequestType.erasure, ANN, reason=f"asked by {NAME}")
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(asked))
@@ -133,6 +134,8 @@ async def test_a_requests_free_text_is_sealed_read_back_and_cleared_by_the_erasu
     # The subject's earlier request, found through the request index, is cleared too:
     # not only unreadable (its key is gone), the ciphertext itself gone.
     assert json.loads(stored(requests.data, "R-prior"))["reason"] is None
+    # ... but not the ground it was refused on: the controller can still show it.
+    assert json.loads(stored(requests.data, "R-prior"))["refusal_ground"] == "excessive"
     for request_id in ("R-prior", "R-er"):
         assert "Acacia" not in stored(requests.data, request_id)
         assert sealing.plaintext_left(requests.data[request_id], sealing.REQUESTS) == []

@@ -202,6 +202,11 @@ def test_search_details_are_refused_where_no_system_is_searched_by_them(
         ({"date": "2025-03-11"}, "after the request was received"),
         ({"date": "2025-03-01", "times": "2pm to 3pm"}, "not HH:MM-HH:MM"),
         ({"date": "2025-03-01", "times": "14:00-14:00"}, "start and end at the same minute"),
+        # Hours typed the wrong way round are no night's visit (review, session 37).
+        ({"date": "2025-03-01", "times": "14:00-13:00"}, "end before they start"),
+        ({"date": "2025-03-01", "times": "21:59-10:00"}, "end before they start"),
+        # Past midnight into the day after the request.
+        ({"date": "2025-03-10", "times": "22:00-02:00"}, "after the request was received"),
         ({"date": "2025-03-01", "location": "  "}, "location is empty"),
         ({"date": "2025-03-01", "appearance": "x" * 301}, "at most 300"),
         ({"date": "2025-03-01", "ann@example.com": "x"}, "not among date, times"),
@@ -239,7 +244,7 @@ def test_bad_search_details_are_refused_without_repeating_them(
         # Hours that end before they start run on into the next day (review, session 36:
         # a visit across midnight had to be two requests).
         ({"date": "2025-03-01", "times": "22:30-01:15"}, "2025-03-01T22:30", "2025-03-02T01:15"),
-        ({"date": "2025-07-01", "times": "15:30-14:00"}, "2025-07-01T14:30", "2025-07-02T13:00"),
+        ({"date": "2025-07-01", "times": "22:00-10:00"}, "2025-07-01T21:00", "2025-07-02T09:00"),
         # ... into the night the clocks go forward (01:30 of the next day read widest).
         ({"date": "2025-03-29", "times": "23:00-01:30"}, "2025-03-29T23:00", "2025-03-30T01:30"),
     ],
@@ -258,6 +263,8 @@ def test_the_search_window_is_uk_time(details: dict[str, str], since: str, until
         {"date": "2025-03-10"},  # the day the request was received: "I was in today"
         {"date": "2025-03-01", "location": "x" * 300},
         {"date": "2025-03-01", "times": "00:00-23:59"},
+        {"date": "2025-03-01", "times": "22:00-10:00"},  # twelve hours past midnight
+        {"date": "2025-03-09", "times": "22:30-01:15"},  # into the day it was received
     ],
 )
 def test_search_details_at_the_limits_are_taken(ctx: wf.Context, details: dict[str, str]) -> None:  # noqa: F811

@@ -243,6 +243,9 @@ def test_the_cli_shows_the_report_per_type(monkeypatch: pytest.MonkeyPatch) -> N
         closed("E-1", "partially_completed", MARCH + 6 * DAY),
         received("C-1", "consent_withdrawal"),
         closed("C-1", "completed", MARCH),
+        received("E-2", "erasure"),
+        step("E-2", "request_refused", MARCH + DAY, after="excessive"),
+        closed("E-2", "refused", MARCH + DAY),
     ]
     monkeypatch.setattr(audit_cli, "scan_audit", _Scan(events))
     out = run("audit", "report", "--from", "2026-03-01", "--to", "2026-03-31")
@@ -257,6 +260,9 @@ def test_the_cli_shows_the_report_per_type(monkeypatch: pytest.MonkeyPatch) -> N
         return [c.strip() for c in rows[label].split("│")[2:5]]
 
     assert row("partially completed") == ["1", "0", "1"]
+    assert row("refused") == ["1", "0", "1"]
+    assert row("refused: excessive") == ["1", "0", "1"]
+    assert row("refused: ground unrecorded") == ["0", "0", "0"]
     assert row("days to close (max)") == ["6", "0", "6"]
     assert "Follow-up erasures privops issued: 0" in out.flat
     assert "chains privops/*" in out.flat  # this deployment's by default

@@ -149,6 +149,9 @@ SEARCHED = {
 """An access request with search details (privops.core.search), what they find kept
 at CCTV (records.SearchPreserved)."""
 
+REFUSED = {**STATUS, "request_id": "REQ-FFFFFFFFFFFF", "state": "refused"}
+REFUSED["refusal_ground"] = "manifestly_unfounded"
+
 
 MISSHAPEN: dict[str, dict[str, object]] = {
     "REQ-BBBBBBBBBBBB": {},
@@ -190,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
                 code, body = 200, STATUS
             elif parts[1] == SEARCHED["request_id"]:
                 code, body = 200, SEARCHED
+            elif parts[1] == REFUSED["request_id"]:
+                code, body = 200, REFUSED
             elif parts[1] in MISSHAPEN:
                 code, body = 200, MISSHAPEN[parts[1]]
             else:
@@ -882,6 +887,14 @@ def test_status_shows_what_a_search_looked_for() -> None:
     other = run("request", "status", "REQ-AAAAAAAAAAAA").flat
     assert "searched by" not in other
     assert "kept from deletion" not in other
+    assert "refused on" not in other
+
+
+@pytest.mark.usefixtures("fake_worker")
+def test_status_shows_the_ground_a_request_was_refused_on() -> None:
+    out = run("request", "status", "REQ-FFFFFFFFFFFF")
+    assert out.code == 0, out.output
+    assert "refused on manifestly_unfounded" in out.flat
 
 
 @pytest.mark.usefixtures("fake_worker")

@@ -6,6 +6,7 @@ and the subject's notice said "we cannot act" whatever the ground."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from privops.core import records as r
 from privops.core import shredding
 from privops.core import workflow as wf
 from privops.core.fanout import REDRESS
-from privops.core.vocab import RefusalGround, RequestState, RequestType
+from privops.core.vocab import ObjectionScope, RefusalGround, RequestState, RequestType
 from tests.unit.test_audit_report import DAY, MARCH, closed, received, report, step
 from tests.unit.test_workflow import (
     command,
@@ -49,15 +50,91 @@ def test_the_ground_is_told_kept_and_audited(ctx: wf.Context, ground: RefusalGro
     assert ("request_refused", ground.value) in steps
 
 
-def test_every_ground_says_its_article_or_its_law() -> None:
-    assert set(wf.REFUSAL_NOTICES) == set(RefusalGround)
-    for ground, notice in wf.REFUSAL_NOTICES.items():
-        assert (
-            "Article" in notice
-            or "Act 2018" in notice
-            or ground is RefusalGround.right_does_not_apply
-        )
-        assert "letter" in notice
+SAID = {
+    RefusalGround.manifestly_unfounded: "manifestly unfounded (UK GDPR Article 12(5))",
+    RefusalGround.excessive: "manifestly excessive (UK GDPR Article 12(5))",
+    RefusalGround.identity_not_established: "could not confirm who you are",
+    RefusalGround.right_does_not_apply: "the right you asked to exercise does not apply",
+    RefusalGround.exemption: "what we can tell you about why",
+}
+
+
+@pytest.mark.parametrize("ground", list(RefusalGround))
+def test_each_ground_is_told_in_its_own_words(ground: RefusalGround) -> None:
+    assert SAID[ground] in wf.REFUSAL_NOTICES[ground]
+    assert "letter" in wf.REFUSAL_NOTICES[ground]
+
+
+def test_an_exemption_is_not_named_to_the_subject() -> None:
+    """Saying an exemption applies may itself tip someone off (crime and taxation)."""
+    told = wf.REFUSAL_NOTICES[RefusalGround.exemption].lower()
+    assert "exemption" not in told
+    assert "act 2018" not in told
+
+
+G = RefusalGround
+T = RequestType
+
+
+@pytest.mark.parametrize(
+    ("changes", "allowed"),
+    [
+        ({"request_type": T.erasure}, set(G)),
+        (
+            {"request_type": T.erasure, "identity_verified_on": date(2025, 3, 1)},
+            set(G) - {G.identity_not_established},
+        ),
+        ({"request_type": T.access}, set(G) - {G.right_does_not_apply}),
+        ({"request_type": T.restriction}, set(G)),
+        ({"request_type": T.rectification}, set(G)),
+        (
+            {"request_type": T.objection, "objection_scope": ObjectionScope.legitimate_interest},
+            {G.manifestly_unfounded, G.excessive, G.exemption},
+        ),
+        ({"request_type": T.objection, "objection_scope": ObjectionScope.direct_marketing}, set()),
+        ({"request_type": T.consent_withdrawal}, set()),
+        ({"request_type": T.complaint}, set()),
+        ({"request_type": T.restriction_lift}, set()),
+    ],
+    ids=lambda v: "-".join(str(x) for x in v.values()) if isinstance(v, dict) else "",
+)
+def test_the_grounds_each_request_may_be_refused_on(
+    ctx: wf.Context,  # noqa: F811
+    changes: dict[str, Any],
+    allowed: set[RefusalGround],
+) -> None:
+    rec = _unverified(ctx).model_copy(update=changes)
+    for ground in RefusalGround:
+        outcome = _refuse(rec, ctx, ground=ground)
+        refused = outcome.rejected is None
+        assert refused is (ground in allowed), (ground, outcome.message)
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"request_type": T.complaint}, "a complaint is answered"),
+        ({"request_type": T.consent_withdrawal}, "always acted on (Art. 7(3))"),
+        (
+            {"request_type": T.objection, "objection_scope": ObjectionScope.direct_marketing},
+            "absolute",
+        ),
+        (
+            {"request_type": T.objection, "objection_scope": ObjectionScope.legitimate_interest},
+            "decide-objection --refuse",
+        ),
+        ({"request_type": T.access}, "access is not refused on right_does_not_apply"),
+    ],
+)
+def test_a_ground_a_request_cannot_be_refused_on_says_why(
+    ctx: wf.Context,  # noqa: F811
+    changes: dict[str, Any],
+    said: str,
+) -> None:
+    rec = _unverified(ctx).model_copy(update=changes)
+    outcome = _refuse(rec, ctx, ground=RefusalGround.right_does_not_apply)
+    assert outcome.rejected == "invalid_command"
+    assert said in (outcome.message or "")
 
 
 def test_a_refusal_without_a_ground_is_refused(ctx: wf.Context) -> None:  # noqa: F811
@@ -78,6 +155,7 @@ def test_identity_not_established_is_no_ground_once_it_was_verified(ctx: wf.Cont
     outcome = _refuse(verified, ctx, ground=RefusalGround.identity_not_established)
     assert outcome.rejected == "invalid_command"
     assert f"verified on {verified.identity_verified_on}" in (outcome.message or "")
+    assert "identity_not_established" not in (outcome.message or "").split("(")[-1]
 
 
 def test_the_ground_outlives_the_erasure_of_the_letter(ctx: wf.Context) -> None:  # noqa: F811

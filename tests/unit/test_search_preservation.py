@@ -392,6 +392,23 @@ def _found_by_search(data_dir: Path, details: dict[str, str]) -> set[str]:
     return {row["clip_id"] for row in rows}
 
 
+def test_a_visit_past_midnight_is_found_and_kept(footage: tuple[Path, Any]) -> None:
+    """Hours that end before they start run on into the next day, for the export's
+    search and the preservation alike (review, session 37)."""
+    data_dir, clips = footage
+    day = clips[0].captured_at.astimezone(UK).date()
+    late = datetime.combine(day + timedelta(days=1), datetime.min.time(), UK) + timedelta(
+        minutes=40
+    )
+    _clip(data_dir, "X-NIGHT", late.astimezone(UTC), "Braintree depot", "CAM-03 loading bay")
+    details = {"date": day.isoformat(), "times": "23:30-01:00", "location": "Braintree"}
+    assert "X-NIGHT" in _found_by_search(data_dir, details)
+    store = open_store(data_dir, System.cctv)
+    assert store.preserve("R-1", details) is None
+    _purge(data_dir, 400)
+    assert "X-NIGHT" in _clip_ids(data_dir)
+
+
 def test_details_that_did_not_open_keep_what_was_kept(footage: tuple[Path, Any]) -> None:
     data_dir, clips = footage
     store = open_store(data_dir, System.cctv)
