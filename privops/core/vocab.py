@@ -160,8 +160,9 @@ class RefusalGround(StrEnum):
     excessive = "excessive"
     # Art. 11(2), 12(2), 12(6): the requester is not shown to be the subject.
     identity_not_established = "identity_not_established"
-    # The right asked for does not apply (Art. 17(1) none of its grounds, Art. 18(1), Art.
-    # 21(1) compelling legitimate grounds, a right the processing's lawful basis excludes).
+    # The right asked for does not apply (none of Art. 17(1)'s grounds for an erasure, of
+    # Art. 18(1)'s for a restriction). Not for an access request or an objection
+    # (``workflow.REFUSABLE``): an objection overridden is decided, not refused.
     right_does_not_apply = "right_does_not_apply"
     # An exemption of the Data Protection Act 2018 (Schedules 2 to 4: crime and taxation,
     # legal professional privilege, negotiations, management forecasts, confidential
