@@ -119,7 +119,8 @@ class HoldReader:
         """Per subject whose latest record on the topic is a hold (not a tombstone), the
         categories it keeps here, and when privops wrote that record."""
         self._seen: set[str] = set()
-        """Subject ids a hold or tombstone has been applied for (``held`` and released)."""
+        """Keys a hold, preservation or tombstone has been applied for (subject ids, and
+        preservation keys)."""
         self.honoured = honours_holds(connector)
         self.preserves = preserves_searches(connector)
         self.preserved: set[str] = set()

@@ -207,7 +207,13 @@ def catalogue(partitions: int, datamap: DataMap | None = None) -> list[TopicSpec
     # The holds each system must honour: the latest state per subject, kept until the
     # last hold on it is released (a tombstone), never by age.
     specs += [
-        TopicSpec(legal_holds_topic(s), "subject id", partitions, compacted()) for s in System
+        TopicSpec(
+            legal_holds_topic(s),
+            "subject id, or a search's preservation key",
+            partitions,
+            compacted(),
+        )
+        for s in System
     ]
     # Each system's answers are kept as long as the tasks they answer.
     specs += [

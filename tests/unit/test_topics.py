@@ -79,9 +79,13 @@ def test_names_and_partitions_are_unchanged() -> None:
 def test_everything_about_a_subject_travels_under_its_subject_id() -> None:
     """DESIGN.md section 4: co-partitioned by subject id; only the audit (by chain),
     dead letters (their original key) and the two global views are keyed otherwise; the
-    subject keys by key id, on the subject's partition (streams.keystore)."""
+    subject keys by key id, on the subject's partition (streams.keystore); a system's
+    legal holds by subject id, and an open search's preservation by its request
+    (records.SearchPreserved: each system reads its topic whole, in no group)."""
     others = {AUDIT, DEADLETTER, SUPPRESSION, REQUEST_INDEX, SUBJECT_KEYS}
-    assert {s.name for s in SPECS if s.key != "subject id"} == others
+    holds = {legal_holds_topic(s) for s in System}
+    assert {s.name for s in SPECS if s.key != "subject id"} == others | holds
+    assert {by_name(SPECS)[h].key for h in holds} == {"subject id, or a search's preservation key"}
     assert by_name(SPECS)[SUBJECT_KEYS].key == SUBJECT_KEYS_KEY
 
 
