@@ -207,15 +207,17 @@ def refuse(
         ...,
         "--ground",
         help="On what ground: manifestly_unfounded or excessive (UK GDPR Art. 12(5)), "
-        "identity_not_established (Art. 11(2), 12(6); not once the identity is verified), "
-        "right_does_not_apply (e.g. none of Art. 17(1)'s grounds), or exemption (Data "
-        "Protection Act 2018 Schedules 2-4: name it in --reason). The subject is told it, "
-        "and privops keeps it after an erasure scrubs the reason.",
+        "identity_not_established (Art. 12(6); only while the identity waits), "
+        "right_does_not_apply (an erasure or restriction none of whose grounds hold), or "
+        "exemption (Data Protection Act 2018 Schedules 2-4; the subject's notice names "
+        "none: say in --reason what may be said). A consent withdrawal, an objection to "
+        "direct marketing, a complaint and a lift are never refused. The subject is told "
+        "the ground, and privops keeps it after an erasure scrubs the reason.",
     ),
     reason: str = typer.Option(
         ...,
         "--reason",
-        help="The letter to the subject: why, on that ground (and which exemption)." + SEALED_HELP,
+        help="The letter to the subject: why, on that ground." + SEALED_HELP,
     ),
 ) -> None:
     """Refuse a request before its work goes out, on a ground and with the reasons: the
