@@ -246,13 +246,16 @@ def honours_holds(connector: Connector) -> bool:
     return kind.hold is not Connector.hold and kind.release is not Connector.release
 
 
+def unpreserving(connector: Connector) -> list[str]:
+    """Which of ``preserve`` and ``end_preservation`` ``connector`` leaves as they are."""
+    kind = type(connector)
+    methods = ("preserve", "end_preservation")
+    return [name for name in methods if getattr(kind, name) is getattr(Connector, name)]
+
+
 def preserves_searches(connector: Connector) -> bool:
     """Whether ``connector`` implements both ``preserve`` and ``end_preservation``."""
-    kind = type(connector)
-    return (
-        kind.preserve is not Connector.preserve
-        and kind.end_preservation is not Connector.end_preservation
-    )
+    return not unpreserving(connector)
 
 
 def _unsupported(task: Task) -> Answer:

@@ -59,7 +59,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from privops.adapters.kafka import partitions_of, stop_client
-from privops.connectors.base import Connector, honours_holds, preserves_searches
+from privops.connectors.base import Connector, honours_holds, preserves_searches, unpreserving
 from privops.connectors.metrics import (
     HOLD_OUTCOMES,
     HOLD_RECORDS,
@@ -394,39 +394,32 @@ class HoldReader:
         if record.system != self.system or record.request_id != request_id:
             self._skip(where, "another system's, or keyed by another request")
             return
-        if not self.preserves:
+        if self.preserves:
+            opened, ok = await self._opening(
+                record, "search details", where, lambda rec: rec.model_copy(update={"search": {}})
+            )
+            await self._tell(self.connector.preserve(opened), where)
+            outcome = "preserved" if ok else "unopened"
+        else:
             # Neither opened (no key asked for) nor told: a connector with preserve and
             # no end_preservation would keep what it preserves for ever.
             self._say_unpreserved()
-            self.preserved.add(request_id)
-            self._seen.add(preservation_key(request_id))
-            self._count("ignored")
-            return
-        opened, ok = await self._opening(
-            record, "search details", where, lambda rec: rec.model_copy(update={"search": {}})
-        )
-        await self._tell(self.connector.preserve(opened), where)
+            outcome = "ignored"
         self.preserved.add(request_id)
         self._seen.add(preservation_key(request_id))
-        self._count("preserved" if ok else "unopened")
+        self._count(outcome)
 
     def _say_unpreserved(self) -> None:
         """Warn, once, that this connector keeps nothing for a search preservation."""
         if self._told_unpreserved:
             return
         self._told_unpreserved = True
-        kind = type(self.connector)
-        missing = [
-            name
-            for name in ("preserve", "end_preservation")
-            if getattr(kind, name) is getattr(Connector, name)
-        ]
         log.warning(
             "connector %s does not implement %s: what an access request's search details "
             "find is not kept from its deletion by age, and may be deleted before it is "
             'searched (docs/connectors.md, "Searches kept from deletion by age")',
             self.system,
-            " and ".join(missing),
+            " and ".join(unpreserving(self.connector)),
         )
 
     async def _opening(

@@ -873,7 +873,6 @@ REFUSABLE: Final[dict[RequestType, frozenset[RefusalGround]]] = {
 }
 """The grounds each request type may be refused on (review, session 37). Not listed:
 never refused (``_NEVER_REFUSED`` says why). An objection is looked up by its scope."""
-_LEGITIMATE_INTEREST_GROUNDS: Final = _NOT_INAPPLICABLE
 _NEVER_REFUSED: Final = {
     RequestType.consent_withdrawal: "a consent withdrawal is always acted on (Art. 7(3))",
     RequestType.complaint: "a complaint is answered (`privops request answer`), not refused",
@@ -923,7 +922,8 @@ def _refusable(rec: RequestRecord) -> frozenset[RefusalGround]:
     identity only while it waits to be verified."""
     if rec.request_type is RequestType.objection:
         absolute = rec.objection_scope is ObjectionScope.direct_marketing
-        allowed = frozenset() if absolute else _LEGITIMATE_INTEREST_GROUNDS
+        # A legitimate-interest objection overridden is decided (decide-objection).
+        allowed = frozenset() if absolute else _NOT_INAPPLICABLE
     else:
         allowed = REFUSABLE.get(rec.request_type, frozenset())
     if rec.identity_verified_on or rec.request_type not in IDENTITY_REQUIRED:

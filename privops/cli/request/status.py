@@ -157,7 +157,12 @@ def _summary(body: dict[str, Any]) -> Table:
         *([("refused on", cell(body["refusal_ground"]))] if body.get("refusal_ground") else []),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
         *(
-            [("kept from deletion", "what the search finds, at " + _names(body["preserved"]))]
+            [
+                (
+                    "kept from deletion",
+                    "what the search finds, at " + ", ".join(map(cell, body["preserved"])),
+                )
+            ]
             if body.get("preserved")
             else []
         ),
@@ -165,10 +170,6 @@ def _summary(body: dict[str, Any]) -> Table:
     ):
         summary.add_row(label, value)
     return summary
-
-
-def _names(systems: list[Any]) -> str:
-    return ", ".join(cell(s) for s in systems)
 
 
 def _tasks(tasks: list[dict[str, Any]]) -> Table | None:
