@@ -114,6 +114,7 @@ class AuditAction(StrEnum):
     search_preserved = "search_preserved"
     request_refused = "request_refused"
     search_released = "search_released"
+    categories_not_mapped = "categories_not_mapped"
 
 
 class EventSource(StrEnum):

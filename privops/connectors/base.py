@@ -167,6 +167,10 @@ class Connector:
         return _unsupported(task)
 
     async def export(self, task: Export) -> Answer:
+        """A copy of the subject's data, published below the data map's ``export_root``:
+        ``Answer.completed(export=ExportReference(...))`` with the categories the copy
+        holds (``categories``: the access letter lists those for this system, else every
+        category the data map gives it), or ``Answer.not_found()``."""
         return _unsupported(task)
 
     async def hold(self, state: LegalHoldState) -> None:

@@ -772,12 +772,14 @@ def _access_response(
         if t.action is TaskAction.export and t.state is TaskState.failed and not t.identifiers
     )
     held = {
-        t.system: set(t.categories)
+        t.system: categories_found(t)
         for t in rec.tasks.values()
         if t.action is TaskAction.export
         and t.state is not TaskState.not_found
         and t.system.value not in unsearched
     }
+    if unmapped := _unmapped(rec, held):
+        out.audit.append(AuditStep("categories_not_mapped", after=unmapped, reason=UNMAPPED))
     not_searched = (
         f" We could not complete the search of {', '.join(unsearched)} by the details you "
         "gave us: contact us to have it tried again. " + REDRESS
@@ -824,6 +826,36 @@ def _access_response(
         document=json.dumps(rec.manifest, default=str, sort_keys=True),
         exports=sent,
     )
+
+
+def categories_found(task: TaskRecord) -> set[Category]:
+    """The categories of the subject's data a system holds, for the access response
+    (UK GDPR Art. 15(1)(b): the categories "concerned"): those its copy reported (the
+    system's own copy, not a redaction of the DPO's, which leaves out of the copy what
+    the system still holds), else, for a system that said none (a connector of before
+    0.38, an empty list) or sent no copy, those the data map says it holds."""
+    copy = task.original_export or task.export
+    reported = copy.categories if copy is not None else None
+    return set(reported) if reported else set(task.categories)
+
+
+UNMAPPED: Final = (
+    "a system's access copy holds categories the data map does not list for it: the "
+    "subject is told them; add them to the data map (and the ROPA) for that system"
+)
+
+
+def _unmapped(rec: RequestRecord, held: dict[System, set[Category]]) -> str | None:
+    """Each system whose copy reported a category the data map does not list for it, as
+    "system: category, ..." (no personal data); None when there is none. The subject is
+    told what was found; the DPO is told the data map is behind (Art. 30)."""
+    mapped = {t.system: set(t.categories) for t in rec.tasks.values()}
+    gaps = [
+        f"{system.value}: {', '.join(sorted(c.value for c in cats - mapped.get(system, set())))}"
+        for system, cats in sorted(held.items(), key=lambda kv: kv[0].value)
+        if cats - mapped.get(system, set())
+    ]
+    return "; ".join(gaps) or None
 
 
 FETCH_DAYS: Final = timedelta(days=14)

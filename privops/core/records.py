@@ -154,6 +154,11 @@ class ExportReference(Record):
     # review as for a system the data map marks review_before_disclosure (UK GDPR Art.
     # 15(4); legal review, session 35).
     shows_others: bool = False
+    # What the copy holds of the subject, by category (from 0.38): the access letter
+    # lists these for the system, not every category the data map says it may hold
+    # (UK GDPR Art. 15(1)(b): the categories "concerned"). None: the system did not say
+    # (a connector of before 0.38), and the data map's categories are listed.
+    categories: list[Category] | None = None
 
 
 # --- upstream business events (<system>.events) ------------------------------------------

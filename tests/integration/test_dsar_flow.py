@@ -17,6 +17,7 @@ import pytest
 
 from privops.adapters import kek as kekfile
 from privops.adapters.acls import DPO
+from privops.adapters.datamap_file import load_datamap
 from privops.adapters.settings import Settings
 from privops.connectors.encryption import decrypt_record
 from privops.connectors.reference import exported_file, seed_customers
@@ -25,7 +26,7 @@ from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import ALERTS, NOTIFICATIONS
-from privops.core.vocab import Channel, Purpose, System
+from privops.core.vocab import Category, Channel, Purpose, System
 from tests.conftest import port, start_worker
 from tests.integration.helpers import http_json, key_service, produce, read_topic, wait_for
 from tests.integration.test_request_flow import cli, customer_events, simulate, stop
@@ -55,6 +56,9 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def copy(location: str) -> tuple[str, ...]:
     """``privops request redact``'s options for a redacted cctv copy at ``location``."""
     return ("--system", "cctv", "--location", location, "--records", "1", "--sha256", "0" * 64)
+
+
+DATAMAP = load_datamap()
 
 
 def alerts_for(settings: Settings, request_ids: set[str]) -> list[r.Alert]:
@@ -287,6 +291,8 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             (p["request_id"], p["type"], p["state"]) for p in own["rights_requests"]["listed"]
         ] == [(completed, "consent_withdrawal", "completed")]
         assert notes[0].exports
+        listed = {s["system"]: s["categories"] for s in manifest["systems"]}
+        narrower = []
         for ref in notes[0].exports:
             # Locations are under each system's declared export root (issue 13.7).
             path = exported_file(data_dir, ref.location)
@@ -294,6 +300,17 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             assert path.exists()
             assert ref.record_count >= 0
             assert ref.checksum.startswith("sha256:")
+            # Each copy says what it holds (through Avro on the broker), and the letter
+            # lists that for its system, not every category the data map allows it.
+            document = json.loads(path.read_text())
+            system = document["system"]
+            in_copy = {t["category"] for t in document["tables"].values() if t["rows"]}
+            in_copy |= {s["category"] for s in document["supplementary_statements"]}
+            assert ref.categories == [c for c in Category if c.value in in_copy], system
+            assert listed[system] == [c.value for c in ref.categories], system
+            mapped = {c.value for c in DATAMAP.systems[System(system)].categories}
+            narrower += [system] if in_copy < mapped else []
+        assert narrower, "no copy held less than its data map: the test shows nothing"
 
         # The accountability report, from this deployment's audit steps: five requests
         # logged today, three closed, the objection received 45 days ago late.

@@ -647,9 +647,11 @@ class _CrmDb:
     async def delete(self, contact: object, categories: set[Category]) -> None:
         self.calls.append(("delete", categories))
 
-    async def export_json(self, identifiers: dict[str, str], name: str) -> tuple[int, str]:
+    async def export_json(
+        self, identifiers: dict[str, str], name: str
+    ) -> tuple[int, str, list[Category]]:
         self.calls.append(("export", name))
-        return 4, "ab" * 32
+        return 4, "ab" * 32, [Category.contact, Category.interactions]
 
 
 @pytest.fixture
@@ -683,6 +685,8 @@ async def test_the_examples_export_is_where_the_worker_accepts_it(
     answer = await connector.export(task)
     assert answer.export is not None
     assert export_problem(load_datamap(), System.crm, answer.export, "R-7") is None
+    # It says what its copy holds: the access letter lists those categories (0.38).
+    assert answer.export.categories == [Category.contact, Category.interactions]
 
 
 async def test_the_example_deletes_nothing_under_a_hold_on_everything(

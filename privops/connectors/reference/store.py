@@ -54,7 +54,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -910,7 +910,18 @@ class ReferenceStore:
             location=location,
             record_count=count,
             checksum="sha256:" + hashlib.sha256(data).hexdigest(),
+            categories=_categories_in([*by_table.values(), *found.values()], statements),
         )
+
+
+def _categories_in(
+    tables: Iterable[Mapping[str, Any]], statements: list[dict[str, Any]]
+) -> list[Category]:
+    """The categories of what a copy holds, in the vocabulary's order: of each table with
+    rows (the subject's, and those their search found) and of each supplementary
+    statement (Art. 16)."""
+    held = {t["category"] for t in tables if t["rows"]} | {s["category"] for s in statements}
+    return [c for c in Category if c.value in held]
 
 
 def _expired_exports(db: sqlite3.Connection, now: datetime, kept: timedelta) -> int:

@@ -1,0 +1,171 @@
+"""The access letter lists the categories of data each system found on the subject
+(UK GDPR Art. 15(1)(b): the categories "concerned"), not every category the data map
+says the system may hold: a customer who never applied for credit was told the company
+held their credit file, and the credit reference agencies were named among its
+recipients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from privops import contract
+from privops.adapters.avro import Codec
+from privops.connectors.reference import OrdersConnector, exported_file, seed_stores
+from privops.connectors.reference.people import FakeCustomer
+from privops.core import records as r
+from privops.core import workflow as wf
+from privops.core.datamap import DataMap
+from privops.core.fanout import categories_found
+from privops.core.request import TaskRecord
+from privops.core.vocab import Category, RequestState, RequestType, System, TaskAction
+from tests.unit.test_reference_stores import customers, task_of  # noqa: F401 (fixture)
+from tests.unit.test_workflow import (
+    NOW,
+    answer,
+    answer_all,
+    approved,
+    ctx,  # noqa: F401 (fixture)
+    dm,  # noqa: F401 (fixture)
+    export_ref,
+    start,
+)
+
+C = Category
+
+
+def found(system: System, *categories: Category) -> r.ExportReference:
+    """A system's copy that says what it holds."""
+    return export_ref(system).model_copy(update={"categories": list(categories)})
+
+
+def respond(context: wf.Context, **copies: r.ExportReference) -> tuple[dict[str, Any], list[Any]]:
+    """An access request answered with ``copies`` (system -> its copy; the data map's
+    other systems send one that says nothing of categories), approved: the manifest and
+    the audit steps."""
+    rec = start(RequestType.access, context)
+    results = {
+        t.system.value: answer(
+            rec, t.system, export=copies.get(t.system.value, export_ref(t.system))
+        )
+        for t in rec.tasks.values()
+    }
+    rec, held = answer_all(rec, context, **results)
+    steps = list(held.audit)
+    if rec.state is RequestState.awaiting_review:
+        rec, last = approved(rec, context)
+        steps += last.audit
+    assert rec.state is RequestState.completed
+    assert rec.manifest is not None
+    return rec.manifest, steps
+
+
+def systems_of(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    return {s["system"]: s["categories"] for s in manifest["systems"]}
+
+
+def test_the_letter_lists_what_each_system_found(ctx: wf.Context, dm: DataMap) -> None:  # noqa: F811
+    manifest, steps = respond(ctx, orders=found(System.orders, C.contact, C.purchases, C.payment))
+    held = systems_of(manifest)
+    assert held["orders"] == ["contact", "payment", "purchases"]
+    # A system whose copy says nothing (a connector of before 0.38): the data map's.
+    assert held["crm"] == [
+        c.value for c in sorted(dm.systems[System.crm].categories, key=list(C).index)
+    ]
+    # No other system holds credit data: no credit category, and no recipient is
+    # said to receive it (the agencies that do are listed for what they receive of
+    # what is held: contact details).
+    assert "credit" not in {c["category"] for c in manifest["categories"]}
+    agencies = next(x for x in manifest["recipients"] if x["name"] == "Credit reference agencies")
+    assert agencies["categories"] == ["contact", "purchases"]
+    assert "categories_not_mapped" not in [s.action for s in steps]
+
+
+def test_every_category_found_is_listed_as_before(ctx: wf.Context, dm: DataMap) -> None:  # noqa: F811
+    manifest, _ = respond(ctx, orders=found(System.orders, *dm.systems[System.orders].categories))
+    assert "credit" in systems_of(manifest)["orders"]
+    assert "credit" in {c["category"] for c in manifest["categories"]}
+
+
+def test_a_category_the_data_map_does_not_list_is_told_and_the_dpo_told(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
+    manifest, steps = respond(ctx, orders=found(System.orders, C.contact, C.interactions))
+    assert systems_of(manifest)["orders"] == ["contact", "interactions"]
+    (gap,) = [s for s in steps if s.action == "categories_not_mapped"]
+    assert gap.after == "orders: interactions"
+    assert "data map" in (gap.reason or "")
+
+
+def task(**fields: Any) -> TaskRecord:
+    return TaskRecord(
+        task_id="T-1",
+        system=System.orders,
+        action=TaskAction.export,
+        categories=[C.contact, C.purchases, C.payment, C.credit],
+        **fields,
+    )
+
+
+def test_a_copy_that_names_no_category_lists_the_data_maps() -> None:
+    assert categories_found(task()) == {C.contact, C.purchases, C.payment, C.credit}
+    assert categories_found(task(export=export_ref(System.orders))) == categories_found(task())
+    said_none = export_ref(System.orders).model_copy(update={"categories": []})
+    assert categories_found(task(export=said_none)) == categories_found(task())
+
+
+def test_the_dpos_redaction_does_not_narrow_what_the_system_holds() -> None:
+    """A redacted copy leaves things out of the copy, not out of the system: the
+    categories are the system's own copy's."""
+    own = found(System.orders, C.contact, C.payment)
+    redacted = export_ref(System.orders, "R-1-redacted.json")
+    assert categories_found(task(export=redacted, original_export=own)) == {C.contact, C.payment}
+
+
+def test_a_stored_copy_of_before_0_38_reads_without_categories() -> None:
+    stored = export_ref(System.orders).model_dump(mode="json")
+    del stored["categories"]
+    assert r.ExportReference.model_validate(stored).categories is None
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, customers: list[FakeCustomer]) -> Path:  # noqa: F811
+    seed_stores(tmp_path, customers)
+    return tmp_path
+
+
+def test_the_reference_store_says_what_its_copy_holds(
+    data_dir: Path,
+    customers: list[FakeCustomer],  # noqa: F811
+) -> None:
+    without = next(c for c in customers if c.credit is None and c.orders)
+    with_credit = next(c for c in customers if c.credit is not None and c.orders)
+    for customer, credit in ((without, False), (with_credit, True)):
+        t = task_of(r.Export, customer, System.orders, request_id=f"REQ-{customer.number}")
+        ref = asyncio.run(OrdersConnector(data_dir).export(t)).export
+        assert ref is not None
+        path = exported_file(data_dir, ref.location)
+        assert path is not None
+        document = json.loads(path.read_bytes())
+        in_copy = {t["category"] for t in document["tables"].values() if t["rows"]}
+        assert ref.categories == [c for c in C if c.value in in_copy]
+        assert (C.credit in ref.categories) is credit
+        assert C.contact in ref.categories
+
+
+def test_the_answer_carries_the_categories_through_avro() -> None:
+    completed = r.TaskCompleted(
+        task_id="T-1",
+        request_id="R-1",
+        system=System.orders,
+        answered_at=NOW,
+        attempt=1,
+        export=found(System.orders, C.contact, C.purchases),
+    )
+    codec = Codec(contract.schema_dir())
+    schema = codec.latest[completed.fullname()].schema
+    assert codec.decode(schema, codec.encode(completed)) == completed
