@@ -650,6 +650,12 @@ def _print_report(report: dict[str, Any], first: date, last: date) -> None:
     if report["withheld_requests"]:
         listed = ", ".join(report["withheld_requests"])
         console.print(f"Access responses left for the DPO's review: {escape(listed)}")
+    if report["unmapped_requests"]:
+        listed = ", ".join(report["unmapped_requests"])
+        console.print(
+            "Access responses that told a category the data map does not list for its "
+            f"system (update the data map): {escape(listed)}"
+        )
     deployments = ", ".join(report["app_ids"]) or "none"
     console.print(
         f"[dim]chains {escape(report['chain_prefix'] or '(all)')}*; deployments: "

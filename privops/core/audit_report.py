@@ -66,6 +66,7 @@ class _Handled:
     extended: bool = False
     withheld: bool = False
     refused_on: str | None = None
+    unmapped: bool = False
 
 
 @dataclass
@@ -92,21 +93,8 @@ class ReportBuilder:
             self._received(key, event)
             return
         found = self._requests.get(key)
-        if found is None:
-            return
-        if event.action == "request_transitioned" and event.after in _TERMINAL:
-            if found.closed_at is None:  # the first closing (a replayed step moves nothing)
-                found.closed_at, found.state = event.occurred_at, event.after
-        elif event.action == "deadline_alert" and event.after == TickKind.deadline_breached:
-            found.breached = True
-        elif event.action == "deadline_extended":
-            # One the law did not allow after all (it came too late once a pause counted)
-            # is withdrawn by a step of the same action saying so.
-            found.extended = not (event.reason or "").startswith(EXTENSION_WITHDRAWN)
-        elif event.action == "access_withheld":
-            found.withheld = True
-        elif event.action == "request_refused":
-            found.refused_on = event.after
+        if found is not None:
+            _took(found, event)
 
     def _received(self, key: tuple[str, str], event: AuditEvent) -> None:
         if event.after == FOLLOWUP_STEP:
@@ -138,8 +126,31 @@ class ReportBuilder:
             # The access responses left for the DPO's review (alert
             # PrivopsAccessResponseForReview): request ids, no personal data.
             "withheld_requests": sorted(k[1] for k, h in self._requests.items() if h.withheld),
+            # Access responses that told a category the data map does not list for the
+            # system that holds it (alert PrivopsDataMapBehind): the map and the record of
+            # processing to bring up to date. Request ids, no personal data.
+            "unmapped_requests": sorted(k[1] for k, h in self._requests.items() if h.unmapped),
             "other_app_ids": sorted(self._elsewhere - self._app_ids),
         }
+
+
+def _took(found: _Handled, event: AuditEvent) -> None:
+    """What one of a received request's later steps says of it."""
+    if event.action == "request_transitioned" and event.after in _TERMINAL:
+        if found.closed_at is None:  # the first closing (a replayed step moves nothing)
+            found.closed_at, found.state = event.occurred_at, event.after
+    elif event.action == "deadline_alert" and event.after == TickKind.deadline_breached:
+        found.breached = True
+    elif event.action == "deadline_extended":
+        # One the law did not allow after all (it came too late once a pause counted)
+        # is withdrawn by a step of the same action saying so.
+        found.extended = not (event.reason or "").startswith(EXTENSION_WITHDRAWN)
+    elif event.action == "access_withheld":
+        found.withheld = True
+    elif event.action == "request_refused":
+        found.refused_on = event.after
+    elif event.action == "categories_not_mapped":
+        found.unmapped = True
 
 
 def _figures(handled: list[_Handled]) -> dict[str, Any]:

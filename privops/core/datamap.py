@@ -403,9 +403,20 @@ class PurposeSpec(_Model):
     systems: tuple[System, ...] = ()
     source: str | None = None
     automated_decision: AutomatedDecisionMaking | None = None
+    # What makes the purpose one of the subject's, from 0.38: an access response lists it
+    # (with its source, its automated decisions and the recipients it discloses to) only
+    # for a subject whose data in its systems holds one of these (credit accounts: those
+    # with credit data). Empty: any of its categories does. Every customer's contact
+    # details are in the orders system, so without it every customer was told they had
+    # been credit-scored.
+    applies_when_held: tuple[Category, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> PurposeSpec:
+        if stray := [c.value for c in self.applies_when_held if c not in self.categories]:
+            raise ValueError(
+                f"applies_when_held: {', '.join(stray)} is not among the purpose's categories"
+            )
         if self.lawful_basis is LawfulBasis.none:
             raise ValueError("lawful_basis: every purpose needs a lawful basis")
         if self.lawful_basis is LawfulBasis.legitimate_interest and not self.legitimate_interest:

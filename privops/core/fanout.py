@@ -813,7 +813,11 @@ def _access_response(
     )
     if withheld := _withheld(ctx):
         out.audit.append(AuditStep("access_withheld", after=withheld, reason=WITHHELD))
-    sent = [e for s, e in exports if s not in review.withheld]
+    # What each copy holds is in the manifest (sealed); the notice carries where the
+    # copies are, not the subject's categories in the clear.
+    sent = [
+        e.model_copy(update={"categories": None}) for s, e in exports if s not in review.withheld
+    ]
     notify_subject(
         rec,
         out,
@@ -832,11 +836,12 @@ def categories_found(task: TaskRecord) -> set[Category]:
     """The categories of the subject's data a system holds, for the access response
     (UK GDPR Art. 15(1)(b): the categories "concerned"): those its copy reported (the
     system's own copy, not a redaction of the DPO's, which leaves out of the copy what
-    the system still holds), else, for a system that said none (a connector of before
-    0.38, an empty list) or sent no copy, those the data map says it holds."""
+    the system still holds; none, for a copy that found nothing of theirs), else, for a
+    system that did not say (a connector of before 0.38) or sent no copy, those the
+    data map says it holds."""
     copy = task.original_export or task.export
     reported = copy.categories if copy is not None else None
-    return set(reported) if reported else set(task.categories)
+    return set(task.categories) if reported is None else set(reported)
 
 
 UNMAPPED: Final = (

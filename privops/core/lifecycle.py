@@ -45,9 +45,11 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (S.received, E.identity_verified): S.in_progress,
     (S.identity_unverified, E.identity_verified): S.in_progress,
     (S.received, E.accepted): S.in_progress,
-    # clarification stops the running clock (Art. 12A), for every request type, also
-    # once tasks are out (an access request awaiting its exports); on resuming, a request
-    # whose tasks are out goes back to awaiting_systems through tasks_sent
+    # clarification stops the running clock of an access request (Art. 12A(4); the only
+    # type it is allowed, EVENT_GUARDS), also once its tasks are out (awaiting its
+    # exports); on resuming, a request whose tasks are out goes back to awaiting_systems
+    # through tasks_sent. A request of another type paused by an earlier release resumes
+    # the same way.
     (S.in_progress, E.clarification_requested): S.paused,
     (S.awaiting_systems, E.clarification_requested): S.paused,
     (S.paused, E.clarification_received): S.in_progress,
@@ -91,12 +93,18 @@ IDENTITY_REQUIRED: frozenset[RequestType] = frozenset(
 EVENT_GUARDS: dict[LifecycleEvent, frozenset[RequestType]] = {
     E.accepted: frozenset(set(RequestType) - IDENTITY_REQUIRED),
     E.review_requested: frozenset({RequestType.access}),
+    E.clarification_requested: frozenset({RequestType.access}),
 }
 
 
 _GUARD_WHY: dict[LifecycleEvent, str] = {
     E.accepted: "{} requires identity_verified",
     E.review_requested: "only an access response is reviewed, not a {} request's outcome",
+    E.clarification_requested: (
+        "the clock stops for clarification only for an access request (UK GDPR Art. "
+        "12A(4)); ask while a {} request's clock runs, extend it if it is complex "
+        "(privops request extend), or refuse it"
+    ),
 }
 
 

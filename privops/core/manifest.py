@@ -233,7 +233,10 @@ def build_access_manifest(
         ),
         key=lambda d: (d.recipient, d.first_at),
     )
-    recipients = list(datamap.recipients_of(held))
+    # Those receiving a held category for one of the subject's purposes: a credit
+    # reference agency receives contact details, but only of those with credit accounts.
+    serving = {name for name, _ in purposes}
+    recipients = [r for r in datamap.recipients_of(held) if serving.intersection(r.purposes)]
     recipients += [
         by_name[name]
         for name in dict.fromkeys(d.recipient for d in disclosed)
@@ -534,10 +537,16 @@ def _system_order(system: System) -> int:
 def _purposes(
     datamap: DataMap, held_by_system: Mapping[System, list[Category]]
 ) -> list[tuple[str, PurposeSpec]]:
+    """The purposes the subject's data serves: those with a category held in one of their
+    systems (any system, for a purpose naming none) and, for one that says what makes it
+    the subject's (``applies_when_held``), one of those held there too."""
     out: list[tuple[str, PurposeSpec]] = []
     for name, spec in datamap.purposes.items():
         systems = spec.systems or tuple(held_by_system)
-        if any(set(spec.categories).intersection(held_by_system.get(s, ())) for s in systems):
+        held = {c for s in systems for c in held_by_system.get(s, ())}
+        if held.intersection(spec.categories) and (
+            not spec.applies_when_held or held.intersection(spec.applies_when_held)
+        ):
             out.append((name, spec))
     return out
 

@@ -3,8 +3,11 @@
 The date rules are privops.core.deadlines'; the alert stages privops.core.sweep's. This
 module applies them to a ``RequestRecord`` so the workflow never does date arithmetic.
 
-Clarification (Art. 12A) may be asked for any request type while its clock runs,
-access requests awaiting their systems included. Tasks already sent keep going while
+Clarification stops the clock of an access request only (Art. 12A(4): "a request
+under Article 15"), while its clock runs, awaiting its systems included. Before 0.38
+privops let any request pause: such a pause of another type counts no day (the law
+stopped no clock), from the next time its due date is worked out, and its alerts fire
+against the due date without it at once (``alert_due``). Tasks already sent keep going while
 the clock is stopped: systems' answers are recorded, overdue tasks are still re-sent and
 escalated (that timer is privops' agreement with its own systems, not the subject's
 clock), but the request is not completed, and no response goes to the subject, until
@@ -62,21 +65,34 @@ def recompute_due(rec: RequestRecord, ctx: Context) -> None:
     if start is None:
         rec.paused_days, rec.due_on = 0, None
         return
-    rec.paused_days = deadlines.paused_days(start, rec.pauses, extended=rec.extended)
+    rec.paused_days = deadlines.paused_days(start, _counted(rec), extended=rec.extended)
     rec.due_on = deadlines.due_date(start, extended=rec.extended, paused_days=rec.paused_days)
+
+
+def _counted(rec: RequestRecord) -> list[deadlines.Pause]:
+    """The pauses that stop ``rec``'s clock: an access request's (Art. 12A(4)); none of
+    another type, which an earlier release let pause."""
+    return list(rec.pauses) if rec.request_type is RequestType.access else []
 
 
 def alert_due(rec: RequestRecord) -> date | None:
     """The due date alerts are raised against, or None when none may fire.
 
-    None for a closed request, one paused while its clock ran (the clock is stopped)
-    and an acknowledged complaint: DPA 2018 s.164A sets a time limit for the
+    None for a closed request, an access request paused while its clock ran (the clock
+    is stopped) and an acknowledged complaint: DPA 2018 s.164A sets a time limit for the
     acknowledgement only; the outcome is owed "without undue delay" and is tracked by
     its age instead. A clarification asked after the due date stops no clock (it had
     run out: ``deadlines.count_pauses`` counts it 0 days), so it silences no alert.
     """
     if not rec.open or rec.acknowledged_on is not None:
         return None
+    if rec.request_type is not RequestType.access:
+        # Paused by an earlier release (no clock but an access request's stops): its
+        # alerts fire against the due date without the pause, stored or not yet. (A
+        # complaint's time limits are its own: recompute_due counts no pause for it.)
+        if rec.paused_days and rec.clock_start and rec.request_type is not RequestType.complaint:
+            return deadlines.due_date(rec.clock_start, extended=rec.extended)
+        return rec.due_on
     asked = rec.clarification_asked_on
     if rec.state is RequestState.paused and (
         rec.due_on is None or asked is None or asked <= rec.due_on
@@ -123,7 +139,7 @@ def end_pause(rec: RequestRecord, received_on: date, ctx: Context) -> str | None
     told = rec.extension_notified_on
     withdrawn = None
     if rec.extended and told is not None and rec.clock_start is not None:
-        first = deadlines.paused_days(rec.clock_start, rec.pauses)
+        first = deadlines.paused_days(rec.clock_start, _counted(rec))
         if not deadlines.can_extend(rec.clock_start, told, paused_days=first):
             due = deadlines.due_date(rec.clock_start, paused_days=first)
             withdrawn = (
@@ -152,7 +168,10 @@ def _with_pause(rec: RequestRecord, asked: date, answered: date) -> list[deadlin
 
 
 def _open_pause_days(rec: RequestRecord, until: date) -> int:
-    """``paused_days`` as if the running pause ended on ``until`` (inclusive)."""
+    """``paused_days`` as if the running pause ended on ``until`` (inclusive); 0 for a
+    request whose clock no clarification stops (``_counted``)."""
+    if rec.request_type is not RequestType.access:
+        return 0
     asked = rec.clarification_asked_on
     if rec.clock_start is None or asked is None or until < asked:
         return rec.paused_days

@@ -36,6 +36,8 @@ from tests.unit.test_workflow import (
 )
 
 C = Category
+CREDIT_ONLY = {"Credit reference agencies", "Debt collection agencies", "ALL LED group companies"}
+"""The recipients of the shipped data map that serve only the credit purposes."""
 
 
 def found(system: System, *categories: Category) -> r.ExportReference:
@@ -43,25 +45,31 @@ def found(system: System, *categories: Category) -> r.ExportReference:
     return export_ref(system).model_copy(update={"categories": list(categories)})
 
 
-def respond(context: wf.Context, **copies: r.ExportReference) -> tuple[dict[str, Any], list[Any]]:
+def respond(
+    context: wf.Context, failed: frozenset[str] = frozenset(), **copies: r.ExportReference
+) -> tuple[dict[str, Any], list[Any]]:
     """An access request answered with ``copies`` (system -> its copy; the data map's
-    other systems send one that says nothing of categories), approved: the manifest and
-    the audit steps."""
+    other systems send one that says nothing of categories; those ``failed`` fail for
+    good), approved: the manifest, and the audit steps and records of the answers and
+    the approval."""
     rec = start(RequestType.access, context)
     results = {
-        t.system.value: answer(
-            rec, t.system, export=copies.get(t.system.value, export_ref(t.system))
+        t.system.value: (
+            answer(rec, t.system, r.TaskFailed, reason="down", retryable=False)
+            if t.system.value in failed
+            else answer(rec, t.system, export=copies.get(t.system.value, export_ref(t.system)))
         )
         for t in rec.tasks.values()
     }
     rec, held = answer_all(rec, context, **results)
-    steps = list(held.audit)
+    steps, out = list(held.audit), [o.record for o in held.out]
     if rec.state is RequestState.awaiting_review:
         rec, last = approved(rec, context)
         steps += last.audit
-    assert rec.state is RequestState.completed
+        out += [o.record for o in last.out]
+    assert rec.state in (RequestState.completed, RequestState.partially_completed)
     assert rec.manifest is not None
-    return rec.manifest, steps
+    return rec.manifest, [*steps, *out]
 
 
 def systems_of(manifest: dict[str, Any]) -> dict[str, list[str]]:
@@ -76,19 +84,52 @@ def test_the_letter_lists_what_each_system_found(ctx: wf.Context, dm: DataMap) -
     assert held["crm"] == [
         c.value for c in sorted(dm.systems[System.crm].categories, key=list(C).index)
     ]
-    # No other system holds credit data: no credit category, and no recipient is
-    # said to receive it (the agencies that do are listed for what they receive of
-    # what is held: contact details).
+    # No other system holds credit data: no credit category, no credit purpose, no
+    # credit scoring, no credit file search, and no recipient that only serves them.
     assert "credit" not in {c["category"] for c in manifest["categories"]}
-    agencies = next(x for x in manifest["recipients"] if x["name"] == "Credit reference agencies")
-    assert agencies["categories"] == ["contact", "purchases"]
-    assert "categories_not_mapped" not in [s.action for s in steps]
+    purposes = {p["name"] for p in manifest["purposes"]}
+    assert not purposes & {"credit_accounts", "debt_recovery"}
+    assert "goods_and_services" in purposes
+    assert manifest["automated_decisions"] == []
+    assert not [s for s in manifest["sources"] if s["purpose"] == "credit_accounts"]
+    recipients = {x["name"] for x in manifest["recipients"]}
+    assert not recipients & CREDIT_ONLY
+    assert "Banks and payment processors" in recipients
+    assert "categories_not_mapped" not in [getattr(s, "action", None) for s in steps]
+    # The notice says where the copies are; what they hold is in the sealed manifest.
+    (note,) = [n for n in steps if isinstance(n, r.SubjectNotification)]
+    assert note.exports
+    assert {e.categories for e in note.exports} == {None}
 
 
 def test_every_category_found_is_listed_as_before(ctx: wf.Context, dm: DataMap) -> None:  # noqa: F811
     manifest, _ = respond(ctx, orders=found(System.orders, *dm.systems[System.orders].categories))
     assert "credit" in systems_of(manifest)["orders"]
     assert "credit" in {c["category"] for c in manifest["categories"]}
+    assert {"credit_accounts", "debt_recovery"} <= {p["name"] for p in manifest["purposes"]}
+    assert [d["purpose"] for d in manifest["automated_decisions"]] == ["credit_accounts"]
+    assert {x["name"] for x in manifest["recipients"]} >= CREDIT_ONLY
+
+
+def test_a_copy_that_found_nothing_of_the_subjects_lists_the_system_as_holding_nothing(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
+    nothing = found(System.orders).model_copy(update={"record_count": 0})
+    manifest, _ = respond(ctx, orders=nothing)
+    assert "orders" not in systems_of(manifest)
+    assert "crm" in systems_of(manifest)
+
+
+def test_a_system_that_failed_is_listed_with_the_data_maps_categories(
+    ctx: wf.Context,  # noqa: F811
+    dm: DataMap,  # noqa: F811
+) -> None:
+    """Its copy never came: it is not known to hold less than the data map says."""
+    manifest, _ = respond(ctx, frozenset({"orders"}), crm=found(System.crm, C.contact))
+    held = systems_of(manifest)["orders"]
+    assert held == [
+        c.value for c in sorted(dm.systems[System.orders].categories, key=list(C).index)
+    ]
 
 
 def test_a_category_the_data_map_does_not_list_is_told_and_the_dpo_told(
@@ -96,7 +137,7 @@ def test_a_category_the_data_map_does_not_list_is_told_and_the_dpo_told(
 ) -> None:
     manifest, steps = respond(ctx, orders=found(System.orders, C.contact, C.interactions))
     assert systems_of(manifest)["orders"] == ["contact", "interactions"]
-    (gap,) = [s for s in steps if s.action == "categories_not_mapped"]
+    (gap,) = [s for s in steps if getattr(s, "action", None) == "categories_not_mapped"]
     assert gap.after == "orders: interactions"
     assert "data map" in (gap.reason or "")
 
@@ -111,11 +152,11 @@ def task(**fields: Any) -> TaskRecord:
     )
 
 
-def test_a_copy_that_names_no_category_lists_the_data_maps() -> None:
+def test_a_copy_that_does_not_say_lists_the_data_maps_one_that_found_nothing_none() -> None:
     assert categories_found(task()) == {C.contact, C.purchases, C.payment, C.credit}
     assert categories_found(task(export=export_ref(System.orders))) == categories_found(task())
     said_none = export_ref(System.orders).model_copy(update={"categories": []})
-    assert categories_found(task(export=said_none)) == categories_found(task())
+    assert categories_found(task(export=said_none)) == set()
 
 
 def test_the_dpos_redaction_does_not_narrow_what_the_system_holds() -> None:

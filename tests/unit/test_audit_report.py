@@ -266,6 +266,27 @@ def test_the_cli_shows_the_report_per_type(monkeypatch: pytest.MonkeyPatch) -> N
     assert row("days to close (max)") == ["6", "0", "6"]
     assert "Follow-up erasures privops issued: 0" in out.flat
     assert "chains privops/*" in out.flat  # this deployment's by default
+    assert "data map does not list" not in out.flat
+
+
+def test_the_report_lists_responses_that_told_a_category_the_data_map_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from privops.cli import audit as audit_cli
+    from tests.unit.test_cli_bad_input import run
+
+    events = [
+        received("A-1", "access"),
+        step("A-1", "categories_not_mapped", MARCH + DAY, after="orders: interactions"),
+        closed("A-1", "completed", MARCH + DAY),
+        received("A-2", "access"),
+        closed("A-2", "completed", MARCH + DAY),
+    ]
+    assert report(events)["unmapped_requests"] == ["A-1"]
+    monkeypatch.setattr(audit_cli, "scan_audit", _Scan(events))
+    out = run("audit", "report", "--from", "2026-03-01", "--to", "2026-03-31")
+    assert out.code == 0, out.output
+    assert "the data map does not list for its system (update the data map): A-1" in out.flat
 
 
 def test_the_cli_says_when_records_could_not_be_read_and_exits_1(

@@ -99,6 +99,14 @@ def test_export_root_is_optional_for_a_system() -> None:
     assert parse_datamap(text).systems[System.web].export_root is None
 
 
+def test_a_purpose_applies_only_when_one_of_its_own_categories_is_held() -> None:
+    text = _broken("    applies_when_held: [credit]\n", "    applies_when_held: [cctv]\n")
+    with pytest.raises(ConfigError) as info:
+        parse_datamap(text)
+    assert "purposes.credit_accounts" in str(info.value)
+    assert "applies_when_held: cctv is not among the purpose's categories" in str(info.value)
+
+
 def test_a_system_searched_by_details_needs_an_export_root() -> None:
     text = _broken("    export_root: https://exports.allled.example/dsar/cctv/\n", "")
     with pytest.raises(ConfigError) as info:

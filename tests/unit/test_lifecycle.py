@@ -31,10 +31,12 @@ LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[R
     (S.received, E.identity_verified, S.in_progress, ALL_TYPES),
     (S.identity_unverified, E.identity_verified, S.in_progress, ALL_TYPES),
     (S.received, E.accepted, S.in_progress, NO_ID),
-    (S.in_progress, E.clarification_requested, S.paused, ALL_TYPES),
-    # UK GDPR Art. 12A (DUAA 2025): clarification stops the clock for every request type,
-    # also once tasks are out, e.g. an access request awaiting its exports (issue 14.8).
-    (S.awaiting_systems, E.clarification_requested, S.paused, ALL_TYPES),
+    # UK GDPR Art. 12A(4) (DUAA 2025): clarification stops the clock of an access request
+    # only ("a request under Article 15"), also once its tasks are out, awaiting its
+    # exports (issue 14.8; every type before 0.38, which understated other deadlines).
+    (S.in_progress, E.clarification_requested, S.paused, frozenset({RequestType.access})),
+    (S.awaiting_systems, E.clarification_requested, S.paused, frozenset({RequestType.access})),
+    # A request of any type paused by an earlier release resumes.
     (S.paused, E.clarification_received, S.in_progress, ALL_TYPES),
     (S.in_progress, E.tasks_sent, S.awaiting_systems, ALL_TYPES),
     (S.in_progress, E.answered, S.completed, ALL_TYPES),
@@ -118,7 +120,7 @@ def test_accepted_is_refused_for_identity_types_with_reason() -> None:
 
 
 def test_happy_path_with_clarification() -> None:
-    rt = RequestType.erasure
+    rt = RequestType.access
     state = None
     for ev in (
         E.submitted,
@@ -131,6 +133,14 @@ def test_happy_path_with_clarification() -> None:
     ):
         state = transition(state, ev, request_type=rt)
     assert state is S.partially_completed
+
+
+@pytest.mark.parametrize("rt", sorted(ALL_TYPES - {RequestType.access}))
+def test_only_an_access_requests_clock_stops_for_clarification_with_reason(
+    rt: RequestType,
+) -> None:
+    with pytest.raises(DomainError, match=r"only for an access request \(UK GDPR Art. 12A\(4\)\)"):
+        transition(S.in_progress, E.clarification_requested, request_type=rt)
 
 
 def test_only_an_access_response_is_held_for_review_with_reason() -> None:

@@ -35,6 +35,7 @@ ALERTS = {
     "PrivopsWorkerNotReady",
     "PrivopsCommandTextUnsealed",
     "PrivopsAccessResponseForReview",
+    "PrivopsDataMapBehind",
     "PrivopsConnectorIgnoresLegalHolds",
     "PrivopsConnectorHoldsNotRead",
     "PrivopsConnectorDown",

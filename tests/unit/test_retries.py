@@ -247,7 +247,8 @@ def test_an_acknowledged_complaint_is_watched_by_the_response_date_it_was_promis
 def test_schedule_watches_no_deadline_while_paused_and_resumes_after_the_record() -> None:
     seen = Seen()
     schedule = Schedule((7, 3, 1), seen)
-    schedule.track(record(request_state=RequestState.paused, next_check_at=None))
+    paused = record(request_state=RequestState.paused, next_check_at=None)
+    schedule.track(paused.model_copy(update={"request_type": RequestType.access}))
     assert schedule.due(NOW, date(2026, 4, 30)) == []
     # Resumed after a restart: the record says the 3-day warning went out.
     rec = record(next_check_at=None).model_copy(
@@ -257,6 +258,18 @@ def test_schedule_watches_no_deadline_while_paused_and_resumes_after_the_record(
     ticks = schedule.due(NOW, date(2026, 4, 1))
     assert [(t.kind, t.days_before) for t in ticks] == [(TickKind.deadline_approaching, 1)]
     assert seen.due == [(RequestType.erasure, None, date(2026, 4, 2))]
+
+
+def test_schedule_watches_the_deadline_of_another_request_paused_by_an_earlier_release() -> None:
+    """Only an access request's clock stops for clarification (Art. 12A(4)): an erasure
+    0.37 paused is watched against its due date without the pause."""
+    schedule = Schedule((7, 3, 1), Seen())
+    paused = record(request_state=RequestState.paused, next_check_at=None).model_copy(
+        update={"clock_start": date(2026, 3, 2), "paused_days": 5, "due_on": date(2026, 4, 7)}
+    )
+    schedule.track(paused)
+    ticks = schedule.due(NOW, date(2026, 4, 1))
+    assert [(t.kind, t.days_before) for t in ticks] == [(TickKind.deadline_approaching, 1)]
 
 
 def test_the_schedule_hands_out_at_most_the_limit_of_overdue_answers_longest_first() -> None:

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from privops.adapters.datamap_file import load_datamap
+from privops.core import deadlines
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap
 from privops.core.identity import IdentityMap, merge
 from privops.core.ticks import Tick, TickKind
 from privops.core.timelimits import alert_due
-from privops.core.vocab import FeeGround, ObjectionScope, RequestState, RequestType, System
+from privops.core.vocab import FeeGround, ObjectionScope, Purpose, RequestState, RequestType, System
 
 S = RequestState
 D = date.fromisoformat
@@ -108,8 +109,8 @@ def pause(rec: wf.RequestRecord, dm: DataMap, asked: str, answered: str) -> wf.R
         pytest.param(
             "2026-03-10", "2026-03-12", "2026-03-12", 1, "2026-04-13", id="art12A-same-day"
         ),
-        # Only days while the clock runs (issue 14.7): objection received 1 Mar 2026,
-        # clarification asked 20 Feb, answered 5 Mar: 1-5 Mar count -> Tue 7 Apr (was 14 Apr).
+        # Only days while the clock runs (issue 14.7): received 1 Mar 2026, clarification
+        # asked 20 Feb, answered 5 Mar: 1-5 Mar count -> Tue 7 Apr (was 14 Apr).
         pytest.param(
             "2026-03-01", "2026-02-20", "2026-03-05", 5, "2026-04-07", id="art12A-running"
         ),
@@ -118,23 +119,80 @@ def pause(rec: wf.RequestRecord, dm: DataMap, asked: str, answered: str) -> wf.R
 def test_clarification_pause(
     dm: DataMap, received: str, asked: str, answered: str, paused: int, due: str
 ) -> None:
-    scope = ObjectionScope.legitimate_interest  # stays in_progress, awaiting the DPO
-    rec = apply(
-        None, submit(RequestType.objection, received, objection_scope=scope), ctx_on(dm, received)
-    )
+    rec = apply(None, submit(RequestType.access, received), ctx_on(dm, received))
     rec = pause(rec, dm, asked, answered)
-    assert rec.state is S.in_progress
+    assert rec.state is S.awaiting_systems  # its exports still to come
     assert rec.paused_days == paused
     assert rec.due_on == D(due)
 
 
-def test_clarification_answered_before_asked_is_rejected(dm: DataMap) -> None:
-    scope = ObjectionScope.legitimate_interest
+@pytest.mark.parametrize(
+    "request_type",
+    # Every other type, as the lifecycle's guard says (tests/unit/test_lifecycle.py); these
+    # through the workflow, from a plain submission.
+    [
+        RequestType.erasure,
+        RequestType.restriction,
+        RequestType.objection,
+        RequestType.consent_withdrawal,
+        RequestType.complaint,
+    ],
+)
+def test_only_an_access_requests_clock_stops_for_clarification(
+    dm: DataMap, request_type: RequestType
+) -> None:
+    """UK GDPR Art. 12A(4): the clock stops while clarification is awaited for "a request
+    under Article 15" only. Paused, an erasure's or an objection's deadline was
+    understated and its breach never alerted (DPO review, session 38)."""
+    scope = ObjectionScope.legitimate_interest if request_type is RequestType.objection else None
+    extra: dict[str, Any] = {"objection_scope": scope} if scope else {}
+    if request_type is RequestType.consent_withdrawal:
+        extra = {"withdrawn_purpose": Purpose.marketing}
+    submitted = wf.on_command(
+        None, submit(request_type, "2026-03-02", **extra), ctx_on(dm, "2026-03-02")
+    )
+    assert submitted.record is not None, submitted.message
+    asked = wf.on_command(
+        submitted.record,
+        command(r.ClarificationRequested, asked_on=D("2026-03-05")),
+        ctx_on(dm, "2026-03-05"),
+    )
+    assert asked.rejected is not None
+    if submitted.record.open:
+        assert "only for an access request (UK GDPR Art. 12A(4))" in (asked.message or "")
+        assert "privops request extend" in (asked.message or "")
+
+
+def test_a_pause_an_earlier_release_let_another_request_take_counts_no_day(dm: DataMap) -> None:
+    """An objection paused before 0.38: its alerts fire against the due date without
+    the pause at once, and the next time the due date is worked out it has none."""
+    scope = ObjectionScope.legitimate_interest  # stays in_progress, awaiting the DPO
     rec = apply(
         None,
-        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
-        ctx_on(dm, "2026-03-02"),
+        submit(RequestType.objection, "2026-03-10", objection_scope=scope),
+        ctx_on(dm, "2026-03-10"),
     )
+    assert rec.due_on == D("2026-04-10")
+    # As 0.37 stored it: paused from the 12th, and once answered 4 days later.
+    old = rec.model_copy(
+        update={
+            "state": S.paused,
+            "clarification_asked_on": D("2026-03-20"),
+            "pauses": [deadlines.Pause(D("2026-03-12"), D("2026-03-15"))],
+            "paused_days": 4,
+            "due_on": D("2026-04-14"),
+        }
+    )
+    assert alert_due(old) == D("2026-04-10")  # paused, and still watched
+    resumed = apply(
+        old, command(r.ClarificationReceived, received_on=D("2026-03-22")), ctx_on(dm, "2026-03-22")
+    )
+    assert (resumed.paused_days, resumed.due_on) == (0, D("2026-04-10"))
+    assert alert_due(resumed) == D("2026-04-10")
+
+
+def test_clarification_answered_before_asked_is_rejected(dm: DataMap) -> None:
+    rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
     rec = ask(rec, dm, "2026-03-09")
     bad = wf.on_command(
         rec, command(r.ClarificationReceived, received_on=D("2026-03-05")), ctx_on(dm, "2026-03-10")

@@ -1117,8 +1117,8 @@ def test_second_extension_is_rejected(ctx: wf.Context) -> None:
 
 
 def test_clarification_pause_adds_the_days_waited(ctx: wf.Context) -> None:
-    rec = start(RequestType.objection, ctx, objection_scope=ObjectionScope.legitimate_interest)
-    assert rec.state is S.in_progress
+    rec = start(RequestType.access, ctx)
+    assert rec.state is S.awaiting_systems
     assert rec.due_on == date(2025, 4, 10)
     asked = at(ctx, datetime(2025, 3, 12, 9, tzinfo=UTC))
     paused = wf.on_command(rec, command(r.ClarificationRequested, asked_on=asked.today), asked)
@@ -1129,7 +1129,7 @@ def test_clarification_pause_adds_the_days_waited(ctx: wf.Context) -> None:
         paused.record, command(r.ClarificationReceived, received_on=received.today), received
     )
     assert resumed.record is not None
-    assert resumed.record.state is S.in_progress
+    assert resumed.record.state is S.awaiting_systems  # its exports still to come
     # Art. 12A (DUAA 2025): 12 to 17 March, both days included, is 6 days (was 5).
     assert resumed.record.paused_days == 6
     assert resumed.record.due_on == deadlines.due_date(TODAY, paused_days=6)
