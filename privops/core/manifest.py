@@ -113,10 +113,14 @@ RIGHTS: Final[tuple[dict[str, str], ...]] = (
     },
     {
         "right": "automated_decisions",
-        "article": "UK GDPR Art. 22",
+        # Art. 22 as replaced by Arts. 22A-22D (Data (Use and Access) Act 2025 s.80, in
+        # force 5 February 2026): such decisions are allowed with these safeguards
+        # (Art. 22C), and barred on special category data without consent or law.
+        "article": "UK GDPR Arts. 22A-22D",
         "description": (
-            "Not to be subject to a decision based solely on automated processing that "
-            "significantly affects you, and to ask for a person to review a decision."
+            "Where a decision that significantly affects you is based solely on automated "
+            "processing: to be told of it, to make representations about it, to have a "
+            "person review it, and to contest it."
         ),
     },
     {

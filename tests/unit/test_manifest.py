@@ -127,6 +127,12 @@ def test_rights_include_every_right_and_the_ico(full: dict[str, object]) -> None
         assert right in rights
     assert ICO_WEBSITE == "www.ico.org.uk"
     assert ICO_WEBSITE in rights["complaint"]["description"]
+    # Art. 22 was replaced by Arts. 22A-22D (DUAA 2025 s.80, from 5 February 2026): the
+    # safeguards of Art. 22C, not a right not to be subject to such a decision.
+    automated = rights["automated_decisions"]
+    assert automated["article"] == "UK GDPR Arts. 22A-22D"
+    for safeguard in ("make representations", "review it", "contest it"):
+        assert safeguard in automated["description"]
     assert full["complaint"] == {
         "authority": "Information Commissioner's Office",
         "website": "www.ico.org.uk",
