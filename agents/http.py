@@ -43,7 +43,7 @@ from privops.adapters.acls import WORKER, Api, may_call, system_of
 from privops.adapters.kafka import password_of
 from privops.adapters.key_topic import subject_partition
 from privops.connectors.encryption import key_json
-from privops.core import caseload, deadlines
+from privops.core import caseload, deadlines, timelimits
 from privops.core import consent as rules
 from privops.core import workflow as wf
 from privops.core.errors import PrivopsError, RuntimeUnavailable
@@ -721,7 +721,8 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
     """The request for the DPO; `days_left` only while a deadline alert can still fire
     (not for an acknowledged complaint, whose outcome is tracked by `age_days`)."""
     today = collaborators().clock.today()
-    watched = None if rec.acknowledged_on else rec.due_on
+    due = timelimits.due_in_force(rec)  # a pause an earlier release counted, left out
+    watched = None if rec.acknowledged_on else due
     return {
         "request_id": rec.request_id,
         "request_type": rec.request_type.value,
@@ -732,7 +733,7 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "identity_received_on": _iso(rec.identity_received_on),
         "identity_verified_on": _iso(rec.identity_verified_on),
         "clock_start": _iso(rec.clock_start),
-        "due_on": _iso(rec.due_on),
+        "due_on": _iso(due),
         "days_left": deadlines.days_left(watched, today) if watched else None,
         "age_days": ((rec.closed_at.date() if rec.closed_at else today) - rec.received_on).days,
         "acknowledged_on": _iso(rec.acknowledged_on),

@@ -136,7 +136,8 @@ def due_date_cmd(
         0,
         "--paused-days",
         help="Days paused awaiting clarification (Art. 12A), already counted; 0 or more. "
-        "Adds to a --paused-from/--paused-to period (an earlier clarification).",
+        "Adds to a --paused-from/--paused-to period (an earlier clarification). Only an "
+        "access request's clock stops so: leave both out for any other request.",
     ),
     paused_from: str | None = typer.Option(
         None,

@@ -786,7 +786,7 @@ def _access_response(
         if unsearched
         else ""
     )
-    if not held and not ctx.holds_anything_besides(rec.request_id):
+    if not any(held.values()) and not ctx.holds_anything_besides(rec.request_id):
         told = NOTHING_OTHER if unsearched else NOTHING_FOUND
         notify_subject(rec, out, ctx, "access_response", told + not_searched)
         return
@@ -836,12 +836,15 @@ def categories_found(task: TaskRecord) -> set[Category]:
     """The categories of the subject's data a system holds, for the access response
     (UK GDPR Art. 15(1)(b): the categories "concerned"): those its copy reported (the
     system's own copy, not a redaction of the DPO's, which leaves out of the copy what
-    the system still holds; none, for a copy that found nothing of theirs), else, for a
-    system that did not say (a connector of before 0.38) or sent no copy, those the
-    data map says it holds."""
+    the system still holds; none, for a copy of no record), else, for a system that did
+    not say (a connector of before 0.38; an empty list with records in the copy) or sent
+    no copy, those the data map says it holds."""
     copy = task.original_export or task.export
-    reported = copy.categories if copy is not None else None
-    return set(task.categories) if reported is None else set(reported)
+    if copy is None or copy.categories is None:
+        return set(task.categories)
+    if not copy.categories and copy.record_count > 0:
+        return set(task.categories)  # records of no category said: not known to hold less
+    return set(copy.categories)
 
 
 UNMAPPED: Final = (

@@ -45,7 +45,7 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (S.received, E.identity_verified): S.in_progress,
     (S.identity_unverified, E.identity_verified): S.in_progress,
     (S.received, E.accepted): S.in_progress,
-    # clarification stops the running clock of an access request (Art. 12A(4); the only
+    # clarification stops the running clock of an access request (Art. 12A; the only
     # type it is allowed, EVENT_GUARDS), also once its tasks are out (awaiting its
     # exports); on resuming, a request whose tasks are out goes back to awaiting_systems
     # through tasks_sent. A request of another type paused by an earlier release resumes
@@ -102,8 +102,8 @@ _GUARD_WHY: dict[LifecycleEvent, str] = {
     E.review_requested: "only an access response is reviewed, not a {} request's outcome",
     E.clarification_requested: (
         "the clock stops for clarification only for an access request (UK GDPR Art. "
-        "12A(4)); ask while a {} request's clock runs, extend it if it is complex "
-        "(privops request extend), or refuse it"
+        "12A); ask while a {} request's clock runs (where its type allows, extend it if "
+        "it is complex or one of many, privops request extend, or refuse it)"
     ),
 }
 

@@ -239,8 +239,15 @@ def build_access_manifest(
     )
     # Those receiving a held category for one of the subject's purposes: a credit
     # reference agency receives contact details, but only of those with credit accounts.
+    # One exempt from rights-request notices (an authority) is listed by what it may
+    # receive whatever the purposes: listed only with its purposes, a subject none of
+    # them serves would learn from its name alone that their data went to it (above).
     serving = {name for name, _ in purposes}
-    recipients = [r for r in datamap.recipients_of(held) if serving.intersection(r.purposes)]
+    recipients = [
+        r
+        for r in datamap.recipients_of(held)
+        if serving.intersection(r.purposes) or not r.notify_on_rights_requests
+    ]
     recipients += [
         by_name[name]
         for name in dict.fromkeys(d.recipient for d in disclosed)

@@ -3,7 +3,7 @@
 The date rules are privops.core.deadlines'; the alert stages privops.core.sweep's. This
 module applies them to a ``RequestRecord`` so the workflow never does date arithmetic.
 
-Clarification stops the clock of an access request only (Art. 12A(4): "a request
+Clarification stops the clock of an access request only (Art. 12A: "a request
 under Article 15"), while its clock runs, awaiting its systems included. Before 0.38
 privops let any request pause: such a pause of another type counts no day (the law
 stopped no clock), from the next time its due date is worked out, and its alerts fire
@@ -69,8 +69,68 @@ def recompute_due(rec: RequestRecord, ctx: Context) -> None:
     rec.due_on = deadlines.due_date(start, extended=rec.extended, paused_days=rec.paused_days)
 
 
+def due_in_force(rec: RequestRecord) -> date | None:
+    """``rec``'s due date as the law has it now: the stored one, but for a request other
+    than access that an earlier release let pause (before 0.38), the one without the
+    pause, and without an extension notified after the first month that pause made
+    longer; stored at its next decision (``settle_old_pause``). (A complaint's time
+    limits are its own: ``recompute_due`` counts no pause for it.)"""
+    if not _old_pause(rec) or rec.clock_start is None:
+        return rec.due_on
+    return deadlines.due_date(rec.clock_start, extended=_extension_stands(rec, rec.clock_start))
+
+
+def _old_pause(rec: RequestRecord) -> bool:
+    return bool(rec.paused_days) and rec.request_type not in _OWN_CLOCKS
+
+
+_OWN_CLOCKS: Final = frozenset({RequestType.access, RequestType.complaint})
+"""The request types whose stored pause days are their own: an access request's clock
+stops for clarification, and a complaint's limits count none."""
+
+
+def _extension_stands(rec: RequestRecord, start: date) -> bool:
+    told = rec.extension_notified_on
+    return rec.extended and (told is None or deadlines.can_extend(start, told))
+
+
+def settle_old_pause(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
+    """Store the due date in force (``due_in_force``) on a request other than access an
+    earlier release let pause, audited: the pause counts no day, and an extension it let
+    through after the first month is withdrawn as at a clarification's end (its
+    ``deadline_extended`` step says so, and the accountability report reads it)."""
+    start = rec.clock_start
+    if not rec.open or not _old_pause(rec) or start is None:
+        return
+    if rec.extended and not _extension_stands(rec, start):
+        rec.extended = False
+        out.audit.append(
+            AuditStep(
+                "deadline_extended",
+                after=str(deadlines.due_date(start)),
+                reason=(
+                    f"{EXTENSION_WITHDRAWN}{rec.extension_notified_on} came after the first "
+                    f"month, which ended on {deadlines.due_date(start)}: the clarification "
+                    "pause an earlier release counted does not stop this request's clock "
+                    "(only an access request's, UK GDPR Art. 12A): it does not count"
+                ),
+            )
+        )
+    recompute_due(rec, ctx)
+    out.audit.append(
+        AuditStep(
+            "request_transitioned",
+            after=rec.state.value,
+            reason=(
+                f"due {rec.due_on}: the clarification pause an earlier release counted does "
+                "not stop this request's clock (only an access request's, UK GDPR Art. 12A)"
+            ),
+        )
+    )
+
+
 def _counted(rec: RequestRecord) -> list[deadlines.Pause]:
-    """The pauses that stop ``rec``'s clock: an access request's (Art. 12A(4)); none of
+    """The pauses that stop ``rec``'s clock: an access request's (Art. 12A); none of
     another type, which an earlier release let pause."""
     return list(rec.pauses) if rec.request_type is RequestType.access else []
 
@@ -87,12 +147,7 @@ def alert_due(rec: RequestRecord) -> date | None:
     if not rec.open or rec.acknowledged_on is not None:
         return None
     if rec.request_type is not RequestType.access:
-        # Paused by an earlier release (no clock but an access request's stops): its
-        # alerts fire against the due date without the pause, stored or not yet. (A
-        # complaint's time limits are its own: recompute_due counts no pause for it.)
-        if rec.paused_days and rec.clock_start and rec.request_type is not RequestType.complaint:
-            return deadlines.due_date(rec.clock_start, extended=rec.extended)
-        return rec.due_on
+        return due_in_force(rec)  # no pause silences it
     asked = rec.clarification_asked_on
     if rec.state is RequestState.paused and (
         rec.due_on is None or asked is None or asked <= rec.due_on

@@ -280,6 +280,7 @@ def _decide(rec: RequestRecord | None, cmd: r.Command, ctx: Context) -> Outcome:
         raise Refused(Reason.invalid_command, f"{type(cmd).__name__} does not apply to a request")
     rec = rec.editable_copy()
     out = Outcome(record=rec)
+    timelimits.settle_old_pause(rec, ctx, out)
     try:
         handler(rec, cmd, ctx, out)
     except DomainError as exc:
@@ -1229,6 +1230,7 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
         return Outcome(record=None)
     rec = rec.editable_copy()
     out = Outcome(record=rec)
+    timelimits.settle_old_pause(rec, ctx, out)
     if tick.kind is TickKind.task_overdue:
         task = rec.tasks.get(tick.task_id or "")
         if task is not None:

@@ -21,6 +21,7 @@ from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap
 from privops.core.fanout import categories_found
+from privops.core.manifest import build_access_manifest
 from privops.core.request import TaskRecord
 from privops.core.vocab import Category, RequestState, RequestType, System, TaskAction
 from tests.unit.test_reference_stores import customers, task_of  # noqa: F401 (fixture)
@@ -36,8 +37,8 @@ from tests.unit.test_workflow import (
 )
 
 C = Category
-CREDIT_ONLY = {"Credit reference agencies", "Debt collection agencies", "ALL LED group companies"}
-"""The recipients of the shipped data map that serve only the credit purposes."""
+CREDIT_ONLY = {"Credit reference agencies", "ALL LED group companies"}
+"""The recipients of the shipped data map that serve only credit accounts."""
 
 
 def found(system: System, *categories: Category) -> r.ExportReference:
@@ -88,13 +89,18 @@ def test_the_letter_lists_what_each_system_found(ctx: wf.Context, dm: DataMap) -
     # credit scoring, no credit file search, and no recipient that only serves them.
     assert "credit" not in {c["category"] for c in manifest["categories"]}
     purposes = {p["name"] for p in manifest["purposes"]}
-    assert not purposes & {"credit_accounts", "debt_recovery"}
-    assert "goods_and_services" in purposes
+    assert "credit_accounts" not in purposes
+    # A debt may be an overdue payment in the purchases data: debt recovery stays.
+    assert {"goods_and_services", "debt_recovery"} <= purposes
     assert manifest["automated_decisions"] == []
     assert not [s for s in manifest["sources"] if s["purpose"] == "credit_accounts"]
     recipients = {x["name"] for x in manifest["recipients"]}
     assert not recipients & CREDIT_ONLY
-    assert "Banks and payment processors" in recipients
+    assert {"Banks and payment processors", "Debt collection agencies"} <= recipients
+    # An authority exempt from rights-request notices is listed as before, whatever the
+    # purposes: listed only when one of them applies, its name would tell a subject
+    # none of them serves that their data went to it.
+    assert "Law enforcement agencies (on valid request)" in recipients
     assert "categories_not_mapped" not in [getattr(s, "action", None) for s in steps]
     # The notice says where the copies are; what they hold is in the sealed manifest.
     (note,) = [n for n in steps if isinstance(n, r.SubjectNotification)]
@@ -102,11 +108,23 @@ def test_the_letter_lists_what_each_system_found(ctx: wf.Context, dm: DataMap) -
     assert {e.categories for e in note.exports} == {None}
 
 
+def test_an_authority_exempt_from_notices_is_listed_whatever_the_purposes(dm: DataMap) -> None:  # noqa: F811
+    """A CRM contact none of the police's purposes serves: listing the police only with
+    their purposes, or for a disclosure, would tell them their data went to the police
+    (DPA 2018 Sch. 2 para. 2); they are listed by what they may receive, as before."""
+    held = {System.crm: {C.contact, C.interactions}}
+    m = build_access_manifest("R-1", "CUST-1", "sr_1", dm, held, [], NOW)
+    assert not {"legal_obligations", "premises_security"} & {p["name"] for p in m["purposes"]}
+    names = {x["name"] for x in m["recipients"]}
+    assert "Law enforcement agencies (on valid request)" in names
+    assert not names & CREDIT_ONLY
+
+
 def test_every_category_found_is_listed_as_before(ctx: wf.Context, dm: DataMap) -> None:  # noqa: F811
     manifest, _ = respond(ctx, orders=found(System.orders, *dm.systems[System.orders].categories))
     assert "credit" in systems_of(manifest)["orders"]
     assert "credit" in {c["category"] for c in manifest["categories"]}
-    assert {"credit_accounts", "debt_recovery"} <= {p["name"] for p in manifest["purposes"]}
+    assert "credit_accounts" in {p["name"] for p in manifest["purposes"]}
     assert [d["purpose"] for d in manifest["automated_decisions"]] == ["credit_accounts"]
     assert {x["name"] for x in manifest["recipients"]} >= CREDIT_ONLY
 
@@ -156,7 +174,10 @@ def test_a_copy_that_does_not_say_lists_the_data_maps_one_that_found_nothing_non
     assert categories_found(task()) == {C.contact, C.purchases, C.payment, C.credit}
     assert categories_found(task(export=export_ref(System.orders))) == categories_found(task())
     said_none = export_ref(System.orders).model_copy(update={"categories": []})
-    assert categories_found(task(export=said_none)) == set()
+    # Records, but no category said: not known to hold less than the data map says.
+    assert categories_found(task(export=said_none)) == categories_found(task())
+    empty = said_none.model_copy(update={"record_count": 0})
+    assert categories_found(task(export=empty)) == set()
 
 
 def test_the_dpos_redaction_does_not_narrow_what_the_system_holds() -> None:

@@ -153,7 +153,7 @@ def test_a_complaint_acknowledged_in_time_raises_no_alert_and_keeps_its_date(
 
 
 def test_a_late_complaint_takes_no_clarification_pause(dm: DataMap) -> None:
-    """Only an access request's clock stops for clarification (UK GDPR Art. 12A(4)); a
+    """Only an access request's clock stops for clarification (UK GDPR Art. 12A); a
     complaint keeps the response date it was given (DPA 2018 s.164A)."""
     rec = wf.on_command(None, complaint(TODAY - timedelta(days=45)), context(dm)).record
     assert rec is not None

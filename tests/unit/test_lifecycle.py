@@ -31,7 +31,7 @@ LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[R
     (S.received, E.identity_verified, S.in_progress, ALL_TYPES),
     (S.identity_unverified, E.identity_verified, S.in_progress, ALL_TYPES),
     (S.received, E.accepted, S.in_progress, NO_ID),
-    # UK GDPR Art. 12A(4) (DUAA 2025): clarification stops the clock of an access request
+    # UK GDPR Art. 12A (DUAA 2025): clarification stops the clock of an access request
     # only ("a request under Article 15"), also once its tasks are out, awaiting its
     # exports (issue 14.8; every type before 0.38, which understated other deadlines).
     (S.in_progress, E.clarification_requested, S.paused, frozenset({RequestType.access})),
@@ -139,7 +139,7 @@ def test_happy_path_with_clarification() -> None:
 def test_only_an_access_requests_clock_stops_for_clarification_with_reason(
     rt: RequestType,
 ) -> None:
-    with pytest.raises(DomainError, match=r"only for an access request \(UK GDPR Art. 12A\(4\)\)"):
+    with pytest.raises(DomainError, match=r"only for an access request \(UK GDPR Art. 12A\)"):
         transition(S.in_progress, E.clarification_requested, request_type=rt)
 
 

@@ -261,7 +261,7 @@ def test_schedule_watches_no_deadline_while_paused_and_resumes_after_the_record(
 
 
 def test_schedule_watches_the_deadline_of_another_request_paused_by_an_earlier_release() -> None:
-    """Only an access request's clock stops for clarification (Art. 12A(4)): an erasure
+    """Only an access request's clock stops for clarification (Art. 12A): an erasure
     0.37 paused is watched against its due date without the pause."""
     schedule = Schedule((7, 3, 1), Seen())
     paused = record(request_state=RequestState.paused, next_check_at=None).model_copy(

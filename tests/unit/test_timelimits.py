@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from privops.adapters.datamap_file import load_datamap
-from privops.core import deadlines
+from privops.core import deadlines, timelimits
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap
@@ -141,7 +141,7 @@ def test_clarification_pause(
 def test_only_an_access_requests_clock_stops_for_clarification(
     dm: DataMap, request_type: RequestType
 ) -> None:
-    """UK GDPR Art. 12A(4): the clock stops while clarification is awaited for "a request
+    """UK GDPR Art. 12A: the clock stops while clarification is awaited for "a request
     under Article 15" only. Paused, an erasure's or an objection's deadline was
     understated and its breach never alerted (DPO review, session 38)."""
     scope = ObjectionScope.legitimate_interest if request_type is RequestType.objection else None
@@ -159,7 +159,7 @@ def test_only_an_access_requests_clock_stops_for_clarification(
     )
     assert asked.rejected is not None
     if submitted.record.open:
-        assert "only for an access request (UK GDPR Art. 12A(4))" in (asked.message or "")
+        assert "only for an access request (UK GDPR Art. 12A)" in (asked.message or "")
         assert "privops request extend" in (asked.message or "")
 
 
@@ -189,6 +189,87 @@ def test_a_pause_an_earlier_release_let_another_request_take_counts_no_day(dm: D
     )
     assert (resumed.paused_days, resumed.due_on) == (0, D("2026-04-10"))
     assert alert_due(resumed) == D("2026-04-10")
+
+
+def test_an_extension_an_earlier_releases_pause_let_through_late_is_withdrawn(
+    dm: DataMap,
+) -> None:
+    """An objection received 2 Mar (first month to Thu 2 Apr) paused 10-20 Mar by 0.37,
+    which moved the first month to 13 Apr and so took an extension told on 10 Apr. The
+    pause stopped no clock: the extension came after the first month. The alerts go by
+    the due date without either at once; the next decision stores it and audits the
+    withdrawal as the report reads it."""
+    scope = ObjectionScope.legitimate_interest
+    rec = apply(
+        None,
+        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
+        ctx_on(dm, "2026-03-02"),
+    )
+    old = rec.model_copy(
+        update={
+            "pauses": [deadlines.Pause(D("2026-03-10"), D("2026-03-20"))],
+            "paused_days": 11,
+            "extended": True,
+            "extension_reason": "many systems",
+            "extension_notified_on": D("2026-04-10"),
+            "due_on": D("2026-06-15"),
+        }
+    )
+    assert timelimits.due_in_force(old) == D("2026-04-02")
+    assert alert_due(old) == D("2026-04-02")
+    day = ctx_on(dm, "2026-04-03")
+    tick = Tick(old.request_id, TickKind.deadline_breached, day.now, due_on=D("2026-04-02"))
+    outcome = wf.on_tick(old, tick, day)
+    assert [type(o.record).__name__ for o in outcome.out] == ["DeadlineBreached"]
+    settled = outcome.record
+    assert settled is not None
+    assert (settled.extended, settled.paused_days, settled.due_on) == (False, 0, D("2026-04-02"))
+    withdrawn = [a for a in outcome.audit if a.action == "deadline_extended"]
+    assert len(withdrawn) == 1
+    assert (withdrawn[0].reason or "").startswith(timelimits.EXTENSION_WITHDRAWN)
+    assert "does not stop this request's clock" in (withdrawn[0].reason or "")
+    # Stored: nothing more to settle at the next decision.
+    again = wf.on_tick(settled, tick, day)
+    assert not [a for a in again.audit if "earlier release" in (a.reason or "")]
+
+
+def test_an_extension_told_during_an_old_pause_is_judged_on_the_running_clock(
+    dm: DataMap,
+) -> None:
+    """Told on 5 Apr while 0.37's pause (from 20 Mar) still ran: that pause stopped no
+    clock, so the first month ended on 2 Apr and the extension is refused."""
+    scope = ObjectionScope.legitimate_interest
+    rec = apply(
+        None,
+        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
+        ctx_on(dm, "2026-03-02"),
+    )
+    old = rec.model_copy(update={"state": S.paused, "clarification_asked_on": D("2026-03-20")})
+    extend = command(r.DeadlineExtended, notified_on=D("2026-04-05"), reason="many systems")
+    assert wf.on_command(old, extend, ctx_on(dm, "2026-04-05")).rejected is not None
+    access = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
+    access = ask(access, dm, "2026-03-20")  # an access request's pause does count
+    assert wf.on_command(access, extend, ctx_on(dm, "2026-04-05")).rejected is None
+
+
+def test_an_extension_told_within_the_first_month_stands_after_an_old_pause(dm: DataMap) -> None:
+    scope = ObjectionScope.legitimate_interest
+    rec = apply(
+        None,
+        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
+        ctx_on(dm, "2026-03-02"),
+    )
+    old = rec.model_copy(
+        update={
+            "pauses": [deadlines.Pause(D("2026-03-10"), D("2026-03-20"))],
+            "paused_days": 11,
+            "extended": True,
+            "extension_reason": "many systems",
+            "extension_notified_on": D("2026-03-25"),
+            "due_on": D("2026-06-15"),
+        }
+    )
+    assert timelimits.due_in_force(old) == deadlines.due_date(D("2026-03-02"), extended=True)
 
 
 def test_clarification_answered_before_asked_is_rejected(dm: DataMap) -> None:

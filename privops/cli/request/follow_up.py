@@ -142,13 +142,14 @@ def clarify(
         None, "--question-ref", help="Reference of the letter or message asking." + SEALED_HELP
     ),
 ) -> None:
-    """Ask the subject of an access request to clarify (Art. 12A(4)): the clock pauses
+    """Ask the subject of an access request to clarify (Art. 12A): the clock pauses
     until the answer arrives.
 
-    Only an access request's clock stops, and only where you process a large amount of
-    information about the subject and need to know what the request relates to. For any
-    other request the worker refuses: ask while its clock runs, extend it if it is
-    complex (request extend), or refuse it.
+    Only an access request's clock stops, where you reasonably need the subject to say
+    which information or processing the request is about (for example, you hold a
+    large amount of information about them). For any other request the worker refuses:
+    ask while its clock runs, and, where its type allows, extend it (request extend) or
+    refuse it.
     """
     rid = check_id(request_id)
     day = _day(asked, "--asked")
