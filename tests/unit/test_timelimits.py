@@ -191,6 +191,27 @@ def test_a_pause_an_earlier_release_let_another_request_take_counts_no_day(dm: D
     assert alert_due(resumed) == D("2026-04-10")
 
 
+def _extended_in_an_old_pause(dm: DataMap, told: str) -> wf.RequestRecord:
+    """An objection received 2 Mar, as 0.37 stored it: paused 10-20 Mar (11 days, which
+    made its first month end on 13 Apr) and extended, the subject told on ``told``."""
+    scope = ObjectionScope.legitimate_interest
+    rec = apply(
+        None,
+        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
+        ctx_on(dm, "2026-03-02"),
+    )
+    return rec.model_copy(
+        update={
+            "pauses": [deadlines.Pause(D("2026-03-10"), D("2026-03-20"))],
+            "paused_days": 11,
+            "extended": True,
+            "extension_reason": "many systems",
+            "extension_notified_on": D(told),
+            "due_on": D("2026-06-15"),
+        }
+    )
+
+
 def test_an_extension_an_earlier_releases_pause_let_through_late_is_withdrawn(
     dm: DataMap,
 ) -> None:
@@ -199,22 +220,7 @@ def test_an_extension_an_earlier_releases_pause_let_through_late_is_withdrawn(
     pause stopped no clock: the extension came after the first month. The alerts go by
     the due date without either at once; the next decision stores it and audits the
     withdrawal as the report reads it."""
-    scope = ObjectionScope.legitimate_interest
-    rec = apply(
-        None,
-        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
-        ctx_on(dm, "2026-03-02"),
-    )
-    old = rec.model_copy(
-        update={
-            "pauses": [deadlines.Pause(D("2026-03-10"), D("2026-03-20"))],
-            "paused_days": 11,
-            "extended": True,
-            "extension_reason": "many systems",
-            "extension_notified_on": D("2026-04-10"),
-            "due_on": D("2026-06-15"),
-        }
-    )
+    old = _extended_in_an_old_pause(dm, "2026-04-10")
     assert timelimits.due_in_force(old) == D("2026-04-02")
     assert alert_due(old) == D("2026-04-02")
     day = ctx_on(dm, "2026-04-03")
@@ -253,22 +259,7 @@ def test_an_extension_told_during_an_old_pause_is_judged_on_the_running_clock(
 
 
 def test_an_extension_told_within_the_first_month_stands_after_an_old_pause(dm: DataMap) -> None:
-    scope = ObjectionScope.legitimate_interest
-    rec = apply(
-        None,
-        submit(RequestType.objection, "2026-03-02", objection_scope=scope),
-        ctx_on(dm, "2026-03-02"),
-    )
-    old = rec.model_copy(
-        update={
-            "pauses": [deadlines.Pause(D("2026-03-10"), D("2026-03-20"))],
-            "paused_days": 11,
-            "extended": True,
-            "extension_reason": "many systems",
-            "extension_notified_on": D("2026-03-25"),
-            "due_on": D("2026-06-15"),
-        }
-    )
+    old = _extended_in_an_old_pause(dm, "2026-03-25")
     assert timelimits.due_in_force(old) == deadlines.due_date(D("2026-03-02"), extended=True)
 
 
