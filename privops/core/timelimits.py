@@ -236,6 +236,14 @@ def _open_pause_days(rec: RequestRecord, until: date) -> int:
 
 def extend(rec: RequestRecord, cmd: r.DeadlineExtended, ctx: Context) -> None:
     """Take the one extension, checked against the day the subject was told."""
+    if rec.request_type is RequestType.complaint:
+        # Its response date is the one its acknowledgement gave, and the extension moved
+        # nothing: the complainant was told "we need more time" and the same date.
+        raise DomainError(
+            "a complaint has no extension (DPA 2018 s.164A sets the time limit of its "
+            "acknowledgement only; its outcome is owed without undue delay): answer it "
+            "(privops request answer) once its outcome is known"
+        )
     if rec.extended:
         # Never the first extension's reason: the DPO's text, sealed on the record, which
         # a refusal would carry into the audit, the answer topic and the record's

@@ -166,6 +166,19 @@ def test_a_late_complaint_takes_no_clarification_pause(dm: DataMap) -> None:
     assert asked.record is None or asked.record.due_on == promised
 
 
+def test_a_complaint_takes_no_extension(dm: DataMap) -> None:
+    """An extension moved no complaint's date (its response date is its
+    acknowledgement's), yet the complainant was told "we need more time" and the same
+    date: it is refused, and nothing is sent."""
+    rec = wf.on_command(None, complaint(TODAY - timedelta(days=3)), context(dm)).record
+    assert rec is not None
+    extend = command(r.DeadlineExtended, notified_on=TODAY, reason="many complaints")
+    refused = wf.on_command(rec, extend, context(dm))
+    assert refused.rejected is not None
+    assert "a complaint has no extension" in (refused.message or "")
+    assert not [o for o in refused.out if isinstance(o.record, r.SubjectNotification)]
+
+
 @pytest.mark.parametrize(
     ("received", "acknowledged", "expected"),
     [

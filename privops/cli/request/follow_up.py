@@ -181,7 +181,8 @@ def extend(
         help="Date the subject was told of the extension, YYYY-MM-DD (default: today, UK).",
     ),
 ) -> None:
-    """Extend the deadline by two months (only within the first month, with a reason)."""
+    """Extend the deadline by two months (only within the first month, with a reason; not
+    a complaint's, whose response date is the one its acknowledgement gave)."""
     rid = check_id(request_id)
     text = required_reason(reason)
     day = _day(notified, "--notified")
