@@ -13,6 +13,7 @@ from privops.adapters.datamap_file import load_datamap
 from privops.cli.common import Json, console, emit_json, handled, settings
 from privops.core.datamap import DataMap, PurposeSpec
 from privops.core.ropa import ordered_categories, ropa_record
+from privops.core.vocab import Category
 from privops.tools.views import table
 
 
@@ -135,13 +136,23 @@ def _categories(datamap: DataMap) -> Table:
 def _systems(datamap: DataMap) -> Table:
     table = _table(
         "Systems",
-        ("system", "categories", "identifiers", "task topic", "SLA s", "retries"),
+        (
+            "system",
+            "categories",
+            "portable (Art. 20)",
+            "identifiers",
+            "task topic",
+            "SLA s",
+            "retries",
+        ),
         lines=False,
     )
+    portable = datamap.portable()
     for s, spec in datamap.systems.items():
         table.add_row(
             s.value,
             ", ".join(c.value for c in spec.categories),
+            ", ".join(c.value for c in Category if c in portable.get(s, set())) or "-",
             ", ".join(spec.identifiers),
             spec.task_topic,
             f"{spec.sla_seconds:g}",

@@ -170,7 +170,10 @@ class Connector:
         """A copy of the subject's data, published below the data map's ``export_root``:
         ``Answer.completed(export=ExportReference(...))`` with the categories the copy
         holds (``categories``: the access letter lists those for this system, else every
-        category the data map gives it), or ``Answer.not_found()``."""
+        category the data map gives it), or ``Answer.not_found()``. With
+        ``task.portability`` (a data portability request, Art. 20), only the subject's
+        data of ``task.categories``, and not found when there is none of it
+        (docs/connectors.md, "Portability")."""
         return _unsupported(task)
 
     async def hold(self, state: LegalHoldState) -> None:

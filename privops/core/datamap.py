@@ -426,6 +426,9 @@ class PurposeSpec(_Model):
 
 # --- the map ----------------------------------------------------------------------------
 
+PORTABLE_BASES: Final = frozenset({LawfulBasis.consent, LawfulBasis.contract})
+"""The lawful bases under which the right to data portability applies (Art. 20(1)(a))."""
+
 
 class DataMap(_Model):
     organisation: Organisation
@@ -505,6 +508,23 @@ class DataMap(_Model):
     def holdings(self) -> dict[System, set[Category]]:
         """Every system with every category it may hold: the default when nothing is known."""
         return {s: set(spec.categories) for s, spec in self.systems.items()}
+
+    def portable(self) -> dict[System, set[Category]]:
+        """What a portability request (UK GDPR Art. 20(1)) covers, system by system: the
+        categories each processes for a purpose based on consent or a contract whose
+        data the subject gave us, that is one without a ``source`` (what other parties
+        told us, such as credit reference agencies' files, is not the subject's to
+        port). A purpose naming no system is any system's holding one of its
+        categories. A system with none is not asked."""
+        portable: dict[System, set[Category]] = {}
+        for name, spec in self.purposes.items():
+            if spec.lawful_basis not in PORTABLE_BASES or spec.source is not None:
+                continue
+            for system, held in self.systems.items():
+                if self._serves(name, system):
+                    found = set(spec.categories) & set(held.categories)
+                    portable.setdefault(system, set()).update(found)
+        return {s: cats for s, cats in portable.items() if cats}
 
     def objection_purposes(self) -> dict[str, PurposeSpec]:
         """The purposes an Art. 21(1) objection can stop: those based on legitimate

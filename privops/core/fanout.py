@@ -262,6 +262,8 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         _rectify(rec, ctx, out, held)
     elif kind is RequestType.access:
         send_tasks(rec, ctx, TaskAction.export, held | searched(ctx, rec))
+    elif kind is RequestType.portability:
+        send_tasks(rec, ctx, TaskAction.export, portable(ctx, held))
     elif kind is RequestType.objection:
         if rec.objection_scope is ObjectionScope.legitimate_interest:
             out.audit.append(
@@ -289,6 +291,15 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     else:
         move(rec, E.answered, out, ctx.now)
         finish(rec, ctx, out)
+
+
+def portable(ctx: Context, held: dict[System, set[Category]]) -> dict[System, set[Category]]:
+    """What a portability request asks each system for: of what it holds of the subject,
+    the categories the right covers (``DataMap.portable``: given by the subject, used
+    with their consent or under a contract). A system holding none is not asked."""
+    covered = ctx.datamap.portable()
+    asked = {s: cats & covered.get(s, set()) for s, cats in held.items()}
+    return {s: cats for s, cats in asked.items() if cats}
 
 
 def _plan_erasure(
@@ -691,9 +702,13 @@ def review_systems(rec: RequestRecord, ctx: Context) -> list[System]:
     )
 
 
+COPIES: Final = frozenset({RequestType.access, RequestType.portability})
+"""The requests answered with copies of the subject's data, which the DPO reviews first
+where one shows other people (``review_systems``)."""
+
 REVIEW_WHY: Final = (
     "the copy shows other people: the DPO redacts or withholds it and approves the "
-    "response (UK GDPR Art. 15(4)); the clock runs on"
+    "response (UK GDPR Art. 15(4), 20(4)); the clock runs on"
 )
 
 
@@ -704,7 +719,7 @@ def finish(
     response with a copy the DPO reviews first waits in awaiting_review for their
     approval (``review``: what they redacted or withheld)."""
     held_for = review_systems(rec, ctx) if review is None else []
-    if held_for and rec.request_type is RequestType.access:
+    if held_for and rec.request_type in COPIES:
         out.audit.append(
             AuditStep(
                 "response_review_required",
@@ -717,6 +732,8 @@ def finish(
     review = review or manifest.Review()
     if rec.request_type is RequestType.access:
         _access_response(rec, ctx, out, review)
+    elif rec.request_type is RequestType.portability:
+        _portability_response(rec, ctx, out, review)
     if rec.state in (RequestState.awaiting_systems, RequestState.awaiting_review):
         partial = (
             bool(rec.kept)
@@ -832,6 +849,48 @@ def _access_response(
     )
 
 
+PORTABLE_DATA: Final = (
+    "the personal data you gave us that we use with your consent or under a contract with you"
+)
+NOTHING_PORTABLE: Final = (
+    f"We checked our systems and hold none of {PORTABLE_DATA}, which is what the right "
+    "to data portability covers (UK GDPR Art. 20). You may still ask for a copy of all "
+    "the personal data we hold about you (a subject access request)."
+)
+"""The portability notice when no system holds any of what the right covers."""
+
+
+def _portability_response(
+    rec: RequestRecord, ctx: Context, out: Outcome, review: manifest.Review
+) -> None:
+    """The portability response (UK GDPR Art. 20(1)): where each system's copy of what
+    the right covers is, in a structured machine-readable form (JSON) the subject may
+    give another controller; or that no system holds any of it. No manifest: the
+    Art. 15 information is an access request's, and the subject may make one."""
+    sent = [
+        t.export.model_copy(update={"categories": None})
+        for t in sorted(rec.tasks.values(), key=lambda t: t.system.value)
+        if t.export is not None and t.system not in review.withheld
+    ]
+    if not sent and not review.withheld:
+        notify_subject(rec, out, ctx, "portability_response", NOTHING_PORTABLE + _not_done(rec))
+        return
+    notify_subject(
+        rec,
+        out,
+        ctx,
+        "portability_response",
+        f"A copy of {PORTABLE_DATA}, in a structured, machine-readable form (JSON) that "
+        "you may give to another organisation. To have us send it to one directly, tell "
+        "us which."
+        + _fetch_by(rec, ctx, review)
+        + _reviewed(review, "20(4)", "the letter with this notice")
+        + _not_done(rec),
+        document=review.reason,
+        exports=sent,
+    )
+
+
 def categories_found(task: TaskRecord) -> set[Category]:
     """The categories of the subject's data a system holds, for the access response
     (UK GDPR Art. 15(1)(b): the categories "concerned"): those its copy reported (the
@@ -898,8 +957,12 @@ def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
     )
 
 
-def _reviewed(review: manifest.Review) -> str:
-    """What the access notice says of the DPO's review ("" if nothing was changed)."""
+def _reviewed(
+    review: manifest.Review, article: str = "15(4)", reasons_in: str = "your copy"
+) -> str:
+    """What the notice with the copies says of the DPO's review ("" if nothing was
+    changed), under ``article`` (access: 15(4), the reasons in the manifest; portability:
+    20(4), in the letter with the notice)."""
     if not (review.redacted or review.withheld):
         return ""
     done = [
@@ -909,7 +972,7 @@ def _reviewed(review: manifest.Review) -> str:
     ]
     told = (
         f" To protect other people shown in it, we {' and '.join(done)} (UK GDPR Art. "
-        "15(4)); our reasons are in your copy."
+        f"{article}); our reasons are in {reasons_in}."
     )
     return told + " " + REDRESS  # Art. 12(4): part of it is not acted on as asked
 

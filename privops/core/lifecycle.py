@@ -86,20 +86,23 @@ IDENTITY_REQUIRED: frozenset[RequestType] = frozenset(
         RequestType.restriction_lift,
         RequestType.rectification,
         RequestType.access,
+        RequestType.portability,
     }
 )
 
 # Events only some request types may take, and why the others may not.
 EVENT_GUARDS: dict[LifecycleEvent, frozenset[RequestType]] = {
     E.accepted: frozenset(set(RequestType) - IDENTITY_REQUIRED),
-    E.review_requested: frozenset({RequestType.access}),
+    E.review_requested: frozenset({RequestType.access, RequestType.portability}),
     E.clarification_requested: frozenset({RequestType.access}),
 }
 
 
 _GUARD_WHY: dict[LifecycleEvent, str] = {
     E.accepted: "{} requires identity_verified",
-    E.review_requested: "only an access response is reviewed, not a {} request's outcome",
+    E.review_requested: (
+        "only a response with copies (access, portability) is reviewed, not a {} request's outcome"
+    ),
     E.clarification_requested: (
         "the clock stops for clarification only for an access request (UK GDPR Art. "
         "12A); ask while a {} request's clock runs (where its type allows, extend it if "

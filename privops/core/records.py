@@ -563,6 +563,10 @@ class Export(Task):
     # (CCTV): find the subject by them as well as by any identifier (privops.core.search:
     # ``window`` gives the UTC instants of the day and hours). Empty: identifiers only.
     search: Annotated[dict[str, str], PERSONAL] = {}
+    # A portability request (UK GDPR Art. 20, from 0.39): the copy holds the subject's
+    # data of ``categories`` only, in a structured, commonly used, machine-readable form
+    # (docs/connectors.md, "Portability"). False: an access request's copy of all of it.
+    portability: bool = False
 
 
 TASKS: tuple[type[Task], ...] = (Erase, Restrict, LiftRestriction, Rectify, Export)

@@ -34,7 +34,14 @@ from privops.core.request import (
 )
 from privops.core.request import stable_id as _id
 from privops.core.topics import ALERTS
-from privops.core.vocab import FINAL_TASK_STATES, ObjectionScope, System, TaskAction, TaskState
+from privops.core.vocab import (
+    FINAL_TASK_STATES,
+    ObjectionScope,
+    RequestType,
+    System,
+    TaskAction,
+    TaskState,
+)
 
 
 def make_task_id(request_id: str, system: System, action: TaskAction) -> str:
@@ -165,6 +172,8 @@ def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> N
     searched = task.action is TaskAction.export and rec.search and spec.searched_by_details
     if searched:
         extra["search"] = rec.search  # sealed as the identifiers are (PERSONAL)
+    if task.action is TaskAction.export and rec.request_type is RequestType.portability:
+        extra["portability"] = True  # its categories only, machine-readable
     message = model(
         task_id=task.task_id,
         request_id=rec.request_id,

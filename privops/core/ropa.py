@@ -14,6 +14,7 @@ from privops.core.vocab import Category
 
 def ropa_record(datamap: DataMap) -> dict[str, Any]:
     org = datamap.organisation
+    portable = datamap.portable()
     return {
         "controller": {
             "name": org.controller,
@@ -60,6 +61,8 @@ def ropa_record(datamap: DataMap) -> dict[str, Any]:
                 "task_topic": spec.task_topic,
                 "sla_seconds": spec.sla_seconds,
                 "retry": spec.retry.model_dump(mode="json"),
+                # What a portability request asks it for (Art. 20; DataMap.portable).
+                "portable": [c.value for c in Category if c in portable.get(s, set())],
             }
             for s, spec in datamap.systems.items()
         ],

@@ -77,6 +77,9 @@ class RequestType(StrEnum):
     access = "access"
     consent_withdrawal = "consent_withdrawal"
     complaint = "complaint"
+    # Data portability (UK GDPR Art. 20), from 0.39: the data the subject gave us, used
+    # with their consent or under a contract, in a structured machine-readable form.
+    portability = "portability"
 
 
 class RequestState(StrEnum):

@@ -27,6 +27,7 @@ from privops.core.datamap import FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
 from privops.core.errors import DomainError
 from privops.core.exports import export_problem
 from privops.core.fanout import (
+    COPIES,
     FOLLOWUP_ACTOR,
     REDRESS,
     finish,
@@ -871,6 +872,9 @@ REFUSABLE: Final[dict[RequestType, frozenset[RefusalGround]]] = {
     # The right of access applies to every subject: only Art. 12(5), identity or an
     # exemption refuse it.
     RequestType.access: _NOT_INAPPLICABLE,
+    # Portability may not apply: to data used on another basis, or that others gave us
+    # (Art. 20(1)), or where it would harm others (Art. 20(4)).
+    RequestType.portability: _EVERY_GROUND,
 }
 """The grounds each request type may be refused on (review, session 37). Not listed:
 never refused (``_NEVER_REFUSED`` says why). An objection is looked up by its scope."""
@@ -1071,8 +1075,8 @@ def _names(systems: frozenset[System]) -> str:
 
 
 def _awaiting_review(rec: RequestRecord) -> None:
-    if rec.request_type is not RequestType.access:
-        raise DomainError("only an access request's response is reviewed")
+    if rec.request_type not in COPIES:
+        raise DomainError("only an access or portability request's response is reviewed")
     if rec.state is not RequestState.awaiting_review:
         raise DomainError(
             f"the response is not awaiting review (state {rec.state.value}): only one "

@@ -54,6 +54,7 @@ SURFACE = [
     f"request restrict: --subject {SHARED}",
     f"request lift: --subject {SHARED}",
     f"request access: --subject --search {SHARED}",
+    f"request port: --subject {SHARED}",
     f"request rectify: --subject --set --statement {SHARED}",
     f"request object: --subject --scope {SHARED}",
     f"request withdraw: --subject --purpose --channel {SHARED}",

@@ -19,9 +19,11 @@ NEEDS_ID = frozenset(
         RequestType.restriction_lift,
         RequestType.rectification,
         RequestType.access,
+        RequestType.portability,
     }
 )
 NO_ID = ALL_TYPES - NEEDS_ID
+COPIES = frozenset({RequestType.access, RequestType.portability})
 
 # The expected lifecycle, written independently of privops.core.lifecycle.TRANSITIONS:
 # (from, event, to, request types allowed). Everything not listed is illegal.
@@ -42,9 +44,9 @@ LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[R
     (S.in_progress, E.answered, S.completed, ALL_TYPES),
     (S.awaiting_systems, E.all_tasks_final_complete, S.completed, ALL_TYPES),
     (S.awaiting_systems, E.all_tasks_final_partial, S.partially_completed, ALL_TYPES),
-    # an access response showing others (CCTV) waits for the DPO (Art. 15(4)); only an
-    # access request enters the review, so only it ever leaves it
-    (S.awaiting_systems, E.review_requested, S.awaiting_review, frozenset({RequestType.access})),
+    # a response with copies showing others (CCTV) waits for the DPO (Art. 15(4), 20(4));
+    # only an access or portability request enters the review, so only they leave it
+    (S.awaiting_systems, E.review_requested, S.awaiting_review, COPIES),
     (S.awaiting_review, E.all_tasks_final_complete, S.completed, ALL_TYPES),
     (S.awaiting_review, E.all_tasks_final_partial, S.partially_completed, ALL_TYPES),
     (S.received, E.refused, S.refused, ALL_TYPES),
@@ -143,10 +145,11 @@ def test_only_an_access_requests_clock_stops_for_clarification_with_reason(
         transition(S.in_progress, E.clarification_requested, request_type=rt)
 
 
-def test_only_an_access_response_is_held_for_review_with_reason() -> None:
-    with pytest.raises(DomainError, match="only an access response is reviewed"):
+@pytest.mark.parametrize("copies", sorted(COPIES))
+def test_only_a_response_with_copies_is_held_for_review_with_reason(copies: RequestType) -> None:
+    with pytest.raises(DomainError, match=r"only a response with copies \(access, portability\)"):
         transition(S.awaiting_systems, E.review_requested, request_type=RequestType.erasure)
     state = S.awaiting_systems
     for ev in (E.review_requested, E.all_tasks_final_complete):
-        state = transition(state, ev, request_type=RequestType.access)
+        state = transition(state, ev, request_type=copies)
     assert state is S.completed

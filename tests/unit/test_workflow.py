@@ -726,7 +726,7 @@ def test_review_commands_apply_only_to_a_response_awaiting_review(ctx: wf.Contex
     redact = command(r.ExportRedacted, system=System.cctv, export=export_ref(System.cctv))
     assert "not awaiting review" in _rejected(rec, redact, ctx)
     erasure = start(RequestType.erasure, ctx, request_id="R-E")
-    assert "only an access request" in _rejected(
+    assert "only an access or portability request" in _rejected(
         erasure,
         r.AccessResponseApproved(command_id=cmd_id(), request_id="R-E", issued_at=NOW, actor="dpo"),
         ctx,

@@ -437,6 +437,15 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
     ),
     ("lift", submission_verb(lift)),
     ("access", access),
+    (
+        "port",
+        _simple_verb(
+            RequestType.portability,
+            "Data portability (Art. 20): the data the subject gave us, used with their consent "
+            "or under a contract, as machine-readable copies (JSON) from each system holding "
+            "it; the data map's purposes say which (`privops ropa`, each system's \"portable\").",
+        ),
+    ),
     ("rectify", rectify),
     ("object", object_),
     ("withdraw", withdraw),

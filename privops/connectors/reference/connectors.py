@@ -158,6 +158,7 @@ class ReferenceConnector(Connector):
             self.exports,
             task.previous_identifiers,
             task.search,
+            task.categories if task.portability else None,
         )
         if ref is None:
             return Answer.not_found()

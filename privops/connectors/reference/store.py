@@ -54,7 +54,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -856,18 +856,25 @@ class ReferenceStore:
         place: ExportPlace,
         previous: Previous = None,
         details: Mapping[str, str] | None = None,
+        only: Collection[Category] | None = None,
     ) -> ExportReference | None:
         """Write the subject's rows as JSON, and those their search ``details`` find;
         None when neither finds anything. The file is recorded against the subject's
-        keys, for ``erase``."""
+        keys, for ``erase``. With ``only`` (a portability request's categories), the
+        rows of those categories' tables and the statements about them, and None when
+        there are none."""
         target, location = place.locate(request_id)
+        shown = [t for t in self.spec.tables if only is None or t.category in only]
         with self._db() as db:
             keys = self._resolve(db, identifiers, previous) if identifiers else []
             tables = self._rows_of(db, keys)
             found = self._searched(db, details, tables) if details else {}
+            statements = _statements_of(db, keys)
+            if only is not None:
+                statements = [s for s in statements if s["category"] in only]
+                keys = keys if statements or any(tables.get(t.name) for t in shown) else []
             if not keys and not found:
                 return None
-            statements = _statements_of(db, keys)
             _exports_table(db)
             made_at = datetime.now(UTC)
             path = str(target.resolve())
@@ -879,8 +886,7 @@ class ReferenceStore:
                 "INSERT OR REPLACE INTO _export_times VALUES (?, ?)", (path, made_at.isoformat())
             )
         by_table = {
-            t.name: {"category": t.category.value, "rows": tables.get(t.name, [])}
-            for t in self.spec.tables
+            t.name: {"category": t.category.value, "rows": tables.get(t.name, [])} for t in shown
         }
         count = sum(len(t["rows"]) for t in (*by_table.values(), *found.values()))
         count += len(statements)
@@ -894,6 +900,11 @@ class ReferenceStore:
             # Art. 16 completion: what the subject added to their data is theirs too.
             "supplementary_statements": statements,
         }
+        if only is not None:
+            document["portability"] = {
+                "article": "UK GDPR Art. 20",
+                "categories": [c.value for c in Category if c in only],
+            }
         if details:
             # What was looked for (the subject's own words) and what it found, for the
             # person who reviews the footage before it goes out, and for the subject.
