@@ -153,32 +153,34 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             "-q",
             env=worker.env,
         )
-        access = cli(
-            "request",
-            "access",
-            "--subject",
-            asker.subject_id,
-            "--received",
-            near,
-            "--verified-now",
-            "-q",
-            env=worker.env,
-        )
+
+        def verified(verb: str, subject: str) -> str:
+            """A ``privops request VERB`` received near its due date, identity verified."""
+            return cli(
+                "request",
+                verb,
+                "--subject",
+                subject,
+                "--received",
+                near,
+                "--verified-now",
+                "-q",
+                env=worker.env,
+            )
+
+        access = verified("access", asker.subject_id)
         # A visitor the cameras filmed: footage shows other people, so their response
         # waits for the DPO (review_before_disclosure in the data map).
         viewer = customers[0]
         assert System.cctv in held[viewer.subject_id]
-        reviewed = cli(
-            "request",
-            "access",
-            "--subject",
-            viewer.subject_id,
-            "--received",
-            near,
-            "--verified-now",
-            "-q",
-            env=worker.env,
-        )
+        reviewed = verified("access", viewer.subject_id)
+
+        # Data portability (Art. 20), for the viewer, who has a credit account: what they
+        # gave us on consent or contract, from the systems holding it; not their credit
+        # file (the agencies'), nor the footage or call recordings (legitimate interests).
+        assert viewer.credit is not None
+        assert System.orders in held[viewer.subject_id]
+        ported = verified("port", viewer.subject_id)
 
         ids = {approaching, breached, completed}
         wait_for(
@@ -318,18 +320,62 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             narrower += [system] if in_copy < mapped else []
         assert narrower, "no copy held less than its data map: the test shows nothing"
 
-        # The accountability report, from this deployment's audit steps: five requests
-        # logged today, three closed, the objection received 45 days ago late.
+        # The portability copies: from the systems holding portable data only, each of
+        # the categories its purposes make portable, machine-readable, and no manifest.
+        body = wait_for(
+            "the portability request to complete",
+            lambda: (
+                (b := http_json(f"{worker.url}/requests/{ported}")[1])
+                and b.get("state") == "completed"
+                and b
+            ),
+            timeout=90,
+        )
+        portable = DATAMAP.portable()
+        asked = {t["system"] for t in body["tasks"]}
+        assert System.orders.value in asked
+        assert asked <= {s.value for s in portable}  # never cctv, nor telephony
+        assert body["manifest"] is None
+        (told,) = [
+            c.value
+            for c in read_topic(local_runtime, NOTIFICATIONS)
+            if isinstance(c.value, r.SubjectNotification) and c.value.request_id == ported
+        ]
+        assert told.kind == "portability_response"
+        assert told.document is None
+        keys = key_service(worker.url, kek, DPO)
+        try:
+            told = decrypt_record(told, keys)
+        finally:
+            keys.close()
+        assert "machine-readable" in told.message
+        copied = set()
+        for ref in told.exports:
+            path = exported_file(data_dir, ref.location)
+            assert path is not None
+            assert path.exists()
+            document = json.loads(path.read_text())
+            system = System(document["system"])
+            in_copy = {t["category"] for t in document["tables"].values()}
+            assert in_copy <= {c.value for c in portable[system]}, system
+            assert document["portability"]["article"] == "UK GDPR Art. 20"
+            copied.add(system)
+        assert System.orders in copied
+        orders = next(t for t in body["tasks"] if t["system"] == "orders")
+        assert Category.credit.value not in orders["export"]["categories"]
+
+        # The accountability report, from this deployment's audit steps: six requests
+        # logged today, four closed, the objection received 45 days ago late.
         app_id = worker.env["PRIVOPS_APP_ID"]
         report = json.loads(
             cli("audit", "report", "--chain", f"{app_id}/", "--json", env=worker.env)
         )
         assert report["app_ids"] == [app_id]
         logged = {row["request_type"]: row["received"] for row in report["by_type"]}
-        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 2}
+        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 2, "portability": 1}
         total = report["total"]
-        assert (total["received"], total["closed"], total["open"]) == (5, 3, 2)
-        assert (total["completed"], total["late"]) == (3, 1)
+        assert (total["received"], total["closed"], total["open"]) == (6, 4, 2)
+        assert (total["completed"], total["late"]) == (4, 1)
     finally:
         stop(connectors)
         worker.stop()

@@ -1,0 +1,365 @@
+"""Data portability (UK GDPR Art. 20): the data the subject gave us, used with their
+consent or under a contract, as machine-readable copies from each system holding it;
+not what others told us about them (a credit reference agency's file), not what we
+hold on another basis (call recordings, CCTV), and no Art. 15 manifest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from privops import contract
+from privops.adapters.avro import Codec
+from privops.connectors.reference import CrmConnector, OrdersConnector, exported_file, seed_stores
+from privops.connectors.reference.people import FakeCustomer
+from privops.core import records as r
+from privops.core import workflow as wf
+from privops.core.datamap import DataMap
+from privops.core.fanout import NOTHING_PORTABLE
+from privops.core.identity import merge
+from privops.core.ropa import ropa_record
+from privops.core.vocab import (
+    Category,
+    RefusalGround,
+    RequestState,
+    RequestType,
+    System,
+    TaskOutcome,
+)
+from tests.unit.test_reference_stores import customers, task_of  # noqa: F401 (fixture)
+from tests.unit.test_workflow import (
+    NOW,
+    SUBJECT,
+    answer,
+    answer_all,
+    at,
+    command,
+    ctx,  # noqa: F401 (fixture)
+    dm,  # noqa: F401 (fixture)
+    export_ref,
+    of_type,
+    submit,
+)
+
+C = Category
+SHIPPED = {
+    System.orders: {C.contact, C.payment, C.purchases},  # goods_and_services (contract)
+    System.crm: {C.contact, C.marketing_preferences},  # and direct_marketing_electronic
+    System.marketing: {C.contact, C.marketing_preferences},  # direct_marketing_electronic
+    System.web: {C.contact, C.web},  # goods_and_services and web_analytics (consent)
+}
+"""What the shipped data map makes portable, read from its purposes by hand: credit is
+the credit reference agencies' (credit_accounts has a source), interactions and CCTV are
+held on legitimate interests, so telephony and cctv are never asked."""
+
+
+def port(context: wf.Context, **kw: Any) -> wf.Outcome:
+    outcome = wf.on_command(None, submit(RequestType.portability, **kw), context)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    return outcome
+
+
+def test_the_shipped_data_map_makes_portable_what_its_purposes_say(dm: DataMap) -> None:  # noqa: F811
+    assert dm.portable() == SHIPPED
+    systems = {s["name"]: s["portable"] for s in ropa_record(dm)["systems"]}
+    assert systems["orders"] == ["contact", "payment", "purchases"]
+    assert systems["telephony"] == systems["cctv"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "portable"),
+    [
+        ({}, {C.contact, C.payment, C.purchases, C.credit}),
+        ({"lawful_basis": "legitimate_interest", "legitimate_interest": "x"}, set()),
+        ({"source": "A broker's list"}, set()),
+        ({"lawful_basis": "consent"}, {C.contact, C.payment, C.purchases, C.credit}),
+        ({"lawful_basis": "legal_obligation"}, set()),
+    ],
+)
+def test_only_data_the_subject_gave_on_consent_or_contract_is_portable(
+    dm: DataMap,  # noqa: F811
+    change: dict[str, Any],
+    portable: set[Category],
+) -> None:
+    data = dm.model_dump(mode="json") | {"recipients": []}
+    data["purposes"] = {
+        "sales": {
+            "description": "Sales.",
+            "lawful_basis": "contract",
+            "categories": ["contact", "payment", "purchases", "credit"],
+            "data_subjects": ["customers"],
+            "systems": ["orders"],
+        }
+        | change
+    }
+    assert DataMap.model_validate(data).portable() == (
+        {System.orders: portable} if portable else {}
+    )
+
+
+def test_a_portability_request_asks_only_for_the_portable_categories(ctx: wf.Context) -> None:  # noqa: F811
+    outcome = port(ctx)
+    exports = {t.system: t for t in of_type(outcome, r.Export)}
+    assert set(exports) == set(SHIPPED)  # not telephony, not cctv
+    for system, task in exports.items():
+        assert task.portability is True
+        assert set(task.categories) == SHIPPED[system]
+    assert outcome.record is not None
+    assert outcome.record.state is RequestState.awaiting_systems
+
+
+def test_an_access_request_export_is_no_portability_one(ctx: wf.Context) -> None:  # noqa: F811
+    outcome = wf.on_command(None, submit(RequestType.access), ctx)
+    exports = of_type(outcome, r.Export)
+    assert exports
+    assert not any(t.portability for t in exports)
+    assert any(C.credit in t.categories for t in exports)
+
+
+def test_the_subject_gets_the_copies_and_no_manifest(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx).record
+    assert rec is not None
+    results = {
+        t.system.value: answer(
+            rec,
+            t.system,
+            export=export_ref(t.system).model_copy(update={"categories": [C.contact]}),
+            records_affected=4,
+        )
+        for t in rec.tasks.values()
+    }
+    rec, last = answer_all(rec, ctx, **results)
+    assert rec.state is RequestState.completed
+    assert rec.manifest is None
+    (note,) = of_type(last, r.SubjectNotification)
+    assert note.kind == "portability_response"
+    assert "machine-readable" in note.message
+    assert "kept until" in note.message  # the copies' fetch-by day
+    assert note.document is None
+    assert [e.location for e in note.exports] == [
+        export_ref(s).location for s in sorted(SHIPPED, key=lambda s: s.value)
+    ]
+    assert all(e.categories is None for e in note.exports)  # sealed nowhere: not in clear
+
+
+def test_a_subject_holding_nothing_portable_is_told_so(ctx: wf.Context) -> None:  # noqa: F811
+    """Known only to CCTV (by a camera reference): footage is held on legitimate
+    interests."""
+    identity = merge(None, SUBJECT, System.cctv, {"camera_ref": "cam-3:2025-03-01"}, NOW)
+    alone = at(ctx, NOW, identity=identity)
+    outcome = port(alone)
+    assert of_type(outcome, r.Export) == []
+    rec = outcome.record
+    assert rec is not None
+    assert rec.state is RequestState.completed
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.kind == "portability_response"
+    assert note.message == NOTHING_PORTABLE
+    assert note.exports == []
+
+
+def _answered_by(context: wf.Context, *holding: System) -> r.SubjectNotification:
+    """The notice once the systems ``holding`` sent a copy and the others found nothing."""
+    rec = port(context).record
+    assert rec is not None
+    results = {
+        t.system.value: (
+            answer(rec, t.system, export=export_ref(t.system))
+            if t.system in holding
+            else answer(rec, t.system, r.NotFound)
+        )
+        for t in rec.tasks.values()
+    }
+    _, last = answer_all(rec, context, **results)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert isinstance(note, r.SubjectNotification)
+    return note
+
+
+def test_systems_that_hold_none_of_it_are_not_listed(ctx: wf.Context) -> None:  # noqa: F811
+    note = _answered_by(ctx, System.orders)
+    assert [e.location for e in note.exports] == [export_ref(System.orders).location]
+    assert _answered_by(ctx).message == NOTHING_PORTABLE
+
+
+def test_a_copy_showing_others_waits_for_the_dpo_under_art_20_4(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx).record
+    assert rec is not None
+    results = {
+        t.system.value: answer(
+            rec,
+            t.system,
+            export=export_ref(t.system).model_copy(update={"shows_others": t.system is System.crm}),
+        )
+        for t in rec.tasks.values()
+    }
+    rec, held = answer_all(rec, ctx, **results)
+    assert rec.state is RequestState.awaiting_review
+    assert of_type(held, r.SubjectNotification) == []
+    letter = "A neighbour's email is in it."
+    outcome = wf.on_command(
+        rec, command(r.AccessResponseApproved, withheld=[System.crm], reason=letter), ctx
+    )
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.state is RequestState.partially_completed
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert "we left out the copy from crm (UK GDPR Art. 20(4))" in note.message
+    assert "the letter with this notice" in note.message
+    assert note.document == letter
+    assert export_ref(System.crm).location not in {e.location for e in note.exports}
+
+
+def test_portability_needs_the_identity_verified(ctx: wf.Context) -> None:  # noqa: F811
+    outcome = port(ctx, verified=False)
+    assert of_type(outcome, r.Export) == []
+    assert outcome.record is not None
+    assert outcome.record.state is RequestState.identity_unverified
+
+
+def test_portability_may_be_refused_as_not_applying(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx, verified=False).record
+    refusal = command(
+        r.RequestRefused, ground=RefusalGround.right_does_not_apply, reason="Held on our LI."
+    )
+    outcome = wf.on_command(rec, refusal, ctx)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.state is RequestState.refused
+
+
+def test_portability_takes_no_clarification_pause(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx).record
+    outcome = wf.on_command(rec, command(r.ClarificationRequested, asked_on=NOW.date()), ctx)
+    assert outcome.rejected is not None
+    assert "only for an access request" in (outcome.message or "")
+
+
+def test_the_export_task_carries_the_flag_through_avro() -> None:
+    task = r.Export(
+        task_id="T-1",
+        request_id="R-1",
+        subject_id=SUBJECT,
+        system=System.orders,
+        issued_at=NOW,
+        identifiers={"customer_id": "C-1"},
+        categories=[C.contact],
+        portability=True,
+    )
+    codec = Codec(contract.schema_dir())
+    schema = codec.latest[task.fullname()].schema
+    assert codec.decode(schema, codec.encode(task)) == task
+    submitted = submit(RequestType.portability)
+    schema = codec.latest[submitted.fullname()].schema
+    assert codec.decode(schema, codec.encode(submitted)) == submitted
+
+
+# --- the reference systems -------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, customers: list[FakeCustomer]) -> Path:  # noqa: F811
+    seed_stores(tmp_path, customers)
+    return tmp_path
+
+
+def _copy(data_dir: Path, ref: r.ExportReference | None) -> dict[str, Any]:
+    assert ref is not None
+    path = exported_file(data_dir, ref.location)
+    assert path is not None
+    document: dict[str, Any] = json.loads(path.read_bytes())
+    return document
+
+
+def test_the_reference_store_exports_the_portable_categories_only(
+    data_dir: Path,
+    customers: list[FakeCustomer],  # noqa: F811
+) -> None:
+    with_credit = next(c for c in customers if c.credit is not None and c.orders)
+    portable = sorted(SHIPPED[System.orders])
+    full = task_of(r.Export, with_credit, System.orders, request_id="REQ-A")
+    ported = task_of(
+        r.Export,
+        with_credit,
+        System.orders,
+        request_id="REQ-P",
+        categories=portable,
+        portability=True,
+    )
+    everything = asyncio.run(OrdersConnector(data_dir).export(full)).export
+    assert everything is not None
+    assert C.credit in (everything.categories or [])
+    ref = asyncio.run(OrdersConnector(data_dir).export(ported)).export
+    document = _copy(data_dir, ref)
+    assert ref is not None
+    assert C.credit not in (ref.categories or [])
+    assert {t["category"] for t in document["tables"].values()} <= {c.value for c in portable}
+    assert document["portability"] == {
+        "article": "UK GDPR Art. 20",
+        "categories": [c.value for c in C if c in SHIPPED[System.orders]],
+    }
+    assert 0 < ref.record_count < everything.record_count
+
+
+def test_a_statement_about_a_category_not_ported_stays_out(
+    data_dir: Path,
+    customers: list[FakeCustomer],  # noqa: F811
+) -> None:
+    customer = next(c for c in customers if c.messages)  # CRM holds their interactions
+    rectify = task_of(
+        r.Rectify,
+        customer,
+        System.crm,
+        changes={"statement:interactions": "I never called.", "statement:contact": "Mx."},
+    )
+    assert asyncio.run(CrmConnector(data_dir).rectify(rectify)).kind is TaskOutcome.completed
+    ported = task_of(
+        r.Export,
+        customer,
+        System.crm,
+        request_id="REQ-P",
+        categories=sorted(SHIPPED[System.crm]),
+        portability=True,
+    )
+    document = _copy(data_dir, asyncio.run(CrmConnector(data_dir).export(ported)).export)
+    assert [s["category"] for s in document["supplementary_statements"]] == ["contact"]
+    full = task_of(r.Export, customer, System.crm, request_id="REQ-A")
+    document = _copy(data_dir, asyncio.run(CrmConnector(data_dir).export(full)).export)
+    assert sorted(s["category"] for s in document["supplementary_statements"]) == [
+        "contact",
+        "interactions",
+    ]
+
+
+def test_a_system_holding_none_of_the_categories_answers_not_found(
+    data_dir: Path,
+    customers: list[FakeCustomer],  # noqa: F811
+) -> None:
+    customer = next(c for c in customers if c.orders)
+    ported = task_of(
+        r.Export,
+        customer,
+        System.orders,
+        request_id="REQ-P",
+        categories=[C.marketing_preferences],  # not held by orders
+        portability=True,
+    )
+    answered = asyncio.run(OrdersConnector(data_dir).export(ported))
+    assert answered.export is None
+    assert answered.kind is TaskOutcome.not_found
+    assert not list((data_dir / "exports").rglob("REQ-P*"))
+
+
+def test_the_cli_verb_is_listed_with_its_article() -> None:
+    from typer.testing import CliRunner
+
+    from privops.cli.main import app
+
+    result = CliRunner().invoke(app, ["request", "port", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Art. 20" in result.output
