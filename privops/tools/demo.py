@@ -355,6 +355,20 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         console.print(exports)
     console.print("[bold]Art. 15 information in the response[/]")
     console.print(art15_table(manifest))
+    # The same customer's portability request: only what they gave us on consent or a
+    # contract, so fewer systems and categories than the access copy (no manifest).
+    rid = await demo.submit(
+        demo.request_command(
+            RequestType.portability, subject.subject_id, identity_verified_on=clock.today()
+        )
+    )
+    body = await demo.finished(rid, ("completed", "partially_completed"))
+    console.print(f"portability request {rid} (Art. 20): [bold]{body['state']}[/]")
+    ported = exports_table(
+        task_exports(body["tasks"]), title="Portable copies (machine-readable, Art. 20)"
+    )
+    if ported is not None:
+        console.print(ported)
 
     demo.step("4. An erasure, subject to conditions (Art. 17(3))")
     # Neither the access request's customer (an erasure deletes their export too, and the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -56,6 +57,17 @@ def test_demo_story_runs_and_shows_every_workflow(local_runtime: Settings) -> No
     exports = list((runs[-1] / "systems" / "exports").rglob("*.json"))
     assert exports
     assert all(Path(p).stat().st_size > 0 for p in exports)
+    # The access request's customer's portability request: copies of what the right
+    # covers only, each saying so.
+    assert re.search(r"portability request REQ-\w+ \(Art\. 20\): completed", out)
+    assert "Portable copies" in out
+    ported = [json.loads(p.read_text()).get("portability") for p in exports]
+    assert any(p is not None for p in ported)
+    assert all(
+        set(p["categories"]) <= {"contact", "payment", "purchases", "web", "marketing_preferences"}
+        for p in ported
+        if p
+    )
     # The complaint's text went on privacy.commands sealed by the worker, as the CLI's.
     complaint_id = re.search(r"complaint (REQ-\w+): acknowledgement due", out)
     assert complaint_id is not None
