@@ -91,6 +91,8 @@ def _purpose_notes(p: PurposeSpec) -> str:
         notes.append("Channels: " + ", ".join(c.value for c in p.channels))
     if p.source:
         notes.append(f"Source: {p.source}")
+    if portable := p.portable_categories():
+        notes.append("Portable (Art. 20): " + ", ".join(c.value for c in Category if c in portable))
     if p.automated_decision:
         adm = p.automated_decision
         kind = "solely automated" if adm.solely_automated else "not solely automated"

@@ -392,6 +392,10 @@ class AutomatedDecisionMaking(_Model):
     consequences: NonEmptyStr
 
 
+PORTABLE_BASES: Final = frozenset({LawfulBasis.consent, LawfulBasis.contract})
+"""The lawful bases under which the right to data portability applies (Art. 20(1)(a))."""
+
+
 class PurposeSpec(_Model):
     description: NonEmptyStr
     lawful_basis: LawfulBasis
@@ -410,9 +414,30 @@ class PurposeSpec(_Model):
     # details are in the orders system, so without it every customer was told they had
     # been credit-scored.
     applies_when_held: tuple[Category, ...] = ()
+    # What a portability request (Art. 20, from 0.39) asks this purpose's systems for:
+    # the categories of it the subject gave us. Unset: every category of a purpose based
+    # on consent or a contract that names no ``source`` (what others told us is not the
+    # subject's to port), none of any other. Only on consent or a contract.
+    portable: tuple[Category, ...] | None = None
+
+    def portable_categories(self) -> frozenset[Category]:
+        """The categories of this purpose a portability request covers (``portable``)."""
+        if self.portable is not None:
+            return frozenset(self.portable)
+        if self.lawful_basis in PORTABLE_BASES and self.source is None:
+            return frozenset(self.categories)
+        return frozenset()
 
     @model_validator(mode="after")
     def _check(self) -> PurposeSpec:
+        if stray := [c.value for c in self.portable or () if c not in self.categories]:
+            raise ValueError(f"portable: {', '.join(stray)} is not among the purpose's categories")
+        if self.portable and self.lawful_basis not in PORTABLE_BASES:
+            raise ValueError(
+                "portable: the right to data portability applies to processing based on "
+                "consent or a contract only (UK GDPR Art. 20(1)(a)), not "
+                f"{self.lawful_basis.value}"
+            )
         if stray := [c.value for c in self.applies_when_held if c not in self.categories]:
             raise ValueError(
                 f"applies_when_held: {', '.join(stray)} is not among the purpose's categories"
@@ -425,9 +450,6 @@ class PurposeSpec(_Model):
 
 
 # --- the map ----------------------------------------------------------------------------
-
-PORTABLE_BASES: Final = frozenset({LawfulBasis.consent, LawfulBasis.contract})
-"""The lawful bases under which the right to data portability applies (Art. 20(1)(a))."""
 
 
 class DataMap(_Model):
@@ -512,18 +534,18 @@ class DataMap(_Model):
     def portable(self) -> dict[System, set[Category]]:
         """What a portability request (UK GDPR Art. 20(1)) covers, system by system: the
         categories each processes for a purpose based on consent or a contract whose
-        data the subject gave us, that is one without a ``source`` (what other parties
-        told us, such as credit reference agencies' files, is not the subject's to
-        port). A purpose naming no system is any system's holding one of its
-        categories. A system with none is not asked."""
+        data the subject gave us (``PurposeSpec.portable_categories``: by default a
+        purpose without a ``source``; what other parties told us, such as credit
+        reference agencies' files, is not the subject's to port). A purpose naming no
+        system is any system's holding one of its categories. A system with none is not
+        asked."""
         portable: dict[System, set[Category]] = {}
         for name, spec in self.purposes.items():
-            if spec.lawful_basis not in PORTABLE_BASES or spec.source is not None:
+            if not (covered := spec.portable_categories()):
                 continue
             for system, held in self.systems.items():
                 if self._serves(name, system):
-                    found = set(spec.categories) & set(held.categories)
-                    portable.setdefault(system, set()).update(found)
+                    portable.setdefault(system, set()).update(covered & set(held.categories))
         return {s: cats for s, cats in portable.items() if cats}
 
     def objection_purposes(self) -> dict[str, PurposeSpec]:

@@ -179,3 +179,29 @@ def _segments(path: str) -> tuple[str, ...] | None:
             return None
         out.append(decoded)
     return tuple(out)
+
+
+MACHINE_READABLE: Final = {
+    "application/json": "JSON",
+    "application/ld+json": "JSON",
+    "application/x-ndjson": "JSON",
+    "text/csv": "CSV",
+    "text/tab-separated-values": "TSV",
+    "application/xml": "XML",
+    "text/xml": "XML",
+}
+"""The structured, commonly used, machine-readable formats a portability copy may be in
+(UK GDPR Art. 20(1)), by media type, with the name the subject is told."""
+
+
+def portable_problem(export: ExportReference) -> str | None:
+    """Why ``export`` cannot answer a portability request, or None: a copy in no
+    structured, machine-readable format (a PDF, a scan, a recording) is not one the
+    subject can give another organisation's systems."""
+    media_type = export.media_type.split(";", 1)[0].strip().lower()
+    if media_type in MACHINE_READABLE:
+        return None
+    return (
+        f"a portability copy must be structured and machine-readable (UK GDPR Art. 20(1)), "
+        f"not {export.media_type[:60]!r}: one of {', '.join(sorted(MACHINE_READABLE))}"
+    )

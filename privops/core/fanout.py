@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import date, timedelta
-from typing import Final
+from datetime import UTC, date, timedelta
+from typing import Any, Final
 
 from privops.core import deadlines, erasure, manifest, retries, timelimits
 from privops.core import records as r
 from privops.core.clock import UK
 from privops.core.datamap import DataMap
-from privops.core.exports import export_problem
+from privops.core.exports import MACHINE_READABLE, export_problem, portable_problem
 from privops.core.holds import LegalHold
 from privops.core.identity import (
     EMAIL,
@@ -608,9 +608,12 @@ def _checked_export(
     if not isinstance(result, r.TaskCompleted) or result.export is None:
         return result
     problem = export_problem(ctx.datamap, result.system, result.export, rec.request_id)
+    reason = f"export_outside_root: {problem}"
+    if problem is None and rec.request_type is RequestType.portability:
+        problem = portable_problem(result.export)
+        reason = f"export_not_machine_readable: {problem}"
     if problem is None:
         return result
-    reason = f"export_outside_root: {problem}"
     out.audit.append(AuditStep("export_refused", after="failed", reason=reason))
     return r.TaskFailed(
         task_id=result.task_id,
@@ -849,46 +852,107 @@ def _access_response(
     )
 
 
+REDRESS: Final = (
+    "You may complain to the Information Commissioner's Office (www.ico.org.uk) and "
+    "may seek a judicial remedy through the courts."
+)
+"""Art. 12(4): told whenever privops does not act on a request, or on part of it (a
+refusal, a refused objection, an erasure that keeps data): one sentence, every notice."""
+
+
 PORTABLE_DATA: Final = (
     "the personal data you gave us that we use with your consent or under a contract with you"
 )
 NOTHING_PORTABLE: Final = (
     f"We checked our systems and hold none of {PORTABLE_DATA}, which is what the right "
-    "to data portability covers (UK GDPR Art. 20). You may still ask for a copy of all "
-    "the personal data we hold about you (a subject access request)."
+    "to data portability covers (UK GDPR Art. 20(1)): any other personal data we hold "
+    "about you, we use on another lawful basis (such as our legitimate interests or a "
+    "legal obligation) or others gave us. You may still ask for a copy of all the "
+    "personal data we hold about you (a subject access request). " + REDRESS
 )
-"""The portability notice when no system holds any of what the right covers."""
+"""The portability notice when no system holds any of what the right covers: the right
+is not acted on as asked, so why, and the redress (Art. 12(4))."""
+TRANSMIT: Final = (
+    " To have us send it to another organisation directly, tell us which: we will where "
+    "it is technically feasible (Art. 20(2))."
+)
+PORTABILITY_WITHHELD: Final = (
+    "it would adversely affect the rights and freedoms of other people shown in it "
+    "(UK GDPR Art. 20(4))"
+)
 
 
 def _portability_response(
     rec: RequestRecord, ctx: Context, out: Outcome, review: manifest.Review
 ) -> None:
     """The portability response (UK GDPR Art. 20(1)): where each system's copy of what
-    the right covers is, in a structured machine-readable form (JSON) the subject may
-    give another controller; or that no system holds any of it. No manifest: the
-    Art. 15 information is an access request's, and the subject may make one."""
-    sent = [
-        t.export.model_copy(update={"categories": None})
+    the right covers is, in a structured machine-readable form the subject may give
+    another controller; that none could be given (each left out by the DPO, or not yet
+    made); or that no system holds any of it. No Art. 15 manifest: that is an access
+    request's, and the subject may make one. What was sent, left out and why is kept on
+    the record (``manifest``, kind ``portability_response``: Art. 5(2))."""
+    copies = [
+        (t.system, t.export)
         for t in sorted(rec.tasks.values(), key=lambda t: t.system.value)
-        if t.export is not None and t.system not in review.withheld
+        if t.export is not None and t.export.record_count > 0
     ]
-    if not sent and not review.withheld:
-        notify_subject(rec, out, ctx, "portability_response", NOTHING_PORTABLE + _not_done(rec))
-        return
+    sent = [e for s, e in copies if s not in review.withheld]
+    rec.manifest = _portability_record(rec, ctx, copies, review)
+    if sent:
+        told = (
+            f"A copy of {PORTABLE_DATA}, in a structured, machine-readable form "
+            f"({_formats(sent)}) that you may give to another organisation." + TRANSMIT
+        )
+        told += _fetch_by(rec, ctx, review)
+    elif review.withheld:
+        told = f"We cannot give you a copy of {PORTABLE_DATA}."
+    elif any(t.state is TaskState.failed for t in rec.tasks.values()):
+        told = f"We could not yet make your copy of {PORTABLE_DATA}."
+    else:
+        told = NOTHING_PORTABLE
     notify_subject(
         rec,
         out,
         ctx,
         "portability_response",
-        f"A copy of {PORTABLE_DATA}, in a structured, machine-readable form (JSON) that "
-        "you may give to another organisation. To have us send it to one directly, tell "
-        "us which."
-        + _fetch_by(rec, ctx, review)
-        + _reviewed(review, "20(4)", "the letter with this notice")
-        + _not_done(rec),
+        told + _reviewed(review, "20(4)", "the letter with this notice") + _not_done(rec),
         document=review.reason,
-        exports=sent,
+        exports=[e.model_copy(update={"categories": None}) for e in sent],
     )
+
+
+def _formats(sent: Iterable[r.ExportReference]) -> str:
+    """The names of the copies' formats (JSON, CSV...), in their order, once each."""
+    named = [MACHINE_READABLE.get(e.media_type.split(";", 1)[0].strip().lower()) for e in sent]
+    return ", ".join(dict.fromkeys(n for n in named if n is not None)) or "JSON"
+
+
+def _portability_record(
+    rec: RequestRecord,
+    ctx: Context,
+    copies: list[tuple[System, r.ExportReference]],
+    review: manifest.Review,
+) -> dict[str, Any]:
+    """What a portability response sent, left out and why, for the controller (sealed
+    with the record, as an access manifest is; ``request status`` reads it)."""
+    return {
+        "kind": "portability_response",
+        "request_id": rec.request_id,
+        "generated_at": ctx.now.astimezone(UTC).isoformat(),
+        "exports": [
+            manifest.export_entry(system, ref, review)
+            for system, ref in copies
+            if system not in review.withheld
+        ],
+        "withheld_exports": [
+            {"system": s.value, "ground": PORTABILITY_WITHHELD}
+            for s in sorted(review.withheld, key=lambda s: s.value)
+        ],
+        "review_reason": review.reason,
+        "missing_exports": sorted(
+            t.system.value for t in rec.tasks.values() if t.state is TaskState.failed
+        ),
+    }
 
 
 def categories_found(task: TaskRecord) -> set[Category]:
@@ -1012,10 +1076,6 @@ def _withheld(ctx: Context) -> str | None:
     return ",".join(found) or None
 
 
-REDRESS: Final = (
-    "You may complain to the Information Commissioner's Office (www.ico.org.uk) and "
-    "may seek a judicial remedy through the courts."
-)
 LIFT_NOTICE: Final = (
     "We will lift the restriction on the use of your personal data; our reasons are in "
     "the letter with this notice. " + REDRESS
@@ -1023,8 +1083,6 @@ LIFT_NOTICE: Final = (
 LIFT_NOTICE_NO_REASON: Final = (
     "We will lift the restriction on the use of your personal data. " + REDRESS
 )
-"""Art. 12(4): told whenever privops does not act on a request, or on part of it (a
-refusal, a refused objection, an erasure that keeps data): one sentence, every notice."""
 
 
 # What the subject is told once a request is done (Art. 12(3): the action taken), for the

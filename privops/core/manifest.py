@@ -187,6 +187,18 @@ class Review:
     reason: str | None = None
 
 
+def export_entry(system: System, ref: ExportReference, review: Review) -> dict[str, Any]:
+    """One copy sent to the subject, as a response's record lists it."""
+    return {
+        "system": system.value,
+        "location": ref.location,
+        "record_count": ref.record_count,
+        "checksum": ref.checksum,
+        "media_type": ref.media_type,
+        "redacted": system in review.redacted,
+    }
+
+
 def build_access_manifest(
     request_id: str,
     subject_id: str,
@@ -319,17 +331,7 @@ def build_access_manifest(
             "authority": "Information Commissioner's Office",
             "website": ICO_WEBSITE,
         },
-        "exports": [
-            {
-                "system": system.value,
-                "location": ref.location,
-                "record_count": ref.record_count,
-                "checksum": ref.checksum,
-                "media_type": ref.media_type,
-                "redacted": system in review.redacted,
-            }
-            for system, ref in export_list
-        ],
+        "exports": [export_entry(system, ref, review) for system, ref in export_list],
         "missing_exports": [
             s.value
             for s in held_by_system

@@ -34,6 +34,8 @@ def ropa_record(datamap: DataMap) -> dict[str, Any]:
                 "channels": [c.value for c in p.channels],
                 "systems": [s.value for s in p.systems],
                 "source": p.source,
+                # What a portability request asks for (Art. 20; PurposeSpec.portable).
+                "portable": [c.value for c in Category if c in p.portable_categories()],
                 "automated_decision": (
                     p.automated_decision.model_dump(mode="json") if p.automated_decision else None
                 ),

@@ -25,7 +25,7 @@ from privops.core.clock import UK
 from privops.core.consent import CONSENT_PURPOSES
 from privops.core.datamap import FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
 from privops.core.errors import DomainError
-from privops.core.exports import export_problem
+from privops.core.exports import export_problem, portable_problem
 from privops.core.fanout import (
     COPIES,
     FOLLOWUP_ACTOR,
@@ -987,6 +987,8 @@ def _export_redacted(rec: RequestRecord, cmd: r.ExportRedacted, ctx: Context, ou
             "copy can be sealed for them"
         )
     if (problem := export_problem(ctx.datamap, cmd.system, cmd.export, rec.request_id)) is not None:
+        raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
+    if rec.request_type is RequestType.portability and (problem := portable_problem(cmd.export)):
         raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
     if task.original_export is None:  # the system's own, kept for the DPO (status)
         task.original_export = task.export

@@ -14,7 +14,14 @@ import pytest
 
 from privops import contract
 from privops.adapters.avro import Codec
-from privops.connectors.reference import CrmConnector, OrdersConnector, exported_file, seed_stores
+from privops.cli.request.status import _marked
+from privops.connectors.reference import (
+    CrmConnector,
+    MarketingConnector,
+    OrdersConnector,
+    exported_file,
+    seed_stores,
+)
 from privops.connectors.reference.people import FakeCustomer
 from privops.core import records as r
 from privops.core import workflow as wf
@@ -24,11 +31,13 @@ from privops.core.identity import merge
 from privops.core.ropa import ropa_record
 from privops.core.vocab import (
     Category,
+    FeeGround,
     RefusalGround,
     RequestState,
     RequestType,
     System,
     TaskOutcome,
+    TaskState,
 )
 from tests.unit.test_reference_stores import customers, task_of  # noqa: F401 (fixture)
 from tests.unit.test_workflow import (
@@ -135,10 +144,13 @@ def test_the_subject_gets_the_copies_and_no_manifest(ctx: wf.Context) -> None:  
     }
     rec, last = answer_all(rec, ctx, **results)
     assert rec.state is RequestState.completed
-    assert rec.manifest is None
+    assert rec.manifest is not None
+    assert rec.manifest["kind"] == "portability_response"  # the record, no Art. 15 manifest
+    assert "purposes" not in rec.manifest
     (note,) = of_type(last, r.SubjectNotification)
     assert note.kind == "portability_response"
-    assert "machine-readable" in note.message
+    assert "machine-readable form (JSON)" in note.message
+    assert "technically feasible" in note.message
     assert "kept until" in note.message  # the copies' fetch-by day
     assert note.document is None
     assert [e.location for e in note.exports] == [
@@ -163,44 +175,99 @@ def test_a_subject_holding_nothing_portable_is_told_so(ctx: wf.Context) -> None:
     assert note.exports == []
 
 
-def _answered_by(context: wf.Context, *holding: System) -> r.SubjectNotification:
-    """The notice once the systems ``holding`` sent a copy and the others found nothing."""
+def _answered_by(
+    context: wf.Context, *holding: System, failed: tuple[System, ...] = ()
+) -> tuple[wf.RequestRecord, r.SubjectNotification]:
+    """The record and the notice once the systems ``holding`` sent a copy, those
+    ``failed`` failed for good, and the others found nothing."""
     rec = port(context).record
     assert rec is not None
+
+    def result(asked: wf.RequestRecord, system: System) -> r.TaskResult:
+        if system in holding:
+            return answer(asked, system, export=export_ref(system))
+        if system in failed:
+            return answer(asked, system, r.TaskFailed, reason="down", retryable=False)
+        return answer(asked, system, r.NotFound)
+
+    results = {t.system.value: result(rec, t.system) for t in rec.tasks.values()}
+    rec, last = answer_all(rec, context, **results)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert isinstance(note, r.SubjectNotification)
+    return rec, note
+
+
+def test_systems_that_hold_none_of_it_are_not_listed(ctx: wf.Context) -> None:  # noqa: F811
+    _, note = _answered_by(ctx, System.orders)
+    assert [e.location for e in note.exports] == [export_ref(System.orders).location]
+    _, note = _answered_by(ctx)
+    assert note.message == NOTHING_PORTABLE
+    assert "Information Commissioner" in note.message  # not acted on as asked: redress
+
+
+def test_a_system_that_failed_is_never_read_as_holding_nothing(ctx: wf.Context) -> None:  # noqa: F811
+    """Review (session 39): every other system found nothing, orders failed, and the
+    subject was told we hold none of their data, and that orders could not be done."""
+    rec, note = _answered_by(ctx, failed=(System.orders,))
+    assert rec.state is RequestState.partially_completed
+    assert "hold none" not in note.message
+    assert note.message.startswith("We could not yet make your copy")
+    assert "orders" in note.message
+    assert rec.manifest is not None
+    assert rec.manifest["missing_exports"] == ["orders"]
+    _, note = _answered_by(ctx, System.web, failed=(System.orders,))
+    assert note.message.startswith("A copy of")
+    assert "could not yet complete it in: orders" in note.message
+
+
+def test_a_copy_of_no_record_is_no_copy(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx).record
+    assert rec is not None
+    empty = {
+        t.system.value: answer(
+            rec, t.system, export=export_ref(t.system).model_copy(update={"record_count": 0})
+        )
+        for t in rec.tasks.values()
+    }
+    _, last = answer_all(rec, ctx, **empty)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert note.message == NOTHING_PORTABLE
+    assert note.exports == []
+
+
+def test_a_copy_in_no_machine_readable_format_is_failed(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx).record
+    assert rec is not None
+    pdf = export_ref(System.orders, "R-1.pdf").model_copy(update={"media_type": "application/pdf"})
+    csv = export_ref(System.crm, "R-1.csv").model_copy(update={"media_type": "text/csv"})
+    copies = {System.orders: pdf, System.crm: csv}
     results = {
         t.system.value: (
-            answer(rec, t.system, export=export_ref(t.system))
-            if t.system in holding
+            answer(rec, t.system, export=copies[t.system])
+            if t.system in copies
             else answer(rec, t.system, r.NotFound)
         )
         for t in rec.tasks.values()
     }
-    _, last = answer_all(rec, context, **results)
+    rec, last = answer_all(rec, ctx, **results)
+    orders = next(t for t in rec.tasks.values() if t.system is System.orders)
+    assert orders.state is TaskState.failed
+    assert (orders.outcome_reason or "").startswith("export_not_machine_readable: ")
     (note,) = of_type(last, r.SubjectNotification)
-    assert isinstance(note, r.SubjectNotification)
-    return note
-
-
-def test_systems_that_hold_none_of_it_are_not_listed(ctx: wf.Context) -> None:  # noqa: F811
-    note = _answered_by(ctx, System.orders)
-    assert [e.location for e in note.exports] == [export_ref(System.orders).location]
-    assert _answered_by(ctx).message == NOTHING_PORTABLE
+    assert [e.location for e in note.exports] == [csv.location]
+    assert "machine-readable form (CSV)" in note.message
+    # An access copy may be a PDF: the check is portability's.
+    access = wf.on_command(None, submit(RequestType.access, request_id="R-9"), ctx).record
+    assert access is not None
+    task = next(t for t in access.tasks.values() if t.system is System.orders)
+    pdf9 = pdf.model_copy(update={"location": pdf.location.replace("R-1", "R-9")})
+    outcome = wf.on_result(access, answer(access, System.orders, export=pdf9), ctx)
+    assert outcome.record is not None
+    assert outcome.record.tasks[task.task_id].state is TaskState.done
 
 
 def test_a_copy_showing_others_waits_for_the_dpo_under_art_20_4(ctx: wf.Context) -> None:  # noqa: F811
-    rec = port(ctx).record
-    assert rec is not None
-    results = {
-        t.system.value: answer(
-            rec,
-            t.system,
-            export=export_ref(t.system).model_copy(update={"shows_others": t.system is System.crm}),
-        )
-        for t in rec.tasks.values()
-    }
-    rec, held = answer_all(rec, ctx, **results)
-    assert rec.state is RequestState.awaiting_review
-    assert of_type(held, r.SubjectNotification) == []
+    rec = _held(ctx)  # nothing goes out meanwhile (asserted there)
     letter = "A neighbour's email is in it."
     outcome = wf.on_command(
         rec, command(r.AccessResponseApproved, withheld=[System.crm], reason=letter), ctx
@@ -212,7 +279,73 @@ def test_a_copy_showing_others_waits_for_the_dpo_under_art_20_4(ctx: wf.Context)
     assert "we left out the copy from crm (UK GDPR Art. 20(4))" in note.message
     assert "the letter with this notice" in note.message
     assert note.document == letter
+    assert "Information Commissioner" in note.message
     assert export_ref(System.crm).location not in {e.location for e in note.exports}
+    # The record keeps what was left out and why (Art. 5(2)); request status reads it.
+    kept = outcome.record.manifest
+    assert kept is not None
+    assert kept["withheld_exports"][0]["system"] == "crm"
+    assert kept["review_reason"] == letter
+    assert "crm" not in {e["system"] for e in kept["exports"]}
+    shown = _marked({"manifest": kept, "tasks": _tasks_json(outcome.record)})
+    assert {e["system"]: e["withheld"] for e in shown}["crm"] is True
+
+
+def _tasks_json(rec: wf.RequestRecord) -> list[dict[str, Any]]:
+    """The tasks as GET /requests/{id} shows them (agents.http.request_json)."""
+    return [
+        {"system": t.system.value, "export": t.export.model_dump(mode="json") if t.export else None}
+        for t in rec.tasks.values()
+    ]
+
+
+def _held(context: wf.Context) -> wf.RequestRecord:
+    """A portability response whose CRM copy shows others, held for the DPO."""
+    rec = port(context).record
+    assert rec is not None
+    results = {
+        t.system.value: answer(
+            rec,
+            t.system,
+            export=export_ref(t.system).model_copy(update={"shows_others": t.system is System.crm}),
+        )
+        for t in rec.tasks.values()
+    }
+    rec, held = answer_all(rec, context, **results)
+    assert rec.state is RequestState.awaiting_review
+    assert of_type(held, r.SubjectNotification) == []
+    return rec
+
+
+def test_with_every_copy_left_out_the_subject_is_told_none_can_be_given(ctx: wf.Context) -> None:  # noqa: F811
+    rec = _held(ctx)
+    every = [t.system for t in rec.tasks.values()]
+    outcome = wf.on_command(
+        rec, command(r.AccessResponseApproved, withheld=every, reason="Others throughout."), ctx
+    )
+    assert outcome.rejected is None, outcome.message
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.message.startswith("We cannot give you a copy")
+    assert "machine-readable" not in note.message
+    assert note.exports == []
+
+
+def test_a_redacted_copy_must_be_machine_readable_too(ctx: wf.Context) -> None:  # noqa: F811
+    rec = _held(ctx)
+    scan = export_ref(System.crm, "R-1/redacted.pdf").model_copy(
+        update={"media_type": "application/pdf"}
+    )
+    outcome = wf.on_command(rec, command(r.ExportRedacted, system=System.crm, export=scan), ctx)
+    assert outcome.rejected is not None
+    assert "machine-readable" in (outcome.message or "")
+    fine = scan.model_copy(
+        update={
+            "location": scan.location.replace(".pdf", ".json"),
+            "media_type": "application/json",
+        }
+    )
+    outcome = wf.on_command(rec, command(r.ExportRedacted, system=System.crm, export=fine), ctx)
+    assert outcome.rejected is None, outcome.message
 
 
 def test_portability_needs_the_identity_verified(ctx: wf.Context) -> None:  # noqa: F811
@@ -231,6 +364,47 @@ def test_portability_may_be_refused_as_not_applying(ctx: wf.Context) -> None:  #
     assert outcome.rejected is None, outcome.message
     assert outcome.record is not None
     assert outcome.record.state is RequestState.refused
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert "does not apply" in note.message
+    assert "Information Commissioner" in note.message
+
+
+def test_portability_may_be_extended_but_takes_no_further_copies_fee(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx, verified=False).record
+    assert rec is not None
+    fee = command(r.FeeReceived, received_on=NOW.date(), ground=FeeGround.further_copies)
+    refused = wf.on_command(rec, fee, ctx)
+    assert refused.rejected is not None
+    assert "access request only" in (refused.message or "")
+    started = port(ctx, request_id="R-2").record
+    assert started is not None
+    extension = command(r.DeadlineExtended, reason="Many systems.", notified_on=NOW.date())
+    extended = wf.on_command(started, extension.model_copy(update={"request_id": "R-2"}), ctx)
+    assert extended.rejected is None, extended.message
+    assert extended.record is not None
+    assert started.due_on is not None
+    assert extended.record.due_on is not None
+    assert extended.record.due_on > started.due_on
+
+
+def test_an_unknown_subject_is_refused_as_for_the_other_rights(ctx: wf.Context) -> None:  # noqa: F811
+    stranger = at(ctx, NOW, identity=None, known_subject=False)
+    outcome = wf.on_command(None, submit(RequestType.portability), stranger)
+    assert outcome.rejected is wf.Reason.unknown_subject
+
+
+def test_a_purpose_may_say_which_of_its_categories_are_portable(dm: DataMap) -> None:  # noqa: F811
+    data = dm.model_dump(mode="json")
+    data["purposes"]["credit_accounts"]["portable"] = ["purchases", "credit"]
+    changed = DataMap.model_validate(data)
+    assert changed.portable()[System.orders] == SHIPPED[System.orders] | {C.credit}
+    data["purposes"]["credit_accounts"]["portable"] = ["interactions"]
+    with pytest.raises(ValueError, match="portable: interactions is not among"):
+        DataMap.model_validate(data)
+    data["purposes"]["credit_accounts"]["portable"] = None
+    data["purposes"]["fraud_prevention"]["portable"] = ["contact"]
+    with pytest.raises(ValueError, match="consent or a contract only"):
+        DataMap.model_validate(data)
 
 
 def test_portability_takes_no_clarification_pause(ctx: wf.Context) -> None:  # noqa: F811
@@ -363,3 +537,25 @@ def test_the_cli_verb_is_listed_with_its_article() -> None:
     result = CliRunner().invoke(app, ["request", "port", "--help"])
     assert result.exit_code == 0, result.output
     assert "Art. 20" in result.output
+
+
+def test_what_the_system_worked_out_or_others_told_it_stays_out(
+    data_dir: Path,
+    customers: list[FakeCustomer],  # noqa: F811
+) -> None:
+    """The marketing platform's lawful basis and the TPS register's answer are not what
+    the subject gave: a portability copy leaves those columns out, an access copy not."""
+    subscriber = next(c for c in customers if c.in_system(System.marketing))
+    portable = sorted(SHIPPED[System.marketing])
+
+    def subscriptions(**kw: Any) -> list[dict[str, Any]]:
+        task = task_of(r.Export, subscriber, System.marketing, **kw)
+        copy = _copy(data_dir, asyncio.run(MarketingConnector(data_dir).export(task)).export)
+        rows: list[dict[str, Any]] = copy["tables"]["subscriptions"]["rows"]
+        assert rows
+        return rows
+
+    assert all({"basis", "tps_listed"} <= set(row) for row in subscriptions(request_id="REQ-A"))
+    ported = subscriptions(request_id="REQ-P", categories=portable, portability=True)
+    assert not any({"basis", "tps_listed"} & set(row) for row in ported)
+    assert all("channel" in row and "status" in row for row in ported)

@@ -26,8 +26,8 @@ __all__ = ["app", "check_id", "parse_date"]
 app = typer.Typer(
     help=(
         "Submit rights requests (erasure, restriction, lift, rectification, objection, "
-        "access, consent withdrawal, complaint), follow them up, place and release legal "
-        "holds, and list and show them."
+        "access, portability, consent withdrawal, complaint), follow them up, place and "
+        "release legal holds, and list and show them."
     ),
     no_args_is_help=True,
 )

@@ -309,8 +309,9 @@ def redact(
         None, "--media-type", help="Its media type (default: from the location's extension)."
     ),
 ) -> None:
-    """Replace one system's copy in an access response held for review (awaiting_review:
-    footage showing other people) with your redacted one; then `approve` it."""
+    """Replace one system's copy in an access or portability response held for review
+    (awaiting_review: footage showing other people) with your redacted one; then `approve`
+    it."""
     rid = check_id(request_id)
     chosen = parse_choice(System, system, "--system")
     digest = sha256.strip().lower().removeprefix("sha256:")
@@ -334,7 +335,8 @@ def approve(
         [],
         "--withhold",
         help="A system whose copy is left out (others' data that can be neither redacted nor "
-        "disclosed, DPA 2018 Sch. 2 para. 16); repeat for more.",
+        "disclosed: DPA 2018 Sch. 2 para. 16 for access, UK GDPR Art. 20(4) for "
+        "portability); repeat for more.",
     ),
     disclose: list[str] = typer.Option(
         [],
@@ -356,7 +358,7 @@ def approve(
         "for more.",
     ),
 ) -> None:
-    """Approve an access response held for review: it goes to the subject, with the
+    """Approve an access or portability response held for review: it goes to the subject, with the
     redacted copies `redact` recorded, without the --withhold ones, and the --disclose ones
     as their systems made them; a copy a search found that is not the subject is
     --not-subject. Each copy held for review must be one of these."""

@@ -79,12 +79,16 @@ def render_status(body: dict[str, Any]) -> None:
     if body.get("state") == AWAITING_REVIEW:
         console.print(review_hint(str(body.get("request_id"))))
     manifest = body.get("manifest")
-    if isinstance(manifest, dict) and manifest:
+    if isinstance(manifest, dict) and manifest.get("kind", ACCESS) == ACCESS:
         console.print("[bold]Art. 15 response[/] (what the subject is told)")
         console.print(art15_table(manifest))
 
 
 AWAITING_REVIEW = "awaiting_review"
+ACCESS = "access_response"
+"""An access response's manifest; a portability response's record (``kind``
+``portability_response``) says only which copies were sent or left out, as the exports
+table shows."""
 
 
 def _marked(body: dict[str, Any]) -> list[dict[str, Any]]:

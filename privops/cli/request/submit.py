@@ -1,4 +1,5 @@
-"""The submission verbs: erase, restrict, lift, access, rectify, object, withdraw, complain.
+"""The submission verbs: erase, restrict, lift, access, port, rectify, object, withdraw,
+complain.
 
 Each publishes a RequestSubmitted (a complaint with --restrict-while-investigating also a
 linked restriction) and prints every request id first, one a line, for scripts.

@@ -38,6 +38,8 @@ class TableSpec:
     one is never deleted by age. ``concluded_hold``: a condition with one parameter, the
     earliest conclusion still kept: rows its hold kept and that stay kept for a while
     after it concludes (the data map's ``investigation_hold_plus_days``).
+    ``not_portable``: columns a portability copy leaves out, being what the system
+    worked out or others told it, not what the subject gave (UK GDPR Art. 20(1)).
     """
 
     name: str
@@ -50,6 +52,7 @@ class TableSpec:
     collected: str | None = None
     concluded_hold: str | None = None
     searched: SearchSpec | None = None
+    not_portable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,8 @@ SPECS: dict[System, StoreSpec] = {
                 "subscription_id TEXT PRIMARY KEY, subscriber_ref TEXT, channel TEXT,"
                 " status TEXT, basis TEXT, tps_listed INTEGER, updated_at TEXT",
                 lookups=_ref("subscriber_ref", "system_ref"),
+                # our lawful basis, and the TPS register's answer: not the subject's
+                not_portable=("basis", "tps_listed"),
             ),
             TableSpec(
                 "campaign_activity",

@@ -886,7 +886,8 @@ class ReferenceStore:
                 "INSERT OR REPLACE INTO _export_times VALUES (?, ?)", (path, made_at.isoformat())
             )
         by_table = {
-            t.name: {"category": t.category.value, "rows": tables.get(t.name, [])} for t in shown
+            t.name: {"category": t.category.value, "rows": _rows(t, tables, only is not None)}
+            for t in shown
         }
         count = sum(len(t["rows"]) for t in (*by_table.values(), *found.values()))
         count += len(statements)
@@ -923,6 +924,17 @@ class ReferenceStore:
             checksum="sha256:" + hashlib.sha256(data).hexdigest(),
             categories=_categories_in([*by_table.values(), *found.values()], statements),
         )
+
+
+def _rows(
+    table: TableSpec, tables: Mapping[str, list[dict[str, Any]]], ported: bool
+) -> list[dict[str, Any]]:
+    """``table``'s rows of the subject for a copy; for a portability copy, without the
+    columns the system worked out or others told it (``TableSpec.not_portable``)."""
+    rows = tables.get(table.name, [])
+    if not ported or not table.not_portable:
+        return rows
+    return [{k: v for k, v in row.items() if k not in table.not_portable} for row in rows]
 
 
 def _categories_in(
