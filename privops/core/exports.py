@@ -183,25 +183,44 @@ def _segments(path: str) -> tuple[str, ...] | None:
 
 MACHINE_READABLE: Final = {
     "application/json": "JSON",
-    "application/ld+json": "JSON",
-    "application/x-ndjson": "JSON",
+    "application/ld+json": "JSON-LD",
+    "application/x-ndjson": "NDJSON",
     "text/csv": "CSV",
     "text/tab-separated-values": "TSV",
     "application/xml": "XML",
     "text/xml": "XML",
 }
 """The structured, commonly used, machine-readable formats a portability copy may be in
-(UK GDPR Art. 20(1)), by media type, with the name the subject is told."""
+(UK GDPR Art. 20(1)), by media type, with the name the subject is told; any other
+``+json`` or ``+xml`` type (RFC 6839) is JSON or XML."""
+_MEDIA_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,63}")
+
+
+def format_name(media_type: str) -> str | None:
+    """The name of ``media_type``'s machine-readable format (JSON, CSV...), its
+    parameters (``; charset=utf-8``) and case aside; None when it is none."""
+    base = media_type.split(";", 1)[0].strip().lower()
+    if (name := MACHINE_READABLE.get(base)) is not None:
+        return name
+    if _MEDIA_TYPE.fullmatch(base):
+        for suffix, name in (("+json", "JSON"), ("+xml", "XML")):
+            if base.endswith(suffix):
+                return name
+    return None
 
 
 def portable_problem(export: ExportReference) -> str | None:
     """Why ``export`` cannot answer a portability request, or None: a copy in no
     structured, machine-readable format (a PDF, a scan, a recording) is not one the
-    subject can give another organisation's systems."""
-    media_type = export.media_type.split(";", 1)[0].strip().lower()
-    if media_type in MACHINE_READABLE:
+    subject can give another organisation's systems. The media type is the system's
+    (or the DPO's) own text: named only as a bare type, never with its parameters
+    (a file name there could name the subject), since the reason is audited."""
+    if format_name(export.media_type) is not None:
         return None
+    base = export.media_type.split(";", 1)[0].strip().lower()
+    named = repr(base) if _MEDIA_TYPE.fullmatch(base) else "an unrecognised media type"
     return (
-        f"a portability copy must be structured and machine-readable (UK GDPR Art. 20(1)), "
-        f"not {export.media_type[:60]!r}: one of {', '.join(sorted(MACHINE_READABLE))}"
+        "a portability copy must be structured and machine-readable (UK GDPR Art. 20(1)), "
+        f"not {named}: JSON, CSV, TSV or XML ({', '.join(sorted(MACHINE_READABLE))}, or "
+        "a +json or +xml type)"
     )

@@ -18,7 +18,7 @@ from privops.core import deadlines, erasure, manifest, retries, timelimits
 from privops.core import records as r
 from privops.core.clock import UK
 from privops.core.datamap import DataMap
-from privops.core.exports import MACHINE_READABLE, export_problem, portable_problem
+from privops.core.exports import export_problem, format_name, portable_problem
 from privops.core.holds import LegalHold
 from privops.core.identity import (
     EMAIL,
@@ -612,6 +612,8 @@ def _checked_export(
     if problem is None and rec.request_type is RequestType.portability:
         problem = portable_problem(result.export)
         reason = f"export_not_machine_readable: {problem}"
+        if problem is None and (problem := _beyond_asked(rec, result.task_id, result.export)):
+            reason = f"export_not_portable: {problem}"
     if problem is None:
         return result
     out.audit.append(AuditStep("export_refused", after="failed", reason=reason))
@@ -624,6 +626,22 @@ def _checked_export(
         reason=reason,
         retryable=False,
     )
+
+
+def _beyond_asked(rec: RequestRecord, task_id: str, export: r.ExportReference) -> str | None:
+    """Why a portability copy holds more than its task asked for, or None: a connector
+    that ignores ``Export.portability`` copies everything (a credit file about persons
+    financially linked to the subject too). A copy that says no categories (a connector
+    of before 0.38) is taken as asked."""
+    task = rec.tasks.get(task_id)
+    if task is None or export.categories is None:
+        return None
+    if extra := sorted(c.value for c in set(export.categories) - set(task.categories)):
+        return (
+            f"the copy holds {', '.join(extra)}, which a portability request does not cover "
+            "(the connector must copy the task's categories only: docs/connectors.md)"
+        )
+    return None
 
 
 def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -> None:
@@ -867,8 +885,8 @@ NOTHING_PORTABLE: Final = (
     f"We checked our systems and hold none of {PORTABLE_DATA}, which is what the right "
     "to data portability covers (UK GDPR Art. 20(1)): any other personal data we hold "
     "about you, we use on another lawful basis (such as our legitimate interests or a "
-    "legal obligation) or others gave us. You may still ask for a copy of all the "
-    "personal data we hold about you (a subject access request). " + REDRESS
+    "legal obligation), others gave us, or we worked out ourselves. You may still ask "
+    "for a copy of all the personal data we hold about you (a subject access request). " + REDRESS
 )
 """The portability notice when no system holds any of what the right covers: the right
 is not acted on as asked, so why, and the redress (Art. 12(4))."""
@@ -891,10 +909,12 @@ def _portability_response(
     made); or that no system holds any of it. No Art. 15 manifest: that is an access
     request's, and the subject may make one. What was sent, left out and why is kept on
     the record (``manifest``, kind ``portability_response``: Art. 5(2))."""
+    # A copy is one of a record or more as its system made it (the DPO may redact a copy,
+    # never to none: ``workflow._export_redacted``).
     copies = [
         (t.system, t.export)
         for t in sorted(rec.tasks.values(), key=lambda t: t.system.value)
-        if t.export is not None and t.export.record_count > 0
+        if t.export is not None and (t.original_export or t.export).record_count > 0
     ]
     sent = [e for s, e in copies if s not in review.withheld]
     rec.manifest = _portability_record(rec, ctx, copies, review)
@@ -904,10 +924,11 @@ def _portability_response(
             f"({_formats(sent)}) that you may give to another organisation." + TRANSMIT
         )
         told += _fetch_by(rec, ctx, review)
+    elif any(t.state not in (TaskState.done, TaskState.not_found) for t in rec.tasks.values()):
+        # Failed (or, from a connector that should not, retained): never "we hold none".
+        told = f"We could not yet make your copy of {PORTABLE_DATA}."
     elif review.withheld:
         told = f"We cannot give you a copy of {PORTABLE_DATA}."
-    elif any(t.state is TaskState.failed for t in rec.tasks.values()):
-        told = f"We could not yet make your copy of {PORTABLE_DATA}."
     else:
         told = NOTHING_PORTABLE
     notify_subject(
@@ -922,9 +943,9 @@ def _portability_response(
 
 
 def _formats(sent: Iterable[r.ExportReference]) -> str:
-    """The names of the copies' formats (JSON, CSV...), in their order, once each."""
-    named = [MACHINE_READABLE.get(e.media_type.split(";", 1)[0].strip().lower()) for e in sent]
-    return ", ".join(dict.fromkeys(n for n in named if n is not None)) or "JSON"
+    """The names of the copies' formats (JSON, CSV...), in their order, once each: every
+    copy sent passed ``portable_problem``, so each has one."""
+    return ", ".join(dict.fromkeys(format_name(e.media_type) or e.media_type for e in sent))
 
 
 def _portability_record(

@@ -990,6 +990,11 @@ def _export_redacted(rec: RequestRecord, cmd: r.ExportRedacted, ctx: Context, ou
         raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
     if rec.request_type is RequestType.portability and (problem := portable_problem(cmd.export)):
         raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
+    if rec.request_type is RequestType.portability and cmd.export.record_count == 0:
+        raise DomainError(
+            "a redacted copy of no record gives the subject nothing: withhold the copy "
+            "instead (privops request approve --withhold), saying why"
+        )
     if task.original_export is None:  # the system's own, kept for the DPO (status)
         task.original_export = task.export
     task.export = cmd.export
@@ -1009,7 +1014,12 @@ def _response_approved(
     withheld, disclosed = frozenset(cmd.withheld), frozenset(cmd.disclosed)
     not_theirs = frozenset(cmd.not_subject)
     for system in withheld | disclosed:
-        _reviewed_export(rec, system)
+        task = _reviewed_export(rec, system)
+        if rec.request_type is RequestType.portability and _holds_no_record(task):
+            raise DomainError(
+                f"{system.value}'s copy holds no record: there is nothing to withhold or "
+                "disclose (it is not sent)"
+            )
     _awaiting_review(rec)
     if both := withheld & disclosed:
         raise DomainError(f"{_names(both)}: withheld and disclosed both; say one")
@@ -1085,6 +1095,10 @@ def _awaiting_review(rec: RequestRecord) -> None:
             "holding a copy from a system marked review_before_disclosure, or a copy its "
             "system says shows other people, waits for it"
         )
+
+
+def _holds_no_record(task: TaskRecord) -> bool:
+    return task.export is not None and task.export.record_count == 0
 
 
 def _reviewed_export(rec: RequestRecord, system: System) -> TaskRecord:

@@ -6,14 +6,17 @@ hold on another basis (call recordings, CCTV), and no Art. 15 manifest."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from privops import contract
 from privops.adapters.avro import Codec
+from privops.cli.request import status as status_cli
 from privops.cli.request.status import _marked
 from privops.connectors.reference import (
     CrmConnector,
@@ -229,10 +232,126 @@ def test_a_copy_of_no_record_is_no_copy(ctx: wf.Context) -> None:  # noqa: F811
         )
         for t in rec.tasks.values()
     }
-    _, last = answer_all(rec, ctx, **empty)
+    rec, last = answer_all(rec, ctx, **empty)
     (note,) = of_type(last, r.SubjectNotification)
     assert note.message == NOTHING_PORTABLE
     assert note.exports == []
+    assert rec.state is RequestState.completed
+    assert rec.manifest is not None
+    assert rec.manifest["exports"] == []
+
+
+def test_a_copy_of_no_record_beside_a_real_one_is_neither_told_nor_recorded(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
+    rec = port(ctx).record
+    assert rec is not None
+    empty = export_ref(System.crm).model_copy(update={"record_count": 0})
+    results = {
+        t.system.value: answer(
+            rec, t.system, export=empty if t.system is System.crm else export_ref(t.system)
+        )
+        for t in rec.tasks.values()
+    }
+    rec, last = answer_all(rec, ctx, **results)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert empty.location not in {e.location for e in note.exports}
+    assert len(note.exports) == len(rec.tasks) - 1
+    assert rec.manifest is not None
+    assert "crm" not in {e["system"] for e in rec.manifest["exports"]}
+
+
+def _copies(
+    context: wf.Context, **by_system: r.ExportReference
+) -> tuple[wf.RequestRecord, wf.Outcome]:
+    """A portability request answered with ``by_system``'s copies, the others not found."""
+    rec = port(context).record
+    assert rec is not None
+    results = {
+        t.system.value: (
+            answer(rec, t.system, export=by_system[t.system.value])
+            if t.system.value in by_system
+            else answer(rec, t.system, r.NotFound)
+        )
+        for t in rec.tasks.values()
+    }
+    return answer_all(rec, context, **results)
+
+
+@pytest.mark.parametrize(
+    ("media_types", "told"),
+    [
+        (("application/json; charset=utf-8", "Text/CSV"), "(JSON, CSV)"),
+        (("application/json", "application/json"), "(JSON)"),
+        (("application/vnd.allled.orders+json", "application/x-ndjson"), "(JSON, NDJSON)"),
+    ],
+)
+def test_the_subject_is_told_each_format_once(
+    ctx: wf.Context,  # noqa: F811
+    media_types: tuple[str, str],
+    told: str,
+) -> None:
+    first, second = (
+        export_ref(s).model_copy(update={"media_type": m})
+        for s, m in zip((System.crm, System.orders), media_types, strict=True)
+    )
+    rec, last = _copies(ctx, crm=first, orders=second)
+    assert rec.state is RequestState.completed
+    (note,) = of_type(last, r.SubjectNotification)
+    assert f"machine-readable form {told} that" in note.message
+
+
+def test_a_media_types_words_never_reach_the_audit(ctx: wf.Context) -> None:  # noqa: F811
+    """The media type is the system's own text: a file name in its parameters may name
+    the subject, and the refusal's reason is audited."""
+    named = export_ref(System.orders, "R-1.pdf").model_copy(
+        update={"media_type": 'application/pdf; name="Ann Jones 12 Acacia Ave.pdf"'}
+    )
+    rec = port(ctx).record
+    assert rec is not None
+    outcome = wf.on_result(rec, answer(rec, System.orders, export=named), ctx)
+    assert outcome.record is not None
+    audited = " ".join(f"{a.after} {a.reason}" for a in outcome.audit)
+    assert "export_not_machine_readable" in audited
+    assert "'application/pdf'" in audited
+    assert "Ann" not in audited
+    assert "Acacia" not in audited
+    odd = export_ref(System.crm).model_copy(update={"media_type": "Ann Jones/12 Acacia"})
+    again = wf.on_result(rec, answer(rec, System.crm, export=odd), ctx)
+    audited = " ".join(f"{a.after} {a.reason}" for a in again.audit)
+    assert "an unrecognised media type" in audited
+    assert "Ann" not in audited
+
+
+def test_a_copy_of_more_than_was_asked_is_failed(ctx: wf.Context) -> None:  # noqa: F811
+    """A connector that ignores ``portability`` copies everything, the credit file too."""
+    everything = export_ref(System.orders).model_copy(
+        update={"categories": [C.contact, C.credit, C.purchases]}
+    )
+    rec, last = _copies(ctx, orders=everything)
+    orders = next(t for t in rec.tasks.values() if t.system is System.orders)
+    assert orders.state is TaskState.failed
+    assert (orders.outcome_reason or "").startswith("export_not_portable: the copy holds credit")
+    (note,) = of_type(last, r.SubjectNotification)
+    assert note.exports == []
+    assert note.message.startswith("We could not yet make your copy")
+
+
+def test_a_retained_answer_is_never_read_as_holding_nothing(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx).record
+    assert rec is not None
+    results = {
+        t.system.value: (
+            answer(rec, t.system, r.TaskRetained, reason="kept", categories=[C.contact])
+            if t.system is System.orders
+            else answer(rec, t.system, r.NotFound)
+        )
+        for t in rec.tasks.values()
+    }
+    _, last = answer_all(rec, ctx, **results)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert note.message != NOTHING_PORTABLE
+    assert note.message.startswith("We could not yet make your copy")
 
 
 def test_a_copy_in_no_machine_readable_format_is_failed(ctx: wf.Context) -> None:  # noqa: F811
@@ -324,10 +443,102 @@ def test_with_every_copy_left_out_the_subject_is_told_none_can_be_given(ctx: wf.
         rec, command(r.AccessResponseApproved, withheld=every, reason="Others throughout."), ctx
     )
     assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.state is RequestState.partially_completed
     (note,) = of_type(outcome, r.SubjectNotification)
     assert note.message.startswith("We cannot give you a copy")
     assert "machine-readable" not in note.message
     assert note.exports == []
+    kept = outcome.record.manifest
+    assert kept is not None
+    assert kept["exports"] == []
+    assert sorted(w["system"] for w in kept["withheld_exports"]) == sorted(s.value for s in every)
+
+
+def test_a_copy_left_out_beside_a_failed_one_says_the_copy_is_not_yet_made(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
+    rec = port(ctx).record
+    assert rec is not None
+    results = {
+        t.system.value: (
+            answer(
+                rec, t.system, export=export_ref(t.system).model_copy(update={"shows_others": True})
+            )
+            if t.system is System.crm
+            else answer(rec, t.system, r.TaskFailed, reason="down", retryable=False)
+        )
+        for t in rec.tasks.values()
+    }
+    rec, _ = answer_all(rec, ctx, **results)
+    approved = command(r.AccessResponseApproved, withheld=[System.crm], reason="Others.")
+    outcome = wf.on_command(rec, approved, ctx)
+    assert outcome.record is not None
+    assert outcome.record.state is RequestState.partially_completed
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.message.startswith("We could not yet make your copy")
+    assert "we left out the copy from crm" in note.message
+
+
+def test_a_redacted_copy_goes_out_in_place_of_the_systems(ctx: wf.Context) -> None:  # noqa: F811
+    rec = _held(ctx)
+    redacted = export_ref(System.crm, "R-1/redacted.json")
+    outcome = wf.on_command(rec, command(r.ExportRedacted, system=System.crm, export=redacted), ctx)
+    assert outcome.record is not None
+    approved = command(r.AccessResponseApproved, reason="A neighbour's name is cut.")
+    done = wf.on_command(outcome.record, approved, ctx)
+    assert done.rejected is None, done.message
+    assert done.record is not None
+    assert done.record.state is RequestState.completed
+    (note,) = of_type(done, r.SubjectNotification)
+    sent = {e.location for e in note.exports}
+    assert redacted.location in sent
+    assert export_ref(System.crm).location not in sent
+    assert "we redacted the copy from crm (UK GDPR Art. 20(4))" in note.message
+    kept = done.record.manifest
+    assert kept is not None
+    assert {e["system"]: e["redacted"] for e in kept["exports"]}["crm"] is True
+
+
+def test_no_copy_is_redacted_to_nothing_nor_a_copy_of_nothing_withheld(ctx: wf.Context) -> None:  # noqa: F811
+    rec = _held(ctx)
+    nothing = export_ref(System.crm, "R-1/redacted.json").model_copy(update={"record_count": 0})
+    outcome = wf.on_command(rec, command(r.ExportRedacted, system=System.crm, export=nothing), ctx)
+    assert outcome.rejected is not None
+    assert "withhold the copy instead" in (outcome.message or "")
+    empty = next(t for t in rec.tasks.values() if t.system is System.web)
+    assert empty.export is not None
+    empty.export = empty.export.model_copy(update={"record_count": 0})
+    withheld = command(
+        r.AccessResponseApproved, withheld=[System.web], disclosed=[System.crm], reason="x"
+    )
+    outcome = wf.on_command(rec, withheld, ctx)
+    assert outcome.rejected is not None
+    assert "web's copy holds no record" in (outcome.message or "")
+
+
+def test_the_status_of_a_portability_request_shows_no_art_15_response(
+    ctx: wf.Context,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rec = _held(ctx)
+    outcome = wf.on_command(
+        rec, command(r.AccessResponseApproved, withheld=[System.crm], reason="Others."), ctx
+    )
+    assert outcome.record is not None
+    body = {
+        "request_id": "R-1",
+        "request_type": "portability",
+        "state": outcome.record.state.value,
+        "tasks": _tasks_json(outcome.record),
+        "manifest": outcome.record.manifest,
+    }
+    out = io.StringIO()
+    monkeypatch.setattr(status_cli, "console", Console(file=out, width=200, color_system=None))
+    status_cli.render_status(body)
+    shown = out.getvalue()
+    assert "Art. 15" not in shown
+    assert "crm (shows others) (withheld)" in shown
 
 
 def test_a_redacted_copy_must_be_machine_readable_too(ctx: wf.Context) -> None:  # noqa: F811
@@ -405,6 +616,12 @@ def test_a_purpose_may_say_which_of_its_categories_are_portable(dm: DataMap) -> 
     data["purposes"]["fraud_prevention"]["portable"] = ["contact"]
     with pytest.raises(ValueError, match="consent or a contract only"):
         DataMap.model_validate(data)
+    data["purposes"]["fraud_prevention"]["portable"] = None
+    data["purposes"]["web_analytics"]["portable"] = []  # none of it, says the DPO
+    assert DataMap.model_validate(data).portable()[System.web] == {C.contact}
+    data["purposes"]["web_analytics"]["systems"] = []  # any system holding web data
+    data["purposes"]["web_analytics"]["portable"] = None
+    assert C.web in DataMap.model_validate(data).portable()[System.web]
 
 
 def test_portability_takes_no_clarification_pause(ctx: wf.Context) -> None:  # noqa: F811
