@@ -91,9 +91,9 @@ from privops.connectors.metrics import (
 )
 from privops.core.datamap import DataMap
 from privops.core.errors import DecodeError, PrivopsError, RegistryError, RegistryUnreachable
-from privops.core.exports import export_problem
+from privops.core.exports import export_problem, portable_copy_problem
 from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.records import Erase, Record, Task, TaskCompleted, TaskResult
+from privops.core.records import Erase, Export, Record, Task, TaskCompleted, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
 
@@ -742,7 +742,7 @@ class ConnectorRunner:
             answer = _checked(returned)
             result = answer.result(task, self.clock())
             if (problem := self._export_refused(task, result)) is not None:
-                answer, result = self._bad_answer(task, f"export_outside_root: {problem}")
+                answer, result = self._bad_answer(task, problem)
         except _Unsendable as exc:
             answer, result = self._bad_answer(task, str(exc))
         # The contract's boundary again: whatever the connector's values make pydantic
@@ -759,11 +759,19 @@ class ConnectorRunner:
             return answer, _Reply(failure, self._encode(failure), answer.label)
 
     def _export_refused(self, task: Task, result: TaskResult | None) -> str | None:
-        """Why the worker would refuse ``result``'s export (privops.core.exports: below the
-        system's ``export_root``, naming the request), or None; never the location."""
-        if self.datamap is None or not isinstance(result, TaskCompleted) or not result.export:
+        """Why the worker would refuse ``result``'s export, or None; never the location
+        (privops.core.exports): below the system's ``export_root`` and naming the request
+        (checked against the deployment's data map only), and for a portability task in a
+        machine-readable format, of the task's categories only."""
+        if not isinstance(result, TaskCompleted) or not result.export:
             return None
-        return export_problem(self.datamap, self.system, result.export, task.request_id)
+        if self.datamap is not None and (
+            problem := export_problem(self.datamap, self.system, result.export, task.request_id)
+        ):
+            return f"export_outside_root: {problem}"
+        if isinstance(task, Export) and task.portability:
+            return portable_copy_problem(task.categories, result.export)
+        return None
 
     def _bad_answer(self, task: Task, why: str) -> tuple[Answer, TaskResult]:
         """A final failure saying ``why`` by a type's name only: a pydantic error quotes

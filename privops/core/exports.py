@@ -22,12 +22,13 @@ request's export, and is rejected instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from privops.core.records import ExportReference
-from privops.core.vocab import System
+from privops.core.vocab import Category, System
 
 if TYPE_CHECKING:
     from privops.core.datamap import DataMap
@@ -224,3 +225,21 @@ def portable_problem(export: ExportReference) -> str | None:
         f"not {named}: JSON, CSV, TSV or XML ({', '.join(sorted(MACHINE_READABLE))}, or "
         "a +json or +xml type)"
     )
+
+
+def portable_copy_problem(asked: Iterable[Category], export: ExportReference) -> str | None:
+    """Why ``export`` cannot answer a portability task that asked for ``asked``, as the
+    reason the worker records and the connector runner answers (``export_not_...``), or
+    None. A copy that says no categories (a connector of before 0.38) is taken as asked;
+    one holding another category came from a connector ignoring ``Export.portability``
+    (a credit file about persons financially linked to the subject with it)."""
+    if (problem := portable_problem(export)) is not None:
+        return f"export_not_machine_readable: {problem}"
+    if export.categories is None:
+        return None
+    if extra := sorted(c.value for c in set(export.categories) - set(asked)):
+        return (
+            f"export_not_portable: the copy holds {', '.join(extra)}, which a portability "
+            "request does not cover (copy the task's categories only: docs/connectors.md)"
+        )
+    return None

@@ -18,7 +18,7 @@ from privops.core import deadlines, erasure, manifest, retries, timelimits
 from privops.core import records as r
 from privops.core.clock import UK
 from privops.core.datamap import DataMap
-from privops.core.exports import export_problem, format_name, portable_problem
+from privops.core.exports import export_problem, format_name, portable_copy_problem
 from privops.core.holds import LegalHold
 from privops.core.identity import (
     EMAIL,
@@ -609,11 +609,10 @@ def _checked_export(
         return result
     problem = export_problem(ctx.datamap, result.system, result.export, rec.request_id)
     reason = f"export_outside_root: {problem}"
-    if problem is None and rec.request_type is RequestType.portability:
-        problem = portable_problem(result.export)
-        reason = f"export_not_machine_readable: {problem}"
-        if problem is None and (problem := _beyond_asked(rec, result.task_id, result.export)):
-            reason = f"export_not_portable: {problem}"
+    task = rec.tasks.get(result.task_id)
+    if problem is None and task is not None and rec.request_type is RequestType.portability:
+        problem = portable_copy_problem(task.categories, result.export)
+        reason = problem or reason
     if problem is None:
         return result
     out.audit.append(AuditStep("export_refused", after="failed", reason=reason))
@@ -626,22 +625,6 @@ def _checked_export(
         reason=reason,
         retryable=False,
     )
-
-
-def _beyond_asked(rec: RequestRecord, task_id: str, export: r.ExportReference) -> str | None:
-    """Why a portability copy holds more than its task asked for, or None: a connector
-    that ignores ``Export.portability`` copies everything (a credit file about persons
-    financially linked to the subject too). A copy that says no categories (a connector
-    of before 0.38) is taken as asked."""
-    task = rec.tasks.get(task_id)
-    if task is None or export.categories is None:
-        return None
-    if extra := sorted(c.value for c in set(export.categories) - set(task.categories)):
-        return (
-            f"the copy holds {', '.join(extra)}, which a portability request does not cover "
-            "(the connector must copy the task's categories only: docs/connectors.md)"
-        )
-    return None
 
 
 def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -> None:

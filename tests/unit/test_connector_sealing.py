@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -477,6 +477,65 @@ async def test_an_export_the_worker_would_refuse_is_a_failure_before_it_is_kept(
         "orders's export root)"
     )
     assert "/var/exports" not in result.model_dump_json()
+
+
+class Unportable(OrdersConnector):
+    """Ignores ``Export.portability``: copies everything (the credit file too), or says
+    its copy is a PDF."""
+
+    change: ClassVar[dict[str, Any]] = {}
+
+    async def handle(self, task: r.Task) -> Answer:
+        answer = await super().handle(task)
+        assert answer.export is not None
+        return Answer.completed(
+            answer.records_affected, export=answer.export.model_copy(update=self.change)
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (
+            {"categories": [Category.contact, Category.credit]},
+            "export_not_portable: the copy holds credit",
+        ),
+        ({"media_type": 'application/pdf; name="Ann Jones.pdf"'}, "export_not_machine_readable: "),
+    ],
+)
+async def test_a_copy_the_worker_would_fail_as_unportable_is_a_failure_before_it_is_kept(
+    tmp_path: Path,
+    people: list[FakeCustomer],
+    service: KeyService,
+    monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, Any],
+    said: str,
+) -> None:
+    """The connector's ledger keeps what the worker would do with its answer: a copy in no
+    machine-readable format, or of more than the portability task asked, fails here too,
+    and the failure never quotes the system's own words (a file name may name the
+    subject)."""
+    monkeypatch.setattr(Unportable, "change", change)
+    runner = runner_for(Unportable(tmp_path / "systems"), service.reader())
+    customer = next(c for c in people if c.credit is not None)
+    ported = task(
+        r.Export,
+        customer,
+        System.orders,
+        categories=[Category.contact, Category.payment, Category.purchases],
+        portability=True,
+    )
+    ledger = Ledger(tmp_path / "l.db")
+    serde, _ = await deliver(runner, ledger, ported, monkeypatch)
+    (result,) = serde.encoded
+    assert ledger.get(ported.task_id) == result
+    assert isinstance(result, r.TaskFailed)
+    assert not result.retryable
+    assert result.reason.startswith(f"connector error: bad answer ({said}")
+    assert "Ann" not in result.reason
+    access = task(r.Export, customer, System.orders)  # an access copy is not checked so
+    serde, _ = await deliver(runner, Ledger(tmp_path / "a.db"), access, monkeypatch)
+    assert isinstance(serde.encoded[-1], r.TaskCompleted)
 
 
 async def test_a_plaintext_export_task_is_answered_under_the_subjects_main_key(
