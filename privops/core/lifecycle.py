@@ -2,7 +2,7 @@
 
 Read TRANSITIONS top to bottom as the story of a request. Two guards sit beside it:
 requests that change or disclose data (erasure, restriction, lift, rectification,
-access) reach in_progress only through identity_verified, and tasks are only sent from
+access, portability) reach in_progress only through identity_verified, and tasks are only sent from
 in_progress, so nothing is executed before identity is verified. Terminal states accept
 nothing.
 """
