@@ -193,8 +193,24 @@ MACHINE_READABLE: Final = {
 }
 """The structured, commonly used, machine-readable formats a portability copy may be in
 (UK GDPR Art. 20(1)), by media type, with the name the subject is told; any other
-``+json`` or ``+xml`` type (RFC 6839) is JSON or XML."""
-_MEDIA_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,63}")
+``application/`` type with a ``+json`` or ``+xml`` suffix (RFC 6839) is JSON or XML
+(not XHTML, nor an image such as ``image/svg+xml``: those present data, not structure)."""
+_MEDIA_TYPE: Final = re.compile(r"application/[a-z0-9][a-z0-9._+-]{0,63}")
+_NAMED: Final = frozenset(
+    {
+        "application/pdf",
+        "application/msword",
+        "application/octet-stream",
+        "application/zip",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.ms-excel",
+        "text/plain",
+        "text/html",
+    }
+)
+"""Formats no portability copy may be in that a refusal names (a document, a page, an
+archive); any other is "an unrecognised media type", the system's words not quoted."""
 
 
 def format_name(media_type: str) -> str | None:
@@ -203,7 +219,7 @@ def format_name(media_type: str) -> str | None:
     base = media_type.split(";", 1)[0].strip().lower()
     if (name := MACHINE_READABLE.get(base)) is not None:
         return name
-    if _MEDIA_TYPE.fullmatch(base):
+    if _MEDIA_TYPE.fullmatch(base) and base != "application/xhtml+xml":
         for suffix, name in (("+json", "JSON"), ("+xml", "XML")):
             if base.endswith(suffix):
                 return name
@@ -219,11 +235,11 @@ def portable_problem(export: ExportReference) -> str | None:
     if format_name(export.media_type) is not None:
         return None
     base = export.media_type.split(";", 1)[0].strip().lower()
-    named = repr(base) if _MEDIA_TYPE.fullmatch(base) else "an unrecognised media type"
+    named = repr(base) if base in _NAMED else "an unrecognised media type"
     return (
         "a portability copy must be structured and machine-readable (UK GDPR Art. 20(1)), "
         f"not {named}: JSON, CSV, TSV or XML ({', '.join(sorted(MACHINE_READABLE))}, or "
-        "a +json or +xml type)"
+        "an application/ +json or +xml type)"
     )
 
 

@@ -631,6 +631,12 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
     task.state = _FINAL_BY_RESULT.get(type(result), TaskState.failed)
     task.answered_at = result.answered_at
     task.next_check_at = None
+    if isinstance(result, r.TaskRetained) and rec.request_type is RequestType.portability:
+        # Nothing is kept by making no copy: such an answer made none, and the DPO follows
+        # it up as any failed one (the subject is never told we hold none).
+        task.state = TaskState.failed
+        task.outcome_reason = "answered retained to a portability export: no copy made"
+        return
     if isinstance(result, r.TaskCompleted):
         task.export = result.export
         if task.action is TaskAction.export and result.export is None:

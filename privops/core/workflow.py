@@ -995,6 +995,11 @@ def _export_redacted(rec: RequestRecord, cmd: r.ExportRedacted, ctx: Context, ou
             "a redacted copy of no record gives the subject nothing: withhold the copy "
             "instead (privops request approve --withhold), saying why"
         )
+    if rec.request_type is RequestType.portability and _holds_no_record(task):
+        raise DomainError(
+            f"{cmd.system.value}'s copy holds no record: there is nothing to redact (it is "
+            "not sent)"
+        )
     if task.original_export is None:  # the system's own, kept for the DPO (status)
         task.original_export = task.export
     task.export = cmd.export
@@ -1098,7 +1103,10 @@ def _awaiting_review(rec: RequestRecord) -> None:
 
 
 def _holds_no_record(task: TaskRecord) -> bool:
-    return task.export is not None and task.export.record_count == 0
+    """Whether the system's own copy (before any redaction) holds no record: no copy is
+    sent of it (``fanout._portability_response``)."""
+    own = task.original_export or task.export
+    return own is not None and own.record_count == 0
 
 
 def _reviewed_export(rec: RequestRecord, system: System) -> TaskRecord:

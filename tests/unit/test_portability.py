@@ -29,6 +29,7 @@ from privops.connectors.reference.people import FakeCustomer
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap
+from privops.core.exports import format_name
 from privops.core.fanout import NOTHING_PORTABLE
 from privops.core.identity import merge
 from privops.core.ropa import ropa_record
@@ -316,7 +317,7 @@ def test_a_media_types_words_never_reach_the_audit(ctx: wf.Context) -> None:  # 
     assert "'application/pdf'" in audited
     assert "Ann" not in audited
     assert "Acacia" not in audited
-    odd = export_ref(System.crm).model_copy(update={"media_type": "Ann Jones/12 Acacia"})
+    odd = export_ref(System.crm).model_copy(update={"media_type": "application/ann.jones-12"})
     again = wf.on_result(rec, answer(rec, System.crm, export=odd), ctx)
     audited = " ".join(f"{a.after} {a.reason}" for a in again.audit)
     assert "an unrecognised media type" in audited
@@ -337,21 +338,49 @@ def test_a_copy_of_more_than_was_asked_is_failed(ctx: wf.Context) -> None:  # no
     assert note.message.startswith("We could not yet make your copy")
 
 
-def test_a_retained_answer_is_never_read_as_holding_nothing(ctx: wf.Context) -> None:  # noqa: F811
+@pytest.mark.parametrize("said", [[], [C.contact]])
+def test_a_retained_answer_is_never_read_as_holding_nothing(
+    ctx: wf.Context,  # noqa: F811
+    said: list[Category],
+) -> None:
+    """Nothing is kept by making no copy: the answer made none, and the DPO follows it up
+    as a failure, whether or not it named categories (third review, session 39)."""
     rec = port(ctx).record
     assert rec is not None
     results = {
         t.system.value: (
-            answer(rec, t.system, r.TaskRetained, reason="kept", categories=[C.contact])
+            answer(rec, t.system, r.TaskRetained, reason="kept", categories=said)
             if t.system is System.orders
             else answer(rec, t.system, r.NotFound)
         )
         for t in rec.tasks.values()
     }
-    _, last = answer_all(rec, ctx, **results)
+    rec, last = answer_all(rec, ctx, **results)
+    assert rec.state is RequestState.partially_completed
+    assert rec.kept == []
     (note,) = of_type(last, r.SubjectNotification)
-    assert note.message != NOTHING_PORTABLE
     assert note.message.startswith("We could not yet make your copy")
+    assert "could not yet complete it in: orders" in note.message
+    assert rec.manifest is not None
+    assert rec.manifest["missing_exports"] == ["orders"]
+
+
+@pytest.mark.parametrize(
+    ("media_type", "name"),
+    [
+        ("application/json", "JSON"),
+        ("Application/JSON; charset=utf-8", "JSON"),
+        ("application/vnd.acme_orders+json", "JSON"),
+        ("application/vnd.allled.orders+xml", "XML"),
+        ("text/csv", "CSV"),
+        ("image/svg+xml", None),  # a picture
+        ("application/xhtml+xml", None),  # a page
+        ("application/pdf", None),
+        ("text/plain", None),
+    ],
+)
+def test_which_media_types_are_machine_readable(media_type: str, name: str | None) -> None:
+    assert format_name(media_type) == name
 
 
 def test_a_copy_in_no_machine_readable_format_is_failed(ctx: wf.Context) -> None:  # noqa: F811
@@ -509,6 +538,12 @@ def test_no_copy_is_redacted_to_nothing_nor_a_copy_of_nothing_withheld(ctx: wf.C
     empty = next(t for t in rec.tasks.values() if t.system is System.web)
     assert empty.export is not None
     empty.export = empty.export.model_copy(update={"record_count": 0})
+    something = export_ref(System.web, "R-1/redacted.json")  # of a copy of nothing
+    outcome = wf.on_command(
+        rec, command(r.ExportRedacted, system=System.web, export=something), ctx
+    )
+    assert outcome.rejected is not None
+    assert "web's copy holds no record: there is nothing to redact" in (outcome.message or "")
     withheld = command(
         r.AccessResponseApproved, withheld=[System.web], disclosed=[System.crm], reason="x"
     )
