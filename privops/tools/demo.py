@@ -356,7 +356,7 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     console.print("[bold]Art. 15 information in the response[/]")
     console.print(art15_table(manifest))
     # The same customer's portability request: only what they gave us on consent or a
-    # contract, so fewer systems and categories than the access copy (no manifest).
+    # contract, so fewer systems and categories than the access copy (no Art. 15 manifest).
     rid = await demo.submit(
         demo.request_command(
             RequestType.portability, subject.subject_id, identity_verified_on=clock.today()

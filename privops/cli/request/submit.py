@@ -443,8 +443,9 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
         _simple_verb(
             RequestType.portability,
             "Data portability (Art. 20): the data the subject gave us, used with their consent "
-            "or under a contract, as machine-readable copies (JSON) from each system holding "
-            "it; the data map's purposes say which (`privops ropa`, each system's \"portable\").",
+            "or under a contract, as structured machine-readable copies (JSON, CSV...) from "
+            "each system holding it; the data map's purposes say which (`privops ropa`, each "
+            'system\'s "portable").',
         ),
     ),
     ("rectify", rectify),
