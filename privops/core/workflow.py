@@ -988,23 +988,30 @@ def _export_redacted(rec: RequestRecord, cmd: r.ExportRedacted, ctx: Context, ou
         )
     if (problem := export_problem(ctx.datamap, cmd.system, cmd.export, rec.request_id)) is not None:
         raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
-    if rec.request_type is RequestType.portability and (problem := portable_problem(cmd.export)):
-        raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
-    if rec.request_type is RequestType.portability and cmd.export.record_count == 0:
-        raise DomainError(
-            "a redacted copy of no record gives the subject nothing: withhold the copy "
-            "instead (privops request approve --withhold), saying why"
-        )
-    if rec.request_type is RequestType.portability and _holds_no_record(task):
-        raise DomainError(
-            f"{cmd.system.value}'s copy holds no record: there is nothing to redact (it is "
-            "not sent)"
-        )
+    if rec.request_type is RequestType.portability:
+        _check_portable_redaction(task, cmd.export)
     if task.original_export is None:  # the system's own, kept for the DPO (status)
         task.original_export = task.export
     task.export = cmd.export
     task.redacted = True
     out.audit.append(AuditStep("export_redacted", after=cmd.system.value, reason=REDACTED_BY_DPO))
+
+
+def _check_portable_redaction(task: TaskRecord, export: r.ExportReference) -> None:
+    """A portability copy's redaction is machine-readable, holds a record, and replaces
+    a copy that held one (a copy of no record is not sent: ``_holds_no_record``)."""
+    if problem := portable_problem(export):
+        raise DomainError(f"the redacted copy cannot go to the subject: {problem}")
+    if export.record_count == 0:
+        raise DomainError(
+            "a redacted copy of no record gives the subject nothing: withhold the copy "
+            "instead (privops request approve --withhold), saying why"
+        )
+    if _holds_no_record(task):
+        raise DomainError(
+            f"{task.system.value}'s copy holds no record: there is nothing to redact (it is "
+            "not sent)"
+        )
 
 
 REDACTED_BY_DPO: Final = "the DPO's redacted copy replaces the system's export"

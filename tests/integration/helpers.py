@@ -202,6 +202,22 @@ def http_json(
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def request_reaching(
+    worker_url: str, request_id: str, state: str, what: str, timeout: float = 90.0
+) -> Any:
+    """The worker's ``GET /requests/{id}`` answer once the request is in ``state``; fail
+    with ``what`` on timeout."""
+    return wait_for(
+        what,
+        lambda: (
+            (b := http_json(f"{worker_url}/requests/{request_id}")[1])
+            and b.get("state") == state
+            and b
+        ),
+        timeout=timeout,
+    )
+
+
 def basic_auth(principal: str | None) -> dict[str, str]:
     """The Authorization header of ``principal`` with its password from the session's
     credentials file (none for None or on a PLAINTEXT runtime)."""

@@ -26,7 +26,13 @@ from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import AUDIT, COMMANDS, NOTIFICATIONS, tasks_topic
 from privops.core.vocab import System
 from tests.conftest import port, start_worker
-from tests.integration.helpers import http_json, key_service, read_topic, wait_for
+from tests.integration.helpers import (
+    http_json,
+    key_service,
+    read_topic,
+    request_reaching,
+    wait_for,
+)
 from tests.integration.test_request_flow import cli, own_pseudonym_key, simulate, stop
 
 pytestmark = pytest.mark.integration
@@ -76,14 +82,11 @@ def test_a_visitor_no_system_reported_is_found_in_the_footage(
         waiting = http_json(f"{worker.url}/requests/{request_id}")[1]
         assert (waiting["tasks"], waiting["preserved"]) == ([], ["cctv"])
         cli("request", "verify", request_id, env=worker.env)
-        body = wait_for(
+        body = request_reaching(
+            worker.url,
+            request_id,
+            "awaiting_review",
             "the footage's response to await the DPO's review",
-            lambda: (
-                (b := http_json(f"{worker.url}/requests/{request_id}")[1])
-                and b.get("state") == "awaiting_review"
-                and b
-            ),
-            timeout=90,
         )
         (task,) = body["tasks"]
         assert (task["system"], task["action"], task["state"]) == ("cctv", "export", "done")

@@ -28,7 +28,14 @@ from privops.core.fieldcrypt import is_encrypted
 from privops.core.topics import ALERTS, NOTIFICATIONS
 from privops.core.vocab import Category, Channel, Purpose, System
 from tests.conftest import port, start_worker
-from tests.integration.helpers import http_json, key_service, produce, read_topic, wait_for
+from tests.integration.helpers import (
+    http_json,
+    key_service,
+    produce,
+    read_topic,
+    request_reaching,
+    wait_for,
+)
 from tests.integration.test_request_flow import cli, customer_events, simulate, stop
 
 pytestmark = pytest.mark.integration
@@ -204,15 +211,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         assert body["state"] == "completed"
 
         # Access: every system's export is in, the manifest goes to the subject.
-        body = wait_for(
-            "the access request to complete",
-            lambda: (
-                (b := http_json(f"{worker.url}/requests/{access}")[1])
-                and b.get("state") == "completed"
-                and b
-            ),
-            timeout=90,
-        )
+        body = request_reaching(worker.url, access, "completed", "the access request to complete")
         manifest = body["manifest"]
         assert manifest is not None
 
@@ -322,14 +321,8 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
 
         # The portability copies: from the systems holding portable data only, each of
         # the categories its purposes make portable, machine-readable, and no manifest.
-        body = wait_for(
-            "the portability request to complete",
-            lambda: (
-                (b := http_json(f"{worker.url}/requests/{ported}")[1])
-                and b.get("state") == "completed"
-                and b
-            ),
-            timeout=90,
+        body = request_reaching(
+            worker.url, ported, "completed", "the portability request to complete"
         )
         portable = DATAMAP.portable()
         asked = {t["system"] for t in body["tasks"]}

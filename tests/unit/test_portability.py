@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,19 +135,27 @@ def test_an_access_request_export_is_no_portability_one(ctx: wf.Context) -> None
     assert any(C.credit in t.categories for t in exports)
 
 
-def test_the_subject_gets_the_copies_and_no_manifest(ctx: wf.Context) -> None:  # noqa: F811
-    rec = port(ctx).record
+def _each_copy(
+    context: wf.Context, change: Callable[[System], dict[str, Any]], **answered: Any
+) -> tuple[wf.RequestRecord, wf.Outcome]:
+    """A portability request every system asked answers with a copy, its fields changed
+    by ``change(system)`` (``answered``: the answers' other fields)."""
+    rec = port(context).record
     assert rec is not None
     results = {
         t.system.value: answer(
             rec,
             t.system,
-            export=export_ref(t.system).model_copy(update={"categories": [C.contact]}),
-            records_affected=4,
+            export=export_ref(t.system).model_copy(update=change(t.system)),
+            **answered,
         )
         for t in rec.tasks.values()
     }
-    rec, last = answer_all(rec, ctx, **results)
+    return answer_all(rec, context, **results)
+
+
+def test_the_subject_gets_the_copies_and_no_manifest(ctx: wf.Context) -> None:  # noqa: F811
+    rec, last = _each_copy(ctx, lambda _: {"categories": [C.contact]}, records_affected=4)
     assert rec.state is RequestState.completed
     assert rec.manifest is not None
     assert rec.manifest["kind"] == "portability_response"  # the record, no Art. 15 manifest
@@ -225,15 +234,7 @@ def test_a_system_that_failed_is_never_read_as_holding_nothing(ctx: wf.Context) 
 
 
 def test_a_copy_of_no_record_is_no_copy(ctx: wf.Context) -> None:  # noqa: F811
-    rec = port(ctx).record
-    assert rec is not None
-    empty = {
-        t.system.value: answer(
-            rec, t.system, export=export_ref(t.system).model_copy(update={"record_count": 0})
-        )
-        for t in rec.tasks.values()
-    }
-    rec, last = answer_all(rec, ctx, **empty)
+    rec, last = _each_copy(ctx, lambda _: {"record_count": 0})
     (note,) = of_type(last, r.SubjectNotification)
     assert note.message == NOTHING_PORTABLE
     assert note.exports == []
@@ -245,16 +246,8 @@ def test_a_copy_of_no_record_is_no_copy(ctx: wf.Context) -> None:  # noqa: F811
 def test_a_copy_of_no_record_beside_a_real_one_is_neither_told_nor_recorded(
     ctx: wf.Context,  # noqa: F811
 ) -> None:
-    rec = port(ctx).record
-    assert rec is not None
     empty = export_ref(System.crm).model_copy(update={"record_count": 0})
-    results = {
-        t.system.value: answer(
-            rec, t.system, export=empty if t.system is System.crm else export_ref(t.system)
-        )
-        for t in rec.tasks.values()
-    }
-    rec, last = answer_all(rec, ctx, **results)
+    rec, last = _each_copy(ctx, lambda s: {"record_count": 0} if s is System.crm else {})
     (note,) = of_type(last, r.SubjectNotification)
     assert empty.location not in {e.location for e in note.exports}
     assert len(note.exports) == len(rec.tasks) - 1
@@ -449,17 +442,7 @@ def _tasks_json(rec: wf.RequestRecord) -> list[dict[str, Any]]:
 
 def _held(context: wf.Context) -> wf.RequestRecord:
     """A portability response whose CRM copy shows others, held for the DPO."""
-    rec = port(context).record
-    assert rec is not None
-    results = {
-        t.system.value: answer(
-            rec,
-            t.system,
-            export=export_ref(t.system).model_copy(update={"shows_others": t.system is System.crm}),
-        )
-        for t in rec.tasks.values()
-    }
-    rec, held = answer_all(rec, context, **results)
+    rec, held = _each_copy(context, lambda s: {"shows_others": s is System.crm})
     assert rec.state is RequestState.awaiting_review
     assert of_type(held, r.SubjectNotification) == []
     return rec
