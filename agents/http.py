@@ -755,6 +755,9 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "preserved": [s.value for s in rec.preserved],
         # a refused request's ground (the DPO's letter is ``reason``)
         "refusal_ground": rec.refusal_ground.value if rec.refusal_ground else None,
+        # a portability request's organisation to send the copies to (Art. 20(2): the
+        # subject's words, for the DPO who sends them)
+        "send_to": rec.send_to,
         "tasks": [
             {
                 "task_id": t.task_id,

@@ -109,6 +109,7 @@ class AuditAction(StrEnum):
     access_withheld = "access_withheld"
     notification_withheld = "notification_withheld"
     response_review_required = "response_review_required"
+    transmission_required = "transmission_required"
     export_redacted = "export_redacted"
     response_approved = "response_approved"
     search_preserved = "search_preserved"

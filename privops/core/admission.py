@@ -248,9 +248,16 @@ def _verified(cmd: r.IdentityVerified, rec: RequestRecord | None) -> list[Order]
     ]
 
 
+def _approved(cmd: r.AccessResponseApproved, rec: RequestRecord | None) -> list[Order]:
+    if rec is None:
+        return []
+    return [(_RECEIVED, rec.received_on, "transmitted_on", cmd.transmitted_on)]
+
+
 _ORDERS: Final[dict[type[r.Command], Callable[[Any, RequestRecord | None], list[Order]]]] = {
     r.RequestSubmitted: _submitted,
     r.IdentityVerified: _verified,
+    r.AccessResponseApproved: _approved,
 }
 
 

@@ -720,6 +720,29 @@ REVIEW_WHY: Final = (
     "the copy shows other people: the DPO redacts or withholds it and approves the "
     "response (UK GDPR Art. 15(4), 20(4)); the clock runs on"
 )
+TRANSMIT_WHY: Final = (
+    "the subject asked for the copies to be sent to another organisation: the DPO sends "
+    "them where technically feasible and approves the response with the day sent, or why "
+    "it was not feasible (UK GDPR Art. 20(2)); the clock runs on"
+)
+
+
+def _to_transmit(rec: RequestRecord) -> list[System]:
+    """The systems whose copy of a portability request is to go to the organisation its
+    subject named (``send_to``; UK GDPR Art. 20(2)): none without one, or without a copy."""
+    if rec.request_type is not RequestType.portability or rec.send_to is None:
+        return []
+    return [system for system, _ in portable_copies(rec)]
+
+
+def portable_copies(rec: RequestRecord) -> list[tuple[System, r.ExportReference]]:
+    """A portability request's copies, by system: one of a record or more as its system
+    made it (the DPO may redact a copy, never to none: ``workflow._export_redacted``)."""
+    return [
+        (t.system, t.export)
+        for t in sorted(rec.tasks.values(), key=lambda t: t.system.value)
+        if t.export is not None and (t.original_export or t.export).record_count > 0
+    ]
 
 
 def finish(
@@ -729,14 +752,24 @@ def finish(
     response with a copy the DPO reviews first waits in awaiting_review for their
     approval (``review``: what they redacted or withheld)."""
     held_for = review_systems(rec, ctx) if review is None else []
-    if held_for and rec.request_type in COPIES:
-        out.audit.append(
-            AuditStep(
-                "response_review_required",
-                after=",".join(s.value for s in held_for),
-                reason=REVIEW_WHY,
+    to_send = _to_transmit(rec) if review is None else []
+    if (held_for or to_send) and rec.request_type in COPIES:
+        if held_for:
+            out.audit.append(
+                AuditStep(
+                    "response_review_required",
+                    after=",".join(s.value for s in held_for),
+                    reason=REVIEW_WHY,
+                )
             )
-        )
+        if to_send:
+            out.audit.append(
+                AuditStep(
+                    "transmission_required",
+                    after=",".join(s.value for s in to_send),
+                    reason=TRANSMIT_WHY,
+                )
+            )
         move(rec, E.review_requested, out, ctx.now)
         return
     review = review or manifest.Review()
@@ -748,6 +781,7 @@ def finish(
         partial = (
             bool(rec.kept)
             or bool(review.withheld)
+            or review.not_feasible is not None  # Art. 20(2) asked, not done
             or any(t.state is TaskState.failed for t in rec.tasks.values())
         )
         event = E.all_tasks_final_partial if partial else E.all_tasks_final_complete
@@ -898,21 +932,11 @@ def _portability_response(
     made); or that no system holds any of it. No Art. 15 manifest: that is an access
     request's, and the subject may make one. What was sent, left out and why is kept on
     the record (``manifest``, kind ``portability_response``: Art. 5(2))."""
-    # A copy is one of a record or more as its system made it (the DPO may redact a copy,
-    # never to none: ``workflow._export_redacted``).
-    copies = [
-        (t.system, t.export)
-        for t in sorted(rec.tasks.values(), key=lambda t: t.system.value)
-        if t.export is not None and (t.original_export or t.export).record_count > 0
-    ]
+    copies = portable_copies(rec)
     sent = [e for s, e in copies if s not in review.withheld]
     rec.manifest = _portability_record(rec, ctx, copies, review)
     if sent:
-        told = (
-            f"A copy of {PORTABLE_DATA}, in a structured, machine-readable form "
-            f"({_formats(sent)}) that you may give to another organisation." + TRANSMIT
-        )
-        told += _fetch_by(rec, ctx, review)
+        told = _copies_told(rec, review, _formats(sent)) + _fetch_by(rec, ctx, review)
     elif any(t.state not in (TaskState.done, TaskState.not_found) for t in rec.tasks.values()):
         # Failed (or, from a connector that should not, retained): never "we hold none".
         told = f"We could not yet make your copy of {PORTABLE_DATA}."
@@ -920,14 +944,43 @@ def _portability_response(
         told = f"We cannot give you a copy of {PORTABLE_DATA}."
     else:
         told = NOTHING_PORTABLE
+    if rec.send_to is not None and not sent:
+        told += " So we have sent nothing to the organisation you named."
+    told += _reviewed(review, "20(4)", "the letter with this notice")
+    if review.not_feasible is not None and not (review.redacted or review.withheld):
+        told += " " + REDRESS  # Art. 12(4): the transmission asked for is not made
+    letter = [t for t in (review.reason, review.not_feasible) if t]
     notify_subject(
         rec,
         out,
         ctx,
         "portability_response",
-        told + _reviewed(review, "20(4)", "the letter with this notice") + _not_done(rec),
-        document=review.reason,
+        told + _not_done(rec),
+        document="\n\n".join(letter) or None,
         exports=[e.model_copy(update={"categories": None}) for e in sent],
+    )
+
+
+def _copies_told(rec: RequestRecord, review: manifest.Review, formats: str) -> str:
+    """What the portability notice says of the copies sent: where they are, and, when
+    the subject asked for them to be sent on (Art. 20(2)), that the DPO did, or why not
+    (in the letter: the DPO's words may name people)."""
+    form = f"in a structured, machine-readable form ({formats})"
+    if rec.send_to is None:
+        return f"A copy of {PORTABLE_DATA}, {form} that you may give to another organisation." + (
+            TRANSMIT
+        )
+    if review.transmitted_on is not None:
+        return (
+            f"We sent a copy of {PORTABLE_DATA}, {form}, to the organisation you named on "
+            f"{review.transmitted_on.isoformat()} (UK GDPR Art. 20(2)). You may fetch the "
+            "same copy yourself."
+        )
+    return (
+        "We could not send your copy to the organisation you named directly: UK GDPR Art. "
+        "20(2) asks for it where it is technically feasible, and it was not; why is in the "
+        f"letter with this notice. Here is your copy of {PORTABLE_DATA}, {form}, for you to "
+        "give them yourself."
     )
 
 
@@ -959,9 +1012,26 @@ def _portability_record(
             for s in sorted(review.withheld, key=lambda s: s.value)
         ],
         "review_reason": review.reason,
+        **_transmission(rec, review),
         "missing_exports": sorted(
             t.system.value for t in rec.tasks.values() if t.state is TaskState.failed
         ),
+    }
+
+
+def _transmission(rec: RequestRecord, review: manifest.Review) -> dict[str, Any]:
+    """The record's ``transmission`` (Art. 20(2), from 0.40): asked, and the day the
+    copies were sent or why it was not feasible (neither: nothing went out to send).
+    Nothing when the subject asked for no copy to be sent on, so a record of before
+    reads as it did."""
+    if rec.send_to is None:
+        return {}
+    return {
+        "transmission": {
+            "sent_on": review.transmitted_on.isoformat() if review.transmitted_on else None,
+            "not_feasible": review.not_feasible is not None,
+            "why_not": review.not_feasible or None,
+        }
     }
 
 

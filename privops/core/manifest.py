@@ -185,6 +185,11 @@ class Review:
     redacted: frozenset[System] = frozenset()
     withheld: frozenset[System] = frozenset()
     reason: str | None = None
+    # A portability response whose subject asked for the copies to be sent to another
+    # organisation (UK GDPR Art. 20(2)): the day the DPO sent them, or why that was not
+    # technically feasible ("": said, but not kept, as the subject was erased meanwhile).
+    transmitted_on: date | None = None
+    not_feasible: str | None = None
 
 
 def export_entry(system: System, ref: ExportReference, review: Review) -> dict[str, Any]:

@@ -365,6 +365,11 @@ class RequestSubmitted(Command):
     # hours, place, what they looked like), for a system that finds people by them
     # (CCTV; privops.core.search). Only with request_type access.
     search: Annotated[dict[str, str], PERSONAL] = {}
+    # UK GDPR Art. 20(2): the organisation a portability request's copies are to be
+    # sent to directly, and how to reach it, in the subject's words (from 0.40). Only
+    # with request_type portability. The DPO sends them, where technically feasible,
+    # and says so when approving the response (AccessResponseApproved.transmitted_on).
+    send_to: Annotated[str | None, PERSONAL] = None
 
 
 class IdentityVerified(Command):
@@ -459,6 +464,12 @@ class AccessResponseApproved(Command):
     # place), the DPO found is not of the subject: it is no copy of their data, and the
     # response says nothing of it (privops.core.search).
     not_subject: list[System] = []
+    # A portability request whose subject asked for the copies to be sent to another
+    # organisation (RequestSubmitted.send_to; UK GDPR Art. 20(2), from 0.40): the day
+    # the DPO sent them, or why it was not technically feasible (told to the subject,
+    # who is given the copies to pass on). One of the two when a copy goes out.
+    transmitted_on: date | None = None
+    not_feasible: Annotated[str | None, PERSONAL] = None
 
 
 class CommandAnswer(Record):

@@ -216,6 +216,9 @@ class RequestRecord(_Model):
     # The systems told to keep what the search finds from their deletion by age until
     # the request is finished (``fanout.preserve_search``); not written when empty.
     preserved: list[System] = Field(default_factory=list, exclude_if=_empty)
+    # A portability request's "send the copies to ..." (UK GDPR Art. 20(2); from 0.40):
+    # the subject's words, sealed as the DPO's free text is; not written when None.
+    send_to: str | None = Field(default=None, exclude_if=_empty)
     # A refused request's ground (from 0.37): kept when an erasure scrubs the DPO's
     # letter (``reason``), so the controller can still show why; not written when None.
     refusal_ground: RefusalGround | None = Field(default=None, exclude_if=_empty)

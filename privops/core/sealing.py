@@ -147,6 +147,13 @@ SEARCH: Final = "search"
 """An access request's search details (privops.core.search)."""
 
 
+SEND_TO: Final = "send_to"
+"""A portability request's recipient organisation, in the subject's words (Art. 20(2)):
+sealed, stripped, and kept while the request is open, as the DPO's free text is; only
+written when there is one (``RequestRecord.send_to``), so a record without it reads in
+a release of before 0.40."""
+
+
 def _request_without_values(value: Json) -> Json:
     tasks = {
         task_id: {
@@ -164,6 +171,7 @@ def _request_without_values(value: Json) -> Json:
         **value,
         "rectification": {},
         **({SEARCH: {}} if SEARCH in value else {}),
+        **({SEND_TO: None} if SEND_TO in value else {}),
         "tasks": tasks,
         MANIFEST: None,
         **dict.fromkeys(REQUEST_FREE_TEXT),
@@ -182,6 +190,8 @@ def _request_unkeyed(value: Json) -> Json:
     stripped = _request_without_values(value)
     if value.get("state") in _OPEN:
         stripped.update({name: value.get(name) for name in REQUEST_FREE_TEXT})
+        if SEND_TO in value:
+            stripped[SEND_TO] = value[SEND_TO]
     return stripped
 
 
@@ -198,6 +208,7 @@ REQUESTS: Final = TableSealing(
         _path("tasks", VALUES, "outcome_reason"),
         _path(MANIFEST),
         *(_path(name) for name in REQUEST_FREE_TEXT),
+        _path(SEND_TO),
     ),
     strip=_request_without_values,
     subject=_own_subject,

@@ -534,6 +534,7 @@ def scrubbed(rec: RequestRecord) -> RequestRecord | None:
         update={
             "rectification": {},
             "search": {},
+            "send_to": None,
             "tasks": tasks,
             "manifest": None,
             "kept": kept,

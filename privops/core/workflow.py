@@ -35,6 +35,7 @@ from privops.core.fanout import (
     holdings,
     objection_holdings,
     on_result,
+    portable_copies,
     preserve_search,
     review_systems,
     searched,
@@ -547,6 +548,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     if cmd.request_type is RequestType.rectification:
         _check_rectification(cmd.rectification, ctx.datamap)
     _check_withdrawal_scope(cmd)
+    _check_send_to(cmd)
     if cmd.search:
         _check_search(cmd, ctx.datamap)
     # About a stranger: no free text, which would make them a key (``_nothing_held``);
@@ -567,6 +569,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         identity_received_on=cmd.identity_received_on,
         rectification=dict(cmd.rectification),
         search=dict(cmd.search),
+        send_to=cmd.send_to.strip() if cmd.send_to else None,
         objection_scope=cmd.objection_scope,
         withdrawn_purpose=cmd.withdrawn_purpose,
         withdrawn_channel=cmd.withdrawn_channel,
@@ -624,6 +627,31 @@ def _check_withdrawal_scope(cmd: r.RequestSubmitted) -> None:
             Reason.invalid_command,
             f"{cmd.withdrawn_purpose.value} rests on no consent to withdraw; purposes: "
             + ", ".join(p.value for p in CONSENT_PURPOSES),
+        )
+
+
+MAX_SEND_TO_CHARS: Final = 500
+"""The longest recipient an Art. 20(2) request names: an organisation and how to reach
+it, not a letter."""
+
+
+def _check_send_to(cmd: r.RequestSubmitted) -> None:
+    """Copies sent to another organisation (UK GDPR Art. 20(2)) only on a portability
+    request, and only to one it names. The text is the subject's: never repeated."""
+    if cmd.send_to is None:
+        return
+    if cmd.request_type is not RequestType.portability:
+        raise Refused(
+            Reason.invalid_command,
+            "only a portability request's copies are sent to another organisation (send_to)",
+        )
+    if not cmd.send_to.strip():
+        raise Refused(Reason.invalid_command, "send_to is empty: name the organisation")
+    if len(cmd.send_to) > MAX_SEND_TO_CHARS:
+        raise Refused(
+            Reason.invalid_command,
+            f"send_to is {len(cmd.send_to)} characters: at most {MAX_SEND_TO_CHARS} (the "
+            "organisation and how to reach it)",
         )
 
 
@@ -1060,6 +1088,8 @@ def _response_approved(
         raise DomainError(
             "nothing was redacted or left out: --reason is told to the subject only then"
         )
+    not_feasible = _transmission_decided(rec, cmd, withheld)
+    sent = f"; sent on {cmd.transmitted_on.isoformat()}" if cmd.transmitted_on else ""
     out.audit.append(
         AuditStep(
             "response_approved",
@@ -1067,11 +1097,73 @@ def _response_approved(
                 f"redacted: {_names(redacted)}; withheld: {_names(withheld)}; "
                 f"disclosed: {_names(disclosed)}"
                 + (f"; not the subject: {_names(not_theirs)}" if not_theirs else "")
+                + sent
+                + ("; transmission not feasible" if not_feasible is not None else "")
             ),
             reason="approved by the DPO",
         )
     )
-    finish(rec, ctx, out, Review(redacted=redacted, withheld=withheld, reason=reason))
+    review = Review(
+        redacted=redacted,
+        withheld=withheld,
+        reason=reason,
+        transmitted_on=cmd.transmitted_on,
+        not_feasible=not_feasible,
+    )
+    finish(rec, ctx, out, review)
+
+
+def _transmission_decided(
+    rec: RequestRecord, cmd: r.AccessResponseApproved, withheld: frozenset[System]
+) -> str | None:
+    """Why sending the copies on was not technically feasible ("" when said but not
+    kept: the subject was erased meanwhile), or None; DomainError unless the approval
+    says what became of a transmission the subject asked for (UK GDPR Art. 20(2)), and
+    only then: the day the copies were sent, or why they could not be."""
+    said = cmd.transmitted_on is not None or cmd.not_feasible is not None
+    if rec.send_to is None:
+        if said:
+            raise DomainError(
+                "the subject asked for no copy to be sent to another organisation: the day "
+                "sent and --not-feasible are for a portability request naming one (--send-to)"
+            )
+        return None
+    if not any(system not in withheld for system, _ in portable_copies(rec)):
+        if said:
+            raise DomainError(
+                "no copy goes out (each is left out): there is nothing to send to the "
+                "organisation the subject named, and the subject is told so"
+            )
+        return None
+    if cmd.transmitted_on is not None and cmd.not_feasible is not None:
+        raise DomainError("the copies were sent, and not feasible to send, both; say one")
+    if not said:
+        raise DomainError(
+            "the subject asked for their copies to be sent to the organisation they named "
+            "(UK GDPR Art. 20(2)): send them, then approve with the day sent (--sent-on), "
+            "or say why it is not technically feasible (--not-feasible); the copies are "
+            "in `privops request status`"
+        )
+    if cmd.transmitted_on is not None:
+        ready = _held_since(rec)
+        if ready is not None and cmd.transmitted_on < ready:
+            raise DomainError(
+                f"the copies were sent on {cmd.transmitted_on.isoformat()}, before they were "
+                f"ready ({ready.isoformat()}): say the day they were sent"
+            )
+        return None
+    if cmd.not_feasible == WITHHELD:
+        return ""
+    text = (cmd.not_feasible or "").strip()
+    if not text:
+        raise DomainError("say why sending the copies is not feasible: the subject is told")
+    return text
+
+
+def _held_since(rec: RequestRecord) -> date | None:
+    """The UK day the response last began waiting for the DPO: its copies were ready."""
+    held = [h.at for h in rec.history if h.event == LifecycleEvent.review_requested.value]
+    return held[-1].astimezone(UK).date() if held else None
 
 
 NOT_THE_SUBJECT: Final = "the DPO found that what the search found is not the subject"
@@ -1105,7 +1197,8 @@ def _awaiting_review(rec: RequestRecord) -> None:
         raise DomainError(
             f"the response is not awaiting review (state {rec.state.value}): only one "
             "holding a copy from a system marked review_before_disclosure, or a copy its "
-            "system says shows other people, waits for it"
+            "system says shows other people, or a portability response to be sent to "
+            "another organisation, waits for it"
         )
 
 

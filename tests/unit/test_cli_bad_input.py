@@ -503,6 +503,15 @@ def no_broker(env: Callable[..., None]) -> str:
             "--withhold and --disclose both",
         ),
         (["approve", "REQ-1", "--withhold", "tv"], "unknown --withhold 'tv'"),
+        (
+            ["approve", "REQ-1", "--sent-on", "2025-03-10", "--not-feasible", "x"],
+            "--sent-on and --not-feasible both",
+        ),
+        (["approve", "REQ-1", "--sent-on", "2999-01-01"], "--sent-on 2999-01-01 is in the future"),
+        (["approve", "REQ-1", "--sent-on", "yesterday"], "--sent-on"),
+        (["approve", "REQ-1", "--not-feasible", " "], "--not-feasible must not be empty"),
+        (["port", "--subject", "C-1", "--send-to", " "], "--send-to must not be empty"),
+        (["port", "--subject", "C-1", "--send-to", "x" * 501], "--send-to is 501 characters"),
         (["fee-received", "REQ-1"], "Missing option '--ground'"),
         (["refuse", "REQ-1", "--reason", "x"], "Missing option '--ground'"),
         (

@@ -54,7 +54,7 @@ SURFACE = [
     f"request restrict: --subject {SHARED}",
     f"request lift: --subject {SHARED}",
     f"request access: --subject --search {SHARED}",
-    f"request port: --subject {SHARED}",
+    f"request port: --subject --send-to {SHARED}",
     f"request rectify: --subject --set --statement {SHARED}",
     f"request object: --subject --scope {SHARED}",
     f"request withdraw: --subject --purpose --channel {SHARED}",
@@ -70,7 +70,8 @@ SURFACE = [
     f"request decide-objection: REQUEST_ID --accept --reason --purpose --actor --json {WAITS}",
     "request redact: REQUEST_ID --system --location --records --sha256 --media-type --actor "
     f"--json {WAITS}",
-    "request approve: REQUEST_ID --withhold --disclose --reason --not-subject --actor "
+    "request approve: REQUEST_ID --withhold --disclose --reason --not-subject --sent-on "
+    "--not-feasible --actor "
     f"--json {WAITS}",
     "request status: REQUEST_ID --json",
     "request list: --due-within --type --limit --json",

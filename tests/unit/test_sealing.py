@@ -81,6 +81,7 @@ def request() -> RequestRecord:
         manifest={"subject": {"email": EMAIL}, "systems": ["crm"]},
         reason=f"asked by {NAME} on the phone",
         extension_reason=f"{NAME}'s files are on paper",
+        send_to=f"Bright Energy, for {NAME}",  # a portability request's (Art. 20(2))
         kept=[KeptItem(system=System.orders, category=Category.purchases, ground="tax")],
         created_at=NOW,
     )
@@ -161,13 +162,31 @@ def test_a_requests_free_text_is_sealed_and_what_was_kept_and_why_is_not() -> No
     )
     assert is_encrypted(sealed["reason"])
     assert is_encrypted(sealed["extension_reason"])
+    assert is_encrypted(sealed["send_to"])
     assert is_encrypted(sealed["tasks"]["T-1"]["outcome_reason"])
     assert sealed["kept"][0]["ground"] == "tax"
     gone = sealing.open_(sealed, sealing.REQUESTS, ANN, keys())
     assert gone is not None
-    assert (gone["reason"], gone["extension_reason"]) == (None, None)
+    assert (gone["reason"], gone["extension_reason"], gone["send_to"]) == (None, None, None)
     assert gone["tasks"]["T-1"]["outcome_reason"] is None
     assert gone["kept"][0]["ground"] == "tax"
+
+
+def test_an_open_request_with_no_key_keeps_its_free_text_until_it_closes() -> None:
+    """A complaint from someone erased with nothing kept: the DPO needs its text to
+    answer it; a portability request's organisation (Art. 20(2)) likewise, to send the
+    copies. Written only where a record has one, so a record of before 0.40 reads in a
+    release before it (which knows no such field)."""
+    value = request().model_dump(mode="json")
+    kept = sealing.REQUESTS.without_key(value)
+    assert kept is not None
+    assert (kept["reason"], kept["send_to"]) == (value["reason"], value["send_to"])
+    closed = sealing.REQUESTS.without_key({**value, "state": "completed"})
+    assert closed is not None
+    assert (closed["reason"], closed["send_to"]) == (None, None)
+    bare = request().model_copy(update={"send_to": None}).model_dump(mode="json")
+    assert "send_to" not in bare
+    assert "send_to" not in (sealing.REQUESTS.without_key(bare) or {})
 
 
 def _holds() -> list[LegalHold]:

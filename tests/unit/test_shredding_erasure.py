@@ -376,7 +376,11 @@ def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap
     refusal "Ann Jones, 12 Acacia Avenue: duplicate", "invoices of Ann Jones kept 6
     years"): review, session 26. What was kept and why stays."""
     rec = erased(context(dm), orders=r.TaskRetained).model_copy(
-        update={"reason": f"asked by {NAME}", "extension_reason": f"{NAME}: paper files"}
+        update={
+            "reason": f"asked by {NAME}",
+            "extension_reason": f"{NAME}: paper files",
+            "send_to": f"Bright Energy, for {NAME}",  # a portability request's (Art. 20(2))
+        }
     )
     task_id = next(t for t, task in rec.tasks.items() if task.system is System.orders)
     rec.tasks[task_id].outcome_reason = f"invoices of {NAME} kept 6 years"
@@ -386,7 +390,7 @@ def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap
     clean = shredding.scrubbed(rec)
     assert clean is not None
     assert NAME not in clean.model_dump_json()
-    assert (clean.reason, clean.extension_reason) == (None, None)
+    assert (clean.reason, clean.extension_reason, clean.send_to) == (None, None, None)
     assert all(t.outcome_reason is None for t in clean.tasks.values())
     planned = [k.ground for k in rec.kept[:-1]]
     assert planned

@@ -357,11 +357,27 @@ def approve(
         "who is the subject: it is dropped, and the response says nothing of it; repeat "
         "for more.",
     ),
+    sent_on: str | None = typer.Option(
+        None,
+        "--sent-on",
+        help="A portability request naming an organisation to send the copies to (port "
+        "--send-to): the day (YYYY-MM-DD) you sent them there. The subject is told, with "
+        "the copies.",
+    ),
+    not_feasible: str | None = typer.Option(
+        None,
+        "--not-feasible",
+        help="Instead of --sent-on: why sending the copies to that organisation is not "
+        "technically feasible (Art. 20(2)); told to the subject, who gets the copies to "
+        "pass on." + SEALED_HELP,
+    ),
 ) -> None:
     """Approve an access or portability response held for review: it goes to the subject, with the
     redacted copies `redact` recorded, without the --withhold ones, and the --disclose ones
     as their systems made them; a copy a search found that is not the subject is
-    --not-subject. Each copy held for review must be one of these."""
+    --not-subject. Each copy held for review must be one of these. A portability response
+    whose subject asked for the copies to be sent on says what became of that: --sent-on
+    or --not-feasible."""
     rid = check_id(request_id)
     left_out = sorted({parse_choice(System, s, "--withhold") for s in withhold})
     as_made = sorted({parse_choice(System, s, "--disclose") for s in disclose})
@@ -376,6 +392,12 @@ def approve(
     if left_out and reason is None:
         fail("--withhold needs --reason: the subject is told why their copy leaves it out")
     text = required_reason(reason) if reason is not None else None
+    if sent_on is not None and not_feasible is not None:
+        fail("--sent-on and --not-feasible both: the copies were sent, or could not be; say one")
+    sent_day = parse_date(sent_on, "--sent-on") if sent_on is not None else None
+    why_not = None
+    if not_feasible is not None and not (why_not := not_feasible.strip()):
+        fail("--not-feasible must not be empty: say why; the subject is told")
     done = "response approved and sent" + (
         f" without the copy from {', '.join(s.value for s in left_out)}" if left_out else ""
     )
@@ -388,6 +410,8 @@ def approve(
         disclosed=as_made,
         reason=text,
         not_subject=not_theirs,
+        transmitted_on=sent_day,
+        not_feasible=why_not,
     )
 
 

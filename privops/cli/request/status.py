@@ -77,7 +77,7 @@ def render_status(body: dict[str, Any]) -> None:
         if part is not None:
             console.print(part)
     if body.get("state") == AWAITING_REVIEW:
-        console.print(review_hint(str(body.get("request_id"))))
+        console.print(review_hint(str(body.get("request_id")), bool(body.get("send_to"))))
     manifest = body.get("manifest")
     if isinstance(manifest, dict) and manifest.get("kind", ACCESS) == ACCESS:
         console.print("[bold]Art. 15 response[/] (what the subject is told)")
@@ -102,17 +102,43 @@ def _marked(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def review_hint(request_id: str) -> str:
+def review_hint(request_id: str, send_on: bool = False) -> str:
     """What the DPO does with a response held for review (the exports above list the
-    copies; those marked redacted are the DPO's own)."""
+    copies; those marked redacted are the DPO's own); ``send_on``: the subject asked for
+    the copies to be sent to another organisation (Art. 20(2))."""
     rid = cell(request_id)
+    redact = f"privops request redact {rid} --system SYSTEM --location URL --records N --sha256 HEX"
+    if send_on:
+        return (
+            "[bold yellow]Awaiting you:[/] the subject asked for the copies above to be sent "
+            "to the organisation named (Art. 20(2)); nothing goes to them or the subject "
+            "until you approve, and the deadline runs on.\n"
+            f"  a copy showing other people: redact it first ({redact}), or --withhold it\n"
+            f"  send the copies, then:       privops request approve {rid} --sent-on "
+            "YYYY-MM-DD (or --not-feasible WHY)"
+        )
     return (
         "[bold yellow]Awaiting your review:[/] a copy above may show other people, and "
         "nothing goes to the subject until you approve; the deadline runs on.\n"
-        f"  redact a copy:  privops request redact {rid} --system SYSTEM --location URL "
-        "--records N --sha256 HEX\n"
+        f"  redact a copy:  {redact}\n"
         f"  then send it:   privops request approve {rid} [--withhold SYSTEM] --reason TEXT"
     )
+
+
+def _send_to(body: dict[str, Any]) -> str:
+    """Where the subject asked for the copies to go, and what became of it (the
+    record's ``transmission``, once the response went out)."""
+    manifest = body.get("manifest") if isinstance(body.get("manifest"), dict) else {}
+    done = (manifest or {}).get("transmission")
+    told = cell(body.get("send_to"))
+    if not isinstance(done, dict):
+        return told + " [dim](not sent yet)[/]" if body.get("state") == AWAITING_REVIEW else told
+    if done.get("sent_on"):
+        return f"{told} [dim](sent on {cell(done['sent_on'])})[/]"
+    if done.get("not_feasible"):
+        why = cell(done.get("why_not"), "why not kept")
+        return f"{told} [dim](not technically feasible: {why})[/]"
+    return f"{told} [dim](nothing to send)[/]"
 
 
 def days_left_cell(days_left: Any) -> str:
@@ -160,6 +186,7 @@ def _summary(body: dict[str, Any]) -> Table:
         ),
         *([("refused on", cell(body["refusal_ground"]))] if body.get("refusal_ground") else []),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
+        *([("send copies to", _send_to(body))] if body.get("send_to") else []),
         *(
             [
                 (

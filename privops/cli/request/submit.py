@@ -44,7 +44,7 @@ from privops.core.datamap import DEFAULT_CONTACT_FIELDS, FIELD_NAME_RE, STATEMEN
 from privops.core.records import RequestSubmitted
 from privops.core.topics import COMMANDS
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType, SearchDetail
-from privops.core.workflow import MAX_RECTIFIED_CHARS
+from privops.core.workflow import MAX_RECTIFIED_CHARS, MAX_SEND_TO_CHARS
 
 _FIELDS_HELP = (
     "those the data map lists for each category (categories.<category>.fields, shown by "
@@ -338,6 +338,33 @@ def access(
 
 
 @submission_verb
+def port(
+    common: Submission,
+    send_to: str | None = typer.Option(
+        None,
+        "--send-to",
+        help="The organisation the subject asked to have the copies sent to directly, and "
+        "how to reach it (Art. 20(2)): the response waits for you to send them and say so "
+        "(`privops request approve --sent-on`, or --not-feasible). Sealed by the worker "
+        "before it is sent.",
+    ),
+) -> None:
+    """Data portability (Art. 20): the data the subject gave us, used with their consent
+    or under a contract, as structured machine-readable copies (JSON, CSV...) from each
+    system holding it; the data map's purposes say which (`privops ropa`, each system's
+    "portable")."""
+    extra: dict[str, Any] = {}
+    if send_to is not None:
+        text = send_to.strip()
+        if not text:
+            fail("--send-to must not be empty: name the organisation and how to reach it")
+        if len(text) > MAX_SEND_TO_CHARS:
+            fail(f"--send-to is {len(text)} characters: at most {MAX_SEND_TO_CHARS}")
+        extra["send_to"] = text
+    submit([submission(RequestType.portability, common, **extra)], common)
+
+
+@submission_verb
 def object_(
     common: Submission,
     scope: str = typer.Option(
@@ -438,16 +465,7 @@ VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
     ),
     ("lift", submission_verb(lift)),
     ("access", access),
-    (
-        "port",
-        _simple_verb(
-            RequestType.portability,
-            "Data portability (Art. 20): the data the subject gave us, used with their consent "
-            "or under a contract, as structured machine-readable copies (JSON, CSV...) from "
-            "each system holding it; the data map's purposes say which (`privops ropa`, each "
-            'system\'s "portable").',
-        ),
-    ),
+    ("port", port),
     ("rectify", rectify),
     ("object", object_),
     ("withdraw", withdraw),
