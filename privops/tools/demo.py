@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 from rich.console import Console
@@ -141,21 +141,28 @@ class Demo:
     # --- talking to privops -------------------------------------------------------------
     async def submit(self, command: r.RequestSubmitted) -> str:
         """Sign `command` as the CLI would (the worker trusts nothing else) and publish it."""
+        await self.publish(await self.sealed(command), command.subject_id)
+        return command.request_id
+
+    async def follow_up(self, command: r.Command, subject_id: str) -> None:
+        """A follow-up the DPO sends for a request of ``subject_id`` (with no text of
+        theirs to seal: the demo's say nothing of anyone)."""
+        await self.publish(command, subject_id)
+
+    async def publish(self, command: r.Command, subject_id: str) -> None:
+        """Sign ``command`` (sealed already, as the CLI does: privops.tools.command_sealing)
+        and publish it under its subject's key."""
         assert self.serde is not None
         if self.key is None:
             self.key = signing_key(
                 self.settings, command.actor, say=lambda m: self.console.print(f"• {m}")
             )
-        # Sealed, then signed, as the CLI does (privops.tools.command_sealing).
         client = client_options(self.settings, default=DPO)
         if self.cluster is None:
             self.cluster = await cluster_id(client)
-        command = self.key.sign(await self.sealed(command), deployment=self.cluster)
+        command = self.key.sign(command, deployment=self.cluster)
         async with producer(client) as prod:
-            await prod.send_and_wait(
-                COMMANDS, self.serde.encode(command), key=command.subject_id.encode()
-            )
-        return command.request_id
+            await prod.send_and_wait(COMMANDS, self.serde.encode(command), key=subject_id.encode())
 
     def request_command(
         self, kind: RequestType, subject: str, *, days_ago: int = 0, **extra: Any
@@ -301,6 +308,10 @@ async def story(demo: Demo) -> Ending:
     return Ending(rid, data_dir)
 
 
+NEW_SUPPLIER: Final = "Bright Energy Ltd (switching team)"
+"""Where the demo's portability request asks the copies to go (Art. 20(2))."""
+
+
 async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -> str:
     """Tell the story; the id of the last request, for the closing pointers."""
     console, clock = demo.console, demo.clock
@@ -356,14 +367,35 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
     console.print("[bold]Art. 15 information in the response[/]")
     console.print(art15_table(manifest))
     # The same customer's portability request: only what they gave us on consent or a
-    # contract, so fewer systems and categories than the access copy (no Art. 15 manifest).
+    # contract, so fewer systems and categories than the access copy (no Art. 15 manifest);
+    # sent on to their new supplier too (Art. 20(2)), which the DPO does and records.
     rid = await demo.submit(
         demo.request_command(
-            RequestType.portability, subject.subject_id, identity_verified_on=clock.today()
+            RequestType.portability,
+            subject.subject_id,
+            identity_verified_on=clock.today(),
+            send_to=NEW_SUPPLIER,
         )
     )
+    await demo.finished(rid, ("awaiting_review",))
+    console.print(
+        f"portability request {rid}: the copies wait for the DPO to send them to the new "
+        "supplier the customer named (Art. 20(2)); the DPO sends them and says so"
+    )
+    approved = r.AccessResponseApproved(
+        command_id=uuid.uuid4().hex,
+        request_id=rid,
+        issued_at=clock.now(),
+        actor=demo.settings.actor,
+        transmitted_on=clock.today(),
+    )
+    await demo.follow_up(approved, subject.subject_id)
     body = await demo.finished(rid, ("completed", "partially_completed"))
-    console.print(f"portability request {rid} (Art. 20): [bold]{body['state']}[/]")
+    sent = (body["manifest"] or {}).get("transmission") or {}
+    console.print(
+        f"portability request {rid} (Art. 20): [bold]{body['state']}[/], sent on "
+        f"{sent.get('sent_on')}"
+    )
     ported = exports_table(
         task_exports(body["tasks"]), title="Portable copies (machine-readable, Art. 20)"
     )

@@ -59,7 +59,7 @@ def test_demo_story_runs_and_shows_every_workflow(local_runtime: Settings) -> No
     assert all(Path(p).stat().st_size > 0 for p in exports)
     # The access request's customer's portability request: copies of what the right
     # covers only, each saying so.
-    assert re.search(r"portability request REQ-\w+ \(Art\. 20\): completed", out)
+    assert re.search(r"portability request REQ-\w+ \(Art\. 20\): completed, sent on 20", out)
     assert "Portable copies" in out
     ported = [json.loads(p.read_text()).get("portability") for p in exports]
     assert any(p is not None for p in ported)

@@ -19,13 +19,14 @@ from privops.adapters import kek as kekfile
 from privops.adapters.acls import DPO
 from privops.adapters.datamap_file import load_datamap
 from privops.adapters.settings import Settings
+from privops.cli.common import uk_today
 from privops.connectors.encryption import decrypt_record
 from privops.connectors.reference import exported_file, seed_customers
 from privops.core import deadlines
 from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.fieldcrypt import is_encrypted
-from privops.core.topics import ALERTS, NOTIFICATIONS
+from privops.core.topics import ALERTS, COMMANDS, NOTIFICATIONS
 from privops.core.vocab import Category, Channel, Purpose, System
 from tests.conftest import port, start_worker
 from tests.integration.helpers import (
@@ -33,6 +34,7 @@ from tests.integration.helpers import (
     key_service,
     produce,
     read_topic,
+    records_where,
     request_reaching,
     wait_for,
 )
@@ -66,6 +68,8 @@ def copy(location: str) -> tuple[str, ...]:
 
 
 DATAMAP = load_datamap()
+ELSEWHERE = "Bright Energy Ltd, switching@bright.example"
+"""Where a subject asks for their portable copies to be sent (Art. 20(2))."""
 
 
 def alerts_for(settings: Settings, request_ids: set[str]) -> list[r.Alert]:
@@ -161,7 +165,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
             env=worker.env,
         )
 
-        def verified(verb: str, subject: str) -> str:
+        def verified(verb: str, subject: str, *more: str) -> str:
             """A ``privops request VERB`` received near its due date, identity verified."""
             return cli(
                 "request",
@@ -171,6 +175,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
                 "--received",
                 near,
                 "--verified-now",
+                *more,
                 "-q",
                 env=worker.env,
             )
@@ -185,9 +190,10 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         # Data portability (Art. 20), for the viewer, who has a credit account: what they
         # gave us on consent or contract, from the systems holding it; not their credit
         # file (the agencies'), nor the footage or call recordings (legitimate interests).
+        # They asked for it to be sent to their new supplier too (Art. 20(2)).
         assert viewer.credit is not None
         assert System.orders in held[viewer.subject_id]
-        ported = verified("port", viewer.subject_id)
+        ported = verified("port", viewer.subject_id, "--send-to", ELSEWHERE)
 
         ids = {approaching, breached, completed}
         wait_for(
@@ -239,6 +245,19 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         cli("request", "approve", reviewed, "--reason", "Other visitors blurred.", env=worker.env)
         _, body = http_json(f"{worker.url}/requests/{reviewed}")
         assert body["state"] == "completed"
+
+        # The portability copies wait for the DPO to send them on (Art. 20(2)): the
+        # status names the organisation (sealed on the broker and in the store, opened
+        # for the DPO); an approval that does not say what became of it is refused.
+        request_reaching(worker.url, ported, "awaiting_review", "the copies to wait for the DPO")
+        shown = cli("request", "status", ported, env=worker.env)
+        assert "Bright Energy" in shown
+        assert "--sent-on" in shown
+        unsaid = run_cli("request", "approve", ported, env=worker.env)
+        assert unsaid.returncode == 1
+        assert "--sent-on" in unsaid.stdout + unsaid.stderr
+        sent_on = uk_today().isoformat()
+        cli("request", "approve", ported, "--sent-on", sent_on, env=worker.env)
 
         # The DPO's caseload: the two objections still open, the overdue one first; with
         # --due-within 0, only it.
@@ -336,12 +355,24 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         ]
         assert told.kind == "portability_response"
         assert told.document is None
+        assert "Bright Energy" not in repr(told)
         keys = key_service(worker.url, kek, DPO)
         try:
             told = decrypt_record(told, keys)
         finally:
             keys.close()
         assert "machine-readable" in told.message
+        assert f"to the organisation you named on {sent_on}" in told.message
+        assert body["send_to"] == ELSEWHERE
+        assert body["manifest"]["transmission"]["sent_on"] == sent_on
+        # Sealed on the broker: the command as the CLI sent it, opened for the DPO only.
+        (submitted,) = records_where(
+            local_runtime,
+            COMMANDS,
+            lambda c: isinstance(c, r.RequestSubmitted) and c.request_id == ported,
+        )
+        assert submitted.send_to is not None
+        assert is_encrypted(submitted.send_to)
         copied = set()
         for ref in told.exports:
             path = exported_file(data_dir, ref.location)
