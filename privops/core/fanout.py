@@ -754,22 +754,14 @@ def finish(
     held_for = review_systems(rec, ctx) if review is None else []
     to_send = _to_transmit(rec) if review is None else []
     if (held_for or to_send) and rec.request_type in COPIES:
-        if held_for:
-            out.audit.append(
-                AuditStep(
-                    "response_review_required",
-                    after=",".join(s.value for s in held_for),
-                    reason=REVIEW_WHY,
+        for action, systems, why in (
+            ("response_review_required", held_for, REVIEW_WHY),
+            ("transmission_required", to_send, TRANSMIT_WHY),
+        ):
+            if systems:
+                out.audit.append(
+                    AuditStep(action, after=",".join(s.value for s in systems), reason=why)
                 )
-            )
-        if to_send:
-            out.audit.append(
-                AuditStep(
-                    "transmission_required",
-                    after=",".join(s.value for s in to_send),
-                    reason=TRANSMIT_WHY,
-                )
-            )
         move(rec, E.review_requested, out, ctx.now)
         return
     review = review or manifest.Review()
@@ -945,7 +937,7 @@ def _portability_response(
     else:
         told = NOTHING_PORTABLE
     if rec.send_to is not None and not sent:
-        told += " So we have sent nothing to the organisation you named."
+        told = _before_redress(told, "So we have sent nothing to the organisation you named.")
     told += _reviewed(review, "20(4)", "the letter with this notice")
     if review.not_feasible is not None and not (review.redacted or review.withheld):
         told += " " + REDRESS  # Art. 12(4): the transmission asked for is not made
@@ -959,6 +951,14 @@ def _portability_response(
         document="\n\n".join(letter) or None,
         exports=[e.model_copy(update={"categories": None}) for e in sent],
     )
+
+
+def _before_redress(told: str, sentence: str) -> str:
+    """``sentence`` added to ``told``, before the redress it ends with, if it does: the
+    redress comes last."""
+    if not told.endswith(REDRESS):
+        return f"{told} {sentence}"
+    return f"{told.removesuffix(REDRESS).rstrip()} {sentence} {REDRESS}"
 
 
 def _copies_told(rec: RequestRecord, review: manifest.Review, formats: str) -> str:
@@ -1028,6 +1028,8 @@ def _transmission(rec: RequestRecord, review: manifest.Review) -> dict[str, Any]
         return {}
     return {
         "transmission": {
+            # the copies that went out (each sent on, or none could be)
+            "systems": sorted(s.value for s, _ in portable_copies(rec) if s not in review.withheld),
             "sent_on": review.transmitted_on.isoformat() if review.transmitted_on else None,
             "not_feasible": review.not_feasible is not None,
             "why_not": review.not_feasible or None,

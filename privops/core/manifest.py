@@ -187,7 +187,7 @@ class Review:
     reason: str | None = None
     # A portability response whose subject asked for the copies to be sent to another
     # organisation (UK GDPR Art. 20(2)): the day the DPO sent them, or why that was not
-    # technically feasible ("": said, but not kept, as the subject was erased meanwhile).
+    # technically feasible.
     transmitted_on: date | None = None
     not_feasible: str | None = None
 

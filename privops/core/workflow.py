@@ -645,14 +645,26 @@ def _check_send_to(cmd: r.RequestSubmitted) -> None:
             Reason.invalid_command,
             "only a portability request's copies are sent to another organisation (send_to)",
         )
-    if not cmd.send_to.strip():
-        raise Refused(Reason.invalid_command, "send_to is empty: name the organisation")
-    if len(cmd.send_to) > MAX_SEND_TO_CHARS:
+    if cmd.send_to == WITHHELD:  # the CLI had no key to seal it under
         raise Refused(
-            Reason.invalid_command,
-            f"send_to is {len(cmd.send_to)} characters: at most {MAX_SEND_TO_CHARS} (the "
-            "organisation and how to reach it)",
+            Reason.invalid_command, "send_to could not be sealed: there is no one to send for"
         )
+    if problem := send_to_problem(cmd.send_to):
+        raise Refused(Reason.invalid_command, f"send_to {problem}")
+
+
+def send_to_problem(text: str) -> str | None:
+    """What is wrong with an organisation to send copies to, or None (the CLI asks the
+    same): one line of printable text, not blank, not longer than ``MAX_SEND_TO_CHARS``
+    (it reaches the DPO's terminal and a letter). Never repeats the text."""
+    trimmed = text.strip()
+    if not trimmed:
+        return "is empty: name the organisation and how to reach it"
+    if not trimmed.isprintable():
+        return "holds a control character or line break: one line of text"
+    if len(trimmed) > MAX_SEND_TO_CHARS:
+        return f"is {len(trimmed)} characters: at most {MAX_SEND_TO_CHARS}"
+    return None
 
 
 def _identity_verified(
@@ -1116,10 +1128,10 @@ def _response_approved(
 def _transmission_decided(
     rec: RequestRecord, cmd: r.AccessResponseApproved, withheld: frozenset[System]
 ) -> str | None:
-    """Why sending the copies on was not technically feasible ("" when said but not
-    kept: the subject was erased meanwhile), or None; DomainError unless the approval
-    says what became of a transmission the subject asked for (UK GDPR Art. 20(2)), and
-    only then: the day the copies were sent, or why they could not be."""
+    """Why sending the copies on was not technically feasible, or None; DomainError
+    unless the approval says what became of a transmission the subject asked for (UK
+    GDPR Art. 20(2)), and only then: the day the copies were sent, or why they could not
+    be."""
     said = cmd.transmitted_on is not None or cmd.not_feasible is not None
     if rec.send_to is None:
         if said:
@@ -1152,12 +1164,19 @@ def _transmission_decided(
                 f"ready ({ready.isoformat()}): say the day they were sent"
             )
         return None
-    if cmd.not_feasible == WITHHELD:
-        return ""
     text = (cmd.not_feasible or "").strip()
     if not text:
         raise DomainError("say why sending the copies is not feasible: the subject is told")
+    if len(text) > MAX_NOT_FEASIBLE_CHARS:
+        raise DomainError(
+            f"the reason sending is not feasible is {len(text)} characters: at most "
+            f"{MAX_NOT_FEASIBLE_CHARS} (it goes in the letter to the subject)"
+        )
     return text
+
+
+MAX_NOT_FEASIBLE_CHARS: Final = 2_000
+"""The longest reason a transmission was not feasible: a paragraph of a letter."""
 
 
 def _held_since(rec: RequestRecord) -> date | None:

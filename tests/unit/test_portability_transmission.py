@@ -104,6 +104,7 @@ def test_sent_the_subject_is_told_the_day_with_the_copies(ctx: wf.Context) -> No
     kept = outcome.record.manifest
     assert kept is not None
     assert kept["transmission"] == {
+        "systems": sorted(s.value for s in SHIPPED),
         "sent_on": TODAY.isoformat(),
         "not_feasible": False,
         "why_not": None,
@@ -128,7 +129,12 @@ def test_not_feasible_the_subject_gets_the_copies_why_and_redress(ctx: wf.Contex
     assert len(note.exports) == len(SHIPPED)
     kept = outcome.record.manifest
     assert kept is not None
-    assert kept["transmission"] == {"sent_on": None, "not_feasible": True, "why_not": why}
+    assert kept["transmission"] == {
+        "systems": sorted(s.value for s in SHIPPED),
+        "sent_on": None,
+        "not_feasible": True,
+        "why_not": why,
+    }
     (step,) = audited(outcome, "response_approved")
     assert "transmission not feasible" in (step.after or "")
     assert why not in (step.after or "")
@@ -150,19 +156,64 @@ def test_not_feasible_with_a_copy_left_out_gives_both_reasons_and_one_redress(
     assert note.document == "A neighbour is in it.\n\nNo way in."
     assert note.message.count(REDRESS) == 1
     assert export_ref(System.crm).location not in {e.location for e in note.exports}
-
-
-def test_a_subject_erased_meanwhile_is_told_without_the_dpos_words(ctx: wf.Context) -> None:  # noqa: F811
-    """The CLI sends WITHHELD for text it has no key to seal under."""
-    rec, _ = held(ctx)
-    outcome = approve(rec, ctx, not_feasible=WITHHELD)
-    assert outcome.rejected is None, outcome.message
-    (note,) = of_type(outcome, r.SubjectNotification)
-    assert note.document is None
-    assert note.message.startswith("We could not send your copy")
     assert outcome.record is not None
     assert outcome.record.manifest is not None
-    assert outcome.record.manifest["transmission"]["why_not"] is None
+    assert "crm" not in outcome.record.manifest["transmission"]["systems"]
+
+
+def test_a_redacted_copy_goes_on_with_one_redress(ctx: wf.Context) -> None:  # noqa: F811
+    rec, _ = held(ctx, crm_shows_others=True)
+    redacted = export_ref(System.crm, "R-1/redacted.json")
+    outcome = wf.on_command(rec, command(r.ExportRedacted, system=System.crm, export=redacted), ctx)
+    assert outcome.record is not None
+    done = approve(outcome.record, ctx, reason="A neighbour is cut.", not_feasible="No way in.")
+    assert done.rejected is None, done.message
+    (note,) = of_type(done, r.SubjectNotification)
+    assert note.message.count(REDRESS) == 1
+    assert "we redacted the copy from crm" in note.message
+    assert redacted.location in {e.location for e in note.exports}
+
+
+def test_a_system_that_failed_leaves_its_copy_to_the_dpo(ctx: wf.Context) -> None:  # noqa: F811
+    """Orders failed for good: the others' copies wait to be sent on; the subject is told
+    which system is not done, and the record which copies went out."""
+    rec = port(ctx, send_to=ELSEWHERE).record
+    assert rec is not None
+    results = {
+        t.system.value: (
+            answer(rec, t.system, r.TaskFailed, reason="down", retryable=False)
+            if t.system is System.orders
+            else answer(rec, t.system, export=export_ref(t.system))
+        )
+        for t in rec.tasks.values()
+    }
+    rec, last = answer_all(rec, ctx, **results)
+    assert rec.state is RequestState.awaiting_review
+    (step,) = audited(last, "transmission_required")
+    assert "orders" not in (step.after or "")
+    outcome = approve(rec, ctx, transmitted_on=TODAY)
+    assert outcome.record is not None
+    assert outcome.record.state is RequestState.partially_completed
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert "could not yet complete it in: orders" in note.message
+    assert outcome.record.manifest is not None
+    assert "orders" not in outcome.record.manifest["transmission"]["systems"]
+    assert outcome.record.manifest["missing_exports"] == ["orders"]
+
+
+def test_the_organisation_is_in_no_unsealed_output(ctx: wf.Context) -> None:  # noqa: F811
+    """Every record a decision sends, but the notice's sealed letter, and the audit."""
+    submitted = port(ctx, send_to=ELSEWHERE)
+    rec, last = held(ctx)
+    done = approve(rec, ctx, not_feasible=f"{ELSEWHERE} takes no files")
+    for outcome in (submitted, last, done):
+        shown = [
+            o.record.model_copy(update={"document": None})
+            if isinstance(o.record, r.SubjectNotification)
+            else o.record
+            for o in outcome.out
+        ]
+        assert "Bright Energy" not in repr(shown) + repr(outcome.audit) + (outcome.message or "")
 
 
 @pytest.mark.parametrize(
@@ -171,6 +222,7 @@ def test_a_subject_erased_meanwhile_is_told_without_the_dpos_words(ctx: wf.Conte
         ({}, "send them, then approve with the day sent (--sent-on)"),
         ({"transmitted_on": TODAY, "not_feasible": "x"}, "both; say one"),
         ({"not_feasible": "  "}, "say why sending the copies is not feasible"),
+        ({"not_feasible": "x" * 2_001}, "2001 characters: at most 2000"),
         ({"transmitted_on": TODAY + timedelta(days=1)}, "is after today"),
         ({"transmitted_on": TODAY - timedelta(days=1)}, "earlier than"),  # received today
     ],
@@ -231,8 +283,10 @@ def test_with_nothing_portable_nothing_waits_and_the_subject_is_told(ctx: wf.Con
     assert outcome.record is not None
     assert outcome.record.state is RequestState.completed
     (note,) = of_type(outcome, r.SubjectNotification)
-    assert (
-        note.message == NOTHING_PORTABLE + " So we have sent nothing to the organisation you named."
+    assert note.message == (
+        NOTHING_PORTABLE.removesuffix(REDRESS)
+        + "So we have sent nothing to the organisation you named. "
+        + REDRESS
     )
 
 
@@ -242,6 +296,8 @@ def test_with_nothing_portable_nothing_waits_and_the_subject_is_told(ctx: wf.Con
         ({"request_type": RequestType.access}, "only a portability request's copies"),
         ({"send_to": "   "}, "send_to is empty"),
         ({"send_to": "x" * (wf.MAX_SEND_TO_CHARS + 1)}, "at most 500"),
+        ({"send_to": "Bright\n\x1b[2J Energy"}, "control character or line break"),
+        ({"send_to": WITHHELD}, "could not be sealed"),
     ],
 )
 def test_send_to_is_refused_where_it_cannot_be_acted_on(
@@ -285,6 +341,17 @@ def test_the_status_names_the_organisation_and_what_became_of_it(ctx: wf.Context
         "tasks": _tasks_json(outcome.record),
     }
     assert status_cli._send_to(body) == f"{ELSEWHERE} [dim](sent on {TODAY.isoformat()})[/]"
+    not_sent = approve(rec, ctx, not_feasible="No way in.").record
+    assert not_sent is not None
+    body |= {"manifest": not_sent.manifest}
+    assert status_cli._send_to(body).endswith("(not technically feasible: No way in.)[/]")
+    body |= {"manifest": {"transmission": {"systems": [], "sent_on": None, "not_feasible": False}}}
+    assert status_cli._send_to(body).endswith("(nothing to send)[/]")
+    status_cli.console.begin_capture()
+    status_cli.render_status({**body, "request_id": "R-1", "state": "awaiting_review"})
+    shown = status_cli.console.end_capture()
+    assert ELSEWHERE in shown
+    assert "--sent-on YYYY-MM-DD" in shown
 
 
 # --- the DPO's CLI ------------------------------------------------------------------------------

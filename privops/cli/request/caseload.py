@@ -108,8 +108,8 @@ def render(listed: list[dict[str, Any]], body: dict[str, Any], *, filtered: bool
     console.print(out)
     if any(row.get("state") == AWAITING_REVIEW for row in listed):
         console.print(
-            "[dim]awaiting_review: `privops request status ID` shows the copies to review, "
-            "then `privops request redact` / `approve`[/]"
+            "[dim]awaiting_review: `privops request status ID` shows the copies to review "
+            "or send on, then `privops request redact` / `approve`[/]"
         )
     if isinstance(total, int) and total > len(listed):
         console.print(f"[dim]{total - len(listed)} more: raise --limit or narrow the list[/]")

@@ -52,6 +52,7 @@ from privops.core.records import (
     RequestRefused,
 )
 from privops.core.vocab import FeeGround, RefusalGround, System
+from privops.core.workflow import MAX_NOT_FEASIBLE_CHARS
 
 
 def _day(value: str | None, option: str = "--on") -> date:
@@ -398,6 +399,8 @@ def approve(
     why_not = None
     if not_feasible is not None and not (why_not := not_feasible.strip()):
         fail("--not-feasible must not be empty: say why; the subject is told")
+    if why_not is not None and len(why_not) > MAX_NOT_FEASIBLE_CHARS:
+        fail(f"--not-feasible is {len(why_not)} characters: at most {MAX_NOT_FEASIBLE_CHARS}")
     done = "response approved and sent" + (
         f" without the copy from {', '.join(s.value for s in left_out)}" if left_out else ""
     )

@@ -113,9 +113,11 @@ def review_hint(request_id: str, send_on: bool = False) -> str:
             "[bold yellow]Awaiting you:[/] the subject asked for the copies above to be sent "
             "to the organisation named (Art. 20(2)); nothing goes to them or the subject "
             "until you approve, and the deadline runs on.\n"
-            f"  a copy showing other people: redact it first ({redact}), or --withhold it\n"
+            f"  a copy showing other people: redact it first ({redact}); when approving, "
+            "--withhold or --disclose it, with --reason for what was redacted or withheld\n"
             f"  send the copies, then:       privops request approve {rid} --sent-on "
-            "YYYY-MM-DD (or --not-feasible WHY)"
+            "YYYY-MM-DD (or --not-feasible WHY)\n"
+            "  the subject withdrew it before you sent them: privops request cancel"
         )
     return (
         "[bold yellow]Awaiting your review:[/] a copy above may show other people, and "

@@ -44,7 +44,7 @@ from privops.core.datamap import DEFAULT_CONTACT_FIELDS, FIELD_NAME_RE, STATEMEN
 from privops.core.records import RequestSubmitted
 from privops.core.topics import COMMANDS
 from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType, SearchDetail
-from privops.core.workflow import MAX_RECTIFIED_CHARS, MAX_SEND_TO_CHARS
+from privops.core.workflow import MAX_RECTIFIED_CHARS, send_to_problem
 
 _FIELDS_HELP = (
     "those the data map lists for each category (categories.<category>.fields, shown by "
@@ -355,12 +355,9 @@ def port(
     "portable")."""
     extra: dict[str, Any] = {}
     if send_to is not None:
-        text = send_to.strip()
-        if not text:
-            fail("--send-to must not be empty: name the organisation and how to reach it")
-        if len(text) > MAX_SEND_TO_CHARS:
-            fail(f"--send-to is {len(text)} characters: at most {MAX_SEND_TO_CHARS}")
-        extra["send_to"] = text
+        if problem := send_to_problem(send_to):
+            fail(f"--send-to {problem}")
+        extra["send_to"] = send_to.strip()
     submit([submission(RequestType.portability, common, **extra)], common)
 
 
