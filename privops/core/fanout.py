@@ -293,6 +293,76 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         finish(rec, ctx, out)
 
 
+RESPONSE_FIRST: Final = (
+    "the subject's access or portability response goes out first: erased now, their copy "
+    "would show nothing, or lose what it was made of (UK GDPR Art. 15, 20; erasing data "
+    "once asked for it to keep it from them is an offence, DPA 2018 s. 173); the "
+    "erasure's clock runs on"
+)
+UNDER_WAY: Final = frozenset(
+    {
+        RequestState.in_progress,
+        RequestState.paused,
+        RequestState.awaiting_systems,
+        RequestState.awaiting_review,
+    }
+)
+"""The states of a request whose work has begun (or is paused by the subject's
+clarification): an erasure waits for such an access or portability response, not for
+one still waiting for the subject's identity, which may never come."""
+
+
+def wait_for_responses(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
+    """Whether ``rec``, an erasure about to send its work, waits for the subject's
+    access and portability responses under way first (``RESPONSE_FIRST``): they are
+    recorded in ``waits_for``, and ``resume_erasure`` sends the work once they closed."""
+    if rec.request_type is not RequestType.erasure:
+        return False
+    waits = responses_under_way(rec, ctx)
+    if waits:
+        rec.waits_for = waits
+        out.audit.append(AuditStep("erasure_waiting", after=",".join(waits), reason=RESPONSE_FIRST))
+    return bool(waits)
+
+
+def resume_erasure(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
+    """``rec``, an erasure waiting for the subject's responses (``waits_for``), goes on
+    once none of them is under way any more (each sent, refused, cancelled; its record
+    gone): its work goes out now, planned from what the systems hold now. Whether the
+    record changed."""
+    still = responses_under_way(rec, ctx)
+    if still == rec.waits_for:
+        return False
+    rec.waits_for = still
+    if not still:  # no later response is waited for: that could put it off for ever
+        out.audit.append(AuditStep("erasure_resumed", reason=RESUMED))
+        start_work(rec, ctx, out)
+    return True
+
+
+RESUMED: Final = (
+    "the subject's access and portability responses it waited for went out or closed: "
+    "the erasure's work goes out now"
+)
+
+
+def responses_under_way(rec: RequestRecord, ctx: Context) -> list[str]:
+    """The ids of the subject's access and portability requests under way that ``rec``,
+    an erasure, waits for (only those it waits for already, once it does): their copies
+    are made from what the systems hold, so the erasure's work goes out once each has
+    closed. Read from the subject's request records, this partition's."""
+    waited = set(rec.waits_for)
+    return sorted(
+        other.request_id
+        for other in ctx.subject_requests()
+        if other.request_id != rec.request_id
+        and other.subject_id == rec.subject_id
+        and other.request_type in COPIES
+        and other.state in UNDER_WAY
+        and (not waited or other.request_id in waited)
+    )
+
+
 def portable(ctx: Context, held: dict[System, set[Category]]) -> dict[System, set[Category]]:
     """What a portability request asks each system for: of what it holds of the subject,
     the categories the right covers (``DataMap.portable``: given by the subject, used
@@ -748,9 +818,11 @@ def portable_copies(rec: RequestRecord) -> list[tuple[System, r.ExportReference]
 def finish(
     rec: RequestRecord, ctx: Context, out: Outcome, review: manifest.Review | None = None
 ) -> None:
-    """Every task answered: complete (or partially) and tell the subject. An access
-    response with a copy the DPO reviews first waits in awaiting_review for their
-    approval (``review``: what they redacted or withheld)."""
+    """Every task answered: complete (or partially) and tell the subject. An access or
+    portability response with a copy the DPO reviews first, or portability copies the
+    subject asked to be sent on (``_to_transmit``), waits in awaiting_review for their
+    approval (``review``: what they redacted or withheld, and what became of the
+    transmission)."""
     held_for = review_systems(rec, ctx) if review is None else []
     to_send = _to_transmit(rec) if review is None else []
     if (held_for or to_send) and rec.request_type in COPIES:
@@ -896,13 +968,14 @@ refusal, a refused objection, an erasure that keeps data): one sentence, every n
 PORTABLE_DATA: Final = (
     "the personal data you gave us that we use with your consent or under a contract with you"
 )
-NOTHING_PORTABLE: Final = (
+NOTHING_PORTABLE_WHY: Final = (
     f"We checked our systems and hold none of {PORTABLE_DATA}, which is what the right "
     "to data portability covers (UK GDPR Art. 20(1)): any other personal data we hold "
     "about you, we use on another lawful basis (such as our legitimate interests or a "
     "legal obligation), others gave us, or we worked out ourselves. You may still ask "
-    "for a copy of all the personal data we hold about you (a subject access request). " + REDRESS
+    "for a copy of all the personal data we hold about you (a subject access request)."
 )
+NOTHING_PORTABLE: Final = NOTHING_PORTABLE_WHY + " " + REDRESS
 """The portability notice when no system holds any of what the right covers: the right
 is not acted on as asked, so why, and the redress (Art. 12(4))."""
 TRANSMIT: Final = (
@@ -915,6 +988,15 @@ PORTABILITY_WITHHELD: Final = (
 )
 
 
+def copies_out(
+    rec: RequestRecord, withheld: Iterable[System]
+) -> list[tuple[System, r.ExportReference]]:
+    """The copies of a portability response that go out: each of a record or more
+    (``portable_copies``), but those the DPO left out."""
+    left_out = set(withheld)
+    return [(s, e) for s, e in portable_copies(rec) if s not in left_out]
+
+
 def _portability_response(
     rec: RequestRecord, ctx: Context, out: Outcome, review: manifest.Review
 ) -> None:
@@ -923,42 +1005,47 @@ def _portability_response(
     another controller; that none could be given (each left out by the DPO, or not yet
     made); or that no system holds any of it. No Art. 15 manifest: that is an access
     request's, and the subject may make one. What was sent, left out and why is kept on
-    the record (``manifest``, kind ``portability_response``: Art. 5(2))."""
-    copies = portable_copies(rec)
-    sent = [e for s, e in copies if s not in review.withheld]
-    rec.manifest = _portability_record(rec, ctx, copies, review)
+    the record (``manifest``, kind ``portability_response``: Art. 5(2)). Where part of
+    it is not acted on as asked (nothing held, a copy redacted or left out, a
+    transmission not feasible), the redress ends the notice (Art. 12(4))."""
+    sent = [e for _, e in copies_out(rec, review.withheld)]
+    rec.manifest = _portability_record(rec, ctx, review)
+    unmade = any(t.state not in (TaskState.done, TaskState.not_found) for t in rec.tasks.values())
     if sent:
         told = _copies_told(rec, review, _formats(sent)) + _fetch_by(rec, ctx, review)
-    elif any(t.state not in (TaskState.done, TaskState.not_found) for t in rec.tasks.values()):
+    elif unmade:
         # Failed (or, from a connector that should not, retained): never "we hold none".
         told = f"We could not yet make your copy of {PORTABLE_DATA}."
     elif review.withheld:
         told = f"We cannot give you a copy of {PORTABLE_DATA}."
     else:
-        told = NOTHING_PORTABLE
-    if rec.send_to is not None and not sent:
-        told = _before_redress(told, "So we have sent nothing to the organisation you named.")
-    told += _reviewed(review, "20(4)", "the letter with this notice")
-    if review.not_feasible is not None and not (review.redacted or review.withheld):
-        told += " " + REDRESS  # Art. 12(4): the transmission asked for is not made
+        told = NOTHING_PORTABLE_WHY
+    told += _still_to_send(rec, sent, unmade)
+    told += _reviewed(review, "20(4)", "the letter with this notice", redress=False)
+    told += _not_done(rec)
+    not_as_asked = review.redacted or review.withheld or review.not_feasible is not None
+    if not_as_asked or told.startswith(NOTHING_PORTABLE_WHY):
+        told += " " + REDRESS
     letter = [t for t in (review.reason, review.not_feasible) if t]
     notify_subject(
         rec,
         out,
         ctx,
         "portability_response",
-        told + _not_done(rec),
+        told,
         document="\n\n".join(letter) or None,
         exports=[e.model_copy(update={"categories": None}) for e in sent],
     )
 
 
-def _before_redress(told: str, sentence: str) -> str:
-    """``sentence`` added to ``told``, before the redress it ends with, if it does: the
-    redress comes last."""
-    if not told.endswith(REDRESS):
-        return f"{told} {sentence}"
-    return f"{told.removesuffix(REDRESS).rstrip()} {sentence} {REDRESS}"
+def _still_to_send(rec: RequestRecord, sent: list[r.ExportReference], unmade: bool) -> str:
+    """For a subject who asked for the copies to be sent on (Art. 20(2)): that a copy not
+    yet made goes there once made, or that nothing was sent ("" otherwise)."""
+    if rec.send_to is None or (sent and not unmade):
+        return ""
+    if unmade:
+        return " We will send what is not yet made to the organisation you named once it is."
+    return " So we have sent nothing to the organisation you named."
 
 
 def _copies_told(rec: RequestRecord, review: manifest.Review, formats: str) -> str:
@@ -967,14 +1054,13 @@ def _copies_told(rec: RequestRecord, review: manifest.Review, formats: str) -> s
     (in the letter: the DPO's words may name people)."""
     form = f"in a structured, machine-readable form ({formats})"
     if rec.send_to is None:
-        return f"A copy of {PORTABLE_DATA}, {form} that you may give to another organisation." + (
-            TRANSMIT
-        )
+        told = f"A copy of {PORTABLE_DATA}, {form} that you may give to another organisation."
+        return told + TRANSMIT
     if review.transmitted_on is not None:
         return (
-            f"We sent a copy of {PORTABLE_DATA}, {form}, to the organisation you named on "
-            f"{review.transmitted_on.isoformat()} (UK GDPR Art. 20(2)). You may fetch the "
-            "same copy yourself."
+            f"On {review.transmitted_on.isoformat()} we sent a copy of {PORTABLE_DATA}, "
+            f"{form}, to the organisation you named (UK GDPR Art. 20(2)). You may fetch the "
+            "copies yourself too."
         )
     return (
         "We could not send your copy to the organisation you named directly: UK GDPR Art. "
@@ -991,10 +1077,7 @@ def _formats(sent: Iterable[r.ExportReference]) -> str:
 
 
 def _portability_record(
-    rec: RequestRecord,
-    ctx: Context,
-    copies: list[tuple[System, r.ExportReference]],
-    review: manifest.Review,
+    rec: RequestRecord, ctx: Context, review: manifest.Review
 ) -> dict[str, Any]:
     """What a portability response sent, left out and why, for the controller (sealed
     with the record, as an access manifest is; ``request status`` reads it)."""
@@ -1004,8 +1087,7 @@ def _portability_record(
         "generated_at": ctx.now.astimezone(UTC).isoformat(),
         "exports": [
             manifest.export_entry(system, ref, review)
-            for system, ref in copies
-            if system not in review.withheld
+            for system, ref in copies_out(rec, review.withheld)
         ],
         "withheld_exports": [
             {"system": s.value, "ground": PORTABILITY_WITHHELD}
@@ -1026,13 +1108,18 @@ def _transmission(rec: RequestRecord, review: manifest.Review) -> dict[str, Any]
     reads as it did."""
     if rec.send_to is None:
         return {}
+    sent_on = review.transmitted_on
     return {
         "transmission": {
-            # the copies that went out (each sent on, or none could be)
-            "systems": sorted(s.value for s, _ in portable_copies(rec) if s not in review.withheld),
-            "sent_on": review.transmitted_on.isoformat() if review.transmitted_on else None,
+            # the copies sent on (none when it was not feasible)
+            "systems": [s.value for s, _ in copies_out(rec, review.withheld)] if sent_on else [],
+            "sent_on": sent_on.isoformat() if sent_on else None,
             "not_feasible": review.not_feasible is not None,
             "why_not": review.not_feasible or None,
+            # the copies not yet made: the DPO sends them on once made
+            "pending": sorted(
+                t.system.value for t in rec.tasks.values() if t.state is TaskState.failed
+            ),
         }
     }
 
@@ -1104,11 +1191,16 @@ def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
 
 
 def _reviewed(
-    review: manifest.Review, article: str = "15(4)", reasons_in: str = "your copy"
+    review: manifest.Review,
+    article: str = "15(4)",
+    reasons_in: str = "your copy",
+    *,
+    redress: bool = True,
 ) -> str:
     """What the notice with the copies says of the DPO's review ("" if nothing was
     changed), under ``article`` (access: 15(4), the reasons in the manifest; portability:
-    20(4), in the letter with the notice)."""
+    20(4), in the letter with the notice), and the redress unless the notice ends with
+    it itself (``redress``)."""
     if not (review.redacted or review.withheld):
         return ""
     done = [
@@ -1120,7 +1212,8 @@ def _reviewed(
         f" To protect other people shown in it, we {' and '.join(done)} (UK GDPR Art. "
         f"{article}); our reasons are in {reasons_in}."
     )
-    return told + " " + REDRESS  # Art. 12(4): part of it is not acted on as asked
+    # Art. 12(4): part of it is not acted on as asked
+    return told + " " + REDRESS if redress else told
 
 
 def _past(rec: RequestRecord) -> manifest.PastRequest:

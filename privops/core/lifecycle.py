@@ -26,7 +26,8 @@ class LifecycleEvent(StrEnum):
     tasks_sent = "tasks_sent"
     all_tasks_final_complete = "all_tasks_final_complete"
     all_tasks_final_partial = "all_tasks_final_partial"
-    # Every export in, one of them from a system whose copy the DPO reviews first.
+    # Every export in, one of them from a system whose copy the DPO reviews first, or
+    # portability copies the DPO sends to another organisation first (Art. 20(2)).
     review_requested = "review_requested"
     # Finished without system tasks: nothing held, complaint answered, objection decided.
     answered = "answered"
@@ -58,7 +59,8 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (S.in_progress, E.answered): S.completed,
     (S.awaiting_systems, E.all_tasks_final_complete): S.completed,
     (S.awaiting_systems, E.all_tasks_final_partial): S.partially_completed,
-    # an access response held for the DPO (others' data in a copy) goes out on approval
+    # an access or portability response held for the DPO (others' data in a copy, or
+    # copies to send on) goes out on approval
     (S.awaiting_systems, E.review_requested): S.awaiting_review,
     (S.awaiting_review, E.all_tasks_final_complete): S.completed,
     (S.awaiting_review, E.all_tasks_final_partial): S.partially_completed,

@@ -12,6 +12,7 @@ timing privops.core.retries', the deadline clock privops.core.timelimits'.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, Final, assert_never
@@ -30,17 +31,19 @@ from privops.core.fanout import (
     COPIES,
     FOLLOWUP_ACTOR,
     REDRESS,
+    copies_out,
     finish,
     hold_states,
     holdings,
     objection_holdings,
     on_result,
-    portable_copies,
     preserve_search,
+    resume_erasure,
     review_systems,
     searched,
     send_tasks,
     start_work,
+    wait_for_responses,
 )
 from privops.core.holds import update_holds
 from privops.core.identity import normalise_email, normalise_phone
@@ -444,13 +447,16 @@ NOTE_NOT_KEPT: Final = (
 def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """``fanout.start_work``, or for an access request about a subject no system has
     reported and with nothing to search for them by, the answer that nothing is held
-    (``_nothing_held``)."""
+    (``_nothing_held``); an erasure waits for the subject's responses under way first
+    (``fanout.wait_for_responses``)."""
     if (
         rec.request_type is RequestType.access
         and not rec.search
         and not ctx.holds_anything_besides(rec.request_id)
     ):
         _nothing_held(rec, ctx, out)
+        return
+    if wait_for_responses(rec, ctx, out):
         return
     start_work(rec, ctx, out)
 
@@ -630,6 +636,7 @@ def _check_withdrawal_scope(cmd: r.RequestSubmitted) -> None:
         )
 
 
+_NOT_IN_A_LINE: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 MAX_SEND_TO_CHARS: Final = 500
 """The longest recipient an Art. 20(2) request names: an organisation and how to reach
 it, not a letter."""
@@ -647,7 +654,8 @@ def _check_send_to(cmd: r.RequestSubmitted) -> None:
         )
     if cmd.send_to == WITHHELD:  # the CLI had no key to seal it under
         raise Refused(
-            Reason.invalid_command, "send_to could not be sealed: there is no one to send for"
+            Reason.invalid_command,
+            "send_to could not be sealed (the subject is erased): submit without --send-to",
         )
     if problem := send_to_problem(cmd.send_to):
         raise Refused(Reason.invalid_command, f"send_to {problem}")
@@ -655,12 +663,14 @@ def _check_send_to(cmd: r.RequestSubmitted) -> None:
 
 def send_to_problem(text: str) -> str | None:
     """What is wrong with an organisation to send copies to, or None (the CLI asks the
-    same): one line of printable text, not blank, not longer than ``MAX_SEND_TO_CHARS``
-    (it reaches the DPO's terminal and a letter). Never repeats the text."""
+    same): one line of text, not blank, not longer than ``MAX_SEND_TO_CHARS`` (it
+    reaches the DPO's terminal and a letter). No control or formatting character (an
+    escape sequence, a line break, a right-to-left override); a no-break space is a
+    space. Never repeats the text."""
     trimmed = text.strip()
     if not trimmed:
         return "is empty: name the organisation and how to reach it"
-    if not trimmed.isprintable():
+    if any(unicodedata.category(c) in _NOT_IN_A_LINE for c in trimmed):
         return "holds a control character or line break: one line of text"
     if len(trimmed) > MAX_SEND_TO_CHARS:
         return f"is {len(trimmed)} characters: at most {MAX_SEND_TO_CHARS}"
@@ -1034,6 +1044,7 @@ def _export_redacted(rec: RequestRecord, cmd: r.ExportRedacted, ctx: Context, ou
         task.original_export = task.export
     task.export = cmd.export
     task.redacted = True
+    rec.history.append(HistoryItem(at=ctx.now, event=EXPORT_REDACTED, state=rec.state))
     out.audit.append(AuditStep("export_redacted", after=cmd.system.value, reason=REDACTED_BY_DPO))
 
 
@@ -1128,61 +1139,75 @@ def _response_approved(
 def _transmission_decided(
     rec: RequestRecord, cmd: r.AccessResponseApproved, withheld: frozenset[System]
 ) -> str | None:
-    """Why sending the copies on was not technically feasible, or None; DomainError
-    unless the approval says what became of a transmission the subject asked for (UK
-    GDPR Art. 20(2)), and only then: the day the copies were sent, or why they could not
-    be."""
+    """What became of a transmission the subject asked for (UK GDPR Art. 20(2)), as the
+    approval says: why it was not technically feasible, or None (sent on
+    ``cmd.transmitted_on``, or none asked). DomainError unless it says one of the two
+    where copies go out to be sent, and says neither anywhere else."""
     said = cmd.transmitted_on is not None or cmd.not_feasible is not None
-    if rec.send_to is None:
+    if rec.send_to is None or not copies_out(rec, withheld):
         if said:
             raise DomainError(
-                "the subject asked for no copy to be sent to another organisation: the day "
-                "sent and --not-feasible are for a portability request naming one (--send-to)"
-            )
-        return None
-    if not any(system not in withheld for system, _ in portable_copies(rec)):
-        if said:
-            raise DomainError(
-                "no copy goes out (each is left out): there is nothing to send to the "
+                "the subject asked for no copy to be sent to another organisation: "
+                "--sent-on and --not-feasible are for a portability request naming one "
+                "(--send-to)"
+                if rec.send_to is None
+                else "no copy goes out (each is left out): there is nothing to send to the "
                 "organisation the subject named, and the subject is told so"
             )
         return None
     if cmd.transmitted_on is not None and cmd.not_feasible is not None:
-        raise DomainError("the copies were sent, and not feasible to send, both; say one")
-    if not said:
+        raise DomainError("--sent-on and --not-feasible both: say one")
+    if cmd.transmitted_on is not None:
+        _check_sent_on(rec, cmd.transmitted_on)
+        return None
+    if cmd.not_feasible is None:
         raise DomainError(
             "the subject asked for their copies to be sent to the organisation they named "
             "(UK GDPR Art. 20(2)): send them, then approve with the day sent (--sent-on), "
             "or say why it is not technically feasible (--not-feasible); the copies are "
             "in `privops request status`"
         )
-    if cmd.transmitted_on is not None:
-        ready = _held_since(rec)
-        if ready is not None and cmd.transmitted_on < ready:
-            raise DomainError(
-                f"the copies were sent on {cmd.transmitted_on.isoformat()}, before they were "
-                f"ready ({ready.isoformat()}): say the day they were sent"
-            )
-        return None
-    text = (cmd.not_feasible or "").strip()
-    if not text:
-        raise DomainError("say why sending the copies is not feasible: the subject is told")
-    if len(text) > MAX_NOT_FEASIBLE_CHARS:
+    if problem := not_feasible_problem(cmd.not_feasible):
+        raise DomainError(problem)
+    return cmd.not_feasible.strip()
+
+
+def _check_sent_on(rec: RequestRecord, sent_on: date) -> None:
+    """The copies were sent once they were as the subject gets them: made, and each
+    redaction recorded (a copy sent before it was redacted went out unredacted)."""
+    ready = _ready_since(rec)
+    if ready is not None and sent_on < ready:
         raise DomainError(
-            f"the reason sending is not feasible is {len(text)} characters: at most "
-            f"{MAX_NOT_FEASIBLE_CHARS} (it goes in the letter to the subject)"
+            f"--sent-on {sent_on.isoformat()} is before the copies were ready to send "
+            f"({ready.isoformat()}: made, and any redaction recorded); send the copies as "
+            "the subject gets them, and say the day you did"
         )
-    return text
+
+
+def not_feasible_problem(text: str) -> str | None:
+    """What is wrong with a reason a transmission was not feasible, or None (the CLI asks
+    the same): not blank, not longer than ``MAX_NOT_FEASIBLE_CHARS`` (it goes in the
+    letter to the subject)."""
+    trimmed = text.strip()
+    if not trimmed:
+        return "--not-feasible is empty: say why; the subject is told"
+    if len(trimmed) > MAX_NOT_FEASIBLE_CHARS:
+        return f"--not-feasible is {len(trimmed)} characters: at most {MAX_NOT_FEASIBLE_CHARS}"
+    return None
 
 
 MAX_NOT_FEASIBLE_CHARS: Final = 2_000
 """The longest reason a transmission was not feasible: a paragraph of a letter."""
+EXPORT_REDACTED: Final = "export_redacted"
+"""The history entry of a copy the DPO redacted (``_export_redacted``)."""
 
 
-def _held_since(rec: RequestRecord) -> date | None:
-    """The UK day the response last began waiting for the DPO: its copies were ready."""
-    held = [h.at for h in rec.history if h.event == LifecycleEvent.review_requested.value]
-    return held[-1].astimezone(UK).date() if held else None
+def _ready_since(rec: RequestRecord) -> date | None:
+    """The UK day the response's copies were last ready to send: it began waiting for
+    the DPO, or the DPO last recorded a redacted copy."""
+    ready = (LifecycleEvent.review_requested.value, EXPORT_REDACTED)
+    held = [h.at for h in rec.history if h.event in ready]
+    return max(held).astimezone(UK).date() if held else None
 
 
 NOT_THE_SUBJECT: Final = "the DPO found that what the search found is not the subject"
@@ -1370,14 +1395,27 @@ def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) ->
 # --- timers -------------------------------------------------------------------------------
 
 
+def on_response_closed(rec: RequestRecord, ctx: Context) -> Outcome:
+    """A request of ``rec``'s subject closed: ``rec``, an open erasure waiting for the
+    subject's access and portability responses to go out first (``fanout.RESPONSE_FIRST``),
+    sends its work once none of them is under way."""
+    if not (rec.waits_for and rec.open):
+        return Outcome(record=None)
+    rec = rec.editable_copy()
+    out = Outcome(record=rec)
+    return out if resume_erasure(rec, ctx, out) else Outcome(record=None)
+
+
 def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     """A timer's finding: an overdue task answer, a deadline stage, a follow-up, the end
-    of a finished request's kept time."""
+    of a finished request's kept time. An erasure waiting for the subject's responses
+    looks at them again too (the agent's word that one closed may have been lost)."""
     if rec is None:
         return Outcome(record=None)
     rec = rec.editable_copy()
     out = Outcome(record=rec)
     timelimits.settle_old_pause(rec, ctx, out)
+    changed = bool(rec.waits_for and rec.open and resume_erasure(rec, ctx, out))
     if tick.kind is TickKind.task_overdue:
         task = rec.tasks.get(tick.task_id or "")
         if task is not None:
@@ -1391,7 +1429,7 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
         return _expired(rec, ctx)
     else:
         assert_never(tick.kind)
-    return out if out.out or out.audit else Outcome(record=None)
+    return out if out.out or out.audit or changed else Outcome(record=None)
 
 
 def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:

@@ -509,7 +509,7 @@ def no_broker(env: Callable[..., None]) -> str:
         ),
         (["approve", "REQ-1", "--sent-on", "2999-01-01"], "--sent-on 2999-01-01 is in the future"),
         (["approve", "REQ-1", "--sent-on", "yesterday"], "--sent-on"),
-        (["approve", "REQ-1", "--not-feasible", " "], "--not-feasible must not be empty"),
+        (["approve", "REQ-1", "--not-feasible", " "], "--not-feasible is empty"),
         (["port", "--subject", "C-1", "--send-to", " "], "--send-to is empty"),
         (["port", "--subject", "C-1", "--send-to", "x" * 501], "--send-to is 501 characters"),
         (["port", "--subject", "C-1", "--send-to", "A\nB"], "--send-to holds a control character"),

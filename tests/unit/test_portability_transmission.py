@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from privops import contract
 from privops.adapters.avro import Codec
 from privops.cli import request as request_cli
+from privops.cli.common import console
 from privops.cli.request import follow_up
 from privops.cli.request import status as status_cli
 from privops.cli.request import submit as submit_cli
@@ -95,7 +96,7 @@ def test_sent_the_subject_is_told_the_day_with_the_copies(ctx: wf.Context) -> No
     assert outcome.record.state is RequestState.completed
     (note,) = of_type(outcome, r.SubjectNotification)
     assert note.kind == "portability_response"
-    assert f"to the organisation you named on {TODAY.isoformat()}" in note.message
+    assert note.message.startswith(f"On {TODAY.isoformat()} we sent a copy of the personal")
     assert "(UK GDPR Art. 20(2))" in note.message
     assert TRANSMIT not in note.message  # not offered again: it was done
     assert ELSEWHERE not in note.message  # the notice's text is not sealed
@@ -108,6 +109,7 @@ def test_sent_the_subject_is_told_the_day_with_the_copies(ctx: wf.Context) -> No
         "sent_on": TODAY.isoformat(),
         "not_feasible": False,
         "why_not": None,
+        "pending": [],
     }
     (step,) = audited(outcome, "response_approved")
     assert f"sent on {TODAY.isoformat()}" in (step.after or "")
@@ -130,10 +132,11 @@ def test_not_feasible_the_subject_gets_the_copies_why_and_redress(ctx: wf.Contex
     kept = outcome.record.manifest
     assert kept is not None
     assert kept["transmission"] == {
-        "systems": sorted(s.value for s in SHIPPED),
+        "systems": [],  # none sent on
         "sent_on": None,
         "not_feasible": True,
         "why_not": why,
+        "pending": [],
     }
     (step,) = audited(outcome, "response_approved")
     assert "transmission not feasible" in (step.after or "")
@@ -174,6 +177,29 @@ def test_a_redacted_copy_goes_on_with_one_redress(ctx: wf.Context) -> None:  # n
     assert redacted.location in {e.location for e in note.exports}
 
 
+def test_a_no_break_space_is_a_space(ctx: wf.Context) -> None:  # noqa: F811
+    outcome = port(ctx, send_to="Bright\u00a0Energy Ltd")
+    assert outcome.record is not None
+    assert outcome.record.send_to == "Bright\u00a0Energy Ltd"
+
+
+def test_with_every_copy_unmade_the_subject_is_told_it_follows(ctx: wf.Context) -> None:  # noqa: F811
+    rec = port(ctx, send_to=ELSEWHERE).record
+    assert rec is not None
+    results = {
+        t.system.value: answer(rec, t.system, r.TaskFailed, reason="down", retryable=False)
+        for t in rec.tasks.values()
+    }
+    done, last = answer_all(rec, ctx, **results)
+    assert done.state is RequestState.partially_completed  # nothing to send: nothing waits
+    (note,) = of_type(last, r.SubjectNotification)
+    assert note.message.startswith("We could not yet make your copy")
+    assert "We will send what is not yet made to the organisation you named" in note.message
+    assert "sent nothing" not in note.message
+    assert done.manifest is not None
+    assert done.manifest["transmission"]["pending"] == sorted(s.value for s in SHIPPED)
+
+
 def test_a_system_that_failed_leaves_its_copy_to_the_dpo(ctx: wf.Context) -> None:  # noqa: F811
     """Orders failed for good: the others' copies wait to be sent on; the subject is told
     which system is not done, and the record which copies went out."""
@@ -196,8 +222,10 @@ def test_a_system_that_failed_leaves_its_copy_to_the_dpo(ctx: wf.Context) -> Non
     assert outcome.record.state is RequestState.partially_completed
     (note,) = of_type(outcome, r.SubjectNotification)
     assert "could not yet complete it in: orders" in note.message
+    assert "We will send what is not yet made to the organisation you named" in note.message
     assert outcome.record.manifest is not None
     assert "orders" not in outcome.record.manifest["transmission"]["systems"]
+    assert outcome.record.manifest["transmission"]["pending"] == ["orders"]
     assert outcome.record.manifest["missing_exports"] == ["orders"]
 
 
@@ -220,8 +248,8 @@ def test_the_organisation_is_in_no_unsealed_output(ctx: wf.Context) -> None:  # 
     ("kw", "says"),
     [
         ({}, "send them, then approve with the day sent (--sent-on)"),
-        ({"transmitted_on": TODAY, "not_feasible": "x"}, "both; say one"),
-        ({"not_feasible": "  "}, "say why sending the copies is not feasible"),
+        ({"transmitted_on": TODAY, "not_feasible": "x"}, "both: say one"),
+        ({"not_feasible": "  "}, "--not-feasible is empty"),
         ({"not_feasible": "x" * 2_001}, "2001 characters: at most 2000"),
         ({"transmitted_on": TODAY + timedelta(days=1)}, "is after today"),
         ({"transmitted_on": TODAY - timedelta(days=1)}, "earlier than"),  # received today
@@ -244,8 +272,29 @@ def test_the_copies_are_not_sent_before_they_were_ready(ctx: wf.Context) -> None
     rec, _ = held(ctx, received_on=earlier, identity_verified_on=earlier)
     outcome = approve(rec, ctx, transmitted_on=TODAY - timedelta(days=2))
     assert outcome.rejected is not None
-    assert "before they were ready" in (outcome.message or "")
+    assert "before the copies were ready to send" in (outcome.message or "")
     assert approve(rec, ctx, transmitted_on=TODAY).rejected is None
+
+
+def test_a_copy_is_not_sent_on_before_its_redaction(ctx: wf.Context) -> None:  # noqa: F811
+    """Sent before the DPO recorded the redacted copy, the system's own went out: an
+    approval saying so is refused (Art. 20(4))."""
+    earlier = TODAY - timedelta(days=5)
+    rec, _ = held(ctx, crm_shows_others=True, received_on=earlier, identity_verified_on=earlier)
+    redacted = export_ref(System.crm, "R-1/redacted.json")
+    later = at(ctx, NOW + timedelta(days=2))
+    outcome = wf.on_command(
+        rec, command(r.ExportRedacted, system=System.crm, export=redacted), later
+    )
+    assert outcome.record is not None
+    kw: dict[str, Any] = {"reason": "A neighbour is cut."}
+    too_soon = approve(outcome.record, later, transmitted_on=TODAY + timedelta(days=1), **kw)
+    assert too_soon.rejected is not None
+    assert "any redaction recorded" in (too_soon.message or "")
+    assert (
+        approve(outcome.record, later, transmitted_on=TODAY + timedelta(days=2), **kw).rejected
+        is None
+    )
 
 
 def test_a_transmission_is_said_only_where_one_was_asked(ctx: wf.Context) -> None:  # noqa: F811
@@ -297,6 +346,7 @@ def test_with_nothing_portable_nothing_waits_and_the_subject_is_told(ctx: wf.Con
         ({"send_to": "   "}, "send_to is empty"),
         ({"send_to": "x" * (wf.MAX_SEND_TO_CHARS + 1)}, "at most 500"),
         ({"send_to": "Bright\n\x1b[2J Energy"}, "control character or line break"),
+        ({"send_to": "Bright Energy \u202egnp.exe"}, "control character or line break"),
         ({"send_to": WITHHELD}, "could not be sealed"),
     ],
 )
@@ -346,10 +396,12 @@ def test_the_status_names_the_organisation_and_what_became_of_it(ctx: wf.Context
     body |= {"manifest": not_sent.manifest}
     assert status_cli._send_to(body).endswith("(not technically feasible: No way in.)[/]")
     body |= {"manifest": {"transmission": {"systems": [], "sent_on": None, "not_feasible": False}}}
-    assert status_cli._send_to(body).endswith("(nothing to send)[/]")
-    status_cli.console.begin_capture()
+    assert status_cli._send_to(body).endswith("(nothing sent)[/]")
+    body["manifest"]["transmission"]["pending"] = ["orders"]
+    assert status_cli._send_to(body).endswith("(nothing sent; still to send once made: orders)[/]")
+    console.begin_capture()
     status_cli.render_status({**body, "request_id": "R-1", "state": "awaiting_review"})
-    shown = status_cli.console.end_capture()
+    shown = console.end_capture()
     assert ELSEWHERE in shown
     assert "--sent-on YYYY-MM-DD" in shown
 

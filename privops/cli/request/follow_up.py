@@ -52,7 +52,7 @@ from privops.core.records import (
     RequestRefused,
 )
 from privops.core.vocab import FeeGround, RefusalGround, System
-from privops.core.workflow import MAX_NOT_FEASIBLE_CHARS
+from privops.core.workflow import not_feasible_problem
 
 
 def _day(value: str | None, option: str = "--on") -> date:
@@ -362,8 +362,8 @@ def approve(
         None,
         "--sent-on",
         help="A portability request naming an organisation to send the copies to (port "
-        "--send-to): the day (YYYY-MM-DD) you sent them there. The subject is told, with "
-        "the copies.",
+        "--send-to): the day (YYYY-MM-DD) you sent them there, as the subject gets them "
+        "(redacted, without those you --withhold). The subject is told, with the copies.",
     ),
     not_feasible: str | None = typer.Option(
         None,
@@ -397,10 +397,9 @@ def approve(
         fail("--sent-on and --not-feasible both: the copies were sent, or could not be; say one")
     sent_day = parse_date(sent_on, "--sent-on") if sent_on is not None else None
     why_not = None
-    if not_feasible is not None and not (why_not := not_feasible.strip()):
-        fail("--not-feasible must not be empty: say why; the subject is told")
-    if why_not is not None and len(why_not) > MAX_NOT_FEASIBLE_CHARS:
-        fail(f"--not-feasible is {len(why_not)} characters: at most {MAX_NOT_FEASIBLE_CHARS}")
+    if not_feasible is not None and (problem := not_feasible_problem(not_feasible)):
+        fail(problem)
+    why_not = not_feasible.strip() if not_feasible is not None else None
     done = "response approved and sent" + (
         f" without the copy from {', '.join(s.value for s in left_out)}" if left_out else ""
     )

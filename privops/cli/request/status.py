@@ -111,13 +111,16 @@ def review_hint(request_id: str, send_on: bool = False) -> str:
     if send_on:
         return (
             "[bold yellow]Awaiting you:[/] the subject asked for the copies above to be sent "
-            "to the organisation named (Art. 20(2)); nothing goes to them or the subject "
-            "until you approve, and the deadline runs on.\n"
-            f"  a copy showing other people: redact it first ({redact}); when approving, "
-            "--withhold or --disclose it, with --reason for what was redacted or withheld\n"
-            f"  send the copies, then:       privops request approve {rid} --sent-on "
-            "YYYY-MM-DD (or --not-feasible WHY)\n"
-            "  the subject withdrew it before you sent them: privops request cancel"
+            "to the organisation named (Art. 20(2)); nothing goes to the subject until you "
+            "approve, and the deadline runs on.\n"
+            f"  1. a copy showing other people: redact it ({redact}), or decide to "
+            "--withhold or --disclose it\n"
+            "  2. send the organisation the copies as the subject gets them (redacted, "
+            "without those you withhold)\n"
+            f"  3. privops request approve {rid} --sent-on YYYY-MM-DD (or --not-feasible "
+            "WHY), with the --withhold/--disclose/--reason of step 1\n"
+            f"  withdrawn by the subject before you sent them: privops request cancel {rid} "
+            "--reason TEXT"
         )
     return (
         "[bold yellow]Awaiting your review:[/] a copy above may show other people, and "
@@ -127,20 +130,33 @@ def review_hint(request_id: str, send_on: bool = False) -> str:
     )
 
 
+def _waits_for(request_ids: list[Any]) -> str:
+    """An erasure's wait for the subject's responses to go out first."""
+    return (
+        ", ".join(cell(i) for i in request_ids)
+        + " [dim](the subject's access or portability responses go out first; then its "
+        "work goes out)[/]"
+    )
+
+
 def _send_to(body: dict[str, Any]) -> str:
     """Where the subject asked for the copies to go, and what became of it (the
     record's ``transmission``, once the response went out)."""
-    manifest = body.get("manifest") if isinstance(body.get("manifest"), dict) else {}
-    done = (manifest or {}).get("transmission")
+    manifest = body.get("manifest")
+    done = manifest.get("transmission") if isinstance(manifest, dict) else None
     told = cell(body.get("send_to"))
     if not isinstance(done, dict):
         return told + " [dim](not sent yet)[/]" if body.get("state") == AWAITING_REVIEW else told
     if done.get("sent_on"):
-        return f"{told} [dim](sent on {cell(done['sent_on'])})[/]"
-    if done.get("not_feasible"):
-        why = cell(done.get("why_not"), "why not kept")
-        return f"{told} [dim](not technically feasible: {why})[/]"
-    return f"{told} [dim](nothing to send)[/]"
+        what = f"sent on {cell(done['sent_on'])}"
+    elif done.get("not_feasible"):
+        what = f"not technically feasible: {cell(done.get('why_not'), 'why not kept')}"
+    else:
+        what = "nothing sent"
+    pending = done.get("pending")
+    if isinstance(pending, list) and pending:
+        what += "; still to send once made: " + ", ".join(cell(s) for s in pending)
+    return f"{told} [dim]({what})[/]"
 
 
 def days_left_cell(days_left: Any) -> str:
@@ -189,6 +205,11 @@ def _summary(body: dict[str, Any]) -> Table:
         *([("refused on", cell(body["refusal_ground"]))] if body.get("refusal_ground") else []),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
         *([("send copies to", _send_to(body))] if body.get("send_to") else []),
+        *(
+            [("waits for", _waits_for(body["waits_for"]))]
+            if isinstance(body.get("waits_for"), list) and body["waits_for"]
+            else []
+        ),
         *(
             [
                 (
