@@ -758,8 +758,6 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         # a portability request's organisation to send the copies to (Art. 20(2): the
         # subject's words, for the DPO who sends them)
         "send_to": rec.send_to,
-        # an erasure waiting for the subject's access or portability responses to go out
-        "waits_for": rec.waits_for,
         "tasks": [
             {
                 "task_id": t.task_id,

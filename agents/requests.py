@@ -66,7 +66,7 @@ from privops.core.admission import (
 from privops.core.audit import step_time
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
-from privops.core.fanout import COPIES, current_hold_states
+from privops.core.fanout import current_hold_states
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
 from privops.core.request import Leftovers, Out
@@ -158,8 +158,7 @@ def context(subject_id: str) -> wf.Context:
 
 
 def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
-    """The subject's requests on this partition (an access response lists them; an
-    erasure waiting for the subject's responses looks at them). One
+    """The subject's requests on this partition (an access response lists them). One
     whose stored value does not open is left out and logged: raised, it dead-lettered the
     answer completing the access request, again at every re-sent task, until its
     deadline passed (review, session 32)."""
@@ -169,7 +168,7 @@ def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
             rec = load(request_id)
         except DecodeError as exc:
             log.error(
-                "request %s left out of the subject's requests: its record does not open (%s)",
+                "request %s left out of an access response: its record does not open (%s)",
                 audited_request_id(request_id),
                 exc.reason,
             )
@@ -523,13 +522,9 @@ def _escalated(old: wf.TaskRecord | None, task: wf.TaskRecord) -> bool:
 
 async def settle(rec: wf.RequestRecord | None, cause: str) -> None:
     """After a decision on ``rec``: a completed erasure erases privops' own copies, and a
-    request that closes once its subject is erased drops its personal values too; a
-    closed access or portability response lets the subject's erasures waiting for it go
-    on."""
+    request that closes once its subject is erased drops its personal values too."""
     if rec is None:
         return
-    if rec.request_type in COPIES and not rec.open:
-        await _resume_erasures(rec.subject_id, cause)
     if shredding.pending(rec):
         if rec.leftovers is None:  # else tried before the input was decided (load_finished)
             await erase_leftovers(rec, cause)
@@ -734,22 +729,6 @@ def _resend_held(subject_id: str, ctx: wf.Context, cause: str) -> None:
             continue
         outcome = wf.on_hold_placed(rec, ctx)
         apply(outcome, rec, request_id, subject_id, "privops", f"{cause}:{request_id}")
-
-
-async def _resume_erasures(subject_id: str, cause: str) -> None:
-    """The subject's open erasures waiting for their responses to go out first
-    (``wf.on_response_closed``): each sends its work once none it waits for is under
-    way, and one with nothing to do settles at once (its keys destroyed)."""
-    ctx = None
-    for waiting in _requests_of(subject_id):
-        if not (waiting.waits_for and waiting.open):
-            continue
-        ctx = ctx or context(subject_id)
-        outcome = wf.on_response_closed(waiting, ctx)
-        rid = waiting.request_id
-        apply(outcome, waiting, rid, subject_id, "privops", f"{cause}:{rid}")
-        if outcome.record is not None:
-            await settle(outcome.record, f"{cause}:{rid}")
 
 
 def _clear_closed_requests(subject_id: str, but: str) -> int:

@@ -110,8 +110,6 @@ class AuditAction(StrEnum):
     notification_withheld = "notification_withheld"
     response_review_required = "response_review_required"
     transmission_required = "transmission_required"
-    erasure_waiting = "erasure_waiting"
-    erasure_resumed = "erasure_resumed"
     export_redacted = "export_redacted"
     response_approved = "response_approved"
     search_preserved = "search_preserved"

@@ -293,76 +293,6 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         finish(rec, ctx, out)
 
 
-RESPONSE_FIRST: Final = (
-    "the subject's access or portability response goes out first: erased now, their copy "
-    "would show nothing, or lose what it was made of (UK GDPR Art. 15, 20; erasing data "
-    "once asked for it to keep it from them is an offence, DPA 2018 s. 173); the "
-    "erasure's clock runs on"
-)
-UNDER_WAY: Final = frozenset(
-    {
-        RequestState.in_progress,
-        RequestState.paused,
-        RequestState.awaiting_systems,
-        RequestState.awaiting_review,
-    }
-)
-"""The states of a request whose work has begun (or is paused by the subject's
-clarification): an erasure waits for such an access or portability response, not for
-one still waiting for the subject's identity, which may never come."""
-
-
-def wait_for_responses(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
-    """Whether ``rec``, an erasure about to send its work, waits for the subject's
-    access and portability responses under way first (``RESPONSE_FIRST``): they are
-    recorded in ``waits_for``, and ``resume_erasure`` sends the work once they closed."""
-    if rec.request_type is not RequestType.erasure:
-        return False
-    waits = responses_under_way(rec, ctx)
-    if waits:
-        rec.waits_for = waits
-        out.audit.append(AuditStep("erasure_waiting", after=",".join(waits), reason=RESPONSE_FIRST))
-    return bool(waits)
-
-
-def resume_erasure(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
-    """``rec``, an erasure waiting for the subject's responses (``waits_for``), goes on
-    once none of them is under way any more (each sent, refused, cancelled; its record
-    gone): its work goes out now, planned from what the systems hold now. Whether the
-    record changed."""
-    still = responses_under_way(rec, ctx)
-    if still == rec.waits_for:
-        return False
-    rec.waits_for = still
-    if not still:  # no later response is waited for: that could put it off for ever
-        out.audit.append(AuditStep("erasure_resumed", reason=RESUMED))
-        start_work(rec, ctx, out)
-    return True
-
-
-RESUMED: Final = (
-    "the subject's access and portability responses it waited for went out or closed: "
-    "the erasure's work goes out now"
-)
-
-
-def responses_under_way(rec: RequestRecord, ctx: Context) -> list[str]:
-    """The ids of the subject's access and portability requests under way that ``rec``,
-    an erasure, waits for (only those it waits for already, once it does): their copies
-    are made from what the systems hold, so the erasure's work goes out once each has
-    closed. Read from the subject's request records, this partition's."""
-    waited = set(rec.waits_for)
-    return sorted(
-        other.request_id
-        for other in ctx.subject_requests()
-        if other.request_id != rec.request_id
-        and other.subject_id == rec.subject_id
-        and other.request_type in COPIES
-        and other.state in UNDER_WAY
-        and (not waited or other.request_id in waited)
-    )
-
-
 def portable(ctx: Context, held: dict[System, set[Category]]) -> dict[System, set[Category]]:
     """What a portability request asks each system for: of what it holds of the subject,
     the categories the right covers (``DataMap.portable``: given by the subject, used
@@ -1011,6 +941,7 @@ def _portability_response(
     sent = [e for _, e in copies_out(rec, review.withheld)]
     rec.manifest = _portability_record(rec, ctx, review)
     unmade = any(t.state not in (TaskState.done, TaskState.not_found) for t in rec.tasks.values())
+    nothing_held = not (sent or unmade or review.withheld)
     if sent:
         told = _copies_told(rec, review, _formats(sent)) + _fetch_by(rec, ctx, review)
     elif unmade:
@@ -1018,13 +949,13 @@ def _portability_response(
         told = f"We could not yet make your copy of {PORTABLE_DATA}."
     elif review.withheld:
         told = f"We cannot give you a copy of {PORTABLE_DATA}."
-    else:
+    else:  # nothing_held
         told = NOTHING_PORTABLE_WHY
     told += _still_to_send(rec, sent, unmade)
     told += _reviewed(review, "20(4)", "the letter with this notice", redress=False)
     told += _not_done(rec)
     not_as_asked = review.redacted or review.withheld or review.not_feasible is not None
-    if not_as_asked or told.startswith(NOTHING_PORTABLE_WHY):
+    if not_as_asked or nothing_held:
         told += " " + REDRESS
     letter = [t for t in (review.reason, review.not_feasible) if t]
     notify_subject(

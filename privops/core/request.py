@@ -219,10 +219,6 @@ class RequestRecord(_Model):
     # A portability request's "send the copies to ..." (UK GDPR Art. 20(2); from 0.40):
     # the subject's words, sealed as the DPO's free text is; not written when None.
     send_to: str | None = Field(default=None, exclude_if=_empty)
-    # An erasure that waits for the subject's access or portability responses to go out
-    # first (``fanout.RESPONSE_FIRST``; from 0.40): their request ids, until each closes.
-    # Not written when empty.
-    waits_for: list[str] = Field(default_factory=list, exclude_if=_empty)
     # A refused request's ground (from 0.37): kept when an erasure scrubs the DPO's
     # letter (``reason``), so the controller can still show why; not written when None.
     refusal_ground: RefusalGround | None = Field(default=None, exclude_if=_empty)

@@ -38,12 +38,10 @@ from privops.core.fanout import (
     objection_holdings,
     on_result,
     preserve_search,
-    resume_erasure,
     review_systems,
     searched,
     send_tasks,
     start_work,
-    wait_for_responses,
 )
 from privops.core.holds import update_holds
 from privops.core.identity import normalise_email, normalise_phone
@@ -447,16 +445,13 @@ NOTE_NOT_KEPT: Final = (
 def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """``fanout.start_work``, or for an access request about a subject no system has
     reported and with nothing to search for them by, the answer that nothing is held
-    (``_nothing_held``); an erasure waits for the subject's responses under way first
-    (``fanout.wait_for_responses``)."""
+    (``_nothing_held``)."""
     if (
         rec.request_type is RequestType.access
         and not rec.search
         and not ctx.holds_anything_besides(rec.request_id)
     ):
         _nothing_held(rec, ctx, out)
-        return
-    if wait_for_responses(rec, ctx, out):
         return
     start_work(rec, ctx, out)
 
@@ -1395,27 +1390,14 @@ def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) ->
 # --- timers -------------------------------------------------------------------------------
 
 
-def on_response_closed(rec: RequestRecord, ctx: Context) -> Outcome:
-    """A request of ``rec``'s subject closed: ``rec``, an open erasure waiting for the
-    subject's access and portability responses to go out first (``fanout.RESPONSE_FIRST``),
-    sends its work once none of them is under way."""
-    if not (rec.waits_for and rec.open):
-        return Outcome(record=None)
-    rec = rec.editable_copy()
-    out = Outcome(record=rec)
-    return out if resume_erasure(rec, ctx, out) else Outcome(record=None)
-
-
 def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     """A timer's finding: an overdue task answer, a deadline stage, a follow-up, the end
-    of a finished request's kept time. An erasure waiting for the subject's responses
-    looks at them again too (the agent's word that one closed may have been lost)."""
+    of a finished request's kept time."""
     if rec is None:
         return Outcome(record=None)
     rec = rec.editable_copy()
     out = Outcome(record=rec)
     timelimits.settle_old_pause(rec, ctx, out)
-    changed = bool(rec.waits_for and rec.open and resume_erasure(rec, ctx, out))
     if tick.kind is TickKind.task_overdue:
         task = rec.tasks.get(tick.task_id or "")
         if task is not None:
@@ -1429,7 +1411,7 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
         return _expired(rec, ctx)
     else:
         assert_never(tick.kind)
-    return out if out.out or out.audit or changed else Outcome(record=None)
+    return out if out.out or out.audit else Outcome(record=None)
 
 
 def _followups(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:

@@ -362,7 +362,8 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         finally:
             keys.close()
         assert "machine-readable" in told.message
-        assert f"to the organisation you named on {sent_on}" in told.message
+        assert told.message.startswith(f"On {sent_on} we sent a copy of the personal data")
+        assert "to the organisation you named" in told.message
         assert body["send_to"] == ELSEWHERE
         assert body["manifest"]["transmission"]["sent_on"] == sent_on
         # Sealed on the broker: the command as the CLI sent it, opened for the DPO only.

@@ -130,15 +130,6 @@ def review_hint(request_id: str, send_on: bool = False) -> str:
     )
 
 
-def _waits_for(request_ids: list[Any]) -> str:
-    """An erasure's wait for the subject's responses to go out first."""
-    return (
-        ", ".join(cell(i) for i in request_ids)
-        + " [dim](the subject's access or portability responses go out first; then its "
-        "work goes out)[/]"
-    )
-
-
 def _send_to(body: dict[str, Any]) -> str:
     """Where the subject asked for the copies to go, and what became of it (the
     record's ``transmission``, once the response went out)."""
@@ -205,11 +196,6 @@ def _summary(body: dict[str, Any]) -> Table:
         *([("refused on", cell(body["refusal_ground"]))] if body.get("refusal_ground") else []),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
         *([("send copies to", _send_to(body))] if body.get("send_to") else []),
-        *(
-            [("waits for", _waits_for(body["waits_for"]))]
-            if isinstance(body.get("waits_for"), list) and body["waits_for"]
-            else []
-        ),
         *(
             [
                 (
