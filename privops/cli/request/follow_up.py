@@ -396,7 +396,6 @@ def approve(
     if sent_on is not None and not_feasible is not None:
         fail("--sent-on and --not-feasible both: the copies were sent, or could not be; say one")
     sent_day = parse_date(sent_on, "--sent-on") if sent_on is not None else None
-    why_not = None
     if not_feasible is not None and (problem := not_feasible_problem(not_feasible)):
         fail(problem)
     why_not = not_feasible.strip() if not_feasible is not None else None
