@@ -164,6 +164,16 @@ def test_not_feasible_with_a_copy_left_out_gives_both_reasons_and_one_redress(
     assert "crm" not in outcome.record.manifest["transmission"]["systems"]
 
 
+def test_the_record_names_the_copies_sent_on_not_one_left_out(ctx: wf.Context) -> None:  # noqa: F811
+    rec, _ = held(ctx, crm_shows_others=True)
+    outcome = approve(rec, ctx, withheld=[System.crm], reason="Others.", transmitted_on=TODAY)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.manifest is not None
+    sent = outcome.record.manifest["transmission"]["systems"]
+    assert sent == sorted(s.value for s in SHIPPED if s is not System.crm)
+
+
 def test_a_redacted_copy_goes_on_with_one_redress(ctx: wf.Context) -> None:  # noqa: F811
     rec, _ = held(ctx, crm_shows_others=True)
     redacted = export_ref(System.crm, "R-1/redacted.json")
