@@ -213,10 +213,15 @@ _NAMED: Final = frozenset(
 archive); any other is "an unrecognised media type", the system's words not quoted."""
 
 
+def _bare(media_type: str) -> str:
+    """``media_type`` without its parameters (``; charset=utf-8``), in lower case."""
+    return media_type.split(";", 1)[0].strip().lower()
+
+
 def format_name(media_type: str) -> str | None:
     """The name of ``media_type``'s machine-readable format (JSON, CSV...), its
     parameters (``; charset=utf-8``) and case aside; None when it is none."""
-    base = media_type.split(";", 1)[0].strip().lower()
+    base = _bare(media_type)
     if (name := MACHINE_READABLE.get(base)) is not None:
         return name
     if _MEDIA_TYPE.fullmatch(base) and base != "application/xhtml+xml":
@@ -234,7 +239,7 @@ def portable_problem(export: ExportReference) -> str | None:
     (a file name there could name the subject), since the reason is audited."""
     if format_name(export.media_type) is not None:
         return None
-    base = export.media_type.split(";", 1)[0].strip().lower()
+    base = _bare(export.media_type)
     named = repr(base) if base in _NAMED else "an unrecognised media type"
     return (
         "a portability copy must be structured and machine-readable (UK GDPR Art. 20(1)), "

@@ -1012,45 +1012,40 @@ def _portability_record(
 ) -> dict[str, Any]:
     """What a portability response sent, left out and why, for the controller (sealed
     with the record, as an access manifest is; ``request status`` reads it)."""
+    going = copies_out(rec, review.withheld)
+    missing = sorted(t.system.value for t in rec.tasks.values() if t.state is TaskState.failed)
     return {
         "kind": "portability_response",
         "request_id": rec.request_id,
         "generated_at": ctx.now.astimezone(UTC).isoformat(),
-        "exports": [
-            manifest.export_entry(system, ref, review)
-            for system, ref in copies_out(rec, review.withheld)
-        ],
+        "exports": [manifest.export_entry(system, ref, review) for system, ref in going],
         "withheld_exports": [
             {"system": s.value, "ground": PORTABILITY_WITHHELD}
             for s in sorted(review.withheld, key=lambda s: s.value)
         ],
         "review_reason": review.reason,
-        **_transmission(rec, review),
-        "missing_exports": sorted(
-            t.system.value for t in rec.tasks.values() if t.state is TaskState.failed
-        ),
+        **_transmission(rec, review, [s.value for s, _ in going], missing),
+        "missing_exports": missing,
     }
 
 
-def _transmission(rec: RequestRecord, review: manifest.Review) -> dict[str, Any]:
+def _transmission(
+    rec: RequestRecord, review: manifest.Review, out: list[str], missing: list[str]
+) -> dict[str, Any]:
     """The record's ``transmission`` (Art. 20(2), from 0.40): asked, and the day the
-    copies were sent or why it was not feasible (neither: nothing went out to send).
-    Nothing when the subject asked for no copy to be sent on, so a record of before
-    reads as it did."""
+    copies that go ``out`` were sent or why it was not feasible (neither: nothing went
+    out to send), and the ``missing`` ones the DPO sends on once made. Nothing when the
+    subject asked for no copy to be sent on, so a record of before reads as it did."""
     if rec.send_to is None:
         return {}
     sent_on = review.transmitted_on
     return {
         "transmission": {
-            # the copies sent on (none when it was not feasible)
-            "systems": [s.value for s, _ in copies_out(rec, review.withheld)] if sent_on else [],
+            "systems": out if sent_on else [],  # none sent on when it was not feasible
             "sent_on": sent_on.isoformat() if sent_on else None,
             "not_feasible": review.not_feasible is not None,
             "why_not": review.not_feasible or None,
-            # the copies not yet made: the DPO sends them on once made
-            "pending": sorted(
-                t.system.value for t in rec.tasks.values() if t.state is TaskState.failed
-            ),
+            "pending": missing,
         }
     }
 

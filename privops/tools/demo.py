@@ -144,11 +144,6 @@ class Demo:
         await self.publish(await self.sealed(command), command.subject_id)
         return command.request_id
 
-    async def follow_up(self, command: r.Command, subject_id: str) -> None:
-        """A follow-up the DPO sends for a request of ``subject_id`` (with no text of
-        theirs to seal: the demo's say nothing of anyone)."""
-        await self.publish(command, subject_id)
-
     async def publish(self, command: r.Command, subject_id: str) -> None:
         """Sign ``command`` (sealed already, as the CLI does: privops.tools.command_sealing)
         and publish it under its subject's key."""
@@ -389,7 +384,7 @@ async def _chapters(demo: Demo, customers: list[FakeCustomer], data_dir: Path) -
         actor=demo.settings.actor,
         transmitted_on=clock.today(),
     )
-    await demo.follow_up(approved, subject.subject_id)
+    await demo.publish(approved, subject.subject_id)  # no text of anyone's to seal
     body = await demo.finished(rid, ("completed", "partially_completed"))
     sent = (body["manifest"] or {}).get("transmission") or {}
     console.print(
