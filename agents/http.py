@@ -758,6 +758,11 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         # a portability request's organisation to send the copies to (Art. 20(2): the
         # subject's words, for the DPO who sends them)
         "send_to": rec.send_to,
+        # made by a representative (from 0.41): who and how to reach them (their words),
+        # in what capacity, and the day the evidence of their authority arrived
+        "representative": rec.representative,
+        "capacity": rec.capacity.value if rec.capacity else None,
+        "authority_received_on": _iso(rec.authority_received_on),
         "tasks": [
             {
                 "task_id": t.task_id,

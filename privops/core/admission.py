@@ -234,6 +234,7 @@ def _submitted(cmd: r.RequestSubmitted, _rec: RequestRecord | None) -> list[Orde
             "identity_verified_on",
             cmd.identity_verified_on,
         ),
+        (*received, "authority_received_on", cmd.authority_received_on),
     ]
 
 
@@ -248,6 +249,14 @@ def _verified(cmd: r.IdentityVerified, rec: RequestRecord | None) -> list[Order]
     ]
 
 
+def _authority(cmd: r.AuthorityReceived, rec: RequestRecord | None) -> list[Order]:
+    """The evidence for a request arrives with it or after it (a standing power of
+    attorney on file is recorded as received with the request)."""
+    if rec is None:
+        return []
+    return [(_RECEIVED, rec.received_on, "received_on", cmd.received_on)]
+
+
 def _approved(cmd: r.AccessResponseApproved, rec: RequestRecord | None) -> list[Order]:
     if rec is None:
         return []
@@ -257,6 +266,7 @@ def _approved(cmd: r.AccessResponseApproved, rec: RequestRecord | None) -> list[
 _ORDERS: Final[dict[type[r.Command], Callable[[Any, RequestRecord | None], list[Order]]]] = {
     r.RequestSubmitted: _submitted,
     r.IdentityVerified: _verified,
+    r.AuthorityReceived: _authority,
     r.AccessResponseApproved: _approved,
 }
 

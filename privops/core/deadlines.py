@@ -75,6 +75,8 @@ def clock_start(
     *,
     fee_required: bool = False,
     identity_received: date | None = None,
+    authority_required: bool = False,
+    authority_received: date | None = None,
 ) -> date | None:
     """The day the one-month clock starts, or None while it has not started.
 
@@ -87,11 +89,21 @@ def clock_start(
     `identity_verified=received`. A fee date is ignored unless `fee_required` (a fee is
     only chargeable for manifestly unfounded or excessive requests or further copies).
     Identity information from before receipt (a signed-in customer) does not move it.
+
+    A request made by a representative that changes or discloses data
+    (`authority_required`) waits for the evidence of their authority as it waits for the
+    identity information: the clock starts on the later of the two (privops' reading of
+    Art. 12(6) and the ICO's guidance that the third party must show their entitlement;
+    docs/legal-rules.md).
     """
     identity = identity_received or identity_verified
     if identity is None:
         return None
     start = max(received, identity)
+    if authority_required:
+        if authority_received is None:
+            return None
+        start = max(start, authority_received)
     if fee_required:
         if fee_received is None:
             return None

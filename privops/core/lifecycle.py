@@ -18,6 +18,9 @@ from privops.core.vocab import TERMINAL_STATES, RequestState, RequestType
 class LifecycleEvent(StrEnum):
     submitted = "submitted"
     identity_required = "identity_required"
+    # Identity settled, but the request was made by a representative whose authority
+    # to act for the subject is not yet shown (from 0.41): the same wait.
+    authority_required = "authority_required"
     identity_verified = "identity_verified"
     # Requests that need no proof of identity (objection, consent withdrawal, complaint).
     accepted = "accepted"
@@ -43,6 +46,7 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (None, E.submitted): S.received,
     # identity
     (S.received, E.identity_required): S.identity_unverified,
+    (S.received, E.authority_required): S.identity_unverified,
     (S.received, E.identity_verified): S.in_progress,
     (S.identity_unverified, E.identity_verified): S.in_progress,
     (S.received, E.accepted): S.in_progress,
@@ -95,6 +99,7 @@ IDENTITY_REQUIRED: frozenset[RequestType] = frozenset(
 # Events only some request types may take, and why the others may not.
 EVENT_GUARDS: dict[LifecycleEvent, frozenset[RequestType]] = {
     E.accepted: frozenset(set(RequestType) - IDENTITY_REQUIRED),
+    E.authority_required: IDENTITY_REQUIRED,
     E.review_requested: frozenset({RequestType.access, RequestType.portability}),
     E.clarification_requested: frozenset({RequestType.access}),
 }
@@ -102,6 +107,10 @@ EVENT_GUARDS: dict[LifecycleEvent, frozenset[RequestType]] = {
 
 _GUARD_WHY: dict[LifecycleEvent, str] = {
     E.accepted: "{} requires identity_verified",
+    E.authority_required: (
+        "only a request that changes or discloses data waits for a representative's "
+        "authority, not a {} request"
+    ),
     E.review_requested: (
         "only a response with copies (access, portability) is reviewed, not a {} request's outcome"
     ),

@@ -25,6 +25,7 @@ from privops.core.fieldcrypt import (
 from privops.core.personal import PERSONAL
 from privops.core.pii import recorded_as_contact
 from privops.core.vocab import (
+    Capacity,
     Category,
     Channel,
     FeeGround,
@@ -370,6 +371,15 @@ class RequestSubmitted(Command):
     # with request_type portability. The DPO sends them, where technically feasible,
     # and says so when approving the response (AccessResponseApproved.transmitted_on).
     send_to: Annotated[str | None, PERSONAL] = None
+    # A request made for the subject by someone else (from 0.41): who they are and how
+    # to reach them, in one line, and in what capacity they act. The notices about the
+    # request go to them (SubjectNotification.representative). A request that changes
+    # or discloses data waits for the evidence of their authority (AuthorityReceived,
+    # or authority_received_on here when it came with the request); the clock starts
+    # once it has arrived, as it does for the identity information.
+    representative: Annotated[str | None, PERSONAL] = None
+    capacity: Capacity | None = None
+    authority_received_on: date | None = None
 
 
 class IdentityVerified(Command):
@@ -377,6 +387,14 @@ class IdentityVerified(Command):
     # Free text ("passport", or a number someone typed): sealed like every DPO text.
     method: Annotated[str, PERSONAL] = "documents"
     information_received_on: date | None = None
+
+
+class AuthorityReceived(Command):
+    """The evidence that a request's representative may act for the subject arrived on
+    ``received_on`` (written authority, a power of attorney, a deputyship order,
+    parental responsibility: ``Capacity``), and the DPO is satisfied with it (from 0.41)."""
+
+    received_on: date
 
 
 class FeeReceived(Command):
@@ -503,6 +521,7 @@ COMMAND_ANSWERS: tuple[type[CommandAnswer], ...] = (CommandAccepted, CommandReje
 COMMANDS: tuple[type[Command], ...] = (
     RequestSubmitted,
     IdentityVerified,
+    AuthorityReceived,
     FeeReceived,
     ClarificationRequested,
     ClarificationReceived,
@@ -774,6 +793,10 @@ class SubjectNotification(Notification):
     message: str
     document: Annotated[str | None, PERSONAL] = None
     exports: list[ExportReference] = []
+    # The request was made by a representative (RequestSubmitted.representative, from
+    # 0.41): the notice goes to them, at this address, not to the subject. None: to
+    # the subject, as the notifier finds them.
+    representative: Annotated[str | None, PERSONAL] = None
 
 
 class RecipientNotification(Notification):

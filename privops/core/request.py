@@ -27,7 +27,7 @@ from privops.core.datamap import DataMap
 from privops.core.deadlines import DEFAULT_COMPLAINT_ACK_DAYS, Pause
 from privops.core.errors import PrivopsError
 from privops.core.identity import IdentityMap
-from privops.core.lifecycle import LifecycleEvent, transition
+from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent, transition
 from privops.core.sweep import Alerted
 from privops.core.topics import (
     NOTIFICATIONS,
@@ -37,6 +37,7 @@ from privops.core.topics import (
 )
 from privops.core.vocab import (
     TERMINAL_STATES,
+    Capacity,
     Category,
     Channel,
     ObjectionScope,
@@ -219,6 +220,12 @@ class RequestRecord(_Model):
     # A portability request's "send the copies to ..." (UK GDPR Art. 20(2); from 0.40):
     # the subject's words, sealed as the DPO's free text is; not written when None.
     send_to: str | None = Field(default=None, exclude_if=_empty)
+    # Made for the subject by a representative (from 0.41): who and how to reach them,
+    # sealed as the DPO's free text is; in what capacity; the day the evidence of their
+    # authority arrived. None of them written when None.
+    representative: str | None = Field(default=None, exclude_if=_empty)
+    capacity: Capacity | None = Field(default=None, exclude_if=_empty)
+    authority_received_on: date | None = Field(default=None, exclude_if=_empty)
     # A refused request's ground (from 0.37): kept when an erasure scrubs the DPO's
     # letter (``reason``), so the controller can still show why; not written when None.
     refusal_ground: RefusalGround | None = Field(default=None, exclude_if=_empty)
@@ -286,6 +293,16 @@ class RequestRecord(_Model):
     @property
     def open(self) -> bool:
         return self.state not in TERMINAL_STATES
+
+    @property
+    def authority_required(self) -> bool:
+        """Made by a representative, and of a type that changes or discloses data: the
+        work waits for the evidence of their authority, as it waits for the identity."""
+        return self.capacity is not None and self.request_type in IDENTITY_REQUIRED
+
+    @property
+    def awaiting_authority(self) -> bool:
+        return self.authority_required and self.authority_received_on is None
 
 
 def _no_requests() -> Sequence[RequestRecord]:
@@ -420,16 +437,28 @@ def end_preservation(rec: RequestRecord, out: Outcome) -> None:
     rec.preserved = []
 
 
+FOR_REPRESENTATIVE: Final = (
+    "This answers the request you made on behalf of the person it is about.\n\n"
+)
+"""The first words of a notice that goes to a representative (``notify_subject``)."""
+
+
 def notify_subject(
     rec: RequestRecord, out: Outcome, ctx: Context, kind: str, message: str, **extra: Any
 ) -> None:
+    """Tell the subject ``message`` (a notice of ``kind``), or the representative who
+    made the request for them, when one did and their address is still known: the
+    notice goes to them, opening with ``FOR_REPRESENTATIVE`` (ICO, right of access:
+    a third party entitled to act for the subject is answered)."""
+    lead = FOR_REPRESENTATIVE if rec.representative is not None else ""
     note = r.SubjectNotification(
         notification_id=stable_id(rec.request_id, kind, len(rec.history)),
         request_id=rec.request_id,
         issued_at=ctx.now,
         subject_id=rec.subject_id,
         kind=kind,
-        message=message,
+        message=lead + message,
+        representative=rec.representative,
         **extra,
     )
     out.out.append(Out(NOTIFICATIONS, rec.subject_id, note))

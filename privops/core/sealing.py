@@ -153,6 +153,14 @@ sealed, stripped, and kept while the request is open, as the DPO's free text is;
 written when there is one (``RequestRecord.send_to``), so a record without it reads in
 a release of before 0.40."""
 
+REPRESENTATIVE: Final = "representative"
+"""Who made the request for the subject, and how to reach them (from 0.41): as
+``SEND_TO``, and written only when there is one, so a record without it reads in a
+release of before 0.41."""
+
+OPTIONAL_TEXT: Final = (SEND_TO, REPRESENTATIVE)
+"""A request's free text written only when given (``RequestRecord``'s ``exclude_if``)."""
+
 
 def _request_without_values(value: Json) -> Json:
     tasks = {
@@ -171,7 +179,7 @@ def _request_without_values(value: Json) -> Json:
         **value,
         "rectification": {},
         **({SEARCH: {}} if SEARCH in value else {}),
-        **({SEND_TO: None} if SEND_TO in value else {}),
+        **{name: None for name in OPTIONAL_TEXT if name in value},
         "tasks": tasks,
         MANIFEST: None,
         **dict.fromkeys(REQUEST_FREE_TEXT),
@@ -190,8 +198,7 @@ def _request_unkeyed(value: Json) -> Json:
     stripped = _request_without_values(value)
     if value.get("state") in _OPEN:
         stripped.update({name: value.get(name) for name in REQUEST_FREE_TEXT})
-        if SEND_TO in value:
-            stripped[SEND_TO] = value[SEND_TO]
+        stripped.update({name: value[name] for name in OPTIONAL_TEXT if name in value})
     return stripped
 
 
@@ -208,7 +215,7 @@ REQUESTS: Final = TableSealing(
         _path("tasks", VALUES, "outcome_reason"),
         _path(MANIFEST),
         *(_path(name) for name in REQUEST_FREE_TEXT),
-        _path(SEND_TO),
+        *(_path(name) for name in OPTIONAL_TEXT),
     ),
     strip=_request_without_values,
     subject=_own_subject,

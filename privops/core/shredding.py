@@ -535,6 +535,7 @@ def scrubbed(rec: RequestRecord) -> RequestRecord | None:
             "rectification": {},
             "search": {},
             "send_to": None,
+            "representative": None,
             "tasks": tasks,
             "manifest": None,
             "kept": kept,

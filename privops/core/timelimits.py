@@ -60,6 +60,8 @@ def recompute_due(rec: RequestRecord, ctx: Context) -> None:
         rec.fee_received_on,
         fee_required=rec.fee_received_on is not None,
         identity_received=rec.identity_received_on,
+        authority_required=rec.authority_required,
+        authority_received=rec.authority_received_on,
     )
     rec.clock_start = start
     if start is None:

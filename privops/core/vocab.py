@@ -161,7 +161,8 @@ class RefusalGround(StrEnum):
     # Art. 12(5)(b): the controller bears the burden of showing it.
     manifestly_unfounded = "manifestly_unfounded"
     excessive = "excessive"
-    # Art. 11(2), 12(2), 12(6): the requester is not shown to be the subject.
+    # Art. 11(2), 12(2), 12(6): the requester is not shown to be the subject, or (a
+    # representative, from 0.41) entitled to act for them.
     identity_not_established = "identity_not_established"
     # The right asked for does not apply (none of Art. 17(1)'s grounds for an erasure, of
     # Art. 18(1)'s for a restriction). Not for an access request or an objection
@@ -171,6 +172,24 @@ class RefusalGround(StrEnum):
     # legal professional privilege, negotiations, management forecasts, confidential
     # references...), named in the DPO's letter.
     exemption = "exemption"
+
+
+class Capacity(StrEnum):
+    """In what capacity someone makes a request for the subject (a representative; ICO,
+    right of access: "requests made on behalf of others"). The evidence differs, the
+    rule does not: privops acts on a request that changes or discloses data only once
+    the DPO has recorded the evidence of their authority (``workflow._authority_received``).
+    """
+
+    # The subject's written authority (a solicitor, an adviser, a relative or friend).
+    authorised = "authorised"
+    # A lasting or enduring power of attorney.
+    attorney = "attorney"
+    # A deputy appointed by the Court of Protection.
+    deputy = "deputy"
+    # Parental responsibility for a child: the DPO is satisfied the child cannot act for
+    # themselves and it is in their best interests, or the child authorised it.
+    parent = "parent"
 
 
 class ObjectionScope(StrEnum):

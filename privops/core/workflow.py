@@ -72,6 +72,7 @@ from privops.core.ticks import Tick, TickKind
 from privops.core.topics import COMMANDS, LEGAL_HOLDS_PREFIX, SUBJECT_DIRECTIVES
 from privops.core.vocab import (
     FINAL_TASK_STATES,
+    Capacity,
     Category,
     FeeGround,
     ObjectionScope,
@@ -436,8 +437,9 @@ NOTHING_HELD_NOTE: Final = (
 )
 """For the DPO: an id mistyped is answered the same, so the answer says why."""
 NOTE_NOT_KEPT: Final = (
-    "the note (--reason) is not kept: no system has reported this subject, and privops "
-    "keeps nothing personal of someone it holds nothing of"
+    "the note (--reason) and the representative's details are not kept: no system has "
+    "reported this subject, and privops keeps nothing personal of someone it holds "
+    "nothing of"
 )
 """For the DPO: why the free text they gave an access request about a stranger is gone."""
 
@@ -550,6 +552,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         _check_rectification(cmd.rectification, ctx.datamap)
     _check_withdrawal_scope(cmd)
     _check_send_to(cmd)
+    _check_representative(cmd)
     if cmd.search:
         _check_search(cmd, ctx.datamap)
     # About a stranger: no free text, which would make them a key (``_nothing_held``);
@@ -559,6 +562,9 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         and not cmd.search
         and not ctx.holds_anything_besides(cmd.request_id)
     )
+    # The CLI had no key to seal the representative's details under (privops holds
+    # nothing of the subject and makes them no key for this): not kept, as the note is not.
+    unkept = stranger or cmd.representative == WITHHELD
     rec = RequestRecord(
         request_id=cmd.request_id,
         request_type=cmd.request_type,
@@ -571,6 +577,9 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         rectification=dict(cmd.rectification),
         search=dict(cmd.search),
         send_to=cmd.send_to.strip() if cmd.send_to else None,
+        representative=None if unkept or not cmd.representative else cmd.representative.strip(),
+        capacity=cmd.capacity,
+        authority_received_on=cmd.authority_received_on,
         objection_scope=cmd.objection_scope,
         withdrawn_purpose=cmd.withdrawn_purpose,
         withdrawn_channel=cmd.withdrawn_channel,
@@ -582,12 +591,13 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     out = Outcome(
         record=rec,
         audit=[AuditStep("request_received", after=rec.state.value, reason=received_reason(rec))],
-        message=NOTE_NOT_KEPT if stranger and cmd.reason is not None else None,
+        message=NOTE_NOT_KEPT if unkept and (cmd.reason or cmd.representative) else None,
     )
     preserve_search(rec, ctx, out)
     if rec.request_type in IDENTITY_REQUIRED:
-        if rec.identity_verified_on is None:
-            move(rec, E.identity_required, out, ctx.now)
+        if rec.identity_verified_on is None or rec.awaiting_authority:
+            unproven = E.identity_required if rec.identity_verified_on is None else None
+            move(rec, unproven or E.authority_required, out, ctx.now)
             timelimits.recompute_due(rec, ctx)
             return out
         move(rec, E.identity_verified, out, ctx.now)
@@ -633,8 +643,8 @@ def _check_withdrawal_scope(cmd: r.RequestSubmitted) -> None:
 
 _NOT_IN_A_LINE: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 MAX_SEND_TO_CHARS: Final = 500
-"""The longest recipient an Art. 20(2) request names: an organisation and how to reach
-it, not a letter."""
+"""The longest recipient an Art. 20(2) request names, or representative a request does:
+who, and how to reach them, not a letter."""
 
 
 def _check_send_to(cmd: r.RequestSubmitted) -> None:
@@ -658,13 +668,24 @@ def _check_send_to(cmd: r.RequestSubmitted) -> None:
 
 def send_to_problem(text: str) -> str | None:
     """What is wrong with an organisation to send copies to, or None (the CLI asks the
-    same): one line of text, not blank, not longer than ``MAX_SEND_TO_CHARS`` (it
-    reaches the DPO's terminal and a letter). No control or formatting character (an
-    escape sequence, a line break, a right-to-left override); a no-break space is a
-    space. Never repeats the text."""
+    same): ``line_problem``'s, with what an empty one should say."""
+    return line_problem(text, "name the organisation and how to reach it")
+
+
+def representative_problem(text: str) -> str | None:
+    """What is wrong with a representative's details, or None (the CLI asks the same)."""
+    return line_problem(text, "name who makes the request for the subject and how to reach them")
+
+
+def line_problem(text: str, wanted: str) -> str | None:
+    """What is wrong with one line of someone's words, or None: not blank (``wanted``
+    says what it should hold), not longer than ``MAX_SEND_TO_CHARS`` (it reaches the
+    DPO's terminal and a letter). No control or formatting character (an escape
+    sequence, a line break, a right-to-left override); a no-break space is a space.
+    Never repeats the text."""
     trimmed = text.strip()
     if not trimmed:
-        return "is empty: name the organisation and how to reach it"
+        return f"is empty: {wanted}"
     if any(unicodedata.category(c) in _NOT_IN_A_LINE for c in trimmed):
         return "holds a control character or line break: one line of text"
     if len(trimmed) > MAX_SEND_TO_CHARS:
@@ -672,14 +693,89 @@ def send_to_problem(text: str) -> str | None:
     return None
 
 
+def _check_representative(cmd: r.RequestSubmitted) -> None:
+    """A request made for the subject names who makes it and in what capacity
+    (``Capacity``); a day their authority arrived belongs to such a request only. The
+    details are theirs: never repeated. (A placeholder the CLI sent for details it had
+    no key to seal is one line too: ``_submitted`` keeps none.)"""
+    given = cmd.representative is not None
+    if not given and (cmd.capacity is not None or cmd.authority_received_on is not None):
+        raise Refused(
+            Reason.invalid_command,
+            "a capacity or a day the authority arrived belongs to a request made by a "
+            "representative: name them (representative)",
+        )
+    if not given:
+        return
+    if cmd.capacity is None:
+        raise Refused(
+            Reason.invalid_command,
+            "say in what capacity the representative acts (capacity: "
+            + ", ".join(c.value for c in Capacity)
+            + ")",
+        )
+    if problem := representative_problem(cmd.representative or ""):
+        raise Refused(Reason.invalid_command, f"representative {problem}")
+
+
 def _identity_verified(
     rec: RequestRecord, cmd: r.IdentityVerified, ctx: Context, out: Outcome
 ) -> None:
     rec.identity_verified_on = cmd.verified_on
     rec.identity_received_on = cmd.information_received_on or rec.identity_received_on
+    if rec.awaiting_authority and rec.state is RequestState.identity_unverified:
+        timelimits.recompute_due(rec, ctx)
+        out.audit.append(
+            AuditStep("request_transitioned", after=rec.state.value, reason=IDENTITY_NOT_AUTHORITY)
+        )
+        out.message = IDENTITY_NOT_AUTHORITY
+        return
     move(rec, E.identity_verified, out, ctx.now)
     timelimits.recompute_due(rec, ctx)
     _start_work(rec, ctx, out)
+
+
+IDENTITY_NOT_AUTHORITY: Final = (
+    "identity verified; the request waits for the evidence of the representative's "
+    "authority (privops request authority)"
+)
+
+
+def _authority_received(
+    rec: RequestRecord, cmd: r.AuthorityReceived, ctx: Context, out: Outcome
+) -> None:
+    """The evidence that the request's representative may act for the subject arrived,
+    and the DPO is satisfied with it (ICO, right of access: "requests made on behalf of
+    others"; the third party provides it). A request that changes or discloses data
+    starts once the identity is verified too; the clock runs from the later of the two
+    (``deadlines.clock_start``). Recorded once: a later day would move the deadline."""
+    if rec.capacity is None:
+        raise Refused(
+            Reason.invalid_command,
+            "this request was made by the subject, not a representative: there is no "
+            "authority to record",
+        )
+    if rec.authority_received_on is not None:
+        raise Refused(
+            Reason.invalid_transition,
+            f"the representative's authority was recorded already (received "
+            f"{rec.authority_received_on}): a second day would move the deadline",
+        )
+    if not rec.open:
+        raise Refused(Reason.invalid_transition, f"the request is {rec.state.value}")
+    rec.authority_received_on = cmd.received_on
+    timelimits.recompute_due(rec, ctx)
+    if rec.state is RequestState.identity_unverified and rec.identity_verified_on is not None:
+        move(rec, E.identity_verified, out, ctx.now)
+        _start_work(rec, ctx, out)
+        return
+    out.audit.append(
+        AuditStep(
+            "request_transitioned",
+            after=rec.state.value,
+            reason=f"representative's authority received; due {rec.due_on}",
+        )
+    )
 
 
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
@@ -976,7 +1072,8 @@ def _refusable(rec: RequestRecord) -> frozenset[RefusalGround]:
         allowed = frozenset() if absolute else _NOT_INAPPLICABLE
     else:
         allowed = REFUSABLE.get(rec.request_type, frozenset())
-    if rec.identity_verified_on or rec.request_type not in IDENTITY_REQUIRED:
+    waiting = rec.request_type in IDENTITY_REQUIRED and not rec.identity_verified_on
+    if not (waiting or rec.awaiting_authority):
         allowed -= {RefusalGround.identity_not_established}
     return allowed
 
@@ -988,9 +1085,14 @@ def _not_on(rec: RequestRecord, ground: RefusalGround, grounds: str) -> str:
     if rec.request_type is RequestType.objection and not grounds:
         return "an objection to direct marketing is absolute (Art. 21(3)): it cannot be refused"
     if ground is RefusalGround.identity_not_established and rec.identity_verified_on:
+        authority = (
+            f" and the representative's authority received on {rec.authority_received_on}"
+            if rec.authority_received_on
+            else ""
+        )
         return (
-            f"the subject's identity was verified on {rec.identity_verified_on}: refuse on "
-            f"another ground ({grounds})"
+            f"the subject's identity was verified on {rec.identity_verified_on}{authority}: "
+            f"refuse on another ground ({grounds})"
         )
     if rec.request_type is RequestType.objection:
         return (
@@ -1272,6 +1374,7 @@ def _no_work_out(rec: RequestRecord, verb: str) -> None:
 
 _HANDLERS: dict[type[r.Command], Callable[[RequestRecord, Any, Context, Outcome], None]] = {
     r.IdentityVerified: _identity_verified,
+    r.AuthorityReceived: _authority_received,
     r.FeeReceived: _fee_received,
     r.ClarificationRequested: _clarification_requested,
     r.ClarificationReceived: _clarification_received,

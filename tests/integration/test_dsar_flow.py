@@ -70,6 +70,8 @@ def copy(location: str) -> tuple[str, ...]:
 DATAMAP = load_datamap()
 ELSEWHERE = "Bright Energy Ltd, switching@bright.example"
 """Where a subject asks for their portable copies to be sent (Art. 20(2))."""
+ATTORNEY = "Jane Doe (attorney), 4 Mill Lane, Leeds"
+"""Who makes a request for a subject under a power of attorney."""
 
 
 def alerts_for(settings: Settings, request_ids: set[str]) -> list[r.Alert]:
@@ -195,6 +197,23 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         assert System.orders in held[viewer.subject_id]
         ported = verified("port", viewer.subject_id, "--send-to", ELSEWHERE)
 
+        # An attorney asks for a subject's data: nothing is exported, and no clock runs,
+        # until the evidence of their authority is recorded; the response goes to them.
+        represented = customers[2]
+        by_attorney = verified(
+            "access", represented.subject_id, "--representative", ATTORNEY, "--capacity", "attorney"
+        )
+        waiting = http_json(f"{worker.url}/requests/{by_attorney}")[1]
+        assert (waiting["state"], waiting["tasks"], waiting["clock_start"]) == (
+            "identity_unverified",
+            [],
+            None,
+        )
+        shown = cli("request", "status", by_attorney, env=worker.env)
+        assert "Jane Doe" in shown
+        assert "waiting for the evidence of their authority" in shown
+        cli("request", "authority", by_attorney, "--on", uk_today().isoformat(), env=worker.env)
+
         ids = {approaching, breached, completed}
         wait_for(
             "approaching and breached alerts",
@@ -259,6 +278,26 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         sent_on = uk_today().isoformat()
         cli("request", "approve", ported, "--sent-on", sent_on, env=worker.env)
 
+        # The attorney's response: to them, at the address they gave (sealed on the
+        # broker; the notice's own text never names them), and so is the request.
+        request_reaching(worker.url, by_attorney, "completed", "the attorney's request")
+        (for_attorney,) = records_where(
+            local_runtime,
+            NOTIFICATIONS,
+            lambda c: isinstance(c, r.SubjectNotification) and c.request_id == by_attorney,
+        )
+        assert for_attorney.representative is not None
+        assert is_encrypted(for_attorney.representative)
+        assert "Jane Doe" not in for_attorney.message
+        assert for_attorney.message.startswith("This answers the request you made on behalf")
+        (asked,) = records_where(
+            local_runtime,
+            COMMANDS,
+            lambda c: isinstance(c, r.RequestSubmitted) and c.request_id == by_attorney,
+        )
+        assert asked.representative is not None
+        assert is_encrypted(asked.representative)
+
         # The DPO's caseload: the two objections still open, the overdue one first; with
         # --due-within 0, only it.
         listed = json.loads(cli("request", "list", "--json", env=worker.env))
@@ -286,6 +325,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         try:
             notes = [decrypt_record(notes[0], keys)]
             footage = decrypt_record(footage, keys)
+            assert decrypt_record(for_attorney, keys).representative == ATTORNEY
         finally:
             keys.close()
         # The subject's copy of the footage is the DPO's redacted one, and they are told
@@ -389,18 +429,18 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         orders = next(t for t in body["tasks"] if t["system"] == "orders")
         assert Category.credit.value not in orders["export"]["categories"]
 
-        # The accountability report, from this deployment's audit steps: six requests
-        # logged today, four closed, the objection received 45 days ago late.
+        # The accountability report, from this deployment's audit steps: seven requests
+        # logged today, five closed, the objection received 45 days ago late.
         app_id = worker.env["PRIVOPS_APP_ID"]
         report = json.loads(
             cli("audit", "report", "--chain", f"{app_id}/", "--json", env=worker.env)
         )
         assert report["app_ids"] == [app_id]
         logged = {row["request_type"]: row["received"] for row in report["by_type"]}
-        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 2, "portability": 1}
+        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 3, "portability": 1}
         total = report["total"]
-        assert (total["received"], total["closed"], total["open"]) == (6, 4, 2)
-        assert (total["completed"], total["late"]) == (4, 1)
+        assert (total["received"], total["closed"], total["open"]) == (7, 5, 2)
+        assert (total["completed"], total["late"]) == (5, 1)
     finally:
         stop(connectors)
         worker.stop()

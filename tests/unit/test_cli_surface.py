@@ -29,8 +29,8 @@ from privops.core.vocab import Category, Channel, ObjectionScope, Purpose
 
 # The options every submission verb shares, after --subject and its own.
 SHARED = (
-    "--received --identity-verified --identity-received --verified-now --reason --actor --json"
-    " --quiet --wait --no-wait"
+    "--received --identity-verified --identity-received --verified-now --representative"
+    " --capacity --authority-received --reason --actor --json --quiet --wait --no-wait"
 )
 # Every verb that publishes a command waits for the worker's answer (or not, --no-wait).
 WAITS = "--wait --no-wait"
@@ -60,6 +60,7 @@ SURFACE = [
     f"request withdraw: --subject --purpose --channel {SHARED}",
     f"request complain: --subject --restrict-while-investigating --link {SHARED}",
     f"request verify: REQUEST_ID --on --identity-received --method --actor --json {WAITS}",
+    f"request authority: REQUEST_ID --on --actor --json {WAITS}",
     f"request fee-received: REQUEST_ID --ground --on --actor --json {WAITS}",
     f"request clarify: REQUEST_ID --asked --question-ref --actor --json {WAITS}",
     f"request clarified: REQUEST_ID --on --actor --json {WAITS}",
@@ -195,7 +196,8 @@ def test_submission_verb_bundles_the_shared_options_and_keeps_their_order() -> N
     params = [p.opts[0] for p in command.commands["verb"].params]
     assert params == [
         "--subject", "--colour", "--received", "--identity-verified", "--identity-received",
-        "--verified-now", "--reason", "--actor", "--json", "--quiet", "--wait", "--no-wait",
+        "--verified-now", "--representative", "--capacity", "--authority-received", "--reason",
+        "--actor", "--json", "--quiet", "--wait", "--no-wait",
     ]  # fmt: skip
     out = CliRunner().invoke(sub, ["verb", "--subject", "C-1", "--colour", "blue", "-q"])
     assert out.exit_code == 0, out.output

@@ -31,6 +31,9 @@ LEGAL: list[tuple[RequestState | None, LifecycleEvent, RequestState, frozenset[R
     (None, E.submitted, S.received, ALL_TYPES),
     (S.received, E.identity_required, S.identity_unverified, ALL_TYPES),
     (S.received, E.identity_verified, S.in_progress, ALL_TYPES),
+    # identity settled, a representative's authority not yet shown (from 0.41): only a
+    # request that changes or discloses data waits for it
+    (S.received, E.authority_required, S.identity_unverified, NEEDS_ID),
     (S.identity_unverified, E.identity_verified, S.in_progress, ALL_TYPES),
     (S.received, E.accepted, S.in_progress, NO_ID),
     # UK GDPR Art. 12A (DUAA 2025): clarification stops the clock of an access request

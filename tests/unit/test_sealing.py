@@ -37,7 +37,7 @@ from privops.core.personal import (
     personal_paths,
 )
 from privops.core.request import KeptItem, RequestRecord, TaskRecord
-from privops.core.vocab import Category, RequestState, RequestType, System, TaskAction
+from privops.core.vocab import Capacity, Category, RequestState, RequestType, System, TaskAction
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 ANN, BOB = "subj-ann", "subj-bob"
@@ -82,6 +82,8 @@ def request() -> RequestRecord:
         reason=f"asked by {NAME} on the phone",
         extension_reason=f"{NAME}'s files are on paper",
         send_to=f"Bright Energy, for {NAME}",  # a portability request's (Art. 20(2))
+        representative=f"Smith & Co Solicitors, for {NAME}",  # made for them (from 0.41)
+        capacity=Capacity.authorised,
         kept=[KeptItem(system=System.orders, category=Category.purchases, ground="tax")],
         created_at=NOW,
     )
@@ -163,11 +165,14 @@ def test_a_requests_free_text_is_sealed_and_what_was_kept_and_why_is_not() -> No
     assert is_encrypted(sealed["reason"])
     assert is_encrypted(sealed["extension_reason"])
     assert is_encrypted(sealed["send_to"])
+    assert is_encrypted(sealed["representative"])
+    assert sealed["capacity"] == "authorised"
     assert is_encrypted(sealed["tasks"]["T-1"]["outcome_reason"])
     assert sealed["kept"][0]["ground"] == "tax"
     gone = sealing.open_(sealed, sealing.REQUESTS, ANN, keys())
     assert gone is not None
     assert (gone["reason"], gone["extension_reason"], gone["send_to"]) == (None, None, None)
+    assert (gone["representative"], gone["capacity"]) == (None, "authorised")
     assert gone["tasks"]["T-1"]["outcome_reason"] is None
     assert gone["kept"][0]["ground"] == "tax"
 
@@ -181,12 +186,17 @@ def test_an_open_request_with_no_key_keeps_its_free_text_until_it_closes() -> No
     kept = sealing.REQUESTS.without_key(value)
     assert kept is not None
     assert (kept["reason"], kept["send_to"]) == (value["reason"], value["send_to"])
+    assert kept["representative"] == value["representative"]  # the notices go to them
     closed = sealing.REQUESTS.without_key({**value, "state": "completed"})
     assert closed is not None
-    assert (closed["reason"], closed["send_to"]) == (None, None)
+    assert (closed["reason"], closed["send_to"], closed["representative"]) == (None, None, None)
     bare = request().model_copy(update={"send_to": None}).model_dump(mode="json")
     assert "send_to" not in bare
     assert "send_to" not in (sealing.REQUESTS.without_key(bare) or {})
+    own = request().model_copy(update={"representative": None, "capacity": None})
+    plain = own.model_dump(mode="json")  # asked by the subject: 0.40 reads it
+    assert not {"representative", "capacity", "authority_received_on"} & set(plain)
+    assert "representative" not in (sealing.REQUESTS.without_key(plain) or {})
 
 
 def _holds() -> list[LegalHold]:

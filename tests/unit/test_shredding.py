@@ -403,6 +403,7 @@ def test_paths_cover_maps_arrays_and_nested_records() -> None:
     assert paths["privops.notifications.SubjectNotification"] == [
         "document",
         "exports[].location",
+        "representative",
     ]
     assert paths["privops.results.TaskCompleted"] == ["export.location"]
     assert paths["privops.notifications.RecipientNotification"] == ["recipient_refs[]", "changes{}"]

@@ -24,7 +24,7 @@ from privops.core.identity import IdentityMap, merge
 from privops.core.request import Leftovers
 from privops.core.subject_keys import Kek, SubjectKey, create, retained_until
 from privops.core.ticks import Tick, TickKind
-from privops.core.vocab import Category, RequestState, RequestType, System
+from privops.core.vocab import Capacity, Category, RequestState, RequestType, System
 
 C = Category
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -380,6 +380,8 @@ def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap
             "reason": f"asked by {NAME}",
             "extension_reason": f"{NAME}: paper files",
             "send_to": f"Bright Energy, for {NAME}",  # a portability request's (Art. 20(2))
+            "representative": f"Smith & Co Solicitors, for {NAME}",  # made for them (0.41)
+            "capacity": Capacity.authorised,
         }
     )
     task_id = next(t for t, task in rec.tasks.items() if task.system is System.orders)
@@ -391,6 +393,7 @@ def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap
     assert clean is not None
     assert NAME not in clean.model_dump_json()
     assert (clean.reason, clean.extension_reason, clean.send_to) == (None, None, None)
+    assert (clean.representative, clean.capacity) == (None, Capacity.authorised)
     assert all(t.outcome_reason is None for t in clean.tasks.values())
     planned = [k.ground for k in rec.kept[:-1]]
     assert planned

@@ -28,8 +28,8 @@ DueWithin = Annotated[
         min=0,
         max=MAX_DUE_WITHIN,
         help="Only requests due within DAYS days, overdue ones included (0: due today or "
-        "overdue). A request whose clock is not running (identity not verified, a "
-        "clarification awaited) has no due date and is left out.",
+        "overdue). A request whose clock is not running (identity, or a representative's "
+        "authority, not shown; a clarification awaited) has no due date and is left out.",
     ),
 ]
 OfType = Annotated[

@@ -1,9 +1,9 @@
 """The follow-up verbs: what happens to a request after it is submitted.
 
-Identity verified, fee received, clarification asked and received, extension, answer,
-cancellation, refusal, objection decided, an access response's copy redacted and the
-response approved: one command each, keyed by the request id,
-each waiting for the worker's answer. The options they share (`Delivery`: --actor,
+Identity verified, a representative's authority received, fee received, clarification
+asked and received, extension, answer, cancellation, refusal, objection decided, an
+access response's copy redacted and the response approved: one command each, keyed by
+the request id, each waiting for the worker's answer. The options they share (`Delivery`: --actor,
 --json, --wait, --no-wait) are declared once, in `privops.cli.request.options`.
 """
 
@@ -38,6 +38,7 @@ from privops.cli.request.publish import (
 from privops.cli.request.submit import clock_from_the_check, date_order_problem
 from privops.core.records import (
     AccessResponseApproved,
+    AuthorityReceived,
     ClarificationReceived,
     ClarificationRequested,
     Command,
@@ -101,6 +102,23 @@ def verify(
         verified_on=day,
         method=method,
         information_received_on=information,
+    )
+
+
+@follow_up_verb
+def authority(common: Delivery, request_id: RequestId, on: On = None) -> None:
+    """Record that the evidence of a representative's authority arrived and satisfies you
+    (the subject's written authority, a power of attorney, a deputyship order, parental
+    responsibility): a request that changes or discloses data starts once identity is
+    verified too, and its one-month clock runs from the later of the two."""
+    rid = check_id(request_id)
+    day = _day(on)
+    _send(
+        AuthorityReceived,
+        rid,
+        f"representative's authority received on {day}",
+        common,
+        received_on=day,
     )
 
 
@@ -217,7 +235,8 @@ def refuse(
         ...,
         "--ground",
         help="On what ground: manifestly_unfounded or excessive (UK GDPR Art. 12(5)), "
-        "identity_not_established (Art. 12(6); only while the identity waits), "
+        "identity_not_established (Art. 12(6); only while the identity, or a "
+        "representative's authority, waits), "
         "right_does_not_apply (an erasure or restriction none of whose grounds hold), or "
         "exemption (Data Protection Act 2018 Schedules 2-4; the subject's notice names "
         "none: say in --reason what may be said). A consent withdrawal, an objection to "
@@ -418,6 +437,7 @@ def approve(
 
 VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("verify", verify),
+    ("authority", authority),
     ("fee-received", fee_received),
     ("clarify", clarify),
     ("clarified", clarified),

@@ -53,6 +53,39 @@ IdentityReceivedOn = Annotated[
         ),
     ),
 ]
+Representative = Annotated[
+    str | None,
+    typer.Option(
+        "--representative",
+        help=(
+            "The request is made for the subject by someone else (a solicitor, an "
+            "attorney, a parent): who, and how to reach them, in one line. Notices go to "
+            "them; with --capacity." + SEALED_HELP
+        ),
+    ),
+]
+CapacityOption = Annotated[
+    str | None,
+    typer.Option(
+        "--capacity",
+        help=(
+            "How the representative may act: authorised (the subject's written "
+            "authority), attorney (power of attorney), deputy (Court of Protection) or "
+            "parent (parental responsibility for a child)."
+        ),
+    ),
+]
+AuthorityReceived = Annotated[
+    str | None,
+    typer.Option(
+        "--authority-received",
+        help=(
+            "Date the evidence of the representative's authority arrived and satisfied "
+            "you, YYYY-MM-DD. Without it, a request that changes or discloses data waits "
+            "for it (`privops request authority`) and the clock does not start."
+        ),
+    ),
+]
 VerifiedNow = Annotated[
     bool, typer.Option("--verified-now", help="Identity is verified: on the date received.")
 ]
@@ -94,6 +127,9 @@ class Submission:
     identity_verified: IdentityVerifiedOn = None
     identity_received: IdentityReceivedOn = None
     verified_now: VerifiedNow = False
+    representative: Representative = None
+    capacity: CapacityOption = None
+    authority_received: AuthorityReceived = None
     reason: Note = None
     actor: Actor = None
     as_json: Json = False

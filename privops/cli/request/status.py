@@ -6,7 +6,7 @@ over HTTP; `--json` prints the worker's answer unchanged.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from rich.table import Table
@@ -14,6 +14,8 @@ from rich.table import Table
 from privops.cli.common import EXIT_UNAVAILABLE, Json, check_id, console, emit_json, fail
 from privops.cli.request.options import RequestId
 from privops.cli.worker_http import worker_json, worker_url
+from privops.core.lifecycle import IDENTITY_REQUIRED
+from privops.core.vocab import Capacity
 from privops.tools.views import art15_table, cell, exports_table, grid, table, task_exports
 
 
@@ -150,6 +152,31 @@ def _send_to(body: dict[str, Any]) -> str:
     return f"{told} [dim]({what})[/]"
 
 
+def _representative(body: dict[str, Any]) -> str:
+    """Who made the request for the subject, in what capacity, and whether the evidence
+    of their authority is in; when the work waits for it, how to record it."""
+    who = cell(body.get("representative"), "their details are not kept")
+    capacity = cell(body.get("capacity"))
+    received = body.get("authority_received_on")
+    if received:
+        return f"{who} [dim]({capacity}; authority received {cell(received)})[/]"
+    if body.get("request_type") not in {t.value for t in IDENTITY_REQUIRED}:
+        return f"{who} [dim]({capacity}; no evidence of authority recorded)[/]"
+    rid = cell(body.get("request_id"))
+    return (
+        f"{who} [dim]({capacity})[/]\n[bold yellow]waiting for the evidence of their "
+        f"authority[/]: once satisfied, privops request authority {rid} --on YYYY-MM-DD"
+        + (_CHILD if body.get("capacity") == Capacity.parent.value else "")
+    )
+
+
+_CHILD: Final = (
+    "\n[dim]for a child: act for a parent only if the child cannot understand their "
+    "rights, or authorised it, or it is in their best interests; a child who can is "
+    "answered themselves[/]"
+)
+
+
 def days_left_cell(days_left: Any) -> str:
     if isinstance(days_left, int) and days_left < 0:
         return f"[bold red]{-days_left} overdue[/]"
@@ -183,7 +210,10 @@ def _summary(body: dict[str, Any]) -> Table:
         ("received", cell(body.get("received_on"))),
         ("identity info", cell(body.get("identity_received_on"), "not received")),
         ("identity verified", cell(body.get("identity_verified_on"), "no")),
-        ("clock start", cell(body.get("clock_start"), "not started (identity or fee pending)")),
+        (
+            "clock start",
+            cell(body.get("clock_start"), "not started (identity, authority or fee pending)"),
+        ),
         ("due", cell(body.get("due_on"))),
         ("days left", days_left_cell(body.get("days_left"))),
         ("paused days", cell(body.get("paused_days"), "0")),
@@ -196,6 +226,7 @@ def _summary(body: dict[str, Any]) -> Table:
         *([("refused on", cell(body["refusal_ground"]))] if body.get("refusal_ground") else []),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
         *([("send copies to", _send_to(body))] if body.get("send_to") else []),
+        *([("made by", _representative(body))] if body.get("capacity") else []),
         *(
             [
                 (

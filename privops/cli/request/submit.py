@@ -16,6 +16,7 @@ import typer
 from privops.adapters.datamap_file import load_datamap
 from privops.cli.common import (
     check_id,
+    choices,
     console,
     emit_json,
     fail,
@@ -41,10 +42,18 @@ from privops.cli.request.publish import (
 from privops.core import search
 from privops.core.consent import CONSENT_PURPOSES
 from privops.core.datamap import DEFAULT_CONTACT_FIELDS, FIELD_NAME_RE, STATEMENT_PREFIX, DataMap
+from privops.core.lifecycle import IDENTITY_REQUIRED
 from privops.core.records import RequestSubmitted
 from privops.core.topics import COMMANDS
-from privops.core.vocab import Channel, ObjectionScope, Purpose, RequestType, SearchDetail
-from privops.core.workflow import MAX_RECTIFIED_CHARS, send_to_problem
+from privops.core.vocab import (
+    Capacity,
+    Channel,
+    ObjectionScope,
+    Purpose,
+    RequestType,
+    SearchDetail,
+)
+from privops.core.workflow import MAX_RECTIFIED_CHARS, representative_problem, send_to_problem
 
 _FIELDS_HELP = (
     "those the data map lists for each category (categories.<category>.fields, shown by "
@@ -122,8 +131,35 @@ def submission(request_type: RequestType, common: Submission, **extra: Any) -> R
         identity_verified_on=verified_on,
         identity_received_on=information_on,
         reason=note(common.reason),
+        **_representation(common, received_on),
         **extra,
     )
+
+
+def _representation(common: Submission, received_on: date) -> dict[str, Any]:
+    """The representative's fields of a submission (none when the subject asks
+    themselves); exit 2 on any of them malformed or missing (details not echoed)."""
+    if common.representative is None:
+        if common.capacity is not None or common.authority_received is not None:
+            fail("--capacity and --authority-received go with --representative: name them")
+        return {}
+    if problem := representative_problem(common.representative):
+        fail(f"--representative {problem}")
+    if common.capacity is None:
+        fail(f"--representative needs --capacity: one of {choices(Capacity)}")
+    fields: dict[str, Any] = {
+        "representative": common.representative.strip(),
+        "capacity": parse_choice(Capacity, common.capacity, "--capacity"),
+    }
+    if common.authority_received is not None:
+        day = parse_date(common.authority_received, "--authority-received")
+        if day < received_on:
+            fail(
+                f"--authority-received {day} is before --received {received_on}: give the "
+                "day the evidence for this request arrived (--received defaults to today)"
+            )
+        fields["authority_received_on"] = day
+    return fields
 
 
 def _report_json(submitted: Sequence[RequestSubmitted], verdicts: Sequence[Verdict]) -> None:
@@ -136,6 +172,8 @@ def _report_json(submitted: Sequence[RequestSubmitted], verdicts: Sequence[Verdi
             "received_on": s.received_on.isoformat(),
             "identity_verified_on": _iso(s.identity_verified_on),
             "identity_received_on": _iso(s.identity_received_on),
+            "capacity": s.capacity.value if s.capacity else None,
+            "authority_received_on": _iso(s.authority_received_on),
             "linked_request_id": s.linked_request_id,
             "topic": COMMANDS,
             "answer": v.as_json(),
@@ -159,8 +197,22 @@ def _summary(s: RequestSubmitted) -> str:
     link = f", linked to {s.linked_request_id}" if s.linked_request_id else ""
     return (
         f"{s.request_type.value} request {s.request_id} submitted, "
-        f"received {s.received_on}, {clock}{link}"
+        f"received {s.received_on}, {clock}{link}{_made_by(s)}"
     )
+
+
+def _made_by(s: RequestSubmitted) -> str:
+    if s.capacity is None:
+        return ""
+    if s.authority_received_on:
+        received = s.authority_received_on
+        return f", made by a representative ({s.capacity.value}; authority received {received})"
+    if s.request_type in IDENTITY_REQUIRED:
+        return (
+            f", made by a representative ({s.capacity.value}): the work and the clock wait "
+            "for the evidence of their authority (`privops request authority`)"
+        )
+    return f", made by a representative ({s.capacity.value})"
 
 
 def submit(submitted: Sequence[RequestSubmitted], common: Submission) -> None:
