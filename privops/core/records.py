@@ -373,7 +373,8 @@ class RequestSubmitted(Command):
     send_to: Annotated[str | None, PERSONAL] = None
     # A request made for the subject by someone else (from 0.41): who they are and how
     # to reach them, in one line, and in what capacity they act. The notices about the
-    # request go to them (SubjectNotification.representative). A request that changes
+    # request go to them once their authority is recorded (SubjectNotification.
+    # representative), to the subject before. A request that changes
     # or discloses data waits for the evidence of their authority (AuthorityReceived,
     # or authority_received_on here when it came with the request); the clock starts
     # once it has arrived, as it does for the identity information.
@@ -793,9 +794,10 @@ class SubjectNotification(Notification):
     message: str
     document: Annotated[str | None, PERSONAL] = None
     exports: list[ExportReference] = []
-    # The request was made by a representative (RequestSubmitted.representative, from
-    # 0.41): the notice goes to them, at this address, not to the subject. None: to
-    # the subject, as the notifier finds them.
+    # The request was made by a representative whose authority is recorded
+    # (RequestSubmitted.representative, from 0.41): the notice goes to them, at this
+    # address (their own words: a notifier may route it, or print it for the DPO's
+    # post), not to the subject. None: to the subject, as the notifier finds them.
     representative: Annotated[str | None, PERSONAL] = None
 
 

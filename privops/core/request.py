@@ -443,14 +443,24 @@ FOR_REPRESENTATIVE: Final = (
 """The first words of a notice that goes to a representative (``notify_subject``)."""
 
 
+def answers_representative(rec: RequestRecord) -> bool:
+    """Whether the notices about ``rec`` go to the representative who made it: once the
+    evidence of their authority is recorded, and while their address is kept. Before,
+    they go to the subject, as Art. 12 has it: telling someone not shown to be entitled
+    that the subject is a customer, what became of their objection or the DPO's answer
+    to a complaint made in their name, discloses the subject's data (review, session
+    41). A request that changes or discloses data does nothing before it anyway."""
+    return rec.representative is not None and rec.authority_received_on is not None
+
+
 def notify_subject(
     rec: RequestRecord, out: Outcome, ctx: Context, kind: str, message: str, **extra: Any
 ) -> None:
     """Tell the subject ``message`` (a notice of ``kind``), or the representative who
-    made the request for them, when one did and their address is still known: the
-    notice goes to them, opening with ``FOR_REPRESENTATIVE`` (ICO, right of access:
-    a third party entitled to act for the subject is answered)."""
-    lead = FOR_REPRESENTATIVE if rec.representative is not None else ""
+    made the request for them (``answers_representative``), opening with
+    ``FOR_REPRESENTATIVE``."""
+    to = rec.representative if answers_representative(rec) else None
+    lead = FOR_REPRESENTATIVE if to is not None else ""
     note = r.SubjectNotification(
         notification_id=stable_id(rec.request_id, kind, len(rec.history)),
         request_id=rec.request_id,
@@ -458,7 +468,7 @@ def notify_subject(
         subject_id=rec.subject_id,
         kind=kind,
         message=lead + message,
-        representative=rec.representative,
+        representative=to,
         **extra,
     )
     out.out.append(Out(NOTIFICATIONS, rec.subject_id, note))

@@ -536,6 +536,10 @@ def scrubbed(rec: RequestRecord) -> RequestRecord | None:
             "search": {},
             "send_to": None,
             "representative": None,
+            # "deputy" tells of a Court of Protection order (the subject's mental
+            # capacity), "parent" that they are a child: not kept once they are erased
+            # (review, session 41); the day the authority arrived stays.
+            "capacity": None,
             "tasks": tasks,
             "manifest": None,
             "kept": kept,

@@ -187,8 +187,9 @@ class Capacity(StrEnum):
     attorney = "attorney"
     # A deputy appointed by the Court of Protection.
     deputy = "deputy"
-    # Parental responsibility for a child: the DPO is satisfied the child cannot act for
-    # themselves and it is in their best interests, or the child authorised it.
+    # Parental responsibility for a child: the DPO is satisfied the child cannot
+    # understand their rights, or authorised it, or it is in their best interests (ICO);
+    # a child who understands their rights is answered themselves.
     parent = "parent"
 
 

@@ -439,7 +439,7 @@ NOTHING_HELD_NOTE: Final = (
 NOTE_NOT_KEPT: Final = (
     "the note (--reason) and the representative's details are not kept: no system has "
     "reported this subject, and privops keeps nothing personal of someone it holds "
-    "nothing of"
+    "nothing of (answer a representative by letter)"
 )
 """For the DPO: why the free text they gave an access request about a stranger is gone."""
 
@@ -591,7 +591,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     out = Outcome(
         record=rec,
         audit=[AuditStep("request_received", after=rec.state.value, reason=received_reason(rec))],
-        message=NOTE_NOT_KEPT if unkept and (cmd.reason or cmd.representative) else None,
+        message=_not_kept(cmd, stranger),
     )
     preserve_search(rec, ctx, out)
     if rec.request_type in IDENTITY_REQUIRED:
@@ -693,6 +693,25 @@ def line_problem(text: str, wanted: str) -> str | None:
     return None
 
 
+def _not_kept(cmd: r.RequestSubmitted, stranger: bool) -> str | None:
+    """What the DPO is told of text the request does not keep: a stranger's note and
+    representative's details (``NOTE_NOT_KEPT``), or details the CLI had no key to seal
+    (the subject erased with nothing kept): either way the representative is answered
+    by the DPO's letter, not by the notices."""
+    if stranger and (cmd.reason or cmd.representative):
+        return NOTE_NOT_KEPT
+    if cmd.representative == WITHHELD:
+        return REPRESENTATIVE_NOT_KEPT
+    return None
+
+
+REPRESENTATIVE_NOT_KEPT: Final = (
+    "the representative's details are not kept: privops holds no key of this subject to "
+    "seal them under (erased, nothing kept); the notices go to the subject as the systems "
+    "knew them, so answer the representative by letter"
+)
+
+
 def _check_representative(cmd: r.RequestSubmitted) -> None:
     """A request made for the subject names who makes it and in what capacity
     (``Capacity``); a day their authority arrived belongs to such a request only. The
@@ -721,6 +740,13 @@ def _check_representative(cmd: r.RequestSubmitted) -> None:
 def _identity_verified(
     rec: RequestRecord, cmd: r.IdentityVerified, ctx: Context, out: Outcome
 ) -> None:
+    if rec.awaiting_authority and rec.identity_verified_on is not None:
+        raise Refused(
+            Reason.invalid_transition,
+            f"the identity was verified on {rec.identity_verified_on} already: the request "
+            "waits for the evidence of the representative's authority (privops request "
+            "authority)",
+        )
     rec.identity_verified_on = cmd.verified_on
     rec.identity_received_on = cmd.information_received_on or rec.identity_received_on
     if rec.awaiting_authority and rec.state is RequestState.identity_unverified:
@@ -744,36 +770,41 @@ IDENTITY_NOT_AUTHORITY: Final = (
 def _authority_received(
     rec: RequestRecord, cmd: r.AuthorityReceived, ctx: Context, out: Outcome
 ) -> None:
-    """The evidence that the request's representative may act for the subject arrived,
-    and the DPO is satisfied with it (ICO, right of access: "requests made on behalf of
-    others"; the third party provides it). A request that changes or discloses data
-    starts once the identity is verified too; the clock runs from the later of the two
-    (``deadlines.clock_start``). Recorded once: a later day would move the deadline."""
+    """The evidence that the request's representative may act for the subject arrived on
+    ``received_on``, and the DPO is satisfied with it (ICO, right of access: "requests
+    made on behalf of others"; the third party provides it). A request that changes or
+    discloses data starts once the identity is verified too; the clock runs from the
+    later of the two (``deadlines.clock_start``). From then on its notices go to the
+    representative (``answers_representative``).
+
+    A day recorded may be corrected while the request still waits for the identity (its
+    clock has not started: nothing it decided moves); after, it stands, as a second day
+    would move a running deadline or the record of when the notices changed hands."""
     if rec.capacity is None:
         raise Refused(
             Reason.invalid_command,
             "this request was made by the subject, not a representative: there is no "
             "authority to record",
         )
-    if rec.authority_received_on is not None:
+    before = rec.authority_received_on
+    if before is not None and rec.state is not RequestState.identity_unverified:
         raise Refused(
             Reason.invalid_transition,
-            f"the representative's authority was recorded already (received "
-            f"{rec.authority_received_on}): a second day would move the deadline",
+            f"the representative's authority was recorded already (received {before}), "
+            "and the request no longer waits: a second day would move what followed it",
         )
-    if not rec.open:
-        raise Refused(Reason.invalid_transition, f"the request is {rec.state.value}")
     rec.authority_received_on = cmd.received_on
     timelimits.recompute_due(rec, ctx)
     if rec.state is RequestState.identity_unverified and rec.identity_verified_on is not None:
         move(rec, E.identity_verified, out, ctx.now)
         _start_work(rec, ctx, out)
         return
+    corrected = f" (corrected from {before})" if before is not None else ""
     out.audit.append(
         AuditStep(
             "request_transitioned",
             after=rec.state.value,
-            reason=f"representative's authority received; due {rec.due_on}",
+            reason=f"representative's authority received{corrected}; due {rec.due_on}",
         )
     )
 

@@ -519,7 +519,7 @@ def no_broker(env: Callable[..., None]) -> str:
         ),
         (
             ["access", "--subject", "C-1", "--representative", "S", "--capacity", "friend"],
-            "unknown --capacity 'friend': use one of authorised, attorney, deputy, parent",
+            "unknown --capacity: use one of authorised, attorney, deputy, parent",
         ),
         (
             ["access", "--subject", "C-1", "--capacity", "attorney"],
@@ -572,6 +572,20 @@ def no_broker(env: Callable[..., None]) -> str:
             "--authority-received",
         ),
         (["authority", "REQ-1", "--on", "2025-13-01"], "--on"),
+        (
+            [
+                "complain",
+                "--subject",
+                "C-1",
+                "--verified-now",
+                "--restrict-while-investigating",
+                "--representative",
+                "S",
+                "--capacity",
+                "authorised",
+            ],
+            "a restriction asked for by a representative is applied once their authority is shown",
+        ),
         (["approve", "REQ-1", "--not-feasible", "x" * 2001], "--not-feasible is 2001 characters"),
         (["fee-received", "REQ-1"], "Missing option '--ground'"),
         (["refuse", "REQ-1", "--reason", "x"], "Missing option '--ground'"),

@@ -6,8 +6,9 @@ The request names who and in what capacity (``privops request access --represent
 ... --capacity ...``, sealed). One that changes or discloses data waits, as for the
 identity, for the evidence of their authority (``privops request authority``, or
 ``--authority-received`` with the request); its clock starts on the later of the two.
-The notices about it go to the representative. One that does neither (an objection, a
-consent withdrawal, a complaint) is acted on as the subject's own would be."""
+One that does neither (an objection, a consent withdrawal, a complaint) is acted on as
+the subject's own would be. The notices about a request go to the representative once
+their authority is recorded, to the subject before."""
 
 from __future__ import annotations
 
@@ -216,8 +217,41 @@ def test_refused_while_the_authority_is_not_shown(ctx: wf.Context) -> None:  # n
     assert outcome.record is not None
     assert outcome.record.state is S.refused
     (note,) = of_type(outcome, r.SubjectNotification)
-    assert note.representative == SOLICITOR  # they asked: they are told
+    # Not to someone not shown to be entitled: to the subject (Art. 12(4)), whom it
+    # tells that someone asked in their name; the DPO answers the requester by letter.
+    assert note.representative is None
+    assert not note.message.startswith(FOR_REPRESENTATIVE)
     assert "that you may act for the person it is about" in note.message
+
+
+def test_notices_go_to_the_subject_until_the_authority_is_recorded(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
+    """An objection is acted on at once; what became of it is told to the subject while
+    the representative has not shown they may act for them (telling them would
+    disclose that the subject is a customer, and the DPO's reasons), and to the
+    representative once they have."""
+    withdrawn = by_solicitor(ctx, RequestType.consent_withdrawal, verified=False)
+    assert withdrawn.record is not None
+    assert withdrawn.record.state is S.completed
+    (note,) = of_type(withdrawn, r.SubjectNotification)
+    assert note.representative is None
+    objection = by_solicitor(
+        ctx, RequestType.objection, objection_scope=ObjectionScope.legitimate_interest
+    ).record
+    assert objection is not None
+    decision = command(r.ObjectionDecided, accepted=True, reason="We stop.")
+    before = wf.on_command(objection, decision, ctx)
+    (note,) = of_type(before, r.SubjectNotification)
+    assert note.representative is None
+    shown = authority(objection, ctx)
+    assert shown.rejected is None, shown.message
+    assert shown.record is not None
+    assert shown.record.state is S.in_progress  # recorded; nothing else moves
+    after = wf.on_command(shown.record, decision, ctx)
+    (note,) = of_type(after, r.SubjectNotification)
+    assert note.representative == SOLICITOR
+    assert note.message.startswith(FOR_REPRESENTATIVE)
 
 
 def test_not_refused_on_identity_once_both_are_shown(ctx: wf.Context) -> None:  # noqa: F811
@@ -256,7 +290,7 @@ def test_a_malformed_representation_is_refused(
     assert outcome.rejected == "invalid_command"
     assert message in (outcome.message or "")
     assert outcome.record is None
-    assert SOLICITOR not in (outcome.message or "")
+    assert str(kw.get("representative")) not in (outcome.message or "")  # never repeated
 
 
 def test_a_no_break_space_is_a_space(ctx: wf.Context) -> None:  # noqa: F811
@@ -283,7 +317,9 @@ def test_the_authority_dates_are_checked(ctx: wf.Context) -> None:  # noqa: F811
         admission.check_dates(ahead, rec, TODAY)
 
 
-def test_authority_is_recorded_once_and_only_for_a_representative(ctx: wf.Context) -> None:  # noqa: F811
+def test_authority_only_for_a_representative_and_corrected_only_while_nothing_runs(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
     own = wf.on_command(None, submit(RequestType.access, verified=False), ctx).record
     assert own is not None
     refused = authority(own, ctx)
@@ -291,11 +327,43 @@ def test_authority_is_recorded_once_and_only_for_a_representative(ctx: wf.Contex
     assert "made by the subject, not a representative" in (refused.message or "")
     rec = by_solicitor(ctx, verified=False).record
     assert rec is not None
-    once = authority(rec, ctx).record
-    assert once is not None
-    twice = authority(once, later(ctx, 1), TODAY + timedelta(days=1))
-    assert twice.rejected == "invalid_transition"
-    assert f"recorded already (received {TODAY})" in (twice.message or "")
+    mistyped = authority(rec, later(ctx, 1), TODAY + timedelta(days=1)).record
+    assert mistyped is not None
+    # Still waiting for the identity: no clock runs, so the day may be put right.
+    fixed = authority(mistyped, later(ctx, 1), TODAY)
+    assert fixed.rejected is None, fixed.message
+    assert fixed.record is not None
+    assert fixed.record.authority_received_on == TODAY
+    (step,) = fixed.audit
+    assert f"(corrected from {TODAY + timedelta(days=1)})" in (step.reason or "")
+    verified = wf.on_command(fixed.record, command(r.IdentityVerified, verified_on=TODAY), ctx)
+    running = verified.record
+    assert running is not None
+    assert running.state is S.awaiting_systems
+    again = authority(running, later(ctx, 2), TODAY + timedelta(days=2))
+    assert again.rejected == "invalid_transition"
+    assert f"recorded already (received {TODAY})" in (again.message or "")
+
+
+def test_no_second_identity_while_the_authority_is_awaited(ctx: wf.Context) -> None:  # noqa: F811
+    """The first moved nothing on; a second would move the day the clock counts from."""
+    rec = by_solicitor(ctx).record  # identity verified with the request
+    assert rec is not None
+    five = later(ctx, 5)
+    outcome = wf.on_command(rec, command(r.IdentityVerified, verified_on=five.today), five)
+    assert outcome.rejected == "invalid_transition"
+    assert f"verified on {TODAY} already" in (outcome.message or "")
+
+
+def test_no_authority_on_a_finished_request(ctx: wf.Context) -> None:  # noqa: F811
+    done = by_solicitor(
+        ctx, RequestType.consent_withdrawal, verified=False
+    ).record  # completed at once
+    assert done is not None
+    assert done.state is S.completed
+    outcome = authority(done, ctx)
+    assert outcome.rejected is not None
+    assert outcome.record is None or outcome.record.authority_received_on is None
 
 
 def test_details_the_cli_could_not_seal_are_not_kept(ctx: wf.Context) -> None:  # noqa: F811
@@ -306,7 +374,8 @@ def test_details_the_cli_could_not_seal_are_not_kept(ctx: wf.Context) -> None:  
     rec = outcome.record
     assert rec is not None
     assert (rec.representative, rec.capacity) == (None, Capacity.authorised)
-    assert "representative's details are not kept" in (outcome.message or "")
+    assert outcome.message == wf.REPRESENTATIVE_NOT_KEPT
+    assert "answer the representative by letter" in outcome.message
 
 
 def test_a_strangers_representative_is_not_kept(ctx: wf.Context) -> None:  # noqa: F811
@@ -346,7 +415,7 @@ def test_the_status_says_who_made_it_and_what_it_waits_for(ctx: wf.Context) -> N
     waiting = status_cli._representative(_body(rec))
     assert waiting.startswith(f"{SOLICITOR} [dim](authorised)[/]")
     assert "waiting for the evidence of their authority" in waiting
-    assert "privops request authority R-1 --on YYYY-MM-DD" in waiting
+    assert "record the day it arrived, privops request authority R-1 --on YYYY-MM-DD" in waiting
     assert "child" not in waiting
     parent = status_cli._representative(_body(rec) | {"capacity": "parent"})
     assert "best interests" in parent
@@ -361,7 +430,15 @@ def test_the_status_says_who_made_it_and_what_it_waits_for(ctx: wf.Context) -> N
         ctx, RequestType.objection, objection_scope=ObjectionScope.direct_marketing
     ).record
     assert objection is not None
-    assert "no evidence of authority recorded" in status_cli._representative(_body(objection))
+    shown_objection = status_cli._representative(_body(objection))
+    assert "the notices go to the subject meanwhile" in shown_objection
+    assert "privops request authority" in shown_objection
+    closed = _body(objection) | {"state": "cancelled"}
+    assert status_cli._representative(closed).endswith("no evidence of authority recorded)[/]")
+    scrubbed = _body(done) | {"representative": None, "capacity": None}
+    assert status_cli._representative(scrubbed) == (
+        f"their details are not kept [dim](capacity not kept; authority received {TODAY})[/]"
+    )
     console.begin_capture()
     status_cli.render_status(_body(rec) | {"tasks": [], "history": []})
     shown = console.end_capture()
@@ -394,6 +471,10 @@ def test_the_cli_records_the_authority(monkeypatch: pytest.MonkeyPatch) -> None:
         request_cli.app, ["authority", "REQ-AAAAAAAAAAAA", "--on", "2025-03-10", "--no-wait"]
     )
     assert out.exit_code == 0, out.output
+    # The day it arrived is asked for, never taken to be today (the clock counts from it).
+    unsaid = CliRunner().invoke(request_cli.app, ["authority", "REQ-AAAAAAAAAAAA", "--no-wait"])
+    assert unsaid.exit_code == 2
+    assert "--on" in unsaid.output
     (recorded,) = sent
     assert isinstance(recorded, r.AuthorityReceived)
     assert (recorded.request_id, recorded.received_on) == ("REQ-AAAAAAAAAAAA", TODAY)
@@ -440,3 +521,18 @@ def test_the_clock_waits_for_a_required_authority() -> None:
     assert start(TODAY, TODAY, authority_required=True, authority_received=day) == day
     assert start(TODAY, day, authority_required=True, authority_received=TODAY) == day
     assert start(TODAY, TODAY, authority_received=day) == TODAY  # not required: no effect
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--representative", "Ann Jones", "--capacity", "Ann Jones"],
+        ["--representative", "Ann Jones\n12 Acacia Avenue", "--capacity", "parent"],
+        ["--representative", "Ann Jones " * 60, "--capacity", "parent"],
+    ],
+)
+def test_the_cli_never_repeats_what_was_typed(args: list[str]) -> None:
+    out = CliRunner().invoke(request_cli.app, ["access", "--subject", "C-1", *args, "--no-wait"])
+    assert out.exit_code == 2
+    assert "Ann" not in out.output
+    assert "Acacia" not in out.output

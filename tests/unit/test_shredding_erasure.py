@@ -393,7 +393,8 @@ def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap
     assert clean is not None
     assert NAME not in clean.model_dump_json()
     assert (clean.reason, clean.extension_reason, clean.send_to) == (None, None, None)
-    assert (clean.representative, clean.capacity) == (None, Capacity.authorised)
+    # who, and in what capacity ("deputy" tells of the subject's mental capacity)
+    assert (clean.representative, clean.capacity) == (None, None)
     assert all(t.outcome_reason is None for t in clean.tasks.values())
     planned = [k.ground for k in rec.kept[:-1]]
     assert planned

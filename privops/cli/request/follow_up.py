@@ -106,13 +106,24 @@ def verify(
 
 
 @follow_up_verb
-def authority(common: Delivery, request_id: RequestId, on: On = None) -> None:
-    """Record that the evidence of a representative's authority arrived and satisfies you
-    (the subject's written authority, a power of attorney, a deputyship order, parental
-    responsibility): a request that changes or discloses data starts once identity is
-    verified too, and its one-month clock runs from the later of the two."""
+def authority(
+    common: Delivery,
+    request_id: RequestId,
+    on: str = typer.Option(
+        ...,
+        "--on",
+        help="Date the evidence arrived, YYYY-MM-DD: the clock counts from it, not from the "
+        "day you finished checking it.",
+    ),
+) -> None:
+    """Record that the evidence of a representative's authority (the subject's written
+    authority, a power of attorney, a deputyship order, parental responsibility) arrived,
+    once it satisfies you: a request that changes or discloses data starts once identity
+    is verified too, and its one-month clock runs from the later of the two; from then
+    on the notices go to the representative. A day given while the request still waits
+    for the identity may be corrected by recording it again."""
     rid = check_id(request_id)
-    day = _day(on)
+    day = parse_date(on, "--on")
     _send(
         AuthorityReceived,
         rid,

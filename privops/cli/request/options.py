@@ -60,7 +60,7 @@ Representative = Annotated[
         help=(
             "The request is made for the subject by someone else (a solicitor, an "
             "attorney, a parent): who, and how to reach them, in one line. Notices go to "
-            "them; with --capacity." + SEALED_HELP
+            "them once their authority is recorded; with --capacity." + SEALED_HELP
         ),
     ),
 ]
@@ -80,9 +80,10 @@ AuthorityReceived = Annotated[
     typer.Option(
         "--authority-received",
         help=(
-            "Date the evidence of the representative's authority arrived and satisfied "
-            "you, YYYY-MM-DD. Without it, a request that changes or discloses data waits "
-            "for it (`privops request authority`) and the clock does not start."
+            "Date the evidence of the representative's authority arrived (once it "
+            "satisfies you), YYYY-MM-DD: the clock counts from it. Without it, a request "
+            "that changes or discloses data waits for it (`privops request authority`) "
+            "and the clock does not start; notices go to the subject until it is recorded."
         ),
     ),
 ]

@@ -15,7 +15,7 @@ from privops.cli.common import EXIT_UNAVAILABLE, Json, check_id, console, emit_j
 from privops.cli.request.options import RequestId
 from privops.cli.worker_http import worker_json, worker_url
 from privops.core.lifecycle import IDENTITY_REQUIRED
-from privops.core.vocab import Capacity
+from privops.core.vocab import OPEN_STATES, Capacity
 from privops.tools.views import art15_table, cell, exports_table, grid, table, task_exports
 
 
@@ -154,18 +154,23 @@ def _send_to(body: dict[str, Any]) -> str:
 
 def _representative(body: dict[str, Any]) -> str:
     """Who made the request for the subject, in what capacity, and whether the evidence
-    of their authority is in; when the work waits for it, how to record it."""
+    of their authority is in; while it is not, what waits for it and how to record it."""
     who = cell(body.get("representative"), "their details are not kept")
-    capacity = cell(body.get("capacity"))
+    capacity = cell(body.get("capacity"), "capacity not kept")
     received = body.get("authority_received_on")
     if received:
         return f"{who} [dim]({capacity}; authority received {cell(received)})[/]"
-    if body.get("request_type") not in {t.value for t in IDENTITY_REQUIRED}:
+    if body.get("state") not in {s.value for s in OPEN_STATES}:
         return f"{who} [dim]({capacity}; no evidence of authority recorded)[/]"
     rid = cell(body.get("request_id"))
+    waits = (
+        "[bold yellow]waiting for the evidence of their authority[/]"
+        if body.get("request_type") in {t.value for t in IDENTITY_REQUIRED}
+        else "no evidence of their authority yet (the notices go to the subject meanwhile)"
+    )
     return (
-        f"{who} [dim]({capacity})[/]\n[bold yellow]waiting for the evidence of their "
-        f"authority[/]: once satisfied, privops request authority {rid} --on YYYY-MM-DD"
+        f"{who} [dim]({capacity})[/]\n{waits}: record the day it arrived, privops request "
+        f"authority {rid} --on YYYY-MM-DD"
         + (_CHILD if body.get("capacity") == Capacity.parent.value else "")
     )
 
@@ -226,7 +231,11 @@ def _summary(body: dict[str, Any]) -> Table:
         *([("refused on", cell(body["refusal_ground"]))] if body.get("refusal_ground") else []),
         *([("searched by", _search(body["search"]))] if body.get("search") else []),
         *([("send copies to", _send_to(body))] if body.get("send_to") else []),
-        *([("made by", _representative(body))] if body.get("capacity") else []),
+        *(
+            [("made by", _representative(body))]
+            if body.get("capacity") or body.get("authority_received_on")
+            else []
+        ),
         *(
             [
                 (

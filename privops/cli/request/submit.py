@@ -136,6 +136,15 @@ def submission(request_type: RequestType, common: Submission, **extra: Any) -> R
     )
 
 
+def _capacity(text: str) -> Capacity:
+    """--capacity's value; one not known is not repeated (a name typed in the wrong
+    place, or split from --representative by the shell)."""
+    try:
+        return Capacity(text.strip().lower())
+    except ValueError:
+        fail(f"unknown --capacity: use one of {choices(Capacity)}")
+
+
 def _representation(common: Submission, received_on: date) -> dict[str, Any]:
     """The representative's fields of a submission (none when the subject asks
     themselves); exit 2 on any of them malformed or missing (details not echoed)."""
@@ -149,7 +158,7 @@ def _representation(common: Submission, received_on: date) -> dict[str, Any]:
         fail(f"--representative needs --capacity: one of {choices(Capacity)}")
     fields: dict[str, Any] = {
         "representative": common.representative.strip(),
-        "capacity": parse_choice(Capacity, common.capacity, "--capacity"),
+        "capacity": _capacity(common.capacity),
     }
     if common.authority_received is not None:
         day = parse_date(common.authority_received, "--authority-received")
@@ -481,6 +490,11 @@ def complain(
         fail(
             "--restrict-while-investigating: a restriction is applied once the subject's "
             "identity is verified; add --verified-now or --identity-verified DATE"
+        )
+    if restrict_while_investigating and complaint.capacity and not complaint.authority_received_on:
+        fail(
+            "--restrict-while-investigating: a restriction asked for by a representative is "
+            "applied once their authority is shown; add --authority-received DATE"
         )
     if restrict_while_investigating:
         commands.append(
