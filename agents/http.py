@@ -763,6 +763,8 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "representative": rec.representative,
         "capacity": rec.capacity.value if rec.capacity else None,
         "authority_received_on": _iso(rec.authority_received_on),
+        # the work waits for that evidence (a request that changes or discloses data)
+        "awaiting_authority": rec.awaiting_authority and rec.open,
         "tasks": [
             {
                 "task_id": t.task_id,

@@ -155,9 +155,12 @@ def choices(kind: type[Enum]) -> str:
     return ", ".join(str(member.value) for member in kind)
 
 
-def parse_choice(kind: type[E], value: str, what: str) -> E:
-    """A vocabulary value, case-insensitive; exit 2 listing the values there are."""
+def parse_choice(kind: type[E], value: str, what: str, *, echo: bool = True) -> E:
+    """A vocabulary value, case-insensitive; exit 2 listing the values there are. With
+    ``echo`` False, one not known is not repeated (where a name typed in the wrong
+    place, or split off another option by the shell, may land)."""
     try:
         return kind(value.strip().lower())
     except ValueError:
-        fail(f"unknown {what} {shown(value)}: use one of {choices(kind)}")
+        given = f" {shown(value)}" if echo else ""
+        fail(f"unknown {what}{given}: use one of {choices(kind)}")

@@ -4,8 +4,10 @@ Rules (DESIGN.md section 5, ICO guidance "Time limits for responding"):
 
 - The one-month clock starts on the latest of: receipt of the request, receipt of the
   information asked for to confirm identity (not the day someone finished checking it),
-  receipt of a fee (only where one was required). The day the clock starts is day one,
-  so a request received on 3 September is due on 3 October.
+  for a request made by a representative that changes or discloses data, receipt of
+  the evidence of their authority, receipt of a fee (only where one was required). The
+  day the clock starts is day one, so a request received on 3 September is due on 3
+  October.
 - Due date = the corresponding date in the next month; where that month has no such
   date, its last day. An extension (complex or numerous requests) gives up to two
   further months: due = the same rule three months from the start, and it must be

@@ -2,9 +2,10 @@
 
 Read TRANSITIONS top to bottom as the story of a request. Two guards sit beside it:
 requests that change or disclose data (erasure, restriction, lift, rectification,
-access, portability) reach in_progress only through identity_verified, and tasks are only sent from
-in_progress, so nothing is executed before identity is verified. Terminal states accept
-nothing.
+access, portability) reach in_progress only through identity_verified (made by a
+representative, only once their authority is shown too), and tasks are only sent from
+in_progress, so nothing is executed before identity is verified (nor before a
+representative's authority is shown). Terminal states accept nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class LifecycleEvent(StrEnum):
     # Identity settled, but the request was made by a representative whose authority
     # to act for the subject is not yet shown (from 0.41): the same wait.
     authority_required = "authority_required"
+    # The requester is shown to be the subject, or (a representative) entitled to act
+    # for them: for a representative's request, the later of the identity and the
+    # authority (the audit names the authority's day).
     identity_verified = "identity_verified"
     # Requests that need no proof of identity (objection, consent withdrawal, complaint).
     accepted = "accepted"
@@ -84,7 +88,8 @@ TRANSITIONS: dict[tuple[RequestState | None, LifecycleEvent], RequestState] = {
     (S.awaiting_review, E.cancelled): S.cancelled,
 }
 
-# Requests that change or disclose personal data: never executed before identity is verified.
+# Requests that change or disclose personal data: never executed before identity is verified
+# (nor, made by a representative, before their authority is shown).
 IDENTITY_REQUIRED: frozenset[RequestType] = frozenset(
     {
         RequestType.erasure,

@@ -441,6 +441,16 @@ FOR_REPRESENTATIVE: Final = (
     "This answers the request you made on behalf of the person it is about.\n\n"
 )
 """The first words of a notice that goes to a representative (``notify_subject``)."""
+MADE_IN_YOUR_NAME: Final = (
+    "Someone made this request in your name and has not yet shown us that they may act "
+    "for you, so we tell you, not them.\n\n"
+)
+MADE_FOR_YOU: Final = (
+    "This answers a request someone made for you; we do not hold their address, so we tell you.\n\n"
+)
+"""The first words of a notice about a representative's request that goes to the subject
+(their authority not shown; or their details not kept): the fact the subject needs
+first (review, session 41)."""
 
 
 def answers_representative(rec: RequestRecord) -> bool:
@@ -460,7 +470,12 @@ def notify_subject(
     made the request for them (``answers_representative``), opening with
     ``FOR_REPRESENTATIVE``."""
     to = rec.representative if answers_representative(rec) else None
-    lead = FOR_REPRESENTATIVE if to is not None else ""
+    if to is not None:
+        lead = FOR_REPRESENTATIVE
+    elif rec.capacity is None:
+        lead = ""
+    else:
+        lead = MADE_FOR_YOU if rec.authority_received_on else MADE_IN_YOUR_NAME
     note = r.SubjectNotification(
         notification_id=stable_id(rec.request_id, kind, len(rec.history)),
         request_id=rec.request_id,

@@ -161,6 +161,15 @@ release of before 0.41."""
 OPTIONAL_TEXT: Final = (SEND_TO, REPRESENTATIVE)
 """A request's free text written only when given (``RequestRecord``'s ``exclude_if``)."""
 
+CAPACITY: Final = "capacity"
+"""In what capacity a representative acts: not personal text, so not sealed, but gone
+with the key as the representative's details are ("deputy" tells of the subject's
+mental capacity, "parent" that they are a child; ``shredding.scrubbed`` likewise),
+once the request is closed: an open one's wait for the authority depends on it."""
+
+
+_OPEN: Final = frozenset(state.value for state in OPEN_STATES)
+
 
 def _request_without_values(value: Json) -> Json:
     tasks = {
@@ -180,13 +189,12 @@ def _request_without_values(value: Json) -> Json:
         "rectification": {},
         **({SEARCH: {}} if SEARCH in value else {}),
         **{name: None for name in OPTIONAL_TEXT if name in value},
+        # an open request's wait for the authority depends on it: gone once closed
+        **({CAPACITY: None} if CAPACITY in value and value.get("state") not in _OPEN else {}),
         "tasks": tasks,
         MANIFEST: None,
         **dict.fromkeys(REQUEST_FREE_TEXT),
     }
-
-
-_OPEN: Final = frozenset(state.value for state in OPEN_STATES)
 
 
 def _request_unkeyed(value: Json) -> Json:

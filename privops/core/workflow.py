@@ -61,6 +61,7 @@ from privops.core.request import (
     Refused,
     RequestRecord,
     TaskRecord,
+    answers_representative,
     move,
     notify_subject,
     reject,
@@ -402,8 +403,10 @@ def _summary(outcome: Outcome, note: str | None = None) -> str | None:
     tasks = sum(isinstance(o.record, r.Task) for o in outcome.out)
     told = sum(isinstance(o.record, r.RecipientNotification) for o in outcome.out)
     parts = [f"{tasks} task(s) sent"] if tasks else []
-    if any(isinstance(o.record, r.SubjectNotification) for o in outcome.out):
-        parts.append("subject notified")
+    notes = [o.record for o in outcome.out if isinstance(o.record, r.SubjectNotification)]
+    if notes:
+        whom = "representative" if any(n.representative for n in notes) else "subject"
+        parts.append(f"{whom} notified")
     if told:
         parts.append(f"{told} recipient(s) notified")
     if note:
@@ -437,9 +440,8 @@ NOTHING_HELD_NOTE: Final = (
 )
 """For the DPO: an id mistyped is answered the same, so the answer says why."""
 NOTE_NOT_KEPT: Final = (
-    "the note (--reason) and the representative's details are not kept: no system has "
-    "reported this subject, and privops keeps nothing personal of someone it holds "
-    "nothing of (answer a representative by letter)"
+    "the note (--reason) is not kept: no system has reported this subject, and privops "
+    "keeps nothing personal of someone it holds nothing of"
 )
 """For the DPO: why the free text they gave an access request about a stranger is gone."""
 
@@ -474,9 +476,14 @@ def _nothing_held(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     move(rec, E.answered, out, ctx.now)
     told = NOTHING_HELD + (SEARCH_OFFER if ctx.datamap.searched_by_details() else "")
     notify_subject(rec, out, ctx, "access_response", told)
-    dropped = out.message == NOTE_NOT_KEPT or rec.reason is not None
+    said = [out.message] if out.message else []  # what _submitted did not keep
+    if rec.reason is not None:  # a note given since
+        said.append(NOTE_NOT_KEPT)
     rec.reason = rec.extension_reason = None
-    out.message = f"{NOTHING_HELD_NOTE}; {NOTE_NOT_KEPT}" if dropped else NOTHING_HELD_NOTE
+    # nor in what capacity someone asked for them: "deputy" tells of their mental
+    # capacity, "parent" that they are a child; the day their authority arrived stays
+    rec.capacity = None
+    out.message = "; ".join([NOTHING_HELD_NOTE, *said])
 
 
 def _check_rectification(changes: dict[str, str], datamap: DataMap) -> None:
@@ -594,10 +601,18 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         message=_not_kept(cmd, stranger),
     )
     preserve_search(rec, ctx, out)
+    if rec.authority_received_on is not None:  # the evidence came with the request
+        out.audit.append(
+            AuditStep(
+                "request_transitioned",
+                after=rec.state.value,
+                reason=f"{AUTHORITY_RECEIVED}{rec.authority_received_on}",
+            )
+        )
     if rec.request_type in IDENTITY_REQUIRED:
         if rec.identity_verified_on is None or rec.awaiting_authority:
-            unproven = E.identity_required if rec.identity_verified_on is None else None
-            move(rec, unproven or E.authority_required, out, ctx.now)
+            unproven = rec.identity_verified_on is None
+            move(rec, E.identity_required if unproven else E.authority_required, out, ctx.now)
             timelimits.recompute_due(rec, ctx)
             return out
         move(rec, E.identity_verified, out, ctx.now)
@@ -642,7 +657,7 @@ def _check_withdrawal_scope(cmd: r.RequestSubmitted) -> None:
 
 
 _NOT_IN_A_LINE: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
-MAX_SEND_TO_CHARS: Final = 500
+MAX_LINE_CHARS: Final = 500
 """The longest recipient an Art. 20(2) request names, or representative a request does:
 who, and how to reach them, not a letter."""
 
@@ -679,7 +694,7 @@ def representative_problem(text: str) -> str | None:
 
 def line_problem(text: str, wanted: str) -> str | None:
     """What is wrong with one line of someone's words, or None: not blank (``wanted``
-    says what it should hold), not longer than ``MAX_SEND_TO_CHARS`` (it reaches the
+    says what it should hold), not longer than ``MAX_LINE_CHARS`` (it reaches the
     DPO's terminal and a letter). No control or formatting character (an escape
     sequence, a line break, a right-to-left override); a no-break space is a space.
     Never repeats the text."""
@@ -688,23 +703,28 @@ def line_problem(text: str, wanted: str) -> str | None:
         return f"is empty: {wanted}"
     if any(unicodedata.category(c) in _NOT_IN_A_LINE for c in trimmed):
         return "holds a control character or line break: one line of text"
-    if len(trimmed) > MAX_SEND_TO_CHARS:
-        return f"is {len(trimmed)} characters: at most {MAX_SEND_TO_CHARS}"
+    if len(trimmed) > MAX_LINE_CHARS:
+        return f"is {len(trimmed)} characters: at most {MAX_LINE_CHARS}"
     return None
 
 
 def _not_kept(cmd: r.RequestSubmitted, stranger: bool) -> str | None:
-    """What the DPO is told of text the request does not keep: a stranger's note and
-    representative's details (``NOTE_NOT_KEPT``), or details the CLI had no key to seal
-    (the subject erased with nothing kept): either way the representative is answered
-    by the DPO's letter, not by the notices."""
-    if stranger and (cmd.reason or cmd.representative):
-        return NOTE_NOT_KEPT
-    if cmd.representative == WITHHELD:
-        return REPRESENTATIVE_NOT_KEPT
-    return None
+    """What the DPO is told of text the request does not keep: a stranger's note
+    (``NOTE_NOT_KEPT``) and representative's details, or details the CLI had no key to
+    seal (the subject erased with nothing kept): either way the representative is
+    answered by the DPO's letter, not by the notices."""
+    said = [NOTE_NOT_KEPT] if stranger and cmd.reason else []
+    if stranger and cmd.representative:
+        said.append(STRANGERS_REPRESENTATIVE)
+    elif cmd.representative == WITHHELD:
+        said.append(REPRESENTATIVE_NOT_KEPT)
+    return "; ".join(said) or None
 
 
+STRANGERS_REPRESENTATIVE: Final = (
+    "the representative's details are not kept either (no system has reported this "
+    "subject): answer them by letter"
+)
 REPRESENTATIVE_NOT_KEPT: Final = (
     "the representative's details are not kept: privops holds no key of this subject to "
     "seal them under (erased, nothing kept); the notices go to the subject as the systems "
@@ -749,7 +769,7 @@ def _identity_verified(
         )
     rec.identity_verified_on = cmd.verified_on
     rec.identity_received_on = cmd.information_received_on or rec.identity_received_on
-    if rec.awaiting_authority and rec.state is RequestState.identity_unverified:
+    if rec.awaiting_authority:  # open, so waiting in identity_unverified
         timelimits.recompute_due(rec, ctx)
         out.audit.append(
             AuditStep("request_transitioned", after=rec.state.value, reason=IDENTITY_NOT_AUTHORITY)
@@ -787,26 +807,33 @@ def _authority_received(
             "authority to record",
         )
     before = rec.authority_received_on
-    if before is not None and rec.state is not RequestState.identity_unverified:
+    if before is not None and (
+        rec.clock_start is not None or rec.state is not RequestState.identity_unverified
+    ):
         raise Refused(
             Reason.invalid_transition,
             f"the representative's authority was recorded already (received {before}), "
-            "and the request no longer waits: a second day would move what followed it",
+            "and its clock runs or its work went out: a second day would move what "
+            "followed it (a deadline, a breach)",
         )
     rec.authority_received_on = cmd.received_on
     timelimits.recompute_due(rec, ctx)
-    if rec.state is RequestState.identity_unverified and rec.identity_verified_on is not None:
-        move(rec, E.identity_verified, out, ctx.now)
-        _start_work(rec, ctx, out)
-        return
     corrected = f" (corrected from {before})" if before is not None else ""
+    clock = f"due {rec.due_on}" if rec.due_on else "no clock yet"
     out.audit.append(
         AuditStep(
             "request_transitioned",
             after=rec.state.value,
-            reason=f"representative's authority received{corrected}; due {rec.due_on}",
+            reason=f"{AUTHORITY_RECEIVED}{cmd.received_on}{corrected}; {clock}",
         )
     )
+    if rec.state is RequestState.identity_unverified and rec.identity_verified_on is not None:
+        move(rec, E.identity_verified, out, ctx.now)
+        _start_work(rec, ctx, out)
+
+
+AUTHORITY_RECEIVED: Final = "representative's authority received "
+"""The audit step's reason, before the day the evidence arrived."""
 
 
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
@@ -1007,6 +1034,14 @@ def _tell_objection_upheld(
     )
 
 
+NO_AUTHORITY_SHOWN: Final = (
+    "We will not act on it: they did not show us that they may act for you (UK GDPR "
+    "Article 12(6)). The letter with this notice says why. You may make the request "
+    "yourself, or have them send us the evidence and make it again."
+)
+"""A refusal of a representative's request whose authority was never shown: told to the
+subject (``notify_subject`` says first that someone asked in their name)."""
+
 REFUSAL_NOTICES: Final = {
     RefusalGround.manifestly_unfounded: (
         "We will not act on your request: we consider it manifestly unfounded (UK GDPR "
@@ -1068,14 +1103,9 @@ def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outco
     rec.refusal_ground = ground
     move(rec, E.refused, out, ctx.now)
     out.audit.append(AuditStep("request_refused", after=ground.value))
-    notify_subject(
-        rec,
-        out,
-        ctx,
-        "request_refused",
-        f"{REFUSAL_NOTICES[ground]} {REDRESS}",
-        document=cmd.reason,
-    )
+    unshown = ground is RefusalGround.identity_not_established and not answers_representative(rec)
+    told = NO_AUTHORITY_SHOWN if unshown and rec.capacity else REFUSAL_NOTICES[ground]
+    notify_subject(rec, out, ctx, "request_refused", f"{told} {REDRESS}", document=cmd.reason)
 
 
 def _refusal_ground(rec: RequestRecord, cmd: r.RequestRefused) -> RefusalGround:

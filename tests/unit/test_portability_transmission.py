@@ -354,7 +354,7 @@ def test_with_nothing_portable_nothing_waits_and_the_subject_is_told(ctx: wf.Con
     [
         ({"request_type": RequestType.access}, "only a portability request's copies"),
         ({"send_to": "   "}, "send_to is empty"),
-        ({"send_to": "x" * (wf.MAX_SEND_TO_CHARS + 1)}, "at most 500"),
+        ({"send_to": "x" * (wf.MAX_LINE_CHARS + 1)}, "at most 500"),
         ({"send_to": "Bright\n\x1b[2J Energy"}, "control character or line break"),
         ({"send_to": "Bright Energy \u202egnp.exe"}, "control character or line break"),
         ({"send_to": WITHHELD}, "could not be sealed"),

@@ -29,7 +29,7 @@ from privops.core import admission, deadlines
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.personal import WITHHELD
-from privops.core.request import FOR_REPRESENTATIVE, Refused
+from privops.core.request import FOR_REPRESENTATIVE, MADE_FOR_YOU, MADE_IN_YOUR_NAME, Refused
 from privops.core.vocab import (
     Capacity,
     ObjectionScope,
@@ -95,6 +95,8 @@ def test_the_authority_starts_the_work_and_the_clock(ctx: wf.Context) -> None:  
     done = outcome.record
     assert done is not None
     assert done.state is S.awaiting_systems
+    assert [h.event for h in done.history][-2:] == ["identity_verified", "tasks_sent"]
+    assert f"{wf.AUTHORITY_RECEIVED}{three.today}; due " in repr(outcome.audit)
     assert {t.action for t in done.tasks.values()} == {TaskAction.export}
     assert done.authority_received_on == three.today
     assert done.clock_start == three.today  # not the day the identity was verified
@@ -115,7 +117,7 @@ def test_the_identity_after_the_authority_starts_it_and_the_clock_takes_the_late
     assert waiting.tasks == {}
     assert waiting.clock_start is None
     (step,) = first.audit
-    assert step.reason == "representative's authority received; due None"
+    assert step.reason == f"{wf.AUTHORITY_RECEIVED}{TODAY + timedelta(days=2)}; no clock yet"
     five = later(ctx, 5)
     verified = command(
         r.IdentityVerified,
@@ -155,6 +157,7 @@ def test_authority_given_with_the_request_starts_it_at_once(ctx: wf.Context) -> 
     assert rec.state is S.awaiting_systems
     assert rec.clock_start == TODAY
     assert [h.event for h in rec.history] == ["submitted", "identity_verified", "tasks_sent"]
+    assert f"{wf.AUTHORITY_RECEIVED}{TODAY}" in [step.reason for step in outcome.audit]
 
 
 @pytest.mark.parametrize(
@@ -220,8 +223,8 @@ def test_refused_while_the_authority_is_not_shown(ctx: wf.Context) -> None:  # n
     # Not to someone not shown to be entitled: to the subject (Art. 12(4)), whom it
     # tells that someone asked in their name; the DPO answers the requester by letter.
     assert note.representative is None
-    assert not note.message.startswith(FOR_REPRESENTATIVE)
-    assert "that you may act for the person it is about" in note.message
+    assert note.message.startswith(MADE_IN_YOUR_NAME + wf.NO_AUTHORITY_SHOWN)
+    assert "subject notified" in (outcome.message or "")
 
 
 def test_notices_go_to_the_subject_until_the_authority_is_recorded(
@@ -236,6 +239,7 @@ def test_notices_go_to_the_subject_until_the_authority_is_recorded(
     assert withdrawn.record.state is S.completed
     (note,) = of_type(withdrawn, r.SubjectNotification)
     assert note.representative is None
+    assert note.message.startswith(MADE_IN_YOUR_NAME)  # someone asked in their name
     objection = by_solicitor(
         ctx, RequestType.objection, objection_scope=ObjectionScope.legitimate_interest
     ).record
@@ -252,6 +256,9 @@ def test_notices_go_to_the_subject_until_the_authority_is_recorded(
     (note,) = of_type(after, r.SubjectNotification)
     assert note.representative == SOLICITOR
     assert note.message.startswith(FOR_REPRESENTATIVE)
+    assert "representative notified" in (after.message or "")
+    again = authority(shown.record, later(ctx, 1), TODAY + timedelta(days=1))
+    assert again.rejected == "invalid_transition"  # its notices changed hands that day
 
 
 def test_not_refused_on_identity_once_both_are_shown(ctx: wf.Context) -> None:  # noqa: F811
@@ -355,15 +362,19 @@ def test_no_second_identity_while_the_authority_is_awaited(ctx: wf.Context) -> N
     assert f"verified on {TODAY} already" in (outcome.message or "")
 
 
-def test_no_authority_on_a_finished_request(ctx: wf.Context) -> None:  # noqa: F811
-    done = by_solicitor(
-        ctx, RequestType.consent_withdrawal, verified=False
-    ).record  # completed at once
-    assert done is not None
-    assert done.state is S.completed
-    outcome = authority(done, ctx)
-    assert outcome.rejected is not None
-    assert outcome.record is None or outcome.record.authority_received_on is None
+def test_no_correction_once_the_clock_runs(ctx: wf.Context) -> None:  # noqa: F811
+    """The identity information arrived, not yet checked: the clock runs from it and the
+    authority's day, though the request still waits; a second day would move a running
+    deadline (or erase a breach)."""
+    rec = by_solicitor(ctx, verified=False, identity_received_on=TODAY).record
+    assert rec is not None
+    first = authority(rec, later(ctx, 1), TODAY + timedelta(days=1)).record
+    assert first is not None
+    assert first.state is S.identity_unverified
+    assert first.clock_start == TODAY + timedelta(days=1)
+    moved = authority(first, later(ctx, 2), TODAY)
+    assert moved.rejected == "invalid_transition"
+    assert "its clock runs" in (moved.message or "")
 
 
 def test_details_the_cli_could_not_seal_are_not_kept(ctx: wf.Context) -> None:  # noqa: F811
@@ -376,6 +387,12 @@ def test_details_the_cli_could_not_seal_are_not_kept(ctx: wf.Context) -> None:  
     assert (rec.representative, rec.capacity) == (None, Capacity.authorised)
     assert outcome.message == wf.REPRESENTATIVE_NOT_KEPT
     assert "answer the representative by letter" in outcome.message
+    shown = authority(rec, ctx).record
+    assert shown is not None
+    _, last = answer_all(shown, ctx)
+    (note,) = of_type(last, r.SubjectNotification)
+    assert note.representative is None  # no address for them: to the subject
+    assert note.message.startswith(MADE_FOR_YOU)
 
 
 def test_a_strangers_representative_is_not_kept(ctx: wf.Context) -> None:  # noqa: F811
@@ -386,11 +403,12 @@ def test_a_strangers_representative_is_not_kept(ctx: wf.Context) -> None:  # noq
     assert outcome.rejected is None, outcome.message
     rec = outcome.record
     assert rec is not None
-    assert (rec.representative, rec.capacity) == (None, Capacity.authorised)
+    assert (rec.representative, rec.capacity) == (None, None)  # capacity tells of them
     assert rec.state is S.completed
     (note,) = of_type(outcome, r.SubjectNotification)
     assert note.representative is None
-    assert "representative's details are not kept" in (outcome.message or "")
+    said = f"{wf.NOTHING_HELD_NOTE}; {wf.STRANGERS_REPRESENTATIVE}"
+    assert (outcome.message or "").endswith(said)
 
 
 # --- the DPO's view and CLI -------------------------------------------------------------------
@@ -406,6 +424,7 @@ def _body(rec: wf.RequestRecord) -> dict[str, Any]:
         "authority_received_on": rec.authority_received_on.isoformat()
         if rec.authority_received_on
         else None,
+        "awaiting_authority": rec.awaiting_authority and rec.open,
     }
 
 

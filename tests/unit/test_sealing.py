@@ -172,7 +172,11 @@ def test_a_requests_free_text_is_sealed_and_what_was_kept_and_why_is_not() -> No
     gone = sealing.open_(sealed, sealing.REQUESTS, ANN, keys())
     assert gone is not None
     assert (gone["reason"], gone["extension_reason"], gone["send_to"]) == (None, None, None)
+    # open: its wait for the authority needs the capacity; closed, it goes too
     assert (gone["representative"], gone["capacity"]) == (None, "authorised")
+    closed = sealing.REQUESTS.strip({**request().model_dump(mode="json"), "state": "completed"})
+    assert closed is not None
+    assert (closed["representative"], closed["capacity"]) == (None, None)
     assert gone["tasks"]["T-1"]["outcome_reason"] is None
     assert gone["kept"][0]["ground"] == "tax"
 

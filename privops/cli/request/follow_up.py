@@ -82,7 +82,8 @@ def verify(
     ),
 ) -> None:
     """Record that the subject's identity was verified: the one-month clock starts (from
-    the day the identity information arrived, if --identity-received says so)."""
+    the day the identity information arrived, if --identity-received says so), or, for a
+    request a representative made, once their authority is recorded too."""
     rid = check_id(request_id)
     day = _day(on)
     information = (

@@ -75,7 +75,7 @@ CapacityOption = Annotated[
         ),
     ),
 ]
-AuthorityReceived = Annotated[
+AuthorityReceivedOn = Annotated[
     str | None,
     typer.Option(
         "--authority-received",
@@ -130,7 +130,7 @@ class Submission:
     verified_now: VerifiedNow = False
     representative: Representative = None
     capacity: CapacityOption = None
-    authority_received: AuthorityReceived = None
+    authority_received: AuthorityReceivedOn = None
     reason: Note = None
     actor: Actor = None
     as_json: Json = False

@@ -14,7 +14,6 @@ from rich.table import Table
 from privops.cli.common import EXIT_UNAVAILABLE, Json, check_id, console, emit_json, fail
 from privops.cli.request.options import RequestId
 from privops.cli.worker_http import worker_json, worker_url
-from privops.core.lifecycle import IDENTITY_REQUIRED
 from privops.core.vocab import OPEN_STATES, Capacity
 from privops.tools.views import art15_table, cell, exports_table, grid, table, task_exports
 
@@ -165,7 +164,7 @@ def _representative(body: dict[str, Any]) -> str:
     rid = cell(body.get("request_id"))
     waits = (
         "[bold yellow]waiting for the evidence of their authority[/]"
-        if body.get("request_type") in {t.value for t in IDENTITY_REQUIRED}
+        if body.get("awaiting_authority")
         else "no evidence of their authority yet (the notices go to the subject meanwhile)"
     )
     return (

@@ -91,9 +91,10 @@ def clock_from_the_check(verified_on: date) -> str:
     """What the DPO is told when only the day identity was verified is given: the law
     counts from the day the information asked for arrived (legal review, session 33)."""
     return (
-        f"no --identity-received: the one-month clock starts on the day identity was "
-        f"verified ({verified_on}); the law counts from the day the information asked for "
-        "arrived, so give --identity-received if that was earlier"
+        f"no --identity-received: the one-month clock counts from the day identity was "
+        f"verified ({verified_on}), or a representative's authority arrived if later; the "
+        "law counts from the day the information asked for arrived, so give "
+        "--identity-received if that was earlier"
     )
 
 
@@ -136,15 +137,6 @@ def submission(request_type: RequestType, common: Submission, **extra: Any) -> R
     )
 
 
-def _capacity(text: str) -> Capacity:
-    """--capacity's value; one not known is not repeated (a name typed in the wrong
-    place, or split from --representative by the shell)."""
-    try:
-        return Capacity(text.strip().lower())
-    except ValueError:
-        fail(f"unknown --capacity: use one of {choices(Capacity)}")
-
-
 def _representation(common: Submission, received_on: date) -> dict[str, Any]:
     """The representative's fields of a submission (none when the subject asks
     themselves); exit 2 on any of them malformed or missing (details not echoed)."""
@@ -158,7 +150,7 @@ def _representation(common: Submission, received_on: date) -> dict[str, Any]:
         fail(f"--representative needs --capacity: one of {choices(Capacity)}")
     fields: dict[str, Any] = {
         "representative": common.representative.strip(),
-        "capacity": _capacity(common.capacity),
+        "capacity": parse_choice(Capacity, common.capacity, "--capacity", echo=False),
     }
     if common.authority_received is not None:
         day = parse_date(common.authority_received, "--authority-received")
@@ -475,8 +467,9 @@ def complain(
         False,
         "--restrict-while-investigating",
         help="Also submit a linked restriction (the subject's identity verified: "
-        "--verified-now or --identity-verified); lift it with `privops request lift` once "
-        "the complaint is resolved.",
+        "--verified-now or --identity-verified; made by a representative, their "
+        "--authority-received too); lift it with `privops request lift` once the complaint "
+        "is resolved.",
     ),
     link: str | None = typer.Option(None, "--link", help="The request id the complaint is about."),
 ) -> None:
