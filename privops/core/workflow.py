@@ -61,7 +61,6 @@ from privops.core.request import (
     Refused,
     RequestRecord,
     TaskRecord,
-    answers_representative,
     move,
     notify_subject,
     reject,
@@ -795,7 +794,7 @@ def _authority_received(
     made on behalf of others"; the third party provides it). A request that changes or
     discloses data starts once the identity is verified too; the clock runs from the
     later of the two (``deadlines.clock_start``). From then on its notices go to the
-    representative (``answers_representative``).
+    representative (``request.answers_representative``).
 
     A day recorded may be corrected while the request still waits for the identity (its
     clock has not started: nothing it decided moves); after, it stands, as a second day
@@ -1103,8 +1102,9 @@ def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outco
     rec.refusal_ground = ground
     move(rec, E.refused, out, ctx.now)
     out.audit.append(AuditStep("request_refused", after=ground.value))
-    unshown = ground is RefusalGround.identity_not_established and not answers_representative(rec)
-    told = NO_AUTHORITY_SHOWN if unshown and rec.capacity else REFUSAL_NOTICES[ground]
+    unshown = rec.capacity is not None and rec.authority_received_on is None
+    identity = ground is RefusalGround.identity_not_established
+    told = NO_AUTHORITY_SHOWN if identity and unshown else REFUSAL_NOTICES[ground]
     notify_subject(rec, out, ctx, "request_refused", f"{told} {REDRESS}", document=cmd.reason)
 
 

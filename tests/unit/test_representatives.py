@@ -506,6 +506,13 @@ def test_the_summary_says_the_work_waits_for_the_authority() -> None:
     assert f"(deputy; authority received {TODAY})" in submit_cli._summary(given)
     own = submit(RequestType.access)
     assert "representative" not in submit_cli._summary(own)
+    objection = submit(
+        RequestType.objection,
+        objection_scope=ObjectionScope.direct_marketing,
+        representative=SOLICITOR,
+        capacity=Capacity.authorised,
+    )
+    assert "the notices go to the subject until" in submit_cli._summary(objection)
 
 
 def test_the_records_carry_the_representation_through_avro() -> None:
@@ -555,3 +562,22 @@ def test_the_cli_never_repeats_what_was_typed(args: list[str]) -> None:
     assert out.exit_code == 2
     assert "Ann" not in out.output
     assert "Acacia" not in out.output
+
+
+def test_a_refusal_on_identity_after_the_authority_says_nothing_of_it(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
+    """The authority was shown (the details not kept: no key to seal them under), the
+    identity not: the refusal is the identity's, not "they did not show they may act"."""
+    rec = by_solicitor(
+        ctx, representative=WITHHELD, verified=False, authority_received_on=TODAY
+    ).record
+    assert rec is not None
+    refusal = command(
+        r.RequestRefused, ground=RefusalGround.identity_not_established, reason="No ID."
+    )
+    outcome = wf.on_command(rec, refusal, ctx)
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.message.startswith(MADE_FOR_YOU)
+    assert wf.NO_AUTHORITY_SHOWN not in note.message
+    assert "we could not confirm who you are" in note.message

@@ -213,7 +213,10 @@ def _made_by(s: RequestSubmitted) -> str:
             f", made by a representative ({s.capacity.value}): the work and the clock wait "
             "for the evidence of their authority (`privops request authority`)"
         )
-    return f", made by a representative ({s.capacity.value})"
+    return (
+        f", made by a representative ({s.capacity.value}): the notices go to the subject "
+        "until their authority is recorded (`privops request authority`)"
+    )
 
 
 def submit(submitted: Sequence[RequestSubmitted], common: Submission) -> None:
