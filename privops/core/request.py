@@ -438,12 +438,14 @@ def end_preservation(rec: RequestRecord, out: Outcome) -> None:
 
 
 FOR_REPRESENTATIVE: Final = (
-    "This answers the request you made on behalf of the person it is about.\n\n"
+    "This answers the request you made on behalf of the person it is about; below, "
+    '"you" and "your" mean them.\n\n'
 )
 """The first words of a notice that goes to a representative (``notify_subject``)."""
 MADE_IN_YOUR_NAME: Final = (
     "Someone made this request in your name and has not yet shown us that they may act "
-    "for you, so we tell you, not them.\n\n"
+    "for you, so we tell you, not them. Below, we answer it as if you had made it: tell "
+    "us if you did not want it.\n\n"
 )
 MADE_FOR_YOU: Final = (
     "This answers a request someone made for you; we do not hold their address, so we tell you.\n\n"
@@ -487,7 +489,8 @@ def notify_subject(
         **extra,
     )
     out.out.append(Out(NOTIFICATIONS, rec.subject_id, note))
-    out.audit.append(AuditStep("notification_sent", after=kind, reason="subject"))
+    whom = "representative" if to is not None else "subject"
+    out.audit.append(AuditStep("notification_sent", after=kind, reason=whom))
 
 
 def directive(

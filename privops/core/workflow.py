@@ -816,7 +816,8 @@ def _authority_received(
             "followed it (a deadline, a breach)",
         )
     rec.authority_received_on = cmd.received_on
-    timelimits.recompute_due(rec, ctx)
+    if rec.authority_required:  # another type's clock does not depend on it
+        timelimits.recompute_due(rec, ctx)
     corrected = f" (corrected from {before})" if before is not None else ""
     clock = f"due {rec.due_on}" if rec.due_on else "no clock yet"
     out.audit.append(
@@ -1040,6 +1041,14 @@ NO_AUTHORITY_SHOWN: Final = (
 )
 """A refusal of a representative's request whose authority was never shown: told to the
 subject (``notify_subject`` says first that someone asked in their name)."""
+SUBJECT_UNCONFIRMED: Final = (
+    "We cannot act on the request: we could not confirm the identity of the person it is "
+    "about (UK GDPR Article 12(6)). The letter with this notice says why, and what would "
+    "let us."
+)
+"""A refusal of a representative's request, their authority shown, the subject's identity
+not: right for either reader (the representative, or the subject when their details are
+not kept)."""
 
 REFUSAL_NOTICES: Final = {
     RefusalGround.manifestly_unfounded: (
@@ -1051,9 +1060,8 @@ REFUSAL_NOTICES: Final = {
         "Article 12(5)). Our reasons are in the letter with this notice."
     ),
     RefusalGround.identity_not_established: (
-        "We cannot act on your request: we could not confirm who you are, or that you "
-        "may act for the person it is about (UK GDPR Article 12(6)). The letter with this "
-        "notice says why, and what would let us."
+        "We cannot act on your request: we could not confirm who you are (UK GDPR Article "
+        "12(6)). The letter with this notice says why, and what would let us."
     ),
     RefusalGround.right_does_not_apply: (
         "We cannot act on your request: the right you asked to exercise does not apply "
@@ -1102,9 +1110,9 @@ def _refused(rec: RequestRecord, cmd: r.RequestRefused, ctx: Context, out: Outco
     rec.refusal_ground = ground
     move(rec, E.refused, out, ctx.now)
     out.audit.append(AuditStep("request_refused", after=ground.value))
-    unshown = rec.capacity is not None and rec.authority_received_on is None
-    identity = ground is RefusalGround.identity_not_established
-    told = NO_AUTHORITY_SHOWN if identity and unshown else REFUSAL_NOTICES[ground]
+    told = REFUSAL_NOTICES[ground]
+    if ground is RefusalGround.identity_not_established and rec.capacity is not None:
+        told = SUBJECT_UNCONFIRMED if rec.authority_received_on else NO_AUTHORITY_SHOWN
     notify_subject(rec, out, ctx, "request_refused", f"{told} {REDRESS}", document=cmd.reason)
 
 

@@ -121,8 +121,8 @@ def authority(
     authority, a power of attorney, a deputyship order, parental responsibility) arrived,
     once it satisfies you: a request that changes or discloses data starts once identity
     is verified too, and its one-month clock runs from the later of the two; from then
-    on the notices go to the representative. A day given while the request still waits
-    for the identity may be corrected by recording it again."""
+    on the notices go to the representative. A day given while no clock runs yet (no
+    identity information has arrived) may be corrected by recording it again."""
     rid = check_id(request_id)
     day = parse_date(on, "--on")
     _send(
@@ -204,12 +204,14 @@ def extend(
     reason: str = typer.Option(
         ...,
         "--reason",
-        help="Why (complex or numerous requests); told to the subject." + SEALED_HELP,
+        help="Why (complex or numerous requests); told to the subject (or the "
+        "representative who made the request, once their authority is recorded)." + SEALED_HELP,
     ),
     notified: str | None = typer.Option(
         None,
         "--notified",
-        help="Date the subject was told of the extension, YYYY-MM-DD (default: today, UK).",
+        help="Date the subject (or their representative) was told of the extension, "
+        "YYYY-MM-DD (default: today, UK).",
     ),
 ) -> None:
     """Extend the deadline by two months (only within the first month, with a reason; not
@@ -217,7 +219,7 @@ def extend(
     rid = check_id(request_id)
     text = required_reason(reason)
     day = _day(notified, "--notified")
-    done = f"extension requested, subject notified {day}"
+    done = f"extension requested, notified {day}"
     _send(DeadlineExtended, rid, done, common, reason=text, notified_on=day)
 
 
@@ -258,7 +260,8 @@ def refuse(
     reason: str = typer.Option(
         ...,
         "--reason",
-        help="The letter to the subject: why, on that ground." + SEALED_HELP,
+        help="The letter to the subject (or the representative who made the request, once "
+        "their authority is recorded): why, on that ground." + SEALED_HELP,
     ),
 ) -> None:
     """Refuse a request before its work goes out, on a ground and with the reasons: the
