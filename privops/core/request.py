@@ -442,6 +442,9 @@ FOR_REPRESENTATIVE: Final = (
     '"you" and "your" mean them.\n\n'
 )
 """The first words of a notice that goes to a representative (``notify_subject``)."""
+# The first words of a notice about a representative's request that goes to the subject:
+# their authority not shown (MADE_IN_YOUR_NAME), or shown but their details not kept
+# (MADE_FOR_YOU). The fact the subject needs first (review, session 41).
 MADE_IN_YOUR_NAME: Final = (
     "Someone made this request in your name and has not yet shown us that they may act "
     "for you, so we tell you, not them. Below, we answer it as if you had made it: tell "
@@ -450,9 +453,6 @@ MADE_IN_YOUR_NAME: Final = (
 MADE_FOR_YOU: Final = (
     "This answers a request someone made for you; we do not hold their address, so we tell you.\n\n"
 )
-"""The first words of a notice about a representative's request that goes to the subject
-(their authority not shown; or their details not kept): the fact the subject needs
-first (review, session 41)."""
 
 
 def answers_representative(rec: RequestRecord) -> bool:
@@ -469,8 +469,9 @@ def notify_subject(
     rec: RequestRecord, out: Outcome, ctx: Context, kind: str, message: str, **extra: Any
 ) -> None:
     """Tell the subject ``message`` (a notice of ``kind``), or the representative who
-    made the request for them (``answers_representative``), opening with
-    ``FOR_REPRESENTATIVE``."""
+    made the request for them (``answers_representative``). A notice about a
+    representative's request opens with whom it is for and why (``FOR_REPRESENTATIVE``,
+    ``MADE_IN_YOUR_NAME``, ``MADE_FOR_YOU``); the audit step names the reader."""
     to = rec.representative if answers_representative(rec) else None
     if to is not None:
         lead = FOR_REPRESENTATIVE

@@ -796,9 +796,10 @@ def _authority_received(
     later of the two (``deadlines.clock_start``). From then on its notices go to the
     representative (``request.answers_representative``).
 
-    A day recorded may be corrected while the request still waits for the identity (its
-    clock has not started: nothing it decided moves); after, it stands, as a second day
-    would move a running deadline or the record of when the notices changed hands."""
+    A day recorded may be corrected while the request still waits and no clock runs (no
+    identity information has arrived: nothing it decided moves); after, it stands, as a
+    second day would move a running deadline or the record of when the notices changed
+    hands."""
     if rec.capacity is None:
         raise Refused(
             Reason.invalid_command,
