@@ -766,8 +766,28 @@ def _identity_verified(
             "waits for the evidence of the representative's authority (privops request "
             "authority)",
         )
+    recorded = rec.identity_received_on
+    given = cmd.information_received_on
+    running = rec.clock_start is not None
+    if given is not None and recorded is not None and given > recorded and running:
+        raise Refused(
+            Reason.invalid_transition,
+            f"the identity information was recorded as received on {recorded}, and the "
+            f"one-month clock runs from {rec.clock_start} (due {rec.due_on}): a later day "
+            f"({given}) would move the deadline out. Verify without --identity-received, "
+            "or give the day it arrived if that was earlier",
+        )
     rec.identity_verified_on = cmd.verified_on
-    rec.identity_received_on = cmd.information_received_on or rec.identity_received_on
+    rec.identity_received_on = given or recorded
+    if given is not None and recorded is not None and given != recorded:
+        # a correction: to an earlier day (the subject's gain), or any while no clock runs
+        out.audit.append(
+            AuditStep(
+                "request_transitioned",
+                after=rec.state.value,
+                reason=f"{IDENTITY_RECEIVED}{given} (corrected from {recorded})",
+            )
+        )
     if rec.awaiting_authority:  # open, so waiting in identity_unverified
         timelimits.recompute_due(rec, ctx)
         out.audit.append(
@@ -780,6 +800,9 @@ def _identity_verified(
     _start_work(rec, ctx, out)
 
 
+IDENTITY_RECEIVED: Final = "identity information received "
+"""The audit step's reason, before the day a verification says the information arrived
+when it corrects the day recorded before."""
 IDENTITY_NOT_AUTHORITY: Final = (
     "identity verified; the request waits for the evidence of the representative's "
     "authority (privops request authority)"

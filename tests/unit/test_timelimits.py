@@ -585,3 +585,61 @@ def test_an_extension_a_late_recorded_answer_shows_came_too_late_is_withdrawn(
     rec = apply(rec, answered, ctx_on(dm, "2026-04-21"))
     assert rec.extended
     assert rec.due_on == D("2026-06-04")
+
+
+# --- a verification never moves a running clock out (session 42) --------------------------
+
+
+def _checking(dm: DataMap) -> wf.RequestRecord:
+    """An erasure whose identity information arrived on 5 Mar and is being checked: its
+    clock runs from 5 Mar (due 7 Apr: 5 Apr is a Sunday, 6 Apr Easter Monday)."""
+    rec = apply(
+        None,
+        submit(
+            RequestType.erasure,
+            "2026-03-02",
+            identity_received_on=D("2026-03-05"),
+            identity_verified_on=None,
+        ),
+        ctx_on(dm, "2026-03-05"),
+    )
+    assert (rec.state, rec.clock_start, rec.due_on) == (
+        S.identity_unverified,
+        D("2026-03-05"),
+        D("2026-04-07"),
+    )
+    return rec
+
+
+def test_a_later_information_day_is_refused_while_the_clock_runs(dm: DataMap) -> None:
+    rec = _checking(dm)
+    cmd = command(
+        r.IdentityVerified, verified_on=D("2026-03-12"), information_received_on=D("2026-03-10")
+    )
+    outcome = wf.on_command(rec, cmd, ctx_on(dm, "2026-03-12"))
+    assert outcome.rejected is not None
+    assert "would move the deadline out" in (outcome.message or "")
+    assert "2026-03-05" in (outcome.message or "")
+
+
+@pytest.mark.parametrize(
+    ("given", "start", "corrected"),
+    [
+        pytest.param(None, "2026-03-05", False, id="the-day-recorded-stands"),
+        pytest.param("2026-03-05", "2026-03-05", False, id="the-same-day"),
+        pytest.param("2026-03-03", "2026-03-03", True, id="an-earlier-day-corrects-it"),
+    ],
+)
+def test_a_verification_keeps_or_brings_forward_the_running_clock(
+    dm: DataMap, given: str | None, start: str, corrected: bool
+) -> None:
+    rec = _checking(dm)
+    day = {"information_received_on": D(given)} if given else {}
+    cmd = command(r.IdentityVerified, verified_on=D("2026-03-12"), **day)
+    outcome = wf.on_command(rec, cmd, ctx_on(dm, "2026-03-12"))
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.clock_start == D(start)
+    assert outcome.record.state is S.awaiting_systems
+    reasons = [a.reason or "" for a in outcome.audit]
+    assert any("corrected from 2026-03-05" in why for why in reasons) is corrected

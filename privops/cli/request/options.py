@@ -49,7 +49,9 @@ IdentityReceivedOn = Annotated[
         "--identity-received",
         help=(
             "Date the information asked for to confirm identity arrived, YYYY-MM-DD: the "
-            "clock starts then, not when the check was finished."
+            "clock starts then, not when the check was finished. To `verify` after a day "
+            "was recorded with the request: only an earlier one (a correction), as a "
+            "later one would move the running clock out."
         ),
     ),
 ]
