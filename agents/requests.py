@@ -53,7 +53,7 @@ from agents.ingest import (
 )
 from privops.adapters import metrics
 from privops.core import records as r
-from privops.core import shredding
+from privops.core import shredding, waits
 from privops.core import workflow as wf
 from privops.core.admission import (
     UNAUTHENTICATED,
@@ -158,7 +158,8 @@ def context(subject_id: str) -> wf.Context:
 
 
 def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
-    """The subject's requests on this partition (an access response lists them). One
+    """The subject's requests on this partition (an access response lists them; an
+    erasure waiting for the subject's responses looks at them). One
     whose stored value does not open is left out and logged: raised, it dead-lettered the
     answer completing the access request, again at every re-sent task, until its
     deadline passed (review, session 32)."""
@@ -168,7 +169,7 @@ def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
             rec = load(request_id)
         except DecodeError as exc:
             log.error(
-                "request %s left out of an access response: its record does not open (%s)",
+                "request %s left out of the subject's requests: its record does not open (%s)",
                 audited_request_id(request_id),
                 exc.reason,
             )
@@ -522,9 +523,13 @@ def _escalated(old: wf.TaskRecord | None, task: wf.TaskRecord) -> bool:
 
 async def settle(rec: wf.RequestRecord | None, cause: str) -> None:
     """After a decision on ``rec``: a completed erasure erases privops' own copies, and a
-    request that closes once its subject is erased drops its personal values too."""
+    request that closes once its subject is erased drops its personal values too; an
+    access or portability response that closed or paused lets the subject's erasures
+    waiting for it go on (``waits``)."""
     if rec is None:
         return
+    if rec.request_type in waits.RESPONSES and rec.state not in waits.UNDER_WAY:
+        await _resume_erasures(rec.subject_id, cause)
     if shredding.pending(rec):
         if rec.leftovers is None:  # else tried before the input was decided (load_finished)
             await erase_leftovers(rec, cause)
@@ -718,6 +723,22 @@ def _replace(slot: Slot[V], key: str, value: V | None) -> None:
     """``value`` becomes ``key``'s entry; None deletes it (a tombstone at the flush)."""
     if state.get(slot, key) != value:
         state.put(slot, key, cast(V, value))
+
+
+async def _resume_erasures(subject_id: str, cause: str) -> None:
+    """The subject's open erasures waiting for their responses (``wf.on_response_closed``):
+    each forgets those no longer in the way and sends its work once none is; one with
+    nothing to do settles at once (its keys destroyed)."""
+    ctx = None
+    for other in _requests_of(subject_id):
+        if not waits.waiting(other):
+            continue
+        ctx = ctx or context(subject_id)
+        outcome = wf.on_response_closed(other, ctx)
+        rid = other.request_id
+        apply(outcome, other, rid, subject_id, "privops", f"{cause}:{rid}")
+        if outcome.record is not None:
+            await settle(outcome.record, f"{cause}:{rid}")
 
 
 def _resend_held(subject_id: str, ctx: wf.Context, cause: str) -> None:

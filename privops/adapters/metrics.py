@@ -116,6 +116,8 @@ class AuditAction(StrEnum):
     request_refused = "request_refused"
     search_released = "search_released"
     categories_not_mapped = "categories_not_mapped"
+    erasure_waiting = "erasure_waiting"
+    erasure_resumed = "erasure_resumed"
 
 
 class EventSource(StrEnum):

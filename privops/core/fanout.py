@@ -60,14 +60,12 @@ from privops.core.vocab import (
     TaskAction,
     TaskState,
 )
+from privops.core.waits import FETCH_DAYS, erased_from
+from privops.core.waits import FOLLOWUP_ACTOR as FOLLOWUP_ACTOR  # where the others import it
 
 E = LifecycleEvent
 
 # --- starting the work ----------------------------------------------------------------------
-
-
-FOLLOWUP_ACTOR: Final = "privops-scheduler"
-"""The actor of the follow-up erasures the worker issues itself (workflow.SCHEDULER)."""
 
 
 def holdings(ctx: Context, rec: RequestRecord | None = None) -> dict[System, set[Category]]:
@@ -1084,25 +1082,32 @@ def _unmapped(rec: RequestRecord, held: dict[System, set[Category]]) -> str | No
     return "; ".join(gaps) or None
 
 
-FETCH_DAYS: Final = timedelta(days=14)
-"""The least time a subject is given to fetch a copy before the letter warns it goes."""
-
-
 def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
     """Until when the subject may fetch their copies: the systems delete each the data
     map's ``access_exports`` days after making it, which is after its task was first
     sent (a system's answer, re-sent from its ledger, may be dated later than the copy).
     So the day before the earliest first send plus those days: every copy is kept
-    through the whole of it. "" when none is sent or they are kept until erasure."""
+    through the whole of it. Sooner where the subject's erasure waits for this response
+    (``waits.erased_from``): it takes the copies on its day. "" when none is sent or they
+    are kept until erasure, with none waiting."""
     days = ctx.datamap.access_exports.period_days
     asked = [
         t.first_sent_at
         for t in rec.tasks.values()
         if t.export is not None and t.first_sent_at is not None and t.system not in review.withheld
     ]
-    if not asked or days is None:
+    if not asked:
         return ""
-    until = (min(asked) + timedelta(days=days)).astimezone(UK).date() - timedelta(days=1)
+    erased = erased_from(rec, ctx)
+    until = (
+        (min(asked) + timedelta(days=days)).astimezone(UK).date() - timedelta(days=1)
+        if days is not None
+        else None
+    )
+    if erased is not None and (until is None or erased <= until):
+        return ERASED_WITH_IT.format(day=erased.isoformat())
+    if until is None:
+        return ""
     if until < ctx.today + FETCH_DAYS:
         # A response long delayed (a review, a pause, a late answer): say so, and how to
         # get a copy that is gone (review, session 36).
@@ -1114,6 +1119,13 @@ def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
         f" The copies are kept until {until.isoformat()}: please fetch them by then (you "
         "may ask again after)."
     )
+
+
+ERASED_WITH_IT: Final = (
+    " You asked us to erase your data too: we do so from {day}, and these copies go with "
+    "it, so please fetch them before then."
+)
+"""What a response's notice says of the copies when the subject's erasure waits for it."""
 
 
 def _reviewed(

@@ -398,6 +398,12 @@ class AuthorityReceived(Command):
     received_on: date
 
 
+class ErasureReleased(Command):
+    """The DPO lets an erasure waiting for the subject's access or portability responses
+    (``privops.core.waits``) send its work now: the subject has their copies, or wants
+    the erasure at once (from 0.42)."""
+
+
 class FeeReceived(Command):
     received_on: date
     # Required by the worker (workflow._fee_received): a fee only for a manifestly
@@ -523,6 +529,7 @@ COMMANDS: tuple[type[Command], ...] = (
     RequestSubmitted,
     IdentityVerified,
     AuthorityReceived,
+    ErasureReleased,
     FeeReceived,
     ClarificationRequested,
     ClarificationReceived,

@@ -226,6 +226,10 @@ class RequestRecord(_Model):
     representative: str | None = Field(default=None, exclude_if=_empty)
     capacity: Capacity | None = Field(default=None, exclude_if=_empty)
     authority_received_on: date | None = Field(default=None, exclude_if=_empty)
+    # An erasure waiting for the subject's access or portability responses to go out
+    # first (``privops.core.waits``; from 0.42): their request ids, emptied once its work
+    # goes out. Not written when empty.
+    waits_for: list[str] = Field(default_factory=list, exclude_if=_empty)
     # A refused request's ground (from 0.37): kept when an erasure scrubs the DPO's
     # letter (``reason``), so the controller can still show why; not written when None.
     refusal_ground: RefusalGround | None = Field(default=None, exclude_if=_empty)

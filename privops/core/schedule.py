@@ -25,6 +25,7 @@ from privops.core.ticks import Tick, TickKind
 from privops.core.timelimits import alert_due
 from privops.core.vocab import FINAL_TASK_STATES as FINAL
 from privops.core.vocab import RequestState, RequestType, System, TaskAction
+from privops.core.waits import waiting
 from privops.core.workflow import expires_on, pending_followups
 
 _SYSTEMS = tuple(System)
@@ -46,7 +47,8 @@ class OpenRequest:
     # response an acknowledged complaint was promised; None while no clock runs (identity
     # not verified yet, a clarification awaited).
     due_on: date | None
-    # The systems whose answer is still awaited.
+    # The systems whose answer is still awaited; for an erasure waiting for the
+    # subject's responses, "response <id>" for each (privops.core.waits).
     waiting_on: tuple[str, ...]
 
 
@@ -133,6 +135,9 @@ class Schedule:
         # several hundred bytes per open request.
         self._pending: dict[str, tuple[str, ...]] = {}
         self.pending_counts: Counter[str] = Counter()
+        # Erasures waiting for the subject's responses (privops.core.waits): what each
+        # waits for, as the caseload shows it (few at any time; no metric counts them).
+        self._responses_first: dict[str, tuple[str, ...]] = {}
         # Whose request it is, while a timer may still fire for it: a tick is keyed by
         # the subject id so it reaches the partition (and the worker) that owns the request.
         self._subjects: dict[str, str] = {}
@@ -194,6 +199,10 @@ class Schedule:
         self._track_identity(rec)
         self._track_open(rec)
         self._track_pending(rec)
+        if waiting(rec):
+            self._responses_first[rec.request_id] = tuple(f"response {i}" for i in rec.waits_for)
+        else:
+            self._responses_first.pop(rec.request_id, None)
         self._track_link(rec)
         if not rec.open and not followups:
             expiry = expires_on(rec, self.record_days)
@@ -315,7 +324,7 @@ class Schedule:
             request_type=known[0],
             state=known[1],
             due_on=self._deadlines.due(request_id) or self._promised.get(request_id),
-            waiting_on=self._pending.get(request_id, ()),
+            waiting_on=self._pending.get(request_id) or self._responses_first.get(request_id, ()),
         )
 
     def subject_of(self, request_id: str) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, Final, assert_never
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from privops.core import admission, erasure, retries, search, shredding, timelimits
+from privops.core import admission, erasure, retries, search, shredding, timelimits, waits
 from privops.core import records as r
 from privops.core.amounts import parse_pounds
 from privops.core.clock import UK
@@ -448,13 +448,16 @@ NOTE_NOT_KEPT: Final = (
 def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """``fanout.start_work``, or for an access request about a subject no system has
     reported and with nothing to search for them by, the answer that nothing is held
-    (``_nothing_held``)."""
+    (``_nothing_held``); an erasure beside the subject's access or portability response
+    waits for it first (``waits.wait``)."""
     if (
         rec.request_type is RequestType.access
         and not rec.search
         and not ctx.holds_anything_besides(rec.request_id)
     ):
         _nothing_held(rec, ctx, out)
+        return
+    if waits.wait(rec, ctx, out):
         return
     start_work(rec, ctx, out)
 
@@ -858,6 +861,20 @@ def _authority_received(
 
 AUTHORITY_RECEIVED: Final = "representative's authority received "
 """The audit step's reason, before the day the evidence arrived."""
+
+
+def _erasure_released(
+    rec: RequestRecord, _cmd: r.ErasureReleased, ctx: Context, out: Outcome
+) -> None:
+    """The DPO lets a waiting erasure send its work now (``waits``): the subject has
+    their copies, or asks for the erasure at once."""
+    if not waits.waiting(rec):
+        raise Refused(
+            Reason.invalid_transition,
+            "this request is not an erasure waiting for the subject's access or portability "
+            "responses: there is no wait to end",
+        )
+    _resume(rec, ctx, out, why=waits.RELEASED)
 
 
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
@@ -1468,6 +1485,7 @@ def _no_work_out(rec: RequestRecord, verb: str) -> None:
 _HANDLERS: dict[type[r.Command], Callable[[RequestRecord, Any, Context, Outcome], None]] = {
     r.IdentityVerified: _identity_verified,
     r.AuthorityReceived: _authority_received,
+    r.ErasureReleased: _erasure_released,
     r.FeeReceived: _fee_received,
     r.ClarificationRequested: _clarification_requested,
     r.ClarificationReceived: _clarification_received,
@@ -1586,9 +1604,36 @@ def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) ->
 # --- timers -------------------------------------------------------------------------------
 
 
+def on_response_closed(rec: RequestRecord, ctx: Context) -> Outcome:
+    """A response of ``rec``'s subject closed or paused: ``rec``, an erasure waiting for
+    the subject's responses (``waits``), sends its work once none is in the way."""
+    if not waits.waiting(rec):
+        return Outcome(record=None)
+    rec = rec.editable_copy()
+    out = Outcome(record=rec)
+    return out if _resume(rec, ctx, out) else Outcome(record=None)
+
+
+def _resume(rec: RequestRecord, ctx: Context, out: Outcome, *, why: str | None = None) -> bool:
+    """``rec``, a waiting erasure, forgets the responses no longer in the way, and once
+    none is, or whatever it waits for once ``why`` says (its latest day came:
+    ``waits.erase_by``; the DPO released it), sends its work, planned from what the
+    systems hold now. Whether the record changed."""
+    still = [] if why else waits.in_the_way(rec, ctx)
+    if still == rec.waits_for:
+        return False
+    rec.waits_for = still
+    if not still:
+        reason = why or waits.RESUMED
+        out.audit.append(AuditStep("erasure_resumed", after=rec.state.value, reason=reason))
+        start_work(rec, ctx, out)
+    return True
+
+
 def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     """A timer's finding: an overdue task answer, a deadline stage, a follow-up, the end
-    of a finished request's kept time."""
+    of a finished request's kept time. An erasure waiting for the subject's responses
+    waits no longer once a deadline stage comes (``waits.ERASE_BY_DAYS_BEFORE``)."""
     if rec is None:
         return Outcome(record=None)
     rec = rec.editable_copy()
@@ -1599,6 +1644,8 @@ def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
         if task is not None:
             retries.on_overdue(rec, task, ctx, out)
     elif tick.kind is TickKind.deadline_approaching or tick.kind is TickKind.deadline_breached:
+        if waits.waiting(rec) and tick.due_on == timelimits.alert_due(rec):  # not a stale one
+            _resume(rec, ctx, out, why=waits.DEADLINE_NEAR)
         timelimits.raise_deadline_alert(rec, tick, ctx, out)
     elif tick.kind is TickKind.followup:
         if _followups(rec, ctx, out):

@@ -429,18 +429,41 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         orders = next(t for t in body["tasks"] if t["system"] == "orders")
         assert Category.credit.value not in orders["export"]["categories"]
 
-        # The accountability report, from this deployment's audit steps: seven requests
-        # logged today, five closed, the objection received 45 days ago late.
+        # The asker now asks for their erasure: their copies went out minutes ago, so it
+        # waits for them to fetch them (privops.core.waits), as the DPO sees; they have,
+        # and the DPO releases it.
+        erasure = cli(
+            "request", "erase", "--subject", asker.subject_id, "--verified-now", "-q",
+            env=worker.env,
+        )  # fmt: skip
+        _, waiting = http_json(f"{worker.url}/requests/{erasure}")
+        assert (waiting["waits_for"], waiting["tasks"]) == ([access], [])
+        shown = cli("request", "status", erasure, env=worker.env)
+        assert "waits for" in shown
+        assert f"privops request erase-now {erasure}" in " ".join(shown.split())
+        cli("request", "erase-now", erasure, env=worker.env)
+        # (orders keeps the financial records: partially completed, with their ground)
+        erased = request_reaching(
+            worker.url, erasure, "partially_completed", "the released erasure"
+        )
+        assert erased["waits_for"] == []
+        assert {t["action"] for t in erased["tasks"]} == {"erase"}
+
+        # The accountability report, from this deployment's audit steps: eight requests
+        # logged today, six closed (the erasure partially), the objection received 45
+        # days ago late.
         app_id = worker.env["PRIVOPS_APP_ID"]
         report = json.loads(
             cli("audit", "report", "--chain", f"{app_id}/", "--json", env=worker.env)
         )
         assert report["app_ids"] == [app_id]
         logged = {row["request_type"]: row["received"] for row in report["by_type"]}
-        assert logged == {"objection": 2, "consent_withdrawal": 1, "access": 3, "portability": 1}
+        assert logged == {
+            "objection": 2, "consent_withdrawal": 1, "access": 3, "portability": 1, "erasure": 1
+        }  # fmt: skip
         total = report["total"]
-        assert (total["received"], total["closed"], total["open"]) == (7, 5, 2)
-        assert (total["completed"], total["late"]) == (5, 1)
+        assert (total["received"], total["closed"], total["open"]) == (8, 6, 2)
+        assert (total["completed"], total["partially_completed"], total["late"]) == (5, 1, 1)
     finally:
         stop(connectors)
         worker.stop()

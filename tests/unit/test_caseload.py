@@ -209,3 +209,32 @@ def test_another_workers_part_is_checked_before_it_is_used() -> None:
     ):
         with pytest.raises(ValueError, match=r"."):
             caseload.Part.parse(bad)
+
+
+def test_an_erasure_waiting_for_the_subjects_responses_lists_them() -> None:
+    """``privops request list`` shows what a waiting erasure waits on (privops.core.waits),
+    and nothing once its work went out; no system's pending count moves."""
+    schedule = Schedule((7, 3, 1))
+    waiting = record(
+        "R-5",
+        RequestType.erasure,
+        TODAY + timedelta(days=25),
+        state=RequestState.in_progress,
+        waits_for=["R-6", "R-7"],
+    )
+    schedule.track(waiting)
+    found = schedule.open_request("R-5")
+    assert found is not None
+    assert found.waiting_on == ("response R-6", "response R-7")
+    assert sum(schedule.pending_counts.values()) == 0
+    sent = waiting.model_copy(
+        update={
+            "waits_for": [],
+            "state": RequestState.awaiting_systems,
+            "tasks": {t.task_id: t for t in (task("R-5", System.crm, TaskState.sent),)},
+        }
+    )
+    schedule.track(sent)
+    found = schedule.open_request("R-5")
+    assert found is not None
+    assert found.waiting_on == ("crm",)

@@ -61,6 +61,7 @@ SURFACE = [
     f"request complain: --subject --restrict-while-investigating --link {SHARED}",
     f"request verify: REQUEST_ID --on --identity-received --method --actor --json {WAITS}",
     f"request authority: REQUEST_ID --on --actor --json {WAITS}",
+    f"request erase-now: REQUEST_ID --actor --json {WAITS}",
     f"request fee-received: REQUEST_ID --ground --on --actor --json {WAITS}",
     f"request clarify: REQUEST_ID --asked --question-ref --actor --json {WAITS}",
     f"request clarified: REQUEST_ID --on --actor --json {WAITS}",

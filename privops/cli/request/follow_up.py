@@ -1,6 +1,7 @@
 """The follow-up verbs: what happens to a request after it is submitted.
 
-Identity verified, a representative's authority received, fee received, clarification
+Identity verified, a representative's authority received, a waiting erasure released,
+fee received, clarification
 asked and received, extension, answer, cancellation, refusal, objection decided, an
 access response's copy redacted and the response approved: one command each, keyed by
 the request id, each waiting for the worker's answer. The options they share (`Delivery`: --actor,
@@ -43,6 +44,7 @@ from privops.core.records import (
     ClarificationRequested,
     Command,
     DeadlineExtended,
+    ErasureReleased,
     ExportRedacted,
     ExportReference,
     FeeReceived,
@@ -132,6 +134,18 @@ def authority(
         common,
         received_on=day,
     )
+
+
+@follow_up_verb
+def erase_now(common: Delivery, request_id: RequestId) -> None:
+    """Let an erasure waiting for the subject's access or portability response send its
+    work now, once the subject has their copies or asks for the erasure at once. (Beside
+    such a response an erasure waits, so that the copy shows what was held and can be
+    fetched, until the response closes without copies, or at the latest 7 days before the
+    erasure is due; `privops request status` shows what it waits for.) Refused for a
+    request that is not waiting so."""
+    rid = check_id(request_id)
+    _send(ErasureReleased, rid, "the erasure's work goes out now", common)
 
 
 @follow_up_verb
@@ -453,6 +467,7 @@ def approve(
 VERBS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("verify", verify),
     ("authority", authority),
+    ("erase-now", erase_now),
     ("fee-received", fee_received),
     ("clarify", clarify),
     ("clarified", clarified),

@@ -174,6 +174,18 @@ def _representative(body: dict[str, Any]) -> str:
     )
 
 
+def _waits_for(body: dict[str, Any]) -> str:
+    """An erasure's wait for the subject's access or portability responses to go out."""
+    ids = body["waits_for"]
+    listed = ", ".join(cell(i) for i in ids) if isinstance(ids, list) else cell(ids)
+    rid = cell(body.get("request_id"))
+    return (
+        f"{listed} [dim](the subject's access or portability responses go out first; its "
+        f"work goes out once they have, on {cell(body.get('erase_by'))} at the latest; the "
+        f"subject has their copies: privops request erase-now {rid})[/]"
+    )
+
+
 _CHILD: Final = (
     "\n[dim]for a child: act for a parent only if the child cannot understand their "
     "rights, or authorised it, or it is in their best interests; a child who can is "
@@ -235,6 +247,7 @@ def _summary(body: dict[str, Any]) -> Table:
             if body.get("capacity") or body.get("authority_received_on")
             else []
         ),
+        *([("waits for", _waits_for(body))] if body.get("waits_for") else []),
         *(
             [
                 (
