@@ -43,7 +43,7 @@ from privops.adapters.acls import WORKER, Api, may_call, system_of
 from privops.adapters.kafka import password_of
 from privops.adapters.key_topic import subject_partition
 from privops.connectors.encryption import key_json
-from privops.core import caseload, deadlines, timelimits, waits
+from privops.core import caseload, deadlines, response_first, timelimits
 from privops.core import consent as rules
 from privops.core import workflow as wf
 from privops.core.errors import PrivopsError, RuntimeUnavailable
@@ -767,8 +767,8 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "awaiting_authority": rec.awaiting_authority and rec.open,
         # an erasure waiting for the subject's access or portability responses to go out
         # first (from 0.42), and the day its work goes out at the latest
-        "waits_for": rec.waits_for if waits.waiting(rec) else [],
-        "erase_by": _iso(waits.erase_by(rec)) if waits.waiting(rec) else None,
+        "waits_for": rec.waits_for if response_first.waiting(rec) else [],
+        "erase_on": _iso(rec.erase_on) if response_first.waiting(rec) else None,
         "tasks": [
             {
                 "task_id": t.task_id,

@@ -64,7 +64,7 @@ from privops.core.facts import (
     too_far_ahead,
     updated_facts,
 )
-from privops.core.fanout import FOLLOWUP_ACTOR, current_hold_states
+from privops.core.fanout import current_hold_states
 from privops.core.fieldcrypt import (
     PREFIX,
     DataKey,
@@ -85,7 +85,7 @@ from privops.core.identity import (
 )
 from privops.core.personal import ITEMS, VALUES, PersonalPath, typed_text
 from privops.core.pii import redact
-from privops.core.request import Context
+from privops.core.request import FOLLOWUP_ACTOR, Context
 from privops.core.shredding import scope_category
 from privops.core.subject_keys import KeyUnwrapFailed
 from privops.core.topics import CONSENT_STATE, ingest_inputs

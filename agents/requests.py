@@ -53,7 +53,7 @@ from agents.ingest import (
 )
 from privops.adapters import metrics
 from privops.core import records as r
-from privops.core import shredding, waits
+from privops.core import response_first, shredding
 from privops.core import workflow as wf
 from privops.core.admission import (
     UNAUTHENTICATED,
@@ -159,10 +159,10 @@ def context(subject_id: str) -> wf.Context:
 
 def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
     """The subject's requests on this partition (an access response lists them; an
-    erasure waiting for the subject's responses looks at them). One
-    whose stored value does not open is left out and logged: raised, it dead-lettered the
-    answer completing the access request, again at every re-sent task, until its
-    deadline passed (review, session 32)."""
+    erasure looks at them for the responses it waits for). One whose stored value does
+    not open is left out and logged: raised, it dead-lettered the answer completing the
+    access request, again at every re-sent task, until its deadline passed (review,
+    session 32)."""
     found = []
     for request_id in request_index.keys_of(subject_id):
         try:
@@ -524,11 +524,11 @@ def _escalated(old: wf.TaskRecord | None, task: wf.TaskRecord) -> bool:
 async def settle(rec: wf.RequestRecord | None, cause: str) -> None:
     """After a decision on ``rec``: a completed erasure erases privops' own copies, and a
     request that closes once its subject is erased drops its personal values too; an
-    access or portability response that closed or paused lets the subject's erasures
-    waiting for it go on (``waits``)."""
+    access or portability response that closed lets the subject's erasures waiting for it
+    go on if it closed without copies (``response_first``)."""
     if rec is None:
         return
-    if rec.request_type in waits.RESPONSES and rec.state not in waits.UNDER_WAY:
+    if rec.request_type in response_first.RESPONSES and not rec.open:
         await _resume_erasures(rec.subject_id, cause)
     if shredding.pending(rec):
         if rec.leftovers is None:  # else tried before the input was decided (load_finished)
@@ -731,7 +731,7 @@ async def _resume_erasures(subject_id: str, cause: str) -> None:
     nothing to do settles at once (its keys destroyed)."""
     ctx = None
     for other in _requests_of(subject_id):
-        if not waits.waiting(other):
+        if not response_first.waiting(other):
             continue
         ctx = ctx or context(subject_id)
         outcome = wf.on_response_closed(other, ctx)

@@ -27,10 +27,9 @@ from privops.core import records as r
 from privops.core.audit import SYSTEM_CHAIN
 from privops.core.errors import DecodeError, WrongTopic
 from privops.core.facts import MAX_CLOCK_SKEW
-from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.identity import SUBJECT_REF_PREFIX
 from privops.core.pii import REDACT_CHARS, recorded_as_contact, redact
-from privops.core.request import Reason, Refused, RequestRecord
+from privops.core.request import FOLLOWUP_ACTOR, Reason, Refused, RequestRecord
 from privops.core.signing import SignatureInvalid, Signers
 from privops.core.topics import COMMANDS, REQUEST_TICKS, system_of_results_topic
 

@@ -27,8 +27,8 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from privops.core.clock import UK
-from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.records import AuditEvent
+from privops.core.request import FOLLOWUP_ACTOR
 from privops.core.ticks import TickKind
 from privops.core.timelimits import EXTENSION_WITHDRAWN
 from privops.core.vocab import TERMINAL_STATES, RefusalGround, RequestState

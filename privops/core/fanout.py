@@ -30,6 +30,7 @@ from privops.core.identity import (
 )
 from privops.core.lifecycle import LifecycleEvent
 from privops.core.request import (
+    FOLLOWUP_ACTOR,
     AuditStep,
     Context,
     FollowupItem,
@@ -45,6 +46,7 @@ from privops.core.request import (
     reject,
 )
 from privops.core.request import stable_id as _id
+from privops.core.response_first import FETCH_DAYS, erased_from
 from privops.core.retries import make_task_id
 from privops.core.sweep import BREACH_DAYS_BEFORE, Alerted
 from privops.core.ticks import TickKind
@@ -60,8 +62,6 @@ from privops.core.vocab import (
     TaskAction,
     TaskState,
 )
-from privops.core.waits import FETCH_DAYS, erased_from
-from privops.core.waits import FOLLOWUP_ACTOR as FOLLOWUP_ACTOR  # where the others import it
 
 E = LifecycleEvent
 
@@ -1087,9 +1087,10 @@ def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
     map's ``access_exports`` days after making it, which is after its task was first
     sent (a system's answer, re-sent from its ledger, may be dated later than the copy).
     So the day before the earliest first send plus those days: every copy is kept
-    through the whole of it. Sooner where the subject's erasure waits for this response
-    (``waits.erased_from``): it takes the copies on its day. "" when none is sent or they
-    are kept until erasure, with none waiting."""
+    through the whole of it. Sooner where the subject's erasure waited for this response
+    (``response_first.erased_from``): it takes the copies on its day, or took them
+    already (its day came, or the DPO released it, before this response went out). ""
+    when none is sent, or they are kept until erasure and no erasure waited."""
     days = ctx.datamap.access_exports.period_days
     asked = [
         t.first_sent_at
@@ -1104,8 +1105,12 @@ def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
         if days is not None
         else None
     )
-    if erased is not None and (until is None or erased <= until):
-        return ERASED_WITH_IT.format(day=erased.isoformat())
+    if erased is not None:
+        day, went_out = erased
+        if went_out or day <= ctx.today:
+            return ERASED_BEFORE.format(day=day.isoformat())
+        if until is None or day <= until:
+            return ERASED_WITH_IT.format(day=day.isoformat())
     if until is None:
         return ""
     if until < ctx.today + FETCH_DAYS:
@@ -1122,10 +1127,16 @@ def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
 
 
 ERASED_WITH_IT: Final = (
-    " You asked us to erase your data too: we do so from {day}, and these copies go with "
-    "it, so please fetch them before then."
+    " We are also erasing your data, as asked: these copies go with it from {day}, so "
+    "please fetch them before then."
 )
 """What a response's notice says of the copies when the subject's erasure waits for it."""
+ERASED_BEFORE: Final = (
+    " We began erasing your data on {day}, as asked, before this response was ready: "
+    "some of these copies may show less than we held, or be gone already."
+)
+"""What it says when that erasure's work went out first (its day came, or the DPO
+released it): the copies are made from, or erased with, what it leaves."""
 
 
 def _reviewed(

@@ -226,10 +226,12 @@ class RequestRecord(_Model):
     representative: str | None = Field(default=None, exclude_if=_empty)
     capacity: Capacity | None = Field(default=None, exclude_if=_empty)
     authority_received_on: date | None = Field(default=None, exclude_if=_empty)
-    # An erasure waiting for the subject's access or portability responses to go out
-    # first (``privops.core.waits``; from 0.42): their request ids, emptied once its work
-    # goes out. Not written when empty.
+    # An erasure that waits for the subject's access or portability responses to go out
+    # first (``privops.core.response_first``; from 0.42): their request ids (kept once its
+    # work went out: a response still to go out says the erasure came first), and the day
+    # its work goes out at the latest, told to the subject. Not written when empty.
     waits_for: list[str] = Field(default_factory=list, exclude_if=_empty)
+    erase_on: date | None = Field(default=None, exclude_if=_empty)
     # A refused request's ground (from 0.37): kept when an erasure scrubs the DPO's
     # letter (``reason``), so the controller can still show why; not written when None.
     refusal_ground: RefusalGround | None = Field(default=None, exclude_if=_empty)
@@ -309,6 +311,10 @@ class RequestRecord(_Model):
         return self.authority_required and self.authority_received_on is None
 
 
+FOLLOWUP_ACTOR: Final = "privops-scheduler"
+"""The actor of the follow-up erasures the worker issues itself (workflow.SCHEDULER)."""
+
+
 def _no_requests() -> Sequence[RequestRecord]:
     return ()
 
@@ -337,8 +343,9 @@ class Context:
     # it, a follow-up erasure it issued): its record is kept (``workflow.expires_on``).
     referenced: bool = False
     # The records privops keeps of the subject's requests, this one included: read only
-    # when an access response is built (each record is loaded and opened), so no other
-    # decision pays for it.
+    # when an access response is built, an erasure is about to send its work, or an access
+    # or portability response closed (``privops.core.response_first``; each record is
+    # loaded and opened), so no other decision pays for it.
     subject_requests: Callable[[], Sequence[RequestRecord]] = _no_requests
 
     def holds_anything_besides(self, request_id: str) -> bool:

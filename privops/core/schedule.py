@@ -19,13 +19,13 @@ from typing import Protocol
 
 from privops.core.datamap import DEFAULT_REQUEST_RECORD_DAYS
 from privops.core.request import RequestRecord
+from privops.core.response_first import waiting
 from privops.core.retries import make_task_id, next_checks
 from privops.core.sweep import DeadlineIndex
 from privops.core.ticks import Tick, TickKind
 from privops.core.timelimits import alert_due
 from privops.core.vocab import FINAL_TASK_STATES as FINAL
 from privops.core.vocab import RequestState, RequestType, System, TaskAction
-from privops.core.waits import waiting
 from privops.core.workflow import expires_on, pending_followups
 
 _SYSTEMS = tuple(System)
@@ -48,7 +48,7 @@ class OpenRequest:
     # not verified yet, a clarification awaited).
     due_on: date | None
     # The systems whose answer is still awaited; for an erasure waiting for the
-    # subject's responses, "response <id>" for each (privops.core.waits).
+    # subject's responses, "response <id>" for each (privops.core.response_first).
     waiting_on: tuple[str, ...]
 
 
@@ -135,7 +135,7 @@ class Schedule:
         # several hundred bytes per open request.
         self._pending: dict[str, tuple[str, ...]] = {}
         self.pending_counts: Counter[str] = Counter()
-        # Erasures waiting for the subject's responses (privops.core.waits): what each
+        # Erasures waiting for the subject's responses (privops.core.response_first): what each
         # waits for, as the caseload shows it (few at any time; no metric counts them).
         self._responses_first: dict[str, tuple[str, ...]] = {}
         # Whose request it is, while a timer may still fire for it: a tick is keyed by

@@ -19,7 +19,15 @@ from typing import Any, Final, assert_never
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from privops.core import admission, erasure, retries, search, shredding, timelimits, waits
+from privops.core import (
+    admission,
+    erasure,
+    response_first,
+    retries,
+    search,
+    shredding,
+    timelimits,
+)
 from privops.core import records as r
 from privops.core.amounts import parse_pounds
 from privops.core.clock import UK
@@ -29,7 +37,6 @@ from privops.core.errors import DomainError
 from privops.core.exports import export_problem, portable_problem
 from privops.core.fanout import (
     COPIES,
-    FOLLOWUP_ACTOR,
     REDRESS,
     copies_out,
     finish,
@@ -49,6 +56,7 @@ from privops.core.lifecycle import IDENTITY_REQUIRED, LifecycleEvent
 from privops.core.manifest import Review
 from privops.core.personal import WITHHELD
 from privops.core.request import (
+    FOLLOWUP_ACTOR,
     MAX_ANSWER_MESSAGE,
     AuditStep,
     Context,
@@ -449,7 +457,7 @@ def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """``fanout.start_work``, or for an access request about a subject no system has
     reported and with nothing to search for them by, the answer that nothing is held
     (``_nothing_held``); an erasure beside the subject's access or portability response
-    waits for it first (``waits.wait``)."""
+    waits for it first (``response_first.wait``)."""
     if (
         rec.request_type is RequestType.access
         and not rec.search
@@ -457,7 +465,7 @@ def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     ):
         _nothing_held(rec, ctx, out)
         return
-    if waits.wait(rec, ctx, out):
+    if response_first.hold(rec, ctx, out):
         return
     start_work(rec, ctx, out)
 
@@ -771,15 +779,8 @@ def _identity_verified(
         )
     recorded = rec.identity_received_on
     given = cmd.information_received_on
-    running = rec.clock_start is not None
-    if given is not None and recorded is not None and given > recorded and running:
-        raise Refused(
-            Reason.invalid_transition,
-            f"the identity information was recorded as received on {recorded}, and the "
-            f"one-month clock runs from {rec.clock_start} (due {rec.due_on}): a later day "
-            f"({given}) would move the deadline out. Verify without --identity-received, "
-            "or give the day it arrived if that was earlier",
-        )
+    if given is not None and recorded is not None and given > recorded:
+        _check_clock_kept(rec, cmd, ctx)
     rec.identity_verified_on = cmd.verified_on
     rec.identity_received_on = given or recorded
     if given is not None and recorded is not None and given != recorded:
@@ -801,6 +802,30 @@ def _identity_verified(
     move(rec, E.identity_verified, out, ctx.now)
     timelimits.recompute_due(rec, ctx)
     _start_work(rec, ctx, out)
+
+
+def _check_clock_kept(rec: RequestRecord, cmd: r.IdentityVerified, ctx: Context) -> None:
+    """A verification never moves a running clock out: the day its information arrived,
+    later than the one recorded, is refused where the clock would then start later (a
+    correction to an earlier day is the subject's gain; one that moves nothing stands)."""
+    if rec.clock_start is None:
+        return
+    trial = rec.model_copy(
+        update={
+            "identity_received_on": cmd.information_received_on,
+            "identity_verified_on": cmd.verified_on,
+        }
+    )
+    timelimits.recompute_due(trial, ctx)
+    if trial.clock_start is not None and trial.clock_start <= rec.clock_start:
+        return
+    raise Refused(
+        Reason.dates_out_of_order,
+        f"the identity information was recorded as received on {rec.identity_received_on}, "
+        f"and the one-month clock runs from {rec.clock_start} (due {rec.due_on}): "
+        f"{cmd.information_received_on} would move the deadline out. Verify without "
+        "--identity-received, or give the day it arrived if that was earlier",
+    )
 
 
 IDENTITY_RECEIVED: Final = "identity information received "
@@ -866,15 +891,21 @@ AUTHORITY_RECEIVED: Final = "representative's authority received "
 def _erasure_released(
     rec: RequestRecord, _cmd: r.ErasureReleased, ctx: Context, out: Outcome
 ) -> None:
-    """The DPO lets a waiting erasure send its work now (``waits``): the subject has
+    """The DPO lets a waiting erasure send its work now (``response_first``): the subject has
     their copies, or asks for the erasure at once."""
-    if not waits.waiting(rec):
+    if not response_first.waiting(rec):
         raise Refused(
             Reason.invalid_transition,
             "this request is not an erasure waiting for the subject's access or portability "
             "responses: there is no wait to end",
         )
-    _resume(rec, ctx, out, why=waits.RELEASED)
+    unsent = [o.request_id for o in response_first.in_the_way(rec, ctx) if o.open]
+    _resume(rec, ctx, out, why=response_first.RELEASED)
+    if unsent:
+        out.message = (
+            f"released while {', '.join(unsent)} has not gone out: its copy is made from "
+            "what the erasure leaves, and its letter says so"
+        )
 
 
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
@@ -897,10 +928,10 @@ def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Out
             Reason.invalid_command,
             "a fee for further copies applies to an access request only (UK GDPR Art. 15(3))",
         )
-    if rec.tasks:
+    if rec.tasks or response_first.waiting(rec):
         raise Refused(
             Reason.invalid_transition,
-            "a fee is charged before the work starts; this request's tasks went out "
+            "a fee is charged before the work starts; this request's work is under way "
             "(record the payment outside privops)",
         )
     if rec.due_on is not None and cmd.received_on > rec.due_on:
@@ -1221,6 +1252,12 @@ def _cancelled(rec: RequestRecord, cmd: r.RequestCancelled, ctx: Context, out: O
 
 
 def _answered(rec: RequestRecord, cmd: r.RequestAnswered, ctx: Context, out: Outcome) -> None:
+    if response_first.waiting(rec):
+        raise Refused(
+            Reason.invalid_transition,
+            "this erasure waits for the subject's access or portability response: its work "
+            "answers it; release it (privops request erase-now) or cancel it",
+        )
     rec.reason = cmd.reason
     move(rec, E.answered, out, ctx.now)
     notify_subject(
@@ -1606,8 +1643,8 @@ def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) ->
 
 def on_response_closed(rec: RequestRecord, ctx: Context) -> Outcome:
     """A response of ``rec``'s subject closed or paused: ``rec``, an erasure waiting for
-    the subject's responses (``waits``), sends its work once none is in the way."""
-    if not waits.waiting(rec):
+    the subject's responses (``response_first``), sends its work once none is in the way."""
+    if not response_first.waiting(rec):
         return Outcome(record=None)
     rec = rec.editable_copy()
     out = Outcome(record=rec)
@@ -1615,37 +1652,41 @@ def on_response_closed(rec: RequestRecord, ctx: Context) -> Outcome:
 
 
 def _resume(rec: RequestRecord, ctx: Context, out: Outcome, *, why: str | None = None) -> bool:
-    """``rec``, a waiting erasure, forgets the responses no longer in the way, and once
-    none is, or whatever it waits for once ``why`` says (its latest day came:
-    ``waits.erase_by``; the DPO released it), sends its work, planned from what the
-    systems hold now. Whether the record changed."""
-    still = [] if why else waits.in_the_way(rec, ctx)
-    if still == rec.waits_for:
-        return False
-    rec.waits_for = still
-    if not still:
-        reason = why or waits.RESUMED
-        out.audit.append(AuditStep("erasure_resumed", after=rec.state.value, reason=reason))
-        start_work(rec, ctx, out)
+    """``rec``, a waiting erasure, forgets the responses that closed without copies, and
+    once none is left, or whatever it waits for once ``why`` says (its day came; the DPO
+    released it), sends its work, planned from what the systems hold now. Whether the
+    record changed. What it waited for stays on the record once its work went out
+    (``response_first.erased_from``: a response still to go out says so)."""
+    if why is None:
+        still = [other.request_id for other in response_first.in_the_way(rec, ctx)]
+        if still == rec.waits_for:
+            return False
+        rec.waits_for = still
+        if still:
+            return True
+        why = response_first.RESUMED
+    out.audit.append(AuditStep("erasure_resumed", after=rec.state.value, reason=why))
+    start_work(rec, ctx, out)
     return True
 
 
 def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     """A timer's finding: an overdue task answer, a deadline stage, a follow-up, the end
     of a finished request's kept time. An erasure waiting for the subject's responses
-    waits no longer once a deadline stage comes (``waits.ERASE_BY_DAYS_BEFORE``)."""
+    waits no longer once its day came (``response_first.erase_on``; the follow-up timer wakes it
+    then, ``pending_followups``)."""
     if rec is None:
         return Outcome(record=None)
     rec = rec.editable_copy()
     out = Outcome(record=rec)
     timelimits.settle_old_pause(rec, ctx, out)
+    if response_first.waiting(rec) and response_first.day_came(rec, ctx):
+        _resume(rec, ctx, out, why=response_first.DAY_CAME)
     if tick.kind is TickKind.task_overdue:
         task = rec.tasks.get(tick.task_id or "")
         if task is not None:
             retries.on_overdue(rec, task, ctx, out)
     elif tick.kind is TickKind.deadline_approaching or tick.kind is TickKind.deadline_breached:
-        if waits.waiting(rec) and tick.due_on == timelimits.alert_due(rec):  # not a stale one
-            _resume(rec, ctx, out, why=waits.DEADLINE_NEAR)
         timelimits.raise_deadline_alert(rec, tick, ctx, out)
     elif tick.kind is TickKind.followup:
         if _followups(rec, ctx, out):
@@ -1732,8 +1773,12 @@ def issued_followup(parent: RequestRecord | None, cmd: r.Command) -> bool:
 def pending_followups(rec: RequestRecord) -> list[datetime]:
     """When a follow-up tick is due: each follow-up erasure not issued yet, the next
     try of a completed erasure's deferred leftovers (privops.core.shredding), and the
-    next look at what it keeps with no end date (``review_retention``)."""
+    next look at what it keeps with no end date (``review_retention``), the day a waiting
+    erasure's work goes out (``response_first``)."""
     due = [f.due_at for f in rec.followups if f.waiting]
+    wake = response_first.wake_at(rec)
+    if wake is not None:
+        due.append(wake)
     retry = shredding.retry_at(rec)
     if retry is not None:
         due.append(retry)

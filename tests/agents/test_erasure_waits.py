@@ -1,11 +1,11 @@
 """The workflow agent holds an erasure beside the subject's access request until that
-response is out (``agents.requests.settle``, ``privops.core.waits``): the erase tasks
+response is out (``agents.requests.settle``, ``privops.core.response_first``): the erase tasks
 never go beside the export tasks. A response closing without copies lets it go on at
 once; one with copies keeps it waiting, and tells the subject the day it takes them."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ async def test_the_erase_tasks_go_out_once_the_access_response_closed_empty(
     first_erase = next(i for i, s in enumerate(outbox.sent) if isinstance(s.record, r.Erase))
     assert notified < first_erase
     stored = requests.data[ERASURE]
-    assert "waits_for" not in stored
+    assert "waits_for" not in stored  # none left to wait for
     assert stored["state"] == RequestState.awaiting_systems.value
     assert "erasure_resumed" in audited(outbox, ERASURE)
 
@@ -116,8 +116,7 @@ async def test_copies_out_keep_it_waiting_and_the_subject_is_told_until_when(
     assert note.kind == "access_response"
     stored = requests.data[ERASURE]
     assert stored["waits_for"] == [ACCESS]
-    by = date.fromisoformat(stored["due_on"]) - timedelta(days=7)
-    assert ERASED_WITH_IT.format(day=by.isoformat()) in note.message
+    assert ERASED_WITH_IT.format(day=stored["erase_on"]) in note.message
     assert sent(outbox, r.Erase) == []
     assert "erasure_resumed" not in audited(outbox, ERASURE)
 
@@ -136,10 +135,11 @@ def test_the_view_says_what_an_erasure_waits_for_and_until_when(app: object) -> 
         identity_verified_on=day,
         due_on=date(2025, 4, 10),
         waits_for=[ACCESS],
+        erase_on=date(2025, 4, 3),
         created_at=NOW,
     )
     body = request_json(rec)
-    assert (body["waits_for"], body["erase_by"]) == ([ACCESS], "2025-04-03")
+    assert (body["waits_for"], body["erase_on"]) == ([ACCESS], "2025-04-03")
     assert "2025-04-03" in status._waits_for(body)
     cancelled = request_json(rec.model_copy(update={"state": RequestState.cancelled}))
-    assert (cancelled["waits_for"], cancelled["erase_by"]) == ([], None)
+    assert (cancelled["waits_for"], cancelled["erase_on"]) == ([], None)

@@ -430,7 +430,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         assert Category.credit.value not in orders["export"]["categories"]
 
         # The asker now asks for their erasure: their copies went out minutes ago, so it
-        # waits for them to fetch them (privops.core.waits), as the DPO sees; they have,
+        # waits for them to fetch them (privops.core.response_first), as the DPO sees; they have,
         # and the DPO releases it.
         erasure = cli(
             "request", "erase", "--subject", asker.subject_id, "--verified-now", "-q",
@@ -438,6 +438,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         )  # fmt: skip
         _, waiting = http_json(f"{worker.url}/requests/{erasure}")
         assert (waiting["waits_for"], waiting["tasks"]) == ([access], [])
+        assert waiting["erase_on"] > uk_today().isoformat()  # its day, told in no letter yet
         shown = cli("request", "status", erasure, env=worker.env)
         assert "waits for" in shown
         assert f"privops request erase-now {erasure}" in " ".join(shown.split())
@@ -446,7 +447,6 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         erased = request_reaching(
             worker.url, erasure, "partially_completed", "the released erasure"
         )
-        assert erased["waits_for"] == []
         assert {t["action"] for t in erased["tasks"]} == {"erase"}
 
         # The accountability report, from this deployment's audit steps: eight requests

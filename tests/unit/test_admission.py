@@ -22,9 +22,8 @@ from privops.core.admission import (
 )
 from privops.core.audit import SYSTEM_CHAIN, chain_key
 from privops.core.errors import WrongTopic
-from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.identity import subject_ref
-from privops.core.request import Reason, Refused
+from privops.core.request import FOLLOWUP_ACTOR, Reason, Refused
 from privops.core.topics import COMMANDS, REQUEST_TICKS, SUBJECT_DIRECTIVES, task_results_topic
 from privops.core.vocab import Category, RequestType, System
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from privops.core.audit_report import ReportBuilder
-from privops.core.fanout import FOLLOWUP_ACTOR
 from privops.core.records import AuditEvent
+from privops.core.request import FOLLOWUP_ACTOR
 from privops.core.workflow import EXTENSION_TOLD
 
 SEQ = count(1)

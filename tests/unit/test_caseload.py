@@ -212,7 +212,7 @@ def test_another_workers_part_is_checked_before_it_is_used() -> None:
 
 
 def test_an_erasure_waiting_for_the_subjects_responses_lists_them() -> None:
-    """``privops request list`` shows what a waiting erasure waits on (privops.core.waits),
+    """``privops request list`` shows what a waiting erasure waits on (privops.core.response_first),
     and nothing once its work went out; no system's pending count moves."""
     schedule = Schedule((7, 3, 1))
     waiting = record(
@@ -227,14 +227,14 @@ def test_an_erasure_waiting_for_the_subjects_responses_lists_them() -> None:
     assert found is not None
     assert found.waiting_on == ("response R-6", "response R-7")
     assert sum(schedule.pending_counts.values()) == 0
+    # its work went out (what it waited for stays on its record), every answer in
     sent = waiting.model_copy(
         update={
-            "waits_for": [],
             "state": RequestState.awaiting_systems,
-            "tasks": {t.task_id: t for t in (task("R-5", System.crm, TaskState.sent),)},
+            "tasks": {t.task_id: t for t in (task("R-5", System.crm, TaskState.done),)},
         }
     )
     schedule.track(sent)
     found = schedule.open_request("R-5")
     assert found is not None
-    assert found.waiting_on == ("crm",)
+    assert found.waiting_on == ()

@@ -20,8 +20,9 @@ from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.datamap import DataMap
 from privops.core.erasure import Disclosure, SubjectFacts
-from privops.core.fanout import FOLLOWUP_ACTOR, holdings
+from privops.core.fanout import holdings
 from privops.core.identity import IdentityMap, merge
+from privops.core.request import FOLLOWUP_ACTOR
 from privops.core.vocab import Category, RequestState, RequestType, System, TaskState
 from tests.unit import test_command_rules as command_rules
 

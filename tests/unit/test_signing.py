@@ -17,8 +17,7 @@ from privops.core import admission
 from privops.core import records as r
 from privops.core import workflow as wf
 from privops.core.errors import ConfigError
-from privops.core.fanout import FOLLOWUP_ACTOR
-from privops.core.request import Reason, Refused
+from privops.core.request import FOLLOWUP_ACTOR, Reason, Refused
 from privops.core.signing import (
     SignatureInvalid,
     SignatureProblem,

@@ -623,15 +623,16 @@ def test_a_later_information_day_is_refused_while_the_clock_runs(dm: DataMap) ->
 
 
 @pytest.mark.parametrize(
-    ("given", "start", "corrected"),
+    ("given", "start", "due", "corrected"),
     [
-        pytest.param(None, "2026-03-05", False, id="the-day-recorded-stands"),
-        pytest.param("2026-03-05", "2026-03-05", False, id="the-same-day"),
-        pytest.param("2026-03-03", "2026-03-03", True, id="an-earlier-day-corrects-it"),
+        pytest.param(None, "2026-03-05", "2026-04-07", False, id="the-day-recorded-stands"),
+        pytest.param("2026-03-05", "2026-03-05", "2026-04-07", False, id="the-same-day"),
+        # received 2 Mar: due Thu 2 Apr, before Easter
+        pytest.param("2026-03-02", "2026-03-02", "2026-04-02", True, id="an-earlier-day"),
     ],
 )
 def test_a_verification_keeps_or_brings_forward_the_running_clock(
-    dm: DataMap, given: str | None, start: str, corrected: bool
+    dm: DataMap, given: str | None, start: str, due: str, corrected: bool
 ) -> None:
     rec = _checking(dm)
     day = {"information_received_on": D(given)} if given else {}
@@ -640,6 +641,35 @@ def test_a_verification_keeps_or_brings_forward_the_running_clock(
     assert outcome.rejected is None, outcome.message
     assert outcome.record is not None
     assert outcome.record.clock_start == D(start)
+    assert outcome.record.due_on == D(due)
     assert outcome.record.state is S.awaiting_systems
     reasons = [a.reason or "" for a in outcome.audit]
     assert any("corrected from 2026-03-05" in why for why in reasons) is corrected
+
+
+def test_a_later_information_day_that_moves_no_clock_stands(dm: DataMap) -> None:
+    """The clock runs from a representative's authority (20 Mar), later than either
+    identity day: a later identity day moves nothing, so it is taken (and audited)."""
+    rec = apply(
+        None,
+        submit(
+            RequestType.erasure,
+            "2026-03-02",
+            identity_received_on=D("2026-03-05"),
+            identity_verified_on=None,
+            representative="Smith & Co, 1 High St",
+            capacity="authorised",
+            authority_received_on=D("2026-03-20"),
+        ),
+        ctx_on(dm, "2026-03-20"),
+    )
+    assert rec.clock_start == D("2026-03-20")
+    cmd = command(
+        r.IdentityVerified, verified_on=D("2026-03-21"), information_received_on=D("2026-03-12")
+    )
+    outcome = wf.on_command(rec, cmd, ctx_on(dm, "2026-03-21"))
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.clock_start == D("2026-03-20")
+    reasons = [a.reason or "" for a in outcome.audit]
+    assert any("2026-03-12 (corrected from 2026-03-05)" in why for why in reasons)

@@ -1,11 +1,11 @@
 """The follow-up verbs: what happens to a request after it is submitted.
 
 Identity verified, a representative's authority received, a waiting erasure released,
-fee received, clarification
-asked and received, extension, answer, cancellation, refusal, objection decided, an
-access response's copy redacted and the response approved: one command each, keyed by
-the request id, each waiting for the worker's answer. The options they share (`Delivery`: --actor,
---json, --wait, --no-wait) are declared once, in `privops.cli.request.options`.
+fee received, clarification asked and received, extension, answer, cancellation,
+refusal, objection decided, an access response's copy redacted and the response
+approved: one command each, keyed by the request id, each waiting for the worker's
+answer. The options they share (`Delivery`: --actor, --json, --wait, --no-wait) are
+declared once, in `privops.cli.request.options`.
 """
 
 from __future__ import annotations
@@ -141,9 +141,11 @@ def erase_now(common: Delivery, request_id: RequestId) -> None:
     """Let an erasure waiting for the subject's access or portability response send its
     work now, once the subject has their copies or asks for the erasure at once. (Beside
     such a response an erasure waits, so that the copy shows what was held and can be
-    fetched, until the response closes without copies, or at the latest 7 days before the
-    erasure is due; `privops request status` shows what it waits for.) Refused for a
-    request that is not waiting so."""
+    fetched, until a day told to the subject: 7 days before the erasure is due, or 14
+    days after a response already out; sooner if the response closes without copies.
+    `privops request status` shows what it waits for and until when.) Released before
+    the response went out, its copy is made from what the erasure leaves, and its letter
+    says so. Refused for a request that is not waiting so."""
     rid = check_id(request_id)
     _send(ErasureReleased, rid, "the erasure's work goes out now", common)
 

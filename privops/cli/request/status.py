@@ -181,8 +181,8 @@ def _waits_for(body: dict[str, Any]) -> str:
     rid = cell(body.get("request_id"))
     return (
         f"{listed} [dim](the subject's access or portability responses go out first; its "
-        f"work goes out once they have, on {cell(body.get('erase_by'))} at the latest; the "
-        f"subject has their copies: privops request erase-now {rid})[/]"
+        f"work goes out on {cell(body.get('erase_on'))}, or sooner if each closes without "
+        f"copies; the subject has their copies: privops request erase-now {rid})[/]"
     )
 
 
