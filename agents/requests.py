@@ -528,7 +528,11 @@ async def settle(rec: wf.RequestRecord | None, cause: str) -> None:
     go on if it closed without copies (``response_first``)."""
     if rec is None:
         return
-    if rec.request_type in response_first.RESPONSES and not rec.open:
+    if (
+        rec.request_type in response_first.RESPONSES
+        and not rec.open
+        and collaborators().schedule.erasure_waits(rec.subject_id)
+    ):
         await _resume_erasures(rec.subject_id, cause)
     if shredding.pending(rec):
         if rec.leftovers is None:  # else tried before the input was decided (load_finished)

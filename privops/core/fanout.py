@@ -1107,8 +1107,10 @@ def _fetch_by(rec: RequestRecord, ctx: Context, review: manifest.Review) -> str:
     )
     if erased is not None:
         day, went_out = erased
-        if went_out or day <= ctx.today:
+        if went_out:
             return ERASED_BEFORE.format(day=day.isoformat())
+        if day <= ctx.today:
+            return ERASED_TODAY
         if until is None or day <= until:
             return ERASED_WITH_IT.format(day=day.isoformat())
     if until is None:
@@ -1131,6 +1133,10 @@ ERASED_WITH_IT: Final = (
     "please fetch them before then."
 )
 """What a response's notice says of the copies when the subject's erasure waits for it."""
+ERASED_TODAY: Final = (
+    " We are also erasing your data, as asked, from today: please fetch these copies at "
+    "once, as they go with it."
+)
 ERASED_BEFORE: Final = (
     " We began erasing your data on {day}, as asked, before this response was ready: "
     "some of these copies may show less than we held, or be gone already."

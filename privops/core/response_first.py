@@ -31,8 +31,15 @@ from datetime import date, datetime, time, timedelta
 from typing import Final
 
 from privops.core.clock import UK
-from privops.core.request import FOLLOWUP_ACTOR, AuditStep, Context, Outcome, RequestRecord
-from privops.core.vocab import RequestState, RequestType
+from privops.core.request import (
+    FOLLOWUP_ACTOR,
+    AuditStep,
+    Context,
+    Outcome,
+    RequestRecord,
+    notify_subject,
+)
+from privops.core.vocab import RequestState, RequestType, TaskState
 
 RESPONSES: Final = frozenset({RequestType.access, RequestType.portability})
 """The requests an erasure waits for: those answered with copies of the subject's data."""
@@ -87,10 +94,14 @@ def hold(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
     if not others:
         return False
     day = rec.due_on - timedelta(days=ERASE_BY_DAYS_BEFORE)
-    if not any(o.open for o in others):  # only copies to fetch: FETCH_DAYS to do it
+    out_already = [o for o in others if not o.open]
+    if len(out_already) == len(others):  # only copies to fetch: FETCH_DAYS to do it
         closed = [o.closed_at for o in others if o.closed_at is not None]
         day = min(day, max(closed).astimezone(UK).date() + FETCH_DAYS)
     if ctx.today >= day:
+        # No wait: a response still to go out says the erasure came first (erased_from).
+        rec.waits_for = [o.request_id for o in others if o.open]
+        rec.erase_on = ctx.today if rec.waits_for else None
         return False
     rec.waits_for = [o.request_id for o in others]
     rec.erase_on = day
@@ -98,13 +109,31 @@ def hold(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
     out.audit.append(
         AuditStep("erasure_waiting", after=ids, reason=f"{RESPONSE_FIRST}; until {day} at most")
     )
+    if out_already:  # their letters gave a later day: the subject is told this one
+        notify_subject(rec, out, ctx, "erasure_waiting", COPIES_GO.format(day=day.isoformat()))
     said = f"{out.message}; " if out.message else ""
     out.message = (
-        f"{said}the erasure waits for the subject's {ids} to go out first; its work goes out "
-        f"on {day}, or sooner if that closes without copies (privops request erase-now "
-        "once they have them)"
+        f"{said}the erasure waits for the subject's {ids}: its work goes out on {day}, or "
+        "sooner if each still to go out closes without copies (privops request erase-now "
+        "once the subject has them)"
     )
     return True
+
+
+COPIES_GO: Final = (
+    "We will erase your data, as asked, from {day}. The copies we made for your earlier "
+    "request for your data go with it then, before the day that request's letter gave: "
+    "please fetch them before {day}."
+)
+"""What the subject is told when their erasure waits for copies already sent to them."""
+
+
+def still_waits_for(rec: RequestRecord, ctx: Context) -> list[str]:
+    """Of the responses a waiting erasure waits for, those still in the way, and those
+    whose record was not found (one that does not open is never taken as closed)."""
+    found = {other.request_id for other in ctx.subject_requests()}
+    missing = [i for i in rec.waits_for if i not in found]
+    return sorted({*(other.request_id for other in in_the_way(rec, ctx)), *missing})
 
 
 def in_the_way(rec: RequestRecord, ctx: Context) -> list[RequestRecord]:
@@ -128,8 +157,12 @@ def in_the_way(rec: RequestRecord, ctx: Context) -> list[RequestRecord]:
 
 
 def _copies(other: RequestRecord) -> bool:
-    """Answered with a copy of the subject's data."""
-    return other.state in ANSWERED and any(t.export is not None for t in other.tasks.values())
+    """Answered with a copy of the subject's data, or promised one: a copy that could not
+    be made is one the DPO follows up (the letter says so), so the data it is made from
+    is kept until the erasure's day too."""
+    return other.state in ANSWERED and any(
+        t.export is not None or t.state is TaskState.failed for t in other.tasks.values()
+    )
 
 
 def _fresh_copies(other: RequestRecord, ctx: Context) -> bool:

@@ -327,6 +327,13 @@ class Schedule:
             waiting_on=self._pending.get(request_id) or self._responses_first.get(request_id, ()),
         )
 
+    def erasure_waits(self, subject_id: str) -> bool:
+        """Whether an erasure of the subject waits for their responses (``response_first``),
+        or, before the indexes are rebuilt (``ready``), whether one may."""
+        if not self.ready:
+            return True
+        return any(self._subjects.get(rid) == subject_id for rid in self._responses_first)
+
     def subject_of(self, request_id: str) -> str | None:
         """The subject of a tracked request (the key its ticks travel under); None for a
         finished one (its expiry's tick finds it in the request index)."""

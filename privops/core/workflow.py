@@ -457,7 +457,7 @@ def _start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     """``fanout.start_work``, or for an access request about a subject no system has
     reported and with nothing to search for them by, the answer that nothing is held
     (``_nothing_held``); an erasure beside the subject's access or portability response
-    waits for it first (``response_first.wait``)."""
+    waits for it first (``response_first.hold``)."""
     if (
         rec.request_type is RequestType.access
         and not rec.search
@@ -1642,8 +1642,9 @@ def _hold_applied(cmd: r.LegalHoldPlaced | r.LegalHoldReleased, ctx: Context) ->
 
 
 def on_response_closed(rec: RequestRecord, ctx: Context) -> Outcome:
-    """A response of ``rec``'s subject closed or paused: ``rec``, an erasure waiting for
-    the subject's responses (``response_first``), sends its work once none is in the way."""
+    """A response of ``rec``'s subject closed: ``rec``, an erasure waiting for the
+    subject's responses (``response_first``), sends its work once each it waits for
+    closed without copies."""
     if not response_first.waiting(rec):
         return Outcome(record=None)
     rec = rec.editable_copy()
@@ -1658,7 +1659,7 @@ def _resume(rec: RequestRecord, ctx: Context, out: Outcome, *, why: str | None =
     record changed. What it waited for stays on the record once its work went out
     (``response_first.erased_from``: a response still to go out says so)."""
     if why is None:
-        still = [other.request_id for other in response_first.in_the_way(rec, ctx)]
+        still = response_first.still_waits_for(rec, ctx)
         if still == rec.waits_for:
             return False
         rec.waits_for = still

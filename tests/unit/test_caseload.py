@@ -226,6 +226,11 @@ def test_an_erasure_waiting_for_the_subjects_responses_lists_them() -> None:
     found = schedule.open_request("R-5")
     assert found is not None
     assert found.waiting_on == ("response R-6", "response R-7")
+    assert not schedule.ready  # before the rebuild: any subject's may wait
+    assert schedule.erasure_waits("S-anyone")
+    schedule.rebuilt()
+    assert schedule.erasure_waits("S-R-5")
+    assert not schedule.erasure_waits("S-other")
     assert sum(schedule.pending_counts.values()) == 0
     # its work went out (what it waited for stays on its record), every answer in
     sent = waiting.model_copy(

@@ -15,7 +15,7 @@ import pytest
 from privops.core import records as r
 from privops.core import response_first as rf
 from privops.core import workflow as wf
-from privops.core.fanout import ERASED_BEFORE, ERASED_WITH_IT
+from privops.core.fanout import ERASED_BEFORE, ERASED_TODAY, ERASED_WITH_IT
 from privops.core.request import FOLLOWUP_ACTOR, RequestRecord
 from privops.core.ticks import Tick, TickKind
 from privops.core.vocab import FeeGround, RefusalGround, RequestState, RequestType
@@ -215,7 +215,7 @@ def test_an_erasure_whose_day_came_does_not_wait(
     assert outcome.record is not None
     assert outcome.record.due_on is not None
     assert (outcome.record.due_on - timedelta(days=7) > TODAY) is waits
-    assert bool(outcome.record.waits_for) is waits
+    assert rf.waiting(outcome.record) is waits
     assert bool(of_type(outcome, r.Erase)) is not waits
 
 
@@ -434,7 +434,7 @@ def test_the_status_shows_what_it_waits_for_and_until_when() -> None:
     body = {"request_id": ERASURE, "waits_for": ["R-1"], "erase_on": "2025-04-03"}
     shown = status_cli._waits_for(body)
     assert shown.startswith("R-1 ")
-    assert "go out first" in shown
+    assert "responses first" in shown
     assert "2025-04-03" in shown
     assert f"privops request erase-now {ERASURE}" in shown
 
@@ -454,3 +454,72 @@ def test_copies_out_long_ago_are_not_waited_for_beside_an_open_response(
     old = _answered_days_ago(ctx, rf.FETCH_DAYS + timedelta(days=6))
     open_one = start(RequestType.access, ctx, request_id="R-3")
     assert waiting_beside(ctx, old, open_one).waits_for == ["R-3"]
+
+
+def test_copies_already_sent_are_told_the_erasures_day(ctx: wf.Context) -> None:  # noqa: F811
+    """Their letter gave a later day than the erasure's: the subject is told the new one."""
+    recent = _answered_days_ago(ctx, timedelta(days=3))
+    outcome = erasure_beside(ctx, recent)
+    rec = outcome.record
+    assert rec is not None
+    assert rec.erase_on is not None
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.kind == "erasure_waiting"
+    assert note.message == rf.COPIES_GO.format(day=rec.erase_on.isoformat())
+
+
+def test_no_notice_while_the_response_is_still_to_go_out(ctx: wf.Context) -> None:  # noqa: F811
+    """Its own letter will give the day."""
+    outcome = erasure_beside(ctx, start(RequestType.access, ctx))
+    assert of_type(outcome, r.SubjectNotification) == []
+
+
+def test_a_copy_still_to_be_made_keeps_it_waiting(ctx: wf.Context) -> None:  # noqa: F811
+    """A system failed to make its copy: the DPO follows it up (the letter says so), so
+    the erasure does not take the data it is made from before its day."""
+    access = start(RequestType.access, ctx)
+    waiting = waiting_beside(ctx, access)
+    failed = {
+        t.system.value: answer(access, t.system, r.TaskFailed, reason="disk", retryable=False)
+        for t in access.tasks.values()
+    }
+    done, _ = answer_all(access, ctx, **failed)
+    assert not done.open
+    assert wf.on_response_closed(waiting, with_requests(ctx, done)).record is None
+
+
+def test_an_erasure_due_soon_goes_at_once_and_the_letter_says_it_came_first(
+    ctx: wf.Context,  # noqa: F811
+) -> None:
+    access = start(RequestType.access, ctx)
+    received = TODAY - timedelta(days=25)
+    outcome = erasure_beside(
+        ctx, access, received_on=received, identity_received_on=received, identity_verified_on=TODAY
+    )
+    gone = outcome.record
+    assert gone is not None
+    assert of_type(outcome, r.Erase)
+    assert not rf.waiting(gone)
+    assert gone.waits_for == [access.request_id]  # what went out beside it
+    _, answered = with_copies(access, with_requests(ctx, access, gone))
+    assert ERASED_BEFORE.format(day=TODAY.isoformat()) in the_notice(answered).message
+
+
+def test_a_response_out_on_the_erasures_day_says_so(ctx: wf.Context) -> None:  # noqa: F811
+    """The timer has not woken it yet: fetch them at once."""
+    access = start(RequestType.access, ctx)
+    waiting = waiting_beside(ctx, access).model_copy(update={"erase_on": TODAY})
+    _, outcome = with_copies(access, with_requests(ctx, access, waiting))
+    assert ERASED_TODAY in the_notice(outcome).message
+
+
+def test_a_response_whose_record_is_not_found_is_still_waited_for(ctx: wf.Context) -> None:  # noqa: F811
+    """A record that does not open is left out of the subject's requests: never taken
+    as closed without copies."""
+    access = start(RequestType.access, ctx)
+    other = start(RequestType.portability, ctx, request_id="R-3")
+    waiting = waiting_beside(ctx, access, other)
+    outcome = wf.on_response_closed(waiting, with_requests(ctx, nothing_found(other, ctx)))
+    assert outcome.record is not None
+    assert outcome.record.waits_for == ["R-1"]
+    assert of_type(outcome, r.Erase) == []

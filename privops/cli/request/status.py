@@ -180,9 +180,9 @@ def _waits_for(body: dict[str, Any]) -> str:
     listed = ", ".join(cell(i) for i in ids) if isinstance(ids, list) else cell(ids)
     rid = cell(body.get("request_id"))
     return (
-        f"{listed} [dim](the subject's access or portability responses go out first; its "
-        f"work goes out on {cell(body.get('erase_on'))}, or sooner if each closes without "
-        f"copies; the subject has their copies: privops request erase-now {rid})[/]"
+        f"{listed} [dim](the subject's access or portability responses first; its work "
+        f"goes out on {cell(body.get('erase_on'))}, or sooner if each still to go out closes "
+        f"without copies; the subject has their copies: privops request erase-now {rid})[/]"
     )
 
 
