@@ -400,8 +400,8 @@ class AuthorityReceived(Command):
 
 class ErasureReleased(Command):
     """The DPO lets an erasure waiting for the subject's access or portability responses
-    (``privops.core.response_first``) send its work now: the subject has their copies, or wants
-    the erasure at once (from 0.42)."""
+    (``privops.core.response_first``) send its work now: the subject has their copies, or
+    wants the erasure at once (from 0.42)."""
 
 
 class FeeReceived(Command):

@@ -135,8 +135,8 @@ class Schedule:
         # several hundred bytes per open request.
         self._pending: dict[str, tuple[str, ...]] = {}
         self.pending_counts: Counter[str] = Counter()
-        # Erasures waiting for the subject's responses (privops.core.response_first): what each
-        # waits for, as the caseload shows it (few at any time; no metric counts them).
+        # Erasures waiting for the subject's responses (privops.core.response_first): what
+        # each waits for, as the caseload shows it (few at any time; no metric counts them).
         self._responses_first: dict[str, tuple[str, ...]] = {}
         # Whose request it is, while a timer may still fire for it: a tick is keyed by
         # the subject id so it reaches the partition (and the worker) that owns the request.

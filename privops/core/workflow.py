@@ -891,8 +891,8 @@ AUTHORITY_RECEIVED: Final = "representative's authority received "
 def _erasure_released(
     rec: RequestRecord, _cmd: r.ErasureReleased, ctx: Context, out: Outcome
 ) -> None:
-    """The DPO lets a waiting erasure send its work now (``response_first``): the subject has
-    their copies, or asks for the erasure at once."""
+    """The DPO lets a waiting erasure send its work now (``response_first``): the subject
+    has their copies, or asks for the erasure at once."""
     if not response_first.waiting(rec):
         raise Refused(
             Reason.invalid_transition,
@@ -1674,7 +1674,7 @@ def _resume(rec: RequestRecord, ctx: Context, out: Outcome, *, why: str | None =
 def on_tick(rec: RequestRecord | None, tick: Tick, ctx: Context) -> Outcome:
     """A timer's finding: an overdue task answer, a deadline stage, a follow-up, the end
     of a finished request's kept time. An erasure waiting for the subject's responses
-    waits no longer once its day came (``response_first.erase_on``; the follow-up timer wakes it
+    waits no longer once its day came (its ``erase_on``; the follow-up timer wakes it
     then, ``pending_followups``)."""
     if rec is None:
         return Outcome(record=None)

@@ -80,7 +80,8 @@ def list_requests(
 
 
 def _waiting_on(row: dict[str, Any]) -> str:
-    """The systems a request waits for; a response held for review waits for the DPO."""
+    """The systems a request waits for ("response ID" for each response an erasure waits
+    for: ``privops.core.response_first``); a response held for review waits for the DPO."""
     if row.get("state") == AWAITING_REVIEW:
         return "your review"
     return ", ".join(cell(s) for s in row.get("waiting_on") or []) or "-"
