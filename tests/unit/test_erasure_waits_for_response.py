@@ -29,7 +29,7 @@ from tests.unit.test_workflow import (
     command,
     ctx,  # noqa: F401 (fixture)
     dm,  # noqa: F401 (fixture)
-    export_ref,
+    held_for_review,
     of_type,
     start,
     submit,
@@ -62,17 +62,6 @@ def waiting_beside(context: wf.Context, *others: RequestRecord) -> RequestRecord
 
 def to_erasure(model: type[r.Command], **kw: Any) -> r.Command:
     return command(model, **kw).model_copy(update={"request_id": ERASURE})
-
-
-def held_for_review(rec: RequestRecord, context: wf.Context) -> RequestRecord:
-    """Every export of ``rec`` answered with a copy, the CCTV footage held for the DPO."""
-    results = {
-        t.system.value: answer(rec, t.system, export=export_ref(t.system))
-        for t in rec.tasks.values()
-    }
-    held, _ = answer_all(rec, context, **results)
-    assert held.state is S.awaiting_review
-    return held
 
 
 def with_copies(rec: RequestRecord, context: wf.Context) -> tuple[RequestRecord, wf.Outcome]:
