@@ -570,6 +570,8 @@ _REPORT_ROWS: Final = (
     ("late", "late (deadline breached)"),
     ("extended", "extended"),
     ("withheld_for_review", "access: left for the DPO's review"),
+    ("waited_for_response", "erasure: waited for their response"),
+    ("released_by_dpo", "  released by the DPO"),
 )
 
 

@@ -29,6 +29,7 @@ from typing import Any, Final
 from privops.core.clock import UK
 from privops.core.records import AuditEvent
 from privops.core.request import FOLLOWUP_ACTOR
+from privops.core.response_first import RELEASED
 from privops.core.ticks import TickKind
 from privops.core.timelimits import EXTENSION_WITHDRAWN
 from privops.core.vocab import TERMINAL_STATES, RefusalGround, RequestState
@@ -67,6 +68,8 @@ class _Handled:
     withheld: bool = False
     refused_on: str | None = None
     unmapped: bool = False
+    waited: bool = False
+    released: bool = False
 
 
 @dataclass
@@ -151,6 +154,10 @@ def _took(found: _Handled, event: AuditEvent) -> None:
         found.refused_on = event.after
     elif event.action == "categories_not_mapped":
         found.unmapped = True
+    elif event.action == "erasure_waiting":
+        found.waited = True
+    elif event.action == "erasure_resumed" and event.reason == RELEASED:
+        found.released = True
 
 
 def _figures(handled: list[_Handled]) -> dict[str, Any]:
@@ -165,6 +172,10 @@ def _figures(handled: list[_Handled]) -> dict[str, Any]:
         "late": sum(1 for h in handled if h.breached),
         "extended": sum(1 for h in handled if h.extended),
         "withheld_for_review": sum(1 for h in handled if h.withheld),
+        # Erasures that waited for the subject's access or portability response (from
+        # 0.42), and those of them the DPO released before their day (erase-now).
+        "waited_for_response": sum(1 for h in handled if h.waited),
+        "released_by_dpo": sum(1 for h in handled if h.released),
         "days_to_close": {
             "median": _rank(days, 0.5),
             "p90": _rank(days, 0.9),

@@ -451,7 +451,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
 
         # The accountability report, from this deployment's audit steps: eight requests
         # logged today, six closed (the erasure partially), the objection received 45
-        # days ago late.
+        # days ago late; the erasure waited for the access response, and was released.
         app_id = worker.env["PRIVOPS_APP_ID"]
         report = json.loads(
             cli("audit", "report", "--chain", f"{app_id}/", "--json", env=worker.env)
@@ -464,6 +464,7 @@ def test_deadline_alerts_fire_once_and_access_manifest_is_assembled(
         total = report["total"]
         assert (total["received"], total["closed"], total["open"]) == (8, 6, 2)
         assert (total["completed"], total["partially_completed"], total["late"]) == (5, 1, 1)
+        assert (total["waited_for_response"], total["released_by_dpo"]) == (1, 1)
     finally:
         stop(connectors)
         worker.stop()

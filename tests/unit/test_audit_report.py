@@ -240,6 +240,7 @@ def test_the_cli_shows_the_report_per_type(monkeypatch: pytest.MonkeyPatch) -> N
 
     events = [
         received("E-1", "erasure"),
+        step("E-1", "erasure_waiting", MARCH, after="A-9", reason="until 2026-03-12 at most"),
         closed("E-1", "partially_completed", MARCH + 6 * DAY),
         received("C-1", "consent_withdrawal"),
         closed("C-1", "completed", MARCH),
@@ -264,6 +265,8 @@ def test_the_cli_shows_the_report_per_type(monkeypatch: pytest.MonkeyPatch) -> N
     assert row("refused: excessive") == ["1", "0", "1"]
     assert row("refused: ground unrecorded") == ["0", "0", "0"]
     assert row("days to close (max)") == ["6", "0", "6"]
+    assert row("erasure: waited for their response") == ["1", "0", "1"]
+    assert row("released by the DPO") == ["0", "0", "0"]
     assert "Follow-up erasures privops issued: 0" in out.flat
     assert "chains privops/*" in out.flat  # this deployment's by default
     assert "data map does not list" not in out.flat
@@ -306,3 +309,28 @@ def json_loads_first(text: str) -> Any:
     import json
 
     return json.loads(text)
+
+
+def test_erasures_that_waited_for_a_response_and_those_the_dpo_released() -> None:
+    """From 0.42 an erasure may wait for the subject's access response
+    (response_first): the report counts those that did, and those the DPO released
+    before their day; a wait that ended by itself is not a release."""
+    from privops.core.response_first import DAY_CAME, RELEASED, RESUMED
+
+    waiting = {"after": "A-1", "reason": "waits for the response; until 2026-04-02 at most"}
+    events = [
+        received("A-1", "access"),
+        received("E-1", "erasure"),
+        step("E-1", "erasure_waiting", MARCH, **waiting),
+        step("E-1", "erasure_resumed", MARCH + DAY, after="awaiting_systems", reason=RELEASED),
+        received("E-2", "erasure"),
+        step("E-2", "erasure_waiting", MARCH, **waiting),
+        step("E-2", "erasure_resumed", MARCH + DAY, after="awaiting_systems", reason=RESUMED),
+        received("E-3", "erasure"),
+        step("E-3", "erasure_waiting", MARCH, **waiting),
+        step("E-3", "erasure_resumed", MARCH + DAY, after="awaiting_systems", reason=DAY_CAME),
+        received("E-4", "erasure"),
+    ]
+    kinds = {row["request_type"]: row for row in report(events)["by_type"]}
+    assert (kinds["erasure"]["waited_for_response"], kinds["erasure"]["released_by_dpo"]) == (3, 1)
+    assert (kinds["access"]["waited_for_response"], kinds["access"]["released_by_dpo"]) == (0, 0)
