@@ -655,7 +655,12 @@ def _record_answer(rec: RequestRecord, task: TaskRecord, result: r.TaskResult) -
         planned = {k.category: k for k in task.keep}
         covered = _covered(task)
         said = dict.fromkeys(result.categories)  # each once, in order
-        for cat in [c for c in said if c in covered] if said else list(planned):
+        named = [c for c in said if c in covered] if said else list(planned)
+        # Kept, yet not said what of the task (no category, or only ones the task neither
+        # covers nor keeps, with nothing planned): for all privops knows, all of it. Before,
+        # nothing was recorded, the erasure closed completed and the subject was told
+        # everything was erased (review, session 43).
+        for cat in named or list(dict.fromkeys([*task.categories, *planned])):
             kept = planned.get(cat)
             rec.kept.append(
                 KeptItem(
@@ -674,6 +679,10 @@ copying it: the system's free text can name the person (invoices of Ann Jones, 1
 Avenue), and ``kept[].ground`` stays readable after the erasure (the DPO's view, and the
 subject's erasure notice quotes it). The answer is sealed, and cleared by the erasure
 (privops.core.sealing, privops.core.shredding.scrubbed; review, session 26)."""
+
+
+_NOT_DONE: Final = frozenset({TaskState.failed, TaskState.retained})
+"""A task in one of these states did not do all it was asked: its request is partial."""
 
 
 def _covered(task: TaskRecord) -> set[Category]:
@@ -774,7 +783,7 @@ def finish(
             bool(rec.kept)
             or bool(review.withheld)
             or review.not_feasible is not None  # Art. 20(2) asked, not done
-            or any(t.state is TaskState.failed for t in rec.tasks.values())
+            or any(t.state in _NOT_DONE for t in rec.tasks.values())
         )
         event = E.all_tasks_final_partial if partial else E.all_tasks_final_complete
         move(rec, event, out, ctx.now)

@@ -144,12 +144,24 @@ class Retention(Record):
     until: datetime | None = None
 
 
+def _distinct(values: list[Category] | None) -> list[Category] | None:
+    """Each category once, in order: a list of the same one thousands of times made a
+    small answer a request record (and a subject's notification) over Kafka's limit."""
+    return None if values is None else list(dict.fromkeys(values))
+
+
 class ExportReference(Record):
+    """A system's copy for a request, as its answer names it. Avro cannot bound a string,
+    so the model does: the checksum and media type are kept on the request record, in
+    the access manifest and in the subject's notification, and a 900 kB one made each
+    over Kafka's limit, stopping every worker that read the answer again (review,
+    session 43); too long, the answer is a dead letter (``invalid_record``)."""
+
     namespace: ClassVar[str] = "privops.common"
     location: Annotated[str, PERSONAL]
     record_count: int
-    checksum: str
-    media_type: str = "application/json"
+    checksum: Ref
+    media_type: Ref = "application/json"
     # The system found other people in this copy (a call recording with someone else on
     # the line, an email naming a neighbour): the access response waits for the DPO's
     # review as for a system the data map marks review_before_disclosure (UK GDPR Art.
@@ -159,7 +171,7 @@ class ExportReference(Record):
     # lists these for the system, not every category the data map says it may hold
     # (UK GDPR Art. 15(1)(b): the categories "concerned"). None: the system did not say
     # (a connector of before 0.38), and the data map's categories are listed.
-    categories: list[Category] | None = None
+    categories: Annotated[list[Category] | None, AfterValidator(_distinct)] = None
 
 
 # --- upstream business events (<system>.events) ------------------------------------------

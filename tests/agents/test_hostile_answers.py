@@ -152,6 +152,50 @@ async def test_a_category_said_many_times_is_kept_once(serde: Serde, outbox: Out
     assert len(requests.data["R-hostile-4"]["kept"]) == 1
 
 
+@pytest.mark.parametrize(
+    "export",
+    [
+        {"checksum": "x" * 900_000},
+        {"checksum": "sha256:00", "media_type": "application/" + "x" * 900_000},
+        {"checksum": ""},
+    ],
+    ids=["huge-checksum", "huge-media-type", "empty-checksum"],
+)
+async def test_a_copy_described_past_any_bound_is_a_dead_letter(
+    serde: Serde, outbox: Outbox, export: dict[str, Any]
+) -> None:
+    """Kept on the request record, the manifest and the subject's notification, a 900 kB
+    checksum made each over Kafka's limit: the flush failed, the worker stopped, and every
+    worker after it read the same answer again (review, session 43)."""
+    async with workflow.test_context() as agent:
+        await submitted(agent, serde, "R-hostile-5")
+        ref = r.ExportReference.model_construct(
+            location="https://exports.example/crm/R-hostile-5.json", record_count=1, **export
+        )
+        done = r.TaskCompleted.model_construct(
+            task_id="R-hostile-5:crm:erase",
+            request_id="R-hostile-5",
+            system=System.crm,
+            answered_at=NOW,
+            attempt=1,
+            records_affected=1,
+            export=ref,
+        )
+        await answer(agent, serde, done)
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = outbox.of(DEADLETTER, r.DeadLetter)
+    assert letter.reason == "invalid_record"
+    assert requests.data["R-hostile-5"]["tasks"]["R-hostile-5:crm:erase"]["state"] == "sent"
+    assert state.failure is None
+
+
+def test_a_copy_naming_a_category_many_times_keeps_it_once() -> None:
+    ref = r.ExportReference(
+        location="x", record_count=1, checksum="sha256:00", categories=[Category.contact] * 9_000
+    )
+    assert ref.categories == [Category.contact]
+
+
 async def test_a_request_id_another_subjects_request_has_is_a_duplicate(
     serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -90,7 +90,11 @@ def erased(
 ) -> wf.RequestRecord:
     """A request answered by every system (TaskCompleted unless given; a TaskRetained keeps
     what the plan said, a TaskFailed is final)."""
-    rec = submitted(ctx, request_type)
+    return erased_from(submitted(ctx, request_type), ctx, **answers)
+
+
+def erased_from(rec: wf.RequestRecord, ctx: wf.Context, **answers: type) -> wf.RequestRecord:
+    """``rec`` answered by every system, as ``erased``."""
     for task in list(rec.tasks.values()):
         model = answers.get(task.system.value, r.TaskCompleted)
         extra: dict[str, Any] = {} if model is r.TaskCompleted else {"reason": "kept by law"}
@@ -289,6 +293,66 @@ def test_a_completed_erasure_with_invoices_keeps_them_at_orders_until_their_end(
     assert kept.categories == {C.purchases, C.payment}
     assert kept.systems == {System.orders}
     assert shredding.still_kept(rec, [], dm.holdings(), RETENTION_END).nothing
+
+
+def test_a_system_that_kept_without_saying_what_keeps_all_its_task_covers(dm: DataMap) -> None:
+    """A "retained" answer naming no category (the schema's default), with nothing
+    planned to keep, recorded nothing: the erasure closed completed, the subject was
+    told everything was erased, and the system's identifiers went (review, session 43).
+    Now all the task covers counts as kept, on the system's own ground."""
+    ctx = context(dm, facts=SubjectFacts())
+    rec = erased(ctx, crm=r.TaskRetained)
+    crm = next(t for t in rec.tasks.values() if t.system is System.crm)
+    assert crm.keep == []  # nothing planned
+    assert rec.state is RequestState.partially_completed
+    assert {(k.system, k.category) for k in rec.kept} == {(System.crm, c) for c in crm.categories}
+    assert {k.ground for k in rec.kept} == {SYSTEMS_OWN_GROUND}
+    kept = shredding.still_kept(rec, [], dm.holdings(), NOW)
+    assert kept.systems == {System.crm}
+
+
+def test_a_retained_answer_naming_only_categories_outside_its_task_keeps_the_task(
+    dm: DataMap,
+) -> None:
+    ctx = context(dm, facts=SubjectFacts())
+    rec = submitted(ctx)
+    crm = next(t for t in rec.tasks.values() if t.system is System.crm)
+    foreign = next(c for c in Category if c not in crm.categories)
+    for task in list(rec.tasks.values()):
+        if task.system is System.crm:
+            answer: r.TaskResult = r.TaskRetained(
+                task_id=task.task_id,
+                request_id=rec.request_id,
+                system=task.system,
+                answered_at=NOW,
+                categories=[foreign],
+                reason="kept",
+            )
+        else:
+            answer = r.TaskCompleted(
+                task_id=task.task_id, request_id=rec.request_id, system=task.system, answered_at=NOW
+            )
+        outcome = wf.on_result(rec, answer, ctx)
+        assert outcome.record is not None
+        rec = outcome.record
+    assert rec.state is RequestState.partially_completed
+    assert {k.category for k in rec.kept} == set(crm.categories)
+    assert foreign not in {k.category for k in rec.kept}
+
+
+def test_a_retained_task_leaves_its_request_partial_even_with_nothing_to_name(
+    dm: DataMap,
+) -> None:
+    """A task of no category (none the plan could name) answered "retained": the system
+    kept something all the same, so the request is partial, never completed."""
+    ctx = context(dm, facts=SubjectFacts())
+    rec = submitted(ctx)
+    for task in rec.tasks.values():
+        if task.system is System.crm:
+            task.categories = []
+    rec = erased_from(rec, ctx, crm=r.TaskRetained)
+    assert rec.kept == []
+    assert rec.state is RequestState.partially_completed
 
 
 def test_nothing_is_kept_after_a_complete_erasure_without_financial_records(dm: DataMap) -> None:
