@@ -87,7 +87,7 @@ def explain(
     """The steps from start to due date, in words (same rules as deadlines.due_date)."""
     raw, month_line = _month_step(start, extended)
     lines = [f"clock starts {start:%a} {start} (day one)", month_line]
-    counted = count_pauses(start, pauses, extended=extended)
+    counted = count_pauses(start, pauses, extended=extended, already=paused_days)
     lines += [_pause_line(start, c) for c in counted]
     total = paused_days + sum(c.days for c in counted)
     shifted = raw + timedelta(days=total)
@@ -161,7 +161,9 @@ def due_date_cmd(
         fail(f"--paused-days {paused_days} is implausibly long (more than ten years)")
     pauses = _pause_option(paused_from, paused_to)
     try:
-        counted = count_pauses(start_day, pauses, extended=extended)
+        # The days given already moved the due date the period's clock ran towards:
+        # without them, a period asked after the month's plain end counted nothing.
+        counted = count_pauses(start_day, pauses, extended=extended, already=paused_days)
     except DomainError as exc:
         fail(str(exc))
     from_periods = sum(c.days for c in counted)

@@ -155,16 +155,17 @@ def pause_length(asked: date, answered: date) -> int:
 
 
 def count_pauses(
-    start: date, pauses: Iterable[Pause], *, extended: bool = False
+    start: date, pauses: Iterable[Pause], *, extended: bool = False, already: int = 0
 ) -> list[CountedPause]:
     """Each pause, oldest first, with the days of it that fell while the clock ran.
 
     Days before the clock started do not count (it was not running), nor does a pause
     asked for after the due date it was running towards. Pauses may not overlap: the
-    clock cannot be stopped twice on one day.
+    clock cannot be stopped twice on one day. ``already``: days paused before all of
+    these (``privops dsar due-date --paused-days``), which moved that due date out too.
     """
     counted: list[CountedPause] = []
-    total = 0
+    total = already
     previous: Pause | None = None
     for pause in sorted(pauses):
         if previous is not None and pause.asked <= previous.answered:

@@ -614,6 +614,37 @@ def test_request_bad_input(args: list[str], message: str) -> None:
     assert "127.0.0.1:1" not in out.flat
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["erase", "--subject", "C-1", "--received", ""], "--received"),
+        (["erase", "--subject", "C-1", "--identity-verified", ""], "--identity-verified"),
+        (
+            ["erase", "--subject", "C-1", "--verified-now", "--identity-received", ""],
+            "--identity-received",
+        ),
+        (["verify", "REQ-1", "--on", ""], "--on"),
+        (["verify", "REQ-1", "--identity-received", ""], "--identity-received"),
+        (["fee-received", "REQ-1", "--ground", "excessive", "--on", ""], "--on"),
+        (["clarify", "REQ-1", "--asked", ""], "--asked"),
+        (["clarified", "REQ-1", "--on", ""], "--on"),
+        (["extend", "REQ-1", "--reason", "complex", "--notified", ""], "--notified"),
+    ],
+)
+def test_an_empty_date_is_an_error_never_today_nor_not_given(args: list[str], option: str) -> None:
+    """A script's unset variable (``--received "$RECV"``) was taken as not given: today,
+    or no verification, and the clock started on the wrong day (review, session 43)."""
+    out = run("request", *args)
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert f"invalid date '' for {option}: use YYYY-MM-DD" in out.flat
+
+
+def test_an_empty_channel_is_an_error_never_every_channel() -> None:
+    out = run("request", "withdraw", "--subject", "C-1", "--verified-now", "--channel", "")
+    assert out.code == EXIT_BAD_INPUT, out.output
+    assert "unknown channel '': use one of" in out.flat
+
+
 @pytest.mark.usefixtures("no_broker")
 def test_malformed_set_does_not_echo_the_value() -> None:
     out = run("request", "rectify", "--subject", "C-1", "--set", "jane@example.com")

@@ -50,6 +50,23 @@ def run(*args: str) -> tuple[int, str, str]:
             "2026-04-13",
             id="with-paused-days",
         ),
+        # The days given moved the due date the period's clock ran towards: 5 Feb + 10 =
+        # Sun 15 -> Mon 16 Feb, so a period asked on 10 Feb counts its 3 days -> Wed 18
+        # Feb. Before, it was measured against 5 Feb and counted none (review, session 43).
+        pytest.param(
+            (
+                "--start",
+                "2026-01-05",
+                "--paused-days",
+                "10",
+                "--paused-from",
+                "2026-02-10",
+                "--paused-to",
+                "2026-02-12",
+            ),
+            "2026-02-18",
+            id="period-after-the-plain-month",
+        ),
         # Unchanged contract without a period.
         pytest.param(("--start", "2026-03-10", "--paused-days", "3"), "2026-04-13", id="days-only"),
     ],

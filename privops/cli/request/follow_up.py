@@ -59,7 +59,8 @@ from privops.core.workflow import not_feasible_problem
 
 
 def _day(value: str | None, option: str = "--on") -> date:
-    return parse_date(value, option) if value else uk_today()
+    # An empty value (a script's unset variable) is an error, never today (review, session 43).
+    return parse_date(value, option) if value is not None else uk_today()
 
 
 def _send(kind: type[Command], rid: str, done: str, common: Delivery, **fields: Any) -> None:
@@ -89,7 +90,9 @@ def verify(
     rid = check_id(request_id)
     day = _day(on)
     information = (
-        parse_date(identity_received, "--identity-received") if identity_received else None
+        parse_date(identity_received, "--identity-received")
+        if identity_received is not None
+        else None
     )
     problem = date_order_problem(day, day, information, verified_option="--on")
     if problem:

@@ -101,16 +101,21 @@ def clock_from_the_check(verified_on: date) -> str:
 def submission(request_type: RequestType, common: Submission, **extra: Any) -> RequestSubmitted:
     """The RequestSubmitted for the shared options; exit 2 on any of them malformed."""
     subject_id = check_id(common.subject, "subject id")
-    received_on = parse_date(common.received, "--received") if common.received else uk_today()
-    if common.identity_verified and common.verified_now:
+    # ``is not None``: an empty value (a script's unset variable) is an error, not "not
+    # given" (today, or unverified); before, the clock started on the wrong day (review,
+    # session 43).
+    received_on = (
+        parse_date(common.received, "--received") if common.received is not None else uk_today()
+    )
+    if common.identity_verified is not None and common.verified_now:
         fail("use either --identity-verified DATE or --verified-now, not both")
     verified_on: date | None = None
-    if common.identity_verified:
+    if common.identity_verified is not None:
         verified_on = parse_date(common.identity_verified, "--identity-verified")
     elif common.verified_now:
         verified_on = received_on
     information_on: date | None = None
-    if common.identity_received:
+    if common.identity_received is not None:
         information_on = parse_date(common.identity_received, "--identity-received")
     problem = date_order_problem(
         received_on,
@@ -454,11 +459,13 @@ def withdraw(
             f"--purpose {chosen.value}: rests on no consent to withdraw; use one of "
             + ", ".join(p.value for p in CONSENT_PURPOSES)
         )
+    # ``is not None``: an empty --channel is an error, never every channel (session 43).
+    channel_chosen = parse_choice(Channel, channel, "channel") if channel is not None else None
     command = submission(
         RequestType.consent_withdrawal,
         common,
         withdrawn_purpose=chosen,
-        withdrawn_channel=parse_choice(Channel, channel, "channel") if channel else None,
+        withdrawn_channel=channel_chosen,
     )
     submit([command], common)
 
