@@ -214,7 +214,16 @@ def standby_partitions() -> list[int]:
 
 async def routed(view: View, request: Request, subject_id: str) -> Response | None:
     """The owner's answer when another worker owns ``subject_id``'s partition, else None
-    (this worker owns it and answers itself)."""
+    (this worker owns it and answers itself); a 400 for what is no subject id.
+
+    The id is checked before it is hashed, remembered or forwarded: an 8 kB one, new
+    each time, filled the partition cache (``key_topic.subject_partition``, 65,536
+    entries: ~0.5 GB a worker) from any system's principal, and went to the owner to be
+    refused there (review, session 43)."""
+    try:
+        check_subject_id(subject_id)
+    except ValueError as exc:
+        return view.json({"error": "bad subject id", "reason": str(exc)}, status=400)
     try:
         owner = app.router.key_store(consent.name, subject_id)
     except KeyError:

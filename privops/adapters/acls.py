@@ -223,6 +223,14 @@ def may_call(principal: str, api: Api) -> bool:
     return system_of(principal) is not None and api in (Api.CONSENT, Api.SUBJECT_KEYS)
 
 
+def api_principals() -> tuple[str, ...]:
+    """The principals that may ask the worker anything (``may_call``): the only ones the
+    API checks a password of. ``admin`` may ask nothing, so its guesses are refused
+    without a broker's SCRAM exchange: before, the API was an oracle for the cluster's
+    super-user password (review, session 43)."""
+    return tuple(p for p in principals() if any(may_call(p, api) for api in Api))
+
+
 # --- CreateAcls (API key 30) v1: aiokafka has no admin call for it ----------------------
 
 

@@ -42,7 +42,7 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
 )
 
-from privops.adapters.acls import WORKER, principals
+from privops.adapters.acls import WORKER, api_principals
 from privops.adapters.kafka import password_of, ssl_context
 from privops.adapters.settings import Settings
 from privops.core.errors import RuntimeUnavailable
@@ -235,7 +235,7 @@ def authenticator(settings: Settings) -> BrokerAuthenticator | None:
     """The worker's authenticator, or None on a PLAINTEXT (open) runtime."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
-    return BrokerAuthenticator(broker_check(settings), principals=principals())
+    return BrokerAuthenticator(broker_check(settings), principals=api_principals())
 
 
 def api_auth(

@@ -27,7 +27,15 @@ def load_datamap(path: Path | str | None = None) -> DataMap:
     """Read and validate the data map; every problem becomes a ConfigError naming path and line."""
     path = Path(path) if path is not None else default_datamap_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"data map {path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a file saved as Windows-1252 (a traceback before)
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"data map {path}, line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
     return parse_datamap(text, source=str(path))

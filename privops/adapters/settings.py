@@ -659,7 +659,11 @@ def origin(url: str) -> str:
 
 
 def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """The variable by its name, then where in its JSON value: ``PRIVOPS_ALERT_DAYS_BEFORE
+    (item 0)``, not a ``PRIVOPS_ALERT_DAYS_BEFORE_0`` no one can set (review, session 43)."""
     message = message.removeprefix("Value error, ")
     if not loc:
         return message
-    return f"PRIVOPS_{'_'.join(str(p) for p in loc).upper()}: {message}"
+    head, *within = loc
+    where = "".join(f" (item {p})" if isinstance(p, int) else f" ({p})" for p in within)
+    return f"PRIVOPS_{str(head).upper()}{where}: {message}"

@@ -53,9 +53,11 @@ def key_file(cfg: Settings, actor: str) -> Path:
 def check_owner(owner: str) -> str:
     """A key's owner is what the audit names for ten years: a plain principal name."""
     if not is_principal_name(owner):
+        # Not repeated: what is no principal name is often an email address (review,
+        # session 43: it went to stderr and the logs that keep it).
         raise ConfigError(
-            f"'{owner}' is not a principal name: use letters, digits, '.', '_' or '-' "
-            "(not an email address or a person's name)"
+            f"the owner given ({len(owner)} characters) is not a principal name: use "
+            "letters, digits, '.', '_' or '-' (not an email address or a person's name)"
         )
     if owner == RESERVED_OWNER or owner.startswith(f"{RESERVED_OWNER}-"):
         raise ConfigError(f"'{owner}' is reserved for privops' own principals")

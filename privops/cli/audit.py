@@ -181,11 +181,12 @@ def show(
     keys = {wanted}
     if not wanted.startswith("sr_"):
         with handled():
-            keys.add(
-                subject_ref(
-                    settings().require_secrets("pseudonym_key").pseudonym_key.encode(), wanted
-                )
-            )
+            cfg = settings().require_secrets("pseudonym_key")
+        # A record keeps the ref of the key current when it was written: the keys a
+        # rotation replaced find the subject's older history (before, it was left out
+        # without a word: review, session 43).
+        for key in (cfg.pseudonym_key, *cfg.pseudonym_previous_keys):
+            keys.add(subject_ref(key.encode(), wanted))
     history: list[AuditEvent] = []
 
     def keep(_partition: int, _offset: int, _timestamp: int, r: AuditEvent) -> None:

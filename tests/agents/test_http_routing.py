@@ -357,3 +357,23 @@ def test_a_flood_of_refusals_is_logged_once_per_window_with_its_count(
         "HTTP API: GET refused (and 499 more refused in the 3600 s since)",
         "HTTP API: GET refused (and 1 more refused in the 10 s since)",
     ]
+
+
+@pytest.mark.parametrize("subject_id", ["S" * 8_000, "", "S\n1"], ids=["8kB", "empty", "newline"])
+async def test_what_is_no_subject_id_is_refused_before_it_is_hashed_or_forwarded(
+    app: Any, monkeypatch: pytest.MonkeyPatch, subject_id: str
+) -> None:
+    """Each new 8 kB id stayed in the partition cache (~0.5 GB a worker from any
+    system's principal) and was forwarded to the owner to be refused there (review,
+    session 43)."""
+
+    def no_owner(_table: str, _key: str) -> URL:
+        raise AssertionError("looked up an owner for what is no subject id")
+
+    monkeypatch.setattr(app.router, "key_store", no_owner)
+    request = make_mocked_request("GET", "/consent/x")
+    answered: Any = await http.routed(Answers(), request, subject_id)  # type: ignore[arg-type]
+    status, body = answered
+    assert status == 400
+    assert body["error"] == "bad subject id"
+    assert subject_id not in body["reason"] or not subject_id

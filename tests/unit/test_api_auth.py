@@ -220,6 +220,28 @@ def test_a_name_privops_never_made_is_refused_without_asking_a_broker() -> None:
     asyncio.run(run())
 
 
+def test_the_workers_api_never_checks_a_password_of_a_principal_that_may_ask_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``admin`` (the cluster's super user) may ask the API nothing, yet each guess of its
+    password ran a SCRAM exchange with a broker: an oracle for it (review, session 43)."""
+    from privops.adapters import api_auth as module
+
+    broker = Broker({ADMIN: "right", DPO: "right"})
+    monkeypatch.setattr(module, "broker_check", lambda _settings: broker.check)
+    auth = module.authenticator(Settings(kafka_security_protocol="SASL_PLAINTEXT", home=tmp_path))
+    assert auth is not None
+
+    async def run() -> None:
+        for password in ("right", "guess"):
+            with pytest.raises(Unauthenticated):
+                await auth.principal(basic(f"{ADMIN}:{password}"))
+        assert broker.asked == []
+        assert await auth.principal(basic(f"{DPO}:right")) == DPO
+
+    asyncio.run(run())
+
+
 def test_a_flood_of_guesses_is_answered_at_once_not_queued() -> None:
     """400 guesses at 0.1 s a check made a proven caller's next check wait 10 s; past
     ``max_waiting`` proofs, a caller is told to retry at once (503)."""

@@ -27,7 +27,7 @@ def step(
         chain=f"{app}/{rid or 'sr_x'}",
         seq=1,
         request_id=rid,
-        subject_ref="sr_x",
+        subject_ref=fields.pop("subject_ref", "sr_x"),
         actor=fields.pop("actor", "dpo"),
         action=action,
         occurred_at=at,
@@ -334,3 +334,32 @@ def test_erasures_that_waited_for_a_response_and_those_the_dpo_released() -> Non
     kinds = {row["request_type"]: row for row in report(events)["by_type"]}
     assert (kinds["erasure"]["waited_for_response"], kinds["erasure"]["released_by_dpo"]) == (3, 1)
     assert (kinds["access"]["waited_for_response"], kinds["access"]["released_by_dpo"]) == (0, 0)
+
+
+def test_show_finds_a_subjects_history_under_the_pseudonym_keys_a_rotation_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record keeps the subject ref of the key current when it was written: after a
+    rotation, `audit show SUBJECT_ID` left the older history out without a word
+    (review, session 43)."""
+    import json
+
+    from privops.adapters.settings import get_settings
+    from privops.cli import audit as audit_cli
+    from privops.core.identity import subject_ref
+    from tests.unit.test_cli_bad_input import run
+
+    old, new = "an-old-pseudonym-key-0001", "the-new-pseudonym-key-0002"
+    monkeypatch.setenv("PRIVOPS_PSEUDONYM_KEY", new)
+    monkeypatch.setenv("PRIVOPS_PSEUDONYM_PREVIOUS_KEYS", json.dumps([old]))
+    get_settings.cache_clear()
+    before = step(None, "consent_changed", MARCH, subject_ref=subject_ref(old.encode(), "C-7"))
+    after = step(None, "hold_placed", MARCH + DAY, subject_ref=subject_ref(new.encode(), "C-7"))
+    stranger = step(None, "hold_placed", MARCH, subject_ref=subject_ref(old.encode(), "C-8"))
+    monkeypatch.setattr(audit_cli, "scan_audit", _Scan([before, after, stranger]))
+    try:
+        out = run("audit", "show", "C-7", "--json")
+    finally:
+        get_settings.cache_clear()
+    assert out.code == 0, out.output
+    assert [e["action"] for e in json.loads(out.stdout)] == ["consent_changed", "hold_placed"]

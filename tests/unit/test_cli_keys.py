@@ -155,6 +155,7 @@ def test_generate_refuses_an_owner_that_is_not_a_plain_principal_name(
     out = keys("generate", "--owner", owner)
     assert out.code == EXIT_BAD_INPUT
     assert words in out.flat
+    assert "jane@example.com" not in out.flat  # never repeated (review, session 43)
     assert not home.keys.exists() or list(home.keys.glob("*.key")) == []
 
 
@@ -314,7 +315,9 @@ def test_the_cli_refuses_to_publish_what_it_cannot_sign(
     with pytest.raises(typer.Exit) as exc:
         actor_keys([_erasure(actor)], home.settings())
     assert exc.value.exit_code == EXIT_BAD_INPUT
-    assert words in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert words in err
+    assert "jane@example.com" not in err
 
 
 def test_request_verbs_publish_signed_commands(home: Home, broker: FakeBroker) -> None:

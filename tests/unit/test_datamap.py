@@ -348,6 +348,14 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
         load_datamap(tmp_path / "absent.yaml")
 
 
+def test_a_file_not_in_utf8_is_a_config_error_naming_its_line(tmp_path: Path) -> None:
+    """Saved as Windows-1252 ("Café"), it was a traceback (review, session 43)."""
+    path = tmp_path / "datamap.yaml"
+    path.write_bytes(b"organisation:\n  controller: Caf\xe9 Ltd\n")
+    with pytest.raises(ConfigError, match=r"datamap\.yaml, line 2: not UTF-8 \(byte 0xe9\)"):
+        load_datamap(path)
+
+
 def test_not_a_mapping() -> None:
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         parse_datamap("- a\n- b\n")

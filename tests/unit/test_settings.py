@@ -331,3 +331,14 @@ def test_a_blank_value_beside_its_file_is_unset(
     monkeypatch.setenv("PRIVOPS_AUDIT_KEY_FILE", str(path))
     monkeypatch.setenv("PRIVOPS_AUDIT_KEY", "")
     assert get_settings().audit_key == OWN["PRIVOPS_AUDIT_KEY"]
+
+
+def test_a_bad_item_of_a_list_setting_names_the_variable_and_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It named PRIVOPS_ALERT_DAYS_BEFORE_0, which no one can set (review, session 43)."""
+    monkeypatch.setenv("PRIVOPS_ALERT_DAYS_BEFORE", "[7.5]")
+    with pytest.raises(ConfigError) as exc:
+        get_settings()
+    assert "PRIVOPS_ALERT_DAYS_BEFORE (item 0): " in str(exc.value)
+    assert "DAYS_BEFORE_0" not in str(exc.value)
