@@ -224,17 +224,20 @@ def dated(event: r.UpstreamEvent, stamp: object = None) -> r.UpstreamEvent:
     raise ImplausibleTime(ahead)
 
 
-def refuse(message: Message, record: r.Record, reason: str, detail: str) -> None:
+def refuse(
+    message: Message, record: r.Record, reason: str, detail: str, consumer: str = "ingest"
+) -> None:
     """Dead-letter ``message``, its value kept only if no personal field of ``record``
     (as decoded, before anything was opened) is plaintext: a dead letter is never
     shredded with its subject's key, so plaintext there would outlive an erasure
-    (review, session 25: a wrong-partition or wrong-topic event kept an email whole)."""
+    (review, session 25: a wrong-partition or wrong-topic event kept an email whole;
+    session 43: the workflow's dead letters, a business event on a results topic, too)."""
     try:
         found = personal_values(record, event_paths(record))
     except (LookupError, ValueError):  # no committed schema to read the paths from
         found = [("?", "")]
     keep = all(value.startswith(PREFIX) for _, value in found)
-    dead_letter(message, "ingest", reason, detail, keep_value=keep)
+    dead_letter(message, consumer, reason, detail, keep_value=keep)
 
 
 WRONG_KEY = (

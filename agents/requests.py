@@ -50,6 +50,7 @@ from agents.ingest import (
     on_its_partition,
     opened,
     opened_command,
+    refuse,
 )
 from privops.adapters import metrics
 from privops.core import records as r
@@ -212,18 +213,20 @@ async def on_message(message: Message) -> None:
     record = await decode(message, "workflow")
     if record is None:
         return
+    # Refused with its value kept only where no personal field is plaintext: a business
+    # event put on a results topic kept an email whole (review, session 43).
     try:
         admitted = admit_workflow(message.topic, record)
     except WrongTopic as exc:
-        dead_letter(message, "workflow", exc.reason, str(exc))
+        refuse(message, record, exc.reason, str(exc), "workflow")
         return
     except DecodeError as exc:  # an answer's ids privops never made
-        dead_letter(message, "workflow", exc.reason, exc.detail)
+        refuse(message, record, exc.reason, exc.detail, "workflow")
         return
     try:
         await on_input(message, admitted)
     except DecodeError as exc:  # a sealed value that does not open (opened())
-        dead_letter(message, "workflow", exc.reason, exc.detail)
+        refuse(message, record, exc.reason, exc.detail, "workflow")
 
 
 async def on_input(message: Message, record: WorkflowInput) -> None:
@@ -236,7 +239,7 @@ async def on_input(message: Message, record: WorkflowInput) -> None:
         key = message.key
         subject = key.decode(errors="replace") if isinstance(key, bytes) else ""
         if not on_its_partition(message, subject):  # its request lives on the key's
-            dead_letter(message, "workflow", "wrong_partition", WRONG_PARTITION)
+            refuse(message, record, "wrong_partition", WRONG_PARTITION, "workflow")
             return
         await on_result(record, subject)
     else:

@@ -609,6 +609,26 @@ async def test_a_wrongly_keyed_event_is_dead_lettered_its_plaintext_never_kept(
     assert identities.data.get(BOB) is None
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["plaintext", "sealed"])
+async def test_a_business_event_on_a_results_topic_is_dead_lettered_its_plaintext_never_kept(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealed: bool
+) -> None:
+    """The workflow's dead letters kept the value whole: an email in plaintext put on a
+    system's results topic by mistake outlived the subject's erasure (review, session
+    43). Its ciphertext is kept, as the ingest agent's refusals keep it."""
+    from agents.requests import workflow
+    from privops.core.topics import task_results_topic
+
+    event = encrypt_record(created(), store) if sealed else created()
+    value = serde.encode(event)
+    async with workflow.test_context() as agent:
+        await put_on(agent, task_results_topic(System.crm), ANN.encode(), value)
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+    (letter,) = dead_letters(outbox)
+    assert (letter.reason, letter.consumer) == ("wrong_topic", "workflow")
+    assert letter.value == (value if sealed else None)
+
+
 async def test_an_event_dated_ahead_of_the_clock_is_dead_lettered(
     serde: Serde, outbox: Outbox, store: KeyStore
 ) -> None:
