@@ -56,6 +56,7 @@ from privops.core.facts import (
     admit_ingest,
     consent_facts,
     consent_state_fields,
+    declared_identifiers,
     directive_fact,
     foreign_fact,
     number_change,
@@ -479,7 +480,15 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     if (foreign := foreign_fact(record, collaborators().datamap)) is not None:
         tell_foreign_fact(record, foreign)
     meaning = consent_facts(record)
-    raw_ids = record.identifiers.present()
+    raw_ids, undeclared = declared_identifiers(record, collaborators().datamap)
+    if undeclared:
+        tell_foreign_fact(
+            record,
+            f"{type(record).__name__} from {record.source.value} carries "
+            f"{' and '.join(undeclared)}, which the data map does not say "
+            f"{record.source.value} knows subjects by: not taken (the rest of the event is)",
+            "identifiers",
+        )
     identity = state.get(IDENTITIES, sid)
     merged = merge(identity, sid, record.source, raw_ids, record.occurred_at)
 
@@ -516,16 +525,17 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         publish_state(sid, new_state, record.occurred_at)
 
 
-_FOREIGN_TOLD: set[tuple[System, str]] = set()
+_FOREIGN_TOLD: set[tuple[System, str, str]] = set()
 
 
-def tell_foreign_fact(record: r.UpstreamEvent, why: str) -> None:
-    """Log, once per system and event type (a bounded set), a retention fact not taken:
-    a data map that does not list the category under the system sending it is a
-    deployment's mistake to mend, and every such event would otherwise say it again."""
-    pair = (record.source, type(record).__name__)
-    if pair not in _FOREIGN_TOLD:
-        _FOREIGN_TOLD.add(pair)
+def tell_foreign_fact(record: r.UpstreamEvent, why: str, what: str = "fact") -> None:
+    """Log, once per system, event type and ``what`` (a bounded set), a retention fact
+    (or identifiers) not taken: a data map that does not list the category (or kind)
+    under the system sending it is a deployment's mistake to mend, and every such event
+    would otherwise say it again."""
+    told = (record.source, type(record).__name__, what)
+    if told not in _FOREIGN_TOLD:
+        _FOREIGN_TOLD.add(told)
         log.warning("%s; said once per system and event type", why)
 
 

@@ -39,7 +39,7 @@ from privops.core.erasure import (
 )
 from privops.core.errors import PrivopsError, WrongTopic
 from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.identity import IdentityMap
+from privops.core.identity import EMAIL, PHONE, IdentityMap
 from privops.core.pii import looks_like_pii
 from privops.core.shredding import retained_parts
 from privops.core.topics import SUBJECT_DIRECTIVES, SUPPRESSION, events_topic
@@ -397,6 +397,27 @@ def foreign_fact(event: r.UpstreamEvent, datamap: DataMap) -> str | None:
         f"{event.source.value} holds {category.value} data, so its retention facts are "
         "not taken from it (the rest of the event is)"
     )
+
+
+def declared_identifiers(
+    event: r.UpstreamEvent, datamap: DataMap
+) -> tuple[dict[str, str], list[str]]:
+    """The identifiers ``event`` carries that privops takes, and the shared kinds (email,
+    phone) it leaves out: those the data map does not say ``event``'s system knows
+    subjects by. An email or phone is the subject's for every system: a task goes to a
+    system that never met them with it, and an erasure puts it on the suppression list.
+    Before, cctv (which knows people by camera only) or a mis-keyed event could make
+    another person's email a subject's, sending their rows to the subject's access
+    request and flagging their own events as an erased person's (review, session 43).
+    The rest of the event is taken. A system-local id goes back to its own system only."""
+    carried = event.identifiers.present()
+    spec = datamap.systems.get(event.source)
+    if spec is None:
+        return carried, []
+    left_out = [kind for kind in (EMAIL, PHONE) if kind in carried and kind not in spec.identifiers]
+    if not left_out:
+        return carried, []
+    return {k: v for k, v in carried.items() if k not in left_out}, left_out
 
 
 def source_may_seal(source: System, scope: str, datamap: DataMap) -> bool:

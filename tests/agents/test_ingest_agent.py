@@ -471,6 +471,49 @@ async def test_a_system_not_holding_a_category_moves_none_of_its_retention_facts
     assert f"the data map does not say {foreign.source.value} holds" in told[0]
 
 
+@pytest.mark.usefixtures("app")
+async def test_an_email_from_a_system_that_knows_no_one_by_email_is_not_taken(
+    serde: Serde, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cctv knows people by camera only (the data map): the email its event carried
+    became the subject's, went to every system that never met them with their access or
+    erasure task, and onto the suppression list at their erasure, flagging its owner's
+    own events as an erased person's (review, session 43). The rest is taken."""
+    known = fact_event(r.CustomerCreated, System.crm).model_copy(
+        update={"identifiers": r.Identifiers(customer_id="C-1", email="ann@example.com")}
+    )
+    footage = fact_event(
+        r.FootageCaptured, System.cctv, clip_id="K-1", camera="CAM-1", site="S"
+    ).model_copy(
+        update={
+            "event_id": "ev-cctv-2",
+            "occurred_at": NOW.replace(minute=NOW.minute + 1),
+            "identifiers": r.Identifiers(
+                system_ref="CAM-1/42", email="bob@example.com", phone="+447700900123"
+            ),
+        }
+    )
+    ingest_module._FOREIGN_TOLD.clear()
+    with caplog.at_level(logging.WARNING, logger=ingest_module.log.name):
+        async with ingest.test_context() as agent:
+            await put_on(agent, "crm.events", b"S1", serde.encode(known))
+            await put_on(agent, "cctv.events", b"S1", serde.encode(footage))
+            await wait_for(
+                lambda: System.cctv.value in (identities.data.get("S1") or {}).get("systems", {})
+            )
+    stored = identities.data["S1"]
+    assert stored["email"]["value"] == "ann@example.com"
+    assert stored["phone"] is None
+    assert set(stored["systems"]["cctv"]) == {"system_ref"}
+    assert dead_letters(outbox) == []
+    told = [rec.getMessage() for rec in caplog.records if "knows subjects by" in rec.getMessage()]
+    assert told == [
+        "FootageCaptured from cctv carries email and phone, which the data map does not say "
+        "cctv knows subjects by: not taken (the rest of the event is); said once per system "
+        "and event type"
+    ]
+
+
 def reimports(outbox: Outbox) -> list[r.AuditEvent]:
     return [a for a in outbox.of(AUDIT, r.AuditEvent) if a.after == "reimport_flagged"]
 
