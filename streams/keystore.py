@@ -494,9 +494,16 @@ class KeyStore:
                 return found
             if subject_id in self._shredded and not erasing:
                 raise SubjectErased(f"the subject's keys were shredded: no new {scope} key")
-            if not erasing and ring.live(subject_id, self._now().date()) >= MAX_KEYS_PER_SUBJECT:
+            # ``main`` is one a subject: never refused (MAX_KEYS_PER_SUBJECT).
+            today = self._now().date()
+            if (
+                not erasing
+                and scope != MAIN_SCOPE
+                and ring.live(subject_id, today, scope) >= MAX_KEYS_PER_SUBJECT
+            ):
                 raise TooManyKeys(
-                    f"the subject has {MAX_KEYS_PER_SUBJECT} keys already: no new {scope} key"
+                    f"the subject has {MAX_KEYS_PER_SUBJECT} keys of this kind already: no "
+                    f"new {scope} key"
                 )
             record, _ = create(subject_id, scope, self.kek.current(), self._now())
             sent = await self._stored([(partition, record)])

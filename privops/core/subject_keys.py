@@ -48,13 +48,17 @@ class KeyUnwrapFailed(PrivopsError):
 
 
 class TooManyKeys(ValueError):
-    """A subject already has ``MAX_KEYS_PER_SUBJECT`` live keys (``KeyRing.live``): no
-    system needs more (one ``main``, a retained scope per kept category and year), and
-    each costs every lookup of the subject and every answer listing their keys."""
+    """A subject already has ``MAX_KEYS_PER_SUBJECT`` live keys of a category
+    (``KeyRing.live``): no system needs more (a retained scope per kept category and
+    year), and each costs every lookup of the subject and every answer listing their
+    keys."""
 
 
-# Live keys one subject may have made on request (retained scopes whose day passed do not
-# count; an erasure's own storage scope is always made).
+# Live keys of one category one subject may have made on request (retained scopes whose
+# day passed do not count; ``main`` is one a subject and never counts; an erasure's own
+# storage scope is always made). Per category: counted over all, one system making 32
+# dated scopes of its own category blocked every other system's keys for the subject,
+# ``main`` included, for as long as those stayed live (review, session 43).
 MAX_KEYS_PER_SUBJECT: Final = 32
 
 
@@ -108,6 +112,12 @@ def retained_scope(category: str, until: date) -> str:
     it, and the follow-up erasure on that date shreds exactly them.
     """
     return check_scope(f"{RETAINED}:{category}:{until.isoformat()}")
+
+
+def _category(scope: str) -> str | None:
+    """The category of a retained scope (``retained:<category>:<day>``), else None."""
+    kind, _, rest = scope.partition(":")
+    return (rest.rpartition(":")[0] or None) if kind == RETAINED else None
 
 
 def retained_until(scope: str) -> date | None:
@@ -232,12 +242,17 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._records)
 
-    def live(self, subject_id: str, today: date) -> int:
+    def live(self, subject_id: str, today: date, scope: str | None = None) -> int:
         """How many of the subject's keys are still live: all but retained scopes whose
-        day has passed (read from the key ids: nothing is decoded)."""
+        day has passed (read from the key ids: nothing is decoded); with a retained
+        ``scope``, only those of its category."""
+        category = _category(scope) if scope is not None else None
         count = 0
         for key_id in self._by_subject.get(subject_id, ()):
-            until = retained_until(split_key_id(key_id)[1])
+            held = split_key_id(key_id)[1]
+            if category is not None and _category(held) != category:
+                continue
+            until = retained_until(held)
             count += until is None or until >= today
         return count
 

@@ -300,6 +300,12 @@ async def test_a_subject_gets_at_most_max_keys_on_request(
         with pytest.raises(TooManyKeys):
             await store.get_or_create(ann, "retained:purchases:2027-03-01")
         assert len(await store.records(ann)) == MAX_KEYS_PER_SUBJECT
+        # One system's dated scopes never block another's, nor ``main``: counted over
+        # all, crm's 32 made orders' keys of the subject, and their main, 409 (review,
+        # session 43).
+        assert (await store.get_or_create(ann, MAIN_SCOPE)).scope == MAIN_SCOPE
+        contact = await store.get_or_create(ann, "retained:contact:2027-01-01")
+        assert contact.scope == "retained:contact:2027-01-01"
         # What exists is still answered, and an erasure still makes its own scope.
         existing = await store.get_or_create(ann, "retained:purchases:2027-01-01")
         assert existing.scope == "retained:purchases:2027-01-01"
