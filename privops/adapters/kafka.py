@@ -21,16 +21,20 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
     ClusterAuthorizationFailedError,
+    IllegalSaslStateError,
     InvalidReplicationFactorError,
     KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     SaslAuthenticationFailed,
     StaleMetadata,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
 )
 from aiokafka.helpers import create_ssl_context
 
@@ -132,18 +136,79 @@ async def started(client: AIOKafkaConsumer | AIOKafkaProducer, options: Client) 
         await asyncio.wait_for(client.start(), CONNECT_SECONDS + others * BOOTSTRAP_HOST_SECONDS)
     except (KafkaConnectionError, KafkaError, OSError, TimeoutError) as exc:
         await stop_client(client)
+        if isinstance(exc, KafkaConnectionError) and await _credentials_refused(options):
+            exc = SaslAuthenticationFailed()
         raise unreachable(options, exc) from exc
 
 
+async def _credentials_refused(options: Client) -> bool:
+    """Whether the first broker listed refuses the client's SASL credentials. aiokafka's
+    bootstrap logs a refusal (logs the CLI keeps quiet) and raises only "unable to
+    bootstrap", so a wrong password was reported as a broker to start (review, session
+    43). One connection, as the client's; False when none is made for another reason."""
+    if isinstance(options, str) or not options.get("sasl_plain_username"):
+        return False
+    host, _, port = str(options.get("bootstrap_servers", "")).split(",")[0].strip().rpartition(":")
+    if not host or not port.isdigit():
+        return False
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(
+                host.strip("[]"),
+                int(port),
+                client_id="privops-credentials-check",
+                ssl_context=options.get("ssl_context"),
+                security_protocol=options.get("security_protocol", "SASL_PLAINTEXT"),
+                sasl_mechanism=options.get("sasl_mechanism", "SCRAM-SHA-512"),
+                sasl_plain_username=options["sasl_plain_username"],
+                sasl_plain_password=options.get("sasl_plain_password"),
+            ),
+            CONNECT_SECONDS,
+        )
+    except (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError):
+        return True
+    except (TimeoutError, KafkaError, OSError):
+        return False
+    conn.close()
+    return False
+
+
+def not_sent(client: Client, topic: str, exc: KafkaError) -> PrivopsError:
+    """The error to report when a record could not be sent to ``topic``: a principal the
+    topic's ACLs do not let write is configuration to fix (exit 2); a topic that does
+    not exist, or a broker gone mid-send, is one to start or create (exit 3). Before, it
+    was a traceback and exit 1, which a script reads as "refused" (review, session 43)."""
+    options = {"bootstrap_servers": client} if isinstance(client, str) else client
+    bootstrap = options["bootstrap_servers"]
+    user = options.get("sasl_plain_username")
+    if isinstance(exc, TopicAuthorizationFailedError):
+        who = f"principal {user!r}" if user else "this client"
+        return ConfigError(
+            f"the Kafka broker at {bootstrap} does not let {who} write {topic}: "
+            "check PRIVOPS_KAFKA_PRINCIPAL (the DPO's CLI runs as dpo)"
+        )
+    if isinstance(exc, UnknownTopicOrPartitionError | KafkaTimeoutError):
+        return RuntimeUnavailable(
+            f"{topic} was not found on the Kafka broker at {bootstrap} in time: create the "
+            "topics (`privops topics create`, or start a worker, which creates them)"
+        )
+    return RuntimeUnavailable(
+        f"could not send to {topic} on the Kafka broker at {bootstrap} "
+        f"({type(exc).__name__}); is it running? (`privops local status`)"
+    )
+
+
 def unreachable(client: Client, exc: BaseException) -> PrivopsError:
-    """The error to report when a client could not connect, naming where and as whom."""
+    """The error to report when a client could not connect, naming where and as whom: a
+    refusal of its credentials is configuration to fix (exit 2), which no retry cures."""
     options = {"bootstrap_servers": client} if isinstance(client, str) else client
     bootstrap = options["bootstrap_servers"]
     user = options.get("sasl_plain_username")
     if user and isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError):
-        return PrivopsError(
-            f"the Kafka broker at {bootstrap} refused the credentials of principal {user!r}; "
-            "see `privops local credentials`"
+        return ConfigError(
+            f"the Kafka broker at {bootstrap} refused the credentials of principal {user!r}: "
+            "check PRIVOPS_KAFKA_PRINCIPAL and PRIVOPS_KAFKA_PASSWORD (`privops local "
+            "credentials` prints the local runtime's)"
         )
     return RuntimeUnavailable(
         f"Kafka broker at {bootstrap} is unreachable ({type(exc).__name__}); "

@@ -200,3 +200,29 @@ def test_the_cli_names_the_principal_the_worker_refused(worker: WorkerProcess) -
     assert "refused principal 'dpo'" in said
     assert "401" in said
     assert "not-the-password" not in said
+
+
+def test_a_command_the_broker_refuses_the_credentials_of_says_so_not_unreachable(
+    worker: WorkerProcess,
+) -> None:
+    """aiokafka's bootstrap logs the refusal and raises "unable to bootstrap": a wrong
+    password was reported as a broker to start with `privops local up`, exit 3 (review,
+    session 43). It is configuration to fix: exit 2, naming the principal."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "privops.cli.main", "audit", "show", "REQ-API-5"],
+        capture_output=True,
+        text=True,
+        env={
+            **worker.env,
+            "COLUMNS": "200",
+            "PRIVOPS_KAFKA_PRINCIPAL": DPO,
+            "PRIVOPS_KAFKA_PASSWORD": "not-the-password",
+        },
+        cwd=REPO,
+        timeout=120,
+    )
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2, said
+    assert "refused the credentials of principal 'dpo'" in said
+    assert "local up" not in said
+    assert "not-the-password" not in said

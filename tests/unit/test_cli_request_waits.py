@@ -14,6 +14,12 @@ from datetime import date
 from typing import Any
 
 import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 from typer.testing import CliRunner
 
 from privops.adapters.settings import get_settings
@@ -47,6 +53,7 @@ class FakeBroker:
     events: list[str] = field(default_factory=list)
     sent: list[Command] = field(default_factory=list)
     waited: list[float] = field(default_factory=list)
+    refuse: Exception | None = None  # what the broker raises on a send, if anything
 
 
 @pytest.fixture
@@ -71,6 +78,8 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
     class Producer:
         async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
             assert (topic, value) == ("privacy.commands", b"x")
+            if fake.refuse is not None:
+                raise fake.refuse
             fake.events.append(f"sent {key.decode()}")
 
     class Reader:
@@ -148,6 +157,35 @@ def test_answers_are_read_from_where_the_topic_ended_before_publishing(
     # Keyed by the subject's id: the request lives on its subject's partition.
     assert broker.events == [f"noted the end of the answers on {BOOTSTRAP}", "sent C-1"]
     assert broker.waited == [10.0]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "code", "words"),
+    [
+        (
+            UnknownTopicOrPartitionError(),
+            EXIT_UNAVAILABLE,
+            "privacy.commands was not found on the Kafka broker at",
+        ),
+        (KafkaTimeoutError(), EXIT_UNAVAILABLE, "create the topics (`privops topics create`"),
+        (
+            TopicAuthorizationFailedError(),
+            EXIT_BAD_INPUT,
+            "does not let this client write privacy.commands",
+        ),
+        (KafkaConnectionError(), EXIT_UNAVAILABLE, "could not send to privacy.commands"),
+    ],
+)
+def test_a_send_the_broker_refuses_is_one_line_and_the_right_exit(
+    broker: FakeBroker, refusal: Exception, code: int, words: str
+) -> None:
+    """Before, a traceback and exit 1, which a script reads as "the worker refused it"
+    (review, session 43: ``--no-wait`` before any topic was created)."""
+    broker.refuse = refusal
+    out = run("erase", "--subject", "C-1", "--verified-now", "--no-wait")
+    assert out.code == code, out.flat
+    assert words in out.flat
+    assert "Traceback" not in out.flat
 
 
 def test_accepted_submission_prints_the_id_then_what_the_worker_said(

@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.markup import escape
 
 from privops.adapters.acls import DPO
-from privops.adapters.kafka import Client, client_options, cluster_id, producer
+from privops.adapters.kafka import Client, client_options, cluster_id, not_sent, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.adapters.signing_keys import signing_key
@@ -181,11 +182,15 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
                 reader = await stack.enter_async_context(
                     answer_reader(client_options(cfg, default=DPO), serde.decode_async)
                 )
-            async with producer(client_options(cfg, default=DPO)) as prod:
+            options = client_options(cfg, default=DPO)
+            async with producer(options) as prod:
                 await asyncio.to_thread(serde.register_all)
-                signed = await signed_for(commands, signers, client_options(cfg, default=DPO))
+                signed = await signed_for(commands, signers, options)
                 for command, key in zip(signed, keys, strict=True):
-                    await prod.send_and_wait(COMMANDS, value=serde.encode(command), key=key)
+                    try:
+                        await prod.send_and_wait(COMMANDS, value=serde.encode(command), key=key)
+                    except KafkaError as exc:
+                        raise not_sent(options, COMMANDS, exc) from exc
             if reader is None or wait is None:
                 return {}
             return await reader.collect([c.command_id for c in commands], wait)
