@@ -46,7 +46,7 @@ from privops.connectors.encryption import key_json
 from privops.core import caseload, deadlines, response_first, timelimits
 from privops.core import consent as rules
 from privops.core import workflow as wf
-from privops.core.errors import PrivopsError, RuntimeUnavailable
+from privops.core.errors import ConfigError, PrivopsError, RuntimeUnavailable
 from privops.core.fieldcrypt import MAIN_SCOPE, check_subject_id, seal_fields, sealable
 from privops.core.request import RequestRecord
 from privops.core.shredding import SYSTEM_SCOPE_YEARS, system_may_ask
@@ -130,6 +130,7 @@ class Quieted:
 _REFUSALS = Quieted("refused")
 _UNCHECKED = Quieted("left unchecked")
 _FORBIDDEN = Quieted("refused")  # a proven caller asking what it may not, in a loop
+_UNTRUSTED = Quieted("not forwarded")  # an owner whose certificate is refused, per question
 
 
 async def refused(view: View, request: Request, api: Api) -> Response | None:
@@ -247,19 +248,28 @@ async def routed(view: View, request: Request, subject_id: str) -> Response | No
         reason = f"the subject's owner at {owner} is not reachable safely ({why})"
         return view.json({"error": "bad gateway", "reason": reason}, status=502)
     try:
+        trust = _owner_tls() if target.scheme == "https" else True
         async with app.http_client.request(
             request.method,
             target,
             headers=headers,
             data=body,
             timeout=ROUTED_TIMEOUT,
-            ssl=_owner_tls() if target.scheme == "https" else True,
+            ssl=trust,
             allow_redirects=False,  # an answer is the owner's own, never another address's
         ) as answer:
             return view.text(
                 await answer.text(), content_type=answer.content_type, status=answer.status
             )
-    except (OSError, SameNode, aiohttp.ClientError, TimeoutError):
+    except (ConfigError, OSError, SameNode, aiohttp.ClientError, TimeoutError) as exc:
+        # An owner whose certificate is refused, or a CA file that cannot be read, stays
+        # so: told (502, logged), not "moving, retry", which hid an impostor or an expired
+        # certificate behind a routine rebalance (review, session 43).
+        refused = str(exc) if isinstance(exc, ConfigError) else web_tls.certificate_refused(exc)
+        if refused is not None:
+            _UNTRUSTED.warning("HTTP API: not forwarding to the owner at %s: %s", owner, refused)
+            reason = f"the subject's owner at {owner} is not reachable safely ({refused})"
+            return view.json({"error": "bad gateway", "reason": reason}, status=502)
         # The owner went away mid-answer (a restart, a rebalance), or hangs: retry.
         return _moving(view)
 

@@ -169,7 +169,11 @@ def certificate_refused(exc: BaseException) -> str | None:
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return str(cause.verify_message or cause.reason or cause)
+            # aiohttp's own error is one too, holding the ssl module's as
+            # ``certificate_error`` (without its verify_message).
+            cause = getattr(cause, "certificate_error", None) or cause
+            said = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+            return str(said or cause)
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None

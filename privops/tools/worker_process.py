@@ -53,7 +53,17 @@ class WorkerProcess:
         cwd: Path | None = None,
         trust: ssl.SSLContext | None = None,
     ) -> Self:
-        """Start a worker with exactly `env` as its environment; do not wait for it."""
+        """Start a worker with exactly `env` as its environment; do not wait for it.
+
+        RuntimeUnavailable if something answers at `url` already: another worker (a
+        `privops worker &` left running) answered the new one's health check, and the
+        demo ran its story against it while its own worker exited, the port taken
+        (review, session 43)."""
+        if http_status(f"{url}/health", trust=trust) is not None:
+            raise RuntimeUnavailable(
+                f"something already answers at {url} (another privops worker?): stop it, "
+                "or give this one another port (PRIVOPS_WEB_PORT)"
+            )
         started = time.perf_counter()
         with log.open("ab") as out:
             proc = subprocess.Popen(

@@ -135,15 +135,26 @@ async def test_a_question_is_forwarded_over_tls_to_an_owner_the_ca_vouches_for(
 
 
 async def test_an_owner_whose_certificate_is_not_trusted_is_never_sent_the_credentials(
-    app: Any, monkeypatch: pytest.MonkeyPatch, tls_owner: tuple[URL, WebCertificates, list[str]]
+    app: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tls_owner: tuple[URL, WebCertificates, list[str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Told as a 502 and logged: a 503 "moving, retry" hid an impostor or an expired
+    certificate behind a routine rebalance, and the log said nothing (review, session
+    43)."""
     owner, made, seen = tls_owner
     system_only = Settings(home=made.ca.parent)  # no PRIVOPS_WEB_CA: the system's bundle
     monkeypatch.setattr(http, "_owner_tls", lambda: web_tls.client_context(system_only))
-    status, body = await forward(app, monkeypatch, owner)
-    assert status == 503
-    assert "retry" in body["error"]
+    monkeypatch.setattr(http, "_UNTRUSTED", http.Quieted("not forwarded"))
+    with caplog.at_level(logging.WARNING, logger=http.log.name):
+        status, body = await forward(app, monkeypatch, owner)
+    assert status == 502
+    assert "is not reachable safely" in body["reason"]
+    assert "certificate" in body["reason"]
     assert seen == []  # the handshake failed before any header was sent
+    (line,) = [r.getMessage() for r in caplog.records if "not forwarding" in r.getMessage()]
+    assert str(owner) in line
 
 
 @pytest.fixture

@@ -84,3 +84,17 @@ def test_wait_healthy_failures_name_the_log(
     assert message in str(exc.value)
     assert str(worker.log) in str(exc.value)
     assert not worker.running
+
+
+def test_a_worker_is_not_started_where_something_answers_already(
+    healthy_url: str, tmp_path: Path
+) -> None:
+    """A `privops worker &` left running answered the demo's health check: the demo ran
+    its story against that worker (another app id, another data map) while its own
+    exited, the port taken (review, session 43)."""
+    log = tmp_path / "worker.log"
+    with pytest.raises(RuntimeUnavailable) as exc:
+        WorkerProcess.spawn({}, healthy_url, log)
+    assert f"something already answers at {healthy_url}" in str(exc.value)
+    assert "PRIVOPS_WEB_PORT" in str(exc.value)
+    assert not log.exists()  # nothing was started
