@@ -162,6 +162,28 @@ def test_the_unknown_ids_get_a_hint() -> None:
     assert "check the subject id" in text
 
 
+def test_a_release_of_a_hold_the_subject_does_not_have_points_at_the_subjects_holds() -> None:
+    """It said "no request with this id" and pointed at `audit show`: no request is
+    involved, and the usual cause is the wrong --subject (review, session 43)."""
+    from privops.core.records import LegalHoldReleased
+
+    cmd = LegalHoldReleased(
+        command_id="c-9",
+        request_id="HOLD-7",
+        issued_at=NOW,
+        actor="dpo",
+        hold_id="HOLD-7",
+        subject_id="C-2",
+    )
+    answer = rejected(cmd, "unknown_request", "no active hold HOLD-7")
+    verdict = judge(cmd, answer, wait=10, bootstrap=BOOTSTRAP)
+    assert verdict.exit_code == EXIT_NOT_FOUND
+    assert "the subject C-2 has no active hold with this id [unknown_request]" in verdict.text
+    assert "`privops request hold list --subject C-2` lists their holds" in verdict.text
+    assert "request with this id" not in verdict.text
+    assert "audit show" not in verdict.text
+
+
 def _v(code: int) -> Verdict:
     return Verdict(Outcome.accepted, code, "")
 

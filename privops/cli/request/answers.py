@@ -20,6 +20,7 @@ from privops.core.records import (
     CommandAccepted,
     CommandAnswer,
     CommandRejected,
+    LegalHoldReleased,
     RequestSubmitted,
 )
 from privops.core.topics import COMMAND_RESULTS
@@ -143,12 +144,19 @@ def _accepted(answer: CommandAccepted) -> str:
 def _rejected(command: Command, answer: CommandRejected) -> Verdict:
     code = EXIT_NOT_FOUND if answer.reason in NOT_FOUND_REASONS else EXIT_FAILED
     words = reason_words(answer.reason)
+    hint = _HINTS.get(answer.reason)
+    unknown_hold = False
+    if isinstance(command, LegalHoldReleased) and answer.reason == "unknown_request":
+        unknown_hold = True
+        # No request is involved: the hold is not active on the subject given (often the
+        # wrong --subject: review, session 43).
+        words = f"the subject {command.subject_id} has no active hold with this id"
+        hint = f"`privops request hold list --subject {command.subject_id}` lists their holds"
     text = f"{_what(command)} rejected: {words} [{answer.reason}]"
-    if answer.message and answer.message.lower() not in words.lower():
+    if answer.message and not unknown_hold and answer.message.lower() not in words.lower():
         text += f": {answer.message}"
     if answer.request_state is not None:
         text += f" (request state: {answer.request_state.value})"
-    hint = _HINTS.get(answer.reason)
     if hint:
         text += f"; {hint}"
     return Verdict(Outcome.rejected, code, text, answer)
