@@ -479,10 +479,10 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     new_facts = updated_facts(facts, record, collaborators().datamap)
     if (foreign := foreign_fact(record, collaborators().datamap)) is not None:
         tell_foreign_fact(record, foreign)
-    meaning = consent_facts(record)
     raw_ids, undeclared = declared_identifiers(record, collaborators().datamap)
-    if undeclared:
-        tell_foreign_fact(
+    meaning = consent_facts(record, raw_ids)
+    if undeclared and (record.source, type(record).__name__, "identifiers") not in _FOREIGN_TOLD:
+        tell_foreign_fact(  # (its words built once, not per event)
             record,
             f"{type(record).__name__} from {record.source.value} carries "
             f"{' and '.join(undeclared)}, which the data map does not say "

@@ -30,6 +30,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    RequestTimedOutError,
     SaslAuthenticationFailed,
     StaleMetadata,
     TopicAlreadyExistsError,
@@ -173,11 +174,22 @@ async def _credentials_refused(options: Client) -> bool:
     return False
 
 
-def not_sent(client: Client, topic: str, exc: KafkaError) -> PrivopsError:
+def not_sent(
+    client: Client, topic: str, exc: KafkaError, already: Iterable[str] = ()
+) -> PrivopsError:
     """The error to report when a record could not be sent to ``topic``: a principal the
     topic's ACLs do not let write is configuration to fix (exit 2); a topic that does
     not exist, or a broker gone mid-send, is one to start or create (exit 3). Before, it
-    was a traceback and exit 1, which a script reads as "refused" (review, session 43)."""
+    was a traceback and exit 1, which a script reads as "refused" (review, session 43).
+    A request that timed out may have been written all the same; ``already``: the ids of
+    what went before it, sent, which a retry must not send again."""
+    error = _not_sent(client, topic, exc)
+    if sent := ", ".join(already):
+        error = type(error)(f"{error}; sent before it, not to send again: {sent}")
+    return error
+
+
+def _not_sent(client: Client, topic: str, exc: KafkaError) -> PrivopsError:
     options = {"bootstrap_servers": client} if isinstance(client, str) else client
     bootstrap = options["bootstrap_servers"]
     user = options.get("sasl_plain_username")
@@ -187,10 +199,15 @@ def not_sent(client: Client, topic: str, exc: KafkaError) -> PrivopsError:
             f"the Kafka broker at {bootstrap} does not let {who} write {topic}: "
             "check PRIVOPS_KAFKA_PRINCIPAL (the DPO's CLI runs as dpo)"
         )
-    if isinstance(exc, UnknownTopicOrPartitionError | KafkaTimeoutError):
+    if isinstance(exc, UnknownTopicOrPartitionError):
         return RuntimeUnavailable(
             f"{topic} was not found on the Kafka broker at {bootstrap} in time: create the "
             "topics (`privops topics create`, or start a worker, which creates them)"
+        )
+    if isinstance(exc, RequestTimedOutError | KafkaTimeoutError):
+        return RuntimeUnavailable(
+            f"the Kafka broker at {bootstrap} did not confirm the record to {topic} in time: "
+            "it may have been written all the same (`privops request status ID` says)"
         )
     return RuntimeUnavailable(
         f"could not send to {topic} on the Kafka broker at {bootstrap} "

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.markup import escape
 from rich.table import Table
 
@@ -221,7 +222,11 @@ async def _publish(
         counts = await publish_business_day(
             cfg, people, date=day, worker_url=url, plaintext=plaintext
         )
+    except ConfigError as exc:  # the broker let this system's principal write nothing
+        fail(str(exc))
     except RuntimeUnavailable as exc:
+        if isinstance(exc.__cause__, KafkaError):  # a send to <system>.events failed
+            fail(str(exc), EXIT_UNAVAILABLE)
         fail(
             f"{exc}; start the worker (`privops worker`) or point --worker-url at one, "
             "or publish unencrypted events with --plaintext",

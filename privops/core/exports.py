@@ -104,6 +104,13 @@ def names_request(below: tuple[str, ...], request_id: str) -> bool:
     return bool(dot) and stem == request_id and _EXTENSION.fullmatch(extension) is not None
 
 
+MAX_DESCRIPTION_CHARS: Final = 256
+"""The longest checksum or media type a copy may carry (a sha512's 135 characters fit).
+Both are kept on the request record, in the access manifest and in the subject's
+notification: a 900 kB checksum made each over Kafka's limit, stopping every worker that
+read the answer again (review, session 43)."""
+
+
 def export_problem(
     datamap: DataMap, system: System, export: ExportReference, request_id: str
 ) -> str | None:
@@ -111,6 +118,9 @@ def export_problem(
 
     The reasons name no location: a location can itself identify the subject.
     """
+    for name, text in (("checksum", export.checksum), ("media type", export.media_type)):
+        if len(text) > MAX_DESCRIPTION_CHARS or not text.strip().isprintable():
+            return f"the {name} is not at most {MAX_DESCRIPTION_CHARS} printable characters"
     spec = datamap.systems.get(system)
     if spec is None or spec.export_root is None:
         return f"{system.value} declares no export root in the data map"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -190,8 +191,12 @@ class SoftOptInNotFromSale(PrivopsError, ValueError):
     ingest agent dead-letters it as it does a fact of an impossible shape."""
 
 
-def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
-    """The consent meaning of a business event (most events have none).
+def consent_facts(
+    event: r.UpstreamEvent, taken: Mapping[str, str] | None = None
+) -> list[ConsentFact]:
+    """The consent meaning of a business event (most events have none). ``taken``: the
+    identifiers privops takes from it (``declared_identifiers``; default all it carries),
+    the contact details a sale's soft opt-in may cover.
 
     Raises SoftOptInNotFromSale for a ConsentGiven on the soft opt-in basis, and
     pydantic's ValidationError for a fact of an impossible shape.
@@ -218,14 +223,16 @@ def consent_facts(event: r.UpstreamEvent) -> list[ConsentFact]:
         case r.TpsWaiverRecorded():
             return [_fact(event, F.tps_no_objection)]
         case r.OrderPlaced() | r.QuoteRequested():
-            return _sale_facts(event)
+            return _sale_facts(event, event.identifiers.present() if taken is None else taken)
         case r.CookieConsentRecorded():
             kind = F.marketing_cookies_accepted if event.marketing else F.marketing_cookies_refused
             return [_fact(event, kind)]
     return []
 
 
-def _sale_facts(event: r.OrderPlaced | r.QuoteRequested) -> list[ConsentFact]:
+def _sale_facts(
+    event: r.OrderPlaced | r.QuoteRequested, taken: Mapping[str, str]
+) -> list[ConsentFact]:
     """PECR reg. 22(3): details collected in a sale or the negotiations for one (a quote
     request: DESIGN.md section 5; before session 33 only a sale counted), similar
     products, opt-out offered.
@@ -235,7 +242,10 @@ def _sale_facts(event: r.OrderPlaced | r.QuoteRequested) -> list[ConsentFact]:
     number, neither for a detail it lacks. Before, an order that collected only an email
     made SMS marketing lawful to a number the customer gave elsewhere (review, session
     27). Ticking the opt-out box is a refusal, honoured whatever else the event says, on
-    both channels: a refusal needs no contact detail.
+    both channels: a refusal needs no contact detail. A detail privops does not take
+    from the event's system (``declared_identifiers``: a web shop's phone, where the data
+    map says web knows no one by phone) is none the sale collected as far as privops
+    knows: its channel is not granted (review, session 43).
     """
     if event.marketing_opt_out_ticked:
         return [
@@ -245,11 +255,10 @@ def _sale_facts(event: r.OrderPlaced | r.QuoteRequested) -> list[ConsentFact]:
     if not (event.marketing_opt_out_offered and event.similar_products_marketing):
         return []
     soft = SALE_SOFT_OPT_IN
-    ids = event.identifiers
     return [
         _fact(event, F.granted, Purpose.marketing, channel, LawfulBasis.soft_opt_in, soft)
-        for channel, detail in ((Channel.email, ids.email), (Channel.sms, ids.phone))
-        if detail
+        for channel, detail in ((Channel.email, EMAIL), (Channel.sms, PHONE))
+        if taken.get(detail)
     ]
 
 

@@ -151,17 +151,16 @@ def _distinct(values: list[Category] | None) -> list[Category] | None:
 
 
 class ExportReference(Record):
-    """A system's copy for a request, as its answer names it. Avro cannot bound a string,
-    so the model does: the checksum and media type are kept on the request record, in
-    the access manifest and in the subject's notification, and a 900 kB one made each
-    over Kafka's limit, stopping every worker that read the answer again (review,
-    session 43); too long, the answer is a dead letter (``invalid_record``)."""
+    """A system's copy for a request, as its answer names it. The checksum and media
+    type are bounded where a copy comes in (``exports.export_problem``: an answer's is
+    refused, a final failure), not here: this model is also what stored request records
+    hold, which must read as they were written."""
 
     namespace: ClassVar[str] = "privops.common"
     location: Annotated[str, PERSONAL]
     record_count: int
-    checksum: Ref
-    media_type: Ref = "application/json"
+    checksum: str
+    media_type: str = "application/json"
     # The system found other people in this copy (a call recording with someone else on
     # the line, an email naming a neighbour): the access response waits for the DPO's
     # review as for a system the data map marks review_before_disclosure (UK GDPR Art.

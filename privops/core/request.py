@@ -122,6 +122,9 @@ class TaskRecord(_Model):
     # which is kept in ``original_export`` (sealed as ``export`` is).
     redacted: bool = False
     original_export: r.ExportReference | None = None
+    # The attempt whose "retry later" set ``next_check_at`` (``retries.retry_later``):
+    # another "not now" to that attempt moves nothing (from 0.43).
+    backed_off: int | None = None
 
 
 class HistoryItem(_Model):

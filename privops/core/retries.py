@@ -148,13 +148,14 @@ def retry_later(task: TaskRecord, spec: SystemSpec, now: datetime) -> None:
     failed. Due at the next sweep, as until session 33, a system answering "not now"
     at once used up every attempt in seconds and was escalated as silent (review).
 
-    Never later than the check already set: a system answering "not now" more often
-    than its backoff moved the check out at each answer, so its task was never re-sent
-    nor escalated (review, session 43). The re-send sets the next attempt's own."""
+    Once an attempt: a system answering "not now" more often than its backoff moved the
+    check out at each answer, so its task was never re-sent nor escalated (review,
+    session 43). The re-send is a new attempt, whose own "not now" backs off again."""
+    if task.backed_off == task.attempts:
+        return
     step = min(max(task.attempts, 1), spec.retry.max_attempts)  # as answer_window caps it
-    backoff = now + timedelta(seconds=spec.retry.delay_after(step))
-    current = task.next_check_at
-    task.next_check_at = backoff if current is None else min(current, backoff)
+    task.next_check_at = now + timedelta(seconds=spec.retry.delay_after(step))
+    task.backed_off = task.attempts
 
 
 def _send(rec: RequestRecord, task: TaskRecord, ctx: Context, out: Outcome) -> None:

@@ -57,8 +57,9 @@ class TooManyKeys(ValueError):
 # Live keys of one category one subject may have made on request (retained scopes whose
 # day passed do not count; ``main`` is one a subject and never counts; an erasure's own
 # storage scope is always made). Per category: counted over all, one system making 32
-# dated scopes of its own category blocked every other system's keys for the subject,
-# ``main`` included, for as long as those stayed live (review, session 43).
+# dated scopes of its own category blocked the subject's keys of every other category,
+# ``main`` included, for as long as those stayed live (review, session 43). Systems
+# holding the same category still share its 32 (a key id does not say who made it).
 MAX_KEYS_PER_SUBJECT: Final = 32
 
 

@@ -29,8 +29,10 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Literal
 
+from aiokafka.errors import KafkaError
+
 from privops.adapters.acls import system_principal
-from privops.adapters.kafka import client_options, producer
+from privops.adapters.kafka import client_options, not_sent, producer
 from privops.adapters.serde import Serde
 from privops.adapters.settings import Settings
 from privops.connectors.encryption import (
@@ -580,24 +582,32 @@ async def publish_business_day(
     serde = Serde.for_settings(settings)
     await asyncio.to_thread(serde.register_all)
     counts: Counter[str] = Counter()
+    options = {
+        system: client_options(settings, system_principal(system))
+        for system in {system for system, _ in events}
+    }
     async with AsyncExitStack() as stack:
         producers = {
-            system: await stack.enter_async_context(
-                producer(client_options(settings, system_principal(system)), linger_ms=5)
-            )
-            for system in {system for system, _ in events}
+            system: await stack.enter_async_context(producer(options[system], linger_ms=5))
+            for system in options
         }
         futures = []
-        for system, event in events:
-            futures.append(
-                await producers[system].send(
-                    events_topic(system),
-                    key=event.subject_id.encode(),
-                    value=serde.encode(event),
+        system: System | None = None
+        try:
+            for system, event in events:
+                futures.append(
+                    await producers[system].send(
+                        events_topic(system),
+                        key=event.subject_id.encode(),
+                        value=serde.encode(event),
+                    )
                 )
-            )
-            counts[type(event).__name__] += 1
-        await asyncio.gather(*futures)
+                counts[type(event).__name__] += 1
+            await asyncio.gather(*futures)
+        except KafkaError as exc:  # a traceback before (review, session 43)
+            # (a failure of the gather: the last system sent to, as near as it can be told)
+            where = system or next(iter(options))
+            raise not_sent(options[where], events_topic(where), exc) from exc
     log.info(
         "published %d upstream events (%s)",
         sum(counts.values()),

@@ -157,16 +157,19 @@ async def test_a_category_said_many_times_is_kept_once(serde: Serde, outbox: Out
     [
         {"checksum": "x" * 900_000},
         {"checksum": "sha256:00", "media_type": "application/" + "x" * 900_000},
-        {"checksum": ""},
+        {"checksum": "sha256:\x00ab"},
     ],
-    ids=["huge-checksum", "huge-media-type", "empty-checksum"],
+    ids=["huge-checksum", "huge-media-type", "control-character"],
 )
-async def test_a_copy_described_past_any_bound_is_a_dead_letter(
+async def test_a_copy_described_past_any_bound_is_refused_as_a_final_failure(
     serde: Serde, outbox: Outbox, export: dict[str, Any]
 ) -> None:
     """Kept on the request record, the manifest and the subject's notification, a 900 kB
     checksum made each over Kafka's limit: the flush failed, the worker stopped, and every
-    worker after it read the same answer again (review, session 43)."""
+    worker after it read the same answer again (review, session 43). Refused where it
+    comes in (not by the stored model, which records written before must still read),
+    as a final failure the DPO follows up: a dead letter would have been answered the
+    same from the connector's ledger at every re-send, then escalated as silent."""
     async with workflow.test_context() as agent:
         await submitted(agent, serde, "R-hostile-5")
         ref = r.ExportReference.model_construct(
@@ -182,11 +185,25 @@ async def test_a_copy_described_past_any_bound_is_a_dead_letter(
             export=ref,
         )
         await answer(agent, serde, done)
-        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
-    (letter,) = outbox.of(DEADLETTER, r.DeadLetter)
-    assert letter.reason == "invalid_record"
-    assert requests.data["R-hostile-5"]["tasks"]["R-hostile-5:crm:erase"]["state"] == "sent"
+        await wait_for(
+            lambda: any(a.action == "export_refused" for a in outbox.of(AUDIT, r.AuditEvent))
+        )
+    (step,) = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "export_refused"]
+    assert step.reason is not None
+    assert "is not at most 256 printable characters" in step.reason
+    task = requests.data["R-hostile-5"]["tasks"]["R-hostile-5:crm:erase"]
+    assert (task["state"], task["export"]) == ("failed", None)
+    assert outbox.on(DEADLETTER) == []
     assert state.failure is None
+
+
+def test_a_stored_copy_of_before_the_bound_still_reads() -> None:
+    """Request records hold the model: one written before the bound (an empty checksum,
+    a sha512 one, a trailing newline) must still read (review of session 43's first
+    bound, on the model itself)."""
+    for checksum in ("", "sha512:" + "ab" * 64, "sha256:ab\n", "x" * 300):
+        ref = r.ExportReference(location="x", record_count=1, checksum=checksum)
+        assert r.ExportReference.model_validate(ref.model_dump()).checksum == checksum
 
 
 def test_a_copy_naming_a_category_many_times_keeps_it_once() -> None:

@@ -201,6 +201,23 @@ async def test_sale_with_the_soft_opt_in_conditions_grants_email_and_sms(
 
 
 @pytest.mark.usefixtures("app")
+async def test_a_sale_grants_no_channel_for_a_detail_its_system_is_not_listed_for(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The data map says web knows no one by phone: a web shop's sale carrying one made
+    SMS marketing lawful while that number was not taken as the subject's (review of
+    session 43's identifier rule). Email, which web is listed for, is granted."""
+    offered = sale(marketing_opt_out_offered=True, similar_products_marketing=True)
+    web_sale = offered.model_copy(update={"source": System.web})
+    async with ingest.test_context() as agent:
+        await put_on(agent, "web.events", b"S1", serde.encode(web_sale))
+        await wait_for(lambda: bool(outbox.on(CONSENT_STATE)))
+    (state,) = outbox.on(CONSENT_STATE)
+    assert isinstance(state, r.ConsentState)
+    assert [(p.channel, p.status) for p in state.preferences] == [(Channel.email, "granted")]
+
+
+@pytest.mark.usefixtures("app")
 async def test_sale_silent_on_the_opt_out_grants_nothing(serde: Serde, outbox: Outbox) -> None:
     async with ingest.test_context() as agent:
         await put_on(agent, "orders.events", b"S1", serde.encode(sale()))

@@ -54,6 +54,7 @@ class FakeBroker:
     sent: list[Command] = field(default_factory=list)
     waited: list[float] = field(default_factory=list)
     refuse: Exception | None = None  # what the broker raises on a send, if anything
+    refuse_after: int = 0  # ... once this many were sent
 
 
 @pytest.fixture
@@ -78,7 +79,8 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
     class Producer:
         async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
             assert (topic, value) == ("privacy.commands", b"x")
-            if fake.refuse is not None:
+            sent = sum(event.startswith("sent ") for event in fake.events)
+            if fake.refuse is not None and sent >= fake.refuse_after:
                 raise fake.refuse
             fake.events.append(f"sent {key.decode()}")
 
@@ -167,7 +169,7 @@ def test_answers_are_read_from_where_the_topic_ended_before_publishing(
             EXIT_UNAVAILABLE,
             "privacy.commands was not found on the Kafka broker at",
         ),
-        (KafkaTimeoutError(), EXIT_UNAVAILABLE, "create the topics (`privops topics create`"),
+        (KafkaTimeoutError(), EXIT_UNAVAILABLE, "it may have been written all the same"),
         (
             TopicAuthorizationFailedError(),
             EXIT_BAD_INPUT,
@@ -186,6 +188,18 @@ def test_a_send_the_broker_refuses_is_one_line_and_the_right_exit(
     assert out.code == code, out.flat
     assert words in out.flat
     assert "Traceback" not in out.flat
+
+
+def test_a_send_refused_after_the_first_of_two_names_what_was_sent(broker: FakeBroker) -> None:
+    """A complaint with its restriction is two commands: the first was on the topic when
+    the second failed, and the message said only "could not send", so a retry made a
+    second complaint (review of session 43's first mapping)."""
+    broker.refuse, broker.refuse_after = KafkaConnectionError(), 1
+    out = run("complain", "--subject", "C-1", "--verified-now", "--restrict-while-investigating",
+              "--no-wait")  # fmt: skip
+    assert out.code == EXIT_UNAVAILABLE, out.flat
+    first = broker.sent[0].request_id
+    assert f"sent before it, not to send again: {first}" in out.flat
 
 
 def test_accepted_submission_prints_the_id_then_what_the_worker_said(

@@ -58,22 +58,26 @@ def test_answer_window(attempt: int, seconds: float) -> None:
 def test_a_retryable_failure_waits_the_backoff_of_its_attempt(attempts: int, seconds: int) -> None:
     """Re-sent at the next sweep, a system answering "retry later" at once used every
     attempt in seconds; uncapped, the 20th waited weeks (reviews, session 33)."""
-    # (its answer window, set when it was sent, still an hour to run)
-    task = record(attempts=attempts, next_check_at=NOW + timedelta(hours=1)).tasks["R:crm:erase"]
+    task = record(attempts=attempts).tasks["R:crm:erase"]
     retry_later(task, SPEC, NOW)
     assert task.next_check_at == NOW + timedelta(seconds=seconds)
 
 
-def test_not_now_said_faster_than_the_backoff_never_moves_the_check_out() -> None:
+def test_not_now_said_faster_than_the_backoff_backs_off_once_an_attempt() -> None:
     """Each "retry later" moved the check out by the backoff: a system saying it every
     2 s (backoff 5 s) kept its task from being re-sent or escalated for ever (review,
-    session 43). The check first set stands, and the task is due then."""
-    rec = record(next_check_at=NOW + timedelta(hours=1))
+    session 43). The first of an attempt sets the check; the task is due then, and the
+    re-send's own "not now" backs off again."""
+    rec = record()
     task = rec.tasks["R:crm:erase"]
     for answered in range(0, 20, 2):
         retry_later(task, SPEC, NOW + timedelta(seconds=answered))
     assert task.next_check_at == NOW + timedelta(seconds=5)
     assert is_due(rec, task, NOW + timedelta(seconds=5))
+    task.attempts += 1  # re-sent
+    later = NOW + timedelta(seconds=6)
+    retry_later(task, SPEC, later)
+    assert task.next_check_at == later + timedelta(seconds=10)
 
 
 @pytest.mark.parametrize(

@@ -186,11 +186,13 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
             async with producer(options) as prod:
                 await asyncio.to_thread(serde.register_all)
                 signed = await signed_for(commands, signers, options)
+                sent: list[str] = []
                 for command, key in zip(signed, keys, strict=True):
                     try:
                         await prod.send_and_wait(COMMANDS, value=serde.encode(command), key=key)
                     except KafkaError as exc:
-                        raise not_sent(options, COMMANDS, exc) from exc
+                        raise not_sent(options, COMMANDS, exc, sent) from exc
+                    sent.append(command.request_id)
             if reader is None or wait is None:
                 return {}
             return await reader.collect([c.command_id for c in commands], wait)
