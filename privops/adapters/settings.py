@@ -277,7 +277,8 @@ class Settings(BaseSettings):
         "longest overdue first, the rest at the next sweep",
     )
     alert_days_before: tuple[int, ...] = (7, 3, 1)
-    complaint_ack_days: int = Field(default=30, ge=1)
+    # DPA 2018 s. 164A: within 30 days, never more (legal review, session 43).
+    complaint_ack_days: int = Field(default=30, ge=1, le=30)
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="The worker's log level"
     )

@@ -223,10 +223,13 @@ _RECEIVED = "the request's received_on"
 
 
 def _submitted(cmd: r.RequestSubmitted, _rec: RequestRecord | None) -> list[Order]:
+    """Identity information may predate the request (a signed-in customer's, checked
+    before they asked): the clock then starts on receipt (``deadlines.clock_start``).
+    Refused here, the DPO was left to give no information day, and the clock ran from
+    the check, later than the law's (legal review, session 43)."""
     received = ("received_on", cmd.received_on)
     return [
         (*received, "identity_verified_on", cmd.identity_verified_on),
-        (*received, "identity_received_on", cmd.identity_received_on),
         (
             "identity_received_on",
             cmd.identity_received_on,
@@ -241,9 +244,8 @@ def _verified(cmd: r.IdentityVerified, rec: RequestRecord | None) -> list[Order]
     if rec is None:
         return []
     information = cmd.information_received_on or rec.identity_received_on
-    return [
+    return [  # information before receipt is taken (``_submitted``)
         (_RECEIVED, rec.received_on, "verified_on", cmd.verified_on),
-        (_RECEIVED, rec.received_on, "information_received_on", information),
         ("information_received_on", information, "verified_on", cmd.verified_on),
     ]
 

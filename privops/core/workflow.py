@@ -908,6 +908,15 @@ def _erasure_released(
         )
 
 
+NO_FEE: Final = frozenset(
+    {RequestType.complaint, RequestType.restriction_lift, RequestType.consent_withdrawal}
+)
+"""Requests no fee may be charged for: a complaint to the controller (DPA 2018 s. 164A
+has none), a lift (the controller's own decision) and a consent withdrawal (as easy as
+giving it, Art. 7(3)). Before, a fee was taken on them, and moved a lift's clock (legal
+review, session 43)."""
+
+
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
     """A fee (manifestly unfounded or excessive requests, further copies) is charged before
     the work: its receipt starts the clock. Once the work went out, or the clock the fee
@@ -922,6 +931,12 @@ def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Out
             Reason.invalid_command,
             "say on what ground a fee is charged (--ground manifestly_unfounded, excessive "
             "or further_copies; UK GDPR Art. 12(5), 15(3)): a request is free otherwise",
+        )
+    if rec.request_type in NO_FEE:
+        raise Refused(
+            Reason.invalid_command,
+            f"no fee may be charged for a {rec.request_type.value.replace('_', ' ')}: UK GDPR "
+            "Art. 12(5) allows one only for the rights of Art. 15-22",
         )
     if cmd.ground is FeeGround.further_copies and rec.request_type is not RequestType.access:
         raise Refused(

@@ -182,12 +182,6 @@ REJECTED: list[Any] = [
         "dates_out_of_order",
     ),
     (
-        "information-before-received",
-        no_request,
-        lambda: submit(identity_received_on=TODAY - DAY, identity_verified_on=None),
-        "dates_out_of_order",
-    ),
-    (
         "information-after-verified-at-submission",
         no_request,
         lambda: submit(
@@ -311,6 +305,44 @@ def test_accepted_command_is_answered_with_the_resulting_state_and_what_went_out
     tasks = sum(isinstance(o.record, r.Task) for o in outcome.out)
     assert answer.message is not None
     assert answer.message.startswith(f"{tasks} task(s) sent")
+
+
+def test_identity_information_from_before_the_request_is_taken_and_the_clock_runs_from_receipt(
+    ctx: wf.Context,
+) -> None:
+    """A signed-in customer's identity was checked before they asked: refused as out of
+    order, the DPO gave no information day and the clock ran from the check, later than
+    the law's (legal review, session 43). The CLI took it all along."""
+    checked = run(None, submit(T.access, identity_received_on=TODAY - 9 * DAY), ctx)
+    assert checked.clock_start == TODAY
+    pending = run(None, submit(T.access, request_id="R-2", identity_verified_on=None), ctx)
+    later = dataclasses.replace(ctx, now=NOW + 2 * DAY, today=TODAY + 2 * DAY)
+    verified = run(
+        pending,
+        command(
+            r.IdentityVerified,
+            request_id="R-2",
+            verified_on=TODAY + 2 * DAY,
+            information_received_on=TODAY - 9 * DAY,
+        ),
+        later,
+    )
+    assert verified.clock_start == TODAY
+
+
+@pytest.mark.parametrize("kind", [T.complaint, T.restriction_lift])
+def test_no_fee_is_taken_for_a_request_the_law_allows_none_for(ctx: wf.Context, kind: T) -> None:
+    """A fee was taken on a complaint (DPA 2018 s. 164A has none), a lift (and moved its
+    clock) or a consent withdrawal (which closes at once, so is finished anyway) (legal
+    review, session 43)."""
+    given = dataclasses.replace(ctx, restricted=True)
+    rec = run(None, submit(kind, identity_verified_on=None), given)
+    fee = command(r.FeeReceived, ground=FeeGround.manifestly_unfounded, received_on=TODAY)
+    outcome = wf.on_command(rec, fee, given)
+    assert outcome.rejected == "invalid_command"
+    assert outcome.message is not None
+    assert "Art. 15-22" in outcome.message
+    assert outcome.record is None or outcome.record.fee_received_on is None
 
 
 def test_lift_of_a_restricted_subject_is_accepted(ctx: wf.Context) -> None:

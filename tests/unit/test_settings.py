@@ -342,3 +342,13 @@ def test_a_bad_item_of_a_list_setting_names_the_variable_and_the_item(
         get_settings()
     assert "PRIVOPS_ALERT_DAYS_BEFORE (item 0): " in str(exc.value)
     assert "DAYS_BEFORE_0" not in str(exc.value)
+
+
+def test_the_complaint_acknowledgement_may_not_be_set_past_the_laws_30_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DPA 2018 s. 164A: 45 made a complaint logged on day 40 on time (legal review,
+    session 43)."""
+    monkeypatch.setenv("PRIVOPS_COMPLAINT_ACK_DAYS", "31")
+    with pytest.raises(ConfigError, match="PRIVOPS_COMPLAINT_ACK_DAYS"):
+        get_settings()
