@@ -78,7 +78,14 @@ def _pause_line(start: date, counted: CountedPause) -> str:
             f"{head}; {counted.days} count ({counted.counted_from} to {pause.answered}): "
             f"the {_days(skipped)} before the clock started on {start} do not"
         )
-    return f"{head}; all {counted.days} count (the clock was running)"
+    line = f"{head}; all {counted.days} count (the clock was running)"
+    if counted.moves > counted.days:
+        line += (
+            f"; asked after the month's end, while the due date was rolled to "
+            f"{counted.running_until}: the clock resumes from there, with the days it had "
+            f"left ({_days(counted.moves)} in all)"
+        )
+    return line
 
 
 def explain(
@@ -89,11 +96,13 @@ def explain(
     lines = [f"clock starts {start:%a} {start} (day one)", month_line]
     counted = count_pauses(start, pauses, extended=extended, already=paused_days)
     lines += [_pause_line(start, c) for c in counted]
-    total = paused_days + sum(c.days for c in counted)
+    total = paused_days + sum(c.moves for c in counted)
     shifted = raw + timedelta(days=total)
     if paused_days:
         lines.append(f"{_days(paused_days)} paused as given (--paused-days)")
-    if total:
+    if total and any(c.moves > c.days for c in counted):
+        lines.append(f"+ {_days(total)} (clarification, Art. 12A, as above): {shifted}")
+    elif total:
         lines.append(f"+ {_days(total)} paused (clarification, Art. 12A): {shifted}")
     names = holidays.country_holidays(
         "GB", subdiv="ENG", years=range(shifted.year, shifted.year + 2)
@@ -166,7 +175,7 @@ def due_date_cmd(
         counted = count_pauses(start_day, pauses, extended=extended, already=paused_days)
     except DomainError as exc:
         fail(str(exc))
-    from_periods = sum(c.days for c in counted)
+    from_periods = sum(c.moves for c in counted)
     due = due_date(start_day, extended=extended, paused_days=paused_days + from_periods)
     lines = (
         explain(start_day, extended=extended, paused_days=paused_days, pauses=pauses)

@@ -134,13 +134,18 @@ class CountedPause:
     `counted_from` is the first day that counts (None when no day does): the later of
     the day clarification was asked and the clock's start. `running_until` is the due
     date the clock was running towards when the pause began; a pause asked after it
-    counts nothing, because the clock had already run out.
+    counts nothing, because the clock had already run out. `moves` is how far the pause
+    moves the month's end the due date is rolled from: its days, and for a pause begun
+    after that end (on the weekend or holiday the due date was rolled over) the days
+    from it to the rolled due date too, so the clock resumes with the days it had left
+    (``count_pauses``).
     """
 
     pause: Pause
     counted_from: date | None
     days: int
     running_until: date
+    moves: int = 0
 
 
 def pause_length(asked: date, answered: date) -> int:
@@ -163,9 +168,17 @@ def count_pauses(
     asked for after the due date it was running towards. Pauses may not overlap: the
     clock cannot be stopped twice on one day. ``already``: days paused before all of
     these (``privops dsar due-date --paused-days``), which moved that due date out too.
+
+    A pause begun after the month's end, while the due date was rolled over a weekend or
+    holiday (asked on Tuesday 7 April 2026, the day Friday 3 April's due date rolled to,
+    answered on the 9th), moves the due date from the rolled day: due Friday 10 April,
+    the one day it had left. Counted from the month's end, its three days moved
+    nothing (3 April + 3 rolls to 7 April again), and the request was breached the day
+    its answer was recorded (legal review, session 43).
     """
     counted: list[CountedPause] = []
     total = already
+    months = 3 if extended else 1
     previous: Pause | None = None
     for pause in sorted(pauses):
         if previous is not None and pause.asked <= previous.answered:
@@ -177,14 +190,17 @@ def count_pauses(
             counted.append(CountedPause(pause, None, 0, running_until))
             continue
         days = pause_length(first, pause.answered)
-        total += days
-        counted.append(CountedPause(pause, first, days, running_until))
+        month_end = add_months(start, months) + timedelta(days=total)
+        rolled = (running_until - month_end).days if first > month_end else 0
+        total += days + rolled
+        counted.append(CountedPause(pause, first, days, running_until, days + rolled))
     return counted
 
 
 def paused_days(start: date, pauses: Iterable[Pause], *, extended: bool = False) -> int:
-    """Days the clock stood still: the sum of `count_pauses`."""
-    return sum(c.days for c in count_pauses(start, pauses, extended=extended))
+    """Days the pauses move the month's end by (``CountedPause.moves``): the days the
+    clock stood still, and for a pause begun on a rolled-over day, those to that day."""
+    return sum(c.moves for c in count_pauses(start, pauses, extended=extended))
 
 
 def due_date(start: date, *, extended: bool = False, paused_days: int = 0) -> date:

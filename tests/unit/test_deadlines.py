@@ -237,6 +237,19 @@ def test_pause_answered_before_asked_is_an_error() -> None:
             "2026-04-07",
             id="art12A-two-pauses",
         ),
+        # Asked in the roll-over (3 Apr 2026 is Good Friday: due Tue 7 Apr), on the 7th,
+        # answered the 9th: the clock had one day left, and resumes on the 10th. From
+        # the month's end the 3 days moved nothing (3 Apr + 3 rolled to 7 Apr again),
+        # and the request was breached once the answer was recorded (legal review,
+        # session 43): it moves the month's end by its 3 days and the 4 to the 7th.
+        pytest.param(
+            "2026-03-03", [("2026-04-07", "2026-04-09")], 7, "2026-04-10", id="art12A-roll-over"
+        ),
+        # Due Sat 28 Mar 2026 -> Mon 30 Mar; asked on the 30th, answered the 31st: due
+        # Wed 1 Apr, the one day left after it.
+        pytest.param(
+            "2026-02-28", [("2026-03-30", "2026-03-31")], 4, "2026-04-01", id="art12A-weekend"
+        ),
     ],
 )
 def test_paused_days_only_while_the_clock_runs(
@@ -245,6 +258,11 @@ def test_paused_days_only_while_the_clock_runs(
     periods = [Pause(D(a), D(b)) for a, b in pauses]
     assert paused_days(D(start), periods) == counted
     assert due_date(D(start), paused_days=counted) == D(due)
+
+
+def test_a_pause_in_the_roll_over_says_its_own_days_and_how_far_it_moves() -> None:
+    (only,) = count_pauses(D("2026-03-03"), [Pause(D("2026-04-07"), D("2026-04-09"))])
+    assert (only.days, only.moves, only.running_until) == (3, 7, D("2026-04-07"))
 
 
 def test_count_pauses_says_where_counting_began() -> None:
