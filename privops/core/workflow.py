@@ -1023,13 +1023,21 @@ def _deadline_extended(
     # The DPO's reason goes to the subject sealed (the notice's document), not into the
     # audit, which outlives every key: free text may name people (review, session 24).
     out.audit.append(AuditStep("deadline_extended", after=str(rec.due_on), reason=EXTENSION_TOLD))
+    by = rec.due_on.isoformat() if rec.due_on else "-"
+    if rec.clarification_asked_on is not None:
+        # The open pause is not counted yet: the date alone would be one privops then
+        # moves without a word once the answer comes (legal review, session 43).
+        by += (
+            f", and later by the days from {rec.clarification_asked_on.isoformat()} until "
+            "we have your answer to our question (the time limit stops while we wait)"
+        )
     notify_subject(
         rec,
         out,
         ctx,
         "deadline_extended",
         "We need more time for your request; our reason is in the letter with this notice. "
-        f"We will respond by {rec.due_on.isoformat() if rec.due_on else '-'}.",
+        f"We will respond by {by}.",
         document=cmd.reason,
     )
 

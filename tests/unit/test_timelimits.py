@@ -499,7 +499,16 @@ def test_an_extension_notified_during_a_pause_counts_the_paused_days(dm: DataMap
     rec = apply(None, submit(RequestType.access, "2026-03-02"), ctx_on(dm, "2026-03-02"))
     rec = ask(rec, dm, "2026-03-25")
     cmd = command(r.DeadlineExtended, reason="complex: six systems", notified_on=D("2026-04-06"))
-    rec = apply(rec, cmd, ctx_on(dm, "2026-04-06"))
+    told = wf.on_command(rec, cmd, ctx_on(dm, "2026-04-06"))
+    # The date without the open pause, and that it moves by it: alone, the date was one
+    # privops then moved without a word (legal review, session 43).
+    (notice,) = [o.record for o in told.out if isinstance(o.record, r.SubjectNotification)]
+    assert (
+        "We will respond by 2026-06-02, and later by the days from 2026-03-25 until we have "
+        "your answer to our question" in notice.message
+    )
+    assert told.record is not None
+    rec = told.record
     assert rec.extended
     rec = apply(
         rec, command(r.ClarificationReceived, received_on=D("2026-04-20")), ctx_on(dm, "2026-04-20")
