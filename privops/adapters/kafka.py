@@ -175,21 +175,26 @@ async def _credentials_refused(options: Client) -> bool:
 
 
 def not_sent(
-    client: Client, topic: str, exc: KafkaError, already: Iterable[str] = ()
+    client: Client,
+    topic: str,
+    exc: KafkaError,
+    already: Iterable[str] = (),
+    sending: str | None = None,
 ) -> PrivopsError:
     """The error to report when a record could not be sent to ``topic``: a principal the
     topic's ACLs do not let write is configuration to fix (exit 2); a topic that does
     not exist, or a broker gone mid-send, is one to start or create (exit 3). Before, it
     was a traceback and exit 1, which a script reads as "refused" (review, session 43).
-    A request that timed out may have been written all the same; ``already``: the ids of
+    A request that timed out may have been written all the same (``sending``: the id of
+    what was being sent, which the message names to check); ``already``: the ids of
     what went before it, sent, which a retry must not send again."""
-    error = _not_sent(client, topic, exc)
+    error = _not_sent(client, topic, exc, sending)
     if sent := ", ".join(already):
         error = type(error)(f"{error}; sent before it, not to send again: {sent}")
     return error
 
 
-def _not_sent(client: Client, topic: str, exc: KafkaError) -> PrivopsError:
+def _not_sent(client: Client, topic: str, exc: KafkaError, sending: str | None) -> PrivopsError:
     options = {"bootstrap_servers": client} if isinstance(client, str) else client
     bootstrap = options["bootstrap_servers"]
     user = options.get("sasl_plain_username")
@@ -205,9 +210,10 @@ def _not_sent(client: Client, topic: str, exc: KafkaError) -> PrivopsError:
             "topics (`privops topics create`, or start a worker, which creates them)"
         )
     if isinstance(exc, RequestTimedOutError | KafkaTimeoutError):
+        which = sending or "ID"
         return RuntimeUnavailable(
             f"the Kafka broker at {bootstrap} did not confirm the record to {topic} in time: "
-            "it may have been written all the same (`privops request status ID` says)"
+            f"it may have been written all the same (`privops request status {which}` says)"
         )
     return RuntimeUnavailable(
         f"could not send to {topic} on the Kafka broker at {bootstrap} "

@@ -194,6 +194,9 @@ def due_date_cmd(
                         "asked": c.pause.asked.isoformat(),
                         "received": c.pause.answered.isoformat(),
                         "days_counted": c.days,
+                        # what it moved the month's end by: its days, and for one asked
+                        # while the due date was rolled, the days up to it (from 0.43)
+                        "days_moved": c.moves,
                     }
                     for c in counted
                 ],

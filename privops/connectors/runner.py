@@ -91,7 +91,7 @@ from privops.connectors.metrics import (
 )
 from privops.core.datamap import DataMap
 from privops.core.errors import DecodeError, PrivopsError, RegistryError, RegistryUnreachable
-from privops.core.exports import export_problem, portable_copy_problem
+from privops.core.exports import description_problem, export_problem, portable_copy_problem
 from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.records import Erase, Export, Record, Task, TaskCompleted, TaskResult
 from privops.core.topics import task_results_topic, tasks_topic
@@ -765,6 +765,8 @@ class ConnectorRunner:
         machine-readable format, of the task's categories only."""
         if not isinstance(result, TaskCompleted) or not result.export:
             return None
+        if problem := description_problem(result.export):
+            return f"export_not_described: {problem}"
         if self.datamap is not None and (
             problem := export_problem(self.datamap, self.system, result.export, task.request_id)
         ):

@@ -137,8 +137,8 @@ class CountedPause:
     counts nothing, because the clock had already run out. `moves` is how far the pause
     moves the month's end the due date is rolled from: its days, and for a pause begun
     after that end (on the weekend or holiday the due date was rolled over) the days
-    from it to the rolled due date too, so the clock resumes with the days it had left
-    (``count_pauses``).
+    from that end to the pause too, so the due date is the first working day after the
+    answer, as it was the first after the month's end (``count_pauses``).
     """
 
     pause: Pause
@@ -171,10 +171,11 @@ def count_pauses(
 
     A pause begun after the month's end, while the due date was rolled over a weekend or
     holiday (asked on Tuesday 7 April 2026, the day Friday 3 April's due date rolled to,
-    answered on the 9th), moves the due date from the rolled day: due Friday 10 April,
-    the one day it had left. Counted from the month's end, its three days moved
-    nothing (3 April + 3 rolls to 7 April again), and the request was breached the day
-    its answer was recorded (legal review, session 43).
+    or on the Saturday between, answered on the 9th), makes the due date the first
+    working day after the answer, as it was the first after the month's end: Friday 10
+    April. Counted from the month's end, its three days moved nothing (3 April + 3
+    rolls to 7 April again), and the request was breached the day its answer was
+    recorded (legal review, session 43).
     """
     counted: list[CountedPause] = []
     total = already
@@ -191,7 +192,7 @@ def count_pauses(
             continue
         days = pause_length(first, pause.answered)
         month_end = add_months(start, months) + timedelta(days=total)
-        rolled = (running_until - month_end).days if first > month_end else 0
+        rolled = (first - month_end).days if first > month_end else 0
         total += days + rolled
         counted.append(CountedPause(pause, first, days, running_until, days + rolled))
     return counted

@@ -111,6 +111,16 @@ notification: a 900 kB checksum made each over Kafka's limit, stopping every wor
 read the answer again (review, session 43)."""
 
 
+def description_problem(export: ExportReference) -> str | None:
+    """Why a copy's checksum or media type must not reach the subject, or None: more
+    than ``MAX_DESCRIPTION_CHARS`` characters, or one that is not printable (a trailing
+    newline included: it would go into the notification as it is)."""
+    for name, text in (("checksum", export.checksum), ("media type", export.media_type)):
+        if len(text) > MAX_DESCRIPTION_CHARS or not text.isprintable():
+            return f"the {name} is not at most {MAX_DESCRIPTION_CHARS} printable characters"
+    return None
+
+
 def export_problem(
     datamap: DataMap, system: System, export: ExportReference, request_id: str
 ) -> str | None:
@@ -118,9 +128,8 @@ def export_problem(
 
     The reasons name no location: a location can itself identify the subject.
     """
-    for name, text in (("checksum", export.checksum), ("media type", export.media_type)):
-        if len(text) > MAX_DESCRIPTION_CHARS or not text.strip().isprintable():
-            return f"the {name} is not at most {MAX_DESCRIPTION_CHARS} printable characters"
+    if (problem := description_problem(export)) is not None:
+        return problem
     spec = datamap.systems.get(system)
     if spec is None or spec.export_root is None:
         return f"{system.value} declares no export root in the data map"

@@ -18,7 +18,12 @@ from privops.core import deadlines, erasure, manifest, retries, timelimits
 from privops.core import records as r
 from privops.core.clock import UK
 from privops.core.datamap import DataMap
-from privops.core.exports import export_problem, format_name, portable_copy_problem
+from privops.core.exports import (
+    description_problem,
+    export_problem,
+    format_name,
+    portable_copy_problem,
+)
 from privops.core.holds import LegalHold
 from privops.core.identity import (
     EMAIL,
@@ -606,7 +611,8 @@ def _checked_export(
     if not isinstance(result, r.TaskCompleted) or result.export is None:
         return result
     problem = export_problem(ctx.datamap, result.system, result.export, rec.request_id)
-    reason = f"export_outside_root: {problem}"
+    label = "export_not_described" if description_problem(result.export) else "export_outside_root"
+    reason = f"{label}: {problem}"
     task = rec.tasks.get(result.task_id)
     if problem is None and task is not None and rec.request_type is RequestType.portability:
         problem = portable_copy_problem(task.categories, result.export)

@@ -123,8 +123,9 @@ class TaskRecord(_Model):
     redacted: bool = False
     original_export: r.ExportReference | None = None
     # The attempt whose "retry later" set ``next_check_at`` (``retries.retry_later``):
-    # another "not now" to that attempt moves nothing (from 0.43).
-    backed_off: int | None = None
+    # another "not now" to that attempt moves nothing (from 0.43). Left out while None,
+    # so a record without one reads in 0.42 (a rollback).
+    backed_off: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class HistoryItem(_Model):
@@ -201,7 +202,9 @@ class RequestRecord(_Model):
     fee_received_on: date | None = None
     clock_start: date | None = None
     due_on: date | None = None
-    # Clarification periods that ended; `paused_days` is the part of them that counted.
+    # Clarification periods that ended; `paused_days` is how far they moved the month's
+    # end (deadlines.CountedPause.moves: the days that counted, and from 0.43 for one
+    # begun after that end, while the due date was rolled, the days up to it).
     pauses: list[Pause] = []
     paused_days: int = 0
     clarification_asked_on: date | None = None

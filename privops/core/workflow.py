@@ -1024,7 +1024,7 @@ def _deadline_extended(
     # audit, which outlives every key: free text may name people (review, session 24).
     out.audit.append(AuditStep("deadline_extended", after=str(rec.due_on), reason=EXTENSION_TOLD))
     by = rec.due_on.isoformat() if rec.due_on else "-"
-    if rec.clarification_asked_on is not None:
+    if rec.clarification_asked_on is not None and rec.request_type is RequestType.access:
         # The open pause is not counted yet: the date alone would be one privops then
         # moves without a word once the answer comes (legal review, session 43).
         by += (

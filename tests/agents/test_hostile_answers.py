@@ -158,8 +158,9 @@ async def test_a_category_said_many_times_is_kept_once(serde: Serde, outbox: Out
         {"checksum": "x" * 900_000},
         {"checksum": "sha256:00", "media_type": "application/" + "x" * 900_000},
         {"checksum": "sha256:\x00ab"},
+        {"checksum": "sha256:ab\r\n"},
     ],
-    ids=["huge-checksum", "huge-media-type", "control-character"],
+    ids=["huge-checksum", "huge-media-type", "control-character", "trailing-newline"],
 )
 async def test_a_copy_described_past_any_bound_is_refused_as_a_final_failure(
     serde: Serde, outbox: Outbox, export: dict[str, Any]
@@ -190,6 +191,7 @@ async def test_a_copy_described_past_any_bound_is_refused_as_a_final_failure(
         )
     (step,) = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "export_refused"]
     assert step.reason is not None
+    assert step.reason.startswith("export_not_described: the ")
     assert "is not at most 256 printable characters" in step.reason
     task = requests.data["R-hostile-5"]["tasks"]["R-hostile-5:crm:erase"]
     assert (task["state"], task["export"]) == ("failed", None)

@@ -188,6 +188,8 @@ def test_a_send_the_broker_refuses_is_one_line_and_the_right_exit(
     assert out.code == code, out.flat
     assert words in out.flat
     assert "Traceback" not in out.flat
+    if isinstance(refusal, KafkaTimeoutError):  # named, to check before running it again
+        assert f"`privops request status {broker.sent[0].request_id}` says" in out.flat
 
 
 def test_a_send_refused_after_the_first_of_two_names_what_was_sent(broker: FakeBroker) -> None:

@@ -258,7 +258,8 @@ def test_due_date_json_has_the_date_and_the_explanation() -> None:
     assert body["due_on"] == "2026-04-13"
     assert body["paused_days_given"] == 2
     assert body["clarifications"] == [
-        {"asked": "2026-03-11", "received": "2026-03-11", "days_counted": 1}
+        # days_moved from 0.43: the same but for one asked while the due date was rolled
+        {"asked": "2026-03-11", "received": "2026-03-11", "days_counted": 1, "days_moved": 1}
     ]
     assert body["paused_days_total"] == 3
     assert body["explanation"][-1] == "due Monday 2026-04-13 (England and Wales working day)"

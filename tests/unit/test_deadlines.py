@@ -245,10 +245,22 @@ def test_pause_answered_before_asked_is_an_error() -> None:
         pytest.param(
             "2026-03-03", [("2026-04-07", "2026-04-09")], 7, "2026-04-10", id="art12A-roll-over"
         ),
-        # Due Sat 28 Mar 2026 -> Mon 30 Mar; asked on the 30th, answered the 31st: due
-        # Wed 1 Apr, the one day left after it.
+        # Asked on the Saturday between (6 days to the 9th, 1 from the month's end): the
+        # same 10 Apr, never later than asking on the 7th (second review: measured to the
+        # rolled day, it gave Mon 13 Apr).
+        pytest.param(
+            "2026-03-03", [("2026-04-04", "2026-04-09")], 7, "2026-04-10", id="art12A-roll-sat"
+        ),
+        # Due Sat 28 Mar 2026 -> Mon 30 Mar; asked on the 30th, the 29th or the 28th,
+        # answered the 31st: due Wed 1 Apr, the first working day after the answer.
         pytest.param(
             "2026-02-28", [("2026-03-30", "2026-03-31")], 4, "2026-04-01", id="art12A-weekend"
+        ),
+        pytest.param(
+            "2026-02-28", [("2026-03-29", "2026-03-31")], 4, "2026-04-01", id="art12A-sunday"
+        ),
+        pytest.param(
+            "2026-02-28", [("2026-03-28", "2026-03-31")], 4, "2026-04-01", id="art12A-month-end"
         ),
     ],
 )

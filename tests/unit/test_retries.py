@@ -421,3 +421,13 @@ def test_a_rebuild_never_puts_a_stored_request_back_over_a_newer_one() -> None:
 def warnings(schedule: Schedule, today: date) -> list[int | None]:
     ticks = schedule.due(NOW, today)
     return [t.days_before for t in ticks if t.kind is TickKind.deadline_approaching]
+
+
+def test_a_task_that_never_backed_off_is_stored_as_0_42_reads_it() -> None:
+    """``backed_off`` is new in 0.43, and 0.42's model forbids a field it does not know:
+    written as null on every task, every request record would have stopped a rolled-back
+    worker (review, session 43). Only a task that backed off carries it."""
+    task = record().tasks["R:crm:erase"]
+    assert "backed_off" not in task.model_dump(mode="json")
+    retry_later(task, SPEC, NOW)
+    assert task.model_dump(mode="json")["backed_off"] == 1

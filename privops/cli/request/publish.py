@@ -191,7 +191,7 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
                     try:
                         await prod.send_and_wait(COMMANDS, value=serde.encode(command), key=key)
                     except KafkaError as exc:
-                        raise not_sent(options, COMMANDS, exc, sent) from exc
+                        raise not_sent(options, COMMANDS, exc, sent, command.request_id) from exc
                     sent.append(command.request_id)
             if reader is None or wait is None:
                 return {}

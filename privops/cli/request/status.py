@@ -232,7 +232,9 @@ def _summary(body: dict[str, Any]) -> Table:
         ),
         ("due", cell(body.get("due_on"))),
         ("days left", days_left_cell(body.get("days_left"))),
-        ("paused days", cell(body.get("paused_days"), "0")),
+        # How far the pauses moved the month's end (deadlines.CountedPause.moves): their
+        # days, and for one asked while the due date was rolled, the days up to it.
+        ("days added by pauses", cell(body.get("paused_days"), "0")),
         ("extension", _extension(body)),
         *(
             [("objection upheld for", ", ".join(cell(p) for p in body["objected_purposes"]))]
