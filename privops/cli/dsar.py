@@ -82,8 +82,8 @@ def _pause_line(start: date, counted: CountedPause) -> str:
     if counted.moves > counted.days:
         line += (
             f"; asked after the month's end, while the due date was rolled to "
-            f"{counted.running_until}: the clock resumes from there, with the days it had "
-            f"left ({_days(counted.moves)} in all)"
+            f"{counted.running_until}: due the first working day after the answer, as it "
+            f"was the first after the month's end ({_days(counted.moves)} in all)"
         )
     return line
 

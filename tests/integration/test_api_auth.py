@@ -180,36 +180,11 @@ def test_probes_and_prometheus_need_no_credentials(worker: WorkerProcess) -> Non
     assert http_json(f"{worker.url}/health", principal=None)[0] in (200, 503)
 
 
-def test_the_cli_names_the_principal_the_worker_refused(worker: WorkerProcess) -> None:
+def as_dpo_with_a_wrong_password(worker: WorkerProcess, *args: str) -> tuple[int, str]:
+    """Exit code and output (one line) of ``privops ARGS`` run as ``dpo`` with a wrong
+    Kafka password (the API's credential too)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "privops.cli.main", "request", "status", "REQ-API-4"],
-        capture_output=True,
-        text=True,
-        env={
-            **worker.env,
-            "COLUMNS": "200",
-            "PRIVOPS_KAFKA_PRINCIPAL": DPO,
-            "PRIVOPS_KAFKA_PASSWORD": "not-the-password",
-        },
-        cwd=REPO,
-        timeout=60,
-    )
-    said = " ".join((proc.stdout + proc.stderr).split())
-    # 2 (configuration to fix), never 1, which a script reads as "not allowed".
-    assert proc.returncode == 2, said
-    assert "refused principal 'dpo'" in said
-    assert "401" in said
-    assert "not-the-password" not in said
-
-
-def test_a_command_the_broker_refuses_the_credentials_of_says_so_not_unreachable(
-    worker: WorkerProcess,
-) -> None:
-    """aiokafka's bootstrap logs the refusal and raises "unable to bootstrap": a wrong
-    password was reported as a broker to start with `privops local up`, exit 3 (review,
-    session 43). It is configuration to fix: exit 2, naming the principal."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "privops.cli.main", "audit", "show", "REQ-API-5"],
+        [sys.executable, "-m", "privops.cli.main", *args],
         capture_output=True,
         text=True,
         env={
@@ -221,8 +196,26 @@ def test_a_command_the_broker_refuses_the_credentials_of_says_so_not_unreachable
         cwd=REPO,
         timeout=120,
     )
-    said = " ".join((proc.stdout + proc.stderr).split())
-    assert proc.returncode == 2, said
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+def test_the_cli_names_the_principal_the_worker_refused(worker: WorkerProcess) -> None:
+    code, said = as_dpo_with_a_wrong_password(worker, "request", "status", "REQ-API-4")
+    # 2 (configuration to fix), never 1, which a script reads as "not allowed".
+    assert code == 2, said
+    assert "refused principal 'dpo'" in said
+    assert "401" in said
+    assert "not-the-password" not in said
+
+
+def test_a_command_the_broker_refuses_the_credentials_of_says_so_not_unreachable(
+    worker: WorkerProcess,
+) -> None:
+    """aiokafka's bootstrap logs the refusal and raises "unable to bootstrap": a wrong
+    password was reported as a broker to start with `privops local up`, exit 3 (review,
+    session 43). It is configuration to fix: exit 2, naming the principal."""
+    code, said = as_dpo_with_a_wrong_password(worker, "audit", "show", "REQ-API-5")
+    assert code == 2, said
     assert "refused the credentials of principal 'dpo'" in said
     assert "local up" not in said
     assert "not-the-password" not in said

@@ -117,7 +117,7 @@ def test_bad_clarification_period(args: tuple[str, ...], message: str) -> None:
 
 def test_a_clarification_asked_in_the_roll_over_resumes_the_clock_from_there() -> None:
     """Due Good Friday 3 April 2026, rolled to Tuesday 7 April; asked on the 7th and
-    answered on the 9th, the clock resumes with the one day it had left: Friday 10
+    answered on the 9th, it is due the first working day after the answer: Friday 10
     April (legal review, session 43: it printed 7 April, already past)."""
     code, stdout, flat = run(
         "--start", "2026-03-03", "--paused-from", "2026-04-07", "--paused-to", "2026-04-09",
@@ -125,4 +125,4 @@ def test_a_clarification_asked_in_the_roll_over_resumes_the_clock_from_there() -
     )  # fmt: skip
     assert code == 0
     assert stdout.splitlines()[0] == "2026-04-10"
-    assert "while the due date was rolled to 2026-04-07: the clock resumes from there" in flat
+    assert "while the due date was rolled to 2026-04-07: due the first working day after" in flat
