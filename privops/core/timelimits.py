@@ -39,6 +39,14 @@ from privops.core.ticks import Tick, TickKind
 from privops.core.topics import ALERTS
 from privops.core.vocab import RequestState, RequestType
 
+NO_FEE: Final = frozenset(
+    {RequestType.complaint, RequestType.restriction_lift, RequestType.consent_withdrawal}
+)
+"""Requests no fee may be charged for: a complaint to the controller (DPA 2018 s. 164A
+has none), a lift (the controller's own decision) and a consent withdrawal (as easy as
+giving it, Art. 7(3)). Before, a fee was taken on them, and moved a lift's clock (legal
+review, session 43); one recorded so moves no clock now (``recompute_due``)."""
+
 
 def recompute_due(rec: RequestRecord, ctx: Context) -> None:
     """Set the clock start, counted pause days and due date from the record's dates."""
@@ -58,7 +66,8 @@ def recompute_due(rec: RequestRecord, ctx: Context) -> None:
         rec.received_on,
         verified,
         rec.fee_received_on,
-        fee_required=rec.fee_received_on is not None,
+        # (a fee an earlier release took on a request that has none moves nothing)
+        fee_required=rec.fee_received_on is not None and rec.request_type not in NO_FEE,
         identity_received=rec.identity_received_on,
         authority_required=rec.authority_required,
         authority_received=rec.authority_received_on,

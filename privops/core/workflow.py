@@ -908,15 +908,6 @@ def _erasure_released(
         )
 
 
-NO_FEE: Final = frozenset(
-    {RequestType.complaint, RequestType.restriction_lift, RequestType.consent_withdrawal}
-)
-"""Requests no fee may be charged for: a complaint to the controller (DPA 2018 s. 164A
-has none), a lift (the controller's own decision) and a consent withdrawal (as easy as
-giving it, Art. 7(3)). Before, a fee was taken on them, and moved a lift's clock (legal
-review, session 43)."""
-
-
 def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Outcome) -> None:
     """A fee (manifestly unfounded or excessive requests, further copies) is charged before
     the work: its receipt starts the clock. Once the work went out, or the clock the fee
@@ -932,7 +923,7 @@ def _fee_received(rec: RequestRecord, cmd: r.FeeReceived, ctx: Context, out: Out
             "say on what ground a fee is charged (--ground manifestly_unfounded, excessive "
             "or further_copies; UK GDPR Art. 12(5), 15(3)): a request is free otherwise",
         )
-    if rec.request_type in NO_FEE:
+    if rec.request_type in timelimits.NO_FEE:
         raise Refused(
             Reason.invalid_command,
             f"no fee may be charged for a {rec.request_type.value.replace('_', ' ')}: UK GDPR "

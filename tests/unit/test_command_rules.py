@@ -345,6 +345,19 @@ def test_no_fee_is_taken_for_a_request_the_law_allows_none_for(ctx: wf.Context, 
     assert outcome.record is None or outcome.record.fee_received_on is None
 
 
+def test_a_fee_an_earlier_release_took_on_a_lift_moves_no_clock(ctx: wf.Context) -> None:
+    """0.42 took a fee on a lift and restarted its clock from it; a record stored so gets
+    the clock of its receipt again at its next decision (review of session 43's fix)."""
+    from privops.core import timelimits
+
+    given = dataclasses.replace(ctx, restricted=True)
+    rec = run(None, submit(T.restriction_lift), given)
+    due = rec.due_on
+    stored = rec.model_copy(update={"fee_received_on": TODAY + 9 * DAY})
+    timelimits.recompute_due(stored, given)
+    assert (stored.clock_start, stored.due_on) == (TODAY, due)
+
+
 def test_lift_of_a_restricted_subject_is_accepted(ctx: wf.Context) -> None:
     restricted = dataclasses.replace(ctx, restricted=True)
     outcome = wf.on_command(None, submit(T.restriction_lift), restricted)
