@@ -33,17 +33,9 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import httpx
-from aiokafka.conn import create_conn
-from aiokafka.errors import (
-    AuthenticationFailedError,
-    IllegalSaslStateError,
-    KafkaConnectionError,
-    KafkaError,
-    SaslAuthenticationFailed,
-)
 
 from privops.adapters.acls import WORKER, api_principals
-from privops.adapters.kafka import password_of, ssl_context
+from privops.adapters.kafka import password_of, sasl_accepted, sasl_options, ssl_context
 from privops.adapters.settings import Settings
 from privops.core.errors import RuntimeUnavailable
 
@@ -202,28 +194,14 @@ def broker_check(settings: Settings) -> Check:
     tls = ssl_context(settings)
 
     async def check(principal: str, password: str) -> bool:
+        options = sasl_options(settings, principal, password) | {"ssl_context": tls}
         for host, port in hosts:
-            try:
-                conn = await asyncio.wait_for(
-                    create_conn(
-                        host,
-                        port,
-                        client_id="privops-api-auth",
-                        request_timeout_ms=int(_CONNECT_SECONDS * 1000),
-                        ssl_context=tls,
-                        security_protocol=settings.kafka_security_protocol,
-                        sasl_mechanism=settings.kafka_sasl_mechanism,
-                        sasl_plain_username=principal,
-                        sasl_plain_password=password,
-                    ),
-                    _CONNECT_SECONDS,
-                )
-            except (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError):
-                return False
-            except (TimeoutError, KafkaConnectionError, KafkaError, OSError):
-                continue  # this broker did not answer: the next one may
-            conn.close()
-            return True
+            accepted = await sasl_accepted(
+                host, port, options, "privops-api-auth", _CONNECT_SECONDS
+            )
+            if accepted is not None:
+                return accepted
+            # this broker did not answer: the next one may
         raise RuntimeUnavailable(
             f"no Kafka broker at {settings.kafka_bootstrap} answered to check credentials"
         )

@@ -152,26 +152,39 @@ async def _credentials_refused(options: Client) -> bool:
     host, _, port = str(options.get("bootstrap_servers", "")).split(",")[0].strip().rpartition(":")
     if not host or not port.isdigit():
         return False
+    accepted = await sasl_accepted(
+        host.strip("[]"), int(port), options, "privops-credentials-check", CONNECT_SECONDS
+    )
+    return accepted is False
+
+
+async def sasl_accepted(
+    host: str, port: int, options: Mapping[str, Any], client_id: str, seconds: float
+) -> bool | None:
+    """Whether the broker at ``host:port`` accepts the SASL credentials of ``options``
+    (``client_options``' keys): True, False when it refuses them, None when it does not
+    answer within ``seconds``. One connection, closed at once."""
     try:
         conn = await asyncio.wait_for(
             create_conn(
-                host.strip("[]"),
-                int(port),
-                client_id="privops-credentials-check",
+                host,
+                port,
+                client_id=client_id,
+                request_timeout_ms=int(seconds * 1000),
                 ssl_context=options.get("ssl_context"),
                 security_protocol=options.get("security_protocol", "SASL_PLAINTEXT"),
                 sasl_mechanism=options.get("sasl_mechanism", "SCRAM-SHA-512"),
                 sasl_plain_username=options["sasl_plain_username"],
                 sasl_plain_password=options.get("sasl_plain_password"),
             ),
-            CONNECT_SECONDS,
+            seconds,
         )
     except (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError):
-        return True
-    except (TimeoutError, KafkaError, OSError):
         return False
+    except (TimeoutError, KafkaError, OSError):
+        return None
     conn.close()
-    return False
+    return True
 
 
 def not_sent(

@@ -116,7 +116,9 @@ def retained_scope(category: str, until: date) -> str:
 
 
 def _category(scope: str) -> str | None:
-    """The category of a retained scope (``retained:<category>:<day>``), else None."""
+    """The category of a retained scope (``retained:<category>:<day>``), else None. Not
+    ``shredding.scope_category``, which also wants a real day: a scope whose day is not
+    one must still count against its category's cap."""
     kind, _, rest = scope.partition(":")
     return (rest.rpartition(":")[0] or None) if kind == RETAINED else None
 
