@@ -349,9 +349,9 @@ class SealedFields(View):
         """``{"fields": {<field path>: <plaintext>}}`` -> ``{"subject_id", "key_id",
         "fields": {<field path>: <ciphertext>}}``; 410 when the subject was erased and
         nothing of theirs is kept (nothing can be sealed for them), 400 for a bad body.
-        ``"new_key": false``: only under a key the subject has, else 404 ``no key``
-        (text the workflow keeps no copy of for someone no system has reported: no key
-        is made for a stranger; privops.tools.command_sealing.new_key)."""
+        ``"new_key": false``: only for a subject privops holds a key of, else 404 ``no
+        key`` (text the workflow keeps no copy of for someone no system has reported: no
+        key is made for a stranger; privops.tools.command_sealing.new_key)."""
         if denied := await refused(self, request, Api.SEAL):
             return denied
         forwarded = await routed(self, request, subject_id)
@@ -377,7 +377,7 @@ class SealedFields(View):
             if new_key:
                 key = await store.storage_key(subject_id, erased=erased)
             else:
-                key = await store.kept_storage_key(subject_id)
+                key = await store.kept_storage_key(subject_id, erased=erased)
         except (RuntimeUnavailable, KafkaError) as exc:
             return _unavailable(self, exc)
         if key is None and erased:

@@ -524,12 +524,16 @@ class KeyStore:
         (the consent state says so) never gets a new ``main``."""
         return (await self.storage_keys({subject_id: erased}))[subject_id]
 
-    async def kept_storage_key(self, subject_id: str) -> DataKey | None:
-        """``storage_key`` as it stands, never making one: ``main``, else the retained
-        scope that lasts longest, else None."""
+    async def kept_storage_key(self, subject_id: str, *, erased: bool) -> DataKey | None:
+        """``storage_key`` for a subject privops already holds a key of, never making one
+        for a subject who has none (None: no system has reported them). One whose only
+        key is a system's retained one gets ``main`` made, as ``storage_key`` would."""
         partition = self.partition_of(subject_id)
         await self._wait_loaded(partition)
-        return _kept_key(self.ring(partition), subject_id)
+        ring = self.ring(partition)
+        if erased or subject_id in self._shredded or not ring.records(subject_id):
+            return _kept_key(ring, subject_id, erased=True)
+        return await self.storage_key(subject_id, erased=False)
 
     async def storage_keys(self, erased: Mapping[str, bool]) -> dict[str, DataKey | None]:
         """``storage_key`` of many subjects at once (subject -> erased), as a flush needs
@@ -542,8 +546,9 @@ class KeyStore:
             partition = self.partition_of(subject_id)
             if not self._loaded_event(partition).is_set():
                 await self._wait_loaded(partition)
-            key = _kept_key(self.ring(partition), subject_id)
-            if key is not None or gone or subject_id in self._shredded:
+            after = gone or subject_id in self._shredded
+            key = _kept_key(self.ring(partition), subject_id, erased=after)
+            if key is not None or after:
                 found[subject_id] = key
             else:
                 missing.append(subject_id)
@@ -700,11 +705,16 @@ class KeyStore:
             done = state
 
 
-def _kept_key(ring: KeyRing, subject_id: str) -> DataKey | None:
-    """The subject's ``main`` key, else the key of the retained scope that lasts longest
-    (``storage_key``), else None."""
+def _kept_key(ring: KeyRing, subject_id: str, *, erased: bool) -> DataKey | None:
+    """The subject's ``main`` key; after their erasure (``erased``), else the key of the
+    retained scope that lasts longest (``storage_key``); else None.
+
+    Never a retained key before the erasure: a subject a system first met by asking for
+    one (billing's ``retained:purchases:...``) had no ``main`` made, and privops sealed
+    everything of theirs (the identity map, tasks, notices, the DPO's text) under a key
+    the erasure keeps, readable for years after it (review, session 44)."""
     main = ring.current(subject_id, MAIN_SCOPE)
-    if main is not None:
+    if main is not None or not erased:
         return main
     retained = [r for r in ring.records(subject_id) if retained_until(r.scope) is not None]
     if not retained:

@@ -414,22 +414,50 @@ async def test_the_kept_storage_key_is_read_never_made(
     log: Log, codec: KeyRecordCodec, kek_path: Path
 ) -> None:
     """What the key service seals the DPO's text under when no key may be made for it
-    (``"new_key": false``): ``main``, else the retained scope that lasts longest, else
-    nothing, and no key record is written for a subject who has none."""
+    (``"new_key": false``): ``main``, after an erasure the retained scope that lasts
+    longest, else nothing, and no key record is written for a subject who has none."""
     ann, bob = subject_on(1), subject_on(1, 2)
     async with following(new_store(log, codec, kek_path), {1}) as store:
-        assert await store.kept_storage_key(bob) is None
+        assert await store.kept_storage_key(bob, erased=False) is None
+        assert await store.kept_storage_key(bob, erased=True) is None
         assert await store.records(bob) == []
         main = await store.get_or_create(ann)
         await store.get_or_create(ann, "retained:purchases:2032-03-31")
         longest = await store.get_or_create(ann, "retained:credit:2033-01-31")
-        found = await store.kept_storage_key(ann)
+        found = await store.kept_storage_key(ann, erased=False)
         assert found is not None
         assert found.key_id == main.key_id
         await store.shred(ann, [main.key_id])
-        found = await store.kept_storage_key(ann)
+        found = await store.kept_storage_key(ann, erased=True)
         assert found is not None
         assert found.key_id == longest.key_id
+
+
+async def test_a_subject_first_met_by_a_retained_key_is_sealed_under_main(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """A system meeting a new subject may ask first for a retained key (billing's
+    purchases key). privops still seals its own copies under ``main``, which the
+    erasure shreds: before, it sealed them under billing's key, which the erasure keeps
+    for years (review, session 44). After the erasure, the retained key it is."""
+    ann, bob = subject_on(1), subject_on(1, 3)
+    async with following(new_store(log, codec, kek_path), {1}) as store:
+        kept = await store.get_or_create(ann, "retained:purchases:2032-03-31")
+        await store.get_or_create(bob, "retained:purchases:2032-03-31")
+        found = (await store.storage_keys({ann: False}))[ann]
+        main = store.ring(1).current_record(ann, MAIN_SCOPE)
+        assert main is not None
+        assert found is not None
+        assert found.key_id == main.key_id != kept.key_id
+        sealed = await store.kept_storage_key(bob, erased=False)  # /seal, "new_key": false
+        bobs_main = store.ring(1).current_record(bob, MAIN_SCOPE)
+        assert bobs_main is not None
+        assert sealed is not None
+        assert sealed.key_id == bobs_main.key_id
+        await store.shred(ann, [main.key_id])
+        after = (await store.storage_keys({ann: True}))[ann]
+        assert after is not None
+        assert after.key_id == kept.key_id
 
 
 async def test_a_miss_reads_up_to_the_partitions_end_before_it_counts(
