@@ -93,12 +93,21 @@ from privops.core.topics import CONSENT_STATE, ingest_inputs
 from privops.core.vocab import Category, System
 from streams import pipeline
 from streams.app import app, settings
-from streams.audit import PSEUDONYM_KEY, PSEUDONYM_KEYS, audit, ref
+from streams.audit import PSEUDONYM_KEY, audit, ref
 from streams.context import collaborators
 from streams.io import TOPICS, dead_letter, decode, output, output_datum
 from streams.keystore import key_store, key_subject
 from streams.state import state
-from streams.tables import CONSENT, FACTS, HOLDS, IDENTITIES, erased, listed_erased, suppression
+from streams.tables import (
+    CONSENT,
+    FACTS,
+    HOLDS,
+    IDENTITIES,
+    PSEUDONYM_KEYS,
+    erased,
+    listed_erased,
+    suppression,
+)
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=r.Record)

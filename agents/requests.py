@@ -47,10 +47,12 @@ from faust.types import Message, StreamT
 from agents.ingest import (
     WRONG_PARTITION,
     PlaintextRefused,
+    apply_facts,
     on_its_partition,
     opened,
     opened_command,
     refuse,
+    tell_holds,
 )
 from privops.adapters import metrics
 from privops.core import records as r
@@ -67,9 +69,10 @@ from privops.core.admission import (
 from privops.core.audit import step_time
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
+from privops.core.facts import rectified_number_change
 from privops.core.fanout import current_hold_states
 from privops.core.holds import LegalHold
-from privops.core.identity import IdentityMap, merge
+from privops.core.identity import IdentityMap, merge, new_values
 from privops.core.request import Leftovers, Out
 from privops.core.signing import Signers
 from privops.core.subject_keys import SubjectKey
@@ -376,15 +379,24 @@ def _learn_rectified(rec: wf.RequestRecord, result: r.TaskResult) -> None:
     new = {n: v for n, v in rec.rectification.items() if n in CONTACT_IDS and n in known}
     if not new:
         return
+    now = collaborators().clock.now()
     try:
-        merged = merge(identity, rec.subject_id, task.system, new, collaborators().clock.now())
+        merged = merge(identity, rec.subject_id, task.system, new, now)
     except DomainError:  # checked at submission; a record from before that check
         log.warning(
             "rectified identifiers of %s not learnt: not valid", audited_request_id(rec.request_id)
         )
         return
-    if merged is not identity:
-        state.put(IDENTITIES, rec.subject_id, merged)
+    if merged is identity:
+        return
+    state.put(IDENTITIES, rec.subject_id, merged)
+    # As an event's new number or value does (agents.ingest): the old number's TPS
+    # screening ends, and the systems a legal hold reaches hold the rows under the new
+    # value too, or deletion by age took them (review, session 44).
+    if changed := rectified_number_change(identity, merged, result, rec.request_id, now):
+        apply_facts(state.get(CONSENT, rec.subject_id), rec.subject_id, [changed])
+    if new_values(identity, merged):
+        tell_holds(rec.subject_id, merged)
 
 
 CONTACT_IDS = frozenset({"email", "phone"})  # the rectifiable fields that are identifiers

@@ -25,14 +25,9 @@ from privops.core.topics import AUDIT
 from streams.app import settings
 from streams.io import output_datum
 from streams.state import state
-from streams.tables import CHAIN_HEADS
+from streams.tables import CHAIN_HEADS, PSEUDONYM_KEYS
 
-PSEUDONYM_KEY = settings.pseudonym_key.encode()
-# The current pseudonym key first, then the ones it replaced (suppression matching).
-PSEUDONYM_KEYS: tuple[bytes, ...] = (
-    PSEUDONYM_KEY,
-    *(key.encode() for key in settings.pseudonym_previous_keys),
-)
+PSEUDONYM_KEY = PSEUDONYM_KEYS[0]
 AUDIT_KEY = settings.audit_key.encode()
 # The version new records carry; verifiers keep older versions in their keyring.
 AUDIT_KEY_VERSION: int = settings.audit_key_version

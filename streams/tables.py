@@ -109,12 +109,19 @@ def _erased_by(current: SubjectConsent | None, subject_id: str) -> bool:
 
 def listed_erased(subject_id: str) -> bool:
     """The suppression list holds ``subject_id``'s ref: an erasure of theirs ran, whatever
-    this worker's tables say (a rebuild under a new app id starts them empty). One keyed
-    hash: ask it only of a subject with no consent state here."""
-    return suppression.has_value(subject_ref(_PSEUDONYM_KEY, subject_id))
+    this worker's tables say (a rebuild under a new app id starts them empty). A keyed
+    hash a pseudonym key (usually one): ask it only of a subject with no consent state
+    here. Under every key, the ones a rotation replaced too: the list keeps the ref it
+    was given, and before, a subject erased before a rotation was unknown to a rebuilt
+    worker, which answered 404 and made them a new ``main`` key (review, session 44)."""
+    return any(suppression.has_value(subject_ref(key, subject_id)) for key in PSEUDONYM_KEYS)
 
 
-_PSEUDONYM_KEY = settings.pseudonym_key.encode()
+PSEUDONYM_KEYS: tuple[bytes, ...] = (
+    settings.pseudonym_key.encode(),
+    *(key.encode() for key in settings.pseudonym_previous_keys),
+)
+"""The current pseudonym key first, then the ones it replaced."""
 
 
 def newest(slot: Slot[V], subject_id: str, key: str) -> V | None:

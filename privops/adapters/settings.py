@@ -509,15 +509,20 @@ class Settings(BaseSettings):
         remote = sorted(h for h in self._reached_hosts() if not is_loopback(h))
         if remote:
             raise ValueError(
-                f"PRIVOPS_ENV is not set and this process reaches {', '.join(remote)}, "
-                "beyond this machine: set PRIVOPS_ENV=prod (or PRIVOPS_ENV=dev to use the "
-                "development settings there on purpose)"
+                f"PRIVOPS_ENV is not set and this process reaches or serves "
+                f"{', '.join(remote)}, beyond this machine: set PRIVOPS_ENV=prod (or "
+                "PRIVOPS_ENV=dev to use the development settings there on purpose)"
             )
         return self
 
     def _reached_hosts(self) -> set[str]:
+        """The hosts this process talks to or listens on. The API's own address counts
+        (PRIVOPS_WEB_HOST, PRIVOPS_WEB_ADVERTISED_URL): a worker behind a loopback Kafka
+        proxy, listening on 0.0.0.0, ran dev's published keys and plain HTTP for every
+        other machine to reach, unsaid (ops review, session 44)."""
         hosts = {hp.strip().rsplit(":", 1)[0].strip("[]") for hp in self.kafka_bootstrap.split(",")}
-        for url in (self.registry_url, self.web_url):
+        hosts.add(self.web_host.strip("[]"))
+        for url in (self.registry_url, self.web_url, self.web_advertised_url):
             if url and (host := urlsplit(url).hostname):
                 hosts.add(host)
         return {h for h in hosts if h}

@@ -331,6 +331,27 @@ def number_change(
     return _fact(event, F.number_changed)
 
 
+def rectified_number_change(
+    before: IdentityMap, after: IdentityMap, task: r.TaskResult, request_id: str, at: datetime
+) -> ConsentFact | None:
+    """``number_change`` for a rectified phone a system confirmed (``task``, its answer,
+    taken ``at``: the worker's time, as the identity map's): the screening of the old
+    number ends as it does when an event carries a new one.
+    Before, the new number entered the identity map with no such fact, so the event that
+    later carried it found it known, and the old number's "not listed" let it be called
+    (review, session 44)."""
+    old, new = before.phone, after.phone
+    if old is None or new is None or old.value == new.value:
+        return None
+    return ConsentFact(
+        event_id=f"{task.task_id}:number_changed",
+        occurred_at=at,
+        source=task.system,
+        kind=F.number_changed,
+        evidence=f"privacy.commands:{request_id}",
+    )
+
+
 # --- retention facts and disclosures ------------------------------------------------------
 
 

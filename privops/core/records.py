@@ -8,6 +8,7 @@ schema; nothing else is ever written to a privops topic.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from math import ceil
 from typing import Annotated, ClassVar, Final
@@ -93,6 +94,41 @@ def check_personal_ref(value: str | None) -> str | None:
 
 Ref = Annotated[str, AfterValidator(check_ref)]
 """A system's reference that privops keeps in a subject's state (``MAX_REF_CHARS``)."""
+
+MAX_COMMAND_ID_CHARS: Final = 256
+"""The longest id a command may name (its request's, a linked request's, a hold's):
+twice admission.MAX_ID_LENGTH, so an id stored before that rule still reads. An
+unsigned command is answered before its names are checked, its ids copied into the
+answer: one 600 kB request id, sent with no key by anyone who may write the topic, made
+an answer over Kafka's limit, and the failed flush stopped every worker that took the
+partition (review, session 44)."""
+
+_PLAIN_COMMAND_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+"""A command's own id, as the CLI (a UUID) and the worker (``request.stable_id``) make
+it: kept as a partition's answers' key (``workflow.CommandAnswers``), whose 1,000 answers
+stay under Kafka's limit only with ids this short."""
+
+
+def check_command_id(value: str) -> str:
+    """``value`` if it is at most MAX_COMMAND_ID_CHARS long; else ValueError."""
+    if len(value) > MAX_COMMAND_ID_CHARS:
+        raise ValueError(
+            f"an id is at most {MAX_COMMAND_ID_CHARS} characters (this one has {len(value)})"
+        )
+    return value
+
+
+def check_own_command_id(value: str) -> str:
+    """``value`` if it is 1 to 128 letters, digits, '.', '_', ':' or '-'; else ValueError."""
+    if _PLAIN_COMMAND_ID.fullmatch(value) is None:
+        raise ValueError(
+            "a command id is 1 to 128 letters, digits, '.', '_', ':' or '-' (a UUID, as "
+            f"the CLI makes it; this one has {len(value)} characters)"
+        )
+    return value
+
+
+CommandId = Annotated[str, AfterValidator(check_command_id)]
 
 
 class Record(BaseModel):
@@ -350,8 +386,8 @@ UPSTREAM_EVENTS: tuple[type[UpstreamEvent], ...] = (
 
 class Command(Record):
     namespace: ClassVar[str] = "privops.commands"
-    command_id: str
-    request_id: str
+    command_id: Annotated[str, AfterValidator(check_own_command_id)]
+    request_id: CommandId
     issued_at: datetime
     actor: str
     signature: str | None = None
@@ -367,7 +403,7 @@ class RequestSubmitted(Command):
     identity_received_on: date | None = None
     rectification: Annotated[dict[str, str], PERSONAL] = {}
     objection_scope: ObjectionScope | None = None
-    linked_request_id: str | None = None
+    linked_request_id: CommandId | None = None
     reason: Annotated[str | None, PERSONAL] = None
     # A consent withdrawal of one purpose and/or channel only (None: every consent the
     # subject gave, on every channel). Only with request_type consent_withdrawal.
@@ -438,14 +474,14 @@ class DeadlineExtended(Command):
 
 
 class LegalHoldPlaced(Command):
-    hold_id: str
+    hold_id: CommandId
     subject_id: SubjectId
     categories: list[Category]
     reason: Annotated[str, PERSONAL]
 
 
 class LegalHoldReleased(Command):
-    hold_id: str
+    hold_id: CommandId
     subject_id: SubjectId
 
 

@@ -450,3 +450,29 @@ async def test_a_legal_hold_placement_replayed_after_its_release_places_nothing(
     assert answer.model_dump(exclude={"answered_at"}) == placed.model_dump(exclude={"answered_at"})
     assert effects(again) == []  # no directive: the hold is not placed again
     assert audited(again) == []
+
+
+KAFKA_RECORD_LIMIT = 1_048_576
+
+
+@pytest.mark.parametrize("field", ["request_id", "command_id"])
+async def test_an_unsigned_command_with_an_id_past_any_bound_is_dead_lettered_unanswered(
+    driver: Driver, field: str
+) -> None:
+    """Anyone who may write privacy.commands, no signing key needed: an unsigned command
+    is answered before its names are checked, its ids copied into the answer (and with
+    no key, keyed by its request id). A 600 kB id made an answer over Kafka's limit; the
+    failed flush stopped the worker, and every worker that took the partition after it
+    (review, session 44). The id is now refused where the command is read."""
+    fields = {**envelope("R-huge"), field: "A" * 600_000}
+    huge = r.IdentityVerified.model_construct(**fields, verified_on=TODAY, signature=None)
+    value = driver.serde.encode(huge)
+    assert len(value) < KAFKA_RECORD_LIMIT  # a record the broker takes
+    sent = await driver.send(huge, key=b"")
+
+    [letter] = [s.record for s in sent if isinstance(s.record, r.DeadLetter)]
+    assert letter.reason == "invalid_record"
+    assert "AAAA" not in letter.error
+    assert answers(sent) == []
+    assert all(len(s.value) + len(s.key or b"") < KAFKA_RECORD_LIMIT for s in sent)
+    assert state.failure is None

@@ -610,6 +610,25 @@ async def test_a_subject_erased_before_a_pseudonym_key_rotation_stays_suppressed
     assert {k.decode() for _, k, _ in outbox.views if k} >= current
 
 
+def test_a_subject_erased_before_a_pseudonym_key_rotation_is_listed_erased(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Erased, with no consent state here (a worker rebuilt under a new app id): the
+    suppression list's ref was made under the key a rotation replaced. Before, only the
+    current key was tried, so /consent answered 404 and the key service made the erased
+    subject a new ``main`` (review, session 44)."""
+    from privops.core.identity import subject_ref
+    from streams import tables
+
+    old, new = b"pseudonym-key-before-the-rotation", b"pseudonym-key-after-the-rotation"
+    monkeypatch.setattr(tables, "PSEUDONYM_KEYS", (new, old))
+    tables.suppression._set("ik_of_ann_under_the_old_key", subject_ref(old, "S8"))
+    assert tables.listed_erased("S8")
+    assert not tables.listed_erased("S9")
+    monkeypatch.setattr(tables, "PSEUDONYM_KEYS", (new,))  # the old key dropped
+    assert not tables.listed_erased("S8")
+
+
 def _deep(levels: int) -> str:
     """A record nested ``levels`` deep (the writer schema that segfaulted the worker)."""
     inner = '"string"'

@@ -30,7 +30,7 @@ from privops.core.topics import (
     SUBJECT_DIRECTIVES,
     task_results_topic,
 )
-from privops.core.vocab import Category, System
+from privops.core.vocab import Category, RequestType, System
 from streams.context import collaborators
 from streams.keystore import KeyStore
 from streams.sealing import WorkerSealer
@@ -50,7 +50,7 @@ from tests.agents.test_erasure_shred import (
 from tests.agents.test_erasure_shred import store as store
 from tests.agents.test_sealed_state import sealed as sealed
 from tests.agents.test_sealed_state import source
-from tests.agents.test_workflow_agent import NOW, TASKED, erasure
+from tests.agents.test_workflow_agent import NOW, TASKED, erasure, submitted
 from tests.unit import test_keystore as keystore_tests
 
 key_log, codec, kek_path = keystore_tests.log, keystore_tests.codec, keystore_tests.kek_path
@@ -182,6 +182,39 @@ async def test_a_new_identifier_reaches_the_systems_a_hold_reaches(
     assert crm.identifiers == {"contact_id": "K-1", "email": new_email}
     assert crm.previous_identifiers == {"email": [EMAIL]}
     assert crm.hold_ids == ["H-3"]
+
+
+async def test_a_rectified_email_a_system_confirmed_reaches_the_systems_a_hold_reaches(
+    serde: Serde, outbox: Outbox, store: KeyStore, sealed: WorkerSealer
+) -> None:
+    """As an event's new email does (above): a rectification a system confirms puts the
+    new one in the identity map, and the hold is sent again with it. Before, it was not,
+    and held rows under the corrected address were deleted by age (review, session 44)."""
+    await store.get_or_create(ANN)
+    known(SubjectFacts(latest_financial_record_at=INVOICE))
+    new_email = "ann.corrected@example.com"
+    fix = submitted(
+        "R-fix-held", RequestType.rectification, ANN, rectification={"email": new_email}
+    )
+    async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
+        await place(flow, facts_agent, serde, outbox, hold_on_ann("H-5"))
+        await put_on(flow, COMMANDS, ANN.encode(), serde.encode(fix))
+        await wait_for(lambda: any(s.topic.startswith("privacy.tasks.") for s in outbox.sent))
+        outbox.sent.clear()
+        done = r.TaskCompleted(
+            task_id="R-fix-held:crm:rectify",
+            request_id="R-fix-held",
+            system=System.crm,
+            answered_at=NOW,
+            records_affected=1,
+        )
+        await put_on(flow, task_results_topic(System.crm), ANN.encode(), serde.encode(done))
+        await wait_for(lambda: bool(hold_records(outbox)))
+        await state.flush()
+    records = {system: record for system, record, _ in hold_records(outbox)}
+    crm = decrypt_record(records[System.crm], source(store))
+    assert crm.identifiers == {"contact_id": "K-1", "email": new_email}
+    assert crm.hold_ids == ["H-5"]
 
 
 # --- decisions that follow one another before the ingest agent has caught up (review,

@@ -18,8 +18,9 @@ from agents.requests import workflow
 from privops.adapters.serde import Serde
 from privops.core import records as r
 from privops.core.clock import Clock
+from privops.core.consent.decision import Rule, decide
 from privops.core.consent.fold import apply_all
-from privops.core.consent.model import ConsentFact, FactKind
+from privops.core.consent.model import ConsentFact, FactKind, SubjectConsent
 from privops.core.erasure import SubjectFacts
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
@@ -345,6 +346,49 @@ async def test_a_confirmed_rectified_email_is_what_later_tasks_carry(
 
     assert emails(System.marketing) == ["ann.new@example.com"]
     assert emails(System.crm) == ["ann@example.com"]  # crm did not answer yet: the one it knows
+
+
+async def test_a_confirmed_rectified_phone_number_is_not_called_on_the_old_ones_screening(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """The old number was screened "not listed" with the TPS. Rectified, the new number
+    is not screened: a later event carrying it found it known already and changed
+    nothing, so it was called under the old number's screening (PECR reg. 21; review,
+    session 44). Once a system confirms it, the screening ends as for an event's new
+    number."""
+    identity = merge(
+        known_subject(), SUBJECT, System.crm, {"phone": "+447700900001"}, NOW - timedelta(days=3)
+    )
+    identities.data[SUBJECT] = identity.model_dump(mode="json")
+    screened = ConsentFact(
+        event_id="tps-1",
+        occurred_at=NOW - timedelta(days=1),
+        source=System.telephony,
+        kind=FactKind.tps_unlisted,
+        channel=Channel.telephone,
+        evidence="tps-check-1",
+    )
+    current, _ = apply_all(None, SUBJECT, [screened])
+    assert decide(current, Purpose.marketing, Channel.telephone, NOW).allowed
+    consent.data[SUBJECT] = current.model_dump(mode="json") if current else None
+    fix = submitted("R-phone", RequestType.rectification, rectification={"phone": "+447700900002"})
+    async with workflow.test_context() as agent:
+        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(fix))
+        await wait_for(lambda: requests.data.get("R-phone") is not None)
+        done = r.TaskCompleted(
+            task_id="R-phone:crm:rectify",
+            request_id="R-phone",
+            system=System.crm,
+            answered_at=NOW,
+            records_affected=1,
+        )
+        await put_on(agent, task_results_topic(System.crm), SUBJECT.encode(), serde.encode(done))
+        await wait_for(lambda: "+447700900002" in str(identities.data[SUBJECT]))
+        await wait_for(lambda: consent.data[SUBJECT].get("tps", {}).get("kind") == "number_changed")
+    after = SubjectConsent.model_validate(consent.data[SUBJECT])
+    assert decide(after, Purpose.marketing, Channel.telephone, NOW).rule is Rule.tps_not_screened
+    [step] = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "consent_changed"]
+    assert (step.actor, step.after) == ("crm", "number_changed")
 
 
 async def test_a_supplementary_statement_reaches_only_the_system_holding_its_category(

@@ -135,6 +135,11 @@ def test_a_shifted_clock_is_refused_outside_dev(monkeypatch: pytest.MonkeyPatch)
         {"PRIVOPS_KAFKA_BOOTSTRAP": "127.0.0.1:19092,kafka-2.internal:9092"},
         {"PRIVOPS_REGISTRY_URL": "http://10.1.2.3:8081/apis/ccompat/v7"},
         {"PRIVOPS_WEB_URL": "http://privops.internal:6066"},
+        # Listened on or advertised beyond this machine (ops review, session 44).
+        {"PRIVOPS_WEB_HOST": "0.0.0.0"},
+        {"PRIVOPS_WEB_HOST": "::"},
+        {"PRIVOPS_WEB_HOST": "privops.internal"},
+        {"PRIVOPS_WEB_ADVERTISED_URL": "http://10.1.2.4:6066"},
     ],
 )
 def test_the_default_dev_is_refused_beyond_this_machine(
@@ -158,6 +163,7 @@ def test_the_default_dev_is_refused_beyond_this_machine(
     for name in reach:
         monkeypatch.delenv(name)
     monkeypatch.setenv("PRIVOPS_KAFKA_BOOTSTRAP", "localhost:19092,[::1]:19192")
+    monkeypatch.setenv("PRIVOPS_WEB_HOST", "::1")
     assert get_settings().env == "dev"
 
 

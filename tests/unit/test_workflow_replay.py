@@ -9,6 +9,7 @@ signed bytes are answered the same; legal holds' commands age out like any other
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -280,6 +281,29 @@ def test_the_partition_keeps_at_most_its_newest_answers(ctx: wf.Context) -> None
     assert len(kept.answers) == wf.MAX_KEPT_ANSWERS
     assert cmd.command_id in kept.answers
     assert f"c-{wf.MAX_KEPT_ANSWERS - 1}" not in kept.answers  # the oldest
+
+
+def test_a_partitions_answers_at_their_longest_fit_one_kafka_record() -> None:
+    """Every kept answer at its longest (a command id as long as one is read, the
+    message cut at its bound) is one table value under Kafka's 1 MiB; a command id
+    longer, or not plain, is refused where the command is read (review, session 44)."""
+    longest = "c" * 128
+    answers = wf.CommandAnswers(
+        answers={
+            f"{i:04}{longest[4:]}": wf.KeptAnswer(
+                issued_at=NOW, reason=wf.Reason.unknown_request, message="m" * 300
+            )
+            for i in range(wf.MAX_KEPT_ANSWERS)
+        }
+    )
+    assert len(json.dumps(answers.model_dump(mode="json")).encode()) < 1_048_576 // 2
+    fields = submit(RequestType.restriction_lift).model_dump()
+    r.RequestSubmitted.model_validate({**fields, "command_id": longest})
+    for bad in (longest + "c", "c d", "ann@example.com", ""):
+        with pytest.raises(ValueError, match="a command id is 1 to 128 letters"):
+            r.RequestSubmitted.model_validate({**fields, "command_id": bad})
+    with pytest.raises(ValueError, match="an id is at most 256 characters"):
+        r.RequestSubmitted.model_validate({**fields, "request_id": "R" * 257})
 
 
 # --- legal holds ----------------------------------------------------------------------------
