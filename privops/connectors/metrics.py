@@ -41,11 +41,18 @@ DUPLICATES = _counter(
     "Re-sent or redelivered tasks answered from the ledger without executing again.",
     "system",
 )
+LEDGER_UNREADABLE = _counter(
+    "privops_connector_ledger_unreadable_total",
+    "Tasks whose kept answer in the ledger could not be read (a record type or model this "
+    "runner does not know, JSON cut short): executed again, the new answer kept instead.",
+    "system",
+)
 SKIPPED = _counter(
     "privops_connector_skipped_total",
     "Messages on a task topic that were not a usable task for this connector, by reason: "
-    "undecodable, unknown_schema, not_a_task, wrong_system, or a task whose fields do not "
-    "open (shredded_key: its subject was erased; tampered_field, malformed_field).",
+    "undecodable, unknown_schema, not_a_task, wrong_system, superseded (a later attempt "
+    "in the same fetch is executed instead), or a task whose fields do not open "
+    "(shredded_key: its subject was erased; tampered_field, malformed_field).",
     "system",
     "reason",
 )

@@ -79,21 +79,36 @@ from privops.connectors.encryption import (
     worker_keys,
 )
 from privops.connectors.holds import HoldReader, stopped
-from privops.connectors.ledger import Ledger, ledger_path, outcome_of
+from privops.connectors.ledger import Ledger, UnreadableAnswer, ledger_path, outcome_of
 from privops.connectors.metrics import (
     DUPLICATES,
     KEY_RETRIES,
     KEY_SKIP_REASONS,
+    LEDGER_UNREADABLE,
     SKIPPED,
     TASK_SECONDS,
     TASKS,
     TRANSIENT_RETRIES,
 )
 from privops.core.datamap import DataMap
-from privops.core.errors import DecodeError, PrivopsError, RegistryError, RegistryUnreachable
+from privops.core.errors import (
+    ConfigError,
+    DecodeError,
+    PrivopsError,
+    RegistryError,
+    RegistryUnreachable,
+)
 from privops.core.exports import description_problem, export_problem, portable_copy_problem
 from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.records import Erase, Export, Record, Task, TaskCompleted, TaskResult
+from privops.core.records import (
+    Erase,
+    Export,
+    Record,
+    Task,
+    TaskCompleted,
+    TaskResult,
+    TaskRetained,
+)
 from privops.core.topics import task_results_topic, tasks_topic
 from privops.core.vocab import System, TaskAction, TaskOutcome
 
@@ -161,8 +176,9 @@ class _Moved(Exception):
 
 
 class _Stopping(Exception):
-    """``stop`` was set while a fetch waited for the schema registry: the fetch is left
-    uncommitted (read again by the next run) rather than skipped."""
+    """``stop`` was set while a fetch waited for the schema registry (or for the legal
+    holds), or between two of its tasks: the rest of the fetch is left uncommitted (read
+    again by the next run) rather than skipped."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +248,26 @@ def group_of(system: System, group_id: str | None) -> str:
     return f"{own}-{group_id}"
 
 
+def check_kafka_security(settings: Settings) -> None:
+    """No PLAINTEXT Kafka outside PRIVOPS_ENV=dev unless PRIVOPS_KAFKA_PLAINTEXT=allow, the
+    worker's rule (``streams.startup.check_kafka_security``): on it no principal is
+    proven, so no ACL holds, and any client on the network may read the system's tasks
+    and answer for it. A ConfigError before anything is opened; a connector ran on it
+    unsaid (review, session 44)."""
+    if (
+        settings.kafka_security_protocol == "PLAINTEXT"
+        and settings.env != "dev"
+        and settings.kafka_plaintext != "allow"
+    ):
+        raise ConfigError(
+            f"PRIVOPS_KAFKA_SECURITY_PROTOCOL=PLAINTEXT outside PRIVOPS_ENV=dev "
+            f"(PRIVOPS_ENV={settings.env}): Kafka proves no principal, so no ACL keeps "
+            "this system to its own topics; use SASL_SSL (or SASL_PLAINTEXT where the "
+            "network encrypts it), or set PRIVOPS_KAFKA_PLAINTEXT=allow where nothing "
+            "else can reach the network"
+        )
+
+
 class ConnectorRunner:
     """Consume a system's task topic, call the connector, answer, then commit.
 
@@ -295,6 +331,7 @@ class ConnectorRunner:
             for outcome in (*TaskOutcome, NO_ANSWER):
                 TASKS.labels(self.system, action, outcome)
         DUPLICATES.labels(self.system)
+        LEDGER_UNREADABLE.labels(self.system)
         KEY_RETRIES.labels(self.system)
         for reason in KEY_SKIP_REASONS:
             SKIPPED.labels(self.system, reason)
@@ -338,8 +375,11 @@ class ConnectorRunner:
         Whatever was opened is closed however the run ends, a connector whose ``start``
         raises included (its database down at boot): a consumer left running would hold
         its partitions from the group until the process exits. ``close`` is called only
-        after a ``start`` that returned."""
+        after a ``start`` that returned. ``ConfigError`` at once on PLAINTEXT Kafka outside
+        dev (``check_kafka_security``)."""
         stop = stop or asyncio.Event()
+        # Before the registry is waited for: a refusal is said at once, not after it.
+        check_kafka_security(self.settings)
         if not await self._schemas_registered(stop):
             return
         async with AsyncExitStack() as opened:
@@ -393,11 +433,11 @@ class ConnectorRunner:
     ) -> None:
         """The tasks, and beside them the legal holds, until ``stop``; an error of either
         stops both and is raised (a hold reader that died would leave the holds stale,
-        and ``holds_ready`` is cleared as it ends). Stopped, the tasks' fetch is finished
-        as before. An error cancels the other side at once, a task in the middle of its
-        connector call included: its offset is not committed, so the next run has it
-        delivered again, answered from the ledger if its answer was kept, done again
-        (idempotent actions) if not."""
+        and ``holds_ready`` is cleared as it ends). Stopped, the task in hand is finished
+        and the rest of its fetch left uncommitted (``_handle``). An error cancels the
+        other side at once, a task in the middle of its connector call included: its
+        offset is not committed, so the next run has it delivered again, answered from
+        the ledger if its answer was kept, done again (idempotent actions) if not."""
         holds = asyncio.create_task(self.holds.follow(client, stop), name=f"holds-{self.system}")
         tasks = asyncio.create_task(self._consume(consumer, client, ledger, stop))
         try:
@@ -471,11 +511,16 @@ class ConnectorRunner:
         """One fetch of one partition: each task done (or replayed) in order, but one a
         later attempt in the same fetch replaces (``_superseded``); each offset committed
         once its task is answered. ``_Stopping`` when ``stop`` is set while the fetch
-        waits for the schema registry."""
+        waits for the schema registry, or between two of its tasks: the rest is left
+        uncommitted, read again at the next start. Worked through to its end, a fetch
+        (up to 50 tasks, each up to ``task_timeout``) outlasted a supervisor's stop
+        timeout, and the process was killed mid-task (review, session 44)."""
         self._stop = stop
         decoded = [(m, await self._decode(m.value, m.offset, stop)) for m in messages]
         later = await self._superseded(decoded)
         for msg, task in decoded:
+            if stop is not None and stop.is_set():
+                raise _Stopping
             if task is not None and msg.offset in later:
                 self._skip(msg.offset, "superseded", task)
             elif task is not None:
@@ -524,7 +569,7 @@ class ConnectorRunner:
     async def _respond(self, task: Task, ledger: Ledger) -> tuple[Task, _Reply, bool]:
         """(the task as the connector sees it, the answer to send, whether it came from
         the ledger). ``DecodeError`` when the task's fields do not open."""
-        stored = ledger.get(task.task_id)
+        stored = self._kept(task, ledger)
         opened = task
         try:
             opened, sealed_with = await self._open(task)
@@ -544,6 +589,25 @@ class ConnectorRunner:
             result = answer.result(task, self.clock())
             return opened, _Reply(result, self._encode(result), answer.label), False
         return opened, reply, stored is not None
+
+    def _kept(self, task: Task, ledger: Ledger) -> TaskResult | None:
+        """The ledger's answer to ``task``, or None; None too for a row that cannot be
+        read (a record type or a model this runner does not know, JSON cut short), which
+        is logged by task id and counted: the task is executed again (its action is
+        idempotent, the contract says) and its new answer replaces the row. Raised, it
+        ended ``run()`` with the offset uncommitted, and every restart read it again:
+        the connector never ran again (review, session 44)."""
+        try:
+            return ledger.get(task.task_id)
+        except UnreadableAnswer as exc:
+            LEDGER_UNREADABLE.labels(self.system).inc()
+            log.error(
+                "task %s (%s): its kept answer cannot be read (%s); executing it again",
+                task.task_id,
+                task.action,
+                exc.kind,
+            )
+            return None
 
     async def _open(self, task: Task) -> tuple[Task, str | None]:
         """The task with its personal fields in plaintext, and the id of the key they were
@@ -762,7 +826,16 @@ class ConnectorRunner:
         """Why the worker would refuse ``result``'s export, or None; never the location
         (privops.core.exports): below the system's ``export_root`` and naming the request
         (checked against the deployment's data map only), and for a portability task in a
-        machine-readable format, of the task's categories only."""
+        machine-readable format, of the task's categories only. An Export answered
+        ``completed`` with no export, or a portability Export answered ``retained`` (no
+        copy made), is no answer to it either: the worker records both failed, while
+        the runner counted them done and replayed them to every re-send (review,
+        session 44)."""
+        if isinstance(task, Export):
+            if isinstance(result, TaskCompleted) and result.export is None:
+                return "completed without an export"
+            if isinstance(result, TaskRetained) and task.portability:
+                return "retained to a portability export: no copy made"
         if not isinstance(result, TaskCompleted) or not result.export:
             return None
         if problem := description_problem(result.export):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from privops.adapters.datamap_file import load_datamap
 from privops.connectors.base import Answer, Connector, TransientError
 from privops.connectors.holds import stopped
 from privops.connectors.reference.exports import export_place
-from privops.connectors.reference.store import PurgeReport, open_store
+from privops.connectors.reference.store import PurgeReport, is_busy, open_store
 from privops.connectors.retention import AgeLimit, age_limits, export_limit
 from privops.core.datamap import DataMap
 from privops.core.records import (
@@ -96,7 +97,16 @@ class ReferenceConnector(Connector):
             seen.add(task.attempt)
             if len(seen) <= self.knobs.fail_first:
                 raise TransientError("simulated transient failure")
-        return await super().handle(task)
+        try:
+            return await super().handle(task)
+        # The store held past its lock timeout (a deletion by age holds it for its round):
+        # sqlite3's error is no OSError, so the runner answered it final, failed for good,
+        # and replayed that to every re-send (review, session 44). Any other database
+        # error (a missing table) fails the same way each time: the runner's to report.
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise TransientError("the store is busy") from exc
+            raise
 
     async def erase(self, task: Erase) -> Answer:
         report = await asyncio.to_thread(

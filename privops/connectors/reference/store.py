@@ -78,6 +78,10 @@ from privops.core.workflow import AMOUNT_FIELDS
 # A SET clause ("a = ?, b = ?") and its values.
 _Assignments = tuple[str, tuple[Any, ...]]
 
+LOCK_TIMEOUT_SECONDS: Final = 10.0
+"""How long a call waits for another's write to end (a deletion by age holds the file
+for its whole round) before SQLite answers "database is locked" (``is_busy``)."""
+
 
 @dataclass(frozen=True)
 class EraseReport:
@@ -217,7 +221,7 @@ class ReferenceStore:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=10)) as db:
+        with closing(sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_SECONDS)) as db:
             db.row_factory = sqlite3.Row
             with db:
                 yield db
@@ -1058,6 +1062,14 @@ def _record_held(
         "INSERT OR IGNORE INTO _legal_holds VALUES (?, ?, ?, ?)",
         [(subject_id, k, c, hold_ids) for k in keys for c in categories if c],
     )
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused because another connection held the file past the lock
+    timeout (SQLITE_BUSY, SQLITE_LOCKED and their extended codes): passing, unlike a
+    missing table or a constraint, which fail the same way every time."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def store_path(data_dir: Path, system: System) -> Path:
