@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / "deploy" / "Dockerfile.dockerignore"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 LOCK = ROOT / "requirements" / "runtime.lock"
 ENV_EXAMPLES = sorted((ROOT / "deploy" / "compose").glob("*.env.example"))
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -399,6 +400,46 @@ def alertmanager_problems(compose: Compose) -> list[str]:
     ]
 
 
+def prometheus_config_problems(
+    config: dict[str, Any], where: str, rules: list[Path | None], alertmanager: str, worker: str
+) -> list[str]:
+    """A Prometheus config loads privops' rules, sends what fires to ``alertmanager`` and
+    scrapes ``worker``. Both configs are held to it: compose's, and the standalone
+    deploy/prometheus/prometheus.yml the README gives operators, which had no
+    ``alerting:`` block, so its alerts reached no Alertmanager (review, session 44)."""
+    problems = (
+        []
+        if ROOT / "deploy/prometheus/alerts.yml" in rules
+        else [f"{where}: deploy/prometheus/alerts.yml is not loaded"]
+    )
+    managers = [
+        t
+        for am in (config.get("alerting") or {}).get("alertmanagers", [])
+        for sc in am.get("static_configs", [])
+        for t in sc["targets"]
+    ]
+    if alertmanager not in managers:
+        problems.append(f"{where}: alerts do not go to {alertmanager} ({managers})")
+    if worker not in prometheus_jobs(config).get("privops-worker", []):
+        problems.append(f"{where}: job privops-worker does not scrape {worker}")
+    return problems
+
+
+def prometheus_jobs(config: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]]
+        for job in config.get("scrape_configs", [])
+    }
+
+
+def standalone_prometheus_problems(config: dict[str, Any]) -> list[str]:
+    """deploy/prometheus/prometheus.yml: the worker on loopback, and an Alertmanager."""
+    rules: list[Path | None] = [PROMETHEUS.parent / r for r in config.get("rule_files", [])]
+    return prometheus_config_problems(
+        config, "deploy/prometheus/prometheus.yml", rules, "127.0.0.1:9093", "127.0.0.1:6066"
+    )
+
+
 def prometheus_problems(compose: Compose) -> list[str]:
     """Prometheus loads privops' rules, alerts the Alertmanager service, scrapes the worker."""
     service = compose["services"]["prometheus"]
@@ -408,26 +449,11 @@ def prometheus_problems(compose: Compose) -> list[str]:
         return [f"prometheus: config {config_at} is not mounted from the repository"]
     config = yaml.safe_load(path.read_text())
     rules = [host_path(service, str(config_at.parent / r)) for r in config.get("rule_files", [])]
-    problems = (
-        []
-        if ROOT / "deploy/prometheus/alerts.yml" in rules
-        else ["prometheus: deploy/prometheus/alerts.yml is not loaded"]
-    )
-    managers = [
-        t
-        for am in config.get("alerting", {}).get("alertmanagers", [])
-        for sc in am.get("static_configs", [])
-        for t in sc["targets"]
-    ]
-    if "alertmanager:9093" not in managers:
-        problems.append(f"prometheus: alerts do not go to alertmanager:9093 ({managers})")
     port = environment(compose["services"][WORKER]).get("PRIVOPS_WEB_PORT", "6066")
-    jobs = {
-        job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]]
-        for job in config.get("scrape_configs", [])
-    }
-    if f"{WORKER}:{port}" not in jobs.get("privops-worker", []):
-        problems.append(f"prometheus: job privops-worker does not scrape {WORKER}:{port} ({jobs})")
+    problems = prometheus_config_problems(
+        config, "prometheus", rules, "alertmanager:9093", f"{WORKER}:{port}"
+    )
+    jobs = prometheus_jobs(config)
     # The connector alerts read the connectors' metrics only: scraped where they listen.
     command = [str(word) for word in compose["services"]["connectors"].get("command", [])]
     listens = flag_value(command, "--metrics-port")
@@ -457,8 +483,10 @@ def dockerfile_problems(image: Dockerfile) -> list[str]:
         for b in image.base_images()
         if "@sha256:" not in b
     ]
-    if "/health" not in (image.last("HEALTHCHECK") or ""):
-        problems.append("Dockerfile: no HEALTHCHECK on /health")
+    # Liveness, not readiness: /health is 503 while tables recover, and a container
+    # restarted for that starts its recovery over (review, session 44).
+    if "/livez" not in (image.last("HEALTHCHECK") or ""):
+        problems.append("Dockerfile: no HEALTHCHECK on /livez")
     sources = [rest for word, rest in image.final_stage() if word in ("COPY", "ADD")]
     problems += [
         f"Dockerfile: the runtime stage copies {s!r} from the build context"
@@ -580,6 +608,9 @@ RULES: dict[str, Rule] = {
     "grafana": lambda c, _: grafana_problems(c),
     "alertmanager": lambda c, _: alertmanager_problems(c),
     "prometheus": lambda c, _: prometheus_problems(c),
+    "prometheus-standalone": lambda _c, _d: standalone_prometheus_problems(
+        yaml.safe_load(PROMETHEUS.read_text())
+    ),
     "dockerfile": lambda _, d: dockerfile_problems(d),
     "commands": container_commands,
     "dockerignore": lambda _, d: ignored_sources(d, dockerignore()),
@@ -706,13 +737,38 @@ def test_a_broken_compose_file_is_caught(rule: str, breakage: Callable[[Compose]
     assert RULES[rule](broken, image) != []
 
 
+def _no_alerting(config: dict[str, Any]) -> None:
+    config.pop("alerting")
+
+
+def _no_rules(config: dict[str, Any]) -> None:
+    config["rule_files"] = []
+
+
+def _other_worker(config: dict[str, Any]) -> None:
+    config["scrape_configs"][0]["static_configs"] = [{"targets": ["127.0.0.1:7000"]}]
+
+
+@pytest.mark.parametrize("breakage", [_no_alerting, _no_rules, _other_worker])
+def test_a_broken_standalone_prometheus_config_is_caught(
+    breakage: Callable[[dict[str, Any]], None],
+) -> None:
+    """The config the README gives operators outside compose alerts an Alertmanager
+    (review, session 44: it had no ``alerting:`` block)."""
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    assert standalone_prometheus_problems(config) == []
+    breakage(config)
+    assert standalone_prometheus_problems(config) != []
+
+
 # (rule, text in deploy/Dockerfile, what it is replaced with)
 BROKEN_DOCKERFILE = [
     ("dockerfile", "USER 10001:10001", "USER root"),
     ("dockerfile", "USER 10001:10001", ""),
     ("dockerfile", "PRIVOPS_ENV=prod", "PRIVOPS_ENV=dev"),
     ("dockerfile", "python:3.11-slim@sha256:", "python:3.11-slim#"),
-    ("dockerfile", "/health", "/metrics"),
+    ("dockerfile", "/livez", "/metrics"),
+    ("dockerfile", "/livez", "/health"),
     ("dockerfile", "COPY --from=builder /opt/privops /opt/privops", "COPY privops /opt/privops"),
     ("dockerfile", "--no-index ", ""),
     ("commands", 'CMD ["privops", "worker"]', 'CMD ["privops-worker"]'),

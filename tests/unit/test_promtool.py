@@ -88,6 +88,29 @@ def test_every_alert_exists_and_is_unit_tested() -> None:
         assert any(not case["exp_alerts"] for case in mine), f"{name} never quiet in tests"
 
 
+def test_legal_holds_read_is_the_least_ready_instance_of_a_system() -> None:
+    """A system's deletion by age runs only while every instance of its connector has
+    read its holds (docs/connectors.md): the alert and the panel take the least ready
+    one. With max, one stuck instance beside a ready one showed "read" (review, session
+    44); alerts_test.yml fires the alert for such a pair."""
+    import yaml
+
+    rules = yaml.safe_load(RULES.read_text())["groups"]
+    by_name = {r["alert"]: r for g in rules for r in g["rules"]}
+    assert by_name["PrivopsConnectorHoldsNotRead"]["expr"].startswith(
+        "min by (system) (privops_connector_holds_ready)"
+    )
+    drawn = [
+        target["expr"]
+        for dashboard in load_dashboards(DASHBOARDS_DIR).values()
+        for panel in iter_panels(dashboard)
+        for target in panel["targets"]
+        if "privops_connector_holds_ready" in target["expr"]
+    ]
+    assert drawn
+    assert all(expr.startswith("min by (system) (") for expr in drawn), drawn
+
+
 def test_dashboards_are_complete() -> None:
     dashboards = load_dashboards(DASHBOARDS_DIR)
     assert set(dashboards) == {"ops-overview.json", "dpo-view.json"}
