@@ -60,6 +60,7 @@ from privops.core.facts import (
     directive_fact,
     foreign_fact,
     number_change,
+    only_keeps_data,
     recalled_suppression,
     source_may_seal,
     too_far_ahead,
@@ -218,8 +219,9 @@ class ImplausibleTime(PrivopsError):
 def dated(event: r.UpstreamEvent, stamp: object = None) -> r.UpstreamEvent:
     """``event``, if its ``occurred_at`` is not too far ahead of the wall clock (not the
     worker's, which PRIVOPS_CLOCK_OFFSET_DAYS may move); one that can only reduce
-    contact (an unsubscribe, a STOP, a withdrawal from a system whose clock runs fast) is
-    taken as of when it was produced (its record's timestamp ``stamp``, if plausible,
+    contact (an unsubscribe, a STOP, a withdrawal from a system whose clock runs fast),
+    or only keep data longer (``facts.only_keeps_data``), is taken as of when it was
+    produced (its record's timestamp ``stamp``, if plausible,
     else now: ``audit.step_time``), never lost; any other is ImplausibleTime: it would
     outrank every real later event (review, session 25). Not now, when the record says:
     replayed after a crash, the event and its audit step must be dated as the first
@@ -229,7 +231,8 @@ def dated(event: r.UpstreamEvent, stamp: object = None) -> r.UpstreamEvent:
     if ahead is None:
         return event
     meaning = consent_facts(event)
-    if meaning and all(fact.only_protects for fact in meaning):
+    protects = all(fact.only_protects for fact in meaning) if meaning else only_keeps_data(event)
+    if protects:
         return event.model_copy(update={"occurred_at": step_time(stamp, now)})
     raise ImplausibleTime(ahead)
 

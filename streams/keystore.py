@@ -29,6 +29,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -142,6 +143,9 @@ class KeyStore:
         # its tombstone is a shredded key written back, never a key to use.
         self._tombstoned: OrderedDict[str, None] = OrderedDict()
         self._retombstoning: set[asyncio.Future[object]] = set()
+        # Written-back keys to tombstone again once their partition is owned (read while
+        # a rebalance ran) or after a send failed, by partition (``_written_back``).
+        self._unsent: dict[int, set[bytes]] = {}
 
     # --- assignment ----------------------------------------------------------------
 
@@ -158,6 +162,11 @@ class KeyStore:
             self._loaded[partition] = asyncio.Event()
         self._wanted = wanted
         self._reassigned.set()
+        for partition in set(self._unsent):
+            keys = self._unsent.pop(partition)
+            if partition in wanted:  # else its new owner reads it and tombstones them
+                for key in keys:
+                    self._retombstone(partition, key)
         self._assigned.set()
 
     def revoke(self) -> None:
@@ -260,18 +269,27 @@ class KeyStore:
             "%s[%d]: a shredded key was written back; tombstoned again", SUBJECT_KEYS, partition
         )
         if partition not in self._owned:
+            # Read while a rebalance runs (``revoke`` owns nothing until the next
+            # assignment): kept for it. Before, it was dropped, and a partition that
+            # stayed here is not read again, so the key stayed live for every reader
+            # after compaction dropped the first tombstone (review, session 44).
+            self._unsent.setdefault(partition, set()).add(key)
             return
+        self._retombstone(partition, key)
+
+    def _retombstone(self, partition: int, key: bytes) -> None:
         task = asyncio.ensure_future(self._send(SUBJECT_KEYS, key, None, partition))
         self._retombstoning.add(task)
-        task.add_done_callback(self._retombstoned)
+        task.add_done_callback(partial(self._retombstoned, partition, key))
 
-    def _retombstoned(self, task: asyncio.Future[object]) -> None:
+    def _retombstoned(self, partition: int, key: bytes, task: asyncio.Future[object]) -> None:
         self._retombstoning.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # Its next owner re-reads the partition and tries again.
+            # Tried again at the next assignment (its next owner re-reads the partition).
             log.error(
                 "%s: tombstoning a written-back key failed: %r", SUBJECT_KEYS, task.exception()
             )
+            self._unsent.setdefault(partition, set()).add(key)
 
     def _opener(self, partition: int) -> Callable[[str, bytes], SubjectKey | None]:
         def opened(key_id: str, value: bytes) -> SubjectKey | None:

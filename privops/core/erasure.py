@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from privops.core.clock import UK
 from privops.core.datamap import (
@@ -110,6 +110,12 @@ class SubjectFacts(_Model):
     # MAX_CLOSED_INVESTIGATIONS): an InvestigationOpened from before that close, arriving
     # after it, does not open it again; one from after it (a reopening) does.
     closed_investigations: tuple[tuple[str, AwareDatetime], ...] = ()
+    # When each listed open investigation was last opened (from 0.44; one opened before
+    # has none): a close from before a reopening, arriving after it, does not close it.
+    # Left out of a stored value while empty, so an earlier release reads it.
+    opened_investigations: tuple[tuple[str, AwareDatetime], ...] = Field(
+        default=(), exclude_if=lambda value: not value
+    )
     # When the latest investigation involving the subject's footage concluded.
     investigation_closed_at: AwareDatetime | None = None
     # Who actually received the subject's data (Art. 19), sorted by recipient and ref.
@@ -243,7 +249,7 @@ def retention_of(
         *_hold_grounds(category, holds),
         *_credit_grounds(category, rule, facts),
         *_investigation_grounds(category, rule, facts),
-        *_financial_grounds(category, rule, facts, datamap.organisation),
+        *_financial_grounds(category, rule, facts, datamap.organisation, now),
     ]
     grounds = [g for g in grounds if g.until is None or g.until > now]
     if not grounds:
@@ -374,19 +380,33 @@ def _investigation_grounds(
 
 
 def _financial_grounds(
-    category: Category, rule: RetentionRule, facts: SubjectFacts, organisation: Organisation
+    category: Category,
+    rule: RetentionRule,
+    facts: SubjectFacts,
+    organisation: Organisation,
+    now: datetime,
 ) -> Iterator[Retained]:
-    recorded_at = facts.latest_financial_record_at
-    if not rule.overrides_erasure or recorded_at is None:
+    """A category the law keeps whatever the subject asks (``overrides_erasure``: HMRC's
+    six years), counted from the latest financial record privops was told of. With none
+    told (records made before privops ran, or whose events were dead-lettered), counted
+    from ``now``, the latest such a record can be: the system keeps what it has and
+    answers ``not_found`` for what it has not, which keeps nothing. Before, such a
+    category was erased, invoices included (review, session 44)."""
+    if not rule.overrides_erasure:
         return
-    until = retention_end(rule, recorded_at, organisation)
-    if until is not None:
-        yield Retained(
-            category=category,
-            ground=rule.ground,
-            until=until,
-            reason=f"financial record dated {recorded_at.astimezone(UK).date().isoformat()}",
+    recorded_at = facts.latest_financial_record_at
+    anchor = recorded_at or now
+    until = retention_end(rule, anchor, organisation)
+    if until is None:
+        return
+    if recorded_at is not None:
+        reason = f"financial record dated {recorded_at.astimezone(UK).date().isoformat()}"
+    else:
+        reason = (
+            "no financial record dated here: kept as if the latest were made "
+            f"{now.astimezone(UK).date().isoformat()}"
         )
+    yield Retained(category=category, ground=rule.ground, until=until, reason=reason)
 
 
 def retention_end(

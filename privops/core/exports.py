@@ -112,12 +112,16 @@ read the answer again (review, session 43)."""
 
 
 def description_problem(export: ExportReference) -> str | None:
-    """Why a copy's checksum or media type must not reach the subject, or None: more
-    than ``MAX_DESCRIPTION_CHARS`` characters, or one that is not printable (a trailing
-    newline included: it would go into the notification as it is)."""
+    """Why a copy's description must not reach the subject, or None: a checksum or media
+    type of more than ``MAX_DESCRIPTION_CHARS`` characters, or one that is not printable
+    (a trailing newline included: it would go into the notification as it is); a count
+    of records below 0 (a copy of fewer than none skipped the DPO's review of footage,
+    which asks for copies of one record or more, and went out; review, session 44)."""
     for name, text in (("checksum", export.checksum), ("media type", export.media_type)):
         if len(text) > MAX_DESCRIPTION_CHARS or not text.isprintable():
             return f"the {name} is not at most {MAX_DESCRIPTION_CHARS} printable characters"
+    if export.record_count < 0:
+        return "the count of records is below 0"
     return None
 
 

@@ -468,6 +468,22 @@ def source_may_seal(source: System, scope: str, datamap: DataMap) -> bool:
     return parts is not None and spec is not None and parts[0] in {c.value for c in spec.categories}
 
 
+def only_keeps_data(event: r.UpstreamEvent) -> bool:
+    """Whether all ``event`` can do is keep the subject's data longer, or say who
+    received it: an investigation opened, a credit account or debt still open, a
+    disclosure. Dated ahead of the clock, such an event is taken as of when it was
+    produced (``agents.ingest.dated``), as a withdrawal is: refused, footage under
+    investigation or a debt's records were erased meanwhile, and a recipient never
+    told (a system stamping UK summer time as UTC is an hour ahead; review, session 44).
+    Not a close, a settled balance or a sale: those end a period or start one."""
+    match event:
+        case r.InvestigationOpened() | r.DataDisclosed():
+            return True
+        case r.AccountBalanceChanged():
+            return event.credit_account_open or event.overdue_pence > 0 or event.balance_pence > 0
+    return False
+
+
 def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap) -> SubjectFacts:
     """Retention inputs for the erasure plan (financial records, credit, investigations)
     and who received the subject's data (Art. 19).
@@ -513,6 +529,13 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
             closes = dict(facts.closed_investigations)
             if iid in closes and closes[iid] > at:
                 return facts  # an older close of it, arriving late
+            opened = dict(facts.opened_investigations).get(iid)
+            if opened is not None and opened > at:
+                # The close of an earlier round, arriving after the reopening: it stays
+                # open, as it does when the two arrive in order. Before, the result
+                # hung on the order, and the footage of an open investigation could be
+                # erased (review, session 44).
+                return facts
             ids = tuple(i for i in facts.open_investigation_ids if i != iid)
             others = [(i, when) for i, when in facts.closed_investigations if i != iid]
             seen_closed = [*others, (iid, at)][-MAX_CLOSED_INVESTIGATIONS:]
@@ -521,6 +544,9 @@ def updated_facts(facts: SubjectFacts, event: r.UpstreamEvent, datamap: DataMap)
             return facts.model_copy(
                 update={
                     "open_investigation_ids": ids,
+                    "opened_investigations": tuple(
+                        (i, when) for i, when in facts.opened_investigations if i != iid
+                    ),
                     "closed_investigations": tuple(seen_closed),
                     "investigation_closed_at": at if latest is None else max(latest, at),
                 }
@@ -539,13 +565,28 @@ def _opened(facts: SubjectFacts, iid: str, at: datetime) -> SubjectFacts:
     if closed is not None and at <= closed:
         return facts  # opened before a close that came first: it is over
     listed = facts.open_investigation_ids
+    opened = dict(facts.opened_investigations)
     if iid in listed:
-        return facts
+        if iid in opened and opened[iid] >= at:
+            return facts
+        opened[iid] = at  # opened again later (or first timed): the latest round counts
+        return facts.model_copy(update={"opened_investigations": _timed(opened, listed)})
     if len(listed) < MAX_OPEN_INVESTIGATIONS:
-        return facts.model_copy(update={"open_investigation_ids": tuple(sorted({*listed, iid}))})
+        ids = tuple(sorted({*listed, iid}))
+        opened[iid] = at
+        return facts.model_copy(
+            update={"open_investigation_ids": ids, "opened_investigations": _timed(opened, ids)}
+        )
     if facts.unlisted_investigation_open:
         return facts
     return facts.model_copy(update={"unlisted_investigation_open": True})
+
+
+def _timed(
+    opened: dict[str, datetime], listed: tuple[str, ...]
+) -> tuple[tuple[str, datetime], ...]:
+    """When each of the ``listed`` open investigations was last opened, in their order."""
+    return tuple((i, opened[i]) for i in listed if i in opened)
 
 
 def consent_state_fields(state: SubjectConsent, now: datetime) -> dict[str, Any]:

@@ -217,8 +217,24 @@ def placed(hits: Iterable[Hit], document: object) -> list[Hit]:
 
 
 def _token_pattern(subject_id: str) -> re.Pattern[bytes]:
+    """A ciphertext under one of ``subject_id``'s keys, its id as bytes or as JSON writes
+    it: a table value is JSON, which escapes a subject id's non-ASCII characters, quotes
+    and backslashes, and for such an id a live ciphertext in a changelog or store was not
+    found, and the check passed (review, session 44)."""
+    spellings = sorted(
+        {
+            subject_id.encode(),
+            json.dumps(subject_id)[1:-1].encode(),
+            json.dumps(subject_id, ensure_ascii=False)[1:-1].encode(),
+        },
+        key=len,
+        reverse=True,
+    )
     return re.compile(
-        re.escape(PREFIX.encode() + subject_id.encode())
+        re.escape(PREFIX.encode())
+        + b"(?:"
+        + b"|".join(re.escape(s) for s in spellings)
+        + b")"
         + _SLASH
         + b"("
         + _SCOPE
@@ -262,14 +278,15 @@ class Matcher:
                 if key_id not in self.live_keys:
                     shredded += 1
                     continue
-                token = found[0]
+                # As the decoded value holds it (``placed``): the id unescaped.
+                token = (PREFIX + key_id).encode() + data[found.end(2) : found.end()]
                 hits.append(
                     Hit(
                         Kind.LIVE_CIPHERTEXT,
                         f"key {key_id} (key live: decryptable by anyone holding the KEK)",
                         part,
                         f"byte {found.start()}",
-                        partial(_holds, token.replace(b"\\/", b"/")),
+                        partial(_holds, token),
                     )
                 )
         document = _json(data) if hits else None

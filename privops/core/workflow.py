@@ -1770,9 +1770,13 @@ def followup_parent(cmd: r.Command) -> str | None:
 
 def issued_followup(parent: RequestRecord | None, cmd: r.Command) -> bool:
     """Whether ``cmd`` is the very follow-up erasure ``parent`` issued (``_followups``):
-    its child request id, command id and subject, linked to ``parent``. The worker's key
-    is derived from the audit key, which the DPO's audit tools hold too (and which
-    revoking no signer takes away): anything else it signs proves nothing."""
+    its child request id, command id and subject, linked to ``parent``, verified the day
+    it was received, and nothing else set. The worker's key is derived from the audit
+    key, which the DPO's audit tools hold too (and which revoking no signer takes away):
+    anything else it signs proves nothing. Before, its other fields went unchecked, and
+    a copy signed with that key, without the identity day or made by a "representative",
+    taken before the worker's own, left the follow-up waiting for ever (review, session
+    44)."""
     if parent is None or not isinstance(cmd, r.RequestSubmitted):
         return False
     issued = {_child_id(parent, i) for i, item in enumerate(parent.followups) if item.issued}
@@ -1782,7 +1786,28 @@ def issued_followup(parent: RequestRecord | None, cmd: r.Command) -> bool:
         and cmd.request_type is RequestType.erasure
         and cmd.subject_id == parent.subject_id
         and cmd.linked_request_id == parent.request_id
+        and cmd.identity_verified_on == cmd.received_on
+        and all(
+            getattr(cmd, name) == field.get_default(call_default_factory=True)
+            for name, field in r.RequestSubmitted.model_fields.items()
+            if name not in _FOLLOWUP_FIELDS
+        )
     )
+
+
+_FOLLOWUP_FIELDS: Final = frozenset(
+    {
+        *r.Command.model_fields,
+        "request_type",
+        "subject_id",
+        "received_on",
+        "identity_verified_on",
+        "linked_request_id",
+        "reason",
+    }
+)
+"""What a follow-up erasure the worker issues sets (``_followups``); every other field of
+``RequestSubmitted`` is left at its default."""
 
 
 def pending_followups(rec: RequestRecord) -> list[datetime]:

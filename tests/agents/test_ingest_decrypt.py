@@ -40,6 +40,7 @@ from streams import keystore
 from streams.app import settings
 from streams.audit import PSEUDONYM_KEY, ref
 from streams.keystore import KeyStore
+from streams.state import state
 from streams.tables import consent, identities, suppression
 from tests.agents.conftest import Outbox, erased_consent, put_on, wait_for
 from tests.unit import test_keystore
@@ -648,6 +649,47 @@ async def test_an_event_dated_ahead_of_the_clock_is_dead_lettered(
     assert letter.value is None  # its email was plaintext
     assert consent.data.get(ANN) is None
     assert consent.data.get(BOB) is not None
+
+
+async def test_an_investigation_opened_by_a_fast_clock_is_taken_as_of_its_record(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """What can only keep data longer is never lost to a system's clock either: an
+    investigation opened an hour ahead (UK summer time stamped as UTC) was dead-lettered,
+    and an erasure meanwhile deleted the footage under investigation (review, session
+    44). A close that far ahead is still refused: it would end the period."""
+    from streams.tables import subject_facts
+
+    now = datetime.now(UTC)
+    produced = now - timedelta(seconds=30)
+
+    def event(
+        model: type[r.InvestigationOpened | r.InvestigationClosed], event_id: str, **fields: Any
+    ) -> r.UpstreamEvent:
+        return model(
+            event_id=event_id,
+            occurred_at=now + timedelta(hours=1),
+            source=System.cctv,
+            subject_id=ANN,
+            identifiers=r.Identifiers(customer_id="V-1"),
+            investigation_id="INC-7",
+            **fields,
+        )
+
+    opened = event(r.InvestigationOpened, "ev-open-fast", reason="theft at the depot")
+    closed = event(r.InvestigationClosed, "ev-close-fast")
+    async with ingest.test_context() as agent:
+        for record in (opened, closed):
+            await put_on(
+                agent, "cctv.events", ANN.encode(), serde.encode(record),
+                timestamp=produced.timestamp(),
+            )  # fmt: skip
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+        await state.settle()
+    (letter,) = dead_letters(outbox)  # the close: it would have ended the period
+    assert letter.reason == "implausible_time"
+    facts = subject_facts.data[ANN]
+    assert facts["open_investigation_ids"] == ["INC-7"]
 
 
 async def test_an_unsubscribe_from_a_fast_clock_is_taken_as_of_its_record(

@@ -159,6 +159,8 @@ async def answer_erased(agent: Any, serde: Serde, request_id: str, system: Syste
 
 async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox) -> None:
     known_subject()
+    past = SubjectFacts(latest_financial_record_at=NOW - timedelta(days=8 * 365))
+    subject_facts.data[SUBJECT] = past.model_dump(mode="json")  # nothing financial kept
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-3")))
         await wait_for(lambda: requests.data.get("R-agent-3") is not None)

@@ -261,13 +261,15 @@ class FakeFetcher:
     batches: list[list[bytes | None]]
     polls: int = 0
     timeouts_ms: list[int] = field(default_factory=list)
+    keys: dict[bytes | None, bytes] = field(default_factory=dict)  # a value's key, if not S-1
 
     async def getmany(self, *_partitions: Any, timeout_ms: int = 0) -> dict[Any, Any]:
         self.polls += 1
         self.timeouts_ms.append(timeout_ms)
         if not self.batches:
             return {}
-        return {"tp": [SimpleNamespace(value=v) for v in self.batches.pop(0)]}
+        batch = self.batches.pop(0)
+        return {"tp": [SimpleNamespace(key=self.keys.get(v, b"S-1"), value=v) for v in batch]}
 
 
 def _decoder(records: dict[bytes, Record]) -> Callable[[bytes | None], Any]:
@@ -287,7 +289,7 @@ async def test_reader_matches_by_command_id_and_skips_the_rest() -> None:
         b"not-an-answer": mine,
     }
     fetcher = FakeFetcher([[b"other", b"garbage", None], [b"not-an-answer", b"mine"]])
-    found = await AnswerReader(fetcher, _decoder(records)).collect(["c-mine"], 5)
+    found = await AnswerReader(fetcher, _decoder(records)).collect({"c-mine": b"S-1"}, 5)
     assert list(found) == ["c-mine"]
     assert isinstance(found["c-mine"], CommandRejected)
     assert fetcher.polls == 2  # stopped as soon as everything was answered
@@ -295,7 +297,7 @@ async def test_reader_matches_by_command_id_and_skips_the_rest() -> None:
 
 async def test_reader_gives_up_at_the_deadline() -> None:
     fetcher = FakeFetcher([])
-    found = await AnswerReader(fetcher, _decoder({})).collect(["c-1"], 0.05)
+    found = await AnswerReader(fetcher, _decoder({})).collect({"c-1": b"S-1"}, 0.05)
     assert found == {}
     assert fetcher.polls >= 1
     assert all(0 < t <= 50 for t in fetcher.timeouts_ms)  # never polls past the deadline
@@ -304,5 +306,18 @@ async def test_reader_gives_up_at_the_deadline() -> None:
 async def test_reader_keeps_the_first_answer_to_a_command() -> None:
     cmd = command()
     records: dict[bytes, Record] = {b"a": accepted(cmd), b"b": rejected(cmd, "duplicate")}
-    found = await AnswerReader(FakeFetcher([[b"a", b"b"]]), _decoder(records)).collect(["c-1"], 5)
+    fetcher = FakeFetcher([[b"a", b"b"]])
+    found = await AnswerReader(fetcher, _decoder(records)).collect({"c-1": b"S-1"}, 5)
     assert isinstance(found["c-1"], CommandAccepted)
+
+
+async def test_reader_takes_only_the_answer_under_the_commands_own_key() -> None:
+    """A copy of the command put on the topic under another key is rejected wrong_key
+    with the same command id. Taken first, that rejection told the DPO their accepted
+    command was refused, and they sent it again (review, session 44)."""
+    cmd = command()
+    records: dict[bytes, Record] = {b"copy": rejected(cmd, "wrong_key"), b"real": accepted(cmd)}
+    fetcher = FakeFetcher([[b"copy"], [b"real"]], keys={b"copy": b"S-OTHER"})
+    found = await AnswerReader(fetcher, _decoder(records)).collect({"c-1": b"S-1"}, 5)
+    assert isinstance(found["c-1"], CommandAccepted)
+    assert fetcher.polls == 2

@@ -27,6 +27,7 @@ from privops.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT
 from privops.cli.main import app
 from privops.cli.request import publish as publish_module
 from privops.cli.request import sealing as sealing_module
+from privops.core.errors import RegistryUnreachable
 from privops.core.fieldcrypt import DataKey, is_encrypted, parse_field, seal_fields, split_key_id
 from privops.core.records import (
     Command,
@@ -55,6 +56,8 @@ class FakeBroker:
     waited: list[float] = field(default_factory=list)
     refuse: Exception | None = None  # what the broker raises on a send, if anything
     refuse_after: int = 0  # ... once this many were sent
+    unreadable: Exception | None = None  # what reading the answers raises, if anything
+    keys: dict[str, bytes] = field(default_factory=dict)  # what each answer is awaited under
 
 
 @pytest.fixture
@@ -85,8 +88,11 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBroker]:
             fake.events.append(f"sent {key.decode()}")
 
     class Reader:
-        async def collect(self, ids: list[str], wait: float) -> dict[str, CommandAnswer]:
+        async def collect(self, ids: dict[str, bytes], wait: float) -> dict[str, CommandAnswer]:
             fake.waited.append(wait)
+            fake.keys.update(ids)
+            if fake.unreadable is not None:
+                raise fake.unreadable
             answers = {c.command_id: fake.respond(c) for c in fake.sent}
             return {i: a for i, a in answers.items() if i in ids and a is not None}
 
@@ -202,6 +208,28 @@ def test_a_send_refused_after_the_first_of_two_names_what_was_sent(broker: FakeB
     assert out.code == EXIT_UNAVAILABLE, out.flat
     first = broker.sent[0].request_id
     assert f"sent before it, not to send again: {first}" in out.flat
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [TopicAuthorizationFailedError(), KafkaConnectionError(), RegistryUnreachable("registry down")],
+    ids=["answers-not-readable", "broker-gone", "registry-down"],
+)
+def test_answers_that_cannot_be_read_exit_3_naming_what_was_sent(
+    broker: FakeBroker, failure: Exception
+) -> None:
+    """The command went out, then reading the answers failed. Before, a broker error was
+    a traceback and exit 1 (read by a script as "refused"), and a registry error did not
+    say the command was sent, so a DPO sent it again and made a second request (review,
+    session 44). Now exit 3, naming the request to check."""
+    broker.unreadable = failure
+    out = run("erase", "--subject", "C-1", "--verified-now", "--wait", "3")
+    assert out.code == EXIT_UNAVAILABLE, out.flat
+    rid = broker.sent[0].request_id
+    assert f"sent {rid} to privacy.commands, but the worker's answer could not be read" in out.flat
+    assert "before sending it again" in out.flat
+    assert "Traceback" not in out.flat
+    assert broker.keys == {broker.sent[0].command_id: b"C-1"}  # awaited under the subject's key
 
 
 def test_accepted_submission_prints_the_id_then_what_the_worker_said(

@@ -546,6 +546,18 @@ def test_another_systems_event_with_the_same_id_is_not_a_redelivery() -> None:
     assert [c.after for c in changes] == [ConsentStatus.granted, ConsentStatus.withdrawn]
 
 
+def test_a_withdrawal_under_its_grants_event_id_is_not_a_redelivery() -> None:
+    """A system that reused its grant's event id for the withdrawal (P-17, then P-17):
+    the withdrawal was taken for a redelivery of the grant, dropped unaudited, and email
+    marketing stayed allowed (review, session 44). The same fact again still is one."""
+    grant = f(G, 1, email, event_id="P-17", source=System.crm)
+    withdrawal = f(W, 2, email, event_id="P-17", source=System.crm)
+    state, changes = fold([grant, withdrawal, withdrawal])
+    assert state is not None
+    assert state.status(marketing, email) is ConsentStatus.withdrawn
+    assert [c.after for c in changes] == [ConsentStatus.granted, ConsentStatus.withdrawn]
+
+
 def test_late_older_event_changes_nothing_but_is_remembered() -> None:
     state, _ = fold([f(W, 5, email)])
     assert state is not None

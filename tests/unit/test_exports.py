@@ -184,3 +184,14 @@ def test_file_roots(dm: DataMap, location: str, ok: bool) -> None:
 )
 def test_root_problem(root: str, ok: bool) -> None:
     assert (root_problem(root) is None) is ok
+
+
+@pytest.mark.parametrize(("count", "ok"), [(-1, False), (-(2**31), False), (0, True), (1, True)])
+def test_a_copy_of_fewer_than_no_records_is_refused(dm: DataMap, count: int, ok: bool) -> None:
+    """A negative count skipped the DPO's review of footage (asked for copies of one record
+    or more) and went out (review, session 44). None is a count a copy may have."""
+    copy = ref(f"{ROOT}{RID}.json").model_copy(update={"record_count": count})
+    problem = export_problem(dm, System.orders, copy, RID)
+    assert (problem is None) is ok
+    if not ok:
+        assert problem == "the count of records is below 0"

@@ -250,7 +250,10 @@ RETENTION = [
     pytest.param(
         SubjectFacts(open_investigation_ids=("INC-2",)),
         event(r.InvestigationOpened, System.cctv, investigation_id="INC-1", reason="theft"),
-        SubjectFacts(open_investigation_ids=("INC-1", "INC-2")), id="investigation-opened",
+        SubjectFacts(
+            open_investigation_ids=("INC-1", "INC-2"), opened_investigations=(("INC-1", T0),)
+        ),
+        id="investigation-opened",
     ),
     pytest.param(
         SubjectFacts(open_investigation_ids=("INC-1", "INC-2")),
@@ -377,6 +380,45 @@ def test_an_investigation_reopened_after_its_close_is_open_again() -> None:
         closed, investigation(r.InvestigationClosed, T0 + timedelta(days=4), "INV-7"), DM
     )
     assert late is closed
+
+
+OPENED, CLOSED, REOPENED = T0, T0 + timedelta(days=31), T0 + timedelta(days=59)
+ROUND_TWO: list[tuple[type[r.UpstreamEvent], datetime]] = [
+    (r.InvestigationOpened, OPENED),
+    (r.InvestigationClosed, CLOSED),
+    (r.InvestigationOpened, REOPENED),
+]
+
+
+@pytest.mark.parametrize(
+    "order", [(0, 1, 2), (0, 2, 1), (2, 0, 1), (2, 1, 0), (1, 0, 2), (1, 2, 0)]
+)
+def test_a_reopened_investigation_is_open_whatever_order_its_events_arrive_in(
+    order: tuple[int, int, int],
+) -> None:
+    """Opened in January, closed in February, opened again in March: open, in every
+    order of arrival. Before, the close arriving after the reopening closed it, and the
+    footage of an investigation still open could be erased (review, session 44)."""
+    facts = SubjectFacts()
+    for i in order:
+        kind, at = ROUND_TWO[i]
+        facts = updated_facts(facts, investigation(kind, at, "INV-9"), DM)
+    assert facts.open_investigation_ids == ("INV-9",)
+    plan = plan_erasure(SUBJECT, DM, None, [], facts, REOPENED + timedelta(days=3650))
+    (cctv,) = [k for i in plan.instructions for k in i.keep if k.category is Category.cctv]
+    assert cctv.until is None
+    # The close of the second round closes it, and nothing of the first is left timed.
+    later = REOPENED + timedelta(days=1)
+    done = updated_facts(facts, investigation(r.InvestigationClosed, later, "INV-9"), DM)
+    assert (done.open_investigation_ids, done.opened_investigations) == ((), ())
+
+
+def test_an_investigation_opened_before_its_open_was_timed_still_closes() -> None:
+    """Facts stored before 0.44 list an open investigation with no time: a close closes
+    it, as before."""
+    facts = SubjectFacts(open_investigation_ids=("INV-3",))
+    closed = updated_facts(facts, investigation(r.InvestigationClosed, CLOSED, "INV-3"), DM)
+    assert closed.open_investigation_ids == ()
 
 
 def test_event_without_retention_meaning_returns_the_same_facts() -> None:
@@ -774,3 +816,14 @@ def test_an_event_a_few_minutes_ahead_is_taken_and_one_further_is_not() -> None:
     assert why is not None
     assert "60 minutes ahead" in why
     assert "stamps UTC" in why
+
+
+def test_facts_without_open_times_store_as_an_earlier_release_wrote_them() -> None:
+    """``opened_investigations`` is left out while empty: a worker rolled back to 0.43
+    reads the facts of every subject with no investigation opened since (its model
+    forbids fields it does not know)."""
+    assert "opened_investigations" not in SubjectFacts(open_investigation_ids=("I",)).model_dump()
+    opened = updated_facts(SubjectFacts(), investigation(r.InvestigationOpened, T0, "I"), DM)
+    assert opened.model_dump(mode="json")["opened_investigations"] == [
+        ["I", "2026-03-01T09:00:00Z"]
+    ]

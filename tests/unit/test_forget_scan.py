@@ -212,6 +212,23 @@ def test_a_token_with_json_escaped_slashes_is_still_found() -> None:
     assert [(h.kind, h.at) for h in hits] == [(Kind.LIVE_CIPHERTEXT, "note")]
 
 
+@pytest.mark.parametrize("subject", ["jos\u00e9-1", 'A "quoted" \\ id', "\u5c71\u7530"])
+def test_a_token_of_a_subject_id_json_escapes_is_still_found(subject: str) -> None:
+    """A table value is JSON, which escapes non-ASCII characters, quotes and backslashes
+    of the subject id inside a key id: for such an id a live ciphertext in a changelog
+    or a store went unseen and the check passed (review, session 44)."""
+    key_id, value = token(subject)
+    for data in (
+        json.dumps({"note": value}).encode(),
+        json.dumps({"note": value}, ensure_ascii=False).encode(),
+        value.encode(),
+    ):
+        hits, _ = Matcher(subject, (), frozenset({key_id})).record(None, data)
+        assert [h.kind for h in hits] == [Kind.LIVE_CIPHERTEXT], data
+    hits, shredded = Matcher(subject, (), frozenset()).record(None, json.dumps([value]).encode())
+    assert (hits, shredded) == ([], 1)
+
+
 def test_key_ids_name_their_subject_from_the_right() -> None:
     assert key_subject("a/b/main/0123456789abcdef") == "a/b"
     assert key_subject("nonsense") is None

@@ -639,6 +639,40 @@ async def test_a_key_written_back_after_its_tombstone_is_ignored_and_tombstoned_
         assert await fresh.key_for(record.key_id) is None
 
 
+async def test_a_key_written_back_during_a_rebalance_is_tombstoned_again_once_assigned(
+    log: Log, codec: KeyRecordCodec, kek_path: Path
+) -> None:
+    """Read while a rebalance ran (``revoke``: nothing owned until the next assignment),
+    a written-back key was logged and dropped; the partition stayed here, so it was not
+    read again, and once compaction dropped the first tombstone the key was live for
+    every reader (review, session 44). Tombstoned again once the partition is assigned;
+    a send that fails is tried again at the next assignment."""
+    ann = subject_on(1)
+    async with following(new_store(log, codec, kek_path), {1}) as owner:
+        record = await owner.get_or_create(ann)
+        written = log.parts[1][-1]
+        await owner.shred(ann, [record.key_id])
+        owner.revoke()
+        owner.apply(1, *written)  # the zombie's write, read meanwhile
+        await asyncio.sleep(0.05)
+        assert log.parts[1][-1] == (record.key_id.encode(), None)  # the first tombstone only
+        stored = len(log.parts[1])
+
+        async def refused(*_: object) -> int:
+            raise keystore.KeyStoreBehind("broker gone")
+
+        owner._send = refused
+        owner.assign({1})
+        await asyncio.sleep(0.05)
+        assert len(log.parts[1]) == stored  # not sent: kept for the next assignment
+        owner._send = log.send
+        owner.assign({1})
+        async with asyncio.timeout(5):
+            while len(log.parts[1]) == stored:  # noqa: ASYNC110 (the log is a list, no event)
+                await asyncio.sleep(0.01)
+        assert log.parts[1][-1] == (record.key_id.encode(), None)
+
+
 def test_a_missing_or_development_kek_stops_the_worker_outside_dev(tmp_path: Path) -> None:
     from privops.adapters.settings import Settings
     from privops.core.errors import ConfigError

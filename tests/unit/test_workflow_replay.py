@@ -20,7 +20,7 @@ from privops.core import workflow as wf
 from privops.core.admission import MAX_COMMAND_AGE
 from privops.core.request import stable_id
 from privops.core.ticks import Tick, TickKind
-from privops.core.vocab import Category, RequestState, RequestType, System
+from privops.core.vocab import Capacity, Category, Channel, RequestState, RequestType, System
 from tests.unit.test_command_rules import ctx as ctx  # the rules' context and data map
 from tests.unit.test_command_rules import dm as dm
 from tests.unit.test_command_rules import submit
@@ -112,6 +112,20 @@ FOLLOWUPS: list[Any] = [
     ),
     pytest.param(parent(), followup(request_type=RequestType.access), False, id="not-an-erasure"),
     pytest.param(parent(), followup(linked_request_id="R-X"), False, id="linked-elsewhere"),
+    # Fields the worker never sets on it (review, session 44): taken, such a copy left the
+    # follow-up waiting for an identity or an authority no one would record.
+    pytest.param(parent(), followup(identity_verified_on=None), False, id="not-verified"),
+    pytest.param(
+        parent(), followup(identity_verified_on=TODAY - timedelta(days=1)), False, id="other-day"
+    ),
+    pytest.param(
+        parent(),
+        followup(capacity=Capacity.authorised, representative="a solicitor"),
+        False,
+        id="by-a-representative",
+    ),
+    pytest.param(parent(), followup(identity_received_on=TODAY), False, id="identity-received"),
+    pytest.param(parent(), followup(withdrawn_channel=Channel.email), False, id="withdrawal-scope"),
 ]
 
 

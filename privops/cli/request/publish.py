@@ -47,6 +47,7 @@ from privops.cli.request.answers import Outcome, Verdict, exit_code, judge, reas
 from privops.cli.request.reader import answer_reader
 from privops.cli.request.sealing import Addressed, sealed_commands
 from privops.cli.worker_http import worker_json
+from privops.core.errors import RegistryError, RuntimeUnavailable
 from privops.core.records import Command, CommandAnswer, RequestSubmitted
 from privops.core.signing import SigningKey
 from privops.core.topics import COMMANDS
@@ -195,13 +196,31 @@ def publish(commands: Sequence[Command], wait: float | None) -> list[Verdict]:
                     sent.append(command.request_id)
             if reader is None or wait is None:
                 return {}
-            return await reader.collect([c.command_id for c in commands], wait)
+            try:
+                return await reader.collect(
+                    {c.command_id: key for c, key in zip(commands, keys, strict=True)}, wait
+                )
+            except (KafkaError, RegistryError) as exc:
+                raise answer_unread(sent, exc) from exc
 
     answers: dict[str, CommandAnswer] = run_async(send)
     return [
         judge(c, answers.get(c.command_id), wait=wait, bootstrap=cfg.kafka_bootstrap)
         for c in commands
     ]
+
+
+def answer_unread(sent: Sequence[str], exc: Exception) -> RuntimeUnavailable:
+    """The error once every command went out but the answers could not be read (the
+    broker refused the answers topic, went away, the registry failed): exit 3, naming
+    what was sent. Before, a broker error was a traceback and exit 1, which a script
+    reads as "refused", and a registry error did not say the command had gone out: a
+    DPO sending it again made a second request (review, session 44)."""
+    return RuntimeUnavailable(
+        f"sent {', '.join(sent)} to {COMMANDS}, but the worker's answer could not be read "
+        f"({type(exc).__name__}: {exc}): it may be applied all the same; check `privops "
+        "request status ID` before sending it again"
+    )
 
 
 def report(verdicts: Sequence[Verdict], summaries: Sequence[str], *, quiet: bool) -> None:

@@ -9,7 +9,7 @@ group: nothing to commit, nothing left behind on the broker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -44,13 +44,19 @@ class AnswerReader:
         self._fetcher = fetcher
         self._decode = decode
 
-    async def collect(self, command_ids: Collection[str], wait: float) -> dict[str, CommandAnswer]:
-        """The answers to `command_ids` that arrive within `wait` seconds, by command id.
+    async def collect(self, keys: Mapping[str, bytes], wait: float) -> dict[str, CommandAnswer]:
+        """The answers to the commands ``keys`` names (command id -> the message key it
+        was sent under) that arrive within `wait` seconds, by command id.
 
         Records that are not answers, answers to other commands (another DPO's) and
-        undecodable bytes are skipped: none of them is this run's business.
+        undecodable bytes are skipped: none of them is this run's business. So is an
+        answer under another key than the command's: the worker answers a command under
+        its own key, and a copy of it put on the topic under another (its bytes read by
+        someone who may read privacy.commands) is rejected ``wrong_key`` with the same
+        command id. Taken first, that rejection told the DPO a command the worker had
+        accepted was refused, and they sent it again (review, session 44).
         """
-        wanted = set(command_ids)
+        wanted = set(keys)
         found: dict[str, CommandAnswer] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -62,7 +68,9 @@ class AnswerReader:
             for messages in batch.values():
                 for message in messages:
                     answer = await self._answer(message.value)
-                    if answer is not None and answer.command_id in wanted:
+                    if answer is None or answer.command_id not in wanted:
+                        continue
+                    if message.key == keys[answer.command_id]:
                         found.setdefault(answer.command_id, answer)
         return found
 

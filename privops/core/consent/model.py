@@ -173,11 +173,17 @@ class ConsentFact(BaseModel):
         the event id alone would make the second look like a redelivery of the first. An
         event id is unique only within its system: the CRM's event 1001 and the marketing
         platform's unsubscribe 1001 are two events (before, the unsubscribe was taken for
-        a redelivery and dropped; review, session 25).
+        a redelivery and dropped; review, session 25). Nor is a fact of another kind under
+        the same id a redelivery: a system that reused its grant's id for the withdrawal
+        had the withdrawal dropped, unaudited, and marketing stayed allowed (review,
+        session 44). A fact remembered by a release before 0.44, without its kind, is
+        applied once more if redelivered: the same fact again, which changes nothing.
         """
         if self.purpose is None and self.channel is None:
-            return f"{self.source}:{self.event_id}"
-        return f"{self.source}:{self.event_id}/{self.purpose or '*'}/{self.channel or '*'}"
+            return f"{self.source}:{self.event_id}/{self.kind}"
+        return (
+            f"{self.source}:{self.event_id}/{self.kind}/{self.purpose or '*'}/{self.channel or '*'}"
+        )
 
     @property
     def rank(self) -> _Rank:
