@@ -47,7 +47,6 @@ from faust.types import Message, StreamT
 from agents.ingest import (
     WRONG_PARTITION,
     PlaintextRefused,
-    apply_facts,
     on_its_partition,
     opened,
     opened_command,
@@ -69,15 +68,21 @@ from privops.core.admission import (
 from privops.core.audit import step_time
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
-from privops.core.facts import rectified_number_change
+from privops.core.facts import DirectiveKind, phone_replaced
 from privops.core.fanout import current_hold_states
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge, new_values
-from privops.core.request import Leftovers, Out
+from privops.core.request import Leftovers, Out, stable_id
 from privops.core.signing import Signers
 from privops.core.subject_keys import SubjectKey
 from privops.core.ticks import TickKind, parse_tick
-from privops.core.topics import COMMAND_RESULTS, COMMANDS, REQUEST_TICKS, workflow_inputs
+from privops.core.topics import (
+    COMMAND_RESULTS,
+    COMMANDS,
+    REQUEST_TICKS,
+    SUBJECT_DIRECTIVES,
+    workflow_inputs,
+)
 from privops.core.vocab import TERMINAL_STATES, TaskAction, TaskState
 from streams import pipeline
 from streams.app import app, settings
@@ -379,7 +384,7 @@ def _learn_rectified(rec: wf.RequestRecord, result: r.TaskResult) -> None:
     new = {n: v for n, v in rec.rectification.items() if n in CONTACT_IDS and n in known}
     if not new:
         return
-    now = collaborators().clock.now()
+    now = input_time()  # the answer's: a replay learns it the same
     try:
         merged = merge(identity, rec.subject_id, task.system, new, now)
     except DomainError:  # checked at submission; a record from before that check
@@ -391,10 +396,18 @@ def _learn_rectified(rec: wf.RequestRecord, result: r.TaskResult) -> None:
         return
     state.put(IDENTITIES, rec.subject_id, merged)
     # As an event's new number or value does (agents.ingest): the old number's TPS
-    # screening ends, and the systems a legal hold reaches hold the rows under the new
-    # value too, or deletion by age took them (review, session 44).
-    if changed := rectified_number_change(identity, merged, result, rec.request_id, now):
-        apply_facts(state.get(CONSENT, rec.subject_id), rec.subject_id, [changed])
+    # screening ends (by a directive: the consent state is the ingest agent's to write),
+    # and the systems a legal hold reaches hold the rows under the new value too, or
+    # deletion by age took them (review, session 44).
+    if phone_replaced(identity, merged):
+        directive = r.SubjectDirective(
+            directive_id=stable_id(result.task_id, DirectiveKind.number_changed.value),
+            subject_id=rec.subject_id,
+            request_id=rec.request_id,
+            kind=DirectiveKind.number_changed.value,
+            occurred_at=now,
+        )
+        output(SUBJECT_DIRECTIVES, rec.subject_id, directive)
     if new_values(identity, merged):
         tell_holds(rec.subject_id, merged)
 

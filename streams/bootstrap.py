@@ -14,7 +14,7 @@ import logging
 from privops.adapters.datamap_file import load_datamap
 from privops.adapters.kafka import TopicOutcome, broker_count, create_topics, one_copy_problem
 from privops.core.errors import ConfigError
-from privops.core.topics import TopicSpec, catalogue, compacted
+from privops.core.topics import SUBJECT_KEYS, TopicSpec, catalogue, compacted
 from streams.app import app, settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,11 @@ def ensure_topics() -> list[TopicOutcome]:
     for outcome in outcomes:
         if "replicas" in outcome.note:
             log.warning("topic %s %s", outcome.name, outcome.note)
+    if refused := keys_topic_problem(outcomes):
+        raise ConfigError(refused)
+    for outcome in outcomes:
+        if outcome.drift:
+            log.warning("topic %s %s: %s", outcome.name, outcome.note, config_fix(outcome))
     problems = partition_problems(specs, outcomes)
     if problems:
         raise ConfigError(
@@ -60,6 +65,29 @@ def ensure_topics() -> list[TopicOutcome]:
             "(set it to the topics' count, or recreate them)"
         )
     return outcomes
+
+
+def keys_topic_problem(outcomes: list[TopicOutcome]) -> str | None:
+    """Why the worker must not start on this privacy.subject-keys, or None: a cleanup
+    policy other than ``compact`` (``delete`` drops every data key at its retention, and
+    every field sealed under them with it; review, session 44)."""
+    for outcome in outcomes:
+        if outcome.name == SUBJECT_KEYS and "cleanup.policy" in outcome.drift:
+            return (
+                f"{SUBJECT_KEYS} {outcome.note}: it holds the only copy of the subjects' "
+                f"data keys, kept until shredded; {config_fix(outcome)}"
+            )
+    return None
+
+
+def config_fix(outcome: TopicOutcome) -> str:
+    """The command that gives ``outcome``'s topic the catalogue's configs."""
+    pairs = ",".join(f"{k}={want}" for k, (_, want) in outcome.drift.items())
+    return (
+        "set the catalogue's configs with `kafka-configs.sh --bootstrap-server BROKER "
+        f"--command-config admin.properties --alter --entity-type topics --entity-name "
+        f"{outcome.name} --add-config {pairs}`"
+    )
 
 
 def partition_problems(specs: list[TopicSpec], outcomes: list[TopicOutcome]) -> list[str]:

@@ -163,10 +163,10 @@ class KeyStore:
         self._wanted = wanted
         self._reassigned.set()
         for partition in set(self._unsent):
-            keys = self._unsent.pop(partition)
-            if partition in wanted:  # else its new owner reads it and tombstones them
-                for key in keys:
-                    self._retombstone(partition, key)
+            if partition in wanted:
+                self._send_unsent(partition)
+            else:  # its new owner reads it and tombstones them
+                del self._unsent[partition]
         self._assigned.set()
 
     def revoke(self) -> None:
@@ -285,11 +285,20 @@ class KeyStore:
     def _retombstoned(self, partition: int, key: bytes, task: asyncio.Future[object]) -> None:
         self._retombstoning.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # Tried again at the next assignment (its next owner re-reads the partition).
+            # Tried again in a while, and at the next assignment (a partition that goes
+            # elsewhere: its next owner re-reads it and tombstones it again).
             log.error(
                 "%s: tombstoning a written-back key failed: %r", SUBJECT_KEYS, task.exception()
             )
             self._unsent.setdefault(partition, set()).add(key)
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self._send_unsent, partition)
+
+    def _send_unsent(self, partition: int) -> None:
+        """The written-back keys of ``partition`` not tombstoned yet, again, if it is
+        still this worker's."""
+        if partition in self._owned and (keys := self._unsent.pop(partition, None)):
+            for key in keys:
+                self._retombstone(partition, key)
 
     def _opener(self, partition: int) -> Callable[[str, bytes], SubjectKey | None]:
         def opened(key_id: str, value: bytes) -> SubjectKey | None:

@@ -135,7 +135,8 @@ class Settings(BaseSettings):
     )
     kafka_plaintext: Literal["refuse", "allow"] = Field(
         default="refuse",
-        description="Outside dev a worker refuses PLAINTEXT Kafka (no principal is proven: "
+        description="Outside dev a worker or a connector refuses PLAINTEXT Kafka (no "
+        "principal is proven: "
         "no ACL holds and the HTTP API answers anyone); `allow` where nothing else shares "
         "the network (the compose file's private network)",
     )

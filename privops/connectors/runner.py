@@ -268,6 +268,20 @@ def check_kafka_security(settings: Settings) -> None:
         )
 
 
+def _no_copy(task: Task, result: TaskResult | None) -> str | None:
+    """Why ``result`` is no answer to an export ``task`` whatever its values say, or
+    None: ``completed`` without an export, or ``retained`` to a portability export (no
+    copy made). Read from the result's shape only, so a sealed one kept in the ledger is
+    judged as it stands (``_replay``)."""
+    if not isinstance(task, Export):
+        return None
+    if isinstance(result, TaskCompleted) and result.export is None:
+        return "completed without an export"
+    if isinstance(result, TaskRetained) and task.portability:
+        return "retained to a portability export: no copy made"
+    return None
+
+
 class ConnectorRunner:
     """Consume a system's task topic, call the connector, answer, then commit.
 
@@ -602,7 +616,7 @@ class ConnectorRunner:
         except UnreadableAnswer as exc:
             LEDGER_UNREADABLE.labels(self.system).inc()
             log.error(
-                "task %s (%s): its kept answer cannot be read (%s); executing it again",
+                "task %s (%s): its kept answer cannot be read (%s); executed again if it opens",
                 task.task_id,
                 task.action,
                 exc.kind,
@@ -721,6 +735,12 @@ class ConnectorRunner:
             except DecodeError:
                 log.info("task %s: its kept answer's key is gone; executing it again", task.task_id)
                 return await self._answer(task, sealed_with, ledger)
+        if (missing := _no_copy(task, result)) is not None:
+            # Kept by a runner before 0.44, which counted it done: the worker fails it,
+            # so it is replaced by the bad answer's failure (review, session 44).
+            failed, failure = self._bad_answer(task, missing)
+            ledger.put(task, failed.label, failure)
+            return _Reply(failure, self._encode(failure), failed.label)
         sealed = await self._seal(task, sealed_with, result)
         try:
             return _Reply(sealed, self._encode(sealed), outcome)
@@ -831,11 +851,8 @@ class ConnectorRunner:
         copy made), is no answer to it either: the worker records both failed, while
         the runner counted them done and replayed them to every re-send (review,
         session 44)."""
-        if isinstance(task, Export):
-            if isinstance(result, TaskCompleted) and result.export is None:
-                return "completed without an export"
-            if isinstance(result, TaskRetained) and task.portability:
-                return "retained to a portability export: no copy made"
+        if (missing := _no_copy(task, result)) is not None:
+            return missing
         if not isinstance(result, TaskCompleted) or not result.export:
             return None
         if problem := description_problem(result.export):

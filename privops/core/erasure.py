@@ -249,7 +249,7 @@ def retention_of(
         *_hold_grounds(category, holds),
         *_credit_grounds(category, rule, facts),
         *_investigation_grounds(category, rule, facts),
-        *_financial_grounds(category, rule, facts, datamap.organisation, now),
+        *_financial_grounds(category, rule, facts, datamap.organisation),
     ]
     grounds = [g for g in grounds if g.until is None or g.until > now]
     if not grounds:
@@ -380,33 +380,19 @@ def _investigation_grounds(
 
 
 def _financial_grounds(
-    category: Category,
-    rule: RetentionRule,
-    facts: SubjectFacts,
-    organisation: Organisation,
-    now: datetime,
+    category: Category, rule: RetentionRule, facts: SubjectFacts, organisation: Organisation
 ) -> Iterator[Retained]:
-    """A category the law keeps whatever the subject asks (``overrides_erasure``: HMRC's
-    six years), counted from the latest financial record privops was told of. With none
-    told (records made before privops ran, or whose events were dead-lettered), counted
-    from ``now``, the latest such a record can be: the system keeps what it has and
-    answers ``not_found`` for what it has not, which keeps nothing. Before, such a
-    category was erased, invoices included (review, session 44)."""
-    if not rule.overrides_erasure:
-        return
     recorded_at = facts.latest_financial_record_at
-    anchor = recorded_at or now
-    until = retention_end(rule, anchor, organisation)
-    if until is None:
+    if not rule.overrides_erasure or recorded_at is None:
         return
-    if recorded_at is not None:
-        reason = f"financial record dated {recorded_at.astimezone(UK).date().isoformat()}"
-    else:
-        reason = (
-            "no financial record dated here: kept as if the latest were made "
-            f"{now.astimezone(UK).date().isoformat()}"
+    until = retention_end(rule, recorded_at, organisation)
+    if until is not None:
+        yield Retained(
+            category=category,
+            ground=rule.ground,
+            until=until,
+            reason=f"financial record dated {recorded_at.astimezone(UK).date().isoformat()}",
         )
-    yield Retained(category=category, ground=rule.ground, until=until, reason=reason)
 
 
 def retention_end(

@@ -124,6 +124,8 @@ class DirectiveKind(StrEnum):
     suppressed = "suppressed"
     objected = "objected"
     withdrawn = "withdrawn"
+    # A rectified phone a system confirmed (from 0.44): the old number's screening ends.
+    number_changed = "number_changed"
 
 
 _DIRECTIVE_FACTS: Final[dict[DirectiveKind, FactKind]] = {
@@ -132,6 +134,7 @@ _DIRECTIVE_FACTS: Final[dict[DirectiveKind, FactKind]] = {
     DirectiveKind.suppressed: F.suppressed,
     DirectiveKind.objected: F.objected,
     DirectiveKind.withdrawn: F.withdrawn,
+    DirectiveKind.number_changed: F.number_changed,
 }
 
 
@@ -325,31 +328,14 @@ def number_change(
     """The fact that the subject's telephone number changed with ``event`` (their
     latest number, by occurred_at, is another than before), or None: the number a TPS
     screening or a "do not object" notice concerned is no longer the one called."""
+    return _fact(event, F.number_changed) if phone_replaced(before, after) else None
+
+
+def phone_replaced(before: IdentityMap | None, after: IdentityMap) -> bool:
+    """Whether the subject's latest phone in ``after`` is another than in ``before``: a
+    TPS screening or "do not object" notice of the old one no longer holds."""
     old, new = (before.phone if before else None), after.phone
-    if old is None or new is None or old.value == new.value:
-        return None
-    return _fact(event, F.number_changed)
-
-
-def rectified_number_change(
-    before: IdentityMap, after: IdentityMap, task: r.TaskResult, request_id: str, at: datetime
-) -> ConsentFact | None:
-    """``number_change`` for a rectified phone a system confirmed (``task``, its answer,
-    taken ``at``: the worker's time, as the identity map's): the screening of the old
-    number ends as it does when an event carries a new one.
-    Before, the new number entered the identity map with no such fact, so the event that
-    later carried it found it known, and the old number's "not listed" let it be called
-    (review, session 44)."""
-    old, new = before.phone, after.phone
-    if old is None or new is None or old.value == new.value:
-        return None
-    return ConsentFact(
-        event_id=f"{task.task_id}:number_changed",
-        occurred_at=at,
-        source=task.system,
-        kind=F.number_changed,
-        evidence=f"privacy.commands:{request_id}",
-    )
+    return old is not None and new is not None and old.value != new.value
 
 
 # --- retention facts and disclosures ------------------------------------------------------

@@ -34,7 +34,6 @@ from tests.agents.signers import sign, trust
 from tests.agents.test_erasure_shred import (
     ANN,
     INVOICE,
-    PAST_RETENTION,
     erased_keeping_invoices,
     history,
     known,
@@ -212,7 +211,7 @@ async def test_an_open_request_about_someone_erased_keeps_its_text_until_it_clos
     from tests.agents.test_workflow_agent import erasure
 
     await store.get_or_create(ANN)
-    known(PAST_RETENTION)
+    known(SubjectFacts())
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-all", ANN)))
         await suppress(facts_agent, serde, outbox, "R-all")

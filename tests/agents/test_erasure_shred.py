@@ -66,9 +66,6 @@ SYSTEM_IDS = {
     System.marketing: {"email": EMAIL},
 }
 INVOICE = NOW - timedelta(days=30)
-# Invoices past their six years: an erasure keeps nothing financial. (With no financial
-# record told at all, invoices are kept as if made now: tests/unit/test_erasure.py.)
-PAST_RETENTION = SubjectFacts(latest_financial_record_at=NOW - timedelta(days=8 * 365))
 
 
 def kept_until() -> datetime:
@@ -253,7 +250,7 @@ async def test_an_erasure_completed_before_its_suppression_waits_for_it(
     """Nothing is shredded or dropped while the key service could still hand out a key and
     the suppression list lacks the identifiers' hashes; the timer tries again."""
     main = await store.get_or_create(ANN)
-    known(PAST_RETENTION)
+    known(SubjectFacts())
 
     async with workflow.test_context() as flow, ingest.test_context() as facts_agent:
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(erasure("R-shred-2", ANN)))
@@ -302,7 +299,7 @@ async def test_a_shred_refused_for_good_stops_the_worker_and_one_refused_for_now
     shred (stored first, so that the restart destroys exactly that) is all that was
     written. Refused for now (a broker away), the erasure waits for a later tick."""
     main = await store.get_or_create(ANN)
-    known(PAST_RETENTION)
+    known(SubjectFacts())
     told: list[BaseException] = []
     sending = store._send
 

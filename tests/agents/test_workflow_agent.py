@@ -31,6 +31,7 @@ from privops.core.topics import (
     DEADLETTER,
     NOTIFICATIONS,
     REQUEST_TICKS,
+    SUBJECT_DIRECTIVES,
     task_results_topic,
 )
 from privops.core.vocab import (
@@ -159,8 +160,6 @@ async def answer_erased(agent: Any, serde: Serde, request_id: str, system: Syste
 
 async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox) -> None:
     known_subject()
-    past = SubjectFacts(latest_financial_record_at=NOW - timedelta(days=8 * 365))
-    subject_facts.data[SUBJECT] = past.model_dump(mode="json")  # nothing financial kept
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(erasure("R-agent-3")))
         await wait_for(lambda: requests.data.get("R-agent-3") is not None)
@@ -386,11 +385,18 @@ async def test_a_confirmed_rectified_phone_number_is_not_called_on_the_old_ones_
         )
         await put_on(agent, task_results_topic(System.crm), SUBJECT.encode(), serde.encode(done))
         await wait_for(lambda: "+447700900002" in str(identities.data[SUBJECT]))
+        await wait_for(lambda: bool(outbox.on(SUBJECT_DIRECTIVES)))
+    # The consent state is the ingest agent's to write: the workflow tells it so.
+    [sent] = [s for s in outbox.sent if s.topic == SUBJECT_DIRECTIVES]
+    assert isinstance(sent.record, r.SubjectDirective)
+    assert (sent.key, sent.record.kind) == (SUBJECT.encode(), "number_changed")
+    async with agents_ingest.ingest.test_context() as facts_agent:
+        await put_on(facts_agent, SUBJECT_DIRECTIVES, SUBJECT.encode(), sent.value)
         await wait_for(lambda: consent.data[SUBJECT].get("tps", {}).get("kind") == "number_changed")
     after = SubjectConsent.model_validate(consent.data[SUBJECT])
     assert decide(after, Purpose.marketing, Channel.telephone, NOW).rule is Rule.tps_not_screened
     [step] = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "consent_changed"]
-    assert (step.actor, step.after) == ("crm", "number_changed")
+    assert (step.actor, step.after) == ("privops:R-phone", "number_changed")
 
 
 async def test_a_supplementary_statement_reaches_only_the_system_holding_its_category(

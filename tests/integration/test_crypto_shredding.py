@@ -77,15 +77,6 @@ def sealed_events(subject: Subject, keys: WorkerKeySource) -> list[tuple[str, st
     sid = subject.id
     made = [
         subject.event(r.CustomerCreated, System.orders, minutes=0),
-        # Their last order eight years ago: its invoices are past HMRC's six years, so the
-        # erasure keeps nothing (with no order told, they are kept as if made today).
-        subject.event(
-            r.OrderPlaced,
-            System.orders,
-            minutes=-8 * 365 * 24 * 60,
-            order_id=f"O-{sid}",
-            total_pence=4200,
-        ),
         subject.event(r.CustomerCreated, System.crm, minutes=1),
         subject.event(
             r.ConsentGiven,

@@ -321,3 +321,23 @@ async def test_reader_takes_only_the_answer_under_the_commands_own_key() -> None
     found = await AnswerReader(fetcher, _decoder(records)).collect({"c-1": b"S-1"}, 5)
     assert isinstance(found["c-1"], CommandAccepted)
     assert fetcher.polls == 2
+
+
+@pytest.mark.parametrize("reason", ["wrong_key", "bad_signature"])
+async def test_a_rejection_a_copy_provokes_gives_way_to_the_commands_own_answer(
+    reason: str,
+) -> None:
+    """A copy under the same key on another partition (wrong_key), or altered
+    (bad_signature), is rejected with the real command's id, and may be answered first
+    (review of session 44's fix). The command's own answer wins; with none, the
+    rejection is told once the wait is over."""
+    cmd = command()
+    records: dict[bytes, Record] = {b"copy": rejected(cmd, reason), b"real": accepted(cmd)}
+    fetcher = FakeFetcher([[b"copy"], [b"real"]])
+    found = await AnswerReader(fetcher, _decoder(records)).collect({"c-1": b"S-1"}, 5)
+    assert isinstance(found["c-1"], CommandAccepted)
+    alone = await AnswerReader(FakeFetcher([[b"copy"]]), _decoder(records)).collect(
+        {"c-1": b"S-1"}, 0.3
+    )
+    assert isinstance(alone["c-1"], CommandRejected)
+    assert alone["c-1"].reason == reason

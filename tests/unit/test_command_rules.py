@@ -23,16 +23,7 @@ from privops.core.holds import LegalHold
 from privops.core.request import MAX_REMEMBERED_ANSWERS, Answered
 from privops.core.topics import SUBJECT_DIRECTIVES, legal_holds_topic
 from privops.core.vocab import Category, FeeGround, RequestState, RequestType, System
-from tests.unit.test_workflow import (
-    ASKED,
-    NOW,
-    PAST_RETENTION,
-    SUBJECT,
-    TODAY,
-    answer_all,
-    cmd_id,
-    identity_map,
-)
+from tests.unit.test_workflow import ASKED, NOW, SUBJECT, TODAY, answer_all, cmd_id, identity_map
 
 S = RequestState
 T = RequestType
@@ -48,12 +39,7 @@ def dm() -> DataMap:
 @pytest.fixture
 def ctx(dm: DataMap) -> wf.Context:
     return wf.Context(
-        now=NOW,
-        today=TODAY,
-        datamap=dm,
-        subject_ref="sr_rules",
-        identity=identity_map(),
-        facts=PAST_RETENTION,
+        now=NOW, today=TODAY, datamap=dm, subject_ref="sr_rules", identity=identity_map()
     )
 
 

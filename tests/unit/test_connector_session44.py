@@ -358,3 +358,32 @@ async def test_retained_to_an_access_export_is_still_an_answer(tmp_path: Path) -
 
     (answer,) = (serde.read(value) for _, value in fetch.sent)
     assert isinstance(answer, r.TaskRetained)
+
+
+@pytest.mark.parametrize("case", EXPORT_ANSWERS)
+async def test_such_an_answer_kept_by_an_earlier_runner_is_replaced_when_replayed(
+    tmp_path: Path, case: str
+) -> None:
+    """Kept in the ledger before the check above, it was replayed as done to every
+    re-send (review of session 44's fix): replaced by the bad answer's failure, which
+    is kept instead, and the connector is not called again."""
+    portability, returned, why = EXPORT_ANSWERS[case]
+    task = export(portability=portability)
+    ledger = Ledger(tmp_path / "l.db")
+    kept = returned.result(task, NOW)
+    assert kept is not None
+    ledger.put(task, returned.label, kept)  # as a 0.43 runner kept it
+    connector = _Exports(returned)
+    serde = _Avro({b"2": export(portability=portability, attempt=2)})
+    runner = ConnectorRunner(connector, Settings(), retry=FAST)
+    runner.serde = serde
+    fetch = _Fetch(runner, ledger)
+
+    await fetch((b"2", 2))
+
+    (answer,) = (serde.read(value) for _, value in fetch.sent)
+    assert isinstance(answer, r.TaskFailed)
+    assert answer.reason == f"connector error: bad answer ({why})"
+    assert connector.calls == 0
+    again = ledger.get(task.task_id)
+    assert isinstance(again, r.TaskFailed)

@@ -58,12 +58,6 @@ INVOICE_2Y = NOW - timedelta(days=2 * 365)
 # 00:00 UK time (BST), which is 31 March 2030 23:00 UTC.
 INVOICE_2Y_KEPT_UNTIL = datetime(2030, 3, 31, 23, 0, tzinfo=UTC)
 INVOICE_7Y = NOW - timedelta(days=7 * 365)
-# No financial record told: kept as if the latest were made now (2 March 2026, in the
-# year ending 31 March 2026), through 31 March 2032 (review, session 44).
-NO_RECORD: dict[tuple[System, Category], datetime | None] = {
-    (System.orders, C.payment): datetime(2032, 3, 31, 23, 0, tzinfo=UTC),
-    (System.orders, C.purchases): datetime(2032, 3, 31, 23, 0, tzinfo=UTC),
-}
 CLOSED_1Y = NOW - timedelta(days=365)
 CLOSED_3Y = NOW - timedelta(days=3 * 365)
 
@@ -71,7 +65,7 @@ CLOSED_3Y = NOW - timedelta(days=3 * 365)
 CASES: list[
     tuple[str, SubjectFacts, list[LegalHold], dict[tuple[System, Category], datetime | None]]
 ] = [
-    ("plain customer", SubjectFacts(), [], NO_RECORD),
+    ("plain customer", SubjectFacts(), [], {}),
     (
         "invoices inside 6 years",
         SubjectFacts(latest_financial_record_at=INVOICE_2Y),
@@ -106,25 +100,25 @@ CASES: list[
         "credit account closed a year ago",
         SubjectFacts(credit_closed_at=CLOSED_1Y),
         [],
-        {**NO_RECORD, (System.orders, C.credit): CLOSED_1Y + SIX_YEARS},
+        {(System.orders, C.credit): CLOSED_1Y + SIX_YEARS},
     ),
     (
         "cctv under investigation",
         SubjectFacts(open_investigation_ids=("INC-9", "INC-4")),
         [],
-        {**NO_RECORD, (System.cctv, C.cctv): None},
+        {(System.cctv, C.cctv): None},
     ),
     (
         "investigation closed within 2 years",
         SubjectFacts(investigation_closed_at=CLOSED_1Y),
         [],
-        {**NO_RECORD, (System.cctv, C.cctv): CLOSED_1Y + TWO_YEARS},
+        {(System.cctv, C.cctv): CLOSED_1Y + TWO_YEARS},
     ),
     (
         "investigation closed over 2 years ago",
         SubjectFacts(investigation_closed_at=CLOSED_3Y),
         [],
-        NO_RECORD,
+        {},
     ),
     (
         "active legal hold",
@@ -138,7 +132,6 @@ CASES: list[
             (System.telephony, C.contact): None,
             (System.marketing, C.contact): None,
             (System.web, C.contact): None,
-            **NO_RECORD,
         },
     ),
     (
@@ -158,7 +151,7 @@ CASES: list[
             hold((C.cctv,), placed_at=NOW + timedelta(days=1)),
             hold((C.cctv,), subject_id="someone-else"),
         ],
-        NO_RECORD,
+        {},
     ),
 ]
 
@@ -186,31 +179,6 @@ def test_erasure_plan(
     # A follow-up erasure for every retained category whose end is known, on that day.
     due = {(f.system, c): f.due_at for f in plan.followups for c in f.categories}
     assert due == {k: v for k, v in expected.items() if v is not None}
-
-
-def test_financial_records_privops_was_never_told_of_are_kept_as_if_made_now(
-    dm: DataMap,
-) -> None:
-    """Invoices made before privops ran (or whose events were dead-lettered): privops
-    knows of no financial record, yet the orders system may hold six years of them.
-    Kept as if the latest were made now, the latest it can be; the system answers
-    ``not_found`` for what it does not hold, which keeps nothing. Before, they were
-    erased (review, session 44)."""
-    plan = plan_erasure(SUBJECT, dm, None, [], SubjectFacts(), NOW)
-    orders = plan.for_system(System.orders)
-    assert orders is not None
-    assert {r.category for r in orders.keep} == {C.payment, C.purchases}
-    assert {r.reason for r in orders.keep} == {
-        "no financial record dated here: kept as if the latest were made 2026-03-02"
-    }
-    assert all(r.ground.startswith("legal_obligation: financial records") for r in orders.keep)
-    assert plan.followups == (
-        Followup(
-            system=System.orders,
-            categories=(C.payment, C.purchases),
-            due_at=NO_RECORD[(System.orders, C.payment)],
-        ),
-    )
 
 
 def test_followups_group_categories_by_system_and_date(dm: DataMap) -> None:
@@ -285,8 +253,7 @@ def test_recipients_to_notify(dm: DataMap) -> None:
 
 
 def test_recipients_of_a_plan(dm: DataMap) -> None:
-    facts = SubjectFacts(latest_financial_record_at=INVOICE_7Y)  # its invoices past 6 years
-    plan = plan_erasure(SUBJECT, dm, None, [], facts, NOW)
+    plan = plan_erasure(SUBJECT, dm, None, [], SubjectFacts(), NOW)
     told = recipients_to_notify(dm, plan.erased_categories, everything_disclosed(dm))
     names = {n.recipient for n in told}
     assert "Product suppliers" in names

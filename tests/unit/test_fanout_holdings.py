@@ -25,7 +25,6 @@ from privops.core.identity import IdentityMap, merge
 from privops.core.request import FOLLOWUP_ACTOR
 from privops.core.vocab import Category, RequestState, RequestType, System, TaskState
 from tests.unit import test_command_rules as command_rules
-from tests.unit.test_workflow import PAST_RETENTION
 
 C = Category
 NOW = datetime(2026, 7, 20, 9, 0, tzinfo=UTC)  # a Monday
@@ -69,7 +68,7 @@ def context(dm: DataMap, known: IdentityMap | None = None, **kw: Any) -> wf.Cont
         datamap=dm,
         subject_ref="sr_0123456789abcdef01234567",
         identity=identity(REPORTED) if known is None else known,
-        facts=kw.pop("facts", PAST_RETENTION),
+        facts=kw.pop("facts", SubjectFacts()),
         **kw,
     )
 
@@ -218,8 +217,7 @@ def test_asking_more_systems_tells_no_recipient_that_received_nothing(dm: DataMa
                 first_at=NOW - timedelta(days=3),
                 last_at=NOW - timedelta(days=3),
             ),
-        ),
-        latest_financial_record_at=PAST_RETENTION.latest_financial_record_at,
+        )
     )
     outcome = wf.on_command(None, submit(RequestType.erasure), context(dm, facts=disclosed))
     notes = [o.record for o in outcome.out if isinstance(o.record, r.RecipientNotification)]

@@ -32,7 +32,6 @@ from privops.core.vocab import (
     TaskState,
 )
 from tests.unit import test_command_rules as command_rules
-from tests.unit.test_workflow import PAST_RETENTION
 
 C = Category
 NOW = datetime(2026, 7, 20, 9, 0, tzinfo=UTC)
@@ -56,7 +55,7 @@ def context(dm: DataMap, facts: SubjectFacts | None = None) -> wf.Context:
         datamap=dm,
         subject_ref="sr_0123456789abcdef01234567",
         identity=known,
-        facts=facts or PAST_RETENTION,
+        facts=facts or SubjectFacts(),
     )
 
 

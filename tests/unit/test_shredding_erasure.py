@@ -32,9 +32,6 @@ SUBJECT = "subj-erased"
 INVOICE = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)  # financial year ending 31 March 2026
 # Six years from that year end: kept through 31 March 2032, erasable from 1 April 00:00 UK.
 RETENTION_END = datetime(2032, 3, 31, 23, 0, tzinfo=UTC)
-# Invoices past their six years: nothing financial is kept. (With no financial record
-# told at all, invoices are kept as if made now: tests/unit/test_erasure.py.)
-PAST_RETENTION = SubjectFacts(latest_financial_record_at=NOW - timedelta(days=8 * 365))
 SYSTEM_IDS = {
     System.orders: {"customer_id": "C-1"},
     System.crm: {"contact_id": "K-1", "email": "ann@example.com"},
@@ -303,7 +300,7 @@ def test_a_system_that_kept_without_saying_what_keeps_all_its_task_covers(dm: Da
     planned to keep, recorded nothing: the erasure closed completed, the subject was
     told everything was erased, and the system's identifiers went (review, session 43).
     Now all the task covers counts as kept, on the system's own ground."""
-    ctx = context(dm, facts=PAST_RETENTION)
+    ctx = context(dm, facts=SubjectFacts())
     rec = erased(ctx, crm=r.TaskRetained)
     crm = next(t for t in rec.tasks.values() if t.system is System.crm)
     assert crm.keep == []  # nothing planned
@@ -317,7 +314,7 @@ def test_a_system_that_kept_without_saying_what_keeps_all_its_task_covers(dm: Da
 def test_a_retained_answer_naming_only_categories_outside_its_task_keeps_the_task(
     dm: DataMap,
 ) -> None:
-    ctx = context(dm, facts=PAST_RETENTION)
+    ctx = context(dm, facts=SubjectFacts())
     rec = submitted(ctx)
     crm = next(t for t in rec.tasks.values() if t.system is System.crm)
     foreign = next(c for c in Category if c not in crm.categories)
@@ -348,7 +345,7 @@ def test_a_retained_task_leaves_its_request_partial_even_with_nothing_to_name(
 ) -> None:
     """A task of no category (none the plan could name) answered "retained": the system
     kept something all the same, so the request is partial, never completed."""
-    ctx = context(dm, facts=PAST_RETENTION)
+    ctx = context(dm, facts=SubjectFacts())
     rec = submitted(ctx)
     for task in rec.tasks.values():
         if task.system is System.crm:
@@ -358,16 +355,14 @@ def test_a_retained_task_leaves_its_request_partial_even_with_nothing_to_name(
     assert rec.state is RequestState.partially_completed
 
 
-def test_nothing_is_kept_after_a_complete_erasure_with_financial_records_past_their_period(
-    dm: DataMap,
-) -> None:
-    rec = erased(context(dm, facts=PAST_RETENTION))
+def test_nothing_is_kept_after_a_complete_erasure_without_financial_records(dm: DataMap) -> None:
+    rec = erased(context(dm, facts=SubjectFacts()))
     assert rec.state is RequestState.completed
     assert shredding.still_kept(rec, [], dm.holdings(), NOW).nothing
 
 
 def test_an_active_hold_and_a_failed_task_keep_their_systems(dm: DataMap) -> None:
-    rec = erased(context(dm, facts=PAST_RETENTION), marketing=r.TaskFailed)
+    rec = erased(context(dm, facts=SubjectFacts()), marketing=r.TaskFailed)
     kept = shredding.still_kept(rec, [hold()], dm.holdings(), NOW)
     assert kept.categories == {C.cctv}
     assert kept.systems == {System.cctv, System.marketing}
@@ -475,7 +470,7 @@ def test_closed_requests_lose_the_free_text_that_may_name_the_person(dm: DataMap
 def crm_keeping_contact(dm: DataMap, reason: str) -> tuple[wf.RequestRecord, list[Any]]:
     """An erasure every system answers done but the CRM, which keeps contact details for
     reasons of its own (``reason``, its free text): the record, and what was sent."""
-    ctx = context(dm, facts=PAST_RETENTION)
+    ctx = context(dm, facts=SubjectFacts())
     rec = submitted(ctx)
     out: list[Any] = []
     for task in list(rec.tasks.values()):
@@ -653,7 +648,7 @@ def test_a_released_hold_gets_its_followup_erasure(dm: DataMap) -> None:
     (DESIGN.md section 5: retained data gets a follow-up erasure when its retention
     ends). Now the closed erasure looks again daily, from the holds as they are."""
     interactions = hold(categories=(C.interactions,))
-    held = context(dm, facts=PAST_RETENTION, holds=(interactions,))
+    held = context(dm, facts=SubjectFacts(), holds=(interactions,))
     rec = erased(held)
     assert shredding.pending(rec)  # the worker shreds its keys first ...
     assert wf.pending_followups(rec) == []  # (its own retries: no review tick meanwhile)
@@ -699,7 +694,7 @@ def test_once_a_followup_went_out_it_looks_after_the_rest(dm: DataMap) -> None:
     ground doubled it (review, session 24)."""
     h1 = hold(categories=(C.interactions,))
     h2 = hold(hold_id="H-2", categories=(C.purchases,))
-    held = context(dm, facts=PAST_RETENTION, holds=(h1, h2))
+    held = context(dm, facts=SubjectFacts(), holds=(h1, h2))
     rec = shredding.done(erased(held), NOW)
     assert wf.open_ended(rec) == [
         (System.crm, C.interactions),

@@ -51,10 +51,6 @@ INVOICE = NOW - timedelta(days=365)  # 10 March 2024
 # (year end 31 March in the data map), so kept through 31 March 2030 and erasable from
 # 1 April 2030 00:00 UK time (BST), not 6 years from the invoice date.
 KEPT_UNTIL = datetime(2030, 3, 31, 23, 0, tzinfo=UTC)
-# A customer whose latest invoice is past its 6 years: nothing of theirs is kept. With no
-# financial record told at all, the invoices are kept as if made now (review, session
-# 44): these tests' plain customer has one, long ago.
-PAST_RETENTION = SubjectFacts(latest_financial_record_at=NOW - timedelta(days=8 * 365))
 
 # What each system calls the subject. web is deliberately absent: it never reported them.
 SYSTEM_IDS: dict[System, dict[str, str]] = {
@@ -92,7 +88,7 @@ def ctx(dm: DataMap) -> wf.Context:
         datamap=dm,
         subject_ref="sr_0123456789abcdef01234567",
         identity=identity_map(),
-        facts=PAST_RETENTION,
+        facts=SubjectFacts(),
     )
 
 
@@ -222,18 +218,7 @@ def test_identity_verified_sends_one_erase_per_known_system(ctx: wf.Context) -> 
 KEEP_CASES: list[
     tuple[str, SubjectFacts, tuple[LegalHold, ...], dict[System, dict[Category, Any]]]
 ] = [
-    ("plain customer", PAST_RETENTION, (), {}),
-    (
-        "no financial record told: kept as if made now",
-        SubjectFacts(),
-        (),
-        {
-            System.orders: {
-                C.payment: ("financial records", datetime(2031, 3, 31, 23, 0, tzinfo=UTC)),
-                C.purchases: ("financial records", datetime(2031, 3, 31, 23, 0, tzinfo=UTC)),
-            }
-        },
-    ),
+    ("plain customer", SubjectFacts(), (), {}),
     (
         "invoices within 6 years kept in orders",
         SubjectFacts(latest_financial_record_at=INVOICE),
@@ -271,7 +256,7 @@ KEEP_CASES: list[
     ),
     (
         "legal hold keeps its category",
-        PAST_RETENTION,
+        SubjectFacts(),
         (
             LegalHold(
                 hold_id="H-1",
@@ -288,10 +273,7 @@ KEEP_CASES: list[
     ),
     (
         "cctv under investigation",
-        SubjectFacts(
-            open_investigation_ids=("INV-9",),
-            latest_financial_record_at=PAST_RETENTION.latest_financial_record_at,
-        ),
+        SubjectFacts(open_investigation_ids=("INV-9",)),
         (),
         {System.cctv: {C.cctv: ("investigation hold", None)}},
     ),
@@ -342,8 +324,7 @@ DISCLOSED = SubjectFacts(
         disclosed("Credit reference agencies", "CRA-77", C.contact, C.credit),
         disclosed("Banks and payment processors", "PSP-1", C.payment),
         disclosed("Law enforcement agencies (on valid request)", None, C.cctv),
-    ),
-    latest_financial_record_at=PAST_RETENTION.latest_financial_record_at,
+    )
 )
 
 
@@ -1637,7 +1618,7 @@ def test_the_subject_is_told_the_outcome_of_every_request(ctx: wf.Context) -> No
     assert f"could not yet complete it in: {systems[0].value};" in note.message
     assert "new@example.com" not in note.message
     for kind in (RequestType.restriction, RequestType.erasure):
-        done, last = answer_all(start(kind, dataclasses.replace(ctx, facts=PAST_RETENTION)), ctx)
+        done, last = answer_all(start(kind, dataclasses.replace(ctx, facts=SubjectFacts())), ctx)
         assert done.state is S.completed
         assert [n.kind for n in of_type(last, r.SubjectNotification)] == [f"{kind.value}_outcome"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -26,11 +26,25 @@ from privops.adapters.kafka import (
     unreachable,
 )
 from privops.core.errors import DecodeError, RuntimeUnavailable
-from privops.core.records import CommandAnswer, Record
+from privops.core.records import CommandAnswer, CommandRejected, Record
+from privops.core.request import Reason
 from privops.core.topics import COMMAND_RESULTS
 
 Decode = Callable[[bytes | None], Awaitable[Record]]
 POLL_S = 0.5
+PROVISIONAL: Final = frozenset(
+    {
+        Reason.unsigned,
+        Reason.unknown_signer,
+        Reason.revoked_key,
+        Reason.bad_signature,
+        Reason.unbound_signature,
+        Reason.signer_mismatch,
+        Reason.wrong_key,
+    }
+)
+"""Rejections given before a command is decided: of an altered copy or one put on
+another partition, whoever sent it, with the real command's id (``collect``)."""
 
 
 class Fetcher(Protocol):
@@ -54,10 +68,15 @@ class AnswerReader:
         its own key, and a copy of it put on the topic under another (its bytes read by
         someone who may read privacy.commands) is rejected ``wrong_key`` with the same
         command id. Taken first, that rejection told the DPO a command the worker had
-        accepted was refused, and they sent it again (review, session 44).
+        accepted was refused, and they sent it again (review, session 44). A copy under
+        the same key, on another partition or altered, is rejected before it is decided
+        (``PROVISIONAL``): such a rejection is taken only if no other answer comes
+        within the wait, so one of the CLI's own (a signers file without its key) is
+        told the wait's length later.
         """
         wanted = set(keys)
         found: dict[str, CommandAnswer] = {}
+        provisional: dict[str, CommandAnswer] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while wanted - found.keys():
@@ -70,9 +89,13 @@ class AnswerReader:
                     answer = await self._answer(message.value)
                     if answer is None or answer.command_id not in wanted:
                         continue
-                    if message.key == keys[answer.command_id]:
+                    if message.key != keys[answer.command_id]:
+                        continue
+                    if isinstance(answer, CommandRejected) and answer.reason in PROVISIONAL:
+                        provisional.setdefault(answer.command_id, answer)
+                    else:
                         found.setdefault(answer.command_id, answer)
-        return found
+        return {**provisional, **found}
 
     async def _answer(self, raw: bytes | None) -> CommandAnswer | None:
         try:
