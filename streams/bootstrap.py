@@ -12,7 +12,13 @@ import asyncio
 import logging
 
 from privops.adapters.datamap_file import load_datamap
-from privops.adapters.kafka import TopicOutcome, broker_count, create_topics, one_copy_problem
+from privops.adapters.kafka import (
+    UNREAD,
+    TopicOutcome,
+    broker_count,
+    create_topics,
+    one_copy_problem,
+)
 from privops.core.errors import ConfigError
 from privops.core.topics import SUBJECT_KEYS, TopicSpec, catalogue, compacted
 from streams.app import app, settings
@@ -49,14 +55,15 @@ def ensure_topics() -> list[TopicOutcome]:
             settings.kafka_bootstrap, specs, replication_factor=settings.replication_factor
         )
     )
-    for outcome in outcomes:
-        if "replicas" in outcome.note:
-            log.warning("topic %s %s", outcome.name, outcome.note)
     if refused := keys_topic_problem(outcomes):
         raise ConfigError(refused)
     for outcome in outcomes:
-        if outcome.drift:
+        if outcome.drift and UNREAD in outcome.drift.values():
+            log.warning("topic %s %s: its configs are not checked", outcome.name, outcome.note)
+        elif outcome.drift:
             log.warning("topic %s %s: %s", outcome.name, outcome.note, config_fix(outcome))
+        elif "replicas" in outcome.note:
+            log.warning("topic %s %s", outcome.name, outcome.note)
     problems = partition_problems(specs, outcomes)
     if problems:
         raise ConfigError(
@@ -72,7 +79,7 @@ def keys_topic_problem(outcomes: list[TopicOutcome]) -> str | None:
     policy other than ``compact`` (``delete`` drops every data key at its retention, and
     every field sealed under them with it; review, session 44)."""
     for outcome in outcomes:
-        if outcome.name == SUBJECT_KEYS and "cleanup.policy" in outcome.drift:
+        if outcome.name == SUBJECT_KEYS and outcome.drift.get("cleanup.policy", UNREAD) != UNREAD:
             return (
                 f"{SUBJECT_KEYS} {outcome.note}: it holds the only copy of the subjects' "
                 f"data keys, kept until shredded; {config_fix(outcome)}"

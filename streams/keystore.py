@@ -146,6 +146,7 @@ class KeyStore:
         # Written-back keys to tombstone again once their partition is owned (read while
         # a rebalance ran) or after a send failed, by partition (``_written_back``).
         self._unsent: dict[int, set[bytes]] = {}
+        self._unsent_wait: dict[int, float] = {}  # the next retry's delay, by partition
 
     # --- assignment ----------------------------------------------------------------
 
@@ -284,14 +285,22 @@ class KeyStore:
 
     def _retombstoned(self, partition: int, key: bytes, task: asyncio.Future[object]) -> None:
         self._retombstoning.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # Tried again in a while, and at the next assignment (a partition that goes
-            # elsewhere: its next owner re-reads it and tombstones it again).
-            log.error(
-                "%s: tombstoning a written-back key failed: %r", SUBJECT_KEYS, task.exception()
-            )
-            self._unsent.setdefault(partition, set()).add(key)
-            asyncio.get_running_loop().call_later(RETRY_SECONDS, self._send_unsent, partition)
+        if task.cancelled() or task.exception() is None:
+            self._unsent_wait.pop(partition, None)
+            return
+        # Tried again in a while (twice as long each time, up to a minute: a broker away
+        # is not logged every two seconds), and at the next assignment (a partition that
+        # goes elsewhere: its next owner re-reads it and tombstones it again).
+        wait = self._unsent_wait.get(partition, RETRY_SECONDS)
+        self._unsent_wait[partition] = min(2 * wait, 60.0)
+        log.error(
+            "%s: tombstoning a written-back key failed: %r; again in %.0f s",
+            SUBJECT_KEYS,
+            task.exception(),
+            wait,
+        )
+        self._unsent.setdefault(partition, set()).add(key)
+        asyncio.get_running_loop().call_later(wait, self._send_unsent, partition)
 
     def _send_unsent(self, partition: int) -> None:
         """The written-back keys of ``partition`` not tombstoned yet, again, if it is

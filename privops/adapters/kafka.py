@@ -370,8 +370,13 @@ async def create_topics(
             _outcome(spec, described, spec in missing, replication_factor, drift.get(spec.name))
             for spec in specs
         ]
+
     finally:
         await admin.close()
+
+
+UNREAD: Final = ("(unread)", "")
+"""``config_drift``'s mark of a topic whose configs this principal could not describe."""
 
 
 async def config_drift(
@@ -382,7 +387,8 @@ async def config_drift(
     by hand or by an earlier release kept them unsaid: a keys topic without the
     compaction lags kept a shredded key readable behind its tombstone, one with
     ``cleanup.policy=delete`` would lose every key (review, session 44). A topic whose
-    configs this principal may not describe is left out."""
+    configs this principal may not describe is marked (``UNREAD`` under each config),
+    so it is said rather than passed over."""
     wanted = [s for s in specs if s.config]
     if not wanted:
         return {}
@@ -392,7 +398,7 @@ async def config_drift(
     try:
         responses = await admin.describe_configs(resources)
     except KafkaError:
-        return {}
+        responses = []
     found: dict[str, dict[str, str]] = {}
     for response in responses:
         for code, _, _, name, entries in response.resources:
@@ -401,6 +407,7 @@ async def config_drift(
     drift = {}
     for spec in wanted:
         if spec.name not in found:
+            drift[spec.name] = dict.fromkeys(spec.config, UNREAD)
             continue
         have = found[spec.name]
         off = {k: (have.get(k, ""), v) for k, v in spec.config.items() if have.get(k, "") != v}
@@ -458,7 +465,9 @@ def _outcome(
     if replicas and replicas != {replication_factor}:
         copies = "/".join(map(str, sorted(replicas)))
         notes.append(f"has {copies} replicas, settings say {replication_factor}")
-    if drift:
+    if drift and UNREAD in drift.values():
+        notes.append("configs not readable (the principal lacks DescribeConfigs?)")
+    elif drift:
         said = ", ".join(
             f"{k}={have or '(default)'} (catalogue: {want})" for k, (have, want) in drift.items()
         )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from privops.adapters.acls import WORKER
 from privops.adapters.kafka import TopicOutcome, client_options, create_topics
@@ -19,6 +21,15 @@ from privops.core.topics import SUBJECT_KEYS, TopicSpec, bounded, compacted
 from streams.bootstrap import config_fix, keys_topic_problem
 
 pytestmark = pytest.mark.integration
+
+
+async def _deleted(client: dict[str, Any], name: str) -> None:
+    admin = AIOKafkaAdminClient(**client)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
 
 
 def test_an_existing_topic_with_other_configs_is_reported_and_a_deleting_keys_topic_refused(
@@ -36,6 +47,7 @@ def test_an_existing_topic_with_other_configs_is_reported_and_a_deleting_keys_to
     assert f"--entity-name {name} --add-config cleanup.policy=compact" in config_fix(outcome)
     (same,) = asyncio.run(create_topics(client, [made_by_hand]))
     assert (same.drift, same.note) == ({}, "")  # as the catalogue says: nothing to report
+    asyncio.run(_deleted(client, name))
 
     keys = TopicOutcome(SUBJECT_KEYS, False, 1, outcome.note, outcome.drift)
     problem = keys_topic_problem([keys])

@@ -341,3 +341,7 @@ async def test_a_rejection_a_copy_provokes_gives_way_to_the_commands_own_answer(
     )
     assert isinstance(alone["c-1"], CommandRejected)
     assert alone["c-1"].reason == reason
+    # Told as it may be: the DPO's own command did not draw it by itself.
+    text = judge(cmd, alone["c-1"], wait=0.3, bootstrap=BOOTSTRAP).text
+    assert "a copy of this command put on the topic by someone else" in text
+    assert "`privops request status ID` before sending it again" in text

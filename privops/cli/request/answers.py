@@ -51,9 +51,18 @@ REASONS: dict[str, str] = {
 
 NOT_FOUND_REASONS = frozenset({"unknown_request", "unknown_subject"})
 
+_COPY_TOO = (
+    "a copy of this command put on the topic by someone else draws this answer too, and "
+    "this CLI waited its whole --wait for another: check `privops request status ID` "
+    "before sending it again"
+)
 _HINTS = {
     "unknown_request": "check the id (`privops audit show ID` lists what happened to it)",
     "unknown_subject": "check the subject id as the business systems know it",
+    # The answers given before a command is decided (reader.PROVISIONAL) that this CLI's
+    # own command cannot draw by itself (review, session 44).
+    "wrong_key": f"this CLI keys every command by its subject; {_COPY_TOO}",
+    "bad_signature": _COPY_TOO,
 }
 
 
