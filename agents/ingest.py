@@ -64,6 +64,7 @@ from privops.core.facts import (
     recalled_suppression,
     source_may_seal,
     too_far_ahead,
+    too_far_back,
     updated_facts,
 )
 from privops.core.fanout import current_hold_states
@@ -211,23 +212,25 @@ def where_wrong(message: Message, event: r.UpstreamEvent) -> tuple[str, str] | N
 
 
 class ImplausibleTime(PrivopsError):
-    """An event dated too far ahead of the clock to be taken (``facts.too_far_ahead``)."""
+    """An event dated too far ahead of the clock to be taken (``facts.too_far_ahead``), or
+    before any real date (``facts.too_far_back``)."""
 
     reason = "implausible_time"
 
 
 def dated(event: r.UpstreamEvent, stamp: object = None) -> r.UpstreamEvent:
     """``event``, if its ``occurred_at`` is not too far ahead of the wall clock (not the
-    worker's, which PRIVOPS_CLOCK_OFFSET_DAYS may move); one that can only reduce
+    worker's, which PRIVOPS_CLOCK_OFFSET_DAYS may move), nor before any real date
+    (``facts.too_far_back``, from 0.44); one that can only reduce
     contact (an unsubscribe, a STOP, a withdrawal from a system whose clock runs fast),
     or only keep data longer (``facts.only_keeps_data``), is taken as of when it was
-    produced (its record's timestamp ``stamp``, if plausible,
-    else now: ``audit.step_time``), never lost; any other is ImplausibleTime: it would
+    produced (its record's timestamp ``stamp``, if plausible, else now:
+    ``audit.step_time``), never lost; any other is ImplausibleTime: it would
     outrank every real later event (review, session 25). Not now, when the record says:
     replayed after a crash, the event and its audit step must be dated as the first
     time, or the step forks its chain (review, session 35)."""
     now = datetime.now(UTC)
-    ahead = too_far_ahead(event.occurred_at, now)
+    ahead = too_far_ahead(event.occurred_at, now) or too_far_back(event.occurred_at)
     if ahead is None:
         return event
     meaning = consent_facts(event)

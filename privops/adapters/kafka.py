@@ -370,7 +370,6 @@ async def create_topics(
             _outcome(spec, described, spec in missing, replication_factor, drift.get(spec.name))
             for spec in specs
         ]
-
     finally:
         await admin.close()
 

@@ -136,9 +136,8 @@ class Settings(BaseSettings):
     kafka_plaintext: Literal["refuse", "allow"] = Field(
         default="refuse",
         description="Outside dev a worker or a connector refuses PLAINTEXT Kafka (no "
-        "principal is proven: "
-        "no ACL holds and the HTTP API answers anyone); `allow` where nothing else shares "
-        "the network (the compose file's private network)",
+        "principal is proven: no ACL holds and the HTTP API answers anyone); `allow` where "
+        "nothing else shares the network (the compose file's private network)",
     )
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
     kafka_principal: str | None = Field(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -98,6 +98,24 @@ withdrawn by a STOP; a system stamping UK summer time as UTC, an hour ahead, bea
 the unsubscribe that followed), and one dated past year 9999's arithmetic stopped the
 erasure planner (review, session 25). Systems' clocks are NTP-synchronised: minutes
 of skew, not hours."""
+
+
+EARLIEST_EVENT: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""No business event of this company is older: an earlier date is a system's default
+(1970-01-01, the epoch) or a bug, not history (``too_far_back``)."""
+
+
+def too_far_back(occurred_at: datetime) -> str | None:
+    """Why an event dated ``occurred_at`` is no real date, or None. Taken as dated, an
+    investigation closed "in 1970" made its footage erasable at once, and an unsubscribe
+    "in 1970" lost, unaudited, to every grant (review, session 44)."""
+    if occurred_at >= EARLIEST_EVENT:
+        return None
+    return (
+        f"occurred_at is {occurred_at.date().isoformat()}, before "
+        f"{EARLIEST_EVENT.date().isoformat()}: a default or a bug, not a date (check the "
+        "system's clock and that it sets occurred_at)"
+    )
 
 
 def too_far_ahead(occurred_at: datetime, now: datetime) -> str | None:

@@ -293,14 +293,21 @@ class RequestRecord(_Model):
         self, command_id: str, reason: Reason | None, message: str | None, at: datetime
     ) -> None:
         """Keep the answer to `command_id`, given `at`, among the last few, for its
-        redelivery."""
+        redelivery. Past the bound the oldest rejection goes first: 32 rejections (a
+        script retrying a bad command) pushed out an accepted command's answer, and that
+        command, put on the topic again within its 14 days, was acted on again: a
+        clarification asked again, a deadline moved again (review, session 44)."""
         note = Answered(
             command_id=command_id,
             reason=reason,
             message=message[:MAX_ANSWER_MESSAGE] if message else None,
             at=at,
         )
-        self.answered = [*self.answered, note][-MAX_REMEMBERED_ANSWERS:]
+        kept = [*self.answered, note]
+        while len(kept) > MAX_REMEMBERED_ANSWERS:
+            refused = next((i for i, a in enumerate(kept) if a.reason is not None), 0)
+            del kept[refused]
+        self.answered = kept
 
     @property
     def open(self) -> bool:

@@ -1788,8 +1788,8 @@ def issued_followup(parent: RequestRecord | None, cmd: r.Command) -> bool:
         and cmd.linked_request_id == parent.request_id
         and cmd.identity_verified_on == cmd.received_on
         and all(
-            getattr(cmd, name) == field.get_default(call_default_factory=True)
-            for name, field in r.RequestSubmitted.model_fields.items()
+            getattr(cmd, name) == info.get_default(call_default_factory=True)
+            for name, info in r.RequestSubmitted.model_fields.items()
             if name not in _FOLLOWUP_FIELDS
         )
     )

@@ -692,6 +692,43 @@ async def test_an_investigation_opened_by_a_fast_clock_is_taken_as_of_its_record
     assert facts["open_investigation_ids"] == ["INC-7"]
 
 
+async def test_an_event_dated_before_any_real_date_is_refused_or_if_protective_redated(
+    serde: Serde, outbox: Outbox, store: KeyStore
+) -> None:
+    """A system's default date (1970-01-01): taken as dated, an unsubscribe lost to every
+    grant unaudited, and an investigation closed "in 1970" made its footage erasable at
+    once (review, session 44). A grant so dated is refused; an unsubscribe is taken as of
+    its record, as one from a fast clock is."""
+    now = datetime.now(UTC)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    grant = consent_given().model_copy(update={"occurred_at": now - timedelta(days=1)})
+    bogus_grant = consent_given(BOB).model_copy(update={"occurred_at": epoch})
+    unsubscribe = r.UnsubscribeClicked(
+        event_id="ev-unsub-epoch",
+        occurred_at=epoch,
+        source=System.marketing,
+        subject_id=ANN,
+        identifiers=r.Identifiers(email=EMAIL),
+        campaign_id="CMP-1",
+    )
+    produced = now - timedelta(seconds=30)
+    async with ingest.test_context() as agent:
+        for event, key in ((grant, ANN), (unsubscribe, ANN), (bogus_grant, BOB)):
+            await put_on(
+                agent, "marketing.events", key.encode(), serde.encode(event),
+                timestamp=produced.timestamp(),
+            )  # fmt: skip
+        await wait_for(lambda: bool(outbox.on(DEADLETTER)))
+        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) == 2)
+    (letter,) = dead_letters(outbox)
+    assert letter.reason == "implausible_time"
+    assert "before 2000-01-01" in letter.error
+    assert consent.data.get(BOB) is None
+    stored = rules.SubjectConsent.model_validate(consent.data[ANN])
+    entry = stored.entries[f"{Purpose.marketing.value}:{Channel.email.value}"]
+    assert (entry.status.value, entry.occurred_at) == ("withdrawn", produced)
+
+
 async def test_an_unsubscribe_from_a_fast_clock_is_taken_as_of_its_record(
     serde: Serde, outbox: Outbox, store: KeyStore
 ) -> None:

@@ -50,7 +50,7 @@ from tests.agents.test_erasure_shred import (
 from tests.agents.test_erasure_shred import store as store
 from tests.agents.test_sealed_state import sealed as sealed
 from tests.agents.test_sealed_state import source
-from tests.agents.test_workflow_agent import NOW, TASKED, erasure, submitted
+from tests.agents.test_workflow_agent import NOW, TASKED, erasure, rectified, submitted
 from tests.unit import test_keystore as keystore_tests
 
 key_log, codec, kek_path = keystore_tests.log, keystore_tests.codec, keystore_tests.kek_path
@@ -201,13 +201,7 @@ async def test_a_rectified_email_a_system_confirmed_reaches_the_systems_a_hold_r
         await put_on(flow, COMMANDS, ANN.encode(), serde.encode(fix))
         await wait_for(lambda: any(s.topic.startswith("privacy.tasks.") for s in outbox.sent))
         outbox.sent.clear()
-        done = r.TaskCompleted(
-            task_id="R-fix-held:crm:rectify",
-            request_id="R-fix-held",
-            system=System.crm,
-            answered_at=NOW,
-            records_affected=1,
-        )
+        done = rectified("R-fix-held", System.crm)
         await put_on(flow, task_results_topic(System.crm), ANN.encode(), serde.encode(done))
         await wait_for(lambda: bool(hold_records(outbox)))
         await state.flush()

@@ -158,6 +158,17 @@ async def answer_erased(agent: Any, serde: Serde, request_id: str, system: Syste
     await put_on(agent, task_results_topic(system), SUBJECT.encode(), serde.encode(result))
 
 
+def rectified(request_id: str, system: System) -> r.TaskCompleted:
+    """``system``'s answer that it made the request's rectification."""
+    return r.TaskCompleted(
+        task_id=f"{request_id}:{system}:rectify",
+        request_id=request_id,
+        system=system,
+        answered_at=NOW,
+        records_affected=1,
+    )
+
+
 async def test_completed_answers_close_the_request(serde: Serde, outbox: Outbox) -> None:
     known_subject()
     async with workflow.test_context() as agent:
@@ -323,13 +334,7 @@ async def test_a_confirmed_rectified_email_is_what_later_tasks_carry(
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(rectify))
         await wait_for(lambda: requests.data.get("R-fix") is not None)
-        done = r.TaskCompleted(
-            task_id="R-fix:marketing:rectify",
-            request_id="R-fix",
-            system=System.marketing,
-            answered_at=NOW,
-            records_affected=1,
-        )
+        done = rectified("R-fix", System.marketing)
         await put_on(
             agent, task_results_topic(System.marketing), SUBJECT.encode(), serde.encode(done)
         )
@@ -376,13 +381,7 @@ async def test_a_confirmed_rectified_phone_number_is_not_called_on_the_old_ones_
     async with workflow.test_context() as agent:
         await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(fix))
         await wait_for(lambda: requests.data.get("R-phone") is not None)
-        done = r.TaskCompleted(
-            task_id="R-phone:crm:rectify",
-            request_id="R-phone",
-            system=System.crm,
-            answered_at=NOW,
-            records_affected=1,
-        )
+        done = rectified("R-phone", System.crm)
         await put_on(agent, task_results_topic(System.crm), SUBJECT.encode(), serde.encode(done))
         await wait_for(lambda: "+447700900002" in str(identities.data[SUBJECT]))
         await wait_for(lambda: bool(outbox.on(SUBJECT_DIRECTIVES)))

@@ -409,16 +409,42 @@ def test_redelivered_rejected_command_is_answered_the_same_even_if_now_it_would_
     assert again.answer == refused.answer.model_copy(update=current)
 
 
-def test_a_request_remembers_the_last_answers_only(ctx: wf.Context) -> None:
-    rec = unverified(ctx)
+def refused_fees(rec: wf.RequestRecord, ctx: wf.Context) -> wf.RequestRecord:
+    """``rec`` once more rejections than it remembers answers were given to it (a fee
+    dated after the request's clock would end: dates_out_of_order)."""
     for _ in range(MAX_REMEMBERED_ANSWERS + 5):
         outcome = wf.on_command(
             rec, command(r.FeeReceived, ground=FeeGround.excessive, received_on=TODAY + DAY), ctx
         )
         assert outcome.record is not None
         rec = outcome.record
+    return rec
+
+
+def test_a_request_remembers_the_last_answers_only(ctx: wf.Context) -> None:
+    rec = refused_fees(unverified(ctx), ctx)
     assert len(rec.answered) == MAX_REMEMBERED_ANSWERS
-    assert all(a.reason == "dates_out_of_order" for a in rec.answered)
+    # The submission's acceptance stays (below); the rest are the latest rejections.
+    assert [a.reason for a in rec.answered] == [None] + ["dates_out_of_order"] * (
+        MAX_REMEMBERED_ANSWERS - 1
+    )
+
+
+def test_rejections_past_the_bound_never_push_out_an_accepted_answer(ctx: wf.Context) -> None:
+    """A script retrying a bad command 32 times pushed out the answer to an accepted one,
+    which, put on the topic again within its 14 days, was acted on again (review,
+    session 44). The oldest rejection goes first; the accepted answer stays."""
+    rec = access(ctx)
+    asked = command(r.ClarificationRequested, asked_on=TODAY)
+    first = wf.on_command(rec, asked, ctx)
+    assert first.rejected is None
+    assert first.record is not None
+    rec = refused_fees(first.record, ctx)
+    assert len(rec.answered) == MAX_REMEMBERED_ANSWERS
+    assert rec.answer_to(asked.command_id) is not None
+    again = wf.on_command(rec, asked, ctx)  # the same signed bytes, again
+    assert (again.record, again.out, again.audit) == (None, [], [])
+    assert isinstance(again.answer, r.CommandAccepted)
 
 
 def test_records_stored_before_answers_keep_their_seen_commands_as_accepted(

@@ -744,16 +744,7 @@ async def test_a_commit_refused_by_a_rebalance_leaves_the_fetch_to_the_new_owner
     ]
     consumer = _Rebalanced(fetches)
     no_kafka(runner, consumer)
-    sent: list[bytes] = []
-
-    @asynccontextmanager
-    async def producer(_client: dict[str, Any]) -> AsyncIterator[Any]:
-        async def send_and_wait(_topic: str, key: bytes, value: bytes) -> None:
-            sent.append(value)
-
-        yield SimpleNamespace(send_and_wait=send_and_wait)
-
-    monkeypatch.setattr(runner_mod, "producer", producer)
+    sent = recording_producer(monkeypatch)
     stop = asyncio.Event()
     running = asyncio.create_task(runner.run(stop))
     await asyncio.wait_for(_until(lambda: len(connector.calls) >= 2), timeout=10.0)
@@ -768,3 +759,18 @@ async def test_a_commit_refused_by_a_rebalance_leaves_the_fetch_to_the_new_owner
 async def _until(done: Callable[[], bool]) -> None:
     while not done():  # noqa: ASYNC110  (what is awaited is the runner's progress, no event)
         await asyncio.sleep(0.01)
+
+
+def recording_producer(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The answers a run sends, as the producer would publish them."""
+    sent: list[bytes] = []
+
+    @asynccontextmanager
+    async def producer(_client: dict[str, Any]) -> AsyncIterator[Any]:
+        async def send_and_wait(_topic: str, key: bytes, value: bytes) -> None:
+            sent.append(value)
+
+        yield SimpleNamespace(send_and_wait=send_and_wait)
+
+    monkeypatch.setattr(runner_mod, "producer", producer)
+    return sent

@@ -35,6 +35,7 @@ from privops.core.facts import (
     recalled_suppression,
     source_may_seal,
     too_far_ahead,
+    too_far_back,
     updated_facts,
 )
 from privops.core.topics import SUBJECT_DIRECTIVES, SUPPRESSION
@@ -816,6 +817,14 @@ def test_an_event_a_few_minutes_ahead_is_taken_and_one_further_is_not() -> None:
     assert why is not None
     assert "60 minutes ahead" in why
     assert "stamps UTC" in why
+
+
+def test_an_event_dated_before_any_real_date_is_not_taken_as_dated() -> None:
+    assert too_far_back(datetime(2000, 1, 1, tzinfo=UTC)) is None
+    assert too_far_back(datetime(2016, 4, 1, tzinfo=UTC)) is None  # history is fine
+    why = too_far_back(datetime(1970, 1, 1, tzinfo=UTC))
+    assert why is not None
+    assert "1970-01-01, before 2000-01-01: a default or a bug" in why
 
 
 def test_facts_without_open_times_store_as_an_earlier_release_wrote_them() -> None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,6 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-import privops.connectors.runner as runner_mod
 from privops.adapters.settings import Settings
 from privops.connectors import Answer, Connector, ConnectorRunner, TransientRetry
 from privops.connectors.ledger import Ledger, UnreadableAnswer
@@ -42,6 +40,7 @@ from tests.unit.test_connector_runner_hardening import (
     _Opened,
     _until,
     erase,
+    recording_producer,
 )
 from tests.unit.test_connector_runner_hardening import (
     no_kafka as no_kafka,  # the fixture, used by name below
@@ -182,21 +181,6 @@ def test_the_ledger_syncs_each_answer_to_disk(tmp_path: Path) -> None:
 # --- 3. stop is heard between the tasks of a fetch -----------------------------------------
 
 
-def _recording_producer(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The answers the run sends, as the producer would publish them."""
-    sent: list[bytes] = []
-
-    @asynccontextmanager
-    async def producer(_client: dict[str, Any]) -> AsyncIterator[Any]:
-        async def send_and_wait(_topic: str, key: bytes, value: bytes) -> None:
-            sent.append(value)
-
-        yield SimpleNamespace(send_and_wait=send_and_wait)
-
-    monkeypatch.setattr(runner_mod, "producer", producer)
-    return sent
-
-
 async def test_stop_ends_the_fetch_after_the_task_in_hand(
     tmp_path: Path, no_kafka: NoKafka, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,7 +206,7 @@ async def test_stop_ends_the_fetch_after_the_task_in_hand(
     fetched = [SimpleNamespace(value=str(n).encode(), offset=10 + n) for n in range(3)]
     consumer = _Consumer([{tp: fetched}])
     no_kafka(runner, consumer)
-    sent = _recording_producer(monkeypatch)
+    sent = recording_producer(monkeypatch)
 
     await asyncio.wait_for(runner.run(stop), timeout=5.0)
 
