@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -59,6 +60,7 @@ from privops.core.facts import (
     declared_identifiers,
     directive_fact,
     foreign_fact,
+    granted_facts,
     number_change,
     only_keeps_data,
     recalled_suppression,
@@ -492,18 +494,7 @@ def on_upstream(record: r.UpstreamEvent) -> None:
     stored_facts = state.get(FACTS, sid)
     facts = stored_facts or SubjectFacts()
     new_facts = updated_facts(facts, record, collaborators().datamap)
-    if (foreign := foreign_fact(record, collaborators().datamap)) is not None:
-        tell_foreign_fact(record, foreign)
-    raw_ids, undeclared = declared_identifiers(record, collaborators().datamap)
-    meaning = consent_facts(record, raw_ids)
-    if undeclared and (record.source, type(record).__name__, "identifiers") not in _FOREIGN_TOLD:
-        tell_foreign_fact(  # (its words built once, not per event)
-            record,
-            f"{type(record).__name__} from {record.source.value} carries "
-            f"{' and '.join(undeclared)}, which the data map does not say "
-            f"{record.source.value} knows subjects by: not taken (the rest of the event is)",
-            "identifiers",
-        )
+    raw_ids, meaning = taken_parts(record)
     identity = state.get(IDENTITIES, sid)
     merged = merge(identity, sid, record.source, raw_ids, record.occurred_at)
 
@@ -543,15 +534,51 @@ def on_upstream(record: r.UpstreamEvent) -> None:
 _FOREIGN_TOLD: set[tuple[System, str, str]] = set()
 
 
-def tell_foreign_fact(record: r.UpstreamEvent, why: str, what: str = "fact") -> None:
-    """Log, once per system, event type and ``what`` (a bounded set), a retention fact
-    (or identifiers) not taken: a data map that does not list the category (or kind)
-    under the system sending it is a deployment's mistake to mend, and every such event
-    would otherwise say it again."""
-    told = (record.source, type(record).__name__, what)
+def taken_parts(record: r.UpstreamEvent) -> tuple[dict[str, str], list[rules.ConsentFact]]:
+    """The identifiers and consent facts privops takes from ``record``: those the data
+    map lets its system record (``declared_identifiers``, ``granted_facts``); what is
+    left out, and a retention fact ``updated_facts`` leaves out (``foreign_fact``), is
+    counted and told (``tell_foreign_fact``)."""
+    datamap = collaborators().datamap
+    if (foreign := foreign_fact(record, datamap)) is not None:
+        tell_foreign_fact(record, "retention_fact", lambda: foreign)
+    raw_ids, undeclared = declared_identifiers(record, datamap)
+    meaning, ungranted = granted_facts(record.source, consent_facts(record, raw_ids), datamap)
+    name, source = type(record).__name__, record.source.value
+    if ungranted:
+        tell_foreign_fact(
+            record,
+            "grant",
+            lambda: (
+                f"{name} from {source} records {' and '.join(ungranted)}, which the "
+                f"data map does not let {source} record (its grants): not taken (the rest of "
+                "the event is)"
+            ),
+        )
+    if undeclared:
+        tell_foreign_fact(
+            record,
+            "identifiers",
+            lambda: (
+                f"{name} from {source} carries {' and '.join(undeclared)}, which the "
+                f"data map does not say {source} knows subjects by: not taken (the rest of the "
+                "event is)"
+            ),
+        )
+    return raw_ids, meaning
+
+
+def tell_foreign_fact(record: r.UpstreamEvent, part: str, why: Callable[[], str]) -> None:
+    """Count a part of ``record`` not taken (a retention fact, identifiers, a grant:
+    ``metrics.EVENT_PARTS``), and log ``why`` once per system, event type and part: a
+    data map that does not list the category, kind or grant under the system sending it
+    is a deployment's mistake to mend (or a system asserting what it may not), and every
+    such event would otherwise say it again. ``why`` is called only to log."""
+    metrics.count_event_part_not_taken(record.source, part)
+    told = (record.source, type(record).__name__, part)
     if told not in _FOREIGN_TOLD:
         _FOREIGN_TOLD.add(told)
-        log.warning("%s; said once per system and event type", why)
+        log.warning("%s; said once per system and event type", why())
 
 
 # Events whose retention facts still move after an erasure: what it keeps with no end

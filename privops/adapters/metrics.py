@@ -350,6 +350,16 @@ PLAINTEXT_PERSONAL_FIELDS = Counter(
     ["system"],
     registry=REGISTRY,
 )
+EVENT_PARTS = frozenset({"retention_fact", "identifiers", "grant"})
+EVENT_PARTS_NOT_TAKEN = Counter(
+    "privops_event_parts_not_taken",
+    "Parts of upstream events left out because the data map does not let their system "
+    "record them (a retention fact of a category it does not hold, an email or phone it "
+    "does not know subjects by, a permission to contact it may not grant), by system and "
+    "part; the rest of each event is taken.",
+    ["system", "part"],
+    registry=REGISTRY,
+)
 AGENT_BUSY_SECONDS = Counter(
     "privops_agent_busy_seconds",
     "Seconds the worker's agents spent on their inputs, by agent (ingest, workflow) and "
@@ -397,6 +407,17 @@ WORKER_READY = Gauge(
 )
 BUILD_INFO = Info("privops_build", "privops build information.", registry=REGISTRY)
 BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
+SIGNERS_MISSING = "missing"
+SIGNERS_FAIL_CLOSED = "fail-closed"
+SIGNERS_INFO = Gauge(
+    "privops_signers_info",
+    "1 for the signer set the worker trusts from its signers file, by fingerprint (16 hex "
+    "of a SHA-256 over its keys, their owners and revocations; 'missing': no file; "
+    "'fail-closed': unreadable, invalid or unsafe, so no DPO key is trusted). Workers "
+    "showing different ones take different DPOs' commands (PrivopsSignersDiffer).",
+    ["fingerprint"],
+    registry=REGISTRY,
+)
 
 # --------------------------------------------------------------------------------------
 # Deadlines: a snapshot histogram kept from due dates, so a sweep costs O(changes).
@@ -615,6 +636,10 @@ def count_plaintext_command_fields(fields: int = 1) -> None:
     PLAINTEXT_COMMAND_FIELDS.inc(fields)
 
 
+def count_event_part_not_taken(system: object, part: str) -> None:
+    _child(EVENT_PARTS_NOT_TAKEN, system_label(system), bounded(part, EVENT_PARTS)).inc()
+
+
 def count_plaintext_personal_fields(system: object, fields: int = 1) -> None:
     _child(PLAINTEXT_PERSONAL_FIELDS, system_label(system)).inc(fields)
 
@@ -642,6 +667,23 @@ def set_worker_up(up: bool) -> None:
 
 def set_worker_ready(ready: bool) -> None:
     WORKER_READY.set(1 if ready else 0)
+
+
+_SIGNERS_MARKERS = frozenset({SIGNERS_MISSING, SIGNERS_FAIL_CLOSED})
+_SIGNERS_SHOWN: set[str] = set()  # the fingerprint label set now (one at most)
+
+
+def set_signers_fingerprint(fingerprint: str) -> None:
+    """Show ``fingerprint`` as the worker's only signer set. The child of the set it
+    trusted before is removed: left at 1, the worker would count as two sets (and the
+    series would grow with each change of the file)."""
+    hex_digits = len(fingerprint) == 16 and all(c in "0123456789abcdef" for c in fingerprint)
+    label = fingerprint if hex_digits else bounded(fingerprint, _SIGNERS_MARKERS)
+    for old in _SIGNERS_SHOWN - {label}:
+        SIGNERS_INFO.remove(old)
+    SIGNERS_INFO.labels(fingerprint=label).set(1)
+    _SIGNERS_SHOWN.clear()
+    _SIGNERS_SHOWN.add(label)
 
 
 def render() -> tuple[bytes, str]:
@@ -690,6 +732,12 @@ def _preinitialise() -> None:
     WORKER_UP.set(0)
 
 
+def _preinitialise_event_parts() -> None:
+    for system in SYSTEMS:
+        for part in EVENT_PARTS:
+            EVENT_PARTS_NOT_TAKEN.labels(system=system, part=part)
+
+
 def _preinitialise_agents() -> None:
     for agent in AGENTS:
         AGENT_STALLED_SECONDS.labels(agent=agent)
@@ -699,3 +747,4 @@ def _preinitialise_agents() -> None:
 
 _preinitialise()
 _preinitialise_agents()
+_preinitialise_event_parts()

@@ -147,6 +147,39 @@ class Organisation(_Model):
 # --- systems ----------------------------------------------------------------------------
 
 
+class Grant(StrEnum):
+    """A permission to contact the subject that a system may record (from 0.45).
+
+    A system's events may narrow contact whatever the data map says (a withdrawal, an
+    objection, an opt-out box ticked, a TPS listing, marketing cookies refused); one that
+    widens it is taken only from a system the data map lets record it
+    (``SystemSpec.may_grant``). Before, every system could: cctv's
+    ``TpsStatusChecked(listed=false)`` made a listed number callable, and any system's
+    ``ConsentGiven`` opened a channel (review, session 44).
+    """
+
+    consent = "consent"
+    """Explicit consent (``ConsentGiven``), and opting back in after an objection."""
+    soft_opt_in = "soft_opt_in"
+    """A sale's or quote's soft opt-in (``OrderPlaced``, ``QuoteRequested``)."""
+    tps_screening = "tps_screening"
+    """A TPS/CTPS screening that finds the number unlisted (``TpsStatusChecked``)."""
+    tps_waiver = "tps_waiver"
+    """The subscriber's notice that they do not object to calls (``TpsWaiverRecorded``)."""
+    marketing_cookies = "marketing_cookies"
+    """Marketing cookies accepted (``CookieConsentRecorded``)."""
+
+
+DEFAULT_GRANTS: Final[dict[Category, tuple[Grant, ...]]] = {
+    Category.marketing_preferences: (Grant.consent, Grant.tps_screening, Grant.tps_waiver),
+    Category.purchases: (Grant.soft_opt_in,),
+    Category.web: (Grant.marketing_cookies,),
+}
+"""What a system whose data map entry has no ``grants`` may record, by the categories it
+holds: the system of record for marketing choices records them, the one recording sales
+records their soft opt-ins, the websites record cookie choices."""
+
+
 class RetryPolicy(_Model):
     max_attempts: int = Field(default=3, ge=1, le=20)
     backoff_seconds: float = Field(gt=0)
@@ -181,6 +214,17 @@ class SystemSpec(_Model):
     # export task, and it is asked even when no system reported the subject
     # (privops.core.search).
     searched_by_details: bool = False
+    # Which permissions to contact the subject its events may record (``Grant``); absent:
+    # those its categories imply (``DEFAULT_GRANTS``); ``[]``: none.
+    grants: tuple[Grant, ...] | None = None
+
+    @property
+    def may_grant(self) -> frozenset[Grant]:
+        """The permissions this system's events may record (``grants``, or its
+        categories' ``DEFAULT_GRANTS``)."""
+        if self.grants is not None:
+            return frozenset(self.grants)
+        return frozenset(g for c in self.categories for g in DEFAULT_GRANTS.get(c, ()))
 
     @field_validator("export_root")
     @classmethod
@@ -194,6 +238,8 @@ class SystemSpec(_Model):
     def _check(self) -> SystemSpec:
         if len(set(self.categories)) != len(self.categories):
             raise ValueError("categories: duplicate category")
+        if self.grants is not None and len(set(self.grants)) != len(self.grants):
+            raise ValueError("grants: duplicate grant")
         unknown = [i for i in self.identifiers if i not in IDENTIFIER_KINDS]
         if unknown:
             raise ValueError(f"identifiers: unknown {unknown}; known: {sorted(IDENTIFIER_KINDS)}")

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from privops.core import records as r
 from privops.core.consent import ConsentEntry, ConsentFact, FactKind, SoftOptIn, SubjectConsent
-from privops.core.datamap import DataMap
+from privops.core.datamap import DataMap, Grant
 from privops.core.erasure import (
     MAX_CLOSED_INVESTIGATIONS,
     MAX_OPEN_INVESTIGATIONS,
@@ -249,6 +249,45 @@ def consent_facts(
             kind = F.marketing_cookies_accepted if event.marketing else F.marketing_cookies_refused
             return [_fact(event, kind)]
     return []
+
+
+def grant_of(fact: ConsentFact) -> Grant | None:
+    """The permission ``fact`` records (``Grant``), or None for a fact that only narrows
+    contact, which any system may record."""
+    match fact.kind:
+        case F.granted:
+            return Grant.soft_opt_in if fact.basis is LawfulBasis.soft_opt_in else Grant.consent
+        case F.opted_back_in:
+            return Grant.consent
+        case F.tps_unlisted:
+            return Grant.tps_screening
+        case F.tps_no_objection:
+            return Grant.tps_waiver
+        case F.marketing_cookies_accepted:
+            return Grant.marketing_cookies
+    return None
+
+
+def granted_facts(
+    source: System, meaning: list[ConsentFact], datamap: DataMap
+) -> tuple[list[ConsentFact], list[Grant]]:
+    """Of ``meaning`` (an event's consent facts, ``consent_facts``), those ``source`` may
+    record, and the permissions left out: a fact that widens contact is taken only from
+    a system the data map lets record it (``SystemSpec.may_grant``); one that narrows it
+    from every system.
+
+    The topic proves which system wrote an event, not that it collects that permission:
+    before, cctv's ``TpsStatusChecked(listed=false)`` made a TPS-listed number callable,
+    and any system's ``ConsentGiven`` or sale opened a channel (review, session 44). The
+    event's other facts (an opt-out box ticked) and its identifiers are taken as ever."""
+    needed = [(fact, grant_of(fact)) for fact in meaning]
+    if all(grant is None for _, grant in needed):
+        return meaning, []
+    spec = datamap.systems.get(source)
+    allowed = spec.may_grant if spec is not None else frozenset()
+    kept = [fact for fact, grant in needed if grant is None or grant in allowed]
+    refused = sorted({g for _, g in needed if g is not None and g not in allowed})
+    return (meaning, []) if not refused else (kept, refused)
 
 
 def _sale_facts(

@@ -17,6 +17,7 @@ import agents.ingest as ingest_module
 from agents.ingest import ingest
 from privops.adapters.serde import Serde, frame
 from privops.core import records as r
+from privops.core.datamap import Grant
 from privops.core.topics import (
     AUDIT,
     CONSENT_STATE,
@@ -202,11 +203,21 @@ async def test_sale_with_the_soft_opt_in_conditions_grants_email_and_sms(
 
 @pytest.mark.usefixtures("app")
 async def test_a_sale_grants_no_channel_for_a_detail_its_system_is_not_listed_for(
-    serde: Serde, outbox: Outbox
+    serde: Serde, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The data map says web knows no one by phone: a web shop's sale carrying one made
     SMS marketing lawful while that number was not taken as the subject's (review of
-    session 43's identifier rule). Email, which web is listed for, is granted."""
+    session 43's identifier rule). Email, which web is listed for, is granted (in a data
+    map that lets web record soft opt-ins: the shipped one does not)."""
+    from streams.context import collaborators
+
+    datamap = collaborators().datamap
+    web = datamap.systems[System.web].model_copy(update={"grants": (Grant.soft_opt_in,)})
+    monkeypatch.setattr(
+        collaborators(),
+        "datamap",
+        datamap.model_copy(update={"systems": {**datamap.systems, System.web: web}}),
+    )
     offered = sale(marketing_opt_out_offered=True, similar_products_marketing=True)
     web_sale = offered.model_copy(update={"source": System.web})
     async with ingest.test_context() as agent:
@@ -769,7 +780,7 @@ async def test_a_new_telephone_number_undoes_the_old_ones_screening(
     so the new number is not screened until it is (review, session 25)."""
     ids = r.Identifiers(customer_id="C-1", phone="+447700900001")
     screened = r.TpsStatusChecked(
-        event_id="tps-1", occurred_at=NOW, source=System.telephony, subject_id="S1",
+        event_id="tps-1", occurred_at=NOW, source=System.marketing, subject_id="S1",
         identifiers=ids, listed=False,
     )  # fmt: skip
     moved = r.CustomerUpdated(
@@ -781,7 +792,8 @@ async def test_a_new_telephone_number_undoes_the_old_ones_screening(
         changed_fields=["phone"],
     )
     async with ingest.test_context() as agent:
-        await put_on(agent, "telephony.events", b"S1", serde.encode(screened))
+        await put_on(agent, "marketing.events", b"S1", serde.encode(screened))
+        await wait_for(lambda: (consent.data.get("S1") or {}).get("tps") is not None)
         await put_on(agent, "crm.events", b"S1", serde.encode(moved))
         await wait_for(
             lambda: (consent.data.get("S1") or {}).get("tps", {}).get("kind") == "number_changed"
@@ -852,3 +864,102 @@ async def test_a_systems_answer_that_does_not_decode_is_not_kept(
     await state.flush()
     (letter,) = dead_letters(outbox)
     assert (letter.original_topic, letter.offset, letter.value) == (message.topic, 7, None)
+
+
+# --- permissions to contact only from a system the data map lets record them ------------
+# (review, session 44: any system could widen contact; from 0.45 the data map's grants)
+
+
+def widened(subject: str = "S1") -> bool:
+    """Whether the subject's stored consent state holds any permission to contact."""
+    stored = consent.data.get(subject) or {}
+    granted = any(e["status"] == "granted" for e in stored.get("entries", {}).values())
+    marks = [(stored.get(name) or {}).get("kind") for name in ("tps", "marketing_cookies")]
+    unlisted_or_accepted = {"tps_unlisted", "marketing_cookies_accepted"} & set(marks)
+    return granted or bool(unlisted_or_accepted) or stored.get("tps_waiver") is not None
+
+
+def widening(kind: type[r.UpstreamEvent], **fields: Any) -> Callable[[System], r.UpstreamEvent]:
+    return lambda source: fact_event(kind, source, **fields).model_copy(
+        update={"identifiers": r.Identifiers(customer_id="C-1", email="s1@example.com")}
+    )
+
+
+WIDENING = [
+    pytest.param(widening(r.TpsStatusChecked, listed=False), System.cctv, System.marketing,
+                 id="cctv-screens-a-number-unlisted"),
+    pytest.param(widening(r.ConsentGiven, purpose=Purpose.marketing, channel=Channel.email),
+                 System.telephony, System.marketing, id="telephony-records-email-consent"),
+    pytest.param(widening(r.TpsWaiverRecorded, evidence_ref="call-1"), System.web, System.crm,
+                 id="web-records-a-tps-waiver"),
+    pytest.param(widening(r.CookieConsentRecorded, analytics=True, marketing=True),
+                 System.orders, System.web, id="orders-records-marketing-cookies"),
+    pytest.param(widening(r.OrderPlaced, order_id="O-1", total_pence=1,
+                          marketing_opt_out_offered=True, similar_products_marketing=True),
+                 System.web, System.orders, id="web-sale-makes-a-soft-opt-in"),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("app")
+@pytest.mark.parametrize(("event_from", "refused", "allowed"), WIDENING)
+async def test_a_permission_to_contact_is_taken_only_from_a_system_that_may_grant_it(
+    serde: Serde,
+    outbox: Outbox,
+    event_from: Callable[[System], r.UpstreamEvent],
+    refused: System,
+    allowed: System,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before, every system's events could widen contact: cctv's screening made a number
+    callable, telephony's ConsentGiven opened email. The data map's ``grants`` (absent:
+    what the system's categories imply) say which system records which permission; from
+    another, the rest of the event is taken, the permission counted and told once."""
+    from privops.adapters import metrics
+
+    def not_taken() -> float:
+        sample = metrics.REGISTRY.get_sample_value(
+            "privops_event_parts_not_taken_total", {"system": refused.value, "part": "grant"}
+        )
+        return sample or 0.0
+
+    before = not_taken()
+    ingest_module._FOREIGN_TOLD.clear()
+    with caplog.at_level(logging.WARNING, logger=ingest_module.log.name):
+        async with ingest.test_context() as agent:
+            await put_on(agent, f"{refused.value}.events", b"S1", serde.encode(event_from(refused)))
+            await wait_for(lambda: identities.data.get("S1") is not None)
+            assert not widened()
+            assert not_taken() == before + 1
+            granted = event_from(allowed).model_copy(update={"event_id": "ev-allowed"})
+            await put_on(agent, f"{allowed.value}.events", b"S1", serde.encode(granted))
+            await wait_for(widened)
+    assert dead_letters(outbox) == []
+    told = [rec.getMessage() for rec in caplog.records if "its grants" in rec.getMessage()]
+    assert len(told) == 1
+    assert f"from {refused.value} records" in told[0]
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_tps_listing_and_a_ticked_opt_out_are_taken_from_any_system(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """Narrowing contact needs no grant: cctv's screening that finds the number listed
+    ends marketing's "unlisted", and a web checkout's ticked opt-out box withdraws the
+    soft opt-in orders' sale made."""
+    unlisted = fact_event(r.TpsStatusChecked, System.marketing, listed=False)
+    listed = fact_event(r.TpsStatusChecked, System.cctv, listed=True).model_copy(
+        update={"occurred_at": NOW + timedelta(hours=1)}
+    )
+    offered = sale(marketing_opt_out_offered=True, similar_products_marketing=True)
+    ticked = sale("ev-ticked", marketing_opt_out_ticked=True).model_copy(
+        update={"source": System.web, "occurred_at": NOW + timedelta(hours=1)}
+    )
+    async with ingest.test_context() as agent:
+        await put_on(agent, "marketing.events", b"S1", serde.encode(unlisted))
+        await put_on(agent, "orders.events", b"S1", serde.encode(offered))
+        await wait_for(lambda: widened())
+        await put_on(agent, "cctv.events", b"S1", serde.encode(listed))
+        await put_on(agent, "web.events", b"S1", serde.encode(ticked))
+        await wait_for(lambda: not widened())
+    assert consent.data["S1"]["tps"]["kind"] == "tps_listed"
+    assert dead_letters(outbox) == []

@@ -9,6 +9,7 @@ from privops.adapters.datamap_file import default_datamap_path, load_datamap
 from privops.core.datamap import (
     DEFAULT_CONTACT_FIELDS,
     DataMap,
+    Grant,
     InvestigationHold,
     RetentionAnchor,
     RetentionCondition,
@@ -217,6 +218,12 @@ def _line_of(text: str, needle: str) -> int:
             "organisation:",
         ),
         (
+            "    grants: [consent, marketing_cookies]\n",
+            "    grants: [consent, cookies]\n",
+            "systems.web.grants[1]",
+            "grants: [consent, cookies]",
+        ),
+        (
             'financial_year_end: "03-31"',
             'financial_year_end: "31/03"',
             "organisation.financial_year_end",
@@ -406,3 +413,35 @@ def test_a_default_contact_field_listed_elsewhere_is_refused() -> None:
     message = str(info.value)
     assert "categories.credit.fields[0]" in message
     assert "field email is already contact's (its default fields" in message
+
+
+def test_grants_are_the_data_maps_or_those_a_systems_categories_imply(dm: DataMap) -> None:
+    """Which permissions to contact each system's events may record (from 0.45): the
+    shipped map says it for every system; one that says nothing gets what its categories
+    imply, and ``[]`` grants none."""
+    assert {s: set(spec.may_grant) for s, spec in dm.systems.items()} == {
+        System.orders: {Grant.consent, Grant.soft_opt_in},
+        System.crm: {Grant.consent, Grant.tps_waiver},
+        System.telephony: set(),
+        System.marketing: {Grant.consent, Grant.tps_screening, Grant.tps_waiver},
+        System.web: {Grant.consent, Grant.marketing_cookies},
+        System.cctv: set(),
+    }
+    implied = {s: spec.model_copy(update={"grants": None}) for s, spec in dm.systems.items()}
+    assert {s: set(spec.may_grant) for s, spec in implied.items()} == {
+        System.orders: {Grant.soft_opt_in},
+        System.crm: {Grant.consent, Grant.tps_screening, Grant.tps_waiver},
+        System.telephony: set(),
+        System.marketing: {Grant.consent, Grant.tps_screening, Grant.tps_waiver},
+        System.web: {Grant.marketing_cookies},
+        System.cctv: set(),
+    }
+
+
+def test_a_grant_listed_twice_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "datamap.yaml"
+    path.write_text(
+        _broken("    grants: [consent, marketing_cookies]\n", "    grants: [consent, consent]\n")
+    )
+    with pytest.raises(ConfigError, match=r"systems\.web \(line \d+\): .*grants: duplicate grant"):
+        load_datamap(path)

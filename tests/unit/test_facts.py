@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from privops.adapters.datamap_file import load_datamap
 from privops.core import records as r
 from privops.core.consent import ConsentFact, FactKind, SoftOptIn, SubjectConsent, apply, decide
+from privops.core.datamap import Grant
 from privops.core.erasure import (
     MAX_CLOSED_INVESTIGATIONS,
     MAX_OPEN_INVESTIGATIONS,
@@ -32,6 +33,7 @@ from privops.core.facts import (
     directive_fact,
     fact_event_id,
     foreign_fact,
+    granted_facts,
     recalled_suppression,
     source_may_seal,
     too_far_ahead,
@@ -836,3 +838,63 @@ def test_facts_without_open_times_store_as_an_earlier_release_wrote_them() -> No
     assert opened.model_dump(mode="json")["opened_investigations"] == [
         ["I", "2026-03-01T09:00:00Z"]
     ]
+
+
+# --- permissions to contact, by the data map's grants (review, session 44) ---------------
+
+
+@pytest.mark.parametrize(
+    ("made", "grant"),
+    [
+        (lambda s: event(r.ConsentGiven, s, purpose=Purpose.marketing, channel=Channel.post),
+         Grant.consent),
+        (lambda s: event(r.TpsStatusChecked, s, listed=False), Grant.tps_screening),
+        (lambda s: event(r.TpsWaiverRecorded, s, evidence_ref="call-1"), Grant.tps_waiver),
+        (lambda s: event(r.CookieConsentRecorded, s, analytics=False, marketing=True),
+         Grant.marketing_cookies),
+        (lambda s: order(marketing_opt_out_offered=True, similar_products_marketing=True)
+         .model_copy(update={"source": s}), Grant.soft_opt_in),
+    ],
+)  # fmt: skip
+def test_a_permission_is_taken_only_from_a_system_the_data_map_lets_record_it(
+    made: Any, grant: Grant
+) -> None:
+    for source, spec in DM.systems.items():
+        meaning = consent_facts(made(source))
+        kept, refused = granted_facts(source, meaning, DM)
+        if grant in spec.may_grant:
+            assert (kept, refused) == (meaning, []), source
+        else:
+            assert (kept, refused) == ([], [grant]), source
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        lambda s: event(r.ConsentWithdrawn, s, purpose=Purpose.marketing, channel=Channel.sms),
+        lambda s: event(r.MarketingObjectionRecorded, s),
+        lambda s: event(r.TpsStatusChecked, s, listed=True),
+        lambda s: event(r.CookieConsentRecorded, s, analytics=True, marketing=False),
+        lambda s: order(marketing_opt_out_ticked=True).model_copy(update={"source": s}),
+    ],
+)
+def test_what_only_narrows_contact_is_taken_from_every_system(made: Any) -> None:
+    for source in System:
+        meaning = consent_facts(made(source))
+        assert meaning
+        assert granted_facts(source, meaning, DM) == (meaning, [])
+
+
+def test_a_system_the_data_map_does_not_describe_grants_nothing() -> None:
+    """A deployment whose data map leaves a system out (no cctv): nothing says it records
+    consent, so its grants are left out; its withdrawals are taken."""
+    without_web = DM.model_copy(
+        update={"systems": {s: spec for s, spec in DM.systems.items() if s is not System.web}}
+    )
+    given = event(r.ConsentGiven, System.web, purpose=Purpose.marketing, channel=Channel.email)
+    assert granted_facts(System.web, consent_facts(given), without_web) == ([], [Grant.consent])
+    withdrawn = event(
+        r.ConsentWithdrawn, System.web, purpose=Purpose.marketing, channel=Channel.email
+    )
+    meaning = consent_facts(withdrawn)
+    assert granted_facts(System.web, meaning, without_web) == (meaning, [])
