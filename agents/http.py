@@ -185,6 +185,9 @@ async def health(self: View, _request: Request) -> Response:
         # Which it keeps a warm copy of (standby replicas), to start from if it is
         # given one of them when its owner dies.
         "standby_partitions": standby_partitions(),
+        # Which signer set it trusts (SignersWatch): workers that differ take different
+        # DPOs' commands (PrivopsSignersDiffer).
+        "signers_fingerprint": collaborators().signers.fingerprint,
     }
     return self.json(body, status=503 if problems else 200)
 

@@ -7,6 +7,11 @@ under load it takes and finishes a chunk every few hundred milliseconds. Nothing
 would show it: the fetcher reads on, so the consumer lag stays low. Nor would flushes
 dropped with no rebalance after them (``State.dropping_for``): the agents move on, and
 only the lag grows until the state gives up.
+
+Each check also looks at the signers file (``SignersWatch.refresh``: two stats): the
+workflow agent looks only while commands come, and a worker left trusting a revoked key
+must show it (/health's ``signers_fingerprint``, ``privops_signers_info``) before the
+next command does.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from privops.adapters import metrics
 from privops.adapters.probes import BrokerProbe, registry_problem
 from streams import pipeline
 from streams.app import settings
+from streams.context import collaborators
 from streams.state import DROPPING_LIMIT_SECONDS, StateFailed, state
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,7 @@ async def refresh(not_serving: Callable[[], list[str]] = list) -> Health:
         if problem
     ]
     problems += stalled_agents() + dropped_flushes()
+    collaborators().signers.refresh()  # its fingerprint current with no command coming
     if problems != health.problems:
         for problem in problems:
             log.warning("unhealthy: %s", problem)

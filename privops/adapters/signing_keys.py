@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import stat
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from privops.adapters import metrics
 from privops.adapters.settings import Settings
 from privops.core.admission import is_principal_name
 from privops.core.errors import ConfigError, PrivopsError
@@ -33,6 +36,8 @@ KEY_FILE_MODE: Final = 0o600
 SIGNERS_FILE_MODE: Final = 0o644
 RESERVED_OWNER: Final = "privops"
 """The worker's principal; it and `privops-*` (its scheduler) are no DPO key's owner."""
+FINGERPRINT_LENGTH: Final = 16
+_FINGERPRINT_DOMAIN: Final = "privops signer set v1"
 
 
 class KeyExists(ConfigError):
@@ -84,6 +89,23 @@ def read_signers(path: Path) -> Signers:
     except OSError as exc:
         raise ConfigError(f"cannot read the signers file {path}: {exc.strerror}") from exc
     return Signers.parse(raw, f"the signers file {path}")
+
+
+def signers_fingerprint(signers: Signers) -> str:
+    """What a signers file trusts, as 16 hex: the same wherever the same DPOs' commands
+    are taken, so workers that differ show it (alert PrivopsSignersDiffer).
+
+    A SHA-256 over the sorted (key id, public key, owner, revoked) of every key: not the
+    file's bytes, order, layout or times (a key created or revoked at another moment on
+    another host is trusted alike; a revocation counts whatever its time). The owner is
+    in it because a command is taken only from its actor's key. A field added to
+    SignerKey that changes what is trusted belongs here too."""
+    listing = sorted(
+        (kid, entry.public_key, entry.owner, entry.revoked_at is not None)
+        for kid, entry in signers.root.items()
+    )
+    canonical = json.dumps([_FINGERPRINT_DOMAIN, listing], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def _write_signers(path: Path, signers: Signers) -> None:
@@ -222,10 +244,15 @@ class SignersWatch:
     `refresh()` looks at the file's and its directory's identity (inode, size, mtime,
     owner, mode) on every call, which costs two stats; the workflow agent calls it at each
     chunk's first command and then every 50 ms, so a key created or revoked is in force
-    within that, and so is a `chmod`. An unreadable, invalid or
+    within that, and so is a `chmod`; the health check calls it every 5 s too, so what
+    it shows follows the file with no command coming. An unreadable, invalid or
     unsafe (``unsafe_signers``) file trusts no file key at all (fail closed: a
     revocation must never be missed, nor a key slipped in), and says so in the log once
     per change. `builtin` keys (the worker's own) are trusted whatever the file says.
+
+    `fingerprint` is the file's (``signers_fingerprint``; the builtin keys are not in it),
+    or ``metrics.SIGNERS_MISSING`` / ``metrics.SIGNERS_FAIL_CLOSED``; it is worked out,
+    and ``privops_signers_info`` set, only when the file changed, off the per-command path.
     """
 
     def __init__(self, path: Path, builtin: tuple[SignerKey, ...] = ()) -> None:
@@ -233,6 +260,7 @@ class SignersWatch:
         self.builtin = builtin
         self._seen: tuple[int, ...] | None = None  # None: never looked
         self._signers = self._with_builtin(Signers())
+        self.fingerprint = metrics.SIGNERS_MISSING
         self.refresh()
 
     def _with_builtin(self, signers: Signers) -> Signers:
@@ -264,13 +292,22 @@ class SignersWatch:
             signers = read_signers(self.path)
         except ConfigError as exc:
             log.error("%s; every DPO command will be rejected until it is fixed", exc)
-            signers = Signers()
+            signers, fingerprint = Signers(), metrics.SIGNERS_FAIL_CLOSED
         else:
             if seen == _MISSING:
                 log.warning("no signers file at %s: no DPO command will be accepted", self.path)
+                fingerprint = metrics.SIGNERS_MISSING
             else:
-                log.info("trusting %d signing key(s) from %s", len(signers.root), self.path)
+                fingerprint = signers_fingerprint(signers)
+                log.info(
+                    "trusting %d signing key(s) from %s (signer set %s)",
+                    len(signers.root),
+                    self.path,
+                    fingerprint,
+                )
         self._signers = self._with_builtin(signers)
+        self.fingerprint = fingerprint
+        metrics.set_signers_fingerprint(fingerprint)
         return self._signers
 
 

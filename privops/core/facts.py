@@ -379,13 +379,23 @@ def fact_event_id(event_id: str) -> str:
     return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
 
 
-def number_change(
+def contact_changes(
     before: IdentityMap | None, after: IdentityMap, event: r.UpstreamEvent
-) -> ConsentFact | None:
-    """The fact that the subject's telephone number changed with ``event`` (their
-    latest number, by occurred_at, is another than before), or None: the number a TPS
-    screening or a "do not object" notice concerned is no longer the one called."""
-    return _fact(event, F.number_changed) if phone_replaced(before, after) else None
+) -> list[ConsentFact]:
+    """The facts that the subject's telephone number or email address changed with
+    ``event`` (their latest, by occurred_at, is another than before): the number a TPS
+    screening or a "do not object" notice concerned is no longer the one called, and a
+    sale's soft opt-in covered the old number or address only (from 0.45)."""
+    changed = [F.number_changed] if phone_replaced(before, after) else []
+    if email_replaced(before, after):
+        changed.append(F.email_changed)
+    return [_fact(event, kind) for kind in changed]
+
+
+def email_replaced(before: IdentityMap | None, after: IdentityMap) -> bool:
+    """Whether the subject's latest email in ``after`` is another than in ``before``."""
+    old, new = (before.email if before else None), after.email
+    return old is not None and new is not None and old.value != new.value
 
 
 def phone_replaced(before: IdentityMap | None, after: IdentityMap) -> bool:

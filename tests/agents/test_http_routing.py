@@ -25,12 +25,16 @@ from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
 from agents import http
-from privops.adapters import web_tls
+from privops.adapters import metrics, web_tls
 from privops.adapters.settings import Settings
+from privops.adapters.signing_keys import signers_fingerprint
 from privops.adapters.web_tls import WebCertificates
 from privops.core.request import RequestRecord
+from privops.core.signing import Signers
 from privops.core.vocab import RequestState, RequestType
+from streams import health as worker_health
 from streams.tables import request_index, requests
+from tests.agents.signers import TEST_KEY, trust
 
 
 class Answers:
@@ -302,6 +306,50 @@ async def test_livez_answers_while_health_does_not(
     assert status == 503
     status, body = await http.livez.get(Answers(), make_mocked_request("GET", "/livez"))
     assert (status, body["status"]) == (200, "alive")
+
+
+async def test_health_names_the_signer_set_and_follows_a_revocation_with_no_command(
+    app: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Review, session 45: a key revoked in one host's signers file was still taken by
+    workers whose copy was not replaced, and nothing showed it. /health names the set each
+    worker trusts, and the health check re-reads the file, so a worker with no command
+    coming shows a revocation too (the workflow agent looks only while commands come)."""
+
+    async def fine() -> None:
+        return None
+
+    monkeypatch.setattr(http, "owned_partitions", list)
+    monkeypatch.setattr(http, "standby_partitions", list)
+    monkeypatch.setattr(worker_health._broker, "problem", fine)
+    monkeypatch.setattr(worker_health, "registry_problem", lambda _url, _ca=None: fine())
+    monkeypatch.setattr(worker_health, "stalled_agents", list)
+    monkeypatch.setattr(worker_health, "dropped_flushes", list)
+    path = trust(monkeypatch, tmp_path)
+    trusted = Signers.parse(path.read_bytes(), "the test's signers file")
+    _, body = await http.health.get(Answers(), make_mocked_request("GET", "/health"))
+    assert body["signers_fingerprint"] == signers_fingerprint(trusted)
+
+    revoked = trusted.revoked(TEST_KEY.key_id, datetime.now(UTC))
+    copy = tmp_path / "signers.json.new"
+    copy.write_bytes(revoked.dump())
+    copy.chmod(0o644)
+    copy.replace(path)  # copied in by rename, as an operator does
+    await worker_health.refresh(list)
+    _, body = await http.health.get(Answers(), make_mocked_request("GET", "/health"))
+    assert body["signers_fingerprint"] == signers_fingerprint(revoked)
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "privops_signers_info", {"fingerprint": signers_fingerprint(revoked)}
+        )
+        == 1
+    )
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "privops_signers_info", {"fingerprint": signers_fingerprint(trusted)}
+        )
+        is None
+    )
 
 
 class _ProvenSystem:

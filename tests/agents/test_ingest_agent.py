@@ -963,3 +963,35 @@ async def test_a_tps_listing_and_a_ticked_opt_out_are_taken_from_any_system(
         await wait_for(lambda: not widened())
     assert consent.data["S1"]["tps"]["kind"] == "tps_listed"
     assert dead_letters(outbox) == []
+
+
+@pytest.mark.usefixtures("app")
+async def test_a_sales_soft_opt_in_ends_when_the_customer_gives_another_email(
+    serde: Serde, outbox: Outbox
+) -> None:
+    """PECR reg. 22(3)(a): the soft opt-in covers the address collected in the sale.
+    Before, it reached whatever address the customer later gave the CRM (review, session
+    44). The number did not change: SMS keeps its soft opt-in."""
+    offered = sale(marketing_opt_out_offered=True, similar_products_marketing=True)
+    moved = r.CustomerUpdated(
+        event_id="moved-1",
+        occurred_at=NOW + timedelta(days=30),
+        source=System.crm,
+        subject_id="S1",
+        identifiers=r.Identifiers(customer_id="C-1", email="s1.new@example.com"),
+        changed_fields=["email"],
+    )
+    async with ingest.test_context() as agent:
+        await put_on(agent, "orders.events", b"S1", serde.encode(offered))
+        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) == 1)
+        await put_on(agent, "crm.events", b"S1", serde.encode(moved))
+        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) == 2)
+    state = outbox.on(CONSENT_STATE)[-1]
+    assert isinstance(state, r.ConsentState)
+    assert [(p.channel, p.status, p.basis) for p in state.preferences] == [
+        (Channel.email, "not_asked", LawfulBasis.none),
+        (Channel.sms, "granted", LawfulBasis.soft_opt_in),
+    ]
+    lapse = outbox.of(AUDIT, r.AuditEvent)[-1]
+    assert (lapse.before, lapse.after) == ("granted", "not_asked")
+    assert "email address changed" in (lapse.reason or "")

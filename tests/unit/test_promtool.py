@@ -42,6 +42,8 @@ ALERTS = {
     "PrivopsRecipientNoticeForReview",
     "PrivopsAccessResponseAwaitingReview",
     "PrivopsIdentityAwaited",
+    "PrivopsSignersDiffer",
+    "PrivopsEventPartsNotTaken",
 }
 
 

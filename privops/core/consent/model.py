@@ -51,6 +51,8 @@ class FactKind(StrEnum):
     # The subject's telephone number changed: a TPS screening and a "do not object"
     # notice were about the old number (review, session 25).
     number_changed = "number_changed"
+    # The subject's email address changed: a soft opt-in covered the old one (from 0.45).
+    email_changed = "email_changed"
     restricted = "restricted"
     restriction_lifted = "restriction_lifted"
     suppressed = "suppressed"
@@ -69,6 +71,7 @@ _PRECEDENCE: Final[dict[FactKind, int]] = {
     FactKind.marketing_cookies_refused: 1,
     FactKind.tps_listed: 1,
     FactKind.number_changed: 1,
+    FactKind.email_changed: 1,
     FactKind.restricted: 1,
     FactKind.objected: 2,
     FactKind.suppressed: 3,
