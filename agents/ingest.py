@@ -517,10 +517,12 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         return
     if merged is not identity:
         state.put(IDENTITIES, sid, merged)
-        if changed := contact_changes(identity, merged, record):
-            meaning = [*meaning, *changed]
         if identity is None or new_values(identity, merged):
             tell_holds(sid, merged)
+    # Also when nothing merged: a late event carrying a value already replaced
+    # (``contact_changes``; cheap for an event in order: one comparison of times).
+    if changed := contact_changes(identity, merged, record, raw_ids):
+        meaning = [*meaning, *changed]
     if new_facts != facts or stored_facts is None:
         state.put(FACTS, sid, new_facts)
 

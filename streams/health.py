@@ -17,9 +17,11 @@ next command does.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from privops.adapters import metrics
 from privops.adapters.probes import BrokerProbe, registry_problem
@@ -64,7 +66,7 @@ async def refresh(not_serving: Callable[[], list[str]] = list) -> Health:
         if problem
     ]
     problems += stalled_agents() + dropped_flushes()
-    collaborators().signers.refresh()  # its fingerprint current with no command coming
+    _refresh_signers()  # its fingerprint current with no command coming
     if problems != health.problems:
         for problem in problems:
             log.warning("unhealthy: %s", problem)
@@ -74,6 +76,33 @@ async def refresh(not_serving: Callable[[], list[str]] = list) -> Health:
     metrics.set_worker_up(health.ok)
     metrics.set_worker_ready(health.ok and not not_serving())
     return health
+
+
+def _refresh_signers() -> None:
+    """``SignersWatch.refresh``, never aborting the health check: raising there left
+    ``health`` and ``privops_worker_up`` as they were, and /health with them. What it
+    raised is logged once per kind and place (its type and where it was raised, not its
+    text: no personal data); /health's ``signers_fingerprint`` and the workflow agent's
+    check stay as they were (the agent looks again at its next command)."""
+    try:
+        collaborators().signers.refresh()
+    except Exception as exc:  # noqa: BLE001  (logged: the health check must go on)
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+        failure = f"{type(exc).__name__} at {where}"
+        if failure not in _signers_failures:
+            if len(_signers_failures) >= _SIGNERS_FAILURES_KEPT:
+                _signers_failures.clear()
+            _signers_failures.add(failure)
+            log.error(
+                "looking at the signers file raised %s; the health check goes on, the "
+                "signer set shown may be out of date",
+                failure,
+            )
+
+
+_SIGNERS_FAILURES_KEPT = 32
+_signers_failures: set[str] = set()  # logged already (type and place: bounded)
 
 
 def stalled_agents() -> list[str]:

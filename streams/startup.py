@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from privops.adapters import web_tls
 from privops.adapters.kafka import cluster_id
 from privops.adapters.settings import Settings, is_loopback
+from privops.core.datamap import DataMap
 from privops.core.errors import ConfigError, RuntimeUnavailable
 from streams.context import collaborators
 from streams.keystore import load_kek
@@ -177,5 +178,18 @@ def preflight(settings: Settings, data_dir: Path, tables_dir: Path, conf: Any) -
     cluster = asyncio.run(cluster_id(settings.kafka_bootstrap))
     reconcile_cluster(data_dir, tables_dir, cluster)
     collaborators().deployment = cluster  # what DPO commands must be signed for
+    log_grants(collaborators().datamap)
     import_agents()
     return lock
+
+
+def log_grants(datamap: DataMap) -> None:
+    """Say which permissions to contact each system's events may record (the data map's
+    ``grants``, or what its categories imply): an upgrader whose data map says none
+    sees what the defaults leave out before a system's consents go missing."""
+    said = "; ".join(
+        f"{system.value}: {', '.join(sorted(spec.may_grant)) or 'none'}"
+        + ("" if spec.grants is not None else " (implied by its categories)")
+        for system, spec in datamap.systems.items()
+    )
+    log.info("permissions to contact each system may record (data map grants): %s", said)

@@ -3,18 +3,12 @@
 privops re-sends under the same task id and Kafka may redeliver after a crash; the ledger
 turns that at-least-once delivery into exactly-once effect. Only final answers are kept
 (see ``Answer.final``): a retryable failure must run again when privops re-sends.
-
-Beside them it keeps the order of a subject's restrictions and lifts (``restrictions``):
-a re-send comes after whatever privops decided for the subject since, and must not undo
-it (``Ledger.overtaken_by``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 from privops.adapters.settings import Settings
@@ -77,18 +71,6 @@ class Ledger:
             " outcome TEXT NOT NULL, record_type TEXT NOT NULL, record TEXT NOT NULL,"
             " first_attempt INTEGER NOT NULL, answered_at TEXT NOT NULL)"
         )
-        # A restriction or lift read here: its subject (a digest, ``_subject``), the
-        # earliest issued_at read of it (privops' time of the decision; a re-send's is
-        # later), whether the connector carried it out, and by rowid which was read first
-        # (for decisions issued at one instant).
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS restrictions ("
-            " task_id TEXT PRIMARY KEY, subject TEXT NOT NULL,"
-            " first_issued_at TEXT NOT NULL, executed INTEGER NOT NULL DEFAULT 0)"
-        )
-        self._db.execute(
-            "CREATE INDEX IF NOT EXISTS restrictions_by_subject ON restrictions (subject)"
-        )
 
     def get(self, task_id: str) -> TaskResult | None:
         """The answer kept for ``task_id``, or None; ``UnreadableAnswer`` for a row that
@@ -108,72 +90,23 @@ class Ledger:
         except (TypeError, ValueError) as exc:
             raise UnreadableAnswer(type(exc).__name__) from None
 
-    def put(self, task: Task, outcome: str, result: TaskResult, *, executed: bool = False) -> None:
-        """Keep ``result`` as the answer to ``task``. ``executed``: ``task`` is a restriction
-        or a lift the connector carried out, noted in the same transaction as its answer:
-        apart, a crash between the two left it answered from here at every re-send, and
-        never noted, so an older one re-sent after it would be executed again."""
-        self._db.execute("BEGIN IMMEDIATE")
-        with self._db:  # commits, or rolls back what a failed statement began
-            self._db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    task.task_id,
-                    task.request_id,
-                    str(task.action),
-                    outcome,
-                    type(result).__name__,
-                    result.model_dump_json(),
-                    task.attempt,
-                    result.answered_at.isoformat(),
-                ),
-            )
-            if executed:
-                self._db.execute(
-                    "INSERT INTO restrictions (task_id, subject, first_issued_at, executed)"
-                    " VALUES (?, ?, ?, 1) ON CONFLICT (task_id) DO UPDATE SET executed = 1",
-                    (task.task_id, _subject(task), _instant(task.issued_at)),
-                )
-
-    def read(self, task: Task) -> None:
-        """Note that a restriction or a lift ``task`` was read: its task id's earliest
-        ``issued_at`` read, which a re-send (issued later) never moves. Idempotent: a fetch
-        read again after a restart notes nothing new."""
+    def put(self, task: Task, outcome: str, result: TaskResult) -> None:
         self._db.execute(
-            "INSERT INTO restrictions (task_id, subject, first_issued_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (task_id) DO UPDATE"
-            " SET first_issued_at = min(first_issued_at, excluded.first_issued_at)",
-            (task.task_id, _subject(task), _instant(task.issued_at)),
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task.task_id,
+                task.request_id,
+                str(task.action),
+                outcome,
+                type(result).__name__,
+                result.model_dump_json(),
+                task.attempt,
+                result.answered_at.isoformat(),
+            ),
         )
-
-    def overtaken_by(self, task: Task) -> str | None:
-        """The task id of a restriction or lift of ``task``'s subject that privops decided
-        after ``task`` (a later first ``issued_at``; at the same instant, read later) and
-        the connector has carried out, or None. ``task`` must have been ``read``."""
-        row = self._db.execute(
-            "SELECT later.task_id FROM restrictions AS this JOIN restrictions AS later"
-            " ON later.subject = this.subject AND later.task_id != this.task_id"
-            " WHERE this.task_id = ? AND later.executed = 1"
-            " AND (later.first_issued_at, later.rowid) > (this.first_issued_at, this.rowid)"
-            " ORDER BY later.first_issued_at DESC, later.rowid DESC LIMIT 1",
-            (task.task_id,),
-        ).fetchone()
-        return None if row is None else str(row[0])
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM answers").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
-
-
-def _subject(task: Task) -> str:
-    """The subject of ``task`` as the ledger keeps it: a SHA-256 digest, since the ledger
-    only compares subjects and is never shredded with the subject's key; the subject id
-    itself would stay in it after their erasure."""
-    return hashlib.sha256(task.subject_id.encode()).hexdigest()
-
-
-def _instant(at: datetime) -> str:
-    """``at`` as text that sorts as the instants do (UTC, microseconds always written)."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")

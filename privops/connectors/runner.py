@@ -10,10 +10,6 @@ id) and only then commits, so a crash re-delivers rather than loses a task.
   attempt) is answered again from the ledger without calling the connector a second time.
   Read in one fetch with its own re-send, a task is skipped for the re-send, which says
   what privops decides now (a legal hold placed since keeps categories the first erased).
-- A subject's restrictions and lifts take effect in the order privops decided them (the
-  first ``issued_at`` of each task id read, kept in the ledger): one read after a later
-  one of the subject's was carried out here (a re-send, in the same fetch or after) is
-  answered ``completed`` with no record changed, not executed (``_overtaken``).
 - ``TransientError`` means "try again": the runner retries in-process (:class:`TransientRetry`),
   then answers ``TaskFailed(retryable=True)``, which is not kept, so privops' re-send executes
   the task again. Any other exception answers ``TaskFailed(retryable=False)`` naming the
@@ -107,9 +103,7 @@ from privops.core.fieldcrypt import MAIN_SCOPE
 from privops.core.records import (
     Erase,
     Export,
-    LiftRestriction,
     Record,
-    Restrict,
     Task,
     TaskCompleted,
     TaskResult,
@@ -135,12 +129,6 @@ T = TypeVar("T")
 R = TypeVar("R", bound=Record)
 
 ANSWER_KINDS: frozenset[str] = frozenset({*TaskOutcome, NO_ANSWER})
-CARRIED_OUT: frozenset[str] = frozenset(
-    {TaskOutcome.completed, TaskOutcome.retained, TaskOutcome.not_found}
-)
-"""Answers saying a task was done: a restriction or lift so answered orders the subject's
-older ones after it (``ConnectorRunner._overtaken``). A failure did not, for all the
-runner knows: the older one goes ahead in its turn, and privops follows the failure up."""
 TASK_TIMEOUT_SECONDS: Final = 240.0
 """How long one task's execution (every in-process retry included) may take: under
 aiokafka's max.poll.interval (300 s), past which a task alone loses the partition."""
@@ -280,17 +268,6 @@ def check_kafka_security(settings: Settings) -> None:
         )
 
 
-def _restriction(task: Task) -> bool:
-    """Whether ``task`` sets or clears the subject's restriction (Art. 18): a lift, or a
-    ``Restrict`` that is no objection. An objection is kept apart from any restriction and
-    no lift undoes it, so it needs no order against them."""
-    if isinstance(task, LiftRestriction):
-        return True
-    if not isinstance(task, Restrict):
-        return False
-    return not task.marketing_objection and not task.objected_purposes
-
-
 def _no_copy(task: Task, result: TaskResult | None) -> str | None:
     """Why ``result`` is no answer to an export ``task`` whatever its values say, or
     None: ``completed`` without an export, or ``retained`` to a portability export (no
@@ -309,8 +286,7 @@ class ConnectorRunner:
     """Consume a system's task topic, call the connector, answer, then commit.
 
     One task at a time (per-subject order is kept, task actions need no locking
-    between them; a subject's restrictions and lifts in the order privops decided them,
-    ``_overtaken``); the legal holds are read beside them, so ``hold``/``release``/
+    between them); the legal holds are read beside them, so ``hold``/``release``/
     ``holding`` may run while a task action does.
     ``start_from="latest"`` makes a brand-new consumer group skip older tasks (tests);
     ``group_id`` names another group than the system's own (a second run, a test): it is
@@ -547,20 +523,14 @@ class ConnectorRunner:
         stop: asyncio.Event | None = None,
     ) -> None:
         """One fetch of one partition: each task done (or replayed) in order, but one a
-        later attempt in the same fetch replaces (``_superseded``), and a restriction or
-        lift a later one of its subject's overtook (``_overtaken``: each is noted as read
-        first, the attempts skipped for their re-send too, whose ``issued_at`` dates the
-        decision); each offset committed once its task is answered. ``_Stopping`` when
-        ``stop`` is set while the fetch waits for the schema registry, or between two of
-        its tasks: the rest is left uncommitted, read again at the next start. Worked
-        through to its end, a fetch (up to 50 tasks, each up to ``task_timeout``)
-        outlasted a supervisor's stop timeout, and the process was killed mid-task
-        (review, session 44)."""
+        later attempt in the same fetch replaces (``_superseded``); each offset committed
+        once its task is answered. ``_Stopping`` when ``stop`` is set while the fetch
+        waits for the schema registry, or between two of its tasks: the rest is left
+        uncommitted, read again at the next start. Worked through to its end, a fetch
+        (up to 50 tasks, each up to ``task_timeout``) outlasted a supervisor's stop
+        timeout, and the process was killed mid-task (review, session 44)."""
         self._stop = stop
         decoded = [(m, await self._decode(m.value, m.offset, stop)) for m in messages]
-        for _, task in decoded:
-            if task is not None and _restriction(task):
-                ledger.read(task)
         later = await self._superseded(decoded)
         for msg, task in decoded:
             if stop is not None and stop.is_set():
@@ -786,49 +756,15 @@ class ConnectorRunner:
         final (then publish, then commit). Kept encrypted: the ledger forgets with the
         key; kept only once it encodes: a kept answer is replayed to every re-send."""
         started = time.monotonic()
-        overtaken = self._overtaken(task, ledger)
-        returned: object = overtaken or await self._held_back(task) or await self._execute(task)
+        returned: object = await self._held_back(task) or await self._execute(task)
         TASK_SECONDS.labels(self.system, str(task.action)).observe(time.monotonic() - started)
         answer, reply = await self._ready(task, sealed_with, returned)
         if reply.result is not None and answer.final:
-            executed = overtaken is None and _restriction(task) and answer.kind in CARRIED_OUT
-            ledger.put(task, answer.label, reply.result, executed=executed)
+            ledger.put(task, answer.label, reply.result)
         log.info(
             "task %s (%s) attempt %d: %s", task.task_id, task.action, task.attempt, answer.label
         )
         return reply
-
-    def _overtaken(self, task: Task, ledger: Ledger) -> Answer | None:
-        """``completed`` with no record changed, instead of executing a restriction or a
-        lift when one of the subject's that privops decided after it has been carried
-        out here (``Ledger.overtaken_by``: by the first ``issued_at`` read of each); None
-        when it may go ahead.
-
-        privops re-sends a task under its own id, at an offset after whatever it decided
-        for the subject since: executed there, an old lift undid a newer restriction, or
-        an old restriction a newer lift (review: "the runner can execute an old lift
-        after a newer restriction in one fetch"), in one fetch (the first attempt gives
-        way to its re-send, ``_superseded``) as in fetches apart (the first attempt
-        answered retryable, so not kept) and after a restart (the order is the ledger's).
-        ``completed`` with 0 records is what is true: the subject is as the later decision
-        left them, which this one would only undo; read in order it was done and then
-        undone, to the same state and the same answers, but for what it changed. A
-        failure would escalate to the DPO a request nothing is left to do for (and a DPO
-        acting on it would undo the later decision); retryable, it is re-sent to no end.
-        Kept as any final answer, so a further re-send gets it from the ledger. Only as
-        far as this ledger saw: a re-send whose first attempt another instance read (a
-        ledger of its own) is dated by its own ``issued_at``, and executed as before."""
-        if not _restriction(task) or (later := ledger.overtaken_by(task)) is None:
-            return None
-        log.info(
-            "task %s (%s) attempt %d: not executed: %s, decided after it, was carried out "
-            "first; answered completed with no record changed",
-            task.task_id,
-            task.action,
-            task.attempt,
-            later,
-        )
-        return Answer.completed(0)
 
     async def _held_back(self, task: Task) -> Answer | None:
         """A retryable failure instead of executing an erasure that a legal hold read

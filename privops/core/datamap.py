@@ -172,12 +172,15 @@ class Grant(StrEnum):
 
 DEFAULT_GRANTS: Final[dict[Category, tuple[Grant, ...]]] = {
     Category.marketing_preferences: (Grant.consent, Grant.tps_screening, Grant.tps_waiver),
-    Category.purchases: (Grant.soft_opt_in,),
-    Category.web: (Grant.marketing_cookies,),
+    Category.purchases: (Grant.consent, Grant.soft_opt_in),
+    Category.web: (Grant.consent, Grant.marketing_cookies),
 }
 """What a system whose data map entry has no ``grants`` may record, by the categories it
-holds: the system of record for marketing choices records them, the one recording sales
-records their soft opt-ins, the websites record cookie choices."""
+holds: the system of record for marketing choices records them all; the one recording
+sales, consent (a checkout's tick boxes) and its sales' soft opt-ins; the websites,
+consent (a sign-up form) and cookie choices. A system holding none of these (call
+recordings, footage) records none, and only a holder of marketing preferences records
+TPS screenings and waivers. The worker logs what each system may record at start."""
 
 
 class RetryPolicy(_Model):

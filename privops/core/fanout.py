@@ -247,20 +247,7 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
         _notify_recipients(rec, ctx, out, TaskAction.restrict, _all(held))
         directive(rec, out, ctx, "restricted")
     elif kind is RequestType.restriction_lift:
-        # Art. 18(3): the subject is told before the restriction is lifted; why (the
-        # DPO's reason, in the letter), and that they may complain (ICO guidance: the
-        # lift follows a finding against them, that the data is accurate or the
-        # objection failed; Art. 12(4); legal review, session 35).
-        notify_subject(
-            rec,
-            out,
-            ctx,
-            "restriction_lift_pending",
-            LIFT_NOTICE if rec.reason else LIFT_NOTICE_NO_REASON,
-            document=rec.reason,
-        )
-        send_tasks(rec, ctx, TaskAction.lift_restriction, held)
-        directive(rec, out, ctx, "restriction_lifted")
+        _lift(rec, ctx, out, held)
     elif kind is RequestType.rectification:
         _rectify(rec, ctx, out, held)
     elif kind is RequestType.access:
@@ -294,6 +281,81 @@ def start_work(rec: RequestRecord, ctx: Context, out: Outcome) -> None:
     else:
         move(rec, E.answered, out, ctx.now)
         finish(rec, ctx, out)
+
+
+def _lift(
+    rec: RequestRecord, ctx: Context, out: Outcome, held: dict[System, set[Category]]
+) -> None:
+    if _still_restricted(rec, ctx, out):
+        return  # another restriction stands: nothing to lift, no task
+    # Art. 18(3): the subject is told before the restriction is lifted; why (the DPO's
+    # reason, in the letter), and that they may complain (ICO guidance: the lift follows
+    # a finding against them, that the data is accurate or the objection failed; Art.
+    # 12(4); legal review, session 35).
+    notify_subject(
+        rec,
+        out,
+        ctx,
+        "restriction_lift_pending",
+        LIFT_NOTICE if rec.reason else LIFT_NOTICE_NO_REASON,
+        document=rec.reason,
+    )
+    send_tasks(rec, ctx, TaskAction.lift_restriction, held)
+    directive(rec, out, ctx, "restriction_lifted")
+
+
+APPLIED: Final = frozenset(
+    {RequestState.awaiting_systems, RequestState.completed, RequestState.partially_completed}
+)
+"""The states of a request whose work went out: a restriction so is in force (its
+Restrict tasks and the consent state's flag), a lift so has ended what it names."""
+
+
+def restrictions_in_force(ctx: Context) -> list[str]:
+    """The request ids of the subject's restrictions in force, oldest first: applied
+    (``APPLIED``), and ended by no applied lift, neither one naming it
+    (``linked_request_id``, from 0.45) nor one naming none made after it (a lift of
+    before 0.45 ended every restriction). Read from the subject's records on this
+    partition; a restriction whose record the record period forgot is not listed."""
+    requests = ctx.subject_requests()
+    lifts = [
+        x for x in requests if x.request_type is RequestType.restriction_lift and x.state in APPLIED
+    ]
+
+    def ended(restriction: RequestRecord) -> bool:
+        return any(
+            lift.linked_request_id == restriction.request_id
+            or (lift.linked_request_id is None and lift.created_at > restriction.created_at)
+            for lift in lifts
+        )
+
+    return [
+        x.request_id
+        for x in sorted(requests, key=lambda x: x.created_at)
+        if x.request_type is RequestType.restriction and x.state in APPLIED and not ended(x)
+    ]
+
+
+def _still_restricted(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
+    """Whether another of the subject's restrictions stands beside the one the lift
+    ``rec`` ends (``linked_request_id``): then nothing is lifted, no system is told to
+    resume and the consent state stays restricted; the lift records which stand
+    (``still_restricted_by``) and the subject is told (``_outcome_words``). Before, one
+    lift ended every restriction: lifting one placed while a complaint was investigated
+    also freed data restricted while its accuracy was contested (review, session 44)."""
+    others = [x for x in restrictions_in_force(ctx) if x != rec.linked_request_id]
+    if not others:
+        return False
+    rec.still_restricted_by = others
+    out.audit.append(
+        AuditStep(
+            "request_transitioned",
+            after=rec.state.value,
+            reason=f"restriction {rec.linked_request_id} ended; nothing lifted: the subject's "
+            f"data stays restricted under {', '.join(others)}",
+        )
+    )
+    return True
 
 
 def portable(ctx: Context, held: dict[System, set[Category]]) -> dict[System, set[Category]]:
@@ -1242,6 +1304,12 @@ _OUTCOMES: Final[dict[RequestType, str]] = {
 }
 
 
+STILL_RESTRICTED_WORDS: Final = (
+    "One restriction on the use of your personal data has ended, but its use stays "
+    "restricted under another restriction that still stands."
+)
+
+
 def _outcome_words(rec: RequestRecord) -> str | None:
     """The outcome notice's text: what was done, and where it could not be done (the
     systems, never a value); None where another notice answers the request (an access
@@ -1258,6 +1326,8 @@ def _outcome_words(rec: RequestRecord) -> str | None:
         return "We checked our systems and hold none of the personal data this concerns."
     if rec.request_type is RequestType.consent_withdrawal:
         words = _withdrawal_words(rec)
+    if rec.still_restricted_by:
+        return STILL_RESTRICTED_WORDS
     return words + _not_done(rec)
 
 

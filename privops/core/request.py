@@ -62,6 +62,12 @@ class Reason(StrEnum):
     invalid_transition = "invalid_transition"
     request_finished = "request_finished"
     not_restricted = "not_restricted"
+    # A lift naming no restriction while the subject has several in force (from 0.45).
+    restriction_not_named = "restriction_not_named"
+    # A lift while its restriction's Restrict tasks await answers, or a restriction while
+    # a lift's tasks do (from 0.45): a re-send would undo the later decision.
+    lift_too_early = "lift_too_early"
+    lift_under_way = "lift_under_way"
     already_extended = "already_extended"
     dates_out_of_order = "dates_out_of_order"
     # Who issued the command (privops.core.signing): checked before anything else.
@@ -248,6 +254,9 @@ class RequestRecord(_Model):
     withdrawn_purpose: Purpose | None = None
     withdrawn_channel: Channel | None = None
     linked_request_id: str | None = None
+    # A lift that ended one of the subject's restrictions while others stand (from
+    # 0.45): those, by request id; nothing was lifted (``fanout.start_work``).
+    still_restricted_by: list[str] = Field(default_factory=list, exclude_if=_empty)
     reason: str | None = None
     tasks: dict[str, TaskRecord] = {}
     kept: list[KeptItem] = []

@@ -45,6 +45,7 @@ from privops.core.fanout import (
     objection_holdings,
     on_result,
     preserve_search,
+    restrictions_in_force,
     review_systems,
     searched,
     send_tasks,
@@ -563,8 +564,11 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
             "no system has reported this subject, so there is nothing to act on (an access "
             "request records and answers that we hold nothing)",
         )
-    if cmd.request_type is RequestType.restriction_lift and not ctx.restricted:
-        raise Refused(Reason.not_restricted, "the subject has no active restriction to lift")
+    linked = cmd.linked_request_id
+    if cmd.request_type is RequestType.restriction_lift:
+        linked = _lifted_restriction(cmd, ctx)
+    if cmd.request_type is RequestType.restriction:
+        _check_no_lift_under_way(ctx)
     if cmd.request_type is RequestType.rectification:
         _check_rectification(cmd.rectification, ctx.datamap)
     _check_withdrawal_scope(cmd)
@@ -600,7 +604,7 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
         objection_scope=cmd.objection_scope,
         withdrawn_purpose=cmd.withdrawn_purpose,
         withdrawn_channel=cmd.withdrawn_channel,
-        linked_request_id=cmd.linked_request_id,
+        linked_request_id=linked,
         reason=None if stranger else cmd.reason,
         created_at=ctx.now,
         history=[HistoryItem(at=ctx.now, event=E.submitted.value, state=RequestState.received)],
@@ -631,6 +635,74 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     timelimits.recompute_due(rec, ctx)
     _start_work(rec, ctx, out)
     return out
+
+
+def _lifted_restriction(cmd: r.RequestSubmitted, ctx: Context) -> str | None:
+    """The restriction a lift ends (from 0.45): the one it names, which must be in force
+    (``restrictions_in_force``), or, naming none, the subject's only one. With
+    several in force it must name one: a restriction rests on its own ground (Art.
+    18(1): accuracy contested, an objection weighed, a complaint investigated), and the
+    end of one is no end of the others. None: the consent state says restricted and no
+    record of a restriction in force remains (made before the record period, or before
+    0.45 kept them apart): the lift ends every restriction, as before."""
+    in_force = restrictions_in_force(ctx)
+    named = cmd.linked_request_id
+    listed = f" (in force: {', '.join(in_force)})" if in_force else ""
+    if named is not None and named not in in_force:
+        raise Refused(
+            Reason.not_restricted,
+            f"request {named} is no restriction of this subject in force{listed}",
+        )
+    if named is None and not in_force and not ctx.restricted:
+        raise Refused(Reason.not_restricted, "the subject has no active restriction to lift")
+    if named is None and len(in_force) > 1:
+        raise Refused(
+            Reason.restriction_not_named,
+            f"the subject has {len(in_force)} restrictions in force{listed}: name the one "
+            "this lift ends (privops request lift --restriction REQUEST_ID)",
+        )
+    ended = named if named is not None else (in_force[0] if in_force else None)
+    if ended is not None and in_force == [ended]:  # the last one: the lift lifts
+        _check_restriction_answered(ended, ctx)
+    return ended
+
+
+def _check_restriction_answered(restriction_id: str, ctx: Context) -> None:
+    """A restriction is lifted only once every system answered its Restrict: privops
+    re-sends an unanswered task, and a re-send put on the system's topic after the
+    LiftRestriction would restrict it again while privops says lifted (review, session
+    44: "the runner can execute an old lift after a newer restriction")."""
+    waiting = [
+        x
+        for x in ctx.subject_requests()
+        if x.request_id == restriction_id and x.state is RequestState.awaiting_systems
+    ]
+    if waiting:
+        raise Refused(
+            Reason.lift_too_early,
+            f"restriction {restriction_id} still waits for systems' answers to its Restrict "
+            f"tasks: lift it once they answered (privops request status {restriction_id})",
+        )
+
+
+def _check_no_lift_under_way(ctx: Context) -> None:
+    """No restriction while a lift's LiftRestriction tasks wait for their answers: a
+    re-send of one, put on a system's topic after the new Restrict, would free what the
+    new restriction holds while privops says restricted (review, session 44). The DPO
+    restricts again once the lift finished; it is told which."""
+    lifting = [
+        x.request_id
+        for x in ctx.subject_requests()
+        if x.request_type is RequestType.restriction_lift
+        and x.state is RequestState.awaiting_systems
+    ]
+    if lifting:
+        raise Refused(
+            Reason.lift_under_way,
+            f"a lift of this subject ({', '.join(lifting)}) still waits for systems' answers: "
+            "restrict once it finished (privops request status ID), or the lift's re-sent "
+            "tasks could undo the restriction",
+        )
 
 
 def _check_search(cmd: r.RequestSubmitted, datamap: DataMap) -> None:

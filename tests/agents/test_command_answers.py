@@ -32,6 +32,7 @@ from privops.core.topics import (
     COMMANDS,
     DEADLETTER,
     REQUEST_TICKS,
+    SUBJECT_DIRECTIVES,
     legal_holds_topic,
     task_results_topic,
 )
@@ -170,6 +171,42 @@ async def test_lift_of_a_restricted_subject_is_accepted(driver: Driver) -> None:
     sent = await driver.send(submit("R-lift", RequestType.restriction_lift))
     [answer] = answers(sent)
     assert isinstance(answer, r.CommandAccepted), answer
+
+
+async def test_a_lift_ends_the_restriction_it_names_and_lifts_with_the_last(
+    driver: Driver,
+) -> None:
+    """Two restrictions stand: a lift must name one, ends it alone (no system told to
+    resume, the consent state left restricted), and the lift of the other lifts. The
+    records are read from the workflow's own tables (review, session 44)."""
+    for rid in ("R-a", "R-b"):
+        sent = await driver.send(submit(rid, RequestType.restriction))
+        assert isinstance(answers(sent)[0], r.CommandAccepted)
+    restrict_subject()
+    (unnamed,) = answers(await driver.send(submit("L-0", RequestType.restriction_lift)))
+    assert isinstance(unnamed, r.CommandRejected)
+    assert unnamed.reason == "restriction_not_named"
+    assert "R-a, R-b" in (unnamed.message or "")
+    one = await driver.send(submit("L-1", RequestType.restriction_lift, linked_request_id="R-a"))
+    assert isinstance(answers(one)[0], r.CommandAccepted)
+    assert answers(one)[0].request_state is RequestState.completed
+    assert not [s for s in one if s.topic.startswith("privacy.tasks.")]
+    assert not [s for s in one if s.topic == SUBJECT_DIRECTIVES]
+    lift_b = submit("L-2", RequestType.restriction_lift, linked_request_id="R-b")
+    (early,) = answers(await driver.send(lift_b))  # R-b's Restrict tasks wait for answers
+    assert isinstance(early, r.CommandRejected)
+    assert early.reason == "lift_too_early"
+    for system in TASKED:
+        done = r.TaskCompleted(
+            task_id=f"R-b:{system}:restrict", request_id="R-b", system=system, answered_at=NOW
+        )
+        await driver.send(done, task_results_topic(system), SUBJECT.encode())
+    last = await driver.send(submit("L-3", RequestType.restriction_lift, linked_request_id="R-b"))
+    assert isinstance(answers(last)[0], r.CommandAccepted)
+    assert len([s for s in last if s.topic.startswith("privacy.tasks.")]) == len(TASKED)
+    assert [s.record.kind for s in last if isinstance(s.record, r.SubjectDirective)] == [
+        "restriction_lifted"
+    ]
 
 
 # --- rejected: one answer with the reason, an audit step, nothing else -----------------------

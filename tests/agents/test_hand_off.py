@@ -214,3 +214,41 @@ async def test_worker_ready_follows_what_keeps_health_from_200(
     assert metrics.REGISTRY.get_sample_value("privops_worker_ready") == 0  # ... not serving
     await health.refresh(list)
     assert metrics.REGISTRY.get_sample_value("privops_worker_ready") == 1
+
+
+async def test_a_signers_check_raising_leaves_the_health_computed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review, session 45: the health check re-reads the signers file, and anything that
+    raised there ended the check before the health was set: /health and
+    privops_worker_up kept what the check before had found. Now it is logged (once, with
+    no personal data) and the rest of the check runs."""
+    from privops.adapters import metrics
+    from streams.context import collaborators
+
+    async def fine() -> None:
+        return None
+
+    def raising() -> None:
+        raise RuntimeError("alice@example.com's key")  # text the log must not carry
+
+    monkeypatch.setattr(health._broker, "problem", fine)
+    monkeypatch.setattr(health, "registry_problem", lambda _url, _ca=None: fine())
+    monkeypatch.setattr(health, "stalled_agents", list)
+    monkeypatch.setattr(health, "dropped_flushes", list)
+    monkeypatch.setattr(collaborators().signers, "refresh", raising)
+    monkeypatch.setattr(health, "_signers_failures", set())
+    monkeypatch.setattr(health.health, "problems", ["the broker not answering (before)"])
+    metrics.set_worker_up(False)
+    metrics.set_worker_ready(False)
+    with caplog.at_level("ERROR", logger=health.log.name):
+        await health.refresh(list)
+        await health.refresh(list)
+    assert health.health.ok
+    assert health.health.problems == []
+    assert metrics.REGISTRY.get_sample_value("privops_worker_up") == 1
+    assert metrics.REGISTRY.get_sample_value("privops_worker_ready") == 1
+    logged = [r.getMessage() for r in caplog.records if r.name == health.log.name]
+    assert len(logged) == 1, logged  # once, not every 5 s
+    assert "RuntimeError" in logged[0]
+    assert "alice" not in logged[0]

@@ -382,6 +382,17 @@ def test_json_carries_the_answer_and_the_exit_code_the_verdict(broker: FakeBroke
     assert json.loads(out.stdout)["answer"]["reason"] == "not_restricted"
 
 
+def test_a_lift_names_the_restriction_it_ends(broker: FakeBroker) -> None:
+    out = run("lift", "--subject", "C-1", "--reason", "checked", "--restriction", "R-7")
+    assert out.code == 0, out.flat
+    (sent,) = broker.sent
+    assert isinstance(sent, RequestSubmitted)
+    assert (sent.request_type, sent.linked_request_id) == (RequestType.restriction_lift, "R-7")
+    out = run("lift", "--subject", "C-1", "--reason", "checked", "--restriction", "R 7")
+    assert out.code == EXIT_BAD_INPUT
+    assert "--restriction request id" in out.flat
+
+
 def test_holds_wait_too(broker: FakeBroker) -> None:
     out = run("hold", "place", "--subject", "C-1", "--category", "cctv", "--reason", "L-7")
     assert out.code == 0, out.flat

@@ -52,7 +52,7 @@ SURFACE = [
     "schemas register: ",
     f"request erase: --subject {SHARED}",
     f"request restrict: --subject {SHARED}",
-    f"request lift: --subject {SHARED}",
+    f"request lift: --subject --restriction {SHARED}",
     f"request access: --subject --search {SHARED}",
     f"request port: --subject --send-to {SHARED}",
     f"request rectify: --subject --set --statement {SHARED}",

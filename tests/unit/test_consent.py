@@ -137,6 +137,16 @@ TABLE = [
         id="a-newer-sale-collects-the-new-email",
     ),
     pytest.param(
+        [f(EC, 2, event_id="crm-77"), f(G, 2, email, basis=SOFT, soft=VALID_SOFT,
+         event_id="a-1")], marketing, email, False, Rule.pecr_consent_required,
+        id="a-change-outranks-another-events-sale-of-the-same-instant",
+    ),
+    pytest.param(
+        [f(EC, 2, event_id="a-1"), f(G, 2, email, basis=SOFT, soft=VALID_SOFT,
+         event_id="crm-77")], marketing, email, False, Rule.pecr_consent_required,
+        id="a-change-outranks-another-events-sale-of-the-same-instant-whatever-the-ids",
+    ),
+    pytest.param(
         [f(G, 1, email), f(EC, 2)], marketing, email, True, Rule.consent_granted,
         id="explicit-consent-stays-when-the-email-changes",
     ),
@@ -145,8 +155,9 @@ TABLE = [
         email, False, Rule.consent_withdrawn, id="an-unsubscribe-stays-when-the-email-changes",
     ),
     pytest.param(
-        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(EC, 2)], marketing, sms, False,
-        Rule.pecr_consent_required, id="an-email-change-lapses-no-sms",
+        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(G, 1, sms, basis=SOFT, soft=VALID_SOFT),
+         f(EC, 2)], marketing, sms, True, Rule.soft_opt_in_valid,
+        id="an-email-change-lapses-no-sms",
     ),
     pytest.param(
         [f(G, 1, sms, basis=SOFT, soft=VALID_SOFT), f(NC, 2)], marketing, sms, False,
@@ -778,7 +789,7 @@ def test_a_lapsed_soft_opt_in_is_audited_once_and_says_why() -> None:
     )
     assert "soft opt-in was of the old one, from crm" in lapse.reason
     decision = decide(state, marketing, email, NOW)
-    assert "changed since the sale" in decision.reason
+    assert "email address changed on 2026-03-01" in decision.reason
     assert decision.evidence is not None
     assert decision.evidence.reference == lapse.evidence
     _, none = fold([f(G, 1, post), f(EC, 2)])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from datetime import date
 from pathlib import Path
 
@@ -429,11 +430,11 @@ def test_grants_are_the_data_maps_or_those_a_systems_categories_imply(dm: DataMa
     }
     implied = {s: spec.model_copy(update={"grants": None}) for s, spec in dm.systems.items()}
     assert {s: set(spec.may_grant) for s, spec in implied.items()} == {
-        System.orders: {Grant.soft_opt_in},
+        System.orders: {Grant.consent, Grant.soft_opt_in},
         System.crm: {Grant.consent, Grant.tps_screening, Grant.tps_waiver},
         System.telephony: set(),
         System.marketing: {Grant.consent, Grant.tps_screening, Grant.tps_waiver},
-        System.web: {Grant.marketing_cookies},
+        System.web: {Grant.consent, Grant.marketing_cookies},
         System.cctv: set(),
     }
 
@@ -445,3 +446,19 @@ def test_a_grant_listed_twice_is_named(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"systems\.web \(line \d+\): .*grants: duplicate grant"):
         load_datamap(path)
+
+
+def test_the_worker_says_at_start_what_each_system_may_record(
+    dm: DataMap, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upgrader whose data map has no grants sees what the defaults leave out."""
+    from streams.startup import log_grants
+
+    web = dm.systems[System.web].model_copy(update={"grants": None})
+    implied = dm.model_copy(update={"systems": {**dm.systems, System.web: web}})
+    with caplog.at_level(logging.INFO, logger="streams.startup"):
+        log_grants(implied)
+    (said,) = [rec.getMessage() for rec in caplog.records]
+    assert "orders: consent, soft_opt_in;" in said
+    assert "telephony: none;" in said
+    assert "web: consent, marketing_cookies (implied by its categories)" in said

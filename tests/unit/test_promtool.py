@@ -43,6 +43,7 @@ ALERTS = {
     "PrivopsAccessResponseAwaitingReview",
     "PrivopsIdentityAwaited",
     "PrivopsSignersDiffer",
+    "PrivopsSignersUntrusted",
     "PrivopsEventPartsNotTaken",
 }
 

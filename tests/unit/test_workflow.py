@@ -22,6 +22,7 @@ from privops.core.consent import ConsentFact, FactKind, apply_all
 from privops.core.datamap import DataMap
 from privops.core.erasure import Disclosure, LegalHold, SubjectFacts
 from privops.core.facts import directive_fact
+from privops.core.fanout import restrictions_in_force
 from privops.core.identity import IdentityMap, for_system, merge
 from privops.core.manifest import render_manifest_text
 from privops.core.personal import WITHHELD
@@ -411,6 +412,136 @@ def test_a_lift_tells_the_subject_why_and_that_they_may_complain(ctx: wf.Context
     assert note.document is None
     assert "our reasons" not in note.message  # none given: none promised
     assert "Information Commissioner" in note.message
+
+
+# --- several restrictions: a lift ends the one it names (review, session 44) --------------
+
+
+def restrictions(ctx: wf.Context, *ids: str, answered: bool = True) -> list[wf.RequestRecord]:
+    """Restriction requests applied a minute apart, oldest first; ``answered``: every
+    system answered its Restrict (completed), else they wait for the answers."""
+    whens = [NOW - timedelta(minutes=10 - n) for n in range(len(ids))]
+    made = [
+        start(RequestType.restriction, at(ctx, when), request_id=rid, issued_at=when)
+        for when, rid in zip(whens, ids, strict=True)
+    ]
+    assert all(rec.state is S.awaiting_systems for rec in made)
+    return [rec.model_copy(update={"state": S.completed}) if answered else rec for rec in made]
+
+
+def with_requests(ctx: wf.Context, *records: wf.RequestRecord) -> wf.Context:
+    return at(ctx, NOW, restricted=True, subject_requests=lambda: records)
+
+
+def test_a_lift_naming_no_restriction_is_refused_while_several_stand(ctx: wf.Context) -> None:
+    both = with_requests(ctx, *restrictions(ctx, "R-A", "R-B"))
+    outcome = wf.on_command(None, submit(RequestType.restriction_lift, reason="x"), both)
+    assert outcome.rejected is wf.Reason.restriction_not_named
+    assert "R-A, R-B" in (outcome.message or "")
+    assert outcome.out == []
+
+
+def test_a_lift_ends_only_the_restriction_it_names_while_another_stands(
+    ctx: wf.Context,
+) -> None:
+    """Before, one lift ended every restriction: ending the one placed while a complaint
+    was investigated also freed data restricted while its accuracy was contested."""
+    both = with_requests(ctx, *restrictions(ctx, "R-A", "R-B"))
+    lift = submit(RequestType.restriction_lift, request_id="L-1", linked_request_id="R-A")
+    outcome = wf.on_command(None, lift, both)
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.state is S.completed
+    assert outcome.record.still_restricted_by == ["R-B"]
+    assert of_type(outcome, r.LiftRestriction) == []
+    assert of_type(outcome, r.SubjectDirective) == []  # the consent state stays restricted
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert note.kind != "restriction_lift_pending"
+    assert "stays restricted" in note.message
+
+
+def test_the_last_restriction_standing_is_lifted_by_a_lift_naming_it(ctx: wf.Context) -> None:
+    first, second = restrictions(ctx, "R-A", "R-B")
+    ended = wf.on_command(
+        None,
+        submit(RequestType.restriction_lift, request_id="L-1", linked_request_id="R-A"),
+        with_requests(ctx, first, second),
+    ).record
+    assert ended is not None
+    named = submit(RequestType.restriction_lift, request_id="L-2", linked_request_id="R-B")
+    outcome = wf.on_command(None, named, with_requests(ctx, first, second, ended))
+    assert len(of_type(outcome, r.LiftRestriction)) == len(ASKED)
+    assert [d.kind for d in of_type(outcome, r.SubjectDirective)] == ["restriction_lifted"]
+    unnamed = submit(RequestType.restriction_lift, request_id="L-3")
+    only = wf.on_command(None, unnamed, with_requests(ctx, first, second, ended))
+    assert only.record is not None
+    assert only.record.linked_request_id == "R-B"  # the only one in force, recorded
+    assert len(of_type(only, r.LiftRestriction)) == len(ASKED)
+
+
+def test_a_lift_naming_a_restriction_not_in_force_is_refused(ctx: wf.Context) -> None:
+    (first,) = restrictions(ctx, "R-A")
+    unverified = start(
+        RequestType.restriction, at(ctx, NOW), request_id="R-U", verified=False
+    )  # not applied until the subject's identity is verified
+    one = with_requests(ctx, first, unverified)
+    for named in ("R-U", "R-Z"):
+        lift = submit(RequestType.restriction_lift, request_id="L-1", linked_request_id=named)
+        outcome = wf.on_command(None, lift, one)
+        assert outcome.rejected is wf.Reason.not_restricted
+        assert "(in force: R-A)" in (outcome.message or "")
+
+
+def test_a_restriction_is_lifted_only_once_every_system_answered_it(ctx: wf.Context) -> None:
+    """privops re-sends an unanswered Restrict: one put on a system's topic after the
+    LiftRestriction restricted it again while privops said lifted. Ending it while
+    another stands lifts nothing, and may go ahead."""
+    (waiting,) = restrictions(ctx, "R-A", answered=False)
+    lift = submit(RequestType.restriction_lift, request_id="L-1", linked_request_id="R-A")
+    outcome = wf.on_command(None, lift, with_requests(ctx, waiting))
+    assert outcome.rejected is wf.Reason.lift_too_early
+    assert "privops request status R-A" in (outcome.message or "")
+    (other,) = restrictions(ctx, "R-B")
+    beside = wf.on_command(None, lift, with_requests(ctx, waiting, other))
+    assert beside.rejected is None, beside.message
+    assert of_type(beside, r.LiftRestriction) == []
+
+
+def test_no_restriction_while_a_lift_waits_for_its_systems(ctx: wf.Context) -> None:
+    """A re-sent LiftRestriction put on a system's topic after the new Restrict would free
+    what the new restriction holds."""
+    (first,) = restrictions(ctx, "R-A")
+    lifting = wf.on_command(
+        None,
+        submit(RequestType.restriction_lift, request_id="L-1", reason="x"),
+        with_requests(ctx, first),
+    ).record
+    assert lifting is not None
+    assert lifting.state is S.awaiting_systems
+    again = submit(RequestType.restriction, request_id="R-B")
+    outcome = wf.on_command(None, again, with_requests(ctx, first, lifting))
+    assert outcome.rejected is wf.Reason.lift_under_way
+    assert "L-1" in (outcome.message or "")
+    lifted = lifting.model_copy(update={"state": S.completed})
+    accepted = wf.on_command(None, again, with_requests(ctx, first, lifted))
+    assert accepted.rejected is None, accepted.message
+
+
+def test_a_lift_from_before_named_none_and_ended_every_restriction_before_it(
+    ctx: wf.Context,
+) -> None:
+    """A lift recorded by 0.44 named no restriction and lifted all of them: those made
+    before it are ended, one made after it stands."""
+    first, later = restrictions(ctx, "R-A", "R-C")
+    when = NOW - timedelta(minutes=9, seconds=30)
+    old_lift = start(
+        RequestType.restriction_lift,
+        at(ctx, when, restricted=True),
+        request_id="L-0",
+        issued_at=when,
+    )
+    assert old_lift.linked_request_id is None
+    assert restrictions_in_force(with_requests(ctx, first, old_lift, later)) == ["R-C"]
 
 
 # --- rectification -------------------------------------------------------------------------

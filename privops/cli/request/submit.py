@@ -252,15 +252,27 @@ def _simple_verb(request_type: RequestType, doc: str) -> Callable[..., None]:
     return submission_verb(verb)
 
 
-def lift(common: Submission) -> None:
+def lift(
+    common: Submission,
+    restriction: str | None = typer.Option(
+        None,
+        "--restriction",
+        metavar="REQUEST_ID",
+        help="The restriction request this lift ends (needed while the subject has more than "
+        "one in force; with one, that one). Systems resume only once none stands.",
+    ),
+) -> None:
     """Lift a restriction (Art. 18(3)): the subject is told first, with your --reason
-    (required: it is sent to them) and their right to complain; then systems resume."""
+    (required: it is sent to them) and their right to complain; then systems resume.
+    While another of the subject's restrictions stands, the one named ends and nothing
+    is lifted."""
     if not (common.reason or "").strip():
         fail(
             "say why the restriction is lifted with --reason: the subject is told it before "
             "the lift, with their right to complain (Art. 18(3), Art. 12(4))"
         )
-    submit([submission(RequestType.restriction_lift, common)], common)
+    linked = check_id(restriction, "--restriction request id") if restriction is not None else None
+    submit([submission(RequestType.restriction_lift, common, linked_request_id=linked)], common)
 
 
 def _datamap() -> DataMap:

@@ -244,11 +244,16 @@ def _lapse_soft_opt_in(state: SubjectConsent, fact: ConsentFact, channel: Channe
     not the detail's, and stay. The lapse is kept as a soft record dated by the change
     even where no soft opt-in is recorded yet, so a sale older than the change arriving
     late cannot grant one (``_set_entries``: a soft record yields only to a newer one);
-    a sale of the same instant (the event that brought the new detail) keeps its own."""
+    at the same instant it outranks another event's sale, in either order (a not-asked
+    entry's version ranks as a protective fact's), and only the sale that brought the
+    new detail itself (the same event) keeps its own."""
     key = entry_key(Purpose.marketing, channel)
     current = state.entries.get(key)
     if current is not None and (
-        current.basis is not LawfulBasis.soft_opt_in or current.occurred_at >= fact.occurred_at
+        current.basis is not LawfulBasis.soft_opt_in
+        or current.occurred_at > fact.occurred_at
+        or (current.occurred_at == fact.occurred_at and current.event_id == fact.event_id)
+        or (current.status is ConsentStatus.not_asked and current.occurred_at == fact.occurred_at)
     ):
         return {}, []
     lapsed = ConsentEntry.model_construct(  # from the validated fact, as _set_entries

@@ -77,7 +77,10 @@ _PRECEDENCE: Final[dict[FactKind, int]] = {
     FactKind.suppressed: 3,
 }
 _STATUS_PRECEDENCE: Final[dict[ConsentStatus, int]] = {
-    ConsentStatus.not_asked: 0,
+    # Stored only for a soft opt-in that lapsed when its contact detail changed (from
+    # 0.45): it outranks a sale of another event at the same instant, as a protective
+    # fact does (``fold._lapse_soft_opt_in``).
+    ConsentStatus.not_asked: 1,
     ConsentStatus.granted: 0,
     ConsentStatus.withdrawn: 1,
     ConsentStatus.objected: 2,
