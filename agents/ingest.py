@@ -57,11 +57,11 @@ from privops.core.facts import (
     admit_ingest,
     consent_facts,
     consent_state_fields,
-    contact_changes,
     declared_identifiers,
     directive_fact,
     foreign_fact,
     granted_facts,
+    number_change,
     only_keeps_data,
     recalled_suppression,
     source_may_seal,
@@ -517,12 +517,10 @@ def on_upstream(record: r.UpstreamEvent) -> None:
         return
     if merged is not identity:
         state.put(IDENTITIES, sid, merged)
+        if (changed := number_change(identity, merged, record)) is not None:
+            meaning = [*meaning, changed]
         if identity is None or new_values(identity, merged):
             tell_holds(sid, merged)
-    # Also when nothing merged: a late event carrying a value already replaced
-    # (``contact_changes``; cheap for an event in order: one comparison of times).
-    if changed := contact_changes(identity, merged, record, raw_ids):
-        meaning = [*meaning, *changed]
     if new_facts != facts or stored_facts is None:
         state.put(FACTS, sid, new_facts)
 

@@ -68,7 +68,7 @@ from privops.core.admission import (
 from privops.core.audit import step_time
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DecodeError, DomainError, RuntimeUnavailable, WrongTopic
-from privops.core.facts import DirectiveKind, email_replaced, phone_replaced
+from privops.core.facts import DirectiveKind, phone_replaced
 from privops.core.fanout import current_hold_states
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge, new_values
@@ -399,19 +399,15 @@ def _learn_rectified(rec: wf.RequestRecord, result: r.TaskResult) -> None:
     # screening ends (by a directive: the consent state is the ingest agent's to write),
     # and the systems a legal hold reaches hold the rows under the new value too, or
     # deletion by age took them (review, session 44).
-    for replaced, kind in (
-        (phone_replaced, DirectiveKind.number_changed),
-        (email_replaced, DirectiveKind.email_changed),  # its soft opt-in lapses (from 0.45)
-    ):
-        if replaced(identity, merged):
-            directive = r.SubjectDirective(
-                directive_id=stable_id(result.task_id, kind.value),
-                subject_id=rec.subject_id,
-                request_id=rec.request_id,
-                kind=kind.value,
-                occurred_at=now,
-            )
-            output(SUBJECT_DIRECTIVES, rec.subject_id, directive)
+    if phone_replaced(identity, merged):
+        directive = r.SubjectDirective(
+            directive_id=stable_id(result.task_id, DirectiveKind.number_changed.value),
+            subject_id=rec.subject_id,
+            request_id=rec.request_id,
+            kind=DirectiveKind.number_changed.value,
+            occurred_at=now,
+        )
+        output(SUBJECT_DIRECTIVES, rec.subject_id, directive)
     if new_values(identity, merged):
         tell_holds(rec.subject_id, merged)
 

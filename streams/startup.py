@@ -186,10 +186,17 @@ def preflight(settings: Settings, data_dir: Path, tables_dir: Path, conf: Any) -
 def log_grants(datamap: DataMap) -> None:
     """Say which permissions to contact each system's events may record (the data map's
     ``grants``, or what its categories imply): an upgrader whose data map says none
-    sees what the defaults leave out before a system's consents go missing."""
+    sees what the defaults leave out before a system's consents go missing. A warning
+    when some are implied (logging is not set up yet: an info line would not show)."""
     said = "; ".join(
         f"{system.value}: {', '.join(sorted(spec.may_grant)) or 'none'}"
         + ("" if spec.grants is not None else " (implied by its categories)")
         for system, spec in datamap.systems.items()
     )
-    log.info("permissions to contact each system may record (data map grants): %s", said)
+    implied = any(spec.grants is None for spec in datamap.systems.values())
+    log.log(
+        logging.WARNING if implied else logging.INFO,
+        "permissions to contact each system may record (data map grants%s): %s",
+        "; list them under each system" if implied else "",
+        said,
+    )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -38,9 +38,9 @@ from privops.core.erasure import (
     Disclosure,
     SubjectFacts,
 )
-from privops.core.errors import DomainError, PrivopsError, WrongTopic
+from privops.core.errors import PrivopsError, WrongTopic
 from privops.core.fieldcrypt import MAIN_SCOPE
-from privops.core.identity import EMAIL, PHONE, IdentityMap, normalise_email, normalise_phone
+from privops.core.identity import EMAIL, PHONE, IdentityMap
 from privops.core.pii import looks_like_pii
 from privops.core.shredding import retained_parts
 from privops.core.topics import SUBJECT_DIRECTIVES, SUPPRESSION, events_topic
@@ -144,8 +144,6 @@ class DirectiveKind(StrEnum):
     withdrawn = "withdrawn"
     # A rectified phone a system confirmed (from 0.44): the old number's screening ends.
     number_changed = "number_changed"
-    # A rectified email a system confirmed (from 0.45): a sale's soft opt-in lapses.
-    email_changed = "email_changed"
 
 
 _DIRECTIVE_FACTS: Final[dict[DirectiveKind, FactKind]] = {
@@ -155,7 +153,6 @@ _DIRECTIVE_FACTS: Final[dict[DirectiveKind, FactKind]] = {
     DirectiveKind.objected: F.objected,
     DirectiveKind.withdrawn: F.withdrawn,
     DirectiveKind.number_changed: F.number_changed,
-    DirectiveKind.email_changed: F.email_changed,
 }
 
 
@@ -382,60 +379,13 @@ def fact_event_id(event_id: str) -> str:
     return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
 
 
-_LATE_CHANGE: Final = timedelta(microseconds=1)
-
-
-def contact_changes(
-    before: IdentityMap | None,
-    after: IdentityMap,
-    event: r.UpstreamEvent,
-    carried: Mapping[str, str] | None = None,
-) -> list[ConsentFact]:
-    """The facts that the subject's telephone number or email address changed: the
-    number a TPS screening or a "do not object" notice concerned is no longer the one
-    called, and a sale's soft opt-in covered the old number or address only (from 0.45).
-
-    With ``event`` (its value is the latest now, another before), dated by it; or, for a
-    late event carrying (``carried``: the identifiers privops takes from it) a value a
-    newer one had already replaced, dated just after it: what it screened, waived or
-    soft-opted-in concerns a number or address no longer the subject's. Read in order,
-    the change came later and undid it; read late, without this it stood (first seen at
-    t2 with the new email, a sale of t1 with the old one made a soft opt-in valid for the
-    new one; a screening of the old number made the new one callable: review, session
-    44). Dated just after the event, the change undoes only what the event itself said."""
-    carried = event.identifiers.present() if carried is None else carried
-    found: list[ConsentFact] = []
-    for name, kind, normalise in (
-        (PHONE, F.number_changed, normalise_phone),
-        (EMAIL, F.email_changed, normalise_email),
-    ):
-        old, new = (getattr(before, name) if before else None), getattr(after, name)
-        if new is None:
-            continue
-        if old is not None and old.value != new.value:
-            found.append(_fact(event, kind))
-        elif new.occurred_at > event.occurred_at and _other_value(
-            carried.get(name), new.value, normalise
-        ):
-            late = _fact(event, kind)
-            found.append(late.model_copy(update={"occurred_at": late.occurred_at + _LATE_CHANGE}))
-    return found
-
-
-def _other_value(carried: str | None, latest: str, normalise: Callable[[str], str]) -> bool:
-    """Whether ``carried`` is a well-formed value other than ``latest`` (normalised)."""
-    if not carried:
-        return False
-    try:
-        return normalise(carried) != latest
-    except DomainError:
-        return False
-
-
-def email_replaced(before: IdentityMap | None, after: IdentityMap) -> bool:
-    """Whether the subject's latest email in ``after`` is another than in ``before``."""
-    old, new = (before.email if before else None), after.email
-    return old is not None and new is not None and old.value != new.value
+def number_change(
+    before: IdentityMap | None, after: IdentityMap, event: r.UpstreamEvent
+) -> ConsentFact | None:
+    """The fact that the subject's telephone number changed with ``event`` (their
+    latest number, by occurred_at, is another than before), or None: the number a TPS
+    screening or a "do not object" notice concerned is no longer the one called."""
+    return _fact(event, F.number_changed) if phone_replaced(before, after) else None
 
 
 def phone_replaced(before: IdentityMap | None, after: IdentityMap) -> bool:

@@ -343,19 +343,32 @@ def _still_restricted(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
     (``still_restricted_by``) and the subject is told (``_outcome_words``). Before, one
     lift ended every restriction: lifting one placed while a complaint was investigated
     also freed data restricted while its accuracy was contested (review, session 44)."""
-    others = [x for x in restrictions_in_force(ctx) if x != rec.linked_request_id]
-    if not others:
+    in_force = restrictions_in_force(ctx)
+    ended = rec.linked_request_id
+    others = [x for x in in_force if x != ended]
+    gone = ended is not None and ended not in in_force
+    if not others and not gone:
         return False
-    rec.still_restricted_by = others
+    # Checked again when the work starts: a lift waits for the identity (or authority) to
+    # be shown, and meanwhile another lift may have ended its restriction, or another
+    # been placed (review, session 45).
+    rec.still_restricted_by = others or [NONE_STANDING]
+    named = f"restriction {ended}" if ended else "the restriction recorded before 0.45"
+    what = "had already ended" if gone else "ended"
+    stays = f"stays restricted under {', '.join(others)}" if others else "is not restricted"
     out.audit.append(
         AuditStep(
             "request_transitioned",
             after=rec.state.value,
-            reason=f"restriction {rec.linked_request_id} ended; nothing lifted: the subject's "
-            f"data stays restricted under {', '.join(others)}",
+            reason=f"{named} {what}; nothing lifted: the subject's data {stays}",
         )
     )
     return True
+
+
+NONE_STANDING: Final = "-"
+"""``still_restricted_by`` of a lift whose restriction had already ended, with none
+standing: nothing was lifted by it."""
 
 
 def portable(ctx: Context, held: dict[System, set[Category]]) -> dict[System, set[Category]]:
@@ -1308,6 +1321,7 @@ STILL_RESTRICTED_WORDS: Final = (
     "One restriction on the use of your personal data has ended, but its use stays "
     "restricted under another restriction that still stands."
 )
+ALREADY_ENDED_WORDS: Final = "That restriction on the use of your personal data had already ended."
 
 
 def _outcome_words(rec: RequestRecord) -> str | None:
@@ -1326,6 +1340,8 @@ def _outcome_words(rec: RequestRecord) -> str | None:
         return "We checked our systems and hold none of the personal data this concerns."
     if rec.request_type is RequestType.consent_withdrawal:
         words = _withdrawal_words(rec)
+    if rec.still_restricted_by == [NONE_STANDING]:
+        return ALREADY_ENDED_WORDS
     if rec.still_restricted_by:
         return STILL_RESTRICTED_WORDS
     return words + _not_done(rec)

@@ -49,7 +49,7 @@ from privops.core.errors import DomainError
 from privops.core.identity import MAX_PREVIOUS, Identifier, IdentityMap
 from privops.core.records import ExportReference
 from privops.core.topics import AUDIT_RETENTION_YEARS
-from privops.core.vocab import Category, ConsentStatus, LawfulBasis, System
+from privops.core.vocab import Category, System
 
 # 2: the ``privacy_records`` section (what privops itself holds on the subject) and
 # ``kept_longer``; 3: ``privacy_records.rights_requests`` (their other requests on record);
@@ -737,14 +737,11 @@ def _known_in(system: System, ids: Mapping[str, Identifier]) -> dict[str, Any]:
 
 
 def _preference(entry: ConsentEntry) -> dict[str, Any]:
-    # Not asked is not asked: a soft opt-in that lapsed when the address or number
-    # changed (``fold._lapse_soft_opt_in``) rests on no basis any more.
-    lapsed = entry.status is ConsentStatus.not_asked
     return {
         "purpose": entry.purpose.value,
         "channel": entry.channel.value,
         "status": entry.status.value,
-        "basis": LawfulBasis.none.value if lapsed else entry.basis.value,
+        "basis": entry.basis.value,
         "since": entry.occurred_at.astimezone(UTC).isoformat(),
         "source": entry.source.value,
         "evidence": entry.evidence,

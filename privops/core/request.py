@@ -64,10 +64,6 @@ class Reason(StrEnum):
     not_restricted = "not_restricted"
     # A lift naming no restriction while the subject has several in force (from 0.45).
     restriction_not_named = "restriction_not_named"
-    # A lift while its restriction's Restrict tasks await answers, or a restriction while
-    # a lift's tasks do (from 0.45): a re-send would undo the later decision.
-    lift_too_early = "lift_too_early"
-    lift_under_way = "lift_under_way"
     already_extended = "already_extended"
     dates_out_of_order = "dates_out_of_order"
     # Who issued the command (privops.core.signing): checked before anything else.

@@ -567,8 +567,6 @@ def _submitted(cmd: r.RequestSubmitted, ctx: Context) -> Outcome:
     linked = cmd.linked_request_id
     if cmd.request_type is RequestType.restriction_lift:
         linked = _lifted_restriction(cmd, ctx)
-    if cmd.request_type is RequestType.restriction:
-        _check_no_lift_under_way(ctx)
     if cmd.request_type is RequestType.rectification:
         _check_rectification(cmd.rectification, ctx.datamap)
     _check_withdrawal_scope(cmd)
@@ -661,48 +659,7 @@ def _lifted_restriction(cmd: r.RequestSubmitted, ctx: Context) -> str | None:
             f"the subject has {len(in_force)} restrictions in force{listed}: name the one "
             "this lift ends (privops request lift --restriction REQUEST_ID)",
         )
-    ended = named if named is not None else (in_force[0] if in_force else None)
-    if ended is not None and in_force == [ended]:  # the last one: the lift lifts
-        _check_restriction_answered(ended, ctx)
-    return ended
-
-
-def _check_restriction_answered(restriction_id: str, ctx: Context) -> None:
-    """A restriction is lifted only once every system answered its Restrict: privops
-    re-sends an unanswered task, and a re-send put on the system's topic after the
-    LiftRestriction would restrict it again while privops says lifted (review, session
-    44: "the runner can execute an old lift after a newer restriction")."""
-    waiting = [
-        x
-        for x in ctx.subject_requests()
-        if x.request_id == restriction_id and x.state is RequestState.awaiting_systems
-    ]
-    if waiting:
-        raise Refused(
-            Reason.lift_too_early,
-            f"restriction {restriction_id} still waits for systems' answers to its Restrict "
-            f"tasks: lift it once they answered (privops request status {restriction_id})",
-        )
-
-
-def _check_no_lift_under_way(ctx: Context) -> None:
-    """No restriction while a lift's LiftRestriction tasks wait for their answers: a
-    re-send of one, put on a system's topic after the new Restrict, would free what the
-    new restriction holds while privops says restricted (review, session 44). The DPO
-    restricts again once the lift finished; it is told which."""
-    lifting = [
-        x.request_id
-        for x in ctx.subject_requests()
-        if x.request_type is RequestType.restriction_lift
-        and x.state is RequestState.awaiting_systems
-    ]
-    if lifting:
-        raise Refused(
-            Reason.lift_under_way,
-            f"a lift of this subject ({', '.join(lifting)}) still waits for systems' answers: "
-            "restrict once it finished (privops request status ID), or the lift's re-sent "
-            "tasks could undo the restriction",
-        )
+    return named if named is not None else (in_force[0] if in_force else None)
 
 
 def _check_search(cmd: r.RequestSubmitted, datamap: DataMap) -> None:
@@ -2003,7 +1960,8 @@ def _expired(rec: RequestRecord, ctx: Context) -> Outcome:
     """A finished request's kept time ended: its record is deleted (``Outcome.forget``,
     audited: the audit trail keeps that it existed), unless a legal hold on its subject
     keeps it, or an open request links to it (``Context.referenced``: a complaint about
-    it is answered from it), then looked at again a day later. Nothing when its day has
+    it is answered from it), or it is a restriction in force (from 0.45), then looked at
+    again a day later. Nothing when its day has
     not come (the request changed since it was scheduled: its new day is scheduled)."""
     days = ctx.datamap.request_records.period_days
     finished = finished_at(rec)
@@ -2011,12 +1969,25 @@ def _expired(rec: RequestRecord, ctx: Context) -> Outcome:
         return Outcome(record=None)
     if ctx.referenced or erasure.active_holds(rec.subject_id, ctx.holds, ctx.now):
         return Outcome(record=None, recheck_on=ctx.today + HELD_RECHECK)
+    if _restriction_standing(rec, ctx):
+        return Outcome(record=None, recheck_on=ctx.today + HELD_RECHECK)
     reason = (
         f"finished {finished.astimezone(UK).date().isoformat()}; kept {days} days "
         "(data map request_records.period_days)"
     )
     step = AuditStep(RECORD_DELETED, before=rec.state.value, reason=reason)
     return Outcome(record=None, forget=True, audit=[step])
+
+
+def _restriction_standing(rec: RequestRecord, ctx: Context) -> bool:
+    """Whether ``rec`` is a restriction still in force for a subject not erased: kept
+    until a lift ends it. Forgotten by the record period, a lift of another took that one
+    for the last and lifted both (review, session 45)."""
+    if rec.request_type is not RequestType.restriction:
+        return False
+    if ctx.consent is not None and ctx.consent.suppressed:
+        return False
+    return rec.request_id in restrictions_in_force(ctx)
 
 
 RECORD_DELETED: Final = "request_record_deleted"

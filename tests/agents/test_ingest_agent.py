@@ -16,9 +16,7 @@ from faust.types import Message
 import agents.ingest as ingest_module
 from agents.ingest import ingest
 from privops.adapters.serde import Serde, frame
-from privops.core import consent as rules
 from privops.core import records as r
-from privops.core.consent import FactKind
 from privops.core.datamap import Grant
 from privops.core.topics import (
     AUDIT,
@@ -965,70 +963,3 @@ async def test_a_tps_listing_and_a_ticked_opt_out_are_taken_from_any_system(
         await wait_for(lambda: not widened())
     assert consent.data["S1"]["tps"]["kind"] == "tps_listed"
     assert dead_letters(outbox) == []
-
-
-@pytest.mark.usefixtures("app")
-async def test_a_sales_soft_opt_in_ends_when_the_customer_gives_another_email(
-    serde: Serde, outbox: Outbox
-) -> None:
-    """PECR reg. 22(3)(a): the soft opt-in covers the address collected in the sale.
-    Before, it reached whatever address the customer later gave the CRM (review, session
-    44). The number did not change: SMS keeps its soft opt-in."""
-    offered = sale(marketing_opt_out_offered=True, similar_products_marketing=True)
-    moved = r.CustomerUpdated(
-        event_id="moved-1",
-        occurred_at=NOW + timedelta(days=30),
-        source=System.crm,
-        subject_id="S1",
-        identifiers=r.Identifiers(customer_id="C-1", email="s1.new@example.com"),
-        changed_fields=["email"],
-    )
-    async with ingest.test_context() as agent:
-        await put_on(agent, "orders.events", b"S1", serde.encode(offered))
-        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) == 1)
-        await put_on(agent, "crm.events", b"S1", serde.encode(moved))
-        await wait_for(lambda: len(outbox.on(CONSENT_STATE)) == 2)
-    state = outbox.on(CONSENT_STATE)[-1]
-    assert isinstance(state, r.ConsentState)
-    assert [(p.channel, p.status, p.basis) for p in state.preferences] == [
-        (Channel.email, "not_asked", LawfulBasis.none),
-        (Channel.sms, "granted", LawfulBasis.soft_opt_in),
-    ]
-    lapse = outbox.of(AUDIT, r.AuditEvent)[-1]
-    assert (lapse.before, lapse.after) == ("granted", "not_asked")
-    assert "email address changed" in (lapse.reason or "")
-
-
-@pytest.mark.usefixtures("app")
-async def test_a_late_sale_or_screening_of_an_old_detail_leaves_the_new_one_uncovered(
-    serde: Serde, outbox: Outbox
-) -> None:
-    """Read late, an event carrying an email or number a newer one had replaced made the
-    new one's soft opt-in valid, or the new number screened: the change was seen first,
-    so nothing lapsed (review, session 44). Read in any order, the same."""
-    moved = r.CustomerUpdated(
-        event_id="moved-1",
-        occurred_at=NOW + timedelta(days=30),
-        source=System.crm,
-        subject_id="S1",
-        identifiers=r.Identifiers(
-            customer_id="C-1", email="s1.new@example.com", phone="+447700900999"
-        ),
-        changed_fields=["email", "phone"],
-    )
-    offered = sale(marketing_opt_out_offered=True, similar_products_marketing=True)
-    screened = fact_event(r.TpsStatusChecked, System.marketing, listed=False).model_copy(
-        update={"identifiers": r.Identifiers(customer_id="C-1", phone="07700900123")}
-    )
-    async with ingest.test_context() as agent:
-        await put_on(agent, "crm.events", b"S1", serde.encode(moved))
-        await put_on(agent, "orders.events", b"S1", serde.encode(offered))
-        await put_on(agent, "marketing.events", b"S1", serde.encode(screened))
-        await wait_for(lambda: (consent.data.get("S1") or {}).get("tps") is not None)
-    stored = rules.SubjectConsent.model_validate(consent.data["S1"])
-    later = NOW + timedelta(days=31)
-    for channel in (Channel.email, Channel.sms):
-        decision = rules.decide(stored, Purpose.marketing, channel, later)
-        assert decision.rule is rules.Rule.pecr_consent_required, decision.reason
-    assert stored.tps is not None
-    assert stored.tps.kind is FactKind.number_changed

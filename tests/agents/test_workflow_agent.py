@@ -20,7 +20,7 @@ from privops.core import records as r
 from privops.core.clock import Clock
 from privops.core.consent.decision import Rule, decide
 from privops.core.consent.fold import apply_all
-from privops.core.consent.model import ConsentFact, FactKind, SoftOptIn, SubjectConsent
+from privops.core.consent.model import ConsentFact, FactKind, SubjectConsent
 from privops.core.erasure import SubjectFacts
 from privops.core.holds import LegalHold
 from privops.core.identity import IdentityMap, merge
@@ -396,51 +396,6 @@ async def test_a_confirmed_rectified_phone_number_is_not_called_on_the_old_ones_
     assert decide(after, Purpose.marketing, Channel.telephone, NOW).rule is Rule.tps_not_screened
     [step] = [a for a in outbox.of(AUDIT, r.AuditEvent) if a.action == "consent_changed"]
     assert (step.actor, step.after) == ("privops:R-phone", "number_changed")
-
-
-async def test_a_confirmed_rectified_email_ends_the_old_addresss_soft_opt_in(
-    serde: Serde, outbox: Outbox
-) -> None:
-    """A sale's soft opt-in covered the address it collected (PECR reg. 22(3)(a)): once a
-    system confirms a rectified email, email marketing to the new one needs consent or a
-    newer sale, as after an event's new address (review, session 44)."""
-    identity = merge(
-        known_subject(), SUBJECT, System.crm, {"email": "ann@example.com"}, NOW - timedelta(days=3)
-    )
-    identities.data[SUBJECT] = identity.model_dump(mode="json")
-    soft = ConsentFact(
-        event_id="sale-1",
-        occurred_at=NOW - timedelta(days=2),
-        source=System.orders,
-        kind=FactKind.granted,
-        purpose=Purpose.marketing,
-        channel=Channel.email,
-        basis=LawfulBasis.soft_opt_in,
-        soft_opt_in=SoftOptIn(
-            collected_in_sale_or_negotiation=True, own_similar_products=True, opt_out_offered=True
-        ),
-        evidence="orders.events:OrderPlaced:sale-1",
-    )
-    current, _ = apply_all(None, SUBJECT, [soft])
-    assert decide(current, Purpose.marketing, Channel.email, NOW).allowed
-    consent.data[SUBJECT] = current.model_dump(mode="json") if current else None
-    fix = submitted("R-mail", RequestType.rectification, rectification={"email": "ann@new.example"})
-    async with workflow.test_context() as agent:
-        await put_on(agent, COMMANDS, SUBJECT.encode(), serde.encode(fix))
-        await wait_for(lambda: requests.data.get("R-mail") is not None)
-        done = rectified("R-mail", System.crm)
-        await put_on(agent, task_results_topic(System.crm), SUBJECT.encode(), serde.encode(done))
-        await wait_for(lambda: bool(outbox.on(SUBJECT_DIRECTIVES)))
-    [sent] = [s for s in outbox.sent if s.topic == SUBJECT_DIRECTIVES]
-    assert isinstance(sent.record, r.SubjectDirective)
-    assert sent.record.kind == "email_changed"
-    async with agents_ingest.ingest.test_context() as facts_agent:
-        await put_on(facts_agent, SUBJECT_DIRECTIVES, SUBJECT.encode(), sent.value)
-        await wait_for(
-            lambda: consent.data[SUBJECT]["entries"]["marketing:email"]["status"] == "not_asked"
-        )
-    after = SubjectConsent.model_validate(consent.data[SUBJECT])
-    assert decide(after, Purpose.marketing, Channel.email, NOW).rule is Rule.pecr_consent_required
 
 
 async def test_a_supplementary_statement_reaches_only_the_system_holding_its_category(

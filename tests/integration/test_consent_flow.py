@@ -28,9 +28,7 @@ def stream(ann: Subject, bob: Subject, cat: Subject, dan: Subject) -> list[ToPro
         dup,
         dup,  # redelivered: changes nothing
         ann.event(r.ConsentGiven, System.crm, minutes=3, purpose=M, channel=Channel.post),
-        ann.event(
-            r.ConsentGiven, System.telephony, minutes=4, purpose=M, channel=Channel.telephone
-        ),
+        ann.event(r.ConsentGiven, System.crm, minutes=4, purpose=M, channel=Channel.telephone),
         ann.event(r.UnsubscribeClicked, System.marketing, minutes=10, campaign_id="C-1"),
         ann.event(r.StopReplyReceived, System.marketing, minutes=11, campaign_id="C-2"),
         # Bob: out-of-order pair: the withdrawal (later) arrives before the grant (earlier).

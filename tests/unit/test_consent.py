@@ -84,7 +84,6 @@ G, W, OBJ, B = FactKind.granted, FactKind.withdrawn, FactKind.objected, FactKind
 TL, TU, TW = FactKind.tps_listed, FactKind.tps_unlisted, FactKind.tps_no_objection
 R, RL, SUP = FactKind.restricted, FactKind.restriction_lifted, FactKind.suppressed
 MCR, MCA = FactKind.marketing_cookies_refused, FactKind.marketing_cookies_accepted
-EC, NC = FactKind.email_changed, FactKind.number_changed
 SOFT = LawfulBasis.soft_opt_in
 
 # (facts in ARRIVAL order, purpose, channel, allowed, rule)
@@ -116,56 +115,6 @@ TABLE = [
     pytest.param(
         [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(W, 2, email)], marketing, email, False,
         Rule.consent_withdrawn, id="soft-opt-in-then-unsubscribe",
-    ),
-    # PECR reg. 22(3)(a): a soft opt-in covers the details the sale collected (from 0.45).
-    pytest.param(
-        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(EC, 2)], marketing, email, False,
-        Rule.pecr_consent_required, id="soft-opt-in-lapses-when-the-email-changes",
-    ),
-    pytest.param(
-        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(EC, 2), f(G, 0, email, basis=SOFT,
-         soft=VALID_SOFT)], marketing, email, False, Rule.pecr_consent_required,
-        id="an-older-sale-arriving-after-the-email-changed-grants-nothing",
-    ),
-    pytest.param(
-        [f(EC, 2), f(G, 1, email, basis=SOFT, soft=VALID_SOFT)], marketing, email, False,
-        Rule.pecr_consent_required, id="an-older-sale-after-a-change-of-a-first-soft-opt-in",
-    ),
-    pytest.param(
-        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(EC, 2), f(G, 3, email, basis=SOFT,
-         soft=VALID_SOFT)], marketing, email, True, Rule.soft_opt_in_valid,
-        id="a-newer-sale-collects-the-new-email",
-    ),
-    pytest.param(
-        [f(EC, 2, event_id="crm-77"), f(G, 2, email, basis=SOFT, soft=VALID_SOFT,
-         event_id="a-1")], marketing, email, False, Rule.pecr_consent_required,
-        id="a-change-outranks-another-events-sale-of-the-same-instant",
-    ),
-    pytest.param(
-        [f(EC, 2, event_id="a-1"), f(G, 2, email, basis=SOFT, soft=VALID_SOFT,
-         event_id="crm-77")], marketing, email, False, Rule.pecr_consent_required,
-        id="a-change-outranks-another-events-sale-of-the-same-instant-whatever-the-ids",
-    ),
-    pytest.param(
-        [f(G, 1, email), f(EC, 2)], marketing, email, True, Rule.consent_granted,
-        id="explicit-consent-stays-when-the-email-changes",
-    ),
-    pytest.param(
-        [f(W, 1, email), f(EC, 2), f(G, 3, email, basis=SOFT, soft=VALID_SOFT)], marketing,
-        email, False, Rule.consent_withdrawn, id="an-unsubscribe-stays-when-the-email-changes",
-    ),
-    pytest.param(
-        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(G, 1, sms, basis=SOFT, soft=VALID_SOFT),
-         f(EC, 2)], marketing, sms, True, Rule.soft_opt_in_valid,
-        id="an-email-change-lapses-no-sms",
-    ),
-    pytest.param(
-        [f(G, 1, sms, basis=SOFT, soft=VALID_SOFT), f(NC, 2)], marketing, sms, False,
-        Rule.pecr_consent_required, id="soft-opt-in-lapses-when-the-number-changes",
-    ),
-    pytest.param(
-        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(NC, 2)], marketing, email, True,
-        Rule.soft_opt_in_valid, id="a-number-change-lapses-no-email",
     ),
     pytest.param(
         [f(G, 1, email), f(W, 2, email)], marketing, email, False, Rule.consent_withdrawn,
@@ -773,32 +722,3 @@ def test_objection_holds_against_an_older_grant_in_stored_state() -> None:
         | {"objection": objected.model_dump(mode="json")["objection"]}
     )
     assert decide(mixed, marketing, email).rule is Rule.objection_absolute
-
-
-def test_a_lapsed_soft_opt_in_is_audited_once_and_says_why() -> None:
-    """The lapse is a change of the channel's entry (granted -> not asked), cited by
-    the decision; a change with no soft opt-in to lapse is kept, but no change."""
-    state, changes = fold(
-        [f(G, 1, email, basis=SOFT, soft=VALID_SOFT), f(EC, 2, source=System.crm)]
-    )
-    lapse = changes[-1]
-    assert (lapse.channel, lapse.before, lapse.after) == (
-        email,
-        ConsentStatus.granted,
-        ConsentStatus.not_asked,
-    )
-    assert "soft opt-in was of the old one, from crm" in lapse.reason
-    decision = decide(state, marketing, email, NOW)
-    assert "email address changed on 2026-03-01" in decision.reason
-    assert decision.evidence is not None
-    assert decision.evidence.reference == lapse.evidence
-    _, none = fold([f(G, 1, post), f(EC, 2)])
-    assert [c.kind for c in none] == [G]
-
-
-def test_the_sale_that_brings_the_new_email_keeps_its_soft_opt_in() -> None:
-    """One event, both facts at one instant: the sale collected the new address."""
-    sale = f(G, 5, email, basis=SOFT, soft=VALID_SOFT, event_id="order-9")
-    change = f(EC, 5, event_id="order-9")
-    state, _ = fold([f(G, 1, email, basis=SOFT, soft=VALID_SOFT), sale, change])
-    assert decide(state, marketing, email, NOW).rule is Rule.soft_opt_in_valid

@@ -10,7 +10,7 @@ import pytest
 
 from privops.adapters.datamap_file import load_datamap
 from privops.core.consent.fold import apply_all
-from privops.core.consent.model import ConsentFact, FactKind, SoftOptIn
+from privops.core.consent.model import ConsentFact, FactKind
 from privops.core.datamap import DataMap
 from privops.core.erasure import SubjectFacts
 from privops.core.errors import DomainError
@@ -325,10 +325,8 @@ def test_privops_own_records_of_a_subject_it_knows_nothing_of(dm: DataMap) -> No
 
 
 def test_every_flag_a_marker_can_hold_has_words() -> None:
-    # Every kind but a per-channel grant, withdrawal or lapse ends up on a subject-wide
-    # marker (an email change lapses the email soft opt-in's entry, and is no marker).
-    per_channel = {FactKind.granted, FactKind.withdrawn, FactKind.email_changed}
-    assert set(FLAG_WORDS) == set(FactKind) - per_channel
+    # Every kind but a per-channel grant or withdrawal ends up on a subject-wide marker.
+    assert set(FLAG_WORDS) == set(FactKind) - {FactKind.granted, FactKind.withdrawn}
 
 
 def test_a_number_change_is_one_flag_not_two(dm: DataMap) -> None:
@@ -347,26 +345,6 @@ def test_a_number_change_is_one_flag_not_two(dm: DataMap) -> None:
     assert consent.tps_waiver
     m = build_access_manifest("REQ-7", SUBJECT, REF, dm, {}, [], NOW, own=OwnRecords(consent))
     assert [f["flag"] for f in m["privacy_records"]["flags"]] == ["number_changed"]
-
-
-def test_a_lapsed_soft_opt_in_is_listed_as_not_asked_on_no_basis(dm: DataMap) -> None:
-    """The email soft opt-in lapsed when the address changed: nothing rests on it."""
-    at = datetime(2025, 6, 1, tzinfo=UTC)
-    soft = SoftOptIn(
-        collected_in_sale_or_negotiation=True, own_similar_products=True, opt_out_offered=True
-    )
-    consent, _ = apply_all(
-        None,
-        SUBJECT,
-        [
-            consent_fact(FactKind.granted, at, "e1", purpose=Purpose.marketing,
-                         channel=Channel.email, basis=LawfulBasis.soft_opt_in, soft_opt_in=soft),
-            consent_fact(FactKind.email_changed, at.replace(day=2), "e2"),
-        ],
-    )  # fmt: skip
-    m = build_access_manifest("REQ-7", SUBJECT, REF, dm, {}, [], NOW, own=OwnRecords(consent))
-    (email,) = m["privacy_records"]["preferences"]
-    assert (email["status"], email["basis"]) == ("not_asked", "none")
 
 
 def test_the_subjects_other_requests_are_listed_newest_first(dm: DataMap) -> None:

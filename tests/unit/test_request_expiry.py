@@ -256,3 +256,25 @@ def test_the_last_command_a_record_answered_moves_its_day(ctx: wf.Context) -> No
     assert duplicate.rejected is not None
     assert duplicate.record is not None
     assert wf.finished_at(duplicate.record) == later.now
+
+
+def test_a_restriction_in_force_is_kept_until_a_lift_ends_it(ctx: wf.Context) -> None:
+    """Forgotten by the record period, a lift of another restriction took that one for
+    the last and lifted both (review, session 45); once lifted, or the subject erased,
+    its record goes as any other."""
+    rec, _ = answer_all(start(RequestType.restriction, ctx, request_id="R-A"), ctx)
+    assert not rec.open
+    due = wf.expires_on(rec, DAYS)
+    assert due is not None
+    when = datetime.combine(due, datetime.min.time(), UTC) + timedelta(hours=12)
+    standing = at(ctx, when, subject_requests=lambda: [rec])
+    outcome = wf.on_tick(rec, tick(rec, "record_expired", when), standing)
+    assert (outcome.forget, outcome.recheck_on) == (False, standing.today + wf.HELD_RECHECK)
+    lift = start(
+        RequestType.restriction_lift,
+        at(ctx, when, restricted=True, subject_requests=lambda: [rec]),
+        request_id="L-1",
+        issued_at=when,
+    )
+    lifted = at(ctx, when, subject_requests=lambda: [rec, lift])
+    assert wf.on_tick(rec, tick(rec, "record_expired", when), lifted).forget

@@ -492,41 +492,6 @@ def test_a_lift_naming_a_restriction_not_in_force_is_refused(ctx: wf.Context) ->
         assert "(in force: R-A)" in (outcome.message or "")
 
 
-def test_a_restriction_is_lifted_only_once_every_system_answered_it(ctx: wf.Context) -> None:
-    """privops re-sends an unanswered Restrict: one put on a system's topic after the
-    LiftRestriction restricted it again while privops said lifted. Ending it while
-    another stands lifts nothing, and may go ahead."""
-    (waiting,) = restrictions(ctx, "R-A", answered=False)
-    lift = submit(RequestType.restriction_lift, request_id="L-1", linked_request_id="R-A")
-    outcome = wf.on_command(None, lift, with_requests(ctx, waiting))
-    assert outcome.rejected is wf.Reason.lift_too_early
-    assert "privops request status R-A" in (outcome.message or "")
-    (other,) = restrictions(ctx, "R-B")
-    beside = wf.on_command(None, lift, with_requests(ctx, waiting, other))
-    assert beside.rejected is None, beside.message
-    assert of_type(beside, r.LiftRestriction) == []
-
-
-def test_no_restriction_while_a_lift_waits_for_its_systems(ctx: wf.Context) -> None:
-    """A re-sent LiftRestriction put on a system's topic after the new Restrict would free
-    what the new restriction holds."""
-    (first,) = restrictions(ctx, "R-A")
-    lifting = wf.on_command(
-        None,
-        submit(RequestType.restriction_lift, request_id="L-1", reason="x"),
-        with_requests(ctx, first),
-    ).record
-    assert lifting is not None
-    assert lifting.state is S.awaiting_systems
-    again = submit(RequestType.restriction, request_id="R-B")
-    outcome = wf.on_command(None, again, with_requests(ctx, first, lifting))
-    assert outcome.rejected is wf.Reason.lift_under_way
-    assert "L-1" in (outcome.message or "")
-    lifted = lifting.model_copy(update={"state": S.completed})
-    accepted = wf.on_command(None, again, with_requests(ctx, first, lifted))
-    assert accepted.rejected is None, accepted.message
-
-
 def test_a_lift_from_before_named_none_and_ended_every_restriction_before_it(
     ctx: wf.Context,
 ) -> None:
@@ -1777,3 +1742,38 @@ def test_a_request_every_system_found_nothing_for_is_not_told_as_done(ctx: wf.Co
     (note,) = of_type(last, r.SubjectNotification)
     assert "corrected" not in note.message
     assert "hold none of the personal data" in note.message
+
+
+def test_a_lift_whose_restriction_ended_while_it_waited_for_identity_lifts_nothing(
+    ctx: wf.Context,
+) -> None:
+    """Checked again when its work starts: another lift ended the restriction while this
+    one waited for the identity, and lifting again would tell the subject twice and send
+    the systems a second lift (review, session 45)."""
+    (first,) = restrictions(ctx, "R-A")
+    waiting = start(
+        RequestType.restriction_lift,
+        with_requests(ctx, first),
+        request_id="L-1",
+        linked_request_id="R-A",
+        verified=False,
+    )
+    assert waiting.state is S.identity_unverified
+    other = wf.on_command(
+        None,
+        submit(RequestType.restriction_lift, request_id="L-2", linked_request_id="R-A"),
+        with_requests(ctx, first),
+    ).record
+    assert other is not None
+    assert other.state is S.awaiting_systems
+    verified = r.IdentityVerified(
+        command_id=cmd_id(), request_id="L-1", issued_at=NOW, actor="dpo", verified_on=TODAY
+    )
+    outcome = wf.on_command(waiting, verified, with_requests(ctx, first, other, waiting))
+    assert outcome.rejected is None, outcome.message
+    assert outcome.record is not None
+    assert outcome.record.state is S.completed
+    assert of_type(outcome, r.LiftRestriction) == []
+    assert of_type(outcome, r.SubjectDirective) == []
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert "had already ended" in note.message

@@ -35,10 +35,6 @@ REASONS: dict[str, str] = {
     "not_restricted": "the subject has no active restriction to lift",
     "restriction_not_named": "the subject has several restrictions in force: name the one "
     "this lift ends with --restriction REQUEST_ID",
-    "lift_too_early": "the restriction still waits for systems' answers: lift it once they "
-    "answered",
-    "lift_under_way": "a lift of this subject still waits for systems' answers: restrict once "
-    "it finished",
     "already_extended": "the deadline was already extended; an extension is allowed once",
     "request_finished": "the request is already finished (completed, refused or cancelled)",
     "dates_out_of_order": "the dates are out of order",

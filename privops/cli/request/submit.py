@@ -490,8 +490,8 @@ def complain(
         "--restrict-while-investigating",
         help="Also submit a linked restriction (the subject's identity verified: "
         "--verified-now or --identity-verified; made by a representative, their "
-        "--authority-received too); lift it with `privops request lift` once the complaint "
-        "is resolved.",
+        "--authority-received too); lift it with `privops request lift --restriction ID` "
+        "(its id, printed second) once the complaint is resolved.",
     ),
     link: str | None = typer.Option(None, "--link", help="The request id the complaint is about."),
 ) -> None:

@@ -216,18 +216,6 @@ def _electronic_marketing(entry: ConsentEntry | None, channel: Channel) -> Decis
             return _answer(Rule.soft_opt_in_valid, reason, entry)
         reason = f"Soft opt-in is not valid: {', '.join(missing)} not met."
         return _answer(Rule.soft_opt_in_invalid, reason, entry)
-    if (
-        entry is not None
-        and entry.basis is LawfulBasis.soft_opt_in
-        and entry.status is ConsentStatus.not_asked
-    ):  # a soft opt-in lapsed: its contact detail changed (fold._lapse_soft_opt_in)
-        detail = "telephone number" if channel is Channel.sms else "email address"
-        reason = (
-            f"The {detail} changed on {entry.occurred_at.date().isoformat()}; a soft opt-in "
-            f"covers only the details collected in a sale, so {channel} marketing to the new "
-            "one needs consent or a newer sale's soft opt-in (PECR reg. 22(3))."
-        )
-        return _answer(Rule.pecr_consent_required, reason, entry)
     reason = f"{channel} marketing needs consent or a valid soft opt-in (PECR); none recorded."
     return _answer(Rule.pecr_consent_required, reason)
 

@@ -37,10 +37,7 @@ _REASONS: Final[dict[FactKind, str]] = {
     FactKind.tps_listed: "number listed on TPS/CTPS",
     FactKind.tps_unlisted: "number no longer listed on TPS/CTPS",
     FactKind.tps_no_objection: "subscriber does not object to our calls despite TPS",
-    FactKind.number_changed: (
-        "telephone number changed: its screening, and a sale's soft opt-in, were of the old one"
-    ),
-    FactKind.email_changed: "email address changed: a sale's soft opt-in was of the old one",
+    FactKind.number_changed: "telephone number changed: its screening was of the old one",
     FactKind.restricted: "processing restricted",
     FactKind.restriction_lifted: "restriction lifted",
     FactKind.suppressed: "subject erased and suppressed",
@@ -221,58 +218,14 @@ def _number_changed(state: SubjectConsent, fact: ConsentFact) -> _Outcome:
     the number changed, the new one is unscreened and unwaived until a newer screening
     or notice (an older one arriving late stays older than the change). Before, a new
     number was called on the old one's screening (review, session 25)."""
-    updates, changes = _lapse_soft_opt_in(state, fact, Channel.sms)
+    updates: dict[str, object] = {}
     if _newer(state.tps, fact):
         updates["tps"] = Marker.of(fact)
     if state.tps_waiver is not None and _newer(state.tps_waiver, fact):
         updates["tps_waiver"] = Marker.of(fact)
-    if {"tps", "tps_waiver"} & updates.keys():
-        changes.insert(0, _change(state, fact, Purpose.marketing, Channel.telephone))
-    return updates, changes
-
-
-def _apply_email_changed(state: SubjectConsent, fact: ConsentFact) -> _Outcome:
-    return _lapse_soft_opt_in(state, fact, Channel.email)
-
-
-def _lapse_soft_opt_in(state: SubjectConsent, fact: ConsentFact, channel: Channel) -> _Outcome:
-    """A soft opt-in covers the contact details collected in the sale (PECR reg.
-    22(3)(a)): once the subject's address or number on ``channel`` changed after it, the
-    new one has none until a newer sale collects it, or the subject consents. Before,
-    an email soft opt-in from a 2019 order reached whatever address the customer gave
-    the CRM since (review, session 44). Explicit records are the subject's own choice,
-    not the detail's, and stay. The lapse is kept as a soft record dated by the change
-    even where no soft opt-in is recorded yet, so a sale older than the change arriving
-    late cannot grant one (``_set_entries``: a soft record yields only to a newer one);
-    at the same instant it outranks another event's sale, in either order (a not-asked
-    entry's version ranks as a protective fact's), and only the sale that brought the
-    new detail itself (the same event) keeps its own."""
-    key = entry_key(Purpose.marketing, channel)
-    current = state.entries.get(key)
-    if current is not None and (
-        current.basis is not LawfulBasis.soft_opt_in
-        or current.occurred_at > fact.occurred_at
-        or (current.occurred_at == fact.occurred_at and current.event_id == fact.event_id)
-        or (current.status is ConsentStatus.not_asked and current.occurred_at == fact.occurred_at)
-    ):
+    if not updates:
         return {}, []
-    lapsed = ConsentEntry.model_construct(  # from the validated fact, as _set_entries
-        purpose=Purpose.marketing,
-        channel=channel,
-        status=ConsentStatus.not_asked,
-        basis=LawfulBasis.soft_opt_in,
-        soft_opt_in=None,
-        source=fact.source,
-        occurred_at=fact.occurred_at,
-        evidence=fact.evidence,
-        event_id=fact.event_id,
-    )
-    updates: dict[str, object] = {"entries": {**state.entries, key: lapsed}}
-    if current is None or current.status is not ConsentStatus.granted:
-        return updates, []  # nothing anyone may do changes
-    return updates, [
-        _change(state, fact, Purpose.marketing, channel, current.status, ConsentStatus.not_asked)
-    ]
+    return updates, [_change(state, fact, Purpose.marketing, Channel.telephone)]
 
 
 def _apply_restriction(state: SubjectConsent, fact: ConsentFact) -> _Outcome:
@@ -322,7 +275,6 @@ _HANDLERS: Final = {
     FactKind.tps_unlisted: _apply_tps,
     FactKind.tps_no_objection: _apply_tps,
     FactKind.number_changed: _apply_tps,
-    FactKind.email_changed: _apply_email_changed,
     FactKind.restricted: _apply_restriction,
     FactKind.restriction_lifted: _apply_restriction,
     FactKind.marketing_cookies_refused: _apply_marketing_cookies,

@@ -51,8 +51,6 @@ class FactKind(StrEnum):
     # The subject's telephone number changed: a TPS screening and a "do not object"
     # notice were about the old number (review, session 25).
     number_changed = "number_changed"
-    # The subject's email address changed: a soft opt-in covered the old one (from 0.45).
-    email_changed = "email_changed"
     restricted = "restricted"
     restriction_lifted = "restriction_lifted"
     suppressed = "suppressed"
@@ -71,16 +69,12 @@ _PRECEDENCE: Final[dict[FactKind, int]] = {
     FactKind.marketing_cookies_refused: 1,
     FactKind.tps_listed: 1,
     FactKind.number_changed: 1,
-    FactKind.email_changed: 1,
     FactKind.restricted: 1,
     FactKind.objected: 2,
     FactKind.suppressed: 3,
 }
 _STATUS_PRECEDENCE: Final[dict[ConsentStatus, int]] = {
-    # Stored only for a soft opt-in that lapsed when its contact detail changed (from
-    # 0.45): it outranks a sale of another event at the same instant, as a protective
-    # fact does (``fold._lapse_soft_opt_in``).
-    ConsentStatus.not_asked: 1,
+    ConsentStatus.not_asked: 0,
     ConsentStatus.granted: 0,
     ConsentStatus.withdrawn: 1,
     ConsentStatus.objected: 2,
