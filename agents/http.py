@@ -47,6 +47,7 @@ from privops.core import caseload, deadlines, response_first, timelimits
 from privops.core import consent as rules
 from privops.core import workflow as wf
 from privops.core.errors import ConfigError, PrivopsError, RuntimeUnavailable
+from privops.core.fanout import NONE_STANDING
 from privops.core.fieldcrypt import MAIN_SCOPE, check_subject_id, seal_fields, sealable
 from privops.core.request import RequestRecord
 from privops.core.shredding import SYSTEM_SCOPE_YEARS, system_may_ask
@@ -767,6 +768,10 @@ def request_json(rec: RequestRecord) -> dict[str, Any]:
         "extension_reason": rec.extension_reason,
         "reason": rec.reason,
         "linked_request_id": rec.linked_request_id,
+        # a lift that lifted nothing (from 0.45): the restriction it names had already
+        # ended, or these others still stand
+        "lifted_nothing": bool(rec.still_restricted_by),
+        "still_restricted_by": [x for x in rec.still_restricted_by if x != NONE_STANDING],
         # an upheld legitimate-interest objection: the purposes processing stopped for
         "objected_purposes": rec.objected_purposes,
         # an access request's search details (the subject's words: day, hours, place,

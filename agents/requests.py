@@ -168,10 +168,11 @@ def context(subject_id: str) -> wf.Context:
 
 def _requests_of(subject_id: str) -> list[wf.RequestRecord]:
     """The subject's requests on this partition (an access response lists them; an
-    erasure looks at them for the responses it waits for). One whose stored value does
-    not open is left out and logged: raised, it dead-lettered the answer completing the
-    access request, again at every re-sent task, until its deadline passed (review,
-    session 32)."""
+    erasure looks at them for the responses it waits for; a lift and the record period
+    read which restrictions are in force, ``fanout.restrictions_in_force``). One whose
+    stored value does not open is left out and logged: raised, it dead-lettered the
+    answer completing the access request, again at every re-sent task, until its
+    deadline passed (review, session 32)."""
     found = []
     for request_id in request_index.keys_of(subject_id):
         try:

@@ -325,7 +325,11 @@ def restrictions_in_force(ctx: Context) -> list[str]:
     def ended(restriction: RequestRecord) -> bool:
         return any(
             lift.linked_request_id == restriction.request_id
-            or (lift.linked_request_id is None and lift.created_at > restriction.created_at)
+            or (
+                lift.linked_request_id is None
+                and not lift.still_restricted_by  # it lifted, and so ended what stood
+                and lift.created_at > restriction.created_at
+            )
             for lift in lifts
         )
 
@@ -346,7 +350,9 @@ def _still_restricted(rec: RequestRecord, ctx: Context, out: Outcome) -> bool:
     in_force = restrictions_in_force(ctx)
     ended = rec.linked_request_id
     others = [x for x in in_force if x != ended]
-    gone = ended is not None and ended not in in_force
+    # Named, it was ended meanwhile; naming none (no record in force), another lift
+    # lifted the subject meanwhile.
+    gone = ended not in in_force if ended is not None else not (in_force or ctx.restricted)
     if not others and not gone:
         return False
     # Checked again when the work starts: a lift waits for the identity (or authority) to

@@ -88,7 +88,7 @@ def rejected(cmd: Command, reason: str, message: str = "", **fields: Any) -> Com
         ("invalid_command", EXIT_FAILED, "the command is not valid"),
         ("invalid_transition", EXIT_FAILED, "current state does not allow it"),
         ("unknown_task", EXIT_FAILED, "no such task"),
-        ("not_restricted", EXIT_FAILED, "no active restriction to lift"),
+        ("not_restricted", EXIT_FAILED, "the restriction named is not in force"),
         ("restriction_not_named", EXIT_FAILED, "name the one this lift ends with --restriction"),
         ("already_extended", EXIT_FAILED, "an extension is allowed once"),
         ("request_finished", EXIT_FAILED, "the request is already finished"),

@@ -1777,3 +1777,39 @@ def test_a_lift_whose_restriction_ended_while_it_waited_for_identity_lifts_nothi
     assert of_type(outcome, r.SubjectDirective) == []
     (note,) = of_type(outcome, r.SubjectNotification)
     assert "had already ended" in note.message
+
+
+def test_a_lift_naming_none_ends_what_stood_before_it_only_if_it_lifted(ctx: wf.Context) -> None:
+    """A lift naming none that lifted nothing (another restriction was applied while it
+    waited) ended nothing: that restriction still stands (review, session 45)."""
+    (first,) = restrictions(ctx, "R-A")
+    later = NOW + timedelta(minutes=1)
+    lifted = start(
+        RequestType.restriction_lift,
+        at(ctx, later, restricted=True),
+        request_id="L-1",
+        issued_at=later,
+    ).model_copy(update={"state": S.completed})
+    assert restrictions_in_force(with_requests(ctx, first, lifted)) == []
+    nothing = lifted.model_copy(update={"still_restricted_by": ["R-A"]})
+    assert restrictions_in_force(with_requests(ctx, first, nothing)) == ["R-A"]
+
+
+def test_a_lift_naming_none_that_waited_while_another_lifted_lifts_nothing(
+    ctx: wf.Context,
+) -> None:
+    waiting = start(
+        RequestType.restriction_lift,
+        at(ctx, NOW, restricted=True),
+        request_id="L-1",
+        verified=False,
+    )
+    verified = r.IdentityVerified(
+        command_id=cmd_id(), request_id="L-1", issued_at=NOW, actor="dpo", verified_on=TODAY
+    )
+    outcome = wf.on_command(waiting, verified, at(ctx, NOW, restricted=False))
+    assert outcome.record is not None
+    assert outcome.record.state is S.completed
+    assert of_type(outcome, r.LiftRestriction) == []
+    (note,) = of_type(outcome, r.SubjectNotification)
+    assert "had already ended" in note.message

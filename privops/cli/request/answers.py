@@ -32,7 +32,7 @@ REASONS: dict[str, str] = {
     "invalid_command": "the command is not valid",
     "invalid_transition": "the request's current state does not allow it",
     "unknown_task": "the worker knows no such task",
-    "not_restricted": "the subject has no active restriction to lift",
+    "not_restricted": "the restriction named is not in force, or the subject has none to lift",
     "restriction_not_named": "the subject has several restrictions in force: name the one "
     "this lift ends with --restriction REQUEST_ID",
     "already_extended": "the deadline was already extended; an extension is allowed once",

@@ -110,6 +110,9 @@ class ConsentOutputs:
         if not isinstance(event, r.UpstreamEvent):
             return []
         sid = event.subject_id
+        # The worker also leaves out what the data map does not let a system record
+        # (``agents.ingest.taken_parts``); the bench's inputs carry nothing of that kind
+        # (tests/unit/test_bench.py), so the records are the same.
         facts = consent_facts(event)
         state = self._consent.get(sid)
         new_state, changes = rules.apply_all(state, sid, facts)
