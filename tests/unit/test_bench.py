@@ -497,6 +497,24 @@ def test_a_slow_worker_fails_and_a_group_reports_each_worker() -> None:
     assert [r.measured for r in rows[2:]] == [10_000.0, 5_000.0]
 
 
+def test_a_window_that_held_almost_nothing_is_not_measured_rather_than_a_rate_of_0() -> None:
+    # Session 45: a cold worker answered ready after 52 s, having consumed all 40,000
+    # events; the window held none and the report said 0.0 events/s, FAIL.
+    pipeline = BaselineRun("consume+decode+produce", 30_000, 1.0, 1.0, 61_000)
+    decode = BaselineRun("consume+decode", 30_000, 0.4, 0.36)
+    for shares in (((0, 0.0),), ((900, 0.1),), ((2_000, 0.2), (900, 0.1))):
+        rows = group_rows(_group(*shares), pipeline, decode, subjects=2_000)
+        assert all(math.isnan(r.measured) for r in rows)
+        assert rows[0].as_json()["measured"] is None
+        assert "not measured" in rows[0].target
+        assert "more --events" in rows[0].target
+        assert rows[0].passed is (False if len(shares) == 1 else None)
+    # A tenth of the backlog in the window is enough.
+    rows = group_rows(_group((3_000, 0.3)), pipeline, decode, subjects=2_000)
+    assert rows[0].measured == 1_500.0
+    assert "not measured" not in rows[0].target
+
+
 def test_the_produce_baseline_publishes_what_the_worker_publishes() -> None:
     outputs = ConsentOutputs(pseudonym_key=b"p" * 32, audit_key=b"a" * 32, namespace="t")
     audits: list[AuditEvent] = []

@@ -131,6 +131,15 @@ def review_hint(request_id: str, send_on: bool = False) -> str:
     )
 
 
+def _lifted_nothing(body: dict[str, Any]) -> str:
+    """Why a lift lifted nothing (from 0.45): other restrictions still stand, named by
+    their requests, or the one it named had already ended."""
+    others = [cell(x) for x in body.get("still_restricted_by") or []]
+    if others:
+        return "still restricted by " + ", ".join(others)
+    return "the restriction it named had already ended"
+
+
 def _send_to(body: dict[str, Any]) -> str:
     """Where the subject asked for the copies to go, and what became of it (the
     record's ``transmission``, once the response went out)."""
@@ -250,6 +259,7 @@ def _summary(body: dict[str, Any]) -> Table:
             else []
         ),
         *([("waits for", _waits_for(body))] if body.get("waits_for") else []),
+        *([("lifted nothing", _lifted_nothing(body))] if body.get("lifted_nothing") else []),
         *(
             [
                 (

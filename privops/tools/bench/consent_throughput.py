@@ -112,6 +112,19 @@ def group_rows(
     rate = group.rate
     one = n == 1
     versus_pipeline = rate / pipeline.rate if pipeline.rate else 0.0
+    target = (
+        f">= {TARGET_EVENTS_PER_S:,}/s (stretch {STRETCH_EVENTS_PER_S:,}), >= {TARGET_RATIO}x"
+        if one
+        else ""
+    )
+    passed = (rate >= TARGET_EVENTS_PER_S and versus_pipeline >= TARGET_RATIO) if one else None
+    if not group.measurable:
+        # Said, never shown as a rate of 0: nothing was measured.
+        target = (
+            f"not measured: {group.before_window:,} of {group.backlog:,} events were "
+            f"consumed before the {who} answered ready; give more --events"
+        )
+        passed = False if one else None
     details = {
         "events_on_topics": group.backlog,
         "consumed_by_workers": group.consumed,
@@ -132,10 +145,8 @@ def group_rows(
             rate,
             pipeline.rate,
             "events/s",
-            f">= {TARGET_EVENTS_PER_S:,}/s (stretch {STRETCH_EVENTS_PER_S:,}), >= {TARGET_RATIO}x"
-            if one
-            else "",
-            (rate >= TARGET_EVENTS_PER_S and versus_pipeline >= TARGET_RATIO) if one else None,
+            target,
+            passed,
             details,
             cpu_us=group.cpu_us,
             baseline_cpu_us=pipeline.cpu_us,
@@ -160,7 +171,7 @@ def group_rows(
             Result(
                 SCENARIO,
                 f"  worker {i} of {n}",
-                share.events / group.seconds if group.seconds > 0 else 0.0,
+                _share_rate(share.events, group),
                 None,
                 "events/s",
                 "",
@@ -171,6 +182,12 @@ def group_rows(
             for i, share in enumerate(group.shares, start=1)
         ]
     return rows
+
+
+def _share_rate(events: int, group: GroupRun) -> float:
+    if not group.measurable:
+        return math.nan
+    return events / group.seconds if group.seconds > 0 else 0.0
 
 
 def unstarted_rows(

@@ -19,6 +19,10 @@ from privops.tools.bench.runtime import BenchRuntime, WorkerProc, consumed_by, w
 
 T = TypeVar("T")
 
+# Fewer events than this in the window (or than a tenth of the backlog) give no rate: a
+# worker slow to answer ready (a cold start) may have consumed most of the backlog first.
+MIN_WINDOW_EVENTS = 1_000
+
 
 @dataclass(frozen=True)
 class WorkerShare:
@@ -52,7 +56,14 @@ class GroupRun:
 
     @property
     def rate(self) -> float:
+        """Events per second in the window; NaN when the window held too few to tell."""
+        if not self.measurable:
+            return math.nan
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def measurable(self) -> bool:
+        return self.events >= max(MIN_WINDOW_EVENTS, self.backlog // 10)
 
     @property
     def cpu_seconds(self) -> float:
