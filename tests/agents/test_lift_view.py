@@ -4,20 +4,18 @@ still stand, or say the one the lift named had already ended."""
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import date
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from agents.http import request_json
-from privops.cli.request import status
 from privops.core.fanout import NONE_STANDING
 from privops.core.request import RequestRecord
 from privops.core.vocab import RequestState, RequestType
 from tests.agents.test_workflow_agent import NOW, SUBJECT
+from tests.unit.test_tools_views import rendered
 
 DAY = date(2025, 3, 10)
 
@@ -39,10 +37,7 @@ def lift(still_restricted_by: list[str]) -> RequestRecord:
 
 def shown(body: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
     """What ``privops request status`` prints for ``body``."""
-    out = io.StringIO()
-    monkeypatch.setattr(status, "console", Console(file=out, width=120, color_system=None))
-    status.render_status(body | {"tasks": [], "history": []})
-    return out.getvalue()
+    return rendered(body | {"tasks": [], "history": []}, monkeypatch)
 
 
 def test_the_view_names_what_still_restricts_the_subject(

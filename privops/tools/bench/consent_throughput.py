@@ -112,12 +112,6 @@ def group_rows(
     rate = group.rate
     one = n == 1
     versus_pipeline = rate / pipeline.rate if pipeline.rate else 0.0
-    target = (
-        f">= {TARGET_EVENTS_PER_S:,}/s (stretch {STRETCH_EVENTS_PER_S:,}), >= {TARGET_RATIO}x"
-        if one
-        else ""
-    )
-    passed = (rate >= TARGET_EVENTS_PER_S and versus_pipeline >= TARGET_RATIO) if one else None
     if not group.measurable:
         # Said, never shown as a rate of 0: nothing was measured.
         target = (
@@ -125,6 +119,13 @@ def group_rows(
             f"consumed before the {who} answered ready; give more --events"
         )
         passed = False if one else None
+    elif one:
+        target = (
+            f">= {TARGET_EVENTS_PER_S:,}/s (stretch {STRETCH_EVENTS_PER_S:,}), >= {TARGET_RATIO}x"
+        )
+        passed = rate >= TARGET_EVENTS_PER_S and versus_pipeline >= TARGET_RATIO
+    else:
+        target, passed = "", None
     details = {
         "events_on_topics": group.backlog,
         "consumed_by_workers": group.consumed,
@@ -171,7 +172,7 @@ def group_rows(
             Result(
                 SCENARIO,
                 f"  worker {i} of {n}",
-                _share_rate(share.events, group),
+                group.rate_of(share.events),
                 None,
                 "events/s",
                 "",
@@ -182,12 +183,6 @@ def group_rows(
             for i, share in enumerate(group.shares, start=1)
         ]
     return rows
-
-
-def _share_rate(events: int, group: GroupRun) -> float:
-    if not group.measurable:
-        return math.nan
-    return events / group.seconds if group.seconds > 0 else 0.0
 
 
 def unstarted_rows(

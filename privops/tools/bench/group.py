@@ -56,10 +56,14 @@ class GroupRun:
 
     @property
     def rate(self) -> float:
-        """Events per second in the window; NaN when the window held too few to tell."""
+        return self.rate_of(self.events)
+
+    def rate_of(self, events: int) -> float:
+        """``events`` (the group's, or one worker's share) per second of the window; NaN
+        when the window held too few to tell."""
         if not self.measurable:
             return math.nan
-        return self.events / self.seconds if self.seconds > 0 else 0.0
+        return events / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def measurable(self) -> bool:
