@@ -256,7 +256,14 @@ class Settings(BaseSettings):
         description="Audit keys replaced by rotation, by version (JSON); verify still accepts them",
     )
     topic_partitions: int = Field(default=4, ge=1, le=256)
-    sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    sweep_interval_seconds: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="Pause between two timer sweeps (overdue task answers, deadline alerts, "
+        "follow-ups, record expiries); each sweep hands out at most "
+        "PRIVOPS_SWEEP_MAX_RESENDS re-sends",
+    )
     fetch_max_wait_ms: int = Field(
         default=20,
         ge=0,
@@ -271,10 +278,12 @@ class Settings(BaseSettings):
         description="How much data a fetch waits for (1: answer at once, Kafka's default)",
     )
     sweep_max_resends: int = Field(
-        default=100,
+        default=10,
         ge=1,
         description="Overdue task answers re-sent (or escalated) per sweep at most; the "
-        "longest overdue first, the rest at the next sweep",
+        "longest overdue first, the rest at the next sweep. With the default sweep "
+        "interval, up to 100 a second, ten at a time: a silent system's re-sends never "
+        "reach the worker as one burst ahead of the DPO's commands",
     )
     alert_days_before: tuple[int, ...] = (7, 3, 1)
     # DPA 2018 s. 164A: within 30 days, never more (legal review, session 43).

@@ -31,7 +31,18 @@ from privops.core.workflow import expires_on, pending_followups
 _SYSTEMS = tuple(System)
 _ACTIONS = tuple(TaskAction)
 EXPIRY_LIMIT = 500
-"""Finished requests' expiries handed out per sweep, at most."""
+"""Finished requests' expiries handed out per call of ``Schedule.due`` by default."""
+EXPIRIES_PER_SECOND = 500
+"""Finished requests' expiries the worker's sweeps hand out per second, at most
+(``per_sweep``): on an upgrade, years of them come due at once."""
+
+
+def per_sweep(per_second: int, interval_s: float) -> int:
+    """A budget of ``per_second`` spread over sweeps ``interval_s`` apart: what one sweep
+    may hand out, at least one (a sweep that hands out nothing never catches up)."""
+    if per_second < 1 or interval_s <= 0:
+        raise ValueError(f"per_sweep: {per_second}/s every {interval_s} s is no budget")
+    return max(1, round(per_second * interval_s))
 
 
 @dataclass(frozen=True, slots=True)
