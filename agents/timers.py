@@ -210,8 +210,9 @@ async def sweep() -> None:
     ``PRIVOPS_SWEEP_MAX_RESENDS`` (10) overdue task answers and ``EXPIRIES_PER_SECOND``'s
     share of record expiries a sweep. A sweep a second handing out up to 100 re-sends
     at once put them ahead of the DPO's commands in one burst: with systems that never
-    answer, the command bench's p99 was 238-392 ms against 138-160 ms paced so (session
-    47, docs/benchmarks.md). Deadline alerts and follow-ups are few and go at once."""
+    answer, the command bench's p99 had a median of 290 ms over eight runs, against 200
+    ms paced so (session 47, docs/benchmarks.md). Deadline alerts and follow-ups are few
+    and go at once."""
     schedule, clock = collaborators().schedule, collaborators().clock
     if not schedule.ready:
         if not tables_recovered():
