@@ -259,7 +259,6 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=0.1,
         gt=0,
-        le=60,
         description="Pause between two timer sweeps (overdue task answers, deadline alerts, "
         "follow-ups, record expiries); each sweep hands out at most "
         "PRIVOPS_SWEEP_MAX_RESENDS re-sends",
